@@ -1,0 +1,46 @@
+# mmo: the two commands that matter are `make run` and `make test`.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= conf/standalone.toml
+CERTS ?= certs
+TRIAL_ARGS ?= tests
+
+# Reinstall into the virtualenv whenever the package or its metadata changes.
+SOURCES := setup.py README.md $(shell find mmo twisted -name '*.py' 2>/dev/null)
+STAMP := $(VENV)/.installed
+
+.PHONY: run test certs lint clean venv
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "mmo needs Python 3.11 or newer; set PYTHON=")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+
+$(STAMP): $(BIN)/python $(SOURCES)
+	$(BIN)/python -m pip install --quiet '.[dev]'
+	@touch $@
+
+$(CERTS)/ca.crt: | $(STAMP)
+	$(BIN)/mmo-certs --config $(CONFIG)
+
+certs: $(STAMP)
+	$(BIN)/mmo-certs --config $(CONFIG) $(CERTS_ARGS)
+
+run: $(STAMP) $(CERTS)/ca.crt
+	$(BIN)/twistd -n mmo --config $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/trial $(TRIAL_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check mmo twisted tests bench examples
+	$(BIN)/ruff format --check mmo twisted tests bench examples
+
+clean:
+	rm -rf $(VENV) build *.egg-info _trial_temp* .hypothesis .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +
+	rm -f twisted/plugins/dropin.cache

@@ -1,0 +1,307 @@
+"""
+The Python client SDK: connect to an mmo server over TLS, verify it,
+handshake, make requests and receive pushes.
+
+    from twisted.internet import defer, task
+    from mmo.client import connect
+
+    async def main(reactor):
+        client = await connect(reactor, "localhost", 7000, ca="certs/ca.crt")
+        client.on("chat", lambda push: print(push["text"]))
+        reply = await client.request("ping")
+        print("server time", reply["time"])
+        await client.close()
+
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
+
+C{docs/client.md} documents the API; the tests, the bots and game clients
+written in Python all use it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+
+from twisted.internet import defer, endpoints, ssl
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+import mmo
+from mmo.wire.codec import SUPPORTED_VERSIONS
+from mmo.wire.codes import WireError
+from mmo.wire.protocol import FramedProtocol
+
+__all__ = ["Client", "ConnectionClosed", "ServerError", "client_tls_options", "connect"]
+
+
+class ServerError(Exception):
+    """
+    The server answered a request with an error frame.
+
+    @ivar code: The stable error code (see C{docs/protocol.md}).
+    @ivar message: The server's explanation.
+    @ivar fatal: Whether the server closes the connection after it.
+    """
+
+    def __init__(self, code: str, message: str, fatal: bool = False):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class ConnectionClosed(Exception):
+    """
+    The connection closed before a reply came.
+
+    @ivar code: The server's goodbye code, if it said goodbye, else C{None}.
+    @ivar message: Its goodbye message, or why the connection ended.
+    """
+
+    def __init__(self, code: str | None, message: str):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" if self.code else self.message
+
+
+class _Outcome:
+    """A result many can wait for: each waiter gets its own Deferred."""
+
+    def __init__(self):
+        self._waiters: list[defer.Deferred] = []
+        self.done = False
+        self._result = None
+
+    def when(self) -> defer.Deferred:
+        if self.done:
+            if isinstance(self._result, Failure):
+                return defer.fail(self._result)
+            return defer.succeed(self._result)
+        d = defer.Deferred()
+        self._waiters.append(d)
+        return d
+
+    def fire(self, result) -> None:
+        if self.done:
+            return
+        self.done, self._result = True, result
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            if isinstance(result, Failure):
+                d.errback(result)
+            else:
+                d.callback(result)
+
+
+class Client(FramedProtocol):
+    """
+    One connection to an mmo server (a protocol: subclass it to add
+    behaviour, and pass the subclass to L{connect}).
+
+    @ivar welcome: The server's handshake reply.
+    @ivar last_seq: The sequence number of the last push received.
+    @ivar goodbye: The server's goodbye frame, if it sent one.
+    """
+
+    log = Logger()
+    name = f"mmo-python/{mmo.__version__}"
+
+    def __init__(self, versions=SUPPORTED_VERSIONS, max_frame_size: int = 16 * 1024 * 1024):
+        self.versions = list(versions)
+        # Until the server says its own limit, accept what any server may send.
+        self.MAX_LENGTH = max_frame_size
+        self._ready = _Outcome()
+        self._closed = _Outcome()
+        self.welcome: dict | None = None
+        self.last_seq = 0
+        self.goodbye: dict | None = None
+        self._next_id = 0
+        self._pending: dict[int, defer.Deferred] = {}
+        self._handlers: dict[str, list[Callable[[dict], object]]] = defaultdict(list)
+
+    # -- public API ----------------------------------------------------------
+
+    def request(self, _type: str, /, **fields) -> defer.Deferred:
+        """
+        Send a request of type C{_type} with C{fields}; the result fires with
+        the reply's fields (a dict), or fails with L{ServerError} or
+        L{ConnectionClosed}.  Add a timeout with C{d.addTimeout(s, reactor)}.
+        """
+        if self.closing or self.transport is None:
+            return defer.fail(ConnectionClosed(None, "the connection is closed"))
+        self._next_id += 1
+        request_id = self._next_id
+        d = defer.Deferred(lambda d: self._pending.pop(request_id, None))
+        self._pending[request_id] = d
+        try:
+            self.sendMessage({**fields, "t": _type, "id": request_id})
+        except Exception:
+            del self._pending[request_id]
+            return defer.fail()
+        return d
+
+    def send(self, _type: str, /, **fields) -> None:
+        """Send a message that expects no reply (errors arrive at L{on}("error"))."""
+        self.sendMessage({**fields, "t": _type})
+
+    def on(self, kind: str, handler: Callable[[dict], object]) -> None:
+        """
+        Call C{handler(message)} for every push of type C{kind}.  C{"error"}
+        receives error frames not tied to a request, C{"bye"} the goodbye.
+        """
+        self._handlers[kind].append(handler)
+
+    def whenReady(self) -> defer.Deferred:
+        """Fires with this client once the handshake is done, or fails."""
+        return self._ready.when()
+
+    def whenClosed(self) -> defer.Deferred:
+        """
+        Fires with a L{ConnectionClosed} (the server's goodbye, or why the
+        connection ended) once the connection has ended, however it ended.
+        """
+        return self._closed.when()
+
+    def close(self) -> defer.Deferred:
+        """Say goodbye and close; fires like L{whenClosed}."""
+        if not self.closing and self.transport is not None:
+            self.closing = True
+            try:
+                self.sendMessage({"t": "bye"})
+            finally:
+                self.transport.loseConnection()
+        return self.whenClosed()
+
+    # -- protocol ------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        d = self.request("hello", versions=self.versions, client=self.name)
+        d.addCallbacks(self._welcomed, self._refused)
+
+    def _welcomed(self, welcome: dict) -> None:
+        self.welcome = welcome
+        limit = welcome.get("max_frame_size")
+        if isinstance(limit, int) and limit > 0:
+            self.MAX_LENGTH = limit
+        self._ready.fire(self)
+
+    def _refused(self, failure: Failure) -> None:
+        self._ready.fire(failure)
+
+    def messageReceived(self, message: dict) -> None:
+        kind = message["t"]
+        if kind == "reply":
+            d = self._pending.pop(message.get("id"), None)
+            if d is None:
+                self.log.warn("reply to unknown request {id!r}", id=message.get("id"))
+                return
+            fields = dict(message)
+            del fields["t"], fields["id"]
+            d.callback(fields)
+            return
+        if kind == "error":
+            error = ServerError(
+                str(message.get("code")), str(message.get("message")), bool(message.get("fatal"))
+            )
+            d = self._pending.pop(message.get("id"), None)
+            if d is not None:
+                d.errback(error)
+            else:
+                self._dispatch("error", message)
+            return
+        if kind == "bye":
+            self.goodbye = message
+            self._dispatch("bye", message)
+            return
+        seq = message.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool):
+            self.last_seq = seq
+        self._dispatch(kind, message)
+
+    def _dispatch(self, kind: str, message: dict) -> None:
+        for handler in list(self._handlers.get(kind, ())):
+            try:
+                handler(message)
+            except Exception:
+                self.log.failure("handler for {kind!r} failed", kind=kind)
+
+    def wireError(self, error: WireError, request_id) -> None:
+        """The server sent something unreadable: stop trusting the stream."""
+        self.log.error("closing: server sent {error}", error=str(error))
+        self.closing = True
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.closing = True
+        if self.goodbye is not None:
+            closed = ConnectionClosed(
+                str(self.goodbye.get("code")), str(self.goodbye.get("message"))
+            )
+        else:
+            closed = ConnectionClosed(None, reason.getErrorMessage())
+        pending, self._pending = self._pending, {}
+        for d in pending.values():
+            d.errback(closed)
+        self._ready.fire(Failure(closed))
+        self._closed.fire(closed)
+
+
+def client_tls_options(hostname: str, ca: str | None = None):
+    """
+    TLS options that verify the server is C{hostname}: against the CA
+    certificate in the PEM file C{ca} (a deployment's own), or the
+    platform's trust store when C{ca} is C{None}.
+    """
+    if ca is None:
+        trust = ssl.platformTrust()
+    else:
+        with open(ca, "rb") as f:
+            trust = ssl.Certificate.loadPEM(f.read())
+    return ssl.optionsForClientTLS(hostname, trustRoot=trust)
+
+
+def connect(
+    reactor,
+    host: str,
+    port: int,
+    ca: str | None = None,
+    hostname: str | None = None,
+    timeout: float = 10.0,
+    client: Client | None = None,
+) -> defer.Deferred:
+    """
+    Connect to an mmo server over TLS and handshake.
+
+    @param host: Host name or address to connect to.
+    @param ca: PEM file of the CA to trust (default: the platform's).
+    @param hostname: The name the server's certificate must carry
+        (default: C{host}).
+    @param timeout: Seconds for the TCP connection, the TLS handshake and
+        the protocol handshake together.
+    @param client: The protocol instance to use (a L{Client} subclass).
+    @return: A Deferred firing with the ready L{Client}.
+    """
+    if client is None:
+        client = Client()
+    options = client_tls_options(hostname or host, ca)
+    endpoint = endpoints.wrapClientTLS(
+        options, endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
+    )
+
+    def abort(result, timeout):
+        if client.transport is not None:
+            client.transport.abortConnection()
+        return result
+
+    d = endpoints.connectProtocol(endpoint, client)
+    d.addCallback(lambda _: client.whenReady())
+    d.addTimeout(timeout, reactor, onTimeoutCancel=abort)
+    return d

@@ -1,0 +1,513 @@
+"""
+Configuration: TOML files read into small typed, validated section classes.
+
+A deployment is described by one TOML file.  Every table of the file is read
+by a L{Section} subclass that declares its keys as L{Field}s; reading checks
+every key and value, fills in the defaults and raises one L{ConfigError} that
+names the file, the dotted key and the reason::
+
+    conf/standalone.toml: wire.max_frame_size: must be at least 64, got 3
+
+Game teams add their own sections by subclassing L{Config} and adding fields
+(see C{docs/configuration.md}).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from twisted.internet import endpoints
+
+#: The value of a field that has no default: the key must be present.
+REQUIRED: Any = object()
+
+#: Names of processes: a DNS label, because the name is also the identity in
+#: the process's certificates.
+PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+
+#: Process kinds and the plugins that run them.
+PROCESS_KINDS = ("mmo", "login", "gateway", "lobby", "chat", "zone", "manager")
+
+
+class ConfigError(Exception):
+    """
+    A configuration file is missing, unreadable or wrong.
+
+    @ivar message: Why.
+    @ivar path: The key path inside the file, outermost first (may be empty).
+    @ivar file: The file name, once known.
+    """
+
+    def __init__(self, message: str, path: Iterable[str] = (), file: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.path = tuple(path)
+        self.file = file
+
+    def __str__(self) -> str:
+        parts = []
+        if self.file is not None:
+            parts.append(str(self.file))
+        if self.path:
+            parts.append(".".join(self.path))
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+def _type_name(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+class Context:
+    """
+    What fields need to know about the file being read.
+
+    @ivar base: The directory of the config file: relative paths in the file
+        are relative to it, not to the working directory.
+    """
+
+    def __init__(self, base: str):
+        self.base = base
+
+
+class Field:
+    """
+    One key of a section: its type, default and checks.
+
+    Subclasses implement L{convert}, which turns the raw TOML value into the
+    typed value or raises L{ConfigError} with the reason.
+    """
+
+    def __init__(self, default: Any = REQUIRED, doc: str = ""):
+        self.default = default
+        self.doc = doc
+
+    def read(self, data: dict, name: str, path: tuple[str, ...], ctx: Context) -> Any:
+        if name not in data:
+            if self.default is REQUIRED:
+                raise ConfigError("is required", path)
+            return self.missing(path, ctx)
+        return self.convert(data[name], path, ctx)
+
+    def missing(self, path: tuple[str, ...], ctx: Context) -> Any:
+        """The value when the key is absent."""
+        return self.default
+
+    def convert(self, value: Any, path: tuple[str, ...], ctx: Context) -> Any:
+        raise NotImplementedError()
+
+
+class Str(Field):
+    """A string, optionally one of C{choices} or matching C{pattern}."""
+
+    def __init__(self, default=REQUIRED, choices=None, pattern=None, doc=""):
+        super().__init__(default, doc)
+        self.choices = choices
+        self.pattern = re.compile(pattern) if pattern else None
+
+    def convert(self, value, path, ctx):
+        if not isinstance(value, str):
+            raise ConfigError(f"must be a string, got {_type_name(value)}", path)
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"must be one of {', '.join(map(repr, self.choices))}, got {value!r}", path
+            )
+        if self.pattern is not None and not self.pattern.match(value):
+            raise ConfigError(f"{value!r} does not match {self.pattern.pattern}", path)
+        return value
+
+
+class Number(Field):
+    """An integer (or, with C{kind=float}, a number) within bounds."""
+
+    def __init__(self, default=REQUIRED, minimum=None, maximum=None, kind=int, doc=""):
+        super().__init__(default, doc)
+        self.minimum = minimum
+        self.maximum = maximum
+        self.kind = kind
+
+    def convert(self, value, path, ctx):
+        accepted = (int,) if self.kind is int else (int, float)
+        if isinstance(value, bool) or not isinstance(value, accepted):
+            wanted = "an integer" if self.kind is int else "a number"
+            raise ConfigError(f"must be {wanted}, got {_type_name(value)}", path)
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"must be at least {self.minimum}, got {value}", path)
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(f"must be at most {self.maximum}, got {value}", path)
+        return self.kind(value)
+
+
+class Bool(Field):
+    """C{true} or C{false}."""
+
+    def convert(self, value, path, ctx):
+        if not isinstance(value, bool):
+            raise ConfigError(f"must be true or false, got {_type_name(value)}", path)
+        return value
+
+
+class StrList(Field):
+    """An array of strings, each checked by C{item} when given."""
+
+    def __init__(self, default=REQUIRED, item: Callable[[str], str | None] | None = None, doc=""):
+        super().__init__(default, doc)
+        self.item = item
+
+    def convert(self, value, path, ctx):
+        if not isinstance(value, list):
+            raise ConfigError(f"must be an array of strings, got {_type_name(value)}", path)
+        for index, entry in enumerate(value):
+            if not isinstance(entry, str):
+                raise ConfigError(
+                    f"must be an array of strings; item {index} is {_type_name(entry)}", path
+                )
+            if self.item is not None:
+                problem = self.item(entry)
+                if problem:
+                    raise ConfigError(f"item {index} ({entry!r}): {problem}", path)
+        return list(value)
+
+    def missing(self, path, ctx):
+        return list(self.default)
+
+
+class FilePath(Str):
+    """
+    A file or directory name; relative names are relative to the directory of
+    the config file.  An empty string means "not set" and reads as C{None}.
+    """
+
+    def convert(self, value, path, ctx):
+        value = super().convert(value, path, ctx)
+        if not value:
+            return None
+        return os.path.normpath(os.path.join(ctx.base, os.path.expanduser(value)))
+
+    def missing(self, path, ctx):
+        if not self.default:
+            return None
+        return os.path.normpath(os.path.join(ctx.base, self.default))
+
+
+class ServerEndpoint(Str):
+    """
+    A Twisted server endpoint description (C{tcp:7000:interface=127.0.0.1}),
+    checked by parsing it.  TLS is added by mmo from the C{[tls]} section, so
+    endpoint types that do their own TLS are refused.  An empty string means
+    "no listener" and reads as C{None}.
+    """
+
+    TLS_TYPES = ("ssl", "tls", "le", "lets")
+
+    def convert(self, value, path, ctx):
+        value = super().convert(value, path, ctx)
+        if not value:
+            return None
+        kind = value.split(":", 1)[0].lower()
+        if kind in self.TLS_TYPES:
+            raise ConfigError(
+                f"{value!r}: TLS is added by mmo from the [tls] section; "
+                f"use a plain endpoint such as 'tcp:7000'",
+                path,
+            )
+        try:
+            # The reactor is only stored by the parsers, never used.
+            endpoints.serverFromString(object(), value)
+        except Exception as e:
+            raise ConfigError(f"{value!r} is not a valid endpoint: {_reason(e)}", path)
+        return value
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e)
+    if isinstance(e, KeyError):
+        text = f"unknown endpoint type {e.args[0]!r}" if e.args else "unknown endpoint type"
+    return text or type(e).__name__
+
+
+def check_host(value: str) -> str | None:
+    """A host name or IP address usable in a certificate, or why not."""
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    if len(value) > 253 or not re.match(
+        r"^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)"
+        r"(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$",
+        value,
+    ):
+        return "not a host name or IP address"
+    return None
+
+
+class Table(Field):
+    """A nested table read by a L{Section} subclass; absent means all defaults."""
+
+    def __init__(self, section: type[Section], doc=""):
+        super().__init__(None, doc)
+        self.section = section
+
+    def convert(self, value, path, ctx):
+        return self.section(value, path, ctx)
+
+    def missing(self, path, ctx):
+        return self.section({}, path, ctx)
+
+
+class Tables(Field):
+    """A table of named tables (C{[processes.NAME]}), each read by C{section}."""
+
+    def __init__(self, section: type[Section], name_pattern=None, name_rule="", doc=""):
+        super().__init__({}, doc)
+        self.section = section
+        self.name_pattern = re.compile(name_pattern) if name_pattern else None
+        self.name_rule = name_rule
+
+    def convert(self, value, path, ctx):
+        if not isinstance(value, dict):
+            raise ConfigError(f"must be a table, got {_type_name(value)}", path)
+        result = {}
+        for name, table in value.items():
+            if self.name_pattern is not None and not self.name_pattern.match(name):
+                raise ConfigError(f"bad name: {self.name_rule}", path + (name,))
+            result[name] = self.section(table, path + (name,), ctx, name=name)
+        return result
+
+    def missing(self, path, ctx):
+        return {}
+
+
+class Section:
+    """
+    A table of a config file, read into attributes named after its keys.
+
+    Subclasses declare C{fields}, a dict of key name to L{Field}, and may
+    override L{check} for rules that involve several keys.  Unknown keys are
+    errors: a misspelt option must not be silently ignored.
+    """
+
+    fields: ClassVar[dict[str, Field]] = {}
+
+    def __init__(
+        self,
+        data: Any,
+        path: tuple[str, ...] = (),
+        ctx: Context | None = None,
+        name: str | None = None,
+    ):
+        if ctx is None:
+            ctx = Context(os.getcwd())
+        if not isinstance(data, dict):
+            raise ConfigError(f"must be a table, got {_type_name(data)}", path)
+        self.name = name
+        self._path = path
+        for key in data:
+            if key not in self.fields:
+                known = ", ".join(sorted(self.fields)) or "none"
+                raise ConfigError(f"unknown key (known keys: {known})", path + (key,))
+        for key, field in self.fields.items():
+            setattr(self, key, field.read(data, key, path + (key,), ctx))
+        self.check()
+
+    def check(self) -> None:
+        """Check rules that involve several keys; raise L{ConfigError}."""
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """A L{ConfigError} for C{key} of this section."""
+        return ConfigError(message, self._path + (key,))
+
+
+class DeploymentSection(Section):
+    fields = {
+        "name": Str(
+            "mmo",
+            pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+            doc="Name of the deployment; names its certificate authority.",
+        ),
+        "tls_dir": FilePath(
+            "certs", doc="Where mmo-certs writes, and processes read, certificates."
+        ),
+    }
+
+
+class LoggingSection(Section):
+    fields = {
+        "format": Str(
+            "text",
+            choices=("text", "json"),
+            doc="'text': one readable line per event; 'json': one JSON object per line.",
+        ),
+        "level": Str(
+            "info",
+            choices=("debug", "info", "warn", "error", "critical"),
+            doc="Lowest level written.",
+        ),
+    }
+
+
+class WireSection(Section):
+    fields = {
+        "max_frame_size": Number(
+            65536,
+            minimum=64,
+            maximum=16 * 1024 * 1024,
+            doc="Largest frame body, in bytes, either way.",
+        ),
+        "handshake_timeout": Number(
+            10.0,
+            minimum=0.1,
+            maximum=3600,
+            kind=float,
+            doc="Seconds a new connection has to finish the handshake.",
+        ),
+        "idle_timeout": Number(
+            120.0,
+            minimum=1,
+            maximum=86400,
+            kind=float,
+            doc="Seconds without any frame from the client before it is closed.",
+        ),
+    }
+
+
+class TLSSection(Section):
+    fields = {
+        "certificate": FilePath(
+            "",
+            doc="PEM chain for the client-facing listener (leaf first); "
+            "default: the process certificate from mmo-certs.",
+        ),
+        "private_key": FilePath("", doc="PEM private key of 'certificate'."),
+    }
+
+    def check(self):
+        if bool(self.certificate) != bool(self.private_key):
+            missing = "private_key" if self.certificate else "certificate"
+            raise self.error(missing, "certificate and private_key must be set together")
+
+
+class ProcessSection(Section):
+    """
+    One process of the deployment: what it runs, where it listens and the
+    names and addresses it is reached by (which go into its certificate).
+    """
+
+    fields = {
+        "kind": Str(REQUIRED, choices=PROCESS_KINDS, doc="What the process runs."),
+        "hosts": StrList(
+            ["localhost", "127.0.0.1", "::1"],
+            item=check_host,
+            doc="Host names and addresses the process is reached by.",
+        ),
+        "client": ServerEndpoint("", doc="Client-facing TLS listener (endpoint string)."),
+        "rpc": ServerEndpoint("", doc="Internal AMP listener, mutual TLS (endpoint string)."),
+        "factory": Str(
+            "",
+            pattern=r"^$|^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
+            doc="Fully qualified name of the client factory class to use.",
+        ),
+    }
+
+    def check(self):
+        if self.kind in ("mmo", "gateway") and not self.client:
+            raise self.error("client", f"a {self.kind!r} process needs a client listener")
+
+    @property
+    def identity(self) -> str:
+        """The name other processes verify this process's certificate against."""
+        return self.name
+
+
+class Config(Section):
+    """
+    The whole file.  Read one with L{load}.
+
+    @ivar file: The file it was read from.
+    """
+
+    fields = {
+        "deployment": Table(DeploymentSection),
+        "logging": Table(LoggingSection),
+        "wire": Table(WireSection),
+        "tls": Table(TLSSection),
+        "processes": Tables(
+            ProcessSection,
+            name_pattern=PROCESS_NAME.pattern,
+            name_rule="a lower-case DNS label: a-z, 0-9 and '-'",
+        ),
+    }
+
+    file: str | None = None
+
+    def check(self):
+        if not self.processes:
+            raise ConfigError("at least one process must be defined", ("processes",))
+
+    def process(self, name: str | None = None, kind: str | None = None) -> ProcessSection:
+        """
+        The process to run: the one called C{name}, or else the only one of
+        C{kind}.
+
+        @raise ConfigError: No such process, or several of C{kind}.
+        """
+        if name is not None:
+            if name not in self.processes:
+                known = ", ".join(sorted(self.processes))
+                raise ConfigError(
+                    f"no such process (defined: {known})", ("processes", name), self.file
+                )
+            found = self.processes[name]
+            if kind is not None and found.kind != kind:
+                raise ConfigError(
+                    f"is a {found.kind!r} process, not {kind!r}",
+                    ("processes", name, "kind"),
+                    self.file,
+                )
+            return found
+        matches = [p for p in self.processes.values() if kind is None or p.kind == kind]
+        if len(matches) != 1:
+            what = f"{kind!r} processes" if kind else "processes"
+            reason = "none" if not matches else ", ".join(sorted(p.name for p in matches))
+            raise ConfigError(
+                f"name the process to run with --process; {what}: {reason}",
+                ("processes",),
+                self.file,
+            )
+        return matches[0]
+
+
+def load(path: str, config_class: type[Config] = Config) -> Config:
+    """
+    Read and check the config file at C{path}.
+
+    @raise ConfigError: The file cannot be read, is not TOML, or is wrong;
+        the error names the file and the key.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror or e}", file=path)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}", file=path)
+    try:
+        config = config_class(data, (), Context(os.path.dirname(os.path.abspath(path))))
+    except ConfigError as e:
+        e.file = path
+        raise
+    config.file = path
+    return config

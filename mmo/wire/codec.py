@@ -1,0 +1,58 @@
+"""
+Frame bodies: msgpack maps with a string "t" (the message type).
+
+A frame on a stream is a 4-byte big-endian unsigned length followed by that
+many bytes of body (L{frame}); over WebSocket one binary message is one body.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import msgpack
+
+from mmo.wire.codes import BAD_FRAME, WireError
+
+#: The protocol version this server speaks best.
+PROTOCOL_VERSION = 1
+#: Every version this implementation speaks.
+SUPPORTED_VERSIONS = (1,)
+
+HEADER = struct.Struct("!I")
+
+
+def _no_extensions(code: int, data: bytes) -> Any:
+    raise ValueError(f"msgpack extension type {code} is not allowed")
+
+
+def encode(message: dict) -> bytes:
+    """The msgpack body of C{message}."""
+    return msgpack.packb(message, use_bin_type=True)
+
+
+def frame(message: dict) -> bytes:
+    """C{message} as a complete length-prefixed frame."""
+    body = encode(message)
+    return HEADER.pack(len(body)) + body
+
+
+def decode(body: bytes) -> dict:
+    """
+    Parse one frame body.
+
+    @return: The message, a dict whose "t" is a non-empty string.
+    @raise WireError: With code C{bad_frame} (fatal) for anything else.
+    """
+    try:
+        message = msgpack.unpackb(
+            body, raw=False, strict_map_key=True, ext_hook=_no_extensions, timestamp=0
+        )
+    except Exception as e:
+        raise WireError(BAD_FRAME, f"body is not valid msgpack: {e}", fatal=True)
+    if not isinstance(message, dict):
+        raise WireError(BAD_FRAME, "body must be a map", fatal=True)
+    kind = message.get("t")
+    if not isinstance(kind, str) or not kind:
+        raise WireError(BAD_FRAME, "body must have a non-empty string 't'", fatal=True)
+    return message

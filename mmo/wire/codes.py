@@ -1,0 +1,64 @@
+"""
+Stable error codes of the client protocol.
+
+A code never changes meaning once published; new codes may be added.  The
+table in C{docs/protocol.md} lists the same codes: keep them together.
+"""
+
+from __future__ import annotations
+
+#: The body is not a msgpack map with a string "t", or a frame is empty.
+BAD_FRAME = "bad_frame"
+#: The length prefix announces more than the negotiated maximum.
+FRAME_TOO_LARGE = "frame_too_large"
+#: A frame other than "hello" arrived before the handshake.
+HANDSHAKE_REQUIRED = "handshake_required"
+#: The handshake did not complete in time.
+HANDSHAKE_TIMEOUT = "handshake_timeout"
+#: No protocol version offered by the client is spoken by the server.
+UNSUPPORTED_VERSION = "unsupported_version"
+#: Nothing arrived from the client for the idle timeout.
+IDLE_TIMEOUT = "idle_timeout"
+#: The message type is not known to the server.
+UNKNOWN_TYPE = "unknown_type"
+#: A field is missing, of the wrong type or out of range.
+BAD_REQUEST = "bad_request"
+#: The server failed while handling the request; the connection stays usable.
+INTERNAL = "internal"
+#: Goodbye code: the server is shutting down.
+SHUTDOWN = "shutdown"
+#: Goodbye code: the client said goodbye.
+CLIENT_CLOSED = "client_closed"
+
+#: Every code, with what it means (rendered into the protocol documentation).
+DESCRIPTIONS = {
+    BAD_FRAME: "malformed frame body (not msgpack, not a map, no string 't'); fatal",
+    FRAME_TOO_LARGE: "frame length above the negotiated maximum; fatal",
+    HANDSHAKE_REQUIRED: "a frame other than 'hello' before the handshake; fatal",
+    HANDSHAKE_TIMEOUT: "no handshake within the handshake timeout; fatal",
+    UNSUPPORTED_VERSION: "no common protocol version; fatal",
+    IDLE_TIMEOUT: "nothing received within the idle timeout; fatal",
+    UNKNOWN_TYPE: "the message type is not known; the connection stays open",
+    BAD_REQUEST: "a field is missing, of the wrong type or out of range; stays open",
+    INTERNAL: "the server failed handling the request; stays open",
+}
+
+
+class WireError(Exception):
+    """
+    A protocol error to report to the peer as an error frame.
+
+    @ivar code: One of the stable codes above.
+    @ivar message: Human-readable detail.
+    @ivar fatal: Whether the connection is closed after the error frame,
+        because the stream can no longer be trusted.
+    """
+
+    def __init__(self, code: str, message: str, fatal: bool = False):
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+        self.fatal = fatal
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"

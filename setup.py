@@ -1,0 +1,54 @@
+"""Packaging for mmo, an MMO game server framework on Twisted."""
+
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "mmo" / "__init__.py").read_text(), re.M
+).group(1)
+
+setup(
+    name="mmo",
+    version=VERSION,
+    description="An MMO game server framework on Twisted",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=[
+        "mmo",
+        "mmo.client",
+        "mmo.gateway",
+        "mmo.rpc",
+        "mmo.wire",
+        # The plugin files go into the installed twisted/plugins/ directory;
+        # that directory must never get an __init__.py of ours.
+        "twisted.plugins",
+    ],
+    package_data={"twisted.plugins": ["mmo_*.py"]},
+    install_requires=[
+        "twisted[tls]>=24.7.0",
+        "pyopenssl>=24.0.0",
+        "cryptography>=42.0.0",
+        "service-identity>=24.1.0",
+        "txredisapi>=1.4.10",
+        "msgpack>=1.0.8",
+    ],
+    extras_require={
+        "test": ["hypothesis>=6.100.0"],
+        "dev": ["hypothesis>=6.100.0", "ruff>=0.5.0"],
+    },
+    entry_points={
+        "console_scripts": [
+            "mmo-certs = mmo.certs:main",
+        ],
+    },
+    classifiers=[
+        "Framework :: Twisted",
+        "Programming Language :: Python :: 3",
+        "Topic :: Games/Entertainment",
+    ],
+)

@@ -1,0 +1,51 @@
+"""
+Helpers shared by the tests: throw-away deployments with real certificates.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+from mmo import certs, config
+
+#: A small deployment: a standalone process and two internal peers.
+DEFAULT_PROCESSES = """
+[processes.mmo]
+kind = "mmo"
+client = "tcp:0:interface=127.0.0.1"
+rpc = "tcp:0:interface=127.0.0.1"
+
+[processes.zone-1]
+kind = "zone"
+rpc = "tcp:0:interface=127.0.0.1"
+
+[processes.zone-2]
+kind = "zone"
+rpc = "tcp:0:interface=127.0.0.1"
+"""
+
+
+def write_config(testcase, text: str, name: str = "mmo.toml") -> str:
+    """Write C{text} (dedented) as a config file in a new temporary directory."""
+    directory = testcase.mktemp()
+    os.makedirs(directory)
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(textwrap.dedent(text))
+    return path
+
+
+def deployment(
+    testcase, processes: str = DEFAULT_PROCESSES, name: str = "test", extra: str = ""
+) -> config.Config:
+    """
+    A config file with C{processes} in a temporary directory, and the
+    certificates C{mmo-certs} would make for it; returns the loaded config.
+    """
+    text = (
+        f'[deployment]\nname = "{name}"\ntls_dir = "certs"\n{extra}\n{textwrap.dedent(processes)}'
+    )
+    conf = config.load(write_config(testcase, text))
+    certs.generate(conf)
+    return conf
