@@ -34,7 +34,7 @@ run: $(STAMP) $(CERTS)/ca.crt
 	$(BIN)/twistd -n mmo --config $(CONFIG)
 
 test: $(STAMP)
-	$(BIN)/trial $(TRIAL_ARGS)
+	PYTHONPATH=$(CURDIR) $(BIN)/trial $(TRIAL_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check mmo twisted tests bench examples

@@ -9,8 +9,10 @@ wraps the services it makes in L{ProcessService}.
 from __future__ import annotations
 
 from twisted.application import service
+from twisted.logger import Logger
 from twisted.python import usage
 
+import mmo
 from mmo import config as configmodule
 from mmo import logs
 from mmo.config import ConfigError
@@ -68,11 +70,28 @@ class ProcessService(service.MultiService):
     process with the file, key and reason instead of a traceback.
     """
 
-    def __init__(self, config, process):
+    log = Logger()
+
+    def __init__(self, config, process, reactor=None):
         super().__init__()
+        if reactor is None:
+            from twisted.internet import reactor
+        self.reactor = reactor
         self.config = config
         self.process = process
         self.setName(process.name)
+
+    def startService(self):
+        super().startService()
+        # Logged once the reactor runs, i.e. once signals are handled too:
+        # supervisors and tests wait for this line.
+        self.reactor.callWhenRunning(
+            self.log.info,
+            "{process}: ready ({kind}, mmo {version})",
+            process=self.process.name,
+            kind=self.process.kind,
+            version=mmo.__version__,
+        )
 
     def privilegedStartService(self):
         try:

@@ -230,6 +230,9 @@ class ServerEndpoint(Str):
             raise ConfigError(f"{value!r} is not a valid endpoint: {_reason(e)}", path)
         return value
 
+    def missing(self, path, ctx):
+        return self.convert(self.default, path, ctx) if self.default else None
+
 
 def _reason(e: BaseException) -> str:
     text = str(e)

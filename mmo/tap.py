@@ -21,7 +21,7 @@ def makeService(options: Options, reactor=None) -> ProcessService:
     config, process = options.config, options.process
 
     def make():
-        top = ProcessService(config, process)
+        top = ProcessService(config, process, reactor)
         GatewayService(config, process, reactor=reactor).setServiceParent(top)
         return top
 

@@ -87,7 +87,11 @@ def _load_key(path: str, config: Config, key: tuple[str, ...]) -> crypto.PKey:
 
 def _options(config: Config, key: tuple[str, ...], **kwargs) -> ssl.CertificateOptions:
     try:
-        return ssl.CertificateOptions(raiseMinimumTo=MINIMUM_TLS, **kwargs)
+        options = ssl.CertificateOptions(raiseMinimumTo=MINIMUM_TLS, **kwargs)
+        # Build the context now: a key that does not match its certificate
+        # must fail the start, not the first connection.
+        options.getContext()
+        return options
     except SSL.Error as e:
         raise ConfigError(f"unusable certificate or key: {e}", key, config.file)
 

@@ -1,0 +1,262 @@
+"""
+Integration tests against the real thing: C{twistd -n mmo} in a subprocess,
+reached over real TLS on loopback.
+"""
+
+import json
+import os
+import re
+import signal
+import sys
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
+from twisted.trial import unittest
+
+from mmo import tls
+from mmo.client import ServerError, client_tls_options, connect
+from mmo.wire import codec
+from tests.support import deployment, write_config
+
+STANDALONE = """
+[processes.mmo]
+kind = "mmo"
+client = "tcp:0:interface=127.0.0.1"
+hosts = ["localhost", "127.0.0.1"]
+"""
+
+#: How long a twistd process may take to start or stop before the test fails.
+PROCESS_TIMEOUT = 30.0
+
+
+def twistd_command(*args):
+    """The twistd of this interpreter's environment, with C{args}."""
+    code = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+    return [sys.executable, "-c", code, *args]
+
+
+def subprocess_env():
+    """The environment for a child: the installed package, not a source path."""
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)
+    return env
+
+
+class TwistdProcess(protocol.ProcessProtocol):
+    """A twistd child: its output, when it listens, and when it ends."""
+
+    def __init__(self):
+        self.out = b""
+        self.err = b""
+        self.ended = defer.Deferred()
+        self._waiting = []
+
+    def outReceived(self, data):
+        self.out += data
+        self._check()
+
+    def errReceived(self, data):
+        self.err += data
+
+    def processEnded(self, reason):
+        self.status = reason.value.exitCode
+        self.signal = reason.value.signal
+        for pattern, d in self._waiting:
+            d.errback(AssertionError(f"twistd ended before {pattern!r}: {self.output()}"))
+        self._waiting = []
+        self.ended.callback(self.status)
+
+    def output(self):
+        return (self.out + self.err).decode("utf-8", "replace")
+
+    def waitFor(self, pattern):
+        """Fire with the first match of C{pattern} in standard output."""
+        d = defer.Deferred()
+        self._waiting.append((re.compile(pattern), d))
+        self._check()
+        return d.addTimeout(PROCESS_TIMEOUT, reactor)
+
+    def _check(self):
+        text = self.out.decode("utf-8", "replace")
+        for entry in list(self._waiting):
+            match = entry[0].search(text)
+            if match:
+                self._waiting.remove(entry)
+                entry[1].callback(match)
+
+
+def spawn(testcase, config_path):
+    """Start C{twistd -n mmo --config config_path}; stop it at cleanup."""
+    child = TwistdProcess()
+    pidfile = os.path.abspath(testcase.mktemp())
+    transport = reactor.spawnProcess(
+        child,
+        sys.executable,
+        twistd_command("-n", "--pidfile", pidfile, "mmo", "--config", config_path),
+        env=subprocess_env(),
+    )
+
+    def stop():
+        if not child.ended.called:
+            transport.signalProcess("KILL")
+            return child.ended
+
+    testcase.addCleanup(stop)
+    return child, transport
+
+
+class RawTLSClient(protocol.Protocol):
+    """Writes raw bytes over TLS and collects what comes back."""
+
+    def __init__(self, payload):
+        self.payload = payload
+        self.received = b""
+        self.lost = defer.Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.payload)
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.lost.callback(self.received)
+
+
+def frames(data):
+    """Decode a byte string of whole frames."""
+    result = []
+    while data:
+        (length,) = codec.HEADER.unpack(data[:4])
+        result.append(codec.decode(data[4 : 4 + length]))
+        data = data[4 + length :]
+    return result
+
+
+class StandaloneTests(unittest.TestCase):
+    def assertStoppedBy(self, child, signum):
+        """
+        A clean stop: twistd shuts down, then ends itself with the signal it
+        got (Twisted's convention, so supervisors see why it stopped).
+        """
+        self.assertIn("Server Shut Down.", child.output())
+        self.assertIn(child.signal, (signum, None), child.output())
+        if child.signal is None:
+            self.assertEqual(child.status, 0, child.output())
+
+    @defer.inlineCallbacks
+    def test_serve_ping_garbage_and_shutdown(self):
+        """
+        The real server verifies over TLS, answers ping, closes a connection
+        that sends garbage with an error frame while another connection goes
+        on unaffected, and on SIGTERM says goodbye and exits cleanly.
+        """
+        config = deployment(self, STANDALONE)
+        child, transport = spawn(self, config.file)
+        match = yield child.waitFor(r"clients on TLS 127\.0\.0\.1:(\d+)")
+        port = int(match.group(1))
+        yield child.waitFor(r"mmo: ready")
+        ca = tls.ca_path(config.deployment.tls_dir)
+
+        client = yield connect(reactor, "127.0.0.1", port, ca=ca, hostname="localhost")
+        goodbyes = []
+        client.on("bye", goodbyes.append)
+        reply = yield client.request("ping")
+        self.assertIsInstance(reply["time"], float)
+
+        # Another connection: a handshake, then garbage announcing a huge frame.
+        garbage = codec.frame({"t": "hello", "id": 1, "versions": [1]}) + b"\xff" * 64
+        raw = RawTLSClient(garbage)
+        endpoint = wrapClientTLS(
+            client_tls_options("localhost", ca), HostnameEndpoint(reactor, "127.0.0.1", port)
+        )
+        yield connectProtocol(endpoint, raw)
+        received = yield raw.lost.addTimeout(PROCESS_TIMEOUT, reactor)
+        answers = frames(received)
+        self.assertEqual(answers[0]["t"], "reply")
+        self.assertEqual(answers[-1]["t"], "error")
+        self.assertEqual(answers[-1]["code"], "frame_too_large")
+        self.assertTrue(answers[-1]["fatal"])
+
+        # The first connection did not notice.
+        reply = yield client.request("ping")
+        self.assertIsInstance(reply["time"], float)
+        with self.assertRaises(ServerError) as caught:
+            yield client.request("no-such-thing")
+        self.assertEqual(caught.exception.code, "unknown_type")
+
+        transport.signalProcess("TERM")
+        closed = yield client.whenClosed()
+        self.assertEqual(closed.code, "shutdown")
+        self.assertEqual([bye["code"] for bye in goodbyes], ["shutdown"])
+        yield child.ended.addTimeout(PROCESS_TIMEOUT, reactor)
+        self.assertStoppedBy(child, signal.SIGTERM)
+        self.assertNotIn("Traceback", child.output())
+        self.assertIn("frame_too_large", child.output())
+        self.assertIn("goodbye 127.0.0.1", child.output())
+
+    @defer.inlineCallbacks
+    def test_json_logging(self):
+        """With [logging] format = "json", every line is a JSON object naming the process."""
+        config = deployment(self, STANDALONE, extra='[logging]\nformat = "json"\n')
+        child, transport = spawn(self, config.file)
+        yield child.waitFor(r"mmo: ready")
+        transport.signalProcess("INT")
+        yield child.ended.addTimeout(PROCESS_TIMEOUT, reactor)
+        self.assertStoppedBy(child, signal.SIGINT)
+        lines = child.out.decode().splitlines()
+        self.assertTrue(lines)
+        records = [json.loads(line) for line in lines]
+        self.assertEqual({r["service"] for r in records}, {"mmo"})
+        self.assertTrue(any("clients on TLS" in r["text"] for r in records))
+        self.assertTrue(all(r["level"] in ("debug", "info", "warn", "error") for r in records))
+
+
+class StartFailureTests(unittest.TestCase):
+    """A misconfigured deployment fails at start: file, key, reason, no traceback."""
+
+    @defer.inlineCallbacks
+    def assertStartFails(self, config_path, *fragments):
+        child, _ = spawn(self, config_path)
+        status = yield child.ended.addTimeout(PROCESS_TIMEOUT, reactor)
+        self.assertNotEqual(status, 0)
+        error = child.err.decode()
+        self.assertNotIn("Traceback", child.output())
+        for fragment in fragments:
+            self.assertIn(fragment, error)
+
+    def test_unknown_key(self):
+        path = write_config(self, STANDALONE + "\n[wire]\nmax_frame = 10\n")
+        return self.assertStartFails(path, f"{path}: wire.max_frame: unknown key")
+
+    def test_bad_endpoint(self):
+        path = write_config(self, STANDALONE.replace("tcp:0:", "tcp:zero:"))
+        return self.assertStartFails(path, f"{path}: processes.mmo.client:", "not a valid")
+
+    def test_missing_file(self):
+        path = os.path.abspath(os.path.join(self.mktemp(), "nothing.toml"))
+        return self.assertStartFails(path, f"{path}: cannot read")
+
+    def test_missing_certificates(self):
+        path = write_config(self, STANDALONE)
+        return self.assertStartFails(path, f"{path}: deployment.tls_dir:", "mmo-certs")
+
+    def test_no_config_option(self):
+        child, _ = spawn_plain(self, "mmo")
+        return child.ended.addCallback(self.assertNotEqual, 0)
+
+
+def spawn_plain(testcase, *args):
+    child = TwistdProcess()
+    pidfile = os.path.abspath(testcase.mktemp())
+    reactor.spawnProcess(
+        child,
+        sys.executable,
+        twistd_command("-n", "--pidfile", pidfile, *args),
+        env=subprocess_env(),
+    )
+    return child, None
