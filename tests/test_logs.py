@@ -23,7 +23,7 @@ def emit(format, level="info", **options):
     log.debug("quiet {x}", x=1)
     log.info("entity {entity} moved\nto {where}", entity=42, where="north", **options)
     try:
-        1 / 0
+        raise ZeroDivisionError("division by zero")
     except ZeroDivisionError:
         log.failure("tick failed")
     return out.getvalue()
