@@ -1,0 +1,51 @@
+"""
+A custom message added by subclassing: players send an emote and everyone
+connected sees it.
+
+Run it with the standalone server:
+
+    PYTHONPATH=examples twistd -n mmo --config examples/emote.toml
+
+(after `make certs CONFIG=examples/emote.toml` once).  The protocol parses and
+checks the message; the domain object (L{Emotes}) decides what happens and
+knows no bytes; the factory ties them together and is named in the config.
+"""
+
+from mmo.gateway.factory import ClientFactory
+from mmo.gateway.protocol import ClientProtocol
+from mmo.wire import codes
+from mmo.wire.codes import WireError
+
+#: The emotes a player may use.
+EMOTES = frozenset({"wave", "bow", "dance", "cheer"})
+
+
+class Emotes:
+    """The game rule: who may emote what, and who sees it."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def emote(self, sender, name, audience):
+        if name not in EMOTES:
+            raise WireError(codes.BAD_REQUEST, f"unknown emote {name!r}")
+        self.counts[name] = self.counts.get(name, 0) + 1
+        for connection in audience:
+            if connection is not sender:
+                connection.push("emote", name=name, by=sender.peer)
+        return self.counts[name]
+
+
+class EmoteProtocol(ClientProtocol):
+    def message_emote(self, message):
+        name = self.field(message, "name", str)
+        count = self.factory.emotes.emote(self, name, self.factory.connections)
+        return {"count": count}
+
+
+class EmoteFactory(ClientFactory):
+    protocol = EmoteProtocol
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.emotes = Emotes()
