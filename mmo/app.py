@@ -9,6 +9,7 @@ wraps the services it makes in L{ProcessService}.
 from __future__ import annotations
 
 from twisted.application import service
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -98,6 +99,12 @@ class ProcessService(service.MultiService):
             super().privilegedStartService()
         except ConfigError as e:
             fail(e)
+        except CannotListenError as e:
+            fail(
+                ConfigError(
+                    f"cannot listen: {e}", ("processes", self.process.name), self.config.file
+                )
+            )
 
 
 def build(make):

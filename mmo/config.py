@@ -459,6 +459,16 @@ class Config(Section):
     def check(self):
         if not self.processes:
             raise ConfigError("at least one process must be defined", ("processes",))
+        # A process's name is its identity on internal links: another
+        # process's certificate must not carry it as a host name.
+        for process in self.processes.values():
+            for host in process.hosts:
+                if host.lower() in self.processes and host.lower() != process.name:
+                    raise ConfigError(
+                        f"{host!r} is the name of another process; a certificate for it "
+                        "would let this process pass for that one",
+                        ("processes", process.name, "hosts"),
+                    )
 
     def process(self, name: str | None = None, kind: str | None = None) -> ProcessSection:
         """

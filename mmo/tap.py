@@ -5,6 +5,7 @@ process, for development and small games.
 
 from __future__ import annotations
 
+from mmo import rpc
 from mmo.app import ConfigOptions, ProcessService, build
 from mmo.gateway.service import GatewayService
 
@@ -23,6 +24,8 @@ def makeService(options: Options, reactor=None) -> ProcessService:
     def make():
         top = ProcessService(config, process, reactor)
         GatewayService(config, process, reactor=reactor).setServiceParent(top)
+        if process.rpc:
+            rpc.listen(config, process, reactor=reactor).setServiceParent(top)
         return top
 
     return build(make)

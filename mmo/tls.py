@@ -140,8 +140,8 @@ def internal_server_options(config: Config, process: ProcessSection) -> ssl.Cert
         key,
         privateKey=_load_key(key_file, config, key),
         certificate=_load_chain(cert_file, config, key)[0],
+        # A trust root makes Twisted require and verify the peer's certificate.
         trustRoot=ssl.trustRootFromCertificates([ca]),
-        requireCertificate=True,
     )
 
 
@@ -198,8 +198,9 @@ class HandshakeLogging:
     Mixin for protocols wrapped in TLS: remembers whether the handshake
     completed and, when the connection ends before it did, logs the refusal
     with the peer address and the reason (wrong CA, plaintext, no client
-    certificate...).  Protocols that override C{connectionLost} or
-    C{handshakeCompleted} call up to these.
+    certificate...).  It calls up the MRO, so put it first among the bases;
+    protocols that override C{connectionLost} or C{handshakeCompleted} call
+    C{super()}.
     """
 
     tlsHandshakeDone = False
@@ -207,6 +208,9 @@ class HandshakeLogging:
 
     def handshakeCompleted(self) -> None:
         self.tlsHandshakeDone = True
+        parent = getattr(super(), "handshakeCompleted", None)
+        if parent is not None:
+            parent()
 
     def connectionLost(self, reason: Failure) -> None:
         if not self.tlsHandshakeDone:
@@ -215,6 +219,7 @@ class HandshakeLogging:
                 peer=_peer_text(self.transport),
                 why=describe_failure(reason),
             )
+        super().connectionLost(reason)
 
 
 def _peer_text(transport) -> str:

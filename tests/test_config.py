@@ -178,6 +178,13 @@ class LoadTests(unittest.TestCase):
             GOOD + '\n[tls]\ncertificate = "chain.pem"\n', "tls.private_key", "together"
         )
 
+    def test_host_named_like_another_process(self):
+        self.assertConfigError(
+            GOOD + '\n[processes.zone-1]\nkind = "zone"\nhosts = ["mmo"]\n',
+            "processes.zone-1.hosts",
+            "name of another process",
+        )
+
     def test_no_processes(self):
         self.assertConfigError('[deployment]\nname = "x"\n', "processes", "at least one")
 

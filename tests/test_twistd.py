@@ -224,8 +224,9 @@ class StartFailureTests(unittest.TestCase):
         child, _ = spawn(self, config_path)
         status = yield child.ended.addTimeout(PROCESS_TIMEOUT, reactor)
         self.assertNotEqual(status, 0)
-        error = child.err.decode()
-        self.assertNotIn("Traceback", child.output())
+        # Before logging starts the reason goes to stderr; after, into the log.
+        error = child.output()
+        self.assertNotIn("Traceback", error)
         for fragment in fragments:
             self.assertIn(fragment, error)
 
@@ -244,6 +245,19 @@ class StartFailureTests(unittest.TestCase):
     def test_missing_certificates(self):
         path = write_config(self, STANDALONE)
         return self.assertStartFails(path, f"{path}: deployment.tls_dir:", "mmo-certs")
+
+    def test_port_in_use(self):
+        config = deployment(self, STANDALONE)
+        busy = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
+        self.addCleanup(busy.stopListening)
+        port = busy.getHost().port
+        with open(config.file) as f:
+            text = f.read().replace("tcp:0:interface", f"tcp:{port}:interface")
+        with open(config.file, "w") as f:
+            f.write(text)
+        return self.assertStartFails(
+            config.file, f"{config.file}: processes.mmo.client: cannot listen", "in use"
+        )
 
     def test_no_config_option(self):
         child, _ = spawn_plain(self, "mmo")

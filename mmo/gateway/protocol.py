@@ -68,7 +68,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         factory.connectionOpened(self)
 
     def connectionLost(self, reason: Failure) -> None:
-        HandshakeLogging.connectionLost(self, reason)
+        super().connectionLost(reason)
         self.state = CLOSED
         self.closing = True
         self.setTimeout(None)

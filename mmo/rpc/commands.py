@@ -1,0 +1,132 @@
+"""
+Every AMP command between mmo's services, and the errors they may raise.
+
+All commands live in this one module so that both ends of a link always agree
+on names, arguments and error codes: a service that needs a new command adds
+it here (see C{docs/rpc.md}) and implements its responder in its own protocol.
+
+Errors
+======
+
+A responder signals an expected failure by raising one of the L{RPCError}
+subclasses below.  It crosses the link as its stable code from L{ERRORS} plus
+the exception's message, and the caller's L{Deferred} fails with the same
+class.  Subclasses of these exceptions travel as their parent's code (a
+responder may raise C{NoSuchZone(NotFound)}; the caller sees L{NotFound}).
+Any other exception is a bug in the responder: the RPC protocol logs it and
+the caller sees L{twisted.protocols.amp.UnknownRemoteError}.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from twisted.protocols import amp
+
+
+class RPCError(Exception):
+    """
+    A failure a responder reports on purpose; raise one of the subclasses.
+
+    @cvar code: The stable AMP error code the failure crosses the link as.
+    """
+
+    code: ClassVar[bytes]
+
+
+class NotFound(RPCError):
+    """The thing the request names (entity, player, zone...) does not exist here."""
+
+    code = b"NOT_FOUND"
+
+
+class Refused(RPCError):
+    """The caller is not allowed to do this, or the service declines to."""
+
+    code = b"REFUSED"
+
+
+class Unavailable(RPCError):
+    """
+    The service cannot do it now (not connected, draining, overloaded); the
+    request was not carried out and may be retried later.
+    """
+
+    code = b"UNAVAILABLE"
+
+
+class BadRequest(RPCError):
+    """The arguments are well-formed AMP but make no sense."""
+
+    code = b"BAD_REQUEST"
+
+
+class Conflict(RPCError):
+    """The request contradicts the current state (already owned, stale transfer id...)."""
+
+    code = b"CONFLICT"
+
+
+#: Every error a command may raise, by class, with its code on the wire.
+ERRORS: dict[type[Exception], bytes] = {
+    cls: cls.code for cls in (NotFound, Refused, Unavailable, BadRequest, Conflict)
+}
+
+
+class Command(amp.Command):
+    """
+    Base class of every mmo command: it may raise any of L{ERRORS}.
+
+    AMP's command metaclass gathers C{errors} from the whole class hierarchy
+    into C{allErrors} (used by the responder) and C{reverseErrors} (used by the
+    caller), so a command with errors of its own lists only the new ones; the
+    common ones stay mapped::
+
+        class Full(RPCError):
+            code = b"FULL"
+
+        class JoinRoom(Command):
+            arguments = [(b"room", amp.Unicode())]
+            response = [(b"members", amp.Integer())]
+            errors = {Full: b"FULL"}
+
+    C{JoinRoom.allErrors} then holds L{NotFound}, L{Refused}... and C{Full}.
+    The codes must stay distinct from those in L{ERRORS} (a repeated code
+    would map back to only one of the classes), and the new classes must not
+    subclass the common ones: the responder maps an exception to the first
+    class in C{allErrors} it is an instance of, and the common ones come first.
+    C{JoinRoom.errors} itself is just C{{Full: b"FULL"}}; write
+    C{errors = {**Command.errors, Full: b"FULL"}} if code inspects C{errors}
+    directly.
+    """
+
+    errors = ERRORS
+    requiresAnswer = True
+
+
+class Ping(Command):
+    """
+    Is the peer there, and what is it?  Both ends of every link answer it.
+
+    The responder echoes C{nonce} and tells its process name and mmo version.
+    """
+
+    arguments = [(b"nonce", amp.Integer())]
+    response = [
+        (b"nonce", amp.Integer()),
+        (b"name", amp.Unicode()),
+        (b"version", amp.Unicode()),
+    ]
+
+
+__all__ = [
+    "RPCError",
+    "NotFound",
+    "Refused",
+    "Unavailable",
+    "BadRequest",
+    "Conflict",
+    "ERRORS",
+    "Command",
+    "Ping",
+]

@@ -1,0 +1,603 @@
+"""
+The internal RPC base: AMP between the processes of a deployment, over mutual TLS.
+
+Every process may listen for internal links (L{listen}, on C{processes.NAME.rpc})
+and keep links to the peers it needs (L{RPCClientService}).  Both sides present a
+certificate of the deployment's CA (L{mmo.tls}); the client checks that the
+server is the peer it meant to reach, the server checks that the client is one
+of the deployment's processes.  Only then are commands dispatched.
+
+The pieces follow the usual Twisted split:
+
+  - L{RPCProtocol} authenticates the link and dispatches commands to
+    responders; services subclass it and add C{@SomeCommand.responder}s.
+  - L{RPCServerFactory} and L{RPCClientFactory} hold the configuration, build
+    protocols and know which links are up.
+  - L{listen} / L{listen_port} and L{RPCClientService} put TLS around them and
+    manage listening and reconnecting.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+
+from cryptography import x509
+from twisted.application import strports
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.application.service import IService
+from twisted.internet import defer, endpoints, protocol
+from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.protocols import amp
+from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+import mmo
+from mmo.config import Config, ConfigError, ProcessSection
+from mmo.rpc.commands import Ping, Refused, Unavailable
+from mmo.tls import (
+    HandshakeLogging,
+    describe_failure,
+    internal_client_options,
+    internal_server_options,
+    peer_identity,
+)
+
+#: Default seconds L{RPCClientService.callRemote} waits for a link before it
+#: gives up with L{Unavailable}.
+CALL_TIMEOUT = 10.0
+
+#: Reconnect delays: 0.5 s after the first failure, growing 1.5 times per
+#: failure up to 30 s, plus up to 1 s of jitter so that every process of a
+#: restarted deployment does not reconnect in the same instant.
+RETRY_INITIAL = 0.5
+RETRY_MAX = 30.0
+
+
+def _default_reactor(reactor):
+    if reactor is None:
+        from twisted.internet import reactor
+    return reactor
+
+
+def _section(config: Config, process: ProcessSection | str) -> ProcessSection:
+    """C{process}, given as its section or its name."""
+    if isinstance(process, ProcessSection):
+        return process
+    return config.process(process)
+
+
+def _address(transport) -> str:
+    """The remote address of C{transport} as C{host:port}, for the log."""
+    try:
+        address = transport.getPeer()
+    except Exception:
+        return "unknown address"
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None:
+        return str(address)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _certificate_names(transport) -> str:
+    """The DNS names in the peer certificate on C{transport}, for the log."""
+    peer = transport.getPeerCertificate()
+    if peer is None:
+        return "no certificate"
+    try:
+        extension = peer.to_cryptography().extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    except x509.ExtensionNotFound:
+        return "no DNS names"
+    names = extension.value.get_values_for_type(x509.DNSName)
+    return ", ".join(names) if names else "no DNS names"
+
+
+@implementer(IHandshakeListener)
+class RPCProtocol(HandshakeLogging, amp.AMP):
+    """
+    One authenticated AMP link between two processes, either end.
+
+    The link counts as up once TLS is done and the peer is known:
+
+      - B{server side}: the client certificate (already checked against the
+        deployment CA by TLS) must name one of C{factory.allowed}; otherwise
+        the refusal is logged and the connection aborted before any command
+        is read.
+      - B{client side}: TLS has already checked that the server is
+        C{factory.expected_peer}.  With TLS 1.3 the server only judges our
+        certificate after our side of the handshake is over, so the link is
+        announced only when a first L{Ping} has been answered: a link the
+        server refuses never looks usable.
+
+    Then the factory hears of it (C{peer_connected}, later C{peer_disconnected}).
+    A link that is not up within C{factory.handshake_timeout} seconds is
+    aborted, so that a silent peer cannot hold a socket or a reconnect loop.
+
+    Services subclass this and add responders with C{@SomeCommand.responder}.
+    A responder that raises one of L{mmo.rpc.commands.ERRORS} answers with that
+    error; any other exception is logged here and answered with AMP's
+    C{UNKNOWN} error code, and the link stays up: one buggy request must not
+    cut every other request on the link.
+
+    The protocol's factory provides C{process}, C{reactor}, C{expected_peer}
+    (C{None} on the server side), C{allowed}, C{handshake_timeout},
+    C{peer_connected} and C{peer_disconnected}: see L{RPCServerFactory} and
+    L{RPCClientFactory}.
+
+    @ivar peer: The peer's process name, once known; C{None} before.
+    @ivar ready: Whether the link is up (and the factory was told).
+    """
+
+    log = Logger()
+    peer: str | None = None
+    ready = False
+    _timer = None
+    _lost = False
+
+    # -- connection life cycle -------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        timeout = self.factory.handshake_timeout
+        if timeout:
+            self._timer = self.factory.reactor.callLater(timeout, self._too_slow, timeout)
+
+    def handshakeCompleted(self) -> None:
+        HandshakeLogging.handshakeCompleted(self)
+        expected = self.factory.expected_peer
+        if expected is not None:
+            self.peer = expected
+            self._first_ping()
+            return
+        name = peer_identity(self.transport, self.factory.allowed)
+        if name is None:
+            self.log.warn(
+                "RPC refused {address}: its certificate ({names}) names none of the "
+                "processes allowed to connect ({allowed})",
+                address=_address(self.transport),
+                names=_certificate_names(self.transport),
+                allowed=", ".join(self.factory.allowed) or "none",
+            )
+            self._cancel_timer()
+            self.transport.abortConnection()
+            return
+        self.peer = name
+        self._up()
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._lost = True
+        self._cancel_timer()
+        HandshakeLogging.connectionLost(self, reason)
+        # HandshakeLogging.connectionLost does not call up; when it does not,
+        # AMP still has to fail the outstanding calls.  (AMP clears
+        # self.transport, which tells whether it already ran.)
+        if self.transport is not None:
+            amp.AMP.connectionLost(self, reason)
+        if self.ready:
+            self.ready = False
+            self.log.info(
+                "RPC link with {peer} closed: {why}", peer=self.peer, why=describe_failure(reason)
+            )
+            self.factory.peer_disconnected(self, reason)
+
+    def _first_ping(self) -> None:
+        """Client side: the link is up when the server has answered a L{Ping}."""
+
+        def answered(response):
+            if self._lost:
+                return
+            if response["name"] != self.peer:
+                self.log.warn(
+                    "RPC link to {expected} at {address} refused: the server says it is "
+                    "{name!r}; two processes share a certificate?",
+                    expected=self.peer,
+                    address=_address(self.transport),
+                    name=response["name"],
+                )
+                self._cancel_timer()
+                self.transport.abortConnection()
+                return
+            self._up(response["version"])
+
+        def failed(reason):
+            self.log.warn(
+                "RPC link to {peer} at {address} failed before it was up: {why}",
+                peer=self.peer,
+                address=_address(self.transport),
+                why=describe_failure(reason),
+            )
+            if not self._lost:
+                self._cancel_timer()
+                self.transport.abortConnection()
+
+        self.callRemote(Ping, nonce=random.getrandbits(31)).addCallbacks(answered, failed)
+
+    def _up(self, version: str | None = None) -> None:
+        self._cancel_timer()
+        self.ready = True
+        if self.factory.expected_peer is None:
+            self.log.info(
+                "RPC link from {peer} at {address} accepted",
+                peer=self.peer,
+                address=_address(self.transport),
+            )
+        else:
+            self.log.info(
+                "RPC link to {peer} at {address} up (mmo {version})",
+                peer=self.peer,
+                address=_address(self.transport),
+                version=version,
+            )
+        self.factory.peer_connected(self)
+
+    def _too_slow(self, timeout: float) -> None:
+        self._timer = None
+        self.log.warn(
+            "RPC link with {address} not up after {timeout} s; closing it",
+            address=_address(self.transport),
+            timeout=timeout,
+        )
+        self.transport.abortConnection()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    # -- dispatch ----------------------------------------------------------
+
+    def locateResponder(self, name: bytes):
+        # The link is TLS from its first byte; AMP's built-in StartTLS would
+        # try to start TLS again inside it.
+        if name == amp.StartTLS.commandName:
+            return None
+        return super().locateResponder(name)
+
+    def dispatchCommand(self, box):
+        command = box.get(amp.COMMAND, b"?").decode("ascii", "replace")
+        if self.peer is None:
+            # Unreachable over TLS (nothing is read before the peer is known);
+            # guards a protocol connected to something else, as in unit tests.
+            self.log.warn(
+                "RPC command {command} from unauthenticated {address} refused",
+                command=command,
+                address=_address(self.transport),
+            )
+            return defer.fail(amp.RemoteAmpError(Refused.code, "not authenticated"))
+        result = super().dispatchCommand(box)
+        result.addErrback(self._unexpected, command)
+        return result
+
+    def _unexpected(self, reason: Failure, command: str) -> Failure:
+        """Log a responder's unexpected exception; answer C{UNKNOWN}, keep the link."""
+        if reason.check(amp.RemoteAmpError):
+            return reason
+        self.log.failure(
+            "RPC responder for {command} from {peer} failed",
+            reason,
+            command=command,
+            peer=self.peer,
+        )
+        return Failure(amp.RemoteAmpError(amp.UNKNOWN_ERROR_CODE, "Unknown Error"))
+
+    # -- built-in responders ---------------------------------------------
+
+    @Ping.responder
+    def ping(self, nonce: int) -> dict:
+        """Echo C{nonce}, with this process's name and mmo version."""
+        return {"nonce": nonce, "name": self.factory.process.name, "version": mmo.__version__}
+
+
+class RPCServerFactory(protocol.ServerFactory):
+    """
+    Builds the protocols of C{process}'s internal listener.
+
+    Subclass it with C{protocol = YourRPCProtocol} to serve your commands;
+    override L{peer_connected} / L{peer_disconnected} to follow links (call
+    up to keep L{connections} right).
+
+    @ivar config: The deployment's L{Config}.
+    @ivar process: This process's L{ProcessSection}.
+    @ivar reactor: The reactor (for timers).
+    @ivar allowed: Names of the processes allowed to connect, in the order
+        they are tried against the client certificate: by default every
+        process of the deployment.
+    @ivar handshake_timeout: Seconds a connection has to become an
+        authenticated link (C{[wire] handshake_timeout}).
+    @ivar connections: The links that are up.
+    """
+
+    protocol = RPCProtocol
+    #: Servers do not expect a particular peer: any of L{allowed} may connect.
+    expected_peer = None
+
+    def __init__(
+        self,
+        config: Config,
+        process: ProcessSection,
+        reactor=None,
+        allowed: Iterable[str] | None = None,
+    ):
+        self.config = config
+        self.process = process
+        self.reactor = _default_reactor(reactor)
+        self.allowed = tuple(config.processes if allowed is None else allowed)
+        self.handshake_timeout = config.wire.handshake_timeout
+        self.connections: set[RPCProtocol] = set()
+
+    def peer_connected(self, link: RPCProtocol) -> None:
+        """C{link} is authenticated: C{link.peer} names the client process."""
+        self.connections.add(link)
+
+    def peer_disconnected(self, link: RPCProtocol, reason: Failure) -> None:
+        """C{link}, once up, has closed."""
+        self.connections.discard(link)
+
+
+class RPCClientFactory(protocol.Factory):
+    """
+    Builds the protocols of the link from C{process} to C{peer} and keeps
+    the one that is up, for L{RPCClientService}.
+
+    @ivar connection: The link that is up, or C{None}.
+    @ivar failures: Connection attempts that failed (or ended before the
+        link was up) since the last link was up; the reconnect delay grows
+        with it.
+    """
+
+    protocol = RPCProtocol
+    noisy = False
+    #: Clients check the server's identity, not a list of names.
+    allowed: tuple[str, ...] = ()
+
+    def __init__(self, config: Config, process: ProcessSection, peer: ProcessSection, reactor=None):
+        self.config = config
+        self.process = process
+        self.peer = peer
+        self.reactor = _default_reactor(reactor)
+        self.handshake_timeout = config.wire.handshake_timeout
+        self.connection: RPCProtocol | None = None
+        self.failures = 0
+        self._waiters: list[defer.Deferred] = []
+
+    @property
+    def expected_peer(self) -> str:
+        """The process name the server must be."""
+        return self.peer.name
+
+    def peer_connected(self, link: RPCProtocol) -> None:
+        self.connection = link
+        self.failures = 0
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(link)
+
+    def peer_disconnected(self, link: RPCProtocol, reason: Failure) -> None:
+        if self.connection is link:
+            self.connection = None
+
+    def when_connected(self) -> defer.Deferred:
+        """
+        A L{Deferred} that fires with the link that is up, now or when there
+        is one.  Cancelling it stops waiting.
+        """
+        if self.connection is not None:
+            return defer.succeed(self.connection)
+        waiter = defer.Deferred(self._waiters.remove)
+        self._waiters.append(waiter)
+        return waiter
+
+    def fail_waiters(self, error: Exception) -> None:
+        """Fail every L{when_connected} waiter with C{error}."""
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(error)
+
+
+def _require_rpc(config: Config, process: ProcessSection) -> str:
+    if not process.rpc:
+        raise ConfigError(
+            "is not set: the process has no internal (RPC) listener",
+            ("processes", process.name, "rpc"),
+            config.file,
+        )
+    return process.rpc
+
+
+def _server_tls(config, process, factory, reactor) -> TLSMemoryBIOFactory:
+    if factory is None:
+        factory = RPCServerFactory(config, process, reactor)
+    return TLSMemoryBIOFactory(internal_server_options(config, process), False, factory)
+
+
+def listen(
+    config: Config,
+    process: ProcessSection | str,
+    factory: RPCServerFactory | None = None,
+    reactor=None,
+) -> IService:
+    """
+    A service that listens on C{process.rpc} for internal links, with mutual
+    TLS around C{factory} (by default a plain L{RPCServerFactory}).
+
+    The certificates are read now, so a missing one fails the start.
+
+    @raise ConfigError: C{process.rpc} is not set, or a certificate is missing.
+    """
+    process = _section(config, process)
+    description = _require_rpc(config, process)
+    reactor = _default_reactor(reactor)
+    tls = _server_tls(config, process, factory, reactor)
+    return strports.service(description, tls, reactor=reactor)
+
+
+def listen_port(
+    config: Config,
+    process: ProcessSection | str,
+    factory: RPCServerFactory | None = None,
+    reactor=None,
+) -> defer.Deferred:
+    """
+    Listen now, like L{listen} but without a service: a L{Deferred} that fires
+    with the L{IListeningPort} (its C{getHost().port} is the real port when the
+    endpoint asks for port 0).  The caller stops it with C{stopListening}.
+
+    @raise ConfigError: As L{listen}.
+    """
+    process = _section(config, process)
+    description = _require_rpc(config, process)
+    reactor = _default_reactor(reactor)
+    tls = _server_tls(config, process, factory, reactor)
+    return endpoints.serverFromString(reactor, description).listen(tls)
+
+
+def _split_description(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """An endpoint string's type, positional arguments and keyword arguments."""
+    fields, current, chars = [], [], iter(description)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char == ":":
+            fields.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    fields.append("".join(current))
+    positional = [f for f in fields[1:] if "=" not in f]
+    keywords = dict(f.split("=", 1) for f in fields[1:] if "=" in f)
+    return fields[0].lower(), positional, keywords
+
+
+def peer_endpoint(
+    config: Config, peer: ProcessSection | str, reactor=None
+) -> IStreamClientEndpoint:
+    """
+    The plain (pre-TLS) client endpoint for C{peer}'s internal listener: its
+    first C{hosts} entry at the port of its C{rpc} TCP listener, or the
+    socket of a UNIX one.
+
+    @raise ConfigError: The peer has no RPC listener, or where to connect to
+        cannot be derived from it (port 0, no hosts, another endpoint type):
+        pass an endpoint to L{RPCClientService} instead.
+    """
+    peer = _section(config, peer)
+    description = _require_rpc(config, peer)
+    reactor = _default_reactor(reactor)
+    key = ("processes", peer.name, "rpc")
+    kind, positional, keywords = _split_description(description)
+    if kind in ("tcp", "tcp6"):
+        port = int(keywords.get("port") or positional[0])
+        if port == 0:
+            raise ConfigError(
+                f"{description!r} listens on any free port; cannot tell where to connect",
+                key,
+                config.file,
+            )
+        if not peer.hosts:
+            raise ConfigError(
+                "is empty: no host to reach the process at",
+                ("processes", peer.name, "hosts"),
+                config.file,
+            )
+        return endpoints.HostnameEndpoint(reactor, peer.hosts[0], port)
+    if kind == "unix":
+        return endpoints.UNIXClientEndpoint(reactor, keywords.get("address") or positional[0])
+    raise ConfigError(
+        f"cannot tell where to connect to a {kind!r} listener; pass the endpoint explicitly",
+        key,
+        config.file,
+    )
+
+
+class RPCClientService(ClientService):
+    """
+    Keeps one link from C{process} to C{peer} up: connects with mutual TLS,
+    reconnects with exponential backoff after a failure or a drop, and sends
+    commands over whichever link is up.
+
+    The endpoint is derived from the peer's config (L{peer_endpoint}) unless
+    one is given (tests, or peers found in the directory); TLS is added
+    here either way.
+
+    @ivar factory: The L{RPCClientFactory}; its C{connection} is the link
+        that is up, if any.
+    @ivar timeout: Seconds L{callRemote} waits for a link.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        process: ProcessSection | str,
+        peer: ProcessSection | str,
+        endpoint: IStreamClientEndpoint | None = None,
+        factory: RPCClientFactory | None = None,
+        reactor=None,
+        timeout: float = CALL_TIMEOUT,
+        retry_policy: Callable[[int], float] | None = None,
+    ):
+        reactor = _default_reactor(reactor)
+        process, peer = _section(config, process), _section(config, peer)
+        if endpoint is None:
+            endpoint = peer_endpoint(config, peer, reactor)
+        if factory is None:
+            factory = RPCClientFactory(config, process, peer, reactor)
+        if retry_policy is None:
+            retry_policy = backoffPolicy(RETRY_INITIAL, RETRY_MAX, jitter=random.random)
+        self.config = config
+        self.process = process
+        self.peer = peer
+        self.factory = factory
+        self.reactor = reactor
+        self.timeout = timeout
+        self.name = f"rpc-{peer.name}"
+        self._policy = retry_policy
+        options = internal_client_options(config, process, peer)
+        super().__init__(
+            endpoints.wrapClientTLS(options, endpoint),
+            factory,
+            retryPolicy=self._retry_delay,
+            clock=reactor,
+        )
+
+    def _retry_delay(self, attempt: int) -> float:
+        # ClientService counts failures since the last TCP connection; a
+        # connection the server refuses at the TLS layer would reset that
+        # count and pin the delay at its minimum.  Count since the last link
+        # that was up instead.
+        self.factory.failures += 1
+        return self._policy(self.factory.failures)
+
+    def callRemote(self, command: type[amp.Command], **kwargs) -> defer.Deferred:
+        """
+        Send C{command} over the link, waiting up to L{timeout} seconds for
+        one to be up.
+
+        @return: A L{Deferred} with the response.  It fails with
+            L{Unavailable} when no link came up in time or the service is not
+            running: the command was not sent, and may be retried.  Once
+            sent, it fails with the command's errors or, if the link drops
+            before the answer, with the connection's failure: the command
+            may or may not have been carried out.
+        """
+        if not self.running:
+            return defer.fail(Unavailable(f"the link to {self.peer.name} is not running"))
+        waiting = self.factory.when_connected()
+        waiting.addTimeout(self.timeout, self.reactor, onTimeoutCancel=self._timed_out)
+        waiting.addCallback(lambda link: link.callRemote(command, **kwargs))
+        return waiting
+
+    def _timed_out(self, result, timeout: float):
+        return Failure(Unavailable(f"no link to {self.peer.name} within {timeout} s"))
+
+    def stopService(self) -> defer.Deferred:
+        """Stop reconnecting, close the link and fail calls still waiting for one."""
+        stopped = super().stopService()
+        self.factory.fail_waiters(Unavailable(f"the link to {self.peer.name} was stopped"))
+        return stopped
