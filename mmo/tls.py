@@ -216,13 +216,14 @@ class HandshakeLogging:
         if not self.tlsHandshakeDone:
             self._tlsLog.warn(
                 "TLS refused {peer}: {why}",
-                peer=_peer_text(self.transport),
+                peer=peer_address(self.transport),
                 why=describe_failure(reason),
             )
         super().connectionLost(reason)
 
 
-def _peer_text(transport) -> str:
+def peer_address(transport) -> str:
+    """The remote address of C{transport} as C{host:port}, for logs."""
     try:
         address = transport.getPeer()
     except Exception:

@@ -36,23 +36,12 @@ from mmo.wire.protocol import FramedProtocol
 __all__ = ["Client", "ConnectionClosed", "ServerError", "client_tls_options", "connect"]
 
 
-class ServerError(Exception):
+class ServerError(WireError):
     """
-    The server answered a request with an error frame.
-
-    @ivar code: The stable error code (see C{docs/protocol.md}).
-    @ivar message: The server's explanation.
-    @ivar fatal: Whether the server closes the connection after it.
+    The server answered a request with an error frame: C{code} is the
+    stable error code (see C{docs/protocol.md}), C{message} the server's
+    explanation and C{fatal} whether the server closes the connection after it.
     """
-
-    def __init__(self, code: str, message: str, fatal: bool = False):
-        super().__init__(code, message)
-        self.code = code
-        self.message = message
-        self.fatal = fatal
-
-    def __str__(self) -> str:
-        return f"{self.code}: {self.message}"
 
 
 class ConnectionClosed(Exception):

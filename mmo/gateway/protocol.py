@@ -25,7 +25,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 import mmo
-from mmo.tls import HandshakeLogging, _peer_text
+from mmo.tls import HandshakeLogging, peer_address
 from mmo.wire import codes
 from mmo.wire.codec import SUPPORTED_VERSIONS
 from mmo.wire.codes import WireError
@@ -58,7 +58,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     def connectionMade(self) -> None:
         factory = self.factory
         self.MAX_LENGTH = factory.wire.max_frame_size
-        self.peer = _peer_text(self.transport)
+        self.peer = peer_address(self.transport)
         # TimeoutMixin schedules through this attribute: use the injected clock.
         self.callLater = factory.reactor.callLater
         self.setTimeout(factory.wire.idle_timeout)

@@ -42,6 +42,7 @@ from mmo.tls import (
     describe_failure,
     internal_client_options,
     internal_server_options,
+    peer_address,
     peer_identity,
 )
 
@@ -67,18 +68,6 @@ def _section(config: Config, process: ProcessSection | str) -> ProcessSection:
     if isinstance(process, ProcessSection):
         return process
     return config.process(process)
-
-
-def _address(transport) -> str:
-    """The remote address of C{transport} as C{host:port}, for the log."""
-    try:
-        address = transport.getPeer()
-    except Exception:
-        return "unknown address"
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    if host is None:
-        return str(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _certificate_names(transport) -> str:
@@ -158,7 +147,7 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
             self.log.warn(
                 "RPC refused {address}: its certificate ({names}) names none of the "
                 "processes allowed to connect ({allowed})",
-                address=_address(self.transport),
+                address=peer_address(self.transport),
                 names=_certificate_names(self.transport),
                 allowed=", ".join(self.factory.allowed) or "none",
             )
@@ -195,7 +184,7 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
                     "RPC link to {expected} at {address} refused: the server says it is "
                     "{name!r}; two processes share a certificate?",
                     expected=self.peer,
-                    address=_address(self.transport),
+                    address=peer_address(self.transport),
                     name=response["name"],
                 )
                 self._cancel_timer()
@@ -207,7 +196,7 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
             self.log.warn(
                 "RPC link to {peer} at {address} failed before it was up: {why}",
                 peer=self.peer,
-                address=_address(self.transport),
+                address=peer_address(self.transport),
                 why=describe_failure(reason),
             )
             if not self._lost:
@@ -223,13 +212,13 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
             self.log.info(
                 "RPC link from {peer} at {address} accepted",
                 peer=self.peer,
-                address=_address(self.transport),
+                address=peer_address(self.transport),
             )
         else:
             self.log.info(
                 "RPC link to {peer} at {address} up (mmo {version})",
                 peer=self.peer,
-                address=_address(self.transport),
+                address=peer_address(self.transport),
                 version=version,
             )
         self.factory.peer_connected(self)
@@ -238,7 +227,7 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         self._timer = None
         self.log.warn(
             "RPC link with {address} not up after {timeout} s; closing it",
-            address=_address(self.transport),
+            address=peer_address(self.transport),
             timeout=timeout,
         )
         self.transport.abortConnection()
@@ -266,7 +255,7 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
             self.log.warn(
                 "RPC command {command} from unauthenticated {address} refused",
                 command=command,
-                address=_address(self.transport),
+                address=peer_address(self.transport),
             )
             return defer.fail(amp.RemoteAmpError(Refused.code, "not authenticated"))
         result = super().dispatchCommand(box)
