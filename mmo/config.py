@@ -6,7 +6,7 @@ by a L{Section} subclass that declares its keys as L{Field}s; reading checks
 every key and value, fills in the defaults and raises one L{ConfigError} that
 names the file, the dotted key and the reason::
 
-    conf/standalone.toml: wire.max_frame_size: must be at least 64, got 3
+    conf/standalone.toml: wire.max_frame_size: must be at least 256, got 3
 
 Game teams add their own sections by subclassing L{Config} and adding fields
 (see C{docs/configuration.md}).
@@ -366,7 +366,7 @@ class WireSection(Section):
     fields = {
         "max_frame_size": Number(
             65536,
-            minimum=64,
+            minimum=256,  # the handshake reply must fit
             maximum=16 * 1024 * 1024,
             doc="Largest frame body, in bytes, either way.",
         ),

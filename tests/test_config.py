@@ -115,7 +115,7 @@ class LoadTests(unittest.TestCase):
         self.assertConfigError(
             GOOD.replace("max_frame_size = 4096", "max_frame_size = 3"),
             "wire.max_frame_size",
-            "at least 64",
+            "at least 256",
         )
 
     def test_bad_choice(self):

@@ -26,10 +26,13 @@ from twisted.python.failure import Failure
 
 import mmo
 from mmo.tls import HandshakeLogging, peer_address
-from mmo.wire import codes
+from mmo.wire import codec, codes
 from mmo.wire.codec import SUPPORTED_VERSIONS
 from mmo.wire.codes import WireError
 from mmo.wire.protocol import FramedProtocol
+
+#: Seconds a closing connection has to finish closing before it is aborted.
+CLOSE_GRACE = 5.0
 
 # Connection states.
 HANDSHAKE = "handshake"
@@ -52,6 +55,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     version: int | None = None
     seq = 0
     _handshakeTimer = None
+    _abortTimer = None
 
     # -- connection life ---------------------------------------------------
 
@@ -72,8 +76,9 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         self.state = CLOSED
         self.closing = True
         self.setTimeout(None)
-        if self._handshakeTimer is not None and self._handshakeTimer.active():
-            self._handshakeTimer.cancel()
+        for timer in (self._handshakeTimer, self._abortTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
         self.log.debug("{peer} closed: {why}", peer=self.peer, why=reason.getErrorMessage())
         self.factory.connectionClosed(self)
 
@@ -135,7 +140,11 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     def _replied(self, fields, request_id) -> None:
         if fields is None or request_id is None or self.state == CLOSED:
             return
-        self.sendMessage({**fields, "t": "reply", "id": request_id})
+        try:
+            self.sendMessage({**fields, "t": "reply", "id": request_id})
+        except Exception:
+            self.log.failure("{peer}: cannot send the reply to {id}", peer=self.peer, id=request_id)
+            self.wireError(WireError(codes.INTERNAL, "the reply could not be sent"), request_id)
 
     def _failed(self, failure: Failure, request_id, kind: str) -> None:
         if failure.check(WireError):
@@ -148,7 +157,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
 
     def wireError(self, error: WireError, request_id) -> None:
         """Answer a protocol error with an error frame; close when fatal."""
-        if self.state == CLOSED:
+        if self.state == CLOSED or self.closing:
             return
         if error.fatal:
             self.log.warn(
@@ -162,15 +171,21 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
             self.log.info(
                 "{peer}: {code}: {message}", peer=self.peer, code=error.code, message=error.message
             )
-        self.sendMessage(
-            {
-                "t": "error",
-                "id": request_id,
-                "code": error.code,
-                "message": error.message,
-                "fatal": error.fatal,
-            }
-        )
+        frame = {
+            "t": "error",
+            "id": request_id,
+            "code": error.code,
+            "message": error.message,
+            "fatal": error.fatal,
+        }
+        try:
+            self.sendMessage(frame)
+        except WireError:
+            # The message (which may quote the client's input) made the frame
+            # too large: cut it to fit (the frame without it always fits).
+            room = self.MAX_LENGTH - len(codec.encode({**frame, "message": ""})) - 4
+            frame["message"] = error.message.encode()[: max(room, 0)].decode(errors="ignore")
+            self.sendMessage(frame)
         if error.fatal:
             self._close()
 
@@ -201,7 +216,16 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
 
     def _close(self) -> None:
         self.setTimeout(None)
+        if self._handshakeTimer is not None and self._handshakeTimer.active():
+            self._handshakeTimer.cancel()
+        self._handshakeTimer = None
         self.transport.loseConnection()
+        # Under TLS a clean close waits for the peer's close_notify; a peer
+        # that never sends it must not hold the connection open forever.
+        if self._abortTimer is None:
+            self._abortTimer = self.factory.reactor.callLater(
+                CLOSE_GRACE, self.transport.abortConnection
+            )
 
     # -- helpers for handlers --------------------------------------------
 
@@ -230,8 +254,14 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         """The version handshake: pick the highest version both speak."""
         if self.state != HANDSHAKE:
             raise WireError(codes.BAD_REQUEST, "the handshake is already done")
+        if message.get("id") is None:
+            raise WireError(codes.BAD_REQUEST, "'hello' needs an 'id' for its reply", fatal=True)
         offered = self.field(message, "versions", list)
-        common = [v for v in offered if not isinstance(v, bool) and v in SUPPORTED_VERSIONS]
+        common = [
+            v
+            for v in offered
+            if isinstance(v, int) and not isinstance(v, bool) and v in SUPPORTED_VERSIONS
+        ]
         if not common:
             raise WireError(
                 codes.UNSUPPORTED_VERSION,

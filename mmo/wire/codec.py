@@ -26,6 +26,24 @@ def _no_extensions(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
+def _check_map(value: dict) -> dict:
+    # strict_map_key lets bin keys through, and the timestamp extension
+    # (type -1) never reaches ext_hook: refuse both here, at every depth.
+    for key, item in value.items():
+        if not isinstance(key, str):
+            raise ValueError("map keys must be strings")
+        if isinstance(item, msgpack.Timestamp):
+            raise ValueError("msgpack extension type -1 is not allowed")
+    return value
+
+
+def _check_array(value: list) -> list:
+    for item in value:
+        if isinstance(item, msgpack.Timestamp):
+            raise ValueError("msgpack extension type -1 is not allowed")
+    return value
+
+
 def encode(message: dict) -> bytes:
     """The msgpack body of C{message}."""
     return msgpack.packb(message, use_bin_type=True)
@@ -46,7 +64,13 @@ def decode(body: bytes) -> dict:
     """
     try:
         message = msgpack.unpackb(
-            body, raw=False, strict_map_key=True, ext_hook=_no_extensions, timestamp=0
+            body,
+            raw=False,
+            strict_map_key=True,
+            ext_hook=_no_extensions,
+            timestamp=0,
+            object_hook=_check_map,
+            list_hook=_check_array,
         )
     except Exception as e:
         raise WireError(BAD_FRAME, f"body is not valid msgpack: {e}", fatal=True)

@@ -27,8 +27,6 @@ BAD_REQUEST = "bad_request"
 INTERNAL = "internal"
 #: Goodbye code: the server is shutting down.
 SHUTDOWN = "shutdown"
-#: Goodbye code: the client said goodbye.
-CLIENT_CLOSED = "client_closed"
 
 #: Every code, with what it means (rendered into the protocol documentation).
 DESCRIPTIONS = {

@@ -28,6 +28,12 @@ class FramedProtocol(Int32StringReceiver):
     MAX_LENGTH = 65536
     closing = False
 
+    def dataReceived(self, data: bytes) -> None:
+        # After a fatal error (or a goodbye) the rest of the stream is not read.
+        if self.closing:
+            return
+        Int32StringReceiver.dataReceived(self, data)
+
     def stringReceived(self, body: bytes) -> None:
         if self.closing:
             return
@@ -39,6 +45,8 @@ class FramedProtocol(Int32StringReceiver):
         self.messageReceived(message)
 
     def lengthLimitExceeded(self, length: int) -> None:
+        if self.closing:
+            return
         self.wireError(
             WireError(
                 FRAME_TOO_LARGE,
