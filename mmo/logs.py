@@ -48,12 +48,20 @@ def _level(event: dict) -> str:
     return level.name if level is not None else "info"
 
 
+def _namespace(event: dict) -> str:
+    """Where the event comes from; for legacy C{twisted.python.log} events, their system."""
+    namespace = event.get("log_namespace", "-")
+    if namespace == "log_legacy":
+        return event.get("log_system") or event.get("system") or "-"
+    return namespace
+
+
 def text_formatter(service: str):
     """One readable line per event; newlines in the message are escaped."""
 
     def format(event: dict) -> str:
         when = formatTime(event.get("log_time"), timeFormat=_TIME_FORMAT)
-        namespace = event.get("log_namespace", "-")
+        namespace = _namespace(event)
         text = _text(event).replace("\\", "\\\\").replace("\n", "\\n")
         return f"{when} [{service}] {_level(event)} {namespace}: {text}\n"
 
@@ -73,7 +81,7 @@ def json_formatter(service: str):
             "time": event.get("log_time"),
             "service": service,
             "level": _level(event),
-            "namespace": event.get("log_namespace"),
+            "namespace": _namespace(event),
             "text": _text(event),
         }
         for key, value in event.items():

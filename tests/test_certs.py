@@ -10,6 +10,7 @@ real mutual-TLS connection over the loopback interface.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import ipaddress
@@ -73,6 +74,16 @@ FILES = [
     "zone-1.client.crt",
     "zone-1.client.key",
 ]
+
+
+@contextlib.contextmanager
+def umask(mask):
+    """Run the block with the process umask set to C{mask}."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def load_cert(path: str) -> x509.Certificate:
@@ -380,11 +391,8 @@ class WriteTests(unittest.TestCase):
         with open(path, "w") as f:
             f.write("old")
         os.chmod(path, 0o644)
-        old = os.umask(0)
-        try:
+        with umask(0):
             certs.write_private_key(path, self.key)
-        finally:
-            os.umask(old)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
         self.assertEqual(public_der(load_key(path)), public_der(self.key))
 
@@ -396,31 +404,22 @@ class WriteTests(unittest.TestCase):
         """
         path = os.path.join(self.directory, "a.key")
         self.patch(os, "fchmod", lambda fd, mode: None)
-        old = os.umask(0)
-        try:
+        with umask(0):
             certs.write_private_key(path, self.key)
-        finally:
-            os.umask(old)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
 
     def test_privateKeyExactMode(self):
         """A restrictive umask does not leave the key unwritable by its owner: it is 0600."""
         path = os.path.join(self.directory, "a.key")
-        old = os.umask(0o277)
-        try:
+        with umask(0o277):
             certs.write_private_key(path, self.key)
-        finally:
-            os.umask(old)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
 
     def test_certificate(self):
         """A PEM certificate, readable by all."""
         path = os.path.join(self.directory, "a.crt")
-        old = os.umask(0o022)
-        try:
+        with umask(0o022):
             certs.write_certificate(path, self.cert)
-        finally:
-            os.umask(old)
         self.assertEqual(load_cert(path), self.cert)
         self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)
 

@@ -29,6 +29,8 @@ class ClientFactory(protocol.ServerFactory):
 
     protocol = ClientProtocol
     log = Logger()
+    # The service logs its own line when it listens; one per connection is noise.
+    noisy = False
 
     def __init__(self, config: Config, process: ProcessSection, reactor=None):
         if reactor is None:

@@ -302,6 +302,7 @@ class RPCServerFactory(protocol.ServerFactory):
     """
 
     protocol = RPCProtocol
+    noisy = False
     #: Servers do not expect a particular peer: any of L{allowed} may connect.
     expected_peer = None
 
@@ -340,6 +341,7 @@ class RPCClientFactory(protocol.Factory):
     """
 
     protocol = RPCProtocol
+    noisy = False
     noisy = False
     #: Clients check the server's identity, not a list of names.
     allowed: tuple[str, ...] = ()
