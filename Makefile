@@ -24,13 +24,16 @@ $(STAMP): $(BIN)/python $(SOURCES)
 	$(BIN)/python -m pip install --quiet '.[dev]'
 	@touch $@
 
-$(CERTS)/ca.crt: | $(STAMP)
-	$(BIN)/mmo-certs --config $(CONFIG)
+# Development certificates and the ticket key, made once (renewed with the
+# existing CA when an older set lacks a file).
+$(CERTS)/ticket.key: | $(STAMP)
+	if [ -e $(CERTS)/ca.crt ]; then $(BIN)/mmo-certs --config $(CONFIG) --renew; \
+	else $(BIN)/mmo-certs --config $(CONFIG); fi
 
 certs: $(STAMP)
 	$(BIN)/mmo-certs --config $(CONFIG) $(CERTS_ARGS)
 
-run: $(STAMP) $(CERTS)/ca.crt
+run: $(STAMP) $(CERTS)/ticket.key
 	$(BIN)/twistd -n mmo --config $(CONFIG)
 
 test: $(STAMP)

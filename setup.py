@@ -20,9 +20,12 @@ setup(
     python_requires=">=3.11",
     packages=[
         "mmo",
+        "mmo.bus",
         "mmo.client",
         "mmo.gateway",
+        "mmo.login",
         "mmo.rpc",
+        "mmo.store",
         "mmo.wire",
         # The plugin files go into the installed twisted/plugins/ directory;
         # that directory must never get an __init__.py of ours.
@@ -36,6 +39,7 @@ setup(
         "service-identity>=24.1.0",
         "txredisapi>=1.4.10",
         "msgpack>=1.0.8",
+        "argon2-cffi>=23.1.0",
     ],
     extras_require={
         "test": ["hypothesis>=6.100.0"],
@@ -44,6 +48,7 @@ setup(
     entry_points={
         "console_scripts": [
             "mmo-certs = mmo.certs:main",
+            "mmo-store = mmo.store.backup:main",
         ],
     },
     classifiers=[

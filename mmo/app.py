@@ -8,7 +8,10 @@ wraps the services it makes in L{ProcessService}.
 
 from __future__ import annotations
 
+import os
+
 from twisted.application import service
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
@@ -66,12 +69,22 @@ class ConfigOptions(usage.Options):
 
 class ProcessService(service.MultiService):
     """
-    The top service of an mmo process: a config error while starting (a
-    certificate that cannot be read, a port that cannot be bound) ends the
-    process with the file, key and reason instead of a traceback.
+    The top service of an mmo process.
+
+    Resources (store, bus, password threads: anything with C{start()} and
+    C{stop()} returning Deferreds) are started first, in order; only then do
+    the child services start, so listeners accept no client before what
+    serves it is up.  Stopping goes the other way: children first (clients
+    are told goodbye), then resources.
+
+    A failure to start (a certificate that cannot be read, a port in use, a
+    store that cannot be reached) ends the process with status 1 and the
+    file, key and reason, without a traceback for configuration errors.
     """
 
     log = Logger()
+    #: Whether a failed start ends the process (tests turn this off).
+    exitOnFailure = True
 
     def __init__(self, config, process, reactor=None):
         super().__init__()
@@ -80,31 +93,67 @@ class ProcessService(service.MultiService):
         self.reactor = reactor
         self.config = config
         self.process = process
+        self.resources = []
         self.setName(process.name)
 
+    def resource(self, thing):
+        """Start C{thing} before the child services and stop it after them."""
+        self.resources.append(thing)
+        return thing
+
+    def privilegedStartService(self):
+        # Children bind their ports when they start, after the resources.
+        pass
+
     def startService(self):
-        super().startService()
-        # Logged once the reactor runs, i.e. once signals are handled too:
-        # supervisors and tests wait for this line.
-        self.reactor.callWhenRunning(
-            self.log.info,
+        service.Service.startService(self)
+        self.started = defer.Deferred.fromCoroutine(self._start())
+
+    async def _start(self):
+        try:
+            for thing in self.resources:
+                await defer.maybeDeferred(thing.start)
+            for child in self:
+                child.privilegedStartService()
+                child.startService()
+        except Exception as e:
+            self._cannotStart(e)
+            return
+        self.log.info(
             "{process}: ready ({kind}, mmo {version})",
             process=self.process.name,
             kind=self.process.kind,
             version=mmo.__version__,
         )
 
-    def privilegedStartService(self):
-        try:
-            super().privilegedStartService()
-        except ConfigError as e:
-            fail(e)
-        except CannotListenError as e:
-            fail(
-                ConfigError(
-                    f"cannot listen: {e}", ("processes", self.process.name), self.config.file
-                )
+    def _cannotStart(self, error: Exception) -> None:
+        if isinstance(error, CannotListenError):
+            error = ConfigError(
+                f"cannot listen: {error}", ("processes", self.process.name), self.config.file
             )
+        if isinstance(error, ConfigError):
+            self.log.critical("mmo: {error}", error=str(error))
+        else:
+            self.log.failure("{process}: cannot start", process=self.process.name)
+        if not self.exitOnFailure:
+            return
+        # Exit with status 1 once the reactor has stopped what did start.
+        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        if self.reactor.running:
+            self.reactor.stop()
+        else:
+            self.reactor.callWhenRunning(self.reactor.stop)
+
+    async def _stop(self):
+        await defer.maybeDeferred(service.MultiService.stopService, self)
+        for thing in reversed(self.resources):
+            try:
+                await defer.maybeDeferred(thing.stop)
+            except Exception:
+                self.log.failure("stopping {thing!r} failed", thing=thing)
+
+    def stopService(self):
+        return defer.Deferred.fromCoroutine(self._stop())
 
 
 def build(make):

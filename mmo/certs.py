@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mmo import config as mmo_config
+from mmo.login.tickets import new_key as new_ticket_key
 
 #: The type of the keys this module generates.
 PrivateKey = ec.EllipticCurvePrivateKey
@@ -78,6 +79,10 @@ class CertsError(Exception):
     existing CA cannot be used, or the directory cannot be written.  The
     message is meant for the operator.
     """
+
+
+#: The session ticket key, next to the certificates.
+TICKET_KEY = "ticket.key"
 
 
 def leaf_paths(directory: str, name: str) -> dict[str, str]:
@@ -364,6 +369,9 @@ class _Batch:
     def add_key(self, path: str, key: CertificateIssuerPrivateKeyTypes, what: str) -> None:
         self._files.append((path, _key_pem(key), _KEY_MODE, True, what))
 
+    def add_secret(self, path: str, data: bytes, what: str) -> None:
+        self._files.append((path, data, _KEY_MODE, True, what))
+
     def add_certificate(self, path: str, cert: x509.Certificate, what: str) -> None:
         self._files.append((path, _cert_pem(cert), _CERT_MODE, False, what))
 
@@ -491,8 +499,10 @@ def generate(
         )
         raise CertsError(str(problem))
     ca_paths = [os.path.join(directory, CA_CERT), os.path.join(directory, CA_KEY)]
+    ticket_key = os.path.join(directory, TICKET_KEY)
     if not force and not renew:
         targets = ca_paths + [p for name in names for p in leaf_paths(directory, name).values()]
+        targets.append(ticket_key)
         existing = [path for path in targets if os.path.lexists(path)]
         if existing:
             raise CertsError(
@@ -519,6 +529,10 @@ def generate(
         key, cert = issue(ca_key, ca_cert, process.identity, (), "client", days)
         batch.add_certificate(paths["client.crt"], cert, f"client certificate of {name}")
         batch.add_key(paths["client.key"], key, f"private key of {name}'s client certificate")
+    # The secret that login signs session tickets with and gateways check
+    # them with; a renewal keeps it, so tickets in flight stay valid.
+    if not (renew and os.path.exists(ticket_key)):
+        batch.add_secret(ticket_key, new_ticket_key(), "session ticket key")
 
     try:
         os.makedirs(directory, mode=_DIR_MODE, exist_ok=True)

@@ -403,6 +403,172 @@ class TLSSection(Section):
             raise self.error(missing, "certificate and private_key must be set together")
 
 
+class StoreSection(Section):
+    fields = {
+        "backend": Str(
+            "sqlite",
+            choices=("sqlite", "redis"),
+            doc="Where durable data lives: 'sqlite' (embedded) or 'redis' ([redis]).",
+        ),
+        "path": FilePath("mmo.sqlite3", doc="The SQLite database file."),
+    }
+
+
+def check_host_port(value: str) -> str | None:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return "must be HOST:PORT"
+    return check_host(host.strip("[]"))
+
+
+class RedisSection(Section):
+    fields = {
+        "host": Str("127.0.0.1", doc="Redis server host (ignored with sentinels or unix)."),
+        "port": Number(6379, minimum=1, maximum=65535, doc="Redis server port."),
+        "unix": FilePath("", doc="Unix socket of the Redis server, instead of host and port."),
+        "db": Number(0, minimum=0, maximum=1023, doc="Database number."),
+        "username": Str("", doc="ACL user name (Redis 6+); empty: the default user."),
+        "password": Str("", doc="Password (AUTH); empty: none."),
+        "password_file": FilePath("", doc="A file holding the password, instead of 'password'."),
+        "tls": Bool(False, doc="Connect with TLS."),
+        "tls_ca": FilePath("", doc="CA certificate (PEM) to verify the server; default: system."),
+        "prefix": Str(
+            "",
+            pattern=r"^[A-Za-z0-9_.:-]*$",
+            doc="Prefix of every key; default: the deployment name.",
+        ),
+        "pool_size": Number(4, minimum=1, maximum=256, doc="Connections for commands."),
+        "connect_timeout": Number(5.0, minimum=0.1, maximum=300, kind=float, doc="Seconds."),
+        "sentinels": StrList(
+            [], item=check_host_port, doc="HOST:PORT of Sentinels; empty: no Sentinel."
+        ),
+        "sentinel_master": Str("mymaster", doc="The master name the Sentinels watch."),
+    }
+
+    def check(self):
+        if self.password and self.password_file:
+            raise self.error("password_file", "set password or password_file, not both")
+
+
+class BusSection(Section):
+    fields = {
+        "backend": Str(
+            "memory",
+            choices=("memory", "redis"),
+            doc="'memory': inside one process (standalone); 'redis': across processes.",
+        ),
+        "heartbeat_interval": Number(
+            2.0,
+            minimum=0.05,
+            maximum=600,
+            kind=float,
+            doc="Seconds between directory announcements of a process.",
+        ),
+        "heartbeat_timeout": Number(
+            6.0,
+            minimum=0.1,
+            maximum=3600,
+            kind=float,
+            doc="Seconds after its last announcement that a process leaves the directory.",
+        ),
+    }
+
+    def check(self):
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise self.error("heartbeat_timeout", "must be longer than heartbeat_interval")
+
+
+class LoginSection(Section):
+    """Accounts, passwords, throttles and session tickets."""
+
+    fields = {
+        "ticket_ttl": Number(
+            60.0, minimum=1, maximum=3600, kind=float, doc="Seconds a session ticket stays valid."
+        ),
+        "ticket_key": FilePath("", doc="Secret that signs tickets; default TLS_DIR/ticket.key."),
+        "name_min_length": Number(3, minimum=1, maximum=64, doc="Shortest account name."),
+        "name_max_length": Number(20, minimum=1, maximum=64, doc="Longest account name."),
+        "password_min_length": Number(8, minimum=4, maximum=1024, doc="Shortest password."),
+        "password_max_length": Number(256, minimum=8, maximum=4096, doc="Longest password."),
+        "hash_threads": Number(
+            2, minimum=1, maximum=64, doc="Threads hashing passwords (off the reactor)."
+        ),
+        "hash_queue": Number(
+            64,
+            minimum=1,
+            maximum=100000,
+            doc="Hashes waiting for a thread before logins get 'busy'.",
+        ),
+        "argon2_time_cost": Number(2, minimum=1, maximum=100, doc="argon2id iterations."),
+        "argon2_memory_kib": Number(
+            19456, minimum=64, maximum=4 * 1024 * 1024, doc="argon2id memory per hash, KiB."
+        ),
+        "argon2_parallelism": Number(1, minimum=1, maximum=64, doc="argon2id lanes."),
+        "ip_failures": Number(
+            20,
+            minimum=1,
+            maximum=1000000,
+            doc="Failed logins from one address before it is throttled.",
+        ),
+        "ip_window": Number(
+            300.0, minimum=1, maximum=86400, kind=float, doc="Seconds over which ip_failures count."
+        ),
+        "account_ip_failures": Number(
+            5,
+            minimum=1,
+            maximum=1000000,
+            doc="Failures on one account from one address before that address is locked out of it.",
+        ),
+        "account_failures": Number(
+            100,
+            minimum=1,
+            maximum=1000000,
+            doc="Failures on one account from all addresses before "
+            "only addresses that never failed may try it.",
+        ),
+        "account_window": Number(
+            900.0,
+            minimum=1,
+            maximum=86400,
+            kind=float,
+            doc="Seconds over which account failures count.",
+        ),
+        "register_per_ip": Number(
+            10,
+            minimum=1,
+            maximum=1000000,
+            doc="Registrations from one address per register_window.",
+        ),
+        "register_window": Number(
+            3600.0,
+            minimum=1,
+            maximum=86400 * 7,
+            kind=float,
+            doc="Seconds over which register_per_ip counts.",
+        ),
+        "second_login": Str(
+            "replace",
+            choices=("replace", "refuse"),
+            doc="A second session of one account: 'replace' closes the older "
+            "one (telling it why); 'refuse' refuses the newer one.",
+        ),
+    }
+
+    def check(self):
+        if self.name_max_length < self.name_min_length:
+            raise self.error("name_max_length", "must not be below name_min_length")
+        if self.password_max_length < self.password_min_length:
+            raise self.error("password_max_length", "must not be below password_min_length")
+
+
+class RealmSection(Section):
+    """A world players choose at login."""
+
+    fields = {
+        "title": Str("", doc="Name shown to players; default: the realm's key."),
+    }
+
+
 class ProcessSection(Section):
     """
     One process of the deployment: what it runs, where it listens and the
@@ -418,6 +584,12 @@ class ProcessSection(Section):
         ),
         "client": ServerEndpoint("", doc="Client-facing TLS listener (endpoint string)."),
         "rpc": ServerEndpoint("", doc="Internal AMP listener, mutual TLS (endpoint string)."),
+        "realm": Str("main", doc="The realm a gateway (or standalone process) serves."),
+        "public": Str(
+            "",
+            doc="HOST:PORT clients are sent to for this process's client listener; "
+            "default: the first of hosts and the client port.",
+        ),
         "factory": Str(
             "",
             pattern=r"^$|^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
@@ -426,8 +598,37 @@ class ProcessSection(Section):
     }
 
     def check(self):
-        if self.kind in ("mmo", "gateway") and not self.client:
+        if self.kind in ("mmo", "gateway", "login") and not self.client:
             raise self.error("client", f"a {self.kind!r} process needs a client listener")
+        if self.public and check_host_port(self.public):
+            raise self.error("public", f"{self.public!r} must be HOST:PORT")
+        if self.client and not self.public and self.client_port() is None:
+            raise self.error(
+                "public", "set it: the client listener has no TCP port to send clients to"
+            )
+
+    def client_port(self) -> int | None:
+        """The TCP port of the client listener, if it has one (0: chosen at start)."""
+        if not self.client:
+            return None
+        kind, _, rest = self.client.partition(":")
+        if kind not in ("tcp", "tcp6"):
+            return None
+        first = rest.split(":", 1)[0]
+        if first.startswith("port="):
+            first = first[len("port=") :]
+        return int(first) if first.isdigit() else None
+
+    def public_address(self, port: int | None = None) -> tuple[str, int]:
+        """
+        Where clients reach this process's client listener: C{public}, or
+        the first of C{hosts} and the listener's port (C{port}, the one
+        actually bound, overrides a configured 0).
+        """
+        if self.public:
+            host, _, number = self.public.rpartition(":")
+            return host.strip("[]"), int(number)
+        return self.hosts[0], port if port is not None else self.client_port()
 
     @property
     def identity(self) -> str:
@@ -447,6 +648,15 @@ class Config(Section):
         "logging": Table(LoggingSection),
         "wire": Table(WireSection),
         "tls": Table(TLSSection),
+        "store": Table(StoreSection),
+        "redis": Table(RedisSection),
+        "bus": Table(BusSection),
+        "login": Table(LoginSection),
+        "realms": Tables(
+            RealmSection,
+            name_pattern=r"^[a-z][a-z0-9-]{0,31}$",
+            name_rule="a lower-case name: a-z, 0-9 and '-'",
+        ),
         "processes": Tables(
             ProcessSection,
             name_pattern=PROCESS_NAME.pattern,
@@ -469,6 +679,24 @@ class Config(Section):
                         "would let this process pass for that one",
                         ("processes", process.name, "hosts"),
                     )
+
+        for process in self.processes.values():
+            if process.kind in ("mmo", "gateway") and process.realm not in self.realm_names():
+                raise ConfigError(
+                    f"no realm {process.realm!r} (realms: {', '.join(self.realm_names())})",
+                    ("processes", process.name, "realm"),
+                )
+
+    def realm_names(self) -> list[str]:
+        """
+        The realms players choose from, in the file's order (the first is
+        the default): those of C{[realms]}, else just "main".
+        """
+        return list(self.realms) or ["main"]
+
+    def realm_title(self, name: str) -> str:
+        realm = self.realms.get(name)
+        return (realm.title if realm is not None else "") or name
 
     def process(self, name: str | None = None, kind: str | None = None) -> ProcessSection:
         """

@@ -1,13 +1,16 @@
 """
 The standalone server, C{twistd -n mmo --config FILE}: every service in one
-process, for development and small games.
+process, for development and small games, on SQLite and the in-process bus.
 """
 
 from __future__ import annotations
 
 from mmo import rpc
 from mmo.app import ConfigOptions, ProcessService, build
-from mmo.gateway.service import GatewayService
+from mmo.gateway.service import factory_class
+from mmo.gateway.tap import add_gateway
+from mmo.login.protocol import StandaloneFactory
+from mmo.login.tap import login_service
 
 
 class Options(ConfigOptions):
@@ -20,10 +23,15 @@ class Options(ConfigOptions):
 
 def makeService(options: Options, reactor=None) -> ProcessService:
     config, process = options.config, options.process
+    if reactor is None:
+        from twisted.internet import reactor
 
     def make():
         top = ProcessService(config, process, reactor)
-        GatewayService(config, process, reactor=reactor).setServiceParent(top)
+        login = login_service(top, reactor)
+        factory = factory_class(config, process, StandaloneFactory)(config, process, reactor)
+        factory.login = login
+        add_gateway(top, factory, login.bus, reactor)
         if process.rpc:
             rpc.listen(config, process, reactor=reactor).setServiceParent(top)
         return top

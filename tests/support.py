@@ -8,6 +8,7 @@ import os
 import textwrap
 
 from mmo import certs, config
+from mmo.wire import codec
 
 #: A small deployment: a standalone process and two internal peers.
 DEFAULT_PROCESSES = """
@@ -49,3 +50,20 @@ def deployment(
     conf = config.load(write_config(testcase, text))
     certs.generate(conf)
     return conf
+
+
+def decode_frames(data: bytes) -> list[dict]:
+    """The messages in C{data}, a byte string of whole frames."""
+    result = []
+    while data:
+        (length,) = codec.HEADER.unpack(data[:4])
+        result.append(codec.decode(data[4 : 4 + length]))
+        data = data[4 + length :]
+    return result
+
+
+def written_frames(transport) -> list[dict]:
+    """The messages written to a C{StringTransport} since the last call."""
+    result = decode_frames(transport.value())
+    transport.clear()
+    return result

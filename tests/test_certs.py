@@ -73,6 +73,7 @@ FILES = [
     "zone-1.key",
     "zone-1.client.crt",
     "zone-1.client.key",
+    "ticket.key",
 ]
 
 
@@ -645,8 +646,10 @@ class GenerateTests(DeploymentMixin, unittest.TestCase):
         self.assertEqual(after["ca.crt"], before["ca.crt"])
         self.assertEqual(after["ca.key"], before["ca.key"])
         new_files = [f"zone-2{suffix}" for suffix in (".crt", ".key", ".client.crt", ".client.key")]
-        leaves = [name for name in FILES if not name.startswith("ca.")] + new_files
+        leaves = [name for name in FILES if not name.startswith(("ca.", "ticket."))] + new_files
         self.assertEqual(sorted(written), sorted(self.path(name) for name in leaves))
+        # Tickets in flight stay valid: the ticket key is kept.
+        self.assertEqual(after["ticket.key"], before["ticket.key"])
         self.assertEqual(sorted(after), sorted(FILES + new_files))
         for name in leaves:
             if name in before:

@@ -180,7 +180,8 @@ class LoadTests(unittest.TestCase):
 
     def test_host_named_like_another_process(self):
         self.assertConfigError(
-            GOOD + '\n[processes.zone-1]\nkind = "zone"\nhosts = ["mmo"]\n',
+            GOOD
+            + '\n[bus]\nbackend = "redis"\n[processes.zone-1]\nkind = "zone"\nhosts = ["mmo"]\n',
             "processes.zone-1.hosts",
             "name of another process",
         )
@@ -191,6 +192,8 @@ class LoadTests(unittest.TestCase):
 
 class ProcessChoiceTests(unittest.TestCase):
     TEXT = """
+    [bus]
+    backend = "redis"
     [processes.zone-1]
     kind = "zone"
     [processes.zone-2]

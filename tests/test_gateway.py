@@ -25,7 +25,7 @@ from mmo.config import Config, ConfigError, WireSection
 from mmo.gateway import protocol as gateway_protocol
 from mmo.gateway.factory import ClientFactory
 from mmo.gateway.protocol import CLOSE_GRACE, CLOSED, HANDSHAKE, OPEN, ClientProtocol
-from mmo.gateway.service import GatewayService, factory_class
+from mmo.gateway.service import ClientListener, factory_class
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
 from mmo.wire.codes import WireError
 from tests.support import deployment
@@ -975,7 +975,7 @@ class FactoryClassTests(unittest.TestCase):
             """,
         )
         reactor = MemoryReactorClock()
-        service = GatewayService(config, config.processes["mmo"], reactor=reactor)
+        service = ClientListener(config, config.processes["mmo"], reactor=reactor)
         self.assertIsInstance(service.factory, EmoteFactory)
         self.assertIs(service.factory.reactor, reactor)
         self.assertIs(service.tlsFactory.wrappedFactory, service.factory)

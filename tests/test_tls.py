@@ -14,7 +14,7 @@ from twisted.trial import unittest
 from mmo import certs, tls
 from mmo.client import connect
 from mmo.config import ConfigError
-from mmo.gateway.service import GatewayService
+from mmo.gateway.service import ClientListener
 from tests.support import deployment
 
 STANDALONE = """
@@ -64,7 +64,7 @@ class ClientFacingTLSTests(unittest.TestCase):
         return self.start(self.config)
 
     def start(self, config):
-        self.service = GatewayService(config, config.processes["mmo"], reactor=reactor)
+        self.service = ClientListener(config, config.processes["mmo"], reactor=reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.port = self.service.port.getHost().port
@@ -142,7 +142,7 @@ class OperatorCertificateTests(unittest.TestCase):
             STANDALONE,
             extra=f'[tls]\ncertificate = "{chain}"\nprivate_key = "{key_file}"\n',
         )
-        service = GatewayService(config, config.processes["mmo"], reactor=reactor)
+        service = ClientListener(config, config.processes["mmo"], reactor=reactor)
         service.startService()
         self.addCleanup(service.stopService)
         port = service.port.getHost().port
@@ -168,7 +168,7 @@ class MissingFilesTests(unittest.TestCase):
         config = deployment(self, STANDALONE)
         os.remove(tls.server_paths(config.deployment.tls_dir, "mmo")[0])
         error = self.assertRaises(
-            ConfigError, GatewayService, config, config.processes["mmo"], reactor
+            ConfigError, ClientListener, config, config.processes["mmo"], reactor
         )
         message = str(error)
         self.assertIn(f"{config.file}: deployment.tls_dir: cannot read", message)
@@ -181,18 +181,18 @@ class MissingFilesTests(unittest.TestCase):
         directory = config.deployment.tls_dir
         os.replace(os.path.join(directory, "mmo.client.key"), tls.server_paths(directory, "mmo")[1])
         error = self.assertRaises(
-            ConfigError, GatewayService, config, config.processes["mmo"], reactor
+            ConfigError, ClientListener, config, config.processes["mmo"], reactor
         )
         self.assertIn("deployment.tls_dir", str(error))
 
     def test_port_in_use(self):
         """A port that cannot be bound fails the start with the key."""
         config = deployment(self, STANDALONE)
-        first = GatewayService(config, config.processes["mmo"], reactor=reactor)
+        first = ClientListener(config, config.processes["mmo"], reactor=reactor)
         first.startService()
         self.addCleanup(first.stopService)
         busy = first.port.getHost().port
         config.processes["mmo"].client = f"tcp:{busy}:interface=127.0.0.1"
-        second = GatewayService(config, config.processes["mmo"], reactor=reactor)
+        second = ClientListener(config, config.processes["mmo"], reactor=reactor)
         error = self.assertRaises(ConfigError, second.startService)
         self.assertIn("processes.mmo.client: cannot listen", str(error))

@@ -14,10 +14,13 @@ underscores), so a game team adds a message by subclassing::
 
 and setting C{protocol = MyProtocol} on a factory subclass.  A handler returns
 the reply's fields (a dict, or a Deferred of one), or C{None} for no reply;
-it raises L{WireError} for an error frame.
+it raises L{WireError} for an error frame.  Handlers may be coroutines
+(C{async def}).
 """
 
 from __future__ import annotations
+
+from inspect import iscoroutine
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -28,11 +31,17 @@ import mmo
 from mmo.tls import HandshakeLogging, peer_address
 from mmo.wire import codec, codes
 from mmo.wire.codec import SUPPORTED_VERSIONS
-from mmo.wire.codes import WireError
+from mmo.wire.codes import AUTH_REQUIRED, LOGGED_OUT, WireError
 from mmo.wire.protocol import FramedProtocol
 
 #: Seconds a closing connection has to finish closing before it is aborted.
 CLOSE_GRACE = 5.0
+
+
+def _settle(result):
+    """A coroutine returned by a handler, as a Deferred."""
+    return defer.ensureDeferred(result) if iscoroutine(result) else result
+
 
 # Connection states.
 HANDSHAKE = "handshake"
@@ -128,6 +137,10 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
                 request_id,
             )
             return
+        refusal = self.checkMessage(kind)
+        if refusal is not None:
+            self.wireError(refusal, request_id)
+            return
         handler = getattr(self, "message_" + kind.replace(".", "_"), None)
         if handler is None:
             self.wireError(
@@ -135,7 +148,18 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
             )
             return
         d = defer.maybeDeferred(handler, message)
+        d.addCallback(
+            lambda result: defer.ensureDeferred(result) if iscoroutine(result) else result
+        )
         d.addCallbacks(self._replied, self._failed, (request_id,), None, (request_id, kind))
+
+    def checkMessage(self, kind: str) -> WireError | None:
+        """
+        A refusal of message type C{kind} in the connection's current state,
+        or C{None}: a hook for subclasses (the gateway refuses everything but
+        a few types before a client has presented its ticket).
+        """
+        return None
 
     def _replied(self, fields, request_id) -> None:
         if fields is None or request_id is None or self.state == CLOSED:
@@ -297,3 +321,52 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         self.log.info("{peer} said goodbye", peer=self.peer)
         self.closing = True
         self._close()
+
+
+class GatewayProtocol(ClientProtocol):
+    """
+    A player's connection to a gateway: after the handshake the client
+    presents its session ticket (C{auth}); until then every other message is
+    refused with C{auth_required}.
+
+    @ivar ticket: The admitted ticket (account id, name, realm), once admitted.
+    @ivar session: This session's id, once admitted.
+    """
+
+    #: Message types a client may send before presenting its ticket.
+    before_auth = frozenset({"hello", "ping", "bye", "auth"})
+    ticket = None
+    session = None
+
+    def checkMessage(self, kind: str) -> WireError | None:
+        if self.ticket is None and kind not in self.before_auth:
+            return WireError(
+                AUTH_REQUIRED, f"{kind!r} needs a session: send 'auth' with your ticket"
+            )
+        return None
+
+    async def message_auth(self, message: dict) -> dict:
+        """Present the session ticket from login; be admitted as its account."""
+        if self.ticket is not None:
+            raise WireError(codes.BAD_REQUEST, "already admitted")
+        token = self.field(message, "ticket", str)
+        ticket = await self.factory.admit(self, token)
+        return {
+            "account": ticket.account_id,
+            "name": ticket.name,
+            "realm": ticket.realm,
+            "session": self.session,
+        }
+
+    async def message_logout(self, message: dict) -> dict:
+        """
+        End the session, and every other session of the account, and revoke
+        its tickets; the reply comes before the goodbye.
+        """
+        await self.factory.logout(self)
+        self.factory.reactor.callLater(0, self.goodbye, LOGGED_OUT, "logged out")
+        return {}
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self.factory.sessionEnded(self)

@@ -36,9 +36,10 @@ def factory_class(config: Config, process: ProcessSection, default=ClientFactory
     return found
 
 
-class GatewayService(service.Service):
+class ClientListener(service.Service):
     """
-    Listens for clients on C{processes.NAME.client} with TLS and, when
+    The client-facing listener of a process (gateway, login or standalone):
+    listens for clients on C{processes.NAME.client} with TLS and, when
     stopped, stops accepting, says goodbye to every client and waits for
     the connections to close.
 

@@ -25,8 +25,37 @@ UNKNOWN_TYPE = "unknown_type"
 BAD_REQUEST = "bad_request"
 #: The server failed while handling the request; the connection stays usable.
 INTERNAL = "internal"
+#: The session ticket must be presented ('auth') first.
+AUTH_REQUIRED = "auth_required"
+#: Wrong name or password, or a locked account (deliberately alike).
+LOGIN_FAILED = "login_failed"
+#: The account name is taken (names are unique without regard to case).
+NAME_TAKEN = "name_taken"
+#: The name breaks the naming rules.
+BAD_NAME = "bad_name"
+#: The password breaks the password policy.
+WEAK_PASSWORD = "weak_password"
+#: The account is banned.
+BANNED = "banned"
+#: No such realm.
+UNKNOWN_REALM = "unknown_realm"
+#: No gateway of the realm is up.
+NO_GATEWAY = "no_gateway"
+#: Too many attempts from this address; wait.
+THROTTLED = "throttled"
+#: The server is too busy (password hashing queue full); retry shortly.
+BUSY = "busy"
+#: The session ticket is forged, expired, used, revoked or of another realm.
+TICKET_REFUSED = "ticket_refused"
+#: The account is online already and the deployment refuses a second session.
+ALREADY_ONLINE = "already_online"
+
 #: Goodbye code: the server is shutting down.
 SHUTDOWN = "shutdown"
+#: Goodbye code: the account logged in elsewhere (the newer session wins).
+REPLACED = "replaced"
+#: Goodbye code: the account logged out.
+LOGGED_OUT = "logged_out"
 
 #: Every code, with what it means (rendered into the protocol documentation).
 DESCRIPTIONS = {
@@ -39,6 +68,18 @@ DESCRIPTIONS = {
     UNKNOWN_TYPE: "the message type is not known; the connection stays open",
     BAD_REQUEST: "a field is missing, of the wrong type or out of range; stays open",
     INTERNAL: "the server failed handling the request; stays open",
+    AUTH_REQUIRED: "the message needs an admitted session; send 'auth' first; stays open",
+    LOGIN_FAILED: "wrong name or password, or the account is locked; stays open",
+    NAME_TAKEN: "the account name is taken; stays open",
+    BAD_NAME: "the name breaks the naming rules; stays open",
+    WEAK_PASSWORD: "the password breaks the password policy; stays open",
+    BANNED: "the account is banned; stays open",
+    UNKNOWN_REALM: "no such realm; stays open",
+    NO_GATEWAY: "no gateway of the realm is up; retry later; stays open",
+    THROTTLED: "too many attempts from this address; wait; stays open",
+    BUSY: "the server is too busy; retry shortly; stays open",
+    TICKET_REFUSED: "the ticket is forged, expired, used, revoked or of another realm",
+    ALREADY_ONLINE: "the account is online and second sessions are refused; stays open",
 }
 
 

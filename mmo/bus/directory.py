@@ -1,0 +1,188 @@
+"""
+The service directory, seen from one process: L{DirectoryService} keeps the
+process's entry alive with a heartbeat, L{least_loaded} picks among entries.
+
+An entry is the process's name and a dict of what others need to reach and
+choose it (see C{docs/bus.md}): C{kind}, C{realm}, C{addresses} or
+C{host}/C{port}, C{load} (a number, lower is better) and C{draining} (true
+while it takes no new work).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from numbers import Real
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+
+class DirectoryService(Service):
+    """
+    Announce a process in the directory every C{interval} seconds, for
+    C{ttl} seconds each time, from L{startService} until L{stopService},
+    which withdraws it.
+
+    C{info_callable} is called at every tick, so the entry follows the
+    process's load.  A failed announcement (Redis down, a bad value) is
+    logged and tried again at the next tick; it never stops the service.
+    If announcements keep failing for longer than C{ttl} the entry expires,
+    which is what the other processes should believe: they cannot reach the
+    bus through which they would reach this process.
+
+    @ivar announced: How many announcements succeeded (for status and tests).
+    @ivar failures: How many announcements in a row failed.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        bus,
+        name: str,
+        info_callable: Callable[[], dict],
+        interval: float,
+        ttl: float,
+        reactor=None,
+    ):
+        if ttl <= interval:
+            raise ValueError(f"ttl ({ttl}) must be longer than interval ({interval})")
+        if reactor is None:
+            from twisted.internet import reactor
+        self.bus = bus
+        self.name = name
+        self.info_callable = info_callable
+        self.interval = interval
+        self.ttl = ttl
+        self.reactor = reactor
+        self.announced = 0
+        self.failures = 0
+        self._loop: task.LoopingCall | None = None
+        self._pending: defer.Deferred | None = None
+
+    @classmethod
+    def from_config(cls, bus, config, name: str, info_callable, reactor=None):
+        """One whose interval and ttl are C{[bus] heartbeat_interval/timeout}."""
+        return cls(
+            bus,
+            name,
+            info_callable,
+            config.bus.heartbeat_interval,
+            config.bus.heartbeat_timeout,
+            reactor=reactor,
+        )
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop = task.LoopingCall(self._tick)
+        self._loop.clock = self.reactor
+        self._loop.start(self.interval, now=True)
+
+    def _tick(self) -> None:
+        # Not returned to the LoopingCall: a slow announcement must not
+        # stop the heartbeat, and one still in flight makes this tick a no-op.
+        if self._pending is None:
+            self.refresh()
+
+    def refresh(self) -> defer.Deferred:
+        """
+        Announce now (say, after the load or C{draining} changed) rather than
+        at the next tick.  Deferred[None]; never fails.
+        """
+        if not self.running:
+            return defer.succeed(None)
+        if self._pending is not None:
+            # One at a time: the second follows the first, with fresh info.
+            result = defer.Deferred()
+            self._pending.addBoth(lambda _: self.refresh().chainDeferred(result))
+            return result
+        d = defer.maybeDeferred(
+            lambda: self.bus.announce(self.name, self.info_callable(), self.ttl)
+        )
+        self._pending = d
+
+        def succeeded(_):
+            self.announced += 1
+            if self.failures:
+                self.log.info(
+                    "announced {name} in the directory again, after {failures} failures",
+                    name=self.name,
+                    failures=self.failures,
+                )
+            self.failures = 0
+
+        def failed(f):
+            # The whole story the first time, one line a tick afterwards.
+            self.failures += 1
+            if self.failures == 1:
+                self.log.failure(
+                    "could not announce {name} in the directory; retrying every {interval}s",
+                    f,
+                    name=self.name,
+                    interval=self.interval,
+                )
+            else:
+                self.log.warn(
+                    "still cannot announce {name} in the directory ({failures} failures): {reason}",
+                    name=self.name,
+                    failures=self.failures,
+                    reason=f.getErrorMessage(),
+                )
+
+        def done(_):
+            if self._pending is d:
+                self._pending = None
+
+        d.addCallbacks(succeeded, failed).addBoth(done)
+        return d
+
+    def stopService(self) -> defer.Deferred:
+        """Stop the heartbeat and withdraw the entry.  Deferred[None]; never fails."""
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        # Withdraw after any announcement in flight: otherwise a late
+        # announcement could put the entry back for another ttl.
+        pending = self._pending if self._pending is not None else defer.succeed(None)
+        d = defer.Deferred()
+        pending.addBoth(lambda _: d.callback(None))
+        d.addCallback(lambda _: self.bus.withdraw(self.name))
+        d.addErrback(
+            lambda f: self.log.failure(
+                "could not withdraw {name} from the directory; it expires in {ttl}s",
+                f,
+                name=self.name,
+                ttl=self.ttl,
+            )
+        )
+        return d
+
+
+def least_loaded(services: dict, kind: str | None, realm: str | None = None):
+    """
+    The entry of C{services} (name -> info, from L{IBus.services}) of
+    C{kind} (any if C{None}) and C{realm} (any if C{None}) with the lowest
+    C{info["load"]}; equal loads go to the smallest name, so every caller
+    picks the same one.  Entries that are C{draining} or whose load is not a
+    number are never picked; a missing load counts as 0.
+
+    @return: C{(name, info)}, or C{None} if nothing fits.
+    """
+    best = None
+    for name, info in services.items():
+        if not isinstance(info, dict):
+            continue
+        if kind is not None and info.get("kind") != kind:
+            continue
+        if realm is not None and info.get("realm") != realm:
+            continue
+        if info.get("draining"):
+            continue
+        load = info.get("load", 0)
+        if isinstance(load, bool) or not isinstance(load, Real):
+            continue
+        if best is None or (load, name) < best[0]:
+            best = ((load, name), name, info)
+    return None if best is None else (best[1], best[2])

@@ -1,0 +1,272 @@
+"""
+The in-process bus: L{IBus} for a deployment of one process (the standalone
+server), with nothing to install or run beside it.
+
+Everything lives in dicts of this object; expiry follows the injected
+reactor's clock (C{reactor.seconds()}), checked when an entry is read and in
+an occasional sweep, so no timer is left running.  Values go through msgpack
+on the way in and out, exactly as with Redis: a caller never shares a mutable
+object with another caller, and a value msgpack cannot encode fails here as
+it would in a cluster (L{TypeError} from L{pack}).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from typing import Any
+
+import msgpack
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mmo.bus import IBus
+
+#: Seconds between sweeps of expired entries (they are also dropped on read).
+SWEEP_INTERVAL = 60.0
+
+
+def pack(value: Any) -> bytes:
+    """
+    C{value} as msgpack: the one encoding of every message, directory entry
+    and value on the bus, in both backends.
+
+    @raise TypeError: C{value} holds something msgpack cannot encode.
+    """
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    """
+    The value of L{pack}'s C{data}: a fresh copy every time.  Tuples come back
+    as lists; maps may have non-string keys.
+    """
+    return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def _default_reactor(reactor):
+    if reactor is None:
+        from twisted.internet import reactor
+    return reactor
+
+
+class MemorySubscription:
+    """A subscription to a channel of a L{MemoryBus}; L{cancel} ends it."""
+
+    def __init__(self, bus: MemoryBus, channel: str, callback):
+        self.bus = bus
+        self.channel = channel
+        self.callback = callback
+        self.active = True
+
+    def cancel(self) -> defer.Deferred:
+        """Stop receiving messages; idempotent.  Deferred[None]."""
+        if self.active:
+            self.active = False
+            subscribers = self.bus._channels.get(self.channel, [])
+            if self in subscribers:
+                subscribers.remove(self)
+            if not subscribers:
+                self.bus._channels.pop(self.channel, None)
+        return defer.succeed(None)
+
+
+@implementer(IBus)
+class MemoryBus:
+    """
+    L{IBus} inside one process.
+
+    Messages are delivered after L{publish} returns, from the reactor, in
+    publication order (like the Redis backend, so code that works on one
+    works on the other).  A subscriber that raises is logged; the others
+    still get the message.
+
+    @ivar reactor: Provides C{seconds} and C{callLater}: the clock of every
+        expiry and the scheduler of deliveries.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor=None):
+        self.reactor = _default_reactor(reactor)
+        self._channels: dict[str, list[MemorySubscription]] = {}
+        #: Messages published and not yet delivered: (subscribers, data).
+        self._queue: deque[tuple[list[MemorySubscription], bytes]] = deque()
+        self._delivery = None
+        #: name -> (packed info, expiry time).
+        self._directory: dict[str, tuple[bytes, float]] = {}
+        #: key -> (count, expiry time).
+        self._counts: dict[str, tuple[int, float]] = {}
+        #: key -> expiry time.
+        self._claims: dict[str, float] = {}
+        #: key -> (packed value, expiry time or None).
+        self._values: dict[str, tuple[bytes, float | None]] = {}
+        self._next_sweep = self.reactor.seconds() + SWEEP_INTERVAL
+
+    def __repr__(self) -> str:
+        return "<MemoryBus>"
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> defer.Deferred:
+        return defer.succeed(None)
+
+    def stop(self) -> defer.Deferred:
+        """Drop undelivered messages and cancel the delivery call."""
+        if self._delivery is not None and self._delivery.active():
+            self._delivery.cancel()
+        self._delivery = None
+        self._queue.clear()
+        return defer.succeed(None)
+
+    # -- time ----------------------------------------------------------------------
+
+    def _now(self) -> float:
+        now = self.reactor.seconds()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_INTERVAL
+            self._sweep(now)
+        return now
+
+    def _sweep(self, now: float) -> None:
+        for name in [n for n, (_, t) in self._directory.items() if t <= now]:
+            del self._directory[name]
+        for key in [k for k, (_, t) in self._counts.items() if t <= now]:
+            del self._counts[key]
+        for key in [k for k, t in self._claims.items() if t <= now]:
+            del self._claims[key]
+        for key in [k for k, (_, t) in self._values.items() if t is not None and t <= now]:
+            del self._values[key]
+
+    # -- publish / subscribe ---------------------------------------------------------
+
+    def publish(self, channel: str, message) -> defer.Deferred:
+        try:
+            data = pack(message)
+        except Exception:
+            return defer.fail()
+        subscribers = list(self._channels.get(channel, ()))
+        if subscribers:
+            self._queue.append((subscribers, data))
+            if self._delivery is None:
+                self._delivery = self.reactor.callLater(0, self._deliver)
+        return defer.succeed(None)
+
+    def _deliver(self) -> None:
+        self._delivery = None
+        # Only what is queued now: messages published by subscribers while
+        # this runs wait for the next call, after the ones before them.
+        for _ in range(len(self._queue)):
+            if not self._queue:  # stopped by a subscriber
+                break
+            subscribers, data = self._queue.popleft()
+            for subscription in subscribers:
+                if subscription.active:
+                    deliver(self.log, subscription, data)
+
+    def subscribe(self, channel: str, callback) -> defer.Deferred:
+        subscription = MemorySubscription(self, channel, callback)
+        self._channels.setdefault(channel, []).append(subscription)
+        return defer.succeed(subscription)
+
+    # -- directory -------------------------------------------------------------------
+
+    def announce(self, name: str, info: dict, ttl: float) -> defer.Deferred:
+        try:
+            data = pack(info)
+        except Exception:
+            return defer.fail()
+        self._directory[name] = (data, self._now() + ttl)
+        return defer.succeed(None)
+
+    def withdraw(self, name: str) -> defer.Deferred:
+        self._directory.pop(name, None)
+        return defer.succeed(None)
+
+    def services(self, kind: str | None = None) -> defer.Deferred:
+        now = self._now()
+        result = {}
+        for name, (data, expires) in list(self._directory.items()):
+            if expires <= now:
+                del self._directory[name]
+                continue
+            info = unpack(data)
+            if kind is None or (isinstance(info, dict) and info.get("kind") == kind):
+                result[name] = info
+        return defer.succeed(result)
+
+    # -- expiring keys -----------------------------------------------------------------
+
+    def hit(self, key: str, window: float) -> defer.Deferred:
+        now = self._now()
+        count, expires = self._counts.get(key, (0, now))
+        if expires <= now:
+            count, expires = 0, now + window
+        self._counts[key] = (count + 1, expires)
+        return defer.succeed(count + 1)
+
+    def count(self, key: str) -> defer.Deferred:
+        now = self._now()
+        count, expires = self._counts.get(key, (0, now))
+        return defer.succeed(count if expires > now else 0)
+
+    def clear(self, key: str) -> defer.Deferred:
+        self._counts.pop(key, None)
+        self._claims.pop(key, None)
+        self._values.pop(key, None)
+        return defer.succeed(None)
+
+    def claim(self, key: str, ttl: float) -> defer.Deferred:
+        now = self._now()
+        if self._claims.get(key, now) > now:
+            return defer.succeed(False)
+        self._claims[key] = now + ttl
+        return defer.succeed(True)
+
+    def put(self, key: str, value, ttl: float | None = None) -> defer.Deferred:
+        try:
+            data = pack(value)
+        except Exception:
+            return defer.fail()
+        self._values[key] = (data, None if ttl is None else self._now() + ttl)
+        return defer.succeed(None)
+
+    def get(self, key: str) -> defer.Deferred:
+        now = self._now()
+        entry = self._values.get(key)
+        if entry is None:
+            return defer.succeed(None)
+        data, expires = entry
+        if expires is not None and expires <= now:
+            del self._values[key]
+            return defer.succeed(None)
+        return defer.succeed(unpack(data))
+
+
+def deliver(log: Logger, subscription, data: bytes) -> None:
+    """
+    Give one subscriber its own copy of a message; log (never raise) what
+    its callback raises, or returns as a failing Deferred.
+    """
+    try:
+        message = unpack(data)
+        result = subscription.callback(message)
+    except Exception:
+        log.failure(
+            "subscriber {callback!r} of channel {channel!r} failed",
+            callback=subscription.callback,
+            channel=subscription.channel,
+        )
+        return
+    if inspect.iscoroutine(result):
+        result = defer.ensureDeferred(result)
+    if isinstance(result, defer.Deferred):
+        result.addErrback(
+            lambda f: log.failure(
+                "subscriber {callback!r} of channel {channel!r} failed",
+                f,
+                callback=subscription.callback,
+                channel=subscription.channel,
+            )
+        )

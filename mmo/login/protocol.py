@@ -1,0 +1,83 @@
+"""
+The login messages clients send: C{register}, C{login}, C{realms} and
+C{logout}.  L{LoginMessages} is a mixin, so the login server's protocol and
+the standalone server's (which is also a gateway) share them.
+"""
+
+from __future__ import annotations
+
+from mmo.gateway.factory import ClientFactory, GatewayFactory
+from mmo.gateway.protocol import ClientProtocol, GatewayProtocol
+
+
+class LoginMessages:
+    """
+    Handlers of the login messages; C{self.factory.login} is the
+    L{mmo.login.service.LoginService}.
+    """
+
+    login_messages = frozenset({"register", "login", "realms", "logout"})
+
+    def source_address(self) -> str:
+        """The client's address, which throttles count by."""
+        address = self.transport.getPeer()
+        return str(getattr(address, "host", address))
+
+    async def message_register(self, message: dict) -> dict:
+        """Create an account: C{name}, C{password}."""
+        account = await self.factory.login.register(
+            message.get("name"), message.get("password"), self.source_address()
+        )
+        return {"account": account.id, "name": account.name}
+
+    async def message_login(self, message: dict) -> dict:
+        """
+        Check C{name} and C{password}; return a session ticket and the
+        gateway of the realm (C{realm}, optional) to present it to.
+        """
+        realm = self.field(message, "realm", str, required=False)
+        return await self.factory.login.login(
+            message.get("name"), message.get("password"), self.source_address(), realm
+        )
+
+    async def message_realms(self, message: dict) -> dict:
+        """The realms to choose from, with their load."""
+        return {"realms": await self.factory.login.realms()}
+
+    async def message_logout(self, message: dict) -> dict:
+        """Revoke the tickets of the account of C{ticket}, and end its sessions."""
+        await self.factory.login.logout(self.field(message, "ticket", str))
+        return {}
+
+
+class LoginProtocol(LoginMessages, ClientProtocol):
+    """A client of the C{mmo-login} server."""
+
+
+class LoginFactory(ClientFactory):
+    """
+    Builds login connections; C{login} is set to the
+    L{mmo.login.service.LoginService} by the process that runs it.
+    """
+
+    protocol = LoginProtocol
+    login = None
+
+
+class StandaloneProtocol(LoginMessages, GatewayProtocol):
+    """
+    A client of the standalone server, which logs in and admits in one
+    process: the login messages are open before the ticket is presented.
+    """
+
+    before_auth = GatewayProtocol.before_auth | LoginMessages.login_messages
+
+    async def message_logout(self, message: dict) -> dict:
+        if self.ticket is not None:
+            return await GatewayProtocol.message_logout(self, message)
+        return await LoginMessages.message_logout(self, message)
+
+
+class StandaloneFactory(GatewayFactory):
+    protocol = StandaloneProtocol
+    login = None

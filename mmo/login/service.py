@@ -1,0 +1,230 @@
+"""
+The login domain: registration, password checks, tickets and realms.  It
+knows no bytes: the protocol parses, this decides.
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.logger import Logger
+
+from mmo.bus import BusError
+from mmo.bus.directory import least_loaded
+from mmo.login.throttle import Locked, Throttle
+from mmo.login.tickets import TicketError, TicketSigner
+from mmo.store import AlreadyExists
+from mmo.wire.codes import (
+    BAD_NAME,
+    BANNED,
+    LOGIN_FAILED,
+    NAME_TAKEN,
+    NO_GATEWAY,
+    TICKET_REFUSED,
+    UNKNOWN_REALM,
+    WEAK_PASSWORD,
+    WireError,
+)
+
+#: The one answer to a wrong password, an unknown name and a locked account.
+FAILED_MESSAGE = "wrong name or password"
+
+NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+#: Directory kinds that admit players.
+GATEWAY_KINDS = ("gateway", "mmo")
+
+
+def revoked_key(account_id: str) -> str:
+    return f"revoked:{account_id}"
+
+
+class LoginService:
+    """
+    @ivar store: An L{mmo.store.IStore}.
+    @ivar bus: An L{mmo.bus.IBus}.
+    @ivar hasher: A L{mmo.login.passwords.PasswordHasher}.
+    @ivar signer: A L{TicketSigner}.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, store, bus, hasher, signer: TicketSigner, reactor):
+        self.config = config
+        self.rules = config.login
+        self.store = store
+        self.bus = bus
+        self.hasher = hasher
+        self.signer = signer
+        self.reactor = reactor
+        self.throttle = Throttle(bus, config.login)
+
+    # -- rules ---------------------------------------------------------------
+
+    def check_name(self, name) -> str:
+        rules = self.rules
+        if not isinstance(name, str) or not (
+            rules.name_min_length <= len(name) <= rules.name_max_length
+        ):
+            raise WireError(
+                BAD_NAME,
+                f"a name has {rules.name_min_length} to {rules.name_max_length} characters",
+            )
+        if not NAME_PATTERN.match(name):
+            raise WireError(
+                BAD_NAME, "a name starts with a letter and has only letters, digits, '_' and '-'"
+            )
+        return name
+
+    def check_password(self, name: str, password) -> str:
+        rules = self.rules
+        if not isinstance(password, str) or not (
+            rules.password_min_length <= len(password) <= rules.password_max_length
+        ):
+            raise WireError(
+                WEAK_PASSWORD,
+                f"a password has {rules.password_min_length} to "
+                f"{rules.password_max_length} characters",
+            )
+        if name.casefold() in password.casefold():
+            raise WireError(WEAK_PASSWORD, "a password must not contain the name")
+        if len(set(password)) < 3:
+            raise WireError(WEAK_PASSWORD, "a password needs more than two different characters")
+        return password
+
+    # -- registration and login ---------------------------------------------
+
+    async def register(self, name, password, address: str):
+        """A new account; fails with a L{WireError} saying why not."""
+        name = self.check_name(name)
+        password = self.check_password(name, password)
+        await self.throttle.check_register(address)
+        encoded = await self.hasher.hash(password)
+        try:
+            account = await self.store.create_account(name, encoded)
+        except AlreadyExists:
+            raise WireError(NAME_TAKEN, f"the name {name!r} is taken")
+        self.log.info("registered {name} from {address}", name=account.name, address=address)
+        return account
+
+    async def authenticate(self, name, password, address: str):
+        """
+        The account whose name and password these are.  A wrong password, an
+        unknown name and a locked account fail alike (C{login_failed}) and
+        cost alike (exactly one password check each).
+        """
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise WireError(LOGIN_FAILED, FAILED_MESSAGE)
+        name_key = name.casefold()
+        try:
+            await self.throttle.check_login(name_key, address)
+            locked = False
+        except Locked:
+            locked = True
+        account = None
+        if len(name) <= self.rules.name_max_length:
+            account = await self.store.account_by_name(name)
+        usable = account if account is not None and not locked else None
+        password = password[: self.rules.password_max_length]
+        ok = await self.hasher.verify(usable.password_hash if usable else None, password)
+        if not ok:
+            await self.throttle.failed(name_key, address)
+            self.log.info("failed login for {name} from {address}", name=name, address=address)
+            raise WireError(LOGIN_FAILED, FAILED_MESSAGE)
+        await self.throttle.succeeded(name_key, address)
+        if account.banned:
+            raise WireError(BANNED, "this account is banned")
+        if self.hasher.needs_rehash(account.password_hash):
+            encoded = await self.hasher.hash(password)
+            await self.store.update_account(account.id, password_hash=encoded)
+        return account
+
+    async def login(self, name, password, address: str, realm=None) -> dict:
+        """
+        Check the password and return a ticket and the least-loaded gateway
+        of the realm (the first realm when none is named).
+        """
+        realms = self.config.realm_names()
+        if realm is None:
+            realm = realms[0]
+        if realm not in realms:
+            raise WireError(UNKNOWN_REALM, f"no realm {realm!r}; realms: {', '.join(realms)}")
+        account = await self.authenticate(name, password, address)
+        gateway = await self.gateway(realm)
+        token, ticket = self.signer.issue(account.id, account.name, realm)
+        self.log.info("{name} logged in from {address}", name=account.name, address=address)
+        return {
+            "account": account.id,
+            "name": account.name,
+            "realm": realm,
+            "ticket": token,
+            "expires": ticket.expires,
+            "gateway": gateway,
+        }
+
+    async def _services(self) -> dict:
+        """The directory; while the bus is down, a clean "try again" for the player."""
+        try:
+            return await self.bus.services()
+        except BusError as e:
+            self.log.error("directory unavailable: {error}", error=str(e))
+            raise WireError(NO_GATEWAY, "the realm directory is unavailable; try again soon")
+
+    async def gateway(self, realm: str) -> dict:
+        """The least-loaded live gateway of C{realm}: its name, host and port."""
+        services = await self._services()
+        candidates = {
+            name: info
+            for name, info in services.items()
+            if info.get("kind") in GATEWAY_KINDS
+            and info.get("realm") == realm
+            and not info.get("draining")
+        }
+        found = least_loaded(candidates, None)
+        if found is None:
+            raise WireError(NO_GATEWAY, f"no gateway of realm {realm!r} is up; try again soon")
+        name, info = found
+        return {"name": name, "host": info["host"], "port": info["port"]}
+
+    async def realms(self) -> list[dict]:
+        """Every realm with its load: players connected and gateways up."""
+        services = await self._services()
+        result = []
+        for realm in self.config.realm_names():
+            gateways = [
+                info
+                for info in services.values()
+                if info.get("kind") in GATEWAY_KINDS and info.get("realm") == realm
+            ]
+            result.append(
+                {
+                    "realm": realm,
+                    "title": self.config.realm_title(realm),
+                    "players": sum(int(info.get("load", 0)) for info in gateways),
+                    "gateways": len(gateways),
+                }
+            )
+        return result
+
+    async def logout(self, token) -> None:
+        """Revoke every ticket of the ticket's account issued until now."""
+        try:
+            ticket = self.signer.verify(token, allow_expired=True)
+        except TicketError as e:
+            raise WireError(TICKET_REFUSED, e.reason)
+        await revoke(self.bus, self.config, ticket.account_id, self.reactor.seconds())
+
+
+#: The bus channel on which gateways hear of sessions to close.
+SESSIONS_CHANNEL = "sessions"
+
+
+async def revoke(bus, config, account_id: str, now: float, keep: str | None = None) -> None:
+    """
+    Refuse every ticket of the account issued up to C{now}, and close its
+    sessions on every gateway but session C{keep}.
+    """
+    await bus.put(revoked_key(account_id), now, ttl=config.login.ticket_ttl + 1)
+    await bus.publish(
+        SESSIONS_CHANNEL, {"account": account_id, "session": keep, "reason": "logout"}
+    )

@@ -1,0 +1,59 @@
+"""
+The C{mmo-login} plugin: accounts, password checks, throttles, session
+tickets, realms and the choice of the least-loaded gateway.
+
+    twistd -n mmo-login --config cluster.toml
+"""
+
+from __future__ import annotations
+
+from mmo.app import ConfigOptions, ProcessService, build
+from mmo.bus import make_bus
+from mmo.bus.directory import DirectoryService
+from mmo.gateway.service import ClientListener, factory_class
+from mmo.gateway.tap import directory_info
+from mmo.login.passwords import PasswordHasher
+from mmo.login.protocol import LoginFactory
+from mmo.login.service import LoginService
+from mmo.login.tickets import TicketSigner, load_key
+from mmo.store import make_store
+
+
+class Options(ConfigOptions):
+    kind = "login"
+    synopsis = "--config FILE [--process NAME]"
+    longdesc = "Accounts, logins, session tickets and realms."
+
+
+def login_service(top: ProcessService, reactor) -> LoginService:
+    """The login domain object of a process, its store, bus and hasher as resources."""
+    config = top.config
+    store = top.resource(make_store(config, reactor))
+    bus = top.resource(make_bus(config, reactor))
+    hasher = top.resource(PasswordHasher.from_config(config, reactor))
+    signer = TicketSigner(load_key(config), config.login.ticket_ttl, reactor)
+    return LoginService(config, store, bus, hasher, signer, reactor)
+
+
+def makeService(options: Options, reactor=None) -> ProcessService:
+    config, process = options.config, options.process
+    if reactor is None:
+        from twisted.internet import reactor
+
+    def make():
+        top = ProcessService(config, process, reactor)
+        factory = factory_class(config, process, LoginFactory)(config, process, reactor)
+        factory.login = login_service(top, reactor)
+        listener = ClientListener(config, process, reactor=reactor, factory=factory)
+        listener.setServiceParent(top)
+        DirectoryService(
+            factory.login.bus,
+            process.name,
+            lambda: directory_info(process, listener),
+            config.bus.heartbeat_interval,
+            config.bus.heartbeat_timeout,
+            reactor=reactor,
+        ).setServiceParent(top)
+        return top
+
+    return build(make)

@@ -1,0 +1,327 @@
+"""
+The store: durable data (accounts, characters and, later, checkpoints,
+ladder and economy) behind one interface, L{IStore}, with two backends:
+
+  - L{mmo.store.sqlite}: SQLite through C{twisted.enterprise.adbapi}, the
+    embedded default;
+  - L{mmo.store.redis}: Redis through txredisapi, for several processes or
+    machines.
+
+Every method returns a Deferred; names of accounts and characters are
+unique without regard to case (compared by C{str.casefold}).  Use
+L{make_store} to get the backend the config asks for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+
+import msgpack
+from twisted.internet import defer
+from zope.interface import Interface
+
+#: Version of the format of L{IStore.dump}.
+DUMP_VERSION = 1
+
+
+class StoreError(Exception):
+    """A store operation failed for a reason the caller can act on."""
+
+
+class AlreadyExists(StoreError):
+    """The name is taken (without regard to case)."""
+
+
+class NotFound(StoreError):
+    """No such account or character."""
+
+
+class NotEmpty(StoreError):
+    """A restore was asked of a store that already holds data."""
+
+
+@dataclass
+class Account:
+    """
+    A player account.
+
+    @ivar id: Opaque, unique, never reused (32 hex digits).
+    @ivar name: The name as registered (case kept).
+    @ivar password_hash: The encoded memory-hard hash; never logged or sent.
+    @ivar created: Unix time of registration.
+    @ivar banned: Whether logins are refused.
+    """
+
+    id: str
+    name: str
+    password_hash: str = field(repr=False)
+    created: float
+    banned: bool = False
+
+
+@dataclass
+class Character:
+    """
+    A character of an account.
+
+    @ivar data: Game-defined attributes (msgpack-able: dicts, lists, str,
+        int, float, bool, None).
+    """
+
+    id: str
+    account_id: str
+    name: str
+    created: float
+    data: dict = field(default_factory=dict)
+
+
+class IStore(Interface):
+    """Durable storage of accounts and characters."""
+
+    def start():
+        """Open connections, create or migrate the schema.  Deferred[None]."""
+
+    def stop():
+        """Close everything after pending writes.  Deferred[None]."""
+
+    def create_account(name, password_hash):
+        """
+        A new L{Account}; fails with L{AlreadyExists} if the name is taken.
+        Of concurrent creations of one name exactly one succeeds.
+        """
+
+    def account_by_name(name):
+        """The L{Account} called C{name} (any case), or C{None}."""
+
+    def account_by_id(account_id):
+        """The L{Account} with C{account_id}, or C{None}."""
+
+    def update_account(account_id, password_hash=None, banned=None):
+        """Change the given fields; fails with L{NotFound}.  Deferred[Account]."""
+
+    def create_character(account_id, name, data):
+        """
+        A new L{Character} of the account; L{AlreadyExists} if the name is
+        taken by any character, L{NotFound} if the account does not exist.
+        """
+
+    def characters(account_id):
+        """The account's L{Character}s, oldest first."""
+
+    def character_by_id(character_id):
+        """The L{Character}, or C{None}."""
+
+    def update_character(character_id, data):
+        """Replace the character's data; L{NotFound} if missing.  Deferred[Character]."""
+
+    def delete_character(character_id):
+        """Delete it, freeing its name; Deferred[bool]: whether it existed."""
+
+    def dump():
+        """
+        Everything, as plain data: C{{"version": DUMP_VERSION, "accounts":
+        [...], "characters": [...]}} with each record a dict of the dataclass
+        fields.  Deferred[dict].
+        """
+
+    def restore(data):
+        """
+        Load a L{dump} into this store, which must be empty (L{NotEmpty}
+        otherwise); ids, names, hashes and times are kept.  Deferred[None].
+        """
+
+
+def make_store(config, reactor=None) -> IStore:
+    """The store the config's C{[store]} section asks for (not started)."""
+    if config.store.backend == "redis":
+        from mmo.store.redis import RedisStore
+
+        return RedisStore(config, reactor=reactor)
+    from mmo.store.sqlite import SQLiteStore
+
+    return SQLiteStore(config.store.path, reactor=reactor)
+
+
+# Helpers shared by the backends and by mmo.store.backup.
+
+
+def name_key(name: str) -> str:
+    """The form of a name that uniqueness is checked on: C{str.casefold}."""
+    return name.casefold()
+
+
+def new_id() -> str:
+    """A new account or character id: 32 random hex digits."""
+    return uuid.uuid4().hex
+
+
+def check_name(name: object, what: str) -> str:
+    """C{name} if it is a non-empty string, else L{StoreError}."""
+    if not isinstance(name, str) or not name:
+        raise StoreError(f"the {what} name must be a non-empty string, got {name!r}")
+    return name
+
+
+def pack_data(data: object) -> bytes:
+    """
+    Character data as stored: msgpack.
+
+    @raise StoreError: C{data} is not a dict or not msgpack-able.
+    """
+    if not isinstance(data, dict):
+        raise StoreError(f"character data must be a dict, got {type(data).__name__}")
+    try:
+        return msgpack.packb(data, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise StoreError(f"character data cannot be stored (not msgpack-able): {e}")
+
+
+def unpack_data(blob: bytes) -> dict:
+    """The inverse of L{pack_data}."""
+    return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+
+
+def dump_record(record: Account | Character) -> dict:
+    """A dataclass as a dict of its fields, as in L{IStore.dump}."""
+    return dataclasses.asdict(record)
+
+
+def read_dump(data: object) -> tuple[list[Account], list[Character]]:
+    """
+    Check a dump (as made by L{IStore.dump}) completely before anything is
+    written, so that a restore does not stop half-way on bad input.
+
+    @return: Its accounts and characters, in the dump's order.
+    @raise StoreError: The dump is not of a supported version, a record is
+        malformed, an id or a name appears twice, or a character belongs to
+        no account of the dump.
+    """
+    if not isinstance(data, dict):
+        raise StoreError("the dump is not a JSON object")
+    version = data.get("version")
+    if version != DUMP_VERSION:
+        raise StoreError(f"unsupported dump version {version!r} (this mmo reads {DUMP_VERSION})")
+    accounts = [
+        _read_record(Account, record, "accounts", i)
+        for i, record in enumerate(_read_list(data, "accounts"))
+    ]
+    characters = [
+        _read_record(Character, record, "characters", i)
+        for i, record in enumerate(_read_list(data, "characters"))
+    ]
+    for kind, records in (("account", accounts), ("character", characters)):
+        ids: set[str] = set()
+        names: set[str] = set()
+        for record in records:
+            if record.id in ids:
+                raise StoreError(f"the dump has two {kind}s with the id {record.id!r}")
+            if name_key(record.name) in names:
+                raise StoreError(f"the dump has two {kind}s named {record.name!r}")
+            ids.add(record.id)
+            names.add(name_key(record.name))
+    account_ids = {account.id for account in accounts}
+    for character in characters:
+        if character.account_id not in account_ids:
+            raise StoreError(
+                f"character {character.id!r} belongs to account {character.account_id!r}, "
+                "which is not in the dump"
+            )
+        pack_data(character.data)
+    return accounts, characters
+
+
+def _read_list(data: dict, key: str) -> list:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise StoreError(f"the dump's {key!r} is not a list")
+    return value
+
+
+#: Types of the fields of dumped records.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,),
+    "account_id": (str,),
+    "name": (str,),
+    "password_hash": (str,),
+    "created": (int, float),
+    "banned": (bool,),
+    "data": (dict,),
+}
+
+
+def _read_record(cls: type, record: object, key: str, index: int):
+    where = f"{key}[{index}]"
+    if not isinstance(record, dict):
+        raise StoreError(f"the dump's {where} is not an object")
+    names = [f.name for f in dataclasses.fields(cls)]
+    if set(record) != set(names):
+        raise StoreError(f"the dump's {where} must have exactly the fields {', '.join(names)}")
+    for name in names:
+        value = record[name]
+        types = _FIELD_TYPES[name]
+        if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
+            raise StoreError(f"the dump's {where}.{name} has the wrong type: {value!r}")
+        if isinstance(value, str) and not value:
+            raise StoreError(f"the dump's {where}.{name} is empty")
+    values = dict(record)
+    values["created"] = float(values["created"])
+    return cls(**values)
+
+
+class InFlight:
+    """
+    The operations of a store that have not finished, so that C{stop()} can
+    let them finish before it closes the connections.
+    """
+
+    def __init__(self):
+        self._operations: set[defer.Deferred] = set()
+        self._waiters: list[defer.Deferred] = []
+
+    def __len__(self) -> int:
+        return len(self._operations)
+
+    def track(self, d: defer.Deferred) -> defer.Deferred:
+        """Count C{d} until it fires; returns it."""
+        self._operations.add(d)
+        return d.addBoth(self._done, d)
+
+    def _done(self, result, d):
+        self._operations.discard(d)
+        if not self._operations:
+            waiters, self._waiters = self._waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+        return result
+
+    def wait(self, timeout: float | None = None, clock=None) -> defer.Deferred:
+        """
+        A Deferred firing with C{True} once nothing is in flight, or, after
+        C{timeout} seconds on C{clock}, with C{False} once what is still in
+        flight has been cancelled.
+        """
+        if not self._operations:
+            return defer.succeed(True)
+        waiter: defer.Deferred = defer.Deferred()
+        self._waiters.append(waiter)
+        if timeout is None:
+            return waiter.addCallback(lambda _: True)
+        call = clock.callLater(timeout, self._give_up, waiter)
+
+        def finished(_):
+            if call.active():
+                call.cancel()
+                return True
+            return False
+
+        return waiter.addCallback(finished)
+
+    def _give_up(self, waiter: defer.Deferred) -> None:
+        for d in list(self._operations):
+            d.cancel()
+        if not waiter.called:
+            # Cancelled operations that ignore cancellation: stop waiting.
+            self._waiters.remove(waiter)
+            waiter.callback(None)

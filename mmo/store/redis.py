@@ -1,0 +1,497 @@
+"""
+The Redis store: accounts and characters in Redis, through txredisapi, for
+deployments of several processes or machines.
+
+Keys (C{P} is L{key_prefix}, C{{id}} 32 hex digits, C{{key}} a casefolded
+name):
+
+  - C{P:account:{id}}: hash C{id name name_key password_hash created banned};
+  - C{P:account-name:{key}}: string, the id of the account of that name;
+  - C{P:accounts}: sorted set of every account id, scored by C{created};
+  - C{P:character:{id}}: hash C{id account_id name name_key created data},
+    C{data} being msgpack bytes;
+  - C{P:character-name:{key}}: string, the id of the character of that name;
+  - C{P:account-characters:{id}}: sorted set of the account's character ids,
+    scored by C{created};
+  - C{P:store-schema}: the version of this layout, L{SCHEMA_VERSION}.
+
+Every write that touches more than one key is one Lua script (C{EVAL}), so
+it is atomic: of concurrent creations of one name exactly one finds the name
+key absent, and a deletion frees the name in the same step.  Values are
+binary (msgpack), so the connection is made with C{charset=None} and
+C{convertNumbers} off: every reply is bytes, decoded here, and a name such
+as C{"007"} is never turned into a number.
+
+Durability is the server's: see C{docs/store.md} (C{appendonly yes} with
+C{appendfsync always} for no loss of an acknowledged write).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTCP
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mmo.store import (
+    DUMP_VERSION,
+    Account,
+    AlreadyExists,
+    Character,
+    InFlight,
+    IStore,
+    NotEmpty,
+    NotFound,
+    StoreError,
+    check_name,
+    dump_record,
+    name_key,
+    new_id,
+    pack_data,
+    read_dump,
+    unpack_data,
+)
+from mmo.store.redis_connect import RedisConnectError, connect_redis, key_prefix, redis_address
+
+log = Logger()
+
+#: How many commands a dump or a restore keeps in flight.
+BATCH = 256
+
+#: Version of the key layout, kept in C{P:store-schema}.
+SCHEMA_VERSION = 1
+
+# KEYS: schema key; ARGV: this code's version.  The stored version (set to
+# ARGV[1] if there was none).
+CHECK_SCHEMA = """
+local version = redis.call('GET', KEYS[1])
+if not version then
+  redis.call('SET', KEYS[1], ARGV[1])
+  return tonumber(ARGV[1])
+end
+return tonumber(version)
+"""
+
+# KEYS: name key, account key, account index
+# ARGV: id, name, name_key, password_hash, created, banned
+# 1: created; 0: the name is taken; -1: the id is taken.
+CREATE_ACCOUNT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+redis.call('HSET', KEYS[2], 'id', ARGV[1], 'name', ARGV[2], 'name_key', ARGV[3],
+           'password_hash', ARGV[4], 'created', ARGV[5], 'banned', ARGV[6])
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+return 1
+"""
+
+# KEYS: account key; ARGV: field, value, ...
+# The account's fields after the change, or nil if there is no such account.
+UPDATE_ACCOUNT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: account key, name key, character key, the account's character index
+# ARGV: id, account_id, name, name_key, created, data
+# 1: created; 0: the name is taken; -1: no such account; -2: the id is taken.
+CREATE_CHARACTER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return -2 end
+redis.call('HSET', KEYS[3], 'id', ARGV[1], 'account_id', ARGV[2], 'name', ARGV[3],
+           'name_key', ARGV[4], 'created', ARGV[5], 'data', ARGV[6])
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
+return 1
+"""
+
+# KEYS: character key; ARGV: data
+UPDATE_CHARACTER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'data', ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: character key, name key, the account's character index; ARGV: id
+# 1: deleted; 0: there was no such character.
+DELETE_CHARACTER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+def _number(value: float) -> str:
+    # repr() round-trips a float exactly; txredisapi's own formatting of
+    # floats ("%f") would cut it to microseconds.
+    return repr(float(value))
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8")
+
+
+def _fields(reply) -> dict[bytes, bytes]:
+    """A hash from HGETALL (a dict) or from a script (a flat list)."""
+    if isinstance(reply, dict):
+        return reply
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
+def _account(fields: dict[bytes, bytes]) -> Account:
+    return Account(
+        id=_text(fields[b"id"]),
+        name=_text(fields[b"name"]),
+        password_hash=_text(fields[b"password_hash"]),
+        created=float(fields[b"created"]),
+        banned=fields[b"banned"] == b"1",
+    )
+
+
+def _character(fields: dict[bytes, bytes]) -> Character:
+    return Character(
+        id=_text(fields[b"id"]),
+        account_id=_text(fields[b"account_id"]),
+        name=_text(fields[b"name"]),
+        created=float(fields[b"created"]),
+        data=unpack_data(fields[b"data"]),
+    )
+
+
+@defer.inlineCallbacks
+def _batched(function, items):
+    """C{[function(item) for item in items]}, at most L{BATCH} at a time."""
+    results = []
+    for start in range(0, len(items), BATCH):
+        chunk = items[start : start + BATCH]
+        results.extend(
+            (yield defer.gatherResults([function(i) for i in chunk], consumeErrors=True))
+        )
+    return results
+
+
+@implementer(IStore)
+class RedisStore:
+    """
+    L{IStore} on Redis (the C{[redis]} section of C{config}).
+
+    @param reactor: Gives the time (C{seconds()}) of registrations; if it is
+        also a network reactor the connections use it, otherwise (a
+        L{twisted.internet.task.Clock} in tests) the global reactor.
+    """
+
+    def __init__(self, config, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self._config = config
+        self._clock = reactor
+        self._reactor = reactor
+        if not IReactorTCP.providedBy(reactor):
+            from twisted.internet import reactor as global_reactor
+
+            self._reactor = global_reactor
+        self.prefix = key_prefix(config)
+        self._redis = None
+        self._in_flight = InFlight()
+
+    def __repr__(self) -> str:
+        return f"<RedisStore {redis_address(self._config)} prefix {self.prefix!r}>"
+
+    # -- keys ---------------------------------------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def _account_key(self, account_id: str) -> str:
+        return self._key("account", account_id)
+
+    def _account_name_key(self, name: str) -> str:
+        return self._key("account-name", name_key(name))
+
+    def _accounts_key(self) -> str:
+        return self._key("accounts")
+
+    def _character_key(self, character_id: str) -> str:
+        return self._key("character", character_id)
+
+    def _character_name_key(self, name: str) -> str:
+        return self._key("character-name", name_key(name))
+
+    def _account_characters_key(self, account_id: str) -> str:
+        return self._key("account-characters", account_id)
+
+    # -- life cycle -------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def start(self):
+        if self._redis is not None:
+            raise StoreError("the Redis store is already started")
+        try:
+            redis = yield connect_redis(
+                self._config, self._reactor, pool=True, charset=None, convert_numbers=False
+            )
+        except RedisConnectError as e:
+            raise StoreError(str(e))
+        self._redis = redis
+        try:
+            version = yield self._eval(CHECK_SCHEMA, [self._key("store-schema")], [SCHEMA_VERSION])
+            if version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"the Redis store at {redis_address(self._config)} (prefix "
+                    f"{self.prefix!r}) has key layout version {version}, which this mmo "
+                    f"does not know (version {SCHEMA_VERSION}); run a newer mmo"
+                )
+        except StoreError:
+            yield self.stop()
+            raise
+        try:
+            info = yield self._call("execute_command", "INFO", "persistence")
+        except StoreError as e:
+            # An ACL user may well not be allowed INFO; that is not our concern.
+            log.info("Redis store: cannot check persistence: {error}", error=e)
+        else:
+            if b"aof_enabled:1" not in info:
+                log.warn(
+                    "Redis at {address} has appendonly off: writes acknowledged since "
+                    "its last snapshot are lost if it stops uncleanly (see docs/store.md)",
+                    address=redis_address(self._config),
+                )
+        log.info(
+            "Redis store at {address}, prefix {prefix!r}",
+            address=redis_address(self._config),
+            prefix=self.prefix,
+        )
+
+    @defer.inlineCallbacks
+    def stop(self):
+        redis, self._redis = self._redis, None
+        if redis is None:
+            return
+        # Closing a connection loses the replies still due on it; let the
+        # commands already sent finish first, so that a write that reached
+        # Redis is also acknowledged to its caller.  Bounded: with Redis
+        # unreachable they would wait for a reconnection forever.
+        timeout = self._config.redis.connect_timeout
+        finished = yield self._in_flight.wait(timeout, self._reactor)
+        if not finished:
+            log.warn(
+                "Redis store: commands still unanswered after {timeout} s were cancelled",
+                timeout=timeout,
+            )
+        yield redis.disconnect()
+
+    def _call(self, name, *args):
+        """Run a txredisapi command; its errors become L{StoreError}s."""
+        if self._redis is None:
+            return defer.fail(StoreError("the Redis store is not started"))
+        d = self._in_flight.track(defer.maybeDeferred(getattr(self._redis, name), *args))
+
+        def failed(failure):
+            raise StoreError(f"Redis at {redis_address(self._config)}: {failure.getErrorMessage()}")
+
+        return d.addErrback(failed)
+
+    def _eval(self, script, keys, args):
+        return self._call("eval", script, keys, args)
+
+    # -- accounts ---------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def create_account(self, name, password_hash):
+        check_name(name, "account")
+        if not isinstance(password_hash, str) or not password_hash:
+            raise StoreError("the password hash must be a non-empty string")
+        account = Account(new_id(), name, password_hash, self._clock.seconds(), False)
+        yield self._insert_account(account)
+        return account
+
+    @defer.inlineCallbacks
+    def _insert_account(self, account: Account):
+        result = yield self._eval(
+            CREATE_ACCOUNT,
+            [
+                self._account_name_key(account.name),
+                self._account_key(account.id),
+                self._accounts_key(),
+            ],
+            [
+                account.id,
+                account.name,
+                name_key(account.name),
+                account.password_hash,
+                _number(account.created),
+                "1" if account.banned else "0",
+            ],
+        )
+        if result == 0:
+            raise AlreadyExists(f"the account name {account.name!r} is taken")
+        if result != 1:
+            raise StoreError(f"the account id {account.id!r} is taken")
+
+    @defer.inlineCallbacks
+    def account_by_name(self, name):
+        account_id = yield self._call("get", self._account_name_key(name))
+        if account_id is None:
+            return None
+        return (yield self.account_by_id(_text(account_id)))
+
+    @defer.inlineCallbacks
+    def account_by_id(self, account_id):
+        fields = yield self._call("hgetall", self._account_key(account_id))
+        return _account(fields) if fields else None
+
+    @defer.inlineCallbacks
+    def update_account(self, account_id, password_hash=None, banned=None):
+        args = []
+        if password_hash is not None:
+            if not isinstance(password_hash, str) or not password_hash:
+                raise StoreError("the password hash must be a non-empty string")
+            args += ["password_hash", password_hash]
+        if banned is not None:
+            args += ["banned", "1" if banned else "0"]
+        fields = yield self._eval(UPDATE_ACCOUNT, [self._account_key(account_id)], args)
+        if fields is None:
+            raise NotFound(f"no account {account_id!r}")
+        return _account(_fields(fields))
+
+    # -- characters -----------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def create_character(self, account_id, name, data):
+        check_name(name, "character")
+        blob = pack_data(data)
+        character = Character(new_id(), account_id, name, self._clock.seconds(), unpack_data(blob))
+        yield self._insert_character(character, blob)
+        return character
+
+    @defer.inlineCallbacks
+    def _insert_character(self, character: Character, blob: bytes):
+        result = yield self._eval(
+            CREATE_CHARACTER,
+            [
+                self._account_key(character.account_id),
+                self._character_name_key(character.name),
+                self._character_key(character.id),
+                self._account_characters_key(character.account_id),
+            ],
+            [
+                character.id,
+                character.account_id,
+                character.name,
+                name_key(character.name),
+                _number(character.created),
+                blob,
+            ],
+        )
+        if result == 0:
+            raise AlreadyExists(f"the character name {character.name!r} is taken")
+        if result == -1:
+            raise NotFound(f"no account {character.account_id!r}")
+        if result != 1:
+            raise StoreError(f"the character id {character.id!r} is taken")
+
+    @defer.inlineCallbacks
+    def characters(self, account_id):
+        ids = yield self._call("zrange", self._account_characters_key(account_id), 0, -1)
+        found = yield self._characters_by_id([_text(i) for i in ids])
+        return found
+
+    @defer.inlineCallbacks
+    def _characters_by_id(self, ids):
+        try:
+            replies = yield _batched(lambda i: self._call("hgetall", self._character_key(i)), ids)
+        except defer.FirstError as e:
+            raise e.subFailure.value
+        # A character deleted between the two reads is left out.
+        return [_character(fields) for fields in replies if fields]
+
+    @defer.inlineCallbacks
+    def character_by_id(self, character_id):
+        fields = yield self._call("hgetall", self._character_key(character_id))
+        return _character(fields) if fields else None
+
+    @defer.inlineCallbacks
+    def update_character(self, character_id, data):
+        blob = pack_data(data)
+        fields = yield self._eval(UPDATE_CHARACTER, [self._character_key(character_id)], [blob])
+        if fields is None:
+            raise NotFound(f"no character {character_id!r}")
+        return _character(_fields(fields))
+
+    @defer.inlineCallbacks
+    def delete_character(self, character_id):
+        # Names never change, so what is read here is still right when the
+        # script runs; the script checks the character still exists.
+        account_id, key = yield self._call(
+            "hmget", self._character_key(character_id), ["account_id", "name_key"]
+        )
+        if account_id is None or key is None:
+            return False
+        result = yield self._eval(
+            DELETE_CHARACTER,
+            [
+                self._character_key(character_id),
+                self._key("character-name", _text(key)),
+                self._account_characters_key(_text(account_id)),
+            ],
+            [character_id],
+        )
+        return result == 1
+
+    # -- backup -----------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def dump(self):
+        """
+        Every record, each read atomically; writes made while the dump runs
+        may or may not be in it (stop the servers for an exact snapshot).
+        """
+        ids = yield self._call("zrange", self._accounts_key(), 0, -1)
+        try:
+            replies = yield _batched(
+                lambda i: self._call("hgetall", self._account_key(_text(i))), ids
+            )
+            accounts = [_account(fields) for fields in replies if fields]
+            lists = yield _batched(
+                lambda a: self._call("zrange", self._account_characters_key(a.id), 0, -1),
+                accounts,
+            )
+        except defer.FirstError as e:
+            raise e.subFailure.value
+        character_ids = [_text(i) for found in lists for i in found]
+        characters = yield self._characters_by_id(character_ids)
+        characters.sort(key=lambda c: (c.created, c.id))
+        return {
+            "version": DUMP_VERSION,
+            "accounts": [dump_record(a) for a in accounts],
+            "characters": [dump_record(c) for c in characters],
+        }
+
+    @defer.inlineCallbacks
+    def restore(self, data):
+        """
+        Load a dump.  Everything is checked first, but the writes are not one
+        transaction: if the connection fails half-way, delete the prefix's
+        keys and restore again.
+        """
+        accounts, characters = read_dump(data)
+        count = yield self._call("zcard", self._accounts_key())
+        if count:
+            raise NotEmpty(
+                f"the Redis store at {redis_address(self._config)} (prefix {self.prefix!r}) "
+                "is not empty; restore only into an empty store"
+            )
+        try:
+            yield _batched(self._insert_account, accounts)
+            yield _batched(lambda c: self._insert_character(c, pack_data(c.data)), characters)
+        except defer.FirstError as e:
+            raise e.subFailure.value
+        log.info(
+            "Redis store: restored {accounts} accounts and {characters} characters",
+            accounts=len(accounts),
+            characters=len(characters),
+        )

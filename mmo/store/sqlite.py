@@ -1,0 +1,447 @@
+"""
+The SQLite store: one database file, reached through
+C{twisted.enterprise.adbapi} so that the blocking calls run in a thread.
+
+One connection (C{cp_max=1}): SQLite has one writer at a time anyway, and a
+single connection makes every operation of this process run in order.  The
+file is in WAL mode with C{synchronous=FULL}: a write is on disk before its
+Deferred fires, so an acknowledged registration survives a crash of the
+process or of the machine.
+
+The schema is versioned by C{PRAGMA user_version}; L{MIGRATIONS} brings an
+older file up to date at L{SQLiteStore.start}, each step in its own
+transaction.  A file from a newer mmo is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable
+
+from twisted.enterprise import adbapi
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorThreads
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from mmo.store import (
+    DUMP_VERSION,
+    Account,
+    AlreadyExists,
+    Character,
+    InFlight,
+    IStore,
+    NotEmpty,
+    NotFound,
+    StoreError,
+    check_name,
+    dump_record,
+    name_key,
+    new_id,
+    pack_data,
+    read_dump,
+    unpack_data,
+)
+
+log = Logger()
+
+#: Marks the file as an mmo store (C{PRAGMA application_id}, "mmo\\0").
+APPLICATION_ID = 0x6D6D6F00
+
+#: Milliseconds a statement waits for a lock held by another process.
+BUSY_TIMEOUT_MS = 10000
+
+
+def _migration_1(conn: sqlite3.Connection) -> None:
+    """Accounts and characters."""
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute(
+        """
+        CREATE TABLE accounts (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            created REAL NOT NULL,
+            banned INTEGER NOT NULL DEFAULT 0
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE characters (
+            id TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            name_key TEXT NOT NULL UNIQUE,
+            created REAL NOT NULL,
+            data BLOB NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX characters_of_account ON characters (account_id, created, id)")
+
+
+#: The migrations, in order: C{MIGRATIONS[n]} takes a database from schema
+#: version C{n} to C{n + 1}.  Append only; never edit a released one.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+
+_ACCOUNT_COLUMNS = "id, name, password_hash, created, banned"
+_CHARACTER_COLUMNS = "id, account_id, name, created, data"
+
+
+def _account(row) -> Account:
+    return Account(
+        id=row[0], name=row[1], password_hash=row[2], created=row[3], banned=bool(row[4])
+    )
+
+
+def _character(row) -> Character:
+    return Character(
+        id=row[0], account_id=row[1], name=row[2], created=row[3], data=unpack_data(row[4])
+    )
+
+
+def _open(conn: sqlite3.Connection) -> None:
+    """Set up each new connection (adbapi's C{cp_openfun})."""
+    # Transactions are begun explicitly (BEGIN IMMEDIATE for writes), never
+    # implicitly by the sqlite3 module.
+    conn.isolation_level = None
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if mode.lower() != "wal":
+        log.warn("SQLite store: journal_mode is {mode!r}, not WAL", mode=mode)
+    conn.execute("PRAGMA synchronous = FULL")
+
+
+def _is_name_conflict(error: sqlite3.IntegrityError) -> bool:
+    return "UNIQUE" in str(error) and ".name_key" in str(error)
+
+
+@implementer(IStore)
+class SQLiteStore:
+    """
+    L{IStore} on a SQLite file.
+
+    @param path: The database file; created, with its directory, if missing.
+    @param reactor: Gives the time (C{seconds()}) of registrations; if it
+        also runs threads (a real reactor) the database calls go through it,
+        otherwise (a L{twisted.internet.task.Clock} in tests) through the
+        global reactor.
+    """
+
+    def __init__(self, path: str, reactor=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        self.path = path
+        self._clock = reactor
+        self._reactor = reactor
+        if not IReactorThreads.providedBy(reactor):
+            from twisted.internet import reactor as global_reactor
+
+            self._reactor = global_reactor
+        self._pool: adbapi.ConnectionPool | None = None
+        self._in_flight = InFlight()
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {self.path!r}>"
+
+    # -- life cycle ----------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def start(self):
+        if self._pool is not None:
+            raise StoreError(f"the SQLite store {self.path} is already started")
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as e:
+            raise StoreError(
+                f"cannot open the SQLite database {self.path}: "
+                f"cannot create {directory}: {e.strerror or e}"
+            )
+        self._pool = adbapi.ConnectionPool(
+            "sqlite3",
+            self.path,
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=_open,
+            cp_reactor=self._reactor,
+        )
+        try:
+            version = yield self._pool.runWithConnection(self._migrate)
+        except BaseException as e:
+            pool, self._pool = self._pool, None
+            pool.close()
+            if isinstance(e, StoreError):
+                raise
+            if isinstance(e, sqlite3.Error):
+                raise StoreError(f"cannot open the SQLite database {self.path}: {e}")
+            raise
+        log.info("SQLite store {path} at schema version {version}", path=self.path, version=version)
+
+    def _migrate(self, conn) -> int:
+        """Bring the schema up to date; runs in the database thread."""
+        application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        if application_id not in (0, APPLICATION_ID):
+            raise StoreError(
+                f"{self.path} is not an mmo store (application_id {application_id:#x})"
+            )
+        latest = len(MIGRATIONS)
+        while True:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                # Read again inside the transaction: another process may have
+                # migrated the file in the meantime.
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > latest:
+                    raise StoreError(
+                        f"{self.path} is at schema version {version}, newer than this "
+                        f"mmo knows (version {latest}); run a newer mmo or restore a "
+                        "backup made for this version"
+                    )
+                if version == latest:
+                    conn.execute("COMMIT")
+                    return version
+                MIGRATIONS[version](conn)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            log.info(
+                "SQLite store {path}: migrated to schema version {version}",
+                path=self.path,
+                version=version + 1,
+            )
+
+    @defer.inlineCallbacks
+    def stop(self):
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        # Let the operations already asked for finish (the writes are on
+        # disk when they do) before the connection is closed.
+        yield self._in_flight.wait()
+        pool.close()
+
+    # -- running in the database thread -------------------------------------
+
+    def _run(self, function, *args) -> defer.Deferred:
+        """
+        Run C{function(conn, *args)} in the database thread; commit if it
+        returns, roll back if it raises.  Errors of SQLite become
+        L{StoreError}s.
+        """
+        if self._pool is None:
+            return defer.fail(StoreError(f"the SQLite store {self.path} is not started"))
+        return self._in_flight.track(self._pool.runWithConnection(self._guard, function, *args))
+
+    def _guard(self, conn, function, *args):
+        try:
+            return function(conn, *args)
+        except sqlite3.Error as e:
+            raise StoreError(f"SQLite store {self.path}: {e}") from e
+
+    # -- accounts ---------------------------------------------------------------
+
+    def create_account(self, name, password_hash):
+        try:
+            check_name(name, "account")
+            if not isinstance(password_hash, str) or not password_hash:
+                raise StoreError("the password hash must be a non-empty string")
+        except StoreError as e:
+            return defer.fail(e)
+        account = Account(new_id(), name, password_hash, self._clock.seconds(), False)
+        return self._run(self._insert_account, account)
+
+    def _insert_account(self, conn, account: Account) -> Account:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "INSERT INTO accounts (id, name, name_key, password_hash, created, banned) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    account.id,
+                    account.name,
+                    name_key(account.name),
+                    account.password_hash,
+                    account.created,
+                    int(account.banned),
+                ),
+            )
+        except sqlite3.IntegrityError as e:
+            if _is_name_conflict(e):
+                raise AlreadyExists(f"the account name {account.name!r} is taken")
+            raise
+        return account
+
+    def account_by_name(self, name):
+        return self._run(self._account_by_name, name)
+
+    def _account_by_name(self, conn, name):
+        row = conn.execute(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name_key = ?", (name_key(name),)
+        ).fetchone()
+        return None if row is None else _account(row)
+
+    def account_by_id(self, account_id):
+        return self._run(self._account_by_id, account_id)
+
+    def _account_by_id(self, conn, account_id):
+        row = conn.execute(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
+        ).fetchone()
+        return None if row is None else _account(row)
+
+    def update_account(self, account_id, password_hash=None, banned=None):
+        if password_hash is not None and (not isinstance(password_hash, str) or not password_hash):
+            return defer.fail(StoreError("the password hash must be a non-empty string"))
+        return self._run(self._update_account, account_id, password_hash, banned)
+
+    def _update_account(self, conn, account_id, password_hash, banned):
+        conn.execute("BEGIN IMMEDIATE")
+        if password_hash is not None:
+            conn.execute(
+                "UPDATE accounts SET password_hash = ? WHERE id = ?", (password_hash, account_id)
+            )
+        if banned is not None:
+            conn.execute("UPDATE accounts SET banned = ? WHERE id = ?", (int(banned), account_id))
+        account = self._account_by_id(conn, account_id)
+        if account is None:
+            raise NotFound(f"no account {account_id!r}")
+        return account
+
+    # -- characters -----------------------------------------------------------
+
+    def create_character(self, account_id, name, data):
+        try:
+            check_name(name, "character")
+            blob = pack_data(data)
+        except StoreError as e:
+            return defer.fail(e)
+        character = Character(new_id(), account_id, name, self._clock.seconds(), unpack_data(blob))
+        return self._run(self._insert_character, character, blob)
+
+    def _insert_character(self, conn, character: Character, blob: bytes) -> Character:
+        conn.execute("BEGIN IMMEDIATE")
+        if self._account_by_id(conn, character.account_id) is None:
+            raise NotFound(f"no account {character.account_id!r}")
+        try:
+            conn.execute(
+                "INSERT INTO characters (id, account_id, name, name_key, created, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    character.id,
+                    character.account_id,
+                    character.name,
+                    name_key(character.name),
+                    character.created,
+                    blob,
+                ),
+            )
+        except sqlite3.IntegrityError as e:
+            if _is_name_conflict(e):
+                raise AlreadyExists(f"the character name {character.name!r} is taken")
+            raise
+        return character
+
+    def characters(self, account_id):
+        return self._run(self._characters, account_id)
+
+    def _characters(self, conn, account_id):
+        rows = conn.execute(
+            f"SELECT {_CHARACTER_COLUMNS} FROM characters WHERE account_id = ? "
+            "ORDER BY created, id",
+            (account_id,),
+        ).fetchall()
+        return [_character(row) for row in rows]
+
+    def character_by_id(self, character_id):
+        return self._run(self._character_by_id, character_id)
+
+    def _character_by_id(self, conn, character_id):
+        row = conn.execute(
+            f"SELECT {_CHARACTER_COLUMNS} FROM characters WHERE id = ?", (character_id,)
+        ).fetchone()
+        return None if row is None else _character(row)
+
+    def update_character(self, character_id, data):
+        try:
+            blob = pack_data(data)
+        except StoreError as e:
+            return defer.fail(e)
+        return self._run(self._update_character, character_id, blob)
+
+    def _update_character(self, conn, character_id, blob):
+        conn.execute("BEGIN IMMEDIATE")
+        cursor = conn.execute("UPDATE characters SET data = ? WHERE id = ?", (blob, character_id))
+        if cursor.rowcount == 0:
+            raise NotFound(f"no character {character_id!r}")
+        return self._character_by_id(conn, character_id)
+
+    def delete_character(self, character_id):
+        return self._run(self._delete_character, character_id)
+
+    def _delete_character(self, conn, character_id):
+        conn.execute("BEGIN IMMEDIATE")
+        cursor = conn.execute("DELETE FROM characters WHERE id = ?", (character_id,))
+        return cursor.rowcount > 0
+
+    # -- backup -----------------------------------------------------------------
+
+    def dump(self):
+        return self._run(self._dump)
+
+    def _dump(self, conn):
+        # One read transaction: a consistent snapshot even while this or
+        # another process writes (WAL readers do not block the writer).
+        conn.execute("BEGIN")
+        accounts = conn.execute(
+            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"
+        ).fetchall()
+        characters = conn.execute(
+            f"SELECT {_CHARACTER_COLUMNS} FROM characters ORDER BY created, id"
+        ).fetchall()
+        return {
+            "version": DUMP_VERSION,
+            "accounts": [dump_record(_account(row)) for row in accounts],
+            "characters": [dump_record(_character(row)) for row in characters],
+        }
+
+    def restore(self, data):
+        try:
+            accounts, characters = read_dump(data)
+        except StoreError as e:
+            return defer.fail(e)
+        return self._run(self._restore, accounts, characters)
+
+    def _restore(self, conn, accounts, characters):
+        # All or nothing: one transaction.
+        conn.execute("BEGIN IMMEDIATE")
+        count = conn.execute(
+            "SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM characters)"
+        ).fetchone()[0]
+        if count:
+            raise NotEmpty(
+                f"the SQLite store {self.path} is not empty; restore only into an empty store"
+            )
+        conn.executemany(
+            "INSERT INTO accounts (id, name, name_key, password_hash, created, banned) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (a.id, a.name, name_key(a.name), a.password_hash, a.created, int(a.banned))
+                for a in accounts
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO characters (id, account_id, name, name_key, created, data) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (c.id, c.account_id, c.name, name_key(c.name), c.created, pack_data(c.data))
+                for c in characters
+            ],
+        )

@@ -1,0 +1,1046 @@
+"""
+Tests of mmo.store: one suite, L{StoreTestsMixin}, run against both
+backends (SQLite on a temporary file, Redis on a private redis-server),
+then what only one backend has (migrations; reconnection, AOF, Sentinel,
+TLS, Unix sockets).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import ipaddress
+import os
+import sqlite3
+import sys
+import textwrap
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import defer, protocol, reactor, task
+from twisted.trial import unittest
+from zope.interface.verify import verifyObject
+
+from mmo import config
+from mmo.store import (
+    DUMP_VERSION,
+    Account,
+    AlreadyExists,
+    Character,
+    IStore,
+    NotEmpty,
+    NotFound,
+    StoreError,
+    make_store,
+)
+from mmo.store import sqlite as store_sqlite
+from mmo.store.redis import RedisStore
+from mmo.store.redis_connect import connect_redis, key_prefix
+from mmo.store.sqlite import SQLiteStore
+from tests.redis import RedisServer, free_port, redis_config_text, start_redis
+from tests.support import write_config
+
+#: The time of the clock the stores are given.
+NOW = 1_700_000_000.125
+
+HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+PROCESSES = """
+[processes.zone-1]
+kind = "zone"
+"""
+
+
+def load_config(testcase, text: str) -> config.Config:
+    """A config from C{text} plus one process."""
+    return config.load(write_config(testcase, textwrap.dedent(text) + PROCESSES))
+
+
+@defer.inlineCallbacks
+def gather(deferreds):
+    """The outcomes of C{deferreds}: (succeeded, value or failure) pairs."""
+    results = yield defer.DeferredList(deferreds, consumeErrors=True)
+    return results
+
+
+class StoreTestsMixin:
+    """
+    The behaviour every L{IStore} must have.  Subclasses implement
+    L{make_store} and start what it needs in C{setUp} before calling this
+    one's.
+    """
+
+    def make_store(self, fresh: bool = False, reactor=None) -> IStore:
+        """
+        A new, not started store: on the same data as the previous ones, or
+        with C{fresh} on new, empty storage.
+        """
+        raise NotImplementedError()
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.clock = task.Clock()
+        self.clock.advance(NOW)
+        self.store = yield self.open_store()
+
+    @defer.inlineCallbacks
+    def open_store(self, fresh=False):
+        store = self.make_store(fresh=fresh, reactor=self.clock)
+        yield store.start()
+        self.addCleanup(store.stop)
+        return store
+
+    @defer.inlineCallbacks
+    def populate(self, store=None):
+        """Two accounts (one banned) with characters; returns them."""
+        store = store or self.store
+        alice = yield store.create_account("Alice", HASH)
+        self.clock.advance(1.5)
+        bob = yield store.create_account("Bob", HASH + "b")
+        bob = yield store.update_account(bob.id, banned=True)
+        self.clock.advance(0.001)
+        hero = yield store.create_character(alice.id, "Hero", {"level": 3, "hp": 17.5})
+        self.clock.advance(1)
+        mage = yield store.create_character(
+            alice.id, "Mage", {"inventory": ["staff", {"potion": 2}], "flags": None, 7: "seven"}
+        )
+        self.clock.advance(1)
+        rogue = yield store.create_character(bob.id, "Rogue", {})
+        return {"alice": alice, "bob": bob, "hero": hero, "mage": mage, "rogue": rogue}
+
+    # -- accounts ---------------------------------------------------------------
+
+    def test_interface(self):
+        self.assertTrue(verifyObject(IStore, self.store))
+
+    @defer.inlineCallbacks
+    def test_create_account(self):
+        account = yield self.store.create_account("Alice", HASH)
+        self.assertEqual(account.name, "Alice")
+        self.assertEqual(account.password_hash, HASH)
+        self.assertEqual(account.created, NOW)
+        self.assertFalse(account.banned)
+        self.assertEqual(len(account.id), 32)
+        int(account.id, 16)
+
+    @defer.inlineCallbacks
+    def test_account_by_name_any_case(self):
+        account = yield self.store.create_account("Alice", HASH)
+        for name in ("Alice", "alice", "ALICE", "aLiCe"):
+            found = yield self.store.account_by_name(name)
+            self.assertEqual(found, account)
+        self.assertEqual((yield self.store.account_by_id(account.id)), account)
+        self.assertIsNone((yield self.store.account_by_name("Bob")))
+        self.assertIsNone((yield self.store.account_by_id("0" * 32)))
+
+    @defer.inlineCallbacks
+    def test_ids_unique(self):
+        first = yield self.store.create_account("One", HASH)
+        second = yield self.store.create_account("Two", HASH)
+        self.assertNotEqual(first.id, second.id)
+
+    @defer.inlineCallbacks
+    def test_duplicate_name_refused(self):
+        """A name is taken without regard to case, casefolded (ß is ss)."""
+        yield self.store.create_account("Alice", HASH)
+        yield self.assertFailure(self.store.create_account("aLICE", HASH), AlreadyExists)
+        yield self.store.create_account("Straße", HASH)
+        yield self.assertFailure(self.store.create_account("STRASSE", HASH), AlreadyExists)
+        found = yield self.store.account_by_name("alice")
+        self.assertEqual(found.name, "Alice")
+
+    @defer.inlineCallbacks
+    def test_concurrent_registrations(self):
+        """Of 20 registrations of one name at once, exactly one succeeds."""
+        results = yield gather(
+            [self.store.create_account("RUSH" if i % 2 else "rush", HASH) for i in range(20)]
+        )
+        winners = [value for ok, value in results if ok]
+        losers = [value for ok, value in results if not ok]
+        self.assertEqual(len(winners), 1)
+        self.assertEqual(len(losers), 19)
+        for failure in losers:
+            self.assertTrue(failure.check(AlreadyExists), failure)
+        found = yield self.store.account_by_name("RUSH")
+        self.assertEqual(found, winners[0])
+        dump = yield self.store.dump()
+        self.assertEqual(len(dump["accounts"]), 1)
+
+    @defer.inlineCallbacks
+    def test_names_that_look_like_numbers(self):
+        """Names and hashes come back as the strings they were."""
+        for name in ("007", "1.5", "-3", "1e5"):
+            account = yield self.store.create_account(name, "12345")
+            found = yield self.store.account_by_name(name)
+            self.assertEqual(found, account)
+            self.assertEqual(found.name, name)
+            self.assertEqual(found.password_hash, "12345")
+
+    @defer.inlineCallbacks
+    def test_bad_names_refused(self):
+        yield self.assertFailure(self.store.create_account("", HASH), StoreError)
+        yield self.assertFailure(self.store.create_account(None, HASH), StoreError)
+        yield self.assertFailure(self.store.create_account("Alice", ""), StoreError)
+
+    @defer.inlineCallbacks
+    def test_update_account(self):
+        account = yield self.store.create_account("Alice", HASH)
+        changed = yield self.store.update_account(account.id, password_hash="new-hash")
+        self.assertEqual(changed.password_hash, "new-hash")
+        self.assertFalse(changed.banned)
+        changed = yield self.store.update_account(account.id, banned=True)
+        self.assertEqual(changed.password_hash, "new-hash")
+        self.assertTrue(changed.banned)
+        unchanged = yield self.store.update_account(account.id)
+        self.assertEqual(unchanged, changed)
+        self.assertEqual((yield self.store.account_by_name("alice")), changed)
+        self.assertEqual(changed.created, account.created)
+        changed = yield self.store.update_account(account.id, banned=False)
+        self.assertFalse(changed.banned)
+
+    @defer.inlineCallbacks
+    def test_update_missing_account(self):
+        yield self.assertFailure(self.store.update_account("0" * 32, banned=True), NotFound)
+        self.assertIsNone((yield self.store.account_by_id("0" * 32)))
+
+    @defer.inlineCallbacks
+    def test_password_hash_not_in_repr(self):
+        account = yield self.store.create_account("Alice", HASH)
+        found = yield self.store.account_by_name("Alice")
+        for value in (account, found):
+            self.assertNotIn(HASH, repr(value))
+            self.assertNotIn("argon2", repr(value))
+            self.assertIn("Alice", repr(value))
+
+    # -- characters -----------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_characters(self):
+        made = yield self.populate()
+        alice, hero, mage = made["alice"], made["hero"], made["mage"]
+        self.assertEqual(hero.account_id, alice.id)
+        self.assertEqual(hero.created, NOW + 1.501)
+        self.assertEqual(mage.data[7], "seven")
+        listed = yield self.store.characters(alice.id)
+        self.assertEqual(listed, [hero, mage])
+        self.assertEqual((yield self.store.characters(made["bob"].id)), [made["rogue"]])
+        self.assertEqual((yield self.store.characters("0" * 32)), [])
+        self.assertEqual((yield self.store.character_by_id(mage.id)), mage)
+        self.assertIsNone((yield self.store.character_by_id("0" * 32)))
+
+    @defer.inlineCallbacks
+    def test_characters_oldest_first(self):
+        account = yield self.store.create_account("Alice", HASH)
+        made = []
+        for i, name in enumerate(["Zed", "Amy", "Kim", "Bo"]):
+            self.clock.advance(10 - i)
+            made.append((yield self.store.create_character(account.id, name, {"i": i})))
+        self.assertEqual((yield self.store.characters(account.id)), made)
+
+    @defer.inlineCallbacks
+    def test_character_data_round_trip(self):
+        account = yield self.store.create_account("Alice", HASH)
+        data = {
+            "text": "ünïcødé ⚔",
+            "bytes": b"\x00\xff\x80binary",
+            "big": 2**62,
+            "negative": -17,
+            "float": 0.1,
+            "nested": {"list": [1, [2, [3]]], "empty": {}},
+            "bool": True,
+            "none": None,
+            "tuple": (1, 2),
+        }
+        character = yield self.store.create_character(account.id, "Hero", data)
+        expected = dict(data, tuple=[1, 2])
+        self.assertEqual(character.data, expected)
+        self.assertEqual((yield self.store.character_by_id(character.id)).data, expected)
+
+    @defer.inlineCallbacks
+    def test_update_character(self):
+        made = yield self.populate()
+        mage = made["mage"]
+        updated = yield self.store.update_character(mage.id, {"level": 4})
+        self.assertEqual(
+            updated, Character(mage.id, mage.account_id, "Mage", mage.created, {"level": 4})
+        )
+        self.assertEqual((yield self.store.character_by_id(mage.id)), updated)
+        self.assertEqual((yield self.store.character_by_id(made["hero"].id)), made["hero"])
+
+    @defer.inlineCallbacks
+    def test_update_missing_character(self):
+        yield self.assertFailure(self.store.update_character("0" * 32, {}), NotFound)
+        self.assertIsNone((yield self.store.character_by_id("0" * 32)))
+
+    @defer.inlineCallbacks
+    def test_bad_character_data_refused(self):
+        account = yield self.store.create_account("Alice", HASH)
+        yield self.assertFailure(
+            self.store.create_character(account.id, "Hero", ["not", "a", "dict"]), StoreError
+        )
+        yield self.assertFailure(
+            self.store.create_character(account.id, "Hero", {"x": object()}), StoreError
+        )
+        hero = yield self.store.create_character(account.id, "Hero", {})
+        yield self.assertFailure(self.store.update_character(hero.id, {"x": {1, 2}}), StoreError)
+        self.assertEqual((yield self.store.character_by_id(hero.id)).data, {})
+        yield self.assertFailure(self.store.create_character(account.id, "", {}), StoreError)
+
+    @defer.inlineCallbacks
+    def test_character_name_unique_across_accounts(self):
+        alice = yield self.store.create_account("Alice", HASH)
+        bob = yield self.store.create_account("Bob", HASH)
+        yield self.store.create_character(alice.id, "Hero", {})
+        yield self.assertFailure(self.store.create_character(bob.id, "HERO", {}), AlreadyExists)
+        yield self.assertFailure(self.store.create_character(alice.id, "hero", {}), AlreadyExists)
+        self.assertEqual((yield self.store.characters(bob.id)), [])
+
+    @defer.inlineCallbacks
+    def test_account_and_character_names_separate(self):
+        """An account and a character may share a name."""
+        alice = yield self.store.create_account("Alice", HASH)
+        character = yield self.store.create_character(alice.id, "alice", {})
+        self.assertEqual(character.name, "alice")
+
+    @defer.inlineCallbacks
+    def test_concurrent_character_creations(self):
+        alice = yield self.store.create_account("Alice", HASH)
+        bob = yield self.store.create_account("Bob", HASH)
+        results = yield gather(
+            [
+                self.store.create_character((alice, bob)[i % 2].id, "Hero", {"i": i})
+                for i in range(20)
+            ]
+        )
+        winners = [value for ok, value in results if ok]
+        self.assertEqual(len(winners), 1)
+        for ok, failure in results:
+            if not ok:
+                self.assertTrue(failure.check(AlreadyExists), failure)
+        listed = (yield self.store.characters(alice.id)) + (yield self.store.characters(bob.id))
+        self.assertEqual(listed, winners)
+
+    @defer.inlineCallbacks
+    def test_delete_character(self):
+        made = yield self.populate()
+        hero = made["hero"]
+        self.assertTrue((yield self.store.delete_character(hero.id)))
+        self.assertIsNone((yield self.store.character_by_id(hero.id)))
+        self.assertEqual((yield self.store.characters(made["alice"].id)), [made["mage"]])
+        self.assertFalse((yield self.store.delete_character(hero.id)))
+        self.assertFalse((yield self.store.delete_character("0" * 32)))
+        yield self.assertFailure(self.store.update_character(hero.id, {}), NotFound)
+
+    @defer.inlineCallbacks
+    def test_delete_frees_name(self):
+        made = yield self.populate()
+        yield self.store.delete_character(made["hero"].id)
+        self.clock.advance(1)
+        again = yield self.store.create_character(made["bob"].id, "HERO", {"new": True})
+        self.assertEqual(again.name, "HERO")
+        self.assertNotEqual(again.id, made["hero"].id)
+        self.assertEqual((yield self.store.characters(made["bob"].id)), [made["rogue"], again])
+
+    @defer.inlineCallbacks
+    def test_concurrent_deletes(self):
+        made = yield self.populate()
+        results = yield gather([self.store.delete_character(made["hero"].id) for _ in range(5)])
+        self.assertEqual(sorted(value for _, value in results), [False] * 4 + [True])
+
+    @defer.inlineCallbacks
+    def test_character_of_missing_account(self):
+        yield self.assertFailure(self.store.create_character("0" * 32, "Hero", {}), NotFound)
+        # The name was not taken by the failed attempt.
+        alice = yield self.store.create_account("Alice", HASH)
+        yield self.store.create_character(alice.id, "Hero", {})
+
+    # -- dump and restore -----------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_dump(self):
+        made = yield self.populate()
+        dump = yield self.store.dump()
+        self.assertEqual(dump["version"], DUMP_VERSION)
+        self.assertEqual(
+            dump["accounts"],
+            [
+                {
+                    "id": a.id,
+                    "name": a.name,
+                    "password_hash": a.password_hash,
+                    "created": a.created,
+                    "banned": a.banned,
+                }
+                for a in (made["alice"], made["bob"])
+            ],
+        )
+        self.assertEqual(
+            dump["characters"],
+            [
+                {
+                    "id": c.id,
+                    "account_id": c.account_id,
+                    "name": c.name,
+                    "created": c.created,
+                    "data": c.data,
+                }
+                for c in (made["hero"], made["mage"], made["rogue"])
+            ],
+        )
+
+    @defer.inlineCallbacks
+    def test_dump_restore_round_trip(self):
+        made = yield self.populate()
+        yield self.store.delete_character(made["rogue"].id)
+        dump = yield self.store.dump()
+        other = yield self.open_store(fresh=True)
+        self.assertEqual((yield other.dump())["accounts"], [])
+        yield other.restore(dump)
+        self.assertEqual((yield other.dump()), dump)
+        for key in ("alice", "bob"):
+            account = made[key]
+            self.assertEqual((yield other.account_by_name(account.name.upper())), account)
+            self.assertEqual((yield other.account_by_id(account.id)), account)
+            self.assertEqual(
+                (yield other.characters(account.id)), (yield self.store.characters(account.id))
+            )
+        self.assertEqual((yield other.character_by_id(made["mage"].id)), made["mage"])
+        # The names are taken in the restored store too.
+        yield self.assertFailure(other.create_account("alice", HASH), AlreadyExists)
+        yield self.assertFailure(other.create_character(made["bob"].id, "MAGE", {}), AlreadyExists)
+        # And the freed one is free.
+        yield other.create_character(made["bob"].id, "Rogue", {})
+
+    @defer.inlineCallbacks
+    def test_restore_into_non_empty(self):
+        made = yield self.populate()
+        dump = yield self.store.dump()
+        other = yield self.open_store(fresh=True)
+        carol = yield other.create_account("Carol", HASH)
+        yield self.assertFailure(other.restore(dump), NotEmpty)
+        after = yield other.dump()
+        self.assertEqual(after["accounts"], [dataclass_dict(carol)])
+        self.assertIsNone((yield other.account_by_id(made["alice"].id)))
+        yield self.assertFailure(self.store.restore(dump), NotEmpty)
+
+    @defer.inlineCallbacks
+    def test_restore_checks_everything_first(self):
+        made = yield self.populate()
+        dump = yield self.store.dump()
+        other = yield self.open_store(fresh=True)
+        bad_dumps = [
+            dict(dump, version=DUMP_VERSION + 1),
+            dict(dump, accounts=dump["accounts"] + [dict(dump["accounts"][0], id="f" * 32)]),
+            dict(dump, characters=dump["characters"] + [dict(dump["characters"][0], id="e" * 32)]),
+            dict(dump, accounts=[a for a in dump["accounts"] if a["id"] != made["bob"].id]),
+            dict(dump, accounts=[dict(dump["accounts"][0], created="yesterday")]),
+            dict(dump, accounts=[dict(dump["accounts"][0], banned=1)]),
+            dict(dump, characters=[dict(dump["characters"][0], data=[1])]),
+            dict(dump, accounts=None),
+            ["not", "a", "dump"],
+        ]
+        for bad in bad_dumps:
+            yield self.assertFailure(other.restore(bad), StoreError)
+        self.assertEqual((yield other.dump()), {"version": 1, "accounts": [], "characters": []})
+        yield other.restore(dump)
+
+    # -- durability -------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_persists_across_restart(self):
+        made = yield self.populate()
+        yield self.store.stop()
+        yield self.assertFailure(self.store.account_by_name("Alice"), StoreError)
+        again = yield self.open_store()
+        self.assertEqual((yield again.account_by_name("alice")), made["alice"])
+        self.assertEqual((yield again.characters(made["alice"].id)), [made["hero"], made["mage"]])
+        self.assertEqual((yield again.account_by_id(made["bob"].id)), made["bob"])
+
+    @defer.inlineCallbacks
+    def test_stop_finishes_pending_writes(self):
+        """Writes asked for before stop() complete, and are kept."""
+        writes = [self.store.create_account(f"Player{i}", HASH) for i in range(10)]
+        yield self.store.stop()
+        accounts = yield defer.gatherResults(writes)
+        again = yield self.open_store()
+        for account in accounts:
+            self.assertEqual((yield again.account_by_id(account.id)), account)
+
+    @defer.inlineCallbacks
+    def test_stop_twice(self):
+        yield self.store.stop()
+        yield self.store.stop()
+
+    @defer.inlineCallbacks
+    def test_make_store(self):
+        """make_store picks this backend from the config."""
+        store = make_store(self.store_config(), reactor=self.clock)
+        self.assertIsInstance(store, type(self.store))
+        yield store.start()
+        self.addCleanup(store.stop)
+        account = yield self.store.create_account("Alice", HASH)
+        self.assertEqual((yield store.account_by_name("alice")), account)
+
+
+def dataclass_dict(record: Account | Character) -> dict:
+    return dataclasses.asdict(record)
+
+
+class SQLiteStoreTests(StoreTestsMixin, unittest.TestCase):
+    def setUp(self):
+        self.path = os.path.abspath(os.path.join(self.mktemp(), "db", "mmo.sqlite3"))
+        return super().setUp()
+
+    def make_store(self, fresh=False, reactor=None):
+        if fresh:
+            self.path = os.path.abspath(os.path.join(self.mktemp(), "mmo.sqlite3"))
+        return SQLiteStore(self.path, reactor=reactor)
+
+    def store_config(self):
+        return load_config(self, f'[store]\nbackend = "sqlite"\npath = "{self.path}"\n')
+
+    def query(self, sql, path=None):
+        with sqlite3.connect(path or self.path) as conn:
+            return conn.execute(sql).fetchall()
+
+    @defer.inlineCallbacks
+    def test_pragmas(self):
+        """WAL, synchronous=FULL and foreign keys on the store's connection."""
+        pool = self.store._pool
+        values = yield pool.runWithConnection(
+            lambda conn: [
+                conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            ]
+        )
+        self.assertEqual(values, ["wal", 2, 1, store_sqlite.BUSY_TIMEOUT_MS])
+
+    def test_schema(self):
+        self.assertEqual(self.query("PRAGMA user_version"), [(len(store_sqlite.MIGRATIONS),)])
+        self.assertEqual(self.query("PRAGMA application_id"), [(store_sqlite.APPLICATION_ID,)])
+        columns = [row[1] for row in self.query("PRAGMA table_info(accounts)")]
+        self.assertEqual(columns, ["id", "name", "name_key", "password_hash", "created", "banned"])
+        columns = [row[1] for row in self.query("PRAGMA table_info(characters)")]
+        self.assertEqual(columns, ["id", "account_id", "name", "name_key", "created", "data"])
+
+    @defer.inlineCallbacks
+    def test_rows(self):
+        """Names are stored with their casefolded key; data as msgpack."""
+        made = yield self.populate()
+        rows = self.query("SELECT name, name_key, banned FROM accounts ORDER BY created")
+        self.assertEqual(rows, [("Alice", "alice", 0), ("Bob", "bob", 1)])
+        (data,) = self.query(f"SELECT data FROM characters WHERE id = '{made['hero'].id}'")[0]
+        self.assertIsInstance(data, bytes)
+
+    @defer.inlineCallbacks
+    def test_two_stores_one_file(self):
+        """Two connections to one file (as two processes): still exactly one winner."""
+        other = yield self.open_store()
+        results = yield gather(
+            [store.create_account("Rush", HASH) for store in (self.store, other) * 10]
+        )
+        self.assertEqual(len([ok for ok, _ in results if ok]), 1)
+        for ok, failure in results:
+            if not ok:
+                self.assertTrue(failure.check(AlreadyExists), failure)
+
+    @defer.inlineCallbacks
+    def test_no_acknowledged_registration_lost(self):
+        """
+        A process killed (SIGKILL) right after its registrations were
+        acknowledged leaves every one of them in the file.
+        """
+        yield self.store.stop()
+        protocol = KilledWriter(count=20)
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        reactor.spawnProcess(
+            protocol, sys.executable, [sys.executable, "-c", WRITER, self.path], env=env
+        )
+        ids = yield protocol.ended
+        self.assertEqual(len(ids), 20, protocol.errors)
+        again = yield self.open_store()
+        for i, account_id in enumerate(ids):
+            account = yield again.account_by_id(account_id)
+            self.assertEqual(account.name, f"Player{i}")
+
+    @defer.inlineCallbacks
+    def test_creates_directory(self):
+        self.assertTrue(os.path.isdir(os.path.dirname(self.path)))
+        yield self.store.create_account("Alice", HASH)
+        self.assertTrue(os.path.exists(self.path))
+
+    @defer.inlineCallbacks
+    def test_migrates_empty_database(self):
+        """A database at version 0 (a new, empty file) is migrated."""
+        path = os.path.join(self.mktemp(), "old.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        sqlite3.connect(path).close()
+        self.assertEqual(self.query("PRAGMA user_version", path), [(0,)])
+        store = SQLiteStore(path, reactor=self.clock)
+        yield store.start()
+        self.addCleanup(store.stop)
+        self.assertEqual(self.query("PRAGMA user_version", path), [(len(store_sqlite.MIGRATIONS),)])
+        account = yield store.create_account("Alice", HASH)
+        self.assertEqual((yield store.account_by_name("alice")), account)
+
+    @defer.inlineCallbacks
+    def test_newer_database_refused(self):
+        yield self.store.stop()
+        newer = len(store_sqlite.MIGRATIONS) + 1
+        self.query(f"PRAGMA user_version = {newer}")
+        error = yield self.assertFailure(self.make_store().start(), StoreError)
+        self.assertIn(self.path, str(error))
+        self.assertIn(f"version {newer}", str(error))
+        self.assertEqual(self.query("PRAGMA user_version"), [(newer,)])
+
+    @defer.inlineCallbacks
+    def test_migrations_in_order_keep_data(self):
+        """A later migration runs on the data the earlier ones left."""
+        made = yield self.populate()
+        yield self.store.stop()
+
+        def add_level(conn):
+            conn.execute("ALTER TABLE characters ADD COLUMN level INTEGER NOT NULL DEFAULT 1")
+
+        self.patch(store_sqlite, "MIGRATIONS", store_sqlite.MIGRATIONS + [add_level])
+        again = yield self.open_store()
+        self.assertEqual(self.query("PRAGMA user_version"), [(len(store_sqlite.MIGRATIONS),)])
+        self.assertEqual(
+            self.query("SELECT name, level FROM characters ORDER BY created"),
+            [("Hero", 1), ("Mage", 1), ("Rogue", 1)],
+        )
+        self.assertEqual((yield again.account_by_name("alice")), made["alice"])
+
+    @defer.inlineCallbacks
+    def test_failed_migration_rolled_back(self):
+        """A migration that fails changes nothing, and the store does not start."""
+        made = yield self.populate()
+        yield self.store.stop()
+        before = len(store_sqlite.MIGRATIONS)
+
+        def broken(conn):
+            conn.execute("CREATE TABLE half_done (x)")
+            conn.execute("DELETE FROM characters")
+            conn.execute("SELECT no_such_column FROM accounts")
+
+        self.patch(store_sqlite, "MIGRATIONS", store_sqlite.MIGRATIONS + [broken])
+        error = yield self.assertFailure(self.make_store().start(), StoreError)
+        self.assertIn("no_such_column", str(error))
+        self.assertEqual(self.query("PRAGMA user_version"), [(before,)])
+        self.assertEqual(self.query("SELECT name FROM sqlite_master WHERE name = 'half_done'"), [])
+        self.assertEqual(len(self.query("SELECT * FROM characters")), 3)
+        # With the code as it was, the store starts, data intact.
+        self.patch(store_sqlite, "MIGRATIONS", store_sqlite.MIGRATIONS[:before])
+        again = yield self.open_store()
+        self.assertEqual((yield again.characters(made["alice"].id)), [made["hero"], made["mage"]])
+
+    @defer.inlineCallbacks
+    def test_not_a_database(self):
+        path = os.path.join(self.mktemp(), "junk.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        with open(path, "wb") as f:
+            f.write(b"this is not a database" * 100)
+        error = yield self.assertFailure(SQLiteStore(path).start(), StoreError)
+        self.assertIn(path, str(error))
+
+    @defer.inlineCallbacks
+    def test_other_application_refused(self):
+        path = os.path.join(self.mktemp(), "other.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        with sqlite3.connect(path) as conn:
+            conn.execute("PRAGMA application_id = 42")
+        error = yield self.assertFailure(SQLiteStore(path).start(), StoreError)
+        self.assertIn(path, str(error))
+        self.assertIn("not an mmo store", str(error))
+
+    @defer.inlineCallbacks
+    def test_unusable_directory(self):
+        blocker = self.mktemp()
+        with open(blocker, "w") as f:
+            f.write("a file, not a directory")
+        path = os.path.join(blocker, "mmo.sqlite3")
+        error = yield self.assertFailure(SQLiteStore(path).start(), StoreError)
+        self.assertIn(path, str(error))
+
+    @defer.inlineCallbacks
+    def test_not_started(self):
+        store = SQLiteStore(os.path.join(self.mktemp(), "x.sqlite3"))
+        yield self.assertFailure(store.create_account("Alice", HASH), StoreError)
+        yield store.stop()
+
+    @defer.inlineCallbacks
+    def test_restore_is_atomic(self):
+        """A restore that fails half-way leaves the store empty."""
+        yield self.populate()
+        dump = yield self.store.dump()
+        other = yield self.open_store(fresh=True)
+        original = store_sqlite.pack_data
+        calls = []
+
+        def failing(data):
+            calls.append(data)
+            if len(calls) == len(dump["characters"]):
+                raise StoreError("disk on fire")
+            return original(data)
+
+        self.patch(store_sqlite, "pack_data", failing)
+        yield self.assertFailure(other.restore(dump), StoreError)
+        self.assertEqual((yield other.dump())["accounts"], [])
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: A process that registers accounts one after the other, printing the id of
+#: each as soon as it is acknowledged, then waits to be killed.
+WRITER = """
+import sys
+from twisted.internet import defer, task
+from mmo.store.sqlite import SQLiteStore
+
+@defer.inlineCallbacks
+def main(reactor, path):
+    store = SQLiteStore(path)
+    yield store.start()
+    for i in range(20):
+        account = yield store.create_account(f"Player{i}", "hash")
+        sys.stdout.write(account.id + "\\n")
+        sys.stdout.flush()
+    yield defer.Deferred()
+
+task.react(main, sys.argv[1:])
+"""
+
+
+class KilledWriter(protocol.ProcessProtocol):
+    """Collects the ids L{WRITER} prints; kills it once it printed C{count}."""
+
+    def __init__(self, count):
+        self.count = count
+        self.buffer = b""
+        self.errors = b""
+        self.ids: list[str] = []
+        self.ended = defer.Deferred()
+
+    def outReceived(self, data):
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        self.ids += [line.decode() for line in lines]
+        if len(self.ids) >= self.count:
+            self.transport.signalProcess("KILL")
+
+    def errReceived(self, data):
+        self.errors += data
+
+    def processEnded(self, reason):
+        self.ended.callback(self.ids)
+
+
+class RedisStoreTests(StoreTestsMixin, unittest.TestCase):
+    def setUp(self):
+        self.server = start_redis(self)
+        self.prefix = "test"
+        self.stores = 0
+        return super().setUp()
+
+    def redis_config(self, server=None, prefix=None, extra=""):
+        server = server or self.server
+        text = redis_config_text(server, prefix or self.prefix)
+        return load_config(self, f'[store]\nbackend = "redis"\n{text}{extra}')
+
+    def make_store(self, fresh=False, reactor=None):
+        if fresh:
+            self.stores += 1
+            self.prefix = f"test{self.stores}"
+        return RedisStore(self.redis_config(), reactor=reactor)
+
+    def store_config(self):
+        return self.redis_config()
+
+    @defer.inlineCallbacks
+    def raw(self, server=None, extra=""):
+        """A plain connection to the server, for looking at keys."""
+        conn = yield connect_redis(
+            self.redis_config(server, extra=extra), pool=False, convert_numbers=False
+        )
+        self.addCleanup(conn.disconnect)
+        return conn
+
+    @defer.inlineCallbacks
+    def test_key_layout(self):
+        made = yield self.populate()
+        conn = yield self.raw()
+        alice, hero = made["alice"], made["hero"]
+        keys = sorted((yield conn.keys("*")))
+        self.assertTrue(all(key.startswith("test:") for key in keys), keys)
+        self.assertEqual((yield conn.get("test:account-name:alice")), alice.id)
+        self.assertEqual((yield conn.get("test:character-name:hero")), hero.id)
+        fields = yield conn.hgetall(f"test:account:{alice.id}")
+        self.assertEqual(fields["name"], "Alice")
+        self.assertEqual(fields["name_key"], "alice")
+        self.assertEqual(fields["banned"], "0")
+        self.assertEqual(
+            (yield conn.zrange(f"test:account-characters:{alice.id}")),
+            [hero.id, made["mage"].id],
+        )
+        self.assertEqual((yield conn.zrange("test:accounts")), [alice.id, made["bob"].id])
+
+    @defer.inlineCallbacks
+    def test_newer_layout_refused(self):
+        """Keys of a layout version this code does not know are not touched."""
+        conn = yield self.raw()
+        self.assertEqual((yield conn.get("test:store-schema")), "1")
+        yield conn.set("test:store-schema", "2")
+        error = yield self.assertFailure(self.make_store().start(), StoreError)
+        self.assertIn("version 2", str(error))
+        self.assertIn("'test'", str(error))
+
+    @defer.inlineCallbacks
+    def test_prefixes_separate(self):
+        """Two prefixes on one server are two stores."""
+        other = yield self.open_store(fresh=True)
+        yield self.store.create_account("Alice", HASH)
+        self.assertIsNone((yield other.account_by_name("Alice")))
+        yield other.create_account("Alice", HASH)
+
+    def test_default_prefix(self):
+        conf = load_config(self, '[deployment]\nname = "realm-7"\n')
+        self.assertEqual(key_prefix(conf), "realm-7")
+        conf = load_config(self, '[deployment]\nname = "realm-7"\n[redis]\nprefix = "x:y"\n')
+        self.assertEqual(key_prefix(conf), "x:y")
+
+    @defer.inlineCallbacks
+    def test_unreachable(self):
+        """With nothing listening, start fails after connect_timeout, saying where."""
+        port = free_port()
+        conf = load_config(
+            self,
+            f'[store]\nbackend = "redis"\n[redis]\nport = {port}\nconnect_timeout = 1.0\n',
+        )
+        store = RedisStore(conf)
+        error = yield self.assertFailure(store.start(), StoreError)
+        self.assertIn(f"127.0.0.1:{port}", str(error))
+        self.assertIn("refused", str(error))
+        yield store.stop()
+
+    @defer.inlineCallbacks
+    def test_wrong_password(self):
+        server = start_redis(self, password="right")
+        conf = load_config(
+            self,
+            f'[store]\nbackend = "redis"\n[redis]\nport = {server.port}\npassword = "wrong"\n',
+        )
+        error = yield self.assertFailure(RedisStore(conf).start(), StoreError)
+        self.assertIn(f"127.0.0.1:{server.port}", str(error))
+        self.assertIn("auth", str(error).lower())
+
+    @defer.inlineCallbacks
+    def test_password_file(self):
+        server = start_redis(self, password="s3cret")
+        directory = self.mktemp()
+        os.makedirs(directory)
+        with open(os.path.join(directory, "password"), "w") as f:
+            f.write("s3cret\n")
+        conf = load_config(
+            self,
+            f'[store]\nbackend = "redis"\n[redis]\nport = {server.port}\n'
+            f'password_file = "{os.path.abspath(directory)}/password"\n',
+        )
+        store = RedisStore(conf, reactor=self.clock)
+        yield store.start()
+        self.addCleanup(store.stop)
+        account = yield store.create_account("Alice", HASH)
+        self.assertEqual((yield store.account_by_name("ALICE")), account)
+
+    @defer.inlineCallbacks
+    def test_missing_password_file(self):
+        conf = load_config(
+            self,
+            f'[store]\nbackend = "redis"\n[redis]\nport = {self.server.port}\n'
+            'password_file = "/nonexistent/password"\n',
+        )
+        error = yield self.assertFailure(RedisStore(conf).start(), StoreError)
+        self.assertIn("/nonexistent/password", str(error))
+
+    @defer.inlineCallbacks
+    def test_database_number(self):
+        """[redis] db selects the database."""
+        conf = self.redis_config(extra="db = 3\n")
+        store = RedisStore(conf, reactor=self.clock)
+        yield store.start()
+        self.addCleanup(store.stop)
+        yield store.create_account("Alice", HASH)
+        self.assertIsNone((yield self.store.account_by_name("Alice")))
+        conn = yield self.raw(extra="db = 3\n")
+        self.assertEqual(len((yield conn.keys("test:account:*"))), 1)
+
+    @defer.inlineCallbacks
+    def test_no_acknowledged_registration_lost(self):
+        """
+        With appendonly and appendfsync always, Redis killed (SIGKILL) and
+        started again has every registration that was acknowledged; a store
+        that was connected carries on once Redis is back.
+        """
+        server = start_redis(self, appendonly=True)
+        store = RedisStore(self.redis_config(server), reactor=self.clock)
+        yield store.start()
+        self.addCleanup(store.stop)
+        accounts = yield defer.gatherResults(
+            [store.create_account(f"Player{i}", HASH) for i in range(50)]
+        )
+        server.kill()
+        server.start()
+        again = RedisStore(self.redis_config(server), reactor=self.clock)
+        yield again.start()
+        self.addCleanup(again.stop)
+        for account in accounts:
+            self.assertEqual((yield again.account_by_name(account.name.lower())), account)
+        self.assertEqual(len((yield again.dump())["accounts"]), 50)
+        # The first store reconnects by itself (its commands wait for it).
+        self.assertEqual((yield store.account_by_id(accounts[0].id)), accounts[0])
+        yield self.assertFailure(store.create_account("player7", HASH), AlreadyExists)
+
+    @defer.inlineCallbacks
+    def test_unix_socket(self):
+        server = ExtraArgsRedis(self, ["--unixsocket", "SOCKET", "--unixsocketperm", "700"])
+        conf = load_config(
+            self,
+            f'[store]\nbackend = "redis"\n[redis]\nunix = "{server.socket}"\nprefix = "unix"\n',
+        )
+        store = RedisStore(conf, reactor=self.clock)
+        yield store.start()
+        self.addCleanup(store.stop)
+        account = yield store.create_account("Alice", HASH)
+        tcp = RedisStore(self.redis_config(server, prefix="unix"), reactor=self.clock)
+        yield tcp.start()
+        self.addCleanup(tcp.stop)
+        self.assertEqual((yield tcp.account_by_name("alice")), account)
+
+    @defer.inlineCallbacks
+    def test_tls(self):
+        """With tls, the server's certificate is checked against tls_ca."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        ca, other_ca = make_tls_files(directory)
+        tls_port = free_port()
+        server = ExtraArgsRedis(
+            self,
+            [
+                "--tls-port",
+                str(tls_port),
+                "--tls-cert-file",
+                os.path.join(directory, "server.crt"),
+                "--tls-key-file",
+                os.path.join(directory, "server.key"),
+                "--tls-auth-clients",
+                "no",
+            ],
+        )
+        text = f'[store]\nbackend = "redis"\n[redis]\nport = {tls_port}\ntls = true\n'
+        conf = load_config(self, f'{text}tls_ca = "{ca}"\n')
+        store = RedisStore(conf, reactor=self.clock)
+        yield store.start()
+        self.addCleanup(store.stop)
+        account = yield store.create_account("Alice", HASH)
+        plain = RedisStore(self.redis_config(server, prefix="mmo"), reactor=self.clock)
+        yield plain.start()
+        self.addCleanup(plain.stop)
+        self.assertEqual((yield plain.account_by_id(account.id)), account)
+        # A server whose certificate the CA did not sign is not talked to.
+        conf = load_config(self, f'{text}tls_ca = "{other_ca}"\nconnect_timeout = 0.5\n')
+        error = yield self.assertFailure(RedisStore(conf).start(), StoreError)
+        self.assertIn(f"127.0.0.1:{tls_port}", str(error))
+        self.assertIn("certificate verify failed", str(error))
+
+    @defer.inlineCallbacks
+    def test_sentinel(self):
+        """With sentinels, the master is found through them."""
+        sentinel = SentinelServer(self, self.server)
+        conf = self.redis_config(
+            extra=f'sentinels = ["127.0.0.1:{sentinel.port}"]\nsentinel_master = "mmo-master"\n'
+        )
+        store = RedisStore(conf, reactor=self.clock)
+        yield store.start()
+        self.addCleanup(store.stop)
+        account = yield store.create_account("Alice", HASH)
+        self.assertEqual((yield self.store.account_by_name("alice")), account)
+
+
+class ExtraArgsRedis(RedisServer):
+    """A private redis-server with more arguments (SOCKET: a Unix socket path)."""
+
+    def __init__(self, testcase, extra):
+        super().__init__(os.path.abspath(testcase.mktemp()))
+        self.socket = os.path.join(self.directory, "redis.sock")
+        self.extra = [self.socket if arg == "SOCKET" else arg for arg in extra]
+        self.start()
+        testcase.addCleanup(self.stop)
+
+    def args(self):
+        return super().args() + self.extra
+
+
+class SentinelServer(RedisServer):
+    """A private Redis Sentinel watching C{master} as C{mmo-master}."""
+
+    def __init__(self, testcase, master):
+        super().__init__(os.path.abspath(testcase.mktemp()))
+        self.master = master
+        self.start()
+        testcase.addCleanup(self.stop)
+
+    def args(self):
+        conf = os.path.join(self.directory, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"logfile {self.directory}/sentinel.log\n"
+                f"sentinel monitor mmo-master 127.0.0.1 {self.master.port} 1\n"
+            )
+        return [self.binary, conf, "--sentinel"]
+
+
+def make_tls_files(directory: str) -> tuple[str, str]:
+    """A CA, a server certificate for 127.0.0.1 it signed, and another CA."""
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject, issuer, public_key, signing_key, ca, alt=None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if alt:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    def write(file, data):
+        path = os.path.join(directory, file)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    pem = serialization.Encoding.PEM
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = certificate(name("test CA"), name("test CA"), ca_key.public_key(), ca_key, True)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = certificate(name("other CA"), name("other CA"), other_key.public_key(), other_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    server = certificate(name("redis"), name("test CA"), key.public_key(), ca_key, False, alt)
+    write(
+        "server.key",
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+    write("server.crt", server.public_bytes(pem))
+    return write("ca.crt", ca.public_bytes(pem)), write("other.crt", other.public_bytes(pem))
