@@ -561,6 +561,132 @@ class LoginSection(Section):
             raise self.error("password_max_length", "must not be below password_min_length")
 
 
+class FloodClassSection(Section):
+    """A class of client messages with a token bucket of its own."""
+
+    fields = {
+        "types": StrList(REQUIRED, doc="Message types (or prefixes ending in '.') in the class."),
+        "rate": Number(
+            REQUIRED,
+            minimum=0.01,
+            maximum=100000,
+            kind=float,
+            doc="Messages per second allowed on average.",
+        ),
+        "burst": Number(REQUIRED, minimum=1, maximum=100000, doc="Messages allowed at once."),
+    }
+
+
+class GatewaySection(Section):
+    """Player sessions on gateways: heartbeat, flood limits, resume."""
+
+    fields = {
+        "heartbeat_interval": Number(
+            15.0,
+            minimum=0.1,
+            maximum=3600,
+            kind=float,
+            doc="Seconds between server heartbeats to a quiet client.",
+        ),
+        "heartbeat_timeout": Number(
+            45.0,
+            minimum=0.2,
+            maximum=86400,
+            kind=float,
+            doc="Seconds without any frame before the session is treated as dropped.",
+        ),
+        "resume_window": Number(
+            60.0,
+            minimum=0,
+            maximum=86400,
+            kind=float,
+            doc="Seconds a dropped session is kept for the client to resume.",
+        ),
+        "resume_buffer": Number(
+            1000, minimum=1, maximum=1000000, doc="Pushes kept per session for replay on resume."
+        ),
+        "flood_rate": Number(
+            20.0,
+            minimum=0.01,
+            maximum=100000,
+            kind=float,
+            doc="Messages per second a connection may send on average.",
+        ),
+        "flood_burst": Number(
+            40, minimum=1, maximum=100000, doc="Messages a connection may send at once."
+        ),
+        "flood_strikes": Number(
+            20,
+            minimum=1,
+            maximum=100000,
+            doc="Messages refused for flooding before the client is disconnected.",
+        ),
+        "flood": Tables(
+            FloodClassSection,
+            name_pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+            name_rule="a lower-case name",
+            doc="Message classes with their own limits.",
+        ),
+        "websocket_max_message": Number(
+            65536,
+            minimum=256,
+            maximum=16 * 1024 * 1024,
+            doc="Largest WebSocket message accepted, bytes.",
+        ),
+    }
+
+    def check(self):
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise self.error("heartbeat_timeout", "must be longer than heartbeat_interval")
+
+
+class LobbySection(Section):
+    """Characters and rooms."""
+
+    fields = {
+        "characters_per_account": Number(
+            8, minimum=1, maximum=1000, doc="Characters one account may have."
+        ),
+        "character_name_min_length": Number(3, minimum=1, maximum=64, doc="Shortest name."),
+        "character_name_max_length": Number(16, minimum=1, maximum=64, doc="Longest name."),
+        "room_capacity": Number(
+            8, minimum=2, maximum=100000, doc="Members of a room when its creator does not say."
+        ),
+        "room_max_capacity": Number(
+            64, minimum=2, maximum=100000, doc="Most members a room may be created for."
+        ),
+        "rooms_max": Number(1000, minimum=1, maximum=1000000, doc="Rooms open at once."),
+    }
+
+
+class ChatSection(Section):
+    """Chat channels, history, moderation and flood rules."""
+
+    fields = {
+        "history": Number(
+            50,
+            minimum=0,
+            maximum=10000,
+            doc="Messages kept (persisted) per channel and shown on join.",
+        ),
+        "max_length": Number(500, minimum=1, maximum=65536, doc="Longest message, characters."),
+        "rate": Number(
+            1.0,
+            minimum=0.01,
+            maximum=10000,
+            kind=float,
+            doc="Chat messages per second a player may send on average.",
+        ),
+        "burst": Number(
+            5, minimum=1, maximum=10000, doc="Chat messages a player may send at once."
+        ),
+        "moderators": StrList([], doc="Account names that may mute and unmute."),
+        "channel_max_members": Number(
+            10000, minimum=2, maximum=10000000, doc="Members of one channel."
+        ),
+    }
+
+
 class RealmSection(Section):
     """A world players choose at login."""
 
@@ -584,6 +710,9 @@ class ProcessSection(Section):
         ),
         "client": ServerEndpoint("", doc="Client-facing TLS listener (endpoint string)."),
         "rpc": ServerEndpoint("", doc="Internal AMP listener, mutual TLS (endpoint string)."),
+        "websocket": ServerEndpoint(
+            "", doc="Secure WebSocket listener for browsers (endpoint string); mmo adds TLS."
+        ),
         "realm": Str("main", doc="The realm a gateway (or standalone process) serves."),
         "public": Str(
             "",
@@ -652,6 +781,9 @@ class Config(Section):
         "redis": Table(RedisSection),
         "bus": Table(BusSection),
         "login": Table(LoginSection),
+        "gateway": Table(GatewaySection),
+        "lobby": Table(LobbySection),
+        "chat": Table(ChatSection),
         "realms": Tables(
             RealmSection,
             name_pattern=r"^[a-z][a-z0-9-]{0,31}$",

@@ -50,12 +50,39 @@ TICKET_REFUSED = "ticket_refused"
 #: The account is online already and the deployment refuses a second session.
 ALREADY_ONLINE = "already_online"
 
+#: The client sends faster than its flood limit; the message was dropped.
+FLOODING = "flooding"
+#: A resume token is unknown, expired or already used.
+RESUME_REFUSED = "resume_refused"
+#: The player addressed is not online.
+PLAYER_OFFLINE = "player_offline"
+#: The player is muted in chat.
+MUTED = "muted"
+#: No such room, character or channel.
+NOT_FOUND = "not_found"
+#: The room is full.
+ROOM_FULL = "room_full"
+#: The room's password is wrong.
+WRONG_PASSWORD = "wrong_password"
+#: The player may not do this (not the owner, not a moderator, not a member).
+NOT_ALLOWED = "not_allowed"
+#: The account has as many characters as it may.
+CHARACTER_LIMIT = "character_limit"
+#: The service that handles this message is not reachable now; retry later.
+UNAVAILABLE = "unavailable"
+
 #: Goodbye code: the server is shutting down.
 SHUTDOWN = "shutdown"
 #: Goodbye code: the account logged in elsewhere (the newer session wins).
 REPLACED = "replaced"
 #: Goodbye code: the account logged out.
 LOGGED_OUT = "logged_out"
+#: Goodbye code: the client kept flooding.
+FLOOD = "flood"
+#: Goodbye code: the client stopped answering heartbeats.
+HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+#: Goodbye code: the session was resumed on another connection.
+RESUMED_ELSEWHERE = "resumed_elsewhere"
 
 #: Every code, with what it means (rendered into the protocol documentation).
 DESCRIPTIONS = {
@@ -80,6 +107,16 @@ DESCRIPTIONS = {
     BUSY: "the server is too busy; retry shortly; stays open",
     TICKET_REFUSED: "the ticket is forged, expired, used, revoked or of another realm",
     ALREADY_ONLINE: "the account is online and second sessions are refused; stays open",
+    FLOODING: "sent faster than the flood limit; the message was dropped; stays open",
+    RESUME_REFUSED: "the resume token is unknown, expired or used; stays open",
+    PLAYER_OFFLINE: "the player addressed is not online; stays open",
+    MUTED: "the player is muted in chat; stays open",
+    NOT_FOUND: "no such room, character or channel; stays open",
+    ROOM_FULL: "the room is full; stays open",
+    WRONG_PASSWORD: "the room's password is wrong; stays open",
+    NOT_ALLOWED: "not allowed (not the owner, a moderator or a member); stays open",
+    CHARACTER_LIMIT: "the account has as many characters as it may; stays open",
+    UNAVAILABLE: "the service for this message is not reachable now; retry; stays open",
 }
 
 
