@@ -18,8 +18,8 @@ ran out), at which point the service frees what the session held.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, replace
-from typing import Iterable
 
 from twisted.internet import defer
 from twisted.logger import Logger
