@@ -21,8 +21,10 @@ setup(
     packages=[
         "mmo",
         "mmo.bus",
+        "mmo.chat",
         "mmo.client",
         "mmo.gateway",
+        "mmo.lobby",
         "mmo.login",
         "mmo.rpc",
         "mmo.store",
@@ -40,10 +42,11 @@ setup(
         "txredisapi>=1.4.10",
         "msgpack>=1.0.8",
         "argon2-cffi>=23.1.0",
+        "autobahn>=23.1.0",
     ],
     extras_require={
-        "test": ["hypothesis>=6.100.0"],
-        "dev": ["hypothesis>=6.100.0", "ruff>=0.5.0"],
+        "test": ["hypothesis>=6.100.0", "websockets>=15.0"],
+        "dev": ["hypothesis>=6.100.0", "ruff>=0.5.0", "websockets>=15.0"],
     },
     entry_points={
         "console_scripts": [

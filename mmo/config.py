@@ -658,6 +658,14 @@ class LobbySection(Section):
         "rooms_max": Number(1000, minimum=1, maximum=1000000, doc="Rooms open at once."),
     }
 
+    def check(self):
+        if self.character_name_max_length < self.character_name_min_length:
+            raise self.error(
+                "character_name_max_length", "must not be below character_name_min_length"
+            )
+        if self.room_capacity > self.room_max_capacity:
+            raise self.error("room_capacity", "must not be above room_max_capacity")
+
 
 class ChatSection(Section):
     """Chat channels, history, moderation and flood rules."""

@@ -2,7 +2,8 @@
 Game services behind the gateway: the lobby, chat and, later, the zones.
 
 A gateway routes each admitted player's message to the service that owns
-its type (by prefix: C{character.*} and C{room.*} to the lobby, C{chat.*} to
+its type (by prefix: C{character.*}, C{room.*} and C{world.*} to the lobby,
+C{chat.*} to
 chat...), in the same process (standalone) or over AMP (a cluster).  A
 service is a domain object: it gets a L{Caller} and the message, returns the
 reply's fields or raises L{WireError}, and sends pushes to players with

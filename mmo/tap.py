@@ -22,6 +22,11 @@ class Options(ConfigOptions):
 
 
 def makeService(options: Options, reactor=None) -> ProcessService:
+    from mmo.chat.service import ChatService
+    from mmo.gateway.router import LocalRoute
+    from mmo.gateway.websocket import WebSocketListener
+    from mmo.lobby.service import LobbyService
+
     config, process = options.config, options.process
     if reactor is None:
         from twisted.internet import reactor
@@ -29,9 +34,16 @@ def makeService(options: Options, reactor=None) -> ProcessService:
     def make():
         top = ProcessService(config, process, reactor)
         login = login_service(top, reactor)
+        services = [
+            top.resource(cls(config, login.store, login.bus, reactor))
+            for cls in (LobbyService, ChatService)
+        ]
         factory = factory_class(config, process, StandaloneFactory)(config, process, reactor)
         factory.login = login
-        add_gateway(top, factory, login.bus, reactor)
+        routes = [LocalRoute(service) for service in services]
+        add_gateway(top, factory, login.bus, reactor, routes=routes)
+        if process.websocket:
+            WebSocketListener(config, process, factory, reactor=reactor).setServiceParent(top)
         if process.rpc:
             rpc.listen(config, process, reactor=reactor).setServiceParent(top)
         return top

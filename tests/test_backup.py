@@ -59,6 +59,10 @@ class BackupTestsMixin:
         yield store.update_account(bob.id, banned=True)
         yield store.create_character(alice.id, "Hero", {"hp": 10, "bag": [b"\x00\xff", {1: "x"}]})
         yield store.create_character(bob.id, "Rogue", {})
+        yield store.append_log(
+            "chat:world:main", {"from": "Hero", "text": "hi", "raw": b"\x01"}, 50
+        )
+        yield store.append_log("chat:ignore:" + alice.id, {"names": ["rogue"]}, 1)
 
     @defer.inlineCallbacks
     def test_dump_and_restore(self):
@@ -79,6 +83,8 @@ class BackupTestsMixin:
         self.assertEqual(document["accounts"], expected["accounts"])
         self.assertEqual([c["name"] for c in document["characters"]], ["Hero", "Rogue"])
         self.assertIsInstance(document["characters"][0]["data"], str)
+        # Chat history and ignore lists are in the backup too.
+        self.assertEqual(len(document["logs"]), 2)
         self.assertEqual(os.listdir(os.path.dirname(out)), ["backup.json"])
 
         target = self.new_config()

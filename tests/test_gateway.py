@@ -23,7 +23,7 @@ import mmo
 from mmo import client as sdk
 from mmo.config import Config, ConfigError, WireSection
 from mmo.gateway import protocol as gateway_protocol
-from mmo.gateway.factory import ClientFactory
+from mmo.gateway.factory import ClientFactory, GatewayFactory
 from mmo.gateway.protocol import CLOSE_GRACE, CLOSED, HANDSHAKE, OPEN, ClientProtocol
 from mmo.gateway.service import ClientListener, factory_class
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
@@ -922,6 +922,33 @@ class CloseAllTests(GatewayTestCase):
         self.assertEqual(self.factory.connections, {first, second})
         gone(first)
         self.assertEqual(self.factory.connections, {second})
+
+
+class GatewayProtocolTests(GatewayTestCase):
+    """The gateway protocol before a client is admitted (sessions: tests/test_sessions.py)."""
+
+    factoryClass = GatewayFactory
+
+    def test_push_before_admission(self):
+        """Until a session exists, pushes are numbered per connection, as before."""
+        protocol = self.connect(hello=True)
+        self.assertIsNone(protocol.session)
+        self.assertEqual([protocol.push("news", n=i) for i in range(3)], [1, 2, 3])
+        self.assertEqual([m["seq"] for m in self.received(protocol)], [1, 2, 3])
+
+    def test_open_before_admission(self):
+        """pong and resume are open before auth; routed types are not."""
+        protocol = self.connect(hello=True)
+        self.assertEqual(self.request(protocol, {"t": "pong", "id": 2}), [{"t": "reply", "id": 2}])
+        [error] = self.request(protocol, {"t": "room.join", "id": 3})
+        self.assertError(error, codes.AUTH_REQUIRED, 3)
+        [error] = self.request(protocol, {"t": "resume", "id": 4, "token": 5, "last_seq": 0})
+        self.assertError(error, codes.BAD_REQUEST, 4)
+
+    def test_no_heartbeat_before_admission(self):
+        protocol = self.connect(hello=True)
+        self.reactor.advance(self.config.gateway.heartbeat_interval * 2)
+        self.assertEqual(self.received(protocol), [])
 
 
 # -- the factory class named by the config ----------------------------------

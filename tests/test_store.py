@@ -356,6 +356,170 @@ class StoreTestsMixin:
         alice = yield self.store.create_account("Alice", HASH)
         yield self.store.create_character(alice.id, "Hero", {})
 
+    # -- logs ---------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_log_append_and_read(self):
+        """A log keeps its last C{keep} records; reads give the last ones, oldest first."""
+        for i in range(5):
+            yield self.store.append_log("chat:world:main", {"i": i}, 3)
+        self.assertEqual(
+            (yield self.store.read_log("chat:world:main", 10)), [{"i": 2}, {"i": 3}, {"i": 4}]
+        )
+        self.assertEqual((yield self.store.read_log("chat:world:main", 2)), [{"i": 3}, {"i": 4}])
+        self.assertEqual((yield self.store.read_log("chat:world:main", 0)), [])
+        self.assertEqual((yield self.store.read_log("never written", 5)), [])
+
+    @defer.inlineCallbacks
+    def test_log_keep_per_append(self):
+        """Each append trims to its own C{keep}: a smaller one drops more."""
+        for i in range(6):
+            yield self.store.append_log("log", {"i": i}, 10)
+        self.assertEqual(len((yield self.store.read_log("log", 100))), 6)
+        yield self.store.append_log("log", {"i": 6}, 2)
+        self.assertEqual((yield self.store.read_log("log", 100)), [{"i": 5}, {"i": 6}])
+        yield self.store.append_log("log", {"i": 7}, 1)
+        self.assertEqual((yield self.store.read_log("log", 100)), [{"i": 7}])
+
+    @defer.inlineCallbacks
+    def test_logs_separate(self):
+        """Logs of different keys (any characters, case kept) do not mix."""
+        keys = ["a", "A", "a:b", "ünï ⚔:*", "log:a"]
+        for n, key in enumerate(keys):
+            for i in range(n + 1):
+                yield self.store.append_log(key, {"key": key, "i": i}, 100)
+        for n, key in enumerate(keys):
+            self.assertEqual(
+                (yield self.store.read_log(key, 100)), [{"key": key, "i": i} for i in range(n + 1)]
+            )
+
+    @defer.inlineCallbacks
+    def test_log_record_round_trip(self):
+        record = {
+            "text": "ünïcødé ⚔",
+            "bytes": b"\x00\xff",
+            "time": NOW,
+            "nested": {"list": [1, [2]], 7: None},
+            "tuple": (1, 2),
+        }
+        yield self.store.append_log("log", record, 5)
+        self.assertEqual((yield self.store.read_log("log", 5)), [dict(record, tuple=[1, 2])])
+
+    @defer.inlineCallbacks
+    def test_log_bad_arguments(self):
+        """Bad keys, records, keeps and limits fail with StoreError, writing nothing."""
+        bad_appends = [
+            ("", {}, 1),
+            (None, {}, 1),
+            ("log", ["not", "a", "dict"], 1),
+            ("log", {"x": object()}, 1),
+            ("log", {}, 0),
+            ("log", {}, -1),
+            ("log", {}, True),
+            ("log", {}, 1.5),
+        ]
+        for key, record, keep in bad_appends:
+            yield self.assertFailure(self.store.append_log(key, record, keep), StoreError)
+        for key, limit in [("log", -1), ("log", None), ("", 1), ("log", False)]:
+            yield self.assertFailure(self.store.read_log(key, limit), StoreError)
+        self.assertEqual((yield self.store.read_log("log", 10)), [])
+        self.assertNotIn("logs", (yield self.store.dump()))
+
+    @defer.inlineCallbacks
+    def test_log_concurrent_appends(self):
+        """Appends at once all land, and the trim keeps exactly C{keep} of them."""
+        yield defer.gatherResults([self.store.append_log("log", {"i": i}, 5) for i in range(20)])
+        records = yield self.store.read_log("log", 100)
+        self.assertEqual(len(records), 5)
+        self.assertEqual(len({r["i"] for r in records}), 5)
+        # One after the other, the order is the order asked for.
+        for i in range(20, 25):
+            yield self.store.append_log("log", {"i": i}, 5)
+        self.assertEqual((yield self.store.read_log("log", 100)), [{"i": i} for i in range(20, 25)])
+
+    @defer.inlineCallbacks
+    def test_log_persists_across_restart(self):
+        for i in range(3):
+            yield self.store.append_log("log", {"i": i}, 2)
+        yield self.store.stop()
+        again = yield self.open_store()
+        self.assertEqual((yield again.read_log("log", 10)), [{"i": 1}, {"i": 2}])
+        yield again.append_log("log", {"i": 3}, 2)
+        self.assertEqual((yield again.read_log("log", 10)), [{"i": 2}, {"i": 3}])
+
+    @defer.inlineCallbacks
+    def test_dump_restore_logs(self):
+        """Logs are in the dump, sorted by key, and a restore brings them back."""
+        made = yield self.populate()
+        for i in range(4):
+            yield self.store.append_log("zeta", {"i": i, "b": b"\x01"}, 3)
+        yield self.store.append_log("alpha", {"text": "hi"}, 3)
+        dump = yield self.store.dump()
+        self.assertEqual(
+            dump["logs"],
+            [
+                {"key": "alpha", "records": [{"text": "hi"}]},
+                {"key": "zeta", "records": [{"i": i, "b": b"\x01"} for i in (1, 2, 3)]},
+            ],
+        )
+        other = yield self.open_store(fresh=True)
+        yield other.restore(dump)
+        self.assertEqual((yield other.dump()), dump)
+        self.assertEqual((yield other.read_log("zeta", 2)), dump["logs"][1]["records"][1:])
+        self.assertEqual((yield other.account_by_id(made["alice"].id)), made["alice"])
+        # Appending carries on after the restored records.
+        yield other.append_log("zeta", {"i": 4}, 3)
+        self.assertEqual(
+            [r["i"] for r in (yield other.read_log("zeta", 10))],
+            [2, 3, 4],
+        )
+
+    @defer.inlineCallbacks
+    def test_restore_dump_without_logs(self):
+        """A dump made before logs existed (no "logs" key) restores, with no logs."""
+        made = yield self.populate()
+        yield self.store.append_log("log", {"i": 1}, 3)
+        dump = yield self.store.dump()
+        del dump["logs"]
+        other = yield self.open_store(fresh=True)
+        yield other.restore(dump)
+        self.assertEqual((yield other.dump()), dump)
+        self.assertEqual((yield other.read_log("log", 10)), [])
+        self.assertEqual((yield other.characters(made["bob"].id)), [made["rogue"]])
+
+    @defer.inlineCallbacks
+    def test_restore_checks_logs_first(self):
+        """Malformed logs fail the restore before anything is written."""
+        yield self.populate()
+        yield self.store.append_log("log", {"i": 1}, 3)
+        dump = yield self.store.dump()
+        good = dump["logs"][0]
+        other = yield self.open_store(fresh=True)
+        bad_dumps = [
+            dict(dump, logs=None),
+            dict(dump, logs=[good, good]),
+            dict(dump, logs=[dict(good, key="")]),
+            dict(dump, logs=[dict(good, records=None)]),
+            dict(dump, logs=[dict(good, records=[["not", "a", "dict"]])]),
+            dict(dump, logs=[dict(good, extra=1)]),
+            dict(dump, logs=["log"]),
+        ]
+        for bad in bad_dumps:
+            yield self.assertFailure(other.restore(bad), StoreError)
+        self.assertEqual((yield other.dump()), {"version": 1, "accounts": [], "characters": []})
+        yield other.restore(dump)
+        self.assertEqual((yield other.read_log("log", 10)), [{"i": 1}])
+
+    @defer.inlineCallbacks
+    def test_restore_into_store_with_logs(self):
+        """A store holding only logs is not empty."""
+        yield self.populate()
+        dump = yield self.store.dump()
+        other = yield self.open_store(fresh=True)
+        yield other.append_log("log", {"i": 1}, 3)
+        yield self.assertFailure(other.restore(dump), NotEmpty)
+        self.assertEqual((yield other.dump())["accounts"], [])
+
     # -- dump and restore -----------------------------------------------------
 
     @defer.inlineCallbacks

@@ -14,8 +14,19 @@ handshake, make requests and receive pushes.
 
     task.react(lambda reactor: defer.ensureDeferred(main(reactor)))
 
-C{docs/client.md} documents the API; the tests, the bots and game clients
-written in Python all use it.
+To carry a session over a dropped connection, keep C{client.resumption()}
+(the resume token from C{auth} and the last push seen) and connect again
+with it; the pushes missed in between arrive first, in order, once each::
+
+    token, last_seq = client.resumption()
+    client = Client()
+    client.on("chat", show)                 # before: replayed pushes come at once
+    await connect(reactor, host, port, ca=ca, client=client, resume=(token, last_seq))
+
+The SDK answers the server's C{heartbeat} frames with C{pong} by itself.
+
+C{docs/client.md} documents the API (sessions: C{docs/sessions.md}); the
+tests, the bots and game clients written in Python all use it.
 """
 
 from __future__ import annotations
@@ -98,6 +109,11 @@ class Client(FramedProtocol):
     @ivar welcome: The server's handshake reply.
     @ivar last_seq: The sequence number of the last push received.
     @ivar goodbye: The server's goodbye frame, if it sent one.
+    @ivar session: The session id, once admitted (C{auth}) or resumed.
+    @ivar resume_token: The token to resume the session with after a drop
+        (from the C{auth} or C{resume} reply; each resume issues a new one).
+    @ivar answer_heartbeats: Whether to answer the server's C{heartbeat}
+        frames with C{pong} (turn off only to test a server's timeout).
     """
 
     log = Logger()
@@ -112,6 +128,9 @@ class Client(FramedProtocol):
         self.welcome: dict | None = None
         self.last_seq = 0
         self.goodbye: dict | None = None
+        self.session: str | None = None
+        self.resume_token: str | None = None
+        self.answer_heartbeats = True
         self._next_id = 0
         self._pending: dict[int, defer.Deferred] = {}
         self._handlers: dict[str, list[Callable[[dict], object]]] = defaultdict(list)
@@ -129,6 +148,9 @@ class Client(FramedProtocol):
         self._next_id += 1
         request_id = self._next_id
         d = defer.Deferred(lambda d: self._pending.pop(request_id, None))
+        if _type in ("auth", "resume"):
+            # Before the caller's callbacks: the token is kept whatever they do.
+            d.addCallback(self._admitted)
         self._pending[request_id] = d
         try:
             self.sendMessage({**fields, "t": _type, "id": request_id})
@@ -136,6 +158,35 @@ class Client(FramedProtocol):
             del self._pending[request_id]
             return defer.fail()
         return d
+
+    def _admitted(self, reply: dict) -> dict:
+        session, token = reply.get("session"), reply.get("resume")
+        if isinstance(session, str):
+            self.session = session
+        if isinstance(token, str):
+            self.resume_token = token
+        return reply
+
+    def resume(self, token: str, last_seq: int) -> defer.Deferred:
+        """
+        Take over the session of resume C{token} (from an earlier
+        connection's L{resumption}) instead of presenting a ticket; the
+        pushes after C{last_seq} follow the reply, oldest first, and reach
+        the L{on} handlers like any other push.  Fires with the reply's
+        fields (C{session}, C{resume}, C{seq}, C{replayed}...), or fails with
+        L{ServerError} C{resume_refused} (log in again then).
+        """
+        self.last_seq = last_seq
+        return self.request("resume", token=token, last_seq=last_seq)
+
+    def resumption(self) -> tuple[str, int] | None:
+        """
+        What a new connection needs to resume this session: C{(resume_token,
+        last_seq)}, or C{None} before the client was admitted.
+        """
+        if self.resume_token is None:
+            return None
+        return self.resume_token, self.last_seq
 
     def send(self, _type: str, /, **fields) -> None:
         """Send a message that expects no reply (errors arrive at L{on}("error"))."""
@@ -210,6 +261,12 @@ class Client(FramedProtocol):
             self.goodbye = message
             self._dispatch("bye", message)
             return
+        if kind == "heartbeat" and "seq" not in message:
+            # The server checks that we are alive: answer, then tell any listener.
+            if self.answer_heartbeats and not self.closing and self.transport is not None:
+                self.sendMessage({"t": "pong"})
+            self._dispatch(kind, message)
+            return
         seq = message.get("seq")
         if isinstance(seq, int) and not isinstance(seq, bool):
             self.last_seq = seq
@@ -265,9 +322,11 @@ def connect(
     hostname: str | None = None,
     timeout: float = 10.0,
     client: Client | None = None,
+    resume: tuple[str, int] | None = None,
 ) -> defer.Deferred:
     """
-    Connect to an mmo server over TLS and handshake.
+    Connect to an mmo server over TLS and handshake; with C{resume}, also
+    take over a session (L{Client.resume}).
 
     @param host: Host name or address to connect to.
     @param ca: PEM file of the CA to trust (default: the platform's).
@@ -276,7 +335,15 @@ def connect(
     @param timeout: Seconds for the TCP connection, the TLS handshake and
         the protocol handshake together.
     @param client: The protocol instance to use (a L{Client} subclass).
-    @return: A Deferred firing with the ready L{Client}.
+        Register its L{Client.on} handlers before connecting when resuming:
+        the missed pushes arrive right after the C{resume} reply.
+    @param resume: C{(resume_token, last_seq)} of a session to resume, as
+        given by L{Client.resumption} on the connection that dropped.  The
+        timeout then covers the resume as well; a refused resume closes the
+        connection and fails the result with L{ServerError}
+        C{resume_refused}.
+    @return: A Deferred firing with the ready (and, with C{resume},
+        resumed) L{Client}.
     """
     if client is None:
         client = Client()
@@ -292,5 +359,16 @@ def connect(
 
     d = endpoints.connectProtocol(endpoint, client)
     d.addCallback(lambda _: client.whenReady())
+    if resume is not None:
+        token, last_seq = resume
+
+        def refused(failure):
+            # Like any failure of connect: the caller gets no usable connection.
+            if client.transport is not None and not client.closing:
+                client.close()
+            return failure
+
+        d.addCallback(lambda _: client.resume(token, last_seq))
+        d.addCallbacks(lambda _: client, refused)
     d.addTimeout(timeout, reactor, onTimeoutCancel=abort)
     return d

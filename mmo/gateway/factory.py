@@ -1,20 +1,44 @@
 """
-The factory of client connections: configuration and the set of live
-connections, no bytes and no game state.
+The factories of client connections: configuration, the set of live
+connections and, on a gateway, the players' sessions; no bytes and no game
+state.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from twisted.internet import defer, protocol
+from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 
+from mmo.bus import BusError
 from mmo.config import Config, ProcessSection
+from mmo.gateway.admission import FloodLimits
 from mmo.gateway.protocol import CLOSED, ClientProtocol, GatewayProtocol
+from mmo.gateway.session import (
+    ATTACHED,
+    DETACHED,
+    ENDED,
+    MOVED,
+    ResumeRefused,
+    Session,
+    SessionRegistry,
+    new_token,
+    session_key,
+    token_hash,
+)
 from mmo.login.service import SESSIONS_CHANNEL, revoke
+from mmo.rpc.commands import RPCError
+from mmo.services import SESSION_UPDATE, Caller, gateway_channel
 from mmo.wire import codes
-from mmo.wire.codes import ALREADY_ONLINE, LOGGED_OUT, REPLACED, WireError
+from mmo.wire.codes import (
+    ALREADY_ONLINE,
+    LOGGED_OUT,
+    REPLACED,
+    RESUME_REFUSED,
+    RESUMED_ELSEWHERE,
+    WireError,
+)
 
 
 class ClientFactory(protocol.ServerFactory):
@@ -85,99 +109,619 @@ class ClientFactory(protocol.ServerFactory):
 
 
 def online_key(account_id: str) -> str:
+    """The bus key of an account's presence: which gateway holds its session."""
     return f"online:{account_id}"
+
+
+#: Seconds a gateway waits for the holder of a session to hand it over.
+HANDOVER_TIMEOUT = 5.0
+
+#: Seconds a gateway keeps forwarding deliveries for a session that moved
+#: away, while the services learn (from "moved") where it is now.
+FORWARD_TIME = 60.0
+
+#: Seconds a stopping gateway gives its services to hear that its sessions ended.
+STOP_TIMEOUT = 5.0
+
+
+#: Failures that say a service or the bus is unreachable, not that code is
+#: broken: logged as a warning, without a traceback.
+EXPECTED_FAILURES = (
+    WireError,
+    RPCError,
+    BusError,
+    defer.TimeoutError,
+    error.ConnectionLost,
+    error.ConnectionDone,
+)
+
+
+def _log_failure(failure, log, what: str, **kwargs) -> None:
+    if failure.check(*EXPECTED_FAILURES):
+        log.warn(what + ": {why}", why=failure.getErrorMessage(), **kwargs)
+    else:
+        log.failure(what, failure, **kwargs)
 
 
 class GatewayFactory(ClientFactory):
     """
-    The factory of player sessions: admits tickets, keeps one session per
-    account (the C{[login] second_login} policy) across every gateway of the
-    deployment, and tells the directory how loaded it is.
+    The factory of player sessions.
+
+    It admits tickets and keeps one session per account (the C{[login]
+    second_login} policy) across every gateway of the deployment; keeps
+    sessions whose connection dropped for C{[gateway] resume_window} seconds
+    and lets clients resume them, here or on another gateway (handing them
+    over through the bus); delivers pushes from game services; routes
+    clients' messages to those services; and tells the directory how loaded
+    it is.  See C{docs/sessions.md}.
 
     @ivar admission: The L{mmo.gateway.admission.Admission} checking tickets.
     @ivar bus: The deployment's bus.
-    @ivar sessions: Account id -> the admitted connection on this gateway.
+    @ivar routes: The L{mmo.gateway.router.IRoute}s to game services, in the
+        order they are asked whether they own a message type.
+    @ivar registry: The L{SessionRegistry} of the sessions held here.
+    @ivar flood: The L{FloodLimits} of every connection.
+    @ivar forwards: Session id -> (gateway, timer) for sessions that moved
+        away: what is delivered here for them is sent on there.
     """
 
     protocol = GatewayProtocol
+    handover_timeout = HANDOVER_TIMEOUT
+    forward_time = FORWARD_TIME
 
-    def __init__(self, config: Config, process: ProcessSection, reactor=None):
+    def __init__(self, config: Config, process: ProcessSection, reactor=None, routes=()):
         super().__init__(config, process, reactor)
         self.admission = None
         self.bus = None
-        self.sessions: dict[str, GatewayProtocol] = {}
+        self.routes = list(routes)
+        self.registry = SessionRegistry()
+        self.flood = FloodLimits(config.gateway, self.reactor)
+        self.forwards: dict[str, tuple[str, object]] = {}
+        self._handovers: dict[str, defer.Deferred] = {}
 
-    async def admit(self, connection: GatewayProtocol, token: str):
-        """Admit C{connection} with C{token}; returns the ticket."""
+    @property
+    def name(self) -> str:
+        """This gateway's process name: the C{gateway} of its callers."""
+        return self.process.name
+
+    @property
+    def sessions(self) -> dict[str, GatewayProtocol]:
+        """Account id -> the connection its session is attached to, here."""
+        return {
+            account: session.connection
+            for account, session in self.registry.by_account.items()
+            if session.connection is not None
+        }
+
+    def _new_session(self, caller: Caller, ticket, token: str, seq=0, pushes=()) -> Session:
+        return Session(
+            caller,
+            ticket,
+            token,
+            self.config.gateway.resume_buffer,
+            self.wire.max_frame_size,
+            seq,
+            pushes,
+        )
+
+    # -- admission -------------------------------------------------------------------
+
+    async def admit(self, connection: GatewayProtocol, token: str) -> dict:
+        """
+        Admit C{connection} with the ticket C{token}: a new session, which
+        replaces any other of the account (or is refused, by policy).
+        Returns the C{auth} reply's fields.
+        """
         ticket = await self.admission.admit(token)
         if connection.state == CLOSED:
             raise WireError(codes.BAD_REQUEST, "the connection closed")
         account = ticket.account_id
-        existing = self.sessions.get(account)
+        existing = self.registry.by_account.get(account)
         if self.config.login.second_login == "refuse" and (
             existing is not None or await self.bus.get(online_key(account)) is not None
         ):
             raise WireError(ALREADY_ONLINE, "this account is already online")
-        connection.ticket = ticket
-        connection.session = uuid.uuid4().hex
-        self.sessions[account] = connection
-        if existing is not None and existing is not connection:
-            existing.goodbye(REPLACED, "your account logged in from elsewhere")
-        await self.bus.put(
-            online_key(account),
-            {"gateway": self.process.name, "session": connection.session},
-            ttl=self.config.bus.heartbeat_timeout,
-        )
-        await self.bus.publish(
-            SESSIONS_CHANNEL,
-            {"account": account, "session": connection.session, "reason": "replaced"},
-        )
+        if connection.state == CLOSED:
+            raise WireError(codes.BAD_REQUEST, "the connection closed")
+        caller = Caller(uuid.uuid4().hex, self.name, account, ticket.name, ticket.realm)
+        session = self._new_session(caller, ticket, new_token())
+        existing = self.registry.by_account.get(account)
+        if existing is not None:
+            # The new session's presence replaces the old one's: keep the key.
+            self.endSession(
+                existing, REPLACED, "your account logged in from elsewhere", presence=False
+            )
+        self.registry.add(session)
+        self.attach(session, connection)
+        try:
+            await self._hold(session)
+            await self.bus.publish(
+                SESSIONS_CHANNEL,
+                {"account": account, "session": caller.session, "reason": "replaced"},
+            )
+        except Exception:
+            self.endSession(session)
+            raise
+        await self.sessionEvent(session.caller, "started")
         self.log.info("{peer} admitted as {name}", peer=connection.peer, name=ticket.name)
-        return ticket
+        return {
+            "account": account,
+            "name": ticket.name,
+            "realm": ticket.realm,
+            "session": caller.session,
+            "resume": session.token,
+        }
+
+    async def _hold(self, session: Session) -> None:
+        """Say on the bus that this gateway holds C{session}: presence and token."""
+        ttl = self.config.bus.heartbeat_timeout
+        await self.bus.put(
+            online_key(session.account), {"gateway": self.name, "session": session.id}, ttl=ttl
+        )
+        await self.bus.put(session_key(session.token_hash), self.name, ttl=ttl)
+
+    def _background(self, d, what: str) -> None:
+        """Run C{d} (a coroutine or Deferred) without waiting; log its failure."""
+        d = defer.ensureDeferred(d) if not isinstance(d, defer.Deferred) else d
+        d.addErrback(_log_failure, self.log, what)
+
+    # -- attaching, detaching, ending ------------------------------------------------
+
+    def attach(self, session: Session, connection: GatewayProtocol) -> None:
+        """
+        Make C{connection} the session's connection.  A connection still
+        attached to it is told goodbye (C{resumed_elsewhere}).
+        """
+        old = session.connection
+        if old is not None and old is not connection:
+            old.session = None
+            old.goodbye(RESUMED_ELSEWHERE, "the session was resumed on another connection")
+        if session.expiry is not None and session.expiry.active():
+            session.expiry.cancel()
+        session.expiry = None
+        session.connection = connection
+        session.state = ATTACHED
+        connection.session = session
+        connection.ticket = session.ticket
+        connection.startHeartbeat()
+
+    def connectionDropped(self, connection: GatewayProtocol) -> None:
+        """
+        C{connection} closed: its session ends if the client said C{bye} or
+        logged out, else it is kept for a resume.
+        """
+        session = connection.session
+        connection.session = None
+        if session is None or session.connection is not connection:
+            return
+        if connection.leaving:
+            self.endSession(session)
+        else:
+            self.detach(session)
+
+    def detach(self, session: Session, window: float | None = None) -> None:
+        """
+        Keep C{session} without a connection for C{window} seconds (default:
+        C{[gateway] resume_window}), numbering and keeping its pushes, then
+        end it.
+        """
+        if window is None:
+            window = self.config.gateway.resume_window
+        session.connection = None
+        session.state = DETACHED
+        if session.expiry is not None and session.expiry.active():
+            session.expiry.cancel()
+        session.expiry = None
+        if window <= 0:
+            self.endSession(session)
+            return
+        session.expiry = self.reactor.callLater(window, self._expired, session)
+        self.log.info(
+            "session of {name} detached; resumable for {window:g} s",
+            name=session.caller.name,
+            window=window,
+        )
+
+    def _expired(self, session: Session) -> None:
+        session.expiry = None
+        if session.state == DETACHED:
+            self.log.info("session of {name} not resumed in time", name=session.caller.name)
+            self.endSession(session)
+
+    def endSession(
+        self,
+        session: Session,
+        code: str | None = None,
+        message: str = "",
+        presence: bool = True,
+    ) -> defer.Deferred:
+        """
+        End C{session} for good: forget it, tell its connection goodbye
+        (C{code}, if given), clear its token and (unless C{presence} is false)
+        its presence on the bus, and tell every service C{"ended"}.  The
+        result fires once the services have been told.
+        """
+        if session.state in (ENDED, MOVED):
+            return defer.succeed(None)
+        session.state = ENDED
+        if session.expiry is not None and session.expiry.active():
+            session.expiry.cancel()
+        session.expiry = None
+        self.registry.remove(session)
+        connection, session.connection = session.connection, None
+        if connection is not None:
+            connection.session = None
+            connection.stopHeartbeat()
+            if code is not None:
+                connection.goodbye(code, message)
+        self._background(self._release(session, presence), "releasing a session failed")
+        return self.sessionEvent(session.caller, "ended")
+
+    async def _release(self, session: Session, presence: bool) -> None:
+        await self.bus.clear(session_key(session.token_hash))
+        if presence:
+            held = await self.bus.get(online_key(session.account))
+            if isinstance(held, dict) and held.get("session") == session.id:
+                await self.bus.clear(online_key(session.account))
+
+    def sessionEvent(self, caller: Caller, event: str) -> defer.Deferred:
+        """
+        Tell every route's service that C{caller}'s session had C{event};
+        fires when all have answered.  A service that fails is logged, and
+        does not stop the others from being told.
+        """
+        calls = []
+        for route in self.routes:
+            d = defer.maybeDeferred(route.session_event, caller, event)
+            d.addErrback(
+                _log_failure,
+                self.log,
+                "telling {route!r} that session {session} {event} failed",
+                route=route,
+                session=caller.session,
+                event=event,
+            )
+            calls.append(d)
+        return defer.gatherResults(calls).addCallback(lambda _: None)
 
     def sessionsMessage(self, message: dict) -> None:
-        """A session of some account began or ended elsewhere: close ours if older."""
-        connection = self.sessions.get(message.get("account"))
-        if connection is None or connection.session == message.get("session"):
+        """A session of some account began or ended elsewhere: end ours if it is another."""
+        session = self.registry.by_account.get(message.get("account"))
+        if session is None or session.id == message.get("session"):
             return
         if message.get("reason") == "logout":
-            connection.goodbye(LOGGED_OUT, "your account logged out")
+            self.endSession(session, LOGGED_OUT, "your account logged out")
         else:
-            connection.goodbye(REPLACED, "your account logged in from elsewhere")
+            self.endSession(session, REPLACED, "your account logged in from elsewhere")
 
     async def logout(self, connection: GatewayProtocol) -> None:
+        """Revoke the account's tickets, end its other sessions, then this one."""
+        session = connection.session
         await revoke(
             self.bus,
             self.config,
             connection.ticket.account_id,
             self.reactor.seconds(),
-            keep=connection.session,
+            keep=session.id if session is not None else None,
         )
-
-    def sessionEnded(self, connection: GatewayProtocol) -> None:
-        if connection.ticket is None:
-            return
-        account = connection.ticket.account_id
-        if self.sessions.get(account) is connection:
-            del self.sessions[account]
-            d = defer.ensureDeferred(self.bus.clear(online_key(account)))
-            d.addErrback(lambda f: self.log.failure("clearing presence failed", f))
+        if connection.session is not None:
+            self.endSession(connection.session)
 
     def refreshPresence(self) -> defer.Deferred:
-        """Renew the presence of every admitted session (called each heartbeat)."""
-        ttl = self.config.bus.heartbeat_timeout
-        puts = [
-            defer.ensureDeferred(
-                self.bus.put(
-                    online_key(account),
-                    {"gateway": self.process.name, "session": connection.session},
-                    ttl=ttl,
-                )
-            )
-            for account, connection in list(self.sessions.items())
-        ]
-        return defer.gatherResults(puts, consumeErrors=True)
+        """Renew the presence and token keys of every session held here (each heartbeat)."""
+        return defer.gatherResults(
+            [defer.ensureDeferred(self._hold(session)) for session in self.registry],
+            consumeErrors=True,
+        )
+
+    def stop(self) -> defer.Deferred:
+        """
+        The gateway is stopping: end every session it holds (the services
+        are told, for at most L{STOP_TIMEOUT} seconds) and stop forwarding.
+        """
+        for _, timer in self.forwards.values():
+            if timer.active():
+                timer.cancel()
+        self.forwards.clear()
+        for waiter in list(self._handovers.values()):
+            if not waiter.called:
+                waiter.errback(WireError(RESUME_REFUSED, "the gateway is stopping"))
+        ended = defer.gatherResults(
+            [
+                self.endSession(session, codes.SHUTDOWN, "the server is shutting down")
+                for session in self.registry
+            ]
+        )
+        ended.addTimeout(STOP_TIMEOUT, self.reactor)
+        return ended.addErrback(lambda f: self.log.warn("sessions not all released at stop"))
 
     def load(self) -> int:
         """What the directory reports: connected clients."""
         return len(self.connections)
+
+    # -- resume -----------------------------------------------------------------------
+
+    async def resume(
+        self, connection: GatewayProtocol, token: str, last_seq: int, request_id: int
+    ) -> None:
+        """
+        Attach the session of resume C{token} to C{connection}: from this
+        gateway, or handed over by the gateway that holds it.  Sends the
+        C{resume} reply (with a new token) and then every push after
+        C{last_seq}, in order.
+
+        @raise WireError: C{resume_refused}.
+        """
+        hashed = token_hash(token)
+        session = self.registry.by_token.get(hashed)
+        if session is None:
+            session = await self._take_over(hashed, token, last_seq)
+        if session.state not in (ATTACHED, DETACHED) or session.token_hash != hashed:
+            raise WireError(RESUME_REFUSED, "unknown, expired or used resume token")
+        if connection.state == CLOSED:
+            # Gone while the session was being handed over: it waits here.
+            return
+        try:
+            missed = session.missed(last_seq)
+        except ResumeRefused as e:
+            if e.final:
+                self.endSession(session)
+            raise WireError(RESUME_REFUSED, e.reason)
+        old_hash = session.token_hash
+        fresh = self.registry.renew_token(session)
+        self.attach(session, connection)
+        caller = session.caller
+        connection.sendMessage(
+            {
+                "account": caller.account_id,
+                "name": caller.name,
+                "realm": caller.realm,
+                "session": caller.session,
+                "resume": fresh,
+                "seq": session.seq,
+                "replayed": len(missed),
+                "t": "reply",
+                "id": request_id,
+            }
+        )
+        for push in missed:
+            connection.sendMessage(push)
+        self.log.info(
+            "{peer} resumed the session of {name} ({count} pushes replayed)",
+            peer=connection.peer,
+            name=caller.name,
+            count=len(missed),
+        )
+        self._background(self._rekey(session, old_hash), "re-keying a resumed session failed")
+
+    async def _rekey(self, session: Session, old_hash: str) -> None:
+        await self.bus.clear(session_key(old_hash))
+        if session.state in (ATTACHED, DETACHED):
+            await self._hold(session)
+
+    async def _take_over(self, hashed: str, token: str, last_seq: int) -> Session:
+        """
+        Ask the gateway that holds the session of C{token} (found on the
+        bus) to hand it over; the session, adopted here.
+
+        @raise WireError: C{resume_refused}.
+        """
+        holder = await self.bus.get(session_key(hashed))
+        if not isinstance(holder, str) or holder == self.name:
+            raise WireError(RESUME_REFUSED, "unknown, expired or used resume token")
+        request = uuid.uuid4().hex
+        waiter = defer.Deferred()
+        waiter.addTimeout(self.handover_timeout, self.reactor)
+        self._handovers[request] = waiter
+        try:
+            await self.bus.publish(
+                gateway_channel(holder),
+                {
+                    "handover": {
+                        "request": request,
+                        "token": token,
+                        "last_seq": last_seq,
+                        "to": self.name,
+                    }
+                },
+            )
+            return await waiter
+        except defer.TimeoutError:
+            raise WireError(
+                RESUME_REFUSED,
+                f"the gateway holding the session ({holder}) did not answer; try again",
+            )
+        finally:
+            self._handovers.pop(request, None)
+
+    def _handover_request(self, request: dict) -> defer.Deferred | None:
+        """
+        Another gateway asks for a session held here: hand it over (state
+        first, then forward what is delivered for it here), or refuse.
+        """
+        try:
+            request_id, token = request["request"], request["token"]
+            last_seq, to = request["last_seq"], request["to"]
+            if not (
+                isinstance(token, str)
+                and isinstance(to, str)
+                and isinstance(last_seq, int)
+                and last_seq >= 0
+            ):
+                raise TypeError()
+        except (KeyError, TypeError):
+            self.log.warn("malformed handover request: {request!r}", request=request)
+            return None
+        channel = gateway_channel(to)
+        session = self.registry.by_token.get(token_hash(token))
+        if session is None or session.state not in (ATTACHED, DETACHED):
+            return self._refuse_handover(channel, request_id, "unknown, expired or used token")
+        try:
+            state = session.state_for(last_seq)
+        except ResumeRefused as e:
+            if e.final:
+                self.endSession(session)
+            return self._refuse_handover(channel, request_id, e.reason)
+        self.registry.remove(session)
+        if session.expiry is not None and session.expiry.active():
+            session.expiry.cancel()
+        session.expiry = None
+        connection, session.connection = session.connection, None
+        session.state = MOVED
+        self._forward(session.id, to)
+        d = self.bus.publish(channel, {"handover_answer": {"request": request_id, "state": state}})
+        if connection is not None:
+            connection.session = None
+            connection.goodbye(RESUMED_ELSEWHERE, "the session was resumed on another connection")
+        self.log.info(
+            "session of {name} handed over to {gateway}", name=session.caller.name, gateway=to
+        )
+        return d.addErrback(_log_failure, self.log, "handing a session over failed")
+
+    def _refuse_handover(self, channel: str, request_id, reason: str) -> defer.Deferred:
+        d = self.bus.publish(
+            channel, {"handover_answer": {"request": request_id, "refused": reason}}
+        )
+        return d.addErrback(_log_failure, self.log, "refusing a handover failed")
+
+    def _forward(self, session_id: str, gateway: str) -> None:
+        previous = self.forwards.pop(session_id, None)
+        if previous is not None and previous[1].active():
+            previous[1].cancel()
+        timer = self.reactor.callLater(self.forward_time, self.forwards.pop, session_id, None)
+        self.forwards[session_id] = (gateway, timer)
+
+    def _handover_answer(self, answer: dict) -> None:
+        """
+        The holder answered a handover: adopt the session (even if the
+        client gave up waiting: it may try again here) or refuse the resume.
+        """
+        waiter = self._handovers.get(answer.get("request"))
+        if "state" not in answer:
+            if waiter is not None and not waiter.called:
+                reason = answer.get("refused")
+                waiter.errback(
+                    WireError(RESUME_REFUSED, reason if isinstance(reason, str) else "refused")
+                )
+            return
+        try:
+            session = Session.from_state(
+                answer["state"],
+                self.name,
+                self.config.gateway.resume_buffer,
+                self.wire.max_frame_size,
+            )
+        except Exception:
+            self.log.failure("malformed handover state")
+            if waiter is not None and not waiter.called:
+                waiter.errback(WireError(RESUME_REFUSED, "the session could not be taken over"))
+            return
+        other = self.registry.by_account.get(session.account)
+        if other is not None and other.id != session.id:
+            self.endSession(other, REPLACED, "your account logged in from elsewhere", False)
+        forward = self.forwards.pop(session.id, None)
+        if forward is not None and forward[1].active():
+            forward[1].cancel()
+        self.registry.add(session)
+        self.detach(session, max(self.config.gateway.resume_window, self.handover_timeout))
+        self._background(self._hold(session), "announcing an adopted session failed")
+        self._background(
+            self.sessionEvent(session.caller, "moved"), "telling services of a move failed"
+        )
+        if waiter is not None and not waiter.called:
+            waiter.callback(session)
+
+    # -- deliveries ---------------------------------------------------------------------
+
+    def gatewayMessage(self, message) -> defer.Deferred | None:
+        """
+        A message on this gateway's bus channel: a delivery for sessions
+        held here, a handover request from another gateway, or the answer
+        to one of ours.
+        """
+        if not isinstance(message, dict):
+            return None
+        if "handover" in message:
+            request = message["handover"]
+            return self._handover_request(request) if isinstance(request, dict) else None
+        if "handover_answer" in message:
+            answer = message["handover_answer"]
+            if isinstance(answer, dict):
+                self._handover_answer(answer)
+            return None
+        return self.deliver(message)
+
+    def deliver(self, message: dict) -> defer.Deferred | None:
+        """
+        Push C{{"t": kind, "fields": {...}}} to every session listed in
+        C{"to"}: sent when attached, kept when detached, forwarded to the
+        gateway a session moved to.
+        """
+        targets, kind, fields = message.get("to"), message.get("t"), message.get("fields", {})
+        if not (isinstance(targets, list) and isinstance(kind, str) and isinstance(fields, dict)):
+            self.log.warn("malformed delivery: {message!r}", message=message)
+            return None
+        onward: dict[str, list[str]] = {}
+        for session_id in targets:
+            session = self.registry.by_id.get(session_id)
+            if session is not None:
+                try:
+                    session.push(kind, fields)
+                except Exception:
+                    self.log.failure(
+                        "push {kind!r} to {name} dropped", kind=kind, name=session.caller.name
+                    )
+                continue
+            forward = self.forwards.get(session_id)
+            if forward is not None:
+                onward.setdefault(forward[0], []).append(session_id)
+        if not onward:
+            return None
+        return defer.gatherResults(
+            [
+                self.bus.publish(
+                    gateway_channel(gateway), {"to": sessions, "t": kind, "fields": fields}
+                ).addErrback(_log_failure, self.log, "forwarding a delivery failed")
+                for gateway, sessions in onward.items()
+            ]
+        )
+
+    # -- routing --------------------------------------------------------------------------
+
+    def routeFor(self, kind: str):
+        """The first route whose service owns message type C{kind}, or C{None}."""
+        for route in self.routes:
+            if route.owns(kind):
+                return route
+        return None
+
+    async def route(self, connection: GatewayProtocol, route, kind: str, message: dict):
+        """
+        Have C{route}'s service handle C{message} from C{connection}'s
+        session; returns the reply's fields.  A reply's L{SESSION_UPDATE}
+        changes the session's caller (every service is told C{"changed"})
+        and is not passed on to the client.
+        """
+        session = connection.session
+        reply = await route.handle(session.caller, kind, message)
+        if isinstance(reply, dict) and SESSION_UPDATE in reply:
+            reply = dict(reply)
+            await self.updateSession(session, reply.pop(SESSION_UPDATE))
+        return reply
+
+    async def updateSession(self, session: Session, update) -> None:
+        """Apply a service's L{SESSION_UPDATE} to C{session}'s caller; tell every service."""
+        if not isinstance(update, dict):
+            raise WireError(codes.INTERNAL, "the service sent a malformed session update")
+        changes = {}
+        for key in ("character_id", "character_name"):
+            if key in update:
+                value = update[key]
+                if value is not None and not isinstance(value, str):
+                    raise WireError(codes.INTERNAL, "the service sent a malformed session update")
+                changes[key] = value
+        if not changes:
+            return
+        session.caller = session.caller.moved(**changes)
+        if session.state in (ATTACHED, DETACHED):
+            await self.sessionEvent(session.caller, "changed")

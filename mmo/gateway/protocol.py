@@ -141,7 +141,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         if refusal is not None:
             self.wireError(refusal, request_id)
             return
-        handler = getattr(self, "message_" + kind.replace(".", "_"), None)
+        handler = self.handlerFor(kind)
         if handler is None:
             self.wireError(
                 WireError(codes.UNKNOWN_TYPE, f"unknown message type {kind!r}"), request_id
@@ -160,6 +160,15 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         a few types before a client has presented its ticket).
         """
         return None
+
+    def handlerFor(self, kind: str):
+        """
+        The callable that handles a message of type C{kind}, or C{None} for
+        C{unknown_type}: the method C{message_KIND} (dots become
+        underscores).  The gateway overrides it to route what it does not
+        handle itself to game services.
+        """
+        return getattr(self, "message_" + kind.replace(".", "_"), None)
 
     def _replied(self, fields, request_id) -> None:
         if fields is None or request_id is None or self.state == CLOSED:
@@ -223,11 +232,21 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         """
         Send a server push of type C{kind}; returns its sequence number.
         Sequence numbers start at 1 and grow by one per push, so a client
-        that resumes can say which it saw last.
+        that resumes can say which it saw last.  (On a gateway, an admitted
+        connection's pushes are numbered by its session instead, so that
+        the numbering survives a reconnect: see L{GatewayProtocol.push}.)
+
+        @raise WireError: C{frame_too_large}: the push would be over the
+            frame limit; nothing is sent and no number is used.
         """
-        self.seq += 1
-        self.sendMessage({**fields, "t": kind, "seq": self.seq})
-        return self.seq
+        seq = self.seq + 1
+        self.sendMessage({**fields, "t": kind, "seq": seq})
+        self.seq = seq
+        return seq
+
+    def canSend(self) -> bool:
+        """Whether frames may still be sent: open, and no goodbye or fatal error sent."""
+        return self.state != CLOSED and not self.closing
 
     def goodbye(self, code: str, message: str) -> None:
         """Tell the client why it is being closed, then close."""
@@ -323,50 +342,212 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         self._close()
 
 
+def valid_id(request_id) -> bool:
+    """Whether C{request_id} is an id a reply can carry: a non-negative integer."""
+    return isinstance(request_id, int) and not isinstance(request_id, bool) and request_id >= 0
+
+
+#: Slack when comparing the clock with a deadline, so that float rounding
+#: of C{callLater} delays cannot make a timer fire just short of its deadline.
+EPSILON = 1e-6
+
+
 class GatewayProtocol(ClientProtocol):
     """
-    A player's connection to a gateway: after the handshake the client
-    presents its session ticket (C{auth}); until then every other message is
-    refused with C{auth_required}.
+    A player's connection to a gateway.
 
-    @ivar ticket: The admitted ticket (account id, name, realm), once admitted.
-    @ivar session: This session's id, once admitted.
+    After the handshake the client presents its session ticket (C{auth}) or
+    resumes a session it had (C{resume}); until then every other message is
+    refused with C{auth_required}.  Once admitted:
+
+      - messages this protocol has no C{message_*} method for are routed to
+        the game service that owns their type (L{handlerFor});
+      - pushes are numbered and kept by the L{mmo.gateway.session.Session},
+        so that they survive a reconnect (L{push});
+      - a quiet connection gets C{heartbeat} frames, and one silent for
+        C{[gateway] heartbeat_timeout} is closed (L{startHeartbeat}).
+
+    Every message, admitted or not, passes the connection's flood limits
+    first (L{mmo.gateway.admission.FloodMeter}).
+
+    @ivar ticket: The ticket the session was admitted with, once admitted.
+    @ivar session: The attached L{mmo.gateway.session.Session}, if any.
+    @ivar leaving: Set when the client said C{bye} or logged out: the
+        session ends with the connection instead of waiting to be resumed.
+    @ivar flood: This connection's L{mmo.gateway.admission.FloodMeter}.
+    @ivar last_heard: The clock when the last frame arrived.
     """
 
-    #: Message types a client may send before presenting its ticket.
-    before_auth = frozenset({"hello", "ping", "bye", "auth"})
+    #: Message types a client may send before it is admitted.
+    before_auth = frozenset({"hello", "ping", "bye", "auth", "resume", "pong"})
     ticket = None
     session = None
+    leaving = False
+    flood = None
+    last_heard = 0.0
+    _heartbeat = None
+    _admitting = False
+
+    def connectionMade(self) -> None:
+        self.flood = self.factory.flood.meter()
+        self.last_heard = self.factory.reactor.seconds()
+        super().connectionMade()
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self.stopHeartbeat()
+        self.factory.connectionDropped(self)
+
+    def _close(self) -> None:
+        self.stopHeartbeat()
+        super()._close()
+
+    # -- receiving ----------------------------------------------------------------
+
+    def messageReceived(self, message: dict) -> None:
+        self.last_heard = self.factory.reactor.seconds()
+        refusal = self.flood.allow(message["t"])
+        if refusal is not None:
+            request_id = message.get("id")
+            self.wireError(
+                WireError(codes.FLOODING, refusal), request_id if valid_id(request_id) else None
+            )
+            if self.flood.exhausted():
+                self.goodbye(
+                    codes.FLOOD,
+                    f"{self.flood.strikes} messages refused for flooding; disconnected",
+                )
+            return
+        super().messageReceived(message)
 
     def checkMessage(self, kind: str) -> WireError | None:
-        if self.ticket is None and kind not in self.before_auth:
+        if self.session is None and kind not in self.before_auth:
             return WireError(
                 AUTH_REQUIRED, f"{kind!r} needs a session: send 'auth' with your ticket"
             )
         return None
 
+    def handlerFor(self, kind: str):
+        """
+        The C{message_*} method for C{kind}, else, once admitted, the route
+        of the first game service that owns C{kind}.
+        """
+        handler = super().handlerFor(kind)
+        if handler is not None or self.session is None:
+            return handler
+        route = self.factory.routeFor(kind)
+        if route is None:
+            return None
+        return lambda message: self.factory.route(self, route, kind, message)
+
+    # -- sending ------------------------------------------------------------------
+
+    def push(self, kind: str, **fields) -> int:
+        """
+        Push C{kind} with C{fields}; returns its sequence number.  Once
+        admitted the session numbers and keeps the push (and sends it while
+        this connection is attached); before, the connection numbers it.
+        """
+        if self.session is not None:
+            return self.session.push(kind, fields)
+        return super().push(kind, **fields)
+
+    # -- heartbeat ----------------------------------------------------------------
+
+    def startHeartbeat(self) -> None:
+        """
+        Watch the connection for silence (called when a session attaches):
+        after C{heartbeat_interval} seconds without a frame from the client,
+        send C{heartbeat} (again every interval while the silence lasts);
+        after C{heartbeat_timeout}, say goodbye (C{heartbeat_timeout}).
+        """
+        self.stopHeartbeat()
+        self._beatAt(self.last_heard + self.factory.config.gateway.heartbeat_interval)
+
+    def stopHeartbeat(self) -> None:
+        if self._heartbeat is not None and self._heartbeat.active():
+            self._heartbeat.cancel()
+        self._heartbeat = None
+
+    def _beatAt(self, when: float) -> None:
+        reactor = self.factory.reactor
+        self._heartbeat = reactor.callLater(max(when - reactor.seconds(), 0.0), self._beat)
+
+    def _beat(self) -> None:
+        self._heartbeat = None
+        if self.session is None or not self.canSend():
+            return
+        settings = self.factory.config.gateway
+        now = self.factory.reactor.seconds() + EPSILON
+        deadline = self.last_heard + settings.heartbeat_timeout
+        if now >= deadline:
+            self.goodbye(
+                codes.HEARTBEAT_TIMEOUT,
+                f"nothing received for {settings.heartbeat_timeout:g} seconds",
+            )
+            return
+        due = self.last_heard + settings.heartbeat_interval
+        if now >= due:
+            self.sendMessage({"t": "heartbeat", "time": self.factory.reactor.seconds()})
+            self._beatAt(min(now - EPSILON + settings.heartbeat_interval, deadline))
+        else:
+            self._beatAt(due)
+
+    # -- the gateway's messages ----------------------------------------------------
+
     async def message_auth(self, message: dict) -> dict:
-        """Present the session ticket from login; be admitted as its account."""
-        if self.ticket is not None:
+        """
+        Present the session ticket from login; be admitted as its account.
+        The reply carries the session id and its first resume token.
+        """
+        if self.session is not None or self._admitting:
             raise WireError(codes.BAD_REQUEST, "already admitted")
         token = self.field(message, "ticket", str)
-        ticket = await self.factory.admit(self, token)
-        return {
-            "account": ticket.account_id,
-            "name": ticket.name,
-            "realm": ticket.realm,
-            "session": self.session,
-        }
+        self._admitting = True
+        try:
+            return await self.factory.admit(self, token)
+        finally:
+            self._admitting = False
+
+    async def message_resume(self, message: dict) -> None:
+        """
+        Take over a session this client had (on this gateway or another),
+        with its resume C{token} and the C{last_seq} it saw.  The factory
+        sends the reply, then every push after C{last_seq}, in order.
+        """
+        if self.session is not None or self._admitting:
+            raise WireError(codes.BAD_REQUEST, "already admitted")
+        request_id = message.get("id")
+        if request_id is None:
+            raise WireError(codes.BAD_REQUEST, "'resume' needs an 'id' for its reply")
+        token = self.field(message, "token", str)
+        last_seq = self.field(message, "last_seq", int)
+        if last_seq < 0:
+            raise WireError(codes.BAD_REQUEST, "'last_seq' must not be negative")
+        self._admitting = True
+        try:
+            await self.factory.resume(self, token, last_seq, request_id)
+        finally:
+            self._admitting = False
+        return None
+
+    def message_pong(self, message: dict) -> dict:
+        """The answer to a heartbeat: nothing to do (any frame counts as life)."""
+        return {}
 
     async def message_logout(self, message: dict) -> dict:
         """
         End the session, and every other session of the account, and revoke
         its tickets; the reply comes before the goodbye.
         """
+        self.leaving = True
         await self.factory.logout(self)
         self.factory.reactor.callLater(0, self.goodbye, LOGGED_OUT, "logged out")
         return {}
 
-    def connectionLost(self, reason: Failure) -> None:
-        super().connectionLost(reason)
-        self.factory.sessionEnded(self)
+    def message_bye(self, message: dict) -> None:
+        """The client is leaving: its session ends now, it is not kept for a resume."""
+        self.leaving = True
+        if self.session is not None:
+            self.factory.endSession(self.session)
+        return super().message_bye(message)

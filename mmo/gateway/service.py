@@ -36,32 +36,32 @@ def factory_class(config: Config, process: ProcessSection, default=ClientFactory
     return found
 
 
-class ClientListener(service.Service):
+class TLSListener(service.Service):
     """
-    The client-facing listener of a process (gateway, login or standalone):
-    listens for clients on C{processes.NAME.client} with TLS and, when
-    stopped, stops accepting, says goodbye to every client and waits for
-    the connections to close.
+    A client-facing TLS listener of a process, on the endpoint of
+    C{processes.NAME.KEY}, serving C{wrapped} behind TLS with the process's
+    client-facing certificate.  The certificates are loaded when it is made
+    and the port bound when it starts, so either failing fails the start with
+    the file, key and reason.
 
-    @ivar factory: The client factory (a L{ClientFactory} or subclass).
+    @cvar what: How the log line names what listens ("clients on TLS").
     @ivar port: The listening port while running.
     """
 
     log = Logger()
     port = None
+    what = "TLS"
 
-    def __init__(self, config: Config, process: ProcessSection, reactor=None, factory=None):
-        if reactor is None:
-            from twisted.internet import reactor
-        if factory is None:
-            factory = factory_class(config, process)(config, process, reactor)
+    def __init__(self, config: Config, process: ProcessSection, key: str, wrapped, reactor):
         self.config = config
         self.process = process
-        self.factory = factory
-        # Load the certificates now: a missing file must fail the start.
+        self.key = ("processes", process.name, key)
+        self.description = getattr(process, key)
+        if not self.description:
+            raise ConfigError("no listener is configured", self.key, config.file)
         options = tls.client_facing_options(config, process)
-        self.endpoint = endpoints.serverFromString(reactor, process.client)
-        self.tlsFactory = TLSMemoryBIOFactory(options, False, factory)
+        self.endpoint = endpoints.serverFromString(reactor, self.description)
+        self.tlsFactory = TLSMemoryBIOFactory(options, False, wrapped)
 
     def privilegedStartService(self):
         # Listen before dropping privileges, and fail the start if we cannot.
@@ -71,8 +71,8 @@ class ClientListener(service.Service):
         d.addCallbacks(self._listening, failures.append)
         if failures:
             raise ConfigError(
-                f"cannot listen on {self.process.client!r}: {failures[0].getErrorMessage()}",
-                ("processes", self.process.name, "client"),
+                f"cannot listen on {self.description!r}: {failures[0].getErrorMessage()}",
+                self.key,
                 self.config.file,
             )
 
@@ -80,8 +80,9 @@ class ClientListener(service.Service):
         self.port = port
         address = port.getHost()
         self.log.info(
-            "{process}: clients on TLS {host}:{port}",
+            "{process}: {what} {host}:{port}",
             process=self.process.name,
+            what=self.what,
             host=getattr(address, "host", address),
             port=getattr(address, "port", ""),
         )
@@ -91,10 +92,36 @@ class ClientListener(service.Service):
             self.privilegedStartService()
         super().startService()
 
+    def stopListening(self) -> defer.Deferred:
+        """Stop accepting connections."""
+        if self.port is None:
+            return defer.succeed(None)
+        port, self.port = self.port, None
+        return defer.maybeDeferred(port.stopListening)
+
+
+class ClientListener(TLSListener):
+    """
+    The client-facing listener of a process (gateway, login or standalone):
+    listens for clients on C{processes.NAME.client} with TLS and, when
+    stopped, stops accepting, says goodbye to every client and waits for
+    the connections to close.
+
+    @ivar factory: The client factory (a L{ClientFactory} or subclass).
+    """
+
+    what = "clients on TLS"
+
+    def __init__(self, config: Config, process: ProcessSection, reactor=None, factory=None):
+        if reactor is None:
+            from twisted.internet import reactor
+        if factory is None:
+            factory = factory_class(config, process)(config, process, reactor)
+        self.factory = factory
+        super().__init__(config, process, "client", factory, reactor)
+
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            yield port.stopListening()
+        yield self.stopListening()
         yield self.factory.closeAll()

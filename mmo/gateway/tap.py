@@ -1,7 +1,7 @@
 """
-The C{mmo-gateway} plugin: holds players' connections, admits them with
-their session tickets, and routes their messages (to the lobby, chat and
-zones, as those services arrive).
+The C{mmo-gateway} plugin: holds players' connections and sessions, admits
+them with their session tickets, and routes their messages to the game
+services of the deployment (the C{lobby} and C{chat} processes, over AMP).
 
     twistd -n mmo-gateway --config cluster.toml --process gateway-1
 """
@@ -15,9 +15,11 @@ from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
 from mmo.gateway.admission import Admission
 from mmo.gateway.factory import GatewayFactory
+from mmo.gateway.router import remote_routes
 from mmo.gateway.service import ClientListener, factory_class
 from mmo.login.service import SESSIONS_CHANNEL
 from mmo.login.tickets import TicketSigner, load_key
+from mmo.services import gateway_channel
 
 
 class Options(ConfigOptions):
@@ -41,6 +43,40 @@ class Subscription:
             await self.subscription.cancel()
 
 
+class ServiceResource:
+    """
+    A Twisted service run as a process resource: started before the
+    process's child services and stopped after them (a route's RPC link,
+    which must outlive the sessions it tells that they ended).
+    """
+
+    def __init__(self, service):
+        self.service = service
+
+    def start(self):
+        self.service.startService()
+
+    def stop(self):
+        return self.service.stopService()
+
+
+class Sessions:
+    """
+    The gateway's sessions as a process resource: at stop (after the client
+    listener has said goodbye to every client), every session is ended and
+    the services are told.
+    """
+
+    def __init__(self, factory: GatewayFactory):
+        self.factory = factory
+
+    def start(self):
+        pass
+
+    def stop(self):
+        return self.factory.stop()
+
+
 def directory_info(process, listener, kind=None, load=None) -> dict:
     """What a process with a client listener tells the directory about itself."""
     port = listener.port.getHost().port if listener.port is not None else None
@@ -54,16 +90,33 @@ def directory_info(process, listener, kind=None, load=None) -> dict:
     }
 
 
-def add_gateway(top: ProcessService, factory: GatewayFactory, bus, reactor) -> ClientListener:
+def add_gateway(
+    top: ProcessService, factory: GatewayFactory, bus, reactor, routes=None
+) -> ClientListener:
     """
     Wire a gateway factory into a process: ticket admission, the sessions
-    channel, presence, the directory entry and the client listener.
+    channel, this gateway's delivery channel, presence, the directory entry,
+    the routes to game services (C{routes}, a list of
+    L{mmo.gateway.router.IRoute}; by default those the factory has) and the
+    client listener.
+
+    Resources start in order and stop in reverse, after the child services:
+    the routes' links start first and stop last, so that the services still
+    hear of the sessions that end when the gateway stops.
     """
     config, process = top.config, top.process
     signer = TicketSigner(load_key(config), config.login.ticket_ttl, reactor)
     factory.bus = bus
     factory.admission = Admission(signer, bus, process.realm, reactor)
+    if routes is not None:
+        factory.routes = list(routes)
+    for route in factory.routes:
+        for service in route.services():
+            if service.parent is None and not service.running:
+                top.resource(ServiceResource(service))
     top.resource(Subscription(bus, SESSIONS_CHANNEL, factory.sessionsMessage))
+    top.resource(Subscription(bus, gateway_channel(process.name), factory.gatewayMessage))
+    top.resource(Sessions(factory))
     listener = ClientListener(config, process, reactor=reactor, factory=factory)
     listener.setServiceParent(top)
     beat = config.bus.heartbeat_interval
@@ -90,7 +143,7 @@ def makeService(options: Options, reactor=None) -> ProcessService:
         top = ProcessService(config, process, reactor)
         bus = top.resource(make_bus(config, reactor))
         factory = factory_class(config, process, GatewayFactory)(config, process, reactor)
-        add_gateway(top, factory, bus, reactor)
+        add_gateway(top, factory, bus, reactor, routes=remote_routes(config, process, reactor))
         return top
 
     return build(make)

@@ -19,9 +19,12 @@ the caller sees L{twisted.protocols.amp.UnknownRemoteError}.
 
 from __future__ import annotations
 
+import json
 from typing import ClassVar
 
 from twisted.protocols import amp
+
+from mmo.wire.codes import INTERNAL, WireError
 
 
 class RPCError(Exception):
@@ -119,6 +122,93 @@ class Ping(Command):
     ]
 
 
+class LongBytes(amp.Argument):
+    """
+    Bytes of any length.  An AMP value holds at most 65 535 bytes, and a
+    client frame (which a routed message or its reply must carry) may be
+    larger: the value is split over the keys C{name}, C{name.1}, C{name.2}...
+    """
+
+    def toBox(self, name, strings, objects, proto):
+        value = self.retrieve(objects, amp._wireNameToPythonIdentifier(name), proto)
+        if self.optional and value is None:
+            return
+        if not isinstance(value, bytes):
+            raise TypeError(f"{name!r} must be bytes, not {type(value).__name__}")
+        size = amp.MAX_VALUE_LENGTH
+        strings[name] = value[:size]
+        for index, start in enumerate(range(size, len(value), size), 1):
+            strings[b"%s.%d" % (name, index)] = value[start : start + size]
+
+    def fromBox(self, name, strings, objects, proto):
+        key = amp._wireNameToPythonIdentifier(name)
+        first = self.retrieve(strings, name, proto)
+        if first is None:
+            objects[key] = None
+            return
+        chunks, index = [first], 1
+        while (chunk := strings.pop(b"%s.%d" % (name, index), None)) is not None:
+            chunks.append(chunk)
+            index += 1
+        objects[key] = b"".join(chunks)
+
+
+class ServiceError(RPCError):
+    """
+    A game service refused a routed message with a L{mmo.wire.codes.WireError}:
+    it crosses the link with the client error code, message and fatality
+    (as JSON in the AMP error description), and the gateway raises the same
+    L{WireError} to its client.  Make one with L{of}; get the L{WireError}
+    back with L{wire_error}.
+    """
+
+    code = b"WIRE_ERROR"
+
+    @classmethod
+    def of(cls, error: WireError) -> ServiceError:
+        """The L{ServiceError} that carries the L{WireError} C{error}."""
+        return cls(
+            json.dumps({"code": error.code, "message": error.message[:4096], "fatal": error.fatal})
+        )
+
+    def wire_error(self) -> WireError:
+        """The L{WireError} this carries (an C{internal} one if it cannot be read)."""
+        try:
+            data = json.loads(self.args[0])
+            return WireError(str(data["code"]), str(data["message"]), bool(data["fatal"]))
+        except (IndexError, TypeError, ValueError, KeyError):
+            return WireError(INTERNAL, "the service sent an unreadable error")
+
+
+class Route(Command):
+    """
+    A gateway routes a client's message to the game service that owns its
+    type (see C{mmo.gateway.router}).
+
+    C{caller} is the msgpack of the sender's L{mmo.services.Caller} (as
+    C{Caller.to_dict()}), C{kind} the message type, C{body} the msgpack of
+    the whole message as the client sent it.  The response's C{body} is the
+    msgpack of the reply's fields, or of nil for no reply.  A service that
+    refuses raises L{ServiceError} (the responder makes it from the service's
+    L{WireError}).
+    """
+
+    arguments = [(b"caller", LongBytes()), (b"kind", amp.Unicode()), (b"body", LongBytes())]
+    response = [(b"body", LongBytes())]
+    errors = {ServiceError: ServiceError.code}
+
+
+class SessionEvent(Command):
+    """
+    A gateway tells a game service that a session C{"started"},
+    C{"changed"}, C{"moved"} or C{"ended"} (see L{mmo.services}); C{caller}
+    is the msgpack of the session's L{mmo.services.Caller} after the event.
+    """
+
+    arguments = [(b"caller", LongBytes()), (b"event", amp.Unicode())]
+    response = []
+
+
 __all__ = [
     "RPCError",
     "NotFound",
@@ -129,4 +219,8 @@ __all__ = [
     "ERRORS",
     "Command",
     "Ping",
+    "LongBytes",
+    "ServiceError",
+    "Route",
+    "SessionEvent",
 ]

@@ -78,7 +78,7 @@ class Character:
 
 
 class IStore(Interface):
-    """Durable storage of accounts and characters."""
+    """Durable storage of accounts and characters, and of named logs."""
 
     def start():
         """Open connections, create or migrate the schema.  Deferred[None]."""
@@ -119,17 +119,37 @@ class IStore(Interface):
     def delete_character(character_id):
         """Delete it, freeing its name; Deferred[bool]: whether it existed."""
 
+    def append_log(key, record, keep):
+        """
+        Append C{record} (a msgpack-able dict) to the log named C{key} (a
+        non-empty string), then drop its oldest records so that at most
+        C{keep} (an int, at least 1) are left; one atomic step.  Of appends
+        to one log that are in flight at once, the order is not defined:
+        wait for one before asking for the next where order matters.
+        Deferred[None]; L{StoreError} for a bad key, record or C{keep}.
+        """
+
+    def read_log(key, limit):
+        """
+        The last C{limit} (an int, at least 0) records of the log C{key},
+        oldest first; C{[]} for a log never written.  Deferred[list[dict]].
+        """
+
     def dump():
         """
         Everything, as plain data: C{{"version": DUMP_VERSION, "accounts":
         [...], "characters": [...]}} with each record a dict of the dataclass
-        fields.  Deferred[dict].
+        fields, and, if any log has records, C{"logs": [{"key": KEY,
+        "records": [...]}, ...]} sorted by key, records oldest first (left
+        out when there are none, so that such a dump is what earlier
+        versions wrote).  Deferred[dict].
         """
 
     def restore(data):
         """
         Load a L{dump} into this store, which must be empty (L{NotEmpty}
-        otherwise); ids, names, hashes and times are kept.  Deferred[None].
+        otherwise); ids, names, hashes and times are kept, and the records
+        of each log (a dump without C{"logs"} has none).  Deferred[None].
         """
 
 
@@ -181,6 +201,80 @@ def pack_data(data: object) -> bytes:
 def unpack_data(blob: bytes) -> dict:
     """The inverse of L{pack_data}."""
     return msgpack.unpackb(blob, raw=False, strict_map_key=False)
+
+
+def check_log_args(key: object, number: object, what: str, minimum: int) -> None:
+    """
+    Check the arguments of L{IStore.append_log} and L{IStore.read_log}.
+
+    @raise StoreError: C{key} is not a non-empty string or C{number} (named
+        C{what}) not an int of at least C{minimum}.
+    """
+    if not isinstance(key, str) or not key:
+        raise StoreError(f"the log key must be a non-empty string, got {key!r}")
+    if not isinstance(number, int) or isinstance(number, bool) or number < minimum:
+        raise StoreError(f"{what} must be an int of at least {minimum}, got {number!r}")
+
+
+def pack_record(record: object) -> bytes:
+    """
+    A log record as stored: msgpack.
+
+    @raise StoreError: C{record} is not a dict or not msgpack-able.
+    """
+    if not isinstance(record, dict):
+        raise StoreError(f"a log record must be a dict, got {type(record).__name__}")
+    try:
+        return msgpack.packb(record, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise StoreError(f"the log record cannot be stored (not msgpack-able): {e}")
+
+
+def dump_logs(logs: list[tuple[str, list[dict]]]) -> dict:
+    """
+    The C{"logs"} part of a dump for C{(key, records)} pairs: C{{"logs":
+    [...]}} sorted by key, or C{{}} when no log has records.
+    """
+    found = [
+        {"key": key, "records": records}
+        for key, records in sorted(logs, key=lambda log: log[0])
+        if records
+    ]
+    return {"logs": found} if found else {}
+
+
+def read_dump_logs(data: dict) -> list[tuple[str, list[dict]]]:
+    """
+    The logs of a dump as C{(key, records)} pairs, checked completely (as
+    L{read_dump} does the rest); a dump without C{"logs"} (one written
+    before logs existed) has none.
+
+    @raise StoreError: C{"logs"} is malformed or names a log twice.
+    """
+    if "logs" not in data:
+        return []
+    logs = _read_list(data, "logs")
+    result = []
+    keys: set[str] = set()
+    for i, log in enumerate(logs):
+        where = f"logs[{i}]"
+        if not isinstance(log, dict) or set(log) != {"key", "records"}:
+            raise StoreError(f"the dump's {where} must be an object with exactly key, records")
+        key, records = log["key"], log["records"]
+        if not isinstance(key, str) or not key:
+            raise StoreError(f"the dump's {where}.key must be a non-empty string")
+        if key in keys:
+            raise StoreError(f"the dump has two logs with the key {key!r}")
+        keys.add(key)
+        if not isinstance(records, list):
+            raise StoreError(f"the dump's {where}.records is not a list")
+        for j, record in enumerate(records):
+            try:
+                pack_record(record)
+            except StoreError as e:
+                raise StoreError(f"the dump's {where}.records[{j}]: {e}")
+        result.append((key, records))
+    return result
 
 
 def dump_record(record: Account | Character) -> dict:

@@ -80,7 +80,25 @@ def encode_dump(dump: dict) -> bytes:
             for c in dump["characters"]
         ],
     }
+    if dump.get("logs"):
+        # Log records (chat history, ignore lists) may hold bytes: base64 msgpack.
+        document["logs"] = [
+            dict(log, records=[_b64(pack_data(r)) for r in log["records"]]) for log in dump["logs"]
+        ]
     return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text, where: str):
+    if not isinstance(text, str):
+        raise StoreError(f"{where}: no base64 msgpack data")
+    try:
+        return unpack_data(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError, TypeError) as e:
+        raise StoreError(f"{where}: not base64 msgpack: {e}")
 
 
 def decode_dump(text: bytes) -> dict:
@@ -97,14 +115,24 @@ def decode_dump(text: bytes) -> dict:
         raise StoreError("not a dump (no list of characters)")
     characters = []
     for index, character in enumerate(document["characters"]):
-        if not isinstance(character, dict) or not isinstance(character.get("data"), str):
-            raise StoreError(f"characters[{index}]: no base64 msgpack data")
-        try:
-            data = unpack_data(base64.b64decode(character["data"], validate=True))
-        except (binascii.Error, ValueError, TypeError) as e:
-            raise StoreError(f"characters[{index}]: data is not base64 msgpack: {e}")
+        if not isinstance(character, dict):
+            raise StoreError(f"characters[{index}]: not a record")
+        data = _unb64(character.get("data"), f"characters[{index}].data")
         characters.append(dict(character, data=data))
-    return dict(document, characters=characters)
+    decoded = dict(document, characters=characters)
+    if "logs" in document:
+        if not isinstance(document["logs"], list):
+            raise StoreError("logs: not a list")
+        logs = []
+        for index, log in enumerate(document["logs"]):
+            if not isinstance(log, dict) or not isinstance(log.get("records"), list):
+                raise StoreError(f"logs[{index}]: no list of records")
+            records = [
+                _unb64(r, f"logs[{index}].records[{n}]") for n, r in enumerate(log["records"])
+            ]
+            logs.append(dict(log, records=records))
+        decoded["logs"] = logs
+    return decoded
 
 
 def write_atomically(path: str, data: bytes, mode: int = DUMP_MODE) -> None:

@@ -13,6 +13,9 @@ name):
   - C{P:character-name:{key}}: string, the id of the character of that name;
   - C{P:account-characters:{id}}: sorted set of the account's character ids,
     scored by C{created};
+  - C{P:log:{name}}: list, the records of the log C{name} (msgpack each),
+    oldest first;
+  - C{P:logs}: set of the names of every log, for L{RedisStore.dump};
   - C{P:store-schema}: the version of this layout, L{SCHEMA_VERSION}.
 
 Every write that touches more than one key is one Lua script (C{EVAL}), so
@@ -43,12 +46,16 @@ from mmo.store import (
     NotEmpty,
     NotFound,
     StoreError,
+    check_log_args,
     check_name,
+    dump_logs,
     dump_record,
     name_key,
     new_id,
     pack_data,
+    pack_record,
     read_dump,
+    read_dump_logs,
     unpack_data,
 )
 from mmo.store.redis_connect import RedisConnectError, connect_redis, key_prefix, redis_address
@@ -58,8 +65,12 @@ log = Logger()
 #: How many commands a dump or a restore keeps in flight.
 BATCH = 256
 
-#: Version of the key layout, kept in C{P:store-schema}.
+#: Version of the key layout, kept in C{P:store-schema}.  (The logs, added
+#: later, are new keys only: a layout without them is still version 1.)
 SCHEMA_VERSION = 1
+
+#: Records a restore appends to a log in one script.
+LOG_CHUNK = 1000
 
 # KEYS: schema key; ARGV: this code's version.  The stored version (set to
 # ARGV[1] if there was none).
@@ -121,6 +132,16 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('DEL', KEYS[1])
+return 1
+"""
+
+
+# KEYS: the log, the index of logs; ARGV: keep, name, record, ...
+# Appends the records, trims the log to its last `keep` and indexes its name.
+APPEND_LOG = """
+redis.call('RPUSH', KEYS[1], unpack(ARGV, 3))
+redis.call('LTRIM', KEYS[1], -tonumber(ARGV[1]), -1)
+redis.call('SADD', KEYS[2], ARGV[2])
 return 1
 """
 
@@ -223,6 +244,12 @@ class RedisStore:
 
     def _account_characters_key(self, account_id: str) -> str:
         return self._key("account-characters", account_id)
+
+    def _log_key(self, name: str) -> str:
+        return self._key("log", name)
+
+    def _logs_key(self) -> str:
+        return self._key("logs")
 
     # -- life cycle -------------------------------------------------------------
 
@@ -442,6 +469,41 @@ class RedisStore:
         )
         return result == 1
 
+    # -- logs -------------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def append_log(self, key, record, keep):
+        check_log_args(key, keep, "keep", 1)
+        yield self._append_log(key, [pack_record(record)], keep)
+
+    def _append_log(self, key, blobs, keep):
+        return self._eval(
+            APPEND_LOG, [self._log_key(key), self._logs_key()], [str(keep), key, *blobs]
+        )
+
+    @defer.inlineCallbacks
+    def read_log(self, key, limit):
+        check_log_args(key, limit, "limit", 0)
+        if limit == 0:
+            # LRANGE from -0 would be the whole list.
+            return []
+        blobs = yield self._call("lrange", self._log_key(key), -limit, -1)
+        return [unpack_data(blob) for blob in blobs]
+
+    @defer.inlineCallbacks
+    def _dump_logs(self):
+        names = sorted(_text(name) for name in (yield self._call("smembers", self._logs_key())))
+        try:
+            lists = yield _batched(
+                lambda name: self._call("lrange", self._log_key(name), 0, -1), names
+            )
+        except defer.FirstError as e:
+            raise e.subFailure.value
+        return [
+            (name, [unpack_data(b) for b in blobs])
+            for name, blobs in zip(names, lists, strict=True)
+        ]
+
     # -- backup -----------------------------------------------------------------
 
     @defer.inlineCallbacks
@@ -465,10 +527,12 @@ class RedisStore:
         character_ids = [_text(i) for found in lists for i in found]
         characters = yield self._characters_by_id(character_ids)
         characters.sort(key=lambda c: (c.created, c.id))
+        logs = yield self._dump_logs()
         return {
             "version": DUMP_VERSION,
             "accounts": [dump_record(a) for a in accounts],
             "characters": [dump_record(c) for c in characters],
+            **dump_logs(logs),
         }
 
     @defer.inlineCallbacks
@@ -479,7 +543,9 @@ class RedisStore:
         keys and restore again.
         """
         accounts, characters = read_dump(data)
+        logs = read_dump_logs(data)
         count = yield self._call("zcard", self._accounts_key())
+        count += yield self._call("scard", self._logs_key())
         if count:
             raise NotEmpty(
                 f"the Redis store at {redis_address(self._config)} (prefix {self.prefix!r}) "
@@ -488,10 +554,19 @@ class RedisStore:
         try:
             yield _batched(self._insert_account, accounts)
             yield _batched(lambda c: self._insert_character(c, pack_data(c.data)), characters)
+            # Each log's chunks in order, the logs side by side.
+            yield _batched(lambda log: self._restore_log(*log), logs)
         except defer.FirstError as e:
             raise e.subFailure.value
         log.info(
-            "Redis store: restored {accounts} accounts and {characters} characters",
+            "Redis store: restored {accounts} accounts, {characters} characters and {logs} logs",
             accounts=len(accounts),
             characters=len(characters),
+            logs=len(logs),
         )
+
+    @defer.inlineCallbacks
+    def _restore_log(self, key, records):
+        blobs = [pack_record(record) for record in records]
+        for start in range(0, len(blobs), LOG_CHUNK):
+            yield self._append_log(key, blobs[start : start + LOG_CHUNK], len(blobs))

@@ -35,12 +35,16 @@ from mmo.store import (
     NotEmpty,
     NotFound,
     StoreError,
+    check_log_args,
     check_name,
+    dump_logs,
     dump_record,
     name_key,
     new_id,
     pack_data,
+    pack_record,
     read_dump,
+    read_dump_logs,
     unpack_data,
 )
 
@@ -83,9 +87,23 @@ def _migration_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX characters_of_account ON characters (account_id, created, id)")
 
 
+def _migration_2(conn: sqlite3.Connection) -> None:
+    """Named logs (L{IStore.append_log}): records numbered by C{seq} within a key."""
+    conn.execute(
+        """
+        CREATE TABLE logs (
+            key TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (key, seq)
+        ) WITHOUT ROWID
+        """
+    )
+
+
 #: The migrations, in order: C{MIGRATIONS[n]} takes a database from schema
 #: version C{n} to C{n + 1}.  Append only; never edit a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
 
 _ACCOUNT_COLUMNS = "id, name, password_hash, created, banned"
 _CHARACTER_COLUMNS = "id, account_id, name, created, data"
@@ -391,6 +409,37 @@ class SQLiteStore:
         cursor = conn.execute("DELETE FROM characters WHERE id = ?", (character_id,))
         return cursor.rowcount > 0
 
+    # -- logs -------------------------------------------------------------------
+
+    def append_log(self, key, record, keep):
+        try:
+            check_log_args(key, keep, "keep", 1)
+            blob = pack_record(record)
+        except StoreError as e:
+            return defer.fail(e)
+        return self._run(self._append_log, key, blob, keep)
+
+    def _append_log(self, conn, key, blob, keep):
+        conn.execute("BEGIN IMMEDIATE")
+        (seq,) = conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM logs WHERE key = ?", (key,)
+        ).fetchone()
+        conn.execute("INSERT INTO logs (key, seq, data) VALUES (?, ?, ?)", (key, seq, blob))
+        conn.execute("DELETE FROM logs WHERE key = ? AND seq <= ?", (key, seq - keep))
+
+    def read_log(self, key, limit):
+        try:
+            check_log_args(key, limit, "limit", 0)
+        except StoreError as e:
+            return defer.fail(e)
+        return self._run(self._read_log, key, limit)
+
+    def _read_log(self, conn, key, limit):
+        rows = conn.execute(
+            "SELECT data FROM logs WHERE key = ? ORDER BY seq DESC LIMIT ?", (key, limit)
+        ).fetchall()
+        return [unpack_data(row[0]) for row in reversed(rows)]
+
     # -- backup -----------------------------------------------------------------
 
     def dump(self):
@@ -406,24 +455,30 @@ class SQLiteStore:
         characters = conn.execute(
             f"SELECT {_CHARACTER_COLUMNS} FROM characters ORDER BY created, id"
         ).fetchall()
+        logs: dict[str, list[dict]] = {}
+        for key, blob in conn.execute("SELECT key, data FROM logs ORDER BY key, seq"):
+            logs.setdefault(key, []).append(unpack_data(blob))
         return {
             "version": DUMP_VERSION,
             "accounts": [dump_record(_account(row)) for row in accounts],
             "characters": [dump_record(_character(row)) for row in characters],
+            **dump_logs(list(logs.items())),
         }
 
     def restore(self, data):
         try:
             accounts, characters = read_dump(data)
+            logs = read_dump_logs(data)
         except StoreError as e:
             return defer.fail(e)
-        return self._run(self._restore, accounts, characters)
+        return self._run(self._restore, accounts, characters, logs)
 
-    def _restore(self, conn, accounts, characters):
+    def _restore(self, conn, accounts, characters, logs):
         # All or nothing: one transaction.
         conn.execute("BEGIN IMMEDIATE")
         count = conn.execute(
             "SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM characters)"
+            " + (SELECT count(*) FROM logs)"
         ).fetchone()[0]
         if count:
             raise NotEmpty(
@@ -443,5 +498,13 @@ class SQLiteStore:
             [
                 (c.id, c.account_id, c.name, name_key(c.name), c.created, pack_data(c.data))
                 for c in characters
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO logs (key, seq, data) VALUES (?, ?, ?)",
+            [
+                (key, seq, pack_record(record))
+                for key, records in logs
+                for seq, record in enumerate(records, 1)
             ],
         )

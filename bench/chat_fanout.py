@@ -1,0 +1,230 @@
+"""
+Chat fan-out: deliveries per second and latency for one channel of
+C{--members} players, against the standalone server over TLS, next to a bare
+Twisted broadcast server measured in the same run with the same clients;
+and the server's idle memory per connected client for both.
+
+    python bench/chat_fanout.py [--members 500] [--messages 40] [--json]
+
+Every member is admitted and in the realm's world channel; one member sends
+C{--messages} chat messages back to back; each is delivered to every member
+(the sender too).  Latency: from the send to each delivery.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Server, parser, percentile, report  # noqa: E402
+from twisted.internet import defer, task  # noqa: E402
+from twisted.internet.endpoints import (  # noqa: E402
+    HostnameEndpoint,
+    connectProtocol,
+    wrapClientTLS,
+)
+from twisted.protocols.basic import Int32StringReceiver  # noqa: E402
+
+from mmo.client import client_tls_options, connect  # noqa: E402
+
+PASSWORD = "benchmark password 1"
+SETTINGS = """
+[login]
+argon2_memory_kib = 64
+argon2_time_cost = 1
+register_per_ip = 1000000
+[wire]
+idle_timeout = 3600
+[gateway]
+heartbeat_interval = 600
+heartbeat_timeout = 1800
+flood_rate = 100000
+flood_burst = 100000
+[chat]
+rate = 10000
+burst = 10000
+"""
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process C{pid}."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class Tally:
+    """Send times per message, and every delivery's latency."""
+
+    def __init__(self, messages: int, members: int):
+        self.sent: dict[int, float] = {}
+        self.latencies: list[float] = []
+        self.expected = messages * members
+        self.first = None
+        self.last = None
+        self.done = defer.Deferred()
+
+    def received(self, index: int) -> None:
+        now = time.perf_counter()
+        self.latencies.append(now - self.sent[index])
+        self.last = now
+        if len(self.latencies) == self.expected and not self.done.called:
+            self.done.callback(None)
+
+
+async def settle(reactor, seconds=1.0):
+    await task.deferLater(reactor, seconds, lambda: None)
+
+
+async def measure_mmo(reactor, args):
+    server = Server(SETTINGS)
+    server.start()
+    try:
+        await settle(reactor)
+        idle_before = rss_bytes(server.process.pid)
+        tally = Tally(args.messages, args.members)
+        clients = []
+
+        async def join(i):
+            client = await connect(
+                reactor, "127.0.0.1", server.port, ca=server.ca, hostname="localhost", timeout=60
+            )
+            name = f"m{i:05d}"
+            await client.request("register", name=name, password=PASSWORD)
+            ticket = await client.request("login", name=name, password=PASSWORD)
+            await client.request("auth", ticket=ticket["ticket"])
+            client.on("chat.message", lambda m: tally.received(int(m["text"])))
+            clients.append(client)
+
+        for start in range(0, args.members, 50):
+            await defer.gatherResults(
+                [
+                    defer.ensureDeferred(join(i))
+                    for i in range(start, min(start + 50, args.members))
+                ],
+                consumeErrors=True,
+            )
+        await settle(reactor, 2.0)
+        idle_after = rss_bytes(server.process.pid)
+        sender = clients[0]
+        tally.first = time.perf_counter()
+        for index in range(args.messages):
+            tally.sent[index] = time.perf_counter()
+            sender.send("chat.send", channel="world:main", text=str(index))
+        await tally.done.addTimeout(args.max_seconds, reactor)
+        for client in clients:
+            client.transport.abortConnection()
+        return tally, (idle_after - idle_before) / args.members
+    finally:
+        server.stop()
+
+
+class Member(Int32StringReceiver):
+    MAX_LENGTH = 65536
+
+    def __init__(self, tally):
+        self.tally = tally
+        self.ready = defer.Deferred()
+
+    def connectionMade(self):
+        self.ready.callback(self)
+
+    def stringReceived(self, data):
+        self.tally.received(int(data))
+
+
+async def measure_baseline(reactor, args, ca, cert, key):
+    portfile = os.path.join(os.path.dirname(cert), "broadcast.port")
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "_broadcast.py"),
+            cert,
+            key,
+            portfile,
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.exists(portfile):
+            if time.monotonic() > deadline or child.poll() is not None:
+                raise RuntimeError("the broadcast server did not start")
+            await settle(reactor, 0.05)
+        with open(portfile) as f:
+            port = int(f.read())
+        await settle(reactor)
+        idle_before = rss_bytes(child.pid)
+        tally = Tally(args.messages, args.members)
+        options = client_tls_options("localhost", ca)
+        members = []
+        for _ in range(args.members):
+            member = Member(tally)
+            endpoint = wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", port))
+            await connectProtocol(endpoint, member)
+            members.append(member)
+        # A write and its echo: the TLS handshakes are done.
+        for member in members:
+            member.transport.write(b"")
+        await settle(reactor, 2.0)
+        idle_after = rss_bytes(child.pid)
+        tally.first = time.perf_counter()
+        for index in range(args.messages):
+            tally.sent[index] = time.perf_counter()
+            members[0].sendString(str(index).encode())
+        await tally.done.addTimeout(args.max_seconds, reactor)
+        for member in members:
+            member.transport.abortConnection()
+        return tally, (idle_after - idle_before) / args.members
+    finally:
+        child.terminate()
+        child.wait(30)
+
+
+async def main(reactor, args):
+    mmo_tally, mmo_memory = await measure_mmo(reactor, args)
+    # The baseline uses a deployment of its own, with the same kind of certificate.
+    keep = Server()
+    try:
+        base_tally, base_memory = await measure_baseline(
+            reactor,
+            args,
+            keep.ca,
+            os.path.join(keep.config.deployment.tls_dir, "mmo.crt"),
+            os.path.join(keep.config.deployment.tls_dir, "mmo.key"),
+        )
+    finally:
+        keep.stop()
+
+    def rate(tally):
+        return len(tally.latencies) / (tally.last - tally.first)
+
+    figures = {
+        "members": args.members,
+        "messages": args.messages,
+        "deliveries_per_s": rate(mmo_tally),
+        "delivery_p50_ms": percentile(mmo_tally.latencies, 0.5) * 1000,
+        "delivery_p99_ms": percentile(mmo_tally.latencies, 0.99) * 1000,
+        "baseline_deliveries_per_s": rate(base_tally),
+        "baseline_p50_ms": percentile(base_tally.latencies, 0.5) * 1000,
+        "baseline_p99_ms": percentile(base_tally.latencies, 0.99) * 1000,
+        "rate_ratio": rate(base_tally) / rate(mmo_tally),
+        "p99_ratio": percentile(mmo_tally.latencies, 0.99) / percentile(base_tally.latencies, 0.99),
+        "idle_bytes_per_client": mmo_memory,
+        "baseline_idle_bytes_per_client": base_memory,
+    }
+    report(figures, args.json)
+
+
+if __name__ == "__main__":
+    p = parser(__doc__.strip().splitlines()[0])
+    p.add_argument("--members", type=int, default=500, help="players in the channel")
+    p.add_argument("--messages", type=int, default=40, help="messages sent")
+    p.add_argument("--max-seconds", type=float, default=300.0, help="give up after this")
+    arguments = p.parse_args()
+    task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))

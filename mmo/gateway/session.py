@@ -1,0 +1,250 @@
+"""
+Player sessions on a gateway: what outlives a connection.
+
+A L{Session} is made when a client is admitted (C{auth}).  It holds the
+player's L{Caller}, the numbering of the pushes sent to the player, the last
+pushes themselves (the I{outbox}, C{[gateway] resume_buffer} of them) and
+the secret I{resume token} the client may present on a new connection.
+
+A session is in one of four states:
+
+  - B{attached}: it has a connection; pushes are numbered, kept in the
+    outbox and sent.
+  - B{detached}: its connection dropped; for C{[gateway] resume_window}
+    seconds pushes are still numbered and kept, so that a client that
+    resumes (on this gateway or another) is sent exactly what it missed.
+  - B{moved}: it was handed over to another gateway; this one forwards what
+    is delivered for it there for a while (L{mmo.gateway.factory}).
+  - B{ended}: gone for good (logout, replaced, bye, or the window ran out).
+
+This module knows no bus and no routes: the factory
+(L{mmo.gateway.factory.GatewayFactory}) drives the life cycle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import asdict
+from itertools import islice
+
+from mmo.login.tickets import Ticket
+from mmo.services import Caller
+from mmo.wire import codec
+from mmo.wire.codes import FRAME_TOO_LARGE, WireError
+
+ATTACHED = "attached"
+DETACHED = "detached"
+MOVED = "moved"
+ENDED = "ended"
+
+
+def new_token() -> str:
+    """A fresh resume token: 32 random bytes, URL-safe base64."""
+    return secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """
+    What a token is known by on the bus and in memory: its SHA-256, so that
+    neither a bus key nor a log line is enough to resume somebody's session.
+    """
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def session_key(hashed: str) -> str:
+    """The bus key naming the gateway that holds the session of a token hash."""
+    return f"session:{hashed}"
+
+
+class ResumeRefused(Exception):
+    """
+    A resume cannot be granted.
+
+    @ivar reason: Why, for the client (the C{resume_refused} message).
+    @ivar final: Whether the session can never be resumed any more (the
+        client missed more than the outbox holds), so it should end.
+    """
+
+    def __init__(self, reason: str, final: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.final = final
+
+
+class Session:
+    """
+    One player's session on this gateway.
+
+    @ivar caller: Who the player is, as services see it (the gateway field
+        is this process's name).
+    @ivar ticket: The ticket the session was admitted with.
+    @ivar token: The current resume token (each resume issues a new one).
+    @ivar seq: The sequence number of the last push.
+    @ivar outbox: The last pushes, as sent (with their C{seq}), oldest first.
+    @ivar connection: The attached L{mmo.gateway.protocol.GatewayProtocol},
+        or C{None}.
+    @ivar state: L{ATTACHED}, L{DETACHED}, L{MOVED} or L{ENDED}.
+    @ivar expiry: The timer that ends a detached session, if any.
+    @ivar limit: The largest push body, bytes (C{[wire] max_frame_size}).
+    """
+
+    def __init__(
+        self,
+        caller: Caller,
+        ticket: Ticket,
+        token: str,
+        buffer: int,
+        limit: int,
+        seq: int = 0,
+        pushes=(),
+    ):
+        self.caller = caller
+        self.ticket = ticket
+        self.token = token
+        self.token_hash = token_hash(token)
+        self.seq = seq
+        self.outbox: deque[dict] = deque(pushes, maxlen=buffer)
+        self.limit = limit
+        self.connection = None
+        self.state = DETACHED
+        self.expiry = None
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} of {self.caller.name} {self.state} seq={self.seq}>"
+
+    @property
+    def id(self) -> str:
+        return self.caller.session
+
+    @property
+    def account(self) -> str:
+        return self.caller.account_id
+
+    # -- tokens ---------------------------------------------------------------
+
+    def renew_token(self) -> str:
+        """Spend the current token and issue a new one; returns the new one."""
+        self.token = new_token()
+        self.token_hash = token_hash(self.token)
+        return self.token
+
+    # -- pushes -----------------------------------------------------------------
+
+    def push(self, kind: str, fields: dict) -> int:
+        """
+        Number a push, keep it in the outbox and, when attached, send it;
+        returns its sequence number.
+
+        @raise WireError: C{frame_too_large}: the push could never be sent;
+            it takes no sequence number.
+        @raise TypeError: A field msgpack cannot encode.
+        """
+        seq = self.seq + 1
+        message = {**fields, "t": kind, "seq": seq}
+        body = codec.encode(message)
+        if len(body) > self.limit:
+            raise WireError(
+                FRAME_TOO_LARGE,
+                f"push of {len(body)} bytes is over the limit of {self.limit}",
+            )
+        self.seq = seq
+        self.outbox.append(message)
+        connection = self.connection
+        if connection is not None and connection.canSend():
+            connection.sendString(body)
+        return seq
+
+    def missed(self, last_seq: int) -> list[dict]:
+        """
+        The pushes after C{last_seq}, oldest first.
+
+        @raise ResumeRefused: C{last_seq} is ahead of the session, or some of
+            the pushes after it are no longer in the outbox (I{final}).
+        """
+        if last_seq > self.seq:
+            raise ResumeRefused(
+                f"last_seq {last_seq} is ahead of the session, which has sent {self.seq} pushes"
+            )
+        oldest = self.outbox[0]["seq"] if self.outbox else self.seq + 1
+        if last_seq + 1 < oldest:
+            raise ResumeRefused(
+                f"missed too much: push {last_seq + 1} is no longer kept (the oldest kept is "
+                f"{oldest}; the resume buffer holds {self.outbox.maxlen}); log in again",
+                final=True,
+            )
+        return list(islice(self.outbox, max(last_seq + 1 - oldest, 0), None))
+
+    # -- handover -----------------------------------------------------------------
+
+    def state_for(self, last_seq: int) -> dict:
+        """
+        What another gateway needs to carry the session on (L{from_state}):
+        the caller, the ticket, the token, the numbering and the pushes after
+        C{last_seq}.
+
+        @raise ResumeRefused: As L{missed}.
+        """
+        return {
+            "caller": self.caller.to_dict(),
+            "ticket": asdict(self.ticket),
+            "token": self.token,
+            "seq": self.seq,
+            "pushes": self.missed(last_seq),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, gateway: str, buffer: int, limit: int) -> Session:
+        """
+        The session described by L{state_for}, now held by C{gateway}.
+
+        @raise KeyError, TypeError, ValueError: C{state} is malformed.
+        """
+        caller = Caller.from_dict(state["caller"]).moved(gateway=gateway)
+        ticket = Ticket(**state["ticket"])
+        seq = int(state["seq"])
+        pushes = [dict(p) for p in state["pushes"]]
+        if not isinstance(state["token"], str):
+            raise TypeError("token")
+        return cls(caller, ticket, state["token"], buffer, limit, seq, pushes)
+
+
+class SessionRegistry:
+    """
+    The sessions a gateway holds (attached or detached), by session id, by
+    account and by token hash.
+    """
+
+    def __init__(self):
+        self.by_id: dict[str, Session] = {}
+        self.by_account: dict[str, Session] = {}
+        self.by_token: dict[str, Session] = {}
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self.by_id.values()))
+
+    def add(self, session: Session) -> None:
+        self.by_id[session.id] = session
+        self.by_account[session.account] = session
+        self.by_token[session.token_hash] = session
+
+    def remove(self, session: Session) -> None:
+        if self.by_id.get(session.id) is session:
+            del self.by_id[session.id]
+        if self.by_account.get(session.account) is session:
+            del self.by_account[session.account]
+        if self.by_token.get(session.token_hash) is session:
+            del self.by_token[session.token_hash]
+
+    def renew_token(self, session: Session) -> str:
+        """Spend C{session}'s token and index it by a new one; returns the new token."""
+        if self.by_token.get(session.token_hash) is session:
+            del self.by_token[session.token_hash]
+        token = session.renew_token()
+        self.by_token[session.token_hash] = session
+        return token

@@ -1,0 +1,18 @@
+"""
+The C{mmo-lobby} plugin: characters and rooms, answering gateways over AMP.
+
+    twistd -n mmo-lobby --config cluster.toml
+"""
+
+from mmo.service_tap import ServiceOptions, make_game_service
+
+
+class Options(ServiceOptions):
+    kind = "lobby"
+    longdesc = "Characters and rooms."
+
+
+def makeService(options: Options, reactor=None):
+    from mmo.lobby.service import LobbyService
+
+    return make_game_service(options, LobbyService, reactor)

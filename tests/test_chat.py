@@ -1,0 +1,859 @@
+"""
+Tests of mmo.chat: the chat service on a SQLite store in a temporary file and
+the in-process bus on a L{task.Clock}, with players on two gateways whose
+deliveries are caught on their bus channels; and cross-gateway delivery again
+over the Redis bus, on a private redis-server.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from mmo import config
+from mmo.bus.memory import MemoryBus
+from mmo.chat.service import ROOMS_CHANNEL, ChatService, LogWriter
+from mmo.services import Caller, gateway_channel
+from mmo.store.sqlite import SQLiteStore
+from mmo.wire import codes
+from mmo.wire.codes import WireError
+from tests.redis import redis_config_text, start_redis
+from tests.support import write_config
+
+#: The clock's time when a test starts.
+NOW = 1_700_000_000.0
+
+HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
+
+GATEWAYS = ("gateway-1", "gateway-2")
+
+PROCESSES = """
+[processes.mmo]
+kind = "mmo"
+client = "tcp:0:interface=127.0.0.1"
+rpc = "tcp:0:interface=127.0.0.1"
+"""
+
+CHAT = """
+[chat]
+history = 3
+max_length = 20
+rate = 1.0
+burst = 3
+moderators = ["MOD"]
+channel_max_members = 3
+"""
+
+
+def load_config(testcase, text: str = CHAT) -> config.Config:
+    return config.load(write_config(testcase, textwrap.dedent(text) + PROCESSES))
+
+
+class Deliveries:
+    """What the chat service published to the gateways, as each gateway hears it."""
+
+    def __init__(self):
+        #: (gateway, bus message) in order of arrival.
+        self.messages: list[tuple[str, dict]] = []
+        self._waiters: list[tuple[int, defer.Deferred]] = []
+
+    async def subscribe(self, bus, gateways=GATEWAYS):
+        for gateway in gateways:
+            await bus.subscribe(gateway_channel(gateway), self._catcher(gateway))
+
+    def _catcher(self, gateway):
+        def caught(message):
+            self.messages.append((gateway, message))
+            ready = [d for n, d in self._waiters if len(self.messages) >= n]
+            self._waiters = [(n, d) for n, d in self._waiters if len(self.messages) < n]
+            for d in ready:
+                d.callback(None)
+
+        return caught
+
+    def when(self, count: int) -> defer.Deferred:
+        """Fires once C{count} bus messages have arrived in all."""
+        if len(self.messages) >= count:
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred()
+        self._waiters.append((count, d))
+        return d
+
+    def to(self, caller: Caller, kind: str | None = None) -> list[dict]:
+        """The fields of the pushes for C{caller}'s session that reached its gateway."""
+        return [
+            message["fields"]
+            for gateway, message in self.messages
+            if gateway == caller.gateway
+            and caller.session in message["to"]
+            and (kind is None or message["t"] == kind)
+        ]
+
+    def sessions(self, kind: str | None = None) -> set[str]:
+        """Every session that any push (of C{kind}) was addressed to."""
+        return {
+            session
+            for _, message in self.messages
+            if kind is None or message["t"] == kind
+            for session in message["to"]
+        }
+
+    def clear(self):
+        self.messages.clear()
+
+
+class ChatTests(unittest.TestCase):
+    """The chat service with the in-process bus."""
+
+    def setUp(self):
+        return defer.ensureDeferred(self.set_up())
+
+    async def set_up(self, text: str = CHAT):
+        self.clock = task.Clock()
+        self.clock.advance(NOW)
+        self.config = load_config(self, text)
+        self.path = os.path.join(os.path.abspath(self.mktemp()), "chat.sqlite3")
+        self.store = await self.open_store()
+        self.bus = MemoryBus(reactor=self.clock)
+        self.addCleanup(self.bus.stop)
+        self.deliveries = Deliveries()
+        await self.deliveries.subscribe(self.bus)
+        self.chat = await self.start_chat()
+        self.alice = await self.player("Alice", "gateway-1")
+        self.bob = await self.player("Bob", "gateway-2")
+        self.carol = await self.player("Carol", "gateway-1")
+
+    async def open_store(self) -> SQLiteStore:
+        store = SQLiteStore(self.path, reactor=self.clock)
+        await store.start()
+        self.addCleanup(store.stop)
+        return store
+
+    async def start_chat(self, store=None) -> ChatService:
+        chat = ChatService(self.config, store or self.store, self.bus, self.clock)
+        await chat.start()
+        self.addCleanup(chat.stop)
+        return chat
+
+    async def player(self, name, gateway, realm="main", start=True) -> Caller:
+        """A player with an account, on C{gateway}; its session started unless told."""
+        account = await self.store.create_account(name, HASH)
+        caller = Caller(
+            session=f"session-{name.lower()}",
+            gateway=gateway,
+            account_id=account.id,
+            name=name,
+            realm=realm,
+        )
+        if start:
+            await self.chat.session_event(caller, "started")
+        return caller
+
+    def flush(self):
+        """Let the in-process bus deliver what was published."""
+        self.clock.advance(0)
+
+    async def request(self, caller, kind, **fields):
+        reply = await self.chat.handle(caller, kind, fields)
+        self.flush()
+        return reply
+
+    async def refused(self, code, caller, kind, **fields) -> WireError:
+        """The request fails with C{code}; the error."""
+        try:
+            reply = await self.chat.handle(caller, kind, fields)
+        except WireError as e:
+            self.assertEqual(e.code, code, e.message)
+            self.assertTrue(e.message)
+            self.flush()
+            return e
+        self.fail(f"{kind} {fields} was not refused with {code}: {reply}")
+
+    async def lobby(self, event, room, caller=None):
+        """The lobby publishes a room event; wait until chat has handled it."""
+        message = {"room": room, "event": event}
+        if caller is not None:
+            message["caller"] = caller.to_dict()
+        await self.bus.publish(ROOMS_CHANNEL, message)
+        self.flush()
+        await self.chat.settled()
+        self.flush()
+
+    def texts(self, caller):
+        return [m["text"] for m in self.deliveries.to(caller, "chat.message")]
+
+    # -- world -----------------------------------------------------------------
+
+    async def test_world_auto_join(self):
+        """A started session is in its realm's world channel, and told so."""
+        self.flush()
+        for caller in (self.alice, self.bob, self.carol):
+            self.assertEqual(
+                self.deliveries.to(caller, "chat.joined"),
+                [{"channel": "world:main", "history": []}],
+            )
+            reply = await self.request(caller, "chat.channels")
+            self.assertEqual(reply, {"channels": ["world:main"]})
+
+    async def test_world_delivery_across_gateways(self):
+        """
+        A world message reaches every member, the sender too, with one bus
+        message per gateway; players of another realm do not get it.
+        """
+        dave = await self.player("Dave", "gateway-2", realm="other")
+        self.flush()
+        self.deliveries.clear()
+        reply = await self.request(self.alice, "chat.send", channel="world:main", text="hello")
+        self.assertEqual(reply, {"channel": "world:main", "time": NOW})
+        expected = {"channel": "world:main", "from": "Alice", "text": "hello", "time": NOW}
+        self.assertEqual(len(self.deliveries.messages), 2)
+        by_gateway = {gateway: message for gateway, message in self.deliveries.messages}
+        self.assertEqual(
+            sorted(by_gateway["gateway-1"]["to"]), [self.alice.session, self.carol.session]
+        )
+        self.assertEqual(by_gateway["gateway-2"]["to"], [self.bob.session])
+        for message in by_gateway.values():
+            self.assertEqual(message["t"], "chat.message")
+            self.assertEqual(message["fields"], expected)
+        self.assertEqual(self.deliveries.to(dave), [])
+        # "world" is short for the caller's realm's world.
+        self.clock.advance(1)
+        await self.request(dave, "chat.send", channel="world", text="other realm")
+        self.assertEqual(self.texts(dave), ["other realm"])
+        self.assertEqual(self.texts(self.bob), ["hello"])
+        await self.refused(codes.NOT_ALLOWED, dave, "chat.send", channel="world:main", text="x")
+
+    async def test_send_checks(self):
+        for fields in (
+            {"channel": "world:main", "text": ""},
+            {"channel": "world:main", "text": "   "},
+            {"channel": "world:main", "text": "x" * 21},
+            {"channel": "world:main", "text": 7},
+            {"channel": "world:main"},
+            {"text": "hi"},
+            {"channel": "", "text": "hi"},
+            {"channel": "guild:x", "text": "hi"},
+            {"channel": "party:", "text": "hi"},
+            {"channel": "party:no spaces", "text": "hi"},
+        ):
+            await self.refused(codes.BAD_REQUEST, self.alice, "chat.send", **fields)
+        await self.refused(codes.NOT_ALLOWED, self.alice, "chat.send", channel="party:x", text="hi")
+        await self.refused(codes.NOT_ALLOWED, self.alice, "chat.send", channel="room:1", text="hi")
+        # At the limit is fine.
+        await self.request(self.alice, "chat.send", channel="world:main", text="x" * 20)
+        self.assertEqual(self.texts(self.bob), ["x" * 20])
+
+    # -- rooms ------------------------------------------------------------------
+
+    async def test_room_channel_from_lobby_events(self):
+        await self.lobby("joined", 7, self.alice)
+        await self.lobby("joined", 7, self.bob)
+        for caller in (self.alice, self.bob):
+            self.assertIn(
+                {"channel": "room:7", "history": []}, self.deliveries.to(caller, "chat.joined")
+            )
+        await self.request(self.alice, "chat.send", channel="room:7", text="in the room")
+        self.assertEqual(self.texts(self.bob), ["in the room"])
+        self.assertEqual(self.texts(self.carol), [])
+        # Room channels are the lobby's to join and leave.
+        await self.refused(codes.NOT_ALLOWED, self.carol, "chat.join", channel="room:7")
+        await self.refused(codes.NOT_ALLOWED, self.bob, "chat.leave", channel="room:7")
+
+        await self.lobby("left", 7, self.bob)
+        self.assertEqual(
+            self.deliveries.to(self.bob, "chat.left"), [{"channel": "room:7", "reason": "left"}]
+        )
+        await self.request(self.alice, "chat.send", channel="room:7", text="bob left")
+        self.assertEqual(self.texts(self.bob), ["in the room"])
+        await self.refused(codes.NOT_ALLOWED, self.bob, "chat.send", channel="room:7", text="x")
+
+        await self.lobby("closed", 7)
+        self.assertEqual(
+            self.deliveries.to(self.alice, "chat.left"),
+            [{"channel": "room:7", "reason": "closed"}],
+        )
+        await self.refused(codes.NOT_ALLOWED, self.alice, "chat.send", channel="room:7", text="x")
+        self.assertEqual(
+            (await self.request(self.alice, "chat.channels"))["channels"], ["world:main"]
+        )
+
+    async def test_room_history_on_join(self):
+        """Who joins a room later is pushed what was said in it."""
+        await self.lobby("joined", "abc", self.alice)
+        await self.request(self.alice, "chat.send", channel="room:abc", text="before")
+        await self.lobby("joined", "abc", self.bob)
+        self.assertIn(
+            {
+                "channel": "room:abc",
+                "history": [
+                    {"channel": "room:abc", "from": "Alice", "text": "before", "time": NOW}
+                ],
+            },
+            self.deliveries.to(self.bob, "chat.joined"),
+        )
+
+    async def test_room_member_unknown_to_chat(self):
+        """A lobby event about a session chat has not heard of uses the lobby's caller."""
+        stranger = Caller("session-x", "gateway-2", "0" * 32, "Stranger")
+        await self.lobby("joined", 9, self.alice)
+        await self.lobby("joined", 9, stranger)
+        await self.request(self.alice, "chat.send", channel="room:9", text="hi")
+        self.assertEqual(self.texts(stranger), ["hi"])
+
+    async def test_bad_lobby_message(self):
+        """A malformed lobby event is logged and skipped; the next ones are handled."""
+        await self.lobby("joined", 1)  # no caller
+        await self.lobby("exploded", 1, self.alice)
+        self.assertEqual(len(self.flushLoggedErrors(KeyError, ValueError)), 2)
+        await self.lobby("joined", 1, self.alice)
+        self.assertIn("room:1", (await self.request(self.alice, "chat.channels"))["channels"])
+
+    # -- parties ----------------------------------------------------------------
+
+    async def test_party_join_leave(self):
+        reply = await self.request(self.alice, "chat.join", channel="party:Raiders")
+        self.assertEqual(reply, {"channel": "party:raiders", "history": []})
+        await self.request(self.bob, "chat.join", channel="party:RAIDERS")
+        await self.request(self.alice, "chat.send", channel="party:raiders", text="go")
+        self.assertEqual(self.texts(self.alice), ["go"])
+        self.assertEqual(self.texts(self.bob), ["go"])
+        self.assertEqual(self.texts(self.carol), [])
+        self.assertEqual(
+            (await self.request(self.bob, "chat.channels"))["channels"],
+            ["party:raiders", "world:main"],
+        )
+
+        reply = await self.request(self.bob, "chat.leave", channel="party:Raiders")
+        self.assertEqual(reply, {"channel": "party:raiders"})
+        await self.request(self.alice, "chat.send", channel="party:raiders", text="alone")
+        self.assertEqual(self.texts(self.bob), ["go"])
+        self.assertEqual(self.texts(self.alice), ["go", "alone"])
+        await self.refused(codes.NOT_ALLOWED, self.bob, "chat.leave", channel="party:raiders")
+        await self.refused(codes.NOT_ALLOWED, self.bob, "chat.leave", channel="world:main")
+        await self.refused(codes.NOT_ALLOWED, self.bob, "chat.join", channel="world:other")
+        for name in ("", "a b", "x" * 33, "semi;colon"):
+            await self.refused(codes.BAD_REQUEST, self.bob, "chat.join", channel=f"party:{name}")
+
+    async def test_party_full(self):
+        """A party channel has at most [chat] channel_max_members members."""
+        dave = await self.player("Dave", "gateway-2")
+        for caller in (self.alice, self.bob, self.carol):
+            await self.request(caller, "chat.join", channel="party:p")
+        await self.refused(codes.NOT_ALLOWED, dave, "chat.join", channel="party:p")
+        # Joining again is no new member: it gives the history.
+        await self.request(self.alice, "chat.join", channel="party:p")
+        await self.request(self.carol, "chat.leave", channel="party:p")
+        await self.request(dave, "chat.join", channel="party:p")
+
+    # -- history ------------------------------------------------------------------
+
+    async def test_history(self):
+        """The last [chat] history messages, given on join and on request."""
+        await self.request(self.alice, "chat.join", channel="party:p")
+        for i in range(4):
+            self.clock.advance(10)
+            await self.request(self.alice, "chat.send", channel="party:p", text=f"m{i}")
+        reply = await self.request(self.bob, "chat.join", channel="party:p")
+        self.assertEqual(
+            reply["history"],
+            [
+                {"channel": "party:p", "from": "Alice", "text": f"m{i}", "time": NOW + 10 * (i + 1)}
+                for i in (1, 2, 3)
+            ],
+        )
+        reply = await self.request(self.bob, "chat.history", channel="party:p", limit=2)
+        self.assertEqual(reply["channel"], "party:p")
+        self.assertEqual([m["text"] for m in reply["messages"]], ["m2", "m3"])
+        reply = await self.request(self.bob, "chat.history", channel="party:p")
+        self.assertEqual([m["text"] for m in reply["messages"]], ["m1", "m2", "m3"])
+        await self.refused(codes.NOT_ALLOWED, self.carol, "chat.history", channel="party:p")
+        await self.refused(codes.BAD_REQUEST, self.bob, "chat.history", channel="party:p", limit=-1)
+
+    async def test_history_survives_restart(self):
+        """History is in the store: a new chat service (and store) gives it on join."""
+        for i in range(4):
+            await self.request(self.alice, "chat.send", channel="world:main", text=f"w{i}")
+            self.clock.advance(1)
+        await self.request(self.alice, "chat.join", channel="party:p")
+        await self.request(self.alice, "chat.send", channel="party:p", text="p0")
+        await self.chat.stop()
+        await self.store.stop()
+
+        store = await self.open_store()
+        self.chat = await self.start_chat(store)
+        self.deliveries.clear()
+        await self.chat.session_event(self.bob, "started")
+        self.flush()
+        (joined,) = self.deliveries.to(self.bob, "chat.joined")
+        self.assertEqual(joined["channel"], "world:main")
+        self.assertEqual([m["text"] for m in joined["history"]], ["w1", "w2", "w3"])
+        self.assertEqual(
+            joined["history"][0],
+            {"channel": "world:main", "from": "Alice", "text": "w1", "time": NOW + 1},
+        )
+        reply = await self.request(self.bob, "chat.join", channel="party:p")
+        self.assertEqual([m["text"] for m in reply["history"]], ["p0"])
+        # And it goes on from there.
+        await self.request(self.bob, "chat.send", channel="world:main", text="w4")
+        reply = await self.request(self.bob, "chat.history", channel="world:main")
+        self.assertEqual([m["text"] for m in reply["messages"]], ["w2", "w3", "w4"])
+        await self.chat.settled()
+        self.assertEqual(
+            [r["text"] for r in await store.read_log("chat:world:main", 10)], ["w2", "w3", "w4"]
+        )
+
+    async def test_joined_history_excludes_later_messages(self):
+        """
+        A join while the channel's stored history is still being read shows
+        what was said before the join, and nothing twice.
+        """
+        await self.request(self.alice, "chat.join", channel="party:p")
+        await self.request(self.alice, "chat.send", channel="party:p", text="old")
+        await self.request(self.alice, "chat.leave", channel="party:p")
+        await self.chat.settled()
+        # The channel is gone from memory; joining reads the store.
+        joining = defer.ensureDeferred(
+            self.chat.handle(self.bob, "chat.join", {"channel": "party:p"})
+        )
+        self.assertFalse(joining.called)
+        self.clock.advance(1)
+        await self.request(self.bob, "chat.send", channel="party:p", text="new")
+        reply = await joining
+        self.assertEqual([m["text"] for m in reply["history"]], ["old"])
+        reply = await self.request(self.bob, "chat.history", channel="party:p")
+        self.assertEqual([m["text"] for m in reply["messages"]], ["old", "new"])
+        await self.chat.settled()
+        self.assertEqual(
+            [r["text"] for r in await self.store.read_log("chat:party:p", 10)], ["old", "new"]
+        )
+
+    # -- whispers -----------------------------------------------------------------
+
+    async def test_whisper(self):
+        reply = await self.request(self.alice, "chat.whisper", to="bob", text="psst")
+        self.assertEqual(reply, {"to": "Bob", "text": "psst", "time": NOW})
+        self.assertEqual(
+            self.deliveries.to(self.bob, "chat.whisper"),
+            [{"from": "Alice", "text": "psst", "time": NOW}],
+        )
+        self.assertEqual(self.deliveries.to(self.alice, "chat.whisper"), [])
+        self.assertEqual(self.deliveries.sessions("chat.whisper"), {self.bob.session})
+
+    async def test_whisper_offline(self):
+        error = await self.refused(
+            codes.PLAYER_OFFLINE, self.alice, "chat.whisper", to="Nobody", text="psst"
+        )
+        self.assertIn("Nobody is not online", error.message)
+        await self.chat.session_event(self.bob, "ended")
+        error = await self.refused(
+            codes.PLAYER_OFFLINE, self.alice, "chat.whisper", to="Bob", text="psst"
+        )
+        self.assertIn("Bob", error.message)
+        await self.refused(codes.BAD_REQUEST, self.alice, "chat.whisper", to="Alice", text="me")
+        await self.refused(codes.BAD_REQUEST, self.alice, "chat.whisper", to="Carol", text="")
+        await self.refused(codes.BAD_REQUEST, self.alice, "chat.whisper", text="who?")
+        self.assertEqual(self.deliveries.sessions("chat.whisper"), set())
+
+    # -- presence -------------------------------------------------------------------
+
+    async def test_who(self):
+        reply = await self.request(self.alice, "chat.who", name="BOB")
+        self.assertEqual(reply, {"name": "Bob", "online": True, "zone": None})
+        reply = await self.request(self.alice, "chat.who", name="Nobody")
+        self.assertEqual(reply, {"name": "Nobody", "online": False, "zone": None})
+        await self.refused(codes.BAD_REQUEST, self.alice, "chat.who", name="")
+
+    async def test_ended(self):
+        """An ended session is offline, in no channel, and sent nothing more."""
+        await self.lobby("joined", 5, self.bob)
+        await self.lobby("joined", 5, self.alice)
+        await self.request(self.bob, "chat.join", channel="party:p")
+        await self.request(self.alice, "chat.join", channel="party:p")
+        await self.chat.session_event(self.bob, "ended")
+        self.deliveries.clear()
+        for channel in ("world:main", "room:5", "party:p"):
+            await self.request(self.alice, "chat.send", channel=channel, text=channel)
+            self.clock.advance(1)
+        self.assertEqual(self.texts(self.alice), ["world:main", "room:5", "party:p"])
+        self.assertNotIn(self.bob.session, self.deliveries.sessions())
+        self.assertEqual(self.deliveries.to(self.bob), [])
+        reply = await self.request(self.alice, "chat.who", name="Bob")
+        self.assertFalse(reply["online"])
+        # A request of the ended session that was on its way does not bring it
+        # back, nor does a lobby event about it.
+        self.assertEqual(await self.request(self.bob, "chat.channels"), {"channels": []})
+        await self.lobby("joined", 6, self.bob)
+        await self.lobby("joined", 6, self.alice)
+        await self.request(self.alice, "chat.send", channel="room:6", text="room:6")
+        self.assertEqual(self.deliveries.to(self.bob), [])
+        self.assertFalse((await self.request(self.alice, "chat.who", name="Bob"))["online"])
+        # A new session of the account is welcome.
+        bob2 = self.bob.moved(session="session-bob-2")
+        await self.chat.session_event(bob2, "started")
+        self.assertTrue((await self.request(self.alice, "chat.who", name="Bob"))["online"])
+
+    async def test_moved(self):
+        """A session resumed on another gateway gets its deliveries there."""
+        for caller in (self.alice, self.bob):
+            await self.request(caller, "chat.join", channel="party:p")
+            await self.lobby("joined", 5, caller)
+        moved = self.bob.moved(gateway="gateway-1")
+        await self.chat.session_event(moved, "moved")
+        self.deliveries.clear()
+        for channel in ("world:main", "party:p", "room:5"):
+            await self.request(self.alice, "chat.send", channel=channel, text=channel)
+            self.clock.advance(1)
+        await self.request(self.alice, "chat.whisper", to="Bob", text="whisper")
+        self.assertEqual(self.texts(moved), ["world:main", "party:p", "room:5"])
+        self.assertEqual(
+            [m["text"] for m in self.deliveries.to(moved, "chat.whisper")], ["whisper"]
+        )
+        self.assertEqual([g for g, _ in self.deliveries.messages], ["gateway-1"] * 4)
+        # Moving does not join the world again.
+        self.assertEqual(self.deliveries.to(moved, "chat.joined"), [])
+
+    async def test_changed(self):
+        """A session that chose a character is known, and speaks, by its name."""
+        knight = self.bob.moved(character_id="c" * 32, character_name="Knight")
+        await self.chat.session_event(knight, "changed")
+        self.assertTrue((await self.request(self.alice, "chat.who", name="knight"))["online"])
+        self.assertFalse((await self.request(self.alice, "chat.who", name="Bob"))["online"])
+        await self.request(self.alice, "chat.whisper", to="KNIGHT", text="hail")
+        self.assertEqual(len(self.deliveries.to(knight, "chat.whisper")), 1)
+        await self.request(knight, "chat.send", channel="world:main", text="hi")
+        self.assertEqual(self.deliveries.to(self.alice, "chat.message")[-1]["from"], "Knight")
+
+    async def test_unknown_session_joins(self):
+        """A session chat has not heard of (chat restarted) is taken in at its first request."""
+        dave = await self.player("Dave", "gateway-2", start=False)
+        await self.request(dave, "chat.send", channel="world:main", text="back")
+        self.assertEqual(self.texts(self.alice), ["back"])
+        self.assertTrue((await self.request(self.alice, "chat.who", name="Dave"))["online"])
+
+    # -- moderation -------------------------------------------------------------------
+
+    async def test_mute_and_unmute(self):
+        mod = await self.player("Mod", "gateway-1")
+        reply = await self.request(mod, "chat.mute", name="bob", seconds=60, reason="spamming")
+        self.assertEqual(reply, {"name": "Bob", "until": NOW + 60, "seconds": 60})
+        self.assertEqual(
+            self.deliveries.to(self.bob, "chat.muted"),
+            [{"reason": "spamming", "until": NOW + 60, "seconds": 60}],
+        )
+        error = await self.refused(
+            codes.MUTED, self.bob, "chat.send", channel="world:main", text="let me talk"
+        )
+        self.assertIn("spamming", error.message)
+        self.assertIn("60 s", error.message)
+        self.clock.advance(45)
+        error = await self.refused(codes.MUTED, self.bob, "chat.whisper", to="Alice", text="hi")
+        self.assertIn("15 s", error.message)
+        self.assertEqual(self.texts(self.alice), [])
+
+        reply = await self.request(mod, "chat.unmute", name="Bob")
+        self.assertEqual(reply, {"name": "Bob", "was_muted": True})
+        self.assertEqual(self.deliveries.to(self.bob, "chat.unmuted"), [{}])
+        await self.request(self.bob, "chat.send", channel="world:main", text="thanks")
+        self.assertEqual(self.texts(self.alice), ["thanks"])
+        reply = await self.request(mod, "chat.unmute", name="Bob")
+        self.assertEqual(reply, {"name": "Bob", "was_muted": False})
+
+    async def test_mute_expires(self):
+        mod = await self.player("Mod", "gateway-1")
+        await self.request(mod, "chat.mute", name="Bob", seconds=10)
+        await self.refused(codes.MUTED, self.bob, "chat.send", channel="world:main", text="x")
+        self.clock.advance(10)
+        await self.request(self.bob, "chat.send", channel="world:main", text="free")
+
+    async def test_mute_offline_account(self):
+        """An offline player is muted by account name; the mute is there when they come."""
+        mod = await self.player("Mod", "gateway-1")
+        dave = await self.player("Dave", "gateway-2", start=False)
+        reply = await self.request(mod, "chat.mute", name="DAVE")
+        self.assertEqual(reply["name"], "Dave")
+        self.assertEqual(reply["seconds"], ChatService.mute_default)
+        await self.chat.session_event(dave, "started")
+        await self.refused(codes.MUTED, dave, "chat.send", channel="world:main", text="x")
+        await self.refused(codes.NOT_FOUND, mod, "chat.mute", name="Nobody")
+
+    async def test_mute_checks(self):
+        mod = await self.player("Mod", "gateway-1")
+        for fields in (
+            {"seconds": 0},
+            {"seconds": -5},
+            {"seconds": "long"},
+            {"seconds": True},
+            {"seconds": 10**9},
+            {"reason": 5},
+            {"reason": "x" * 201},
+        ):
+            await self.refused(codes.BAD_REQUEST, mod, "chat.mute", name="Bob", **fields)
+        await self.refused(codes.BAD_REQUEST, mod, "chat.mute")
+        await self.request(self.bob, "chat.send", channel="world:main", text="not muted")
+
+    async def test_only_moderators_mute(self):
+        await self.refused(codes.NOT_ALLOWED, self.alice, "chat.mute", name="Bob", seconds=60)
+        await self.refused(codes.NOT_ALLOWED, self.alice, "chat.unmute", name="Bob")
+        await self.request(self.bob, "chat.send", channel="world:main", text="still free")
+        self.assertEqual(self.deliveries.to(self.bob, "chat.muted"), [])
+
+    async def test_mute_survives_chat_restart(self):
+        """Mutes are on the bus: a new chat service still refuses the muted."""
+        mod = await self.player("Mod", "gateway-1")
+        await self.request(mod, "chat.mute", name="Bob", seconds=60, reason="rude")
+        await self.chat.stop()
+        self.chat = await self.start_chat()
+        error = await self.refused(
+            codes.MUTED, self.bob, "chat.send", channel="world:main", text="x"
+        )
+        self.assertIn("rude", error.message)
+
+    # -- ignore lists -----------------------------------------------------------------------
+
+    async def test_ignore(self):
+        """What an ignored player says (in channels, whispers, history) is not delivered."""
+        reply = await self.request(self.bob, "chat.ignore", name="alice")
+        self.assertEqual(reply, {"ignored": ["Alice"]})
+        self.assertEqual(await self.request(self.bob, "chat.ignored"), {"ignored": ["Alice"]})
+        await self.request(self.alice, "chat.send", channel="world:main", text="hello")
+        self.assertEqual(self.texts(self.carol), ["hello"])
+        self.assertEqual(self.texts(self.alice), ["hello"])
+        self.assertEqual(self.texts(self.bob), [])
+        # The whisper seems to go; it is dropped.
+        reply = await self.request(self.alice, "chat.whisper", to="Bob", text="psst")
+        self.assertEqual(reply["to"], "Bob")
+        self.assertEqual(self.deliveries.to(self.bob, "chat.whisper"), [])
+        # Others still reach Bob.
+        await self.request(self.carol, "chat.whisper", to="Bob", text="hey")
+        self.assertEqual(len(self.deliveries.to(self.bob, "chat.whisper")), 1)
+        # History leaves the ignored out.
+        reply = await self.request(self.bob, "chat.history", channel="world:main")
+        self.assertEqual(reply["messages"], [])
+        reply = await self.request(self.carol, "chat.history", channel="world:main")
+        self.assertEqual([m["text"] for m in reply["messages"]], ["hello"])
+
+        self.clock.advance(1)
+        reply = await self.request(self.bob, "chat.unignore", name="ALICE")
+        self.assertEqual(reply, {"ignored": []})
+        await self.request(self.alice, "chat.send", channel="world:main", text="again")
+        self.assertEqual(self.texts(self.bob), ["again"])
+
+    async def test_ignore_persists(self):
+        """Ignore lists are per account, in the store: they outlive sessions and chat."""
+        await self.request(self.bob, "chat.ignore", name="Alice")
+        await self.chat.session_event(self.bob, "ended")
+        await self.chat.stop()
+        self.chat = await self.start_chat()
+        bob = self.bob.moved(session="session-bob-2")
+        await self.chat.session_event(bob, "started")
+        for caller in (self.alice, self.carol):
+            await self.chat.session_event(caller, "started")
+        self.assertEqual(await self.request(bob, "chat.ignored"), {"ignored": ["Alice"]})
+        await self.request(self.alice, "chat.send", channel="world:main", text="hello")
+        self.assertEqual(self.texts(self.carol), ["hello"])
+        self.assertEqual(self.texts(bob), [])
+
+    async def test_ignore_offline_and_checks(self):
+        """An offline player is ignored by account name; bad names are refused."""
+        dave = await self.player("Dave", "gateway-2", start=False)
+        await self.request(self.bob, "chat.ignore", name="dave")
+        await self.chat.session_event(dave, "started")
+        await self.request(dave, "chat.send", channel="world:main", text="hi")
+        self.assertEqual(self.texts(self.bob), [])
+        await self.refused(codes.NOT_FOUND, self.bob, "chat.ignore", name="Nobody")
+        await self.refused(codes.BAD_REQUEST, self.bob, "chat.ignore", name="Bob")
+        await self.refused(codes.NOT_FOUND, self.bob, "chat.unignore", name="Carol")
+        self.patch(ChatService, "ignore_max", 1)
+        await self.refused(codes.NOT_ALLOWED, self.bob, "chat.ignore", name="Carol")
+        # Ignoring someone twice is not a second entry.
+        self.assertEqual(
+            await self.request(self.bob, "chat.ignore", name="Dave"), {"ignored": ["Dave"]}
+        )
+
+    # -- failures ---------------------------------------------------------------------------
+
+    async def test_store_failures(self):
+        """
+        Without the store, chat still delivers (the history misses what could
+        not be written), and ignore lists are refused rather than overwritten.
+        """
+        from mmo.store import StoreError
+
+        def broken(*args):
+            return defer.fail(StoreError("disk on fire"))
+
+        await self.request(self.bob, "chat.ignore", name="Carol")
+        self.patch(self.store, "append_log", broken)
+        self.patch(self.store, "read_log", broken)
+        await self.request(self.alice, "chat.send", channel="world:main", text="still here")
+        self.assertEqual(self.texts(self.bob), ["still here"])
+        dave = await self.player("Dave", "gateway-2")
+        await self.refused(codes.UNAVAILABLE, dave, "chat.ignore", name="Alice")
+        await self.request(dave, "chat.join", channel="party:new")
+        # Bob's list, loaded before, still works.
+        await self.request(self.carol, "chat.send", channel="world:main", text="ignored")
+        self.assertEqual(self.texts(self.bob), ["still here"])
+        await self.chat.settled()
+        # Two appends, Dave's list at his start and at his request, the party's history.
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 5)
+
+    async def test_news_after_the_end(self):
+        """A "moved" or "changed" that crossed "ended" does not bring the session back."""
+        await self.chat.session_event(self.bob, "ended")
+        await self.chat.session_event(self.bob.moved(gateway="gateway-1"), "moved")
+        await self.chat.session_event(self.bob.moved(character_name="Knight"), "changed")
+        for name in ("Bob", "Knight"):
+            self.assertFalse((await self.request(self.alice, "chat.who", name=name))["online"])
+        self.deliveries.clear()
+        await self.request(self.alice, "chat.send", channel="world:main", text="hi")
+        self.assertNotIn(self.bob.session, self.deliveries.sessions())
+
+    # -- flood ---------------------------------------------------------------------------
+
+    async def test_flood(self):
+        """A token bucket per account: [chat] burst at once, then [chat] rate a second."""
+        for i in range(3):
+            await self.request(self.alice, "chat.send", channel="world:main", text=f"m{i}")
+        error = await self.refused(
+            codes.FLOODING, self.alice, "chat.send", channel="world:main", text="m3"
+        )
+        self.assertIn("wait 1.0 s", error.message)
+        await self.refused(codes.FLOODING, self.alice, "chat.whisper", to="Bob", text="w")
+        # Others are not slowed down.
+        await self.request(self.bob, "chat.send", channel="world:main", text="bob")
+        self.clock.advance(0.5)
+        await self.refused(codes.FLOODING, self.alice, "chat.send", channel="world:main", text="x")
+        self.clock.advance(0.5)
+        await self.request(self.alice, "chat.send", channel="world:main", text="m4")
+        await self.refused(codes.FLOODING, self.alice, "chat.send", channel="world:main", text="x")
+        self.assertEqual(self.texts(self.carol), ["m0", "m1", "m2", "bob", "m4"])
+
+    async def test_flood_bucket_per_account(self):
+        """A second session of the account shares the bucket."""
+        for i in range(3):
+            await self.request(self.alice, "chat.send", channel="world:main", text=f"m{i}")
+        second = self.alice.moved(session="session-alice-2", gateway="gateway-2")
+        await self.chat.session_event(second, "started")
+        await self.refused(codes.FLOODING, second, "chat.send", channel="world:main", text="x")
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    async def test_stop_unsubscribes(self):
+        await self.chat.stop()
+        await self.bus.publish(
+            ROOMS_CHANNEL, {"room": 1, "event": "joined", "caller": self.alice.to_dict()}
+        )
+        self.flush()
+        self.assertNotIn(
+            "room:1", (await self.chat.handle(self.alice, "chat.channels", {}))["channels"]
+        )
+
+    async def test_unknown_type(self):
+        await self.refused(codes.UNKNOWN_TYPE, self.alice, "chat.dance")
+
+
+class LogWriterTests(unittest.TestCase):
+    """The writer behind history: one append at a time, in order, dropping what would go."""
+
+    class Store:
+        def __init__(self):
+            self.calls: list[tuple[str, dict, int, defer.Deferred]] = []
+
+        def append_log(self, key, record, keep):
+            d = defer.Deferred()
+            self.calls.append((key, record, keep, d))
+            return d
+
+    def test_one_at_a_time_in_order(self):
+        store = self.Store()
+        idle = []
+        writer = LogWriter(store, "log", 10, idle.append)
+        for i in range(3):
+            writer.add({"i": i})
+        flushed = writer.flushed()
+        self.assertEqual([c[1] for c in store.calls], [{"i": 0}])
+        store.calls[0][3].callback(None)
+        self.assertEqual([c[1] for c in store.calls], [{"i": 0}, {"i": 1}])
+        self.assertFalse(flushed.called)
+        writer.add({"i": 3})
+        store.calls[1][3].errback(RuntimeError("store down"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        store.calls[2][3].callback(None)
+        self.assertTrue(flushed.called)
+        self.assertEqual(idle, [])
+        store.calls[3][3].callback(None)
+        self.assertEqual([c[1]["i"] for c in store.calls], [0, 1, 2, 3])
+        self.assertEqual({c[2] for c in store.calls}, {10})
+        self.assertEqual(idle, [writer])
+        self.assertTrue(writer.flushed().called)
+
+    def test_drops_what_the_log_would_trim(self):
+        """With the store behind, only the last C{keep} waiting records are kept."""
+        store = self.Store()
+        writer = LogWriter(store, "log", 2, None)
+        for i in range(6):
+            writer.add({"i": i})
+        flushed = writer.flushed()
+        for n in range(3):
+            store.calls[n][3].callback(None)
+        self.assertEqual([c[1]["i"] for c in store.calls], [0, 4, 5])
+        self.assertTrue(flushed.called)
+
+
+class RedisBusChatTests(unittest.TestCase):
+    """Cross-gateway delivery over the Redis bus, between two processes' buses."""
+
+    timeout = 60
+
+    async def make_bus(self, conf):
+        from mmo.bus.redis import RedisBus
+
+        bus = RedisBus(conf, reactor=reactor)
+        await bus.start()
+        self.addCleanup(bus.stop)
+        return bus
+
+    def test_cross_gateway_delivery(self):
+        return defer.ensureDeferred(self.cross_gateway_delivery())
+
+    async def cross_gateway_delivery(self):
+        server = start_redis(self)
+        conf = load_config(self, CHAT + redis_config_text(server) + '[bus]\nbackend = "redis"\n')
+        store = SQLiteStore(os.path.join(os.path.abspath(self.mktemp()), "chat.sqlite3"), reactor)
+        await store.start()
+        self.addCleanup(store.stop)
+        chat_bus = await self.make_bus(conf)
+        # The gateways listen on a bus (a connection) of their own.
+        gateway_bus = await self.make_bus(conf)
+        deliveries = Deliveries()
+        await deliveries.subscribe(gateway_bus)
+        chat = ChatService(conf, store, chat_bus, reactor)
+        await chat.start()
+        self.addCleanup(chat.stop)
+        callers = []
+        for name, gateway in (("Alice", "gateway-1"), ("Bob", "gateway-2"), ("Carol", "gateway-1")):
+            account = await store.create_account(name, HASH)
+            caller = Caller(f"session-{name}", gateway, account.id, name)
+            await chat.session_event(caller, "started")
+            callers.append(caller)
+        alice, bob, carol = callers
+        await deliveries.when(3)  # chat.joined, one per session
+        await chat.handle(alice, "chat.send", {"channel": "world:main", "text": "over redis"})
+        await deliveries.when(5)
+        sent = [(g, m) for g, m in deliveries.messages if m["t"] == "chat.message"]
+        self.assertEqual(sorted(g for g, _ in sent), ["gateway-1", "gateway-2"])
+        for caller in callers:
+            self.assertEqual(
+                [m["text"] for m in deliveries.to(caller, "chat.message")], ["over redis"]
+            )
+        # A room event published by the lobby (its own bus) reaches chat too.
+        await gateway_bus.publish(
+            ROOMS_CHANNEL, {"room": 3, "event": "joined", "caller": bob.to_dict()}
+        )
+        await deliveries.when(6)
+        self.assertEqual(
+            deliveries.to(bob, "chat.joined")[-1], {"channel": "room:3", "history": []}
+        )

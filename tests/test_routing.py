@@ -1,0 +1,385 @@
+"""
+Tests for L{mmo.gateway.router}: routes to game services in other
+processes over AMP with mutual TLS (real links on the loopback interface,
+to a real L{mmo.gateway.router.serve} listener), the commands and error
+that carry them (L{mmo.rpc.commands}), the remote routes a gateway builds
+from its config, and how L{mmo.gateway.tap} wires routes into a gateway
+process.
+
+The gateway's clients talk to it through C{StringTransport}s on a fake
+clock; the RPC links run on the real reactor, so these tests wait (bounded)
+for the answers to arrive.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import IService
+from twisted.internet import defer, error, reactor, task
+from twisted.internet.testing import MemoryReactorClock
+from twisted.protocols import amp
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from mmo import rpc
+from mmo.app import ProcessService
+from mmo.bus.memory import MemoryBus
+from mmo.config import ConfigError
+from mmo.gateway import tap as gateway_tap
+from mmo.gateway.admission import Admission
+from mmo.gateway.factory import GatewayFactory
+from mmo.gateway.router import (
+    ROUTE_PREFIXES,
+    LocalRoute,
+    RemoteRoute,
+    ServiceRPC,
+    ServiceRPCFactory,
+    pack,
+    remote_routes,
+    serve,
+    unpack,
+)
+from mmo.gateway.service import ClientListener
+from mmo.login.tickets import TicketSigner, load_key
+from mmo.rpc.commands import LongBytes, Route, ServiceError, SessionEvent
+from mmo.services import Caller, gateway_channel
+from mmo.wire import codes
+from mmo.wire.codes import WireError
+from tests.redis import free_port
+from tests.support import deployment
+from tests.test_sessions import Lobby, Player
+
+#: Upper bound of any wait on the real reactor; reached only when broken.
+WAIT = 20.0
+
+#: Seconds a route waits for a link in these tests, before "unavailable".
+LINK_WAIT = 0.5
+
+PROCESSES = """
+[processes.gateway-1]
+kind = "gateway"
+client = "tcp:0:interface=127.0.0.1"
+hosts = ["localhost", "127.0.0.1"]
+
+[processes.lobby]
+kind = "lobby"
+rpc = "tcp:{lobby}:interface=127.0.0.1"
+hosts = ["localhost", "127.0.0.1"]
+
+[processes.chat]
+kind = "chat"
+rpc = "tcp:{chat}:interface=127.0.0.1"
+hosts = ["localhost", "127.0.0.1"]
+"""
+
+#: Frames larger than one AMP value (65 535 bytes) must still be routed.
+SETTINGS = "[wire]\nmax_frame_size = 262144\n"
+
+
+async def frames_of(player: Player, count: int = 1) -> list[dict]:
+    """Wait (on the real reactor) until C{player} has received C{count} frames."""
+    received: list[dict] = []
+    for _ in range(int(WAIT / 0.01)):
+        received.extend(player.frames())
+        if len(received) >= count:
+            return received
+        await task.deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError(f"only {received!r} arrived")
+
+
+class Harness(unittest.TestCase):
+    """A lobby process served over RPC, and a gateway factory routing to it."""
+
+    timeout = 60
+
+    def setUp(self):
+        self.config = deployment(
+            self, PROCESSES.format(lobby=free_port(), chat=free_port()), extra=SETTINGS
+        )
+        self.lobby = Lobby()
+        self.listener = serve(self.config, "lobby", self.lobby, reactor)
+        self.listener.startService()
+        self.addCleanup(self.stop_listener)
+        process = self.config.process("gateway-1")
+        # Only the lobby is up: route to it.
+        self.routes = [
+            r for r in remote_routes(self.config, process, reactor, LINK_WAIT) if r.name == "lobby"
+        ]
+        for route in self.routes:
+            for service in route.services():
+                service.startService()
+                self.addCleanup(service.stopService)
+        self.clock = MemoryReactorClock()
+        self.clock.advance(1_800_000_000)
+        self.bus = MemoryBus(reactor=self.clock)
+        self.signer = TicketSigner(load_key(self.config), 60.0, self.clock)
+        self.gateway = GatewayFactory(self.config, process, self.clock, routes=self.routes)
+        self.gateway.bus = self.bus
+        self.gateway.admission = Admission(self.signer, self.bus, "main", self.clock)
+        self.bus.subscribe(gateway_channel("gateway-1"), self.gateway.gatewayMessage)
+
+    def stop_listener(self):
+        if self.listener.running:
+            return self.listener.stopService()
+
+    def links(self):
+        """The RPC links the lobby's listener has accepted."""
+        return self.listener.factory.wrappedFactory.connections
+
+    async def admitted(self) -> Player:
+        player = Player(self.gateway)
+        ticket = self.signer.issue("id-Alice", "Alice", "main")[0]
+        player.send("auth", ticket=ticket)
+        [reply] = await frames_of(player)
+        self.assertEqual(reply["t"], "reply", reply)
+        self.session = reply["session"]
+        return player
+
+    async def ask(self, player: Player, kind: str, **fields) -> dict:
+        player.send(kind, **fields)
+        [answer] = await frames_of(player)
+        return answer
+
+
+class RemoteRouteTests(Harness):
+    async def test_messages_and_events(self):
+        """
+        Messages reach the lobby in its own process with the caller; its
+        replies, its session updates and its errors come back as if local.
+        """
+        player = await self.admitted()
+        [started] = self.lobby.seen("started")
+        self.assertEqual(
+            (started.session, started.gateway, started.name),
+            (self.session, "gateway-1", "Alice"),
+        )
+        answer = await self.ask(player, "room.echo", text="hi")
+        self.assertEqual(
+            answer, {"t": "reply", "id": 3, "text": "hi", "who": "Alice", "via": "gateway-1"}
+        )
+        answer = await self.ask(player, "character.choose", name="Zorro")
+        self.assertEqual(answer, {"t": "reply", "id": 4, "chosen": "Zorro"})
+        [changed] = self.lobby.seen("changed")
+        self.assertEqual(changed.character_name, "Zorro")
+        self.assertEqual((await self.ask(player, "room.echo"))["who"], "Zorro")
+        refused = await self.ask(player, "room.refuse")
+        self.assertEqual(
+            (refused["t"], refused["code"], refused["message"], refused["fatal"]),
+            ("error", codes.ROOM_FULL, "the room is full", False),
+        )
+        unknown = await self.ask(player, "room.nothing")
+        self.assertEqual(unknown["code"], codes.UNKNOWN_TYPE)
+        broken = await self.ask(player, "room.broken")
+        self.assertEqual(broken["code"], codes.INTERNAL)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        player.send_without_id("bye")
+        await self.until(lambda: self.lobby.seen("ended"))
+        self.assertEqual(self.lobby.seen("ended")[0].session, self.session)
+
+    async def test_large_message(self):
+        """A message larger than an AMP value is carried whole, both ways."""
+        player = await self.admitted()
+        text = "x" * 200_000
+        answer = await self.ask(player, "room.echo", text=text)
+        self.assertEqual(answer["text"], text)
+
+    async def test_unavailable_when_down(self):
+        """A service that is down gives the client 'unavailable'; the connection stays."""
+        player = await self.admitted()
+        self.assertEqual((await self.ask(player, "room.echo", text="up"))["text"], "up")
+        await self.listener.stopService()
+        for link in list(self.links()):
+            link.transport.loseConnection()
+        await self.until(
+            lambda: not self.links() and self.routes[0].link.factory.connection is None
+        )
+        answer = await self.ask(player, "room.echo", text="down")
+        self.assertEqual(
+            (answer["t"], answer["code"], answer["fatal"]), ("error", codes.UNAVAILABLE, False)
+        )
+        self.assertTrue(player.open)
+
+    async def until(self, predicate):
+        for _ in range(int(WAIT / 0.01)):
+            if predicate():
+                return
+            await task.deferLater(reactor, 0.01, lambda: None)
+        raise AssertionError(f"gave up waiting for {predicate}")
+
+
+# -- the route, its commands and errors, without a network ---------------------------------
+
+
+class FakeLink:
+    """An RPC link double whose calls fail (or succeed) as told."""
+
+    def __init__(self, result, clock=None):
+        self.result = result
+        self.reactor = clock or MemoryReactorClock()
+        self.peer = type("Peer", (), {"name": "lobby"})()
+        self.calls = []
+
+    def callRemote(self, command, **arguments):
+        self.calls.append((command, arguments))
+        if isinstance(self.result, defer.Deferred):
+            return self.result
+        if isinstance(self.result, Exception):
+            return defer.fail(self.result)
+        return defer.succeed(self.result)
+
+
+class RouteUnitTests(unittest.TestCase):
+    caller = Caller("s1", "gateway-1", "a1", "Alice")
+
+    def outcome(self, result) -> WireError:
+        route = RemoteRoute(("room.",), FakeLink(result))
+        return self.failureResultOf(
+            route.handle(self.caller, "room.x", {"t": "room.x"}), WireError
+        ).value
+
+    def test_errors(self):
+        """How each failure of the link reaches the client."""
+        cases = [
+            (rpc.Unavailable("no link"), codes.UNAVAILABLE),
+            (error.ConnectionLost(), codes.UNAVAILABLE),
+            (error.ConnectionDone(), codes.UNAVAILABLE),
+            (amp.UnknownRemoteError("bug"), codes.INTERNAL),
+            (ServiceError.of(WireError(codes.MUTED, "hush", fatal=True)), codes.MUTED),
+        ]
+        for failure, code in cases:
+            self.assertEqual(self.outcome(failure).code, code, failure)
+        wire = self.outcome(ServiceError.of(WireError(codes.MUTED, "hush", fatal=True)))
+        self.assertEqual((wire.message, wire.fatal), ("hush", True))
+
+    def test_no_answer(self):
+        """A sent message that is never answered: 'unavailable' after the route's timeout."""
+        clock = MemoryReactorClock()
+        route = RemoteRoute(("room.",), FakeLink(defer.Deferred(), clock), timeout=7.0)
+        d = route.handle(self.caller, "room.x", {})
+        clock.advance(6.9)
+        self.assertNoResult(d)
+        clock.advance(0.1)
+        self.assertEqual(self.failureResultOf(d, WireError).value.code, codes.UNAVAILABLE)
+
+    def test_call(self):
+        """The caller and the whole message travel as msgpack; the reply comes back."""
+        link = FakeLink({"body": pack({"ok": 1})})
+        route = RemoteRoute(("room.",), link)
+        reply = self.successResultOf(route.handle(self.caller, "room.x", {"t": "room.x", "a": [1]}))
+        self.assertEqual(reply, {"ok": 1})
+        [(command, arguments)] = link.calls
+        self.assertIs(command, Route)
+        self.assertEqual(Caller.from_dict(unpack(arguments["caller"])), self.caller)
+        self.assertEqual(unpack(arguments["body"]), {"t": "room.x", "a": [1]})
+        self.successResultOf(route.session_event(self.caller, "ended"))
+        self.assertIs(link.calls[-1][0], SessionEvent)
+        self.assertTrue(route.owns("room.join"))
+        self.assertFalse(route.owns("chat.send"))
+
+    def test_local_route(self):
+        lobby = Lobby()
+        route = LocalRoute(lobby)
+        self.assertTrue(route.owns("character.list"))
+        self.assertEqual(route.services(), [])
+        failure = self.failureResultOf(route.handle(self.caller, "room.refuse", {}), WireError)
+        self.assertEqual(failure.value.code, codes.ROOM_FULL)
+
+
+class CommandTests(unittest.TestCase):
+    def test_long_bytes(self):
+        """Values over 65 535 bytes are split over several keys and joined again."""
+        for size in (0, 10, amp.MAX_VALUE_LENGTH, amp.MAX_VALUE_LENGTH + 1, 200_000):
+            value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+            box = Route.makeArguments({"caller": b"c", "kind": "k", "body": value}, None)
+            self.assertTrue(all(len(v) <= amp.MAX_VALUE_LENGTH for v in box.values()))
+            self.assertEqual(Route.parseArguments(amp.AmpBox(box), None)["body"], value)
+
+    def test_long_bytes_type(self):
+        self.assertRaises(TypeError, LongBytes().toBox, b"x", amp.AmpBox(), {"x": "text"}, None)
+
+    def test_service_error(self):
+        error = ServiceError.of(WireError("custom_code", "why: ünïcode", fatal=False))
+        again = ServiceError(str(error)).wire_error()
+        self.assertEqual(
+            (again.code, again.message, again.fatal), ("custom_code", "why: ünïcode", False)
+        )
+        self.assertEqual(ServiceError("garbage").wire_error().code, codes.INTERNAL)
+        self.assertIs(Route.reverseErrors[ServiceError.code], ServiceError)
+
+
+# -- configuration and wiring -------------------------------------------------------------
+
+
+class WiringTests(unittest.TestCase):
+    def setUp(self):
+        self.config = deployment(
+            self,
+            PROCESSES.format(lobby=free_port(), chat=free_port()),
+            extra='[bus]\nbackend = "redis"\n',
+        )
+
+    def test_remote_routes(self):
+        routes = remote_routes(self.config, self.config.process("gateway-1"), MemoryReactorClock())
+        self.assertEqual(
+            [(r.name, r.prefixes) for r in routes],
+            [("lobby", ROUTE_PREFIXES["lobby"]), ("chat", ROUTE_PREFIXES["chat"])],
+        )
+        [link] = routes[0].services()
+        self.assertEqual((link.process.name, link.peer.name), ("gateway-1", "lobby"))
+
+    def test_serve_needs_rpc(self):
+        self.assertRaises(ConfigError, serve, self.config, "gateway-1", Lobby(), reactor)
+        self.assertTrue(IService.providedBy(serve(self.config, "lobby", Lobby(), reactor)))
+
+    def test_gateway_plugin(self):
+        """
+        The gateway plugin routes to the lobby and chat of its config, runs
+        their links as resources (so they outlive the sessions at stop) and
+        hears its own delivery channel.
+        """
+        options = type("Options", (), {})()
+        options.config = self.config
+        options.process = self.config.process("gateway-1")
+        top = gateway_tap.makeService(options, reactor=MemoryReactorClock())
+        [listener] = [s for s in top if isinstance(s, ClientListener)]
+        factory = listener.factory
+        self.assertEqual([r.name for r in factory.routes], ["lobby", "chat"])
+        links = [r.service for r in top.resources if isinstance(r, gateway_tap.ServiceResource)]
+        self.assertEqual(links, [route.link for route in factory.routes])
+        channels = [r.channel for r in top.resources if isinstance(r, gateway_tap.Subscription)]
+        self.assertIn(gateway_channel("gateway-1"), channels)
+        [sessions] = [r for r in top.resources if isinstance(r, gateway_tap.Sessions)]
+        self.assertIs(sessions.factory, factory)
+        order = [type(r).__name__ for r in top.resources]
+        self.assertLess(order.index("ServiceResource"), order.index("Sessions"))
+
+    def test_add_gateway_keeps_factory_routes(self):
+        """Without routes, add_gateway keeps those the factory has."""
+        clock = MemoryReactorClock()
+        config = deployment(self, "[processes.mmo]\nkind = 'mmo'\nclient = 'tcp:0'\n")
+        process = config.process("mmo")
+        lobby = LocalRoute(Lobby())
+        factory = GatewayFactory(config, process, clock, routes=[lobby])
+        top = ProcessService(config, process, clock)
+        gateway_tap.add_gateway(top, factory, MemoryBus(clock), clock)
+        self.assertEqual(factory.routes, [lobby])
+
+
+class ResponderTests(unittest.TestCase):
+    """The service side's responder, fed AMP boxes without a network."""
+
+    def test_round_trip(self):
+        config = deployment(self, PROCESSES.format(lobby=free_port(), chat=free_port()))
+        factory = ServiceRPCFactory(config, config.process("lobby"), Lobby(), MemoryReactorClock())
+        link = factory.buildProtocol(None)
+        self.assertIsInstance(link, ServiceRPC)
+        link.peer = "gateway-1"
+        caller = pack(Caller("s1", "gateway-1", "a1", "Alice").to_dict())
+        responder = link.locateResponder(b"Route")
+        box = Route.makeArguments({"caller": caller, "kind": "room.refuse", "body": pack({})}, link)
+        result = self.failureResultOf(responder(box))
+        self.assertIsInstance(result, Failure)
+        self.assertEqual(result.value.errorCode, ServiceError.code)
+        wire = ServiceError(result.value.description).wire_error()
+        self.assertEqual((wire.code, wire.message), (codes.ROOM_FULL, "the room is full"))
+        bad = Route.makeArguments({"caller": b"\xc1", "kind": "room.echo", "body": pack({})}, link)
+        self.assertEqual(self.failureResultOf(responder(bad)).value.errorCode, b"BAD_REQUEST")

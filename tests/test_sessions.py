@@ -1,0 +1,934 @@
+"""
+Tests for gateway sessions (L{mmo.gateway.session}, L{mmo.gateway.factory},
+L{mmo.gateway.protocol}): numbering and keeping pushes, detaching and
+resuming (on the same gateway and on another one, through the bus),
+heartbeats, flood limits and routing to in-process game services; and the
+SDK's side of heartbeats and resume.
+
+Everything runs on a L{MemoryReactorClock} with the in-process bus and
+C{StringTransport}s (or linked fake transports for the SDK): no network,
+no real time.  The game service is a test double of the callee; the
+gateways under test are real, two of them sharing one bus when a session
+moves between them.
+"""
+
+from __future__ import annotations
+
+from itertools import count
+
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionLost
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.test import iosim
+from twisted.trial import unittest
+
+from mmo import client as sdk
+from mmo.bus.memory import MemoryBus
+from mmo.config import Config
+from mmo.gateway.admission import Admission, FloodLimits, TokenBucket
+from mmo.gateway.factory import GatewayFactory, online_key
+from mmo.gateway.router import LocalRoute
+from mmo.gateway.session import ResumeRefused, Session, session_key, token_hash
+from mmo.login.service import SESSIONS_CHANNEL
+from mmo.login.tickets import TicketSigner
+from mmo.services import SESSION_UPDATE, Caller, GameService, deliver, gateway_channel
+from mmo.wire import codec, codes
+from mmo.wire.codes import WireError
+from tests.support import decode_frames
+
+PEER = IPv4Address("TCP", "192.0.2.7", 51000)
+KEY = b"k" * 64
+WINDOW = 60.0
+INTERVAL = 10.0
+TIMEOUT = 30.0
+
+
+def make_config(flood=None, **gateway) -> Config:
+    """Two gateways of one realm, with C{[gateway]} settings C{gateway}."""
+    settings = {
+        "heartbeat_interval": INTERVAL,
+        "heartbeat_timeout": TIMEOUT,
+        "resume_window": WINDOW,
+        "resume_buffer": 100,
+        "flood_rate": 1000.0,
+        "flood_burst": 1000,
+        **gateway,
+    }
+    if flood:
+        settings["flood"] = flood
+    return Config(
+        {
+            "processes": {
+                "gw-a": {"kind": "gateway", "client": "tcp:7001"},
+                "gw-b": {"kind": "gateway", "client": "tcp:7002"},
+            },
+            "gateway": settings,
+            "wire": {"idle_timeout": 3600.0, "handshake_timeout": 3600.0},
+        }
+    )
+
+
+class Lobby(GameService):
+    """A game service standing in for the lobby: records what the gateways tell it."""
+
+    kind = "lobby"
+    prefixes = ("room.", "character.")
+
+    def __init__(self):
+        super().__init__(None, None, None, None)
+        self.events: list[tuple[str, Caller]] = []
+
+    async def session_event(self, caller, event):
+        self.events.append((event, caller))
+
+    def seen(self, event: str) -> list[Caller]:
+        return [caller for name, caller in self.events if name == event]
+
+    async def on_room_echo(self, caller, message):
+        return {"text": message.get("text"), "who": caller.display_name, "via": caller.gateway}
+
+    async def on_room_refuse(self, caller, message):
+        raise WireError(codes.ROOM_FULL, "the room is full")
+
+    async def on_room_broken(self, caller, message):
+        raise ZeroDivisionError("a bug in the service")
+
+    async def on_room_quiet(self, caller, message):
+        return None
+
+    async def on_character_choose(self, caller, message):
+        name = message["name"]
+        return {
+            "chosen": name,
+            SESSION_UPDATE: {"character_id": f"c-{name}", "character_name": name},
+        }
+
+
+class Player:
+    """One client connection to a gateway factory, over a C{StringTransport}."""
+
+    def __init__(self, factory: GatewayFactory):
+        self.factory = factory
+        self.protocol = factory.buildProtocol(PEER)
+        self.transport = StringTransport(peerAddress=PEER)
+        self.protocol.makeConnection(self.transport)
+        self.ids = count(1)
+        [welcome] = self.request("hello", versions=[1])
+        assert welcome["t"] == "reply", welcome
+
+    def send(self, kind: str, **fields) -> int:
+        request_id = next(self.ids)
+        self.protocol.dataReceived(codec.frame({**fields, "t": kind, "id": request_id}))
+        return request_id
+
+    def send_without_id(self, kind: str, **fields) -> None:
+        self.protocol.dataReceived(codec.frame({**fields, "t": kind}))
+
+    def frames(self) -> list[dict]:
+        """What the gateway sent since the last call (after running what is due)."""
+        self.factory.reactor.advance(0)
+        frames = decode_frames(self.transport.value())
+        self.transport.clear()
+        return frames
+
+    def request(self, kind: str, **fields) -> list[dict]:
+        self.send(kind, **fields)
+        return self.frames()
+
+    def pushes(self) -> list[tuple[int, str]]:
+        """The pushes received since the last call, as (seq, text)."""
+        return [(f["seq"], f.get("text")) for f in self.frames()]
+
+    def drop(self) -> None:
+        """The connection is gone, without a goodbye (as when the network fails)."""
+        self.protocol.connectionLost(Failure(ConnectionLost("cable cut")))
+
+    @property
+    def open(self) -> bool:
+        return not self.transport.disconnecting
+
+
+class SessionTestCase(unittest.TestCase):
+    """Gateways on a fake clock sharing an in-process bus, with a fake lobby."""
+
+    settings: dict = {}
+    flood: dict | None = None
+
+    def setUp(self):
+        self.config = make_config(self.flood, **self.settings)
+        self.clock = MemoryReactorClock()
+        self.clock.advance(1_800_000_000)
+        self.bus = MemoryBus(reactor=self.clock)
+        self.signer = TicketSigner(KEY, 60.0, self.clock)
+        self.lobby = Lobby()
+        self.a = self.gateway("gw-a")
+
+    def gateway(self, name: str) -> GatewayFactory:
+        """A gateway factory wired as L{mmo.gateway.tap.add_gateway} wires one."""
+        factory = GatewayFactory(
+            self.config, self.config.processes[name], self.clock, routes=[LocalRoute(self.lobby)]
+        )
+        factory.bus = self.bus
+        factory.admission = Admission(self.signer, self.bus, "main", self.clock)
+        self.bus.subscribe(SESSIONS_CHANNEL, factory.sessionsMessage)
+        self.bus.subscribe(gateway_channel(name), factory.gatewayMessage)
+        return factory
+
+    def admit(self, factory: GatewayFactory, name: str = "Alice") -> tuple[Player, dict]:
+        """A player admitted on C{factory} with a fresh ticket, and the auth reply."""
+        player = Player(factory)
+        ticket = self.signer.issue(f"id-{name}", name, "main")[0]
+        [reply] = player.request("auth", ticket=ticket)
+        self.assertEqual(reply["t"], "reply", reply)
+        return player, reply
+
+    def deliver(self, gateway: str, session: str, *texts: str) -> None:
+        """Game services push C{texts} to C{session} through the bus, as they do."""
+        for text in texts:
+            self.successResultOf(
+                defer.ensureDeferred(
+                    deliver(self.bus, [(gateway, session)], "news", {"text": text})
+                )
+            )
+        self.clock.advance(0)
+
+    def assertRefused(self, frames, request_id, fragment=""):
+        [error] = frames
+        self.assertEqual(
+            (error["t"], error["code"], error["id"], error["fatal"]),
+            ("error", codes.RESUME_REFUSED, request_id, False),
+        )
+        self.assertIn(fragment, error["message"])
+
+
+# -- the session's life on one gateway ------------------------------------------------
+
+
+class LifecycleTests(SessionTestCase):
+    def test_auth_gives_resume_token(self):
+        """
+        The auth reply carries the session id and a random resume token;
+        the services hear the session started, as a caller of this gateway.
+        """
+        player, reply = self.admit(self.a)
+        other, second = self.admit(self.a, "Bob")
+        self.assertIsInstance(reply["resume"], str)
+        self.assertGreaterEqual(len(reply["resume"]), 43)
+        self.assertNotEqual(reply["resume"], second["resume"])
+        [alice, bob] = self.lobby.seen("started")
+        self.assertEqual(
+            (alice.session, alice.gateway, alice.account_id, alice.name),
+            (reply["session"], "gw-a", "id-Alice", "Alice"),
+        )
+        self.assertEqual(bob.session, second["session"])
+        self.assertIsInstance(player.protocol.session, Session)
+
+    def test_seq_continues_across_reattach(self):
+        """
+        Pushes are numbered by the session: a push made while detached is
+        numbered and kept, and the numbering goes on after the resume.
+        """
+        player, reply = self.admit(self.a)
+        self.assertEqual(player.protocol.push("news", text="one"), 1)
+        self.deliver("gw-a", reply["session"], "two")
+        self.assertEqual(player.pushes(), [(1, "one"), (2, "two")])
+        player.drop()
+        self.deliver("gw-a", reply["session"], "three", "four")
+        self.assertEqual(player.frames(), [])
+        session = self.a.registry.by_id[reply["session"]]
+        self.assertEqual((session.state, session.seq, len(session.outbox)), ("detached", 4, 4))
+        again = Player(self.a)
+        [resumed, *replayed] = again.request("resume", token=reply["resume"], last_seq=2)
+        self.assertEqual(
+            (resumed["t"], resumed["session"], resumed["seq"], resumed["replayed"]),
+            ("reply", reply["session"], 4, 2),
+        )
+        self.assertEqual([(p["seq"], p["text"]) for p in replayed], [(3, "three"), (4, "four")])
+        self.assertEqual(again.protocol.push("news", text="five"), 5)
+        self.deliver("gw-a", reply["session"], "six")
+        self.assertEqual(again.pushes(), [(5, "five"), (6, "six")])
+        self.assertEqual(self.lobby.seen("ended"), [])
+
+    def test_resume_replays_missed_once_in_order(self):
+        """
+        What the client says it saw decides the replay: pushes sent before
+        the drop but not seen are replayed too; nothing is sent twice.
+        """
+        player, reply = self.admit(self.a)
+        self.deliver("gw-a", reply["session"], "a", "b", "c", "d", "e")
+        self.assertEqual([seq for seq, _ in player.pushes()], [1, 2, 3, 4, 5])
+        player.drop()
+        self.deliver("gw-a", reply["session"], "f", "g")
+        again = Player(self.a)
+        [_, *replayed] = again.request("resume", token=reply["resume"], last_seq=3)
+        self.assertEqual(
+            [(p["seq"], p["text"]) for p in replayed],
+            [(4, "d"), (5, "e"), (6, "f"), (7, "g")],
+        )
+        self.deliver("gw-a", reply["session"], "h")
+        self.assertEqual(again.pushes(), [(8, "h")])
+
+    def test_nothing_missed(self):
+        player, reply = self.admit(self.a)
+        self.deliver("gw-a", reply["session"], "a")
+        player.drop()
+        [resumed] = Player(self.a).request("resume", token=reply["resume"], last_seq=1)
+        self.assertEqual((resumed["seq"], resumed["replayed"]), (1, 0))
+
+    def test_window_runs_out(self):
+        """
+        After the resume window the session ends: the services hear it, the
+        presence is cleared, and the token is refused.
+        """
+        player, reply = self.admit(self.a)
+        player.drop()
+        self.clock.advance(WINDOW - 1)
+        self.assertEqual(self.lobby.seen("ended"), [])
+        self.successResultOf(self.a.refreshPresence())
+        self.assertIsNotNone(self.successResultOf(self.bus.get(online_key("id-Alice"))))
+        self.clock.advance(1)
+        [ended] = self.lobby.seen("ended")
+        self.assertEqual(ended.session, reply["session"])
+        self.assertIsNone(self.successResultOf(self.bus.get(online_key("id-Alice"))))
+        self.assertEqual(len(self.a.registry), 0)
+        late = Player(self.a)
+        request_id = late.send("resume", token=reply["resume"], last_seq=0)
+        self.assertRefused(late.frames(), request_id, "unknown")
+        self.assertTrue(late.open)
+
+    def test_token_used_once(self):
+        """A token resumes once; the reply's new token resumes the next time."""
+        player, reply = self.admit(self.a)
+        player.drop()
+        first = Player(self.a)
+        [resumed] = first.request("resume", token=reply["resume"], last_seq=0)
+        self.assertNotEqual(resumed["resume"], reply["resume"])
+        first.drop()
+        second = Player(self.a)
+        request_id = second.send("resume", token=reply["resume"], last_seq=0)
+        self.assertRefused(second.frames(), request_id)
+        [again] = second.request("resume", token=resumed["resume"], last_seq=0)
+        self.assertEqual((again["t"], again["session"]), ("reply", reply["session"]))
+
+    def test_missed_more_than_the_buffer(self):
+        """
+        A client that missed more pushes than are kept is refused with a
+        clear message, and the session ends (it can never be resumed).
+        """
+        self.config.gateway.resume_buffer = 3
+        player, reply = self.admit(self.a)
+        player.drop()
+        self.deliver("gw-a", reply["session"], "1", "2", "3", "4", "5")
+        again = Player(self.a)
+        request_id = again.send("resume", token=reply["resume"], last_seq=1)
+        self.assertRefused(again.frames(), request_id, "missed too much")
+        [ended] = self.lobby.seen("ended")
+        self.assertEqual(ended.session, reply["session"])
+        # Exactly as much as the buffer holds is fine.
+        player, reply = self.admit(self.a, "Bob")
+        player.drop()
+        self.deliver("gw-a", reply["session"], "1", "2", "3", "4", "5")
+        [resumed, *replayed] = again.request("resume", token=reply["resume"], last_seq=2)
+        self.assertEqual([p["seq"] for p in replayed], [3, 4, 5])
+
+    def test_last_seq_ahead(self):
+        """A last_seq the session never reached is refused; the token stays good."""
+        player, reply = self.admit(self.a)
+        player.drop()
+        again = Player(self.a)
+        request_id = again.send("resume", token=reply["resume"], last_seq=7)
+        self.assertRefused(again.frames(), request_id, "ahead")
+        [resumed] = again.request("resume", token=reply["resume"], last_seq=0)
+        self.assertEqual(resumed["t"], "reply")
+
+    def test_resume_while_still_attached(self):
+        """
+        A resume while the old connection is still attached (a half-open
+        connection) takes the session; the old one is told why and closed.
+        """
+        old, reply = self.admit(self.a)
+        self.deliver("gw-a", reply["session"], "a")
+        self.assertEqual(old.pushes(), [(1, "a")])
+        new = Player(self.a)
+        [resumed] = new.request("resume", token=reply["resume"], last_seq=1)
+        self.assertEqual(resumed["t"], "reply")
+        [bye] = old.frames()
+        self.assertEqual((bye["t"], bye["code"]), ("bye", codes.RESUMED_ELSEWHERE))
+        self.assertFalse(old.open)
+        old.drop()
+        self.deliver("gw-a", reply["session"], "b")
+        self.assertEqual(new.pushes(), [(2, "b")])
+        self.assertEqual(old.frames(), [])
+        self.assertEqual(self.a.registry.by_id[reply["session"]].connection, new.protocol)
+
+    def test_bye_ends_at_once(self):
+        player, reply = self.admit(self.a)
+        player.send_without_id("bye")
+        self.assertFalse(player.open)
+        [ended] = self.lobby.seen("ended")
+        self.assertEqual(ended.session, reply["session"])
+        player.drop()
+        self.assertEqual(len(self.lobby.seen("ended")), 1)
+        late = Player(self.a)
+        request_id = late.send("resume", token=reply["resume"], last_seq=0)
+        self.assertRefused(late.frames(), request_id)
+
+    def test_logout_ends_at_once(self):
+        player, reply = self.admit(self.a)
+        answer, bye = player.request("logout")
+        self.assertEqual(answer["t"], "reply")
+        self.assertEqual([c.session for c in self.lobby.seen("ended")], [reply["session"]])
+        self.assertEqual(bye["code"], codes.LOGGED_OUT)
+        self.assertIsNone(
+            self.successResultOf(self.bus.get(session_key(token_hash(reply["resume"]))))
+        )
+
+    def test_replaced(self):
+        """
+        A second login replaces the session, attached or detached: the old
+        one ends (services told), its token is refused, the presence stays
+        the new one's.
+        """
+        first, reply = self.admit(self.a)
+        first.drop()
+        second, newer = self.admit(self.a)
+        self.assertEqual([c.session for c in self.lobby.seen("ended")], [reply["session"]])
+        self.assertEqual(
+            self.successResultOf(self.bus.get(online_key("id-Alice")))["session"],
+            newer["session"],
+        )
+        late = Player(self.a)
+        request_id = late.send("resume", token=reply["resume"], last_seq=0)
+        self.assertRefused(late.frames(), request_id)
+        # Attached: told why.
+        third, _ = self.admit(self.a)
+        [bye] = second.frames()
+        self.assertEqual(bye["code"], codes.REPLACED)
+        self.assertIs(self.a.sessions["id-Alice"], third.protocol)
+
+    def test_no_resume_window(self):
+        """With a window of 0 a dropped session ends at once."""
+        self.config.gateway.resume_window = 0
+        player, reply = self.admit(self.a)
+        player.drop()
+        self.assertEqual([c.session for c in self.lobby.seen("ended")], [reply["session"]])
+
+    def test_resume_checks(self):
+        """resume needs an id, a string token and a non-negative last_seq, before auth."""
+        player = Player(self.a)
+        player.send_without_id("resume", token="x", last_seq=0)
+        [error] = player.frames()
+        self.assertEqual((error["code"], error["id"]), (codes.BAD_REQUEST, None))
+        for fields in (
+            {"last_seq": 0},
+            {"token": 5, "last_seq": 0},
+            {"token": "x", "last_seq": -1},
+        ):
+            request_id = player.send("resume", **fields)
+            [error] = player.frames()
+            self.assertEqual((error["code"], error["id"]), (codes.BAD_REQUEST, request_id))
+        admitted, reply = self.admit(self.a)
+        request_id = admitted.send("resume", token=reply["resume"], last_seq=0)
+        [error] = admitted.frames()
+        self.assertEqual((error["code"], error["id"]), (codes.BAD_REQUEST, request_id))
+
+    def test_shutdown_ends_sessions(self):
+        """A stopping gateway ends every session it holds, attached or not."""
+        first, one = self.admit(self.a)
+        second, two = self.admit(self.a, "Bob")
+        first.drop()
+        self.successResultOf(self.a.stop())
+        self.assertEqual(
+            sorted(c.session for c in self.lobby.seen("ended")),
+            sorted([one["session"], two["session"]]),
+        )
+        self.assertFalse(second.open)
+
+    def test_push_too_large(self):
+        """A push that could never be sent takes no number."""
+        player, reply = self.admit(self.a)
+        error = self.assertRaises(WireError, player.protocol.push, "news", text="x" * 70000)
+        self.assertEqual(error.code, codes.FRAME_TOO_LARGE)
+        self.assertEqual(player.protocol.push("news", text="ok"), 1)
+
+
+class SessionUnitTests(unittest.TestCase):
+    def session(self, buffer=3):
+        caller = Caller("s1", "gw", "a1", "Alice")
+        return Session(caller, None, "token", buffer, 1000)
+
+    def test_missed(self):
+        session = self.session()
+        for i in range(5):
+            session.push("n", {"i": i})
+        self.assertEqual([m["seq"] for m in session.missed(2)], [3, 4, 5])
+        self.assertEqual(session.missed(5), [])
+        self.assertTrue(self.assertRaises(ResumeRefused, session.missed, 1).final)
+        self.assertFalse(self.assertRaises(ResumeRefused, session.missed, 6).final)
+
+    def test_missed_nothing_kept(self):
+        session = self.session()
+        self.assertEqual(session.missed(0), [])
+
+    def test_token_hash(self):
+        self.assertEqual(len(token_hash("abc")), 64)
+        self.assertNotEqual(token_hash("abc"), token_hash("abd"))
+
+
+# -- moving to another gateway --------------------------------------------------------
+
+
+class CrossGatewayTests(SessionTestCase):
+    def setUp(self):
+        super().setUp()
+        self.b = self.gateway("gw-b")
+
+    def test_resume_on_another_gateway(self):
+        """
+        The session moves from A to B: what was delivered to A while it was
+        detached, and what is delivered to A during and after the handover,
+        reaches the client on B in order, exactly once; the services hear
+        that it moved, with B as its gateway.
+        """
+        player, reply = self.admit(self.a)
+        session_id = reply["session"]
+        self.deliver("gw-a", session_id, "seen")
+        self.assertEqual(player.pushes(), [(1, "seen")])
+        player.drop()
+        self.deliver("gw-a", session_id, "missed 1", "missed 2")
+        moved = Player(self.b)
+        request_id = moved.send("resume", token=reply["resume"], last_seq=1)
+        # Published while the handover is under way, to the old gateway.
+        self.deliver("gw-a", session_id, "during")
+        [resumed, *replayed] = moved.frames()
+        self.assertEqual(
+            (resumed["t"], resumed["id"], resumed["session"], resumed["seq"], resumed["replayed"]),
+            ("reply", request_id, session_id, 3, 2),
+        )
+        self.assertEqual(
+            [(p["seq"], p["text"]) for p in replayed],
+            [(2, "missed 1"), (3, "missed 2"), (4, "during")],
+        )
+        [caller] = self.lobby.seen("moved")
+        self.assertEqual((caller.session, caller.gateway), (session_id, "gw-b"))
+        # Services that have not heard yet still deliver to A: forwarded.
+        self.deliver("gw-a", session_id, "late")
+        self.deliver("gw-b", session_id, "direct")
+        self.assertEqual(moved.pushes(), [(5, "late"), (6, "direct")])
+        self.assertEqual(len(self.a.registry), 0)
+        self.assertEqual(self.lobby.seen("ended"), [])
+        self.assertEqual(
+            self.successResultOf(self.bus.get(online_key("id-Alice"))),
+            {"gateway": "gw-b", "session": session_id},
+        )
+        self.assertEqual(
+            self.successResultOf(self.bus.get(session_key(token_hash(resumed["resume"])))), "gw-b"
+        )
+        # The next drop and resume happen on B; the old token is spent everywhere.
+        moved.drop()
+        for gateway in (self.a, self.b):
+            late = Player(gateway)
+            request_id = late.send("resume", token=reply["resume"], last_seq=0)
+            self.assertRefused(late.frames(), request_id)
+        back = Player(self.a)
+        [again, *replayed] = back.request("resume", token=resumed["resume"], last_seq=5)
+        self.assertEqual([(p["seq"], p["text"]) for p in replayed], [(6, "direct")])
+        self.assertEqual(self.lobby.seen("moved")[-1].gateway, "gw-a")
+
+    def test_attached_elsewhere(self):
+        """The old connection, still attached on A, is told the session went elsewhere."""
+        old, reply = self.admit(self.a)
+        moved = Player(self.b)
+        [resumed] = moved.request("resume", token=reply["resume"], last_seq=0)
+        self.assertEqual(resumed["t"], "reply")
+        [bye] = old.frames()
+        self.assertEqual(bye["code"], codes.RESUMED_ELSEWHERE)
+        old.drop()
+        self.assertEqual(self.lobby.seen("ended"), [])
+        self.assertIs(self.b.sessions["id-Alice"], moved.protocol)
+
+    def test_unknown_token(self):
+        player = Player(self.b)
+        request_id = player.send("resume", token="no such token", last_seq=0)
+        self.assertRefused(player.frames(), request_id, "unknown")
+
+    def test_too_much_missed(self):
+        self.config.gateway.resume_buffer = 2
+        player, reply = self.admit(self.a)
+        player.drop()
+        self.deliver("gw-a", reply["session"], "1", "2", "3")
+        moved = Player(self.b)
+        request_id = moved.send("resume", token=reply["resume"], last_seq=0)
+        self.assertRefused(moved.frames(), request_id, "missed too much")
+        self.assertEqual([c.session for c in self.lobby.seen("ended")], [reply["session"]])
+        self.assertEqual(len(self.a.registry) + len(self.b.registry), 0)
+
+    def test_holder_silent(self):
+        """The gateway named on the bus does not answer: refused after the handover timeout."""
+        player = Player(self.b)
+        self.bus.put(session_key(token_hash("orphan")), "gw-gone")
+        request_id = player.send("resume", token="orphan", last_seq=0)
+        self.assertEqual(player.frames(), [])
+        self.clock.advance(self.b.handover_timeout)
+        self.assertRefused(player.frames(), request_id, "did not answer")
+
+    def test_client_gone_during_handover(self):
+        """
+        The client went away before the handover was done: the session waits
+        on the new gateway, and the same token resumes it there.
+        """
+        player, reply = self.admit(self.a)
+        player.drop()
+        moved = Player(self.b)
+        moved.send("resume", token=reply["resume"], last_seq=0)
+        moved.drop()
+        self.clock.advance(0)
+        self.assertEqual(len(self.b.registry), 1)
+        again = Player(self.b)
+        [resumed] = again.request("resume", token=reply["resume"], last_seq=0)
+        self.assertEqual((resumed["t"], resumed["session"]), ("reply", reply["session"]))
+
+    def test_replaced_across_gateways(self):
+        """A login on B ends the account's detached session on A."""
+        player, reply = self.admit(self.a)
+        player.drop()
+        self.admit(self.b)
+        self.clock.advance(0)
+        self.assertEqual([c.session for c in self.lobby.seen("ended")], [reply["session"]])
+        self.assertEqual(len(self.a.registry), 0)
+
+
+# -- heartbeat -------------------------------------------------------------------------
+
+
+class HeartbeatTests(SessionTestCase):
+    def test_heartbeat_when_quiet(self):
+        """A quiet admitted connection gets heartbeats, not numbered, never replayed."""
+        player, reply = self.admit(self.a)
+        self.clock.advance(INTERVAL - 0.5)
+        self.assertEqual(player.frames(), [])
+        self.clock.advance(0.5)
+        [beat] = player.frames()
+        self.assertEqual(beat, {"t": "heartbeat", "time": self.clock.seconds()})
+        self.clock.advance(INTERVAL)
+        [beat] = player.frames()
+        self.assertEqual(beat["t"], "heartbeat")
+        # pong: no reply without an id; an empty one with.
+        player.send_without_id("pong")
+        self.assertEqual(player.frames(), [])
+        [answer] = player.request("pong")
+        self.assertEqual(answer["t"], "reply")
+        self.assertEqual(self.a.registry.by_id[reply["session"]].seq, 0)
+        # Heard from: the next heartbeat is an interval after the pong.
+        self.clock.advance(INTERVAL - 0.5)
+        self.assertEqual(player.frames(), [])
+        self.clock.advance(0.5)
+        self.assertEqual([f["t"] for f in player.frames()], ["heartbeat"])
+
+    def test_traffic_delays_heartbeat(self):
+        player, _ = self.admit(self.a)
+        self.clock.advance(INTERVAL / 2)
+        player.request("ping")
+        self.clock.advance(INTERVAL / 2)
+        self.assertEqual(player.frames(), [])
+        self.clock.advance(INTERVAL / 2)
+        self.assertEqual([f["t"] for f in player.frames()], ["heartbeat"])
+
+    def test_timeout_closes_and_detaches(self):
+        """
+        A client silent for the heartbeat timeout is told goodbye and
+        closed; its session is kept for a resume.
+        """
+        player, reply = self.admit(self.a)
+        for _ in range(2):
+            self.clock.advance(INTERVAL)
+            self.assertEqual([f["t"] for f in player.frames()], ["heartbeat"])
+        self.assertTrue(player.open)
+        self.clock.advance(INTERVAL)
+        [bye] = player.frames()
+        self.assertEqual((bye["t"], bye["code"]), ("bye", codes.HEARTBEAT_TIMEOUT))
+        self.assertFalse(player.open)
+        player.drop()
+        self.assertEqual(self.a.registry.by_id[reply["session"]].state, "detached")
+        self.assertEqual(self.lobby.seen("ended"), [])
+        [resumed] = Player(self.a).request("resume", token=reply["resume"], last_seq=0)
+        self.assertEqual(resumed["t"], "reply")
+
+    def test_none_before_admission(self):
+        player = Player(self.a)
+        self.clock.advance(TIMEOUT * 2)
+        self.assertEqual(player.frames(), [])
+        self.assertTrue(player.open)
+
+    def test_none_after_close(self):
+        player, _ = self.admit(self.a)
+        player.drop()
+        self.assertEqual(self.clock.getDelayedCalls()[0].getTime(), self.clock.seconds() + WINDOW)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+
+
+# -- flood limits -----------------------------------------------------------------------
+
+
+class FloodTests(SessionTestCase):
+    settings = {"flood_rate": 1.0, "flood_burst": 3, "flood_strikes": 3}
+    flood = {"chat": {"types": ["chat.", "room.echo"], "rate": 0.5, "burst": 1}}
+
+    def test_flooding_client_cut_off_others_served(self):
+        """
+        Over its limit a client's messages are dropped with 'flooding' (with
+        their ids); after the strikes it is told goodbye.  Another client's
+        messages, in the same run, are all served.
+        """
+        noisy = Player(self.a)
+        calm = Player(self.a)
+        self.clock.advance(2)  # both buckets full again after their hellos
+        answers, calm_answers = [], []
+        for turn in range(6):
+            request_id = noisy.send("ping")
+            answers.append((request_id, noisy.frames()))
+            if turn % 2:
+                calm_answers.extend(calm.request("ping"))
+            self.clock.advance(0.1)
+        self.assertEqual([frames[0]["t"] for _, frames in answers[:3]], ["reply"] * 3)
+        for request_id, frames in answers[3:5]:
+            self.assertEqual(
+                [(f["t"], f["code"], f["id"], f["fatal"]) for f in frames],
+                [("error", codes.FLOODING, request_id, False)],
+            )
+        request_id, last = answers[5]
+        self.assertEqual(
+            [(f["t"], f["code"]) for f in last], [("error", codes.FLOODING), ("bye", codes.FLOOD)]
+        )
+        self.assertEqual(last[0]["id"], request_id)
+        self.assertFalse(noisy.open)
+        self.assertEqual([f["t"] for f in calm_answers], ["reply"] * 3)
+        self.assertTrue(calm.open)
+
+    def test_refill(self):
+        """A client that slows down is served again, its strikes forgiven."""
+        player = Player(self.a)
+        self.clock.advance(3)
+        for _ in range(4):
+            player.send_without_id("ping")
+        [error] = player.frames()
+        self.assertEqual((error["code"], error["id"]), (codes.FLOODING, None))
+        self.clock.advance(3)
+        for _ in range(2):
+            for _ in range(4):
+                player.send_without_id("ping")
+            self.clock.advance(3)
+        self.assertEqual(len(player.frames()), 2)
+        self.assertTrue(player.open)
+
+    def test_class_limit(self):
+        """A class has its own bucket; other types are not affected by it."""
+        player, _ = self.admit(self.a)
+        self.clock.advance(3)
+        [first] = player.request("room.echo", text="a")
+        self.assertEqual(first["t"], "reply")
+        [second] = player.request("room.echo", text="b")
+        self.assertEqual(second["code"], codes.FLOODING)
+        self.assertIn("chat", second["message"])
+        [other] = player.request("character.choose", name="Zed")
+        self.assertEqual(other["t"], "reply")
+
+    def test_bye_always_honoured(self):
+        player = Player(self.a)
+        for _ in range(5):
+            player.send_without_id("ping")
+        player.frames()
+        player.send_without_id("bye")
+        self.assertFalse(player.open)
+        self.assertEqual(player.frames(), [])
+
+    def test_classes(self):
+        limits = FloodLimits(
+            make_config(
+                {
+                    "chat": {"types": ["chat."], "rate": 1.0, "burst": 1},
+                    "party": {"types": ["chat.party.", "pong", "hello"], "rate": 1.0, "burst": 1},
+                    "move": {"types": ["move"], "rate": 1.0, "burst": 1},
+                }
+            ).gateway,
+            MemoryReactorClock(),
+        )
+        self.assertEqual(limits.class_of("chat.say"), "chat")
+        self.assertEqual(limits.class_of("chat.party.say"), "party")
+        self.assertEqual(limits.class_of("move"), "move")
+        self.assertIsNone(limits.class_of("move.fast"))
+        self.assertIsNone(limits.class_of("chatter"))
+        self.assertIsNone(limits.class_of("pong"))
+        self.assertIsNone(limits.class_of("hello"))
+
+    def test_bucket(self):
+        clock = MemoryReactorClock()
+        bucket = TokenBucket(2.0, 2, clock)
+        self.assertEqual([bucket.take() for _ in range(3)], [True, True, False])
+        clock.advance(0.5)
+        self.assertEqual([bucket.take(), bucket.take()], [True, False])
+        clock.advance(10)
+        self.assertTrue(bucket.full())
+
+
+# -- routing to services in this process ----------------------------------------------------
+
+
+class OtherLobby(Lobby):
+    async def on_room_echo(self, caller, message):
+        return {"other": True}
+
+
+class RoutingTests(SessionTestCase):
+    def test_local_reply(self):
+        player, reply = self.admit(self.a)
+        [answer] = player.request("room.echo", text="hi")
+        self.assertEqual(
+            answer, {"t": "reply", "id": 3, "text": "hi", "who": "Alice", "via": "gw-a"}
+        )
+        player.send("room.quiet")
+        self.assertEqual(player.frames(), [])
+
+    def test_not_before_admission(self):
+        player = Player(self.a)
+        [error] = player.request("room.echo", text="hi")
+        self.assertEqual(error["code"], codes.AUTH_REQUIRED)
+
+    def test_session_update(self):
+        """
+        A reply's session update changes the caller (services hear
+        "changed") and is not passed on to the client.
+        """
+        player, reply = self.admit(self.a)
+        [answer] = player.request("character.choose", name="Zorro")
+        self.assertEqual(answer, {"t": "reply", "id": 3, "chosen": "Zorro"})
+        [changed] = self.lobby.seen("changed")
+        self.assertEqual(
+            (changed.session, changed.character_id, changed.character_name),
+            (reply["session"], "c-Zorro", "Zorro"),
+        )
+        [answer] = player.request("room.echo", text="hi")
+        self.assertEqual(answer["who"], "Zorro")
+        # It survives a resume.
+        player.drop()
+        again = Player(self.a)
+        again.request("resume", token=reply["resume"], last_seq=0)
+        [answer] = again.request("room.echo", text="hi")
+        self.assertEqual(answer["who"], "Zorro")
+
+    def test_unknown_type(self):
+        player, _ = self.admit(self.a)
+        for kind in ("dance", "room.nothing"):
+            request_id = player.send(kind)
+            [error] = player.frames()
+            self.assertEqual((error["code"], error["id"]), (codes.UNKNOWN_TYPE, request_id))
+
+    def test_service_error_passes_through(self):
+        player, _ = self.admit(self.a)
+        [error] = player.request("room.refuse")
+        self.assertEqual(
+            (error["code"], error["message"], error["fatal"]),
+            (codes.ROOM_FULL, "the room is full", False),
+        )
+        self.assertTrue(player.open)
+
+    def test_service_bug(self):
+        player, _ = self.admit(self.a)
+        [error] = player.request("room.broken")
+        self.assertEqual(error["code"], codes.INTERNAL)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_first_route_wins(self):
+        other = OtherLobby()
+        self.a.routes.insert(0, LocalRoute(other))
+        player, _ = self.admit(self.a)
+        [answer] = player.request("room.echo", text="hi")
+        self.assertTrue(answer["other"])
+        # Every route hears every session event.
+        self.assertEqual(len(other.seen("started")), 1)
+        self.assertEqual(len(self.lobby.seen("started")), 1)
+
+
+# -- the SDK -------------------------------------------------------------------------------
+
+
+class SDKTests(SessionTestCase):
+    """The SDK client against a real gateway, over linked fake transports."""
+
+    def connect(self, client=None):
+        client = client or sdk.Client()
+        server = self.a.buildProtocol(PEER)
+        pump = iosim.connect(
+            server,
+            iosim.makeFakeServer(server),
+            client,
+            iosim.makeFakeClient(client),
+            clock=self.clock,
+        )
+        self.successResultOf(client.whenReady())
+        return client, pump
+
+    def test_answers_heartbeats(self):
+        client, pump = self.connect()
+        ticket = self.signer.issue("id-Alice", "Alice", "main")[0]
+        auth = client.request("auth", ticket=ticket)
+        pump.flush()
+        reply = self.successResultOf(auth)
+        self.assertEqual((client.resume_token, client.session), (reply["resume"], reply["session"]))
+        beats = []
+        client.on("heartbeat", beats.append)
+        for _ in range(5):
+            self.clock.advance(INTERVAL)
+            pump.flush()
+        self.assertEqual(len(beats), 5)
+        self.assertFalse(client.closing)
+        # A client that does not answer is cut off.
+        client.answer_heartbeats = False
+        for _ in range(3):
+            self.clock.advance(INTERVAL)
+            pump.flush()
+        self.assertEqual(self.successResultOf(client.whenClosed()).code, codes.HEARTBEAT_TIMEOUT)
+
+    def test_resume(self):
+        """resumption() after a drop, then resume() on a new connection: the missed pushes."""
+        client, pump = self.connect()
+        ticket = self.signer.issue("id-Alice", "Alice", "main")[0]
+        auth = client.request("auth", ticket=ticket)
+        pump.flush()
+        session = self.successResultOf(auth)["session"]
+        self.deliver("gw-a", session, "one")
+        pump.flush()
+        self.assertEqual(client.last_seq, 1)
+        token, last_seq = client.resumption()
+        client.transport.abortConnection()
+        pump.flush()
+        self.deliver("gw-a", session, "two", "three")
+        fresh = sdk.Client()
+        seen = []
+        fresh.on("news", seen.append)
+        self.assertIsNone(fresh.resumption())
+        fresh, pump = self.connect(fresh)
+        resumed = fresh.resume(token, last_seq)
+        pump.flush()
+        reply = self.successResultOf(resumed)
+        self.assertEqual((reply["session"], reply["replayed"]), (session, 2))
+        self.assertEqual([(m["seq"], m["text"]) for m in seen], [(2, "two"), (3, "three")])
+        self.assertEqual(fresh.resumption(), (reply["resume"], 3))
+        refused = sdk.Client()
+        refused, pump = self.connect(refused)
+        d = refused.resume(token, 0)
+        pump.flush()
+        self.assertEqual(self.failureResultOf(d, sdk.ServerError).value.code, codes.RESUME_REFUSED)
+
+
+class SDKUnitTests(unittest.TestCase):
+    def test_heartbeat_answered_not_numbered(self):
+        client = sdk.Client()
+        transport = StringTransport()
+        client.makeConnection(transport)
+        transport.clear()
+        client.dataReceived(codec.frame({"t": "heartbeat", "time": 1.0}))
+        self.assertEqual(decode_frames(transport.value()), [{"t": "pong"}])
+        self.assertEqual(client.last_seq, 0)
