@@ -24,7 +24,6 @@ class Options(ConfigOptions):
 def makeService(options: Options, reactor=None) -> ProcessService:
     from mmo.chat.service import ChatService
     from mmo.gateway.router import LocalRoute
-    from mmo.gateway.websocket import WebSocketListener
     from mmo.lobby.service import LobbyService
 
     config, process = options.config, options.process
@@ -42,8 +41,6 @@ def makeService(options: Options, reactor=None) -> ProcessService:
         factory.login = login
         routes = [LocalRoute(service) for service in services]
         add_gateway(top, factory, login.bus, reactor, routes=routes)
-        if process.websocket:
-            WebSocketListener(config, process, factory, reactor=reactor).setServiceParent(top)
         if process.rpc:
             rpc.listen(config, process, reactor=reactor).setServiceParent(top)
         return top

@@ -147,6 +147,23 @@ class LoginTests(LoginTestCase):
         self.assertEqual(ticket.realm, "main")
         self.assertEqual(reply["expires"], self.clock.seconds() + self.config.login.ticket_ttl)
 
+    async def test_gateway_websocket_port(self):
+        """A gateway that serves browsers is named with its WebSocket port."""
+        info = {
+            "kind": "gateway",
+            "realm": "east",
+            "host": "gw-w.example",
+            "port": 7001,
+            "websocket": 7443,
+            "load": 0,
+        }
+        await self.bus.announce("gw-w", info, 60)
+        reply = await self.login.login("alice", PASSWORD, "10.0.0.1", "east")
+        self.assertEqual(
+            reply["gateway"],
+            {"name": "gw-w", "host": "gw-w.example", "port": 7001, "websocket": 7443},
+        )
+
     async def test_unknown_realm_and_no_gateway(self):
         error = await self.failure_of(self.login.login("alice", PASSWORD, "10.0.0.1", "west"))
         self.assertEqual(error.code, codes.UNKNOWN_REALM)

@@ -17,6 +17,7 @@ from mmo.gateway.admission import Admission
 from mmo.gateway.factory import GatewayFactory
 from mmo.gateway.router import remote_routes
 from mmo.gateway.service import ClientListener, factory_class
+from mmo.gateway.websocket import WebSocketListener
 from mmo.login.service import SESSIONS_CHANNEL
 from mmo.login.tickets import TicketSigner, load_key
 from mmo.services import gateway_channel
@@ -77,17 +78,23 @@ class Sessions:
         return self.factory.stop()
 
 
-def directory_info(process, listener, kind=None, load=None) -> dict:
-    """What a process with a client listener tells the directory about itself."""
+def directory_info(process, listener, kind=None, load=None, websocket=None) -> dict:
+    """
+    What a process with a client listener tells the directory about itself:
+    where clients reach it (and browsers, with a WebSocket listener) and its load.
+    """
     port = listener.port.getHost().port if listener.port is not None else None
     host, public_port = process.public_address(port)
-    return {
+    info = {
         "kind": kind or process.kind,
         "realm": process.realm,
         "host": host,
         "port": public_port,
         "load": load() if load is not None else len(listener.factory.connections),
     }
+    if websocket is not None and websocket.port is not None:
+        info["websocket"] = websocket.port.getHost().port
+    return info
 
 
 def add_gateway(
@@ -119,6 +126,11 @@ def add_gateway(
     top.resource(Sessions(factory))
     listener = ClientListener(config, process, reactor=reactor, factory=factory)
     listener.setServiceParent(top)
+    browsers = None
+    if process.websocket:
+        # The same factory: TCP and WebSocket connections are one set of sessions.
+        browsers = WebSocketListener(config, process, factory, reactor=reactor)
+        browsers.setServiceParent(top)
     beat = config.bus.heartbeat_interval
     presence = TimerService(beat, factory.refreshPresence)
     presence.clock = reactor
@@ -126,7 +138,7 @@ def add_gateway(
     DirectoryService(
         bus,
         process.name,
-        lambda: directory_info(process, listener, load=factory.load),
+        lambda: directory_info(process, listener, load=factory.load, websocket=browsers),
         beat,
         config.bus.heartbeat_timeout,
         reactor=reactor,

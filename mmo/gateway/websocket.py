@@ -460,7 +460,8 @@ class WebSocketListener(TLSListener):
         self.factory = factory
         self.webSocketFactory = WebSocketFactory(
             factory,
-            max_message=config.gateway.websocket_max_message,
+            # A message larger than a frame could never be accepted anyway.
+            max_message=min(config.gateway.websocket_max_message, config.wire.max_frame_size),
             handshake_timeout=config.wire.handshake_timeout,
             origins=origins,
             reactor=reactor,

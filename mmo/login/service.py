@@ -171,7 +171,10 @@ class LoginService:
             raise WireError(NO_GATEWAY, "the realm directory is unavailable; try again soon")
 
     async def gateway(self, realm: str) -> dict:
-        """The least-loaded live gateway of C{realm}: its name, host and port."""
+        """
+        The least-loaded live gateway of C{realm}: its name, host and port
+        (and WebSocket port, if it serves browsers).
+        """
         services = await self._services()
         candidates = {
             name: info
@@ -184,7 +187,10 @@ class LoginService:
         if found is None:
             raise WireError(NO_GATEWAY, f"no gateway of realm {realm!r} is up; try again soon")
         name, info = found
-        return {"name": name, "host": info["host"], "port": info["port"]}
+        gateway = {"name": name, "host": info["host"], "port": info["port"]}
+        if info.get("websocket"):
+            gateway["websocket"] = info["websocket"]
+        return gateway
 
     async def realms(self) -> list[dict]:
         """Every realm with its load: players connected and gateways up."""
