@@ -46,3 +46,23 @@ class DocsTests(unittest.TestCase):
             text = f.read()
         for code in codes.DESCRIPTIONS:
             self.assertIn(f"`{code}`", text)
+
+
+class LinkTests(unittest.TestCase):
+    def test_relative_links_resolve(self):
+        """Every relative link in the README and docs points at a file that exists."""
+        import glob
+        import re
+
+        documents = [os.path.join(ROOT, "README.md")]
+        documents += glob.glob(os.path.join(ROOT, "docs", "*.md"))
+        documents += glob.glob(os.path.join(ROOT, "bench", "*.md"))
+        for document in documents:
+            with open(document) as f:
+                text = f.read()
+            for match in re.finditer(r"\]\(([^)#\s]+)(#[^)]*)?\)", text):
+                target = match.group(1)
+                if "://" in target:
+                    continue
+                path = os.path.normpath(os.path.join(os.path.dirname(document), target))
+                self.assertTrue(os.path.exists(path), f"{document}: {target}")
