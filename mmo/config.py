@@ -15,10 +15,13 @@ Game teams add their own sections by subclassing L{Config} and adding fields
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import tomllib
 from collections.abc import Callable, Iterable
+from fractions import Fraction
+from itertools import pairwise
 from typing import Any, ClassVar
 
 from twisted.internet import endpoints
@@ -773,6 +776,278 @@ class ProcessSection(Section):
         return self.name
 
 
+class Point(Field):
+    """
+    A position on the world map: an array of two numbers C{[x, y]}, read as
+    a tuple of floats.  The default C{None} lets the section choose one.
+    """
+
+    def convert(self, value, path, ctx):
+        if (
+            not isinstance(value, list)
+            or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in value)
+        ):
+            raise ConfigError(f"must be an array of two numbers [x, y], got {value!r}", path)
+        if not all(math.isfinite(v) for v in value):
+            raise ConfigError(f"must be finite numbers, got {value!r}", path)
+        return (float(value[0]), float(value[1]))
+
+
+#: Names of world regions: they name zones in the directory and in logs.
+REGION_NAME = r"^[a-z0-9][a-z0-9_-]{0,31}$"
+
+
+class RegionSection(Section):
+    """
+    One rectangle of the world map, C{[x0, x1) x [y0, y1)}, and the zone
+    process that simulates it.
+    """
+
+    fields = {
+        "x0": Number(REQUIRED, minimum=0, kind=float, doc="Left edge, world units."),
+        "y0": Number(REQUIRED, minimum=0, kind=float, doc="Bottom edge, world units."),
+        "x1": Number(REQUIRED, minimum=0, kind=float, doc="Right edge (exclusive)."),
+        "y1": Number(REQUIRED, minimum=0, kind=float, doc="Top edge (exclusive)."),
+        "process": Str(
+            REQUIRED, pattern=PROCESS_NAME.pattern, doc="The zone process serving the region."
+        ),
+    }
+
+    def check(self):
+        if self.x1 <= self.x0:
+            raise self.error("x1", f"must be greater than x0 ({self.x0:g}), got {self.x1:g}")
+        if self.y1 <= self.y0:
+            raise self.error("y1", f"must be greater than y0 ({self.y0:g}), got {self.y1:g}")
+
+
+class WorldSection(Section):
+    """
+    The world map: its size, its split into regions (each simulated by one
+    zone process), and the rules of the simulation (tick, area of interest,
+    ghosts, hysteresis, speeds, NPCs).  See C{docs/world.md}.
+
+    Regions are either a grid (C{columns} x C{rows}, with one process name
+    per cell in C{zones}, row-major from y = 0) or explicit rectangles
+    (C{[world.regions.NAME]}); either way they must tile the map with no gap
+    and no overlap.  After reading, C{layout} lists every region as
+    C{(name, x0, y0, x1, y1, process)}: the grid's cells are named
+    C{r<row>c<column>}.
+
+    @ivar layout: The regions, in grid (row-major) or file order.
+    """
+
+    #: The process serving a world that names none: the standalone one.
+    DEFAULT_ZONE = "mmo"
+
+    fields = {
+        "width": Number(1000.0, minimum=1, maximum=1e9, kind=float, doc="Map width, world units."),
+        "height": Number(
+            1000.0, minimum=1, maximum=1e9, kind=float, doc="Map height, world units."
+        ),
+        "tick_rate": Number(
+            20.0, minimum=1, maximum=1000, kind=float, doc="Simulation ticks per second."
+        ),
+        "aoi_radius": Number(
+            50.0,
+            minimum=0.1,
+            maximum=1e9,
+            kind=float,
+            doc="A player sees the entities within this distance.",
+        ),
+        "ghost_margin": Number(
+            60.0,
+            minimum=0.1,
+            maximum=1e9,
+            kind=float,
+            doc="Entities this close to a neighbouring region are mirrored into it.",
+        ),
+        "hysteresis": Number(
+            5.0,
+            minimum=0,
+            maximum=1e9,
+            kind=float,
+            doc="How far past its region's border an entity goes before it is handed off.",
+        ),
+        "max_speed": Number(
+            8.0, minimum=0.001, maximum=1e9, kind=float, doc="Fastest a player moves, units/s."
+        ),
+        "speed_tolerance": Number(
+            0.1,
+            minimum=0,
+            maximum=10,
+            kind=float,
+            doc="Share above max_speed still accepted (network jitter, rounding).",
+        ),
+        "move_burst": Number(
+            0.5,
+            minimum=0.001,
+            maximum=60,
+            kind=float,
+            doc="Seconds of movement a player may catch up on at once.",
+        ),
+        "npc_speed": Number(
+            2.0, minimum=0, maximum=1e9, kind=float, doc="NPC walking speed, units/s."
+        ),
+        "npcs": Number(10, minimum=0, maximum=1000000, doc="NPCs each zone spawns."),
+        "spawn": Point(None, doc="Where new players appear, [x, y]; default: the centre."),
+        "columns": Number(1, minimum=1, maximum=1024, doc="Regions across (grid)."),
+        "rows": Number(1, minimum=1, maximum=1024, doc="Regions down (grid)."),
+        "zones": StrList(
+            [],
+            item=lambda name: None if PROCESS_NAME.match(name) else "not a process name",
+            doc="Process serving each grid cell, row-major; default: 'mmo' for every cell.",
+        ),
+        "regions": Tables(
+            RegionSection,
+            name_pattern=REGION_NAME,
+            name_rule="a lower-case name: a-z, 0-9, '_' and '-'",
+            doc="Explicit rectangles, instead of a grid.",
+        ),
+    }
+
+    def check(self):
+        if self.regions:
+            for key, unset in (
+                ("columns", self.columns == 1),
+                ("rows", self.rows == 1),
+                ("zones", not self.zones),
+            ):
+                if not unset:
+                    raise self.error(
+                        key, "set either [world.regions.NAME] tables or a grid, not both"
+                    )
+            self.layout = self._explicit_layout()
+        else:
+            self.layout = self._grid_layout()
+        if self.spawn is None:
+            self.spawn = (self.width / 2, self.height / 2)
+        elif not (0 <= self.spawn[0] <= self.width and 0 <= self.spawn[1] <= self.height):
+            raise self.error(
+                "spawn", f"{list(self.spawn)} is outside the map ({self.width:g} x {self.height:g})"
+            )
+        if self.aoi_radius > self.ghost_margin:
+            raise self.error(
+                "aoi_radius",
+                f"must not exceed ghost_margin ({self.ghost_margin:g}): players near a border "
+                "would not see everything within their radius on the other side",
+            )
+        # An entity is ghosted only into the neighbours of the region that
+        # owns it, even while it is up to `hysteresis` deep into one of them.
+        reach = self.ghost_margin + self.hysteresis
+        for name, x0, y0, x1, y1, _process in self.layout:
+            side = min(x1 - x0, y1 - y0)
+            if reach >= side:
+                raise self.error(
+                    "ghost_margin",
+                    f"ghost_margin + hysteresis ({reach:g}) must be smaller than every "
+                    f"region's width and height; region {name!r} is "
+                    f"{x1 - x0:g} x {y1 - y0:g}",
+                )
+        if self.move_burst < 2 / self.tick_rate:
+            raise self.error(
+                "move_burst",
+                f"must be at least two ticks ({2 / self.tick_rate:g} s at "
+                f"tick_rate {self.tick_rate:g}), got {self.move_burst:g}",
+            )
+
+    def _grid_layout(self) -> list[tuple]:
+        zones = self.zones or [self.DEFAULT_ZONE] * (self.columns * self.rows)
+        if len(zones) != self.columns * self.rows:
+            raise self.error(
+                "zones",
+                f"a grid of {self.columns} columns x {self.rows} rows needs "
+                f"{self.columns * self.rows} zone names, got {len(zones)}",
+            )
+        layout = []
+        for row in range(self.rows):
+            for column in range(self.columns):
+                layout.append(
+                    (
+                        f"r{row}c{column}",
+                        self.width * column / self.columns,
+                        self.height * row / self.rows,
+                        self.width * (column + 1) / self.columns,
+                        self.height * (row + 1) / self.rows,
+                        zones[row * self.columns + column],
+                    )
+                )
+        return layout
+
+    def _explicit_layout(self) -> list[tuple]:
+        regions = list(self.regions.values())
+        for region in regions:
+            for key, limit in (("x1", self.width), ("y1", self.height)):
+                if getattr(region, key) > limit:
+                    which = "width" if key == "x1" else "height"
+                    raise ConfigError(
+                        f"must be at most the map's {which} ({limit:g}), "
+                        f"got {getattr(region, key):g}",
+                        self._path + ("regions", region.name, key),
+                    )
+        for index, region in enumerate(regions):
+            for other in regions[:index]:
+                if (
+                    region.x0 < other.x1
+                    and other.x0 < region.x1
+                    and region.y0 < other.y1
+                    and other.y0 < region.y1
+                ):
+                    raise ConfigError(
+                        f"overlaps world.regions.{other.name} in "
+                        f"({max(region.x0, other.x0):g}, {max(region.y0, other.y0):g})-"
+                        f"({min(region.x1, other.x1):g}, {min(region.y1, other.y1):g})",
+                        self._path + ("regions", region.name),
+                    )
+        # Without overlaps, the regions tile the map exactly when their areas
+        # add up to the map's: computed exactly, as fractions of the floats.
+        covered = sum(
+            (Fraction(r.x1) - Fraction(r.x0)) * (Fraction(r.y1) - Fraction(r.y0)) for r in regions
+        )
+        if covered != Fraction(self.width) * Fraction(self.height):
+            x0, y0, x1, y1 = _first_gap(regions, self.width, self.height)
+            raise ConfigError(
+                f"the regions leave a gap: no region covers ({x0:g}, {y0:g})-({x1:g}, {y1:g})",
+                self._path + ("regions",),
+            )
+        return [(r.name, r.x0, r.y0, r.x1, r.y1, r.process) for r in regions]
+
+    def check_processes(self, processes: dict, file: str | None = None) -> None:
+        """
+        Check that every region is served by a process of C{processes} (the
+        C{[processes]} tables) of kind C{zone} or C{mmo}.  Called by what
+        starts zones, not on every load: a file may describe only part of a
+        deployment.
+
+        @raise ConfigError: Naming C{world.zones} or the region's C{process}.
+        """
+        for name, _x0, _y0, _x1, _y1, process in self.layout:
+            found = processes.get(process)
+            if found is not None and found.kind in ("zone", "mmo"):
+                continue
+            path = (
+                self._path + ("regions", name, "process")
+                if self.regions
+                else self._path + ("zones",)
+            )
+            reason = "no such process" if found is None else f"a {found.kind!r} process"
+            raise ConfigError(
+                f"region {name!r} is served by {process!r}: {reason}, not a zone", path, file
+            )
+
+
+def _first_gap(regions, width: float, height: float) -> tuple[float, float, float, float]:
+    """The first rectangle of the map (bottom to top) that no region covers."""
+    xs = sorted({0.0, width, *(r.x0 for r in regions), *(r.x1 for r in regions)})
+    ys = sorted({0.0, height, *(r.y0 for r in regions), *(r.y1 for r in regions)})
+    for y0, y1 in pairwise(ys):
+        for x0, x1 in pairwise(xs):
+            mx, my = (x0 + x1) / 2, (y0 + y1) / 2
+            if not any(r.x0 <= mx < r.x1 and r.y0 <= my < r.y1 for r in regions):
+                return x0, y0, x1, y1
+    return 0.0, 0.0, width, height  # unreachable when the areas differ
+
+
 class Config(Section):
     """
     The whole file.  Read one with L{load}.
@@ -792,6 +1067,7 @@ class Config(Section):
         "gateway": Table(GatewaySection),
         "lobby": Table(LobbySection),
         "chat": Table(ChatSection),
+        "world": Table(WorldSection),
         "realms": Tables(
             RealmSection,
             name_pattern=r"^[a-z][a-z0-9-]{0,31}$",

@@ -1,0 +1,197 @@
+"""
+Zone tick cost: the time one zone's simulation tick takes for 500, 1,000,
+2,000 and 5,000 moving entities, in process, against the 50 ms budget of a
+20 Hz tick.
+
+    python bench/zone_tick.py [--sizes 500,1000,2000,5000] [--ticks 400] [--json]
+
+The zone is the left half (1000 x 1000 units) of a 2000 x 1000 world of two
+regions, with the shipped [world] defaults otherwise (AOI radius 50, ghost
+margin 60).  A tenth of the entities are players with sessions on four
+gateways, each sending one move input per tick (a random walk at the speed
+limit); the rest are NPCs wandering.  The neighbouring zone's entities within
+the ghost margin (the same density) are mirrored in as ghosts every tick, as
+fresh views, as they would arrive from another process.  Time is the fake
+clock's, advanced one interval per tick; tick durations are measured with
+time.perf_counter.  The baseline: a bare loop moving the same number of
+entities, measured in the same run, as a yardstick of the machine's speed.
+
+Once a size's world is set up, the benchmark calls gc.freeze(), as a zone
+process should once it has started: CPython's full collections then scan
+only what was allocated since, instead of the whole process (tens of
+milliseconds here, in the middle of a tick).  --no-gc-freeze measures
+without it.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import parser, percentile, report  # noqa: E402
+from twisted.internet import task  # noqa: E402
+
+from mmo.config import WorldSection  # noqa: E402
+from mmo.zone.entity import NPC, PLAYER, Entity  # noqa: E402
+from mmo.zone.simulation import ZoneSimulation  # noqa: E402
+from mmo.zone.world import WorldMap  # noqa: E402
+
+BUDGET = 0.050
+WARMUP = 20
+GATEWAYS = 4
+
+
+def world_config() -> WorldSection:
+    return WorldSection(
+        {"width": 2000, "height": 1000, "columns": 2, "zones": ["zone-1", "zone-2"]},
+        ("world",),
+    )
+
+
+class Walker:
+    """A player bot: walks at the speed limit, turning now and then, inside its region."""
+
+    def __init__(self, entity: Entity, rng: random.Random, speed: float, region):
+        self.entity = entity
+        self.rng = rng
+        self.step = speed
+        self.region = region
+        self.seq = 0
+        self.turn()
+
+    def turn(self) -> None:
+        angle = self.rng.uniform(0, 2 * math.pi)
+        self.dx, self.dy = math.cos(angle), math.sin(angle)
+
+    def next_input(self, interval: float) -> tuple[int, float, float]:
+        if self.rng.random() < 0.02:
+            self.turn()
+        r, e = self.region, self.entity
+        x = e.x + self.dx * self.step * interval
+        y = e.y + self.dy * self.step * interval
+        if not (r.x0 + 1 <= x <= r.x1 - 1):
+            self.dx = -self.dx
+            x = e.x
+        if not (r.y0 + 1 <= y <= r.y1 - 1):
+            self.dy = -self.dy
+            y = e.y
+        self.seq += 1
+        return self.seq, x, y
+
+
+def run_size(size: int, ticks: int, max_seconds: float, seed: int, freeze: bool = True) -> dict:
+    conf = world_config()
+    world = WorldMap.from_config(conf)
+    region = world.region("r0c0")
+    clock = task.Clock()
+    rng = random.Random(seed)
+    sim = ZoneSimulation(world, region, conf, clock, rng=random.Random(seed + 1))
+    interval = 1.0 / conf.tick_rate
+    players = max(1, size // 10)
+    walkers = []
+    for i in range(players):
+        entity = Entity(
+            id=f"player-{i}",
+            kind=PLAYER,
+            x=rng.uniform(region.x0 + 1, region.x1 - 1),
+            y=rng.uniform(region.y0 + 1, region.y1 - 1),
+            name=f"player {i}",
+            session=f"session-{i}",
+            gateway=f"gateway-{i % GATEWAYS}",
+        )
+        sim.add(entity)
+        walkers.append(Walker(entity, rng, conf.max_speed, region))
+    sim.spawn_npcs(size - players)
+
+    # The neighbour's entities within the ghost margin, at the same density.
+    margin = conf.ghost_margin
+    ghosts = [
+        [f"ghost-{i}", rng.uniform(region.x1, region.x1 + margin), rng.uniform(0, 1000)]
+        for i in range(round(size * margin / region.width))
+    ]
+
+    gc.collect()
+    if freeze:
+        gc.freeze()
+    durations = []
+    pushes = 0
+    deadline = time.perf_counter() + max_seconds
+    for n in range(WARMUP + ticks):
+        clock.advance(interval)
+        for walker in walkers:
+            sim.input(walker.entity.id, *walker.next_input(interval))
+        for ghost in ghosts:
+            ghost[1] = min(region.x1 + margin, max(region.x1, ghost[1] + rng.uniform(-0.1, 0.1)))
+            ghost[2] = min(1000.0, max(0.0, ghost[2] + rng.uniform(-0.1, 0.1)))
+        sim.set_ghosts(
+            "r0c1",
+            [
+                {"id": g[0], "kind": NPC, "x": g[1], "y": g[2], "name": g[0], "attrs": {}}
+                for g in ghosts
+            ],
+        )
+        started = time.perf_counter()
+        result = sim.tick()
+        elapsed = time.perf_counter() - started
+        if n >= WARMUP:
+            durations.append(elapsed)
+            pushes += sum(len(sessions) for sessions in result.pushes.values())
+        if time.perf_counter() > deadline and len(durations) >= 10:
+            break
+    visible = sum(len(v) for v in sim.aoi.known.values()) / max(1, len(sim.aoi.known))
+
+    # The yardstick: the same number of entities moved by a bare loop.
+    positions = [[rng.random() * 1000, rng.random() * 1000, 0.3, 0.4] for _ in range(size)]
+    baseline = []
+    for _ in range(len(durations)):
+        started = time.perf_counter()
+        for p in positions:
+            p[0] += p[2] * interval
+            p[1] += p[3] * interval
+        baseline.append(time.perf_counter() - started)
+
+    measured = len(durations)
+    p50 = percentile(durations, 0.50) * 1000
+    move_p50 = percentile(baseline, 0.50) * 1000
+    return {
+        f"ticks_{size}": measured,
+        f"tick_p50_ms_{size}": p50,
+        f"tick_p99_ms_{size}": percentile(durations, 0.99) * 1000,
+        f"tick_max_ms_{size}": max(durations) * 1000,
+        f"over_budget_{size}": sum(d > BUDGET for d in durations) / measured,
+        f"pushes_per_tick_{size}": pushes / measured,
+        f"visible_per_player_{size}": visible,
+        f"move_p50_ms_{size}": move_p50,
+        f"move_ratio_{size}": p50 / move_p50 if move_p50 else float("nan"),
+    }
+
+
+def main() -> None:
+    p = parser(__doc__.strip().splitlines()[0])
+    p.add_argument("--sizes", default="500,1000,2000,5000", help="entity counts, comma-separated")
+    p.add_argument("--ticks", type=int, default=400, help="ticks measured per size")
+    p.add_argument("--max-seconds", type=float, default=30.0, help="time limit per size")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument(
+        "--no-gc-freeze",
+        dest="freeze",
+        action="store_false",
+        help="leave the whole heap to CPython's full collections",
+    )
+    args = p.parse_args()
+    figures: dict = {"budget_ms": BUDGET * 1000, "gc_freeze": args.freeze}
+    for size in (int(s) for s in args.sizes.split(",")):
+        figures.update(run_size(size, args.ticks, args.max_seconds, args.seed, args.freeze))
+        if args.freeze:
+            gc.unfreeze()
+    report(figures, args.json)
+
+
+if __name__ == "__main__":
+    main()

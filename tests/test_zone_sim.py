@@ -1,0 +1,1058 @@
+"""
+Tests for the zone simulation: the C{[world]} config, the world map, areas
+of interest, movement input, crossings, ghost views, NPCs and the ticker.
+
+Everything runs on a L{task.Clock} with seeded random generators: no real
+time, no timed assertions.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from itertools import pairwise
+
+from twisted.internet import task
+from twisted.trial import unittest
+
+from mmo import config
+from mmo.config import ConfigError, WorldSection
+from mmo.zone.aoi import AreaOfInterest
+from mmo.zone.entity import NPC, PLAYER, Entity
+from mmo.zone.simulation import Input, ZoneSimulation
+from mmo.zone.ticker import Ticker
+from mmo.zone.world import Region, WorldMap
+from tests.support import write_config
+
+PROCESSES = """
+[processes.mmo]
+kind = "mmo"
+client = "tcp:7000:interface=127.0.0.1"
+
+[processes.zone-1]
+kind = "zone"
+
+[processes.zone-2]
+kind = "zone"
+
+[processes.login]
+kind = "login"
+client = "tcp:7001:interface=127.0.0.1"
+"""
+
+TICK = 0.05
+
+
+def world(**values) -> WorldSection:
+    """A C{[world]} section read from C{values}."""
+    return WorldSection(values, ("world",))
+
+
+def player(entity_id: str, x: float, y: float, gateway: str = "gw-1") -> Entity:
+    """A player with a session on C{gateway}."""
+    return Entity(
+        entity_id, PLAYER, x, y, name=entity_id, session=f"s-{entity_id}", gateway=gateway
+    )
+
+
+class Zone:
+    """A simulation on a fake clock, and helpers to drive it."""
+
+    def __init__(self, values=None, region="r0c0", seed=1, cls=ZoneSimulation, conf=None):
+        self.conf = conf if conf is not None else world(**(values or {}))
+        self.map = WorldMap.from_config(self.conf)
+        self.clock = task.Clock()
+        self.sim = cls(self.map, region, self.conf, self.clock, rng=random.Random(seed))
+
+    def tick(self, dt: float = TICK):
+        self.clock.advance(dt)
+        return self.sim.tick()
+
+
+def events_of(result, entity: Entity) -> dict:
+    """The events of C{entity}'s session in C{result}, by kind."""
+    events = result.pushes.get(entity.gateway, {}).get(entity.session, [])
+    kinds = [kind for kind, _fields in events]
+    assert len(kinds) == len(set(kinds)), f"several events of one kind: {kinds}"
+    return dict(events)
+
+
+def ids(views) -> set:
+    return {view["id"] for view in views}
+
+
+# -- config ---------------------------------------------------------------------------
+
+
+class WorldConfigTests(unittest.TestCase):
+    def load(self, world_text: str):
+        return config.load(write_config(self, PROCESSES + world_text))
+
+    def assertConfigError(self, world_text: str, key: str, *fragments: str) -> str:
+        """Loading a file with C{world_text} fails naming the file, C{key} and C{fragments}."""
+        path = write_config(self, PROCESSES + world_text)
+        error = self.assertRaises(ConfigError, config.load, path)
+        message = str(error)
+        self.assertTrue(message.startswith(f"{path}: {key}: "), message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        return message
+
+    def test_defaults(self):
+        """Without [world]: one region over a 1000 x 1000 map, served by 'mmo'."""
+        conf = self.load("")
+        w = conf.world
+        self.assertEqual(w.layout, [("r0c0", 0.0, 0.0, 1000.0, 1000.0, "mmo")])
+        self.assertEqual(w.tick_rate, 20.0)
+        self.assertEqual(w.spawn, (500.0, 500.0))
+        self.assertEqual(w.npcs, 10)
+        self.assertLessEqual(w.aoi_radius, w.ghost_margin)
+
+    def test_grid(self):
+        """Grid cells are named r<row>c<column>, row-major from y = 0."""
+        conf = self.load(
+            "[world]\nwidth = 200\nheight = 100\ncolumns = 2\nrows = 2\n"
+            'zones = ["zone-1", "zone-2", "zone-2", "zone-1"]\nspawn = [10, 20]\n'
+            "aoi_radius = 10\nghost_margin = 20\n"
+        )
+        self.assertEqual(
+            conf.world.layout,
+            [
+                ("r0c0", 0.0, 0.0, 100.0, 50.0, "zone-1"),
+                ("r0c1", 100.0, 0.0, 200.0, 50.0, "zone-2"),
+                ("r1c0", 0.0, 50.0, 100.0, 100.0, "zone-2"),
+                ("r1c1", 100.0, 50.0, 200.0, 100.0, "zone-1"),
+            ],
+        )
+        self.assertEqual(conf.world.spawn, (10.0, 20.0))
+
+    def test_grid_zone_count(self):
+        self.assertConfigError(
+            '[world]\ncolumns = 2\nrows = 2\nzones = ["zone-1", "zone-2", "zone-1"]\n',
+            "world.zones",
+            "needs 4 zone names, got 3",
+        )
+
+    def test_bad_grid(self):
+        self.assertConfigError("[world]\ncolumns = 0\n", "world.columns", "at least 1")
+        self.assertConfigError('[world]\nzones = ["Zone 1"]\n', "world.zones", "process name")
+
+    def test_regions(self):
+        conf = self.load(
+            "[world]\nwidth = 300\nheight = 100\n"
+            '[world.regions.west]\nx0 = 0\ny0 = 0\nx1 = 100\ny1 = 100\nprocess = "zone-1"\n'
+            '[world.regions.east]\nx0 = 100\ny0 = 0\nx1 = 300\ny1 = 100\nprocess = "zone-2"\n'
+        )
+        self.assertEqual(
+            conf.world.layout,
+            [
+                ("west", 0.0, 0.0, 100.0, 100.0, "zone-1"),
+                ("east", 100.0, 0.0, 300.0, 100.0, "zone-2"),
+            ],
+        )
+
+    def test_gap(self):
+        """A gap is named, with where it is."""
+        self.assertConfigError(
+            "[world]\nwidth = 300\nheight = 100\n"
+            '[world.regions.west]\nx0 = 0\ny0 = 0\nx1 = 100\ny1 = 100\nprocess = "zone-1"\n'
+            '[world.regions.east]\nx0 = 120\ny0 = 0\nx1 = 300\ny1 = 100\nprocess = "zone-2"\n',
+            "world.regions",
+            "gap",
+            "(100, 0)-(120, 100)",
+        )
+
+    def test_overlap(self):
+        self.assertConfigError(
+            "[world]\nwidth = 300\nheight = 100\n"
+            '[world.regions.west]\nx0 = 0\ny0 = 0\nx1 = 150\ny1 = 100\nprocess = "zone-1"\n'
+            '[world.regions.east]\nx0 = 100\ny0 = 0\nx1 = 300\ny1 = 100\nprocess = "zone-2"\n',
+            "world.regions.east",
+            "overlaps world.regions.west",
+            "(100, 0)-(150, 100)",
+        )
+
+    def test_overlap_with_equal_total_area(self):
+        """An overlap is found even where it makes up for a gap of the same area."""
+        self.assertConfigError(
+            "[world]\nwidth = 200\nheight = 100\n"
+            '[world.regions.a]\nx0 = 0\ny0 = 0\nx1 = 100\ny1 = 100\nprocess = "zone-1"\n'
+            '[world.regions.b]\nx0 = 50\ny0 = 0\nx1 = 150\ny1 = 100\nprocess = "zone-2"\n',
+            "world.regions.b",
+            "overlaps world.regions.a",
+        )
+
+    def test_region_off_the_map(self):
+        self.assertConfigError(
+            "[world]\nwidth = 100\nheight = 100\n"
+            '[world.regions.a]\nx0 = 0\ny0 = 0\nx1 = 120\ny1 = 100\nprocess = "zone-1"\n',
+            "world.regions.a.x1",
+            "at most the map's width (100)",
+        )
+
+    def test_empty_region(self):
+        self.assertConfigError(
+            "[world]\nwidth = 100\nheight = 100\n"
+            '[world.regions.a]\nx0 = 50\ny0 = 0\nx1 = 50\ny1 = 100\nprocess = "zone-1"\n',
+            "world.regions.a.x1",
+            "greater than x0",
+        )
+
+    def test_region_needs_a_process(self):
+        self.assertConfigError(
+            "[world]\nwidth = 100\nheight = 100\n"
+            "[world.regions.a]\nx0 = 0\ny0 = 0\nx1 = 100\ny1 = 100\n",
+            "world.regions.a.process",
+            "is required",
+        )
+
+    def test_grid_and_regions(self):
+        self.assertConfigError(
+            "[world]\nwidth = 100\nheight = 100\ncolumns = 2\n"
+            '[world.regions.a]\nx0 = 0\ny0 = 0\nx1 = 100\ny1 = 100\nprocess = "zone-1"\n',
+            "world.columns",
+            "not both",
+        )
+
+    def test_ghost_margin_too_big(self):
+        self.assertConfigError(
+            "[world]\nwidth = 200\nheight = 100\ncolumns = 4\n"
+            'zones = ["mmo", "mmo", "mmo", "mmo"]\n'
+            "aoi_radius = 30\nghost_margin = 48\nhysteresis = 2\n",
+            "world.ghost_margin",
+            "smaller than every region's width and height",
+            "'r0c0' is 50 x 100",
+        )
+
+    def test_aoi_radius_beyond_margin(self):
+        self.assertConfigError(
+            "[world]\naoi_radius = 70\nghost_margin = 60\n",
+            "world.aoi_radius",
+            "must not exceed ghost_margin (60)",
+        )
+
+    def test_spawn(self):
+        self.assertConfigError("[world]\nspawn = [1001, 5]\n", "world.spawn", "outside the map")
+        self.assertConfigError('[world]\nspawn = [1, "a"]\n', "world.spawn", "two numbers")
+        self.assertConfigError("[world]\nspawn = [1]\n", "world.spawn", "two numbers")
+
+    def test_move_burst(self):
+        self.assertConfigError(
+            "[world]\nmove_burst = 0.05\n", "world.move_burst", "at least two ticks"
+        )
+
+    def test_unknown_key(self):
+        self.assertConfigError("[world]\nwidht = 5\n", "world.widht", "unknown key")
+
+    def test_check_processes(self):
+        """Regions must be served by zone (or standalone) processes of the deployment."""
+        conf = self.load('[world]\ncolumns = 2\nzones = ["zone-1", "mmo"]\n')
+        conf.world.check_processes(conf.processes, conf.file)
+        conf = self.load('[world]\ncolumns = 2\nzones = ["zone-1", "zone-9"]\n')
+        error = self.assertRaises(
+            ConfigError, conf.world.check_processes, conf.processes, conf.file
+        )
+        self.assertEqual(
+            str(error),
+            f"{conf.file}: world.zones: region 'r0c1' is served by 'zone-9': "
+            "no such process, not a zone",
+        )
+        conf = self.load(
+            "[world]\nwidth = 100\nheight = 100\n"
+            '[world.regions.a]\nx0 = 0\ny0 = 0\nx1 = 100\ny1 = 100\nprocess = "login"\n'
+        )
+        error = self.assertRaises(ConfigError, conf.world.check_processes, conf.processes)
+        self.assertEqual(
+            str(error),
+            "world.regions.a.process: region 'a' is served by 'login': "
+            "a 'login' process, not a zone",
+        )
+
+
+# -- the map --------------------------------------------------------------------------
+
+
+class WorldMapTests(unittest.TestCase):
+    def setUp(self):
+        self.map = WorldMap.from_config(
+            world(
+                columns=3,
+                rows=3,
+                zones=["mmo"] * 9,
+                width=300,
+                height=300,
+                aoi_radius=20,
+                ghost_margin=30,
+            )
+        )
+
+    def test_region_at(self):
+        m = self.map
+        self.assertEqual(m.region_at(50, 50).name, "r0c0")
+        self.assertEqual(m.region_at(150, 250).name, "r2c1")
+        # A border belongs to the region that starts there.
+        self.assertEqual(m.region_at(100, 50).name, "r0c1")
+        self.assertEqual(m.region_at(math.nextafter(100, 0), 50).name, "r0c0")
+        self.assertEqual(m.region_at(100, 100).name, "r1c1")
+        # The map's own edges belong to the regions along them.
+        self.assertEqual(m.region_at(0, 0).name, "r0c0")
+        self.assertEqual(m.region_at(300, 300).name, "r2c2")
+        self.assertEqual(m.region_at(300, 0).name, "r0c2")
+        self.assertIsNone(m.region_at(-0.001, 5))
+        self.assertIsNone(m.region_at(5, 300.001))
+
+    def test_in_bounds(self):
+        self.assertTrue(self.map.in_bounds(0, 300))
+        self.assertFalse(self.map.in_bounds(300.5, 10))
+        self.assertFalse(self.map.in_bounds(10, -1))
+
+    def test_neighbours(self):
+        m = self.map
+        self.assertEqual(len(m.neighbours("r1c1")), 8)
+        self.assertEqual({r.name for r in m.neighbours("r0c0")}, {"r0c1", "r1c0", "r1c1"})
+        self.assertEqual(len(m.neighbours(m.region("r0c1"))), 5)
+
+    def test_distance_to_region(self):
+        m = self.map
+        self.assertEqual(m.distance_to_region("r1c1", 150, 150), 0)
+        self.assertEqual(m.distance_to_region("r1c1", 100, 150), 0)
+        self.assertEqual(m.distance_to_region("r1c1", 90, 150), 10)
+        self.assertAlmostEqual(m.distance_to_region("r1c1", 97, 96), 5)
+
+    def test_regions_within(self):
+        m = self.map
+        near = m.regions_within(95, 95, 10, exclude="r0c0")
+        self.assertEqual({r.name for r in near}, {"r0c1", "r1c0", "r1c1"})
+        self.assertEqual({r.name for r in m.regions_within(50, 50, 10)}, {"r0c0"})
+        self.assertEqual(m.regions_within(50, 50, 10, exclude="r0c0"), [])
+
+    def test_irregular_regions(self):
+        """Explicit rectangles: one wide region above two narrow ones."""
+        m = WorldMap(
+            100,
+            100,
+            [
+                Region("top", 0, 60, 100, 100, "zone-1"),
+                Region("left", 0, 0, 30, 60, "zone-2"),
+                Region("right", 30, 0, 100, 60, "zone-2"),
+            ],
+        )
+        self.assertEqual(m.region_at(29.9, 59.9).name, "left")
+        self.assertEqual(m.region_at(30, 59.9).name, "right")
+        self.assertEqual(m.region_at(30, 60).name, "top")
+        self.assertEqual({r.name for r in m.neighbours("left")}, {"top", "right"})
+        self.assertEqual({r.name for r in m.neighbours("top")}, {"left", "right"})
+
+
+# -- area of interest -----------------------------------------------------------------
+
+
+class AreaOfInterestTests(unittest.TestCase):
+    """The grid itself: exactly the entities within the radius, across cells."""
+
+    def test_visible_matches_brute_force(self):
+        rng = random.Random(3)
+        aoi = AreaOfInterest(10)
+        entries = [(f"e{i}", rng.uniform(0, 100), rng.uniform(0, 100)) for i in range(400)]
+        aoi.build(entries)
+        for x, y in [(rng.uniform(0, 100), rng.uniform(0, 100)) for _ in range(50)] + [(0, 0)]:
+            expected = {i for i, ex, ey in entries if (ex - x) ** 2 + (ey - y) ** 2 <= 100}
+            self.assertEqual(set(aoi.visible(x, y)), expected)
+
+    def test_radius_edge(self):
+        aoi = AreaOfInterest(10)
+        aoi.build([("on", 10.0, 0.0), ("beyond", 10.001, 0.0), ("far", 25.0, 0.0)])
+        self.assertEqual(aoi.visible(0.0, 0.0), ["on"])
+
+
+class AOIEventTests(unittest.TestCase):
+    """enter / update / leave through the simulation, reals and ghosts alike."""
+
+    def setUp(self):
+        # NPCs stand still here: the tests move them.
+        self.zone = Zone({"columns": 2, "zones": ["zone-1", "zone-2"], "npc_speed": 0})
+        self.sim = self.zone.sim
+        self.watcher = player("watcher", 200, 500)
+        self.sim.add(self.watcher)
+
+    def test_enter_update_leave(self):
+        near = Entity("near", NPC, 230, 500, name="near")
+        far = Entity("far", NPC, 300, 500, name="far")
+        self.sim.add(near)
+        self.sim.add(far)
+        events = events_of(self.zone.tick(), self.watcher)
+        update = events["world.update"]
+        # Its own entity is part of a player's view.
+        self.assertEqual(ids(update["enter"]), {"watcher", "near"})
+        self.assertEqual(update["tick"], 1)
+        entered = {v["id"]: v for v in update["enter"]}
+        self.assertEqual(entered["near"], near.view())
+        self.assertEqual((update["update"], update["leave"]), ([], []))
+
+        # Nothing changed: nothing is pushed.
+        self.assertEqual(events_of(self.zone.tick(), self.watcher), {})
+
+        # A move: only what changed, only of what changed.
+        near.x = 231
+        update = events_of(self.zone.tick(), self.watcher)["world.update"]
+        self.assertEqual(update["update"], [{"id": "near", "x": 231, "y": 500}])
+        self.assertEqual((update["enter"], update["leave"]), ([], []))
+
+        near.attrs = {"hp": 3}
+        update = events_of(self.zone.tick(), self.watcher)["world.update"]
+        self.assertEqual(update["update"], [{"id": "near", "attrs": {"hp": 3}}])
+
+        # Out of range, and the far one comes in.
+        near.x, far.x = 260, 249
+        update = events_of(self.zone.tick(), self.watcher)["world.update"]
+        self.assertEqual(update["leave"], ["near"])
+        self.assertEqual(ids(update["enter"]), {"far"})
+        self.assertEqual(update["update"], [])
+
+        # Removed from the zone: it leaves.
+        self.sim.remove("far")
+        update = events_of(self.zone.tick(), self.watcher)["world.update"]
+        self.assertEqual(update["leave"], ["far"])
+
+    def test_radius_edge(self):
+        """Exactly at the radius is in view; just beyond is not."""
+        self.sim.add(Entity("on", NPC, 250, 500))
+        self.sim.add(Entity("beyond", NPC, 200, 550.001))
+        update = events_of(self.zone.tick(), self.watcher)["world.update"]
+        self.assertEqual(ids(update["enter"]), {"watcher", "on"})
+
+    def test_real_hides_its_ghost(self):
+        """During a handoff an entity may be both: the real is what is seen."""
+        self.sim.add(Entity("dup", NPC, 400, 500))
+        self.sim.set_ghosts("r0c1", [{"id": "dup", "kind": NPC, "x": 210, "y": 500}])
+        update = events_of(self.zone.tick(), self.watcher)["world.update"]
+        self.assertEqual([v["id"] for v in update["enter"]], ["watcher"])
+
+    def test_pushed_views_do_not_change_afterwards(self):
+        npc = Entity("npc", NPC, 210, 500, attrs={"hp": 1})
+        self.sim.add(npc)
+        update = events_of(self.zone.tick(), self.watcher)["world.update"]
+        npc.attrs["hp"] = 2
+        npc.x = 211
+        update2 = events_of(self.zone.tick(), self.watcher)["world.update"]
+        self.assertEqual({v["id"]: v for v in update["enter"]}["npc"]["attrs"], {"hp": 1})
+        self.assertEqual(update2["update"], [{"id": "npc", "x": 211, "y": 500, "attrs": {"hp": 2}}])
+
+    def test_ghosts(self):
+        """Ghosts are seen like reals, and leave when their zone stops sending them."""
+        watcher = player("edge", 480, 500)
+        self.sim.add(watcher)
+        ghost = {"id": "other", "kind": PLAYER, "x": 520, "y": 500, "name": "o", "attrs": {}}
+        self.sim.set_ghosts("r0c1", [ghost])
+        self.assertEqual(self.sim.ghosts, {"other": ghost})
+        update = events_of(self.zone.tick(), watcher)["world.update"]
+        self.assertEqual(ids(update["enter"]), {"edge", "other"})
+        self.assertIn(ghost, update["enter"])
+
+        self.sim.set_ghosts("r0c1", [dict(ghost, x=515)])
+        update = events_of(self.zone.tick(), watcher)["world.update"]
+        self.assertEqual(update["update"], [{"id": "other", "x": 515, "y": 500}])
+
+        self.sim.set_ghosts("r0c1", [])
+        update = events_of(self.zone.tick(), watcher)["world.update"]
+        self.assertEqual(update["leave"], ["other"])
+        self.assertEqual(self.sim.ghosts, {})
+
+    def test_own_region_is_not_a_ghost_source(self):
+        self.assertRaises(ValueError, self.sim.set_ghosts, "r0c0", [])
+
+    def test_ghost_becomes_real(self):
+        """A ghost handed over as a real (same id) neither leaves nor enters again."""
+        watcher = player("edge", 480, 500)
+        self.sim.add(watcher)
+        self.sim.set_ghosts("r0c1", [{"id": "walker", "kind": PLAYER, "x": 504, "y": 500}])
+        self.zone.tick()
+        self.sim.set_ghosts("r0c1", [])
+        self.sim.add(Entity("walker", PLAYER, 499, 500))
+        update = events_of(self.zone.tick(), watcher)["world.update"]
+        self.assertEqual(update["enter"], [])
+        self.assertEqual(update["leave"], [])
+        self.assertEqual(update["update"], [{"id": "walker", "x": 499, "y": 500}])
+
+    def test_player_arriving_with_its_view(self):
+        """A player handed over with what its client sees gets no second enter."""
+        self.sim.add(Entity("npc", NPC, 470, 500))
+        self.sim.add(Entity("npc2", NPC, 440, 500))
+        arriving = player("arriving", 480, 500)
+        self.sim.add(arriving, seen=["arriving", "npc", "gone"])
+        update = events_of(self.zone.tick(), arriving)["world.update"]
+        self.assertEqual(ids(update["enter"]), {"npc2"})
+        self.assertEqual(update["leave"], ["gone"])
+        # What it keeps is refreshed in full, once.
+        self.assertEqual(ids(update["update"]), {"arriving", "npc"})
+        self.assertEqual(events_of(self.zone.tick(), arriving), {})
+        self.assertEqual(set(self.sim.seen("arriving")), {"arriving", "npc", "npc2"})
+
+
+class BatchingTests(unittest.TestCase):
+    def test_one_entry_per_gateway(self):
+        """
+        40 players in sight of each other on two gateways: one entry per
+        gateway, one world.update per session, whatever the pairs.
+        """
+        zone = Zone()
+        players = [player(f"p{i}", 500 + i % 7, 500 + i // 7, f"gw-{i % 2}") for i in range(40)]
+        for p in players:
+            zone.sim.add(p)
+        zone.sim.spawn_npcs(30)
+        for tick in range(3):
+            result = zone.tick()
+            self.assertEqual(set(result.pushes), {"gw-0", "gw-1"})
+            sessions = {s for by_session in result.pushes.values() for s in by_session}
+            self.assertEqual(sessions, {p.session for p in players})
+            for p in players:
+                pushes = result.pushes[p.gateway][p.session]
+                self.assertEqual([kind for kind, _ in pushes], ["world.update"])
+                fields = pushes[0][1]
+                if tick == 0:
+                    self.assertEqual(ids(fields["enter"]) >= {q.id for q in players}, True)
+            for p in players:
+                p.x += 0.1
+        # Each moved player's update is one shared object, not one per observer.
+        updates = [
+            entry
+            for by_session in result.pushes.values()
+            for events in by_session.values()
+            for entry in events[0][1]["update"]
+            if entry["id"] == "p0"
+        ]
+        self.assertEqual(len(updates), 40)
+        self.assertTrue(all(entry is updates[0] for entry in updates))
+
+    def test_no_push_without_session(self):
+        zone = Zone()
+        offline = Entity("offline", PLAYER, 500, 500)
+        zone.sim.add(offline)
+        zone.sim.add(player("online", 510, 500))
+        result = zone.tick()
+        self.assertEqual(list(result.pushes["gw-1"]), ["s-online"])
+
+
+# -- movement input -------------------------------------------------------------------
+
+
+class InputTests(unittest.TestCase):
+    def setUp(self):
+        self.zone = Zone()
+        self.sim = self.zone.sim
+        self.p = player("p", 500, 500)
+        self.sim.add(self.p)
+        self.zone.tick()
+
+    def test_applied_at_the_next_tick(self):
+        self.assertTrue(self.sim.input("p", 1, 500.3, 500))
+        self.assertEqual((self.p.x, self.p.y), (500, 500))
+        events = events_of(self.zone.tick(), self.p)
+        self.assertEqual((self.p.x, self.p.last_input), (500.3, 1))
+        self.assertNotIn("world.correct", events)
+        self.assertEqual(events["world.update"]["update"], [{"id": "p", "x": 500.3, "y": 500.0}])
+
+    def test_in_order_and_at_most_once(self):
+        applied = []
+
+        class Recording(ZoneSimulation):
+            def apply_input(self, entity, move):
+                applied.append(move.seq)
+                return super().apply_input(entity, move)
+
+        zone = Zone(cls=Recording)
+        p = player("p", 500, 500)
+        zone.sim.add(p)
+        for seq in (3, 1, 2):
+            self.assertTrue(zone.sim.input("p", seq, 500 + seq * 0.1, 500))
+        # A duplicate of a queued input is dropped.
+        self.assertFalse(zone.sim.input("p", 2, 400, 400))
+        zone.tick()
+        self.assertEqual(applied, [1, 2, 3])
+        self.assertEqual((p.x, p.last_input), (500.3, 3))
+        # Applied ones, and older ones, are dropped.
+        self.assertFalse(zone.sim.input("p", 3, 500.4, 500))
+        self.assertFalse(zone.sim.input("p", 1, 500.4, 500))
+        self.assertTrue(zone.sim.input("p", 4, 500.4, 500))
+        zone.tick()
+        zone.tick()
+        self.assertEqual(applied, [1, 2, 3, 4])
+        self.assertEqual(p.last_input, 4)
+
+    def test_queued_input_already_applied_elsewhere(self):
+        """
+        An input queued here but applied meanwhile (its state arrived from
+        another zone with a later last_input) is not applied again.
+        """
+        self.assertTrue(self.sim.input("p", 3, 500.3, 500))
+        self.p.last_input = 5
+        events = events_of(self.zone.tick(), self.p)
+        self.assertEqual((self.p.x, self.p.last_input), (500, 5))
+        self.assertEqual(events, {})
+
+    def test_last_input_is_kept_across_zones(self):
+        """A player arriving with last_input 7 never has inputs up to 7 applied."""
+        zone = Zone()
+        arriving = player("a", 100, 100)
+        arriving.last_input = 7
+        zone.sim.add(arriving)
+        self.assertFalse(zone.sim.input("a", 7, 100.1, 100))
+        self.assertTrue(zone.sim.input("a", 8, 100.1, 100))
+        zone.tick()
+        self.assertEqual((arriving.x, arriving.last_input), (100.1, 8))
+
+    def test_unknown_entity(self):
+        self.assertFalse(self.sim.input("nobody", 1, 1, 1))
+
+    def test_malformed(self):
+        for seq, x, y in [("1", 1, 1), (True, 1, 1), (-1, 1, 1), (1, "a", 1), (1, 1, math.nan)]:
+            self.assertRaises(ValueError, self.sim.input, "p", seq, x, y)
+        self.assertRaises(ValueError, self.sim.input, "p", 1, 1, math.inf)
+
+    def test_queue_bound(self):
+        for seq in range(1, self.sim.max_queued_inputs + 1):
+            self.assertTrue(self.sim.input("p", seq, 500, 500))
+        self.assertFalse(self.sim.input("p", 1000, 500, 500))
+
+    def test_teleport_refused(self):
+        self.sim.input("p", 1, 600, 500)
+        events = events_of(self.zone.tick(), self.p)
+        self.assertEqual(events["world.correct"], {"x": 500, "y": 500, "seq": 1})
+        self.assertEqual((self.p.x, self.p.y, self.p.last_input), (500, 500, 1))
+        self.assertNotIn("world.update", events)
+
+    def test_off_the_map_refused(self):
+        edge = player("edge", 0.1, 500)
+        self.sim.add(edge)
+        self.sim.input("edge", 1, -0.1, 500)
+        events = events_of(self.zone.tick(), edge)
+        self.assertEqual(events["world.correct"], {"x": 0.1, "y": 500, "seq": 1})
+        self.assertEqual(edge.x, 0.1)
+
+    def test_correction_after_accepted_inputs(self):
+        """The correction carries the state after the tick's last input."""
+        self.sim.input("p", 1, 500.2, 500)
+        self.sim.input("p", 2, 900, 500)
+        self.sim.input("p", 3, 500.4, 500)
+        events = events_of(self.zone.tick(), self.p)
+        self.assertEqual(events["world.correct"], {"x": 500.4, "y": 500, "seq": 3})
+
+    def test_full_speed_is_accepted(self):
+        """Walking at max_speed, one input a tick, is never corrected."""
+        speed = self.zone.conf.max_speed
+        for seq in range(1, 201):
+            self.sim.input("p", seq, 500 + seq * speed * TICK, 500)
+            self.assertNotIn("world.correct", events_of(self.zone.tick(), self.p))
+        self.assertAlmostEqual(self.p.x, 500 + 200 * speed * TICK)
+
+    def test_late_inputs_are_caught_up(self):
+        """Inputs that arrive bunched (network jitter) are accepted."""
+        speed = self.zone.conf.max_speed
+        seq = 0
+        for _round in range(20):
+            self.zone.tick()
+            self.zone.tick()
+            for _ in range(3):
+                seq += 1
+                self.sim.input("p", seq, 500 + seq * speed * TICK, 500)
+            self.assertNotIn("world.correct", events_of(self.zone.tick(), self.p))
+        self.assertAlmostEqual(self.p.x, 500 + seq * speed * TICK)
+
+    def test_speed_hack_refused(self):
+        """Twice the speed limit: corrected, and no faster than the limit overall."""
+        conf = self.zone.conf
+        corrections = []
+        x = self.p.x
+        for seq in range(1, 101):
+            x += 2 * conf.max_speed * TICK
+            self.sim.input("p", seq, x, 500)
+            events = events_of(self.zone.tick(), self.p)
+            if "world.correct" in events:
+                correction = events["world.correct"]
+                self.assertEqual(correction, {"x": self.p.x, "y": 500, "seq": seq})
+                corrections.append(correction)
+                x = correction["x"]  # the client takes the correction
+        self.assertGreater(len(corrections), 10)
+        elapsed = 100 * TICK
+        limit = conf.max_speed * (1 + conf.speed_tolerance) * (elapsed + conf.move_burst)
+        self.assertLessEqual(self.p.x - 500, limit)
+        self.assertGreater(self.p.x - 500, conf.max_speed * elapsed * 0.5)
+
+    def test_take_inputs(self):
+        self.sim.input("p", 2, 500.2, 500)
+        self.sim.input("p", 1, 500.1, 500, extra={"run": True})
+        taken = self.sim.take_inputs("p")
+        self.assertEqual(taken, [Input(1, 500.1, 500.0, {"run": True}), Input(2, 500.2, 500.0)])
+        self.zone.tick()
+        self.assertEqual((self.p.x, self.p.last_input), (500, 0))
+
+
+class FreezeTests(unittest.TestCase):
+    """A real being offered to a neighbour is kept as it is, but seen."""
+
+    def test_freeze_and_thaw(self):
+        class Counting(ZoneSimulation):
+            def on_tick(self, entity):
+                entity.attrs = {"ticks": entity.attrs.get("ticks", 0) + 1}
+
+        zone = Zone({"columns": 2, "zones": ["zone-1", "zone-2"]}, cls=Counting)
+        sim = zone.sim
+        p = player("p", 506, 500)  # past the border and the hysteresis
+        watcher = player("w", 480, 500)
+        (npc,) = sim.spawn_npcs(1)
+        for e in (p, watcher):
+            sim.add(e)
+        self.assertIs(sim.get("p"), p)
+        self.assertIsNone(sim.get("nobody"))
+        self.assertEqual(len(zone.tick().crossings), 1)
+
+        sim.freeze("p")
+        sim.freeze(npc.id)
+        where = (npc.x, npc.y)
+        self.assertTrue(sim.input("p", 1, 506.2, 500))
+        result = zone.tick()
+        self.assertEqual(result.crossings, [])
+        self.assertEqual((p.x, p.last_input, p.attrs), (506, 0, {"ticks": 1}))
+        self.assertEqual((npc.x, npc.y), where)
+        self.assertIn("p", ids(result.ghost_views["r0c1"]))
+        self.assertIn("p", sim.seen("w"))
+
+        sim.thaw("p")
+        sim.thaw(npc.id)
+        result = zone.tick()
+        self.assertEqual((p.x, p.last_input, p.attrs), (506.2, 1, {"ticks": 2}))
+        self.assertNotEqual((npc.x, npc.y), where)
+        self.assertEqual(len(result.crossings), 1)
+
+
+class ExtensionTests(unittest.TestCase):
+    def test_game_rules(self):
+        """apply_input with extra fields, and on_tick, in a subclass."""
+
+        class Game(ZoneSimulation):
+            def apply_input(self, entity, move):
+                if move.extra and move.extra.get("emote"):
+                    entity.attrs = dict(entity.attrs, emote=move.extra["emote"])
+                return super().apply_input(entity, move)
+
+            def on_tick(self, entity):
+                if entity.kind == PLAYER:
+                    entity.attrs = dict(entity.attrs, ticks=entity.attrs.get("ticks", 0) + 1)
+
+        zone = Zone(cls=Game)
+        a, b = player("a", 500, 500), player("b", 510, 500)
+        zone.sim.add(a)
+        zone.sim.add(b)
+        zone.tick()
+        zone.sim.input("a", 1, 500, 500, extra={"emote": "wave"})
+        update = events_of(zone.tick(), b)["world.update"]
+        entries = {entry["id"]: entry for entry in update["update"]}
+        self.assertEqual(entries["a"], {"id": "a", "attrs": {"ticks": 2, "emote": "wave"}})
+        self.assertEqual(entries["b"], {"id": "b", "attrs": {"ticks": 2}})
+
+
+# -- borders --------------------------------------------------------------------------
+
+
+class BorderTests(unittest.TestCase):
+    """A 2 x 2 map of 500 x 500 regions; ghost margin 60, hysteresis 5."""
+
+    def setUp(self):
+        self.zone = Zone({"columns": 2, "rows": 2, "zones": ["zone-1"] * 4})
+        self.sim = self.zone.sim
+        self.conf = self.zone.conf
+        self.assertEqual((self.conf.ghost_margin, self.conf.hysteresis), (60, 5))
+
+    def test_crossing_only_past_hysteresis(self):
+        p = player("p", 499, 100)
+        self.sim.add(p)
+        self.assertEqual(self.zone.tick().crossings, [])
+        p.x = 505  # 5 past: not yet
+        self.assertEqual(self.zone.tick().crossings, [])
+        p.x = 505.5
+        crossings = self.zone.tick().crossings
+        self.assertEqual([(e.id, r.name) for e, r in crossings], [("p", "r0c1")])
+        # Listed again until it is handed off (or comes back).
+        self.assertEqual(len(self.zone.tick().crossings), 1)
+        p.x = 504
+        self.assertEqual(self.zone.tick().crossings, [])
+
+    def test_diagonal_crossing(self):
+        p = player("p", 503, 503)  # hypot(3, 3) from its region: within 5
+        self.sim.add(p)
+        self.assertEqual(self.zone.tick().crossings, [])
+        p.x, p.y = 503, 506  # hypot(3, 6): beyond
+        crossings = self.zone.tick().crossings
+        self.assertEqual([(e.id, r.name) for e, r in crossings], [("p", "r1c1")])
+
+    def test_walking_along_the_border(self):
+        """A player zig-zagging across the border, within the hysteresis: no handoff."""
+        p = player("p", 498, 100)
+        self.sim.add(p)
+        self.zone.tick()
+        step = self.conf.max_speed * TICK
+        seq = 0
+        xs = []
+        for i in range(400):
+            seq += 1
+            # Along the border, weaving between 497 and 503.
+            x = 500 + 3 * math.sin(i / 5)
+            y = min(p.y + step * 0.5, 499)
+            x = p.x + max(-step * 0.8, min(step * 0.8, x - p.x))
+            self.sim.input("p", seq, x, y)
+            result = self.zone.tick()
+            self.assertNotIn("world.correct", events_of(result, p))
+            self.assertEqual(result.crossings, [])
+            xs.append(p.x)
+        # It did go across, many times.
+        self.assertGreater(max(xs), 502)
+        self.assertLess(min(xs), 498)
+        self.assertGreater(sum(1 for a, b in pairwise(xs) if (a < 500) != (b < 500)), 10)
+
+    def test_ghost_views_within_margin(self):
+        inside = Entity("inside", NPC, 440, 100)  # 60 from r0c1
+        outside = Entity("outside", NPC, 439.9, 200)  # just beyond it
+        corner = Entity("corner", NPC, 480, 480)  # near three neighbours
+        # 55 from two neighbours, but hypot(55, 55) from the diagonal one.
+        diagonal = Entity("diagonal", NPC, 445, 445)
+        deep = Entity("deep", NPC, 200, 200)
+        for e in (inside, outside, corner, diagonal, deep):
+            self.sim.add(e)
+        views = self.zone.tick().ghost_views
+        self.assertEqual(set(views), {"r0c1", "r1c0", "r1c1"})
+        self.assertEqual(ids(views["r0c1"]), {"inside", "corner", "diagonal"})
+        self.assertEqual(ids(views["r1c0"]), {"corner", "diagonal"})
+        self.assertEqual(ids(views["r1c1"]), {"corner"})
+        self.assertEqual(views["r0c1"][0], inside.view())
+        # Moving away empties the list (the neighbour drops the ghost).
+        inside.x = 300
+        corner.x, corner.y = 300, 300
+        diagonal.x = diagonal.y = 300
+        views = self.zone.tick().ghost_views
+        self.assertEqual(views, {"r0c1": [], "r1c0": [], "r1c1": []})
+
+    def test_ghost_views_of_an_entity_past_the_border(self):
+        """Still owned here while within the hysteresis: ghosted where it stands."""
+        p = player("p", 503, 100)
+        self.sim.add(p)
+        result = self.zone.tick()
+        self.assertEqual(ids(result.ghost_views["r0c1"]), {"p"})
+        self.assertEqual(result.crossings, [])
+
+
+class TwoZoneTests(unittest.TestCase):
+    """Two zones side by side, exchanging ghost views each tick, as the service will."""
+
+    def setUp(self):
+        self.conf = world(columns=2, zones=["zone-1", "zone-2"])
+        self.map = WorldMap.from_config(self.conf)
+        self.clock = task.Clock()
+        self.west = ZoneSimulation(self.map, "r0c0", self.conf, self.clock, random.Random(1))
+        self.east = ZoneSimulation(self.map, "r0c1", self.conf, self.clock, random.Random(2))
+
+    def tick(self):
+        self.clock.advance(TICK)
+        west, east = self.west.tick(), self.east.tick()
+        self.east.set_ghosts("r0c0", west.ghost_views["r0c1"])
+        self.west.set_ghosts("r0c1", east.ghost_views["r0c0"])
+        return west, east
+
+    def test_seen_across_the_border_then_handed_over(self):
+        walker = player("walker", 480, 500, "gw-1")
+        other = player("other", 520, 500, "gw-2")
+        stayer = player("stayer", 470, 500, "gw-1")
+        self.west.add(walker)
+        self.west.add(stayer)
+        self.east.add(other)
+        self.tick()
+        # Each sees the other before anyone crosses (ghosts lag one tick).
+        west, east = self.tick()
+        self.assertIn("other", ids(events_of(west, walker)["world.update"]["enter"]))
+        self.assertIn("walker", ids(events_of(east, other)["world.update"]["enter"]))
+
+        # The walker walks east until it must be handed over.
+        step = self.conf.max_speed * TICK
+        seq = 0
+        while True:
+            seq += 1
+            self.west.input("walker", seq, walker.x + step, 500)
+            west, east = self.tick()
+            for result, who in ((west, walker), (west, stayer), (east, other)):
+                update = events_of(result, who).get("world.update", {"enter": [], "leave": []})
+                self.assertEqual(update["leave"], [])
+                self.assertNotIn("walker", ids(update["enter"]))
+            if west.crossings:
+                break
+        self.assertEqual([(e.id, r.name) for e, r in west.crossings], [("walker", "r0c1")])
+
+        # The handoff, as the protocol will do it: the state, its view, its inputs.
+        seq += 1
+        self.west.input("walker", seq, walker.x + step, 500)
+        inputs = self.west.take_inputs("walker")
+        seen = self.west.seen("walker")
+        moved = Entity.from_dict(self.west.remove("walker", handed_to="r0c1").to_dict())
+        self.east.add(moved, seen=seen)
+        for queued in inputs:
+            self.assertTrue(self.east.input(moved.id, queued.seq, queued.x, queued.y))
+        # The west zone ticks before the east one's ghost views of it arrive.
+        for _ in range(3):
+            west, east = self.tick()
+            self.assertEqual(moved.last_input, seq)
+            for result, who in ((east, moved), (east, other), (west, stayer)):
+                update = events_of(result, who).get("world.update", {"enter": [], "leave": []})
+                self.assertEqual(update["leave"], [])
+                self.assertNotIn("walker", ids(update["enter"]))
+                self.assertNotIn("other", ids(update["enter"]))
+        self.assertNotIn("walker", self.west.reals)
+        self.assertIn("walker", self.west.ghosts)
+        self.assertIn("walker", self.west.seen("stayer"))
+
+
+# -- NPCs -----------------------------------------------------------------------------
+
+
+class NPCTests(unittest.TestCase):
+    def test_stay_in_their_region(self):
+        zone = Zone({"columns": 2, "rows": 2, "zones": ["zone-1"] * 4, "npc_speed": 40}, "r1c0")
+        npcs = zone.sim.spawn_npcs()
+        self.assertEqual(len(npcs), zone.conf.npcs)
+        self.assertEqual(len({n.id for n in npcs}), len(npcs))
+        start = [(n.x, n.y) for n in npcs]
+        for _ in range(2000):
+            result = zone.tick()
+            for npc in npcs:
+                self.assertEqual(zone.map.region_at(npc.x, npc.y).name, "r1c0")
+            self.assertEqual(result.crossings, [])
+        self.assertNotEqual(start, [(n.x, n.y) for n in npcs])
+
+    def test_ids_after_a_restore(self):
+        """NPCs restored from a checkpoint keep their ids; new ones get others."""
+        zone = Zone()
+        zone.sim.add(Entity("npc-r0c0-2", NPC, 10, 10))
+        spawned = zone.sim.spawn_npcs(2)
+        self.assertEqual([n.id for n in spawned], ["npc-r0c0-1", "npc-r0c0-3"])
+
+    def test_walk_at_their_speed(self):
+        zone = Zone({"npc_speed": 3})
+        (npc,) = zone.sim.spawn_npcs(1)
+        npc.x = npc.y = 500
+        zone.sim._walks[npc.id][2] = 1e9  # no turns
+        zone.tick()
+        before = (npc.x, npc.y)
+        zone.tick()
+        self.assertAlmostEqual(math.dist(before, (npc.x, npc.y)), 3 * TICK)
+
+    def test_seeded(self):
+        """The same seed, the same walks."""
+
+        def run(seed):
+            zone = Zone(seed=seed)
+            npcs = zone.sim.spawn_npcs(5)
+            for _ in range(100):
+                zone.tick()
+            return [(n.x, n.y) for n in npcs]
+
+        self.assertEqual(run(4), run(4))
+        self.assertNotEqual(run(4), run(5))
+
+
+# -- the ticker -----------------------------------------------------------------------
+
+
+class TickerTests(unittest.TestCase):
+    def test_no_drift(self):
+        """
+        1000 ticks whose callbacks take a random time, some longer than the
+        interval: every tick starts on the fixed schedule; overruns skip
+        ticks and are counted.
+        """
+        clock = task.Clock()
+        rng = random.Random(7)
+        starts = []
+        durations = []
+
+        def work():
+            starts.append(clock.seconds())
+            duration = rng.uniform(0.08, 0.13) if rng.random() < 0.05 else rng.uniform(0, 0.045)
+            durations.append(duration)
+            clock.advance(duration)
+
+        ticker = Ticker(clock, 20, work)
+        clock.advance(3.3)
+        origin = clock.seconds()
+        ticker.start()
+        while ticker.ticks < 1000:
+            (call,) = clock.getDelayedCalls()
+            clock.advance(call.getTime() - clock.seconds())
+        ticker.stop()
+
+        slots = [(start - origin) * 20 for start in starts]
+        for slot in slots:
+            self.assertAlmostEqual(slot, round(slot), places=6)
+        slots = [round(slot) for slot in slots]
+        self.assertEqual(slots, sorted(set(slots)))
+        self.assertEqual(ticker.ticks, 1000)
+        self.assertEqual(ticker.ticks + ticker.skipped, slots[-1] + 1)
+        overruns = sum(d > 0.05 for d in durations)
+        self.assertGreater(overruns, 20)
+        self.assertEqual(ticker.overruns, overruns)
+        self.assertEqual(ticker.overrun_share, overruns / 1000)
+        # An overrun of k intervals skips exactly the ticks it ran over.
+        expected_skips = sum(math.ceil(d * 20 - 1e-9) - 1 for d in durations[:-1] if d > 0.05)
+        self.assertEqual(ticker.skipped, expected_skips)
+        # The schedule did not slip by the time the ticks took.
+        self.assertAlmostEqual(starts[-1], origin + slots[-1] * 0.05)
+        self.assertLess(starts[-1] - origin, sum(durations) + 1000 * 0.05)
+        self.assertAlmostEqual(ticker.percentile(1.0), max(durations))
+        self.assertAlmostEqual(ticker.percentile(0.5), sorted(durations)[499])
+
+    def test_stop_and_start(self):
+        clock = task.Clock()
+        calls = []
+        ticker = Ticker(clock, 10, lambda: calls.append(clock.seconds()))
+        ticker.start()
+        clock.pump([0.1] * 5)
+        self.assertEqual(len(calls), 6)
+        ticker.stop()
+        self.assertFalse(ticker.running)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        clock.pump([0.1] * 5)
+        self.assertEqual(len(calls), 6)
+        clock.advance(0.03)
+        ticker.start()
+        clock.advance(0.1)
+        self.assertAlmostEqual(calls[-1] - calls[-2], 0.1)
+        self.assertAlmostEqual(calls[-2], 1.03)
+        self.assertRaises(RuntimeError, ticker.start)
+        ticker.stop()
+
+    def test_stop_from_the_callback(self):
+        clock = task.Clock()
+        ticker = Ticker(clock, 10, lambda: ticker.stop())
+        ticker.start()
+        self.assertEqual((ticker.ticks, clock.getDelayedCalls()), (1, []))
+
+    def test_errors_are_logged(self):
+        clock = task.Clock()
+        calls = []
+
+        def fail():
+            calls.append(1)
+            raise ZeroDivisionError()
+
+        ticker = Ticker(clock, 10, fail)
+        ticker.start()
+        clock.advance(0.1)
+        ticker.stop()
+        self.assertEqual((len(calls), ticker.errors), (2, 2))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
+
+    def test_drives_a_simulation(self):
+        zone = Zone()
+        zone.sim.spawn_npcs(3)
+        ticker = Ticker(zone.clock, zone.conf.tick_rate, zone.sim.tick)
+        ticker.start()
+        zone.clock.pump([TICK] * 20)
+        ticker.stop()
+        self.assertEqual(zone.sim.tick_count, 21)
+        self.assertEqual(ticker.skipped, 0)
