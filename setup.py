@@ -29,6 +29,7 @@ setup(
         "mmo.rpc",
         "mmo.store",
         "mmo.wire",
+        "mmo.zone",
         # The plugin files go into the installed twisted/plugins/ directory;
         # that directory must never get an __init__.py of ours.
         "twisted.plugins",

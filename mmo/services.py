@@ -32,6 +32,10 @@ from mmo.wire.codes import WireError
 #: character choice); the gateway applies it and strips it from the reply.
 SESSION_UPDATE = "_session"
 
+#: The reply key with which a zone sends C{zone.enter} on to the zone that
+#: owns the character (the gateway's zone route follows it, once).
+ZONE_REDIRECT = "_zone"
+
 
 def gateway_channel(gateway: str) -> str:
     """The bus channel a gateway hears deliveries for its sessions on."""
@@ -50,6 +54,8 @@ class Caller:
     @ivar character_id: The chosen character, if any.
     @ivar character_name: Its name.
     @ivar realm: The realm of the session.
+    @ivar zone: The zone (world region) that holds the character in the
+        world, if it entered it (C{zone.enter}); switched by handoffs.
     """
 
     session: str
@@ -59,6 +65,7 @@ class Caller:
     realm: str = "main"
     character_id: str | None = None
     character_name: str | None = None
+    zone: str | None = None
 
     @property
     def display_name(self) -> str:

@@ -13,6 +13,23 @@ from mmo.login.protocol import StandaloneFactory
 from mmo.login.tap import login_service
 
 
+def zone_route(config, store, bus, reactor, top):
+    """
+    A L{mmo.zone.service.ZoneService} for every region of C{[world]}, in
+    this process (resources of C{top}), and the L{ZoneRoute} to them.
+    """
+    from mmo.gateway.router import LocalRoute, ZoneRoute
+    from mmo.zone.service import ZoneService
+    from mmo.zone.world import WorldMap
+
+    world_map = WorldMap.from_config(config.world)
+    zones = {
+        region.name: LocalRoute(top.resource(ZoneService(config, store, bus, reactor, region.name)))
+        for region in world_map.regions.values()
+    }
+    return ZoneRoute(zones, world_map, store, config.world.spawn)
+
+
 class Options(ConfigOptions):
     """Options of the C{mmo} plugin."""
 
@@ -40,6 +57,7 @@ def makeService(options: Options, reactor=None) -> ProcessService:
         factory = factory_class(config, process, StandaloneFactory)(config, process, reactor)
         factory.login = login
         routes = [LocalRoute(service) for service in services]
+        routes.append(zone_route(config, login.store, login.bus, reactor, top))
         add_gateway(top, factory, login.bus, reactor, routes=routes)
         if process.rpc:
             rpc.listen(config, process, reactor=reactor).setServiceParent(top)

@@ -32,6 +32,8 @@ from mmo.store import (
     IStore,
     NotEmpty,
     NotFound,
+    OwnershipConflict,
+    StoredEntity,
     StoreError,
     make_store,
 )
@@ -39,6 +41,7 @@ from mmo.store import sqlite as store_sqlite
 from mmo.store.redis import RedisStore
 from mmo.store.redis_connect import connect_redis, key_prefix
 from mmo.store.sqlite import SQLiteStore
+from mmo.zone.entity import PLAYER, Entity
 from tests.redis import RedisServer, free_port, redis_config_text, start_redis
 from tests.support import write_config
 
@@ -520,6 +523,273 @@ class StoreTestsMixin:
         yield self.assertFailure(other.restore(dump), NotEmpty)
         self.assertEqual((yield other.dump())["accounts"], [])
 
+    # -- entity checkpoints -----------------------------------------------------
+
+    @defer.inlineCallbacks
+    def test_checkpoint_and_load_zone(self):
+        """A checkpoint inserts new entities as the zone's; load_zone gives them by id."""
+        refused = yield self.store.checkpoint("zone-a", [entity("e2"), entity("e1", x=3.5)])
+        self.assertEqual(refused, [])
+        yield self.store.checkpoint("zone-b", [entity("e3")])
+        loaded = yield self.store.load_zone("zone-a")
+        self.assertEqual([e.id for e in loaded], ["e1", "e2"])
+        self.assertEqual(loaded[0], StoredEntity("e1", "zone-a", 0, None, entity("e1", x=3.5)))
+        self.assertEqual([e.id for e in (yield self.store.load_zone("zone-b"))], ["e3"])
+        self.assertEqual((yield self.store.load_zone("zone-c")), [])
+        self.assertEqual((yield self.store.load_entity("e3")).owner, "zone-b")
+        self.assertIsNone((yield self.store.load_entity("nobody")))
+
+    @defer.inlineCallbacks
+    def test_checkpoint_updates_own_entities_only(self):
+        """
+        An entity another zone owns, or stored at another version, is refused
+        (and reported); the rest of the checkpoint is written.
+        """
+        yield self.store.checkpoint("zone-a", [entity("mine"), entity("fenced")])
+        yield self.store.checkpoint("zone-b", [entity("theirs", x=1.0)])
+        yield self.store.recover_zone("zone-a")  # "mine" and "fenced" now at version 1
+        refused = yield self.store.checkpoint(
+            "zone-a",
+            [entity("theirs", x=9.0), entity("mine", version=1, x=2.0), entity("fenced", x=5.0)],
+        )
+        self.assertEqual(refused, ["theirs", "fenced"])
+        self.assertEqual((yield self.store.load_entity("theirs")).data["x"], 1.0)
+        self.assertEqual((yield self.store.load_entity("mine")).data["x"], 2.0)
+        fenced = yield self.store.load_entity("fenced")
+        self.assertEqual((fenced.version, fenced.data["x"]), (1, 0.0))
+
+    @defer.inlineCallbacks
+    def test_transfer(self):
+        """A transfer moves the owner, bumps the version and stores the record."""
+        yield self.store.checkpoint("zone-a", [entity("e1", x=1.0)])
+        moved = yield self.store.transfer(
+            "e1", "zone-a", "zone-b", "t1", entity("e1", x=2.0, last_input=7)
+        )
+        expected = StoredEntity(
+            "e1", "zone-b", 1, "t1", entity("e1", version=1, x=2.0, last_input=7)
+        )
+        self.assertEqual(moved, expected)
+        self.assertEqual((yield self.store.load_entity("e1")), expected)
+        self.assertEqual((yield self.store.load_zone("zone-a")), [])
+        self.assertEqual((yield self.store.load_zone("zone-b")), [expected])
+        # The old owner's checkpoints are refused, the new owner's taken.
+        self.assertEqual((yield self.store.checkpoint("zone-a", [entity("e1")])), ["e1"])
+        refused = yield self.store.checkpoint("zone-b", [entity("e1", version=1, x=3.0)])
+        self.assertEqual(refused, [])
+        self.assertEqual((yield self.store.load_entity("e1")).data["x"], 3.0)
+
+    @defer.inlineCallbacks
+    def test_transfer_idempotent(self):
+        """The same transfer again succeeds and writes nothing, even after later checkpoints."""
+        yield self.store.checkpoint("zone-a", [entity("e1")])
+        first = yield self.store.transfer("e1", "zone-a", "zone-b", "t1", entity("e1", x=1.0))
+        yield self.store.checkpoint("zone-b", [entity("e1", version=1, x=4.0)])
+        again = yield self.store.transfer("e1", "zone-a", "zone-b", "t1", entity("e1", x=9.0))
+        self.assertEqual(
+            again, StoredEntity("e1", "zone-b", 1, "t1", entity("e1", version=1, x=4.0))
+        )
+        self.assertEqual(first.version, again.version)
+
+    @defer.inlineCallbacks
+    def test_transfer_refused(self):
+        """
+        A transfer from a zone that does not own the entity, or at another
+        version, fails with the entity as stored, and changes nothing.
+        """
+        yield self.store.checkpoint("zone-a", [entity("e1", x=1.0)])
+        stored = StoredEntity("e1", "zone-a", 0, None, entity("e1", x=1.0))
+        attempts = [
+            ("zone-c", "zone-b", "t1", entity("e1")),  # not the owner
+            ("zone-a", "zone-b", "t1", entity("e1", version=1)),  # wrong version
+            ("zone-a", "zone-b", "t1", entity("e1", version=5)),
+        ]
+        for from_zone, to_zone, transfer_id, record in attempts:
+            error = yield self.assertFailure(
+                self.store.transfer("e1", from_zone, to_zone, transfer_id, record),
+                OwnershipConflict,
+            )
+            self.assertEqual(error.current, stored)
+            self.assertIsInstance(error, StoreError)
+        self.assertEqual((yield self.store.load_entity("e1")), stored)
+        # A transfer id used by the entity's last transfer into another zone
+        # is no pass either.
+        yield self.store.transfer("e1", "zone-a", "zone-b", "t1", entity("e1"))
+        error = yield self.assertFailure(
+            self.store.transfer("e1", "zone-a", "zone-c", "t1", entity("e1")), OwnershipConflict
+        )
+        self.assertEqual((error.current.owner, error.current.version), ("zone-b", 1))
+
+    @defer.inlineCallbacks
+    def test_transfer_of_unknown_entity(self):
+        """An entity never checkpointed is created by its first transfer."""
+        moved = yield self.store.transfer("new", "zone-a", "zone-b", "t1", entity("new", version=3))
+        self.assertEqual((moved.owner, moved.version, moved.data["version"]), ("zone-b", 4, 4))
+        self.assertEqual((yield self.store.load_zone("zone-b")), [moved])
+
+    @defer.inlineCallbacks
+    def test_fence_undoes_an_offer(self):
+        """
+        A transfer to the zone that owns it (the undoing of a handoff) bumps
+        the version: the transfer offered at the old version then fails,
+        and whichever of the two runs first wins.
+        """
+        yield self.store.checkpoint("zone-a", [entity("e1"), entity("e2")])
+        fenced = yield self.store.transfer("e1", "zone-a", "zone-a", "t1", entity("e1", x=5.0))
+        self.assertEqual((fenced.owner, fenced.version, fenced.data["x"]), ("zone-a", 1, 5.0))
+        error = yield self.assertFailure(
+            self.store.transfer("e1", "zone-a", "zone-b", "t1", entity("e1")), OwnershipConflict
+        )
+        self.assertEqual(error.current, fenced)
+        # The fence repeated is idempotent.
+        self.assertEqual(
+            (yield self.store.transfer("e1", "zone-a", "zone-a", "t1", entity("e1"))), fenced
+        )
+        # The other way round: the transfer committed, the fence fails.
+        yield self.store.transfer("e2", "zone-a", "zone-b", "t2", entity("e2"))
+        error = yield self.assertFailure(
+            self.store.transfer("e2", "zone-a", "zone-a", "t2", entity("e2")), OwnershipConflict
+        )
+        self.assertEqual((error.current.owner, error.current.transfer_id), ("zone-b", "t2"))
+
+    @defer.inlineCallbacks
+    def test_concurrent_transfers(self):
+        """Of transfers of one entity to two zones at once, exactly one wins."""
+        yield self.store.checkpoint("zone-a", [entity("e1")])
+        results = yield gather(
+            [
+                self.store.transfer("e1", "zone-a", f"zone-{'bc'[i % 2]}", f"t{i}", entity("e1"))
+                for i in range(20)
+            ]
+        )
+        winners = [value for ok, value in results if ok]
+        self.assertEqual(len(winners), 1, results)
+        for ok, failure in results:
+            if not ok:
+                self.assertTrue(failure.check(OwnershipConflict), failure)
+                self.assertEqual(failure.value.current, winners[0])
+        self.assertEqual((yield self.store.load_entity("e1")), winners[0])
+        owned = []
+        for zone in ("zone-a", "zone-b", "zone-c"):
+            owned.append(len((yield self.store.load_zone(zone))))
+        self.assertEqual(sorted(owned), [0, 0, 1])
+
+    @defer.inlineCallbacks
+    def test_concurrent_transfer_and_fence(self):
+        """A handoff and its undoing at once: exactly one of them takes effect."""
+        for i in range(10):
+            yield self.store.checkpoint("zone-a", [entity(f"e{i}")])
+        outcomes = []
+        for i in range(10):
+            offer = self.store.transfer(f"e{i}", "zone-a", "zone-b", f"t{i}", entity(f"e{i}"))
+            fence = self.store.transfer(f"e{i}", "zone-a", "zone-a", f"t{i}", entity(f"e{i}"))
+            results = yield gather([offer, fence] if i % 2 else [fence, offer])
+            self.assertEqual(sorted(ok for ok, _ in results), [False, True])
+            outcomes.append((yield self.store.load_entity(f"e{i}")).owner)
+        loaded = (yield self.store.load_zone("zone-a")) + (yield self.store.load_zone("zone-b"))
+        self.assertEqual(sorted(e.id for e in loaded), sorted(f"e{i}" for i in range(10)))
+
+    @defer.inlineCallbacks
+    def test_recover_zone_fences(self):
+        """
+        Recovering a zone bumps the version of each of its entities: a
+        transfer or checkpoint made at the old version is refused.
+        """
+        yield self.store.checkpoint("zone-a", [entity("e1"), entity("e2", x=2.0)])
+        yield self.store.checkpoint("zone-b", [entity("e3")])
+        recovered = yield self.store.recover_zone("zone-a")
+        self.assertEqual(
+            recovered,
+            [
+                StoredEntity("e1", "zone-a", 1, None, entity("e1", version=1)),
+                StoredEntity("e2", "zone-a", 1, None, entity("e2", version=1, x=2.0)),
+            ],
+        )
+        self.assertEqual((yield self.store.load_zone("zone-a")), recovered)
+        self.assertEqual((yield self.store.load_entity("e3")).version, 0)
+        yield self.assertFailure(
+            self.store.transfer("e1", "zone-a", "zone-b", "t1", entity("e1")), OwnershipConflict
+        )
+        self.assertEqual((yield self.store.checkpoint("zone-a", [entity("e2")])), ["e2"])
+        moved = yield self.store.transfer("e1", "zone-a", "zone-b", "t1", entity("e1", version=1))
+        self.assertEqual(moved.version, 2)
+        self.assertEqual([e.id for e in (yield self.store.recover_zone("zone-a"))], ["e2"])
+
+    @defer.inlineCallbacks
+    def test_remove_entity(self):
+        yield self.store.checkpoint("zone-a", [entity("e1"), entity("e2")])
+        self.assertFalse((yield self.store.remove_entity("zone-b", "e1")))
+        self.assertTrue((yield self.store.remove_entity("zone-a", "e1")))
+        self.assertFalse((yield self.store.remove_entity("zone-a", "e1")))
+        self.assertIsNone((yield self.store.load_entity("e1")))
+        self.assertEqual([e.id for e in (yield self.store.load_zone("zone-a"))], ["e2"])
+        # A removed entity may be checkpointed again, by any zone.
+        self.assertEqual((yield self.store.checkpoint("zone-b", [entity("e1")])), [])
+
+    @defer.inlineCallbacks
+    def test_entity_data_round_trip(self):
+        record = entity(
+            "e1",
+            attrs={"hp": 17.5, "bag": [b"\x00\xff", {"potion": 2}], 7: None, "tuple": (1, 2)},
+            session="s1",
+            gateway="gw-1",
+            last_input=2**40,
+        )
+        yield self.store.checkpoint("zone-ü ⚔", [record])
+        loaded = yield self.store.load_entity("e1")
+        expected = dict(record, attrs=dict(record["attrs"], tuple=[1, 2]))
+        self.assertEqual(loaded.data, expected)
+        self.assertEqual(loaded.owner, "zone-ü ⚔")
+        self.assertEqual([e.data for e in (yield self.store.load_zone("zone-ü ⚔"))], [expected])
+
+    @defer.inlineCallbacks
+    def test_entity_bad_arguments(self):
+        """Bad zones, records and transfer ids fail with StoreError, writing nothing."""
+        bad_checkpoints = [
+            ("", [entity("e1")]),
+            (None, [entity("e1")]),
+            ("zone-a", entity("e1")),
+            ("zone-a", ["not a dict"]),
+            ("zone-a", [{"version": 0}]),
+            ("zone-a", [entity("")]),
+            ("zone-a", [entity("e1", version=-1)]),
+            ("zone-a", [entity("e1", version=True)]),
+            ("zone-a", [dict(entity("e1"), version=None)]),
+            ("zone-a", [entity("e1", attrs={"x": object()})]),
+            ("zone-a", [entity("e1"), entity("e1")]),
+        ]
+        for zone, records in bad_checkpoints:
+            yield self.assertFailure(self.store.checkpoint(zone, records), StoreError)
+        bad_transfers = [
+            ("e1", "", "zone-b", "t1", entity("e1")),
+            ("e1", "zone-a", None, "t1", entity("e1")),
+            ("e1", "zone-a", "zone-b", "", entity("e1")),
+            ("e1", "zone-a", "zone-b", "t1", entity("e2")),
+            ("e1", "zone-a", "zone-b", "t1", entity("e1", version=-2)),
+        ]
+        for args in bad_transfers:
+            yield self.assertFailure(self.store.transfer(*args), StoreError)
+        yield self.assertFailure(self.store.load_zone(""), StoreError)
+        yield self.assertFailure(self.store.recover_zone(None), StoreError)
+        self.assertIsNone((yield self.store.load_entity("e1")))
+        self.assertIsNone((yield self.store.load_entity("e2")))
+
+    @defer.inlineCallbacks
+    def test_entities_persist_across_restart(self):
+        yield self.store.checkpoint("zone-a", [entity("e1"), entity("e2")])
+        moved = yield self.store.transfer("e2", "zone-a", "zone-b", "t1", entity("e2", x=8.0))
+        yield self.store.stop()
+        again = yield self.open_store()
+        self.assertEqual([e.id for e in (yield again.load_zone("zone-a"))], ["e1"])
+        self.assertEqual((yield again.load_entity("e2")), moved)
+
+    @defer.inlineCallbacks
+    def test_entities_not_in_dump(self):
+        """Checkpoints are the world's state, not accounts: dumps leave them out."""
+        yield self.store.checkpoint("zone-a", [entity("e1")])
+        self.assertEqual(
+            (yield self.store.dump()), {"version": DUMP_VERSION, "accounts": [], "characters": []}
+        )
+
     # -- dump and restore -----------------------------------------------------
 
     @defer.inlineCallbacks
@@ -646,6 +916,12 @@ class StoreTestsMixin:
         self.addCleanup(store.stop)
         account = yield self.store.create_account("Alice", HASH)
         self.assertEqual((yield store.account_by_name("alice")), account)
+
+
+def entity(entity_id: str, version: int = 0, **fields) -> dict:
+    """An entity record (L{Entity.to_dict}) at C{version}."""
+    fields = {"x": 0.0, "y": 0.0, **fields}
+    return Entity(entity_id, PLAYER, version=version, **fields).to_dict()
 
 
 def dataclass_dict(record: Account | Character) -> dict:

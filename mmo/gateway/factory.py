@@ -649,7 +649,63 @@ class GatewayFactory(ClientFactory):
             if isinstance(answer, dict):
                 self._handover_answer(answer)
             return None
+        if "zone" in message:
+            # A zone's handoff message (a route switch): for the route that
+            # knows the zones.
+            for route in self.routes:
+                handler = getattr(route, "zoneMessage", None)
+                if handler is not None:
+                    return handler(self, message)
+            return None
+        if "batch" in message:
+            return self.deliverBatch(message["batch"])
         return self.deliver(message)
+
+    def deliverBatch(self, batch) -> defer.Deferred | None:
+        """
+        Push each session's events of C{{session: [[kind, fields], ...]}}
+        (a zone's tick: one bus message per gateway), in order: sent when
+        attached, kept when detached, forwarded (as one batch per gateway)
+        for sessions that moved to another gateway.
+        """
+        if not isinstance(batch, dict):
+            self.log.warn("malformed batch delivery: {batch!r}", batch=batch)
+            return None
+        onward: dict[str, dict] = {}
+        for session_id, events in batch.items():
+            if not isinstance(events, list):
+                continue
+            session = self.registry.by_id.get(session_id)
+            if session is None:
+                forward = self.forwards.get(session_id)
+                if forward is not None:
+                    onward.setdefault(forward[0], {})[session_id] = events
+                continue
+            for event in events:
+                if not (
+                    isinstance(event, (list, tuple))
+                    and len(event) == 2
+                    and isinstance(event[0], str)
+                    and isinstance(event[1], dict)
+                ):
+                    self.log.warn("malformed batched push: {event!r}", event=event)
+                    continue
+                try:
+                    session.push(event[0], event[1])
+                except Exception:
+                    self.log.failure(
+                        "push {kind!r} to {name} dropped", kind=event[0], name=session.caller.name
+                    )
+        if not onward:
+            return None
+        return defer.gatherResults(
+            [
+                self.bus.publish(gateway_channel(gateway), {"batch": sessions}).addErrback(
+                    _log_failure, self.log, "forwarding a delivery failed"
+                )
+                for gateway, sessions in onward.items()
+            ]
+        )
 
     def deliver(self, message: dict) -> defer.Deferred | None:
         """
@@ -714,7 +770,7 @@ class GatewayFactory(ClientFactory):
         if not isinstance(update, dict):
             raise WireError(codes.INTERNAL, "the service sent a malformed session update")
         changes = {}
-        for key in ("character_id", "character_name"):
+        for key in ("character_id", "character_name", "zone"):
             if key in update:
                 value = update[key]
                 if value is not None and not isinstance(value, str):

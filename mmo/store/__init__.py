@@ -42,6 +42,22 @@ class NotEmpty(StoreError):
     """A restore was asked of a store that already holds data."""
 
 
+class OwnershipConflict(StoreError):
+    """
+    A L{IStore.transfer} was refused: the entity is not owned by the zone
+    it was to be taken from, or not at the version the transfer expected.
+
+    @ivar current: The entity as the store holds it (a L{StoredEntity}).
+    """
+
+    def __init__(self, current: StoredEntity):
+        super().__init__(
+            f"entity {current.id!r} is owned by zone {current.owner!r} at version "
+            f"{current.version} (last transfer {current.transfer_id!r})"
+        )
+        self.current = current
+
+
 @dataclass
 class Account:
     """
@@ -77,8 +93,36 @@ class Character:
     data: dict = field(default_factory=dict)
 
 
+@dataclass
+class StoredEntity:
+    """
+    The checkpoint of a world entity, with the one zone that owns it.
+
+    @ivar id: The entity's id.
+    @ivar owner: The name of the zone that holds its real; no other zone
+        may write it.
+    @ivar version: The fencing token: bumped by every L{IStore.transfer}
+        (a handoff, or the undoing of one) and for every entity of a zone
+        by L{IStore.recover_zone}; a write naming an older version is
+        refused.
+    @ivar transfer_id: The id of the last transfer that set the owner, or
+        C{None} if none did (the entity was only checkpointed).
+    @ivar data: The entity as a dict (L{mmo.zone.entity.Entity.to_dict}),
+        its C{"version"} always equal to L{version}.
+    """
+
+    id: str
+    owner: str
+    version: int
+    transfer_id: str | None
+    data: dict
+
+
 class IStore(Interface):
-    """Durable storage of accounts and characters, and of named logs."""
+    """
+    Durable storage of accounts and characters, of named logs, and of the
+    checkpoints of world entities with their owning zone.
+    """
 
     def start():
         """Open connections, create or migrate the schema.  Deferred[None]."""
@@ -133,6 +177,54 @@ class IStore(Interface):
         """
         The last C{limit} (an int, at least 0) records of the log C{key},
         oldest first; C{[]} for a log never written.  Deferred[list[dict]].
+        """
+
+    def checkpoint(zone, records):
+        """
+        Write the entities C{records} (dicts, each with a non-empty C{"id"}
+        and an int C{"version"}, msgpack-able) as owned by C{zone}, in one
+        atomic step: each one is inserted if the store has no such entity,
+        or replaces the stored one if that is owned by C{zone} at the same
+        version, and is refused otherwise (another zone owns it, or the
+        record is older than a transfer or a recovery).  Deferred[list[str]]:
+        the ids refused, in the order given.  L{StoreError} for a bad zone
+        or record, or an id given twice.
+        """
+
+    def transfer(entity_id, from_zone, to_zone, transfer_id, record):
+        """
+        Move the entity to C{to_zone}: the commit point of a handoff, one
+        atomic compare-and-set.  It succeeds if the store has no such
+        entity, or it is owned by C{from_zone} at C{record["version"]};
+        then the entity is owned by C{to_zone}, at that version plus one,
+        with C{transfer_id}, and C{record} as its data.  It also succeeds,
+        writing nothing, if the entity is already owned by C{to_zone} by
+        this C{transfer_id} (a repeated transfer is idempotent).  Otherwise
+        it fails with L{OwnershipConflict}, which holds the entity as it is
+        stored.  With C{from_zone == to_zone} it keeps the owner and bumps
+        the version: a fence that makes a transfer offered at the older
+        version fail (how an unfinished handoff is undone).
+        Deferred[L{StoredEntity}]: as stored after the call.
+        """
+
+    def load_zone(zone):
+        """The entities C{zone} owns, by id.  Deferred[list[L{StoredEntity}]]."""
+
+    def recover_zone(zone):
+        """
+        Bump the version of every entity C{zone} owns and return them, in
+        one atomic step: what a restarted zone does first, so that transfers
+        offered and checkpoints sent by its earlier life (perhaps still in
+        flight) can no longer succeed.  Deferred[list[L{StoredEntity}]], by id.
+        """
+
+    def load_entity(entity_id):
+        """The entity's L{StoredEntity}, or C{None}."""
+
+    def remove_entity(zone, entity_id):
+        """
+        Delete the entity if C{zone} owns it (it left the world).
+        Deferred[bool]: whether it was deleted.
         """
 
     def dump():
@@ -228,6 +320,70 @@ def pack_record(record: object) -> bytes:
         return msgpack.packb(record, use_bin_type=True)
     except (TypeError, ValueError, OverflowError) as e:
         raise StoreError(f"the log record cannot be stored (not msgpack-able): {e}")
+
+
+def check_zone(zone: object, what: str = "zone") -> str:
+    """C{zone} if it is a non-empty string, else L{StoreError}."""
+    if not isinstance(zone, str) or not zone:
+        raise StoreError(f"the {what} must be a non-empty string, got {zone!r}")
+    return zone
+
+
+def entity_row(record: object) -> tuple[str, int, bytes]:
+    """
+    An entity record as stored: its id, version and msgpack encoding.
+
+    @raise StoreError: C{record} is not a dict with a non-empty string
+        C{"id"} and an int C{"version"} of at least 0, or not msgpack-able.
+    """
+    if not isinstance(record, dict):
+        raise StoreError(f"an entity record must be a dict, got {type(record).__name__}")
+    entity_id, version = record.get("id"), record.get("version")
+    if not isinstance(entity_id, str) or not entity_id:
+        raise StoreError(f"an entity record needs a non-empty string id, got {entity_id!r}")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        raise StoreError(
+            f"entity {entity_id!r}: the version must be an int of at least 0, got {version!r}"
+        )
+    try:
+        blob = msgpack.packb(record, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise StoreError(f"entity {entity_id!r} cannot be stored (not msgpack-able): {e}")
+    return entity_id, version, blob
+
+
+def entity_rows(records: object) -> list[tuple[str, int, bytes]]:
+    """L{entity_row} of each of C{records}; L{StoreError} if an id appears twice."""
+    if not isinstance(records, (list, tuple)):
+        raise StoreError(f"entity records must be a list, got {type(records).__name__}")
+    rows = [entity_row(record) for record in records]
+    ids = [row[0] for row in rows]
+    if len(set(ids)) != len(ids):
+        raise StoreError("an entity appears twice in one checkpoint")
+    return rows
+
+
+def check_transfer(entity_id, from_zone, to_zone, transfer_id, record) -> tuple[int, bytes]:
+    """
+    Check the arguments of L{IStore.transfer}: the expected version and the
+    record as stored.
+    """
+    check_zone(from_zone, "zone to transfer from")
+    check_zone(to_zone, "zone to transfer to")
+    check_zone(transfer_id, "transfer id")
+    record_id, version, blob = entity_row(record)
+    if record_id != entity_id:
+        raise StoreError(f"the record of a transfer of {entity_id!r} is of {record_id!r}")
+    return version, blob
+
+
+def stored_entity(
+    entity_id: str, owner: str, version: int, transfer_id: str | None, blob: bytes
+) -> StoredEntity:
+    """A L{StoredEntity} from its stored fields (the data's version is the stored one)."""
+    data = unpack_data(blob)
+    data["version"] = version
+    return StoredEntity(entity_id, owner, version, transfer_id or None, data)
 
 
 def dump_logs(logs: list[tuple[str, list[dict]]]) -> dict:

@@ -1,0 +1,155 @@
+"""
+Ghosts: read-only copies of a neighbour's entities near the border.
+
+Every tick a zone sends each neighbour one L{GhostUpdate}: the views
+(L{ghost_view}) of its reals within the ghost margin of that neighbour.  The
+neighbour keeps them in a L{GhostTable}, by these rules:
+
+  - an update replaces the ghosts that came from its zone: a ghost missing
+    from the next update of its zone is dropped (it walked out of the
+    margin, or left the zone);
+  - updates of one zone are numbered by tick; an older or repeated one is
+    ignored;
+  - a zone never holds a ghost of one of its own reals: a ghost is dropped
+    when its entity becomes a real here (a handoff arrived), and views of
+    reals are ignored;
+  - an entity's views carry its version, which every change of owner bumps:
+    once a view of some version was taken, views of older versions (from
+    the zone that owned it before, which may still send it for a tick or
+    two) are ignored, so the ghost of an entity that changed owner is taken
+    from its new owner only;
+  - a zone that stops sending (it crashed) has its ghosts dropped after
+    C{ttl} seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from mmo.zone.entity import Entity
+
+
+def ghost_view(entity: Entity) -> dict:
+    """What a neighbour's ghost of C{entity} holds: its view and its version."""
+    return {**entity.view(), "version": entity.version}
+
+
+@dataclass(frozen=True)
+class GhostUpdate:
+    """
+    One zone's ghosts for one neighbour, for one tick.
+
+    @ivar zone: The sending zone.
+    @ivar tick: Its tick number: increasing, and best not restarting from 0
+        when the zone restarts (derive it from the time), since a zone's
+        updates numbered below its last one are ignored until its ghosts
+        expire.
+    @ivar views: L{ghost_view}s of its reals within the neighbour's margin.
+    """
+
+    zone: str
+    tick: int
+    views: tuple[dict, ...]
+
+
+@dataclass
+class Ghost:
+    """A ghost: the view, and the zone it came from."""
+
+    source: str
+    version: int
+    view: dict
+
+
+class GhostTable:
+    """
+    The ghosts one zone holds of its neighbours' entities.
+
+    @param is_real: Whether an entity id is a real of this zone.
+    @param clock: Provides C{seconds()}, for L{expire}.
+    @param ttl: Seconds after a zone's last update at which its ghosts are
+        dropped by L{expire}; also how long the highest version seen of an
+        entity is remembered after its ghost is gone.
+    """
+
+    def __init__(self, is_real: Callable[[str], bool], clock, ttl: float = 1.0):
+        self.is_real = is_real
+        self.clock = clock
+        self.ttl = ttl
+        self._ghosts: dict[str, Ghost] = {}
+        self._by_source: dict[str, set[str]] = {}
+        self._ticks: dict[str, int] = {}
+        self._heard: dict[str, float] = {}
+        #: Entity id -> (highest version taken, when).
+        self._versions: dict[str, tuple[int, float]] = {}
+
+    def __contains__(self, entity_id: str) -> bool:
+        return entity_id in self._ghosts
+
+    def __len__(self) -> int:
+        return len(self._ghosts)
+
+    def get(self, entity_id: str) -> Ghost | None:
+        return self._ghosts.get(entity_id)
+
+    def views(self) -> list[dict]:
+        """Every ghost's view, by id (for the area of interest)."""
+        return [self._ghosts[key].view for key in sorted(self._ghosts)]
+
+    def apply(self, update: GhostUpdate) -> None:
+        """Take one zone's update: replace its ghosts, by the rules above."""
+        if update.tick <= self._ticks.get(update.zone, -1):
+            return
+        now = self.clock.seconds()
+        self._ticks[update.zone] = update.tick
+        self._heard[update.zone] = now
+        seen: set[str] = set()
+        for view in update.views:
+            entity_id, version = view["id"], view["version"]
+            if self.is_real(entity_id):
+                continue
+            newest = self._versions.get(entity_id)
+            if newest is not None and version < newest[0]:
+                continue
+            current = self._ghosts.get(entity_id)
+            if current is not None and current.source != update.zone:
+                if version <= current.version:
+                    continue
+                self._by_source[current.source].discard(entity_id)
+            self._ghosts[entity_id] = Ghost(update.zone, version, view)
+            self._versions[entity_id] = (version, now)
+            seen.add(entity_id)
+        for entity_id in self._by_source.get(update.zone, set()) - seen:
+            del self._ghosts[entity_id]
+        self._by_source[update.zone] = seen
+
+    def real_added(self, entity_id: str) -> None:
+        """The entity became a real here (a handoff arrived): drop its ghost."""
+        ghost = self._ghosts.pop(entity_id, None)
+        if ghost is not None:
+            self._by_source[ghost.source].discard(entity_id)
+
+    def expire(self) -> list[str]:
+        """
+        Drop the ghosts of zones silent for C{ttl} seconds, and forget old
+        versions.  Call it every tick.  Returns the ids dropped.
+        """
+        now = self.clock.seconds()
+        dropped = []
+        for zone, heard in list(self._heard.items()):
+            if now - heard >= self.ttl:
+                del self._heard[zone]
+                # A restarted zone may count its ticks from 0 again.
+                self._ticks.pop(zone, None)
+                for entity_id in sorted(self._by_source.pop(zone, set())):
+                    del self._ghosts[entity_id]
+                    dropped.append(entity_id)
+        for entity_id, (_, when) in list(self._versions.items()):
+            if entity_id not in self._ghosts and now - when >= self.ttl:
+                del self._versions[entity_id]
+        return dropped
+
+    def sources(self) -> Iterable[str]:
+        """The zones whose ghosts are held."""
+        return sorted(zone for zone, ids in self._by_source.items() if ids)

@@ -1,0 +1,24 @@
+"""
+The C{mmo-zone} plugin: the world's regions served by this process (those
+whose C{process} in C{[world]} is its name), answering gateways over AMP and
+exchanging handoffs, ghosts and pushes through the bus.
+
+    twistd -n mmo-zone --config cluster.toml --process zone-1
+"""
+
+from mmo.service_tap import ServiceOptions, make_game_service
+
+
+class Options(ServiceOptions):
+    kind = "zone"
+    longdesc = "Simulate regions of the world: movement, areas of interest, handoffs."
+
+
+def makeService(options: Options, reactor=None):
+    from mmo.zone.service import ZoneHost
+
+    def host(config, store, bus, reactor):
+        config.world.check_processes(config.processes, config.file)
+        return ZoneHost(config, store, bus, reactor, options.process.name)
+
+    return make_game_service(options, host, reactor)

@@ -1,0 +1,436 @@
+"""
+The zone service (L{mmo.zone.service}) on a fake clock, the in-memory bus
+and SQLite: entering, moving, the batched deliveries, session events, a
+handoff between two zones over the bus; and the gateway's side of it
+(L{mmo.gateway.router.ZoneRoute}, batched deliveries).
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import task
+from twisted.trial import unittest
+
+from mmo import config
+from mmo.bus.memory import MemoryBus
+from mmo.gateway.factory import GatewayFactory
+from mmo.gateway.router import ZoneRoute
+from mmo.services import SESSION_UPDATE, Caller, gateway_channel
+from mmo.store.sqlite import SQLiteStore
+from mmo.wire import codes
+from mmo.wire.codes import WireError
+from mmo.zone import messages
+from mmo.zone.handoff import Moved, Switched, SwitchRoute
+from mmo.zone.service import ZoneService
+from mmo.zone.world import WorldMap
+from tests.support import write_config
+
+WORLD = """
+[processes.mmo]
+kind = "mmo"
+client = "tcp:0"
+
+[world]
+width = 200.0
+height = 100.0
+columns = 2
+rows = 1
+tick_rate = 10.0
+aoi_radius = 20.0
+ghost_margin = 25.0
+hysteresis = 2.0
+max_speed = 8.0
+npcs = 0
+spawn = [50.0, 50.0]
+"""
+
+TICK = 0.1
+
+
+def caller(name: str, gateway: str = "gw-1", zone: str | None = None) -> Caller:
+    return Caller(
+        session=f"session-{name}",
+        gateway=gateway,
+        account_id=f"account-{name}",
+        name=name,
+        character_id=f"c-{name}",
+        character_name=name.title(),
+        zone=zone,
+    )
+
+
+class ZoneTestCase(unittest.TestCase):
+    """Two zones (the map's two regions) on one fake clock, bus and store."""
+
+    async def setUp(self):
+        self.config = config.load(write_config(self, WORLD))
+        self.clock = task.Clock()
+        self.bus = MemoryBus(reactor=self.clock)
+        self.addCleanup(self.bus.stop)
+        path = os.path.join(os.path.abspath(self.mktemp()), "store.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        self.store = SQLiteStore(path, reactor=self.clock)
+        await self.store.start()
+        self.addCleanup(self.store.stop)
+        self.delivered: dict[str, list] = {"gw-1": [], "gw-2": []}
+        for gateway, received in self.delivered.items():
+            await self.bus.subscribe(gateway_channel(gateway), received.append)
+        self.zones = {}
+        for region in ("r0c0", "r0c1"):
+            zone = ZoneService(self.config, self.store, self.bus, self.clock, region)
+            await zone.start()
+            self.addCleanup(zone.stop)
+            self.zones[region] = zone
+        self.west, self.east = self.zones["r0c0"], self.zones["r0c1"]
+
+    def tick(self, count: int = 1) -> None:
+        """Run C{count} ticks, and deliver what the bus holds."""
+        for _ in range(count):
+            self.clock.advance(TICK)
+            self.clock.advance(0)
+
+    def batches(self, gateway: str = "gw-1") -> list[dict]:
+        """The batched deliveries to C{gateway} since the last call."""
+        received = self.delivered[gateway]
+        found = [m["batch"] for m in received if "batch" in m]
+        received[:] = [m for m in received if "batch" not in m]
+        return found
+
+    async def settle(self, ticks: int = 1):
+        """Tick, letting the store's threads answer in between."""
+        for _ in range(ticks):
+            self.tick()
+            for _ in range(3):
+                await deferLater()
+
+    async def until(self, condition, ticks: int = 30):
+        """Tick until C{condition()} holds (the store answers from threads)."""
+        for _ in range(ticks):
+            if condition():
+                return
+            await self.settle()
+        self.fail("never happened")
+
+
+class ZoneServiceTests(ZoneTestCase):
+    async def test_enter_spawns_and_checkpoints(self):
+        alice = caller("alice")
+        reply = await self.west.handle(alice, "zone.enter", {})
+        self.assertEqual(reply[SESSION_UPDATE], {"zone": "r0c0"})
+        self.assertEqual((reply["entity"], reply["x"], reply["y"]), ("c-alice", 50.0, 50.0))
+        entity = self.west.simulation.get("c-alice")
+        self.assertEqual((entity.session, entity.gateway), ("session-alice", "gw-1"))
+        stored = await self.store.load_entity("c-alice")
+        self.assertEqual(stored.owner, "r0c0")
+
+    async def test_enter_needs_a_character(self):
+        alice = Caller(session="s", gateway="gw-1", account_id="a", name="alice")
+        with self.assertRaises(WireError) as caught:
+            await self.west.handle(alice, "zone.enter", {})
+        self.assertEqual(caught.exception.code, codes.NOT_ALLOWED)
+
+    async def test_enter_restores_the_checkpoint(self):
+        alice = caller("alice")
+        await self.west.handle(alice, "zone.enter", {})
+        self.west.simulation.get("c-alice").x = 60.0
+        await self.west.checkpointer.checkpoint()
+        # The zone restarts: the entity is taken back from the store.
+        await self.west.stop()
+        again = ZoneService(self.config, self.store, self.bus, self.clock, "r0c0")
+        await again.start()
+        self.addCleanup(again.stop)
+        reply = await again.handle(caller("alice", "gw-2"), "zone.enter", {})
+        self.assertEqual(reply["x"], 60.0)
+        self.assertEqual(again.simulation.get("c-alice").gateway, "gw-2")
+
+    async def test_move_and_batched_delivery(self):
+        alice, bob = caller("alice"), caller("bob")
+        await self.west.handle(alice, "zone.enter", {})
+        await self.west.handle(bob, "zone.enter", {})
+        self.batches()
+        self.tick()
+        [batch] = self.batches()
+        # One bus message for the gateway, with each session's events.
+        self.assertEqual(sorted(batch), ["session-alice", "session-bob"])
+        [[kind, fields]] = batch["session-alice"]
+        self.assertEqual(kind, "world.update")
+        self.assertEqual(sorted(v["id"] for v in fields["enter"]), ["c-alice", "c-bob"])
+
+        alice = alice.moved(zone="r0c0")
+        self.assertEqual(
+            await self.west.handle(alice, "zone.move", {"seq": 1, "x": 50.5, "y": 50}), {}
+        )
+        entity = self.west.simulation.get("c-alice")
+        self.assertEqual((entity.x, entity.last_input), (50.5, 1))
+        # A repeat is applied at most once.
+        await self.west.handle(alice, "zone.move", {"seq": 1, "x": 51.0, "y": 50})
+        self.assertEqual(entity.x, 50.5)
+        self.tick()
+        [batch] = self.batches()
+        [[kind, fields]] = batch["session-alice"]
+        self.assertEqual(fields["update"], [{"id": "c-alice", "x": 50.5, "y": 50.0}])
+
+    async def test_speed_hack_corrected(self):
+        alice = caller("alice", zone="r0c0")
+        await self.west.handle(alice, "zone.enter", {})
+        self.tick()
+        self.batches()
+        await self.west.handle(alice, "zone.move", {"seq": 5, "x": 90.0, "y": 50.0})
+        self.tick()
+        [batch] = self.batches()
+        kind, fields = batch["session-alice"][0]
+        self.assertEqual((kind, fields), ("world.correct", {"x": 50.0, "y": 50.0, "input": 5}))
+
+    async def test_malformed_move(self):
+        alice = caller("alice", zone="r0c0")
+        await self.west.handle(alice, "zone.enter", {})
+        for message in ({"seq": -1, "x": 1, "y": 1}, {"seq": 1, "x": "a", "y": 1}, {}):
+            with self.assertRaises(WireError) as caught:
+                await self.west.handle(alice, "zone.move", message)
+            self.assertEqual(caught.exception.code, codes.BAD_REQUEST)
+
+    async def test_ended_removes_the_entity(self):
+        alice = caller("alice")
+        await self.west.handle(alice, "zone.enter", {})
+        await self.west.session_event(alice, "ended")
+        self.assertIsNone(self.west.simulation.get("c-alice"))
+        self.assertIsNone(await self.store.load_entity("c-alice"))
+
+    async def test_dropped_session_keeps_its_entity(self):
+        """
+        A dropped connection detaches the session (no event); a resume on
+        another gateway is "moved"; only "ended" of the session that holds
+        the entity removes it.
+        """
+        alice = caller("alice")
+        await self.west.handle(alice, "zone.enter", {})
+        await self.west.session_event(alice.moved(gateway="gw-2"), "moved")
+        entity = self.west.simulation.get("c-alice")
+        self.assertEqual(entity.gateway, "gw-2")
+        self.tick()
+        self.assertEqual(len(self.batches("gw-2")), 1)
+        # A new session took the character over; the old one's end leaves it.
+        newer = alice.moved(session="session-alice-2")
+        await self.west.handle(newer, "zone.enter", {})
+        await self.west.session_event(alice, "ended")
+        self.assertIs(self.west.simulation.get("c-alice"), entity)
+        self.assertEqual(entity.session, "session-alice-2")
+
+    async def test_leave(self):
+        alice = caller("alice", zone="r0c0")
+        await self.west.handle(alice, "zone.enter", {})
+        reply = await self.west.handle(alice, "zone.leave", {})
+        self.assertEqual(reply, {SESSION_UPDATE: {"zone": None}})
+        self.assertIsNone(self.west.simulation.get("c-alice"))
+
+    async def test_ghosts_and_handoff_over_the_bus(self):
+        """
+        A player near the border is ghosted into the neighbour; walking
+        across hands it over: the gateway is asked to switch the route, and
+        the entity is real only in the new zone, where its inputs go on.
+        """
+        alice, bob = caller("alice", zone="r0c0"), caller("bob")
+        await self.west.handle(alice, "zone.enter", {})
+        self.west.simulation.get("c-alice").x = 96.0
+        await self.east.handle(bob, "zone.enter", {})
+        bob_entity = self.east.simulation.get("c-bob")
+        bob_entity.x = 104.0
+        await self.settle(3)
+        entered = [
+            view["id"]
+            for batch in self.batches()
+            for kind, fields in batch.get("session-alice", [])
+            if kind == "world.update"
+            for view in fields["enter"]
+        ]
+        self.assertIn("c-bob", entered)
+
+        seq = 0
+        for step in range(12):
+            seq += 1
+            await self.west.handle(
+                alice, "zone.move", {"seq": seq, "x": 96.0 + (step + 1) * 0.6, "y": 50.0}
+            )
+            await self.settle()
+            switches = [m for m in self.delivered["gw-1"] if "zone" in m]
+            if switches:
+                break
+        self.assertTrue(switches, "no route switch")
+        sender, switch = messages.decode(switches[0]["zone"])
+        self.assertEqual(sender, "r0c0")
+        self.assertIsInstance(switch, SwitchRoute)
+        self.assertEqual((switch.session, switch.zone), ("session-alice", "r0c1"))
+        await self.bus.publish(
+            messages.zone_channel("r0c0"),
+            messages.encode("gw-1", Switched(switch.transfer_id, switch.session)),
+        )
+        await self.until(lambda: self.east.handoff.status("c-alice") == "active")
+        self.assertIsNone(self.west.simulation.get("c-alice"))
+        arrived = self.east.simulation.get("c-alice")
+        await self.until(lambda: arrived.last_input == seq)
+        self.assertEqual(arrived.x, 96.0 + seq * 0.6)
+        # Inputs go on in the new zone (and a late one to the old is forwarded).
+        x = arrived.x
+        await self.east.handle(
+            alice.moved(zone="r0c1"), "zone.move", {"seq": seq + 1, "x": x + 0.5, "y": 50.0}
+        )
+        await self.west.handle(alice, "zone.move", {"seq": seq + 2, "x": x + 1.0, "y": 50.0})
+        await self.until(lambda: arrived.last_input == seq + 2)
+        self.assertEqual(arrived.x, x + 1.0)
+        self.assertEqual((await self.store.load_entity("c-alice")).owner, "r0c1")
+
+
+def deferLater():
+    from twisted.internet import reactor
+
+    return task.deferLater(reactor, 0.01, lambda: None)
+
+
+class FakeSession:
+    def __init__(self, caller):
+        self.caller = caller
+        self.state = "attached"
+        self.pushes = []
+
+    def push(self, kind, fields):
+        self.pushes.append((kind, fields))
+
+
+class GatewaySideTests(unittest.TestCase):
+    """The gateway's side: batched deliveries and the zone route."""
+
+    def setUp(self):
+        self.config = config.load(write_config(self, WORLD))
+        self.clock = task.Clock()
+        self.bus = MemoryBus(reactor=self.clock)
+        self.addCleanup(self.bus.stop)
+        process = self.config.process("mmo")
+        self.factory = GatewayFactory(self.config, process, self.clock)
+        self.factory.bus = self.bus
+        self.alice = FakeSession(caller("alice", "mmo", zone="r0c0"))
+        self.factory.registry.by_id["session-alice"] = self.alice
+
+    def test_batch_delivered_in_order_and_forwarded(self):
+        self.factory._forward("session-gone", "gw-2")
+        self.addCleanup(self.factory.forwards.clear)
+        forwarded = []
+        self.bus.subscribe(gateway_channel("gw-2"), forwarded.append)
+        self.factory.gatewayMessage(
+            {
+                "batch": {
+                    "session-alice": [["world.correct", {"x": 1}], ["world.update", {"tick": 3}]],
+                    "session-gone": [["world.update", {"tick": 3}]],
+                    "session-unknown": [["world.update", {"tick": 3}]],
+                }
+            }
+        )
+        self.clock.advance(0)
+        self.assertEqual(
+            self.alice.pushes, [("world.correct", {"x": 1}), ("world.update", {"tick": 3})]
+        )
+        self.assertEqual(forwarded, [{"batch": {"session-gone": [["world.update", {"tick": 3}]]}}])
+        for timer in self.clock.getDelayedCalls():
+            timer.cancel()
+
+    def test_route_switch(self):
+        """A SwitchRoute moves the session's zone forwards only, and is always answered."""
+        route = ZoneRoute({}, WorldMap.from_config(self.config), None, (50.0, 50.0))
+        self.factory.routes = [route]
+        answers = []
+        self.bus.subscribe(messages.zone_channel("r0c0"), answers.append)
+        switch = SwitchRoute("t-1", "session-alice", "c-alice", "r0c1", 3)
+        message = messages.encode("r0c0", switch)
+        self.factory.gatewayMessage(message)
+        self.factory.gatewayMessage(message)
+        self.clock.advance(0)
+        self.assertEqual(self.alice.caller.zone, "r0c1")
+        self.assertEqual(self.alice.pushes, [("zone.changed", {"zone": "r0c1"})])
+        self.assertEqual(
+            [messages.decode(a["zone"]) for a in answers],
+            [("mmo", Switched("t-1", "session-alice"))] * 2,
+        )
+        # An older route never wins.
+        self.factory.gatewayMessage(
+            messages.encode("r0c1", Moved("session-alice", "c-alice", "r0c0", 2))
+        )
+        self.assertEqual(self.alice.caller.zone, "r0c1")
+
+    def test_zone_messages_need_zone_enter(self):
+        route = ZoneRoute({}, WorldMap.from_config(self.config), None, (50.0, 50.0))
+        d = route.handle(caller("bob"), "zone.move", {"seq": 1, "x": 1, "y": 1})
+        failure = self.failureResultOf(d, WireError)
+        self.assertEqual(failure.value.code, codes.NOT_ALLOWED)
+
+
+CLUSTER = """
+[processes.gateway-1]
+kind = "gateway"
+client = "tcp:0:interface=127.0.0.1"
+hosts = ["localhost", "127.0.0.1"]
+
+[processes.zone-1]
+kind = "zone"
+rpc = "tcp:17301:interface=127.0.0.1"
+hosts = ["localhost", "127.0.0.1"]
+
+[processes.zone-2]
+kind = "zone"
+rpc = "tcp:17302:interface=127.0.0.1"
+hosts = ["localhost", "127.0.0.1"]
+"""
+
+CLUSTER_WORLD = WORLD.split("[world]")[1].replace(
+    "rows = 1\n", 'rows = 1\nzones = ["zone-1", "zone-2"]\n'
+)
+
+
+class RoutingTests(ZoneTestCase):
+    """The gateway's zone route over zones in this process, and the zones of a process."""
+
+    def route(self, store=None) -> ZoneRoute:
+        from mmo.gateway.router import LocalRoute
+
+        return ZoneRoute(
+            {name: LocalRoute(zone) for name, zone in self.zones.items()},
+            WorldMap.from_config(self.config),
+            store,
+            self.config.world.spawn,
+        )
+
+    async def test_enter_follows_the_owner(self):
+        """Without a store, the spawn's zone redirects to the zone that owns the character."""
+        alice = caller("alice")
+        await self.east.handle(alice, "zone.enter", {})
+        again = alice.moved(session="session-alice-2")
+        reply = await self.route().handle(again, "zone.enter", {})
+        self.assertEqual(reply["zone"], "r0c1")
+        self.assertEqual(self.east.simulation.get("c-alice").session, "session-alice-2")
+        # With the store, the route goes there at once.
+        reply = await self.route(self.store).handle(alice, "zone.enter", {})
+        self.assertEqual(reply["zone"], "r0c1")
+
+    async def test_route_events_to_every_zone(self):
+        alice = caller("alice")
+        await self.east.handle(alice, "zone.enter", {})
+        await self.route().session_event(alice, "ended")
+        self.assertIsNone(self.east.simulation.get("c-alice"))
+
+    async def test_zone_host_and_remote_routes(self):
+        from mmo.gateway.router import remote_routes
+        from mmo.zone.service import ZoneHost
+        from tests.support import deployment
+
+        conf = deployment(self, CLUSTER, extra="[world]" + CLUSTER_WORLD)
+        host = ZoneHost(conf, self.store, self.bus, self.clock, "zone-2")
+        self.assertEqual(list(host.zones), ["r0c1"])
+        with self.assertRaises(WireError) as caught:
+            await host.handle(caller("alice", zone="r0c0"), "zone.enter", {})
+        self.assertEqual(caught.exception.code, codes.UNAVAILABLE)
+        [route] = remote_routes(conf, conf.process("gateway-1"), self.clock)
+        self.assertIsInstance(route, ZoneRoute)
+        self.assertEqual(
+            {zone: r.name for zone, r in route.routes.items()},
+            {"r0c0": "zone-1", "r0c1": "zone-2"},
+        )
+        self.assertEqual(len(route.services()), 2)
