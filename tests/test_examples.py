@@ -1,8 +1,11 @@
 """
 The examples work: the emote example's factory is loaded by name from its
-config and its message reaches the other players.
+config and its message reaches the other players; the pickup example's zone
+service lays out its items, and a player picks one up within reach, for
+everyone to see.
 """
 
+import importlib
 import os
 import sys
 
@@ -17,8 +20,12 @@ from mmo.gateway.admission import Admission
 from mmo.gateway.service import factory_class
 from mmo.login.protocol import StandaloneFactory
 from mmo.login.tickets import TicketSigner
-from mmo.wire import codec
-from tests.support import written_frames
+from mmo.services import gateway_channel
+from mmo.store.sqlite import SQLiteStore
+from mmo.wire import codec, codes
+from mmo.wire.codes import WireError
+from tests.support import write_config, written_frames
+from tests.test_zone_service import TICK, WORLD, caller
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -76,3 +83,105 @@ class EmoteExampleTests(unittest.TestCase):
         self.assertEqual(error["code"], "bad_request")
         self.assertEqual(error["id"], 3)
         self.assertFalse(alice_wire.disconnecting)
+
+
+class PickupExampleTests(unittest.TestCase):
+    """
+    The pickup example's zone service, both regions of a two-region world,
+    on a fake clock, the in-memory bus and SQLite, the way
+    C{tests/test_zone_service.py} builds the stock one.
+    """
+
+    async def setUp(self):
+        sys.path.insert(0, EXAMPLES)
+        self.addCleanup(sys.path.remove, EXAMPLES)
+        pickup = importlib.import_module("pickup")
+        self.conf = config.load(write_config(self, WORLD))
+        self.clock = task.Clock()
+        self.bus = MemoryBus(reactor=self.clock)
+        self.addCleanup(self.bus.stop)
+        path = os.path.join(os.path.abspath(self.mktemp()), "store.sqlite3")
+        os.makedirs(os.path.dirname(path))
+        self.store = SQLiteStore(path, reactor=self.clock)
+        await self.store.start()
+        self.addCleanup(self.store.stop)
+        self.delivered = []
+        await self.bus.subscribe(gateway_channel("gw-1"), self.delivered.append)
+        self.zones = {}
+        for region in ("r0c0", "r0c1"):
+            zone = pickup.PickupZone(self.conf, self.store, self.bus, self.clock, region)
+            await zone.start()
+            self.addCleanup(zone.stop)
+            self.zones[region] = zone
+        self.west = self.zones["r0c0"]
+
+    def tick(self, count=1):
+        for _ in range(count):
+            self.clock.advance(TICK)
+            self.clock.advance(0)
+
+    def events(self, session):
+        """The events pushed to C{session} since the last call, as C{(kind, fields)}."""
+        found = []
+        for message in self.delivered:
+            for kind, fields in message.get("batch", {}).get(session, []):
+                found.append((kind, fields))
+        self.delivered.clear()
+        return found
+
+    async def enter(self, name, x, y):
+        """C{name}'s character enters the west zone and stands at C{(x, y)}."""
+        who = caller(name)
+        await self.west.handle(who, "zone.enter", {})
+        entity = self.west.simulation.get(who.character_id)
+        entity.x, entity.y = x, y
+        return who
+
+    async def refused(self, who, item, code):
+        with self.assertRaises(WireError) as caught:
+            await self.west.handle(who, "zone.pickup", {"item": item})
+        self.assertEqual(caught.exception.code, code)
+
+    def test_items_laid_out_in_their_regions(self):
+        apple = self.west.simulation.get("item-0")
+        self.assertEqual((apple.kind, apple.name, apple.x, apple.y), ("item", "apple", 95.0, 50.0))
+        self.assertIsNone(self.west.simulation.get("item-1"))
+        self.assertEqual(self.zones["r0c1"].simulation.get("item-1").name, "lantern")
+
+    async def test_pickup_within_reach(self):
+        alice = await self.enter("alice", 94.0, 50.0)
+        bob = await self.enter("bob", 90.0, 50.0)
+        self.tick()
+        entered = [v["id"] for kind, f in self.events("session-bob") for v in f["enter"]]
+        self.assertIn("item-0", entered)
+
+        reply = await self.west.handle(alice, "zone.pickup", {"item": "item-0"})
+        self.assertEqual(reply, {"bag": ["apple"]})
+        self.assertIsNone(self.west.simulation.get("item-0"))
+        self.assertEqual(self.west.simulation.get("c-alice").attrs, {"bag": ["apple"]})
+        self.tick()
+        # Bob sees the apple go, and Alice with it in her bag.
+        [(kind, update)] = self.events("session-bob")
+        self.assertEqual(kind, "world.update")
+        self.assertEqual(update["leave"], ["item-0"])
+        self.assertIn({"id": "c-alice", "attrs": {"bag": ["apple"]}}, update["update"])
+        # Taken already: for Bob too, wherever he stands.
+        self.west.simulation.get("c-bob").x = 95.0
+        await self.refused(bob, "item-0", codes.NOT_FOUND)
+
+        # The bag is an attribute like any: in the checkpoint.
+        await self.west.checkpointer.checkpoint()
+        stored = await self.store.load_entity("c-alice")
+        self.assertEqual(stored.data["attrs"], {"bag": ["apple"]})
+
+    async def test_pickup_refused(self):
+        alice = await self.enter("alice", 80.0, 50.0)
+        await self.refused(alice, "item-0", codes.NOT_ALLOWED)
+        self.assertIsNotNone(self.west.simulation.get("item-0"))
+        # Another zone's item, a player, no item at all.
+        await self.refused(alice, "item-1", codes.NOT_FOUND)
+        await self.refused(alice, "c-alice", codes.NOT_FOUND)
+        await self.refused(alice, 7, codes.BAD_REQUEST)
+        # Not in the world.
+        await self.refused(caller("carol"), "item-0", codes.NOT_ALLOWED)
+        self.assertEqual(self.west.simulation.get("c-alice").attrs, {})

@@ -29,7 +29,7 @@ from mmo.zone import messages
 from mmo.zone.checkpoint import Checkpointer
 from mmo.zone.entity import PLAYER, Entity
 from mmo.zone.ghosts import GhostTable, GhostUpdate
-from mmo.zone.handoff import Input, ZoneHandoff
+from mmo.zone.handoff import Input, Offer, ZoneHandoff
 from mmo.zone.simulation import Input as Move
 from mmo.zone.simulation import ZoneSimulation
 from mmo.zone.ticker import Ticker
@@ -48,18 +48,23 @@ class BusLink:
 
     log = Logger()
 
-    def __init__(self, bus, name: str, zones):
+    def __init__(self, bus, name: str, zones, seen=None):
         self.bus = bus
         self.name = name
         self.zones = frozenset(zones)
+        #: C{seen(entity_id)}: the ids a player's client has in view, sent
+        #: along with an L{Offer} (as its C{"seen"}) so that the new zone
+        #: goes on with the same view (nothing enters again).
+        self.seen = seen
 
     def channel(self, to: str) -> str:
         return messages.zone_channel(to) if to in self.zones else gateway_channel(to)
 
     def send(self, to: str, message) -> None:
-        d = defer.maybeDeferred(
-            self.bus.publish, self.channel(to), messages.encode(self.name, message)
-        )
+        body = messages.encode(self.name, message)
+        if isinstance(message, Offer) and self.seen is not None:
+            body[messages.KEY]["seen"] = self.seen(message.entity_id)
+        d = defer.maybeDeferred(self.bus.publish, self.channel(to), body)
         d.addErrback(
             lambda failure: self.log.failure(
                 "zone {zone}: sending {message!r} to {to} failed",
@@ -86,9 +91,11 @@ class _State:
     def __init__(self, simulation: ZoneSimulation):
         self.simulation = simulation
         self.corrected: set[str] = set()
+        #: Entity id -> the view its client has, from the offer handing it here.
+        self.arriving: dict[str, list[str]] = {}
 
     def add(self, entity: Entity) -> None:
-        self.simulation.add(entity)
+        self.simulation.add(entity, seen=self.arriving.pop(entity.id, None))
 
     def remove(self, entity_id: str) -> Entity | None:
         self.corrected.discard(entity_id)
@@ -147,7 +154,7 @@ class ZoneService(GameService):
         self.name = region_name
         self.simulation = self.simulation_class(self.map, region_name, world, reactor, rng=rng)
         self.state = _State(self.simulation)
-        self.link = BusLink(bus, region_name, list(self.map.regions))
+        self.link = BusLink(bus, region_name, list(self.map.regions), self.simulation.seen)
         self.ghosts = GhostTable(self._is_real, reactor)
         self.handoff = ZoneHandoff(
             region_name,
@@ -211,6 +218,12 @@ class ZoneService(GameService):
             if body.zone != self.name:
                 self.ghosts.apply(body)
         else:
+            if isinstance(body, Offer):
+                seen = message[messages.KEY].get("seen")
+                if isinstance(seen, list) and all(isinstance(i, str) for i in seen):
+                    self.state.arriving[body.entity_id] = seen
+                else:
+                    self.state.arriving.pop(body.entity_id, None)
             self.handoff.receive(sender, body)
 
     # -- the tick --------------------------------------------------------------------
@@ -303,6 +316,12 @@ class ZoneService(GameService):
             else:
                 x, y = self.config.world.spawn
                 entity = Entity(entity_id, PLAYER, x, y, name=caller.display_name)
+                # A new entity starts with its character's data as its
+                # attributes (the game's: hp, class...); from then on the
+                # entity's own attrs travel with it (handoffs, checkpoints).
+                character = await self.store.character_by_id(entity_id)
+                if character is not None and isinstance(character.data, dict):
+                    entity.attrs = dict(character.data)
             entity.session, entity.gateway = caller.session, caller.gateway
             if not await self.handoff.enter(entity):
                 if not self.handoff.is_real(entity_id):
