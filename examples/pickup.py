@@ -17,9 +17,12 @@ Items are not players' entities: they are not checkpointed nor handed off;
 each zone lays out again, when it starts, those of L{PickupZone.items} that
 lie in its region.  A player picks up only items of the zone it is in.
 
-The standalone server builds L{mmo.zone.service.ZoneService} itself and has
-no setting yet to name a subclass, so this example is used from code (see
-C{tests/test_examples.py}).
+Name the class in the config to use it (C{examples/pickup.toml}):
+
+    [world]
+    zone_class = "pickup.PickupZone"
+
+    PYTHONPATH=examples twistd -n mmo --config examples/pickup.toml
 """
 
 from __future__ import annotations

@@ -891,6 +891,11 @@ class WorldSection(Section):
         ),
         "npcs": Number(10, minimum=0, maximum=1000000, doc="NPCs each zone spawns."),
         "spawn": Point(None, doc="Where new players appear, [x, y]; default: the centre."),
+        "zone_class": Str(
+            "",
+            pattern=r"^$|^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
+            doc="Fully qualified name of a ZoneService subclass with the game's rules.",
+        ),
         "columns": Number(1, minimum=1, maximum=1024, doc="Regions across (grid)."),
         "rows": Number(1, minimum=1, maximum=1024, doc="Regions down (grid)."),
         "zones": StrList(

@@ -19,12 +19,13 @@ def zone_route(config, store, bus, reactor, top):
     this process (resources of C{top}), and the L{ZoneRoute} to them.
     """
     from mmo.gateway.router import LocalRoute, ZoneRoute
-    from mmo.zone.service import ZoneService
+    from mmo.zone.service import zone_service_class
     from mmo.zone.world import WorldMap
 
     world_map = WorldMap.from_config(config.world)
+    zone_class = zone_service_class(config)
     zones = {
-        region.name: LocalRoute(top.resource(ZoneService(config, store, bus, reactor, region.name)))
+        region.name: LocalRoute(top.resource(zone_class(config, store, bus, reactor, region.name)))
         for region in world_map.regions.values()
     }
     return ZoneRoute(zones, world_map, store, config.world.spawn)

@@ -24,6 +24,7 @@ from mmo.services import gateway_channel
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
+from mmo.zone.service import zone_service_class
 from tests.support import write_config, written_frames
 from tests.test_zone_service import TICK, WORLD, caller
 
@@ -97,6 +98,9 @@ class PickupExampleTests(unittest.TestCase):
         self.addCleanup(sys.path.remove, EXAMPLES)
         pickup = importlib.import_module("pickup")
         self.conf = config.load(write_config(self, WORLD))
+        # Named in the config, the example is the class every zone uses.
+        named = config.load(os.path.join(EXAMPLES, "pickup.toml"))
+        self.assertIs(zone_service_class(named), pickup.PickupZone)
         self.clock = task.Clock()
         self.bus = MemoryBus(reactor=self.clock)
         self.addCleanup(self.bus.stop)
@@ -185,3 +189,17 @@ class PickupExampleTests(unittest.TestCase):
         # Not in the world.
         await self.refused(caller("carol"), "item-0", codes.NOT_ALLOWED)
         self.assertEqual(self.west.simulation.get("c-alice").attrs, {})
+
+
+class ZoneClassTests(unittest.TestCase):
+    def test_bad_zone_class(self):
+        """A zone class that cannot be imported, or is no ZoneService, fails the start."""
+        for name, reason in (("nowhere.Zone", "cannot import"), ("mmo.config.Config", "subclass")):
+            path = write_config(
+                self,
+                f'[world]\nzone_class = "{name}"\n'
+                '[processes.mmo]\nkind = "mmo"\nclient = "tcp:0"\n',
+            )
+            error = self.assertRaises(config.ConfigError, zone_service_class, config.load(path))
+            self.assertIn(f"{path}: world.zone_class: ", str(error))
+            self.assertIn(reason, str(error))

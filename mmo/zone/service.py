@@ -394,10 +394,12 @@ class ZoneHost(GameService):
 
     kind = "zone"
     prefixes = ("zone.",)
-    zone_class = ZoneService
+    zone_class = None
 
     def __init__(self, config, store, bus, reactor, process_name: str):
         super().__init__(config, store, bus, reactor)
+        if self.zone_class is None:
+            self.zone_class = zone_service_class(config)
         world = config.world
         self.zones = {
             name: self.zone_class(config, store, bus, reactor, name)
@@ -430,3 +432,29 @@ class ZoneHost(GameService):
     async def session_event(self, caller: Caller, event: str) -> None:
         for zone in self.zones.values():
             await zone.session_event(caller, event)
+
+
+def zone_service_class(config) -> type[ZoneService]:
+    """
+    The zone service class named by C{[world] zone_class} (a game's
+    subclass with its own messages and rules), or L{ZoneService}.
+
+    @raise ConfigError: It cannot be imported or is no L{ZoneService}.
+    """
+    from twisted.python.reflect import namedAny
+
+    from mmo.config import ConfigError
+
+    name = config.world.zone_class
+    if not name:
+        return ZoneService
+    key = ("world", "zone_class")
+    try:
+        found = namedAny(name)
+    except Exception as e:
+        raise ConfigError(f"cannot import {name!r}: {e}", key, config.file)
+    if not (isinstance(found, type) and issubclass(found, ZoneService)):
+        raise ConfigError(
+            f"{name!r} is not a subclass of mmo.zone.service.ZoneService", key, config.file
+        )
+    return found
