@@ -67,3 +67,23 @@ def written_frames(transport) -> list[dict]:
     result = decode_frames(transport.value())
     transport.clear()
     return result
+
+
+def process_tables(*processes: tuple[str, str]) -> str:
+    """
+    C{[processes.NAME]} tables for C{(name, kind)} pairs on loopback: client
+    kinds listen on a port chosen at start, services on a free port (gateways
+    must know it to connect).
+    """
+    from tests.redis import free_port
+
+    tables = []
+    for name, kind in processes:
+        if kind in ("login", "gateway", "mmo"):
+            listener = 'client = "tcp:0:interface=127.0.0.1"'
+        else:
+            listener = f'rpc = "tcp:{free_port()}:interface=127.0.0.1"'
+        tables.append(
+            f'[processes.{name}]\nkind = "{kind}"\n{listener}\nhosts = ["localhost", "127.0.0.1"]\n'
+        )
+    return "\n".join(tables)

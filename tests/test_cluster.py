@@ -16,38 +16,20 @@ from twisted.trial import unittest
 from mmo import tls
 from mmo.client import ServerError, connect
 from tests.redis import redis_config_text, start_redis
-from tests.support import deployment
+from tests.support import deployment, process_tables
 from tests.test_login_e2e import started
 from tests.test_twistd import spawn
 
 PASSWORD = "open sesame 42"
 
-CLUSTER = """
-[processes.login]
-kind = "login"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.gateway-1]
-kind = "gateway"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.gateway-2]
-kind = "gateway"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.lobby]
-kind = "lobby"
-rpc = "tcp:{lobby_port}:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.chat]
-kind = "chat"
-rpc = "tcp:{chat_port}:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-"""
+#: The processes of the cluster (the lobby's and chat's ports are free ones).
+CLUSTER = (
+    ("login", "login"),
+    ("gateway-1", "gateway"),
+    ("gateway-2", "gateway"),
+    ("lobby", "lobby"),
+    ("chat", "chat"),
+)
 
 SETTINGS = """
 [login]
@@ -73,12 +55,6 @@ moderators = ["Mod"]
 rate = 100.0
 burst = 100
 """
-
-
-def free_port():
-    from tests.redis import free_port as port
-
-    return port()
 
 
 async def until(predicate, timeout=10.0):
@@ -130,7 +106,7 @@ class ClusterTests(unittest.TestCase):
 
     async def start_cluster(self):
         server = start_redis(self)
-        processes = CLUSTER.format(lobby_port=free_port(), chat_port=free_port())
+        processes = process_tables(*CLUSTER)
         config = deployment(self, processes, extra=SETTINGS + redis_config_text(server))
         self.ca = tls.ca_path(config.deployment.tls_dir)
         children = {}

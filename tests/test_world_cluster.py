@@ -15,44 +15,22 @@ from twisted.trial import unittest
 
 from mmo import tls
 from mmo.client import connect
-from tests.redis import free_port, redis_config_text, start_redis
-from tests.support import deployment
+from tests.redis import redis_config_text, start_redis
+from tests.support import deployment, process_tables
 from tests.test_cluster import PASSWORD, SETTINGS
 from tests.test_login_e2e import started
 from tests.test_twistd import spawn
 from tests.test_world_e2e import WORLD, Player, sleep
 
-CLUSTER = """
-[processes.login]
-kind = "login"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.gateway-1]
-kind = "gateway"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.lobby]
-kind = "lobby"
-rpc = "tcp:{lobby_port}:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.chat]
-kind = "chat"
-rpc = "tcp:{chat_port}:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.zone-1]
-kind = "zone"
-rpc = "tcp:{zone1_port}:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.zone-2]
-kind = "zone"
-rpc = "tcp:{zone2_port}:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-"""
+#: The processes: login, a gateway, the lobby, chat and two zones.
+CLUSTER = (
+    ("login", "login"),
+    ("gateway-1", "gateway"),
+    ("lobby", "lobby"),
+    ("chat", "chat"),
+    ("zone-1", "zone"),
+    ("zone-2", "zone"),
+)
 
 #: The standalone test's world, its two regions served by the two zone processes.
 CLUSTER_WORLD = WORLD + 'zones = ["zone-1", "zone-2"]\n'
@@ -66,12 +44,7 @@ class WorldClusterTests(unittest.TestCase):
 
     async def start_cluster(self):
         server = start_redis(self)
-        processes = CLUSTER.format(
-            lobby_port=free_port(),
-            chat_port=free_port(),
-            zone1_port=free_port(),
-            zone2_port=free_port(),
-        )
+        processes = process_tables(*CLUSTER)
         extra = SETTINGS + CLUSTER_WORLD + redis_config_text(server)
         config = deployment(self, processes, extra=extra)
         self.ca = tls.ca_path(config.deployment.tls_dir)
