@@ -69,20 +69,24 @@ def written_frames(transport) -> list[dict]:
     return result
 
 
-def process_tables(*processes: tuple[str, str]) -> str:
+def process_tables(*processes: tuple[str, ...]) -> str:
     """
     C{[processes.NAME]} tables for C{(name, kind)} pairs on loopback: client
     kinds listen on a port chosen at start, services on a free port (gateways
-    must know it to connect).
+    must know it to connect).  A third element, C{(name, kind, listeners)},
+    names further listeners (such as C{"websocket"}) on a port chosen at start.
     """
     from tests.redis import free_port
 
     tables = []
-    for name, kind in processes:
+    for name, kind, *more in processes:
         if kind in ("login", "gateway", "mmo"):
-            listener = 'client = "tcp:0:interface=127.0.0.1"'
+            listeners = ['client = "tcp:0:interface=127.0.0.1"']
         else:
-            listener = f'rpc = "tcp:{free_port()}:interface=127.0.0.1"'
+            listeners = [f'rpc = "tcp:{free_port()}:interface=127.0.0.1"']
+        for extra in more[0] if more else ():
+            listeners.append(f'{extra} = "tcp:0:interface=127.0.0.1"')
+        listener = "\n".join(listeners)
         tables.append(
             f'[processes.{name}]\nkind = "{kind}"\n{listener}\nhosts = ["localhost", "127.0.0.1"]\n'
         )

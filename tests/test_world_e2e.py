@@ -4,7 +4,9 @@ world of two regions (two zones in the process), and players over TLS with
 the Python client.  A player walks across the border and back several
 times, without reconnecting: it is told each zone change, its position and
 inputs survive each handoff, it sees a player on the other side of the
-border before crossing, and a speed hack is corrected.
+border before crossing, and a speed hack is corrected.  A player whose
+connection drops stays in the world through the resume window, and finds
+its entity where it left it when it resumes; after the window, it leaves.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from twisted.internet import reactor, task
 from twisted.trial import unittest
 
 from mmo import tls
-from mmo.client import connect
+from mmo.client import Client, ServerError, connect
 from tests.support import deployment
 from tests.test_login_e2e import FAST_HASH, PASSWORD, STANDALONE, started
 from tests.test_twistd import spawn
@@ -46,19 +48,27 @@ class Player:
     """A client in the world: what it was pushed, and its own entity's position."""
 
     def __init__(self, client, entity_id: str, seq: int, x: float, y: float):
-        self.client = client
         self.id = entity_id
         self.seq = seq
         self.x, self.y = x, y
         self.zones: list[str] = []
         self.corrections: list[dict] = []
         self.entered: set[str] = set()
+        self.left: list[str] = []
+        self.received: list[dict] = []
         self.seen: dict[str, tuple[float, float]] = {}
+        self.attach(client)
+
+    def attach(self, client) -> None:
+        """Receive C{client}'s pushes (a new connection, before it resumes)."""
+        self.client = client
         client.on("world.update", self.updated)
         client.on("world.correct", self.corrections.append)
         client.on("zone.changed", lambda message: self.zones.append(message["zone"]))
 
     def updated(self, message: dict) -> None:
+        self.received.append(message)
+        self.left.extend(message["leave"])
         for view in message["enter"]:
             self.entered.add(view["id"])
             self.seen[view["id"]] = (view["x"], view["y"])
@@ -83,6 +93,14 @@ class Player:
 
 class WorldTests(unittest.TestCase):
     timeout = 120
+
+    async def waitFor(self, condition, why: str, tries: int = 200) -> None:
+        """Wait until C{condition()} is true (20 ms between looks), or fail with C{why}."""
+        for _ in range(tries):
+            if condition():
+                return
+            await sleep(0.02)
+        self.fail(why)
 
     async def player(self, ca, login_port, name) -> Player:
         """Register, log in, be admitted, create and choose a character, enter the world."""
@@ -157,3 +175,113 @@ class WorldTests(unittest.TestCase):
         self.assertEqual(alice.corrections[0]["x"], 96.0)
         self.assertEqual(alice.corrections[0]["input"], alice.seq)
         self.assertFalse(closed.called)
+
+    async def test_resume_keeps_the_entity(self):
+        """
+        A player whose connection drops without a goodbye keeps its entity
+        in the world through the resume window: the others still see it,
+        and on resume it is replayed what it missed, finds its entity where
+        it left it and goes on moving with its next input.
+        """
+        gateway = "[gateway]\nresume_window = 30.0\n"
+        config = deployment(self, STANDALONE, extra=FAST_HASH + WORLD + gateway)
+        child, _ = spawn(self, config.file)
+        port = await started(child, "mmo")
+        ca = tls.ca_path(config.deployment.tls_dir)
+
+        alice = await self.player(ca, port, "Alice")
+        bob = await self.player(ca, port, "Bob")
+        # Alice walks away from the spawn, to P; Bob stays near it.
+        await alice.walk_to(88.0)
+        await self.settled(alice, 0)
+        here = (alice.x, alice.y)
+        await self.waitFor(
+            lambda: bob.seen.get(alice.id) == here, f"Bob sees Alice at {bob.seen.get(alice.id)}"
+        )
+        last_input = alice.seq
+        token, last_seq = alice.client.resumption()
+        dropped = alice.client
+        closed = dropped.whenClosed()
+
+        # Cut, no goodbye.
+        dropped.transport.abortConnection()
+        await closed
+        self.assertIsNone(dropped.goodbye)
+        updates = len(bob.received)
+        # While she is away Bob still has her in view, where she was, and moves.
+        await bob.walk_to(93.5)
+        await sleep(1.0)
+        self.assertGreater(len(bob.received), updates)
+        self.assertNotIn(alice.id, bob.left)
+        self.assertEqual(bob.seen.get(alice.id), here)
+
+        # Alice comes back with a new connection and the token.
+        missed = len(alice.received)
+        again = Client()
+        alice.attach(again)
+        await connect(
+            reactor,
+            "127.0.0.1",
+            port,
+            ca=ca,
+            hostname="localhost",
+            client=again,
+            resume=(token, last_seq),
+        )
+        self.addCleanup(again.close)
+        # Replayed: what she missed, Bob's walk included.
+        await self.waitFor(
+            lambda: alice.seen.get(bob.id) == (93.5, 50.0),
+            f"Alice sees Bob at {alice.seen.get(bob.id)} after resuming",
+        )
+        self.assertGreater(len(alice.received), missed)
+        self.assertGreater(again.last_seq, last_seq)
+        # Her own entity is where she left it.
+        self.assertEqual(alice.seen.get(alice.id), here)
+        self.assertNotIn(alice.id, alice.left)
+
+        # And she goes on from there, with the next input after her last.
+        self.assertEqual(alice.seq, last_input)
+        await alice.move(round(alice.x - STEP, 6), alice.y)
+        self.assertEqual(alice.seq, last_input + 1)
+        await self.settled(alice, 0)
+        await self.waitFor(
+            lambda: bob.seen.get(alice.id) == (alice.x, alice.y),
+            f"Bob sees Alice at {bob.seen.get(alice.id)} after her move",
+        )
+        await sleep(0.2)
+        self.assertEqual(alice.corrections, [])
+        self.assertEqual(alice.zones, [])
+        self.assertNotIn(alice.id, bob.left)
+
+    async def test_entity_leaves_after_the_resume_window(self):
+        """
+        A dropped player's entity stays through the resume window and
+        leaves the world when it runs out; the token is no good after it.
+        """
+        window = 2.0
+        gateway = f"[gateway]\nresume_window = {window}\n"
+        config = deployment(self, STANDALONE, extra=FAST_HASH + WORLD + gateway)
+        child, _ = spawn(self, config.file)
+        port = await started(child, "mmo")
+        ca = tls.ca_path(config.deployment.tls_dir)
+
+        alice = await self.player(ca, port, "Alice")
+        bob = await self.player(ca, port, "Bob")
+        await self.waitFor(lambda: alice.id in bob.seen, "Bob does not see Alice")
+        resumption = alice.client.resumption()
+        closed = alice.client.whenClosed()
+        alice.client.transport.abortConnection()
+        await closed
+        dropped = reactor.seconds()
+
+        await self.waitFor(
+            lambda: alice.id in bob.left, "Alice never left Bob's view", tries=int(window * 100)
+        )
+        self.assertGreaterEqual(reactor.seconds() - dropped, window * 0.8)
+        self.assertNotIn(alice.id, bob.seen)
+        with self.assertRaises(ServerError) as caught:
+            await connect(
+                reactor, "127.0.0.1", port, ca=ca, hostname="localhost", resume=resumption
+            )
+        self.assertEqual(caught.exception.code, "resume_refused")
