@@ -104,6 +104,12 @@ class ZoneTestCase(unittest.TestCase):
             for _ in range(3):
                 await deferLater()
 
+    async def character(self, name: str, data: dict) -> Caller:
+        """A caller playing a new character of the store, with C{data}."""
+        account = await self.store.create_account(name, "hash-" + name)
+        character = await self.store.create_character(account.id, name.title(), data)
+        return caller(name).moved(account_id=account.id, character_id=character.id)
+
     async def until(self, condition, ticks: int = 30):
         """Tick until C{condition()} holds (the store answers from threads)."""
         for _ in range(ticks):
@@ -223,6 +229,46 @@ class ZoneServiceTests(ZoneTestCase):
         reply = await self.west.handle(alice, "zone.leave", {})
         self.assertEqual(reply, {SESSION_UPDATE: {"zone": None}})
         self.assertIsNone(self.west.simulation.get("c-alice"))
+
+    async def test_leave_keeps_the_position(self):
+        """
+        zone.leave saves where the entity was, with its attrs, into the
+        character; the next zone.enter puts it back there.
+        """
+        alice = await self.character("alice", {"hp": 10})
+        await self.west.handle(alice, "zone.enter", {})
+        entity = self.west.simulation.get(alice.character_id)
+        self.assertEqual(entity.attrs, {"hp": 10})
+        entity.x, entity.y, entity.attrs["hp"] = 70.0, 30.0, 7
+        await self.west.handle(alice.moved(zone="r0c0"), "zone.leave", {})
+        self.assertIsNone(await self.store.load_entity(alice.character_id))
+        character = await self.store.character_by_id(alice.character_id)
+        self.assertEqual(
+            character.data, {"hp": 10, "world": {"x": 70.0, "y": 30.0, "attrs": {"hp": 7}}}
+        )
+        reply = await self.west.handle(alice, "zone.enter", {})
+        self.assertEqual((reply["x"], reply["y"]), (70.0, 30.0))
+        self.assertEqual(self.west.simulation.get(alice.character_id).attrs, {"hp": 7})
+
+    async def test_ended_keeps_the_position(self):
+        alice = await self.character("alice", {"hp": 10})
+        await self.west.handle(alice, "zone.enter", {})
+        entity = self.west.simulation.get(alice.character_id)
+        entity.x, entity.attrs["hp"] = 20.0, 3
+        await self.west.session_event(alice, "ended")
+        self.assertIsNone(await self.store.load_entity(alice.character_id))
+        again = alice.moved(session="session-alice-2")
+        reply = await self.west.handle(again, "zone.enter", {})
+        self.assertEqual((reply["x"], reply["y"]), (20.0, 50.0))
+        self.assertEqual(self.west.simulation.get(alice.character_id).attrs, {"hp": 3})
+
+    async def test_saved_position_off_the_map(self):
+        """A saved position off the map (the map shrank): the spawn, with the saved attrs."""
+        world = {"x": 500.0, "y": 30.0, "attrs": {"hp": 4}}
+        alice = await self.character("alice", {"hp": 10, "world": world})
+        reply = await self.west.handle(alice, "zone.enter", {})
+        self.assertEqual((reply["zone"], reply["x"], reply["y"]), ("r0c0", 50.0, 50.0))
+        self.assertEqual(self.west.simulation.get(alice.character_id).attrs, {"hp": 4})
 
     async def test_ghosts_and_handoff_over_the_bus(self):
         """
@@ -409,6 +455,23 @@ class RoutingTests(ZoneTestCase):
         # With the store, the route goes there at once.
         reply = await self.route(self.store).handle(alice, "zone.enter", {})
         self.assertEqual(reply["zone"], "r0c1")
+
+    async def test_enter_where_it_left(self):
+        """
+        A character that left the world in the other region enters there:
+        the route sends it there with the store, else the spawn's zone
+        redirects it.
+        """
+        alice = await self.character("alice", {"hp": 10})
+        await self.east.handle(alice, "zone.enter", {})
+        self.east.simulation.get(alice.character_id).x = 150.0
+        await self.east.session_event(alice, "ended")
+        for store in (self.store, None):
+            again = alice.moved(session=f"session-alice-{store is None}")
+            reply = await self.route(store).handle(again, "zone.enter", {})
+            self.assertEqual((reply["zone"], reply["x"], reply["y"]), ("r0c1", 150.0, 50.0))
+            self.assertIsNone(self.west.simulation.get(alice.character_id))
+            await self.east.session_event(again, "ended")
 
     async def test_route_events_to_every_zone(self):
         alice = caller("alice")

@@ -312,9 +312,12 @@ class ZoneRoute:
 
     A caller not in a zone yet is sent, for C{zone.enter}, to the zone the
     store names owner of its character (it is still in the world, or was
-    checkpointed there), else to the zone whose region holds C{[world]
-    spawn}.  A handoff moves the character to another zone: the old zone
-    sends a C{SwitchRoute} on this gateway's bus channel, which
+    checkpointed there), else to the zone whose region holds the position
+    its character last left the world at (L{mmo.zone.entity.WORLD_KEY}),
+    else to the zone whose region holds C{[world] spawn} (which redirects,
+    if the store says otherwise).  A handoff moves the character to another
+    zone: the old zone sends a C{SwitchRoute} on this gateway's bus channel,
+    which
     L{zoneMessage} applies (only forwards: by the entity's version, so
     repeats are harmless), answering C{Switched}; the client is pushed
     C{zone.changed {zone}} and its connection stays as it is.
@@ -381,6 +384,15 @@ class ZoneRoute:
             stored = await self.store.load_entity(caller.character_id)
             if stored is not None and stored.owner in self.routes:
                 return stored.owner
+            if stored is None:
+                # Out of the world: where it left it, if that is on the map.
+                from mmo.zone.entity import saved_position
+
+                character = await self.store.character_by_id(caller.character_id)
+                saved = saved_position(character.data if character is not None else None)
+                region = self.map.region_at(saved[0], saved[1]) if saved else None
+                if region is not None and region.name in self.routes:
+                    return region.name
         region = self.map.region_at(*self.spawn)
         if region is None:
             raise WireError(codes.INTERNAL, "the spawn point is off the map")

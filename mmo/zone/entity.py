@@ -6,6 +6,7 @@ may hold read-only I{ghosts} of it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 PLAYER = "player"
@@ -57,3 +58,26 @@ class Entity:
             "name": self.name,
             "attrs": self.attrs,
         }
+
+
+#: The key of a character's data that keeps where its entity left the world:
+#: C{{"x": float, "y": float, "attrs": dict}}, saved by the zone service
+#: (L{mmo.zone.service.ZoneService}) when a player's entity leaves the world.
+WORLD_KEY = "world"
+
+
+def saved_position(data: object) -> tuple[float, float, dict | None] | None:
+    """
+    Where a character's entity left the world, from its data (L{WORLD_KEY}):
+    C{(x, y, attrs)} (C{attrs} C{None} if not a dict), or C{None} if none
+    is saved or it is malformed.  Whether it is on the map is the caller's.
+    """
+    saved = data.get(WORLD_KEY) if isinstance(data, dict) else None
+    if not isinstance(saved, dict):
+        return None
+    x, y = saved.get("x"), saved.get("y")
+    for v in (x, y):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return None
+    attrs = saved.get("attrs")
+    return float(x), float(y), dict(attrs) if isinstance(attrs, dict) else None

@@ -392,17 +392,26 @@ class ZoneHandoff:
 
         return d.addCallback(written)
 
-    def leave(self, entity_id: str) -> defer.Deferred:
+    def leave(self, entity_id: str, before=None) -> defer.Deferred:
         """
         The real leaves the world (a player logs out, an NPC dies): removed
         from the simulation and from the store.  Deferred[bool]: False if it
         is not an active real here.
+
+        @param before: If given, called with the removed entity (its last
+            state) before its record is removed from the store; the removal
+            waits for the Deferred it may return (a failure is the
+            caller's to handle: it fails the leave, the record stays).
         """
         if self._status.get(entity_id) != ACTIVE:
             return defer.succeed(False)
         self._status[entity_id] = LEAVING
-        self.zone.remove(entity_id)
-        d = self.store.remove_entity(self.name, entity_id)
+        entity = self.zone.remove(entity_id)
+        if before is not None:
+            d = defer.maybeDeferred(before, entity)
+            d.addCallback(lambda _: self.store.remove_entity(self.name, entity_id))
+        else:
+            d = self.store.remove_entity(self.name, entity_id)
 
         def removed(result):
             if self._status.get(entity_id) == LEAVING:

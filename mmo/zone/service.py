@@ -27,7 +27,7 @@ from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone import messages
 from mmo.zone.checkpoint import Checkpointer
-from mmo.zone.entity import PLAYER, Entity
+from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
 from mmo.zone.ghosts import GhostTable, GhostUpdate
 from mmo.zone.handoff import Input, Offer, ZoneHandoff
 from mmo.zone.simulation import Input as Move
@@ -301,7 +301,11 @@ class ZoneService(GameService):
         """
         Put the caller's character in the world, here: the real it has here
         already (a new session of it takes it over), else its checkpoint
-        from the store, else a new entity at C{[world] spawn}.
+        from the store, else a new entity where the character last left the
+        world (L{WORLD_KEY} of its data, with the attrs it had then) if that
+        is on the map, else at C{[world] spawn} (with the saved attrs all
+        the same).  A saved position in
+        another region is redirected to that region's zone.
         """
         entity_id = self._player_id(caller)
         entity = self.simulation.get(entity_id) if self.handoff.is_real(entity_id) else None
@@ -315,13 +319,28 @@ class ZoneService(GameService):
                 entity.version = stored.version
             else:
                 x, y = self.config.world.spawn
-                entity = Entity(entity_id, PLAYER, x, y, name=caller.display_name)
+                attrs = None
                 # A new entity starts with its character's data as its
-                # attributes (the game's: hp, class...); from then on the
-                # entity's own attrs travel with it (handoffs, checkpoints).
+                # attributes (the game's: hp, class...), or with the attrs
+                # it had when it last left the world, where it was then;
+                # from then on the entity's own attrs travel with it
+                # (handoffs, checkpoints).
                 character = await self.store.character_by_id(entity_id)
-                if character is not None and isinstance(character.data, dict):
-                    entity.attrs = dict(character.data)
+                data = character.data if character is not None else None
+                if isinstance(data, dict):
+                    attrs = {k: v for k, v in data.items() if k != WORLD_KEY}
+                saved = saved_position(data)
+                if saved is not None:
+                    region = self.map.region_at(saved[0], saved[1])
+                    if region is not None and region.name != self.name:
+                        return {ZONE_REDIRECT: region.name}
+                    if region is not None:
+                        x, y = saved[0], saved[1]
+                    if saved[2] is not None:
+                        attrs = saved[2]
+                entity = Entity(entity_id, PLAYER, x, y, name=caller.display_name)
+                if attrs is not None:
+                    entity.attrs = attrs
             entity.session, entity.gateway = caller.session, caller.gateway
             if not await self.handoff.enter(entity):
                 if not self.handoff.is_real(entity_id):
@@ -360,8 +379,34 @@ class ZoneService(GameService):
         entity = self.simulation.get(entity_id)
         if entity is None or entity.session != caller.session:
             raise WireError(codes.NOT_ALLOWED, "you are not in this zone")
-        await self.handoff.leave(entity_id)
+        await self._leave(entity)
         return {SESSION_UPDATE: {"zone": None}}
+
+    async def _leave(self, entity: Entity) -> None:
+        """
+        A player's entity leaves the world: taken out of the simulation
+        (so what is saved is its last state), where it is with its attrs
+        saved into its character's data (L{WORLD_KEY}), then its record
+        removed from the store.  A failed save is logged and the entity
+        leaves all the same (its next C{zone.enter} finds an older saved
+        position, or none: the spawn).
+        """
+        await self.handoff.leave(entity.id, before=self._save_where)
+
+    async def _save_where(self, entity: Entity) -> None:
+        try:
+            character = await self.store.character_by_id(entity.id)
+            if character is None:
+                return
+            data = dict(character.data) if isinstance(character.data, dict) else {}
+            data[WORLD_KEY] = {"x": entity.x, "y": entity.y, "attrs": entity.attrs}
+            await self.store.update_character(entity.id, data)
+        except Exception:
+            self.log.failure(
+                "zone {zone}: saving where {id} left the world failed",
+                zone=self.name,
+                id=entity.id,
+            )
 
     async def session_event(self, caller: Caller, event: str) -> None:
         """
@@ -378,7 +423,7 @@ class ZoneService(GameService):
         if event == "moved":
             entity.gateway = caller.gateway
         elif event == "ended":
-            await self.handoff.leave(entity_id)
+            await self._leave(entity)
 
 
 class ZoneHost(GameService):
