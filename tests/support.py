@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import textwrap
 
+from twisted.logger import formatEvent, globalLogPublisher
+
 from mmo import certs, config
 from mmo.wire import codec
 
@@ -91,3 +93,19 @@ def process_tables(*processes: tuple[str, ...]) -> str:
             f'[processes.{name}]\nkind = "{kind}"\n{listener}\nhosts = ["localhost", "127.0.0.1"]\n'
         )
     return "\n".join(tables)
+
+
+class LogCapture:
+    """The formatted log lines of a test, collected while it runs."""
+
+    def __init__(self, testcase):
+        self.lines = []
+        globalLogPublisher.addObserver(self.observe)
+        testcase.addCleanup(globalLogPublisher.removeObserver, self.observe)
+
+    def observe(self, event):
+        self.lines.append(formatEvent(event))
+
+    def matching(self, *fragments):
+        """The lines that hold every one of C{fragments}."""
+        return [line for line in self.lines if all(f in line for f in fragments)]

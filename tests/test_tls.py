@@ -8,14 +8,13 @@ import os
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from mmo import certs, tls
 from mmo.client import connect
 from mmo.config import ConfigError
 from mmo.gateway.service import ClientListener
-from tests.support import deployment
+from tests.support import LogCapture, deployment
 
 STANDALONE = """
 [processes.mmo]
@@ -23,21 +22,6 @@ kind = "mmo"
 client = "tcp:0:interface=127.0.0.1"
 hosts = ["localhost", "127.0.0.1"]
 """
-
-
-class LogCapture:
-    """Collects formatted log lines while a test runs."""
-
-    def __init__(self, testcase):
-        self.lines = []
-        globalLogPublisher.addObserver(self.observe)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self.observe)
-
-    def observe(self, event):
-        self.lines.append(formatEvent(event))
-
-    def matching(self, *fragments):
-        return [line for line in self.lines if all(f in line for f in fragments)]
 
 
 def eventually(predicate, timeout=5.0, interval=0.02):

@@ -24,7 +24,6 @@ import websockets.asyncio.client
 import websockets.exceptions
 from twisted.internet import defer, reactor, task, threads
 from twisted.internet.address import IPv4Address
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
@@ -50,7 +49,7 @@ from mmo.login.service import SESSIONS_CHANNEL, LoginService
 from mmo.login.tickets import TicketSigner
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codec, codes
-from tests.support import deployment
+from tests.support import LogCapture, deployment
 
 #: Seconds a browser-side wait may take before the test errs (not an assertion).
 TIMEOUT = 30.0
@@ -369,21 +368,6 @@ class FrameTransportTests(unittest.TestCase):
         )
 
 
-class LogLines:
-    """The formatted log lines of a test."""
-
-    def __init__(self, testcase):
-        self.lines = []
-        globalLogPublisher.addObserver(self.observe)
-        testcase.addCleanup(globalLogPublisher.removeObserver, self.observe)
-
-    def observe(self, event):
-        self.lines.append(formatEvent(event))
-
-    def matching(self, fragment):
-        return [line for line in self.lines if fragment in line]
-
-
 class WebSocketTestCase(unittest.TestCase):
     """A listener with a L{TestFactory} on a throw-away deployment."""
 
@@ -634,7 +618,7 @@ class WebSocketTests(WebSocketTestCase):
     @defer.inlineCallbacks
     def test_oversized_opening_handshake(self):
         """An upgrade request that never ends is cut off past the cap."""
-        logs = LogLines(self)
+        logs = LogCapture(self)
         context = ssl.create_default_context(cafile=self.ca)
         sock = yield threads.deferToThread(self.raw_tls, context)
 
