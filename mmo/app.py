@@ -21,6 +21,7 @@ import mmo
 from mmo import config as configmodule
 from mmo import logs
 from mmo.config import ConfigError
+from mmo.control import ControlService
 
 
 def fail(error: ConfigError) -> None:
@@ -95,12 +96,34 @@ class ProcessService(service.MultiService):
         self.config = config
         self.process = process
         self.resources = []
+        #: The process's L{ControlService}, once L{control_service} made it.
+        self.control = None
         self.setName(process.name)
 
     def resource(self, thing):
         """Start C{thing} before the child services and stop it after them."""
         self.resources.append(thing)
         return thing
+
+    def control_service(self, bus) -> ControlService:
+        """
+        The process's control channel on C{bus} (made once, as a resource
+        started after the bus): services register their commands on it
+        (C{drain}, C{kick}...).  Every process answers C{status}.
+        """
+        if self.control is None:
+            self.control = self.resource(ControlService(bus, self.process.name))
+            self.control.register("status", self.status)
+        return self.control
+
+    def status(self) -> dict:
+        """The C{status} control command: what runs here."""
+        return {
+            "process": self.process.name,
+            "kind": self.process.kind,
+            "version": mmo.__version__,
+            "pid": os.getpid(),
+        }
 
     def privilegedStartService(self):
         # Children bind their ports when they start, after the resources.

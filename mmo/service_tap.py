@@ -30,11 +30,12 @@ def make_game_service(options: ConfigOptions, service_class, reactor=None) -> Pr
         store = top.resource(make_store(config, reactor))
         bus = top.resource(make_bus(config, reactor))
         service = top.resource(service_class(config, store, bus, reactor))
+        top.control_service(bus)
         serve(config, process, service, reactor).setServiceParent(top)
         DirectoryService(
             bus,
             process.name,
-            lambda: {"kind": process.kind, "realm": process.realm, "load": 0},
+            lambda: {"kind": process.kind, "realm": process.realm, **service.directory_info()},
             config.bus.heartbeat_interval,
             config.bus.heartbeat_timeout,
             reactor=reactor,

@@ -123,6 +123,14 @@ class GameService:
     async def session_event(self, caller: Caller, event: str) -> None:
         """A session started, changed, moved or ended (see the module docstring)."""
 
+    def directory_info(self) -> dict:
+        """
+        What the process's directory entry says of the service's load, renewed
+        at every heartbeat: C{load} (a number, lower is better) and whatever
+        else an operator wants in C{mmo-admin status} (entities, tick times).
+        """
+        return {"load": 0}
+
     async def deliver(self, targets: Iterable[Caller], kind: str, **fields) -> None:
         """Push C{kind} with C{fields} to every session of C{targets}."""
         await deliver(self.bus, ((c.gateway, c.session) for c in targets), kind, fields)

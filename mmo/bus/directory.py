@@ -10,12 +10,18 @@ while it takes no new work).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from numbers import Real
 
 from twisted.application.service import Service
 from twisted.internet import defer, task
 from twisted.logger import Logger
+
+import mmo
+
+#: What every entry says of the process behind it (for C{mmo-admin status}).
+PROCESS_INFO = {"version": mmo.__version__, "pid": os.getpid()}
 
 
 class DirectoryService(Service):
@@ -98,7 +104,7 @@ class DirectoryService(Service):
             self._pending.addBoth(lambda _: self.refresh().chainDeferred(result))
             return result
         d = defer.maybeDeferred(
-            lambda: self.bus.announce(self.name, self.info_callable(), self.ttl)
+            lambda: self.bus.announce(self.name, {**PROCESS_INFO, **self.info_callable()}, self.ttl)
         )
         self._pending = d
 

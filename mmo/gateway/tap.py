@@ -121,6 +121,7 @@ def add_gateway(
         for service in route.services():
             if service.parent is None and not service.running:
                 top.resource(ServiceResource(service))
+    top.control_service(bus)
     top.resource(Subscription(bus, SESSIONS_CHANNEL, factory.sessionsMessage))
     top.resource(Subscription(bus, gateway_channel(process.name), factory.gatewayMessage))
     top.resource(Sessions(factory))

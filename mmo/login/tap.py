@@ -30,6 +30,7 @@ def login_service(top: ProcessService, reactor) -> LoginService:
     config = top.config
     store = top.resource(make_store(config, reactor))
     bus = top.resource(make_bus(config, reactor))
+    top.control_service(bus)
     hasher = top.resource(PasswordHasher.from_config(config, reactor))
     signer = TicketSigner(load_key(config), config.login.ticket_ttl, reactor)
     return LoginService(config, store, bus, hasher, signer, reactor)
