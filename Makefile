@@ -11,7 +11,10 @@ TRIAL_ARGS ?= tests
 SOURCES := setup.py README.md $(shell find mmo twisted -name '*.py' 2>/dev/null)
 STAMP := $(VENV)/.installed
 
-.PHONY: run test certs lint clean venv
+CLUSTER_CONFIG ?= conf/cluster.toml
+CLUSTER_CERTS ?= var/cluster/certs
+
+.PHONY: run cluster test certs lint clean venv
 
 venv: $(STAMP)
 
@@ -35,6 +38,15 @@ certs: $(STAMP)
 
 run: $(STAMP) $(CERTS)/ticket.key
 	$(BIN)/twistd -n mmo --config $(CONFIG)
+
+# A whole local cluster (Redis, login, two gateways, lobby, chat, two zones)
+# under one manager; its certificates are made once, like run's.
+$(CLUSTER_CERTS)/ticket.key: | $(STAMP)
+	if [ -e $(CLUSTER_CERTS)/ca.crt ]; then $(BIN)/mmo-certs --config $(CLUSTER_CONFIG) --renew; \
+	else $(BIN)/mmo-certs --config $(CLUSTER_CONFIG); fi
+
+cluster: $(STAMP) $(CLUSTER_CERTS)/ticket.key
+	$(BIN)/twistd -n --pidfile= mmo-manager --config $(CLUSTER_CONFIG) --process manager
 
 test: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/trial $(TRIAL_ARGS)

@@ -26,6 +26,7 @@ setup(
         "mmo.gateway",
         "mmo.lobby",
         "mmo.login",
+        "mmo.manager",
         "mmo.rpc",
         "mmo.store",
         "mmo.wire",
@@ -53,6 +54,7 @@ setup(
         "console_scripts": [
             "mmo-certs = mmo.certs:main",
             "mmo-store = mmo.store.backup:main",
+            "mmo-admin = mmo.manager.admin:main",
         ],
     },
     classifiers=[

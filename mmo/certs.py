@@ -83,6 +83,8 @@ class CertsError(Exception):
 
 #: The session ticket key, next to the certificates.
 TICKET_KEY = "ticket.key"
+#: The identity of the operators' certificate (mmo-admin), a name no process may take.
+ADMIN = mmo_config.RESERVED_NAMES[0]
 
 
 def leaf_paths(directory: str, name: str) -> dict[str, str]:
@@ -503,6 +505,7 @@ def generate(
     if not force and not renew:
         targets = ca_paths + [p for name in names for p in leaf_paths(directory, name).values()]
         targets.append(ticket_key)
+        targets += [leaf_paths(directory, ADMIN)[k] for k in ("client.crt", "client.key")]
         existing = [path for path in targets if os.path.lexists(path)]
         if existing:
             raise CertsError(
@@ -529,6 +532,11 @@ def generate(
         key, cert = issue(ca_key, ca_cert, process.identity, (), "client", days)
         batch.add_certificate(paths["client.crt"], cert, f"client certificate of {name}")
         batch.add_key(paths["client.key"], key, f"private key of {name}'s client certificate")
+    # The operators' certificate: mmo-admin presents it to managers.
+    paths = leaf_paths(directory, ADMIN)
+    key, cert = issue(ca_key, ca_cert, ADMIN, (), "client", days)
+    batch.add_certificate(paths["client.crt"], cert, "client certificate of mmo-admin")
+    batch.add_key(paths["client.key"], key, "private key of mmo-admin's certificate")
     # The secret that login signs session tickets with and gateways check
     # them with; a renewal keeps it, so tickets in flight stay valid.
     if not (renew and os.path.exists(ticket_key)):

@@ -31,6 +31,8 @@ REQUIRED: Any = object()
 
 #: Names of processes: a DNS label, because the name is also the identity in
 #: the process's certificates.
+#: Names no process may take: "admin" is the identity of mmo-admin's certificate.
+RESERVED_NAMES = ("admin",)
 PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
 #: Process kinds and the plugins that run them.
@@ -636,6 +638,13 @@ class GatewaySection(Section):
             maximum=16 * 1024 * 1024,
             doc="Largest WebSocket message accepted, bytes.",
         ),
+        "drain_timeout": Number(
+            30.0,
+            minimum=0.1,
+            maximum=86400,
+            kind=float,
+            doc="Seconds a drain waits for every client to move to another gateway.",
+        ),
     }
 
     def check(self):
@@ -698,6 +707,59 @@ class ChatSection(Section):
     }
 
 
+class ManagerSection(Section):
+    """How C{mmo-manager} supervises the processes of its machine."""
+
+    fields = {
+        "restart_delay": Number(
+            1.0,
+            minimum=0,
+            maximum=3600,
+            kind=float,
+            doc="Seconds before restarting a process that died young; doubles each time.",
+        ),
+        "restart_max_delay": Number(
+            60.0,
+            minimum=0,
+            maximum=86400,
+            kind=float,
+            doc="Longest wait before restarting a process that keeps dying young.",
+        ),
+        "restart_threshold": Number(
+            5.0,
+            minimum=0,
+            maximum=3600,
+            kind=float,
+            doc="A process that ran this long before dying is restarted at once.",
+        ),
+        "stop_timeout": Number(
+            15.0,
+            minimum=0.1,
+            maximum=3600,
+            kind=float,
+            doc="Seconds a process has to stop after SIGTERM before it gets SIGKILL.",
+        ),
+        "start_timeout": Number(
+            30.0,
+            minimum=0.1,
+            maximum=3600,
+            kind=float,
+            doc="Seconds the local redis-server, or an upgraded process, has to be ready.",
+        ),
+        "drain_timeout": Number(
+            120.0,
+            minimum=1,
+            maximum=86400,
+            kind=float,
+            doc="Seconds a drain or an upgrade may take before it is reported failed.",
+        ),
+        "redis_command": Str("redis-server", doc="The redis-server program to run."),
+        "redis_dir": FilePath(
+            "data/redis", doc="Where the local redis-server keeps its append-only file."
+        ),
+    }
+
+
 class RealmSection(Section):
     """A world players choose at login."""
 
@@ -735,9 +797,24 @@ class ProcessSection(Section):
             pattern=r"^$|^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
             doc="Fully qualified name of the client factory class to use.",
         ),
+        "runs": StrList(
+            [],
+            item=lambda name: None if PROCESS_NAME.match(name) else "not a process name",
+            doc="Manager only: the processes it starts and supervises on its machine; "
+            "default: every process that is not a manager.",
+        ),
+        "redis_server": Bool(
+            False,
+            doc="Manager only: also run a local redis-server on [redis] port, with "
+            "append-only persistence in [manager] redis_dir.",
+        ),
     }
 
     def check(self):
+        if self.kind != "manager":
+            for key, unset in (("runs", not self.runs), ("redis_server", not self.redis_server)):
+                if not unset:
+                    raise self.error(key, f"only a manager has it, not a {self.kind!r} process")
         if self.kind in ("mmo", "gateway", "login") and not self.client:
             raise self.error("client", f"a {self.kind!r} process needs a client listener")
         if self.public and check_host_port(self.public):
@@ -1041,6 +1118,19 @@ class WorldSection(Section):
             )
 
 
+def _listening_address(description: str) -> tuple[int | str, str] | None:
+    """
+    C{(port, interface)} of a TCP endpoint description, C{(path, "unix")} of
+    a UNIX one, or C{None} for other kinds (they are not checked for clashes).
+    """
+    endpoint = endpoints.serverFromString(object(), description)
+    if isinstance(endpoint, (endpoints.TCP4ServerEndpoint, endpoints.TCP6ServerEndpoint)):
+        return endpoint._port, endpoint._interface
+    if isinstance(endpoint, endpoints.UNIXServerEndpoint):
+        return os.path.abspath(endpoint._address), "unix"
+    return None
+
+
 def _first_gap(regions, width: float, height: float) -> tuple[float, float, float, float]:
     """The first rectangle of the map (bottom to top) that no region covers."""
     xs = sorted({0.0, width, *(r.x0 for r in regions), *(r.x1 for r in regions)})
@@ -1073,6 +1163,7 @@ class Config(Section):
         "lobby": Table(LobbySection),
         "chat": Table(ChatSection),
         "world": Table(WorldSection),
+        "manager": Table(ManagerSection),
         "realms": Tables(
             RealmSection,
             name_pattern=r"^[a-z][a-z0-9-]{0,31}$",
@@ -1090,6 +1181,14 @@ class Config(Section):
     def check(self):
         if not self.processes:
             raise ConfigError("at least one process must be defined", ("processes",))
+        for reserved in RESERVED_NAMES:
+            if reserved in self.processes:
+                raise ConfigError(
+                    f"the name {reserved!r} is reserved (it names the operators' certificate)",
+                    ("processes", reserved),
+                )
+        self._check_managers()
+        self._check_ports()
         # A process's name is its identity on internal links: another
         # process's certificate must not carry it as a host name.
         for process in self.processes.values():
@@ -1107,6 +1206,77 @@ class Config(Section):
                     f"no realm {process.realm!r} (realms: {', '.join(self.realm_names())})",
                     ("processes", process.name, "realm"),
                 )
+
+    def managed(self, manager: ProcessSection) -> list[ProcessSection]:
+        """The processes C{manager} runs, in the file's order."""
+        names = manager.runs or [n for n, p in self.processes.items() if p.kind != "manager"]
+        return [self.processes[name] for name in names]
+
+    def _check_managers(self) -> None:
+        runner: dict[str, str] = {}
+        for manager in self.processes.values():
+            if manager.kind != "manager":
+                continue
+            for name in manager.runs:
+                found = self.processes.get(name)
+                path = ("processes", manager.name, "runs")
+                if found is None:
+                    raise ConfigError(f"no process {name!r} to run", path)
+                if found.kind == "manager":
+                    raise ConfigError(f"{name!r} is a manager: managers are not managed", path)
+                if name in runner:
+                    raise ConfigError(
+                        f"{name!r} is run by {runner[name]!r} already: a process runs on "
+                        "one machine",
+                        path,
+                    )
+                runner[name] = manager.name
+            if not manager.runs:
+                for name, process in self.processes.items():
+                    if process.kind != "manager":
+                        if name in runner:
+                            raise ConfigError(
+                                f"list what it runs: {name!r} is run by {runner[name]!r}",
+                                ("processes", manager.name, "runs"),
+                            )
+                        runner[name] = manager.name
+        self._machine = runner
+
+    def _listeners(self):
+        """Every listener of the file: (process, key, port or path, interface)."""
+        for process in self.processes.values():
+            for key in ("client", "rpc", "websocket"):
+                value = getattr(process, key)
+                if value:
+                    where = _listening_address(value)
+                    if where is not None:
+                        yield process, key, where[0], where[1]
+            if process.kind == "manager" and process.redis_server and not self.redis.unix:
+                yield process, "redis_server", self.redis.port, self.redis.host
+
+    def _same_machine(self, a: ProcessSection, b: ProcessSection) -> bool:
+        machine_a = a.name if a.kind == "manager" else self._machine.get(a.name)
+        machine_b = b.name if b.kind == "manager" else self._machine.get(b.name)
+        if machine_a is not None and machine_b is not None:
+            return machine_a == machine_b
+        return bool({h.lower() for h in a.hosts} & {h.lower() for h in b.hosts})
+
+    def _check_ports(self) -> None:
+        seen: list = []
+        for process, key, port, interface in self._listeners():
+            if port == 0:
+                continue
+            for other, other_key, other_port, other_interface in seen:
+                if port != other_port or not self._same_machine(process, other):
+                    continue
+                wild = ("", "0.0.0.0", "::")
+                if interface in wild or other_interface in wild or interface == other_interface:
+                    raise ConfigError(
+                        f"port {port} is taken by processes.{other.name}.{other_key} "
+                        "on the same machine",
+                        ("processes", process.name, key),
+                    )
+            seen.append((process, key, port, interface))
 
     def realm_names(self) -> list[str]:
         """

@@ -106,6 +106,10 @@ def observer(service: str, format: str = "text", level: str = "info", out: IO[st
     )
 
 
+#: Where L{twistd_observer} writes (a manager passes its processes' lines
+#: on there as they are); C{None} until it has made its observer.
+output: IO[str] | None = None
+
 #: What L{twistd_observer} makes, set by L{use_for_twistd}.
 _twistd_settings: tuple | None = None
 
@@ -130,10 +134,12 @@ def twistd_observer():
     standard output with C{-n} or C{--logfile=-}, otherwise the log file
     (C{twistd.log} by default), rotated as twistd rotates it.
     """
+    global output
     service, format, level, options = _twistd_settings
     logfile = options.get("logfile") or ""
     if logfile == "-" or (not logfile and options.get("nodaemon")):
         out = sys.stdout
     else:
         out = LogFile.fromFullPath(logfile or "twistd.log")
+    output = out
     return observer(service, format, level, out)

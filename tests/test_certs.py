@@ -74,6 +74,8 @@ FILES = [
     "zone-1.client.crt",
     "zone-1.client.key",
     "ticket.key",
+    "admin.client.crt",
+    "admin.client.key",
 ]
 
 

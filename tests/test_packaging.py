@@ -16,7 +16,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(ROOT, "twisted", "plugins")
 
 #: Every plugin the project ships so far, by twistd name.
-EXPECTED = {"mmo", "mmo-chat", "mmo-gateway", "mmo-lobby", "mmo-login", "mmo-zone"}
+EXPECTED = {
+    "mmo",
+    "mmo-chat",
+    "mmo-gateway",
+    "mmo-lobby",
+    "mmo-login",
+    "mmo-manager",
+    "mmo-zone",
+}
 
 
 class PackagingTests(unittest.TestCase):

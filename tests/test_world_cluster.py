@@ -56,6 +56,7 @@ class WorldClusterTests(unittest.TestCase):
         processes = process_tables(*cluster)
         extra = SETTINGS + CLUSTER_WORLD + redis_config_text(server)
         config = deployment(self, processes, extra=extra)
+        self.config_file = config.file
         self.ca = tls.ca_path(config.deployment.tls_dir)
         children = {}
         for name, plugin in [

@@ -23,7 +23,10 @@ with it; the pushes missed in between arrive first, in order, once each::
     client.on("chat", show)                 # before: replayed pushes come at once
     await connect(reactor, host, port, ca=ca, client=client, resume=(token, last_seq))
 
-The SDK answers the server's C{heartbeat} frames with C{pong} by itself.
+The SDK answers the server's C{heartbeat} frames with C{pong} by itself,
+and follows a draining gateway's C{session.move} by itself: a client made
+by L{connect} reconnects to the gateway named, resumes its session there
+and calls its C{on("moved")} handlers (C{docs/client.md}).
 
 C{docs/client.md} documents the API (sessions: C{docs/sessions.md}); the
 tests, the bots and game clients written in Python all use it.
@@ -114,6 +117,16 @@ class Client(FramedProtocol):
         (from the C{auth} or C{resume} reply; each resume issues a new one).
     @ivar answer_heartbeats: Whether to answer the server's C{heartbeat}
         frames with C{pong} (turn off only to test a server's timeout).
+    @ivar follow_moves: Whether to follow a draining gateway's
+        C{session.move} (reconnect there and resume) by itself.
+    @ivar move_target: The last C{session.move} frame received (C{gateway},
+        C{host}, C{port}, maybe C{websocket}), until it is followed.
+    @ivar connector: How to connect this same client to another address for
+        a move: C{connector(host, port)} returns a Deferred that fires once
+        connected.  L{connect} sets it; C{None} means moves are not followed
+        (the client then closes with goodbye C{moved} as for any goodbye).
+    @ivar clock: The reactor timing a move (set by L{connect}).
+    @ivar move_timeout: Seconds a move may take (connect, handshake, resume).
     """
 
     log = Logger()
@@ -131,6 +144,14 @@ class Client(FramedProtocol):
         self.session: str | None = None
         self.resume_token: str | None = None
         self.answer_heartbeats = True
+        self.follow_moves = True
+        self.move_target: dict | None = None
+        self.connector: Callable[[str, int], defer.Deferred] | None = None
+        self.clock = None
+        self.move_timeout = 10.0
+        self._moving = False
+        self._close_after_move = False
+        self._queued: list[tuple[defer.Deferred | None, str, dict]] = []
         self._next_id = 0
         self._pending: dict[int, defer.Deferred] = {}
         self._handlers: dict[str, list[Callable[[dict], object]]] = defaultdict(list)
@@ -142,7 +163,15 @@ class Client(FramedProtocol):
         Send a request of type C{_type} with C{fields}; the result fires with
         the reply's fields (a dict), or fails with L{ServerError} or
         L{ConnectionClosed}.  Add a timeout with C{d.addTimeout(s, reactor)}.
+
+        While the client follows a C{session.move}, requests wait and are
+        sent once the session is resumed on the new gateway (they fail with
+        L{ConnectionClosed} C{moved} if the move fails).
         """
+        if self._moving and _type not in ("hello", "resume"):
+            d = defer.Deferred()
+            self._queued.append((d, _type, fields))
+            return d
         if self.closing or self.transport is None:
             return defer.fail(ConnectionClosed(None, "the connection is closed"))
         self._next_id += 1
@@ -189,13 +218,22 @@ class Client(FramedProtocol):
         return self.resume_token, self.last_seq
 
     def send(self, _type: str, /, **fields) -> None:
-        """Send a message that expects no reply (errors arrive at L{on}("error"))."""
+        """
+        Send a message that expects no reply (errors arrive at
+        L{on}("error")); during a move, it is sent once resumed.
+        """
+        if self._moving:
+            self._queued.append((None, _type, fields))
+            return
         self.sendMessage({**fields, "t": _type})
 
     def on(self, kind: str, handler: Callable[[dict], object]) -> None:
         """
         Call C{handler(message)} for every push of type C{kind}.  C{"error"}
-        receives error frames not tied to a request, C{"bye"} the goodbye.
+        receives error frames not tied to a request, C{"bye"} the goodbye,
+        C{"session.move"} a draining gateway's move frame and C{"moved"}
+        (C{gateway}, C{host}, C{port}, C{session}, C{replayed}) a move the
+        client completed: it now talks to the new gateway.
         """
         self._handlers[kind].append(handler)
 
@@ -212,6 +250,10 @@ class Client(FramedProtocol):
 
     def close(self) -> defer.Deferred:
         """Say goodbye and close; fires like L{whenClosed}."""
+        if self._moving:
+            # Closed as soon as the move has connected (or failed).
+            self._close_after_move = True
+            return self.whenClosed()
         if not self.closing and self.transport is not None:
             self.closing = True
             try:
@@ -259,7 +301,13 @@ class Client(FramedProtocol):
             return
         if kind == "bye":
             self.goodbye = message
+            if message.get("code") == "moved" and self.move_target is None:
+                self.move_target = _move_target(message)
             self._dispatch("bye", message)
+            return
+        if kind == "session.move" and "seq" not in message:
+            self.move_target = _move_target(message)
+            self._dispatch(kind, message)
             return
         if kind == "heartbeat" and "seq" not in message:
             # The server checks that we are alive: answer, then tell any listener.
@@ -297,7 +345,97 @@ class Client(FramedProtocol):
         for d in pending.values():
             d.errback(closed)
         self._ready.fire(Failure(closed))
+        if self._moving:
+            # The new connection of a move failed: the move's errback reports it.
+            return
+        target = self.move_target
+        if (
+            closed.code == "moved"
+            and target is not None
+            and self.follow_moves
+            and self.connector is not None
+            and self.resume_token is not None
+            and not self._close_after_move
+        ):
+            self._move(target)
+            return
         self._closed.fire(closed)
+
+    # -- following a draining gateway ------------------------------------------
+
+    def _move(self, target: dict) -> None:
+        """Connect this client to C{target}, resume the session there, then carry on."""
+        self.move_target = None
+        self._moving = True
+        # A fresh connection for the same protocol instance.
+        self.transport = None
+        self.connected = 0
+        self.closing = False
+        self.goodbye = None
+        self._unprocessed = b""
+        self._compatibilityOffset = 0
+        self._ready = _Outcome()
+        self.log.info(
+            "following the move to {gateway} ({host}:{port})",
+            gateway=target.get("gateway"),
+            host=target["host"],
+            port=target["port"],
+        )
+        d = defer.maybeDeferred(self.connector, target["host"], target["port"])
+        d.addCallback(lambda _: self._ready.when())
+        d.addCallback(lambda _: self.resume(self.resume_token, self.last_seq))
+        if self.clock is not None:
+            d.addTimeout(self.move_timeout, self.clock)
+        d.addCallbacks(self._moved, self._moveFailed, (target,), None, (target,))
+
+    def _moved(self, reply: dict, target: dict) -> None:
+        self._moving = False
+        queued, self._queued = self._queued, []
+        for d, kind, fields in queued:
+            if d is None:
+                self.send(kind, **fields)
+            else:
+                self.request(kind, **fields).chainDeferred(d)
+        self._dispatch(
+            "moved",
+            {
+                "gateway": target.get("gateway"),
+                "host": target["host"],
+                "port": target["port"],
+                "session": reply.get("session"),
+                "replayed": reply.get("replayed"),
+            },
+        )
+        if self._close_after_move:
+            self.close()
+
+    def _moveFailed(self, failure: Failure, target: dict) -> None:
+        self._moving = False
+        closed = ConnectionClosed(
+            "moved",
+            f"could not resume on {target['host']}:{target['port']}: "
+            f"{failure.getErrorMessage() or failure.type.__name__}",
+        )
+        self.log.warn("{why}", why=closed.message)
+        queued, self._queued = self._queued, []
+        for d, _, _ in queued:
+            if d is not None:
+                d.errback(closed)
+        self._closed.fire(closed)
+        if self.transport is not None and self.connected:
+            self.closing = True
+            self.transport.abortConnection()
+
+
+def _move_target(message: dict) -> dict | None:
+    """The gateway a C{session.move} (or goodbye C{moved}) names, if well-formed."""
+    host, port = message.get("host"), message.get("port")
+    if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
+        return None
+    target = {"host": host, "port": port, "gateway": message.get("gateway")}
+    if isinstance(message.get("websocket"), int):
+        target["websocket"] = message["websocket"]
+    return target
 
 
 def client_tls_options(hostname: str, ca: str | None = None):
@@ -357,6 +495,17 @@ def connect(
             client.transport.abortConnection()
         return result
 
+    def connector(to_host: str, to_port: int) -> defer.Deferred:
+        # A move keeps the name the caller asked to verify, if any.
+        to = endpoints.wrapClientTLS(
+            client_tls_options(hostname or to_host, ca),
+            endpoints.HostnameEndpoint(reactor, to_host, to_port, timeout=timeout),
+        )
+        return endpoints.connectProtocol(to, client)
+
+    client.connector = connector
+    client.clock = reactor
+    client.move_timeout = timeout
     d = endpoints.connectProtocol(endpoint, client)
     d.addCallback(lambda _: client.whenReady())
     if resume is not None:

@@ -12,6 +12,7 @@ from twisted.internet import defer, error, protocol
 from twisted.logger import Logger
 
 from mmo.bus import BusError
+from mmo.bus.directory import least_loaded
 from mmo.config import Config, ProcessSection
 from mmo.gateway.admission import FloodLimits
 from mmo.gateway.protocol import CLOSED, ClientProtocol, GatewayProtocol
@@ -33,6 +34,7 @@ from mmo.services import SESSION_UPDATE, Caller, gateway_channel
 from mmo.wire import codes
 from mmo.wire.codes import (
     ALREADY_ONLINE,
+    KICKED,
     LOGGED_OUT,
     REPLACED,
     RESUME_REFUSED,
@@ -123,6 +125,9 @@ FORWARD_TIME = 60.0
 #: Seconds a stopping gateway gives its services to hear that its sessions ended.
 STOP_TIMEOUT = 5.0
 
+#: Seconds a draining gateway waits for the bus (its announcement, the directory).
+BUS_TIMEOUT = 5.0
+
 
 #: Failures that say a service or the bus is unreachable, not that code is
 #: broken: logged as a warning, without a traceback.
@@ -141,6 +146,10 @@ def _log_failure(failure, log, what: str, **kwargs) -> None:
         log.warn(what + ": {why}", why=failure.getErrorMessage(), **kwargs)
     else:
         log.failure(what, failure, **kwargs)
+
+
+def _is_port(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
 
 
 class GatewayFactory(ClientFactory):
@@ -163,6 +172,13 @@ class GatewayFactory(ClientFactory):
     @ivar flood: The L{FloodLimits} of every connection.
     @ivar forwards: Session id -> (gateway, timer) for sessions that moved
         away: what is delivered here for them is sent on there.
+    @ivar draining: Set by L{drain}: the gateway admits nobody and its
+        directory entry says C{"draining": true}.
+    @ivar listeners: What accepts connections for this factory (objects
+        with C{stopListening()}: the TCP and WebSocket listeners); L{drain}
+        stops them, so that a replacement can take their ports.
+    @ivar directory: The L{mmo.bus.directory.DirectoryService} announcing
+        this gateway, if any; L{drain} has it announce C{draining} at once.
     """
 
     protocol = GatewayProtocol
@@ -178,6 +194,10 @@ class GatewayFactory(ClientFactory):
         self.flood = FloodLimits(config.gateway, self.reactor)
         self.forwards: dict[str, tuple[str, object]] = {}
         self._handovers: dict[str, defer.Deferred] = {}
+        self.draining = False
+        self.listeners: list = []
+        self.directory = None
+        self._drain: dict | None = None
 
     @property
     def name(self) -> str:
@@ -212,6 +232,8 @@ class GatewayFactory(ClientFactory):
         replaces any other of the account (or is refused, by policy).
         Returns the C{auth} reply's fields.
         """
+        if self.draining:
+            raise WireError(codes.UNAVAILABLE, "this gateway is draining; connect to another")
         ticket = await self.admission.admit(token)
         if connection.state == CLOSED:
             raise WireError(codes.BAD_REQUEST, "the connection closed")
@@ -355,7 +377,9 @@ class GatewayFactory(ClientFactory):
             if code is not None:
                 connection.goodbye(code, message)
         self._background(self._release(session, presence), "releasing a session failed")
-        return self.sessionEvent(session.caller, "ended")
+        told = self.sessionEvent(session.caller, "ended")
+        self._checkDrained()
+        return told
 
     async def _release(self, session: Session, presence: bool) -> None:
         await self.bus.clear(session_key(session.token_hash))
@@ -417,12 +441,20 @@ class GatewayFactory(ClientFactory):
     def stop(self) -> defer.Deferred:
         """
         The gateway is stopping: end every session it holds (the services
-        are told, for at most L{STOP_TIMEOUT} seconds) and stop forwarding.
+        are told, for at most L{STOP_TIMEOUT} seconds).
+
+        Sessions that moved to another gateway (after a L{drain}, or a
+        resume elsewhere) are not held here and do not end: deliveries that
+        still reach this gateway for them keep being forwarded for as long
+        as its delivery channel is subscribed, that is until the process
+        exits.  Only the forwarding timers stop, so that nothing is left
+        scheduled on the reactor.
         """
         for _, timer in self.forwards.values():
             if timer.active():
                 timer.cancel()
-        self.forwards.clear()
+        if self._drain is not None:
+            self._finishDrain(timed_out=False)
         for waiter in list(self._handovers.values()):
             if not waiter.called:
                 waiter.errback(WireError(RESUME_REFUSED, "the gateway is stopping"))
@@ -438,6 +470,214 @@ class GatewayFactory(ClientFactory):
     def load(self) -> int:
         """What the directory reports: connected clients."""
         return len(self.connections)
+
+    def connectionClosed(self, connection) -> None:
+        super().connectionClosed(connection)
+        self._checkDrained()
+
+    # -- operators' commands: drain, kick, broadcast -----------------------------------
+
+    def drain(self, timeout=None) -> defer.Deferred:
+        """
+        The C{drain} control command (a rolling upgrade of this gateway):
+        stop admitting (stop the L{listeners}, announce C{draining}), tell
+        every client to move to the least-loaded other live gateway of the
+        realm (frame C{session.move}, then goodbye C{moved}), and keep the
+        sessions resumable meanwhile: each client resumes on the other
+        gateway, which takes its session over through the bus.
+
+        With no other gateway live, clients get goodbye C{shutdown} instead
+        and their sessions are kept for C{[gateway] resume_window} all the
+        same, so a client that reconnects (to a replacement on this address,
+        say) can still resume while this process runs.
+
+        @param timeout: Seconds to wait at most (default C{[gateway]
+            drain_timeout}).
+        @return: A Deferred firing once no connection and no session is left
+            here (forwarded sessions aside), or at C{timeout}, with a dict:
+            C{target} (the gateway clients were sent to, or C{None}),
+            C{told} (sessions told to move, or disconnected without a
+            target), C{moved} (sessions another gateway took over),
+            C{ended} (sessions that ended meanwhile), C{remaining}
+            (sessions still held here) and C{timed_out}.  A second C{drain}
+            while one runs waits for the same result.
+        @raise ValueError: C{timeout} is not a positive number.
+        """
+        if timeout is None:
+            timeout = self.config.gateway.drain_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError("timeout must be a positive number of seconds")
+        if self._drain is not None:
+            waiter = defer.Deferred()
+            self._drain["waiters"].append(waiter)
+            return waiter
+        waiter = defer.Deferred()
+        self._drain = {
+            "waiters": [waiter],
+            "sessions": list(self.registry),
+            "target": None,
+            "told": 0,
+            "timer": self.reactor.callLater(timeout, self._finishDrain, True),
+            "started": False,
+        }
+        self.draining = True
+        self._background(self._startDrain(), "draining failed")
+        return waiter
+
+    async def _startDrain(self) -> None:
+        try:
+            await self._moveClients()
+        finally:
+            # Whatever failed, the drain completes (or times out) as usual.
+            if self._drain is not None:
+                self._drain["started"] = True
+            self._checkDrained()
+
+    async def _moveClients(self) -> None:
+        for listener in self.listeners:
+            try:
+                await defer.maybeDeferred(listener.stopListening)
+            except Exception:
+                self.log.failure("stopping a listener for the drain failed")
+        if self.directory is not None:
+            # Bounded: a slow bus must not hold the clients back.
+            announced = defer.maybeDeferred(self.directory.refresh)
+            await announced.addTimeout(BUS_TIMEOUT, self.reactor).addErrback(
+                _log_failure, self.log, "announcing the drain failed"
+            )
+        target = None
+        try:
+            target = await defer.ensureDeferred(self.drainTarget()).addTimeout(
+                BUS_TIMEOUT, self.reactor
+            )
+        except Exception as e:
+            self.log.warn("drain: cannot read the directory: {why!r}", why=e)
+        drain = self._drain
+        if drain is None:
+            return
+        if target is None:
+            self.log.warn(
+                "{name} draining with no other gateway of realm {realm} live: clients are "
+                "disconnected (shutdown) and may resume for {window:g} s",
+                name=self.name,
+                realm=self.process.realm,
+                window=self.config.gateway.resume_window,
+            )
+        else:
+            drain["target"] = target[0]
+            self.log.info(
+                "{name} draining: clients move to {target}", name=self.name, target=target[0]
+            )
+        for connection in list(self.connections):
+            if connection.session is not None:
+                drain["told"] += 1
+            if target is None:
+                connection.goodbye(
+                    codes.SHUTDOWN, "the gateway is draining; reconnect and resume your session"
+                )
+                continue
+            fields = target[1]
+            if connection.canSend():
+                connection.sendMessage({"t": "session.move", **fields})
+            connection.goodbye(
+                codes.MOVED, f"this gateway is draining; resume on {target[0]}", **fields
+            )
+
+    async def drainTarget(self) -> tuple[str, dict] | None:
+        """
+        Where a draining gateway sends its clients: the least-loaded other
+        gateway of this realm in the directory that is not draining itself,
+        as C{(name, {"host", "port"[, "websocket"]})}; C{None} if there is none.
+        """
+        services = await self.bus.services("gateway")
+        candidates = {}
+        for name, info in (services or {}).items():
+            if name == self.name or not isinstance(info, dict):
+                continue
+            host, port = info.get("host"), info.get("port")
+            if not isinstance(host, str) or not _is_port(port):
+                continue
+            candidates[name] = info
+        found = least_loaded(candidates, "gateway", self.process.realm)
+        if found is None:
+            return None
+        name, info = found
+        fields = {"gateway": name, "host": info["host"], "port": info["port"]}
+        if _is_port(info.get("websocket")):
+            fields["websocket"] = info["websocket"]
+        return name, fields
+
+    def _checkDrained(self) -> None:
+        drain = self._drain
+        if drain is not None and drain["started"] and not self.connections and not self.registry:
+            self._finishDrain(timed_out=False)
+
+    def _finishDrain(self, timed_out: bool) -> None:
+        drain, self._drain = self._drain, None
+        if drain is None:
+            return
+        if drain["timer"].active():
+            drain["timer"].cancel()
+        sessions = drain["sessions"]
+        result = {
+            "target": drain["target"],
+            "told": drain["told"],
+            "moved": sum(1 for s in sessions if s.state == MOVED),
+            "ended": sum(1 for s in sessions if s.state == ENDED),
+            "remaining": len(self.registry),
+            "timed_out": timed_out,
+        }
+        log = self.log.warn if timed_out or result["remaining"] else self.log.info
+        log("{name} drained: {result}", name=self.name, result=result)
+        for waiter in drain["waiters"]:
+            waiter.callback(result)
+
+    def kick(self, account, reason: str = "you were disconnected by an operator"):
+        """
+        The C{kick} control command: end the session of C{account} (its
+        account id, or its account name as at login) if this gateway holds
+        it.  Its connection, if any, gets goodbye C{kicked} with C{reason};
+        the session cannot be resumed (the player may log in again: a ban
+        is the login server's business).
+
+        @return: A Deferred firing with the number of sessions ended, once
+            the services have been told.
+        @raise ValueError: C{account} or C{reason} is not a string.
+        """
+        if not isinstance(account, str) or not account:
+            raise ValueError("account must be an account id or name")
+        if not isinstance(reason, str):
+            raise ValueError("reason must be a string")
+        found = [s for s in self.registry if account in (s.account, s.caller.name)]
+        for session in found:
+            self.log.info(
+                "kicking {name} ({account}): {reason}",
+                name=session.caller.name,
+                account=session.account,
+                reason=reason,
+            )
+        ended = [self.endSession(session, KICKED, reason) for session in found]
+        return defer.gatherResults(ended).addCallback(lambda _: len(found))
+
+    def broadcast(self, text) -> int:
+        """
+        The C{broadcast} control command: push C{server.notice {"text"}} to
+        every session held here (kept for detached ones, like any push).
+
+        @return: The number of sessions it was pushed to.
+        @raise ValueError: C{text} is not a string, or too long for a frame.
+        """
+        if not isinstance(text, str):
+            raise ValueError("text must be a string")
+        count = 0
+        for session in self.registry:
+            try:
+                session.push("server.notice", {"text": text})
+            except WireError as e:
+                raise ValueError(f"the notice cannot be sent: {e.message}") from None
+            count += 1
+        self.log.info("notice broadcast to {count} sessions", count=count)
+        return count
 
     # -- resume -----------------------------------------------------------------------
 
@@ -569,6 +809,7 @@ class GatewayFactory(ClientFactory):
         connection, session.connection = session.connection, None
         session.state = MOVED
         self._forward(session.id, to)
+        self._checkDrained()
         d = self.bus.publish(channel, {"handover_answer": {"request": request_id, "state": state}})
         if connection is not None:
             connection.session = None
@@ -648,6 +889,12 @@ class GatewayFactory(ClientFactory):
             answer = message["handover_answer"]
             if isinstance(answer, dict):
                 self._handover_answer(answer)
+            return None
+        if "relink" in message:
+            # A zone process was replaced: its route moves its link (router.py).
+            for route in self.routes:
+                if hasattr(route, "relink") and hasattr(route, "zoneMessage"):
+                    return route.relink(message["relink"])
             return None
         if "zone" in message:
             # A zone's handoff message (a route switch): for the route that

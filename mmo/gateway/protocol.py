@@ -248,13 +248,16 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         """Whether frames may still be sent: open, and no goodbye or fatal error sent."""
         return self.state != CLOSED and not self.closing
 
-    def goodbye(self, code: str, message: str) -> None:
-        """Tell the client why it is being closed, then close."""
+    def goodbye(self, code: str, message: str, **fields) -> None:
+        """
+        Tell the client why it is being closed, then close.  C{fields} go
+        into the goodbye frame too (C{moved} names the gateway to resume on).
+        """
         if self.state == CLOSED or self.closing:
             return
         self.closing = True
         self.log.info("goodbye {peer}: {code}", peer=self.peer, code=code)
-        self.sendMessage({"t": "bye", "code": code, "message": message})
+        self.sendMessage({**fields, "t": "bye", "code": code, "message": message})
         self._close()
 
     def _close(self) -> None:

@@ -175,6 +175,14 @@ class RemoteRoute:
         d = self._call(commands.SessionEvent, caller=pack(caller.to_dict()), event=event)
         return d.addCallback(lambda _: None)
 
+    def relink(self) -> defer.Deferred:
+        """
+        The service's process was replaced by a new one at the same address
+        (a zone's takeover): move the link to it without losing a call
+        (L{mmo.rpc.RPCClientService.relink}).
+        """
+        return self.link.relink()
+
 
 # -- the service side --------------------------------------------------------------
 
@@ -233,18 +241,26 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
         return {"body": pack(reply)}
 
 
-def serve(config: Config, process: ProcessSection | str, service, reactor=None) -> IService:
+def serve(
+    config: Config,
+    process: ProcessSection | str,
+    service,
+    reactor=None,
+    factory: ServiceRPCFactory | None = None,
+) -> IService:
     """
     The RPC listener (on C{processes.NAME.rpc}, mutual TLS) through which
     gateways reach C{service}, a L{GameService} of this process: it answers
-    L{commands.Route} and L{commands.SessionEvent}.
+    L{commands.Route} and L{commands.SessionEvent} (with C{factory}, if
+    given: its C{connections} are the gateways' links).
 
     @raise mmo.config.ConfigError: The process has no C{rpc} listener, or a
         certificate is missing.
     """
     if not isinstance(process, ProcessSection):
         process = config.process(process)
-    factory = ServiceRPCFactory(config, process, service, reactor)
+    if factory is None:
+        factory = ServiceRPCFactory(config, process, service, reactor)
     return rpc.listen(config, process, factory=factory, reactor=reactor)
 
 
@@ -409,6 +425,22 @@ class ZoneRoute:
             for route in self.routes.values()
         ]
         return defer.gatherResults(calls, consumeErrors=True).addCallback(lambda _: None)
+
+    def relink(self, message) -> defer.Deferred | None:
+        """
+        C{{"relink": {"process": NAME}}} on the gateway's channel: zone
+        process C{NAME} was replaced (a takeover); its route moves its link
+        to the new process.
+        """
+        process = message.get("process") if isinstance(message, dict) else None
+        done = []
+        for route in self.routes.values():
+            if getattr(route, "name", None) == process and route not in done:
+                done.append(route)
+        if not done:
+            return None
+        self.log.info("relinking to zone process {process}", process=process)
+        return defer.gatherResults([route.relink() for route in done], consumeErrors=True)
 
     def zoneMessage(self, factory, message: dict) -> defer.Deferred | None:
         """

@@ -78,10 +78,11 @@ class Sessions:
         return self.factory.stop()
 
 
-def directory_info(process, listener, kind=None, load=None, websocket=None) -> dict:
+def directory_info(process, listener, kind=None, load=None, websocket=None, draining=False) -> dict:
     """
     What a process with a client listener tells the directory about itself:
-    where clients reach it (and browsers, with a WebSocket listener) and its load.
+    where clients reach it (and browsers, with a WebSocket listener), its
+    load and, once it drains, C{"draining": true} (login then sends nobody there).
     """
     port = listener.port.getHost().port if listener.port is not None else None
     host, public_port = process.public_address(port)
@@ -94,6 +95,8 @@ def directory_info(process, listener, kind=None, load=None, websocket=None) -> d
     }
     if websocket is not None and websocket.port is not None:
         info["websocket"] = websocket.port.getHost().port
+    if draining:
+        info["draining"] = True
     return info
 
 
@@ -104,8 +107,9 @@ def add_gateway(
     Wire a gateway factory into a process: ticket admission, the sessions
     channel, this gateway's delivery channel, presence, the directory entry,
     the routes to game services (C{routes}, a list of
-    L{mmo.gateway.router.IRoute}; by default those the factory has) and the
-    client listener.
+    L{mmo.gateway.router.IRoute}; by default those the factory has), the
+    client listener and the control commands C{drain}, C{kick} and
+    C{broadcast} (see C{docs/sessions.md}).
 
     Resources start in order and stop in reverse, after the child services:
     the routes' links start first and stop last, so that the services still
@@ -121,7 +125,10 @@ def add_gateway(
         for service in route.services():
             if service.parent is None and not service.running:
                 top.resource(ServiceResource(service))
-    top.control_service(bus)
+    control = top.control_service(bus)
+    control.register("drain", factory.drain)
+    control.register("kick", factory.kick)
+    control.register("broadcast", factory.broadcast)
     top.resource(Subscription(bus, SESSIONS_CHANNEL, factory.sessionsMessage))
     top.resource(Subscription(bus, gateway_channel(process.name), factory.gatewayMessage))
     top.resource(Sessions(factory))
@@ -132,18 +139,26 @@ def add_gateway(
         # The same factory: TCP and WebSocket connections are one set of sessions.
         browsers = WebSocketListener(config, process, factory, reactor=reactor)
         browsers.setServiceParent(top)
+    factory.listeners = [listener] + ([browsers] if browsers is not None else [])
     beat = config.bus.heartbeat_interval
     presence = TimerService(beat, factory.refreshPresence)
     presence.clock = reactor
     presence.setServiceParent(top)
-    DirectoryService(
+    factory.directory = DirectoryService(
         bus,
         process.name,
-        lambda: directory_info(process, listener, load=factory.load, websocket=browsers),
+        lambda: directory_info(
+            process,
+            listener,
+            load=factory.load,
+            websocket=browsers,
+            draining=factory.draining,
+        ),
         beat,
         config.bus.heartbeat_timeout,
         reactor=reactor,
-    ).setServiceParent(top)
+    )
+    factory.directory.setServiceParent(top)
     return listener
 
 

@@ -209,6 +209,18 @@ class SessionEvent(Command):
     response = []
 
 
+class Admin(Command):
+    """
+    An operator's command to a manager (C{mmo-admin}; see C{docs/manager.md}):
+    C{command} is C{status}, C{drain}, C{upgrade}, C{kick} or C{broadcast},
+    C{args} and the response's C{result} are JSON.  Only a client presenting
+    the deployment's C{admin} certificate may send it.
+    """
+
+    arguments = [(b"command", amp.Unicode()), (b"args", LongBytes())]
+    response = [(b"result", LongBytes())]
+
+
 __all__ = [
     "RPCError",
     "NotFound",
@@ -223,4 +235,5 @@ __all__ = [
     "ServiceError",
     "Route",
     "SessionEvent",
+    "Admin",
 ]

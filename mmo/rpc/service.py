@@ -549,6 +549,12 @@ class RPCClientService(ClientService):
         self.timeout = timeout
         self.name = f"rpc-{peer.name}"
         self._policy = retry_policy
+        self._endpoint = endpoint
+        #: The link that took over from this one (L{relink}), if any.
+        self.successor: RPCClientService | None = None
+        #: Commands sent over this link and not answered yet.
+        self.pending = 0
+        self._relinking = None
         options = internal_client_options(config, process, peer)
         super().__init__(
             endpoints.wrapClientTLS(options, endpoint),
@@ -565,6 +571,62 @@ class RPCClientService(ClientService):
         self.factory.failures += 1
         return self._policy(self.factory.failures)
 
+    def relink(self, timeout: float = 10.0) -> defer.Deferred:
+        """
+        Move to a new process of the peer's name on the same address (the
+        old one handed over its work and stopped listening): open a second
+        link, send new commands over it once it is up, and close this one
+        once the commands sent over it are answered.  Nothing is lost: no
+        command is sent while no link is up, none is cut off.
+
+        @return: A L{Deferred} that fires with the new link's service once
+            the new commands go to it, or with C{None} if it did not come up
+            within C{timeout} seconds (this link then stays as it is).
+        """
+        if self.successor is not None:
+            return self.successor.relink(timeout)
+        if self._relinking is not None:
+            return self._relinking
+        successor = RPCClientService(
+            self.config,
+            self.process,
+            self.peer,
+            endpoint=self._endpoint,
+            reactor=self.reactor,
+            timeout=self.timeout,
+            retry_policy=self._policy,
+        )
+        successor.startService()
+        up = successor.factory.when_connected()
+        up.addTimeout(timeout, self.reactor)
+
+        def connected(_):
+            self._relinking = None
+            self.successor = successor
+            self.log.info("link to {peer}: moved to a new connection", peer=self.peer.name)
+            self._retire()
+            return successor
+
+        def failed(failure):
+            self._relinking = None
+            self.log.warn(
+                "link to {peer}: relink failed: {why}",
+                peer=self.peer.name,
+                why=failure.getErrorMessage(),
+            )
+            successor.stopService()
+            return None
+
+        self._relinking = up.addCallbacks(connected, failed)
+        return self._relinking
+
+    def _retire(self) -> None:
+        """Close this link (not the successor) once its commands are answered."""
+        if self.successor is not None and self.pending == 0 and self.running:
+            # Stop this connection only: the service stays "running" and
+            # hands every command to its successor.
+            self._machine.stop()
+
     def callRemote(self, command: type[amp.Command], **kwargs) -> defer.Deferred:
         """
         Send C{command} over the link, waiting up to L{timeout} seconds for
@@ -579,10 +641,22 @@ class RPCClientService(ClientService):
         """
         if not self.running:
             return defer.fail(Unavailable(f"the link to {self.peer.name} is not running"))
+        if self.successor is not None:
+            return self.successor.callRemote(command, **kwargs)
         waiting = self.factory.when_connected()
         waiting.addTimeout(self.timeout, self.reactor, onTimeoutCancel=self._timed_out)
-        waiting.addCallback(lambda link: link.callRemote(command, **kwargs))
+        waiting.addCallback(self._send, command, kwargs)
         return waiting
+
+    def _send(self, link, command, kwargs) -> defer.Deferred:
+        self.pending += 1
+
+        def answered(result):
+            self.pending -= 1
+            self._retire()
+            return result
+
+        return link.callRemote(command, **kwargs).addBoth(answered)
 
     def _timed_out(self, result, timeout: float):
         return Failure(Unavailable(f"no link to {self.peer.name} within {timeout} s"))
@@ -591,4 +665,7 @@ class RPCClientService(ClientService):
         """Stop reconnecting, close the link and fail calls still waiting for one."""
         stopped = super().stopService()
         self.factory.fail_waiters(Unavailable(f"the link to {self.peer.name} was stopped"))
+        if self.successor is not None:
+            successor, self.successor = self.successor, None
+            return defer.gatherResults([stopped, successor.stopService()], consumeErrors=True)
         return stopped

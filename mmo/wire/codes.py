@@ -83,6 +83,11 @@ FLOOD = "flood"
 HEARTBEAT_TIMEOUT = "heartbeat_timeout"
 #: Goodbye code: the session was resumed on another connection.
 RESUMED_ELSEWHERE = "resumed_elsewhere"
+#: Goodbye code: the gateway is draining; resume the session on the gateway
+#: named by the "session.move" frame before it (and by the goodbye itself).
+MOVED = "moved"
+#: Goodbye code: an operator ended the session.
+KICKED = "kicked"
 
 #: Every code, with what it means (rendered into the protocol documentation).
 DESCRIPTIONS = {
@@ -117,6 +122,8 @@ DESCRIPTIONS = {
     NOT_ALLOWED: "not allowed (not the owner, a moderator or a member); stays open",
     CHARACTER_LIMIT: "the account has as many characters as it may; stays open",
     UNAVAILABLE: "the service for this message is not reachable now; retry; stays open",
+    MOVED: "goodbye: the gateway is draining; resume on the gateway named in 'session.move'",
+    KICKED: "goodbye: an operator ended the session; it cannot be resumed",
 }
 
 

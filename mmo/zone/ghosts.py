@@ -97,6 +97,22 @@ class GhostTable:
         """Every ghost's view, by id (for the area of interest)."""
         return [self._ghosts[key].view for key in sorted(self._ghosts)]
 
+    def snapshot(self) -> dict:
+        """
+        The ghosts by source, C{{zone: {"tick": n, "views": [view + version]}}}:
+        what a process handing its zone over gives its successor, which
+        L{apply}s each as a L{GhostUpdate} (nothing leaves anyone's view).
+        """
+        found = {}
+        for zone, ids in self._by_source.items():
+            views = [
+                {**self._ghosts[i].view, "version": self._ghosts[i].version}
+                for i in sorted(ids)
+                if i in self._ghosts
+            ]
+            found[zone] = {"tick": self._ticks.get(zone, 0), "views": views}
+        return found
+
     def apply(self, update: GhostUpdate) -> None:
         """Take one zone's update: replace its ghosts, by the rules above."""
         if update.tick <= self._ticks.get(update.zone, -1):

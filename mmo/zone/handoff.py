@@ -473,6 +473,41 @@ class ZoneHandoff:
                     records.append(entity.to_dict())
         return records
 
+    # -- replacing the zone's process (see docs/world.md) -----------------------------
+
+    def in_flight(self) -> int:
+        """Handoffs this zone started that are not settled yet (offered or switching)."""
+        return len(self._offers) + len(self._switching)
+
+    def final_records(self) -> list[dict]:
+        """
+        The records of I{every} real here, those being offered included (a
+        process handing its zone to its successor writes them all: the
+        store refuses those a neighbour committed meanwhile).
+        """
+        records = []
+        for entity_id in sorted(self._status):
+            if self.is_real(entity_id):
+                entity = self.zone.get(entity_id)
+                if entity is not None:
+                    records.append(entity.to_dict())
+        return records
+
+    def pending_inputs(self) -> list[Input]:
+        """
+        The gateway inputs buffered here (held for a C{Done}, or buffered
+        while offering), in order, as L{Input}s, for the successor process.
+        """
+        pending = []
+        buffers = [(k, h.buffer) for k, h in self._holding.items()]
+        buffers += [(k, o.buffer) for k, o in self._offers.items()]
+        for entity_id, buffer in sorted(buffers, key=lambda item: item[0]):
+            entity = self.zone.get(entity_id)
+            session = entity.session if entity is not None else None
+            for seq, payload in buffer:
+                pending.append(Input(session, entity_id, seq, payload))
+        return pending
+
     # -- messages ----------------------------------------------------------------------
 
     def receive(self, sender: str, message: object) -> None:

@@ -18,8 +18,9 @@ handoff's route switches.  See C{docs/world.md}.
 from __future__ import annotations
 
 import math
+import uuid
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from mmo.services import SESSION_UPDATE, ZONE_REDIRECT, Caller, GameService, gateway_channel
@@ -37,6 +38,30 @@ from mmo.zone.world import WorldMap
 
 #: Seconds between checkpoints of a zone's entities (what a crash may lose).
 CHECKPOINT_INTERVAL = 5.0
+
+#: The key of the messages replacing a zone's process, on C{zone:REGION}:
+#: C{{"takeover": {"step": "marker" | "handed" | "aborted" | "event", "token": ...}}}.
+TAKEOVER = "takeover"
+
+#: The zone's modes: serving (the usual), standby (a new process waiting
+#: for the old one's marker), handing (the old one settling its handoffs
+#: before its marker), handed (the old one, after its marker: it serves
+#: nothing of the region any more).
+SERVING, STANDBY, HANDING, HANDED = "serving", "standby", "handing", "handed"
+
+#: Seconds the old process waits for its handoffs in flight to settle
+#: before its marker, and for its marker to come back.
+SETTLE_TIMEOUT = 2.0
+MARKER_TIMEOUT = 5.0
+
+
+class TakeoverAborted(Exception):
+    """The old process could not hand its zone over: it goes on serving it."""
+
+
+def takeover_channel(process: str) -> str:
+    """The bus channel the old process of C{process} says C{released} on."""
+    return f"takeover:{process}"
 
 
 class BusLink:
@@ -170,16 +195,46 @@ class ZoneService(GameService):
         self.ticker = Ticker(reactor, world.tick_rate, self.tick)
         self._subscription = None
         self._ghost_tick = 0
+        #: L{SERVING}, L{STANDBY}, L{HANDING} or L{HANDED}.
+        self.mode = SERVING
+        #: When the last tick ran (the clock's time), for the takeover's pause.
+        self.last_tick_at: float | None = None
+        self._token: str | None = None
+        #: Standby: the messages after our predecessor's marker, in order.
+        self._standby: list | None = None
+        self._marker: defer.Deferred | None = None
+        #: Handed: what comes for the region before the successor was told
+        #: to go on (published after the C{handed} message), else C{None}.
+        self._relay: list | None = None
+        #: Standby: fires when this zone took over (C{handed} was handled).
+        self.took_over: defer.Deferred | None = None
+        #: Milliseconds between the old process's last tick and our first.
+        self.takeover_pause_ms: float | None = None
 
     def _is_real(self, entity_id: str) -> bool:
         return self.handoff.is_real(entity_id) or entity_id in self.simulation.reals
 
     # -- life cycle ------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, standby: bool = False) -> None:
+        """
+        Subscribe and serve.  With C{standby}, only subscribe: the zone
+        waits for the process it replaces to hand it over (L{hand_over} on
+        that side), or for L{start_plain} if there is none.
+        """
         self._subscription = await self.bus.subscribe(
             messages.zone_channel(self.name), self.zoneMessage
         )
+        if standby:
+            self.mode = STANDBY
+            self.took_over = defer.Deferred()
+            return
+        await self.start_plain()
+
+    async def start_plain(self) -> None:
+        """Recover the zone's entities from the store (fencing them) and start ticking."""
+        self.mode = SERVING
+        self._standby = None
         await self.handoff.recover()
         self.simulation.spawn_npcs()
         self.checkpointer.start()
@@ -197,16 +252,46 @@ class ZoneService(GameService):
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
-        try:
-            await self.checkpointer.checkpoint()
-        except Exception:
-            self.log.failure("zone {zone}: last checkpoint failed", zone=self.name)
+        if self.mode == SERVING or self.mode == HANDING:
+            try:
+                await self.checkpointer.checkpoint()
+            except Exception:
+                self.log.failure("zone {zone}: last checkpoint failed", zone=self.name)
         self.handoff.stop()
 
     # -- the bus ---------------------------------------------------------------------
 
     def zoneMessage(self, message) -> None:
-        """A message on this zone's channel: a handoff message or a neighbour's ghosts."""
+        """
+        A message on this zone's channel: a handoff message, a neighbour's
+        ghosts, or a step of replacing the zone's process.
+        """
+        if isinstance(message, dict) and isinstance(message.get(TAKEOVER), dict):
+            body = message[TAKEOVER]
+            if body.get("step") != "event":
+                self._takeover_step(body)
+                return
+        if self.mode == STANDBY:
+            if self._standby is not None:
+                self._standby.append(message)
+            return
+        if self.mode == HANDED:
+            return
+        self._dispatch(message)
+
+    def _dispatch(self, message) -> None:
+        if isinstance(message, dict) and isinstance(message.get(TAKEOVER), dict):
+            # A session event the predecessor received after its marker.
+            body = message[TAKEOVER]
+            try:
+                caller = Caller.from_dict(body["caller"])
+            except Exception:
+                return
+            d = defer.ensureDeferred(self.session_event(caller, body.get("event")))
+            d.addErrback(
+                lambda f: self.log.failure("zone {zone}: relayed event", f, zone=self.name)
+            )
+            return
         try:
             sender, body = messages.decode(
                 message.get(messages.KEY) if isinstance(message, dict) else None
@@ -226,6 +311,188 @@ class ZoneService(GameService):
                     self.state.arriving.pop(body.entity_id, None)
             self.handoff.receive(sender, body)
 
+    async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
+        """
+        Messages, as usual; but a zone whose process handed it over (or
+        not taken over yet) answers C{zone.enter} and C{zone.leave} with
+        C{unavailable} ("retry": the gateway's link moves to the new process
+        in a moment), and passes C{zone.move} on to its successor.
+        """
+        if self.mode in (HANDED, STANDBY) and kind != "zone.move":
+            raise WireError(
+                codes.UNAVAILABLE, f"zone {self.name} is moving to a new process; retry"
+            )
+        return await super().handle(caller, kind, message)
+
+    # -- replacing the process (docs/world.md, "Replacing a zone process") -----------
+
+    def _relay_message(self, message: dict) -> None:
+        """After the marker: a message for the successor, on the zone's channel, in order."""
+        if self._relay is not None:
+            self._relay.append(message)
+        else:
+            self._publish(messages.zone_channel(self.name), message)
+
+    async def hand_over(
+        self, token: str, settle: float = SETTLE_TIMEOUT, marker_timeout: float = MARKER_TIMEOUT
+    ) -> None:
+        """
+        The old process's side: hand the zone over to the process waiting
+        in standby with C{token}.  No new crossings; the handoffs in flight
+        settle (at most C{settle} seconds); then the marker goes on the
+        zone's channel.  When it comes back (everything before it was
+        handled here), the ticks stop, every real is written to the store
+        and C{handed} tells the successor what it needs to go on; inputs
+        that still come here follow it on the channel.
+
+        @raise TakeoverAborted: The marker did not come back in
+            C{marker_timeout} seconds, or the last checkpoint failed: the
+            zone goes on serving here (and the successor is told C{aborted}).
+        """
+        if self.mode != SERVING:
+            raise TakeoverAborted(f"zone {self.name} is {self.mode}")
+        self.mode, self._token = HANDING, token
+        waited = 0.0
+        while self.handoff.in_flight() and waited < settle:
+            await task.deferLater(self.reactor, 0.05, lambda: None)
+            waited += 0.05
+        self._marker = defer.Deferred()
+        self._publish(
+            messages.zone_channel(self.name), {TAKEOVER: {"step": "marker", "token": token}}
+        )
+        marker = self._marker.addTimeout(marker_timeout, self.reactor)
+        try:
+            await marker
+        except defer.TimeoutError:
+            self._abort("the marker did not come back")
+            raise TakeoverAborted(f"zone {self.name}: marker lost") from None
+        # From here on (our own marker handled, ticks stopped) nothing is ours.
+        try:
+            refused = await self.store.checkpoint(self.name, self.handoff.final_records())
+        except Exception as e:
+            self.log.failure("zone {zone}: final checkpoint failed", zone=self.name)
+            self._abort(f"final checkpoint failed: {e}")
+            raise TakeoverAborted(f"zone {self.name}: final checkpoint failed") from None
+        sim = self.simulation
+        players = [e for e in sim.reals.values() if e.session is not None]
+        handed = {
+            "step": "handed",
+            "token": token,
+            "tick": sim.tick_count,
+            "ghost_tick": self._ghost_tick,
+            "last_tick": self.last_tick_at,
+            "seen": {e.id: sim.seen(e.id) for e in players},
+            "npcs": [e.to_dict() for e in sim.reals.values() if not self.handoff.is_real(e.id)],
+            "npc_serial": sim._npc_serial,
+            "ghosts": self.ghosts.snapshot(),
+            "refused": list(refused or ()),
+        }
+        channel = messages.zone_channel(self.name)
+        self._publish(channel, {TAKEOVER: handed})
+        for message in self.handoff.pending_inputs():
+            entity = sim.get(message.entity_id)
+            gateway = entity.gateway if entity is not None and entity.gateway else ""
+            self._publish(channel, messages.encode(gateway, message))
+        relay, self._relay = self._relay or [], None
+        for message in relay:
+            self._publish(channel, message)
+        self.handoff.stop()
+        self.log.info(
+            "zone {zone}: handed over ({reals} entities, tick {tick})",
+            zone=self.name,
+            reals=len(sim.reals),
+            tick=sim.tick_count,
+        )
+
+    def _abort(self, why: str) -> None:
+        """The takeover failed here: serve on, and tell the successor."""
+        self.log.warn("zone {zone}: handover aborted: {why}", zone=self.name, why=why)
+        was_handed = self.mode == HANDED
+        self.mode = SERVING
+        relay, self._relay = self._relay or [], None
+        self._publish(
+            messages.zone_channel(self.name),
+            {TAKEOVER: {"step": "aborted", "token": self._token}},
+        )
+        if was_handed:
+            self.checkpointer.start()
+            self.ticker.start()
+        for message in relay:
+            if TAKEOVER in message:
+                self._dispatch(message)
+            else:
+                sender, body = messages.decode(message[messages.KEY])
+                self.handoff.receive(sender, body)
+
+    def _takeover_step(self, body: dict) -> None:
+        step, token = body.get("step"), body.get("token")
+        if step == "marker":
+            if self.mode == HANDING and token == self._token and self._marker is not None:
+                # Our own marker: everything before it was handled here.
+                self.mode = HANDED
+                self._relay = []
+                self.ticker.stop()
+                self.checkpointer.stop()
+                marker, self._marker = self._marker, None
+                marker.callback(None)
+            elif self.mode == STANDBY and token == self._token:
+                # Our predecessor's: what follows is ours.
+                self._standby = []
+        elif step == "handed" and self.mode == STANDBY and token == self._token:
+            d = defer.ensureDeferred(self._take_over(body))
+            d.addErrback(lambda f: self.log.failure("zone {zone}: takeover", f, zone=self.name))
+        elif step == "aborted" and self.mode == STANDBY and token == self._token:
+            self._standby = None
+            if self.took_over is not None and not self.took_over.called:
+                self.took_over.errback(TakeoverAborted(f"zone {self.name}: aborted"))
+
+    def expect(self, token: str) -> None:
+        """Standby: the takeover we asked for has C{token} (before asking for it)."""
+        self._token = token
+
+    async def _take_over(self, handed: dict) -> None:
+        """
+        The new process's side, on C{handed}: recover the zone from the
+        store (fencing what the old process may still have in flight), with
+        its players' views, NPCs, ghosts and tick count, then the messages
+        that came after the marker, and start ticking.
+        """
+        sim = self.simulation
+        self.mode = SERVING
+        seen = handed.get("seen")
+        if isinstance(seen, dict):
+            self.state.arriving.update(
+                {k: v for k, v in seen.items() if isinstance(v, list) and isinstance(k, str)}
+            )
+        sim.tick_count = int(handed.get("tick") or 0)
+        self._ghost_tick = int(handed.get("ghost_tick") or 0)
+        for data in handed.get("npcs") or ():
+            sim.add(Entity.from_dict(data))
+        sim._npc_serial = max(sim._npc_serial, int(handed.get("npc_serial") or 0))
+        for source, ghosts in (handed.get("ghosts") or {}).items():
+            views = tuple(ghosts.get("views") or ())
+            self.ghosts.apply(GhostUpdate(source, int(ghosts.get("tick") or 0), views))
+        buffered, self._standby = self._standby or [], None
+        for message in buffered:
+            # Handoff messages wait in the handoff until it recovered.
+            self._dispatch(message)
+        await self.handoff.recover()
+        self.state.arriving.clear()
+        self.checkpointer.start()
+        self.ticker.start()
+        last = handed.get("last_tick")
+        pause = (self.last_tick_at - last) * 1000 if isinstance(last, (int, float)) else None
+        self.takeover_pause_ms = pause
+        self.log.info(
+            "zone {zone}: took over {reals} entities at tick {tick} (pause {pause} ms)",
+            zone=self.name,
+            reals=len(sim.reals),
+            tick=sim.tick_count,
+            pause=f"{pause:.0f}" if pause is not None else "?",
+        )
+        if self.took_over is not None and not self.took_over.called:
+            self.took_over.callback(None)
+
     # -- the tick --------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -240,6 +507,7 @@ class ZoneService(GameService):
             self.simulation.set_ghosts(source, views)
 
         result = self.simulation.tick()
+        self.last_tick_at = result.time
 
         pushes = result.pushes
         corrected, self.state.corrected = self.state.corrected, set()
@@ -272,8 +540,10 @@ class ZoneService(GameService):
             update = GhostUpdate(self.name, self._ghost_tick, tuple(versioned))
             self._publish(messages.zone_channel(region), messages.encode(self.name, update))
 
-        for entity, region in result.crossings:
-            self.handoff.cross(entity.id, region.name)
+        if self.mode == SERVING:
+            # Handing the process over: no new crossings (reported again later).
+            for entity, region in result.crossings:
+                self.handoff.cross(entity.id, region.name)
 
     def _publish(self, channel: str, message: dict) -> None:
         d = defer.maybeDeferred(self.bus.publish, channel, message)
@@ -370,8 +640,15 @@ class ZoneService(GameService):
             raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
         if self.handoff.status(entity_id) is None and caller.zone is None:
             raise WireError(codes.NOT_ALLOWED, "enter the zone first")
-        self.handoff.receive(caller.gateway, Input(caller.session, entity_id, seq, payload))
+        self._input(caller.gateway, Input(caller.session, entity_id, seq, payload))
         return {}
+
+    def _input(self, gateway: str, message: Input) -> None:
+        """An input from a gateway: to the handoff's gate, or to the successor once handed."""
+        if self.mode == HANDED:
+            self._relay_message(messages.encode(gateway, message))
+        else:
+            self.handoff.receive(gateway, message)
 
     async def on_zone_leave(self, caller: Caller, message: dict) -> dict:
         """Take the caller's character out of the world."""
@@ -417,6 +694,13 @@ class ZoneService(GameService):
         entity_id = caller.character_id
         if entity_id is None:
             return
+        if self.mode == HANDED:
+            if event in ("moved", "ended"):
+                body = {"step": "event", "token": self._token}
+                self._relay_message(
+                    {TAKEOVER: {**body, "caller": caller.to_dict(), "event": event}}
+                )
+            return
         entity = self.simulation.get(entity_id)
         if entity is None or entity.session != caller.session:
             return
@@ -434,18 +718,34 @@ class ZoneHost(GameService):
     to the zone named by its caller's C{zone} (the gateway's
     L{mmo.gateway.router.ZoneRoute} sets it); session events go to all.
 
+    It also replaces a running process of the same name (C{takeover}): see
+    C{docs/world.md}, "Replacing a zone process".  The process's pieces
+    that only the serving process may run (its RPC listener, directory
+    entry and control subscription) are given by L{attach}; with
+    C{takeover} they are started only once the old process released them.
+
     @ivar zones: Region name -> its L{ZoneService}.
     """
 
     kind = "zone"
     prefixes = ("zone.",)
     zone_class = None
+    #: Seconds the new process waits for the old one to answer C{handover}.
+    handover_answer_timeout = 3.0
+    #: Seconds the new process waits for the whole handover.
+    takeover_timeout = 20.0
+    #: Seconds the old process waits for its gateways' links to go before it exits.
+    exit_timeout = 15.0
+    #: Attempts (0.1 s apart) at binding the RPC port the old process just freed.
+    bind_attempts = 50
 
-    def __init__(self, config, store, bus, reactor, process_name: str):
+    def __init__(self, config, store, bus, reactor, process_name: str, takeover: bool = False):
         super().__init__(config, store, bus, reactor)
         if self.zone_class is None:
             self.zone_class = zone_service_class(config)
         world = config.world
+        self.process_name = process_name
+        self.takeover = takeover
         self.zones = {
             name: self.zone_class(config, store, bus, reactor, name)
             for name, *_box, process in world.layout
@@ -459,14 +759,167 @@ class ZoneHost(GameService):
                 ("world", "zones" if not world.regions else "regions"),
                 config.file,
             )
+        #: Set by L{attach}: see there.
+        self.process = None
+        #: "serving", "standby", "handing", "handed" or "aborted", for the process.
+        self.state = "standby" if takeover else "serving"
+        #: Fires when the takeover (this process's) is over: ready to serve.
+        self.ready: defer.Deferred = defer.Deferred()
+        #: Fires when this process handed everything over and released its port.
+        self.released: defer.Deferred = defer.Deferred()
+
+    def attach(self, process) -> None:
+        """
+        Give the host the process's pieces, a L{ProcessHooks}: it registers
+        C{handover} on the control channel, and with C{takeover} starts
+        the listener, directory entry and control subscription itself.
+        """
+        self.process = process
+        if process.control is not None:
+            process.control.register("handover", self.on_handover)
+
+    # -- life cycle --------------------------------------------------------------
 
     async def start(self) -> None:
+        if not self.takeover:
+            for zone in self.zones.values():
+                await zone.start()
+            self.ready.callback(None)
+            return
         for zone in self.zones.values():
-            await zone.start()
+            await zone.start(standby=True)
+        d = defer.ensureDeferred(self._take_over())
+        d.addErrback(self._takeover_failed)
 
     async def stop(self) -> None:
         for zone in self.zones.values():
             await zone.stop()
+
+    # -- the new process ---------------------------------------------------------
+
+    async def _take_over(self) -> None:
+        from mmo import control
+
+        token = uuid.uuid4().hex
+        for zone in self.zones.values():
+            zone.expect(token)
+        released = defer.Deferred()
+
+        def heard(message):
+            if isinstance(message, dict) and message.get("released") == token:
+                if not released.called:
+                    released.callback(None)
+
+        subscription = await self.bus.subscribe(takeover_channel(self.process_name), heard)
+        try:
+            try:
+                await control.call(
+                    self.bus,
+                    self.process_name,
+                    "handover",
+                    timeout=self.handover_answer_timeout,
+                    reactor=self.reactor,
+                    token=token,
+                )
+            except control.ControlError as e:
+                if "did not answer" not in str(e):
+                    raise TakeoverAborted(str(e)) from None
+                self.log.info(
+                    "{process}: no process to take over; starting afresh",
+                    process=self.process_name,
+                )
+                for zone in self.zones.values():
+                    await zone.start_plain()
+                released.callback(None)
+            self.state = "taking"
+            waiting = defer.gatherResults(
+                [z.took_over for z in self.zones.values() if z.mode == STANDBY] + [released],
+                consumeErrors=True,
+            )
+            waiting.addTimeout(self.takeover_timeout, self.reactor)
+            try:
+                await waiting
+            except defer.TimeoutError:
+                # The old process is gone half-way: what it did not hand over
+                # is in the store; recover it (fencing) and serve.
+                self.log.warn(
+                    "{process}: takeover timed out; recovering", process=self.process_name
+                )
+                for zone in self.zones.values():
+                    if zone.mode == STANDBY:
+                        await zone.start_plain()
+            except defer.FirstError as e:
+                raise e.subFailure.value from None
+        finally:
+            await subscription.cancel()
+        await self._go_live()
+
+    async def _go_live(self) -> None:
+        """Bind the RPC port, enter the directory, take control commands, relink gateways."""
+        process = self.process
+        if process is not None:
+            await process.go_live(self.bind_attempts)
+            from mmo.services import gateway_channel
+
+            for peer in self.config.processes.values():
+                if peer.kind in ("gateway", "mmo"):
+                    await self.bus.publish(
+                        gateway_channel(peer.name), {"relink": {"process": self.process_name}}
+                    )
+        self.state = "serving"
+        self.log.info("{process}: took over, ready", process=self.process_name)
+        self.ready.callback(None)
+
+    def _takeover_failed(self, failure) -> None:
+        self.state = "aborted"
+        self.log.failure("{process}: takeover failed", failure, process=self.process_name)
+        if self.process is not None:
+            self.process.fail()
+        if not self.ready.called:
+            self.ready.errback(failure)
+            # Logged above: not an unhandled error as well.
+            self.ready.addErrback(lambda _: None)
+
+    # -- the old process ---------------------------------------------------------
+
+    def on_handover(self, token: str) -> dict:
+        """
+        The C{handover} control command, from a new process of the same
+        name in standby: hand every region over to it (in the background)
+        and answer at once.
+        """
+        if not isinstance(token, str) or not token:
+            raise ValueError("token must be a non-empty string")
+        if self.state != "serving":
+            from mmo.control import ControlError
+
+            raise ControlError(f"{self.process_name} is {self.state}")
+        self.state = "handing"
+        d = defer.ensureDeferred(self._hand_over(token))
+        d.addErrback(lambda f: self.log.failure("{p}: handover", f, p=self.process_name))
+        return {"regions": sorted(self.zones)}
+
+    async def _hand_over(self, token: str) -> None:
+        results = await defer.DeferredList(
+            [defer.ensureDeferred(zone.hand_over(token)) for zone in self.zones.values()],
+            consumeErrors=True,
+        )
+        if not all(ok for ok, _ in results):
+            # Regions that did hand over stay unserved until a restart (the
+            # store has them); the others go on here.
+            self.state = "serving"
+            self.log.warn("{process}: handover aborted", process=self.process_name)
+            return
+        self.state = "handed"
+        if self.process is not None:
+            await self.process.release()
+        await self.bus.publish(takeover_channel(self.process_name), {"released": token})
+        self.log.info("{process}: handed over; released", process=self.process_name)
+        self.released.callback(None)
+        if self.process is not None:
+            self.process.exit_when_idle(self.exit_timeout)
+
+    # -- messages ----------------------------------------------------------------
 
     async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
         zone = self.zones.get(caller.zone)
@@ -477,6 +930,37 @@ class ZoneHost(GameService):
     async def session_event(self, caller: Caller, event: str) -> None:
         for zone in self.zones.values():
             await zone.session_event(caller, event)
+
+    def directory_info(self) -> dict:
+        """
+        The process's load for the directory: C{load} and C{players} (players
+        in its regions), C{entities}, C{regions}, C{tick_ms} (the p50, p99
+        and max of the recent ticks of all its regions) and C{overruns}.
+        """
+        players = entities = overruns = 0
+        durations: list[float] = []
+        for zone in self.zones.values():
+            reals = zone.simulation.reals.values()
+            entities += len(reals)
+            players += sum(1 for e in reals if e.kind == PLAYER)
+            overruns += zone.ticker.overruns
+            durations.extend(zone.ticker.durations)
+        durations.sort()
+
+        def at(fraction: float) -> float:
+            if not durations:
+                return 0.0
+            rank = min(len(durations) - 1, max(0, math.ceil(fraction * len(durations)) - 1))
+            return round(durations[rank] * 1000, 3)
+
+        return {
+            "load": players,
+            "players": players,
+            "entities": entities,
+            "regions": sorted(self.zones),
+            "tick_ms": {"p50": at(0.5), "p99": at(0.99), "max": at(1.0)},
+            "overruns": overruns,
+        }
 
 
 def zone_service_class(config) -> type[ZoneService]:

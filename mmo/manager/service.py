@@ -1,0 +1,296 @@
+"""
+The manager of one machine: its processes under a L{Supervisor}, an
+optional local Redis, and the operations C{mmo-admin} asks for through the
+manager's admin endpoint (AMP over mutual TLS, the C{admin} certificate
+only): C{status}, C{drain}, C{upgrade}, C{kick} and C{broadcast}.
+
+See C{docs/manager.md}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+
+from twisted.internet import defer, endpoints, protocol, task
+from twisted.logger import Logger
+
+import mmo
+from mmo import control
+from mmo.manager.supervisor import REDIS, Supervisor, twistd_args
+from mmo.rpc import commands
+from mmo.rpc.service import RPCProtocol, RPCServerFactory
+
+#: Seconds between checks while waiting for Redis or the directory.
+POLL = 0.2
+
+#: Identity of the operators' certificate (mmo-certs writes it).
+ADMIN = "admin"
+
+
+class ManagerError(Exception):
+    """An operation cannot be done: the message says why, for the operator."""
+
+
+class LocalRedis:
+    """
+    A redis-server run by the manager (C{redis_server = true}), as a process
+    resource: started first (the bus needs it), stopped last.  Append-only,
+    fsync at every write: what a process was told is stored survives a
+    crash of Redis or of the machine.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, supervisor: Supervisor, reactor, name: str = REDIS):
+        self.config = config
+        self.supervisor = supervisor
+        self.reactor = reactor
+        self.name = name
+        redis, manager = config.redis, config.manager
+        args = shlex.split(manager.redis_command) + [
+            "--port", str(redis.port),
+            "--bind", redis.host,
+            "--dir", os.path.abspath(manager.redis_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "always",
+            "--save", "",
+            "--daemonize", "no",
+        ]  # fmt: skip
+        if redis.password:
+            args += ["--requirepass", redis.password]
+        self.args = args
+        supervisor.add(name, REDIS, args)
+
+    async def start(self) -> None:
+        os.makedirs(os.path.abspath(self.config.manager.redis_dir), mode=0o700, exist_ok=True)
+        self.supervisor.startProcess(self.name)
+        redis = self.config.redis
+        deadline = self.reactor.seconds() + self.config.manager.start_timeout
+        endpoint = endpoints.TCP4ClientEndpoint(self.reactor, redis.host, redis.port, timeout=2)
+        while True:
+            try:
+                connection = await endpoint.connect(protocol.Factory.forProtocol(protocol.Protocol))
+            except Exception as e:
+                if self.reactor.seconds() > deadline:
+                    raise ManagerError(
+                        f"the local redis-server did not listen on {redis.host}:{redis.port} "
+                        f"within {self.config.manager.start_timeout:g}s: {e}"
+                    ) from None
+                await task.deferLater(self.reactor, POLL, lambda: None)
+            else:
+                connection.transport.loseConnection()
+                self.log.info("local redis-server ready on {host}:{port}",
+                              host=redis.host, port=redis.port)  # fmt: skip
+                return
+
+    async def stop(self) -> None:
+        await self.supervisor.stop_group([self.name])
+
+
+class Manager:
+    """
+    What the manager of C{process} does for operators.
+
+    @ivar supervisor: The L{Supervisor} of the machine's processes.
+    """
+
+    log = Logger()
+
+    def __init__(self, config, process, bus, supervisor: Supervisor, reactor):
+        self.config = config
+        self.process = process
+        self.bus = bus
+        self.supervisor = supervisor
+        self.reactor = reactor
+        self.managed = {p.name: p for p in config.managed(process)}
+
+    @classmethod
+    def build(cls, config, process, bus, reactor, out=None) -> Manager:
+        """A manager with a supervisor for every process C{process} runs."""
+        supervisor = Supervisor(reactor, out=out)
+        settings = config.manager
+        supervisor.threshold = settings.restart_threshold
+        supervisor.minRestartDelay = settings.restart_delay
+        supervisor.maxRestartDelay = max(settings.restart_max_delay, settings.restart_delay)
+        supervisor.killTime = settings.stop_timeout
+        for peer in config.managed(process):
+            supervisor.add(peer.name, peer.kind, twistd_args(config.file, peer.name, peer.kind))
+        return cls(config, process, bus, supervisor, reactor)
+
+    async def run(self, command: str, args: dict):
+        """Do one admin C{command}; the result is JSON-able."""
+        handler = getattr(self, "admin_" + command, None) if command.isidentifier() else None
+        if handler is None:
+            raise ManagerError(f"no command {command!r}")
+        try:
+            return await handler(**args)
+        except TypeError as e:
+            raise ManagerError(f"{command}: {e}") from None
+
+    # -- commands ---------------------------------------------------------------------
+
+    async def admin_status(self) -> dict:
+        """This machine's processes, the whole directory and the world's regions."""
+        directory = await self.bus.services() if self.bus is not None else {}
+        return {
+            "manager": self.process.name,
+            "version": mmo.__version__,
+            "processes": self.supervisor.describe(),
+            "directory": directory,
+            "regions": {
+                name: {"process": process, "box": [x0, y0, x1, y1]}
+                for name, x0, y0, x1, y1, process in self.config.world.layout
+            },
+        }
+
+    def _need_bus(self) -> None:
+        if self.bus is None:
+            raise ManagerError(
+                'the manager reaches its processes over the bus: set [bus] backend = "redis"'
+            )
+
+    def _mine(self, name: str):
+        self._need_bus()
+        if name not in self.managed:
+            runs = ", ".join(self.managed) or "nothing"
+            raise ManagerError(f"{self.process.name} does not run {name!r} (it runs {runs})")
+        return self.managed[name]
+
+    async def admin_drain(self, process: str) -> dict:
+        """
+        Take C{process} out of service: a gateway moves its players to the
+        other gateways, then stops; it stays stopped (held) until an
+        C{upgrade} starts it again.  A zone cannot be drained (its regions
+        would have no server): upgrade it instead.
+        """
+        peer = self._mine(process)
+        if peer.kind == "zone":
+            raise ManagerError(
+                f"{process} serves regions of the world, which cannot go unserved: "
+                "use upgrade to replace it"
+            )
+        result = {}
+        if peer.kind == "gateway":
+            result = await control.call(
+                self.bus, process, "drain", timeout=self.config.manager.drain_timeout,
+                reactor=self.reactor,
+            )  # fmt: skip
+        await self.supervisor.stop(process, hold=True)
+        self.log.info("{process}: drained and stopped", process=process)
+        return {"process": process, "drained": result}
+
+    async def admin_upgrade(self, process: str) -> dict:
+        """
+        Replace C{process} by a new one running the code installed now,
+        without kicking anyone: a gateway is drained first (its players
+        resume on another gateway); a zone hands its regions over to its
+        successor (C{mmo-zone --takeover}); others are restarted.
+        """
+        peer = self._mine(process)
+        timeout = self.config.manager.drain_timeout
+        before = await self._pid(process)
+        drained = None
+        if peer.kind == "zone" and process in self.supervisor.protocols:
+            old = self.supervisor.replace(process, "--takeover")
+            try:
+                await old.ended.addTimeout(timeout, self.reactor)
+            except defer.TimeoutError:
+                raise ManagerError(
+                    f"the old {process} (pid {old.pid}) has not handed over within "
+                    f"{timeout:g}s; it is still running next to the new one"
+                ) from None
+        else:
+            if peer.kind == "gateway" and process in self.supervisor.protocols:
+                drained = await control.call(
+                    self.bus, process, "drain", timeout=timeout, reactor=self.reactor
+                )
+            await self.supervisor.stop(process, hold=True)
+            self.supervisor.release(process)
+        pid = await self._wait_announced(process, before)
+        self.log.info("{process}: upgraded, now pid {pid}", process=process, pid=pid)
+        return {"process": process, "old_pid": before, "pid": pid, "drained": drained}
+
+    async def admin_kick(self, account: str, reason: str = "") -> dict:
+        """End C{account}'s session wherever it is (every gateway is asked)."""
+        return await self._every_gateway("kick", account=account, reason=reason)
+
+    async def admin_broadcast(self, text: str) -> dict:
+        """Show C{text} to every player (a C{server.notice} push)."""
+        return await self._every_gateway("broadcast", text=text)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _every_gateway(self, command: str, **args) -> dict:
+        self._need_bus()
+        services = await self.bus.services()
+        gateways = sorted(
+            name for name, info in services.items()
+            if isinstance(info, dict) and info.get("kind") in ("gateway", "mmo")
+        )  # fmt: skip
+        results = await defer.DeferredList(
+            [
+                defer.ensureDeferred(
+                    control.call(self.bus, name, command, reactor=self.reactor, **args)
+                )
+                for name in gateways
+            ],
+            consumeErrors=True,
+        )
+        answers = {}
+        for name, (ok, value) in zip(gateways, results, strict=True):
+            answers[name] = value if ok else {"error": value.getErrorMessage()}
+        return {"gateways": answers}
+
+    async def _pid(self, process: str) -> int | None:
+        child = self.supervisor.protocols.get(process)
+        return child.pid if child is not None else None
+
+    async def _wait_announced(self, process: str, old_pid) -> int:
+        """Wait until the directory names a run of C{process} other than C{old_pid}."""
+        deadline = self.reactor.seconds() + self.config.manager.start_timeout
+        while True:
+            info = (await self.bus.services()).get(process)
+            pid = info.get("pid") if isinstance(info, dict) else None
+            if pid is not None and pid != old_pid and not info.get("draining"):
+                return pid
+            if self.reactor.seconds() > deadline:
+                raise ManagerError(
+                    f"the new {process} did not appear in the directory within "
+                    f"{self.config.manager.start_timeout:g}s (see its log)"
+                )
+            await task.deferLater(self.reactor, POLL, lambda: None)
+
+
+class AdminRPC(RPCProtocol):
+    """The manager's admin endpoint: answers L{commands.Admin}."""
+
+    @commands.Admin.responder
+    def admin(self, command: str, args: bytes):
+        try:
+            arguments = json.loads(args.decode("utf-8")) if args else {}
+        except ValueError as e:
+            raise commands.BadRequest(f"args are not JSON: {e}") from None
+        if not isinstance(arguments, dict):
+            raise commands.BadRequest("args must be a JSON object")
+        self.log.info("admin: {command} {args}", command=command, args=arguments)
+        d = defer.ensureDeferred(self.factory.manager.run(command, arguments))
+
+        def refused(failure):
+            failure.trap(ManagerError, control.ControlError)
+            raise commands.Refused(str(failure.value))
+
+        d.addErrback(refused)
+        d.addCallback(lambda result: {"result": json.dumps(result, default=str).encode()})
+        return d
+
+
+class AdminFactory(RPCServerFactory):
+    """Admin links: only the C{admin} certificate may connect."""
+
+    protocol = AdminRPC
+
+    def __init__(self, config, process, manager: Manager, reactor=None):
+        super().__init__(config, process, reactor, allowed=(ADMIN,))
+        self.manager = manager

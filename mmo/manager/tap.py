@@ -1,0 +1,104 @@
+"""
+The C{mmo-manager} plugin: starts every process this manager runs (its
+C{runs}, by default every process of the file), and optionally a local
+redis-server, restarts those that die, and answers C{mmo-admin}.
+
+    twistd -n mmo-manager --config conf/cluster.toml --process manager
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+
+from mmo import logs, rpc
+from mmo.app import ConfigOptions, ProcessService, build
+from mmo.bus import make_bus
+from mmo.config import ConfigError
+from mmo.manager.service import AdminFactory, LocalRedis, Manager
+from mmo.tls import client_paths, server_paths
+
+
+class Options(ConfigOptions):
+    kind = "manager"
+    synopsis = "--config FILE [--process NAME]"
+    longdesc = "Run, supervise, drain and upgrade the processes of one machine."
+
+
+class ServiceResource:
+    """A Twisted service as a process resource (the supervisor, after the bus)."""
+
+    def __init__(self, service):
+        self.service = service
+
+    def start(self):
+        return self.service.startService()
+
+    def stop(self):
+        return self.service.stopService()
+
+
+def check(config, process) -> None:
+    """
+    What would make the processes fail one by one, found at once: regions
+    without a zone, missing certificates, a missing redis-server.
+
+    @raise ConfigError: With the file, key and reason.
+    """
+    managed = config.managed(process)
+    if not managed and not process.redis_server:
+        raise ConfigError("runs nothing", ("processes", process.name, "runs"), config.file)
+    if any(p.kind == "zone" for p in config.processes.values()):
+        config.world.check_processes(config.processes, config.file)
+    tls_dir = config.deployment.tls_dir
+    for peer in [process, *managed]:
+        for path in (*server_paths(tls_dir, peer.name), *client_paths(tls_dir, peer.name)):
+            if not os.path.exists(path):
+                raise ConfigError(
+                    f"{path} is missing (certificates of {peer.name}): run mmo-certs "
+                    f"--config {config.file} --renew",
+                    ("deployment", "tls_dir"),
+                    config.file,
+                )
+    if process.redis_server:
+        program = shlex.split(config.manager.redis_command)[:1]
+        if not program or shutil.which(program[0]) is None:
+            raise ConfigError(
+                f"{config.manager.redis_command!r} is not an installed program",
+                ("manager", "redis_command"),
+                config.file,
+            )
+        if config.redis.unix:
+            raise ConfigError(
+                "a local redis-server listens on [redis] host and port, not a unix socket",
+                ("redis", "unix"),
+                config.file,
+            )
+
+
+def makeService(options: Options, reactor=None) -> ProcessService:
+    config, process = options.config, options.process
+    if reactor is None:
+        from twisted.internet import reactor
+
+    def make():
+        check(config, process)
+        top = ProcessService(config, process, reactor)
+        bus = None
+        if config.bus.backend == "redis":
+            bus = make_bus(config, reactor)
+        manager = Manager.build(config, process, bus, reactor, out=lambda: logs.output)
+        if process.redis_server:
+            top.resource(LocalRedis(config, manager.supervisor, reactor))
+        if bus is not None:
+            top.resource(bus)
+            top.control_service(bus)
+        top.resource(ServiceResource(manager.supervisor))
+        if process.rpc:
+            factory = AdminFactory(config, process, manager, reactor)
+            rpc.listen(config, process, factory=factory, reactor=reactor).setServiceParent(top)
+        top.manager = manager
+        return top
+
+    return build(make)

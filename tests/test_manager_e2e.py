@@ -1,0 +1,255 @@
+"""
+The manager for real: C{twistd mmo-manager} runs its own redis-server
+(append-only, in a temporary directory) and a whole cluster (login, two
+gateways, lobby, chat, two zones); C{mmo-admin} talks to it with the admin
+certificate.  A zone process SIGKILLed while players move in it is
+restarted, restores its entities from their last checkpoint, and the
+players, still connected, play on without logging in again.  A cluster
+file with a mistake stops the manager at start with the file, key and
+reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+
+from twisted.internet import defer, utils
+from twisted.trial import unittest
+
+from mmo import tls
+from mmo.client import ServerError
+from tests import test_world_e2e as world
+from tests.redis import free_port, redis_server_path
+from tests.support import deployment, process_tables, write_config
+from tests.test_cluster import SETTINGS
+from tests.test_login_e2e import started
+from tests.test_twistd import spawn, subprocess_env
+from tests.test_world_cluster import CLUSTER_WORLD
+from tests.test_world_e2e import STEP_TIME, sleep
+
+#: The processes a manager runs in these tests.
+CLUSTER = (
+    ("manager", "manager"),
+    ("login", "login"),
+    ("gateway-1", "gateway"),
+    ("gateway-2", "gateway"),
+    ("lobby", "lobby"),
+    ("chat", "chat"),
+    ("zone-1", "zone"),
+    ("zone-2", "zone"),
+)
+
+
+async def admin(testcase, config, *args) -> dict:
+    """Run C{mmo-admin --config FILE --json ARGS}; its JSON output."""
+    code = "import sys; from mmo.manager.admin import main; sys.exit(main())"
+    out, err, status = await utils.getProcessOutputAndValue(
+        sys.executable,
+        ["-c", code, "--config", config.file, "--json", *args],
+        env=subprocess_env(),
+    )
+    testcase.assertEqual(status, 0, (out + err).decode())
+    return json.loads(out)
+
+
+#: Two regions that leave the strip 80 <= x < 100 unserved.
+GAP = """
+[bus]
+backend = "redis"
+[world]
+width = 200.0
+height = 100.0
+[world.regions.west]
+x0 = 0.0
+y0 = 0.0
+x1 = 80.0
+y1 = 100.0
+process = "zone-1"
+[world.regions.east]
+x0 = 100.0
+y0 = 0.0
+x1 = 200.0
+y1 = 100.0
+process = "zone-2"
+"""
+
+
+class ManagerTests(unittest.TestCase):
+    timeout = 240
+
+    async def start(self):
+        redis_server_path()
+        self.redis_port = free_port()
+        extra = (
+            SETTINGS
+            + CLUSTER_WORLD
+            + f'[redis]\nport = {self.redis_port}\nprefix = "test"\n'
+            + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\nstop_timeout = 5.0\n'
+        )
+        processes = process_tables(*CLUSTER).replace(
+            'kind = "manager"', 'kind = "manager"\nredis_server = true'
+        )
+        self.config = deployment(self, processes, extra=extra)
+        self.ca = tls.ca_path(self.config.deployment.tls_dir)
+        self.manager, self.transport = spawn(
+            self, self.config.file, "mmo-manager", "--process", "manager"
+        )
+        self.ports = {}
+        for name in ("login", "gateway-1", "gateway-2"):
+            self.ports[name] = await started(self.manager, name)
+        for name in ("lobby", "chat", "zone-1", "zone-2"):
+            await self.manager.waitFor(rf"\[{name}\] .*{name}: ready")
+
+    async def test_zone_killed_and_restarted(self):
+        await self.start()
+        status = await admin(self, self.config, "status")
+        [mine] = status
+        processes = mine["processes"]
+        self.assertEqual(processes["redis"]["state"], "running")
+        self.assertEqual(mine["regions"]["r0c0"]["process"], "zone-1")
+        zone_pid = processes["zone-1"]["pid"]
+        self.assertEqual(mine["directory"]["zone-1"]["pid"], zone_pid)
+
+        alice = await world.WorldTests.player(self, self.ca, self.ports["login"], "alice")
+        bob = await world.WorldTests.player(self, self.ca, self.ports["login"], "bob")
+        closed = []
+        for player in (alice, bob):
+            player.client.whenClosed().addCallback(closed.append)
+        # Alice walks west; a checkpoint (every 5 s) records where she got to.
+        for _ in range(20):
+            await alice.move(round(alice.x - 0.3, 6), alice.y)
+            await sleep(STEP_TIME)
+        await sleep(6.0)
+        checkpointed = (alice.x, alice.y)
+
+        os.kill(zone_pid, signal.SIGKILL)
+        # She keeps trying while the zone is down: refused, never disconnected.
+        refused = []
+        for _ in range(10):
+            try:
+                await alice.move(round(alice.x - 0.3, 6), alice.y)
+            except ServerError as e:
+                refused.append(e.code)
+                alice.seq -= 1
+            await sleep(0.05)
+        await self.manager.waitFor(r"zone-1: ended \(signal 9\) after [\d.]+s; restarting")
+        await self.manager.waitFor(r"(?s)zone-1: ready.*zone-1: ready")
+        self.assertTrue(set(refused) <= {"unavailable"}, refused)
+
+        # Back in play, on the same connections: the restored entity is
+        # where the last checkpoint put it, and walks on from there.
+        start = alice.x
+        for _ in range(10):
+            try:
+                await alice.move(round(alice.x - 0.3, 6), alice.y)
+            except ServerError as e:
+                self.assertEqual(e.code, "unavailable")
+                alice.seq -= 1
+            await sleep(STEP_TIME)
+        await world.WorldTests.waitFor(
+            self,
+            lambda: (
+                alice.seen.get(alice.id, (None,))[0] is not None
+                and alice.seen[alice.id][0] < start - 1
+            ),
+            f"alice did not move on after the restart: {alice.seen.get(alice.id)}",
+            500,
+        )
+        self.assertLessEqual(alice.seen[alice.id][0], checkpointed[0])
+        await world.WorldTests.waitFor(
+            self, lambda: alice.id in bob.seen, "bob does not see alice after the restart", 500
+        )
+        self.assertEqual(closed, [])
+        status = await admin(self, self.config, "status")
+        self.assertEqual(status[0]["processes"]["zone-1"]["restarts"], 1)
+        self.assertNotEqual(status[0]["processes"]["zone-1"]["pid"], zone_pid)
+
+        # An upgrade of zone-1 while alice walks: the new process takes
+        # the region over; she is neither disconnected nor refused.
+        errors = []
+
+        async def walk(steps):
+            for i in range(steps):
+                dx = -0.3 if (i // 20) % 2 == 0 else 0.3
+                try:
+                    await alice.move(round(alice.x + dx, 6), alice.y)
+                except ServerError as e:
+                    errors.append(e.code)
+                    alice.seq -= 1
+                await sleep(STEP_TIME)
+
+        walking = defer.ensureDeferred(walk(120))
+        upgraded = await admin(self, self.config, "upgrade", "zone-1")
+        await walking
+        self.assertEqual(errors, [])
+        self.assertEqual(upgraded["old_pid"], status[0]["processes"]["zone-1"]["pid"])
+        await self.manager.waitFor(r"zone-1: the replaced run \(pid \d+\) ended: exit status 0")
+        position = alice.x
+        await alice.move(round(alice.x - 0.3, 6), alice.y)
+        await world.WorldTests.waitFor(
+            self,
+            lambda: abs(alice.seen[alice.id][0] - (position - 0.3)) < 1e-6,
+            f"alice's last move after the upgrade is not seen: {alice.seen.get(alice.id)}",
+            500,
+        )
+        status = await admin(self, self.config, "status")
+        self.assertEqual(status[0]["processes"]["zone-1"]["pid"], upgraded["pid"])
+        self.assertEqual(status[0]["processes"]["zone-1"]["restarts"], 1)
+        self.assertEqual(status[0]["directory"]["zone-1"]["players"], 2)
+        self.assertEqual(closed, [])
+
+        # Stopping the manager stops everything in order, its Redis last.
+        redis_pid = status[0]["processes"]["redis"]["pid"]
+        self.transport.signalProcess("TERM")
+        await self.manager.whenExited()
+        out = self.manager.output()
+        order = [out.index(f"{name}: stopped") for name in ("gateway-1", "zone-1", "chat")]
+        self.assertEqual(order, sorted(order), out[-3000:])
+        self.assertGreater(out.index("redis: stopped"), order[-1])
+        with self.assertRaises(ProcessLookupError):
+            os.kill(redis_pid, 0)
+
+    async def test_misconfigured_cluster_fails_at_start(self):
+        """Unknown kind, port clash, regions with a gap: exit 1, file, key and reason."""
+        base = process_tables(("manager", "manager"), ("zone-1", "zone"), ("zone-2", "zone"))
+        world = CLUSTER_WORLD + '[bus]\nbackend = "redis"\n'
+        cases = [
+            (
+                base.replace('kind = "zone"', 'kind = "zome"', 1),
+                world,
+                "processes.zone-1.kind: must be one of",
+            ),
+            (
+                base.replace('[processes.zone-2]\nkind = "zone"\nrpc = "tcp:', "X", 1),
+                world,
+                None,
+            ),
+            (
+                base,
+                world.replace('zones = ["zone-1", "zone-2"]', 'zones = ["zone-1", "zone-3"]'),
+                "world.zones: region 'r0c1' is served by 'zone-3': no such process",
+            ),
+            (
+                base,
+                GAP,
+                "world.regions: the regions leave a gap: no region covers (80, 0)-(100, 100)",
+            ),
+        ]
+        import re
+
+        rpc_ports = re.findall(r'rpc = "tcp:(\d+)', base)
+        clash = base.replace(f"tcp:{rpc_ports[2]}", f"tcp:{rpc_ports[1]}")
+        cases[1] = (
+            clash,
+            world,
+            f"processes.zone-2.rpc: port {rpc_ports[1]} is taken by processes.zone-1.rpc",
+        )
+        for processes, extra, expected in cases:
+            path = write_config(self, f'[deployment]\ntls_dir = "certs"\n{extra}\n{processes}')
+            child, _ = spawn(self, path, "mmo-manager", "--process", "manager")
+            status = await child.whenExited()
+            self.assertEqual(status, 1, child.output())
+            self.assertIn(f"mmo: {path}: {expected}", child.output())

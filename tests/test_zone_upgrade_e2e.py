@@ -1,0 +1,80 @@
+"""
+Replacing a zone process in a real cluster (C{mmo-zone --takeover}): players
+walk in zone-1's region and across the border while a second zone-1 takes
+over; the old one exits by itself, nobody is disconnected, no request fails,
+and the world goes on (updates, border crossings).
+"""
+
+from __future__ import annotations
+
+import re
+
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+
+from tests import test_world_cluster
+from tests.test_twistd import spawn
+from tests.test_world_e2e import sleep
+
+
+class ZoneUpgradeTests(unittest.TestCase):
+    timeout = 120
+
+    start_cluster = test_world_cluster.WorldClusterTests.start_cluster
+    player = test_world_cluster.WorldClusterTests.player
+    settled = test_world_cluster.WorldClusterTests.settled
+
+    async def test_takeover_while_walking(self):
+        await self.start_cluster()
+        bob = await self.player("Bob")
+        await bob.walk_to(106.0)
+        await self.settled(bob, 1)
+        alice = await self.player("Alice")
+        closed = [p.client.whenClosed() for p in (alice, bob)]
+        await sleep(0.5)
+        self.assertIn(bob.id, alice.entered)
+        errors = []
+        walking = True
+
+        async def walk():
+            while walking:
+                for x in (85.0, 95.0):
+                    try:
+                        await alice.walk_to(x)
+                    except Exception as e:
+                        errors.append(e)
+                        return
+
+        walker = defer.ensureDeferred(walk())
+        await sleep(0.5)
+        before = len(alice.received)
+        old = self.children["zone-1"]
+        new, _ = spawn(self, self.config_file, "mmo-zone", "--process", "zone-1", "--takeover")
+        await new.waitFor(r"zone-1: took over, ready")
+        status = await old.whenExited().addTimeout(20, reactor)
+        self.assertEqual(status, 0, old.output()[-3000:])
+        await sleep(1.0)
+        walking = False
+        await walker
+        self.assertEqual(errors, [])
+        self.assertGreater(len(alice.received), before + 10)
+        for d in closed:
+            self.assertFalse(d.called, "a client was disconnected")
+        # Nothing entered again (the new process went on with the same
+        # views): whatever entered since had left the view first.
+        left = set()
+        for message in alice.received[before:]:
+            for view in message["enter"]:
+                self.assertIn(view["id"], left, "entered again")
+            left.update(message["leave"])
+        self.assertEqual(alice.seen[bob.id], (106.0, 50.0))
+        # Still crossing the border, both ways, over the new process.
+        zones = len(alice.zones)
+        await alice.walk_to(104.0)
+        await self.settled(alice, zones + 1)
+        await alice.walk_to(96.0)
+        await self.settled(alice, zones + 2)
+        self.assertEqual(alice.zones[-2:], ["r0c1", "r0c0"])
+        self.assertEqual(alice.corrections, [])
+        pauses = re.findall(r"pause (\d+) ms", new.output())
+        print("takeover pauses (ms):", pauses)
