@@ -20,7 +20,7 @@ from twisted.internet import defer, utils
 from twisted.trial import unittest
 
 from mmo import tls
-from mmo.client import ServerError
+from mmo.client import ConnectionClosed, ServerError
 from tests import test_world_e2e as world
 from tests.redis import free_port, redis_server_path
 from tests.support import deployment, process_tables, write_config
@@ -176,7 +176,7 @@ class ManagerTests(unittest.TestCase):
                 dx = -0.3 if (i // 20) % 2 == 0 else 0.3
                 try:
                     await alice.move(round(alice.x + dx, 6), alice.y)
-                except ServerError as e:
+                except (ServerError, ConnectionClosed) as e:
                     errors.append(e.code)
                     alice.seq -= 1
                 await sleep(STEP_TIME)
@@ -200,6 +200,50 @@ class ManagerTests(unittest.TestCase):
         self.assertEqual(status[0]["processes"]["zone-1"]["restarts"], 1)
         self.assertEqual(status[0]["directory"]["zone-1"]["players"], 2)
         self.assertEqual(closed, [])
+
+        # A notice to everyone, through every gateway.
+        notices = {"alice": [], "bob": []}
+        alice.client.on("server.notice", notices["alice"].append)
+        bob.client.on("server.notice", notices["bob"].append)
+        told = await admin(self, self.config, "broadcast", "restart soon")
+        self.assertEqual(sum(told["gateways"].values()), 2, told)
+        await world.WorldTests.waitFor(
+            self, lambda: all(notices.values()), f"notices: {notices}", 500
+        )
+        self.assertEqual(
+            [n["text"] for n in notices["alice"] + notices["bob"]], ["restart soon"] * 2
+        )
+
+        # An upgrade of alice's gateway: she moves to the other one and
+        # walks on, in the same session; the new gateway-1 comes up.
+        self.assertEqual(alice.client.transport.getPeer().port, self.ports["gateway-1"])
+        session = alice.client.session
+        moved = []
+        alice.client.on("moved", moved.append)
+        walking = defer.ensureDeferred(walk(60))
+        upgraded = await admin(self, self.config, "upgrade", "gateway-1")
+        await walking
+        self.assertEqual(upgraded["drained"]["target"], "gateway-2")
+        self.assertEqual(len(moved), 1)
+        self.assertEqual(alice.client.session, session)
+        self.assertEqual(alice.client.transport.getPeer().port, self.ports["gateway-2"])
+        # At most the one request in flight at the goodbye was cut off.
+        self.assertLessEqual(len(errors), 1, errors)
+        position = alice.x
+        await alice.move(round(alice.x + 0.3, 6), alice.y)
+        await world.WorldTests.waitFor(
+            self,
+            lambda: abs(alice.seen[alice.id][0] - (position + 0.3)) < 1e-6,
+            "alice's move after the gateway upgrade is not seen",
+            500,
+        )
+        self.assertEqual(closed, [])
+
+        # Kicked: bob's connection ends with the goodbye "kicked".
+        kicked = await admin(self, self.config, "kick", "bob", "--reason", "testing")
+        self.assertEqual(sum(kicked["gateways"].values()), 1, kicked)
+        await world.WorldTests.waitFor(self, lambda: closed, "bob was not kicked", 500)
+        self.assertEqual(closed[0].code, "kicked")
 
         # Stopping the manager stops everything in order, its Redis last.
         redis_pid = status[0]["processes"]["redis"]["pid"]
