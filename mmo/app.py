@@ -69,6 +69,24 @@ class ConfigOptions(usage.Options):
             )
 
 
+class ServiceResource:
+    """
+    A Twisted service run as a process resource: started before the
+    process's child services and stopped after them (a gateway's RPC link to
+    a service, which must outlive the sessions it tells that they ended; a
+    manager's supervisor, which needs the bus and the local Redis first).
+    """
+
+    def __init__(self, service):
+        self.service = service
+
+    def start(self):
+        return self.service.startService()
+
+    def stop(self):
+        return self.service.stopService()
+
+
 class ProcessService(service.MultiService):
     """
     The top service of an mmo process.
@@ -105,15 +123,21 @@ class ProcessService(service.MultiService):
         self.resources.append(thing)
         return thing
 
-    def control_service(self, bus) -> ControlService:
+    def control_service(self, bus, standby: bool = False) -> ControlService:
         """
         The process's control channel on C{bus} (made once, as a resource
         started after the bus): services register their commands on it
         (C{drain}, C{kick}...).  Every process answers C{status}.
+
+        @param standby: Make it, but leave starting it to the caller (a
+            process that takes the channel over from a running one of its
+            name starts it, and adds it to the resources, once it serves).
         """
         if self.control is None:
-            self.control = self.resource(ControlService(bus, self.process.name))
+            self.control = ControlService(bus, self.process.name)
             self.control.register("status", self.status)
+            if not standby:
+                self.resource(self.control)
         return self.control
 
     def status(self) -> dict:
@@ -163,9 +187,15 @@ class ProcessService(service.MultiService):
             self.log.critical("mmo: {error}", error=str(error))
         else:
             self.log.failure("{process}: cannot start", process=self.process.name)
+        self.fail()
+
+    def fail(self) -> None:
+        """
+        End the process with status 1, once the reactor has stopped what
+        did start (unless C{exitOnFailure} is off, as in tests).
+        """
         if not self.exitOnFailure:
             return
-        # Exit with status 1 once the reactor has stopped what did start.
         self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
         if self.reactor.running:
             self.reactor.stop()

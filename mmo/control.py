@@ -37,6 +37,10 @@ class ControlError(Exception):
     """A control command failed: refused, unknown, or not answered in time."""
 
 
+class NoAnswer(ControlError):
+    """Nobody answered a control command in time (no such process running?)."""
+
+
 class ControlService:
     """
     A process's control channel, as a process resource (started before
@@ -114,15 +118,21 @@ class ControlService:
 
 
 async def call(
-    bus, process: str, command: str, timeout: float = CALL_TIMEOUT, reactor=None, **args
+    bus,
+    process: str,
+    command: str,
+    args: dict | None = None,
+    timeout: float = CALL_TIMEOUT,
+    reactor=None,
 ):
     """
-    Send C{command} with C{args} to process C{process} and wait for its
-    reply.
+    Send C{command} with C{args} (the handler's keyword arguments) to
+    process C{process} and wait for its reply.
 
     @return: The command's result.
-    @raise ControlError: The process refused it, or did not answer within
-        C{timeout} seconds (it is not running, or not listening yet).
+    @raise NoAnswer: The process did not answer within C{timeout} seconds
+        (it is not running, or not listening yet).
+    @raise ControlError: The process refused it.
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -138,15 +148,13 @@ async def call(
     try:
         await bus.publish(
             control_channel(process),
-            {"command": command, "args": args, "id": ident, "reply": reply_channel},
+            {"command": command, "args": args or {}, "id": ident, "reply": reply_channel},
         )
         answer.addTimeout(timeout, reactor)
         try:
             message = await answer
         except defer.TimeoutError:
-            raise ControlError(
-                f"{process} did not answer {command!r} within {timeout:g}s"
-            ) from None
+            raise NoAnswer(f"{process} did not answer {command!r} within {timeout:g}s") from None
     finally:
         await subscription.cancel()
     if not message.get("ok"):

@@ -13,8 +13,6 @@ or releases its own for a successor.
 
 from __future__ import annotations
 
-import os
-
 from twisted.application import service as appservice
 from twisted.internet import defer, task
 from twisted.internet.error import CannotListenError
@@ -23,7 +21,6 @@ from twisted.logger import Logger
 from mmo.app import ConfigOptions, ProcessService, build
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
-from mmo.control import ControlService
 from mmo.store import make_store
 
 
@@ -132,10 +129,7 @@ class ProcessHooks:
 
     def fail(self) -> None:
         """End the process with status 1 (a takeover that cannot go on)."""
-        if not self.top.exitOnFailure:
-            return
-        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
-        self.reactor.stop()
+        self.top.fail()
 
 
 def make_game_service(options: ConfigOptions, service_class, reactor=None) -> ProcessService:
@@ -167,14 +161,11 @@ def make_game_service(options: ConfigOptions, service_class, reactor=None) -> Pr
             return top
         factory = ServiceRPCFactory(config, process, service, reactor)
         standby = bool(getattr(service, "takeover", False))
+        # A standby process does not subscribe yet: the old one answers there.
+        control = top.control_service(bus, standby=standby)
         if standby:
-            # Not subscribed yet: the old process answers on this channel.
-            control = ControlService(bus, process.name)
-            control.register("status", top.status)
-            top.control = control
             listener = None
         else:
-            control = top.control_service(bus)
             listener = serve(config, process, service, reactor, factory=factory)
             listener.setServiceParent(top)
             directory.setServiceParent(top)

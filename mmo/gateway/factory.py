@@ -890,20 +890,15 @@ class GatewayFactory(ClientFactory):
             if isinstance(answer, dict):
                 self._handover_answer(answer)
             return None
-        if "relink" in message:
-            # A zone process was replaced: its route moves its link (router.py).
-            for route in self.routes:
-                if hasattr(route, "relink") and hasattr(route, "zoneMessage"):
-                    return route.relink(message["relink"])
-            return None
-        if "zone" in message:
-            # A zone's handoff message (a route switch): for the route that
-            # knows the zones.
-            for route in self.routes:
-                handler = getattr(route, "zoneMessage", None)
-                if handler is not None:
-                    return handler(self, message)
-            return None
+        if "relink" in message or "zone" in message:
+            # For the route that knows the zones: a zone process was replaced
+            # (its link moves), or a handoff's route switch.
+            zones = next((r for r in self.routes if hasattr(r, "zoneMessage")), None)
+            if zones is None:
+                return None
+            if "relink" in message:
+                return zones.relink(message["relink"])
+            return zones.zoneMessage(self, message)
         if "batch" in message:
             return self.deliverBatch(message["batch"])
         return self.deliver(message)

@@ -179,9 +179,17 @@ class RemoteRoute:
         """
         The service's process was replaced by a new one at the same address
         (a zone's takeover): move the link to it without losing a call
-        (L{mmo.rpc.RPCClientService.relink}).
+        (L{mmo.rpc.RPCClientService.relink}).  Calls go straight to the new
+        link from then on (the old one still passes on what others send it,
+        and stops the new one with itself when the process stops).
         """
-        return self.link.relink()
+
+        def moved(successor):
+            if successor is not None:
+                self.link = successor
+            return successor
+
+        return self.link.relink().addCallback(moved)
 
 
 # -- the service side --------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from twisted.application.internet import TimerService
 
-from mmo.app import ConfigOptions, ProcessService, build
+from mmo.app import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
 from mmo.gateway.admission import Admission
@@ -42,23 +42,6 @@ class Subscription:
     async def stop(self):
         if self.subscription is not None:
             await self.subscription.cancel()
-
-
-class ServiceResource:
-    """
-    A Twisted service run as a process resource: started before the
-    process's child services and stopped after them (a route's RPC link,
-    which must outlive the sessions it tells that they ended).
-    """
-
-    def __init__(self, service):
-        self.service = service
-
-    def start(self):
-        self.service.startService()
-
-    def stop(self):
-        return self.service.stopService()
 
 
 class Sessions:

@@ -122,7 +122,7 @@ def _row(name, kind, manager, state, pid, restarts, info) -> str:
     tick = info.get("tick_ms")
     if isinstance(tick, dict):
         details.append(f"tick p50 {tick.get('p50')} p99 {tick.get('p99')} ms")
-    if not info and state == "running":
+    if not info and state == "running" and kind != "redis":
         details.append("not in the directory")
     return (
         f"{name:<16} {kind or '?':<8} {manager:<12} {state:<8} {pid or '-':>7} "

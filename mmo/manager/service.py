@@ -190,7 +190,7 @@ class Manager:
         """
         peer = self._mine(process)
         timeout = self.config.manager.drain_timeout
-        before = await self._pid(process)
+        before = self._pid(process)
         drained = None
         if peer.kind == "zone" and process in self.supervisor.protocols:
             old = self.supervisor.replace(process, "--takeover")
@@ -232,7 +232,7 @@ class Manager:
         results = await defer.DeferredList(
             [
                 defer.ensureDeferred(
-                    control.call(self.bus, name, command, reactor=self.reactor, **args)
+                    control.call(self.bus, name, command, args, reactor=self.reactor)
                 )
                 for name in gateways
             ],
@@ -243,7 +243,7 @@ class Manager:
             answers[name] = value if ok else {"error": value.getErrorMessage()}
         return {"gateways": answers}
 
-    async def _pid(self, process: str) -> int | None:
+    def _pid(self, process: str) -> int | None:
         child = self.supervisor.protocols.get(process)
         return child.pid if child is not None else None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections import Counter
 
 from twisted.internet import defer, error
@@ -351,7 +350,6 @@ class Supervisor(ProcessMonitor):
 
     def describe(self) -> dict:
         """Every supervised process: kind, state, pid, restarts, last exit."""
-        now = time.time()
         table = {}
         for name in self.names():
             child = self.protocols.get(name)
@@ -364,6 +362,5 @@ class Supervisor(ProcessMonitor):
                 "restarts": self.restarts[name],
                 "last_exit": self.exits.get(name),
                 "retired": sorted(c.pid for c in self.retired if c.name == name and c.pid),
-                "time": now,
             }
         return table

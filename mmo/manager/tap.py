@@ -13,7 +13,7 @@ import shlex
 import shutil
 
 from mmo import logs, rpc
-from mmo.app import ConfigOptions, ProcessService, build
+from mmo.app import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.bus import make_bus
 from mmo.config import ConfigError
 from mmo.manager.service import AdminFactory, LocalRedis, Manager
@@ -24,19 +24,6 @@ class Options(ConfigOptions):
     kind = "manager"
     synopsis = "--config FILE [--process NAME]"
     longdesc = "Run, supervise, drain and upgrade the processes of one machine."
-
-
-class ServiceResource:
-    """A Twisted service as a process resource (the supervisor, after the bus)."""
-
-    def __init__(self, service):
-        self.service = service
-
-    def start(self):
-        return self.service.startService()
-
-    def stop(self):
-        return self.service.stopService()
 
 
 def check(config, process) -> None:

@@ -33,7 +33,7 @@ from mmo.zone.ghosts import GhostTable, GhostUpdate
 from mmo.zone.handoff import Input, Offer, ZoneHandoff
 from mmo.zone.simulation import Input as Move
 from mmo.zone.simulation import ZoneSimulation
-from mmo.zone.ticker import Ticker
+from mmo.zone.ticker import Ticker, nearest_rank
 from mmo.zone.world import WorldMap
 
 #: Seconds between checkpoints of a zone's entities (what a crash may lose).
@@ -817,13 +817,11 @@ class ZoneHost(GameService):
                     self.bus,
                     self.process_name,
                     "handover",
+                    {"token": token},
                     timeout=self.handover_answer_timeout,
                     reactor=self.reactor,
-                    token=token,
                 )
-            except control.ControlError as e:
-                if "did not answer" not in str(e):
-                    raise TakeoverAborted(str(e)) from None
+            except control.NoAnswer:
                 self.log.info(
                     "{process}: no process to take over; starting afresh",
                     process=self.process_name,
@@ -831,6 +829,8 @@ class ZoneHost(GameService):
                 for zone in self.zones.values():
                     await zone.start_plain()
                 released.callback(None)
+            except control.ControlError as e:
+                raise TakeoverAborted(str(e)) from None
             self.state = "taking"
             waiting = defer.gatherResults(
                 [z.took_over for z in self.zones.values() if z.mode == STANDBY] + [released],
@@ -948,10 +948,7 @@ class ZoneHost(GameService):
         durations.sort()
 
         def at(fraction: float) -> float:
-            if not durations:
-                return 0.0
-            rank = min(len(durations) - 1, max(0, math.ceil(fraction * len(durations)) - 1))
-            return round(durations[rank] * 1000, 3)
+            return round(nearest_rank(durations, fraction) * 1000, 3)
 
         return {
             "load": players,
