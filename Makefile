@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_CONFIG ?= conf/cluster.toml
 CLUSTER_CERTS ?= var/cluster/certs
 
-.PHONY: run cluster test certs lint clean venv
+.PHONY: run cluster test certs lint clean venv bench
 
 venv: $(STAMP)
 
@@ -50,6 +50,12 @@ cluster: $(STAMP) $(CLUSTER_CERTS)/ticket.key
 
 test: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/trial $(TRIAL_ARGS)
+
+# Every benchmark (bench/run.py, a few minutes): writes docs/benchmarks.md,
+# its plots and figures in docs/benchmarks/.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet '.[bench]'
+	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check mmo twisted tests bench examples

@@ -20,6 +20,7 @@ setup(
     python_requires=">=3.11",
     packages=[
         "mmo",
+        "mmo.bot",
         "mmo.bus",
         "mmo.chat",
         "mmo.client",
@@ -49,12 +50,14 @@ setup(
     extras_require={
         "test": ["hypothesis>=6.100.0", "websockets>=15.0"],
         "dev": ["hypothesis>=6.100.0", "ruff>=0.5.0", "websockets>=15.0"],
+        "bench": ["matplotlib>=3.8"],
     },
     entry_points={
         "console_scripts": [
             "mmo-certs = mmo.certs:main",
             "mmo-store = mmo.store.backup:main",
             "mmo-admin = mmo.manager.admin:main",
+            "mmo-bot = mmo.bot.cli:main",
         ],
     },
     classifiers=[

@@ -6,10 +6,15 @@ sessions, no routing, no bus: what fan-out costs in Twisted itself.
     python bench/_broadcast.py CERT KEY PORTFILE
 """
 
+import os
 import sys
 
-from twisted.internet import endpoints, protocol, reactor, ssl
+from twisted.internet import protocol
 from twisted.protocols.basic import Int32StringReceiver
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import serve_bare  # noqa: E402
 
 
 class Broadcast(Int32StringReceiver):
@@ -26,23 +31,7 @@ class Broadcast(Int32StringReceiver):
             client.sendString(data)
 
 
-def main(cert, key, portfile):
-    with open(cert, "rb") as f:
-        cert_pem = f.read()
-    with open(key, "rb") as f:
-        key_pem = f.read()
-    options = ssl.PrivateCertificate.loadPEM(cert_pem + key_pem).options()
+if __name__ == "__main__":
     factory = protocol.Factory.forProtocol(Broadcast)
     factory.clients = set()
-    endpoint = endpoints.SSL4ServerEndpoint(reactor, 0, options, interface="127.0.0.1")
-
-    def listening(port):
-        with open(portfile, "w") as f:
-            f.write(str(port.getHost().port))
-
-    endpoint.listen(factory).addCallback(listening)
-    reactor.run()
-
-
-if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    serve_bare(factory)

@@ -16,7 +16,11 @@ import sys
 import tempfile
 import time
 
+from twisted.internet import task
+
 from mmo import certs, config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -31,7 +35,98 @@ def percentile(values: list[float], fraction: float) -> float:
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", action="store_true", help="print one JSON object of the figures")
+    p.add_argument(
+        "--profile",
+        metavar="PATH",
+        help="write a cProfile stats file (pstats, marshal format) of the hottest path to PATH",
+    )
     return p
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process C{pid}, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def raise_nofile() -> int:
+    """Raise this process's soft limit of open files to the hard limit; the new soft limit."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+async def settle(reactor, seconds: float = 1.0) -> None:
+    """Let the reactor run for C{seconds} (handshakes finish, memory settles)."""
+    await task.deferLater(reactor, seconds, lambda: None)
+
+
+def serve_bare(factory, backlog: int = 50) -> None:
+    """
+    All of a bare baseline server (C{_broadcast.py}, C{_hold.py}): serve
+    C{factory} over TLS with the certificate and key files named by
+    C{argv[1:3]} on a free loopback port, write the port to the file
+    C{argv[3]}, and run until killed.
+    """
+    from twisted.internet import endpoints, reactor, ssl
+
+    cert, key, portfile = sys.argv[1:4]
+    with open(cert, "rb") as f:
+        pem = f.read()
+    with open(key, "rb") as f:
+        pem += f.read()
+    options = ssl.PrivateCertificate.loadPEM(pem).options()
+    endpoint = endpoints.SSL4ServerEndpoint(
+        reactor, 0, options, backlog=backlog, interface="127.0.0.1"
+    )
+
+    def listening(port):
+        with open(portfile, "w") as f:
+            f.write(str(port.getHost().port))
+
+    endpoint.listen(factory).addCallback(listening)
+    reactor.run()
+
+
+def _read_port(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+async def start_bare(reactor, script: str, cert: str, key: str) -> tuple[subprocess.Popen, int]:
+    """
+    Start the baseline server C{bench/SCRIPT} (a L{serve_bare}) with C{cert}
+    and C{key}; the child process and its port, once it listens.  Stop it
+    with L{stop_bare}.
+    """
+    portfile = os.path.join(os.path.dirname(cert), script + ".port")
+    child = subprocess.Popen([sys.executable, os.path.join(HERE, script), cert, key, portfile])
+    deadline = time.monotonic() + 30
+    while (port := _read_port(portfile)) is None:
+        if time.monotonic() > deadline or child.poll() is not None:
+            stop_bare(child)
+            raise RuntimeError(f"the baseline server {script} did not start")
+        await settle(reactor, 0.05)
+    return child, port
+
+
+def stop_bare(child: subprocess.Popen) -> None:
+    child.terminate()
+    child.wait(30)
 
 
 def report(figures: dict, as_json: bool) -> None:
@@ -45,9 +140,20 @@ def report(figures: dict, as_json: bool) -> None:
 
 
 class Server:
-    """A standalone C{twistd -n mmo} on 127.0.0.1 in a temporary directory."""
+    """
+    A standalone C{twistd -n mmo} on 127.0.0.1 in a temporary directory.
 
-    def __init__(self, extra_config: str = ""):
+    @param client: The client listener's endpoint description.
+    @param profile: A path: run twistd under cProfile and write its stats
+        (marshal format) there when the server stops.
+    """
+
+    def __init__(
+        self,
+        extra_config: str = "",
+        client: str = "tcp:0:interface=127.0.0.1",
+        profile: str | None = None,
+    ):
         self.directory = tempfile.mkdtemp(prefix="mmo-bench-")
         self.config_path = os.path.join(self.directory, "mmo.toml")
         with open(self.config_path, "w") as f:
@@ -55,12 +161,13 @@ class Server:
                 '[deployment]\nname = "bench"\ntls_dir = "certs"\n'
                 '[logging]\nlevel = "info"\n'
                 f"{extra_config}\n"
-                '[processes.mmo]\nkind = "mmo"\nclient = "tcp:0:interface=127.0.0.1"\n'
+                f'[processes.mmo]\nkind = "mmo"\nclient = "{client}"\n'
                 'hosts = ["localhost", "127.0.0.1"]\n'
             )
         self.config = config.load(self.config_path)
         certs.generate(self.config)
         self.ca = os.path.join(self.config.deployment.tls_dir, "ca.crt")
+        self.profile = os.path.abspath(profile) if profile else None
         self.process = None
         self.port = None
 
@@ -69,12 +176,19 @@ class Server:
         # The port and "ready" are read from the log file.
         self.log_path = os.path.join(self.directory, "server.log")
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        # twistd's own profiler: the stats are written when the reactor stops.
+        profiling = (
+            ["--profile", self.profile, "--profiler", "cprofile", "--savestats"]
+            if self.profile
+            else []
+        )
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-c",
                 code,
                 "-n",
+                *profiling,
                 "--pidfile",
                 os.path.join(self.directory, "pid"),
                 "--logfile",
@@ -103,10 +217,12 @@ class Server:
         raise RuntimeError("the server did not start in time")
 
     def stop(self) -> None:
+        # SIGTERM stops the reactor cleanly (and writes the profile, if any).
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(30)
+                self.process.wait(60 if self.profile else 30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+                self.process.wait(10)
         shutil.rmtree(self.directory, ignore_errors=True)

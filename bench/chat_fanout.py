@@ -14,13 +14,21 @@ C{--messages} chat messages back to back; each is delivered to every member
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Server, parser, percentile, report  # noqa: E402
+from _common import (  # noqa: E402
+    Server,
+    parser,
+    percentile,
+    report,
+    rss_bytes,
+    settle,
+    start_bare,
+    stop_bare,
+)
 from twisted.internet import defer, task  # noqa: E402
 from twisted.internet.endpoints import (  # noqa: E402
     HostnameEndpoint,
@@ -50,15 +58,6 @@ burst = 10000
 """
 
 
-def rss_bytes(pid: int) -> int:
-    """Resident memory of process C{pid}."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 class Tally:
     """Send times per message, and every delivery's latency."""
 
@@ -78,12 +77,8 @@ class Tally:
             self.done.callback(None)
 
 
-async def settle(reactor, seconds=1.0):
-    await task.deferLater(reactor, seconds, lambda: None)
-
-
 async def measure_mmo(reactor, args):
-    server = Server(SETTINGS)
+    server = Server(SETTINGS, profile=args.profile)
     server.start()
     try:
         await settle(reactor)
@@ -140,24 +135,8 @@ class Member(Int32StringReceiver):
 
 
 async def measure_baseline(reactor, args, ca, cert, key):
-    portfile = os.path.join(os.path.dirname(cert), "broadcast.port")
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            os.path.join(os.path.dirname(os.path.abspath(__file__)), "_broadcast.py"),
-            cert,
-            key,
-            portfile,
-        ]
-    )
+    child, port = await start_bare(reactor, "_broadcast.py", cert, key)
     try:
-        deadline = time.monotonic() + 30
-        while not os.path.exists(portfile):
-            if time.monotonic() > deadline or child.poll() is not None:
-                raise RuntimeError("the broadcast server did not start")
-            await settle(reactor, 0.05)
-        with open(portfile) as f:
-            port = int(f.read())
         await settle(reactor)
         idle_before = rss_bytes(child.pid)
         tally = Tally(args.messages, args.members)
@@ -182,8 +161,7 @@ async def measure_baseline(reactor, args, ca, cert, key):
             member.transport.abortConnection()
         return tally, (idle_after - idle_before) / args.members
     finally:
-        child.terminate()
-        child.wait(30)
+        stop_bare(child)
 
 
 async def main(reactor, args):

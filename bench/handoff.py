@@ -18,6 +18,7 @@ applied), duplicated (applied more than once), out of order.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import shutil
 import socket
@@ -368,6 +369,12 @@ async def parent_main(reactor, args) -> None:
                         config_path,
                         "--tick",
                         str(1.0 / tick_rate),
+                        # One zone process is profiled: zone-a.
+                        *(
+                            ["--profile", os.path.abspath(args.profile)]
+                            if args.profile and zone == ZONES[0]
+                            else []
+                        ),
                     ],
                     env=env,
                     stdout=log,
@@ -427,7 +434,7 @@ async def parent_main(reactor, args) -> None:
     finally:
         for child in children:
             try:
-                child.wait(10)
+                child.wait(30 if args.profile else 10)
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
@@ -487,4 +494,14 @@ if __name__ == "__main__":
     p.add_argument("--tick", type=float, default=0.05, help=argparse.SUPPRESS)
     arguments = p.parse_args()
     main = zone_main if arguments.child else parent_main
-    task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))
+    if arguments.child and arguments.profile:
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))
+        finally:
+            # task.react exits with SystemExit: write the stats on the way out.
+            profiler.disable()
+            profiler.dump_stats(arguments.profile)
+    else:
+        task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))

@@ -87,7 +87,7 @@ async def measure(reactor, operation, count, concurrency, deadline):
 
 
 async def main(reactor, args) -> None:
-    server = Server()
+    server = Server(profile=args.profile)
     server.start()
     try:
         client = await connect(

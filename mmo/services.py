@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -73,7 +73,10 @@ class Caller:
         return self.character_name or self.name
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # Every field is a string or None: a copy of the instance's own
+        # dict is what asdict() would build, at a tenth of its cost (this
+        # goes with every request a gateway routes).
+        return dict(self.__dict__)
 
     @classmethod
     def from_dict(cls, data: dict) -> Caller:

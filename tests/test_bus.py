@@ -7,12 +7,14 @@ an unreachable server), the directory service and L{least_loaded}.
 
 from __future__ import annotations
 
+import os
 import signal
 
 from twisted.internet import defer, reactor, task
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+import mmo
 from mmo import config
 from mmo.bus import IBus, make_bus
 from mmo.bus.directory import DirectoryService, least_loaded
@@ -225,6 +227,9 @@ class BusTests:
         entry = (await bus.services("gateway"))["gateway-1"]
         self.assertGreater(entry["load"], 2)
         self.assertGreater(service.announced, 2)
+        # Every entry says which process it is and how much memory it holds.
+        self.assertEqual((entry["pid"], entry["version"]), (os.getpid(), mmo.__version__))
+        self.assertGreater(entry["rss"], 1 << 20)
         await service.stopService()
         self.assertEqual(await bus.services(), {})
         # Stopped means stopped: nothing comes back.
@@ -587,6 +592,53 @@ class RedisBusTests(BusTests, unittest.TestCase):
         await bus.subscribe("chat", received.append)
         await bus.publish("chat", {"n": 1})
         await self.until(lambda: received)
+
+
+class SubscriberPingTests(unittest.TestCase):
+    """The subscriber link's ping, on a clock, with a link that is only slow."""
+
+    class Link:
+        connected = True
+        reads = 0
+
+        def __init__(self):
+            self.transport = self
+            self.pings: list[defer.Deferred] = []
+            self.aborted = 0
+
+        def ping(self):
+            self.pings.append(defer.Deferred())
+            return self.pings[-1]
+
+        def abortConnection(self):
+            self.aborted += 1
+
+    def setUp(self):
+        from mmo.bus.redis import RedisBus
+
+        self.clock = task.Clock()
+        text = f'[redis]\nconnect_timeout = 5.0\n[bus]\nbackend = "redis"\n{TWO_PROCESSES}'
+        conf = load(self, text)
+        self.bus = RedisBus(conf, reactor=self.clock, ping_interval=1.0)
+        self.link = self.bus._link = self.Link()
+
+    def test_busy_link_is_kept(self):
+        """
+        Messages queued ahead of the PONG delay it past the timeout: the link
+        is alive and busy, and dropping it would lose those messages.
+        """
+        self.bus._ping()
+        self.clock.advance(3)
+        self.link.reads += 1
+        self.clock.advance(3)
+        self.assertEqual(self.link.aborted, 0)
+
+    def test_silent_link_is_dropped(self):
+        """Nothing at all within the timeout: the link is dropped and made again."""
+        self.link.reads = 7
+        self.bus._ping()
+        self.clock.advance(6)
+        self.assertEqual(self.link.aborted, 1)
 
 
 class MakeBusTests(unittest.TestCase):

@@ -40,9 +40,11 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from mmo.bus.memory import pack, unpack
 from mmo.store import OwnershipConflict, StoreError
 from mmo.store.redis import RedisStore
 from mmo.store.sqlite import SQLiteStore
+from mmo.zone import messages as zone_messages
 from mmo.zone.checkpoint import Checkpointer, restore_zone
 from mmo.zone.entity import NPC, PLAYER, Entity
 from mmo.zone.ghosts import GhostTable, GhostUpdate, ghost_view
@@ -1595,3 +1597,20 @@ class EnterLeaveTests(unittest.TestCase):
         self.assertIsNone((yield world.store.load_entity(PLAYER_ID)))
         self.assertEqual(node_a.handoff.reals(), [])
         self.assertFalse((yield node_b.handoff.leave(PLAYER_ID)))
+
+
+class BusMessageTests(unittest.TestCase):
+    """The handoff's and the ghosts' messages over the bus, through msgpack."""
+
+    def test_round_trip(self):
+        view = {"id": "c-1", "kind": "player", "x": 1.5, "y": 2.0, "attrs": {"hp": 3}}
+        sent = [
+            Offer("t1", "c-1", "r0c0", "r0c1", {"id": "c-1", "x": 1.5, "attrs": {"hp": 3}}),
+            Forward("t1", "c-1", ((4, {"x": 1.0, "y": 2.0}), (5, {"x": 1.5, "y": 2.0})), 2),
+            Input("s-1", "c-1", 6, {"x": 2.0, "y": 2.0}),
+            SwitchRoute("t1", "s-1", "c-1", "r0c1", 7),
+            GhostUpdate("r0c0", 12, ({**view, "version": 2},)),
+        ]
+        for message in sent:
+            body = unpack(pack(zone_messages.encode("r0c0", message)))
+            self.assertEqual(zone_messages.decode(body[zone_messages.KEY]), ("r0c0", message))

@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from mmo.config import ConfigError
+from mmo.manager.admin import format_status
 from mmo.manager.service import Manager, ManagerError
 from mmo.manager.supervisor import Supervisor, twistd_args
 from tests.support import LogCapture, write_config
@@ -368,3 +369,28 @@ class ManagerTests(unittest.TestCase):
             with self.assertRaises(ManagerError) as caught:
                 yield defer.ensureDeferred(manager.run(command, args))
             self.assertIn(fragment, str(caught.exception))
+
+
+class StatusTableTests(unittest.TestCase):
+    """What C{mmo-admin status} prints of the managers' answers."""
+
+    def test_memory_and_load(self):
+        statuses = [
+            {
+                "manager": "manager",
+                "processes": {
+                    "zone-1": {"kind": "zone", "state": "running", "pid": 41, "restarts": 0},
+                    "chat": {"kind": "chat", "state": "running", "pid": 42, "restarts": 1},
+                },
+                "directory": {
+                    "zone-1": {"kind": "zone", "pid": 41, "version": "1.0", "load": 7,
+                               "rss": 48 * 2**20, "players": 7},
+                },
+            }
+        ]  # fmt: skip
+        rows = {line.split()[0]: line for line in format_status(statuses).splitlines()}
+        self.assertIn("48.0 MB", rows["zone-1"])
+        self.assertIn("players 7", rows["zone-1"])
+        # A process missing from the directory shows no figures, and says so.
+        self.assertNotIn("MB", rows["chat"])
+        self.assertIn("not in the directory", rows["chat"])

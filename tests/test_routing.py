@@ -13,6 +13,8 @@ for the answers to arrive.
 
 from __future__ import annotations
 
+import dataclasses
+
 from twisted.application.service import IService
 from twisted.internet import defer, error, reactor, task
 from twisted.internet.testing import MemoryReactorClock
@@ -383,3 +385,14 @@ class ResponderTests(unittest.TestCase):
         self.assertEqual((wire.code, wire.message), (codes.ROOM_FULL, "the room is full"))
         bad = Route.makeArguments({"caller": b"\xc1", "kind": "room.echo", "body": pack({})}, link)
         self.assertEqual(self.failureResultOf(responder(bad)).value.errorCode, b"BAD_REQUEST")
+
+
+class CallerTests(unittest.TestCase):
+    def test_round_trip(self):
+        """A caller survives the trip to a service, every field and a moved one."""
+        caller = Caller("s1", "gateway-1", "a1", "Alice", "eu", "c-1", "Alicia", "r0c0")
+        self.assertEqual(dataclasses.asdict(caller), caller.to_dict())
+        self.assertEqual(Caller.from_dict(unpack(pack(caller.to_dict()))), caller)
+        moved = caller.moved(zone="r0c1")
+        self.assertEqual((moved.zone, caller.zone), ("r0c1", "r0c0"))
+        self.assertEqual(moved.to_dict(), {**caller.to_dict(), "zone": "r0c1"})

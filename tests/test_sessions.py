@@ -32,7 +32,7 @@ from mmo.gateway.factory import GatewayFactory, online_key
 from mmo.gateway.router import LocalRoute
 from mmo.gateway.session import ResumeRefused, Session, session_key, token_hash
 from mmo.login.service import SESSIONS_CHANNEL
-from mmo.login.tickets import TicketSigner
+from mmo.login.tickets import Ticket, TicketSigner
 from mmo.services import SESSION_UPDATE, Caller, GameService, deliver, gateway_channel
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
@@ -463,7 +463,8 @@ class SessionUnitTests(unittest.TestCase):
         session = self.session()
         for i in range(5):
             session.push("n", {"i": i})
-        self.assertEqual([m["seq"] for m in session.missed(2)], [3, 4, 5])
+        missed = [codec.decode(body) for body in session.missed(2)]
+        self.assertEqual([(m["seq"], m["i"]) for m in missed], [(3, 2), (4, 3), (5, 4)])
         self.assertEqual(session.missed(5), [])
         self.assertTrue(self.assertRaises(ResumeRefused, session.missed, 1).final)
         self.assertFalse(self.assertRaises(ResumeRefused, session.missed, 6).final)
@@ -471,6 +472,26 @@ class SessionUnitTests(unittest.TestCase):
     def test_missed_nothing_kept(self):
         session = self.session()
         self.assertEqual(session.missed(0), [])
+
+    def test_handed_over(self):
+        """
+        A session carried to another gateway keeps its numbering and its
+        kept pushes, from this version's state or an earlier one's (whose
+        pushes are messages, not encoded bodies).
+        """
+        caller = Caller("s1", "gw", "a1", "Alice")
+        ticket = Ticket("a1", "Alice", "eu", 1.0, 2.0, "nonce")
+        session = Session(caller, ticket, "token", 4, 1000)
+        for i in range(5):
+            session.push("n", {"i": i})
+        state = codec.decode(codec.encode({"t": "state", **session.state_for(2)}))
+        older = {**state, "pushes": [codec.decode(body) for body in state["pushes"]]}
+        for handed in (state, older):
+            moved = Session.from_state(handed, "gw-b", 4, 1000)
+            self.assertEqual((moved.seq, moved.ticket, moved.caller.gateway), (5, ticket, "gw-b"))
+            self.assertEqual(moved.missed(2), session.missed(2))
+            self.assertTrue(self.assertRaises(ResumeRefused, moved.missed, 1).final)
+            self.assertEqual(moved.push("n", {"i": 5}), 6)
 
     def test_token_hash(self):
         self.assertEqual(len(token_hash("abc")), 64)

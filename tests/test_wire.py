@@ -244,6 +244,27 @@ class CodecTests(unittest.TestCase):
         self.assertBadFrame(msgpack.packb({"t": "x", "at": stamp}))
         self.assertBadFrame(msgpack.packb({"t": "x", "at": [stamp]}))
 
+    def test_shape_only(self):
+        """
+        Not strict (a client reading its server): the message must still be a
+        map with a string "t" and hold no extension type, but nested keys
+        and values are not each checked.
+        """
+        nested = msgpack.packb({"t": "x", "a": [{b"k": 1}]}, use_bin_type=True)
+        self.assertEqual(codec.decode(nested, strict=False), {"t": "x", "a": [{b"k": 1}]})
+        for body in (
+            msgpack.packb([1]),
+            msgpack.packb({"t": 1}),
+            msgpack.packb({"t": "x", 1: 2}),
+            msgpack.packb({"t": "x", "a": msgpack.ExtType(5, b"d")}),
+            b"\xc1",
+        ):
+            with self.assertRaises(WireError) as caught:
+                codec.decode(body, strict=False)
+            self.assertEqual(caught.exception.code, codes.BAD_FRAME)
+        message = {"t": "world.update", "update": [{"id": "c-1", "x": 1.5}], "leave": []}
+        self.assertEqual(codec.decode(codec.encode(message), strict=False), message)
+
     def test_wire_error(self):
         error = WireError(codes.BAD_REQUEST, "field 'x' is required")
         self.assertFalse(error.fatal)

@@ -20,7 +20,8 @@ from tests.support import deployment
 from tests.test_login_e2e import FAST_HASH, PASSWORD, STANDALONE, started
 from tests.test_twistd import spawn
 
-WORLD = """
+#: Two regions side by side, the border at x = 100 (new players appear on it).
+TWO_REGIONS = """
 [world]
 width = 200.0
 height = 100.0
@@ -32,8 +33,8 @@ ghost_margin = 25.0
 hysteresis = 2.0
 max_speed = 8.0
 npcs = 2
-spawn = [92.0, 50.0]
 """
+WORLD = TWO_REGIONS + "spawn = [92.0, 50.0]\n"
 
 #: Seconds between inputs, and units per input: 6 units/s, below max_speed.
 STEP_TIME = 0.05

@@ -222,6 +222,14 @@ class ZoneServiceTests(ZoneTestCase):
         await self.west.session_event(alice, "ended")
         self.assertIs(self.west.simulation.get("c-alice"), entity)
         self.assertEqual(entity.session, "session-alice-2")
+        # The new session's client has nothing in view yet: all of it enters.
+        self.batches(newer.gateway)
+        self.tick()
+        (batch,) = self.batches(newer.gateway)
+        ((kind, update),) = batch[newer.session]
+        self.assertEqual(kind, "world.update")
+        self.assertIn("c-alice", [view["id"] for view in update["enter"]])
+        self.assertEqual((update["update"], update["leave"]), ([], []))
 
     async def test_leave(self):
         alice = caller("alice", zone="r0c0")

@@ -716,10 +716,19 @@ class FreezeTests(unittest.TestCase):
         self.assertEqual((npc.x, npc.y), where)
         self.assertIn("p", ids(result.ghost_views["r0c1"]))
         self.assertIn("p", sim.seen("w"))
+        # A frozen player sees nothing new: its view went with its offer.
+        seen = sim.seen("p")
+        sim.add(Entity("newcomer", NPC, 505, 501))
+        result = zone.tick()
+        self.assertEqual(events_of(result, p), {})
+        self.assertIn("newcomer", ids(events_of(result, watcher)["world.update"]["enter"]))
+        self.assertEqual(sim.seen("p"), seen)
 
         sim.thaw("p")
         sim.thaw(npc.id)
         result = zone.tick()
+        # Undone: this zone goes on from the view the client has.
+        self.assertEqual(ids(events_of(result, p)["world.update"]["enter"]), {"newcomer"})
         self.assertEqual((p.x, p.last_input, p.attrs), (506.2, 1, {"ticks": 2}))
         self.assertNotEqual((npc.x, npc.y), where)
         self.assertEqual(len(result.crossings), 1)

@@ -20,8 +20,24 @@ from twisted.logger import Logger
 
 import mmo
 
-#: What every entry says of the process behind it (for C{mmo-admin status}).
-PROCESS_INFO = {"version": mmo.__version__, "pid": os.getpid()}
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int | None:
+    """This process's resident memory, bytes (Linux), else C{None}."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_info() -> dict:
+    """
+    What every entry says of the process behind it (for C{mmo-admin
+    status}): its version, pid and resident memory (C{rss}, bytes).
+    """
+    return {"version": mmo.__version__, "pid": os.getpid(), "rss": resident_bytes()}
 
 
 class DirectoryService(Service):
@@ -104,7 +120,9 @@ class DirectoryService(Service):
             self._pending.addBoth(lambda _: self.refresh().chainDeferred(result))
             return result
         d = defer.maybeDeferred(
-            lambda: self.bus.announce(self.name, {**PROCESS_INFO, **self.info_callable()}, self.ttl)
+            lambda: self.bus.announce(
+                self.name, {**process_info(), **self.info_callable()}, self.ttl
+            )
         )
         self._pending = d
 

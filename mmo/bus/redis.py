@@ -248,7 +248,18 @@ def subscriber_endpoint(config, reactor):
 
 
 class _Subscriber(txredisapi.SubscriberProtocol):
-    """The subscriber side: hands messages and its own loss to the bus."""
+    """
+    The subscriber side: hands messages and its own loss to the bus.
+
+    @ivar reads: How many times bytes came in (the ping tells a busy link
+        from a dead one by it).
+    """
+
+    reads = 0
+
+    def dataReceived(self, data, *args):
+        self.reads += 1
+        return super().dataReceived(data, *args)
 
     def messageReceived(self, pattern, channel, message):
         self.factory.bus._received(channel, message)
@@ -587,10 +598,20 @@ class RedisBus:
         proto = self._link
         if proto is None:
             return
+        reads = proto.reads
         d = defer.maybeDeferred(proto.ping)
         d.addTimeout(self.timeout, self.reactor)
 
         def failed(f):
+            if proto.reads != reads:
+                # Messages kept coming: the link is alive, its PONG queued
+                # behind them.  Dropping it would lose what is under way.
+                self.log.warn(
+                    "bus subscriber link to {where} is {timeout}s behind (busy); keeping it",
+                    where=self.where,
+                    timeout=self.timeout,
+                )
+                return
             if proto is self._link:
                 self.log.warn(
                     "no answer to PING from {where} within {timeout}s; reconnecting",

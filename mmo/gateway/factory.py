@@ -724,8 +724,8 @@ class GatewayFactory(ClientFactory):
                 "id": request_id,
             }
         )
-        for push in missed:
-            connection.sendMessage(push)
+        for body in missed:
+            connection.sendString(body)
         self.log.info(
             "{peer} resumed the session of {name} ({count} pushes replayed)",
             peer=connection.peer,

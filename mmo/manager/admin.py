@@ -91,7 +91,7 @@ def format_status(statuses: list[dict]) -> str:
         regions.update(status.get("regions") or {})
     lines.append(
         f"{'process':<16} {'kind':<8} {'manager':<12} {'state':<8} {'pid':>7} "
-        f"{'restarts':>8} {'version':<8} {'load':>6}  details"
+        f"{'restarts':>8} {'version':<8} {'load':>6} {'memory':>8}  details"
     )
     seen = set()
     for status in statuses:
@@ -126,9 +126,16 @@ def _row(name, kind, manager, state, pid, restarts, info) -> str:
         details.append("not in the directory")
     return (
         f"{name:<16} {kind or '?':<8} {manager:<12} {state:<8} {pid or '-':>7} "
-        f"{restarts!s:>8} {info.get('version', '-'):<8} {info.get('load', '-')!s:>6}  "
-        + ", ".join(details)
+        f"{restarts!s:>8} {info.get('version', '-'):<8} {info.get('load', '-')!s:>6} "
+        f"{_megabytes(info.get('rss')):>8}  " + ", ".join(details)
     )
+
+
+def _megabytes(rss) -> str:
+    """Resident memory as shown in the status table."""
+    if isinstance(rss, int) and not isinstance(rss, bool):
+        return f"{rss / 2**20:.1f} MB"
+    return "-"
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -57,6 +57,10 @@ class LocalRedis:
             "--appendfsync", "always",
             "--save", "",
             "--daemonize", "no",
+            # A gateway busy for a moment falls behind on its channel: give it
+            # room to catch up before Redis cuts it off (and what it had not
+            # read yet is lost).  Redis's own default is 32mb 8mb 60.
+            "--client-output-buffer-limit", "pubsub 512mb 128mb 120",
         ]  # fmt: skip
         if redis.password:
             args += ["--requirepass", redis.password]

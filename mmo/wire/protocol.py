@@ -27,6 +27,8 @@ class FramedProtocol(Int32StringReceiver):
 
     MAX_LENGTH = 65536
     closing = False
+    #: Check every nested map and array of what comes in (L{codec.decode}).
+    strict = True
 
     def dataReceived(self, data: bytes) -> None:
         # After a fatal error (or a goodbye) the rest of the stream is not read.
@@ -38,7 +40,7 @@ class FramedProtocol(Int32StringReceiver):
         if self.closing:
             return
         try:
-            message = codec.decode(body)
+            message = codec.decode(body, self.strict)
         except WireError as e:
             self.wireError(e, None)
             return

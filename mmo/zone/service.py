@@ -616,6 +616,9 @@ class ZoneService(GameService):
                 if not self.handoff.is_real(entity_id):
                     raise WireError(codes.UNAVAILABLE, "your character is busy; retry")
             entity = self.simulation.get(entity_id)
+        elif entity.session != caller.session:
+            # Taken over by a new session: its client starts with an empty view.
+            self.simulation.new_client(entity_id)
         entity.session, entity.gateway = caller.session, caller.gateway
         self.log.info(
             "zone {zone}: {name} entered at ({x:.1f}, {y:.1f})",

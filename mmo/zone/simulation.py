@@ -213,7 +213,10 @@ class ZoneSimulation:
         Keep a real as it is while it is offered to a neighbour (its state
         was sent as it is): no inputs applied (they stay queued), no NPC
         walk, no L{on_tick}, no crossing reported.  It is still seen and
-        ghosted.
+        ghosted, but a frozen player sees nothing new: its view was sent
+        along (L{seen}), and the zone that takes it goes on from there, so
+        nothing enters or leaves its client's view twice; if the handoff
+        is undone, this zone goes on from there instead.
         """
         if entity_id in self.reals:
             self.frozen.add(entity_id)
@@ -225,6 +228,14 @@ class ZoneSimulation:
     def seen(self, entity_id: str) -> list[str]:
         """The ids a player's client has in view (to hand over with it)."""
         return list(self.aoi.known.get(entity_id, ()))
+
+    def new_client(self, entity_id: str) -> None:
+        """
+        A new client watches the player C{entity_id} (a new session took
+        it over): it has nothing in view, so everything in sight enters
+        again at the next tick.
+        """
+        self.aoi.forget(entity_id)
 
     def spawn_npcs(self, count: int | None = None) -> list[Entity]:
         """
@@ -486,6 +497,7 @@ class ZoneSimulation:
         ghost_views = result.ghost_views = {n.name: [] for n in neighbours}
 
         reals = self.reals
+        frozen = self.frozen
         for entity_id, entity in reals.items():
             x = entity.x
             y = entity.y
@@ -510,7 +522,8 @@ class ZoneSimulation:
                 if mask:
                     changed[entity_id] = mask
             if entity.kind == PLAYER and entity.session and entity.gateway:
-                observers.append((entity_id, x, y, entity))
+                if entity_id not in frozen:
+                    observers.append((entity_id, x, y, entity))
             if inner_x0 <= x <= inner_x1 and inner_y0 <= y <= inner_y1:
                 continue
             view = None
@@ -522,7 +535,7 @@ class ZoneSimulation:
             if (
                 not region.contains(x, y)
                 and region.distance(x, y) > hysteresis
-                and entity_id not in self.frozen
+                and entity_id not in frozen
             ):
                 target = self.map.region_at(x, y)
                 if target is not None and target.name != region.name:
@@ -613,9 +626,12 @@ class ZoneSimulation:
                 by_session[entity.session] = events
         known = self.aoi.known
         if len(known) != len(observers):
-            # Players that left, or lost their session: drop their views.
+            # Players that left, or lost their session: drop their views.  A
+            # frozen player keeps its own: if its handoff is undone, its
+            # client still has that view, and this zone goes on from it.
             watching = {o[0] for o in observers}
-            for gone in [i for i in known if i not in watching]:
+            frozen = self.frozen
+            for gone in [i for i in known if i not in watching and i not in frozen]:
                 self.aoi.forget(gone)
 
 

@@ -1,0 +1,240 @@
+"""
+The world as the bots see it, from the deployment's C{[world]}: its
+regions and the borders between them, the fastest legal step, and the
+paths the moving scenarios walk.  Pure functions of the geometry: no
+reactor, no network.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+Point = tuple[float, float]
+
+#: Share of the speed limits a bot's step uses, for the network's jitter.
+SAFETY = 0.9
+
+
+@dataclass(frozen=True)
+class World:
+    """The map, its regions C{(name, x0, y0, x1, y1)} and the movement rules."""
+
+    width: float
+    height: float
+    regions: tuple[tuple[str, float, float, float, float], ...]
+    max_speed: float = 8.0
+    speed_tolerance: float = 0.1
+    move_burst: float = 0.5
+    hysteresis: float = 5.0
+    aoi_radius: float = 50.0
+    spawn: Point | None = None
+
+    @classmethod
+    def from_config(cls, world) -> World:
+        """From a loaded C{[world]} section (L{mmo.config.WorldSection})."""
+        return cls(
+            width=world.width,
+            height=world.height,
+            regions=tuple((r[0], r[1], r[2], r[3], r[4]) for r in world.layout),
+            max_speed=world.max_speed,
+            speed_tolerance=world.speed_tolerance,
+            move_burst=world.move_burst,
+            hysteresis=world.hysteresis,
+            aoi_radius=world.aoi_radius,
+            spawn=tuple(world.spawn) if world.spawn else None,
+        )
+
+    def max_step(self, interval: float) -> float:
+        """
+        The longest move a bot makes every C{interval} seconds: 90% of both
+        C{max_speed x interval} and the largest jump the zone accepts,
+        C{max_speed x (1 + speed_tolerance) x move_burst}.
+        """
+        jump = self.max_speed * (1 + self.speed_tolerance) * self.move_burst
+        return SAFETY * min(self.max_speed * interval, jump)
+
+    def inside(self, x: float, y: float, margin: float = 0.0) -> bool:
+        return margin <= x <= self.width - margin and margin <= y <= self.height - margin
+
+
+@dataclass(frozen=True)
+class Border:
+    """
+    A stretch of border shared by two regions.  C{axis} C{"x"}: the
+    vertical line x = C{at}, from y = C{lo} to C{hi}; C{"y"}: the
+    horizontal line y = C{at}, from x = C{lo} to C{hi}.  C{below} and
+    C{above} are how far the two regions reach on either side of it.
+    """
+
+    axis: str
+    at: float
+    lo: float
+    hi: float
+    below: float
+    above: float
+
+    @property
+    def length(self) -> float:
+        return self.hi - self.lo
+
+
+@dataclass(frozen=True)
+class Lane:
+    """
+    Where one bot walks: across the border at C{at}, along the line
+    C{cross} (y for a vertical border, x for a horizontal one), between
+    C{low} and C{high} (on either side of C{at}).
+    """
+
+    axis: str
+    at: float
+    cross: float
+    low: float
+    high: float
+    #: From a point as far from both ends (the spawn, on the border), go
+    #: to the high end first: every other lane does, so that bots fan out
+    #: to both sides instead of all crowding into one region.
+    high_first: bool = False
+
+    def point(self, value: float) -> Point:
+        """The point of the lane at C{value} along its walking axis."""
+        return (value, self.cross) if self.axis == "x" else (self.cross, value)
+
+    @property
+    def ends(self) -> tuple[Point, Point]:
+        return self.point(self.low), self.point(self.high)
+
+
+def borders(world: World) -> list[Border]:
+    """Every stretch of border between two regions, vertical ones first, each once."""
+    found = []
+    regions = world.regions
+    for _, ax0, ay0, ax1, ay1 in regions:
+        for _, bx0, by0, bx1, by1 in regions:
+            if ax1 == bx0:
+                lo, hi = max(ay0, by0), min(ay1, by1)
+                if lo < hi:
+                    found.append(Border("x", ax1, lo, hi, ax1 - ax0, bx1 - bx0))
+            if ay1 == by0:
+                lo, hi = max(ax0, bx0), min(ax1, bx1)
+                if lo < hi:
+                    found.append(Border("y", ay1, lo, hi, ay1 - ay0, by1 - by0))
+    found.sort(key=lambda b: (b.axis, b.at, b.lo))
+    return found
+
+
+def lanes(world: World, count: int, span: float) -> list[Lane]:
+    """
+    C{count} lanes spread evenly along the borders of C{world} (all of them
+    end to end), each from C{span} before its border to C{span} past it
+    (less where a region is narrower; never less than C{hysteresis + 1},
+    so that every pass hands the bot off).
+
+    @raise ValueError: The world has no border, or too narrow regions.
+    """
+    found = borders(world)
+    if not found:
+        raise ValueError("the world has a single region: there is no border to walk across")
+    total = sum(b.length for b in found)
+    result = []
+    for i in range(count):
+        along = (i + 0.5) * total / count
+        for border in found:
+            if along <= border.length or border is found[-1]:
+                break
+            along -= border.length
+        reach = min(span, border.below - 1.0, border.above - 1.0)
+        if reach <= world.hysteresis:
+            raise ValueError(
+                f"a region next to the border at {border.axis} = {border.at:g} is too narrow "
+                f"to walk {world.hysteresis:g} (the hysteresis) past the border"
+            )
+        result.append(
+            Lane(
+                border.axis,
+                border.at,
+                border.lo + min(along, border.length),
+                border.at - reach,
+                border.at + reach,
+                high_first=i % 2 == 1,
+            )
+        )
+    return result
+
+
+def step_towards(here: Point, goal: Point, step: float) -> Point:
+    """The point at most C{step} from C{here} on the way to C{goal}."""
+    dx, dy = goal[0] - here[0], goal[1] - here[1]
+    distance = math.hypot(dx, dy)
+    if distance <= step:
+        return goal
+    return (here[0] + dx * step / distance, here[1] + dy * step / distance)
+
+
+class BorderWalker:
+    """
+    A bot's border walk: straight from where it is to the nearer end of
+    its lane (from as far from both, the end L{Lane.high_first} says),
+    then back and forth between the lane's ends, each step at most
+    C{step}.  L{reset} puts it where the server says it is (after a
+    correction); it goes on to the same goal from there.
+    """
+
+    def __init__(self, lane: Lane, step: float, here: Point):
+        self.lane = lane
+        self.step = step
+        self.here = here
+        low, high = lane.ends
+        to_low, to_high = math.dist(here, low), math.dist(here, high)
+        if abs(to_low - to_high) < step:
+            self.goal = high if lane.high_first else low
+        else:
+            self.goal = low if to_low < to_high else high
+        self.on_lane = False
+
+    def next(self) -> Point:
+        """The next point to move to."""
+        if self.here == self.goal:
+            self.on_lane = True
+            low, high = self.lane.ends
+            self.goal = high if self.goal == low else low
+        self.here = step_towards(self.here, self.goal, self.step)
+        return self.here
+
+    def reset(self, here: Point) -> None:
+        self.here = here
+
+
+class Wanderer:
+    """
+    A random walk at C{step} per move: a heading kept for about
+    C{turn_every} moves, turning away from the map's edges.
+    """
+
+    def __init__(self, world: World, step: float, here: Point, rng: random.Random, turn_every=6):
+        self.world = world
+        self.step = step
+        self.here = here
+        self.rng = rng
+        self.turn_every = max(1.0, turn_every)
+        self.heading = rng.uniform(0, 2 * math.pi)
+
+    def next(self) -> Point:
+        if self.rng.random() < 1.0 / self.turn_every:
+            self.heading = self.rng.uniform(0, 2 * math.pi)
+        for _ in range(16):
+            x = self.here[0] + self.step * math.cos(self.heading)
+            y = self.here[1] + self.step * math.sin(self.heading)
+            if self.world.inside(x, y, margin=1.0):
+                self.here = (x, y)
+                return self.here
+            # Off the map: towards the centre, give or take.
+            x, y = self.here
+            centre = math.atan2(self.world.height / 2 - y, self.world.width / 2 - x)
+            self.heading = centre + self.rng.uniform(-1.0, 1.0)
+        return self.here
+
+    def reset(self, here: Point) -> None:
+        self.here = here

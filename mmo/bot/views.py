@@ -1,0 +1,115 @@
+"""
+What each bot sees, checked: L{ViewTracker} keeps a bot's view from its
+C{world.update} pushes and counts duplicated and lost entities;
+L{view_misses} finds bots close to each other that do not see each other.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class ViewTracker:
+    """
+    One bot's view: the ids of the entities its client has, and its own
+    entity's position as the server confirms it.
+
+    @ivar duplicated: Entities that entered while already in view, or
+        were entered twice by one push.
+    @ivar lost: The bot's own entity leaving its view, or a leave for an
+        id that is not in view.
+    """
+
+    __slots__ = ("own", "view", "x", "y", "duplicated", "lost", "pushes", "examples", "clock")
+
+    #: Anomalies kept per bot, to show in the report.
+    EXAMPLES = 3
+
+    def __init__(self, own: str | None = None, x: float | None = None, y: float | None = None):
+        self.own = own
+        self.view: set[str] = set()
+        self.x, self.y = x, y
+        self.duplicated = 0
+        self.lost = 0
+        self.pushes = 0
+        self.examples: list[dict] = []
+        self.clock = None
+
+    def feed(self, push: dict) -> None:
+        """Take one C{world.update} push."""
+        self.pushes += 1
+        view = self.view
+        own = self.own
+        for entered in push.get("enter", ()):
+            entity = entered["id"]
+            if entity in view:
+                self.duplicated += 1
+                self.note("duplicated", entity, push)
+            else:
+                view.add(entity)
+            if entity == own:
+                self.x, self.y = entered["x"], entered["y"]
+        for change in push.get("update", ()):
+            if change["id"] == own and "x" in change:
+                self.x, self.y = change["x"], change["y"]
+        for entity in push.get("leave", ()):
+            if entity == own:
+                self.lost += 1
+                self.note("lost own", entity, push)
+            if entity in view:
+                view.discard(entity)
+            else:
+                self.lost += 1
+                self.note("left unseen", entity, push)
+
+    def note(self, what: str, entity: str, push: dict) -> None:
+        """Keep the first few anomalies: what, which id, and the push's seq and tick."""
+        if len(self.examples) < self.EXAMPLES:
+            example = {
+                "what": what,
+                "id": entity,
+                "own": entity == self.own,
+                "seq": push.get("seq"),
+                "tick": push.get("tick"),
+            }
+            if self.clock is not None:
+                example["at"] = round(self.clock(), 3)
+            self.examples.append(example)
+
+    @property
+    def position(self) -> tuple[float, float] | None:
+        return None if self.x is None else (self.x, self.y)
+
+
+def view_misses(bots, radius: float) -> tuple[int, int]:
+    """
+    C{bots}: C{(entity_id, x, y, view)} each (C{view} a set of ids).  Finds
+    the pairs closer than C{radius} to each other, with a grid of cells
+    C{radius} wide (each bot looks at the 3 x 3 cells around its own), and
+    returns C{(pairs, misses)}: how many close pairs there are, and how
+    many of them do not both have each other in view.
+    """
+    if radius <= 0:
+        return 0, 0
+    grid: dict[tuple[int, int], list[int]] = {}
+    cells = []
+    for index, (_, x, y, _) in enumerate(bots):
+        cell = (math.floor(x / radius), math.floor(y / radius))
+        cells.append(cell)
+        grid.setdefault(cell, []).append(index)
+    limit = radius * radius
+    pairs = misses = 0
+    for index, (entity, x, y, view) in enumerate(bots):
+        cx, cy = cells[index]
+        for dx in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                for other in grid.get((cx + dx, cy + dy), ()):
+                    if other <= index:
+                        continue
+                    o_entity, ox, oy, o_view = bots[other]
+                    if (ox - x) ** 2 + (oy - y) ** 2 >= limit:
+                        continue
+                    pairs += 1
+                    if o_entity not in view or entity not in o_view:
+                        misses += 1
+    return pairs, misses

@@ -1,0 +1,331 @@
+"""
+The pieces of bench/run.py, without servers: the profile table, the
+figures as markdown, the report, and a failing benchmark script.
+"""
+
+import cProfile
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from twisted.trial import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def load_run():
+    """bench/run.py as a module (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        "bench_run", os.path.join(ROOT, "bench", "run.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    # Dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+run = load_run()
+
+
+def busy(n):
+    """Something to profile."""
+    return sum(i * i for i in range(n))
+
+
+def outer():
+    for _ in range(5):
+        busy(20000)
+
+
+class ProfileTableTests(unittest.TestCase):
+    def stats_file(self):
+        profiler = cProfile.Profile()
+        profiler.runcall(outer)
+        path = self.mktemp()
+        profiler.dump_stats(path)
+        return path
+
+    def test_rows_by_internal_time(self):
+        rows = run.profile_rows(self.stats_file(), top=12)
+        self.assertLessEqual(len(rows), 12)
+        self.assertTrue(rows)
+        tottimes = [row["tottime"] for row in rows]
+        self.assertEqual(tottimes, sorted(tottimes, reverse=True))
+        functions = {row["function"]: row for row in rows}
+        # This file, relative to the project: file:line(name).
+        busy_row = next(r for f, r in functions.items() if f.endswith("(busy)"))
+        self.assertRegex(busy_row["function"], r"^tests/test_bench\.py:\d+\(busy\)$")
+        self.assertEqual(busy_row["calls"], "5")
+        self.assertGreaterEqual(busy_row["cumtime"], busy_row["tottime"])
+
+    def test_top_limits_rows(self):
+        self.assertEqual(len(run.profile_rows(self.stats_file(), top=2)), 2)
+
+    def test_table_markdown(self):
+        table = run.profile_table(run.profile_rows(self.stats_file(), top=3))
+        lines = table.splitlines()
+        self.assertEqual(lines[0], "| calls | tottime (s) | cumtime (s) | function |")
+        self.assertEqual(len(lines), 2 + 3)
+        self.assertEqual(lines[1], "|---:|---:|---:|---|")
+        for line in lines[2:]:
+            self.assertRegex(line, r"^\| \d+(/\d+)? \| [\d.]+ \| [\d.]+ \| `.+` \|$")
+
+    def test_idle_poll_left_out(self):
+        """The reactor's wait for events is idle time: not a row, counted apart."""
+        import select
+
+        if not hasattr(select, "epoll"):
+            raise unittest.SkipTest("no epoll on this platform")
+        poller = select.epoll()
+        self.addCleanup(poller.close)
+        profiler = cProfile.Profile()
+        profiler.runcall(lambda: [poller.poll(0.02) for _ in range(3)])
+        path = self.mktemp()
+        profiler.dump_stats(path)
+        functions = [row["function"] for row in run.profile_rows(path)]
+        self.assertNotIn("<method 'poll' of 'select.epoll' objects>", functions)
+        self.assertGreater(run.profile_idle(path), 0.03)
+
+    def test_short_paths(self):
+        self.assertEqual(run.short_path(os.path.join(ROOT, "mmo", "wire.py")), "mmo/wire.py")
+        self.assertEqual(
+            run.short_path("/x/lib/python3.11/site-packages/twisted/internet/base.py"),
+            "twisted/internet/base.py",
+        )
+        self.assertEqual(
+            run.function_name(("~", 0, "<built-in method len>")), "<built-in method len>"
+        )
+
+
+FIGURES = {
+    "members": 100,
+    "deliveries_per_s": 5000.0,
+    "baseline_deliveries_per_s": 20000.0,
+    "delivery_p99_ms": 12.5,
+    "baseline_p99_ms": 2.5,
+    "rate_ratio": 4.0,
+    "settled": True,
+    "transport": "a | b",
+    "idle_bytes": 4096,
+    "baseline_idle_bytes": 1024,
+}
+
+
+class FiguresTableTests(unittest.TestCase):
+    def test_pairs_with_ratio(self):
+        table = run.figures_table(
+            FIGURES,
+            [("deliveries_per_s", "baseline_deliveries_per_s"), ("missing", "baseline_missing")],
+        )
+        self.assertIn(
+            "| `deliveries_per_s` | 5,000 | `baseline_deliveries_per_s` | 20,000 | 0.25 |", table
+        )
+        # Paired by name without being listed; a pair whose figures are missing is left out.
+        self.assertIn("| `idle_bytes` | 4,096 | `baseline_idle_bytes` | 1,024 | 4 |", table)
+        self.assertNotIn("missing", table)
+
+    def test_every_figure_shown_once(self):
+        table = run.figures_table(FIGURES, [("delivery_p99_ms", "baseline_p99_ms")])
+        for key in FIGURES:
+            self.assertIn(f"`{key}`", table)
+        # A baseline appears beside its figure, not again in a row of its own.
+        self.assertNotIn("\n| `baseline_p99_ms` |", table)
+        self.assertIn("\n| `delivery_p99_ms` | 12.5 | `baseline_p99_ms` | 2.5 | 5 |", table)
+        self.assertIn("| `settled` | yes | | | |", table)
+        self.assertIn("a \\| b", table)
+
+    def test_sizes_expand(self):
+        figures = {
+            "budget_ms": 50.0,
+            "ticks_500": 10,
+            "ticks_1000": 10,
+            "tick_p50_ms_500": 5.0,
+            "tick_p50_ms_1000": 10.0,
+            "move_p50_ms_500": 0.1,
+            "move_p50_ms_1000": 0.2,
+            "tick_p99_ms_500": 25.0,
+            "tick_p99_ms_1000": 30.0,
+        }
+        pairs = run.expand_pairs(
+            [("tick_p50_ms_{n}", "move_p50_ms_{n}"), ("tick_p99_ms_{n}", "budget_ms")], figures
+        )
+        self.assertEqual(
+            pairs,
+            [
+                ("tick_p50_ms_500", "move_p50_ms_500"),
+                ("tick_p50_ms_1000", "move_p50_ms_1000"),
+                ("tick_p99_ms_500", "budget_ms"),
+                ("tick_p99_ms_1000", "budget_ms"),
+            ],
+        )
+        table = run.figures_table(figures, [("tick_p99_ms_{n}", "budget_ms")])
+        self.assertIn("| `tick_p99_ms_500` | 25.0 | `budget_ms` | 50.0 | 0.5 |", table)
+        # A reference shared by several figures still gets its own row.
+        self.assertIn("| `budget_ms` | 50.0 | | | |", table)
+
+    def test_show(self):
+        self.assertEqual(run.show(float("nan")), "n/a")
+        self.assertEqual(run.show(False), "no")
+        self.assertEqual(run.show(1234567), "1,234,567")
+        self.assertEqual(run.show(0.012345), "0.0123")
+        self.assertEqual(run.show(run.ratio(1, 0)), "n/a")
+
+
+class ReportTests(unittest.TestCase):
+    def results(self, ok=True):
+        outcome = run.Outcome(
+            "",
+            ok,
+            1.5,
+            dict(FIGURES) if ok else {},
+            "" if ok else "exit 1\nboom",
+            args=["--members", "100"],
+        )
+        return {"chat_fanout": {"outcomes": [outcome.__dict__], "seconds": 1.5}}
+
+    def test_render(self):
+        info = run.machine()
+        self.assertEqual(info["cpus"], os.cpu_count())
+        text = run.render(self.results(), info, {}, 12.0, quick=True)
+        self.assertIn("## Machine", text)
+        self.assertIn("## Chat fan-out (`bench/chat_fanout.py`)", text)
+        self.assertIn("`bench/chat_fanout.py --members 100`", text)
+        self.assertIn("| `deliveries_per_s` | 5,000 |", text)
+        self.assertNotIn("benchmarks/fanout.png", text)
+
+    def test_render_profile_run(self):
+        """A run for the profile only: its figures are not shown, its command is."""
+        results = self.results()
+        profiled = run.Outcome("profiled", True, 2.0, {"deliveries_per_s": 1.0}, args=["--x"])
+        profiled.measure = False
+        results["chat_fanout"]["outcomes"].append(profiled.__dict__)
+        results["chat_fanout"].update(
+            profile=[{"calls": "1", "tottime": 0.5, "cumtime": 0.5, "function": "f.py:1(f)"}],
+            profile_total=3.0,
+            profile_idle=2.0,
+        )
+        text = run.render(results, run.machine(), {}, 5.0, quick=False)
+        self.assertIn("in a separate run (`bench/chat_fanout.py --x --profile PATH`", text)
+        self.assertIn("3.00 s in all, of which 2.00 s waiting for events", text)
+        self.assertIn("| 1 | 0.500 | 0.500 | `f.py:1(f)` |", text)
+        self.assertNotIn("| `deliveries_per_s` | 1 |", text)
+        self.assertEqual(text.count("| `deliveries_per_s` |"), 1)
+
+    def test_render_failure(self):
+        text = run.render(self.results(ok=False), run.machine(), {}, 1.0, quick=False)
+        self.assertIn("**Failed:**", text)
+        self.assertIn("boom", text)
+
+    def test_write_report_without_plots(self):
+        """figures.json and benchmarks.md are written; plots only with matplotlib."""
+        output = self.mktemp()
+        written = run.write_report(self.results(ok=False), output, 3.0, quick=True)
+        with open(os.path.join(output, "benchmarks", "figures.json")) as f:
+            raw = json.load(f)
+        self.assertFalse(raw["benchmarks"]["chat_fanout"]["runs"][0]["ok"])
+        self.assertIn("boom", raw["benchmarks"]["chat_fanout"]["runs"][0]["error"])
+        self.assertIn(os.path.join(output, "benchmarks.md"), written)
+
+    def test_plots(self):
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise unittest.SkipTest("matplotlib is not installed (pip install '.[bench]')")
+        directory = self.mktemp()
+        os.makedirs(directory)
+        figures = {
+            "budget_ms": 50.0,
+            **{f"ticks_{n}": 10 for n in (250, 500)},
+            **{f"tick_p50_ms_{n}": n / 100 for n in (250, 500)},
+            **{f"tick_p99_ms_{n}": n / 50 for n in (250, 500)},
+            **{f"move_p50_ms_{n}": n / 10000 for n in (250, 500)},
+        }
+        self.assertTrue(run.plot_tick(figures, os.path.join(directory, "tick.png")))
+        series = [
+            {
+                "members": m,
+                "deliveries_per_s": 1000.0 * m,
+                "baseline_deliveries_per_s": 3000.0 * m,
+                "delivery_p99_ms": m / 10,
+                "baseline_p99_ms": m / 30,
+            }
+            for m in (100, 250)
+        ]
+        self.assertTrue(run.plot_fanout(series, os.path.join(directory, "fanout.png")))
+        for name in ("tick.png", "fanout.png"):
+            with open(os.path.join(directory, name), "rb") as f:
+                self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
+
+
+class FailureTests(unittest.TestCase):
+    def script(self, text):
+        directory = tempfile.mkdtemp(prefix="test-bench-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "script.py")
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_exit_1_reported(self):
+        path = self.script("import sys\nprint('some progress', file=sys.stderr)\nsys.exit(1)\n")
+        outcome = run.run_script(path, [], timeout=30, profile=None)
+        self.assertFalse(outcome.ok)
+        self.assertIn("exit 1", outcome.error)
+        self.assertIn("some progress", outcome.error)
+
+    def test_no_json(self):
+        outcome = run.run_script(self.script("print('hello')\n"), [], timeout=30, profile=None)
+        self.assertFalse(outcome.ok)
+        self.assertIn("no JSON figures", outcome.error)
+
+    def test_timeout(self):
+        path = self.script("import time\ntime.sleep(30)\n")
+        outcome = run.run_script(path, [], timeout=0.5, profile=None)
+        self.assertFalse(outcome.ok)
+        self.assertIn("timed out", outcome.error)
+        self.assertLess(outcome.seconds, 10)
+
+    def test_figures_and_profile(self):
+        path = self.script(
+            "import argparse, cProfile, json\n"
+            "p = argparse.ArgumentParser()\n"
+            "p.add_argument('--json', action='store_true')\n"
+            "p.add_argument('--profile')\n"
+            "p.add_argument('--n', type=int)\n"
+            "a = p.parse_args()\n"
+            "cProfile.Profile().dump_stats(a.profile)\n"
+            "print(json.dumps({'n': a.n}))\n"
+        )
+        profile = os.path.join(os.path.dirname(path), "x.prof")
+        outcome = run.run_script(path, ["--n", "3"], timeout=30, profile=profile)
+        self.assertTrue(outcome.ok, outcome.error)
+        self.assertEqual(outcome.figures, {"n": 3})
+        self.assertEqual(outcome.profile, profile)
+
+    def test_failed_script_fails_the_run(self):
+        """One failing benchmark: reported, the others still run, the exit status is 1."""
+        failing = self.script("import sys\nsys.stderr.write('it broke\\n')\nsys.exit(1)\n")
+        passing = os.path.join(os.path.dirname(failing), "ok.py")
+        with open(passing, "w") as f:
+            f.write("import json\nprint(json.dumps({'x': 1.0}))\n")
+        benchmarks = [
+            run.Benchmark("login", failing, "Failing", [], [run.Run("", [])], timeout=30),
+            run.Benchmark("handoff", passing, "Passing", [], [run.Run("", [])], timeout=30),
+        ]
+        self.patch(run, "BENCHMARKS", benchmarks)
+        self.patch(run, "log", lambda message: None)
+        output = self.mktemp()
+        status = run.main(["--quick", "--output", output])
+        self.assertEqual(status, 1)
+        with open(os.path.join(output, "benchmarks.md")) as f:
+            text = f.read()
+        self.assertIn("it broke", text)
+        self.assertIn("| `x` | 1 | | | |", text)
+        with open(os.path.join(output, "benchmarks", "figures.json")) as f:
+            raw = json.load(f)
+        self.assertTrue(raw["benchmarks"]["handoff"]["runs"][0]["ok"])
+        self.assertFalse(raw["benchmarks"]["login"]["runs"][0]["ok"])

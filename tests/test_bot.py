@@ -1,0 +1,425 @@
+"""
+mmo-bot: its pieces one by one (figures, scenario files, the border-walk
+planner, the view checks) and, end to end, the installed command against
+a real standalone server with a world of two regions.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import random
+import sys
+from contextlib import redirect_stderr
+
+from twisted.internet import defer, reactor, task, utils
+from twisted.trial import unittest
+
+from mmo.bot import cli, geometry, scenario
+from mmo.bot.stats import Latencies, Stats, format_report, problems
+from mmo.bot.swarm import Options, Swarm
+from mmo.bot.views import ViewTracker, view_misses
+from mmo.client import ConnectionClosed, ServerError
+from tests.support import deployment, write_config
+from tests.test_login_e2e import FAST_HASH, STANDALONE, started
+from tests.test_twistd import spawn, subprocess_env
+from tests.test_world_e2e import TWO_REGIONS
+
+TWO = geometry.World(
+    width=200.0,
+    height=100.0,
+    regions=(("r0c0", 0.0, 0.0, 100.0, 100.0), ("r0c1", 100.0, 0.0, 200.0, 100.0)),
+    max_speed=8.0,
+    speed_tolerance=0.1,
+    move_burst=0.5,
+    hysteresis=2.0,
+    aoi_radius=20.0,
+    spawn=(100.0, 50.0),
+)
+
+
+class StatsTests(unittest.TestCase):
+    def test_percentiles_nearest_rank(self):
+        stats = Stats()
+        for ms in range(1, 101):
+            stats.latency("ping", ms / 1000.0)
+        entry = stats.report()["requests"]["ping"]
+        self.assertEqual(entry["count"], 100)
+        self.assertEqual((entry["p50_ms"], entry["p90_ms"], entry["p99_ms"]), (50, 90, 99))
+        self.assertEqual(entry["max_ms"], 100)
+        self.assertEqual(entry["errors"], 0)
+
+    def test_errors_by_type_and_code(self):
+        stats = Stats()
+        stats.error("login", "busy")
+        stats.error("login", "busy")
+        stats.error("zone.move", "timeout")
+        stats.latency("login", 0.01)
+        report = stats.report()
+        self.assertEqual(report["errors"], {"login": {"busy": 2}, "zone.move": {"timeout": 1}})
+        self.assertEqual(report["requests"]["login"]["errors"], 2)
+        self.assertEqual(report["requests"]["zone.move"]["count"], 0)
+        self.assertEqual(stats.error_count, 3)
+        self.assertEqual(stats.requests, 4)
+
+    def test_reservoir_is_bounded(self):
+        latencies = Latencies(limit=10)
+        for i in range(1000):
+            latencies.add(i / 1000.0)
+        self.assertEqual(latencies.count, 1000)
+        self.assertEqual(len(latencies.samples), 10)
+        self.assertEqual(latencies.max, 0.999)
+
+    def test_problems_and_report(self):
+        stats = Stats()
+        self.assertEqual(problems(5, 5, stats), [])
+        stats.disconnected("shutdown", unexplained=True)
+        stats.disconnected(None, unexplained=True)
+        stats.duplicated = 1
+        found = problems(5, 4, stats)
+        self.assertEqual(len(found), 3)
+        report = stats.report(scenario="idle", asked=5, in_world=4, problems=found)
+        self.assertFalse(report["ok"])
+        self.assertEqual(report["disconnects"]["by_code"], {"none": 1, "shutdown": 1})
+        self.assertEqual(report["disconnects"]["unexplained"], 2)
+        self.assertIn("FAILED", format_report(report))
+        # Every documented key is there.
+        self.assertEqual(
+            set(report),
+            {
+                "scenario", "stopped", "ok", "problems", "bots", "elapsed", "ramp_seconds",
+                "duration", "requests", "errors", "disconnects", "moves_followed", "handoffs",
+                "world", "chat", "login_storm",
+            },
+        )  # fmt: skip
+
+
+class RequestAccountingTests(unittest.TestCase):
+    """What a bot's requests add to the figures."""
+
+    class Client:
+        def __init__(self, outcome):
+            self.outcome = outcome
+
+        def request(self, kind, **fields):
+            return self.outcome()
+
+    def swarm(self) -> Swarm:
+        options = Options("127.0.0.1", 7000, progress=None)
+        return Swarm(task.Clock(), options, scenario.make("idle"))
+
+    def test_latency_and_errors(self):
+        swarm = self.swarm()
+        swarm.request(self.Client(lambda: defer.succeed({})), "ping")
+        failing = self.Client(lambda: defer.fail(ServerError("busy", "later", False)))
+        swarm.request(failing, "ping").addErrback(lambda _: None)
+        report = swarm.stats.report(scenario="idle")
+        self.assertEqual(report["requests"]["ping"]["count"], 1)
+        self.assertEqual(report["errors"], {"ping": {"busy": 1}})
+
+    def test_cut_off_by_the_runs_own_goodbye(self):
+        """A request the run's end closes is not an error; one closed before is."""
+        swarm = self.swarm()
+        closed = self.Client(lambda: defer.fail(ConnectionClosed(None, "gone")))
+        swarm.request(closed, "zone.move").addErrback(lambda _: None)
+        swarm.stop("interrupted")
+        swarm.request(closed, "zone.move").addErrback(lambda _: None)
+        report = swarm.stats.report(scenario="idle")
+        self.assertEqual(report["errors"], {"zone.move": {"closed": 1}})
+
+
+class ScenarioTests(unittest.TestCase):
+    def test_defaults(self):
+        chosen = scenario.make("border-walk")
+        self.assertEqual(chosen.span, 150.0)
+        self.assertEqual(chosen.move_interval, 0.5)
+
+    def test_file(self):
+        path = write_config(self, 'scenario = "border-walk"\nspan = 40\nmove_interval = 0.25\n')
+        chosen = scenario.load(path)
+        self.assertEqual(
+            (chosen.name, chosen.span, chosen.move_interval), ("border-walk", 40, 0.25)
+        )
+        self.assertIsInstance(chosen.span, float)
+
+    def test_unknown_key_names_file_and_key(self):
+        path = write_config(self, 'scenario = "border-walk"\nspeed = 4.0\n')
+        with self.assertRaises(scenario.ScenarioError) as caught:
+            scenario.load(path)
+        self.assertIn(path, str(caught.exception))
+        self.assertIn("speed:", str(caught.exception))
+
+    def test_key_of_another_scenario(self):
+        path = write_config(self, 'scenario = "idle"\nchat_interval = 2.0\n')
+        with self.assertRaises(scenario.ScenarioError) as caught:
+            scenario.load(path)
+        self.assertIn(f"{path}: chat_interval: not a key of scenario 'idle'", str(caught.exception))
+
+    def test_bad_values(self):
+        for text, key in [
+            ('scenario = "chat"\nchat_interval = -1\n', "chat_interval"),
+            ('scenario = "chat"\nchat_interval = "often"\n', "chat_interval"),
+            ('scenario = "login-storm"\nconcurrency = 2.5\n', "concurrency"),
+            ('scenario = "dance"\n', "scenario"),
+            ("span = 3\n", "scenario"),
+        ]:
+            path = write_config(self, text)
+            with self.assertRaises(scenario.ScenarioError) as caught:
+                scenario.load(path)
+            self.assertTrue(str(caught.exception).startswith(f"{path}: {key}: "), caught.exception)
+
+    def test_cli_exits_2_naming_file_and_key(self):
+        path = write_config(self, 'scenario = "wander"\nspan = 12\n')
+        err = io.StringIO()
+        with redirect_stderr(err), self.assertRaises(SystemExit) as caught:
+            cli.main(["--login", "127.0.0.1:7000", "--scenario-file", path])
+        self.assertEqual(caught.exception.code, 2)
+        self.assertIn(f"{path}: span:", err.getvalue())
+
+    def test_cli_span_below_hysteresis(self):
+        conf = deployment(self, STANDALONE, extra=TWO_REGIONS)
+        path = write_config(self, 'scenario = "border-walk"\nspan = 11\n')
+        args = cli.parser().parse_args(
+            ["--config", conf.file, "--login", "127.0.0.1:1", "--scenario-file", path]
+        )
+        with self.assertRaises(cli.UsageError) as caught:
+            cli.options_from(args)
+        self.assertIn("span: must be at least hysteresis + 10 (12)", str(caught.exception))
+
+
+class GeometryTests(unittest.TestCase):
+    def test_max_step(self):
+        # 90% of min(8 x 0.5, 8 x 1.1 x 0.5).
+        self.assertAlmostEqual(TWO.max_step(0.5), 3.6)
+        # A long interval: the largest jump (4.4) limits.
+        self.assertAlmostEqual(TWO.max_step(2.0), 0.9 * 4.4)
+
+    def test_borders(self):
+        self.assertEqual(
+            geometry.borders(TWO), [geometry.Border("x", 100.0, 0.0, 100.0, 100.0, 100.0)]
+        )
+        grid = geometry.World(
+            100.0,
+            100.0,
+            (
+                ("a", 0, 0, 50, 50),
+                ("b", 50, 0, 100, 50),
+                ("c", 0, 50, 50, 100),
+                ("d", 50, 50, 100, 100),
+            ),
+        )
+        found = geometry.borders(grid)
+        self.assertEqual(len(found), 4)
+        self.assertEqual(sum(b.length for b in found), 200.0)
+        self.assertEqual({b.axis for b in found}, {"x", "y"})
+
+    def test_lanes_spread_along_the_border(self):
+        lanes = geometry.lanes(TWO, 4, 30.0)
+        self.assertEqual([lane.cross for lane in lanes], [12.5, 37.5, 62.5, 87.5])
+        for lane in lanes:
+            self.assertEqual((lane.axis, lane.at, lane.low, lane.high), ("x", 100.0, 70.0, 130.0))
+
+    def test_lane_span_limited_by_region(self):
+        lane = geometry.lanes(TWO, 1, 500.0)[0]
+        self.assertEqual((lane.low, lane.high), (1.0, 199.0))
+
+    def test_single_region(self):
+        one = geometry.World(100.0, 100.0, (("a", 0, 0, 100, 100),))
+        with self.assertRaises(ValueError):
+            geometry.lanes(one, 3, 20.0)
+
+    def test_path_crosses_the_border_at_legal_speed(self):
+        """From the spawn to its lane, then back and forth past the hysteresis."""
+        lane = geometry.lanes(TWO, 8, 15.0)[6]
+        step = TWO.max_step(0.5)
+        walker = geometry.BorderWalker(lane, step, TWO.spawn)
+        here = TWO.spawn
+        jump = TWO.max_speed * (1 + TWO.speed_tolerance) * TWO.move_burst
+        sides = []
+        for _ in range(200):
+            point = walker.next()
+            moved = math.dist(here, point)
+            self.assertLessEqual(moved, step + 1e-9)
+            self.assertLessEqual(moved, 0.9 * TWO.max_speed * 0.5 + 1e-9)
+            self.assertLessEqual(moved, 0.9 * jump + 1e-9)
+            self.assertTrue(TWO.inside(*point))
+            here = point
+            if walker.on_lane:
+                self.assertAlmostEqual(point[1], lane.cross)
+                if point[0] < 100.0 - TWO.hysteresis:
+                    side = "west"
+                elif point[0] > 100.0 + TWO.hysteresis:
+                    side = "east"
+                else:
+                    continue
+                if not sides or sides[-1] != side:
+                    sides.append(side)
+        # On the lane within a few steps, then many crossings well past the hysteresis.
+        self.assertGreaterEqual(len(sides), 10)
+        self.assertEqual(min(p for p in (lane.low, lane.high)), 85.0)
+
+    def test_bots_from_the_spawn_fan_out_to_both_sides(self):
+        """
+        From the spawn, on the border, every other bot heads into each
+        region; a bot nearer one end of its lane goes there first.
+        """
+        step = TWO.max_step(0.5)
+        firsts = [geometry.BorderWalker(lane, step, TWO.spawn).next()[0] for lane in
+                  geometry.lanes(TWO, 10, 30.0)]  # fmt: skip
+        self.assertEqual(sum(x < 100.0 for x in firsts), 5)
+        self.assertEqual(sum(x > 100.0 for x in firsts), 5)
+        lane = geometry.lanes(TWO, 2, 30.0)[1]
+        self.assertTrue(lane.high_first)
+        walker = geometry.BorderWalker(lane, step, (90.0, lane.cross))
+        self.assertLess(walker.next()[0], 90.0)
+
+    def test_walker_reset(self):
+        lane = geometry.lanes(TWO, 1, 20.0)[0]
+        walker = geometry.BorderWalker(lane, 3.0, (80.0, 50.0))
+        walker.next()
+        walker.reset((60.0, 50.0))
+        self.assertEqual(walker.next(), (63.0, 50.0))
+
+    def test_wanderer_stays_on_the_map(self):
+        rng = random.Random(3)
+        walker = geometry.Wanderer(TWO, 3.6, (2.0, 2.0), rng, turn_every=4)
+        here = (2.0, 2.0)
+        for _ in range(2000):
+            point = walker.next()
+            self.assertLessEqual(math.dist(here, point), 3.6 + 1e-9)
+            self.assertTrue(TWO.inside(*point, margin=1.0))
+            here = point
+
+
+def update(enter=(), update=(), leave=()):
+    return {
+        "t": "world.update",
+        "seq": 1,
+        "tick": 1,
+        "enter": list(enter),
+        "update": list(update),
+        "leave": list(leave),
+    }
+
+
+def view(entity, x=0.0, y=0.0):
+    return {"id": entity, "kind": "player", "x": x, "y": y, "name": entity, "attrs": {}}
+
+
+class ViewTrackerTests(unittest.TestCase):
+    def test_own_position(self):
+        tracker = ViewTracker("c-1")
+        tracker.feed(update(enter=[view("c-1", 5.0, 6.0), view("npc-1")]))
+        self.assertEqual(tracker.position, (5.0, 6.0))
+        moved = [{"id": "c-1", "x": 7.0, "y": 6.5}, {"id": "npc-1", "x": 1.0, "y": 1.0}]
+        tracker.feed(update(update=moved))
+        self.assertEqual(tracker.position, (7.0, 6.5))
+        self.assertEqual(tracker.view, {"c-1", "npc-1"})
+        self.assertEqual((tracker.duplicated, tracker.lost, tracker.pushes), (0, 0, 2))
+
+    def test_duplicate_enter(self):
+        tracker = ViewTracker("c-1")
+        tracker.feed(update(enter=[view("c-1"), view("c-2")]))
+        tracker.feed(update(enter=[view("c-2")]))
+        self.assertEqual(tracker.duplicated, 1)
+        # One id twice in one push.
+        tracker.feed(update(enter=[view("c-3"), view("c-3")]))
+        self.assertEqual(tracker.duplicated, 2)
+        # Leaving and coming back is no duplicate.
+        tracker.feed(update(leave=["c-2"]))
+        tracker.feed(update(enter=[view("c-2")]))
+        self.assertEqual(tracker.duplicated, 2)
+        self.assertEqual(tracker.lost, 0)
+        self.assertEqual(
+            [(e["what"], e["id"], e["own"]) for e in tracker.examples],
+            [("duplicated", "c-2", False), ("duplicated", "c-3", False)],
+        )
+
+    def test_lost(self):
+        tracker = ViewTracker("c-1")
+        tracker.feed(update(enter=[view("c-1"), view("c-2")]))
+        tracker.feed(update(leave=["c-9"]))
+        self.assertEqual(tracker.lost, 1)
+        tracker.feed(update(leave=["c-1"]))
+        self.assertEqual(tracker.lost, 2)
+        self.assertEqual(tracker.view, {"c-2"})
+
+
+class ViewMissTests(unittest.TestCase):
+    def test_close_pair_that_does_not_see(self):
+        bots = [
+            ("a", 10.0, 10.0, {"a", "b"}),
+            ("b", 15.0, 10.0, {"b"}),  # does not see a
+            ("c", 100.0, 100.0, {"c"}),  # far away: no pair
+            ("d", 103.0, 96.0, {"d", "c"}),
+        ]
+        self.assertEqual(view_misses(bots, 10.0), (2, 2))
+        bots[1][3].add("a")
+        bots[2][3].add("d")
+        self.assertEqual(view_misses(bots, 10.0), (2, 0))
+
+    def test_grid_matches_every_pair(self):
+        rng = random.Random(7)
+        bots = []
+        for i in range(300):
+            bots.append((f"b{i}", rng.uniform(0, 200), rng.uniform(0, 200), set()))
+        for _, x, y, seen in bots:
+            for other, ox, oy, _ in bots:
+                if math.dist((x, y), (ox, oy)) < 10.0 and rng.random() < 0.9:
+                    seen.add(other)
+        pairs = misses = 0
+        for i in range(len(bots)):
+            for j in range(i + 1, len(bots)):
+                a, b = bots[i], bots[j]
+                if (a[1] - b[1]) ** 2 + (a[2] - b[2]) ** 2 < 100.0:
+                    pairs += 1
+                    misses += b[0] not in a[3] or a[0] not in b[3]
+        self.assertGreater(pairs, 50)
+        self.assertEqual(view_misses(bots, 10.0), (pairs, misses))
+
+
+MMO_BOT = os.path.join(os.path.dirname(sys.executable), "mmo-bot")
+
+
+class EndToEndTests(unittest.TestCase):
+    timeout = 60
+
+    async def test_border_walk(self):
+        """Eight bots walk across the border of a real standalone server's two regions."""
+        config = deployment(self, STANDALONE, extra=FAST_HASH + TWO_REGIONS)
+        child, _ = spawn(self, config.file)
+        port = await started(child, "mmo")
+        walk = write_config(
+            self, 'scenario = "border-walk"\nspan = 15.0\nmove_interval = 0.25\n', "walk.toml"
+        )
+        out, err, code = await utils.getProcessOutputAndValue(
+            MMO_BOT,
+            [
+                "--config", config.file,
+                "--login", f"127.0.0.1:{port}",
+                "--bots", "8",
+                "--scenario-file", walk,
+                "--duration", "8",
+                "--max-seconds", "30",
+                "--json",
+            ],
+            env=subprocess_env(),
+            reactor=reactor,
+        )  # fmt: skip
+        why = err.decode(errors="replace")
+        self.assertEqual(code, 0, why)
+        report = json.loads(out)
+        self.assertEqual(report["bots"], {"asked": 8, "in_world": 8, "failed": 0, "failures": {}})
+        self.assertTrue(report["ok"], report["problems"])
+        self.assertEqual(report["stopped"], "completed")
+        self.assertGreater(report["handoffs"], 0)
+        self.assertEqual(report["world"]["duplicated"], 0)
+        self.assertEqual(report["world"]["lost"], 0)
+        self.assertEqual(report["disconnects"]["unexplained"], 0)
+        self.assertGreater(report["world"]["pushes"], 0)
+        moves = report["requests"]["zone.move"]
+        self.assertGreater(moves["count"], 8 * 20)
+        self.assertGreater(moves["p50_ms"], 0)
+        self.assertEqual(report["requests"]["zone.enter"]["count"], 8)
