@@ -83,6 +83,7 @@ def _fanout_runs(members: list[int], messages: int, quick: bool = False) -> list
 LOGIN = Run("", ["--logins", "200", "--concurrency", "8"])
 HANDOFF = Run("", ["--handoffs", "300"])
 CONNECTIONS = Run("", ["--connections", "2000"])
+ROUTE = Run("", ["--requests", "100000"])
 
 
 BENCHMARKS = [
@@ -169,6 +170,22 @@ BENCHMARKS = [
         timeout=120,
         pairs=[("bytes_per_session", "baseline_bytes_per_session")],
         profiled="the pushes of 50 sessions, in process",
+    ),
+    Benchmark(
+        "route",
+        "route.py",
+        "Routing zone.move from a gateway to a zone process",
+        [ROUTE, profiled(ROUTE)],
+        [Run("", ["--requests", "20000"], True)],
+        timeout=240,
+        pairs=[
+            ("route_per_s", "baseline_per_s"),
+            ("route_p50_ms", "baseline_p50_ms"),
+            ("route_p99_ms", "baseline_p99_ms"),
+            ("gateway_cpu_us", "baseline_client_cpu_us"),
+            ("service_cpu_us", "baseline_server_cpu_us"),
+        ],
+        profiled="the gateway (the benchmark's own process) during the measured routed requests",
     ),
 ]
 NAMES = [b.name for b in BENCHMARKS]

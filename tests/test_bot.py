@@ -195,6 +195,9 @@ class GeometryTests(unittest.TestCase):
         self.assertAlmostEqual(TWO.max_step(0.5), 3.6)
         # A long interval: the largest jump (4.4) limits.
         self.assertAlmostEqual(TWO.max_step(2.0), 0.9 * 4.4)
+        # Slower, but never faster than 90%.
+        self.assertAlmostEqual(TWO.max_step(0.5, 0.5), 2.0)
+        self.assertAlmostEqual(TWO.max_step(0.5, 1.0), 3.6)
 
     def test_borders(self):
         self.assertEqual(

@@ -42,7 +42,7 @@ from mmo.gateway.router import (
 )
 from mmo.gateway.service import ClientListener
 from mmo.login.tickets import TicketSigner, load_key
-from mmo.rpc.commands import LongBytes, Route, ServiceError, SessionEvent
+from mmo.rpc.commands import LongBytes, Route, RouteBatch, ServiceError, SessionEvent
 from mmo.services import Caller, gateway_channel
 from mmo.wire import codes
 from mmo.wire.codes import WireError
@@ -200,6 +200,56 @@ class RemoteRouteTests(Harness):
         )
         self.assertTrue(player.open)
 
+    async def test_batch(self):
+        """
+        Messages gathered in one reactor turn cross the real link in one
+        RouteBatch, are handled in order, and each gets its own reply or
+        error, as if it had come alone.
+        """
+        link = self.routes[0].link
+        route = RemoteRoute(("room.",), link, batched=("room.echo", "room.refuse", "room.broken"))
+        callers = [Caller(f"s{i}", "gateway-1", f"a{i}", f"P{i}") for i in range(3)]
+        sent = []
+        original = link.callRemote
+
+        def recording(command, **arguments):
+            sent.append(command)
+            return original(command, **arguments)
+
+        link.callRemote = recording
+        results = [
+            route.handle(callers[0], "room.echo", {"t": "room.echo", "text": "one"}),
+            route.handle(callers[1], "room.refuse", {"t": "room.refuse"}),
+            route.handle(callers[2], "room.echo", {"t": "room.echo", "text": "three"}),
+            route.handle(callers[0], "room.broken", {"t": "room.broken"}),
+        ]
+        self.assertEqual(sent, [])
+        outcomes = await defer.DeferredList(results, consumeErrors=True)
+        self.assertEqual(sent, [RouteBatch])
+        self.assertEqual(outcomes[0][1], {"text": "one", "who": "P0", "via": "gateway-1"})
+        self.assertEqual(outcomes[2][1], {"text": "three", "who": "P2", "via": "gateway-1"})
+        refused = outcomes[1][1].value
+        self.assertIsInstance(refused, WireError)
+        self.assertEqual((refused.code, refused.message), (codes.ROOM_FULL, "the room is full"))
+        broken = outcomes[3][1].value
+        self.assertEqual(broken.code, codes.INTERNAL)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    async def test_malformed_batch(self):
+        """Each malformed call is refused on its own; the good ones are answered."""
+        link = self.routes[0].link
+        good = [Caller("s1", "gateway-1", "a1", "Alice").to_dict(), "room.echo", {"text": "x"}]
+        calls = [good, "junk", [{"session": 7}, "room.echo", {}], [good[0], "room.echo", []], good]
+        response = await link.callRemote(RouteBatch, calls=pack(calls))
+        replies = unpack(response["replies"])
+        self.assertEqual(len(replies), 5)
+        self.assertEqual(replies[0], [0, {"text": "x", "who": "Alice", "via": "gateway-1"}])
+        self.assertEqual(replies[4], replies[0])
+        for reply in replies[1:4]:
+            self.assertEqual(reply[:2], [1, codes.BAD_REQUEST])
+        with self.assertRaises(rpc.BadRequest):
+            await link.callRemote(RouteBatch, calls=pack({"not": "a list"}))
+
     async def until(self, predicate):
         for _ in range(int(WAIT / 0.01)):
             if predicate():
@@ -284,6 +334,150 @@ class RouteUnitTests(unittest.TestCase):
         self.assertEqual(route.services(), [])
         failure = self.failureResultOf(route.handle(self.caller, "room.refuse", {}), WireError)
         self.assertEqual(failure.value.code, codes.ROOM_FULL)
+
+
+class BatchLink(FakeLink):
+    """A link double that answers every RouteBatch with C{answer(calls)}, the rest as told."""
+
+    def __init__(self, answer, result=None, clock=None):
+        super().__init__(result, clock)
+        self.answer = answer
+
+    def callRemote(self, command, **arguments):
+        if command is RouteBatch:
+            self.calls.append((command, arguments))
+            try:
+                return defer.succeed({"replies": pack(self.answer(unpack(arguments["calls"])))})
+            except Exception as e:
+                return defer.fail(e)
+        return super().callRemote(command, **arguments)
+
+
+def echo(calls):
+    """Every call answered with its message's text; C{"no"} refused."""
+    return [
+        [1, codes.ROOM_FULL, "full", True] if message.get("text") == "no" else [0, message]
+        for _, _, message in calls
+    ]
+
+
+class BatchTests(unittest.TestCase):
+    """A route's batches (L{RemoteRoute.batched}), on a fake clock and link."""
+
+    caller = Caller("s1", "gateway-1", "a1", "Alice", zone="r0c0")
+
+    def route(self, link, **options) -> RemoteRoute:
+        return RemoteRoute(("zone.",), link, batched=("zone.move",), **options)
+
+    def moves(self, route, texts):
+        return [route.handle(self.caller, "zone.move", {"text": t}) for t in texts]
+
+    def test_one_box_per_turn(self):
+        """Moves of one reactor turn go in one box, in order, at the turn's end."""
+        link = BatchLink(echo)
+        route = self.route(link)
+        results = self.moves(route, ["a", "no", "c"])
+        self.assertEqual(link.calls, [])
+        link.reactor.advance(0)
+        [(command, arguments)] = link.calls
+        self.assertIs(command, RouteBatch)
+        calls = unpack(arguments["calls"])
+        self.assertEqual([c[2]["text"] for c in calls], ["a", "no", "c"])
+        self.assertEqual(Caller.from_dict(calls[0][0]), self.caller)
+        self.assertEqual(self.successResultOf(results[0]), {"text": "a"})
+        refused = self.failureResultOf(results[1], WireError).value
+        self.assertEqual(
+            (refused.code, refused.message, refused.fatal), (codes.ROOM_FULL, "full", True)
+        )
+        self.assertEqual(self.successResultOf(results[2]), {"text": "c"})
+        # The next turn's moves make a new box.
+        later = self.moves(route, ["d"])
+        link.reactor.advance(0)
+        self.assertEqual(len(link.calls), 2)
+        self.assertEqual(self.successResultOf(later[0]), {"text": "d"})
+
+    def test_max_batch(self):
+        """A full box goes at once; the rest waits for the turn's end."""
+        link = BatchLink(echo)
+        route = self.route(link, max_batch=2)
+        results = self.moves(route, "abcde")
+        self.assertEqual([len(unpack(a["calls"])) for _, a in link.calls], [2, 2])
+        link.reactor.advance(0)
+        self.assertEqual([len(unpack(a["calls"])) for _, a in link.calls], [2, 2, 1])
+        self.assertEqual([self.successResultOf(d)["text"] for d in results], list("abcde"))
+
+    def test_order_kept(self):
+        """Any other message, or a session event, sends the gathered moves first."""
+        link = BatchLink(echo, {"body": pack({"left": True})})
+        route = self.route(link)
+        self.moves(route, ["a"])
+        left = route.handle(self.caller, "zone.leave", {})
+        self.moves(route, ["b"])
+        route.session_event(self.caller, "ended")
+        self.assertEqual([c for c, _ in link.calls], [RouteBatch, Route, RouteBatch, SessionEvent])
+        self.assertEqual(self.successResultOf(left), {"left": True})
+        link.reactor.advance(0)
+        self.assertEqual(len(link.calls), 4)
+
+    def test_link_failures(self):
+        """A box the link fails: every message in it gets the client's error for that failure."""
+        for failure, code in [
+            (error.ConnectionLost(), codes.UNAVAILABLE),
+            (rpc.Unavailable("no link"), codes.UNAVAILABLE),
+            (amp.UnknownRemoteError("bug"), codes.INTERNAL),
+        ]:
+            link = FakeLink(failure)
+            results = self.moves(self.route(link), ["a", "b"])
+            link.reactor.advance(0)
+            for d in results:
+                self.assertEqual(self.failureResultOf(d, WireError).value.code, code, failure)
+
+    def test_no_answer(self):
+        """A box never answered: every message in it is 'unavailable' after the timeout."""
+        link = FakeLink(defer.Deferred())
+        results = self.moves(self.route(link, timeout=7.0), ["a", "b"])
+        link.reactor.advance(0)
+        link.reactor.advance(6.9)
+        for d in results:
+            self.assertNoResult(d)
+        link.reactor.advance(0.1)
+        for d in results:
+            self.assertEqual(self.failureResultOf(d, WireError).value.code, codes.UNAVAILABLE)
+
+    def test_unreadable_answer(self):
+        """Too few replies, or one that is no reply: 'internal' for those messages."""
+        link = BatchLink(lambda calls: [[0, {}]])
+        results = self.moves(self.route(link), ["a", "b"])
+        link.reactor.advance(0)
+        for d in results:
+            self.assertEqual(self.failureResultOf(d, WireError).value.code, codes.INTERNAL)
+        link = BatchLink(lambda calls: [[0, {"ok": 1}], "what"])
+        results = self.moves(self.route(link), ["a", "b"])
+        link.reactor.advance(0)
+        self.assertEqual(self.successResultOf(results[0]), {"ok": 1})
+        self.assertEqual(self.failureResultOf(results[1], WireError).value.code, codes.INTERNAL)
+
+    def test_service_without_batches(self):
+        """
+        A service that does not know RouteBatch (an older version during an
+        upgrade) left the box unhandled: each message goes again alone, and
+        so do the next ones, until the route is relinked.
+        """
+
+        def unhandled(calls):
+            raise amp.UnhandledCommand()
+
+        link = BatchLink(unhandled, {"body": pack({"alone": True})})
+        route = self.route(link)
+        results = self.moves(route, ["a", "b"])
+        link.reactor.advance(0)
+        self.assertEqual([c for c, _ in link.calls], [RouteBatch, Route, Route])
+        self.assertEqual(unpack(link.calls[1][1]["body"]), {"text": "a"})
+        self.assertEqual(unpack(link.calls[2][1]["body"]), {"text": "b"})
+        for d in results:
+            self.assertEqual(self.successResultOf(d), {"alone": True})
+        self.successResultOf(self.moves(route, ["c"])[0])
+        self.assertEqual(link.calls[-1][0], Route)
 
 
 class CommandTests(unittest.TestCase):

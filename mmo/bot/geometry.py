@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 Point = tuple[float, float]
 
-#: Share of the speed limits a bot's step uses, for the network's jitter.
+#: The largest share of the speed limits a bot's step may use, for the network's jitter.
 SAFETY = 0.9
 
 
@@ -46,14 +46,15 @@ class World:
             spawn=tuple(world.spawn) if world.spawn else None,
         )
 
-    def max_step(self, interval: float) -> float:
+    def max_step(self, interval: float, speed: float = SAFETY) -> float:
         """
-        The longest move a bot makes every C{interval} seconds: 90% of both
-        C{max_speed x interval} and the largest jump the zone accepts,
+        The longest move a bot makes every C{interval} seconds: C{speed}
+        (at most L{SAFETY}) times the smaller of C{max_speed x interval}
+        and the largest jump the zone accepts,
         C{max_speed x (1 + speed_tolerance) x move_burst}.
         """
         jump = self.max_speed * (1 + self.speed_tolerance) * self.move_burst
-        return SAFETY * min(self.max_speed * interval, jump)
+        return min(speed, SAFETY) * min(self.max_speed * interval, jump)
 
     def inside(self, x: float, y: float, margin: float = 0.0) -> bool:
         return margin <= x <= self.width - margin and margin <= y <= self.height - margin

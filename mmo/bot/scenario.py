@@ -40,6 +40,14 @@ KEYS: dict[str, Key] = {
     ),
     "ping_interval": Key(5.0, 0.05, 3600.0, float, ("idle",), "Seconds between pings of a bot."),
     "move_interval": Key(0.5, 0.02, 60.0, float, MOVING, "Seconds between moves of a bot."),
+    "speed": Key(
+        0.5,
+        0.05,
+        0.9,
+        float,
+        MOVING,
+        "A bot's step, as a fraction of the longest legal one (at most 0.9).",
+    ),
     "turn_interval": Key(
         3.0, 0.1, 3600.0, float, ("wander",), "Seconds a wandering bot keeps its heading, about."
     ),

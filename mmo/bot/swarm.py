@@ -285,7 +285,7 @@ class Bot:
         elif scenario.name in ("wander", "border-walk"):
             if self.walker is None:
                 here = self.tracker.position
-                step = swarm.options.world.max_step(scenario.move_interval)
+                step = swarm.options.world.max_step(scenario.move_interval, scenario.speed)
                 if scenario.name == "wander":
                     self.walker = geometry.Wanderer(
                         swarm.options.world,

@@ -46,6 +46,13 @@ LINK_TIMEOUT = 5.0
 #: Seconds a remote route waits for the answer to a message it sent.
 CALL_TIMEOUT = 30.0
 
+#: Messages at most in one L{commands.RouteBatch} box (a box of 500
+#: C{zone.move}s is about 100 KB).
+MAX_BATCH = 500
+
+#: The message types a zone answers at once, which a gateway sends in batches.
+ZONE_BATCHED = ("zone.move",)
+
 
 def pack(value) -> bytes:
     return msgpack.packb(value, use_bin_type=True)
@@ -118,18 +125,41 @@ class RemoteRoute:
     A route to a game service in another process, over an
     L{mmo.rpc.RPCClientService} link.
 
+    Messages of the types in C{batched} (those the service answers at once,
+    like a zone's C{zone.move}) are gathered for the rest of the reactor
+    turn and go together in one L{commands.RouteBatch} (at most
+    C{max_batch} to a box); each still gets its own reply or error.  Any
+    other message first sends the gathered ones, so that the service gets
+    a session's messages in the order they came.
+
     @ivar prefixes: The message types (or prefixes ending in ".") it owns.
     @ivar link: The L{mmo.rpc.RPCClientService} to the service's process.
     @ivar timeout: Seconds to wait for an answer once a message is sent.
+    @ivar batched: The message types sent in batches.
     """
 
     log = Logger()
 
-    def __init__(self, prefixes, link: rpc.RPCClientService, timeout: float = CALL_TIMEOUT):
+    def __init__(
+        self,
+        prefixes,
+        link: rpc.RPCClientService,
+        timeout: float = CALL_TIMEOUT,
+        batched=(),
+        max_batch: int = MAX_BATCH,
+    ):
         self.prefixes = tuple(prefixes)
         self.link = link
         self.timeout = timeout
         self.name = link.peer.name
+        self.batched = frozenset(batched)
+        self.max_batch = max_batch
+        #: The batched messages of this reactor turn: ([caller, kind, message], Deferred).
+        self._batch: list[tuple[list, defer.Deferred]] = []
+        self._flush_call = None
+        #: The service does not take L{commands.RouteBatch} (an older
+        #: version, during a rolling upgrade): one L{commands.Route} each.
+        self._unbatched = False
 
     def __repr__(self) -> str:
         return f"<RemoteRoute to {self.name} for {', '.join(self.prefixes)}>"
@@ -145,6 +175,16 @@ class RemoteRoute:
         return d.addTimeout(self.timeout, self.link.reactor)
 
     def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
+        if kind in self.batched and not self._unbatched:
+            d = defer.Deferred()
+            self._batch.append(([caller.to_dict(), kind, message], d))
+            if len(self._batch) >= self.max_batch:
+                self.flush()
+            elif self._flush_call is None:
+                self._flush_call = self.link.reactor.callLater(0, self.flush)
+            return d
+        if self._batch:
+            self.flush()
         return defer.ensureDeferred(self._handle(caller, kind, message))
 
     async def _handle(self, caller: Caller, kind: str, message: dict):
@@ -152,26 +192,79 @@ class RemoteRoute:
             response = await self._call(
                 commands.Route, caller=pack(caller.to_dict()), kind=kind, body=pack(message)
             )
-        except commands.ServiceError as e:
-            raise e.wire_error() from None
-        except rpc.Unavailable:
-            raise WireError(
+        except Exception as e:
+            raise self._client_error(e, kind) from None
+        return unpack(response["body"])
+
+    def _client_error(self, e: Exception, kind: str) -> Exception:
+        """What the client is told of a call of C{kind} that failed with C{e}."""
+        if isinstance(e, commands.ServiceError):
+            return e.wire_error()
+        if isinstance(e, rpc.Unavailable):
+            return WireError(
                 codes.UNAVAILABLE, f"the {self.name} service is not reachable now; retry"
-            ) from None
-        except (error.ConnectionLost, error.ConnectionDone, defer.TimeoutError) as e:
+            )
+        if isinstance(e, (error.ConnectionLost, error.ConnectionDone, defer.TimeoutError)):
             self.log.warn("{kind!r} to {service}: {why}", kind=kind, service=self.name, why=str(e))
-            raise WireError(
+            return WireError(
                 codes.UNAVAILABLE,
                 f"the {self.name} service did not answer; the request may or may not "
                 "have taken effect",
-            ) from None
-        except amp.UnknownRemoteError:
-            raise WireError(
-                codes.INTERNAL, f"the {self.name} service failed to handle {kind!r}"
-            ) from None
-        return unpack(response["body"])
+            )
+        if isinstance(e, amp.UnknownRemoteError):
+            return WireError(codes.INTERNAL, f"the {self.name} service failed to handle {kind!r}")
+        return e
+
+    def flush(self) -> None:
+        """Send the gathered messages now (L{commands.RouteBatch}, C{max_batch} to a box)."""
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        batch, self._batch = self._batch, []
+        for start in range(0, len(batch), self.max_batch):
+            self._send_batch(batch[start : start + self.max_batch])
+
+    def _send_batch(self, batch: list) -> None:
+        d = self._call(commands.RouteBatch, calls=pack([call for call, _ in batch]))
+        d.addCallbacks(self._answered, self._batch_failed, (batch,), None, (batch,))
+
+    def _answered(self, response: dict, batch: list) -> None:
+        try:
+            replies = unpack(response["replies"])
+            if not isinstance(replies, list) or len(replies) != len(batch):
+                raise ValueError("not one reply per call")
+        except Exception:
+            self.log.warn("{service} sent an unreadable batch answer", service=self.name)
+            replies = [None] * len(batch)
+        for reply, (_, d) in zip(replies, batch, strict=True):
+            if isinstance(reply, list) and len(reply) == 2 and reply[0] == 0:
+                d.callback(reply[1])
+            elif isinstance(reply, list) and len(reply) == 4 and reply[0] == 1:
+                d.errback(WireError(str(reply[1]), str(reply[2]), bool(reply[3])))
+            else:
+                d.errback(
+                    WireError(codes.INTERNAL, f"the {self.name} service sent an unreadable answer")
+                )
+
+    def _batch_failed(self, failure, batch: list) -> None:
+        if failure.check(amp.UnhandledCommand):
+            # Not handled, so not carried out: each goes again on its own.
+            self.log.info(
+                "the {service} service takes no batches (an older version): one message per call",
+                service=self.name,
+            )
+            self._unbatched = True
+            for (caller, kind, message), d in batch:
+                routed = defer.ensureDeferred(self._handle(Caller.from_dict(caller), kind, message))
+                routed.chainDeferred(d)
+            return
+        for (_, kind, _), d in batch:
+            d.errback(self._client_error(failure.value, kind))
 
     def session_event(self, caller: Caller, event: str) -> defer.Deferred:
+        if self._batch:
+            self.flush()
         d = self._call(commands.SessionEvent, caller=pack(caller.to_dict()), event=event)
         return d.addCallback(lambda _: None)
 
@@ -187,6 +280,7 @@ class RemoteRoute:
         def moved(successor):
             if successor is not None:
                 self.link = successor
+                self._unbatched = False
             return successor
 
         return self.link.relink().addCallback(moved)
@@ -198,6 +292,13 @@ class RemoteRoute:
 def _caller(data: bytes) -> Caller:
     try:
         fields = unpack(data)
+    except Exception:
+        raise rpc.BadRequest("malformed caller")
+    return _caller_of(fields)
+
+
+def _caller_of(fields) -> Caller:
+    try:
         caller = Caller.from_dict(fields)
     except Exception:
         raise rpc.BadRequest("malformed caller")
@@ -216,6 +317,10 @@ class ServiceRPC(rpc.RPCProtocol):
     def route(self, caller: bytes, kind: str, body: bytes) -> defer.Deferred:
         return defer.ensureDeferred(self.factory.route(_caller(caller), kind, body))
 
+    @commands.RouteBatch.responder
+    def route_batch(self, calls: bytes) -> defer.Deferred:
+        return defer.ensureDeferred(self.factory.route_batch(calls))
+
     @commands.SessionEvent.responder
     def session_event(self, caller: bytes, event: str) -> defer.Deferred:
         d = defer.ensureDeferred(self.factory.service.session_event(_caller(caller), event))
@@ -230,6 +335,7 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
     """
 
     protocol = ServiceRPC
+    log = Logger()
 
     def __init__(self, config: Config, process: ProcessSection, service, reactor=None):
         super().__init__(config, process, reactor)
@@ -247,6 +353,39 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
         except WireError as e:
             raise commands.ServiceError.of(e)
         return {"body": pack(reply)}
+
+    async def route_batch(self, data: bytes) -> dict:
+        """
+        A L{commands.RouteBatch}: every call handled in order (each started
+        before the next, as separate L{commands.Route}s would be), one reply
+        each.  A malformed call is refused on its own (C{bad_request}); a
+        handler's unexpected exception is logged and answered C{internal}.
+        """
+        try:
+            calls = unpack(data)
+        except Exception:
+            raise rpc.BadRequest("malformed batch")
+        if not isinstance(calls, list):
+            raise rpc.BadRequest("the batch is not a list")
+        handled = [defer.ensureDeferred(self._routed(call)) for call in calls]
+        return {"replies": pack([await d for d in handled])}
+
+    async def _routed(self, call) -> list:
+        try:
+            fields, kind, message = call
+            caller = _caller_of(fields)
+            if not isinstance(kind, str) or not isinstance(message, dict):
+                raise TypeError(kind)
+        except (TypeError, ValueError, rpc.BadRequest):
+            return [1, codes.BAD_REQUEST, "malformed routed message", False]
+        try:
+            reply = await self.service.handle(caller, kind, message)
+        except WireError as e:
+            return [1, e.code, e.message[:4096], e.fatal]
+        except Exception:
+            self.log.failure("{kind!r} from {session} failed", kind=kind, session=caller.session)
+            return [1, codes.INTERNAL, f"the service failed to handle {kind!r}", False]
+        return [0, reply]
 
 
 def serve(
@@ -310,6 +449,7 @@ def zone_routes(
         peer.name: RemoteRoute(
             ("zone.",),
             rpc.RPCClientService(config, process, peer, reactor=reactor, timeout=timeout),
+            batched=ZONE_BATCHED,
         )
         for peer in config.processes.values()
         if peer.kind == "zone"
@@ -374,7 +514,19 @@ class ZoneRoute:
         return found
 
     def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
+        zone = caller.zone
+        if zone is not None and kind not in ("zone.enter", "zone.leave"):
+            # In the world, an input: straight to its zone's route (every
+            # player's every move comes this way).
+            route = self.routes.get(zone)
+            if route is None:
+                return defer.fail(self._unreachable(zone))
+            return route.handle(caller, kind, message)
         return defer.ensureDeferred(self._handle(caller, kind, message))
+
+    @staticmethod
+    def _unreachable(zone: str) -> WireError:
+        return WireError(codes.UNAVAILABLE, f"zone {zone!r} is not reachable from here")
 
     async def _handle(self, caller: Caller, kind: str, message: dict):
         zone = caller.zone
@@ -382,16 +534,17 @@ class ZoneRoute:
             if kind != "zone.enter":
                 raise WireError(codes.NOT_ALLOWED, "enter the world first (zone.enter)")
             zone = await self.home(caller)
+            caller = caller.moved(zone=zone)
         route = self.routes.get(zone)
         if route is None:
-            raise WireError(codes.UNAVAILABLE, f"zone {zone!r} is not reachable from here")
-        reply = await route.handle(caller.moved(zone=zone), kind, message)
+            raise self._unreachable(zone)
+        reply = await route.handle(caller, kind, message)
         if isinstance(reply, dict) and ZONE_REDIRECT in reply:
             # zone.enter in the wrong zone: the store names another owner.
             zone = reply[ZONE_REDIRECT]
             route = self.routes.get(zone)
             if route is None:
-                raise WireError(codes.UNAVAILABLE, f"zone {zone!r} is not reachable from here")
+                raise self._unreachable(zone)
             reply = await route.handle(caller.moved(zone=zone), kind, message)
             if isinstance(reply, dict) and ZONE_REDIRECT in reply:
                 raise WireError(codes.UNAVAILABLE, "your character is moving between zones; retry")

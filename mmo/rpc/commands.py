@@ -198,6 +198,26 @@ class Route(Command):
     errors = {ServiceError: ServiceError.code}
 
 
+class RouteBatch(Command):
+    """
+    Several routed messages in one box: what a gateway gathered in one
+    reactor turn for a service that answers them at once (a zone's
+    C{zone.move}), so that a thousand players' inputs cost one AMP round
+    trip rather than a thousand.
+
+    C{calls} is the msgpack of a list of C{[caller, kind, message]} (the
+    caller as C{Caller.to_dict()}, the whole client message as a map).  The
+    response's C{replies} is the msgpack of a list with one entry per call,
+    in order: C{[0, reply]} (the reply's fields, or nil for none) or
+    C{[1, code, message, fatal]} for a L{mmo.wire.codes.WireError}.  The
+    service handles the calls in their order, as if each had come in its
+    own L{Route}; one call's refusal is its own and the others go on.
+    """
+
+    arguments = [(b"calls", LongBytes())]
+    response = [(b"replies", LongBytes())]
+
+
 class SessionEvent(Command):
     """
     A gateway tells a game service that a session C{"started"},
