@@ -21,7 +21,6 @@ import argparse
 import cProfile
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ import time
 from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _common import parser, percentile, report  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
@@ -39,6 +39,7 @@ from mmo.zone import messages  # noqa: E402
 from mmo.zone.entity import PLAYER, Entity  # noqa: E402
 from mmo.zone.handoff import ACTIVE, GatewayRoutes, SwitchRoute, ZoneHandoff  # noqa: E402
 from mmo.zone.service import BusLink  # noqa: E402
+from tests.redis import RedisServer  # noqa: E402
 
 ZONES = ("zone-a", "zone-b")
 GATEWAY = "gw-bench"
@@ -57,78 +58,16 @@ def monotonic() -> float:
     return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
-# -- a private redis-server ------------------------------------------------------------
+# -- a private redis-server (the tests' own, tests/redis.py) ------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Redis:
-    """A redis-server on a free loopback port in C{directory}, no persistence."""
-
-    def __init__(self, directory: str, appendonly: bool = False):
-        self.appendonly = appendonly
-        self.binary = shutil.which("redis-server")
-        if self.binary is None:
-            raise SystemExit(
-                "bench/handoff.py needs redis-server on the PATH (apt-get install "
-                "redis-server): the zones talk over the Redis bus and share the Redis store"
-            )
-        self.directory = directory
-        self.port = free_port()
-        self.process = None
-
-    def start(self, timeout: float = 10.0) -> None:
-        self.process = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                self.directory,
-                "--save",
-                "",
-                *(
-                    ["--appendonly", "yes", "--appendfsync", "always"]
-                    if self.appendonly
-                    else ["--appendonly", "no"]
-                ),
-                "--daemonize",
-                "no",
-                "--logfile",
-                os.path.join(self.directory, "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+def private_redis(directory: str, appendonly: bool) -> RedisServer:
+    if shutil.which("redis-server") is None:
+        raise SystemExit(
+            "bench/handoff.py needs redis-server on the PATH (apt-get install "
+            "redis-server): the zones talk over the Redis bus and share the Redis store"
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited: see {self.directory}/redis.log")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(64).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("redis-server did not start in time")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+    return RedisServer(os.path.join(directory, "redis"), appendonly=appendonly)
 
 
 def write_config(directory: str, port: int) -> str:
@@ -344,7 +283,7 @@ class Gateway:
 
 async def parent_main(reactor, args) -> None:
     directory = tempfile.mkdtemp(prefix="mmo-bench-handoff-")
-    redis = Redis(directory, appendonly=args.appendonly)
+    redis = private_redis(directory, args.appendonly)
     children: list[subprocess.Popen] = []
     try:
         redis.start()

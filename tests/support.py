@@ -29,6 +29,28 @@ rpc = "tcp:0:interface=127.0.0.1"
 """
 
 
+async def fake_clock_bus_store(testcase):
+    """
+    A C{task.Clock}, a L{MemoryBus} on it and a started SQLite store in a
+    temporary directory, both stopped when C{testcase} ends: what a zone
+    service needs to run without a reactor or a network.
+    """
+    from twisted.internet import task
+
+    from mmo.bus.memory import MemoryBus
+    from mmo.store.sqlite import SQLiteStore
+
+    clock = task.Clock()
+    bus = MemoryBus(reactor=clock)
+    testcase.addCleanup(bus.stop)
+    path = os.path.join(os.path.abspath(testcase.mktemp()), "store.sqlite3")
+    os.makedirs(os.path.dirname(path))
+    store = SQLiteStore(path, reactor=clock)
+    await store.start()
+    testcase.addCleanup(store.stop)
+    return clock, bus, store
+
+
 def write_config(testcase, text: str, name: str = "mmo.toml") -> str:
     """Write C{text} (dedented) as a config file in a new temporary directory."""
     directory = testcase.mktemp()

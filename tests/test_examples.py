@@ -21,11 +21,10 @@ from mmo.gateway.service import factory_class
 from mmo.login.protocol import StandaloneFactory
 from mmo.login.tickets import TicketSigner
 from mmo.services import gateway_channel
-from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
 from mmo.zone.service import zone_service_class
-from tests.support import write_config, written_frames
+from tests.support import fake_clock_bus_store, write_config, written_frames
 from tests.test_zone_service import TICK, WORLD, caller
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -101,14 +100,7 @@ class PickupExampleTests(unittest.TestCase):
         # Named in the config, the example is the class every zone uses.
         named = config.load(os.path.join(EXAMPLES, "pickup.toml"))
         self.assertIs(zone_service_class(named), pickup.PickupZone)
-        self.clock = task.Clock()
-        self.bus = MemoryBus(reactor=self.clock)
-        self.addCleanup(self.bus.stop)
-        path = os.path.join(os.path.abspath(self.mktemp()), "store.sqlite3")
-        os.makedirs(os.path.dirname(path))
-        self.store = SQLiteStore(path, reactor=self.clock)
-        await self.store.start()
-        self.addCleanup(self.store.stop)
+        self.clock, self.bus, self.store = await fake_clock_bus_store(self)
         self.delivered = []
         await self.bus.subscribe(gateway_channel("gw-1"), self.delivered.append)
         self.zones = {}

@@ -7,8 +7,6 @@ handoff between two zones over the bus; and the gateway's side of it
 
 from __future__ import annotations
 
-import os
-
 from twisted.internet import task
 from twisted.trial import unittest
 
@@ -17,14 +15,13 @@ from mmo.bus.memory import MemoryBus
 from mmo.gateway.factory import GatewayFactory
 from mmo.gateway.router import ZoneRoute
 from mmo.services import SESSION_UPDATE, Caller, gateway_channel
-from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone import messages
 from mmo.zone.handoff import Moved, Switched, SwitchRoute
 from mmo.zone.service import ZoneService
 from mmo.zone.world import WorldMap
-from tests.support import write_config
+from tests.support import fake_clock_bus_store, write_config
 
 WORLD = """
 [processes.mmo]
@@ -65,14 +62,7 @@ class ZoneTestCase(unittest.TestCase):
 
     async def setUp(self):
         self.config = config.load(write_config(self, WORLD))
-        self.clock = task.Clock()
-        self.bus = MemoryBus(reactor=self.clock)
-        self.addCleanup(self.bus.stop)
-        path = os.path.join(os.path.abspath(self.mktemp()), "store.sqlite3")
-        os.makedirs(os.path.dirname(path))
-        self.store = SQLiteStore(path, reactor=self.clock)
-        await self.store.start()
-        self.addCleanup(self.store.stop)
+        self.clock, self.bus, self.store = await fake_clock_bus_store(self)
         self.delivered: dict[str, list] = {"gw-1": [], "gw-2": []}
         for gateway, received in self.delivered.items():
             await self.bus.subscribe(gateway_channel(gateway), received.append)

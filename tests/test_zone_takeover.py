@@ -6,20 +6,16 @@ SQLite store; players move while the old one hands over.
 
 from __future__ import annotations
 
-import os
-
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from mmo import config
-from mmo.bus.memory import MemoryBus
 from mmo.control import ControlService
 from mmo.services import gateway_channel
-from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.service import HANDED, SERVING, TakeoverAborted, ZoneHost
-from tests.support import write_config
+from tests.support import fake_clock_bus_store, write_config
 from tests.test_zone_service import TICK, caller, deferLater
 
 WORLD = """
@@ -67,14 +63,7 @@ class FakeHooks:
 class TakeoverTests(unittest.TestCase):
     async def setUp(self):
         self.config = config.load(write_config(self, WORLD))
-        self.clock = task.Clock()
-        self.bus = MemoryBus(reactor=self.clock)
-        self.addCleanup(self.bus.stop)
-        path = os.path.join(os.path.abspath(self.mktemp()), "store.sqlite3")
-        os.makedirs(os.path.dirname(path))
-        self.store = SQLiteStore(path, reactor=self.clock)
-        await self.store.start()
-        self.addCleanup(self.store.stop)
+        self.clock, self.bus, self.store = await fake_clock_bus_store(self)
         self.delivered = []
         await self.bus.subscribe(gateway_channel("gw-1"), self.delivered.append)
 
