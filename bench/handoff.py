@@ -34,7 +34,7 @@ from _common import parser, percentile, report  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from mmo import config as mmo_config  # noqa: E402
-from mmo.services import gateway_channel  # noqa: E402
+from mmo.game.service import gateway_channel  # noqa: E402
 from mmo.zone import messages  # noqa: E402
 from mmo.zone.entity import PLAYER, Entity  # noqa: E402
 from mmo.zone.handoff import ACTIVE, GatewayRoutes, SwitchRoute, ZoneHandoff  # noqa: E402

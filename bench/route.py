@@ -1,7 +1,7 @@
 """
 Routing a client's zone.move from a gateway to a zone service process: the
 gateway's L{RemoteRoute} over the project's RPC link (AMP over mutual TLS)
-to a game service served by L{mmo.gateway.router.ServiceRPCFactory} in
+to a game service served by L{mmo.game.server.ServiceRPCFactory} in
 another process, next to a bare Twisted AMP round trip over the same TLS,
 measured in the same run.
 
@@ -42,9 +42,11 @@ from twisted.protocols import amp  # noqa: E402
 import mmo  # noqa: E402
 from mmo import certs, rpc  # noqa: E402
 from mmo import config as mmo_config  # noqa: E402
-from mmo.gateway.router import ZONE_BATCHED, RemoteRoute, ServiceRPCFactory, pack  # noqa: E402
-from mmo.services import Caller, GameService  # noqa: E402
+from mmo.game.routes import RemoteRoute, pack  # noqa: E402
+from mmo.game.server import ServiceRPCFactory
+from mmo.game.service import Caller, GameService  # noqa: E402
 from mmo.tls import internal_client_options, internal_server_options  # noqa: E402
+from mmo.zone.route import ZONE_BATCHED
 
 GATEWAY = "gateway-1"
 SERVICE = "zone-1"

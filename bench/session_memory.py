@@ -31,8 +31,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import parser, report  # noqa: E402
 
+from mmo.game.service import Caller  # noqa: E402
 from mmo.gateway.session import Session  # noqa: E402
-from mmo.services import Caller  # noqa: E402
 from mmo.wire import codec  # noqa: E402
 
 

@@ -12,7 +12,7 @@ checks the message; the domain object (L{Emotes}) decides what happens and
 knows no bytes; the factory ties them together and is named in the config.
 """
 
-from mmo.login.protocol import StandaloneFactory, StandaloneProtocol
+from mmo.standalone.protocol import StandaloneFactory, StandaloneProtocol
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 

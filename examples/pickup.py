@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 
-from mmo.services import Caller
+from mmo.game.service import Caller
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.entity import Entity

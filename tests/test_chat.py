@@ -16,7 +16,7 @@ from twisted.trial import unittest
 from mmo import config
 from mmo.bus.memory import MemoryBus
 from mmo.chat.service import ROOMS_CHANNEL, ChatService, LogWriter
-from mmo.services import Caller, gateway_channel
+from mmo.game.service import Caller, gateway_channel
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codes
 from mmo.wire.codes import WireError

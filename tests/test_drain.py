@@ -14,7 +14,7 @@ from twisted.internet import defer
 from twisted.test import iosim
 
 from mmo import client as sdk
-from mmo.gateway.tap import directory_info
+from mmo.frontend.listener import directory_info
 from mmo.wire import codes
 from tests.test_sessions import PEER, WINDOW, Player, SessionTestCase
 

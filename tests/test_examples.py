@@ -16,11 +16,11 @@ from twisted.trial import unittest
 
 from mmo import config
 from mmo.bus.memory import MemoryBus
+from mmo.frontend.listener import factory_class
+from mmo.game.service import gateway_channel
 from mmo.gateway.admission import Admission
-from mmo.gateway.service import factory_class
-from mmo.login.protocol import StandaloneFactory
 from mmo.login.tickets import TicketSigner
-from mmo.services import gateway_channel
+from mmo.standalone.protocol import StandaloneFactory
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
 from mmo.zone.service import zone_service_class

@@ -23,8 +23,8 @@ from twisted.trial import unittest
 
 from mmo.bus.memory import MemoryBus
 from mmo.config import Config
+from mmo.game.service import SESSION_UPDATE, Caller, gateway_channel
 from mmo.lobby.service import ROOMS_CHANNEL, LobbyService
-from mmo.services import SESSION_UPDATE, Caller, gateway_channel
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codes
 from mmo.wire.codes import WireError

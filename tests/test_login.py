@@ -23,9 +23,9 @@ from mmo.config import Config
 from mmo.gateway.admission import Admission
 from mmo.login import service as login_service
 from mmo.login.passwords import PasswordHasher
-from mmo.login.protocol import StandaloneFactory
 from mmo.login.service import LoginService
 from mmo.login.tickets import TicketSigner
+from mmo.standalone.protocol import StandaloneFactory
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codec, codes
 from mmo.wire.codes import THROTTLED, TICKET_REFUSED, WireError

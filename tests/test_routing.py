@@ -1,7 +1,7 @@
 """
-Tests for L{mmo.gateway.router}: routes to game services in other
+Tests for L{mmo.game.routes}: routes to game services in other
 processes over AMP with mutual TLS (real links on the loopback interface,
-to a real L{mmo.gateway.router.serve} listener), the commands and error
+to a real L{mmo.game.server.serve} listener), the commands and error
 that carry them (L{mmo.rpc.commands}), the remote routes a gateway builds
 from its config, and how L{mmo.gateway.tap} wires routes into a gateway
 process.
@@ -26,24 +26,16 @@ from mmo import rpc
 from mmo.app import ProcessService
 from mmo.bus.memory import MemoryBus
 from mmo.config import ConfigError
+from mmo.frontend.listener import ClientListener
+from mmo.game.routes import LocalRoute, RemoteRoute, pack, unpack
+from mmo.game.server import ServiceRPC, ServiceRPCFactory, serve
+from mmo.game.service import Caller, gateway_channel
 from mmo.gateway import tap as gateway_tap
 from mmo.gateway.admission import Admission
 from mmo.gateway.factory import GatewayFactory
-from mmo.gateway.router import (
-    ROUTE_PREFIXES,
-    LocalRoute,
-    RemoteRoute,
-    ServiceRPC,
-    ServiceRPCFactory,
-    pack,
-    remote_routes,
-    serve,
-    unpack,
-)
-from mmo.gateway.service import ClientListener
+from mmo.gateway.tap import ROUTE_PREFIXES, remote_routes
 from mmo.login.tickets import TicketSigner, load_key
 from mmo.rpc.commands import LongBytes, Route, RouteBatch, ServiceError, SessionEvent
-from mmo.services import Caller, gateway_channel
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from tests.redis import free_port

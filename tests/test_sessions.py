@@ -27,13 +27,13 @@ from twisted.trial import unittest
 from mmo import client as sdk
 from mmo.bus.memory import MemoryBus
 from mmo.config import Config
+from mmo.game.routes import LocalRoute
+from mmo.game.service import SESSION_UPDATE, Caller, GameService, deliver, gateway_channel
 from mmo.gateway.admission import Admission, FloodLimits, TokenBucket
 from mmo.gateway.factory import GatewayFactory, online_key
-from mmo.gateway.router import LocalRoute
 from mmo.gateway.session import ResumeRefused, Session, session_key, token_hash
 from mmo.login.service import SESSIONS_CHANNEL
 from mmo.login.tickets import Ticket, TicketSigner
-from mmo.services import SESSION_UPDATE, Caller, GameService, deliver, gateway_channel
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
 from tests.support import decode_frames

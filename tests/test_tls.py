@@ -13,7 +13,7 @@ from twisted.trial import unittest
 from mmo import certs, tls
 from mmo.client import connect
 from mmo.config import ConfigError
-from mmo.gateway.service import ClientListener
+from mmo.frontend.listener import ClientListener
 from tests.support import LogCapture, deployment
 
 STANDALONE = """

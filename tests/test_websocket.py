@@ -1,5 +1,5 @@
 """
-Secure WebSocket for browsers (L{mmo.gateway.websocket}): real TLS over
+Secure WebSocket for browsers (L{mmo.frontend.websocket}): real TLS over
 loopback to a real autobahn server, with the C{websockets} library as the
 browser.
 
@@ -31,11 +31,10 @@ from mmo import tls
 from mmo.bus.memory import MemoryBus
 from mmo.client import connect as tcp_connect
 from mmo.config import ConfigError
-from mmo.gateway.admission import Admission
-from mmo.gateway.factory import ClientFactory
-from mmo.gateway.protocol import ClientProtocol
-from mmo.gateway.service import ClientListener
-from mmo.gateway.websocket import (
+from mmo.frontend.factory import ClientFactory
+from mmo.frontend.listener import ClientListener
+from mmo.frontend.protocol import ClientProtocol
+from mmo.frontend.websocket import (
     CLOSE_MESSAGE_TOO_BIG,
     CLOSE_NORMAL,
     CLOSE_UNSUPPORTED_DATA,
@@ -43,10 +42,11 @@ from mmo.gateway.websocket import (
     FrameTransport,
     WebSocketListener,
 )
+from mmo.gateway.admission import Admission
 from mmo.login.passwords import PasswordHasher
-from mmo.login.protocol import StandaloneFactory
 from mmo.login.service import SESSIONS_CHANNEL, LoginService
 from mmo.login.tickets import TicketSigner
+from mmo.standalone.protocol import StandaloneFactory
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codec, codes
 from tests.support import LogCapture, deployment

@@ -22,8 +22,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial import unittest
 
 from mmo.config import Config, WireSection
-from mmo.gateway.factory import ClientFactory
-from mmo.gateway.protocol import ClientProtocol
+from mmo.frontend.factory import ClientFactory
+from mmo.frontend.protocol import ClientProtocol
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
 from mmo.wire.codes import WireError
 from mmo.wire.protocol import FramedProtocol

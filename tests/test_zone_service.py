@@ -2,7 +2,7 @@
 The zone service (L{mmo.zone.service}) on a fake clock, the in-memory bus
 and SQLite: entering, moving, the batched deliveries, session events, a
 handoff between two zones over the bus; and the gateway's side of it
-(L{mmo.gateway.router.ZoneRoute}, batched deliveries).
+(L{mmo.zone.route.ZoneRoute}, batched deliveries).
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from twisted.trial import unittest
 
 from mmo import config
 from mmo.bus.memory import MemoryBus
+from mmo.game.service import SESSION_UPDATE, Caller, gateway_channel
 from mmo.gateway.factory import GatewayFactory
-from mmo.gateway.router import ZoneRoute
-from mmo.services import SESSION_UPDATE, Caller, gateway_channel
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone import messages
 from mmo.zone.handoff import Moved, Switched, SwitchRoute
+from mmo.zone.route import ZoneRoute
 from mmo.zone.service import ZoneService
 from mmo.zone.world import WorldMap
 from tests.support import fake_clock_bus_store, write_config
@@ -433,7 +433,7 @@ class RoutingTests(ZoneTestCase):
     """The gateway's zone route over zones in this process, and the zones of a process."""
 
     def route(self, store=None) -> ZoneRoute:
-        from mmo.gateway.router import LocalRoute
+        from mmo.game.routes import LocalRoute
 
         return ZoneRoute(
             {name: LocalRoute(zone) for name, zone in self.zones.items()},
@@ -478,7 +478,7 @@ class RoutingTests(ZoneTestCase):
         self.assertIsNone(self.east.simulation.get("c-alice"))
 
     async def test_zone_host_and_remote_routes(self):
-        from mmo.gateway.router import remote_routes
+        from mmo.gateway.tap import remote_routes
         from mmo.zone.service import ZoneHost
         from tests.support import deployment
 

@@ -11,7 +11,7 @@ from twisted.trial import unittest
 
 from mmo import config
 from mmo.control import ControlService
-from mmo.services import gateway_channel
+from mmo.game.service import gateway_channel
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.service import HANDED, SERVING, TakeoverAborted, ZoneHost

@@ -34,7 +34,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mmo.bus import BusError
-from mmo.services import Caller, GameService
+from mmo.game.service import Caller, GameService
 from mmo.store import StoreError
 from mmo.wire import codes
 from mmo.wire.codes import WireError

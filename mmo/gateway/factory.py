@@ -1,21 +1,22 @@
 """
-The factories of client connections: configuration, the set of live
-connections and, on a gateway, the players' sessions; no bytes and no game
-state.
+The gateway's factory of player connections: the players' sessions, their
+admission, resume and handover, deliveries and routing; no bytes.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from twisted.internet import defer, error, protocol
-from twisted.logger import Logger
+from twisted.internet import defer, error
 
 from mmo.bus import BusError
 from mmo.bus.directory import least_loaded
 from mmo.config import Config, ProcessSection
+from mmo.frontend.factory import ClientFactory
+from mmo.frontend.protocol import CLOSED
+from mmo.game.service import SESSION_UPDATE, Caller, gateway_channel
 from mmo.gateway.admission import FloodLimits
-from mmo.gateway.protocol import CLOSED, ClientProtocol, GatewayProtocol
+from mmo.gateway.protocol import GatewayProtocol
 from mmo.gateway.session import (
     ATTACHED,
     DETACHED,
@@ -30,7 +31,6 @@ from mmo.gateway.session import (
 )
 from mmo.login.service import SESSIONS_CHANNEL, revoke
 from mmo.rpc.commands import RPCError
-from mmo.services import SESSION_UPDATE, Caller, gateway_channel
 from mmo.wire import codes
 from mmo.wire.codes import (
     ALREADY_ONLINE,
@@ -41,73 +41,6 @@ from mmo.wire.codes import (
     RESUMED_ELSEWHERE,
     WireError,
 )
-
-
-class ClientFactory(protocol.ServerFactory):
-    """
-    Builds a L{ClientProtocol} per client connection.
-
-    Game teams subclass it and set C{protocol} to their own protocol class;
-    the config key C{processes.NAME.factory} names the subclass to use.
-
-    @ivar config: The deployment config.
-    @ivar process: This process's section of it.
-    @ivar wire: The C{[wire]} limits.
-    @ivar reactor: The reactor and clock every connection uses.
-    @ivar connections: The live connections.
-    """
-
-    protocol = ClientProtocol
-    log = Logger()
-    # The service logs its own line when it listens; one per connection is noise.
-    noisy = False
-
-    def __init__(self, config: Config, process: ProcessSection, reactor=None):
-        if reactor is None:
-            from twisted.internet import reactor
-        self.config = config
-        self.process = process
-        self.wire = config.wire
-        self.reactor = reactor
-        self.connections: set[ClientProtocol] = set()
-        self._drained: list[defer.Deferred] = []
-
-    def connectionOpened(self, connection: ClientProtocol) -> None:
-        self.connections.add(connection)
-
-    def connectionClosed(self, connection: ClientProtocol) -> None:
-        self.connections.discard(connection)
-        if not self.connections:
-            waiting, self._drained = self._drained, []
-            for d in waiting:
-                d.callback(None)
-
-    def closeAll(
-        self,
-        code: str = codes.SHUTDOWN,
-        message: str = "the server is shutting down",
-        timeout: float = 5.0,
-    ) -> defer.Deferred:
-        """
-        Say goodbye to every connection and close it; the result fires once
-        all are closed.  Connections still open after C{timeout} seconds
-        (a peer that does not read) are aborted.
-        """
-        if not self.connections:
-            return defer.succeed(None)
-        d = defer.Deferred()
-        self._drained.append(d)
-        for connection in list(self.connections):
-            connection.goodbye(code, message)
-
-        def abort():
-            for connection in list(self.connections):
-                self.log.warn("aborting {peer}: no close after goodbye", peer=connection.peer)
-                connection.transport.abortConnection()
-
-        timer = self.reactor.callLater(timeout, abort)
-        d.addBoth(lambda result: timer.cancel() if timer.active() else None)
-        return d
 
 
 def online_key(account_id: str) -> str:
@@ -166,7 +99,7 @@ class GatewayFactory(ClientFactory):
 
     @ivar admission: The L{mmo.gateway.admission.Admission} checking tickets.
     @ivar bus: The deployment's bus.
-    @ivar routes: The L{mmo.gateway.router.IRoute}s to game services, in the
+    @ivar routes: The L{mmo.game.routes.IRoute}s to game services, in the
         order they are asked whether they own a message type.
     @ivar registry: The L{SessionRegistry} of the sessions held here.
     @ivar flood: The L{FloodLimits} of every connection.

@@ -30,8 +30,8 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from itertools import islice
 
+from mmo.game.service import Caller
 from mmo.login.tickets import Ticket
-from mmo.services import Caller
 from mmo.wire import codec
 from mmo.wire.codes import FRAME_TOO_LARGE, WireError
 

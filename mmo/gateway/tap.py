@@ -10,17 +10,26 @@ from __future__ import annotations
 
 from twisted.application.internet import TimerService
 
+from mmo import rpc
 from mmo.app import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
+from mmo.config import Config, ProcessSection
+from mmo.frontend.listener import ClientListener, directory_info, factory_class
+from mmo.frontend.websocket import WebSocketListener
+from mmo.game.routes import LINK_TIMEOUT, RemoteRoute
+from mmo.game.service import gateway_channel
 from mmo.gateway.admission import Admission
 from mmo.gateway.factory import GatewayFactory
-from mmo.gateway.router import remote_routes
-from mmo.gateway.service import ClientListener, factory_class
-from mmo.gateway.websocket import WebSocketListener
 from mmo.login.service import SESSIONS_CHANNEL
 from mmo.login.tickets import TicketSigner, load_key
-from mmo.services import gateway_channel
+from mmo.zone.route import zone_routes
+
+#: The message types each kind of remote service owns (prefixes end in ".").
+ROUTE_PREFIXES: dict[str, tuple[str, ...]] = {
+    "lobby": ("character.", "room.", "world."),
+    "chat": ("chat.",),
+}
 
 
 class Options(ConfigOptions):
@@ -61,26 +70,27 @@ class Sessions:
         return self.factory.stop()
 
 
-def directory_info(process, listener, kind=None, load=None, websocket=None, draining=False) -> dict:
+def remote_routes(
+    config: Config, process: ProcessSection, reactor=None, timeout: float = LINK_TIMEOUT
+) -> list[RemoteRoute]:
     """
-    What a process with a client listener tells the directory about itself:
-    where clients reach it (and browsers, with a WebSocket listener), its
-    load and, once it drains, C{"draining": true} (login then sends nobody there).
+    A L{RemoteRoute} (with its own RPC link) to every process of the config
+    whose kind is in L{ROUTE_PREFIXES} (C{lobby}, C{chat}), in the config's
+    order.  The links are not started: L{mmo.gateway.tap.add_gateway} runs
+    them with the gateway.
     """
-    port = listener.port.getHost().port if listener.port is not None else None
-    host, public_port = process.public_address(port)
-    info = {
-        "kind": kind or process.kind,
-        "realm": process.realm,
-        "host": host,
-        "port": public_port,
-        "load": load() if load is not None else len(listener.factory.connections),
-    }
-    if websocket is not None and websocket.port is not None:
-        info["websocket"] = websocket.port.getHost().port
-    if draining:
-        info["draining"] = True
-    return info
+    routes: list = [
+        RemoteRoute(
+            ROUTE_PREFIXES[peer.kind],
+            rpc.RPCClientService(config, process, peer, reactor=reactor, timeout=timeout),
+        )
+        for peer in config.processes.values()
+        if peer.kind in ROUTE_PREFIXES
+    ]
+    zones = zone_routes(config, process, reactor, timeout)
+    if zones is not None:
+        routes.append(zones)
+    return routes
 
 
 def add_gateway(
@@ -90,7 +100,7 @@ def add_gateway(
     Wire a gateway factory into a process: ticket admission, the sessions
     channel, this gateway's delivery channel, presence, the directory entry,
     the routes to game services (C{routes}, a list of
-    L{mmo.gateway.router.IRoute}; by default those the factory has), the
+    L{mmo.game.routes.IRoute}; by default those the factory has), the
     client listener and the control commands C{drain}, C{kick} and
     C{broadcast} (see C{docs/sessions.md}).
 

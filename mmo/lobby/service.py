@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 from twisted.internet import defer
 
-from mmo.services import SESSION_UPDATE, Caller, GameService
+from mmo.game.service import SESSION_UPDATE, Caller, GameService
 from mmo.store import AlreadyExists, Character, NotFound, new_id
 from mmo.wire.codes import (
     BAD_NAME,

@@ -1,13 +1,14 @@
 """
 The login messages clients send: C{register}, C{login}, C{realms} and
 C{logout}.  L{LoginMessages} is a mixin, so the login server's protocol and
-the standalone server's (which is also a gateway) share them.
+the standalone server's (L{mmo.standalone.protocol}, which is also a
+gateway) share them.
 """
 
 from __future__ import annotations
 
-from mmo.gateway.factory import ClientFactory, GatewayFactory
-from mmo.gateway.protocol import ClientProtocol, GatewayProtocol
+from mmo.frontend.factory import ClientFactory
+from mmo.frontend.protocol import ClientProtocol
 
 
 class LoginMessages:
@@ -61,23 +62,4 @@ class LoginFactory(ClientFactory):
     """
 
     protocol = LoginProtocol
-    login = None
-
-
-class StandaloneProtocol(LoginMessages, GatewayProtocol):
-    """
-    A client of the standalone server, which logs in and admits in one
-    process: the login messages are open before the ticket is presented.
-    """
-
-    before_auth = GatewayProtocol.before_auth | LoginMessages.login_messages
-
-    async def message_logout(self, message: dict) -> dict:
-        if self.ticket is not None:
-            return await GatewayProtocol.message_logout(self, message)
-        return await LoginMessages.message_logout(self, message)
-
-
-class StandaloneFactory(GatewayFactory):
-    protocol = StandaloneProtocol
     login = None

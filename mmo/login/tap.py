@@ -10,8 +10,7 @@ from __future__ import annotations
 from mmo.app import ConfigOptions, ProcessService, build
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
-from mmo.gateway.service import ClientListener, factory_class
-from mmo.gateway.tap import directory_info
+from mmo.frontend.listener import ClientListener, directory_info, factory_class
 from mmo.login.passwords import PasswordHasher
 from mmo.login.protocol import LoginFactory
 from mmo.login.service import LoginService

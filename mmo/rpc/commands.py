@@ -183,9 +183,9 @@ class ServiceError(RPCError):
 class Route(Command):
     """
     A gateway routes a client's message to the game service that owns its
-    type (see C{mmo.gateway.router}).
+    type (see C{mmo.game.routes}).
 
-    C{caller} is the msgpack of the sender's L{mmo.services.Caller} (as
+    C{caller} is the msgpack of the sender's L{mmo.game.service.Caller} (as
     C{Caller.to_dict()}), C{kind} the message type, C{body} the msgpack of
     the whole message as the client sent it.  The response's C{body} is the
     msgpack of the reply's fields, or of nil for no reply.  A service that
@@ -221,8 +221,8 @@ class RouteBatch(Command):
 class SessionEvent(Command):
     """
     A gateway tells a game service that a session C{"started"},
-    C{"changed"}, C{"moved"} or C{"ended"} (see L{mmo.services}); C{caller}
-    is the msgpack of the session's L{mmo.services.Caller} after the event.
+    C{"changed"}, C{"moved"} or C{"ended"} (see L{mmo.game.service}); C{caller}
+    is the msgpack of the session's L{mmo.game.service.Caller} after the event.
     """
 
     arguments = [(b"caller", LongBytes()), (b"event", amp.Unicode())]

@@ -5,7 +5,7 @@ L{mmo.zone.handoff} and L{mmo.zone.ghosts} define their messages as frozen
 dataclasses and leave the transport to the zone service.  On the bus a
 message travels as C{{"zone": {"from": SENDER, "type": NAME, ...fields}}} on
 the channel of its addressee: L{zone_channel} for a zone,
-L{mmo.services.gateway_channel} for a gateway.
+L{mmo.game.service.gateway_channel} for a gateway.
 """
 
 from __future__ import annotations

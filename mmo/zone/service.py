@@ -5,7 +5,7 @@ A L{ZoneService} owns a L{ZoneSimulation} of its region, the region's side
 of every handoff (L{ZoneHandoff}), the ghosts its neighbours mirror into it
 (L{GhostTable}), periodic checkpoints (L{Checkpointer}) and a L{Ticker} at
 C{[world] tick_rate}.  Players reach it through the gateway's zone route
-(L{mmo.gateway.router.ZoneRoute}) with C{zone.enter}, C{zone.move} and
+(L{mmo.zone.route.ZoneRoute}) with C{zone.enter}, C{zone.move} and
 C{zone.leave}; it pushes C{world.update} and C{world.correct} back.
 
 Everything between processes travels on the bus (L{mmo.zone.messages}): a
@@ -23,7 +23,7 @@ import uuid
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from mmo.services import SESSION_UPDATE, ZONE_REDIRECT, Caller, GameService, gateway_channel
+from mmo.game.service import SESSION_UPDATE, ZONE_REDIRECT, Caller, GameService, gateway_channel
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone import messages
@@ -717,9 +717,9 @@ class ZoneHost(GameService):
     """
     The zones of one process: a L{ZoneService} for every region of
     C{[world]} whose C{process} is C{process_name}, as one game service for
-    the gateways (L{mmo.gateway.router.serve} serves one).  A message goes
+    the gateways (L{mmo.game.server.serve} serves one).  A message goes
     to the zone named by its caller's C{zone} (the gateway's
-    L{mmo.gateway.router.ZoneRoute} sets it); session events go to all.
+    L{mmo.zone.route.ZoneRoute} sets it); session events go to all.
 
     It also replaces a running process of the same name (C{takeover}): see
     C{docs/world.md}, "Replacing a zone process".  The process's pieces
@@ -862,7 +862,7 @@ class ZoneHost(GameService):
         process = self.process
         if process is not None:
             await process.go_live(self.bind_attempts)
-            from mmo.services import gateway_channel
+            from mmo.game.service import gateway_channel
 
             for peer in self.config.processes.values():
                 if peer.kind in ("gateway", "mmo"):

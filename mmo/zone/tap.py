@@ -10,7 +10,7 @@ the players noticing (the old one hands its regions over and exits; see
 C{docs/world.md}, "Replacing a zone process").
 """
 
-from mmo.service_tap import ServiceOptions, make_game_service
+from mmo.game.process import ServiceOptions, make_game_service
 
 
 class Options(ServiceOptions):

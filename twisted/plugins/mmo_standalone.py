@@ -1,3 +1,3 @@
 from twisted.application.service import ServiceMaker
 
-mmo = ServiceMaker("mmo", "mmo.tap", "Every mmo service in one process.", "mmo")
+mmo = ServiceMaker("mmo", "mmo.standalone.tap", "Every mmo service in one process.", "mmo")

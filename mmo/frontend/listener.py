@@ -1,5 +1,7 @@
 """
-The gateway service: the client-facing TLS listener and its connections.
+The client-facing listeners of a process (login, gateway or standalone):
+TLS on C{processes.NAME.client}, the factory class a config names, and what
+a process with clients tells the directory about itself.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from twisted.python.reflect import namedAny
 
 from mmo import tls
 from mmo.config import Config, ConfigError, ProcessSection
-from mmo.gateway.factory import ClientFactory
+from mmo.frontend.factory import ClientFactory
 
 
 def factory_class(config: Config, process: ProcessSection, default=ClientFactory):
@@ -125,3 +127,25 @@ class ClientListener(TLSListener):
         super().stopService()
         yield self.stopListening()
         yield self.factory.closeAll()
+
+
+def directory_info(process, listener, kind=None, load=None, websocket=None, draining=False) -> dict:
+    """
+    What a process with a client listener tells the directory about itself:
+    where clients reach it (and browsers, with a WebSocket listener), its
+    load and, once it drains, C{"draining": true} (login then sends nobody there).
+    """
+    port = listener.port.getHost().port if listener.port is not None else None
+    host, public_port = process.public_address(port)
+    info = {
+        "kind": kind or process.kind,
+        "realm": process.realm,
+        "host": host,
+        "port": public_port,
+        "load": load() if load is not None else len(listener.factory.connections),
+    }
+    if websocket is not None and websocket.port is not None:
+        info["websocket"] = websocket.port.getHost().port
+    if draining:
+        info["draining"] = True
+    return info

@@ -1,5 +1,5 @@
 """
-Tests for L{mmo.gateway} (the server side of a client connection, its
+Tests for L{mmo.frontend} (the server side of a client connection, its
 factory and the choice of factory class) and for the client SDK
 L{mmo.client.Client}, all without a network: protocols are driven through
 C{StringTransport}s (or a linked pair of fake transports) and time through a
@@ -22,10 +22,11 @@ from twisted.trial import unittest
 import mmo
 from mmo import client as sdk
 from mmo.config import Config, ConfigError, WireSection
-from mmo.gateway import protocol as gateway_protocol
-from mmo.gateway.factory import ClientFactory, GatewayFactory
-from mmo.gateway.protocol import CLOSE_GRACE, CLOSED, HANDSHAKE, OPEN, ClientProtocol
-from mmo.gateway.service import ClientListener, factory_class
+from mmo.frontend import protocol as frontend_protocol
+from mmo.frontend.factory import ClientFactory
+from mmo.frontend.listener import ClientListener, factory_class
+from mmo.frontend.protocol import CLOSE_GRACE, CLOSED, HANDSHAKE, OPEN, ClientProtocol
+from mmo.gateway.factory import GatewayFactory
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
 from mmo.wire.codes import WireError
 from tests.support import deployment
@@ -206,7 +207,7 @@ class HandshakeTests(GatewayTestCase):
 
     def test_highest_common_version(self):
         """The server picks the highest version both sides speak."""
-        self.patch(gateway_protocol, "SUPPORTED_VERSIONS", (1, 2, 3))
+        self.patch(frontend_protocol, "SUPPORTED_VERSIONS", (1, 2, 3))
         protocol = self.connect()
         [reply] = self.request(protocol, {"t": "hello", "id": 1, "versions": [2, 7, 1]})
         self.assertEqual(reply["version"], 2)
@@ -960,7 +961,7 @@ class FactoryClassTests(unittest.TestCase):
         self.assertIs(factory_class(config, config.processes["mmo"]), ClientFactory)
 
     def test_named(self):
-        config = make_config(factory="tests.test_gateway.EmoteFactory")
+        config = make_config(factory="tests.test_frontend.EmoteFactory")
         self.assertIs(factory_class(config, config.processes["mmo"]), EmoteFactory)
 
     def assertFactoryError(self, name, *fragments):
@@ -973,16 +974,16 @@ class FactoryClassTests(unittest.TestCase):
         return error
 
     def test_unknown(self):
-        self.assertFactoryError("tests.test_gateway.NoSuchFactory", "cannot import")
+        self.assertFactoryError("tests.test_frontend.NoSuchFactory", "cannot import")
         self.assertFactoryError("no_such_module_here.Factory", "cannot import")
 
     def test_not_a_factory(self):
         for name in (
             "mmo.config.Config",
-            "tests.test_gateway.not_a_factory",
+            "tests.test_frontend.not_a_factory",
             "mmo.gateway.protocol.ClientProtocol",
         ):
-            self.assertFactoryError(name, "not a subclass of mmo.gateway.factory.ClientFactory")
+            self.assertFactoryError(name, "not a subclass of mmo.frontend.factory.ClientFactory")
 
     def test_names_file(self):
         config = make_config(factory="mmo.config.Config")
@@ -998,7 +999,7 @@ class FactoryClassTests(unittest.TestCase):
             [processes.mmo]
             kind = "mmo"
             client = "tcp:0:interface=127.0.0.1"
-            factory = "tests.test_gateway.EmoteFactory"
+            factory = "tests.test_frontend.EmoteFactory"
             """,
         )
         reactor = MemoryReactorClock()

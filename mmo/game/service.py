@@ -1,5 +1,5 @@
 """
-Game services behind the gateway: the lobby, chat and, later, the zones.
+Game services behind the gateway: the lobby, chat and the zones.
 
 A gateway routes each admitted player's message to the service that owns
 its type (by prefix: C{character.*}, C{room.*} and C{world.*} to the lobby,
@@ -35,6 +35,13 @@ SESSION_UPDATE = "_session"
 #: The reply key with which a zone sends C{zone.enter} on to the zone that
 #: owns the character (the gateway's zone route follows it, once).
 ZONE_REDIRECT = "_zone"
+
+
+def owns(prefixes, kind: str) -> bool:
+    """Whether C{kind} is one of C{prefixes} or starts with one that ends in "."."""
+    return any(
+        kind == prefix or (prefix.endswith(".") and kind.startswith(prefix)) for prefix in prefixes
+    )
 
 
 def gateway_channel(gateway: str) -> str:
@@ -106,10 +113,7 @@ class GameService:
         self.reactor = reactor
 
     def owns(self, kind: str) -> bool:
-        return any(
-            kind == prefix or (prefix.endswith(".") and kind.startswith(prefix))
-            for prefix in self.prefixes
-        )
+        return owns(self.prefixes, kind)
 
     async def start(self) -> None:
         """Start (subscribe, load...); called before any message."""

@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mmo.config import Config, ProcessSection
-from mmo.gateway.service import TLSListener
+from mmo.frontend.listener import TLSListener
 from mmo.tls import HandshakeLogging, peer_address
 from mmo.wire import codec
 from mmo.wire.codes import BAD_FRAME, FRAME_TOO_LARGE
@@ -428,7 +428,7 @@ class WebSocketListener(TLSListener):
     listener, L{tls.client_facing_options}) and serves the client protocol
     to browsers, one frame body per binary message, on any path.
 
-    It shares C{factory} with the process's L{mmo.gateway.service.ClientListener},
+    It shares C{factory} with the process's L{mmo.frontend.listener.ClientListener},
     so TCP and WebSocket connections are one set of sessions.  When stopped
     it stops accepting, drops connections still in their WebSocket opening
     handshake, has the client factory say goodbye to every client

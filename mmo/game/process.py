@@ -1,8 +1,8 @@
 """
 What the plugins of game services (C{mmo-lobby}, C{mmo-chat}, C{mmo-zone})
 share: a process with the store, the bus and one
-L{mmo.services.GameService}, answering gateways over AMP with mutual TLS
-and announcing itself in the directory.
+L{mmo.game.service.GameService}, answering gateways over AMP with mutual TLS
+(L{mmo.game.server}) and announcing itself in the directory.
 
 A service that can replace a running process of the same name (the zone
 host, C{mmo-zone --takeover}) has an C{attach(hooks)} method: it gets the
@@ -18,9 +18,11 @@ from twisted.internet import defer, task
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
+from mmo import rpc
 from mmo.app import ConfigOptions, ProcessService, build
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
+from mmo.game.server import ServiceRPCFactory, serve
 from mmo.store import make_store
 
 
@@ -46,7 +48,7 @@ class ProcessHooks:
     another process of the same name.
 
     @ivar top: The L{ProcessService}.
-    @ivar factory: The RPC listener's L{mmo.gateway.router.ServiceRPCFactory}
+    @ivar factory: The RPC listener's L{mmo.game.server.ServiceRPCFactory}
         (its C{connections} are the gateways' links).
     @ivar listener: The listening service, once listening (else C{None}).
     @ivar directory: The L{DirectoryService}.
@@ -70,8 +72,6 @@ class ProcessHooks:
         Listen on the RPC port (retrying while the old process still holds
         it), enter the directory, take control commands.
         """
-        from mmo import rpc
-
         top = self.top
         if self.listener is None:
             for attempt in range(attempts):
@@ -134,8 +134,6 @@ class ProcessHooks:
 
 def make_game_service(options: ConfigOptions, service_class, reactor=None) -> ProcessService:
     """The process running C{service_class} for the process chosen by C{options}."""
-    from mmo.gateway.router import ServiceRPCFactory, serve
-
     config, process = options.config, options.process
     if reactor is None:
         from twisted.internet import reactor

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from mmo import rpc
 from mmo.app import ConfigOptions, ProcessService, build
-from mmo.gateway.service import factory_class
+from mmo.frontend.listener import factory_class
+from mmo.game.routes import LocalRoute
 from mmo.gateway.tap import add_gateway
-from mmo.login.protocol import StandaloneFactory
 from mmo.login.tap import login_service
+from mmo.standalone.protocol import StandaloneFactory
 
 
 def zone_route(config, store, bus, reactor, top):
@@ -18,7 +19,7 @@ def zone_route(config, store, bus, reactor, top):
     A L{mmo.zone.service.ZoneService} for every region of C{[world]}, in
     this process (resources of C{top}), and the L{ZoneRoute} to them.
     """
-    from mmo.gateway.router import LocalRoute, ZoneRoute
+    from mmo.zone.route import ZoneRoute
     from mmo.zone.service import zone_service_class
     from mmo.zone.world import WorldMap
 
@@ -41,7 +42,6 @@ class Options(ConfigOptions):
 
 def makeService(options: Options, reactor=None) -> ProcessService:
     from mmo.chat.service import ChatService
-    from mmo.gateway.router import LocalRoute
     from mmo.lobby.service import LobbyService
 
     config, process = options.config, options.process

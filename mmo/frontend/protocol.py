@@ -1,0 +1,350 @@
+"""
+The server side of a client connection: handshake, dispatch, replies,
+pushes, errors, timeouts and goodbye.
+
+L{ClientProtocol} parses and dispatches; it keeps no game state.  A message
+of type C{T} is handled by the method C{message_T} (dots in C{T} become
+underscores), so a game team adds a message by subclassing::
+
+    class MyProtocol(ClientProtocol):
+        def message_emote(self, message):
+            name = self.field(message, "name", str)
+            self.factory.world.emote(self, name)   # domain object, no bytes
+            return {"done": True}                  # the reply's fields
+
+and setting C{protocol = MyProtocol} on a factory subclass.  A handler returns
+the reply's fields (a dict, or a Deferred of one), or C{None} for no reply;
+it raises L{WireError} for an error frame.  Handlers may be coroutines
+(C{async def}).
+"""
+
+from __future__ import annotations
+
+from inspect import iscoroutine
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+import mmo
+from mmo.tls import HandshakeLogging, peer_address
+from mmo.wire import codec, codes
+from mmo.wire.codec import SUPPORTED_VERSIONS
+from mmo.wire.codes import WireError
+from mmo.wire.protocol import FramedProtocol
+
+#: Seconds a closing connection has to finish closing before it is aborted.
+CLOSE_GRACE = 5.0
+
+
+def _settle(result):
+    """A coroutine returned by a handler, as a Deferred."""
+    return defer.ensureDeferred(result) if iscoroutine(result) else result
+
+
+# Connection states.
+HANDSHAKE = "handshake"
+OPEN = "open"
+CLOSED = "closed"
+
+
+class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
+    """
+    One client connection.
+
+    @ivar factory: The L{mmo.gateway.factory.ClientFactory} that built it.
+    @ivar state: L{HANDSHAKE}, then L{OPEN}, then L{CLOSED}.
+    @ivar version: The negotiated protocol version, once open.
+    @ivar seq: The sequence number of the last push sent.
+    """
+
+    log = Logger()
+    state = HANDSHAKE
+    version: int | None = None
+    seq = 0
+    _handshakeTimer = None
+    _abortTimer = None
+
+    # -- connection life ---------------------------------------------------
+
+    def connectionMade(self) -> None:
+        factory = self.factory
+        self.MAX_LENGTH = factory.wire.max_frame_size
+        self.peer = peer_address(self.transport)
+        # TimeoutMixin schedules through this attribute: use the injected clock.
+        self.callLater = factory.reactor.callLater
+        self.setTimeout(factory.wire.idle_timeout)
+        self._handshakeTimer = factory.reactor.callLater(
+            factory.wire.handshake_timeout, self._handshakeTimedOut
+        )
+        factory.connectionOpened(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self.state = CLOSED
+        self.closing = True
+        self.setTimeout(None)
+        for timer in (self._handshakeTimer, self._abortTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self.log.debug("{peer} closed: {why}", peer=self.peer, why=reason.getErrorMessage())
+        self.factory.connectionClosed(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.resetTimeout()
+        FramedProtocol.dataReceived(self, data)
+
+    def timeoutConnection(self) -> None:
+        self.fail(
+            WireError(
+                codes.IDLE_TIMEOUT,
+                f"nothing received for {self.factory.wire.idle_timeout:g} seconds",
+                fatal=True,
+            )
+        )
+
+    def _handshakeTimedOut(self) -> None:
+        self._handshakeTimer = None
+        if self.state == HANDSHAKE:
+            self.fail(
+                WireError(
+                    codes.HANDSHAKE_TIMEOUT,
+                    f"no handshake within {self.factory.wire.handshake_timeout:g} seconds",
+                    fatal=True,
+                )
+            )
+
+    # -- receiving ----------------------------------------------------------
+
+    def messageReceived(self, message: dict) -> None:
+        kind = message["t"]
+        request_id = message.get("id")
+        if request_id is not None and (
+            isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 0
+        ):
+            self.wireError(
+                WireError(codes.BAD_REQUEST, "'id' must be a non-negative integer"), None
+            )
+            return
+        if self.state == HANDSHAKE and kind != "hello":
+            self.wireError(
+                WireError(
+                    codes.HANDSHAKE_REQUIRED,
+                    f"{kind!r} before the handshake; send 'hello' first",
+                    fatal=True,
+                ),
+                request_id,
+            )
+            return
+        refusal = self.checkMessage(kind)
+        if refusal is not None:
+            self.wireError(refusal, request_id)
+            return
+        handler = self.handlerFor(kind)
+        if handler is None:
+            self.wireError(
+                WireError(codes.UNKNOWN_TYPE, f"unknown message type {kind!r}"), request_id
+            )
+            return
+        d = defer.maybeDeferred(handler, message)
+        d.addCallback(
+            lambda result: defer.ensureDeferred(result) if iscoroutine(result) else result
+        )
+        d.addCallbacks(self._replied, self._failed, (request_id,), None, (request_id, kind))
+
+    def checkMessage(self, kind: str) -> WireError | None:
+        """
+        A refusal of message type C{kind} in the connection's current state,
+        or C{None}: a hook for subclasses (the gateway refuses everything but
+        a few types before a client has presented its ticket).
+        """
+        return None
+
+    def handlerFor(self, kind: str):
+        """
+        The callable that handles a message of type C{kind}, or C{None} for
+        C{unknown_type}: the method C{message_KIND} (dots become
+        underscores).  The gateway overrides it to route what it does not
+        handle itself to game services.
+        """
+        return getattr(self, "message_" + kind.replace(".", "_"), None)
+
+    def _replied(self, fields, request_id) -> None:
+        if fields is None or request_id is None or self.state == CLOSED:
+            return
+        try:
+            self.sendMessage({**fields, "t": "reply", "id": request_id})
+        except Exception:
+            self.log.failure("{peer}: cannot send the reply to {id}", peer=self.peer, id=request_id)
+            self.wireError(WireError(codes.INTERNAL, "the reply could not be sent"), request_id)
+
+    def _failed(self, failure: Failure, request_id, kind: str) -> None:
+        if failure.check(WireError):
+            self.wireError(failure.value, request_id)
+            return
+        self.log.failure("{peer}: handling {kind!r} failed", failure, peer=self.peer, kind=kind)
+        self.wireError(
+            WireError(codes.INTERNAL, f"the server failed to handle {kind!r}"), request_id
+        )
+
+    def wireError(self, error: WireError, request_id) -> None:
+        """Answer a protocol error with an error frame; close when fatal."""
+        if self.state == CLOSED or self.closing:
+            return
+        if error.fatal:
+            self.log.warn(
+                "closing {peer}: {code}: {message}",
+                peer=self.peer,
+                code=error.code,
+                message=error.message,
+            )
+            self.closing = True
+        else:
+            self.log.info(
+                "{peer}: {code}: {message}", peer=self.peer, code=error.code, message=error.message
+            )
+        frame = {
+            "t": "error",
+            "id": request_id,
+            "code": error.code,
+            "message": error.message,
+            "fatal": error.fatal,
+        }
+        try:
+            self.sendMessage(frame)
+        except WireError:
+            # The message (which may quote the client's input) made the frame
+            # too large: cut it to fit (the frame without it always fits).
+            room = self.MAX_LENGTH - len(codec.encode({**frame, "message": ""})) - 4
+            frame["message"] = error.message.encode()[: max(room, 0)].decode(errors="ignore")
+            self.sendMessage(frame)
+        if error.fatal:
+            self._close()
+
+    def fail(self, error: WireError) -> None:
+        """Report C{error} (not tied to a request) to the client."""
+        self.wireError(error, None)
+
+    # -- sending -----------------------------------------------------------
+
+    def push(self, kind: str, **fields) -> int:
+        """
+        Send a server push of type C{kind}; returns its sequence number.
+        Sequence numbers start at 1 and grow by one per push, so a client
+        that resumes can say which it saw last.  (On a gateway, an admitted
+        connection's pushes are numbered by its session instead, so that
+        the numbering survives a reconnect: see L{GatewayProtocol.push}.)
+
+        @raise WireError: C{frame_too_large}: the push would be over the
+            frame limit; nothing is sent and no number is used.
+        """
+        seq = self.seq + 1
+        self.sendMessage({**fields, "t": kind, "seq": seq})
+        self.seq = seq
+        return seq
+
+    def canSend(self) -> bool:
+        """Whether frames may still be sent: open, and no goodbye or fatal error sent."""
+        return self.state != CLOSED and not self.closing
+
+    def goodbye(self, code: str, message: str, **fields) -> None:
+        """
+        Tell the client why it is being closed, then close.  C{fields} go
+        into the goodbye frame too (C{moved} names the gateway to resume on).
+        """
+        if self.state == CLOSED or self.closing:
+            return
+        self.closing = True
+        self.log.info("goodbye {peer}: {code}", peer=self.peer, code=code)
+        self.sendMessage({**fields, "t": "bye", "code": code, "message": message})
+        self._close()
+
+    def _close(self) -> None:
+        self.setTimeout(None)
+        if self._handshakeTimer is not None and self._handshakeTimer.active():
+            self._handshakeTimer.cancel()
+        self._handshakeTimer = None
+        self.transport.loseConnection()
+        # Under TLS a clean close waits for the peer's close_notify; a peer
+        # that never sends it must not hold the connection open forever.
+        if self._abortTimer is None:
+            self._abortTimer = self.factory.reactor.callLater(
+                CLOSE_GRACE, self.transport.abortConnection
+            )
+
+    # -- helpers for handlers --------------------------------------------
+
+    @staticmethod
+    def field(
+        message: dict, name: str, kind: type | tuple[type, ...], default=None, required: bool = True
+    ):
+        """
+        The value of field C{name} of C{message}, checked to be of C{kind};
+        raises a C{bad_request} L{WireError} otherwise.
+        """
+        if name not in message:
+            if required:
+                raise WireError(codes.BAD_REQUEST, f"field {name!r} is required")
+            return default
+        value = message[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # msgpack booleans are Python bools, which are also ints: keep them apart.
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise WireError(codes.BAD_REQUEST, f"field {name!r} has the wrong type")
+        return value
+
+    # -- the messages every server answers --------------------------------
+
+    def message_hello(self, message: dict) -> dict:
+        """The version handshake: pick the highest version both speak."""
+        if self.state != HANDSHAKE:
+            raise WireError(codes.BAD_REQUEST, "the handshake is already done")
+        if message.get("id") is None:
+            raise WireError(codes.BAD_REQUEST, "'hello' needs an 'id' for its reply", fatal=True)
+        offered = self.field(message, "versions", list)
+        common = [
+            v
+            for v in offered
+            if isinstance(v, int) and not isinstance(v, bool) and v in SUPPORTED_VERSIONS
+        ]
+        if not common:
+            raise WireError(
+                codes.UNSUPPORTED_VERSION,
+                f"offered {offered!r}; this server speaks {list(SUPPORTED_VERSIONS)!r}",
+                fatal=True,
+            )
+        self.version = max(common)
+        self.state = OPEN
+        if self._handshakeTimer is not None and self._handshakeTimer.active():
+            self._handshakeTimer.cancel()
+        self._handshakeTimer = None
+        client = message.get("client")
+        self.log.info(
+            "{peer} connected: protocol {version}, client {client}",
+            peer=self.peer,
+            version=self.version,
+            client=client if isinstance(client, str) else "unnamed",
+        )
+        wire = self.factory.wire
+        return {
+            "version": self.version,
+            "server": f"mmo/{mmo.__version__}",
+            "max_frame_size": wire.max_frame_size,
+            "idle_timeout": wire.idle_timeout,
+        }
+
+    def message_ping(self, message: dict) -> dict:
+        """Liveness and round-trip time: answers with the server's clock."""
+        return {"time": self.factory.reactor.seconds()}
+
+    def message_bye(self, message: dict) -> None:
+        """The client is leaving: close without an answer."""
+        self.log.info("{peer} said goodbye", peer=self.peer)
+        self.closing = True
+        self._close()
+
+
+def valid_id(request_id) -> bool:
+    """Whether C{request_id} is an id a reply can carry: a non-negative integer."""
+    return isinstance(request_id, int) and not isinstance(request_id, bool) and request_id >= 0

@@ -1,0 +1,272 @@
+"""
+Routes: how a gateway reaches the game service that owns a message type.
+
+A gateway holds a list of routes (L{mmo.gateway.factory.GatewayFactory.routes}).
+An admitted client's message that the gateway protocol does not handle
+itself goes to the first route that L{owns <IRoute.owns>} its type; every
+route hears of every session event.  Two kinds:
+
+  - L{LocalRoute} calls a L{mmo.game.service.GameService} in this process (the
+    standalone server);
+  - L{RemoteRoute} calls one in another process over AMP with mutual TLS,
+    with the L{mmo.rpc.commands.Route} and L{mmo.rpc.commands.SessionEvent}
+    commands, which L{mmo.game.server.serve} answers on the service's side.
+
+The zones' route, which follows a player's character from zone to zone, is
+L{mmo.zone.route.ZoneRoute}.
+
+A L{WireError} the service raises reaches the client unchanged (code,
+message, fatality), whichever kind of route carried it; a service that
+cannot be reached gives the client C{unavailable}.
+"""
+
+from __future__ import annotations
+
+import msgpack
+from twisted.application.service import IService
+from twisted.internet import defer, error
+from twisted.logger import Logger
+from twisted.protocols import amp
+from zope.interface import Attribute, Interface, implementer
+
+from mmo import rpc
+from mmo.game.service import Caller, GameService, owns
+from mmo.rpc import commands
+from mmo.wire import codes
+from mmo.wire.codes import WireError
+
+#: Seconds a remote route waits for a link to its service before the client
+#: is told C{unavailable}.
+LINK_TIMEOUT = 5.0
+
+#: Seconds a remote route waits for the answer to a message it sent.
+CALL_TIMEOUT = 30.0
+
+#: Messages at most in one L{commands.RouteBatch} box (a box of 500
+#: C{zone.move}s is about 100 KB).
+MAX_BATCH = 500
+
+
+def pack(value) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+def unpack(data: bytes):
+    return msgpack.unpackb(data, raw=False)
+
+
+class IRoute(Interface):
+    """A way to the game service that owns some message types."""
+
+    name = Attribute("What the route leads to, for logs and error messages.")
+
+    def owns(kind):
+        """Whether the service handles messages of type C{kind}."""
+
+    def handle(caller, kind, message):
+        """
+        Deferred: the reply's fields (a dict) or C{None} for no reply, for
+        the message C{message} (the whole client message) of type C{kind}
+        from C{caller}; fails with a L{WireError} for the client.
+        """
+
+    def session_event(caller, event):
+        """Deferred: tell the service that C{caller}'s session had C{event}."""
+
+    def services():
+        """The Twisted services the route needs running (an RPC link), if any."""
+
+
+@implementer(IRoute)
+class LocalRoute:
+    """
+    A route to a L{GameService} in this process.  The service's own start
+    and stop are its owner's business (the standalone process makes it a
+    resource).
+    """
+
+    def __init__(self, service: GameService):
+        self.service = service
+        self.name = service.kind or type(service).__name__
+
+    def __repr__(self) -> str:
+        return f"<LocalRoute to {self.name}>"
+
+    def owns(self, kind: str) -> bool:
+        return self.service.owns(kind)
+
+    def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
+        return defer.ensureDeferred(self.service.handle(caller, kind, message))
+
+    def session_event(self, caller: Caller, event: str) -> defer.Deferred:
+        return defer.ensureDeferred(self.service.session_event(caller, event))
+
+    def services(self) -> list[IService]:
+        return []
+
+
+@implementer(IRoute)
+class RemoteRoute:
+    """
+    A route to a game service in another process, over an
+    L{mmo.rpc.RPCClientService} link.
+
+    Messages of the types in C{batched} (those the service answers at once,
+    like a zone's C{zone.move}) are gathered for the rest of the reactor
+    turn and go together in one L{commands.RouteBatch} (at most
+    C{max_batch} to a box); each still gets its own reply or error.  Any
+    other message first sends the gathered ones, so that the service gets
+    a session's messages in the order they came.
+
+    @ivar prefixes: The message types (or prefixes ending in ".") it owns.
+    @ivar link: The L{mmo.rpc.RPCClientService} to the service's process.
+    @ivar timeout: Seconds to wait for an answer once a message is sent.
+    @ivar batched: The message types sent in batches.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        prefixes,
+        link: rpc.RPCClientService,
+        timeout: float = CALL_TIMEOUT,
+        batched=(),
+        max_batch: int = MAX_BATCH,
+    ):
+        self.prefixes = tuple(prefixes)
+        self.link = link
+        self.timeout = timeout
+        self.name = link.peer.name
+        self.batched = frozenset(batched)
+        self.max_batch = max_batch
+        #: The batched messages of this reactor turn: ([caller, kind, message], Deferred).
+        self._batch: list[tuple[list, defer.Deferred]] = []
+        self._flush_call = None
+        #: The service does not take L{commands.RouteBatch} (an older
+        #: version, during a rolling upgrade): one L{commands.Route} each.
+        self._unbatched = False
+
+    def __repr__(self) -> str:
+        return f"<RemoteRoute to {self.name} for {', '.join(self.prefixes)}>"
+
+    def owns(self, kind: str) -> bool:
+        return owns(self.prefixes, kind)
+
+    def services(self) -> list[IService]:
+        return [self.link]
+
+    def _call(self, command, **arguments) -> defer.Deferred:
+        d = self.link.callRemote(command, **arguments)
+        return d.addTimeout(self.timeout, self.link.reactor)
+
+    def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
+        if kind in self.batched and not self._unbatched:
+            d = defer.Deferred()
+            self._batch.append(([caller.to_dict(), kind, message], d))
+            if len(self._batch) >= self.max_batch:
+                self.flush()
+            elif self._flush_call is None:
+                self._flush_call = self.link.reactor.callLater(0, self.flush)
+            return d
+        if self._batch:
+            self.flush()
+        return defer.ensureDeferred(self._handle(caller, kind, message))
+
+    async def _handle(self, caller: Caller, kind: str, message: dict):
+        try:
+            response = await self._call(
+                commands.Route, caller=pack(caller.to_dict()), kind=kind, body=pack(message)
+            )
+        except Exception as e:
+            raise self._client_error(e, kind) from None
+        return unpack(response["body"])
+
+    def _client_error(self, e: Exception, kind: str) -> Exception:
+        """What the client is told of a call of C{kind} that failed with C{e}."""
+        if isinstance(e, commands.ServiceError):
+            return e.wire_error()
+        if isinstance(e, rpc.Unavailable):
+            return WireError(
+                codes.UNAVAILABLE, f"the {self.name} service is not reachable now; retry"
+            )
+        if isinstance(e, (error.ConnectionLost, error.ConnectionDone, defer.TimeoutError)):
+            self.log.warn("{kind!r} to {service}: {why}", kind=kind, service=self.name, why=str(e))
+            return WireError(
+                codes.UNAVAILABLE,
+                f"the {self.name} service did not answer; the request may or may not "
+                "have taken effect",
+            )
+        if isinstance(e, amp.UnknownRemoteError):
+            return WireError(codes.INTERNAL, f"the {self.name} service failed to handle {kind!r}")
+        return e
+
+    def flush(self) -> None:
+        """Send the gathered messages now (L{commands.RouteBatch}, C{max_batch} to a box)."""
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        batch, self._batch = self._batch, []
+        for start in range(0, len(batch), self.max_batch):
+            self._send_batch(batch[start : start + self.max_batch])
+
+    def _send_batch(self, batch: list) -> None:
+        d = self._call(commands.RouteBatch, calls=pack([call for call, _ in batch]))
+        d.addCallbacks(self._answered, self._batch_failed, (batch,), None, (batch,))
+
+    def _answered(self, response: dict, batch: list) -> None:
+        try:
+            replies = unpack(response["replies"])
+            if not isinstance(replies, list) or len(replies) != len(batch):
+                raise ValueError("not one reply per call")
+        except Exception:
+            self.log.warn("{service} sent an unreadable batch answer", service=self.name)
+            replies = [None] * len(batch)
+        for reply, (_, d) in zip(replies, batch, strict=True):
+            if isinstance(reply, list) and len(reply) == 2 and reply[0] == 0:
+                d.callback(reply[1])
+            elif isinstance(reply, list) and len(reply) == 4 and reply[0] == 1:
+                d.errback(WireError(str(reply[1]), str(reply[2]), bool(reply[3])))
+            else:
+                d.errback(
+                    WireError(codes.INTERNAL, f"the {self.name} service sent an unreadable answer")
+                )
+
+    def _batch_failed(self, failure, batch: list) -> None:
+        if failure.check(amp.UnhandledCommand):
+            # Not handled, so not carried out: each goes again on its own.
+            self.log.info(
+                "the {service} service takes no batches (an older version): one message per call",
+                service=self.name,
+            )
+            self._unbatched = True
+            for (caller, kind, message), d in batch:
+                routed = defer.ensureDeferred(self._handle(Caller.from_dict(caller), kind, message))
+                routed.chainDeferred(d)
+            return
+        for (_, kind, _), d in batch:
+            d.errback(self._client_error(failure.value, kind))
+
+    def session_event(self, caller: Caller, event: str) -> defer.Deferred:
+        if self._batch:
+            self.flush()
+        d = self._call(commands.SessionEvent, caller=pack(caller.to_dict()), event=event)
+        return d.addCallback(lambda _: None)
+
+    def relink(self) -> defer.Deferred:
+        """
+        The service's process was replaced by a new one at the same address
+        (a zone's takeover): move the link to it without losing a call
+        (L{mmo.rpc.RPCClientService.relink}).  Calls go straight to the new
+        link from then on (the old one still passes on what others send it,
+        and stops the new one with itself when the process stops).
+        """
+
+        def moved(successor):
+            if successor is not None:
+                self.link = successor
+                self._unbatched = False
+            return successor
+
+        return self.link.relink().addCallback(moved)

@@ -1,0 +1,143 @@
+"""
+The service side of the game RPC: how a game-service process (lobby, chat,
+zones) answers the gateways' L{mmo.rpc.commands.Route},
+L{mmo.rpc.commands.RouteBatch} and L{mmo.rpc.commands.SessionEvent} for its
+L{mmo.game.service.GameService}, over AMP with mutual TLS.  The gateway's
+side is L{mmo.game.routes.RemoteRoute}.
+"""
+
+from __future__ import annotations
+
+from twisted.application.service import IService
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mmo import rpc
+from mmo.config import Config, ProcessSection
+from mmo.game.routes import pack, unpack
+from mmo.game.service import Caller
+from mmo.rpc import commands
+from mmo.wire import codes
+from mmo.wire.codes import WireError
+
+
+def _caller(data: bytes) -> Caller:
+    try:
+        fields = unpack(data)
+    except Exception:
+        raise rpc.BadRequest("malformed caller")
+    return _caller_of(fields)
+
+
+def _caller_of(fields) -> Caller:
+    try:
+        caller = Caller.from_dict(fields)
+    except Exception:
+        raise rpc.BadRequest("malformed caller")
+    if not all(isinstance(v, str) for v in (caller.session, caller.gateway, caller.account_id)):
+        raise rpc.BadRequest("malformed caller")
+    return caller
+
+
+class ServiceRPC(rpc.RPCProtocol):
+    """
+    Answers gateways' L{commands.Route} and L{commands.SessionEvent} for the
+    factory's game service.
+    """
+
+    @commands.Route.responder
+    def route(self, caller: bytes, kind: str, body: bytes) -> defer.Deferred:
+        return defer.ensureDeferred(self.factory.route(_caller(caller), kind, body))
+
+    @commands.RouteBatch.responder
+    def route_batch(self, calls: bytes) -> defer.Deferred:
+        return defer.ensureDeferred(self.factory.route_batch(calls))
+
+    @commands.SessionEvent.responder
+    def session_event(self, caller: bytes, event: str) -> defer.Deferred:
+        d = defer.ensureDeferred(self.factory.service.session_event(_caller(caller), event))
+        return d.addCallback(lambda _: {})
+
+
+class ServiceRPCFactory(rpc.RPCServerFactory):
+    """
+    The RPC listener's factory of a game-service process.
+
+    @ivar service: The L{GameService} it serves.
+    """
+
+    protocol = ServiceRPC
+    log = Logger()
+
+    def __init__(self, config: Config, process: ProcessSection, service, reactor=None):
+        super().__init__(config, process, reactor)
+        self.service = service
+
+    async def route(self, caller: Caller, kind: str, body: bytes) -> dict:
+        try:
+            message = unpack(body)
+        except Exception:
+            raise rpc.BadRequest("malformed message body")
+        if not isinstance(message, dict):
+            raise rpc.BadRequest("the message body is not a map")
+        try:
+            reply = await self.service.handle(caller, kind, message)
+        except WireError as e:
+            raise commands.ServiceError.of(e)
+        return {"body": pack(reply)}
+
+    async def route_batch(self, data: bytes) -> dict:
+        """
+        A L{commands.RouteBatch}: every call handled in order (each started
+        before the next, as separate L{commands.Route}s would be), one reply
+        each.  A malformed call is refused on its own (C{bad_request}); a
+        handler's unexpected exception is logged and answered C{internal}.
+        """
+        try:
+            calls = unpack(data)
+        except Exception:
+            raise rpc.BadRequest("malformed batch")
+        if not isinstance(calls, list):
+            raise rpc.BadRequest("the batch is not a list")
+        handled = [defer.ensureDeferred(self._routed(call)) for call in calls]
+        return {"replies": pack([await d for d in handled])}
+
+    async def _routed(self, call) -> list:
+        try:
+            fields, kind, message = call
+            caller = _caller_of(fields)
+            if not isinstance(kind, str) or not isinstance(message, dict):
+                raise TypeError(kind)
+        except (TypeError, ValueError, rpc.BadRequest):
+            return [1, codes.BAD_REQUEST, "malformed routed message", False]
+        try:
+            reply = await self.service.handle(caller, kind, message)
+        except WireError as e:
+            return [1, e.code, e.message[:4096], e.fatal]
+        except Exception:
+            self.log.failure("{kind!r} from {session} failed", kind=kind, session=caller.session)
+            return [1, codes.INTERNAL, f"the service failed to handle {kind!r}", False]
+        return [0, reply]
+
+
+def serve(
+    config: Config,
+    process: ProcessSection | str,
+    service,
+    reactor=None,
+    factory: ServiceRPCFactory | None = None,
+) -> IService:
+    """
+    The RPC listener (on C{processes.NAME.rpc}, mutual TLS) through which
+    gateways reach C{service}, a L{GameService} of this process: it answers
+    L{commands.Route} and L{commands.SessionEvent} (with C{factory}, if
+    given: its C{connections} are the gateways' links).
+
+    @raise mmo.config.ConfigError: The process has no C{rpc} listener, or a
+        certificate is missing.
+    """
+    if not isinstance(process, ProcessSection):
+        process = config.process(process)
+    if factory is None:
+        factory = ServiceRPCFactory(config, process, service, reactor)
+    return rpc.listen(config, process, factory=factory, reactor=reactor)
