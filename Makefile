@@ -23,7 +23,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
+# A stale build/ would install modules that no longer exist in the tree.
 $(STAMP): $(BIN)/python $(SOURCES)
+	rm -rf build
 	$(BIN)/python -m pip install --quiet '.[dev]'
 	@touch $@
 

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(
@@ -18,27 +18,10 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=[
-        "mmo",
-        "mmo.bot",
-        "mmo.bus",
-        "mmo.chat",
-        "mmo.client",
-        "mmo.frontend",
-        "mmo.game",
-        "mmo.gateway",
-        "mmo.lobby",
-        "mmo.login",
-        "mmo.manager",
-        "mmo.rpc",
-        "mmo.standalone",
-        "mmo.store",
-        "mmo.wire",
-        "mmo.zone",
-        # The plugin files go into the installed twisted/plugins/ directory;
-        # that directory must never get an __init__.py of ours.
-        "twisted.plugins",
-    ],
+    # Every package under mmo/, and the plugin files, which go into the
+    # installed twisted/plugins/ directory (that directory must never get an
+    # __init__.py of ours).
+    packages=find_packages(include=["mmo", "mmo.*"]) + ["twisted.plugins"],
     package_data={"twisted.plugins": ["mmo_*.py"]},
     install_requires=[
         "twisted[tls]>=24.7.0",

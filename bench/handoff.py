@@ -2,8 +2,10 @@
 Handoff latency and input safety between two zone processes: one player
 entity handed back and forth between zone-a and zone-b, each a separate OS
 process running a L{ZoneHandoff}, over the Redis bus and the Redis store of
-a private redis-server; this process is the gateway (L{GatewayRoutes}) and
-sends the player's numbered inputs all along.
+a private redis-server; this process is the gateway (the production
+gateway side, L{mmo.zone.route.ZoneRoute}) and sends the player's numbered
+inputs all along (on the zones' bus channels: the zone processes here have
+no RPC listener).
 
     python bench/handoff.py [--handoffs 1000] [--input-rate 200] [--json]
 
@@ -34,11 +36,19 @@ from _common import parser, percentile, report  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from mmo import config as mmo_config  # noqa: E402
-from mmo.game.service import gateway_channel  # noqa: E402
-from mmo.zone import messages  # noqa: E402
+from mmo.game import messages  # noqa: E402
+from mmo.game.messages import (  # noqa: E402
+    BusLink,
+    Input,
+    Moved,
+    SwitchRoute,
+    gateway_channel,
+    zone_channel,
+)
+from mmo.game.service import Caller  # noqa: E402
 from mmo.zone.entity import PLAYER, Entity  # noqa: E402
-from mmo.zone.handoff import ACTIVE, GatewayRoutes, SwitchRoute, ZoneHandoff  # noqa: E402
-from mmo.zone.service import BusLink  # noqa: E402
+from mmo.zone.handoff import ACTIVE, HANDOFF_MESSAGES, ZoneHandoff  # noqa: E402
+from mmo.zone.route import ZoneRoute  # noqa: E402
 from tests.redis import RedisServer  # noqa: E402
 
 ZONES = ("zone-a", "zone-b")
@@ -93,19 +103,12 @@ async def connect(reactor, config):
     return bus, store
 
 
-def subscribe_zone_messages(bus, channel, handle):
-    """Subscribe C{handle(sender, message)} to the zone messages on C{channel}."""
-
-    def received(message):
-        try:
-            sender, body = messages.decode(
-                message.get(messages.KEY) if isinstance(message, dict) else None
-            )
-        except ValueError:
-            return
-        handle(sender, body)
-
-    return bus.subscribe(channel, received)
+def subscribe(bus, channel, handlers: dict):
+    """Subscribe to the messages on C{channel}: C{handlers} by message class."""
+    dispatcher = messages.Dispatcher(channel)
+    for cls, handler in handlers.items():
+        dispatcher.on(cls, handler)
+    return bus.subscribe(channel, dispatcher)
 
 
 # -- a zone process ----------------------------------------------------------------------
@@ -152,7 +155,7 @@ async def zone_main(reactor, args) -> None:
     bus, store = await connect(reactor, config)
     state = State()
     handoff = ZoneHandoff(name, store, state, BusLink(bus, name, ZONES), reactor)
-    await subscribe_zone_messages(bus, messages.zone_channel(name), handoff.receive)
+    await subscribe(bus, zone_channel(name), {cls: handoff.receive for cls in HANDOFF_MESSAGES})
     crossing = [False]
     finished = defer.Deferred()
 
@@ -210,11 +213,40 @@ async def zone_main(reactor, args) -> None:
 # -- the gateway and the measurement ---------------------------------------------------------
 
 
+class ZoneLink:
+    """The gateway's link to one zone: each C{zone.move} goes on the zone's channel."""
+
+    def __init__(self, link: BusLink, zone: str):
+        self.link, self.zone, self.name = link, zone, zone
+
+    def owns(self, kind):
+        return kind.startswith("zone.")
+
+    def services(self):
+        return []
+
+    def session_event(self, caller, event):
+        return defer.succeed(None)
+
+    def handle(self, caller, kind, message):
+        payload = {"x": message["x"], "y": message["y"]}
+        self.link.send(
+            self.zone, Input(caller.session, caller.character_id, message["seq"], payload)
+        )
+        return defer.succeed({})
+
+
 class Gateway:
+    """The gateway: one session in zone-a, its zone route, and the measurement."""
+
     def __init__(self, reactor, bus, store):
         self.reactor = reactor
         self.bus = bus
-        self.routes = GatewayRoutes(GATEWAY, store, BusLink(bus, GATEWAY, ZONES))
+        link = BusLink(bus, GATEWAY, ZONES)
+        self.caller = Caller(
+            SESSION, GATEWAY, "bench", "bench", character_id=ENTITY, zone=ZONES[0], in_world=True
+        )
+        self.route = ZoneRoute({zone: ZoneLink(link, zone) for zone in ZONES}, None, link)
         self.sent: list[int] = []
         self.crossed: dict[str, float] = {}
         self.switched: dict[str, float] = {}
@@ -224,16 +256,24 @@ class Gateway:
         self._waiters: list[tuple[object, defer.Deferred]] = []
 
     async def start(self):
-        await subscribe_zone_messages(self.bus, gateway_channel(GATEWAY), self.zone_message)
+        handlers = {SwitchRoute: self.zone_message, Moved: self.zone_message}
+        await subscribe(self.bus, gateway_channel(GATEWAY), handlers)
         await self.bus.subscribe(PARENT, self.parent_message)
 
+    # The session, as the zone route sees it.
+
+    def change(self, change):
+        self.caller = change.apply(self.caller)
+        return defer.succeed(None)
+
+    def push(self, kind, fields):
+        pass
+
     def zone_message(self, sender, message):
-        route = self.routes.route(SESSION)
-        before = (route.zone, route.version) if route else None
-        self.routes.receive(sender, message)
-        if isinstance(message, SwitchRoute) and route is not None:
-            if (route.zone, route.version) != before:
-                self.switched.setdefault(message.transfer_id, monotonic())
+        before = self.caller.zone
+        self.route.switch(sender, message, self if message.session == SESSION else None)
+        if isinstance(message, SwitchRoute) and self.caller.zone != before:
+            self.switched.setdefault(message.transfer_id, monotonic())
         self._check()
 
     def parent_message(self, message):
@@ -278,7 +318,8 @@ class Gateway:
     def send_input(self):
         seq = len(self.sent) + 1
         self.sent.append(seq)
-        self.routes.send_input(SESSION, seq, {"x": float(seq % 1000), "y": 100.0})
+        move = {"seq": seq, "x": float(seq % 1000), "y": 100.0}
+        self.route.handle(self.caller, "zone.move", move)
 
 
 async def parent_main(reactor, args) -> None:
@@ -334,7 +375,6 @@ async def parent_main(reactor, args) -> None:
                 rtts.append(gateway.pongs[n] - started)
 
         # The handoffs, with inputs all along.
-        gateway.routes.attach(SESSION, ENTITY, ZONES[0], 0)
         inputs = task.LoopingCall(gateway.send_input)
         inputs.start(1.0 / args.input_rate)
         started = time.monotonic()

@@ -43,10 +43,10 @@ import mmo  # noqa: E402
 from mmo import certs, rpc  # noqa: E402
 from mmo import config as mmo_config  # noqa: E402
 from mmo.game.routes import RemoteRoute, pack  # noqa: E402
-from mmo.game.server import ServiceRPCFactory
+from mmo.game.server import ServiceRPCFactory  # noqa: E402
 from mmo.game.service import Caller, GameService  # noqa: E402
 from mmo.tls import internal_client_options, internal_server_options  # noqa: E402
-from mmo.zone.route import ZONE_BATCHED
+from mmo.zone.route import ZONE_BATCHED  # noqa: E402
 
 GATEWAY = "gateway-1"
 SERVICE = "zone-1"

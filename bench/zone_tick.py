@@ -17,7 +17,7 @@ time.perf_counter.  The baseline: a bare loop moving the same number of
 entities, measured in the same run, as a yardstick of the machine's speed.
 
 Once a size's world is set up, the benchmark calls gc.freeze(), as every
-mmo process does once it has started (mmo.app.ProcessService): CPython's
+mmo process does once it has started (mmo.process.service.ProcessService): CPython's
 full collections then scan only what was allocated since, instead of the
 whole process (tens of milliseconds here, in the middle of a tick).
 --no-gc-freeze measures without it.

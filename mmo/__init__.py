@@ -1,3 +1,3 @@
 """mmo: an MMO game server framework on Twisted."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -131,3 +131,67 @@ class LogCapture:
     def matching(self, *fragments):
         """The lines that hold every one of C{fragments}."""
         return [line for line in self.lines if all(f in line for f in fragments)]
+
+
+def gateway(config, name: str, bus, signer, routes=(), clock=None, factory_class=None, **extra):
+    """
+    Gateway C{name} of C{config} on C{bus}, built and subscribed as the
+    gateway's tap builds one (L{mmo.gateway.factory.make_gateway},
+    L{mmo.gateway.factory.subscriptions}), admitting the tickets of C{signer}.
+    """
+    from mmo.gateway.factory import GatewayFactory, make_gateway, subscriptions
+
+    factory = make_gateway(
+        config,
+        config.processes[name],
+        bus,
+        signer,
+        routes,
+        clock,
+        factory_class or GatewayFactory,
+        **extra,
+    )
+    for channel, dispatcher in subscriptions(factory).items():
+        bus.subscribe(channel, dispatcher)
+    return factory
+
+
+class GatewayInbox:
+    """
+    What a gateway hears on its bus channel, decoded (L{mmo.game.messages}):
+    subscribe it with C{bus.subscribe(gateway_channel(NAME), inbox)}.
+
+    @ivar messages: The messages, in order of arrival.
+    """
+
+    def __init__(self):
+        self.messages: list = []
+
+    def __call__(self, data) -> None:
+        from mmo.game import messages
+
+        self.messages.append(messages.decode(data)[1])
+
+    def of_type(self, cls) -> list:
+        """The messages of type C{cls}."""
+        return [m for m in self.messages if isinstance(m, cls)]
+
+    def batches(self) -> list[dict]:
+        """The zones' batched pushes since the last call: C{{session: [[kind, fields]...]}}."""
+        from mmo.game.messages import PushBatch
+
+        found = [m.pushes for m in self.messages if isinstance(m, PushBatch)]
+        self.messages = [m for m in self.messages if not isinstance(m, PushBatch)]
+        return found
+
+    def events(self, session: str, kind: str | None = None) -> list:
+        """
+        The events (of C{kind}) batched for C{session} since the last call,
+        as C{(kind, fields)}.
+        """
+        return [
+            (event_kind, fields)
+            for batch in self.batches()
+            for event_kind, fields in batch.get(session, [])
+            if kind is None or event_kind == kind
+        ]

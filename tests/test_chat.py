@@ -15,8 +15,10 @@ from twisted.trial import unittest
 
 from mmo import config
 from mmo.bus.memory import MemoryBus
-from mmo.chat.service import ROOMS_CHANNEL, ChatService, LogWriter
-from mmo.game.service import Caller, gateway_channel
+from mmo.chat.service import ChatService, LogWriter
+from mmo.game import messages
+from mmo.game.messages import ROOMS_CHANNEL, Push, RoomEvent, gateway_channel
+from mmo.game.service import Caller
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codes
 from mmo.wire.codes import WireError
@@ -56,8 +58,8 @@ class Deliveries:
     """What the chat service published to the gateways, as each gateway hears it."""
 
     def __init__(self):
-        #: (gateway, bus message) in order of arrival.
-        self.messages: list[tuple[str, dict]] = []
+        #: (gateway, L{Push}) in order of arrival.
+        self.messages: list[tuple[str, Push]] = []
         self._waiters: list[tuple[int, defer.Deferred]] = []
 
     async def subscribe(self, bus, gateways=GATEWAYS):
@@ -65,8 +67,9 @@ class Deliveries:
             await bus.subscribe(gateway_channel(gateway), self._catcher(gateway))
 
     def _catcher(self, gateway):
-        def caught(message):
-            self.messages.append((gateway, message))
+        def caught(data):
+            _, push = messages.decode(data)
+            self.messages.append((gateway, push))
             ready = [d for n, d in self._waiters if len(self.messages) >= n]
             self._waiters = [(n, d) for n, d in self._waiters if len(self.messages) < n]
             for d in ready:
@@ -85,20 +88,20 @@ class Deliveries:
     def to(self, caller: Caller, kind: str | None = None) -> list[dict]:
         """The fields of the pushes for C{caller}'s session that reached its gateway."""
         return [
-            message["fields"]
-            for gateway, message in self.messages
+            push.fields
+            for gateway, push in self.messages
             if gateway == caller.gateway
-            and caller.session in message["to"]
-            and (kind is None or message["t"] == kind)
+            and caller.session in push.sessions
+            and (kind is None or push.kind == kind)
         ]
 
     def sessions(self, kind: str | None = None) -> set[str]:
         """Every session that any push (of C{kind}) was addressed to."""
         return {
             session
-            for _, message in self.messages
-            if kind is None or message["t"] == kind
-            for session in message["to"]
+            for _, push in self.messages
+            if kind is None or push.kind == kind
+            for session in push.sessions
         }
 
     def clear(self):
@@ -174,10 +177,8 @@ class ChatTests(unittest.TestCase):
 
     async def lobby(self, event, room, caller=None):
         """The lobby publishes a room event; wait until chat has handled it."""
-        message = {"room": room, "event": event}
-        if caller is not None:
-            message["caller"] = caller.to_dict()
-        await self.bus.publish(ROOMS_CHANNEL, message)
+        message = RoomEvent(room, event, caller.to_dict() if caller is not None else {})
+        await messages.publish(self.bus, ROOMS_CHANNEL, message, "lobby")
         self.flush()
         await self.chat.settled()
         self.flush()
@@ -212,12 +213,12 @@ class ChatTests(unittest.TestCase):
         self.assertEqual(len(self.deliveries.messages), 2)
         by_gateway = {gateway: message for gateway, message in self.deliveries.messages}
         self.assertEqual(
-            sorted(by_gateway["gateway-1"]["to"]), [self.alice.session, self.carol.session]
+            sorted(by_gateway["gateway-1"].sessions), [self.alice.session, self.carol.session]
         )
-        self.assertEqual(by_gateway["gateway-2"]["to"], [self.bob.session])
-        for message in by_gateway.values():
-            self.assertEqual(message["t"], "chat.message")
-            self.assertEqual(message["fields"], expected)
+        self.assertEqual(by_gateway["gateway-2"].sessions, [self.bob.session])
+        for push in by_gateway.values():
+            self.assertEqual(push.kind, "chat.message")
+            self.assertEqual(push.fields, expected)
         self.assertEqual(self.deliveries.to(dave), [])
         # "world" is short for the caller's realm's world.
         self.clock.advance(1)
@@ -305,9 +306,11 @@ class ChatTests(unittest.TestCase):
 
     async def test_bad_lobby_message(self):
         """A malformed lobby event is logged and skipped; the next ones are handled."""
-        await self.lobby("joined", 1)  # no caller
+        # No caller: not a room event at all, dropped with a warning.
+        malformed = {"type": "RoomEvent", "from": "lobby", "room": 1, "event": "joined"}
+        await self.bus.publish(ROOMS_CHANNEL, malformed)
         await self.lobby("exploded", 1, self.alice)
-        self.assertEqual(len(self.flushLoggedErrors(KeyError, ValueError)), 2)
+        self.assertEqual(len(self.flushLoggedErrors(KeyError, ValueError)), 1)
         await self.lobby("joined", 1, self.alice)
         self.assertIn("room:1", (await self.request(self.alice, "chat.channels"))["channels"])
 
@@ -743,8 +746,8 @@ class ChatTests(unittest.TestCase):
 
     async def test_stop_unsubscribes(self):
         await self.chat.stop()
-        await self.bus.publish(
-            ROOMS_CHANNEL, {"room": 1, "event": "joined", "caller": self.alice.to_dict()}
+        await messages.publish(
+            self.bus, ROOMS_CHANNEL, RoomEvent(1, "joined", self.alice.to_dict()), "lobby"
         )
         self.flush()
         self.assertNotIn(
@@ -843,15 +846,15 @@ class RedisBusChatTests(unittest.TestCase):
         await deliveries.when(3)  # chat.joined, one per session
         await chat.handle(alice, "chat.send", {"channel": "world:main", "text": "over redis"})
         await deliveries.when(5)
-        sent = [(g, m) for g, m in deliveries.messages if m["t"] == "chat.message"]
+        sent = [(g, m) for g, m in deliveries.messages if m.kind == "chat.message"]
         self.assertEqual(sorted(g for g, _ in sent), ["gateway-1", "gateway-2"])
         for caller in callers:
             self.assertEqual(
                 [m["text"] for m in deliveries.to(caller, "chat.message")], ["over redis"]
             )
         # A room event published by the lobby (its own bus) reaches chat too.
-        await gateway_bus.publish(
-            ROOMS_CHANNEL, {"room": 3, "event": "joined", "caller": bob.to_dict()}
+        await messages.publish(
+            gateway_bus, ROOMS_CHANNEL, RoomEvent(3, "joined", bob.to_dict()), "lobby"
         )
         await deliveries.when(6)
         self.assertEqual(

@@ -9,8 +9,8 @@ from __future__ import annotations
 from twisted.internet import defer, task
 from twisted.trial import unittest
 
-from mmo import control
 from mmo.bus.memory import MemoryBus
+from mmo.process import control
 
 
 class ControlTests(unittest.TestCase):

@@ -15,6 +15,8 @@ from twisted.test import iosim
 
 from mmo import client as sdk
 from mmo.frontend.listener import directory_info
+from mmo.gateway.handover import FORWARD_TIME
+from mmo.gateway.operations import Operations
 from mmo.wire import codes
 from tests.test_sessions import PEER, WINDOW, Player, SessionTestCase
 
@@ -38,7 +40,7 @@ class FakeDirectory:
         self.refreshed = []
 
     def refresh(self):
-        self.refreshed.append(self.factory.draining)
+        self.refreshed.append(self.factory.sessions.draining)
         return defer.succeed(None)
 
 
@@ -58,14 +60,14 @@ class DrainTestCase(SessionTestCase):
         super().setUp()
         self.b = self.gateway("gw-b")
         self.listener = FakeListener()
-        self.a.listeners = [self.listener]
-        self.a.directory = FakeDirectory(self.a)
+        self.directory = FakeDirectory(self.a)
+        self.ops = Operations(self.a, self.a.sessions, self.bus, [self.listener], self.directory)
 
     def announce(self, name, info):
         self.successResultOf(self.bus.announce(name, info, 3600.0))
 
     def drain(self, **args):
-        d = self.a.drain(**args)
+        d = self.ops.drain(**args)
         self.clock.advance(0)
         return d
 
@@ -86,9 +88,9 @@ class DrainTests(DrainTestCase):
         alice, _ = self.admit(self.a, "Alice")
         bob, _ = self.admit(self.a, "Bob")
         d = self.drain()
-        self.assertTrue(self.a.draining)
+        self.assertTrue(self.a.sessions.draining)
         self.assertFalse(self.listener.listening)
-        self.assertEqual(self.a.directory.refreshed, [True])
+        self.assertEqual(self.directory.refreshed, [True])
         for player in (alice, bob):
             move, bye = player.frames()
             self.assertEqual(
@@ -110,7 +112,10 @@ class DrainTests(DrainTestCase):
         self.assertNoResult(d)
         # The directory entry says so; a new client is not admitted.
         info = directory_info(
-            self.a.process, self.listener_with_port(), load=self.a.load, draining=self.a.draining
+            self.a.process,
+            self.listener_with_port(),
+            load=self.a.load,
+            draining=self.a.sessions.draining,
         )
         self.assertIs(info["draining"], True)
         late = Player(self.a)
@@ -157,13 +162,15 @@ class DrainTests(DrainTestCase):
                 "timed_out": False,
             },
         )
+        self.ops.stop()
         self.successResultOf(self.a.stop())
         self.assertEqual(self.lobby.seen("ended"), [])
         self.assertEqual([c.gateway for c in self.lobby.seen("moved")], ["gw-b"])
         self.deliver("gw-a", session_id, "late")
         self.assertEqual(moved.pushes(), [(3, "late")])
-        # The forwarding timer stopped with the gateway: nothing left scheduled.
-        self.assertFalse(self.a.forwards[session_id][1].active())
+        # The forwarding timer stopped with the gateway: it forwards until it exits.
+        self.clock.advance(FORWARD_TIME + 1)
+        self.assertEqual(self.a.handover.forwards.gateway(session_id), "gw-b")
 
     def test_timeout(self):
         """A client that never resumes: the drain reports it at the timeout."""
@@ -215,8 +222,8 @@ class DrainTests(DrainTestCase):
 
     def test_bad_timeout(self):
         for bad in (0, -1, "soon", True):
-            self.assertRaises(ValueError, self.a.drain, timeout=bad)
-        self.assertFalse(self.a.draining)
+            self.assertRaises(ValueError, self.ops.drain, timeout=bad)
+        self.assertFalse(self.a.sessions.draining)
 
 
 class KickTests(DrainTestCase):
@@ -227,7 +234,7 @@ class KickTests(DrainTestCase):
         """
         alice, reply = self.admit(self.a, "Alice")
         self.admit(self.a, "Bob")
-        self.assertEqual(self.successResultOf(self.a.kick("Alice", reason="cheating")), 1)
+        self.assertEqual(self.successResultOf(self.ops.kick("Alice", reason="cheating")), 1)
         [bye] = alice.frames()
         self.assertEqual((bye["t"], bye["code"], bye["message"]), ("bye", codes.KICKED, "cheating"))
         self.assertEqual([c.name for c in self.lobby.seen("ended")], ["Alice"])
@@ -235,15 +242,15 @@ class KickTests(DrainTestCase):
         request_id = again.send("resume", token=reply["resume"], last_seq=0)
         self.assertRefused(again.frames(), request_id)
         # By account id; a detached session is kicked too.
-        self.assertEqual(len(self.a.registry), 1)
-        self.assertEqual(self.successResultOf(self.a.kick("id-Bob")), 1)
-        self.assertEqual(len(self.a.registry), 0)
-        self.assertEqual(self.successResultOf(self.a.kick("Nobody")), 0)
+        self.assertEqual(len(self.a.sessions.registry), 1)
+        self.assertEqual(self.successResultOf(self.ops.kick("id-Bob")), 1)
+        self.assertEqual(len(self.a.sessions.registry), 0)
+        self.assertEqual(self.successResultOf(self.ops.kick("Nobody")), 0)
 
     def test_bad_arguments(self):
-        self.assertRaises(ValueError, self.a.kick, 42)
-        self.assertRaises(ValueError, self.a.kick, "")
-        self.assertRaises(ValueError, self.a.kick, "Alice", reason=None)
+        self.assertRaises(ValueError, self.ops.kick, 42)
+        self.assertRaises(ValueError, self.ops.kick, "")
+        self.assertRaises(ValueError, self.ops.kick, "Alice", reason=None)
 
 
 class BroadcastTests(DrainTestCase):
@@ -252,7 +259,7 @@ class BroadcastTests(DrainTestCase):
         alice, _ = self.admit(self.a, "Alice")
         bob, bob_reply = self.admit(self.a, "Bob")
         bob.drop()
-        self.assertEqual(self.a.broadcast("restart in 5 minutes"), 2)
+        self.assertEqual(self.ops.broadcast("restart in 5 minutes"), 2)
         [notice] = alice.frames()
         self.assertEqual(
             notice, {"t": "server.notice", "text": "restart in 5 minutes", "seq": notice["seq"]}
@@ -265,8 +272,8 @@ class BroadcastTests(DrainTestCase):
 
     def test_bad_text(self):
         self.admit(self.a)
-        self.assertRaises(ValueError, self.a.broadcast, None)
-        self.assertRaises(ValueError, self.a.broadcast, "x" * 10_000_000)
+        self.assertRaises(ValueError, self.ops.broadcast, None)
+        self.assertRaises(ValueError, self.ops.broadcast, "x" * 10_000_000)
 
 
 class SDKMoveTests(DrainTestCase):
@@ -316,7 +323,7 @@ class SDKMoveTests(DrainTestCase):
         session = self.successResultOf(auth)["session"]
         self.deliver("gw-a", session, "one")
         self.settle()
-        drained = self.a.drain()
+        drained = self.ops.drain()
         self.clock.advance(0)
         self.pumps[0].flush()
         waiting = client.request("ping")
@@ -345,7 +352,7 @@ class SDKMoveTests(DrainTestCase):
             [(1, "one"), (2, "two"), (3, "three"), (4, "four")],
         )
         self.assertNoResult(client.whenClosed())
-        self.assertEqual(self.b.registry.by_id[session].state, "attached")
+        self.assertEqual(self.b.sessions.registry.by_id[session].state, "attached")
 
     def test_move_fails(self):
         """A move that cannot connect: C{whenClosed} says so, waiting requests fail."""
@@ -357,7 +364,7 @@ class SDKMoveTests(DrainTestCase):
         auth = client.request("auth", ticket=ticket)
         self.settle()
         self.successResultOf(auth)
-        self.a.drain()
+        self.ops.drain()
         self.clock.advance(0)
         self.settle()
         closed = self.successResultOf(client.whenClosed())
@@ -374,7 +381,7 @@ class SDKMoveTests(DrainTestCase):
         ticket = self.signer.issue("id-Alice", "Alice", "main")[0]
         client.request("auth", ticket=ticket)
         self.settle()
-        self.a.drain()
+        self.ops.drain()
         self.settle()
         self.assertEqual(self.successResultOf(client.whenClosed()).code, "moved")
         self.assertEqual(client.move_target["port"], 7002)

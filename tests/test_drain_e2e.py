@@ -11,8 +11,9 @@ from __future__ import annotations
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from mmo import control, tls
+from mmo import tls
 from mmo.bus.redis import RedisBus
+from mmo.process import control
 from tests.redis import redis_config_text, start_redis
 from tests.support import deployment, process_tables
 from tests.test_cluster import CLUSTER, SETTINGS, Player, until

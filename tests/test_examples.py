@@ -18,13 +18,13 @@ from mmo import config
 from mmo.bus.memory import MemoryBus
 from mmo.frontend.listener import factory_class
 from mmo.game.service import gateway_channel
-from mmo.gateway.admission import Admission
 from mmo.login.tickets import TicketSigner
 from mmo.standalone.protocol import StandaloneFactory
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
-from mmo.zone.service import zone_service_class
-from tests.support import fake_clock_bus_store, write_config, written_frames
+from mmo.zone.host import zone_service_class
+from tests import support
+from tests.support import GatewayInbox, fake_clock_bus_store, write_config, written_frames
 from tests.test_zone_service import TICK, WORLD, caller
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
@@ -39,10 +39,11 @@ class EmoteExampleTests(unittest.TestCase):
         cls = factory_class(conf, process, StandaloneFactory)
         self.assertEqual(cls.__name__, "EmoteFactory")
         clock = MemoryReactorClock()
-        self.factory = cls(conf, process, reactor=clock)
-        self.factory.bus = MemoryBus(reactor=task.Clock())
         self.signer = TicketSigner(b"k" * 64, 60, clock)
-        self.factory.admission = Admission(self.signer, self.factory.bus, "main", clock)
+        bus = MemoryBus(reactor=task.Clock())
+        self.factory = support.gateway(
+            conf, process.name, bus, self.signer, (), clock, cls, login=None
+        )
 
     def connect(self, port, name):
         """A connection, handshaken and admitted as C{name} with a real ticket."""
@@ -101,8 +102,8 @@ class PickupExampleTests(unittest.TestCase):
         named = config.load(os.path.join(EXAMPLES, "pickup.toml"))
         self.assertIs(zone_service_class(named), pickup.PickupZone)
         self.clock, self.bus, self.store = await fake_clock_bus_store(self)
-        self.delivered = []
-        await self.bus.subscribe(gateway_channel("gw-1"), self.delivered.append)
+        self.delivered = GatewayInbox()
+        await self.bus.subscribe(gateway_channel("gw-1"), self.delivered)
         self.zones = {}
         for region in ("r0c0", "r0c1"):
             zone = pickup.PickupZone(self.conf, self.store, self.bus, self.clock, region)
@@ -118,12 +119,7 @@ class PickupExampleTests(unittest.TestCase):
 
     def events(self, session):
         """The events pushed to C{session} since the last call, as C{(kind, fields)}."""
-        found = []
-        for message in self.delivered:
-            for kind, fields in message.get("batch", {}).get(session, []):
-                found.append((kind, fields))
-        self.delivered.clear()
-        return found
+        return self.delivered.events(session)
 
     async def enter(self, name, x, y):
         """C{name}'s character enters the west zone and stands at C{(x, y)}."""

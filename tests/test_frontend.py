@@ -21,14 +21,16 @@ from twisted.trial import unittest
 
 import mmo
 from mmo import client as sdk
+from mmo.bus.memory import MemoryBus
 from mmo.config import Config, ConfigError, WireSection
 from mmo.frontend import protocol as frontend_protocol
 from mmo.frontend.factory import ClientFactory
 from mmo.frontend.listener import ClientListener, factory_class
 from mmo.frontend.protocol import CLOSE_GRACE, CLOSED, HANDSHAKE, OPEN, ClientProtocol
-from mmo.gateway.factory import GatewayFactory
+from mmo.login.tickets import TicketSigner
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
 from mmo.wire.codes import WireError
+from tests import support
 from tests.support import deployment
 
 PEER = IPv4Address("TCP", "192.0.2.7", 51000)
@@ -928,7 +930,11 @@ class CloseAllTests(GatewayTestCase):
 class GatewayProtocolTests(GatewayTestCase):
     """The gateway protocol before a client is admitted (sessions: tests/test_sessions.py)."""
 
-    factoryClass = GatewayFactory
+    def setUp(self):
+        super().setUp()
+        bus = MemoryBus(reactor=self.reactor)
+        signer = TicketSigner(b"k" * 64, 60.0, self.reactor)
+        self.factory = support.gateway(self.config, "mmo", bus, signer, clock=self.reactor)
 
     def test_push_before_admission(self):
         """Until a session exists, pushes are numbered per connection, as before."""

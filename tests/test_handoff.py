@@ -4,18 +4,20 @@ ghosts (L{mmo.zone.ghosts}) and of checkpoints (L{mmo.zone.checkpoint}).
 
 Most tests run a small simulated world, L{World}: zones (L{ZoneHandoff}
 over an in-memory L{MemoryZone}, with a L{Checkpointer} and a
-L{GhostTable}), one gateway (L{GatewayRoutes}) and a client sending a
-stream of numbered inputs, over a network of in-memory links, all on one
-L{task.Clock}.  Every message, every store request and every store reply
-is an event of the world's scheduler, delivered in a deterministic order
-(by due time, then by creation), so that a test can drop, delay or repeat
-any of them, and crash any node at any event: a crashed node loses its
-memory (its timers stop, what is addressed to it is lost, the replies of
-its store calls are lost), what it already sent stays on the wire (a
-store request too: it may be carried out after the node restarted), and
-the store (a real SQLite store, or Redis in the C{Redis*} classes) keeps
-what it wrote.  It restarts after a
-downtime and recovers as a real zone or gateway would.
+L{GhostTable}), one gateway (the production gateway side of the handoff,
+L{mmo.zone.route.ZoneRoute}, whose links to the zones are events of the
+world as AMP would carry them) and a client sending a stream of numbered
+inputs, over a network of in-memory links, all on one L{task.Clock}.
+Every message, every store request and every store reply is an event of
+the world's scheduler, delivered in a deterministic order (by due time,
+then by creation), so that a test can drop, delay or repeat any of them,
+and crash any node at any event: a crashed node loses its memory (its
+timers stop, what is addressed to it is lost, the replies of its store
+calls are lost), what it already sent stays on the wire (a store request
+too: it may be carried out after the node restarted), and the store (a
+real SQLite store, or Redis in the C{Redis*} classes) keeps what it
+wrote.  It restarts after a downtime and recovers as a real zone or
+gateway would (a restarted gateway's player enters its zone again).
 
 The checks, after every event: an entity is simulated (not frozen) by at
 most one zone, and no zone holds a ghost of one of its own reals.  After
@@ -25,8 +27,9 @@ each at most once (the entity's own history of applied inputs, which
 travels with its state, is increasing, and its state matches it); no input
 was applied twice anywhere; and without a zone crash, none was applied out
 of order anywhere nor lost, except those sent while the gateway was down.
-Then the world must still work: the entity crosses again and every new
-input is applied.
+Then the world must still work: once the gateway's route is corrected (a
+zone that restarted without the entity answers the first input with
+L{Moved}), the entity crosses again and every new input is applied.
 """
 
 from __future__ import annotations
@@ -41,30 +44,38 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from mmo.bus.memory import pack, unpack
-from mmo.store import OwnershipConflict, StoreError
-from mmo.store.redis import RedisStore
-from mmo.store.sqlite import SQLiteStore
-from mmo.zone import messages as zone_messages
-from mmo.zone.checkpoint import Checkpointer, restore_zone
-from mmo.zone.entity import NPC, PLAYER, Entity
-from mmo.zone.ghosts import GhostTable, GhostUpdate, ghost_view
-from mmo.zone.handoff import (
-    ACTIVE,
-    FORWARDING,
-    HOLDING,
-    OFFERING,
+from mmo.game import messages
+from mmo.game.messages import (
     Accept,
     Done,
     Forward,
-    GatewayRoutes,
+    GhostUpdate,
     Input,
     Moved,
     Offer,
     Refuse,
     Switched,
     SwitchRoute,
+)
+from mmo.game.service import Caller, Reply
+from mmo.rpc.commands import Redirect
+from mmo.store import OwnershipConflict, StoreError
+from mmo.store.redis import RedisStore
+from mmo.store.sqlite import SQLiteStore
+from mmo.wire import codes
+from mmo.wire.codes import WireError
+from mmo.zone.checkpoint import Checkpointer, restore_zone
+from mmo.zone.entity import NPC, PLAYER, Entity
+from mmo.zone.ghosts import GhostTable, ghost_view
+from mmo.zone.handoff import (
+    ACTIVE,
+    FORWARDING,
+    HOLDING,
+    OFFERING,
     ZoneHandoff,
 )
+from mmo.zone.route import ZoneRoute
+from mmo.zone.world import Region, WorldMap
 from tests.redis import redis_config_text, start_redis
 from tests.test_store import load_config
 
@@ -201,6 +212,7 @@ class NodeStore:
         "recover_zone",
         "load_entity",
         "remove_entity",
+        "character_by_id",
     )
 
     def __init__(self, world: World, name: str, incarnation: int):
@@ -274,27 +286,135 @@ class ZoneNode:
         self.clock.cancel_all()
 
 
+class ZoneLink:
+    """
+    The gateway's link to one zone, as its L{ZoneRoute} sees it (an
+    L{mmo.game.routes.IRoute}): C{zone.move} is an L{Input} event of the
+    world, as AMP carries it to the zone (in order, one way); C{zone.enter}
+    is answered by the zone: it is there, or the store names another owner
+    (L{Redirect}), or the zone is down (C{unavailable}).
+    """
+
+    def __init__(self, world: World, node: GatewayNode, zone: str):
+        self.world, self.node, self.zone = world, node, zone
+        self.name = zone
+
+    def owns(self, kind):
+        return kind.startswith("zone.")
+
+    def services(self):
+        return []
+
+    def session_event(self, caller, event):
+        return defer.succeed(None)
+
+    def handle(self, caller, kind, message):
+        if not self.world.alive.get(self.zone):
+            return defer.fail(WireError(codes.UNAVAILABLE, f"zone {self.zone} is down"))
+        if kind == "zone.move":
+            seq = message["seq"]
+            self.node.link.send(self.zone, Input(caller.session, caller.character_id, seq, seq))
+            return defer.succeed({})
+        if kind == "zone.enter":
+            return defer.ensureDeferred(self._enter(caller))
+        return defer.fail(WireError(codes.UNKNOWN_TYPE, kind))
+
+    async def _enter(self, caller):
+        zone = self.world.nodes[self.zone]
+        if zone.handoff.is_real(caller.character_id):
+            return {"zone": self.zone}
+        stored = await self.node.store.load_entity(caller.character_id)
+        if stored is not None and stored.owner != self.zone:
+            raise Redirect(stored.owner)
+        raise WireError(codes.UNAVAILABLE, "your character is busy; retry")
+
+
+class SessionPort:
+    """The player's session on the gateway node, as its zone route sees it."""
+
+    def __init__(self, node: GatewayNode):
+        self.node = node
+
+    @property
+    def caller(self):
+        return self.node.caller
+
+    def change(self, change):
+        self.node.caller = change.apply(self.node.caller)
+        return defer.succeed(None)
+
+    def push(self, kind, fields):
+        pass
+
+
 class GatewayNode:
-    """The gateway process: its routes, with the player's session attached."""
+    """
+    The gateway process: the production zone route (L{ZoneRoute}) of the
+    player's session, in the world (C{world.enter}) with its character.
+    """
+
+    #: Seconds between attempts to enter the zone, after a restart.
+    retry = 0.05
 
     def __init__(self, world: World, name: str, incarnation: int):
         self.name = name
+        self.world = world
         self.clock = NodeClock(world.clock)
-        self.routes = GatewayRoutes(
-            name, NodeStore(world, name, incarnation), NodeLink(world, name, incarnation)
+        self.store = NodeStore(world, name, incarnation)
+        self.link = NodeLink(world, name, incarnation)
+        self.caller = Caller(
+            SESSION, name, "account-1", "hero", character_id=PLAYER_ID, in_world=True
         )
+        regions = [
+            Region(zone, i, 0.0, i + 1.0, 1.0, zone) for i, zone in enumerate(world.zone_names)
+        ]
+        self.route = ZoneRoute(
+            {zone: ZoneLink(world, self, zone) for zone in world.zone_names},
+            WorldMap(len(regions), 1.0, regions),
+            self.link,
+            self.store,
+            (0.0, 0.0),
+        )
+        self.port = SessionPort(self)
+        self._stopped = False
 
     def start(self) -> defer.Deferred:
-        # The session resumes on the gateway; where its entity is, the
-        # routes learn from the store.
-        self.routes.attach(SESSION, PLAYER_ID)
+        # The session enters again (its client logged in again after a
+        # crash of the gateway): where its entity is, the store says.
+        self.enter()
         return defer.succeed(None)
 
+    def enter(self) -> None:
+        def entered(reply):
+            if isinstance(reply, Reply):
+                self.caller = reply.change.apply(self.caller)
+
+        def again(failure):
+            failure.trap(WireError)
+            if not self._stopped:
+                self.clock.callLater(self.retry, self.enter)
+
+        d = self.route.handle(self.caller, "zone.enter", {})
+        d.addCallbacks(entered, again)
+        d.addErrback(self.world.bug)
+
+    def send_input(self, seq: int) -> bool:
+        """The client's input C{seq}; whether the gateway could route it."""
+        if self.caller.zone is None:
+            return False
+        self.route.handle(self.caller, "zone.move", {"seq": seq}).addErrback(lambda f: None)
+        return True
+
     def receive(self, sender: str, message: object) -> None:
-        self.routes.receive(sender, message)
+        handler = self.route.handlers().get(type(message))
+        if handler is None:
+            self.world.violations.append(f"gateway: unexpected {message!r} from {sender}")
+            return
+        port = self.port if getattr(message, "session", None) == SESSION else None
+        handler(sender, message, port)
 
     def stop(self) -> None:
-        self.routes.stop()
+        self._stopped = True
         self.clock.cancel_all()
 
 
@@ -425,8 +545,6 @@ class World:
         if drop_outgoing:
             incarnation = self.incarnations[name]
             self.events = [e for e in self.events if (e.node, e.incarnation) != (name, incarnation)]
-        if name != GATEWAY and self.alive.get(GATEWAY):
-            self.nodes[GATEWAY].routes.zone_lost(name)
         if downtime is not None:
             self.clock.callLater(downtime, self.boot, name)
 
@@ -475,9 +593,7 @@ class World:
             seq, self.next_seq = self.next_seq, self.next_seq + 1
             self.sent.append(seq)
             gateway = self.nodes.get(GATEWAY)
-            if not self.alive.get(GATEWAY) or not gateway.routes.send_input(
-                SESSION, seq, {"move": seq}
-            ):
+            if not self.alive.get(GATEWAY) or not gateway.send_input(seq):
                 self.lost_at_gateway.append(seq)
             if n > 1:
                 self.clock.callLater(interval, send, n - 1)
@@ -624,6 +740,14 @@ class World:
         now = self.clock.seconds()
         before = self.owner()
         testcase.assertIsNotNone(before, "the player is not active anywhere")
+        # The gateway's route may point at a zone that restarted without the
+        # entity: the first input that reaches it corrects the route
+        # (Moved); inputs on their way meanwhile may be dropped (at most
+        # once, in order).  Then nothing is.
+        self.send_inputs(now, 3, 0.1)
+        yield self.run(until=now + 0.5)
+        testcase.assertEqual(self.nodes[GATEWAY].caller.zone, before)
+        now = self.clock.seconds()
         first = self.next_seq
         self.send_inputs(now, 20, 0.01)
         self.cross_at(now + 0.05)
@@ -633,8 +757,7 @@ class World:
         testcase.assertNotEqual(after, before, "the player did not cross again")
         applied = self.zone(after).zone.get(PLAYER_ID).attrs["applied"]
         testcase.assertEqual(applied[-20:], list(range(first, first + 20)))
-        route = self.nodes[GATEWAY].routes.route(SESSION)
-        testcase.assertEqual(route.zone, after)
+        testcase.assertEqual(self.nodes[GATEWAY].caller.zone, after)
         # Ghosts: every other zone sees the entity, at its current version.
         entity = self.zone(after).zone.get(PLAYER_ID)
         for node in self.live_zones():
@@ -916,7 +1039,7 @@ class HandoffTests(unittest.TestCase):
         # after the real left A, and some held at B: all three paths ran.
         forwards = [e for e in world.delivered if isinstance(e.message, Forward)]
         self.assertGreaterEqual(len(forwards), 2)
-        self.assertEqual(world.nodes[GATEWAY].routes.route(SESSION).zone, "B")
+        self.assertEqual(world.nodes[GATEWAY].caller.zone, "B")
 
     @defer.inlineCallbacks
     def test_back_and_forth(self):
@@ -1087,7 +1210,7 @@ class HandoffTests(unittest.TestCase):
         """
         world = World(self)
         yield world.start()
-        world.crash("A", None)
+        world.crash("A", 0.3)
         record = player(version=0).to_dict()
         record["version"] = 1
         yield world.store.transfer(PLAYER_ID, "A", "B", "t-late", record)
@@ -1095,8 +1218,12 @@ class HandoffTests(unittest.TestCase):
         world.post("A", 0, "B", Done("t-late", PLAYER_ID))
         yield world.run(until=0.5)
         self.assertEqual(world.zone("B").handoff.status(PLAYER_ID), ACTIVE)
-        world.send_inputs(0.5, 10)
+        # The restarted A does not hold it: the gateway's first input there
+        # is forwarded and corrects its route (far enough apart that a
+        # forwarded input cannot race the next one, sent straight to B).
+        world.send_inputs(0.5, 10, 0.05)
         yield world.run(until=1.5)
+        self.assertEqual(world.nodes[GATEWAY].caller.zone, "B")
         applied = yield world.check_settled(self, lossless=True)
         self.assertEqual(applied, list(range(1, 11)))
 
@@ -1109,14 +1236,14 @@ class HandoffTests(unittest.TestCase):
         """
         world = World(self, forward_ttl=0.2)
         yield world.start()
-        world.nodes[GATEWAY].routes.attach(SESSION, PLAYER_ID, "A", 1)
+        self.assertEqual(world.nodes[GATEWAY].caller.zone, "A")
         world.network = misbehave("drop", SwitchRoute)
         world.timeouts["switch_retry"] = 10.0
         for node in world.live_zones():
             node.handoff.switch_retry = 10.0
         world.cross_at(0.1)
         yield world.run(until=1.0)
-        self.assertEqual(world.nodes[GATEWAY].routes.route(SESSION).zone, "A")
+        self.assertEqual(world.nodes[GATEWAY].caller.zone, "A")
         self.assertIsNone(world.zone("A").handoff.status(PLAYER_ID))
         # Far enough apart that a forwarded input cannot race the next one,
         # sent straight to B once the route is corrected.
@@ -1124,7 +1251,7 @@ class HandoffTests(unittest.TestCase):
         yield world.run(until=2.0)
         moved = [e.message for e in world.delivered if isinstance(e.message, Moved)]
         self.assertEqual(moved, [Moved(SESSION, PLAYER_ID, "B", 2)])
-        self.assertEqual(world.nodes[GATEWAY].routes.route(SESSION).zone, "B")
+        self.assertEqual(world.nodes[GATEWAY].caller.zone, "B")
         applied = yield world.check_settled(self, lossless=True)
         self.assertEqual(applied, [1, 2, 3, 4, 5])
 
@@ -1285,102 +1412,6 @@ class RedisHandoffTests(OnRedis, HandoffTests):
 
 class RedisRandomTests(OnRedis, RandomTests):
     """L{RandomTests} with the store on Redis."""
-
-
-# -- the gateway's routes ------------------------------------------------------------------------
-
-
-class RecordingLink:
-    def __init__(self):
-        self.sent = []
-
-    def send(self, to, message):
-        self.sent.append((to, message))
-
-
-class FakeEntityStore:
-    """Answers L{IStore.load_entity} from a dict, when told to."""
-
-    def __init__(self):
-        self.calls: list[tuple[str, defer.Deferred]] = []
-
-    def load_entity(self, entity_id):
-        d = defer.Deferred()
-        self.calls.append((entity_id, d))
-        return d
-
-
-class GatewayRoutesTests(unittest.TestCase):
-    def setUp(self):
-        self.link = RecordingLink()
-        self.store = FakeEntityStore()
-        self.routes = GatewayRoutes("G", self.store, self.link)
-
-    def stored(self, owner, version):
-        from mmo.store import StoredEntity
-
-        return StoredEntity(PLAYER_ID, owner, version, None, {})
-
-    def test_switch_never_backwards(self):
-        """A switch to an older version (a late repeat) does not move the route back."""
-        self.routes.attach(SESSION, PLAYER_ID, "A", 1)
-        self.routes.receive("A", SwitchRoute("t1", SESSION, PLAYER_ID, "B", 2))
-        self.routes.receive("B", SwitchRoute("t2", SESSION, PLAYER_ID, "A", 3))
-        self.routes.receive("A", SwitchRoute("t1", SESSION, PLAYER_ID, "B", 2))
-        self.assertEqual(self.routes.route(SESSION).zone, "A")
-        self.assertEqual(
-            self.link.sent,
-            [
-                ("A", Switched("t1", SESSION)),
-                ("B", Switched("t2", SESSION)),
-                ("A", Switched("t1", SESSION)),
-            ],
-        )
-        self.routes.send_input(SESSION, 1, "x")
-        self.assertEqual(self.link.sent[-1], ("A", Input(SESSION, PLAYER_ID, 1, "x")))
-
-    def test_unknown_route_learnt_from_store(self):
-        """Inputs wait for the look-up, in order, then go to the owner."""
-        self.routes.attach(SESSION, PLAYER_ID)
-        for seq in (1, 2, 3):
-            self.assertTrue(self.routes.send_input(SESSION, seq, seq))
-        self.assertEqual(len(self.store.calls), 1)
-        self.assertEqual(self.link.sent, [])
-        self.store.calls[0][1].callback(self.stored("B", 4))
-        self.assertEqual(
-            self.link.sent, [("B", Input(SESSION, PLAYER_ID, seq, seq)) for seq in (1, 2, 3)]
-        )
-        self.assertFalse(self.routes.send_input("other", 1, 1))
-
-    def test_stale_route_after_zone_lost(self):
-        self.routes.attach(SESSION, PLAYER_ID, "A", 1)
-        self.routes.zone_lost("A")
-        self.routes.send_input(SESSION, 1, None)
-        self.assertEqual(self.link.sent, [])
-        self.store.calls[0][1].callback(self.stored("A", 2))
-        self.assertEqual(self.link.sent, [("A", Input(SESSION, PLAYER_ID, 1, None))])
-        self.assertFalse(self.routes.route(SESSION).stale)
-
-    def test_switch_during_look_up(self):
-        """A switch that comes while the store is asked wins over an older answer."""
-        self.routes.attach(SESSION, PLAYER_ID)
-        self.routes.send_input(SESSION, 1, None)
-        self.routes.receive("A", SwitchRoute("t1", SESSION, PLAYER_ID, "B", 5))
-        self.routes.send_input(SESSION, 2, None)
-        self.store.calls[0][1].callback(self.stored("A", 4))
-        self.assertEqual(self.routes.route(SESSION).zone, "B")
-        inputs = [(to, m.seq) for to, m in self.link.sent if isinstance(m, Input)]
-        self.assertEqual(inputs, [("B", 1), ("B", 2)])
-
-    def test_moved(self):
-        self.routes.attach(SESSION, PLAYER_ID, "A", 3)
-        self.routes.receive("A", Moved(SESSION, PLAYER_ID, "C", 2))
-        self.assertEqual(self.routes.route(SESSION).zone, "A")
-        self.routes.receive("A", Moved(SESSION, PLAYER_ID, "C", 4))
-        self.routes.receive("A", Moved(SESSION, "someone else", "B", 9))
-        self.assertEqual(self.routes.route(SESSION).zone, "C")
-        self.routes.detach(SESSION)
-        self.assertIsNone(self.routes.route(SESSION))
 
 
 # -- ghosts ----------------------------------------------------------------------------------
@@ -1612,5 +1643,5 @@ class BusMessageTests(unittest.TestCase):
             GhostUpdate("r0c0", 12, ({**view, "version": 2},)),
         ]
         for message in sent:
-            body = unpack(pack(zone_messages.encode("r0c0", message)))
-            self.assertEqual(zone_messages.decode(body[zone_messages.KEY]), ("r0c0", message))
+            body = unpack(pack(messages.encode(message, "r0c0")))
+            self.assertEqual(messages.decode(body), ("r0c0", message))

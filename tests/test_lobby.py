@@ -14,6 +14,7 @@ the gateways' bus channels.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import defaultdict
 from itertools import count
@@ -23,8 +24,10 @@ from twisted.trial import unittest
 
 from mmo.bus.memory import MemoryBus
 from mmo.config import Config
-from mmo.game.service import SESSION_UPDATE, Caller, gateway_channel
-from mmo.lobby.service import ROOMS_CHANNEL, LobbyService
+from mmo.game import messages
+from mmo.game.messages import ROOMS_CHANNEL, Push, gateway_channel
+from mmo.game.service import Caller, Reply, SessionChange
+from mmo.lobby.service import LobbyService
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codes
 from mmo.wire.codes import WireError
@@ -67,7 +70,7 @@ class LobbyTestCase(unittest.TestCase):
         self.request_ids = count(1)
         for gateway in GATEWAYS:
             self.bus.subscribe(gateway_channel(gateway), self.gateway_hears(gateway))
-        self.bus.subscribe(ROOMS_CHANNEL, self.room_events.append)
+        self.bus.subscribe(ROOMS_CHANNEL, self.room_event)
         self.addCleanup(self.store.stop)
         return self.store.start()
 
@@ -75,12 +78,19 @@ class LobbyTestCase(unittest.TestCase):
         return LobbyService(self.config, self.store, self.bus, self.clock)
 
     def gateway_hears(self, gateway):
-        def hear(message):
-            self.assertEqual(set(message["fields"]) & {"t", "id", "seq"}, set())
-            for session in message["to"]:
-                self.pushes[session].append((gateway, message["t"], message["fields"]))
+        def hear(data):
+            _, push = messages.decode(data)
+            self.assertIsInstance(push, Push)
+            self.assertEqual(set(push.fields) & {"t", "id", "seq"}, set())
+            for session in push.sessions:
+                self.pushes[session].append((gateway, push.kind, push.fields))
 
         return hear
+
+    def room_event(self, data) -> None:
+        """A room event on the bus, as its fields."""
+        _, event = messages.decode(data)
+        self.room_events.append(dataclasses.asdict(event))
 
     async def player(self, name: str, gateway: str = "gw-1", realm: str = "main") -> Caller:
         """A new account and a session of it, started on C{gateway}."""
@@ -99,13 +109,23 @@ class LobbyTestCase(unittest.TestCase):
         its type and request id); deliver what it pushed.
         """
         message = {"t": kind, "id": next(self.request_ids), **fields}
+        self.change = None
         try:
             reply = await self.lobby.handle(caller, kind, message)
         finally:
             self.clock.advance(0)
+        if isinstance(reply, Reply):
+            reply, self.change = reply.fields, reply.change
         # The frame's own keys are the gateway's to set.
         self.assertEqual(set(reply) & {"t", "id"}, set(), kind)
         return reply
+
+    async def changed(self, caller: Caller) -> Caller:
+        """The caller with the last call's session change, applied as the gateway does."""
+        self.assertIsNotNone(self.change)
+        caller = self.change.apply(caller)
+        await self.event(caller, "changed")
+        return caller
 
     async def error(self, caller: Caller, kind: str, **fields) -> str:
         """The code of the error C{kind} fails with."""
@@ -124,10 +144,9 @@ class LobbyTestCase(unittest.TestCase):
         return (await self.call(caller, "character.create", name=name, **fields))["character"]
 
     async def choose(self, caller: Caller, character_id: str) -> Caller:
-        """Choose a character and apply the session update as the gateway does."""
-        reply = await self.call(caller, "character.choose", character=character_id)
-        caller = caller.moved(**reply[SESSION_UPDATE])
-        await self.event(caller, "changed")
+        """Choose a character and apply the session change as the gateway does."""
+        await self.call(caller, "character.choose", character=character_id)
+        caller = await self.changed(caller)
         return caller
 
     def pushed(self, caller: Caller) -> list[tuple[str, dict]]:
@@ -205,14 +224,9 @@ class CharacterTests(LobbyTestCase):
         alice = await self.player("alice")
         hero = await self.create(alice, "Hero", data={"level": 3})
         reply = await self.call(alice, "character.choose", character=hero["id"])
-        self.assertEqual(
-            reply,
-            {
-                "character": hero,
-                SESSION_UPDATE: {"character_id": hero["id"], "character_name": "Hero"},
-            },
-        )
-        alice = alice.moved(**reply[SESSION_UPDATE])
+        self.assertEqual(reply, {"character": hero})
+        self.assertEqual(self.change, SessionChange(character_id=hero["id"], character_name="Hero"))
+        alice = await self.changed(alice)
         self.assertEqual((await self.call(alice, "character.list"))["chosen"], hero["id"])
 
     async def test_choose_unknown_or_others(self):
@@ -265,11 +279,11 @@ class CharacterTests(LobbyTestCase):
         hero = await self.create(alice, "Hero")
         mage = await self.create(alice, "Mage")
         alice = await self.choose(alice, hero["id"])
-        self.assertNotIn(
-            SESSION_UPDATE, await self.call(alice, "character.delete", character=mage["id"])
-        )
+        await self.call(alice, "character.delete", character=mage["id"])
+        self.assertIsNone(self.change)
         reply = await self.call(alice, "character.delete", character=hero["id"])
-        self.assertEqual(reply[SESSION_UPDATE], {"character_id": None, "character_name": None})
+        self.assertEqual(reply, {"deleted": hero["id"]})
+        self.assertEqual(self.change, SessionChange(character_id=None, character_name=None))
 
     async def test_in_play_in_another_session(self):
         alice = await self.player("alice")
@@ -312,6 +326,7 @@ class WorldTests(LobbyTestCase):
         alice = await self.choose(alice, hero["id"])
         reply = await self.call(alice, "world.enter")
         self.assertEqual(reply, {"character": hero, "realm": "east"})
+        self.assertEqual(self.change, SessionChange(in_world=True))
 
     async def test_in_the_world_the_character_stays(self):
         alice = await self.player("alice")
@@ -319,6 +334,8 @@ class WorldTests(LobbyTestCase):
         mage = await self.create(alice, "Mage")
         alice = await self.choose(alice, hero["id"])
         await self.call(alice, "world.enter")
+        alice = await self.changed(alice)
+        self.assertTrue(alice.in_world)
         self.assertEqual(
             await self.error(alice, "character.delete", character=hero["id"]), codes.NOT_ALLOWED
         )
@@ -328,8 +345,21 @@ class WorldTests(LobbyTestCase):
             await self.error(alice, "character.choose", character=mage["id"]), codes.NOT_ALLOWED
         )
         self.assertEqual(await self.call(alice, "world.leave"), {})
+        alice = await self.changed(alice)
+        self.assertFalse(alice.in_world)
         self.assertEqual(await self.error(alice, "world.leave"), codes.NOT_ALLOWED)
         await self.choose(alice, mage["id"])
+
+    async def test_leave_the_zone_before_the_world(self):
+        """A character in a zone leaves it (zone.leave) before the world."""
+        alice = await self.player("alice")
+        hero = await self.create(alice, "Hero")
+        alice = await self.choose(alice, hero["id"])
+        await self.call(alice, "world.enter")
+        alice = await self.changed(alice)
+        in_zone = alice.moved(zone="r0c0")
+        self.assertEqual(await self.error(in_zone, "world.leave"), codes.NOT_ALLOWED)
+        self.assertEqual(await self.call(alice, "world.leave"), {})
 
     async def test_enter_with_a_deleted_character(self):
         alice = await self.player("alice")
@@ -733,16 +763,6 @@ class SessionEventTests(RoomTestCase):
         await self.call(alice.moved(gateway="gw-2"), "room.list")
         await self.call(bob, "room.leave")
         self.assertEqual([g for g, _, _ in self.pushes[alice.session]], ["gw-2"])
-
-    async def test_changed_character_leaves_the_world(self):
-        alice = await self.player("alice")
-        hero = await self.create(alice, "Hero")
-        mage = await self.create(alice, "Mage")
-        alice = await self.choose(alice, hero["id"])
-        await self.call(alice, "world.enter")
-        # The gateway changed the character by itself: the lobby follows.
-        await self.event(alice.moved(character_id=mage["id"], character_name="Mage"), "changed")
-        self.assertEqual(await self.error(alice, "world.leave"), codes.NOT_ALLOWED)
 
     async def test_stop_closes_the_rooms(self):
         alice, bob, carol = [await self.player(n) for n in ("alice", "bob", "carol")]

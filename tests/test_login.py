@@ -29,18 +29,19 @@ from mmo.standalone.protocol import StandaloneFactory
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codec, codes
 from mmo.wire.codes import THROTTLED, TICKET_REFUSED, WireError
+from tests import support
 from tests.support import written_frames
 
 KEY = b"k" * 64
 PASSWORD = "correct horse battery"
 
 
-def make_config(**login):
+def make_config(realm="main", **login):
     return Config(
         {
             "login": {"argon2_memory_kib": 64, "argon2_time_cost": 1, **login},
             "realms": {"main": {"title": "Main"}, "east": {}},
-            "processes": {"mmo": {"kind": "mmo", "client": "tcp:7000"}},
+            "processes": {"mmo": {"kind": "mmo", "client": "tcp:7000", "realm": realm}},
         }
     )
 
@@ -59,9 +60,10 @@ class SpyHasher(PasswordHasher):
 
 class LoginTestCase(unittest.TestCase):
     login_options: dict = {}
+    realm = "main"
 
     def setUp(self):
-        self.config = make_config(**self.login_options)
+        self.config = make_config(self.realm, **self.login_options)
         self.clock = task.Clock()
         self.clock.advance(1_800_000_000)
         self.bus = MemoryBus(reactor=self.clock)
@@ -309,15 +311,21 @@ class TicketTests(LoginTestCase):
 
 
 class AdmissionTestCase(LoginTestCase):
-    """A standalone factory wired to the login service, the bus and admission."""
+    """A standalone factory of realm "east" wired to the login service, the bus and admission."""
+
+    realm = "east"
 
     def setUp(self):
         d = super().setUp()
-        self.factory = StandaloneFactory(self.config, self.config.processes["mmo"], self.clock)
-        self.factory.login = self.login
-        self.factory.bus = self.bus
-        self.factory.admission = Admission(self.signer, self.bus, "east", self.clock)
-        d.addCallback(lambda _: self.bus.subscribe("sessions", self.factory.sessionsMessage))
+        self.factory = support.gateway(
+            self.config,
+            "mmo",
+            self.bus,
+            self.signer,
+            clock=self.clock,
+            factory_class=StandaloneFactory,
+            login=self.login,
+        )
         return d
 
     def connect(self, port=4000):
@@ -375,7 +383,9 @@ class AdmissionProtocolTests(AdmissionTestCase):
         [bye] = written_frames(wire)
         self.assertEqual((bye["t"], bye["code"]), ("bye", codes.REPLACED))
         self.assertTrue(wire.disconnecting)
-        self.assertIs(self.factory.sessions[admitted["account"]], second)
+        self.assertIs(
+            self.factory.sessions.registry.by_account[admitted["account"]].connection, second
+        )
 
     async def test_logout_on_the_gateway(self):
         """

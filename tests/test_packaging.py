@@ -68,7 +68,7 @@ class PackagingTests(unittest.TestCase):
         self.assertEqual(found, shipped)
         self.assertNotIn("__init__.py", os.listdir(installed))
         self.assertFalse(os.path.exists(os.path.join(target, "twisted", "__init__.py")))
-        self.assertTrue(os.path.exists(os.path.join(target, "mmo", "tap.py")))
+        self.assertTrue(os.path.exists(os.path.join(target, "mmo", "standalone", "tap.py")))
 
     def test_twistd_lists_plugins(self):
         """twistd --help lists every mmo plugin, in this environment."""

@@ -23,21 +23,22 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from mmo import rpc
-from mmo.app import ProcessService
 from mmo.bus.memory import MemoryBus
 from mmo.config import ConfigError
 from mmo.frontend.listener import ClientListener
+from mmo.game.messages import SESSIONS_CHANNEL, gateway_channel
 from mmo.game.routes import LocalRoute, RemoteRoute, pack, unpack
 from mmo.game.server import ServiceRPC, ServiceRPCFactory, serve
-from mmo.game.service import Caller, gateway_channel
+from mmo.game.service import Caller
 from mmo.gateway import tap as gateway_tap
-from mmo.gateway.admission import Admission
 from mmo.gateway.factory import GatewayFactory
-from mmo.gateway.tap import ROUTE_PREFIXES, remote_routes
+from mmo.gateway.tap import ROUTE_PREFIXES, gateway_routes
 from mmo.login.tickets import TicketSigner, load_key
+from mmo.process.service import ProcessService
 from mmo.rpc.commands import LongBytes, Route, RouteBatch, ServiceError, SessionEvent
 from mmo.wire import codes
 from mmo.wire.codes import WireError
+from tests import support
 from tests.redis import free_port
 from tests.support import deployment
 from tests.test_sessions import Lobby, Player
@@ -96,7 +97,9 @@ class Harness(unittest.TestCase):
         process = self.config.process("gateway-1")
         # Only the lobby is up: route to it.
         self.routes = [
-            r for r in remote_routes(self.config, process, reactor, LINK_WAIT) if r.name == "lobby"
+            r
+            for r in gateway_routes(self.config, process, None, reactor, LINK_WAIT)
+            if r.name == "lobby"
         ]
         for route in self.routes:
             for service in route.services():
@@ -106,10 +109,9 @@ class Harness(unittest.TestCase):
         self.clock.advance(1_800_000_000)
         self.bus = MemoryBus(reactor=self.clock)
         self.signer = TicketSigner(load_key(self.config), 60.0, self.clock)
-        self.gateway = GatewayFactory(self.config, process, self.clock, routes=self.routes)
-        self.gateway.bus = self.bus
-        self.gateway.admission = Admission(self.signer, self.bus, "main", self.clock)
-        self.bus.subscribe(gateway_channel("gateway-1"), self.gateway.gatewayMessage)
+        self.gateway = support.gateway(
+            self.config, "gateway-1", self.bus, self.signer, self.routes, self.clock
+        )
 
     def stop_listener(self):
         if self.listener.running:
@@ -505,8 +507,10 @@ class WiringTests(unittest.TestCase):
             extra='[bus]\nbackend = "redis"\n',
         )
 
-    def test_remote_routes(self):
-        routes = remote_routes(self.config, self.config.process("gateway-1"), MemoryReactorClock())
+    def test_gateway_routes(self):
+        routes = gateway_routes(
+            self.config, self.config.process("gateway-1"), None, MemoryReactorClock()
+        )
         self.assertEqual(
             [(r.name, r.prefixes) for r in routes],
             [("lobby", ROUTE_PREFIXES["lobby"]), ("chat", ROUTE_PREFIXES["chat"])],
@@ -530,26 +534,32 @@ class WiringTests(unittest.TestCase):
         top = gateway_tap.makeService(options, reactor=MemoryReactorClock())
         [listener] = [s for s in top if isinstance(s, ClientListener)]
         factory = listener.factory
-        self.assertEqual([r.name for r in factory.routes], ["lobby", "chat"])
+        routes = factory.services.routes
+        self.assertEqual([r.name for r in routes], ["lobby", "chat"])
         links = [r.service for r in top.resources if isinstance(r, gateway_tap.ServiceResource)]
-        self.assertEqual(links, [route.link for route in factory.routes])
+        self.assertEqual(links, [route.link for route in routes])
         channels = [r.channel for r in top.resources if isinstance(r, gateway_tap.Subscription)]
         self.assertIn(gateway_channel("gateway-1"), channels)
-        [sessions] = [r for r in top.resources if isinstance(r, gateway_tap.Sessions)]
-        self.assertIs(sessions.factory, factory)
+        self.assertIn(SESSIONS_CHANNEL, channels)
+        [stopping] = [r for r in top.resources if isinstance(r, gateway_tap.Stopping)]
+        self.assertIs(stopping.factory, factory)
         order = [type(r).__name__ for r in top.resources]
-        self.assertLess(order.index("ServiceResource"), order.index("Sessions"))
+        self.assertLess(order.index("ServiceResource"), order.index("Stopping"))
 
-    def test_add_gateway_keeps_factory_routes(self):
-        """Without routes, add_gateway keeps those the factory has."""
+    def test_add_gateway_with_its_routes(self):
+        """add_gateway builds a factory of the class given, on the routes given."""
         clock = MemoryReactorClock()
         config = deployment(self, "[processes.mmo]\nkind = 'mmo'\nclient = 'tcp:0'\n")
         process = config.process("mmo")
         lobby = LocalRoute(Lobby())
-        factory = GatewayFactory(config, process, clock, routes=[lobby])
+
+        class Mine(GatewayFactory):
+            pass
+
         top = ProcessService(config, process, clock)
-        gateway_tap.add_gateway(top, factory, MemoryBus(clock), clock)
-        self.assertEqual(factory.routes, [lobby])
+        factory = gateway_tap.add_gateway(top, MemoryBus(clock), [lobby], clock, Mine)
+        self.assertIsInstance(factory, Mine)
+        self.assertEqual(factory.services.routes, [lobby])
 
 
 class ResponderTests(unittest.TestCase):
@@ -576,7 +586,7 @@ class ResponderTests(unittest.TestCase):
 class CallerTests(unittest.TestCase):
     def test_round_trip(self):
         """A caller survives the trip to a service, every field and a moved one."""
-        caller = Caller("s1", "gateway-1", "a1", "Alice", "eu", "c-1", "Alicia", "r0c0")
+        caller = Caller("s1", "gateway-1", "a1", "Alice", "eu", "c-1", "Alicia", "r0c0", True)
         self.assertEqual(dataclasses.asdict(caller), caller.to_dict())
         self.assertEqual(Caller.from_dict(unpack(pack(caller.to_dict()))), caller)
         moved = caller.moved(zone="r0c1")

@@ -27,15 +27,16 @@ from twisted.trial import unittest
 from mmo import client as sdk
 from mmo.bus.memory import MemoryBus
 from mmo.config import Config
+from mmo.game.messages import online_key, session_key
 from mmo.game.routes import LocalRoute
-from mmo.game.service import SESSION_UPDATE, Caller, GameService, deliver, gateway_channel
-from mmo.gateway.admission import Admission, FloodLimits, TokenBucket
-from mmo.gateway.factory import GatewayFactory, online_key
-from mmo.gateway.session import ResumeRefused, Session, session_key, token_hash
-from mmo.login.service import SESSIONS_CHANNEL
+from mmo.game.service import Caller, GameService, Reply, SessionChange, deliver
+from mmo.gateway.admission import FloodLimits, TokenBucket
+from mmo.gateway.factory import GatewayFactory
+from mmo.gateway.session import ResumeRefused, Session, token_hash
 from mmo.login.tickets import Ticket, TicketSigner
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
+from tests import support
 from tests.support import decode_frames
 
 PEER = IPv4Address("TCP", "192.0.2.7", 51000)
@@ -100,10 +101,7 @@ class Lobby(GameService):
 
     async def on_character_choose(self, caller, message):
         name = message["name"]
-        return {
-            "chosen": name,
-            SESSION_UPDATE: {"character_id": f"c-{name}", "character_name": name},
-        }
+        return Reply({"chosen": name}, SessionChange(character_id=f"c-{name}", character_name=name))
 
 
 class Player:
@@ -167,14 +165,9 @@ class SessionTestCase(unittest.TestCase):
 
     def gateway(self, name: str) -> GatewayFactory:
         """A gateway factory wired as L{mmo.gateway.tap.add_gateway} wires one."""
-        factory = GatewayFactory(
-            self.config, self.config.processes[name], self.clock, routes=[LocalRoute(self.lobby)]
+        return support.gateway(
+            self.config, name, self.bus, self.signer, [LocalRoute(self.lobby)], self.clock
         )
-        factory.bus = self.bus
-        factory.admission = Admission(self.signer, self.bus, "main", self.clock)
-        self.bus.subscribe(SESSIONS_CHANNEL, factory.sessionsMessage)
-        self.bus.subscribe(gateway_channel(name), factory.gatewayMessage)
-        return factory
 
     def admit(self, factory: GatewayFactory, name: str = "Alice") -> tuple[Player, dict]:
         """A player admitted on C{factory} with a fresh ticket, and the auth reply."""
@@ -237,7 +230,7 @@ class LifecycleTests(SessionTestCase):
         player.drop()
         self.deliver("gw-a", reply["session"], "three", "four")
         self.assertEqual(player.frames(), [])
-        session = self.a.registry.by_id[reply["session"]]
+        session = self.a.sessions.registry.by_id[reply["session"]]
         self.assertEqual((session.state, session.seq, len(session.outbox)), ("detached", 4, 4))
         again = Player(self.a)
         [resumed, *replayed] = again.request("resume", token=reply["resume"], last_seq=2)
@@ -286,13 +279,13 @@ class LifecycleTests(SessionTestCase):
         player.drop()
         self.clock.advance(WINDOW - 1)
         self.assertEqual(self.lobby.seen("ended"), [])
-        self.successResultOf(self.a.refreshPresence())
+        self.successResultOf(self.a.sessions.refresh())
         self.assertIsNotNone(self.successResultOf(self.bus.get(online_key("id-Alice"))))
         self.clock.advance(1)
         [ended] = self.lobby.seen("ended")
         self.assertEqual(ended.session, reply["session"])
         self.assertIsNone(self.successResultOf(self.bus.get(online_key("id-Alice"))))
-        self.assertEqual(len(self.a.registry), 0)
+        self.assertEqual(len(self.a.sessions.registry), 0)
         late = Player(self.a)
         request_id = late.send("resume", token=reply["resume"], last_seq=0)
         self.assertRefused(late.frames(), request_id, "unknown")
@@ -361,7 +354,7 @@ class LifecycleTests(SessionTestCase):
         self.deliver("gw-a", reply["session"], "b")
         self.assertEqual(new.pushes(), [(2, "b")])
         self.assertEqual(old.frames(), [])
-        self.assertEqual(self.a.registry.by_id[reply["session"]].connection, new.protocol)
+        self.assertEqual(self.a.sessions.registry.by_id[reply["session"]].connection, new.protocol)
 
     def test_bye_ends_at_once(self):
         player, reply = self.admit(self.a)
@@ -406,7 +399,7 @@ class LifecycleTests(SessionTestCase):
         third, _ = self.admit(self.a)
         [bye] = second.frames()
         self.assertEqual(bye["code"], codes.REPLACED)
-        self.assertIs(self.a.sessions["id-Alice"], third.protocol)
+        self.assertIs(self.a.sessions.registry.by_account["id-Alice"].connection, third.protocol)
 
     def test_no_resume_window(self):
         """With a window of 0 a dropped session ends at once."""
@@ -538,7 +531,7 @@ class CrossGatewayTests(SessionTestCase):
         self.deliver("gw-a", session_id, "late")
         self.deliver("gw-b", session_id, "direct")
         self.assertEqual(moved.pushes(), [(5, "late"), (6, "direct")])
-        self.assertEqual(len(self.a.registry), 0)
+        self.assertEqual(len(self.a.sessions.registry), 0)
         self.assertEqual(self.lobby.seen("ended"), [])
         self.assertEqual(
             self.successResultOf(self.bus.get(online_key("id-Alice"))),
@@ -568,7 +561,7 @@ class CrossGatewayTests(SessionTestCase):
         self.assertEqual(bye["code"], codes.RESUMED_ELSEWHERE)
         old.drop()
         self.assertEqual(self.lobby.seen("ended"), [])
-        self.assertIs(self.b.sessions["id-Alice"], moved.protocol)
+        self.assertIs(self.b.sessions.registry.by_account["id-Alice"].connection, moved.protocol)
 
     def test_unknown_token(self):
         player = Player(self.b)
@@ -584,7 +577,7 @@ class CrossGatewayTests(SessionTestCase):
         request_id = moved.send("resume", token=reply["resume"], last_seq=0)
         self.assertRefused(moved.frames(), request_id, "missed too much")
         self.assertEqual([c.session for c in self.lobby.seen("ended")], [reply["session"]])
-        self.assertEqual(len(self.a.registry) + len(self.b.registry), 0)
+        self.assertEqual(len(self.a.sessions.registry) + len(self.b.sessions.registry), 0)
 
     def test_holder_silent(self):
         """The gateway named on the bus does not answer: refused after the handover timeout."""
@@ -592,7 +585,7 @@ class CrossGatewayTests(SessionTestCase):
         self.bus.put(session_key(token_hash("orphan")), "gw-gone")
         request_id = player.send("resume", token="orphan", last_seq=0)
         self.assertEqual(player.frames(), [])
-        self.clock.advance(self.b.handover_timeout)
+        self.clock.advance(self.b.handover.timeout)
         self.assertRefused(player.frames(), request_id, "did not answer")
 
     def test_client_gone_during_handover(self):
@@ -606,7 +599,7 @@ class CrossGatewayTests(SessionTestCase):
         moved.send("resume", token=reply["resume"], last_seq=0)
         moved.drop()
         self.clock.advance(0)
-        self.assertEqual(len(self.b.registry), 1)
+        self.assertEqual(len(self.b.sessions.registry), 1)
         again = Player(self.b)
         [resumed] = again.request("resume", token=reply["resume"], last_seq=0)
         self.assertEqual((resumed["t"], resumed["session"]), ("reply", reply["session"]))
@@ -618,7 +611,7 @@ class CrossGatewayTests(SessionTestCase):
         self.admit(self.b)
         self.clock.advance(0)
         self.assertEqual([c.session for c in self.lobby.seen("ended")], [reply["session"]])
-        self.assertEqual(len(self.a.registry), 0)
+        self.assertEqual(len(self.a.sessions.registry), 0)
 
 
 # -- heartbeat -------------------------------------------------------------------------
@@ -641,7 +634,7 @@ class HeartbeatTests(SessionTestCase):
         self.assertEqual(player.frames(), [])
         [answer] = player.request("pong")
         self.assertEqual(answer["t"], "reply")
-        self.assertEqual(self.a.registry.by_id[reply["session"]].seq, 0)
+        self.assertEqual(self.a.sessions.registry.by_id[reply["session"]].seq, 0)
         # Heard from: the next heartbeat is an interval after the pong.
         self.clock.advance(INTERVAL - 0.5)
         self.assertEqual(player.frames(), [])
@@ -672,7 +665,7 @@ class HeartbeatTests(SessionTestCase):
         self.assertEqual((bye["t"], bye["code"]), ("bye", codes.HEARTBEAT_TIMEOUT))
         self.assertFalse(player.open)
         player.drop()
-        self.assertEqual(self.a.registry.by_id[reply["session"]].state, "detached")
+        self.assertEqual(self.a.sessions.registry.by_id[reply["session"]].state, "detached")
         self.assertEqual(self.lobby.seen("ended"), [])
         [resumed] = Player(self.a).request("resume", token=reply["resume"], last_seq=0)
         self.assertEqual(resumed["t"], "reply")
@@ -863,7 +856,7 @@ class RoutingTests(SessionTestCase):
 
     def test_first_route_wins(self):
         other = OtherLobby()
-        self.a.routes.insert(0, LocalRoute(other))
+        self.a.services.routes.insert(0, LocalRoute(other))
         player, _ = self.admit(self.a)
         [answer] = player.request("room.echo", text="hi")
         self.assertTrue(answer["other"])

@@ -42,13 +42,13 @@ from mmo.frontend.websocket import (
     FrameTransport,
     WebSocketListener,
 )
-from mmo.gateway.admission import Admission
 from mmo.login.passwords import PasswordHasher
-from mmo.login.service import SESSIONS_CHANNEL, LoginService
+from mmo.login.service import LoginService
 from mmo.login.tickets import TicketSigner
 from mmo.standalone.protocol import StandaloneFactory
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codec, codes
+from tests import support
 from tests.support import LogCapture, deployment
 
 #: Seconds a browser-side wait may take before the test errs (not an assertion).
@@ -756,13 +756,11 @@ class BrowserLoginTests(unittest.TestCase):
         hasher.start()
         self.addCleanup(hasher.stop)
         signer = TicketSigner(KEY, self.config.login.ticket_ttl, reactor)
-        factory = StandaloneFactory(self.config, process, reactor)
-        factory.login = LoginService(self.config, store, bus, hasher, signer, reactor)
-        factory.bus = bus
-        factory.admission = Admission(signer, bus, process.realm, reactor)
+        login = LoginService(self.config, store, bus, hasher, signer, reactor)
+        factory = support.gateway(
+            self.config, "mmo", bus, signer, (), reactor, StandaloneFactory, login=login
+        )
         self.factory = factory
-        subscription = yield bus.subscribe(SESSIONS_CHANNEL, factory.sessionsMessage)
-        self.addCleanup(subscription.cancel)
         self.tcp = ClientListener(self.config, process, reactor=reactor, factory=factory)
         self.tcp.startService()
         self.addCleanup(self.tcp.stopService)
@@ -792,7 +790,9 @@ class BrowserLoginTests(unittest.TestCase):
         self.assertEqual((admitted["t"], admitted["name"]), ("reply", "Zed"))
         self.assertEqual(admitted["account"], registered["account"])
         [connection] = self.factory.connections
-        self.assertIs(self.factory.sessions[admitted["account"]], connection)
+        self.assertIs(
+            self.factory.sessions.registry.by_account[admitted["account"]].connection, connection
+        )
         pong = yield browser.request({"t": "ping", "id": 6})
         self.assertEqual(pong["id"], 6)
 
@@ -808,7 +808,9 @@ class BrowserLoginTests(unittest.TestCase):
         self.assertEqual(closed.rcvd.code, CLOSE_NORMAL)
         yield self.ws.webSocketFactory.whenDrained()
         [connection] = self.factory.connections
-        self.assertIs(self.factory.sessions[admitted["account"]], connection)
+        self.assertIs(
+            self.factory.sessions.registry.by_account[admitted["account"]].connection, connection
+        )
         yield client.close()
         # Let the presence cleanup of the closed sessions run.
         yield task.deferLater(reactor, 0, lambda: None)

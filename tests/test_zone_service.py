@@ -7,21 +7,31 @@ handoff between two zones over the bus; and the gateway's side of it
 
 from __future__ import annotations
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from mmo import config
 from mmo.bus.memory import MemoryBus
-from mmo.game.service import SESSION_UPDATE, Caller, gateway_channel
-from mmo.gateway.factory import GatewayFactory
+from mmo.game import messages
+from mmo.game.messages import (
+    Moved,
+    PushBatch,
+    Switched,
+    SwitchRoute,
+    gateway_channel,
+    zone_channel,
+)
+from mmo.game.service import Caller, Reply, SessionChange
+from mmo.gateway.delivery import Delivery
+from mmo.gateway.handover import Forwards
+from mmo.gateway.routing import Services
+from mmo.gateway.sessions import Sessions
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-from mmo.zone import messages
-from mmo.zone.handoff import Moved, Switched, SwitchRoute
 from mmo.zone.route import ZoneRoute
 from mmo.zone.service import ZoneService
 from mmo.zone.world import WorldMap
-from tests.support import fake_clock_bus_store, write_config
+from tests.support import GatewayInbox, fake_clock_bus_store, write_config
 
 WORLD = """
 [processes.mmo]
@@ -46,6 +56,7 @@ TICK = 0.1
 
 
 def caller(name: str, gateway: str = "gw-1", zone: str | None = None) -> Caller:
+    """A session in the world (C{world.enter}) with its character, in C{zone} if given."""
     return Caller(
         session=f"session-{name}",
         gateway=gateway,
@@ -54,7 +65,18 @@ def caller(name: str, gateway: str = "gw-1", zone: str | None = None) -> Caller:
         character_id=f"c-{name}",
         character_name=name.title(),
         zone=zone,
+        in_world=True,
     )
+
+
+class RecordingLink:
+    """A handoff link that keeps what it is asked to send."""
+
+    def __init__(self):
+        self.sent: list = []
+
+    def send(self, to, message):
+        self.sent.append((to, message))
 
 
 class ZoneTestCase(unittest.TestCase):
@@ -63,9 +85,9 @@ class ZoneTestCase(unittest.TestCase):
     async def setUp(self):
         self.config = config.load(write_config(self, WORLD))
         self.clock, self.bus, self.store = await fake_clock_bus_store(self)
-        self.delivered: dict[str, list] = {"gw-1": [], "gw-2": []}
-        for gateway, received in self.delivered.items():
-            await self.bus.subscribe(gateway_channel(gateway), received.append)
+        self.delivered = {"gw-1": GatewayInbox(), "gw-2": GatewayInbox()}
+        for gateway, inbox in self.delivered.items():
+            await self.bus.subscribe(gateway_channel(gateway), inbox)
         self.zones = {}
         for region in ("r0c0", "r0c1"):
             zone = ZoneService(self.config, self.store, self.bus, self.clock, region)
@@ -82,10 +104,7 @@ class ZoneTestCase(unittest.TestCase):
 
     def batches(self, gateway: str = "gw-1") -> list[dict]:
         """The batched deliveries to C{gateway} since the last call."""
-        received = self.delivered[gateway]
-        found = [m["batch"] for m in received if "batch" in m]
-        received[:] = [m for m in received if "batch" not in m]
-        return found
+        return self.delivered[gateway].batches()
 
     async def settle(self, ticks: int = 1):
         """Tick, letting the store's threads answer in between."""
@@ -113,7 +132,7 @@ class ZoneServiceTests(ZoneTestCase):
     async def test_enter_spawns_and_checkpoints(self):
         alice = caller("alice")
         reply = await self.west.handle(alice, "zone.enter", {})
-        self.assertEqual(reply[SESSION_UPDATE], {"zone": "r0c0"})
+        self.assertEqual(reply["zone"], "r0c0")
         self.assertEqual((reply["entity"], reply["x"], reply["y"]), ("c-alice", 50.0, 50.0))
         entity = self.west.simulation.get("c-alice")
         self.assertEqual((entity.session, entity.gateway), ("session-alice", "gw-1"))
@@ -225,7 +244,7 @@ class ZoneServiceTests(ZoneTestCase):
         alice = caller("alice", zone="r0c0")
         await self.west.handle(alice, "zone.enter", {})
         reply = await self.west.handle(alice, "zone.leave", {})
-        self.assertEqual(reply, {SESSION_UPDATE: {"zone": None}})
+        self.assertEqual(reply, {})
         self.assertIsNone(self.west.simulation.get("c-alice"))
 
     async def test_leave_keeps_the_position(self):
@@ -297,17 +316,14 @@ class ZoneServiceTests(ZoneTestCase):
                 alice, "zone.move", {"seq": seq, "x": 96.0 + (step + 1) * 0.6, "y": 50.0}
             )
             await self.settle()
-            switches = [m for m in self.delivered["gw-1"] if "zone" in m]
+            switches = self.delivered["gw-1"].of_type(SwitchRoute)
             if switches:
                 break
         self.assertTrue(switches, "no route switch")
-        sender, switch = messages.decode(switches[0]["zone"])
-        self.assertEqual(sender, "r0c0")
-        self.assertIsInstance(switch, SwitchRoute)
+        switch = switches[0]
         self.assertEqual((switch.session, switch.zone), ("session-alice", "r0c1"))
-        await self.bus.publish(
-            messages.zone_channel("r0c0"),
-            messages.encode("gw-1", Switched(switch.transfer_id, switch.session)),
+        await messages.publish(
+            self.bus, zone_channel("r0c0"), Switched(switch.transfer_id, switch.session), "gw-1"
         )
         await self.until(lambda: self.east.handoff.status("c-alice") == "active")
         self.assertIsNone(self.west.simulation.get("c-alice"))
@@ -332,10 +348,30 @@ def deferLater():
 
 
 class FakeSession:
+    """A session held by a gateway, as deliveries see it."""
+
     def __init__(self, caller):
         self.caller = caller
-        self.state = "attached"
         self.pushes = []
+
+    id = property(lambda self: self.caller.session)
+    account = property(lambda self: self.caller.account_id)
+    token_hash = property(lambda self: "hash-" + self.caller.session)
+
+    def push(self, kind, fields):
+        self.pushes.append((kind, fields))
+
+
+class FakePort:
+    """A session as the zone route sees it in a message about it."""
+
+    def __init__(self, caller):
+        self.caller = caller
+        self.pushes = []
+
+    def change(self, change):
+        self.caller = change.apply(self.caller)
+        return defer.succeed(None)
 
     def push(self, kind, fields):
         self.pushes.append((kind, fields))
@@ -349,62 +385,67 @@ class GatewaySideTests(unittest.TestCase):
         self.clock = task.Clock()
         self.bus = MemoryBus(reactor=self.clock)
         self.addCleanup(self.bus.stop)
-        process = self.config.process("mmo")
-        self.factory = GatewayFactory(self.config, process, self.clock)
-        self.factory.bus = self.bus
+        self.sessions = Sessions(self.config, "mmo", self.bus, Services(), self.clock)
         self.alice = FakeSession(caller("alice", "mmo", zone="r0c0"))
-        self.factory.registry.by_id["session-alice"] = self.alice
+        self.sessions.registry.add(self.alice)
 
     def test_batch_delivered_in_order_and_forwarded(self):
-        self.factory._forward("session-gone", "gw-2")
-        self.addCleanup(self.factory.forwards.clear)
+        forwards = Forwards(self.clock)
+        forwards.add("session-gone", "gw-2")
+        self.addCleanup(forwards.stop)
         forwarded = []
         self.bus.subscribe(gateway_channel("gw-2"), forwarded.append)
-        self.factory.gatewayMessage(
-            {
-                "batch": {
+        delivery = Delivery(self.sessions, forwards, self.bus)
+        delivery.push_batch(
+            "r0c0",
+            PushBatch(
+                {
                     "session-alice": [["world.correct", {"x": 1}], ["world.update", {"tick": 3}]],
                     "session-gone": [["world.update", {"tick": 3}]],
                     "session-unknown": [["world.update", {"tick": 3}]],
                 }
-            }
+            ),
         )
         self.clock.advance(0)
         self.assertEqual(
             self.alice.pushes, [("world.correct", {"x": 1}), ("world.update", {"tick": 3})]
         )
-        self.assertEqual(forwarded, [{"batch": {"session-gone": [["world.update", {"tick": 3}]]}}])
-        for timer in self.clock.getDelayedCalls():
-            timer.cancel()
+        self.assertEqual(
+            [messages.decode(data)[1] for data in forwarded],
+            [PushBatch({"session-gone": [["world.update", {"tick": 3}]]})],
+        )
 
     def test_route_switch(self):
         """A SwitchRoute moves the session's zone forwards only, and is always answered."""
-        route = ZoneRoute({}, WorldMap.from_config(self.config), None, (50.0, 50.0))
-        self.factory.routes = [route]
-        answers = []
-        self.bus.subscribe(messages.zone_channel("r0c0"), answers.append)
+        link = RecordingLink()
+        route = ZoneRoute({}, WorldMap.from_config(self.config), link, None, (50.0, 50.0))
+        alice = FakePort(caller("alice", "mmo", zone="r0c0"))
         switch = SwitchRoute("t-1", "session-alice", "c-alice", "r0c1", 3)
-        message = messages.encode("r0c0", switch)
-        self.factory.gatewayMessage(message)
-        self.factory.gatewayMessage(message)
-        self.clock.advance(0)
-        self.assertEqual(self.alice.caller.zone, "r0c1")
-        self.assertEqual(self.alice.pushes, [("zone.changed", {"zone": "r0c1"})])
-        self.assertEqual(
-            [messages.decode(a["zone"]) for a in answers],
-            [("mmo", Switched("t-1", "session-alice"))] * 2,
-        )
+        route.switch("r0c0", switch, alice)
+        route.switch("r0c0", switch, alice)
+        self.assertEqual(alice.caller.zone, "r0c1")
+        self.assertEqual(alice.pushes, [("zone.changed", {"zone": "r0c1"})])
+        self.assertEqual(link.sent, [("r0c0", Switched("t-1", "session-alice"))] * 2)
         # An older route never wins.
-        self.factory.gatewayMessage(
-            messages.encode("r0c1", Moved("session-alice", "c-alice", "r0c0", 2))
-        )
-        self.assertEqual(self.alice.caller.zone, "r0c1")
+        route.switch("r0c1", Moved("session-alice", "c-alice", "r0c0", 2), alice)
+        self.assertEqual(alice.caller.zone, "r0c1")
+        # A session not held here: still answered.
+        route.switch("r0c1", SwitchRoute("t-2", "session-gone", "c-x", "r0c0", 1), None)
+        self.assertEqual(link.sent[-1], ("r0c1", Switched("t-2", "session-gone")))
 
     def test_zone_messages_need_zone_enter(self):
-        route = ZoneRoute({}, WorldMap.from_config(self.config), None, (50.0, 50.0))
+        route = ZoneRoute({}, WorldMap.from_config(self.config), RecordingLink(), None, (50, 50))
         d = route.handle(caller("bob"), "zone.move", {"seq": 1, "x": 1, "y": 1})
         failure = self.failureResultOf(d, WireError)
         self.assertEqual(failure.value.code, codes.NOT_ALLOWED)
+
+    def test_zone_enter_needs_world_enter(self):
+        """One truth about the player's place: no zone without world.enter first."""
+        route = ZoneRoute({}, WorldMap.from_config(self.config), RecordingLink(), None, (50, 50))
+        outside = caller("bob").moved(in_world=False)
+        failure = self.failureResultOf(route.handle(outside, "zone.enter", {}), WireError)
+        self.assertEqual(failure.value.code, codes.NOT_ALLOWED)
+        self.assertIn("world.enter", failure.value.message)
 
 
 CLUSTER = """
@@ -438,6 +479,7 @@ class RoutingTests(ZoneTestCase):
         return ZoneRoute(
             {name: LocalRoute(zone) for name, zone in self.zones.items()},
             WorldMap.from_config(self.config),
+            RecordingLink(),
             store,
             self.config.world.spawn,
         )
@@ -448,11 +490,14 @@ class RoutingTests(ZoneTestCase):
         await self.east.handle(alice, "zone.enter", {})
         again = alice.moved(session="session-alice-2")
         reply = await self.route().handle(again, "zone.enter", {})
+        self.assertIsInstance(reply, Reply)
+        self.assertEqual(reply.change, SessionChange(zone="r0c1"))
+        reply = reply.fields
         self.assertEqual(reply["zone"], "r0c1")
         self.assertEqual(self.east.simulation.get("c-alice").session, "session-alice-2")
         # With the store, the route goes there at once.
         reply = await self.route(self.store).handle(alice, "zone.enter", {})
-        self.assertEqual(reply["zone"], "r0c1")
+        self.assertEqual(reply.fields["zone"], "r0c1")
 
     async def test_enter_where_it_left(self):
         """
@@ -466,7 +511,7 @@ class RoutingTests(ZoneTestCase):
         await self.east.session_event(alice, "ended")
         for store in (self.store, None):
             again = alice.moved(session=f"session-alice-{store is None}")
-            reply = await self.route(store).handle(again, "zone.enter", {})
+            reply = (await self.route(store).handle(again, "zone.enter", {})).fields
             self.assertEqual((reply["zone"], reply["x"], reply["y"]), ("r0c1", 150.0, 50.0))
             self.assertIsNone(self.west.simulation.get(alice.character_id))
             await self.east.session_event(again, "ended")
@@ -478,8 +523,8 @@ class RoutingTests(ZoneTestCase):
         self.assertIsNone(self.east.simulation.get("c-alice"))
 
     async def test_zone_host_and_remote_routes(self):
-        from mmo.gateway.tap import remote_routes
-        from mmo.zone.service import ZoneHost
+        from mmo.gateway.tap import gateway_routes
+        from mmo.zone.host import ZoneHost
         from tests.support import deployment
 
         conf = deployment(self, CLUSTER, extra="[world]" + CLUSTER_WORLD)
@@ -488,7 +533,7 @@ class RoutingTests(ZoneTestCase):
         with self.assertRaises(WireError) as caught:
             await host.handle(caller("alice", zone="r0c0"), "zone.enter", {})
         self.assertEqual(caught.exception.code, codes.UNAVAILABLE)
-        [route] = remote_routes(conf, conf.process("gateway-1"), self.clock)
+        [route] = gateway_routes(conf, conf.process("gateway-1"), self.bus, self.clock)
         self.assertIsInstance(route, ZoneRoute)
         self.assertEqual(
             {zone: r.name for zone, r in route.routes.items()},

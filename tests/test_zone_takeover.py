@@ -10,12 +10,13 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from mmo import config
-from mmo.control import ControlService
 from mmo.game.service import gateway_channel
+from mmo.process.control import ControlService
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-from mmo.zone.service import HANDED, SERVING, TakeoverAborted, ZoneHost
-from tests.support import fake_clock_bus_store, write_config
+from mmo.zone.host import ZoneHost
+from mmo.zone.takeover import HANDED, SERVING, TakeoverFailed
+from tests.support import GatewayInbox, fake_clock_bus_store, write_config
 from tests.test_zone_service import TICK, caller, deferLater
 
 WORLD = """
@@ -64,8 +65,8 @@ class TakeoverTests(unittest.TestCase):
     async def setUp(self):
         self.config = config.load(write_config(self, WORLD))
         self.clock, self.bus, self.store = await fake_clock_bus_store(self)
-        self.delivered = []
-        await self.bus.subscribe(gateway_channel("gw-1"), self.delivered.append)
+        self.delivered = GatewayInbox()
+        await self.bus.subscribe(gateway_channel("gw-1"), self.delivered)
 
     async def host(self, takeover=False) -> tuple[ZoneHost, FakeHooks]:
         host = ZoneHost(self.config, self.store, self.bus, self.clock, "zone-1", takeover=takeover)
@@ -88,13 +89,7 @@ class TakeoverTests(unittest.TestCase):
 
     def updates(self, session="session-alice"):
         """The world.update events of C{session} since the last call."""
-        found = []
-        for message in self.delivered:
-            for kind, fields in message.get("batch", {}).get(session, []):
-                if kind == "world.update":
-                    found.append(fields)
-        self.delivered.clear()
-        return found
+        return [fields for _, fields in self.delivered.events(session, "world.update")]
 
     async def test_hand_over_while_moving(self):
         """
@@ -207,7 +202,7 @@ class TakeoverTests(unittest.TestCase):
         await old.handle(alice, "zone.move", {"seq": 1, "x": 51.0, "y": 50.0})
         await self.settle(1)
         self.assertEqual(zone.simulation.get("c-alice").last_input, 1)
-        self.flushLoggedErrors(OSError, TakeoverAborted)
+        self.flushLoggedErrors(OSError, TakeoverFailed)
 
     async def test_directory_info(self):
         """The load figures: players, entities, regions, tick times."""

@@ -34,13 +34,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mmo.bus import BusError
+from mmo.game import messages
+from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
 from mmo.game.service import Caller, GameService
 from mmo.store import StoreError
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-
-#: The bus channel the lobby publishes room membership on.
-ROOMS_CHANNEL = "lobby.rooms"
 
 #: The kinds of channel, the part of a channel id before the first ":".
 CHANNEL_KINDS = ("world", "room", "party")
@@ -269,7 +268,9 @@ class ChatService(GameService):
     # -- life cycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        self._subscription = await self.bus.subscribe(ROOMS_CHANNEL, self._lobby_message)
+        rooms = messages.Dispatcher("chat rooms")
+        rooms.on(RoomEvent, self._lobby_message)
+        self._subscription = await self.bus.subscribe(ROOMS_CHANNEL, rooms)
 
     async def stop(self) -> None:
         subscription, self._subscription = self._subscription, None
@@ -500,7 +501,8 @@ class ChatService(GameService):
 
     # -- the lobby's rooms --------------------------------------------------------------
 
-    def _lobby_message(self, message) -> defer.Deferred:
+    def _lobby_message(self, sender: str, event: RoomEvent) -> defer.Deferred:
+        message = {"room": event.room, "event": event.event, "caller": event.caller}
         return self._lobby.run(lambda: defer.ensureDeferred(self._room_event(message)))
 
     async def _room_event(self, message) -> None:

@@ -5,7 +5,7 @@ answering gateways over AMP and delivering through the bus.
     twistd -n mmo-chat --config cluster.toml
 """
 
-from mmo.game.process import ServiceOptions, make_game_service
+from mmo.process.game import ServiceOptions, make_game_service
 
 
 class Options(ServiceOptions):

@@ -30,7 +30,7 @@ from twisted.protocols import amp
 from zope.interface import Attribute, Interface, implementer
 
 from mmo import rpc
-from mmo.game.service import Caller, GameService, owns
+from mmo.game.service import Caller, GameService, Reply, SessionChange, owns
 from mmo.rpc import commands
 from mmo.wire import codes
 from mmo.wire.codes import WireError
@@ -180,12 +180,27 @@ class RemoteRoute:
             )
         except Exception as e:
             raise self._client_error(e, kind) from None
-        return unpack(response["body"])
+        return self._reply(unpack(response["body"]), response.get("change"))
+
+    def _reply(self, fields, change) -> dict | Reply | None:
+        """The reply to a routed message, with the session change it carries, if any."""
+        if change is None:
+            return fields
+        try:
+            changes = unpack(change) if isinstance(change, bytes) else change
+            return Reply(fields, SessionChange(**changes))
+        except (TypeError, ValueError) as e:
+            self.log.warn(
+                "{service} sent a malformed session change: {why}", service=self.name, why=e
+            )
+            raise WireError(codes.INTERNAL, "the service sent a malformed session change")
 
     def _client_error(self, e: Exception, kind: str) -> Exception:
         """What the client is told of a call of C{kind} that failed with C{e}."""
         if isinstance(e, commands.ServiceError):
             return e.wire_error()
+        if isinstance(e, commands.Redirect):
+            return e
         if isinstance(e, rpc.Unavailable):
             return WireError(
                 codes.UNAVAILABLE, f"the {self.name} service is not reachable now; retry"
@@ -224,8 +239,11 @@ class RemoteRoute:
             self.log.warn("{service} sent an unreadable batch answer", service=self.name)
             replies = [None] * len(batch)
         for reply, (_, d) in zip(replies, batch, strict=True):
-            if isinstance(reply, list) and len(reply) == 2 and reply[0] == 0:
-                d.callback(reply[1])
+            if isinstance(reply, list) and len(reply) in (2, 3) and reply[0] == 0:
+                try:
+                    d.callback(self._reply(reply[1], reply[2] if len(reply) == 3 else None))
+                except WireError as e:
+                    d.errback(e)
             elif isinstance(reply, list) and len(reply) == 4 and reply[0] == 1:
                 d.errback(WireError(str(reply[1]), str(reply[2]), bool(reply[3])))
             else:

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from mmo import rpc
 from mmo.config import Config, ProcessSection
 from mmo.game.routes import pack, unpack
-from mmo.game.service import Caller
+from mmo.game.service import Caller, Reply
 from mmo.rpc import commands
 from mmo.wire import codes
 from mmo.wire.codes import WireError
@@ -84,6 +84,8 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
             reply = await self.service.handle(caller, kind, message)
         except WireError as e:
             raise commands.ServiceError.of(e)
+        if isinstance(reply, Reply):
+            return {"body": pack(reply.fields), "change": pack(reply.change.changes)}
         return {"body": pack(reply)}
 
     async def route_batch(self, data: bytes) -> dict:
@@ -117,6 +119,8 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
         except Exception:
             self.log.failure("{kind!r} from {session} failed", kind=kind, session=caller.session)
             return [1, codes.INTERNAL, f"the service failed to handle {kind!r}", False]
+        if isinstance(reply, Reply):
+            return [0, reply.fields, reply.change.changes]
         return [0, reply]
 
 

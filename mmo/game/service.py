@@ -3,15 +3,15 @@ Game services behind the gateway: the lobby, chat and the zones.
 
 A gateway routes each admitted player's message to the service that owns
 its type (by prefix: C{character.*}, C{room.*} and C{world.*} to the lobby,
-C{chat.*} to
-chat...), in the same process (standalone) or over AMP (a cluster).  A
-service is a domain object: it gets a L{Caller} and the message, returns the
-reply's fields or raises L{WireError}, and sends pushes to players with
-L{deliver}, through the bus, to whichever gateway holds them.
+C{chat.*} to chat, C{zone.*} to the zones), in the same process
+(standalone) or over AMP (a cluster).  A service is a domain object: it gets
+a L{Caller} and the message, returns the reply's fields (or a L{Reply} that
+also changes the caller's session) or raises L{WireError}, and sends pushes
+to players with L{deliver}, through the bus, to whichever gateway holds them.
 
 Services also hear of session events (L{GameService.session_event}):
 C{"started"} when a player is admitted, C{"changed"} when the session's
-character changes, C{"moved"} when it resumed on another gateway and
+character or place changes, C{"moved"} when it resumed on another gateway and
 C{"ended"} when it is gone for good (logout, replaced, or the resume window
 ran out), at which point the service frees what the session held.
 """
@@ -25,16 +25,9 @@ from dataclasses import dataclass, replace
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from mmo.game.messages import Push, gateway_channel, publish
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-
-#: The reply key a service uses to change the caller's session (the lobby's
-#: character choice); the gateway applies it and strips it from the reply.
-SESSION_UPDATE = "_session"
-
-#: The reply key with which a zone sends C{zone.enter} on to the zone that
-#: owns the character (the gateway's zone route follows it, once).
-ZONE_REDIRECT = "_zone"
 
 
 def owns(prefixes, kind: str) -> bool:
@@ -42,11 +35,6 @@ def owns(prefixes, kind: str) -> bool:
     return any(
         kind == prefix or (prefix.endswith(".") and kind.startswith(prefix)) for prefix in prefixes
     )
-
-
-def gateway_channel(gateway: str) -> str:
-    """The bus channel a gateway hears deliveries for its sessions on."""
-    return f"gateway:{gateway}"
 
 
 @dataclass(frozen=True)
@@ -61,8 +49,15 @@ class Caller:
     @ivar character_id: The chosen character, if any.
     @ivar character_name: Its name.
     @ivar realm: The realm of the session.
-    @ivar zone: The zone (world region) that holds the character in the
-        world, if it entered it (C{zone.enter}); switched by handoffs.
+    @ivar in_world: Whether the session took its character into the world
+        (C{world.enter}, until C{world.leave}): its character can then be
+        neither changed nor deleted, and it may enter a zone.
+    @ivar zone: The zone (world region) that holds the character, once it
+        entered one (C{zone.enter}); switched by handoffs.  Only a session
+        in the world is in a zone.
+
+    The gateway holding the session keeps its caller: a service changes it
+    only by answering with a L{Reply} that carries a L{SessionChange}.
     """
 
     session: str
@@ -73,6 +68,7 @@ class Caller:
     character_id: str | None = None
     character_name: str | None = None
     zone: str | None = None
+    in_world: bool = False
 
     @property
     def display_name(self) -> str:
@@ -80,9 +76,9 @@ class Caller:
         return self.character_name or self.name
 
     def to_dict(self) -> dict:
-        # Every field is a string or None: a copy of the instance's own
-        # dict is what asdict() would build, at a tenth of its cost (this
-        # goes with every request a gateway routes).
+        # Every field is a plain value: a copy of the instance's own dict is
+        # what asdict() would build, at a tenth of its cost (this goes with
+        # every request a gateway routes).
         return dict(self.__dict__)
 
     @classmethod
@@ -91,6 +87,58 @@ class Caller:
 
     def moved(self, **changes) -> Caller:
         return replace(self, **changes)
+
+
+class SessionChange:
+    """
+    What a service changes of its caller's session, with its reply: the
+    chosen character (C{character_id}, C{character_name}), whether it is in
+    the world (C{in_world}) and its zone (C{zone}).  Fields not given stay
+    as they are.  The gateway applies the change before the reply reaches
+    the client, and tells every service (C{"changed"}).
+
+    @raise ValueError: A field that is not one of L{FIELDS}, or of the wrong type.
+    """
+
+    __slots__ = ("changes",)
+
+    #: What may change, and the types each may take.
+    FIELDS: dict[str, tuple[type, ...]] = {
+        "character_id": (str, type(None)),
+        "character_name": (str, type(None)),
+        "in_world": (bool,),
+        "zone": (str, type(None)),
+    }
+
+    def __init__(self, **changes):
+        for key, value in changes.items():
+            kinds = self.FIELDS.get(key)
+            if kinds is None:
+                raise ValueError(f"a session has no {key!r} to change")
+            if not isinstance(value, kinds):
+                raise ValueError(f"{key!r} cannot be {value!r}")
+        self.changes = changes
+
+    def __repr__(self) -> str:
+        return f"SessionChange({self.changes!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SessionChange) and other.changes == self.changes
+
+    def apply(self, caller: Caller) -> Caller:
+        """C{caller} with the change."""
+        return caller.moved(**self.changes)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """
+    A service's answer that also changes the caller's session: C{fields} go
+    to the client (C{None}: no reply), C{change} to the gateway.
+    """
+
+    fields: dict | None
+    change: SessionChange
 
 
 class GameService:
@@ -153,9 +201,7 @@ async def deliver(bus, targets: Iterable[tuple[str, str]], kind: str, fields: di
         by_gateway[gateway].append(session)
     await defer.gatherResults(
         [
-            defer.ensureDeferred(
-                bus.publish(gateway_channel(gateway), {"to": sessions, "t": kind, "fields": fields})
-            )
+            publish(bus, gateway_channel(gateway), Push(sessions, kind, fields))
             for gateway, sessions in by_gateway.items()
         ],
         consumeErrors=True,

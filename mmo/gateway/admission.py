@@ -13,7 +13,7 @@ dropped.  Buckets follow the injected clock and cost O(1) per message.
 
 from __future__ import annotations
 
-from mmo.login.service import revoked_key
+from mmo.game.messages import revoked_key, ticket_key
 from mmo.login.tickets import TicketError, TicketSigner
 from mmo.wire.codes import TICKET_REFUSED, WireError
 
@@ -37,7 +37,7 @@ class Admission:
         if revoked is not None and ticket.issued <= revoked:
             raise WireError(TICKET_REFUSED, "revoked ticket")
         ttl = max(ticket.expires - self.clock.seconds(), 1.0)
-        if not await self.bus.claim(f"ticket:{ticket.nonce}", ttl):
+        if not await self.bus.claim(ticket_key(ticket.nonce), ttl):
             raise WireError(TICKET_REFUSED, "ticket already used")
         return ticket
 

@@ -117,6 +117,24 @@ class GatewayProtocol(ClientProtocol):
             return self.session.push(kind, fields)
         return super().push(kind, **fields)
 
+    # -- the session ----------------------------------------------------------------
+
+    def attached(self, session) -> None:
+        """C{session} is this connection's now: its pushes come here; watch for silence."""
+        self.session = session
+        self.ticket = session.ticket
+        self.startHeartbeat()
+
+    def released(self, code: str | None = None, message: str = "") -> None:
+        """
+        The session is no longer this connection's; with C{code}, the
+        client is told goodbye (why) and the connection closes.
+        """
+        self.session = None
+        self.stopHeartbeat()
+        if code is not None:
+            self.goodbye(code, message)
+
     # -- heartbeat ----------------------------------------------------------------
 
     def startHeartbeat(self) -> None:

@@ -14,11 +14,12 @@ A session is in one of four states:
     seconds pushes are still numbered and kept, so that a client that
     resumes (on this gateway or another) is sent exactly what it missed.
   - B{moved}: it was handed over to another gateway; this one forwards what
-    is delivered for it there for a while (L{mmo.gateway.factory}).
+    is delivered for it there for a while (L{mmo.gateway.handover}).
   - B{ended}: gone for good (logout, replaced, bye, or the window ran out).
 
-This module knows no bus and no routes: the factory
-(L{mmo.gateway.factory.GatewayFactory}) drives the life cycle.
+A session changes its own state (L{Session.attach}, L{Session.detach},
+L{Session.end}, L{Session.hand_off}, L{Session.change}); this module knows
+no bus and no routes: L{mmo.gateway.sessions.Sessions} drives the life cycle.
 """
 
 from __future__ import annotations
@@ -52,11 +53,6 @@ def token_hash(token: str) -> str:
     neither a bus key nor a log line is enough to resume somebody's session.
     """
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def session_key(hashed: str) -> str:
-    """The bus key naming the gateway that holds the session of a token hash."""
-    return f"session:{hashed}"
 
 
 class ResumeRefused(Exception):
@@ -124,6 +120,61 @@ class Session:
     @property
     def account(self) -> str:
         return self.caller.account_id
+
+    @property
+    def live(self) -> bool:
+        """Whether it is held here: attached or detached."""
+        return self.state == ATTACHED or self.state == DETACHED
+
+    # -- life cycle -----------------------------------------------------------
+
+    def attach(self, connection):
+        """
+        Make C{connection} the session's connection; returns the connection
+        it had until now, if another (to be told goodbye), else C{None}.
+        """
+        old = self.connection
+        self._stop_expiry(None)
+        self.connection = connection
+        self.state = ATTACHED
+        return old if old is not connection else None
+
+    def detach(self, expiry=None) -> None:
+        """
+        Keep the session without a connection; C{expiry} (a delayed call)
+        ends it when the resume window runs out.
+        """
+        self._stop_expiry(expiry)
+        self.connection = None
+        self.state = DETACHED
+
+    def expired(self) -> bool:
+        """Its expiry fired: whether it is still detached (and so ends now)."""
+        self.expiry = None
+        return self.state == DETACHED
+
+    def end(self):
+        """Gone for good; returns the connection it had, if any."""
+        return self._leave(ENDED)
+
+    def hand_off(self):
+        """Handed over to another gateway; returns the connection it had, if any."""
+        return self._leave(MOVED)
+
+    def change(self, change) -> None:
+        """Apply a service's L{mmo.game.service.SessionChange} to the caller."""
+        self.caller = change.apply(self.caller)
+
+    def _leave(self, state: str):
+        self._stop_expiry(None)
+        connection, self.connection = self.connection, None
+        self.state = state
+        return connection
+
+    def _stop_expiry(self, replacement) -> None:
+        if self.expiry is not None and self.expiry.active():
+            self.expiry.cancel()
+        self.expiry = replacement
 
     # -- tokens ---------------------------------------------------------------
 

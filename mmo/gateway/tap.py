@@ -11,18 +11,16 @@ from __future__ import annotations
 from twisted.application.internet import TimerService
 
 from mmo import rpc
-from mmo.app import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
 from mmo.config import Config, ProcessSection
 from mmo.frontend.listener import ClientListener, directory_info, factory_class
 from mmo.frontend.websocket import WebSocketListener
 from mmo.game.routes import LINK_TIMEOUT, RemoteRoute
-from mmo.game.service import gateway_channel
-from mmo.gateway.admission import Admission
-from mmo.gateway.factory import GatewayFactory
-from mmo.login.service import SESSIONS_CHANNEL
+from mmo.gateway.factory import GatewayFactory, make_gateway, subscriptions
+from mmo.gateway.operations import Operations
 from mmo.login.tickets import TicketSigner, load_key
+from mmo.process.service import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.zone.route import zone_routes
 
 #: The message types each kind of remote service owns (prefixes end in ".").
@@ -53,31 +51,35 @@ class Subscription:
             await self.subscription.cancel()
 
 
-class Sessions:
+class Stopping:
     """
     The gateway's sessions as a process resource: at stop (after the client
-    listener has said goodbye to every client), every session is ended and
-    the services are told.
+    listener has said goodbye to every client), a drain still running is
+    over, and every session is ended and the services are told.
     """
 
-    def __init__(self, factory: GatewayFactory):
+    def __init__(self, factory: GatewayFactory, operations: Operations):
         self.factory = factory
+        self.operations = operations
 
     def start(self):
         pass
 
     def stop(self):
+        self.operations.stop()
         return self.factory.stop()
 
 
-def remote_routes(
-    config: Config, process: ProcessSection, reactor=None, timeout: float = LINK_TIMEOUT
-) -> list[RemoteRoute]:
+def gateway_routes(
+    config: Config, process: ProcessSection, bus, reactor=None, timeout: float = LINK_TIMEOUT
+) -> list:
     """
-    A L{RemoteRoute} (with its own RPC link) to every process of the config
-    whose kind is in L{ROUTE_PREFIXES} (C{lobby}, C{chat}), in the config's
-    order.  The links are not started: L{mmo.gateway.tap.add_gateway} runs
-    them with the gateway.
+    The routes of a gateway of a cluster: a L{RemoteRoute} (with its own RPC
+    link) to every process of the config whose kind is in
+    L{ROUTE_PREFIXES} (C{lobby}, C{chat}), in the config's order, then the
+    zones' route (L{mmo.zone.route.zone_routes}) if the world has zone
+    processes.  The links are not started: L{add_gateway} runs them with
+    the gateway.
     """
     routes: list = [
         RemoteRoute(
@@ -87,22 +89,27 @@ def remote_routes(
         for peer in config.processes.values()
         if peer.kind in ROUTE_PREFIXES
     ]
-    zones = zone_routes(config, process, reactor, timeout)
+    zones = zone_routes(config, process, bus, reactor, timeout)
     if zones is not None:
         routes.append(zones)
     return routes
 
 
 def add_gateway(
-    top: ProcessService, factory: GatewayFactory, bus, reactor, routes=None
-) -> ClientListener:
+    top: ProcessService,
+    bus,
+    routes,
+    reactor,
+    factory_class: type[GatewayFactory] = GatewayFactory,
+    **extra,
+) -> GatewayFactory:
     """
-    Wire a gateway factory into a process: ticket admission, the sessions
-    channel, this gateway's delivery channel, presence, the directory entry,
-    the routes to game services (C{routes}, a list of
-    L{mmo.game.routes.IRoute}; by default those the factory has), the
-    client listener and the control commands C{drain}, C{kick} and
-    C{broadcast} (see C{docs/sessions.md}).
+    A gateway in a process: its factory with every part
+    (L{mmo.gateway.factory.make_gateway}, C{extra} going to
+    C{factory_class}), its bus subscriptions, presence, the directory
+    entry, the client listeners (TLS, and secure WebSocket when configured)
+    and the control commands C{drain}, C{kick} and C{broadcast} (see
+    C{docs/sessions.md}).
 
     Resources start in order and stop in reverse, after the child services:
     the routes' links start first and stop last, so that the services still
@@ -110,34 +117,14 @@ def add_gateway(
     """
     config, process = top.config, top.process
     signer = TicketSigner(load_key(config), config.login.ticket_ttl, reactor)
-    factory.bus = bus
-    factory.admission = Admission(signer, bus, process.realm, reactor)
-    if routes is not None:
-        factory.routes = list(routes)
-    for route in factory.routes:
-        for service in route.services():
-            if service.parent is None and not service.running:
-                top.resource(ServiceResource(service))
-    control = top.control_service(bus)
-    control.register("drain", factory.drain)
-    control.register("kick", factory.kick)
-    control.register("broadcast", factory.broadcast)
-    top.resource(Subscription(bus, SESSIONS_CHANNEL, factory.sessionsMessage))
-    top.resource(Subscription(bus, gateway_channel(process.name), factory.gatewayMessage))
-    top.resource(Sessions(factory))
+    factory = make_gateway(config, process, bus, signer, routes, reactor, factory_class, **extra)
     listener = ClientListener(config, process, reactor=reactor, factory=factory)
-    listener.setServiceParent(top)
-    browsers = None
-    if process.websocket:
-        # The same factory: TCP and WebSocket connections are one set of sessions.
-        browsers = WebSocketListener(config, process, factory, reactor=reactor)
-        browsers.setServiceParent(top)
-    factory.listeners = [listener] + ([browsers] if browsers is not None else [])
+    # The same factory: TCP and WebSocket connections are one set of sessions.
+    browsers = (
+        WebSocketListener(config, process, factory, reactor=reactor) if process.websocket else None
+    )
     beat = config.bus.heartbeat_interval
-    presence = TimerService(beat, factory.refreshPresence)
-    presence.clock = reactor
-    presence.setServiceParent(top)
-    factory.directory = DirectoryService(
+    directory = DirectoryService(
         bus,
         process.name,
         lambda: directory_info(
@@ -145,14 +132,29 @@ def add_gateway(
             listener,
             load=factory.load,
             websocket=browsers,
-            draining=factory.draining,
+            draining=factory.sessions.draining,
         ),
         beat,
         config.bus.heartbeat_timeout,
         reactor=reactor,
     )
-    factory.directory.setServiceParent(top)
-    return listener
+    listeners = [listener] + ([browsers] if browsers is not None else [])
+    operations = Operations(factory, factory.sessions, bus, listeners, directory)
+
+    for link in factory.services.links():
+        if link.parent is None and not link.running:
+            top.resource(ServiceResource(link))
+    operations.register(top.control_service(bus))
+    for channel, dispatcher in subscriptions(factory).items():
+        top.resource(Subscription(bus, channel, dispatcher))
+    top.resource(Stopping(factory, operations))
+    for child in listeners:
+        child.setServiceParent(top)
+    presence = TimerService(beat, factory.sessions.refresh)
+    presence.clock = reactor
+    presence.setServiceParent(top)
+    directory.setServiceParent(top)
+    return factory
 
 
 def makeService(options: Options, reactor=None) -> ProcessService:
@@ -163,8 +165,8 @@ def makeService(options: Options, reactor=None) -> ProcessService:
     def make():
         top = ProcessService(config, process, reactor)
         bus = top.resource(make_bus(config, reactor))
-        factory = factory_class(config, process, GatewayFactory)(config, process, reactor)
-        add_gateway(top, factory, bus, reactor, routes=remote_routes(config, process, reactor))
+        routes = gateway_routes(config, process, bus, reactor)
+        add_gateway(top, bus, routes, reactor, factory_class(config, process, GatewayFactory))
         return top
 
     return build(make)

@@ -8,7 +8,7 @@ or characters) and disappear with their last member or with the process.
 
 Every change of a room's membership is told twice: to the other members,
 as pushes through their gateways (L{GameService.deliver}), and to the other
-services, on the bus channel L{ROOMS_CHANNEL}, so that chat can keep a
+services, as L{RoomEvent}s on the bus channel L{ROOMS_CHANNEL}, so that chat can keep a
 channel per room without asking the lobby.  Both are sent in the order the
 changes were made: a handler changes the state without waiting on anything
 and only then sends what it queued (L{_Outbox}).
@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 
 from twisted.internet import defer
 
-from mmo.game.service import SESSION_UPDATE, Caller, GameService
+from mmo.game import messages
+from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
+from mmo.game.service import Caller, GameService, Reply, SessionChange
 from mmo.store import AlreadyExists, Character, NotFound, new_id
 from mmo.wire.codes import (
     BAD_NAME,
@@ -41,10 +43,6 @@ from mmo.wire.codes import (
     WRONG_PASSWORD,
     WireError,
 )
-
-#: The bus channel room membership events are published on, as
-#: C{{"room": ID, "event": "joined" | "left" | "closed", "caller": CALLER}}.
-ROOMS_CHANNEL = "lobby.rooms"
 
 #: Character names: a letter, then letters, digits, '_' and '-' (the
 #: lengths come from the config).
@@ -101,12 +99,10 @@ class _Session:
 
     @ivar caller: The latest L{Caller} (its gateway is where pushes go).
     @ivar room: The id of the room it is in, if any.
-    @ivar in_world: Whether it entered the world (C{world.enter}).
     """
 
     caller: Caller
     room: str | None = None
-    in_world: bool = False
 
 
 class _Outbox:
@@ -127,8 +123,9 @@ class _Outbox:
             self.sends.append(lambda: self.service.deliver(targets, kind, **fields))
 
     def event(self, room: Room, event: str, caller: Caller) -> None:
-        message = {"room": room.id, "event": event, "caller": caller.to_dict()}
-        self.sends.append(lambda: self.service.bus.publish(ROOMS_CHANNEL, message))
+        message = RoomEvent(room.id, event, caller.to_dict())
+        bus = self.service.bus
+        self.sends.append(lambda: messages.publish(bus, ROOMS_CHANNEL, message, "lobby"))
 
     async def flush(self) -> None:
         """
@@ -209,16 +206,13 @@ class LobbyService(GameService):
         """
         Remember C{caller} as the session's current view.  A member whose
         shown name changed (a character was chosen) is announced to the
-        rest of its room (C{room.renamed}); one whose character changed
-        is no longer in the world.
+        rest of its room (C{room.renamed}).
         """
         state = self._sessions.get(caller.session)
         if state is None:
             state = self._sessions[caller.session] = _Session(caller)
             return state
         old, state.caller = state.caller, caller
-        if old.character_id != caller.character_id:
-            state.in_world = False
         if old.display_name != caller.display_name and state.room is not None:
             room = self.rooms[state.room]
             outbox = _Outbox(self)
@@ -330,10 +324,10 @@ class LobbyService(GameService):
             "chosen": caller.character_id,
         }
 
-    async def on_character_delete(self, caller: Caller, message: dict) -> dict:
+    async def on_character_delete(self, caller: Caller, message: dict) -> dict | Reply:
         character = await self._own_character(caller, message)
         chosen = caller.character_id == character.id
-        if chosen and self._session(caller).in_world:
+        if chosen and caller.in_world:
             raise WireError(NOT_ALLOWED, "leave the world before deleting your character")
         if self._chosen_elsewhere(caller, character.id):
             raise WireError(NOT_ALLOWED, "the character is in play in another session")
@@ -342,21 +336,21 @@ class LobbyService(GameService):
         self.log.info(
             "lobby: {account} deleted character {name}", account=caller.name, name=character.name
         )
-        reply: dict = {"deleted": character.id}
+        reply = {"deleted": character.id}
         if chosen:
-            reply[SESSION_UPDATE] = {"character_id": None, "character_name": None}
+            return Reply(reply, SessionChange(character_id=None, character_name=None))
         return reply
 
-    async def on_character_choose(self, caller: Caller, message: dict) -> dict:
+    async def on_character_choose(self, caller: Caller, message: dict) -> Reply:
         character = await self._own_character(caller, message)
-        if self._session(caller).in_world and caller.character_id != character.id:
+        if caller.in_world and caller.character_id != character.id:
             raise WireError(NOT_ALLOWED, "leave the world before choosing another character")
         if self._chosen_elsewhere(caller, character.id):
             raise WireError(NOT_ALLOWED, "the character is in play in another session")
-        return {
-            "character": character_dict(character),
-            SESSION_UPDATE: {"character_id": character.id, "character_name": character.name},
-        }
+        return Reply(
+            {"character": character_dict(character)},
+            SessionChange(character_id=character.id, character_name=character.name),
+        )
 
     # -- rooms -------------------------------------------------------------------
 
@@ -557,20 +551,25 @@ class LobbyService(GameService):
 
     # -- the world -------------------------------------------------------------------
 
-    async def on_world_enter(self, caller: Caller, message: dict) -> dict:
+    async def on_world_enter(self, caller: Caller, message: dict) -> Reply:
+        """
+        Into the world with the chosen character: the session is in the
+        world from then on (L{Caller.in_world}), so it may enter a zone.
+        """
         if caller.character_id is None:
             raise WireError(NOT_ALLOWED, "choose a character first")
         character = await self.store.character_by_id(caller.character_id)
         if character is None or character.account_id != caller.account_id:
             raise WireError(NOT_FOUND, "your character no longer exists")
-        state = self._sessions.get(caller.session)
-        if state is not None:  # else the session ended while the store answered
-            state.in_world = True
-        return {"character": character_dict(character), "realm": caller.realm}
+        return Reply(
+            {"character": character_dict(character), "realm": caller.realm},
+            SessionChange(in_world=True),
+        )
 
-    async def on_world_leave(self, caller: Caller, message: dict) -> dict:
-        state = self._session(caller)
-        if not state.in_world:
+    async def on_world_leave(self, caller: Caller, message: dict) -> Reply:
+        """Back to the lobby; a character still in a zone must leave it first."""
+        if not caller.in_world:
             raise WireError(NOT_ALLOWED, "you are not in the world")
-        state.in_world = False
-        return {}
+        if caller.zone is not None:
+            raise WireError(NOT_ALLOWED, "leave your zone first (zone.leave)")
+        return Reply({}, SessionChange(in_world=False))

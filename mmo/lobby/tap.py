@@ -4,7 +4,7 @@ The C{mmo-lobby} plugin: characters and rooms, answering gateways over AMP.
     twistd -n mmo-lobby --config cluster.toml
 """
 
-from mmo.game.process import ServiceOptions, make_game_service
+from mmo.process.game import ServiceOptions, make_game_service
 
 
 class Options(ServiceOptions):

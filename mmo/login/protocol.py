@@ -57,9 +57,13 @@ class LoginProtocol(LoginMessages, ClientProtocol):
 
 class LoginFactory(ClientFactory):
     """
-    Builds login connections; C{login} is set to the
-    L{mmo.login.service.LoginService} by the process that runs it.
+    Builds login connections.
+
+    @ivar login: The L{mmo.login.service.LoginService}.
     """
 
     protocol = LoginProtocol
-    login = None
+
+    def __init__(self, config, process, reactor=None, *, login):
+        super().__init__(config, process, reactor)
+        self.login = login

@@ -11,6 +11,8 @@ from twisted.logger import Logger
 
 from mmo.bus import BusError
 from mmo.bus.directory import least_loaded
+from mmo.game import messages
+from mmo.game.messages import AccountSession, revoked_key
 from mmo.login.throttle import Locked, Throttle
 from mmo.login.tickets import TicketError, TicketSigner
 from mmo.store import AlreadyExists
@@ -33,10 +35,6 @@ NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 #: Directory kinds that admit players.
 GATEWAY_KINDS = ("gateway", "mmo")
-
-
-def revoked_key(account_id: str) -> str:
-    return f"revoked:{account_id}"
 
 
 class LoginService:
@@ -222,15 +220,12 @@ class LoginService:
 
 
 #: The bus channel on which gateways hear of sessions to close.
-SESSIONS_CHANNEL = "sessions"
-
-
 async def revoke(bus, config, account_id: str, now: float, keep: str | None = None) -> None:
     """
     Refuse every ticket of the account issued up to C{now}, and close its
     sessions on every gateway but session C{keep}.
     """
     await bus.put(revoked_key(account_id), now, ttl=config.login.ticket_ttl + 1)
-    await bus.publish(
-        SESSIONS_CHANNEL, {"account": account_id, "session": keep, "reason": "logout"}
+    await messages.publish(
+        bus, messages.SESSIONS_CHANNEL, AccountSession(account_id, keep, "logout")
     )

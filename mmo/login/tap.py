@@ -7,7 +7,6 @@ tickets, realms and the choice of the least-loaded gateway.
 
 from __future__ import annotations
 
-from mmo.app import ConfigOptions, ProcessService, build
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
 from mmo.frontend.listener import ClientListener, directory_info, factory_class
@@ -15,6 +14,7 @@ from mmo.login.passwords import PasswordHasher
 from mmo.login.protocol import LoginFactory
 from mmo.login.service import LoginService
 from mmo.login.tickets import TicketSigner, load_key
+from mmo.process.service import ConfigOptions, ProcessService, build
 from mmo.store import make_store
 
 
@@ -42,12 +42,14 @@ def makeService(options: Options, reactor=None) -> ProcessService:
 
     def make():
         top = ProcessService(config, process, reactor)
-        factory = factory_class(config, process, LoginFactory)(config, process, reactor)
-        factory.login = login_service(top, reactor)
+        login = login_service(top, reactor)
+        factory = factory_class(config, process, LoginFactory)(
+            config, process, reactor, login=login
+        )
         listener = ClientListener(config, process, reactor=reactor, factory=factory)
         listener.setServiceParent(top)
         DirectoryService(
-            factory.login.bus,
+            login.bus,
             process.name,
             lambda: directory_info(process, listener),
             config.bus.heartbeat_interval,

@@ -17,8 +17,8 @@ from twisted.internet import defer, endpoints, protocol, task
 from twisted.logger import Logger
 
 import mmo
-from mmo import control
 from mmo.manager.supervisor import REDIS, Supervisor, twistd_args
+from mmo.process import control
 from mmo.rpc import commands
 from mmo.rpc.service import RPCProtocol, RPCServerFactory
 

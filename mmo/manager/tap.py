@@ -13,10 +13,10 @@ import shlex
 import shutil
 
 from mmo import logs, rpc
-from mmo.app import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.bus import make_bus
 from mmo.config import ConfigError
 from mmo.manager.service import AdminFactory, LocalRedis, Manager
+from mmo.process.service import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.tls import client_paths, server_paths
 
 

@@ -180,6 +180,20 @@ class ServiceError(RPCError):
             return WireError(INTERNAL, "the service sent an unreadable error")
 
 
+class Redirect(RPCError):
+    """
+    The message belongs to another instance of the service: the zone named
+    by the error's message (C{zone.enter} in a zone that does not own the
+    character).  The route sends it there.
+    """
+
+    code = b"REDIRECT"
+
+    @property
+    def target(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class Route(Command):
     """
     A gateway routes a client's message to the game service that owns its
@@ -188,14 +202,16 @@ class Route(Command):
     C{caller} is the msgpack of the sender's L{mmo.game.service.Caller} (as
     C{Caller.to_dict()}), C{kind} the message type, C{body} the msgpack of
     the whole message as the client sent it.  The response's C{body} is the
-    msgpack of the reply's fields, or of nil for no reply.  A service that
-    refuses raises L{ServiceError} (the responder makes it from the service's
-    L{WireError}).
+    msgpack of the reply's fields, or of nil for no reply; C{change}, when
+    the service changes the caller's session, the msgpack of the
+    L{mmo.game.service.SessionChange}'s fields.  A service that refuses
+    raises L{ServiceError} (the responder makes it from the service's
+    L{WireError}); one that is not the right instance raises L{Redirect}.
     """
 
     arguments = [(b"caller", LongBytes()), (b"kind", amp.Unicode()), (b"body", LongBytes())]
-    response = [(b"body", LongBytes())]
-    errors = {ServiceError: ServiceError.code}
+    response = [(b"body", LongBytes()), (b"change", LongBytes(optional=True))]
+    errors = {ServiceError: ServiceError.code, Redirect: Redirect.code}
 
 
 class RouteBatch(Command):
@@ -208,8 +224,10 @@ class RouteBatch(Command):
     C{calls} is the msgpack of a list of C{[caller, kind, message]} (the
     caller as C{Caller.to_dict()}, the whole client message as a map).  The
     response's C{replies} is the msgpack of a list with one entry per call,
-    in order: C{[0, reply]} (the reply's fields, or nil for none) or
-    C{[1, code, message, fatal]} for a L{mmo.wire.codes.WireError}.  The
+    in order: C{[0, reply]} (the reply's fields, or nil for none),
+    C{[0, reply, change]} (a reply that changes the caller's session, as in
+    L{Route}) or C{[1, code, message, fatal]} for a
+    L{mmo.wire.codes.WireError}.  The
     service handles the calls in their order, as if each had come in its
     own L{Route}; one call's refusal is its own and the others go on.
     """
@@ -253,6 +271,7 @@ __all__ = [
     "Ping",
     "LongBytes",
     "ServiceError",
+    "Redirect",
     "Route",
     "SessionEvent",
     "Admin",

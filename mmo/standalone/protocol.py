@@ -25,5 +25,14 @@ class StandaloneProtocol(LoginMessages, GatewayProtocol):
 
 
 class StandaloneFactory(GatewayFactory):
+    """
+    The standalone server's gateway, which also logs players in.
+
+    @ivar login: The L{mmo.login.service.LoginService}.
+    """
+
     protocol = StandaloneProtocol
-    login = None
+
+    def __init__(self, config, process, reactor, *, login, **parts):
+        super().__init__(config, process, reactor, **parts)
+        self.login = login

@@ -6,21 +6,22 @@ process, for development and small games, on SQLite and the in-process bus.
 from __future__ import annotations
 
 from mmo import rpc
-from mmo.app import ConfigOptions, ProcessService, build
 from mmo.frontend.listener import factory_class
 from mmo.game.routes import LocalRoute
 from mmo.gateway.tap import add_gateway
 from mmo.login.tap import login_service
+from mmo.process.service import ConfigOptions, ProcessService, build
 from mmo.standalone.protocol import StandaloneFactory
 
 
-def zone_route(config, store, bus, reactor, top):
+def zone_route(config, process, store, bus, reactor, top):
     """
     A L{mmo.zone.service.ZoneService} for every region of C{[world]}, in
     this process (resources of C{top}), and the L{ZoneRoute} to them.
     """
+    from mmo.game.messages import BusLink
+    from mmo.zone.host import zone_service_class
     from mmo.zone.route import ZoneRoute
-    from mmo.zone.service import zone_service_class
     from mmo.zone.world import WorldMap
 
     world_map = WorldMap.from_config(config.world)
@@ -29,7 +30,8 @@ def zone_route(config, store, bus, reactor, top):
         region.name: LocalRoute(top.resource(zone_class(config, store, bus, reactor, region.name)))
         for region in world_map.regions.values()
     }
-    return ZoneRoute(zones, world_map, store, config.world.spawn)
+    link = BusLink(bus, process.name, zones)
+    return ZoneRoute(zones, world_map, link, store, config.world.spawn)
 
 
 class Options(ConfigOptions):
@@ -55,11 +57,10 @@ def makeService(options: Options, reactor=None) -> ProcessService:
             top.resource(cls(config, login.store, login.bus, reactor))
             for cls in (LobbyService, ChatService)
         ]
-        factory = factory_class(config, process, StandaloneFactory)(config, process, reactor)
-        factory.login = login
         routes = [LocalRoute(service) for service in services]
-        routes.append(zone_route(config, login.store, login.bus, reactor, top))
-        add_gateway(top, factory, login.bus, reactor, routes=routes)
+        routes.append(zone_route(config, process, login.store, login.bus, reactor, top))
+        factory = factory_class(config, process, StandaloneFactory)
+        add_gateway(top, login.bus, routes, reactor, factory, login=login)
         if process.rpc:
             rpc.listen(config, process, reactor=reactor).setServiceParent(top)
         return top

@@ -27,30 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from mmo.game.messages import GhostUpdate
 from mmo.zone.entity import Entity
 
 
 def ghost_view(entity: Entity) -> dict:
     """What a neighbour's ghost of C{entity} holds: its view and its version."""
     return {**entity.view(), "version": entity.version}
-
-
-@dataclass(frozen=True)
-class GhostUpdate:
-    """
-    One zone's ghosts for one neighbour, for one tick.
-
-    @ivar zone: The sending zone.
-    @ivar tick: Its tick number: increasing, and best not restarting from 0
-        when the zone restarts (derive it from the time), since a zone's
-        updates numbered below its last one are ignored until its ghosts
-        expire.
-    @ivar views: L{ghost_view}s of its reals within the neighbour's margin.
-    """
-
-    zone: str
-    tick: int
-    views: tuple[dict, ...]
 
 
 @dataclass

@@ -34,10 +34,12 @@ across handoffs and crashes.  Without crashes and with links that keep
 order none is lost: A buffers them while it offers, forwards them after,
 B holds those coming straight from the gateway until A's C{Done}.
 
-This module is the protocol only: deterministic, with the clock, the links
-and the zone's simulation injected (L{Link}, L{ZoneState}).  The zone
-process maps the messages here to AMP commands and calls
-L{ZoneHandoff.receive}; the gateway does the same with L{GatewayRoutes}.
+This module is the zone's side of the protocol only: deterministic, with
+the clock, the links and the zone's simulation injected (L{Link},
+L{ZoneState}).  Its messages are those of L{mmo.game.messages}; the zone
+service hands it every one it hears (L{ZoneHandoff.receive}) and sends
+what it says over the bus.  The gateway's side is
+L{mmo.zone.route.ZoneRoute}.
 """
 
 from __future__ import annotations
@@ -51,11 +53,25 @@ from typing import Protocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from mmo.game.messages import (
+    Accept,
+    Done,
+    Forward,
+    Input,
+    Moved,
+    Offer,
+    Refuse,
+    Switched,
+    SwitchRoute,
+)
 from mmo.store import IStore, OwnershipConflict, StoredEntity
 from mmo.zone.checkpoint import restore_zone
 from mmo.zone.entity import Entity
 
 log = Logger()
+
+#: The messages a zone's handoff handles (L{ZoneHandoff.receive}).
+HANDOFF_MESSAGES = (Offer, Accept, Refuse, Forward, Done, Switched, Input)
 
 #: How many zones an input may be forwarded through before it is dropped
 #: (a bound against forwarding loops on stale information).
@@ -73,102 +89,6 @@ OFFERING = "offering"
 LEAVING = "leaving"
 #: Not a real here, but handed over lately: inputs are forwarded.
 FORWARDING = "forwarding"
-
-
-# -- messages ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Offer:
-    """Old owner to new: take this entity (its full state, C{record})."""
-
-    transfer_id: str
-    entity_id: str
-    from_zone: str
-    to_zone: str
-    record: dict
-
-
-@dataclass(frozen=True)
-class Accept:
-    """New owner to old: the store names me owner by this transfer, at C{version}."""
-
-    transfer_id: str
-    entity_id: str
-    version: int
-
-
-@dataclass(frozen=True)
-class Refuse:
-    """New owner to old: this transfer cannot commit (the store names C{owner})."""
-
-    transfer_id: str
-    entity_id: str
-    owner: str | None
-
-
-@dataclass(frozen=True)
-class Forward:
-    """
-    Inputs that reached a zone that no longer owns the entity, to the zone
-    it was handed to (C{transfer_id}: that handoff, or C{None} when found
-    in the store), in order.
-    """
-
-    transfer_id: str | None
-    entity_id: str
-    inputs: tuple[tuple[int, object], ...]
-    hops: int = 1
-
-
-@dataclass(frozen=True)
-class Done:
-    """Old owner to new: the gateway switched, I forward nothing more of mine."""
-
-    transfer_id: str
-    entity_id: str
-
-
-@dataclass(frozen=True)
-class SwitchRoute:
-    """Old owner to gateway: send the session's inputs to C{zone} now."""
-
-    transfer_id: str
-    session: str
-    entity_id: str
-    zone: str
-    version: int
-
-
-@dataclass(frozen=True)
-class Switched:
-    """
-    Gateway to old owner: the route is switched; every input sent to you
-    before was sent before this (same link, so it arrived before this).
-    """
-
-    transfer_id: str
-    session: str
-
-
-@dataclass(frozen=True)
-class Input:
-    """Gateway to zone: a player's input, numbered by the client."""
-
-    session: str | None
-    entity_id: str
-    seq: int
-    payload: object
-
-
-@dataclass(frozen=True)
-class Moved:
-    """Zone to gateway: the session's entity is owned by C{zone} (at C{version})."""
-
-    session: str
-    entity_id: str
-    zone: str
-    version: int
 
 
 # -- what the handoff needs from its surroundings --------------------------------
@@ -925,141 +845,3 @@ class ZoneHandoff:
         Input: _on_input,
         Forward: _on_forward,
     }
-
-
-# -- the gateway's side -----------------------------------------------------------------
-
-
-@dataclass
-class Route:
-    """
-    Where a gateway sends a session's inputs.
-
-    @ivar zone: The zone, or C{None} while unknown.
-    @ivar version: The entity's version that named that zone owner: a
-        route is only ever replaced by a newer one.
-    @ivar stale: The zone went away; ask the store before sending again.
-    """
-
-    entity_id: str
-    zone: str | None = None
-    version: int = -1
-    stale: bool = False
-
-
-class GatewayRoutes:
-    """
-    A gateway's routes of its sessions' inputs to the zones that own their
-    entities: switched by the old owner at handoff (idempotent, never
-    backwards: by version), and learnt again from the store when unknown
-    (after a restart of the gateway) or stale (the zone went away).
-
-    @param name: The gateway's name (zones send it messages by it).
-    @param store: An L{IStore}.
-    @param link: A L{Link}.
-    """
-
-    def __init__(self, name: str, store: IStore, link: Link):
-        self.name = name
-        self.store = store
-        self.link = link
-        self._routes: dict[str, Route] = {}
-        #: Inputs waiting for a look-up of their route, by session.
-        self._pending: dict[str, list[tuple[int, object]]] = {}
-        self._stopped = False
-
-    def stop(self) -> None:
-        self._stopped = True
-
-    def attach(
-        self, session: str, entity_id: str, zone: str | None = None, version: int = -1
-    ) -> None:
-        """Route C{session}'s inputs to C{entity_id} (in C{zone}, if known)."""
-        self._routes[session] = Route(entity_id, zone, version)
-
-    def detach(self, session: str) -> None:
-        self._routes.pop(session, None)
-        self._pending.pop(session, None)
-
-    def route(self, session: str) -> Route | None:
-        return self._routes.get(session)
-
-    def zone_lost(self, zone: str) -> None:
-        """The link to C{zone} went down: its routes are checked with the store on next use."""
-        for route in self._routes.values():
-            if route.zone == zone:
-                route.stale = True
-
-    def send_input(self, session: str, seq: int, payload: object) -> bool:
-        """
-        Send the session's input C{seq} to the zone that owns its entity.
-        False if the session is not attached.
-        """
-        route = self._routes.get(session)
-        if route is None:
-            return False
-        if session in self._pending:
-            self._pending[session].append((seq, payload))
-        elif route.zone is None or route.stale:
-            self._pending[session] = [(seq, payload)]
-            self._look_up(session, route)
-        else:
-            self.link.send(route.zone, Input(session, route.entity_id, seq, payload))
-        return True
-
-    def receive(self, sender: str, message: object) -> None:
-        """Handle a message from a zone."""
-        if self._stopped:
-            return
-        if isinstance(message, SwitchRoute):
-            route = self._routes.get(message.session)
-            if route is not None and route.entity_id == message.entity_id:
-                self._update(message.session, route, message.zone, message.version)
-            # Answered even if nothing changed: the sender waits for it, and
-            # everything this gateway sent it before is ahead of the answer.
-            self.link.send(sender, Switched(message.transfer_id, message.session))
-        elif isinstance(message, Moved):
-            route = self._routes.get(message.session)
-            if route is not None and route.entity_id == message.entity_id:
-                self._update(message.session, route, message.zone, message.version)
-        else:
-            log.warn(
-                "gateway {name}: unexpected message {message!r} from {sender}",
-                name=self.name,
-                message=message,
-                sender=sender,
-            )
-
-    def _update(self, session: str, route: Route, zone: str, version: int) -> None:
-        if version > route.version or (version == route.version and route.stale):
-            route.zone, route.version, route.stale = zone, version, False
-        if not route.stale and route.zone is not None:
-            self._flush(session, route)
-
-    def _flush(self, session: str, route: Route) -> None:
-        for seq, payload in self._pending.pop(session, []):
-            self.link.send(route.zone, Input(session, route.entity_id, seq, payload))
-
-    def _look_up(self, session: str, route: Route) -> None:
-        def found(stored: StoredEntity | None) -> None:
-            if self._stopped or self._routes.get(session) is not route:
-                return
-            if stored is None:
-                log.info(
-                    "gateway {name}: entity {entity} of session {session} is nowhere",
-                    name=self.name,
-                    entity=route.entity_id,
-                    session=session,
-                )
-                self._pending.pop(session, None)
-                return
-            if stored.version >= route.version or route.zone is None:
-                route.zone, route.version, route.stale = stored.owner, stored.version, False
-            self._flush(session, route)
-
-        def failed(failure) -> None:
-            log.failure("gateway {name}: cannot look up a route", failure, name=self.name)
-            if self._routes.get(session) is route:
-                self._pending.pop(session, None)
-
-        self.store.load_entity(route.entity_id).addCallbacks(found, failed)

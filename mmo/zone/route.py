@@ -1,7 +1,11 @@
 """
-The gateway's route of C{zone.*} messages: to the zone that holds the
-player's character, switched by the handoffs (L{mmo.zone.handoff}) as the
-character walks from zone to zone.  See C{docs/handoff.md}.
+The gateway's side of the handoff: the route of a player's C{zone.*}
+messages to the zone that holds its character, switched by the handoffs
+(L{mmo.zone.handoff}) as the character walks from zone to zone.
+
+This is the one gateway side there is: production gateways run it, and the
+deterministic crash and reorder runs of the handoff (C{tests/test_handoff.py})
+drive it.  See C{docs/handoff.md}.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ from zope.interface import implementer
 
 from mmo import rpc
 from mmo.config import Config, ProcessSection
+from mmo.game.messages import BusLink, Moved, Relink, Switched, SwitchRoute
 from mmo.game.routes import LINK_TIMEOUT, IRoute, RemoteRoute
-from mmo.game.service import ZONE_REDIRECT, Caller, gateway_channel, owns
+from mmo.game.service import Caller, Reply, SessionChange, owns
+from mmo.rpc.commands import Redirect
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-from mmo.zone import messages
 from mmo.zone.entity import saved_position
-from mmo.zone.handoff import Moved, Switched, SwitchRoute
 from mmo.zone.world import WorldMap
 
 #: The message types a zone answers at once, which a gateway sends in batches.
 ZONE_BATCHED = ("zone.move",)
+
+#: The messages that put a character in a zone or take it out.
+ENTER, LEAVE = "zone.enter", "zone.leave"
 
 
 @implementer(IRoute)
@@ -32,30 +39,41 @@ class ZoneRoute:
     The route of C{zone.*} messages: to the zone that holds the caller's
     character (L{Caller.zone}), whichever route leads there.
 
-    A caller not in a zone yet is sent, for C{zone.enter}, to the zone the
-    store names owner of its character (it is still in the world, or was
-    checkpointed there), else to the zone whose region holds the position
-    its character last left the world at (L{mmo.zone.entity.WORLD_KEY}),
-    else to the zone whose region holds C{[world] spawn} (which redirects,
-    if the store says otherwise).  A handoff moves the character to another
-    zone: the old zone sends a C{SwitchRoute} on this gateway's bus channel,
-    which
-    L{zoneMessage} applies (only forwards: by the entity's version, so
-    repeats are harmless), answering C{Switched}; the client is pushed
-    C{zone.changed {zone}} and its connection stays as it is.
+    C{zone.enter} needs a session in the world (C{world.enter}, from the
+    lobby) with a character.  It goes to the zone the store names owner of
+    its character (it is still in the world, or was checkpointed there),
+    else to the zone whose region holds the position its character last
+    left the world at
+    (L{mmo.zone.entity.WORLD_KEY}), else to the zone whose region holds
+    C{[world] spawn}; a zone that does not own the character answers
+    L{Redirect} to the one that does, and the route follows it once.  The
+    zone the character entered (or left) changes the caller's session: the
+    route answers with a L{Reply} carrying the L{SessionChange}.
+
+    A handoff moves the character to another zone: the old zone sends a
+    L{SwitchRoute}, which L{switch} applies (only forwards: by the entity's
+    version, so repeats are harmless) and answers with L{Switched}; a zone
+    that finds an input for an entity it no longer owns sends L{Moved},
+    applied the same way.  The client is pushed C{zone.changed {zone}} and
+    its connection stays as it is.
 
     @ivar routes: Zone (region) name -> the L{IRoute} to its service.
+    @ivar link: What sends L{Switched} to a zone (a
+        L{mmo.zone.handoff.Link}: the bus, in production).
+    @ivar store: The store, if this process has one (the standalone
+        server), to find where a character is; else C{None}.
     """
 
     log = Logger()
     name = "zones"
     prefixes = ("zone.",)
 
-    def __init__(self, routes: dict, world_map, store, spawn):
+    def __init__(self, routes: dict, world_map, link, store=None, spawn=None):
         self.routes = dict(routes)
         self.map = world_map
+        self.link = link
         self.store = store
-        self.spawn = tuple(spawn)
+        self.spawn = tuple(spawn) if spawn is not None else None
         #: Session -> the version of its entity that set its zone.
         self._versions: dict[str, int] = {}
 
@@ -71,45 +89,60 @@ class ZoneRoute:
             found.extend(s for s in route.services() if s not in found)
         return found
 
+    def handlers(self) -> dict:
+        """What this route hears on its gateway's bus channel (L{mmo.gateway.routing})."""
+        return {SwitchRoute: self.switch, Moved: self.switch, Relink: self.relink}
+
+    # -- a player's messages -------------------------------------------------------------
+
     def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
         zone = caller.zone
-        if zone is not None and kind not in ("zone.enter", "zone.leave"):
-            # In the world, an input: straight to its zone's route (every
+        if zone is not None and kind != ENTER and kind != LEAVE:
+            # In a zone, an input: straight to its zone's route (every
             # player's every move comes this way).
             route = self.routes.get(zone)
             if route is None:
                 return defer.fail(self._unreachable(zone))
             return route.handle(caller, kind, message)
-        return defer.ensureDeferred(self._handle(caller, kind, message))
+        return defer.ensureDeferred(self._enter_or_leave(caller, kind, message))
 
     @staticmethod
     def _unreachable(zone: str) -> WireError:
         return WireError(codes.UNAVAILABLE, f"zone {zone!r} is not reachable from here")
 
-    async def _handle(self, caller: Caller, kind: str, message: dict):
+    async def _enter_or_leave(self, caller: Caller, kind: str, message: dict):
         zone = caller.zone
-        if zone is None:
-            if kind != "zone.enter":
-                raise WireError(codes.NOT_ALLOWED, "enter the world first (zone.enter)")
+        if kind == ENTER:
+            if not caller.in_world:
+                raise WireError(codes.NOT_ALLOWED, "enter the world first (world.enter)")
+            # Wherever the session thinks it is: the owner of its character
+            # may have changed while its zone was out of reach.
             zone = await self.home(caller)
-            caller = caller.moved(zone=zone)
-        route = self.routes.get(zone)
-        if route is None:
-            raise self._unreachable(zone)
-        reply = await route.handle(caller, kind, message)
-        if isinstance(reply, dict) and ZONE_REDIRECT in reply:
-            # zone.enter in the wrong zone: the store names another owner.
-            zone = reply[ZONE_REDIRECT]
+        elif zone is None:
+            raise WireError(codes.NOT_ALLOWED, "enter a zone first (zone.enter)")
+        zone, reply = await self._call(caller, zone, kind, message)
+        if kind != ENTER and kind != LEAVE:
+            return reply
+        # A new entity (or none): route switches start over.
+        self._versions.pop(caller.session, None)
+        fields, changes = reply, {}
+        if isinstance(reply, Reply):
+            fields, changes = reply.fields, dict(reply.change.changes)
+        changes["zone"] = zone if kind == ENTER else None
+        return Reply(fields, SessionChange(**changes))
+
+    async def _call(self, caller: Caller, zone: str, kind: str, message: dict):
+        """C{(zone, reply)}: the zone's answer, following one L{Redirect}."""
+        for _ in range(2):
             route = self.routes.get(zone)
             if route is None:
                 raise self._unreachable(zone)
-            reply = await route.handle(caller.moved(zone=zone), kind, message)
-            if isinstance(reply, dict) and ZONE_REDIRECT in reply:
-                raise WireError(codes.UNAVAILABLE, "your character is moving between zones; retry")
-        if kind in ("zone.enter", "zone.leave"):
-            # A new entity (or none): route switches start over.
-            self._versions.pop(caller.session, None)
-        return reply
+            try:
+                return zone, await route.handle(caller.moved(zone=zone), kind, message)
+            except Redirect as e:
+                # In the wrong zone: the store names another owner.
+                zone = e.target
+        raise WireError(codes.UNAVAILABLE, "your character is moving between zones; retry")
 
     async def home(self, caller: Caller) -> str:
         """The zone a caller's character enters the world in."""
@@ -126,7 +159,7 @@ class ZoneRoute:
                 region = self.map.region_at(saved[0], saved[1]) if saved else None
                 if region is not None and region.name in self.routes:
                     return region.name
-        region = self.map.region_at(*self.spawn)
+        region = self.map.region_at(*self.spawn) if self.spawn is not None else None
         if region is None:
             raise WireError(codes.INTERNAL, "the spawn point is off the map")
         return region.name
@@ -139,74 +172,63 @@ class ZoneRoute:
             self._versions.pop(caller.session, None)
         calls = [
             defer.maybeDeferred(route.session_event, caller, event)
-            for route in self.routes.values()
+            for route in self.services_by_process()
         ]
         return defer.gatherResults(calls, consumeErrors=True).addCallback(lambda _: None)
 
-    def relink(self, message) -> defer.Deferred | None:
-        """
-        C{{"relink": {"process": NAME}}} on the gateway's channel: zone
-        process C{NAME} was replaced (a takeover); its route moves its link
-        to the new process.
-        """
-        process = message.get("process") if isinstance(message, dict) else None
-        done = []
+    def services_by_process(self) -> list:
+        """The routes, each once (the regions of one process share one)."""
+        found: list = []
         for route in self.routes.values():
-            if getattr(route, "name", None) == process and route not in done:
-                done.append(route)
+            if route not in found:
+                found.append(route)
+        return found
+
+    # -- what zones say --------------------------------------------------------------------
+
+    def switch(self, sender: str, message: SwitchRoute | Moved, session) -> None:
+        """
+        A zone says the session's entity is owned by C{message.zone} now (at
+        C{message.version}): the session's zone changes if that is news, and
+        a L{SwitchRoute} is answered L{Switched} in any case (the old zone
+        waits for it; everything this gateway sent it before went first).
+
+        @param session: The session as the gateway holds it (a
+            L{mmo.gateway.delivery.SessionPort}), or C{None}.
+        """
+        if session is not None and session.caller.character_id == message.entity_id:
+            if message.version > self._versions.get(message.session, -1):
+                self._versions[message.session] = message.version
+                if session.caller.zone != message.zone:
+                    session.change(SessionChange(zone=message.zone)).addErrback(
+                        lambda f: self.log.failure("switching a zone route failed", f)
+                    )
+                    session.push("zone.changed", {"zone": message.zone})
+        if isinstance(message, SwitchRoute):
+            self.link.send(sender, Switched(message.transfer_id, message.session))
+
+    def relink(self, sender: str, message: Relink) -> defer.Deferred | None:
+        """
+        Zone process C{message.process} was replaced (a takeover): its route
+        moves its link to the new process.
+        """
+        done = [
+            r for r in self.services_by_process() if getattr(r, "name", None) == message.process
+        ]
         if not done:
             return None
-        self.log.info("relinking to zone process {process}", process=process)
+        self.log.info("relinking to zone process {process}", process=message.process)
         return defer.gatherResults([route.relink() for route in done], consumeErrors=True)
-
-    def zoneMessage(self, factory, message: dict) -> defer.Deferred | None:
-        """
-        A zone's message on the gateway's channel (L{mmo.zone.messages}):
-        a C{SwitchRoute} (answered C{Switched}) or a C{Moved}.
-        """
-        try:
-            sender, body = messages.decode(message.get(messages.KEY))
-        except ValueError as e:
-            self.log.warn("dropped a zone message: {why}", why=str(e))
-            return None
-        if not isinstance(body, (SwitchRoute, Moved)):
-            self.log.warn(
-                "unexpected zone message {body!r} from {sender}", body=body, sender=sender
-            )
-            return None
-        session = factory.registry.by_id.get(body.session)
-        if session is None:
-            forward = factory.forwards.get(body.session)
-            if forward is not None:
-                # The session moved to another gateway: it answers.
-                return factory.bus.publish(gateway_channel(forward[0]), message)
-        elif session.caller.character_id == body.entity_id:
-            if body.version > self._versions.get(body.session, -1):
-                self._versions[body.session] = body.version
-                if session.caller.zone != body.zone:
-                    d = defer.ensureDeferred(factory.updateSession(session, {"zone": body.zone}))
-                    d.addErrback(lambda f: self.log.failure("switching a zone route failed", f))
-                    try:
-                        session.push("zone.changed", {"zone": body.zone})
-                    except Exception:
-                        self.log.failure("push zone.changed dropped")
-        if isinstance(body, SwitchRoute):
-            # Always answered: the old zone waits for it.
-            return factory.bus.publish(
-                messages.zone_channel(sender),
-                messages.encode(factory.name, Switched(body.transfer_id, body.session)),
-            )
-        return None
 
 
 def zone_routes(
-    config: Config, process: ProcessSection, reactor=None, timeout: float = LINK_TIMEOUT
-):
+    config: Config, process: ProcessSection, bus, reactor=None, timeout: float = LINK_TIMEOUT
+) -> ZoneRoute | None:
     """
-    The L{ZoneRoute} to the C{zone} processes of the config (one RPC link
-    per process, shared by its regions), or C{None} if it has none.  The
-    gateway has no store: a character checkpointed in another zone than the
-    spawn's is found by that zone's redirect.
+    The L{ZoneRoute} of a gateway of a cluster to the C{zone} processes of
+    the config (one RPC link per process, shared by its regions), or C{None}
+    if it has none.  The gateway has no store: a character checkpointed in
+    another zone than the spawn's is found by that zone's redirect.
     """
     peers = {
         peer.name: RemoteRoute(
@@ -225,4 +247,5 @@ def zone_routes(
         for region in world_map.regions.values()
         if region.process in peers
     }
-    return ZoneRoute(routes, world_map, None, config.world.spawn)
+    link = BusLink(bus, process.name, world_map.regions)
+    return ZoneRoute(routes, world_map, link, None, config.world.spawn)

@@ -8,97 +8,70 @@ C{[world] tick_rate}.  Players reach it through the gateway's zone route
 (L{mmo.zone.route.ZoneRoute}) with C{zone.enter}, C{zone.move} and
 C{zone.leave}; it pushes C{world.update} and C{world.correct} back.
 
-Everything between processes travels on the bus (L{mmo.zone.messages}): a
-zone hears handoffs, forwarded inputs and ghosts on C{zone:REGION}, and
-sends each tick's pushes as one message per gateway (C{{"batch": {session:
-[[kind, fields], ...]}}}) on the gateway's channel, together with the
-handoff's route switches.  See C{docs/world.md}.
+Game teams subclass it (name the subclass in C{[world] zone_class}) for
+their own messages and rules; the process that serves its regions is
+L{mmo.zone.host.ZoneHost}, and the replacement of that process is
+L{mmo.zone.takeover}.
+
+Everything between processes travels on the bus as the typed messages of
+L{mmo.game.messages}: a zone hears handoffs, forwarded inputs and ghosts on
+its L{zone_channel}, and sends each tick's pushes as one L{PushBatch} per
+gateway, on the gateway's channel, together with the handoff's route
+switches.  See C{docs/world.md}.
 """
 
 from __future__ import annotations
 
 import math
-import uuid
+from dataclasses import replace
 
-from twisted.internet import defer, task
-from twisted.logger import Logger
+from twisted.internet import defer
 
-from mmo.game.service import SESSION_UPDATE, ZONE_REDIRECT, Caller, GameService, gateway_channel
+from mmo.game import messages
+from mmo.game.messages import (
+    BusLink,
+    GhostUpdate,
+    Input,
+    Offer,
+    PushBatch,
+    RelayedEvent,
+    encode,
+    gateway_channel,
+    zone_channel,
+)
+from mmo.game.service import Caller, GameService
+from mmo.rpc.commands import Redirect
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-from mmo.zone import messages
 from mmo.zone.checkpoint import Checkpointer
 from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
-from mmo.zone.ghosts import GhostTable, GhostUpdate
-from mmo.zone.handoff import Input, Offer, ZoneHandoff
+from mmo.zone.ghosts import GhostTable
+from mmo.zone.handoff import HANDOFF_MESSAGES, ZoneHandoff
 from mmo.zone.simulation import Input as Move
 from mmo.zone.simulation import ZoneSimulation
-from mmo.zone.ticker import Ticker, nearest_rank
+from mmo.zone.takeover import HANDED, SERVING, Takeover
+from mmo.zone.ticker import Ticker
 from mmo.zone.world import WorldMap
 
 #: Seconds between checkpoints of a zone's entities (what a crash may lose).
 CHECKPOINT_INTERVAL = 5.0
 
-#: The key of the messages replacing a zone's process, on C{zone:REGION}:
-#: C{{"takeover": {"step": "marker" | "handed" | "aborted" | "event", "token": ...}}}.
-TAKEOVER = "takeover"
 
-#: The zone's modes: serving (the usual), standby (a new process waiting
-#: for the old one's marker), handing (the old one settling its handoffs
-#: before its marker), handed (the old one, after its marker: it serves
-#: nothing of the region any more).
-SERVING, STANDBY, HANDING, HANDED = "serving", "standby", "handing", "handed"
-
-#: Seconds the old process waits for its handoffs in flight to settle
-#: before its marker, and for its marker to come back.
-SETTLE_TIMEOUT = 2.0
-MARKER_TIMEOUT = 5.0
-
-
-class TakeoverAborted(Exception):
-    """The old process could not hand its zone over: it goes on serving it."""
-
-
-def takeover_channel(process: str) -> str:
-    """The bus channel the old process of C{process} says C{released} on."""
-    return f"takeover:{process}"
-
-
-class BusLink:
+class ZoneLink(BusLink):
     """
-    The handoff's L{mmo.zone.handoff.Link} over the bus: a message to a
-    zone goes on its L{messages.zone_channel}, anything else to the gateway
-    of that name.  One bus keeps the order of one sender's messages.
+    The handoff's L{mmo.zone.handoff.Link} of a zone: over the bus, with
+    each L{Offer} of a player carrying the view its client has (C{seen}),
+    so that the new zone goes on with the same view (nothing enters again).
     """
 
-    log = Logger()
-
-    def __init__(self, bus, name: str, zones, seen=None):
-        self.bus = bus
-        self.name = name
-        self.zones = frozenset(zones)
-        #: C{seen(entity_id)}: the ids a player's client has in view, sent
-        #: along with an L{Offer} (as its C{"seen"}) so that the new zone
-        #: goes on with the same view (nothing enters again).
+    def __init__(self, bus, name: str, zones, seen):
+        super().__init__(bus, name, zones)
         self.seen = seen
 
-    def channel(self, to: str) -> str:
-        return messages.zone_channel(to) if to in self.zones else gateway_channel(to)
-
-    def send(self, to: str, message) -> None:
-        body = messages.encode(self.name, message)
-        if isinstance(message, Offer) and self.seen is not None:
-            body[messages.KEY]["seen"] = self.seen(message.entity_id)
-        d = defer.maybeDeferred(self.bus.publish, self.channel(to), body)
-        d.addErrback(
-            lambda failure: self.log.failure(
-                "zone {zone}: sending {message!r} to {to} failed",
-                failure,
-                zone=self.name,
-                message=message,
-                to=to,
-            )
-        )
+    def send(self, to: str, value) -> defer.Deferred:
+        if isinstance(value, Offer) and value.seen is None:
+            value = replace(value, seen=self.seen(value.entity_id))
+        return super().send(to, value)
 
 
 class _State:
@@ -140,6 +113,14 @@ class _State:
         if move is None or not self.simulation.apply_input(entity, move):
             self.corrected.add(entity.id)
 
+    def arrive(self, offer: Offer) -> None:
+        """An offer came: its player's view, for when it is added."""
+        seen = offer.seen
+        if isinstance(seen, list) and all(isinstance(i, str) for i in seen):
+            self.arriving[offer.entity_id] = seen
+        else:
+            self.arriving.pop(offer.entity_id, None)
+
 
 def _move(seq: int, payload) -> Move | None:
     """The simulation's input from a C{zone.move}'s payload, or C{None} if malformed."""
@@ -164,6 +145,7 @@ class ZoneService(GameService):
     @ivar handoff: The L{ZoneHandoff}.
     @ivar ghosts: The L{GhostTable}.
     @ivar ticker: The L{Ticker} (running between L{start} and L{stop}).
+    @ivar takeover: The L{Takeover}: replacing the zone's process.
     """
 
     kind = "zone"
@@ -179,7 +161,7 @@ class ZoneService(GameService):
         self.name = region_name
         self.simulation = self.simulation_class(self.map, region_name, world, reactor, rng=rng)
         self.state = _State(self.simulation)
-        self.link = BusLink(bus, region_name, list(self.map.regions), self.simulation.seen)
+        self.link = ZoneLink(bus, region_name, list(self.map.regions), self.simulation.seen)
         self.ghosts = GhostTable(self._is_real, reactor)
         self.handoff = ZoneHandoff(
             region_name,
@@ -193,52 +175,52 @@ class ZoneService(GameService):
             region_name, store, self.handoff.checkpoint_records, reactor, self.checkpoint_interval
         )
         self.ticker = Ticker(reactor, world.tick_rate, self.tick)
+        self.takeover = Takeover(self)
         self._subscription = None
         self._ghost_tick = 0
-        #: L{SERVING}, L{STANDBY}, L{HANDING} or L{HANDED}.
-        self.mode = SERVING
         #: When the last tick ran (the clock's time), for the takeover's pause.
         self.last_tick_at: float | None = None
-        self._token: str | None = None
-        #: Standby: the messages after our predecessor's marker, in order.
-        self._standby: list | None = None
-        self._marker: defer.Deferred | None = None
-        #: Handed: what comes for the region before the successor was told
-        #: to go on (published after the C{handed} message), else C{None}.
-        self._relay: list | None = None
-        #: Standby: fires when this zone took over (C{handed} was handled).
-        self.took_over: defer.Deferred | None = None
-        #: Milliseconds between the old process's last tick and our first.
-        self.takeover_pause_ms: float | None = None
+        self._dispatcher = messages.Dispatcher(f"zone {region_name}")
+        for cls in HANDOFF_MESSAGES:
+            self._dispatcher.on(cls, self.handoff.receive)
+        self._dispatcher.on(Offer, self._offered)
+        self._dispatcher.on(GhostUpdate, self._ghosts)
+        self._dispatcher.on(RelayedEvent, self._relayed)
 
     def _is_real(self, entity_id: str) -> bool:
         return self.handoff.is_real(entity_id) or entity_id in self.simulation.reals
 
+    @property
+    def mode(self) -> str:
+        """The zone's mode in a takeover (L{mmo.zone.takeover}): C{serving} as a rule."""
+        return self.takeover.mode
+
+    @property
+    def takeover_pause_ms(self) -> float | None:
+        """Milliseconds between the old process's last tick and ours, once taken over."""
+        return self.takeover.pause_ms
+
     # -- life cycle ------------------------------------------------------------------
 
-    async def start(self, standby: bool = False) -> None:
+    async def start(self, standby: str | None = None) -> None:
         """
-        Subscribe and serve.  With C{standby}, only subscribe: the zone
-        waits for the process it replaces to hand it over (L{hand_over} on
-        that side), or for L{start_plain} if there is none.
+        Subscribe and serve.  With C{standby} (a takeover's token), only
+        subscribe: the zone waits for the process it replaces to hand it
+        over (L{Takeover.hand_over} on that side), or for L{start_plain} if
+        there is none.
         """
-        self._subscription = await self.bus.subscribe(
-            messages.zone_channel(self.name), self.zoneMessage
-        )
-        if standby:
-            self.mode = STANDBY
-            self.took_over = defer.Deferred()
+        self._subscription = await self.bus.subscribe(zone_channel(self.name), self.heard)
+        if standby is not None:
+            self.takeover.wait(standby)
             return
         await self.start_plain()
 
     async def start_plain(self) -> None:
         """Recover the zone's entities from the store (fencing them) and start ticking."""
-        self.mode = SERVING
-        self._standby = None
+        self.takeover.serve()
         await self.handoff.recover()
         self.simulation.spawn_npcs()
-        self.checkpointer.start()
-        self.ticker.start()
+        self.resume()
         self.log.info(
             "zone {zone}: {reals} entities, ticking at {rate:g}/s",
             zone=self.name,
@@ -247,69 +229,53 @@ class ZoneService(GameService):
         )
 
     async def stop(self) -> None:
-        self.ticker.stop()
-        self.checkpointer.stop()
+        self.pause()
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
-        if self.mode == SERVING or self.mode == HANDING:
+        if self.takeover.serving:
             try:
                 await self.checkpointer.checkpoint()
             except Exception:
                 self.log.failure("zone {zone}: last checkpoint failed", zone=self.name)
         self.handoff.stop()
 
+    def pause(self) -> None:
+        """Stop ticking and checkpointing."""
+        self.ticker.stop()
+        self.checkpointer.stop()
+
+    def resume(self) -> None:
+        """Tick and checkpoint (again)."""
+        self.checkpointer.start()
+        self.ticker.start()
+
     # -- the bus ---------------------------------------------------------------------
 
-    def zoneMessage(self, message) -> None:
+    def heard(self, data) -> None:
         """
         A message on this zone's channel: a handoff message, a neighbour's
         ghosts, or a step of replacing the zone's process.
         """
-        if isinstance(message, dict) and isinstance(message.get(TAKEOVER), dict):
-            body = message[TAKEOVER]
-            if body.get("step") != "event":
-                self._takeover_step(body)
-                return
-        if self.mode == STANDBY:
-            if self._standby is not None:
-                self._standby.append(message)
-            return
-        if self.mode == HANDED:
-            return
-        self._dispatch(message)
+        if not self.takeover.heard(data):
+            self._dispatcher(data)
 
-    def _dispatch(self, message) -> None:
-        if isinstance(message, dict) and isinstance(message.get(TAKEOVER), dict):
-            # A session event the predecessor received after its marker.
-            body = message[TAKEOVER]
-            try:
-                caller = Caller.from_dict(body["caller"])
-            except Exception:
-                return
-            d = defer.ensureDeferred(self.session_event(caller, body.get("event")))
-            d.addErrback(
-                lambda f: self.log.failure("zone {zone}: relayed event", f, zone=self.name)
-            )
-            return
+    def _offered(self, sender: str, offer: Offer) -> None:
+        self.state.arrive(offer)
+        self.handoff.receive(sender, offer)
+
+    def _ghosts(self, sender: str, update: GhostUpdate) -> None:
+        if update.zone != self.name:
+            self.ghosts.apply(update)
+
+    def _relayed(self, sender: str, relayed: RelayedEvent) -> None:
+        """A session event the predecessor received after its marker."""
         try:
-            sender, body = messages.decode(
-                message.get(messages.KEY) if isinstance(message, dict) else None
-            )
-        except ValueError as e:
-            self.log.warn("zone {zone}: dropped a message: {why}", zone=self.name, why=str(e))
+            caller = Caller.from_dict(relayed.caller)
+        except Exception:
             return
-        if isinstance(body, GhostUpdate):
-            if body.zone != self.name:
-                self.ghosts.apply(body)
-        else:
-            if isinstance(body, Offer):
-                seen = message[messages.KEY].get("seen")
-                if isinstance(seen, list) and all(isinstance(i, str) for i in seen):
-                    self.state.arriving[body.entity_id] = seen
-                else:
-                    self.state.arriving.pop(body.entity_id, None)
-            self.handoff.receive(sender, body)
+        d = defer.ensureDeferred(self.session_event(caller, relayed.event))
+        d.addErrback(lambda f: self.log.failure("zone {zone}: relayed event", f, zone=self.name))
 
     async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
         """
@@ -318,180 +284,66 @@ class ZoneService(GameService):
         C{unavailable} ("retry": the gateway's link moves to the new process
         in a moment), and passes C{zone.move} on to its successor.
         """
-        if self.mode in (HANDED, STANDBY) and kind != "zone.move":
+        if not self.takeover.serving and kind != "zone.move":
             raise WireError(
                 codes.UNAVAILABLE, f"zone {self.name} is moving to a new process; retry"
             )
         return await super().handle(caller, kind, message)
 
-    # -- replacing the process (docs/world.md, "Replacing a zone process") -----------
+    # -- the process's replacement (mmo.zone.takeover) --------------------------------
 
-    def _relay_message(self, message: dict) -> None:
-        """After the marker: a message for the successor, on the zone's channel, in order."""
-        if self._relay is not None:
-            self._relay.append(message)
-        else:
-            self._publish(messages.zone_channel(self.name), message)
+    def gateway_of(self, entity_id: str) -> str:
+        """The gateway of the player whose entity is C{entity_id}, or ""."""
+        entity = self.simulation.get(entity_id)
+        return entity.gateway if entity is not None and entity.gateway else ""
 
-    async def hand_over(
-        self, token: str, settle: float = SETTLE_TIMEOUT, marker_timeout: float = MARKER_TIMEOUT
-    ) -> None:
+    async def final_state(self, token: str):
         """
-        The old process's side: hand the zone over to the process waiting
-        in standby with C{token}.  No new crossings; the handoffs in flight
-        settle (at most C{settle} seconds); then the marker goes on the
-        zone's channel.  When it comes back (everything before it was
-        handled here), the ticks stop, every real is written to the store
-        and C{handed} tells the successor what it needs to go on; inputs
-        that still come here follow it on the channel.
-
-        @raise TakeoverAborted: The marker did not come back in
-            C{marker_timeout} seconds, or the last checkpoint failed: the
-            zone goes on serving here (and the successor is told C{aborted}).
+        The old process, its ticks stopped: every real written to the store,
+        and what the successor needs to go on (a L{HandedOver}).
         """
-        if self.mode != SERVING:
-            raise TakeoverAborted(f"zone {self.name} is {self.mode}")
-        self.mode, self._token = HANDING, token
-        waited = 0.0
-        while self.handoff.in_flight() and waited < settle:
-            await task.deferLater(self.reactor, 0.05, lambda: None)
-            waited += 0.05
-        self._marker = defer.Deferred()
-        self._publish(
-            messages.zone_channel(self.name), {TAKEOVER: {"step": "marker", "token": token}}
-        )
-        marker = self._marker.addTimeout(marker_timeout, self.reactor)
-        try:
-            await marker
-        except defer.TimeoutError:
-            self._abort("the marker did not come back")
-            raise TakeoverAborted(f"zone {self.name}: marker lost") from None
-        # From here on (our own marker handled, ticks stopped) nothing is ours.
-        try:
-            refused = await self.store.checkpoint(self.name, self.handoff.final_records())
-        except Exception as e:
-            self.log.failure("zone {zone}: final checkpoint failed", zone=self.name)
-            self._abort(f"final checkpoint failed: {e}")
-            raise TakeoverAborted(f"zone {self.name}: final checkpoint failed") from None
+        from mmo.game.messages import HandedOver
+
+        refused = await self.store.checkpoint(self.name, self.handoff.final_records())
         sim = self.simulation
         players = [e for e in sim.reals.values() if e.session is not None]
-        handed = {
-            "step": "handed",
-            "token": token,
-            "tick": sim.tick_count,
-            "ghost_tick": self._ghost_tick,
-            "last_tick": self.last_tick_at,
-            "seen": {e.id: sim.seen(e.id) for e in players},
-            "npcs": [e.to_dict() for e in sim.reals.values() if not self.handoff.is_real(e.id)],
-            "npc_serial": sim._npc_serial,
-            "ghosts": self.ghosts.snapshot(),
-            "refused": list(refused or ()),
-        }
-        channel = messages.zone_channel(self.name)
-        self._publish(channel, {TAKEOVER: handed})
-        for message in self.handoff.pending_inputs():
-            entity = sim.get(message.entity_id)
-            gateway = entity.gateway if entity is not None and entity.gateway else ""
-            self._publish(channel, messages.encode(gateway, message))
-        relay, self._relay = self._relay or [], None
-        for message in relay:
-            self._publish(channel, message)
-        self.handoff.stop()
-        self.log.info(
-            "zone {zone}: handed over ({reals} entities, tick {tick})",
-            zone=self.name,
-            reals=len(sim.reals),
+        return HandedOver(
+            token=token,
             tick=sim.tick_count,
+            ghost_tick=self._ghost_tick,
+            last_tick=self.last_tick_at,
+            seen={e.id: sim.seen(e.id) for e in players},
+            npcs=[e.to_dict() for e in sim.reals.values() if not self.handoff.is_real(e.id)],
+            npc_serial=sim.npc_serial,
+            ghosts=self.ghosts.snapshot(),
+            refused=list(refused or ()),
         )
 
-    def _abort(self, why: str) -> None:
-        """The takeover failed here: serve on, and tell the successor."""
-        self.log.warn("zone {zone}: handover aborted: {why}", zone=self.name, why=why)
-        was_handed = self.mode == HANDED
-        self.mode = SERVING
-        relay, self._relay = self._relay or [], None
-        self._publish(
-            messages.zone_channel(self.name),
-            {TAKEOVER: {"step": "aborted", "token": self._token}},
-        )
-        if was_handed:
-            self.checkpointer.start()
-            self.ticker.start()
-        for message in relay:
-            if TAKEOVER in message:
-                self._dispatch(message)
-            else:
-                sender, body = messages.decode(message[messages.KEY])
-                self.handoff.receive(sender, body)
-
-    def _takeover_step(self, body: dict) -> None:
-        step, token = body.get("step"), body.get("token")
-        if step == "marker":
-            if self.mode == HANDING and token == self._token and self._marker is not None:
-                # Our own marker: everything before it was handled here.
-                self.mode = HANDED
-                self._relay = []
-                self.ticker.stop()
-                self.checkpointer.stop()
-                marker, self._marker = self._marker, None
-                marker.callback(None)
-            elif self.mode == STANDBY and token == self._token:
-                # Our predecessor's: what follows is ours.
-                self._standby = []
-        elif step == "handed" and self.mode == STANDBY and token == self._token:
-            d = defer.ensureDeferred(self._take_over(body))
-            d.addErrback(lambda f: self.log.failure("zone {zone}: takeover", f, zone=self.name))
-        elif step == "aborted" and self.mode == STANDBY and token == self._token:
-            self._standby = None
-            if self.took_over is not None and not self.took_over.called:
-                self.took_over.errback(TakeoverAborted(f"zone {self.name}: aborted"))
-
-    def expect(self, token: str) -> None:
-        """Standby: the takeover we asked for has C{token} (before asking for it)."""
-        self._token = token
-
-    async def _take_over(self, handed: dict) -> None:
+    async def take_over(self, handed, buffered: list) -> None:
         """
-        The new process's side, on C{handed}: recover the zone from the
-        store (fencing what the old process may still have in flight), with
-        its players' views, NPCs, ghosts and tick count, then the messages
-        that came after the marker, and start ticking.
+        The new process, on its predecessor's L{HandedOver}: go on from
+        there (views, NPCs, ghosts, tick count), handle what came after the
+        marker (C{buffered}), recover the zone from the store and tick.
         """
         sim = self.simulation
-        self.mode = SERVING
-        seen = handed.get("seen")
+        seen = handed.seen
         if isinstance(seen, dict):
             self.state.arriving.update(
                 {k: v for k, v in seen.items() if isinstance(v, list) and isinstance(k, str)}
             )
-        sim.tick_count = int(handed.get("tick") or 0)
-        self._ghost_tick = int(handed.get("ghost_tick") or 0)
-        for data in handed.get("npcs") or ():
+        sim.continue_from(int(handed.tick or 0), int(handed.npc_serial or 0))
+        self._ghost_tick = int(handed.ghost_tick or 0)
+        for data in handed.npcs or ():
             sim.add(Entity.from_dict(data))
-        sim._npc_serial = max(sim._npc_serial, int(handed.get("npc_serial") or 0))
-        for source, ghosts in (handed.get("ghosts") or {}).items():
+        for source, ghosts in (handed.ghosts or {}).items():
             views = tuple(ghosts.get("views") or ())
             self.ghosts.apply(GhostUpdate(source, int(ghosts.get("tick") or 0), views))
-        buffered, self._standby = self._standby or [], None
-        for message in buffered:
+        for data in buffered:
             # Handoff messages wait in the handoff until it recovered.
-            self._dispatch(message)
+            self._dispatcher(data)
         await self.handoff.recover()
         self.state.arriving.clear()
-        self.checkpointer.start()
-        self.ticker.start()
-        last = handed.get("last_tick")
-        pause = (self.last_tick_at - last) * 1000 if isinstance(last, (int, float)) else None
-        self.takeover_pause_ms = pause
-        self.log.info(
-            "zone {zone}: took over {reals} entities at tick {tick} (pause {pause} ms)",
-            zone=self.name,
-            reals=len(sim.reals),
-            tick=sim.tick_count,
-            pause=f"{pause:.0f}" if pause is not None else "?",
-        )
-        if self.took_over is not None and not self.took_over.called:
-            self.took_over.callback(None)
+        self.resume()
 
     # -- the tick --------------------------------------------------------------------
 
@@ -528,7 +380,7 @@ class ZoneService(GameService):
                 if session is not None
             }
             if batch:
-                self._publish(gateway_channel(gateway), {"batch": batch})
+                self.publish(gateway_channel(gateway), encode(PushBatch(batch), self.name))
 
         # Tick numbers of ghost updates keep increasing across a restart.
         self._ghost_tick = max(self._ghost_tick + 1, int(result.time * 1000))
@@ -538,15 +390,16 @@ class ZoneService(GameService):
                 real = self.simulation.get(view["id"])
                 versioned.append({**view, "version": real.version if real is not None else 0})
             update = GhostUpdate(self.name, self._ghost_tick, tuple(versioned))
-            self._publish(messages.zone_channel(region), messages.encode(self.name, update))
+            self.publish(zone_channel(region), encode(update, self.name))
 
-        if self.mode == SERVING:
+        if self.takeover.mode == SERVING:
             # Handing the process over: no new crossings (reported again later).
             for entity, region in result.crossings:
                 self.handoff.cross(entity.id, region.name)
 
-    def _publish(self, channel: str, message: dict) -> None:
-        d = defer.maybeDeferred(self.bus.publish, channel, message)
+    def publish(self, channel: str, data: dict) -> None:
+        """Publish C{data} (an encoded message) without waiting; a failure is logged."""
+        d = defer.maybeDeferred(self.bus.publish, channel, data)
         d.addErrback(lambda f: self.log.failure("zone {zone}: publish failed", f, zone=self.name))
 
     # -- players ---------------------------------------------------------------------
@@ -583,7 +436,7 @@ class ZoneService(GameService):
             stored = await self.store.load_entity(entity_id)
             if stored is not None and stored.owner != self.name:
                 # Another zone owns it: the gateway's zone route goes there.
-                return {ZONE_REDIRECT: stored.owner}
+                raise Redirect(stored.owner)
             if stored is not None:
                 entity = Entity.from_dict(stored.data)
                 entity.version = stored.version
@@ -603,7 +456,7 @@ class ZoneService(GameService):
                 if saved is not None:
                     region = self.map.region_at(saved[0], saved[1])
                     if region is not None and region.name != self.name:
-                        return {ZONE_REDIRECT: region.name}
+                        raise Redirect(region.name)
                     if region is not None:
                         x, y = saved[0], saved[1]
                     if saved[2] is not None:
@@ -627,7 +480,7 @@ class ZoneService(GameService):
             x=entity.x,
             y=entity.y,
         )
-        return self._reply(entity, **{SESSION_UPDATE: {"zone": self.name}})
+        return self._reply(entity)
 
     async def on_zone_move(self, caller: Caller, message: dict) -> dict:
         """
@@ -648,9 +501,7 @@ class ZoneService(GameService):
 
     def _input(self, gateway: str, message: Input) -> None:
         """An input from a gateway: to the handoff's gate, or to the successor once handed."""
-        if self.mode == HANDED:
-            self._relay_message(messages.encode(gateway, message))
-        else:
+        if not self.takeover.relay(message, gateway):
             self.handoff.receive(gateway, message)
 
     async def on_zone_leave(self, caller: Caller, message: dict) -> dict:
@@ -660,7 +511,7 @@ class ZoneService(GameService):
         if entity is None or entity.session != caller.session:
             raise WireError(codes.NOT_ALLOWED, "you are not in this zone")
         await self._leave(entity)
-        return {SESSION_UPDATE: {"zone": None}}
+        return {}
 
     async def _leave(self, entity: Entity) -> None:
         """
@@ -697,12 +548,9 @@ class ZoneService(GameService):
         entity_id = caller.character_id
         if entity_id is None:
             return
-        if self.mode == HANDED:
+        if self.takeover.mode == HANDED:
             if event in ("moved", "ended"):
-                body = {"step": "event", "token": self._token}
-                self._relay_message(
-                    {TAKEOVER: {**body, "caller": caller.to_dict(), "event": event}}
-                )
+                self.takeover.relay_event(caller, event)
             return
         entity = self.simulation.get(entity_id)
         if entity is None or entity.session != caller.session:
@@ -711,279 +559,3 @@ class ZoneService(GameService):
             entity.gateway = caller.gateway
         elif event == "ended":
             await self._leave(entity)
-
-
-class ZoneHost(GameService):
-    """
-    The zones of one process: a L{ZoneService} for every region of
-    C{[world]} whose C{process} is C{process_name}, as one game service for
-    the gateways (L{mmo.game.server.serve} serves one).  A message goes
-    to the zone named by its caller's C{zone} (the gateway's
-    L{mmo.zone.route.ZoneRoute} sets it); session events go to all.
-
-    It also replaces a running process of the same name (C{takeover}): see
-    C{docs/world.md}, "Replacing a zone process".  The process's pieces
-    that only the serving process may run (its RPC listener, directory
-    entry and control subscription) are given by L{attach}; with
-    C{takeover} they are started only once the old process released them.
-
-    @ivar zones: Region name -> its L{ZoneService}.
-    """
-
-    kind = "zone"
-    prefixes = ("zone.",)
-    zone_class = None
-    #: Seconds the new process waits for the old one to answer C{handover}.
-    handover_answer_timeout = 3.0
-    #: Seconds the new process waits for the whole handover.
-    takeover_timeout = 20.0
-    #: Seconds the old process waits for its gateways' links to go before it exits.
-    exit_timeout = 15.0
-    #: Attempts (0.1 s apart) at binding the RPC port the old process just freed.
-    bind_attempts = 50
-
-    def __init__(self, config, store, bus, reactor, process_name: str, takeover: bool = False):
-        super().__init__(config, store, bus, reactor)
-        if self.zone_class is None:
-            self.zone_class = zone_service_class(config)
-        world = config.world
-        self.process_name = process_name
-        self.takeover = takeover
-        self.zones = {
-            name: self.zone_class(config, store, bus, reactor, name)
-            for name, *_box, process in world.layout
-            if process == process_name
-        }
-        if not self.zones:
-            from mmo.config import ConfigError
-
-            raise ConfigError(
-                f"no region of the world is served by process {process_name!r}",
-                ("world", "zones" if not world.regions else "regions"),
-                config.file,
-            )
-        #: Set by L{attach}: see there.
-        self.process = None
-        #: "serving", "standby", "handing", "handed" or "aborted", for the process.
-        self.state = "standby" if takeover else "serving"
-        #: Fires when the takeover (this process's) is over: ready to serve.
-        self.ready: defer.Deferred = defer.Deferred()
-        #: Fires when this process handed everything over and released its port.
-        self.released: defer.Deferred = defer.Deferred()
-
-    def attach(self, process) -> None:
-        """
-        Give the host the process's pieces, a L{ProcessHooks}: it registers
-        C{handover} on the control channel, and with C{takeover} starts
-        the listener, directory entry and control subscription itself.
-        """
-        self.process = process
-        if process.control is not None:
-            process.control.register("handover", self.on_handover)
-
-    # -- life cycle --------------------------------------------------------------
-
-    async def start(self) -> None:
-        if not self.takeover:
-            for zone in self.zones.values():
-                await zone.start()
-            self.ready.callback(None)
-            return
-        for zone in self.zones.values():
-            await zone.start(standby=True)
-        d = defer.ensureDeferred(self._take_over())
-        d.addErrback(self._takeover_failed)
-
-    async def stop(self) -> None:
-        for zone in self.zones.values():
-            await zone.stop()
-
-    # -- the new process ---------------------------------------------------------
-
-    async def _take_over(self) -> None:
-        from mmo import control
-
-        token = uuid.uuid4().hex
-        for zone in self.zones.values():
-            zone.expect(token)
-        released = defer.Deferred()
-
-        def heard(message):
-            if isinstance(message, dict) and message.get("released") == token:
-                if not released.called:
-                    released.callback(None)
-
-        subscription = await self.bus.subscribe(takeover_channel(self.process_name), heard)
-        try:
-            try:
-                await control.call(
-                    self.bus,
-                    self.process_name,
-                    "handover",
-                    {"token": token},
-                    timeout=self.handover_answer_timeout,
-                    reactor=self.reactor,
-                )
-            except control.NoAnswer:
-                self.log.info(
-                    "{process}: no process to take over; starting afresh",
-                    process=self.process_name,
-                )
-                for zone in self.zones.values():
-                    await zone.start_plain()
-                released.callback(None)
-            except control.ControlError as e:
-                raise TakeoverAborted(str(e)) from None
-            self.state = "taking"
-            waiting = defer.gatherResults(
-                [z.took_over for z in self.zones.values() if z.mode == STANDBY] + [released],
-                consumeErrors=True,
-            )
-            waiting.addTimeout(self.takeover_timeout, self.reactor)
-            try:
-                await waiting
-            except defer.TimeoutError:
-                # The old process is gone half-way: what it did not hand over
-                # is in the store; recover it (fencing) and serve.
-                self.log.warn(
-                    "{process}: takeover timed out; recovering", process=self.process_name
-                )
-                for zone in self.zones.values():
-                    if zone.mode == STANDBY:
-                        await zone.start_plain()
-            except defer.FirstError as e:
-                raise e.subFailure.value from None
-        finally:
-            await subscription.cancel()
-        await self._go_live()
-
-    async def _go_live(self) -> None:
-        """Bind the RPC port, enter the directory, take control commands, relink gateways."""
-        process = self.process
-        if process is not None:
-            await process.go_live(self.bind_attempts)
-            from mmo.game.service import gateway_channel
-
-            for peer in self.config.processes.values():
-                if peer.kind in ("gateway", "mmo"):
-                    await self.bus.publish(
-                        gateway_channel(peer.name), {"relink": {"process": self.process_name}}
-                    )
-        self.state = "serving"
-        self.log.info("{process}: took over, ready", process=self.process_name)
-        self.ready.callback(None)
-
-    def _takeover_failed(self, failure) -> None:
-        self.state = "aborted"
-        self.log.failure("{process}: takeover failed", failure, process=self.process_name)
-        if self.process is not None:
-            self.process.fail()
-        if not self.ready.called:
-            self.ready.errback(failure)
-            # Logged above: not an unhandled error as well.
-            self.ready.addErrback(lambda _: None)
-
-    # -- the old process ---------------------------------------------------------
-
-    def on_handover(self, token: str) -> dict:
-        """
-        The C{handover} control command, from a new process of the same
-        name in standby: hand every region over to it (in the background)
-        and answer at once.
-        """
-        if not isinstance(token, str) or not token:
-            raise ValueError("token must be a non-empty string")
-        if self.state != "serving":
-            from mmo.control import ControlError
-
-            raise ControlError(f"{self.process_name} is {self.state}")
-        self.state = "handing"
-        d = defer.ensureDeferred(self._hand_over(token))
-        d.addErrback(lambda f: self.log.failure("{p}: handover", f, p=self.process_name))
-        return {"regions": sorted(self.zones)}
-
-    async def _hand_over(self, token: str) -> None:
-        results = await defer.DeferredList(
-            [defer.ensureDeferred(zone.hand_over(token)) for zone in self.zones.values()],
-            consumeErrors=True,
-        )
-        if not all(ok for ok, _ in results):
-            # Regions that did hand over stay unserved until a restart (the
-            # store has them); the others go on here.
-            self.state = "serving"
-            self.log.warn("{process}: handover aborted", process=self.process_name)
-            return
-        self.state = "handed"
-        if self.process is not None:
-            await self.process.release()
-        await self.bus.publish(takeover_channel(self.process_name), {"released": token})
-        self.log.info("{process}: handed over; released", process=self.process_name)
-        self.released.callback(None)
-        if self.process is not None:
-            self.process.exit_when_idle(self.exit_timeout)
-
-    # -- messages ----------------------------------------------------------------
-
-    async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
-        zone = self.zones.get(caller.zone)
-        if zone is None:
-            raise WireError(codes.UNAVAILABLE, f"zone {caller.zone!r} is not served here; retry")
-        return await zone.handle(caller, kind, message)
-
-    async def session_event(self, caller: Caller, event: str) -> None:
-        for zone in self.zones.values():
-            await zone.session_event(caller, event)
-
-    def directory_info(self) -> dict:
-        """
-        The process's load for the directory: C{load} and C{players} (players
-        in its regions), C{entities}, C{regions}, C{tick_ms} (the p50, p99
-        and max of the recent ticks of all its regions) and C{overruns}.
-        """
-        players = entities = overruns = 0
-        durations: list[float] = []
-        for zone in self.zones.values():
-            reals = zone.simulation.reals.values()
-            entities += len(reals)
-            players += sum(1 for e in reals if e.kind == PLAYER)
-            overruns += zone.ticker.overruns
-            durations.extend(zone.ticker.durations)
-        durations.sort()
-
-        def at(fraction: float) -> float:
-            return round(nearest_rank(durations, fraction) * 1000, 3)
-
-        return {
-            "load": players,
-            "players": players,
-            "entities": entities,
-            "regions": sorted(self.zones),
-            "tick_ms": {"p50": at(0.5), "p99": at(0.99), "max": at(1.0)},
-            "overruns": overruns,
-        }
-
-
-def zone_service_class(config) -> type[ZoneService]:
-    """
-    The zone service class named by C{[world] zone_class} (a game's
-    subclass with its own messages and rules), or L{ZoneService}.
-
-    @raise ConfigError: It cannot be imported or is no L{ZoneService}.
-    """
-    from twisted.python.reflect import namedAny
-
-    from mmo.config import ConfigError
-
-    name = config.world.zone_class
-    if not name:
-        return ZoneService
-    key = ("world", "zone_class")
-    try:
-        found = namedAny(name)
-    except Exception as e:
-        raise ConfigError(f"cannot import {name!r}: {e}", key, config.file)
-    if not (isinstance(found, type) and issubclass(found, ZoneService)):
-        raise ConfigError(
-            f"{name!r} is not a subclass of mmo.zone.service.ZoneService", key, config.file
-        )
-    return found

@@ -237,6 +237,19 @@ class ZoneSimulation:
         """
         self.aoi.forget(entity_id)
 
+    @property
+    def npc_serial(self) -> int:
+        """The serial number of the last NPC spawned here (ids are C{npc-REGION-N})."""
+        return self._npc_serial
+
+    def continue_from(self, tick_count: int, npc_serial: int) -> None:
+        """
+        Go on from where another process simulating this region stopped
+        (a takeover): its tick count, and no NPC id it used.
+        """
+        self.tick_count = tick_count
+        self._npc_serial = max(self._npc_serial, npc_serial)
+
     def spawn_npcs(self, count: int | None = None) -> list[Entity]:
         """
         Add C{count} NPCs (default: C{[world] npcs}) at random places in the

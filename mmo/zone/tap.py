@@ -10,7 +10,7 @@ the players noticing (the old one hands its regions over and exits; see
 C{docs/world.md}, "Replacing a zone process").
 """
 
-from mmo.game.process import ServiceOptions, make_game_service
+from mmo.process.game import ServiceOptions, make_game_service
 
 
 class Options(ServiceOptions):
@@ -28,7 +28,7 @@ class Options(ServiceOptions):
 
 
 def makeService(options: Options, reactor=None):
-    from mmo.zone.service import ZoneHost
+    from mmo.zone.host import ZoneHost
 
     def host(config, store, bus, reactor):
         config.world.check_processes(config.processes, config.file)

@@ -2,13 +2,13 @@
 Control commands: how the manager (and through it C{mmo-admin}) tells a
 running process to drain, hand over, kick or broadcast.
 
-Every process listens on its own bus channel, L{control_channel}C{(NAME)},
-for messages C{{"command": str, "args": dict, "id": str, "reply": str}}.
-L{ControlService} (a process resource) dispatches each one to the handler
-the process registered for that command and publishes the outcome on the
-C{reply} channel: C{{"id": ..., "ok": True, "result": ...}} or C{{"id":
-..., "ok": False, "error": "why"}}.  L{call} is the other side: it sends
-one command and waits for its reply.
+Every process listens on its own bus channel,
+L{mmo.game.messages.control_channel}C{(NAME)}, for
+L{mmo.game.messages.Command}s.  L{ControlService} (a process resource)
+dispatches each one to the handler the process registered for that command
+and publishes the outcome, a L{mmo.game.messages.CommandReply}, on the
+command's reply channel.  L{call} is the other side: it sends one command
+and waits for its reply.
 
 The bus is inside the deployment's trust boundary (it is reached with the
 deployment's Redis credentials, and carries sessions and tickets already);
@@ -18,19 +18,16 @@ the C{admin} client certificate (see C{docs/manager.md}).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from mmo.game import messages
+from mmo.game.messages import Command, CommandReply, control_channel, reply_channel
+
 #: Seconds L{call} waits for a reply by default.
 CALL_TIMEOUT = 10.0
-
-
-def control_channel(process: str) -> str:
-    """The bus channel process C{process} takes control commands on."""
-    return f"control:{process}"
 
 
 class ControlError(Exception):
@@ -64,36 +61,34 @@ class ControlService:
         self.handlers[command] = handler
 
     async def start(self) -> None:
-        self._subscription = await self.bus.subscribe(control_channel(self.name), self.received)
+        dispatcher = messages.Dispatcher(f"{self.name} control")
+        dispatcher.on(Command, self.received)
+        self._subscription = await self.bus.subscribe(control_channel(self.name), dispatcher)
 
     async def stop(self) -> None:
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             await subscription.cancel()
 
-    def received(self, message) -> defer.Deferred | None:
-        """Run one command; bad messages are logged and dropped."""
-        if not isinstance(message, dict):
-            self.log.warn("{name}: dropped a control message that is not a map", name=self.name)
-            return None
-        command, args = message.get("command"), message.get("args") or {}
-        reply, ident = message.get("reply"), message.get("id")
-        handler = self.handlers.get(command) if isinstance(command, str) else None
+    def received(self, sender: str, command: Command) -> defer.Deferred:
+        """Run one command and publish its reply."""
+        handler = self.handlers.get(command.command) if isinstance(command.command, str) else None
+        args = command.args
         if handler is None:
-            d = defer.fail(ControlError(f"{self.name} has no command {command!r}"))
+            d = defer.fail(ControlError(f"{self.name} has no command {command.command!r}"))
         elif not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
             d = defer.fail(ControlError("args must be a map of names"))
         else:
             self.log.info(
                 "{name}: control command {command} {args}",
                 name=self.name,
-                command=command,
+                command=command.command,
                 args=args,
             )
             d = defer.maybeDeferred(handler, **args)
 
         def answered(result):
-            return {"id": ident, "ok": True, "result": result}
+            return CommandReply(command.id, True, result=result)
 
         def refused(failure):
             if failure.check(ControlError, TypeError, ValueError):
@@ -103,14 +98,14 @@ class ControlService:
                     "{name}: control command {command} failed",
                     failure,
                     name=self.name,
-                    command=command,
+                    command=command.command,
                 )
                 why = f"{type(failure.value).__name__}: {failure.getErrorMessage()}"
-            return {"id": ident, "ok": False, "error": why}
+            return CommandReply(command.id, False, error=why)
 
         d.addCallbacks(answered, refused)
-        if isinstance(reply, str):
-            d.addCallback(lambda answer: self.bus.publish(reply, answer))
+        if isinstance(command.reply, str):
+            d.addCallback(lambda reply: messages.publish(self.bus, command.reply, reply, self.name))
             d.addErrback(
                 lambda f: self.log.failure("{name}: control reply lost", f, name=self.name)
             )
@@ -136,27 +131,21 @@ async def call(
     """
     if reactor is None:
         from twisted.internet import reactor
-    ident = uuid.uuid4().hex
-    reply_channel = f"control-reply:{ident}"
-    answer: defer.Deferred = defer.Deferred()
-
-    def got(message):
-        if isinstance(message, dict) and message.get("id") == ident and not answer.called:
-            answer.callback(message)
-
-    subscription = await bus.subscribe(reply_channel, got)
+    requests = messages.Requests(reactor)
+    ident, answer = requests.new(timeout)
+    dispatcher = messages.Dispatcher(f"reply to {command}")
+    dispatcher.on(CommandReply, lambda sender, reply: requests.answer(reply.id, reply))
+    subscription = await bus.subscribe(reply_channel(ident), dispatcher)
     try:
-        await bus.publish(
-            control_channel(process),
-            {"command": command, "args": args or {}, "id": ident, "reply": reply_channel},
+        await messages.publish(
+            bus, control_channel(process), Command(command, args or {}, ident, reply_channel(ident))
         )
-        answer.addTimeout(timeout, reactor)
         try:
-            message = await answer
+            reply = await answer
         except defer.TimeoutError:
             raise NoAnswer(f"{process} did not answer {command!r} within {timeout:g}s") from None
     finally:
         await subscription.cancel()
-    if not message.get("ok"):
-        raise ControlError(f"{process}: {message.get('error')}")
-    return message.get("result")
+    if not reply.ok:
+        raise ControlError(f"{process}: {reply.error}")
+    return reply.result

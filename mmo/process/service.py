@@ -21,7 +21,7 @@ import mmo
 from mmo import config as configmodule
 from mmo import logs
 from mmo.config import ConfigError
-from mmo.control import ControlService
+from mmo.process.control import ControlService
 
 
 def fail(error: ConfigError) -> None:

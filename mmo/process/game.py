@@ -19,10 +19,10 @@ from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
 from mmo import rpc
-from mmo.app import ConfigOptions, ProcessService, build
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
 from mmo.game.server import ServiceRPCFactory, serve
+from mmo.process.service import ConfigOptions, ProcessService, build
 from mmo.store import make_store
 
 

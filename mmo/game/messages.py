@@ -1,0 +1,547 @@
+"""
+Every message between mmo's processes on the bus, and every channel and
+shared key name: one typed vocabulary.
+
+A message is a frozen dataclass registered here by its class name (the
+I{type} on the wire).  On the bus it travels as a map: C{{"type": NAME,
+"from": SENDER, ...fields}}, the fields as they are (plain values, lists and
+maps: what msgpack carries), so encoding costs one shallow copy
+(L{encode}); L{decode} gives back C{(sender, message)} or raises
+C{ValueError} for what is not a message of this vocabulary.  A subscriber
+hands what it hears to a L{Dispatcher}, which calls the handler registered
+for the message's type.
+
+    channel                 who listens      what travels on it
+    gateway:NAME            gateway NAME     L{Push}, L{PushBatch}, L{HandoverRequest},
+                                             L{HandoverAnswer}, L{Relink}, L{SwitchRoute},
+                                             L{Moved}
+    zone:REGION             the zone         L{Offer}, L{Accept}, L{Refuse}, L{Forward},
+                                             L{Done}, L{Switched}, L{Input}, L{GhostUpdate},
+                                             L{TakeoverMarker}, L{HandedOver},
+                                             L{HandoverAborted}, L{RelayedEvent}
+    takeover:PROCESS        a new zone host  L{Released}
+    control:PROCESS         process PROCESS  L{Command}
+    control-reply:ID        who sent ID      L{CommandReply}
+    sessions                every gateway    L{AccountSession}
+    lobby.rooms             chat             L{RoomEvent}
+
+Requests and their answers (control commands, the gateways' handover of a
+session) are matched by id with one L{Requests} table.
+
+Wire compatibility: the types and field names here are what processes of
+one deployment exchange; a rolling upgrade works between versions that
+share them (C{docs/architecture.md}).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, fields
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+# -- channels and shared keys ----------------------------------------------------------
+
+#: Where login tells the gateways that an account logged out or in again.
+SESSIONS_CHANNEL = "sessions"
+
+#: Where the lobby tells chat of its rooms' members.
+ROOMS_CHANNEL = "lobby.rooms"
+
+
+def gateway_channel(gateway: str) -> str:
+    """What gateway C{gateway} hears: pushes for its sessions, handovers, route switches."""
+    return f"gateway:{gateway}"
+
+
+def zone_channel(zone: str) -> str:
+    """What zone C{zone} hears: handoffs, inputs, ghosts, the replacement of its process."""
+    return f"zone:{zone}"
+
+
+def takeover_channel(process: str) -> str:
+    """Where the old process of C{process} says it released its name (L{Released})."""
+    return f"takeover:{process}"
+
+
+def control_channel(process: str) -> str:
+    """Where process C{process} takes control commands (L{Command})."""
+    return f"control:{process}"
+
+
+def reply_channel(request: str) -> str:
+    """Where the answer to the control command C{request} goes (L{CommandReply})."""
+    return f"control-reply:{request}"
+
+
+def online_key(account_id: str) -> str:
+    """The bus key of an account's presence: which gateway holds its session."""
+    return f"online:{account_id}"
+
+
+def session_key(token_hash: str) -> str:
+    """The bus key naming the gateway that holds the session of a resume token's hash."""
+    return f"session:{token_hash}"
+
+
+def revoked_key(account_id: str) -> str:
+    """The bus key of the time up to which an account's tickets are revoked."""
+    return f"revoked:{account_id}"
+
+
+def ticket_key(nonce: str) -> str:
+    """The bus key claimed when the ticket of C{nonce} is used (once)."""
+    return f"ticket:{nonce}"
+
+
+# -- the registry ----------------------------------------------------------------------
+
+#: Every message type, by its name on the wire.
+TYPES: dict[str, type] = {}
+
+#: The field names of each type, in order.
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def message(cls):
+    """Make C{cls} a frozen dataclass and register it as a message type."""
+    cls = dataclass(frozen=True)(cls)
+    name = cls.__name__
+    if name in TYPES:
+        raise TypeError(f"two message types are called {name!r}")
+    TYPES[name] = cls
+    _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    return cls
+
+
+def encode(value, sender: str = "") -> dict:
+    """The bus message carrying C{value} (a registered message) from C{sender}."""
+    cls = type(value)
+    names = _FIELDS.get(cls)
+    if names is None:
+        raise TypeError(f"not a message: {value!r}")
+    body = {"type": cls.__name__, "from": sender}
+    for name in names:
+        body[name] = getattr(value, name)
+    return body
+
+
+def decode(data) -> tuple[str, Any]:
+    """
+    C{(sender, message)} of a bus message made by L{encode}.
+
+    @raise ValueError: It is not one (not a map, an unknown type, missing or
+        unknown fields).
+    """
+    if not isinstance(data, dict):
+        raise ValueError("a message is a map")
+    cls = TYPES.get(data.get("type"))
+    sender = data.get("from", "")
+    if cls is None or not isinstance(sender, str):
+        raise ValueError(f"unknown message type {data.get('type')!r}")
+    values = {k: v for k, v in data.items() if k != "type" and k != "from"}
+    try:
+        return sender, cls(**values)
+    except TypeError as e:
+        raise ValueError(f"malformed {cls.__name__}: {e}") from None
+
+
+def publish(bus, channel: str, value, sender: str = "") -> defer.Deferred:
+    """Publish message C{value} from C{sender} on C{channel}: Deferred[None]."""
+    return defer.maybeDeferred(bus.publish, channel, encode(value, sender))
+
+
+class Dispatcher:
+    """
+    A channel's subscriber: decodes each message and calls the handler
+    registered for its type with C{(sender, message)}; what it returns (a
+    Deferred, or nothing) is returned.  Malformed messages and types nobody
+    handles here are logged and dropped: a bus message never breaks a process.
+
+    @ivar handlers: Message class -> handler.
+    """
+
+    log = Logger()
+
+    def __init__(self, name: str):
+        self.name = name
+        self.handlers: dict[type, Any] = {}
+
+    def on(self, cls: type, handler) -> None:
+        """Have C{handler(sender, message)} handle messages of type C{cls}."""
+        if cls not in _FIELDS:
+            raise TypeError(f"not a message type: {cls!r}")
+        self.handlers[cls] = handler
+
+    def __call__(self, data):
+        try:
+            sender, value = decode(data)
+        except ValueError as e:
+            self.log.warn("{name}: dropped a bus message: {why}", name=self.name, why=str(e))
+            return None
+        handler = self.handlers.get(type(value))
+        if handler is None:
+            self.log.warn(
+                "{name}: unexpected {type} from {sender}",
+                name=self.name,
+                type=type(value).__name__,
+                sender=sender or "?",
+            )
+            return None
+        return handler(sender, value)
+
+
+class BusLink:
+    """
+    Sends messages to other processes by name over the bus: to a zone's
+    channel (L{zone_channel}) when the name is one of C{zones}, else to the
+    gateway of that name (L{gateway_channel}).  One bus keeps the order of
+    one sender's messages on a channel.  (The handoff's C{Link}:
+    L{mmo.zone.handoff.Link}.)
+
+    @ivar name: Who sends (the C{from} of every message).
+    """
+
+    log = Logger()
+
+    def __init__(self, bus, name: str, zones):
+        self.bus = bus
+        self.name = name
+        self.zones = frozenset(zones)
+
+    def channel(self, to: str) -> str:
+        return zone_channel(to) if to in self.zones else gateway_channel(to)
+
+    def send(self, to: str, value) -> defer.Deferred:
+        """Send C{value} to C{to} without waiting; a failure is logged."""
+        d = publish(self.bus, self.channel(to), value, self.name)
+        return d.addErrback(
+            lambda failure: self.log.failure(
+                "{name}: sending {message!r} to {to} failed",
+                failure,
+                name=self.name,
+                message=value,
+                to=to,
+            )
+        )
+
+
+class Requests:
+    """
+    Requests sent on the bus that wait for an answer, by id: each waits at
+    most its timeout, then fails with L{defer.TimeoutError}.
+
+    @param clock: Provides C{callLater} (a reactor).
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self._waiting: dict[str, defer.Deferred] = {}
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def new(self, timeout: float) -> tuple[str, defer.Deferred]:
+        """A fresh request id and the Deferred its answer fires."""
+        request = uuid.uuid4().hex
+        waiter: defer.Deferred = defer.Deferred()
+        waiter.addTimeout(timeout, self.clock)
+        self._waiting[request] = waiter
+
+        def done(result):
+            self._waiting.pop(request, None)
+            return result
+
+        waiter.addBoth(done)
+        return request, waiter
+
+    def answer(self, request, result) -> bool:
+        """Fire request C{request} with C{result}; whether it was waiting."""
+        waiter = self._waiting.get(request) if isinstance(request, str) else None
+        if waiter is None or waiter.called:
+            return False
+        waiter.callback(result)
+        return True
+
+    def fail(self, request, error: Exception) -> bool:
+        """Fail request C{request} with C{error}; whether it was waiting."""
+        waiter = self._waiting.get(request) if isinstance(request, str) else None
+        if waiter is None or waiter.called:
+            return False
+        waiter.errback(error)
+        return True
+
+    def fail_all(self, error: Exception) -> None:
+        """Fail every request still waiting (the process stops)."""
+        for request in list(self._waiting):
+            self.fail(request, error)
+
+
+# -- pushes and sessions (gateway:NAME, sessions, lobby.rooms) ----------------------------
+
+
+@message
+class Push:
+    """A service's push C{kind} with C{fields} to sessions held by the gateway."""
+
+    sessions: list
+    kind: str
+    fields: dict
+
+
+@message
+class PushBatch:
+    """A zone's pushes of one tick: C{{session: [[kind, fields], ...]}}, in order."""
+
+    pushes: dict
+
+
+@message
+class HandoverRequest:
+    """A gateway asks the holder of a session for it (a client resumes on C{to})."""
+
+    request: str
+    token: str
+    last_seq: int
+    to: str
+
+
+@message
+class HandoverAnswer:
+    """The holder's answer: the session's C{state}, or why it C{refused}."""
+
+    request: str
+    state: dict | None = None
+    refused: str | None = None
+
+
+@message
+class Relink:
+    """Zone process C{process} was replaced: gateways move their link to the new one."""
+
+    process: str
+
+
+@message
+class AccountSession:
+    """
+    An account's session C{session} began (C{reason} "replaced": any other
+    session of the account ends) or the account logged out ("logout": all
+    but C{session} end).
+    """
+
+    account: str
+    session: str | None
+    reason: str
+
+
+@message
+class RoomEvent:
+    """A lobby room's membership changed: C{event} "joined", "left" or "closed"."""
+
+    room: str
+    event: str
+    caller: dict
+
+
+# -- the handoff (zone:REGION, gateway:NAME; see mmo.zone.handoff) ------------------------
+
+
+@message
+class Offer:
+    """
+    Old owner to new: take this entity (its full state, C{record}); C{seen}
+    is what its player's client has in view, so that the view goes on.
+    """
+
+    transfer_id: str
+    entity_id: str
+    from_zone: str
+    to_zone: str
+    record: dict
+    seen: list | None = None
+
+
+@message
+class Accept:
+    """New owner to old: the store names me owner by this transfer, at C{version}."""
+
+    transfer_id: str
+    entity_id: str
+    version: int
+
+
+@message
+class Refuse:
+    """New owner to old: this transfer cannot commit (the store names C{owner})."""
+
+    transfer_id: str
+    entity_id: str
+    owner: str | None
+
+
+@message
+class Forward:
+    """
+    Inputs that reached a zone that no longer owns the entity, to the zone
+    it was handed to (C{transfer_id}: that handoff, or C{None} when found
+    in the store), in order: C{((seq, payload), ...)}.
+    """
+
+    transfer_id: str | None
+    entity_id: str
+    inputs: tuple
+    hops: int = 1
+
+    def __post_init__(self):
+        # Lists on the wire: the pairs as tuples, comparable and hashable.
+        object.__setattr__(self, "inputs", tuple(tuple(item) for item in self.inputs))
+
+
+@message
+class Done:
+    """Old owner to new: the gateway switched, I forward nothing more of mine."""
+
+    transfer_id: str
+    entity_id: str
+
+
+@message
+class SwitchRoute:
+    """Old owner to gateway: send the session's inputs to C{zone} now."""
+
+    transfer_id: str
+    session: str
+    entity_id: str
+    zone: str
+    version: int
+
+
+@message
+class Switched:
+    """
+    Gateway to old owner: the route is switched; every input sent to you
+    before was sent before this (same link, so it arrived before this).
+    """
+
+    transfer_id: str
+    session: str
+
+
+@message
+class Input:
+    """Gateway to zone: a player's input, numbered by the client."""
+
+    session: str | None
+    entity_id: str
+    seq: int
+    payload: object
+
+
+@message
+class Moved:
+    """Zone to gateway: the session's entity is owned by C{zone} (at C{version})."""
+
+    session: str
+    entity_id: str
+    zone: str
+    version: int
+
+
+@message
+class GhostUpdate:
+    """
+    One zone's ghosts for one neighbour, for one tick (see L{mmo.zone.ghosts}).
+
+    @ivar zone: The sending zone.
+    @ivar tick: Its tick number: increasing, and best not restarting from 0
+        when the zone restarts (derive it from the time), since a zone's
+        updates numbered below its last one are ignored until its ghosts
+        expire.
+    @ivar views: Ghost views (an entity's view and version) of its reals
+        within the neighbour's margin.
+    """
+
+    zone: str
+    tick: int
+    views: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "views", tuple(self.views))
+
+
+# -- replacing a zone's process (zone:REGION, takeover:PROCESS; docs/world.md) -------------
+
+
+@message
+class TakeoverMarker:
+    """The old process's marker: what comes after it on the channel is the new one's."""
+
+    token: str
+
+
+@message
+class HandedOver:
+    """
+    The old process handed the zone over: what the new one needs to go on
+    (the tick count, its players' views, NPCs, ghosts, and the records the
+    store refused in the final checkpoint).
+    """
+
+    token: str
+    tick: int
+    ghost_tick: int
+    last_tick: float | None
+    seen: dict
+    npcs: list
+    npc_serial: int
+    ghosts: dict
+    refused: list
+
+
+@message
+class HandoverAborted:
+    """The old process could not hand the zone over: it goes on serving it."""
+
+    token: str
+
+
+@message
+class RelayedEvent:
+    """A session event that reached the old process after its marker, for the new one."""
+
+    token: str
+    caller: dict
+    event: str
+
+
+@message
+class Released:
+    """The old process released its name (port, directory, control) for the new one."""
+
+    token: str
+
+
+# -- control commands (control:PROCESS, control-reply:ID; see mmo.process.control) --------
+
+
+@message
+class Command:
+    """An operator's command C{command} with its keyword C{args}; answer on C{reply}."""
+
+    command: str
+    args: dict
+    id: str
+    reply: str
+
+
+@message
+class CommandReply:
+    """The outcome of command C{id}: C{result}, or why it failed (C{error})."""
+
+    id: str
+    ok: bool
+    result: Any = None
+    error: str | None = None

@@ -1,0 +1,150 @@
+"""
+What game services send a gateway's players: L{Push} (a service's push to
+some sessions) and L{PushBatch} (a zone's tick), pushed to each session
+held here (sent when attached, kept when detached), forwarded to the gateway
+a session moved to; and the messages routes hear about one session
+(L{Delivery.addressed}).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from mmo.game import messages
+from mmo.game.messages import Push, PushBatch, gateway_channel
+from mmo.game.service import SessionChange
+from mmo.gateway.handover import Forwards
+from mmo.gateway.sessions import Sessions, log_failure
+
+
+class SessionPort:
+    """
+    One session held here, as a route sees it in a message about it: its
+    caller, a change of it (every service is told), a push to its client.
+    """
+
+    log = Logger()
+
+    def __init__(self, sessions: Sessions, session):
+        self._sessions = sessions
+        self._session = session
+
+    @property
+    def caller(self):
+        return self._session.caller
+
+    def change(self, change: SessionChange) -> defer.Deferred:
+        return defer.ensureDeferred(self._sessions.change(self._session, change))
+
+    def push(self, kind: str, fields: dict) -> None:
+        try:
+            self._session.push(kind, fields)
+        except Exception:
+            self.log.failure("push {kind!r} dropped", kind=kind)
+
+
+class Delivery:
+    """Pushes from game services to the sessions held by one gateway."""
+
+    log = Logger()
+
+    def __init__(self, sessions: Sessions, forwards: Forwards, bus):
+        self.sessions = sessions
+        self.forwards = forwards
+        self.bus = bus
+
+    def push(self, sender: str, push: Push) -> defer.Deferred | None:
+        """
+        Push C{push.kind} with C{push.fields} to every session listed:
+        sent when attached, kept when detached, forwarded to the gateway a
+        session moved to.
+        """
+        targets, kind, fields = push.sessions, push.kind, push.fields
+        if not (isinstance(targets, list) and isinstance(kind, str) and isinstance(fields, dict)):
+            self.log.warn("malformed push from {sender}", sender=sender or "?")
+            return None
+        onward: dict[str, list[str]] = {}
+        for session_id in targets:
+            session = self.sessions.get(session_id)
+            if session is not None:
+                self._push(session, kind, fields)
+                continue
+            gateway = self.forwards.gateway(session_id)
+            if gateway is not None:
+                onward.setdefault(gateway, []).append(session_id)
+        return self._send_on({gateway: Push(ids, kind, fields) for gateway, ids in onward.items()})
+
+    def push_batch(self, sender: str, batch: PushBatch) -> defer.Deferred | None:
+        """
+        Push each session's events of a zone's tick, in order: sent when
+        attached, kept when detached, forwarded (as one batch per gateway)
+        for sessions that moved to another gateway.
+        """
+        if not isinstance(batch.pushes, dict):
+            self.log.warn("malformed push batch from {sender}", sender=sender or "?")
+            return None
+        onward: dict[str, dict] = {}
+        for session_id, events in batch.pushes.items():
+            if not isinstance(events, list):
+                continue
+            session = self.sessions.get(session_id)
+            if session is None:
+                gateway = self.forwards.gateway(session_id)
+                if gateway is not None:
+                    onward.setdefault(gateway, {})[session_id] = events
+                continue
+            for event in events:
+                if not (
+                    isinstance(event, (list, tuple))
+                    and len(event) == 2
+                    and isinstance(event[0], str)
+                    and isinstance(event[1], dict)
+                ):
+                    self.log.warn("malformed batched push: {event!r}", event=event)
+                    continue
+                self._push(session, event[0], event[1])
+        return self._send_on({gateway: PushBatch(pushes) for gateway, pushes in onward.items()})
+
+    def _push(self, session, kind: str, fields: dict) -> None:
+        try:
+            session.push(kind, fields)
+        except Exception:
+            self.log.failure("push {kind!r} to {name} dropped", kind=kind, name=session.caller.name)
+
+    def _send_on(self, by_gateway: dict) -> defer.Deferred | None:
+        if not by_gateway:
+            return None
+        return defer.gatherResults(
+            [
+                messages.publish(
+                    self.bus, gateway_channel(gateway), message, self.sessions.name
+                ).addErrback(log_failure, self.log, "forwarding a delivery failed")
+                for gateway, message in by_gateway.items()
+            ]
+        )
+
+    def addressed(self, handler: Callable) -> Callable:
+        """
+        A handler of bus messages about one session (they have a
+        C{session} field), for a route: C{handler(sender, message, port)}
+        is called with a L{SessionPort} of the session held here, or with
+        C{None} if it is not; a message about a session that moved to
+        another gateway is sent on there instead.
+        """
+
+        def received(sender: str, message):
+            session_id = message.session
+            session = self.sessions.get(session_id)
+            if session is None:
+                gateway = self.forwards.gateway(session_id)
+                if gateway is not None:
+                    return messages.publish(
+                        self.bus, gateway_channel(gateway), message, sender
+                    ).addErrback(log_failure, self.log, "forwarding a message failed")
+                return handler(sender, message, None)
+            return handler(sender, message, SessionPort(self.sessions, session))
+
+        return received
