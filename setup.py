@@ -24,6 +24,7 @@ setup(
         "mmo.bus",
         "mmo.chat",
         "mmo.client",
+        "mmo.config",
         "mmo.gateway",
         "mmo.lobby",
         "mmo.login",
