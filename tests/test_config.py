@@ -5,10 +5,12 @@ key, and good files read into typed sections with defaults.
 
 import os
 
+from twisted.internet.protocol import Factory
 from twisted.trial import unittest
 
 from mmo import config
-from mmo.config import ConfigError
+from mmo.config import ConfigError, ListeningAddress, listening_address
+from mmo.config.world_geometry import Region, RegionGrid, grid_regions
 from tests.support import write_config
 
 GOOD = """
@@ -225,3 +227,198 @@ class ProcessChoiceTests(unittest.TestCase):
     def test_wrong_kind(self):
         error = self.assertRaises(ConfigError, self.conf.process, "zone-1", "mmo")
         self.assertIn("processes.zone-1.kind", str(error))
+
+
+class LootSection(config.Section):
+    fields = {"drop_rate": config.Number(0.1, minimum=0, maximum=1, kind=float)}
+
+
+class GameConfig(config.Config):
+    fields = {**config.Config.fields, "loot": config.Table(LootSection)}
+
+
+class GameConfigTests(unittest.TestCase):
+    """A game's own sections, as docs/configuration.md shows them."""
+
+    def test_read(self):
+        conf = config.load(write_config(self, GOOD + "\n[loot]\ndrop_rate = 0.5\n"), GameConfig)
+        self.assertIsInstance(conf, GameConfig)
+        self.assertEqual(conf.loot.drop_rate, 0.5)
+        self.assertEqual(conf.wire.max_frame_size, 4096)
+
+    def test_error_names_file_and_key(self):
+        path = write_config(self, GOOD + "\n[loot]\ndrop_rate = 3\n")
+        error = self.assertRaises(ConfigError, config.load, path, GameConfig)
+        self.assertEqual(str(error), f"{path}: loot.drop_rate: must be at most 1, got 3")
+
+    def test_base_config_refuses_the_section(self):
+        path = write_config(self, GOOD + "\n[loot]\ndrop_rate = 0.5\n")
+        error = self.assertRaises(ConfigError, config.load, path)
+        self.assertIn("loot: unknown key", str(error))
+
+
+class ListeningAddressTests(unittest.TestCase):
+    """Where an endpoint description listens, read through the endpoint's public C{listen}."""
+
+    def test_tcp(self):
+        self.assertEqual(listening_address("tcp:7000"), ListeningAddress(port=7000, interface=""))
+        self.assertEqual(
+            listening_address("tcp:port=7001:interface=127.0.0.1"),
+            ListeningAddress(port=7001, interface="127.0.0.1"),
+        )
+
+    def test_tcp6(self):
+        self.assertEqual(
+            listening_address("tcp6:7002"), ListeningAddress(port=7002, interface="::")
+        )
+        self.assertEqual(
+            listening_address("tcp6:7003:interface=\\:\\:1"),
+            ListeningAddress(port=7003, interface="::1"),
+        )
+
+    def test_unix_path_is_absolute(self):
+        self.assertEqual(
+            listening_address("unix:run/mmo.sock"),
+            ListeningAddress(path=os.path.abspath("run/mmo.sock")),
+        )
+
+    def test_other_kinds_unknown(self):
+        """An endpoint of a plugin (here autobahn's, around TCP) is not asked to listen."""
+        self.assertIsNone(listening_address(r"autobahn:tcp\:7000:url=ws\://localhost\:7000"))
+
+    def test_does_not_listen(self):
+        """Reading the address binds nothing: the port stays free for someone else."""
+        from twisted.internet import reactor
+
+        address = listening_address("tcp:0:interface=127.0.0.1")
+        self.assertEqual(address, ListeningAddress(port=0, interface="127.0.0.1"))
+        port = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port
+        self.assertEqual(listening_address(f"tcp:{number}").port, number)
+
+    def test_invalid(self):
+        self.assertRaises(ValueError, listening_address, "tcp:seven")
+
+    def test_clashes(self):
+        tcp = ListeningAddress(port=7000, interface="127.0.0.1")
+        self.assertTrue(tcp.clashes(ListeningAddress(port=7000, interface="127.0.0.1")))
+        self.assertTrue(tcp.clashes(ListeningAddress(port=7000, interface="")))
+        self.assertTrue(tcp.clashes(ListeningAddress(port=7000, interface="::")))
+        self.assertFalse(tcp.clashes(ListeningAddress(port=7000, interface="127.0.0.2")))
+        self.assertFalse(tcp.clashes(ListeningAddress(port=7001, interface="127.0.0.1")))
+        # Port 0 is chosen by the system at start: never a clash.
+        self.assertFalse(ListeningAddress(port=0).clashes(ListeningAddress(port=0)))
+        unix = ListeningAddress(path="/run/mmo.sock")
+        self.assertTrue(unix.clashes(ListeningAddress(path="/run/mmo.sock")))
+        self.assertFalse(unix.clashes(ListeningAddress(path="/run/other.sock")))
+        self.assertFalse(unix.clashes(tcp))
+
+    def test_client_port(self):
+        """The port clients are sent to comes from the same reading."""
+        text = GOOD.replace("tcp:7000:interface=127.0.0.1", "tcp:interface=127.0.0.1:port=7004")
+        conf = config.load(write_config(self, text))
+        self.assertEqual(conf.processes["mmo"].client_port(), 7004)
+        self.assertEqual(conf.processes["mmo"].public_address(), ("localhost", 7004))
+
+    def test_unix_client_needs_public(self):
+        self.assertRaises(
+            ConfigError,
+            config.load,
+            write_config(self, GOOD.replace("tcp:7000:interface=127.0.0.1", "unix:mmo.sock")),
+        )
+
+    def test_unix_socket_clash(self):
+        """Two listeners on one socket path (relative to the working directory, as Twisted's)."""
+        text = GOOD.replace(
+            'client = "tcp:7000:interface=127.0.0.1"',
+            'client = "tcp:7000:interface=127.0.0.1"\nrpc = "unix:mmo.sock"',
+        )
+        text += '[bus]\nbackend = "redis"\n'
+        text += '[processes.zone-1]\nkind = "zone"\nrpc = "unix:./mmo.sock"\n'
+        path = write_config(self, text)
+        error = self.assertRaises(ConfigError, config.load, path)
+        self.assertEqual(
+            str(error),
+            f"{path}: processes.zone-1.rpc: port {os.path.abspath('mmo.sock')} is taken by "
+            "processes.mmo.rpc on the same machine",
+        )
+
+
+class RegionGridTests(unittest.TestCase):
+    """The world's geometry, shared by the C{[world]} checks and the zones' map."""
+
+    def test_grid_regions(self):
+        regions = grid_regions(300, 200, 3, 2, ["a", "b", "c", "d", "e", "f"])
+        self.assertEqual(
+            [(r.name, r.x0, r.y0, r.x1, r.y1, r.process) for r in regions[:4]],
+            [
+                ("r0c0", 0, 0, 100, 100, "a"),
+                ("r0c1", 100, 0, 200, 100, "b"),
+                ("r0c2", 200, 0, 300, 100, "c"),
+                ("r1c0", 0, 100, 100, 200, "d"),
+            ],
+        )
+        grid = RegionGrid(300, 200, regions)
+        self.assertEqual(list(grid.gaps()), [])
+        self.assertEqual(grid.overlaps(), [])
+
+    def test_region_at(self):
+        left, right = Region("left", 0, 0, 30, 10, "z"), Region("right", 30, 0, 100, 10, "z")
+        grid = RegionGrid(100, 10, [left, right])
+        self.assertIs(grid.region_at(0, 0), left)
+        self.assertIs(grid.region_at(29.999, 5), left)
+        # Half-open: a border belongs to the region that starts there...
+        self.assertIs(grid.region_at(30, 5), right)
+        # ...and the map's own far edges to the regions along them.
+        self.assertIs(grid.region_at(100, 10), right)
+        self.assertIsNone(grid.region_at(100.001, 5))
+        self.assertIsNone(grid.region_at(5, -0.001))
+
+    def test_gaps(self):
+        """Cells nobody covers, bottom to top and left to right; C{region_at} has none there."""
+        regions = [Region("a", 0, 0, 40, 50, "z"), Region("b", 60, 50, 100, 100, "z")]
+        grid = RegionGrid(100, 100, regions)
+        self.assertEqual(
+            list(grid.gaps()),
+            [(40, 0, 60, 50), (60, 0, 100, 50), (0, 50, 40, 100), (40, 50, 60, 100)],
+        )
+        self.assertIsNone(grid.region_at(50, 10))
+        self.assertEqual(grid.overlaps(), [])
+
+    def test_gap_at_the_map_edge(self):
+        grid = RegionGrid(100, 100, [Region("a", 0, 0, 100, 80, "z")])
+        self.assertEqual(list(grid.gaps()), [(0, 80, 100, 100)])
+
+    def test_overlaps(self):
+        """Each region overlapping earlier ones, with the first of them, in order."""
+        a = Region("a", 0, 0, 50, 100, "z")
+        b = Region("b", 50, 0, 100, 100, "z")
+        c = Region("c", 60, 40, 70, 60, "z")
+        d = Region("d", 0, 0, 100, 10, "z")
+        grid = RegionGrid(100, 100, [a, b, c, d])
+        self.assertEqual(grid.overlaps(), [(c, b), (d, a)])
+        self.assertEqual(d.intersection(a), (0, 0, 50, 10))
+        # Touching borders are no overlap.
+        self.assertEqual(RegionGrid(100, 100, [a, b]).overlaps(), [])
+
+    def test_neighbours(self):
+        regions = grid_regions(300, 300, 3, 3, ["z"] * 9)
+        grid = RegionGrid(300, 300, regions)
+        self.assertEqual(len(grid.neighbours("r1c1")), 8)
+        self.assertEqual({r.name for r in grid.neighbours("r0c0")}, {"r0c1", "r1c0", "r1c1"})
+
+    def test_world_map_is_built_on_it(self):
+        """The zones' map answers from the same geometry and names the same C{Region}."""
+        from mmo.zone import world
+
+        self.assertIs(world.Region, Region)
+        conf = config.load(
+            write_config(self, GOOD + "\n[world]\ncolumns = 2\nzones = ['mmo', 'mmo']\n")
+        )
+        world_map = world.WorldMap.from_config(conf)
+        grid = RegionGrid(
+            conf.world.width, conf.world.height, [Region(*entry) for entry in conf.world.layout]
+        )
+        for x, y in ((0, 0), (499.9, 3), (500, 3), (1000, 1000)):
+            self.assertEqual(world_map.region_at(x, y), grid.region_at(x, y))
