@@ -575,8 +575,6 @@ class RedisBusTests(BusTests, unittest.TestCase):
 
     async def test_wrong_password(self):
         """A server that refuses the password fails the start, saying so."""
-        from mmo.bus.redis import BusError, RedisBus
-
         self.server.stop()
         self.server.password = "right"
         self.server.start()
@@ -585,9 +583,7 @@ class RedisBusTests(BusTests, unittest.TestCase):
             redis_config_text(self.server).replace('"right"', '"wrong"')
             + f'connect_timeout = 1.0\n[bus]\nbackend = "redis"\n{TWO_PROCESSES}',
         )
-        with self.assertRaises(BusError) as caught:
-            await bounded(RedisBus(conf, reactor=reactor).start())
-        self.assertIn(f"127.0.0.1:{self.server.port}", str(caught.exception))
+        self.assertIn(f"127.0.0.1:{self.server.port}", await self.start_error(conf))
 
     async def test_password(self):
         """With the right password both connections work."""
@@ -599,6 +595,14 @@ class RedisBusTests(BusTests, unittest.TestCase):
         await bus.subscribe("chat", received.append)
         await bus.publish("chat", {"n": 1})
         await self.until(lambda: received)
+
+    async def start_error(self, conf) -> str:
+        """The message of the L{BusError} that starting a bus on C{conf} fails with."""
+        from mmo.bus.redis import BusError, RedisBus
+
+        with self.assertRaises(BusError) as caught:
+            await bounded(RedisBus(conf, reactor=reactor).start())
+        return str(caught.exception)
 
     async def assertBothConnectionsWork(self, conf):
         """A bus on C{conf} subscribes, publishes and receives; a bus on the usual config too."""
@@ -613,8 +617,6 @@ class RedisBusTests(BusTests, unittest.TestCase):
 
     async def test_password_file(self):
         """The password comes from password_file; an unreadable one fails the start."""
-        from mmo.bus.redis import BusError, RedisBus
-
         self.server.stop()
         self.server.password = "s3cret"
         self.server.start()
@@ -627,9 +629,7 @@ class RedisBusTests(BusTests, unittest.TestCase):
         tail = f'[bus]\nbackend = "redis"\n{TWO_PROCESSES}'
         await self.assertBothConnectionsWork(load(self, f'{text}password_file = "{path}"\n{tail}'))
         conf = load(self, f'{text}password_file = "{path}.missing"\n{tail}')
-        with self.assertRaises(BusError) as caught:
-            await bounded(RedisBus(conf, reactor=reactor).start())
-        self.assertIn(f"{path}.missing", str(caught.exception))
+        self.assertIn(f"{path}.missing", await self.start_error(conf))
 
     async def test_unix_socket(self):
         server = ExtraArgsRedis(self, ["--unixsocket", "SOCKET", "--unixsocketperm", "700"])
@@ -646,8 +646,6 @@ class RedisBusTests(BusTests, unittest.TestCase):
         With tls both connections check the server's certificate against
         tls_ca; a server the CA did not sign is not talked to.
         """
-        from mmo.bus.redis import BusError, RedisBus
-
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         ca, other_ca = make_tls_files(directory)
@@ -665,10 +663,9 @@ class RedisBusTests(BusTests, unittest.TestCase):
         tail = f'[bus]\nbackend = "redis"\n{TWO_PROCESSES}'
         await self.assertBothConnectionsWork(load(self, f'{text}tls_ca = "{ca}"\n{tail}'))
         conf = load(self, f'{text}tls_ca = "{other_ca}"\nconnect_timeout = 0.5\n{tail}')
-        with self.assertRaises(BusError) as caught:
-            await bounded(RedisBus(conf, reactor=reactor).start())
-        self.assertIn(f"127.0.0.1:{tls_port}", str(caught.exception))
-        self.assertIn("certificate verify failed", str(caught.exception))
+        error = await self.start_error(conf)
+        self.assertIn(f"127.0.0.1:{tls_port}", error)
+        self.assertIn("certificate verify failed", error)
 
     async def test_sentinel(self):
         """With sentinels, both connections go to the master the Sentinels name."""

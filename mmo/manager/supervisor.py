@@ -186,7 +186,7 @@ def describe_exit(reason) -> str:
 
 class Supervisor(service.Service):
     """
-    The processes of a manager, supervised as L{ProcessMonitor} does it.
+    The processes of a manager, supervised as Twisted's C{ProcessMonitor} does it.
 
     A process that ran at least C{threshold} seconds is restarted at once;
     one that died younger waits its delay, which starts at
