@@ -6,16 +6,25 @@ start (such as one on 6379) is never used.
 Without C{redis-server} on the PATH the tests that need it are skipped with
 the reason, except under C{MMO_REQUIRE_REDIS=1} (set by C{.ci/run}), where
 they fail instead.
+
+Also: a server with more arguments (a Unix socket, a TLS port), a Sentinel
+watching a server, and the certificates a TLS server and its clients need.
 """
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import shutil
 import socket
 import subprocess
 import time
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from twisted.trial.unittest import SkipTest
 
 #: Seconds a server may take to start or stop.
@@ -146,3 +155,82 @@ def redis_config_text(server: RedisServer, prefix: str = "test") -> str:
     if server.password:
         text += f'password = "{server.password}"\n'
     return text
+
+
+class ExtraArgsRedis(RedisServer):
+    """A private redis-server with more arguments (SOCKET: a Unix socket path)."""
+
+    def __init__(self, testcase, extra):
+        super().__init__(os.path.abspath(testcase.mktemp()))
+        self.socket = os.path.join(self.directory, "redis.sock")
+        self.extra = [self.socket if arg == "SOCKET" else arg for arg in extra]
+        self.start()
+        testcase.addCleanup(self.stop)
+
+    def args(self):
+        return super().args() + self.extra
+
+
+class SentinelServer(RedisServer):
+    """A private Redis Sentinel watching C{master} as C{mmo-master}."""
+
+    def __init__(self, testcase, master):
+        super().__init__(os.path.abspath(testcase.mktemp()))
+        self.master = master
+        self.start()
+        testcase.addCleanup(self.stop)
+
+    def args(self):
+        conf = os.path.join(self.directory, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(
+                f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+                f"logfile {self.directory}/sentinel.log\n"
+                f"sentinel monitor mmo-master 127.0.0.1 {self.master.port} 1\n"
+            )
+        return [self.binary, conf, "--sentinel"]
+
+
+def make_tls_files(directory: str) -> tuple[str, str]:
+    """A CA, a server certificate for 127.0.0.1 it signed, and another CA."""
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = datetime.datetime.now(datetime.UTC)
+
+    def certificate(subject, issuer, public_key, signing_key, ca, alt=None):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if alt:
+            builder = builder.add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    def write(file, data):
+        path = os.path.join(directory, file)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    pem = serialization.Encoding.PEM
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = certificate(name("test CA"), name("test CA"), ca_key.public_key(), ca_key, True)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = certificate(name("other CA"), name("other CA"), other_key.public_key(), other_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+    server = certificate(name("redis"), name("test CA"), key.public_key(), ca_key, False, alt)
+    write(
+        "server.key",
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+    )
+    write("server.crt", server.public_bytes(pem))
+    return write("ca.crt", ca.public_bytes(pem)), write("other.crt", other.public_bytes(pem))

@@ -20,7 +20,14 @@ from mmo.bus import IBus, make_bus
 from mmo.bus.directory import DirectoryService, least_loaded
 from mmo.bus.memory import MemoryBus
 from mmo.config import ConfigError
-from tests.redis import free_port, redis_config_text, start_redis
+from tests.redis import (
+    ExtraArgsRedis,
+    SentinelServer,
+    free_port,
+    make_tls_files,
+    redis_config_text,
+    start_redis,
+)
 from tests.support import write_config
 
 #: Longest real-time wait of any step, in seconds.
@@ -568,8 +575,6 @@ class RedisBusTests(BusTests, unittest.TestCase):
 
     async def test_wrong_password(self):
         """A server that refuses the password fails the start, saying so."""
-        from mmo.bus.redis import BusError, RedisBus
-
         self.server.stop()
         self.server.password = "right"
         self.server.start()
@@ -578,9 +583,7 @@ class RedisBusTests(BusTests, unittest.TestCase):
             redis_config_text(self.server).replace('"right"', '"wrong"')
             + f'connect_timeout = 1.0\n[bus]\nbackend = "redis"\n{TWO_PROCESSES}',
         )
-        with self.assertRaises(BusError) as caught:
-            await bounded(RedisBus(conf, reactor=reactor).start())
-        self.assertIn(f"127.0.0.1:{self.server.port}", str(caught.exception))
+        self.assertIn(f"127.0.0.1:{self.server.port}", await self.start_error(conf))
 
     async def test_password(self):
         """With the right password both connections work."""
@@ -592,6 +595,88 @@ class RedisBusTests(BusTests, unittest.TestCase):
         await bus.subscribe("chat", received.append)
         await bus.publish("chat", {"n": 1})
         await self.until(lambda: received)
+
+    async def start_error(self, conf) -> str:
+        """The message of the L{BusError} that starting a bus on C{conf} fails with."""
+        from mmo.bus.redis import BusError, RedisBus
+
+        with self.assertRaises(BusError) as caught:
+            await bounded(RedisBus(conf, reactor=reactor).start())
+        return str(caught.exception)
+
+    async def assertBothConnectionsWork(self, conf):
+        """A bus on C{conf} subscribes, publishes and receives; a bus on the usual config too."""
+        bus = await self.make_bus(conf)
+        plain = await self.make_bus(self.redis_config(prefix=conf.redis.prefix))
+        received = []
+        await bus.subscribe("chat", received.append)
+        await bus.publish("chat", {"n": 1})
+        await bounded(plain.publish("chat", {"n": 2}))
+        await self.until(lambda: len(received) == 2)
+        self.assertEqual(received, [{"n": 1}, {"n": 2}])
+
+    async def test_password_file(self):
+        """The password comes from password_file; an unreadable one fails the start."""
+        self.server.stop()
+        self.server.password = "s3cret"
+        self.server.start()
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "password")
+        with open(path, "w") as f:
+            f.write("s3cret\n")
+        text = redis_config_text(self.server).replace('password = "s3cret"', "")
+        tail = f'[bus]\nbackend = "redis"\n{TWO_PROCESSES}'
+        await self.assertBothConnectionsWork(load(self, f'{text}password_file = "{path}"\n{tail}'))
+        conf = load(self, f'{text}password_file = "{path}.missing"\n{tail}')
+        self.assertIn(f"{path}.missing", await self.start_error(conf))
+
+    async def test_unix_socket(self):
+        server = ExtraArgsRedis(self, ["--unixsocket", "SOCKET", "--unixsocketperm", "700"])
+        self.server = server
+        conf = load(
+            self,
+            f'[redis]\nunix = "{server.socket}"\nprefix = "test"\n'
+            f'[bus]\nbackend = "redis"\n{TWO_PROCESSES}',
+        )
+        await self.assertBothConnectionsWork(conf)
+
+    async def test_tls(self):
+        """
+        With tls both connections check the server's certificate against
+        tls_ca; a server the CA did not sign is not talked to.
+        """
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        ca, other_ca = make_tls_files(directory)
+        tls_port = free_port()
+        self.server = ExtraArgsRedis(
+            self,
+            [
+                "--tls-port", str(tls_port),
+                "--tls-cert-file", os.path.join(directory, "server.crt"),
+                "--tls-key-file", os.path.join(directory, "server.key"),
+                "--tls-auth-clients", "no",
+            ],
+        )  # fmt: skip
+        text = f'[redis]\nport = {tls_port}\ntls = true\nprefix = "test"\n'
+        tail = f'[bus]\nbackend = "redis"\n{TWO_PROCESSES}'
+        await self.assertBothConnectionsWork(load(self, f'{text}tls_ca = "{ca}"\n{tail}'))
+        conf = load(self, f'{text}tls_ca = "{other_ca}"\nconnect_timeout = 0.5\n{tail}')
+        error = await self.start_error(conf)
+        self.assertIn(f"127.0.0.1:{tls_port}", error)
+        self.assertIn("certificate verify failed", error)
+
+    async def test_sentinel(self):
+        """With sentinels, both connections go to the master the Sentinels name."""
+        sentinel = SentinelServer(self, self.server)
+        text = redis_config_text(self.server).replace(f"port = {self.server.port}", "port = 1")
+        conf = load(
+            self,
+            f'{text}sentinels = ["127.0.0.1:{sentinel.port}"]\nsentinel_master = "mmo-master"\n'
+            f'[bus]\nbackend = "redis"\n{TWO_PROCESSES}',
+        )
+        await self.assertBothConnectionsWork(conf)
 
 
 class SubscriberPingTests(unittest.TestCase):

@@ -67,8 +67,7 @@ class ProcessReactor(Clock):
 
 def supervisor(*processes, out=None):
     reactor = ProcessReactor()
-    sup = Supervisor(reactor, out=out)
-    sup.minRestartDelay, sup.maxRestartDelay, sup.threshold = 1, 8, 5
+    sup = Supervisor(reactor, out=out, threshold=5, min_restart_delay=1, max_restart_delay=8)
     for name, kind in processes:
         sup.add(name, kind, ["run", name])
     return sup, reactor
@@ -144,7 +143,7 @@ class SupervisorTests(unittest.TestCase):
         self.assertEqual(new.args, ["run", "zone-1", "--takeover"])
         self.assertEqual(len(reactor.running("zone-1")), 2)
         ended = []
-        retired.ended.addCallback(ended.append)
+        retired.when_ended().addCallback(ended.append)
         old.end(code=0)
         self.assertEqual(ended, ["exit status 0"])
         reactor.advance(10)
@@ -154,6 +153,49 @@ class SupervisorTests(unittest.TestCase):
         new.end(signal=9)
         reactor.advance(0)
         self.assertEqual(reactor.spawned[-1].args, ["run", "zone-1"])
+
+    def test_waiting_for_a_replaced_run_may_time_out(self):
+        """
+        Giving up waiting for the old run (the upgrade's timeout) leaves it
+        supervised: its end is still seen, and the stop still waits for it.
+        """
+        sup, reactor = supervisor(("zone-1", "zone"))
+        sup.startService()
+        [old] = reactor.running("zone-1")
+        retired = sup.replace("zone-1", "--takeover")
+        waiting = retired.when_ended().addTimeout(5, reactor)
+        reactor.advance(5)
+        self.failureResultOf(waiting, defer.TimeoutError)
+        reactor.obedient = False
+        stopped = sup.stopService()
+        [new] = [p for p in reactor.running("zone-1") if p is not old]
+        new.end(signal=15)
+        self.assertEqual(old.signals, ["TERM"])
+        self.assertNoResult(stopped)
+        old.end(code=0)
+        self.successResultOf(stopped)
+        self.assertEqual(self.successResultOf(retired.when_ended()), "exit status 0")
+
+    def test_cannot_start(self):
+        """A process that cannot be spawned is tried again later, with backoff."""
+        sup, reactor = supervisor(("chat", "chat"))
+        spawn, attempts = reactor.spawnProcess, []
+
+        def failing(protocol, executable, args, **kwargs):
+            attempts.append(reactor.seconds())
+            if len(attempts) < 3:
+                raise OSError("no such file")
+            return spawn(protocol, executable, args, **kwargs)
+
+        reactor.spawnProcess = failing
+        logged = LogCapture(self)
+        sup.startService()
+        reactor.advance(1)
+        reactor.advance(2)
+        self.assertEqual(attempts, [0, 1, 3])
+        self.assertEqual(len(reactor.running("chat")), 1)
+        self.assertEqual(len(logged.matching("chat: cannot start: no such file")), 2)
+        self.assertEqual(sup.describe()["chat"]["state"], "running")
 
     def test_ordered_stop(self):
         """Clients' processes stop first, then zones, then services; each group waits."""
@@ -173,8 +215,8 @@ class SupervisorTests(unittest.TestCase):
         for name in ("gateway-1", "login"):
             reactor.running(name)[0].end(signal=15)
         self.assertEqual(signalled(), {"gateway-1", "login", "zone-1"})
-        # A process that ignores SIGTERM gets SIGKILL after killTime.
-        reactor.advance(sup.killTime)
+        # A process that ignores SIGTERM gets SIGKILL after kill_time.
+        reactor.advance(sup.kill_time)
         [zone] = [p for p in reactor.spawned if p.protocol.name == "zone-1"]
         self.assertEqual(zone.signals, ["TERM", "KILL"])
         zone.end(signal=9)
@@ -193,7 +235,7 @@ class SupervisorTests(unittest.TestCase):
         out = io.StringIO()
         sup, reactor = supervisor(("zone-1", "zone"), ("redis", "redis"), out=out)
         sup.startService()
-        sup.startProcess("redis")
+        sup.start("redis")
         logged = LogCapture(self)
         zone = reactor.running("zone-1")[0].protocol
         zone.childDataReceived(1, b"T [zone-1] info x: one\nT [zone-1] info x: t")

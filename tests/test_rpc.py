@@ -37,6 +37,7 @@ from mmo.rpc import (
     listen_port,
     peer_endpoint,
 )
+from mmo.rpc.commands import LongBytes
 from tests.support import deployment
 
 #: Upper bound for anything the real-reactor tests wait for; only reached
@@ -111,6 +112,23 @@ class FailingProtocol(RecordingProtocol):
         raise ValueError("responder bug")
 
 
+class Hold(Command):
+    """A test command answered only when the test says (L{HoldingProtocol})."""
+
+    arguments = [(b"n", amp.Integer())]
+    response = [(b"n", amp.Integer())]
+
+
+class HoldingProtocol(RecordingProtocol):
+    """Serves L{Hold}: each answer waits in C{factory.held} until it is fired."""
+
+    @Hold.responder
+    def hold(self, n):
+        answer = defer.Deferred()
+        self.factory.held.append(answer)
+        return answer.addCallback(lambda _: {"n": n})
+
+
 class Recording:
     """Mixin for factories: remember every protocol built and every link up."""
 
@@ -166,6 +184,27 @@ class CommandTests(unittest.TestCase):
         box = Ping.makeArguments({"nonce": 42}, None)
         self.assertEqual(Ping.parseArguments(box, None), {"nonce": 42})
         self.assertTrue(Ping.requiresAnswer)
+
+    def test_long_bytes_names(self):
+        """
+        A LongBytes argument has the Python name AMP gives its key (dashes
+        become underscores), its chunks keys of their own; it may be optional.
+        """
+
+        class Carry(Command):
+            arguments = [(b"long-body", LongBytes()), (b"extra", LongBytes(optional=True))]
+
+        value = bytes(range(256)) * 600  # three AMP values
+        box = Carry.makeArguments({"long_body": value, "extra": None}, None)
+        self.assertEqual(sorted(box), [b"long-body", b"long-body.1", b"long-body.2"])
+        self.assertEqual(
+            Carry.parseArguments(amp.AmpBox(box), None), {"long_body": value, "extra": None}
+        )
+        box = Carry.makeArguments({"long_body": b"", "extra": b"x"}, None)
+        self.assertEqual(box, {b"long-body": b"", b"extra": b"x"})
+        self.assertEqual(
+            Carry.parseArguments(amp.AmpBox(box), None), {"long_body": b"", "extra": b"x"}
+        )
 
 
 class FakeProtocolTests(unittest.TestCase):
@@ -697,3 +736,43 @@ class LinkTests(unittest.TestCase):
         self.assertEqual(response["nonce"], 3)
         self.assertIsNot(service.factory.connection, first)
         self.assertEqual(server.linked, ["zone-1", "zone-1"])
+
+    async def test_relink(self):
+        """
+        relink() opens a second link; new calls go over it at once, the
+        calls under way on the old link are answered over it, and only then
+        is the old link closed, for good (it does not reconnect).
+        """
+        server = ServerFactory(self.conf, self.conf.process("mmo"), reactor)
+        server.protocol = HoldingProtocol
+        server.held = []
+        await self.listen(server)
+        # Quick to reconnect, were it to try.
+        service = self.client_service(timeout=WAIT, retry_policy=lambda attempt: 0.05)
+        old = await bounded(service.factory.when_connected())
+        under_way = service.callRemote(Hold, n=1)
+        await until(lambda: len(server.held) == 1)
+
+        successor = await bounded(service.relink())
+        self.assertIs(service.successor, successor)
+        self.assertEqual(server.linked, ["zone-1", "zone-1"])
+        new = successor.factory.connection
+        self.assertIsNot(new, old)
+        response = await bounded(service.callRemote(Ping, nonce=2))
+        self.assertEqual(response["nonce"], 2)
+        later = service.callRemote(Hold, n=3)
+        await until(lambda: len(server.held) == 2)
+        self.assertEqual((service.pending, successor.pending), (1, 1))
+        self.assertFalse(old.lost.called)
+
+        server.held[0].callback(None)
+        self.assertEqual(await bounded(under_way), {"n": 1})
+        await bounded(old.lost)
+        self.assertTrue(old.reason.check(error.ConnectionDone), old.reason)
+        server.held[1].callback(None)
+        self.assertEqual(await bounded(later), {"n": 3})
+        self.assertIs(successor.factory.connection, new)
+        self.assertTrue(service.running)
+        await task.deferLater(reactor, 0.5)
+        self.assertEqual(server.linked, ["zone-1", "zone-1"])
+        self.assertEqual(len(service.factory.built), 1)

@@ -4,13 +4,17 @@ The Redis bus: L{IBus} across the processes (and machines) of a deployment.
 Two connections, as Synapse's C{synapse/replication/tcp/redis.py} does:
 
   - one for commands (publish, directory, keys), made by
-    L{mmo.store.redis_connect.connect_redis} without a pool, so that the
-    commands of a process reach Redis in the order they were issued (two
-    publications on one channel arrive in order);
+    L{mmo.redis.connect_redis} without a pool, so that the commands of a
+    process reach Redis in the order they were issued (two publications on
+    one channel arrive in order);
   - one for subscriptions: a txredisapi C{SubscriberProtocol} kept up by a
-    L{ClientService}, which subscribes every channel again after a
-    reconnection and sends a C{PING} every C{ping_interval} seconds, dropping
-    (and so re-making) the link when the answer is late.
+    L{ClientService} on a L{mmo.redis.RedisEndpoint}, which subscribes every
+    channel again after a reconnection and sends a C{PING} every
+    C{ping_interval} seconds, dropping (and so re-making) the link when the
+    answer is late.
+
+Where Redis is, its password and TLS trust come from L{mmo.redis}, as the
+store's do.
 
 Key layout, encodings and failure behaviour: C{docs/bus.md}.
 """
@@ -21,13 +25,20 @@ import random
 
 import txredisapi
 from twisted.application.internet import ClientService, backoffPolicy
-from twisted.internet import defer, endpoints, protocol, task
+from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from mmo.bus import BusError, IBus
 from mmo.bus.memory import deliver, pack, unpack
-from mmo.store.redis_connect import connect_redis, key_prefix, redis_address
+from mmo.redis import (
+    RedisConnectError,
+    RedisEndpoint,
+    connect_redis,
+    key_prefix,
+    read_password,
+    redis_address,
+)
 
 __all__ = ["BusError", "RedisBus"]
 
@@ -105,148 +116,6 @@ return n
 # -- the subscriber connection -----------------------------------------------------------
 
 
-def read_password(config) -> str | None:
-    """
-    The password of C{[redis]} (from C{password_file} if set, without its
-    trailing newline), or C{None}; as L{mmo.store.redis_connect} reads it.
-
-    @raise BusError: The file cannot be read or is empty.
-    """
-    r = config.redis
-    if not r.password_file:
-        return r.password or None
-    try:
-        with open(r.password_file) as f:
-            password = f.read().rstrip("\r\n")
-    except OSError as e:
-        raise BusError(f"cannot read redis.password_file {r.password_file}: {e.strerror or e}")
-    if not password:
-        raise BusError(f"redis.password_file {r.password_file} is empty")
-    return password
-
-
-def trust_root(config):
-    """
-    The CAs the server's certificate is checked against: every certificate
-    of C{[redis] tls_ca}, or the platform's.
-
-    @raise BusError: The file cannot be read or holds no certificate.
-    """
-    from twisted.internet import ssl
-
-    path = config.redis.tls_ca
-    if not path:
-        return ssl.platformTrust()
-    try:
-        with open(path, "rb") as f:
-            pem = f.read()
-    except OSError as e:
-        raise BusError(f"cannot read redis.tls_ca {path}: {e.strerror or e}")
-    marker = b"-----BEGIN CERTIFICATE-----"
-    try:
-        certificates = [ssl.Certificate.loadPEM(marker + b) for b in pem.split(marker)[1:]]
-    except Exception as e:
-        raise BusError(f"redis.tls_ca {path}: not a PEM certificate: {e}")
-    if not certificates:
-        raise BusError(f"redis.tls_ca {path}: no PEM certificate in it")
-    return ssl.trustRootFromCertificates(certificates)
-
-
-def _tls_wrap(trust, host: str, endpoint):
-    if trust is None:
-        return endpoint
-    from twisted.internet import ssl
-
-    return endpoints.wrapClientTLS(ssl.optionsForClientTLS(host, trustRoot=trust), endpoint)
-
-
-class _SentinelEndpoint:
-    """
-    Connects to the current master: asks the Sentinels for its address
-    before every attempt, so a reconnection after a failover finds the new
-    master.  The Sentinels are asked without a password, over TLS if
-    C{[redis] tls}, like the command connection does.
-    """
-
-    def __init__(self, config, reactor, trust):
-        self.config = config
-        self.reactor = reactor
-        self.trust = trust
-        self.sentinel = None
-
-    def connect(self, factory):
-        r = self.config.redis
-        if self.sentinel is None:
-            from twisted.internet import ssl
-
-            self.sentinel = txredisapi.Sentinel([])
-            self.sentinel.discovery_timeout = r.connect_timeout
-            for address in r.sentinels:
-                host, _, port = address.rpartition(":")
-                host = host.strip("[]")
-                tls = False
-                if self.trust is not None:
-                    tls = ssl.optionsForClientTLS(host, trustRoot=self.trust)
-                self.sentinel.sentinels.append(
-                    txredisapi.lazyConnection(
-                        host, int(port), ssl_context_factory=tls, connectTimeout=r.connect_timeout
-                    )
-                )
-        d = self.sentinel.discover_master(r.sentinel_master)
-
-        def found(address):
-            host, port = address
-            endpoint = endpoints.HostnameEndpoint(
-                self.reactor, host, port, timeout=r.connect_timeout
-            )
-            return _tls_wrap(self.trust, host, endpoint).connect(factory)
-
-        return d.addCallback(found)
-
-    def disconnect(self):
-        sentinel, self.sentinel = self.sentinel, None
-        return sentinel.disconnect() if sentinel is not None else defer.succeed(None)
-
-
-class _RecordingEndpoint:
-    """Passes C{connect} on and remembers why the last attempt failed."""
-
-    def __init__(self, endpoint, bus):
-        self.endpoint = endpoint
-        self.bus = bus
-
-    def __repr__(self) -> str:
-        return f"<Redis subscriber endpoint {self.bus.where}>"
-
-    def connect(self, factory):
-        d = self.endpoint.connect(factory)
-
-        def failed(f):
-            if not f.check(defer.CancelledError):
-                self.bus._last_error = f.getErrorMessage() or f.type.__name__
-            return f
-
-        return d.addErrback(failed)
-
-
-def subscriber_endpoint(config, reactor):
-    """
-    The client endpoint of the config's Redis, as the command connection
-    reaches it: unix socket, or host and port, or the master the Sentinels
-    name; with TLS when C{[redis] tls} is set.
-
-    @raise BusError: The TLS CA file is unusable.
-    """
-    r = config.redis
-    trust = trust_root(config) if r.tls else None
-    if r.sentinels:
-        return _SentinelEndpoint(config, reactor, trust)
-    if r.unix:
-        return endpoints.UNIXClientEndpoint(reactor, r.unix, timeout=r.connect_timeout)
-    endpoint = endpoints.HostnameEndpoint(reactor, r.host, r.port, timeout=r.connect_timeout)
-    return _tls_wrap(trust, r.host, endpoint)
-
-
 class _Subscriber(txredisapi.SubscriberProtocol):
     """
     The subscriber side: hands messages and its own loss to the bus.
@@ -283,8 +152,9 @@ class _SubscriberFactory(protocol.Factory):
     isLazy = False
     noisy = False
 
-    def __init__(self, bus, password, username):
+    def __init__(self, bus, endpoint: RedisEndpoint, password, username):
         self.bus = bus
+        self.endpoint = endpoint
         self.password = password
         self.username = username
 
@@ -306,7 +176,7 @@ class _SubscriberFactory(protocol.Factory):
         pass
 
     def connectionError(self, why):
-        self.bus._last_error = why
+        self.endpoint.record(why)
         self.bus.log.error("Redis subscriber connection: {why}", why=why)
 
 
@@ -365,7 +235,6 @@ class RedisBus:
         self._endpoint = None
         self._ping_loop: task.LoopingCall | None = None
         self._stopping = False
-        self._last_error: str | None = None
         #: The subscriber connection once authenticated, until lost.
         self._link: _Subscriber | None = None
         #: Whether every channel has been subscribed on the current link.
@@ -404,13 +273,15 @@ class RedisBus:
         """
         self.prefix = key_prefix(self.config)
         self._stopping = False
-        self._last_error = None
-        password = read_password(self.config)
+        try:
+            password = read_password(self.config)
+            endpoint = self._endpoint = RedisEndpoint(self.config, self.reactor)
+        except RedisConnectError as e:
+            raise BusError(str(e)) from None
         username = (self.config.redis.username or None) if password else None
-        self._endpoint = subscriber_endpoint(self.config, self.reactor)
         self._service = ClientService(
-            _RecordingEndpoint(self._endpoint, self),
-            _SubscriberFactory(self, password, username),
+            endpoint,
+            _SubscriberFactory(self, endpoint, password, username),
             retryPolicy=self.retry_policy,
             clock=self.reactor,
         )
@@ -434,7 +305,7 @@ class RedisBus:
 
         def timed_out(f):
             f.trap(defer.TimeoutError, defer.CancelledError)
-            reason = self._last_error or "no answer"
+            reason = endpoint.last_failure or "no answer"
             raise BusError(
                 f"cannot connect to Redis at {self.where}: {reason} "
                 f"(gave up after {self.timeout:g} s)"
@@ -480,7 +351,7 @@ class RedisBus:
         if self._service is not None:
             pending.append(self._service.stopService())
             self._service = None
-        if isinstance(self._endpoint, _SentinelEndpoint):
+        if self._endpoint is not None:
             pending.append(self._endpoint.disconnect())
         self._endpoint = None
         if self._conn is not None:
@@ -520,7 +391,6 @@ class RedisBus:
             return
         if not self._link_ready:
             self._link_ready = True
-            self._last_error = None
             if self._ever_up:
                 self.log.info(
                     "bus subscriber link to {where} is back; {count} channels resubscribed",

@@ -43,6 +43,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import mmo
+from mmo.compat import reset_int_n_string_receiver
 from mmo.wire.codec import SUPPORTED_VERSIONS
 from mmo.wire.codes import WireError
 from mmo.wire.protocol import FramedProtocol
@@ -376,8 +377,7 @@ class Client(FramedProtocol):
         self.connected = 0
         self.closing = False
         self.goodbye = None
-        self._unprocessed = b""
-        self._compatibilityOffset = 0
+        reset_int_n_string_receiver(self)
         self._ready = _Outcome()
         self.log.info(
             "following the move to {gateway} ({host}:{port})",

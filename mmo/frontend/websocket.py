@@ -25,6 +25,7 @@ connections of both listeners are one set in the factory.
 from __future__ import annotations
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.util import encode_truncate
 from autobahn.websocket.protocol import WebSocketProtocol as _Base
 from twisted.internet import defer, interfaces
 from twisted.internet.protocol import connectionDone
@@ -32,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mmo.compat import MessageTooBigHook
 from mmo.config import Config, ProcessSection
 from mmo.frontend.listener import TLSListener
 from mmo.tls import HandshakeLogging, peer_address
@@ -152,7 +154,7 @@ class FrameTransport:
         self.websocket.transport.stopProducing()
 
 
-class WebSocketProtocol(HandshakeLogging, WebSocketServerProtocol):
+class WebSocketProtocol(MessageTooBigHook, HandshakeLogging, WebSocketServerProtocol):
     """
     One browser connection: an autobahn WebSocket server protocol carrying
     an inner protocol from the client factory.
@@ -233,10 +235,9 @@ class WebSocketProtocol(HandshakeLogging, WebSocketServerProtocol):
             return
         self.inner.dataReceived(_HEADER.pack(len(payload)) + payload)
 
-    def _max_message_size_exceeded(self, msg_size, max_msg_size, reason) -> None:
-        # autobahn's hook for its maxMessagePayloadSize / maxFramePayloadSize
-        # limits, called when a frame header announces too much: say why in
-        # an error frame (as over TCP) before autobahn closes with 1009.
+    def message_too_big(self, size: int, limit: int, reason: str) -> None:
+        # Called when a frame header announces more than the limits: say why
+        # in an error frame (as over TCP) before autobahn closes with 1009.
         self._refused = True
         self._log.warn(
             "closing {peer}: {code}: {reason}",
@@ -244,8 +245,7 @@ class WebSocketProtocol(HandshakeLogging, WebSocketServerProtocol):
             code=FRAME_TOO_LARGE,
             reason=reason,
         )
-        self.sendError(FRAME_TOO_LARGE, f"message over the limit of {max_msg_size} bytes")
-        super()._max_message_size_exceeded(msg_size, max_msg_size, reason)
+        self.sendError(FRAME_TOO_LARGE, f"message over the limit of {limit} bytes")
 
     def refuse(self, code: str, message: str, close_code: int) -> None:
         """Send a fatal error frame, then close the WebSocket with C{close_code}."""
@@ -254,7 +254,13 @@ class WebSocketProtocol(HandshakeLogging, WebSocketServerProtocol):
             "closing {peer}: {code}: {message}", peer=self.peerAddress, code=code, message=message
         )
         self.sendError(code, message)
-        self._fail_connection(close_code, message)
+        # As autobahn fails a connection itself: read no more frames, and
+        # close with a code sendClose() would refuse (1003).
+        self.failedByMe = True
+        if self.state == _OPEN:
+            self.sendCloseFrame(code=close_code, reasonUtf8=encode_truncate(message, 123))
+        elif self.state != _CLOSED:
+            self.dropConnection()
 
     def sendError(self, code: str, message: str) -> None:
         """Send a fatal error frame that does not belong to a request."""

@@ -69,7 +69,7 @@ class LocalRedis:
 
     async def start(self) -> None:
         os.makedirs(os.path.abspath(self.config.manager.redis_dir), mode=0o700, exist_ok=True)
-        self.supervisor.startProcess(self.name)
+        self.supervisor.start(self.name)
         redis = self.config.redis
         deadline = self.reactor.seconds() + self.config.manager.start_timeout
         endpoint = endpoints.TCP4ClientEndpoint(self.reactor, redis.host, redis.port, timeout=2)
@@ -113,12 +113,15 @@ class Manager:
     @classmethod
     def build(cls, config, process, bus, reactor, out=None) -> Manager:
         """A manager with a supervisor for every process C{process} runs."""
-        supervisor = Supervisor(reactor, out=out)
         settings = config.manager
-        supervisor.threshold = settings.restart_threshold
-        supervisor.minRestartDelay = settings.restart_delay
-        supervisor.maxRestartDelay = max(settings.restart_max_delay, settings.restart_delay)
-        supervisor.killTime = settings.stop_timeout
+        supervisor = Supervisor(
+            reactor,
+            out=out,
+            threshold=settings.restart_threshold,
+            kill_time=settings.stop_timeout,
+            min_restart_delay=settings.restart_delay,
+            max_restart_delay=settings.restart_max_delay,
+        )
         for peer in config.managed(process):
             supervisor.add(peer.name, peer.kind, twistd_args(config.file, peer.name, peer.kind))
         return cls(config, process, bus, supervisor, reactor)
@@ -196,17 +199,17 @@ class Manager:
         timeout = self.config.manager.drain_timeout
         before = self._pid(process)
         drained = None
-        if peer.kind == "zone" and process in self.supervisor.protocols:
+        if peer.kind == "zone" and process in self.supervisor.runs:
             old = self.supervisor.replace(process, "--takeover")
             try:
-                await old.ended.addTimeout(timeout, self.reactor)
+                await old.when_ended().addTimeout(timeout, self.reactor)
             except defer.TimeoutError:
                 raise ManagerError(
                     f"the old {process} (pid {old.pid}) has not handed over within "
                     f"{timeout:g}s; it is still running next to the new one"
                 ) from None
         else:
-            if peer.kind == "gateway" and process in self.supervisor.protocols:
+            if peer.kind == "gateway" and process in self.supervisor.runs:
                 drained = await control.call(
                     self.bus, process, "drain", timeout=timeout, reactor=self.reactor
                 )
@@ -248,7 +251,7 @@ class Manager:
         return {"gateways": answers}
 
     def _pid(self, process: str) -> int | None:
-        child = self.supervisor.protocols.get(process)
+        child = self.supervisor.runs.get(process)
         return child.pid if child is not None else None
 
     async def _wait_announced(self, process: str, old_pid) -> int:

@@ -1,8 +1,13 @@
 """
-The processes of one machine under Twisted's L{ProcessMonitor}: started in
-order, restarted with backoff when they die, their log lines passed on
-tagged with their names, stopped in order, and replaced one at a time for
-an upgrade.
+The processes of one machine, supervised: started in order, restarted with
+backoff when they die, their log lines passed on tagged with their names,
+stopped in order, and replaced one at a time for an upgrade.
+
+The supervision is Twisted's L{twisted.runner.procmon.ProcessMonitor}'s
+(same backoff, same SIGTERM then SIGKILL), in a service that owns its
+process table: a manager needs kinds and an order, two runs of one name
+during an upgrade, and runs that report their own end, none of which
+C{ProcessMonitor} offers through its public API.
 """
 
 from __future__ import annotations
@@ -10,11 +15,11 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 
+from twisted.application import service
 from twisted.internet import defer, error
 from twisted.logger import Logger
-from twisted.runner.procmon import ProcessMonitor
-from twisted.runner.procmon import _Process as MonitoredProcess
 
 #: The twistd plugin of each process kind.
 PLUGINS = {
@@ -60,6 +65,23 @@ def twistd_args(config_path: str, name: str, kind: str, *extra: str) -> list[str
     ]
 
 
+@dataclass(frozen=True)
+class Program:
+    """
+    How to run one supervised process.
+
+    @ivar kind: Its kind (a key of L{PLUGINS}, or L{REDIS}).
+    @ivar args: Its command line, the program first.
+    @ivar env: Its environment.
+    @ivar cwd: Its working directory, or C{None} for the manager's.
+    """
+
+    kind: str
+    args: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
 class ChildProtocol:
     """
     One run of a supervised process: its output, line by line, and its end.
@@ -67,16 +89,22 @@ class ChildProtocol:
     Not L{twisted.runner.procmon.LoggingProtocol}: a process being replaced
     runs next to its successor under the same name, so each run knows
     itself and tells the supervisor which one ended.
+
+    @ivar pid: The process id, once spawned.
+    @ivar started: When it was started (the supervisor's clock).
+    @ivar how: How it ended (L{describe_exit}), or C{None} while it runs.
     """
 
-    def __init__(self, supervisor: Supervisor, name: str):
+    def __init__(self, supervisor: Supervisor, name: str, started: float):
         self.supervisor = supervisor
         self.name = name
         self.transport = None
         self.pid: int | None = None
-        self.started = supervisor._clock.seconds()
-        self.ended: defer.Deferred = defer.Deferred()
+        self.started = started
+        self.how: str | None = None
         self._partial = {1: b"", 2: b""}
+        self._kill = None
+        self._waiters: list[defer.Deferred] = []
 
     # IProcessProtocol, the parts that matter here.
 
@@ -88,12 +116,12 @@ class ChildProtocol:
         lines = (self._partial.get(fd, b"") + data).split(b"\n")
         self._partial[fd] = lines.pop()
         for line in lines:
-            self.supervisor.childLine(self.name, fd, line)
+            self.supervisor.child_line(self.name, fd, line)
 
     def childConnectionLost(self, fd: int) -> None:
         rest = self._partial.pop(fd, b"")
         if rest:
-            self.supervisor.childLine(self.name, fd, rest)
+            self.supervisor.child_line(self.name, fd, rest)
 
     def processExited(self, reason) -> None:
         pass
@@ -101,8 +129,49 @@ class ChildProtocol:
     def processEnded(self, reason) -> None:
         for fd in list(self._partial):
             self.childConnectionLost(fd)
-        self.supervisor.childEnded(self, reason)
-        self.ended.callback(describe_exit(reason))
+        self.cancel_kill()
+        self.how = describe_exit(reason)
+        self.supervisor.child_ended(self, reason)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(self.how)
+
+    # Ending it.
+
+    def when_ended(self) -> defer.Deferred:
+        """
+        A L{Deferred} that fires with how this run ended (L{describe_exit}),
+        now or when it ends.  Cancelling it stops waiting.
+        """
+        if self.how is not None:
+            return defer.succeed(self.how)
+        waiter = defer.Deferred(self._waiters.remove)
+        self._waiters.append(waiter)
+        return waiter
+
+    def signal(self, signal: str) -> bool:
+        """Send C{signal} (C{"TERM"}, C{"KILL"}); C{False} if it is gone already."""
+        try:
+            self.transport.signalProcess(signal)
+        except (error.ProcessExitedAlready, AttributeError):
+            return False
+        return True
+
+    def terminate(self, kill_time: float, clock) -> None:
+        """SIGTERM now; SIGKILL if it has not ended C{kill_time} seconds later."""
+        if self.signal("TERM") and self._kill is None:
+            self._kill = clock.callLater(kill_time, self._force)
+
+    def _force(self) -> None:
+        self._kill = None
+        self.signal("KILL")
+
+    def cancel_kill(self) -> None:
+        """Forget the SIGKILL L{terminate} planned."""
+        if self._kill is not None:
+            if self._kill.active():
+                self._kill.cancel()
+            self._kill = None
 
 
 def describe_exit(reason) -> str:
@@ -115,13 +184,15 @@ def describe_exit(reason) -> str:
     return reason.getErrorMessage()
 
 
-class Supervisor(ProcessMonitor):
+class Supervisor(service.Service):
     """
-    L{ProcessMonitor} as a manager needs it.
+    The processes of a manager, supervised as Twisted's C{ProcessMonitor} does it.
 
     A process that ran at least C{threshold} seconds is restarted at once;
-    one that died younger waits C{delay[name]} (doubling, up to
-    C{maxRestartDelay}), as L{ProcessMonitor} does.  On top of that:
+    one that died younger waits its delay, which starts at
+    C{min_restart_delay} and doubles at each early death up to
+    C{max_restart_delay}.  Stopping one sends SIGTERM, then SIGKILL after
+    C{kill_time} seconds.  On top of that:
 
       - processes have a kind, and start and stop in L{START_ORDER};
       - a process can be I{held} (not restarted: drained) and I{replaced}
@@ -132,79 +203,104 @@ class Supervisor(ProcessMonitor):
         as they are to C{out} (the manager's log); others (Redis, anything
         on standard error before logging started) are logged here, tagged.
 
-    @ivar kinds: Process name -> kind.
+    @ivar runs: Process name -> its current run (L{ChildProtocol}), for
+        the names that run.
     @ivar restarts: Process name -> how many times it was restarted.
+    @ivar exits: Process name -> how its last run ended.
     @ivar held: Names not to restart when they exit.
     @ivar retired: Runs replaced by a successor, still winding down.
     """
 
     log = Logger()
 
-    def __init__(self, reactor=None, out=None):
+    def __init__(
+        self,
+        reactor=None,
+        out=None,
+        *,
+        threshold: float = 1.0,
+        kill_time: float = 5.0,
+        min_restart_delay: float = 1.0,
+        max_restart_delay: float = 3600.0,
+    ):
         """
+        @param reactor: Spawns the processes and keeps the time.
         @param out: Where the lines of mmo processes go: a file, or a callable
             returning one (the manager's log, made after the supervisor).
+        @param threshold: Seconds a run must last not to count as an early death.
+        @param kill_time: Seconds between SIGTERM and SIGKILL.
+        @param min_restart_delay: The first delay after an early death.
+        @param max_restart_delay: The longest delay.
         """
         if reactor is None:
             from twisted.internet import reactor
-        super().__init__(reactor=reactor)
         self.reactor = reactor
         self.out = out
-        self.kinds: dict[str, str] = {}
+        self.threshold = threshold
+        self.kill_time = kill_time
+        self.min_restart_delay = min_restart_delay
+        self.max_restart_delay = max(max_restart_delay, min_restart_delay)
+        self.runs: dict[str, ChildProtocol] = {}
         self.restarts: Counter = Counter()
         self.exits: dict[str, str] = {}
         self.held: set[str] = set()
         self.retired: set[ChildProtocol] = set()
+        self._programs: dict[str, Program] = {}
+        self._delays: dict[str, float] = {}
+        self._restarting: dict[str, object] = {}
 
     def add(self, name: str, kind: str, args: list[str], env=None, cwd=None) -> None:
         """Supervise C{name}, of C{kind}, run as C{args}."""
-        self.kinds[name] = kind
-        self.addProcess(name, args, env=dict(os.environ if env is None else env), cwd=cwd)
+        if name in self._programs:
+            raise KeyError(f"{name} is supervised already")
+        env = dict(os.environ if env is None else env)
+        self._programs[name] = Program(kind, tuple(args), env, cwd)
+        self._delays[name] = self.min_restart_delay
+
+    def kind(self, name: str) -> str | None:
+        """The kind of C{name}, or C{None} if it is not supervised."""
+        program = self._programs.get(name)
+        return program.kind if program is not None else None
 
     def names(self) -> list[str]:
         """The supervised names in start order."""
         order = {kind: index for index, group in enumerate(START_ORDER) for kind in group}
-        return sorted(self._processes, key=lambda name: order.get(self.kinds.get(name), 99))
+        return sorted(self._programs, key=lambda name: order.get(self.kind(name), 99))
 
     def groups(self) -> list[list[str]]:
         """The supervised names, grouped by L{START_ORDER}."""
         return [
-            [name for name in self.names() if self.kinds.get(name) in group]
-            for group in START_ORDER
+            [name for name in self.names() if self.kind(name) in group] for group in START_ORDER
         ]
 
     # -- running -------------------------------------------------------------------
 
     def startService(self) -> None:
-        # Not ProcessMonitor's: it starts everything at once, in any order.
-        self.running = 1
+        """Start every process but the local Redis (a resource of its own), in order."""
+        super().startService()
         for name in self.names():
-            if self.kinds.get(name) != REDIS:
-                self.startProcess(name)
+            if self.kind(name) != REDIS:
+                self.start(name)
 
-    def startProcess(self, name: str) -> None:
-        if name in self.protocols or name in self.held:
+    def start(self, name: str, *extra: str) -> None:
+        """Start C{name} (with C{extra} arguments) unless it runs or is held."""
+        if name in self.runs or name in self.held:
             return
-        process = self._processes[name]
-        child = ChildProtocol(self, name)
-        self.protocols[name] = child
-        self.timeStarted[name] = self._clock.seconds()
+        program = self._programs[name]
+        child = ChildProtocol(self, name, self.reactor.seconds())
+        self.runs[name] = child
+        args = [*program.args, *extra]
         try:
-            self._reactor.spawnProcess(
-                child,
-                process.args[0],
-                process.args,
-                env=process.env,
-                path=process.cwd,
-            )
+            self.reactor.spawnProcess(child, args[0], args, env=program.env, path=program.cwd)
         except OSError as e:
             self.log.error("{process}: cannot start: {why}", process=name, why=str(e))
-            del self.protocols[name]
+            del self.runs[name]
             self._schedule(name, young=True)
             return
         self.log.info("{process}: started, pid {pid}", process=name, pid=child.pid)
 
-    def childEnded(self, child: ChildProtocol, reason) -> None:
+    def child_ended(self, child: ChildProtocol, reason) -> None:
+        """A run ended: restart its process, unless stopping, held or replaced."""
         name = child.name
         how = describe_exit(reason)
         if child in self.retired:
@@ -216,15 +312,12 @@ class Supervisor(ProcessMonitor):
                 how=how,
             )
             return
-        if self.protocols.get(name) is not child:
+        if self.runs.get(name) is not child:
             return
-        del self.protocols[name]
-        call = self.murder.pop(name, None)
-        if call is not None and call.active():
-            call.cancel()
+        del self.runs[name]
         self.exits[name] = how
-        lived = self._clock.seconds() - child.started
-        if not self.running or name not in self._processes:
+        lived = self.reactor.seconds() - child.started
+        if not self.running or name not in self._programs:
             self.log.info("{process}: stopped ({how})", process=name, how=how)
             return
         if name in self.held:
@@ -234,11 +327,11 @@ class Supervisor(ProcessMonitor):
 
     def _schedule(self, name: str, young: bool, how: str = "", lived: float = 0.0) -> None:
         if young:
-            delay = self.delay[name]
-            self.delay[name] = min(self.delay[name] * 2, self.maxRestartDelay)
+            delay = self._delays[name]
+            self._delays[name] = min(delay * 2, self.max_restart_delay)
         else:
             delay = 0
-            self.delay[name] = self.minRestartDelay
+            self._delays[name] = self.min_restart_delay
         self.log.warn(
             "{process}: ended ({how}) after {lived:.1f}s; restarting in {delay:g}s",
             process=name,
@@ -247,15 +340,25 @@ class Supervisor(ProcessMonitor):
             delay=delay,
         )
         self.restarts[name] += 1
-        self.restart[name] = self._clock.callLater(delay, self.startProcess, name)
+        self._cancel_restart(name)
+        self._restarting[name] = self.reactor.callLater(delay, self._restart, name)
 
-    def childLine(self, name: str, fd: int, line: bytes) -> None:
+    def _restart(self, name: str) -> None:
+        self._restarting.pop(name, None)
+        self.start(name)
+
+    def _cancel_restart(self, name: str) -> None:
+        call = self._restarting.pop(name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def child_line(self, name: str, fd: int, line: bytes) -> None:
         """One line a process wrote (C{fd} 1: standard output, 2: standard error)."""
         text = line.decode("utf-8", "replace").rstrip("\r")
         if not text:
             return
         out = self.out() if callable(self.out) else self.out
-        if fd == 1 and self.kinds.get(name) != REDIS and out is not None:
+        if fd == 1 and self.kind(name) != REDIS and out is not None:
             # Already one line of the process's own log, tagged with its name.
             out.write(text + "\n")
             out.flush()
@@ -268,56 +371,50 @@ class Supervisor(ProcessMonitor):
 
     def stopService(self) -> defer.Deferred:
         """Stop every process, a group at a time in reverse start order."""
-        self.running = 0
-        for call in list(self.restart.values()):
-            if call.active():
-                call.cancel()
+        super().stopService()
+        for name in list(self._restarting):
+            self._cancel_restart(name)
         return defer.ensureDeferred(self._stop_all())
 
     async def _stop_all(self) -> None:
         # The local Redis is a resource of the manager: it stops it last.
         for group in reversed(self.groups()):
-            await self.stop_group([name for name in group if self.kinds[name] != REDIS])
+            await self.stop_group([name for name in group if self.kind(name) != REDIS])
         for child in list(self.retired):
-            self._signal(child, "TERM")
-            await child.ended
+            child.signal("TERM")
+            await child.when_ended()
 
     async def stop_group(self, names) -> None:
-        ended = [self.protocols[name].ended for name in names if name in self.protocols]
-        for name in names:
-            if name in self.protocols:
-                self.stopProcess(name)
-        if ended:
-            await defer.DeferredList(ended)
+        """Stop C{names} together (SIGTERM, SIGKILL after C{kill_time}); wait for them."""
+        children = [self.runs[name] for name in names if name in self.runs]
+        for child in children:
+            child.terminate(self.kill_time, self.reactor)
+        if children:
+            await defer.DeferredList([child.when_ended() for child in children])
 
     def stop(self, name: str, hold: bool = False) -> defer.Deferred:
         """
-        Stop C{name} (SIGTERM, SIGKILL after C{killTime}); it is restarted
+        Stop C{name} (SIGTERM, SIGKILL after C{kill_time}); it is restarted
         unless C{hold}.  Deferred firing once it has ended.
         """
         if hold:
             self.held.add(name)
-        child = self.protocols.get(name)
+        child = self.runs.get(name)
         if child is None:
             return defer.succeed(None)
-        self.stopProcess(name)
-        return child.ended.addCallback(lambda _: None)
+        ended = child.when_ended()
+        child.terminate(self.kill_time, self.reactor)
+        return ended.addCallback(lambda _: None)
 
     def release(self, name: str) -> None:
         """Stop holding C{name}: start it if it is not running."""
         self.held.discard(name)
-        if self.running and name not in self.protocols:
-            self.startProcess(name)
-
-    def _signal(self, child: ChildProtocol, signal: str) -> None:
-        try:
-            child.transport.signalProcess(signal)
-        except (error.ProcessExitedAlready, AttributeError):
-            pass
+        if self.running and name not in self.runs:
+            self.start(name)
 
     # -- replacing -------------------------------------------------------------------
 
-    def replace(self, name: str, *extra: str) -> ChildProtocol:
+    def replace(self, name: str, *extra: str) -> ChildProtocol | None:
         """
         Start a new run of C{name} with its arguments plus C{extra} next to
         the one running, which is retired: it is neither stopped nor
@@ -325,40 +422,30 @@ class Supervisor(ProcessMonitor):
         at L{stopService}).  Later restarts of C{name} use its usual
         arguments, without C{extra}.
 
-        @return: The retired run (its C{ended} fires when it exits), or
-            C{None} if C{name} was not running.
+        @return: The retired run (its L{ChildProtocol.when_ended} tells when
+            it exits), or C{None} if C{name} was not running.
         """
-        old = self.protocols.pop(name, None)
+        old = self.runs.pop(name, None)
         if old is not None:
             self.retired.add(old)
-            call = self.murder.pop(name, None)
-            if call is not None and call.active():
-                call.cancel()
-        call = self.restart.pop(name, None)
-        if call is not None and call.active():
-            call.cancel()
-        usual = self._processes[name]
-        self._processes[name] = MonitoredProcess(
-            [*usual.args, *extra], usual.uid, usual.gid, usual.env, usual.cwd
-        )
-        try:
-            self.held.discard(name)
-            self.startProcess(name)
-        finally:
-            self._processes[name] = usual
+            old.cancel_kill()
+        self._cancel_restart(name)
+        self.held.discard(name)
+        self.start(name, *extra)
         return old
 
     def describe(self) -> dict:
         """Every supervised process: kind, state, pid, restarts, last exit."""
         table = {}
+        now = self.reactor.seconds()
         for name in self.names():
-            child = self.protocols.get(name)
+            child = self.runs.get(name)
             state = "running" if child is not None else ("held" if name in self.held else "down")
             table[name] = {
-                "kind": self.kinds.get(name),
+                "kind": self.kind(name),
                 "state": state,
                 "pid": child.pid if child is not None else None,
-                "up": round(self._clock.seconds() - child.started, 1) if child else None,
+                "up": round(now - child.started, 1) if child else None,
                 "restarts": self.restarts[name],
                 "last_exit": self.exits.get(name),
                 "retired": sorted(c.pid for c in self.retired if c.name == name and c.pid),

@@ -127,30 +127,41 @@ class LongBytes(amp.Argument):
     Bytes of any length.  An AMP value holds at most 65 535 bytes, and a
     client frame (which a routed message or its reply must carry) may be
     larger: the value is split over the keys C{name}, C{name.1}, C{name.2}...
+
+    AMP's own L{amp.Argument.toBox} and L{amp.Argument.fromBox} move the
+    value between the box and the Python arguments (they know the Python
+    name of a key); this splits and joins around them.
     """
 
-    def toBox(self, name, strings, objects, proto):
-        value = self.retrieve(objects, amp._wireNameToPythonIdentifier(name), proto)
-        if self.optional and value is None:
-            return
+    def toString(self, value) -> bytes:
         if not isinstance(value, bytes):
-            raise TypeError(f"{name!r} must be bytes, not {type(value).__name__}")
+            raise TypeError(f"must be bytes, not {type(value).__name__}")
+        return value
+
+    def fromString(self, value: bytes) -> bytes:
+        return value
+
+    def toBox(self, name, strings, objects, proto):
+        try:
+            super().toBox(name, strings, objects, proto)
+        except TypeError as e:
+            raise TypeError(f"{name!r} {e}") from None
+        value = strings.get(name)
         size = amp.MAX_VALUE_LENGTH
+        if value is None or len(value) <= size:
+            return
         strings[name] = value[:size]
         for index, start in enumerate(range(size, len(value), size), 1):
             strings[b"%s.%d" % (name, index)] = value[start : start + size]
 
     def fromBox(self, name, strings, objects, proto):
-        key = amp._wireNameToPythonIdentifier(name)
-        first = self.retrieve(strings, name, proto)
-        if first is None:
-            objects[key] = None
-            return
-        chunks, index = [first], 1
+        chunks, index = [], 1
         while (chunk := strings.pop(b"%s.%d" % (name, index), None)) is not None:
             chunks.append(chunk)
             index += 1
-        objects[key] = b"".join(chunks)
+        if chunks and name in strings:
+            strings[name] = b"".join([strings[name], *chunks])
+        super().fromBox(name, strings, objects, proto)
 
 
 class ServiceError(RPCError):

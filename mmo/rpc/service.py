@@ -23,7 +23,7 @@ import random
 from collections.abc import Callable, Iterable
 
 from cryptography import x509
-from twisted.application import strports
+from twisted.application import service, strports
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.application.service import IService
 from twisted.internet import defer, endpoints, protocol
@@ -342,7 +342,6 @@ class RPCClientFactory(protocol.Factory):
 
     protocol = RPCProtocol
     noisy = False
-    noisy = False
     #: Clients check the server's identity, not a list of names.
     allowed: tuple[str, ...] = ()
 
@@ -505,7 +504,7 @@ def peer_endpoint(
     )
 
 
-class RPCClientService(ClientService):
+class RPCClientService(service.Service):
     """
     Keeps one link from C{process} to C{peer} up: connects with mutual TLS,
     reconnects with exponential backoff after a failure or a drop, and sends
@@ -514,6 +513,10 @@ class RPCClientService(ClientService):
     The endpoint is derived from the peer's config (L{peer_endpoint}) unless
     one is given (tests, or peers found in the directory); TLS is added
     here either way.
+
+    A L{ClientService} does the connecting.  This service owns it rather
+    than being one: after L{relink} the connection ends while this service
+    goes on, handing its callers to the successor.
 
     @ivar factory: The L{RPCClientFactory}; its C{connection} is the link
         that is up, if any.
@@ -556,7 +559,7 @@ class RPCClientService(ClientService):
         self.pending = 0
         self._relinking = None
         options = internal_client_options(config, process, peer)
-        super().__init__(
+        self._connector = ClientService(
             endpoints.wrapClientTLS(options, endpoint),
             factory,
             retryPolicy=self._retry_delay,
@@ -570,6 +573,11 @@ class RPCClientService(ClientService):
         # that was up instead.
         self.factory.failures += 1
         return self._policy(self.factory.failures)
+
+    def startService(self) -> None:
+        """Start connecting."""
+        super().startService()
+        self._connector.startService()
 
     def relink(self, timeout: float = 10.0) -> defer.Deferred:
         """
@@ -622,10 +630,10 @@ class RPCClientService(ClientService):
 
     def _retire(self) -> None:
         """Close this link (not the successor) once its commands are answered."""
-        if self.successor is not None and self.pending == 0 and self.running:
-            # Stop this connection only: the service stays "running" and
+        if self.successor is not None and self.pending == 0 and self._connector.running:
+            # Stop this connection only: the service stays running and
             # hands every command to its successor.
-            self._machine.stop()
+            self._connector.stopService()
 
     def callRemote(self, command: type[amp.Command], **kwargs) -> defer.Deferred:
         """
@@ -663,7 +671,9 @@ class RPCClientService(ClientService):
 
     def stopService(self) -> defer.Deferred:
         """Stop reconnecting, close the link and fail calls still waiting for one."""
-        stopped = super().stopService()
+        super().stopService()
+        # Also when _retire stopped it already: waits for its link to close.
+        stopped = self._connector.stopService()
         self.factory.fail_waiters(Unavailable(f"the link to {self.peer.name} was stopped"))
         if self.successor is not None:
             successor, self.successor = self.successor, None

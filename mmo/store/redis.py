@@ -40,6 +40,7 @@ from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from mmo.redis import RedisConnectError, connect_redis, key_prefix, redis_address
 from mmo.store import (
     DUMP_VERSION,
     Account,
@@ -67,7 +68,6 @@ from mmo.store import (
     stored_entity,
     unpack_data,
 )
-from mmo.store.redis_connect import RedisConnectError, connect_redis, key_prefix, redis_address
 
 log = Logger()
 

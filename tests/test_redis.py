@@ -1,0 +1,113 @@
+"""
+Tests of L{mmo.redis} on their own: the password, the TLS trust, what the
+endpoint remembers of failures and how it follows a failover.  The store's
+and the bus's tests connect through it to real servers.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import defer
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial import unittest
+
+from mmo import config
+from mmo.redis import RedisConnectError, RedisEndpoint, read_password, redis_address, trust_root
+from tests.redis import free_port, make_tls_files
+from tests.support import write_config
+
+PROCESSES = """
+[processes.zone-1]
+kind = "zone"
+"""
+
+
+def load(testcase, redis: str) -> config.Config:
+    return config.load(write_config(testcase, f"[redis]\n{redis}\n{PROCESSES}"))
+
+
+class SettingsTests(unittest.TestCase):
+    def test_address(self):
+        self.assertEqual(redis_address(load(self, 'host = "::1"\nport = 7000')), "[::1]:7000")
+        self.assertEqual(
+            redis_address(load(self, 'unix = "/run/redis.sock"')), "unix:/run/redis.sock"
+        )
+        sentinels = load(self, 'sentinels = ["a:1", "b:2"]\nsentinel_master = "m"')
+        self.assertEqual(redis_address(sentinels), "master 'm' of Sentinels a:1, b:2")
+
+    def test_password(self):
+        """password, or password_file less its newline; an empty or missing file is refused."""
+        self.assertIsNone(read_password(load(self, "")))
+        self.assertEqual(read_password(load(self, 'password = "p"')), "p")
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "password")
+        with open(path, "w") as f:
+            f.write("from file\r\n")
+        conf = load(self, f'password_file = "{path}"')
+        self.assertEqual(read_password(conf), "from file")
+        with open(path, "w") as f:
+            f.write("\n")
+        error = self.assertRaises(RedisConnectError, read_password, conf)
+        self.assertIn("is empty", str(error))
+        conf = load(self, f'password_file = "{path}.missing"')
+        error = self.assertRaises(RedisConnectError, read_password, conf)
+        self.assertIn(f"cannot read redis.password_file {path}.missing", str(error))
+
+    def test_trust(self):
+        """tls_ca must hold PEM certificates."""
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        ca, _ = make_tls_files(directory)
+        self.assertIsNotNone(trust_root(load(self, f'tls_ca = "{ca}"')))
+        key = os.path.join(directory, "server.key")
+        error = self.assertRaises(RedisConnectError, trust_root, load(self, f'tls_ca = "{key}"'))
+        self.assertIn("no PEM certificate", str(error))
+        missing = load(self, f'tls = true\ntls_ca = "{ca}.missing"')
+        self.assertRaises(RedisConnectError, RedisEndpoint, missing, MemoryReactorClock())
+
+
+class EndpointTests(unittest.TestCase):
+    def test_failures(self):
+        """
+        The last reason is kept; a clean close does not hide an earlier
+        reason; a cancelled attempt is no failure.
+        """
+        clock = MemoryReactorClock()
+        endpoint = RedisEndpoint(load(self, f"port = {free_port()}"), clock)
+        self.assertIsNone(endpoint.last_failure)
+        endpoint.record("closed cleanly", weak=True)
+        self.assertEqual(endpoint.last_failure, "closed cleanly")
+        endpoint.record("could not auth")
+        endpoint.record("closed cleanly", weak=True)
+        self.assertEqual(endpoint.last_failure, "could not auth")
+        attempt = endpoint.connect(object())
+        attempt.cancel()
+        self.failureResultOf(attempt)
+        self.assertEqual(endpoint.last_failure, "could not auth")
+
+    def test_sentinel_failover(self):
+        """
+        The master is asked of the Sentinels at every attempt; when they
+        name another one, the connections to the old one are to be closed.
+        """
+        moved = []
+        conf = load(self, f'sentinels = ["127.0.0.1:{free_port()}"]\nsentinel_master = "m"')
+        clock = MemoryReactorClock()
+        endpoint = RedisEndpoint(conf, clock, on_master_moved=lambda: moved.append(True))
+        self.addCleanup(endpoint.disconnect)
+        masters = iter([("10.0.0.1", 6379), ("10.0.0.1", 6379), ("10.0.0.2", 6380)])
+        asked = []
+
+        def discover_master(name):
+            asked.append(name)
+            return defer.succeed(next(masters))
+
+        endpoint.sentinels.discover_master = discover_master
+        for expected in ([], [], [True]):
+            attempt = endpoint.connect(object())
+            self.assertEqual(moved, expected)
+            attempt.cancel()
+            self.failureResultOf(attempt)
+        self.assertEqual(asked, ["m", "m", "m"])
