@@ -29,11 +29,12 @@ from mmo.bus.memory import MemoryBus
 from mmo.config import Config
 from mmo.game.routes import LocalRoute
 from mmo.game.service import SESSION_UPDATE, Caller, GameService, deliver, gateway_channel
-from mmo.gateway.admission import Admission, FloodLimits, TokenBucket
+from mmo.gateway.admission import Admission, FloodLimits
 from mmo.gateway.factory import GatewayFactory, online_key
 from mmo.gateway.session import ResumeRefused, Session, session_key, token_hash
 from mmo.login.service import SESSIONS_CHANNEL
 from mmo.login.tickets import Ticket, TicketSigner
+from mmo.ratelimit import TokenBucket
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
 from tests.support import decode_frames
