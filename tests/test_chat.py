@@ -15,7 +15,11 @@ from twisted.trial import unittest
 
 from mmo import config
 from mmo.bus.memory import MemoryBus
-from mmo.chat.service import ChatService, LogWriter
+from mmo.chat.channels import Channel, Channels
+from mmo.chat.flood import FloodLimit
+from mmo.chat.logs import LogWriter, StoreLogs
+from mmo.chat.presence import Presence
+from mmo.chat.service import ChatService
 from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, Push, RoomEvent, gateway_channel
 from mmo.game.service import Caller
@@ -804,6 +808,239 @@ class LogWriterTests(unittest.TestCase):
             store.calls[n][3].callback(None)
         self.assertEqual([c[1]["i"] for c in store.calls], [0, 4, 5])
         self.assertTrue(flushed.called)
+
+
+class StoreLogsTests(unittest.TestCase):
+    """The writers of chat's store logs, and reads that wait for them."""
+
+    class Store(LogWriterTests.Store):
+        def __init__(self):
+            super().__init__()
+            self.reads: list[tuple[str, int]] = []
+
+        def read_log(self, key, limit):
+            self.reads.append((key, limit))
+            return defer.succeed([record for k, record, _, d in self.calls if k == key])
+
+    def test_read_after_the_writes(self):
+        """A read of a log is sent once the records appended to it before are written."""
+        store = self.Store()
+        logs = StoreLogs(store)
+        logs.append("a", {"i": 0}, 5)
+        logs.append("b", {"i": 1}, 5)
+        reading = defer.ensureDeferred(logs.read("a", 5))
+        self.assertEqual(store.reads, [])
+        store.calls[1][3].callback(None)  # "b" is no concern of the read
+        self.assertEqual(store.reads, [])
+        store.calls[0][3].callback(None)
+        self.assertEqual(store.reads, [("a", 5)])
+        self.assertEqual(self.successResultOf(reading), [{"i": 0}])
+
+    def test_writers_go_when_idle(self):
+        """A log's writer is kept while it has work: later appends start a new one."""
+        store = self.Store()
+        logs = StoreLogs(store)
+        logs.append("a", {"i": 0}, 1)
+        settled = logs.settled()
+        self.assertNoResult(settled)
+        store.calls[0][3].callback(None)
+        self.successResultOf(settled)
+        self.successResultOf(logs.flushed("a"))
+        logs.append("a", {"i": 1}, 1)
+        flushed = logs.flushed("a")
+        self.assertNoResult(flushed)
+        store.calls[1][3].callback(None)
+        self.successResultOf(flushed)
+        self.assertEqual([c[1]["i"] for c in store.calls], [0, 1])
+
+
+def caller(name: str, session: str | None = None, account: str | None = None, realm="main"):
+    return Caller(
+        session=session or f"session-{name.lower()}",
+        gateway="gateway-1",
+        account_id=account or f"account-{name.lower()}",
+        name=name,
+        realm=realm,
+    )
+
+
+class PresenceTests(unittest.TestCase):
+    """Who is online, found by session, name and account."""
+
+    def setUp(self):
+        self.offline: list[str] = []
+        self.presence = Presence(offline=self.offline.append, remember=2)
+
+    def test_find_by_name(self):
+        """Names are found in any case; of two sessions of one name, the latest."""
+        alice = caller("Alice")
+        self.assertIsNone(self.presence.track(alice))
+        self.assertEqual(self.presence.find("ALICE"), alice)
+        other = caller("alice", session="session-other", account="account-other")
+        self.presence.track(other)
+        self.assertEqual(self.presence.find("Alice"), other)
+        self.presence.end(other.session)
+        self.assertEqual(self.presence.find("alice"), alice)
+        self.assertIsNone(self.presence.find("Bob"))
+
+    def test_changed_name(self):
+        """A session that changes its display name is found by the new name only."""
+        alice = caller("Alice")
+        self.presence.track(alice)
+        knight = alice.moved(character_name="Knight")
+        self.assertEqual(self.presence.track(knight), alice)
+        self.assertIsNone(self.presence.find("Alice"))
+        self.assertEqual(self.presence.find("knight"), knight)
+        self.assertEqual(self.presence.get(alice.session), knight)
+        self.assertEqual(self.offline, [])
+
+    def test_accounts_and_offline(self):
+        """An account is online while any of its sessions is; told when it goes."""
+        first = caller("Alice")
+        second = caller("Alice", session="session-alice-2")
+        self.presence.track(first)
+        self.presence.track(second)
+        sessions = self.presence.sessions_of("account-alice")
+        self.assertEqual(sorted(sessions, key=lambda c: c.session), [first, second])
+        self.presence.end(first.session)
+        self.assertTrue(self.presence.is_online("account-alice"))
+        self.assertEqual(self.offline, [])
+        # A session that becomes another account's leaves the first.
+        self.presence.track(second.moved(account_id="account-x"))
+        self.assertEqual(self.offline, ["account-alice"])
+        self.assertFalse(self.presence.is_online("account-alice"))
+        self.assertEqual(list(self.presence.accounts()), ["account-x"])
+        self.presence.end(second.session)
+        self.assertEqual(self.offline, ["account-alice", "account-x"])
+        self.assertEqual(self.presence.sessions_of("account-x"), [])
+
+    def test_ended_remembered(self):
+        """The last C{remember} ended sessions are known as ended, until they start again."""
+        for name in ("A", "B", "C"):
+            self.presence.track(caller(name))
+            self.presence.end(f"session-{name.lower()}")
+        self.assertEqual(
+            [self.presence.ended(s) for s in ("session-a", "session-b", "session-c")],
+            [False, True, True],
+        )
+        self.assertIsNone(self.presence.get("session-c"))
+        self.presence.restart("session-c")
+        self.assertFalse(self.presence.ended("session-c"))
+
+
+class ChannelTests(unittest.TestCase):
+    """One channel's members and history, and the channels of each session."""
+
+    def test_history_numbering(self):
+        """
+        Messages sent before the stored history is read come after it, are
+        saved once it is read (in order), and a joiner's C{upto} shows what
+        was sent before the join.
+        """
+        channel = Channel("party:p", 3)
+        self.assertTrue(channel.add(caller("Alice")))
+        self.assertFalse(channel.add(caller("Alice")))
+        self.assertFalse(channel.add_message({"text": "a"}))
+        upto = channel.count
+        self.assertFalse(channel.add_message({"text": "b"}))
+        waiting = defer.ensureDeferred(channel.history(upto))
+        self.assertNoResult(waiting)
+        saved = []
+        channel.load([{"text": "old"}], saved.append)
+        self.assertEqual(saved, [{"text": "a"}, {"text": "b"}])
+        self.assertEqual([r["text"] for r in self.successResultOf(waiting)], ["old", "a"])
+        self.assertTrue(channel.add_message({"text": "c"}))
+        history = self.successResultOf(defer.ensureDeferred(channel.history()))
+        self.assertEqual([r["text"] for r in history], ["a", "b", "c"])
+
+    def test_members(self):
+        """Sessions join and leave; an empty channel is gone; a member's state follows it."""
+        channels = Channels(StoreLogs(None), keep=0)
+        alice, bob = caller("Alice"), caller("Bob")
+        channel, new = channels.add(alice, "party:p")
+        self.assertTrue(new)
+        self.assertEqual(channels.add(alice, "party:p"), (channel, False))
+        channels.add(bob, "party:p")
+        channels.add(alice, "world:main")
+        self.assertEqual(channels.joined(alice.session), {"party:p", "world:main"})
+        self.assertEqual(channels.size("party:p"), 2)
+        moved = alice.moved(gateway="gateway-2")
+        channels.update(moved)
+        self.assertEqual(channels.member("world:main", alice.session), moved)
+        self.assertEqual(channels.member("party:p", alice.session), moved)
+        self.assertIsNone(channels.member("party:p", "session-nobody"))
+
+        channels.leave_all(alice.session)
+        self.assertEqual(channels.joined(alice.session), frozenset())
+        self.assertIsNone(channels.get("world:main"))
+        self.assertEqual(channels.close("party:p"), [bob])
+        self.assertIsNone(channels.get("party:p"))
+        self.assertEqual(channels.size("party:p"), 0)
+        self.assertIsNone(channels.remove("party:p", bob.session))
+        with self.assertRaises(WireError) as raised:
+            channels.require_member(bob, "party:p")
+        self.assertEqual(raised.exception.code, codes.NOT_ALLOWED)
+
+    def test_no_history_kept(self):
+        """With C{keep} 0 a channel is ready at once and records nothing."""
+        channels = Channels(StoreLogs(None), keep=0)
+        channel, _ = channels.add(caller("Alice"), "party:p")
+        channels.record(channel, {"text": "gone"})
+        self.assertEqual(self.successResultOf(defer.ensureDeferred(channel.history())), [])
+        self.successResultOf(channels.settled())
+
+
+class FloodLimitTests(unittest.TestCase):
+    """Chat's token bucket per account."""
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.clock.advance(NOW)
+
+    def test_refusal_says_how_long(self):
+        flood = FloodLimit(2.0, 1, self.clock)
+        flood.take("a")
+        flood.take("b")
+        with self.assertRaises(WireError) as raised:
+            flood.take("a")
+        self.assertEqual(raised.exception.code, codes.FLOODING)
+        self.assertEqual(
+            raised.exception.message,
+            "you are sending chat messages too fast (at most 2 a second, 1 at once); wait 0.5 s",
+        )
+        self.clock.advance(0.2)
+        with self.assertRaises(WireError) as raised:
+            flood.take("a")
+        self.assertIn("wait 0.3 s", raised.exception.message)
+        self.clock.advance(0.3)
+        flood.take("a")
+
+    def test_prune(self):
+        """
+        Once buckets far outnumber the accounts online, the full ones of
+        accounts offline are dropped; the others are kept.
+        """
+        flood = FloodLimit(1.0, 1, self.clock)
+        for i in range(70):
+            flood.take(f"account-{i}")
+        flood.prune(set())
+        self.assertEqual(flood.bucket_count(), 70)  # none is full yet
+        self.clock.advance(1)
+        flood.take("account-1")
+        flood.prune({"account-0"})
+        self.assertEqual(flood.bucket_count(), 2)
+        # An online account's bucket is kept, and so is an empty one.
+        with self.assertRaises(WireError):
+            flood.take("account-1")
+
+    def test_few_buckets_kept(self):
+        """With few buckets more than accounts online, none is dropped."""
+        flood = FloodLimit(1.0, 1, self.clock)
+        for i in range(64):
+            flood.take(f"account-{i}")
+        self.clock.advance(1)
+        flood.prune(set())
+        self.assertEqual(flood.bucket_count(), 64)
 
 
 class RedisBusChatTests(unittest.TestCase):

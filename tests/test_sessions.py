@@ -30,10 +30,11 @@ from mmo.config import Config
 from mmo.game.messages import online_key, session_key
 from mmo.game.routes import LocalRoute
 from mmo.game.service import Caller, GameService, Reply, SessionChange, deliver
-from mmo.gateway.admission import FloodLimits, TokenBucket
+from mmo.gateway.admission import FloodLimits
 from mmo.gateway.factory import GatewayFactory
 from mmo.gateway.session import ResumeRefused, Session, token_hash
 from mmo.login.tickets import Ticket, TicketSigner
+from mmo.ratelimit import TokenBucket
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
 from tests import support

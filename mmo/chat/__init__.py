@@ -4,7 +4,14 @@ moderation, ignore lists and flood limits, delivered through the bus to
 whichever gateway holds each player.
 
   - L{mmo.chat.service}: L{ChatService<mmo.chat.service.ChatService>}, the
-    domain object the gateways route C{chat.*} messages to;
+    domain object the gateways route C{chat.*} messages to, and the lobby's
+    room events;
+  - its parts, one per concern: L{mmo.chat.presence} (who is online),
+    L{mmo.chat.channels} (channels, members, history), L{mmo.chat.ignores}
+    (ignore lists), L{mmo.chat.moderation} (moderators and mutes),
+    L{mmo.chat.flood} (the flood limit), L{mmo.chat.logs} (the store logs
+    behind history and ignore lists);
+  - L{mmo.chat.checks}: the checks of request fields;
   - L{mmo.chat.tap}: the C{mmo-chat} plugin.
 
 The messages, pushes and rules are in C{docs/chat.md}.

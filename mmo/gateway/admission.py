@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from mmo.game.messages import revoked_key, ticket_key
 from mmo.login.tickets import TicketError, TicketSigner
+from mmo.ratelimit import TokenBucket
 from mmo.wire.codes import TICKET_REFUSED, WireError
 
 
@@ -40,44 +41,6 @@ class Admission:
         if not await self.bus.claim(ticket_key(ticket.nonce), ttl):
             raise WireError(TICKET_REFUSED, "ticket already used")
         return ticket
-
-
-class TokenBucket:
-    """
-    A token bucket: holds up to C{burst} tokens, gains C{rate} per second of
-    C{clock} time, and each message takes one.  Refilled lazily when asked,
-    so it needs no timer.
-
-    @ivar tokens: The tokens left as of the last call.
-    """
-
-    __slots__ = ("rate", "burst", "clock", "tokens", "stamp")
-
-    def __init__(self, rate: float, burst: int, clock):
-        self.rate = rate
-        self.burst = burst
-        self.clock = clock
-        self.tokens = float(burst)
-        self.stamp = clock.seconds()
-
-    def _refill(self) -> None:
-        now = self.clock.seconds()
-        if now > self.stamp:
-            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-
-    def full(self) -> bool:
-        """Whether the bucket is full again (the client has been calm long enough)."""
-        self._refill()
-        return self.tokens >= self.burst
-
-    def take(self) -> bool:
-        """Take a token: C{True} if there was one, C{False} (nothing taken) if not."""
-        self._refill()
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 #: Message types that no flood class limits: the handshake, the answer to

@@ -1,0 +1,85 @@
+"""
+The fields of chat requests, checked: each function returns the field's
+value as the service uses it, or raises C{bad_request} saying what is
+wrong.  The limits come from the caller (the service's class attributes and
+C{[chat]}), so that a subclass of the service may change them.
+"""
+
+from __future__ import annotations
+
+from mmo.chat.channels import CHANNEL_KINDS, world_channel
+from mmo.wire import codes
+from mmo.wire.codes import WireError
+
+
+def channel_id(message: dict, realm: str, party_name_max: int) -> str:
+    """The channel a request names, as an id (C{"world"} is C{realm}'s)."""
+    raw = message.get("channel")
+    if not isinstance(raw, str) or not raw:
+        raise WireError(codes.BAD_REQUEST, "'channel' must be a non-empty string")
+    if raw == "world":
+        return world_channel(realm)
+    kind, colon, name = raw.partition(":")
+    if not colon or not name or kind not in CHANNEL_KINDS:
+        raise WireError(
+            codes.BAD_REQUEST,
+            f"no channel {raw!r}: channels are world:REALM, room:ID and party:NAME",
+        )
+    if kind == "party":
+        name = name.casefold()
+        if len(name) > party_name_max or not all(c.isalnum() or c in "-_" for c in name):
+            raise WireError(
+                codes.BAD_REQUEST,
+                f"a party channel name has 1 to {party_name_max} letters, digits, '-' or '_'",
+            )
+        return f"party:{name}"
+    return raw
+
+
+def text(message: dict, max_length: int) -> str:
+    """The C{text} of a message: not only white space, at most C{max_length} long."""
+    value = message.get("text")
+    if not isinstance(value, str) or not value.strip():
+        raise WireError(codes.BAD_REQUEST, "'text' must be a non-empty string")
+    if len(value) > max_length:
+        raise WireError(
+            codes.BAD_REQUEST,
+            f"the message is {len(value)} characters long; at most {max_length} are allowed",
+        )
+    return value
+
+
+def player_name(message: dict, name_max: int, field: str = "name") -> str:
+    """A player's name in C{field}, 1 to C{name_max} characters."""
+    name = message.get(field)
+    if not isinstance(name, str) or not name or len(name) > name_max:
+        raise WireError(codes.BAD_REQUEST, f"{field!r} must be a player's name (1 to {name_max})")
+    return name
+
+
+def history_limit(message: dict, default: int) -> int:
+    """How many messages C{chat.history} asks for (C{limit}, else C{default})."""
+    limit = message.get("limit", default)
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
+        raise WireError(codes.BAD_REQUEST, "'limit' must be an integer of at least 0")
+    return limit
+
+
+def mute_seconds(message: dict, default: float, most: float) -> float:
+    """The length of a mute, seconds: above 0, at most C{most}."""
+    seconds = message.get("seconds", default)
+    if (
+        not isinstance(seconds, (int, float))
+        or isinstance(seconds, bool)
+        or not 0 < seconds <= most
+    ):
+        raise WireError(codes.BAD_REQUEST, f"'seconds' must be a number above 0, at most {most:g}")
+    return seconds
+
+
+def mute_reason(message: dict, most: int) -> str:
+    """The reason of a mute, at most C{most} characters (empty if none given)."""
+    reason = message.get("reason", "")
+    if not isinstance(reason, str) or len(reason) > most:
+        raise WireError(codes.BAD_REQUEST, f"'reason' must be a string of at most {most}")
+    return reason
