@@ -31,6 +31,7 @@ from mmo.game import messages
 from mmo.game.messages import (
     BusLink,
     GhostUpdate,
+    HandedOver,
     Input,
     Offer,
     PushBatch,
@@ -302,8 +303,6 @@ class ZoneService(GameService):
         The old process, its ticks stopped: every real written to the store,
         and what the successor needs to go on (a L{HandedOver}).
         """
-        from mmo.game.messages import HandedOver
-
         refused = await self.store.checkpoint(self.name, self.handoff.final_records())
         sim = self.simulation
         players = [e for e in sim.reals.values() if e.session is not None]
