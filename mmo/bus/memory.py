@@ -64,11 +64,7 @@ class MemorySubscription:
         """Stop receiving messages; idempotent.  Deferred[None]."""
         if self.active:
             self.active = False
-            subscribers = self.bus._channels.get(self.channel, [])
-            if self in subscribers:
-                subscribers.remove(self)
-            if not subscribers:
-                self.bus._channels.pop(self.channel, None)
+            self.bus.unsubscribe(self)
         return defer.succeed(None)
 
 
@@ -172,6 +168,14 @@ class MemoryBus:
 
     # -- directory -------------------------------------------------------------------
 
+
+    def unsubscribe(self, subscription: MemorySubscription) -> None:
+        """Deliver nothing more to C{subscription} (its L{MemorySubscription.cancel})."""
+        subscribers = self._channels.get(subscription.channel, [])
+        if subscription in subscribers:
+            subscribers.remove(subscription)
+        if not subscribers:
+            self._channels.pop(subscription.channel, None)
     def announce(self, name: str, info: dict, ttl: float) -> defer.Deferred:
         try:
             data = pack(info)

@@ -131,12 +131,12 @@ class _Subscriber(txredisapi.SubscriberProtocol):
         return super().dataReceived(data, *args)
 
     def messageReceived(self, pattern, channel, message):
-        self.factory.bus._received(channel, message)
+        self.factory.bus.message_received(channel, message)
 
     def connectionLost(self, why):
         # The bus forgets this link first, so that the replies failed below
         # are not mistaken for trouble on a live link.
-        self.factory.bus._lost(self, why)
+        self.factory.bus.subscriber_lost(self, why)
         super().connectionLost(why)
 
 
@@ -167,7 +167,7 @@ class _SubscriberFactory(protocol.Factory):
         )
         p.factory = self
         p.callLater = self.bus.reactor.callLater
-        p.whenConnected().addCallback(self.bus._authenticated)
+        p.whenConnected().addCallback(self.bus.subscriber_authenticated)
         return p
 
     def stopTrying(self):
@@ -194,7 +194,7 @@ class RedisSubscription:
         if not self.active:
             return defer.succeed(None)
         self.active = False
-        return self.bus._unsubscribe(self)
+        return self.bus.unsubscribe(self)
 
 
 @implementer(IBus)
@@ -367,7 +367,7 @@ class RedisBus:
 
     # -- the subscriber link ---------------------------------------------------------------
 
-    def _authenticated(self, proto: _Subscriber) -> None:
+    def subscriber_authenticated(self, proto: _Subscriber) -> None:
         # Called from within connectionMade, before ClientService knows of
         # the connection: act on the next reactor turn (as txredisapi does).
         call = self.reactor.callLater(0, self._link_up, proto)
@@ -451,7 +451,7 @@ class RedisBus:
         if proto.transport is not None and proto.connected:
             proto.transport.abortConnection()
 
-    def _lost(self, proto: _Subscriber, why) -> None:
+    def subscriber_lost(self, proto: _Subscriber, why) -> None:
         if proto is not self._link:
             return
         self._link = None
@@ -492,7 +492,7 @@ class RedisBus:
 
         d.addErrback(failed)
 
-    def _received(self, channel, data) -> None:
+    def message_received(self, channel, data) -> None:
         if isinstance(channel, bytes):
             channel = channel.decode("utf-8", "replace")
         head = self._redis_channel("")
@@ -575,7 +575,7 @@ class RedisBus:
         waiter.addErrback(timed_out)
         return waiter.addCallback(lambda _: subscription)
 
-    def _unsubscribe(self, subscription: RedisSubscription) -> defer.Deferred:
+    def unsubscribe(self, subscription: RedisSubscription) -> defer.Deferred:
         channel = subscription.channel
         subscribers = self._channels.get(channel, [])
         if subscription in subscribers:
