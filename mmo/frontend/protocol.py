@@ -53,7 +53,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     """
     One client connection.
 
-    @ivar factory: The L{mmo.gateway.factory.ClientFactory} that built it.
+    @ivar factory: The L{mmo.frontend.factory.ClientFactory} that built it.
     @ivar state: L{HANDSHAKE}, then L{OPEN}, then L{CLOSED}.
     @ivar version: The negotiated protocol version, once open.
     @ivar seq: The sequence number of the last push sent.
