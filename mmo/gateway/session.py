@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import asdict
 from itertools import islice
 
@@ -278,42 +277,3 @@ def _numbered(pushes, last_seq: int) -> list[tuple[int, bytes]]:
         (first + i, push if isinstance(push, bytes) else codec.encode(push))
         for i, push in enumerate(pushes)
     ]
-
-
-class SessionRegistry:
-    """
-    The sessions a gateway holds (attached or detached), by session id, by
-    account and by token hash.
-    """
-
-    def __init__(self):
-        self.by_id: dict[str, Session] = {}
-        self.by_account: dict[str, Session] = {}
-        self.by_token: dict[str, Session] = {}
-
-    def __len__(self) -> int:
-        return len(self.by_id)
-
-    def __iter__(self) -> Iterator[Session]:
-        return iter(list(self.by_id.values()))
-
-    def add(self, session: Session) -> None:
-        self.by_id[session.id] = session
-        self.by_account[session.account] = session
-        self.by_token[session.token_hash] = session
-
-    def remove(self, session: Session) -> None:
-        if self.by_id.get(session.id) is session:
-            del self.by_id[session.id]
-        if self.by_account.get(session.account) is session:
-            del self.by_account[session.account]
-        if self.by_token.get(session.token_hash) is session:
-            del self.by_token[session.token_hash]
-
-    def renew_token(self, session: Session) -> str:
-        """Spend C{session}'s token and index it by a new one; returns the new token."""
-        if self.by_token.get(session.token_hash) is session:
-            del self.by_token[session.token_hash]
-        token = session.renew_token()
-        self.by_token[session.token_hash] = session
-        return token
