@@ -29,6 +29,7 @@ from twisted.internet import defer
 
 from mmo.game import messages
 from mmo.game.messages import (
+    Accept,
     BusLink,
     GhostUpdate,
     Input,
@@ -61,16 +62,22 @@ class ZoneLink(BusLink):
     """
     The handoff's L{mmo.zone.handoff.Link} of a zone: over the bus, with
     each L{Offer} of a player carrying the view its client has (C{seen}),
-    so that the new zone goes on with the same view (nothing enters again).
+    so that the new zone goes on with the same view (nothing enters again),
+    and each L{Accept} the number of the zone's last ghost update
+    (C{ghost_tick}), so that the old zone ghosts the entity until the
+    first update of ours that holds it (nothing leaves and enters again).
     """
 
-    def __init__(self, bus, name: str, zones, seen):
+    def __init__(self, bus, name: str, zones, seen, ghost_tick):
         super().__init__(bus, name, zones)
         self.seen = seen
+        self.ghost_tick = ghost_tick
 
     def send(self, to: str, value) -> defer.Deferred:
         if isinstance(value, Offer) and value.seen is None:
             value = replace(value, seen=self.seen(value.entity_id))
+        elif isinstance(value, Accept) and value.ghost_tick is None:
+            value = replace(value, ghost_tick=self.ghost_tick())
         return super().send(to, value)
 
 
@@ -161,7 +168,9 @@ class ZoneService(GameService):
         self.name = region_name
         self.simulation = self.simulation_class(self.map, region_name, world, reactor, rng=rng)
         self.state = _State(self.simulation)
-        self.link = ZoneLink(bus, region_name, list(self.map.regions), self.simulation.seen)
+        self.link = ZoneLink(
+            bus, region_name, list(self.map.regions), self.simulation.seen, self._last_ghost_tick
+        )
         self.ghosts = GhostTable(self._is_real, reactor)
         self.handoff = ZoneHandoff(
             region_name,
@@ -170,6 +179,7 @@ class ZoneService(GameService):
             self.link,
             reactor,
             on_real_added=self.ghosts.real_added,
+            on_handed_over=self._handed_over,
         )
         self.checkpointer = Checkpointer(
             region_name, store, self.handoff.checkpoint_records, reactor, self.checkpoint_interval
@@ -189,6 +199,17 @@ class ZoneService(GameService):
 
     def _is_real(self, entity_id: str) -> bool:
         return self.handoff.is_real(entity_id) or entity_id in self.simulation.reals
+
+    def _last_ghost_tick(self) -> int:
+        return self._ghost_tick
+
+    def _handed_over(self, entity: Entity, owner: str, version: int, ghost_tick) -> None:
+        """
+        A real handed over to C{owner}: its last view stays here as a ghost
+        of C{owner} until that zone's updates hold it (L{GhostTable.handed_over}).
+        """
+        view = {**self.simulation.entity_view(entity), "version": version}
+        self.ghosts.handed_over(owner, view, ghost_tick)
 
     @property
     def mode(self) -> str:
