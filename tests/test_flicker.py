@@ -45,25 +45,7 @@ from mmo.game.service import Caller
 from mmo.zone.handoff import ACTIVE
 from mmo.zone.service import ZoneService
 from tests.support import fake_clock_bus_store, write_config
-
-WORLD = """
-[processes.mmo]
-kind = "mmo"
-client = "tcp:0"
-
-[world]
-width = 200.0
-height = 100.0
-columns = 2
-rows = 1
-tick_rate = 10.0
-aoi_radius = 20.0
-ghost_margin = 25.0
-hysteresis = 2.0
-max_speed = 8.0
-npcs = 0
-spawn = [50.0, 50.0]
-"""
+from tests.test_zone_service import WORLD
 
 #: Seconds between two ticks of a zone.
 INTERVAL = 0.1
@@ -244,6 +226,12 @@ class Border:
     async def start(self) -> None:
         testcase = self.testcase
         self.config = config.load(write_config(testcase, WORLD))
+        world = self.config.world
+        # Where the observers stand and the walker turns fit these.
+        testcase.assertEqual(
+            (world.columns, world.width, world.tick_rate, world.aoi_radius, world.hysteresis),
+            (2, 200, 1 / INTERVAL, 20, 2),
+        )
         self.clock, self.bus, store = await fake_clock_bus_store(testcase)
         self.store = AnsweredStore(store)
         await self.bus.subscribe(gateway_channel(GATEWAY), self.heard)

@@ -113,20 +113,8 @@ class GhostTable:
         self._heard[update.zone] = now
         seen: set[str] = set()
         for view in update.views:
-            entity_id, version = view["id"], view["version"]
-            if self.is_real(entity_id):
-                continue
-            newest = self._versions.get(entity_id)
-            if newest is not None and version < newest[0]:
-                continue
-            current = self._ghosts.get(entity_id)
-            if current is not None and current.source != update.zone:
-                if version <= current.version:
-                    continue
-                self._by_source[current.source].discard(entity_id)
-            self._ghosts[entity_id] = Ghost(update.zone, version, view)
-            self._versions[entity_id] = (version, now)
-            seen.add(entity_id)
+            if self._take(update.zone, view, now):
+                seen.add(view["id"])
         if self._handed:
             self._keep_handed(update, seen)
         for entity_id in self._by_source.get(update.zone, set()) - seen:
@@ -146,25 +134,36 @@ class GhostTable:
         Nothing is kept of an entity that is a real here again, or of which
         a newer version was taken already.
         """
-        entity_id, version = view["id"], view["version"]
-        if self.is_real(entity_id):
-            return
-        newest = self._versions.get(entity_id)
-        if newest is not None and version < newest[0]:
-            return
-        current = self._ghosts.get(entity_id)
-        if current is not None:
-            if current.source != zone and version <= current.version:
-                return
-            self._by_source[current.source].discard(entity_id)
         now = self.clock.seconds()
-        self._ghosts[entity_id] = Ghost(zone, version, view)
+        if not self._take(zone, view, now):
+            return
+        entity_id = view["id"]
         self._by_source.setdefault(zone, set()).add(entity_id)
-        self._versions[entity_id] = (version, now)
         # Dropped with the zone's other ghosts if it never speaks.
         self._heard.setdefault(zone, now)
         last = self._ticks.get(zone, -1)
         self._handed[entity_id] = (zone, last if tick is None else max(tick, last))
+
+    def _take(self, zone: str, view: dict, now: float) -> bool:
+        """
+        Make C{view} (with its version) its entity's ghost from C{zone},
+        unless the rules above say no; whether it did.  The caller notes
+        it among C{zone}'s ghosts.
+        """
+        entity_id, version = view["id"], view["version"]
+        if self.is_real(entity_id):
+            return False
+        newest = self._versions.get(entity_id)
+        if newest is not None and version < newest[0]:
+            return False
+        current = self._ghosts.get(entity_id)
+        if current is not None and current.source != zone:
+            if version <= current.version:
+                return False
+            self._by_source[current.source].discard(entity_id)
+        self._ghosts[entity_id] = Ghost(zone, version, view)
+        self._versions[entity_id] = (version, now)
+        return True
 
     def _keep_handed(self, update: GhostUpdate, seen: set[str]) -> None:
         """Keep, through C{update}, the handed-over ghosts it was sent too early to hold."""
