@@ -9,9 +9,11 @@ The zone is the left half (1000 x 1000 units) of a 2000 x 1000 world of two
 regions, with the shipped [world] defaults otherwise (AOI radius 50, ghost
 margin 60).  A tenth of the entities are players with sessions on four
 gateways, each sending one move input per tick (a random walk at the speed
-limit); the rest are NPCs wandering.  The neighbouring zone's entities within
-the ghost margin (the same density) are mirrored in as ghosts every tick, as
-fresh views, as they would arrive from another process.  Time is the fake
+limit), applied as the zone's handoff applies them (ZoneSimulation.input,
+then last_input) and timed with the tick that follows; the rest are NPCs
+wandering.  The neighbouring zone's entities within the ghost margin (the
+same density) are mirrored in as ghosts every tick, as fresh views, as they
+would arrive from another process.  Time is the fake
 clock's, advanced one interval per tick; tick durations are measured with
 time.perf_counter.  The baseline: a bare loop moving the same number of
 entities, measured in the same run, as a yardstick of the machine's speed.
@@ -141,8 +143,7 @@ def run_size(
     deadline = time.perf_counter() + max_seconds
     for n in range(WARMUP + ticks):
         clock.advance(interval)
-        for walker in walkers:
-            sim.input(walker.entity.id, *walker.next_input(interval))
+        inputs = [(walker.entity, *walker.next_input(interval)) for walker in walkers]
         for ghost in ghosts:
             ghost[1] = min(region.x1 + margin, max(region.x1, ghost[1] + rng.uniform(-0.1, 0.1)))
             ghost[2] = min(1000.0, max(0.0, ghost[2] + rng.uniform(-0.1, 0.1)))
@@ -157,6 +158,9 @@ def run_size(
         if profiling:
             profiler.enable()
         started = time.perf_counter()
+        for entity, seq, x, y in inputs:
+            sim.input(entity, seq, {"x": x, "y": y})
+            entity.last_input = seq
         result = sim.tick()
         elapsed = time.perf_counter() - started
         if profiling:

@@ -66,7 +66,7 @@ from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.checkpoint import Checkpointer, restore_zone
 from mmo.zone.entity import NPC, PLAYER, Entity
-from mmo.zone.ghosts import GhostTable, ghost_view
+from mmo.zone.ghosts import Ghost, GhostTable, ghost_view
 from mmo.zone.handoff import (
     ACTIVE,
     FORWARDING,
@@ -1492,6 +1492,71 @@ class GhostTableTests(unittest.TestCase):
         # A restarted zone counting from 0 again is heard.
         self.table.apply(GhostUpdate("A", 1, (view("e1", 1),)))
         self.assertIn("e1", self.table)
+
+    def test_handed_over_kept_until_the_new_owner_holds_it(self):
+        """
+        A real handed over to B stays as B's ghost through B's updates sent
+        before B owned it (up to the tick its Accept named), whatever their
+        order; B's next update replaces it.
+        """
+        self.table.apply(GhostUpdate("B", 5, (view("e2", 0),)))
+        self.table.handed_over("B", view("e1", 4, 3.0), 7)
+        self.assertEqual(self.table.get("e1"), Ghost("B", 4, view("e1", 4, 3.0)))
+        self.table.apply(GhostUpdate("B", 7, (view("e2", 0),)))
+        self.table.apply(GhostUpdate("B", 6, ()))
+        self.assertEqual([v["id"] for v in self.table.views()], ["e1", "e2"])
+        self.table.apply(GhostUpdate("B", 8, (view("e1", 4, 3.5),)))
+        self.assertEqual(self.table.get("e1").view["x"], 3.5)
+        # From then on, B's updates are as any: without it, it is gone.
+        self.table.apply(GhostUpdate("B", 9, ()))
+        self.assertNotIn("e1", self.table)
+
+    def test_handed_over_gone_from_the_first_update_after(self):
+        """B's first update after its Accept does not hold it (it walked away): it leaves."""
+        self.table.handed_over("B", view("e1", 4), 7)
+        self.table.apply(GhostUpdate("B", 8, (view("e2", 0),)))
+        self.assertEqual([v["id"] for v in self.table.views()], ["e2"])
+        # Nor does an older update bring it back.
+        self.table.apply(GhostUpdate("B", 6, (view("e1", 4),)))
+        self.assertNotIn("e1", self.table)
+
+    def test_handed_over_without_a_tick(self):
+        """Not told by an Accept (settled through the store): the next update replaces it."""
+        self.table.apply(GhostUpdate("B", 5, ()))
+        self.table.handed_over("B", view("e1", 4))
+        self.table.apply(GhostUpdate("B", 5, ()))
+        self.assertIn("e1", self.table)
+        self.table.apply(GhostUpdate("B", 6, ()))
+        self.assertNotIn("e1", self.table)
+
+    def test_handed_over_to_a_silent_zone_expires(self):
+        self.table.handed_over("B", view("e1", 4), 100)
+        self.clock.advance(0.5)
+        self.assertEqual(self.table.expire(), [])
+        self.clock.advance(0.5)
+        self.assertEqual(self.table.expire(), ["e1"])
+        self.table.apply(GhostUpdate("B", 1, ()))
+        self.assertNotIn("e1", self.table)
+
+    def test_handed_over_keeps_the_rules(self):
+        """Never a ghost of a real here, never an older version; a real added drops it."""
+        self.reals.add("e1")
+        self.table.handed_over("B", view("e1", 4), 7)
+        self.assertNotIn("e1", self.table)
+        self.reals.clear()
+        self.table.apply(GhostUpdate("C", 1, (view("e1", 5),)))
+        self.table.handed_over("B", view("e1", 4), 7)
+        self.assertEqual(self.table.get("e1").source, "C")
+        self.table.handed_over("B", view("e1", 6), 7)
+        self.assertEqual(self.table.get("e1").source, "B")
+        self.table.apply(GhostUpdate("C", 2, ()))
+        self.assertIn("e1", self.table)
+        self.reals.add("e1")
+        self.table.real_added("e1")
+        self.assertNotIn("e1", self.table)
+        self.reals.clear()
+        self.table.apply(GhostUpdate("B", 3, ()))
+        self.assertNotIn("e1", self.table)
 
     def test_ghost_view(self):
         entity = player()

@@ -19,7 +19,7 @@ from mmo import config
 from mmo.config import ConfigError, WorldSection
 from mmo.zone.aoi import AreaOfInterest
 from mmo.zone.entity import NPC, PLAYER, Entity
-from mmo.zone.simulation import Input, ZoneSimulation
+from mmo.zone.simulation import Input, ZoneSimulation, parse_input
 from mmo.zone.ticker import Ticker
 from mmo.zone.world import Region, WorldMap
 from tests.support import write_config
@@ -67,6 +67,18 @@ class Zone:
     def tick(self, dt: float = TICK):
         self.clock.advance(dt)
         return self.sim.tick()
+
+
+def send(sim, entity: Entity, seq: int, x: float, y: float, extra=None) -> bool:
+    """
+    The input C{seq} of C{entity}'s player, as the zone's handoff gives it
+    to the simulation: applied now, then counted in C{last_input}.
+    Whether it was applied.
+    """
+    payload = {"x": x, "y": y} if extra is None else {"x": x, "y": y, "extra": extra}
+    applied = sim.input(entity, seq, payload)
+    entity.last_input = seq
+    return applied
 
 
 def events_of(result, entity: Entity) -> dict:
@@ -544,104 +556,91 @@ class InputTests(unittest.TestCase):
         self.sim.add(self.p)
         self.zone.tick()
 
-    def test_applied_at_the_next_tick(self):
-        self.assertTrue(self.sim.input("p", 1, 500.3, 500))
-        self.assertEqual((self.p.x, self.p.y), (500, 500))
+    def test_applied_at_once(self):
+        """An input moves its entity when it comes; the next tick shows it."""
+        self.assertTrue(send(self.sim, self.p, 1, 500.3, 500))
+        self.assertEqual((self.p.x, self.p.y), (500.3, 500))
         events = events_of(self.zone.tick(), self.p)
-        self.assertEqual((self.p.x, self.p.last_input), (500.3, 1))
         self.assertNotIn("world.correct", events)
         self.assertEqual(events["world.update"]["update"], [{"id": "p", "x": 500.3, "y": 500.0}])
 
-    def test_in_order_and_at_most_once(self):
+    def test_the_game_gets_each_input(self):
+        """apply_input gets every input given, with the game's fields."""
         applied = []
 
         class Recording(ZoneSimulation):
             def apply_input(self, entity, move):
-                applied.append(move.seq)
+                applied.append(move)
                 return super().apply_input(entity, move)
 
         zone = Zone(cls=Recording)
         p = player("p", 500, 500)
         zone.sim.add(p)
-        for seq in (3, 1, 2):
-            self.assertTrue(zone.sim.input("p", seq, 500 + seq * 0.1, 500))
-        # A duplicate of a queued input is dropped.
-        self.assertFalse(zone.sim.input("p", 2, 400, 400))
-        zone.tick()
-        self.assertEqual(applied, [1, 2, 3])
-        self.assertEqual((p.x, p.last_input), (500.3, 3))
-        # Applied ones, and older ones, are dropped.
-        self.assertFalse(zone.sim.input("p", 3, 500.4, 500))
-        self.assertFalse(zone.sim.input("p", 1, 500.4, 500))
-        self.assertTrue(zone.sim.input("p", 4, 500.4, 500))
-        zone.tick()
-        zone.tick()
-        self.assertEqual(applied, [1, 2, 3, 4])
-        self.assertEqual(p.last_input, 4)
+        send(zone.sim, p, 1, 500.1, 500, extra={"run": True})
+        send(zone.sim, p, 2, 500.2, 500)
+        self.assertEqual(applied, [Input(1, 500.1, 500.0, {"run": True}), Input(2, 500.2, 500.0)])
+        self.assertEqual((p.x, p.last_input), (500.2, 2))
 
-    def test_queued_input_already_applied_elsewhere(self):
-        """
-        An input queued here but applied meanwhile (its state arrived from
-        another zone with a later last_input) is not applied again.
-        """
-        self.assertTrue(self.sim.input("p", 3, 500.3, 500))
-        self.p.last_input = 5
+    def test_parse_input(self):
+        self.assertEqual(parse_input(3, {"x": 1, "y": 2.5}), Input(3, 1.0, 2.5))
+        self.assertEqual(
+            parse_input(4, {"x": 1, "y": 2, "extra": {"a": 1}}), Input(4, 1.0, 2.0, {"a": 1})
+        )
+        for payload in [
+            None,
+            [1, 2],
+            {"x": 1},
+            {"x": "a", "y": 1},
+            {"x": True, "y": 1},
+            {"x": 1, "y": math.nan},
+            {"x": 1, "y": math.inf},
+        ]:
+            self.assertIsNone(parse_input(1, payload), payload)
+
+    def test_malformed_corrected(self):
+        """A malformed input is not applied, and corrected."""
+        self.assertFalse(self.sim.input(self.p, 1, {"x": 500.1, "y": math.nan}))
+        self.p.last_input = 1
         events = events_of(self.zone.tick(), self.p)
-        self.assertEqual((self.p.x, self.p.last_input), (500, 5))
-        self.assertEqual(events, {})
-
-    def test_last_input_is_kept_across_zones(self):
-        """A player arriving with last_input 7 never has inputs up to 7 applied."""
-        zone = Zone()
-        arriving = player("a", 100, 100)
-        arriving.last_input = 7
-        zone.sim.add(arriving)
-        self.assertFalse(zone.sim.input("a", 7, 100.1, 100))
-        self.assertTrue(zone.sim.input("a", 8, 100.1, 100))
-        zone.tick()
-        self.assertEqual((arriving.x, arriving.last_input), (100.1, 8))
-
-    def test_unknown_entity(self):
-        self.assertFalse(self.sim.input("nobody", 1, 1, 1))
-
-    def test_malformed(self):
-        for seq, x, y in [("1", 1, 1), (True, 1, 1), (-1, 1, 1), (1, "a", 1), (1, 1, math.nan)]:
-            self.assertRaises(ValueError, self.sim.input, "p", seq, x, y)
-        self.assertRaises(ValueError, self.sim.input, "p", 1, 1, math.inf)
-
-    def test_queue_bound(self):
-        for seq in range(1, self.sim.max_queued_inputs + 1):
-            self.assertTrue(self.sim.input("p", seq, 500, 500))
-        self.assertFalse(self.sim.input("p", 1000, 500, 500))
+        self.assertEqual(events["world.correct"], {"x": 500, "y": 500, "input": 1})
+        self.assertEqual((self.p.x, self.p.y), (500, 500))
 
     def test_teleport_refused(self):
-        self.sim.input("p", 1, 600, 500)
+        self.assertFalse(send(self.sim, self.p, 1, 600, 500))
         events = events_of(self.zone.tick(), self.p)
-        self.assertEqual(events["world.correct"], {"x": 500, "y": 500, "seq": 1})
+        self.assertEqual(events["world.correct"], {"x": 500, "y": 500, "input": 1})
         self.assertEqual((self.p.x, self.p.y, self.p.last_input), (500, 500, 1))
         self.assertNotIn("world.update", events)
+        # Once.
+        self.assertEqual(events_of(self.zone.tick(), self.p), {})
 
     def test_off_the_map_refused(self):
         edge = player("edge", 0.1, 500)
         self.sim.add(edge)
-        self.sim.input("edge", 1, -0.1, 500)
+        send(self.sim, edge, 1, -0.1, 500)
         events = events_of(self.zone.tick(), edge)
-        self.assertEqual(events["world.correct"], {"x": 0.1, "y": 500, "seq": 1})
+        self.assertEqual(events["world.correct"], {"x": 0.1, "y": 500, "input": 1})
         self.assertEqual(edge.x, 0.1)
 
     def test_correction_after_accepted_inputs(self):
-        """The correction carries the state after the tick's last input."""
-        self.sim.input("p", 1, 500.2, 500)
-        self.sim.input("p", 2, 900, 500)
-        self.sim.input("p", 3, 500.4, 500)
+        """One correction a tick, with the state after the last input."""
+        send(self.sim, self.p, 1, 500.2, 500)
+        send(self.sim, self.p, 2, 900, 500)
+        send(self.sim, self.p, 3, 500.4, 500)
         events = events_of(self.zone.tick(), self.p)
-        self.assertEqual(events["world.correct"], {"x": 500.4, "y": 500, "seq": 3})
+        self.assertEqual(events["world.correct"], {"x": 500.4, "y": 500, "input": 3})
+
+    def test_no_correction_once_removed(self):
+        send(self.sim, self.p, 1, 900, 500)
+        self.sim.remove("p")
+        self.sim.add(self.p)
+        self.assertNotIn("world.correct", events_of(self.zone.tick(), self.p))
 
     def test_full_speed_is_accepted(self):
         """Walking at max_speed, one input a tick, is never corrected."""
         speed = self.zone.conf.max_speed
         for seq in range(1, 201):
-            self.sim.input("p", seq, 500 + seq * speed * TICK, 500)
+            send(self.sim, self.p, seq, 500 + seq * speed * TICK, 500)
             self.assertNotIn("world.correct", events_of(self.zone.tick(), self.p))
         self.assertAlmostEqual(self.p.x, 500 + 200 * speed * TICK)
 
@@ -654,7 +653,7 @@ class InputTests(unittest.TestCase):
             self.zone.tick()
             for _ in range(3):
                 seq += 1
-                self.sim.input("p", seq, 500 + seq * speed * TICK, 500)
+                send(self.sim, self.p, seq, 500 + seq * speed * TICK, 500)
             self.assertNotIn("world.correct", events_of(self.zone.tick(), self.p))
         self.assertAlmostEqual(self.p.x, 500 + seq * speed * TICK)
 
@@ -665,11 +664,11 @@ class InputTests(unittest.TestCase):
         x = self.p.x
         for seq in range(1, 101):
             x += 2 * conf.max_speed * TICK
-            self.sim.input("p", seq, x, 500)
+            send(self.sim, self.p, seq, x, 500)
             events = events_of(self.zone.tick(), self.p)
             if "world.correct" in events:
                 correction = events["world.correct"]
-                self.assertEqual(correction, {"x": self.p.x, "y": 500, "seq": seq})
+                self.assertEqual(correction, {"x": self.p.x, "y": 500, "input": seq})
                 corrections.append(correction)
                 x = correction["x"]  # the client takes the correction
         self.assertGreater(len(corrections), 10)
@@ -677,14 +676,6 @@ class InputTests(unittest.TestCase):
         limit = conf.max_speed * (1 + conf.speed_tolerance) * (elapsed + conf.move_burst)
         self.assertLessEqual(self.p.x - 500, limit)
         self.assertGreater(self.p.x - 500, conf.max_speed * elapsed * 0.5)
-
-    def test_take_inputs(self):
-        self.sim.input("p", 2, 500.2, 500)
-        self.sim.input("p", 1, 500.1, 500, extra={"run": True})
-        taken = self.sim.take_inputs("p")
-        self.assertEqual(taken, [Input(1, 500.1, 500.0, {"run": True}), Input(2, 500.2, 500.0)])
-        self.zone.tick()
-        self.assertEqual((self.p.x, self.p.last_input), (500, 0))
 
 
 class FreezeTests(unittest.TestCase):
@@ -709,10 +700,9 @@ class FreezeTests(unittest.TestCase):
         sim.freeze("p")
         sim.freeze(npc.id)
         where = (npc.x, npc.y)
-        self.assertTrue(sim.input("p", 1, 506.2, 500))
         result = zone.tick()
         self.assertEqual(result.crossings, [])
-        self.assertEqual((p.x, p.last_input, p.attrs), (506, 0, {"ticks": 1}))
+        self.assertEqual((p.x, p.attrs), (506, {"ticks": 1}))
         self.assertEqual((npc.x, npc.y), where)
         self.assertIn("p", ids(result.ghost_views["r0c1"]))
         self.assertIn("p", sim.seen("w"))
@@ -726,6 +716,7 @@ class FreezeTests(unittest.TestCase):
 
         sim.thaw("p")
         sim.thaw(npc.id)
+        send(sim, p, 1, 506.2, 500)
         result = zone.tick()
         # Undone: this zone goes on from the view the client has.
         self.assertEqual(ids(events_of(result, p)["world.update"]["enter"]), {"newcomer"})
@@ -753,7 +744,7 @@ class ExtensionTests(unittest.TestCase):
         zone.sim.add(a)
         zone.sim.add(b)
         zone.tick()
-        zone.sim.input("a", 1, 500, 500, extra={"emote": "wave"})
+        send(zone.sim, a, 1, 500, 500, extra={"emote": "wave"})
         update = events_of(zone.tick(), b)["world.update"]
         entries = {entry["id"]: entry for entry in update["update"]}
         self.assertEqual(entries["a"], {"id": "a", "attrs": {"ticks": 2, "emote": "wave"}})
@@ -808,7 +799,7 @@ class BorderTests(unittest.TestCase):
             x = 500 + 3 * math.sin(i / 5)
             y = min(p.y + step * 0.5, 499)
             x = p.x + max(-step * 0.8, min(step * 0.8, x - p.x))
-            self.sim.input("p", seq, x, y)
+            send(self.sim, p, seq, x, y)
             result = self.zone.tick()
             self.assertNotIn("world.correct", events_of(result, p))
             self.assertEqual(result.crossings, [])
@@ -884,7 +875,7 @@ class TwoZoneTests(unittest.TestCase):
         seq = 0
         while True:
             seq += 1
-            self.west.input("walker", seq, walker.x + step, 500)
+            send(self.west, walker, seq, walker.x + step, 500)
             west, east = self.tick()
             for result, who in ((west, walker), (west, stayer), (east, other)):
                 update = events_of(result, who).get("world.update", {"enter": [], "leave": []})
@@ -894,15 +885,16 @@ class TwoZoneTests(unittest.TestCase):
                 break
         self.assertEqual([(e.id, r.name) for e, r in west.crossings], [("walker", "r0c1")])
 
-        # The handoff, as the protocol will do it: the state, its view, its inputs.
-        seq += 1
-        self.west.input("walker", seq, walker.x + step, 500)
-        inputs = self.west.take_inputs("walker")
+        # The handoff, as the zone service does it: the state and its
+        # client's view go over, the old zone keeps the walker as a ghost
+        # of the new one (its GhostTable does) until the new one's views
+        # hold it, and the next input is applied in the new zone.
         seen = self.west.seen("walker")
-        moved = Entity.from_dict(self.west.remove("walker", handed_to="r0c1").to_dict())
+        self.west.set_ghosts("r0c1", [*self.west.ghosts.values(), self.west.entity_view(walker)])
+        moved = Entity.from_dict(self.west.remove("walker").to_dict())
         self.east.add(moved, seen=seen)
-        for queued in inputs:
-            self.assertTrue(self.east.input(moved.id, queued.seq, queued.x, queued.y))
+        seq += 1
+        self.assertTrue(send(self.east, moved, seq, moved.x + step, 500))
         # The west zone ticks before the east one's ghost views of it arrive.
         for _ in range(3):
             west, east = self.tick()
@@ -942,10 +934,12 @@ class NPCTests(unittest.TestCase):
         self.assertEqual([n.id for n in spawned], ["npc-r0c0-1", "npc-r0c0-3"])
 
     def test_walk_at_their_speed(self):
-        zone = Zone({"npc_speed": 3})
+        class Straight(ZoneSimulation):
+            wander_turn = (1e9, 1e9)
+
+        zone = Zone({"npc_speed": 3}, cls=Straight)
         (npc,) = zone.sim.spawn_npcs(1)
         npc.x = npc.y = 500
-        zone.sim._walks[npc.id][2] = 1e9  # no turns
         zone.tick()
         before = (npc.x, npc.y)
         zone.tick()

@@ -366,11 +366,16 @@ class Offer:
 
 @message
 class Accept:
-    """New owner to old: the store names me owner by this transfer, at C{version}."""
+    """
+    New owner to old: the store names me owner by this transfer, at
+    C{version}; C{ghost_tick} is the number of my last L{GhostUpdate} sent
+    before that (the old owner ghosts the entity until a later one).
+    """
 
     transfer_id: str
     entity_id: str
     version: int
+    ghost_tick: int | None = None
 
 
 @message

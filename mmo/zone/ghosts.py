@@ -19,7 +19,12 @@ neighbour keeps them in a L{GhostTable}, by these rules:
     two) are ignored, so the ghost of an entity that changed owner is taken
     from its new owner only;
   - a zone that stops sending (it crashed) has its ghosts dropped after
-    C{ttl} seconds.
+    C{ttl} seconds;
+  - a real this zone handed over to a neighbour stays, as a ghost of that
+    neighbour (its last view, at its new version), until the neighbour's
+    first update that could contain it (L{GhostTable.handed_over}): so
+    that the players who see it here do not see it leave, then enter
+    again when that update comes.
 """
 
 from __future__ import annotations
@@ -66,6 +71,9 @@ class GhostTable:
         self._heard: dict[str, float] = {}
         #: Entity id -> (highest version taken, when).
         self._versions: dict[str, tuple[int, float]] = {}
+        #: Entity id -> (zone, tick): ghosts of reals handed over to that zone,
+        #: kept through its updates numbered up to that tick.
+        self._handed: dict[str, tuple[str, int]] = {}
 
     def __contains__(self, entity_id: str) -> bool:
         return entity_id in self._ghosts
@@ -105,26 +113,71 @@ class GhostTable:
         self._heard[update.zone] = now
         seen: set[str] = set()
         for view in update.views:
-            entity_id, version = view["id"], view["version"]
-            if self.is_real(entity_id):
-                continue
-            newest = self._versions.get(entity_id)
-            if newest is not None and version < newest[0]:
-                continue
-            current = self._ghosts.get(entity_id)
-            if current is not None and current.source != update.zone:
-                if version <= current.version:
-                    continue
-                self._by_source[current.source].discard(entity_id)
-            self._ghosts[entity_id] = Ghost(update.zone, version, view)
-            self._versions[entity_id] = (version, now)
-            seen.add(entity_id)
+            if self._take(update.zone, view, now):
+                seen.add(view["id"])
+        if self._handed:
+            self._keep_handed(update, seen)
         for entity_id in self._by_source.get(update.zone, set()) - seen:
             del self._ghosts[entity_id]
         self._by_source[update.zone] = seen
 
+    def handed_over(self, zone: str, view: dict, tick: int | None = None) -> None:
+        """
+        This zone handed a real over to C{zone}: keep it as a ghost of
+        C{zone} (C{view}: its last view here, with the version the handoff
+        gave it) through that zone's updates numbered up to C{tick}, which
+        were sent before it owned the entity; the first update after them
+        replaces it, as any update does.  Without C{tick}, the next update
+        heard from C{zone} does (the bus keeps one sender's order, so that
+        one was sent after C{zone} answered the handoff).
+
+        Nothing is kept of an entity that is a real here again, or of which
+        a newer version was taken already.
+        """
+        now = self.clock.seconds()
+        if not self._take(zone, view, now):
+            return
+        entity_id = view["id"]
+        self._by_source.setdefault(zone, set()).add(entity_id)
+        # Dropped with the zone's other ghosts if it never speaks.
+        self._heard.setdefault(zone, now)
+        last = self._ticks.get(zone, -1)
+        self._handed[entity_id] = (zone, last if tick is None else max(tick, last))
+
+    def _take(self, zone: str, view: dict, now: float) -> bool:
+        """
+        Make C{view} (with its version) its entity's ghost from C{zone},
+        unless the rules above say no; whether it did.  The caller notes
+        it among C{zone}'s ghosts.
+        """
+        entity_id, version = view["id"], view["version"]
+        if self.is_real(entity_id):
+            return False
+        newest = self._versions.get(entity_id)
+        if newest is not None and version < newest[0]:
+            return False
+        current = self._ghosts.get(entity_id)
+        if current is not None and current.source != zone:
+            if version <= current.version:
+                return False
+            self._by_source[current.source].discard(entity_id)
+        self._ghosts[entity_id] = Ghost(zone, version, view)
+        self._versions[entity_id] = (version, now)
+        return True
+
+    def _keep_handed(self, update: GhostUpdate, seen: set[str]) -> None:
+        """Keep, through C{update}, the handed-over ghosts it was sent too early to hold."""
+        for entity_id, (zone, tick) in list(self._handed.items()):
+            if zone != update.zone:
+                continue
+            if update.tick <= tick and entity_id in self._by_source.get(zone, ()):
+                seen.add(entity_id)
+            else:
+                del self._handed[entity_id]
+
     def real_added(self, entity_id: str) -> None:
         """The entity became a real here (a handoff arrived): drop its ghost."""
+        self._handed.pop(entity_id, None)
         ghost = self._ghosts.pop(entity_id, None)
         if ghost is not None:
             self._by_source[ghost.source].discard(entity_id)
@@ -143,6 +196,7 @@ class GhostTable:
                 self._ticks.pop(zone, None)
                 for entity_id in sorted(self._by_source.pop(zone, set())):
                     del self._ghosts[entity_id]
+                    self._handed.pop(entity_id, None)
                     dropped.append(entity_id)
         for entity_id, (_, when) in list(self._versions.items()):
             if entity_id not in self._ghosts and now - when >= self.ttl:

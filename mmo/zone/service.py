@@ -22,13 +22,13 @@ switches.  See C{docs/world.md}.
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 
 from twisted.internet import defer
 
 from mmo.game import messages
 from mmo.game.messages import (
+    Accept,
     BusLink,
     GhostUpdate,
     HandedOver,
@@ -48,8 +48,7 @@ from mmo.zone.checkpoint import Checkpointer
 from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, ZoneHandoff
-from mmo.zone.simulation import Input as Move
-from mmo.zone.simulation import ZoneSimulation
+from mmo.zone.simulation import ZoneSimulation, parse_input
 from mmo.zone.takeover import HANDED, SERVING, Takeover
 from mmo.zone.ticker import Ticker
 from mmo.zone.world import WorldMap
@@ -62,34 +61,34 @@ class ZoneLink(BusLink):
     """
     The handoff's L{mmo.zone.handoff.Link} of a zone: over the bus, with
     each L{Offer} of a player carrying the view its client has (C{seen}),
-    so that the new zone goes on with the same view (nothing enters again).
+    so that the new zone goes on with the same view (nothing enters again),
+    and each L{Accept} the number of the zone's last ghost update
+    (C{ghost_tick}), so that the old zone ghosts the entity until the
+    first update of ours that holds it (nothing leaves and enters again).
     """
 
-    def __init__(self, bus, name: str, zones, seen):
+    def __init__(self, bus, name: str, zones, seen, ghost_tick):
         super().__init__(bus, name, zones)
         self.seen = seen
+        self.ghost_tick = ghost_tick
 
     def send(self, to: str, value) -> defer.Deferred:
         if isinstance(value, Offer) and value.seen is None:
             value = replace(value, seen=self.seen(value.entity_id))
+        elif isinstance(value, Accept) and value.ghost_tick is None:
+            value = replace(value, ghost_tick=self.ghost_tick())
         return super().send(to, value)
 
 
 class _State:
     """
-    The simulation as the handoff's L{mmo.zone.handoff.ZoneState}.
-
-    The handoff applies an input I{now} and then sets the entity's
-    C{last_input} itself, so inputs are applied here at once with the
-    simulation's own movement rules (L{ZoneSimulation.apply_input}), never
-    queued for the tick (where the simulation would skip them, their
-    C{seq} being counted already).  Refused ones are noted, for a
-    C{world.correct} with the tick's pushes.
+    The simulation as the handoff's L{mmo.zone.handoff.ZoneState}: inputs
+    applied at once (L{ZoneSimulation.input}), and each player handed over
+    here added with the view its client has (from the offer).
     """
 
     def __init__(self, simulation: ZoneSimulation):
         self.simulation = simulation
-        self.corrected: set[str] = set()
         #: Entity id -> the view its client has, from the offer handing it here.
         self.arriving: dict[str, list[str]] = {}
 
@@ -97,7 +96,6 @@ class _State:
         self.simulation.add(entity, seen=self.arriving.pop(entity.id, None))
 
     def remove(self, entity_id: str) -> Entity | None:
-        self.corrected.discard(entity_id)
         return self.simulation.remove(entity_id)
 
     def get(self, entity_id: str) -> Entity | None:
@@ -110,9 +108,7 @@ class _State:
         self.simulation.thaw(entity_id)
 
     def apply_input(self, entity: Entity, seq: int, payload) -> None:
-        move = _move(seq, payload)
-        if move is None or not self.simulation.apply_input(entity, move):
-            self.corrected.add(entity.id)
+        self.simulation.input(entity, seq, payload)
 
     def arrive(self, offer: Offer) -> None:
         """An offer came: its player's view, for when it is added."""
@@ -121,19 +117,6 @@ class _State:
             self.arriving[offer.entity_id] = seen
         else:
             self.arriving.pop(offer.entity_id, None)
-
-
-def _move(seq: int, payload) -> Move | None:
-    """The simulation's input from a C{zone.move}'s payload, or C{None} if malformed."""
-    if not isinstance(payload, dict):
-        return None
-    x, y = payload.get("x"), payload.get("y")
-    for value in (x, y):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return None
-        if not math.isfinite(value):
-            return None
-    return Move(seq, float(x), float(y), payload.get("extra"))
 
 
 class ZoneService(GameService):
@@ -162,7 +145,9 @@ class ZoneService(GameService):
         self.name = region_name
         self.simulation = self.simulation_class(self.map, region_name, world, reactor, rng=rng)
         self.state = _State(self.simulation)
-        self.link = ZoneLink(bus, region_name, list(self.map.regions), self.simulation.seen)
+        self.link = ZoneLink(
+            bus, region_name, list(self.map.regions), self.simulation.seen, self._last_ghost_tick
+        )
         self.ghosts = GhostTable(self._is_real, reactor)
         self.handoff = ZoneHandoff(
             region_name,
@@ -171,6 +156,7 @@ class ZoneService(GameService):
             self.link,
             reactor,
             on_real_added=self.ghosts.real_added,
+            on_handed_over=self._handed_over,
         )
         self.checkpointer = Checkpointer(
             region_name, store, self.handoff.checkpoint_records, reactor, self.checkpoint_interval
@@ -190,6 +176,17 @@ class ZoneService(GameService):
 
     def _is_real(self, entity_id: str) -> bool:
         return self.handoff.is_real(entity_id) or entity_id in self.simulation.reals
+
+    def _last_ghost_tick(self) -> int:
+        return self._ghost_tick
+
+    def _handed_over(self, entity: Entity, owner: str, version: int, ghost_tick) -> None:
+        """
+        A real handed over to C{owner}: its last view stays here as a ghost
+        of C{owner} until that zone's updates hold it (L{GhostTable.handed_over}).
+        """
+        view = {**self.simulation.entity_view(entity), "version": version}
+        self.ghosts.handed_over(owner, view, ghost_tick)
 
     @property
     def mode(self) -> str:
@@ -360,17 +357,7 @@ class ZoneService(GameService):
         result = self.simulation.tick()
         self.last_tick_at = result.time
 
-        pushes = result.pushes
-        corrected, self.state.corrected = self.state.corrected, set()
-        for entity_id in sorted(corrected):
-            entity = self.simulation.get(entity_id)
-            if entity is None or entity.session is None or entity.gateway is None:
-                continue
-            events = pushes.setdefault(entity.gateway, {}).setdefault(entity.session, [])
-            if not (events and events[0][0] == "world.correct"):
-                correction = {"x": entity.x, "y": entity.y, "input": entity.last_input}
-                events.insert(0, ("world.correct", correction))
-        for gateway, by_session in pushes.items():
+        for gateway, by_session in result.pushes.items():
             if gateway is None:
                 continue
             batch = {
@@ -491,7 +478,7 @@ class ZoneService(GameService):
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise WireError(codes.BAD_REQUEST, "seq must be a non-negative integer")
         payload = {"x": x, "y": y}
-        if _move(seq, payload) is None:
+        if parse_input(seq, payload) is None:
             raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
         if self.handoff.status(entity_id) is None and caller.zone is None:
             raise WireError(codes.NOT_ALLOWED, "enter the zone first")

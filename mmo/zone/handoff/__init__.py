@@ -9,7 +9,8 @@ The protocol (see C{docs/handoff.md} for the full story and diagram)::
                                 store.transfer(A->B, T)   (the commit point)
                                 real added, holds G's inputs
              <--------------- Accept(T) ---------------
-    real removed, forward entry
+    real removed (a ghost of B's until B's ghost updates hold it),
+    forward entry
     Forward(T, buffered) ---------------------------->     (applied at once)
     SwitchRoute(T, B) -------------------------------------------------->
              <---------------------------------------------- Switched(T)

@@ -57,7 +57,7 @@ class Departures:
         out = self._offers.get(accept.entity_id)
         if out is None or out.transfer_id != accept.transfer_id:
             return  # a repeat, or of a handoff settled already
-        self._complete(out, out.target, accept.version)
+        self._complete(out, out.target, accept.version, accept.ghost_tick)
 
     def _on_refuse(self, sender: str, refuse: Refuse) -> None:
         out = self._offers.get(refuse.entity_id)
@@ -120,15 +120,25 @@ class Departures:
         del self._status[out.entity_id]
         self.zone.remove(out.entity_id)
 
-    def _complete(self, out: _Outgoing, owner: str, version: int) -> None:
-        """The neighbour owns it: drop the real, forward, switch the route."""
+    def _complete(
+        self, out: _Outgoing, owner: str, version: int, ghost_tick: int | None = None
+    ) -> None:
+        """
+        The neighbour owns it: drop the real, forward, switch the route.
+
+        @param ghost_tick: From the neighbour's L{Accept}, if that is how
+            this zone learnt it: the number of its last ghost update sent
+            before it owned the entity.
+        """
         entity_id = out.entity_id
         del self._offers[entity_id]
         del self._status[entity_id]
         self._arrived.pop(entity_id, None)
         self._cancel(out.retry)
         self._cancel(out.deadline)
-        self.zone.remove(entity_id)
+        entity = self.zone.remove(entity_id)
+        if entity is not None and self.on_handed_over is not None:
+            self.on_handed_over(entity, owner, version, ghost_tick)
         out.phase, out.owner, out.version = "switching", owner, version
         self._forwarding[entity_id] = _Forwarding(owner, out.transfer_id)
         if out.buffer:

@@ -65,6 +65,11 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         (default: random UUIDs).
     @param on_real_added: Called with an entity id when it becomes a real
         here (for L{mmo.zone.ghosts.GhostTable.real_added}).
+    @param on_handed_over: Called when a real of this zone was handed over
+        and removed, with the entity (its last state here), the zone that
+        owns it now, its version there, and the C{ghost_tick} of that
+        zone's L{Accept} (or C{None}): for
+        L{mmo.zone.ghosts.GhostTable.handed_over}.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         max_buffered_inputs: int = 256,
         new_transfer_id: Callable[[], str] | None = None,
         on_real_added: Callable[[str], None] | None = None,
+        on_handed_over: Callable[[Entity, str, int, int | None], None] | None = None,
     ):
         self.name = name
         self.store = store
@@ -99,6 +105,7 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         self.max_buffered_inputs = max_buffered_inputs
         self.new_transfer_id = new_transfer_id or (lambda: uuid.uuid4().hex)
         self.on_real_added = on_real_added
+        self.on_handed_over = on_handed_over
         #: The state of each real: ACTIVE, HOLDING, OFFERING or LEAVING.
         self._status: dict[str, str] = {}
         #: The transfer that brought each real here, if one did.
