@@ -308,6 +308,11 @@ class ZoneLink:
     def session_event(self, caller, event):
         return defer.succeed(None)
 
+    def send(self, to, message, sender):
+        # The same link as the inputs: everything sent before arrives before.
+        self.node.link.send(to, message)
+        return defer.succeed(None)
+
     def handle(self, caller, kind, message):
         if not self.world.alive.get(self.zone):
             return defer.fail(WireError(codes.UNAVAILABLE, f"zone {self.zone} is down"))
@@ -371,7 +376,7 @@ class GatewayNode:
         self.route = ZoneRoute(
             {zone: ZoneLink(world, self, zone) for zone in world.zone_names},
             WorldMap(len(regions), 1.0, regions),
-            self.link,
+            name,
             self.store,
             (0.0, 0.0),
         )

@@ -26,7 +26,8 @@ from mmo import rpc
 from mmo.bus.memory import MemoryBus
 from mmo.config import ConfigError
 from mmo.frontend.listener import ClientListener
-from mmo.game.messages import SESSIONS_CHANNEL, gateway_channel
+from mmo.game import messages
+from mmo.game.messages import SESSIONS_CHANNEL, Switched, gateway_channel
 from mmo.game.routes import LocalRoute, RemoteRoute, pack, unpack
 from mmo.game.server import ServiceRPC, ServiceRPCFactory, serve
 from mmo.game.service import Caller
@@ -35,7 +36,7 @@ from mmo.gateway.factory import GatewayFactory
 from mmo.gateway.tap import ROUTE_PREFIXES, gateway_routes
 from mmo.login.tickets import TicketSigner, load_key
 from mmo.process.service import ProcessService
-from mmo.rpc.commands import LongBytes, Route, RouteBatch, ServiceError, SessionEvent
+from mmo.rpc.commands import LongBytes, Route, RouteBatch, Send, ServiceError, SessionEvent
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from tests import support
@@ -97,9 +98,7 @@ class Harness(unittest.TestCase):
         process = self.config.process("gateway-1")
         # Only the lobby is up: route to it.
         self.routes = [
-            r
-            for r in gateway_routes(self.config, process, None, reactor, LINK_WAIT)
-            if r.name == "lobby"
+            r for r in gateway_routes(self.config, process, reactor, LINK_WAIT) if r.name == "lobby"
         ]
         for route in self.routes:
             for service in route.services():
@@ -170,6 +169,21 @@ class RemoteRouteTests(Harness):
         player.send_without_id("bye")
         await self.until(lambda: self.lobby.seen("ended"))
         self.assertEqual(self.lobby.seen("ended")[0].session, self.session)
+
+    async def test_send(self):
+        """
+        A message of the bus vocabulary sent over the route reaches the
+        service with the link's peer as its sender (not the name it claims);
+        one the service does not take is refused.
+        """
+        received = []
+        self.lobby.receive = lambda to, sender, message: received.append((to, sender, message))
+        [route] = self.routes
+        await route.send("r0c0", Switched("t-1", "s-1"), "someone-else")
+        self.assertEqual(received, [("r0c0", "gateway-1", Switched("t-1", "s-1"))])
+        del self.lobby.receive
+        with self.assertRaises(rpc.BadRequest):
+            await route.send("r0c0", Switched("t-2", "s-1"), "gateway-1")
 
     async def test_large_message(self):
         """A message larger than an AMP value is carried whole, both ways."""
@@ -400,6 +414,20 @@ class BatchTests(unittest.TestCase):
         self.assertEqual([len(unpack(a["calls"])) for _, a in link.calls], [2, 2, 1])
         self.assertEqual([self.successResultOf(d)["text"] for d in results], list("abcde"))
 
+    def test_send_after_the_moves(self):
+        """A message sent over the route goes after the moves gathered before it."""
+        link = BatchLink(echo)
+        route = self.route(link)
+        self.moves(route, ["a", "b"])
+        sent = route.send("r0c0", Switched("t-1", "s1"), "gateway-1")
+        self.assertEqual([c for c, _ in link.calls], [RouteBatch, Send])
+        _, arguments = link.calls[1]
+        self.assertEqual(arguments["to"], "r0c0")
+        self.assertEqual(
+            messages.decode(unpack(arguments["message"])), ("gateway-1", Switched("t-1", "s1"))
+        )
+        self.successResultOf(sent)
+
     def test_order_kept(self):
         """Any other message, or a session event, sends the gathered moves first."""
         link = BatchLink(echo, {"body": pack({"left": True})})
@@ -508,9 +536,7 @@ class WiringTests(unittest.TestCase):
         )
 
     def test_gateway_routes(self):
-        routes = gateway_routes(
-            self.config, self.config.process("gateway-1"), None, MemoryReactorClock()
-        )
+        routes = gateway_routes(self.config, self.config.process("gateway-1"), MemoryReactorClock())
         self.assertEqual(
             [(r.name, r.prefixes) for r in routes],
             [("lobby", ROUTE_PREFIXES["lobby"]), ("chat", ROUTE_PREFIXES["chat"])],

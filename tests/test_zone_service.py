@@ -19,7 +19,6 @@ from mmo.game.messages import (
     Switched,
     SwitchRoute,
     gateway_channel,
-    zone_channel,
 )
 from mmo.game.service import Caller, Reply, SessionChange
 from mmo.gateway.delivery import Delivery
@@ -69,14 +68,15 @@ def caller(name: str, gateway: str = "gw-1", zone: str | None = None) -> Caller:
     )
 
 
-class RecordingLink:
-    """A handoff link that keeps what it is asked to send."""
+class RecordingRoute:
+    """A route to a zone that keeps what the zone route sends it (route switches)."""
 
     def __init__(self):
         self.sent: list = []
 
-    def send(self, to, message):
-        self.sent.append((to, message))
+    def send(self, to, message, sender):
+        self.sent.append((to, message, sender))
+        return defer.succeed(None)
 
 
 class ZoneTestCase(unittest.TestCase):
@@ -322,9 +322,8 @@ class ZoneServiceTests(ZoneTestCase):
         self.assertTrue(switches, "no route switch")
         switch = switches[0]
         self.assertEqual((switch.session, switch.zone), ("session-alice", "r0c1"))
-        await messages.publish(
-            self.bus, zone_channel("r0c0"), Switched(switch.transfer_id, switch.session), "gw-1"
-        )
+        # The gateway answers over the route its inputs take.
+        self.west.receive("r0c0", "gw-1", Switched(switch.transfer_id, switch.session))
         await self.until(lambda: self.east.handoff.status("c-alice") == "active")
         self.assertIsNone(self.west.simulation.get("c-alice"))
         arrived = self.east.simulation.get("c-alice")
@@ -417,31 +416,32 @@ class GatewaySideTests(unittest.TestCase):
 
     def test_route_switch(self):
         """A SwitchRoute moves the session's zone forwards only, and is always answered."""
-        link = RecordingLink()
-        route = ZoneRoute({}, WorldMap.from_config(self.config), link, None, (50.0, 50.0))
+        link = RecordingRoute()
+        world = WorldMap.from_config(self.config)
+        route = ZoneRoute({"r0c0": link, "r0c1": link}, world, "mmo", None, (50.0, 50.0))
         alice = FakePort(caller("alice", "mmo", zone="r0c0"))
         switch = SwitchRoute("t-1", "session-alice", "c-alice", "r0c1", 3)
         route.switch("r0c0", switch, alice)
         route.switch("r0c0", switch, alice)
         self.assertEqual(alice.caller.zone, "r0c1")
         self.assertEqual(alice.pushes, [("zone.changed", {"zone": "r0c1"})])
-        self.assertEqual(link.sent, [("r0c0", Switched("t-1", "session-alice"))] * 2)
+        self.assertEqual(link.sent, [("r0c0", Switched("t-1", "session-alice"), "mmo")] * 2)
         # An older route never wins.
         route.switch("r0c1", Moved("session-alice", "c-alice", "r0c0", 2), alice)
         self.assertEqual(alice.caller.zone, "r0c1")
         # A session not held here: still answered.
         route.switch("r0c1", SwitchRoute("t-2", "session-gone", "c-x", "r0c0", 1), None)
-        self.assertEqual(link.sent[-1], ("r0c1", Switched("t-2", "session-gone")))
+        self.assertEqual(link.sent[-1], ("r0c1", Switched("t-2", "session-gone"), "mmo"))
 
     def test_zone_messages_need_zone_enter(self):
-        route = ZoneRoute({}, WorldMap.from_config(self.config), RecordingLink(), None, (50, 50))
+        route = ZoneRoute({}, WorldMap.from_config(self.config), "mmo", None, (50, 50))
         d = route.handle(caller("bob"), "zone.move", {"seq": 1, "x": 1, "y": 1})
         failure = self.failureResultOf(d, WireError)
         self.assertEqual(failure.value.code, codes.NOT_ALLOWED)
 
     def test_zone_enter_needs_world_enter(self):
         """One truth about the player's place: no zone without world.enter first."""
-        route = ZoneRoute({}, WorldMap.from_config(self.config), RecordingLink(), None, (50, 50))
+        route = ZoneRoute({}, WorldMap.from_config(self.config), "mmo", None, (50, 50))
         outside = caller("bob").moved(in_world=False)
         failure = self.failureResultOf(route.handle(outside, "zone.enter", {}), WireError)
         self.assertEqual(failure.value.code, codes.NOT_ALLOWED)
@@ -479,7 +479,7 @@ class RoutingTests(ZoneTestCase):
         return ZoneRoute(
             {name: LocalRoute(zone) for name, zone in self.zones.items()},
             WorldMap.from_config(self.config),
-            RecordingLink(),
+            "gw-1",
             store,
             self.config.world.spawn,
         )
@@ -533,7 +533,11 @@ class RoutingTests(ZoneTestCase):
         with self.assertRaises(WireError) as caught:
             await host.handle(caller("alice", zone="r0c0"), "zone.enter", {})
         self.assertEqual(caught.exception.code, codes.UNAVAILABLE)
-        [route] = gateway_routes(conf, conf.process("gateway-1"), self.bus, self.clock)
+        # A gateway's route switch answer: for a zone served here, and only that.
+        self.assertRaises(ValueError, host.receive, "r0c0", "gateway-1", Switched("t", "s"))
+        zone = host.zones["r0c1"]
+        self.assertRaises(ValueError, zone.receive, "r0c1", "gateway-1", Moved("s", "c", "z", 1))
+        [route] = gateway_routes(conf, conf.process("gateway-1"), self.clock)
         self.assertIsInstance(route, ZoneRoute)
         self.assertEqual(
             {zone: r.name for zone, r in route.routes.items()},

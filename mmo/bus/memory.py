@@ -168,7 +168,6 @@ class MemoryBus:
 
     # -- directory -------------------------------------------------------------------
 
-
     def unsubscribe(self, subscription: MemorySubscription) -> None:
         """Deliver nothing more to C{subscription} (its L{MemorySubscription.cancel})."""
         subscribers = self._channels.get(subscription.channel, [])
@@ -176,6 +175,7 @@ class MemoryBus:
             subscribers.remove(subscription)
         if not subscribers:
             self._channels.pop(subscription.channel, None)
+
     def announce(self, name: str, info: dict, ttl: float) -> defer.Deferred:
         try:
             data = pack(info)

@@ -30,6 +30,7 @@ from twisted.protocols import amp
 from zope.interface import Attribute, Interface, implementer
 
 from mmo import rpc
+from mmo.game import messages
 from mmo.game.service import Caller, GameService, Reply, SessionChange, owns
 from mmo.rpc import commands
 from mmo.wire import codes
@@ -73,6 +74,13 @@ class IRoute(Interface):
     def session_event(caller, event):
         """Deferred: tell the service that C{caller}'s session had C{event}."""
 
+    def send(to, message, sender):
+        """
+        Deferred: give the service's instance C{to} the message C{message}
+        of L{mmo.game.messages} from process C{sender}, after every message
+        this route carried before it.
+        """
+
     def services():
         """The Twisted services the route needs running (an RPC link), if any."""
 
@@ -100,6 +108,9 @@ class LocalRoute:
 
     def session_event(self, caller: Caller, event: str) -> defer.Deferred:
         return defer.ensureDeferred(self.service.session_event(caller, event))
+
+    def send(self, to: str, message, sender: str) -> defer.Deferred:
+        return defer.maybeDeferred(self.service.receive, to, sender, message)
 
     def services(self) -> list[IService]:
         return []
@@ -270,6 +281,12 @@ class RemoteRoute:
         if self._batch:
             self.flush()
         d = self._call(commands.SessionEvent, caller=pack(caller.to_dict()), event=event)
+        return d.addCallback(lambda _: None)
+
+    def send(self, to: str, message, sender: str) -> defer.Deferred:
+        if self._batch:
+            self.flush()
+        d = self._call(commands.Send, to=to, message=pack(messages.encode(message, sender)))
         return d.addCallback(lambda _: None)
 
     def relink(self) -> defer.Deferred:

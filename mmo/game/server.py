@@ -1,7 +1,8 @@
 """
 The service side of the game RPC: how a game-service process (lobby, chat,
 zones) answers the gateways' L{mmo.rpc.commands.Route},
-L{mmo.rpc.commands.RouteBatch} and L{mmo.rpc.commands.SessionEvent} for its
+L{mmo.rpc.commands.RouteBatch}, L{mmo.rpc.commands.Send} and
+L{mmo.rpc.commands.SessionEvent} for its
 L{mmo.game.service.GameService}, over AMP with mutual TLS.  The gateway's
 side is L{mmo.game.routes.RemoteRoute}.
 """
@@ -14,6 +15,7 @@ from twisted.logger import Logger
 
 from mmo import rpc
 from mmo.config import Config, ProcessSection
+from mmo.game import messages
 from mmo.game.routes import pack, unpack
 from mmo.game.service import Caller, Reply
 from mmo.rpc import commands
@@ -41,8 +43,9 @@ def _caller_of(fields) -> Caller:
 
 class ServiceRPC(rpc.RPCProtocol):
     """
-    Answers gateways' L{commands.Route} and L{commands.SessionEvent} for the
-    factory's game service.
+    Answers gateways' L{commands.Route}, L{commands.RouteBatch},
+    L{commands.Send} and L{commands.SessionEvent} for the factory's game
+    service.
     """
 
     @commands.Route.responder
@@ -52,6 +55,20 @@ class ServiceRPC(rpc.RPCProtocol):
     @commands.RouteBatch.responder
     def route_batch(self, calls: bytes) -> defer.Deferred:
         return defer.ensureDeferred(self.factory.route_batch(calls))
+
+    @commands.Send.responder
+    def send(self, to: str, message: bytes) -> dict:
+        # The sender is who the link's certificate names, not what it says.
+        try:
+            data = unpack(message)
+        except Exception:
+            raise rpc.BadRequest("malformed message")
+        try:
+            _, value = messages.decode(data)
+            self.factory.service.receive(to, self.peer, value)
+        except ValueError as e:
+            raise rpc.BadRequest(str(e))
+        return {}
 
     @commands.SessionEvent.responder
     def session_event(self, caller: bytes, event: str) -> defer.Deferred:

@@ -178,6 +178,17 @@ class GameService:
     async def session_event(self, caller: Caller, event: str) -> None:
         """A session started, changed, moved or ended (see the module docstring)."""
 
+    def receive(self, to: str, sender: str, message) -> None:
+        """
+        A message of L{mmo.game.messages} from process C{sender} for
+        instance C{to} of this service, sent over its route after the
+        messages routed before it (L{mmo.game.routes.IRoute.send}).  The
+        default takes none.
+
+        @raise ValueError: The service takes no such message.
+        """
+        raise ValueError(f"{self.kind or type(self).__name__} takes no {type(message).__name__}")
+
     def directory_info(self) -> dict:
         """
         What the process's directory entry says of the service's load, renewed

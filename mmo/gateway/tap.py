@@ -71,7 +71,7 @@ class Stopping:
 
 
 def gateway_routes(
-    config: Config, process: ProcessSection, bus, reactor=None, timeout: float = LINK_TIMEOUT
+    config: Config, process: ProcessSection, reactor=None, timeout: float = LINK_TIMEOUT
 ) -> list:
     """
     The routes of a gateway of a cluster: a L{RemoteRoute} (with its own RPC
@@ -89,7 +89,7 @@ def gateway_routes(
         for peer in config.processes.values()
         if peer.kind in ROUTE_PREFIXES
     ]
-    zones = zone_routes(config, process, bus, reactor, timeout)
+    zones = zone_routes(config, process, reactor, timeout)
     if zones is not None:
         routes.append(zones)
     return routes
@@ -165,7 +165,7 @@ def makeService(options: Options, reactor=None) -> ProcessService:
     def make():
         top = ProcessService(config, process, reactor)
         bus = top.resource(make_bus(config, reactor))
-        routes = gateway_routes(config, process, bus, reactor)
+        routes = gateway_routes(config, process, reactor)
         add_gateway(top, bus, routes, reactor, factory_class(config, process, GatewayFactory))
         return top
 

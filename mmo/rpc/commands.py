@@ -247,6 +247,20 @@ class RouteBatch(Command):
     response = [(b"replies", LongBytes())]
 
 
+class Send(Command):
+    """
+    A message of the bus vocabulary (L{mmo.game.messages}) for instance
+    C{to} of a game service (a zone's region), sent over the link the
+    gateway routes its players' messages on, so that it comes after every
+    message routed before it (a gateway's L{mmo.game.messages.Switched}
+    after the inputs it sent the old zone).  C{message} is the msgpack of
+    the message as L{mmo.game.messages.encode} makes it, with its sender.
+    """
+
+    arguments = [(b"to", amp.Unicode()), (b"message", LongBytes())]
+    response = []
+
+
 class SessionEvent(Command):
     """
     A gateway tells a game service that a session C{"started"},
@@ -284,6 +298,7 @@ __all__ = [
     "ServiceError",
     "Redirect",
     "Route",
+    "Send",
     "SessionEvent",
     "Admin",
 ]

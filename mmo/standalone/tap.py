@@ -19,7 +19,6 @@ def zone_route(config, process, store, bus, reactor, top):
     A L{mmo.zone.service.ZoneService} for every region of C{[world]}, in
     this process (resources of C{top}), and the L{ZoneRoute} to them.
     """
-    from mmo.game.messages import BusLink
     from mmo.zone.host import zone_service_class
     from mmo.zone.route import ZoneRoute
     from mmo.zone.world import WorldMap
@@ -30,8 +29,7 @@ def zone_route(config, process, store, bus, reactor, top):
         region.name: LocalRoute(top.resource(zone_class(config, store, bus, reactor, region.name)))
         for region in world_map.regions.values()
     }
-    link = BusLink(bus, process.name, zones)
-    return ZoneRoute(zones, world_map, link, store, config.world.spawn)
+    return ZoneRoute(zones, world_map, process.name, store, config.world.spawn)
 
 
 class Options(ConfigOptions):

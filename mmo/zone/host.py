@@ -238,6 +238,13 @@ class ZoneHost(GameService):
             raise WireError(codes.UNAVAILABLE, f"zone {caller.zone!r} is not served here; retry")
         return await zone.handle(caller, kind, message)
 
+    def receive(self, to: str, sender: str, message) -> None:
+        """A gateway's message for the zone of region C{to} (L{ZoneService.receive})."""
+        zone = self.zones.get(to)
+        if zone is None:
+            raise ValueError(f"zone {to!r} is not served here")
+        zone.receive(to, sender, message)
+
     async def session_event(self, caller: Caller, event: str) -> None:
         for zone in self.zones.values():
             await zone.session_event(caller, event)

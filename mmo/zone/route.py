@@ -17,7 +17,7 @@ from zope.interface import implementer
 
 from mmo import rpc
 from mmo.config import Config, ProcessSection
-from mmo.game.messages import BusLink, Moved, Relink, Switched, SwitchRoute
+from mmo.game.messages import Moved, Relink, Switched, SwitchRoute
 from mmo.game.routes import LINK_TIMEOUT, IRoute, RemoteRoute
 from mmo.game.service import Caller, Reply, SessionChange, owns
 from mmo.rpc.commands import Redirect
@@ -58,8 +58,7 @@ class ZoneRoute:
     its connection stays as it is.
 
     @ivar routes: Zone (region) name -> the L{IRoute} to its service.
-    @ivar link: What sends L{Switched} to a zone (a
-        L{mmo.zone.handoff.Link}: the bus, in production).
+    @ivar name: The gateway's process name: who sends the L{Switched}s.
     @ivar store: The store, if this process has one (the standalone
         server), to find where a character is; else C{None}.
     """
@@ -68,10 +67,10 @@ class ZoneRoute:
     name = "zones"
     prefixes = ("zone.",)
 
-    def __init__(self, routes: dict, world_map, link, store=None, spawn=None):
+    def __init__(self, routes: dict, world_map, name: str, store=None, spawn=None):
         self.routes = dict(routes)
         self.map = world_map
-        self.link = link
+        self.gateway = name
         self.store = store
         self.spawn = tuple(spawn) if spawn is not None else None
         #: Session -> the version of its entity that set its zone.
@@ -205,7 +204,25 @@ class ZoneRoute:
                     )
                     session.push("zone.changed", {"zone": message.zone})
         if isinstance(message, SwitchRoute):
-            self.link.send(sender, Switched(message.transfer_id, message.session))
+            self._switched(sender, Switched(message.transfer_id, message.session))
+
+    def _switched(self, zone: str, switched: Switched) -> None:
+        """
+        Answer C{zone}'s route switch over the route this gateway's inputs
+        to it take (L{mmo.game.routes.IRoute.send}): every input sent there
+        before arrives before the answer, as the handoff needs.
+        """
+        route = self.routes.get(zone)
+        if route is None:
+            self.log.warn("no route to zone {zone} for its route switch", zone=zone)
+            return
+        route.send(zone, switched, self.gateway).addErrback(
+            lambda f: self.log.warn(
+                "answering zone {zone}'s route switch failed: {why}",
+                zone=zone,
+                why=f.getErrorMessage(),
+            )
+        )
 
     def relink(self, sender: str, message: Relink) -> defer.Deferred | None:
         """
@@ -222,7 +239,7 @@ class ZoneRoute:
 
 
 def zone_routes(
-    config: Config, process: ProcessSection, bus, reactor=None, timeout: float = LINK_TIMEOUT
+    config: Config, process: ProcessSection, reactor=None, timeout: float = LINK_TIMEOUT
 ) -> ZoneRoute | None:
     """
     The L{ZoneRoute} of a gateway of a cluster to the C{zone} processes of
@@ -247,5 +264,4 @@ def zone_routes(
         for region in world_map.regions.values()
         if region.process in peers
     }
-    link = BusLink(bus, process.name, world_map.regions)
-    return ZoneRoute(routes, world_map, link, None, config.world.spawn)
+    return ZoneRoute(routes, world_map, process.name, None, config.world.spawn)

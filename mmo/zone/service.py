@@ -36,6 +36,7 @@ from mmo.game.messages import (
     Offer,
     PushBatch,
     RelayedEvent,
+    Switched,
     encode,
     gateway_channel,
     zone_channel,
@@ -52,6 +53,9 @@ from mmo.zone.simulation import ZoneSimulation, parse_input
 from mmo.zone.takeover import HANDED, SERVING, Takeover
 from mmo.zone.ticker import Ticker
 from mmo.zone.world import WorldMap
+
+#: The fields of a C{zone.move} that are not the game's own (L{Input.extra}).
+MOVE_FIELDS = frozenset({"t", "id", "seq", "x", "y"})
 
 #: Seconds between checkpoints of a zone's entities (what a crash may lose).
 CHECKPOINT_INTERVAL = 5.0
@@ -478,6 +482,10 @@ class ZoneService(GameService):
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise WireError(codes.BAD_REQUEST, "seq must be a non-negative integer")
         payload = {"x": x, "y": y}
+        # The game's own fields of the input travel with it (Input.extra).
+        extra = {k: v for k, v in message.items() if k not in MOVE_FIELDS}
+        if extra:
+            payload["extra"] = extra
         if parse_input(seq, payload) is None:
             raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
         if self.handoff.status(entity_id) is None and caller.zone is None:
@@ -485,10 +493,24 @@ class ZoneService(GameService):
         self._input(caller.gateway, Input(caller.session, entity_id, seq, payload))
         return {}
 
-    def _input(self, gateway: str, message: Input) -> None:
-        """An input from a gateway: to the handoff's gate, or to the successor once handed."""
+    def _input(self, gateway: str, message: Input | Switched) -> None:
+        """
+        An input (or a route switch) from a gateway: to the handoff's gate,
+        or to the successor once handed.
+        """
         if not self.takeover.relay(message, gateway):
             self.handoff.receive(gateway, message)
+
+    def receive(self, to: str, sender: str, message) -> None:
+        """
+        A gateway's L{Switched}, sent over the route its inputs take (so it
+        comes after every input it sent here before).
+
+        @raise ValueError: Not for this zone, or not a L{Switched}.
+        """
+        if to != self.name or not isinstance(message, Switched):
+            raise ValueError(f"zone {self.name} takes no {type(message).__name__} for {to!r}")
+        self._input(sender, message)
 
     async def on_zone_leave(self, caller: Caller, message: dict) -> dict:
         """Take the caller's character out of the world."""
