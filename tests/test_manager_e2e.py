@@ -101,7 +101,7 @@ class ManagerTests(unittest.TestCase):
         for name in ("login", "gateway-1", "gateway-2"):
             self.ports[name] = await started(self.manager, name)
         for name in ("lobby", "chat", "zone-1", "zone-2"):
-            await self.manager.waitFor(rf"\[{name}\] .*{name}: ready")
+            await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
 
     async def test_zone_killed_and_restarted(self):
         await self.start()
@@ -135,8 +135,8 @@ class ManagerTests(unittest.TestCase):
                 refused.append(e.code)
                 alice.seq -= 1
             await sleep(0.05)
-        await self.manager.waitFor(r"zone-1: ended \(signal 9\) after [\d.]+s; restarting")
-        await self.manager.waitFor(r"(?s)zone-1: ready.*zone-1: ready")
+        await self.manager.whenLogged(r"zone-1: ended \(signal 9\) after [\d.]+s; restarting")
+        await self.manager.whenLogged(r"(?s)zone-1: ready.*zone-1: ready")
         self.assertTrue(set(refused) <= {"unavailable"}, refused)
 
         # Back in play, on the same connections: the restored entity is
@@ -186,7 +186,7 @@ class ManagerTests(unittest.TestCase):
         await walking
         self.assertEqual(errors, [])
         self.assertEqual(upgraded["old_pid"], status[0]["processes"]["zone-1"]["pid"])
-        await self.manager.waitFor(r"zone-1: the replaced run \(pid \d+\) ended: exit status 0")
+        await self.manager.whenLogged(r"zone-1: the replaced run \(pid \d+\) ended: exit status 0")
         position = alice.x
         await alice.move(round(alice.x - 0.3, 6), alice.y)
         await world.WorldTests.waitFor(

@@ -18,8 +18,8 @@ from twisted.trial import unittest
 from mmo import tls
 from mmo.client import connect
 from tests.redis import redis_config_text, start_redis
-from tests.support import deployment, process_tables
-from tests.test_cluster import PASSWORD, SETTINGS
+from tests.support import PASSWORD, deployment, process_tables
+from tests.test_cluster import SETTINGS
 from tests.test_login_e2e import started
 from tests.test_twistd import spawn
 from tests.test_websocket import Browser
@@ -70,14 +70,14 @@ class WorldClusterTests(unittest.TestCase):
             children[name], _ = spawn(self, config.file, plugin, "--process", name)
         self.ports = {}
         if cluster is WEBSOCKET_CLUSTER:
-            match = await children["gateway-1"].waitFor(
+            match = await children["gateway-1"].whenLogged(
                 r"gateway-1: browsers on secure WebSocket 127\.0\.0\.1:(\d+)"
             )
             self.ports["gateway-1 wss"] = int(match.group(1))
         for name in ("login", "gateway-1"):
             self.ports[name] = await started(children[name], name)
         for name in ("lobby", "chat", "zone-1", "zone-2"):
-            await children[name].waitFor(rf"{name}: ready")
+            await children[name].whenLogged(rf"{name}: ready")
         self.children = children
 
     async def player(self, name) -> Player:

@@ -16,8 +16,8 @@ from twisted.trial import unittest
 
 from mmo import tls
 from mmo.client import Client, ServerError, connect
-from tests.support import deployment
-from tests.test_login_e2e import FAST_HASH, PASSWORD, STANDALONE, started
+from tests.support import FAST_HASH, PASSWORD, STANDALONE, deployment
+from tests.test_login_e2e import started
 from tests.test_twistd import spawn
 
 #: Two regions side by side, the border at x = 100 (new players appear on it).

@@ -15,11 +15,10 @@ from twisted.trial import unittest
 
 from mmo import tls
 from tests import test_world_e2e
-from tests.support import deployment
+from tests.support import FAST_HASH, PASSWORD, STANDALONE, WEBSOCKET, deployment
 from tests.test_login_e2e import started
 from tests.test_twistd import spawn
 from tests.test_websocket import Browser
-from tests.test_websocket_e2e import PASSWORD, STANDALONE
 from tests.test_world_e2e import WORLD, Player, sleep
 
 
@@ -139,10 +138,10 @@ class BrowserWorldTests(unittest.TestCase):
         return Player(client, entered["entity"], entered["input"], entered["x"], entered["y"])
 
     async def test_browser_walks_across_the_border(self):
-        config = deployment(self, STANDALONE, extra=WORLD)
+        config = deployment(self, STANDALONE + WEBSOCKET, extra=FAST_HASH + WORLD)
         ca = tls.ca_path(config.deployment.tls_dir)
         child, _ = spawn(self, config.file)
-        match = await child.waitFor(r"secure WebSocket 127\.0\.0\.1:(\d+)")
+        match = await child.whenLogged(r"secure WebSocket 127\.0\.0\.1:(\d+)")
         wss_port = int(match.group(1))
         tcp_port = await started(child, "mmo")
 

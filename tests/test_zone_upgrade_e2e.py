@@ -50,7 +50,7 @@ class ZoneUpgradeTests(unittest.TestCase):
         before = len(alice.received)
         old = self.children["zone-1"]
         new, _ = spawn(self, self.config_file, "mmo-zone", "--process", "zone-1", "--takeover")
-        await new.waitFor(r"zone-1: took over, ready")
+        await new.whenLogged(r"zone-1: took over, ready")
         status = await old.whenExited().addTimeout(20, reactor)
         self.assertEqual(status, 0, old.output()[-3000:])
         await sleep(1.0)
