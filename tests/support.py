@@ -1,16 +1,40 @@
 """
-Helpers shared by the tests: throw-away deployments with real certificates.
+Helpers shared by the tests, one for each job: throw-away deployments with
+real certificates and in-memory configs, frames on the wire, waiting in real
+time for a condition, gateways and what they hear on the bus, log lines.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
 import textwrap
+from collections.abc import Callable
 
+from twisted.internet import defer, reactor, task
 from twisted.logger import formatEvent, globalLogPublisher
 
 from mmo import certs, config
 from mmo.wire import codec
+
+#: The standalone process, its clients on TLS on loopback.
+STANDALONE = """
+[processes.mmo]
+kind = "mmo"
+client = "tcp:0:interface=127.0.0.1"
+hosts = ["localhost", "127.0.0.1"]
+"""
+
+#: What to append to L{STANDALONE} (or any process table) for a secure
+#: WebSocket listener on loopback.
+WEBSOCKET = 'websocket = "tcp:0:interface=127.0.0.1"\n'
+
+#: Password hashing cheap enough for tests that log many players in.
+FAST_HASH = "[login]\nargon2_memory_kib = 1024\nargon2_time_cost = 1\n"
+
+#: The password of the players of the end-to-end tests.
+PASSWORD = "open sesame 42"
 
 #: A small deployment: a standalone process and two internal peers.
 DEFAULT_PROCESSES = """
@@ -76,14 +100,26 @@ def deployment(
     return conf
 
 
+def split_frames(data: bytes) -> tuple[list[bytes], bytes]:
+    """The bodies of the whole frames in C{data}, and the bytes after them (a cut frame)."""
+    bodies = []
+    offset = 0
+    while len(data) - offset >= codec.HEADER.size:
+        (length,) = codec.HEADER.unpack_from(data, offset)
+        end = offset + codec.HEADER.size + length
+        if end > len(data):
+            break
+        bodies.append(data[offset + codec.HEADER.size : end])
+        offset = end
+    return bodies, data[offset:]
+
+
 def decode_frames(data: bytes) -> list[dict]:
-    """The messages in C{data}, a byte string of whole frames."""
-    result = []
-    while data:
-        (length,) = codec.HEADER.unpack(data[:4])
-        result.append(codec.decode(data[4 : 4 + length]))
-        data = data[4 + length :]
-    return result
+    """The messages in C{data}, which must be whole frames only."""
+    bodies, rest = split_frames(data)
+    if rest:
+        raise AssertionError(f"a cut frame after {len(bodies)} whole ones: {rest!r}")
+    return [codec.decode(body) for body in bodies]
 
 
 def written_frames(transport) -> list[dict]:
@@ -91,6 +127,92 @@ def written_frames(transport) -> list[dict]:
     result = decode_frames(transport.value())
     transport.clear()
     return result
+
+
+def config_of(processes: dict | None = None, **sections) -> config.Config:
+    """
+    An in-memory config (no file, no certificates): C{processes} (name ->
+    table; by default one standalone process) and the other C{sections}
+    (name -> table).
+    """
+    if processes is None:
+        processes = {"mmo": {"kind": "mmo", "client": "tcp:0"}}
+    return config.Config({"processes": processes, **sections})
+
+
+#: The longest real-time wait of a step (L{until}, L{bounded}) by default, in
+#: seconds: generous, so that only something broken reaches it on a loaded
+#: machine.
+WAIT = 20.0
+
+
+def bounded(d: defer.Deferred, seconds: float = WAIT) -> defer.Deferred:
+    """C{d}, failing with a timeout instead of hanging the test run."""
+    return d.addTimeout(seconds, reactor)
+
+
+def until(
+    predicate: Callable[[], object],
+    timeout: float = WAIT,
+    interval: float = 0.01,
+    what: str | Callable[[], str] | None = None,
+) -> defer.Deferred:
+    """
+    Fire once C{predicate()} is true (or what it returns, when that is
+    awaitable, is true once awaited), looking every C{interval} seconds of
+    real time (the reactor runs meanwhile); after C{timeout} seconds, fail
+    with an C{AssertionError} naming what was awaited: C{what} (a callable
+    gives it at that moment, with the state it found), else the
+    predicate's source.
+    """
+
+    async def holds() -> bool:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        return bool(result)
+
+    async def poll():
+        deadline = reactor.seconds() + timeout
+        while not await holds():
+            if reactor.seconds() > deadline:
+                said = what() if callable(what) else what or _source(predicate)
+                raise AssertionError(f"waited {timeout} s in vain for: {said}")
+            await task.deferLater(reactor, interval)
+
+    return defer.ensureDeferred(poll())
+
+
+async def collect(read: Callable[[], list], count: int = 1, timeout: float = WAIT) -> list:
+    """
+    Call C{read}, which gives what arrived since its last call (frames, say),
+    in real time until C{count} items arrived in all; all of them.
+    """
+    arrived: list = []
+
+    def enough() -> bool:
+        arrived.extend(read())
+        return len(arrived) >= count
+
+    await until(enough, timeout, what=lambda: f"{count} items; only {arrived!r} arrived")
+    return arrived
+
+
+def _source(function) -> str:
+    """The source text of C{function} (a lambda's line), else its repr."""
+    try:
+        return inspect.getsource(function).strip()
+    except (OSError, TypeError):
+        return repr(function)
+
+
+def sleep(seconds: float) -> defer.Deferred:
+    """Fire after C{seconds} of real time: for what must not happen meanwhile."""
+    return task.deferLater(reactor, seconds)
+
+
+#: The kinds of process that clients connect to.
+CLIENT_KINDS = ("login", "gateway", "mmo")
 
 
 def process_tables(*processes: tuple[str, ...]) -> str:
@@ -104,7 +226,7 @@ def process_tables(*processes: tuple[str, ...]) -> str:
 
     tables = []
     for name, kind, *more in processes:
-        if kind in ("login", "gateway", "mmo"):
+        if kind in CLIENT_KINDS:
             listeners = ['client = "tcp:0:interface=127.0.0.1"']
         else:
             listeners = [f'rpc = "tcp:{free_port()}:interface=127.0.0.1"']
@@ -115,6 +237,58 @@ def process_tables(*processes: tuple[str, ...]) -> str:
             f'[processes.{name}]\nkind = "{kind}"\n{listener}\nhosts = ["localhost", "127.0.0.1"]\n'
         )
     return "\n".join(tables)
+
+
+@dataclasses.dataclass
+class Cluster:
+    """
+    A cluster of twistd processes, started (L{spawn_cluster}).
+
+    @ivar config: Its config (the file is C{config.file}).
+    @ivar ca: Its CA file, for clients.
+    @ivar children: Process name -> its L{tests.test_twistd.TwistdProcess}.
+    @ivar transports: Process name -> its process transport.
+    @ivar ports: Login and gateway name -> the TLS port of its clients.
+    """
+
+    config: config.Config
+    ca: str
+    children: dict
+    transports: dict
+    ports: dict
+
+
+async def spawn_cluster(testcase, processes, settings: str = "") -> Cluster:
+    """
+    The C{(name, kind[, listeners])} C{processes} (as L{process_tables} takes
+    them) as C{twistd mmo-KIND} processes on a private redis-server, with
+    C{settings}; fires once every one is ready.  The services start first,
+    so that the login server and gateways find them.
+    """
+    from mmo import tls
+    from tests.redis import redis_config_text, start_redis
+    from tests.test_login_e2e import started
+    from tests.test_twistd import spawn
+
+    server = start_redis(testcase)
+    conf = deployment(
+        testcase, process_tables(*processes), extra=settings + redis_config_text(server)
+    )
+    kinds = {name: kind for name, kind, *_ in processes}
+    # Services first; sorted() keeps the order within each group.
+    order = sorted(kinds, key=lambda name: kinds[name] in CLIENT_KINDS)
+    children, transports, ports = {}, {}, {}
+    for name in order:
+        children[name], transports[name] = spawn(
+            testcase, conf.file, f"mmo-{kinds[name]}", "--process", name
+        )
+    for name in order:
+        if kinds[name] in CLIENT_KINDS:
+            ports[name] = await started(children[name], name)
+        else:
+            await children[name].whenLogged(rf"{name}: ready")
+    ca = tls.ca_path(conf.deployment.tls_dir)
+    return Cluster(conf, ca, children, transports, ports)
 
 
 class LogCapture:

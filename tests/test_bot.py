@@ -22,10 +22,10 @@ from mmo.bot.stats import Latencies, Stats, format_report, problems
 from mmo.bot.swarm import Options, Swarm
 from mmo.bot.views import ViewTracker, view_misses
 from mmo.client import ConnectionClosed, ServerError
-from tests.support import deployment, write_config
-from tests.test_login_e2e import FAST_HASH, STANDALONE, started
+from tests.support import FAST_HASH, STANDALONE, deployment, write_config
+from tests.test_login_e2e import started
 from tests.test_twistd import spawn, subprocess_env
-from tests.test_world_e2e import TWO_REGIONS
+from tests.world_walk import TWO_REGIONS
 
 TWO = geometry.World(
     width=200.0,

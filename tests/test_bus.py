@@ -11,7 +11,6 @@ import os
 import signal
 
 from twisted.internet import defer, reactor, task
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 import mmo
@@ -28,10 +27,7 @@ from tests.redis import (
     redis_config_text,
     start_redis,
 )
-from tests.support import write_config
-
-#: Longest real-time wait of any step, in seconds.
-WAIT = 10.0
+from tests.support import LogCapture, bounded, sleep, until, write_config
 
 ONE_PROCESS = """
 [processes.mmo]
@@ -50,11 +46,6 @@ kind = "zone"
 
 def load(testcase, text: str) -> config.Config:
     return config.load(write_config(testcase, text))
-
-
-def bounded(d: defer.Deferred, seconds: float = WAIT) -> defer.Deferred:
-    """C{d}, failing with a timeout instead of hanging the test run."""
-    return d.addTimeout(seconds, reactor)
 
 
 class Boom(Exception):
@@ -416,13 +407,7 @@ class RedisBusTests(BusTests, unittest.TestCase):
         self.reactor = reactor
         self.server = start_redis(self)
         self.config = self.redis_config()
-        self.logged = []
-
-        def observe(event):
-            self.logged.append(formatEvent(event))
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        self.logs = LogCapture(self)
 
     def redis_config(self, prefix="test", timeout=3.0):
         text = redis_config_text(self.server, prefix=prefix)
@@ -442,15 +427,11 @@ class RedisBusTests(BusTests, unittest.TestCase):
     async def peer(self, bus):
         return await self.make_bus()
 
-    async def pass_time(self, seconds):
-        await task.deferLater(reactor, seconds)
+    def pass_time(self, seconds):
+        return sleep(seconds)
 
-    async def until(self, predicate, seconds=WAIT):
-        for _ in range(int(seconds / 0.01)):
-            if predicate():
-                return
-            await task.deferLater(reactor, 0.01)
-        raise AssertionError(f"gave up waiting for {predicate}")
+    def until(self, predicate):
+        return until(predicate)
 
     async def test_make_bus(self):
         """make_bus gives a RedisBus for backend = "redis", even for several processes."""
@@ -545,7 +526,7 @@ class RedisBusTests(BusTests, unittest.TestCase):
         self.server.process.send_signal(signal.SIGSTOP)
         self.addCleanup(self.server.process.send_signal, signal.SIGCONT)
         await self.until(lambda: not bus.subscriber_connected)
-        self.assertTrue(any("PING" in text for text in self.logged), self.logged)
+        self.assertTrue(self.logs.matching("PING"), self.logs.lines)
         self.server.process.send_signal(signal.SIGCONT)
         await bounded(bus.subscriber_ready())
         await bounded(other.publish("chat", {"n": 1}))

@@ -10,17 +10,11 @@ from __future__ import annotations
 import statistics
 import time
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial import unittest
 
-from mmo import tls
 from mmo.client import ServerError, connect
-from tests.redis import redis_config_text, start_redis
-from tests.support import deployment, process_tables
-from tests.test_login_e2e import started
-from tests.test_twistd import spawn
-
-PASSWORD = "open sesame 42"
+from tests.support import PASSWORD, sleep, spawn_cluster, until
 
 #: The processes of the cluster (the lobby's and chat's ports are free ones).
 CLUSTER = (
@@ -55,15 +49,6 @@ moderators = ["Mod"]
 rate = 100.0
 burst = 100
 """
-
-
-async def until(predicate, timeout=10.0):
-    """Wait (bounded) until C{predicate()} is true."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await task.deferLater(reactor, 0.02, lambda: None)
 
 
 class Player:
@@ -105,25 +90,8 @@ class ClusterTests(unittest.TestCase):
     timeout = 180
 
     async def start_cluster(self):
-        server = start_redis(self)
-        processes = process_tables(*CLUSTER)
-        config = deployment(self, processes, extra=SETTINGS + redis_config_text(server))
-        self.ca = tls.ca_path(config.deployment.tls_dir)
-        children = {}
-        for name, plugin in [
-            ("lobby", "mmo-lobby"),
-            ("chat", "mmo-chat"),
-            ("login", "mmo-login"),
-            ("gateway-1", "mmo-gateway"),
-            ("gateway-2", "mmo-gateway"),
-        ]:
-            children[name], _ = spawn(self, config.file, plugin, "--process", name)
-        self.ports = {}
-        for name in ("login", "gateway-1", "gateway-2"):
-            self.ports[name] = await started(children[name], name)
-        for name in ("lobby", "chat"):
-            await children[name].waitFor(rf"{name}: ready")
-        self.children = children
+        cluster = await spawn_cluster(self, CLUSTER, SETTINGS)
+        self.ca, self.ports = cluster.ca, cluster.ports
 
     async def test_chat_resume_and_moderation_across_gateways(self):
         await self.start_cluster()
@@ -151,7 +119,7 @@ class ClusterTests(unittest.TestCase):
         resumed = await bob.connect(self.ports["gateway-1"])
         await resumed.request("resume", token=bob.resume_token, last_seq=seen)
         await until(lambda: len(bob.messages) >= before + 5)
-        await task.deferLater(reactor, 0.3, lambda: None)
+        await sleep(0.3)
         self.assertEqual(bob.texts()[before:], [f"missed {i}" for i in range(5)])
         bob.client = resumed
         # Each resume issues a new token; the spent one is refused.
@@ -172,7 +140,7 @@ class ClusterTests(unittest.TestCase):
         token = bob.resume_token
         bob.client.transport.abortConnection()
         await bob.client.whenClosed()
-        await task.deferLater(reactor, 4.5, lambda: None)
+        await sleep(4.5)
         late = await bob.connect(self.ports["gateway-2"])
         with self.assertRaises(ServerError) as caught:
             await late.request("resume", token=token, last_seq=bob.client.last_seq)

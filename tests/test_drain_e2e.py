@@ -8,17 +8,13 @@ drained gateway afterwards ends none of the moved sessions.
 
 from __future__ import annotations
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from mmo import tls
 from mmo.bus.redis import RedisBus
 from mmo.process import control
-from tests.redis import redis_config_text, start_redis
-from tests.support import deployment, process_tables
-from tests.test_cluster import CLUSTER, SETTINGS, Player, until
-from tests.test_login_e2e import started
-from tests.test_twistd import spawn
+from tests.support import sleep, spawn_cluster, until
+from tests.test_cluster import CLUSTER, SETTINGS, Player
 
 #: Numbered chat messages the sender sends, and after how many the drain starts.
 COUNT = 40
@@ -29,25 +25,9 @@ class DrainEndToEndTests(unittest.TestCase):
     timeout = 60
 
     async def start_cluster(self):
-        """The cluster of L{tests.test_cluster}, keeping its config and processes."""
-        server = start_redis(self)
-        self.config = deployment(
-            self, process_tables(*CLUSTER), extra=SETTINGS + redis_config_text(server)
-        )
-        self.ca = tls.ca_path(self.config.deployment.tls_dir)
-        self.children, self.ports = {}, {}
-        for name, plugin in [
-            ("lobby", "mmo-lobby"),
-            ("chat", "mmo-chat"),
-            ("login", "mmo-login"),
-            ("gateway-1", "mmo-gateway"),
-            ("gateway-2", "mmo-gateway"),
-        ]:
-            self.children[name] = spawn(self, self.config.file, plugin, "--process", name)
-        for name in ("login", "gateway-1", "gateway-2"):
-            self.ports[name] = await started(self.children[name][0], name)
-        for name in ("lobby", "chat"):
-            await self.children[name][0].waitFor(rf"{name}: ready")
+        """The cluster of L{tests.test_cluster}, and a bus of its own to control it."""
+        self.cluster = await spawn_cluster(self, CLUSTER, SETTINGS)
+        self.config, self.ca, self.ports = self.cluster.config, self.cluster.ca, self.cluster.ports
         self.bus = RedisBus(self.config, reactor=reactor)
         await self.bus.start()
         self.addCleanup(self.bus.stop)
@@ -65,7 +45,7 @@ class DrainEndToEndTests(unittest.TestCase):
         async def send(numbers):
             for i in numbers:
                 await sender.client.request("chat.send", channel="world:main", text=f"n{i}")
-                await task.deferLater(reactor, 0.02, lambda: None)
+                await sleep(0.02)
 
         await send(range(DRAIN_AFTER))
         drained = defer.ensureDeferred(
@@ -75,14 +55,14 @@ class DrainEndToEndTests(unittest.TestCase):
         try:
             result = await drained
         except control.ControlError as e:
-            log = self.children["gateway-1"][0].output()[-4000:]
+            log = self.cluster.children["gateway-1"].output()[-4000:]
             self.fail(f"{e}; gateway-1 logged:\n{log}")
         self.assertEqual(
             (result["target"], result["told"], result["moved"], result["remaining"]),
             ("gateway-2", 3, 3, 0),
         )
         expected = [f"n{i}" for i in range(COUNT)]
-        await until(lambda: all(len(p.texts()) >= COUNT for p in everyone), timeout=10.0)
+        await until(lambda: all(len(p.texts()) >= COUNT for p in everyone))
         for player in movers:
             [move] = moves[player.name]
             self.assertEqual(move["gateway"], "gateway-2")
@@ -93,11 +73,10 @@ class DrainEndToEndTests(unittest.TestCase):
             self.assertEqual(player.texts(), expected, player.name)
 
         # The drained gateway stops; the sessions that moved live on.
-        child, transport = self.children["gateway-1"]
-        transport.signalProcess("TERM")
-        await child.whenExited()
+        self.cluster.transports["gateway-1"].signalProcess("TERM")
+        await self.cluster.children["gateway-1"].whenExited()
         await sender.client.request("chat.send", channel="world:main", text="after")
-        await until(lambda: all(p.texts()[-1:] == ["after"] for p in everyone), timeout=10.0)
+        await until(lambda: all(p.texts()[-1:] == ["after"] for p in everyone))
         for player in everyone:
             self.assertEqual(player.texts(), expected + ["after"], player.name)
             await player.client.close()

@@ -25,7 +25,7 @@ from mmo.wire.codes import WireError
 from mmo.zone.host import zone_service_class
 from tests import support
 from tests.support import GatewayInbox, fake_clock_bus_store, write_config, written_frames
-from tests.test_zone_service import TICK, WORLD, caller
+from tests.test_zone_service import WORLD, ZoneTicks, caller
 
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
@@ -86,7 +86,7 @@ class EmoteExampleTests(unittest.TestCase):
         self.assertFalse(alice_wire.disconnecting)
 
 
-class PickupExampleTests(unittest.TestCase):
+class PickupExampleTests(ZoneTicks, unittest.TestCase):
     """
     The pickup example's zone service, both regions of a two-region world,
     on a fake clock, the in-memory bus and SQLite, the way
@@ -111,11 +111,6 @@ class PickupExampleTests(unittest.TestCase):
             self.addCleanup(zone.stop)
             self.zones[region] = zone
         self.west = self.zones["r0c0"]
-
-    def tick(self, count=1):
-        for _ in range(count):
-            self.clock.advance(TICK)
-            self.clock.advance(0)
 
     def events(self, session):
         """The events pushed to C{session} since the last call, as C{(kind, fields)}."""

@@ -31,29 +31,14 @@ from mmo.login.tickets import TicketSigner
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
 from mmo.wire.codes import WireError
 from tests import support
-from tests.support import deployment
+from tests.support import config_of, deployment, written_frames
 
 PEER = IPv4Address("TCP", "192.0.2.7", 51000)
 
 
 def make_config(factory: str = "", **wire) -> Config:
-    """An in-memory config: one standalone process, C{wire} limits."""
-    process = {"kind": "mmo", "client": "tcp:0"}
-    if factory:
-        process["factory"] = factory
-    return Config({"processes": {"mmo": process}, "wire": wire})
-
-
-def read_frames(data: bytes) -> list[dict]:
-    """Decode C{data}, which must be whole frames only."""
-    messages = []
-    while data:
-        (length,) = struct.unpack(">I", data[:4])
-        body, data = data[4 : 4 + length], data[4 + length :]
-        if len(body) != length:
-            raise AssertionError(f"incomplete frame at the end of {data!r}")
-        messages.append(codec.decode(body))
-    return messages
+    """One standalone process (with its C{factory} class if given), C{wire} limits."""
+    return config_of({"mmo": {"kind": "mmo", "client": "tcp:0", "factory": factory}}, wire=wire)
 
 
 def gone(protocol) -> None:
@@ -147,10 +132,7 @@ class GatewayTestCase(unittest.TestCase):
 
     def received(self, protocol) -> list[dict]:
         """The messages written to C{protocol}'s transport since the last call."""
-        transport = protocol.transport
-        messages = read_frames(transport.value())
-        transport.clear()
-        return messages
+        return written_frames(protocol.transport)
 
     def request(self, protocol, message: dict) -> list[dict]:
         self.send(protocol, message)
@@ -1027,9 +1009,7 @@ class ClientTests(unittest.TestCase):
         self.client.makeConnection(self.transport)
 
     def sent(self) -> list[dict]:
-        messages = read_frames(self.transport.value())
-        self.transport.clear()
-        return messages
+        return written_frames(self.transport)
 
     def feed(self, message: dict) -> None:
         self.client.dataReceived(codec.frame(message))

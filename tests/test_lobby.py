@@ -23,7 +23,6 @@ from twisted.internet import defer, task
 from twisted.trial import unittest
 
 from mmo.bus.memory import MemoryBus
-from mmo.config import Config
 from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, Push, gateway_channel
 from mmo.game.service import Caller, Reply, SessionChange
@@ -31,18 +30,9 @@ from mmo.lobby.service import LobbyService
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codes
 from mmo.wire.codes import WireError
+from tests.support import config_of
 
 GATEWAYS = ("gw-1", "gw-2")
-
-
-def make_config(**lobby) -> Config:
-    return Config(
-        {
-            "lobby": lobby,
-            "realms": {"main": {}, "east": {}},
-            "processes": {"mmo": {"kind": "mmo", "client": "tcp:7000"}},
-        }
-    )
 
 
 class LobbyTestCase(unittest.TestCase):
@@ -58,7 +48,11 @@ class LobbyTestCase(unittest.TestCase):
     lobby_options: dict = {}
 
     def setUp(self):
-        self.config = make_config(**self.lobby_options)
+        self.config = config_of(
+            {"mmo": {"kind": "mmo", "client": "tcp:7000"}},
+            lobby=self.lobby_options,
+            realms={"main": {}, "east": {}},
+        )
         self.clock = task.Clock()
         self.clock.advance(1_800_000_000)
         self.bus = MemoryBus(reactor=self.clock)

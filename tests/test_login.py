@@ -15,11 +15,9 @@ import os
 from twisted.internet import defer, reactor, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from mmo.bus.memory import MemoryBus
-from mmo.config import Config
 from mmo.gateway.admission import Admission
 from mmo.login import service as login_service
 from mmo.login.passwords import PasswordHasher
@@ -34,16 +32,6 @@ from tests.support import written_frames
 
 KEY = b"k" * 64
 PASSWORD = "correct horse battery"
-
-
-def make_config(realm="main", **login):
-    return Config(
-        {
-            "login": {"argon2_memory_kib": 64, "argon2_time_cost": 1, **login},
-            "realms": {"main": {"title": "Main"}, "east": {}},
-            "processes": {"mmo": {"kind": "mmo", "client": "tcp:7000", "realm": realm}},
-        }
-    )
 
 
 class SpyHasher(PasswordHasher):
@@ -63,7 +51,11 @@ class LoginTestCase(unittest.TestCase):
     realm = "main"
 
     def setUp(self):
-        self.config = make_config(self.realm, **self.login_options)
+        self.config = support.config_of(
+            {"mmo": {"kind": "mmo", "client": "tcp:7000", "realm": self.realm}},
+            login={"argon2_memory_kib": 64, "argon2_time_cost": 1, **self.login_options},
+            realms={"main": {"title": "Main"}, "east": {}},
+        )
         self.clock = task.Clock()
         self.clock.advance(1_800_000_000)
         self.bus = MemoryBus(reactor=self.clock)
@@ -238,18 +230,16 @@ class LoginTests(LoginTestCase):
         self.assertEqual(error.code, codes.BANNED)
 
     async def test_hash_never_logged_or_replied(self):
-        lines = []
-        globalLogPublisher.addObserver(lines.append)
-        self.addCleanup(globalLogPublisher.removeObserver, lines.append)
+        logs = support.LogCapture(self)
         reply = await self.login.login("alice", PASSWORD, "10.0.0.1", "main")
         await self.failure_of(self.login.login("alice", "wrong password!", "10.0.0.1"))
         await self.login.register("Bob_2", PASSWORD, "10.0.0.1")
         secret = self.account.password_hash
         self.assertNotIn(secret, repr(reply))
         self.assertNotIn(secret, repr(self.account))
-        for event in lines:
-            self.assertNotIn(secret, formatEvent(event))
-            self.assertNotIn(PASSWORD, formatEvent(event))
+        for line in logs.lines:
+            self.assertNotIn(secret, line)
+            self.assertNotIn(PASSWORD, line)
 
     async def test_busy_when_hash_queue_full(self):
         hasher = PasswordHasher(reactor, threads_=1, queue=0, time_cost=1, memory_kib=64)
@@ -338,12 +328,7 @@ class AdmissionTestCase(LoginTestCase):
 
     async def request(self, proto, transport, message):
         proto.dataReceived(codec.frame(message))
-        for _ in range(200):
-            received = written_frames(transport)
-            if received:
-                return received
-            await task.deferLater(reactor, 0.01, lambda: None)
-        self.fail(f"no answer to {message}")
+        return await support.collect(lambda: written_frames(transport))
 
 
 class AdmissionProtocolTests(AdmissionTestCase):
@@ -401,7 +386,7 @@ class AdmissionProtocolTests(AdmissionTestCase):
         [reply] = await self.request(proto, wire, {"t": "logout", "id": 3})
         self.assertEqual(reply, {"t": "reply", "id": 3})
         self.clock.advance(0)
-        await task.deferLater(reactor, 0, lambda: None)
+        await support.sleep(0)
         [bye] = written_frames(wire)
         self.assertEqual((bye["t"], bye["code"]), ("bye", codes.LOGGED_OUT))
         other, other_wire = self.connect(4002)

@@ -11,11 +11,8 @@ from twisted.trial import unittest
 from mmo import tls
 from mmo.client import ServerError, connect
 from tests.redis import redis_config_text, start_redis
-from tests.support import deployment
+from tests.support import FAST_HASH, PASSWORD, STANDALONE, deployment
 from tests.test_twistd import PROCESS_TIMEOUT, spawn
-
-PASSWORD = "open sesame 42"
-FAST_HASH = "[login]\nargon2_memory_kib = 1024\nargon2_time_cost = 1\n"
 
 CLUSTER = """
 [processes.login]
@@ -29,18 +26,11 @@ client = "tcp:0:interface=127.0.0.1"
 hosts = ["localhost", "127.0.0.1"]
 """
 
-STANDALONE = """
-[processes.mmo]
-kind = "mmo"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-"""
-
 
 async def started(child, name):
     """The client port of a started process (from its log)."""
-    match = await child.waitFor(rf"{name}: clients on TLS 127\.0\.0\.1:(\d+)")
-    await child.waitFor(rf"{name}: ready")
+    match = await child.whenLogged(rf"{name}: clients on TLS 127\.0\.0\.1:(\d+)")
+    await child.whenLogged(rf"{name}: ready")
     return int(match.group(1))
 
 

@@ -16,19 +16,18 @@ import os
 import signal
 import sys
 
-from twisted.internet import defer, utils
+from twisted.internet import defer, reactor, utils
 from twisted.trial import unittest
 
 from mmo import tls
 from mmo.client import ConnectionClosed, ServerError
-from tests import test_world_e2e as world
+from mmo.store import make_store
 from tests.redis import free_port, redis_server_path
-from tests.support import deployment, process_tables, write_config
+from tests.support import deployment, process_tables, sleep, until, write_config
 from tests.test_cluster import SETTINGS
 from tests.test_login_e2e import started
 from tests.test_twistd import spawn, subprocess_env
-from tests.test_world_cluster import CLUSTER_WORLD
-from tests.test_world_e2e import STEP_TIME, sleep
+from tests.world_walk import CLUSTER_WORLD, STEP_TIME, tcp_player
 
 #: The processes a manager runs in these tests.
 CLUSTER = (
@@ -101,7 +100,7 @@ class ManagerTests(unittest.TestCase):
         for name in ("login", "gateway-1", "gateway-2"):
             self.ports[name] = await started(self.manager, name)
         for name in ("lobby", "chat", "zone-1", "zone-2"):
-            await self.manager.waitFor(rf"\[{name}\] .*{name}: ready")
+            await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
 
     async def test_zone_killed_and_restarted(self):
         await self.start()
@@ -113,8 +112,8 @@ class ManagerTests(unittest.TestCase):
         zone_pid = processes["zone-1"]["pid"]
         self.assertEqual(mine["directory"]["zone-1"]["pid"], zone_pid)
 
-        alice = await world.WorldTests.player(self, self.ca, self.ports["login"], "alice")
-        bob = await world.WorldTests.player(self, self.ca, self.ports["login"], "bob")
+        alice = await tcp_player(self, self.ca, self.ports["login"], "alice")
+        bob = await tcp_player(self, self.ca, self.ports["login"], "bob")
         closed = []
         for player in (alice, bob):
             player.client.whenClosed().addCallback(closed.append)
@@ -122,8 +121,18 @@ class ManagerTests(unittest.TestCase):
         for _ in range(20):
             await alice.move(round(alice.x - 0.3, 6), alice.y)
             await sleep(STEP_TIME)
-        await sleep(6.0)
         checkpointed = (alice.x, alice.y)
+        store = make_store(self.config, reactor)
+        await store.start()
+
+        async def stored_where_she_stopped():
+            stored = await store.load_entity(alice.id)
+            return stored is not None and (stored.data["x"], stored.data["y"]) == checkpointed
+
+        await until(
+            stored_where_she_stopped, interval=0.1, what=f"a checkpoint of alice at {checkpointed}"
+        )
+        await store.stop()
 
         os.kill(zone_pid, signal.SIGKILL)
         # She keeps trying while the zone is down: refused, never disconnected.
@@ -135,8 +144,8 @@ class ManagerTests(unittest.TestCase):
                 refused.append(e.code)
                 alice.seq -= 1
             await sleep(0.05)
-        await self.manager.waitFor(r"zone-1: ended \(signal 9\) after [\d.]+s; restarting")
-        await self.manager.waitFor(r"(?s)zone-1: ready.*zone-1: ready")
+        await self.manager.whenLogged(r"zone-1: ended \(signal 9\) after [\d.]+s; restarting")
+        await self.manager.whenLogged(r"(?s)zone-1: ready.*zone-1: ready")
         self.assertTrue(set(refused) <= {"unavailable"}, refused)
 
         # Back in play, on the same connections: the restored entity is
@@ -149,19 +158,15 @@ class ManagerTests(unittest.TestCase):
                 self.assertEqual(e.code, "unavailable")
                 alice.seq -= 1
             await sleep(STEP_TIME)
-        await world.WorldTests.waitFor(
-            self,
+        await until(
             lambda: (
                 alice.seen.get(alice.id, (None,))[0] is not None
                 and alice.seen[alice.id][0] < start - 1
             ),
-            f"alice did not move on after the restart: {alice.seen.get(alice.id)}",
-            500,
+            what=lambda: f"alice moves on after the restart: she is at {alice.seen.get(alice.id)}",
         )
         self.assertLessEqual(alice.seen[alice.id][0], checkpointed[0])
-        await world.WorldTests.waitFor(
-            self, lambda: alice.id in bob.seen, "bob does not see alice after the restart", 500
-        )
+        await until(lambda: alice.id in bob.seen, what="bob sees alice after the restart")
         self.assertEqual(closed, [])
         status = await admin(self, self.config, "status")
         self.assertEqual(status[0]["processes"]["zone-1"]["restarts"], 1)
@@ -186,14 +191,12 @@ class ManagerTests(unittest.TestCase):
         await walking
         self.assertEqual(errors, [])
         self.assertEqual(upgraded["old_pid"], status[0]["processes"]["zone-1"]["pid"])
-        await self.manager.waitFor(r"zone-1: the replaced run \(pid \d+\) ended: exit status 0")
+        await self.manager.whenLogged(r"zone-1: the replaced run \(pid \d+\) ended: exit status 0")
         position = alice.x
         await alice.move(round(alice.x - 0.3, 6), alice.y)
-        await world.WorldTests.waitFor(
-            self,
+        await until(
             lambda: abs(alice.seen[alice.id][0] - (position - 0.3)) < 1e-6,
-            f"alice's last move after the upgrade is not seen: {alice.seen.get(alice.id)}",
-            500,
+            what=lambda: f"alice's last move after the upgrade: at {alice.seen.get(alice.id)}",
         )
         status = await admin(self, self.config, "status")
         self.assertEqual(status[0]["processes"]["zone-1"]["pid"], upgraded["pid"])
@@ -207,9 +210,7 @@ class ManagerTests(unittest.TestCase):
         bob.client.on("server.notice", notices["bob"].append)
         told = await admin(self, self.config, "broadcast", "restart soon")
         self.assertEqual(sum(told["gateways"].values()), 2, told)
-        await world.WorldTests.waitFor(
-            self, lambda: all(notices.values()), f"notices: {notices}", 500
-        )
+        await until(lambda: all(notices.values()), what=lambda: f"both notices: {notices}")
         self.assertEqual(
             [n["text"] for n in notices["alice"] + notices["bob"]], ["restart soon"] * 2
         )
@@ -231,18 +232,16 @@ class ManagerTests(unittest.TestCase):
         self.assertLessEqual(len(errors), 1, errors)
         position = alice.x
         await alice.move(round(alice.x + 0.3, 6), alice.y)
-        await world.WorldTests.waitFor(
-            self,
+        await until(
             lambda: abs(alice.seen[alice.id][0] - (position + 0.3)) < 1e-6,
-            "alice's move after the gateway upgrade is not seen",
-            500,
+            what=lambda: f"alice's move after the gateway upgrade: at {alice.seen.get(alice.id)}",
         )
         self.assertEqual(closed, [])
 
         # Kicked: bob's connection ends with the goodbye "kicked".
         kicked = await admin(self, self.config, "kick", "bob", "--reason", "testing")
         self.assertEqual(sum(kicked["gateways"].values()), 1, kicked)
-        await world.WorldTests.waitFor(self, lambda: closed, "bob was not kicked", 500)
+        await until(lambda: closed, what="bob kicked")
         self.assertEqual(closed[0].code, "kicked")
 
         # Stopping the manager stops everything in order, its Redis last.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 from twisted.application.service import IService
-from twisted.internet import defer, error, reactor, task
+from twisted.internet import defer, error, reactor
 from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -44,9 +44,6 @@ from tests.redis import free_port
 from tests.support import deployment
 from tests.test_sessions import Lobby, Player
 
-#: Upper bound of any wait on the real reactor; reached only when broken.
-WAIT = 20.0
-
 #: Seconds a route waits for a link in these tests, before "unavailable".
 LINK_WAIT = 0.5
 
@@ -69,17 +66,6 @@ hosts = ["localhost", "127.0.0.1"]
 
 #: Frames larger than one AMP value (65 535 bytes) must still be routed.
 SETTINGS = "[wire]\nmax_frame_size = 262144\n"
-
-
-async def frames_of(player: Player, count: int = 1) -> list[dict]:
-    """Wait (on the real reactor) until C{player} has received C{count} frames."""
-    received: list[dict] = []
-    for _ in range(int(WAIT / 0.01)):
-        received.extend(player.frames())
-        if len(received) >= count:
-            return received
-        await task.deferLater(reactor, 0.01, lambda: None)
-    raise AssertionError(f"only {received!r} arrived")
 
 
 class Harness(unittest.TestCase):
@@ -124,14 +110,14 @@ class Harness(unittest.TestCase):
         player = Player(self.gateway)
         ticket = self.signer.issue("id-Alice", "Alice", "main")[0]
         player.send("auth", ticket=ticket)
-        [reply] = await frames_of(player)
+        [reply] = await support.collect(player.frames)
         self.assertEqual(reply["t"], "reply", reply)
         self.session = reply["session"]
         return player
 
     async def ask(self, player: Player, kind: str, **fields) -> dict:
         player.send(kind, **fields)
-        [answer] = await frames_of(player)
+        [answer] = await support.collect(player.frames)
         return answer
 
 
@@ -167,7 +153,7 @@ class RemoteRouteTests(Harness):
         self.assertEqual(broken["code"], codes.INTERNAL)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
         player.send_without_id("bye")
-        await self.until(lambda: self.lobby.seen("ended"))
+        await support.until(lambda: self.lobby.seen("ended"))
         self.assertEqual(self.lobby.seen("ended")[0].session, self.session)
 
     async def test_send(self):
@@ -199,7 +185,7 @@ class RemoteRouteTests(Harness):
         await self.listener.stopService()
         for link in list(self.links()):
             link.transport.loseConnection()
-        await self.until(
+        await support.until(
             lambda: not self.links() and self.routes[0].link.factory.connection is None
         )
         answer = await self.ask(player, "room.echo", text="down")
@@ -257,13 +243,6 @@ class RemoteRouteTests(Harness):
             self.assertEqual(reply[:2], [1, codes.BAD_REQUEST])
         with self.assertRaises(rpc.BadRequest):
             await link.callRemote(RouteBatch, calls=pack({"not": "a list"}))
-
-    async def until(self, predicate):
-        for _ in range(int(WAIT / 0.01)):
-            if predicate():
-                return
-            await task.deferLater(reactor, 0.01, lambda: None)
-        raise AssertionError(f"gave up waiting for {predicate}")
 
 
 # -- the route, its commands and errors, without a network ---------------------------------

@@ -11,9 +11,8 @@ import os
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.application.service import IService
-from twisted.internet import defer, endpoints, error, protocol, reactor, ssl, task
+from twisted.internet import defer, endpoints, error, protocol, reactor, ssl
 from twisted.internet.testing import MemoryReactorClock, StringTransport
-from twisted.logger import formatEvent, globalLogPublisher
 from twisted.protocols import amp
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
@@ -38,11 +37,7 @@ from mmo.rpc import (
     peer_endpoint,
 )
 from mmo.rpc.commands import LongBytes
-from tests.support import deployment
-
-#: Upper bound for anything the real-reactor tests wait for; only reached
-#: when something is broken.
-WAIT = 20.0
+from tests.support import WAIT, LogCapture, bounded, deployment, sleep, until
 
 
 class Full(RPCError):
@@ -57,32 +52,6 @@ class Fail(Command):
     arguments = [(b"kind", amp.Unicode())]
     response = [(b"ok", amp.Boolean())]
     errors = {Full: b"TEST_FULL"}
-
-
-def log_texts(testcase) -> list[str]:
-    """Collect the text of every log event from now to the end of the test."""
-    texts: list[str] = []
-
-    def observe(event):
-        texts.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
-    testcase.addCleanup(globalLogPublisher.removeObserver, observe)
-    return texts
-
-
-def bounded(d: defer.Deferred, seconds: float = WAIT) -> defer.Deferred:
-    """C{d}, failing with a timeout instead of hanging the test run."""
-    return d.addTimeout(seconds, reactor)
-
-
-async def until(predicate, seconds: float = WAIT) -> None:
-    """Wait (polling the real reactor) until C{predicate()} is true."""
-    for _ in range(int(seconds / 0.02)):
-        if predicate():
-            return
-        await task.deferLater(reactor, 0.02)
-    raise AssertionError(f"gave up waiting for {predicate}")
 
 
 class RecordingProtocol(RPCProtocol):
@@ -230,7 +199,7 @@ class FakeProtocolTests(unittest.TestCase):
 
     def test_unauthenticated_refused(self):
         """A command that arrives before the peer is known is refused, not run."""
-        texts = log_texts(self)
+        texts = LogCapture(self).lines
         link = RPCServerFactory(self.conf, self.conf.process("mmo"), self.clock).buildProtocol(None)
         link.makeConnection(self.transport)
         link.dataReceived(amp.AmpBox(_command=b"Ping", _ask=b"1", nonce=b"5").serialize())
@@ -278,7 +247,7 @@ class FakeProtocolTests(unittest.TestCase):
 
     def test_client_wrong_name(self):
         """A server that answers Ping with another name is dropped."""
-        texts = log_texts(self)
+        texts = LogCapture(self).lines
         link = self.client()
         link.handshakeCompleted()
         [ping] = self.sent()
@@ -290,7 +259,7 @@ class FakeProtocolTests(unittest.TestCase):
 
     def test_handshake_timeout(self):
         """A connection that does not become a link in time is aborted."""
-        texts = log_texts(self)
+        texts = LogCapture(self).lines
         link = self.client()
         self.clock.advance(self.conf.wire.handshake_timeout - 0.1)
         self.assertFalse(self.transport.disconnecting)
@@ -533,7 +502,7 @@ class LinkTests(unittest.TestCase):
 
     def setUp(self):
         self.conf = deployment(self)
-        self.texts = log_texts(self)
+        self.texts = LogCapture(self).lines
 
     async def listen(self, factory=None, **kwargs) -> ServerFactory:
         """Start C{mmo}'s listener; stop it and wait for its connections at cleanup."""
@@ -773,6 +742,6 @@ class LinkTests(unittest.TestCase):
         self.assertEqual(await bounded(later), {"n": 3})
         self.assertIs(successor.factory.connection, new)
         self.assertTrue(service.running)
-        await task.deferLater(reactor, 0.5)
+        await sleep(0.5)
         self.assertEqual(server.linked, ["zone-1", "zone-1"])
         self.assertEqual(len(service.factory.built), 1)

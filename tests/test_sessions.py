@@ -38,7 +38,6 @@ from mmo.ratelimit import TokenBucket
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
 from tests import support
-from tests.support import decode_frames
 
 PEER = IPv4Address("TCP", "192.0.2.7", 51000)
 KEY = b"k" * 64
@@ -60,15 +59,13 @@ def make_config(flood=None, **gateway) -> Config:
     }
     if flood:
         settings["flood"] = flood
-    return Config(
+    return support.config_of(
         {
-            "processes": {
-                "gw-a": {"kind": "gateway", "client": "tcp:7001"},
-                "gw-b": {"kind": "gateway", "client": "tcp:7002"},
-            },
-            "gateway": settings,
-            "wire": {"idle_timeout": 3600.0, "handshake_timeout": 3600.0},
-        }
+            "gw-a": {"kind": "gateway", "client": "tcp:7001"},
+            "gw-b": {"kind": "gateway", "client": "tcp:7002"},
+        },
+        gateway=settings,
+        wire={"idle_timeout": 3600.0, "handshake_timeout": 3600.0},
     )
 
 
@@ -128,9 +125,7 @@ class Player:
     def frames(self) -> list[dict]:
         """What the gateway sent since the last call (after running what is due)."""
         self.factory.reactor.advance(0)
-        frames = decode_frames(self.transport.value())
-        self.transport.clear()
-        return frames
+        return support.written_frames(self.transport)
 
     def request(self, kind: str, **fields) -> list[dict]:
         self.send(kind, **fields)
@@ -945,5 +940,5 @@ class SDKUnitTests(unittest.TestCase):
         client.makeConnection(transport)
         transport.clear()
         client.dataReceived(codec.frame({"t": "heartbeat", "time": 1.0}))
-        self.assertEqual(decode_frames(transport.value()), [{"t": "pong"}])
+        self.assertEqual(support.written_frames(transport), [{"t": "pong"}])
         self.assertEqual(client.last_seq, 0)

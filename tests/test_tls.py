@@ -14,31 +14,7 @@ from mmo import certs, tls
 from mmo.client import connect
 from mmo.config import ConfigError
 from mmo.frontend.listener import ClientListener
-from tests.support import LogCapture, deployment
-
-STANDALONE = """
-[processes.mmo]
-kind = "mmo"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-"""
-
-
-def eventually(predicate, timeout=5.0, interval=0.02):
-    """Fire once C{predicate()} is true; fail after C{timeout} seconds."""
-    d = defer.Deferred()
-    deadline = reactor.seconds() + timeout
-
-    def poll():
-        if predicate():
-            d.callback(None)
-        elif reactor.seconds() > deadline:
-            d.errback(AssertionError("condition not met in time"))
-        else:
-            reactor.callLater(interval, poll)
-
-    poll()
-    return d
+from tests.support import STANDALONE, LogCapture, deployment, until
 
 
 class ClientFacingTLSTests(unittest.TestCase):
@@ -72,7 +48,7 @@ class ClientFacingTLSTests(unittest.TestCase):
         yield self.assertFailure(
             connect(reactor, "127.0.0.1", self.port, ca=ca, hostname="localhost"), Exception
         )
-        yield eventually(lambda: self.logs.matching("TLS refused", "127.0.0.1", "unknown ca"))
+        yield until(lambda: self.logs.matching("TLS refused", "127.0.0.1", "unknown ca"))
         self.assertEqual(self.service.factory.connections, set())
 
     @defer.inlineCallbacks
@@ -99,9 +75,7 @@ class ClientFacingTLSTests(unittest.TestCase):
 
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), Plain())
         yield done
-        yield eventually(
-            lambda: self.logs.matching("TLS refused", "127.0.0.1", "wrong version number")
-        )
+        yield until(lambda: self.logs.matching("TLS refused", "127.0.0.1", "wrong version number"))
 
 
 class OperatorCertificateTests(unittest.TestCase):

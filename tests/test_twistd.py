@@ -20,14 +20,7 @@ from twisted.trial import unittest
 from mmo import tls
 from mmo.client import ServerError, client_tls_options, connect
 from mmo.wire import codec
-from tests.support import decode_frames, deployment, write_config
-
-STANDALONE = """
-[processes.mmo]
-kind = "mmo"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-"""
+from tests.support import STANDALONE, decode_frames, deployment, write_config
 
 #: How long a twistd process may take to start or stop before the test fails.
 PROCESS_TIMEOUT = 30.0
@@ -89,8 +82,12 @@ class TwistdProcess(protocol.ProcessProtocol):
     def output(self):
         return (self.out + self.err).decode("utf-8", "replace")
 
-    def waitFor(self, pattern):
-        """Fire with the first match of C{pattern} in standard output."""
+    def whenLogged(self, pattern):
+        """
+        Fire with the first match of C{pattern} in what the process logged
+        (its standard output); fail if it ends first or takes longer than
+        L{PROCESS_TIMEOUT}.
+        """
         d = defer.Deferred()
         self._waiting.append((re.compile(pattern), d))
         self._check()
@@ -164,9 +161,9 @@ class StandaloneTests(unittest.TestCase):
         """
         config = deployment(self, STANDALONE)
         child, transport = spawn(self, config.file)
-        match = yield child.waitFor(r"clients on TLS 127\.0\.0\.1:(\d+)")
+        match = yield child.whenLogged(r"clients on TLS 127\.0\.0\.1:(\d+)")
         port = int(match.group(1))
-        yield child.waitFor(r"mmo: ready")
+        yield child.whenLogged(r"mmo: ready")
         ca = tls.ca_path(config.deployment.tls_dir)
 
         client = yield connect(reactor, "127.0.0.1", port, ca=ca, hostname="localhost")
@@ -211,7 +208,7 @@ class StandaloneTests(unittest.TestCase):
         """With [logging] format = "json", every line is a JSON object naming the process."""
         config = deployment(self, STANDALONE, extra='[logging]\nformat = "json"\n')
         child, transport = spawn(self, config.file)
-        yield child.waitFor(r"mmo: ready")
+        yield child.whenLogged(r"mmo: ready")
         transport.signalProcess("INT")
         yield child.ended.addTimeout(PROCESS_TIMEOUT, reactor)
         self.assertStoppedBy(child, signal.SIGINT)

@@ -22,7 +22,7 @@ import threading
 
 import websockets.asyncio.client
 import websockets.exceptions
-from twisted.internet import defer, reactor, task, threads
+from twisted.internet import defer, reactor, threads
 from twisted.internet.address import IPv4Address
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -49,7 +49,7 @@ from mmo.standalone.protocol import StandaloneFactory
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codec, codes
 from tests import support
-from tests.support import LogCapture, deployment
+from tests.support import LogCapture, deployment, until
 
 #: Seconds a browser-side wait may take before the test errs (not an assertion).
 TIMEOUT = 30.0
@@ -77,20 +77,6 @@ websocket_max_message = {LIMIT}
 argon2_memory_kib = 64
 argon2_time_cost = 1
 """
-
-
-def until(predicate, interval=0.01):
-    """Fire once C{predicate()} is true, polling the reactor (trial's timeout bounds it)."""
-    d = defer.Deferred()
-
-    def poll():
-        if predicate():
-            d.callback(None)
-        else:
-            reactor.callLater(interval, poll)
-
-    poll()
-    return d
 
 
 def padded_ping(request_id: int, size: int) -> bytes:
@@ -609,7 +595,7 @@ class WebSocketTests(WebSocketTestCase):
         """A connection still in its opening handshake does not hold up the stop."""
         context = ssl.create_default_context(cafile=self.ca)
         sock = yield threads.deferToThread(self.raw_tls, context)
-        yield until(lambda: self.listener.webSocketFactory.connections)
+        yield until(lambda: self.listener.webSocketFactory.connections, TIMEOUT)
         yield self.listener.stopService()
         self.assertEqual(self.listener.webSocketFactory.connections, set())
         data = yield threads.deferToThread(self.read_to_end, sock)
@@ -813,4 +799,4 @@ class BrowserLoginTests(unittest.TestCase):
         )
         yield client.close()
         # Let the presence cleanup of the closed sessions run.
-        yield task.deferLater(reactor, 0, lambda: None)
+        yield support.sleep(0)

@@ -5,39 +5,25 @@ process: it registers, logs in, presents its ticket, joins a room and chats
 with a player on TCP.
 """
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial import unittest
 
 from mmo import tls
 from mmo.client import connect
-from tests.support import deployment
+from tests.support import FAST_HASH, PASSWORD, STANDALONE, WEBSOCKET, deployment, until
 from tests.test_login_e2e import started
 from tests.test_twistd import spawn
 from tests.test_websocket import Browser
-
-PASSWORD = "open sesame 42"
-
-STANDALONE = """
-[login]
-argon2_memory_kib = 1024
-argon2_time_cost = 1
-
-[processes.mmo]
-kind = "mmo"
-client = "tcp:0:interface=127.0.0.1"
-websocket = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-"""
 
 
 class BrowserTests(unittest.TestCase):
     timeout = 120
 
     async def test_browser_logs_in_joins_a_room_and_chats(self):
-        config = deployment(self, STANDALONE)
+        config = deployment(self, STANDALONE + WEBSOCKET, extra=FAST_HASH)
         ca = tls.ca_path(config.deployment.tls_dir)
         child, _ = spawn(self, config.file)
-        match = await child.waitFor(r"secure WebSocket 127\.0\.0\.1:(\d+)")
+        match = await child.whenLogged(r"secure WebSocket 127\.0\.0\.1:(\d+)")
         wss_port = int(match.group(1))
         tcp_port = await started(child, "mmo")
 
@@ -73,10 +59,7 @@ class BrowserTests(unittest.TestCase):
         await browser.send(
             {"t": "chat.send", "id": 6, "channel": f"room:{room['id']}", "text": "hi from wss"}
         )
-        for _ in range(200):
-            if any(m["text"] == "hi from wss" for m in heard):
-                break
-            await task.deferLater(reactor, 0.02, lambda: None)
+        await until(lambda: any(m["text"] == "hi from wss" for m in heard))
         said = [m for m in heard if m["text"] == "hi from wss"]
         self.assertEqual(len(said), 1)
         self.assertEqual(said[0]["from"], "Surfer")

@@ -21,12 +21,13 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial import unittest
 
-from mmo.config import Config, WireSection
+from mmo.config import WireSection
 from mmo.frontend.factory import ClientFactory
 from mmo.frontend.protocol import ClientProtocol
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
 from mmo.wire.codes import WireError
 from mmo.wire.protocol import FramedProtocol
+from tests.support import config_of, split_frames
 
 #: Bounded hypothesis runs: the whole module runs in seconds.
 BOUNDED = settings(max_examples=200, deadline=None)
@@ -38,28 +39,10 @@ PEER = IPv4Address("TCP", "192.0.2.1", 40000)
 SMALL = max(256, WireSection.fields["max_frame_size"].minimum)
 
 
-def make_config(**wire) -> Config:
-    """An in-memory config with one standalone process and C{wire} limits."""
-    return Config({"processes": {"mmo": {"kind": "mmo", "client": "tcp:0"}}, "wire": wire})
-
-
 def split(data: bytes, cuts) -> list[bytes]:
     """C{data} cut at the offsets C{cuts} (in any order, repeats allowed)."""
     points = sorted({0, len(data), *(c for c in cuts if 0 <= c <= len(data))})
     return [data[a:b] for a, b in zip(points, points[1:], strict=False)]
-
-
-def read_frames(data: bytes) -> tuple[list[bytes], bytes]:
-    """The frame bodies in C{data}, and the bytes of an incomplete last frame."""
-    bodies = []
-    offset = 0
-    while len(data) - offset >= 4:
-        (length,) = struct.unpack("!I", data[offset : offset + 4])
-        if len(data) - offset - 4 < length:
-            break
-        bodies.append(data[offset + 4 : offset + 4 + length])
-        offset += 4 + length
-    return bodies, data[offset:]
 
 
 def body_of_size(size: int, message: dict | None = None) -> bytes:
@@ -429,7 +412,7 @@ class ByeRecordingFactory(ClientFactory):
 
 def server(max_frame_size: int = 65536, factory_class=ByeRecordingFactory):
     """A server-side connection on a L{StringTransport}, with a fake clock."""
-    config = make_config(max_frame_size=max_frame_size)
+    config = config_of(wire={"max_frame_size": max_frame_size})
     factory = factory_class(config, config.processes["mmo"], reactor=MemoryReactorClock())
     protocol = factory.buildProtocol(PEER)
     transport = StringTransport(peerAddress=PEER)
@@ -481,7 +464,7 @@ class ServerStreamTests(unittest.TestCase):
         within the limit; it closed only after a fatal error frame (and then
         wrote nothing more) or because the client said goodbye.
         """
-        bodies, rest = read_frames(transport.value())
+        bodies, rest = split_frames(transport.value())
         self.assertEqual(rest, b"", "the server wrote an incomplete frame")
         written = []
         for body in bodies:
@@ -531,7 +514,7 @@ class ServerStreamTests(unittest.TestCase):
         for chunk in split(stream, cuts):
             protocol.dataReceived(chunk)
         self.checkOutput(protocol, transport, SMALL)
-        bodies, _ = read_frames(transport.value())
+        bodies, _ = split_frames(transport.value())
         self.assertEqual(codec.decode(bodies[0])["t"], "reply")
 
     @BOUNDED
@@ -552,12 +535,12 @@ class ServerStreamTests(unittest.TestCase):
         if handshake_first:
             protocol.dataReceived(codec.frame(HELLO))
             before = transport.value()
-            self.assertEqual(codec.decode(read_frames(before)[0][0])["t"], "reply")
+            self.assertEqual(codec.decode(split_frames(before)[0][0])["t"], "reply")
         for byte in struct.pack(">I", length):
             self.assertFalse(transport.disconnecting)
             protocol.dataReceived(bytes([byte]))
         written = transport.value()[len(before) :]
-        bodies, rest = read_frames(written)
+        bodies, rest = split_frames(written)
         self.assertEqual(rest, b"")
         self.assertEqual(
             [codec.decode(body) for body in bodies],
@@ -583,7 +566,7 @@ class ServerStreamTests(unittest.TestCase):
         protocol.dataReceived(struct.pack(">I", 1) + b"\xc1")
         self.assertTrue(transport.disconnecting)
         first = transport.value()
-        self.assertEqual(codec.decode(read_frames(first)[0][0])["code"], codes.BAD_FRAME)
+        self.assertEqual(codec.decode(split_frames(first)[0][0])["code"], codes.BAD_FRAME)
         protocol.dataReceived(struct.pack(">I", 10_000))
         protocol.dataReceived(b"more")
         protocol.dataReceived(codec.frame(HELLO))
@@ -593,7 +576,7 @@ class ServerStreamTests(unittest.TestCase):
         """A bad frame and an oversized prefix in one chunk get one error frame."""
         protocol, transport = server(SMALL)
         protocol.dataReceived(b"\x00\x00\x00\x00" + struct.pack(">I", 10_000))
-        bodies, rest = read_frames(transport.value())
+        bodies, rest = split_frames(transport.value())
         self.assertEqual([codec.decode(b)["code"] for b in bodies], [codes.BAD_FRAME])
 
     def test_long_type_before_handshake(self):
@@ -603,7 +586,7 @@ class ServerStreamTests(unittest.TestCase):
         """
         protocol, transport = server(SMALL)
         protocol.dataReceived(codec.frame({"t": "x" * (SMALL - 10)}))
-        [body], rest = read_frames(transport.value())
+        [body], rest = split_frames(transport.value())
         self.assertLessEqual(len(body), SMALL)
         error = codec.decode(body)
         self.assertEqual((error["code"], error["fatal"]), (codes.HANDSHAKE_REQUIRED, True))

@@ -30,7 +30,7 @@ from mmo.wire.codes import WireError
 from mmo.zone.route import ZoneRoute
 from mmo.zone.service import ZoneService
 from mmo.zone.world import WorldMap
-from tests.support import GatewayInbox, fake_clock_bus_store, write_config
+from tests.support import GatewayInbox, fake_clock_bus_store, sleep, write_config
 
 WORLD = """
 [processes.mmo]
@@ -79,7 +79,36 @@ class RecordingRoute:
         return defer.succeed(None)
 
 
-class ZoneTestCase(unittest.TestCase):
+class ZoneTicks:
+    """
+    Zone time for a test case whose C{clock} is the zones' C{task.Clock}:
+    ticks, and ticks that let the store answer (its threads report on the
+    real reactor).
+    """
+
+    def tick(self, count: int = 1) -> None:
+        """Run C{count} ticks, and deliver what the bus holds."""
+        for _ in range(count):
+            self.clock.advance(TICK)
+            self.clock.advance(0)
+
+    async def settle(self, ticks: int = 1):
+        """Tick, letting the store's threads answer in between."""
+        for _ in range(ticks):
+            self.tick()
+            for _ in range(3):
+                await sleep(0.01)
+
+    async def tick_until(self, condition, ticks: int = 30):
+        """Tick until C{condition()} holds (the store answers from threads)."""
+        for _ in range(ticks):
+            if condition():
+                return
+            await self.settle()
+        self.fail("never happened")
+
+
+class ZoneTestCase(ZoneTicks, unittest.TestCase):
     """Two zones (the map's two regions) on one fake clock, bus and store."""
 
     async def setUp(self):
@@ -96,36 +125,15 @@ class ZoneTestCase(unittest.TestCase):
             self.zones[region] = zone
         self.west, self.east = self.zones["r0c0"], self.zones["r0c1"]
 
-    def tick(self, count: int = 1) -> None:
-        """Run C{count} ticks, and deliver what the bus holds."""
-        for _ in range(count):
-            self.clock.advance(TICK)
-            self.clock.advance(0)
-
     def batches(self, gateway: str = "gw-1") -> list[dict]:
         """The batched deliveries to C{gateway} since the last call."""
         return self.delivered[gateway].batches()
-
-    async def settle(self, ticks: int = 1):
-        """Tick, letting the store's threads answer in between."""
-        for _ in range(ticks):
-            self.tick()
-            for _ in range(3):
-                await deferLater()
 
     async def character(self, name: str, data: dict) -> Caller:
         """A caller playing a new character of the store, with C{data}."""
         account = await self.store.create_account(name, "hash-" + name)
         character = await self.store.create_character(account.id, name.title(), data)
         return caller(name).moved(account_id=account.id, character_id=character.id)
-
-    async def until(self, condition, ticks: int = 30):
-        """Tick until C{condition()} holds (the store answers from threads)."""
-        for _ in range(ticks):
-            if condition():
-                return
-            await self.settle()
-        self.fail("never happened")
 
 
 class ZoneServiceTests(ZoneTestCase):
@@ -324,10 +332,10 @@ class ZoneServiceTests(ZoneTestCase):
         self.assertEqual((switch.session, switch.zone), ("session-alice", "r0c1"))
         # The gateway answers over the route its inputs take.
         self.west.receive("r0c0", "gw-1", Switched(switch.transfer_id, switch.session))
-        await self.until(lambda: self.east.handoff.status("c-alice") == "active")
+        await self.tick_until(lambda: self.east.handoff.status("c-alice") == "active")
         self.assertIsNone(self.west.simulation.get("c-alice"))
         arrived = self.east.simulation.get("c-alice")
-        await self.until(lambda: arrived.last_input == seq)
+        await self.tick_until(lambda: arrived.last_input == seq)
         self.assertEqual(arrived.x, 96.0 + seq * 0.6)
         # Inputs go on in the new zone (and a late one to the old is forwarded).
         x = arrived.x
@@ -335,15 +343,9 @@ class ZoneServiceTests(ZoneTestCase):
             alice.moved(zone="r0c1"), "zone.move", {"seq": seq + 1, "x": x + 0.5, "y": 50.0}
         )
         await self.west.handle(alice, "zone.move", {"seq": seq + 2, "x": x + 1.0, "y": 50.0})
-        await self.until(lambda: arrived.last_input == seq + 2)
+        await self.tick_until(lambda: arrived.last_input == seq + 2)
         self.assertEqual(arrived.x, x + 1.0)
         self.assertEqual((await self.store.load_entity("c-alice")).owner, "r0c1")
-
-
-def deferLater():
-    from twisted.internet import reactor
-
-    return task.deferLater(reactor, 0.01, lambda: None)
 
 
 class FakeSession:

@@ -17,7 +17,7 @@ from mmo.wire.codes import WireError
 from mmo.zone.host import ZoneHost
 from mmo.zone.takeover import HANDED, SERVING, TakeoverFailed
 from tests.support import GatewayInbox, fake_clock_bus_store, write_config
-from tests.test_zone_service import TICK, caller, deferLater
+from tests.test_zone_service import TICK, ZoneTicks, caller
 
 WORLD = """
 [processes.zone-1]
@@ -61,7 +61,7 @@ class FakeHooks:
         self.events.append("fail")
 
 
-class TakeoverTests(unittest.TestCase):
+class TakeoverTests(ZoneTicks, unittest.TestCase):
     async def setUp(self):
         self.config = config.load(write_config(self, WORLD))
         self.clock, self.bus, self.store = await fake_clock_bus_store(self)
@@ -79,13 +79,6 @@ class TakeoverTests(unittest.TestCase):
         self.addCleanup(host.stop)
         self.addCleanup(control.stop)
         return host, hooks
-
-    async def settle(self, ticks=1):
-        for _ in range(ticks):
-            self.clock.advance(TICK)
-            self.clock.advance(0)
-            for _ in range(3):
-                await deferLater()
 
     def updates(self, session="session-alice"):
         """The world.update events of C{session} since the last call."""

@@ -12,27 +12,22 @@ import re
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from tests import test_world_cluster
+from tests.support import sleep, until
 from tests.test_twistd import spawn
-from tests.test_world_e2e import sleep
+from tests.world_walk import start_cluster, tcp_player
 
 
 class ZoneUpgradeTests(unittest.TestCase):
     timeout = 120
 
-    start_cluster = test_world_cluster.WorldClusterTests.start_cluster
-    player = test_world_cluster.WorldClusterTests.player
-    settled = test_world_cluster.WorldClusterTests.settled
-
     async def test_takeover_while_walking(self):
-        await self.start_cluster()
-        bob = await self.player("Bob")
+        servers = await start_cluster(self)
+        bob = await tcp_player(self, servers.ca, servers.login, "Bob")
         await bob.walk_to(106.0)
-        await self.settled(bob, 1)
-        alice = await self.player("Alice")
+        await bob.caught_up(1)
+        alice = await tcp_player(self, servers.ca, servers.login, "Alice")
         closed = [p.client.whenClosed() for p in (alice, bob)]
-        await sleep(0.5)
-        self.assertIn(bob.id, alice.entered)
+        await until(lambda: bob.id in alice.entered, what="Alice sees Bob across the border")
         errors = []
         walking = True
 
@@ -48,9 +43,9 @@ class ZoneUpgradeTests(unittest.TestCase):
         walker = defer.ensureDeferred(walk())
         await sleep(0.5)
         before = len(alice.received)
-        old = self.children["zone-1"]
-        new, _ = spawn(self, self.config_file, "mmo-zone", "--process", "zone-1", "--takeover")
-        await new.waitFor(r"zone-1: took over, ready")
+        old = servers.children["zone-1"]
+        new, _ = spawn(self, servers.config_file, "mmo-zone", "--process", "zone-1", "--takeover")
+        await new.whenLogged(r"zone-1: took over, ready")
         status = await old.whenExited().addTimeout(20, reactor)
         self.assertEqual(status, 0, old.output()[-3000:])
         await sleep(1.0)
@@ -77,9 +72,9 @@ class ZoneUpgradeTests(unittest.TestCase):
         # Still crossing the border, both ways, over the new process.
         zones = len(alice.zones)
         await alice.walk_to(104.0)
-        await self.settled(alice, zones + 1)
+        await alice.caught_up(zones + 1)
         await alice.walk_to(96.0)
-        await self.settled(alice, zones + 2)
+        await alice.caught_up(zones + 2)
         self.assertEqual(alice.zones[-2:], ["r0c1", "r0c0"])
         self.assertEqual(alice.corrections, [])
         pauses = re.findall(r"pause (\d+) ms", new.output())
