@@ -97,7 +97,7 @@ class EndpointTests(unittest.TestCase):
         clock = MemoryReactorClock()
         endpoint = RedisEndpoint(conf, clock, on_master_moved=lambda: moved.append(True))
         self.addCleanup(endpoint.disconnect)
-        masters = iter([("10.0.0.1", 6379), ("10.0.0.1", 6379), ("10.0.0.2", 6380)])
+        masters = iter([("192.0.2.1", 7001), ("192.0.2.1", 7001), ("192.0.2.2", 7002)])
         asked = []
 
         def discover_master(name):
