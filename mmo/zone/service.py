@@ -114,6 +114,16 @@ class _State:
     def apply_input(self, entity: Entity, seq: int, payload) -> None:
         self.simulation.input(entity, seq, payload)
 
+    def arrive_all(self, seen: dict) -> None:
+        """A takeover's players: the view of each, for when it is recovered."""
+        self.arriving.update(
+            {k: v for k, v in seen.items() if isinstance(v, list) and isinstance(k, str)}
+        )
+
+    def arrived(self) -> None:
+        """Views not taken by a player that came (it was not recovered) are forgotten."""
+        self.arriving.clear()
+
     def arrive(self, offer: Offer) -> None:
         """An offer came: its player's view, for when it is added."""
         seen = offer.seen
@@ -328,9 +338,7 @@ class ZoneService(GameService):
         sim = self.simulation
         seen = handed.seen
         if isinstance(seen, dict):
-            self.state.arriving.update(
-                {k: v for k, v in seen.items() if isinstance(v, list) and isinstance(k, str)}
-            )
+            self.state.arrive_all(seen)
         sim.continue_from(int(handed.tick or 0), int(handed.npc_serial or 0))
         self._ghost_tick = int(handed.ghost_tick or 0)
         for data in handed.npcs or ():
@@ -342,7 +350,7 @@ class ZoneService(GameService):
             # Handoff messages wait in the handoff until it recovered.
             self._dispatcher(data)
         await self.handoff.recover()
-        self.state.arriving.clear()
+        self.state.arrived()
         self.resume()
 
     # -- the tick --------------------------------------------------------------------
