@@ -240,9 +240,6 @@ class Requests:
         self.clock = clock
         self._waiting: dict[str, defer.Deferred] = {}
 
-    def __len__(self) -> int:
-        return len(self._waiting)
-
     def new(self, timeout: float) -> tuple[str, defer.Deferred]:
         """A fresh request id and the Deferred its answer fires."""
         request = uuid.uuid4().hex

@@ -36,9 +36,6 @@ class Forwards:
         self.ttl = ttl
         self._to: dict[str, tuple[str, object]] = {}
 
-    def __contains__(self, session_id) -> bool:
-        return session_id in self._to
-
     def add(self, session_id: str, gateway: str) -> None:
         """Forward what comes for C{session_id} to C{gateway}, for a while."""
         self.discard(session_id)

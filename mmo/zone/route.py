@@ -58,7 +58,7 @@ class ZoneRoute:
     its connection stays as it is.
 
     @ivar routes: Zone (region) name -> the L{IRoute} to its service.
-    @ivar name: The gateway's process name: who sends the L{Switched}s.
+    @ivar gateway: The gateway's process name: who sends the L{Switched}s.
     @ivar store: The store, if this process has one (the standalone
         server), to find where a character is; else C{None}.
     """
@@ -67,10 +67,10 @@ class ZoneRoute:
     name = "zones"
     prefixes = ("zone.",)
 
-    def __init__(self, routes: dict, world_map, name: str, store=None, spawn=None):
+    def __init__(self, routes: dict, world_map, gateway: str, store=None, spawn=None):
         self.routes = dict(routes)
         self.map = world_map
-        self.gateway = name
+        self.gateway = gateway
         self.store = store
         self.spawn = tuple(spawn) if spawn is not None else None
         #: Session -> the version of its entity that set its zone.
@@ -170,12 +170,11 @@ class ZoneRoute:
         if event == "ended":
             self._versions.pop(caller.session, None)
         calls = [
-            defer.maybeDeferred(route.session_event, caller, event)
-            for route in self.services_by_process()
+            defer.maybeDeferred(route.session_event, caller, event) for route in self._each_route()
         ]
         return defer.gatherResults(calls, consumeErrors=True).addCallback(lambda _: None)
 
-    def services_by_process(self) -> list:
+    def _each_route(self) -> list:
         """The routes, each once (the regions of one process share one)."""
         found: list = []
         for route in self.routes.values():
@@ -229,9 +228,7 @@ class ZoneRoute:
         Zone process C{message.process} was replaced (a takeover): its route
         moves its link to the new process.
         """
-        done = [
-            r for r in self.services_by_process() if getattr(r, "name", None) == message.process
-        ]
+        done = [r for r in self._each_route() if getattr(r, "name", None) == message.process]
         if not done:
             return None
         self.log.info("relinking to zone process {process}", process=message.process)
