@@ -88,6 +88,16 @@ class GatewaySection(Section):
             kind=float,
             doc="Seconds a drain waits for every client to move to another gateway.",
         ),
+        "gone_after": Number(
+            30.0,
+            minimum=0.1,
+            maximum=86400,
+            kind=float,
+            doc=(
+                "Seconds a gateway may be missing from the directory before the game "
+                "services take it as gone and end the sessions it held."
+            ),
+        ),
     }
 
     def check(self):

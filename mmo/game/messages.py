@@ -23,6 +23,8 @@ for the message's type.
     control:PROCESS         process PROCESS  L{Command}
     control-reply:ID        who sent ID      L{CommandReply}
     sessions                every gateway    L{AccountSession}
+    gateways                every game       L{GatewayStarted}
+                            service
     lobby.rooms             chat             L{RoomEvent}
 
 Requests and their answers (control commands, the gateways' handover of a
@@ -49,6 +51,10 @@ SESSIONS_CHANNEL = "sessions"
 
 #: Where the lobby tells chat of its rooms' members.
 ROOMS_CHANNEL = "lobby.rooms"
+
+#: Where a gateway says it started, so that game services end the sessions
+#: an earlier process of its name held (L{mmo.game.gateways}).
+GATEWAYS_CHANNEL = "gateways"
 
 
 def gateway_channel(gateway: str) -> str:
@@ -276,7 +282,7 @@ class Requests:
             self.fail(request, error)
 
 
-# -- pushes and sessions (gateway:NAME, sessions, lobby.rooms) ----------------------------
+# -- pushes and sessions (gateway:NAME, sessions, gateways, lobby.rooms) -----------------
 
 
 @message
@@ -332,6 +338,18 @@ class AccountSession:
     account: str
     session: str | None
     reason: str
+
+
+@message
+class GatewayStarted:
+    """
+    Gateway C{gateway} started, as its C{incarnation} (a fresh id each start,
+    the L{mmo.game.service.Caller.incarnation} of its sessions): the sessions
+    that an earlier process of that name held died with it.
+    """
+
+    gateway: str
+    incarnation: str
 
 
 @message

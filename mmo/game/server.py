@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from mmo import rpc
 from mmo.config import Config, ProcessSection
 from mmo.game import messages
+from mmo.game.gateways import KnownSessions
 from mmo.game.routes import pack, unpack
 from mmo.game.service import Caller, Reply
 from mmo.rpc import commands
@@ -72,7 +73,7 @@ class ServiceRPC(rpc.RPCProtocol):
 
     @commands.SessionEvent.responder
     def session_event(self, caller: bytes, event: str) -> defer.Deferred:
-        d = defer.ensureDeferred(self.factory.service.session_event(_caller(caller), event))
+        d = defer.ensureDeferred(self.factory.session_event(_caller(caller), event))
         return d.addCallback(lambda _: {})
 
 
@@ -81,14 +82,25 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
     The RPC listener's factory of a game-service process.
 
     @ivar service: The L{GameService} it serves.
+    @ivar known: The L{KnownSessions}: every caller of a request or session
+        event is noted there, so that the process can end the sessions of a
+        gateway that died (L{mmo.game.gateways.GatewayWatch}).
     """
 
     protocol = ServiceRPC
     log = Logger()
 
-    def __init__(self, config: Config, process: ProcessSection, service, reactor=None):
+    def __init__(
+        self,
+        config: Config,
+        process: ProcessSection,
+        service,
+        reactor=None,
+        known: KnownSessions | None = None,
+    ):
         super().__init__(config, process, reactor)
         self.service = service
+        self.known = known if known is not None else KnownSessions()
 
     async def route(self, caller: Caller, kind: str, body: bytes) -> dict:
         try:
@@ -97,6 +109,7 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
             raise rpc.BadRequest("malformed message body")
         if not isinstance(message, dict):
             raise rpc.BadRequest("the message body is not a map")
+        self.known.heard(caller)
         try:
             reply = await self.service.handle(caller, kind, message)
         except WireError as e:
@@ -104,6 +117,11 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
         if isinstance(reply, Reply):
             return {"body": pack(reply.fields), "change": pack(reply.change.changes)}
         return {"body": pack(reply)}
+
+    async def session_event(self, caller: Caller, event: str) -> None:
+        """A gateway's session event, noted (L{known}) and told to the service."""
+        self.known.event(caller, event)
+        await self.service.session_event(caller, event)
 
     async def route_batch(self, data: bytes) -> dict:
         """
@@ -129,6 +147,7 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
                 raise TypeError(kind)
         except (TypeError, ValueError, rpc.BadRequest):
             return [1, codes.BAD_REQUEST, "malformed routed message", False]
+        self.known.heard(caller)
         try:
             reply = await self.service.handle(caller, kind, message)
         except WireError as e:

@@ -13,7 +13,9 @@ Services also hear of session events (L{GameService.session_event}):
 C{"started"} when a player is admitted, C{"changed"} when the session's
 character or place changes, C{"moved"} when it resumed on another gateway and
 C{"ended"} when it is gone for good (logout, replaced, or the resume window
-ran out), at which point the service frees what the session held.
+ran out), at which point the service frees what the session held.  A
+session whose gateway died (it restarted, or left the directory for good)
+is ended the same way by the service's own process (L{mmo.game.gateways}).
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ class Caller:
     @ivar zone: The zone (world region) that holds the character, once it
         entered one (C{zone.enter}); switched by handoffs.  Only a session
         in the world is in a zone.
+    @ivar incarnation: Which start of that gateway's process holds the
+        session (a fresh id each start, told in
+        L{mmo.game.messages.GatewayStarted}), or "" if unknown: services
+        end the sessions of an earlier one (L{mmo.game.gateways}).
 
     The gateway holding the session keeps its caller: a service changes it
     only by answering with a L{Reply} that carries a L{SessionChange}.
@@ -69,6 +75,7 @@ class Caller:
     character_name: str | None = None
     zone: str | None = None
     in_world: bool = False
+    incarnation: str = ""
 
     @property
     def display_name(self) -> str:
@@ -177,6 +184,17 @@ class GameService:
 
     async def session_event(self, caller: Caller, event: str) -> None:
         """A session started, changed, moved or ended (see the module docstring)."""
+
+    def held_sessions(self) -> Iterable[Caller]:
+        """
+        Sessions the service holds something for that its process may not
+        have heard of in a request or session event (a zone's players
+        handed over to it, or restored from the store): they are ended too
+        when their gateway dies (L{mmo.game.gateways}).  A L{Caller} here
+        may have only C{session}, C{gateway} and what the service's
+        C{"ended"} needs.  The default: none.
+        """
+        return ()
 
     def receive(self, to: str, sender: str, message) -> None:
         """

@@ -213,6 +213,7 @@ class Handover:
                 self.name,
                 self.sessions.config.gateway.resume_buffer,
                 self.sessions.config.wire.max_frame_size,
+                self.sessions.incarnation,
             )
         except Exception:
             self.log.failure("malformed handover state")

@@ -248,13 +248,16 @@ class Session:
         }
 
     @classmethod
-    def from_state(cls, state: dict, gateway: str, buffer: int, limit: int) -> Session:
+    def from_state(
+        cls, state: dict, gateway: str, buffer: int, limit: int, incarnation: str = ""
+    ) -> Session:
         """
-        The session described by L{state_for}, now held by C{gateway}.
+        The session described by L{state_for}, now held by C{gateway} (as
+        its C{incarnation}).
 
         @raise KeyError, TypeError, ValueError: C{state} is malformed.
         """
-        caller = Caller.from_dict(state["caller"]).moved(gateway=gateway)
+        caller = Caller.from_dict(state["caller"]).moved(gateway=gateway, incarnation=incarnation)
         ticket = Ticket(**state["ticket"])
         seq = int(state["seq"])
         pushes = list(state["pushes"])

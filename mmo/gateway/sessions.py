@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from mmo.bus import BusError
 from mmo.game import messages
-from mmo.game.messages import AccountSession, online_key, session_key
+from mmo.game.messages import AccountSession, GatewayStarted, online_key, session_key
 from mmo.game.service import Caller, SessionChange
 from mmo.gateway.session import Session, new_token
 from mmo.login.service import revoke
@@ -101,6 +101,8 @@ class Sessions:
     session's events (L{mmo.gateway.routing.Services.tell}).
 
     @ivar name: The gateway's process name (the C{gateway} of its callers).
+    @ivar incarnation: A fresh id of this start of the process (the
+        C{incarnation} of its callers): see L{announce}.
     @ivar registry: The L{SessionRegistry}.
     @ivar draining: Set by L{drain}: nobody is admitted any more.
     """
@@ -113,6 +115,7 @@ class Sessions:
         self.bus = bus
         self.services = services
         self.clock = clock
+        self.incarnation = uuid.uuid4().hex[:12]
         self.registry = SessionRegistry()
         self.draining = False
         self._watchers: list[Callable[[], None]] = []
@@ -170,7 +173,14 @@ class Sessions:
             raise WireError(ALREADY_ONLINE, "this account is already online")
         if not connection.canSend():
             raise WireError(codes.BAD_REQUEST, "the connection closed")
-        caller = Caller(uuid.uuid4().hex, self.name, account, ticket.name, ticket.realm)
+        caller = Caller(
+            uuid.uuid4().hex,
+            self.name,
+            account,
+            ticket.name,
+            ticket.realm,
+            incarnation=self.incarnation,
+        )
         session = self.new_session(caller, ticket, new_token())
         existing = self.registry.by_account.get(account)
         if existing is not None:
@@ -210,6 +220,21 @@ class Sessions:
             self.end(session, REPLACED, "your account logged in from elsewhere")
 
     # -- presence ------------------------------------------------------------------
+
+    def announce(self) -> defer.Deferred:
+        """
+        Say on the bus that this gateway started, as L{incarnation}: the game
+        services end the sessions an earlier process of its name held (they
+        died with it).  Fires when sent; a failure is logged (the services
+        also find the new incarnation in the directory).
+        """
+        d = messages.publish(
+            self.bus,
+            messages.GATEWAYS_CHANNEL,
+            GatewayStarted(self.name, self.incarnation),
+            self.name,
+        )
+        return d.addErrback(log_failure, self.log, "announcing the gateway's start failed")
 
     async def hold(self, session: Session) -> None:
         """Say on the bus that this gateway holds C{session}: presence and token."""

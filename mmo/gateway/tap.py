@@ -51,6 +51,23 @@ class Subscription:
             await self.subscription.cancel()
 
 
+class Started:
+    """
+    The gateway's start told on the bus (L{Sessions.announce
+    <mmo.gateway.sessions.Sessions.announce>}), before any client is
+    admitted: the game services end what an earlier process of its name held.
+    """
+
+    def __init__(self, sessions):
+        self.sessions = sessions
+
+    def start(self):
+        return self.sessions.announce()
+
+    def stop(self):
+        pass
+
+
 class Stopping:
     """
     The gateway's sessions as a process resource: at stop (after the client
@@ -106,8 +123,8 @@ def add_gateway(
     """
     A gateway in a process: its factory with every part
     (L{mmo.gateway.factory.make_gateway}, C{extra} going to
-    C{factory_class}), its bus subscriptions, presence, the directory
-    entry, the client listeners (TLS, and secure WebSocket when configured)
+    C{factory_class}), its bus subscriptions, the announcement of its start,
+    presence, the directory entry, the client listeners (TLS, and secure WebSocket when configured)
     and the control commands C{drain}, C{kick} and C{broadcast} (see
     C{docs/sessions.md}).
 
@@ -127,13 +144,17 @@ def add_gateway(
     directory = DirectoryService(
         bus,
         process.name,
-        lambda: directory_info(
-            process,
-            listener,
-            load=factory.load,
-            websocket=browsers,
-            draining=factory.sessions.draining,
-        ),
+        lambda: {
+            **directory_info(
+                process,
+                listener,
+                load=factory.load,
+                websocket=browsers,
+                draining=factory.sessions.draining,
+            ),
+            # Services that missed the gateway's start find it here.
+            "incarnation": factory.sessions.incarnation,
+        },
         beat,
         config.bus.heartbeat_timeout,
         reactor=reactor,
@@ -147,6 +168,7 @@ def add_gateway(
     operations.register(top.control_service(bus))
     for channel, dispatcher in subscriptions(factory).items():
         top.resource(Subscription(bus, channel, dispatcher))
+    top.resource(Started(factory.sessions))
     top.resource(Stopping(factory, operations))
     for child in listeners:
         child.setServiceParent(top)

@@ -2,7 +2,8 @@
 What the plugins of game services (C{mmo-lobby}, C{mmo-chat}, C{mmo-zone})
 share: a process with the store, the bus and one
 L{mmo.game.service.GameService}, answering gateways over AMP with mutual TLS
-(L{mmo.game.server}) and announcing itself in the directory.
+(L{mmo.game.server}), announcing itself in the directory and ending the
+sessions of gateways that died (L{mmo.game.gateways.GatewayWatch}).
 
 A service that can replace a running process of the same name (the zone
 host, C{mmo-zone --takeover}) has an C{attach(hooks)} method: it gets the
@@ -21,6 +22,7 @@ from twisted.logger import Logger
 from mmo import rpc
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
+from mmo.game.gateways import GatewayWatch
 from mmo.game.server import ServiceRPCFactory, serve
 from mmo.process.service import ConfigOptions, ProcessService, build
 from mmo.store import make_store
@@ -143,6 +145,8 @@ def make_game_service(options: ConfigOptions, service_class, reactor=None) -> Pr
         store = top.resource(make_store(config, reactor))
         bus = top.resource(make_bus(config, reactor))
         service = top.resource(service_class(config, store, bus, reactor))
+        watch = top.resource(GatewayWatch.from_config(config, service, bus, reactor))
+        factory = ServiceRPCFactory(config, process, service, reactor, known=watch.known)
         directory = DirectoryService(
             bus,
             process.name,
@@ -154,10 +158,9 @@ def make_game_service(options: ConfigOptions, service_class, reactor=None) -> Pr
         attach = getattr(service, "attach", None)
         if attach is None:
             top.control_service(bus)
-            serve(config, process, service, reactor).setServiceParent(top)
+            serve(config, process, service, reactor, factory=factory).setServiceParent(top)
             directory.setServiceParent(top)
             return top
-        factory = ServiceRPCFactory(config, process, service, reactor)
         standby = bool(getattr(service, "takeover", False))
         # A standby process does not subscribe yet: the old one answers there.
         control = top.control_service(bus, standby=standby)

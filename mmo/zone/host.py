@@ -249,6 +249,10 @@ class ZoneHost(GameService):
         for zone in self.zones.values():
             await zone.session_event(caller, event)
 
+    def held_sessions(self) -> list[Caller]:
+        """The players' sessions of every zone here (L{ZoneService.held_sessions})."""
+        return [caller for zone in self.zones.values() for caller in zone.held_sessions()]
+
     def directory_info(self) -> dict:
         """
         The process's load for the directory: C{load} and C{players} (players

@@ -555,11 +555,28 @@ class ZoneService(GameService):
                 id=entity.id,
             )
 
+    def held_sessions(self) -> list[Caller]:
+        """
+        The sessions of the players whose entities are reals here, as the
+        entities name them (one handed over here may not have sent a
+        request to this process yet): what C{"ended"} needs, so that the
+        entity of a session whose gateway died leaves the world too
+        (L{mmo.game.gateways}).
+        """
+        return [
+            Caller(e.session, e.gateway or "", "", e.name, character_id=e.id)
+            for e in self.simulation.reals.values()
+            if e.kind == PLAYER and e.session is not None
+        ]
+
     async def session_event(self, caller: Caller, event: str) -> None:
         """
         C{"moved"}: the session's pushes go to its new gateway.  C{"ended"}:
         the session is gone for good (not merely dropped: a session waiting
-        for a resume keeps its entity), so its entity leaves the world.
+        for a resume keeps its entity; its gateway died, see
+        L{held_sessions}), so its entity leaves the world, saved where it
+        was.  A later session of the same character that took the entity
+        over (C{zone.enter}) keeps it.
         """
         entity_id = caller.character_id
         if entity_id is None:
