@@ -89,7 +89,9 @@ class GatewayCrashTests(unittest.TestCase):
         Log C{name} in again, choose C{character}, enter the world and its
         zone: the player, where the zone put it.
         """
-        client = await connect(reactor, "127.0.0.1", self.login_port, ca=self.ca, hostname="localhost")
+        client = await connect(
+            reactor, "127.0.0.1", self.login_port, ca=self.ca, hostname="localhost"
+        )
         ticket = await client.request("login", name=name, password=PASSWORD)
         await client.close()
         gateway = ticket["gateway"]

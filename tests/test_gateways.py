@@ -234,7 +234,9 @@ class ZoneTests(Watched, ZoneTestCase):
         again = on(alice.moved(session="session-alice-2"), "gw-1", "two")
         reply = await self.routed(again, "zone.enter")
         self.assertEqual((reply["x"], reply["y"]), (40.0, 50.0))
-        await self.routed(again.moved(zone="r0c0"), "zone.move", seq=reply["input"] + 1, x=40.5, y=50)
+        await self.routed(
+            again.moved(zone="r0c0"), "zone.move", seq=reply["input"] + 1, x=40.5, y=50
+        )
         self.assertEqual(self.west.simulation.get(alice.character_id).x, 40.5)
         self.assertEqual(self.west.simulation.get(alice.character_id).session, again.session)
 
@@ -350,6 +352,4 @@ class GatewayStartTests(SessionTestCase):
         [resumed, *_] = moved.request("resume", token=reply["resume"], last_seq=0)
         self.assertEqual(resumed["t"], "reply", resumed)
         [caller] = self.lobby.seen("moved")
-        self.assertEqual(
-            (caller.gateway, caller.incarnation), ("gw-b", b.sessions.incarnation)
-        )
+        self.assertEqual((caller.gateway, caller.incarnation), ("gw-b", b.sessions.incarnation))
