@@ -25,6 +25,8 @@ from mmo.game.server import ServiceRPCFactory
 from mmo.game.service import Caller
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codes
+from mmo.zone.entity import NPC, PLAYER, Entity
+from mmo.zone.host import ZoneHost
 from tests.support import LogCapture, config_of
 from tests.test_chat import HASH, NOW, load_config
 from tests.test_lobby import LobbyTestCase
@@ -254,6 +256,19 @@ class ZoneTests(Watched, ZoneTestCase):
         entity = self.west.simulation.get(alice.character_id)
         self.assertEqual(entity.session, again.session)
         self.assertEqual(list(self.west.simulation.reals), [alice.character_id])
+
+
+    def test_zone_host_names_the_sessions_of_its_zones(self):
+        """A zone process names the players' sessions of every zone it serves."""
+        host = ZoneHost(self.config, self.store, self.bus, self.clock, "mmo")
+        east = host.zones["r0c1"]
+        east.simulation.add(Entity("c-alice", PLAYER, 150.0, 50.0, session="s1", gateway="gw-1"))
+        east.simulation.add(Entity("npc-1", NPC, 150.0, 60.0))
+        [alice] = host.held_sessions()
+        self.assertEqual(
+            (alice.session, alice.gateway, alice.character_id, alice.incarnation),
+            ("s1", "gw-1", "c-alice", ""),
+        )
 
 
 class ChatTests(Watched, unittest.TestCase):
