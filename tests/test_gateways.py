@@ -257,7 +257,6 @@ class ZoneTests(Watched, ZoneTestCase):
         self.assertEqual(entity.session, again.session)
         self.assertEqual(list(self.west.simulation.reals), [alice.character_id])
 
-
     def test_zone_host_names_the_sessions_of_its_zones(self):
         """A zone process names the players' sessions of every zone it serves."""
         host = ZoneHost(self.config, self.store, self.bus, self.clock, "mmo")

@@ -123,10 +123,10 @@ def add_gateway(
     """
     A gateway in a process: its factory with every part
     (L{mmo.gateway.factory.make_gateway}, C{extra} going to
-    C{factory_class}), its bus subscriptions, the announcement of its start,
-    presence, the directory entry, the client listeners (TLS, and secure WebSocket when configured)
-    and the control commands C{drain}, C{kick} and C{broadcast} (see
-    C{docs/sessions.md}).
+    C{factory_class}), its bus subscriptions, the announcement of its
+    start, presence, the directory entry, the client listeners (TLS, and
+    secure WebSocket when configured) and the control commands C{drain},
+    C{kick} and C{broadcast} (see C{docs/sessions.md}).
 
     Resources start in order and stop in reverse, after the child services:
     the routes' links start first and stop last, so that the services still
