@@ -18,7 +18,7 @@ from twisted.trial import unittest
 from mmo.config import ConfigError
 from mmo.manager.admin import format_status
 from mmo.manager.service import Manager, ManagerError
-from mmo.manager.supervisor import Supervisor, twistd_args
+from mmo.manager.supervisor import DETACH, Supervisor, twistd_args
 from tests.support import LogCapture, write_config
 
 
@@ -55,7 +55,9 @@ class ProcessReactor(Clock):
         self.obedient = True
 
     def spawnProcess(self, protocol, executable, args, env=None, path=None, **kwargs):
-        process = FakeProcess(self, protocol, args, 1000 + len(self.spawned))
+        # Every process is started detached; the rest is its own command.
+        assert [executable, *args[1:3]] == list(DETACH), args
+        process = FakeProcess(self, protocol, args[len(DETACH) :], 1000 + len(self.spawned))
         self.spawned.append(process)
         protocol.makeConnection(process)
         return process

@@ -22,12 +22,13 @@ from twisted.trial import unittest
 from mmo import tls
 from mmo.client import ConnectionClosed, ServerError
 from mmo.store import make_store
-from tests.redis import free_port, redis_server_path
-from tests.support import deployment, process_tables, sleep, until, write_config
+from mmo.zone.service import WORLD_KEY
+from tests.redis import RedisServer, free_port, redis_server_path
+from tests.support import config_of, deployment, process_tables, sleep, until, write_config
 from tests.test_cluster import SETTINGS
 from tests.test_login_e2e import started
-from tests.test_twistd import spawn, subprocess_env
-from tests.world_walk import CLUSTER_WORLD, STEP_TIME, tcp_player
+from tests.test_twistd import TwistdProcess, spawn, subprocess_env, twistd_command
+from tests.world_walk import CLUSTER_WORLD, SPAWN, STEP_TIME, TWO_REGIONS, tcp_player
 
 #: The processes a manager runs in these tests.
 CLUSTER = (
@@ -296,3 +297,116 @@ class ManagerTests(unittest.TestCase):
             status = await child.whenExited()
             self.assertEqual(status, 1, child.output())
             self.assertIn(f"mmo: {path}: {expected}", child.output())
+
+
+#: One region, one zone process (the smallest world with a zone).
+ONE_ZONE = TWO_REGIONS.replace("columns = 2", "columns = 1") + (
+    f'spawn = [{SPAWN[0]}, {SPAWN[1]}]\nzones = ["zone-1"]\n'
+)
+
+#: The processes of the smaller cluster: a player can log in, have a
+#: character and walk.
+SMALL = (
+    ("manager", "manager"),
+    ("login", "login"),
+    ("gateway-1", "gateway"),
+    ("lobby", "lobby"),
+    ("zone-1", "zone"),
+)
+
+
+class TerminalTests(unittest.TestCase):
+    """A manager run from a terminal, and its local Redis."""
+
+    timeout = 180
+
+    async def start(self, terminal: bool = False):
+        """
+        The manager of L{SMALL} and its local Redis; with C{terminal}, as a
+        shell runs it: in a session and process group of its own, with a
+        terminal (a pseudo-terminal here), whose foreground group it is.
+        """
+        redis_server_path()
+        extra = (
+            SETTINGS
+            + ONE_ZONE
+            + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
+            + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\nstop_timeout = 10.0\n'
+        )
+        processes = process_tables(*SMALL).replace(
+            'kind = "manager"', 'kind = "manager"\nredis_server = true'
+        )
+        self.config = deployment(self, processes, extra=extra)
+        self.ca = tls.ca_path(self.config.deployment.tls_dir)
+        self.manager = TwistdProcess()
+        pidfile = os.path.abspath(self.mktemp())
+        self.transport = reactor.spawnProcess(
+            self.manager,
+            sys.executable,
+            twistd_command(
+                "-n", "--pidfile", pidfile, "mmo-manager", "--config", self.config.file,
+                "--process", "manager",
+            ),
+            env=subprocess_env(),
+            usePTY=terminal,
+        )  # fmt: skip
+
+        def stop():
+            if not self.manager.done:
+                self.transport.signalProcess("KILL")
+                return self.manager.whenExited()
+
+        self.addCleanup(stop)
+        self.login = await started(self.manager, "login")
+        for name in ("gateway-1", "lobby", "zone-1"):
+            await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
+
+    async def saved_position(self, character_id: str) -> tuple[float, float]:
+        """
+        Where character C{character_id} left the world, as its zone saved it,
+        read from the stopped local Redis's append-only files by a
+        redis-server of the test's own.
+        """
+        directory = os.path.join(os.path.dirname(self.config.file), "redis")
+        server = RedisServer(directory, appendonly=True)
+        server.start()
+        self.addCleanup(server.stop)
+        conf = config_of(store={"backend": "redis"}, redis={"port": server.port, "prefix": "test"})
+        store = make_store(conf, reactor)
+        await store.start()
+        try:
+            character = await store.character_by_id(character_id)
+        finally:
+            await store.stop()
+        where = character.data[WORLD_KEY]
+        return where["x"], where["y"]
+
+    async def test_ctrl_c_stops_in_order(self):
+        """
+        Ctrl-C in the manager's terminal (SIGINT to its whole process group)
+        reaches the manager only: it stops its processes in order, with
+        SIGTERM, gateways first and its Redis last; no process ends in a
+        crash, and the zone's last checkpoint keeps where the player stopped.
+        """
+        await self.start(terminal=True)
+        alice = await tcp_player(self, self.ca, self.login, "alice")
+        for _ in range(10):
+            await alice.move(round(alice.x - 0.3, 6), alice.y)
+            await sleep(STEP_TIME)
+        await until(
+            lambda: alice.seen.get(alice.id) == (alice.x, alice.y),
+            what=lambda: f"alice seen where she walked: {alice.seen.get(alice.id)}",
+        )
+        os.killpg(self.transport.pid, signal.SIGINT)
+        await self.manager.whenExited()
+        out = self.manager.output()
+        self.assertEqual(out.count("Received SIGINT"), 1, out[-4000:])
+        self.assertIn("[manager] ", out[: out.index("Received SIGINT")].rsplit("\n", 1)[-1])
+        self.assertNotIn("ReactorNotRunning", out)
+        self.assertNotIn("critical", out)
+        order = [
+            out.index(f"{name}: stopped") for name in ("gateway-1", "zone-1", "lobby", "redis")
+        ]
+        self.assertEqual(order, sorted(order), out[-4000:])
+        self.assertIn("redis: stopped (exit status 0)", out)
+        self.assertEqual(await self.saved_position(alice.id), (alice.x, alice.y))
