@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import ssl
+import stat
 import sys
 
 from twisted.internet import defer, reactor, utils
@@ -380,6 +383,56 @@ class TerminalTests(unittest.TestCase):
             await store.stop()
         where = character.data[WORLD_KEY]
         return where["x"], where["y"]
+
+    async def test_local_redis_is_private(self):
+        """
+        The manager's Redis answers nobody without the deployment's CA and
+        its password: a plaintext client gets no answer, a TLS one without
+        the password NOAUTH.  The password is generated beside the other
+        secrets (0600), never on a command line; Redis's files are its
+        user's only.  The processes use both: a player plays.
+        """
+        await self.start()
+        port = self.config.redis.port
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as plain:
+            plain.sendall(b"PING\r\n")
+            try:
+                answer = plain.recv(64)
+            except OSError:
+                answer = b""
+        self.assertFalse(answer.startswith(b"+PONG"), answer)
+        context = ssl.create_default_context(cafile=self.ca)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as secure:
+                secure.sendall(b"PING\r\nKEYS *\r\n")
+                answer = b""
+                while answer.count(b"\r\n") < 2:
+                    answer += secure.recv(256)
+        self.assertEqual(answer.count(b"-NOAUTH"), 2, answer)
+
+        alice = await tcp_player(self, self.ca, self.login, "alice")
+        await alice.move(round(alice.x - 0.3, 6), alice.y)
+
+        tls_dir = self.config.deployment.tls_dir
+        password_file = os.path.join(tls_dir, "redis.password")
+        self.assertEqual(stat.S_IMODE(os.stat(password_file).st_mode), 0o600)
+        with open(password_file) as f:
+            password = f.read().strip()
+        self.assertGreaterEqual(len(password), 32)
+        [status] = await admin(self, self.config, "status")
+        pid = status["processes"]["redis"]["pid"]
+        if os.path.exists(f"/proc/{pid}/cmdline"):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                self.assertNotIn(password.encode(), f.read())
+        directory = os.path.join(os.path.dirname(self.config.file), "redis")
+        self.assertEqual(stat.S_IMODE(os.stat(directory).st_mode), 0o700)
+        found = []
+        for root, dirs, files in os.walk(directory):
+            for name in dirs + files:
+                mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+                found.append(name)
+                self.assertEqual(mode & 0o077, 0, f"{name}: {mode:o}")
+        self.assertTrue(any(name.endswith(".aof") for name in found), found)
 
     async def test_ctrl_c_stops_in_order(self):
         """

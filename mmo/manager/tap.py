@@ -17,6 +17,7 @@ from mmo.bus import make_bus
 from mmo.config import ConfigError
 from mmo.manager.service import AdminFactory, LocalRedis, Manager
 from mmo.process.service import ConfigOptions, ProcessService, ServiceResource, build
+from mmo.redis import LOCAL_REDIS, LocalRedisFiles, uses_tls
 from mmo.tls import client_paths, server_paths
 
 
@@ -62,6 +63,26 @@ def check(config, process) -> None:
                 ("redis", "unix"),
                 config.file,
             )
+        if LOCAL_REDIS in config.processes:
+            raise ConfigError(
+                f"the name {LOCAL_REDIS!r} is reserved for the local redis-server",
+                ("processes", LOCAL_REDIS),
+                config.file,
+            )
+        files = LocalRedisFiles.of(config)
+        needed = []
+        if not (config.redis.password or config.redis.password_file):
+            needed.append(files.password)
+        if uses_tls(config):
+            needed += [files.certificate, files.key]
+        for path in needed:
+            if not os.path.exists(path):
+                raise ConfigError(
+                    f"{path} is missing (the local redis-server's): run mmo-certs "
+                    f"--config {config.file} --renew",
+                    ("deployment", "tls_dir"),
+                    config.file,
+                )
 
 
 def makeService(options: Options, reactor=None) -> ProcessService:
