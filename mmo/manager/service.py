@@ -13,14 +13,16 @@ import json
 import os
 import shlex
 
-from twisted.internet import defer, endpoints, protocol, task
+from twisted.internet import defer, endpoints, protocol, ssl, task
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.logger import Logger
+from zope.interface import implementer
 
 import mmo
 from mmo.certs import write_secret
 from mmo.manager.supervisor import REDIS, Supervisor, twistd_args
 from mmo.process import control
-from mmo.redis import LocalRedisFiles, RedisConnectError, read_password, uses_tls
+from mmo.redis import LocalRedisFiles, RedisConnectError, read_password, trust_root, uses_tls
 from mmo.rpc import commands
 from mmo.rpc.service import RPCProtocol, RPCServerFactory
 
@@ -126,9 +128,16 @@ class LocalRedis:
         redis = self.config.redis
         deadline = self.reactor.seconds() + self.config.manager.start_timeout
         endpoint = endpoints.TCP4ClientEndpoint(self.reactor, redis.host, redis.port, timeout=2)
+        if self.tls:
+            # A whole handshake: a connection closed in the middle of one
+            # would be logged by Redis as an error at every start.
+            options = ssl.optionsForClientTLS(redis.host, trustRoot=trust_root(self.config))
+            endpoint = endpoints.wrapClientTLS(options, endpoint)
         while True:
+            probe = _Probe(self.tls)
             try:
-                connection = await endpoint.connect(protocol.Factory.forProtocol(protocol.Protocol))
+                await endpoints.connectProtocol(endpoint, probe)
+                await probe.done
             except Exception as e:
                 ended = self.supervisor.exits.get(self.name)
                 if ended is not None:
@@ -148,7 +157,6 @@ class LocalRedis:
                     ) from None
                 await task.deferLater(self.reactor, POLL, lambda: None)
             else:
-                connection.transport.loseConnection()
                 self.log.info(
                     "local redis-server ready on {host}:{port} ({how})",
                     host=redis.host,
@@ -159,6 +167,35 @@ class LocalRedis:
 
     async def stop(self) -> None:
         await self.supervisor.stop_group([self.name])
+
+
+@implementer(IHandshakeListener)
+class _Probe(protocol.Protocol):
+    """
+    Is a server there?  C{done} fires once connected (over TLS: once the
+    handshake is done), and the connection is closed; it fails if the
+    connection is lost before.
+    """
+
+    def __init__(self, tls: bool):
+        self.tls = tls
+        self.done = defer.Deferred()
+
+    def connectionMade(self):
+        if not self.tls:
+            self._answered()
+
+    def handshakeCompleted(self):
+        self._answered()
+
+    def _answered(self):
+        if not self.done.called:
+            self.done.callback(None)
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        if not self.done.called:
+            self.done.errback(reason)
 
 
 def redis_quote(text: str) -> str:
