@@ -58,6 +58,25 @@ async def admin(testcase, config, *args) -> dict:
     return json.loads(out)
 
 
+def managed_deployment(testcase, processes, world: str, stop_timeout: float):
+    """
+    The deployment of the C{(name, kind)} C{processes} whose manager runs
+    its Redis (in C{redis} beside the config, on a free port), in C{world}.
+    """
+    redis_server_path()
+    extra = (
+        SETTINGS
+        + world
+        + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
+        + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\n'
+        + f"stop_timeout = {stop_timeout}\n"
+    )
+    tables = process_tables(*processes).replace(
+        'kind = "manager"', 'kind = "manager"\nredis_server = true'
+    )
+    return deployment(testcase, tables, extra=extra)
+
+
 #: Two regions that leave the strip 80 <= x < 100 unserved.
 GAP = """
 [bus]
@@ -84,18 +103,7 @@ class ManagerTests(unittest.TestCase):
     timeout = 240
 
     async def start(self):
-        redis_server_path()
-        self.redis_port = free_port()
-        extra = (
-            SETTINGS
-            + CLUSTER_WORLD
-            + f'[redis]\nport = {self.redis_port}\nprefix = "test"\n'
-            + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\nstop_timeout = 5.0\n'
-        )
-        processes = process_tables(*CLUSTER).replace(
-            'kind = "manager"', 'kind = "manager"\nredis_server = true'
-        )
-        self.config = deployment(self, processes, extra=extra)
+        self.config = managed_deployment(self, CLUSTER, CLUSTER_WORLD, stop_timeout=5.0)
         self.ca = tls.ca_path(self.config.deployment.tls_dir)
         self.manager, self.transport = spawn(
             self, self.config.file, "mmo-manager", "--process", "manager"
@@ -329,17 +337,7 @@ class TerminalTests(unittest.TestCase):
         shell runs it: in a session and process group of its own, with a
         terminal (a pseudo-terminal here), whose foreground group it is.
         """
-        redis_server_path()
-        extra = (
-            SETTINGS
-            + ONE_ZONE
-            + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
-            + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\nstop_timeout = 10.0\n'
-        )
-        processes = process_tables(*SMALL).replace(
-            'kind = "manager"', 'kind = "manager"\nredis_server = true'
-        )
-        self.config = deployment(self, processes, extra=extra)
+        self.config = managed_deployment(self, SMALL, ONE_ZONE, stop_timeout=10.0)
         self.ca = tls.ca_path(self.config.deployment.tls_dir)
         self.manager = TwistdProcess()
         pidfile = os.path.abspath(self.mktemp())

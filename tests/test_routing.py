@@ -601,27 +601,7 @@ class CallerTests(unittest.TestCase):
 
 
 #: A lobby and a process of each kind that may or may not talk to it.
-SENDER_PROCESSES = """
-[processes.gateway-1]
-kind = "gateway"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.login]
-kind = "login"
-client = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.zone-1]
-kind = "zone"
-rpc = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.lobby]
-kind = "lobby"
-rpc = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-"""
+SENDERS = (("gateway-1", "gateway"), ("login", "login"), ("zone-1", "zone"), ("lobby", "lobby"))
 
 
 class SenderKindTests(unittest.TestCase):
@@ -635,7 +615,7 @@ class SenderKindTests(unittest.TestCase):
 
     async def asLobbyFrom(self, name: str):
         """A link from process C{name} to a lobby served on a free port."""
-        self.config = deployment(self, SENDER_PROCESSES)
+        self.config = deployment(self, support.process_tables(*SENDERS))
         self.lobby = Lobby()
         factory = ServiceRPCFactory(self.config, self.config.process("lobby"), self.lobby, reactor)
         listening = await rpc.listen_port(self.config, "lobby", factory, reactor)
