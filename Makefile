@@ -42,12 +42,13 @@ run: $(STAMP) $(CERTS)/ticket.key
 	$(BIN)/twistd -n mmo --config $(CONFIG)
 
 # A whole local cluster (Redis, login, two gateways, lobby, chat, two zones)
-# under one manager; its certificates are made once, like run's.
-$(CLUSTER_CERTS)/ticket.key: | $(STAMP)
+# under one manager; its certificates and secrets (the local Redis's
+# password among them) are made once, like run's.
+$(CLUSTER_CERTS)/redis.password: | $(STAMP)
 	if [ -e $(CLUSTER_CERTS)/ca.crt ]; then $(BIN)/mmo-certs --config $(CLUSTER_CONFIG) --renew; \
 	else $(BIN)/mmo-certs --config $(CLUSTER_CONFIG); fi
 
-cluster: $(STAMP) $(CLUSTER_CERTS)/ticket.key
+cluster: $(STAMP) $(CLUSTER_CERTS)/redis.password
 	$(BIN)/twistd -n --pidfile= mmo-manager --config $(CLUSTER_CONFIG) --process manager
 
 test: $(STAMP)

@@ -14,6 +14,9 @@ The deployment's TLS directory (C{[deployment] tls_dir}) then holds::
     ca.crt  ca.key                      the deployment CA
     NAME.crt  NAME.key                  server certificate of process NAME
     NAME.client.crt  NAME.client.key    its client certificate
+    ticket.key                          the secret of session tickets
+    redis.crt  redis.key                the Redis a manager runs: its server
+    redis.password                      certificate, and its password
 
 This layout is a contract: L{mmo.tls} and the processes read these names.
 
@@ -43,6 +46,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from mmo import config as mmo_config
 from mmo.login.tickets import new_key as new_ticket_key
+from mmo.redis import LOCAL_REDIS, LocalRedisFiles, local_redis
 
 #: The type of the keys this module generates.
 PrivateKey = ec.EllipticCurvePrivateKey
@@ -353,6 +357,11 @@ def write_private_key(path: str, key: CertificateIssuerPrivateKeyTypes) -> None:
     _write_atomically(path, _key_pem(key), _KEY_MODE, exact_mode=True)
 
 
+def write_secret(path: str, data: bytes) -> None:
+    """Write C{data} to C{path}, mode 0600 whatever the umask, atomically."""
+    _write_atomically(path, data, _KEY_MODE, exact_mode=True)
+
+
 def write_certificate(path: str, cert: x509.Certificate) -> None:
     """Write C{cert} to C{path} as PEM, atomically, readable by all (umask permitting)."""
     _write_atomically(path, _cert_pem(cert), _CERT_MODE, exact_mode=False)
@@ -500,11 +509,23 @@ def generate(
             config.file,
         )
         raise CertsError(str(problem))
+    redis = local_redis(config)
+    if redis is not None and LOCAL_REDIS in names:
+        problem = mmo_config.ConfigError(
+            f"the name {LOCAL_REDIS!r} is reserved: it is the Redis that "
+            f"processes.{redis.name} runs (redis_server = true)",
+            ("processes", LOCAL_REDIS),
+            config.file,
+        )
+        raise CertsError(str(problem))
+    redis_files = LocalRedisFiles.in_directory(directory) if redis else None
     ca_paths = [os.path.join(directory, CA_CERT), os.path.join(directory, CA_KEY)]
     ticket_key = os.path.join(directory, TICKET_KEY)
     if not force and not renew:
         targets = ca_paths + [p for name in names for p in leaf_paths(directory, name).values()]
         targets.append(ticket_key)
+        if redis_files is not None:
+            targets += [redis_files.certificate, redis_files.key, redis_files.password]
         targets += [leaf_paths(directory, ADMIN)[k] for k in ("client.crt", "client.key")]
         existing = [path for path in targets if os.path.lexists(path)]
         if existing:
@@ -541,6 +562,19 @@ def generate(
     # them with; a renewal keeps it, so tickets in flight stay valid.
     if not (renew and os.path.exists(ticket_key)):
         batch.add_secret(ticket_key, new_ticket_key(), "session ticket key")
+    if redis_files is not None:
+        # The Redis the manager runs: a server certificate for where the
+        # processes reach it, and its password, kept by a renewal like the
+        # ticket key (the manager hands it to its Redis at every start).
+        key, cert = issue(ca_key, ca_cert, LOCAL_REDIS, [config.redis.host], "server", days)
+        batch.add_certificate(
+            redis_files.certificate, cert, f"server certificate of the local Redis for "
+            f"{config.redis.host}"
+        )  # fmt: skip
+        batch.add_key(redis_files.key, key, "private key of the local Redis")
+        if not (renew and os.path.exists(redis_files.password)):
+            password = secrets.token_urlsafe(32).encode() + b"\n"
+            batch.add_secret(redis_files.password, password, "password of the local Redis")
 
     try:
         os.makedirs(directory, mode=_DIR_MODE, exist_ok=True)

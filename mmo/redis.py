@@ -5,8 +5,12 @@ subscriber connections).  It lies below both L{mmo.store} and L{mmo.bus}.
 
   - L{redis_address} and L{key_prefix}: where Redis is (for messages) and the
     prefix of every key of the deployment.
-  - L{read_password} and L{trust_root}: the password (or the content of
-    C{password_file}) and the CAs a TLS server's certificate must chain to.
+  - L{read_password}, L{uses_tls} and L{trust_root}: the password (or the
+    content of C{password_file}), whether to connect with TLS, and the CAs a
+    TLS server's certificate must chain to.  For the Redis a manager runs
+    (L{local_redis}) the defaults are the deployment's own: the password
+    C{mmo-certs} generated (L{LocalRedisFiles}), TLS unless
+    C{[manager] redis_tls} is off, the deployment's CA.
   - L{RedisEndpoint}: the client endpoint of the server, by TCP, TLS, a Unix
     socket or through Sentinel (asked before every attempt, so that a
     reconnection after a failover finds the new master), with the connect
@@ -25,7 +29,9 @@ the store and the bus turn it into their own error.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import txredisapi
 from twisted.internet import defer, ssl
@@ -55,50 +61,117 @@ def redis_address(config) -> str:
     return f"{host}:{r.port}"
 
 
+#: The name of the local Redis's server certificate (C{redis.crt},
+#: C{redis.key} in the TLS directory), which no process may take.
+LOCAL_REDIS = "redis"
+
+
+@dataclass(frozen=True)
+class LocalRedisFiles:
+    """
+    The files of the Redis a manager runs, in the deployment's TLS directory
+    beside the other secrets, written by C{mmo-certs}.
+
+    @ivar password: The generated password (mode 0600).
+    @ivar certificate: The server certificate, for C{[redis] host}.
+    @ivar key: Its private key (mode 0600).
+    @ivar ca: The deployment's CA, which processes check the certificate with.
+    """
+
+    password: str
+    certificate: str
+    key: str
+    ca: str
+
+    @classmethod
+    def of(cls, config) -> LocalRedisFiles:
+        """The files in C{config}'s TLS directory."""
+        return cls.in_directory(config.deployment.tls_dir)
+
+    @classmethod
+    def in_directory(cls, directory: str) -> LocalRedisFiles:
+        """The files in the TLS directory C{directory}."""
+        return cls(
+            password=os.path.join(directory, f"{LOCAL_REDIS}.password"),
+            certificate=os.path.join(directory, f"{LOCAL_REDIS}.crt"),
+            key=os.path.join(directory, f"{LOCAL_REDIS}.key"),
+            ca=os.path.join(directory, "ca.crt"),
+        )
+
+
+def local_redis(config):
+    """
+    The manager that runs the deployment's Redis (C{redis_server = true}),
+    or C{None}: then C{[redis]} names a server run some other way.
+    """
+    for process in config.processes.values():
+        if process.kind == "manager" and process.redis_server:
+            return process
+    return None
+
+
 def read_password(config) -> str | None:
     """
     The password of C{[redis]}: the content of C{password_file} (less the
-    trailing newline editors and C{echo} leave), or C{password}, or C{None}.
+    trailing newline editors and C{echo} leave), or C{password}; for the
+    Redis a manager runs, without either, the generated one
+    (L{LocalRedisFiles}); else C{None}.
 
     @raise RedisConnectError: The file cannot be read or is empty.
     """
     r = config.redis
-    if not r.password_file:
+    path, what = r.password_file, "redis.password_file"
+    if not path and not r.password and local_redis(config) is not None:
+        path = LocalRedisFiles.of(config).password
+        what = "the local Redis's password file (mmo-certs --renew writes it)"
+    if not path:
         return r.password or None
     try:
-        with open(r.password_file) as f:
+        with open(path) as f:
             password = f.read().rstrip("\r\n")
     except OSError as e:
-        raise RedisConnectError(
-            f"cannot read redis.password_file {r.password_file}: {e.strerror or e}"
-        ) from None
+        raise RedisConnectError(f"cannot read {what} {path}: {e.strerror or e}") from None
     if not password:
-        raise RedisConnectError(f"redis.password_file {r.password_file} is empty")
+        raise RedisConnectError(f"{what} {path} is empty")
     return password
+
+
+def uses_tls(config) -> bool:
+    """
+    Whether to connect with TLS: C{[redis] tls}, or, to the Redis a
+    manager runs, C{[manager] redis_tls}.  Never over a Unix socket.
+    """
+    r = config.redis
+    if r.unix:
+        return False
+    return r.tls or (local_redis(config) is not None and config.manager.redis_tls)
 
 
 def trust_root(config):
     """
     The CAs a Redis server's certificate is checked against: every
-    certificate of C{[redis] tls_ca}, or the platform's.
+    certificate of C{[redis] tls_ca}; for the Redis a manager runs, the
+    deployment's CA; else the platform's.
 
     @raise RedisConnectError: The file cannot be read or holds no certificate.
     """
-    path = config.redis.tls_ca
+    path, what = config.redis.tls_ca, "redis.tls_ca"
+    if not path and local_redis(config) is not None:
+        path, what = LocalRedisFiles.of(config).ca, "the deployment's CA"
     if not path:
         return ssl.platformTrust()
     try:
         with open(path, "rb") as f:
             pem = f.read()
     except OSError as e:
-        raise RedisConnectError(f"cannot read redis.tls_ca {path}: {e.strerror or e}") from None
+        raise RedisConnectError(f"cannot read {what} {path}: {e.strerror or e}") from None
     marker = b"-----BEGIN CERTIFICATE-----"
     try:
         certificates = [ssl.Certificate.loadPEM(marker + b) for b in pem.split(marker)[1:]]
     except Exception as e:
-        raise RedisConnectError(f"redis.tls_ca {path}: not a PEM certificate: {e}") from None
+        raise RedisConnectError(f"{what} {path}: not a PEM certificate: {e}") from None
     if not certificates:
-        raise RedisConnectError(f"redis.tls_ca {path}: no PEM certificate in it")
+        raise RedisConnectError(f"{what} {path}: no PEM certificate in it")
     return ssl.trustRootFromCertificates(certificates)
 
 
@@ -137,7 +210,7 @@ class RedisEndpoint:
         self._master: tuple[str, int] | None = None
         self.where = redis_address(config)
         self.last_failure: str | None = None
-        self._trust = trust_root(config) if r.tls and not r.unix else None
+        self._trust = trust_root(config) if uses_tls(config) else None
         self.tls = self._trust is not None
         self.sentinels = None
         self._service = r.sentinel_master

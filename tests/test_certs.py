@@ -1017,3 +1017,54 @@ class MainTests(DeploymentMixin, unittest.TestCase):
             self.assertFalse(os.path.exists(self.tls_dir))
 
         return result.addCallback(check)
+
+
+#: L{CONFIG} with a manager that runs the deployment's Redis.
+LOCAL_REDIS = (
+    CONFIG
+    + """
+[redis]
+host = "127.0.0.1"
+
+[processes.manager]
+kind = "manager"
+redis_server = true
+"""
+)
+
+
+class LocalRedisTests(DeploymentMixin, unittest.TestCase):
+    """The Redis a manager runs: its certificate and its generated password."""
+
+    def test_files(self):
+        """A server certificate for [redis] host from the CA, a key and a password, 0600."""
+        with umask(0o022):
+            certs.generate(self.load_config(LOCAL_REDIS))
+        cert = load_cert(self.path("redis.crt"))
+        cert.verify_directly_issued_by(load_cert(self.path("ca.crt")))
+        self.assertEqual(public_der(load_key(self.path("redis.key"))), public_der(cert))
+        self.assertIn(x509.IPAddress(ipaddress.ip_address("127.0.0.1")), alt_names(cert))
+        for name in ("redis.key", "redis.password"):
+            self.assertEqual(stat.S_IMODE(os.stat(self.path(name)).st_mode), 0o600, name)
+        password = self.contents()["redis.password"].strip()
+        self.assertGreaterEqual(len(password), 32)
+
+    def test_only_with_a_local_redis(self):
+        certs.generate(self.load_config())
+        self.assertNotIn("redis.password", self.contents())
+
+    def test_renew_keeps_password(self):
+        """A renewal reissues the certificate but keeps the password; an older set gets one."""
+        certs.generate(self.load_config())
+        certs.generate(self.load_config(LOCAL_REDIS), renew=True)
+        before = self.contents()
+        self.assertIn("redis.password", before)
+        certs.generate(self.load_config(LOCAL_REDIS), renew=True)
+        after = self.contents()
+        self.assertEqual(after["redis.password"], before["redis.password"])
+        self.assertNotEqual(after["redis.crt"], before["redis.crt"])
+
+    def test_name_reserved(self):
+        text = LOCAL_REDIS + '\n[processes.redis]\nkind = "zone"\nrpc = "tcp:0"\n'
+        error = self.assertRaises(certs.CertsError, certs.generate, self.load_config(text))
+        self.assertIn("processes.redis: the name 'redis' is reserved", str(error))

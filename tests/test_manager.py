@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 
 from twisted.internet import defer, error
 from twisted.internet.task import Clock
@@ -16,9 +17,11 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from mmo.config import ConfigError
+from mmo.manager import tap as manager_tap
 from mmo.manager.admin import format_status
-from mmo.manager.service import Manager, ManagerError
-from mmo.manager.supervisor import Supervisor, twistd_args
+from mmo.manager.service import LocalRedis, Manager, ManagerError, redis_quote
+from mmo.manager.supervisor import DETACH, Supervisor, twistd_args
+from mmo.redis import read_password
 from tests.support import LogCapture, write_config
 
 
@@ -55,7 +58,9 @@ class ProcessReactor(Clock):
         self.obedient = True
 
     def spawnProcess(self, protocol, executable, args, env=None, path=None, **kwargs):
-        process = FakeProcess(self, protocol, args, 1000 + len(self.spawned))
+        # Every process is started detached; the rest is its own command.
+        assert [executable, *args[1:3]] == list(DETACH), args
+        process = FakeProcess(self, protocol, args[len(DETACH) :], 1000 + len(self.spawned))
         self.spawned.append(process)
         protocol.makeConnection(process)
         return process
@@ -436,3 +441,69 @@ class StatusTableTests(unittest.TestCase):
         # A process missing from the directory shows no figures, and says so.
         self.assertNotIn("MB", rows["chat"])
         self.assertIn("not in the directory", rows["chat"])
+
+
+class LocalRedisTests(unittest.TestCase):
+    """How the manager runs its Redis: TLS only, its password in a file of its own."""
+
+    def setUp(self):
+        from mmo import certs, config
+
+        text = (
+            # Any installed program stands in for redis-server here.
+            '[deployment]\ntls_dir = "certs"\n'
+            '[manager]\nredis_dir = "redis"\nredis_command = "sh"\n'
+            + CLUSTER.replace('rpc = "tcp:7400"', 'rpc = "tcp:7400"\nredis_server = true')
+        )
+        self.config = config.load(write_config(self, text))
+        certs.generate(self.config)
+        self.sup, self.reactor = supervisor()
+
+    def test_command_line(self):
+        """TLS only on [redis] port, with the deployment's CA; no password on it."""
+        local = LocalRedis(self.config, self.sup, self.reactor)
+        password = read_password(self.config)
+        self.assertNotIn(password, " ".join(local.args))
+        option = {a: b for a, b in zip(local.args, local.args[1:], strict=False)}
+        self.assertEqual(option["--port"], "0")
+        self.assertEqual(option["--tls-port"], "6379")
+        self.assertTrue(option["--tls-ca-cert-file"].endswith("/certs/ca.crt"))
+        self.assertTrue(option["--tls-cert-file"].endswith("/certs/redis.crt"))
+        self.assertEqual(option["--include"], local.auth_file)
+        self.assertEqual(self.sup._programs["redis"].umask, 0o077)
+
+    def test_auth_file(self):
+        """Its directory 0700 (even if it was not), its password file 0600, quoted."""
+        local = LocalRedis(self.config, self.sup, self.reactor)
+        os.makedirs(local.directory, mode=0o755)
+        os.chmod(local.directory, 0o755)
+        local.write_auth()
+        self.assertEqual(stat.S_IMODE(os.stat(local.directory).st_mode), 0o700)
+        self.assertEqual(stat.S_IMODE(os.stat(local.auth_file).st_mode), 0o600)
+        with open(local.auth_file) as f:
+            self.assertEqual(f.read(), f'requirepass "{read_password(self.config)}"\n')
+
+    def test_quoting(self):
+        self.assertEqual(redis_quote('a "b" \\ c'), '"a \\"b\\" \\\\ c"')
+        self.assertEqual(redis_quote("é\n"), '"\\xc3\\xa9\\x0a"')
+
+    def test_without_tls(self):
+        from mmo import config
+
+        with open(self.config.file) as f:
+            text = f.read().replace("[manager]\n", "[manager]\nredis_tls = false\n")
+        with open(self.config.file, "w") as f:
+            f.write(text)
+        conf = config.load(self.config.file)
+        local = LocalRedis(conf, self.sup, self.reactor)
+        option = {a: b for a, b in zip(local.args, local.args[1:], strict=False)}
+        self.assertEqual(option["--port"], "6379")
+        self.assertNotIn("--tls-port", local.args)
+
+    def test_missing_password_refused_at_start(self):
+        """The manager's checks name the missing file and how to make it."""
+        os.unlink(os.path.join(self.config.deployment.tls_dir, "redis.password"))
+        with self.assertRaises(ConfigError) as caught:
+            manager_tap.check(self.config, self.config.processes["manager"])
+        self.assertIn("redis.password is missing", str(caught.exception))
+        self.assertIn("--renew", str(caught.exception))

@@ -14,6 +14,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import ssl
+import stat
 import sys
 
 from twisted.internet import defer, reactor, utils
@@ -22,12 +25,13 @@ from twisted.trial import unittest
 from mmo import tls
 from mmo.client import ConnectionClosed, ServerError
 from mmo.store import make_store
-from tests.redis import free_port, redis_server_path
-from tests.support import deployment, process_tables, sleep, until, write_config
+from mmo.zone.service import WORLD_KEY
+from tests.redis import RedisServer, free_port, redis_server_path
+from tests.support import config_of, deployment, process_tables, sleep, until, write_config
 from tests.test_cluster import SETTINGS
 from tests.test_login_e2e import started
-from tests.test_twistd import spawn, subprocess_env
-from tests.world_walk import CLUSTER_WORLD, STEP_TIME, tcp_player
+from tests.test_twistd import TwistdProcess, spawn, subprocess_env, twistd_command
+from tests.world_walk import CLUSTER_WORLD, SPAWN, STEP_TIME, TWO_REGIONS, tcp_player
 
 #: The processes a manager runs in these tests.
 CLUSTER = (
@@ -52,6 +56,25 @@ async def admin(testcase, config, *args) -> dict:
     )
     testcase.assertEqual(status, 0, (out + err).decode())
     return json.loads(out)
+
+
+def managed_deployment(testcase, processes, world: str, stop_timeout: float):
+    """
+    The deployment of the C{(name, kind)} C{processes} whose manager runs
+    its Redis (in C{redis} beside the config, on a free port), in C{world}.
+    """
+    redis_server_path()
+    extra = (
+        SETTINGS
+        + world
+        + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
+        + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\n'
+        + f"stop_timeout = {stop_timeout}\n"
+    )
+    tables = process_tables(*processes).replace(
+        'kind = "manager"', 'kind = "manager"\nredis_server = true'
+    )
+    return deployment(testcase, tables, extra=extra)
 
 
 #: Two regions that leave the strip 80 <= x < 100 unserved.
@@ -80,18 +103,7 @@ class ManagerTests(unittest.TestCase):
     timeout = 240
 
     async def start(self):
-        redis_server_path()
-        self.redis_port = free_port()
-        extra = (
-            SETTINGS
-            + CLUSTER_WORLD
-            + f'[redis]\nport = {self.redis_port}\nprefix = "test"\n'
-            + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\nstop_timeout = 5.0\n'
-        )
-        processes = process_tables(*CLUSTER).replace(
-            'kind = "manager"', 'kind = "manager"\nredis_server = true'
-        )
-        self.config = deployment(self, processes, extra=extra)
+        self.config = managed_deployment(self, CLUSTER, CLUSTER_WORLD, stop_timeout=5.0)
         self.ca = tls.ca_path(self.config.deployment.tls_dir)
         self.manager, self.transport = spawn(
             self, self.config.file, "mmo-manager", "--process", "manager"
@@ -296,3 +308,156 @@ class ManagerTests(unittest.TestCase):
             status = await child.whenExited()
             self.assertEqual(status, 1, child.output())
             self.assertIn(f"mmo: {path}: {expected}", child.output())
+
+
+#: One region, one zone process (the smallest world with a zone).
+ONE_ZONE = TWO_REGIONS.replace("columns = 2", "columns = 1") + (
+    f'spawn = [{SPAWN[0]}, {SPAWN[1]}]\nzones = ["zone-1"]\n'
+)
+
+#: The processes of the smaller cluster: a player can log in, have a
+#: character and walk.
+SMALL = (
+    ("manager", "manager"),
+    ("login", "login"),
+    ("gateway-1", "gateway"),
+    ("lobby", "lobby"),
+    ("zone-1", "zone"),
+)
+
+
+class TerminalTests(unittest.TestCase):
+    """A manager run from a terminal, and its local Redis."""
+
+    timeout = 180
+
+    async def start(self, terminal: bool = False):
+        """
+        The manager of L{SMALL} and its local Redis; with C{terminal}, as a
+        shell runs it: in a session and process group of its own, with a
+        terminal (a pseudo-terminal here), whose foreground group it is.
+        """
+        self.config = managed_deployment(self, SMALL, ONE_ZONE, stop_timeout=10.0)
+        self.ca = tls.ca_path(self.config.deployment.tls_dir)
+        self.manager = TwistdProcess()
+        pidfile = os.path.abspath(self.mktemp())
+        self.transport = reactor.spawnProcess(
+            self.manager,
+            sys.executable,
+            twistd_command(
+                "-n", "--pidfile", pidfile, "mmo-manager", "--config", self.config.file,
+                "--process", "manager",
+            ),
+            env=subprocess_env(),
+            usePTY=terminal,
+        )  # fmt: skip
+
+        def stop():
+            if not self.manager.done:
+                self.transport.signalProcess("KILL")
+                return self.manager.whenExited()
+
+        self.addCleanup(stop)
+        self.login = await started(self.manager, "login")
+        for name in ("gateway-1", "lobby", "zone-1"):
+            await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
+
+    async def saved_position(self, character_id: str) -> tuple[float, float]:
+        """
+        Where character C{character_id} left the world, as its zone saved it,
+        read from the stopped local Redis's append-only files by a
+        redis-server of the test's own.
+        """
+        directory = os.path.join(os.path.dirname(self.config.file), "redis")
+        server = RedisServer(directory, appendonly=True)
+        server.start()
+        self.addCleanup(server.stop)
+        conf = config_of(store={"backend": "redis"}, redis={"port": server.port, "prefix": "test"})
+        store = make_store(conf, reactor)
+        await store.start()
+        try:
+            character = await store.character_by_id(character_id)
+        finally:
+            await store.stop()
+        where = character.data[WORLD_KEY]
+        return where["x"], where["y"]
+
+    async def test_local_redis_is_private(self):
+        """
+        The manager's Redis answers nobody without the deployment's CA and
+        its password: a plaintext client gets no answer, a TLS one without
+        the password NOAUTH.  The password is generated beside the other
+        secrets (0600), never on a command line; Redis's files are its
+        user's only.  The processes use both: a player plays.
+        """
+        await self.start()
+        port = self.config.redis.port
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as plain:
+            plain.sendall(b"PING\r\n")
+            try:
+                answer = plain.recv(64)
+            except OSError:
+                answer = b""
+        self.assertFalse(answer.startswith(b"+PONG"), answer)
+        context = ssl.create_default_context(cafile=self.ca)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as secure:
+                secure.sendall(b"PING\r\nKEYS *\r\n")
+                answer = b""
+                while answer.count(b"\r\n") < 2:
+                    answer += secure.recv(256)
+        self.assertEqual(answer.count(b"-NOAUTH"), 2, answer)
+
+        alice = await tcp_player(self, self.ca, self.login, "alice")
+        await alice.move(round(alice.x - 0.3, 6), alice.y)
+
+        tls_dir = self.config.deployment.tls_dir
+        password_file = os.path.join(tls_dir, "redis.password")
+        self.assertEqual(stat.S_IMODE(os.stat(password_file).st_mode), 0o600)
+        with open(password_file) as f:
+            password = f.read().strip()
+        self.assertGreaterEqual(len(password), 32)
+        [status] = await admin(self, self.config, "status")
+        pid = status["processes"]["redis"]["pid"]
+        if os.path.exists(f"/proc/{pid}/cmdline"):
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                self.assertNotIn(password.encode(), f.read())
+        directory = os.path.join(os.path.dirname(self.config.file), "redis")
+        self.assertEqual(stat.S_IMODE(os.stat(directory).st_mode), 0o700)
+        found = []
+        for root, dirs, files in os.walk(directory):
+            for name in dirs + files:
+                mode = stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode)
+                found.append(name)
+                self.assertEqual(mode & 0o077, 0, f"{name}: {mode:o}")
+        self.assertTrue(any(name.endswith(".aof") for name in found), found)
+
+    async def test_ctrl_c_stops_in_order(self):
+        """
+        Ctrl-C in the manager's terminal (SIGINT to its whole process group)
+        reaches the manager only: it stops its processes in order, with
+        SIGTERM, gateways first and its Redis last; no process ends in a
+        crash, and the zone's last checkpoint keeps where the player stopped.
+        """
+        await self.start(terminal=True)
+        alice = await tcp_player(self, self.ca, self.login, "alice")
+        for _ in range(10):
+            await alice.move(round(alice.x - 0.3, 6), alice.y)
+            await sleep(STEP_TIME)
+        await until(
+            lambda: alice.seen.get(alice.id) == (alice.x, alice.y),
+            what=lambda: f"alice seen where she walked: {alice.seen.get(alice.id)}",
+        )
+        os.killpg(self.transport.pid, signal.SIGINT)
+        await self.manager.whenExited()
+        out = self.manager.output()
+        self.assertEqual(out.count("Received SIGINT"), 1, out[-4000:])
+        self.assertIn("[manager] ", out[: out.index("Received SIGINT")].rsplit("\n", 1)[-1])
+        self.assertNotIn("ReactorNotRunning", out)
+        self.assertNotIn("critical", out)
+        order = [
+            out.index(f"{name}: stopped") for name in ("gateway-1", "zone-1", "lobby", "redis")
+        ]
+        self.assertEqual(order, sorted(order), out[-4000:])
+        self.assertIn("redis: stopped (exit status 0)", out)
+        self.assertEqual(await self.saved_position(alice.id), (alice.x, alice.y))

@@ -7,13 +7,23 @@ and the bus's tests connect through it to real servers.
 from __future__ import annotations
 
 import os
+import stat
 
 from twisted.internet import defer
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
-from mmo import config
-from mmo.redis import RedisConnectError, RedisEndpoint, read_password, redis_address, trust_root
+from mmo import certs, config
+from mmo.redis import (
+    LocalRedisFiles,
+    RedisConnectError,
+    RedisEndpoint,
+    local_redis,
+    read_password,
+    redis_address,
+    trust_root,
+    uses_tls,
+)
 from tests.redis import free_port, make_tls_files
 from tests.support import write_config
 
@@ -25,6 +35,52 @@ kind = "zone"
 
 def load(testcase, redis: str) -> config.Config:
     return config.load(write_config(testcase, f"[redis]\n{redis}\n{PROCESSES}"))
+
+
+#: A deployment whose manager runs its Redis.
+LOCAL = """
+[deployment]
+tls_dir = "certs"
+
+[processes.manager]
+kind = "manager"
+redis_server = true
+
+[processes.zone-1]
+kind = "zone"
+"""
+
+
+class LocalRedisTests(unittest.TestCase):
+    """The defaults of the Redis a manager runs: the deployment's password, TLS and CA."""
+
+    def setUp(self):
+        self.conf = config.load(write_config(self, LOCAL))
+        certs.generate(self.conf)
+
+    def test_defaults(self):
+        files = LocalRedisFiles.of(self.conf)
+        self.assertIs(local_redis(self.conf), self.conf.processes["manager"])
+        with open(files.password) as f:
+            self.assertEqual(read_password(self.conf), f.read().strip())
+        self.assertEqual(stat.S_IMODE(os.stat(files.password).st_mode), 0o600)
+        self.assertTrue(uses_tls(self.conf))
+        endpoint = RedisEndpoint(self.conf, MemoryReactorClock())
+        self.assertTrue(endpoint.tls)
+        self.assertFalse(uses_tls(load(self, "")))
+
+    def test_explicit_settings_win(self):
+        """A password of [redis] is the one; redis_tls = false is plaintext."""
+        text = LOCAL + '[redis]\npassword = "mine"\n[manager]\nredis_tls = false\n'
+        conf = config.load(write_config(self, text))
+        self.assertEqual(read_password(conf), "mine")
+        self.assertFalse(uses_tls(conf))
+
+    def test_missing_password_file(self):
+        os.unlink(LocalRedisFiles.of(self.conf).password)
+        error = self.assertRaises(RedisConnectError, read_password, self.conf)
+        self.assertIn("the local Redis's password file", str(error))
+        self.assertIn("mmo-certs --renew", str(error))
 
 
 class SettingsTests(unittest.TestCase):

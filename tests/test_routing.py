@@ -17,6 +17,7 @@ import dataclasses
 
 from twisted.application.service import IService
 from twisted.internet import defer, error, reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -41,7 +42,7 @@ from mmo.wire import codes
 from mmo.wire.codes import WireError
 from tests import support
 from tests.redis import free_port
-from tests.support import deployment
+from tests.support import LogCapture, deployment
 from tests.test_sessions import Lobby, Player
 
 #: Seconds a route waits for a link in these tests, before "unavailable".
@@ -597,3 +598,86 @@ class CallerTests(unittest.TestCase):
         moved = caller.moved(zone="r0c1")
         self.assertEqual((moved.zone, caller.zone), ("r0c1", "r0c0"))
         self.assertEqual(moved.to_dict(), {**caller.to_dict(), "zone": "r0c1"})
+
+
+#: A lobby and a process of each kind that may or may not talk to it.
+SENDERS = (("gateway-1", "gateway"), ("login", "login"), ("zone-1", "zone"), ("lobby", "lobby"))
+
+
+class SenderKindTests(unittest.TestCase):
+    """
+    A game service carries out a command only from the process kinds that
+    may send it: the kind of the process the link's certificate names, over
+    real mutual TLS on the loopback interface.
+    """
+
+    timeout = 60
+
+    async def asLobbyFrom(self, name: str):
+        """A link from process C{name} to a lobby served on a free port."""
+        self.config = deployment(self, support.process_tables(*SENDERS))
+        self.lobby = Lobby()
+        factory = ServiceRPCFactory(self.config, self.config.process("lobby"), self.lobby, reactor)
+        listening = await rpc.listen_port(self.config, "lobby", factory, reactor)
+        self.addCleanup(listening.stopListening)
+        link = rpc.RPCClientService(
+            self.config,
+            name,
+            "lobby",
+            endpoint=TCP4ClientEndpoint(reactor, "127.0.0.1", listening.getHost().port),
+            reactor=reactor,
+        )
+        link.startService()
+        self.addCleanup(link.stopService)
+        return link
+
+    def route(self, link, **caller):
+        fields = Caller("s1", "gateway-1", "id-Mallory", "Mallory").to_dict()
+        return support.bounded(
+            link.callRemote(
+                Route,
+                caller=pack({**fields, **caller}),
+                kind="room.echo",
+                body=pack({"t": "room.echo", "text": "hi"}),
+            )
+        )
+
+    async def test_gateway_accepted(self):
+        """A gateway's Route, RouteBatch and SessionEvent are carried out."""
+        link = await self.asLobbyFrom("gateway-1")
+        reply = await self.route(link)
+        self.assertEqual(unpack(reply["body"])["who"], "Mallory")
+        caller = Caller("s1", "gateway-1", "id-Mallory", "Mallory").to_dict()
+        await support.bounded(link.callRemote(SessionEvent, caller=pack(caller), event="ended"))
+        self.assertEqual([c.account_id for c in self.lobby.seen("ended")], ["id-Mallory"])
+
+    async def assertRefused(self, name: str, kind: str):
+        logged = LogCapture(self).lines
+        link = await self.asLobbyFrom(name)
+        caller = pack(Caller("s1", "gateway-1", "id-Alice", "Alice").to_dict())
+        sends = {
+            "Route": lambda: self.route(link),
+            "SessionEvent": lambda: link.callRemote(SessionEvent, caller=caller, event="ended"),
+            "Send": lambda: link.callRemote(Send, to="r0c0", message=pack({})),
+            "RouteBatch": lambda: link.callRemote(
+                RouteBatch, calls=pack([[unpack(caller), "room.echo", {"t": "room.echo"}]])
+            ),
+        }
+        for command, send in sends.items():
+            failure = await self.assertFailure(support.bounded(send()), rpc.Refused)
+            self.assertIn(f"{name} ({kind}) may not send {command}", str(failure))
+        self.assertEqual(self.lobby.events, [])
+        # Ping is anyone's, and the link stays up.
+        answer = await support.bounded(link.callRemote(rpc.Ping, nonce=7))
+        self.assertEqual(answer["name"], "lobby")
+        warnings = [line for line in logged if f"from {name} at" in line and "refused" in line]
+        self.assertEqual(len(warnings), 4, logged)
+        self.assertIn(f"a {kind} process may not send it (only gateway)", warnings[0])
+
+    async def test_login_refused(self):
+        """The login process's certificate cannot speak for players."""
+        await self.assertRefused("login", "login")
+
+    async def test_zone_refused(self):
+        """Nor can a zone's."""
+        await self.assertRefused("zone-1", "zone")

@@ -36,7 +36,7 @@ from mmo.rpc import (
     listen_port,
     peer_endpoint,
 )
-from mmo.rpc.commands import LongBytes
+from mmo.rpc.commands import EVERY_KIND, SENDERS, LongBytes
 from tests.support import WAIT, LogCapture, bounded, deployment, sleep, until
 
 
@@ -70,6 +70,8 @@ class RecordingProtocol(RPCProtocol):
 class FailingProtocol(RecordingProtocol):
     """Serves L{Fail}: C{not-found} and C{full} fail, C{fine} answers, anything else is a bug."""
 
+    senders = {**SENDERS, Fail: EVERY_KIND}
+
     @Fail.responder
     def fail(self, kind):
         if kind == "not-found":
@@ -90,6 +92,8 @@ class Hold(Command):
 
 class HoldingProtocol(RecordingProtocol):
     """Serves L{Hold}: each answer waits in C{factory.held} until it is fired."""
+
+    senders = {**SENDERS, Hold: EVERY_KIND}
 
     @Hold.responder
     def hold(self, n):

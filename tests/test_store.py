@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sqlite3
+import stat
 import sys
 import textwrap
 
@@ -1011,6 +1012,44 @@ class SQLiteStoreTests(StoreTestsMixin, unittest.TestCase):
         self.assertTrue(os.path.isdir(os.path.dirname(self.path)))
         yield self.store.create_account("Alice", HASH)
         self.assertTrue(os.path.exists(self.path))
+
+    @defer.inlineCallbacks
+    def test_private_files(self):
+        """
+        Under umask 022 the directory the store makes is 0700, and the
+        database, its -wal and its -shm are 0600: they hold password hashes.
+        """
+        yield self.store.stop()
+        old_umask = os.umask(0o022)
+        self.addCleanup(os.umask, old_umask)
+        directory = os.path.join(os.path.abspath(self.mktemp()), "var")
+        self.path = os.path.join(directory, "mmo.sqlite3")
+        self.store = yield self.open_store()
+        yield self.store.create_account("Alice", HASH)
+        modes = {
+            name: stat.S_IMODE(os.stat(os.path.join(directory, name)).st_mode)
+            for name in sorted(os.listdir(directory))
+        }
+        self.assertEqual(
+            modes,
+            {"mmo.sqlite3": 0o600, "mmo.sqlite3-shm": 0o600, "mmo.sqlite3-wal": 0o600},
+        )
+        self.assertEqual(stat.S_IMODE(os.stat(directory).st_mode), 0o700)
+
+    @defer.inlineCallbacks
+    def test_older_files_narrowed(self):
+        """Files an older mmo left readable by all are 0600 once the store starts."""
+        yield self.store.stop()
+        # Another process's connection keeps the -wal and -shm files there.
+        other = sqlite3.connect(self.path)
+        self.addCleanup(other.close)
+        other.execute("PRAGMA journal_mode = WAL")
+        other.execute("CREATE TABLE IF NOT EXISTS scratch (x)")
+        for suffix in ("", "-wal", "-shm"):
+            os.chmod(self.path + suffix, 0o644)
+        self.store = yield self.open_store()
+        for suffix in ("", "-wal", "-shm"):
+            self.assertEqual(stat.S_IMODE(os.stat(self.path + suffix).st_mode), 0o600, suffix)
 
     @defer.inlineCallbacks
     def test_migrates_empty_database(self):

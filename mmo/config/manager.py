@@ -5,7 +5,7 @@ machine, and the local C{redis-server} it may run.
 
 from __future__ import annotations
 
-from mmo.config.schema import FilePath, Number, Section, Str
+from mmo.config.schema import Bool, FilePath, Number, Section, Str
 
 
 class ManagerSection(Section):
@@ -56,6 +56,13 @@ class ManagerSection(Section):
         ),
         "redis_command": Str("redis-server", doc="The redis-server program to run."),
         "redis_dir": FilePath(
-            "data/redis", doc="Where the local redis-server keeps its append-only file."
+            "data/redis",
+            doc="Where the local redis-server keeps its append-only file (mode 0700).",
+        ),
+        "redis_tls": Bool(
+            True,
+            doc="The local redis-server listens with TLS only (the deployment's CA, its "
+            "certificate redis.crt) and every process connects with TLS; false for a "
+            "redis-server built without TLS.",
         ),
     }

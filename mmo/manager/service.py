@@ -13,12 +13,16 @@ import json
 import os
 import shlex
 
-from twisted.internet import defer, endpoints, protocol, task
+from twisted.internet import defer, endpoints, protocol, ssl, task
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.logger import Logger
+from zope.interface import implementer
 
 import mmo
+from mmo.certs import write_secret
 from mmo.manager.supervisor import REDIS, Supervisor, twistd_args
 from mmo.process import control
+from mmo.redis import LocalRedisFiles, RedisConnectError, read_password, trust_root, uses_tls
 from mmo.rpc import commands
 from mmo.rpc.service import RPCProtocol, RPCServerFactory
 
@@ -39,9 +43,23 @@ class LocalRedis:
     resource: started first (the bus needs it), stopped last.  Append-only,
     fsync at every write: what a process was told is stored survives a
     crash of Redis or of the machine.
+
+    It is the deployment's, for its processes only: it asks for the
+    password of L{mmo.redis.read_password} (the one C{mmo-certs} generated,
+    unless C{[redis]} gives one), which it reads from a file of its own
+    (mode 0600, never on its command line, which anyone on the machine can
+    see), listens with TLS only (the deployment's CA, its certificate
+    C{redis.crt}) unless C{[manager] redis_tls} is off, and keeps its data
+    in a directory of mode 0700 with files only its user can read.
     """
 
     log = Logger()
+
+    #: The file of its password, in its directory.
+    AUTH_FILE = "mmo-auth.conf"
+
+    #: Its umask: its append-only files are for the manager's user only.
+    UMASK = 0o077
 
     def __init__(self, config, supervisor: Supervisor, reactor, name: str = REDIS):
         self.config = config
@@ -49,10 +67,11 @@ class LocalRedis:
         self.reactor = reactor
         self.name = name
         redis, manager = config.redis, config.manager
+        self.directory = os.path.abspath(manager.redis_dir)
+        self.auth_file = os.path.join(self.directory, self.AUTH_FILE)
         args = shlex.split(manager.redis_command) + [
-            "--port", str(redis.port),
             "--bind", redis.host,
-            "--dir", os.path.abspath(manager.redis_dir),
+            "--dir", self.directory,
             "--appendonly", "yes",
             "--appendfsync", "always",
             "--save", "",
@@ -62,21 +81,75 @@ class LocalRedis:
             # read yet is lost).  Redis's own default is 32mb 8mb 60.
             "--client-output-buffer-limit", "pubsub 512mb 128mb 120",
         ]  # fmt: skip
-        if redis.password:
-            args += ["--requirepass", redis.password]
+        self.tls = uses_tls(config)
+        if self.tls:
+            files = LocalRedisFiles.of(config)
+            args += [
+                "--port", "0",
+                "--tls-port", str(redis.port),
+                "--tls-cert-file", os.path.abspath(files.certificate),
+                "--tls-key-file", os.path.abspath(files.key),
+                "--tls-ca-cert-file", os.path.abspath(files.ca),
+                # Clients prove themselves with the password, over TLS.
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
+        else:
+            args += ["--port", str(redis.port)]
+        args += ["--include", self.auth_file]
         self.args = args
-        supervisor.add(name, REDIS, args)
+        supervisor.add(name, REDIS, args, umask=self.UMASK)
+
+    def write_auth(self) -> None:
+        """
+        Its directory, mode 0700, and in it the file of its password, mode
+        0600, written whole or not at all.
+
+        @raise ManagerError: The password or the directory cannot be had.
+        """
+        try:
+            password = read_password(self.config)
+        except RedisConnectError as e:
+            raise ManagerError(f"the local redis-server has no password: {e}") from None
+        if password is None:
+            raise ManagerError("the local redis-server has no password: run mmo-certs --renew")
+        try:
+            os.makedirs(self.directory, mode=0o700, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+            write_secret(self.auth_file, f"requirepass {redis_quote(password)}\n".encode())
+        except OSError as e:
+            raise ManagerError(
+                f"cannot prepare the local redis-server's directory: "
+                f"{e.filename or self.directory}: {e.strerror or e}"
+            ) from None
 
     async def start(self) -> None:
-        os.makedirs(os.path.abspath(self.config.manager.redis_dir), mode=0o700, exist_ok=True)
+        self.write_auth()
         self.supervisor.start(self.name)
         redis = self.config.redis
         deadline = self.reactor.seconds() + self.config.manager.start_timeout
         endpoint = endpoints.TCP4ClientEndpoint(self.reactor, redis.host, redis.port, timeout=2)
+        if self.tls:
+            # A whole handshake: a connection closed in the middle of one
+            # would be logged by Redis as an error at every start.
+            options = ssl.optionsForClientTLS(redis.host, trustRoot=trust_root(self.config))
+            endpoint = endpoints.wrapClientTLS(options, endpoint)
         while True:
+            probe = _Probe(self.tls)
             try:
-                connection = await endpoint.connect(protocol.Factory.forProtocol(protocol.Protocol))
+                await endpoints.connectProtocol(endpoint, probe)
+                await probe.done
             except Exception as e:
+                ended = self.supervisor.exits.get(self.name)
+                if ended is not None:
+                    hint = ""
+                    if self.tls:
+                        hint = (
+                            "; a redis-server built without TLS needs [manager] redis_tls = false"
+                        )
+                    raise ManagerError(
+                        f"the local redis-server ended ({ended}) before it listened on "
+                        f"{redis.host}:{redis.port}: see its lines above{hint}"
+                    ) from None
                 if self.reactor.seconds() > deadline:
                     raise ManagerError(
                         f"the local redis-server did not listen on {redis.host}:{redis.port} "
@@ -84,13 +157,58 @@ class LocalRedis:
                     ) from None
                 await task.deferLater(self.reactor, POLL, lambda: None)
             else:
-                connection.transport.loseConnection()
-                self.log.info("local redis-server ready on {host}:{port}",
-                              host=redis.host, port=redis.port)  # fmt: skip
+                self.log.info(
+                    "local redis-server ready on {host}:{port} ({how})",
+                    host=redis.host,
+                    port=redis.port,
+                    how="TLS only, password" if self.tls else "password",
+                )
                 return
 
     async def stop(self) -> None:
         await self.supervisor.stop_group([self.name])
+
+
+@implementer(IHandshakeListener)
+class _Probe(protocol.Protocol):
+    """
+    Is a server there?  C{done} fires once connected (over TLS: once the
+    handshake is done), and the connection is closed; it fails if the
+    connection is lost before.
+    """
+
+    def __init__(self, tls: bool):
+        self.tls = tls
+        self.done = defer.Deferred()
+
+    def connectionMade(self):
+        if not self.tls:
+            self._answered()
+
+    def handshakeCompleted(self):
+        self._answered()
+
+    def _answered(self):
+        if not self.done.called:
+            self.done.callback(None)
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason):
+        if not self.done.called:
+            self.done.errback(reason)
+
+
+def redis_quote(text: str) -> str:
+    """C{text} as a double-quoted string of a Redis configuration file."""
+    escaped = []
+    for char in text:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif char.isprintable() and char.isascii():
+            escaped.append(char)
+        else:
+            escaped.extend(f"\\x{byte:02x}" for byte in char.encode("utf-8"))
+    return '"' + "".join(escaped) + '"'
 
 
 class Manager:

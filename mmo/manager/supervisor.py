@@ -42,6 +42,11 @@ TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twi
 #: Kind of the local redis-server a manager may run.
 REDIS = "redis"
 
+#: Every process is started through L{mmo.manager.detach}, in a session of
+#: its own: a terminal's Ctrl-C reaches the manager only, which stops its
+#: processes in order (L{Supervisor.stopService}).
+DETACH = (sys.executable, "-m", "mmo.manager.detach")
+
 
 def twistd_args(config_path: str, name: str, kind: str, *extra: str) -> list[str]:
     """
@@ -74,12 +79,19 @@ class Program:
     @ivar args: Its command line, the program first.
     @ivar env: Its environment.
     @ivar cwd: Its working directory, or C{None} for the manager's.
+    @ivar umask: Its umask, or C{None} for the manager's.
     """
 
     kind: str
     args: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     cwd: str | None = None
+    umask: int | None = None
+
+    def command(self, *extra: str) -> list[str]:
+        """The command line that starts it detached (L{DETACH}), with C{extra} arguments."""
+        umask = () if self.umask is None else ("--umask", f"{self.umask:o}")
+        return [*DETACH, *umask, *self.args, *extra]
 
 
 class ChildProtocol:
@@ -249,12 +261,12 @@ class Supervisor(service.Service):
         self._delays: dict[str, float] = {}
         self._restarting: dict[str, object] = {}
 
-    def add(self, name: str, kind: str, args: list[str], env=None, cwd=None) -> None:
-        """Supervise C{name}, of C{kind}, run as C{args}."""
+    def add(self, name: str, kind: str, args: list[str], env=None, cwd=None, umask=None) -> None:
+        """Supervise C{name}, of C{kind}, run as C{args} (with C{umask}, if given)."""
         if name in self._programs:
             raise KeyError(f"{name} is supervised already")
         env = dict(os.environ if env is None else env)
-        self._programs[name] = Program(kind, tuple(args), env, cwd)
+        self._programs[name] = Program(kind, tuple(args), env, cwd, umask)
         self._delays[name] = self.min_restart_delay
 
     def kind(self, name: str) -> str | None:
@@ -289,7 +301,7 @@ class Supervisor(service.Service):
         program = self._programs[name]
         child = ChildProtocol(self, name, self.reactor.seconds())
         self.runs[name] = child
-        args = [*program.args, *extra]
+        args = program.command(*extra)
         try:
             self.reactor.spawnProcess(child, args[0], args, env=program.env, path=program.cwd)
         except OSError as e:

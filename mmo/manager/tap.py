@@ -17,6 +17,7 @@ from mmo.bus import make_bus
 from mmo.config import ConfigError
 from mmo.manager.service import AdminFactory, LocalRedis, Manager
 from mmo.process.service import ConfigOptions, ProcessService, ServiceResource, build
+from mmo.redis import LOCAL_REDIS, LocalRedisFiles, uses_tls
 from mmo.tls import client_paths, server_paths
 
 
@@ -41,13 +42,7 @@ def check(config, process) -> None:
     tls_dir = config.deployment.tls_dir
     for peer in [process, *managed]:
         for path in (*server_paths(tls_dir, peer.name), *client_paths(tls_dir, peer.name)):
-            if not os.path.exists(path):
-                raise ConfigError(
-                    f"{path} is missing (certificates of {peer.name}): run mmo-certs "
-                    f"--config {config.file} --renew",
-                    ("deployment", "tls_dir"),
-                    config.file,
-                )
+            _require(config, path, f"certificates of {peer.name}")
     if process.redis_server:
         program = shlex.split(config.manager.redis_command)[:1]
         if not program or shutil.which(program[0]) is None:
@@ -62,6 +57,33 @@ def check(config, process) -> None:
                 ("redis", "unix"),
                 config.file,
             )
+        if LOCAL_REDIS in config.processes:
+            raise ConfigError(
+                f"the name {LOCAL_REDIS!r} is reserved for the local redis-server",
+                ("processes", LOCAL_REDIS),
+                config.file,
+            )
+        files = LocalRedisFiles.of(config)
+        needed = []
+        if not (config.redis.password or config.redis.password_file):
+            needed.append(files.password)
+        if uses_tls(config):
+            needed += [files.certificate, files.key]
+        for path in needed:
+            _require(config, path, "the local redis-server's")
+
+
+def _require(config, path: str, whose: str) -> None:
+    """
+    @raise ConfigError: C{path}, a file of the TLS directory that
+        C{mmo-certs} writes, is missing.
+    """
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"{path} is missing ({whose}): run mmo-certs --config {config.file} --renew",
+            ("deployment", "tls_dir"),
+            config.file,
+        )
 
 
 def makeService(options: Options, reactor=None) -> ProcessService:

@@ -24,6 +24,7 @@ from typing import ClassVar
 
 from twisted.protocols import amp
 
+from mmo.config import PROCESS_KINDS, RESERVED_NAMES
 from mmo.wire.codes import INTERNAL, WireError
 
 
@@ -284,6 +285,34 @@ class Admin(Command):
     response = [(b"result", LongBytes())]
 
 
+#: The identity of the operators' certificate (C{mmo-admin}), which names no
+#: process: the "kind" its commands come from.
+ADMIN = RESERVED_NAMES[0]
+
+#: Every kind of peer: each process kind, and the operators.
+EVERY_KIND = frozenset((*PROCESS_KINDS, ADMIN))
+
+#: Who may send each command: the kinds of the peers (the process kind of
+#: the process the link's certificate names, or L{ADMIN}) whose commands a
+#: responder carries out.  Any other peer's command is refused (L{Refused})
+#: before its responder runs, so that a process cannot do what only another
+#: kind may: a login process that speaks for players, a zone that routes
+#: for a gateway.  A command missing here is refused from everyone: a game
+#: team's protocol that serves a command of its own extends the table
+#: (C{senders = {**SENDERS, MoveEntity: frozenset({"zone"})}}; see
+#: C{docs/rpc.md}).
+SENDERS: dict[type[amp.Command], frozenset[str]] = {
+    Ping: EVERY_KIND,
+    # Players' messages and their sessions' events come from their gateway.
+    Route: frozenset({"gateway"}),
+    RouteBatch: frozenset({"gateway"}),
+    SessionEvent: frozenset({"gateway"}),
+    # A gateway's Switched after the inputs it routed to the old zone.
+    Send: frozenset({"gateway"}),
+    Admin: frozenset({ADMIN}),
+}
+
+
 __all__ = [
     "RPCError",
     "NotFound",
@@ -301,4 +330,7 @@ __all__ = [
     "Send",
     "SessionEvent",
     "Admin",
+    "ADMIN",
+    "EVERY_KIND",
+    "SENDERS",
 ]

@@ -36,7 +36,7 @@ from zope.interface import implementer
 
 import mmo
 from mmo.config import Config, ConfigError, ProcessSection
-from mmo.rpc.commands import Ping, Refused, Unavailable
+from mmo.rpc.commands import ADMIN, SENDERS, Ping, Refused, Unavailable
 from mmo.tls import (
     HandshakeLogging,
     describe_failure,
@@ -107,6 +107,11 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
     aborted, so that a silent peer cannot hold a socket or a reconnect loop.
 
     Services subclass this and add responders with C{@SomeCommand.responder}.
+    A command is carried out only if the peer's kind (its process's kind in
+    the config, or C{admin} for the operators' certificate) is one of those
+    C{senders} allows for it (by default L{mmo.rpc.commands.SENDERS}); any
+    other peer is answered L{Refused}, and the first refusal of each command
+    on a link is logged.
     A responder that raises one of L{mmo.rpc.commands.ERRORS} answers with that
     error; any other exception is logged here and answered with AMP's
     C{UNKNOWN} error code, and the link stays up: one buggy request must not
@@ -122,10 +127,13 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
     """
 
     log = Logger()
+    #: Command -> the kinds of peer that may send it.
+    senders: dict[type[amp.Command], frozenset[str]] = SENDERS
     peer: str | None = None
     ready = False
     _timer = None
     _lost = False
+    _refused: frozenset[bytes] = frozenset()
 
     # -- connection life cycle -------------------------------------------
 
@@ -258,9 +266,50 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
                 address=peer_address(self.transport),
             )
             return defer.fail(amp.RemoteAmpError(Refused.code, "not authenticated"))
+        refusal = self._refusal(box.get(amp.COMMAND, b""), command)
+        if refusal is not None:
+            return defer.fail(amp.RemoteAmpError(Refused.code, refusal))
         result = super().dispatchCommand(box)
         result.addErrback(self._unexpected, command)
         return result
+
+    def peer_kind(self) -> str | None:
+        """
+        The kind of the peer: its process's kind in the config, C{"admin"}
+        for the operators' certificate, or C{None} for a name the config
+        does not know.
+        """
+        if self.peer == ADMIN:
+            return ADMIN
+        process = self.factory.config.processes.get(self.peer)
+        return process.kind if process is not None else None
+
+    def _refusal(self, name: bytes, command: str) -> str | None:
+        """Why the peer may not send the command C{name}, or C{None} if it may."""
+        if self.locateResponder(name) is None:
+            # Not served here: AMP answers UNHANDLED, as to anyone.
+            return None
+        kinds = next(
+            (kinds for cls, kinds in self.senders.items() if cls.commandName == name), frozenset()
+        )
+        kind = self.peer_kind()
+        if kind in kinds:
+            return None
+        allowed = ", ".join(sorted(kinds)) or "no"
+        reason = f"{self.peer} ({kind or 'unknown'}) may not send {command}: {allowed} may"
+        if name not in self._refused:
+            # Once per command and link: a peer that insists fills no log.
+            self._refused = self._refused | {name}
+            self.log.warn(
+                "RPC command {command} from {peer} at {address} refused: a {kind} process "
+                "may not send it (only {allowed})",
+                command=command,
+                peer=self.peer,
+                address=peer_address(self.transport),
+                kind=kind or "unknown",
+                allowed=allowed,
+            )
+        return reason
 
     def _unexpected(self, reason: Failure, command: str) -> Failure:
         """Log a responder's unexpected exception; answer C{UNKNOWN}, keep the link."""

@@ -165,6 +165,43 @@ def _open(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA synchronous = FULL")
 
 
+#: Modes of the store's directory (when the store creates it) and of its
+#: files: they hold password hashes, for this user's eyes only.
+DIRECTORY_MODE = 0o700
+FILE_MODE = 0o600
+
+#: The files SQLite keeps beside the database in WAL mode.
+WAL_SUFFIXES = ("-wal", "-shm")
+
+
+def private_files(path: str) -> None:
+    """
+    Make the database C{path} and its directory private, whatever the umask:
+    a directory it creates is 0700, the database file is created (empty, for
+    SQLite to fill) or narrowed to 0600, and so are the C{-wal} and C{-shm}
+    files an older mmo left wider.  SQLite creates those two itself with the
+    mode of the database file, so they are 0600 from then on.
+
+    @raise OSError: A directory or file cannot be made or changed.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        # An existing directory is the operator's; one made here is private.
+        os.makedirs(directory, mode=DIRECTORY_MODE, exist_ok=True)
+        os.chmod(directory, DIRECTORY_MODE)
+    flags = os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+    for suffix in WAL_SUFFIXES:
+        try:
+            os.chmod(path + suffix, FILE_MODE)
+        except FileNotFoundError:
+            pass
+
+
 def _is_name_conflict(error: sqlite3.IntegrityError) -> bool:
     return "UNIQUE" in str(error) and ".name_key" in str(error)
 
@@ -203,13 +240,12 @@ class SQLiteStore:
     def start(self):
         if self._pool is not None:
             raise StoreError(f"the SQLite store {self.path} is already started")
-        directory = os.path.dirname(os.path.abspath(self.path))
         try:
-            os.makedirs(directory, exist_ok=True)
+            private_files(self.path)
         except OSError as e:
             raise StoreError(
                 f"cannot open the SQLite database {self.path}: "
-                f"cannot create {directory}: {e.strerror or e}"
+                f"{e.filename or self.path}: {e.strerror or e}"
             )
         self._pool = adbapi.ConnectionPool(
             "sqlite3",
