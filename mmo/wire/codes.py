@@ -7,7 +7,7 @@ table in C{docs/protocol.md} lists the same codes: keep them together.
 
 from __future__ import annotations
 
-#: The body is not a msgpack map with a string "t", or a frame is empty.
+#: The body is not a msgpack map with a string "t" (each key once), or a frame is empty.
 BAD_FRAME = "bad_frame"
 #: The length prefix announces more than the negotiated maximum.
 FRAME_TOO_LARGE = "frame_too_large"
@@ -91,7 +91,7 @@ KICKED = "kicked"
 
 #: Every code, with what it means (rendered into the protocol documentation).
 DESCRIPTIONS = {
-    BAD_FRAME: "malformed frame body (not msgpack, not a map, no string 't'); fatal",
+    BAD_FRAME: "malformed frame body (not msgpack, not a map, a key twice, no string 't'); fatal",
     FRAME_TOO_LARGE: "frame length above the negotiated maximum; fatal",
     HANDSHAKE_REQUIRED: "a frame other than 'hello' before the handshake; fatal",
     HANDSHAKE_TIMEOUT: "no handshake within the handshake timeout; fatal",
