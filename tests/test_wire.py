@@ -270,6 +270,14 @@ class CodecTests(unittest.TestCase):
         self.assertEqual(str(error), "bad_request: field 'x' is required")
         self.assertTrue(WireError(codes.BAD_FRAME, "m", fatal=True).fatal)
 
+    def test_retry_after(self):
+        """Every unavailable error tells when to retry; other errors do not."""
+        self.assertEqual(
+            WireError(codes.UNAVAILABLE, "m").retry_after, codes.UNAVAILABLE_RETRY_AFTER
+        )
+        self.assertEqual(WireError(codes.UNAVAILABLE, "m", retry_after=3.0).retry_after, 3.0)
+        self.assertIsNone(WireError(codes.INTERNAL, "m").retry_after)
+
     def test_codes_described(self):
         """Every error code has a description; goodbye codes are separate."""
         errors = {
