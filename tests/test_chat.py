@@ -251,6 +251,72 @@ class ChatTests(unittest.TestCase):
         await self.request(self.alice, "chat.send", channel="world:main", text="x" * 20)
         self.assertEqual(self.texts(self.bob), ["x" * 20])
 
+    async def test_unshowable_text_refused(self):
+        """
+        Text with a character that changes how the rest of a line or of the
+        screen is shown is refused (bad_request naming it), in messages,
+        whispers and mute reasons, and reaches nobody.
+        """
+        mod = await self.player("Mod", "gateway-1")
+        unshowable = {
+            "NUL": "a\x00b",
+            "ANSI escape": "\x1b[2J\x1b[31mred",
+            "CR": "hi\rsystem: ban",
+            "LF": "hi\nServer: ban",
+            "CR LF": "hi\r\n",
+            "tab": "a\tb",
+            "DEL": "a\x7f",
+            "C1 NEL": "a\x85b",
+            "C1 CSI": "\x9b31m",
+            "line separator": "a\u2028b",
+            "paragraph separator": "a\u2029b",
+            "LRE": "\u202aabc",
+            "RLO": "abc\u202edcba",
+            "PDF": "abc\u202c",
+            "LRI": "\u2066abc",
+            "RLI": "\u2067abc",
+            "FSI": "\u2068abc",
+            "PDI": "abc\u2069",
+            "deprecated format": "\u206aabc",
+            "interlinear annotation": "\ufff9abc\ufffb",
+        }
+        for what, text in unshowable.items():
+            error = await self.refused(
+                codes.BAD_REQUEST, self.alice, "chat.send", channel="world:main", text=text
+            )
+            self.assertIn("U+", error.message, what)
+            await self.refused(codes.BAD_REQUEST, self.alice, "chat.whisper", to="Bob", text=text)
+            await self.refused(codes.BAD_REQUEST, mod, "chat.mute", name="Bob", reason=text)
+        self.assertEqual(self.texts(self.bob), [])
+        self.assertEqual(self.deliveries.to(self.bob, "chat.whisper"), [])
+        self.assertEqual(self.deliveries.to(self.bob, "chat.muted"), [])
+
+    async def test_every_script_and_emoji_delivered_unchanged(self):
+        """
+        Ordinary text of any script is delivered exactly as sent: accents,
+        emoji with skin tones, joined families and flags, CJK, right-to-left
+        writing with its marks, non-breaking and ideographic spaces.
+        """
+        texts = [
+            "Zoë, ça va? ñ ß",
+            "👋🏽 👨\u200d👩\u200d👧 🇫🇷",
+            "🏴" + "".join(chr(0xE0000 + ord(c)) for c in "gbeng") + "\U000e007f",
+            "你好，世界\u3000こんにちは 안녕",
+            "שלום עולם 123",
+            "مرحبا\u200f 42 \u200e!",
+            "می\u200cخواهم\u00a0ok",
+            "❤\ufe0f 1\ufe0f\u20e3",
+        ]
+        for text in texts:
+            self.assertLessEqual(len(text), 20, text)
+            self.clock.advance(1)
+            await self.request(self.alice, "chat.send", channel="world:main", text=text)
+        self.assertEqual(self.texts(self.bob), texts)
+        self.clock.advance(1)
+        await self.request(self.alice, "chat.whisper", to="Bob", text=texts[4])
+        [whisper] = self.deliveries.to(self.bob, "chat.whisper")
+        self.assertEqual(whisper["text"], texts[4])
+
     # -- rooms ------------------------------------------------------------------
 
     async def test_room_channel_from_lobby_events(self):
