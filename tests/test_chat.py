@@ -14,6 +14,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from mmo import config
+from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
 from mmo.chat.channels import Channel, Channels
 from mmo.chat.flood import FloodLimit
@@ -23,7 +24,9 @@ from mmo.chat.service import ChatService
 from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, Push, RoomEvent, gateway_channel
 from mmo.game.service import Caller
+from mmo.store import StoreUnavailable
 from mmo.store.sqlite import SQLiteStore
+from mmo.unavailable import client_error
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from tests.redis import redis_config_text, start_redis
@@ -316,6 +319,30 @@ class ChatTests(unittest.TestCase):
         await self.request(self.alice, "chat.whisper", to="Bob", text=texts[4])
         [whisper] = self.deliveries.to(self.bob, "chat.whisper")
         self.assertEqual(whisper["text"], texts[4])
+
+    async def test_backends_down(self):
+        """
+        A request that meets the bus or the store unreachable fails with
+        their own error, which the client is told as unavailable (the one
+        mapping, L{mmo.unavailable.client_error}) without the backend's
+        address.
+        """
+        where = "Redis at 10.0.0.5:6379"
+
+        def down(*args, **kwargs):
+            return defer.fail(BusError(f"get: {where} did not answer within 5s"))
+
+        self.bus.get = down
+        with self.assertRaises(BusError):
+            await self.chat.handle(self.alice, "chat.send", {"channel": "world", "text": "hi"})
+        self.store.account_by_name = lambda name: defer.fail(StoreUnavailable(where))
+        with self.assertRaises(StoreUnavailable):
+            await self.chat.handle(self.alice, "chat.ignore", {"name": "Nobody"})
+        for error in (BusError(where), StoreUnavailable(where)):
+            told = client_error(error, self.chat.log, "test")
+            self.assertEqual(told.code, codes.UNAVAILABLE)
+            self.assertNotIn("6379", told.message)
+        self.assertEqual(self.texts(self.bob), [])
 
     # -- rooms ------------------------------------------------------------------
 
