@@ -11,6 +11,7 @@ import os
 import textwrap
 
 from twisted.internet import defer, reactor, task
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from mmo import config
@@ -782,8 +783,25 @@ class ChatTests(unittest.TestCase):
         """
         from mmo.store import StoreError
 
+        await self.without_store(StoreError("disk on fire"))
+        # Two appends, Dave's list at his start and at his request, the party's history.
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 5)
+
+    async def test_store_unreachable(self):
+        """
+        The same with the store unreachable (Redis down): each failure is one
+        warning line, not a traceback.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        await self.without_store(StoreUnavailable("Redis at 127.0.0.1:6379: Lost connection"))
+        warned = [e for e in events if "Lost connection" in formatEvent(e)]
+        self.assertEqual([e["log_level"] for e in warned], [LogLevel.warn] * 5)
+
+    async def without_store(self, error):
         def broken(*args):
-            return defer.fail(StoreError("disk on fire"))
+            return defer.fail(error)
 
         await self.request(self.bob, "chat.ignore", name="Carol")
         self.patch(self.store, "append_log", broken)
@@ -797,8 +815,6 @@ class ChatTests(unittest.TestCase):
         await self.request(self.carol, "chat.send", channel="world:main", text="ignored")
         self.assertEqual(self.texts(self.bob), ["still here"])
         await self.chat.settled()
-        # Two appends, Dave's list at his start and at his request, the party's history.
-        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 5)
 
     async def test_news_after_the_end(self):
         """A "moved" or "changed" that crossed "ended" does not bring the session back."""
