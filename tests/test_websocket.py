@@ -477,9 +477,14 @@ class WebSocketTests(WebSocketTestCase):
         """
         browser = yield self.browser()
         yield browser.loop.run(browser.ws.send(b"\xff\xfe", text=True))
+        yield self.assertClosedSilently(browser, CLOSE_INVALID_PAYLOAD)
+
+    @defer.inlineCallbacks
+    def assertClosedSilently(self, browser, code):
+        """The server closes with C{code}, sending nothing first, and forgets the connection."""
         received, closed = yield browser.rest()
         self.assertEqual(received, [])
-        self.assertEqual(closed.rcvd.code, CLOSE_INVALID_PAYLOAD)
+        self.assertEqual(closed.rcvd.code, code)
         yield self.listener.webSocketFactory.whenDrained()
         self.assertEqual(self.factory.connections, set())
 
@@ -556,11 +561,7 @@ class WebSocketTests(WebSocketTestCase):
         """The browser says bye: the server closes, normally."""
         browser = yield self.browser()
         yield browser.send({"t": "bye"})
-        received, closed = yield browser.rest()
-        self.assertEqual(received, [])
-        self.assertEqual(closed.rcvd.code, CLOSE_NORMAL)
-        yield self.listener.webSocketFactory.whenDrained()
-        self.assertEqual(self.factory.connections, set())
+        yield self.assertClosedSilently(browser, CLOSE_NORMAL)
 
     @defer.inlineCallbacks
     def test_abort(self):
