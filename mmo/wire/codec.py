@@ -31,8 +31,9 @@ def _check_pairs(pairs: list) -> dict:
     # (type -1) never reaches ext_hook: refuse both here, at every depth.
     # The map comes as its pairs (not as a dict, where a repeated key would
     # already have replaced the first) so that a key given twice is seen:
-    # this costs about a fifth more than checking a built dict (see
-    # docs/protocol.md, "Bodies").
+    # a decode costs about a fifth more than with a check of the built dict,
+    # the cheapest correct way measured (a C-level scan of the pairs was
+    # slower for the small maps clients send).
     for key, item in pairs:
         if not isinstance(key, str):
             raise ValueError("map keys must be strings")
