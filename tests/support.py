@@ -12,6 +12,7 @@ import os
 import textwrap
 from collections.abc import Callable
 
+import msgpack
 from twisted.internet import defer, reactor, task
 from twisted.logger import formatEvent, globalLogPublisher
 
@@ -98,6 +99,16 @@ def deployment(
     conf = config.load(write_config(testcase, text))
     certs.generate(conf)
     return conf
+
+
+def map_with_pairs(*pairs) -> bytes:
+    """
+    A msgpack map of C{pairs} (key, packed value) as given, so that a key
+    may appear twice; up to 15 pairs (a fixmap).
+    """
+    return bytes([0x80 | len(pairs)]) + b"".join(
+        msgpack.packb(key, use_bin_type=True) + value for key, value in pairs
+    )
 
 
 def split_frames(data: bytes) -> tuple[list[bytes], bytes]:

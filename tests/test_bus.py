@@ -11,11 +11,12 @@ import os
 import signal
 
 from twisted.internet import defer, reactor, task
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 import mmo
 from mmo import config
-from mmo.bus import IBus, make_bus
+from mmo.bus import BusError, IBus, make_bus
 from mmo.bus.directory import DirectoryService, least_loaded
 from mmo.bus.memory import MemoryBus
 from mmo.config import ConfigError
@@ -753,6 +754,25 @@ class DirectoryServiceTests(unittest.TestCase):
         self.assertIn("zone-1", self.successResultOf(self.bus.services()))
         self.assertEqual((service.announced, service.failures), (1, 0))
         self.successResultOf(service.stopService())
+
+    def test_bus_down_is_a_warning(self):
+        """
+        An announcement or withdrawal the bus cannot make (BusError: Redis
+        down) is one warning line, not a traceback.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        down = BusError("announce 'zone-1': Redis at 127.0.0.1:6379 did not answer within 5s")
+        self.bus.announce = lambda name, info, ttl: defer.fail(down)
+        self.bus.withdraw = lambda name: defer.fail(down)
+        service = DirectoryService(self.bus, "zone-1", lambda: {"kind": "zone"}, 1, 3, self.clock)
+        service.startService()
+        self.clock.advance(1)
+        self.successResultOf(service.stopService())
+        self.assertEqual(service.failures, 2)
+        levels = [e["log_level"] for e in events if "6379" in formatEvent(e)]
+        self.assertEqual(levels, [LogLevel.warn] * 3)
 
     def test_info_callable_raises(self):
         """Even a broken info callable does not stop the heartbeat."""

@@ -11,9 +11,11 @@ import os
 import textwrap
 
 from twisted.internet import defer, reactor, task
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from mmo import config
+from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
 from mmo.chat.channels import Channel, Channels
 from mmo.chat.flood import FloodLimit
@@ -23,7 +25,9 @@ from mmo.chat.service import ChatService
 from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, Push, RoomEvent, gateway_channel
 from mmo.game.service import Caller
+from mmo.store import StoreUnavailable
 from mmo.store.sqlite import SQLiteStore
+from mmo.unavailable import client_error
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from tests.redis import redis_config_text, start_redis
@@ -250,6 +254,96 @@ class ChatTests(unittest.TestCase):
         # At the limit is fine.
         await self.request(self.alice, "chat.send", channel="world:main", text="x" * 20)
         self.assertEqual(self.texts(self.bob), ["x" * 20])
+
+    async def test_unshowable_text_refused(self):
+        """
+        Text with a character that changes how the rest of a line or of the
+        screen is shown is refused (bad_request naming it), in messages,
+        whispers and mute reasons, and reaches nobody.
+        """
+        mod = await self.player("Mod", "gateway-1")
+        unshowable = {
+            "NUL": "a\x00b",
+            "ANSI escape": "\x1b[2J\x1b[31mred",
+            "CR": "hi\rsystem: ban",
+            "LF": "hi\nServer: ban",
+            "CR LF": "hi\r\n",
+            "tab": "a\tb",
+            "DEL": "a\x7f",
+            "C1 NEL": "a\x85b",
+            "C1 CSI": "\x9b31m",
+            "line separator": "a\u2028b",
+            "paragraph separator": "a\u2029b",
+            "LRE": "\u202aabc",
+            "RLO": "abc\u202edcba",
+            "PDF": "abc\u202c",
+            "LRI": "\u2066abc",
+            "RLI": "\u2067abc",
+            "FSI": "\u2068abc",
+            "PDI": "abc\u2069",
+            "deprecated format": "\u206aabc",
+            "interlinear annotation": "\ufff9abc\ufffb",
+        }
+        for what, text in unshowable.items():
+            error = await self.refused(
+                codes.BAD_REQUEST, self.alice, "chat.send", channel="world:main", text=text
+            )
+            self.assertIn("U+", error.message, what)
+            await self.refused(codes.BAD_REQUEST, self.alice, "chat.whisper", to="Bob", text=text)
+            await self.refused(codes.BAD_REQUEST, mod, "chat.mute", name="Bob", reason=text)
+        self.assertEqual(self.texts(self.bob), [])
+        self.assertEqual(self.deliveries.to(self.bob, "chat.whisper"), [])
+        self.assertEqual(self.deliveries.to(self.bob, "chat.muted"), [])
+
+    async def test_every_script_and_emoji_delivered_unchanged(self):
+        """
+        Ordinary text of any script is delivered exactly as sent: accents,
+        emoji with skin tones, joined families and flags, CJK, right-to-left
+        writing with its marks, non-breaking and ideographic spaces.
+        """
+        texts = [
+            "Zoë, ça va? ñ ß",
+            "👋🏽 👨\u200d👩\u200d👧 🇫🇷",
+            "🏴" + "".join(chr(0xE0000 + ord(c)) for c in "gbeng") + "\U000e007f",
+            "你好，世界\u3000こんにちは 안녕",
+            "שלום עולם 123",
+            "مرحبا\u200f 42 \u200e!",
+            "می\u200cخواهم\u00a0ok",
+            "❤\ufe0f 1\ufe0f\u20e3",
+        ]
+        for text in texts:
+            self.assertLessEqual(len(text), 20, text)
+            self.clock.advance(1)
+            await self.request(self.alice, "chat.send", channel="world:main", text=text)
+        self.assertEqual(self.texts(self.bob), texts)
+        self.clock.advance(1)
+        await self.request(self.alice, "chat.whisper", to="Bob", text=texts[4])
+        [whisper] = self.deliveries.to(self.bob, "chat.whisper")
+        self.assertEqual(whisper["text"], texts[4])
+
+    async def test_backends_down(self):
+        """
+        A request that meets the bus or the store unreachable fails with
+        their own error, which the client is told as unavailable (the one
+        mapping, L{mmo.unavailable.client_error}) without the backend's
+        address.
+        """
+        where = "Redis at 10.0.0.5:6379"
+
+        def down(*args, **kwargs):
+            return defer.fail(BusError(f"get: {where} did not answer within 5s"))
+
+        self.bus.get = down
+        with self.assertRaises(BusError):
+            await self.chat.handle(self.alice, "chat.send", {"channel": "world", "text": "hi"})
+        self.store.account_by_name = lambda name: defer.fail(StoreUnavailable(where))
+        with self.assertRaises(StoreUnavailable):
+            await self.chat.handle(self.alice, "chat.ignore", {"name": "Nobody"})
+        for error in (BusError(where), StoreUnavailable(where)):
+            told = client_error(error, self.chat.log, "test")
+            self.assertEqual(told.code, codes.UNAVAILABLE)
+            self.assertNotIn("6379", told.message)
+        self.assertEqual(self.texts(self.bob), [])
 
     # -- rooms ------------------------------------------------------------------
 
@@ -689,8 +783,25 @@ class ChatTests(unittest.TestCase):
         """
         from mmo.store import StoreError
 
+        await self.without_store(StoreError("disk on fire"))
+        # Two appends, Dave's list at his start and at his request, the party's history.
+        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 5)
+
+    async def test_store_unreachable(self):
+        """
+        The same with the store unreachable (Redis down): each failure is one
+        warning line, not a traceback.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        await self.without_store(StoreUnavailable("Redis at 127.0.0.1:6379: Lost connection"))
+        warned = [e for e in events if "Lost connection" in formatEvent(e)]
+        self.assertEqual([e["log_level"] for e in warned], [LogLevel.warn] * 5)
+
+    async def without_store(self, error):
         def broken(*args):
-            return defer.fail(StoreError("disk on fire"))
+            return defer.fail(error)
 
         await self.request(self.bob, "chat.ignore", name="Carol")
         self.patch(self.store, "append_log", broken)
@@ -704,8 +815,6 @@ class ChatTests(unittest.TestCase):
         await self.request(self.carol, "chat.send", channel="world:main", text="ignored")
         self.assertEqual(self.texts(self.bob), ["still here"])
         await self.chat.settled()
-        # Two appends, Dave's list at his start and at his request, the party's history.
-        self.assertEqual(len(self.flushLoggedErrors(StoreError)), 5)
 
     async def test_news_after_the_end(self):
         """A "moved" or "changed" that crossed "ended" does not bring the session back."""

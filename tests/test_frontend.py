@@ -15,12 +15,14 @@ from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.test import iosim
 from twisted.trial import unittest
 
 import mmo
 from mmo import client as sdk
+from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
 from mmo.config import Config, ConfigError, WireSection
 from mmo.frontend import protocol as frontend_protocol
@@ -28,6 +30,7 @@ from mmo.frontend.factory import ClientFactory
 from mmo.frontend.listener import ClientListener, factory_class
 from mmo.frontend.protocol import CLOSE_GRACE, CLOSED, HANDSHAKE, OPEN, ClientProtocol
 from mmo.login.tickets import TicketSigner
+from mmo.store import StoreUnavailable
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
 from mmo.wire.codes import WireError
 from tests import support
@@ -71,6 +74,17 @@ class EmoteProtocol(ClientProtocol):
 
     def message_refuse(self, message):
         raise WireError(codes.BAD_REQUEST, "refused on purpose")
+
+    def message_store_down(self, message):
+        raise StoreUnavailable("Redis at 127.0.0.1:6379: Lost connection")
+
+    def message_bus_down(self, message):
+        return defer.fail(BusError("hit 'k': Redis at 127.0.0.1:6379 did not answer within 5s"))
+
+    def message_deliver_down(self, message):
+        # As GameService.deliver fails: the first failure of a gathering.
+        failing = defer.fail(BusError("publish: Redis at 127.0.0.1:6379: Not connected"))
+        return defer.gatherResults([failing], consumeErrors=True)
 
     def message_slow(self, message):
         d = defer.Deferred()
@@ -145,7 +159,10 @@ class GatewayTestCase(unittest.TestCase):
         )
         self.assertIsInstance(message["message"], str)
         self.assertTrue(message["message"])
-        self.assertEqual(set(message), {"t", "id", "code", "message", "fatal"})
+        keys = {"t", "id", "code", "message", "fatal"}
+        if code == codes.UNAVAILABLE:
+            keys.add("retry_after")
+        self.assertEqual(set(message), keys)
 
     def assertUsable(self, protocol, request_id=77):
         """The connection is open and answers a ping."""
@@ -486,6 +503,28 @@ class RequestTests(GatewayTestCase):
         self.assertError(error, codes.INTERNAL, 6)
         self.assertNotIn("ZeroDivisionError", error["message"])
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertUsable(protocol)
+
+    def test_backend_unavailable(self):
+        """
+        A handler failing because the store or the bus cannot be reached
+        (also inside a gathering): C{unavailable} with a retry hint and the
+        id, one warning line each and no traceback; the message does not
+        name the backend's address; the connection stays usable.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        protocol = self.connect(hello=True)
+        for request_id, kind in enumerate(("store_down", "bus_down", "deliver_down"), 10):
+            [error] = self.request(protocol, {"t": kind, "id": request_id})
+            self.assertError(error, codes.UNAVAILABLE, request_id)
+            self.assertEqual(error["retry_after"], codes.UNAVAILABLE_RETRY_AFTER)
+            self.assertNotIn("6379", error["message"])
+        warned = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warned), 3)
+        self.assertTrue(all("6379" in formatEvent(e) for e in warned))
+        self.assertEqual([e for e in events if e["log_level"] >= LogLevel.error], [])
         self.assertUsable(protocol)
 
     def test_handler_wire_error(self):

@@ -17,6 +17,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
+from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
 from mmo.gateway.admission import Admission
 from mmo.login import service as login_service
@@ -163,6 +164,17 @@ class LoginTests(LoginTestCase):
         self.assertEqual(error.code, codes.UNKNOWN_REALM)
         error = await self.failure_of(self.login.login("alice", PASSWORD, "10.0.0.1", "east"))
         self.assertEqual(error.code, codes.NO_GATEWAY)
+
+    async def test_directory_unreachable(self):
+        """
+        The directory unreachable (the bus down) is the bus's failure, which
+        the client is told as unavailable (a retry), not "no gateway is up".
+        """
+        down = BusError("services: Redis at 127.0.0.1:6379 did not answer within 5s")
+        self.patch(self.bus, "services", lambda kind=None: defer.fail(down))
+        for call in (self.login.login("alice", PASSWORD, "10.0.0.1"), self.login.realms()):
+            with self.assertRaises(BusError):
+                await call
 
     async def test_realms_with_load(self):
         await self.announce("gw-b", "main", 5)

@@ -2,16 +2,17 @@
 End to end against real twistd processes over real TLS: register, log in,
 get a ticket, present it to the gateway and be admitted; once with
 C{mmo-login} and C{mmo-gateway} as separate processes sharing a private
-Redis (for the bus), once in the standalone process on SQLite.
+Redis (for the bus), once in the standalone process on SQLite; and
+Redis killed under a burst of registrations and logins.
 """
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from mmo import tls
 from mmo.client import ServerError, connect
 from tests.redis import redis_config_text, start_redis
-from tests.support import FAST_HASH, PASSWORD, STANDALONE, deployment
+from tests.support import FAST_HASH, PASSWORD, STANDALONE, bounded, deployment, until
 from tests.test_twistd import PROCESS_TIMEOUT, spawn
 
 CLUSTER = """
@@ -108,3 +109,104 @@ class EndToEndTests(unittest.TestCase):
         ticket = await client.request("login", name="HERO", password=PASSWORD)
         self.assertEqual(ticket["name"], "Hero")
         await client.close()
+
+
+#: Clients of the burst, and the requests each sends (one at a time).
+BURST_CLIENTS = 8
+BURST_REQUESTS = 24
+
+#: What a client may be told in the burst besides its reply: each says "retry".
+RETRYABLE = {"unavailable", "busy", "no_gateway"}
+
+
+class RedisKilledTests(unittest.TestCase):
+    """
+    Redis SIGKILLed in the middle of registrations and logins, then
+    restarted: the login server answers every request, with its reply or a
+    code that says "retry", never C{internal}; it logs warnings, not
+    tracebacks; and nothing it acknowledged is lost.
+    """
+
+    timeout = 180
+
+    async def test_redis_killed_during_registrations_and_logins(self):
+        server = start_redis(self, appendonly=True)
+        settings = (
+            FAST_HASH
+            + "register_per_ip = 1000000\n"
+            + redis_config_text(server)
+            + "connect_timeout = 1.0\n"
+            + '[store]\nbackend = "redis"\n[bus]\nbackend = "redis"\n'
+        )
+        config = deployment(self, CLUSTER, extra=settings)
+        login, _ = spawn(self, config.file, "mmo-login")
+        gateway, _ = spawn(self, config.file, "mmo-gateway")
+        port = await started(login, "login")
+        await started(gateway, "gateway-1")
+        ca = tls.ca_path(config.deployment.tls_dir)
+        clients = [
+            await connect(reactor, "127.0.0.1", port, ca=ca, hostname="localhost")
+            for _ in range(BURST_CLIENTS)
+        ]
+        for client in clients:
+            self.addCleanup(client.close)
+
+        registered = []  # names whose registration was acknowledged
+        # (request, "ok" or an error code): each request gets one, or the
+        # test fails (bounded).
+        answers = []
+
+        async def one(client, request, **fields):
+            try:
+                await bounded(client.request(request, **fields))
+            except ServerError as e:
+                answers.append((request, e.code))
+                return False
+            answers.append((request, "ok"))
+            return True
+
+        async def player(n):
+            client = clients[n]
+            for i in range(BURST_REQUESTS):
+                name = f"player{n}x{i}"
+                if await one(client, "register", name=name, password=PASSWORD):
+                    registered.append(name)
+                if registered:
+                    earlier = registered[(n * 7 + i) % len(registered)]
+                    await one(client, "login", name=earlier, password=PASSWORD)
+
+        async def outage():
+            await until(lambda: len(answers) >= 40)
+            server.kill()
+            # Down until a few requests have been answered meanwhile, then back.
+            down = len(answers)
+            await until(lambda: len(answers) >= down + 8)
+            server.start()
+
+        burst = [defer.ensureDeferred(player(n)) for n in range(BURST_CLIENTS)]
+        await defer.gatherResults([defer.ensureDeferred(outage()), *burst])
+
+        codes_seen = {code for _, code in answers}
+        self.assertLessEqual(codes_seen, {"ok"} | RETRYABLE, answers)
+        self.assertIn("unavailable", codes_seen)
+
+        # Every acknowledged registration logs in once Redis and the
+        # gateway's directory entry are back.
+        client = clients[0]
+
+        async def logs_in(name):
+            try:
+                await client.request("login", name=name, password=PASSWORD)
+            except ServerError as e:
+                self.assertIn(e.code, RETRYABLE, name)
+                return False
+            return True
+
+        await until(lambda: logs_in(registered[0]))
+        for name in registered:
+            await until(lambda name=name: logs_in(name), what=f"{name} logs in")
+
+        log = login.output()
+        self.assertNotIn(" critical ", log)
+        self.assertNotIn("Traceback", log)
+        self.assertIn(" warn ", log)

@@ -19,11 +19,13 @@ from twisted.application.service import IService
 from twisted.internet import defer, error, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from mmo import rpc
+from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
 from mmo.config import ConfigError
 from mmo.frontend.listener import ClientListener
@@ -38,6 +40,7 @@ from mmo.gateway.tap import ROUTE_PREFIXES, gateway_routes
 from mmo.login.tickets import TicketSigner, load_key
 from mmo.process.service import ProcessService
 from mmo.rpc.commands import LongBytes, Route, RouteBatch, Send, ServiceError, SessionEvent
+from mmo.store import StoreUnavailable
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from tests import support
@@ -587,6 +590,63 @@ class ResponderTests(unittest.TestCase):
         self.assertEqual((wire.code, wire.message), (codes.ROOM_FULL, "the room is full"))
         bad = Route.makeArguments({"caller": b"\xc1", "kind": "room.echo", "body": pack({})}, link)
         self.assertEqual(self.failureResultOf(responder(bad)).value.errorCode, b"BAD_REQUEST")
+
+
+class Unreachable:
+    """A game service whose store and bus are down."""
+
+    async def handle(self, caller, kind, message):
+        if kind == "room.store":
+            raise StoreUnavailable("Redis at 127.0.0.1:6379: Lost connection")
+        raise BusError("publish on 'gateway:gateway-1': Redis did not answer within 5s")
+
+
+class BackendFailureTests(unittest.TestCase):
+    """
+    A service whose store or bus fails answers C{unavailable} with a retry
+    hint across the link, logged as a warning, not C{internal} with a
+    traceback.
+    """
+
+    def setUp(self):
+        config = deployment(self, PROCESSES.format(lobby=free_port(), chat=free_port()))
+        factory = ServiceRPCFactory(
+            config, config.process("lobby"), Unreachable(), MemoryReactorClock()
+        )
+        self.link = factory.buildProtocol(None)
+        self.link.peer = "gateway-1"
+        self.caller = Caller("s1", "gateway-1", "a1", "Alice")
+        self.events = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def assertWarned(self, count):
+        levels = [e["log_level"] for e in self.events if "Redis" in formatEvent(e)]
+        self.assertEqual(levels, [LogLevel.warn] * count)
+
+    def test_route(self):
+        responder = self.link.locateResponder(b"Route")
+        for kind in ("room.store", "room.bus"):
+            arguments = {"caller": pack(self.caller.to_dict()), "kind": kind, "body": pack({})}
+            failure = self.failureResultOf(responder(Route.makeArguments(arguments, self.link)))
+            self.assertEqual(failure.value.errorCode, ServiceError.code)
+            wire = ServiceError(failure.value.description).wire_error()
+            self.assertEqual(
+                (wire.code, wire.fatal, wire.retry_after),
+                (codes.UNAVAILABLE, False, codes.UNAVAILABLE_RETRY_AFTER),
+            )
+            self.assertNotIn("6379", wire.message)
+        self.assertWarned(2)
+
+    def test_route_batch(self):
+        responder = self.link.locateResponder(b"RouteBatch")
+        calls = [[self.caller.to_dict(), kind, {}] for kind in ("room.store", "room.bus")]
+        box = self.successResultOf(
+            responder(RouteBatch.makeArguments({"calls": pack(calls)}, self.link))
+        )
+        replies = unpack(box[b"replies"])
+        self.assertEqual([r[:2] + r[3:] for r in replies], [[1, codes.UNAVAILABLE, False]] * 2)
+        self.assertWarned(2)
 
 
 class CallerTests(unittest.TestCase):

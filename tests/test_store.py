@@ -14,7 +14,9 @@ import stat
 import sys
 import textwrap
 
+import txredisapi
 from twisted.internet import defer, protocol, reactor, task
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
@@ -31,8 +33,10 @@ from mmo.store import (
     OwnershipConflict,
     StoredEntity,
     StoreError,
+    StoreUnavailable,
     make_store,
 )
+from mmo.store import redis as store_redis
 from mmo.store import sqlite as store_sqlite
 from mmo.store.redis import RedisStore
 from mmo.store.sqlite import SQLiteStore
@@ -1191,6 +1195,43 @@ def main(reactor, path):
 
 task.react(main, sys.argv[1:])
 """
+
+
+class UnavailableTests(unittest.TestCase):
+    """Which backend failures are L{StoreUnavailable}: the ones a retry may cure."""
+
+    def test_redis_failures(self):
+        unavailable = [
+            txredisapi.ConnectionError("Lost connection"),
+            txredisapi.ConnectionError("Not connected"),
+            txredisapi.ResponseError("LOADING Redis is loading the dataset in memory"),
+            txredisapi.ResponseError("READONLY You can't write against a read only replica."),
+            txredisapi.ResponseError("MASTERDOWN Link with MASTER is down"),
+        ]
+        other = [
+            txredisapi.ResponseError("ERR wrong number of arguments for 'hset' command"),
+            txredisapi.ResponseError("WRONGTYPE Operation against a key holding the wrong kind"),
+            ValueError("a bug"),
+        ]
+        for error in unavailable:
+            self.assertTrue(store_redis._unavailable(Failure(error)), error)
+        for error in other:
+            self.assertFalse(store_redis._unavailable(Failure(error)), error)
+
+    def test_sqlite_locked(self):
+        """SQLite locked past the busy timeout is unavailable; other errors are not."""
+        store = SQLiteStore(os.path.abspath(self.mktemp()))
+        locked = sqlite3.OperationalError("database is locked")
+        locked.sqlite_errorcode = sqlite3.SQLITE_BUSY
+
+        def fail(conn, error):
+            raise error
+
+        self.assertRaises(StoreUnavailable, store._guard, None, fail, locked)
+        error = self.assertRaises(
+            StoreError, store._guard, None, fail, sqlite3.OperationalError("no such table: x")
+        )
+        self.assertNotIsInstance(error, StoreUnavailable)
 
 
 class KilledWriter(protocol.ProcessProtocol):

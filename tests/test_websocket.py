@@ -20,6 +20,7 @@ import socket
 import ssl
 import threading
 
+import msgpack
 import websockets.asyncio.client
 import websockets.exceptions
 from twisted.internet import defer, reactor, threads
@@ -49,10 +50,13 @@ from mmo.standalone.protocol import StandaloneFactory
 from mmo.store.sqlite import SQLiteStore
 from mmo.wire import codec, codes
 from tests import support
-from tests.support import LogCapture, deployment, until
+from tests.support import LogCapture, deployment, map_with_pairs, until
 
 #: Seconds a browser-side wait may take before the test errs (not an assertion).
 TIMEOUT = 30.0
+
+#: The close code for a text message that is not valid UTF-8 (RFC 6455, 7.4.1).
+CLOSE_INVALID_PAYLOAD = 1007
 
 #: The WebSocket message limit of the test deployments, below [wire] max_frame_size.
 LIMIT = 1024
@@ -456,6 +460,35 @@ class WebSocketTests(WebSocketTestCase):
         self.assertEqual(closed.rcvd.code, CLOSE_NORMAL)
 
     @defer.inlineCallbacks
+    def test_duplicate_key_is_fatal(self):
+        """A map with a key twice is bad_frame, as over TCP."""
+        browser = yield self.browser()
+        yield browser.send_raw(map_with_pairs(("t", msgpack.packb("ping")), ("t", b"\xa3bye")))
+        received, closed = yield browser.rest()
+        self.assertEqual([(m["code"], m["fatal"]) for m in received], [(codes.BAD_FRAME, True)])
+        self.assertEqual(closed.rcvd.code, CLOSE_NORMAL)
+
+    @defer.inlineCallbacks
+    def test_invalid_utf8_text_message(self):
+        """
+        A text message that is not valid UTF-8 is failed by the WebSocket
+        layer itself, before any frame is read: close code 1007, no error
+        frame.
+        """
+        browser = yield self.browser()
+        yield browser.loop.run(browser.ws.send(b"\xff\xfe", text=True))
+        yield self.assertClosedSilently(browser, CLOSE_INVALID_PAYLOAD)
+
+    @defer.inlineCallbacks
+    def assertClosedSilently(self, browser, code):
+        """The server closes with C{code}, sending nothing first, and forgets the connection."""
+        received, closed = yield browser.rest()
+        self.assertEqual(received, [])
+        self.assertEqual(closed.rcvd.code, code)
+        yield self.listener.webSocketFactory.whenDrained()
+        self.assertEqual(self.factory.connections, set())
+
+    @defer.inlineCallbacks
     def test_message_at_the_limit(self):
         """A message of exactly websocket_max_message bytes is accepted."""
         browser = yield self.browser()
@@ -528,11 +561,7 @@ class WebSocketTests(WebSocketTestCase):
         """The browser says bye: the server closes, normally."""
         browser = yield self.browser()
         yield browser.send({"t": "bye"})
-        received, closed = yield browser.rest()
-        self.assertEqual(received, [])
-        self.assertEqual(closed.rcvd.code, CLOSE_NORMAL)
-        yield self.listener.webSocketFactory.whenDrained()
-        self.assertEqual(self.factory.connections, set())
+        yield self.assertClosedSilently(browser, CLOSE_NORMAL)
 
     @defer.inlineCallbacks
     def test_abort(self):

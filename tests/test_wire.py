@@ -27,7 +27,7 @@ from mmo.frontend.protocol import ClientProtocol
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
 from mmo.wire.codes import WireError
 from mmo.wire.protocol import FramedProtocol
-from tests.support import config_of, split_frames
+from tests.support import config_of, map_with_pairs, split_frames
 
 #: Bounded hypothesis runs: the whole module runs in seconds.
 BOUNDED = settings(max_examples=200, deadline=None)
@@ -210,6 +210,22 @@ class CodecTests(unittest.TestCase):
         self.assertBadFrame(msgpack.packb({"t": "x", b"k": 1}, use_bin_type=True))
         self.assertBadFrame(msgpack.packb({"t": "x", "a": [{b"k": 1}]}, use_bin_type=True))
 
+    def test_duplicate_keys(self):
+        """
+        A key that appears twice in a map is refused, at any depth, rather
+        than the last value silently winning.
+        """
+        twice_t = map_with_pairs(("t", msgpack.packb("ping")), ("t", msgpack.packb("bye")))
+        error = self.assertBadFrame(twice_t)
+        self.assertIn("twice", error.message)
+        nested = map_with_pairs(("x", msgpack.packb(1)), ("x", msgpack.packb(2)))
+        self.assertBadFrame(map_with_pairs(("t", msgpack.packb("x")), ("a", nested)))
+        in_array = b"\x91" + nested
+        self.assertBadFrame(map_with_pairs(("t", msgpack.packb("x")), ("a", in_array)))
+        # Keys equal but for case are different keys.
+        upper = map_with_pairs(("t", msgpack.packb("x")), ("T", msgpack.packb("y")))
+        self.assertEqual(codec.decode(upper), {"t": "x", "T": "y"})
+
     def test_extension_types(self):
         for code in (0, 5, 127):
             ext = msgpack.ExtType(code, b"data")
@@ -253,6 +269,14 @@ class CodecTests(unittest.TestCase):
         self.assertFalse(error.fatal)
         self.assertEqual(str(error), "bad_request: field 'x' is required")
         self.assertTrue(WireError(codes.BAD_FRAME, "m", fatal=True).fatal)
+
+    def test_retry_after(self):
+        """Every unavailable error tells when to retry; other errors do not."""
+        self.assertEqual(
+            WireError(codes.UNAVAILABLE, "m").retry_after, codes.UNAVAILABLE_RETRY_AFTER
+        )
+        self.assertEqual(WireError(codes.UNAVAILABLE, "m", retry_after=3.0).retry_after, 3.0)
+        self.assertIsNone(WireError(codes.INTERNAL, "m").retry_after)
 
     def test_codes_described(self):
         """Every error code has a description; goodbye codes are separate."""
@@ -578,6 +602,23 @@ class ServerStreamTests(unittest.TestCase):
         protocol.dataReceived(b"\x00\x00\x00\x00" + struct.pack(">I", 10_000))
         bodies, rest = split_frames(transport.value())
         self.assertEqual([codec.decode(b)["code"] for b in bodies], [codes.BAD_FRAME])
+
+    def test_duplicate_key_is_fatal(self):
+        """A frame whose map has a key twice: bad_frame, fatal, and the connection closes."""
+        protocol, transport = server(SMALL)
+        protocol.dataReceived(codec.frame(HELLO))
+        transport.clear()
+        body = map_with_pairs(
+            ("t", msgpack.packb("ping")), ("id", msgpack.packb(2)), ("id", msgpack.packb(3))
+        )
+        protocol.dataReceived(struct.pack(">I", len(body)) + body)
+        [body], rest = split_frames(transport.value())
+        error = codec.decode(body)
+        self.assertEqual(
+            (error["t"], error["code"], error["id"], error["fatal"]),
+            ("error", codes.BAD_FRAME, None, True),
+        )
+        self.assertTrue(transport.disconnecting)
 
     def test_long_type_before_handshake(self):
         """

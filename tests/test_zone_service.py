@@ -8,12 +8,15 @@ handoff between two zones over the bus; and the gateway's side of it
 from __future__ import annotations
 
 from twisted.internet import defer, task
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from mmo import config
+from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
 from mmo.game import messages
 from mmo.game.messages import (
+    BusLink,
     Moved,
     PushBatch,
     Switched,
@@ -146,6 +149,26 @@ class ZoneServiceTests(ZoneTestCase):
         self.assertEqual((entity.session, entity.gateway), ("session-alice", "gw-1"))
         stored = await self.store.load_entity("c-alice")
         self.assertEqual(stored.owner, "r0c0")
+
+    async def test_bus_down_is_a_warning(self):
+        """
+        A tick's publications and the handoff's messages that the bus cannot
+        send (Redis down) are one warning line each, not a traceback.
+        """
+        await self.west.handle(caller("alice"), "zone.enter", {})
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        def down(channel, message):
+            return defer.fail(BusError(f"publish on {channel!r}: Redis did not answer"))
+
+        self.patch(self.bus, "publish", down)
+        self.tick()
+        BusLink(self.bus, "r0c0", ["r0c1"]).send("r0c1", Switched("t-1", "session-alice"))
+        failed = [e for e in events if "did not answer" in formatEvent(e)]
+        self.assertTrue(failed)
+        self.assertEqual({e["log_level"] for e in failed}, {LogLevel.warn})
 
     async def test_enter_needs_a_character(self):
         alice = Caller(session="s", gateway="gw-1", account_id="a", name="alice")

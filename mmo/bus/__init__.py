@@ -18,10 +18,15 @@ from __future__ import annotations
 from zope.interface import Interface
 
 from mmo.config import ConfigError
+from mmo.unavailable import BackendUnavailable
 
 
-class BusError(Exception):
-    """The bus could not do what was asked: its server is unreachable, slow or refused."""
+class BusError(BackendUnavailable):
+    """
+    The bus could not do what was asked: its server is unreachable, slow or
+    refused.  The bus holds nothing a retry could not redo, so every bus
+    failure is one a client is told to retry after (L{mmo.unavailable}).
+    """
 
 
 class IBus(Interface):

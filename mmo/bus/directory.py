@@ -19,6 +19,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 import mmo
+from mmo.unavailable import log_failure
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -137,12 +138,14 @@ class DirectoryService(Service):
             self.failures = 0
 
         def failed(f):
-            # The whole story the first time, one line a tick afterwards.
+            # The whole story the first time (a traceback only if it is not
+            # the bus being unreachable), one line a tick afterwards.
             self.failures += 1
             if self.failures == 1:
-                self.log.failure(
-                    "could not announce {name} in the directory; retrying every {interval}s",
+                log_failure(
                     f,
+                    self.log,
+                    "could not announce {name} in the directory; retrying every {interval}s",
                     name=self.name,
                     interval=self.interval,
                 )
@@ -174,12 +177,11 @@ class DirectoryService(Service):
         pending.addBoth(lambda _: d.callback(None))
         d.addCallback(lambda _: self.bus.withdraw(self.name))
         d.addErrback(
-            lambda f: self.log.failure(
-                "could not withdraw {name} from the directory; it expires in {ttl}s",
-                f,
-                name=self.name,
-                ttl=self.ttl,
-            )
+            log_failure,
+            self.log,
+            "could not withdraw {name} from the directory; it expires in {ttl}s",
+            name=self.name,
+            ttl=self.ttl,
         )
         return d
 

@@ -19,9 +19,11 @@ from collections.abc import Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mmo.chat.logs import StoreLogs, follow
 from mmo.game.service import Caller
+from mmo.unavailable import log_failure
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 
@@ -251,7 +253,12 @@ class Channels:
         try:
             records = await self.logs.read(history_key(channel.id), self.keep)
         except Exception:
-            self.log.failure("chat: cannot read the history of {channel}", channel=channel.id)
+            log_failure(
+                Failure(),
+                self.log,
+                "chat: cannot read the history of {channel}",
+                channel=channel.id,
+            )
             records = []
         channel.load(records, lambda record: self._save(channel, record))
 

@@ -7,9 +7,40 @@ C{[chat]}), so that a subclass of the service may change them.
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 from mmo.chat.channels import CHANNEL_KINDS, world_channel
 from mmo.wire import codes
 from mmo.wire.codes import WireError
+
+#: Characters chat does not carry (C{docs/chat.md}, "Text"): they change
+#: how the rest of a line or of the screen is shown, not what the text says.
+#: C0 and C1 controls and DEL (NUL; ESC, which starts terminal escape
+#: sequences; CR, LF and tab, which would start a line that looks like
+#: another player's or the server's); the line and paragraph separators;
+#: the bidirectional embeddings, overrides and isolates, which reorder what
+#: follows them, past the end of the message; the deprecated format
+#: controls; interlinear annotations.  The bidirectional marks (LRM, RLM,
+#: ALM), the joiners of emoji and scripts (ZWJ, ZWNJ), variation selectors
+#: and tag characters stay: right-to-left writing and emoji need them, and
+#: shown in an isolate, as clients are asked to, they change nothing beyond
+#: the message.
+UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u206f\ufff9-\ufffb]")
+
+
+def showable(value: str, field: str) -> str:
+    """C{value} if it holds no L{UNSHOWABLE} character, else C{bad_request} naming the first."""
+    found = UNSHOWABLE.search(value)
+    if found is not None:
+        char = found.group()
+        name = unicodedata.name(char, "a control character")
+        raise WireError(
+            codes.BAD_REQUEST,
+            f"{field!r} holds U+{ord(char):04X} ({name}) at {found.start()}, which cannot be "
+            "shown safely: chat carries no control, line break or bidirectional override",
+        )
+    return value
 
 
 def channel_id(message: dict, realm: str, party_name_max: int) -> str:
@@ -37,7 +68,10 @@ def channel_id(message: dict, realm: str, party_name_max: int) -> str:
 
 
 def text(message: dict, max_length: int) -> str:
-    """The C{text} of a message: not only white space, at most C{max_length} long."""
+    """
+    The C{text} of a message: not only white space, at most C{max_length}
+    long, nothing L{UNSHOWABLE}.
+    """
     value = message.get("text")
     if not isinstance(value, str) or not value.strip():
         raise WireError(codes.BAD_REQUEST, "'text' must be a non-empty string")
@@ -46,7 +80,7 @@ def text(message: dict, max_length: int) -> str:
             codes.BAD_REQUEST,
             f"the message is {len(value)} characters long; at most {max_length} are allowed",
         )
-    return value
+    return showable(value, "text")
 
 
 def player_name(message: dict, name_max: int, field: str = "name") -> str:
@@ -78,8 +112,11 @@ def mute_seconds(message: dict, default: float, most: float) -> float:
 
 
 def mute_reason(message: dict, most: int) -> str:
-    """The reason of a mute, at most C{most} characters (empty if none given)."""
+    """
+    The reason of a mute (shown to the muted player), at most C{most}
+    characters, nothing L{UNSHOWABLE} (empty if none given).
+    """
     reason = message.get("reason", "")
     if not isinstance(reason, str) or len(reason) > most:
         raise WireError(codes.BAD_REQUEST, f"'reason' must be a string of at most {most}")
-    return reason
+    return showable(reason, "reason")

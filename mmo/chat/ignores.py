@@ -13,10 +13,12 @@ from collections.abc import Iterable, Mapping
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mmo.chat.logs import StoreLogs, follow
 from mmo.chat.presence import Presence, name_key
 from mmo.game.service import Caller
+from mmo.unavailable import log_failure
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 
@@ -87,7 +89,12 @@ class IgnoreLists:
         try:
             records = await self.logs.read(ignore_key(account_id), 1)
         except Exception:
-            self.log.failure("chat: cannot read the ignore list of {account}", account=account_id)
+            log_failure(
+                Failure(),
+                self.log,
+                "chat: cannot read the ignore list of {account}",
+                account=account_id,
+            )
             return None
         finally:
             self._loads.pop(account_id, None)

@@ -14,6 +14,9 @@ from collections import deque
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from mmo.unavailable import log_failure
 
 
 def follow(d: defer.Deferred) -> defer.Deferred:
@@ -92,7 +95,12 @@ class LogWriter:
             try:
                 await self.store.append_log(self.key, record, self.keep)
             except Exception:
-                self.log.failure("chat: cannot append to the store log {key!r}", key=self.key)
+                log_failure(
+                    Failure(),
+                    self.log,
+                    "chat: cannot append to the store log {key!r}",
+                    key=self.key,
+                )
             self._finished()
         self._running = False
         if self._idle is not None:

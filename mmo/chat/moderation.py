@@ -13,7 +13,6 @@ from collections.abc import Iterable
 
 from twisted.logger import Logger
 
-from mmo.bus import BusError
 from mmo.chat.presence import name_key
 from mmo.game.service import Caller
 from mmo.wire import codes
@@ -25,18 +24,12 @@ def mute_key(account_id: str) -> str:
     return f"chat:mute:{account_id}"
 
 
-async def _bus(d):
-    """The result of a bus operation; C{unavailable} if the bus cannot be reached."""
-    try:
-        return await d
-    except BusError as e:
-        raise WireError(codes.UNAVAILABLE, f"chat cannot reach the bus: {e}")
-
-
 class Moderation:
     """
     The moderators (C{[chat] moderators}, account names in any case) and the
-    mutes they give, on C{bus}, timed by C{clock}.
+    mutes they give, on C{bus}, timed by C{clock}.  A bus that cannot be
+    reached fails the request with its L{mmo.bus.BusError}, which the
+    client is told as C{unavailable} (L{mmo.unavailable}).
     """
 
     log = Logger()
@@ -53,7 +46,7 @@ class Moderation:
 
     async def check(self, account_id: str) -> None:
         """Raise C{muted} (with the reason and the time left) if the account is muted."""
-        mute = await _bus(self.bus.get(mute_key(account_id)))
+        mute = await self.bus.get(mute_key(account_id))
         if not isinstance(mute, dict):
             return
         left = mute.get("until", 0) - self.clock.seconds()
@@ -70,7 +63,7 @@ class Moderation:
         """C{moderator} mutes the account of C{shown} for C{seconds}; until when."""
         until = self.clock.seconds() + seconds
         mute = {"reason": reason, "until": until, "by": moderator.display_name}
-        await _bus(self.bus.put(mute_key(account_id), mute, ttl=seconds))
+        await self.bus.put(mute_key(account_id), mute, ttl=seconds)
         self.log.info(
             "chat: {moderator} muted {name} for {seconds} s: {reason}",
             moderator=moderator.name,
@@ -83,8 +76,8 @@ class Moderation:
     async def unmute(self, moderator: Caller, account_id: str, shown: str) -> bool:
         """C{moderator} ends the mute of the account of C{shown}; whether it was muted."""
         key = mute_key(account_id)
-        was = await _bus(self.bus.get(key))
-        await _bus(self.bus.clear(key))
+        was = await self.bus.get(key)
+        await self.bus.clear(key)
         if was is not None:
             self.log.info("chat: {moderator} unmuted {name}", moderator=moderator.name, name=shown)
         return was is not None

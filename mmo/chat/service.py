@@ -42,7 +42,6 @@ from mmo.chat.presence import Presence
 from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
 from mmo.game.service import Caller, GameService
-from mmo.store import StoreError
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 
@@ -200,10 +199,7 @@ class ChatService(GameService):
         online = self.presence.find(name)
         if online is not None:
             return online.account_id, online.display_name
-        try:
-            account = await self.store.account_by_name(name)
-        except StoreError as e:
-            raise WireError(codes.UNAVAILABLE, f"chat cannot reach the store: {e}")
+        account = await self.store.account_by_name(name)
         if account is None:
             raise WireError(
                 codes.NOT_FOUND,

@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 
 import mmo
 from mmo.tls import HandshakeLogging, peer_address
+from mmo.unavailable import client_error
 from mmo.wire import codec, codes
 from mmo.wire.codec import SUPPORTED_VERSIONS
 from mmo.wire.codes import WireError
@@ -183,6 +184,12 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         if failure.check(WireError):
             self.wireError(failure.value, request_id)
             return
+        unavailable = client_error(
+            failure, self.log, "{peer}: handling {kind!r}", peer=self.peer, kind=kind
+        )
+        if unavailable is not None:
+            self.wireError(unavailable, request_id)
+            return
         self.log.failure("{peer}: handling {kind!r} failed", failure, peer=self.peer, kind=kind)
         self.wireError(
             WireError(codes.INTERNAL, f"the server failed to handle {kind!r}"), request_id
@@ -211,6 +218,8 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
             "message": error.message,
             "fatal": error.fatal,
         }
+        if error.retry_after is not None:
+            frame["retry_after"] = error.retry_after
         try:
             self.sendMessage(frame)
         except WireError:

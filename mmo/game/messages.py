@@ -44,6 +44,8 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from mmo.unavailable import log_failure
+
 # -- channels and shared keys ----------------------------------------------------------
 
 #: Where login tells the gateways that an account logged out or in again.
@@ -224,13 +226,12 @@ class BusLink:
         """Send C{value} to C{to} without waiting; a failure is logged."""
         d = publish(self.bus, self.channel(to), value, self.name)
         return d.addErrback(
-            lambda failure: self.log.failure(
-                "{name}: sending {message!r} to {to} failed",
-                failure,
-                name=self.name,
-                message=value,
-                to=to,
-            )
+            log_failure,
+            self.log,
+            "{name}: sending {message!r} to {to} failed",
+            name=self.name,
+            message=value,
+            to=to,
         )
 
 

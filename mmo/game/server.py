@@ -20,6 +20,7 @@ from mmo.game.gateways import KnownSessions
 from mmo.game.routes import pack, unpack
 from mmo.game.service import Caller, Reply
 from mmo.rpc import commands
+from mmo.unavailable import client_error
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 
@@ -114,6 +115,11 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
             reply = await self.service.handle(caller, kind, message)
         except WireError as e:
             raise commands.ServiceError.of(e)
+        except Exception as e:
+            unavailable = self._unavailable(e, caller, kind)
+            if unavailable is None:
+                raise
+            raise commands.ServiceError.of(unavailable)
         if isinstance(reply, Reply):
             return {"body": pack(reply.fields), "change": pack(reply.change.changes)}
         return {"body": pack(reply)}
@@ -152,12 +158,21 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
             reply = await self.service.handle(caller, kind, message)
         except WireError as e:
             return [1, e.code, e.message[:4096], e.fatal]
-        except Exception:
+        except Exception as e:
+            unavailable = self._unavailable(e, caller, kind)
+            if unavailable is not None:
+                return [1, unavailable.code, unavailable.message, False]
             self.log.failure("{kind!r} from {session} failed", kind=kind, session=caller.session)
             return [1, codes.INTERNAL, f"the service failed to handle {kind!r}", False]
         if isinstance(reply, Reply):
             return [0, reply.fields, reply.change.changes]
         return [0, reply]
+
+    def _unavailable(self, e: Exception, caller: Caller, kind: str) -> WireError | None:
+        """The client's C{unavailable} if C{e} is a backend failure (logged as a warning)."""
+        return client_error(
+            e, self.log, "{kind!r} from {session}", kind=kind, session=caller.session
+        )
 
 
 def serve(

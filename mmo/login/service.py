@@ -9,7 +9,6 @@ import re
 
 from twisted.logger import Logger
 
-from mmo.bus import BusError
 from mmo.bus.directory import least_loaded
 from mmo.game import messages
 from mmo.game.messages import AccountSession, revoked_key
@@ -160,20 +159,12 @@ class LoginService:
             "gateway": gateway,
         }
 
-    async def _services(self) -> dict:
-        """The directory; while the bus is down, a clean "try again" for the player."""
-        try:
-            return await self.bus.services()
-        except BusError as e:
-            self.log.error("directory unavailable: {error}", error=str(e))
-            raise WireError(NO_GATEWAY, "the realm directory is unavailable; try again soon")
-
     async def gateway(self, realm: str) -> dict:
         """
         The least-loaded live gateway of C{realm}: its name, host and port
         (and WebSocket port, if it serves browsers).
         """
-        services = await self._services()
+        services = await self.bus.services()
         candidates = {
             name: info
             for name, info in services.items()
@@ -192,7 +183,7 @@ class LoginService:
 
     async def realms(self) -> list[dict]:
         """Every realm with its load: players connected and gateways up."""
-        services = await self._services()
+        services = await self.bus.services()
         result = []
         for realm in self.config.realm_names():
             gateways = [

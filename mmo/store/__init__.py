@@ -22,12 +22,23 @@ import msgpack
 from twisted.internet import defer
 from zope.interface import Interface
 
+from mmo.unavailable import BackendUnavailable
+
 #: Version of the format of L{IStore.dump}.
 DUMP_VERSION = 1
 
 
 class StoreError(Exception):
     """A store operation failed for a reason the caller can act on."""
+
+
+class StoreUnavailable(StoreError, BackendUnavailable):
+    """
+    The store's server could not be reached, dropped the connection or is
+    not ready (Redis loading its data; SQLite locked by another writer):
+    the operation was not done, or its outcome is unknown, and may be
+    retried.  A client is told C{unavailable} (L{mmo.unavailable}).
+    """
 
 
 class AlreadyExists(StoreError):

@@ -35,7 +35,8 @@ C{appendfsync always} for no loss of an acknowledged write).
 
 from __future__ import annotations
 
-from twisted.internet import defer
+import txredisapi
+from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -52,6 +53,7 @@ from mmo.store import (
     NotFound,
     OwnershipConflict,
     StoreError,
+    StoreUnavailable,
     check_log_args,
     check_name,
     check_transfer,
@@ -266,6 +268,21 @@ def _character(fields: dict[bytes, bytes]) -> Character:
     )
 
 
+#: Error replies of a Redis that is not ready to serve yet or any more: it
+#: is loading its data (after a restart), a replica or cut off from its
+#: master (around a failover), or busy with a script.
+_NOT_READY = ("LOADING", "READONLY", "MASTERDOWN", "BUSY", "TRYAGAIN", "NOREPLICAS")
+
+
+def _unavailable(failure) -> bool:
+    """Whether a command failed because Redis was unreachable or not ready (not our request)."""
+    if failure.check(txredisapi.ConnectionError, error.ConnectError, error.ConnectionLost):
+        return True
+    if failure.check(txredisapi.ResponseError):
+        return failure.getErrorMessage().split(" ", 1)[0] in _NOT_READY
+    return False
+
+
 @defer.inlineCallbacks
 def _batched(function, items):
     """C{[function(item) for item in items]}, at most L{BATCH} at a time."""
@@ -401,13 +418,18 @@ class RedisStore:
         yield redis.disconnect()
 
     def _call(self, name, *args):
-        """Run a txredisapi command; its errors become L{StoreError}s."""
+        """
+        Run a txredisapi command; its errors become L{StoreError}s, and
+        L{StoreUnavailable} where Redis could not be reached or was not
+        ready (L{_unavailable}).
+        """
         if self._redis is None:
-            return defer.fail(StoreError("the Redis store is not started"))
+            return defer.fail(StoreUnavailable("the Redis store is not started"))
         d = self._in_flight.track(defer.maybeDeferred(getattr(self._redis, name), *args))
 
         def failed(failure):
-            raise StoreError(f"Redis at {redis_address(self._config)}: {failure.getErrorMessage()}")
+            message = f"Redis at {redis_address(self._config)}: {failure.getErrorMessage()}"
+            raise (StoreUnavailable if _unavailable(failure) else StoreError)(message)
 
         return d.addErrback(failed)
 

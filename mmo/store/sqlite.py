@@ -37,6 +37,7 @@ from mmo.store import (
     OwnershipConflict,
     StoredEntity,
     StoreError,
+    StoreUnavailable,
     check_log_args,
     check_name,
     check_transfer,
@@ -328,6 +329,12 @@ class SQLiteStore:
     def _guard(self, conn, function, *args):
         try:
             return function(conn, *args)
+        except sqlite3.OperationalError as e:
+            # Locked by another writer past the busy timeout: retryable.
+            code = getattr(e, "sqlite_errorcode", 0) & 0xFF  # the primary code
+            locked = code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+            kind = StoreUnavailable if locked else StoreError
+            raise kind(f"SQLite store {self.path}: {e}") from e
         except sqlite3.Error as e:
             raise StoreError(f"SQLite store {self.path}: {e}") from e
 

@@ -26,14 +26,22 @@ def _no_extensions(code: int, data: bytes) -> Any:
     raise ValueError(f"msgpack extension type {code} is not allowed")
 
 
-def _check_map(value: dict) -> dict:
+def _check_pairs(pairs: list) -> dict:
     # strict_map_key lets bin keys through, and the timestamp extension
     # (type -1) never reaches ext_hook: refuse both here, at every depth.
-    for key, item in value.items():
+    # The map comes as its pairs (not as a dict, where a repeated key would
+    # already have replaced the first) so that a key given twice is seen:
+    # a decode costs about a fifth more than with a check of the built dict,
+    # the cheapest correct way measured (a C-level scan of the pairs was
+    # slower for the small maps clients send).
+    for key, item in pairs:
         if not isinstance(key, str):
             raise ValueError("map keys must be strings")
         if isinstance(item, msgpack.Timestamp):
             raise ValueError("msgpack extension type -1 is not allowed")
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ValueError("a key appears twice in a map")
     return value
 
 
@@ -60,7 +68,8 @@ def decode(body: bytes, strict: bool = True) -> dict:
     Parse one frame body.
 
     @param strict: Check every map and array inside the message too (string
-        keys only, no timestamps), as a server must for what clients send.
+        keys only, each once; no timestamps), as a server must for what
+        clients send.
         A client reading its own verified server skips that (C{False}):
         per nested value in Python, it costs twice the parsing itself on
         a C{world.update}.  Extension types are refused either way.
@@ -75,7 +84,7 @@ def decode(body: bytes, strict: bool = True) -> dict:
                 strict_map_key=True,
                 ext_hook=_no_extensions,
                 timestamp=0,
-                object_hook=_check_map,
+                object_pairs_hook=_check_pairs,
                 list_hook=_check_array,
             )
         else:

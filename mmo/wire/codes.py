@@ -7,7 +7,7 @@ table in C{docs/protocol.md} lists the same codes: keep them together.
 
 from __future__ import annotations
 
-#: The body is not a msgpack map with a string "t", or a frame is empty.
+#: The body is not a msgpack map with a string "t" (each key once), or a frame is empty.
 BAD_FRAME = "bad_frame"
 #: The length prefix announces more than the negotiated maximum.
 FRAME_TOO_LARGE = "frame_too_large"
@@ -68,8 +68,14 @@ WRONG_PASSWORD = "wrong_password"
 NOT_ALLOWED = "not_allowed"
 #: The account has as many characters as it may.
 CHARACTER_LIMIT = "character_limit"
-#: The service that handles this message is not reachable now; retry later.
+#: The service that handles this message, or a backend it needs (the store,
+#: the bus), is not reachable now; retry after the error's C{retry_after}.
 UNAVAILABLE = "unavailable"
+
+#: Seconds an C{unavailable} error tells the client to wait before it
+#: retries (C{retry_after}): about what a reconnection to a restarted Redis
+#: or service takes.
+UNAVAILABLE_RETRY_AFTER = 1.0
 
 #: Goodbye code: the server is shutting down.
 SHUTDOWN = "shutdown"
@@ -91,7 +97,7 @@ KICKED = "kicked"
 
 #: Every code, with what it means (rendered into the protocol documentation).
 DESCRIPTIONS = {
-    BAD_FRAME: "malformed frame body (not msgpack, not a map, no string 't'); fatal",
+    BAD_FRAME: "malformed frame body (not msgpack, not a map, a key twice, no string 't'); fatal",
     FRAME_TOO_LARGE: "frame length above the negotiated maximum; fatal",
     HANDSHAKE_REQUIRED: "a frame other than 'hello' before the handshake; fatal",
     HANDSHAKE_TIMEOUT: "no handshake within the handshake timeout; fatal",
@@ -121,7 +127,8 @@ DESCRIPTIONS = {
     WRONG_PASSWORD: "the room's password is wrong; stays open",
     NOT_ALLOWED: "not allowed (not the owner, a moderator or a member); stays open",
     CHARACTER_LIMIT: "the account has as many characters as it may; stays open",
-    UNAVAILABLE: "the service for this message is not reachable now; retry; stays open",
+    UNAVAILABLE: "the service for this message is not reachable now; retry after "
+    "'retry_after' seconds; stays open",
     MOVED: "goodbye: the gateway is draining; resume on the gateway named in 'session.move'",
     KICKED: "goodbye: an operator ended the session; it cannot be resumed",
 }
@@ -135,13 +142,22 @@ class WireError(Exception):
     @ivar message: Human-readable detail.
     @ivar fatal: Whether the connection is closed after the error frame,
         because the stream can no longer be trusted.
+    @ivar retry_after: Seconds the client should wait before it sends the
+        request again, or C{None}: every C{unavailable} error has one
+        (L{UNAVAILABLE_RETRY_AFTER} unless given), so that whichever way
+        it came (a service across the RPC link, too) the client is told.
     """
 
-    def __init__(self, code: str, message: str, fatal: bool = False):
+    def __init__(
+        self, code: str, message: str, fatal: bool = False, retry_after: float | None = None
+    ):
         super().__init__(code, message)
         self.code = code
         self.message = message
         self.fatal = fatal
+        if retry_after is None and code == UNAVAILABLE:
+            retry_after = UNAVAILABLE_RETRY_AFTER
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"

@@ -43,6 +43,7 @@ from mmo.game.messages import (
 )
 from mmo.game.service import Caller, GameService
 from mmo.rpc.commands import Redirect
+from mmo.unavailable import log_failure
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.checkpoint import Checkpointer
@@ -398,7 +399,7 @@ class ZoneService(GameService):
     def publish(self, channel: str, data: dict) -> None:
         """Publish C{data} (an encoded message) without waiting; a failure is logged."""
         d = defer.maybeDeferred(self.bus.publish, channel, data)
-        d.addErrback(lambda f: self.log.failure("zone {zone}: publish failed", f, zone=self.name))
+        d.addErrback(log_failure, self.log, "zone {zone}: publish failed", zone=self.name)
 
     # -- players ---------------------------------------------------------------------
 
