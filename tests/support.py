@@ -291,6 +291,40 @@ async def spawn_cluster(testcase, processes, settings: str = "") -> Cluster:
     return Cluster(conf, ca, children, transports, ports)
 
 
+async def spawn_managed(testcase, processes, settings: str = "") -> Cluster:
+    """
+    The C{(name, kind)} C{processes}, one of them C{("manager", "manager")},
+    run by C{twistd mmo-manager} with a redis-server of its own (append-only,
+    in a temporary directory) and C{settings}; fires once every one is
+    ready.  The cluster's only child is the manager (its output holds every
+    process's, each line prefixed C{[NAME]}).
+    """
+    from mmo import tls
+    from tests.redis import free_port, redis_server_path
+    from tests.test_login_e2e import started
+    from tests.test_twistd import spawn
+
+    redis_server_path()
+    extra = (
+        settings
+        + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
+        + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\nstop_timeout = 5.0\n'
+    )
+    tables = process_tables(*processes).replace(
+        'kind = "manager"', 'kind = "manager"\nredis_server = true'
+    )
+    conf = deployment(testcase, tables, extra=extra)
+    manager, transport = spawn(testcase, conf.file, "mmo-manager", "--process", "manager")
+    ports = {}
+    for name, kind in processes:
+        if kind in CLIENT_KINDS:
+            ports[name] = await started(manager, name)
+        elif kind != "manager":
+            await manager.whenLogged(rf"\[{name}\] .*{name}: ready")
+    ca = tls.ca_path(conf.deployment.tls_dir)
+    return Cluster(conf, ca, {"manager": manager}, {"manager": transport}, ports)
+
+
 class LogCapture:
     """The formatted log lines of a test, collected while it runs."""
 

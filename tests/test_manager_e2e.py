@@ -19,13 +19,10 @@ import sys
 from twisted.internet import defer, reactor, utils
 from twisted.trial import unittest
 
-from mmo import tls
 from mmo.client import ConnectionClosed, ServerError
 from mmo.store import make_store
-from tests.redis import free_port, redis_server_path
-from tests.support import deployment, process_tables, sleep, until, write_config
+from tests.support import process_tables, sleep, spawn_managed, until, write_config
 from tests.test_cluster import SETTINGS
-from tests.test_login_e2e import started
 from tests.test_twistd import spawn, subprocess_env
 from tests.world_walk import CLUSTER_WORLD, STEP_TIME, tcp_player
 
@@ -80,27 +77,10 @@ class ManagerTests(unittest.TestCase):
     timeout = 240
 
     async def start(self):
-        redis_server_path()
-        self.redis_port = free_port()
-        extra = (
-            SETTINGS
-            + CLUSTER_WORLD
-            + f'[redis]\nport = {self.redis_port}\nprefix = "test"\n'
-            + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\nstop_timeout = 5.0\n'
-        )
-        processes = process_tables(*CLUSTER).replace(
-            'kind = "manager"', 'kind = "manager"\nredis_server = true'
-        )
-        self.config = deployment(self, processes, extra=extra)
-        self.ca = tls.ca_path(self.config.deployment.tls_dir)
-        self.manager, self.transport = spawn(
-            self, self.config.file, "mmo-manager", "--process", "manager"
-        )
-        self.ports = {}
-        for name in ("login", "gateway-1", "gateway-2"):
-            self.ports[name] = await started(self.manager, name)
-        for name in ("lobby", "chat", "zone-1", "zone-2"):
-            await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
+        cluster = await spawn_managed(self, CLUSTER, SETTINGS + CLUSTER_WORLD)
+        self.config, self.ca, self.ports = cluster.config, cluster.ca, cluster.ports
+        self.manager = cluster.children["manager"]
+        self.transport = cluster.transports["manager"]
 
     async def test_zone_killed_and_restarted(self):
         await self.start()

@@ -16,26 +16,12 @@ import signal
 from twisted.internet import reactor, utils
 from twisted.trial import unittest
 
-from mmo import tls
-from tests.redis import free_port, redis_server_path
-from tests.support import deployment, process_tables, until, write_config
+from tests.support import spawn_managed, until, write_config
 from tests.test_bot import MMO_BOT
 from tests.test_cluster import SETTINGS
-from tests.test_login_e2e import started
 from tests.test_manager_e2e import admin
-from tests.test_twistd import spawn, subprocess_env
-from tests.world_walk import CLUSTER_WORLD
-
-#: The processes the manager runs.
-CLUSTER = (
-    ("manager", "manager"),
-    ("login", "login"),
-    ("gateway-1", "gateway"),
-    ("lobby", "lobby"),
-    ("chat", "chat"),
-    ("zone-1", "zone"),
-    ("zone-2", "zone"),
-)
+from tests.test_twistd import subprocess_env
+from tests.world_walk import CLUSTER, CLUSTER_WORLD
 
 #: Bots, and how long they walk (seconds): long enough for the zone to be
 #: killed, restarted and walked in again.
@@ -46,27 +32,14 @@ DURATION = 16.0
 class ZoneRestartTests(unittest.TestCase):
     timeout = 180
 
-    async def start(self):
-        redis_server_path()
-        extra = (
-            SETTINGS
-            + CLUSTER_WORLD
-            + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
-            + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\nstop_timeout = 5.0\n'
-        )
-        processes = process_tables(*CLUSTER).replace(
-            'kind = "manager"', 'kind = "manager"\nredis_server = true'
-        )
-        self.config = deployment(self, processes, extra=extra)
-        self.ca = tls.ca_path(self.config.deployment.tls_dir)
-        self.manager, _ = spawn(self, self.config.file, "mmo-manager", "--process", "manager")
-        self.login = await started(self.manager, "login")
-        await started(self.manager, "gateway-1")
-        for name in ("lobby", "chat", "zone-1", "zone-2"):
-            await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
-
     async def test_bots_across_a_zone_kill(self):
-        await self.start()
+        # The cluster of the border walks (login, a gateway, lobby, chat,
+        # two zones), run by a manager.
+        cluster = await spawn_managed(
+            self, (("manager", "manager"), *CLUSTER), SETTINGS + CLUSTER_WORLD
+        )
+        self.config, self.manager = cluster.config, cluster.children["manager"]
+        self.login = cluster.ports["login"]
         walk = write_config(
             self, 'scenario = "border-walk"\nspan = 15.0\nmove_interval = 0.25\n', "walk.toml"
         )

@@ -67,6 +67,32 @@ class ViewTestCase(ZoneTestCase):
         self.assertTrue(updates, f"no world.update for {session}")
         return updates[0]
 
+    async def near_the_border(self):
+        """Alice and Bob in the west zone, near the border, seeing each other."""
+        alice = await self.character("alice", {})
+        bob = await self.character("bob", {})
+        await self.west.handle(alice, "zone.enter", {})
+        await self.west.handle(bob, "zone.enter", {})
+        self.west.simulation.get(alice.character_id).x = 96.0
+        self.west.simulation.get(bob.character_id).x = 92.0
+        await self.settle(2)
+        return alice, bob
+
+    def assertStartsEmpty(self, session: str, entity_id: str) -> dict:
+        """
+        The next tick's first update of C{session} (whose player's entity is
+        C{entity_id}) is that of a client with nothing in view: it enters
+        everything, its entity too, and changes or leaves nothing.
+        """
+        self.batches()
+        self.tick()
+        update = self.first_update(session)
+        self.assertEqual(update["leave"], [])
+        self.assertEqual(update["update"], [])
+        self.assertIn(entity_id, [view["id"] for view in update["enter"]])
+        self.assertNotIn("reset", update)
+        return update
+
     async def walk_east(self, player, entity_id: str, until) -> int:
         """
         Move C{player}'s entity east from the west zone, a step a tick,
@@ -93,14 +119,8 @@ class NewSessionTests(ViewTestCase):
         session: its first update enters everything she sees, herself too,
         and leaves nothing (nothing was shown to this client yet).
         """
-        alice = await self.character("alice", {})
-        bob = await self.character("bob", {})
+        alice, bob = await self.near_the_border()
         alice_id, bob_id = alice.character_id, bob.character_id
-        await self.west.handle(alice, "zone.enter", {})
-        await self.west.handle(bob, "zone.enter", {})
-        self.west.simulation.get(alice_id).x = 96.0
-        self.west.simulation.get(bob_id).x = 92.0
-        await self.settle(2)
 
         def switched():
             return bool(self.delivered["gw-1"].of_type(SwitchRoute))
@@ -120,13 +140,7 @@ class NewSessionTests(ViewTestCase):
         again = alice.moved(session="session-alice-2")
         reply = await self.east.handle(again, "zone.enter", {})
         self.assertEqual(reply["zone"], "r0c1")
-        self.batches()
-        self.tick()
-        update = self.first_update(again.session)
-        self.assertEqual(update["leave"], [])
-        self.assertEqual(update["update"], [])
-        self.assertIn(alice_id, [view["id"] for view in update["enter"]])
-        self.assertNotIn("reset", update)
+        self.assertStartsEmpty(again.session, alice_id)
 
     async def test_new_session_while_a_handoff_lands(self):
         """
@@ -136,14 +150,8 @@ class NewSessionTests(ViewTestCase):
         client's view.  The new session's first update still enters
         everything, and leaves nothing.
         """
-        alice = await self.character("alice", {})
-        bob = await self.character("bob", {})
-        alice_id, bob_id = alice.character_id, bob.character_id
-        await self.west.handle(alice, "zone.enter", {})
-        await self.west.handle(bob, "zone.enter", {})
-        self.west.simulation.get(alice_id).x = 96.0
-        self.west.simulation.get(bob_id).x = 92.0
-        await self.settle(2)
+        alice, bob = await self.near_the_border()
+        alice_id = alice.character_id
         held = self.east.handoff.store = HeldTransfers(self.store)
 
         def committed():
@@ -152,6 +160,7 @@ class NewSessionTests(ViewTestCase):
         await self.walk_east(alice, alice_id, committed)
         stored = await self.store.load_entity(alice_id)
         self.assertEqual(stored.owner, "r0c1")
+        self.assertIn(bob.character_id, self.offers[0].seen)
         await self.west.handle(bob.moved(zone="r0c0"), "zone.leave", {})
         await self.settle(2)
 
@@ -164,12 +173,7 @@ class NewSessionTests(ViewTestCase):
         self.assertEqual(reply["zone"], "r0c1")
         entity = self.east.simulation.get(alice_id)
         self.assertEqual(entity.session, again.session)
-        self.batches()
-        self.tick()
-        update = self.first_update(again.session)
-        self.assertEqual(update["leave"], [])
-        self.assertEqual(update["update"], [])
-        self.assertIn(alice_id, [view["id"] for view in update["enter"]])
+        self.assertStartsEmpty(again.session, alice_id)
 
 
 class RestartTests(ViewTestCase):
@@ -241,10 +245,7 @@ class RestartTests(ViewTestCase):
         west = await self.crash_and_restart(self.west)
         again = alice.moved(session="session-alice-2")
         await west.handle(again, "zone.enter", {})
-        self.batches()
-        self.tick()
-        update = self.first_update(again.session)
-        self.assertNotIn("reset", update)
+        update = self.assertStartsEmpty(again.session, alice.character_id)
         self.assertEqual([view["id"] for view in update["enter"]], [alice.character_id])
 
 
