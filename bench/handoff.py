@@ -123,7 +123,7 @@ class State:
         #: (monotonic time, seq) of every input applied here.
         self.applied: list[tuple[float, int]] = []
 
-    def add(self, entity):
+    def add(self, entity, seen):
         self.reals[entity.id] = entity
 
     def remove(self, entity_id):

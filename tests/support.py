@@ -226,19 +226,21 @@ def sleep(seconds: float) -> defer.Deferred:
 CLIENT_KINDS = ("login", "gateway", "mmo")
 
 
-def process_tables(*processes: tuple[str, ...]) -> str:
+def process_tables(*processes: tuple[str, ...], ports: dict[str, int] | None = None) -> str:
     """
     C{[processes.NAME]} tables for C{(name, kind)} pairs on loopback: client
-    kinds listen on a port chosen at start, services on a free port (gateways
-    must know it to connect).  A third element, C{(name, kind, listeners)},
-    names further listeners (such as C{"websocket"}) on a port chosen at start.
+    kinds listen on a port chosen at start (or the one C{ports} gives by
+    name), services on a free port (gateways must know it to connect).  A
+    third element, C{(name, kind, listeners)}, names further listeners (such
+    as C{"websocket"}) on a port chosen at start.
     """
     from tests.redis import free_port
 
+    ports = ports or {}
     tables = []
     for name, kind, *more in processes:
         if kind in CLIENT_KINDS:
-            listeners = ['client = "tcp:0:interface=127.0.0.1"']
+            listeners = [f'client = "tcp:{ports.get(name, 0)}:interface=127.0.0.1"']
         else:
             listeners = [f'rpc = "tcp:{free_port()}:interface=127.0.0.1"']
         for extra in more[0] if more else ():
@@ -300,6 +302,54 @@ async def spawn_cluster(testcase, processes, settings: str = "") -> Cluster:
             await children[name].whenLogged(rf"{name}: ready")
     ca = tls.ca_path(conf.deployment.tls_dir)
     return Cluster(conf, ca, children, transports, ports)
+
+
+def managed_deployment(
+    testcase, processes, settings: str = "", stop_timeout: float = 5.0, ports=None
+) -> config.Config:
+    """
+    The deployment of the C{(name, kind)} C{processes} (one of them
+    C{("manager", "manager")}) whose manager runs a redis-server of its own
+    (append-only, in C{redis} beside the config, on a free port), with
+    C{settings}; client listeners on the C{ports} given by name.
+    """
+    from tests.redis import free_port, redis_server_path
+
+    redis_server_path()
+    extra = (
+        settings
+        + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
+        + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\n'
+        + f"stop_timeout = {stop_timeout}\n"
+    )
+    tables = process_tables(*processes, ports=ports).replace(
+        'kind = "manager"', 'kind = "manager"\nredis_server = true'
+    )
+    return deployment(testcase, tables, extra=extra)
+
+
+async def spawn_managed(
+    testcase, processes, settings: str = "", stop_timeout: float = 5.0, ports=None
+) -> Cluster:
+    """
+    L{managed_deployment}'s cluster run by C{twistd mmo-manager}; fires once
+    every process is ready.  The cluster's only child is the manager (its
+    output holds every process's, each line prefixed C{[NAME]}).
+    """
+    from mmo import tls
+    from tests.test_login_e2e import started
+    from tests.test_twistd import spawn
+
+    conf = managed_deployment(testcase, processes, settings, stop_timeout, ports)
+    manager, transport = spawn(testcase, conf.file, "mmo-manager", "--process", "manager")
+    ports = {}
+    for name, kind in processes:
+        if kind in CLIENT_KINDS:
+            ports[name] = await started(manager, name)
+        elif kind != "manager":
+            await manager.whenLogged(rf"\[{name}\] .*{name}: ready")
+    ca = tls.ca_path(conf.deployment.tls_dir)
+    return Cluster(conf, ca, {"manager": manager}, {"manager": transport}, ports)
 
 
 class LogCapture:

@@ -340,6 +340,21 @@ class ViewTrackerTests(unittest.TestCase):
             [("duplicated", "c-2", False), ("duplicated", "c-3", False)],
         )
 
+    def test_reset(self):
+        """
+        A push with C{reset} starts the view over (a zone restored after its
+        process ended): what it enters again is no duplicate, and what it
+        did not enter is no longer in view.
+        """
+        tracker = ViewTracker("c-1")
+        tracker.feed(update(enter=[view("c-1"), view("c-2"), view("c-3")]))
+        tracker.feed({**update(enter=[view("c-1", 4.0, 5.0), view("c-2")]), "reset": True})
+        self.assertEqual(tracker.view, {"c-1", "c-2"})
+        self.assertEqual(tracker.position, (4.0, 5.0))
+        self.assertEqual((tracker.duplicated, tracker.lost, tracker.resets), (0, 0, 1))
+        tracker.feed(update(enter=[view("c-3")]))
+        self.assertEqual((tracker.duplicated, tracker.lost), (0, 0))
+
     def test_lost(self):
         tracker = ViewTracker("c-1")
         tracker.feed(update(enter=[view("c-1"), view("c-2")]))

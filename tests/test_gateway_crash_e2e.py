@@ -15,14 +15,11 @@ import signal
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from mmo import tls
 from mmo.client import connect
-from tests.redis import free_port, redis_server_path
-from tests.support import PASSWORD, bounded, deployment, process_tables, sleep, until
+from tests.redis import free_port
+from tests.support import PASSWORD, bounded, sleep, spawn_managed, until
 from tests.test_cluster import SETTINGS
-from tests.test_login_e2e import started
 from tests.test_manager_e2e import admin
-from tests.test_twistd import spawn
 from tests.world_walk import SPAWN, STEP, STEP_TIME, Player, tcp_player
 
 #: The processes the manager runs.
@@ -58,31 +55,16 @@ class GatewayCrashTests(unittest.TestCase):
     timeout = 180
 
     async def start(self):
-        redis_server_path()
-        self.gateway_port = free_port()
-        extra = (
-            SETTINGS
-            + WORLD
-            + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
-            + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\nstop_timeout = 5.0\n'
-        )
         # The gateway's port is fixed: its next process listens where the
         # directory (and so the login's tickets) said it did.
-        processes = (
-            process_tables(*CLUSTER)
-            .replace('kind = "manager"', 'kind = "manager"\nredis_server = true')
-            .replace(
-                'kind = "gateway"\nclient = "tcp:0:',
-                f'kind = "gateway"\nclient = "tcp:{self.gateway_port}:',
-            )
+        self.gateway_port = free_port()
+        cluster = await spawn_managed(
+            self, CLUSTER, SETTINGS + WORLD, ports={"gateway-1": self.gateway_port}
         )
-        self.config = deployment(self, processes, extra=extra)
-        self.ca = tls.ca_path(self.config.deployment.tls_dir)
-        self.manager, _ = spawn(self, self.config.file, "mmo-manager", "--process", "manager")
-        self.login_port = await started(self.manager, "login")
-        self.assertEqual(await started(self.manager, "gateway-1"), self.gateway_port)
-        for name in ("lobby", "zone-1"):
-            await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
+        self.config, self.ca = cluster.config, cluster.ca
+        self.manager = cluster.children["manager"]
+        self.login_port = cluster.ports["login"]
+        self.assertEqual(cluster.ports["gateway-1"], self.gateway_port)
 
     async def play_again(self, name: str, character: str) -> Player:
         """

@@ -119,7 +119,7 @@ class MemoryZone:
         self.entities: dict[str, Entity] = {}
         self.frozen: set[str] = set()
 
-    def add(self, entity: Entity) -> None:
+    def add(self, entity: Entity, seen: list[str] | None) -> None:
         if entity.id in self.entities:
             self.violations.append(f"{self.name}: {entity.id} added twice")
         self.entities[entity.id] = entity

@@ -26,8 +26,16 @@ from mmo import tls
 from mmo.client import ConnectionClosed, ServerError
 from mmo.store import make_store
 from mmo.zone.service import WORLD_KEY
-from tests.redis import RedisServer, free_port, redis_server_path
-from tests.support import config_of, deployment, process_tables, sleep, until, write_config
+from tests.redis import RedisServer
+from tests.support import (
+    config_of,
+    managed_deployment,
+    process_tables,
+    sleep,
+    spawn_managed,
+    until,
+    write_config,
+)
 from tests.test_cluster import SETTINGS
 from tests.test_login_e2e import started
 from tests.test_twistd import TwistdProcess, spawn, subprocess_env, twistd_command
@@ -58,25 +66,6 @@ async def admin(testcase, config, *args) -> dict:
     return json.loads(out)
 
 
-def managed_deployment(testcase, processes, world: str, stop_timeout: float):
-    """
-    The deployment of the C{(name, kind)} C{processes} whose manager runs
-    its Redis (in C{redis} beside the config, on a free port), in C{world}.
-    """
-    redis_server_path()
-    extra = (
-        SETTINGS
-        + world
-        + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
-        + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\n'
-        + f"stop_timeout = {stop_timeout}\n"
-    )
-    tables = process_tables(*processes).replace(
-        'kind = "manager"', 'kind = "manager"\nredis_server = true'
-    )
-    return deployment(testcase, tables, extra=extra)
-
-
 #: Two regions that leave the strip 80 <= x < 100 unserved.
 GAP = """
 [bus]
@@ -103,16 +92,10 @@ class ManagerTests(unittest.TestCase):
     timeout = 240
 
     async def start(self):
-        self.config = managed_deployment(self, CLUSTER, CLUSTER_WORLD, stop_timeout=5.0)
-        self.ca = tls.ca_path(self.config.deployment.tls_dir)
-        self.manager, self.transport = spawn(
-            self, self.config.file, "mmo-manager", "--process", "manager"
-        )
-        self.ports = {}
-        for name in ("login", "gateway-1", "gateway-2"):
-            self.ports[name] = await started(self.manager, name)
-        for name in ("lobby", "chat", "zone-1", "zone-2"):
-            await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
+        cluster = await spawn_managed(self, CLUSTER, SETTINGS + CLUSTER_WORLD)
+        self.config, self.ca, self.ports = cluster.config, cluster.ca, cluster.ports
+        self.manager = cluster.children["manager"]
+        self.transport = cluster.transports["manager"]
 
     async def test_zone_killed_and_restarted(self):
         await self.start()
@@ -337,7 +320,7 @@ class TerminalTests(unittest.TestCase):
         shell runs it: in a session and process group of its own, with a
         terminal (a pseudo-terminal here), whose foreground group it is.
         """
-        self.config = managed_deployment(self, SMALL, ONE_ZONE, stop_timeout=10.0)
+        self.config = managed_deployment(self, SMALL, SETTINGS + ONE_ZONE, stop_timeout=10.0)
         self.ca = tls.ca_path(self.config.deployment.tls_dir)
         self.manager = TwistdProcess()
         pidfile = os.path.abspath(self.mktemp())

@@ -500,6 +500,31 @@ class AOIEventTests(unittest.TestCase):
         self.assertEqual(events_of(self.zone.tick(), arriving), {})
         self.assertEqual(set(self.sim.seen("arriving")), {"arriving", "npc", "npc2"})
 
+    def test_player_restored_starts_its_view_over(self):
+        """
+        A player restored after the zone's process ended (its client's view
+        unknown) gets one update with reset, entering everything in sight;
+        a new client of it (a new session) before that tick gets none.
+        """
+        self.sim.add(Entity("npc", NPC, 470, 500), reset=True)
+        restored = player("restored", 480, 500)
+        self.sim.add(restored, reset=True)
+        self.assertEqual(self.sim.aoi.restarting, {"restored"})
+        update = events_of(self.zone.tick(), restored)["world.update"]
+        self.assertIs(update["reset"], True)
+        self.assertEqual(ids(update["enter"]), {"restored", "npc"})
+        self.assertEqual((update["update"], update["leave"]), ([], []))
+        restored.x += 1
+        update = events_of(self.zone.tick(), restored)["world.update"]
+        self.assertNotIn("reset", update)
+        self.assertEqual(update["enter"], [])
+        again = player("again", 480, 500)
+        self.sim.add(again, reset=True)
+        self.sim.new_client("again")
+        update = events_of(self.zone.tick(), again)["world.update"]
+        self.assertNotIn("reset", update)
+        self.assertEqual(ids(update["enter"]), {"restored", "npc", "again"})
+
 
 class BatchingTests(unittest.TestCase):
     def test_one_entry_per_gateway(self):

@@ -183,6 +183,9 @@ class Player:
 
     def updated(self, message: dict) -> None:
         self.received.append(message)
+        if message.get("reset"):
+            # A restored zone starts the view over.
+            self.seen.clear()
         self.left.extend(message["leave"])
         for view in message["enter"]:
             self.entered.add(view["id"])

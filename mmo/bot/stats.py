@@ -77,6 +77,7 @@ class Stats:
         self.pushes = 0
         self.duplicated = 0
         self.lost = 0
+        self.resets = 0
         self.view_misses = 0
         self.view_pairs = 0
         self.view_checks = 0
@@ -154,6 +155,7 @@ class Stats:
             "world": {
                 "duplicated": self.duplicated,
                 "lost": self.lost,
+                "resets": self.resets,
                 "view_misses": self.view_misses,
                 "view_pairs": self.view_pairs,
                 "view_checks": self.view_checks,
@@ -224,7 +226,7 @@ def format_report(report: dict) -> str:
         f"corrections: {w['corrections']}, pushes: {w['pushes']}"
     )
     lines.append(
-        f"world checks: duplicated {w['duplicated']}, lost {w['lost']}, "
+        f"world checks: duplicated {w['duplicated']}, lost {w['lost']}, resets {w['resets']}, "
         f"view misses {w['view_misses']} in {w['view_pairs']} close pairs "
         f"({w['view_checks']} checks)"
     )

@@ -604,6 +604,7 @@ class Swarm:
         stats = self.stats
         stats.duplicated = sum(b.tracker.duplicated for b in self.bots)
         stats.lost = sum(b.tracker.lost for b in self.bots)
+        stats.resets = sum(b.tracker.resets for b in self.bots)
         stats.pushes = sum(b.tracker.pushes for b in self.bots)
         stats.examples = [
             {"bot": b.name, **example} for b in self.bots for example in b.tracker.examples

@@ -18,9 +18,22 @@ class ViewTracker:
         were entered twice by one push.
     @ivar lost: The bot's own entity leaving its view, or a leave for an
         id that is not in view.
+    @ivar resets: Pushes that started the view over (C{reset}: a zone
+        restored after its process ended does not know what was shown).
     """
 
-    __slots__ = ("own", "view", "x", "y", "duplicated", "lost", "pushes", "examples", "clock")
+    __slots__ = (
+        "own",
+        "view",
+        "x",
+        "y",
+        "duplicated",
+        "lost",
+        "resets",
+        "pushes",
+        "examples",
+        "clock",
+    )
 
     #: Anomalies kept per bot, to show in the report.
     EXAMPLES = 3
@@ -31,6 +44,7 @@ class ViewTracker:
         self.x, self.y = x, y
         self.duplicated = 0
         self.lost = 0
+        self.resets = 0
         self.pushes = 0
         self.examples: list[dict] = []
         self.clock = None
@@ -40,6 +54,10 @@ class ViewTracker:
         self.pushes += 1
         view = self.view
         own = self.own
+        if push.get("reset"):
+            # The zone starts the view over: what it enters is all there is.
+            self.resets += 1
+            view.clear()
         for entered in push.get("enter", ()):
             entity = entered["id"]
             if entity in view:

@@ -28,6 +28,10 @@ and follows a draining gateway's C{session.move} by itself: a client made
 by L{connect} reconnects to the gateway named, resumes its session there
 and calls its C{on("moved")} handlers (C{docs/client.md}).
 
+What a client has in view of the world is kept from its C{world.update}
+pushes by a L{WorldView} (C{client.on("world.update", view.apply)}), which
+honours the C{reset} a restarted zone sends.
+
 C{docs/client.md} documents the API (sessions: C{docs/sessions.md}); the
 tests, the bots and game clients written in Python all use it.
 """
@@ -43,12 +47,20 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import mmo
+from mmo.client.view import WorldView
 from mmo.compat import reset_int_n_string_receiver
 from mmo.wire.codec import SUPPORTED_VERSIONS
 from mmo.wire.codes import WireError
 from mmo.wire.protocol import FramedProtocol
 
-__all__ = ["Client", "ConnectionClosed", "ServerError", "client_tls_options", "connect"]
+__all__ = [
+    "Client",
+    "ConnectionClosed",
+    "ServerError",
+    "WorldView",
+    "client_tls_options",
+    "connect",
+]
 
 
 class ServerError(WireError):

@@ -15,6 +15,12 @@ Each observer's view is diffed against what its client already has
 C{update} (the changes of what stayed in view and changed this tick) and
 C{leave} (ids).  Results are in a deterministic order (grid insertion order),
 so a seeded simulation replays exactly.
+
+What a client has is known from the observer's start: nothing (a new
+client), the view it took along from another zone (L{AreaOfInterest.seed}),
+or unknown (L{AreaOfInterest.start_over}: the zone was restored after a
+crash, and its client keeps what the zone's earlier life showed it), in
+which case its next update starts the view over (C{reset}).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class AreaOfInterest:
     @ivar known: For each observer, the ids its client has (the keys of a
         dict, in the order they entered; the values mark the last diff that
         saw them).
+    @ivar restarting: The observers whose next update starts their client's
+        view over (L{start_over}); read it, change it through the methods.
     """
 
     def __init__(self, radius: float):
@@ -47,6 +55,7 @@ class AreaOfInterest:
         # Observers whose client was handed a view by another zone: their
         # first diff refreshes everything they keep seeing.
         self._refresh: set[str] = set()
+        self.restarting: set[str] = set()
 
     # -- the grid -----------------------------------------------------------------------
 
@@ -180,7 +189,33 @@ class AreaOfInterest:
         self.known[observer] = dict.fromkeys(ids)
         self._refresh.add(observer)
 
-    def forget(self, observer: str) -> None:
-        """Drop C{observer}'s view (it left, or has no client)."""
+    def start_over(self, observer: str) -> None:
+        """
+        The client of C{observer} has a view this zone does not know (the
+        zone was restored from the store after its process ended, and the
+        client kept what the earlier process showed it): its next diff
+        enters everything it sees, and L{started_over} says so, for the
+        update to tell the client to drop what it has first.
+        """
         self.known.pop(observer, None)
         self._refresh.discard(observer)
+        self.restarting.add(observer)
+
+    def started_over(self, observer: str) -> bool:
+        """
+        Whether C{observer}'s view starts over at this diff (L{start_over});
+        true once, for the diff that does.
+        """
+        if observer in self.restarting:
+            self.restarting.discard(observer)
+            return True
+        return False
+
+    def forget(self, observer: str) -> None:
+        """
+        Drop C{observer}'s view (it left, or has no client, or a new client
+        with nothing in view watches it).
+        """
+        self.known.pop(observer, None)
+        self._refresh.discard(observer)
+        self.restarting.discard(observer)

@@ -10,7 +10,10 @@ All of it comes from one pass over the reals and the ghosts (L{Publication.run})
 which also refills the area-of-interest grid: this is the hot path of the
 zone's tick.  What observers were last shown of each visible entity is
 remembered, so that an update carries only what changed, and each entity's
-full view and update entry are built once per tick whoever sees it.
+full view and update entry are built once per tick whoever sees it.  A
+player whose client's view the zone does not know (it was restored after a
+crash) gets an update with C{reset} first: everything in sight enters, and
+the client drops what it had.
 """
 
 from __future__ import annotations
@@ -222,11 +225,18 @@ class Publication:
         update_of = self._update_of
         updates = self._updates
         view = self._view
+        restarting = self.aoi.restarting
+        started_over = self.aoi.started_over
         for entity_id, x, y, entity in observers:
+            reset = started_over(entity_id) if restarting else False
             enter, update, leave = diff(entity_id, x, y, tick, changed, update_of, view, updates)
             events: list[Event] = []
-            if enter or update or leave:
+            if enter or update or leave or reset:
                 fields = {"tick": tick, "enter": enter, "update": update, "leave": leave}
+                if reset:
+                    # Its client keeps a view this zone does not know: it
+                    # drops it, and this update enters everything in sight.
+                    fields["reset"] = True
                 events.append(("world.update", fields))
             if corrected and entity_id in corrected:
                 correction = {"x": entity.x, "y": entity.y, "input": entity.last_input}

@@ -88,17 +88,16 @@ class ZoneLink(BusLink):
 class _State:
     """
     The simulation as the handoff's L{mmo.zone.handoff.ZoneState}: inputs
-    applied at once (L{ZoneSimulation.input}), and each player handed over
-    here added with the view its client has (from the offer).
+    applied at once (L{ZoneSimulation.input}), and each real added with
+    the view its client has, as the handoff knows it: nothing, the view
+    the offer that brought it carried, or unknown (the view starts over).
     """
 
     def __init__(self, simulation: ZoneSimulation):
         self.simulation = simulation
-        #: Entity id -> the view its client has, from the offer handing it here.
-        self.arriving: dict[str, list[str]] = {}
 
-    def add(self, entity: Entity) -> None:
-        self.simulation.add(entity, seen=self.arriving.pop(entity.id, None))
+    def add(self, entity: Entity, seen: list[str] | None) -> None:
+        self.simulation.add(entity, seen=seen or None, reset=seen is None)
 
     def remove(self, entity_id: str) -> Entity | None:
         return self.simulation.remove(entity_id)
@@ -114,24 +113,6 @@ class _State:
 
     def apply_input(self, entity: Entity, seq: int, payload) -> None:
         self.simulation.input(entity, seq, payload)
-
-    def arrive_all(self, seen: dict) -> None:
-        """A takeover's players: the view of each, for when it is recovered."""
-        self.arriving.update(
-            {k: v for k, v in seen.items() if isinstance(v, list) and isinstance(k, str)}
-        )
-
-    def arrived(self) -> None:
-        """Views not taken by a player that came (it was not recovered) are forgotten."""
-        self.arriving.clear()
-
-    def arrive(self, offer: Offer) -> None:
-        """An offer came: its player's view, for when it is added."""
-        seen = offer.seen
-        if isinstance(seen, list) and all(isinstance(i, str) for i in seen):
-            self.arriving[offer.entity_id] = seen
-        else:
-            self.arriving.pop(offer.entity_id, None)
 
 
 class ZoneService(GameService):
@@ -185,7 +166,6 @@ class ZoneService(GameService):
         self._dispatcher = messages.Dispatcher(f"zone {region_name}")
         for cls in HANDOFF_MESSAGES:
             self._dispatcher.on(cls, self.handoff.receive)
-        self._dispatcher.on(Offer, self._offered)
         self._dispatcher.on(GhostUpdate, self._ghosts)
         self._dispatcher.on(RelayedEvent, self._relayed)
 
@@ -273,10 +253,6 @@ class ZoneService(GameService):
         if not self.takeover.heard(data):
             self._dispatcher(data)
 
-    def _offered(self, sender: str, offer: Offer) -> None:
-        self.state.arrive(offer)
-        self.handoff.receive(sender, offer)
-
     def _ghosts(self, sender: str, update: GhostUpdate) -> None:
         if update.zone != self.name:
             self.ghosts.apply(update)
@@ -337,9 +313,6 @@ class ZoneService(GameService):
         marker (C{buffered}), recover the zone from the store and tick.
         """
         sim = self.simulation
-        seen = handed.seen
-        if isinstance(seen, dict):
-            self.state.arrive_all(seen)
         sim.continue_from(int(handed.tick or 0), int(handed.npc_serial or 0))
         self._ghost_tick = int(handed.ghost_tick or 0)
         for data in handed.npcs or ():
@@ -350,8 +323,7 @@ class ZoneService(GameService):
         for data in buffered:
             # Handoff messages wait in the handoff until it recovered.
             self._dispatcher(data)
-        await self.handoff.recover()
-        self.state.arrived()
+        await self.handoff.recover(handed.seen)
         self.resume()
 
     # -- the tick --------------------------------------------------------------------
@@ -467,9 +439,11 @@ class ZoneService(GameService):
             if not await self.handoff.enter(entity):
                 if not self.handoff.is_real(entity_id):
                     raise WireError(codes.UNAVAILABLE, "your character is busy; retry")
+            # Here now, entered by us or (meanwhile) by a handoff.
             entity = self.simulation.get(entity_id)
-        elif entity.session != caller.session:
-            # Taken over by a new session: its client starts with an empty view.
+        if entity.session != caller.session:
+            # Taken over by a new session: its client starts with an empty
+            # view, whatever the one before was shown.
             self.simulation.new_client(entity_id)
         entity.session, entity.gateway = caller.session, caller.gateway
         self.log.info(

@@ -30,7 +30,7 @@ import random
 from dataclasses import dataclass, field
 
 from mmo.zone.aoi import AreaOfInterest
-from mmo.zone.entity import NPC, Entity
+from mmo.zone.entity import NPC, PLAYER, Entity
 from mmo.zone.movement import Allowance
 from mmo.zone.publication import Event, Publication
 from mmo.zone.wander import Wanderers
@@ -164,17 +164,22 @@ class ZoneSimulation:
 
     # -- entities -----------------------------------------------------------------------
 
-    def add(self, entity: Entity, seen=None) -> None:
+    def add(self, entity: Entity, seen=None, reset: bool = False) -> None:
         """
         Make C{entity} a real of this zone (a new player or NPC, one restored
         from a checkpoint, or one handed over by a neighbour).
 
         A player's C{last_input} is kept.  Its movement allowance starts
         full, so that inputs forwarded during a handoff are not refused.
+        Without C{seen} or C{reset}, a player's client has nothing in view:
+        everything in sight enters at the next tick.
 
         @param seen: For a player handed over: the ids its client already
             has (L{seen} in the old zone), so that its view goes on without
             entering again what it sees already.
+        @param reset: For a player restored from the store after this
+            zone's process ended: its client has a view this zone does not
+            know, so its next C{world.update} starts it over (C{reset}).
         @raise ValueError: The id is already a real here.
         """
         if entity.id in self.reals:
@@ -185,6 +190,8 @@ class ZoneSimulation:
             self._wanderers.add(entity.id)
         if seen is not None:
             self.aoi.seed(entity.id, seen)
+        elif reset and entity.kind == PLAYER:
+            self.aoi.start_over(entity.id)
 
     def remove(self, entity_id: str) -> Entity | None:
         """

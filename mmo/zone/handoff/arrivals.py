@@ -9,7 +9,7 @@ from __future__ import annotations
 from mmo.game.messages import Accept, Done, Offer, Refuse
 from mmo.store import OwnershipConflict, StoredEntity
 from mmo.zone.entity import Entity
-from mmo.zone.handoff.base import ACTIVE, HOLDING, _Holding, log
+from mmo.zone.handoff.base import ACTIVE, HOLDING, _Holding, client_view, log
 
 
 class Arrivals:
@@ -62,7 +62,7 @@ class Arrivals:
             held = out.buffer
         if entity_id not in self._status:
             self._forget_forwarding(entity_id)
-            self._add_real(Entity.from_dict(stored.data), HOLDING)
+            self._add_real(Entity.from_dict(stored.data), HOLDING, client_view(offer.seen))
             self._arrived[entity_id] = offer.transfer_id
             hold = _Holding(offer.transfer_id, held)
             hold.timer = self._later(self.hold_timeout, self._release, entity_id, hold)

@@ -37,6 +37,18 @@ LEAVING = "leaving"
 FORWARDING = "forwarding"
 
 
+def client_view(seen) -> list[str] | None:
+    """
+    The ids a player's client has in view, from a message that carries
+    them (an L{Offer}'s C{seen}, a L{mmo.game.messages.HandedOver}'s by
+    player), or C{None} if it does not say them rightly: then the view
+    starts over.
+    """
+    if isinstance(seen, list) and all(isinstance(i, str) for i in seen):
+        return seen
+    return None
+
+
 # -- what the handoff needs from its surroundings --------------------------------
 
 
@@ -55,8 +67,17 @@ class Link(Protocol):
 class ZoneState(Protocol):
     """The part of a zone's simulation the handoff drives."""
 
-    def add(self, entity: Entity) -> None:
-        """Simulate C{entity} as a real of this zone from now on."""
+    def add(self, entity: Entity, seen: list[str] | None) -> None:
+        """
+        Simulate C{entity} as a real of this zone from now on.
+
+        @param seen: What the client of a player has in view, as far as
+            the handoff knows: nothing (C{[]}) for an entity that enters
+            the world here, the ids the offer carried for one handed over
+            (L{Offer.seen}), C{None} when it cannot be known (restored from
+            the store after the zone's process ended, or adopted): then
+            the client's view starts over.
+        """
 
     def remove(self, entity_id: str) -> Entity | None:
         """Stop simulating the real C{entity_id} and forget it."""

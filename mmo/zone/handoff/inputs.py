@@ -125,7 +125,8 @@ class InputGate:
                 log.info("zone {zone}: no entity {entity}", zone=self.name, entity=entity_id)
             elif stored.owner == self.name:
                 log.info("zone {zone}: adopting {entity}", zone=self.name, entity=entity_id)
-                self._add_real(Entity.from_dict(stored.data), ACTIVE)
+                # What its client was shown, this zone cannot know.
+                self._add_real(Entity.from_dict(stored.data), ACTIVE, None)
                 for seq, payload in inputs:
                     self._apply(entity_id, seq, payload)
             else:

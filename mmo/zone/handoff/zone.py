@@ -25,6 +25,7 @@ from mmo.zone.handoff.base import (
     _Forwarding,
     _Holding,
     _Outgoing,
+    client_view,
     log,
 )
 from mmo.zone.handoff.departures import Departures
@@ -123,18 +124,23 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
 
     # -- life cycle ----------------------------------------------------------
 
-    def recover(self) -> defer.Deferred:
+    def recover(self, seen: dict | None = None) -> defer.Deferred:
         """
         Take back the zone's entities: exactly those the store says it owns,
         fenced (L{restore_zone}).  Call it once, at start; messages received
         before it finishes are handled after.  Deferred[list[Entity]].
+
+        @param seen: What the clients of players have in view, by entity
+            id, if known (a takeover: the process it replaces said it); the
+            views of the others start over.
         """
+        seen = seen if isinstance(seen, dict) else {}
 
         def restored(entities):
             if self._stopped:
                 return entities
             for entity in entities:
-                self._add_real(entity, ACTIVE)
+                self._add_real(entity, ACTIVE, client_view(seen.get(entity.id)))
             self._ready = True
             early, self._early = self._early, []
             for sender, message in early:
@@ -168,7 +174,8 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
             if self._stopped or refused or entity.id in self._status:
                 return False
             self._forget_forwarding(entity.id)
-            self._add_real(entity, ACTIVE)
+            # New in the world: its client has nothing in view.
+            self._add_real(entity, ACTIVE, [])
             return True
 
         return d.addCallback(written)
@@ -314,8 +321,8 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         method(*args).addBoth(answered)
         return result
 
-    def _add_real(self, entity: Entity, status: str) -> None:
-        self.zone.add(entity)
+    def _add_real(self, entity: Entity, status: str, seen: list[str] | None) -> None:
+        self.zone.add(entity, seen)
         self._status[entity.id] = status
         if self.on_real_added is not None:
             self.on_real_added(entity.id)
