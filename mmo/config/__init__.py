@@ -16,8 +16,8 @@ One module per area; every name below is importable from C{mmo.config}:
   - L{mmo.config.schema}: L{ConfigError}, L{Section} and the field kinds
     (L{Str}, L{Number}, L{Bool}, L{StrList}, L{FilePath}, L{Table},
     L{Tables}).
-  - L{mmo.config.listeners}: the L{ServerEndpoint} field and
-    L{listening_address}.
+  - L{mmo.config.listeners}: the L{ServerEndpoint} field,
+    L{listening_address} and C{[listeners]}.
   - L{mmo.config.deployment}: C{[deployment]}, C{[logging]}, C{[wire]},
     C{[tls]}.
   - L{mmo.config.backends}: C{[store]}, C{[redis]}, C{[bus]}.
@@ -34,7 +34,12 @@ from mmo.config.backends import BusSection, RedisSection, StoreSection
 from mmo.config.chat import ChatSection
 from mmo.config.deployment import DeploymentSection, LoggingSection, TLSSection, WireSection
 from mmo.config.gateway import FloodClassSection, GatewaySection
-from mmo.config.listeners import ListeningAddress, ServerEndpoint, listening_address
+from mmo.config.listeners import (
+    ListenersSection,
+    ListeningAddress,
+    ServerEndpoint,
+    listening_address,
+)
 from mmo.config.lobby import LobbySection
 from mmo.config.login import LoginSection
 from mmo.config.manager import ManagerSection
@@ -83,6 +88,7 @@ __all__ = [
     "FloodClassSection",
     "GatewaySection",
     "ListeningAddress",
+    "ListenersSection",
     "LobbySection",
     "LoggingSection",
     "LoginSection",

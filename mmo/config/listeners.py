@@ -1,8 +1,9 @@
 """
 Listeners in the config: the L{ServerEndpoint} field, which checks a Twisted
-server endpoint description, and L{listening_address}, which tells where a
+server endpoint description, L{listening_address}, which tells where a
 description would listen so that the deployment-wide checks can find two
-listeners on one port.
+listeners on one port, and the C{[listeners]} section (L{ListenersSection}),
+the limits every client-facing listener applies to its connections.
 
 Both parse descriptions with C{endpoints.serverFromString} and learn the
 address through the endpoint's public C{listen}, given a reactor that only
@@ -12,13 +13,14 @@ nothing ever listens.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 
 from twisted.internet import endpoints
 from twisted.internet.protocol import Factory
 
-from mmo.config.schema import ConfigError, Str
+from mmo.config.schema import ConfigError, Number, Section, Str, StrList
 
 #: Interfaces that mean "every address of the machine".
 WILDCARD_INTERFACES = ("", "0.0.0.0", "::")
@@ -139,3 +141,59 @@ def _reason(e: BaseException) -> str:
     if isinstance(e, KeyError):
         text = f"unknown endpoint type {e.args[0]!r}" if e.args else "unknown endpoint type"
     return text or type(e).__name__
+
+
+def check_network(value: str) -> str | None:
+    """An IP address or network (C{10.0.0.0/8}, C{::1}), or why not."""
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return "not an IP address or network"
+    return None
+
+
+class ListenersSection(Section):
+    """
+    Limits of every client-facing listener (TLS and WebSocket; login,
+    gateway and standalone): what one connection may leave unsent, and
+    how many connections, and how fast, one address may open.
+    """
+
+    fields = {
+        "max_unsent": Number(
+            4 * 1024 * 1024,
+            minimum=64 * 1024,
+            maximum=1024 * 1024 * 1024,
+            doc="Bytes a connection may queue for a client that does not read, beyond "
+            "the system's socket buffer, before it is closed (goodbye 'slow_reader').",
+        ),
+        "per_address": Number(
+            200,
+            minimum=0,
+            maximum=1000000,
+            doc="Connections one address may hold at once on this process's client "
+            "listeners; 0: no limit.",
+        ),
+        "per_address_rate": Number(
+            10.0,
+            minimum=0,
+            maximum=1000000,
+            kind=float,
+            doc="New connections per second one address may open on average; 0: no limit.",
+        ),
+        "per_address_burst": Number(
+            50, minimum=1, maximum=1000000, doc="New connections one address may open at once."
+        ),
+        "exempt": StrList(
+            ["127.0.0.0/8", "::1"],
+            item=check_network,
+            doc="Addresses and networks the per-address limits do not apply to "
+            "(loopback by default, for development, tests and benchmarks).",
+        ),
+        "max_addresses": Number(
+            65536,
+            minimum=16,
+            maximum=10000000,
+            doc="Addresses the per-address limits keep track of at once.",
+        ),
+    }

@@ -14,7 +14,7 @@ from mmo.config.backends import BusSection, RedisSection, StoreSection
 from mmo.config.chat import ChatSection
 from mmo.config.deployment import DeploymentSection, LoggingSection, TLSSection, WireSection
 from mmo.config.gateway import GatewaySection
-from mmo.config.listeners import ListeningAddress, listening_address
+from mmo.config.listeners import ListenersSection, ListeningAddress, listening_address
 from mmo.config.lobby import LobbySection
 from mmo.config.login import LoginSection
 from mmo.config.manager import ManagerSection
@@ -35,6 +35,7 @@ class Config(Section):
         "logging": Table(LoggingSection),
         "wire": Table(WireSection),
         "tls": Table(TLSSection),
+        "listeners": Table(ListenersSection),
         "store": Table(StoreSection),
         "redis": Table(RedisSection),
         "bus": Table(BusSection),

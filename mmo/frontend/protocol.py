@@ -28,6 +28,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 import mmo
+from mmo.frontend.backlog import IWatchedTransport, SendBacklog
 from mmo.tls import HandshakeLogging, peer_address
 from mmo.unavailable import client_error
 from mmo.wire import codec, codes
@@ -58,6 +59,9 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     @ivar state: L{HANDSHAKE}, then L{OPEN}, then L{CLOSED}.
     @ivar version: The negotiated protocol version, once open.
     @ivar seq: The sequence number of the last push sent.
+    @ivar backlog: The L{SendBacklog} that bounds what the client leaves
+        unread, when this protocol is the one on the TLS transport (over
+        WebSocket the WebSocket connection keeps it: C{None} here).
     """
 
     log = Logger()
@@ -66,6 +70,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     seq = 0
     _handshakeTimer = None
     _abortTimer = None
+    backlog = None
 
     # -- connection life ---------------------------------------------------
 
@@ -79,6 +84,9 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         self._handshakeTimer = factory.reactor.callLater(
             factory.wire.handshake_timeout, self._handshakeTimedOut
         )
+        if not IWatchedTransport.providedBy(self.transport):
+            self.backlog = SendBacklog(factory.config.listeners.max_unsent, self.unreadOverflow)
+            self.backlog.watch(self.transport)
         factory.connectionOpened(self)
 
     def connectionLost(self, reason: Failure) -> None:
@@ -237,6 +245,30 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
 
     # -- sending -----------------------------------------------------------
 
+    def sendString(self, string: bytes) -> None:
+        super().sendString(string)
+        if self.backlog is not None:
+            self.backlog.wrote(len(string) + 4)
+
+    def unreadOverflow(self, unsent: int) -> None:
+        """
+        The client has left more than C{[listeners] max_unsent} bytes
+        unread: say goodbye (C{slow_reader}) and close, as after any drop
+        (a gateway keeps the session for a resume).  Nothing more is
+        written (L{canSend} is false from now on), and the connection is
+        aborted if it is not closed within L{CLOSE_GRACE} seconds.
+        """
+        self.log.warn(
+            "closing {peer}: {code}: {unsent} bytes unread",
+            peer=self.peer,
+            code=codes.SLOW_READER,
+            unsent=unsent,
+        )
+        self.goodbye(
+            codes.SLOW_READER,
+            f"more than {self.factory.config.listeners.max_unsent} bytes left unread",
+        )
+
     def push(self, kind: str, **fields) -> int:
         """
         Send a server push of type C{kind}; returns its sequence number.
@@ -274,6 +306,8 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         if self._handshakeTimer is not None and self._handshakeTimer.active():
             self._handshakeTimer.cancel()
         self._handshakeTimer = None
+        if self.backlog is not None:
+            self.backlog.unwatch()
         self.transport.loseConnection()
         # Under TLS a clean close waits for the peer's close_notify; a peer
         # that never sends it must not hold the connection open forever.

@@ -35,10 +35,11 @@ from zope.interface import implementer
 
 from mmo.compat import MessageTooBigHook
 from mmo.config import Config, ProcessSection
+from mmo.frontend.backlog import IWatchedTransport, SendBacklog
 from mmo.frontend.listener import TLSListener
 from mmo.tls import HandshakeLogging, peer_address
 from mmo.wire import codec
-from mmo.wire.codes import BAD_FRAME, FRAME_TOO_LARGE
+from mmo.wire.codes import BAD_FRAME, FRAME_TOO_LARGE, SLOW_READER
 
 #: Seconds a closing WebSocket connection has to finish its closing
 #: handshake (and TLS its close_notify) before the TCP connection is aborted.
@@ -60,7 +61,9 @@ _CONNECTING = _Base.STATE_CONNECTING
 _CLOSED = _Base.STATE_CLOSED
 
 
-@implementer(interfaces.ITransport, interfaces.IConsumer, interfaces.IPushProducer)
+@implementer(
+    interfaces.ITransport, interfaces.IConsumer, interfaces.IPushProducer, IWatchedTransport
+)
 class FrameTransport:
     """
     The transport an inner (stream) protocol writes to: it turns the
@@ -70,6 +73,11 @@ class FrameTransport:
     Frames may come several to a write or split across writes; bytes are
     buffered until a frame is complete.  Everything else (closing, peer and
     host addresses, producers) is passed to the WebSocket connection.
+
+    What the inner protocol writes is counted by the WebSocket connection's
+    L{SendBacklog} (with the WebSocket's own frames), which is the producer
+    registered on the TLS transport: it provides L{IWatchedTransport}, and
+    a second producer cannot be registered.
 
     @ivar websocket: The L{WebSocketProtocol} this transport belongs to.
     @ivar disconnecting: Set once the inner protocol asked to close; what it
@@ -172,8 +180,15 @@ class WebSocketProtocol(MessageTooBigHook, HandshakeLogging, WebSocketServerProt
         C{frame_too_large}, close code 1009 (message too big), as soon as
         the frame header announces it, before the payload is read.
 
+    Everything sent (the inner protocol's frames, pongs, close frames)
+    goes through L{sendData} and is counted by the connection's
+    L{SendBacklog}: a browser that leaves more than C{[listeners]
+    max_unsent} bytes unread, by not reading pushes or by sending pings
+    and not reading the pongs, is told goodbye (C{slow_reader}) and closed.
+
     @ivar inner: The inner protocol, once open.
     @ivar frames: Its L{FrameTransport}, once open.
+    @ivar backlog: The connection's L{SendBacklog}.
     """
 
     # autobahn's own "log" (a txaio logger, filtered by txaio's level) stays.
@@ -184,6 +199,7 @@ class WebSocketProtocol(MessageTooBigHook, HandshakeLogging, WebSocketServerProt
     _refused = False
     _lost = False
     _abortTimer = None
+    backlog = None
 
     @property
     def peerAddress(self) -> str:
@@ -194,6 +210,8 @@ class WebSocketProtocol(MessageTooBigHook, HandshakeLogging, WebSocketServerProt
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        self.backlog = SendBacklog(self.factory.max_unsent, self.unreadOverflow)
+        self.backlog.watch(self.transport)
         self.factory.connections.add(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -284,6 +302,27 @@ class WebSocketProtocol(MessageTooBigHook, HandshakeLogging, WebSocketServerProt
         else:
             self.sendMessage(body, isBinary=True)
 
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        super().sendData(data, sync, chopsize)
+        self.backlog.wrote(len(data))
+
+    def unreadOverflow(self, unsent: int) -> None:
+        """
+        The browser left more than C{[listeners] max_unsent} bytes unread:
+        the inner protocol says goodbye (C{slow_reader}) and closes, as
+        over TCP; before it is open, the connection is dropped.
+        """
+        if self.inner is not None and self.inner.canSend():
+            self.inner.unreadOverflow(unsent)
+            return
+        self._log.warn(
+            "dropping {peer}: {code}: {unsent} bytes unread",
+            peer=self.peerAddress,
+            code=SLOW_READER,
+            unsent=unsent,
+        )
+        self.dropConnection(abort=True)
+
     def closeFromInner(self) -> None:
         """
         The inner protocol closes: start the WebSocket closing handshake
@@ -305,6 +344,8 @@ class WebSocketProtocol(MessageTooBigHook, HandshakeLogging, WebSocketServerProt
             self.transport.abortConnection()
 
     def dropConnection(self, abort: bool = False) -> None:
+        # TLS closes only once no producer is registered.
+        self.backlog.unwatch()
         super().dropConnection(abort)
         # A clean TLS close waits for the peer's close_notify: a peer that
         # never sends it must not hold the connection open forever.
@@ -360,6 +401,7 @@ class WebSocketFactory(WebSocketServerFactory):
     C{doStop}), whichever listener they belong to.
 
     @ivar clientFactory: The client factory (shared with the TLS listener).
+    @ivar max_unsent: The bytes a connection may leave unread (L{SendBacklog}).
     @ivar connections: The live WebSocket connections, open or not yet.
     """
 
@@ -373,9 +415,11 @@ class WebSocketFactory(WebSocketServerFactory):
         handshake_timeout: float,
         origins: list[str] | None = None,
         reactor=None,
+        max_unsent: int = 4 * 1024 * 1024,
     ):
         super().__init__(server="mmo", reactor=reactor)
         self.clientFactory = clientFactory
+        self.max_unsent = max_unsent
         self.connections: set[WebSocketProtocol] = set()
         self._drained: list[defer.Deferred] = []
         self.setProtocolOptions(
@@ -471,8 +515,9 @@ class WebSocketListener(TLSListener):
             handshake_timeout=config.wire.handshake_timeout,
             origins=origins,
             reactor=reactor,
+            max_unsent=config.listeners.max_unsent,
         )
-        super().__init__(config, process, "websocket", self.webSocketFactory, reactor)
+        super().__init__(config, process, "websocket", self.webSocketFactory, factory, reactor)
 
     @defer.inlineCallbacks
     def stopService(self):

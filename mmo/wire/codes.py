@@ -94,6 +94,9 @@ RESUMED_ELSEWHERE = "resumed_elsewhere"
 MOVED = "moved"
 #: Goodbye code: an operator ended the session.
 KICKED = "kicked"
+#: Goodbye code: the client left more than [listeners] max_unsent bytes
+#: unread; the session is kept for a resume, as after any drop.
+SLOW_READER = "slow_reader"
 
 #: Every code, with what it means (rendered into the protocol documentation).
 DESCRIPTIONS = {
@@ -131,6 +134,7 @@ DESCRIPTIONS = {
     "'retry_after' seconds; stays open",
     MOVED: "goodbye: the gateway is draining; resume on the gateway named in 'session.move'",
     KICKED: "goodbye: an operator ended the session; it cannot be resumed",
+    SLOW_READER: "goodbye: the client left too much unread; the session may be resumed",
 }
 
 
