@@ -53,6 +53,13 @@ class GatewaySection(Section):
         "resume_buffer": Number(
             1000, minimum=1, maximum=1000000, doc="Pushes kept per session for replay on resume."
         ),
+        "resume_buffer_bytes": Number(
+            1024 * 1024,
+            minimum=64 * 1024,
+            maximum=1024 * 1024 * 1024,
+            doc="Bytes of pushes kept per session for replay on resume; the oldest "
+            "go first.",
+        ),
         "flood_rate": Number(
             20.0,
             minimum=0.01,

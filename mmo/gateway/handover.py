@@ -214,6 +214,7 @@ class Handover:
                 self.sessions.config.gateway.resume_buffer,
                 self.sessions.config.wire.max_frame_size,
                 self.sessions.incarnation,
+                self.sessions.config.gateway.resume_buffer_bytes,
             )
         except Exception:
             self.log.failure("malformed handover state")

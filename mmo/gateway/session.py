@@ -3,8 +3,10 @@ Player sessions on a gateway: what outlives a connection.
 
 A L{Session} is made when a client is admitted (C{auth}).  It holds the
 player's L{Caller}, the numbering of the pushes sent to the player, the last
-pushes themselves (the I{outbox}, C{[gateway] resume_buffer} of them) and
-the secret I{resume token} the client may present on a new connection.
+pushes themselves (the I{outbox}: at most C{[gateway] resume_buffer} of
+them and C{[gateway] resume_buffer_bytes} of their bodies, the oldest
+dropped first) and the secret I{resume token} the client may present on a
+new connection.
 
 A session is in one of four states:
 
@@ -81,6 +83,10 @@ class Session:
     @ivar outbox: The last pushes, oldest first: C{(seq, body)}, the body
         encoded as sent (a tenth of the memory of the message it encodes,
         and replayed without encoding it again).
+    @ivar outbox_bytes: The size of the bodies in the outbox, bytes.
+    @ivar buffer: The most pushes the outbox keeps.
+    @ivar buffer_bytes: The most bytes of bodies the outbox keeps (the
+        newest push is kept even when it alone is larger).
     @ivar connection: The attached L{mmo.gateway.protocol.GatewayProtocol},
         or C{None}.
     @ivar state: L{ATTACHED}, L{DETACHED}, L{MOVED} or L{ENDED}.
@@ -97,13 +103,19 @@ class Session:
         limit: int,
         seq: int = 0,
         pushes=(),
+        buffer_bytes: int | None = None,
     ):
         self.caller = caller
         self.ticket = ticket
         self.token = token
         self.token_hash = token_hash(token)
         self.seq = seq
-        self.outbox: deque[tuple[int, bytes]] = deque(_numbered(pushes, seq), maxlen=buffer)
+        self.buffer = buffer
+        self.buffer_bytes = buffer_bytes
+        self.outbox: deque[tuple[int, bytes]] = deque()
+        self.outbox_bytes = 0
+        for numbered in _numbered(pushes, seq):
+            self._keep(numbered)
         self.limit = limit
         self.connection = None
         self.state = DETACHED
@@ -203,11 +215,22 @@ class Session:
                 f"push of {len(body)} bytes is over the limit of {self.limit}",
             )
         self.seq = seq
-        self.outbox.append((seq, body))
+        self._keep((seq, body))
         connection = self.connection
         if connection is not None and connection.canSend():
             connection.sendString(body)
         return seq
+
+    def _keep(self, numbered: tuple[int, bytes]) -> None:
+        """Keep a numbered body for a resume; drop the oldest past either bound."""
+        outbox = self.outbox
+        outbox.append(numbered)
+        self.outbox_bytes += len(numbered[1])
+        limit = self.buffer_bytes
+        while len(outbox) > self.buffer or (
+            limit is not None and self.outbox_bytes > limit and len(outbox) > 1
+        ):
+            self.outbox_bytes -= len(outbox.popleft()[1])
 
     def missed(self, last_seq: int) -> list[bytes]:
         """
@@ -224,7 +247,9 @@ class Session:
         if last_seq + 1 < oldest:
             raise ResumeRefused(
                 f"missed too much: push {last_seq + 1} is no longer kept (the oldest kept is "
-                f"{oldest}; the resume buffer holds {self.outbox.maxlen}); log in again",
+                f"{oldest}; the resume buffer holds {self.buffer} pushes"
+                + (f" and {self.buffer_bytes} bytes" if self.buffer_bytes is not None else "")
+                + "); log in again",
                 final=True,
             )
         return [body for _, body in islice(self.outbox, max(last_seq + 1 - oldest, 0), None)]
@@ -249,7 +274,13 @@ class Session:
 
     @classmethod
     def from_state(
-        cls, state: dict, gateway: str, buffer: int, limit: int, incarnation: str = ""
+        cls,
+        state: dict,
+        gateway: str,
+        buffer: int,
+        limit: int,
+        incarnation: str = "",
+        buffer_bytes: int | None = None,
     ) -> Session:
         """
         The session described by L{state_for}, now held by C{gateway} (as
@@ -265,7 +296,7 @@ class Session:
             raise TypeError("pushes")
         if not isinstance(state["token"], str):
             raise TypeError("token")
-        return cls(caller, ticket, state["token"], buffer, limit, seq, pushes)
+        return cls(caller, ticket, state["token"], buffer, limit, seq, pushes, buffer_bytes)
 
 
 def _numbered(pushes, last_seq: int) -> list[tuple[int, bytes]]:

@@ -153,6 +153,7 @@ class Sessions:
             self.config.wire.max_frame_size,
             seq,
             pushes,
+            self.config.gateway.resume_buffer_bytes,
         )
 
     # -- admission -----------------------------------------------------------------
