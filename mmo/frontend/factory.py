@@ -10,6 +10,7 @@ from twisted.internet import defer, protocol
 from twisted.logger import Logger
 
 from mmo.config import Config, ProcessSection
+from mmo.frontend.addresses import AddressLimits
 from mmo.frontend.protocol import ClientProtocol
 from mmo.wire import codes
 
@@ -26,6 +27,8 @@ class ClientFactory(protocol.ServerFactory):
     @ivar wire: The C{[wire]} limits.
     @ivar reactor: The reactor and clock every connection uses.
     @ivar connections: The live connections.
+    @ivar addresses: The per-address limits (L{AddressLimits}) of every
+        listener this factory serves, TLS and WebSocket.
     """
 
     protocol = ClientProtocol
@@ -41,6 +44,7 @@ class ClientFactory(protocol.ServerFactory):
         self.wire = config.wire
         self.reactor = reactor
         self.connections: set[ClientProtocol] = set()
+        self.addresses = AddressLimits.from_config(config.listeners, reactor)
         self._drained: list[defer.Deferred] = []
 
     def connectionOpened(self, connection: ClientProtocol) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.reflect import namedAny
 
 from mmo import tls
 from mmo.config import Config, ConfigError, ProcessSection
+from mmo.frontend.addresses import LimitedTLSFactory
 from mmo.frontend.factory import ClientFactory
 
 
@@ -44,7 +44,8 @@ class TLSListener(service.Service):
     C{processes.NAME.KEY}, serving C{wrapped} behind TLS with the process's
     client-facing certificate.  The certificates are loaded when it is made
     and the port bound when it starts, so either failing fails the start with
-    the file, key and reason.
+    the file, key and reason.  Connections are admitted by the per-address
+    limits of C{clients} (the client factory's L{AddressLimits}) before TLS.
 
     @cvar what: How the log line names what listens ("clients on TLS").
     @ivar port: The listening port while running.
@@ -54,7 +55,9 @@ class TLSListener(service.Service):
     port = None
     what = "TLS"
 
-    def __init__(self, config: Config, process: ProcessSection, key: str, wrapped, reactor):
+    def __init__(
+        self, config: Config, process: ProcessSection, key: str, wrapped, clients, reactor
+    ):
         self.config = config
         self.process = process
         self.key = ("processes", process.name, key)
@@ -63,7 +66,7 @@ class TLSListener(service.Service):
             raise ConfigError("no listener is configured", self.key, config.file)
         options = tls.client_facing_options(config, process)
         self.endpoint = endpoints.serverFromString(reactor, self.description)
-        self.tlsFactory = TLSMemoryBIOFactory(options, False, wrapped)
+        self.tlsFactory = LimitedTLSFactory(options, False, wrapped, clients.addresses)
 
     def privilegedStartService(self):
         # Listen before dropping privileges, and fail the start if we cannot.
@@ -120,7 +123,7 @@ class ClientListener(TLSListener):
         if factory is None:
             factory = factory_class(config, process)(config, process, reactor)
         self.factory = factory
-        super().__init__(config, process, "client", factory, reactor)
+        super().__init__(config, process, "client", factory, factory, reactor)
 
     @defer.inlineCallbacks
     def stopService(self):
