@@ -322,6 +322,24 @@ class LifecycleTests(SessionTestCase):
         [resumed, *replayed] = again.request("resume", token=reply["resume"], last_seq=2)
         self.assertEqual([p["seq"] for p in replayed], [3, 4, 5])
 
+    def test_missed_more_than_the_buffer_holds_in_bytes(self):
+        """
+        The byte bound of C{resume_buffer_bytes} applies like the count:
+        a resume that needs a push no longer kept is refused, and the
+        session ends.
+        """
+        self.config.gateway.resume_buffer_bytes = 64 * 1024
+        player, reply = self.admit(self.a)
+        player.drop()
+        self.deliver("gw-a", reply["session"], *[str(i) + "x" * 10000 for i in range(10)])
+        session = self.a.sessions.get(reply["session"])
+        self.assertLessEqual(session.outbox_bytes, 64 * 1024)
+        again = Player(self.a)
+        request_id = again.send("resume", token=reply["resume"], last_seq=0)
+        self.assertRefused(again.frames(), request_id, "missed too much")
+        [ended] = self.lobby.seen("ended")
+        self.assertEqual(ended.session, reply["session"])
+
     def test_last_seq_ahead(self):
         """A last_seq the session never reached is refused; the token stays good."""
         player, reply = self.admit(self.a)
@@ -461,6 +479,45 @@ class SessionUnitTests(unittest.TestCase):
     def test_missed_nothing_kept(self):
         session = self.session()
         self.assertEqual(session.missed(0), [])
+
+    def test_buffer_bounded_in_bytes(self):
+        """
+        The outbox keeps at most C{buffer_bytes} of bodies: the oldest go
+        first, and a resume that needs them is refused for good.
+        """
+        caller = Caller("s1", "gw", "a1", "Alice")
+        session = Session(caller, None, "token", 1000, 10000, buffer_bytes=1000)
+        for i in range(20):
+            session.push("n", {"i": i, "pad": "x" * 90})
+        size = len(session.outbox[0][1])
+        self.assertEqual(len(session.outbox), 1000 // size)
+        self.assertLessEqual(session.outbox_bytes, 1000)
+        self.assertEqual(session.outbox_bytes, sum(len(body) for _, body in session.outbox))
+        oldest = session.outbox[0][0]
+        self.assertEqual(len(session.missed(oldest - 1)), 20 - oldest + 1)
+        refused = self.assertRaises(ResumeRefused, session.missed, oldest - 2)
+        self.assertTrue(refused.final)
+        self.assertIn("1000 bytes", refused.reason)
+
+    def test_one_push_over_the_byte_bound_is_kept(self):
+        """A push larger than the byte bound is kept alone: the newest is always replayable."""
+        caller = Caller("s1", "gw", "a1", "Alice")
+        session = Session(caller, None, "token", 1000, 10000, buffer_bytes=100)
+        session.push("n", {"i": 1})
+        session.push("n", {"pad": "x" * 500})
+        self.assertEqual([seq for seq, _ in session.outbox], [2])
+        self.assertEqual(len(session.missed(1)), 1)
+
+    def test_handed_over_keeps_the_byte_bound(self):
+        caller = Caller("s1", "gw", "a1", "Alice")
+        ticket = Ticket("a1", "Alice", "eu", 1.0, 2.0, "nonce")
+        session = Session(caller, ticket, "token", 1000, 10000)
+        for i in range(20):
+            session.push("n", {"i": i, "pad": "x" * 90})
+        state = codec.decode(codec.encode({"t": "state", **session.state_for(0)}))
+        moved = Session.from_state(state, "gw-b", 1000, 10000, buffer_bytes=1000)
+        self.assertLessEqual(moved.outbox_bytes, 1000)
+        self.assertEqual(moved.outbox[-1][0], 20)
 
     def test_handed_over(self):
         """

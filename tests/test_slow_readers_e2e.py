@@ -158,7 +158,7 @@ class SlowReaderTests(unittest.TestCase):
 
     async def player(self, name: str):
         client = await connect(reactor, "127.0.0.1", self.port, ca=self.ca, hostname="localhost")
-        self.addCleanup(lambda: client.transport.abortConnection())
+        self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
         await client.request("register", name=name, password=PASSWORD)
         ticket = await client.request("login", name=name, password=PASSWORD)
         await client.request("auth", ticket=ticket["ticket"])

@@ -57,8 +57,7 @@ class GatewaySection(Section):
             1024 * 1024,
             minimum=64 * 1024,
             maximum=1024 * 1024 * 1024,
-            doc="Bytes of pushes kept per session for replay on resume; the oldest "
-            "go first.",
+            doc="Bytes of pushes kept per session for replay on resume; the oldest go first.",
         ),
         "flood_rate": Number(
             20.0,

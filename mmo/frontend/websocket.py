@@ -211,7 +211,8 @@ class WebSocketProtocol(MessageTooBigHook, HandshakeLogging, WebSocketServerProt
     def connectionMade(self) -> None:
         super().connectionMade()
         self.backlog = SendBacklog(self.factory.max_unsent, self.unreadOverflow)
-        self.backlog.watch(self.transport)
+        # Through autobahn's registerProducer, since its dropConnection unregisters it.
+        self.backlog.watch(self)
         self.factory.connections.add(self)
 
     def dataReceived(self, data: bytes) -> None:
@@ -344,8 +345,7 @@ class WebSocketProtocol(MessageTooBigHook, HandshakeLogging, WebSocketServerProt
             self.transport.abortConnection()
 
     def dropConnection(self, abort: bool = False) -> None:
-        # TLS closes only once no producer is registered.
-        self.backlog.unwatch()
+        # autobahn unregisters the backlog here (TLS closes only then).
         super().dropConnection(abort)
         # A clean TLS close waits for the peer's close_notify: a peer that
         # never sends it must not hold the connection open forever.
