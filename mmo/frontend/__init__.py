@@ -7,6 +7,8 @@ the standalone server).
     L{mmo.frontend.factory}    L{ClientFactory}: configuration and live connections
     L{mmo.frontend.listener}   the TLS listener, the factory class a config names
     L{mmo.frontend.websocket}  the secure WebSocket listener (browsers)
+    L{mmo.frontend.backlog}    the bound on what a client leaves unread
+    L{mmo.frontend.addresses}  connections per address, refused before TLS
 
 What a gateway adds (sessions, routing to game services) is in
 L{mmo.gateway}; the login messages are in L{mmo.login}.
