@@ -144,6 +144,8 @@ class Server:
     A standalone C{twistd -n mmo} on 127.0.0.1 in a temporary directory.
 
     @param client: The client listener's endpoint description.
+    @param websocket: The secure WebSocket listener's, if any (its port is
+        then C{websocket_port} once started).
     @param profile: A path: run twistd under cProfile and write its stats
         (marshal format) there when the server stops.
     """
@@ -153,6 +155,7 @@ class Server:
         extra_config: str = "",
         client: str = "tcp:0:interface=127.0.0.1",
         profile: str | None = None,
+        websocket: str | None = None,
     ):
         self.directory = tempfile.mkdtemp(prefix="mmo-bench-")
         self.config_path = os.path.join(self.directory, "mmo.toml")
@@ -163,6 +166,7 @@ class Server:
                 f"{extra_config}\n"
                 f'[processes.mmo]\nkind = "mmo"\nclient = "{client}"\n'
                 'hosts = ["localhost", "127.0.0.1"]\n'
+                + (f'websocket = "{websocket}"\n' if websocket else "")
             )
         self.config = config.load(self.config_path)
         certs.generate(self.config)
@@ -170,6 +174,8 @@ class Server:
         self.profile = os.path.abspath(profile) if profile else None
         self.process = None
         self.port = None
+        self.websocket_port = None
+        self.websocket = websocket
 
     def start(self, timeout: float = 60.0) -> None:
         code = "import sys; from twisted.scripts.twistd import run; sys.argv[0]='twistd'; run()"
@@ -207,8 +213,10 @@ class Server:
                 with open(self.log_path) as f:
                     text = f.read()
                 match = re.search(r"clients on TLS 127\.0\.0\.1:(\d+)", text)
-                if match and "ready" in text:
+                browsers = re.search(r"secure WebSocket 127\.0\.0\.1:(\d+)", text)
+                if match and "ready" in text and (browsers or not self.websocket):
                     self.port = int(match.group(1))
+                    self.websocket_port = int(browsers.group(1)) if browsers else None
                     return
             if self.process.poll() is not None:
                 raise RuntimeError(f"the server exited; see {self.log_path}")

@@ -84,6 +84,7 @@ LOGIN = Run("", ["--logins", "200", "--concurrency", "8"])
 HANDOFF = Run("", ["--handoffs", "300"])
 CONNECTIONS = Run("", ["--connections", "2000"])
 ROUTE = Run("", ["--requests", "100000"])
+ABUSE = Run("", ["--seconds", "6"])
 
 
 BENCHMARKS = [
@@ -186,6 +187,23 @@ BENCHMARKS = [
             ("service_cpu_us", "baseline_server_cpu_us"),
         ],
         profiled="the gateway (the benchmark's own process) during the measured routed requests",
+    ),
+    Benchmark(
+        "abuse",
+        "abuse.py",
+        "Abusive clients: the server's memory and an honest player's latency",
+        [ABUSE, profiled(ABUSE)],
+        [Run("", ["--seconds", "1", "--connections", "100"], True)],
+        timeout=240,
+        pairs=[
+            ("ping_flood_p99_ms", "idle_p99_ms"),
+            ("ping_flood_rss_growth_mb", "idle_rss_growth_mb"),
+            ("slow_reader_p99_ms", "flow_p99_ms"),
+            ("slow_reader_rss_growth_mb", "flow_rss_growth_mb"),
+            ("per_address_p99_ms", "idle_p99_ms"),
+            ("per_address_rss_growth_mb", "idle_rss_growth_mb"),
+        ],
+        profiled="the standalone server (twistd under cProfile)",
     ),
 ]
 NAMES = [b.name for b in BENCHMARKS]

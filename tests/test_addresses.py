@@ -21,6 +21,7 @@ from mmo.frontend.listener import ClientListener
 from mmo.frontend.websocket import WebSocketListener
 from tests import support
 from tests.support import deployment, until
+from tests.test_websocket import PROCESSES
 
 
 def limits(per_address=2, rate=0.0, burst=10, exempt=("127.0.0.0/8", "::1"), max_addresses=100):
@@ -111,15 +112,6 @@ class Closed(protocol.Protocol):
 
     def connectionLost(self, reason):
         self.lost.callback(None)
-
-
-PROCESSES = """
-[processes.mmo]
-kind = "mmo"
-client = "tcp:0:interface=127.0.0.1"
-websocket = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-"""
 
 
 class ListenerLimitTests(unittest.TestCase):

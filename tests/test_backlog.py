@@ -104,8 +104,9 @@ class ClientBacklogTests(unittest.TestCase):
         """
         Once the transport is full, replies past C{max_unsent} bytes end
         the connection: goodbye C{slow_reader}, then close; the producer is
-        unregistered first (TLS closes only then), nothing is answered any
-        more, and the connection is aborted after the grace period.
+        unregistered first (TLS closes only then), nothing is read or
+        answered any more, and the connection is aborted after the grace
+        period.
         """
         self.assertIs(self.transport.producer, self.protocol.backlog)
         self.transport.producer.pauseProducing()
@@ -118,6 +119,7 @@ class ClientBacklogTests(unittest.TestCase):
         self.assertLess(written, LIMIT + 100)
         self.assertTrue(self.transport.disconnecting)
         self.assertIsNone(self.transport.producer)
+        self.assertEqual(self.transport.producerState, "paused")
         self.pings(10)
         self.assertEqual(self.transport.value(), b"")
         self.clock.advance(5.0)

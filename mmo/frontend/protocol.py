@@ -255,8 +255,9 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         The client has left more than C{[listeners] max_unsent} bytes
         unread: say goodbye (C{slow_reader}) and close, as after any drop
         (a gateway keeps the session for a resume).  Nothing more is
-        written (L{canSend} is false from now on), and the connection is
-        aborted if it is not closed within L{CLOSE_GRACE} seconds.
+        written (L{canSend} is false from now on), nothing more is read (a
+        client that floods requests costs nothing more), and the connection
+        is aborted if it is not closed within L{CLOSE_GRACE} seconds.
         """
         self.log.warn(
             "closing {peer}: {code}: {unsent} bytes unread",
@@ -264,6 +265,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
             code=codes.SLOW_READER,
             unsent=unsent,
         )
+        self.transport.pauseProducing()
         self.goodbye(
             codes.SLOW_READER,
             f"more than {self.factory.config.listeners.max_unsent} bytes left unread",
