@@ -73,6 +73,7 @@ class SendBacklogTests(unittest.TestCase):
 def config(**listeners):
     return support.config_of(
         listeners={"max_unsent": LIMIT, **listeners},
+        gateway={"resume_buffer_bytes": LIMIT},
         wire={"idle_timeout": 3600.0, "handshake_timeout": 3600.0},
     )
 

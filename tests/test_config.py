@@ -188,6 +188,19 @@ class LoadTests(unittest.TestCase):
             "name of another process",
         )
 
+    def test_resume_buffer_within_the_unread_limit(self):
+        """A resume's replay must fit what a connection may leave unread."""
+        self.assertConfigError(
+            GOOD + "\n[listeners]\nmax_unsent = 100000\n",
+            "gateway.resume_buffer_bytes",
+            "max_unsent (100000)",
+        )
+        self.assertConfigError(
+            GOOD + '\n[listeners]\nexempt = ["127.0.0.1", "nowhere"]\n',
+            "listeners.exempt",
+            "not an IP address",
+        )
+
     def test_no_processes(self):
         self.assertConfigError('[deployment]\nname = "x"\n', "processes", "at least one")
 

@@ -53,6 +53,7 @@ max_frame_size = 65536
 max_unsent = {MAX_UNSENT}
 
 [gateway]
+resume_buffer_bytes = {MAX_UNSENT}
 flood_rate = 100000
 flood_burst = 100000
 

@@ -81,6 +81,13 @@ class Config(Section):
                         ("processes", process.name, "hosts"),
                     )
 
+        if self.gateway.resume_buffer_bytes > self.listeners.max_unsent:
+            raise ConfigError(
+                f"must not exceed [listeners] max_unsent ({self.listeners.max_unsent}): "
+                "the replay of a resume could be cut off as a slow reader",
+                ("gateway", "resume_buffer_bytes"),
+            )
+
         for process in self.processes.values():
             if process.kind in ("mmo", "gateway") and process.realm not in self.realm_names():
                 raise ConfigError(
