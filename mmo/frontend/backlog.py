@@ -13,6 +13,11 @@ C{[listeners] max_unsent} of them the connection is told so, once, and
 closes (goodbye C{slow_reader}).  No private attribute of the transport is
 read, and counting costs an addition per write.
 
+What else holds output on its way is bounded by itself: Twisted's TLS
+gathers at most 64 KB of small writes before passing them on; autobahn's
+own send queue serves only chopped or synchronous writes, which mmo does
+not make; the WebSocket frame transport holds one incomplete frame at most.
+
 The protocol directly on the TLS transport owns the backlog: the client
 protocol over TCP, the WebSocket protocol (whose own frames, pongs among
 them, are output too) over WebSocket, whose inner transport says so by
