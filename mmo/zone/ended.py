@@ -1,6 +1,6 @@
 """
 A session's end that cannot be acted on at once, not lost: the zone side
-remembers it until the entity settles (L{EndedSessions}), the gateway side
+remembers it until the entity settles (L{SessionEnds}), the gateway side
 sends it again to a zone it cannot reach (L{EndedResends}).
 
 C{"ended"} takes the entity of a session out of the world (saved where it
@@ -20,6 +20,8 @@ from twisted.internet import defer, error
 from twisted.logger import Logger
 
 from mmo import rpc
+from mmo.game.messages import RelayedEvent, encode, zone_channel
+from mmo.game.service import Caller
 
 #: Ended sessions a zone remembers (a bounded set: a stale one never
 #: matches, since a newer session of a character has a new id).
@@ -56,6 +58,73 @@ class EndedSessions:
             return False
         del self._sessions[session]
         return True
+
+
+def caller_of(entity) -> Caller:
+    """The session of a player's entity, as the entity names it."""
+    return Caller(entity.session, entity.gateway or "", "", entity.name, character_id=entity.id)
+
+
+class SessionEnds:
+    """
+    A zone's side of the ends of its players' sessions: an entity whose
+    session ended leaves the world once it is active here, and goes along
+    with a handoff that completes first.
+
+    @param name: The zone's name.
+    @param get: The zone's real of an id, or C{None}.
+    @param leave: Takes a real out of the world, saved; Deferred[bool]:
+        False if it is not active here.
+    @param publish: Publishes an encoded message on a bus channel.
+    @ivar sessions: The L{EndedSessions} not acted on yet.
+    """
+
+    log = Logger()
+
+    def __init__(self, name: str, get, leave, publish, remember: int = ENDED_REMEMBERED):
+        self.name = name
+        self.get = get
+        self.leave = leave
+        self.publish = publish
+        self.sessions = EndedSessions(remember)
+
+    async def ended(self, caller: Caller) -> None:
+        """
+        C{caller}'s session ended: its entity leaves now if it is active
+        here, else when it settles here (L{settled}).  One that a newer
+        session holds stays.
+        """
+        entity = self.get(caller.character_id)
+        if entity is not None and entity.session != caller.session:
+            return
+        if entity is None or not await self.leave(entity):
+            self.sessions.add(caller.session)
+
+    def settled(self, entity_id: str) -> None:
+        """A real became active here: if its session ended meanwhile, it leaves now."""
+        entity = self.get(entity_id)
+        if entity is None or not self.sessions.take(entity.session):
+            return
+        self.log.info(
+            "zone {zone}: {id} settled here after its session ended; it leaves",
+            zone=self.name,
+            id=entity_id,
+        )
+        d = defer.ensureDeferred(self.leave(entity))
+        d.addErrback(
+            lambda f: self.log.failure("zone {zone}: {id} leaving", f, zone=self.name, id=entity_id)
+        )
+
+    def handed_over(self, entity, owner: str) -> None:
+        """
+        A real was handed over to C{owner}: if its session ended while it
+        was offered, the end goes along (as a L{RelayedEvent}), since that
+        zone may not have heard of it (a process that ends the sessions of
+        a dead gateway ends only those it holds).
+        """
+        if self.sessions.take(entity.session):
+            event = RelayedEvent("", caller_of(entity).to_dict(), "ended")
+            self.publish(zone_channel(owner), encode(event, self.name))
 
 
 #: The failures of a session event that did not reach the zone's process:

@@ -47,7 +47,7 @@ from mmo.unavailable import log_failure
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.checkpoint import Checkpointer
-from mmo.zone.ended import EndedSessions
+from mmo.zone.ended import SessionEnds, caller_of
 from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, OFFERING, ZoneHandoff
@@ -127,8 +127,8 @@ class ZoneService(GameService):
     @ivar ghosts: The L{GhostTable}.
     @ivar ticker: The L{Ticker} (running between L{start} and L{stop}).
     @ivar takeover: The L{Takeover}: replacing the zone's process.
-    @ivar ended: The L{EndedSessions}: sessions that ended while their
-        entity was not active here; it leaves the world when it settles.
+    @ivar ends: The L{SessionEnds}: an entity whose session ended while it
+        was not active here leaves the world when it settles.
     """
 
     kind = "zone"
@@ -148,7 +148,7 @@ class ZoneService(GameService):
             bus, region_name, list(self.map.regions), self.simulation.seen, self._last_ghost_tick
         )
         self.ghosts = GhostTable(self._is_real, reactor)
-        self.ended = EndedSessions()
+        self.ends = SessionEnds(region_name, self.simulation.get, self._leave, self.publish)
         self.handoff = ZoneHandoff(
             region_name,
             store,
@@ -157,7 +157,7 @@ class ZoneService(GameService):
             reactor,
             on_real_added=self.ghosts.real_added,
             on_handed_over=self._handed_over,
-            on_settled=self._settled,
+            on_settled=self.ends.settled,
         )
         self.checkpointer = Checkpointer(
             region_name, store, self.handoff.checkpoint_records, reactor, self.checkpoint_interval
@@ -187,30 +187,7 @@ class ZoneService(GameService):
         """
         view = {**self.simulation.entity_view(entity), "version": version}
         self.ghosts.handed_over(owner, view, ghost_tick)
-        if self.ended.take(entity.session):
-            # Its session ended while it was offered: the new owner may not
-            # have heard (the process that ends the sessions of a dead
-            # gateway is ours only), so the end goes along with it.
-            event = RelayedEvent("", self._caller_of(entity).to_dict(), "ended")
-            self.publish(zone_channel(owner), encode(event, self.name))
-
-    def _settled(self, entity_id: str) -> None:
-        """
-        A real became active here (L{ZoneHandoff}'s C{on_settled}): if its
-        session ended meanwhile, it leaves the world now.
-        """
-        entity = self.simulation.get(entity_id)
-        if entity is None or not self.ended.take(entity.session):
-            return
-        self.log.info(
-            "zone {zone}: {id} settled here after its session ended; it leaves",
-            zone=self.name,
-            id=entity_id,
-        )
-        d = defer.ensureDeferred(self._leave(entity))
-        d.addErrback(
-            lambda f: self.log.failure("zone {zone}: {id} leaving", f, zone=self.name, id=entity_id)
-        )
+        self.ends.handed_over(entity, owner)
 
     @property
     def mode(self) -> str:
@@ -576,15 +553,10 @@ class ZoneService(GameService):
         (L{mmo.game.gateways}).
         """
         return [
-            self._caller_of(e)
+            caller_of(e)
             for e in self.simulation.reals.values()
             if e.kind == PLAYER and e.session is not None
         ]
-
-    @staticmethod
-    def _caller_of(entity: Entity) -> Caller:
-        """The session of a player's entity, as the entity names it."""
-        return Caller(entity.session, entity.gateway or "", "", entity.name, character_id=entity.id)
 
     async def session_event(self, caller: Caller, event: str) -> None:
         """
@@ -595,7 +567,7 @@ class ZoneService(GameService):
         was.  A later session of the same character that took the entity
         over (C{zone.enter}) keeps it.  An entity not active here when its
         session ends (being handed over, still entering, not here yet, or
-        not restored yet) leaves once it settles here (L{ended}).
+        not restored yet) leaves once it settles here (L{ends}).
         """
         entity_id = caller.character_id
         if entity_id is None:
@@ -604,11 +576,9 @@ class ZoneService(GameService):
             if event in ("moved", "ended"):
                 self.takeover.relay_event(caller, event)
             return
+        if event == "ended":
+            await self.ends.ended(caller)
+            return
         entity = self.simulation.get(entity_id)
-        if entity is not None and entity.session != caller.session:
-            return  # a newer session holds it
-        if event == "moved" and entity is not None:
+        if event == "moved" and entity is not None and entity.session == caller.session:
             entity.gateway = caller.gateway
-        elif event == "ended":
-            if entity is None or not await self._leave(entity):
-                self.ended.add(caller.session)
