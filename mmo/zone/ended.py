@@ -209,11 +209,10 @@ class EndedResends(service.Service):
                 session=old_session,
             )
         self.log.info(
-            "session {session} ended; telling {route!r} again in {delay:g} s: {why}",
+            "session {session} ended; telling {route!r} again in {delay:g} s",
             session=caller.session,
             route=route,
             delay=delay,
-            why=why,
         )
 
         def again():
