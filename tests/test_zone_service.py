@@ -568,4 +568,6 @@ class RoutingTests(ZoneTestCase):
             {zone: r.name for zone, r in route.routes.items()},
             {"r0c0": "zone-1", "r0c1": "zone-2"},
         )
-        self.assertEqual(len(route.services()), 2)
+        # A link per zone process, and the resends of "ended" to them.
+        self.assertEqual(len(route.services()), 3)
+        self.assertIs(route.services()[-1], route.resends)

@@ -531,7 +531,13 @@ class HandoverAborted:
 
 @message
 class RelayedEvent:
-    """A session event that reached the old process after its marker, for the new one."""
+    """
+    A session event for a zone, passed on by another process: one that
+    reached a zone's old process after its takeover marker, for the new
+    one (C{token}: the takeover's); or the end of a session whose entity
+    a zone handed over while it was offered, for the new owner (C{token}
+    empty).
+    """
 
     token: str
     caller: dict

@@ -29,7 +29,7 @@ def zone_route(config, process, store, bus, reactor, top):
         region.name: LocalRoute(top.resource(zone_class(config, store, bus, reactor, region.name)))
         for region in world_map.regions.values()
     }
-    return ZoneRoute(zones, world_map, process.name, store, config.world.spawn)
+    return ZoneRoute(zones, world_map, process.name, store, config.world.spawn, reactor)
 
 
 class Options(ConfigOptions):

@@ -23,6 +23,7 @@ from mmo.game.service import Caller, Reply, SessionChange, owns
 from mmo.rpc.commands import Redirect
 from mmo.wire import codes
 from mmo.wire.codes import WireError
+from mmo.zone.ended import EndedResends
 from mmo.zone.entity import saved_position
 from mmo.zone.world import WorldMap
 
@@ -61,13 +62,15 @@ class ZoneRoute:
     @ivar gateway: The gateway's process name: who sends the L{Switched}s.
     @ivar store: The store, if this process has one (the standalone
         server), to find where a character is; else C{None}.
+    @ivar resends: The L{EndedResends}: C{"ended"} to a zone process that
+        cannot be reached is sent again (one of L{services}).
     """
 
     log = Logger()
     name = "zones"
     prefixes = ("zone.",)
 
-    def __init__(self, routes: dict, world_map, gateway: str, store=None, spawn=None):
+    def __init__(self, routes: dict, world_map, gateway: str, store=None, spawn=None, clock=None):
         self.routes = dict(routes)
         self.map = world_map
         self.gateway = gateway
@@ -75,6 +78,7 @@ class ZoneRoute:
         self.spawn = tuple(spawn) if spawn is not None else None
         #: Session -> the version of its entity that set its zone.
         self._versions: dict[str, int] = {}
+        self.resends = EndedResends(clock)
 
     def __repr__(self) -> str:
         return f"<ZoneRoute to {', '.join(self.routes)}>"
@@ -86,7 +90,7 @@ class ZoneRoute:
         found: list[IService] = []
         for route in self.routes.values():
             found.extend(s for s in route.services() if s not in found)
-        return found
+        return found + [self.resends]
 
     def handlers(self) -> dict:
         """What this route hears on its gateway's bus channel (L{mmo.gateway.routing})."""
@@ -164,14 +168,22 @@ class ZoneRoute:
         return region.name
 
     def session_event(self, caller: Caller, event: str) -> defer.Deferred:
-        """C{"moved"} and C{"ended"} go to every zone (any may hold the character)."""
+        """
+        C{"moved"} and C{"ended"} go to every zone (any may hold the
+        character); C{"ended"} again later to a zone process that cannot be
+        reached now (L{EndedResends}), so that its entity still leaves the
+        world when that process is back.
+        """
         if event not in ("moved", "ended"):
             return defer.succeed(None)
         if event == "ended":
             self._versions.pop(caller.session, None)
-        calls = [
-            defer.maybeDeferred(route.session_event, caller, event) for route in self._each_route()
-        ]
+            calls = [self.resends.send(route, caller) for route in self._each_route()]
+        else:
+            calls = [
+                defer.maybeDeferred(route.session_event, caller, event)
+                for route in self._each_route()
+            ]
         return defer.gatherResults(calls, consumeErrors=True).addCallback(lambda _: None)
 
     def _each_route(self) -> list:
@@ -261,4 +273,4 @@ def zone_routes(
         for region in world_map.regions.values()
         if region.process in peers
     }
-    return ZoneRoute(routes, world_map, process.name, None, config.world.spawn)
+    return ZoneRoute(routes, world_map, process.name, None, config.world.spawn, reactor)

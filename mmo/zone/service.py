@@ -47,9 +47,10 @@ from mmo.unavailable import log_failure
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.checkpoint import Checkpointer
+from mmo.zone.ended import SessionEnds, caller_of
 from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
 from mmo.zone.ghosts import GhostTable
-from mmo.zone.handoff import HANDOFF_MESSAGES, ZoneHandoff
+from mmo.zone.handoff import HANDOFF_MESSAGES, OFFERING, ZoneHandoff
 from mmo.zone.simulation import ZoneSimulation, parse_input
 from mmo.zone.takeover import HANDED, SERVING, Takeover
 from mmo.zone.ticker import Ticker
@@ -126,6 +127,8 @@ class ZoneService(GameService):
     @ivar ghosts: The L{GhostTable}.
     @ivar ticker: The L{Ticker} (running between L{start} and L{stop}).
     @ivar takeover: The L{Takeover}: replacing the zone's process.
+    @ivar ends: The L{SessionEnds}: an entity whose session ended while it
+        was not active here leaves the world when it settles.
     """
 
     kind = "zone"
@@ -145,6 +148,7 @@ class ZoneService(GameService):
             bus, region_name, list(self.map.regions), self.simulation.seen, self._last_ghost_tick
         )
         self.ghosts = GhostTable(self._is_real, reactor)
+        self.ends = SessionEnds(region_name, self.simulation.get, self._leave, self.publish)
         self.handoff = ZoneHandoff(
             region_name,
             store,
@@ -153,6 +157,7 @@ class ZoneService(GameService):
             reactor,
             on_real_added=self.ghosts.real_added,
             on_handed_over=self._handed_over,
+            on_settled=self.ends.settled,
         )
         self.checkpointer = Checkpointer(
             region_name, store, self.handoff.checkpoint_records, reactor, self.checkpoint_interval
@@ -182,6 +187,7 @@ class ZoneService(GameService):
         """
         view = {**self.simulation.entity_view(entity), "version": version}
         self.ghosts.handed_over(owner, view, ghost_tick)
+        self.ends.handed_over(entity, owner)
 
     @property
     def mode(self) -> str:
@@ -402,6 +408,10 @@ class ZoneService(GameService):
         another region is redirected to that region's zone.
         """
         entity_id = self._player_id(caller)
+        if self.handoff.status(entity_id) == OFFERING:
+            # Its offer holds the session it had: a new session taking it
+            # over now would lose the entity to that one's end.
+            raise WireError(codes.UNAVAILABLE, "your character is moving between zones; retry")
         entity = self.simulation.get(entity_id) if self.handoff.is_real(entity_id) else None
         if entity is None:
             stored = await self.store.load_entity(entity_id)
@@ -441,6 +451,9 @@ class ZoneService(GameService):
                     raise WireError(codes.UNAVAILABLE, "your character is busy; retry")
             # Here now, entered by us or (meanwhile) by a handoff.
             entity = self.simulation.get(entity_id)
+            if entity is None:
+                # Its session ended while it entered: it left again.
+                raise WireError(codes.NOT_ALLOWED, "your session ended")
         if entity.session != caller.session:
             # Taken over by a new session: its client starts with an empty
             # view, whatever the one before was shown.
@@ -504,16 +517,17 @@ class ZoneService(GameService):
         await self._leave(entity)
         return {}
 
-    async def _leave(self, entity: Entity) -> None:
+    async def _leave(self, entity: Entity) -> bool:
         """
         A player's entity leaves the world: taken out of the simulation
         (so what is saved is its last state), where it is with its attrs
         saved into its character's data (L{WORLD_KEY}), then its record
         removed from the store.  A failed save is logged and the entity
         leaves all the same (its next C{zone.enter} finds an older saved
-        position, or none: the spawn).
+        position, or none: the spawn).  False if it is not active here
+        (being handed over, or leaving already).
         """
-        await self.handoff.leave(entity.id, before=self._save_where)
+        return await self.handoff.leave(entity.id, before=self._save_where)
 
     async def _save_where(self, entity: Entity) -> None:
         try:
@@ -539,7 +553,7 @@ class ZoneService(GameService):
         (L{mmo.game.gateways}).
         """
         return [
-            Caller(e.session, e.gateway or "", "", e.name, character_id=e.id)
+            caller_of(e)
             for e in self.simulation.reals.values()
             if e.kind == PLAYER and e.session is not None
         ]
@@ -551,7 +565,9 @@ class ZoneService(GameService):
         for a resume keeps its entity; its gateway died, see
         L{held_sessions}), so its entity leaves the world, saved where it
         was.  A later session of the same character that took the entity
-        over (C{zone.enter}) keeps it.
+        over (C{zone.enter}) keeps it.  An entity not active here when its
+        session ends (being handed over, still entering, not here yet, or
+        not restored yet) leaves once it settles here (L{ends}).
         """
         entity_id = caller.character_id
         if entity_id is None:
@@ -560,10 +576,9 @@ class ZoneService(GameService):
             if event in ("moved", "ended"):
                 self.takeover.relay_event(caller, event)
             return
-        entity = self.simulation.get(entity_id)
-        if entity is None or entity.session != caller.session:
+        if event == "ended":
+            await self.ends.ended(caller)
             return
-        if event == "moved":
+        entity = self.simulation.get(entity_id)
+        if event == "moved" and entity is not None and entity.session == caller.session:
             entity.gateway = caller.gateway
-        elif event == "ended":
-            await self._leave(entity)

@@ -104,3 +104,4 @@ class Arrivals:
         self._status[entity_id] = ACTIVE
         for seq, payload in hold.buffer:
             self._apply(entity_id, seq, payload)
+        self._settled(entity_id)

@@ -90,6 +90,7 @@ class Departures:
         self.zone.thaw(out.entity_id)
         for seq, payload in out.buffer:
             self._apply(out.entity_id, seq, payload)
+        self._settled(out.entity_id)
 
     def _fence_failed(self, failure, out: _Outgoing) -> None:
         if self._stopped or self._offers.get(out.entity_id) is not out:

@@ -129,6 +129,7 @@ class InputGate:
                 self._add_real(Entity.from_dict(stored.data), ACTIVE, None)
                 for seq, payload in inputs:
                     self._apply(entity_id, seq, payload)
+                self._settled(entity_id)
             else:
                 forwarding = _Forwarding(stored.owner, None)
                 forwarding.timer = self._later(

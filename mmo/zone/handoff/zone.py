@@ -71,6 +71,11 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         owns it now, its version there, and the C{ghost_tick} of that
         zone's L{Accept} (or C{None}): for
         L{mmo.zone.ghosts.GhostTable.handed_over}.
+    @param on_settled: Called with an entity id whenever a real becomes
+        active here (it entered, was restored or adopted, arrived, or its
+        handoff was undone): what the zone put off while it was not
+        active (a session that ended meanwhile) it may do now, and the
+        entity may leave from this call.
     """
 
     def __init__(
@@ -91,6 +96,7 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         new_transfer_id: Callable[[], str] | None = None,
         on_real_added: Callable[[str], None] | None = None,
         on_handed_over: Callable[[Entity, str, int, int | None], None] | None = None,
+        on_settled: Callable[[str], None] | None = None,
     ):
         self.name = name
         self.store = store
@@ -107,6 +113,7 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         self.new_transfer_id = new_transfer_id or (lambda: uuid.uuid4().hex)
         self.on_real_added = on_real_added
         self.on_handed_over = on_handed_over
+        self.on_settled = on_settled
         #: The state of each real: ACTIVE, HOLDING, OFFERING or LEAVING.
         self._status: dict[str, str] = {}
         #: The transfer that brought each real here, if one did.
@@ -145,6 +152,8 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
             early, self._early = self._early, []
             for sender, message in early:
                 self.receive(sender, message)
+            for entity in entities:
+                self._settled(entity.id)
             return entities
 
         return restore_zone(self.store, self.name).addCallback(restored)
@@ -176,6 +185,7 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
             self._forget_forwarding(entity.id)
             # New in the world: its client has nothing in view.
             self._add_real(entity, ACTIVE, [])
+            self._settled(entity.id)
             return True
 
         return d.addCallback(written)
@@ -207,7 +217,7 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
                 self._arrived.pop(entity_id, None)
             return result
 
-        return d.addBoth(removed)
+        return d.addBoth(removed).addCallback(lambda _: True)
 
     # -- what the zone can see -------------------------------------------------------
 
@@ -326,6 +336,11 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         self._status[entity.id] = status
         if self.on_real_added is not None:
             self.on_real_added(entity.id)
+
+    def _settled(self, entity_id: str) -> None:
+        """The real became active here: tell the zone (L{on_settled})."""
+        if self.on_settled is not None and self._status.get(entity_id) == ACTIVE:
+            self.on_settled(entity_id)
 
     def _later(self, delay: float, function, *args):
         def run():
