@@ -32,6 +32,7 @@ from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
 from mmo.game.service import Caller, GameService, Reply, SessionChange
 from mmo.store import AlreadyExists, Character, NotFound, new_id
+from mmo.unavailable import log_failure
 from mmo.wire.codes import (
     BAD_NAME,
     BAD_REQUEST,
@@ -138,7 +139,7 @@ class _Outbox:
         results = await defer.DeferredList(started, consumeErrors=True)
         for ok, result in results:
             if not ok:
-                self.service.log.failure("lobby: a push or room event was not sent", result)
+                log_failure(result, self.service.log, "lobby: a push or room event was not sent")
 
 
 class LobbyService(GameService):

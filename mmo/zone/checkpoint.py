@@ -21,6 +21,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from mmo.store import IStore
+from mmo.unavailable import log_failure
 from mmo.zone.entity import Entity
 
 log = Logger()
@@ -122,7 +123,5 @@ class Checkpointer:
     def _tick(self) -> defer.Deferred:
         # An error must not stop the loop: log it, checkpoint again next time.
         d = self.checkpoint()
-        d.addErrback(
-            lambda failure: log.failure("zone {zone}: checkpoint failed", failure, zone=self.zone)
-        )
+        d.addErrback(log_failure, log, "zone {zone}: checkpoint failed", zone=self.zone)
         return d

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from mmo import rpc
 from mmo.game.messages import RelayedEvent, encode, zone_channel
 from mmo.game.service import Caller
+from mmo.unavailable import log_failure
 
 #: Ended sessions a zone remembers (a bounded set: a stale one never
 #: matches, since a newer session of a character has a new id).
@@ -112,7 +113,7 @@ class SessionEnds:
         )
         d = defer.ensureDeferred(self.leave(entity))
         d.addErrback(
-            lambda f: self.log.failure("zone {zone}: {id} leaving", f, zone=self.name, id=entity_id)
+            log_failure, self.log, "zone {zone}: {id} leaving", zone=self.name, id=entity_id
         )
 
     def handed_over(self, entity, owner: str) -> None:

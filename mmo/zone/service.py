@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from mmo.game import messages
 from mmo.game.messages import (
@@ -538,7 +539,9 @@ class ZoneService(GameService):
             data[WORLD_KEY] = {"x": entity.x, "y": entity.y, "attrs": entity.attrs}
             await self.store.update_character(entity.id, data)
         except Exception:
-            self.log.failure(
+            log_failure(
+                Failure(),
+                self.log,
                 "zone {zone}: saving where {id} left the world failed",
                 zone=self.name,
                 id=entity.id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mmo.game.messages import Accept, Done, Offer, Refuse
 from mmo.store import OwnershipConflict, StoredEntity
+from mmo.unavailable import log_failure
 from mmo.zone.entity import Entity
 from mmo.zone.handoff.base import ACTIVE, HOLDING, _Holding, client_view, log
 
@@ -79,9 +80,10 @@ class Arrivals:
         else:
             # The store is unreachable: say nothing; the old owner repeats
             # its offer or settles it through the store when it can.
-            log.failure(
-                "zone {zone}: cannot commit transfer {transfer}",
+            log_failure(
                 failure,
+                log,
+                "zone {zone}: cannot commit transfer {transfer}",
                 zone=self.name,
                 transfer=offer.transfer_id,
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mmo.game.messages import Accept, Done, Forward, Offer, Refuse, Switched, SwitchRoute
 from mmo.store import OwnershipConflict, StoredEntity
+from mmo.unavailable import log_failure
 from mmo.zone.handoff.base import ACTIVE, OFFERING, _Forwarding, _Outgoing, log
 
 
@@ -96,9 +97,10 @@ class Departures:
         if self._stopped or self._offers.get(out.entity_id) is not out:
             return
         if not failure.check(OwnershipConflict):
-            log.failure(
-                "zone {zone}: cannot settle transfer {transfer}; trying again",
+            log_failure(
                 failure,
+                log,
+                "zone {zone}: cannot settle transfer {transfer}; trying again",
                 zone=self.name,
                 transfer=out.transfer_id,
             )
