@@ -198,8 +198,7 @@ class LoadTests(unittest.TestCase):
         conf = config.load(
             write_config(
                 self,
-                GOOD
-                + '\n[bus]\nbackend = "redis"\n[processes.login]\nkind = "login"\n'
+                GOOD + '\n[bus]\nbackend = "redis"\n[processes.login]\nkind = "login"\n'
                 'client = "tcp:7100"\nwebsocket = "tcp:7440"\n',
             )
         )
