@@ -22,7 +22,7 @@ the key that points at it, so a misconfigured process fails at start.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -30,7 +30,7 @@ from OpenSSL import SSL, crypto
 from service_identity import VerificationError
 from service_identity.cryptography import verify_certificate_hostname
 from twisted.internet import ssl
-from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.interfaces import IHandshakeListener, IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -123,6 +123,52 @@ def client_facing_options(config: Config, process: ProcessSection) -> ssl.Certif
         certificate=chain[0],
         extraCertChain=chain[1:],
     )
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ClientFacingTLS:
+    """
+    The server side of a client-facing listener's TLS, with ALPN: of the
+    protocols a client offers, the first of C{protocols} it offers is
+    selected; when it offers none of them, none is selected and the
+    handshake goes on (a client that offers ALPN must not be refused).
+
+    Why not C{CertificateOptions(acceptableProtocols=...)}: Twisted installs
+    an ALPN select callback on every context it makes, with or without
+    acceptable protocols, and that callback answers an offer it shares
+    nothing with by returning C{b""}.  pyOpenSSL takes that as "selected an
+    empty protocol" and OpenSSL aborts the handshake with an
+    C{internal_error} alert; so every browser (which always offers ALPN) was
+    refused.  This replaces the callback, through pyOpenSSL's public API,
+    with one that answers C{NO_OVERLAPPING_PROTOCOLS}.
+
+    @ivar protocols: The protocols this listener speaks, most preferred first.
+    """
+
+    def __init__(self, options: ssl.CertificateOptions, protocols: Sequence[bytes]):
+        self.protocols = tuple(protocols)
+        # One context per listener: the callback below is the listener's own.
+        self.context = options.getContext()
+        self.context.set_alpn_select_callback(self._select)
+
+    def _select(self, connection: SSL.Connection, offered: list[bytes]):
+        for protocol in self.protocols:
+            if protocol in offered:
+                return protocol
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    def serverConnectionForTLS(self, tlsProtocol) -> SSL.Connection:
+        return SSL.Connection(self.context)
+
+
+def client_facing_tls(
+    config: Config, process: ProcessSection, protocols: Sequence[bytes]
+) -> ClientFacingTLS:
+    """
+    The server side of TLS for a client-facing listener of C{process} that
+    speaks C{protocols} (ALPN names, most preferred first).
+    """
+    return ClientFacingTLS(client_facing_options(config, process), protocols)
 
 
 def internal_server_options(config: Config, process: ProcessSection) -> ssl.CertificateOptions:

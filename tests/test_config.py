@@ -175,6 +175,35 @@ class LoadTests(unittest.TestCase):
             "needs a client listener",
         )
 
+    def test_keys_the_kind_does_not_use(self):
+        """A key that a process's kind has no use for fails the start, naming it."""
+        services = '\n[bus]\nbackend = "redis"\n[processes.%s]\nkind = "%s"\n%s\n'
+        for kind, key, value in (
+            ("lobby", "websocket", '"tcp:7441"'),
+            ("zone", "websocket", '"tcp:7441"'),
+            ("zone", "client", '"tcp:7001"'),
+            ("chat", "factory", '"my.Factory"'),
+            ("login", "realm", '"main"'),
+            ("gateway", "rpc", '"tcp:7101"'),
+        ):
+            name = f"{kind}-1"
+            self.assertConfigError(
+                GOOD + services % (name, kind, f"{key} = {value}"),
+                f"processes.{name}.{key}",
+                f"a {kind!r} process does not use it",
+            )
+
+    def test_login_websocket(self):
+        """A login process may have a WebSocket listener."""
+        conf = config.load(
+            write_config(
+                self,
+                GOOD + '\n[bus]\nbackend = "redis"\n[processes.login]\nkind = "login"\n'
+                'client = "tcp:7100"\nwebsocket = "tcp:7440"\n',
+            )
+        )
+        self.assertEqual(conf.processes["login"].websocket, "tcp:7440")
+
     def test_certificate_without_key(self):
         self.assertConfigError(
             GOOD + '\n[tls]\ncertificate = "chain.pem"\n', "tls.private_key", "together"

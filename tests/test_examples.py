@@ -2,14 +2,16 @@
 The examples work: the emote example's factory is loaded by name from its
 config and its message reaches the other players; the pickup example's zone
 service lays out its items, and a player picks one up within reach, for
-everyone to see.
+everyone to see; the README's Python client runs, again and again, against a
+real standalone server.
 """
 
 import importlib
 import os
+import re
 import sys
 
-from twisted.internet import task
+from twisted.internet import task, utils
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial import unittest
@@ -27,7 +29,46 @@ from tests import support
 from tests.support import GatewayInbox, fake_clock_bus_store, write_config, written_frames
 from tests.test_zone_service import WORLD, ZoneTicks, caller
 
-EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLES = os.path.join(ROOT, "examples")
+
+
+def readme_client_example() -> str:
+    """The README's Python block that talks to the server (the one that connects)."""
+    with open(os.path.join(ROOT, "README.md")) as f:
+        blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
+    [example] = [block for block in blocks if "connect(reactor" in block]
+    return example
+
+
+class ReadmeClientExampleTests(unittest.TestCase):
+    timeout = 120
+
+    async def test_runs_twice(self):
+        """
+        The README's client example, run twice against the same server,
+        registers, is admitted and walks both times (no C{name_taken}).
+        """
+        from tests.test_login_e2e import started
+        from tests.test_twistd import spawn, subprocess_env
+
+        conf = support.deployment(self, support.STANDALONE, extra=support.FAST_HASH)
+        child, _ = spawn(self, conf.file)
+        port = await started(child, "mmo")
+        example = readme_client_example()
+        self.assertEqual(example.count("7000"), 1)
+        # Where the README's server listens, here: its port, and the
+        # certificates beside the config, as in the source tree.
+        directory = os.path.dirname(os.path.abspath(conf.file))
+        path = os.path.join(directory, "readme_client.py")
+        with open(path, "w") as f:
+            f.write(example.replace("7000", str(port)))
+        for run in (1, 2):
+            out, err, code = await utils.getProcessOutputAndValue(
+                sys.executable, [path], env=subprocess_env(), path=directory
+            )
+            self.assertEqual(code, 0, (run, err))
+            self.assertIn(b"'name': 'Hero", out, run)
 
 
 class EmoteExampleTests(unittest.TestCase):

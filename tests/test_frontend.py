@@ -191,6 +191,9 @@ class HandshakeTests(GatewayTestCase):
                 "server": f"mmo/{mmo.__version__}",
                 "max_frame_size": 4096,
                 "idle_timeout": 60.0,
+                # No heartbeat on a plain client listener (a login server's).
+                "heartbeat_interval": None,
+                "heartbeat_timeout": None,
             },
         )
         self.assertEqual(protocol.state, OPEN)
@@ -387,6 +390,8 @@ class ExampleSessionTests(GatewayTestCase):
                     "server": f"mmo/{mmo.__version__}",
                     "max_frame_size": 65536,
                     "idle_timeout": 120.0,
+                    "heartbeat_interval": None,
+                    "heartbeat_timeout": None,
                     "t": "reply",
                     "id": 1,
                 }
@@ -956,6 +961,17 @@ class GatewayProtocolTests(GatewayTestCase):
         bus = MemoryBus(reactor=self.reactor)
         signer = TicketSigner(b"k" * 64, 60.0, self.reactor)
         self.factory = support.gateway(self.config, "mmo", bus, signer, clock=self.reactor)
+
+    def test_hello_heartbeat(self):
+        """A gateway's hello reply tells the [gateway] heartbeat interval and timeout."""
+        protocol = self.connect()
+        [reply] = self.request(protocol, {"t": "hello", "id": 1, "versions": [1]})
+        gateway = self.config.gateway
+        self.assertEqual(
+            (reply["heartbeat_interval"], reply["heartbeat_timeout"]),
+            (float(gateway.heartbeat_interval), float(gateway.heartbeat_timeout)),
+        )
+        self.assertIsInstance(reply["heartbeat_interval"], float)
 
     def test_push_before_admission(self):
         """Until a session exists, pushes are numbered per connection, as before."""

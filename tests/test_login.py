@@ -132,7 +132,10 @@ class LoginTests(LoginTestCase):
         await self.announce("gw-c", "east", 0)
         reply = await self.login.login("alice", PASSWORD, "10.0.0.1", "east")
         self.assertEqual(reply["realm"], "east")
-        self.assertEqual(reply["gateway"], {"name": "gw-c", "host": "gw-c.example", "port": 7000})
+        self.assertEqual(
+            reply["gateway"],
+            {"name": "gw-c", "host": "gw-c.example", "port": 7000, "websocket": None},
+        )
         # The realm first in the config is the default; its least-loaded gateway is chosen.
         reply = await self.login.login("alice", PASSWORD, "10.0.0.1")
         self.assertEqual(reply["realm"], "main")
@@ -158,6 +161,30 @@ class LoginTests(LoginTestCase):
             reply["gateway"],
             {"name": "gw-w", "host": "gw-w.example", "port": 7001, "websocket": 7443},
         )
+
+    async def test_gateways_of_the_realm(self):
+        """
+        C{gateways} lists every gateway of the realm that takes players,
+        least loaded (the chosen one) first; a draining one, another realm's
+        and a non-gateway are left out.
+        """
+        await self.announce("gw-b", "main", 3)
+        await self.announce("gw-d", "main", 3)
+        await self.announce("gw-e", "east", 0)
+        await self.announce("lobby", "main", 0, kind="lobby")
+        info = {"kind": "gateway", "realm": "main", "host": "gw-f.example", "port": 7000}
+        await self.bus.announce("gw-f", {**info, "load": 0, "draining": True}, 60)
+        await self.bus.announce("gw-w", {**info, "websocket": 7443, "load": 5}, 60)
+        reply = await self.login.login("alice", PASSWORD, "10.0.0.1", "main")
+        names = [gateway["name"] for gateway in reply["gateways"]]
+        # Loads 3, 3 (by name), 5, 10 (gw-a, announced by setUp).
+        self.assertEqual(names, ["gw-b", "gw-d", "gw-w", "gw-a"])
+        self.assertEqual(reply["gateways"][0], reply["gateway"])
+        self.assertEqual(
+            reply["gateways"][2],
+            {"name": "gw-w", "host": "gw-f.example", "port": 7000, "websocket": 7443},
+        )
+        self.assertEqual([g["websocket"] for g in reply["gateways"]], [None, None, 7443, None])
 
     async def test_unknown_realm_and_no_gateway(self):
         error = await self.failure_of(self.login.login("alice", PASSWORD, "10.0.0.1", "west"))

@@ -5,16 +5,22 @@ plaintext client; and the operator's own certificate chain.
 """
 
 import os
+import shutil
+import socket
+import ssl
+import subprocess
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
 from mmo import certs, tls
 from mmo.client import connect
 from mmo.config import ConfigError
+from mmo.frontend.factory import ClientFactory
 from mmo.frontend.listener import ClientListener
-from tests.support import STANDALONE, LogCapture, deployment, until
+from mmo.frontend.websocket import WebSocketListener
+from tests.support import STANDALONE, WEBSOCKET, LogCapture, deployment, until
 
 
 class ClientFacingTLSTests(unittest.TestCase):
@@ -76,6 +82,100 @@ class ClientFacingTLSTests(unittest.TestCase):
         yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", self.port), Plain())
         yield done
         yield until(lambda: self.logs.matching("TLS refused", "127.0.0.1", "wrong version number"))
+
+
+#: A WebSocket opening handshake, as a browser sends it after TLS.
+UPGRADE = (
+    b"GET /play HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"Sec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+def alpn_handshake(port: int, ca: str, offered: list[str], send: bytes = b"") -> tuple:
+    """
+    In a thread: a TLS handshake with Python's C{ssl} offering C{offered}
+    over ALPN, as browsers and curl do; the protocol selected and the first
+    bytes answered to C{send}, if given.
+    """
+    context = ssl.create_default_context(cafile=ca)
+    context.set_alpn_protocols(offered)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as conn:
+            answer = b""
+            if send:
+                conn.sendall(send)
+                answer = conn.recv(12)
+            return conn.selected_alpn_protocol(), answer
+
+
+class ALPNTests(unittest.TestCase):
+    """
+    A client that offers ALPN is never refused: the TCP listener selects
+    C{mmo} when it is offered (else nothing), the WebSocket listener
+    C{http/1.1}, and the WebSocket upgrade follows.
+    """
+
+    def setUp(self):
+        self.config = deployment(self, STANDALONE + WEBSOCKET)
+        process = self.config.processes["mmo"]
+        self.ca = tls.ca_path(self.config.deployment.tls_dir)
+        factory = ClientFactory(self.config, process, reactor)
+        self.tcp = ClientListener(self.config, process, reactor=reactor, factory=factory)
+        self.wss = WebSocketListener(self.config, process, factory, reactor=reactor)
+        for listener in (self.tcp, self.wss):
+            listener.startService()
+            self.addCleanup(listener.stopService)
+
+    def offer(self, listener, offered, send=b""):
+        port = listener.port.getHost().port
+        return threads.deferToThread(alpn_handshake, port, self.ca, offered, send)
+
+    @defer.inlineCallbacks
+    def test_websocket_selects_http11(self):
+        for offered in (["http/1.1"], ["h2", "http/1.1"]):
+            selected, answer = yield self.offer(self.wss, offered, UPGRADE)
+            self.assertEqual((selected, answer), ("http/1.1", b"HTTP/1.1 101"), offered)
+
+    @defer.inlineCallbacks
+    def test_websocket_without_http11(self):
+        """An offer of only C{h2}: nothing selected, the handshake goes on."""
+        selected, answer = yield self.offer(self.wss, ["h2"], UPGRADE)
+        self.assertEqual((selected, answer), (None, b"HTTP/1.1 101"))
+
+    @defer.inlineCallbacks
+    def test_tcp_selects_mmo(self):
+        for offered, expected in (
+            (["mmo"], "mmo"),
+            (["h2", "mmo"], "mmo"),
+            (["http/1.1"], None),
+            (["h2", "http/1.1"], None),
+        ):
+            selected, _ = yield self.offer(self.tcp, offered)
+            self.assertEqual(selected, expected, offered)
+
+    @defer.inlineCallbacks
+    def test_openssl_s_client(self):
+        """C{openssl s_client -alpn} on both listeners."""
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            raise unittest.SkipTest("openssl is not installed")
+        for listener, offered, expected in (
+            (self.wss, "h2,http/1.1", b"ALPN protocol: http/1.1"),
+            (self.tcp, "http/1.1", b"No ALPN negotiated"),
+            (self.tcp, "mmo", b"ALPN protocol: mmo"),
+        ):
+            port = listener.port.getHost().port
+            command = [openssl, "s_client", "-connect", f"127.0.0.1:{port}"]
+            command += ["-servername", "localhost", "-CAfile", self.ca, "-alpn", offered]
+            done = yield threads.deferToThread(
+                subprocess.run, command, stdin=subprocess.DEVNULL, capture_output=True, timeout=20
+            )
+            out, err = done.stdout, done.stderr
+            # Its exit code is that of the read after the handshake (the
+            # server may reset a connection that sent nothing): not asserted.
+            self.assertIn(expected, out, (offered, out, err))
+            self.assertIn(b"Verify return code: 0 (ok)", out)
 
 
 class OperatorCertificateTests(unittest.TestCase):

@@ -161,6 +161,8 @@ class Browser:
         self.loop = BrowserLoop.of(testcase)
         self.uri = f"wss://{host}:{port}/play"
         self.context = ssl.create_default_context(cafile=ca)
+        # Every browser offers ALPN.
+        self.context.set_alpn_protocols(["http/1.1"])
         self.server_hostname = server_hostname
         self.origin = origin
         self.ws = None

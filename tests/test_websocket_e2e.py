@@ -10,7 +10,16 @@ from twisted.trial import unittest
 
 from mmo import tls
 from mmo.client import connect
-from tests.support import FAST_HASH, PASSWORD, STANDALONE, WEBSOCKET, deployment, until
+from tests.redis import redis_config_text, start_redis
+from tests.support import (
+    FAST_HASH,
+    PASSWORD,
+    STANDALONE,
+    WEBSOCKET,
+    deployment,
+    process_tables,
+    until,
+)
 from tests.test_login_e2e import started
 from tests.test_twistd import spawn
 from tests.test_websocket import Browser
@@ -64,3 +73,53 @@ class BrowserTests(unittest.TestCase):
         self.assertEqual(len(said), 1)
         self.assertEqual(said[0]["from"], "Surfer")
         await host.close()
+
+
+class ClusterBrowserTests(unittest.TestCase):
+    """
+    A browser in a cluster: it logs in on the login process's secure
+    WebSocket listener, is sent to a gateway's WebSocket port, and is
+    admitted there; each hello tells the heartbeat it must answer.
+    """
+
+    timeout = 120
+
+    async def test_browser_logs_in_on_login_and_plays_on_a_gateway(self):
+        server = start_redis(self)
+        tables = process_tables(("login", "login", ["websocket"]), ("gw", "gateway", ["websocket"]))
+        config = deployment(
+            self,
+            tables,
+            extra=FAST_HASH + redis_config_text(server) + '[bus]\nbackend = "redis"\n',
+        )
+        ca = tls.ca_path(config.deployment.tls_dir)
+        login, _ = spawn(self, config.file, "mmo-login")
+        gateway, _ = spawn(self, config.file, "mmo-gateway")
+        login_wss = await login.whenLogged(r"login: browsers on secure WebSocket [\d.]+:(\d+)")
+        gateway_wss = await gateway.whenLogged(r"gw: browsers on secure WebSocket [\d.]+:(\d+)")
+        await started(login, "login")
+        await started(gateway, "gw")
+
+        browser = await Browser(
+            self, int(login_wss.group(1)), ca, server_hostname="localhost"
+        ).connect()
+        hello = await browser.request({"t": "hello", "id": 1, "versions": [1]})
+        self.assertEqual((hello["heartbeat_interval"], hello["heartbeat_timeout"]), (None, None))
+        await browser.request({"t": "register", "id": 2, "name": "Surfer", "password": PASSWORD})
+        reply = await browser.request(
+            {"t": "login", "id": 3, "name": "surfer", "password": PASSWORD}
+        )
+        self.assertEqual(reply["t"], "reply", reply)
+        port = int(gateway_wss.group(1))
+        self.assertEqual((reply["gateway"]["name"], reply["gateway"]["websocket"]), ("gw", port))
+        self.assertEqual(reply["gateways"], [reply["gateway"]])
+        await browser.close()
+
+        player = await Browser(self, port, ca, server_hostname="localhost").connect()
+        hello = await player.request({"t": "hello", "id": 1, "versions": [1]})
+        self.assertEqual(
+            (hello["heartbeat_interval"], hello["heartbeat_timeout"]),
+            (config.gateway.heartbeat_interval, config.gateway.heartbeat_timeout),
+        )
+        admitted = await player.request({"t": "auth", "id": 2, "ticket": reply["ticket"]})
+        self.assertEqual((admitted["t"], admitted["name"]), ("reply", "Surfer"))

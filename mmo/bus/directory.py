@@ -1,6 +1,7 @@
 """
 The service directory, seen from one process: L{DirectoryService} keeps the
-process's entry alive with a heartbeat, L{least_loaded} picks among entries.
+process's entry alive with a heartbeat, L{ranked} orders entries by load and
+L{least_loaded} picks the first.
 
 An entry is the process's name and a dict of what others need to reach and
 choose it (see C{docs/bus.md}): C{kind}, C{realm}, C{addresses} or
@@ -186,21 +187,21 @@ class DirectoryService(Service):
         return d
 
 
-def least_loaded(services: dict, kind: str | None, realm: str | None = None):
+def ranked(services: dict, kinds: tuple[str, ...] | None, realm: str | None = None) -> list:
     """
-    The entry of C{services} (name -> info, from L{IBus.services}) of
-    C{kind} (any if C{None}) and C{realm} (any if C{None}) with the lowest
-    C{info["load"]}; equal loads go to the smallest name, so every caller
-    picks the same one.  Entries that are C{draining} or whose load is not a
-    number are never picked; a missing load counts as 0.
+    The entries of C{services} (name -> info, from L{IBus.services}) of one
+    of C{kinds} (any if C{None}) and of C{realm} (any if C{None}) that may be
+    given work, lowest C{info["load"]} first; equal loads go by name, so
+    every caller ranks them alike.  Entries that are C{draining} or whose
+    load is not a number are left out; a missing load counts as 0.
 
-    @return: C{(name, info)}, or C{None} if nothing fits.
+    @return: C{[(name, info), ...]}.
     """
-    best = None
+    found = []
     for name, info in services.items():
         if not isinstance(info, dict):
             continue
-        if kind is not None and info.get("kind") != kind:
+        if kinds is not None and info.get("kind") not in kinds:
             continue
         if realm is not None and info.get("realm") != realm:
             continue
@@ -209,6 +210,17 @@ def least_loaded(services: dict, kind: str | None, realm: str | None = None):
         load = info.get("load", 0)
         if isinstance(load, bool) or not isinstance(load, Real):
             continue
-        if best is None or (load, name) < best[0]:
-            best = ((load, name), name, info)
-    return None if best is None else (best[1], best[2])
+        found.append(((load, name), name, info))
+    found.sort(key=lambda entry: entry[0])
+    return [(name, info) for _, name, info in found]
+
+
+def least_loaded(services: dict, kind: str | None, realm: str | None = None):
+    """
+    The first entry L{ranked} gives for C{kind} (any if C{None}) and
+    C{realm}: the least-loaded one that may be given work.
+
+    @return: C{(name, info)}, or C{None} if nothing fits.
+    """
+    found = ranked(services, None if kind is None else (kind,), realm)
+    return found[0] if found else None

@@ -21,6 +21,22 @@ RESERVED_NAMES = ("admin",)
 #: Process kinds and the plugins that run them.
 PROCESS_KINDS = ("mmo", "login", "gateway", "lobby", "chat", "zone", "manager")
 
+#: Keys every process table may hold.
+COMMON_KEYS = frozenset({"kind", "hosts"})
+
+#: The other keys each kind uses: any other key in its table is refused at
+#: start, like an unknown key (a listener the process would never open must
+#: not look configured).
+KIND_KEYS = {
+    "mmo": frozenset({"client", "websocket", "rpc", "realm", "public", "factory"}),
+    "login": frozenset({"client", "websocket", "public", "factory"}),
+    "gateway": frozenset({"client", "websocket", "realm", "public", "factory"}),
+    "lobby": frozenset({"rpc", "realm"}),
+    "chat": frozenset({"rpc", "realm"}),
+    "zone": frozenset({"rpc", "realm"}),
+    "manager": frozenset({"rpc", "runs", "redis_server"}),
+}
+
 
 def check_process_name(name: str) -> str | None:
     """A process name, or why not."""
@@ -77,11 +93,22 @@ class ProcessSection(Section):
         ),
     }
 
+    def __init__(self, data, path=(), ctx=None, name=None):
+        # The keys the file sets, for the kind's check: a key set to its
+        # default is as wrong under a kind that has no use for it.
+        self.given = frozenset(data) if isinstance(data, dict) else frozenset()
+        super().__init__(data, path, ctx, name)
+
     def check(self):
-        if self.kind != "manager":
-            for key, unset in (("runs", not self.runs), ("redis_server", not self.redis_server)):
-                if not unset:
-                    raise self.error(key, f"only a manager has it, not a {self.kind!r} process")
+        used = COMMON_KEYS | KIND_KEYS[self.kind]
+        for key in sorted(self.given - used):
+            owners = [kind for kind, keys in KIND_KEYS.items() if key in keys]
+            only = " (only a manager has it)" if owners == ["manager"] else ""
+            raise self.error(
+                key,
+                f"a {self.kind!r} process does not use it{only}; "
+                f"its keys: {', '.join(sorted(used))}",
+            )
         if self.kind in ("mmo", "gateway", "login") and not self.client:
             raise self.error("client", f"a {self.kind!r} process needs a client listener")
         if self.public and check_host_port(self.public):

@@ -48,12 +48,15 @@ class TLSListener(service.Service):
     limits of C{clients} (the client factory's L{AddressLimits}) before TLS.
 
     @cvar what: How the log line names what listens ("clients on TLS").
+    @cvar alpn: The ALPN protocol names it selects, most preferred first
+        (a client that offers none of them gets none, and is not refused).
     @ivar port: The listening port while running.
     """
 
     log = Logger()
     port = None
     what = "TLS"
+    alpn: tuple[bytes, ...] = ()
 
     def __init__(
         self, config: Config, process: ProcessSection, key: str, wrapped, clients, reactor
@@ -64,9 +67,9 @@ class TLSListener(service.Service):
         self.description = getattr(process, key)
         if not self.description:
             raise ConfigError("no listener is configured", self.key, config.file)
-        options = tls.client_facing_options(config, process)
+        server = tls.client_facing_tls(config, process, self.alpn)
         self.endpoint = endpoints.serverFromString(reactor, self.description)
-        self.tlsFactory = LimitedTLSFactory(options, False, wrapped, clients.addresses)
+        self.tlsFactory = LimitedTLSFactory(server, False, wrapped, clients.addresses)
 
     def privilegedStartService(self):
         # Listen before dropping privileges, and fail the start if we cannot.
@@ -116,6 +119,7 @@ class ClientListener(TLSListener):
     """
 
     what = "clients on TLS"
+    alpn = (b"mmo",)
 
     def __init__(self, config: Config, process: ProcessSection, reactor=None, factory=None):
         if reactor is None:

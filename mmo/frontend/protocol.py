@@ -372,12 +372,23 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
             client=client if isinstance(client, str) else "unnamed",
         )
         wire = self.factory.wire
+        interval, timeout = self.heartbeat_settings()
         return {
             "version": self.version,
             "server": f"mmo/{mmo.__version__}",
             "max_frame_size": wire.max_frame_size,
             "idle_timeout": wire.idle_timeout,
+            "heartbeat_interval": interval,
+            "heartbeat_timeout": timeout,
         }
+
+    def heartbeat_settings(self) -> tuple[float | None, float | None]:
+        """
+        The server heartbeat's interval and timeout on this connection, in
+        seconds, which the hello reply tells the client; C{(None, None)}
+        where sessions have no heartbeat (a login server's).
+        """
+        return None, None
 
     def message_ping(self, message: dict) -> dict:
         """Liveness and round-trip time: answers with the server's clock."""

@@ -496,6 +496,7 @@ class WebSocketListener(TLSListener):
     """
 
     what = "browsers on secure WebSocket"
+    alpn = (b"http/1.1",)
 
     def __init__(
         self,

@@ -147,6 +147,10 @@ class GatewayProtocol(ClientProtocol):
         self.stopHeartbeat()
         self._beatAt(self.last_heard + self.factory.config.gateway.heartbeat_interval)
 
+    def heartbeat_settings(self) -> tuple[float, float]:
+        settings = self.factory.config.gateway
+        return float(settings.heartbeat_interval), float(settings.heartbeat_timeout)
+
     def stopHeartbeat(self) -> None:
         if self._heartbeat is not None and self._heartbeat.active():
             self._heartbeat.cancel()

@@ -9,7 +9,7 @@ import re
 
 from twisted.logger import Logger
 
-from mmo.bus.directory import least_loaded
+from mmo.bus.directory import ranked
 from mmo.game import messages
 from mmo.game.messages import AccountSession, revoked_key
 from mmo.login.throttle import Locked, Throttle
@@ -34,6 +34,9 @@ NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 #: Directory kinds that admit players.
 GATEWAY_KINDS = ("gateway", "mmo")
+
+#: Gateways a login reply lists at most: enough to resume on, a bounded reply.
+MAX_GATEWAYS = 16
 
 
 class LoginService:
@@ -147,7 +150,7 @@ class LoginService:
         if realm not in realms:
             raise WireError(UNKNOWN_REALM, f"no realm {realm!r}; realms: {', '.join(realms)}")
         account = await self.authenticate(name, password, address)
-        gateway = await self.gateway(realm)
+        gateways = await self.gateways(realm)
         token, ticket = self.signer.issue(account.id, account.name, realm)
         self.log.info("{name} logged in from {address}", name=account.name, address=address)
         return {
@@ -156,30 +159,30 @@ class LoginService:
             "realm": realm,
             "ticket": token,
             "expires": ticket.expires,
-            "gateway": gateway,
+            "gateway": gateways[0],
+            "gateways": gateways,
         }
 
-    async def gateway(self, realm: str) -> dict:
+    async def gateways(self, realm: str) -> list[dict]:
         """
-        The least-loaded live gateway of C{realm}: its name, host and port
-        (and WebSocket port, if it serves browsers).
+        The live gateways of C{realm} that take players, least loaded first
+        (the one to connect to, then those to resume on if it fails): each
+        its name, host, port and WebSocket port (C{None} if it serves no
+        browsers).  At most C{MAX_GATEWAYS}.
         """
         services = await self.bus.services()
-        candidates = {
-            name: info
-            for name, info in services.items()
-            if info.get("kind") in GATEWAY_KINDS
-            and info.get("realm") == realm
-            and not info.get("draining")
-        }
-        found = least_loaded(candidates, None)
-        if found is None:
+        found = ranked(services, GATEWAY_KINDS, realm)
+        if not found:
             raise WireError(NO_GATEWAY, f"no gateway of realm {realm!r} is up; try again soon")
-        name, info = found
-        gateway = {"name": name, "host": info["host"], "port": info["port"]}
-        if info.get("websocket"):
-            gateway["websocket"] = info["websocket"]
-        return gateway
+        return [
+            {
+                "name": name,
+                "host": info["host"],
+                "port": info["port"],
+                "websocket": info.get("websocket") or None,
+            }
+            for name, info in found[:MAX_GATEWAYS]
+        ]
 
     async def realms(self) -> list[dict]:
         """Every realm with its load: players connected and gateways up."""

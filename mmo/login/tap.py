@@ -10,6 +10,7 @@ from __future__ import annotations
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
 from mmo.frontend.listener import ClientListener, directory_info, factory_class
+from mmo.frontend.websocket import WebSocketListener
 from mmo.login.passwords import PasswordHasher
 from mmo.login.protocol import LoginFactory
 from mmo.login.service import LoginService
@@ -48,10 +49,15 @@ def makeService(options: Options, reactor=None) -> ProcessService:
         )
         listener = ClientListener(config, process, reactor=reactor, factory=factory)
         listener.setServiceParent(top)
+        # Browsers log in over secure WebSocket, on the same factory.
+        browsers = None
+        if process.websocket:
+            browsers = WebSocketListener(config, process, factory, reactor=reactor)
+            browsers.setServiceParent(top)
         DirectoryService(
             login.bus,
             process.name,
-            lambda: directory_info(process, listener),
+            lambda: directory_info(process, listener, websocket=browsers),
             config.bus.heartbeat_interval,
             config.bus.heartbeat_timeout,
             reactor=reactor,
