@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 
-import { Connection, ConnectionClosed, login, register, ServerError, Session, type SessionState } from "../src/index.js";
+import { Connection, ConnectionClosed, gatewayUrl, login, register, ServerError, Session, type SessionState } from "../src/index.js";
 import { missing, PASSWORD, standalone, until, type Standalone } from "./server.js";
 
 const skip = missing();
@@ -30,7 +30,7 @@ describe("against a standalone server", { skip: skip ?? false }, () => {
   async function player(name: string, options = {}): Promise<Session> {
     await register(server.url, name, PASSWORD, { ca: server.ca });
     const ticket = await login(server.url, name, PASSWORD, { ca: server.ca });
-    const session = await Session.open(ticket, { ca: server.ca, url: server.url, ...options });
+    const session = await Session.open(ticket, { ca: server.ca, ...options });
     open.push(session);
     return session;
   }
@@ -49,6 +49,7 @@ describe("against a standalone server", { skip: skip ?? false }, () => {
     assert.equal(ticket.account, account.account);
     assert.equal(typeof ticket.ticket, "string");
     assert.equal(ticket.gateway.name, "mmo");
+    assert.equal(gatewayUrl(ticket.gateway), server.url);
   });
 
   it("handshakes, matches replies to requests by id, and types errors", async () => {
