@@ -125,6 +125,7 @@ export class Session {
    * ConnectionClosed: it may or may not have been handled.
    */
   request<K extends string>(kind: K, fields?: RequestFields<K>): Promise<ReplyOf<K>> {
+    if (this.closedWith) return Promise.reject(this.closedWith);
     if (this.state !== "resuming") return this.connection.request(kind, fields).then((r) => this.noted(kind, r));
     return new Promise<ReplyOf<K>>((resolve, reject) => {
       this.wait({
@@ -136,6 +137,7 @@ export class Session {
 
   /** Send `kind` without an id (no reply); while resuming, sent once resumed. */
   send<K extends string>(kind: K, fields?: RequestFields<K>): void {
+    if (this.closedWith) throw this.closedWith;
     if (this.state !== "resuming") {
       this.connection.send(kind, fields);
       return;

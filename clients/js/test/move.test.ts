@@ -139,4 +139,43 @@ hosts = ["localhost", "127.0.0.1"]
       await target.close();
     }
   });
+
+  it("resumes on another gateway of the ticket when its own is gone", async () => {
+    const identity = { account: "a2", name: "Bea", realm: "main", session: "s2" };
+    const first = await new ScriptedGateway(certificate, (message, reply, ws) => {
+      if (message.t === "auth") {
+        reply({ ...identity, resume: "token-1" });
+        ws.send(push(1, "one"));
+      }
+    }).listen();
+    const second = await new ScriptedGateway(certificate, (message, reply, ws) => {
+      if (message.t === "resume") {
+        reply({ ...identity, resume: "token-2", seq: 2, replayed: 1 });
+        ws.send(push(2, "two"));
+      }
+    }).listen();
+    try {
+      const gateway = (name: string, port: number) => ({ name, host: "localhost", port: 1, websocket: port });
+      const ticket = {
+        account: "a2", name: "Bea", realm: "main", ticket: "t", expires: 0,
+        gateway: gateway("gateway-1", first.port),
+        gateways: [gateway("gateway-1", first.port), gateway("gateway-2", second.port)],
+      };
+      const session = await Session.open(ticket, { ca: deployment.ca, reconnect: { initialDelay: 0.05 } });
+      const heard: string[] = [];
+      session.on("chat.message", (m) => heard.push(m.text));
+      await until(() => heard.length === 1, "the first push");
+      // The first gateway dies: its connections drop and it listens no more.
+      await first.close();
+      await until(() => session.state === "resumed", "the resume");
+      assert.equal(session.url, `wss://localhost:${second.port}/`);
+      await until(() => heard.length === 2, "the missed push");
+      assert.deepEqual(heard, ["one", "two"]);
+      const resume = second.received.find((m) => m.t === "resume");
+      assert.deepEqual({ token: resume?.token, last_seq: resume?.last_seq }, { token: "token-1", last_seq: 1 });
+      await session.close();
+    } finally {
+      await second.close();
+    }
+  });
 });

@@ -6,9 +6,12 @@
  */
 
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 
 import { Connection, ConnectionClosed, gatewayUrl, login, register, ServerError, Session, type SessionState } from "../src/index.js";
+import WebSocket from "ws";
+
 import { missing, PASSWORD, standalone, until, type Standalone } from "./server.js";
 
 const skip = missing();
@@ -177,6 +180,26 @@ describe("against a standalone server", { skip: skip ?? false }, () => {
     leaver.onState((state, reason) => states.push(`${state}:${reason?.code}`));
     await leaver.close();
     assert.deepEqual(states, ["closed:closed"]);
-    await assert.rejects(leaver.request("ping"), ConnectionClosed);
+    await assert.rejects(leaver.request("ping"), { name: "ConnectionClosed", code: "closed" });
+  });
+
+  it("works from the browser bundle, with the WebSocket class given", async (t) => {
+    const bundle = new URL("../mmo-client.browser.js", import.meta.url);
+    if (!existsSync(bundle)) {
+      t.skip("no dist/mmo-client.browser.js: npm run bundle");
+      return;
+    }
+    const sdk = (await import(bundle.href)) as typeof import("../src/index.js");
+    const connection = await sdk.Connection.open(server.url, { ca: server.ca, WebSocket: WebSocket as never });
+    try {
+      assert.equal(connection.welcome.version, 1);
+      await assert.rejects(connection.request("login", { name: "nobody", password: PASSWORD }), (e: unknown) => {
+        assert.ok(e instanceof sdk.ServerError);
+        assert.equal((e as ServerError).code, "login_failed");
+        return true;
+      });
+    } finally {
+      await connection.close();
+    }
   });
 });
