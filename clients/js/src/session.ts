@@ -267,7 +267,10 @@ export class Session {
       return "ended";
     }
     this.connection = connection;
-    if (!this.urls.includes(url)) this.urls.unshift(url);
+    // The next drop tries this gateway first.
+    const known = this.urls.indexOf(url);
+    if (known >= 0) this.urls.splice(known, 1);
+    this.urls.unshift(url);
     this.setState("resumed");
     const waiting = [...this.waiting];
     this.waiting.clear();
