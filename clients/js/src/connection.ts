@@ -92,11 +92,18 @@ export class Connection {
       };
       socket.onmessage = (event) => this.received(event.data);
       socket.onopen = () => {
-        this.request("hello", { versions: VERSIONS, client: clientName }).then((welcome) => {
-          this.welcome = welcome as HelloReply;
-          this.startKeepAlive();
-          resolve();
-        }, reject);
+        this.request("hello", { versions: VERSIONS, client: clientName }).then(
+          (welcome) => {
+            this.welcome = welcome as HelloReply;
+            this.startKeepAlive();
+            resolve();
+          },
+          (error) => {
+            // A refused hello (unsupported_version): nothing more to say on this connection.
+            this.abort();
+            reject(error);
+          },
+        );
       };
     });
   }

@@ -96,6 +96,12 @@ describe("in a cluster", { skip: skipReason() }, () => {
         : `rpc = "tcp:${await freePort()}:interface=127.0.0.1"`;
       tables.push(`[processes.${name}]\nkind = "${kind}"\n${listeners}\nhosts = ["localhost", "127.0.0.1"]\n`);
     }
+    // The settings and the two-zone world of the Python cluster tests (tests/world_walk.py).
+    const settings = await run(
+      "python",
+      ["-c", "from tests.test_cluster import SETTINGS; from tests.world_walk import CLUSTER_WORLD; print(SETTINGS + CLUSTER_WORLD)"],
+      ROOT,
+    );
     deployment = new Deployment(`
 [redis]
 port = ${await freePort()}
@@ -107,35 +113,7 @@ restart_delay = 0.2
 stop_timeout = 5.0
 drain_timeout = 20.0
 
-[login]
-argon2_memory_kib = 1024
-argon2_time_cost = 1
-
-[store]
-backend = "redis"
-
-[bus]
-backend = "redis"
-heartbeat_interval = 0.5
-heartbeat_timeout = 2.0
-
-[gateway]
-resume_window = 10.0
-
-[world]
-width = 200.0
-height = 100.0
-columns = 2
-rows = 1
-tick_rate = 20.0
-aoi_radius = 20.0
-ghost_margin = 25.0
-hysteresis = 2.0
-max_speed = 8.0
-npcs = 0
-spawn = [92.0, 50.0]
-zones = ["zone-1", "zone-2"]
-
+${settings}
 ${tables.join("\n")}`);
     manager = deployment.spawn("mmo-manager", "--process", "manager");
     for (const [name, kind] of PROCESSES) {
