@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_CONFIG ?= conf/cluster.toml
 CLUSTER_CERTS ?= var/cluster/certs
 
-.PHONY: run cluster test certs lint clean venv bench
+.PHONY: run cluster test certs lint clean venv bench js
 
 venv: $(STAMP)
 
@@ -54,6 +54,12 @@ cluster: $(STAMP) $(CLUSTER_CERTS)/redis.password
 test: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/trial $(TRIAL_ARGS)
 
+# The TypeScript client SDK (clients/js): its packages from the lock file,
+# the compiled package and the browser bundle (dist/mmo-client.browser.js).
+js:
+	cd clients/js && npm ci --no-audit --no-fund && npm run build && npm run bundle
+	sha256sum clients/js/package-lock.json | cut -d' ' -f1 > clients/js/node_modules/.mmo-lock.sha256
+
 # Every benchmark (bench/run.py, a few minutes): writes docs/benchmarks.md,
 # its plots and figures in docs/benchmarks/.
 bench: $(STAMP)
@@ -65,6 +71,6 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check mmo twisted tests bench examples
 
 clean:
-	rm -rf $(VENV) build *.egg-info _trial_temp* .hypothesis .ruff_cache
+	rm -rf $(VENV) build *.egg-info _trial_temp* .hypothesis .ruff_cache clients/js/dist
 	find . -name __pycache__ -prune -exec rm -rf {} +
 	rm -f twisted/plugins/dropin.cache
