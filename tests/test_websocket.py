@@ -80,6 +80,10 @@ websocket_max_message = {LIMIT}
 [login]
 argon2_memory_kib = 64
 argon2_time_cost = 1
+
+# The port's pages are tested in tests/test_web.py; here it is only WebSocket.
+[web]
+demo = false
 """
 
 

@@ -23,6 +23,7 @@ One module per area; every name below is importable from C{mmo.config}:
   - L{mmo.config.backends}: C{[store]}, C{[redis]}, C{[bus]}.
   - L{mmo.config.login}, L{mmo.config.gateway}, L{mmo.config.lobby},
     L{mmo.config.chat}, L{mmo.config.manager}: the section of each service.
+  - L{mmo.config.web}: C{[web]}, the browser demo on the WebSocket port.
   - L{mmo.config.processes}: C{[processes.NAME]} and C{[realms.NAME]}.
   - L{mmo.config.world}: C{[world]}, checked on the region grid of
     L{mmo.config.world_geometry}, which the zones' map is built on too.
@@ -68,6 +69,7 @@ from mmo.config.schema import (
     check_host,
     check_host_port,
 )
+from mmo.config.web import WebSection
 from mmo.config.world import REGION_NAME, Point, RegionSection, WorldSection
 
 __all__ = [
@@ -107,6 +109,7 @@ __all__ = [
     "TLSSection",
     "Table",
     "Tables",
+    "WebSection",
     "WireSection",
     "WorldSection",
     "check_host",

@@ -20,6 +20,7 @@ from mmo.config.login import LoginSection
 from mmo.config.manager import ManagerSection
 from mmo.config.processes import PROCESS_NAME, RESERVED_NAMES, ProcessSection, RealmSection
 from mmo.config.schema import ConfigError, Context, Section, Table, Tables
+from mmo.config.web import WebSection
 from mmo.config.world import WorldSection
 
 
@@ -45,6 +46,7 @@ class Config(Section):
         "chat": Table(ChatSection),
         "world": Table(WorldSection),
         "manager": Table(ManagerSection),
+        "web": Table(WebSection),
         "realms": Tables(
             RealmSection,
             name_pattern=r"^[a-z][a-z0-9-]{0,31}$",

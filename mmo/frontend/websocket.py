@@ -38,6 +38,8 @@ from mmo.config import Config, ProcessSection
 from mmo.frontend.backlog import IWatchedTransport, SendBacklog
 from mmo.frontend.listener import TLSListener
 from mmo.tls import HandshakeLogging, peer_address
+from mmo.web import demo_site, demo_url
+from mmo.web.router import UpgradeRouterFactory
 from mmo.wire import codec
 from mmo.wire.codes import BAD_FRAME, FRAME_TOO_LARGE, SLOW_READER
 
@@ -476,7 +478,9 @@ class WebSocketListener(TLSListener):
     The secure WebSocket listener of a process: listens on
     C{processes.NAME.websocket} with TLS (the same certificate as the client
     listener, L{tls.client_facing_options}) and serves the client protocol
-    to browsers, one frame body per binary message, on any path.
+    to browsers, one frame body per binary message, on any path; on a
+    standalone or login process it also answers plain HTTPS requests with
+    the browser demo game (L{mmo.web}).
 
     It shares C{factory} with the process's L{mmo.frontend.listener.ClientListener},
     so TCP and WebSocket connections are one set of sessions.  When stopped
@@ -492,6 +496,9 @@ class WebSocketListener(TLSListener):
         foreign page could ride on.
     @ivar factory: The client factory.
     @ivar webSocketFactory: The L{WebSocketFactory}.
+    @ivar router: The L{UpgradeRouterFactory} in front of it when the port
+        also serves the browser demo's pages (C{[web] demo}, on a
+        standalone or login process), else C{None}.
     @ivar port: The listening port while running.
     """
 
@@ -518,12 +525,38 @@ class WebSocketListener(TLSListener):
             reactor=reactor,
             max_unsent=config.listeners.max_unsent,
         )
-        super().__init__(config, process, "websocket", self.webSocketFactory, factory, reactor)
+        # The demo game's pages share the port: a router reads each
+        # connection's first request and hands it to one or the other.
+        site = demo_site(config, process, reactor)
+        self.router = (
+            None
+            if site is None
+            else UpgradeRouterFactory(
+                self.webSocketFactory,
+                site,
+                timeout=config.wire.handshake_timeout,
+                max_head=MAX_HANDSHAKE_BYTES,
+                reactor=reactor,
+            )
+        )
+        wrapped = self.webSocketFactory if self.router is None else self.router
+        super().__init__(config, process, "websocket", wrapped, factory, reactor)
+
+    def _listening(self, port):
+        super()._listening(port)
+        if self.router is not None:
+            self.log.info(
+                "{process}: the demo game: {url}",
+                process=self.process.name,
+                url=demo_url(self.process, port.getHost().port),
+            )
 
     @defer.inlineCallbacks
     def stopService(self):
         super().stopService()
         yield self.stopListening()
+        if self.router is not None:
+            self.router.closeOpening()
         self.webSocketFactory.abortOpening()
         yield self.factory.closeAll()
         yield self.webSocketFactory.whenDrained()
