@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
-from zope.interface import alsoProvides, implementer
+from zope.interface import implementer
 
 from mmo.tls import HandshakeLogging, peer_address
 
@@ -139,10 +139,6 @@ class UpgradeRouterFactory(protocol.Factory):
         self.max_head = max_head
         self.reactor = reactor
         self.connections: set[UpgradeRouter] = set()
-        # Protocol negotiation (ALPN) is the WebSocket factory's to choose.
-        if interfaces.IProtocolNegotiationFactory.providedBy(webSocketFactory):
-            alsoProvides(self, interfaces.IProtocolNegotiationFactory)
-            self.acceptableProtocols = webSocketFactory.acceptableProtocols
 
     def isWebSocket(self, chosen) -> bool:
         return isinstance(chosen, self.webSocketFactory.protocol)

@@ -1,0 +1,293 @@
+/**
+ * The browser demo game: log in (or register) on the server that served
+ * this page, choose or create a character, walk in the world and chat.
+ * The SDK (mmo-client) resumes the session by itself after a drop and
+ * follows the gateway's moves; the page shows its state.
+ */
+
+import { ConnectionClosed, login, register, ServerError, Session, type Character, type LoginReply, type ZoneEnterReply } from "mmo-client";
+import { draw } from "./canvas.js";
+import { initialState, keepLast, type ChatEntry, type DemoState } from "./state.js";
+import { Walker } from "./walker.js";
+
+const state: DemoState = initialState();
+let session: Session | null = null;
+const walker = new Walker(state, () => session);
+
+declare global {
+  interface Window {
+    mmoDemo: { state: DemoState; readonly session: Session | null };
+  }
+}
+window.mmoDemo = {
+  state,
+  get session() {
+    return session;
+  },
+};
+
+/** The page's own server: the standalone server, or a cluster's login server. */
+const serverUrl = `wss://${location.host}/`;
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+function show(phase: DemoState["phase"]): void {
+  state.phase = phase;
+  $("login").hidden = phase !== "login";
+  $("characters").hidden = phase !== "characters";
+  $("game").hidden = phase !== "world";
+  $("who").textContent = state.name ? `${state.name}${state.character ? ` as ${state.character}` : ""}` : "";
+}
+
+function event(text: string, error = false): void {
+  keepLast(state.events, text);
+  const item = document.createElement("li");
+  item.textContent = text;
+  if (error) item.className = "error";
+  const list = $("events");
+  list.append(item);
+  while (list.children.length > 8) list.firstElementChild?.remove();
+}
+
+function failed(what: string, error: unknown): void {
+  if (error instanceof ServerError) event(`${what}: ${error.code}: ${error.message}`, true);
+  else if (error instanceof ConnectionClosed) event(`${what}: connection closed (${error.code ?? "dropped"})`, true);
+  else event(`${what}: ${String(error)}`, true);
+}
+
+function setConnection(value: DemoState["connection"]): void {
+  state.connection = value;
+  const badge = $("connection");
+  badge.textContent = value;
+  badge.dataset.state = value;
+}
+
+// -- account -----------------------------------------------------------------
+
+function credentials(): [string, string] {
+  return [$<HTMLInputElement>("login-name").value.trim(), $<HTMLInputElement>("login-password").value];
+}
+
+$("login-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  const [name, password] = credentials();
+  void logIn(name, password);
+});
+
+$("register-button").addEventListener("click", async () => {
+  const [name, password] = credentials();
+  try {
+    await register(serverUrl, name, password);
+    event(`account ${name} registered`);
+    await logIn(name, password);
+  } catch (error) {
+    failed("register", error);
+  }
+});
+
+async function logIn(name: string, password: string): Promise<void> {
+  let ticket: LoginReply;
+  try {
+    ticket = await login(serverUrl, name, password);
+    // On a cluster the ticket names the gateway (and the others to resume
+    // on); on the standalone server it is this server.
+    session = await Session.open(ticket, {
+      url: serverUrl,
+      clientName: "mmo-demo/0.1",
+      reconnect: { initialDelay: 0.2, maxDelay: 2, maxAttempts: 30 },
+    });
+  } catch (error) {
+    failed("log in", error);
+    return;
+  }
+  state.account = session.account;
+  state.name = session.name;
+  setConnection("open");
+  event(`logged in as ${session.name} on ${session.url}`);
+  listen(session);
+  await characters();
+}
+
+function listen(s: Session): void {
+  s.onState((value, reason) => {
+    setConnection(value);
+    if (value === "resuming") event(`connection lost (${reason?.code ?? "dropped"}): resuming...`);
+    if (value === "resumed") {
+      state.resumes += 1;
+      event(`resumed on ${s.url}: nothing missed`);
+    }
+    if (value === "closed") {
+      event(`session closed: ${reason?.code ?? ""} ${reason?.message ?? ""}`, true);
+      walker.stop();
+      show("login");
+    }
+  });
+  const seen = (seq: number) => {
+    state.lastSeq = Math.max(state.lastSeq, seq);
+  };
+  s.on("world.update", (m) => {
+    seen(m.seq);
+    walker.update(m);
+  });
+  s.on("world.correct", (m) => {
+    seen(m.seq);
+    walker.correct(m.x, m.y);
+  });
+  s.on("zone.changed", (m) => {
+    seen(m.seq);
+    state.zone = m.zone;
+    event(`now in zone ${m.zone}`);
+  });
+  s.on("chat.message", (m) => {
+    seen(m.seq);
+    addChat({ channel: m.channel, from: m.from, text: m.text, time: m.time, seq: m.seq });
+  });
+  s.on("chat.whisper", (m) => {
+    seen(m.seq);
+    addChat({ channel: "whisper", from: m.from, text: m.text, time: m.time, seq: m.seq });
+  });
+  s.on("chat.joined", (m) => {
+    seen(m.seq);
+    event(`in channel ${m.channel}`);
+  });
+  s.on("server.notice", (m) => {
+    seen(m.seq);
+    event(`server: ${m.text}`);
+  });
+  s.on("bye", (m) => event(`server says goodbye: ${m.code}`));
+  s.on("error", (m) => event(`server error: ${m.code}: ${m.message}`, true));
+}
+
+// -- characters ----------------------------------------------------------------
+
+async function characters(): Promise<void> {
+  if (!session) return;
+  show("characters");
+  let list: Character[];
+  try {
+    list = (await session.request("character.list")).characters;
+  } catch (error) {
+    failed("characters", error);
+    return;
+  }
+  const ul = $("character-list");
+  ul.replaceChildren();
+  for (const character of list) {
+    const item = document.createElement("li");
+    const name = document.createElement("bdi");
+    name.textContent = character.name;
+    const play = document.createElement("button");
+    play.type = "button";
+    play.textContent = "Play";
+    play.dataset.character = character.name;
+    play.addEventListener("click", () => void enter(character));
+    item.append(name, play);
+    ul.append(item);
+  }
+}
+
+$("character-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!session) return;
+  const input = $<HTMLInputElement>("character-name");
+  try {
+    const { character } = await session.request("character.create", { name: input.value.trim() });
+    input.value = "";
+    event(`character ${character.name} created`);
+    await enter(character);
+  } catch (error) {
+    failed("create", error);
+  }
+});
+
+async function enter(character: Character): Promise<void> {
+  if (!session) return;
+  let reply: ZoneEnterReply;
+  try {
+    await session.request("character.choose", { character: character.id });
+    await session.request("world.enter");
+    reply = await session.request("zone.enter");
+  } catch (error) {
+    failed("enter the world", error);
+    return;
+  }
+  state.character = character.name;
+  state.zone = reply.zone;
+  state.world = reply.world ?? null;
+  walker.start(reply);
+  show("world");
+  event(`${character.name} entered zone ${reply.zone} at (${reply.x.toFixed(1)}, ${reply.y.toFixed(1)})`);
+  $("world").focus();
+}
+
+// -- chat ------------------------------------------------------------------------
+
+function addChat(entry: ChatEntry): void {
+  keepLast(state.chat, entry);
+  const item = document.createElement("li");
+  const channel = document.createElement("span");
+  channel.className = "channel";
+  channel.textContent = entry.channel === "whisper" ? "whisper " : entry.channel === "whisper-to" ? "whisper to " : `[${entry.channel}] `;
+  const from = document.createElement("bdi");
+  from.className = entry.channel.startsWith("whisper") ? "from whisper" : "from";
+  from.textContent = entry.from;
+  const text = document.createElement("bdi");
+  text.textContent = entry.text;
+  item.append(channel, from, ": ", text);
+  const log = $("chat-log");
+  log.append(item);
+  while (log.children.length > 200) log.firstElementChild?.remove();
+  log.scrollTop = log.scrollHeight;
+}
+
+$("chat-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  if (!session) return;
+  const input = $<HTMLInputElement>("chat-text");
+  const text = input.value;
+  const whisper = /^\/w\s+(\S+)\s+(.+)$/s.exec(text);
+  try {
+    if (whisper) {
+      const reply = await session.request("chat.whisper", { to: whisper[1], text: whisper[2] });
+      addChat({ channel: "whisper-to", from: reply.to, text: reply.text, time: reply.time, seq: 0 });
+    } else {
+      await session.request("chat.send", { channel: $<HTMLSelectElement>("chat-channel").value, text });
+    }
+    input.value = "";
+  } catch (error) {
+    failed("chat", error);
+  }
+});
+
+// -- the world ---------------------------------------------------------------------
+
+const KEYS: Record<string, [number, number]> = {
+  ArrowUp: [0, 1], KeyW: [0, 1],
+  ArrowDown: [0, -1], KeyS: [0, -1],
+  ArrowLeft: [-1, 0], KeyA: [-1, 0],
+  ArrowRight: [1, 0], KeyD: [1, 0],
+};
+
+function typing(target: EventTarget | null): boolean {
+  return target instanceof HTMLInputElement || target instanceof HTMLSelectElement || target instanceof HTMLTextAreaElement;
+}
+
+document.addEventListener("keydown", (e) => {
+  const direction = KEYS[e.code];
+  if (!direction || state.phase !== "world" || typing(e.target)) return;
+  e.preventDefault();
+  walker.press(e.code, direction);
+});
+document.addEventListener("keyup", (e) => walker.release(e.code));
+window.addEventListener("blur", () => walker.releaseAll());
+
+const canvas = $<HTMLCanvasElement>("world");
+function frame(): void {
+  if (state.phase === "world") {
+    draw(canvas, state);
+    $("position").textContent = `(${state.x.toFixed(1)}, ${state.y.toFixed(1)}) in ${state.zone ?? "?"}`;
+  }
+  requestAnimationFrame(frame);
+}
+requestAnimationFrame(frame);
+show("login");
