@@ -8,7 +8,7 @@ CERTS ?= certs
 TRIAL_ARGS ?= tests
 
 # Reinstall into the virtualenv whenever the package or its metadata changes.
-SOURCES := setup.py README.md $(shell find mmo twisted -name '*.py' 2>/dev/null)
+SOURCES := setup.py README.md $(shell find mmo twisted -name '*.py' 2>/dev/null) $(wildcard mmo/web/static/*)
 STAMP := $(VENV)/.installed
 
 CLUSTER_CONFIG ?= conf/cluster.toml

@@ -57,10 +57,30 @@ function failed(what: string, error: unknown): void {
 
 function setConnection(value: DemoState["connection"]): void {
   state.connection = value;
-  const badge = $("connection");
-  badge.textContent = value;
-  badge.dataset.state = value;
+  showBadge();
 }
+
+function showBadge(): void {
+  const badge = $("connection");
+  const shown = state.network === "offline" ? "offline" : state.connection;
+  badge.textContent = shown === "offline" && state.phase !== "login" ? "network lost" : shown;
+  badge.dataset.state = shown === "offline" ? "closed" : shown;
+}
+
+// The browser knows first when the network is gone: drop the connection at
+// once (its frames could not arrive, and a half-dead socket would hold
+// them); the SDK resumes the session, with what was missed, once it can.
+window.addEventListener("offline", () => {
+  state.network = "offline";
+  event("network lost");
+  showBadge();
+  session?.currentConnection.abort();
+});
+window.addEventListener("online", () => {
+  state.network = "online";
+  event("network back");
+  showBadge();
+});
 
 // -- account -----------------------------------------------------------------
 

@@ -21,6 +21,8 @@ export interface DemoState {
   phase: Phase;
   /** The session's state: "offline" before login, then the SDK's states. */
   connection: "offline" | "open" | "resuming" | "resumed" | "closed";
+  /** What the browser says of the network (its online and offline events). */
+  network: "online" | "offline";
   /** Times the session was resumed after a drop. */
   resumes: number;
   account: string;
@@ -45,6 +47,7 @@ export function initialState(): DemoState {
   return {
     phase: "login",
     connection: "offline",
+    network: navigator.onLine ? "online" : "offline",
     resumes: 0,
     account: "",
     name: "",

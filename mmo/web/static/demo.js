@@ -2097,6 +2097,7 @@ function initialState() {
   return {
     phase: "login",
     connection: "offline",
+    network: navigator.onLine ? "online" : "offline",
     resumes: 0,
     account: "",
     name: "",
@@ -2235,10 +2236,25 @@ function failed(what, error) {
 }
 function setConnection(value) {
   state.connection = value;
-  const badge = $("connection");
-  badge.textContent = value;
-  badge.dataset.state = value;
+  showBadge();
 }
+function showBadge() {
+  const badge = $("connection");
+  const shown = state.network === "offline" ? "offline" : state.connection;
+  badge.textContent = shown === "offline" && state.phase !== "login" ? "network lost" : shown;
+  badge.dataset.state = shown === "offline" ? "closed" : shown;
+}
+window.addEventListener("offline", () => {
+  state.network = "offline";
+  event("network lost");
+  showBadge();
+  session?.currentConnection.abort();
+});
+window.addEventListener("online", () => {
+  state.network = "online";
+  event("network back");
+  showBadge();
+});
 function credentials() {
   return [$("login-name").value.trim(), $("login-password").value];
 }
