@@ -41,6 +41,8 @@ const browser = await chromium.launchPersistentContext(profile, {
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    // Loopback only, whatever proxy the environment names.
+    "--no-proxy-server",
     `--ignore-certificate-errors-spki-list=${args.spki}`,
   ],
   viewport: { width: 1100, height: 760 },

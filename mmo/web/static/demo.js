@@ -1841,6 +1841,7 @@ var Session = class _Session {
    * ConnectionClosed: it may or may not have been handled.
    */
   request(kind, fields) {
+    if (this.closedWith) return Promise.reject(this.closedWith);
     if (this.state !== "resuming") return this.connection.request(kind, fields).then((r) => this.noted(kind, r));
     return new Promise((resolve, reject) => {
       this.wait({
@@ -1851,6 +1852,7 @@ var Session = class _Session {
   }
   /** Send `kind` without an id (no reply); while resuming, sent once resumed. */
   send(kind, fields) {
+    if (this.closedWith) throw this.closedWith;
     if (this.state !== "resuming") {
       this.connection.send(kind, fields);
       return;
@@ -1969,7 +1971,9 @@ var Session = class _Session {
       return "ended";
     }
     this.connection = connection;
-    if (!this.urls.includes(url)) this.urls.unshift(url);
+    const known = this.urls.indexOf(url);
+    if (known >= 0) this.urls.splice(known, 1);
+    this.urls.unshift(url);
     this.setState("resumed");
     const waiting = [...this.waiting];
     this.waiting.clear();
