@@ -109,10 +109,11 @@ async function logIn(name: string, password: string): Promise<void> {
   let ticket: LoginReply;
   try {
     ticket = await login(serverUrl, name, password);
-    // On a cluster the ticket names the gateway (and the others to resume
-    // on); on the standalone server it is this server.
+    // The ticket names the gateway (and the others to resume on); a server
+    // too old to name its WebSocket port is this one (the standalone).
+    const named = typeof ticket.gateway?.websocket === "number";
     session = await Session.open(ticket, {
-      url: serverUrl,
+      ...(named ? {} : { url: serverUrl }),
       clientName: "mmo-demo/0.1",
       reconnect: { initialDelay: 0.2, maxDelay: 2, maxAttempts: 30 },
     });

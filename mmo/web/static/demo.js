@@ -2281,8 +2281,9 @@ async function logIn(name, password) {
   let ticket;
   try {
     ticket = await login(serverUrl, name, password);
+    const named = typeof ticket.gateway?.websocket === "number";
     session = await Session.open(ticket, {
-      url: serverUrl,
+      ...named ? {} : { url: serverUrl },
       clientName: "mmo-demo/0.1",
       reconnect: { initialDelay: 0.2, maxDelay: 2, maxAttempts: 30 }
     });
