@@ -14,7 +14,7 @@ C{MMO_CHROMIUM}); without them the tests are skipped with the reason,
 except under C{MMO_REQUIRE_BROWSER=1} (set by C{.ci/run}), where they
 fail.  C{npm ci} runs in C{clients/demo} once, and again only when its lock
 file changed.  C{MMO_DEMO_SCREENSHOT=FILE} saves a screenshot of the demo
-(C{docs/demo.png} is one).
+(relative to the repository; C{docs/demo.png} is one).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class BrowserTests(DemoTestCase):
         argv = [node, "test/browser.mjs", "--scenario", name, "--url", url]
         argv += ["--spki", ",".join(spki(c) for c in certificates), "--chromium", chromium()]
         if os.environ.get("MMO_DEMO_SCREENSHOT"):
-            argv += ["--screenshot", os.path.abspath(os.environ["MMO_DEMO_SCREENSHOT"])]
+            argv += ["--screenshot", os.path.join(ROOT, os.environ["MMO_DEMO_SCREENSHOT"])]
         output = await self.succeed(argv, SCENARIO_TIMEOUT)
         self.assertIn(f"browser {name}: passed", output)
 
