@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_CONFIG ?= conf/cluster.toml
 CLUSTER_CERTS ?= var/cluster/certs
 
-.PHONY: run cluster test certs lint clean venv bench js
+.PHONY: run cluster test certs lint clean venv bench js demo
 
 venv: $(STAMP)
 
@@ -38,7 +38,9 @@ $(CERTS)/ticket.key: | $(STAMP)
 certs: $(STAMP)
 	$(BIN)/mmo-certs --config $(CONFIG) $(CERTS_ARGS)
 
+# The browser demo's address is printed first (the server logs it too).
 run: $(STAMP) $(CERTS)/ticket.key
+	@$(BIN)/python -m mmo.web --config $(CONFIG)
 	$(BIN)/twistd -n mmo --config $(CONFIG)
 
 # A whole local cluster (Redis, login, two gateways, lobby, chat, two zones)
@@ -49,6 +51,7 @@ $(CLUSTER_CERTS)/redis.password: | $(STAMP)
 	else $(BIN)/mmo-certs --config $(CLUSTER_CONFIG); fi
 
 cluster: $(STAMP) $(CLUSTER_CERTS)/redis.password
+	@$(BIN)/python -m mmo.web --config $(CLUSTER_CONFIG)
 	$(BIN)/twistd -n --pidfile= mmo-manager --config $(CLUSTER_CONFIG) --process manager
 
 test: $(STAMP)
@@ -59,6 +62,13 @@ test: $(STAMP)
 js:
 	cd clients/js && npm ci --no-audit --no-fund && npm run build && npm run bundle
 	sha256sum clients/js/package-lock.json | cut -d' ' -f1 > clients/js/node_modules/.mmo-lock.sha256
+
+# The browser demo (clients/demo): its packages from the lock file, and its
+# bundle rebuilt into mmo/web/static/ (committed, so that make run needs no
+# Node; tests/test_browser.py checks it is what the sources build).
+demo:
+	cd clients/demo && npm ci --no-audit --no-fund && npm run check && npm run build
+	sha256sum clients/demo/package-lock.json | cut -d' ' -f1 > clients/demo/node_modules/.mmo-lock.sha256
 
 # Every benchmark (bench/run.py, a few minutes): writes docs/benchmarks.md,
 # its plots and figures in docs/benchmarks/.

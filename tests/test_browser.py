@@ -73,7 +73,9 @@ def spki(certificate: str) -> str:
     """The base64 SHA-256 of a certificate's public key, as Chromium's SPKI list takes it."""
     with open(certificate, "rb") as f:
         key = x509.load_pem_x509_certificate(f.read()).public_key()
-    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(hashlib.sha256(der).digest()).decode()
 
 

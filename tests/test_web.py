@@ -156,9 +156,7 @@ class PagesTests(PortTestCase):
 
     def test_address_logged(self):
         """The listener logs the demo's address."""
-        self.assertEqual(
-            demo_url(self.process, self.port), f"https://localhost:{self.port}/"
-        )
+        self.assertEqual(demo_url(self.process, self.port), f"https://localhost:{self.port}/")
 
 
 class NoPagesTests(PortTestCase):
