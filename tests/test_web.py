@@ -20,21 +20,13 @@ from mmo.web import demo_url, serves_demo
 from mmo.web.pages import CONTENT_SECURITY_POLICY, FILES
 from mmo.web.router import is_websocket_upgrade
 from tests.support import LogCapture, config_of, deployment, until
+from tests.test_websocket import PROCESSES as WEBSOCKET_PROCESSES
 from tests.test_websocket import TIMEOUT, Browser, TestFactory
 
-PROCESSES = """
-[processes.mmo]
-kind = "mmo"
-client = "tcp:0:interface=127.0.0.1"
-websocket = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-
-[processes.gateway-1]
-kind = "gateway"
-client = "tcp:0:interface=127.0.0.1"
-websocket = "tcp:0:interface=127.0.0.1"
-hosts = ["localhost", "127.0.0.1"]
-"""
+#: The standalone process of the WebSocket tests, and a gateway like it.
+PROCESSES = WEBSOCKET_PROCESSES + WEBSOCKET_PROCESSES.replace(
+    '[processes.mmo]\nkind = "mmo"', '[processes.gateway-1]\nkind = "gateway"'
+)
 
 EXTRA = """
 [wire]
