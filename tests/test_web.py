@@ -122,20 +122,22 @@ class PagesTests(PortTestCase):
 
     @defer.inlineCallbacks
     def test_head_over_the_limit(self):
-        """A first request head that never ends is cut off past the cap."""
-        logs = LogCapture(self)
-        sock = yield threads.deferToThread(self.raw_tls)
+        """A first request head over the cap is cut off, whether it ends or not."""
+        for end in (b"", b"\r\n\r\n"):
+            logs = LogCapture(self)
+            sock = yield threads.deferToThread(self.raw_tls)
 
-        def flood():
-            try:
-                sock.sendall(b"GET / HTTP/1.1\r\nX-Pad: " + b"a" * (2 * MAX_HANDSHAKE_BYTES))
-                return sock.recv(4096)
-            except (OSError, ssl.SSLError):
-                return b""
+            def flood(sock=sock, end=end):
+                pad = b"a" * (2 * MAX_HANDSHAKE_BYTES)
+                try:
+                    sock.sendall(b"GET / HTTP/1.1\r\nX-Pad: " + pad + end)
+                    return sock.recv(4096)
+                except (OSError, ssl.SSLError):
+                    return b""
 
-        data = yield threads.deferToThread(flood)
-        self.assertEqual(data, b"")
-        self.assertTrue(logs.matching(f"request head over {MAX_HANDSHAKE_BYTES} bytes"))
+            data = yield threads.deferToThread(flood)
+            self.assertEqual(data, b"")
+            self.assertTrue(logs.matching(f"request head over {MAX_HANDSHAKE_BYTES} bytes"))
 
     @defer.inlineCallbacks
     def test_stop_drops_silent_connections(self):

@@ -66,9 +66,10 @@ class UpgradeRouter(HandshakeLogging, protocol.Protocol):
             return
         self._head += data
         end = self._head.find(HEAD_END)
-        if end < 0:
-            if len(self._head) > self.factory.max_head:
-                self.drop(f"request head over {self.factory.max_head} bytes")
+        if end < 0 and len(self._head) <= self.factory.max_head:
+            return
+        if end < 0 or end > self.factory.max_head:
+            self.drop(f"request head over {self.factory.max_head} bytes")
             return
         upgrade = is_websocket_upgrade(bytes(self._head[:end]))
         self.handOver(self.factory.webSocketFactory if upgrade else self.factory.site)
