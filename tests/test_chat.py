@@ -481,7 +481,9 @@ class ChatTests(unittest.TestCase):
         carol = await self.zone_change(self.carol, "r0c0")
         bob = await self.zone_change(self.bob, "r0c1")
         dave = await self.zone_change(dave, "r0c1")
-        self.assertEqual(self.zone_pushes(alice), [("chat.joined", {"channel": "zone", "history": []})])
+        self.assertEqual(
+            self.zone_pushes(alice), [("chat.joined", {"channel": "zone", "history": []})]
+        )
         self.assertEqual(
             await self.request(alice, "chat.channels"), {"channels": ["world:main", "zone"]}
         )
@@ -498,7 +500,9 @@ class ChatTests(unittest.TestCase):
         self.clock.advance(1)
         alice = await self.zone_change(alice, "r0c1")
         east = {"channel": "zone", "from": "Bob", "text": "east", "time": NOW}
-        self.assertEqual(self.zone_pushes(alice), [("chat.joined", {"channel": "zone", "history": [east]})])
+        self.assertEqual(
+            self.zone_pushes(alice), [("chat.joined", {"channel": "zone", "history": [east]})]
+        )
         await self.request(alice, "chat.send", channel="zone", text="crossed")
         self.assertEqual(self.texts(bob), ["crossed"])
         self.assertEqual(self.texts(alice), ["crossed"])
@@ -523,12 +527,16 @@ class ChatTests(unittest.TestCase):
             (await self.request(alice, "chat.join", channel="zone"))["channel"], "zone"
         )
         await self.refused(codes.NOT_ALLOWED, alice, "chat.leave", channel="zone")
-        await self.refused(codes.BAD_REQUEST, alice, "chat.send", channel="zone:main:r0c0", text="x")
+        await self.refused(
+            codes.BAD_REQUEST, alice, "chat.send", channel="zone:main:r0c0", text="x"
+        )
 
         # Out of the world: out of the zone channel, and told so.
         self.deliveries.clear()
         alice = await self.zone_change(alice, None)
-        self.assertEqual(self.zone_pushes(alice), [("chat.left", {"channel": "zone", "reason": "left"})])
+        self.assertEqual(
+            self.zone_pushes(alice), [("chat.left", {"channel": "zone", "reason": "left"})]
+        )
         await self.refused(codes.NOT_ALLOWED, alice, "chat.send", channel="zone", text="x")
         self.assertEqual(await self.request(alice, "chat.channels"), {"channels": ["world:main"]})
         self.assertIsNone((await self.request(bob, "chat.who", name="alice"))["zone"])

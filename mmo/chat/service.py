@@ -25,9 +25,10 @@ The room channels follow the lobby's C{lobby.rooms} bus events (handled
 here, in order); the zone channels follow the session's zone
 (L{Caller.zone<mmo.game.service.Caller>}), which every session event and
 request carries, so that a player is in the channel of the zone that holds
-its character, across handoffs, with nothing to do.  State is in this process's memory, except what must
-outlive it: histories and ignore lists are store logs, mutes are bus keys
-that expire by themselves.  One chat process serves a deployment.
+its character, across handoffs, with nothing to do.  State is in this
+process's memory, except what must outlive it: histories and ignore lists
+are store logs, mutes are bus keys that expire by themselves.  One chat
+process serves a deployment.
 """
 
 from __future__ import annotations
@@ -217,9 +218,7 @@ class ChatService(GameService):
         if push and new:
             member = self.channels.member(channel_id, caller.session)
             if member is not None:
-                await self.deliver(
-                    [member], "chat.joined", channel=channel.shown, history=history
-                )
+                await self.deliver([member], "chat.joined", channel=channel.shown, history=history)
         return history
 
     async def _history(self, caller: Caller, channel: Channel, upto: int | None = None):

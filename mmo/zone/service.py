@@ -52,10 +52,10 @@ from mmo.zone.ended import SessionEnds, caller_of
 from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, OFFERING, ZoneHandoff
+from mmo.zone.movement import client_movement
 from mmo.zone.simulation import ZoneSimulation, parse_input
 from mmo.zone.takeover import HANDED, SERVING, Takeover
 from mmo.zone.ticker import Ticker
-from mmo.zone.movement import client_movement
 from mmo.zone.world import WorldMap, client_world
 
 #: The fields of a C{zone.move} that are not the game's own (L{Input.extra}).
