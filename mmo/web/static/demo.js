@@ -1563,11 +1563,17 @@ var Connection = class _Connection {
       };
       socket.onmessage = (event2) => this.received(event2.data);
       socket.onopen = () => {
-        this.request("hello", { versions: VERSIONS, client: clientName }).then((welcome) => {
-          this.welcome = welcome;
-          this.startKeepAlive();
-          resolve();
-        }, reject);
+        this.request("hello", { versions: VERSIONS, client: clientName }).then(
+          (welcome) => {
+            this.welcome = welcome;
+            this.startKeepAlive();
+            resolve();
+          },
+          (error) => {
+            this.abort();
+            reject(error);
+          }
+        );
       };
     });
   }
