@@ -135,7 +135,7 @@ class BrowserTests(DemoTestCase):
     async def test_standalone(self):
         """
         Two pages of the standalone server log in and see each other move,
-        chat and whisper; one loses the network (offline emulation) and
+        chat (world and zone channels) and whisper; one loses the network (offline emulation) and
         resumes with every line said meanwhile, in order, once.
         """
         chromium()

@@ -128,6 +128,8 @@ async function standalone() {
 
   await chat(alice, "hello from Alicia");
   await until(bob, (s) => s.chat.some((c) => c.text === "hello from Alicia" && c.from.startsWith("Alicia")), "Bobby reads Alicia");
+  await chat(bob, "hello zone", "zone");
+  await until(alice, (s) => s.chat.some((c) => c.text === "hello zone" && c.channel.startsWith("zone")), "Alicia reads Bobby on the zone channel");
   await chat(bob, `/w ${a} psst`);
   await until(alice, (s) => s.chat.some((c) => c.channel === "whisper" && c.text === "psst"), "Alicia gets the whisper");
 
