@@ -13,7 +13,7 @@ import ssl
 from twisted.internet import defer, reactor, threads
 from twisted.trial import unittest
 
-from mmo import tls
+from mmo import tls, web
 from mmo.config import ConfigError
 from mmo.frontend.websocket import MAX_HANDSHAKE_BYTES, WebSocketListener
 from mmo.web import demo_url, serves_demo
@@ -205,6 +205,18 @@ class ConfigTests(unittest.TestCase):
         self.assertTrue(config.web.demo)
         served = [name for name, p in config.processes.items() if serves_demo(config, p)]
         self.assertEqual(served, ["mmo", "login"])
+
+    def test_files_missing(self):
+        """An install without the demo's files fails the start with the key to turn it off."""
+
+        def missing():
+            raise FileNotFoundError("no such file: demo.js")
+
+        self.patch(web, "demo_pages", missing)
+        config = config_of({"mmo": {"kind": "mmo", "client": "tcp:0", "websocket": "tcp:0"}})
+        with self.assertRaises(ConfigError) as caught:
+            web.demo_site(config, config.processes["mmo"])
+        self.assertIn("web.demo: the demo's files are not installed", str(caught.exception))
 
     def test_not_a_bool(self):
         """A wrong value fails with its key."""

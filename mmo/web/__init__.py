@@ -13,7 +13,8 @@ L{demo_site} says whether a process serves the demo, and builds its site.
 
 from __future__ import annotations
 
-from mmo.config import Config, ProcessSection
+from mmo.config import Config, ConfigError, ProcessSection, listening_address
+from mmo.web.pages import DemoSite, demo_pages
 
 #: The process kinds whose WebSocket port serves the demo: those a player
 #: logs in on first (a gateway's address comes from the login reply).
@@ -26,12 +27,22 @@ def serves_demo(config: Config, process: ProcessSection) -> bool:
 
 
 def demo_site(config: Config, process: ProcessSection, reactor=None):
-    """The C{twisted.web} site of the demo for C{process}, or C{None}."""
+    """
+    The C{twisted.web} site of the demo for C{process}, or C{None}.
+
+    @raise ConfigError: The demo's files are not installed.
+    """
     if not serves_demo(config, process):
         return None
-    from mmo.web.pages import DemoSite, demo_pages
-
-    return DemoSite(demo_pages(), reactor=reactor)
+    try:
+        pages = demo_pages()
+    except OSError as e:
+        raise ConfigError(
+            f"the demo's files are not installed ({e}); reinstall mmo, or set it to false",
+            ("web", "demo"),
+            config.file,
+        )
+    return DemoSite(pages, reactor=reactor)
 
 
 def demo_url(process: ProcessSection, port: int | None = None) -> str:
@@ -40,8 +51,6 @@ def demo_url(process: ProcessSection, port: int | None = None) -> str:
     its certificate) and its WebSocket port (C{port}, when the system chose
     it at start).
     """
-    from mmo.config import listening_address
-
     if port is None:
         address = listening_address(process.websocket)
         port = address.port if address is not None else None
