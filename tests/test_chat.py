@@ -449,6 +449,108 @@ class ChatTests(unittest.TestCase):
         await self.request(self.carol, "chat.leave", channel="party:p")
         await self.request(dave, "chat.join", channel="party:p")
 
+    # -- zones ---------------------------------------------------------------------
+
+    async def zone_change(self, caller: Caller, zone: str | None) -> Caller:
+        """The gateway tells chat that C{caller}'s zone changed (zone.enter, a handoff, leave)."""
+        changed = caller.moved(zone=zone, in_world=zone is not None)
+        await self.chat.session_event(changed, "changed")
+        self.flush()
+        return changed
+
+    def zone_pushes(self, caller: Caller) -> list[tuple[str, dict]]:
+        """The pushes about the zone channel that reached C{caller}'s session, in order."""
+        return [
+            (push.kind, push.fields)
+            for gateway, push in self.deliveries.messages
+            if gateway == caller.gateway
+            and caller.session in push.sessions
+            and push.fields.get("channel") == "zone"
+        ]
+
+    async def test_zone_channel_follows_the_zone(self):
+        """
+        A player in the world is in the channel of the zone that holds its
+        character, called "zone": it follows the session's zone across
+        handoffs, reaches only the players of that zone (and realm), and
+        is left when the player leaves the world.
+        """
+        dave = await self.player("Dave", "gateway-2", realm="other")
+        await self.refused(codes.NOT_ALLOWED, self.alice, "chat.send", channel="zone", text="x")
+        alice = await self.zone_change(self.alice, "r0c0")
+        carol = await self.zone_change(self.carol, "r0c0")
+        bob = await self.zone_change(self.bob, "r0c1")
+        dave = await self.zone_change(dave, "r0c1")
+        self.assertEqual(
+            self.zone_pushes(alice), [("chat.joined", {"channel": "zone", "history": []})]
+        )
+        self.assertEqual(
+            await self.request(alice, "chat.channels"), {"channels": ["world:main", "zone"]}
+        )
+        reply = await self.request(alice, "chat.send", channel="zone", text="west")
+        self.assertEqual(reply, {"channel": "zone", "time": NOW})
+        await self.request(bob, "chat.send", channel="zone", text="east")
+        self.assertEqual(self.texts(carol), ["west"])
+        self.assertEqual(self.texts(bob), ["east"])
+        self.assertEqual(self.texts(dave), [])
+        self.assertEqual((await self.request(carol, "chat.who", name="Alice"))["zone"], "r0c0")
+
+        # A handoff: Alice is in the east's channel now, given its history.
+        self.deliveries.clear()
+        self.clock.advance(1)
+        alice = await self.zone_change(alice, "r0c1")
+        east = {"channel": "zone", "from": "Bob", "text": "east", "time": NOW}
+        self.assertEqual(
+            self.zone_pushes(alice), [("chat.joined", {"channel": "zone", "history": [east]})]
+        )
+        await self.request(alice, "chat.send", channel="zone", text="crossed")
+        self.assertEqual(self.texts(bob), ["crossed"])
+        self.assertEqual(self.texts(alice), ["crossed"])
+        self.assertEqual(self.texts(carol), [])
+        self.assertEqual(self.texts(dave), [])
+        self.assertEqual((await self.request(carol, "chat.who", name="alice"))["zone"], "r0c1")
+        history = await self.request(alice, "chat.history", channel="zone")
+        self.assertEqual(history["channel"], "zone")
+        self.assertEqual([m["text"] for m in history["messages"]], ["east", "crossed"])
+
+        # The gateway's caller is the truth: a request that says Carol is
+        # east now (its event still on its way) moves her channel too.
+        self.deliveries.clear()
+        self.clock.advance(1)
+        carol = carol.moved(zone="r0c1")
+        await self.request(carol, "chat.send", channel="zone", text="me too")
+        self.assertEqual(self.texts(alice), ["me too"])
+        self.assertEqual(self.texts(bob), ["me too"])
+
+        # The zone channel is neither joined nor left by hand.
+        self.assertEqual(
+            (await self.request(alice, "chat.join", channel="zone"))["channel"], "zone"
+        )
+        await self.refused(codes.NOT_ALLOWED, alice, "chat.leave", channel="zone")
+        await self.refused(
+            codes.BAD_REQUEST, alice, "chat.send", channel="zone:main:r0c0", text="x"
+        )
+
+        # Out of the world: out of the zone channel, and told so.
+        self.deliveries.clear()
+        alice = await self.zone_change(alice, None)
+        self.assertEqual(
+            self.zone_pushes(alice), [("chat.left", {"channel": "zone", "reason": "left"})]
+        )
+        await self.refused(codes.NOT_ALLOWED, alice, "chat.send", channel="zone", text="x")
+        self.assertEqual(await self.request(alice, "chat.channels"), {"channels": ["world:main"]})
+        self.assertIsNone((await self.request(bob, "chat.who", name="alice"))["zone"])
+        self.clock.advance(1)
+        await self.request(bob, "chat.send", channel="zone", text="gone")
+        self.assertEqual(self.texts(alice), [])
+        self.assertEqual(self.texts(carol), ["gone"])
+
+        # An ended session leaves its zone's channel too.
+        await self.chat.session_event(carol, "ended")
+        self.clock.advance(1)
+        await self.request(bob, "chat.send", channel="zone", text="bye")
+        self.assertEqual(self.texts(carol), ["gone"])
+
     # -- history ------------------------------------------------------------------
 
     async def test_history(self):

@@ -150,6 +150,42 @@ class ZoneServiceTests(ZoneTestCase):
         stored = await self.store.load_entity("c-alice")
         self.assertEqual(stored.owner, "r0c0")
 
+    async def test_enter_tells_the_map_and_the_movement_rules(self):
+        """
+        The zone.enter reply carries the map (every region and the zone
+        process serving it) and the movement rules, built once for every
+        zone of the process.
+        """
+        reply = await self.west.handle(caller("alice"), "zone.enter", {})
+        self.assertEqual(
+            reply["world"],
+            {
+                "width": 200.0,
+                "height": 100.0,
+                "tick_rate": 10.0,
+                "aoi_radius": 20.0,
+                "regions": [
+                    {"name": "r0c0", "x0": 0.0, "y0": 0.0, "x1": 100.0, "y1": 100.0, "zone": "mmo"},
+                    {
+                        "name": "r0c1",
+                        "x0": 100.0,
+                        "y0": 0.0,
+                        "x1": 200.0,
+                        "y1": 100.0,
+                        "zone": "mmo",
+                    },
+                ],
+            },
+        )
+        self.assertEqual(
+            reply["movement"],
+            {"max_speed": 8.0, "tolerance": 0.1, "burst": 0.5, "tick_rate": 10.0},
+        )
+        self.assertIs(self.east.client_world, self.west.client_world)
+        self.assertIs(self.east.client_movement, self.west.client_movement)
+        again = await self.west.handle(caller("bob"), "zone.enter", {})
+        self.assertIs(again["world"], reply["world"])
+
     async def test_bus_down_is_a_warning(self):
         """
         A tick's publications and the handoff's messages that the bus cannot

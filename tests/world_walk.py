@@ -153,6 +153,9 @@ class Player:
     @ivar zones: The zones it was told it moved to (C{zone.changed}).
     @ivar corrections: The C{world.correct} messages.
     @ivar gateway: The gateway its login ticket named (C{name}, C{host}, C{port}).
+    @ivar world: The map as the C{zone.enter} reply described it.
+    @ivar movement: The movement rules as the C{zone.enter} reply gave them.
+    @ivar chats: The C{chat.message} pushes, in order.
     """
 
     def __init__(self, client, gateway: dict):
@@ -161,6 +164,9 @@ class Player:
         self.seq = 0
         self.x = self.y = None
         self.zones: list[str] = []
+        self.world: dict | None = None
+        self.movement: dict | None = None
+        self.chats: list[dict] = []
         self.corrections: list[dict] = []
         self.entered: set[str] = set()
         self.left: list[str] = []
@@ -174,12 +180,15 @@ class Player:
         client.on("world.update", self.updated)
         client.on("world.correct", self.corrections.append)
         client.on("zone.changed", lambda message: self.zones.append(message["zone"]))
+        client.on("chat.message", self.chats.append)
 
     def placed(self, entered: dict) -> None:
         """Its entity is the one of the C{zone.enter} reply C{entered}."""
         self.id = entered["entity"]
         self.seq = entered["input"]
         self.x, self.y = entered["x"], entered["y"]
+        self.world = entered["world"]
+        self.movement = entered["movement"]
 
     def updated(self, message: dict) -> None:
         self.received.append(message)
@@ -207,6 +216,17 @@ class Player:
             if "attrs" in view:
                 found = view["attrs"]
         return found
+
+    def said(self, channel: str) -> list[str]:
+        """The texts of the C{chat.message} pushes of C{channel} this player got."""
+        return [m["text"] for m in self.chats if m["channel"] == channel]
+
+    def heard(self, channel: str, text: str) -> defer.Deferred:
+        """Fire once this player got C{text} on C{channel}."""
+        return until(
+            lambda: text in self.said(channel),
+            what=lambda: f"{text!r} on {channel}: got {self.said(channel)}",
+        )
 
     async def move(self, x: float, y: float) -> None:
         self.seq += 1
@@ -435,6 +455,39 @@ class BorderWalk:
 
         walker = await self.walker(servers, "Alice")
         closed = walker.client.whenClosed()
+        # Her zone.enter reply told the map of WORLD, with the zone process
+        # serving each region, and the movement rules.
+        zones = ("zone-1", "zone-2") if "zone-1" in servers.children else ("mmo", "mmo")
+        self.assertEqual(
+            walker.world,
+            {
+                "width": 200.0,
+                "height": 100.0,
+                "tick_rate": 20.0,
+                "aoi_radius": 20.0,
+                "regions": [
+                    {
+                        "name": "r0c0",
+                        "x0": 0.0,
+                        "y0": 0.0,
+                        "x1": 100.0,
+                        "y1": 100.0,
+                        "zone": zones[0],
+                    },
+                    {
+                        "name": "r0c1",
+                        "x0": 100.0,
+                        "y0": 0.0,
+                        "x1": 200.0,
+                        "y1": 100.0,
+                        "zone": zones[1],
+                    },
+                ],
+            },
+        )
+        self.assertEqual(
+            walker.movement, {"max_speed": 8.0, "tolerance": 0.1, "burst": 0.5, "tick_rate": 20.0}
+        )
         self.assertEqual([bob.gateway["port"], walker.gateway["port"]], [servers.gateway] * 2)
         # Seen across the border (from the other zone), before crossing it.
         await until(
@@ -482,10 +535,27 @@ class BorderWalk:
         self.assertEqual(view["attrs"], ATTRS)
         self.assertEqual(carol.attrs(carol.id), ATTRS)
 
+        # Zone chat follows her across the border with nothing to do: what
+        # she says to "zone" in the east reaches Bob there, not Carol in
+        # the west (Carol's own word, sent after it, comes after it).
+        await walker.walk_to(104.0)
+        expected.append("r0c1")
+        await walker.caught_up(len(expected))
+        await walker.client.request("chat.send", channel="zone", text="east")
+        await bob.heard("zone", "east")
+        await walker.heard("zone", "east")
+        await carol.client.request("chat.send", channel="zone", text="west")
+        await carol.heard("zone", "west")
+        self.assertEqual(carol.said("zone"), ["west"])
+        self.assertEqual(bob.said("zone"), ["east"])
+        who = await carol.client.request("chat.who", name="Aliceson")
+        self.assertEqual((who["online"], who["zone"]), (True, "r0c1"))
+
         # A speed hack: refused, and corrected to where she is.
+        stood = walker.x
         await walker.move(walker.x + 40.0, walker.y)
         await until(lambda: walker.corrections, what="a correction of the speed hack")
-        self.assertEqual(walker.corrections[0]["x"], 96.0)
+        self.assertEqual(walker.corrections[0]["x"], stood)
         self.assertEqual(walker.corrections[0]["input"], walker.seq)
         self.assertFalse(closed.called, "the walker was disconnected")
         if isinstance(walker.client, BrowserClient):

@@ -5,7 +5,10 @@ Channels (C{docs/chat.md} has the rules):
 
   - C{world:REALM}: every session of the realm, joined when it starts;
   - C{room:ID}: the members of a lobby room, from the lobby's room events;
-  - C{party:NAME}: open channels that players join and leave themselves.
+  - C{party:NAME}: open channels that players join and leave themselves;
+  - C{zone:REALM:ZONE}: the sessions of the realm whose character is in
+    the zone, followed from the session's zone (L{mmo.game.service.Caller}),
+    which the handoffs switch; players name it C{zone} (L{ZONE}).
 
 A channel exists in memory while it has members; its history is a store log
 (L{history_key}), read when the channel is made and written behind delivery
@@ -34,6 +37,28 @@ CHANNEL_KINDS = ("world", "room", "party")
 def world_channel(realm: str) -> str:
     """The id of the world channel of C{realm}."""
     return f"world:{realm}"
+
+
+#: The id players name their zone's channel by, in requests, replies and pushes.
+ZONE = "zone"
+
+
+def zone_channel(realm: str, zone: str) -> str:
+    """The id of the channel of C{zone} (a world region) in C{realm}."""
+    return f"{ZONE}:{realm}:{zone}"
+
+
+def is_zone_channel(channel_id: str) -> bool:
+    return channel_id.startswith(ZONE + ":")
+
+
+def shown_id(channel_id: str) -> str:
+    """
+    The id players see of a channel: its own, but L{ZONE} for a zone's
+    (a player is in one zone's channel at a time, and follows it across
+    borders without naming it).
+    """
+    return ZONE if is_zone_channel(channel_id) else channel_id
 
 
 def room_channel(room) -> str:
@@ -71,6 +96,8 @@ class Channel:
     def __init__(self, channel_id: str, keep: int):
         self.id = channel_id
         self.kind = channel_id.partition(":")[0]
+        #: The id its members see (L{shown_id}).
+        self.shown = shown_id(channel_id)
         self.members: dict[str, Caller] = {}
         self.recent: deque[tuple[int, dict]] = deque(maxlen=keep)
         self.count = 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from mmo.chat.channels import CHANNEL_KINDS, world_channel
+from mmo.chat.channels import CHANNEL_KINDS, ZONE, world_channel, zone_channel
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 
@@ -43,18 +43,29 @@ def showable(value: str, field: str) -> str:
     return value
 
 
-def channel_id(message: dict, realm: str, party_name_max: int) -> str:
-    """The channel a request names, as an id (C{"world"} is C{realm}'s)."""
+def channel_id(message: dict, realm: str, party_name_max: int, zone: str | None = None) -> str:
+    """
+    The channel a request names, as an id: C{"world"} is C{realm}'s,
+    C{"zone"} that of C{zone} (the caller's; C{not_allowed} if it is in
+    none).
+    """
     raw = message.get("channel")
     if not isinstance(raw, str) or not raw:
         raise WireError(codes.BAD_REQUEST, "'channel' must be a non-empty string")
     if raw == "world":
         return world_channel(realm)
+    if raw == ZONE:
+        if zone is None:
+            raise WireError(
+                codes.NOT_ALLOWED,
+                "you are in no zone: the zone channel is joined with zone.enter",
+            )
+        return zone_channel(realm, zone)
     kind, colon, name = raw.partition(":")
     if not colon or not name or kind not in CHANNEL_KINDS:
         raise WireError(
             codes.BAD_REQUEST,
-            f"no channel {raw!r}: channels are world:REALM, room:ID and party:NAME",
+            f"no channel {raw!r}: channels are world, world:REALM, zone, room:ID and party:NAME",
         )
     if kind == "party":
         name = name.casefold()

@@ -22,9 +22,13 @@ changing only its own state:
     ignore lists.
 
 The room channels follow the lobby's C{lobby.rooms} bus events (handled
-here, in order).  State is in this process's memory, except what must
-outlive it: histories and ignore lists are store logs, mutes are bus keys
-that expire by themselves.  One chat process serves a deployment.
+here, in order); the zone channels follow the session's zone
+(L{Caller.zone<mmo.game.service.Caller>}), which every session event and
+request carries, so that a player is in the channel of the zone that holds
+its character, across handoffs, with nothing to do.  State is in this
+process's memory, except what must outlive it: histories and ignore lists
+are store logs, mutes are bus keys that expire by themselves.  One chat
+process serves a deployment.
 """
 
 from __future__ import annotations
@@ -33,7 +37,17 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mmo.chat import checks
-from mmo.chat.channels import Channel, Channels, public, room_channel, world_channel
+from mmo.chat.channels import (
+    ZONE,
+    Channel,
+    Channels,
+    is_zone_channel,
+    public,
+    room_channel,
+    shown_id,
+    world_channel,
+    zone_channel,
+)
 from mmo.chat.flood import FloodLimit
 from mmo.chat.ignores import IgnoreLists
 from mmo.chat.logs import StoreLogs
@@ -153,7 +167,10 @@ class ChatService(GameService):
             self.log.warn("chat: unknown session event {event!r}", event=event)
 
     async def _arrive(self, caller: Caller) -> None:
-        """A session started or changed: record it, and put it in its realm's world."""
+        """
+        A session started or changed: record it, put it in its realm's
+        world, and in the channel of its zone (and out of any other).
+        """
         old = self.presence.track(caller)
         self.channels.update(caller)
         if old is not None and old.realm != caller.realm:
@@ -165,6 +182,25 @@ class ChatService(GameService):
         world = world_channel(current.realm)
         if not self.channels.is_member(world, current.session):
             await self._join(current, world, push=True)
+        current = self.presence.get(caller.session)
+        if current is not None:
+            await self._follow_zone(current)
+
+    async def _follow_zone(self, caller: Caller) -> None:
+        """
+        Put C{caller} in the channel of its zone, if it is in one, and out
+        of every other zone's: pushed C{chat.joined} with the new zone's
+        history, or C{chat.left} when it left the world's zones.
+        """
+        target = zone_channel(caller.realm, caller.zone) if caller.zone is not None else None
+        for channel_id in self.channels.joined(caller.session):
+            if channel_id == target or not is_zone_channel(channel_id):
+                continue
+            member = self.channels.remove(channel_id, caller.session)
+            if member is not None and target is None:
+                await self.deliver([member], "chat.left", channel=ZONE, reason="left")
+        if target is not None and not self.channels.is_member(target, caller.session):
+            await self._join(caller, target, push=True)
 
     def _account_offline(self, account_id: str) -> None:
         # Nothing of an account that is offline is kept but its bucket.
@@ -182,7 +218,7 @@ class ChatService(GameService):
         if push and new:
             member = self.channels.member(channel_id, caller.session)
             if member is not None:
-                await self.deliver([member], "chat.joined", channel=channel_id, history=history)
+                await self.deliver([member], "chat.joined", channel=channel.shown, history=history)
         return history
 
     async def _history(self, caller: Caller, channel: Channel, upto: int | None = None):
@@ -208,7 +244,7 @@ class ChatService(GameService):
         return account.id, account.name
 
     def _channel_id(self, caller: Caller, message: dict) -> str:
-        return checks.channel_id(message, caller.realm, self.party_name_max)
+        return checks.channel_id(message, caller.realm, self.party_name_max, caller.zone)
 
     def _name(self, message: dict, field: str = "name") -> str:
         return checks.player_name(message, self.name_max, field)
@@ -259,29 +295,30 @@ class ChatService(GameService):
         channel = self.channels.require_member(caller, channel_id)  # the wait may have changed it
         self.flood.take(caller.account_id)
         now = self.reactor.seconds()
-        fields = {"channel": channel_id, "from": caller.display_name, "text": text, "time": now}
+        fields = {"channel": channel.shown, "from": caller.display_name, "text": text, "time": now}
         self.channels.record(channel, dict(fields, account=caller.account_id))
         targets = self.ignores.unignored(channel.members.values(), caller)
         await self.deliver(targets, "chat.message", **fields)
-        return {"channel": channel_id, "time": now}
+        return {"channel": channel.shown, "time": now}
 
     async def on_chat_join(self, caller: Caller, message: dict) -> dict:
         """
         C{{channel}}: join a party channel; for a channel one is in already
-        (world and room channels are joined for you), its history again.
+        (world, zone and room channels are joined for you), its history again.
         """
         channel_id = self._channel_id(caller, message)
         if not self.channels.is_member(channel_id, caller.session):
             if not channel_id.startswith("party:"):
                 raise WireError(
                     codes.NOT_ALLOWED,
-                    f"{channel_id!r} cannot be joined: world channels are joined on login, "
-                    "room channels by joining the room in the lobby",
+                    f"{shown_id(channel_id)!r} cannot be joined: world channels are joined "
+                    "on login, the zone channel by entering a zone, room channels by "
+                    "joining the room in the lobby",
                 )
             if self.channels.size(channel_id) >= self.settings.channel_max_members:
                 raise WireError(codes.NOT_ALLOWED, f"the channel {channel_id!r} is full")
         history = await self._join(caller, channel_id)
-        return {"channel": channel_id, "history": history}
+        return {"channel": shown_id(channel_id), "history": history}
 
     async def on_chat_leave(self, caller: Caller, message: dict) -> dict:
         """C{{channel}}: leave a party channel."""
@@ -290,15 +327,16 @@ class ChatService(GameService):
         if not channel_id.startswith("party:"):
             raise WireError(
                 codes.NOT_ALLOWED,
-                f"{channel_id!r} cannot be left: you are in the world channel while online, "
-                "and in a room's channel while in the room",
+                f"{shown_id(channel_id)!r} cannot be left: you are in the world channel "
+                "while online, in your zone's channel while in the world, and in a room's "
+                "channel while in the room",
             )
         self.channels.remove(channel_id, caller.session)
         return {"channel": channel_id}
 
     async def on_chat_channels(self, caller: Caller, message: dict) -> dict:
         """The ids of the channels the caller is in."""
-        return {"channels": sorted(self.channels.joined(caller.session))}
+        return {"channels": sorted(shown_id(c) for c in self.channels.joined(caller.session))}
 
     async def on_chat_history(self, caller: Caller, message: dict) -> dict:
         """C{{channel, limit?}}: the last messages of a channel one is in."""
@@ -306,7 +344,7 @@ class ChatService(GameService):
         limit = checks.history_limit(message, self.settings.history)
         channel = self.channels.require_member(caller, channel_id)
         messages = await self._history(caller, channel)
-        return {"channel": channel_id, "messages": messages[-limit:] if limit else []}
+        return {"channel": channel.shown, "messages": messages[-limit:] if limit else []}
 
     # -- messages: players ----------------------------------------------------------------
 
@@ -333,12 +371,12 @@ class ChatService(GameService):
         return {"to": target.display_name, "text": text, "time": now}
 
     async def on_chat_who(self, caller: Caller, message: dict) -> dict:
-        """C{{name}}: whether the player is online (and, once zones exist, where)."""
+        """C{{name}}: whether the player is online, and the zone its character is in."""
         name = self._name(message)
         found = self.presence.find(name)
         if found is None:
             return {"name": name, "online": False, "zone": None}
-        return {"name": found.display_name, "online": True, "zone": None}
+        return {"name": found.display_name, "online": True, "zone": found.zone}
 
     # -- messages: moderation ---------------------------------------------------------------
 

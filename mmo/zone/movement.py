@@ -14,12 +14,31 @@ refused.  See C{docs/world.md}, "Movement input".
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from mmo.zone.entity import Entity
 from mmo.zone.world import WorldMap
 
 #: How much a move may exceed its allowance, world units: float rounding.
 _EPSILON = 1e-6
+
+
+@lru_cache(maxsize=8)
+def client_movement(world_config) -> dict:
+    """
+    The movement rules of C{world_config} (the C{[world]} section) as a
+    client needs them to predict what its zone accepts, the C{movement}
+    field of the C{zone.enter} reply: C{max_speed} (units/s), C{tolerance}
+    (the share above it still accepted), C{burst} (seconds of movement
+    caught up at once) and C{tick_rate}.  Built once per section and shared
+    by every reply: nobody may change it.
+    """
+    return {
+        "max_speed": float(world_config.max_speed),
+        "tolerance": float(world_config.speed_tolerance),
+        "burst": float(world_config.move_burst),
+        "tick_rate": float(world_config.tick_rate),
+    }
 
 
 class Allowance:

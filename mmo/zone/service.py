@@ -52,10 +52,11 @@ from mmo.zone.ended import SessionEnds, caller_of
 from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, OFFERING, ZoneHandoff
+from mmo.zone.movement import client_movement
 from mmo.zone.simulation import ZoneSimulation, parse_input
 from mmo.zone.takeover import HANDED, SERVING, Takeover
 from mmo.zone.ticker import Ticker
-from mmo.zone.world import WorldMap
+from mmo.zone.world import WorldMap, client_world
 
 #: The fields of a C{zone.move} that are not the game's own (L{Input.extra}).
 MOVE_FIELDS = frozenset({"t", "id", "seq", "x", "y"})
@@ -143,6 +144,10 @@ class ZoneService(GameService):
         world = config.world
         self.map = WorldMap.from_config(world)
         self.name = region_name
+        #: What a client needs of the map and of the movement rules, for
+        #: the zone.enter reply: built once per process, shared by every reply.
+        self.client_world = client_world(world)
+        self.client_movement = client_movement(world)
         self.simulation = self.simulation_class(self.map, region_name, world, reactor, rng=rng)
         self.state = _State(self.simulation)
         self.link = ZoneLink(
@@ -395,6 +400,8 @@ class ZoneService(GameService):
             "y": entity.y,
             "input": entity.last_input,
             "tick": self.simulation.tick_count,
+            "world": self.client_world,
+            "movement": self.client_movement,
             **extra,
         }
 

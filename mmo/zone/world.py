@@ -11,9 +11,11 @@ L{Region} is importable from here too.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from mmo.config.world_geometry import Region, RegionGrid
 
-__all__ = ["Region", "WorldMap"]
+__all__ = ["Region", "WorldMap", "client_world"]
 
 
 class WorldMap:
@@ -79,3 +81,34 @@ class WorldMap:
         """
         skip = exclude.name if isinstance(exclude, Region) else exclude
         return [r for r in self.regions.values() if r.name != skip and r.distance(x, y) <= margin]
+
+
+@lru_cache(maxsize=8)
+def client_world(world) -> dict:
+    """
+    What a client needs of the map of C{world} (a
+    L{mmo.config.world.WorldSection}), as the C{world} field of the
+    C{zone.enter} reply: its size, tick rate and area-of-interest radius,
+    and every region with the zone process serving it, so that it can draw
+    the borders without the deployment's config file.
+
+    Built once per section (a process has one), not per request: the dict
+    is shared by every reply, so nobody may change it.
+    """
+    return {
+        "width": float(world.width),
+        "height": float(world.height),
+        "tick_rate": float(world.tick_rate),
+        "aoi_radius": float(world.aoi_radius),
+        "regions": [
+            {
+                "name": name,
+                "x0": float(x0),
+                "y0": float(y0),
+                "x1": float(x1),
+                "y1": float(y1),
+                "zone": process,
+            }
+            for name, x0, y0, x1, y1, process in world.layout
+        ],
+    }
