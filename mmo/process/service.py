@@ -203,7 +203,12 @@ class ProcessService(service.MultiService):
             self.reactor.callWhenRunning(self.reactor.stop)
 
     async def _stop(self):
-        await defer.maybeDeferred(service.MultiService.stopService, self)
+        service.Service.stopService(self)
+        # Only what started is stopped: after a failed start (a port in
+        # use) the later children never ran, and some (a TimerService)
+        # cannot stop what never started.
+        running = [child for child in reversed(list(self)) if child.running]
+        await defer.DeferredList([defer.maybeDeferred(child.stopService) for child in running])
         for thing in reversed(self.resources):
             try:
                 await defer.maybeDeferred(thing.stop)
