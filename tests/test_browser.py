@@ -26,20 +26,16 @@ import tempfile
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from twisted.internet import reactor
 from twisted.trial import unittest
 
+from tests.node import INSTALL_TIMEOUT, ROOT, install, node_tools, require, succeed
 from tests.support import spawn_cluster
-from tests.test_client_js import ROOT, Step, node_tools
 from tests.test_cluster import SETTINGS
 from tests.world_walk import CLUSTER, CLUSTER_WORLD, start_standalone
 
 DEMO = os.path.join(ROOT, "clients", "demo")
 STATIC = os.path.join(ROOT, "mmo", "web", "static")
-#: Written into node_modules after an install: the lock file it was made from.
-STAMP = os.path.join(DEMO, "node_modules", ".mmo-lock.sha256")
-#: Seconds an npm install may take, and one browser scenario.
-INSTALL_TIMEOUT = 240.0
+#: Seconds one browser scenario may take.
 SCENARIO_TIMEOUT = 90.0
 
 
@@ -47,26 +43,8 @@ def chromium() -> str:
     """Chromium's binary, or skip (fail under MMO_REQUIRE_BROWSER=1)."""
     path = os.environ.get("MMO_CHROMIUM", "/usr/bin/chromium")
     if not os.access(path, os.X_OK):
-        reason = f"no Chromium at {path} (apt-get install chromium, or set MMO_CHROMIUM)"
-        if os.environ.get("MMO_REQUIRE_BROWSER") == "1":
-            raise AssertionError(f"MMO_REQUIRE_BROWSER=1 but {reason}")
-        raise unittest.SkipTest(reason)
+        require(f"no Chromium at {path}", "apt-get install chromium, or set MMO_CHROMIUM")
     return path
-
-
-async def run(argv: list[str], timeout: float) -> tuple[int | None, str]:
-    """Run C{argv} in C{clients/demo}: its status and output, killed after C{timeout}."""
-    step = Step()
-    env = dict(os.environ)
-    env.pop("PYTHONPATH", None)
-    transport = reactor.spawnProcess(step, argv[0], argv, env=env, path=DEMO)
-    timer = reactor.callLater(timeout, transport.signalProcess, "KILL")
-    try:
-        status = await step.ended
-    finally:
-        if timer.active():
-            timer.cancel()
-    return status, step.output.decode("utf-8", "replace")
 
 
 def spki(certificate: str) -> str:
@@ -85,40 +63,26 @@ class DemoTestCase(unittest.TestCase):
     async def setUpTools(self) -> str:
         """Node and npm (else skip), the demo's packages installed; the node binary."""
         node, npm = node_tools()
-        with open(os.path.join(DEMO, "package-lock.json"), "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
-        installed = None
-        if os.path.exists(STAMP):
-            with open(STAMP) as f:
-                installed = f.read().strip()
-        if installed != digest:
-            await self.succeed([npm, "ci", "--no-audit", "--no-fund"], INSTALL_TIMEOUT)
-            with open(STAMP, "w") as f:
-                f.write(digest)
+        await install(self, npm, DEMO)
         return node
 
     async def succeed(self, argv: list[str], timeout: float) -> str:
-        status, output = await run(argv, timeout)
-        if status != 0:
-            self.fail(f"{' '.join(argv)} exited with {status}:\n{output[-20000:]}")
-        return output
+        return await succeed(self, argv, DEMO, timeout)
 
 
 class BundleTests(DemoTestCase):
     async def test_committed_bundle(self):
-        """The page, style and script in mmo/web/static are what clients/demo builds."""
+        """The script in mmo/web/static is what clients/demo builds, and it type-checks."""
         node = await self.setUpTools()
         with tempfile.TemporaryDirectory() as out:
             await self.succeed([node, "build.mjs", out], INSTALL_TIMEOUT)
-            for name in sorted(os.listdir(out)):
-                with open(os.path.join(out, name), "rb") as built:
-                    with open(os.path.join(STATIC, name), "rb") as committed:
-                        self.assertTrue(
-                            built.read() == committed.read(),
-                            f"mmo/web/static/{name} is not what clients/demo builds: "
-                            f"run npm run build in clients/demo",
-                        )
-            self.assertEqual(sorted(os.listdir(out)), sorted(os.listdir(STATIC)))
+            self.assertEqual(os.listdir(out), ["demo.js"])
+            with open(os.path.join(out, "demo.js"), "rb") as built:
+                with open(os.path.join(STATIC, "demo.js"), "rb") as committed:
+                    self.assertTrue(
+                        built.read() == committed.read(),
+                        "mmo/web/static/demo.js is not what clients/demo builds: run make demo",
+                    )
         await self.succeed([node, "node_modules/typescript/bin/tsc", "--noEmit", "-p", "."], 120)
 
 

@@ -1,8 +1,9 @@
-// Builds the demo into the server's package data (mmo/web/static/): one
-// bundled script (the SDK from ../js/src included), the page and its style.
+// Builds the demo's script into the server's package data
+// (mmo/web/static/demo.js): one bundle, the SDK from ../js/src included.
+// The page and its style are written there by hand (index.html, demo.css).
 // `node build.mjs OUTDIR` writes elsewhere (the test that checks the
 // committed files are what the sources build).
-import { copyFile, mkdir } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
@@ -27,6 +28,3 @@ await esbuild.build({
   charset: "utf8",
   logLevel: "warning",
 });
-for (const name of ["index.html", "demo.css"]) {
-  await copyFile(join(here, "src", name), join(out, name));
-}
