@@ -1,12 +1,14 @@
 /**
  * One WebSocket to an mmo server: the hello, requests matched to their
- * replies by id, pushes dispatched by type, heartbeats answered, the
- * goodbye. `login`, `register` and `Session` are built on it.
+ * replies by id, pushes dispatched by type, heartbeats answered, liveness
+ * watched both ways, the goodbye. `login`, `register` and `Session` are
+ * built on it.
  */
 
 import { decode, encode } from "@msgpack/msgpack";
 
 import { ConnectionClosed, ServerError } from "./errors.js";
+import { Liveness, livenessTimes } from "./liveness.js";
 import type { Frame, HelloReply, MessageOf, ReplyOf, RequestFields } from "./messages.js";
 import { messageBytes, openSocket, type SocketOptions, type WebSocketLike } from "./socket.js";
 
@@ -51,8 +53,7 @@ export class Connection {
   private readonly closeHandlers = new Set<(reason: ConnectionClosed) => void>();
   private readonly frameHandlers = new Set<Handler<Frame>>();
   private closing = false;
-  private keepAlive: ReturnType<typeof setInterval> | null = null;
-  private sentSince = false;
+  private liveness: Liveness | null = null;
 
   private constructor(readonly url: string, readonly socket: WebSocketLike) {}
 
@@ -87,7 +88,7 @@ export class Connection {
         // The close event that follows says why; before open, this is all we get.
       };
       socket.onclose = (event) => {
-        this.lost(event.code, event.reason);
+        this.lost(`WebSocket code ${event.code}${event.reason ? `: ${event.reason}` : ""}`);
         reject(this.closedWith);
       };
       socket.onmessage = (event) => this.received(event.data);
@@ -95,7 +96,7 @@ export class Connection {
         this.request("hello", { versions: VERSIONS, client: clientName }).then(
           (welcome) => {
             this.welcome = welcome as HelloReply;
-            this.startKeepAlive();
+            this.watch();
             resolve();
           },
           (error) => {
@@ -187,30 +188,49 @@ export class Connection {
     });
   }
 
-  /** Drop the socket without a goodbye (the server keeps a gateway session for a resume). */
+  /**
+   * Drop the socket without a goodbye (the server keeps a gateway session
+   * for a resume). The connection ends at once: a browser's close event
+   * waits for a closing handshake that a half-dead connection never does.
+   */
   abort(): void {
     const socket = this.socket as WebSocketLike & { terminate?: () => void };
     if (typeof socket.terminate === "function") socket.terminate();
     else socket.close(4000, "dropped");
+    this.lost("dropped by the client");
   }
 
   private write(frame: Record<string, unknown>): void {
     this.socket.send(encode(frame));
-    this.sentSince = true;
+    this.liveness?.sent();
   }
 
-  /** Ping when nothing was sent for half the server's idle timeout (protocol.md section 9). */
-  private startKeepAlive(): void {
-    const idle = this.welcome.idle_timeout;
-    if (typeof idle !== "number" || !(idle > 0)) return;
-    this.keepAlive = setInterval(() => {
-      if (!this.sentSince && this.open) this.send("ping");
-      this.sentSince = false;
-    }, (idle * 1000) / 2);
-    (this.keepAlive as { unref?: () => void }).unref?.();
+  /**
+   * Keep the connection alive and give it up when the server has gone
+   * silent: a `ping` when nothing was sent for half the server's idle
+   * timeout (protocol.md section 9), a `ping` request when a heartbeat is
+   * overdue, and an abort (ConnectionClosed "timeout") when nothing at all
+   * came for `heartbeat_timeout` (or `idle_timeout`) seconds.
+   */
+  private watch(): void {
+    if (this.closedWith) return;
+    this.liveness = new Liveness(livenessTimes(this.welcome), {
+      keepAlive: () => {
+        if (this.open) this.send("ping");
+      },
+      probe: () => {
+        // The reply matters only by arriving; a drop rejects it, and the close says why.
+        if (this.open) this.request("ping").catch(() => {});
+      },
+      expire: (seconds) => {
+        this.closedWith ??= new ConnectionClosed("timeout", `nothing came from the server for ${seconds} s`);
+        this.abort();
+      },
+    });
   }
 
   private received(data: unknown): void {
+    this.liveness?.heard();
     const bytes = messageBytes(data);
     let frame: Frame;
     try {
@@ -264,13 +284,14 @@ export class Connection {
     }
   }
 
-  private lost(code: number, reason: string): void {
-    if (this.keepAlive) clearInterval(this.keepAlive);
+  /** The connection has ended (`why`, when there was no goodbye): reject what waits, tell the close handlers. */
+  private lost(why: string): void {
+    this.liveness?.stop();
     this.closing = true;
     if (!this.closedWith) {
       this.closedWith = this.goodbye
         ? new ConnectionClosed(String(this.goodbye.code), String(this.goodbye.message))
-        : new ConnectionClosed(null, `the connection closed (WebSocket code ${code}${reason ? `: ${reason}` : ""})`);
+        : new ConnectionClosed(null, `the connection closed (${why})`);
     }
     const closed = this.closedWith;
     const pending = [...this.pending.values()];

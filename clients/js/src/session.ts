@@ -37,7 +37,10 @@ export interface SessionOptions extends ConnectionOptions {
   reconnect?: ReconnectOptions;
   /** Seconds a request made while resuming waits for the resume; default 30. */
   resumeWait?: number;
-  /** The gateway's URL, when the ticket names none with a WebSocket port. */
+  /**
+   * The gateway's `wss://` URL to use only when the ticket names no gateway
+   * with a WebSocket port (a server too old to name it); otherwise unused.
+   */
   url?: string;
 }
 
@@ -45,8 +48,6 @@ interface Waiting {
   run(connection: Connection): void;
   fail(error: ConnectionClosed): void;
 }
-
-const sleep = (seconds: number) => new Promise((resolve) => setTimeout(resolve, seconds * 1000));
 
 export class Session {
   /** The account id, display name and realm (the auth reply's). */
@@ -66,6 +67,8 @@ export class Session {
   private readonly handlers = new Map<string, Set<Handler<never>>>();
   private readonly stateHandlers = new Set<StateHandler>();
   private readonly waiting = new Set<Waiting>();
+  /** Ends the wait before the next resume attempt at once (close() does: no timer outlives the session). */
+  private wake: (() => void) | null = null;
 
   private constructor(
     private connection: Connection,
@@ -79,7 +82,7 @@ export class Session {
    */
   static async open(ticket: LoginReply, options: SessionOptions = {}): Promise<Session> {
     const urls = gatewayUrls(ticket, options.url);
-    let failure: unknown = new Error("the login reply names no gateway with a WebSocket port");
+    let failure: unknown = new Error("the login reply names no gateway with a WebSocket port, and options.url is not set");
     for (const url of urls) {
       let connection: Connection;
       try {
@@ -168,6 +171,7 @@ export class Session {
   async close(): Promise<void> {
     if (this.state === "closed") return;
     this.userClosed = true;
+    this.wake?.();
     await this.connection.close();
     this.end(new ConnectionClosed("closed", "the session was closed"));
   }
@@ -232,7 +236,7 @@ export class Session {
       const moving = this.moveTo;
       this.moveTo = null;
       // A move is followed at once; a drop waits (with jitter, so that many clients spread out).
-      if (moving === null) await sleep(delay * (0.75 + Math.random() * 0.5));
+      if (moving === null) await this.pause(delay * (0.75 + Math.random() * 0.5));
       if (this.userClosed) return;
       const url = moving ?? this.urls[attempt % this.urls.length];
       const outcome = await this.resumeOn(url);
@@ -279,6 +283,17 @@ export class Session {
     return "resumed";
   }
 
+  private pause(seconds: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wake?.(), seconds * 1000);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
+
   private wait(entry: Waiting): void {
     const seconds = this.options.resumeWait ?? 30;
     const timer = setTimeout(() => {
@@ -319,15 +334,21 @@ export class Session {
   }
 }
 
-/** The WebSocket URLs of the ticket's gateways, the chosen one first. */
-function gatewayUrls(ticket: LoginReply, url?: string): string[] {
-  const urls = url ? [url] : [];
+/**
+ * The WebSocket URLs of the ticket's gateways, the chosen one first; only
+ * when it names none with a WebSocket port (a server too old to say), the
+ * game's `fallback`. The login server chose the gateway: a URL the game
+ * knows beforehand never overrides that choice.
+ */
+function gatewayUrls(ticket: LoginReply, fallback?: string): string[] {
+  const urls: string[] = [];
   for (const gateway of [ticket.gateway, ...(ticket.gateways ?? [])]) {
     if (gateway && typeof gateway.websocket === "number") {
       const candidate = gatewayUrl(gateway as GatewayInfo);
       if (!urls.includes(candidate)) urls.push(candidate);
     }
   }
+  if (urls.length === 0 && fallback) urls.push(fallback);
   return urls;
 }
 

@@ -7,6 +7,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect, createServer, type AddressInfo, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,11 +29,12 @@ export function missing(): string | null {
 /** The password of the tests' players. */
 export const PASSWORD = "open sesame 42";
 
-/** Settings every test deployment shares: cheap password hashing, short heartbeats. */
+/** Settings every test deployment shares: cheap password hashing, every test's accounts, short heartbeats. */
 export const SETTINGS = `
 [login]
 argon2_memory_kib = 1024
 argon2_time_cost = 1
+register_per_ip = 1000
 
 [gateway]
 heartbeat_interval = 0.3
@@ -173,6 +175,65 @@ ${extra}`);
   } catch (error) {
     await deployment.stop();
     throw error;
+  }
+}
+
+/**
+ * A TCP relay to a local port whose server-to-client direction can go
+ * silent without closing anything, as when a NAT forgets a connection:
+ * what the server sends, its close included, is dropped; what the client
+ * sends still arrives. Connections made after `silence()` pass.
+ */
+export class Relay {
+  port = 0;
+  private readonly server: Server;
+  private readonly links = new Set<{ client: Socket; upstream: Socket; silent: boolean }>();
+
+  constructor(target: number) {
+    this.server = createServer((client) => {
+      const upstream = connect(target, "127.0.0.1");
+      const link = { client, upstream, silent: false };
+      this.links.add(link);
+      client.on("data", (data) => upstream.write(data));
+      upstream.on("data", (data) => {
+        if (!link.silent) client.write(data);
+      });
+      const end = () => {
+        if (!link.silent) client.destroy();
+        upstream.destroy();
+      };
+      upstream.on("close", end);
+      upstream.on("error", end);
+      client.on("error", () => client.destroy());
+      client.on("close", () => {
+        upstream.destroy();
+        this.links.delete(link);
+      });
+    });
+  }
+
+  /** The URL of the relay for a server whose certificate names `localhost`. */
+  get url(): string {
+    return `wss://localhost:${this.port}/`;
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((resolve) => this.server.listen(0, "127.0.0.1", resolve));
+    this.port = (this.server.address() as AddressInfo).port;
+    return this;
+  }
+
+  /** From now on, the connections open now hear nothing from the server. */
+  silence(): void {
+    for (const link of this.links) link.silent = true;
+  }
+
+  close(): Promise<void> {
+    for (const { client, upstream } of this.links) {
+      client.destroy();
+      upstream.destroy();
+    }
+    return new Promise((resolve) => this.server.close(() => resolve()));
   }
 }
 

@@ -1,18 +1,29 @@
 /**
  * The SDK against a real standalone server (`twistd -n mmo` with a
  * WebSocket listener): accounts, the hello, requests and typed errors,
- * pushes, heartbeats, a resume after the socket is dropped, chat, and the
- * world.
+ * pushes, heartbeats, a resume after the socket is dropped or after the
+ * server went silent, chat, and the world.
  */
 
 import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 
-import { Connection, ConnectionClosed, gatewayUrl, login, register, ServerError, Session, type SessionState } from "../src/index.js";
+import {
+  Connection,
+  ConnectionClosed,
+  gatewayUrl,
+  login,
+  register,
+  ServerError,
+  Session,
+  type GatewayInfo,
+  type LoginReply,
+  type SessionState,
+} from "../src/index.js";
 import WebSocket from "ws";
 
-import { missing, PASSWORD, standalone, until, type Standalone } from "./server.js";
+import { missing, PASSWORD, Relay, standalone, until, type Standalone } from "./server.js";
 
 const skip = missing();
 
@@ -29,14 +40,21 @@ describe("against a standalone server", { skip: skip ?? false }, () => {
     await server?.deployment.stop();
   });
 
-  /** A new account, logged in, with a session on the ticket's gateway. */
-  async function player(name: string, options = {}): Promise<Session> {
+  /** A new account, logged in: its ticket. */
+  async function ticketOf(name: string): Promise<LoginReply> {
     await register(server.url, name, PASSWORD, { ca: server.ca });
-    const ticket = await login(server.url, name, PASSWORD, { ca: server.ca });
-    const session = await Session.open(ticket, { ca: server.ca, ...options });
+    return login(server.url, name, PASSWORD, { ca: server.ca });
+  }
+
+  /** A new account, logged in, with a session on the ticket's gateway. */
+  async function player(name: string, options = {}, ticket?: LoginReply): Promise<Session> {
+    const session = await Session.open(ticket ?? (await ticketOf(name)), { ca: server.ca, ...options });
     open.push(session);
     return session;
   }
+
+  /** A relay in front of the server's WebSocket port. */
+  const relay = () => new Relay(Number(new URL(server.url).port)).listen();
 
   it("registers and logs in, with typed errors", async () => {
     const account = await register(server.url, "Ada", PASSWORD, { ca: server.ca });
@@ -154,6 +172,86 @@ describe("against a standalone server", { skip: skip ?? false }, () => {
     await until(() => seen.length === 5, "every message");
     assert.deepEqual(seen.map((m) => m.text), ["before", "away 1", "away 2", "away 3", "after"]);
     for (let i = 1; i < seen.length; i++) assert.equal(seen[i].seq, seen[i - 1].seq + 1);
+  });
+
+  it("opens the ticket's gateway, and options.url only when the ticket names none", async () => {
+    const elsewhere = await relay();
+    try {
+      // The login server chose the gateway: a URL the game knows does not override it.
+      const ticket = await ticketOf("Chosen");
+      const chosen = await player("Chosen", { url: elsewhere.url }, ticket);
+      assert.equal(chosen.url, gatewayUrl(ticket.gateway));
+      // An older server names no WebSocket port: then the URL given is the gateway.
+      const old = await ticketOf("Unnamed");
+      const unnamed: LoginReply = { ...old, gateway: { ...old.gateway, websocket: null }, gateways: undefined };
+      const fallback = await player("Unnamed", { url: elsewhere.url }, unnamed);
+      assert.equal(fallback.url, elsewhere.url);
+      assert.equal(typeof (await fallback.request("ping")).time, "number");
+      await fallback.close();
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
+  it("gives up a connection that went silent, resumes, and misses nothing", async () => {
+    const nat = await relay();
+    try {
+      const ticket = await ticketOf("Tunneler");
+      const via = (gateway: GatewayInfo): GatewayInfo => ({ ...gateway, host: "localhost", websocket: nat.port });
+      const walker = await player("Tunneler", {}, { ...ticket, gateway: via(ticket.gateway), gateways: ticket.gateways?.map(via) });
+      const talker = await player("Shouter");
+      const seen: Array<{ seq: number; text: string }> = [];
+      walker.on("chat.message", (m) => {
+        if (m.channel.startsWith("party:")) seen.push({ seq: m.seq, text: m.text });
+      });
+      await walker.request("chat.join", { channel: "party:nat" });
+      await talker.request("chat.join", { channel: "party:nat" });
+      const states: string[] = [];
+      walker.onState((state, reason) => states.push(reason ? `${state}:${reason.code}` : state));
+      await talker.request("chat.send", { channel: "party:nat", text: "before" });
+      await until(() => seen.length === 1, "the first message");
+
+      // The server still sends (and hears the client), but nothing reaches the client, not even a close.
+      nat.silence();
+      for (const text of ["lost 1", "lost 2", "lost 3"]) {
+        await talker.request("chat.send", { channel: "party:nat", text });
+      }
+      // heartbeat_timeout is 1 s: well within this, the client gives the connection up and resumes.
+      await until(() => walker.state === "resumed", "the resume after the silence", 8000);
+      assert.deepEqual(states, ["resuming:timeout", "resumed"]);
+      await talker.request("chat.send", { channel: "party:nat", text: "after" });
+      await until(() => seen.length === 5, "every message");
+      assert.deepEqual(seen.map((m) => m.text), ["before", "lost 1", "lost 2", "lost 3", "after"]);
+      for (let i = 1; i < seen.length; i++) assert.equal(seen[i].seq, seen[i - 1].seq + 1);
+    } finally {
+      await nat.close();
+    }
+  });
+
+  it("keeps a busy connection that the server never heartbeats", async () => {
+    // A client that keeps sending frames without ids is never quiet, so the
+    // server sends it no heartbeat and nothing else: the SDK's own probe keeps it.
+    const busy = await player("Busy");
+    const states: SessionState[] = [];
+    busy.onState((state) => states.push(state));
+    for (let i = 0; i < 25; i++) {
+      busy.send("pong");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.deepEqual(states, []);
+    assert.equal(busy.currentConnection.open, true);
+  });
+
+  it("leaves no timer behind once closed, even while waiting to resume", async () => {
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const ticket = await ticketOf("Tidy");
+    const before = timers();
+    const tidy = await player("Tidy", { reconnect: { initialDelay: 30 } }, ticket);
+    tidy.currentConnection.abort();
+    await until(() => tidy.state === "resuming", "the drop");
+    assert.ok(timers() > before, "the wait before the resume is a timer");
+    await tidy.close();
+    assert.equal(timers(), before);
   });
 
   it("enters the world and gets world.update pushes", async () => {
