@@ -109,11 +109,10 @@ async function logIn(name: string, password: string): Promise<void> {
   let ticket: LoginReply;
   try {
     ticket = await login(serverUrl, name, password);
-    // The ticket names the gateway (and the others to resume on); a server
-    // too old to name its WebSocket port is this one (the standalone).
-    const named = typeof ticket.gateway?.websocket === "number";
+    // The ticket names the gateway (and the others to resume on); `url` is
+    // for a server too old to name its WebSocket port: this one then.
     session = await Session.open(ticket, {
-      ...(named ? {} : { url: serverUrl }),
+      url: serverUrl,
       clientName: "mmo-demo/0.1",
       reconnect: { initialDelay: 0.2, maxDelay: 2, maxAttempts: 30 },
     });

@@ -1465,6 +1465,76 @@ var ConnectionClosed = class extends Error {
   }
 };
 
+// ../js/src/liveness.ts
+var positive = (value) => typeof value === "number" && value > 0 ? value : null;
+function livenessTimes(welcome) {
+  const idle = positive(welcome.idle_timeout);
+  const interval = positive(welcome.heartbeat_interval);
+  const deadline = positive(welcome.heartbeat_timeout) ?? idle;
+  let probe = null;
+  if (deadline !== null) {
+    probe = interval !== null && interval < deadline ? (interval + deadline) / 2 : deadline / 2;
+  }
+  return { keepAlive: idle === null ? null : idle / 2, probe, deadline };
+}
+var seconds = () => performance.now() / 1e3;
+var Liveness = class {
+  constructor(times, watched, now = seconds) {
+    this.times = times;
+    this.watched = watched;
+    this.now = now;
+    this.probed = false;
+    this.stopped = false;
+    this.timer = null;
+    this.lastHeard = this.lastSent = now();
+    this.arm();
+  }
+  /** A frame came from the server. */
+  heard() {
+    this.lastHeard = this.now();
+    this.probed = false;
+  }
+  /** A frame went to the server. */
+  sent() {
+    this.lastSent = this.now();
+  }
+  stop() {
+    this.stopped = true;
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+  }
+  check() {
+    this.timer = null;
+    const now = this.now();
+    const { keepAlive, probe, deadline } = this.times;
+    if (deadline !== null && now - this.lastHeard >= deadline) {
+      this.stop();
+      this.watched.expire(deadline);
+      return;
+    }
+    if (probe !== null && !this.probed && now - this.lastHeard >= probe) {
+      this.probed = true;
+      this.watched.probe();
+    }
+    if (keepAlive !== null && now - this.lastSent >= keepAlive) {
+      this.lastSent = now;
+      this.watched.keepAlive();
+    }
+    this.arm();
+  }
+  arm() {
+    if (this.stopped) return;
+    const { keepAlive, probe, deadline } = this.times;
+    const due = [];
+    if (keepAlive !== null) due.push(this.lastSent + keepAlive);
+    if (probe !== null && !this.probed) due.push(this.lastHeard + probe);
+    if (deadline !== null) due.push(this.lastHeard + deadline);
+    if (due.length === 0) return;
+    const wait = Math.max(0, Math.min(...due) - this.now());
+    this.timer = setTimeout(() => this.check(), wait * 1e3);
+  }
+};
+
 // ../js/src/socket.ts
 var isNode = typeof process !== "undefined" && typeof process.versions?.node === "string";
 async function openSocket(url, options = {}) {
@@ -1526,8 +1596,7 @@ var Connection = class _Connection {
     this.closeHandlers = /* @__PURE__ */ new Set();
     this.frameHandlers = /* @__PURE__ */ new Set();
     this.closing = false;
-    this.keepAlive = null;
-    this.sentSince = false;
+    this.liveness = null;
   }
   /**
    * Connect to `url` (`wss://host:port/`) and handshake; resolves once the
@@ -1537,13 +1606,13 @@ var Connection = class _Connection {
   static async open(url, options = {}) {
     const socket = await openSocket(url, options);
     const connection = new _Connection(url, socket);
-    const seconds = options.connectTimeout ?? 10;
+    const seconds2 = options.connectTimeout ?? 10;
     let timer;
     const timeout = new Promise((_, reject) => {
       timer = setTimeout(() => {
-        reject(new ConnectionClosed("timeout", `no handshake with ${url} within ${seconds} s`));
+        reject(new ConnectionClosed("timeout", `no handshake with ${url} within ${seconds2} s`));
         connection.abort();
-      }, seconds * 1e3);
+      }, seconds2 * 1e3);
     });
     try {
       await Promise.race([connection.handshake(options.clientName ?? CLIENT), timeout]);
@@ -1558,7 +1627,7 @@ var Connection = class _Connection {
       socket.onerror = () => {
       };
       socket.onclose = (event2) => {
-        this.lost(event2.code, event2.reason);
+        this.lost(`WebSocket code ${event2.code}${event2.reason ? `: ${event2.reason}` : ""}`);
         reject(this.closedWith);
       };
       socket.onmessage = (event2) => this.received(event2.data);
@@ -1566,7 +1635,7 @@ var Connection = class _Connection {
         this.request("hello", { versions: VERSIONS, client: clientName }).then(
           (welcome) => {
             this.welcome = welcome;
-            this.startKeepAlive();
+            this.watch();
             resolve();
           },
           (error) => {
@@ -1649,27 +1718,46 @@ var Connection = class _Connection {
       this.socket.close(1e3);
     });
   }
-  /** Drop the socket without a goodbye (the server keeps a gateway session for a resume). */
+  /**
+   * Drop the socket without a goodbye (the server keeps a gateway session
+   * for a resume). The connection ends at once: a browser's close event
+   * waits for a closing handshake that a half-dead connection never does.
+   */
   abort() {
     const socket = this.socket;
     if (typeof socket.terminate === "function") socket.terminate();
     else socket.close(4e3, "dropped");
+    this.lost("dropped by the client");
   }
   write(frame2) {
     this.socket.send(encode(frame2));
-    this.sentSince = true;
+    this.liveness?.sent();
   }
-  /** Ping when nothing was sent for half the server's idle timeout (protocol.md section 9). */
-  startKeepAlive() {
-    const idle = this.welcome.idle_timeout;
-    if (typeof idle !== "number" || !(idle > 0)) return;
-    this.keepAlive = setInterval(() => {
-      if (!this.sentSince && this.open) this.send("ping");
-      this.sentSince = false;
-    }, idle * 1e3 / 2);
-    this.keepAlive.unref?.();
+  /**
+   * Keep the connection alive and give it up when the server has gone
+   * silent: a `ping` when nothing was sent for half the server's idle
+   * timeout (protocol.md section 9), a `ping` request when a heartbeat is
+   * overdue, and an abort (ConnectionClosed "timeout") when nothing at all
+   * came for `heartbeat_timeout` (or `idle_timeout`) seconds.
+   */
+  watch() {
+    if (this.closedWith) return;
+    this.liveness = new Liveness(livenessTimes(this.welcome), {
+      keepAlive: () => {
+        if (this.open) this.send("ping");
+      },
+      probe: () => {
+        if (this.open) this.request("ping").catch(() => {
+        });
+      },
+      expire: (seconds2) => {
+        this.closedWith ?? (this.closedWith = new ConnectionClosed("timeout", `nothing came from the server for ${seconds2} s`));
+        this.abort();
+      }
+    });
   }
   received(data) {
+    this.liveness?.heard();
     const bytes = messageBytes(data);
     let frame2;
     try {
@@ -1720,11 +1808,12 @@ var Connection = class _Connection {
       }
     }
   }
-  lost(code, reason) {
-    if (this.keepAlive) clearInterval(this.keepAlive);
+  /** The connection has ended (`why`, when there was no goodbye): reject what waits, tell the close handlers. */
+  lost(why) {
+    this.liveness?.stop();
     this.closing = true;
     if (!this.closedWith) {
-      this.closedWith = this.goodbye ? new ConnectionClosed(String(this.goodbye.code), String(this.goodbye.message)) : new ConnectionClosed(null, `the connection closed (WebSocket code ${code}${reason ? `: ${reason}` : ""})`);
+      this.closedWith = this.goodbye ? new ConnectionClosed(String(this.goodbye.code), String(this.goodbye.message)) : new ConnectionClosed(null, `the connection closed (${why})`);
     }
     const closed = this.closedWith;
     const pending = [...this.pending.values()];
@@ -1776,7 +1865,6 @@ function gatewayUrl(gateway) {
 }
 
 // ../js/src/session.ts
-var sleep = (seconds) => new Promise((resolve) => setTimeout(resolve, seconds * 1e3));
 var Session = class _Session {
   constructor(connection, urls, options) {
     this.connection = connection;
@@ -1798,6 +1886,8 @@ var Session = class _Session {
     this.handlers = /* @__PURE__ */ new Map();
     this.stateHandlers = /* @__PURE__ */ new Set();
     this.waiting = /* @__PURE__ */ new Set();
+    /** Ends the wait before the next resume attempt at once (close() does: no timer outlives the session). */
+    this.wake = null;
   }
   /**
    * Present `ticket` (a login reply) to its gateway over `wss://` and open
@@ -1805,7 +1895,7 @@ var Session = class _Session {
    */
   static async open(ticket, options = {}) {
     const urls = gatewayUrls(ticket, options.url);
-    let failure = new Error("the login reply names no gateway with a WebSocket port");
+    let failure = new Error("the login reply names no gateway with a WebSocket port, and options.url is not set");
     for (const url of urls) {
       let connection;
       try {
@@ -1887,6 +1977,7 @@ var Session = class _Session {
   async close() {
     if (this.state === "closed") return;
     this.userClosed = true;
+    this.wake?.();
     await this.connection.close();
     this.end(new ConnectionClosed("closed", "the session was closed"));
   }
@@ -1943,7 +2034,7 @@ var Session = class _Session {
     for (let attempt = 0; attempt < maxAttempts; attempt++) {
       const moving = this.moveTo;
       this.moveTo = null;
-      if (moving === null) await sleep(delay * (0.75 + Math.random() * 0.5));
+      if (moving === null) await this.pause(delay * (0.75 + Math.random() * 0.5));
       if (this.userClosed) return;
       const url = moving ?? this.urls[attempt % this.urls.length];
       const outcome = await this.resumeOn(url);
@@ -1987,12 +2078,22 @@ var Session = class _Session {
     if (connection.closedWith) void this.dropped(connection.closedWith);
     return "resumed";
   }
+  pause(seconds2) {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.wake?.(), seconds2 * 1e3);
+      this.wake = () => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+    });
+  }
   wait(entry) {
-    const seconds = this.options.resumeWait ?? 30;
+    const seconds2 = this.options.resumeWait ?? 30;
     const timer = setTimeout(() => {
       this.waiting.delete(bounded);
-      entry.fail(new ConnectionClosed("timeout", `the session did not resume within ${seconds} s`));
-    }, seconds * 1e3);
+      entry.fail(new ConnectionClosed("timeout", `the session did not resume within ${seconds2} s`));
+    }, seconds2 * 1e3);
     const bounded = {
       run: (connection) => {
         clearTimeout(timer);
@@ -2024,14 +2125,15 @@ var Session = class _Session {
     }
   }
 };
-function gatewayUrls(ticket, url) {
-  const urls = url ? [url] : [];
+function gatewayUrls(ticket, fallback) {
+  const urls = [];
   for (const gateway of [ticket.gateway, ...ticket.gateways ?? []]) {
     if (gateway && typeof gateway.websocket === "number") {
       const candidate = gatewayUrl(gateway);
       if (!urls.includes(candidate)) urls.push(candidate);
     }
   }
+  if (urls.length === 0 && fallback) urls.push(fallback);
   return urls;
 }
 function moveUrl(frame2) {
@@ -2287,9 +2389,8 @@ async function logIn(name, password) {
   let ticket;
   try {
     ticket = await login(serverUrl, name, password);
-    const named = typeof ticket.gateway?.websocket === "number";
     session = await Session.open(ticket, {
-      ...named ? {} : { url: serverUrl },
+      url: serverUrl,
       clientName: "mmo-demo/0.1",
       reconnect: { initialDelay: 0.2, maxDelay: 2, maxAttempts: 30 }
     });
