@@ -53,6 +53,33 @@ describe("against a standalone server", { skip: skip ?? false }, () => {
     return session;
   }
 
+  /**
+   * `listener` and `talker` in party `channel`, the line "before" heard:
+   * what the listener hears from there (each party line with its `seq`),
+   * its changes of state, and `say(text)` for the talker.
+   */
+  async function party(listener: Session, talker: Session, channel: string) {
+    const seen: Array<{ seq: number; text: string }> = [];
+    listener.on("chat.message", (m) => {
+      if (m.channel.startsWith("party:")) seen.push({ seq: m.seq, text: m.text });
+    });
+    await listener.request("chat.join", { channel });
+    await talker.request("chat.join", { channel });
+    const states: string[] = [];
+    listener.onState((state, reason) => states.push(reason ? `${state}:${reason.code}` : state));
+    const say = (text: string) => talker.request("chat.send", { channel, text });
+    await say("before");
+    await until(() => seen.length === 1, "the first message");
+    return { seen, states, say };
+  }
+
+  /** `seen` is `texts`, each once and in order, with no `seq` missing between them. */
+  async function heardAll(seen: Array<{ seq: number; text: string }>, texts: string[]): Promise<void> {
+    await until(() => seen.length === texts.length, "every message");
+    assert.deepEqual(seen.map((m) => m.text), texts);
+    for (let i = 1; i < seen.length; i++) assert.equal(seen[i].seq, seen[i - 1].seq + 1);
+  }
+
   /** A relay in front of the server's WebSocket port. */
   const relay = () => new Relay(Number(new URL(server.url).port)).listen();
 
@@ -145,33 +172,20 @@ describe("against a standalone server", { skip: skip ?? false }, () => {
   it("resumes after the socket drops, missing nothing, each push once", async () => {
     const walker = await player("Walker", { reconnect: { initialDelay: 1.0 } });
     const talker = await player("Talker");
-    const seen: Array<{ seq: number; text: string }> = [];
-    walker.on("chat.message", (m) => {
-      if (m.channel.startsWith("party:")) seen.push({ seq: m.seq, text: m.text });
-    });
-    await walker.request("chat.join", { channel: "party:walk" });
-    await talker.request("chat.join", { channel: "party:walk" });
-    const states: string[] = [];
-    walker.onState((state, reason) => states.push(reason ? `${state}:${reason.code}` : state));
+    const { seen, states, say } = await party(walker, talker, "party:walk");
     const session = walker.id;
-    await talker.request("chat.send", { channel: "party:walk", text: "before" });
-    await until(() => seen.length === 1, "the first message");
 
     walker.currentConnection.abort();
     await until(() => walker.state === "resuming", "the drop");
     // Sent while the walker is away: they wait for it on the server.
-    for (const text of ["away 1", "away 2", "away 3"]) {
-      await talker.request("chat.send", { channel: "party:walk", text });
-    }
+    for (const text of ["away 1", "away 2", "away 3"]) await say(text);
     // A request made while resuming waits for the resume.
     const channels = await walker.request("chat.channels");
     assert.ok(channels.channels.includes("party:walk"));
     assert.deepEqual(states, ["resuming:null", "resumed"]);
     assert.equal(walker.id, session);
-    await talker.request("chat.send", { channel: "party:walk", text: "after" });
-    await until(() => seen.length === 5, "every message");
-    assert.deepEqual(seen.map((m) => m.text), ["before", "away 1", "away 2", "away 3", "after"]);
-    for (let i = 1; i < seen.length; i++) assert.equal(seen[i].seq, seen[i - 1].seq + 1);
+    await say("after");
+    await heardAll(seen, ["before", "away 1", "away 2", "away 3", "after"]);
   });
 
   it("opens the ticket's gateway, and options.url only when the ticket names none", async () => {
@@ -199,30 +213,16 @@ describe("against a standalone server", { skip: skip ?? false }, () => {
       const ticket = await ticketOf("Tunneler");
       const via = (gateway: GatewayInfo): GatewayInfo => ({ ...gateway, host: "localhost", websocket: nat.port });
       const walker = await player("Tunneler", {}, { ...ticket, gateway: via(ticket.gateway), gateways: ticket.gateways?.map(via) });
-      const talker = await player("Shouter");
-      const seen: Array<{ seq: number; text: string }> = [];
-      walker.on("chat.message", (m) => {
-        if (m.channel.startsWith("party:")) seen.push({ seq: m.seq, text: m.text });
-      });
-      await walker.request("chat.join", { channel: "party:nat" });
-      await talker.request("chat.join", { channel: "party:nat" });
-      const states: string[] = [];
-      walker.onState((state, reason) => states.push(reason ? `${state}:${reason.code}` : state));
-      await talker.request("chat.send", { channel: "party:nat", text: "before" });
-      await until(() => seen.length === 1, "the first message");
+      const { seen, states, say } = await party(walker, await player("Shouter"), "party:nat");
 
       // The server still sends (and hears the client), but nothing reaches the client, not even a close.
       nat.silence();
-      for (const text of ["lost 1", "lost 2", "lost 3"]) {
-        await talker.request("chat.send", { channel: "party:nat", text });
-      }
+      for (const text of ["lost 1", "lost 2", "lost 3"]) await say(text);
       // heartbeat_timeout is 1 s: well within this, the client gives the connection up and resumes.
       await until(() => walker.state === "resumed", "the resume after the silence", 8000);
       assert.deepEqual(states, ["resuming:timeout", "resumed"]);
-      await talker.request("chat.send", { channel: "party:nat", text: "after" });
-      await until(() => seen.length === 5, "every message");
-      assert.deepEqual(seen.map((m) => m.text), ["before", "lost 1", "lost 2", "lost 3", "after"]);
-      for (let i = 1; i < seen.length; i++) assert.equal(seen[i].seq, seen[i - 1].seq + 1);
+      await say("after");
+      await heardAll(seen, ["before", "lost 1", "lost 2", "lost 3", "after"]);
     } finally {
       await nat.close();
     }
