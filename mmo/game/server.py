@@ -168,11 +168,15 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
             self.log.warn("malformed inputs from {peer} dropped", peer=peer)
             return
         for call in calls:
-            d = defer.ensureDeferred(self._routed(call))
-            d.addCallback(self._input_handled, call, peer)
-            d.addErrback(lambda f: self.log.failure("an input from {peer} failed", f, peer=peer))
+            defer.ensureDeferred(self._input(call, peer))
 
-    def _input_handled(self, reply: list, call, peer: str | None) -> None:
+    async def _input(self, call, peer: str | None) -> None:
+        """One call of a L{commands.RouteInputs}: handled; a refusal logged."""
+        try:
+            reply = await self._routed(call)
+        except Exception:
+            self.log.failure("an input from {peer} failed", peer=peer)
+            return
         if reply[0] == 1:
             kind = call[1] if isinstance(call, list) and len(call) == 3 else "?"
             self.log.info(
