@@ -500,28 +500,6 @@ class GatewaySideTests(unittest.TestCase):
         failure = self.failureResultOf(d, WireError)
         self.assertEqual(failure.value.code, codes.NOT_ALLOWED)
 
-    def test_malformed_move_refused_by_the_gateway(self):
-        """
-        The zone does not answer moves: the gateway's route refuses a
-        malformed one itself (C{bad_request}), and sends only good ones on.
-        """
-        link = RecordingRoute()
-        handled = []
-        link.handle = lambda caller, kind, message: handled.append(message) or defer.succeed({})
-        route = ZoneRoute({"r0c0": link}, WorldMap.from_config(self.config), "mmo", None, (50, 50))
-        alice = caller("alice", "mmo", zone="r0c0")
-        for bad in (
-            {"seq": -1, "x": 1, "y": 1},
-            {"seq": True, "x": 1, "y": 1},
-            {"seq": 1, "x": float("nan"), "y": 1},
-            {"seq": 1, "x": "1", "y": 1},
-        ):
-            failure = self.failureResultOf(route.handle(alice, "zone.move", bad), WireError)
-            self.assertEqual(failure.value.code, codes.BAD_REQUEST, bad)
-        good = {"seq": 1, "x": 1.5, "y": 2, "emote": "wave"}
-        self.assertEqual(self.successResultOf(route.handle(alice, "zone.move", good)), {})
-        self.assertEqual(handled, [good])
-
     def test_zone_enter_needs_world_enter(self):
         """One truth about the player's place: no zone without world.enter first."""
         route = ZoneRoute({}, WorldMap.from_config(self.config), "mmo", None, (50, 50))

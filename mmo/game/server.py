@@ -1,8 +1,7 @@
 """
 The service side of the game RPC: how a game-service process (lobby, chat,
 zones) answers the gateways' L{mmo.rpc.commands.Route},
-L{mmo.rpc.commands.RouteBatch}, L{mmo.rpc.commands.RouteInputs},
-L{mmo.rpc.commands.Send} and
+L{mmo.rpc.commands.RouteBatch}, L{mmo.rpc.commands.Send} and
 L{mmo.rpc.commands.SessionEvent} for its
 L{mmo.game.service.GameService}, over AMP with mutual TLS.  The gateway's
 side is L{mmo.game.routes.RemoteRoute}.
@@ -58,13 +57,6 @@ class ServiceRPC(rpc.RPCProtocol):
     @commands.RouteBatch.responder
     def route_batch(self, calls: bytes) -> defer.Deferred:
         return defer.ensureDeferred(self.factory.route_batch(calls))
-
-    @commands.RouteInputs.responder
-    def route_inputs(self, calls: bytes) -> dict:
-        # Nothing is answered, and a failure here would drop the link (AMP's
-        # end for an unanswered box's error): route_inputs never raises.
-        self.factory.route_inputs(calls, self.peer)
-        return {}
 
     @commands.Send.responder
     def send(self, to: str, message: bytes) -> dict:
@@ -152,40 +144,6 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
             raise rpc.BadRequest("the batch is not a list")
         handled = [defer.ensureDeferred(self._routed(call)) for call in calls]
         return {"replies": pack([await d for d in handled])}
-
-    def route_inputs(self, data: bytes, peer: str | None) -> None:
-        """
-        A L{commands.RouteInputs}: every call handled in order (each started
-        before the next), as in L{route_batch}, and nothing answered: a
-        refusal is logged (the player learns what was applied from the
-        zone's pushes); a malformed box is logged and dropped.
-        """
-        try:
-            calls = unpack(data)
-        except Exception:
-            calls = None
-        if not isinstance(calls, list):
-            self.log.warn("malformed inputs from {peer} dropped", peer=peer)
-            return
-        for call in calls:
-            defer.ensureDeferred(self._input(call, peer))
-
-    async def _input(self, call, peer: str | None) -> None:
-        """One call of a L{commands.RouteInputs}: handled; a refusal logged."""
-        try:
-            reply = await self._routed(call)
-        except Exception:
-            self.log.failure("an input from {peer} failed", peer=peer)
-            return
-        if reply[0] == 1:
-            kind = call[1] if isinstance(call, list) and len(call) == 3 else "?"
-            self.log.info(
-                "{kind!r} from {peer} refused: {code}: {message}",
-                kind=kind,
-                peer=peer,
-                code=reply[1],
-                message=reply[2],
-            )
 
     async def _routed(self, call) -> list:
         try:

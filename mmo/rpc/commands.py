@@ -248,26 +248,6 @@ class RouteBatch(Command):
     response = [(b"replies", LongBytes())]
 
 
-class RouteInputs(Command):
-    """
-    A gateway's players' inputs of one reactor turn (a zone's C{zone.move}),
-    without an answer: C{calls} as in L{RouteBatch}, handled by the service
-    in their order, as if each had come in its own L{Route}.  Nothing comes
-    back, so the inputs cost the service no reply: what was applied reaches
-    the player in the zone's pushes (C{world.update}, C{world.correct}), and
-    a refusal is logged by the service.  Later commands on the same link
-    (a L{Send} of C{Switched}) arrive after them.
-
-    A service that does not know it cannot say so (AMP drops the link over a
-    box it cannot handle when no answer is asked): it is sent only to
-    processes of the same release, which a full restart deploys.
-    """
-
-    arguments = [(b"calls", LongBytes())]
-    response = []
-    requiresAnswer = False
-
-
 class Send(Command):
     """
     A message of the bus vocabulary (L{mmo.game.messages}) for instance
@@ -326,7 +306,6 @@ SENDERS: dict[type[amp.Command], frozenset[str]] = {
     # Players' messages and their sessions' events come from their gateway.
     Route: frozenset({"gateway"}),
     RouteBatch: frozenset({"gateway"}),
-    RouteInputs: frozenset({"gateway"}),
     SessionEvent: frozenset({"gateway"}),
     # A gateway's Switched after the inputs it routed to the old zone.
     Send: frozenset({"gateway"}),
@@ -348,8 +327,6 @@ __all__ = [
     "ServiceError",
     "Redirect",
     "Route",
-    "RouteBatch",
-    "RouteInputs",
     "Send",
     "SessionEvent",
     "Admin",

@@ -696,38 +696,14 @@ class RPCClientService(service.Service):
             before the answer, with the connection's failure: the command
             may or may not have been carried out.
         """
-        if not self.running or self.successor is None:
-            return self._when_linked().addCallback(self._send, command, kwargs)
-        return self.successor.callRemote(command, **kwargs)
-
-    def _when_linked(self) -> defer.Deferred:
-        """The link that is up, now or within L{timeout}; else L{Unavailable}."""
         if not self.running:
             return defer.fail(Unavailable(f"the link to {self.peer.name} is not running"))
+        if self.successor is not None:
+            return self.successor.callRemote(command, **kwargs)
         waiting = self.factory.when_connected()
         waiting.addTimeout(self.timeout, self.reactor, onTimeoutCancel=self._timed_out)
+        waiting.addCallback(self._send, command, kwargs)
         return waiting
-
-    def connected(self) -> bool:
-        """Whether a link is up now (the successor's, after a L{relink})."""
-        if self.successor is not None:
-            return self.successor.connected()
-        return self.running and self.factory.connection is not None
-
-    def tell(self, command: type[amp.Command], **kwargs) -> defer.Deferred:
-        """
-        Send C{command}, one without an answer (C{requiresAnswer = False}),
-        over the link, in order with the commands of L{callRemote}, waiting
-        for a link as L{callRemote} does.
-
-        @return: A L{Deferred} that fires with C{None} once the command is
-            written to the link, or fails with L{Unavailable} (not sent).
-            Whether the peer carried it out is not known: a link that drops
-            after the write may have lost it.
-        """
-        if not self.running or self.successor is None:
-            return self._when_linked().addCallback(lambda link: link.callRemote(command, **kwargs))
-        return self.successor.tell(command, **kwargs)
 
     def _send(self, link, command, kwargs) -> defer.Deferred:
         self.pending += 1

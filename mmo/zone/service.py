@@ -53,11 +53,13 @@ from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, OFFERING, ZoneHandoff
 from mmo.zone.movement import client_movement
-from mmo.zone.route import move_input
-from mmo.zone.simulation import ZoneSimulation
+from mmo.zone.simulation import ZoneSimulation, parse_input
 from mmo.zone.takeover import HANDED, SERVING, Takeover
 from mmo.zone.ticker import Ticker
 from mmo.zone.world import WorldMap, client_world
+
+#: The fields of a C{zone.move} that are not the game's own (L{Input.extra}).
+MOVE_FIELDS = frozenset({"t", "id", "seq", "x", "y"})
 
 #: Seconds between checkpoints of a zone's entities (what a crash may lose).
 CHECKPOINT_INTERVAL = 5.0
@@ -480,8 +482,16 @@ class ZoneService(GameService):
         the entity moved on, and applies it in order, at most once).
         """
         entity_id = self._player_id(caller)
+        seq, x, y = message.get("seq"), message.get("x"), message.get("y")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise WireError(codes.BAD_REQUEST, "seq must be a non-negative integer")
+        payload = {"x": x, "y": y}
         # The game's own fields of the input travel with it (Input.extra).
-        seq, payload = move_input(message)
+        extra = {k: v for k, v in message.items() if k not in MOVE_FIELDS}
+        if extra:
+            payload["extra"] = extra
+        if parse_input(seq, payload) is None:
+            raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
         if self.handoff.status(entity_id) is None and caller.zone is None:
             raise WireError(codes.NOT_ALLOWED, "enter the zone first")
         self._input(caller.gateway, Input(caller.session, entity_id, seq, payload))
