@@ -99,7 +99,7 @@ class Publication:
         observers: list[tuple[str, float, float, Entity]] = []
         cells = self.aoi.reset()
         cell_of = cells.get
-        size = self.aoi.radius
+        size = self.aoi.cell_size
         count = 0
 
         region = self.region
@@ -229,7 +229,7 @@ class Publication:
         started_over = self.aoi.started_over
         for entity_id, x, y, entity in observers:
             reset = started_over(entity_id) if restarting else False
-            enter, update, leave = diff(entity_id, x, y, tick, changed, update_of, view, updates)
+            enter, update, leave = diff(entity_id, x, y, changed, update_of, view, updates)
             events: list[Event] = []
             if enter or update or leave or reset:
                 fields = {"tick": tick, "enter": enter, "update": update, "leave": leave}
