@@ -148,6 +148,22 @@ class Reference:
         self.refresh.discard(observer)
 
 
+class LazyUpdates(dict):
+    """Update entries built on first use, as the publication's are; counts them."""
+
+    def __init__(self, positions):
+        super().__init__()
+        self.positions = positions
+        self.built: set[str] = set()
+
+    def __missing__(self, eid):
+        if eid in self.built:
+            raise AssertionError(f"{eid} built twice")
+        self.built.add(eid)
+        entry = self[eid] = {"id": eid, "x": self.positions[eid][0]}
+        return entry
+
+
 class RandomWalkTests(unittest.TestCase):
     """
     Random walks (small steps, jumps, arrivals and departures; observers
@@ -176,7 +192,7 @@ class RandomWalkTests(unittest.TestCase):
         def view(eid):
             return {"id": eid, "full": True}
 
-        for tick in range(12):
+        for _tick in range(12):
             changed = {}
             for eid, pos in list(positions.items()):
                 roll = rng.random()
@@ -203,21 +219,12 @@ class RandomWalkTests(unittest.TestCase):
                     reference.forget(observer)
             entries = [(eid, pos[0], pos[1]) for eid, pos in positions.items()]
             aoi.build(entries)
-            updates = {
-                eid: {"id": eid, "x": positions[eid][0]} for eid in changed if eid in positions
-            }
+            updates = LazyUpdates(positions)
+            reported = set()
 
             for observer in observers:
                 x, y = positions[observer]
-                enter, update, leave = aoi.diff(
-                    observer,
-                    x,
-                    y,
-                    changed,
-                    updates.__getitem__,
-                    view,
-                    updates if tick % 2 else None,
-                )
+                enter, update, leave = aoi.diff(observer, x, y, changed, updates, view)
                 want_enter, want_update, want_leave = reference.diff(
                     observer, x, y, entries, changed
                 )
@@ -233,7 +240,10 @@ class RandomWalkTests(unittest.TestCase):
                     self.assertEqual(len(refreshed), len(update))
                 else:
                     self.assertEqual(update, [updates[e["id"]] for e in update])
+                    reported.update(e["id"] for e in update)
                 self.assertEqual(set(aoi.known[observer]), reference.known[observer])
+            # Each entry built once, and only those of what someone saw change.
+            self.assertEqual(updates.built, reported)
 
     def test_same_walk_same_order(self):
         """A seeded walk replays in the same order (the grid's, not a set's)."""
@@ -252,7 +262,9 @@ class RandomWalkTests(unittest.TestCase):
                 for observer in ("e0", "e1", "e2"):
                     x, y = positions[observer]
                     out.append(
-                        aoi.diff(observer, x, y, changed, lambda e: {"id": e}, lambda e: {"id": e})
+                        aoi.diff(
+                            observer, x, y, changed, LazyUpdates(positions), lambda e: {"id": e}
+                        )
                     )
             return out
 

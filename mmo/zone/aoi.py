@@ -35,7 +35,7 @@ which case its next update starts the view over (C{reset}).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from operator import itemgetter
 
 #: Cells are keyed by one integer, C{cx * STRIDE + cy}: cheaper to hash than
@@ -205,20 +205,20 @@ class AreaOfInterest:
         x: float,
         y: float,
         changed: dict,
-        update_of: Callable[[str], dict],
+        updates: Mapping[str, dict],
         view: Callable[[str], dict],
-        updates: dict | None = None,
     ) -> tuple[list[dict], list[dict], list[str]]:
         """
         What changed for C{observer} at C{(x, y)} since its last diff, and
         remember its new view.
 
         @param changed: The ids of the entities that changed this tick.
-        @param update_of: The C{update} entry of a changed entity, by id.
+        @param updates: The C{update} entry of each changed entity, by id
+            (read with subscripts in bulk: a mapping that builds an entry on
+            first use, as L{mmo.zone.publication.UpdateEntries} does, builds
+            only those seen).
         @param view: The full view of an entity, by id, for C{enter}.  (The
             caller caches both: each is built once per tick at most.)
-        @param updates: The cache of C{update_of}, if it has one, read here
-            first to save a call per entity in view.
         @return: C{(enter, update, leave)}: full views, changes, ids.
         """
         seen = self.visible(x, y)
@@ -239,13 +239,7 @@ class AreaOfInterest:
             self._refresh.discard(observer)
             update = list(map(view, kept))
         else:
-            if updates is None:
-                updates = {}
-            # Subscripts, not calls: this is the inner loop of the tick.
-            update = [
-                updates[eid] if eid in updates else update_of(eid)
-                for eid in filter(changed.__contains__, kept)
-            ]
+            update = list(map(updates.__getitem__, filter(changed.__contains__, kept)))
         if len(kept) == len(known):
             # Everything it had is still in view.
             return enter, update, []
