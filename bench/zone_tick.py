@@ -1,9 +1,9 @@
 """
 Zone tick cost: the time one zone's simulation tick takes for 500, 1,000,
-2,000 and 5,000 moving entities, in process, against the 50 ms budget of a
+2,000, 5,000 and 10,000 moving entities, in process, against the 50 ms budget of a
 20 Hz tick.
 
-    python bench/zone_tick.py [--sizes 500,1000,2000,5000] [--ticks 400] [--json]
+    python bench/zone_tick.py [--sizes 500,1000,2000,5000,10000] [--ticks 400] [--json]
 
 The zone is the left half (1000 x 1000 units) of a 2000 x 1000 world of two
 regions, with the shipped [world] defaults otherwise (AOI radius 50, ghost
@@ -200,7 +200,9 @@ def run_size(
 
 def main() -> None:
     p = parser(__doc__.strip().splitlines()[0])
-    p.add_argument("--sizes", default="500,1000,2000,5000", help="entity counts, comma-separated")
+    p.add_argument(
+        "--sizes", default="500,1000,2000,5000,10000", help="entity counts, comma-separated"
+    )
     p.add_argument("--ticks", type=int, default=400, help="ticks measured per size")
     p.add_argument("--max-seconds", type=float, default=30.0, help="time limit per size")
     p.add_argument("--seed", type=int, default=1)

@@ -2,18 +2,28 @@
 Area of interest: which entities each player sees, and what changed in its
 view since the last tick.
 
-A uniform grid of square cells, as wide as the AOI radius, is refilled every
-tick from the positions of every visible entity (the zone's reals and the
-ghosts mirrored from its neighbours).  An observer sees the entities of the
-3 x 3 cells around its own within the radius, so a tick costs
-O(entities + observers x entities in 3 x 3 cells): there is no work per pair
-of entities beyond that, and nothing is sent per entity; the caller batches
-each observer's events into one push.
+A uniform grid of square cells, half the AOI radius wide
+(L{FINENESS}), is refilled every tick from the positions of every visible
+entity (the zone's reals and the ghosts mirrored from its neighbours).  An
+observer's circle of radius covers whole cells and cuts others: the cells
+certain to lie inside the circle wherever the observer stands in (an
+eighth by an eighth of) its own cell are taken whole, without a distance check; only
+those the circle's edge may cut are checked entity by entity, and those
+certain to lie outside are not looked at.  Which cells are which depends
+only on where in its cell the observer stands, so it is worked out once,
+for each of L{SUBCELLS} x L{SUBCELLS} parts of a cell, in exact integer
+arithmetic: the per-tick cost is O(entities) to fill the grid plus, per
+observer, 23 cell look-ups, the squared-distance checks of the entities
+in the edge cells (about 4.5 r^2 of area, against the 9 r^2 of a 3 x 3
+block of radius-wide cells) and the entities it sees.  Nothing is
+done per pair of entities beyond that, and nothing is sent per entity; the
+caller batches each observer's events into one push.
 
 Each observer's view is diffed against what its client already has
-(L{AreaOfInterest.known}): C{enter} (full views of what came into view),
-C{update} (the changes of what stayed in view and changed this tick) and
-C{leave} (ids).  Results are in a deterministic order (grid insertion order),
+(L{AreaOfInterest.known}) with dictionary look-ups in bulk: C{enter} (full
+views of what came into view), C{update} (the changes of what stayed in
+view and changed this tick) and C{leave} (ids).  Results are in a
+deterministic order (the grid's, then the previous view's for C{leave}),
 so a seeded simulation replays exactly.
 
 What a client has is known from the observer's start: nothing (a new
@@ -25,11 +35,66 @@ which case its next update starts the view over (C{reset}).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from operator import itemgetter
 
 #: Cells are keyed by one integer, C{cx * STRIDE + cy}: cheaper to hash than
 #: a tuple, and unique for any map of fewer than 2**39 cells a side.
 STRIDE = 1 << 40
+
+#: Cells per AOI radius.  Finer cells leave fewer entities to check one by
+#: one but cost more look-ups per observer; 2 (with L{SUBCELLS} 8) was the
+#: cheapest at the densities of C{bench/zone_tick.py}.
+FINENESS = 2
+
+#: Parts of a cell, per side, that an observer's position is rounded to when
+#: choosing which cells to take whole and which to check.
+SUBCELLS = 8
+
+_first = itemgetter(0)
+
+
+def cell_classes(fineness: int = FINENESS, subcells: int = SUBCELLS) -> list[tuple]:
+    """
+    For an observer in each part C{(i, j)} of its cell (index C{i *
+    subcells + j}), the key offsets of the cells wholly within its radius
+    and of those its radius's edge may cut: C{(inside, edge)}.
+
+    Distances are in units of a part of a cell, as integers, so the
+    classification is exact: a cell is inside when its farthest point from
+    the observer's part is nearer than the radius (strictly, which leaves
+    a margin far above rounding error for the float positions), outside
+    when its nearest point is farther, and an edge cell otherwise.  The
+    radius is C{fineness} cells.
+    """
+    q = subcells
+    limit = (fineness * q) ** 2
+    reach = fineness + 1
+    classes = []
+    for part_x in range(q):
+        for part_y in range(q):
+            # The observer's part: [a0, a1] x [b0, b1], in parts of a cell.
+            a0, a1, b0, b1 = part_x, part_x + 1, part_y, part_y + 1
+            inside = []
+            edge = []
+            for i in range(-reach, reach + 1):
+                for j in range(-reach, reach + 1):
+                    # The cell at offset (i, j): [i q, (i + 1) q] x [j q, (j + 1) q].
+                    c0, c1, d0, d1 = i * q, (i + 1) * q, j * q, (j + 1) * q
+                    far_x = max(abs(c1 - a0), abs(a1 - c0))
+                    far_y = max(abs(d1 - b0), abs(b1 - d0))
+                    near_x = max(0, c0 - a1, a0 - c1)
+                    near_y = max(0, d0 - b1, b0 - d1)
+                    offset = i * STRIDE + j
+                    if far_x * far_x + far_y * far_y < limit:
+                        inside.append(offset)
+                    elif near_x * near_x + near_y * near_y <= limit:
+                        edge.append(offset)
+            classes.append((tuple(inside), tuple(edge)))
+    return classes
+
+
+_CLASSES = cell_classes()
 
 
 class AreaOfInterest:
@@ -37,9 +102,9 @@ class AreaOfInterest:
     The spatial grid and every observer's view.
 
     @ivar radius: The AOI radius, world units.
+    @ivar cell_size: The grid's cell side, world units (C{radius / FINENESS}).
     @ivar known: For each observer, the ids its client has (the keys of a
-        dict, in the order they entered; the values mark the last diff that
-        saw them).
+        dict, in the grid's order of its last diff).
     @ivar restarting: The observers whose next update starts their client's
         view over (L{start_over}); read it, change it through the methods.
     """
@@ -48,10 +113,11 @@ class AreaOfInterest:
         if radius <= 0:
             raise ValueError("the AOI radius must be positive")
         self.radius = float(radius)
+        self.cell_size = self.radius / FINENESS
         self._r2 = self.radius * self.radius
         self._cells: dict[int, list[tuple[str, float, float]]] = {}
         self._resets = 0
-        self.known: dict[str, dict[str, int | None]] = {}
+        self.known: dict[str, dict[str, None]] = {}
         # Observers whose client was handed a view by another zone: their
         # first diff refreshes everything they keep seeing.
         self._refresh: set[str] = set()
@@ -63,9 +129,10 @@ class AreaOfInterest:
         """
         Empty the grid for a new tick and return its cells, for a caller
         that fills them in a loop of its own (saving L{build}'s): C{(id, x,
-        y)} entries in lists keyed by L{cell_key}.  The lists are reused
-        from tick to tick (less garbage to collect); those of cells nobody
-        is in any more are dropped now and then.
+        y)} entries in lists keyed by L{cell_key}, cells L{cell_size} wide.
+        Each id must be in the grid once.  The lists are reused from tick to
+        tick (less garbage to collect); those of cells nobody is in any
+        more are dropped now and then.
         """
         self._resets += 1
         if self._resets % 256 == 0:
@@ -76,8 +143,8 @@ class AreaOfInterest:
         return self._cells
 
     def build(self, entries: Iterable[tuple[str, float, float]]) -> None:
-        """Replace the grid's contents by C{entries}: C{(id, x, y)} each."""
-        size = self.radius
+        """Replace the grid's contents by C{entries}: C{(id, x, y)} each, one per id."""
+        size = self.cell_size
         cells = self.reset()
         get = cells.get
         for entry in entries:
@@ -90,21 +157,39 @@ class AreaOfInterest:
 
     def cell_key(self, x: float, y: float) -> int:
         """The key of the cell of C{(x, y)} in the grid."""
-        return int(x // self.radius) * STRIDE + int(y // self.radius)
+        return int(x // self.cell_size) * STRIDE + int(y // self.cell_size)
 
     def visible(self, x: float, y: float) -> list[str]:
-        """The ids of the grid's entries within the radius of C{(x, y)}."""
-        size = self.radius
-        r2 = self._r2
-        key = int(x // size) * STRIDE + int(y // size)
+        """The ids of the grid's entries within the radius of C{(x, y)}, in the grid's order."""
+        size = self.cell_size
+        cx = x // size
+        cy = y // size
+        # Which part of its cell the point is in; a point a rounding error
+        # outside the cell is as good as on its side (the classes' margin).
+        part_x = int((x / size - cx) * SUBCELLS)
+        part_y = int((y / size - cy) * SUBCELLS)
+        if part_x >= SUBCELLS:
+            part_x = SUBCELLS - 1
+        elif part_x < 0:
+            part_x = 0
+        if part_y >= SUBCELLS:
+            part_y = SUBCELLS - 1
+        elif part_y < 0:
+            part_y = 0
+        inside, edge = _CLASSES[part_x * SUBCELLS + part_y]
+        key = int(cx) * STRIDE + int(cy)
         get = self._cells.get
-        found = []
+        found: list[str] = []
+        extend = found.extend
+        for offset in inside:
+            cell = get(key + offset)
+            if cell:
+                extend(map(_first, cell))
         append = found.append
-        for base in (key - STRIDE, key, key + STRIDE):
-            for k in (base - 1, base, base + 1):
-                cell = get(k)
-                if not cell:
-                    continue
+        r2 = self._r2
+        for offset in edge:
+            cell = get(key + offset)
+            if cell:
                 for eid, ex, ey in cell:
                     dx = ex - x
                     dy = ey - y
@@ -119,66 +204,46 @@ class AreaOfInterest:
         observer: str,
         x: float,
         y: float,
-        stamp: int,
         changed: dict,
-        update_of: Callable[[str], dict],
+        updates: Mapping[str, dict],
         view: Callable[[str], dict],
-        updates: dict | None = None,
     ) -> tuple[list[dict], list[dict], list[str]]:
         """
         What changed for C{observer} at C{(x, y)} since its last diff, and
         remember its new view.
 
-        @param stamp: Marks this diff; must differ from the previous one's
-            (the tick number).
         @param changed: The ids of the entities that changed this tick.
-        @param update_of: The C{update} entry of a changed entity, by id.
+        @param updates: The C{update} entry of each changed entity, by id
+            (read with subscripts in bulk: a mapping that builds an entry on
+            first use, as L{mmo.zone.publication.UpdateEntries} does, builds
+            only those seen).
         @param view: The full view of an entity, by id, for C{enter}.  (The
             caller caches both: each is built once per tick at most.)
-        @param updates: The cache of C{update_of}, if it has one, read here
-            first to save a call per entity in view.
         @return: C{(enter, update, leave)}: full views, changes, ids.
         """
-        if updates is None:
-            updates = {}
+        seen = self.visible(x, y)
+        now = dict.fromkeys(seen)
         known = self.known.get(observer)
-        if known is None:
-            known = self.known[observer] = {}
-        refresh = observer in self._refresh
-        if refresh:
+        self.known[observer] = now
+        if not known:
             self._refresh.discard(observer)
-        enter: list[dict] = []
-        update: list[dict] = []
-        seen = 0
-        size = self.radius
-        r2 = self._r2
-        key = int(x // size) * STRIDE + int(y // size)
-        get = self._cells.get
-        for base in (key - STRIDE, key, key + STRIDE):
-            for k in (base - 1, base, base + 1):
-                cell = get(k)
-                if not cell:
-                    continue
-                for eid, ex, ey in cell:
-                    dx = ex - x
-                    dy = ey - y
-                    if dx * dx + dy * dy <= r2:
-                        seen += 1
-                        if eid in known:
-                            if refresh:
-                                update.append(view(eid))
-                            elif eid in changed:
-                                entry = updates.get(eid)
-                                update.append(entry if entry is not None else update_of(eid))
-                        else:
-                            enter.append(view(eid))
-                        known[eid] = stamp
-        if len(known) == seen:
+            return list(map(view, seen)), [], []
+        # What it keeps seeing, in the grid's order: filters in C, as the
+        # tick's other loops over what an observer sees.
+        kept = list(filter(known.__contains__, seen))
+        if len(kept) == len(seen):
+            enter = []
+        else:
+            enter = [view(eid) for eid in seen if eid not in known]
+        if observer in self._refresh:
+            self._refresh.discard(observer)
+            update = list(map(view, kept))
+        else:
+            update = list(map(updates.__getitem__, filter(changed.__contains__, kept)))
+        if len(kept) == len(known):
+            # Everything it had is still in view.
             return enter, update, []
-        leave = [eid for eid, mark in known.items() if mark != stamp]
-        for eid in leave:
-            del known[eid]
-        return enter, update, leave
+        return enter, update, [eid for eid in known if eid not in now]
 
     def seed(self, observer: str, ids: Iterable[str]) -> None:
         """

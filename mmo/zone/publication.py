@@ -63,7 +63,7 @@ class Publication:
         # The tick's: full views and update entries (built once each), what
         # changed, and the entities they are of.
         self._views: dict[str, dict] = {}
-        self._updates: dict[str, dict] = {}
+        self._updates: dict[str, dict] = UpdateEntries({}, self._published)
         self._changed: dict[str, int] = {}
         self._reals: dict[str, Entity] = {}
         self._ghosts: dict[str, dict] = {}
@@ -79,10 +79,11 @@ class Publication:
         self._ghosts = ghosts
         changed, observers = self._scan(result, reals, ghosts, frozen)
         self._changed = changed
+        self._updates = UpdateEntries(changed, self._published)
         self._publish(result, observers, frozen, corrected)
         # Nothing of the tick outlives its result.
         self._views = {}
-        self._updates = {}
+        self._updates = UpdateEntries({}, self._published)
         self._changed = {}
         self._reals = {}
         self._ghosts = {}
@@ -99,7 +100,7 @@ class Publication:
         observers: list[tuple[str, float, float, Entity]] = []
         cells = self.aoi.reset()
         cell_of = cells.get
-        size = self.aoi.radius
+        size = self.aoi.cell_size
         count = 0
 
         region = self.region
@@ -199,37 +200,19 @@ class Publication:
             self._views[entity_id] = view
         return view
 
-    def _update_of(self, entity_id: str) -> dict:
-        """The C{update} entry of a changed entity, built once per tick."""
-        update = self._updates.get(entity_id)
-        if update is None:
-            mask = self._changed[entity_id]
-            record = self._published[entity_id]
-            update = {"id": entity_id}
-            if mask & _POSITION:
-                update["x"] = record[0]
-                update["y"] = record[1]
-            if mask & _NAME:
-                update["name"] = record[2]
-            if mask & _ATTRS:
-                update["attrs"] = record[3]
-            self._updates[entity_id] = update
-        return update
-
     def _publish(self, result, observers, frozen, corrected) -> None:
         """Each observer's events of the tick, batched by gateway and session."""
         diff = self.aoi.diff
         pushes = result.pushes
         tick = result.tick
         changed = self._changed
-        update_of = self._update_of
         updates = self._updates
         view = self._view
         restarting = self.aoi.restarting
         started_over = self.aoi.started_over
         for entity_id, x, y, entity in observers:
             reset = started_over(entity_id) if restarting else False
-            enter, update, leave = diff(entity_id, x, y, tick, changed, update_of, view, updates)
+            enter, update, leave = diff(entity_id, x, y, changed, updates, view)
             events: list[Event] = []
             if enter or update or leave or reset:
                 fields = {"tick": tick, "enter": enter, "update": update, "leave": leave}
@@ -254,6 +237,34 @@ class Publication:
             watching = {o[0] for o in observers}
             for gone in [i for i in known if i not in watching and i not in frozen]:
                 self.aoi.forget(gone)
+
+
+class UpdateEntries(dict):
+    """
+    The C{update} entries of one tick's changed entities, by id, each built
+    on first use from what was published (so once per tick, whoever sees
+    it): a dictionary, so that the area of interest reads them with
+    subscripts in bulk, from C.
+    """
+
+    def __init__(self, changed: dict[str, int], published: dict[str, list]):
+        super().__init__()
+        self._changed = changed
+        self._published = published
+
+    def __missing__(self, entity_id: str) -> dict:
+        mask = self._changed[entity_id]
+        record = self._published[entity_id]
+        update = {"id": entity_id}
+        if mask & _POSITION:
+            update["x"] = record[0]
+            update["y"] = record[1]
+        if mask & _NAME:
+            update["name"] = record[2]
+        if mask & _ATTRS:
+            update["attrs"] = record[3]
+        self[entity_id] = update
+        return update
 
 
 def _record(record: list, name: str, attrs: dict) -> int:

@@ -1,0 +1,271 @@
+"""
+Tests for the area of interest's grid and diff (L{mmo.zone.aoi}): the
+classes of cells taken whole or checked are exact, and over random walks
+the enter / update / leave of every observer equal those of a brute-force
+reference that checks every pair.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.trial import unittest
+
+from mmo.zone.aoi import FINENESS, STRIDE, SUBCELLS, AreaOfInterest, cell_classes
+
+
+def _offset(i: int, j: int) -> int:
+    return i * STRIDE + j
+
+
+class CellClassTests(unittest.TestCase):
+    """Which cells an observer takes whole, checks, or skips."""
+
+    def test_classes_are_exact(self):
+        """
+        For every part of its cell, a cell taken whole has all its corners
+        within the radius from every corner of the part; a cell left out has
+        none of its points within it; every cell within reach is one or the
+        other or checked.
+        """
+        q = SUBCELLS
+        radius = FINENESS * q
+        classes = cell_classes()
+        self.assertEqual(len(classes), q * q)
+        reach = FINENESS + 1
+        for index, (inside, edge) in enumerate(classes):
+            part_x, part_y = divmod(index, q)
+            corners = [(part_x + a, part_y + b) for a in (0, 1) for b in (0, 1)]
+            self.assertFalse(set(inside) & set(edge))
+            for i in range(-reach - 1, reach + 2):
+                for j in range(-reach - 1, reach + 2):
+                    cell = [(i * q + a * q, j * q + b * q) for a in (0, 1) for b in (0, 1)]
+                    far = max(
+                        (cx - px) ** 2 + (cy - py) ** 2 for cx, cy in cell for px, py in corners
+                    )
+                    nearest_x = [max(0, i * q - px, px - (i + 1) * q) for px, _ in corners]
+                    nearest_y = [max(0, j * q - py, py - (j + 1) * q) for _, py in corners]
+                    near = min(
+                        dx * dx + dy * dy for dx, dy in zip(nearest_x, nearest_y, strict=True)
+                    )
+                    offset = _offset(i, j)
+                    if offset in inside:
+                        self.assertLess(far, radius * radius)
+                    elif offset not in edge:
+                        self.assertGreater(near, radius * radius, (index, i, j))
+
+    def test_edge_cells_fewer_than_a_block(self):
+        """
+        The point of the classes: an observer checks one by one the entities
+        of fewer cells' area than the 3 x 3 block of radius-wide cells.
+        """
+        for inside, edge in cell_classes():
+            self.assertLess(len(edge) / FINENESS**2, 9)
+            self.assertGreater(len(inside), 0)
+
+
+def _brute_visible(entries, x, y, r2):
+    found = set()
+    for eid, ex, ey in entries:
+        dx = ex - x
+        dy = ey - y
+        if dx * dx + dy * dy <= r2:
+            found.add(eid)
+    return found
+
+
+class VisibleTests(unittest.TestCase):
+    def test_points_on_cell_edges_and_negative(self):
+        """Points on cell borders, at the radius and at negative coordinates."""
+        aoi = AreaOfInterest(10)
+        size = aoi.cell_size
+        entries = []
+        for i in range(-12, 13):
+            for j in range(-12, 13):
+                entries.append((f"g{i},{j}", i * size / 2, j * size / 2))
+        aoi.build(entries)
+        for x, y in [(0.0, 0.0), (size, -size), (-10.0, 0.0), (3 * size, 2 * size), (-0.0, 7.5)]:
+            self.assertEqual(set(aoi.visible(x, y)), _brute_visible(entries, x, y, 100.0))
+            self.assertEqual(len(aoi.visible(x, y)), len(set(aoi.visible(x, y))))
+
+    @settings(max_examples=60, deadline=None)
+    @given(
+        radius=st.sampled_from([1.0, 7.3, 50.0, 100.0 / 3]),
+        origin=st.sampled_from([0.0, -1000.0, 1e6]),
+        seed=st.integers(0, 2**32 - 1),
+    )
+    def test_visible_matches_brute_force(self, radius, origin, seed):
+        rng = random.Random(seed)
+        aoi = AreaOfInterest(radius)
+        span = radius * 6
+        entries = [
+            (f"e{i}", origin + rng.uniform(0, span), origin + rng.uniform(0, span))
+            for i in range(150)
+        ]
+        aoi.build(entries)
+        r2 = radius * radius
+        for x, y in [
+            (origin + rng.uniform(0, span), origin + rng.uniform(0, span)) for _ in range(20)
+        ]:
+            seen = aoi.visible(x, y)
+            self.assertEqual(len(seen), len(set(seen)))
+            self.assertEqual(set(seen), _brute_visible(entries, x, y, r2))
+
+
+class Reference:
+    """
+    The brute-force area of interest: every pair checked, views as sets, by
+    the rules of C{world.update} (docs/world.md).
+    """
+
+    def __init__(self, radius):
+        self.r2 = radius * radius
+        self.known: dict[str, set] = {}
+        self.refresh: set[str] = set()
+
+    def diff(self, observer, x, y, entries, changed):
+        visible = _brute_visible(entries, x, y, self.r2)
+        known = self.known.get(observer)
+        self.known[observer] = visible
+        if not known:
+            self.refresh.discard(observer)
+            return visible, set(), set()
+        if observer in self.refresh:
+            self.refresh.discard(observer)
+            update = visible & known
+        else:
+            update = visible & known & changed.keys()
+        return visible - known, update, known - visible
+
+    def seed(self, observer, ids):
+        self.known[observer] = set(ids)
+        self.refresh.add(observer)
+
+    def forget(self, observer):
+        self.known.pop(observer, None)
+        self.refresh.discard(observer)
+
+
+class LazyUpdates(dict):
+    """Update entries built on first use, as the publication's are; counts them."""
+
+    def __init__(self, positions):
+        super().__init__()
+        self.positions = positions
+        self.built: set[str] = set()
+
+    def __missing__(self, eid):
+        if eid in self.built:
+            raise AssertionError(f"{eid} built twice")
+        self.built.add(eid)
+        entry = self[eid] = {"id": eid, "x": self.positions[eid][0]}
+        return entry
+
+
+class RandomWalkTests(unittest.TestCase):
+    """
+    Random walks (small steps, jumps, arrivals and departures; observers
+    seeded with a view, forgotten, started over): every observer's
+    enter / update / leave equal the brute-force reference's, with no id
+    twice, the entries those of the entity, and the known views equal.
+    """
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        seed=st.integers(0, 2**32 - 1),
+        radius=st.sampled_from([5.0, 12.5, 50.0]),
+        count=st.integers(1, 120),
+    )
+    def test_matches_reference(self, seed, radius, count):
+        rng = random.Random(seed)
+        aoi = AreaOfInterest(radius)
+        reference = Reference(radius)
+        span = radius * 5
+        positions = {
+            f"e{i}": [rng.uniform(-span, span), rng.uniform(-span, span)] for i in range(count)
+        }
+        serial = count
+        observers = [eid for eid in positions if rng.random() < 0.3] or [next(iter(positions))]
+
+        def view(eid):
+            return {"id": eid, "full": True}
+
+        for _tick in range(12):
+            changed = {}
+            for eid, pos in list(positions.items()):
+                roll = rng.random()
+                if roll < 0.05:
+                    pos[0], pos[1] = rng.uniform(-span, span), rng.uniform(-span, span)
+                    changed[eid] = 1
+                elif roll < 0.08 and eid not in observers:
+                    del positions[eid]
+                elif roll < 0.7:
+                    pos[0] += rng.uniform(-radius / 4, radius / 4)
+                    pos[1] += rng.uniform(-radius / 4, radius / 4)
+                    changed[eid] = 1
+            for _ in range(rng.randrange(3)):
+                serial += 1
+                positions[f"e{serial}"] = [rng.uniform(-span, span), rng.uniform(-span, span)]
+            for observer in observers:
+                roll = rng.random()
+                if roll < 0.05:
+                    ids = [eid for eid in positions if rng.random() < 0.2] + ["elsewhere"]
+                    aoi.seed(observer, ids)
+                    reference.seed(observer, ids)
+                elif roll < 0.1:
+                    aoi.forget(observer)
+                    reference.forget(observer)
+            entries = [(eid, pos[0], pos[1]) for eid, pos in positions.items()]
+            aoi.build(entries)
+            updates = LazyUpdates(positions)
+            reported = set()
+
+            for observer in observers:
+                x, y = positions[observer]
+                enter, update, leave = aoi.diff(observer, x, y, changed, updates, view)
+                want_enter, want_update, want_leave = reference.diff(
+                    observer, x, y, entries, changed
+                )
+                for got in (enter, update):
+                    self.assertEqual(len(got), len({e["id"] for e in got}))
+                self.assertEqual(len(leave), len(set(leave)))
+                self.assertEqual({e["id"] for e in enter}, want_enter)
+                self.assertEqual({e["id"] for e in update}, want_update)
+                self.assertEqual(set(leave), want_leave)
+                self.assertTrue(all(e.get("full") for e in enter))
+                refreshed = [e for e in update if e.get("full")]
+                if refreshed:
+                    self.assertEqual(len(refreshed), len(update))
+                else:
+                    self.assertEqual(update, [updates[e["id"]] for e in update])
+                    reported.update(e["id"] for e in update)
+                self.assertEqual(set(aoi.known[observer]), reference.known[observer])
+            # Each entry built once, and only those of what someone saw change.
+            self.assertEqual(updates.built, reported)
+
+    def test_same_walk_same_order(self):
+        """A seeded walk replays in the same order (the grid's, not a set's)."""
+
+        def run():
+            rng = random.Random(5)
+            aoi = AreaOfInterest(10)
+            positions = {f"e{i}": [rng.uniform(0, 60), rng.uniform(0, 60)] for i in range(200)}
+            out = []
+            for _ in range(5):
+                for pos in positions.values():
+                    pos[0] += rng.uniform(-3, 3)
+                    pos[1] += rng.uniform(-3, 3)
+                aoi.build([(eid, p[0], p[1]) for eid, p in positions.items()])
+                changed = dict.fromkeys(positions, 1)
+                for observer in ("e0", "e1", "e2"):
+                    x, y = positions[observer]
+                    out.append(
+                        aoi.diff(
+                            observer, x, y, changed, LazyUpdates(positions), lambda e: {"id": e}
+                        )
+                    )
+            return out
+
+        self.assertEqual(run(), run())
