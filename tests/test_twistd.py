@@ -88,8 +88,14 @@ class TwistdProcess(protocol.ProcessProtocol):
         (its standard output); fail if it ends first or takes longer than
         L{PROCESS_TIMEOUT}.
         """
-        d = defer.Deferred()
-        self._waiting.append((re.compile(pattern), d))
+        def forget(d):
+            # Timed out (or cancelled): a later match must not fire it again.
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+
+        d = defer.Deferred(forget)
+        entry = (re.compile(pattern), d)
+        self._waiting.append(entry)
         self._check()
         return d.addTimeout(PROCESS_TIMEOUT, reactor)
 
