@@ -14,6 +14,7 @@ moves between them.
 
 from __future__ import annotations
 
+import sys
 from itertools import count
 
 from twisted.internet import defer
@@ -526,6 +527,18 @@ class SessionUnitTests(unittest.TestCase):
     def test_missed_nothing_kept(self):
         session = self.session()
         self.assertEqual(session.missed(0), [])
+
+    def test_idle_session_small(self):
+        """
+        A session holds no per-instance dict, and no outbox storage until
+        its first push (a gateway holds one per player, most of them idle).
+        """
+        session = self.session()
+        self.assertFalse(hasattr(session, "__dict__"))
+        self.assertEqual(sys.getsizeof(session.outbox), sys.getsizeof(()))
+        session.push("n", {"i": 1})
+        self.assertEqual([seq for seq, _ in session.outbox], [1])
+        self.assertEqual(session.missed(0), [session.outbox[0][1]])
 
     def test_buffer_bounded_in_bytes(self):
         """
