@@ -197,6 +197,18 @@ class SessionTestCase(unittest.TestCase):
 
 
 class LifecycleTests(SessionTestCase):
+    def test_connection_keeps_no_clock_method(self):
+        """
+        A connection schedules on the factory's clock without keeping a
+        bound method of it (one per connection); its idle timeout still
+        runs on that clock.
+        """
+        player = Player(self.a)
+        self.assertNotIn("callLater", vars(player.protocol))
+        self.clock.advance(self.config.wire.idle_timeout)
+        [bye] = player.frames()
+        self.assertEqual(bye["code"], codes.IDLE_TIMEOUT)
+
     def test_auth_gives_resume_token(self):
         """
         The auth reply carries the session id and a random resume token;
