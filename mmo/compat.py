@@ -92,4 +92,3 @@ def write_through(transport) -> None:
         buffered(transport, data)
 
     transport.write = write
-

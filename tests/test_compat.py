@@ -53,7 +53,9 @@ class WriteThroughTests(unittest.TestCase):
     async def connected(self):
         """A server side and a client side of one loopback TCP connection."""
         servers, clients = [], []
-        port = reactor.listenTCP(0, protocol.Factory.forProtocol(lambda: Held(servers)), interface="127.0.0.1")
+        port = reactor.listenTCP(
+            0, protocol.Factory.forProtocol(lambda: Held(servers)), interface="127.0.0.1"
+        )
         self.addCleanup(port.stopListening)
         endpoint = protocol.ClientCreator(reactor, Held, clients)
         await support.bounded(endpoint.connectTCP("127.0.0.1", port.getHost().port))
