@@ -35,6 +35,10 @@ class SendBacklogTests(unittest.TestCase):
         self.transport = StringTransport()
         self.backlog.watch(self.transport)
 
+    def test_no_instance_dict(self):
+        """One per connection: it keeps no per-instance dict."""
+        self.assertFalse(hasattr(self.backlog, "__dict__"))
+
     def test_registered_as_streaming_producer(self):
         self.assertIs(self.transport.producer, self.backlog)
         self.assertTrue(self.transport.streaming)

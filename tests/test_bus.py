@@ -16,7 +16,7 @@ from twisted.trial import unittest
 
 import mmo
 from mmo import config
-from mmo.bus import BusError, IBus, make_bus
+from mmo.bus import PUT_MANY_CHUNK, BusError, IBus, make_bus
 from mmo.bus.directory import DirectoryService, least_loaded
 from mmo.bus.memory import MemoryBus
 from mmo.config import ConfigError
@@ -314,6 +314,44 @@ class BusTests:
         await bus.put("revoked:a1", 3)
         await self.pass_time(0.45)
         self.assertEqual(await bus.get("revoked:a1"), 3)
+
+    async def test_put_many(self):
+        """
+        put_many stores every item as put would, with one ttl for all, in
+        chunks: more items than one chunk carries all arrive.
+        """
+        bus = await self.make_bus()
+        other = await self.peer(bus)
+        count = PUT_MANY_CHUNK * 2 + 3
+        await bus.put("kept", "x")
+        await bus.put_many(
+            [
+                (f"online:{i}", {"gateway": "g1", "session": i, "blob": b"\x00\xc1"})
+                for i in range(count)
+            ]
+            + [("token", "g1")],
+            ttl=0.3,
+        )
+        for i in (0, PUT_MANY_CHUNK, count - 1):
+            self.assertEqual(
+                await other.get(f"online:{i}"), {"gateway": "g1", "session": i, "blob": b"\x00\xc1"}
+            )
+        self.assertEqual(await other.get("token"), "g1")
+        await bus.put_many([("forever", 49)])
+        await bus.put_many([])
+        await self.pass_time(0.45)
+        self.assertIsNone(await bus.get("online:0"))
+        self.assertIsNone(await bus.get(f"online:{count - 1}"))
+        self.assertIsNone(await bus.get("token"))
+        self.assertEqual(await bus.get("forever"), 49)
+        self.assertEqual(await bus.get("kept"), "x")
+
+    async def test_put_many_unpackable(self):
+        """A value msgpack cannot carry fails the call and stores nothing."""
+        bus = await self.make_bus()
+        with self.assertRaises(TypeError):
+            await bus.put_many([("a", 1), ("b", object())])
+        self.assertIsNone(await bus.get("a"))
 
     async def test_clear(self):
         """clear forgets the count, the claim and the value of a key."""

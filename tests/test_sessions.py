@@ -14,6 +14,7 @@ moves between them.
 
 from __future__ import annotations
 
+import sys
 from itertools import count
 
 from twisted.internet import defer
@@ -196,6 +197,18 @@ class SessionTestCase(unittest.TestCase):
 
 
 class LifecycleTests(SessionTestCase):
+    def test_connection_keeps_no_clock_method(self):
+        """
+        A connection schedules on the factory's clock without keeping a
+        bound method of it (one per connection); its idle timeout still
+        runs on that clock.
+        """
+        player = Player(self.a)
+        self.assertNotIn("callLater", vars(player.protocol))
+        self.clock.advance(self.config.wire.idle_timeout)
+        [bye] = player.frames()
+        self.assertEqual(bye["code"], codes.IDLE_TIMEOUT)
+
     def test_auth_gives_resume_token(self):
         """
         The auth reply carries the session id and a random resume token;
@@ -461,6 +474,53 @@ class LifecycleTests(SessionTestCase):
         self.assertEqual(player.protocol.push("news", text="ok"), 1)
 
 
+class PresenceTests(SessionTestCase):
+    """The presence and token keys of the sessions a gateway holds."""
+
+    def test_refresh_in_bulk(self):
+        """
+        One refresh renews both keys of every session held, attached or
+        not, in one bus call.
+        """
+        self.admit(self.a, "Alice")
+        dropped, _ = self.admit(self.a, "Bob")
+        self.admit(self.a, "Carol")
+        dropped.drop()
+        calls = []
+        self.patch(self.bus, "put", lambda *a, **kw: calls.append(("put", a)))
+        put_many = self.bus.put_many
+
+        def counted(items, ttl=None):
+            items = list(items)
+            calls.append(("put_many", len(items), ttl))
+            return put_many(items, ttl)
+
+        self.patch(self.bus, "put_many", counted)
+        self.clock.advance(self.config.bus.heartbeat_timeout - 1)
+        self.successResultOf(self.a.sessions.refresh())
+        self.assertEqual(calls, [("put_many", 6, self.config.bus.heartbeat_timeout)])
+        self.clock.advance(2)
+        for name in ("Alice", "Bob", "Carol"):
+            held = self.successResultOf(self.bus.get(online_key(f"id-{name}")))
+            self.assertEqual(held["gateway"], "gw-a", name)
+        for session in self.a.sessions.registry:
+            self.assertEqual(
+                self.successResultOf(self.bus.get(session_key(session.token_hash))), "gw-a"
+            )
+
+    def test_refresh_failure_logged(self):
+        """A failed renewal is logged; the refresh itself does not fail (its timer goes on)."""
+        self.admit(self.a)
+        self.patch(self.bus, "put_many", lambda items, ttl=None: defer.fail(RuntimeError("down")))
+        self.assertIsNone(self.successResultOf(self.a.sessions.refresh()))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_refresh_nothing_held(self):
+        """With no session, a refresh sends nothing."""
+        self.patch(self.bus, "put_many", lambda items, ttl=None: self.fail("sent"))
+        self.assertIsNone(self.successResultOf(self.a.sessions.refresh()))
+
+
 class SessionUnitTests(unittest.TestCase):
     def session(self, buffer=3):
         caller = Caller("s1", "gw", "a1", "Alice")
@@ -479,6 +539,18 @@ class SessionUnitTests(unittest.TestCase):
     def test_missed_nothing_kept(self):
         session = self.session()
         self.assertEqual(session.missed(0), [])
+
+    def test_idle_session_small(self):
+        """
+        A session holds no per-instance dict, and no outbox storage until
+        its first push (a gateway holds one per player, most of them idle).
+        """
+        session = self.session()
+        self.assertFalse(hasattr(session, "__dict__"))
+        self.assertEqual(sys.getsizeof(session.outbox), sys.getsizeof(()))
+        session.push("n", {"i": 1})
+        self.assertEqual([seq for seq, _ in session.outbox], [1])
+        self.assertEqual(session.missed(0), [session.outbox[0][1]])
 
     def test_buffer_bounded_in_bytes(self):
         """

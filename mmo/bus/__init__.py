@@ -29,6 +29,11 @@ class BusError(BackendUnavailable):
     """
 
 
+#: The most items one L{IBus.put_many} command carries (the Redis bus sends
+#: one script per chunk, so no command grows with the number of sessions).
+PUT_MANY_CHUNK = 256
+
+
 class IBus(Interface):
     def start():
         """Connect (and, for Redis, subscribe); Deferred[None]."""
@@ -85,6 +90,13 @@ class IBus(Interface):
 
     def put(key, value, ttl=None):
         """Store C{value} (msgpack-able) under C{key}, for C{ttl} seconds if given."""
+
+    def put_many(items, ttl=None):
+        """
+        Store every C{(key, value)} of C{items} as L{put} would, all with the
+        same C{ttl}: one command per L{PUT_MANY_CHUNK} items instead of one
+        per item (a gateway renews all its sessions' keys this way).
+        """
 
     def get(key):
         """Deferred: the value under C{key}, or C{None}."""

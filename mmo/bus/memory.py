@@ -236,6 +236,16 @@ class MemoryBus:
         self._values[key] = (data, None if ttl is None else self._now() + ttl)
         return defer.succeed(None)
 
+    def put_many(self, items, ttl: float | None = None) -> defer.Deferred:
+        try:
+            packed = [(key, pack(value)) for key, value in items]
+        except Exception:
+            return defer.fail()
+        expires = None if ttl is None else self._now() + ttl
+        for key, data in packed:
+            self._values[key] = (data, expires)
+        return defer.succeed(None)
+
     def get(self, key: str) -> defer.Deferred:
         now = self._now()
         entry = self._values.get(key)

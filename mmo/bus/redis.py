@@ -29,7 +29,7 @@ from twisted.internet import defer, protocol, task
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mmo.bus import BusError, IBus
+from mmo.bus import PUT_MANY_CHUNK, BusError, IBus
 from mmo.bus.memory import deliver, pack, unpack
 from mmo.redis import (
     RedisConnectError,
@@ -110,6 +110,19 @@ HIT = """
 local n = redis.call('INCR', KEYS[1])
 if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n
+"""
+
+# KEYS: the keys; ARGV[1]: the expiry in ms (0 for none), then one value per key.
+PUT_MANY = """
+local px = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  if px > 0 then
+    redis.call('SET', key, ARGV[i + 1], 'PX', px)
+  else
+    redis.call('SET', key, ARGV[i + 1])
+  end
+end
+return #KEYS
 """
 
 
@@ -656,6 +669,30 @@ class RedisBus:
             return defer.fail()
         pexpire = None if ttl is None else _ms(ttl)
         d = self._call(f"put {key!r}", "set", self._key("v", key), data, pexpire=pexpire)
+        return d.addCallback(lambda _: None)
+
+    def put_many(self, items, ttl: float | None = None) -> defer.Deferred:
+        try:
+            packed = [(self._key("v", key), pack(value)) for key, value in items]
+        except Exception:
+            return defer.fail()
+        expiry = 0 if ttl is None else _ms(ttl)
+        chunks = [packed[i : i + PUT_MANY_CHUNK] for i in range(0, len(packed), PUT_MANY_CHUNK)]
+        d = defer.gatherResults(
+            [
+                self._call(
+                    f"put {len(chunk)} keys",
+                    "eval",
+                    PUT_MANY,
+                    [key for key, _ in chunk],
+                    [expiry] + [data for _, data in chunk],
+                )
+                for chunk in chunks
+            ],
+            consumeErrors=True,
+        )
+        # The first failure, unwrapped, as put() fails.
+        d.addErrback(lambda f: f.value.subFailure if f.check(defer.FirstError) else f)
         return d.addCallback(lambda _: None)
 
     def get(self, key: str) -> defer.Deferred:

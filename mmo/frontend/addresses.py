@@ -23,8 +23,9 @@ import ipaddress
 from collections import OrderedDict
 
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 
+from mmo.compat import write_through
 from mmo.ratelimit import TokenBucket
 
 #: Idle entries looked at (and dropped when their bucket is full) per new
@@ -181,6 +182,20 @@ class AddressLimits:
         return False
 
 
+class WriteThroughTLS(BufferingTLSTransport):
+    """
+    Twisted's TLS protocol (which gathers a connection's writes of one
+    reactor turn into one TLS write) on a socket that sends that write at
+    once, buffering only what the kernel does not take
+    (L{mmo.compat.write_through}): one C{send()} per connection per turn,
+    and no C{epoll_ctl} unless the client is behind.
+    """
+
+    def makeConnection(self, transport) -> None:
+        write_through(transport)
+        super().makeConnection(transport)
+
+
 class LimitedTLSFactory(TLSMemoryBIOFactory):
     """
     Twisted's TLS wrapping factory with the per-address limits applied
@@ -189,6 +204,8 @@ class LimitedTLSFactory(TLSMemoryBIOFactory):
 
     @ivar addresses: The L{AddressLimits}.
     """
+
+    protocol = WriteThroughTLS
 
     def __init__(self, contextFactory, isClient: bool, wrappedFactory, addresses: AddressLimits):
         super().__init__(contextFactory, isClient, wrappedFactory)

@@ -52,14 +52,16 @@ class SendBacklog:
     @ivar over: Set once the limit was passed (the callback was called).
     """
 
-    paused = False
-    over = False
-    unsent = 0
-    _transport = None
+    # One per connection: no per-instance dict.
+    __slots__ = ("limit", "_overflowed", "paused", "over", "unsent", "_transport")
 
     def __init__(self, limit: int, overflowed: Callable[[int], None]):
         self.limit = limit
         self._overflowed = overflowed
+        self.paused = False
+        self.over = False
+        self.unsent = 0
+        self._transport = None
 
     def watch(self, transport) -> None:
         """Be told by C{transport} when its buffer is full and when it is empty again."""

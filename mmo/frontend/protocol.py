@@ -74,12 +74,15 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
 
     # -- connection life ---------------------------------------------------
 
+    def callLater(self, period, func):
+        # TimeoutMixin schedules through this: the injected clock (a method,
+        # not a bound method kept by every connection).
+        return self.factory.reactor.callLater(period, func)
+
     def connectionMade(self) -> None:
         factory = self.factory
         self.MAX_LENGTH = factory.wire.max_frame_size
         self.peer = peer_address(self.transport)
-        # TimeoutMixin schedules through this attribute: use the injected clock.
-        self.callLater = factory.reactor.callLater
         self.setTimeout(factory.wire.idle_timeout)
         self._handshakeTimer = factory.reactor.callLater(
             factory.wire.handshake_timeout, self._handshakeTimedOut

@@ -94,6 +94,23 @@ class Session:
     @ivar limit: The largest push body, bytes (C{[wire] max_frame_size}).
     """
 
+    # A gateway holds one per player: no per-instance dict.
+    __slots__ = (
+        "caller",
+        "ticket",
+        "token",
+        "token_hash",
+        "seq",
+        "buffer",
+        "buffer_bytes",
+        "outbox",
+        "outbox_bytes",
+        "limit",
+        "connection",
+        "state",
+        "expiry",
+    )
+
     def __init__(
         self,
         caller: Caller,
@@ -112,7 +129,8 @@ class Session:
         self.seq = seq
         self.buffer = buffer
         self.buffer_bytes = buffer_bytes
-        self.outbox: deque[tuple[int, bytes]] = deque()
+        # An empty deque takes a 64-slot block: made on the first push.
+        self.outbox: deque[tuple[int, bytes]] | tuple = ()
         self.outbox_bytes = 0
         for numbered in _numbered(pushes, seq):
             self._keep(numbered)
@@ -224,6 +242,8 @@ class Session:
     def _keep(self, numbered: tuple[int, bytes]) -> None:
         """Keep a numbered body for a resume; drop the oldest past either bound."""
         outbox = self.outbox
+        if not isinstance(outbox, deque):
+            outbox = self.outbox = deque()
         outbox.append(numbered)
         self.outbox_bytes += len(numbered[1])
         limit = self.buffer_bytes

@@ -237,13 +237,16 @@ class Sessions:
         )
         return d.addErrback(log_failure, self.log, "announcing the gateway's start failed")
 
+    def _presence(self, session: Session) -> list[tuple[str, object]]:
+        """The bus keys that say this gateway holds C{session}: presence and token."""
+        return [
+            (online_key(session.account), {"gateway": self.name, "session": session.id}),
+            (session_key(session.token_hash), self.name),
+        ]
+
     async def hold(self, session: Session) -> None:
         """Say on the bus that this gateway holds C{session}: presence and token."""
-        ttl = self.config.bus.heartbeat_timeout
-        await self.bus.put(
-            online_key(session.account), {"gateway": self.name, "session": session.id}, ttl=ttl
-        )
-        await self.bus.put(session_key(session.token_hash), self.name, ttl=ttl)
+        await self.bus.put_many(self._presence(session), ttl=self.config.bus.heartbeat_timeout)
 
     async def _release(self, session: Session, presence: bool) -> None:
         await self.bus.clear(session_key(session.token_hash))
@@ -259,11 +262,17 @@ class Sessions:
             await self.hold(session)
 
     def refresh(self) -> defer.Deferred:
-        """Renew the presence and token keys of every session held here (each heartbeat)."""
-        return defer.gatherResults(
-            [defer.ensureDeferred(self.hold(session)) for session in self.registry],
-            consumeErrors=True,
-        )
+        """
+        Renew the presence and token keys of every session held here (each
+        heartbeat), all in one bus call: one command per chunk of keys,
+        not two per session.
+        """
+        items = [item for session in self.registry for item in self._presence(session)]
+        if not items:
+            return defer.succeed(None)
+        d = self.bus.put_many(items, ttl=self.config.bus.heartbeat_timeout)
+        # Logged, not raised: a failed renewal must not stop the next one.
+        return d.addErrback(log_failure, self.log, "renewing the sessions' presence failed")
 
     # -- attaching, detaching, ending ----------------------------------------------
 
