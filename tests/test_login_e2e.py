@@ -2,8 +2,9 @@
 End to end against real twistd processes over real TLS: register, log in,
 get a ticket, present it to the gateway and be admitted; once with
 C{mmo-login} and C{mmo-gateway} as separate processes sharing a private
-Redis (bus and store), once in the standalone process on SQLite; each
-time a returning player's refresh token logins too; and Redis killed under a burst of registrations and logins.
+Redis (bus and store), once in the standalone process on SQLite, each
+time with a returning player's refresh token logins too; and Redis killed
+under a burst of registrations and logins.
 """
 
 from twisted.internet import defer, reactor

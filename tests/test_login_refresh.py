@@ -164,7 +164,9 @@ class RefreshProtocolTests(AdmissionTestCase):
         self.assertEqual((again["t"], again["name"]), ("reply", "Zed"))
         self.assertNotEqual(again["refresh"], reply["refresh"])
         proto, wire = self.connect(4001)
-        [admitted] = await self.request(proto, wire, {"t": "auth", "id": 3, "ticket": again["ticket"]})
+        [admitted] = await self.request(
+            proto, wire, {"t": "auth", "id": 3, "ticket": again["ticket"]}
+        )
         self.assertEqual(admitted["name"], "Zed")
         # Without remember, no token; remember false is the same.
         for extra in ({}, {"remember": False, "device": "phone"}):

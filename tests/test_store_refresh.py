@@ -63,14 +63,15 @@ class RefreshTestsMixin:
         )
         self.assertEqual((yield self.store.refresh_families(self.account.id)), [issued])
         self.clock.advance(10)
-        rotated = yield self.rotate("f1", 1, 2)
+        rotated, account = yield self.rotate("f1", 1, 2)
+        self.assertEqual(account, self.account)
         later = NOW + 10
         self.assertEqual(
             rotated,
             RefreshFamily("f1", self.account.id, "phone", digest(2), NOW, later, later + TTL),
         )
         self.assertEqual((yield self.store.refresh_families(self.account.id)), [rotated])
-        self.assertEqual((yield self.rotate("f1", 2, 3)).token_hash, digest(3))
+        self.assertEqual((yield self.rotate("f1", 2, 3))[0].token_hash, digest(3))
 
     @defer.inlineCallbacks
     def test_spent_token_revokes_the_family(self):
@@ -97,7 +98,7 @@ class RefreshTestsMixin:
         yield self.issue("f1")
         self.assertIsNone((yield self.rotate("f1", 1, 2, device="laptop")))
         self.assertIsNone((yield self.rotate("f1", 5, 2, device="laptop")))
-        self.assertEqual((yield self.rotate("f1", 1, 2)).token_hash, digest(2))
+        self.assertEqual((yield self.rotate("f1", 1, 2))[0].token_hash, digest(2))
 
     @defer.inlineCallbacks
     def test_expiry(self):
@@ -167,6 +168,15 @@ class RefreshTestsMixin:
         self.assertEqual((yield self.devices(self.other)), ["phone"])
 
     @defer.inlineCallbacks
+    def test_rotation_gives_the_account_as_it_is(self):
+        """The account comes with the rotation, ban flag and all (the login checks it)."""
+        yield self.issue("f1")
+        yield self.store.update_account(self.account.id, password_hash=HASH + "x")
+        _, account = yield self.rotate("f1", 1, 2)
+        self.assertEqual(account.password_hash, HASH + "x")
+        self.assertFalse(account.banned)
+
+    @defer.inlineCallbacks
     def test_unknown_account(self):
         with self.assertRaises(NotFound):
             yield self.store.issue_refresh("0" * 32, "phone", "f1", digest(1), TTL, LIMIT)
@@ -188,6 +198,18 @@ class RefreshTestsMixin:
 class SQLiteRefreshTests(RefreshTestsMixin, unittest.TestCase):
     def make_store(self):
         return SQLiteStore(os.path.abspath(self.mktemp()) + ".sqlite3", reactor=self.clock)
+
+    @defer.inlineCallbacks
+    def test_rotation_leaves_writes_synchronous(self):
+        """
+        A rotation commits without a fsync of its own; every other write
+        still waits for the disk afterwards, a refused one too.
+        """
+        yield self.issue("f1")
+        yield self.rotate("f1", 1, 2)
+        with self.assertRaises(RefreshReused):
+            yield self.rotate("f1", 1, 3)
+        self.assertEqual((yield self.store._pool.runQuery("PRAGMA synchronous")), [(2,)])
 
 
 class RedisRefreshTests(RefreshTestsMixin, unittest.TestCase):

@@ -188,11 +188,11 @@ class LoginService:
         # given must not cost the player the token.
         gateways = await self.gateways(realm)
         token = RefreshToken.parse(refresh)
-        family = None
+        rotated = None
         if token is not None:
             following = RefreshToken.new(token.family)
             try:
-                family = await self.store.rotate_refresh(
+                rotated = await self.store.rotate_refresh(
                     token.family, device, token.hashed, following.hashed, self.rules.refresh_ttl
                 )
             except RefreshReused as e:
@@ -203,10 +203,10 @@ class LoginService:
                     device=e.device,
                     address=address,
                 )
-        if family is None:
+        if rotated is None:
             await self.throttle.failed_address(address)
             raise WireError(REFRESH_REFUSED, "this refresh token is not valid; log in again")
-        account = await self.store.account_by_id(family.account_id)
+        family, account = rotated
         if account is None or account.banned:
             await self.store.revoke_refresh(family.account_id)
             raise WireError(BANNED, "this account is banned")

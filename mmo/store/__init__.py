@@ -213,11 +213,13 @@ class IStore(Interface):
         """
         Spend the token of C{family} whose secret hashes to C{token_hash}
         and make C{new_hash} the current one, expiring C{ttl} seconds from
-        now; one atomic compare-and-set.  Deferred[L{RefreshFamily}] as
-        stored after the call, or C{None} if there is no such family (never
-        issued, revoked, or expired: an expired one is deleted) or it is of
-        another device (left as it is).  Fails with L{RefreshReused}, the
-        family deleted, if C{token_hash} is not the current one.
+        now; one atomic compare-and-set.  Deferred[tuple[L{RefreshFamily},
+        L{Account}]]: the family as stored after the call and its account
+        (read in the same step: a returning player's login is one round
+        trip), or C{None} if there is no such family (never issued,
+        revoked, or expired: an expired one is deleted) or it is of another
+        device (left as it is).  Fails with L{RefreshReused}, the family
+        deleted, if C{token_hash} is not the current one.
         """
 
     def revoke_refresh(account_id, device=None):

@@ -53,14 +53,14 @@ from mmo.store import (
     DUMP_VERSION,
     Account,
     AlreadyExists,
-    RefreshFamily,
-    RefreshReused,
     Character,
     InFlight,
     IStore,
     NotEmpty,
     NotFound,
     OwnershipConflict,
+    RefreshFamily,
+    RefreshReused,
     StoreError,
     StoreUnavailable,
     check_log_args,
@@ -164,9 +164,10 @@ return 1
 
 # KEYS: the family's key
 # ARGV: prefix of account family sets, family, device, token hash, new hash,
-#       now, expires, ttl (whole seconds, rounded up)
-# {1, fields...}: rotated; {0}: no such family, expired or of another
-# device; {-1, account id, device}: not the current token, family deleted.
+#       now, expires, ttl (whole seconds, rounded up), prefix of account keys
+# {1, the family's fields, the account's}: rotated; {0}: no such family,
+# expired or of another device; {-1, account id, device}: not the current
+# token, family deleted.
 ROTATE_REFRESH = """
 local stored = redis.call('HMGET', KEYS[1], 'account_id', 'device', 'token_hash', 'expires')
 if not stored[1] then return {0} end
@@ -186,7 +187,7 @@ redis.call('HSET', KEYS[1], 'token_hash', ARGV[5], 'used', ARGV[6], 'expires', A
 redis.call('EXPIRE', KEYS[1], ARGV[8])
 redis.call('ZADD', families, ARGV[6], ARGV[2])
 if redis.call('TTL', families) < tonumber(ARGV[8]) then redis.call('EXPIRE', families, ARGV[8]) end
-return {1, redis.call('HGETALL', KEYS[1])}
+return {1, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', ARGV[9] .. stored[1])}
 """
 
 # KEYS: the account's refresh families; ARGV: prefix of family keys, device or ""
@@ -657,13 +658,15 @@ class RedisStore:
                 _number(now),
                 _number(now + ttl),
                 str(math.ceil(ttl)),
+                self._account_key(""),
             ],
         )
         if result[0] == -1:
             raise RefreshReused(_text(result[1]), _text(result[2]))
         if result[0] != 1:
             return None
-        return _refresh_family(_fields(result[1]))
+        account = _fields(result[2])
+        return _refresh_family(_fields(result[1])), _account(account) if account else None
 
     @defer.inlineCallbacks
     def revoke_refresh(self, account_id, device=None):
