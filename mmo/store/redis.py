@@ -351,15 +351,17 @@ def _account(fields: dict[bytes, bytes]) -> Account:
     )
 
 
+#: The fields of a refresh family's hash that are times; the rest are text.
+_REFRESH_TIMES = ("created", "used", "expires")
+
+
 def _refresh_family(fields: dict[bytes, bytes]) -> RefreshFamily:
+    values = {_text(key): value for key, value in fields.items()}
     return RefreshFamily(
-        family=_text(fields[b"family"]),
-        account_id=_text(fields[b"account_id"]),
-        device=_text(fields[b"device"]),
-        token_hash=_text(fields[b"token_hash"]),
-        created=float(fields[b"created"]),
-        used=float(fields[b"used"]),
-        expires=float(fields[b"expires"]),
+        **{
+            name: float(values[name]) if name in _REFRESH_TIMES else _text(values[name])
+            for name in RefreshFamily.__dataclass_fields__
+        }
     )
 
 
