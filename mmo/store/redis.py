@@ -86,8 +86,9 @@ log = Logger()
 #: How many commands a dump or a restore keeps in flight.
 BATCH = 256
 
-#: Version of the key layout, kept in C{P:store-schema}.  (The logs, added
-#: later, are new keys only: a layout without them is still version 1.)
+#: Version of the key layout, kept in C{P:store-schema}.  (The logs and the
+#: refresh tokens, added later, are new keys only: a layout without them is
+#: still version 1.)
 SCHEMA_VERSION = 1
 
 #: Records a restore appends to a log in one script.
