@@ -35,7 +35,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import parser, percentile, report, settle  # noqa: E402
+from _common import cpu_seconds, parser, percentile, report, settle  # noqa: E402
 from twisted.internet import defer, endpoints, task  # noqa: E402
 from twisted.protocols import amp  # noqa: E402
 
@@ -151,14 +151,6 @@ def serve_main(args) -> None:
 
 
 # -- the gateway side ----------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of process C{pid}, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # utime and stime: fields 14 and 15 of stat(5); 11 and 12 after the name.
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 #: The service processes running: stopped on any way out (see L{main}).

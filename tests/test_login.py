@@ -60,7 +60,7 @@ class LoginTestCase(unittest.TestCase):
         self.clock = task.Clock()
         self.clock.advance(1_800_000_000)
         self.bus = MemoryBus(reactor=self.clock)
-        self.store = SQLiteStore(os.path.abspath(self.mktemp()) + ".sqlite3")
+        self.store = SQLiteStore(os.path.abspath(self.mktemp()) + ".sqlite3", reactor=self.clock)
         self.hasher = SpyHasher(reactor, time_cost=1, memory_kib=64, threads_=2, queue=8)
         self.hasher.start()
         self.addCleanup(self.hasher.stop)

@@ -2,8 +2,9 @@
 End to end against real twistd processes over real TLS: register, log in,
 get a ticket, present it to the gateway and be admitted; once with
 C{mmo-login} and C{mmo-gateway} as separate processes sharing a private
-Redis (for the bus), once in the standalone process on SQLite; and
-Redis killed under a burst of registrations and logins.
+Redis (bus and store), once in the standalone process on SQLite, each
+time with a returning player's refresh token logins too; and Redis killed
+under a burst of registrations and logins.
 """
 
 from twisted.internet import defer, reactor
@@ -75,13 +76,55 @@ class EndToEndTests(unittest.TestCase):
             await again.request("auth", ticket=ticket["ticket"])
         self.assertEqual(caught.exception.code, "ticket_refused")
         await again.close()
+        await self.returning(ca, login_port, registered["account"])
+
+    async def returning(self, ca, login_port, account):
+        """
+        A returning player: a password login that asks for a refresh token,
+        then logins with the token alone, each giving a ticket a gateway
+        admits and the next token; a spent token revokes the device's
+        tokens; a logout of the device revokes its token.
+        """
+
+        async def login(**fields):
+            client = await connect(reactor, "127.0.0.1", login_port, ca=ca, hostname="localhost")
+            try:
+                return await client.login(**fields)
+            finally:
+                await client.close()
+
+        first = await login(name="hero", password=PASSWORD, device="pc-1")
+        second = await login(refresh=first["refresh"], device="pc-1")
+        self.assertEqual(second["account"], account)
+        gateway = second["gateway"]
+        player = await connect(
+            reactor, gateway["host"], gateway["port"], ca=ca, hostname="localhost"
+        )
+        admitted = await player.request("auth", ticket=second["ticket"])
+        self.assertEqual(admitted["name"], "Hero")
+        await player.close()
+        third = await login(refresh=second["refresh"], device="pc-1")
+        for spent in (first, third):
+            with self.assertRaises(ServerError) as caught:
+                await login(refresh=spent["refresh"], device="pc-1")
+            self.assertEqual(caught.exception.code, "refresh_refused")
+
+        kept = await login(name="hero", password=PASSWORD, device="pc-2")
+        client = await connect(reactor, "127.0.0.1", login_port, ca=ca, hostname="localhost")
+        await client.logout(kept["ticket"], "pc-2")
+        await client.close()
+        with self.assertRaises(ServerError) as caught:
+            await login(refresh=kept["refresh"], device="pc-2")
+        self.assertEqual(caught.exception.code, "refresh_refused")
 
     async def test_separate_processes_sharing_redis(self):
         server = start_redis(self)
         config = deployment(
             self,
             CLUSTER,
-            extra=FAST_HASH + redis_config_text(server) + '[bus]\nbackend = "redis"\n',
+            extra=FAST_HASH
+            + redis_config_text(server)
+            + '[bus]\nbackend = "redis"\n[store]\nbackend = "redis"\n',
         )
         login, _ = spawn(self, config.file, "mmo-login")
         gateway, _ = spawn(self, config.file, "mmo-gateway")

@@ -128,6 +128,9 @@ class Client(FramedProtocol):
     @ivar session: The session id, once admitted (C{auth}) or resumed.
     @ivar resume_token: The token to resume the session with after a drop
         (from the C{auth} or C{resume} reply; each resume issues a new one).
+    @ivar refresh_token: The device's refresh token from the last L{login}
+        that gave one (shown once by the server: keep it, and replace it
+        with each new one), or C{None}.
     @ivar answer_heartbeats: Whether to answer the server's C{heartbeat}
         frames with C{pong} (turn off only to test a server's timeout).
     @ivar follow_moves: Whether to follow a draining gateway's
@@ -160,6 +163,7 @@ class Client(FramedProtocol):
         self.goodbye: dict | None = None
         self.session: str | None = None
         self.resume_token: str | None = None
+        self.refresh_token: str | None = None
         self.answer_heartbeats = True
         self.follow_moves = True
         self.move_target: dict | None = None
@@ -204,6 +208,60 @@ class Client(FramedProtocol):
             del self._pending[request_id]
             return defer.fail()
         return d
+
+    def login(
+        self,
+        name: str | None = None,
+        password: str | None = None,
+        *,
+        refresh: str | None = None,
+        device: str | None = None,
+        realm: str | None = None,
+    ) -> defer.Deferred:
+        """
+        Log in (to a login server, or a standalone one) with C{name} and
+        C{password}, or with the C{refresh} token of C{device}, which costs
+        the server no password hash.  A password login with C{device} (a
+        label the client chooses and keeps, say a random id made at
+        install) asks for a refresh token.  Fires with the reply (C{ticket},
+        C{gateway}, ...; C{refresh} when one was given, also kept in
+        L{refresh_token}), or fails with L{ServerError}: C{refresh_refused}
+        means the token is spent, revoked or expired (log in with the
+        password then).  Each refresh token works once: store the new one.
+        """
+        fields: dict = {} if realm is None else {"realm": realm}
+        if refresh is not None:
+            if device is None:
+                raise ValueError("a refresh token login needs the token's device")
+            fields.update(refresh=refresh, device=device)
+        else:
+            fields.update(name=name, password=password)
+            if device is not None:
+                fields.update(remember=True, device=device)
+        return self.request("login", **fields).addCallback(self._logged_in)
+
+    def _logged_in(self, reply: dict) -> dict:
+        token = reply.get("refresh")
+        if isinstance(token, str):
+            self.refresh_token = token
+        return reply
+
+    def logout(self, ticket: str | None = None, device: str | None = None) -> defer.Deferred:
+        """
+        Log out.  To a login server, with the session's C{ticket}: revoke
+        the account's tickets, end its sessions and revoke its refresh
+        tokens (C{device}'s, or with C{None} every one).  On an admitted
+        session of a gateway, without C{ticket}: end the account's sessions
+        and revoke its tickets; its refresh tokens stay (revoke them with a
+        logout at the login server).  Forgets L{refresh_token}.
+        """
+        self.refresh_token = None
+        fields = {}
+        if ticket is not None:
+            fields["ticket"] = ticket
+        if device is not None:
+            fields["device"] = device
+        return self.request("logout", **fields)
 
     def _admitted(self, reply: dict) -> dict:
         session, token = reply.get("session"), reply.get("resume")

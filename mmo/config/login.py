@@ -14,6 +14,20 @@ class LoginSection(Section):
         "ticket_ttl": Number(
             60.0, minimum=1, maximum=3600, kind=float, doc="Seconds a session ticket stays valid."
         ),
+        "refresh_ttl": Number(
+            30 * 86400.0,
+            minimum=60,
+            maximum=400 * 86400,
+            kind=float,
+            doc="Seconds a refresh token stays valid after its issue or last use.",
+        ),
+        "refresh_devices": Number(
+            10,
+            minimum=1,
+            maximum=1000,
+            doc="Devices of one account holding a refresh token; a new one "
+            "revokes the least recently used.",
+        ),
         "ticket_key": FilePath("", doc="Secret that signs tickets; default TLS_DIR/ticket.key."),
         "name_min_length": Number(3, minimum=1, maximum=64, doc="Shortest account name."),
         "name_max_length": Number(20, minimum=1, maximum=64, doc="Longest account name."),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from mmo.frontend.factory import ClientFactory
 from mmo.frontend.protocol import ClientProtocol
+from mmo.login.refresh import MAX_DEVICE_LENGTH, check_device
+from mmo.wire.codes import BAD_REQUEST, WireError
 
 
 class LoginMessages:
@@ -31,14 +33,39 @@ class LoginMessages:
         )
         return {"account": account.id, "name": account.name}
 
+    def device(self, message: dict, required: bool) -> str | None:
+        """The checked C{device} label of C{message}."""
+        device = self.field(message, "device", str, required=required)
+        if device is not None and check_device(device) is None:
+            raise WireError(
+                BAD_REQUEST, f"a device label has 1 to {MAX_DEVICE_LENGTH} printable characters"
+            )
+        return device
+
     async def message_login(self, message: dict) -> dict:
         """
-        Check C{name} and C{password}; return a session ticket and the
-        gateway of the realm (C{realm}, optional) to present it to.
+        Check C{name} and C{password} (or the C{refresh} token of
+        C{device}); return a session ticket and the gateway of the realm
+        (C{realm}, optional) to present it to.  With C{remember} true and a
+        C{device} label, or with C{refresh}, the reply also carries the
+        device's next C{refresh} token.
         """
         realm = self.field(message, "realm", str, required=False)
-        return await self.factory.login.login(
-            message.get("name"), message.get("password"), self.source_address(), realm
+        login = self.factory.login
+        if "refresh" in message:
+            if "password" in message:
+                raise WireError(BAD_REQUEST, "a login has a password or a refresh token, not both")
+            refresh = self.field(message, "refresh", str)
+            return await login.login_refresh(
+                refresh, self.device(message, True), self.source_address(), realm
+            )
+        remember = self.field(message, "remember", bool, False, required=False)
+        return await login.login(
+            message.get("name"),
+            message.get("password"),
+            self.source_address(),
+            realm,
+            device=self.device(message, True) if remember else None,
         )
 
     async def message_realms(self, message: dict) -> dict:
@@ -46,8 +73,14 @@ class LoginMessages:
         return {"realms": await self.factory.login.realms()}
 
     async def message_logout(self, message: dict) -> dict:
-        """Revoke the tickets of the account of C{ticket}, and end its sessions."""
-        await self.factory.login.logout(self.field(message, "ticket", str))
+        """
+        Revoke the tickets of the account of C{ticket}, and end its
+        sessions; revoke its refresh tokens: that of C{device} if given,
+        else every one.
+        """
+        await self.factory.login.logout(
+            self.field(message, "ticket", str), self.device(message, False)
+        )
         return {}
 
 

@@ -12,15 +12,17 @@ from twisted.logger import Logger
 from mmo.bus.directory import ranked
 from mmo.game import messages
 from mmo.game.messages import AccountSession, revoked_key
+from mmo.login.refresh import RefreshToken
 from mmo.login.throttle import Locked, Throttle
 from mmo.login.tickets import TicketError, TicketSigner
-from mmo.store import AlreadyExists
+from mmo.store import AlreadyExists, RefreshReused
 from mmo.wire.codes import (
     BAD_NAME,
     BANNED,
     LOGIN_FAILED,
     NAME_TAKEN,
     NO_GATEWAY,
+    REFRESH_REFUSED,
     TICKET_REFUSED,
     UNKNOWN_REALM,
     WEAK_PASSWORD,
@@ -139,18 +141,81 @@ class LoginService:
             await self.store.update_account(account.id, password_hash=encoded)
         return account
 
-    async def login(self, name, password, address: str, realm=None) -> dict:
-        """
-        Check the password and return a ticket and the least-loaded gateway
-        of the realm (the first realm when none is named).
-        """
+    def realm(self, realm) -> str:
+        """The realm C{realm} names (the first realm for C{None}); L{WireError} if none."""
         realms = self.config.realm_names()
         if realm is None:
-            realm = realms[0]
+            return realms[0]
         if realm not in realms:
             raise WireError(UNKNOWN_REALM, f"no realm {realm!r}; realms: {', '.join(realms)}")
+        return realm
+
+    async def login(self, name, password, address: str, realm=None, device=None) -> dict:
+        """
+        Check the password and return a ticket and the least-loaded gateway
+        of the realm (the first realm when none is named); with C{device}
+        (a checked label), also a refresh token for that device.
+        """
+        realm = self.realm(realm)
         account = await self.authenticate(name, password, address)
         gateways = await self.gateways(realm)
+        reply = self.admit(account, realm, address, gateways)
+        if device is not None:
+            token = RefreshToken.new()
+            family = await self.store.issue_refresh(
+                account.id,
+                device,
+                token.family,
+                token.hashed,
+                self.rules.refresh_ttl,
+                self.rules.refresh_devices,
+            )
+            reply.update(refresh=str(token), refresh_expires=family.expires)
+        return reply
+
+    async def login_refresh(self, refresh, device: str, address: str, realm=None) -> dict:
+        """
+        Log in with the refresh token C{refresh} of C{device}: a ticket as
+        L{login} gives, and the next token of the device (the one given is
+        spent).  An unknown, spent, expired or revoked token, or one of
+        another device, fails with C{refresh_refused} and counts against
+        the address as a failed login does; a spent one also revokes the
+        device's tokens.
+        """
+        realm = self.realm(realm)
+        await self.throttle.check_address(address)
+        # The gateways before the token is spent: a reply that cannot be
+        # given must not cost the player the token.
+        gateways = await self.gateways(realm)
+        token = RefreshToken.parse(refresh)
+        rotated = None
+        if token is not None:
+            following = RefreshToken.new(token.family)
+            try:
+                rotated = await self.store.rotate_refresh(
+                    token.family, device, token.hashed, following.hashed, self.rules.refresh_ttl
+                )
+            except RefreshReused as e:
+                self.log.warn(
+                    "a spent refresh token of account {account} on device {device!r} came "
+                    "from {address}: the device's tokens are revoked",
+                    account=e.account_id,
+                    device=e.device,
+                    address=address,
+                )
+        if rotated is None:
+            await self.throttle.failed_address(address)
+            raise WireError(REFRESH_REFUSED, "this refresh token is not valid; log in again")
+        family, account = rotated
+        if account is None or account.banned:
+            await self.store.revoke_refresh(family.account_id)
+            raise WireError(BANNED, "this account is banned")
+        reply = self.admit(account, realm, address, gateways)
+        reply.update(refresh=str(following), refresh_expires=family.expires)
+        return reply
+
+    def admit(self, account, realm: str, address: str, gateways: list[dict]) -> dict:
+        """The reply to a login of C{account}: its ticket and gateways."""
         token, ticket = self.signer.issue(account.id, account.name, realm)
         self.log.info("{name} logged in from {address}", name=account.name, address=address)
         return {
@@ -204,12 +269,16 @@ class LoginService:
             )
         return result
 
-    async def logout(self, token) -> None:
-        """Revoke every ticket of the ticket's account issued until now."""
+    async def logout(self, token, device=None) -> None:
+        """
+        Revoke every ticket of the ticket's account issued until now, and
+        its refresh tokens: those of C{device}, or with C{None} every one.
+        """
         try:
             ticket = self.signer.verify(token, allow_expired=True)
         except TicketError as e:
             raise WireError(TICKET_REFUSED, e.reason)
+        await self.store.revoke_refresh(ticket.account_id, device)
         await revoke(self.bus, self.config, ticket.account_id, self.reactor.seconds())
 
 

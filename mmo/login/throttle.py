@@ -48,8 +48,7 @@ class Throttle:
         or L{Locked} when it may not try this account now.
         """
         c = self.config
-        if (yield self.bus.count(_key("ip", address))) >= c.ip_failures:
-            raise WireError(THROTTLED, "too many failed logins from your address; wait a while")
+        yield self.check_address(address)
         pair = yield self.bus.count(_key("pair", name_key, address))
         if pair >= c.account_ip_failures:
             raise Locked()
@@ -57,9 +56,23 @@ class Throttle:
             raise Locked()
 
     @defer.inlineCallbacks
+    def check_address(self, address: str):
+        """
+        Fails with a C{throttled} L{WireError} when the address is
+        throttled: what a refresh token login, which names no account,
+        checks.
+        """
+        if (yield self.bus.count(_key("ip", address))) >= self.config.ip_failures:
+            raise WireError(THROTTLED, "too many failed logins from your address; wait a while")
+
+    def failed_address(self, address: str) -> defer.Deferred:
+        """A refused refresh token counts against its address."""
+        return self.bus.hit(_key("ip", address), self.config.ip_window)
+
+    @defer.inlineCallbacks
     def failed(self, name_key: str, address: str):
         c = self.config
-        yield self.bus.hit(_key("ip", address), c.ip_window)
+        yield self.failed_address(address)
         yield self.bus.hit(_key("pair", name_key, address), c.account_window)
         yield self.bus.hit(_key("account", name_key), c.account_window)
 

@@ -89,6 +89,46 @@ class Account:
 
 
 @dataclass
+class RefreshFamily:
+    """
+    The refresh token of one device of an account: a family of tokens, each
+    spent when it is used and replaced by the next (L{IStore.rotate_refresh}).
+
+    @ivar family: Opaque, unique, random; the public half of the token.
+    @ivar token_hash: The SHA-256 (hex) of the current token's secret half;
+        the token itself is never stored.
+    @ivar device: The client's label of the device the family is bound to.
+    @ivar created: Unix time the family was issued (a password login).
+    @ivar used: Unix time of its last issue or rotation.
+    @ivar expires: Unix time after which its token is refused.
+    """
+
+    family: str
+    account_id: str
+    device: str
+    token_hash: str = field(repr=False)
+    created: float
+    used: float
+    expires: float
+
+
+class RefreshReused(StoreError):
+    """
+    A refresh token that was already spent (or never issued) was presented
+    for a family: the family is revoked (a stolen token's thief or its
+    owner used it after the other).
+
+    @ivar account_id: The family's account.
+    @ivar device: The family's device.
+    """
+
+    def __init__(self, account_id: str, device: str):
+        super().__init__(f"a spent refresh token of account {account_id!r} on {device!r}")
+        self.account_id = account_id
+        self.device = device
+
+
+@dataclass
 class Character:
     """
     A character of an account.
@@ -154,7 +194,45 @@ class IStore(Interface):
         """The L{Account} with C{account_id}, or C{None}."""
 
     def update_account(account_id, password_hash=None, banned=None):
-        """Change the given fields; fails with L{NotFound}.  Deferred[Account]."""
+        """
+        Change the given fields; fails with L{NotFound}.  A ban (C{banned}
+        true) also revokes every refresh token of the account, in the same
+        atomic step.  Deferred[Account].
+        """
+
+    def issue_refresh(account_id, device, family, token_hash, ttl, limit):
+        """
+        Start the refresh token family C{family} (a new random id) of
+        C{device} of the account, its current secret hashed C{token_hash},
+        expiring C{ttl} seconds from now; in one atomic step it replaces the
+        device's earlier family and, past C{limit} devices, revokes the
+        least recently used.  Deferred[L{RefreshFamily}].
+        """
+
+    def rotate_refresh(family, device, token_hash, new_hash, ttl):
+        """
+        Spend the token of C{family} whose secret hashes to C{token_hash}
+        and make C{new_hash} the current one, expiring C{ttl} seconds from
+        now; one atomic compare-and-set.  Deferred[tuple[L{RefreshFamily},
+        L{Account}]]: the family as stored after the call and its account
+        (read in the same step: a returning player's login is one round
+        trip), or C{None} if there is no such family (never issued,
+        revoked, or expired: an expired one is deleted) or it is of another
+        device (left as it is).  Fails with L{RefreshReused}, the family
+        deleted, if C{token_hash} is not the current one.
+        """
+
+    def revoke_refresh(account_id, device=None):
+        """
+        Delete the account's refresh token families: that of C{device}, or
+        every one.  Deferred[int]: how many were deleted.
+        """
+
+    def refresh_families(account_id):
+        """
+        The account's live L{RefreshFamily}s, most recently used first.
+        Deferred[list[L{RefreshFamily}]].
+        """
 
     def create_character(account_id, name, data):
         """
@@ -240,7 +318,8 @@ class IStore(Interface):
 
     def dump():
         """
-        Everything, as plain data: C{{"version": DUMP_VERSION, "accounts":
+        Everything but refresh tokens (a restored store's players log in
+        again with their passwords), as plain data: C{{"version": DUMP_VERSION, "accounts":
         [...], "characters": [...]}} with each record a dict of the dataclass
         fields, and, if any log has records, C{"logs": [{"key": KEY,
         "records": [...]}, ...]} sorted by key, records oldest first (left
@@ -278,6 +357,28 @@ def name_key(name: str) -> str:
 def new_id() -> str:
     """A new account or character id: 32 random hex digits."""
     return uuid.uuid4().hex
+
+
+def check_refresh(account_id, device, family, token_hash, ttl, limit=1) -> None:
+    """
+    Check the arguments of L{IStore.issue_refresh} and
+    L{IStore.rotate_refresh}.
+
+    @raise StoreError: A string is empty or not a string, C{ttl} not a
+        positive number or C{limit} not an int of at least 1.
+    """
+    for what, value in (
+        ("account id", account_id),
+        ("device", device),
+        ("refresh family", family),
+        ("refresh token hash", token_hash),
+    ):
+        if not isinstance(value, str) or not value:
+            raise StoreError(f"the {what} must be a non-empty string, got {value!r}")
+    if not isinstance(ttl, (int, float)) or isinstance(ttl, bool) or not ttl > 0:
+        raise StoreError(f"the refresh ttl must be a positive number, got {ttl!r}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise StoreError(f"the refresh device limit must be an int of at least 1, got {limit!r}")
 
 
 def check_name(name: object, what: str) -> str:

@@ -20,6 +20,11 @@ name):
     checkpoint of a world entity (C{data} msgpack; C{transfer_id} empty
     when no transfer set the owner);
   - C{P:zone-entities:{zone}}: set of the ids of the entities C{zone} owns;
+  - C{P:refresh:{family}}: hash C{family account_id device token_hash
+    created used expires}, a device's refresh token family (the token's
+    secret only as its SHA-256), with a Redis expiry at C{expires};
+  - C{P:account-refresh:{id}}: sorted set of the account's families,
+    scored by C{used} (members whose hash expired are dropped when seen);
   - C{P:store-schema}: the version of this layout, L{SCHEMA_VERSION}.
 
 Every write that touches more than one key is one Lua script (C{EVAL}), so
@@ -34,6 +39,8 @@ C{appendfsync always} for no loss of an acknowledged write).
 """
 
 from __future__ import annotations
+
+import math
 
 import txredisapi
 from twisted.internet import defer, error
@@ -52,10 +59,13 @@ from mmo.store import (
     NotEmpty,
     NotFound,
     OwnershipConflict,
+    RefreshFamily,
+    RefreshReused,
     StoreError,
     StoreUnavailable,
     check_log_args,
     check_name,
+    check_refresh,
     check_transfer,
     check_zone,
     dump_logs,
@@ -76,8 +86,9 @@ log = Logger()
 #: How many commands a dump or a restore keeps in flight.
 BATCH = 256
 
-#: Version of the key layout, kept in C{P:store-schema}.  (The logs, added
-#: later, are new keys only: a layout without them is still version 1.)
+#: Version of the key layout, kept in C{P:store-schema}.  (The logs and the
+#: refresh tokens, added later, are new keys only: a layout without them is
+#: still version 1.)
 SCHEMA_VERSION = 1
 
 #: Records a restore appends to a log in one script.
@@ -107,12 +118,95 @@ redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 return 1
 """
 
-# KEYS: account key; ARGV: field, value, ...
+# KEYS: account key, the account's refresh families
+# ARGV: prefix of family keys, "1" to revoke the families (a ban), field, value, ...
 # The account's fields after the change, or nil if there is no such account.
 UPDATE_ACCOUNT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-if #ARGV > 0 then redis.call('HSET', KEYS[1], unpack(ARGV)) end
+if #ARGV > 2 then redis.call('HSET', KEYS[1], unpack(ARGV, 3)) end
+if ARGV[2] == '1' then
+  for _, family in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    redis.call('DEL', ARGV[1] .. family)
+  end
+  redis.call('DEL', KEYS[2])
+end
 return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: account key, the account's refresh families, the new family's key
+# ARGV: prefix of family keys, family, account id, device, token hash, now,
+#       expires, ttl (whole seconds, rounded up), limit
+# 1: issued; 0: no such account.  The family keys are built from the set's
+# members, so this script (like the next two) is for a single Redis.
+ISSUE_REFRESH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for _, family in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local key = ARGV[1] .. family
+  local device = redis.call('HGET', key, 'device')
+  if (not device) or device == ARGV[4] then
+    redis.call('DEL', key)
+    redis.call('ZREM', KEYS[2], family)
+  end
+end
+local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[9]) + 1
+if excess > 0 then
+  for _, family in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
+    redis.call('DEL', ARGV[1] .. family)
+    redis.call('ZREM', KEYS[2], family)
+  end
+end
+redis.call('HSET', KEYS[3], 'family', ARGV[2], 'account_id', ARGV[3], 'device', ARGV[4],
+           'token_hash', ARGV[5], 'created', ARGV[6], 'used', ARGV[6], 'expires', ARGV[7])
+redis.call('EXPIRE', KEYS[3], ARGV[8])
+redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[8]) then redis.call('EXPIRE', KEYS[2], ARGV[8]) end
+return 1
+"""
+
+# KEYS: the family's key
+# ARGV: prefix of account family sets, family, device, token hash, new hash,
+#       now, expires, ttl (whole seconds, rounded up), prefix of account keys
+# {1, the family's fields, the account's}: rotated; {0}: no such family,
+# expired or of another device; {-1, account id, device}: not the current
+# token, family deleted.
+ROTATE_REFRESH = """
+local stored = redis.call('HMGET', KEYS[1], 'account_id', 'device', 'token_hash', 'expires')
+if not stored[1] then return {0} end
+local families = ARGV[1] .. stored[1]
+if tonumber(stored[4]) <= tonumber(ARGV[6]) then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', families, ARGV[2])
+  return {0}
+end
+if stored[2] ~= ARGV[3] then return {0} end
+if stored[3] ~= ARGV[4] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', families, ARGV[2])
+  return {-1, stored[1], stored[2]}
+end
+redis.call('HSET', KEYS[1], 'token_hash', ARGV[5], 'used', ARGV[6], 'expires', ARGV[7])
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+redis.call('ZADD', families, ARGV[6], ARGV[2])
+if redis.call('TTL', families) < tonumber(ARGV[8]) then redis.call('EXPIRE', families, ARGV[8]) end
+return {1, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', ARGV[9] .. stored[1])}
+"""
+
+# KEYS: the account's refresh families; ARGV: prefix of family keys, device or ""
+# How many families were deleted.
+REVOKE_REFRESH = """
+local deleted = 0
+for _, family in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local key = ARGV[1] .. family
+  local device = redis.call('HGET', key, 'device')
+  if not device then
+    redis.call('ZREM', KEYS[1], family)
+  elseif ARGV[2] == '' or device == ARGV[2] then
+    redis.call('DEL', key)
+    redis.call('ZREM', KEYS[1], family)
+    deleted = deleted + 1
+  end
+end
+return deleted
 """
 
 # KEYS: account key, name key, character key, the account's character index
@@ -258,6 +352,20 @@ def _account(fields: dict[bytes, bytes]) -> Account:
     )
 
 
+#: The fields of a refresh family's hash that are times; the rest are text.
+_REFRESH_TIMES = ("created", "used", "expires")
+
+
+def _refresh_family(fields: dict[bytes, bytes]) -> RefreshFamily:
+    values = {_text(key): value for key, value in fields.items()}
+    return RefreshFamily(
+        **{
+            name: float(values[name]) if name in _REFRESH_TIMES else _text(values[name])
+            for name in RefreshFamily.__dataclass_fields__
+        }
+    )
+
+
 def _character(fields: dict[bytes, bytes]) -> Character:
     return Character(
         id=_text(fields[b"id"]),
@@ -350,6 +458,12 @@ class RedisStore:
 
     def _logs_key(self) -> str:
         return self._key("logs")
+
+    def _refresh_key(self, family: str) -> str:
+        return self._key("refresh", family)
+
+    def _account_refresh_key(self, account_id: str) -> str:
+        return self._key("account-refresh", account_id)
 
     def _entity_key(self, entity_id: str) -> str:
         return self._key("entity", entity_id)
@@ -491,10 +605,96 @@ class RedisStore:
             args += ["password_hash", password_hash]
         if banned is not None:
             args += ["banned", "1" if banned else "0"]
-        fields = yield self._eval(UPDATE_ACCOUNT, [self._account_key(account_id)], args)
+        fields = yield self._eval(
+            UPDATE_ACCOUNT,
+            [self._account_key(account_id), self._account_refresh_key(account_id)],
+            [self._refresh_key(""), "1" if banned else "0", *args],
+        )
         if fields is None:
             raise NotFound(f"no account {account_id!r}")
         return _account(_fields(fields))
+
+    # -- refresh tokens -----------------------------------------------------
+
+    @defer.inlineCallbacks
+    def issue_refresh(self, account_id, device, family, token_hash, ttl, limit):
+        check_refresh(account_id, device, family, token_hash, ttl, limit)
+        now = self._clock.seconds()
+        record = RefreshFamily(family, account_id, device, token_hash, now, now, now + ttl)
+        result = yield self._eval(
+            ISSUE_REFRESH,
+            [
+                self._account_key(account_id),
+                self._account_refresh_key(account_id),
+                self._refresh_key(family),
+            ],
+            [
+                self._refresh_key(""),
+                family,
+                account_id,
+                device,
+                token_hash,
+                _number(now),
+                _number(record.expires),
+                str(math.ceil(ttl)),
+                str(limit),
+            ],
+        )
+        if result != 1:
+            raise NotFound(f"no account {account_id!r}")
+        return record
+
+    @defer.inlineCallbacks
+    def rotate_refresh(self, family, device, token_hash, new_hash, ttl):
+        check_refresh("-", device, family, token_hash, ttl)
+        check_refresh("-", device, family, new_hash, ttl)
+        now = self._clock.seconds()
+        result = yield self._eval(
+            ROTATE_REFRESH,
+            [self._refresh_key(family)],
+            [
+                self._account_refresh_key(""),
+                family,
+                device,
+                token_hash,
+                new_hash,
+                _number(now),
+                _number(now + ttl),
+                str(math.ceil(ttl)),
+                self._account_key(""),
+            ],
+        )
+        if result[0] == -1:
+            raise RefreshReused(_text(result[1]), _text(result[2]))
+        if result[0] != 1:
+            return None
+        account = _fields(result[2])
+        return _refresh_family(_fields(result[1])), _account(account) if account else None
+
+    @defer.inlineCallbacks
+    def revoke_refresh(self, account_id, device=None):
+        if device is not None and (not isinstance(device, str) or not device):
+            raise StoreError(f"the device must be a non-empty string, got {device!r}")
+        deleted = yield self._eval(
+            REVOKE_REFRESH,
+            [self._account_refresh_key(account_id)],
+            [self._refresh_key(""), device or ""],
+        )
+        return deleted
+
+    @defer.inlineCallbacks
+    def refresh_families(self, account_id):
+        families = yield self._call("zrevrange", self._account_refresh_key(account_id), 0, -1)
+        try:
+            replies = yield _batched(
+                lambda f: self._call("hgetall", self._refresh_key(_text(f))), families
+            )
+        except defer.FirstError as e:
+            raise e.subFailure.value
+        now = self._clock.seconds()
+        found = [_refresh_family(fields) for fields in replies if fields]
+        live = [f for f in found if f.expires > now]
+        return sorted(live, key=lambda f: (-f.used, f.family))
 
     # -- characters -----------------------------------------------------------
 

@@ -35,11 +35,14 @@ from mmo.store import (
     NotEmpty,
     NotFound,
     OwnershipConflict,
+    RefreshFamily,
+    RefreshReused,
     StoredEntity,
     StoreError,
     StoreUnavailable,
     check_log_args,
     check_name,
+    check_refresh,
     check_transfer,
     check_zone,
     dump_logs,
@@ -128,17 +131,41 @@ def _migration_3(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX entities_of_owner ON entities (owner, id)")
 
 
+def _migration_4(conn: sqlite3.Connection) -> None:
+    """
+    Refresh tokens (L{IStore.issue_refresh}): one family per device of an
+    account, with the SHA-256 of its current secret.
+    """
+    conn.execute(
+        """
+        CREATE TABLE refresh_tokens (
+            family TEXT PRIMARY KEY,
+            account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+            device TEXT NOT NULL,
+            token_hash TEXT NOT NULL,
+            created REAL NOT NULL,
+            used REAL NOT NULL,
+            expires REAL NOT NULL,
+            UNIQUE (account_id, device)
+        ) WITHOUT ROWID
+        """
+    )
+    conn.execute("CREATE INDEX refresh_of_account ON refresh_tokens (account_id, used)")
+
+
 #: The migrations, in order: C{MIGRATIONS[n]} takes a database from schema
 #: version C{n} to C{n + 1}.  Append only; never edit a released one.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 ]
 
 _ACCOUNT_COLUMNS = "id, name, password_hash, created, banned"
 _CHARACTER_COLUMNS = "id, account_id, name, created, data"
 _ENTITY_COLUMNS = "id, owner, version, transfer_id, data"
+_REFRESH_COLUMNS = "family, account_id, device, token_hash, created, used, expires"
 
 
 def _account(row) -> Account:
@@ -205,6 +232,12 @@ def private_files(path: str) -> None:
 
 def _is_name_conflict(error: sqlite3.IntegrityError) -> bool:
     return "UNIQUE" in str(error) and ".name_key" in str(error)
+
+
+def _raise_reused(result):
+    if isinstance(result, RefreshReused):
+        raise result
+    return result
 
 
 @implementer(IStore)
@@ -405,7 +438,133 @@ class SQLiteStore:
         account = self._account_by_id(conn, account_id)
         if account is None:
             raise NotFound(f"no account {account_id!r}")
+        if banned:
+            conn.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account_id,))
         return account
+
+    # -- refresh tokens -----------------------------------------------------
+
+    def issue_refresh(self, account_id, device, family, token_hash, ttl, limit):
+        try:
+            check_refresh(account_id, device, family, token_hash, ttl, limit)
+        except StoreError as e:
+            return defer.fail(e)
+        now = self._clock.seconds()
+        record = RefreshFamily(family, account_id, device, token_hash, now, now, now + ttl)
+        return self._run(self._issue_refresh, record, limit)
+
+    def _issue_refresh(self, conn, record: RefreshFamily, limit: int) -> RefreshFamily:
+        conn.execute("BEGIN IMMEDIATE")
+        if self._account_by_id(conn, record.account_id) is None:
+            raise NotFound(f"no account {record.account_id!r}")
+        conn.execute(
+            "DELETE FROM refresh_tokens WHERE account_id = ? AND (device = ? OR expires <= ?)",
+            (record.account_id, record.device, record.created),
+        )
+        conn.execute(
+            "DELETE FROM refresh_tokens WHERE family IN (SELECT family FROM refresh_tokens "
+            "WHERE account_id = ? ORDER BY used DESC, family LIMIT -1 OFFSET ?)",
+            (record.account_id, limit - 1),
+        )
+        conn.execute(
+            f"INSERT INTO refresh_tokens ({_REFRESH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.family,
+                record.account_id,
+                record.device,
+                record.token_hash,
+                record.created,
+                record.used,
+                record.expires,
+            ),
+        )
+        return record
+
+    def rotate_refresh(self, family, device, token_hash, new_hash, ttl):
+        try:
+            check_refresh("-", device, family, token_hash, ttl)
+            check_refresh("-", device, family, new_hash, ttl)
+        except StoreError as e:
+            return defer.fail(e)
+        now = self._clock.seconds()
+        d = self._run(
+            self._unsynced, self._rotate_refresh, family, device, token_hash, new_hash, now, ttl
+        )
+        return d.addCallback(_raise_reused)
+
+    def _unsynced(self, conn, function, *args):
+        """
+        Run C{function(conn, *args)} in a transaction of its own committed
+        without waiting for the disk (C{synchronous = NORMAL}): it survives
+        a crash of the process, and is on disk at the next checkpoint or
+        ordinary commit, but a crash of the machine before then may lose
+        it.  For a token rotation, the step of every returning player's
+        login, that is what a fsync of its own (a few ms, in one writer's
+        queue) would otherwise bound the login rate by; what a lost
+        rotation costs is one password login.
+        """
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = function(conn, *args)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
+
+    def _rotate_refresh(self, conn, family, device, token_hash, new_hash, now, ttl):
+        row = conn.execute(
+            f"SELECT {_REFRESH_COLUMNS} FROM refresh_tokens WHERE family = ?", (family,)
+        ).fetchone()
+        if row is None:
+            return None
+        stored = RefreshFamily(*row)
+        if stored.expires <= now:
+            conn.execute("DELETE FROM refresh_tokens WHERE family = ?", (family,))
+            return None
+        if stored.device != device:
+            return None
+        if stored.token_hash != token_hash:
+            conn.execute("DELETE FROM refresh_tokens WHERE family = ?", (family,))
+            # Returned, not raised: the deletion is committed.
+            return RefreshReused(stored.account_id, stored.device)
+        conn.execute(
+            "UPDATE refresh_tokens SET token_hash = ?, used = ?, expires = ? WHERE family = ?",
+            (new_hash, now, now + ttl, family),
+        )
+        rotated = RefreshFamily(
+            family, stored.account_id, device, new_hash, stored.created, now, now + ttl
+        )
+        return rotated, self._account_by_id(conn, stored.account_id)
+
+    def revoke_refresh(self, account_id, device=None):
+        return self._run(self._revoke_refresh, account_id, device)
+
+    def _revoke_refresh(self, conn, account_id, device):
+        conn.execute("BEGIN IMMEDIATE")
+        if device is None:
+            cursor = conn.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account_id,))
+        else:
+            cursor = conn.execute(
+                "DELETE FROM refresh_tokens WHERE account_id = ? AND device = ?",
+                (account_id, device),
+            )
+        return cursor.rowcount
+
+    def refresh_families(self, account_id):
+        return self._run(self._refresh_families, account_id, self._clock.seconds())
+
+    def _refresh_families(self, conn, account_id, now):
+        rows = conn.execute(
+            f"SELECT {_REFRESH_COLUMNS} FROM refresh_tokens WHERE account_id = ? AND expires > ? "
+            "ORDER BY used DESC, family",
+            (account_id, now),
+        ).fetchall()
+        return [RefreshFamily(*row) for row in rows]
 
     # -- characters -----------------------------------------------------------
 

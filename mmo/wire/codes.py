@@ -47,6 +47,8 @@ THROTTLED = "throttled"
 BUSY = "busy"
 #: The session ticket is forged, expired, used, revoked or of another realm.
 TICKET_REFUSED = "ticket_refused"
+#: The refresh token is unknown, spent, revoked, expired or of another device.
+REFRESH_REFUSED = "refresh_refused"
 #: The account is online already and the deployment refuses a second session.
 ALREADY_ONLINE = "already_online"
 
@@ -120,6 +122,8 @@ DESCRIPTIONS = {
     THROTTLED: "too many attempts from this address; wait; stays open",
     BUSY: "the server is too busy; retry shortly; stays open",
     TICKET_REFUSED: "the ticket is forged, expired, used, revoked or of another realm",
+    REFRESH_REFUSED: "the refresh token is unknown, spent, revoked, expired or of "
+    "another device; log in with the password; stays open",
     ALREADY_ONLINE: "the account is online and second sessions are refused; stays open",
     FLOODING: "sent faster than the flood limit; the message was dropped; stays open",
     RESUME_REFUSED: "the resume token is unknown, expired or used; stays open",
