@@ -88,6 +88,7 @@ class TwistdProcess(protocol.ProcessProtocol):
         (its standard output); fail if it ends first or takes longer than
         L{PROCESS_TIMEOUT}.
         """
+
         def forget(d):
             # Timed out (or cancelled): a later match must not fire it again.
             if entry in self._waiting:
