@@ -267,3 +267,7 @@ def main(argv=None) -> None:
             print(f"mmo-bot: {problem}", file=sys.stderr)
         sys.exit(1)
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

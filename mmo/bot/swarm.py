@@ -471,7 +471,14 @@ class Swarm:
                 await self.ramp()
                 self.ramp_seconds = self.reactor.seconds() - self.started
                 self.scenario_started = self.reactor.seconds()
+                self.stats.open_window(self.counts()["in"])
+                pushes = self.pushes()
+                self.progress(mark="window start")
                 await self.wait(lambda: False, opts.duration)
+                self.stats.close_window(
+                    self.reactor.seconds() - self.scenario_started, self.pushes() - pushes
+                )
+                self.progress(mark="window end")
         finally:
             self.finished = self.reactor.seconds()
             if self.scenario_started is None:
@@ -616,10 +623,21 @@ class Swarm:
             counts[bot.state] += 1
         return counts
 
-    def progress(self, final: bool = False) -> None:
+    def pushes(self) -> int:
+        """Pushes the bots received so far."""
+        return sum(b.tracker.pushes for b in self.bots)
+
+    def progress(self, final: bool = False, mark: str = "") -> None:
+        """
+        A progress line (at most every 5 s unless on a terminal); C{mark}
+        (C{"window start"}, C{"window end"}) ends a line printed at once, which
+        a benchmark reading the output times its measurements by.
+        """
         now = self.reactor.seconds()
         rate = self.stats.requests - self._last_requests
         self._last_requests = self.stats.requests
+        if mark:
+            final = True
         if not final and not self._progress_tty and now - self._last_progress < 5.0:
             return
         self._last_progress = now
@@ -630,7 +648,7 @@ class Swarm:
             f"{c['failed'] + c['dropped']} failed | {rate} req/s, "
             f"{self.stats.error_count} errors, {self.stats.handoffs} handoffs, "
             f"{self.stats.disconnects} disconnects"
-        )
+        ) + (f" | {mark}" if mark else "")
         out = self.options.progress
         if out is None:
             return
