@@ -22,13 +22,15 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
 
 from bench._common import parser, report  # noqa: E402
 from tests.redis import RedisServer, free_port  # noqa: E402
@@ -46,6 +48,23 @@ PROCESSES = (
 CLIENT_KINDS = ("login", "gateway")
 #: Process kinds reported apart; every other server process (redis-server included) is "other".
 KINDS = ("gateway", "zone", "other")
+#: mmo-bot under cProfile timed by the process's CPU time, not the wall
+#: clock (on a shared machine a wall-clock profile counts the time the
+#: process waited for a core): C{python -c PROFILED_BOT PATH ARGS...}.
+PROFILED_BOT = """
+import cProfile, sys, time
+from mmo.bot.cli import main
+path = sys.argv.pop(1)
+profile = cProfile.Profile(time.process_time)
+profile.enable()
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+finally:
+    profile.disable()
+    profile.dump_stats(path)
+"""
 #: The clock ticks /proc/PID/stat counts CPU time in.
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -67,7 +86,7 @@ def fit(rows: list[tuple[float, ...]], values: list[float]) -> list[float] | Non
     if len(rows) < n:
         return None
     a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
-    b = [sum(r[i] * v for r, v in zip(rows, values)) for i in range(n)]
+    b = [sum(r[i] * v for r, v in zip(rows, values, strict=True)) for i in range(n)]
     for col in range(n):
         pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
         if abs(a[pivot][col]) < 1e-12 * max(1.0, max(abs(x) for row in a for x in row)):
@@ -77,7 +96,7 @@ def fit(rows: list[tuple[float, ...]], values: list[float]) -> list[float] | Non
         for r in range(n):
             if r != col:
                 k = a[r][col] / a[col][col]
-                a[r] = [x - k * y for x, y in zip(a[r], a[col])]
+                a[r] = [x - k * y for x, y in zip(a[r], a[col], strict=True)]
                 b[r] -= k * b[col]
     return [b[i] / a[i][i] for i in range(n)]
 
@@ -178,11 +197,12 @@ def cpu_all(pids: dict[str, tuple[str, int]]) -> dict[str, float]:
 
 
 def run_bots(
-    cluster: Cluster, bots: int, args, prefix: str, profile: str | None
+    cluster: Cluster, bots: int, args, prefix: str, profile: str | None, source: str = ROOT
 ) -> tuple[dict, dict]:
     """
     One bot count: the bot's report and the CPU seconds each process
-    (and C{"bots"}) spent over the window.
+    (and C{"bots"}) spent over the window.  The bots run from the C{mmo}
+    package in the directory C{source}.
     """
     import json
 
@@ -190,10 +210,10 @@ def run_bots(
     report_path = os.path.join(cluster.directory, f"bots-{bots}.json")
     command = [sys.executable]
     if profile:
-        command += ["-m", "cProfile", "-o", profile]
+        command += ["-c", PROFILED_BOT, profile]
+    else:
+        command += ["-m", "mmo.bot.cli"]
     command += [
-        "-m",
-        "mmo.bot.cli",
         "--config",
         cluster.config_path,
         "--ca",
@@ -221,7 +241,8 @@ def run_bots(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        cwd=os.path.dirname(HERE),
+        cwd=source,
+        env={**os.environ, "PYTHONPATH": source},
     )
     pids["bots"] = ("bots", bot.pid)
     start = end = None
@@ -252,9 +273,25 @@ def run_bots(
         )
     with open(report_path) as f:
         result = json.load(f)
+    if result["stopped"] != "completed" or not result["window"]["seconds"]:
+        raise RuntimeError(
+            f"the bots ({bots}) stopped early ({result['stopped']}): "
+            + "; ".join(result["problems"])
+        )
     spent = {name: end[1][name] - start[1][name] for name in pids}
     spent["_wall"] = end[0] - start[0]
     return result, spent
+
+
+def measure_baseline_bot(cluster: Cluster, bots: int, args, index: int) -> dict:
+    """The bot's own cost with the bots of C{--baseline-bot}, on the same cluster."""
+    result, spent = run_bots(cluster, bots, args, f"c{index}a", None, args.baseline_bot)
+    window = result["window"]
+    pushes = window["pushes"]
+    return {
+        f"baseline_bot_cores_{bots}": spent["bots"] / window["seconds"],
+        f"baseline_bot_us_per_push_{bots}": 1e6 * spent["bots"] / pushes if pushes else 0.0,
+    }
 
 
 def measure(cluster: Cluster, bots: int, args, index: int, profile: str | None) -> dict:
@@ -332,13 +369,22 @@ def main(argv=None) -> int:
     )
     p.add_argument("--ramp", type=float, default=20.0, help="bots started per second (default 20)")
     p.add_argument(
-        "--scenario", default="border-walk", choices=("border-walk", "wander"), help="(default %(default)s)"
+        "--scenario",
+        default="border-walk",
+        choices=("border-walk", "wander"),
+        help="(default %(default)s)",
     )
     p.add_argument(
         "--max-seconds",
         type=float,
         default=600.0,
         help="hard limit for each bot count's run (default 600)",
+    )
+    p.add_argument(
+        "--baseline-bot",
+        metavar="DIR",
+        help="also run each count's bots from the mmo package in DIR (another checkout), "
+        "just before, for their own CPU (baseline_bot_*)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
     args = p.parse_args(argv)
@@ -347,6 +393,12 @@ def main(argv=None) -> int:
         p.error("--bots: one or more positive counts")
     if shutil.which("redis-server") is None:
         p.error("needs redis-server on the PATH (apt-get install redis-server)")
+    if args.baseline_bot:
+        args.baseline_bot = os.path.abspath(args.baseline_bot)
+        if not os.path.isfile(os.path.join(args.baseline_bot, "mmo", "bot", "cli.py")):
+            p.error(f"--baseline-bot: no mmo/bot/cli.py in {args.baseline_bot}")
+    # Stopped by SIGTERM (bench/run.py's time limit): stop the cluster first.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     directory = tempfile.mkdtemp(prefix="mmo-capacity-")
     cluster = Cluster(directory)
     figures: dict = {
@@ -361,6 +413,10 @@ def main(argv=None) -> int:
         cluster.start()
         for index, bots in enumerate(counts):
             profile = args.profile if args.profile and bots == counts[-1] else None
+            if args.baseline_bot:
+                print(f"capacity: {bots} bots (baseline bot)", file=sys.stderr, flush=True)
+                figures.update(measure_baseline_bot(cluster, bots, args, index))
+                time.sleep(2.0)
             print(f"capacity: {bots} bots", file=sys.stderr, flush=True)
             measured = measure(cluster, bots, args, index, profile)
             points.append(measured.pop("_fit"))
