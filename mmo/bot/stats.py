@@ -196,7 +196,6 @@ class Stats:
             },
         }
 
-
     def window_report(self) -> dict:
         window = self.window if self.window is not None else (self.window_latencies or {})
         requests = {}
