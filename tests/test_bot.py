@@ -610,3 +610,18 @@ class BorderWalkTests(unittest.TestCase):
         with self.assertRaises(cli.UsageError) as caught:
             cli.options_from(args)
         self.assertIn("weave: must be 0 or at least hysteresis + 5 (7)", str(caught.exception))
+
+
+class LazyUpdateFramingTests(unittest.TestCase):
+    def test_data_after_the_map_then_frames_read_again(self):
+        tracker = ViewTracker("c-1")
+        client = BotClient(tracker.feed)
+        errors = []
+        client.wireError = lambda error, request_id: errors.append(error.message)
+        good = msgpack.packb(update(enter=[view("c-1", 1.0, 2.0)]), use_bin_type=True)
+        client.stringReceived(good + b"\x01")
+        self.assertEqual(errors, ["body has data after its map"])
+        self.assertEqual(tracker.pushes, 0)
+        client.stringReceived(good)
+        client.stringReceived(msgpack.packb({**update(), "seq": 9}, use_bin_type=True))
+        self.assertEqual((tracker.pushes, tracker.position, client.last_seq), (2, (1.0, 2.0), 9))

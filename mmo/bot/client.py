@@ -32,6 +32,7 @@ class BotClient(Client):
     def __init__(self, on_update, **kwargs):
         super().__init__(**kwargs)
         self.on_update = on_update
+        self._unpacker: msgpack.Unpacker | None = None
 
     def stringReceived(self, body: bytes) -> None:
         if self.closing:
@@ -53,9 +54,13 @@ class BotClient(Client):
 
     def _read(self, body: bytes) -> tuple[dict, bytes | None]:
         """The message with its C{update} left out, and C{update}'s bytes."""
-        unpacker = msgpack.Unpacker(
-            raw=False, strict_map_key=True, ext_hook=_no_extensions, timestamp=0
-        )
+        unpacker = self._unpacker
+        if unpacker is None:
+            # One per connection: making one costs a good part of reading a push.
+            unpacker = self._unpacker = msgpack.Unpacker(
+                raw=False, strict_map_key=True, ext_hook=_no_extensions, timestamp=0
+            )
+        base = unpacker.tell()
         unpacker.feed(body)
         update = None
         try:
@@ -63,19 +68,17 @@ class BotClient(Client):
             for _ in range(unpacker.read_map_header()):
                 key = unpacker.unpack()
                 if key == "update":
-                    start = unpacker.tell()
+                    start = unpacker.tell() - base
                     unpacker.skip()
-                    update = body[start : unpacker.tell()]
+                    update = body[start : unpacker.tell() - base]
                 else:
                     message[key] = unpacker.unpack()
-            unpacker.unpack()
-        except msgpack.OutOfData:
-            # The whole body was read: as it should be.
-            pass
         except Exception:
             # Not a map, or broken: the codec says what is wrong.
+            self._unpacker = None
             return decode(body, strict=False), None
-        else:
+        if unpacker.tell() - base != len(body):
+            self._unpacker = None
             raise WireError(BAD_FRAME, "body has data after its map", fatal=True)
         kind = message.get("t")
         if not isinstance(kind, str) or not kind:
