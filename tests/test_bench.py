@@ -17,10 +17,10 @@ from twisted.trial import unittest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_run():
-    """bench/run.py as a module (bench/ is not a package)."""
+def load_bench(name: str):
+    """bench/NAME.py as a module (bench/ is not a package)."""
     spec = importlib.util.spec_from_file_location(
-        "bench_run", os.path.join(ROOT, "bench", "run.py")
+        f"bench_{name}", os.path.join(ROOT, "bench", f"{name}.py")
     )
     module = importlib.util.module_from_spec(spec)
     # Dataclasses look their module up in sys.modules.
@@ -29,7 +29,7 @@ def load_run():
     return module
 
 
-run = load_run()
+run = load_bench("run")
 
 
 def busy(n):
@@ -349,21 +349,11 @@ class FailureTests(unittest.TestCase):
         self.assertFalse(raw["benchmarks"]["login"]["runs"][0]["ok"])
 
 
-def load_capacity():
-    spec = importlib.util.spec_from_file_location(
-        "bench_capacity", os.path.join(ROOT, "bench", "capacity.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 class CapacityFitTests(unittest.TestCase):
     """bench/capacity.py's least-squares split of the cores, and its CPU reading."""
 
     def setUp(self):
-        self.capacity = load_capacity()
+        self.capacity = load_bench("capacity")
 
     def point(self, players, pushes_per_s, fixed=0.1, per_player=0.0005, per_push=0.00002):
         cores = fixed + per_player * players + per_push * pushes_per_s

@@ -43,6 +43,18 @@ TWO = geometry.World(
 )
 
 
+def usage_error(testcase, scenario_file: str) -> str:
+    """The usage error of the scenario file C{scenario_file} on a world of two regions."""
+    conf = deployment(testcase, STANDALONE, extra=TWO_REGIONS)
+    path = write_config(testcase, scenario_file)
+    args = cli.parser().parse_args(
+        ["--config", conf.file, "--login", "127.0.0.1:1", "--scenario-file", path]
+    )
+    with testcase.assertRaises(cli.UsageError) as caught:
+        cli.options_from(args)
+    return str(caught.exception)
+
+
 class StatsTests(unittest.TestCase):
     def test_percentiles_nearest_rank(self):
         stats = Stats()
@@ -182,14 +194,10 @@ class ScenarioTests(unittest.TestCase):
         self.assertIn(f"{path}: span:", err.getvalue())
 
     def test_cli_span_below_hysteresis(self):
-        conf = deployment(self, STANDALONE, extra=TWO_REGIONS)
-        path = write_config(self, 'scenario = "border-walk"\nspan = 11\n')
-        args = cli.parser().parse_args(
-            ["--config", conf.file, "--login", "127.0.0.1:1", "--scenario-file", path]
+        self.assertIn(
+            "span: must be at least hysteresis + 10 (12)",
+            usage_error(self, 'scenario = "border-walk"\nspan = 11\n'),
         )
-        with self.assertRaises(cli.UsageError) as caught:
-            cli.options_from(args)
-        self.assertIn("span: must be at least hysteresis + 10 (12)", str(caught.exception))
 
 
 class GeometryTests(unittest.TestCase):
@@ -602,14 +610,10 @@ class BorderWalkTests(unittest.TestCase):
         self.assertGreater(first[1], TWO.spawn[1])
 
     def test_cli_weave_below_hysteresis(self):
-        conf = deployment(self, STANDALONE, extra=TWO_REGIONS)
-        path = write_config(self, 'scenario = "border-walk"\nweave = 6.0\n')
-        args = cli.parser().parse_args(
-            ["--config", conf.file, "--login", "127.0.0.1:1", "--scenario-file", path]
+        self.assertIn(
+            "weave: must be 0 or at least hysteresis + 5 (7)",
+            usage_error(self, 'scenario = "border-walk"\nweave = 6.0\n'),
         )
-        with self.assertRaises(cli.UsageError) as caught:
-            cli.options_from(args)
-        self.assertIn("weave: must be 0 or at least hysteresis + 5 (7)", str(caught.exception))
 
 
 class LazyUpdateFramingTests(unittest.TestCase):
