@@ -421,6 +421,17 @@ def main(argv=None) -> int:
             measured = measure(cluster, bots, args, index, profile)
             points.append(measured.pop("_fit"))
             figures.update(measured)
+            # Each count's figures as they come: a run cut short keeps them.
+            print(
+                "capacity: "
+                + ", ".join(
+                    f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in figures.items()
+                    if k.endswith(f"_{bots}")
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
             # The last run's sessions end before the next one starts.
             time.sleep(2.0)
     finally:
