@@ -288,9 +288,14 @@ def measure_baseline_bot(cluster: Cluster, bots: int, args, index: int) -> dict:
     result, spent = run_bots(cluster, bots, args, f"c{index}a", None, args.baseline_bot)
     window = result["window"]
     pushes = window["pushes"]
+    player_seconds = window["players"] * window["seconds"]
     return {
         f"baseline_bot_cores_{bots}": spent["bots"] / window["seconds"],
         f"baseline_bot_us_per_push_{bots}": 1e6 * spent["bots"] / pushes if pushes else 0.0,
+        f"baseline_bot_us_per_player_s_{bots}": (
+            1e6 * spent["bots"] / player_seconds if player_seconds else 0.0
+        ),
+        f"baseline_pushes_per_player_s_{bots}": pushes / player_seconds if player_seconds else 0.0,
     }
 
 
@@ -321,6 +326,9 @@ def measure(cluster: Cluster, bots: int, args, index: int, profile: str | None) 
         f"pushes_per_player_s_{n}": pushes / player_seconds if player_seconds else 0.0,
         f"bot_cores_{n}": spent["bots"] / seconds,
         f"bot_us_per_push_{n}": 1e6 * spent["bots"] / pushes if pushes else 0.0,
+        f"bot_us_per_player_s_{n}": (
+            1e6 * spent["bots"] / player_seconds if player_seconds else 0.0
+        ),
         f"handoffs_{n}": result["handoffs"],
         f"errors_{n}": sum(e["errors"] for e in window["requests"].values()),
         f"duplicated_{n}": result["world"]["duplicated"],

@@ -217,6 +217,8 @@ BENCHMARKS = [
             ("players_per_core_{n}", "goal_players_per_core"),
             ("move_p99_ms_{n}", "goal_move_p99_ms"),
             ("bot_us_per_push_{n}", "baseline_bot_us_per_push_{n}"),
+            ("bot_us_per_player_s_{n}", "baseline_bot_us_per_player_s_{n}"),
+            ("pushes_per_player_s_{n}", "baseline_pushes_per_player_s_{n}"),
         ],
     ),
 ]
