@@ -19,6 +19,7 @@ See bench/README.md for every figure.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -35,16 +37,8 @@ sys.path.insert(0, ROOT)
 from bench._common import parser, report  # noqa: E402
 from tests.redis import RedisServer, free_port  # noqa: E402
 
-#: The processes of conf/cluster.toml (the manager aside: it only supervises).
-PROCESSES = (
-    ("login", "login"),
-    ("gateway-1", "gateway"),
-    ("gateway-2", "gateway"),
-    ("lobby", "lobby"),
-    ("chat", "chat"),
-    ("zone-1", "zone"),
-    ("zone-2", "zone"),
-)
+#: The shipped cluster whose shape is copied.
+CLUSTER_CONFIG = os.path.join(ROOT, "conf", "cluster.toml")
 CLIENT_KINDS = ("login", "gateway")
 #: Process kinds reported apart; every other server process (redis-server included) is "other".
 KINDS = ("gateway", "zone", "other")
@@ -77,6 +71,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def cluster_shape(path: str = CLUSTER_CONFIG) -> tuple[list[tuple[str, str]], dict, dict]:
+    """
+    The C{(name, kind)} processes of the cluster config C{path} (the
+    manager aside: it only supervises), its C{[world]} and its C{[login]}.
+    """
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    processes = [
+        (name, table["kind"])
+        for name, table in data["processes"].items()
+        if table["kind"] != "manager"
+    ]
+    return processes, data.get("world", {}), data.get("login", {})
+
+
+def toml_table(name: str, values: dict) -> str:
+    """C{values} (numbers and lists of strings) as the TOML table C{name}."""
+    lines = [f"[{name}]"]
+    for key, value in values.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def fit(rows: list[tuple[float, ...]], values: list[float]) -> list[float] | None:
     """
     Least squares: the C{x} minimising |A x - values| for the rows of A,
@@ -107,14 +124,15 @@ class Cluster:
     def __init__(self, directory: str):
         self.directory = directory
         self.redis = RedisServer(os.path.join(directory, "redis"))
-        self.ports = {name: free_port() for name, _ in PROCESSES}
+        self.processes, self.world, self.login = cluster_shape()
+        self.ports = {name: free_port() for name, _ in self.processes}
         self.children: dict[str, subprocess.Popen] = {}
-        self.kinds = dict(PROCESSES)
+        self.kinds = dict(self.processes)
         self.config_path = os.path.join(directory, "mmo.toml")
 
     def write_config(self) -> None:
         tables = []
-        for name, kind in PROCESSES:
+        for name, kind in self.processes:
             listener = "client" if kind in CLIENT_KINDS else "rpc"
             tables.append(
                 f'[processes.{name}]\nkind = "{kind}"\n'
@@ -128,10 +146,10 @@ class Cluster:
                 '[store]\nbackend = "redis"\n[bus]\nbackend = "redis"\n'
                 f'[redis]\nhost = "127.0.0.1"\nport = {self.redis.port}\nprefix = "capacity"\n'
                 # conf/cluster.toml's world and its lifted per-address throttles.
-                "[world]\nwidth = 2000.0\nheight = 2000.0\ncolumns = 2\nrows = 1\n"
-                'zones = ["zone-1", "zone-2"]\n'
-                "[login]\nregister_per_ip = 100000\nip_failures = 100000\n"
-                '[realms.main]\ntitle = "Main"\n' + "\n".join(tables)
+                + toml_table("world", self.world)
+                + toml_table("login", self.login)
+                + '[realms.main]\ntitle = "Main"\n'
+                + "\n".join(tables)
             )
 
     def start(self, timeout: float = 120.0) -> None:
@@ -204,8 +222,6 @@ def run_bots(
     (and C{"bots"}) spent over the window.  The bots run from the C{mmo}
     package in the directory C{source}.
     """
-    import json
-
     ca = os.path.join(cluster.directory, "certs", "ca.crt")
     report_path = os.path.join(cluster.directory, f"bots-{bots}.json")
     command = [sys.executable]

@@ -43,6 +43,15 @@ TWO = geometry.World(
 )
 
 
+def side_of(point, border: float, hysteresis: float) -> str | None:
+    """Which side of the vertical C{border} C{point} is past the hysteresis, if any."""
+    if point[0] < border - hysteresis:
+        return "west"
+    if point[0] > border + hysteresis:
+        return "east"
+    return None
+
+
 def usage_error(testcase, scenario_file: str) -> str:
     """The usage error of the scenario file C{scenario_file} on a world of two regions."""
     conf = deployment(testcase, STANDALONE, extra=TWO_REGIONS)
@@ -262,11 +271,8 @@ class GeometryTests(unittest.TestCase):
             here = point
             if walker.on_lane:
                 self.assertAlmostEqual(point[1], lane.cross)
-                if point[0] < 100.0 - TWO.hysteresis:
-                    side = "west"
-                elif point[0] > 100.0 + TWO.hysteresis:
-                    side = "east"
-                else:
+                side = side_of(point, 100.0, TWO.hysteresis)
+                if side is None:
                     continue
                 if not sides or sides[-1] != side:
                     sides.append(side)
@@ -585,11 +591,8 @@ class BorderWalkTests(unittest.TestCase):
                 point = walker.next()
                 self.assertLessEqual(math.dist(here, point), step + 1e-9)
                 here = point
-                if point[0] < 1000.0 - world.hysteresis:
-                    now = "west"
-                elif point[0] > 1000.0 + world.hysteresis:
-                    now = "east"
-                else:
+                now = side_of(point, 1000.0, world.hysteresis)
+                if now is None:
                     continue
                 if side is not None and now != side:
                     count += 1
