@@ -84,6 +84,7 @@ LOGIN = Run("", ["--logins", "200", "--concurrency", "8"])
 HANDOFF = Run("", ["--handoffs", "300"])
 CONNECTIONS = Run("", ["--connections", "2000"])
 ROUTE = Run("", ["--requests", "100000"])
+CAPACITY = Run("", ["--bots", "100,200,400", "--window", "30"])
 ABUSE = Run("", ["--seconds", "6"])
 
 
@@ -207,6 +208,21 @@ BENCHMARKS = [
             ("per_address_rss_growth_mb", "idle_rss_growth_mb"),
         ],
         profiled="the standalone server (twistd under cProfile)",
+    ),
+    Benchmark(
+        "capacity",
+        "capacity.py",
+        "Capacity: walking players per core of server CPU",
+        [CAPACITY],
+        [Run("", ["--bots", "10,20", "--window", "5", "--max-seconds", "60"])],
+        timeout=600,
+        pairs=[
+            ("players_per_core_{n}", "goal_players_per_core"),
+            ("move_p99_ms_{n}", "goal_move_p99_ms"),
+            ("bot_us_per_push_{n}", "baseline_bot_us_per_push_{n}"),
+            ("bot_us_per_player_s_{n}", "baseline_bot_us_per_player_s_{n}"),
+            ("pushes_per_player_s_{n}", "baseline_pushes_per_player_s_{n}"),
+        ],
     ),
 ]
 NAMES = [b.name for b in BENCHMARKS]
@@ -414,8 +430,9 @@ def show(value) -> str:
 
 
 def sizes_of(figures: dict) -> list[str]:
-    """The sizes N of figures named C{..._N} (zone_tick's entity counts)."""
-    return sorted({m.group(1) for k in figures if (m := re.fullmatch(r"ticks_(\d+)", k))}, key=int)
+    """The sizes N of figures named C{..._N} (zone_tick's entity counts, capacity's bots)."""
+    pattern = r"(?:ticks|bots)_(\d+)"
+    return sorted({m.group(1) for k in figures if (m := re.fullmatch(pattern, k))}, key=int)
 
 
 def expand_pairs(pairs: list[tuple[str, str]], figures: dict) -> list[tuple[str, str]]:

@@ -10,16 +10,17 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 
 from twisted.trial import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_run():
-    """bench/run.py as a module (bench/ is not a package)."""
+def load_bench(name: str):
+    """bench/NAME.py as a module (bench/ is not a package)."""
     spec = importlib.util.spec_from_file_location(
-        "bench_run", os.path.join(ROOT, "bench", "run.py")
+        f"bench_{name}", os.path.join(ROOT, "bench", f"{name}.py")
     )
     module = importlib.util.module_from_spec(spec)
     # Dataclasses look their module up in sys.modules.
@@ -28,7 +29,7 @@ def load_run():
     return module
 
 
-run = load_run()
+run = load_bench("run")
 
 
 def busy(n):
@@ -166,6 +167,23 @@ class FiguresTableTests(unittest.TestCase):
         self.assertIn("| `tick_p99_ms_500` | 25.0 | `budget_ms` | 50.0 | 0.5 |", table)
         # A reference shared by several figures still gets its own row.
         self.assertIn("| `budget_ms` | 50.0 | | | |", table)
+
+    def test_capacity_sizes_are_bot_counts(self):
+        figures = {
+            "goal_players_per_core": 2000,
+            "bots_100": 100,
+            "bots_400": 400,
+            "players_per_core_100": 500.0,
+            "players_per_core_400": 800.0,
+        }
+        pairs = run.expand_pairs([("players_per_core_{n}", "goal_players_per_core")], figures)
+        self.assertEqual(
+            pairs,
+            [
+                ("players_per_core_100", "goal_players_per_core"),
+                ("players_per_core_400", "goal_players_per_core"),
+            ],
+        )
 
     def test_show(self):
         self.assertEqual(run.show(float("nan")), "n/a")
@@ -329,3 +347,42 @@ class FailureTests(unittest.TestCase):
             raw = json.load(f)
         self.assertTrue(raw["benchmarks"]["handoff"]["runs"][0]["ok"])
         self.assertFalse(raw["benchmarks"]["login"]["runs"][0]["ok"])
+
+
+class CapacityFitTests(unittest.TestCase):
+    """bench/capacity.py's least-squares split of the cores, and its CPU reading."""
+
+    def setUp(self):
+        self.capacity = load_bench("capacity")
+
+    def point(self, players, pushes_per_s, fixed=0.1, per_player=0.0005, per_push=0.00002):
+        cores = fixed + per_player * players + per_push * pushes_per_s
+        return {
+            "players": players,
+            "pushes_per_s": pushes_per_s,
+            "cores": {"server": cores, "gateway": cores / 2, "zone": cores / 2, "other": 0.0},
+        }
+
+    def test_three_counts_give_fixed_player_and_push(self):
+        points = [self.point(100, 1500), self.point(200, 3600), self.point(400, 9000)]
+        figures = self.capacity.fit_figures(points)
+        self.assertAlmostEqual(figures["fit_server_fixed_cores"], 0.1)
+        self.assertAlmostEqual(figures["fit_server_us_per_player_s"], 500.0)
+        self.assertAlmostEqual(figures["fit_server_us_per_push"], 20.0)
+        self.assertAlmostEqual(figures["fit_gateway_us_per_push"], 10.0)
+        self.assertAlmostEqual(figures["fit_other_fixed_cores"], 0.0)
+
+    def test_two_counts_give_fixed_and_player_only(self):
+        points = [self.point(100, 0, per_push=0), self.point(200, 0, per_push=0)]
+        figures = self.capacity.fit_figures(points)
+        self.assertAlmostEqual(figures["fit_server_fixed_cores"], 0.1)
+        self.assertAlmostEqual(figures["fit_server_us_per_player_s"], 500.0)
+        self.assertNotIn("fit_server_us_per_push", figures)
+
+    def test_one_count_gives_no_fit(self):
+        self.assertEqual(self.capacity.fit_figures([self.point(100, 1000)]), {})
+
+    def test_cpu_seconds_of_a_process(self):
+        spent = self.capacity.cpu_seconds(os.getpid())
+        self.assertGreater(spent, 0.0)
+        self.assertLessEqual(spent, time.process_time() + 0.02)

@@ -14,12 +14,15 @@ import random
 import sys
 from contextlib import redirect_stderr
 
+import msgpack
 from twisted.internet import defer, reactor, task, utils
 from twisted.trial import unittest
 
 from mmo.bot import cli, geometry, scenario
+from mmo.bot.client import BotClient
 from mmo.bot.stats import Latencies, Stats, format_report, problems
 from mmo.bot.swarm import Options, Swarm
+from mmo.bot.timers import Deadlines, Metronome
 from mmo.bot.views import ViewTracker, view_misses
 from mmo.client import ConnectionClosed, ServerError
 from tests.support import FAST_HASH, STANDALONE, deployment, write_config
@@ -38,6 +41,27 @@ TWO = geometry.World(
     aoi_radius=20.0,
     spawn=(100.0, 50.0),
 )
+
+
+def side_of(point, border: float, hysteresis: float) -> str | None:
+    """Which side of the vertical C{border} C{point} is past the hysteresis, if any."""
+    if point[0] < border - hysteresis:
+        return "west"
+    if point[0] > border + hysteresis:
+        return "east"
+    return None
+
+
+def usage_error(testcase, scenario_file: str) -> str:
+    """The usage error of the scenario file C{scenario_file} on a world of two regions."""
+    conf = deployment(testcase, STANDALONE, extra=TWO_REGIONS)
+    path = write_config(testcase, scenario_file)
+    args = cli.parser().parse_args(
+        ["--config", conf.file, "--login", "127.0.0.1:1", "--scenario-file", path]
+    )
+    with testcase.assertRaises(cli.UsageError) as caught:
+        cli.options_from(args)
+    return str(caught.exception)
 
 
 class StatsTests(unittest.TestCase):
@@ -91,7 +115,7 @@ class StatsTests(unittest.TestCase):
             {
                 "scenario", "stopped", "ok", "problems", "bots", "elapsed", "ramp_seconds",
                 "duration", "requests", "errors", "disconnects", "moves_followed", "handoffs",
-                "world", "chat", "login_storm",
+                "world", "chat", "window", "login_storm",
             },
         )  # fmt: skip
 
@@ -179,14 +203,10 @@ class ScenarioTests(unittest.TestCase):
         self.assertIn(f"{path}: span:", err.getvalue())
 
     def test_cli_span_below_hysteresis(self):
-        conf = deployment(self, STANDALONE, extra=TWO_REGIONS)
-        path = write_config(self, 'scenario = "border-walk"\nspan = 11\n')
-        args = cli.parser().parse_args(
-            ["--config", conf.file, "--login", "127.0.0.1:1", "--scenario-file", path]
+        self.assertIn(
+            "span: must be at least hysteresis + 10 (12)",
+            usage_error(self, 'scenario = "border-walk"\nspan = 11\n'),
         )
-        with self.assertRaises(cli.UsageError) as caught:
-            cli.options_from(args)
-        self.assertIn("span: must be at least hysteresis + 10 (12)", str(caught.exception))
 
 
 class GeometryTests(unittest.TestCase):
@@ -251,11 +271,8 @@ class GeometryTests(unittest.TestCase):
             here = point
             if walker.on_lane:
                 self.assertAlmostEqual(point[1], lane.cross)
-                if point[0] < 100.0 - TWO.hysteresis:
-                    side = "west"
-                elif point[0] > 100.0 + TWO.hysteresis:
-                    side = "east"
-                else:
+                side = side_of(point, 100.0, TWO.hysteresis)
+                if side is None:
                     continue
                 if not sides or sides[-1] != side:
                     sides.append(side)
@@ -441,3 +458,177 @@ class EndToEndTests(unittest.TestCase):
         self.assertGreater(moves["count"], 8 * 20)
         self.assertGreater(moves["p50_ms"], 0)
         self.assertEqual(report["requests"]["zone.enter"]["count"], 8)
+
+
+class LazyUpdateTests(unittest.TestCase):
+    """C{world.update} pushes read by the bots' client: the view exact, the update lazy."""
+
+    def frames(self, *pushes):
+        return [msgpack.packb(p, use_bin_type=True) for p in pushes]
+
+    def test_view_and_position_from_frames(self):
+        tracker = ViewTracker("c-1")
+        client = BotClient(tracker.feed)
+        for body in self.frames(
+            update(enter=[view("c-1", 5.0, 6.0), view("npc-1")]),
+            {**update(update=[{"id": "npc-1", "x": 1.0, "y": 1.0}]), "seq": 2},
+            {**update(update=[{"id": "c-1", "x": 7.0, "y": 6.5}]), "seq": 3},
+            {**update(update=[{"id": "c-1", "name": "renamed"}]), "seq": 4},
+            {**update(enter=[view("c-2")], leave=["npc-1"]), "seq": 5},
+            {**update(enter=[view("c-2")]), "seq": 6},
+        ):
+            client.stringReceived(body)
+        self.assertEqual(tracker.view, {"c-1", "c-2"})
+        self.assertEqual((tracker.duplicated, tracker.lost, tracker.pushes), (1, 0, 6))
+        # The newest update with a position wins (not the rename after it).
+        self.assertEqual(tracker.position, (7.0, 6.5))
+        self.assertEqual(client.last_seq, 6)
+
+    def test_unread_updates_are_bounded(self):
+        tracker = ViewTracker("c-1")
+        for i in range(ViewTracker.UNREAD * 3 + 1):
+            moved = msgpack.packb([{"id": "c-1", "x": float(i), "y": 0.0}])
+            tracker.feed(update(), moved)
+            self.assertLess(len(tracker._unread), ViewTracker.UNREAD)
+        self.assertEqual(tracker.position, (float(ViewTracker.UNREAD * 3), 0.0))
+
+    def test_a_server_position_replaces_unread_updates(self):
+        tracker = ViewTracker("c-1")
+        tracker.feed(update(), msgpack.packb([{"id": "c-1", "x": 1.0, "y": 2.0}]))
+        tracker.place(9.0, 9.0)
+        self.assertEqual(tracker.position, (9.0, 9.0))
+
+    def test_other_frames_as_the_sdk_reads_them(self):
+        client = BotClient(lambda push, update: self.fail("not a world.update"))
+        seen = []
+        client.on("zone.changed", seen.append)
+        client.stringReceived(
+            msgpack.packb({"t": "zone.changed", "seq": 3, "update": [1, 2]}, use_bin_type=True)
+        )
+        self.assertEqual(seen, [{"t": "zone.changed", "seq": 3, "update": [1, 2]}])
+        self.assertEqual(client.last_seq, 3)
+
+    def test_bad_frames_are_wire_errors(self):
+        errors = []
+        for body in (b"\xc1", msgpack.packb([1, 2]), msgpack.packb({"seq": 1})):
+            client = BotClient(lambda push, update: None)
+            client.wireError = lambda error, request_id: errors.append(error.code)
+            client.stringReceived(body)
+        self.assertEqual(errors, ["bad_frame"] * 3)
+
+
+class TimerTests(unittest.TestCase):
+    def test_metronome_runs_each_job_once_per_interval(self):
+        clock = task.Clock()
+        metronome = Metronome(clock, 1.0, beats=4)
+        calls = []
+        keys = [metronome.add(lambda n=n: calls.append(n), phase) for n, phase in
+                enumerate((0.1, 0.6, 0.9))]  # fmt: skip
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.pump([0.25] * 4)
+        self.assertEqual(calls, [0, 1, 2])
+        # A late beat runs the slots it missed, each once.
+        clock.advance(5.0)
+        self.assertEqual(sorted(calls[3:]), [0, 1, 2])
+        metronome.remove(keys[1])
+        metronome.remove(keys[1])
+        clock.pump([0.25] * 4)
+        self.assertEqual(sorted(calls[6:]), [0, 2])
+        metronome.remove(keys[0])
+        metronome.remove(keys[2])
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_deadlines_cancel_what_did_not_fire(self):
+        clock = task.Clock()
+        deadlines = Deadlines(clock, 10.0, resolution=0.5)
+        answered, waiting = defer.Deferred(), defer.Deferred()
+        deadlines.add(answered)
+        clock.advance(3.0)
+        deadlines.add(waiting)
+        answered.callback("ok")
+        failures = []
+        waiting.addErrback(failures.append)
+        clock.pump([0.5] * 19)
+        self.assertEqual(failures, [])
+        clock.pump([0.5] * 2)
+        self.assertEqual(len(failures), 1)
+        failures[0].trap(defer.CancelledError)
+        self.assertEqual(len(deadlines), 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_fired_requests_time_out_as_timeout(self):
+        swarm = Swarm(task.Clock(), Options("127.0.0.1", 7000, progress=None),
+                      scenario.make("idle", {"request_timeout": 1.0}))  # fmt: skip
+
+        class Silent:
+            def request(self, kind, **fields):
+                return defer.Deferred()
+
+        swarm.fire(Silent(), "ping")
+        swarm.reactor.pump([0.5] * 4)
+        self.assertEqual(dict(swarm.stats.errors["ping"]), {"timeout": 1})
+
+
+class BorderWalkTests(unittest.TestCase):
+    """The documented command's geometry: conf/cluster.toml's world, 100 bots, 30 s."""
+
+    def test_bots_cross_the_border_from_the_start(self):
+        world = geometry.World(
+            2000.0,
+            2000.0,
+            (("r0c0", 0.0, 0.0, 1000.0, 2000.0), ("r0c1", 1000.0, 0.0, 2000.0, 2000.0)),
+            spawn=(1000.0, 1000.0),
+        )
+        chosen = scenario.make("border-walk")
+        step = world.max_step(chosen.move_interval, chosen.speed)
+        moves = int(30 / chosen.move_interval)
+        crossings = []
+        for lane in geometry.lanes(world, 100, chosen.span):
+            walker = geometry.BorderWalker(lane, step, world.spawn, chosen.weave)
+            side, count, first = None, 0, None
+            here = world.spawn
+            for move in range(moves):
+                point = walker.next()
+                self.assertLessEqual(math.dist(here, point), step + 1e-9)
+                here = point
+                now = side_of(point, 1000.0, world.hysteresis)
+                if now is None:
+                    continue
+                if side is not None and now != side:
+                    count += 1
+                    first = move if first is None else first
+                side = now
+            crossings.append(count)
+        # Past the first handoff (from the spawn, on the border), nearly every
+        # bot hands off again and again in the command's 30 s, not only the
+        # few whose lanes are next to the spawn: those walk to a lane end.
+        self.assertGreaterEqual(sum(count > 0 for count in crossings), 90)
+        self.assertGreaterEqual(sum(crossings), 250)
+
+    def test_weave_zero_walks_straight_to_the_lane(self):
+        lane = geometry.lanes(TWO, 8, 15.0)[7]
+        walker = geometry.BorderWalker(lane, 2.0, TWO.spawn, None)
+        first = walker.next()
+        self.assertGreater(first[0], 100.0)
+        self.assertGreater(first[1], TWO.spawn[1])
+
+    def test_cli_weave_below_hysteresis(self):
+        self.assertIn(
+            "weave: must be 0 or at least hysteresis + 5 (7)",
+            usage_error(self, 'scenario = "border-walk"\nweave = 6.0\n'),
+        )
+
+
+class LazyUpdateFramingTests(unittest.TestCase):
+    def test_data_after_the_map_then_frames_read_again(self):
+        tracker = ViewTracker("c-1")
+        client = BotClient(tracker.feed)
+        errors = []
+        client.wireError = lambda error, request_id: errors.append(error.message)
+        good = msgpack.packb(update(enter=[view("c-1", 1.0, 2.0)]), use_bin_type=True)
+        client.stringReceived(good + b"\x01")
+        self.assertEqual(errors, ["body has data after its map"])
+        self.assertEqual(tracker.pushes, 0)
+        client.stringReceived(good)
+        client.stringReceived(msgpack.packb({**update(), "seq": 9}, use_bin_type=True))
+        self.assertEqual((tracker.pushes, tracker.position, client.last_seq), (2, (1.0, 2.0), 9))

@@ -198,6 +198,11 @@ def options_from(args) -> tuple[Options, scenario.Scenario]:
                 f"{where}: span: must be at least hysteresis + 10 "
                 f"({world.hysteresis + 10:g}), got {chosen.span:g}"
             )
+        if 0 < chosen.weave < world.hysteresis + 5:
+            raise UsageError(
+                f"{where}: weave: must be 0 or at least hysteresis + 5 "
+                f"({world.hysteresis + 5:g}), got {chosen.weave:g}"
+            )
         try:
             geometry.lanes(world, 1, chosen.span)
         except ValueError as e:
@@ -267,3 +272,7 @@ def main(argv=None) -> None:
             print(f"mmo-bot: {problem}", file=sys.stderr)
         sys.exit(1)
     sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

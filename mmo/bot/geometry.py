@@ -176,31 +176,61 @@ def step_towards(here: Point, goal: Point, step: float) -> Point:
 
 class BorderWalker:
     """
-    A bot's border walk: straight from where it is to the nearer end of
-    its lane (from as far from both, the end L{Lane.high_first} says),
-    then back and forth between the lane's ends, each step at most
-    C{step}.  L{reset} puts it where the server says it is (after a
-    correction); it goes on to the same goal from there.
+    A bot's border walk.  On its way from where it is to its lane (the
+    spawn is on the border, and most lanes are far along it) it
+    zigzags across the border, C{weave} to each side (first to the side
+    L{Lane.high_first} says), advancing along the border as far each leg:
+    so it hands off every few seconds from its first moves on, however far
+    its lane is.  Once level with its lane (or with C{weave} C{None}:
+    straight away) it goes to the nearer end of its lane, then back and
+    forth between the lane's ends.  Every step is at most C{step}.
+    L{reset} puts it where the server says it is (after a correction); it
+    goes on to the same goal from there.
     """
 
-    def __init__(self, lane: Lane, step: float, here: Point):
+    def __init__(self, lane: Lane, step: float, here: Point, weave: float | None = None):
         self.lane = lane
         self.step = step
         self.here = here
-        low, high = lane.ends
-        to_low, to_high = math.dist(here, low), math.dist(here, high)
-        if abs(to_low - to_high) < step:
-            self.goal = high if lane.high_first else low
-        else:
-            self.goal = low if to_low < to_high else high
+        reach = min(lane.at - lane.low, lane.high - lane.at)
+        self.weave = None if weave is None else min(weave, reach)
+        self.side = 1.0 if lane.high_first else -1.0
         self.on_lane = False
+        self.approaching = self.weave is not None
+        self.goal = self._next_goal()
+
+    def _along(self, point: Point) -> float:
+        return point[1] if self.lane.axis == "x" else point[0]
+
+    def _point(self, across: float, along: float) -> Point:
+        return (across, along) if self.lane.axis == "x" else (along, across)
+
+    def _next_goal(self) -> Point:
+        lane = self.lane
+        if self.approaching:
+            left = lane.cross - self._along(self.here)
+            if abs(left) > self.weave:
+                # One more leg: to the other side, a weave further along.
+                along = self._along(self.here) + math.copysign(self.weave, left)
+                goal = self._point(lane.at + self.side * self.weave, along)
+                self.side = -self.side
+                return goal
+            self.approaching = False
+        low, high = lane.ends
+        to_low, to_high = math.dist(self.here, low), math.dist(self.here, high)
+        if abs(to_low - to_high) < self.step:
+            return high if lane.high_first else low
+        return low if to_low < to_high else high
 
     def next(self) -> Point:
         """The next point to move to."""
         if self.here == self.goal:
-            self.on_lane = True
-            low, high = self.lane.ends
-            self.goal = high if self.goal == low else low
+            if self.approaching:
+                self.goal = self._next_goal()
+            else:
+                self.on_lane = True
+                low, high = self.lane.ends
+                self.goal = high if self.goal == low else low
         self.here = step_towards(self.here, self.goal, self.step)
         return self.here
 

@@ -59,6 +59,15 @@ KEYS: dict[str, Key] = {
         ("border-walk",),
         "How far each side of the border a bot walks (at least hysteresis + 10).",
     ),
+    "weave": Key(
+        15.0,
+        0.0,
+        1e9,
+        float,
+        ("border-walk",),
+        "How far each side of the border a bot zigzags on its way to its lane "
+        "(0: straight to the lane; else at least hysteresis + 5).",
+    ),
     "chat_interval": Key(10.0, 0.1, 3600.0, float, ("chat",), "Seconds between a bot's messages."),
     "channel": Key("world", None, None, str, ("chat",), "The channel the bots talk on."),
     "concurrency": Key(16, 1, 10000, int, ("login-storm",), "Login cycles in flight at once."),

@@ -85,17 +85,42 @@ class Stats:
         self.chat_delivered = 0
         self.cycles = 0
         self.examples: list[dict] = []
+        #: The window (the scenario once every bot is in): its latencies
+        #: apart, and the pushes and time it spanned (L{open_window}).
+        self.window_latencies: dict[str, Latencies] | None = None
+        self.window: dict[str, Latencies] | None = None
+        self.window_errors: Counter = Counter()
+        self.window_players = 0
+        self.window_pushes = 0
+        self.window_seconds = 0.0
 
     def latency(self, kind: str, seconds: float) -> None:
         """A request of type C{kind} was answered after C{seconds}."""
         self.requests += 1
         self.latencies[kind].add(seconds)
+        if self.window_latencies is not None:
+            self.window_latencies[kind].add(seconds)
+
+    def open_window(self, players: int) -> None:
+        """From now on the latencies also count in the window's, with C{players} in."""
+        self.window_latencies = defaultdict(Latencies)
+        self.window_players = players
+
+    def close_window(self, seconds: float, pushes: int) -> None:
+        """The window ended after C{seconds}, with C{pushes} pushes received in it."""
+        if self.window_latencies is not None:
+            self.window_seconds = seconds
+            self.window_pushes = pushes
+            self.window = self.window_latencies
+            self.window_latencies = None
 
     def error(self, kind: str, code: str) -> None:
         """A request of type C{kind} failed with C{code}."""
         self.requests += 1
         self.error_count += 1
         self.errors[kind][code] += 1
+        if self.window_latencies is not None:
+            self.window_errors[kind] += 1
 
     def failed(self, code: str) -> None:
         """A bot could not start, because of C{code}."""
@@ -164,10 +189,25 @@ class Stats:
                 "examples": list(self.examples),
             },
             "chat": {"sent": self.chat_sent, "delivered": self.chat_delivered},
+            "window": self.window_report(),
             "login_storm": {
                 "cycles": self.cycles,
                 "cycles_per_second": round(self.cycles / duration, 3) if duration > 0 else 0.0,
             },
+        }
+
+    def window_report(self) -> dict:
+        window = self.window if self.window is not None else (self.window_latencies or {})
+        requests = {}
+        for kind in sorted(set(window) | set(self.window_errors)):
+            entry = window[kind].summary() if kind in window else Latencies().summary()
+            entry["errors"] = self.window_errors.get(kind, 0)
+            requests[kind] = entry
+        return {
+            "players": self.window_players,
+            "seconds": round(self.window_seconds, 3),
+            "pushes": self.window_pushes,
+            "requests": requests,
         }
 
 

@@ -3,8 +3,9 @@ The bots and the run: L{Swarm} starts L{Bot}s at the ramp's rate, lets
 them play their scenario for the run's duration, checks what they see,
 shows progress and stops them cleanly; L{Swarm.report} is the end report.
 
-Everything happens on one reactor: the bots' timers are C{callLater}s and
-C{LoopingCall}s, never sleeps, and every request has a timeout.
+Everything happens on one reactor, never a sleep: the bots' periodic work
+shares one C{LoopingCall} per interval and their fire-and-forget requests
+one timeout sweep (L{mmo.bot.timers}); every request has a timeout.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from OpenSSL import SSL
 from twisted.internet import defer, error, task
 
 from mmo.bot import geometry, views
+from mmo.bot.client import BotClient
 from mmo.bot.scenario import Scenario
 from mmo.bot.stats import Stats, format_report, problems
+from mmo.bot.timers import Deadlines, Metronome
 from mmo.client import Client, ConnectionClosed, ServerError, connect
 
 #: Error codes after which a bot tries to get in again (at most RETRIES times).
@@ -182,7 +185,7 @@ class Bot:
             raise Stopped()
         gateway = ticket["gateway"]
         self.gateway = (gateway["host"], gateway["port"])
-        client = Client()
+        client = BotClient(self.tracker.feed)
         self.attach(client)
         self.closing = False
         self.client = client
@@ -203,13 +206,12 @@ class Bot:
             raise Stopped()
         entered = await swarm.request(client, "zone.enter")
         self.tracker.own = entered["entity"]
-        self.tracker.x, self.tracker.y = entered["x"], entered["y"]
+        self.tracker.place(entered["x"], entered["y"])
         self.seq = entered.get("input", 0) or 0
         client.whenClosed().addCallback(self.closed, client)
 
     def attach(self, client: Client) -> None:
         """Listen to C{client}'s pushes (before it connects or resumes)."""
-        client.on("world.update", self.tracker.feed)
         client.on("world.correct", self.corrected)
         client.on("zone.changed", self.zone_changed)
         client.on("moved", self.moved)
@@ -221,7 +223,7 @@ class Bot:
     def corrected(self, push: dict) -> None:
         self.swarm.stats.corrections += 1
         here = (push["x"], push["y"])
-        self.tracker.x, self.tracker.y = here
+        self.tracker.place(*here)
         if self.walker is not None:
             self.walker.reset(here)
 
@@ -260,7 +262,7 @@ class Bot:
 
     async def resume(self, resumption) -> None:
         """Once per bot: resume the session that dropped, on its gateway."""
-        client = Client()
+        client = BotClient(self.tracker.feed)
         self.attach(client)
         self.client = client
         try:
@@ -295,25 +297,20 @@ class Bot:
                         scenario.turn_interval / scenario.move_interval,
                     )
                 else:
-                    self.walker = geometry.BorderWalker(swarm.lanes[self.index], step, here)
+                    self.walker = geometry.BorderWalker(
+                        swarm.lanes[self.index], step, here, scenario.weave or None
+                    )
             self.every(scenario.move_interval, self.move)
 
     def every(self, interval: float, work) -> None:
         """Call C{work} every C{interval} seconds, from a random moment of the first."""
-        loop = task.LoopingCall(work)
-        loop.clock = self.swarm.reactor
-        call = self.swarm.reactor.callLater(
-            self.rng.uniform(0, interval), loop.start, interval, True
-        )
-        self.loops.append((loop, call))
+        metronome = self.swarm.metronome(interval)
+        self.loops.append((metronome, metronome.add(work, self.rng.uniform(0, interval))))
 
     def stop_scenario(self) -> None:
         loops, self.loops = self.loops, []
-        for loop, call in loops:
-            if call.active():
-                call.cancel()
-            if loop.running:
-                loop.stop()
+        for metronome, key in loops:
+            metronome.remove(key)
 
     def usable(self) -> bool:
         client = self.client
@@ -377,6 +374,8 @@ class Swarm:
             self.lanes = geometry.lanes(options.world, options.bots, scenario.span)
         self.stopping = False
         self.stopped_by = "completed"
+        self._metronomes: dict[float, Metronome] = {}
+        self.deadlines = Deadlines(reactor, scenario.request_timeout)
         self.started = reactor.seconds()
         self.ramp_seconds = 0.0
         self.scenario_started: float | None = None
@@ -410,6 +409,13 @@ class Swarm:
         d.addTimeout(self.scenario.request_timeout, self.reactor)
         return self.timed(d, kind, started)
 
+    def metronome(self, interval: float) -> Metronome:
+        """The one timer of every bot's work every C{interval} seconds."""
+        metronome = self._metronomes.get(interval)
+        if metronome is None:
+            metronome = self._metronomes[interval] = Metronome(self.reactor, interval)
+        return metronome
+
     def timed(self, d: defer.Deferred, kind: str, started: float) -> defer.Deferred:
         """
         Count C{d}'s outcome under C{kind}: its latency since C{started}, or
@@ -430,8 +436,13 @@ class Swarm:
         return d.addCallbacks(ok, bad)
 
     def fire(self, client: Client, kind: str, **fields) -> None:
-        """A request whose reply only counts."""
-        self.request(client, kind, **fields).addErrback(lambda _: None)
+        """
+        A request whose reply only counts; its timeout is one of the swarm's
+        L{Deadlines} (the bots fire one every move: no timer each).
+        """
+        started = self.reactor.seconds()
+        d = self.deadlines.add(client.request(kind, **fields))
+        self.timed(d, kind, started).addErrback(lambda _: None)
 
     # -- the run ---------------------------------------------------------------
 
@@ -471,7 +482,14 @@ class Swarm:
                 await self.ramp()
                 self.ramp_seconds = self.reactor.seconds() - self.started
                 self.scenario_started = self.reactor.seconds()
+                self.stats.open_window(self.counts()["in"])
+                pushes = self.pushes()
+                self.progress(mark="window start")
                 await self.wait(lambda: False, opts.duration)
+                self.stats.close_window(
+                    self.reactor.seconds() - self.scenario_started, self.pushes() - pushes
+                )
+                self.progress(mark="window end")
         finally:
             self.finished = self.reactor.seconds()
             if self.scenario_started is None:
@@ -483,6 +501,9 @@ class Swarm:
             if hard.active():
                 hard.cancel()
             await self.close_all()
+            for metronome in self._metronomes.values():
+                metronome.stop()
+            self.deadlines.stop()
             self.progress(final=True)
         return self.report()
 
@@ -616,10 +637,21 @@ class Swarm:
             counts[bot.state] += 1
         return counts
 
-    def progress(self, final: bool = False) -> None:
+    def pushes(self) -> int:
+        """Pushes the bots received so far."""
+        return sum(b.tracker.pushes for b in self.bots)
+
+    def progress(self, final: bool = False, mark: str = "") -> None:
+        """
+        A progress line (at most every 5 s unless on a terminal); C{mark}
+        (C{"window start"}, C{"window end"}) ends a line printed at once, which
+        a benchmark reading the output times its measurements by.
+        """
         now = self.reactor.seconds()
         rate = self.stats.requests - self._last_requests
         self._last_requests = self.stats.requests
+        if mark:
+            final = True
         if not final and not self._progress_tty and now - self._last_progress < 5.0:
             return
         self._last_progress = now
@@ -630,7 +662,7 @@ class Swarm:
             f"{c['failed'] + c['dropped']} failed | {rate} req/s, "
             f"{self.stats.error_count} errors, {self.stats.handoffs} handoffs, "
             f"{self.stats.disconnects} disconnects"
-        )
+        ) + (f" | {mark}" if mark else "")
         out = self.options.progress
         if out is None:
             return

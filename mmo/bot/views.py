@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import math
 
+import msgpack
+
 
 class ViewTracker:
     """
     One bot's view: the ids of the entities its client has, and its own
     entity's position as the server confirms it.
+
+    A push's C{update} list may come as its msgpack bytes (L{BotClient});
+    those holding the bot's own id are kept, undecoded, until the position
+    is read (L{position}, L{x}, L{y}): the newest with a position wins.
 
     @ivar duplicated: Entities that entered while already in view, or
         were entered twice by one push.
@@ -23,10 +29,12 @@ class ViewTracker:
     """
 
     __slots__ = (
-        "own",
+        "_own",
+        "_own_packed",
+        "_x",
+        "_y",
+        "_unread",
         "view",
-        "x",
-        "y",
         "duplicated",
         "lost",
         "resets",
@@ -37,11 +45,14 @@ class ViewTracker:
 
     #: Anomalies kept per bot, to show in the report.
     EXAMPLES = 3
+    #: Undecoded updates kept at most: past it, the newest are read at once.
+    UNREAD = 16
 
     def __init__(self, own: str | None = None, x: float | None = None, y: float | None = None):
         self.own = own
         self.view: set[str] = set()
-        self.x, self.y = x, y
+        self._x, self._y = x, y
+        self._unread: list[bytes] = []
         self.duplicated = 0
         self.lost = 0
         self.resets = 0
@@ -49,11 +60,41 @@ class ViewTracker:
         self.examples: list[dict] = []
         self.clock = None
 
-    def feed(self, push: dict) -> None:
-        """Take one C{world.update} push."""
+    @property
+    def own(self) -> str | None:
+        return self._own
+
+    @own.setter
+    def own(self, entity: str | None) -> None:
+        self._own = entity
+        self._own_packed = msgpack.packb(entity) if isinstance(entity, str) else None
+        self._unread = []
+
+    def place(self, x: float | None, y: float | None) -> None:
+        """The server says where the bot's entity is (newer than any update seen)."""
+        self._x, self._y = x, y
+        self._unread.clear()
+
+    @property
+    def x(self) -> float | None:
+        if self._unread:
+            self._read()
+        return self._x
+
+    @property
+    def y(self) -> float | None:
+        if self._unread:
+            self._read()
+        return self._y
+
+    def feed(self, push: dict, update: bytes | None = None) -> None:
+        """
+        Take one C{world.update} push; C{update}: its C{update} list's
+        msgpack bytes, when it is not in C{push}.
+        """
         self.pushes += 1
         view = self.view
-        own = self.own
+        own = self._own
         if push.get("reset"):
             # The zone starts the view over: what it enters is all there is.
             self.resets += 1
@@ -66,10 +107,18 @@ class ViewTracker:
             else:
                 view.add(entity)
             if entity == own:
-                self.x, self.y = entered["x"], entered["y"]
-        for change in push.get("update", ()):
-            if change["id"] == own and "x" in change:
-                self.x, self.y = change["x"], change["y"]
+                self.place(entered["x"], entered["y"])
+        if update is not None:
+            # A cheap test in C: most updates hold the bot's own move.
+            if self._own_packed is not None and self._own_packed in update:
+                unread = self._unread
+                unread.append(update)
+                if len(unread) >= self.UNREAD:
+                    self._read()
+        else:
+            for change in push.get("update", ()):
+                if change["id"] == own and "x" in change:
+                    self.place(change["x"], change["y"])
         for entity in push.get("leave", ()):
             if entity == own:
                 self.lost += 1
@@ -80,13 +129,23 @@ class ViewTracker:
                 self.lost += 1
                 self.note("left unseen", entity, push)
 
+    def _read(self) -> None:
+        """The own position from the newest kept update that has one."""
+        unread, self._unread = self._unread, []
+        own = self._own
+        for update in reversed(unread):
+            for change in msgpack.unpackb(update, raw=False):
+                if change.get("id") == own and "x" in change:
+                    self._x, self._y = change["x"], change["y"]
+                    return
+
     def note(self, what: str, entity: str, push: dict) -> None:
         """Keep the first few anomalies: what, which id, and the push's seq and tick."""
         if len(self.examples) < self.EXAMPLES:
             example = {
                 "what": what,
                 "id": entity,
-                "own": entity == self.own,
+                "own": entity == self._own,
                 "seq": push.get("seq"),
                 "tick": push.get("tick"),
             }
@@ -96,7 +155,8 @@ class ViewTracker:
 
     @property
     def position(self) -> tuple[float, float] | None:
-        return None if self.x is None else (self.x, self.y)
+        x = self.x
+        return None if x is None else (x, self._y)
 
 
 def view_misses(bots, radius: float) -> tuple[int, int]:

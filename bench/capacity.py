@@ -1,0 +1,476 @@
+"""
+Capacity: how many walking players a core of server CPU carries.
+
+A cluster of the shape of C{conf/cluster.toml} (a login server, two
+gateways, a lobby, a chat and two zones, each its own C{twistd} process,
+on a private redis-server) on free loopback ports, loaded by C{mmo-bot}
+(one more process) with C{--bots} counts one after the other.  For each
+count: the ramp, then a fixed window of C{--window} seconds (the bot
+prints C{window start} and C{window end} on its progress output); each
+process's CPU time (C{utime + stime} from C{/proc/PID/stat}) is read at
+both ends of the window.  The bot's own CPU is reported apart.  A
+least-squares fit over the counts splits each process kind's cores into
+a fixed part, a part per player-second and a part per push.
+
+    python bench/capacity.py [--bots 100,200,400] [--window 60] [--json]
+
+See bench/README.md for every figure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)
+
+from bench._common import parser, report  # noqa: E402
+from tests.redis import RedisServer, free_port  # noqa: E402
+
+#: The shipped cluster whose shape is copied.
+CLUSTER_CONFIG = os.path.join(ROOT, "conf", "cluster.toml")
+CLIENT_KINDS = ("login", "gateway")
+#: Process kinds reported apart; every other server process (redis-server included) is "other".
+KINDS = ("gateway", "zone", "other")
+#: mmo-bot under cProfile timed by the process's CPU time, not the wall
+#: clock (on a shared machine a wall-clock profile counts the time the
+#: process waited for a core): C{python -c PROFILED_BOT PATH ARGS...}.
+PROFILED_BOT = """
+import cProfile, sys, time
+from mmo.bot.cli import main
+path = sys.argv.pop(1)
+profile = cProfile.Profile(time.process_time)
+profile.enable()
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+finally:
+    profile.disable()
+    profile.dump_stats(path)
+"""
+#: The clock ticks /proc/PID/stat counts CPU time in.
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """C{utime + stime} of process C{pid}, seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # After the command: state is field 3, utime 14 and stime 15 (1-based).
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def cluster_shape(path: str = CLUSTER_CONFIG) -> tuple[list[tuple[str, str]], dict, dict]:
+    """
+    The C{(name, kind)} processes of the cluster config C{path} (the
+    manager aside: it only supervises), its C{[world]} and its C{[login]}.
+    """
+    with open(path, "rb") as f:
+        data = tomllib.load(f)
+    processes = [
+        (name, table["kind"])
+        for name, table in data["processes"].items()
+        if table["kind"] != "manager"
+    ]
+    return processes, data.get("world", {}), data.get("login", {})
+
+
+def toml_table(name: str, values: dict) -> str:
+    """C{values} (numbers and lists of strings) as the TOML table C{name}."""
+    lines = [f"[{name}]"]
+    for key, value in values.items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def fit(rows: list[tuple[float, ...]], values: list[float]) -> list[float] | None:
+    """
+    Least squares: the C{x} minimising |A x - values| for the rows of A,
+    by the normal equations (a handful of unknowns); None if singular.
+    """
+    n = len(rows[0])
+    if len(rows) < n:
+        return None
+    a = [[sum(r[i] * r[j] for r in rows) for j in range(n)] for i in range(n)]
+    b = [sum(r[i] * v for r, v in zip(rows, values, strict=True)) for i in range(n)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if abs(a[pivot][col]) < 1e-12 * max(1.0, max(abs(x) for row in a for x in row)):
+            return None
+        a[col], a[pivot] = a[pivot], a[col]
+        b[col], b[pivot] = b[pivot], b[col]
+        for r in range(n):
+            if r != col:
+                k = a[r][col] / a[col][col]
+                a[r] = [x - k * y for x, y in zip(a[r], a[col], strict=True)]
+                b[r] -= k * b[col]
+    return [b[i] / a[i][i] for i in range(n)]
+
+
+class Cluster:
+    """The processes of a C{conf/cluster.toml}-shaped deployment, in C{directory}."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.redis = RedisServer(os.path.join(directory, "redis"))
+        self.processes, self.world, self.login = cluster_shape()
+        self.ports = {name: free_port() for name, _ in self.processes}
+        self.children: dict[str, subprocess.Popen] = {}
+        self.kinds = dict(self.processes)
+        self.config_path = os.path.join(directory, "mmo.toml")
+
+    def write_config(self) -> None:
+        tables = []
+        for name, kind in self.processes:
+            listener = "client" if kind in CLIENT_KINDS else "rpc"
+            tables.append(
+                f'[processes.{name}]\nkind = "{kind}"\n'
+                f'{listener} = "tcp:{self.ports[name]}:interface=127.0.0.1"\n'
+                'hosts = ["localhost", "127.0.0.1"]\n'
+            )
+        with open(self.config_path, "w") as f:
+            f.write(
+                '[deployment]\nname = "capacity"\ntls_dir = "certs"\n'
+                '[logging]\nlevel = "info"\n'
+                '[store]\nbackend = "redis"\n[bus]\nbackend = "redis"\n'
+                f'[redis]\nhost = "127.0.0.1"\nport = {self.redis.port}\nprefix = "capacity"\n'
+                # conf/cluster.toml's world and its lifted per-address throttles.
+                + toml_table("world", self.world)
+                + toml_table("login", self.login)
+                + '[realms.main]\ntitle = "Main"\n'
+                + "\n".join(tables)
+            )
+
+    def start(self, timeout: float = 120.0) -> None:
+        from mmo import certs, config
+
+        self.redis.start()
+        self.write_config()
+        certs.generate(config.load(self.config_path))
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        code = "import sys; from twisted.scripts.twistd import run; sys.argv[0]='twistd'; run()"
+        # Services first, so that the login server and the gateways find them.
+        order = sorted(self.kinds, key=lambda n: self.kinds[n] in CLIENT_KINDS)
+        for name in order:
+            log = os.path.join(self.directory, f"{name}.log")
+            self.children[name] = subprocess.Popen(
+                [sys.executable, "-c", code, "-n", "--pidfile", "", "--logfile", log]
+                + [f"mmo-{self.kinds[name]}", "--config", self.config_path]
+                + ["--process", name],
+                env=env,
+                cwd=self.directory,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        for name in order:
+            log = os.path.join(self.directory, f"{name}.log")
+            while True:
+                if os.path.exists(log):
+                    with open(log) as f:
+                        if f"{name}: ready" in f.read():
+                            break
+                if self.children[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited at start: see {log}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not start in {timeout:g} s: see {log}")
+                time.sleep(0.1)
+
+    def pids(self) -> dict[str, tuple[str, int]]:
+        """Process name to (kind for the report, pid), the redis-server included."""
+        found = {name: (self.kind_of(name), p.pid) for name, p in self.children.items()}
+        found["redis-server"] = ("other", self.redis.process.pid)
+        return found
+
+    def kind_of(self, name: str) -> str:
+        kind = self.kinds[name]
+        return kind if kind in KINDS else "other"
+
+    def stop(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.terminate()
+        for child in self.children.values():
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(10)
+        self.redis.stop()
+
+
+def cpu_all(pids: dict[str, tuple[str, int]]) -> dict[str, float]:
+    return {name: cpu_seconds(pid) for name, (_, pid) in pids.items()}
+
+
+def run_bots(
+    cluster: Cluster, bots: int, args, prefix: str, profile: str | None, source: str = ROOT
+) -> tuple[dict, dict]:
+    """
+    One bot count: the bot's report and the CPU seconds each process
+    (and C{"bots"}) spent over the window.  The bots run from the C{mmo}
+    package in the directory C{source}.
+    """
+    ca = os.path.join(cluster.directory, "certs", "ca.crt")
+    report_path = os.path.join(cluster.directory, f"bots-{bots}.json")
+    command = [sys.executable]
+    if profile:
+        command += ["-c", PROFILED_BOT, profile]
+    else:
+        command += ["-m", "mmo.bot.cli"]
+    command += [
+        "--config",
+        cluster.config_path,
+        "--ca",
+        ca,
+        "--bots",
+        str(bots),
+        "--scenario",
+        args.scenario,
+        "--duration",
+        str(args.window),
+        "--ramp",
+        str(args.ramp),
+        "--prefix",
+        prefix,
+        "--seed",
+        "1",
+        "--max-seconds",
+        str(args.max_seconds),
+        "--output",
+        report_path,
+    ]
+    pids = cluster.pids()
+    bot = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=source,
+        env={**os.environ, "PYTHONPATH": source},
+    )
+    pids["bots"] = ("bots", bot.pid)
+    start = end = None
+    deadline = time.monotonic() + args.max_seconds + 60
+    lines = []
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([bot.stderr], [], [], 1.0)
+        if not ready:
+            if bot.poll() is not None:
+                break
+            continue
+        line = bot.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "window start" in line and start is None:
+            start = (time.monotonic(), cpu_all(pids))
+        elif "window end" in line and start is not None and end is None:
+            end = (time.monotonic(), cpu_all(pids))
+    try:
+        bot.wait(60)
+    except subprocess.TimeoutExpired:
+        bot.kill()
+        bot.wait(10)
+    if start is None or end is None:
+        raise RuntimeError(
+            f"the bots ({bots}) never finished their window:\n" + "".join(lines[-20:])
+        )
+    with open(report_path) as f:
+        result = json.load(f)
+    if result["stopped"] != "completed" or not result["window"]["seconds"]:
+        raise RuntimeError(
+            f"the bots ({bots}) stopped early ({result['stopped']}): "
+            + "; ".join(result["problems"])
+        )
+    spent = {name: end[1][name] - start[1][name] for name in pids}
+    spent["_wall"] = end[0] - start[0]
+    return result, spent
+
+
+def measure_baseline_bot(cluster: Cluster, bots: int, args, index: int) -> dict:
+    """The bot's own cost with the bots of C{--baseline-bot}, on the same cluster."""
+    result, spent = run_bots(cluster, bots, args, f"c{index}a", None, args.baseline_bot)
+    window = result["window"]
+    pushes = window["pushes"]
+    player_seconds = window["players"] * window["seconds"]
+    return {
+        f"baseline_bot_cores_{bots}": spent["bots"] / window["seconds"],
+        f"baseline_bot_us_per_push_{bots}": 1e6 * spent["bots"] / pushes if pushes else 0.0,
+        f"baseline_bot_us_per_player_s_{bots}": (
+            1e6 * spent["bots"] / player_seconds if player_seconds else 0.0
+        ),
+        f"baseline_pushes_per_player_s_{bots}": pushes / player_seconds if player_seconds else 0.0,
+    }
+
+
+def measure(cluster: Cluster, bots: int, args, index: int, profile: str | None) -> dict:
+    result, spent = run_bots(cluster, bots, args, f"c{index}b", profile)
+    window = result["window"]
+    seconds = window["seconds"]
+    players = window["players"]
+    player_seconds = players * seconds
+    pushes = window["pushes"]
+    kinds = dict(cluster.pids())
+    cpu = {kind: 0.0 for kind in KINDS}
+    for name, (kind, _) in kinds.items():
+        cpu[kind] += spent[name]
+    server = sum(cpu.values())
+    move = window["requests"].get("zone.move", {})
+    n = bots
+    figures = {
+        f"bots_{n}": bots,
+        f"players_{n}": players,
+        f"window_s_{n}": round(seconds, 3),
+        f"server_cores_{n}": server / seconds,
+        f"server_us_per_player_s_{n}": 1e6 * server / player_seconds if player_seconds else 0.0,
+        f"players_per_core_{n}": player_seconds / server if server else 0.0,
+        f"move_p50_ms_{n}": move.get("p50_ms", float("nan")),
+        f"move_p99_ms_{n}": move.get("p99_ms", float("nan")),
+        f"moves_per_player_s_{n}": move.get("count", 0) / player_seconds if player_seconds else 0,
+        f"pushes_per_player_s_{n}": pushes / player_seconds if player_seconds else 0.0,
+        f"bot_cores_{n}": spent["bots"] / seconds,
+        f"bot_us_per_push_{n}": 1e6 * spent["bots"] / pushes if pushes else 0.0,
+        f"bot_us_per_player_s_{n}": (
+            1e6 * spent["bots"] / player_seconds if player_seconds else 0.0
+        ),
+        f"handoffs_{n}": result["handoffs"],
+        f"errors_{n}": sum(e["errors"] for e in window["requests"].values()),
+        f"duplicated_{n}": result["world"]["duplicated"],
+        f"lost_{n}": result["world"]["lost"],
+    }
+    for kind in KINDS:
+        figures[f"{kind}_cores_{n}"] = cpu[kind] / seconds
+        figures[f"{kind}_us_per_player_s_{n}"] = (
+            1e6 * cpu[kind] / player_seconds if player_seconds else 0.0
+        )
+    # For the fit: cores against players and pushes per second.
+    figures["_fit"] = {
+        "players": players,
+        "pushes_per_s": pushes / seconds,
+        "cores": {kind: cpu[kind] / seconds for kind in KINDS} | {"server": server / seconds},
+    }
+    return figures
+
+
+def fit_figures(points: list[dict]) -> dict:
+    """The least-squares split of each kind's cores: fixed, per player-second, per push."""
+    figures = {}
+    for kind in ("server", *KINDS):
+        values = [p["cores"][kind] for p in points]
+        three = fit([(1.0, p["players"], p["pushes_per_s"]) for p in points], values)
+        if three is not None and len(points) >= 3:
+            fixed, per_player, per_push = three
+            figures[f"fit_{kind}_us_per_push"] = 1e6 * per_push
+        else:
+            two = fit([(1.0, p["players"]) for p in points], values)
+            if two is None:
+                continue
+            fixed, per_player = two
+        figures[f"fit_{kind}_fixed_cores"] = fixed
+        figures[f"fit_{kind}_us_per_player_s"] = 1e6 * per_player
+    return figures
+
+
+def main(argv=None) -> int:
+    p = parser(__doc__.strip().splitlines()[0])
+    p.add_argument(
+        "--bots", default="100,200,400", help="bot counts, comma-separated (default 100,200,400)"
+    )
+    p.add_argument(
+        "--window", type=float, default=60.0, help="seconds measured after the ramp (default 60)"
+    )
+    p.add_argument("--ramp", type=float, default=20.0, help="bots started per second (default 20)")
+    p.add_argument(
+        "--scenario",
+        default="border-walk",
+        choices=("border-walk", "wander"),
+        help="(default %(default)s)",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=600.0,
+        help="hard limit for each bot count's run (default 600)",
+    )
+    p.add_argument(
+        "--baseline-bot",
+        metavar="DIR",
+        help="also run each count's bots from the mmo package in DIR (another checkout), "
+        "just before, for their own CPU (baseline_bot_*)",
+    )
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    args = p.parse_args(argv)
+    counts = sorted(int(n) for n in args.bots.split(",") if n.strip())
+    if not counts or min(counts) < 1:
+        p.error("--bots: one or more positive counts")
+    if shutil.which("redis-server") is None:
+        p.error("needs redis-server on the PATH (apt-get install redis-server)")
+    if args.baseline_bot:
+        args.baseline_bot = os.path.abspath(args.baseline_bot)
+        if not os.path.isfile(os.path.join(args.baseline_bot, "mmo", "bot", "cli.py")):
+            p.error(f"--baseline-bot: no mmo/bot/cli.py in {args.baseline_bot}")
+    # Stopped by SIGTERM (bench/run.py's time limit): stop the cluster first.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
+    directory = tempfile.mkdtemp(prefix="mmo-capacity-")
+    cluster = Cluster(directory)
+    figures: dict = {
+        "scenario": args.scenario,
+        "window_s": args.window,
+        "goal_players_per_core": 2000,
+        "goal_move_p99_ms": 50.0,
+        "cores": os.cpu_count(),
+    }
+    points = []
+    try:
+        cluster.start()
+        for index, bots in enumerate(counts):
+            profile = args.profile if args.profile and bots == counts[-1] else None
+            if args.baseline_bot:
+                print(f"capacity: {bots} bots (baseline bot)", file=sys.stderr, flush=True)
+                figures.update(measure_baseline_bot(cluster, bots, args, index))
+                time.sleep(2.0)
+            print(f"capacity: {bots} bots", file=sys.stderr, flush=True)
+            measured = measure(cluster, bots, args, index, profile)
+            points.append(measured.pop("_fit"))
+            figures.update(measured)
+            # Each count's figures as they come: a run cut short keeps them.
+            print(
+                "capacity: "
+                + ", ".join(
+                    f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                    for k, v in figures.items()
+                    if k.endswith(f"_{bots}")
+                ),
+                file=sys.stderr,
+                flush=True,
+            )
+            # The last run's sessions end before the next one starts.
+            time.sleep(2.0)
+    finally:
+        cluster.stop()
+        if args.keep:
+            print(f"capacity: kept {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    figures.update(fit_figures(points))
+    top = counts[-1]
+    figures["players_per_core"] = figures[f"players_per_core_{top}"]
+    figures["move_p99_ms"] = figures[f"move_p99_ms_{top}"]
+    report(figures, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
