@@ -177,7 +177,7 @@ async function cluster() {
   // The watcher's page records, from now on, any moment the walker is out of its view.
   await watcher.evaluate((n) => {
     window.lostSight = 0;
-    setInterval(() => {
+    window.lostSightTimer = setInterval(() => {
       const s = window.mmoDemo.state;
       if (!Object.values(s.entities).some((e) => e.name === n)) window.lostSight += 1;
     }, 20);
@@ -186,16 +186,21 @@ async function cluster() {
   step = "the walker crosses the border";
   await walker.focus("#world");
   await walker.keyboard.down("ArrowRight");
-  await until(walker, (s, [x, z]) => s.x > x + 4 && s.zone !== z, "the walker is in the next zone", [border, zone]);
+  // The key is let go once the walker is in the next zone: the watcher
+  // stands near the border, and a walker held on much longer (a slow,
+  // loaded machine) would walk out of its view radius, which is no loss.
+  await until(walker, (s, z) => s.zone !== z, "the walker is in the next zone", zone);
   await walker.keyboard.up("ArrowRight");
   await until(watcher, (s, [n, x]) => Object.values(s.entities).some((e) => e.name === n && e.x > x), "the watcher sees the walker beyond the border", [w, border]);
+  const lost = await watcher.evaluate(() => {
+    clearInterval(window.lostSightTimer);
+    return window.lostSight;
+  });
 
   const after = await state(walker);
   check(after.resumes === 0 && after.connection === "open", `no reconnect: ${after.connection}, ${after.resumes} resumes`);
   check((await walker.evaluate(() => window.mmoDemo.session.url)) === url, "the same gateway connection");
-  const lost = await watcher.evaluate(() => window.lostSight);
   check(lost === 0, `the watcher never lost sight of the walker (${lost} samples without it)`);
-  check(Object.values((await state(watcher)).entities).some((e) => e.name === w), "still in view");
   void o;
 }
 
