@@ -226,6 +226,7 @@ async function enter(character: Character): Promise<void> {
   try {
     await session.request("character.choose", { character: character.id });
     await session.request("world.enter");
+    walker.clearView();
     reply = await session.request("zone.enter");
   } catch (error) {
     failed("enter the world", error);

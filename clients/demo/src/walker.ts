@@ -37,12 +37,19 @@ export class Walker {
     this.state.entity = reply.entity;
     this.state.x = reply.x;
     this.state.y = reply.y;
-    this.state.entities = {};
     this.input = reply.input;
     this.movement = reply.movement ?? DEFAULT_MOVEMENT;
     this.stop();
     this.last = performance.now();
     this.timer = setInterval(() => this.step(), 1000 / RATE);
+  }
+
+  /**
+   * A new view, before `zone.enter` is sent: its first `world.update` may
+   * come before the reply, and belongs to the new view.
+   */
+  clearView(): void {
+    this.state.entities = {};
   }
 
   stop(): void {

@@ -2249,12 +2249,18 @@ var Walker = class {
     this.state.entity = reply.entity;
     this.state.x = reply.x;
     this.state.y = reply.y;
-    this.state.entities = {};
     this.input = reply.input;
     this.movement = reply.movement ?? DEFAULT_MOVEMENT;
     this.stop();
     this.last = performance.now();
     this.timer = setInterval(() => this.step(), 1e3 / RATE);
+  }
+  /**
+   * A new view, before `zone.enter` is sent: its first `world.update` may
+   * come before the reply, and belongs to the new view.
+   */
+  clearView() {
+    this.state.entities = {};
   }
   stop() {
     if (this.timer !== null) clearInterval(this.timer);
@@ -2498,6 +2504,7 @@ async function enter(character) {
   try {
     await session.request("character.choose", { character: character.id });
     await session.request("world.enter");
+    walker.clearView();
     reply = await session.request("zone.enter");
   } catch (error) {
     failed("enter the world", error);
