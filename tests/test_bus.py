@@ -801,7 +801,7 @@ class DirectoryServiceTests(unittest.TestCase):
         events = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        down = BusError("announce 'zone-1': Redis at 127.0.0.1:6379 did not answer within 5s")
+        down = BusError("announce 'zone-1': Redis at redis.internal:7380 did not answer within 5s")
         self.bus.announce = lambda name, info, ttl: defer.fail(down)
         self.bus.withdraw = lambda name: defer.fail(down)
         service = DirectoryService(self.bus, "zone-1", lambda: {"kind": "zone"}, 1, 3, self.clock)
@@ -809,7 +809,7 @@ class DirectoryServiceTests(unittest.TestCase):
         self.clock.advance(1)
         self.successResultOf(service.stopService())
         self.assertEqual(service.failures, 2)
-        levels = [e["log_level"] for e in events if "6379" in formatEvent(e)]
+        levels = [e["log_level"] for e in events if "7380" in formatEvent(e)]
         self.assertEqual(levels, [LogLevel.warn] * 3)
 
     def test_info_callable_raises(self):

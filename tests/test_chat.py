@@ -328,7 +328,7 @@ class ChatTests(unittest.TestCase):
         mapping, L{mmo.unavailable.client_error}) without the backend's
         address.
         """
-        where = "Redis at 10.0.0.5:6379"
+        where = "Redis at redis.internal:7380"
 
         def down(*args, **kwargs):
             return defer.fail(BusError(f"get: {where} did not answer within 5s"))
@@ -342,7 +342,7 @@ class ChatTests(unittest.TestCase):
         for error in (BusError(where), StoreUnavailable(where)):
             told = client_error(error, self.chat.log, "test")
             self.assertEqual(told.code, codes.UNAVAILABLE)
-            self.assertNotIn("6379", told.message)
+            self.assertNotIn("7380", told.message)
         self.assertEqual(self.texts(self.bob), [])
 
     # -- rooms ------------------------------------------------------------------
@@ -897,7 +897,7 @@ class ChatTests(unittest.TestCase):
         events = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        await self.without_store(StoreUnavailable("Redis at 127.0.0.1:6379: Lost connection"))
+        await self.without_store(StoreUnavailable("Redis at redis.internal:7380: Lost connection"))
         warned = [e for e in events if "Lost connection" in formatEvent(e)]
         self.assertEqual([e["log_level"] for e in warned], [LogLevel.warn] * 5)
 

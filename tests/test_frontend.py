@@ -76,14 +76,14 @@ class EmoteProtocol(ClientProtocol):
         raise WireError(codes.BAD_REQUEST, "refused on purpose")
 
     def message_store_down(self, message):
-        raise StoreUnavailable("Redis at 127.0.0.1:6379: Lost connection")
+        raise StoreUnavailable("Redis at redis.internal:7380: Lost connection")
 
     def message_bus_down(self, message):
-        return defer.fail(BusError("hit 'k': Redis at 127.0.0.1:6379 did not answer within 5s"))
+        return defer.fail(BusError("hit 'k': Redis at redis.internal:7380 did not answer within 5s"))
 
     def message_deliver_down(self, message):
         # As GameService.deliver fails: the first failure of a gathering.
-        failing = defer.fail(BusError("publish: Redis at 127.0.0.1:6379: Not connected"))
+        failing = defer.fail(BusError("publish: Redis at redis.internal:7380: Not connected"))
         return defer.gatherResults([failing], consumeErrors=True)
 
     def message_slow(self, message):
@@ -525,10 +525,10 @@ class RequestTests(GatewayTestCase):
             [error] = self.request(protocol, {"t": kind, "id": request_id})
             self.assertError(error, codes.UNAVAILABLE, request_id)
             self.assertEqual(error["retry_after"], codes.UNAVAILABLE_RETRY_AFTER)
-            self.assertNotIn("6379", error["message"])
+            self.assertNotIn("7380", error["message"])
         warned = [e for e in events if e["log_level"] == LogLevel.warn]
         self.assertEqual(len(warned), 3)
-        self.assertTrue(all("6379" in formatEvent(e) for e in warned))
+        self.assertTrue(all("7380" in formatEvent(e) for e in warned))
         self.assertEqual([e for e in events if e["log_level"] >= LogLevel.error], [])
         self.assertUsable(protocol)
 

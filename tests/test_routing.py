@@ -597,7 +597,7 @@ class Unreachable:
 
     async def handle(self, caller, kind, message):
         if kind == "room.store":
-            raise StoreUnavailable("Redis at 127.0.0.1:6379: Lost connection")
+            raise StoreUnavailable("Redis at redis.internal:7380: Lost connection")
         raise BusError("publish on 'gateway:gateway-1': Redis did not answer within 5s")
 
 
@@ -635,7 +635,7 @@ class BackendFailureTests(unittest.TestCase):
                 (wire.code, wire.fatal, wire.retry_after),
                 (codes.UNAVAILABLE, False, codes.UNAVAILABLE_RETRY_AFTER),
             )
-            self.assertNotIn("6379", wire.message)
+            self.assertNotIn("7380", wire.message)
         self.assertWarned(2)
 
     def test_route_batch(self):
