@@ -801,7 +801,7 @@ class DirectoryServiceTests(unittest.TestCase):
         events = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        down = BusError("announce 'zone-1': Redis at redis.internal:7380 did not answer within 5s")
+        down = BusError("announce 'zone-1': Redis at redis.lan:7380 did not answer within 5s")
         self.bus.announce = lambda name, info, ttl: defer.fail(down)
         self.bus.withdraw = lambda name: defer.fail(down)
         service = DirectoryService(self.bus, "zone-1", lambda: {"kind": "zone"}, 1, 3, self.clock)

@@ -328,7 +328,7 @@ class ChatTests(unittest.TestCase):
         mapping, L{mmo.unavailable.client_error}) without the backend's
         address.
         """
-        where = "Redis at redis.internal:7380"
+        where = "Redis at redis.lan:7380"
 
         def down(*args, **kwargs):
             return defer.fail(BusError(f"get: {where} did not answer within 5s"))
@@ -897,7 +897,7 @@ class ChatTests(unittest.TestCase):
         events = []
         globalLogPublisher.addObserver(events.append)
         self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        await self.without_store(StoreUnavailable("Redis at redis.internal:7380: Lost connection"))
+        await self.without_store(StoreUnavailable("Redis at redis.lan:7380: Lost connection"))
         warned = [e for e in events if "Lost connection" in formatEvent(e)]
         self.assertEqual([e["log_level"] for e in warned], [LogLevel.warn] * 5)
 

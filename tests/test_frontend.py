@@ -76,14 +76,14 @@ class EmoteProtocol(ClientProtocol):
         raise WireError(codes.BAD_REQUEST, "refused on purpose")
 
     def message_store_down(self, message):
-        raise StoreUnavailable("Redis at redis.internal:7380: Lost connection")
+        raise StoreUnavailable("Redis at redis.lan:7380: Lost connection")
 
     def message_bus_down(self, message):
-        return defer.fail(BusError("hit 'k': Redis at redis.internal:7380 did not answer within 5s"))
+        return defer.fail(BusError("hit 'k': Redis at redis.lan:7380 did not answer within 5s"))
 
     def message_deliver_down(self, message):
         # As GameService.deliver fails: the first failure of a gathering.
-        failing = defer.fail(BusError("publish: Redis at redis.internal:7380: Not connected"))
+        failing = defer.fail(BusError("publish: Redis at redis.lan:7380: Not connected"))
         return defer.gatherResults([failing], consumeErrors=True)
 
     def message_slow(self, message):

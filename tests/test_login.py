@@ -197,7 +197,7 @@ class LoginTests(LoginTestCase):
         The directory unreachable (the bus down) is the bus's failure, which
         the client is told as unavailable (a retry), not "no gateway is up".
         """
-        down = BusError("services: Redis at redis.internal:7380 did not answer within 5s")
+        down = BusError("services: Redis at redis.lan:7380 did not answer within 5s")
         self.patch(self.bus, "services", lambda kind=None: defer.fail(down))
         for call in (self.login.login("alice", PASSWORD, "10.0.0.1"), self.login.realms()):
             with self.assertRaises(BusError):

@@ -597,7 +597,7 @@ class Unreachable:
 
     async def handle(self, caller, kind, message):
         if kind == "room.store":
-            raise StoreUnavailable("Redis at redis.internal:7380: Lost connection")
+            raise StoreUnavailable("Redis at redis.lan:7380: Lost connection")
         raise BusError("publish on 'gateway:gateway-1': Redis did not answer within 5s")
 
 
