@@ -40,8 +40,6 @@ C{appendfsync always} for no loss of an acknowledged write).
 
 from __future__ import annotations
 
-import math
-
 import txredisapi
 from twisted.internet import defer, error
 from twisted.internet.interfaces import IReactorTCP
@@ -59,13 +57,10 @@ from mmo.store import (
     NotEmpty,
     NotFound,
     OwnershipConflict,
-    RefreshFamily,
-    RefreshReused,
     StoreError,
     StoreUnavailable,
     check_log_args,
     check_name,
-    check_refresh,
     check_transfer,
     check_zone,
     dump_logs,
@@ -80,11 +75,17 @@ from mmo.store import (
     stored_entity,
     unpack_data,
 )
+from mmo.store.redis_records import (
+    account_record,
+    batched,
+    character_record,
+    hash_fields,
+    number,
+    text,
+)
+from mmo.store.redis_refresh import RefreshTokens
 
 log = Logger()
-
-#: How many commands a dump or a restore keeps in flight.
-BATCH = 256
 
 #: Version of the key layout, kept in C{P:store-schema}.  (The logs and the
 #: refresh tokens, added later, are new keys only: a layout without them is
@@ -131,82 +132,6 @@ if ARGV[2] == '1' then
   redis.call('DEL', KEYS[2])
 end
 return redis.call('HGETALL', KEYS[1])
-"""
-
-# KEYS: account key, the account's refresh families, the new family's key
-# ARGV: prefix of family keys, family, account id, device, token hash, now,
-#       expires, ttl (whole seconds, rounded up), limit
-# 1: issued; 0: no such account.  The family keys are built from the set's
-# members, so this script (like the next two) is for a single Redis.
-ISSUE_REFRESH = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-for _, family in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  local key = ARGV[1] .. family
-  local device = redis.call('HGET', key, 'device')
-  if (not device) or device == ARGV[4] then
-    redis.call('DEL', key)
-    redis.call('ZREM', KEYS[2], family)
-  end
-end
-local excess = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[9]) + 1
-if excess > 0 then
-  for _, family in ipairs(redis.call('ZRANGE', KEYS[2], 0, excess - 1)) do
-    redis.call('DEL', ARGV[1] .. family)
-    redis.call('ZREM', KEYS[2], family)
-  end
-end
-redis.call('HSET', KEYS[3], 'family', ARGV[2], 'account_id', ARGV[3], 'device', ARGV[4],
-           'token_hash', ARGV[5], 'created', ARGV[6], 'used', ARGV[6], 'expires', ARGV[7])
-redis.call('EXPIRE', KEYS[3], ARGV[8])
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[2])
-if redis.call('TTL', KEYS[2]) < tonumber(ARGV[8]) then redis.call('EXPIRE', KEYS[2], ARGV[8]) end
-return 1
-"""
-
-# KEYS: the family's key
-# ARGV: prefix of account family sets, family, device, token hash, new hash,
-#       now, expires, ttl (whole seconds, rounded up), prefix of account keys
-# {1, the family's fields, the account's}: rotated; {0}: no such family,
-# expired or of another device; {-1, account id, device}: not the current
-# token, family deleted.
-ROTATE_REFRESH = """
-local stored = redis.call('HMGET', KEYS[1], 'account_id', 'device', 'token_hash', 'expires')
-if not stored[1] then return {0} end
-local families = ARGV[1] .. stored[1]
-if tonumber(stored[4]) <= tonumber(ARGV[6]) then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', families, ARGV[2])
-  return {0}
-end
-if stored[2] ~= ARGV[3] then return {0} end
-if stored[3] ~= ARGV[4] then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', families, ARGV[2])
-  return {-1, stored[1], stored[2]}
-end
-redis.call('HSET', KEYS[1], 'token_hash', ARGV[5], 'used', ARGV[6], 'expires', ARGV[7])
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-redis.call('ZADD', families, ARGV[6], ARGV[2])
-if redis.call('TTL', families) < tonumber(ARGV[8]) then redis.call('EXPIRE', families, ARGV[8]) end
-return {1, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', ARGV[9] .. stored[1])}
-"""
-
-# KEYS: the account's refresh families; ARGV: prefix of family keys, device or ""
-# How many families were deleted.
-REVOKE_REFRESH = """
-local deleted = 0
-for _, family in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local key = ARGV[1] .. family
-  local device = redis.call('HGET', key, 'device')
-  if not device then
-    redis.call('ZREM', KEYS[1], family)
-  elseif ARGV[2] == '' or device == ARGV[2] then
-    redis.call('DEL', key)
-    redis.call('ZREM', KEYS[1], family)
-    deleted = deleted + 1
-  end
-end
-return deleted
 """
 
 # KEYS: account key, name key, character key, the account's character index
@@ -325,57 +250,6 @@ return 1
 """
 
 
-def _number(value: float) -> str:
-    # repr() round-trips a float exactly; txredisapi's own formatting of
-    # floats ("%f") would cut it to microseconds.
-    return repr(float(value))
-
-
-def _text(value: bytes) -> str:
-    return value.decode("utf-8")
-
-
-def _fields(reply) -> dict[bytes, bytes]:
-    """A hash from HGETALL (a dict) or from a script (a flat list)."""
-    if isinstance(reply, dict):
-        return reply
-    return dict(zip(reply[::2], reply[1::2], strict=True))
-
-
-def _account(fields: dict[bytes, bytes]) -> Account:
-    return Account(
-        id=_text(fields[b"id"]),
-        name=_text(fields[b"name"]),
-        password_hash=_text(fields[b"password_hash"]),
-        created=float(fields[b"created"]),
-        banned=fields[b"banned"] == b"1",
-    )
-
-
-#: The fields of a refresh family's hash that are times; the rest are text.
-_REFRESH_TIMES = ("created", "used", "expires")
-
-
-def _refresh_family(fields: dict[bytes, bytes]) -> RefreshFamily:
-    values = {_text(key): value for key, value in fields.items()}
-    return RefreshFamily(
-        **{
-            name: float(values[name]) if name in _REFRESH_TIMES else _text(values[name])
-            for name in RefreshFamily.__dataclass_fields__
-        }
-    )
-
-
-def _character(fields: dict[bytes, bytes]) -> Character:
-    return Character(
-        id=_text(fields[b"id"]),
-        account_id=_text(fields[b"account_id"]),
-        name=_text(fields[b"name"]),
-        created=float(fields[b"created"]),
-        data=unpack_data(fields[b"data"]),
-    )
-
-
 #: Error replies of a Redis that is not ready to serve yet or any more: it
 #: is loading its data (after a restart), a replica or cut off from its
 #: master (around a failover), or busy with a script.
@@ -389,18 +263,6 @@ def _unavailable(failure) -> bool:
     if failure.check(txredisapi.ResponseError):
         return failure.getErrorMessage().split(" ", 1)[0] in _NOT_READY
     return False
-
-
-@defer.inlineCallbacks
-def _batched(function, items):
-    """C{[function(item) for item in items]}, at most L{BATCH} at a time."""
-    results = []
-    for start in range(0, len(items), BATCH):
-        chunk = items[start : start + BATCH]
-        results.extend(
-            (yield defer.gatherResults([function(i) for i in chunk], consumeErrors=True))
-        )
-    return results
 
 
 @implementer(IStore)
@@ -426,6 +288,7 @@ class RedisStore:
         self.prefix = key_prefix(config)
         self._redis = None
         self._in_flight = InFlight()
+        self._refresh = RefreshTokens(self._call, self._key, reactor)
 
     def __repr__(self) -> str:
         return f"<RedisStore {redis_address(self._config)} prefix {self.prefix!r}>"
@@ -458,12 +321,6 @@ class RedisStore:
 
     def _logs_key(self) -> str:
         return self._key("logs")
-
-    def _refresh_key(self, family: str) -> str:
-        return self._key("refresh", family)
-
-    def _account_refresh_key(self, account_id: str) -> str:
-        return self._key("account-refresh", account_id)
 
     def _entity_key(self, entity_id: str) -> str:
         return self._key("entity", entity_id)
@@ -575,7 +432,7 @@ class RedisStore:
                 account.name,
                 name_key(account.name),
                 account.password_hash,
-                _number(account.created),
+                number(account.created),
                 "1" if account.banned else "0",
             ],
         )
@@ -589,12 +446,12 @@ class RedisStore:
         account_id = yield self._call("get", self._account_name_key(name))
         if account_id is None:
             return None
-        return (yield self.account_by_id(_text(account_id)))
+        return (yield self.account_by_id(text(account_id)))
 
     @defer.inlineCallbacks
     def account_by_id(self, account_id):
         fields = yield self._call("hgetall", self._account_key(account_id))
-        return _account(fields) if fields else None
+        return account_record(fields) if fields else None
 
     @defer.inlineCallbacks
     def update_account(self, account_id, password_hash=None, banned=None):
@@ -607,94 +464,26 @@ class RedisStore:
             args += ["banned", "1" if banned else "0"]
         fields = yield self._eval(
             UPDATE_ACCOUNT,
-            [self._account_key(account_id), self._account_refresh_key(account_id)],
-            [self._refresh_key(""), "1" if banned else "0", *args],
+            [self._account_key(account_id), self._refresh.account_key(account_id)],
+            [self._refresh.family_key(""), "1" if banned else "0", *args],
         )
         if fields is None:
             raise NotFound(f"no account {account_id!r}")
-        return _account(_fields(fields))
+        return account_record(hash_fields(fields))
 
-    # -- refresh tokens -----------------------------------------------------
+    # -- refresh tokens (mmo.store.redis_refresh) -----------------------------
 
-    @defer.inlineCallbacks
     def issue_refresh(self, account_id, device, family, token_hash, ttl, limit):
-        check_refresh(account_id, device, family, token_hash, ttl, limit)
-        now = self._clock.seconds()
-        record = RefreshFamily(family, account_id, device, token_hash, now, now, now + ttl)
-        result = yield self._eval(
-            ISSUE_REFRESH,
-            [
-                self._account_key(account_id),
-                self._account_refresh_key(account_id),
-                self._refresh_key(family),
-            ],
-            [
-                self._refresh_key(""),
-                family,
-                account_id,
-                device,
-                token_hash,
-                _number(now),
-                _number(record.expires),
-                str(math.ceil(ttl)),
-                str(limit),
-            ],
-        )
-        if result != 1:
-            raise NotFound(f"no account {account_id!r}")
-        return record
+        return self._refresh.issue(account_id, device, family, token_hash, ttl, limit)
 
-    @defer.inlineCallbacks
     def rotate_refresh(self, family, device, token_hash, new_hash, ttl):
-        check_refresh("-", device, family, token_hash, ttl)
-        check_refresh("-", device, family, new_hash, ttl)
-        now = self._clock.seconds()
-        result = yield self._eval(
-            ROTATE_REFRESH,
-            [self._refresh_key(family)],
-            [
-                self._account_refresh_key(""),
-                family,
-                device,
-                token_hash,
-                new_hash,
-                _number(now),
-                _number(now + ttl),
-                str(math.ceil(ttl)),
-                self._account_key(""),
-            ],
-        )
-        if result[0] == -1:
-            raise RefreshReused(_text(result[1]), _text(result[2]))
-        if result[0] != 1:
-            return None
-        account = _fields(result[2])
-        return _refresh_family(_fields(result[1])), _account(account) if account else None
+        return self._refresh.rotate(family, device, token_hash, new_hash, ttl)
 
-    @defer.inlineCallbacks
     def revoke_refresh(self, account_id, device=None):
-        if device is not None and (not isinstance(device, str) or not device):
-            raise StoreError(f"the device must be a non-empty string, got {device!r}")
-        deleted = yield self._eval(
-            REVOKE_REFRESH,
-            [self._account_refresh_key(account_id)],
-            [self._refresh_key(""), device or ""],
-        )
-        return deleted
+        return self._refresh.revoke(account_id, device)
 
-    @defer.inlineCallbacks
     def refresh_families(self, account_id):
-        families = yield self._call("zrevrange", self._account_refresh_key(account_id), 0, -1)
-        try:
-            replies = yield _batched(
-                lambda f: self._call("hgetall", self._refresh_key(_text(f))), families
-            )
-        except defer.FirstError as e:
-            raise e.subFailure.value
-        now = self._clock.seconds()
-        found = [_refresh_family(fields) for fields in replies if fields]
-        live = [f for f in found if f.expires > now]
-        return sorted(live, key=lambda f: (-f.used, f.family))
+        return self._refresh.families(account_id)
 
     # -- characters -----------------------------------------------------------
 
@@ -721,7 +510,7 @@ class RedisStore:
                 character.account_id,
                 character.name,
                 name_key(character.name),
-                _number(character.created),
+                number(character.created),
                 blob,
             ],
         )
@@ -735,22 +524,22 @@ class RedisStore:
     @defer.inlineCallbacks
     def characters(self, account_id):
         ids = yield self._call("zrange", self._account_characters_key(account_id), 0, -1)
-        found = yield self._characters_by_id([_text(i) for i in ids])
+        found = yield self._characters_by_id([text(i) for i in ids])
         return found
 
     @defer.inlineCallbacks
     def _characters_by_id(self, ids):
         try:
-            replies = yield _batched(lambda i: self._call("hgetall", self._character_key(i)), ids)
+            replies = yield batched(lambda i: self._call("hgetall", self._character_key(i)), ids)
         except defer.FirstError as e:
             raise e.subFailure.value
         # A character deleted between the two reads is left out.
-        return [_character(fields) for fields in replies if fields]
+        return [character_record(fields) for fields in replies if fields]
 
     @defer.inlineCallbacks
     def character_by_id(self, character_id):
         fields = yield self._call("hgetall", self._character_key(character_id))
-        return _character(fields) if fields else None
+        return character_record(fields) if fields else None
 
     @defer.inlineCallbacks
     def update_character(self, character_id, data):
@@ -758,7 +547,7 @@ class RedisStore:
         fields = yield self._eval(UPDATE_CHARACTER, [self._character_key(character_id)], [blob])
         if fields is None:
             raise NotFound(f"no character {character_id!r}")
-        return _character(_fields(fields))
+        return character_record(hash_fields(fields))
 
     @defer.inlineCallbacks
     def delete_character(self, character_id):
@@ -773,8 +562,8 @@ class RedisStore:
             DELETE_CHARACTER,
             [
                 self._character_key(character_id),
-                self._key("character-name", _text(key)),
-                self._account_characters_key(_text(account_id)),
+                self._key("character-name", text(key)),
+                self._account_characters_key(text(account_id)),
             ],
             [character_id],
         )
@@ -803,9 +592,9 @@ class RedisStore:
 
     @defer.inlineCallbacks
     def _dump_logs(self):
-        names = sorted(_text(name) for name in (yield self._call("smembers", self._logs_key())))
+        names = sorted(text(name) for name in (yield self._call("smembers", self._logs_key())))
         try:
-            lists = yield _batched(
+            lists = yield batched(
                 lambda name: self._call("lrange", self._log_key(name), 0, -1), names
             )
         except defer.FirstError as e:
@@ -829,7 +618,7 @@ class RedisStore:
         for entity_id, version, blob in rows:
             args += [entity_id, str(version), blob]
         refused = yield self._eval(CHECKPOINT, keys, args)
-        return [_text(entity_id) for entity_id in refused]
+        return [text(entity_id) for entity_id in refused]
 
     @defer.inlineCallbacks
     def transfer(self, entity_id, from_zone, to_zone, transfer_id, record):
@@ -843,7 +632,7 @@ class RedisStore:
             ],
             [entity_id, from_zone, to_zone, transfer_id, str(version), blob],
         )
-        stored = stored_entity(entity_id, _text(owner), int(version), _text(stored_transfer), data)
+        stored = stored_entity(entity_id, text(owner), int(version), text(stored_transfer), data)
         if not done:
             raise OwnershipConflict(stored)
         return stored
@@ -863,9 +652,7 @@ class RedisStore:
             [zone, self._entity_key(""), "1" if bump else "0"],
         )
         entities = [
-            stored_entity(
-                _text(found[i]), zone, int(found[i + 1]), _text(found[i + 2]), found[i + 3]
-            )
+            stored_entity(text(found[i]), zone, int(found[i + 1]), text(found[i + 2]), found[i + 3])
             for i in range(0, len(found), 4)
         ]
         return sorted(entities, key=lambda entity: entity.id)
@@ -877,7 +664,7 @@ class RedisStore:
         )
         if owner is None:
             return None
-        return stored_entity(entity_id, _text(owner), int(version), _text(transfer_id), data)
+        return stored_entity(entity_id, text(owner), int(version), text(transfer_id), data)
 
     @defer.inlineCallbacks
     def remove_entity(self, zone, entity_id):
@@ -898,17 +685,17 @@ class RedisStore:
         """
         ids = yield self._call("zrange", self._accounts_key(), 0, -1)
         try:
-            replies = yield _batched(
-                lambda i: self._call("hgetall", self._account_key(_text(i))), ids
+            replies = yield batched(
+                lambda i: self._call("hgetall", self._account_key(text(i))), ids
             )
-            accounts = [_account(fields) for fields in replies if fields]
-            lists = yield _batched(
+            accounts = [account_record(fields) for fields in replies if fields]
+            lists = yield batched(
                 lambda a: self._call("zrange", self._account_characters_key(a.id), 0, -1),
                 accounts,
             )
         except defer.FirstError as e:
             raise e.subFailure.value
-        character_ids = [_text(i) for found in lists for i in found]
+        character_ids = [text(i) for found in lists for i in found]
         characters = yield self._characters_by_id(character_ids)
         characters.sort(key=lambda c: (c.created, c.id))
         logs = yield self._dump_logs()
@@ -936,10 +723,10 @@ class RedisStore:
                 "is not empty; restore only into an empty store"
             )
         try:
-            yield _batched(self._insert_account, accounts)
-            yield _batched(lambda c: self._insert_character(c, pack_data(c.data)), characters)
+            yield batched(self._insert_account, accounts)
+            yield batched(lambda c: self._insert_character(c, pack_data(c.data)), characters)
             # Each log's chunks in order, the logs side by side.
-            yield _batched(lambda log: self._restore_log(*log), logs)
+            yield batched(lambda log: self._restore_log(*log), logs)
         except defer.FirstError as e:
             raise e.subFailure.value
         log.info(

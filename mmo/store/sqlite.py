@@ -36,7 +36,6 @@ from mmo.store import (
     NotFound,
     OwnershipConflict,
     RefreshFamily,
-    RefreshReused,
     StoredEntity,
     StoreError,
     StoreUnavailable,
@@ -56,6 +55,15 @@ from mmo.store import (
     read_dump_logs,
     stored_entity,
     unpack_data,
+)
+from mmo.store import sqlite_refresh as refresh
+from mmo.store.sqlite_rows import (
+    ACCOUNT_COLUMNS,
+    CHARACTER_COLUMNS,
+    ENTITY_COLUMNS,
+    account_by_id,
+    account_row,
+    character_row,
 )
 
 log = Logger()
@@ -162,23 +170,6 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_4,
 ]
 
-_ACCOUNT_COLUMNS = "id, name, password_hash, created, banned"
-_CHARACTER_COLUMNS = "id, account_id, name, created, data"
-_ENTITY_COLUMNS = "id, owner, version, transfer_id, data"
-_REFRESH_COLUMNS = "family, account_id, device, token_hash, created, used, expires"
-
-
-def _account(row) -> Account:
-    return Account(
-        id=row[0], name=row[1], password_hash=row[2], created=row[3], banned=bool(row[4])
-    )
-
-
-def _character(row) -> Character:
-    return Character(
-        id=row[0], account_id=row[1], name=row[2], created=row[3], data=unpack_data(row[4])
-    )
-
 
 def _open(conn: sqlite3.Connection) -> None:
     """Set up each new connection (adbapi's C{cp_openfun})."""
@@ -232,12 +223,6 @@ def private_files(path: str) -> None:
 
 def _is_name_conflict(error: sqlite3.IntegrityError) -> bool:
     return "UNIQUE" in str(error) and ".name_key" in str(error)
-
-
-def _raise_reused(result):
-    if isinstance(result, RefreshReused):
-        raise result
-    return result
 
 
 @implementer(IStore)
@@ -409,18 +394,12 @@ class SQLiteStore:
 
     def _account_by_name(self, conn, name):
         row = conn.execute(
-            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE name_key = ?", (name_key(name),)
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE name_key = ?", (name_key(name),)
         ).fetchone()
-        return None if row is None else _account(row)
+        return None if row is None else account_row(row)
 
     def account_by_id(self, account_id):
-        return self._run(self._account_by_id, account_id)
-
-    def _account_by_id(self, conn, account_id):
-        row = conn.execute(
-            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
-        ).fetchone()
-        return None if row is None else _account(row)
+        return self._run(account_by_id, account_id)
 
     def update_account(self, account_id, password_hash=None, banned=None):
         if password_hash is not None and (not isinstance(password_hash, str) or not password_hash):
@@ -435,7 +414,7 @@ class SQLiteStore:
             )
         if banned is not None:
             conn.execute("UPDATE accounts SET banned = ? WHERE id = ?", (int(banned), account_id))
-        account = self._account_by_id(conn, account_id)
+        account = account_by_id(conn, account_id)
         if account is None:
             raise NotFound(f"no account {account_id!r}")
         if banned:
@@ -451,34 +430,7 @@ class SQLiteStore:
             return defer.fail(e)
         now = self._clock.seconds()
         record = RefreshFamily(family, account_id, device, token_hash, now, now, now + ttl)
-        return self._run(self._issue_refresh, record, limit)
-
-    def _issue_refresh(self, conn, record: RefreshFamily, limit: int) -> RefreshFamily:
-        conn.execute("BEGIN IMMEDIATE")
-        if self._account_by_id(conn, record.account_id) is None:
-            raise NotFound(f"no account {record.account_id!r}")
-        conn.execute(
-            "DELETE FROM refresh_tokens WHERE account_id = ? AND (device = ? OR expires <= ?)",
-            (record.account_id, record.device, record.created),
-        )
-        conn.execute(
-            "DELETE FROM refresh_tokens WHERE family IN (SELECT family FROM refresh_tokens "
-            "WHERE account_id = ? ORDER BY used DESC, family LIMIT -1 OFFSET ?)",
-            (record.account_id, limit - 1),
-        )
-        conn.execute(
-            f"INSERT INTO refresh_tokens ({_REFRESH_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.family,
-                record.account_id,
-                record.device,
-                record.token_hash,
-                record.created,
-                record.used,
-                record.expires,
-            ),
-        )
-        return record
+        return self._run(refresh.issue, record, limit)
 
     def rotate_refresh(self, family, device, token_hash, new_hash, ttl):
         try:
@@ -488,83 +440,15 @@ class SQLiteStore:
             return defer.fail(e)
         now = self._clock.seconds()
         d = self._run(
-            self._unsynced, self._rotate_refresh, family, device, token_hash, new_hash, now, ttl
+            refresh.unsynced, refresh.rotate, family, device, token_hash, new_hash, now, ttl
         )
-        return d.addCallback(_raise_reused)
-
-    def _unsynced(self, conn, function, *args):
-        """
-        Run C{function(conn, *args)} in a transaction of its own committed
-        without waiting for the disk (C{synchronous = NORMAL}): it survives
-        a crash of the process, and is on disk at the next checkpoint or
-        ordinary commit, but a crash of the machine before then may lose
-        it.  For a token rotation, the step of every returning player's
-        login, that is what a fsync of its own (a few ms, in one writer's
-        queue) would otherwise bound the login rate by; what a lost
-        rotation costs is one password login.
-        """
-        conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = function(conn, *args)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-        finally:
-            conn.execute("PRAGMA synchronous = FULL")
-
-    def _rotate_refresh(self, conn, family, device, token_hash, new_hash, now, ttl):
-        row = conn.execute(
-            f"SELECT {_REFRESH_COLUMNS} FROM refresh_tokens WHERE family = ?", (family,)
-        ).fetchone()
-        if row is None:
-            return None
-        stored = RefreshFamily(*row)
-        if stored.expires <= now:
-            conn.execute("DELETE FROM refresh_tokens WHERE family = ?", (family,))
-            return None
-        if stored.device != device:
-            return None
-        if stored.token_hash != token_hash:
-            conn.execute("DELETE FROM refresh_tokens WHERE family = ?", (family,))
-            # Returned, not raised: the deletion is committed.
-            return RefreshReused(stored.account_id, stored.device)
-        conn.execute(
-            "UPDATE refresh_tokens SET token_hash = ?, used = ?, expires = ? WHERE family = ?",
-            (new_hash, now, now + ttl, family),
-        )
-        rotated = RefreshFamily(
-            family, stored.account_id, device, new_hash, stored.created, now, now + ttl
-        )
-        return rotated, self._account_by_id(conn, stored.account_id)
+        return d.addCallback(refresh.raise_reused)
 
     def revoke_refresh(self, account_id, device=None):
-        return self._run(self._revoke_refresh, account_id, device)
-
-    def _revoke_refresh(self, conn, account_id, device):
-        conn.execute("BEGIN IMMEDIATE")
-        if device is None:
-            cursor = conn.execute("DELETE FROM refresh_tokens WHERE account_id = ?", (account_id,))
-        else:
-            cursor = conn.execute(
-                "DELETE FROM refresh_tokens WHERE account_id = ? AND device = ?",
-                (account_id, device),
-            )
-        return cursor.rowcount
+        return self._run(refresh.revoke, account_id, device)
 
     def refresh_families(self, account_id):
-        return self._run(self._refresh_families, account_id, self._clock.seconds())
-
-    def _refresh_families(self, conn, account_id, now):
-        rows = conn.execute(
-            f"SELECT {_REFRESH_COLUMNS} FROM refresh_tokens WHERE account_id = ? AND expires > ? "
-            "ORDER BY used DESC, family",
-            (account_id, now),
-        ).fetchall()
-        return [RefreshFamily(*row) for row in rows]
+        return self._run(refresh.families, account_id, self._clock.seconds())
 
     # -- characters -----------------------------------------------------------
 
@@ -579,7 +463,7 @@ class SQLiteStore:
 
     def _insert_character(self, conn, character: Character, blob: bytes) -> Character:
         conn.execute("BEGIN IMMEDIATE")
-        if self._account_by_id(conn, character.account_id) is None:
+        if account_by_id(conn, character.account_id) is None:
             raise NotFound(f"no account {character.account_id!r}")
         try:
             conn.execute(
@@ -605,20 +489,19 @@ class SQLiteStore:
 
     def _characters(self, conn, account_id):
         rows = conn.execute(
-            f"SELECT {_CHARACTER_COLUMNS} FROM characters WHERE account_id = ? "
-            "ORDER BY created, id",
+            f"SELECT {CHARACTER_COLUMNS} FROM characters WHERE account_id = ? ORDER BY created, id",
             (account_id,),
         ).fetchall()
-        return [_character(row) for row in rows]
+        return [character_row(row) for row in rows]
 
     def character_by_id(self, character_id):
         return self._run(self._character_by_id, character_id)
 
     def _character_by_id(self, conn, character_id):
         row = conn.execute(
-            f"SELECT {_CHARACTER_COLUMNS} FROM characters WHERE id = ?", (character_id,)
+            f"SELECT {CHARACTER_COLUMNS} FROM characters WHERE id = ?", (character_id,)
         ).fetchone()
-        return None if row is None else _character(row)
+        return None if row is None else character_row(row)
 
     def update_character(self, character_id, data):
         try:
@@ -737,7 +620,7 @@ class SQLiteStore:
 
     def _load_zone(self, conn, zone) -> list[StoredEntity]:
         rows = conn.execute(
-            f"SELECT {_ENTITY_COLUMNS} FROM entities WHERE owner = ? ORDER BY id", (zone,)
+            f"SELECT {ENTITY_COLUMNS} FROM entities WHERE owner = ? ORDER BY id", (zone,)
         ).fetchall()
         return [stored_entity(*row) for row in rows]
 
@@ -758,7 +641,7 @@ class SQLiteStore:
 
     def _load_entity(self, conn, entity_id) -> StoredEntity | None:
         row = conn.execute(
-            f"SELECT {_ENTITY_COLUMNS} FROM entities WHERE id = ?", (entity_id,)
+            f"SELECT {ENTITY_COLUMNS} FROM entities WHERE id = ?", (entity_id,)
         ).fetchone()
         return None if row is None else stored_entity(*row)
 
@@ -780,18 +663,18 @@ class SQLiteStore:
         # another process writes (WAL readers do not block the writer).
         conn.execute("BEGIN")
         accounts = conn.execute(
-            f"SELECT {_ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"
+            f"SELECT {ACCOUNT_COLUMNS} FROM accounts ORDER BY created, id"
         ).fetchall()
         characters = conn.execute(
-            f"SELECT {_CHARACTER_COLUMNS} FROM characters ORDER BY created, id"
+            f"SELECT {CHARACTER_COLUMNS} FROM characters ORDER BY created, id"
         ).fetchall()
         logs: dict[str, list[dict]] = {}
         for key, blob in conn.execute("SELECT key, data FROM logs ORDER BY key, seq"):
             logs.setdefault(key, []).append(unpack_data(blob))
         return {
             "version": DUMP_VERSION,
-            "accounts": [dump_record(_account(row)) for row in accounts],
-            "characters": [dump_record(_character(row)) for row in characters],
+            "accounts": [dump_record(account_row(row)) for row in accounts],
+            "characters": [dump_record(character_row(row)) for row in characters],
             **dump_logs(list(logs.items())),
         }
 
