@@ -5,7 +5,7 @@ to a game service served by L{mmo.game.server.ServiceRPCFactory} in
 another process, next to a bare Twisted AMP round trip over the same TLS,
 measured in the same run.
 
-    python bench/route.py [--requests 100000] [--window 1000] [--json]
+    python bench/route.py [--requests 100000] [--window 1000] [--unanswered] [--json]
 
 This process is the gateway: it keeps C{--window} requests in flight, one
 per player (a distinct L{Caller} each), every answer sending that player's
@@ -15,7 +15,12 @@ itself: the caller and message packed, the AMP command, TLS, the service
 side's dispatch, and back.  The route is built as a gateway's zone route
 is: C{zone.move} goes in batches (L{mmo.rpc.commands.RouteBatch}, the
 messages of one reactor turn in one box); C{--unbatched} sends one
-C{Route} per message instead, for comparison.  CPU time per request is read for both
+C{Route} per message instead, for comparison.  A gateway's zone route sends
+C{zone.move} without an answer (L{mmo.rpc.commands.RouteInputs}, answered
+by the gateway itself): C{--unanswered} measures that path, each player's
+move of a round in one reactor turn and a C{zone.sync} L{Route} after them
+(handled after them), whose answer ends the round; its latencies are of a
+round.  CPU time per request is read for both
 processes: the gateway's with C{time.process_time}, the service's from
 /proc.  The baseline is a bare C{amp.AMP} server (no mmo code) answering a
 command of the same argument shape with an empty body, with the same
@@ -46,7 +51,7 @@ from mmo.game.routes import RemoteRoute, pack  # noqa: E402
 from mmo.game.server import ServiceRPCFactory  # noqa: E402
 from mmo.game.service import Caller, GameService  # noqa: E402
 from mmo.tls import internal_client_options, internal_server_options  # noqa: E402
-from mmo.zone.route import ZONE_BATCHED  # noqa: E402
+from mmo.zone.route import ZONE_INPUTS  # noqa: E402
 
 GATEWAY = "gateway-1"
 SERVICE = "zone-1"
@@ -82,6 +87,9 @@ class ZoneMoves(GameService):
     prefixes = ("zone.",)
 
     async def on_zone_move(self, caller: Caller, message: dict) -> dict:
+        return {}
+
+    async def on_zone_sync(self, caller: Caller, message: dict) -> dict:
         return {}
 
 
@@ -274,10 +282,16 @@ class Drive:
         self._next(slot)
 
 
-async def measure(send, child, args, count: int, profile: str | None = None) -> dict:
-    """Warm up, then one measured phase: latencies, rate and CPU time on both sides."""
-    await Drive(send, args.window, WARMUP, args.max_seconds).run()
-    drive = Drive(send, args.window, count, args.max_seconds)
+async def measure(
+    send, child, args, count: int, profile: str | None = None, per_send: int = 1
+) -> dict:
+    """
+    Warm up, then one measured phase: latencies, rate and CPU time on both
+    sides; C{per_send} requests go in each C{send} (one at a time then).
+    """
+    window = 1 if per_send > 1 else args.window
+    await Drive(send, window, max(1, WARMUP // per_send), args.max_seconds).run()
+    drive = Drive(send, window, max(1, count // per_send), args.max_seconds)
     profiler = cProfile.Profile() if profile else None
     child_before = cpu_seconds(child.pid)
     cpu_before = time.process_time()
@@ -290,7 +304,7 @@ async def measure(send, child, args, count: int, profile: str | None = None) -> 
     child_cpu = cpu_seconds(child.pid) - child_before
     if profiler:
         profiler.dump_stats(profile)
-    done = len(drive.latencies)
+    done = len(drive.latencies) * per_send
     if not done:
         raise RuntimeError("no request was answered within --max-seconds")
     return {
@@ -316,9 +330,20 @@ async def measure_route(reactor, args, config, directory) -> dict:
         )
         link.startService()
         await link.factory.when_connected().addTimeout(30, reactor)
-        # As a gateway's zone route: zone.move in batches, one box a turn.
-        route = RemoteRoute(("zone.",), link, batched=() if args.unbatched else ZONE_BATCHED)
         players = callers(args.window)
+        if args.unanswered:
+            # As a gateway's zone route: zone.move without an answer.
+            route = RemoteRoute(("zone.",), link, unanswered=ZONE_INPUTS)
+
+            def send(slot, n):
+                # A round: every player's move, then one answered message after them.
+                for player in players:
+                    route.handle(player, "zone.move", move(n))
+                return route.handle(players[slot], "zone.sync", {"t": "zone.sync"})
+
+            return await measure(send, child, args, args.requests, args.profile, len(players))
+        # zone.move answered, in batches (one box a turn), or one Route each.
+        route = RemoteRoute(("zone.",), link, batched=() if args.unbatched else ZONE_INPUTS)
 
         def send(slot, n):
             return route.handle(players[slot], "zone.move", move(n))
@@ -401,7 +426,12 @@ if __name__ == "__main__":
     p.add_argument(
         "--unbatched",
         action="store_true",
-        help="one Route command per message, not the zone route's batches",
+        help="one Route command per message, not in batches",
+    )
+    p.add_argument(
+        "--unanswered",
+        action="store_true",
+        help="zone.move without an answer (RouteInputs), as a gateway's zone route sends it",
     )
     p.add_argument("--serve", choices=("mmo", "bare"), help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)

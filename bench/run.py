@@ -180,8 +180,11 @@ BENCHMARKS = [
         "route",
         "route.py",
         "Routing zone.move from a gateway to a zone process",
-        [ROUTE, profiled(ROUTE)],
-        [Run("", ["--requests", "20000"], True)],
+        [ROUTE, Run("unanswered", [*ROUTE.args, "--unanswered"]), profiled(ROUTE)],
+        [
+            Run("", ["--requests", "20000"], True),
+            Run("unanswered", ["--requests", "20000", "--unanswered"]),
+        ],
         timeout=240,
         pairs=[
             ("route_per_s", "baseline_per_s"),

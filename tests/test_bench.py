@@ -386,3 +386,20 @@ class CapacityFitTests(unittest.TestCase):
         spent = self.capacity.cpu_seconds(os.getpid())
         self.assertGreater(spent, 0.0)
         self.assertLessEqual(spent, time.process_time() + 0.02)
+
+
+class RouteSmokeTests(unittest.TestCase):
+    """bench/route.py at a tiny size, in each of the ways a gateway routes a move."""
+
+    timeout = 240
+
+    def test_answered_and_unanswered(self):
+        script = os.path.join(ROOT, "bench", "route.py")
+        for mode in ([], ["--unanswered"]):
+            args = ["--requests", "2000", "--window", "100", *mode]
+            outcome = run.run_script(script, args, timeout=200, profile=None)
+            self.assertTrue(outcome.ok, outcome.error)
+            figures = outcome.figures
+            self.assertGreaterEqual(figures["requests"], 2000, mode)
+            for name in ("route_per_s", "gateway_cpu_us", "baseline_client_cpu_us"):
+                self.assertGreater(figures[name], 0, (mode, name))

@@ -407,7 +407,8 @@ class GatewayNode:
         """The client's input C{seq}; whether the gateway could route it."""
         if self.caller.zone is None:
             return False
-        self.route.handle(self.caller, "zone.move", {"seq": seq}).addErrback(lambda f: None)
+        move = {"seq": seq, "x": 0.0, "y": 0.0}
+        self.route.handle(self.caller, "zone.move", move).addErrback(lambda f: None)
         return True
 
     def receive(self, sender: str, message: object) -> None:

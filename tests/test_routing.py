@@ -39,7 +39,15 @@ from mmo.gateway.factory import GatewayFactory
 from mmo.gateway.tap import ROUTE_PREFIXES, gateway_routes
 from mmo.login.tickets import TicketSigner, load_key
 from mmo.process.service import ProcessService
-from mmo.rpc.commands import LongBytes, Route, RouteBatch, Send, ServiceError, SessionEvent
+from mmo.rpc.commands import (
+    LongBytes,
+    Route,
+    RouteBatch,
+    RouteInputs,
+    Send,
+    ServiceError,
+    SessionEvent,
+)
 from mmo.store import StoreUnavailable
 from mmo.wire import codes
 from mmo.wire.codes import WireError
@@ -233,6 +241,62 @@ class RemoteRouteTests(Harness):
         self.assertEqual(broken.code, codes.INTERNAL)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
+    async def test_inputs(self):
+        """
+        Unanswered messages of one reactor turn cross the real link in one
+        RouteInputs box, without an answer: the route answers each C{{}}
+        itself, the service handles them in order, and a message sent after
+        them arrives after them.
+        """
+        link = self.routes[0].link
+        # The service said, answering the link's first Ping, that it takes them.
+        await support.until(lambda: link.takes(RouteInputs))
+        route = RemoteRoute(("room.",), link, unanswered=("room.echo", "room.refuse"))
+        handled = []
+        echo = self.lobby.on_room_echo
+
+        async def recording(caller, message):
+            handled.append(message["text"])
+            return await echo(caller, message)
+
+        async def last(caller, message):
+            handled.append("last")
+            return {"last": True}
+
+        self.lobby.on_room_echo = recording
+        self.lobby.on_room_quiet = last
+        caller = Caller("s1", "gateway-1", "a1", "Alice")
+        results = [
+            route.handle(caller, "room.echo", {"t": "room.echo", "text": "one"}),
+            route.handle(caller, "room.refuse", {"t": "room.refuse"}),
+            route.handle(caller, "room.echo", {"t": "room.echo", "text": "two"}),
+        ]
+        self.assertEqual([self.successResultOf(d) for d in results], [{}, {}, {}])
+        self.assertEqual(handled, [])
+        # An answered message after them: handled after them.
+        after = route.handle(caller, "room.quiet", {"t": "room.quiet"})
+        self.assertEqual(await support.bounded(after), {"last": True})
+        self.assertEqual(handled, ["one", "two", "last"])
+
+    async def test_inputs_without_a_link(self):
+        """
+        No link up: an unanswered message is not answered by the route; it
+        waits for a link and goes as an answered one, so the client is told
+        what the service said.
+        """
+        await self.stop_listener()
+        for link in self.links():
+            link.transport.loseConnection()
+        link = self.routes[0].link
+        await support.until(lambda: not link.takes(RouteInputs))
+        route = RemoteRoute(("room.",), link, unanswered=("room.echo",))
+        caller = Caller("s1", "gateway-1", "a1", "Alice")
+        echoed = route.handle(caller, "room.echo", {"t": "room.echo", "text": "hi"})
+        self.assertNoResult(echoed)
+        self.listener = serve(self.config, "lobby", self.lobby, reactor)
+        self.listener.startService()
+        self.assertEqual((await support.bounded(echoed))["text"], "hi")
+
     async def test_malformed_batch(self):
         """Each malformed call is refused on its own; the good ones are answered."""
         link = self.routes[0].link
@@ -350,6 +414,83 @@ def echo(calls):
         [1, codes.ROOM_FULL, "full", True] if message.get("text") == "no" else [0, message]
         for _, _, message in calls
     ]
+
+
+class InputLink(BatchLink):
+    """A link double that records what it is told (commands without an answer)."""
+
+    def __init__(self, up=True):
+        super().__init__(echo, {"body": pack({})})
+        self.up = up
+
+    def takes(self, command):
+        return self.up and command is RouteInputs
+
+    def tell(self, command, **arguments):
+        self.calls.append((command, arguments))
+        return defer.succeed(None)
+
+
+class UnansweredTests(unittest.TestCase):
+    """A route's unanswered messages (L{RemoteRoute.unanswered}), on a fake clock and link."""
+
+    caller = Caller("s1", "gateway-1", "a1", "Alice", zone="r0c0")
+
+    def route(self, link, **options) -> RemoteRoute:
+        return RemoteRoute(("zone.",), link, unanswered=("zone.move",), **options)
+
+    def moves(self, route, texts):
+        return [route.handle(self.caller, "zone.move", {"text": t}) for t in texts]
+
+    def test_one_box_per_turn(self):
+        """Moves of one turn: answered C{{}} at once, sent in one RouteInputs at the turn's end."""
+        link = InputLink()
+        route = self.route(link)
+        results = self.moves(route, ["a", "b"])
+        self.assertEqual([self.successResultOf(d) for d in results], [{}, {}])
+        self.assertEqual(link.calls, [])
+        link.reactor.advance(0)
+        [(command, arguments)] = link.calls
+        self.assertIs(command, RouteInputs)
+        calls = unpack(arguments["calls"])
+        self.assertEqual([c[2]["text"] for c in calls], ["a", "b"])
+        self.assertEqual(Caller.from_dict(calls[0][0]), self.caller)
+
+    def test_max_batch(self):
+        link = InputLink()
+        route = self.route(link, max_batch=2)
+        self.moves(route, "abcde")
+        link.reactor.advance(0)
+        self.assertEqual([len(unpack(a["calls"])) for _, a in link.calls], [2, 2, 1])
+
+    def test_order_kept(self):
+        """Answered and unanswered messages, and a Send, reach the link in their order."""
+        link = InputLink()
+        route = RemoteRoute(("zone.",), link, batched=("zone.look",), unanswered=("zone.move",))
+        route.handle(self.caller, "zone.look", {"text": "1"})
+        self.moves(route, ["2", "3"])
+        route.handle(self.caller, "zone.look", {"text": "4"})
+        self.moves(route, ["5"])
+        route.send("r0c0", Switched("t-1", "s1"), "gateway-1")
+        self.assertEqual(
+            [c for c, _ in link.calls], [RouteBatch, RouteInputs, RouteBatch, RouteInputs, Send]
+        )
+        texts = [[c[2]["text"] for c in unpack(a["calls"])] for _, a in link.calls[:4]]
+        self.assertEqual(texts, [["1"], ["2", "3"], ["4"], ["5"]])
+
+    def test_no_link(self):
+        """
+        No link up, or a service that does not take RouteInputs (an older
+        version): the moves go answered, in a RouteBatch, and each gets the
+        service's reply or error.
+        """
+        link = InputLink(up=False)
+        route = self.route(link)
+        results = self.moves(route, ["a", "no"])
+        link.reactor.advance(0)
+        self.assertEqual([c for c, _ in link.calls], [RouteBatch])
+        self.assertEqual(self.successResultOf(results[0]), {"text": "a"})
+        self.assertEqual(self.failureResultOf(results[1], WireError).value.code, codes.ROOM_FULL)
 
 
 class BatchTests(unittest.TestCase):
@@ -647,6 +788,78 @@ class BackendFailureTests(unittest.TestCase):
         replies = unpack(box[b"replies"])
         self.assertEqual([r[:2] + r[3:] for r in replies], [[1, codes.UNAVAILABLE, False]] * 2)
         self.assertWarned(2)
+
+
+class RouteInputsTests(unittest.TestCase):
+    """The service side of L{RouteInputs}: handled in order, nothing answered, nothing raised."""
+
+    def setUp(self):
+        config = deployment(self, PROCESSES.format(lobby=free_port(), chat=free_port()))
+        self.lobby = Lobby()
+        self.handled = []
+
+        async def echo(caller, message):
+            self.handled.append(message.get("text"))
+            return {}
+
+        self.lobby.on_room_echo = echo
+        factory = ServiceRPCFactory(
+            config, config.process("lobby"), self.lobby, MemoryReactorClock()
+        )
+        self.link = factory.buildProtocol(None)
+        self.link.peer = "gateway-1"
+        self.caller = Caller("s1", "gateway-1", "a1", "Alice").to_dict()
+        self.logged = LogCapture(self).lines
+
+    def tell(self, calls) -> dict:
+        responder = self.link.locateResponder(b"RouteInputs")
+        return self.successResultOf(
+            responder(RouteInputs.makeArguments({"calls": calls}, self.link))
+        )
+
+    def test_in_order(self):
+        """
+        Every input is handled in order; a refused one is told to the
+        service (L{GameService.refused}: by default, logged), a malformed
+        one logged, and the others go on.
+        """
+        refused = []
+        self.lobby.refused = lambda *args: refused.append(args)
+        calls = [
+            [self.caller, "room.echo", {"text": "a"}],
+            [self.caller, "room.refuse", {"why": 1}],
+            "junk",
+            [self.caller, "room.echo", {"text": "b"}],
+        ]
+        self.assertEqual(self.tell(pack(calls)), {})
+        self.assertEqual(self.handled, ["a", "b"])
+        [(caller, kind, message, error)] = refused
+        self.assertEqual(caller, Caller.from_dict(self.caller))
+        self.assertEqual((kind, message), ("room.refuse", {"why": 1}))
+        self.assertEqual(error.code, codes.ROOM_FULL)
+        malformed = [line for line in self.logged if "malformed input from gateway-1" in line]
+        self.assertEqual(len(malformed), 1, self.logged)
+
+    def test_refusal_logged(self):
+        """By default a game service logs what it refused (nobody else would know)."""
+        self.tell(pack([[self.caller, "room.refuse", {}]]))
+        refusals = [line for line in self.logged if "'room.refuse' of s1 refused" in line]
+        self.assertEqual(len(refusals), 1, self.logged)
+        self.assertIn(codes.ROOM_FULL, refusals[0])
+
+    def test_refusal_that_fails(self):
+        """A service whose refusal handler raises: logged, the link and the others go on."""
+        self.lobby.refused = lambda *args: 1 / 0
+        self.tell(pack([[self.caller, "room.refuse", {}], [self.caller, "room.echo", {}]]))
+        self.assertEqual(self.handled, [None])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_malformed(self):
+        """A box that is not a list of calls is logged and dropped, never an error."""
+        for junk in (b"\xc1", pack({"not": "a list"})):
+            self.assertEqual(self.tell(junk), {})
+        self.assertEqual(self.handled, [])
+        self.assertEqual(len([line for line in self.logged if "malformed inputs" in line]), 2)
 
 
 class CallerTests(unittest.TestCase):

@@ -83,6 +83,32 @@ class FailingProtocol(RecordingProtocol):
         raise ValueError("responder bug")
 
 
+class Note(Command):
+    """A test command without an answer."""
+
+    arguments = [(b"text", amp.Unicode())]
+    requiresAnswer = False
+
+
+class NotingProtocol(RecordingProtocol):
+    """Carries out L{Note}: its Ping answer says so (C{takes})."""
+
+    senders = {**SENDERS, Note: EVERY_KIND}
+
+    @Note.responder
+    def note(self, text):
+        self.factory.notes.append(text)
+        return {}
+
+
+class OlderProtocol(RecordingProtocol):
+    """A peer of an older release: its Ping answer has no C{takes}."""
+
+    @Ping.responder
+    def ping(self, nonce):
+        return {"nonce": nonce, "name": self.factory.process.name, "version": "0.1.0"}
+
+
 class Hold(Command):
     """A test command answered only when the test says (L{HoldingProtocol})."""
 
@@ -577,12 +603,45 @@ class LinkTests(unittest.TestCase):
         server = await self.listen()
         service = self.client_service()
         response = await bounded(service.callRemote(Ping, nonce=12345))
-        self.assertEqual(response, {"nonce": 12345, "name": "mmo", "version": mmo.__version__})
+        self.assertEqual(
+            response, {"nonce": 12345, "name": "mmo", "version": mmo.__version__, "takes": []}
+        )
         self.assertEqual(server.linked, ["zone-1"])
         [link] = server.connections
         self.assertEqual(link.peer, "zone-1")
         self.assertEqual(service.factory.connection.peer, "mmo")
         self.assertTrue(any("RPC link from zone-1" in t for t in self.texts))
+
+    async def test_takes(self):
+        """
+        The first Ping's answer says which commands without an answer the
+        peer carries out: L{RPCClientService.takes} is true for those only,
+        and only while a link is up; L{RPCClientService.tell} sends them.
+        """
+        server = ServerFactory(self.conf, self.conf.process("mmo"), reactor)
+        server.protocol = NotingProtocol
+        server.notes = []
+        await self.listen(server)
+        service = self.client_service()
+        self.assertFalse(service.takes(Note))
+        await bounded(service.factory.when_connected())
+        self.assertTrue(service.takes(Note))
+        self.assertFalse(service.takes(Fail))
+        await bounded(service.tell(Note, text="hello"))
+        await until(lambda: server.notes == ["hello"])
+        await self.listening.stopListening()
+        service.factory.connection.transport.loseConnection()
+        await until(lambda: not service.takes(Note))
+
+    async def test_older_peer_takes_nothing(self):
+        """A peer whose Ping answer has no C{takes} (an older release) takes none."""
+        server = ServerFactory(self.conf, self.conf.process("mmo"), reactor)
+        server.protocol = OlderProtocol
+        await self.listen(server)
+        service = self.client_service()
+        link = await bounded(service.factory.when_connected())
+        self.assertEqual(link.peer_takes, frozenset())
+        self.assertFalse(service.takes(Note))
 
     async def test_errors(self):
         """

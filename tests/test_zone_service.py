@@ -23,6 +23,8 @@ from mmo.game.messages import (
     SwitchRoute,
     gateway_channel,
 )
+from mmo.game.routes import pack
+from mmo.game.server import ServiceRPCFactory
 from mmo.game.service import Caller, Reply, SessionChange
 from mmo.gateway.delivery import Delivery
 from mmo.gateway.handover import Forwards
@@ -264,6 +266,31 @@ class ZoneServiceTests(ZoneTestCase):
         kind, fields = batch["session-alice"][0]
         self.assertEqual((kind, fields), ("world.correct", {"x": 50.0, "y": 50.0, "input": 5}))
 
+    async def test_refused_input_corrected(self):
+        """
+        An input its gateway did not wait for (L{mmo.rpc.commands.RouteInputs})
+        that the zone refuses is answered with a correction at the next
+        tick: the player's position and last input, so its client knows
+        what became of it.  A refusal for a player not here pushes nothing.
+        """
+        alice = caller("alice", zone="r0c0")
+        await self.west.handle(alice, "zone.enter", {})
+        await self.west.handle(alice, "zone.move", {"seq": 3, "x": 50.5, "y": 50.0})
+        self.tick()
+        self.batches()
+        inputs = ServiceRPCFactory(self.config, self.config.process("mmo"), self.west, self.clock)
+        bob = caller("bob", zone="r0c0")
+        refused = [
+            [alice.to_dict(), "zone.move", {"seq": 4, "x": "east", "y": 50.0}],
+            [bob.to_dict(), "zone.move", {"seq": 1, "x": 1.0, "y": 1.0}],
+        ]
+        inputs.route_inputs(pack(refused), "gw-1")
+        await self.settle()
+        [batch] = self.batches()
+        self.assertEqual(list(batch), ["session-alice"])
+        kind, fields = batch["session-alice"][0]
+        self.assertEqual((kind, fields), ("world.correct", {"x": 50.5, "y": 50.0, "input": 3}))
+
     async def test_malformed_move(self):
         alice = caller("alice", zone="r0c0")
         await self.west.handle(alice, "zone.enter", {})
@@ -499,6 +526,28 @@ class GatewaySideTests(unittest.TestCase):
         d = route.handle(caller("bob"), "zone.move", {"seq": 1, "x": 1, "y": 1})
         failure = self.failureResultOf(d, WireError)
         self.assertEqual(failure.value.code, codes.NOT_ALLOWED)
+
+    def test_malformed_move_refused_by_the_gateway(self):
+        """
+        The zone does not answer moves: the gateway's route refuses a
+        malformed one itself (C{bad_request}), and sends only good ones on.
+        """
+        link = RecordingRoute()
+        handled = []
+        link.handle = lambda caller, kind, message: handled.append(message) or defer.succeed({})
+        route = ZoneRoute({"r0c0": link}, WorldMap.from_config(self.config), "mmo", None, (50, 50))
+        alice = caller("alice", "mmo", zone="r0c0")
+        for bad in (
+            {"seq": -1, "x": 1, "y": 1},
+            {"seq": True, "x": 1, "y": 1},
+            {"seq": 1, "x": float("nan"), "y": 1},
+            {"seq": 1, "x": "1", "y": 1},
+        ):
+            failure = self.failureResultOf(route.handle(alice, "zone.move", bad), WireError)
+            self.assertEqual(failure.value.code, codes.BAD_REQUEST, bad)
+        good = {"seq": 1, "x": 1.5, "y": 2, "emote": "wave"}
+        self.assertEqual(self.successResultOf(route.handle(alice, "zone.move", good)), {})
+        self.assertEqual(handled, [good])
 
     def test_zone_enter_needs_world_enter(self):
         """One truth about the player's place: no zone without world.enter first."""

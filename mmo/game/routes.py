@@ -125,14 +125,23 @@ class RemoteRoute:
     Messages of the types in C{batched} (those the service answers at once,
     like a zone's C{zone.move}) are gathered for the rest of the reactor
     turn and go together in one L{commands.RouteBatch} (at most
-    C{max_batch} to a box); each still gets its own reply or error.  Any
-    other message first sends the gathered ones, so that the service gets
-    a session's messages in the order they came.
+    C{max_batch} to a box); each still gets its own reply or error.
+    Messages of the types in C{unanswered} (a zone's C{zone.move}: the
+    zone's pushes say what became of it) are gathered the same way and go
+    in L{commands.RouteInputs} boxes, which the service does not answer:
+    the route answers each C{{}} itself.  That needs a link that is up to
+    a service that takes them (L{rpc.RPCClientService.takes}); without
+    one (no link now, or an older service) they go as C{batched} ones,
+    answered by the service, so that a client waiting for a link or
+    talking to an older zone is told what the service said.  Any other
+    message first sends the gathered ones, so that the service gets a
+    session's messages in the order they came.
 
     @ivar prefixes: The message types (or prefixes ending in ".") it owns.
     @ivar link: The L{mmo.rpc.RPCClientService} to the service's process.
     @ivar timeout: Seconds to wait for an answer once a message is sent.
     @ivar batched: The message types sent in batches.
+    @ivar unanswered: The message types sent in batches without an answer.
     """
 
     log = Logger()
@@ -144,15 +153,18 @@ class RemoteRoute:
         timeout: float = CALL_TIMEOUT,
         batched=(),
         max_batch: int = MAX_BATCH,
+        unanswered=(),
     ):
         self.prefixes = tuple(prefixes)
         self.link = link
         self.timeout = timeout
         self.name = link.peer.name
         self.batched = frozenset(batched)
+        self.unanswered = frozenset(unanswered)
         self.max_batch = max_batch
-        #: The batched messages of this reactor turn: ([caller, kind, message], Deferred).
-        self._batch: list[tuple[list, defer.Deferred]] = []
+        #: The gathered messages of this reactor turn, in order:
+        #: ([caller, kind, message], the Deferred of its reply, or None if unanswered).
+        self._batch: list[tuple[list, defer.Deferred | None]] = []
         self._flush_call = None
         #: The service does not take L{commands.RouteBatch} (an older
         #: version, during a rolling upgrade): one L{commands.Route} each.
@@ -172,17 +184,24 @@ class RemoteRoute:
         return d.addTimeout(self.timeout, self.link.reactor)
 
     def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
-        if kind in self.batched and not self._unbatched:
+        if kind in self.unanswered and self.link.takes(commands.RouteInputs):
+            self._gather([caller.to_dict(), kind, message], None)
+            return defer.succeed({})
+        if (kind in self.batched or kind in self.unanswered) and not self._unbatched:
             d = defer.Deferred()
-            self._batch.append(([caller.to_dict(), kind, message], d))
-            if len(self._batch) >= self.max_batch:
-                self.flush()
-            elif self._flush_call is None:
-                self._flush_call = self.link.reactor.callLater(0, self.flush)
+            self._gather([caller.to_dict(), kind, message], d)
             return d
         if self._batch:
             self.flush()
         return defer.ensureDeferred(self._handle(caller, kind, message))
+
+    def _gather(self, call: list, d: defer.Deferred | None) -> None:
+        """Add a call to this turn's batch; send it when full, else at the turn's end."""
+        self._batch.append((call, d))
+        if len(self._batch) >= self.max_batch:
+            self.flush()
+        elif self._flush_call is None:
+            self._flush_call = self.link.reactor.callLater(0, self.flush)
 
     async def _handle(self, caller: Caller, kind: str, message: dict):
         try:
@@ -228,14 +247,42 @@ class RemoteRoute:
         return e
 
     def flush(self) -> None:
-        """Send the gathered messages now (L{commands.RouteBatch}, C{max_batch} to a box)."""
+        """
+        Send the gathered messages now, in order: each run of answered ones
+        in L{commands.RouteBatch} boxes, each run of unanswered ones in
+        L{commands.RouteInputs} boxes, C{max_batch} to a box.
+        """
         if self._flush_call is not None:
             if self._flush_call.active():
                 self._flush_call.cancel()
             self._flush_call = None
         batch, self._batch = self._batch, []
-        for start in range(0, len(batch), self.max_batch):
-            self._send_batch(batch[start : start + self.max_batch])
+        start = 0
+        while start < len(batch):
+            answered = batch[start][1] is not None
+            end = start + 1
+            while (
+                end < len(batch)
+                and end - start < self.max_batch
+                and (batch[end][1] is not None) == answered
+            ):
+                end += 1
+            if answered:
+                self._send_batch(batch[start:end])
+            else:
+                self._send_inputs([call for call, _ in batch[start:end]])
+            start = end
+
+    def _send_inputs(self, calls: list) -> None:
+        d = self.link.tell(commands.RouteInputs, calls=pack(calls))
+        d.addErrback(
+            lambda f: self.log.warn(
+                "{count} input(s) to {service} not sent: {why}",
+                count=len(calls),
+                service=self.name,
+                why=f.getErrorMessage(),
+            )
+        )
 
     def _send_batch(self, batch: list) -> None:
         d = self._call(commands.RouteBatch, calls=pack([call for call, _ in batch]))

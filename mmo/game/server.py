@@ -1,7 +1,8 @@
 """
 The service side of the game RPC: how a game-service process (lobby, chat,
 zones) answers the gateways' L{mmo.rpc.commands.Route},
-L{mmo.rpc.commands.RouteBatch}, L{mmo.rpc.commands.Send} and
+L{mmo.rpc.commands.RouteBatch}, L{mmo.rpc.commands.RouteInputs},
+L{mmo.rpc.commands.Send} and
 L{mmo.rpc.commands.SessionEvent} for its
 L{mmo.game.service.GameService}, over AMP with mutual TLS.  The gateway's
 side is L{mmo.game.routes.RemoteRoute}.
@@ -43,6 +44,22 @@ def _caller_of(fields) -> Caller:
     return caller
 
 
+def _routed_call(call) -> tuple[Caller, str, dict]:
+    """
+    The caller, type and message of a call of a batch (C{[caller, kind, message]}).
+
+    @raise rpc.BadRequest: Malformed.
+    """
+    try:
+        fields, kind, message = call
+    except (TypeError, ValueError):
+        raise rpc.BadRequest("malformed routed message") from None
+    caller = _caller_of(fields)
+    if not isinstance(kind, str) or not isinstance(message, dict):
+        raise rpc.BadRequest("malformed routed message")
+    return caller, kind, message
+
+
 class ServiceRPC(rpc.RPCProtocol):
     """
     Answers gateways' L{commands.Route}, L{commands.RouteBatch},
@@ -57,6 +74,13 @@ class ServiceRPC(rpc.RPCProtocol):
     @commands.RouteBatch.responder
     def route_batch(self, calls: bytes) -> defer.Deferred:
         return defer.ensureDeferred(self.factory.route_batch(calls))
+
+    @commands.RouteInputs.responder
+    def route_inputs(self, calls: bytes) -> dict:
+        # Nothing is answered, and a failure here would drop the link (AMP's
+        # end for an unanswered box's error): route_inputs never raises.
+        self.factory.route_inputs(calls, self.peer)
+        return {}
 
     @commands.Send.responder
     def send(self, to: str, message: bytes) -> dict:
@@ -145,14 +169,47 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
         handled = [defer.ensureDeferred(self._routed(call)) for call in calls]
         return {"replies": pack([await d for d in handled])}
 
+    def route_inputs(self, data: bytes, peer: str | None) -> None:
+        """
+        A L{commands.RouteInputs}: every call handled in order (each started
+        before the next), as in L{route_batch}, and nothing answered.  The
+        client learns what became of a refused call from the service
+        (L{GameService.refused}); a malformed box is logged and dropped.
+        """
+        try:
+            calls = unpack(data)
+        except Exception:
+            calls = None
+        if not isinstance(calls, list):
+            self.log.warn("malformed inputs from {peer} dropped", peer=peer)
+            return
+        for call in calls:
+            defer.ensureDeferred(self._input(call, peer))
+
+    async def _input(self, call, peer: str | None) -> None:
+        """One call of a L{commands.RouteInputs}: handled; a refusal told to the service."""
+        try:
+            caller, kind, message = _routed_call(call)
+        except rpc.BadRequest:
+            self.log.warn("a malformed input from {peer} dropped", peer=peer)
+            return
+        reply = await self._answer(caller, kind, message)
+        if reply[0] != 1:
+            return
+        try:
+            self.service.refused(caller, kind, message, WireError(*reply[1:]))
+        except Exception:
+            self.log.failure("telling {session} of a refusal failed", session=caller.session)
+
     async def _routed(self, call) -> list:
         try:
-            fields, kind, message = call
-            caller = _caller_of(fields)
-            if not isinstance(kind, str) or not isinstance(message, dict):
-                raise TypeError(kind)
-        except (TypeError, ValueError, rpc.BadRequest):
+            caller, kind, message = _routed_call(call)
+        except rpc.BadRequest:
             return [1, codes.BAD_REQUEST, "malformed routed message", False]
+        return await self._answer(caller, kind, message)
+
+    async def _answer(self, caller: Caller, kind: str, message: dict) -> list:
+        """The reply of a call of a batch: C{[0, reply]}, C{[0, reply, change]} or C{[1, ...]}."""
         self.known.heard(caller)
         try:
             reply = await self.service.handle(caller, kind, message)

@@ -185,6 +185,21 @@ class GameService:
     async def session_event(self, caller: Caller, event: str) -> None:
         """A session started, changed, moved or ended (see the module docstring)."""
 
+    def refused(self, caller: Caller, kind: str, message: dict, error: WireError) -> None:
+        """
+        C{handle} refused (or failed) C{message}, one the caller's gateway
+        sent without waiting for an answer (L{mmo.rpc.commands.RouteInputs}):
+        the client was not told.  Tell it what became of the message, with
+        a push.  The default logs the refusal.
+        """
+        self.log.info(
+            "{kind!r} of {session} refused: {code}: {why}",
+            kind=kind,
+            session=caller.session,
+            code=error.code,
+            why=error.message,
+        )
+
     def held_sessions(self) -> Iterable[Caller]:
         """
         Sessions the service holds something for that its process may not

@@ -112,7 +112,13 @@ class Ping(Command):
     """
     Is the peer there, and what is it?  Both ends of every link answer it.
 
-    The responder echoes C{nonce} and tells its process name and mmo version.
+    The responder echoes C{nonce} and tells its process name and mmo version,
+    and in C{takes} the commands without an answer it carries out (those
+    of L{SENDERS} with C{requiresAnswer = False} it has a responder for).
+    A peer cannot refuse such a command (AMP drops the link over a box it
+    cannot handle when no answer is asked), so a sender uses one only with
+    a peer that said it takes it.  An older peer's answer has no C{takes}
+    (C{None}): it takes none; an older caller ignores the key.
     """
 
     arguments = [(b"nonce", amp.Integer())]
@@ -120,6 +126,7 @@ class Ping(Command):
         (b"nonce", amp.Integer()),
         (b"name", amp.Unicode()),
         (b"version", amp.Unicode()),
+        (b"takes", amp.ListOf(amp.Unicode(), optional=True)),
     ]
 
 
@@ -248,6 +255,29 @@ class RouteBatch(Command):
     response = [(b"replies", LongBytes())]
 
 
+class RouteInputs(Command):
+    """
+    A gateway's players' inputs of one reactor turn (a zone's C{zone.move}),
+    without an answer: C{calls} as in L{RouteBatch}, handled by the service
+    in their order, as if each had come in its own L{Route}.  Nothing comes
+    back, so the inputs cost the service no reply: what was applied reaches
+    the player in the zone's pushes (C{world.update}, C{world.correct}), and
+    a refusal of an input for a player it holds is answered with a
+    correction (C{world.correct}: the player's position and last input).
+    Later commands on the same link (a L{Send} of C{Switched}) arrive after
+    them.
+
+    A service that does not know it cannot say so (AMP drops the link over a
+    box it cannot handle when no answer is asked): it is sent only to a
+    peer whose L{Ping} answer lists it in C{takes}; to an older one the
+    inputs go in L{RouteBatch}es, answered.
+    """
+
+    arguments = [(b"calls", LongBytes())]
+    response = []
+    requiresAnswer = False
+
+
 class Send(Command):
     """
     A message of the bus vocabulary (L{mmo.game.messages}) for instance
@@ -306,6 +336,7 @@ SENDERS: dict[type[amp.Command], frozenset[str]] = {
     # Players' messages and their sessions' events come from their gateway.
     Route: frozenset({"gateway"}),
     RouteBatch: frozenset({"gateway"}),
+    RouteInputs: frozenset({"gateway"}),
     SessionEvent: frozenset({"gateway"}),
     # A gateway's Switched after the inputs it routed to the old zone.
     Send: frozenset({"gateway"}),
@@ -327,6 +358,8 @@ __all__ = [
     "ServiceError",
     "Redirect",
     "Route",
+    "RouteBatch",
+    "RouteInputs",
     "Send",
     "SessionEvent",
     "Admin",

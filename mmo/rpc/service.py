@@ -130,6 +130,8 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
     #: Command -> the kinds of peer that may send it.
     senders: dict[type[amp.Command], frozenset[str]] = SENDERS
     peer: str | None = None
+    #: Client side: the commands without an answer the peer takes (L{takes}).
+    peer_takes: frozenset[str] = frozenset()
     ready = False
     _timer = None
     _lost = False
@@ -198,6 +200,7 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
                 self._cancel_timer()
                 self.transport.abortConnection()
                 return
+            self.peer_takes = frozenset(response.get("takes") or ())
             self._up(response["version"])
 
         def failed(reason):
@@ -327,8 +330,28 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
 
     @Ping.responder
     def ping(self, nonce: int) -> dict:
-        """Echo C{nonce}, with this process's name and mmo version."""
-        return {"nonce": nonce, "name": self.factory.process.name, "version": mmo.__version__}
+        """
+        Echo C{nonce}, with this process's name and mmo version, and the
+        commands without an answer this end carries out.
+        """
+        return {
+            "nonce": nonce,
+            "name": self.factory.process.name,
+            "version": mmo.__version__,
+            "takes": [
+                command.commandName.decode("ascii")
+                for command in self.senders
+                if not command.requiresAnswer
+                and self.locateResponder(command.commandName) is not None
+            ],
+        }
+
+    def takes(self, command: type[amp.Command]) -> bool:
+        """
+        Client side: whether the peer said, answering the link's first
+        L{Ping}, that it carries out C{command} (one without an answer).
+        """
+        return command.commandName.decode("ascii") in self.peer_takes
 
 
 class RPCServerFactory(protocol.ServerFactory):
@@ -696,14 +719,43 @@ class RPCClientService(service.Service):
             before the answer, with the connection's failure: the command
             may or may not have been carried out.
         """
+        if not self.running or self.successor is None:
+            return self._when_linked().addCallback(self._send, command, kwargs)
+        return self.successor.callRemote(command, **kwargs)
+
+    def _when_linked(self) -> defer.Deferred:
+        """The link that is up, now or within L{timeout}; else L{Unavailable}."""
         if not self.running:
             return defer.fail(Unavailable(f"the link to {self.peer.name} is not running"))
-        if self.successor is not None:
-            return self.successor.callRemote(command, **kwargs)
         waiting = self.factory.when_connected()
         waiting.addTimeout(self.timeout, self.reactor, onTimeoutCancel=self._timed_out)
-        waiting.addCallback(self._send, command, kwargs)
         return waiting
+
+    def takes(self, command: type[amp.Command]) -> bool:
+        """
+        Whether a link is up now (the successor's, after a L{relink}) and
+        its peer carries out C{command}, one without an answer
+        (L{RPCProtocol.takes}): whether L{tell} may send it now.
+        """
+        if self.successor is not None:
+            return self.successor.takes(command)
+        link = self.factory.connection
+        return self.running and link is not None and link.takes(command)
+
+    def tell(self, command: type[amp.Command], **kwargs) -> defer.Deferred:
+        """
+        Send C{command}, one without an answer (C{requiresAnswer = False})
+        that the peer L{takes}, over the link, in order with the commands of
+        L{callRemote}, waiting for a link as L{callRemote} does.
+
+        @return: A L{Deferred} that fires with C{None} once the command is
+            written to the link, or fails with L{Unavailable} (not sent).
+            Whether the peer carried it out is not known: a link that drops
+            after the write may have lost it.
+        """
+        if not self.running or self.successor is None:
+            return self._when_linked().addCallback(lambda link: link.callRemote(command, **kwargs))
+        return self.successor.tell(command, **kwargs)
 
     def _send(self, link, command, kwargs) -> defer.Deferred:
         self.pending += 1

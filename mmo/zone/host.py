@@ -238,6 +238,14 @@ class ZoneHost(GameService):
             raise WireError(codes.UNAVAILABLE, f"zone {caller.zone!r} is not served here; retry")
         return await zone.handle(caller, kind, message)
 
+    def refused(self, caller: Caller, kind: str, message: dict, error: WireError) -> None:
+        """The caller's zone's (L{ZoneService.refused}), if it is served here."""
+        zone = self.zones.get(caller.zone)
+        if zone is None:
+            super().refused(caller, kind, message, error)
+        else:
+            zone.refused(caller, kind, message, error)
+
     def receive(self, to: str, sender: str, message) -> None:
         """A gateway's message for the zone of region C{to} (L{ZoneService.receive})."""
         zone = self.zones.get(to)

@@ -25,13 +25,42 @@ from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.ended import EndedResends
 from mmo.zone.entity import saved_position
+from mmo.zone.simulation import parse_input
 from mmo.zone.world import WorldMap
 
-#: The message types a zone answers at once, which a gateway sends in batches.
-ZONE_BATCHED = ("zone.move",)
+#: The players' inputs: a gateway sends them in batches without an answer
+#: (L{mmo.rpc.commands.RouteInputs}) and answers them itself.
+ZONE_INPUTS = ("zone.move",)
+
+#: A player's move.
+MOVE = "zone.move"
+
+#: The fields of a C{zone.move} that are not the game's own (C{Input.extra}).
+MOVE_FIELDS = frozenset({"t", "id", "seq", "x", "y"})
 
 #: The messages that put a character in a zone or take it out.
 ENTER, LEAVE = "zone.enter", "zone.leave"
+
+
+def move_input(message: dict) -> tuple[int, dict]:
+    """
+    C{(seq, payload)} of a C{zone.move}: the payload is C{{"x", "y"}} and,
+    if the message has fields of the game's own, C{"extra"}.  The gateway
+    checks this before it sends a move (the zone does not answer moves),
+    and the zone again.
+
+    @raise WireError: C{bad_request}: malformed.
+    """
+    seq, x, y = message.get("seq"), message.get("x"), message.get("y")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise WireError(codes.BAD_REQUEST, "seq must be a non-negative integer")
+    payload = {"x": x, "y": y}
+    extra = {k: v for k, v in message.items() if k not in MOVE_FIELDS}
+    if extra:
+        payload["extra"] = extra
+    if parse_input(seq, payload) is None:
+        raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
+    return seq, payload
 
 
 @implementer(IRoute)
@@ -106,6 +135,12 @@ class ZoneRoute:
             route = self.routes.get(zone)
             if route is None:
                 return defer.fail(self._unreachable(zone))
+            if kind == MOVE:
+                # Checked here: the zone does not answer moves.
+                try:
+                    move_input(message)
+                except WireError as e:
+                    return defer.fail(e)
             return route.handle(caller, kind, message)
         return defer.ensureDeferred(self._enter_or_leave(caller, kind, message))
 
@@ -260,7 +295,7 @@ def zone_routes(
         peer.name: RemoteRoute(
             ("zone.",),
             rpc.RPCClientService(config, process, peer, reactor=reactor, timeout=timeout),
-            batched=ZONE_BATCHED,
+            unanswered=ZONE_INPUTS,
         )
         for peer in config.processes.values()
         if peer.kind == "zone"

@@ -53,13 +53,11 @@ from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, OFFERING, ZoneHandoff
 from mmo.zone.movement import client_movement
-from mmo.zone.simulation import ZoneSimulation, parse_input
+from mmo.zone.route import move_input
+from mmo.zone.simulation import ZoneSimulation
 from mmo.zone.takeover import HANDED, SERVING, Takeover
 from mmo.zone.ticker import Ticker
 from mmo.zone.world import WorldMap, client_world
-
-#: The fields of a C{zone.move} that are not the game's own (L{Input.extra}).
-MOVE_FIELDS = frozenset({"t", "id", "seq", "x", "y"})
 
 #: Seconds between checkpoints of a zone's entities (what a crash may lose).
 CHECKPOINT_INTERVAL = 5.0
@@ -482,20 +480,23 @@ class ZoneService(GameService):
         the entity moved on, and applies it in order, at most once).
         """
         entity_id = self._player_id(caller)
-        seq, x, y = message.get("seq"), message.get("x"), message.get("y")
-        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-            raise WireError(codes.BAD_REQUEST, "seq must be a non-negative integer")
-        payload = {"x": x, "y": y}
         # The game's own fields of the input travel with it (Input.extra).
-        extra = {k: v for k, v in message.items() if k not in MOVE_FIELDS}
-        if extra:
-            payload["extra"] = extra
-        if parse_input(seq, payload) is None:
-            raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
+        seq, payload = move_input(message)
         if self.handoff.status(entity_id) is None and caller.zone is None:
             raise WireError(codes.NOT_ALLOWED, "enter the zone first")
         self._input(caller.gateway, Input(caller.session, entity_id, seq, payload))
         return {}
+
+    def refused(self, caller: Caller, kind: str, message: dict, error: WireError) -> None:
+        """
+        An input its gateway did not wait for was refused: a player whose
+        entity is a real here is corrected at the next tick (C{world.correct}
+        with its position and C{last_input}), so that its client knows
+        where it is and which of its inputs were applied.
+        """
+        super().refused(caller, kind, message, error)
+        if caller.character_id is not None:
+            self.simulation.correct(caller.character_id)
 
     def _input(self, gateway: str, message: Input | Switched) -> None:
         """

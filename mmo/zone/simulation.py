@@ -324,8 +324,17 @@ class ZoneSimulation:
         move = parse_input(seq, payload)
         if move is not None and self.apply_input(entity, move):
             return True
-        self._corrected.add(entity.id)
+        self.correct(entity.id)
         return False
+
+    def correct(self, entity_id: str) -> None:
+        """
+        Send the player of the real C{entity_id} its authoritative state at
+        the next tick (C{world.correct {x, y, input}}), before that tick's
+        C{world.update}: a refused input, whatever refused it.
+        """
+        if entity_id in self.reals:
+            self._corrected.add(entity_id)
 
     def apply_input(self, entity: Entity, move: Input) -> bool:
         """
