@@ -290,7 +290,9 @@ class ZoneLink:
     """
     The gateway's link to one zone, as its L{ZoneRoute} sees it (an
     L{mmo.game.routes.IRoute}): C{zone.move} is an L{Input} event of the
-    world, as AMP carries it to the zone (in order, one way); C{zone.enter}
+    world, as L{mmo.rpc.commands.RouteInputs} carries it to the zone (in
+    order with the L{Switched}s of L{send}, one way, nothing answered: the
+    gateway answers the client itself); C{zone.enter}
     is answered by the zone: it is there, or the store names another owner
     (L{Redirect}), or the zone is down (C{unavailable}).
     """

@@ -297,6 +297,32 @@ class RemoteRouteTests(Harness):
         self.listener.startService()
         self.assertEqual((await support.bounded(echoed))["text"], "hi")
 
+    async def test_inputs_to_an_older_service(self):
+        """
+        A service of an older release (its Ping answer has no C{takes}, and
+        it has no RouteInputs responder): the unanswered messages go in
+        answered RouteBatches, and each gets the service's reply or error,
+        as before; nothing reaches it as a box it cannot handle.
+        """
+        await self.stop_listener()
+        for link in self.links():
+            link.transport.loseConnection()
+        factory = ServiceRPCFactory(self.config, self.config.process("lobby"), self.lobby, reactor)
+        factory.protocol = OlderServiceRPC
+        self.listener = serve(self.config, "lobby", self.lobby, reactor, factory)
+        self.listener.startService()
+        link = self.routes[0].link
+        await support.until(lambda: link.factory.connection is not None)
+        self.assertFalse(link.takes(RouteInputs))
+        route = RemoteRoute(("room.",), link, unanswered=("room.echo", "room.refuse"))
+        caller = Caller("s1", "gateway-1", "a1", "Alice")
+        echoed = route.handle(caller, "room.echo", {"t": "room.echo", "text": "hi"})
+        refused = route.handle(caller, "room.refuse", {"t": "room.refuse"})
+        self.assertEqual((await support.bounded(echoed))["text"], "hi")
+        failure = await support.bounded(self.assertFailure(refused, WireError))
+        self.assertEqual(failure.code, codes.ROOM_FULL)
+        self.assertEqual(OlderServiceRPC.unhandled, [])
+
     async def test_malformed_batch(self):
         """Each malformed call is refused on its own; the good ones are answered."""
         link = self.routes[0].link
@@ -416,6 +442,23 @@ def echo(calls):
     ]
 
 
+class OlderServiceRPC(ServiceRPC):
+    """The service side of an older release: no RouteInputs, no C{takes} in its Ping answer."""
+
+    #: The commands it was sent and could not handle.
+    unhandled: list = []
+
+    def locateResponder(self, name):
+        if name == RouteInputs.commandName:
+            self.unhandled.append(name)
+            return None
+        return super().locateResponder(name)
+
+    @rpc.Ping.responder
+    def ping(self, nonce):
+        return {"nonce": nonce, "name": self.factory.process.name, "version": "0.1.0"}
+
+
 class InputLink(BatchLink):
     """A link double that records what it is told (commands without an answer)."""
 
@@ -431,16 +474,24 @@ class InputLink(BatchLink):
         return defer.succeed(None)
 
 
-class UnansweredTests(unittest.TestCase):
-    """A route's unanswered messages (L{RemoteRoute.unanswered}), on a fake clock and link."""
+class RouteMoves(unittest.TestCase):
+    """C{zone.move}s through a route that sends them the way L{way} names."""
 
     caller = Caller("s1", "gateway-1", "a1", "Alice", zone="r0c0")
+    #: The L{RemoteRoute} option the moves' type is given in.
+    way = "batched"
 
     def route(self, link, **options) -> RemoteRoute:
-        return RemoteRoute(("zone.",), link, unanswered=("zone.move",), **options)
+        return RemoteRoute(("zone.",), link, **{self.way: ("zone.move",)}, **options)
 
     def moves(self, route, texts):
         return [route.handle(self.caller, "zone.move", {"text": t}) for t in texts]
+
+
+class UnansweredTests(RouteMoves):
+    """A route's unanswered messages (L{RemoteRoute.unanswered}), on a fake clock and link."""
+
+    way = "unanswered"
 
     def test_one_box_per_turn(self):
         """Moves of one turn: answered C{{}} at once, sent in one RouteInputs at the turn's end."""
@@ -493,16 +544,8 @@ class UnansweredTests(unittest.TestCase):
         self.assertEqual(self.failureResultOf(results[1], WireError).value.code, codes.ROOM_FULL)
 
 
-class BatchTests(unittest.TestCase):
+class BatchTests(RouteMoves):
     """A route's batches (L{RemoteRoute.batched}), on a fake clock and link."""
-
-    caller = Caller("s1", "gateway-1", "a1", "Alice", zone="r0c0")
-
-    def route(self, link, **options) -> RemoteRoute:
-        return RemoteRoute(("zone.",), link, batched=("zone.move",), **options)
-
-    def moves(self, route, texts):
-        return [route.handle(self.caller, "zone.move", {"text": t}) for t in texts]
 
     def test_one_box_per_turn(self):
         """Moves of one reactor turn go in one box, in order, at the turn's end."""
