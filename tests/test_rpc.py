@@ -616,7 +616,8 @@ class LinkTests(unittest.TestCase):
         """
         The first Ping's answer says which commands without an answer the
         peer carries out: L{RPCClientService.takes} is true for those only,
-        and only while a link is up; L{RPCClientService.tell} sends them.
+        and only while a link is up; L{RPCClientService.tell} sends them
+        then, and only then.
         """
         server = ServerFactory(self.conf, self.conf.process("mmo"), reactor)
         server.protocol = NotingProtocol
@@ -632,6 +633,8 @@ class LinkTests(unittest.TestCase):
         await self.listening.stopListening()
         service.factory.connection.transport.loseConnection()
         await until(lambda: not service.takes(Note))
+        # No link up: not sent, and it does not wait for one.
+        self.failureResultOf(service.tell(Note, text="lost"), Unavailable)
 
     async def test_older_peer_takes_nothing(self):
         """A peer whose Ping answer has no C{takes} (an older release) takes none."""

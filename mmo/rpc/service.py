@@ -719,16 +719,13 @@ class RPCClientService(service.Service):
             before the answer, with the connection's failure: the command
             may or may not have been carried out.
         """
-        if not self.running or self.successor is None:
-            return self._when_linked().addCallback(self._send, command, kwargs)
-        return self.successor.callRemote(command, **kwargs)
-
-    def _when_linked(self) -> defer.Deferred:
-        """The link that is up, now or within L{timeout}; else L{Unavailable}."""
         if not self.running:
             return defer.fail(Unavailable(f"the link to {self.peer.name} is not running"))
+        if self.successor is not None:
+            return self.successor.callRemote(command, **kwargs)
         waiting = self.factory.when_connected()
         waiting.addTimeout(self.timeout, self.reactor, onTimeoutCancel=self._timed_out)
+        waiting.addCallback(self._send, command, kwargs)
         return waiting
 
     def takes(self, command: type[amp.Command]) -> bool:
@@ -744,18 +741,25 @@ class RPCClientService(service.Service):
 
     def tell(self, command: type[amp.Command], **kwargs) -> defer.Deferred:
         """
-        Send C{command}, one without an answer (C{requiresAnswer = False})
-        that the peer L{takes}, over the link, in order with the commands of
-        L{callRemote}, waiting for a link as L{callRemote} does.
+        Send C{command}, one without an answer (C{requiresAnswer = False}),
+        over the link that is up now, in order with the commands of
+        L{callRemote}, if its peer L{takes} it.  It does not wait for a
+        link: what is told while none is up is not sent, as on a link that
+        drops.
 
         @return: A L{Deferred} that fires with C{None} once the command is
             written to the link, or fails with L{Unavailable} (not sent).
             Whether the peer carried it out is not known: a link that drops
             after the write may have lost it.
         """
-        if not self.running or self.successor is None:
-            return self._when_linked().addCallback(lambda link: link.callRemote(command, **kwargs))
-        return self.successor.tell(command, **kwargs)
+        if self.successor is not None:
+            return self.successor.tell(command, **kwargs)
+        if not self.takes(command):
+            return defer.fail(
+                Unavailable(f"no link to {self.peer.name} that takes {command.__name__}")
+            )
+        self.factory.connection.callRemote(command, **kwargs)
+        return defer.succeed(None)
 
     def _send(self, link, command, kwargs) -> defer.Deferred:
         self.pending += 1
