@@ -628,6 +628,8 @@ class LinkTests(unittest.TestCase):
         await bounded(service.factory.when_connected())
         self.assertTrue(service.takes(Note))
         self.assertFalse(service.takes(Fail))
+        # What a gateway's operator reads in its log, in a mixed-version deployment.
+        self.assertTrue(any("RPC link to mmo" in t and "takes Note" in t for t in self.texts))
         await bounded(service.tell(Note, text="hello"))
         await until(lambda: server.notes == ["hello"])
         await self.listening.stopListening()
@@ -645,6 +647,10 @@ class LinkTests(unittest.TestCase):
         link = await bounded(service.factory.when_connected())
         self.assertEqual(link.peer_takes, frozenset())
         self.assertFalse(service.takes(Note))
+        self.assertTrue(
+            any("(mmo 0.1.0; takes no command without an answer)" in t for t in self.texts),
+            self.texts,
+        )
 
     async def test_errors(self):
         """

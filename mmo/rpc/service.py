@@ -227,10 +227,11 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
             )
         else:
             self.log.info(
-                "RPC link to {peer} at {address} up (mmo {version})",
+                "RPC link to {peer} at {address} up (mmo {version}; takes {takes})",
                 peer=self.peer,
                 address=peer_address(self.transport),
                 version=version,
+                takes=", ".join(sorted(self.peer_takes)) or "no command without an answer",
             )
         self.factory.peer_connected(self)
 
