@@ -179,6 +179,46 @@ class NewSessionTests(ViewTestCase):
         self.assertStartsEmpty(again.session, alice_id)
 
 
+class HeldArrivalTests(ViewTestCase):
+    async def test_arriving_player_is_shown_nothing_until_released(self):
+        """
+        While the new owner holds Alice's inputs (from the commit to the
+        old owner's C{Done}) it shows her nothing, whatever it simulates:
+        the old owner's last updates may still be on their way to her
+        client on another link.  Once released, her first update is the
+        diff from the view her offer carried: Bob, whom she saw, neither
+        enters again nor leaves; she is not entered either.
+        """
+        alice, bob = await self.near_the_border()
+        alice_id, bob_id = alice.character_id, bob.character_id
+        self.batches()
+
+        def holding():
+            return self.east.handoff.status(alice_id) == "holding"
+
+        await self.walk_east(alice, alice_id, holding)
+        # Nobody answers the route switch here: the old owner sends Done
+        # after its switch_timeout, a second of ticks away.
+        shown, ticks = [], 0
+        while holding():
+            self.batches()
+            await self.settle()
+            ticks += 1
+            if holding():
+                for batch in self.batches():
+                    shown.extend(batch.get(alice.session, []))
+        self.assertGreater(ticks, 3)
+        self.assertEqual(shown, [])
+        self.assertEqual(self.east.handoff.status(alice_id), "active")
+        self.batches()
+        self.tick()
+        update = self.first_update(alice.session)
+        self.assertNotIn("reset", update)
+        self.assertNotIn(bob_id, [view["id"] for view in update["enter"]])
+        self.assertNotIn(alice_id, [view["id"] for view in update["enter"]])
+        self.assertNotIn(bob_id, update["leave"])
+
+
 class RestartTests(ViewTestCase):
     async def crash_and_restart(self, zone: ZoneService, checkpoint=True) -> ZoneService:
         """

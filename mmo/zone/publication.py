@@ -68,19 +68,23 @@ class Publication:
         self._reals: dict[str, Entity] = {}
         self._ghosts: dict[str, dict] = {}
 
-    def run(self, result, reals: dict[str, Entity], ghosts: dict[str, dict], frozen, corrected):
+    def run(
+        self, result, reals: dict[str, Entity], ghosts: dict[str, dict], frozen, corrected, held=()
+    ):
         """
         Fill C{result}'s (a L{mmo.zone.simulation.TickResult}) pushes,
         crossings and ghost views from the zone's C{reals} and C{ghosts}.
         Frozen reals are seen and ghosted, but neither see nor cross; the
-        players in C{corrected} get a C{world.correct} first.
+        players in C{corrected} get a C{world.correct} first.  Held reals
+        (arriving, their inputs held) are seen, ghosted and cross, but see
+        nothing yet: they keep the view they came with.
         """
         self._reals = reals
         self._ghosts = ghosts
-        changed, observers = self._scan(result, reals, ghosts, frozen)
+        changed, observers = self._scan(result, reals, ghosts, frozen, held)
         self._changed = changed
         self._updates = UpdateEntries(changed, self._published)
-        self._publish(result, observers, frozen, corrected)
+        self._publish(result, observers, frozen, corrected, held)
         # Nothing of the tick outlives its result.
         self._views = {}
         self._updates = UpdateEntries({}, self._published)
@@ -88,7 +92,7 @@ class Publication:
         self._reals = {}
         self._ghosts = {}
 
-    def _scan(self, result, reals, ghosts, frozen) -> tuple[dict[str, int], list]:
+    def _scan(self, result, reals, ghosts, frozen, held) -> tuple[dict[str, int], list]:
         """
         One pass over the reals and the ghosts: fill the AOI grid, note what
         changed since it was last published (a mask of L{_POSITION},
@@ -136,7 +140,7 @@ class Publication:
                 if mask:
                     changed[entity_id] = mask
             if entity.kind == PLAYER and entity.session and entity.gateway:
-                if entity_id not in frozen:
+                if entity_id not in frozen and entity_id not in held:
                     observers.append((entity_id, x, y, entity))
             if inner_x0 <= x <= inner_x1 and inner_y0 <= y <= inner_y1:
                 continue
@@ -200,7 +204,7 @@ class Publication:
             self._views[entity_id] = view
         return view
 
-    def _publish(self, result, observers, frozen, corrected) -> None:
+    def _publish(self, result, observers, frozen, corrected, held) -> None:
         """Each observer's events of the tick, batched by gateway and session."""
         diff = self.aoi.diff
         pushes = result.pushes
@@ -233,9 +237,12 @@ class Publication:
         if len(known) != len(observers):
             # Players that left, or lost their session: drop their views.  A
             # frozen player keeps its own: if its handoff is undone, its
-            # client still has that view, and this zone goes on from it.
+            # client still has that view, and this zone goes on from it.  A
+            # held one keeps the view its offer carried, to go on from.
             watching = {o[0] for o in observers}
-            for gone in [i for i in known if i not in watching and i not in frozen]:
+            for gone in [
+                i for i in known if i not in watching and i not in frozen and i not in held
+            ]:
                 self.aoi.forget(gone)
 
 

@@ -51,7 +51,7 @@ from mmo.zone.checkpoint import Checkpointer
 from mmo.zone.ended import SessionEnds, caller_of
 from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
 from mmo.zone.ghosts import GhostTable
-from mmo.zone.handoff import HANDOFF_MESSAGES, OFFERING, ZoneHandoff
+from mmo.zone.handoff import HANDOFF_MESSAGES, HOLDING, OFFERING, ZoneHandoff
 from mmo.zone.movement import client_movement
 from mmo.zone.route import move_input
 from mmo.zone.simulation import ZoneSimulation
@@ -159,9 +159,9 @@ class ZoneService(GameService):
             self.state,
             self.link,
             reactor,
-            on_real_added=self.ghosts.real_added,
+            on_real_added=self._real_added,
             on_handed_over=self._handed_over,
-            on_settled=self.ends.settled,
+            on_settled=self._settled,
         )
         self.checkpointer = Checkpointer(
             region_name, store, self.handoff.checkpoint_records, reactor, self.checkpoint_interval
@@ -180,6 +180,21 @@ class ZoneService(GameService):
 
     def _is_real(self, entity_id: str) -> bool:
         return self.handoff.is_real(entity_id) or entity_id in self.simulation.reals
+
+    def _real_added(self, entity_id: str) -> None:
+        """
+        A real is new here: no longer a ghost; one arriving by a handoff is
+        shown nothing until it settles (rule 2 of the zone -> gateway
+        stream, docs/handoff.md).
+        """
+        self.ghosts.real_added(entity_id)
+        if self.handoff.status(entity_id) == HOLDING:
+            self.simulation.hold(entity_id)
+
+    def _settled(self, entity_id: str) -> None:
+        """A real became active here (L{ZoneHandoff}'s C{on_settled})."""
+        self.simulation.release(entity_id)
+        self.ends.settled(entity_id)
 
     def _last_ghost_tick(self) -> int:
         return self._ghost_tick

@@ -161,6 +161,9 @@ class ZoneSimulation:
         self._has_on_tick = type(self).on_tick is not ZoneSimulation.on_tick
         # Reals being handed off: seen, but not simulated.
         self.frozen: set[str] = set()
+        # Players arriving (their inputs held): simulated and seen, not shown
+        # anything until released.
+        self.held: set[str] = set()
 
     # -- entities -----------------------------------------------------------------------
 
@@ -208,6 +211,7 @@ class ZoneSimulation:
         self._wanderers.remove(entity_id)
         self._corrected.discard(entity_id)
         self.frozen.discard(entity_id)
+        self.held.discard(entity_id)
         self.aoi.forget(entity_id)
         return entity
 
@@ -232,6 +236,23 @@ class ZoneSimulation:
         """Simulate a frozen real again (its handoff was undone)."""
         self.frozen.discard(entity_id)
 
+    def hold(self, entity_id: str) -> None:
+        """
+        Show a player arriving by a handoff nothing until L{release}: the
+        old zone may still be showing it its last updates, on another link
+        than ours, and its client must have them all before ours (the
+        release comes after the gateway switched, which it did after it
+        delivered them).  It is simulated and seen meanwhile, and its
+        first update after the release is the diff from the view it came
+        with.
+        """
+        if entity_id in self.reals:
+            self.held.add(entity_id)
+
+    def release(self, entity_id: str) -> None:
+        """Show a held player its view again, from the next tick (L{hold})."""
+        self.held.discard(entity_id)
+
     def seen(self, entity_id: str) -> list[str]:
         """The ids a player's client has in view (to hand over with it)."""
         return list(self.aoi.known.get(entity_id, ()))
@@ -240,9 +261,11 @@ class ZoneSimulation:
         """
         A new client watches the player C{entity_id} (a new session took
         it over): it has nothing in view, so everything in sight enters
-        again at the next tick.
+        again at the next tick.  Nothing the old client was shown reaches
+        it: it is not held (L{hold}).
         """
         self.aoi.forget(entity_id)
+        self.held.discard(entity_id)
 
     @property
     def npc_serial(self) -> int:
@@ -399,8 +422,10 @@ class ZoneSimulation:
                     self.on_tick(entity)
 
         corrected = self._corrected
-        self._publication.run(result, self.reals, self.ghosts, self.frozen, corrected)
+        held = self.held
+        self._publication.run(result, self.reals, self.ghosts, self.frozen, corrected, held)
         if corrected:
-            corrected.clear()
+            # A held player's correction waits for its release.
+            corrected.intersection_update(held)
         result.duration = self._timer() - started
         return result
