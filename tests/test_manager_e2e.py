@@ -25,7 +25,7 @@ from twisted.trial import unittest
 from mmo import tls
 from mmo.client import ConnectionClosed, ServerError
 from mmo.store import make_store
-from mmo.zone.service import WORLD_KEY
+from mmo.zone.entity import WORLD_KEY
 from tests.redis import RedisServer
 from tests.support import (
     config_of,

@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from twisted.internet import defer
-from twisted.python.failure import Failure
 
 from mmo.game import messages
 from mmo.game.messages import (
@@ -43,13 +42,13 @@ from mmo.game.messages import (
     zone_channel,
 )
 from mmo.game.service import Caller, GameService
-from mmo.rpc.commands import Redirect
 from mmo.unavailable import log_failure
 from mmo.wire import codes
 from mmo.wire.codes import WireError
+from mmo.zone.characters import entering, save_where
 from mmo.zone.checkpoint import Checkpointer
 from mmo.zone.ended import SessionEnds, caller_of
-from mmo.zone.entity import PLAYER, WORLD_KEY, Entity, saved_position
+from mmo.zone.entity import PLAYER, Entity
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, HOLDING, OFFERING, ZoneHandoff
 from mmo.zone.movement import client_movement
@@ -435,37 +434,9 @@ class ZoneService(GameService):
             raise WireError(codes.UNAVAILABLE, "your character is moving between zones; retry")
         entity = self.simulation.get(entity_id) if self.handoff.is_real(entity_id) else None
         if entity is None:
-            stored = await self.store.load_entity(entity_id)
-            if stored is not None and stored.owner != self.name:
-                # Another zone owns it: the gateway's zone route goes there.
-                raise Redirect(stored.owner)
-            if stored is not None:
-                entity = Entity.from_dict(stored.data)
-                entity.version = stored.version
-            else:
-                x, y = self.config.world.spawn
-                attrs = None
-                # A new entity starts with its character's data as its
-                # attributes (the game's: hp, class...), or with the attrs
-                # it had when it last left the world, where it was then;
-                # from then on the entity's own attrs travel with it
-                # (handoffs, checkpoints).
-                character = await self.store.character_by_id(entity_id)
-                data = character.data if character is not None else None
-                if isinstance(data, dict):
-                    attrs = {k: v for k, v in data.items() if k != WORLD_KEY}
-                saved = saved_position(data)
-                if saved is not None:
-                    region = self.map.region_at(saved[0], saved[1])
-                    if region is not None and region.name != self.name:
-                        raise Redirect(region.name)
-                    if region is not None:
-                        x, y = saved[0], saved[1]
-                    if saved[2] is not None:
-                        attrs = saved[2]
-                entity = Entity(entity_id, PLAYER, x, y, name=caller.display_name)
-                if attrs is not None:
-                    entity.attrs = attrs
+            entity = await entering(
+                self.store, self.map, self.name, self.config.world.spawn, caller
+            )
             entity.session, entity.gateway = caller.session, caller.gateway
             if not await self.handoff.enter(entity):
                 if not self.handoff.is_real(entity_id):
@@ -554,21 +525,7 @@ class ZoneService(GameService):
         return await self.handoff.leave(entity.id, before=self._save_where)
 
     async def _save_where(self, entity: Entity) -> None:
-        try:
-            character = await self.store.character_by_id(entity.id)
-            if character is None:
-                return
-            data = dict(character.data) if isinstance(character.data, dict) else {}
-            data[WORLD_KEY] = {"x": entity.x, "y": entity.y, "attrs": entity.attrs}
-            await self.store.update_character(entity.id, data)
-        except Exception:
-            log_failure(
-                Failure(),
-                self.log,
-                "zone {zone}: saving where {id} left the world failed",
-                zone=self.name,
-                id=entity.id,
-            )
+        await save_where(self.store, self.name, entity)
 
     def held_sessions(self) -> list[Caller]:
         """
