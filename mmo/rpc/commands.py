@@ -278,6 +278,27 @@ class RouteInputs(Command):
     requiresAnswer = False
 
 
+class Stream(Command):
+    """
+    One message a zone process sends a gateway about the gateway's
+    players (a L{mmo.game.messages.PushBatch}, L{mmo.game.messages.Push},
+    L{mmo.game.messages.SwitchRoute} or L{mmo.game.messages.Moved}):
+    C{message}, the msgpack of the message as L{mmo.game.messages.encode}
+    makes it, without an answer.  The zone sends them over the link the
+    gateway opened to its process, in the order it produced them, so that
+    a gateway hears one zone process's messages in order
+    (C{docs/handoff.md}, "A direct zone -> gateway stream").
+
+    A gateway that does not know it cannot say so: a zone sends it only to
+    a gateway whose L{Ping} answer lists it in C{takes}; an older gateway
+    gets these messages on the bus.
+    """
+
+    arguments = [(b"message", LongBytes())]
+    response = []
+    requiresAnswer = False
+
+
 class Send(Command):
     """
     A message of the bus vocabulary (L{mmo.game.messages}) for instance
@@ -340,6 +361,8 @@ SENDERS: dict[type[amp.Command], frozenset[str]] = {
     SessionEvent: frozenset({"gateway"}),
     # A gateway's Switched after the inputs it routed to the old zone.
     Send: frozenset({"gateway"}),
+    # What a zone process tells a gateway of its players, on the gateway's link.
+    Stream: frozenset({"zone"}),
     Admin: frozenset({ADMIN}),
 }
 
@@ -361,6 +384,7 @@ __all__ = [
     "RouteBatch",
     "RouteInputs",
     "Send",
+    "Stream",
     "SessionEvent",
     "Admin",
     "ADMIN",

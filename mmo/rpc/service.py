@@ -130,7 +130,9 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
     #: Command -> the kinds of peer that may send it.
     senders: dict[type[amp.Command], frozenset[str]] = SENDERS
     peer: str | None = None
-    #: Client side: the commands without an answer the peer takes (L{takes}).
+    #: The commands without an answer the peer takes (L{takes}): on the
+    #: client side from the first L{Ping}, on the server side once asked
+    #: (L{ask_takes}).
     peer_takes: frozenset[str] = frozenset()
     ready = False
     _timer = None
@@ -349,10 +351,24 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
 
     def takes(self, command: type[amp.Command]) -> bool:
         """
-        Client side: whether the peer said, answering the link's first
-        L{Ping}, that it carries out C{command} (one without an answer).
+        Whether the peer said, answering a L{Ping} (the client's first one,
+        or L{ask_takes}), that it carries out C{command} (one without an
+        answer).
         """
         return command.commandName.decode("ascii") in self.peer_takes
+
+    def ask_takes(self) -> defer.Deferred:
+        """
+        Server side: ask the peer (a L{Ping}) which commands without an
+        answer it carries out, into L{peer_takes} (an older peer's answer
+        lists none).  Fires with this link then; fails as the ping does.
+        """
+
+        def answered(response):
+            self.peer_takes = frozenset(response.get("takes") or ())
+            return self
+
+        return self.callRemote(Ping, nonce=random.getrandbits(31)).addCallback(answered)
 
 
 class RPCServerFactory(protocol.ServerFactory):
@@ -443,6 +459,10 @@ class RPCClientFactory(protocol.Factory):
     def peer_disconnected(self, link: RPCProtocol, reason: Failure) -> None:
         if self.connection is link:
             self.connection = None
+
+    def fresh(self) -> RPCClientFactory:
+        """A factory like this one, for another link to its peer (L{RPCClientService.relink})."""
+        return type(self)(self.config, self.process, self.peer, self.reactor)
 
     def when_connected(self) -> defer.Deferred:
         """
@@ -673,6 +693,7 @@ class RPCClientService(service.Service):
             self.process,
             self.peer,
             endpoint=self._endpoint,
+            factory=self.factory.fresh(),
             reactor=self.reactor,
             timeout=self.timeout,
             retry_policy=self._policy,
