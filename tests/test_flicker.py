@@ -16,9 +16,16 @@ up to two ticks (each kind on its own, so that the one overtakes the other),
 and at random per message (reordering them) with both zones' timers firing
 late (a starved process).
 
+What each zone tells the gateway goes on a stream of its own
+(L{mmo.zone.streams}): a FIFO that delays its messages as the test says,
+independently of the other zone's (so that one zone's messages overtake
+the other's), and that a test cuts and restores.
+
 What is checked, from the views the observers' clients build out of their
 C{world.update}s: the walker entered each observer's view once, never left
-it, and is seen where it is at the end.
+it, and is seen where it is at the end; and of every client, the walker's
+too: nothing entered twice, nothing updated or left that was not in view,
+and at the end its view is what the zone that owns its player shows it.
 """
 
 from __future__ import annotations
@@ -67,12 +74,21 @@ class Network:
     C{spread} for each message; messages of the types in C{lost} are lost.
     """
 
-    def __init__(self, ghosts=0.0, handoff=0.0, spread=0.0, rng=None, lost=()):
+    def __init__(self, ghosts=0.0, handoff=0.0, spread=0.0, rng=None, lost=(), streams=None):
         self.ghosts = ghosts
         self.handoff = handoff
         self.spread = spread
         self.rng = rng
         self.lost = {cls.__name__ for cls in lost}
+        #: Zone -> seconds its stream to the gateway delays each message
+        #: (at random up to C{spread} if not given).
+        self.streams = streams or {}
+
+    def stream_delay(self, zone: str) -> float:
+        """Seconds a message on C{zone}'s stream travels (in order all the same)."""
+        if zone in self.streams:
+            return self.streams[zone]
+        return self.rng.uniform(0.0, self.spread) if self.spread else 0.0
 
     def delay(self, data: dict) -> float | None:
         """Seconds C{data} travels, or C{None}: lost."""
@@ -107,6 +123,39 @@ class Wire:
             return self.bus.publish(channel, data)
         self.clock.callLater(delay, self.bus.publish, channel, unpack(pack(data)))
         return defer.succeed(None)
+
+
+class Stream:
+    """
+    A zone's stream to the gateway (a L{mmo.zone.streams.GatewayStreams}
+    of one gateway): each message delayed as the L{Network} says, but
+    delivered in the order sent; while L{cut}, what is sent is dropped,
+    and when L{restore}d the zone hears that the gateway's link is up.
+    """
+
+    def __init__(self, zone: str, clock, network: Network, deliver):
+        self.zone = zone
+        self.clock = clock
+        self.network = network
+        self.deliver = deliver
+        self.up = True
+        self._last = 0.0
+        self.service = None
+
+    def send(self, gateway: str, value, sender: str) -> None:
+        if not self.up:
+            return
+        data = unpack(pack(messages.encode(value, sender)))
+        at = max(self._last, self.clock.seconds() + self.network.stream_delay(self.zone))
+        self._last = at
+        self.clock.callLater(at - self.clock.seconds(), self.deliver, data)
+
+    def cut(self) -> None:
+        self.up = False
+
+    def restore(self) -> None:
+        self.up = True
+        self.service.gateway_linked(GATEWAY)
 
 
 class LateClock:
@@ -185,22 +234,49 @@ class Client:
         self.view: dict[str, dict] = {}
         self.walker: list[tuple[float, int, str]] = []
         self.twice: list[str] = []
+        #: Entities updated or left while not in view.
+        self.stray: list[str] = []
+        self.resets = 0
+        #: The walker's positions shown that went back the way it came
+        #: (not at a turning point): an older update after a newer one.
+        self.back: list[tuple[float, float]] = []
+        self._walker_x: float | None = None
+        self._heading = 0.0
 
     def push(self, now: float, kind: str, fields: dict) -> None:
         if kind != "world.update":
             return
+        if fields.get("reset"):
+            self.resets += 1
+            self.view.clear()
         for view in fields["enter"]:
             if view["id"] in self.view:
                 self.twice.append(view["id"])
             self.view[view["id"]] = dict(view)
             if view["id"] == self.walker_id:
                 self.walker.append((round(now, 3), fields["tick"], "enter"))
+        for entry in fields["enter"] + fields["update"]:
+            if entry["id"] == self.walker_id and "x" in entry:
+                self.walked(entry["x"])
         for entry in fields["update"]:
+            if entry["id"] not in self.view:
+                self.stray.append(entry["id"])
             self.view.setdefault(entry["id"], {}).update(entry)
         for entity_id in fields["leave"]:
+            if entity_id not in self.view:
+                self.stray.append(entity_id)
             self.view.pop(entity_id, None)
             if entity_id == self.walker_id:
                 self.walker.append((round(now, 3), fields["tick"], "leave"))
+
+    def walked(self, x: float) -> None:
+        last, self._walker_x = self._walker_x, x
+        if last is None or x == last:
+            return
+        heading = 1.0 if x > last else -1.0
+        if heading != self._heading and self._heading and last not in TURNS:
+            self.back.append((last, x))
+        self._heading = heading
 
 
 class Border:
@@ -237,12 +313,16 @@ class Border:
         await self.bus.subscribe(gateway_channel(GATEWAY), self.heard)
         self.gateway_wire = Wire(self.bus, self.clock, self.network)
         self.zones: dict[str, ZoneService] = {}
+        self.streams: dict[str, Stream] = {}
         rng = random.Random(self.seed)
         for name, delay in ((WEST, 0.0), (EAST, self.phase)):
             self.clock.advance(delay)
             clock = LateClock(self.clock, self.lateness, random.Random(rng.random()))
             wire = Wire(self.bus, self.clock, self.network)
             zone = ZoneService(self.config, self.store, wire, clock, name)
+            stream = self.streams[name] = Stream(name, self.clock, self.network, self.heard)
+            stream.service = zone
+            zone.stream_to(stream)
             await zone.start()
             testcase.addCleanup(zone.stop)
             self.zones[name] = zone
@@ -356,11 +436,12 @@ class FlickerTests(unittest.TestCase):
         border = Border(self, network, phase, lateness, seed)
         await border.start()
         walker_id = border.walker.character_id
-        for name in OBSERVERS:
+        for name in (*OBSERVERS, "walker"):
             border.clients[f"session-{name}"].walker_id = walker_id
         await border.run(INTERVAL * 5)
         for x in TURNS:
             await border.walk_to(x)
+        self.assertViewsExact(border)
         self.assertEqual(border.errors, [])
         self.assertEqual(border.corrections, 0)
         where = border.where()
@@ -374,6 +455,52 @@ class FlickerTests(unittest.TestCase):
             self.assertEqual(client.twice, [], name)
             seen = client.view.get(walker_id, {})
             self.assertEqual((seen.get("x"), seen.get("y")), where, name)
+
+    def assertViewsExact(self, border: Border) -> None:
+        """
+        Every client (the walker's too) had nothing enter twice and nothing
+        change or leave out of view, and has in view what the zone that
+        owns its player shows it.
+        """
+        for session, client in border.clients.items():
+            self.assertEqual(client.twice, [], session)
+            self.assertEqual(client.stray, [], session)
+            self.assertEqual(client.back, [], session)
+            player = session.removeprefix("session-")
+            entity_id = border.walker.character_id if player == "walker" else None
+            zone = border.owner() if player == "walker" else OBSERVERS[player][0]
+            simulation = border.zones[zone].simulation
+            if entity_id is None:
+                entity_id = next(e.id for e in simulation.reals.values() if e.session == session)
+            self.assertEqual(sorted(client.view), sorted(simulation.seen(entity_id)), session)
+
+    async def test_stream_cut_and_restored(self):
+        """
+        The west zone's stream to the gateway is cut for three ticks while
+        the walker and an observer are there, and restored: what it sent
+        meanwhile is lost, and the next update of each of its players
+        starts the view over (C{reset}); then the walker crosses east and
+        back, and every view is exact.
+        """
+        border = Border(self, Network(), 0.0, 0.0, 0)
+        await border.start()
+        await border.run(INTERVAL * 5)
+        walker = border.clients[border.walker.session]
+        await border.walk_to(TURNS[1])
+        border.streams[WEST].cut()
+        border.target = TURNS[1] - 5.0
+        await border.run(INTERVAL * 3)
+        border.streams[WEST].restore()
+        await border.run(INTERVAL * 2)
+        self.assertEqual(walker.resets, 1)
+        self.assertEqual(border.clients["session-watcher-west"].resets, 1)
+        self.assertEqual(border.clients["session-watcher-east"].resets, 0)
+        self.assertViewsExact(border)
+        await border.walk_to(TURNS[0])
+        await border.walk_to(TURNS[1])
+        self.assertViewsExact(border)
+        self.assertEqual(border.errors, [])
+        self.assertEqual(border.corrections, 0)
 
     @classmethod
     def generate(cls):
@@ -406,6 +533,24 @@ class FlickerTests(unittest.TestCase):
                 "lost: the old zone learns from the store that the handoff committed."
             )
             setattr(cls, name, test)
+        for slow in (WEST, EAST):
+            for phase in (0.0, 0.5):
+
+                def test(self, slow=slow, phase=phase):
+                    network = Network(
+                        ghosts=0.5 * INTERVAL,
+                        handoff=0.5 * INTERVAL,
+                        streams={slow: 2.5 * INTERVAL},
+                    )
+                    return self.cross(network, phase * INTERVAL)
+
+                name = f"test_slow_stream_{slow}_phase_{phase:g}".replace(".", "_")
+                test.__name__ = name
+                test.__doc__ = (
+                    f"The {slow} zone's stream to the gateway takes 2.5 ticks, the other's "
+                    f"none: what the one zone says overtakes what the other said before."
+                )
+                setattr(cls, name, test)
         for seed in range(8):
 
             def test(self, seed=seed):

@@ -23,6 +23,9 @@ class WalkTests(BorderWalk, unittest.TestCase):
         gateway = servers.children["gateway-1"]
         for zone in ("zone-1", "zone-2"):
             await gateway.whenLogged(rf"RPC link to {zone} at .* up \(.*takes [^)]*RouteInputs")
+        # And stream their players' pushes to the gateway over those links.
+        for zone in ("zone-1", "zone-2"):
+            await servers.children[zone].whenLogged(r"stream to gateway-1 up")
         return servers
 
     async def walker(self, servers, name):

@@ -60,6 +60,10 @@ def _routed_call(call) -> tuple[Caller, str, dict]:
     return caller, kind, message
 
 
+#: The kinds of process that hold players' sessions (gateways, the standalone server).
+GATEWAY_KINDS = frozenset({"gateway", "mmo"})
+
+
 class ServiceRPC(rpc.RPCProtocol):
     """
     Answers gateways' L{commands.Route}, L{commands.RouteBatch},
@@ -110,6 +114,10 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
     @ivar known: The L{KnownSessions}: every caller of a request or session
         event is noted there, so that the process can end the sessions of a
         gateway that died (L{mmo.game.gateways.GatewayWatch}).
+    @ivar streams: What follows the gateways' links to send them messages
+        over them (a zone process's L{mmo.zone.streams.GatewayStreams}):
+        told of each once it said what it takes, and when it closes; or
+        C{None}.
     """
 
     protocol = ServiceRPC
@@ -122,10 +130,31 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
         service,
         reactor=None,
         known: KnownSessions | None = None,
+        streams=None,
     ):
         super().__init__(config, process, reactor)
         self.service = service
         self.known = known if known is not None else KnownSessions()
+        self.streams = streams
+
+    def peer_connected(self, link: rpc.RPCProtocol) -> None:
+        super().peer_connected(link)
+        if self.streams is not None and link.peer_kind() in GATEWAY_KINDS:
+            link.ask_takes().addCallbacks(self._linked, self._not_asked, errbackArgs=(link,))
+
+    def _linked(self, link: rpc.RPCProtocol) -> None:
+        if link in self.connections:
+            self.streams.linked(link)
+
+    def _not_asked(self, failure, link: rpc.RPCProtocol) -> None:
+        self.log.warn(
+            "{peer} did not say what it takes: {why}", peer=link.peer, why=failure.getErrorMessage()
+        )
+
+    def peer_disconnected(self, link: rpc.RPCProtocol, reason) -> None:
+        super().peer_disconnected(link, reason)
+        if self.streams is not None:
+            self.streams.unlinked(link)
 
     async def route(self, caller: Caller, kind: str, body: bytes) -> dict:
         try:

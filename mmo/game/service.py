@@ -240,13 +240,18 @@ async def deliver(bus, targets: Iterable[tuple[str, str]], kind: str, fields: di
     Push a message to sessions, given as C{(gateway, session)} pairs: one bus
     message per gateway, however many of its sessions are addressed.
     """
-    by_gateway: dict[str, list[str]] = defaultdict(list)
-    for gateway, session in targets:
-        by_gateway[gateway].append(session)
     await defer.gatherResults(
         [
             publish(bus, gateway_channel(gateway), Push(sessions, kind, fields))
-            for gateway, sessions in by_gateway.items()
+            for gateway, sessions in by_gateway(targets).items()
         ],
         consumeErrors=True,
     )
+
+
+def by_gateway(targets: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """The sessions of C{(gateway, session)} pairs, by gateway."""
+    found: dict[str, list[str]] = defaultdict(list)
+    for gateway, session in targets:
+        found[gateway].append(session)
+    return found

@@ -189,8 +189,9 @@ def subscriptions(factory: GatewayFactory) -> dict[str, messages.Dispatcher]:
     """
     What the gateway of C{factory} hears, by bus channel: on its own
     channel pushes, handovers and whatever its routes listen to (the zones'
-    route switches); on the sessions channel, the logins and logouts of
-    accounts elsewhere.
+    route switches), which is also what the zone processes stream to it
+    (L{mmo.zone.streams}); on the sessions channel, the logins and logouts
+    of accounts elsewhere.
     """
     own = messages.Dispatcher(f"gateway {factory.name}")
     own.on(Push, factory.delivery.push)
@@ -201,6 +202,8 @@ def subscriptions(factory: GatewayFactory) -> dict[str, messages.Dispatcher]:
         if any(f.name == "session" for f in fields(cls)):
             handler = factory.delivery.addressed(handler)
         own.on(cls, handler)
+    # What zone processes stream to the gateway goes to the same handlers.
+    factory.services.hear(own)
     accounts = messages.Dispatcher(f"gateway {factory.name} sessions")
     accounts.on(AccountSession, factory.sessions.account_session)
     return {gateway_channel(factory.name): own, messages.SESSIONS_CHANNEL: accounts}

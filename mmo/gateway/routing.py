@@ -54,6 +54,16 @@ class Services:
                 found.update(handlers())
         return found
 
+    def hear(self, dispatcher) -> None:
+        """
+        Have every route that hears messages streamed to the gateway (the
+        zones' route: L{mmo.zone.streams}) hand them to C{dispatcher}.
+        """
+        for route in self.routes:
+            hear = getattr(route, "hear", None)
+            if hear is not None:
+                hear(dispatcher)
+
     def tell(self, caller: Caller, event: str) -> defer.Deferred:
         """
         Tell every route's service that C{caller}'s session had C{event};

@@ -146,7 +146,15 @@ def make_game_service(options: ConfigOptions, service_class, reactor=None) -> Pr
         bus = top.resource(make_bus(config, reactor))
         service = top.resource(service_class(config, store, bus, reactor))
         watch = top.resource(GatewayWatch.from_config(config, service, bus, reactor))
-        factory = ServiceRPCFactory(config, process, service, reactor, known=watch.known)
+        factory = ServiceRPCFactory(
+            config,
+            process,
+            service,
+            reactor,
+            known=watch.known,
+            # A zone host sends its players' gateways messages over their links.
+            streams=getattr(service, "streams", None),
+        )
         directory = DirectoryService(
             bus,
             process.name,

@@ -1,7 +1,9 @@
 """
 The zones of one C{mmo-zone} process: L{ZoneHost} serves every region of
 the world assigned to the process, as one game service for the gateways,
-and replaces a running process of the same name (C{--takeover}).
+sends them what its zones tell their players on one stream per gateway
+(L{mmo.zone.streams}), and replaces a running process of the same name
+(C{--takeover}).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.entity import PLAYER
 from mmo.zone.service import ZoneService
+from mmo.zone.streams import GatewayStreams
 from mmo.zone.takeover import STANDBY, TakeoverFailed
 from mmo.zone.ticker import nearest_rank
 
@@ -71,6 +74,10 @@ class ZoneHost(GameService):
                 ("world", "zones" if not world.regions else "regions"),
                 config.file,
             )
+        #: The streams to the gateways (the process's RPC listener follows
+        #: their links); the zones send through them once L{attach}ed.
+        self.streams = GatewayStreams(bus)
+        self.streams.on_linked.append(self.gateway_linked)
         #: Set by L{attach}: see there.
         self.process = None
         #: "serving", "standby", "handing", "handed" or "aborted", for the process.
@@ -89,6 +96,9 @@ class ZoneHost(GameService):
         self.process = process
         if process.control is not None:
             process.control.register("handover", self.on_handover)
+        if process.factory is not None:
+            for zone in self.zones.values():
+                zone.stream_to(self.streams)
 
     # -- life cycle --------------------------------------------------------------
 
@@ -252,6 +262,11 @@ class ZoneHost(GameService):
         if zone is None:
             raise ValueError(f"zone {to!r} is not served here")
         zone.receive(to, sender, message)
+
+    def gateway_linked(self, gateway: str) -> None:
+        """C{gateway}'s stream is up (again): its players' views start over, in every zone."""
+        for zone in self.zones.values():
+            zone.gateway_linked(gateway)
 
     async def session_event(self, caller: Caller, event: str) -> None:
         for zone in self.zones.values():

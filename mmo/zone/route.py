@@ -26,6 +26,7 @@ from mmo.wire.codes import WireError
 from mmo.zone.ended import EndedResends
 from mmo.zone.entity import saved_position
 from mmo.zone.simulation import parse_input
+from mmo.zone.streams import StreamedLinkFactory
 from mmo.zone.world import WorldMap
 
 #: The players' inputs: a gateway sends them in batches without an answer
@@ -99,8 +100,19 @@ class ZoneRoute:
     name = "zones"
     prefixes = ("zone.",)
 
-    def __init__(self, routes: dict, world_map, gateway: str, store=None, spawn=None, clock=None):
+    def __init__(
+        self,
+        routes: dict,
+        world_map,
+        gateway: str,
+        store=None,
+        spawn=None,
+        clock=None,
+        streams=(),
+    ):
         self.routes = dict(routes)
+        #: The L{StreamedLinkFactory}s of the links to zone processes.
+        self.streams = tuple(streams)
         self.map = world_map
         self.gateway = gateway
         self.store = store
@@ -124,6 +136,15 @@ class ZoneRoute:
     def handlers(self) -> dict:
         """What this route hears on its gateway's bus channel (L{mmo.gateway.routing})."""
         return {SwitchRoute: self.switch, Moved: self.switch, Relink: self.relink}
+
+    def hear(self, dispatcher) -> None:
+        """
+        Hand what the zone processes stream to this gateway (L{Stream}) to
+        C{dispatcher}, the one that hears its bus channel: the same
+        handlers hear a zone's messages by either way.
+        """
+        for factory in self.streams:
+            factory.hear(dispatcher)
 
     # -- a player's messages -------------------------------------------------------------
 
@@ -291,14 +312,20 @@ def zone_routes(
     if it has none.  The gateway has no store: a character checkpointed in
     another zone than the spawn's is found by that zone's redirect.
     """
-    peers = {
-        peer.name: RemoteRoute(
-            ("zone.",),
-            rpc.RPCClientService(config, process, peer, reactor=reactor, timeout=timeout),
-            unanswered=ZONE_INPUTS,
-        )
+    streams = {
+        peer.name: StreamedLinkFactory(config, process, peer, reactor)
         for peer in config.processes.values()
         if peer.kind == "zone"
+    }
+    peers = {
+        name: RemoteRoute(
+            ("zone.",),
+            rpc.RPCClientService(
+                config, process, name, factory=factory, reactor=reactor, timeout=timeout
+            ),
+            unanswered=ZONE_INPUTS,
+        )
+        for name, factory in streams.items()
     }
     if not peers:
         return None
@@ -308,4 +335,6 @@ def zone_routes(
         for region in world_map.regions.values()
         if region.process in peers
     }
-    return ZoneRoute(routes, world_map, process.name, None, config.world.spawn, reactor)
+    return ZoneRoute(
+        routes, world_map, process.name, None, config.world.spawn, reactor, streams.values()
+    )

@@ -13,36 +13,29 @@ their own messages and rules; the process that serves its regions is
 L{mmo.zone.host.ZoneHost}, and the replacement of that process is
 L{mmo.zone.takeover}.
 
-Everything between processes travels on the bus as the typed messages of
+Everything between processes travels as the typed messages of
 L{mmo.game.messages}: a zone hears handoffs, forwarded inputs and ghosts on
-its L{zone_channel}, and sends each tick's pushes as one L{PushBatch} per
-gateway, on the gateway's channel, together with the handoff's route
-switches.  See C{docs/world.md}.
+its bus channel (L{zone_channel}), and sends each tick's pushes as one
+L{mmo.game.messages.PushBatch} per gateway, together with the handoff's
+route switches, on the gateway's stream from the zone's process
+(L{mmo.zone.outbox}, L{mmo.zone.streams}).  See C{docs/world.md}.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from twisted.internet import defer
 
 from mmo.game import messages
 from mmo.game.messages import (
-    Accept,
-    BusLink,
     GhostUpdate,
     HandedOver,
     Input,
-    Offer,
-    PushBatch,
+    Push,
     RelayedEvent,
     Switched,
-    encode,
-    gateway_channel,
     zone_channel,
 )
-from mmo.game.service import Caller, GameService
-from mmo.unavailable import log_failure
+from mmo.game.service import Caller, GameService, by_gateway
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.characters import entering, save_where
@@ -52,6 +45,7 @@ from mmo.zone.entity import PLAYER, Entity
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, HOLDING, OFFERING, ZoneHandoff
 from mmo.zone.movement import client_movement
+from mmo.zone.outbox import Outbox, ZoneLink
 from mmo.zone.route import move_input
 from mmo.zone.simulation import ZoneSimulation
 from mmo.zone.takeover import HANDED, SERVING, Takeover
@@ -60,29 +54,6 @@ from mmo.zone.world import WorldMap, client_world
 
 #: Seconds between checkpoints of a zone's entities (what a crash may lose).
 CHECKPOINT_INTERVAL = 5.0
-
-
-class ZoneLink(BusLink):
-    """
-    The handoff's L{mmo.zone.handoff.Link} of a zone: over the bus, with
-    each L{Offer} of a player carrying the view its client has (C{seen}),
-    so that the new zone goes on with the same view (nothing enters again),
-    and each L{Accept} the number of the zone's last ghost update
-    (C{ghost_tick}), so that the old zone ghosts the entity until the
-    first update of ours that holds it (nothing leaves and enters again).
-    """
-
-    def __init__(self, bus, name: str, zones, seen, ghost_tick):
-        super().__init__(bus, name, zones)
-        self.seen = seen
-        self.ghost_tick = ghost_tick
-
-    def send(self, to: str, value) -> defer.Deferred:
-        if isinstance(value, Offer) and value.seen is None:
-            value = replace(value, seen=self.seen(value.entity_id))
-        elif isinstance(value, Accept) and value.ghost_tick is None:
-            value = replace(value, ghost_tick=self.ghost_tick())
-        return super().send(to, value)
 
 
 class _State:
@@ -147,8 +118,9 @@ class ZoneService(GameService):
         self.client_movement = client_movement(world)
         self.simulation = self.simulation_class(self.map, region_name, world, reactor, rng=rng)
         self.state = _State(self.simulation)
+        self.outbox = Outbox(bus, region_name, self.simulation)
         self.link = ZoneLink(
-            bus, region_name, list(self.map.regions), self.simulation.seen, self._last_ghost_tick
+            bus, region_name, list(self.map.regions), self.simulation.seen, self.outbox
         )
         self.ghosts = GhostTable(self._is_real, reactor)
         self.ends = SessionEnds(region_name, self.simulation.get, self._leave, self.publish)
@@ -168,7 +140,6 @@ class ZoneService(GameService):
         self.ticker = Ticker(reactor, world.tick_rate, self.tick)
         self.takeover = Takeover(self)
         self._subscription = None
-        self._ghost_tick = 0
         #: When the last tick ran (the clock's time), for the takeover's pause.
         self.last_tick_at: float | None = None
         self._dispatcher = messages.Dispatcher(f"zone {region_name}")
@@ -194,9 +165,6 @@ class ZoneService(GameService):
         """A real became active here (L{ZoneHandoff}'s C{on_settled})."""
         self.simulation.release(entity_id)
         self.ends.settled(entity_id)
-
-    def _last_ghost_tick(self) -> int:
-        return self._ghost_tick
 
     def _handed_over(self, entity: Entity, owner: str, version: int, ghost_tick) -> None:
         """
@@ -321,7 +289,7 @@ class ZoneService(GameService):
         return HandedOver(
             token=token,
             tick=sim.tick_count,
-            ghost_tick=self._ghost_tick,
+            ghost_tick=self.outbox.ghost_tick,
             last_tick=self.last_tick_at,
             seen={e.id: sim.seen(e.id) for e in players},
             npcs=[e.to_dict() for e in sim.reals.values() if not self.handoff.is_real(e.id)],
@@ -338,7 +306,7 @@ class ZoneService(GameService):
         """
         sim = self.simulation
         sim.continue_from(int(handed.tick or 0), int(handed.npc_serial or 0))
-        self._ghost_tick = int(handed.ghost_tick or 0)
+        self.outbox.continue_from(int(handed.ghost_tick or 0))
         for data in handed.npcs or ():
             sim.add(Entity.from_dict(data))
         for source, ghosts in (handed.ghosts or {}).items():
@@ -366,26 +334,8 @@ class ZoneService(GameService):
         result = self.simulation.tick()
         self.last_tick_at = result.time
 
-        for gateway, by_session in result.pushes.items():
-            if gateway is None:
-                continue
-            batch = {
-                session: [[kind, fields] for kind, fields in events]
-                for session, events in by_session.items()
-                if session is not None
-            }
-            if batch:
-                self.publish(gateway_channel(gateway), encode(PushBatch(batch), self.name))
-
-        # Tick numbers of ghost updates keep increasing across a restart.
-        self._ghost_tick = max(self._ghost_tick + 1, int(result.time * 1000))
-        for region, views in result.ghost_views.items():
-            versioned = []
-            for view in views:
-                real = self.simulation.get(view["id"])
-                versioned.append({**view, "version": real.version if real is not None else 0})
-            update = GhostUpdate(self.name, self._ghost_tick, tuple(versioned))
-            self.publish(zone_channel(region), encode(update, self.name))
+        self.outbox.pushes(result)
+        self.outbox.ghosts(result)
 
         if self.takeover.mode == SERVING:
             # Handing the process over: no new crossings (reported again later).
@@ -393,9 +343,35 @@ class ZoneService(GameService):
                 self.handoff.cross(entity.id, region.name)
 
     def publish(self, channel: str, data: dict) -> None:
-        """Publish C{data} (an encoded message) without waiting; a failure is logged."""
-        d = defer.maybeDeferred(self.bus.publish, channel, data)
-        d.addErrback(log_failure, self.log, "zone {zone}: publish failed", zone=self.name)
+        """Publish C{data} (an encoded message) without waiting (L{Outbox.publish})."""
+        self.outbox.publish(channel, data)
+
+    # -- the gateways ----------------------------------------------------------------
+
+    def stream_to(self, gateways) -> None:
+        """
+        Send the players' gateways their messages through C{gateways}, the
+        zone process's L{mmo.zone.streams.GatewayStreams}, rather than the bus.
+        """
+        self.outbox.stream_to(gateways)
+
+    def gateway_linked(self, gateway: str) -> None:
+        """
+        C{gateway}'s stream from this zone's process came up (again): what
+        was sent it while it was down is lost, so the view of each player
+        of ours on it starts over (its next C{world.update} has C{reset}).
+        """
+        for entity in self.simulation.reals.values():
+            if entity.kind == PLAYER and entity.session and entity.gateway == gateway:
+                self.simulation.start_over(entity.id)
+
+    async def deliver(self, targets, kind: str, **fields) -> None:
+        """
+        Push C{kind} with C{fields} to every session of C{targets}: one
+        L{Push} per gateway, in order with the ticks' pushes.
+        """
+        for gateway, sessions in by_gateway((c.gateway, c.session) for c in targets).items():
+            self.outbox.to_gateway(gateway, Push(sessions, kind, fields))
 
     # -- players ---------------------------------------------------------------------
 

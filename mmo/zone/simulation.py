@@ -253,9 +253,24 @@ class ZoneSimulation:
         """Show a held player its view again, from the next tick (L{hold})."""
         self.held.discard(entity_id)
 
-    def seen(self, entity_id: str) -> list[str]:
-        """The ids a player's client has in view (to hand over with it)."""
+    def seen(self, entity_id: str) -> list[str] | None:
+        """
+        The ids a player's client has in view (to hand over with it), or
+        C{None} if that is not known (its view starts over at its next
+        update, L{start_over}): then so does the zone's that takes it.
+        """
+        if entity_id in self.aoi.restarting:
+            return None
         return list(self.aoi.known.get(entity_id, ()))
+
+    def start_over(self, entity_id: str) -> None:
+        """
+        The client of the player C{entity_id} may have missed updates (they
+        were lost on their way): its next C{world.update} starts its view
+        over (C{reset}, and everything in sight enters).
+        """
+        if entity_id in self.reals:
+            self.aoi.start_over(entity_id)
 
     def new_client(self, entity_id: str) -> None:
         """
