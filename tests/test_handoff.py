@@ -407,7 +407,8 @@ class GatewayNode:
 
     def send_input(self, seq: int) -> bool:
         """The client's input C{seq}; whether the gateway could route it."""
-        if self.caller.zone is None:
+        if self.caller.zone is None or self.caller.zone in self.world.cut:
+            # No link to its zone: the input is not sent.
             return False
         move = {"seq": seq, "x": 0.0, "y": 0.0}
         self.route.handle(self.caller, "zone.move", move).addErrback(lambda f: None)
@@ -469,6 +470,13 @@ class World:
         self.lost_at_gateway: list[int] = []
         self.crossings: list[tuple[float, str, str, str | None]] = []
         self.next_seq = 1
+        #: The zones whose link with the gateway is cut (both ways: the
+        #: zone's stream to it, the gateway's inputs and Switched to it).
+        self.cut: set[str] = set()
+        #: Zone -> extra seconds its stream to the gateway takes.
+        self.stream_delay: dict[str, float] = {}
+        #: Zone -> when the last message on its stream arrives (one FIFO each).
+        self.stream_last: dict[str, float] = {}
         make_store = getattr(testcase, "make_world_store", None)
         if make_store is not None:
             self.store = make_store()
@@ -504,12 +512,28 @@ class World:
 
     # -- what happens ----------------------------------------------------------
 
+    def link_of(self, sender: str, to: str) -> str | None:
+        """The zone of the link between a zone and the gateway a message takes, if it takes one."""
+        if sender == GATEWAY and to in self.zone_names:
+            return to
+        if to == GATEWAY and sender in self.zone_names:
+            return sender
+        return None
+
     def post(self, sender: str, incarnation: int, to: str, message: object) -> None:
         event = Event(0.0, 0, "message", sender, incarnation, to=to, message=message)
+        if self.link_of(sender, to) in self.cut:
+            return
+        streamed = to == GATEWAY and sender in self.zone_names
         for delay in self.network(self, event):
+            at = self.clock.seconds() + delay
+            if streamed:
+                # The zone's stream: its own delay, in the order sent.
+                at = max(at + self.stream_delay.get(sender, 0.0), self.stream_last.get(sender, 0.0))
+                self.stream_last[sender] = at
             self.push(
                 Event(
-                    self.clock.seconds() + delay,
+                    at,
                     next(self.order),
                     "message",
                     sender,
@@ -555,6 +579,23 @@ class World:
             self.events = [e for e in self.events if (e.node, e.incarnation) != (name, incarnation)]
         if downtime is not None:
             self.clock.callLater(downtime, self.boot, name)
+
+    def cut_link(self, zone: str, downtime: float | None) -> None:
+        """
+        Cut the link between C{zone} and the gateway: what is on its way
+        on it is lost (inputs too), and so is what is sent on it until it
+        is restored after C{downtime} (never if None).
+        """
+        if zone in self.cut:
+            return
+        self.cut.add(zone)
+        for event in [e for e in self.events if e.kind == "message"]:
+            if self.link_of(event.node, event.to) == zone:
+                self.events.remove(event)
+                if isinstance(event.message, Input):
+                    self.lost_at_gateway.append(event.message.seq)
+        if downtime is not None:
+            self.clock.callLater(downtime, self.cut.discard, zone)
 
     def zone(self, name: str) -> ZoneNode:
         return self.nodes[name]
@@ -834,7 +875,15 @@ STEPS = [
     ("after_done", "after", of_type(Done)),
 ]
 
-VICTIMS = [("old_owner", "A"), ("new_owner", "B"), ("gateway", GATEWAY)]
+VICTIMS = [
+    ("old_owner", "A"),
+    ("new_owner", "B"),
+    ("gateway", GATEWAY),
+    # The link of the gateway with a zone is cut and restored: the zone's
+    # stream to it and its inputs to the zone.
+    ("link_to_old_owner", "link:A"),
+    ("link_to_new_owner", "link:B"),
+]
 
 #: Short: back while the others still retry; long: after every timeout.
 DOWNTIMES = [("short_downtime", 0.1), ("long_downtime", 1.0)]
@@ -854,8 +903,12 @@ class CrashMatrixTests(unittest.TestCase):
         fired = []
 
         def crash(event=None):
-            if not fired:
-                fired.append(event)
+            if fired:
+                return
+            fired.append(event)
+            if victim.startswith("link:"):
+                world.cut_link(victim.removeprefix("link:"), downtime)
+            else:
                 world.crash(victim, downtime, drop_outgoing=step == "crossing" and victim == "A")
 
         if step == "crossing":
@@ -887,11 +940,13 @@ class CrashMatrixTests(unittest.TestCase):
                     ):
                         return self.crash_at(step, when, predicate, victim, downtime)
 
+                    what = "is cut" if victim.startswith("link:") else "crashes"
+                    back = "is restored" if victim.startswith("link:") else "restarts"
                     name = f"test_crash_{victim_name}_at_{step}_{downtime_name}"
                     test.__name__ = name
                     test.__doc__ = (
-                        f"The {victim_name.replace('_', ' ')} crashes at "
-                        f"{step.replace('_', ' ')} and restarts after {downtime} s."
+                        f"The {victim_name.replace('_', ' ')} {what} at "
+                        f"{step.replace('_', ' ')} and {back} after {downtime} s."
                     )
                     setattr(cls, name, test)
 
@@ -1009,6 +1064,54 @@ class NetworkTests(unittest.TestCase):
 
 
 NetworkTests.generate()
+
+
+class StreamTests(unittest.TestCase):
+    """
+    Each zone's messages to the gateway (route switches, L{Moved}) on a
+    stream of its own, delayed independently of the bus and of the other
+    zone's, and the link of the gateway with a zone cut and restored.
+    """
+
+    @defer.inlineCallbacks
+    def walk(self, world, crossings=3):
+        """The player crosses C{crossings} times while it sends an input every 10 ms."""
+        world.send_inputs(0.1, 150)
+        for n in range(crossings):
+            world.cross_at(0.2 + 0.4 * n)
+        yield world.run(until=3.0)
+        self.assertGreaterEqual(len([c for c in world.crossings if c[3]]), crossings)
+
+    @defer.inlineCallbacks
+    def test_slow_stream_of_one_zone(self):
+        """
+        A's stream takes 0.15 s more than B's: what B tells the gateway
+        overtakes what A told it before.  Nothing is lost, nothing applied
+        twice or out of order.
+        """
+        for slow in ("A", "B"):
+            world = World(self)
+            world.stream_delay[slow] = 0.15
+            yield world.start()
+            yield self.walk(world)
+            applied = yield world.check_settled(self, lossless=True)
+            self.assertEqual(len(applied), 150)
+            yield world.check_still_works(self)
+
+    @defer.inlineCallbacks
+    def test_link_cut_and_reconnected_between_handoffs(self):
+        """
+        The link of the gateway with A is cut for 0.3 s while the player is
+        A's: the inputs of that time are not sent; the rest are applied,
+        once each and in order, through later crossings.
+        """
+        world = World(self)
+        yield world.start()
+        world.clock.callLater(0.15, world.cut_link, "A", 0.3)
+        yield self.walk(world, crossings=2)
+        self.assertTrue(world.lost_at_gateway)
+        yield world.check_settled(self, lossless=True)
+        yield world.check_still_works(self)
 
 
 # -- the whole protocol, without trouble ----------------------------------------------------
