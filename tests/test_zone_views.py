@@ -218,6 +218,35 @@ class HeldArrivalTests(ViewTestCase):
         self.assertNotIn(alice_id, [view["id"] for view in update["enter"]])
         self.assertNotIn(bob_id, update["leave"])
 
+    async def test_released_without_done_starts_over(self):
+        """
+        The old owner's process ends right after the commit (no route
+        switch, no C{Done}): what it last showed Alice may never reach her.
+        The new owner releases her at C{hold_timeout}, and her first update
+        then starts her view over (C{reset}).
+        """
+        alice, _ = await self.near_the_border()
+        alice_id = alice.character_id
+
+        def holding():
+            return self.east.handoff.status(alice_id) == "holding"
+
+        await self.walk_east(alice, alice_id, holding)
+        self.west.pause()
+        self.west.handoff.stop()
+        await self.west._subscription.cancel()
+        self.west._subscription = None
+        for _ in range(100):
+            if not holding():
+                break
+            self.batches()
+            await self.settle()
+        self.assertEqual(self.east.handoff.status(alice_id), "active")
+        self.tick()
+        update = self.first_update(alice.session)
+        self.assertTrue(update.get("reset"))
+        self.assertIn(alice_id, [view["id"] for view in update["enter"]])
+
 
 class RestartTests(ViewTestCase):
     async def crash_and_restart(self, zone: ZoneService, checkpoint=True) -> ZoneService:

@@ -66,7 +66,7 @@ class Arrivals:
             self._add_real(Entity.from_dict(stored.data), HOLDING, client_view(offer.seen))
             self._arrived[entity_id] = offer.transfer_id
             hold = _Holding(offer.transfer_id, held)
-            hold.timer = self._later(self.hold_timeout, self._release, entity_id, hold)
+            hold.timer = self._later(self.hold_timeout, self._hold_expired, entity_id, hold)
             self._holding[entity_id] = hold
         elif stored.transfer_id == offer.transfer_id:
             # Already here (loaded after a restart): this transfer brought it.
@@ -97,6 +97,14 @@ class Arrivals:
             # zone restarted while the commit was in flight.  Adopt it if
             # the store says it is ours.
             self._locate(done.entity_id, [], 0, None, None)
+
+    def _hold_expired(self, entity_id: str, hold: _Holding) -> None:
+        """No L{Done} within C{hold_timeout}: release, the player's view starting over."""
+        if self._holding.get(entity_id) is not hold:
+            return
+        if self.on_hold_expired is not None:
+            self.on_hold_expired(entity_id)
+        self._release(entity_id, hold)
 
     def _release(self, entity_id: str, hold: _Holding) -> None:
         if self._holding.get(entity_id) is not hold:
