@@ -28,7 +28,6 @@ from twisted.internet import defer
 from mmo.game import messages
 from mmo.game.messages import (
     GhostUpdate,
-    HandedOver,
     Input,
     Push,
     RelayedEvent,
@@ -176,15 +175,10 @@ class ZoneService(GameService):
         self.ghosts.handed_over(owner, view, ghost_tick)
         self.ends.handed_over(entity, owner)
 
-    @property
-    def mode(self) -> str:
-        """The zone's mode in a takeover (L{mmo.zone.takeover}): C{serving} as a rule."""
-        return self.takeover.mode
-
-    @property
-    def takeover_pause_ms(self) -> float | None:
-        """Milliseconds between the old process's last tick and ours, once taken over."""
-        return self.takeover.pause_ms
+    #: The zone's mode in a takeover (L{mmo.zone.takeover}): C{serving} as a rule.
+    mode = property(lambda self: self.takeover.mode)
+    #: Milliseconds between the old process's last tick and ours, once taken over.
+    takeover_pause_ms = property(lambda self: self.takeover.pause_ms)
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -272,53 +266,6 @@ class ZoneService(GameService):
             )
         return await super().handle(caller, kind, message)
 
-    # -- the process's replacement (mmo.zone.takeover) --------------------------------
-
-    def gateway_of(self, entity_id: str) -> str:
-        """The gateway of the player whose entity is C{entity_id}, or ""."""
-        entity = self.simulation.get(entity_id)
-        return entity.gateway if entity is not None and entity.gateway else ""
-
-    async def final_state(self, token: str):
-        """
-        The old process, its ticks stopped: every real written to the store,
-        and what the successor needs to go on (a L{HandedOver}).
-        """
-        refused = await self.store.checkpoint(self.name, self.handoff.final_records())
-        sim = self.simulation
-        players = [e for e in sim.reals.values() if e.session is not None]
-        return HandedOver(
-            token=token,
-            tick=sim.tick_count,
-            ghost_tick=self.outbox.ghost_tick,
-            last_tick=self.last_tick_at,
-            seen={e.id: sim.seen(e.id) for e in players},
-            npcs=[e.to_dict() for e in sim.reals.values() if not self.handoff.is_real(e.id)],
-            npc_serial=sim.npc_serial,
-            ghosts=self.ghosts.snapshot(),
-            refused=list(refused or ()),
-        )
-
-    async def take_over(self, handed, buffered: list) -> None:
-        """
-        The new process, on its predecessor's L{HandedOver}: go on from
-        there (views, NPCs, ghosts, tick count), handle what came after the
-        marker (C{buffered}), recover the zone from the store and tick.
-        """
-        sim = self.simulation
-        sim.continue_from(int(handed.tick or 0), int(handed.npc_serial or 0))
-        self.outbox.continue_from(int(handed.ghost_tick or 0))
-        for data in handed.npcs or ():
-            sim.add(Entity.from_dict(data))
-        for source, ghosts in (handed.ghosts or {}).items():
-            views = tuple(ghosts.get("views") or ())
-            self.ghosts.apply(GhostUpdate(source, int(ghosts.get("tick") or 0), views))
-        for data in buffered:
-            # Handoff messages wait in the handoff until it recovered.
-            self._dispatcher(data)
-        await self.handoff.recover(handed.seen)
-        self.resume()
-
     # -- the tick --------------------------------------------------------------------
 
     def tick(self) -> None:
@@ -350,17 +297,13 @@ class ZoneService(GameService):
     # -- the gateways ----------------------------------------------------------------
 
     def stream_to(self, gateways) -> None:
-        """
-        Send the players' gateways their messages through C{gateways}, the
-        zone process's L{mmo.zone.streams.GatewayStreams}, rather than the bus.
-        """
+        """Send gateways their messages through C{gateways} (L{mmo.zone.streams})."""
         self.outbox.stream_to(gateways)
 
     def gateway_linked(self, gateway: str) -> None:
         """
-        C{gateway}'s stream from this zone's process came up (again): what
-        was sent it while it was down is lost, so the view of each player
-        of ours on it starts over (its next C{world.update} has C{reset}).
+        C{gateway}'s stream came up after it may have lost something: the
+        view of each player of ours on it starts over (C{reset}).
         """
         for entity in self.simulation.reals.values():
             if entity.kind == PLAYER and entity.session and entity.gateway == gateway:

@@ -24,12 +24,14 @@ from twisted.logger import Logger
 
 from mmo.game import messages
 from mmo.game.messages import (
+    GhostUpdate,
     HandedOver,
     HandoverAborted,
     RelayedEvent,
     TakeoverMarker,
     zone_channel,
 )
+from mmo.zone.entity import Entity
 
 #: The zone's modes: serving (the usual), standby (a new process waiting
 #: for the old one's marker), handing (the old one settling its handoffs
@@ -199,14 +201,14 @@ class Takeover:
             raise TakeoverFailed(f"zone {zone.name}: marker lost") from None
         # From here on (our own marker handled, ticks stopped) nothing is ours.
         try:
-            handed = await zone.final_state(token)
+            handed = await self._final_state(token)
         except Exception as e:
             self.log.failure("zone {zone}: final checkpoint failed", zone=zone.name)
             self._abort(f"final checkpoint failed: {e}")
             raise TakeoverFailed(f"zone {zone.name}: final checkpoint failed") from None
         zone.publish(channel, messages.encode(handed, zone.name))
         for message in zone.handoff.pending_inputs():
-            zone.publish(channel, messages.encode(message, zone.gateway_of(message.entity_id)))
+            zone.publish(channel, messages.encode(message, self._gateway_of(message.entity_id)))
         relay, self._relay = self._relay or [], None
         for data in relay:
             zone.publish(channel, data)
@@ -216,6 +218,32 @@ class Takeover:
             zone=zone.name,
             reals=len(zone.simulation.reals),
             tick=zone.simulation.tick_count,
+        )
+
+    def _gateway_of(self, entity_id: str) -> str:
+        """The gateway of the player whose entity is C{entity_id}, or ""."""
+        entity = self.zone.simulation.get(entity_id)
+        return entity.gateway if entity is not None and entity.gateway else ""
+
+    async def _final_state(self, token: str) -> HandedOver:
+        """
+        The old process, its ticks stopped: every real written to the store,
+        and what the successor needs to go on.
+        """
+        zone = self.zone
+        refused = await zone.store.checkpoint(zone.name, zone.handoff.final_records())
+        sim = zone.simulation
+        players = [e for e in sim.reals.values() if e.session is not None]
+        return HandedOver(
+            token=token,
+            tick=sim.tick_count,
+            ghost_tick=zone.outbox.ghost_tick,
+            last_tick=zone.last_tick_at,
+            seen={e.id: sim.seen(e.id) for e in players},
+            npcs=[e.to_dict() for e in sim.reals.values() if not zone.handoff.is_real(e.id)],
+            npc_serial=sim.npc_serial,
+            ghosts=zone.ghosts.snapshot(),
+            refused=list(refused or ()),
         )
 
     def _abort(self, why: str) -> None:
@@ -235,6 +263,27 @@ class Takeover:
 
     # -- the new process ---------------------------------------------------------------
 
+    async def _go_on(self, handed: HandedOver, buffered: list) -> None:
+        """
+        Go on from the predecessor's L{HandedOver} (views, NPCs, ghosts, tick
+        count), handle what came after the marker (C{buffered}), recover the
+        zone from the store and tick.
+        """
+        zone = self.zone
+        sim = zone.simulation
+        sim.continue_from(int(handed.tick or 0), int(handed.npc_serial or 0))
+        zone.outbox.continue_from(int(handed.ghost_tick or 0))
+        for data in handed.npcs or ():
+            sim.add(Entity.from_dict(data))
+        for source, ghosts in (handed.ghosts or {}).items():
+            views = tuple(ghosts.get("views") or ())
+            zone.ghosts.apply(GhostUpdate(source, int(ghosts.get("tick") or 0), views))
+        for data in buffered:
+            # Handoff messages wait in the handoff until it recovered.
+            zone.heard(data)
+        await zone.handoff.recover(handed.seen)
+        zone.resume()
+
     async def _take_over(self, handed: HandedOver) -> None:
         """
         The new process's side, on L{HandedOver}: recover the zone from the
@@ -245,7 +294,7 @@ class Takeover:
         zone = self.zone
         self.mode = SERVING
         buffered, self._standby = self._standby or [], None
-        await zone.take_over(handed, buffered)
+        await self._go_on(handed, buffered)
         last = handed.last_tick
         now = zone.last_tick_at
         pause = (now - last) * 1000 if isinstance(last, (int, float)) and now is not None else None
