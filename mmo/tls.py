@@ -274,6 +274,11 @@ def peer_address(transport) -> str:
         address = transport.getPeer()
     except Exception:
         return "unknown peer"
+    return format_address(address)
+
+
+def format_address(address) -> str:
+    """An C{IAddress} as C{host:port} (C{[host]:port} for IPv6), for logs."""
     host, port = getattr(address, "host", None), getattr(address, "port", None)
     if host is None:
         return str(address)
