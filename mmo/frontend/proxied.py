@@ -124,8 +124,14 @@ class Proxied(policies.ProtocolWrapper):
         directlyProvides(self, providedBy(transport))
         protocol.Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
-        # The socket below HAProxy's wrapper: one send() per write while it keeps up.
-        write_through(getattr(transport, "transport", None))
+        # The socket below HAProxy's wrapper: one send() per write while it
+        # keeps up, and no Nagle delay: without TLS nothing gathers a turn's
+        # frames into one write, and a second small write would wait for the
+        # ACK of the first (up to the peer's delayed-ACK timer, 40 ms).
+        socket = getattr(transport, "transport", None)
+        write_through(socket)
+        if interfaces.ITCPTransport.providedBy(socket):
+            socket.setTcpNoDelay(True)
 
     def dataReceived(self, data: bytes) -> None:
         if self.admitted:
