@@ -386,3 +386,37 @@ class CapacityFitTests(unittest.TestCase):
         spent = self.capacity.cpu_seconds(os.getpid())
         self.assertGreater(spent, 0.0)
         self.assertLessEqual(spent, time.process_time() + 0.02)
+
+
+class TLSBenchSmokeTests(unittest.TestCase):
+    """bench/tls.py at the tiny sizes of its quick run: every mode gives its figures."""
+
+    timeout = 240
+
+    def test_quick_run(self):
+        [benchmark] = [b for b in run.BENCHMARKS if b.name == "tls"]
+        [quick] = benchmark.quick_runs
+        profile = os.path.join(os.path.abspath(self.mktemp()), "tls.prof")
+        os.makedirs(os.path.dirname(profile))
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", benchmark.script),
+            quick.args,
+            timeout=benchmark.timeout,
+            profile=profile,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        modes = ["twisted", "ssl_socket", "plain"]
+        if "haproxy_skipped" in figures:
+            if os.environ.get("MMO_REQUIRE_HAPROXY") == "1":
+                self.fail("MMO_REQUIRE_HAPROXY=1 but bench/tls.py skipped the haproxy row")
+        else:
+            modes.append("haproxy")
+            self.assertGreater(figures["haproxy_delivery_server_cpu_us"], -1)
+        for mode in modes:
+            self.assertGreater(figures[f"{mode}_deliveries_per_s"], 0, mode)
+            self.assertGreater(figures[f"{mode}_echoes_per_s"], 0, mode)
+            self.assertGreater(figures[f"{mode}_echo_p99_ms"], 0, mode)
+        # The profile is of mmo's TLS server, which read through Twisted's TLS.
+        self.assertTrue(os.path.exists(profile))
+        self.assertTrue(any("tls.py" in row["function"] for row in run.profile_rows(profile, 50)))
