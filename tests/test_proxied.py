@@ -19,7 +19,9 @@ from twisted.trial import unittest
 from mmo.config import ConfigError
 from mmo.frontend.addresses import parse_networks
 from mmo.frontend.factory import ClientFactory
+from mmo.frontend.listener import ClientListener
 from mmo.frontend.proxied import ProxiedFactory, proxied_endpoint
+from mmo.frontend.websocket import WebSocketListener
 from mmo.wire import PROTOCOL_VERSION, codec
 from tests.support import LogCapture, config_of, written_frames
 
@@ -160,3 +162,57 @@ class ProxyConfigTests(unittest.TestCase):
     def test_default_none(self):
         config = config_of()
         self.assertEqual(config.processes["mmo"].proxy_from, [])
+
+
+class ProxiedWebSocketTests(unittest.TestCase):
+    """The secure WebSocket listener behind a proxy: plain HTTP upgrade after the header."""
+
+    def test_upgrade_after_header_sees_the_player(self):
+        config = config_of(
+            {
+                "gateway-1": {
+                    "kind": "gateway",
+                    "client": "tcp:7000",
+                    "websocket": "tcp:7443",
+                    "proxy_from": ["10.0.0.5"],
+                }
+            },
+            listeners={"exempt": []},
+        )
+        process = config.processes["gateway-1"]
+        reactor = MemoryReactorClock()
+        clients = ClientFactory(config, process, reactor)
+        logs = LogCapture(self)
+        # No certificate is read: the proxy does the TLS.
+        listener = WebSocketListener(config, process, clients, reactor=reactor)
+        # Listens on the fake reactor: nothing to stop.
+        listener.startService()
+        [(port, factory, _, _)] = reactor.tcpServers
+        self.assertEqual(port, 7443)
+        self.assertTrue(logs.matching("browsers on WebSocket, PROXY protocol"))
+
+        connection = factory.buildProtocol(PROXY)
+        transport = StringTransport(peerAddress=PROXY)
+        connection.makeConnection(transport)
+        upgrade = (
+            b"GET / HTTP/1.1\r\nHost: play.example.org\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        connection.dataReceived(v2_header("203.0.113.7", 51000) + upgrade)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 101"), transport.value())
+        [client] = clients.connections
+        self.assertEqual(client.peer, "203.0.113.7:51000")
+        self.assertEqual(logs.matching("TLS refused") + logs.matching("PROXY refused"), [])
+
+    def test_untrusted_proxy_refused(self):
+        config = config_of(
+            {"g": {"kind": "gateway", "client": "tcp:7000", "proxy_from": ["10.0.0.5"]}}
+        )
+        reactor = MemoryReactorClock()
+        listener = ClientListener(config, config.processes["g"], reactor)
+        listener.startService()
+        self.addCleanup(listener.stopService)
+        [(_, factory, _, _)] = reactor.tcpServers
+        self.assertIsNone(factory.buildProtocol(STRANGER))
+        self.assertIsNotNone(factory.buildProtocol(PROXY))

@@ -22,10 +22,11 @@ game server needs around it:
 
 The stack of one connection, from the socket up::
 
-    TCP (tcp.Connection, write-through)
+    TCP (tcp.Connection, write-through, no Nagle delay)
       HAProxy's wrapper (parses the header; getPeer is the player's)
-        Proxied (admits by address, then connects the protocol)
-          ClientProtocol, WebSocketProtocol or the upgrade router
+        ClientProtocol, WebSocketProtocol or the upgrade router
+      with L{Proxied} between the two until the header is read (it admits
+      the address, then connects the protocol) and told of the close.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
 from twisted.protocols import policies
 from twisted.protocols.haproxy import proxyEndpoint
-from zope.interface import directlyProvides, implementer, providedBy
+from zope.interface import implementer
 
 from mmo.compat import write_through
 from mmo.frontend.addresses import AddressLimits, in_networks
@@ -101,10 +102,12 @@ def proxied_endpoint(endpoint, networks: list):
     return proxyEndpoint(TrustedProxiesEndpoint(endpoint, networks))
 
 
-class Proxied(policies.ProtocolWrapper):
+class Proxied(protocol.Protocol):
     """
-    One proxied connection until its PROXY header is read; then the
-    wrapped protocol's, which it connects only then.
+    One proxied connection until its PROXY header is read: then it admits
+    the player's address and connects the wrapped protocol to HAProxy's
+    wrapper (whose C{getPeer} is the player's), which it no longer stands
+    between except to hear of the end of the connection.
 
     The first bytes the wrapped protocol would see come with (or after)
     the header: both of mmo's protocols (the framed one and WebSocket's
@@ -119,26 +122,26 @@ class Proxied(policies.ProtocolWrapper):
     _host = None
     _refusalLogged = False
 
-    def makeConnection(self, transport) -> None:
-        # ProtocolWrapper's, but without connecting the wrapped protocol yet.
-        directlyProvides(self, providedBy(transport))
-        protocol.Protocol.makeConnection(self, transport)
+    def __init__(self, factory: ProxiedFactory, wrappedProtocol):
+        self.factory = factory
+        self.wrappedProtocol = wrappedProtocol
+
+    def connectionMade(self) -> None:
         self.factory.registerProtocol(self)
         # The socket below HAProxy's wrapper: one send() per write while it
         # keeps up, and no Nagle delay: without TLS nothing gathers a turn's
         # frames into one write, and a second small write would wait for the
         # ACK of the first (up to the peer's delayed-ACK timer, 40 ms).
-        socket = getattr(transport, "transport", None)
+        socket = getattr(self.transport, "transport", None)
         write_through(socket)
         if interfaces.ITCPTransport.providedBy(socket):
             socket.setTcpNoDelay(True)
+        self._timer = self.factory.reactor.callLater(self.factory.timeout, self._timedOut)
 
     def dataReceived(self, data: bytes) -> None:
-        if self.admitted:
-            self.wrappedProtocol.dataReceived(data)
-            return
+        # HAProxy's wrapper passes data up only once the header is parsed:
+        # this is the first read, and the only one that comes here.
         self._cancelTimer()
-        # HAProxy's wrapper passes data up only once the header is parsed.
         self.admitted = True
         host = getattr(self.transport.getPeer(), "host", None)
         limits = self.factory.addresses
@@ -148,14 +151,15 @@ class Proxied(policies.ProtocolWrapper):
                 return
             self._host = host
         wrapped = self.wrappedProtocol
-        wrapped.makeConnection(self)
+        wrapped.makeConnection(self.transport)
         # The proxy did the TLS: tell a protocol that waits for it.
         if interfaces.IHandshakeListener.providedBy(wrapped):
             wrapped.handshakeCompleted()
+        # Later reads go from HAProxy's wrapper straight to the protocol
+        # (one call less per read, as Twisted's BufferingTLSTransport does
+        # for its writes).
+        self.dataReceived = wrapped.dataReceived
         wrapped.dataReceived(data)
-
-    def connectionMade(self) -> None:
-        self._timer = self.factory.reactor.callLater(self.factory.timeout, self._timedOut)
 
     def connectionLost(self, reason) -> None:
         self._cancelTimer()
@@ -165,7 +169,7 @@ class Proxied(policies.ProtocolWrapper):
             self.factory.addresses.release(host)
         wrapped, self.wrappedProtocol = self.wrappedProtocol, None
         if self.admitted:
-            if wrapped.transport is self:
+            if wrapped.transport is not None and wrapped.connected:
                 wrapped.connectionLost(reason)
         elif not self._refusalLogged:
             self.log.warn(
