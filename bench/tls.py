@@ -61,6 +61,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _haproxy  # noqa: E402
+from _broadcast import Broadcast  # noqa: E402
 from _common import cpu_seconds, parser, percentile, report, settle  # noqa: E402
 from twisted.internet import defer, endpoints, protocol, task, tcp  # noqa: E402
 from twisted.internet import main as reasons  # noqa: E402
@@ -79,21 +80,12 @@ STAMP = struct.Struct("!cId")
 # -- the server side -------------------------------------------------------------------
 
 
-class Relay(Int32StringReceiver):
-    """B: to every connection; E: back to the sender."""
-
-    MAX_LENGTH = 65536
-
-    def connectionMade(self):
-        self.factory.clients.append(self)
-
-    def connectionLost(self, reason):
-        self.factory.clients.remove(self)
+class Relay(Broadcast):
+    """The chat fan-out baseline's broadcast (B), and an echo (E) back to the sender."""
 
     def stringReceived(self, data):
         if data[:1] == b"B":
-            for client in self.factory.clients:
-                client.sendString(data)
+            super().stringReceived(data)
         else:
             self.sendString(data)
 
@@ -222,7 +214,7 @@ def serve(args) -> None:
     config = mmo_config.load(args.config)
     process = config.processes["mmo"]
     relay = protocol.Factory.forProtocol(Relay)
-    relay.clients = []
+    relay.clients = set()
     limits = AddressLimits.from_config(config.listeners, reactor)
     endpoint = endpoints.TCP4ServerEndpoint(reactor, 0, backlog=1024, interface="127.0.0.1")
     mode = args.serve

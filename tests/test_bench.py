@@ -4,29 +4,17 @@ figures as markdown, the report, and a failing benchmark script.
 """
 
 import cProfile
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 
 from twisted.trial import unittest
 
+from tests.support import load_bench
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_bench(name: str):
-    """bench/NAME.py as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"bench_{name}", os.path.join(ROOT, "bench", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    # Dataclasses look their module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 run = load_bench("run")

@@ -10,7 +10,6 @@ Skipped without haproxy (C{apt-get install -y haproxy}), except under
 C{MMO_REQUIRE_HAPROXY=1} (set by C{.ci/run}), where it fails instead.
 """
 
-import importlib.util
 import os
 
 from twisted.internet import defer, endpoints, protocol, reactor
@@ -18,23 +17,14 @@ from twisted.trial import unittest
 
 from mmo import tls
 from mmo.client import connect
-from tests.support import FAST_HASH, PASSWORD, bounded, deployment
+from tests.support import FAST_HASH, PASSWORD, bounded, deployment, load_bench
 from tests.test_twistd import spawn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_haproxy():
-    """bench/_haproxy.py, the HAProxy runner (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_haproxy", os.path.join(ROOT, "bench", "_haproxy.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-haproxy = load_haproxy()
+#: bench/_haproxy.py: the HAProxy the benchmark runs, run here the same way.
+haproxy = load_bench("_haproxy")
 
 
 def require_haproxy() -> None:

@@ -29,23 +29,18 @@ from mmo.rpc import (
     unix,
 )
 from mmo.rpc.commands import SENDERS, Command, Identify
-from tests.support import LogCapture, bounded, deployment
+from tests.support import DEFAULT_PROCESSES, LogCapture, bounded, deployment
 
-MACHINES = """
-[processes.mmo]
-kind = "mmo"
-client = "tcp:0:interface=127.0.0.1"
-rpc = "tcp:0:interface=127.0.0.1"
-
-[processes.zone-1]
-kind = "zone"
-rpc = "tcp:0:interface=127.0.0.1"
-
+#: The default processes, and a zone on another machine (no host in common).
+MACHINES = (
+    DEFAULT_PROCESSES
+    + """
 [processes.zone-far]
 kind = "zone"
 rpc = "tcp:7301"
 hosts = ["zone-far.example.org"]
 """
+)
 
 
 class GatewaysOnly(Command):
