@@ -100,6 +100,10 @@ class ProxiedTests(unittest.TestCase):
         self.assertIsNone(protocol)
         self.assertEqual(self.port.refused, 1)
         self.assertTrue(self.logs.matching("PROXY refused 198.51.100.9:40200", "not a trusted"))
+        # Again from the same address: refused, not logged again.
+        self.assertIsNone(self.connect(IPv4Address("TCP", "198.51.100.9", 40201))[0])
+        self.assertEqual(self.port.refused, 2)
+        self.assertEqual(len(self.logs.matching("PROXY refused")), 1)
 
     def test_no_header_refused_and_logged(self):
         protocol, transport = self.connect()

@@ -41,6 +41,9 @@ from mmo.compat import write_through
 from mmo.frontend.addresses import AddressLimits, in_networks
 from mmo.tls import format_address, peer_address
 
+#: Untrusted addresses whose refusal was logged, remembered at most.
+LOGGED_ADDRESSES = 1024
+
 
 class TrustedProxies(protocol.Factory):
     """
@@ -60,15 +63,24 @@ class TrustedProxies(protocol.Factory):
         self.wrapped = wrapped
         self.networks = networks
         self.refused = 0
+        self._logged: set[str | None] = set()
 
     def buildProtocol(self, addr):
         host = getattr(addr, "host", None)
         if not in_networks(host, self.networks):
             self.refused += 1
-            self.log.warn(
-                "PROXY refused {address}: not a trusted proxy (processes.*.proxy_from)",
-                address=format_address(addr),
-            )
+            # Once per address (of the last LOGGED_ADDRESSES): a scan or a
+            # flood from outside fills no log.
+            if host not in self._logged:
+                if len(self._logged) >= LOGGED_ADDRESSES:
+                    self._logged.clear()
+                self._logged.add(host)
+                self.log.warn(
+                    "PROXY refused {address}: not a trusted proxy (processes.*.proxy_from); "
+                    "{refused} refused so far",
+                    address=format_address(addr),
+                    refused=self.refused,
+                )
             return None
         return self.wrapped.buildProtocol(addr)
 
