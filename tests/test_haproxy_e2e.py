@@ -12,7 +12,7 @@ C{MMO_REQUIRE_HAPROXY=1} (set by C{.ci/run}), where it fails instead.
 
 import os
 
-from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.internet import defer, endpoints, protocol, reactor, utils
 from twisted.trial import unittest
 
 from mmo import tls
@@ -100,3 +100,24 @@ class BehindHAProxyTests(unittest.TestCase):
         )
         await bounded(plain.lost)
         await child.whenLogged(r"PROXY refused 127\.0\.0\.1:\d+: closed before a valid PROXY")
+
+
+class ExampleConfigTests(unittest.TestCase):
+    async def test_example_is_valid(self):
+        """examples/haproxy.cfg passes haproxy -c, with a real certificate in its place."""
+        require_haproxy()
+        config = deployment(self)
+        cert, key = tls.server_paths(config.deployment.tls_dir, "mmo")
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        pem = haproxy.pem_bundle(cert, key, os.path.join(directory, "play.pem"))
+        with open(os.path.join(ROOT, "examples", "haproxy.cfg")) as f:
+            text = f.read()
+        self.assertIn("/etc/mmo/play.example.org.pem", text)
+        path = os.path.join(directory, "haproxy.cfg")
+        with open(path, "w") as f:
+            f.write(text.replace("/etc/mmo/play.example.org.pem", pem))
+        out, err, code = await utils.getProcessOutputAndValue(
+            haproxy.binary(), ["-c", "-f", path], env=os.environ
+        )
+        self.assertEqual(code, 0, (out + err).decode(errors="replace"))
