@@ -16,9 +16,15 @@ game server needs around it:
     so its C{getPeer}, its log lines, the per-address limits
     (L{mmo.frontend.addresses.AddressLimits}) and C{register_per_ip} all see
     the player's address, never the proxy's;
-  - B{a log line for every refusal}: an untrusted address, a connection
-    closed before a valid header, no header within C{[wire]
-    handshake_timeout}.
+  - B{a log line for every refusal}: an untrusted address (once per
+    address), a connection closed before a valid header, no header within
+    C{[wire] handshake_timeout}.
+
+Writes go to the socket as they come (write-through, no Nagle delay); a
+turn's writes are not gathered into one as mmo's TLS does: measured with
+C{bench/tls.py}, gathering them (one timer per turn for every connection)
+cost the Python process more with one frame per connection per turn, a
+tick's shape, than it saved with ten.
 
 The stack of one connection, from the socket up::
 
