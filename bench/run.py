@@ -83,9 +83,14 @@ def _fanout_runs(members: list[int], messages: int, quick: bool = False) -> list
 LOGIN = Run("", ["--logins", "200", "--concurrency", "8"])
 HANDOFF = Run("", ["--handoffs", "300"])
 CONNECTIONS = Run("", ["--connections", "2000"])
-ROUTE = Run("", ["--requests", "100000"])
+ROUTE = Run("over mutual TLS", ["--requests", "100000"])
+ROUTE_UNIX = Run("over a Unix-socket link, then TLS again", ["--requests", "100000", "--unix"])
 CAPACITY = Run("", ["--bots", "100,200,400", "--window", "30"])
 ABUSE = Run("", ["--seconds", "6"])
+TLS_TICK = Run("1 frame per client per burst", ["--connections", "200", "--rounds", "500"])
+TLS_BURST = Run(
+    "10 frames per client per burst", ["--connections", "200", "--rounds", "100", "--burst", "10"]
+)
 
 
 BENCHMARKS = [
@@ -180,7 +185,7 @@ BENCHMARKS = [
         "route",
         "route.py",
         "Routing zone.move from a gateway to a zone process",
-        [ROUTE, Run("unanswered", [*ROUTE.args, "--unanswered"]), profiled(ROUTE)],
+        [ROUTE, Run("unanswered", [*ROUTE.args, "--unanswered"]), ROUTE_UNIX, profiled(ROUTE)],
         [
             Run("", ["--requests", "20000"], True),
             Run("unanswered", ["--requests", "20000", "--unanswered"]),
@@ -192,8 +197,43 @@ BENCHMARKS = [
             ("route_p99_ms", "baseline_p99_ms"),
             ("gateway_cpu_us", "baseline_client_cpu_us"),
             ("service_cpu_us", "baseline_server_cpu_us"),
+            # --unix: the route over a Unix socket next to the same over TLS.
+            ("route_per_s", "tls_route_per_s"),
+            ("gateway_cpu_us", "tls_gateway_cpu_us"),
+            ("service_cpu_us", "tls_service_cpu_us"),
         ],
         profiled="the gateway (the benchmark's own process) during the measured routed requests",
+    ),
+    Benchmark(
+        "tls",
+        "tls.py",
+        "The cheapest TLS: Twisted's, TLS in C on the socket, HAProxy in front, plain TCP",
+        [TLS_TICK, TLS_BURST, profiled(TLS_TICK)],
+        [
+            Run(
+                "",
+                ["--connections", "10", "--rounds", "5", "--requests", "200", "--repeats", "1"],
+                True,
+            )
+        ],
+        timeout=600,
+        pairs=[
+            (f"{mode}_{figure}", f"plain_{figure}")
+            for figure in (
+                "delivery_cpu_us",
+                "echo_cpu_us",
+                "deliveries_per_s",
+                "delivery_p99_ms",
+                "echoes_per_s",
+                "echo_p99_ms",
+            )
+            for mode in ("twisted", "ssl_socket", "haproxy")
+        ]
+        + [
+            ("haproxy_delivery_server_cpu_us", "plain_delivery_cpu_us"),
+            ("haproxy_echo_server_cpu_us", "plain_echo_cpu_us"),
+        ],
+        profiled="the server of the twisted mode (mmo's TLS listener stack), in its first run",
     ),
     Benchmark(
         "abuse",

@@ -1049,7 +1049,7 @@ class FactoryClassTests(unittest.TestCase):
         service = ClientListener(config, config.processes["mmo"], reactor=reactor)
         self.assertIsInstance(service.factory, EmoteFactory)
         self.assertIs(service.factory.reactor, reactor)
-        self.assertIs(service.tlsFactory.wrappedFactory, service.factory)
+        self.assertIs(service.portFactory.wrappedFactory, service.factory)
 
 
 # -- the client SDK --------------------------------------------------------------
