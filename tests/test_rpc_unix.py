@@ -97,7 +97,9 @@ class UnixLinkTests(unittest.TestCase):
         service = self.client()
         self.assertTrue(service.unix)
         response = await bounded(service.callRemote(Ping, nonce=7))
-        self.assertEqual(response, {"nonce": 7, "name": "mmo", "version": mmo.__version__})
+        self.assertEqual(
+            response, {"nonce": 7, "name": "mmo", "version": mmo.__version__, "takes": []}
+        )
         [link] = server.connections
         self.assertEqual(link.peer, "zone-1")
         self.assertEqual(service.factory.connection.peer, "mmo")
