@@ -249,9 +249,16 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     # -- sending -----------------------------------------------------------
 
     def sendString(self, string: bytes) -> None:
-        super().sendString(string)
+        self.sendFrame(codec.HEADER.pack(len(string)) + string)
+
+    def sendFrame(self, frame: bytes) -> None:
+        """
+        Send one complete frame, its length header included (a push
+        numbered for this client from a shared stem: L{codec.numbered}).
+        """
+        self.transport.write(frame)
         if self.backlog is not None:
-            self.backlog.wrote(len(string) + 4)
+            self.backlog.wrote(len(frame))
 
     def unreadOverflow(self, unsent: int) -> None:
         """

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -217,7 +218,11 @@ class GameService:
 
     async def deliver(self, targets: Iterable[Caller], kind: str, **fields) -> None:
         """Push C{kind} with C{fields} to every session of C{targets}."""
-        await deliver(self.bus, ((c.gateway, c.session) for c in targets), kind, fields)
+        await deliver(self.bus, map(_ADDRESS, targets), kind, fields)
+
+
+#: Where a caller's pushes go: C{(gateway, session)}.
+_ADDRESS = attrgetter("gateway", "session")
 
 
 async def deliver(bus, targets: Iterable[tuple[str, str]], kind: str, fields: dict) -> None:
