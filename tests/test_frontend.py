@@ -798,6 +798,32 @@ class TimeoutTests(GatewayTestCase):
         [error] = self.received(protocol)
         self.assertError(error, codes.IDLE_TIMEOUT, None, fatal=True)
 
+    def test_one_timer_for_every_connection(self):
+        """
+        The idle deadlines of all connections run on one timer of the
+        factory, which data received does not move; each still times out
+        on its own deadline.
+        """
+        first = self.connect(hello=True)
+        self.reactor.advance(10.0)
+        second = self.connect(hello=True)
+        [timer] = self.reactor.getDelayedCalls()
+        due = timer.getTime()
+        self.reactor.advance(5.0)
+        self.send(first, {"t": "ping", "id": 2})
+        self.received(first)
+        self.assertEqual(self.reactor.getDelayedCalls(), [timer])
+        self.assertEqual(timer.getTime(), due)
+        self.reactor.advance(25.0 - self.tick)
+        self.assertEqual((self.received(first), self.received(second)), ([], []))
+        self.reactor.advance(self.tick)
+        [error] = self.received(second)
+        self.assertError(error, codes.IDLE_TIMEOUT, None, fatal=True)
+        self.assertEqual(self.received(first), [])
+        self.reactor.advance(5.0)
+        [error] = self.received(first)
+        self.assertError(error, codes.IDLE_TIMEOUT, None, fatal=True)
+
     def test_timers_cancelled_on_close(self):
         """A closed connection leaves no timer behind."""
         protocol = self.connect()

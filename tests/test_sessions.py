@@ -15,6 +15,7 @@ moves between them.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from itertools import count
 
 from twisted.internet import defer
@@ -209,6 +210,18 @@ class LifecycleTests(SessionTestCase):
         [bye] = player.frames()
         self.assertEqual(bye["code"], codes.IDLE_TIMEOUT)
 
+    def test_connection_attributes_all_made_at_once(self):
+        """
+        A connection sets no attribute that its constructor did not make
+        first (so that connections share one table of attribute names).
+        """
+        player, reply = self.admit(self.a)
+        self.deliver("gw-a", reply["session"], "news")
+        player.request("ping")
+        player.drop()
+        made = self.a.protocol()
+        self.assertEqual(list(vars(player.protocol)), list(vars(made)))
+
     def test_auth_gives_resume_token(self):
         """
         The auth reply carries the session id and a random resume token;
@@ -276,7 +289,9 @@ class LifecycleTests(SessionTestCase):
         self.assertEqual(alice.frames(), [{"t": "news", "text": "all", "seq": 2}])
         self.assertEqual(bob.frames(), [{"t": "news", "text": "all", "seq": 1}])
         held = self.a.sessions.registry.by_id
-        self.assertIs(held[one["session"]].outbox[-1], held[two["session"]].outbox[-1])
+        self.assertIs(
+            held[one["session"]].outbox.newest(1)[0], held[two["session"]].outbox.newest(1)[0]
+        )
 
     def test_resume_replays_missed_once_in_order(self):
         """
@@ -575,7 +590,24 @@ class SessionUnitTests(unittest.TestCase):
         self.assertEqual(sys.getsizeof(session.outbox), sys.getsizeof(()))
         session.push("n", {"i": 1})
         self.assertEqual((session.oldest_kept, len(session.outbox)), (1, 1))
-        self.assertEqual(session.missed(0), [codec.numbered_body(session.outbox[0], 1)])
+        self.assertEqual(session.missed(0), [codec.numbered_body(session.outbox.newest(1)[0], 1)])
+
+    def test_outbox_small_and_bounded(self):
+        """
+        One push costs an idle session a small list, not a deque's block;
+        a full outbox drops the oldest, and the slots of what it dropped
+        do not pile up.
+        """
+        session = self.session(buffer=100)
+        session.push("n", {"i": 0})
+        self.assertLess(sys.getsizeof(session.outbox._stems), sys.getsizeof(deque()) // 4)
+        for i in range(1, 1000):
+            session.push("n", {"i": i})
+            self.assertLessEqual(len(session.outbox._stems), 2 * 100)
+        self.assertEqual((len(session.outbox), session.oldest_kept), (100, 901))
+        self.assertEqual(
+            [codec.decode(body)["i"] for body in session.missed(900)], list(range(900, 1000))
+        )
 
     def test_buffer_bounded_in_bytes(self):
         """

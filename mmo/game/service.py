@@ -40,7 +40,7 @@ def owns(prefixes, kind: str) -> bool:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Caller:
     """
     Who sent a message: one admitted session.
@@ -84,10 +84,10 @@ class Caller:
         return self.character_name or self.name
 
     def to_dict(self) -> dict:
-        # Every field is a plain value: a copy of the instance's own dict is
-        # what asdict() would build, at a tenth of its cost (this goes with
+        # Every field is a plain value: the fields read at C level are what
+        # asdict() would build, at a fraction of its cost (this goes with
         # every request a gateway routes).
-        return dict(self.__dict__)
+        return dict(zip(_CALLER_FIELDS, _caller_values(self), strict=True))
 
     @classmethod
     def from_dict(cls, data: dict) -> Caller:
@@ -95,6 +95,11 @@ class Caller:
 
     def moved(self, **changes) -> Caller:
         return replace(self, **changes)
+
+
+#: A caller's fields, in order, and all of their values at once.
+_CALLER_FIELDS = tuple(Caller.__dataclass_fields__)
+_caller_values = attrgetter(*_CALLER_FIELDS)
 
 
 class SessionChange:

@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections import deque
 from dataclasses import asdict
-from itertools import islice
 
 from mmo.game.service import Caller
+from mmo.gateway.outbox import Outbox
 from mmo.login.tickets import Ticket
 from mmo.wire import codec
 from mmo.wire.codes import FRAME_TOO_LARGE, WireError
@@ -84,7 +83,7 @@ class Session:
         onwards: their stems (L{codec.push_stem}), encoded as sent (a tenth
         of the memory of the message each encodes, replayed without encoding
         again); a push to many sessions is one stem kept by each of them.
-    @ivar outbox_bytes: The size of the bodies in the outbox, bytes.
+        An L{Outbox}, made on the first push (an empty tuple until then).
     @ivar buffer: The most pushes the outbox keeps.
     @ivar buffer_bytes: The most bytes of bodies the outbox keeps (the
         newest push is kept even when it alone is larger).
@@ -105,7 +104,6 @@ class Session:
         "buffer",
         "buffer_bytes",
         "outbox",
-        "outbox_bytes",
         "limit",
         "connection",
         "state",
@@ -130,9 +128,7 @@ class Session:
         self.seq = seq
         self.buffer = buffer
         self.buffer_bytes = buffer_bytes
-        # An empty deque takes a 64-slot block: made on the first push.
-        self.outbox: deque[bytes] | tuple = ()
-        self.outbox_bytes = 0
+        self.outbox: Outbox | tuple = ()
         for stem in _stems(pushes):
             self._keep(stem)
         self.limit = limit
@@ -249,15 +245,14 @@ class Session:
     def _keep(self, stem: bytes) -> None:
         """Keep a push's stem for a resume; drop the oldest past either bound."""
         outbox = self.outbox
-        if not isinstance(outbox, deque):
-            outbox = self.outbox = deque()
-        outbox.append(stem)
-        self.outbox_bytes += len(stem)
-        limit = self.buffer_bytes
-        while len(outbox) > self.buffer or (
-            limit is not None and self.outbox_bytes > limit and len(outbox) > 1
-        ):
-            self.outbox_bytes -= len(outbox.popleft())
+        if not outbox:
+            outbox = self.outbox = Outbox()
+        outbox.keep(stem, self.buffer, self.buffer_bytes)
+
+    @property
+    def outbox_bytes(self) -> int:
+        """The size of the bodies in the outbox, bytes."""
+        return self.outbox.size if self.outbox else 0
 
     @property
     def oldest_kept(self) -> int:
@@ -284,10 +279,11 @@ class Session:
                 + "); log in again",
                 final=True,
             )
-        skip = max(last_seq + 1 - oldest, 0)
+        if last_seq == self.seq:
+            return []
         return [
-            codec.numbered_body(stem, oldest + skip + i)
-            for i, stem in enumerate(islice(self.outbox, skip, None))
+            codec.numbered_body(stem, last_seq + 1 + i)
+            for i, stem in enumerate(self.outbox.newest(self.seq - last_seq))
         ]
 
     # -- handover -----------------------------------------------------------------
