@@ -188,7 +188,10 @@ BENCHMARKS = [
         [Run("", ["--sessions", "200"], True)],
         [Run("", ["--sessions", "5", "--buffer", "50"], True)],
         timeout=120,
-        pairs=[("bytes_per_session", "baseline_bytes_per_session")],
+        pairs=[
+            ("bytes_per_session", "baseline_bytes_per_session"),
+            ("idle_bytes_per_session", "baseline_idle_bytes_per_connection"),
+        ],
         profiled="the pushes of 50 sessions, in process",
     ),
     Benchmark(
