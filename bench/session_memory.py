@@ -66,7 +66,7 @@ class Discard:
     def sendString(self, body: bytes) -> None:
         pass
 
-    def sendFrame(self, frame: bytes) -> None:
+    def sendPush(self, stem: bytes, number: bytes) -> None:
         pass
 
 

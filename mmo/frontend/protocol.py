@@ -291,13 +291,26 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
         self.sendFrame(codec.HEADER.pack(len(string)) + string)
 
     def sendFrame(self, frame: bytes) -> None:
-        """
-        Send one complete frame, its length header included (a push
-        numbered for this client from a shared stem: L{codec.numbered}).
-        """
+        """Send one complete frame, its length header included."""
         self.transport.write(frame)
-        if self.backlog is not None:
-            self.backlog.wrote(len(frame))
+        backlog = self.backlog
+        # The backlog counts only while the transport is full.
+        if backlog is not None and backlog.paused:
+            backlog.wrote(len(frame))
+
+    def sendPush(self, stem: bytes, number: bytes) -> None:
+        """
+        Send a push numbered for this client: the pieces of its frame, a
+        shared stem and its number (L{codec.numbered}), unless L{canSend} is
+        false (a session keeps its pushes for a resume either way).
+        """
+        if self.state != CLOSED and not self.closing:
+            write = self.transport.write
+            write(stem)
+            write(number)
+            backlog = self.backlog
+            if backlog is not None and backlog.paused:
+                backlog.wrote(len(stem) + len(number))
 
     def unreadOverflow(self, unsent: int) -> None:
         """

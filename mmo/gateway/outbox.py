@@ -45,7 +45,11 @@ class Outbox:
         stems = self._stems
         stems.append(stem)
         self.size += len(stem)
-        first = self._first
+        if len(stems) - self._first > most or (most_bytes is not None and self.size > most_bytes):
+            self._drop(most, most_bytes)
+
+    def _drop(self, most: int, most_bytes: int | None) -> None:
+        stems, first = self._stems, self._first
         while len(stems) - first > most or (
             most_bytes is not None and self.size > most_bytes and len(stems) - first > 1
         ):

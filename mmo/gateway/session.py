@@ -238,14 +238,14 @@ class Session:
         seq = self.seq = self.seq + 1
         self._keep(stem)
         connection = self.connection
-        if connection is not None and connection.canSend():
-            connection.sendFrame(codec.numbered(stem, seq))
+        if connection is not None:
+            connection.sendPush(*codec.numbered(stem, seq))
         return seq
 
     def _keep(self, stem: bytes) -> None:
         """Keep a push's stem for a resume; drop the oldest past either bound."""
         outbox = self.outbox
-        if not outbox:
+        if type(outbox) is tuple:
             outbox = self.outbox = Outbox()
         outbox.keep(stem, self.buffer, self.buffer_bytes)
 

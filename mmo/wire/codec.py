@@ -93,17 +93,22 @@ def push_stem(kind: str, fields: dict) -> bytes:
     return HEADER.pack(len(body)) + body[:-4]
 
 
-def numbered(stem: bytes, seq: int) -> bytes:
-    """The complete frame of C{stem} numbered C{seq}."""
+def numbered(stem: bytes, seq: int) -> tuple[bytes, bytes]:
+    """
+    The complete frame of C{stem} numbered C{seq}, in two pieces to be
+    written one after the other: the stem itself, shared (a fan-out writes
+    no copy of it before the transport joins what it sends), and the number.
+    """
     if seq <= _SEQ_PLACEHOLDER:
-        return stem + _UINT32.pack(seq)
+        return stem, _UINT32.pack(seq)
     # Past 32 bits (a session of billions of pushes): uint 64, a longer frame.
-    return HEADER.pack(len(stem) + 4) + stem[4:-1] + _UINT64_SEQ.pack(0xCF, seq)
+    return HEADER.pack(len(stem) + 4) + stem[4:-1], _UINT64_SEQ.pack(0xCF, seq)
 
 
 def numbered_body(stem: bytes, seq: int) -> bytes:
     """The body of C{stem} numbered C{seq}: L{numbered} without its length header."""
-    return numbered(stem, seq)[4:]
+    head, number = numbered(stem, seq)
+    return head[4:] + number
 
 
 def decode(body: bytes, strict: bool = True) -> dict:
