@@ -66,7 +66,7 @@ class Discard:
     def sendString(self, body: bytes) -> None:
         pass
 
-    def sendPush(self, stem: bytes, number: bytes) -> None:
+    def sendFrame(self, frame: bytes, more: bytes = b"") -> None:
         pass
 
 

@@ -77,11 +77,9 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
     lastReceived = 0.0
 
     def __init__(self):
-        # Every attribute a connection sets is set here first, in one order:
-        # CPython then keeps the values of all connections against one shared
-        # table of names, where a connection that set them in another order
-        # (a TLS handshake done before or after the first read) would make
-        # each one a dict of its own, most of a kilobyte.
+        # Every attribute made here, in one order: CPython then shares one
+        # table of names between connections, where one that set them in
+        # another order gave every connection a dict of its own (832 bytes).
         self.factory = None
         self.connected = 0
         self.transport = None
@@ -132,11 +130,9 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
 
     def deadlineReached(self, now: float) -> float | None:
         """
-        The factory's deadlines say one of this connection's may be due at
-        C{now}: close it if it was idle for C{[wire] idle_timeout}; when to
-        look again (C{None}: never).  Subclasses add deadlines of their own
-        (the gateway's heartbeat) and ask for them with
-        C{factory.deadlines.due}.
+        A deadline may be due at C{now} (the factory's C{deadlines} say):
+        close the connection if idle for C{[wire] idle_timeout}; when to look
+        again (C{None}: never).  Subclasses add their own (the heartbeat).
         """
         if self.state == CLOSED or self.closing:
             return None
@@ -290,27 +286,20 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
     def sendString(self, string: bytes) -> None:
         self.sendFrame(codec.HEADER.pack(len(string)) + string)
 
-    def sendFrame(self, frame: bytes) -> None:
-        """Send one complete frame, its length header included."""
-        self.transport.write(frame)
+    def sendFrame(self, frame: bytes, more: bytes = b"") -> None:
+        """
+        Send one frame, its length header included: whole, or in two pieces
+        written one after the other (a push: its shared stem and its
+        number, L{codec.numbered}).
+        """
+        write = self.transport.write
+        write(frame)
+        if more:
+            write(more)
         backlog = self.backlog
         # The backlog counts only while the transport is full.
         if backlog is not None and backlog.paused:
-            backlog.wrote(len(frame))
-
-    def sendPush(self, stem: bytes, number: bytes) -> None:
-        """
-        Send a push numbered for this client: the pieces of its frame, a
-        shared stem and its number (L{codec.numbered}), unless L{canSend} is
-        false (a session keeps its pushes for a resume either way).
-        """
-        if self.state != CLOSED and not self.closing:
-            write = self.transport.write
-            write(stem)
-            write(number)
-            backlog = self.backlog
-            if backlog is not None and backlog.paused:
-                backlog.wrote(len(stem) + len(number))
+            backlog.wrote(len(frame) + len(more))
 
     def unreadOverflow(self, unsent: int) -> None:
         """

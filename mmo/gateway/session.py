@@ -238,8 +238,8 @@ class Session:
         seq = self.seq = self.seq + 1
         self._keep(stem)
         connection = self.connection
-        if connection is not None:
-            connection.sendPush(*codec.numbered(stem, seq))
+        if connection is not None and connection.canSend():
+            connection.sendFrame(*codec.numbered(stem, seq))
         return seq
 
     def _keep(self, stem: bytes) -> None:
