@@ -17,6 +17,8 @@ from __future__ import annotations
 from heapq import heappop, heappush
 from itertools import count
 
+from twisted.logger import Logger
+
 #: Slack when comparing the clock with a deadline: C{callLater} delays are
 #: floats, and a timer may fire a rounding short of the time it was set for.
 EPSILON = 1e-6
@@ -31,6 +33,8 @@ class Deadlines:
 
     @ivar reactor: Provides C{seconds} and C{callLater}.
     """
+
+    log = Logger()
 
     def __init__(self, reactor):
         self.reactor = reactor
@@ -87,12 +91,21 @@ class Deadlines:
         self._timer = None
         heap = self._heap
         now = self.reactor.seconds()
+        # Looked at again on a later turn, even if a connection says "now".
+        again = []
         while heap and heap[0][0] <= now + EPSILON:
             _, _, connection = heappop(heap)
             if connection is None:
                 continue
             del self._entries[connection]
-            later = connection.deadlineReached(now)
+            try:
+                later = connection.deadlineReached(now)
+            except Exception:
+                # One connection's bug must not stop the others' deadlines.
+                self.log.failure("the deadline of {connection!r} failed", connection=connection)
+                continue
             if later is not None:
-                self.due(connection, later)
+                again.append((connection, later))
+        for connection, later in again:
+            self.due(connection, later)
         self._schedule()
