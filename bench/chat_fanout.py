@@ -90,6 +90,15 @@ async def measure(reactor, args, pid: int, tally, send) -> None:
     tally.cpu = precise_cpu_seconds(pid) - cpu
 
 
+def idle_per_client(members: int, before: int, half: int, after: int) -> tuple[float, float]:
+    """
+    Resident memory per idle client: over all the clients, and over the
+    second half of them only (what one more client costs, without what the
+    first ones made once for all: threads, caches, allocator arenas).
+    """
+    return (after - before) / members, (after - half) / max(1, members - members // 2)
+
+
 class Tally:
     """Send times per message, and every delivery's latency."""
 
@@ -130,14 +139,16 @@ async def measure_mmo(reactor, args):
             client.on("chat.message", lambda m: tally.received(int(m["text"])))
             clients.append(client)
 
-        for start in range(0, args.members, 50):
-            await defer.gatherResults(
-                [
-                    defer.ensureDeferred(join(i))
-                    for i in range(start, min(start + 50, args.members))
-                ],
-                consumeErrors=True,
-            )
+        half = args.members // 2
+        for part in ((0, half), (half, args.members)):
+            for start in range(part[0], part[1], 50):
+                await defer.gatherResults(
+                    [defer.ensureDeferred(join(i)) for i in range(start, min(start + 50, part[1]))],
+                    consumeErrors=True,
+                )
+            if part[0] == 0:
+                await settle(reactor, 2.0)
+                idle_half = rss_bytes(server.process.pid)
         await settle(reactor, 2.0)
         idle_after = rss_bytes(server.process.pid)
         sender = clients[0]
@@ -150,7 +161,7 @@ async def measure_mmo(reactor, args):
         )
         for client in clients:
             client.transport.abortConnection()
-        return tally, (idle_after - idle_before) / args.members
+        return tally, idle_per_client(args.members, idle_before, idle_half, idle_after)
     finally:
         server.stop()
 
@@ -177,15 +188,19 @@ async def measure_baseline(reactor, args, ca, cert, key):
         tally = Tally(args.messages, args.members)
         options = client_tls_options("localhost", ca)
         members = []
-        for _ in range(args.members):
-            member = Member(tally)
-            endpoint = wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", port))
-            await connectProtocol(endpoint, member)
-            members.append(member)
-        # A write and its echo: the TLS handshakes are done.
-        for member in members:
-            member.transport.write(b"")
-        await settle(reactor, 2.0)
+        half = args.members // 2
+        for part in ((0, half), (half, args.members)):
+            for _ in range(*part):
+                member = Member(tally)
+                endpoint = wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", port))
+                await connectProtocol(endpoint, member)
+                members.append(member)
+            # A write and its echo: the TLS handshakes are done.
+            for member in members[part[0] :]:
+                member.transport.write(b"")
+            await settle(reactor, 2.0)
+            if part[0] == 0:
+                idle_half = rss_bytes(child.pid)
         idle_after = rss_bytes(child.pid)
         sender = members[0]
         await measure(
@@ -193,7 +208,7 @@ async def measure_baseline(reactor, args, ca, cert, key):
         )
         for member in members:
             member.transport.abortConnection()
-        return tally, (idle_after - idle_before) / args.members
+        return tally, idle_per_client(args.members, idle_before, idle_half, idle_after)
     finally:
         stop_bare(child)
 
@@ -234,8 +249,10 @@ async def main(reactor, args):
         "server_cpu_us_per_delivery": cpu_us(mmo_tally),
         "baseline_server_cpu_us_per_delivery": cpu_us(base_tally),
         "cpu_ratio": cpu_us(mmo_tally) / cpu_us(base_tally),
-        "idle_bytes_per_client": mmo_memory,
-        "baseline_idle_bytes_per_client": base_memory,
+        "idle_bytes_per_client": mmo_memory[0],
+        "baseline_idle_bytes_per_client": base_memory[0],
+        "idle_bytes_per_added_client": mmo_memory[1],
+        "baseline_idle_bytes_per_added_client": base_memory[1],
     }
     report(figures, args.json)
 

@@ -133,6 +133,7 @@ BENCHMARKS = [
             ("delivery_p99_ms", "baseline_p99_ms"),
             ("server_cpu_us_per_delivery", "baseline_server_cpu_us_per_delivery"),
             ("idle_bytes_per_client", "baseline_idle_bytes_per_client"),
+            ("idle_bytes_per_added_client", "baseline_idle_bytes_per_added_client"),
         ],
         profiled="the standalone server (twistd under cProfile), at the largest member count",
     ),
