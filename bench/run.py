@@ -70,14 +70,28 @@ class Benchmark:
     profiled: str = ""
 
 
-def _fanout_runs(members: list[int], messages: int, quick: bool = False) -> list[Run]:
-    """A run per member count; the largest is profiled (in a run of its own unless quick)."""
+def _fanout_runs(
+    members: list[int], messages: int, rate: tuple[int, int], quick: bool = False
+) -> list[Run]:
+    """
+    A run per member count; the largest is profiled (in a run of its own
+    unless quick), and run once more at C{rate}: C{(deliveries/s, messages)}.
+    """
     top = max(members)
     runs = [
         Run(f"{m} members", ["--members", str(m), "--messages", str(messages)], quick and m == top)
         for m in members
     ]
-    return runs if quick else runs + [profiled(runs[-1], f"{top} members, profiled")]
+    per_s, paced = rate
+    at_rate = Run(
+        f"{top} members at {per_s:,} deliveries/s",
+        ["--members", str(top), "--messages", str(paced), "--rate", str(per_s)],
+    )
+    return (
+        runs + [at_rate]
+        if quick
+        else runs + [at_rate, profiled(runs[-1], f"{top} members, profiled")]
+    )
 
 
 LOGIN = Run("", ["--logins", "200", "--concurrency", "8"])
@@ -115,14 +129,16 @@ BENCHMARKS = [
         "chat_fanout",
         "chat_fanout.py",
         "Chat fan-out",
-        _fanout_runs([100, 250, 500], 40),
-        _fanout_runs([10, 20], 5, quick=True),
+        _fanout_runs([100, 250, 500], 40, (100_000, 200)),
+        _fanout_runs([10, 20], 5, (1_000, 5), quick=True),
         timeout=300,
         pairs=[
             ("deliveries_per_s", "baseline_deliveries_per_s"),
             ("delivery_p50_ms", "baseline_p50_ms"),
             ("delivery_p99_ms", "baseline_p99_ms"),
+            ("server_cpu_us_per_delivery", "baseline_server_cpu_us_per_delivery"),
             ("idle_bytes_per_client", "baseline_idle_bytes_per_client"),
+            ("idle_bytes_per_added_client", "baseline_idle_bytes_per_added_client"),
         ],
         profiled="the standalone server (twistd under cProfile), at the largest member count",
     ),
@@ -178,7 +194,10 @@ BENCHMARKS = [
         [Run("", ["--sessions", "200"], True)],
         [Run("", ["--sessions", "5", "--buffer", "50"], True)],
         timeout=120,
-        pairs=[("bytes_per_session", "baseline_bytes_per_session")],
+        pairs=[
+            ("bytes_per_session", "baseline_bytes_per_session"),
+            ("idle_bytes_per_session", "baseline_idle_bytes_per_connection"),
+        ],
         profiled="the pushes of 50 sessions, in process",
     ),
     Benchmark(
@@ -581,7 +600,10 @@ def plot_fanout(series: list[dict], path: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = sorted((f for f in series if "members" in f), key=lambda f: f["members"])
+    series = sorted(
+        (f for f in series if "members" in f and not f.get("target_deliveries_per_s")),
+        key=lambda f: f["members"],
+    )
     if not series:
         return False
     members = [f["members"] for f in series]
