@@ -1838,12 +1838,27 @@ async function once(url, options, ask) {
     await connection.close();
   }
 }
+function refreshTokenOf(reply, device) {
+  if (typeof reply.refresh !== "string" || typeof reply.refresh_expires !== "number") return null;
+  return { token: reply.refresh, device, expires: reply.refresh_expires };
+}
 function register(url, name, password, options = {}) {
   return once(url, options, (c) => c.request("register", { name, password }));
 }
-function login(url, name, password, options = {}) {
-  const fields = options.realm === void 0 ? { name, password } : { name, password, realm: options.realm };
-  return once(url, options, (c) => c.request("login", fields));
+async function login(url, name, password, options = {}) {
+  const fields = { name, password };
+  if (options.realm !== void 0) fields.realm = options.realm;
+  if (options.remember) {
+    if (options.device === void 0) throw new TypeError("remember needs the device's label (options.device)");
+    fields.remember = true;
+    fields.device = options.device;
+  }
+  const reply = await once(url, options, (c) => c.request("login", fields));
+  if (options.remember && options.onToken) {
+    const token = refreshTokenOf(reply, options.device);
+    if (token) await options.onToken(token);
+  }
+  return reply;
 }
 
 // ../js/src/messages.ts
