@@ -218,7 +218,12 @@ def ratio(numerator: float, denominator: float) -> float:
 async def main(reactor, args) -> None:
     server = Server(SERVER_CONFIG, profile=args.profile)
     server.start()
-    runs: dict[str, list] = {"hash_ms": [], "other_cpu_per_s": []}
+    runs: dict[str, list] = {
+        "hash_ms": [],
+        "other_cpu_per_s": [],
+        "login_free_ceiling_ratio": [],
+        "kept_free_ceiling_ratio": [],
+    }
     for kind in KINDS:
         runs.update({f"{kind}_per_s": [], f"{kind}_server_cpu_ms": [], f"{kind}_client_cpu_ms": []})
     latencies: dict[str, list[float]] = {kind: [] for kind in KINDS}
@@ -269,7 +274,13 @@ async def main(reactor, args) -> None:
                 runs[f"{kind}_server_cpu_ms"].append(server_cpu / len(found) * 1000)
                 runs[f"{kind}_client_cpu_ms"].append(client_cpu / len(found) * 1000)
                 if kind in ("login", "kept"):
-                    runs["other_cpu_per_s"].append(other_cpu / wall)
+                    # The ceiling of the cores the rest of the machine left free.
+                    others = other_cpu / wall
+                    free = max(usable_cores() - others, 0.0)
+                    runs["other_cpu_per_s"].append(others)
+                    runs[f"{kind}_free_ceiling_ratio"].append(
+                        ratio(rate, free / (runs["hash_ms"][-1] / 1000))
+                    )
         for _, client in kept:
             await client.close()
     finally:
@@ -308,6 +319,8 @@ async def main(reactor, args) -> None:
             "login_ceiling_ratio": ratio(rates["login"], ceiling),
             "login_cpu_ceiling_ratio": ratio(hash_ms, cpu["login"]),
             "kept_login_ceiling_ratio": ratio(rates["kept"], ceiling),
+            "login_free_ceiling_ratio": median(runs["login_free_ceiling_ratio"]),
+            "kept_login_free_ceiling_ratio": median(runs["kept_free_ceiling_ratio"]),
             "kept_login_cpu_ceiling_ratio": ratio(hash_ms, cpu["kept"]),
             "token_cpu_handshake_ratio": ratio(cpu["handshake"], cpu["token"]),
             "handshake_per_s": rates["handshake"],
