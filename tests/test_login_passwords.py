@@ -6,11 +6,20 @@ time to wait, driven by a fake pool, a fake reactor and a fake timer.
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet import task
 from twisted.trial import unittest
 
 from mmo.config import ConfigError
-from mmo.login.passwords import MIN_RETRY_AFTER, PasswordHasher, hash_threads, usable_cores
+from mmo.login import passwords
+from mmo.login.passwords import (
+    MIN_RETRY_AFTER,
+    PasswordHasher,
+    cgroup_cores,
+    hash_threads,
+    usable_cores,
+)
 from mmo.wire.codes import BUSY, WireError
 from tests import support
 
@@ -172,3 +181,35 @@ class QueueBoundTests(unittest.TestCase):
         onResult(False, RuntimeError("the thread failed"))
         self.assertEqual(failures[0].type, RuntimeError)
         self.assertEqual(self.hasher.pending, 1)
+
+
+class CgroupLimitTests(unittest.TestCase):
+    """A container's CPU limit caps the threads, as much as the affinity does."""
+
+    def write(self, text: str) -> str:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def test_cgroup_v2(self):
+        none = (self.mktemp(), self.mktemp())
+        self.assertEqual(cgroup_cores(self.write("200000 100000\n"), none), 2)
+        self.assertEqual(cgroup_cores(self.write("150000 100000\n"), none), 2)
+        self.assertEqual(cgroup_cores(self.write("50000 100000\n"), none), 1)
+        self.assertIsNone(cgroup_cores(self.write("max 100000\n"), none))
+        self.assertIsNone(cgroup_cores(self.write("garbage\n"), none))
+
+    def test_cgroup_v1(self):
+        missing = self.mktemp()
+        v1 = (self.write("300000\n"), self.write("100000\n"))
+        self.assertEqual(cgroup_cores(missing, v1), 3)
+        unlimited = (self.write("-1\n"), self.write("100000\n"))
+        self.assertIsNone(cgroup_cores(missing, unlimited))
+        self.assertIsNone(cgroup_cores(missing, (self.mktemp(), self.mktemp())))
+
+    def test_limit_caps_the_cores(self):
+        self.patch(passwords, "cgroup_cores", lambda: 1)
+        self.assertEqual(usable_cores(), 1)
+        self.patch(passwords, "cgroup_cores", lambda: 100000)
+        self.assertEqual(usable_cores(), len(os.sched_getaffinity(0)))

@@ -13,6 +13,7 @@ queue, where they can be counted and refused.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -29,11 +30,54 @@ MIN_RETRY_AFTER = 0.05
 HASH_TIME_WEIGHT = 0.1
 
 
+#: Where Linux says how much CPU time the process's control group may use:
+#: cgroup v2 ("QUOTA PERIOD" or "max PERIOD"), then v1 (quota and period files).
+CPU_MAX = "/sys/fs/cgroup/cpu.max"
+CFS_QUOTA = ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def cgroup_cores(cpu_max: str = CPU_MAX, cfs_quota: tuple[str, str] = CFS_QUOTA) -> int | None:
+    """
+    The cores' worth of CPU time the process's control group may use (a
+    container's CPU limit), rounded up; C{None} without a limit.
+    """
+    quota = period = None
+    text = _read(cpu_max)
+    if text is not None:
+        fields = text.split()
+        if len(fields) == 2 and fields[0] != "max":
+            quota, period = fields
+    else:
+        quota, period = _read(cfs_quota[0]), _read(cfs_quota[1])
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except (TypeError, ValueError):
+        return None
+    if quota_us <= 0 or period_us <= 0:
+        return None
+    return max(1, math.ceil(quota_us / period_us))
+
+
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS tells)."""
+    """
+    The cores this process may run on: its CPU affinity where the OS tells,
+    and no more than its control group's CPU limit (in a container given
+    two cores' worth of a large host, two).
+    """
     if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    limit = cgroup_cores()
+    return min(cores, limit) if limit is not None else cores
 
 
 def hash_threads(login_config) -> int:
