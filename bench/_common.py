@@ -80,6 +80,15 @@ def precise_cpu_seconds(pid: int) -> float:
     return total / 1e9
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time every core of the machine has spent busy (not idle or waiting), from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: all but idle and iowait.
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def raise_nofile() -> int:
     """Raise this process's soft limit of open files to the hard limit; the new soft limit."""
     import resource

@@ -425,3 +425,34 @@ class TLSBenchSmokeTests(unittest.TestCase):
         # The profile is of mmo's TLS server, which read through Twisted's TLS.
         self.assertTrue(os.path.exists(profile))
         self.assertTrue(any("tls.py" in row["function"] for row in run.profile_rows(profile, 50)))
+
+
+class LoginBenchTests(unittest.TestCase):
+    """bench/login.py at tiny sizes against a real standalone server."""
+
+    def test_tiny_run(self):
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", "login.py"),
+            ["--logins", "4", "--concurrency", "2", "--repeats", "1", "--max-seconds", "60"],
+            timeout=180,
+            profile=None,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        for count in ("logins", "kept_logins", "token_logins"):
+            self.assertEqual(figures[count], 4)
+        for kind in ("login", "kept_login", "token", "handshake"):
+            self.assertGreater(figures[f"{kind}_per_s"], 0)
+            self.assertGreater(figures[f"{kind}_client_cpu_ms"], 0)
+        # A password login costs the server at least the hash it checks.
+        self.assertGreater(figures["kept_login_server_cpu_ms"], figures["hash_ms"] * 0.5)
+        self.assertGreaterEqual(figures["other_cpu_per_s"], 0)
+        self.assertEqual(figures["hash_threads"], figures["cores"])
+
+    def test_machine_cpu_counts_this_process(self):
+        machine_cpu_seconds = load_bench("_common").machine_cpu_seconds
+        before, mine = machine_cpu_seconds(), time.process_time()
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            busy(1000)
+        self.assertGreater(machine_cpu_seconds() - before, (time.process_time() - mine) * 0.5)

@@ -147,13 +147,9 @@ class Proxied(protocol.Protocol):
     def connectionMade(self) -> None:
         self.factory.registerProtocol(self)
         # The socket below HAProxy's wrapper: one send() per write while it
-        # keeps up, and no Nagle delay: without TLS nothing gathers a turn's
-        # frames into one write, and a second small write would wait for the
-        # ACK of the first (up to the peer's delayed-ACK timer, 40 ms).
-        socket = getattr(self.transport, "transport", None)
-        write_through(socket)
-        if interfaces.ITCPTransport.providedBy(socket):
-            socket.setTcpNoDelay(True)
+        # keeps up, and no Nagle delay (write_through): without TLS nothing
+        # gathers a turn's frames into one write.
+        write_through(getattr(self.transport, "transport", None))
         self._timer = self.factory.reactor.callLater(self.factory.timeout, self._timedOut)
 
     def dataReceived(self, data: bytes) -> None:
