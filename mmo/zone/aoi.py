@@ -36,7 +36,9 @@ which case its next update starts the view over (C{reset}).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from operator import itemgetter
+from types import ModuleType
+
+from mmo.zone import kernel
 
 #: Cells are keyed by one integer, C{cx * STRIDE + cy}: cheaper to hash than
 #: a tuple, and unique for any map of fewer than 2**39 cells a side.
@@ -50,8 +52,6 @@ FINENESS = 2
 #: Parts of a cell, per side, that an observer's position is rounded to when
 #: choosing which cells to take whole and which to check.
 SUBCELLS = 8
-
-_first = itemgetter(0)
 
 
 def cell_classes(fineness: int = FINENESS, subcells: int = SUBCELLS) -> list[tuple]:
@@ -97,10 +97,17 @@ def cell_classes(fineness: int = FINENESS, subcells: int = SUBCELLS) -> list[tup
 _CLASSES = cell_classes()
 
 
+#: The module of the per-tick loops the area of interest runs by default
+#: (L{mmo.zone.kernel.load}).
+KERNEL = kernel.load()
+
+
 class AreaOfInterest:
     """
     The spatial grid and every observer's view.
 
+    @param kernel: The module of the per-tick loops (L{mmo.zone.kernel},
+        or the compiled C{mmo.zone._kernel}); default: L{KERNEL}.
     @ivar radius: The AOI radius, world units.
     @ivar cell_size: The grid's cell side, world units (C{radius / FINENESS}).
     @ivar known: For each observer, the ids its client has (the keys of a
@@ -109,13 +116,16 @@ class AreaOfInterest:
         view over (L{start_over}); read it, change it through the methods.
     """
 
-    def __init__(self, radius: float):
+    def __init__(self, radius: float, kernel: ModuleType | None = None):
         if radius <= 0:
             raise ValueError("the AOI radius must be positive")
         self.radius = float(radius)
         self.cell_size = self.radius / FINENESS
         self._r2 = self.radius * self.radius
+        self.kernel = kernel if kernel is not None else KERNEL
         self._cells: dict[int, list[tuple[str, float, float]]] = {}
+        # What the kernel's functions take of the grid.
+        self._grid = (self._cells, _CLASSES, STRIDE, SUBCELLS, self.cell_size, self._r2)
         self._resets = 0
         self.known: dict[str, dict[str, None]] = {}
         # Observers whose client was handed a view by another zone: their
@@ -137,6 +147,7 @@ class AreaOfInterest:
         self._resets += 1
         if self._resets % 256 == 0:
             self._cells = {}
+            self._grid = (self._cells, *self._grid[1:])
         else:
             for cell in self._cells.values():
                 cell.clear()
@@ -155,47 +166,32 @@ class AreaOfInterest:
             else:
                 cell.append(entry)
 
+    def fill(
+        self,
+        reals: Mapping,
+        ghosts: Mapping[str, dict],
+        published: dict[str, list],
+        frozen: set[str],
+        inner: tuple[float, float, float, float],
+        player: str,
+        record: Callable[[list, str, dict], int],
+    ) -> tuple[dict[str, int], list, list, int]:
+        """
+        Refill the grid for a new tick from the C{reals} and the C{ghosts},
+        noting what changed since it was C{published}, in one pass: see
+        L{mmo.zone.kernel.fill}, which says what the arguments and the
+        result are.
+        """
+        self.reset()
+        return self.kernel.fill(self._grid, reals, ghosts, published, frozen, inner, player, record)
+
     def cell_key(self, x: float, y: float) -> int:
         """The key of the cell of C{(x, y)} in the grid."""
         return int(x // self.cell_size) * STRIDE + int(y // self.cell_size)
 
     def visible(self, x: float, y: float) -> list[str]:
         """The ids of the grid's entries within the radius of C{(x, y)}, in the grid's order."""
-        size = self.cell_size
-        cx = x // size
-        cy = y // size
-        # Which part of its cell the point is in; a point a rounding error
-        # outside the cell is as good as on its side (the classes' margin).
-        part_x = int((x / size - cx) * SUBCELLS)
-        part_y = int((y / size - cy) * SUBCELLS)
-        if part_x >= SUBCELLS:
-            part_x = SUBCELLS - 1
-        elif part_x < 0:
-            part_x = 0
-        if part_y >= SUBCELLS:
-            part_y = SUBCELLS - 1
-        elif part_y < 0:
-            part_y = 0
-        inside, edge = _CLASSES[part_x * SUBCELLS + part_y]
-        key = int(cx) * STRIDE + int(cy)
-        get = self._cells.get
-        found: list[str] = []
-        extend = found.extend
-        for offset in inside:
-            cell = get(key + offset)
-            if cell:
-                extend(map(_first, cell))
-        append = found.append
-        r2 = self._r2
-        for offset in edge:
-            cell = get(key + offset)
-            if cell:
-                for eid, ex, ey in cell:
-                    dx = ex - x
-                    dy = ey - y
-                    if dx * dx + dy * dy <= r2:
-                        append(eid)
-        return found
+        return self.kernel.visible(self._grid, x, y)
 
     # -- views --------------------------------------------------------------------------
 
@@ -214,36 +210,22 @@ class AreaOfInterest:
 
         @param changed: The ids of the entities that changed this tick.
         @param updates: The C{update} entry of each changed entity, by id
-            (read with subscripts in bulk: a mapping that builds an entry on
-            first use, as L{mmo.zone.publication.UpdateEntries} does, builds
-            only those seen).
+            and of those only (read with subscripts in bulk: a mapping that
+            builds an entry on first use, as L{mmo.zone.kernel.UpdateEntries}
+            does, builds only those seen).
         @param view: The full view of an entity, by id, for C{enter}.  (The
             caller caches both: each is built once per tick at most.)
         @return: C{(enter, update, leave)}: full views, changes, ids.
         """
-        seen = self.visible(x, y)
-        now = dict.fromkeys(seen)
         known = self.known.get(observer)
+        refresh = observer in self._refresh
+        if refresh or not known:
+            self._refresh.discard(observer)
+        now, enter, update, leave = self.kernel.diff(
+            self._grid, x, y, known, refresh, changed, updates, view
+        )
         self.known[observer] = now
-        if not known:
-            self._refresh.discard(observer)
-            return list(map(view, seen)), [], []
-        # What it keeps seeing, in the grid's order: filters in C, as the
-        # tick's other loops over what an observer sees.
-        kept = list(filter(known.__contains__, seen))
-        if len(kept) == len(seen):
-            enter = []
-        else:
-            enter = [view(eid) for eid in seen if eid not in known]
-        if observer in self._refresh:
-            self._refresh.discard(observer)
-            update = list(map(view, kept))
-        else:
-            update = list(map(updates.__getitem__, filter(changed.__contains__, kept)))
-        if len(kept) == len(known):
-            # Everything it had is still in view.
-            return enter, update, []
-        return enter, update, [eid for eid in known if eid not in now]
+        return enter, update, leave
 
     def seed(self, observer: str, ids: Iterable[str]) -> None:
         """

@@ -1,0 +1,289 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""
+The area of interest's per-tick loops, compiled: L{fill}, L{visible},
+L{diff} and L{UpdateEntries}, the same, with the same arguments, results
+and order, as those of L{mmo.zone.kernel}, the pure-Python fallback when
+this module is not built (or C{MMO_PURE_PYTHON=1}).  The grid, the cell
+classes and every constant are arguments: this module imports nothing of
+mmo.
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.long cimport PyLong_AsLongLong, PyLong_FromLongLong
+from cpython.ref cimport PyObject
+from libc.math cimport copysign, floor, fmod
+
+# mmo.zone.kernel's masks of what changed.
+cdef enum:
+    POSITION = 1
+    NAME = 2
+    ATTRS = 4
+
+# Cell coordinates beyond this (in cells) make keys a C long long may not
+# hold: those keys are Python's integers.
+cdef double _FAR = <double>(1 << 22)
+
+
+cdef inline double _floordiv(double vx, double wx):
+    # Python's float floor division, step by step as CPython does it
+    # (Objects/floatobject.c), so that every cell key is the one the grid
+    # was filled with: floor(vx / wx) differs at some cell borders.
+    cdef double mod = fmod(vx, wx)
+    cdef double div = (vx - mod) / wx
+    cdef double result
+    if mod:
+        if (wx < 0) != (mod < 0):
+            div -= 1.0
+    if div:
+        result = floor(div)
+        if div - result > 0.5:
+            result += 1.0
+    else:
+        result = copysign(0.0, vx / wx)
+    return result
+
+
+cdef inline bint _far(double cx, double cy):
+    return cx > _FAR or cx < -_FAR or cy > _FAR or cy < -_FAR
+
+
+cdef object _key(double x, double y, double size, long long stride):
+    # The key of the cell of (x, y), equal to Python's.
+    cdef double cx = _floordiv(x, size)
+    cdef double cy = _floordiv(y, size)
+    if _far(cx, cy):
+        return int(cx) * stride + int(cy)
+    return PyLong_FromLongLong(<long long>cx * stride + <long long>cy)
+
+
+cdef list _visible(tuple grid, double x, double y):
+    cdef dict cells = <dict>grid[0]
+    cdef list classes = <list>grid[1]
+    cdef long long stride = grid[2]
+    cdef long subcells = grid[3]
+    cdef double size = grid[4]
+    cdef double r2 = grid[5]
+    cdef double cx = _floordiv(x, size)
+    cdef double cy = _floordiv(y, size)
+    # Which part of its cell the point is in; a point a rounding error
+    # outside the cell is as good as on its side (the classes' margin).
+    cdef long part_x = <long>((x / size - cx) * subcells)
+    cdef long part_y = <long>((y / size - cy) * subcells)
+    if part_x >= subcells:
+        part_x = subcells - 1
+    elif part_x < 0:
+        part_x = 0
+    if part_y >= subcells:
+        part_y = subcells - 1
+    elif part_y < 0:
+        part_y = 0
+    cdef tuple both = <tuple>classes[part_x * subcells + part_y]
+    cdef tuple inside = <tuple>both[0]
+    cdef tuple edge = <tuple>both[1]
+    cdef bint far = _far(cx, cy)
+    cdef long long key = 0
+    cdef object base = None
+    if far:
+        base = int(cx) * stride + int(cy)
+    else:
+        key = <long long>cx * stride + <long long>cy
+    cdef list found = []
+    cdef PyObject *cell
+    cdef list entries
+    cdef tuple entry
+    cdef Py_ssize_t i, j
+    cdef double dx, dy
+    for i in range(len(inside)):
+        if far:
+            cell = PyDict_GetItem(cells, base + inside[i])
+        else:
+            cell = PyDict_GetItem(cells, PyLong_FromLongLong(key + PyLong_AsLongLong(inside[i])))
+        if cell is NULL:
+            continue
+        entries = <list>cell
+        for j in range(len(entries)):
+            found.append((<tuple>entries[j])[0])
+    for i in range(len(edge)):
+        if far:
+            cell = PyDict_GetItem(cells, base + edge[i])
+        else:
+            cell = PyDict_GetItem(cells, PyLong_FromLongLong(key + PyLong_AsLongLong(edge[i])))
+        if cell is NULL:
+            continue
+        entries = <list>cell
+        for j in range(len(entries)):
+            entry = <tuple>entries[j]
+            dx = <double>entry[1] - x
+            dy = <double>entry[2] - y
+            if dx * dx + dy * dy <= r2:
+                found.append(entry[0])
+    return found
+
+
+def visible(tuple grid, double x, double y):
+    """The ids of the C{grid}'s entries within its radius of C{(x, y)}: as L{mmo.zone.kernel.visible}."""
+    return _visible(grid, x, y)
+
+
+def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, view):
+    """What changed in a view: as L{mmo.zone.kernel.diff}."""
+    cdef list seen = _visible(grid, x, y)
+    cdef dict now = dict.fromkeys(seen)
+    cdef list enter = []
+    cdef list update = []
+    cdef list leave = []
+    cdef list kept = []
+    cdef Py_ssize_t i, n = len(seen)
+    cdef object eid
+    cdef dict before
+    cdef PyObject *entry
+    cdef UpdateEntries compiled = None
+    if not known:
+        for i in range(n):
+            enter.append(view(seen[i]))
+        return now, enter, update, leave
+    before = <dict>known
+    for i in range(n):
+        eid = seen[i]
+        if eid in before:
+            kept.append(eid)
+        else:
+            enter.append(view(eid))
+    n = len(kept)
+    if refresh:
+        for i in range(n):
+            update.append(view(kept[i]))
+    elif type(updates) is UpdateEntries:
+        compiled = <UpdateEntries>updates
+        for i in range(n):
+            eid = kept[i]
+            entry = PyDict_GetItem(compiled, eid)
+            if entry is not NULL:
+                update.append(<object>entry)
+            elif eid in changed:
+                update.append(compiled.build(eid))
+    else:
+        # A dict of the changed ones' entries only, or a subclass that
+        # builds them on first use (in __missing__): one read if built.
+        built = isinstance(updates, dict) and type(updates).__getitem__ is dict.__getitem__
+        for i in range(n):
+            eid = kept[i]
+            entry = PyDict_GetItem(updates, eid) if built else NULL
+            if entry is not NULL:
+                update.append(<object>entry)
+            elif eid in changed:
+                update.append(updates[eid])
+    if n != len(before):
+        for eid in before:
+            if eid not in now:
+                leave.append(eid)
+    return now, enter, update, leave
+
+
+cdef inline void _put(dict cells, object key, tuple entry):
+    cdef PyObject *cell = PyDict_GetItem(cells, key)
+    if cell is NULL:
+        cells[key] = [entry]
+    else:
+        (<list>cell).append(entry)
+
+
+def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inner, player,
+         record):
+    """Fill the grid from the reals and the ghosts: as L{mmo.zone.kernel.fill}."""
+    cdef dict cells = <dict>grid[0]
+    cdef long long stride = grid[2]
+    cdef double size = grid[4]
+    cdef dict changed = {}
+    cdef list observers = []
+    cdef list outer = []
+    cdef Py_ssize_t count = 0
+    cdef double x0 = inner[0], y0 = inner[1], x1 = inner[2], y1 = inner[3]
+    cdef double x, y
+    cdef object xo, yo, name, attrs, entity_id, entity, view
+    cdef PyObject *found
+    cdef list entry
+    cdef int mask
+    for entity_id, entity in reals.items():
+        xo = entity.x
+        yo = entity.y
+        x = xo
+        y = yo
+        _put(cells, _key(x, y, size, stride), (entity_id, xo, yo))
+        count += 1
+        name = entity.name
+        attrs = entity.attrs
+        found = PyDict_GetItem(published, entity_id)
+        if found is NULL:
+            published[entity_id] = [xo, yo, name, dict(attrs)]
+        else:
+            entry = <list>found
+            mask = 0
+            if <double>entry[0] != x or <double>entry[1] != y:
+                entry[0] = xo
+                entry[1] = yo
+                mask = POSITION
+            if entry[2] != name or entry[3] != attrs:
+                mask |= <int>record(entry, name, attrs)
+            if mask:
+                changed[entity_id] = mask
+        if entity.kind == player and entity.session and entity.gateway:
+            if entity_id not in frozen:
+                observers.append((entity_id, xo, yo, entity))
+        if not (x0 <= x <= x1 and y0 <= y <= y1):
+            outer.append((entity_id, xo, yo, entity))
+
+    for entity_id, view in ghosts.items():
+        if entity_id in reals:
+            continue
+        xo = view["x"]
+        yo = view["y"]
+        x = xo
+        y = yo
+        _put(cells, _key(x, y, size, stride), (entity_id, xo, yo))
+        count += 1
+        name = view.get("name", "")
+        attrs = view.get("attrs", {})
+        found = PyDict_GetItem(published, entity_id)
+        if found is NULL:
+            published[entity_id] = [xo, yo, name, dict(attrs)]
+        else:
+            entry = <list>found
+            mask = 0
+            if <double>entry[0] != x or <double>entry[1] != y:
+                entry[0] = xo
+                entry[1] = yo
+                mask = POSITION
+            if entry[2] != name or entry[3] != attrs:
+                mask |= <int>record(entry, name, attrs)
+            if mask:
+                changed[entity_id] = mask
+    return changed, observers, outer, count
+
+
+cdef class UpdateEntries(dict):
+    """The C{update} entries of one tick's changed entities: as L{mmo.zone.kernel.UpdateEntries}."""
+
+    cdef readonly dict changed
+    cdef dict published
+
+    def __init__(self, dict changed, dict published):
+        self.changed = changed
+        self.published = published
+
+    def __missing__(self, entity_id):
+        return self.build(entity_id)
+
+    cdef dict build(self, entity_id):
+        cdef int mask = self.changed[entity_id]
+        cdef list record = <list>self.published[entity_id]
+        cdef dict update = {"id": entity_id}
+        if mask & POSITION:
+            update["x"] = record[0]
+            update["y"] = record[1]
+        if mask & NAME:
+            update["name"] = record[2]
+        if mask & ATTRS:
+            update["attrs"] = record[3]
+        self[entity_id] = update
+        return update
