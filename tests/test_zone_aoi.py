@@ -209,8 +209,9 @@ class LazyUpdates(dict):
 
 class RandomWalkTests:
     """
-    Random walks (small steps, jumps, arrivals and departures; observers
-    seeded with a view, forgotten, started over): every observer's
+    Random walks (small steps, jumps, arrivals and departures, in a grid
+    kept from tick to tick; observers seeded with a view, forgotten,
+    started over): every observer's
     enter / update / leave equal the brute-force reference's, with no id
     twice, the entries those of the entity, and the known views equal.
     """
@@ -230,6 +231,7 @@ class RandomWalkTests:
             f"e{i}": [rng.uniform(-span, span), rng.uniform(-span, span)] for i in range(count)
         }
         serial = count
+        published = {}
         observers = [eid for eid in positions if rng.random() < 0.3] or [next(iter(positions))]
 
         def view(eid):
@@ -261,7 +263,10 @@ class RandomWalkTests:
                     aoi.forget(observer)
                     reference.forget(observer)
             entries = [(eid, pos[0], pos[1]) for eid, pos in positions.items()]
-            aoi.build(entries)
+            # The grid kept from tick to tick, as a zone's: what moved,
+            # came and went (as ghosts: views, no entities).
+            ghosts = {eid: {"x": x, "y": y} for eid, x, y in entries}
+            aoi.fill({}, ghosts, published, set(), (0, 0, 0, 0), PLAYER, pure_kernel.record)
             updates = LazyUpdates(positions)
             reported = set()
 

@@ -90,7 +90,7 @@ cdef list _visible(tuple grid, double x, double y):
     cdef list found = []
     cdef PyObject *cell
     cdef list entries
-    cdef tuple entry
+    cdef list entry
     cdef Py_ssize_t i, j
     cdef double dx, dy
     for i in range(len(inside)):
@@ -102,7 +102,7 @@ cdef list _visible(tuple grid, double x, double y):
             continue
         entries = <list>cell
         for j in range(len(entries)):
-            found.append((<tuple>entries[j])[0])
+            found.append((<list>entries[j])[4])
     for i in range(len(edge)):
         if far:
             cell = PyDict_GetItem(cells, base + edge[i])
@@ -112,11 +112,11 @@ cdef list _visible(tuple grid, double x, double y):
             continue
         entries = <list>cell
         for j in range(len(entries)):
-            entry = <tuple>entries[j]
-            dx = <double>entry[1] - x
-            dy = <double>entry[2] - y
+            entry = <list>entries[j]
+            dx = <double>entry[0] - x
+            dy = <double>entry[1] - y
             if dx * dx + dy * dy <= r2:
-                found.append(entry[0])
+                found.append(entry[4])
     return found
 
 
@@ -180,17 +180,62 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
     return now, enter, update, leave
 
 
-cdef inline void _put(dict cells, object key, tuple entry):
+cdef inline void _put(dict cells, object key, list moving):
     cdef PyObject *cell = PyDict_GetItem(cells, key)
     if cell is NULL:
-        cells[key] = [entry]
+        cells[key] = [moving]
     else:
-        (<list>cell).append(entry)
+        (<list>cell).append(moving)
+
+
+cdef void _move(dict cells, list moving, object key):
+    # Out of its cell (found by identity), into the cell key unless None.
+    cdef list cell = <list>cells[moving[5]]
+    cdef Py_ssize_t i
+    for i in range(len(cell)):
+        if cell[i] is moving:
+            del cell[i]
+            break
+    if not cell:
+        del cells[moving[5]]
+    if key is not None:
+        moving[5] = key
+        _put(cells, key, moving)
+
+
+def entry(dict cells, entity_id, double x, double y, name, attrs, double size,
+          long long stride):
+    """A new entry of the grid, put in its cell: as L{mmo.zone.kernel.entry}."""
+    return _entry(cells, entity_id, x, y, name, attrs, size, stride)
+
+
+cdef list _entry(dict cells, entity_id, object xo, object yo, name, attrs, double size,
+                 long long stride):
+    cdef object key = _key(xo, yo, size, stride)
+    cdef list new = [xo, yo, name, attrs, entity_id, key]
+    _put(cells, key, new)
+    return new
+
+
+cdef inline int _moved(dict cells, list known, object xo, object yo, double size,
+                       long long stride):
+    # Note a new position in a grid entry; POSITION if it moved.
+    cdef double x = xo
+    cdef double y = yo
+    cdef object key
+    if <double>known[0] == x and <double>known[1] == y:
+        return 0
+    known[0] = xo
+    known[1] = yo
+    key = _key(x, y, size, stride)
+    if key != known[5]:
+        _move(cells, known, key)
+    return POSITION
 
 
 def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inner, player,
          record):
-    """Fill the grid from the reals and the ghosts: as L{mmo.zone.kernel.fill}."""
+    """Bring the grid up to date from the reals and the ghosts: as L{mmo.zone.kernel.fill}."""
     cdef dict cells = <dict>grid[0]
     cdef long long stride = grid[2]
     cdef double size = grid[4]
@@ -202,34 +247,29 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef double x, y
     cdef object xo, yo, name, attrs, entity_id, entity, view
     cdef PyObject *found
-    cdef list entry
+    cdef list known
     cdef int mask
     for entity_id, entity in reals.items():
         xo = entity.x
         yo = entity.y
-        x = xo
-        y = yo
-        _put(cells, _key(x, y, size, stride), (entity_id, xo, yo))
         count += 1
         name = entity.name
         attrs = entity.attrs
         found = PyDict_GetItem(published, entity_id)
         if found is NULL:
-            published[entity_id] = [xo, yo, name, dict(attrs)]
+            published[entity_id] = _entry(cells, entity_id, xo, yo, name, dict(attrs), size, stride)
         else:
-            entry = <list>found
-            mask = 0
-            if <double>entry[0] != x or <double>entry[1] != y:
-                entry[0] = xo
-                entry[1] = yo
-                mask = POSITION
-            if entry[2] != name or entry[3] != attrs:
-                mask |= <int>record(entry, name, attrs)
+            known = <list>found
+            mask = _moved(cells, known, xo, yo, size, stride)
+            if known[2] != name or known[3] != attrs:
+                mask |= <int>record(known, name, attrs)
             if mask:
                 changed[entity_id] = mask
         if entity.kind == player and entity.session and entity.gateway:
             if entity_id not in frozen:
                 observers.append((entity_id, xo, yo, entity))
+        x = xo
+        y = yo
         if not (x0 <= x <= x1 and y0 <= y <= y1):
             outer.append((entity_id, xo, yo, entity))
 
@@ -238,27 +278,25 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
             continue
         xo = view["x"]
         yo = view["y"]
-        x = xo
-        y = yo
-        _put(cells, _key(x, y, size, stride), (entity_id, xo, yo))
         count += 1
         name = view.get("name", "")
         attrs = view.get("attrs", {})
         found = PyDict_GetItem(published, entity_id)
         if found is NULL:
-            published[entity_id] = [xo, yo, name, dict(attrs)]
+            published[entity_id] = _entry(cells, entity_id, xo, yo, name, dict(attrs), size, stride)
         else:
-            entry = <list>found
-            mask = 0
-            if <double>entry[0] != x or <double>entry[1] != y:
-                entry[0] = xo
-                entry[1] = yo
-                mask = POSITION
-            if entry[2] != name or entry[3] != attrs:
-                mask |= <int>record(entry, name, attrs)
+            known = <list>found
+            mask = _moved(cells, known, xo, yo, size, stride)
+            if known[2] != name or known[3] != attrs:
+                mask |= <int>record(known, name, attrs)
             if mask:
                 changed[entity_id] = mask
-    return changed, observers, outer, count
+
+    if len(published) != count:
+        # Something left (removed, or no longer ghosted): forget it.
+        for entity_id in [i for i in published if i not in reals and i not in ghosts]:
+            _move(cells, <list>published.pop(entity_id), None)
+    return changed, observers, outer
 
 
 cdef class UpdateEntries(dict):

@@ -3,8 +3,11 @@ Area of interest: which entities each player sees, and what changed in its
 view since the last tick.
 
 A uniform grid of square cells, half the AOI radius wide
-(L{FINENESS}), is refilled every tick from the positions of every visible
-entity (the zone's reals and the ghosts mirrored from its neighbours).  An
+(L{FINENESS}), holds every visible entity (the zone's reals and the ghosts
+mirrored from its neighbours).  It is kept from tick to tick and brought up
+to date in one pass over them: an entity changes cells only when it moves
+to another one, so the grid's cost grows with what moved across a cell
+border, came or went, and its entries are allocated once.  An
 observer's circle of radius covers whole cells and cuts others: the cells
 certain to lie inside the circle wherever the observer stands in (an
 eighth by an eighth of) its own cell are taken whole, without a distance check; only
@@ -12,8 +15,8 @@ those the circle's edge may cut are checked entity by entity, and those
 certain to lie outside are not looked at.  Which cells are which depends
 only on where in its cell the observer stands, so it is worked out once,
 for each of L{SUBCELLS} x L{SUBCELLS} parts of a cell, in exact integer
-arithmetic: the per-tick cost is O(entities) to fill the grid plus, per
-observer, 23 cell look-ups, the squared-distance checks of the entities
+arithmetic: the per-tick cost is a look at each entity (did it move, or
+change) plus, per observer, 23 cell look-ups, the squared-distance checks of the entities
 in the edge cells (about 4.5 r^2 of area, against the 9 r^2 of a 3 x 3
 block of radius-wide cells) and the entities it sees.  Nothing is
 done per pair of entities beyond that, and nothing is sent per entity; the
@@ -123,10 +126,10 @@ class AreaOfInterest:
         self.cell_size = self.radius / FINENESS
         self._r2 = self.radius * self.radius
         self.kernel = kernel if kernel is not None else KERNEL
-        self._cells: dict[int, list[tuple[str, float, float]]] = {}
+        # Entries (L{mmo.zone.kernel.entry}) in lists, by cell key.
+        self._cells: dict[int, list[list]] = {}
         # What the kernel's functions take of the grid.
         self._grid = (self._cells, _CLASSES, STRIDE, SUBCELLS, self.cell_size, self._r2)
-        self._resets = 0
         self.known: dict[str, dict[str, None]] = {}
         # Observers whose client was handed a view by another zone: their
         # first diff refreshes everything they keep seeing.
@@ -135,36 +138,15 @@ class AreaOfInterest:
 
     # -- the grid -----------------------------------------------------------------------
 
-    def reset(self) -> dict[int, list[tuple[str, float, float]]]:
-        """
-        Empty the grid for a new tick and return its cells, for a caller
-        that fills them in a loop of its own (saving L{build}'s): C{(id, x,
-        y)} entries in lists keyed by L{cell_key}, cells L{cell_size} wide.
-        Each id must be in the grid once.  The lists are reused from tick to
-        tick (less garbage to collect); those of cells nobody is in any
-        more are dropped now and then.
-        """
-        self._resets += 1
-        if self._resets % 256 == 0:
-            self._cells = {}
-            self._grid = (self._cells, *self._grid[1:])
-        else:
-            for cell in self._cells.values():
-                cell.clear()
-        return self._cells
-
     def build(self, entries: Iterable[tuple[str, float, float]]) -> None:
-        """Replace the grid's contents by C{entries}: C{(id, x, y)} each, one per id."""
-        size = self.cell_size
-        cells = self.reset()
-        get = cells.get
-        for entry in entries:
-            key = int(entry[1] // size) * STRIDE + int(entry[2] // size)
-            cell = get(key)
-            if cell is None:
-                cells[key] = [entry]
-            else:
-                cell.append(entry)
+        """
+        Replace the grid's contents by C{entries}: C{(id, x, y)} each, one
+        per id (a grid of given points; a zone's is kept by L{fill}).
+        """
+        cells = self._cells
+        cells.clear()
+        for entity_id, x, y in entries:
+            kernel.entry(cells, entity_id, x, y, None, None, self.cell_size, STRIDE)
 
     def fill(
         self,
@@ -175,14 +157,15 @@ class AreaOfInterest:
         inner: tuple[float, float, float, float],
         player: str,
         record: Callable[[list, str, dict], int],
-    ) -> tuple[dict[str, int], list, list, int]:
+    ) -> tuple[dict[str, int], list, list]:
         """
-        Refill the grid for a new tick from the C{reals} and the C{ghosts},
-        noting what changed since it was C{published}, in one pass: see
+        Bring the grid up to date for a new tick from the C{reals} and the
+        C{ghosts}, noting what changed since it was C{published} (whose
+        records are the grid's entries), in one pass: see
         L{mmo.zone.kernel.fill}, which says what the arguments and the
-        result are.
+        result are.  The grid is kept between ticks: only what moved to
+        another cell, came or left changes cells.
         """
-        self.reset()
         return self.kernel.fill(self._grid, reals, ghosts, published, frozen, inner, player, record)
 
     def cell_key(self, x: float, y: float) -> int:

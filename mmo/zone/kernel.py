@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from operator import itemgetter
 from types import ModuleType
 
-_first = itemgetter(0)
+_id = itemgetter(4)
 
 #: What changed of an entity this tick (a bit mask).
 POSITION, NAME, ATTRS = 1, 2, 4
@@ -48,52 +48,54 @@ def fill(
     inner: tuple[float, float, float, float],
     player: str,
     record: Callable[[list, str, dict], int],
-) -> tuple[dict[str, int], list, list, int]:
+) -> tuple[dict[str, int], list, list]:
     """
     One pass over the C{reals} (entities) and the C{ghosts} (views; those
-    that are reals too are skipped): put C{(id, x, y)} of each in the
-    (empty) C{grid} (as L{visible}'s), and note what changed since it was last
-    C{published} (C{[x, y, name, attrs]} by id, kept up to date: a
-    position here, the rest through C{record(entry, name, attrs)}, which
-    returns its mask).
+    that are reals too are skipped): bring the C{grid} (as L{visible}'s)
+    and what was C{published} of each up to date, and note what changed.
+
+    The grid is kept from tick to tick: its entries are the C{published}
+    records themselves, C{[x, y, name, attrs, id, key]} by id (L{entry}),
+    and only an entity that moved to another cell changes cells (appended
+    to its new one); those that are neither real nor ghost any more leave
+    both.  A position is noted here, a name or attributes through
+    C{record(entry, name, attrs)}, which returns its mask.
 
     @param inner: C{(x0, y0, x1, y1)}: reals inside it are listed in no
         C{outer}.
     @param player: The kind of the entities that observe (with a session
         and a gateway, and not C{frozen}).
-    @return: C{(changed, observers, outer, count)}: the mask of what
-        changed by id (L{POSITION}, L{NAME}, L{ATTRS}), C{(id, x, y, entity)} of the
-        observers and of the reals outside C{inner}, in C{reals}' order,
-        and the number of entries put in the grid.
+    @return: C{(changed, observers, outer)}: the mask of what changed by
+        id (L{POSITION}, L{NAME}, L{ATTRS}; nothing for what is new), and
+        C{(id, x, y, entity)} of the observers and of the reals outside
+        C{inner}, in C{reals}' order.
     """
     cells, _, stride, _, size, _ = grid
     changed: dict[str, int] = {}
     observers: list = []
     outer: list = []
-    cell_of = cells.get
     count = 0
     inner_x0, inner_y0, inner_x1, inner_y1 = inner
     for entity_id, entity in reals.items():
         x = entity.x
         y = entity.y
-        key = int(x // size) * stride + int(y // size)
-        cell = cell_of(key)
-        if cell is None:
-            cells[key] = [(entity_id, x, y)]
-        else:
-            cell.append((entity_id, x, y))
         count += 1
-        entry = published.get(entity_id)
-        if entry is None:
-            published[entity_id] = [x, y, entity.name, dict(entity.attrs)]
+        published_entry = published.get(entity_id)
+        if published_entry is None:
+            published[entity_id] = entry(
+                cells, entity_id, x, y, entity.name, dict(entity.attrs), size, stride
+            )
         else:
             mask = 0
-            if entry[0] != x or entry[1] != y:
-                entry[0] = x
-                entry[1] = y
+            if published_entry[0] != x or published_entry[1] != y:
+                published_entry[0] = x
+                published_entry[1] = y
                 mask = POSITION
-            if entry[2] != entity.name or entry[3] != entity.attrs:
-                mask |= record(entry, entity.name, entity.attrs)
+                key = int(x // size) * stride + int(y // size)
+                if key != published_entry[5]:
+                    _move(cells, published_entry, key)
+            if published_entry[2] != entity.name or published_entry[3] != entity.attrs:
+                mask |= record(published_entry, entity.name, entity.attrs)
             if mask:
                 changed[entity_id] = mask
         if entity.kind == player and entity.session and entity.gateway:
@@ -109,29 +111,65 @@ def fill(
             continue
         x = view["x"]
         y = view["y"]
-        key = int(x // size) * stride + int(y // size)
-        cell = cell_of(key)
-        if cell is None:
-            cells[key] = [(ghost_id, x, y)]
-        else:
-            cell.append((ghost_id, x, y))
         count += 1
         name = view.get("name", "")
         attrs = view.get("attrs", {})
-        entry = published.get(ghost_id)
-        if entry is None:
-            published[ghost_id] = [x, y, name, dict(attrs)]
+        published_entry = published.get(ghost_id)
+        if published_entry is None:
+            published[ghost_id] = entry(cells, ghost_id, x, y, name, dict(attrs), size, stride)
         else:
             mask = 0
-            if entry[0] != x or entry[1] != y:
-                entry[0] = x
-                entry[1] = y
+            if published_entry[0] != x or published_entry[1] != y:
+                published_entry[0] = x
+                published_entry[1] = y
                 mask = POSITION
-            if entry[2] != name or entry[3] != attrs:
-                mask |= record(entry, name, attrs)
+                key = int(x // size) * stride + int(y // size)
+                if key != published_entry[5]:
+                    _move(cells, published_entry, key)
+            if published_entry[2] != name or published_entry[3] != attrs:
+                mask |= record(published_entry, name, attrs)
             if mask:
                 changed[ghost_id] = mask
-    return changed, observers, outer, count
+
+    if len(published) != count:
+        # Something left (removed, or no longer ghosted): forget it.
+        for gone in [i for i in published if i not in reals and i not in ghosts]:
+            _move(cells, published.pop(gone), None)
+    return changed, observers, outer
+
+
+def entry(
+    cells: dict, entity_id: str, x: float, y: float, name, attrs, size: float, stride: int
+) -> list:
+    """
+    A new entry of the grid C{cells} (cells C{size} wide, keys as
+    L{visible}'s), put in its cell: C{[x, y, name, attrs, id, key]}.
+    """
+    key = int(x // size) * stride + int(y // size)
+    new = [x, y, name, attrs, entity_id, key]
+    cell = cells.get(key)
+    if cell is None:
+        cells[key] = [new]
+    else:
+        cell.append(new)
+    return new
+
+
+def _move(cells: dict, moving: list, key: int | None) -> None:
+    """Take an entry out of its cell, into the cell C{key} (at its end) unless C{None}."""
+    cell = cells[moving[5]]
+    # By identity: entries of different ids never compare equal, but the
+    # comparison would look at their contents.
+    del cell[next(i for i, e in enumerate(cell) if e is moving)]
+    if not cell:
+        del cells[moving[5]]
+    if key is not None:
+        moving[5] = key
+        cell = cells.get(key)
+        if cell is None:
+            cells[key] = [moving]
+        else:
+            cell.append(moving)
 
 
 def visible(grid: tuple, x: float, y: float) -> list[str]:
@@ -141,9 +179,10 @@ def visible(grid: tuple, x: float, y: float) -> list[str]:
     those of the edge, checked one by one.
 
     @param grid: C{(cells, classes, stride, subcells, size, r2)}: the
-        cells, lists of C{(id, x, y)} by key (C{cx * stride + cy}), C{size}
-        wide; the classes of L{mmo.zone.aoi.cell_classes} for C{subcells}
-        parts a side; the radius squared.
+        cells, lists of entries (L{entry}: C{[x, y, name, attrs, id, key]})
+        by key (C{cx * stride + cy}), C{size} wide; the classes of
+        L{mmo.zone.aoi.cell_classes} for C{subcells} parts a side; the
+        radius squared.
     """
     cells, classes, stride, subcells, size, r2 = grid
     cx = x // size
@@ -168,16 +207,16 @@ def visible(grid: tuple, x: float, y: float) -> list[str]:
     for offset in inside:
         cell = get(key + offset)
         if cell:
-            extend(map(_first, cell))
+            extend(map(_id, cell))
     append = found.append
     for offset in edge:
         cell = get(key + offset)
         if cell:
-            for eid, ex, ey in cell:
-                dx = ex - x
-                dy = ey - y
+            for e in cell:
+                dx = e[0] - x
+                dy = e[1] - y
                 if dx * dx + dy * dy <= r2:
-                    append(eid)
+                    append(e[4])
     return found
 
 

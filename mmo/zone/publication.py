@@ -56,7 +56,8 @@ class Publication:
         self.aoi = aoi
         self.entity_view = entity_view
         # What observers were last shown of every visible entity (reals and
-        # ghosts): [x, y, name, attrs].  Survives a ghost becoming a real.
+        # ghosts): [x, y, name, attrs, id, cell key], the entries of the AOI's
+        # grid (mmo.zone.kernel.entry).  Survives a ghost becoming a real.
         self._published: dict[str, list] = {}
         # The tick's: full views and update entries (built once each), what
         # changed, and the entities they are of.
@@ -100,7 +101,7 @@ class Publication:
         hysteresis = self.hysteresis
         # Reals inside this box are too far from every border to matter.
         inner = (region.x0 + margin, region.y0 + margin, region.x1 - margin, region.y1 - margin)
-        changed, observers, outer, count = self.aoi.fill(
+        changed, observers, outer = self.aoi.fill(
             reals, ghosts, published, frozen, inner, PLAYER, record
         )
 
@@ -122,10 +123,6 @@ class Publication:
                 if target is not None and target.name != region.name:
                     result.crossings.append((entity, target))
 
-        if len(published) != count:
-            # Something left (removed, or no longer ghosted): forget it.
-            for gone in [i for i in published if i not in reals and i not in ghosts]:
-                del published[gone]
         return changed, observers
 
     def _view(self, entity_id: str) -> dict:
