@@ -56,7 +56,8 @@ cdef object _key(double x, double y, double size, long long stride):
     return PyLong_FromLongLong(<long long>cx * stride + <long long>cy)
 
 
-cdef list _visible(tuple grid, double x, double y):
+cdef list _visible(tuple grid, double x, double y, dict into):
+    # The ids in view, in a list, or as the keys of into (then None).
     cdef dict cells = <dict>grid[0]
     cdef list classes = <list>grid[1]
     cdef long long stride = grid[2]
@@ -87,7 +88,7 @@ cdef list _visible(tuple grid, double x, double y):
         base = int(cx) * stride + int(cy)
     else:
         key = <long long>cx * stride + <long long>cy
-    cdef list found = []
+    cdef list found = [] if into is None else None
     cdef PyObject *cell
     cdef list entries
     cdef list entry
@@ -102,7 +103,10 @@ cdef list _visible(tuple grid, double x, double y):
             continue
         entries = <list>cell
         for j in range(len(entries)):
-            found.append((<list>entries[j])[4])
+            if into is None:
+                found.append((<list>entries[j])[4])
+            else:
+                into[(<list>entries[j])[4]] = None
     for i in range(len(edge)):
         if far:
             cell = PyDict_GetItem(cells, base + edge[i])
@@ -116,58 +120,58 @@ cdef list _visible(tuple grid, double x, double y):
             dx = <double>entry[0] - x
             dy = <double>entry[1] - y
             if dx * dx + dy * dy <= r2:
-                found.append(entry[4])
-    return found
+                if into is None:
+                    found.append(entry[4])
+                else:
+                    into[entry[4]] = None
+    return found if into is None else None
 
 
 def visible(tuple grid, double x, double y):
     """The ids of the C{grid}'s entries within its radius of C{(x, y)}: as L{mmo.zone.kernel.visible}."""
-    return _visible(grid, x, y)
+    return _visible(grid, x, y, None)
 
 
 def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, view):
     """What changed in a view: as L{mmo.zone.kernel.diff}."""
-    cdef list seen = _visible(grid, x, y)
-    cdef dict now = dict.fromkeys(seen)
+    cdef dict now = {}
     cdef list enter = []
     cdef list update = []
     cdef list leave = []
-    cdef list kept = []
-    cdef Py_ssize_t i, n = len(seen)
+    cdef Py_ssize_t n = 0
     cdef object eid
     cdef dict before
     cdef PyObject *entry
     cdef UpdateEntries compiled = None
+    cdef bint built = False
+    _visible(grid, x, y, now)
     if not known:
-        for i in range(n):
-            enter.append(view(seen[i]))
+        for eid in now:
+            enter.append(view(eid))
         return now, enter, update, leave
     before = <dict>known
-    for i in range(n):
-        eid = seen[i]
-        if eid in before:
-            kept.append(eid)
-        else:
-            enter.append(view(eid))
-    n = len(kept)
-    if refresh:
-        for i in range(n):
-            update.append(view(kept[i]))
-    elif type(updates) is UpdateEntries:
+    if type(updates) is UpdateEntries:
         compiled = <UpdateEntries>updates
-        for i in range(n):
-            eid = kept[i]
+    else:
+        # A dict of the changed ones' entries only, or a subclass that
+        # builds them on first use (in __missing__): one read if built.
+        built = isinstance(updates, dict) and type(updates).__getitem__ is dict.__getitem__
+    # One pass, in the grid's order: what enters, and what stays (and is
+    # refreshed, or updated if it changed).
+    for eid in now:
+        if eid not in before:
+            enter.append(view(eid))
+            continue
+        n += 1
+        if refresh:
+            update.append(view(eid))
+        elif compiled is not None:
             entry = PyDict_GetItem(compiled, eid)
             if entry is not NULL:
                 update.append(<object>entry)
             elif eid in changed:
                 update.append(compiled.build(eid))
-    else:
-        # A dict of the changed ones' entries only, or a subclass that
-        # builds them on first use (in __missing__): one read if built.
-        built = isinstance(updates, dict) and type(updates).__getitem__ is dict.__getitem__
-        for i in range(n):
-            eid = kept[i]
+        else:
             entry = PyDict_GetItem(updates, eid) if built else NULL
             if entry is not NULL:
                 update.append(<object>entry)
