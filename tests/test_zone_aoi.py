@@ -136,7 +136,8 @@ class VisibleTests:
     @settings(max_examples=60, deadline=None, suppress_health_check=ONE_TEST_PER_KERNEL)
     @given(
         radius=st.sampled_from([1.0, 7.3, 50.0, 100.0 / 3]),
-        origin=st.sampled_from([0.0, -1000.0, 1e6]),
+        # 1e7 and -1e7: cells past what C integers hold, with radius 1.
+        origin=st.sampled_from([0.0, -1000.0, 1e6, 1e7, -1e7]),
         seed=st.integers(0, 2**32 - 1),
     )
     def test_visible_matches_brute_force(self, radius, origin, seed):

@@ -56,6 +56,14 @@ cdef object _key(double x, double y, double size, long long stride):
     return PyLong_FromLongLong(<long long>cx * stride + <long long>cy)
 
 
+cdef inline PyObject *_cell(dict cells, bint far, long long key, object base, object offset):
+    # The cell at offset from the observer's (key in C, or base in Python's
+    # integers when far), or NULL.
+    if far:
+        return PyDict_GetItem(cells, base + offset)
+    return PyDict_GetItem(cells, PyLong_FromLongLong(key + PyLong_AsLongLong(offset)))
+
+
 cdef list _visible(tuple grid, double x, double y, dict into):
     # The ids in view, in a list, or as the keys of into (then None).
     cdef dict cells = <dict>grid[0]
@@ -95,10 +103,7 @@ cdef list _visible(tuple grid, double x, double y, dict into):
     cdef Py_ssize_t i, j
     cdef double dx, dy
     for i in range(len(inside)):
-        if far:
-            cell = PyDict_GetItem(cells, base + inside[i])
-        else:
-            cell = PyDict_GetItem(cells, PyLong_FromLongLong(key + PyLong_AsLongLong(inside[i])))
+        cell = _cell(cells, far, key, base, inside[i])
         if cell is NULL:
             continue
         entries = <list>cell
@@ -108,10 +113,7 @@ cdef list _visible(tuple grid, double x, double y, dict into):
             else:
                 into[(<list>entries[j])[4]] = None
     for i in range(len(edge)):
-        if far:
-            cell = PyDict_GetItem(cells, base + edge[i])
-        else:
-            cell = PyDict_GetItem(cells, PyLong_FromLongLong(key + PyLong_AsLongLong(edge[i])))
+        cell = _cell(cells, far, key, base, edge[i])
         if cell is NULL:
             continue
         entries = <list>cell
@@ -237,6 +239,24 @@ cdef inline int _moved(dict cells, list known, object xo, object yo, double size
     return POSITION
 
 
+cdef inline void _note(dict cells, dict published, dict changed, entity_id, xo, yo, name,
+                       attrs, double size, long long stride, record):
+    # An entity's entry in the grid and what was published of it brought
+    # up to date, what changed noted (a new one is in the grid, unchanged).
+    cdef PyObject *found = PyDict_GetItem(published, entity_id)
+    cdef list known
+    cdef int mask
+    if found is NULL:
+        published[entity_id] = _entry(cells, entity_id, xo, yo, name, dict(attrs), size, stride)
+        return
+    known = <list>found
+    mask = _moved(cells, known, xo, yo, size, stride)
+    if known[2] != name or known[3] != attrs:
+        mask |= <int>record(known, name, attrs)
+    if mask:
+        changed[entity_id] = mask
+
+
 def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inner, player,
          record):
     """Bring the grid up to date from the reals and the ghosts: as L{mmo.zone.kernel.fill}."""
@@ -250,25 +270,13 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef double x0 = inner[0], y0 = inner[1], x1 = inner[2], y1 = inner[3]
     cdef double x, y
     cdef object xo, yo, name, attrs, entity_id, entity, view
-    cdef PyObject *found
-    cdef list known
-    cdef int mask
     for entity_id, entity in reals.items():
         xo = entity.x
         yo = entity.y
         count += 1
         name = entity.name
         attrs = entity.attrs
-        found = PyDict_GetItem(published, entity_id)
-        if found is NULL:
-            published[entity_id] = _entry(cells, entity_id, xo, yo, name, dict(attrs), size, stride)
-        else:
-            known = <list>found
-            mask = _moved(cells, known, xo, yo, size, stride)
-            if known[2] != name or known[3] != attrs:
-                mask |= <int>record(known, name, attrs)
-            if mask:
-                changed[entity_id] = mask
+        _note(cells, published, changed, entity_id, xo, yo, name, attrs, size, stride, record)
         if entity.kind == player and entity.session and entity.gateway:
             if entity_id not in frozen:
                 observers.append((entity_id, xo, yo, entity))
@@ -285,16 +293,7 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
         count += 1
         name = view.get("name", "")
         attrs = view.get("attrs", {})
-        found = PyDict_GetItem(published, entity_id)
-        if found is NULL:
-            published[entity_id] = _entry(cells, entity_id, xo, yo, name, dict(attrs), size, stride)
-        else:
-            known = <list>found
-            mask = _moved(cells, known, xo, yo, size, stride)
-            if known[2] != name or known[3] != attrs:
-                mask |= <int>record(known, name, attrs)
-            if mask:
-                changed[entity_id] = mask
+        _note(cells, published, changed, entity_id, xo, yo, name, attrs, size, stride, record)
 
     if len(published) != count:
         # Something left (removed, or no longer ghosted): forget it.
