@@ -386,3 +386,16 @@ class CapacityFitTests(unittest.TestCase):
         spent = self.capacity.cpu_seconds(os.getpid())
         self.assertGreater(spent, 0.0)
         self.assertLessEqual(spent, time.process_time() + 0.02)
+
+
+class ZoneTickSmokeTests(unittest.TestCase):
+    """bench/zone_tick.py at a tiny size: every figure, for the ticks asked."""
+
+    def test_tiny_run(self):
+        zone_tick = load_bench("zone_tick")
+        figures = zone_tick.run_size(100, ticks=5, max_seconds=5.0, seed=1, freeze=False)
+        self.assertEqual(figures["ticks_100"], 5)
+        self.assertEqual(figures["pushes_per_tick_100"], 10)
+        self.assertGreater(figures["visible_per_player_100"], 0)
+        for name in ("tick_p50_ms", "tick_p99_ms", "tick_cpu_p50_ms", "tick_cpu_p99_ms"):
+            self.assertGreater(figures[f"{name}_100"], 0, name)
