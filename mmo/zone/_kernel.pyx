@@ -64,8 +64,7 @@ cdef inline PyObject *_cell(dict cells, bint far, long long key, object base, ob
     return PyDict_GetItem(cells, PyLong_FromLongLong(key + PyLong_AsLongLong(offset)))
 
 
-cdef list _visible(tuple grid, double x, double y, dict into):
-    # The ids in view, in a list, or as the keys of into (then None).
+cdef list _visible(tuple grid, double x, double y):
     cdef dict cells = <dict>grid[0]
     cdef list classes = <list>grid[1]
     cdef long long stride = grid[2]
@@ -96,7 +95,7 @@ cdef list _visible(tuple grid, double x, double y, dict into):
         base = int(cx) * stride + int(cy)
     else:
         key = <long long>cx * stride + <long long>cy
-    cdef list found = [] if into is None else None
+    cdef list found = []
     cdef PyObject *cell
     cdef list entries
     cdef list entry
@@ -108,10 +107,7 @@ cdef list _visible(tuple grid, double x, double y, dict into):
             continue
         entries = <list>cell
         for j in range(len(entries)):
-            if into is None:
-                found.append((<list>entries[j])[4])
-            else:
-                into[(<list>entries[j])[4]] = None
+            found.append((<list>entries[j])[4])
     for i in range(len(edge)):
         cell = _cell(cells, far, key, base, edge[i])
         if cell is NULL:
@@ -122,35 +118,32 @@ cdef list _visible(tuple grid, double x, double y, dict into):
             dx = <double>entry[0] - x
             dy = <double>entry[1] - y
             if dx * dx + dy * dy <= r2:
-                if into is None:
-                    found.append(entry[4])
-                else:
-                    into[entry[4]] = None
-    return found if into is None else None
+                found.append(entry[4])
+    return found
 
 
 def visible(tuple grid, double x, double y):
     """The ids of the C{grid}'s entries within its radius of C{(x, y)}: as L{mmo.zone.kernel.visible}."""
-    return _visible(grid, x, y, None)
+    return _visible(grid, x, y)
 
 
 def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, view):
     """What changed in a view: as L{mmo.zone.kernel.diff}."""
-    cdef dict now = {}
+    cdef list seen = _visible(grid, x, y)
+    cdef dict now
     cdef list enter = []
     cdef list update = []
     cdef list leave = []
-    cdef Py_ssize_t n = 0
+    cdef Py_ssize_t i, n = 0
     cdef object eid
     cdef dict before
     cdef PyObject *entry
     cdef UpdateEntries compiled = None
     cdef bint built = False
-    _visible(grid, x, y, now)
     if not known:
-        for eid in now:
-            enter.append(view(eid))
-        return now, enter, update, leave
+        for i in range(len(seen)):
+            enter.append(view(seen[i]))
+        return dict.fromkeys(seen), enter, update, leave
     before = <dict>known
     if type(updates) is UpdateEntries:
         compiled = <UpdateEntries>updates
@@ -160,7 +153,8 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
         built = isinstance(updates, dict) and type(updates).__getitem__ is dict.__getitem__
     # One pass, in the grid's order: what enters, and what stays (and is
     # refreshed, or updated if it changed).
-    for eid in now:
+    for i in range(len(seen)):
+        eid = seen[i]
         if eid not in before:
             enter.append(view(eid))
             continue
@@ -179,10 +173,14 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
                 update.append(<object>entry)
             elif eid in changed:
                 update.append(updates[eid])
-    if n != len(before):
-        for eid in before:
-            if eid not in now:
-                leave.append(eid)
+    if n == len(before):
+        # Everything it had is still in view: if nothing came either, its
+        # view is the one it had (the same ids), kept as it is.
+        return before if not enter else dict.fromkeys(seen), enter, update, leave
+    now = dict.fromkeys(seen)
+    for eid in before:
+        if eid not in now:
+            leave.append(eid)
     return now, enter, update, leave
 
 

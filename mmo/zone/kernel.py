@@ -234,15 +234,15 @@ def diff(
     What changed in a view that was C{known} (C{None} or empty: its client
     has nothing) and now is what is L{visible} in C{grid} from C{(x, y)}:
     C{(now, enter, update, leave)}, C{now} the new view (those ids as a
-    dict's keys, in the grid's order).  With C{refresh}, what stays in view
-    is updated in full (C{view}) rather than by its C{updates} entry if
-    C{changed}.  C{updates} holds the entries of changed ids only: an entry
-    found there is not looked for in C{changed}.
+    dict's keys: in the grid's order, or C{known} itself when nothing
+    entered or left).  With C{refresh}, what stays in view is updated in
+    full (C{view}) rather than by its C{updates} entry if C{changed}.
+    C{updates} holds the entries of changed ids only: an entry found there
+    is not looked for in C{changed}.
     """
     seen = visible(grid, x, y)
-    now = dict.fromkeys(seen)
     if not known:
-        return now, list(map(view, seen)), [], []
+        return dict.fromkeys(seen), list(map(view, seen)), [], []
     # What it keeps seeing, in the grid's order: filters in C, as the
     # tick's other loops over what an observer sees.
     kept = list(filter(known.__contains__, seen))
@@ -255,8 +255,10 @@ def diff(
     else:
         update = list(map(updates.__getitem__, filter(changed.__contains__, kept)))
     if len(kept) == len(known):
-        # Everything it had is still in view.
-        return now, enter, update, []
+        # Everything it had is still in view: if nothing came either, its
+        # view is the one it had (the same ids), kept as it is.
+        return known if not enter else dict.fromkeys(seen), enter, update, []
+    now = dict.fromkeys(seen)
     return now, enter, update, [eid for eid in known if eid not in now]
 
 
