@@ -114,7 +114,7 @@ class AreaOfInterest:
     @ivar radius: The AOI radius, world units.
     @ivar cell_size: The grid's cell side, world units (C{radius / FINENESS}).
     @ivar known: For each observer, the ids its client has (the keys of a
-        dict, in the grid's order of its last diff).
+        dict, in the grid's order of the last diff that changed them).
     @ivar restarting: The observers whose next update starts their client's
         view over (L{start_over}); read it, change it through the methods.
     """

@@ -1,7 +1,8 @@
 """
-The per-tick loops of the area of interest, the zone's hot path: filling
-the grid (and noting what changed) from every visible entity (L{fill}),
-what an observer sees (L{visible}) and what changed in its view (L{diff}).
+The per-tick loops of the area of interest, the zone's hot path: bringing
+the grid up to date (and noting what changed) from every visible entity
+(L{fill}), what an observer sees (L{visible}), what changed in its view
+(L{diff}) and the update entries it is sent (L{UpdateEntries}).
 
 These are the pure-Python functions.  The same functions, with the same
 arguments, results and order, are compiled by Cython from C{_kernel.pyx}
