@@ -172,6 +172,16 @@ class AreaOfInterest:
         """The key of the cell of C{(x, y)} in the grid."""
         return int(x // self.cell_size) * STRIDE + int(y // self.cell_size)
 
+    def grid_order(self, observers: list[tuple]) -> list[int]:
+        """
+        The indices of C{observers} (C{(id, x, y, ...)} each) in the grid's
+        order, cell by cell: one after the other, neighbours look at the
+        same cells while these are in the processor's caches.
+        """
+        cell_key = self.cell_key
+        keys = [cell_key(o[1], o[2]) for o in observers]
+        return sorted(range(len(keys)), key=keys.__getitem__)
+
     def visible(self, x: float, y: float) -> list[str]:
         """The ids of the grid's entries within the radius of C{(x, y)}, in the grid's order."""
         return self.kernel.visible(self._grid, x, y)

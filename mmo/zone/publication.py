@@ -144,16 +144,24 @@ class Publication:
         view = self._view
         restarting = self.aoi.restarting
         started_over = self.aoi.started_over
-        for entity_id, x, y, entity in observers:
+        # Diffs in the grid's order (neighbours one after the other look at
+        # the same cells, while they are in the processor's caches), pushes
+        # in the observers' own.
+        shown: list = [None] * len(observers)
+        for index in self.aoi.grid_order(observers):
+            entity_id, x, y, entity = observers[index]
             reset = started_over(entity_id) if restarting else False
             enter, update, leave = diff(entity_id, x, y, changed, updates, view)
-            events: list[Event] = []
             if enter or update or leave or reset:
                 fields = {"tick": tick, "enter": enter, "update": update, "leave": leave}
                 if reset:
                     # Its client keeps a view this zone does not know: it
                     # drops it, and this update enters everything in sight.
                     fields["reset"] = True
+                shown[index] = fields
+        for (entity_id, _x, _y, entity), fields in zip(observers, shown, strict=True):
+            events: list[Event] = []
+            if fields is not None:
                 events.append(("world.update", fields))
             if corrected and entity_id in corrected:
                 correction = {"x": entity.x, "y": entity.y, "input": entity.last_input}
