@@ -25,9 +25,10 @@ $(BIN)/python:
 
 # A stale build/ would install modules that no longer exist in the tree.
 # The compiled kernel is built in the source tree as well, for the tests and
-# the commands run from it (PYTHONPATH=.); MMO_PURE_PYTHON=1 builds none.
+# the commands run from it (PYTHONPATH=.); MMO_PURE_PYTHON=1 builds none (and
+# leaves no stale one).
 $(STAMP): $(BIN)/python $(SOURCES)
-	rm -rf build
+	rm -rf build mmo/zone/_kernel.*.so
 	$(BIN)/python -m pip install --quiet '.[dev]'
 	$(BIN)/python setup.py --quiet build_ext --inplace
 	@touch $@
