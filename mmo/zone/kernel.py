@@ -81,32 +81,25 @@ def fill(
         x = entity.x
         y = entity.y
         count += 1
-        published_entry = published.get(entity_id)
-        if published_entry is None:
-            published[entity_id] = entry(
-                cells, entity_id, x, y, entity.name, dict(entity.attrs), size, stride
-            )
-        else:
-            mask = 0
-            if published_entry[0] != x or published_entry[1] != y:
-                published_entry[0] = x
-                published_entry[1] = y
-                mask = POSITION
-                key = int(x // size) * stride + int(y // size)
-                if key != published_entry[5]:
-                    _move(cells, published_entry, key)
-            if published_entry[2] != entity.name or published_entry[3] != entity.attrs:
-                mask |= record(published_entry, entity.name, entity.attrs)
-            if mask:
-                changed[entity_id] = mask
+        _note(
+            cells,
+            published,
+            changed,
+            entity_id,
+            x,
+            y,
+            entity.name,
+            entity.attrs,
+            size,
+            stride,
+            record,
+        )
         if entity.kind == player and entity.session and entity.gateway:
             if entity_id not in frozen:
                 observers.append((entity_id, x, y, entity))
         if not (inner_x0 <= x <= inner_x1 and inner_y0 <= y <= inner_y1):
             outer.append((entity_id, x, y, entity))
 
-    # The ghosts, as the reals above: inlined again, for a call per
-    # entity would cost the tick more than the lines.
     for ghost_id, view in ghosts.items():
         if ghost_id in reals:
             continue
@@ -115,28 +108,49 @@ def fill(
         count += 1
         name = view.get("name", "")
         attrs = view.get("attrs", {})
-        published_entry = published.get(ghost_id)
-        if published_entry is None:
-            published[ghost_id] = entry(cells, ghost_id, x, y, name, dict(attrs), size, stride)
-        else:
-            mask = 0
-            if published_entry[0] != x or published_entry[1] != y:
-                published_entry[0] = x
-                published_entry[1] = y
-                mask = POSITION
-                key = int(x // size) * stride + int(y // size)
-                if key != published_entry[5]:
-                    _move(cells, published_entry, key)
-            if published_entry[2] != name or published_entry[3] != attrs:
-                mask |= record(published_entry, name, attrs)
-            if mask:
-                changed[ghost_id] = mask
+        _note(cells, published, changed, ghost_id, x, y, name, attrs, size, stride, record)
 
     if len(published) != count:
         # Something left (removed, or no longer ghosted): forget it.
         for gone in [i for i in published if i not in reals and i not in ghosts]:
             _move(cells, published.pop(gone), None)
     return changed, observers, outer
+
+
+def _note(
+    cells: dict,
+    published: dict[str, list],
+    changed: dict[str, int],
+    entity_id: str,
+    x: float,
+    y: float,
+    name,
+    attrs,
+    size: float,
+    stride: int,
+    record: Callable[[list, str, dict], int],
+) -> None:
+    """
+    Bring an entity's entry in the grid, what was C{published} of it, up
+    to date, and note in C{changed} what changed (a new one is put in the
+    grid, and is not changed).
+    """
+    known = published.get(entity_id)
+    if known is None:
+        published[entity_id] = entry(cells, entity_id, x, y, name, dict(attrs), size, stride)
+        return
+    mask = 0
+    if known[0] != x or known[1] != y:
+        known[0] = x
+        known[1] = y
+        mask = POSITION
+        key = int(x // size) * stride + int(y // size)
+        if key != known[5]:
+            _move(cells, known, key)
+    if known[2] != name or known[3] != attrs:
+        mask |= record(known, name, attrs)
+    if mask:
+        changed[entity_id] = mask
 
 
 def entry(
