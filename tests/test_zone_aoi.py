@@ -10,6 +10,7 @@ and order, on either.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 
@@ -132,6 +133,29 @@ class VisibleTests:
         for x, y in [(0.0, 0.0), (size, -size), (-10.0, 0.0), (3 * size, 2 * size), (-0.0, 7.5)]:
             self.assertEqual(set(aoi.visible(x, y)), _brute_visible(entries, x, y, 100.0))
             self.assertEqual(len(aoi.visible(x, y)), len(set(aoi.visible(x, y))))
+
+    def test_not_a_number(self):
+        """
+        A position that is not a finite number is refused (ValueError), as
+        Python's arithmetic refuses it, by either kernel: looked at from, or
+        put in the grid.
+        """
+        aoi = self.area(10)
+        aoi.build([("a", 1.0, 1.0)])
+        for bad in (math.nan, math.inf, -math.inf):
+            self.assertRaises(ValueError, aoi.visible, bad, 1.0)
+            self.assertRaises(ValueError, aoi.visible, 1.0, bad)
+            self.assertRaises(
+                (ValueError, OverflowError),
+                aoi.fill,
+                {},
+                {"g": {"x": bad, "y": 1.0}},
+                {},
+                set(),
+                (0, 0, 0, 0),
+                PLAYER,
+                pure_kernel.record,
+            )
 
     @settings(max_examples=60, deadline=None, suppress_health_check=ONE_TEST_PER_KERNEL)
     @given(

@@ -44,7 +44,9 @@ cdef inline double _floordiv(double vx, double wx):
 
 
 cdef inline bint _far(double cx, double cy):
-    return cx > _FAR or cx < -_FAR or cy > _FAR or cy < -_FAR
+    # Not a number, or infinite, is far too: Python's int() then raises
+    # what the pure-Python kernel does.
+    return not (-_FAR <= cx <= _FAR and -_FAR <= cy <= _FAR)
 
 
 cdef object _key(double x, double y, double size, long long stride):
@@ -73,6 +75,13 @@ cdef list _visible(tuple grid, double x, double y):
     cdef double r2 = grid[5]
     cdef double cx = _floordiv(x, size)
     cdef double cy = _floordiv(y, size)
+    cdef bint far = _far(cx, cy)
+    cdef long long key = 0
+    cdef object base = None
+    if far:
+        base = int(cx) * stride + int(cy)
+    else:
+        key = <long long>cx * stride + <long long>cy
     # Which part of its cell the point is in; a point a rounding error
     # outside the cell is as good as on its side (the classes' margin).
     cdef long part_x = <long>((x / size - cx) * subcells)
@@ -88,13 +97,6 @@ cdef list _visible(tuple grid, double x, double y):
     cdef tuple both = <tuple>classes[part_x * subcells + part_y]
     cdef tuple inside = <tuple>both[0]
     cdef tuple edge = <tuple>both[1]
-    cdef bint far = _far(cx, cy)
-    cdef long long key = 0
-    cdef object base = None
-    if far:
-        base = int(cx) * stride + int(cy)
-    else:
-        key = <long long>cx * stride + <long long>cy
     cdef list found = []
     cdef PyObject *cell
     cdef list entries
