@@ -16,9 +16,9 @@ certain to lie outside are not looked at.  Which cells are which depends
 only on where in its cell the observer stands, so it is worked out once,
 for each of L{SUBCELLS} x L{SUBCELLS} parts of a cell, in exact integer
 arithmetic: the per-tick cost is a look at each entity (did it move, or
-change) plus, per observer, 23 cell look-ups, the squared-distance checks of the entities
-in the edge cells (about 4.5 r^2 of area, against the 9 r^2 of a 3 x 3
-block of radius-wide cells) and the entities it sees.  Nothing is
+change) plus, per observer, 23 cell look-ups, the squared-distance checks
+of the entities in the edge cells (about 4.5 r^2 of area, against the
+9 r^2 of a 3 x 3 block of radius-wide cells) and the entities it sees.  Nothing is
 done per pair of entities beyond that, and nothing is sent per entity; the
 caller batches each observer's events into one push.
 
