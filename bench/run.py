@@ -148,7 +148,7 @@ BENCHMARKS = [
         "zone_tick",
         "zone_tick.py",
         "Zone tick",
-        [Run("", ["--sizes", "250,500,1000,2000,5000", "--ticks", "300"], True)],
+        [Run("", ["--sizes", "250,500,1000,2000,5000,10000", "--ticks", "300"], True)],
         [Run("", ["--sizes", "100,200", "--ticks", "20", "--max-seconds", "5"], True)],
         timeout=300,
         pairs=[

@@ -456,3 +456,16 @@ class LoginBenchTests(unittest.TestCase):
         while time.monotonic() < deadline:
             busy(1000)
         self.assertGreater(machine_cpu_seconds() - before, (time.process_time() - mine) * 0.5)
+
+
+class ZoneTickSmokeTests(unittest.TestCase):
+    """bench/zone_tick.py at a tiny size: every figure, for the ticks asked."""
+
+    def test_tiny_run(self):
+        zone_tick = load_bench("zone_tick")
+        figures = zone_tick.run_size(100, ticks=5, max_seconds=5.0, seed=1, freeze=False)
+        self.assertEqual(figures["ticks_100"], 5)
+        self.assertEqual(figures["pushes_per_tick_100"], 10)
+        self.assertGreater(figures["visible_per_player_100"], 0)
+        for name in ("tick_p50_ms", "tick_p99_ms", "tick_cpu_p50_ms", "tick_cpu_p99_ms"):
+            self.assertGreater(figures[f"{name}_100"], 0, name)
