@@ -8,7 +8,7 @@ CERTS ?= certs
 TRIAL_ARGS ?= tests
 
 # Reinstall into the virtualenv whenever the package or its metadata changes.
-SOURCES := setup.py README.md $(shell find mmo twisted -name '*.py' 2>/dev/null) $(wildcard mmo/web/static/*)
+SOURCES := setup.py pyproject.toml README.md $(shell find mmo twisted -name '*.py' -o -name '*.pyx' 2>/dev/null) $(wildcard mmo/web/static/*)
 STAMP := $(VENV)/.installed
 
 CLUSTER_CONFIG ?= conf/cluster.toml
@@ -24,9 +24,13 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
 # A stale build/ would install modules that no longer exist in the tree.
+# The compiled kernel is built in the source tree as well, for the tests and
+# the commands run from it (PYTHONPATH=.); MMO_PURE_PYTHON=1 builds none (and
+# leaves no stale one).
 $(STAMP): $(BIN)/python $(SOURCES)
-	rm -rf build
+	rm -rf build mmo/zone/_kernel.*.so
 	$(BIN)/python -m pip install --quiet '.[dev]'
+	$(BIN)/python setup.py --quiet build_ext --inplace
 	@touch $@
 
 # Development certificates and the ticket key, made once (renewed with the
@@ -83,4 +87,4 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp* .hypothesis .ruff_cache clients/js/dist
 	find . -name __pycache__ -prune -exec rm -rf {} +
-	rm -f twisted/plugins/dropin.cache
+	rm -f twisted/plugins/dropin.cache mmo/zone/_kernel.c mmo/zone/_kernel.*.so

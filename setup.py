@@ -1,14 +1,33 @@
 """Packaging for mmo, an MMO game server framework on Twisted."""
 
+import os
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(
     r'^__version__ = "([^"]+)"', (HERE / "mmo" / "__init__.py").read_text(), re.M
 ).group(1)
+
+
+def extensions() -> list:
+    """
+    The compiled area-of-interest kernel (mmo/zone/_kernel.pyx); none with
+    MMO_PURE_PYTHON=1, for a machine without a C compiler: mmo.zone.aoi
+    then runs its pure-Python functions, the same ones.
+    """
+    if os.environ.get("MMO_PURE_PYTHON") == "1":
+        return []
+    from Cython.Build import cythonize
+
+    return cythonize(
+        [Extension("mmo.zone._kernel", ["mmo/zone/_kernel.pyx"])],
+        compiler_directives={"language_level": 3},
+        quiet=True,
+    )
+
 
 setup(
     name="mmo",
@@ -23,6 +42,7 @@ setup(
     # __init__.py of ours).
     packages=find_packages(include=["mmo", "mmo.*"]) + ["twisted.plugins"],
     package_data={"twisted.plugins": ["mmo_*.py"], "mmo.web": ["static/*"]},
+    ext_modules=extensions(),
     install_requires=[
         "twisted[tls]>=24.7.0",
         "pyopenssl>=24.0.0",
@@ -35,7 +55,9 @@ setup(
     ],
     extras_require={
         "test": ["hypothesis>=6.100.0", "websockets>=15.0"],
-        "dev": ["hypothesis>=6.100.0", "ruff>=0.5.0", "websockets>=15.0"],
+        # Cython: make venv also builds the kernel in the source tree, which
+        # the tests import (PYTHONPATH=.).
+        "dev": ["hypothesis>=6.100.0", "ruff>=0.5.0", "websockets>=15.0", "Cython>=3.0.8"],
         "bench": ["matplotlib>=3.8"],
     },
     entry_points={

@@ -1,14 +1,17 @@
 """
-Chat fan-out: deliveries per second and latency for one channel of
-C{--members} players, against the standalone server over TLS, next to a bare
-Twisted broadcast server measured in the same run with the same clients;
-and the server's idle memory per connected client for both.
+Chat fan-out: deliveries per second, latency and server CPU per delivery
+for one channel of C{--members} players, against the standalone server over
+TLS, next to a bare Twisted broadcast server measured in the same run with
+the same clients; and the server's idle memory per connected client for both.
 
-    python bench/chat_fanout.py [--members 500] [--messages 40] [--json]
+    python bench/chat_fanout.py [--members 500] [--messages 40] [--rate 100000] [--json]
 
 Every member is admitted and in the realm's world channel; one member sends
-C{--messages} chat messages back to back; each is delivered to every member
-(the sender too).  Latency: from the send to each delivery.
+C{--messages} chat messages, back to back or, with C{--rate}, one every
+C{members / rate} seconds (so that the server delivers C{rate} a second);
+each is delivered to every member (the sender too).  Latency: from the send
+to each delivery.  Server CPU: the server process's, from the first send to
+the last delivery, per delivery.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from _common import (  # noqa: E402
     Server,
     parser,
     percentile,
+    precise_cpu_seconds,
     report,
     rss_bytes,
     settle,
@@ -58,6 +62,43 @@ burst = 10000
 """
 
 
+async def send_all(reactor, args, send) -> None:
+    """
+    Call C{send(index)} for each of C{--messages} messages, back to back or,
+    with C{--rate}, each on its time (C{members / rate} seconds apart).
+    """
+    interval = args.members / args.rate if args.rate else 0.0
+    started = time.perf_counter()
+    for index in range(args.messages):
+        wait = started + index * interval - time.perf_counter()
+        if wait > 0:
+            await task.deferLater(reactor, wait, lambda: None)
+        send(index)
+
+
+async def measure(reactor, args, pid: int, tally, send) -> None:
+    """Send the messages, wait for every delivery, and count C{pid}'s CPU time meanwhile."""
+    cpu = precise_cpu_seconds(pid)
+    tally.first = time.perf_counter()
+
+    def sent(index):
+        tally.sent[index] = time.perf_counter()
+        send(index)
+
+    await send_all(reactor, args, sent)
+    await tally.done.addTimeout(args.max_seconds, reactor)
+    tally.cpu = precise_cpu_seconds(pid) - cpu
+
+
+def idle_per_client(members: int, before: int, half: int, after: int) -> tuple[float, float]:
+    """
+    Resident memory per idle client: over all the clients, and over the
+    second half of them only (what one more client costs, without what the
+    first ones made once for all: threads, caches, allocator arenas).
+    """
+    return (after - before) / members, (after - half) / max(1, members - members // 2)
+
+
 class Tally:
     """Send times per message, and every delivery's latency."""
 
@@ -67,6 +108,7 @@ class Tally:
         self.expected = messages * members
         self.first = None
         self.last = None
+        self.cpu = 0.0
         self.done = defer.Deferred()
 
     def received(self, index: int) -> None:
@@ -97,25 +139,29 @@ async def measure_mmo(reactor, args):
             client.on("chat.message", lambda m: tally.received(int(m["text"])))
             clients.append(client)
 
-        for start in range(0, args.members, 50):
-            await defer.gatherResults(
-                [
-                    defer.ensureDeferred(join(i))
-                    for i in range(start, min(start + 50, args.members))
-                ],
-                consumeErrors=True,
-            )
+        half = args.members // 2
+        for part in ((0, half), (half, args.members)):
+            for start in range(part[0], part[1], 50):
+                await defer.gatherResults(
+                    [defer.ensureDeferred(join(i)) for i in range(start, min(start + 50, part[1]))],
+                    consumeErrors=True,
+                )
+            if part[0] == 0:
+                await settle(reactor, 2.0)
+                idle_half = rss_bytes(server.process.pid)
         await settle(reactor, 2.0)
         idle_after = rss_bytes(server.process.pid)
         sender = clients[0]
-        tally.first = time.perf_counter()
-        for index in range(args.messages):
-            tally.sent[index] = time.perf_counter()
-            sender.send("chat.send", channel="world:main", text=str(index))
-        await tally.done.addTimeout(args.max_seconds, reactor)
+        await measure(
+            reactor,
+            args,
+            server.process.pid,
+            tally,
+            lambda index: sender.send("chat.send", channel="world:main", text=str(index)),
+        )
         for client in clients:
             client.transport.abortConnection()
-        return tally, (idle_after - idle_before) / args.members
+        return tally, idle_per_client(args.members, idle_before, idle_half, idle_after)
     finally:
         server.stop()
 
@@ -142,24 +188,27 @@ async def measure_baseline(reactor, args, ca, cert, key):
         tally = Tally(args.messages, args.members)
         options = client_tls_options("localhost", ca)
         members = []
-        for _ in range(args.members):
-            member = Member(tally)
-            endpoint = wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", port))
-            await connectProtocol(endpoint, member)
-            members.append(member)
-        # A write and its echo: the TLS handshakes are done.
-        for member in members:
-            member.transport.write(b"")
-        await settle(reactor, 2.0)
+        half = args.members // 2
+        for part in ((0, half), (half, args.members)):
+            for _ in range(*part):
+                member = Member(tally)
+                endpoint = wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", port))
+                await connectProtocol(endpoint, member)
+                members.append(member)
+            # A write and its echo: the TLS handshakes are done.
+            for member in members[part[0] :]:
+                member.transport.write(b"")
+            await settle(reactor, 2.0)
+            if part[0] == 0:
+                idle_half = rss_bytes(child.pid)
         idle_after = rss_bytes(child.pid)
-        tally.first = time.perf_counter()
-        for index in range(args.messages):
-            tally.sent[index] = time.perf_counter()
-            members[0].sendString(str(index).encode())
-        await tally.done.addTimeout(args.max_seconds, reactor)
+        sender = members[0]
+        await measure(
+            reactor, args, child.pid, tally, lambda index: sender.sendString(str(index).encode())
+        )
         for member in members:
             member.transport.abortConnection()
-        return tally, (idle_after - idle_before) / args.members
+        return tally, idle_per_client(args.members, idle_before, idle_half, idle_after)
     finally:
         stop_bare(child)
 
@@ -182,9 +231,13 @@ async def main(reactor, args):
     def rate(tally):
         return len(tally.latencies) / (tally.last - tally.first)
 
+    def cpu_us(tally):
+        return tally.cpu / len(tally.latencies) * 1e6
+
     figures = {
         "members": args.members,
         "messages": args.messages,
+        "target_deliveries_per_s": args.rate,
         "deliveries_per_s": rate(mmo_tally),
         "delivery_p50_ms": percentile(mmo_tally.latencies, 0.5) * 1000,
         "delivery_p99_ms": percentile(mmo_tally.latencies, 0.99) * 1000,
@@ -193,8 +246,13 @@ async def main(reactor, args):
         "baseline_p99_ms": percentile(base_tally.latencies, 0.99) * 1000,
         "rate_ratio": rate(base_tally) / rate(mmo_tally),
         "p99_ratio": percentile(mmo_tally.latencies, 0.99) / percentile(base_tally.latencies, 0.99),
-        "idle_bytes_per_client": mmo_memory,
-        "baseline_idle_bytes_per_client": base_memory,
+        "server_cpu_us_per_delivery": cpu_us(mmo_tally),
+        "baseline_server_cpu_us_per_delivery": cpu_us(base_tally),
+        "cpu_ratio": cpu_us(mmo_tally) / cpu_us(base_tally),
+        "idle_bytes_per_client": mmo_memory[0],
+        "baseline_idle_bytes_per_client": base_memory[0],
+        "idle_bytes_per_added_client": mmo_memory[1],
+        "baseline_idle_bytes_per_added_client": base_memory[1],
     }
     report(figures, args.json)
 
@@ -203,6 +261,12 @@ if __name__ == "__main__":
     p = parser(__doc__.strip().splitlines()[0])
     p.add_argument("--members", type=int, default=500, help="players in the channel")
     p.add_argument("--messages", type=int, default=40, help="messages sent")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="deliveries per second to aim at (0: send the messages back to back)",
+    )
     p.add_argument("--max-seconds", type=float, default=300.0, help="give up after this")
     arguments = p.parse_args()
     task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))

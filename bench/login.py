@@ -6,11 +6,23 @@ with the server's parameters, timed in this process).
 
     python bench/login.py [--logins 200] [--concurrency 8] [--repeats 3] [--json]
 
-Each login is a new connection: TLS handshake, protocol hello, login,
-close; a password login checks the argon2id hash, a token login presents
-the device's refresh token instead (and keeps the next one).  Each baseline
-operation is a new connection: TLS handshake, close.  All run with the same
-concurrency, in turn, C{--repeats} times; each figure is the median.
+Four kinds of operation, each C{--logins} times with C{--concurrency} at
+once, in turn, C{--repeats} times; each figure is the median:
+
+  - handshake: a new TLS connection, handshake, close (the baseline);
+  - login: a new TLS connection, protocol hello, a password login (the
+    argon2id check), close;
+  - kept: a password login on a connection kept open: the server's login
+    path alone (throttles, store, hash, ticket), without the connection's
+    setup, which the handshake baseline measures;
+  - token: as login, with the device's refresh token instead of the
+    password (no hash; the next token is kept for the next one).
+
+The client runs in this process, on the server's cores: it is kept cheap
+(one TLS context for every connection, as a client program has; a loopback
+address, no name lookup), and its CPU per operation is measured and shown
+with the CPU the rest of the machine spent meanwhile, so that a figure
+taken on a busy machine says so.
 """
 
 from __future__ import annotations
@@ -24,22 +36,47 @@ import argon2
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import Server, cpu_seconds, parser, percentile, report, settle  # noqa: E402
+from _common import (  # noqa: E402
+    Server,
+    cpu_seconds,
+    machine_cpu_seconds,
+    parser,
+    percentile,
+    report,
+    settle,
+)
 from twisted.internet import defer, protocol, task  # noqa: E402
 from twisted.internet.endpoints import (  # noqa: E402
-    HostnameEndpoint,
+    TCP4ClientEndpoint,
     connectProtocol,
     wrapClientTLS,
 )
+from twisted.internet.interfaces import IHandshakeListener  # noqa: E402
+from zope.interface import implementer  # noqa: E402
 
-from mmo.client import client_tls_options, connect  # noqa: E402
+from mmo.client import Client, client_tls_options  # noqa: E402
+from mmo.login.passwords import hash_threads, usable_cores  # noqa: E402
 
 PASSWORD = "benchmark password 1"
 
 #: Seconds the idle server's CPU is read over.
 IDLE_SECONDS = 3.0
 
+#: Operations of each kind run before the first measurement (caches, allocators).
+WARM_UP = 10
 
+#: What the bench's server runs with, outside the measured paths: kept
+#: connections send logins back to back, faster than a player's flood limit
+#: lets one connection send; every worker registers an account from the one
+#: loopback address, more than a player's registrations per hour.
+SERVER_CONFIG = (
+    "[gateway]\nflood_rate = 100000.0\nflood_burst = 100000\n[login]\nregister_per_ip = 100000\n"
+)
+
+KINDS = ("handshake", "login", "kept", "token")
+
+
+@implementer(IHandshakeListener)
 class Handshake(protocol.Protocol):
     """Closes as soon as TLS is up; C{done} fires then."""
 
@@ -53,34 +90,55 @@ class Handshake(protocol.Protocol):
         self.done.callback(None)
 
 
-# Twisted calls handshakeCompleted on protocols that declare the interface.
-from twisted.internet.interfaces import IHandshakeListener  # noqa: E402
-from zope.interface import classImplements  # noqa: E402
+class Loopback:
+    """
+    The client side: connections to the server over loopback, all with one
+    TLS context (which verifies the server's name and chain), as a client
+    program makes its context once.
+    """
 
-classImplements(Handshake, IHandshakeListener)
+    def __init__(self, reactor, server: Server):
+        self.reactor = reactor
+        self.port = server.port
+        self.options = client_tls_options("localhost", server.ca)
+
+    def endpoint(self):
+        return wrapClientTLS(self.options, TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.port))
+
+    async def handshake(self) -> None:
+        proto = Handshake()
+        await connectProtocol(self.endpoint(), proto)
+        await proto.done
+
+    async def connect(self) -> Client:
+        """A client past the protocol's hello."""
+        client = Client()
+        await connectProtocol(self.endpoint(), client)
+        return await client.whenReady()
 
 
-async def bare_handshake(reactor, server) -> None:
-    options = client_tls_options("localhost", server.ca)
-    endpoint = wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", server.port))
-    proto = Handshake()
-    await connectProtocol(endpoint, proto)
-    await proto.done
-
-
-async def one_login(reactor, server, name) -> None:
-    client = await connect(reactor, "127.0.0.1", server.port, ca=server.ca, hostname="localhost")
+async def one_login(loopback: Loopback, name: str) -> None:
+    client = await loopback.connect()
     await client.login(name, PASSWORD)
     await client.close()
 
 
-async def token_login(reactor, server, tokens: dict) -> None:
+async def kept_login(kept: list) -> None:
+    """A password login on one of the open connections no other login is using now."""
+    name, client = kept.pop()
+    try:
+        await client.login(name, PASSWORD)
+    finally:
+        kept.append((name, client))
+
+
+async def token_login(loopback: Loopback, tokens: dict) -> None:
     """
     Log in with the token of a device no other login is using now (a token
     presented twice at once would be seen as stolen), and keep the next one.
     """
     name, token = tokens.popitem()
-    client = await connect(reactor, "127.0.0.1", server.port, ca=server.ca, hostname="localhost")
+    client = await loopback.connect()
     reply = await client.login(refresh=token, device=name)
     tokens[name] = reply["refresh"]
     await client.close()
@@ -106,11 +164,7 @@ def hash_seconds(login_config, count: int = 20) -> float:
     return statistics.median(times)
 
 
-def cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-
-
-async def measure(reactor, operation, count, concurrency, deadline):
+async def measure(operation, count, concurrency, deadline):
     """Run C{operation} C{count} times, C{concurrency} at once; latencies and rate."""
     latencies: list[float] = []
     remaining = iter(range(count))
@@ -131,105 +185,156 @@ async def measure(reactor, operation, count, concurrency, deadline):
     return latencies, len(latencies) / elapsed if elapsed else 0.0
 
 
+class Meters:
+    """CPU of the server, of this process (the client) and of the rest of the machine."""
+
+    def __init__(self, server_pid: int):
+        self.server_pid = server_pid
+
+    def read(self) -> tuple[float, float, float, float]:
+        return (
+            time.perf_counter(),
+            cpu_seconds(self.server_pid),
+            time.process_time(),
+            machine_cpu_seconds(),
+        )
+
+    def since(self, before) -> tuple[float, float, float, float]:
+        """Wall seconds, server CPU, client CPU, and the CPU of everything else, since C{before}."""
+        wall, server, client, machine = (
+            now - then for now, then in zip(self.read(), before, strict=True)
+        )
+        return wall, server, client, max(0.0, machine - server - client)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator else float("nan")
+
+
 async def main(reactor, args) -> None:
-    server = Server(profile=args.profile)
+    server = Server(SERVER_CONFIG, profile=args.profile)
     server.start()
     runs: dict[str, list] = {
-        "handshake_per_s": [],
-        "login_per_s": [],
-        "token_per_s": [],
         "hash_ms": [],
-        "handshake_server_cpu_ms": [],
-        "login_server_cpu_ms": [],
-        "token_server_cpu_ms": [],
+        "other_cpu_per_s": [],
+        "login_free_ceiling_ratio": [],
+        "kept_free_ceiling_ratio": [],
     }
-    latencies: dict[str, list[float]] = {"handshake": [], "login": [], "token": []}
+    for kind in KINDS:
+        runs.update({f"{kind}_per_s": [], f"{kind}_server_cpu_ms": [], f"{kind}_client_cpu_ms": []})
+    latencies: dict[str, list[float]] = {kind: [] for kind in KINDS}
+    kept: list = []
     try:
-        client = await connect(
-            reactor, "127.0.0.1", server.port, ca=server.ca, hostname="localhost"
-        )
+        loopback = Loopback(reactor, server)
         names = [f"bench{i}" for i in range(args.concurrency)]
         tokens = {}
         for name in names:
+            client = await loopback.connect()
             await client.request("register", name=name, password=PASSWORD)
             tokens[name] = (await client.login(name, PASSWORD, device=name))["refresh"]
-        await client.close()
+            kept.append((name, client))
         deadline = time.monotonic() + args.max_seconds
-        # Warm up the paths, then measure each kind in turn, every repeat.
-        await measure(reactor, lambda: bare_handshake(reactor, server), 10, 2, deadline)
         counter = iter(range(10**9))
 
         def next_name():
             return names[next(counter) % len(names)]
 
         operations = {
-            "handshake": lambda: bare_handshake(reactor, server),
-            "login": lambda: one_login(reactor, server, next_name()),
-            "token": lambda: token_login(reactor, server, tokens),
+            "handshake": loopback.handshake,
+            "login": lambda: one_login(loopback, next_name()),
+            "kept": lambda: kept_login(kept),
+            "token": lambda: token_login(loopback, tokens),
         }
+        kinds = [kind for kind in KINDS if kind in args.kinds]
+        for kind in kinds:
+            await measure(operations[kind], WARM_UP, 2, deadline)
         # What the idle server spends (its zone's ticks, heartbeats): left
         # out of the CPU per operation, or slow operations would carry more.
         idle = cpu_seconds(server.process.pid)
         await settle(reactor, IDLE_SECONDS)
         idle_per_s = (cpu_seconds(server.process.pid) - idle) / IDLE_SECONDS
+        meters = Meters(server.process.pid)
         for _ in range(args.repeats):
             runs["hash_ms"].append(hash_seconds(server.config.login) * 1000)
-            for kind, operation in operations.items():
-                if kind not in args.kinds:
-                    continue
-                cpu = cpu_seconds(server.process.pid)
+            for kind in kinds:
+                before = meters.read()
                 found, rate = await measure(
-                    reactor, operation, args.logins, args.concurrency, deadline
+                    operations[kind], args.logins, args.concurrency, deadline
                 )
-                cpu = cpu_seconds(server.process.pid) - cpu
-                if rate:
-                    cpu -= idle_per_s * len(found) / rate
+                wall, server_cpu, client_cpu, other_cpu = meters.since(before)
+                if not found:
+                    continue
+                server_cpu -= idle_per_s * wall
                 latencies[kind] += found
                 runs[f"{kind}_per_s"].append(rate)
-                if found:
-                    runs[f"{kind}_server_cpu_ms"].append(cpu / len(found) * 1000)
+                runs[f"{kind}_server_cpu_ms"].append(server_cpu / len(found) * 1000)
+                runs[f"{kind}_client_cpu_ms"].append(client_cpu / len(found) * 1000)
+                if kind in ("login", "kept"):
+                    # The ceiling of the cores the rest of the machine left free.
+                    others = other_cpu / wall
+                    free = max(usable_cores() - others, 0.0)
+                    runs["other_cpu_per_s"].append(others)
+                    runs[f"{kind}_free_ceiling_ratio"].append(
+                        ratio(rate, free / (runs["hash_ms"][-1] / 1000))
+                    )
+        for _, client in kept:
+            await client.close()
     finally:
         server.stop()
-    handshake_rate = median(runs["handshake_per_s"])
-    login_rate = median(runs["login_per_s"])
-    token_rate = median(runs["token_per_s"])
+    rates = {kind: median(runs[f"{kind}_per_s"]) for kind in KINDS}
+    cpu = {kind: median(runs[f"{kind}_server_cpu_ms"]) for kind in KINDS}
+    client_cpu = {kind: median(runs[f"{kind}_client_cpu_ms"]) for kind in KINDS}
     hash_ms = median(runs["hash_ms"])
-    ceiling = cores() / (hash_ms / 1000) if hash_ms else float("nan")
-    base, logins, token = latencies["handshake"], latencies["login"], latencies["token"]
+    ceiling = ratio(usable_cores(), hash_ms / 1000)
     figures = {
-        "logins": len(logins),
-        "token_logins": len(token),
+        "logins": len(latencies["login"]),
+        "kept_logins": len(latencies["kept"]),
+        "token_logins": len(latencies["token"]),
         "concurrency": args.concurrency,
         "repeats": args.repeats,
-        "cores": cores(),
-        "hash_threads": server.config.login.hash_threads,
+        "cores": usable_cores(),
+        "hash_threads": hash_threads(server.config.login),
         "idle_server_cpu_per_s": idle_per_s,
-        "login_per_s": login_rate,
-        "login_p50_ms": percentile(logins, 0.50) * 1000,
-        "login_p99_ms": percentile(logins, 0.99) * 1000,
+        "other_cpu_per_s": median(runs["other_cpu_per_s"]),
         "hash_ms": hash_ms,
         "hash_ceiling_per_s": ceiling,
-        "login_ceiling_ratio": login_rate / ceiling,
-        "login_server_cpu_ms": median(runs["login_server_cpu_ms"]),
-        "login_cpu_ceiling_ratio": hash_ms / median(runs["login_server_cpu_ms"]),
-        "token_per_s": token_rate,
-        "token_p50_ms": percentile(token, 0.50) * 1000,
-        "token_p99_ms": percentile(token, 0.99) * 1000,
-        "token_server_cpu_ms": median(runs["token_server_cpu_ms"]),
-        "token_cpu_handshake_ratio": median(runs["handshake_server_cpu_ms"])
-        / median(runs["token_server_cpu_ms"]),
-        "handshake_per_s": handshake_rate,
-        "handshake_p50_ms": percentile(base, 0.50) * 1000,
-        "handshake_p99_ms": percentile(base, 0.99) * 1000,
-        "handshake_server_cpu_ms": median(runs["handshake_server_cpu_ms"]),
-        "token_handshake_ratio": token_rate / handshake_rate if handshake_rate else float("nan"),
-        "rate_ratio": handshake_rate / login_rate if login_rate else float("nan"),
-        "p50_ratio": percentile(logins, 0.5) / percentile(base, 0.5) if base else float("nan"),
     }
+    for kind, label in (("login", "login"), ("kept", "kept_login"), ("token", "token")):
+        figures.update(
+            {
+                f"{label}_per_s": rates[kind],
+                f"{label}_p50_ms": percentile(latencies[kind], 0.50) * 1000,
+                f"{label}_p99_ms": percentile(latencies[kind], 0.99) * 1000,
+                f"{label}_server_cpu_ms": cpu[kind],
+                f"{label}_client_cpu_ms": client_cpu[kind],
+            }
+        )
+    base = latencies["handshake"]
+    figures.update(
+        {
+            "login_ceiling_ratio": ratio(rates["login"], ceiling),
+            "login_cpu_ceiling_ratio": ratio(hash_ms, cpu["login"]),
+            "kept_login_ceiling_ratio": ratio(rates["kept"], ceiling),
+            "login_free_ceiling_ratio": median(runs["login_free_ceiling_ratio"]),
+            "kept_login_free_ceiling_ratio": median(runs["kept_free_ceiling_ratio"]),
+            "kept_login_cpu_ceiling_ratio": ratio(hash_ms, cpu["kept"]),
+            "token_cpu_handshake_ratio": ratio(cpu["handshake"], cpu["token"]),
+            "handshake_per_s": rates["handshake"],
+            "handshake_p50_ms": percentile(base, 0.50) * 1000,
+            "handshake_p99_ms": percentile(base, 0.99) * 1000,
+            "handshake_server_cpu_ms": cpu["handshake"],
+            "handshake_client_cpu_ms": client_cpu["handshake"],
+            "token_handshake_ratio": ratio(rates["token"], rates["handshake"]),
+            "rate_ratio": ratio(rates["handshake"], rates["login"]),
+            "p50_ratio": ratio(
+                percentile(latencies["login"], 0.5), percentile(base, 0.5) if base else 0
+            ),
+        }
+    )
     report(figures, args.json)
 
 
@@ -241,8 +346,8 @@ if __name__ == "__main__":
     p.add_argument(
         "--kinds",
         type=lambda text: text.split(","),
-        default=["handshake", "login", "token"],
-        help="what to measure, of handshake,login,token (to profile one path)",
+        default=list(KINDS),
+        help="what to measure, of " + ",".join(KINDS) + " (to profile one path)",
     )
     p.add_argument("--max-seconds", type=float, default=120.0, help="stop measuring after this")
     arguments = p.parse_args()

@@ -20,7 +20,9 @@ C{zone.move} without an answer (L{mmo.rpc.commands.RouteInputs}, answered
 by the gateway itself): C{--unanswered} measures that path, each player's
 move of a round in one reactor turn and a C{zone.sync} L{Route} after them
 (handled after them), whose answer ends the round; its latencies are of a
-round.  CPU time per request is read for both
+round.  C{--unix} routes over a Unix-socket link (C{[deployment]
+rpc_unix_dir}) instead of TLS, and then over TLS again in the same run (the
+C{tls_*} figures).  CPU time per request is read for both
 processes: the gateway's with C{time.process_time}, the service's from
 /proc.  The baseline is a bare C{amp.AMP} server (no mmo code) answering a
 command of the same argument shape with an empty body, with the same
@@ -61,13 +63,18 @@ WARMUP = 2000
 EMPTY_BODY = pack({})
 
 
-def write_config(directory: str) -> mmo_config.Config:
-    """A deployment of a gateway and one zone process, with its certificates."""
+def write_config(directory: str, unix: bool = False) -> mmo_config.Config:
+    """
+    A deployment of a gateway and one zone process, with its certificates;
+    with C{unix}, links between them on Unix sockets (C{rpc_unix_dir}).
+    """
     path = os.path.join(directory, "mmo.toml")
+    sockets = f'rpc_unix_dir = "{os.path.join(directory, "run")}"\n' if unix else ""
     with open(path, "w") as f:
         f.write(
             '[deployment]\nname = "bench"\ntls_dir = "certs"\n'
-            f'[processes.{GATEWAY}]\nkind = "gateway"\nclient = "tcp:0:interface=127.0.0.1"\n'
+            + sockets
+            + f'[processes.{GATEWAY}]\nkind = "gateway"\nclient = "tcp:0:interface=127.0.0.1"\n'
             'hosts = ["localhost", "127.0.0.1"]\n'
             f'[processes.{SERVICE}]\nkind = "zone"\nrpc = "tcp:0:interface=127.0.0.1"\n'
             'hosts = ["localhost", "127.0.0.1"]\n'
@@ -168,6 +175,9 @@ CHILDREN: set[subprocess.Popen] = set()
 async def start_child(reactor, mode: str, config, directory: str) -> tuple[subprocess.Popen, int]:
     """Start this script as a C{mode} server; the child and its port, once it listens."""
     portfile = os.path.join(directory, f"{mode}.port")
+    if os.path.exists(portfile):
+        # A mode's second start (--unix) must not read the first one's port.
+        os.remove(portfile)
     env = dict(os.environ)
     # The child imports the same mmo as this process.
     here = os.path.dirname(os.path.dirname(os.path.abspath(mmo.__file__)))
@@ -317,7 +327,7 @@ async def measure(
     }
 
 
-async def measure_route(reactor, args, config, directory) -> dict:
+async def measure_route(reactor, args, config, directory, unix: bool = False) -> dict:
     child, port = await start_child(reactor, "mmo", config, directory)
     link = None
     try:
@@ -325,9 +335,11 @@ async def measure_route(reactor, args, config, directory) -> dict:
             config,
             GATEWAY,
             SERVICE,
-            endpoint=endpoints.HostnameEndpoint(reactor, "127.0.0.1", port),
+            # No endpoint: the config's own, the zone's Unix socket.
+            endpoint=None if unix else endpoints.HostnameEndpoint(reactor, "127.0.0.1", port),
             reactor=reactor,
         )
+        assert link.unix == unix
         link.startService()
         await link.factory.when_connected().addTimeout(30, reactor)
         players = callers(args.window)
@@ -386,10 +398,12 @@ async def main(reactor, args) -> None:
     )
     directory = tempfile.mkdtemp(prefix="mmo-bench-route-")
     try:
-        config = write_config(directory)
-        mmo_figures = await measure_route(reactor, args, config, directory)
+        config = write_config(directory, args.unix)
+        mmo_figures = await measure_route(reactor, args, config, directory, args.unix)
         # The baseline sends as many requests as the route answered.
         base = await measure_baseline(reactor, args, config, directory, mmo_figures["requests"])
+        # --unix: the same route over mutual TLS, for the link's own cost.
+        tls_figures = await measure_route(reactor, args, config, directory) if args.unix else None
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -413,6 +427,16 @@ async def main(reactor, args) -> None:
         "gateway_cpu_ratio": ratio(mmo_figures["client_cpu_us"], base["client_cpu_us"]),
         "service_cpu_ratio": ratio(mmo_figures["server_cpu_us"], base["server_cpu_us"]),
     }
+    if tls_figures is not None:
+        figures.update(
+            {
+                "tls_route_per_s": tls_figures["per_s"],
+                "tls_route_p50_ms": tls_figures["p50_ms"],
+                "tls_route_p99_ms": tls_figures["p99_ms"],
+                "tls_gateway_cpu_us": tls_figures["client_cpu_us"],
+                "tls_service_cpu_us": tls_figures["server_cpu_us"],
+            }
+        )
     report(figures, args.json)
 
 
@@ -432,6 +456,11 @@ if __name__ == "__main__":
         "--unanswered",
         action="store_true",
         help="zone.move without an answer (RouteInputs), as a gateway's zone route sends it",
+    )
+    p.add_argument(
+        "--unix",
+        action="store_true",
+        help="route over a Unix-socket link (rpc_unix_dir), and again over TLS (tls_*)",
     )
     p.add_argument("--serve", choices=("mmo", "bare"), help=argparse.SUPPRESS)
     p.add_argument("--config", help=argparse.SUPPRESS)

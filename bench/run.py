@@ -70,22 +70,41 @@ class Benchmark:
     profiled: str = ""
 
 
-def _fanout_runs(members: list[int], messages: int, quick: bool = False) -> list[Run]:
-    """A run per member count; the largest is profiled (in a run of its own unless quick)."""
+def _fanout_runs(
+    members: list[int], messages: int, rate: tuple[int, int], quick: bool = False
+) -> list[Run]:
+    """
+    A run per member count; the largest is profiled (in a run of its own
+    unless quick), and run once more at C{rate}: C{(deliveries/s, messages)}.
+    """
     top = max(members)
     runs = [
         Run(f"{m} members", ["--members", str(m), "--messages", str(messages)], quick and m == top)
         for m in members
     ]
-    return runs if quick else runs + [profiled(runs[-1], f"{top} members, profiled")]
+    per_s, paced = rate
+    at_rate = Run(
+        f"{top} members at {per_s:,} deliveries/s",
+        ["--members", str(top), "--messages", str(paced), "--rate", str(per_s)],
+    )
+    return (
+        runs + [at_rate]
+        if quick
+        else runs + [at_rate, profiled(runs[-1], f"{top} members, profiled")]
+    )
 
 
 LOGIN = Run("", ["--logins", "200", "--concurrency", "8"])
 HANDOFF = Run("", ["--handoffs", "300"])
 CONNECTIONS = Run("", ["--connections", "2000"])
-ROUTE = Run("", ["--requests", "100000"])
+ROUTE = Run("over mutual TLS", ["--requests", "100000"])
+ROUTE_UNIX = Run("over a Unix-socket link, then TLS again", ["--requests", "100000", "--unix"])
 CAPACITY = Run("", ["--bots", "100,200,400", "--window", "30"])
 ABUSE = Run("", ["--seconds", "6"])
+TLS_TICK = Run("1 frame per client per burst", ["--connections", "200", "--rounds", "500"])
+TLS_BURST = Run(
+    "10 frames per client per burst", ["--connections", "200", "--rounds", "100", "--burst", "10"]
+)
 
 
 BENCHMARKS = [
@@ -98,7 +117,9 @@ BENCHMARKS = [
         timeout=240,
         pairs=[
             ("login_per_s", "hash_ceiling_per_s"),
+            ("kept_login_per_s", "hash_ceiling_per_s"),
             ("login_server_cpu_ms", "hash_ms"),
+            ("kept_login_server_cpu_ms", "hash_ms"),
             ("token_per_s", "handshake_per_s"),
             ("token_p50_ms", "handshake_p50_ms"),
             ("token_p99_ms", "handshake_p99_ms"),
@@ -110,14 +131,16 @@ BENCHMARKS = [
         "chat_fanout",
         "chat_fanout.py",
         "Chat fan-out",
-        _fanout_runs([100, 250, 500], 40),
-        _fanout_runs([10, 20], 5, quick=True),
+        _fanout_runs([100, 250, 500], 40, (100_000, 200)),
+        _fanout_runs([10, 20], 5, (1_000, 5), quick=True),
         timeout=300,
         pairs=[
             ("deliveries_per_s", "baseline_deliveries_per_s"),
             ("delivery_p50_ms", "baseline_p50_ms"),
             ("delivery_p99_ms", "baseline_p99_ms"),
+            ("server_cpu_us_per_delivery", "baseline_server_cpu_us_per_delivery"),
             ("idle_bytes_per_client", "baseline_idle_bytes_per_client"),
+            ("idle_bytes_per_added_client", "baseline_idle_bytes_per_added_client"),
         ],
         profiled="the standalone server (twistd under cProfile), at the largest member count",
     ),
@@ -125,7 +148,7 @@ BENCHMARKS = [
         "zone_tick",
         "zone_tick.py",
         "Zone tick",
-        [Run("", ["--sizes", "250,500,1000,2000,5000", "--ticks", "300"], True)],
+        [Run("", ["--sizes", "250,500,1000,2000,5000,10000", "--ticks", "300"], True)],
         [Run("", ["--sizes", "100,200", "--ticks", "20", "--max-seconds", "5"], True)],
         timeout=300,
         pairs=[
@@ -173,14 +196,17 @@ BENCHMARKS = [
         [Run("", ["--sessions", "200"], True)],
         [Run("", ["--sessions", "5", "--buffer", "50"], True)],
         timeout=120,
-        pairs=[("bytes_per_session", "baseline_bytes_per_session")],
+        pairs=[
+            ("bytes_per_session", "baseline_bytes_per_session"),
+            ("idle_bytes_per_session", "baseline_idle_bytes_per_connection"),
+        ],
         profiled="the pushes of 50 sessions, in process",
     ),
     Benchmark(
         "route",
         "route.py",
         "Routing zone.move from a gateway to a zone process",
-        [ROUTE, Run("unanswered", [*ROUTE.args, "--unanswered"]), profiled(ROUTE)],
+        [ROUTE, Run("unanswered", [*ROUTE.args, "--unanswered"]), ROUTE_UNIX, profiled(ROUTE)],
         [
             Run("", ["--requests", "20000"], True),
             Run("unanswered", ["--requests", "20000", "--unanswered"]),
@@ -192,8 +218,43 @@ BENCHMARKS = [
             ("route_p99_ms", "baseline_p99_ms"),
             ("gateway_cpu_us", "baseline_client_cpu_us"),
             ("service_cpu_us", "baseline_server_cpu_us"),
+            # --unix: the route over a Unix socket next to the same over TLS.
+            ("route_per_s", "tls_route_per_s"),
+            ("gateway_cpu_us", "tls_gateway_cpu_us"),
+            ("service_cpu_us", "tls_service_cpu_us"),
         ],
         profiled="the gateway (the benchmark's own process) during the measured routed requests",
+    ),
+    Benchmark(
+        "tls",
+        "tls.py",
+        "The cheapest TLS: Twisted's, TLS in C on the socket, HAProxy in front, plain TCP",
+        [TLS_TICK, TLS_BURST, profiled(TLS_TICK)],
+        [
+            Run(
+                "",
+                ["--connections", "10", "--rounds", "5", "--requests", "200", "--repeats", "1"],
+                True,
+            )
+        ],
+        timeout=600,
+        pairs=[
+            (f"{mode}_{figure}", f"plain_{figure}")
+            for figure in (
+                "delivery_cpu_us",
+                "echo_cpu_us",
+                "deliveries_per_s",
+                "delivery_p99_ms",
+                "echoes_per_s",
+                "echo_p99_ms",
+            )
+            for mode in ("twisted", "ssl_socket", "haproxy")
+        ]
+        + [
+            ("haproxy_delivery_server_cpu_us", "plain_delivery_cpu_us"),
+            ("haproxy_echo_server_cpu_us", "plain_echo_cpu_us"),
+        ],
+        profiled="the server of the twisted mode (mmo's TLS listener stack), in its first run",
     ),
     Benchmark(
         "abuse",
@@ -541,7 +602,10 @@ def plot_fanout(series: list[dict], path: str) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series = sorted((f for f in series if "members" in f), key=lambda f: f["members"])
+    series = sorted(
+        (f for f in series if "members" in f and not f.get("target_deliveries_per_s")),
+        key=lambda f: f["members"],
+    )
     if not series:
         return False
     members = [f["members"] for f in series]

@@ -15,6 +15,13 @@ without it, over 50 sessions, and with C{--profile PATH} profiled over
 them once more.  The baseline: the same pushes kept as the
 bytes that went on the wire and nothing else, the least any resume buffer
 can hold.
+
+And what an idle player costs a gateway (C{idle_bytes_per_session}): as
+many connections to a whole gateway (L{mmo.gateway.factory.make_gateway},
+in-process bus, fake clock), each over a C{StringTransport}, handshaken and
+admitted, then idle; next to a bare C{Int32StringReceiver} per
+C{StringTransport}, the least a framed connection costs.  No TLS: the same
+for both, and not Python's to count.
 """
 
 from __future__ import annotations
@@ -23,17 +30,31 @@ import cProfile
 import gc
 import os
 import random
+import shutil
 import sys
+import tempfile
 import time
 import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import parser, report  # noqa: E402
+from twisted.internet import protocol, task  # noqa: E402
+from twisted.internet.address import IPv4Address  # noqa: E402
+from twisted.internet.testing import StringTransport  # noqa: E402
+from twisted.protocols.basic import Int32StringReceiver  # noqa: E402
 
+from mmo import config  # noqa: E402
+from mmo.bus.memory import MemoryBus  # noqa: E402
 from mmo.game.service import Caller  # noqa: E402
+from mmo.gateway.factory import make_gateway, subscriptions  # noqa: E402
 from mmo.gateway.session import Session  # noqa: E402
+from mmo.login.tickets import TicketSigner  # noqa: E402
 from mmo.wire import codec  # noqa: E402
+
+PEER = IPv4Address("TCP", "127.0.0.1", 40000)
+GATEWAY = '[deployment]\nname = "bench"\ntls_dir = "certs"\n'
+GATEWAY += '[processes.gw]\nkind = "gateway"\nclient = "tcp:0"\n'
 
 
 class Discard:
@@ -43,6 +64,9 @@ class Discard:
         return True
 
     def sendString(self, body: bytes) -> None:
+        pass
+
+    def sendFrame(self, frame: bytes, more: bytes = b"") -> None:
         pass
 
 
@@ -75,6 +99,49 @@ def traced(build) -> tuple[int, object]:
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     return after - before, kept
+
+
+def idle_gateway():
+    """A whole gateway on a fake clock and an in-process bus; how to admit a player to it."""
+    directory = tempfile.mkdtemp(prefix="mmo-bench-")
+    path = os.path.join(directory, "mmo.toml")
+    with open(path, "w") as f:
+        f.write(GATEWAY)
+    settings = config.load(path)
+    shutil.rmtree(directory)
+    clock = task.Clock()
+    bus = MemoryBus(reactor=clock)
+    signer = TicketSigner(b"k" * 32, 3600.0, clock)
+    factory = make_gateway(settings, settings.processes["gw"], bus, signer, (), clock)
+    for channel, dispatcher in subscriptions(factory).items():
+        bus.subscribe(channel, dispatcher)
+
+    def admit(n: int):
+        connection = factory.buildProtocol(PEER)
+        transport = StringTransport(peerAddress=PEER)
+        connection.makeConnection(transport)
+        ticket = signer.issue(f"a{n}", f"Player {n}", "main")[0]
+        connection.dataReceived(codec.frame({"t": "hello", "id": 1, "versions": [1]}))
+        connection.dataReceived(codec.frame({"t": "auth", "id": 2, "ticket": ticket}))
+        clock.advance(0)
+        transport.clear()
+        return connection, transport
+
+    return admit
+
+
+class Bare(Int32StringReceiver):
+    def stringReceived(self, body: bytes) -> None:
+        pass
+
+
+def bare(n: int):
+    """The baseline of an idle connection: a framed protocol on a transport, nothing else."""
+    connection = protocol.Factory.forProtocol(Bare).buildProtocol(PEER)
+    transport = StringTransport(peerAddress=PEER)
+    connection.makeConnection(transport)
+    connection.dataReceived(codec.frame({"t": "hello", "id": 1, "versions": [1]}))
+    return connection, transport
 
 
 def main() -> None:
@@ -127,6 +194,15 @@ def main() -> None:
         profiler.dump_stats(args.profile)
     baseline, _ = traced(wire_bytes)
     count = max(1, len(kept))
+    admit = idle_gateway()
+    admit(-1)  # what the first connection makes once for all
+    bare(-1)
+
+    def idle(connect):
+        return [connect(n) for n in range(args.sessions) if time.monotonic() <= deadline]
+
+    idle_used, idle_kept = traced(lambda: idle(admit))
+    bare_used, bare_kept = traced(lambda: idle(bare))
     per_session = used / count
     figures = {
         "sessions": len(kept),
@@ -138,6 +214,8 @@ def main() -> None:
         "pushes_per_s": round(timed * args.buffer / elapsed),
         "baseline_bytes_per_session": int(baseline / count),
         "memory_ratio": round(per_session / max(1.0, baseline / count), 2),
+        "idle_bytes_per_session": int(idle_used / max(1, len(idle_kept))),
+        "baseline_idle_bytes_per_connection": int(bare_used / max(1, len(bare_kept))),
     }
     report(figures, args.json)
 

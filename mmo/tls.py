@@ -274,7 +274,18 @@ def peer_address(transport) -> str:
         address = transport.getPeer()
     except Exception:
         return "unknown peer"
+    return format_address(address)
+
+
+def format_address(address) -> str:
+    """
+    An C{IAddress} as C{host:port} (C{[host]:port} for IPv6), or a Unix
+    socket's C{unix:PATH} (C{unix socket} for an unnamed end), for logs.
+    """
     host, port = getattr(address, "host", None), getattr(address, "port", None)
     if host is None:
+        if hasattr(address, "name"):
+            name = address.name
+            return "unix socket" if not name else f"unix:{os.fsdecode(name)}"
         return str(address)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -7,8 +7,10 @@ time for a condition, gateways and what they hear on the bus, log lines.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import inspect
 import os
+import sys
 import textwrap
 from collections.abc import Callable
 
@@ -74,6 +76,19 @@ async def fake_clock_bus_store(testcase):
     await store.start()
     testcase.addCleanup(store.stop)
     return clock, bus, store
+
+
+def load_bench(name: str):
+    """bench/NAME.py as a module (bench/ is not a package), for its pieces."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", os.path.join(root, "bench", f"{name}.py")
+    )
+    module = importlib.util.module_from_spec(spec)
+    # Dataclasses look their module up in sys.modules.
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def write_config(testcase, text: str, name: str = "mmo.toml") -> str:

@@ -4,29 +4,17 @@ figures as markdown, the report, and a failing benchmark script.
 """
 
 import cProfile
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 
 from twisted.trial import unittest
 
+from tests.support import load_bench
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_bench(name: str):
-    """bench/NAME.py as a module (bench/ is not a package)."""
-    spec = importlib.util.spec_from_file_location(
-        f"bench_{name}", os.path.join(ROOT, "bench", f"{name}.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    # Dataclasses look their module up in sys.modules.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 run = load_bench("run")
@@ -403,3 +391,81 @@ class RouteSmokeTests(unittest.TestCase):
             self.assertGreaterEqual(figures["requests"], 2000, mode)
             for name in ("route_per_s", "gateway_cpu_us", "baseline_client_cpu_us"):
                 self.assertGreater(figures[name], 0, (mode, name))
+
+
+class TLSBenchSmokeTests(unittest.TestCase):
+    """bench/tls.py at the tiny sizes of its quick run: every mode gives its figures."""
+
+    timeout = 240
+
+    def test_quick_run(self):
+        [benchmark] = [b for b in run.BENCHMARKS if b.name == "tls"]
+        [quick] = benchmark.quick_runs
+        profile = os.path.join(os.path.abspath(self.mktemp()), "tls.prof")
+        os.makedirs(os.path.dirname(profile))
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", benchmark.script),
+            quick.args,
+            timeout=benchmark.timeout,
+            profile=profile,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        modes = ["twisted", "ssl_socket", "plain"]
+        if "haproxy_skipped" in figures:
+            if os.environ.get("MMO_REQUIRE_HAPROXY") == "1":
+                self.fail("MMO_REQUIRE_HAPROXY=1 but bench/tls.py skipped the haproxy row")
+        else:
+            modes.append("haproxy")
+            self.assertGreater(figures["haproxy_delivery_server_cpu_us"], -1)
+        for mode in modes:
+            self.assertGreater(figures[f"{mode}_deliveries_per_s"], 0, mode)
+            self.assertGreater(figures[f"{mode}_echoes_per_s"], 0, mode)
+            self.assertGreater(figures[f"{mode}_echo_p99_ms"], 0, mode)
+        # The profile is of mmo's TLS server, which read through Twisted's TLS.
+        self.assertTrue(os.path.exists(profile))
+        self.assertTrue(any("tls.py" in row["function"] for row in run.profile_rows(profile, 50)))
+
+
+class LoginBenchTests(unittest.TestCase):
+    """bench/login.py at tiny sizes against a real standalone server."""
+
+    def test_tiny_run(self):
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", "login.py"),
+            ["--logins", "4", "--concurrency", "2", "--repeats", "1", "--max-seconds", "60"],
+            timeout=180,
+            profile=None,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        for count in ("logins", "kept_logins", "token_logins"):
+            self.assertEqual(figures[count], 4)
+        for kind in ("login", "kept_login", "token", "handshake"):
+            self.assertGreater(figures[f"{kind}_per_s"], 0)
+            self.assertGreater(figures[f"{kind}_client_cpu_ms"], 0)
+        # A password login costs the server at least the hash it checks.
+        self.assertGreater(figures["kept_login_server_cpu_ms"], figures["hash_ms"] * 0.5)
+        self.assertGreaterEqual(figures["other_cpu_per_s"], 0)
+        self.assertEqual(figures["hash_threads"], figures["cores"])
+
+    def test_machine_cpu_counts_this_process(self):
+        machine_cpu_seconds = load_bench("_common").machine_cpu_seconds
+        before, mine = machine_cpu_seconds(), time.process_time()
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            busy(1000)
+        self.assertGreater(machine_cpu_seconds() - before, (time.process_time() - mine) * 0.5)
+
+
+class ZoneTickSmokeTests(unittest.TestCase):
+    """bench/zone_tick.py at a tiny size: every figure, for the ticks asked."""
+
+    def test_tiny_run(self):
+        zone_tick = load_bench("zone_tick")
+        figures = zone_tick.run_size(100, ticks=5, max_seconds=5.0, seed=1, freeze=False)
+        self.assertEqual(figures["ticks_100"], 5)
+        self.assertEqual(figures["pushes_per_tick_100"], 10)
+        self.assertGreater(figures["visible_per_player_100"], 0)
+        for name in ("tick_p50_ms", "tick_p99_ms", "tick_cpu_p50_ms", "tick_cpu_p99_ms"):
+            self.assertGreater(figures[f"{name}_100"], 0, name)

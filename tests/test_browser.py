@@ -100,7 +100,9 @@ class BrowserTests(DemoTestCase):
         """
         Two pages of the standalone server log in and see each other move,
         chat (world and zone channels) and whisper; one loses the network (offline emulation) and
-        resumes with every line said meanwhile, in order, once.
+        resumes with every line said meanwhile, in order, once.  A third page
+        is remembered (back after a reload without the password), logs out
+        and is forgotten.
         """
         chromium()
         servers = await start_standalone(self, browsers=True)

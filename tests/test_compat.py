@@ -6,6 +6,7 @@ L{write_through} on real loopback TCP connections of the running reactor.
 from __future__ import annotations
 
 import hashlib
+import socket
 
 from twisted.internet import defer, interfaces, protocol, reactor
 from twisted.internet.testing import StringTransport
@@ -113,6 +114,16 @@ class WriteThroughTests(unittest.TestCase):
         self.assertEqual(hashlib.sha256(client.received).hexdigest(), sent.hexdigest())
         await support.until(lambda: not producer.paused)
         server.transport.unregisterProducer()
+
+    async def test_no_delay(self):
+        """
+        Nagle's algorithm is off: a second send of a turn (a TLS 1.3
+        server's first reply after its session tickets) is not held until
+        the peer acknowledges the first, which it delays by 40 ms.
+        """
+        server, client = await self.connected()
+        handle = server.transport.getHandle()
+        self.assertTrue(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
     async def test_close_after_write(self):
         """A write and then a close: the peer gets the write, then the close."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import gc
 import struct
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -26,6 +26,7 @@ from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
 from mmo.config import Config, ConfigError, WireSection
 from mmo.frontend import protocol as frontend_protocol
+from mmo.frontend.deadlines import Deadlines
 from mmo.frontend.factory import ClientFactory
 from mmo.frontend.listener import ClientListener, factory_class
 from mmo.frontend.protocol import CLOSE_GRACE, CLOSED, HANDSHAKE, OPEN, ClientProtocol
@@ -798,6 +799,32 @@ class TimeoutTests(GatewayTestCase):
         [error] = self.received(protocol)
         self.assertError(error, codes.IDLE_TIMEOUT, None, fatal=True)
 
+    def test_one_timer_for_every_connection(self):
+        """
+        The idle deadlines of all connections run on one timer of the
+        factory, which data received does not move; each still times out
+        on its own deadline.
+        """
+        first = self.connect(hello=True)
+        self.reactor.advance(10.0)
+        second = self.connect(hello=True)
+        [timer] = self.reactor.getDelayedCalls()
+        due = timer.getTime()
+        self.reactor.advance(5.0)
+        self.send(first, {"t": "ping", "id": 2})
+        self.received(first)
+        self.assertEqual(self.reactor.getDelayedCalls(), [timer])
+        self.assertEqual(timer.getTime(), due)
+        self.reactor.advance(25.0 - self.tick)
+        self.assertEqual((self.received(first), self.received(second)), ([], []))
+        self.reactor.advance(self.tick)
+        [error] = self.received(second)
+        self.assertError(error, codes.IDLE_TIMEOUT, None, fatal=True)
+        self.assertEqual(self.received(first), [])
+        self.reactor.advance(5.0)
+        [error] = self.received(first)
+        self.assertError(error, codes.IDLE_TIMEOUT, None, fatal=True)
+
     def test_timers_cancelled_on_close(self):
         """A closed connection leaves no timer behind."""
         protocol = self.connect()
@@ -1049,7 +1076,7 @@ class FactoryClassTests(unittest.TestCase):
         service = ClientListener(config, config.processes["mmo"], reactor=reactor)
         self.assertIsInstance(service.factory, EmoteFactory)
         self.assertIs(service.factory.reactor, reactor)
-        self.assertIs(service.tlsFactory.wrappedFactory, service.factory)
+        self.assertIs(service.portFactory.wrappedFactory, service.factory)
 
 
 # -- the client SDK --------------------------------------------------------------
@@ -1301,3 +1328,58 @@ class EndToEndTests(unittest.TestCase):
         self.assertIsNone(self.successResultOf(d).code)
         self.assertEqual(self.server.state, CLOSED)
         self.assertEqual(self.factory.connections, set())
+
+
+class DeadlinesTests(unittest.TestCase):
+    """L{Deadlines}: many connections' deadlines on one timer."""
+
+    def test_in_order_on_one_timer(self):
+        """
+        Each connection is looked at on its time, earliest first, on one
+        timer; one whose deadline fails is logged and the others go on.
+        """
+        clock = task.Clock()
+        deadlines = Deadlines(clock)
+        seen = []
+
+        class Watched:
+            def __init__(self, name, again=None):
+                self.name, self.again = name, again
+
+            def deadlineReached(self, now):
+                seen.append((self.name, now))
+                if self.name == "broken":
+                    raise ZeroDivisionError("a bug")
+                again, self.again = self.again, None
+                return again
+
+        deadlines.due(Watched("late"), 5.0)
+        early = Watched("early", again=7.0)
+        deadlines.due(early, 2.0)
+        deadlines.due(early, 3.0)  # later than it asked already: no change
+        deadlines.due(Watched("broken"), 1.0)
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        for step in (1.0, 1.0, 3.0, 2.0):
+            clock.advance(step)
+        self.assertEqual(seen, [("broken", 1.0), ("early", 2.0), ("late", 5.0), ("early", 7.0)])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual((len(deadlines), clock.getDelayedCalls()), (0, []))
+
+    def test_forgotten(self):
+        """A connection forgotten (closed) is not looked at, and leaves no timer."""
+        clock = task.Clock()
+        deadlines = Deadlines(clock)
+        seen = []
+
+        class Watched:
+            def deadlineReached(self, now):
+                seen.append(now)
+
+        one, other = Watched(), Watched()
+        deadlines.due(one, 1.0)
+        deadlines.due(other, 2.0)
+        deadlines.forget(one)
+        clock.advance(1.5)
+        self.assertEqual(seen, [])
+        deadlines.forget(other)
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -287,6 +287,7 @@ class LoginTests(LoginTestCase):
         first = hasher.hash(PASSWORD)
         error = await self.failure_of(hasher.hash(PASSWORD))
         self.assertEqual(error.code, "busy")
+        self.assertGreaterEqual(error.retry_after, 0.05)
         self.assertTrue((await first).startswith("$argon2id$"))
         self.assertTrue((await hasher.hash(PASSWORD)).startswith("$argon2id$"))
 

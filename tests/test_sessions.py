@@ -15,6 +15,7 @@ moves between them.
 from __future__ import annotations
 
 import sys
+from collections import deque
 from itertools import count
 
 from twisted.internet import defer
@@ -209,6 +210,18 @@ class LifecycleTests(SessionTestCase):
         [bye] = player.frames()
         self.assertEqual(bye["code"], codes.IDLE_TIMEOUT)
 
+    def test_connection_attributes_all_made_at_once(self):
+        """
+        A connection sets no attribute that its constructor did not make
+        first (so that connections share one table of attribute names).
+        """
+        player, reply = self.admit(self.a)
+        self.deliver("gw-a", reply["session"], "news")
+        player.request("ping")
+        player.drop()
+        made = self.a.protocol()
+        self.assertEqual(list(vars(player.protocol)), list(vars(made)))
+
     def test_auth_gives_resume_token(self):
         """
         The auth reply carries the session id and a random resume token;
@@ -252,6 +265,33 @@ class LifecycleTests(SessionTestCase):
         self.deliver("gw-a", reply["session"], "six")
         self.assertEqual(again.pushes(), [(5, "five"), (6, "six")])
         self.assertEqual(self.lobby.seen("ended"), [])
+
+    def test_push_to_many_encoded_once(self):
+        """
+        A service's push to several sessions is encoded once: every session
+        keeps the same stem, and each client gets it with its own number.
+        """
+        alice, one = self.admit(self.a)
+        bob, two = self.admit(self.a, "Bob")
+        alice.protocol.push("news", text="first")
+        alice.frames()
+        self.successResultOf(
+            defer.ensureDeferred(
+                deliver(
+                    self.bus,
+                    [("gw-a", one["session"]), ("gw-a", two["session"])],
+                    "news",
+                    {"text": "all"},
+                )
+            )
+        )
+        self.clock.advance(0)
+        self.assertEqual(alice.frames(), [{"t": "news", "text": "all", "seq": 2}])
+        self.assertEqual(bob.frames(), [{"t": "news", "text": "all", "seq": 1}])
+        held = self.a.sessions.registry.by_id
+        self.assertIs(
+            held[one["session"]].outbox.newest(1)[0], held[two["session"]].outbox.newest(1)[0]
+        )
 
     def test_resume_replays_missed_once_in_order(self):
         """
@@ -549,8 +589,25 @@ class SessionUnitTests(unittest.TestCase):
         self.assertFalse(hasattr(session, "__dict__"))
         self.assertEqual(sys.getsizeof(session.outbox), sys.getsizeof(()))
         session.push("n", {"i": 1})
-        self.assertEqual([seq for seq, _ in session.outbox], [1])
-        self.assertEqual(session.missed(0), [session.outbox[0][1]])
+        self.assertEqual((session.oldest_kept, len(session.outbox)), (1, 1))
+        self.assertEqual(session.missed(0), [codec.numbered_body(session.outbox.newest(1)[0], 1)])
+
+    def test_outbox_small_and_bounded(self):
+        """
+        One push costs an idle session a small list, not a deque's block;
+        a full outbox drops the oldest, and the slots of what it dropped
+        do not pile up.
+        """
+        session = self.session(buffer=100)
+        session.push("n", {"i": 0})
+        self.assertLess(sys.getsizeof(session.outbox._stems), sys.getsizeof(deque()) // 4)
+        for i in range(1, 1000):
+            session.push("n", {"i": i})
+            self.assertLessEqual(len(session.outbox._stems), 2 * 100)
+        self.assertEqual((len(session.outbox), session.oldest_kept), (100, 901))
+        self.assertEqual(
+            [codec.decode(body)["i"] for body in session.missed(900)], list(range(900, 1000))
+        )
 
     def test_buffer_bounded_in_bytes(self):
         """
@@ -561,11 +618,13 @@ class SessionUnitTests(unittest.TestCase):
         session = Session(caller, None, "token", 1000, 10000, buffer_bytes=1000)
         for i in range(20):
             session.push("n", {"i": i, "pad": "x" * 90})
-        size = len(session.outbox[0][1])
+        size = len(session.missed(19)[0])
         self.assertEqual(len(session.outbox), 1000 // size)
         self.assertLessEqual(session.outbox_bytes, 1000)
-        self.assertEqual(session.outbox_bytes, sum(len(body) for _, body in session.outbox))
-        oldest = session.outbox[0][0]
+        oldest = session.oldest_kept
+        self.assertEqual(
+            session.outbox_bytes, sum(len(body) for body in session.missed(oldest - 1))
+        )
         self.assertEqual(len(session.missed(oldest - 1)), 20 - oldest + 1)
         refused = self.assertRaises(ResumeRefused, session.missed, oldest - 2)
         self.assertTrue(refused.final)
@@ -577,7 +636,7 @@ class SessionUnitTests(unittest.TestCase):
         session = Session(caller, None, "token", 1000, 10000, buffer_bytes=100)
         session.push("n", {"i": 1})
         session.push("n", {"pad": "x" * 500})
-        self.assertEqual([seq for seq, _ in session.outbox], [2])
+        self.assertEqual((session.oldest_kept, len(session.outbox)), (2, 1))
         self.assertEqual(len(session.missed(1)), 1)
 
     def test_handed_over_keeps_the_byte_bound(self):
@@ -589,7 +648,8 @@ class SessionUnitTests(unittest.TestCase):
         state = codec.decode(codec.encode({"t": "state", **session.state_for(0)}))
         moved = Session.from_state(state, "gw-b", 1000, 10000, buffer_bytes=1000)
         self.assertLessEqual(moved.outbox_bytes, 1000)
-        self.assertEqual(moved.outbox[-1][0], 20)
+        self.assertEqual(moved.seq, 20)
+        self.assertEqual(codec.decode(moved.missed(19)[0])["seq"], 20)
 
     def test_handed_over(self):
         """

@@ -13,7 +13,6 @@ time.  The flooder and the memory sampler are C{bench/abuse.py}'s.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 
@@ -23,7 +22,7 @@ from twisted.trial import unittest
 
 from mmo import tls
 from mmo.client import client_tls_options, connect
-from tests.support import PASSWORD, STANDALONE, WEBSOCKET, deployment
+from tests.support import PASSWORD, STANDALONE, WEBSOCKET, deployment, load_bench
 from tests.test_login_e2e import started
 from tests.test_twistd import spawn
 
@@ -64,17 +63,7 @@ max_length = 30000
 """
 
 
-def load_abuse():
-    """bench/abuse.py as a module (bench/ is not a package): its flooder and memory sampler."""
-    spec = importlib.util.spec_from_file_location(
-        "bench_abuse", os.path.join(ROOT, "bench", "abuse.py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-abuse = load_abuse()
+abuse = load_bench("abuse")
 
 
 class SlowReaderTests(unittest.TestCase):

@@ -2,18 +2,62 @@
 Tests for the area of interest's grid and diff (L{mmo.zone.aoi}): the
 classes of cells taken whole or checked are exact, and over random walks
 the enter / update / leave of every observer equal those of a brute-force
-reference that checks every pair.
+reference that checks every pair.  Each runs on both kernels, the
+pure-Python one (L{mmo.zone.kernel}) and the compiled one
+(C{mmo.zone._kernel}), and a zone's ticks are the same, in every detail
+and order, on either.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import random
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
+from mmo.zone import aoi as aoi_module
+from mmo.zone import kernel as pure_kernel
 from mmo.zone.aoi import FINENESS, STRIDE, SUBCELLS, AreaOfInterest, cell_classes
+from mmo.zone.entity import PLAYER, Entity
+from tests.test_zone_sim import TICK, Zone, send
+
+#: A test of the mixins below runs once per kernel, from a test case of each
+#: (which Hypothesis otherwise takes for a mistake): same examples, either.
+ONE_TEST_PER_KERNEL = [HealthCheck.differing_executors]
+
+
+def compiled_kernel():
+    """
+    The compiled kernel; the tests that use it fail when it is not built
+    (C{make venv} builds it), unless C{MMO_PURE_PYTHON=1} says it is not
+    meant to be: then they are skipped.
+    """
+    try:
+        from mmo.zone import _kernel
+    except ImportError:
+        if os.environ.get("MMO_PURE_PYTHON") == "1":
+            raise unittest.SkipTest("MMO_PURE_PYTHON=1: the compiled kernel is not used")
+        raise AssertionError(
+            "mmo.zone._kernel is not built: make venv builds it (or set MMO_PURE_PYTHON=1)"
+        ) from None
+    return _kernel
+
+
+class PureKernel:
+    """Run a test case's tests on the pure-Python kernel."""
+
+    def area(self, radius):
+        return AreaOfInterest(radius, pure_kernel)
+
+
+class CompiledKernel:
+    """Run a test case's tests on the compiled kernel."""
+
+    def area(self, radius):
+        return AreaOfInterest(radius, compiled_kernel())
 
 
 def _offset(i: int, j: int) -> int:
@@ -76,10 +120,10 @@ def _brute_visible(entries, x, y, r2):
     return found
 
 
-class VisibleTests(unittest.TestCase):
+class VisibleTests:
     def test_points_on_cell_edges_and_negative(self):
         """Points on cell borders, at the radius and at negative coordinates."""
-        aoi = AreaOfInterest(10)
+        aoi = self.area(10)
         size = aoi.cell_size
         entries = []
         for i in range(-12, 13):
@@ -90,15 +134,39 @@ class VisibleTests(unittest.TestCase):
             self.assertEqual(set(aoi.visible(x, y)), _brute_visible(entries, x, y, 100.0))
             self.assertEqual(len(aoi.visible(x, y)), len(set(aoi.visible(x, y))))
 
-    @settings(max_examples=60, deadline=None)
+    def test_not_a_number(self):
+        """
+        A position that is not a finite number is refused (ValueError), as
+        Python's arithmetic refuses it, by either kernel: looked at from, or
+        put in the grid.
+        """
+        aoi = self.area(10)
+        aoi.build([("a", 1.0, 1.0)])
+        for bad in (math.nan, math.inf, -math.inf):
+            self.assertRaises(ValueError, aoi.visible, bad, 1.0)
+            self.assertRaises(ValueError, aoi.visible, 1.0, bad)
+            self.assertRaises(
+                (ValueError, OverflowError),
+                aoi.fill,
+                {},
+                {"g": {"x": bad, "y": 1.0}},
+                {},
+                set(),
+                (0, 0, 0, 0),
+                PLAYER,
+                pure_kernel.record,
+            )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=ONE_TEST_PER_KERNEL)
     @given(
         radius=st.sampled_from([1.0, 7.3, 50.0, 100.0 / 3]),
-        origin=st.sampled_from([0.0, -1000.0, 1e6]),
+        # 1e7 and -1e7: cells past what C integers hold, with radius 1.
+        origin=st.sampled_from([0.0, -1000.0, 1e6, 1e7, -1e7]),
         seed=st.integers(0, 2**32 - 1),
     )
     def test_visible_matches_brute_force(self, radius, origin, seed):
         rng = random.Random(seed)
-        aoi = AreaOfInterest(radius)
+        aoi = self.area(radius)
         span = radius * 6
         entries = [
             (f"e{i}", origin + rng.uniform(0, span), origin + rng.uniform(0, span))
@@ -164,15 +232,16 @@ class LazyUpdates(dict):
         return entry
 
 
-class RandomWalkTests(unittest.TestCase):
+class RandomWalkTests:
     """
-    Random walks (small steps, jumps, arrivals and departures; observers
-    seeded with a view, forgotten, started over): every observer's
+    Random walks (small steps, jumps, arrivals and departures, in a grid
+    kept from tick to tick; observers seeded with a view, forgotten,
+    started over): every observer's
     enter / update / leave equal the brute-force reference's, with no id
     twice, the entries those of the entity, and the known views equal.
     """
 
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=40, deadline=None, suppress_health_check=ONE_TEST_PER_KERNEL)
     @given(
         seed=st.integers(0, 2**32 - 1),
         radius=st.sampled_from([5.0, 12.5, 50.0]),
@@ -180,13 +249,14 @@ class RandomWalkTests(unittest.TestCase):
     )
     def test_matches_reference(self, seed, radius, count):
         rng = random.Random(seed)
-        aoi = AreaOfInterest(radius)
+        aoi = self.area(radius)
         reference = Reference(radius)
         span = radius * 5
         positions = {
             f"e{i}": [rng.uniform(-span, span), rng.uniform(-span, span)] for i in range(count)
         }
         serial = count
+        published = {}
         observers = [eid for eid in positions if rng.random() < 0.3] or [next(iter(positions))]
 
         def view(eid):
@@ -218,7 +288,10 @@ class RandomWalkTests(unittest.TestCase):
                     aoi.forget(observer)
                     reference.forget(observer)
             entries = [(eid, pos[0], pos[1]) for eid, pos in positions.items()]
-            aoi.build(entries)
+            # The grid kept from tick to tick, as a zone's: what moved,
+            # came and went (as ghosts: views, no entities).
+            ghosts = {eid: {"x": x, "y": y} for eid, x, y in entries}
+            aoi.fill({}, ghosts, published, set(), (0, 0, 0, 0), PLAYER, pure_kernel.record)
             updates = LazyUpdates(positions)
             reported = set()
 
@@ -250,7 +323,7 @@ class RandomWalkTests(unittest.TestCase):
 
         def run():
             rng = random.Random(5)
-            aoi = AreaOfInterest(10)
+            aoi = self.area(10)
             positions = {f"e{i}": [rng.uniform(0, 60), rng.uniform(0, 60)] for i in range(200)}
             out = []
             for _ in range(5):
@@ -269,3 +342,78 @@ class RandomWalkTests(unittest.TestCase):
             return out
 
         self.assertEqual(run(), run())
+
+
+class PureVisibleTests(PureKernel, VisibleTests, unittest.TestCase):
+    pass
+
+
+class CompiledVisibleTests(CompiledKernel, VisibleTests, unittest.TestCase):
+    pass
+
+
+class PureRandomWalkTests(PureKernel, RandomWalkTests, unittest.TestCase):
+    pass
+
+
+class CompiledRandomWalkTests(CompiledKernel, RandomWalkTests, unittest.TestCase):
+    pass
+
+
+class KernelsAgreeTests(unittest.TestCase):
+    """The compiled kernel is the pure one, faster: the same ticks, to the order."""
+
+    def run_zone(self, kernel) -> list:
+        """
+        A seeded zone's ticks on C{kernel}: players walking (some across
+        the border), NPCs, ghosts coming and going, a renamed entity, a
+        player starting over and one handed a view; everything each tick
+        showed.
+        """
+        self.patch(aoi_module, "KERNEL", kernel)
+        values = {"columns": 2, "rows": 2, "zones": ["zone-1"] * 4, "npcs": 0, "max_speed": 200}
+        zone = Zone({**values, "aoi_radius": 30}, seed=7)
+        sim = zone.sim
+        rng = random.Random(11)
+        players = []
+        for i in range(12):
+            player = Entity(
+                id=f"p{i}",
+                kind=PLAYER,
+                x=rng.uniform(440, 500),
+                y=rng.uniform(200, 300),
+                session=f"s{i}",
+                gateway=f"g{i % 2}",
+            )
+            sim.add(player, reset=i == 3)
+            players.append(player)
+        sim.spawn_npcs(600)
+        out = []
+        for tick in range(40):
+            for seq, player in enumerate(players):
+                send(
+                    sim,
+                    player,
+                    tick * 100 + seq,
+                    player.x + rng.uniform(-6, 6),
+                    player.y + rng.uniform(-6, 6),
+                )
+            sim.set_ghosts(
+                "r0c1",
+                [
+                    {"id": f"ghost-{i}", "kind": "npc", "x": 501.0 + i, "y": 200.0 + tick}
+                    for i in range(tick % 7)
+                ],
+            )
+            if tick == 10:
+                sim.reals["p1"].name = "renamed"
+                sim.reals["p2"].attrs = {"hp": 3}
+            if tick == 20:
+                sim.aoi.seed("p4", ["p5", "elsewhere"])
+            result = zone.tick(TICK)
+            out.append((result.pushes, result.crossings, result.ghost_views, sorted(sim.aoi.known)))
+            out.append([list(sim.aoi.known[k]) for k in sorted(sim.aoi.known)])
+        return out
+
+    def test_same_ticks(self):
+        self.assertEqual(self.run_zone(pure_kernel), self.run_zone(compiled_kernel()))

@@ -561,6 +561,26 @@ class BatchingTests(unittest.TestCase):
         self.assertEqual(len(updates), 40)
         self.assertTrue(all(entry is updates[0] for entry in updates))
 
+    def test_pushes_in_the_players_order(self):
+        """
+        Views are worked out cell by cell, but each gateway's entry lists
+        its sessions in the order the players came, as ever.
+        """
+        zone = Zone()
+        # Far from each other, and in no cell order.
+        places = [(900, 100), (100, 900), (500, 500), (100, 100), (900, 900), (300, 700)]
+        players = [player(f"p{i}", x, y) for i, (x, y) in enumerate(places)]
+        for p in players:
+            zone.sim.add(p)
+        self.assertNotEqual(
+            zone.sim.aoi.grid_order([(p.id, p.x, p.y) for p in players]), list(range(6))
+        )
+        for _tick in range(2):
+            result = zone.tick()
+            self.assertEqual(list(result.pushes["gw-1"]), [p.session for p in players])
+            for p in players:
+                p.x += 0.1
+
     def test_no_push_without_session(self):
         zone = Zone()
         offline = Entity("offline", PLAYER, 500, 500)

@@ -57,13 +57,15 @@ class IgnoreLists:
         """The account's list as loaded (empty if it is not), to filter what it reads."""
         return self._lists.get(account_id, {})
 
-    def ignores(self, reader: str, sender: str) -> bool:
-        """Whether account C{reader} ignores account C{sender}."""
-        return sender in self._lists.get(reader, ())
-
     def unignored(self, targets: Iterable[Caller], sender: Caller) -> list[Caller]:
         """The C{targets} whose accounts do not ignore C{sender}'s."""
-        return [c for c in targets if not self.ignores(c.account_id, sender.account_id)]
+        # Per message to a channel: the few readers ignoring the sender are
+        # found once, rather than each target's list looked up.
+        sender_id = sender.account_id
+        readers = {reader for reader, ignored in self._lists.items() if sender_id in ignored}
+        if not readers:
+            return list(targets)
+        return [c for c in targets if c.account_id not in readers]
 
     # -- loading -----------------------------------------------------------------
 

@@ -21,6 +21,13 @@ class DeploymentSection(Section):
         "tls_dir": FilePath(
             "certs", doc="Where mmo-certs writes, and processes read, certificates."
         ),
+        "rpc_unix_dir": FilePath(
+            "",
+            doc="A directory for Unix-socket links between the processes of one machine: "
+            "every process with an rpc listener also listens on DIR/NAME.sock (directory "
+            "0700, socket 0600), and peers on the same machine connect there without TLS; "
+            "links across machines stay mutual TLS.  Default: none, every link is TLS.",
+        ),
     }
 
 

@@ -34,7 +34,10 @@ class LoginSection(Section):
         "password_min_length": Number(8, minimum=4, maximum=1024, doc="Shortest password."),
         "password_max_length": Number(256, minimum=8, maximum=4096, doc="Longest password."),
         "hash_threads": Number(
-            2, minimum=1, maximum=64, doc="Threads hashing passwords (off the reactor)."
+            0,
+            minimum=0,
+            maximum=256,
+            doc="Threads hashing passwords (off the reactor); 0: one per core.",
         ),
         "hash_queue": Number(
             64,

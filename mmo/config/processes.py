@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from mmo.config.listeners import ServerEndpoint, listening_address
+from mmo.config.listeners import ServerEndpoint, check_network, listening_address
 from mmo.config.schema import REQUIRED, Bool, Section, Str, StrList, check_host, check_host_port
 
 #: Names of processes: a DNS label, because the name is also the identity in
@@ -28,9 +28,9 @@ COMMON_KEYS = frozenset({"kind", "hosts"})
 #: start, like an unknown key (a listener the process would never open must
 #: not look configured).
 KIND_KEYS = {
-    "mmo": frozenset({"client", "websocket", "rpc", "realm", "public", "factory"}),
-    "login": frozenset({"client", "websocket", "public", "factory"}),
-    "gateway": frozenset({"client", "websocket", "realm", "public", "factory"}),
+    "mmo": frozenset({"client", "websocket", "rpc", "realm", "public", "factory", "proxy_from"}),
+    "login": frozenset({"client", "websocket", "public", "factory", "proxy_from"}),
+    "gateway": frozenset({"client", "websocket", "realm", "public", "factory", "proxy_from"}),
     "lobby": frozenset({"rpc", "realm"}),
     "chat": frozenset({"rpc", "realm"}),
     "zone": frozenset({"rpc", "realm"}),
@@ -68,6 +68,15 @@ class ProcessSection(Section):
         "rpc": ServerEndpoint("", doc="Internal AMP listener, mutual TLS (endpoint string)."),
         "websocket": ServerEndpoint(
             "", doc="Secure WebSocket listener for browsers (endpoint string); mmo adds TLS."
+        ),
+        "proxy_from": StrList(
+            [],
+            item=check_network,
+            doc="Addresses (or networks) of the TLS-terminating proxies in front of the "
+            "client and websocket listeners: when set, those listeners take plain TCP "
+            "from these only, each connection opening with a PROXY protocol header "
+            "(v1 or v2) that names the player's address; no TLS in the process. "
+            "Default: none, the process does TLS itself.",
         ),
         "realm": Str("main", doc="The realm a gateway (or standalone process) serves."),
         "public": Str(

@@ -23,6 +23,9 @@ from mmo.config.schema import ConfigError, Context, Section, Table, Tables
 from mmo.config.web import WebSection
 from mmo.config.world import WorldSection
 
+#: The longest path a Unix socket address holds (Linux: 108 bytes with the NUL).
+MAX_UNIX_PATH = 107
+
 
 class Config(Section):
     """
@@ -72,6 +75,7 @@ class Config(Section):
                 )
         self._machine = self._check_managers()
         self._check_ports()
+        self._check_unix_paths()
         # A process's name is its identity on internal links: another
         # process's certificate must not carry it as a host name.
         for process in self.processes.values():
@@ -150,7 +154,12 @@ class Config(Section):
                 address = ListeningAddress(port=self.redis.port, interface=self.redis.host)
                 yield process, "redis_server", address
 
-    def _same_machine(self, a: ProcessSection, b: ProcessSection) -> bool:
+    def same_machine(self, a: ProcessSection, b: ProcessSection) -> bool:
+        """
+        Whether C{a} and C{b} run on one machine: under one manager (or one
+        is the other's manager) or, without managers, sharing a name or
+        address in C{hosts}.
+        """
         machine_a = a.name if a.kind == "manager" else self._machine.get(a.name)
         machine_b = b.name if b.kind == "manager" else self._machine.get(b.name)
         if machine_a is not None and machine_b is not None:
@@ -161,13 +170,31 @@ class Config(Section):
         seen: list[tuple[ProcessSection, str, ListeningAddress]] = []
         for process, key, address in self._listeners():
             for other, other_key, other_address in seen:
-                if address.clashes(other_address) and self._same_machine(process, other):
+                if address.clashes(other_address) and self.same_machine(process, other):
                     raise ConfigError(
                         f"port {address} is taken by processes.{other.name}.{other_key} "
                         "on the same machine",
                         ("processes", process.name, key),
                     )
             seen.append((process, key, address))
+
+    def _check_unix_paths(self) -> None:
+        """The Unix sockets of C{rpc_unix_dir} have paths a socket address holds."""
+        directory = self.deployment.rpc_unix_dir
+        if not directory:
+            return
+        for process in self.processes.values():
+            path = self.rpc_socket(process)
+            if process.rpc and len(os.fsencode(path)) > MAX_UNIX_PATH:
+                raise ConfigError(
+                    f"{path} is longer than a Unix socket path may be ({MAX_UNIX_PATH} bytes)",
+                    ("deployment", "rpc_unix_dir"),
+                )
+
+    def rpc_socket(self, process: ProcessSection) -> str | None:
+        """Where C{process} listens for Unix-socket links, if C{rpc_unix_dir} is set."""
+        directory = self.deployment.rpc_unix_dir
+        return os.path.join(directory, f"{process.name}.sock") if directory else None
 
     def realm_names(self) -> list[str]:
         """

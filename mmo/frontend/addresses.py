@@ -36,6 +36,37 @@ SWEEP = 2
 EVICT_SCAN = 64
 
 
+def is_ip(host: str) -> bool:
+    """Whether C{host} is an IP address (not a name, nor a UNIX socket's path)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def in_networks(host: str | None, networks: list) -> bool:
+    """
+    Whether C{host} is an IP address in one of C{networks} (L{ipaddress}
+    networks); an IPv4-mapped IPv6 address counts as its IPv4 address.
+    """
+    if host is None:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return any(address in network for network in networks)
+
+
+def parse_networks(networks) -> list:
+    """C{networks} (addresses or C{ADDRESS/BITS}, checked by the config) as networks."""
+    return [ipaddress.ip_network(network, strict=False) for network in networks]
+
+
 class _Address:
     """One address: its open connections and its bucket of new connections."""
 
@@ -77,7 +108,7 @@ class AddressLimits:
         self.per_address = per_address
         self.rate = rate
         self.burst = burst
-        self.exempt = [ipaddress.ip_network(network, strict=False) for network in exempt]
+        self.exempt = parse_networks(exempt)
         self.max_addresses = max_addresses
         self.clock = clock
         self.refused = 0
@@ -106,14 +137,7 @@ class AddressLimits:
         """
         if host is None or not (self.per_address or self.rate):
             return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return True
-        mapped = getattr(address, "ipv4_mapped", None)
-        if mapped is not None:
-            address = mapped
-        return not any(address in network for network in self.exempt)
+        return not is_ip(host) or not in_networks(host, self.exempt)
 
     def admit(self, host: str) -> str | None:
         """

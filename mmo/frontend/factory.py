@@ -11,6 +11,7 @@ from twisted.logger import Logger
 
 from mmo.config import Config, ProcessSection
 from mmo.frontend.addresses import AddressLimits
+from mmo.frontend.deadlines import Deadlines
 from mmo.frontend.protocol import ClientProtocol
 from mmo.wire import codes
 
@@ -29,6 +30,8 @@ class ClientFactory(protocol.ServerFactory):
     @ivar connections: The live connections.
     @ivar addresses: The per-address limits (L{AddressLimits}) of every
         listener this factory serves, TLS and WebSocket.
+    @ivar deadlines: The idle and heartbeat deadlines of every connection,
+        on one timer (L{Deadlines}).
     """
 
     protocol = ClientProtocol
@@ -44,6 +47,7 @@ class ClientFactory(protocol.ServerFactory):
         self.wire = config.wire
         self.reactor = reactor
         self.connections: set[ClientProtocol] = set()
+        self.deadlines = Deadlines(reactor)
         self.addresses = AddressLimits.from_config(config.listeners, reactor)
         self._drained: list[defer.Deferred] = []
 

@@ -1,7 +1,9 @@
 """
 The client-facing listeners of a process (login, gateway or standalone):
-TLS on C{processes.NAME.client}, the factory class a config names, and what
-a process with clients tells the directory about itself.
+TLS on C{processes.NAME.client} (or plain TCP from a TLS-terminating proxy,
+with the PROXY protocol, when C{processes.NAME.proxy_from} is set), the
+factory class a config names, and what a process with clients tells the
+directory about itself.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from twisted.python.reflect import namedAny
 
 from mmo import tls
 from mmo.config import Config, ConfigError, ProcessSection
-from mmo.frontend.addresses import LimitedTLSFactory
+from mmo.frontend.addresses import LimitedTLSFactory, parse_networks
 from mmo.frontend.factory import ClientFactory
+from mmo.frontend.proxied import ProxiedFactory, proxied_endpoint
 
 
 def factory_class(config: Config, process: ProcessSection, default=ClientFactory):
@@ -47,15 +50,24 @@ class TLSListener(service.Service):
     the file, key and reason.  Connections are admitted by the per-address
     limits of C{clients} (the client factory's L{AddressLimits}) before TLS.
 
+    With C{processes.NAME.proxy_from} set, a proxy in front does the TLS:
+    the listener takes plain TCP from those addresses only, each connection
+    opening with a PROXY protocol header (L{mmo.frontend.proxied}), and the
+    limits apply to the address the header names.
+
     @cvar what: How the log line names what listens ("clients on TLS").
+    @cvar what_proxied: The same, behind a proxy.
     @cvar alpn: The ALPN protocol names it selects, most preferred first
         (a client that offers none of them gets none, and is not refused).
     @ivar port: The listening port while running.
+    @ivar portFactory: What the port serves: TLS (L{LimitedTLSFactory}) or
+        PROXY protocol (L{ProxiedFactory}) around C{wrapped}.
     """
 
     log = Logger()
     port = None
     what = "TLS"
+    what_proxied = "PROXY protocol"
     alpn: tuple[bytes, ...] = ()
 
     def __init__(
@@ -67,15 +79,22 @@ class TLSListener(service.Service):
         self.description = getattr(process, key)
         if not self.description:
             raise ConfigError("no listener is configured", self.key, config.file)
-        server = tls.client_facing_tls(config, process, self.alpn)
         self.endpoint = endpoints.serverFromString(reactor, self.description)
-        self.tlsFactory = LimitedTLSFactory(server, False, wrapped, clients.addresses)
+        if process.proxy_from:
+            self.what = self.what_proxied
+            self.endpoint = proxied_endpoint(self.endpoint, parse_networks(process.proxy_from))
+            self.portFactory = ProxiedFactory(
+                wrapped, clients.addresses, config.wire.handshake_timeout, reactor
+            )
+        else:
+            server = tls.client_facing_tls(config, process, self.alpn)
+            self.portFactory = LimitedTLSFactory(server, False, wrapped, clients.addresses)
 
     def privilegedStartService(self):
         # Listen before dropping privileges, and fail the start if we cannot.
         super().privilegedStartService()
         failures = []
-        d = self.endpoint.listen(self.tlsFactory)
+        d = self.endpoint.listen(self.portFactory)
         d.addCallbacks(self._listening, failures.append)
         if failures:
             raise ConfigError(
@@ -119,6 +138,7 @@ class ClientListener(TLSListener):
     """
 
     what = "clients on TLS"
+    what_proxied = "clients on PROXY protocol (TLS at the proxy)"
     alpn = (b"mmo",)
 
     def __init__(self, config: Config, process: ProcessSection, reactor=None, factory=None):

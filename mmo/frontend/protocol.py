@@ -24,11 +24,11 @@ from inspect import iscoroutine
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 import mmo
 from mmo.frontend.backlog import IWatchedTransport, SendBacklog
+from mmo.frontend.deadlines import EPSILON
 from mmo.tls import HandshakeLogging, peer_address
 from mmo.unavailable import client_error
 from mmo.wire import codec, codes
@@ -51,7 +51,7 @@ OPEN = "open"
 CLOSED = "closed"
 
 
-class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
+class ClientProtocol(HandshakeLogging, FramedProtocol):
     """
     One client connection.
 
@@ -62,6 +62,9 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     @ivar backlog: The L{SendBacklog} that bounds what the client leaves
         unread, when this protocol is the one on the TLS transport (over
         WebSocket the WebSocket connection keeps it: C{None} here).
+    @ivar lastReceived: The clock when data last came from the client: the
+        idle timeout runs from it (on the factory's
+        L{mmo.frontend.deadlines.Deadlines}, see L{deadlineReached}).
     """
 
     log = Logger()
@@ -71,19 +74,37 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     _handshakeTimer = None
     _abortTimer = None
     backlog = None
+    lastReceived = 0.0
+
+    def __init__(self):
+        # Every attribute made here, in one order: CPython then shares one
+        # table of names between connections, where one that set them in
+        # another order gave every connection a dict of its own (832 bytes).
+        self.factory = None
+        self.connected = 0
+        self.transport = None
+        self.MAX_LENGTH = self.MAX_LENGTH
+        self.peer = None
+        self.lastReceived = 0.0
+        self._handshakeTimer = None
+        self._abortTimer = None
+        self.backlog = None
+        self.tlsHandshakeDone = False
+        self._unprocessed = b""
+        self._compatibilityOffset = 0
+        self.state = HANDSHAKE
+        self.version = None
+        self.closing = False
+        self.seq = 0
 
     # -- connection life ---------------------------------------------------
-
-    def callLater(self, period, func):
-        # TimeoutMixin schedules through this: the injected clock (a method,
-        # not a bound method kept by every connection).
-        return self.factory.reactor.callLater(period, func)
 
     def connectionMade(self) -> None:
         factory = self.factory
         self.MAX_LENGTH = factory.wire.max_frame_size
         self.peer = peer_address(self.transport)
-        self.setTimeout(factory.wire.idle_timeout)
+        self.lastReceived = factory.reactor.seconds()
+        factory.deadlines.due(self, self.lastReceived + factory.wire.idle_timeout)
         self._handshakeTimer = factory.reactor.callLater(
             factory.wire.handshake_timeout, self._handshakeTimedOut
         )
@@ -96,7 +117,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         super().connectionLost(reason)
         self.state = CLOSED
         self.closing = True
-        self.setTimeout(None)
+        self.factory.deadlines.forget(self)
         for timer in (self._handshakeTimer, self._abortTimer):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -104,8 +125,22 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         self.factory.connectionClosed(self)
 
     def dataReceived(self, data: bytes) -> None:
-        self.resetTimeout()
+        self.lastReceived = self.factory.reactor.seconds()
         FramedProtocol.dataReceived(self, data)
+
+    def deadlineReached(self, now: float) -> float | None:
+        """
+        A deadline may be due at C{now} (the factory's C{deadlines} say):
+        close the connection if idle for C{[wire] idle_timeout}; when to look
+        again (C{None}: never).  Subclasses add their own (the heartbeat).
+        """
+        if self.state == CLOSED or self.closing:
+            return None
+        idle = self.lastReceived + self.factory.wire.idle_timeout
+        if now + EPSILON >= idle:
+            self.timeoutConnection()
+            return None
+        return idle
 
     def timeoutConnection(self) -> None:
         self.fail(
@@ -249,9 +284,22 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
     # -- sending -----------------------------------------------------------
 
     def sendString(self, string: bytes) -> None:
-        super().sendString(string)
-        if self.backlog is not None:
-            self.backlog.wrote(len(string) + 4)
+        self.sendFrame(codec.HEADER.pack(len(string)) + string)
+
+    def sendFrame(self, frame: bytes, more: bytes = b"") -> None:
+        """
+        Send one frame, its length header included: whole, or in two pieces
+        written one after the other (a push: its shared stem and its
+        number, L{codec.numbered}).
+        """
+        write = self.transport.write
+        write(frame)
+        if more:
+            write(more)
+        backlog = self.backlog
+        # The backlog counts only while the transport is full.
+        if backlog is not None and backlog.paused:
+            backlog.wrote(len(frame) + len(more))
 
     def unreadOverflow(self, unsent: int) -> None:
         """
@@ -307,7 +355,7 @@ class ClientProtocol(HandshakeLogging, TimeoutMixin, FramedProtocol):
         self._close()
 
     def _close(self) -> None:
-        self.setTimeout(None)
+        self.factory.deadlines.forget(self)
         if self._handshakeTimer is not None and self._handshakeTimer.active():
             self._handshakeTimer.cancel()
         self._handshakeTimer = None

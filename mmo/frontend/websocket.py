@@ -503,6 +503,7 @@ class WebSocketListener(TLSListener):
     """
 
     what = "browsers on secure WebSocket"
+    what_proxied = "browsers on WebSocket, PROXY protocol (TLS at the proxy)"
     alpn = (b"http/1.1",)
 
     def __init__(

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from operator import attrgetter
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -39,7 +40,7 @@ def owns(prefixes, kind: str) -> bool:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Caller:
     """
     Who sent a message: one admitted session.
@@ -83,10 +84,10 @@ class Caller:
         return self.character_name or self.name
 
     def to_dict(self) -> dict:
-        # Every field is a plain value: a copy of the instance's own dict is
-        # what asdict() would build, at a tenth of its cost (this goes with
+        # Every field is a plain value: the fields read at C level are what
+        # asdict() would build, at a fraction of its cost (this goes with
         # every request a gateway routes).
-        return dict(self.__dict__)
+        return dict(zip(_CALLER_FIELDS, _caller_values(self), strict=True))
 
     @classmethod
     def from_dict(cls, data: dict) -> Caller:
@@ -94,6 +95,11 @@ class Caller:
 
     def moved(self, **changes) -> Caller:
         return replace(self, **changes)
+
+
+#: A caller's fields, in order, and all of their values at once.
+_CALLER_FIELDS = tuple(Caller.__dataclass_fields__)
+_caller_values = attrgetter(*_CALLER_FIELDS)
 
 
 class SessionChange:
@@ -232,7 +238,11 @@ class GameService:
 
     async def deliver(self, targets: Iterable[Caller], kind: str, **fields) -> None:
         """Push C{kind} with C{fields} to every session of C{targets}."""
-        await deliver(self.bus, ((c.gateway, c.session) for c in targets), kind, fields)
+        await deliver(self.bus, map(_ADDRESS, targets), kind, fields)
+
+
+#: Where a caller's pushes go: C{(gateway, session)}.
+_ADDRESS = attrgetter("gateway", "session")
 
 
 async def deliver(bus, targets: Iterable[tuple[str, str]], kind: str, fields: dict) -> None:

@@ -18,6 +18,7 @@ from mmo.game.messages import Push, PushBatch, gateway_channel
 from mmo.game.service import SessionChange
 from mmo.gateway.handover import Forwards
 from mmo.gateway.sessions import Sessions, log_failure
+from mmo.wire import codec
 
 
 class SessionPort:
@@ -66,11 +67,21 @@ class Delivery:
         if not (isinstance(targets, list) and isinstance(kind, str) and isinstance(fields, dict)):
             self.log.warn("malformed push from {sender}", sender=sender or "?")
             return None
+        try:
+            # Encoded once, numbered per session as sent.
+            stem = codec.push_stem(kind, fields)
+        except Exception:
+            self.log.failure("push {kind!r} from {sender} dropped", kind=kind, sender=sender or "?")
+            return None
         onward: dict[str, list[str]] = {}
+        held = self.sessions.registry.by_id.get
         for session_id in targets:
-            session = self.sessions.get(session_id)
+            session = held(session_id)
             if session is not None:
-                self._push(session, kind, fields)
+                try:
+                    session.push_stem(stem)
+                except Exception:
+                    self._dropped(session, kind)
                 continue
             gateway = self.forwards.gateway(session_id)
             if gateway is not None:
@@ -112,7 +123,10 @@ class Delivery:
         try:
             session.push(kind, fields)
         except Exception:
-            self.log.failure("push {kind!r} to {name} dropped", kind=kind, name=session.caller.name)
+            self._dropped(session, kind)
+
+    def _dropped(self, session, kind: str) -> None:
+        self.log.failure("push {kind!r} to {name} dropped", kind=kind, name=session.caller.name)
 
     def _send_on(self, by_gateway: dict) -> defer.Deferred | None:
         if not by_gateway:

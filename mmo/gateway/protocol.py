@@ -8,13 +8,10 @@ from __future__ import annotations
 
 from twisted.python.failure import Failure
 
+from mmo.frontend.deadlines import EPSILON
 from mmo.frontend.protocol import ClientProtocol, valid_id
 from mmo.wire import codes
 from mmo.wire.codes import AUTH_REQUIRED, LOGGED_OUT, WireError
-
-#: Slack when comparing the clock with a deadline, so that float rounding
-#: of C{callLater} delays cannot make a timer fire just short of its deadline.
-EPSILON = 1e-6
 
 
 class GatewayProtocol(ClientProtocol):
@@ -41,6 +38,8 @@ class GatewayProtocol(ClientProtocol):
         session ends with the connection instead of waiting to be resumed.
     @ivar flood: This connection's L{mmo.gateway.admission.FloodMeter}.
     @ivar last_heard: The clock when the last frame arrived.
+    @ivar _heartbeat: When the heartbeat is next due (on the factory's
+        deadlines, as the idle timeout), or C{None} while it is stopped.
     """
 
     #: Message types a client may send before it is admitted.
@@ -52,6 +51,17 @@ class GatewayProtocol(ClientProtocol):
     last_heard = 0.0
     _heartbeat = None
     _admitting = False
+
+    def __init__(self):
+        super().__init__()
+        # As ClientProtocol's: every attribute set first, in one order.
+        self.flood = None
+        self.last_heard = 0.0
+        self.ticket = None
+        self.session = None
+        self.leaving = False
+        self._heartbeat = None
+        self._admitting = False
 
     def connectionMade(self) -> None:
         self.flood = self.factory.flood.meter()
@@ -152,33 +162,41 @@ class GatewayProtocol(ClientProtocol):
         return float(settings.heartbeat_interval), float(settings.heartbeat_timeout)
 
     def stopHeartbeat(self) -> None:
-        if self._heartbeat is not None and self._heartbeat.active():
-            self._heartbeat.cancel()
         self._heartbeat = None
 
     def _beatAt(self, when: float) -> None:
-        reactor = self.factory.reactor
-        self._heartbeat = reactor.callLater(max(when - reactor.seconds(), 0.0), self._beat)
+        self._heartbeat = when
+        self.factory.deadlines.due(self, when)
 
-    def _beat(self) -> None:
-        self._heartbeat = None
+    def deadlineReached(self, now: float) -> float | None:
+        """The idle timeout's deadline, and the heartbeat's (L{startHeartbeat})."""
+        later = super().deadlineReached(now)
+        if later is None or self._heartbeat is None:
+            return later
+        if now + EPSILON >= self._heartbeat:
+            self._heartbeat = self._beat(now)
+            if self.closing:
+                return None
+        return later if self._heartbeat is None else min(later, self._heartbeat)
+
+    def _beat(self, now: float) -> float | None:
+        """The heartbeat is due: send it, or say goodbye; when it is due next."""
         if self.session is None or not self.canSend():
-            return
+            return None
         settings = self.factory.config.gateway
-        now = self.factory.reactor.seconds() + EPSILON
+        now += EPSILON
         deadline = self.last_heard + settings.heartbeat_timeout
         if now >= deadline:
             self.goodbye(
                 codes.HEARTBEAT_TIMEOUT,
                 f"nothing received for {settings.heartbeat_timeout:g} seconds",
             )
-            return
+            return None
         due = self.last_heard + settings.heartbeat_interval
         if now >= due:
             self.sendMessage({"t": "heartbeat", "time": self.factory.reactor.seconds()})
-            self._beatAt(min(now - EPSILON + settings.heartbeat_interval, deadline))
-        else:
-            self._beatAt(due)
+            return min(now - EPSILON + settings.heartbeat_interval, deadline)
+        return due
 
     # -- the gateway's messages ----------------------------------------------------
 

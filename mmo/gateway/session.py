@@ -28,11 +28,10 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections import deque
 from dataclasses import asdict
-from itertools import islice
 
 from mmo.game.service import Caller
+from mmo.gateway.outbox import Outbox
 from mmo.login.tickets import Ticket
 from mmo.wire import codec
 from mmo.wire.codes import FRAME_TOO_LARGE, WireError
@@ -80,10 +79,11 @@ class Session:
     @ivar ticket: The ticket the session was admitted with.
     @ivar token: The current resume token (each resume issues a new one).
     @ivar seq: The sequence number of the last push.
-    @ivar outbox: The last pushes, oldest first: C{(seq, body)}, the body
-        encoded as sent (a tenth of the memory of the message it encodes,
-        and replayed without encoding it again).
-    @ivar outbox_bytes: The size of the bodies in the outbox, bytes.
+    @ivar outbox: The last pushes, oldest first, numbered C{oldest_kept}
+        onwards: their stems (L{codec.push_stem}), encoded as sent (a tenth
+        of the memory of the message each encodes, replayed without encoding
+        again); a push to many sessions is one stem kept by each of them.
+        An L{Outbox}, made on the first push (an empty tuple until then).
     @ivar buffer: The most pushes the outbox keeps.
     @ivar buffer_bytes: The most bytes of bodies the outbox keeps (the
         newest push is kept even when it alone is larger).
@@ -104,7 +104,6 @@ class Session:
         "buffer",
         "buffer_bytes",
         "outbox",
-        "outbox_bytes",
         "limit",
         "connection",
         "state",
@@ -129,11 +128,9 @@ class Session:
         self.seq = seq
         self.buffer = buffer
         self.buffer_bytes = buffer_bytes
-        # An empty deque takes a 64-slot block: made on the first push.
-        self.outbox: deque[tuple[int, bytes]] | tuple = ()
-        self.outbox_bytes = 0
-        for numbered in _numbered(pushes, seq):
-            self._keep(numbered)
+        self.outbox: Outbox | tuple = ()
+        for stem in _stems(pushes):
+            self._keep(stem)
         self.limit = limit
         self.connection = None
         self.state = DETACHED
@@ -224,33 +221,43 @@ class Session:
             it takes no sequence number.
         @raise TypeError: A field msgpack cannot encode.
         """
-        seq = self.seq + 1
-        message = {**fields, "t": kind, "seq": seq}
-        body = codec.encode(message)
-        if len(body) > self.limit:
+        return self.push_stem(codec.push_stem(kind, fields))
+
+    def push_stem(self, stem: bytes) -> int:
+        """
+        L{push} a push encoded once for many sessions (L{codec.push_stem}):
+        the outbox keeps the shared stem, the number is spliced in as sent.
+
+        @raise WireError: C{frame_too_large}, as L{push}.
+        """
+        if len(stem) > self.limit:
             raise WireError(
                 FRAME_TOO_LARGE,
-                f"push of {len(body)} bytes is over the limit of {self.limit}",
+                f"push of {len(stem)} bytes is over the limit of {self.limit}",
             )
-        self.seq = seq
-        self._keep((seq, body))
+        seq = self.seq = self.seq + 1
+        self._keep(stem)
         connection = self.connection
         if connection is not None and connection.canSend():
-            connection.sendString(body)
+            connection.sendFrame(*codec.numbered(stem, seq))
         return seq
 
-    def _keep(self, numbered: tuple[int, bytes]) -> None:
-        """Keep a numbered body for a resume; drop the oldest past either bound."""
+    def _keep(self, stem: bytes) -> None:
+        """Keep a push's stem for a resume; drop the oldest past either bound."""
         outbox = self.outbox
-        if not isinstance(outbox, deque):
-            outbox = self.outbox = deque()
-        outbox.append(numbered)
-        self.outbox_bytes += len(numbered[1])
-        limit = self.buffer_bytes
-        while len(outbox) > self.buffer or (
-            limit is not None and self.outbox_bytes > limit and len(outbox) > 1
-        ):
-            self.outbox_bytes -= len(outbox.popleft()[1])
+        if type(outbox) is tuple:
+            outbox = self.outbox = Outbox()
+        outbox.keep(stem, self.buffer, self.buffer_bytes)
+
+    @property
+    def outbox_bytes(self) -> int:
+        """The size of the bodies in the outbox, bytes."""
+        return self.outbox.size if self.outbox else 0
+
+    @property
+    def oldest_kept(self) -> int:
+        """The sequence number of the oldest push in the outbox (C{seq + 1} if none)."""
+        return self.seq - len(self.outbox) + 1
 
     def missed(self, last_seq: int) -> list[bytes]:
         """
@@ -263,7 +270,7 @@ class Session:
             raise ResumeRefused(
                 f"last_seq {last_seq} is ahead of the session, which has sent {self.seq} pushes"
             )
-        oldest = self.outbox[0][0] if self.outbox else self.seq + 1
+        oldest = self.oldest_kept
         if last_seq + 1 < oldest:
             raise ResumeRefused(
                 f"missed too much: push {last_seq + 1} is no longer kept (the oldest kept is "
@@ -272,7 +279,12 @@ class Session:
                 + "); log in again",
                 final=True,
             )
-        return [body for _, body in islice(self.outbox, max(last_seq + 1 - oldest, 0), None)]
+        if last_seq == self.seq:
+            return []
+        return [
+            codec.numbered_body(stem, last_seq + 1 + i)
+            for i, stem in enumerate(self.outbox.newest(self.seq - last_seq))
+        ]
 
     # -- handover -----------------------------------------------------------------
 
@@ -319,15 +331,19 @@ class Session:
         return cls(caller, ticket, state["token"], buffer, limit, seq, pushes, buffer_bytes)
 
 
-def _numbered(pushes, last_seq: int) -> list[tuple[int, bytes]]:
+def _stems(pushes) -> list[bytes]:
     """
-    C{(seq, body)} for consecutive C{pushes} ending at C{last_seq}: encoded
-    bodies, or messages (as a gateway of an earlier version hands them over)
-    encoded here.
+    The stems of handed-over C{pushes}: encoded bodies, or messages (as a
+    gateway of an earlier version hands them over), each with its C{seq}.
+
+    @raise ValueError, TypeError: A push is neither.
     """
-    pushes = list(pushes)
-    first = last_seq - len(pushes) + 1
-    return [
-        (first + i, push if isinstance(push, bytes) else codec.encode(push))
-        for i, push in enumerate(pushes)
-    ]
+    stems = []
+    for push in pushes:
+        if isinstance(push, bytes):
+            try:
+                push = codec.decode(push, strict=False)
+            except WireError as e:
+                raise ValueError(f"a handed-over push: {e.message}") from None
+        stems.append(codec.push_stem(push["t"], push))
+    return stems

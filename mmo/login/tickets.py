@@ -34,7 +34,7 @@ class TicketError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ticket:
     account_id: str
     name: str

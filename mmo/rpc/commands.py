@@ -130,6 +130,18 @@ class Ping(Command):
     ]
 
 
+class Identify(Command):
+    """
+    The first command of a Unix-socket link (L{mmo.rpc.unix}), where no
+    certificate names the client: the client gives its process name, the
+    server answers with its own and its mmo version.  Over TLS it is
+    refused: the certificates already named both ends.
+    """
+
+    arguments = [(b"name", amp.Unicode())]
+    response = [(b"name", amp.Unicode()), (b"version", amp.Unicode())]
+
+
 class LongBytes(amp.Argument):
     """
     Bytes of any length.  An AMP value holds at most 65 535 bytes, and a
@@ -354,6 +366,7 @@ EVERY_KIND = frozenset((*PROCESS_KINDS, ADMIN))
 #: C{docs/rpc.md}).
 SENDERS: dict[type[amp.Command], frozenset[str]] = {
     Ping: EVERY_KIND,
+    Identify: EVERY_KIND,
     # Players' messages and their sessions' events come from their gateway.
     Route: frozenset({"gateway"}),
     RouteBatch: frozenset({"gateway"}),
@@ -377,6 +390,7 @@ __all__ = [
     "ERRORS",
     "Command",
     "Ping",
+    "Identify",
     "LongBytes",
     "ServiceError",
     "Redirect",

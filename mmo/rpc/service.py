@@ -1,5 +1,7 @@
 """
-The internal RPC base: AMP between the processes of a deployment, over mutual TLS.
+The internal RPC base: AMP between the processes of a deployment, over mutual TLS
+(or, between the processes of one machine when the config says so, a Unix
+socket: L{mmo.rpc.unix}).
 
 Every process may listen for internal links (L{listen}, on C{processes.NAME.rpc})
 and keep links to the peers it needs (L{RPCClientService}).  Both sides present a
@@ -19,6 +21,7 @@ The pieces follow the usual Twisted split:
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Iterable
 
@@ -36,7 +39,8 @@ from zope.interface import implementer
 
 import mmo
 from mmo.config import Config, ConfigError, ProcessSection
-from mmo.rpc.commands import ADMIN, SENDERS, Ping, Refused, Unavailable
+from mmo.rpc import unix
+from mmo.rpc.commands import ADMIN, SENDERS, Identify, Ping, Refused, Unavailable
 from mmo.tls import (
     HandshakeLogging,
     describe_failure,
@@ -146,13 +150,40 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         timeout = self.factory.handshake_timeout
         if timeout:
             self._timer = self.factory.reactor.callLater(timeout, self._too_slow, timeout)
+        if unix.is_unix(self.transport):
+            self._unix_link()
+
+    def _unix_link(self) -> None:
+        """
+        A Unix-socket link: no TLS, so no certificate names the peer.  Its
+        user must be ours (the socket's permissions let no other in, this
+        checks it); then the client names itself with L{Identify} and the
+        server answers with its name, checked as a certificate's would be.
+        """
+        # No TLS handshake to wait for, nor to log as refused.
+        self.tlsHandshakeDone = True
+        uid = unix.peer_uid(self.transport)
+        if uid != os.getuid():
+            self.log.warn(
+                "RPC refused {address}: a Unix-socket peer of uid {uid}, not ours ({ours})",
+                address=peer_address(self.transport),
+                uid=uid,
+                ours=os.getuid(),
+            )
+            self._cancel_timer()
+            self.transport.abortConnection()
+            return
+        expected = self.factory.expected_peer
+        if expected is not None:
+            self.peer = expected
+            self._confirm(self.callRemote(Identify, name=self.factory.process.name))
 
     def handshakeCompleted(self) -> None:
         HandshakeLogging.handshakeCompleted(self)
         expected = self.factory.expected_peer
         if expected is not None:
             self.peer = expected
-            self._first_ping()
+            self._confirm(self.callRemote(Ping, nonce=random.getrandbits(31)))
             return
         name = peer_identity(self.transport, self.factory.allowed)
         if name is None:
@@ -185,8 +216,12 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
             )
             self.factory.peer_disconnected(self, reason)
 
-    def _first_ping(self) -> None:
-        """Client side: the link is up when the server has answered a L{Ping}."""
+    def _confirm(self, first: defer.Deferred) -> None:
+        """
+        Client side: the link is up when the server has answered the first
+        command (a L{Ping}, or L{Identify} on a Unix socket) with the name
+        it was expected to have.
+        """
 
         def answered(response):
             if self._lost:
@@ -216,7 +251,7 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
                 self._cancel_timer()
                 self.transport.abortConnection()
 
-        self.callRemote(Ping, nonce=random.getrandbits(31)).addCallbacks(answered, failed)
+        first.addCallbacks(answered, failed)
 
     def _up(self, version: str | None = None) -> None:
         self._cancel_timer()
@@ -263,6 +298,8 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
 
     def dispatchCommand(self, box):
         command = box.get(amp.COMMAND, b"?").decode("ascii", "replace")
+        if self.peer is None and box.get(amp.COMMAND) == Identify.commandName:
+            return super().dispatchCommand(box)
         if self.peer is None:
             # Unreachable over TLS (nothing is read before the peer is known);
             # guards a protocol connected to something else, as in unit tests.
@@ -369,6 +406,38 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
             return self
 
         return self.callRemote(Ping, nonce=random.getrandbits(31)).addCallback(answered)
+
+    @Identify.responder
+    def identify(self, name: str) -> dict:
+        """
+        Server side of a Unix-socket link: the client is C{name} if it is
+        one of the processes allowed to connect, on this machine.
+        """
+        if not unix.is_unix(self.transport) or self.factory.expected_peer is not None:
+            raise Refused("Identify is for the server of a Unix-socket link")
+        if self.peer is not None:
+            raise Refused(f"already identified as {self.peer}")
+        why = self._identity_refusal(name)
+        if why is not None:
+            self.log.warn(
+                "RPC refused {address}: {why}", address=peer_address(self.transport), why=why
+            )
+            self._cancel_timer()
+            self.transport.loseConnection()
+            raise Refused(why)
+        self.peer = name
+        self._up()
+        return {"name": self.factory.process.name, "version": mmo.__version__}
+
+    def _identity_refusal(self, name: str) -> str | None:
+        """Why a Unix-socket client may not be C{name}, or C{None}."""
+        config = self.factory.config
+        process = config.processes.get(name)
+        if name not in self.factory.allowed or process is None:
+            return f"{name!r} names none of the processes allowed to connect"
+        if not config.same_machine(self.factory.process, process):
+            return f"{name!r} does not run on this machine"
+        return None
 
 
 class RPCServerFactory(protocol.ServerFactory):
@@ -506,7 +575,8 @@ def listen(
 ) -> IService:
     """
     A service that listens on C{process.rpc} for internal links, with mutual
-    TLS around C{factory} (by default a plain L{RPCServerFactory}).
+    TLS around C{factory} (by default a plain L{RPCServerFactory}), and with
+    C{[deployment] rpc_unix_dir} also on its Unix socket there (L{mmo.rpc.unix}).
 
     The certificates are read now, so a missing one fails the start.
 
@@ -516,7 +586,14 @@ def listen(
     description = _require_rpc(config, process)
     reactor = _default_reactor(reactor)
     tls = _server_tls(config, process, factory, reactor)
-    return strports.service(description, tls, reactor=reactor)
+    listening = strports.service(description, tls, reactor=reactor)
+    if not config.deployment.rpc_unix_dir:
+        return listening
+    both = service.MultiService()
+    listening.setServiceParent(both)
+    local = unix.server_description(config, process)
+    strports.service(local, tls.wrappedFactory, reactor=reactor).setServiceParent(both)
+    return both
 
 
 def listen_port(
@@ -536,7 +613,21 @@ def listen_port(
     description = _require_rpc(config, process)
     reactor = _default_reactor(reactor)
     tls = _server_tls(config, process, factory, reactor)
-    return endpoints.serverFromString(reactor, description).listen(tls)
+    if not config.deployment.rpc_unix_dir:
+        return endpoints.serverFromString(reactor, description).listen(tls)
+    # The socket directory is checked before anything listens.
+    local = endpoints.serverFromString(reactor, unix.server_description(config, process))
+    listening = endpoints.serverFromString(reactor, description).listen(tls)
+
+    async def both():
+        tcp = await listening
+        try:
+            return unix.ListeningPorts([tcp, await local.listen(tls.wrappedFactory)])
+        except Exception:
+            await tcp.stopListening()
+            raise
+
+    return defer.ensureDeferred(both())
 
 
 def _split_description(description: str) -> tuple[str, list[str], dict[str, str]]:
@@ -605,7 +696,9 @@ class RPCClientService(service.Service):
 
     The endpoint is derived from the peer's config (L{peer_endpoint}) unless
     one is given (tests, or peers found in the directory); TLS is added
-    here either way.
+    here either way.  With C{[deployment] rpc_unix_dir}, a peer on the same
+    machine is reached on its Unix socket instead, without TLS
+    (L{mmo.rpc.unix}).
 
     A L{ClientService} does the connecting.  This service owns it rather
     than being one: after L{relink} the connection ends while this service
@@ -631,7 +724,11 @@ class RPCClientService(service.Service):
     ):
         reactor = _default_reactor(reactor)
         process, peer = _section(config, process), _section(config, peer)
-        if endpoint is None:
+        #: Whether the link is a Unix socket (same machine, and the config says so).
+        self.unix = endpoint is None and unix.unix_link(config, process, peer)
+        if self.unix:
+            endpoint = unix.client_endpoint(config, peer, reactor)
+        elif endpoint is None:
             endpoint = peer_endpoint(config, peer, reactor)
         if factory is None:
             factory = RPCClientFactory(config, process, peer, reactor)
@@ -651,9 +748,12 @@ class RPCClientService(service.Service):
         #: Commands sent over this link and not answered yet.
         self.pending = 0
         self._relinking = None
-        options = internal_client_options(config, process, peer)
+        if not self.unix:
+            endpoint = endpoints.wrapClientTLS(
+                internal_client_options(config, process, peer), endpoint
+            )
         self._connector = ClientService(
-            endpoints.wrapClientTLS(options, endpoint),
+            endpoint,
             factory,
             retryPolicy=self._retry_delay,
             clock=reactor,
@@ -692,7 +792,7 @@ class RPCClientService(service.Service):
             self.config,
             self.process,
             self.peer,
-            endpoint=self._endpoint,
+            endpoint=None if self.unix else self._endpoint,
             factory=self.factory.fresh(),
             reactor=self.reactor,
             timeout=self.timeout,

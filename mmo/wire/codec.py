@@ -63,6 +63,54 @@ def frame(message: dict) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
+# -- numbered pushes ------------------------------------------------------------
+#
+# A push goes to many sessions, each numbering it with its own "seq": its
+# body is encoded once, as a I{stem} (the frame up to the number), and each
+# session's frame is the stem and the number (L{numbered}).  The number is
+# the map's last entry, a msgpack uint 32 (0xce and four bytes), so every
+# frame of a stem has the same length and the stem carries the length
+# header; its body is as long as the stem.  Decoded, a numbered frame is exactly the message
+# C{{**fields, "t": kind, "seq": seq}}.
+
+#: The placeholder number a stem is cut from: the largest uint 32.
+_SEQ_PLACEHOLDER = 0xFFFFFFFF
+_UINT32 = struct.Struct("!I")
+_UINT64_SEQ = struct.Struct("!BQ")
+
+
+def push_stem(kind: str, fields: dict) -> bytes:
+    """
+    The frame of push C{kind} with C{fields} up to its sequence number,
+    encoded once for any number of sessions (L{numbered}).
+
+    @raise TypeError: A field msgpack cannot encode.
+    """
+    if "seq" in fields:
+        # The number goes last, where a stem is cut.
+        fields = {k: v for k, v in fields.items() if k != "seq"}
+    body = encode({**fields, "t": kind, "seq": _SEQ_PLACEHOLDER})
+    return HEADER.pack(len(body)) + body[:-4]
+
+
+def numbered(stem: bytes, seq: int) -> tuple[bytes, bytes]:
+    """
+    The complete frame of C{stem} numbered C{seq}, in two pieces to be
+    written one after the other: the stem itself, shared (a fan-out writes
+    no copy of it before the transport joins what it sends), and the number.
+    """
+    if seq <= _SEQ_PLACEHOLDER:
+        return stem, _UINT32.pack(seq)
+    # Past 32 bits (a session of billions of pushes): uint 64, a longer frame.
+    return HEADER.pack(len(stem) + 4) + stem[4:-1], _UINT64_SEQ.pack(0xCF, seq)
+
+
+def numbered_body(stem: bytes, seq: int) -> bytes:
+    """The body of C{stem} numbered C{seq}: L{numbered} without its length header."""
+    head, number = numbered(stem, seq)
+    return head[4:] + number
+
+
 def decode(body: bytes, strict: bool = True) -> dict:
     """
     Parse one frame body.

@@ -3,8 +3,11 @@ Area of interest: which entities each player sees, and what changed in its
 view since the last tick.
 
 A uniform grid of square cells, half the AOI radius wide
-(L{FINENESS}), is refilled every tick from the positions of every visible
-entity (the zone's reals and the ghosts mirrored from its neighbours).  An
+(L{FINENESS}), holds every visible entity (the zone's reals and the ghosts
+mirrored from its neighbours).  It is kept from tick to tick and brought up
+to date in one pass over them: an entity changes cells only when it moves
+to another one, so the grid's cost grows with what moved across a cell
+border, came or went, and its entries are allocated once.  An
 observer's circle of radius covers whole cells and cuts others: the cells
 certain to lie inside the circle wherever the observer stands in (an
 eighth by an eighth of) its own cell are taken whole, without a distance check; only
@@ -12,10 +15,10 @@ those the circle's edge may cut are checked entity by entity, and those
 certain to lie outside are not looked at.  Which cells are which depends
 only on where in its cell the observer stands, so it is worked out once,
 for each of L{SUBCELLS} x L{SUBCELLS} parts of a cell, in exact integer
-arithmetic: the per-tick cost is O(entities) to fill the grid plus, per
-observer, 23 cell look-ups, the squared-distance checks of the entities
-in the edge cells (about 4.5 r^2 of area, against the 9 r^2 of a 3 x 3
-block of radius-wide cells) and the entities it sees.  Nothing is
+arithmetic: the per-tick cost is a look at each entity (did it move, or
+change) plus, per observer, 23 cell look-ups, the squared-distance checks
+of the entities in the edge cells (about 4.5 r^2 of area, against the
+9 r^2 of a 3 x 3 block of radius-wide cells) and the entities it sees.  Nothing is
 done per pair of entities beyond that, and nothing is sent per entity; the
 caller batches each observer's events into one push.
 
@@ -36,7 +39,9 @@ which case its next update starts the view over (C{reset}).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from operator import itemgetter
+from types import ModuleType
+
+from mmo.zone import kernel
 
 #: Cells are keyed by one integer, C{cx * STRIDE + cy}: cheaper to hash than
 #: a tuple, and unique for any map of fewer than 2**39 cells a side.
@@ -50,8 +55,6 @@ FINENESS = 2
 #: Parts of a cell, per side, that an observer's position is rounded to when
 #: choosing which cells to take whole and which to check.
 SUBCELLS = 8
-
-_first = itemgetter(0)
 
 
 def cell_classes(fineness: int = FINENESS, subcells: int = SUBCELLS) -> list[tuple]:
@@ -97,26 +100,36 @@ def cell_classes(fineness: int = FINENESS, subcells: int = SUBCELLS) -> list[tup
 _CLASSES = cell_classes()
 
 
+#: The module of the per-tick loops the area of interest runs by default
+#: (L{mmo.zone.kernel.load}).
+KERNEL = kernel.load()
+
+
 class AreaOfInterest:
     """
     The spatial grid and every observer's view.
 
+    @param kernel: The module of the per-tick loops (L{mmo.zone.kernel},
+        or the compiled C{mmo.zone._kernel}); default: L{KERNEL}.
     @ivar radius: The AOI radius, world units.
     @ivar cell_size: The grid's cell side, world units (C{radius / FINENESS}).
     @ivar known: For each observer, the ids its client has (the keys of a
-        dict, in the grid's order of its last diff).
+        dict, in the grid's order of the last diff that changed them).
     @ivar restarting: The observers whose next update starts their client's
         view over (L{start_over}); read it, change it through the methods.
     """
 
-    def __init__(self, radius: float):
+    def __init__(self, radius: float, kernel: ModuleType | None = None):
         if radius <= 0:
             raise ValueError("the AOI radius must be positive")
         self.radius = float(radius)
         self.cell_size = self.radius / FINENESS
         self._r2 = self.radius * self.radius
-        self._cells: dict[int, list[tuple[str, float, float]]] = {}
-        self._resets = 0
+        self.kernel = kernel if kernel is not None else KERNEL
+        # Entries (L{mmo.zone.kernel.entry}) in lists, by cell key.
+        self._cells: dict[int, list[list]] = {}
+        # What the kernel's functions take of the grid.
+        self._grid = (self._cells, _CLASSES, STRIDE, SUBCELLS, self.cell_size, self._r2)
         self.known: dict[str, dict[str, None]] = {}
         # Observers whose client was handed a view by another zone: their
         # first diff refreshes everything they keep seeing.
@@ -125,77 +138,53 @@ class AreaOfInterest:
 
     # -- the grid -----------------------------------------------------------------------
 
-    def reset(self) -> dict[int, list[tuple[str, float, float]]]:
-        """
-        Empty the grid for a new tick and return its cells, for a caller
-        that fills them in a loop of its own (saving L{build}'s): C{(id, x,
-        y)} entries in lists keyed by L{cell_key}, cells L{cell_size} wide.
-        Each id must be in the grid once.  The lists are reused from tick to
-        tick (less garbage to collect); those of cells nobody is in any
-        more are dropped now and then.
-        """
-        self._resets += 1
-        if self._resets % 256 == 0:
-            self._cells = {}
-        else:
-            for cell in self._cells.values():
-                cell.clear()
-        return self._cells
-
     def build(self, entries: Iterable[tuple[str, float, float]]) -> None:
-        """Replace the grid's contents by C{entries}: C{(id, x, y)} each, one per id."""
-        size = self.cell_size
-        cells = self.reset()
-        get = cells.get
-        for entry in entries:
-            key = int(entry[1] // size) * STRIDE + int(entry[2] // size)
-            cell = get(key)
-            if cell is None:
-                cells[key] = [entry]
-            else:
-                cell.append(entry)
+        """
+        Replace the grid's contents by C{entries}: C{(id, x, y)} each, one
+        per id (a grid of given points; a zone's is kept by L{fill}).
+        """
+        cells = self._cells
+        cells.clear()
+        for entity_id, x, y in entries:
+            kernel.entry(cells, entity_id, x, y, None, None, self.cell_size, STRIDE)
+
+    def fill(
+        self,
+        reals: Mapping,
+        ghosts: Mapping[str, dict],
+        published: dict[str, list],
+        frozen: set[str],
+        inner: tuple[float, float, float, float],
+        player: str,
+        record: Callable[[list, str, dict], int],
+    ) -> tuple[dict[str, int], list, list]:
+        """
+        Bring the grid up to date for a new tick from the C{reals} and the
+        C{ghosts}, noting what changed since it was C{published} (whose
+        records are the grid's entries), in one pass: see
+        L{mmo.zone.kernel.fill}, which says what the arguments and the
+        result are.  The grid is kept between ticks: only what moved to
+        another cell, came or left changes cells.
+        """
+        return self.kernel.fill(self._grid, reals, ghosts, published, frozen, inner, player, record)
 
     def cell_key(self, x: float, y: float) -> int:
         """The key of the cell of C{(x, y)} in the grid."""
         return int(x // self.cell_size) * STRIDE + int(y // self.cell_size)
 
+    def grid_order(self, observers: list[tuple]) -> list[int]:
+        """
+        The indices of C{observers} (C{(id, x, y, ...)} each) in the grid's
+        order, cell by cell: one after the other, neighbours look at the
+        same cells while these are in the processor's caches.
+        """
+        cell_key = self.cell_key
+        keys = [cell_key(o[1], o[2]) for o in observers]
+        return sorted(range(len(keys)), key=keys.__getitem__)
+
     def visible(self, x: float, y: float) -> list[str]:
         """The ids of the grid's entries within the radius of C{(x, y)}, in the grid's order."""
-        size = self.cell_size
-        cx = x // size
-        cy = y // size
-        # Which part of its cell the point is in; a point a rounding error
-        # outside the cell is as good as on its side (the classes' margin).
-        part_x = int((x / size - cx) * SUBCELLS)
-        part_y = int((y / size - cy) * SUBCELLS)
-        if part_x >= SUBCELLS:
-            part_x = SUBCELLS - 1
-        elif part_x < 0:
-            part_x = 0
-        if part_y >= SUBCELLS:
-            part_y = SUBCELLS - 1
-        elif part_y < 0:
-            part_y = 0
-        inside, edge = _CLASSES[part_x * SUBCELLS + part_y]
-        key = int(cx) * STRIDE + int(cy)
-        get = self._cells.get
-        found: list[str] = []
-        extend = found.extend
-        for offset in inside:
-            cell = get(key + offset)
-            if cell:
-                extend(map(_first, cell))
-        append = found.append
-        r2 = self._r2
-        for offset in edge:
-            cell = get(key + offset)
-            if cell:
-                for eid, ex, ey in cell:
-                    dx = ex - x
-                    dy = ey - y
-                    if dx * dx + dy * dy <= r2:
-                        append(eid)
-        return found
+        return self.kernel.visible(self._grid, x, y)
 
     # -- views --------------------------------------------------------------------------
 
@@ -214,36 +203,22 @@ class AreaOfInterest:
 
         @param changed: The ids of the entities that changed this tick.
         @param updates: The C{update} entry of each changed entity, by id
-            (read with subscripts in bulk: a mapping that builds an entry on
-            first use, as L{mmo.zone.publication.UpdateEntries} does, builds
-            only those seen).
+            and of those only (read with subscripts in bulk: a mapping that
+            builds an entry on first use, as L{mmo.zone.kernel.UpdateEntries}
+            does, builds only those seen).
         @param view: The full view of an entity, by id, for C{enter}.  (The
             caller caches both: each is built once per tick at most.)
         @return: C{(enter, update, leave)}: full views, changes, ids.
         """
-        seen = self.visible(x, y)
-        now = dict.fromkeys(seen)
         known = self.known.get(observer)
+        refresh = observer in self._refresh
+        if refresh or not known:
+            self._refresh.discard(observer)
+        now, enter, update, leave = self.kernel.diff(
+            self._grid, x, y, known, refresh, changed, updates, view
+        )
         self.known[observer] = now
-        if not known:
-            self._refresh.discard(observer)
-            return list(map(view, seen)), [], []
-        # What it keeps seeing, in the grid's order: filters in C, as the
-        # tick's other loops over what an observer sees.
-        kept = list(filter(known.__contains__, seen))
-        if len(kept) == len(seen):
-            enter = []
-        else:
-            enter = [view(eid) for eid in seen if eid not in known]
-        if observer in self._refresh:
-            self._refresh.discard(observer)
-            update = list(map(view, kept))
-        else:
-            update = list(map(updates.__getitem__, filter(changed.__contains__, kept)))
-        if len(kept) == len(known):
-            # Everything it had is still in view.
-            return enter, update, []
-        return enter, update, [eid for eid in known if eid not in now]
+        return enter, update, leave
 
     def seed(self, observer: str, ids: Iterable[str]) -> None:
         """

@@ -2,10 +2,24 @@
  * The browser demo game: log in (or register) on the server that served
  * this page, choose or create a character, walk in the world and chat.
  * The SDK (mmo-client) resumes the session by itself after a drop and
- * follows the gateway's moves; the page shows its state.
+ * follows the gateway's moves; the page shows its state. With "remember
+ * me", the browser keeps the device's refresh token in localStorage and the
+ * next visit logs in with it, without the password.
  */
 
-import { ConnectionClosed, login, register, ServerError, Session, type Character, type LoginReply, type ZoneEnterReply } from "mmo-client";
+import {
+  ConnectionClosed,
+  login,
+  loginWithToken,
+  logout,
+  register,
+  ServerError,
+  Session,
+  type Character,
+  type LoginReply,
+  type RefreshToken,
+  type ZoneEnterReply,
+} from "mmo-client";
 import { draw } from "./canvas.js";
 import { initialState, keepLast, type ChatEntry, type DemoState } from "./state.js";
 import { Walker } from "./walker.js";
@@ -34,6 +48,7 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 function show(phase: DemoState["phase"]): void {
   state.phase = phase;
   $("login").hidden = phase !== "login";
+  $("logout-button").hidden = phase === "login";
   $("characters").hidden = phase !== "characters";
   $("game").hidden = phase !== "world";
   $("who").textContent = state.name ? `${state.name}${state.character ? ` as ${state.character}` : ""}` : "";
@@ -84,6 +99,38 @@ window.addEventListener("online", () => {
 
 // -- account -----------------------------------------------------------------
 
+/** localStorage keys: this browser's device label, and its refresh token. */
+const DEVICE_KEY = "mmo-demo.device";
+const TOKEN_KEY = "mmo-demo.refresh";
+
+/** This browser's device label, made once and kept. */
+function device(): string {
+  let label = localStorage.getItem(DEVICE_KEY);
+  if (!label) {
+    label = `browser-${crypto.randomUUID()}`;
+    localStorage.setItem(DEVICE_KEY, label);
+  }
+  return label;
+}
+
+/** The SDK's token keeper: each new token replaces the kept one; null forgets it. */
+function keepToken(token: RefreshToken | null): void {
+  if (token) localStorage.setItem(TOKEN_KEY, JSON.stringify(token));
+  else localStorage.removeItem(TOKEN_KEY);
+  state.remembered = token !== null;
+}
+
+function keptToken(): RefreshToken | null {
+  const text = localStorage.getItem(TOKEN_KEY);
+  if (!text) return null;
+  try {
+    return JSON.parse(text) as RefreshToken;
+  } catch {
+    keepToken(null);
+    return null;
+  }
+}
+
 function credentials(): [string, string] {
   return [$<HTMLInputElement>("login-name").value.trim(), $<HTMLInputElement>("login-password").value];
 }
@@ -105,27 +152,69 @@ $("register-button").addEventListener("click", async () => {
   }
 });
 
+$("logout-button").addEventListener("click", () => void logOut());
+
+/** The ticket of the session: what a logout at the login server presents. */
+let ticket: LoginReply | null = null;
+
 async function logIn(name: string, password: string): Promise<void> {
-  let ticket: LoginReply;
+  const remember = $<HTMLInputElement>("login-remember").checked;
   try {
-    ticket = await login(serverUrl, name, password);
-    // The ticket names the gateway (and the others to resume on); `url` is
-    // for a server too old to name its WebSocket port: this one then.
-    session = await Session.open(ticket, {
-      url: serverUrl,
-      clientName: "mmo-demo/0.1",
-      reconnect: { initialDelay: 0.2, maxDelay: 2, maxAttempts: 30 },
-    });
+    // Without "remember me", a token kept from before (maybe of another
+    // account) is forgotten: this browser is not to log in by itself.
+    if (!remember) keepToken(null);
+    const options = remember ? { remember, device: device(), onToken: keepToken } : {};
+    await play(await login(serverUrl, name, password, options), "password");
   } catch (error) {
     failed("log in", error);
-    return;
   }
+}
+
+/** A returning visitor: log in with the kept token, if any (else the form stays). */
+async function comeBack(): Promise<void> {
+  const token = keptToken();
+  state.remembered = token !== null;
+  if (!token) return;
+  event("logging in with the remembered token...");
+  try {
+    await play(await loginWithToken(serverUrl, token, { onToken: keepToken }), "token");
+  } catch (error) {
+    // refresh_refused: the keeper has forgotten the token; the form is there.
+    failed("remembered login", error);
+  }
+}
+
+async function play(reply: LoginReply, how: "password" | "token"): Promise<void> {
+  ticket = reply;
+  // The ticket names the gateway (and the others to resume on); `url` is
+  // for a server too old to name its WebSocket port: this one then.
+  session = await Session.open(reply, {
+    url: serverUrl,
+    clientName: "mmo-demo/0.1",
+    reconnect: { initialDelay: 0.2, maxDelay: 2, maxAttempts: 30 },
+  });
   state.account = session.account;
   state.name = session.name;
+  state.loggedInWith = how;
   setConnection("open");
-  event(`logged in as ${session.name} on ${session.url}`);
+  event(`logged in as ${session.name} on ${session.url}${how === "token" ? " (remembered)" : ""}`);
   listen(session);
   await characters();
+}
+
+/** Log out for good: the session ends, and this browser's token is revoked and forgotten. */
+async function logOut(): Promise<void> {
+  const current = session;
+  try {
+    if (ticket) await logout(serverUrl, ticket.ticket, { device: device(), onToken: keepToken });
+  } catch (error) {
+    failed("log out", error);
+  }
+  keepToken(null);
+  ticket = null;
+  if (current && current.state !== "closed") await current.close();
+  walker.stop();
+  show("login");
 }
 
 function listen(s: Session): void {
@@ -137,7 +226,7 @@ function listen(s: Session): void {
       event(`resumed on ${s.url}: nothing missed`);
     }
     if (value === "closed") {
-      event(`session closed: ${reason?.code ?? ""} ${reason?.message ?? ""}`, true);
+      event(`session closed: ${reason?.code ?? ""} ${reason?.message ?? ""}`, reason?.code !== "logged_out");
       walker.stop();
       show("login");
     }
@@ -312,3 +401,4 @@ function frame(): void {
 }
 requestAnimationFrame(frame);
 show("login");
+void comeBack();

@@ -41,6 +41,10 @@ export interface DemoState {
   lastSeq: number;
   /** Events shown under the page (errors included), newest last. */
   events: string[];
+  /** Whether this browser keeps a refresh token ("remember me"). */
+  remembered: boolean;
+  /** How the player logged in last: with the password, or the kept token. */
+  loggedInWith: "password" | "token" | null;
 }
 
 export function initialState(): DemoState {
@@ -61,6 +65,8 @@ export function initialState(): DemoState {
     chat: [],
     lastSeq: 0,
     events: [],
+    remembered: false,
+    loggedInWith: null,
   };
 }
 

@@ -161,6 +161,28 @@ async function standalone() {
   const seen = sees(await state(bob), a);
   await walk(alice, "ArrowLeft", 1000);
   await until(bob, (s, [n, x]) => Object.values(s.entities).some((e) => e.name === n && e.x < x - 2), "Bobby sees Alicia move after her resume", [a, seen.x]);
+
+  await remembered(`carol${suffix}`);
+}
+
+/** "Remember me": the next visit logs in with the kept token; a logout forgets it. */
+async function remembered(account) {
+  const page = await browser.newPage();
+  pages.push({ name: account, page, log: [] });
+  await page.goto(args.url, { timeout: STEP });
+  await page.fill("#login-name", account);
+  await page.fill("#login-password", PASSWORD);
+  await page.check("#login-remember");
+  await page.click("#register-button");
+  await until(page, (s) => s.phase === "characters" && s.remembered && s.loggedInWith === "password", `${account} logged in, remembered`);
+  await page.reload({ timeout: STEP });
+  await until(page, (s, n) => s.phase === "characters" && s.name === n && s.loggedInWith === "token", `${account} back without the password`, account);
+  await page.click("#logout-button");
+  await until(page, (s) => s.phase === "login" && !s.remembered, `${account} logged out, forgotten`);
+  await page.reload({ timeout: STEP });
+  await page.waitForTimeout(500);
+  const after = await state(page);
+  check(after.phase === "login" && !after.remembered && after.loggedInWith === null, "after the logout, the next visit asks for the password");
 }
 
 async function cluster() {

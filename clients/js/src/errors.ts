@@ -10,7 +10,7 @@ export class ServerError extends Error {
   readonly code: string;
   /** Whether the server closes the connection after this error. */
   readonly fatal: boolean;
-  /** Seconds to wait before retrying (only with code "unavailable"). */
+  /** Seconds to wait before retrying (with codes "unavailable" and "busy"). */
   readonly retryAfter?: number;
 
   constructor(code: string, message: string, fatal = false, retryAfter?: number) {

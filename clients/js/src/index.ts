@@ -5,7 +5,18 @@
 
 export { Connection, CLIENT, VERSIONS, type ConnectionOptions, type Handler } from "./connection.js";
 export { ConnectionClosed, ServerError } from "./errors.js";
-export { login, realms, register, type LoginOptions } from "./login.js";
+export {
+  login,
+  loginWithToken,
+  logout,
+  realms,
+  refreshTokenOf,
+  register,
+  type LoginOptions,
+  type LogoutOptions,
+  type RefreshToken,
+  type TokenKeeper,
+} from "./login.js";
 export * from "./messages.js";
 export {
   Session,

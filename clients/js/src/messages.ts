@@ -48,6 +48,10 @@ export interface LoginReply {
   gateway: GatewayInfo;
   /** Every gateway of the realm the session may resume on, the chosen one first (newer servers). */
   gateways?: GatewayInfo[];
+  /** The device's next refresh token: after a login with `remember` or with `refresh` (shown once). */
+  refresh?: string;
+  /** When that token expires unless used before, in seconds since the epoch. */
+  refresh_expires?: number;
 }
 
 export interface RealmInfo {
@@ -163,10 +167,15 @@ export interface RequestTypes {
   pong: { fields: Empty; reply: Empty };
   // login server (and the standalone server)
   register: { fields: { name: string; password: string }; reply: RegisterReply };
-  login: { fields: { name: string; password: string; realm?: string }; reply: LoginReply };
+  login: {
+    fields:
+      | { name: string; password: string; realm?: string; remember?: boolean; device?: string }
+      | { refresh: string; device: string; realm?: string };
+    reply: LoginReply;
+  };
   realms: { fields: Empty; reply: { realms: RealmInfo[] } };
   // on the login server with a ticket; on a gateway without
-  logout: { fields: { ticket?: string }; reply: Empty };
+  logout: { fields: { ticket?: string; device?: string }; reply: Empty };
   // gateway
   auth: { fields: { ticket: string }; reply: AuthReply };
   resume: { fields: { token: string; last_seq: number }; reply: ResumeReply };

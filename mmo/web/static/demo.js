@@ -1838,12 +1838,47 @@ async function once(url, options, ask) {
     await connection.close();
   }
 }
+function refreshTokenOf(reply, device2) {
+  if (typeof reply.refresh !== "string" || typeof reply.refresh_expires !== "number") return null;
+  return { token: reply.refresh, device: device2, expires: reply.refresh_expires };
+}
 function register(url, name, password, options = {}) {
   return once(url, options, (c) => c.request("register", { name, password }));
 }
-function login(url, name, password, options = {}) {
-  const fields = options.realm === void 0 ? { name, password } : { name, password, realm: options.realm };
-  return once(url, options, (c) => c.request("login", fields));
+async function login(url, name, password, options = {}) {
+  const fields = { name, password };
+  if (options.realm !== void 0) fields.realm = options.realm;
+  if (options.remember) {
+    if (options.device === void 0) throw new TypeError("remember needs the device's label (options.device)");
+    fields.remember = true;
+    fields.device = options.device;
+  }
+  const reply = await once(url, options, (c) => c.request("login", fields));
+  if (options.remember && options.onToken) {
+    const token = refreshTokenOf(reply, options.device);
+    if (token) await options.onToken(token);
+  }
+  return reply;
+}
+async function loginWithToken(url, token, options = {}) {
+  const fields = { refresh: token.token, device: token.device };
+  if (options.realm !== void 0) fields.realm = options.realm;
+  let reply;
+  try {
+    reply = await once(url, options, (c) => c.request("login", fields));
+  } catch (e) {
+    if (e instanceof ServerError && e.code === "refresh_refused" && options.onToken) await options.onToken(null);
+    throw e;
+  }
+  const next = refreshTokenOf(reply, token.device);
+  if (next && options.onToken) await options.onToken(next);
+  return reply;
+}
+async function logout(url, ticket2, options = {}) {
+  const fields = { ticket: ticket2 };
+  if (options.device !== void 0) fields.device = options.device;
+  await once(url, options, (c) => c.request("logout", fields));
+  if (options.onToken) await options.onToken(null);
 }
 
 // ../js/src/messages.ts
@@ -1893,8 +1928,8 @@ var Session = class _Session {
    * Present `ticket` (a login reply) to its gateway over `wss://` and open
    * the session. Tries the ticket's gateways in order until one answers.
    */
-  static async open(ticket, options = {}) {
-    const urls = gatewayUrls(ticket, options.url);
+  static async open(ticket2, options = {}) {
+    const urls = gatewayUrls(ticket2, options.url);
     let failure = new Error("the login reply names no gateway with a WebSocket port, and options.url is not set");
     for (const url of urls) {
       let connection;
@@ -1907,7 +1942,7 @@ var Session = class _Session {
       const session2 = new _Session(connection, [url, ...urls.filter((u) => u !== url)], options);
       session2.attach(connection);
       try {
-        session2.admitted(await connection.request("auth", { ticket: ticket.ticket }));
+        session2.admitted(await connection.request("auth", { ticket: ticket2.ticket }));
       } catch (error) {
         await connection.close();
         throw error;
@@ -2125,9 +2160,9 @@ var Session = class _Session {
     }
   }
 };
-function gatewayUrls(ticket, fallback) {
+function gatewayUrls(ticket2, fallback) {
   const urls = [];
-  for (const gateway of [ticket.gateway, ...ticket.gateways ?? []]) {
+  for (const gateway of [ticket2.gateway, ...ticket2.gateways ?? []]) {
     if (gateway && typeof gateway.websocket === "number") {
       const candidate = gatewayUrl(gateway);
       if (!urls.includes(candidate)) urls.push(candidate);
@@ -2222,7 +2257,9 @@ function initialState() {
     world: null,
     chat: [],
     lastSeq: 0,
-    events: []
+    events: [],
+    remembered: false,
+    loggedInWith: null
   };
 }
 var KEEP = 200;
@@ -2334,6 +2371,7 @@ var $ = (id) => document.getElementById(id);
 function show(phase) {
   state.phase = phase;
   $("login").hidden = phase !== "login";
+  $("logout-button").hidden = phase === "login";
   $("characters").hidden = phase !== "characters";
   $("game").hidden = phase !== "world";
   $("who").textContent = state.name ? `${state.name}${state.character ? ` as ${state.character}` : ""}` : "";
@@ -2373,6 +2411,31 @@ window.addEventListener("online", () => {
   event("network back");
   showBadge();
 });
+var DEVICE_KEY = "mmo-demo.device";
+var TOKEN_KEY = "mmo-demo.refresh";
+function device() {
+  let label = localStorage.getItem(DEVICE_KEY);
+  if (!label) {
+    label = `browser-${crypto.randomUUID()}`;
+    localStorage.setItem(DEVICE_KEY, label);
+  }
+  return label;
+}
+function keepToken(token) {
+  if (token) localStorage.setItem(TOKEN_KEY, JSON.stringify(token));
+  else localStorage.removeItem(TOKEN_KEY);
+  state.remembered = token !== null;
+}
+function keptToken() {
+  const text = localStorage.getItem(TOKEN_KEY);
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    keepToken(null);
+    return null;
+  }
+}
 function credentials() {
   return [$("login-name").value.trim(), $("login-password").value];
 }
@@ -2391,25 +2454,56 @@ $("register-button").addEventListener("click", async () => {
     failed("register", error);
   }
 });
+$("logout-button").addEventListener("click", () => void logOut());
+var ticket = null;
 async function logIn(name, password) {
-  let ticket;
+  const remember = $("login-remember").checked;
   try {
-    ticket = await login(serverUrl, name, password);
-    session = await Session.open(ticket, {
-      url: serverUrl,
-      clientName: "mmo-demo/0.1",
-      reconnect: { initialDelay: 0.2, maxDelay: 2, maxAttempts: 30 }
-    });
+    if (!remember) keepToken(null);
+    const options = remember ? { remember, device: device(), onToken: keepToken } : {};
+    await play(await login(serverUrl, name, password, options), "password");
   } catch (error) {
     failed("log in", error);
-    return;
   }
+}
+async function comeBack() {
+  const token = keptToken();
+  state.remembered = token !== null;
+  if (!token) return;
+  event("logging in with the remembered token...");
+  try {
+    await play(await loginWithToken(serverUrl, token, { onToken: keepToken }), "token");
+  } catch (error) {
+    failed("remembered login", error);
+  }
+}
+async function play(reply, how) {
+  ticket = reply;
+  session = await Session.open(reply, {
+    url: serverUrl,
+    clientName: "mmo-demo/0.1",
+    reconnect: { initialDelay: 0.2, maxDelay: 2, maxAttempts: 30 }
+  });
   state.account = session.account;
   state.name = session.name;
+  state.loggedInWith = how;
   setConnection("open");
-  event(`logged in as ${session.name} on ${session.url}`);
+  event(`logged in as ${session.name} on ${session.url}${how === "token" ? " (remembered)" : ""}`);
   listen(session);
   await characters();
+}
+async function logOut() {
+  const current = session;
+  try {
+    if (ticket) await logout(serverUrl, ticket.ticket, { device: device(), onToken: keepToken });
+  } catch (error) {
+    failed("log out", error);
+  }
+  keepToken(null);
+  ticket = null;
+  if (current && current.state !== "closed") await current.close();
+  walker.stop();
+  show("login");
 }
 function listen(s) {
   s.onState((value, reason) => {
@@ -2420,7 +2514,7 @@ function listen(s) {
       event(`resumed on ${s.url}: nothing missed`);
     }
     if (value === "closed") {
-      event(`session closed: ${reason?.code ?? ""} ${reason?.message ?? ""}`, true);
+      event(`session closed: ${reason?.code ?? ""} ${reason?.message ?? ""}`, reason?.code !== "logged_out");
       walker.stop();
       show("login");
     }
@@ -2476,12 +2570,12 @@ async function characters() {
     const item = document.createElement("li");
     const name = document.createElement("bdi");
     name.textContent = character.name;
-    const play = document.createElement("button");
-    play.type = "button";
-    play.textContent = "Play";
-    play.dataset.character = character.name;
-    play.addEventListener("click", () => void enter(character));
-    item.append(name, play);
+    const play2 = document.createElement("button");
+    play2.type = "button";
+    play2.textContent = "Play";
+    play2.dataset.character = character.name;
+    play2.addEventListener("click", () => void enter(character));
+    item.append(name, play2);
     ul.append(item);
   }
 }
@@ -2584,3 +2678,4 @@ function frame() {
 }
 requestAnimationFrame(frame);
 show("login");
+void comeBack();

@@ -1,0 +1,330 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""
+The area of interest's per-tick loops, compiled: L{fill}, L{visible},
+L{diff} and L{UpdateEntries}, the same, with the same arguments, results
+and order, as those of L{mmo.zone.kernel}, the pure-Python fallback when
+this module is not built (or C{MMO_PURE_PYTHON=1}).  The grid, the cell
+classes and every constant are arguments: this module imports nothing of
+mmo.
+"""
+
+from cpython.dict cimport PyDict_GetItem
+from cpython.long cimport PyLong_AsLongLong, PyLong_FromLongLong
+from cpython.ref cimport PyObject
+from libc.math cimport copysign, floor, fmod
+
+# mmo.zone.kernel's masks of what changed.
+cdef enum:
+    POSITION = 1
+    NAME = 2
+    ATTRS = 4
+
+# Cell coordinates beyond this (in cells) make keys a C long long may not
+# hold: those keys are Python's integers.
+cdef double _FAR = <double>(1 << 22)
+
+
+cdef inline double _floordiv(double vx, double wx):
+    # Python's float floor division, step by step as CPython does it
+    # (Objects/floatobject.c), so that every cell key is the one the grid
+    # was filled with: floor(vx / wx) differs at some cell borders.
+    cdef double mod = fmod(vx, wx)
+    cdef double div = (vx - mod) / wx
+    cdef double result
+    if mod:
+        if (wx < 0) != (mod < 0):
+            div -= 1.0
+    if div:
+        result = floor(div)
+        if div - result > 0.5:
+            result += 1.0
+    else:
+        result = copysign(0.0, vx / wx)
+    return result
+
+
+cdef inline bint _far(double cx, double cy):
+    # Not a number, or infinite, is far too: Python's int() then raises
+    # what the pure-Python kernel does.
+    return not (-_FAR <= cx <= _FAR and -_FAR <= cy <= _FAR)
+
+
+cdef object _key(double x, double y, double size, long long stride):
+    # The key of the cell of (x, y), equal to Python's.
+    cdef double cx = _floordiv(x, size)
+    cdef double cy = _floordiv(y, size)
+    if _far(cx, cy):
+        return int(cx) * stride + int(cy)
+    return PyLong_FromLongLong(<long long>cx * stride + <long long>cy)
+
+
+cdef inline PyObject *_cell(dict cells, bint far, long long key, object base, object offset):
+    # The cell at offset from the observer's (key in C, or base in Python's
+    # integers when far), or NULL.
+    if far:
+        return PyDict_GetItem(cells, base + offset)
+    return PyDict_GetItem(cells, PyLong_FromLongLong(key + PyLong_AsLongLong(offset)))
+
+
+cdef list _visible(tuple grid, double x, double y):
+    cdef dict cells = <dict>grid[0]
+    cdef list classes = <list>grid[1]
+    cdef long long stride = grid[2]
+    cdef long subcells = grid[3]
+    cdef double size = grid[4]
+    cdef double r2 = grid[5]
+    cdef double cx = _floordiv(x, size)
+    cdef double cy = _floordiv(y, size)
+    cdef bint far = _far(cx, cy)
+    cdef long long key = 0
+    cdef object base = None
+    if far:
+        base = int(cx) * stride + int(cy)
+    else:
+        key = <long long>cx * stride + <long long>cy
+    # Which part of its cell the point is in; a point a rounding error
+    # outside the cell is as good as on its side (the classes' margin).
+    cdef long part_x = <long>((x / size - cx) * subcells)
+    cdef long part_y = <long>((y / size - cy) * subcells)
+    if part_x >= subcells:
+        part_x = subcells - 1
+    elif part_x < 0:
+        part_x = 0
+    if part_y >= subcells:
+        part_y = subcells - 1
+    elif part_y < 0:
+        part_y = 0
+    cdef tuple both = <tuple>classes[part_x * subcells + part_y]
+    cdef tuple inside = <tuple>both[0]
+    cdef tuple edge = <tuple>both[1]
+    cdef list found = []
+    cdef PyObject *cell
+    cdef list entries
+    cdef list entry
+    cdef Py_ssize_t i, j
+    cdef double dx, dy
+    for i in range(len(inside)):
+        cell = _cell(cells, far, key, base, inside[i])
+        if cell is NULL:
+            continue
+        entries = <list>cell
+        for j in range(len(entries)):
+            found.append((<list>entries[j])[4])
+    for i in range(len(edge)):
+        cell = _cell(cells, far, key, base, edge[i])
+        if cell is NULL:
+            continue
+        entries = <list>cell
+        for j in range(len(entries)):
+            entry = <list>entries[j]
+            dx = <double>entry[0] - x
+            dy = <double>entry[1] - y
+            if dx * dx + dy * dy <= r2:
+                found.append(entry[4])
+    return found
+
+
+def visible(tuple grid, double x, double y):
+    """The ids of the C{grid}'s entries within its radius of C{(x, y)}: as L{mmo.zone.kernel.visible}."""
+    return _visible(grid, x, y)
+
+
+def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, view):
+    """What changed in a view: as L{mmo.zone.kernel.diff}."""
+    cdef list seen = _visible(grid, x, y)
+    cdef dict now
+    cdef list enter = []
+    cdef list update = []
+    cdef list leave = []
+    cdef Py_ssize_t i, n = 0
+    cdef object eid
+    cdef dict before
+    cdef PyObject *entry
+    cdef UpdateEntries compiled = None
+    cdef bint built = False
+    if not known:
+        for i in range(len(seen)):
+            enter.append(view(seen[i]))
+        return dict.fromkeys(seen), enter, update, leave
+    before = <dict>known
+    if type(updates) is UpdateEntries:
+        compiled = <UpdateEntries>updates
+    else:
+        # A dict of the changed ones' entries only, or a subclass that
+        # builds them on first use (in __missing__): one read if built.
+        built = isinstance(updates, dict) and type(updates).__getitem__ is dict.__getitem__
+    # One pass, in the grid's order: what enters, and what stays (and is
+    # refreshed, or updated if it changed).
+    for i in range(len(seen)):
+        eid = seen[i]
+        if eid not in before:
+            enter.append(view(eid))
+            continue
+        n += 1
+        if refresh:
+            update.append(view(eid))
+        elif compiled is not None:
+            entry = PyDict_GetItem(compiled, eid)
+            if entry is not NULL:
+                update.append(<object>entry)
+            elif eid in changed:
+                update.append(compiled.build(eid))
+        else:
+            entry = PyDict_GetItem(updates, eid) if built else NULL
+            if entry is not NULL:
+                update.append(<object>entry)
+            elif eid in changed:
+                update.append(updates[eid])
+    if n == len(before):
+        # Everything it had is still in view: if nothing came either, its
+        # view is the one it had (the same ids), kept as it is.
+        return before if not enter else dict.fromkeys(seen), enter, update, leave
+    now = dict.fromkeys(seen)
+    for eid in before:
+        if eid not in now:
+            leave.append(eid)
+    return now, enter, update, leave
+
+
+cdef inline void _put(dict cells, object key, list moving):
+    cdef PyObject *cell = PyDict_GetItem(cells, key)
+    if cell is NULL:
+        cells[key] = [moving]
+    else:
+        (<list>cell).append(moving)
+
+
+cdef void _move(dict cells, list moving, object key):
+    # Out of its cell (found by identity), into the cell key unless None.
+    cdef list cell = <list>cells[moving[5]]
+    cdef Py_ssize_t i
+    for i in range(len(cell)):
+        if cell[i] is moving:
+            del cell[i]
+            break
+    if not cell:
+        del cells[moving[5]]
+    if key is not None:
+        moving[5] = key
+        _put(cells, key, moving)
+
+
+def entry(dict cells, entity_id, double x, double y, name, attrs, double size,
+          long long stride):
+    """A new entry of the grid, put in its cell: as L{mmo.zone.kernel.entry}."""
+    return _entry(cells, entity_id, x, y, name, attrs, size, stride)
+
+
+cdef list _entry(dict cells, entity_id, object xo, object yo, name, attrs, double size,
+                 long long stride):
+    cdef object key = _key(xo, yo, size, stride)
+    cdef list new = [xo, yo, name, attrs, entity_id, key]
+    _put(cells, key, new)
+    return new
+
+
+cdef inline int _moved(dict cells, list known, object xo, object yo, double size,
+                       long long stride):
+    # Note a new position in a grid entry; POSITION if it moved.
+    cdef double x = xo
+    cdef double y = yo
+    cdef object key
+    if <double>known[0] == x and <double>known[1] == y:
+        return 0
+    known[0] = xo
+    known[1] = yo
+    key = _key(x, y, size, stride)
+    if key != known[5]:
+        _move(cells, known, key)
+    return POSITION
+
+
+cdef inline void _note(dict cells, dict published, dict changed, entity_id, xo, yo, name,
+                       attrs, double size, long long stride, record):
+    # An entity's entry in the grid and what was published of it brought
+    # up to date, what changed noted (a new one is in the grid, unchanged).
+    cdef PyObject *found = PyDict_GetItem(published, entity_id)
+    cdef list known
+    cdef int mask
+    if found is NULL:
+        published[entity_id] = _entry(cells, entity_id, xo, yo, name, dict(attrs), size, stride)
+        return
+    known = <list>found
+    mask = _moved(cells, known, xo, yo, size, stride)
+    if known[2] != name or known[3] != attrs:
+        mask |= <int>record(known, name, attrs)
+    if mask:
+        changed[entity_id] = mask
+
+
+def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inner, player,
+         record):
+    """Bring the grid up to date from the reals and the ghosts: as L{mmo.zone.kernel.fill}."""
+    cdef dict cells = <dict>grid[0]
+    cdef long long stride = grid[2]
+    cdef double size = grid[4]
+    cdef dict changed = {}
+    cdef list observers = []
+    cdef list outer = []
+    cdef Py_ssize_t count = 0
+    cdef double x0 = inner[0], y0 = inner[1], x1 = inner[2], y1 = inner[3]
+    cdef double x, y
+    cdef object xo, yo, name, attrs, entity_id, entity, view
+    for entity_id, entity in reals.items():
+        xo = entity.x
+        yo = entity.y
+        count += 1
+        name = entity.name
+        attrs = entity.attrs
+        _note(cells, published, changed, entity_id, xo, yo, name, attrs, size, stride, record)
+        if entity.kind == player and entity.session and entity.gateway:
+            if entity_id not in frozen:
+                observers.append((entity_id, xo, yo, entity))
+        x = xo
+        y = yo
+        if not (x0 <= x <= x1 and y0 <= y <= y1):
+            outer.append((entity_id, xo, yo, entity))
+
+    for entity_id, view in ghosts.items():
+        if entity_id in reals:
+            continue
+        xo = view["x"]
+        yo = view["y"]
+        count += 1
+        name = view.get("name", "")
+        attrs = view.get("attrs", {})
+        _note(cells, published, changed, entity_id, xo, yo, name, attrs, size, stride, record)
+
+    if len(published) != count:
+        # Something left (removed, or no longer ghosted): forget it.
+        for entity_id in [i for i in published if i not in reals and i not in ghosts]:
+            _move(cells, <list>published.pop(entity_id), None)
+    return changed, observers, outer
+
+
+cdef class UpdateEntries(dict):
+    """The C{update} entries of one tick's changed entities: as L{mmo.zone.kernel.UpdateEntries}."""
+
+    cdef readonly dict changed
+    cdef dict published
+
+    def __init__(self, dict changed, dict published):
+        self.changed = changed
+        self.published = published
+
+    def __missing__(self, entity_id):
+        return self.build(entity_id)
+
+    cdef dict build(self, entity_id):
+        cdef int mask = self.changed[entity_id]
+        cdef list record = <list>self.published[entity_id]
+        cdef dict update = {"id": entity_id}
+        if mask & POSITION:
+            update["x"] = record[0]
+            update["y"] = record[1]
+        if mask & NAME:
+            update["name"] = record[2]
+        if mask & ATTRS:
+            update["attrs"] = record[3]
+        self[entity_id] = update
+        return update

@@ -1,0 +1,318 @@
+"""
+The per-tick loops of the area of interest, the zone's hot path: bringing
+the grid up to date (and noting what changed) from every visible entity
+(L{fill}), what an observer sees (L{visible}), what changed in its view
+(L{diff}) and the update entries it is sent (L{UpdateEntries}).
+
+These are the pure-Python functions.  The same functions, with the same
+arguments, results and order, are compiled by Cython from C{_kernel.pyx}
+when the package is installed (C{mmo.zone._kernel}); L{load} chooses the
+compiled module when it is built, unless C{MMO_PURE_PYTHON=1} is set.  The
+grid, the cell classes and every constant are arguments: neither module
+imports the rest of mmo.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from operator import itemgetter
+from types import ModuleType
+
+_id = itemgetter(4)
+
+#: What changed of an entity this tick (a bit mask).
+POSITION, NAME, ATTRS = 1, 2, 4
+
+
+def load() -> ModuleType:
+    """
+    The compiled kernel (C{mmo.zone._kernel}) if it is built and
+    C{MMO_PURE_PYTHON} is not C{1} in the environment, else this module.
+    """
+    if os.environ.get("MMO_PURE_PYTHON") == "1":
+        return sys.modules[__name__]
+    try:
+        from mmo.zone import _kernel
+    except ImportError:
+        return sys.modules[__name__]
+    return _kernel
+
+
+def fill(
+    grid: tuple,
+    reals: dict,
+    ghosts: dict[str, dict],
+    published: dict[str, list],
+    frozen: set[str],
+    inner: tuple[float, float, float, float],
+    player: str,
+    record: Callable[[list, str, dict], int],
+) -> tuple[dict[str, int], list, list]:
+    """
+    One pass over the C{reals} (entities) and the C{ghosts} (views; those
+    that are reals too are skipped): bring the C{grid} (as L{visible}'s)
+    and what was C{published} of each up to date, and note what changed.
+
+    The grid is kept from tick to tick: its entries are the C{published}
+    records themselves, C{[x, y, name, attrs, id, key]} by id (L{entry}),
+    and only an entity that moved to another cell changes cells (appended
+    to its new one); those that are neither real nor ghost any more leave
+    both.  A position is noted here, a name or attributes through
+    C{record(entry, name, attrs)}, which returns its mask.
+
+    @param inner: C{(x0, y0, x1, y1)}: reals inside it are listed in no
+        C{outer}.
+    @param player: The kind of the entities that observe (with a session
+        and a gateway, and not C{frozen}).
+    @return: C{(changed, observers, outer)}: the mask of what changed by
+        id (L{POSITION}, L{NAME}, L{ATTRS}; nothing for what is new), and
+        C{(id, x, y, entity)} of the observers and of the reals outside
+        C{inner}, in C{reals}' order.
+    """
+    cells, _, stride, _, size, _ = grid
+    changed: dict[str, int] = {}
+    observers: list = []
+    outer: list = []
+    count = 0
+    inner_x0, inner_y0, inner_x1, inner_y1 = inner
+    for entity_id, entity in reals.items():
+        x = entity.x
+        y = entity.y
+        count += 1
+        _note(
+            cells,
+            published,
+            changed,
+            entity_id,
+            x,
+            y,
+            entity.name,
+            entity.attrs,
+            size,
+            stride,
+            record,
+        )
+        if entity.kind == player and entity.session and entity.gateway:
+            if entity_id not in frozen:
+                observers.append((entity_id, x, y, entity))
+        if not (inner_x0 <= x <= inner_x1 and inner_y0 <= y <= inner_y1):
+            outer.append((entity_id, x, y, entity))
+
+    for ghost_id, view in ghosts.items():
+        if ghost_id in reals:
+            continue
+        x = view["x"]
+        y = view["y"]
+        count += 1
+        name = view.get("name", "")
+        attrs = view.get("attrs", {})
+        _note(cells, published, changed, ghost_id, x, y, name, attrs, size, stride, record)
+
+    if len(published) != count:
+        # Something left (removed, or no longer ghosted): forget it.
+        for gone in [i for i in published if i not in reals and i not in ghosts]:
+            _move(cells, published.pop(gone), None)
+    return changed, observers, outer
+
+
+def _note(
+    cells: dict,
+    published: dict[str, list],
+    changed: dict[str, int],
+    entity_id: str,
+    x: float,
+    y: float,
+    name,
+    attrs,
+    size: float,
+    stride: int,
+    record: Callable[[list, str, dict], int],
+) -> None:
+    """
+    Bring an entity's entry in the grid, what was C{published} of it, up
+    to date, and note in C{changed} what changed (a new one is put in the
+    grid, and is not changed).
+    """
+    known = published.get(entity_id)
+    if known is None:
+        published[entity_id] = entry(cells, entity_id, x, y, name, dict(attrs), size, stride)
+        return
+    mask = 0
+    if known[0] != x or known[1] != y:
+        known[0] = x
+        known[1] = y
+        mask = POSITION
+        key = int(x // size) * stride + int(y // size)
+        if key != known[5]:
+            _move(cells, known, key)
+    if known[2] != name or known[3] != attrs:
+        mask |= record(known, name, attrs)
+    if mask:
+        changed[entity_id] = mask
+
+
+def entry(
+    cells: dict, entity_id: str, x: float, y: float, name, attrs, size: float, stride: int
+) -> list:
+    """
+    A new entry of the grid C{cells} (cells C{size} wide, keys as
+    L{visible}'s), put in its cell: C{[x, y, name, attrs, id, key]}.
+    """
+    key = int(x // size) * stride + int(y // size)
+    new = [x, y, name, attrs, entity_id, key]
+    cell = cells.get(key)
+    if cell is None:
+        cells[key] = [new]
+    else:
+        cell.append(new)
+    return new
+
+
+def _move(cells: dict, moving: list, key: int | None) -> None:
+    """Take an entry out of its cell, into the cell C{key} (at its end) unless C{None}."""
+    cell = cells[moving[5]]
+    # By identity: entries of different ids never compare equal, but the
+    # comparison would look at their contents.
+    del cell[next(i for i, e in enumerate(cell) if e is moving)]
+    if not cell:
+        del cells[moving[5]]
+    if key is not None:
+        moving[5] = key
+        cell = cells.get(key)
+        if cell is None:
+            cells[key] = [moving]
+        else:
+            cell.append(moving)
+
+
+def visible(grid: tuple, x: float, y: float) -> list[str]:
+    """
+    The ids of the entries of the C{grid} within its radius of C{(x, y)},
+    in the grid's order: the cells its classes say are inside whole, then
+    those of the edge, checked one by one.
+
+    @param grid: C{(cells, classes, stride, subcells, size, r2)}: the
+        cells, lists of entries (L{entry}: C{[x, y, name, attrs, id, key]})
+        by key (C{cx * stride + cy}), C{size} wide; the classes of
+        L{mmo.zone.aoi.cell_classes} for C{subcells} parts a side; the
+        radius squared.
+    """
+    cells, classes, stride, subcells, size, r2 = grid
+    cx = x // size
+    cy = y // size
+    # Which part of its cell the point is in; a point a rounding error
+    # outside the cell is as good as on its side (the classes' margin).
+    part_x = int((x / size - cx) * subcells)
+    part_y = int((y / size - cy) * subcells)
+    if part_x >= subcells:
+        part_x = subcells - 1
+    elif part_x < 0:
+        part_x = 0
+    if part_y >= subcells:
+        part_y = subcells - 1
+    elif part_y < 0:
+        part_y = 0
+    inside, edge = classes[part_x * subcells + part_y]
+    key = int(cx) * stride + int(cy)
+    get = cells.get
+    found: list[str] = []
+    extend = found.extend
+    for offset in inside:
+        cell = get(key + offset)
+        if cell:
+            extend(map(_id, cell))
+    append = found.append
+    for offset in edge:
+        cell = get(key + offset)
+        if cell:
+            for e in cell:
+                dx = e[0] - x
+                dy = e[1] - y
+                if dx * dx + dy * dy <= r2:
+                    append(e[4])
+    return found
+
+
+def diff(
+    grid: tuple,
+    x: float,
+    y: float,
+    known: dict[str, None] | None,
+    refresh: bool,
+    changed: dict,
+    updates: Mapping[str, dict],
+    view: Callable[[str], dict],
+) -> tuple[dict[str, None], list[dict], list[dict], list[str]]:
+    """
+    What changed in a view that was C{known} (C{None} or empty: its client
+    has nothing) and now is what is L{visible} in C{grid} from C{(x, y)}:
+    C{(now, enter, update, leave)}, C{now} the new view (those ids as a
+    dict's keys: in the grid's order, or C{known} itself when nothing
+    entered or left).  With C{refresh}, what stays in view is updated in
+    full (C{view}) rather than by its C{updates} entry if C{changed}.
+    C{updates} holds the entries of changed ids only: an entry found there
+    is not looked for in C{changed}.
+    """
+    seen = visible(grid, x, y)
+    if not known:
+        return dict.fromkeys(seen), list(map(view, seen)), [], []
+    # What it keeps seeing, in the grid's order: filters in C, as the
+    # tick's other loops over what an observer sees.
+    kept = list(filter(known.__contains__, seen))
+    if len(kept) == len(seen):
+        enter = []
+    else:
+        enter = [view(eid) for eid in seen if eid not in known]
+    if refresh:
+        update = list(map(view, kept))
+    else:
+        update = list(map(updates.__getitem__, filter(changed.__contains__, kept)))
+    if len(kept) == len(known):
+        # Everything it had is still in view: if nothing came either, its
+        # view is the one it had (the same ids), kept as it is.
+        return known if not enter else dict.fromkeys(seen), enter, update, []
+    now = dict.fromkeys(seen)
+    return now, enter, update, [eid for eid in known if eid not in now]
+
+
+class UpdateEntries(dict):
+    """
+    The C{update} entries of one tick's changed entities, by id, each built
+    on first use from what was published (so once per tick, whoever sees
+    it): a dictionary, so that the area of interest reads them with
+    subscripts in bulk, from C.
+    """
+
+    def __init__(self, changed: dict[str, int], published: dict[str, list]):
+        super().__init__()
+        self._changed = changed
+        self._published = published
+
+    def __missing__(self, entity_id: str) -> dict:
+        mask = self._changed[entity_id]
+        record = self._published[entity_id]
+        update = {"id": entity_id}
+        if mask & POSITION:
+            update["x"] = record[0]
+            update["y"] = record[1]
+        if mask & NAME:
+            update["name"] = record[2]
+        if mask & ATTRS:
+            update["attrs"] = record[3]
+        self[entity_id] = update
+        return update
+
+
+def record(entry: list, name: str, attrs: dict) -> int:
+    """Note a changed name or attributes in a published C{entry}; what changed."""
+    mask = 0
+    if entry[2] != name:
+        entry[2] = name
+        mask |= NAME
+    if entry[3] != attrs:
+        # A copy: later changes in place must not alter what was published.
+        entry[3] = dict(attrs)
+        mask |= ATTRS
+    return mask
