@@ -13,7 +13,7 @@ from twisted.trial import unittest
 
 from mmo.bus.memory import MemoryBus
 from mmo.game import messages
-from mmo.game.messages import Moved, PushBatch, gateway_channel
+from mmo.game.messages import Done, Moved, PushBatch, gateway_channel
 from mmo.game.routes import pack
 from mmo.game.server import ServiceRPCFactory
 from mmo.rpc import RPCClientService, listen_port
@@ -109,6 +109,29 @@ class ResponderTests(unittest.TestCase):
         self.assertEqual(len(self.flushLoggedErrors(amp.RemoteAmpError)), 1)
         self.assertTrue(self.transport.disconnecting)
         self.assertEqual(amp.parseString(self.transport.value()), [])
+
+
+class OptionalFieldTests(unittest.TestCase):
+    """
+    A field whose default is C{None} travels only when set, so that a
+    release that adds one (L{Done}'s C{unswitched}) still talks to one
+    that does not know it.
+    """
+
+    def test_left_out_while_none(self):
+        self.assertEqual(
+            messages.encode(Done("t-1", "e-1"), "r0c0"),
+            {"type": "Done", "from": "r0c0", "transfer_id": "t-1", "entity_id": "e-1"},
+        )
+        self.assertEqual(
+            messages.decode(messages.encode(Done("t-1", "e-1", True), "r0c0")),
+            ("r0c0", Done("t-1", "e-1", True)),
+        )
+
+    def test_older_message_decoded(self):
+        """What an older release sends, without the field, is read as not set."""
+        data = {"type": "Done", "from": "r0c0", "transfer_id": "t-1", "entity_id": "e-1"}
+        self.assertEqual(messages.decode(data), ("r0c0", Done("t-1", "e-1")))
 
 
 class FakeLink:

@@ -15,7 +15,7 @@ from twisted.trial import unittest
 
 from mmo.client import WorldView
 from mmo.game import messages
-from mmo.game.messages import Offer, SwitchRoute, zone_channel
+from mmo.game.messages import Offer, Switched, SwitchRoute, zone_channel
 from mmo.zone.service import ZoneService
 from tests.test_zone_service import ZoneTestCase
 
@@ -197,26 +197,55 @@ class HeldArrivalTests(ViewTestCase):
             return self.east.handoff.status(alice_id) == "holding"
 
         await self.walk_east(alice, alice_id, holding)
-        # Nobody answers the route switch here: the old owner sends Done
-        # after its switch_timeout, a second of ticks away.
+        # The gateway answers the route switch five ticks on: the old owner
+        # then sends Done, and the new owner releases her.
         shown, ticks = [], 0
         while holding():
             self.batches()
             await self.settle()
             ticks += 1
+            if ticks == 5:
+                [switch, *_] = self.delivered["gw-1"].of_type(SwitchRoute)
+                self.west.receive("r0c0", "gw-1", Switched(switch.transfer_id, switch.session))
             if holding():
                 for batch in self.batches():
                     shown.extend(batch.get(alice.session, []))
         self.assertGreater(ticks, 3)
         self.assertEqual(shown, [])
         self.assertEqual(self.east.handoff.status(alice_id), "active")
-        self.batches()
+        # Her first update since, whether the release came before or after
+        # the last tick.
         self.tick()
         update = self.first_update(alice.session)
         self.assertNotIn("reset", update)
         self.assertNotIn(bob_id, [view["id"] for view in update["enter"]])
         self.assertNotIn(alice_id, [view["id"] for view in update["enter"]])
         self.assertNotIn(bob_id, update["leave"])
+
+    async def test_unanswered_switch_starts_over(self):
+        """
+        Nobody answers the old owner's route switch (the gateway's link to
+        it is down): it sends C{Done} at its C{switch_timeout}, saying so,
+        for what it last showed Alice may not have reached her.  The new
+        owner releases her with her view starting over (C{reset}).
+        """
+        alice, _ = await self.near_the_border()
+        alice_id = alice.character_id
+
+        def holding():
+            return self.east.handoff.status(alice_id) == "holding"
+
+        await self.walk_east(alice, alice_id, holding)
+        for _ in range(100):
+            if not holding():
+                break
+            self.batches()
+            await self.settle()
+        self.assertEqual(self.east.handoff.status(alice_id), "active")
+        self.tick()
+        update = self.first_update(alice.session)
+        self.assertTrue(update.get("reset"))
+        self.assertIn(alice_id, [view["id"] for view in update["enter"]])
 
     async def test_released_without_done_starts_over(self):
         """

@@ -112,6 +112,9 @@ TYPES: dict[str, type] = {}
 #: The field names of each type, in order.
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
+#: The fields of each type whose default is C{None}: left out while C{None}.
+_OPTIONAL: dict[type, frozenset[str]] = {}
+
 
 def message(cls):
     """Make C{cls} a frozen dataclass and register it as a message type."""
@@ -121,18 +124,28 @@ def message(cls):
         raise TypeError(f"two message types are called {name!r}")
     TYPES[name] = cls
     _FIELDS[cls] = tuple(f.name for f in fields(cls))
+    _OPTIONAL[cls] = frozenset(f.name for f in fields(cls) if f.default is None)
     return cls
 
 
 def encode(value, sender: str = "") -> dict:
-    """The bus message carrying C{value} (a registered message) from C{sender}."""
+    """
+    The bus message carrying C{value} (a registered message) from
+    C{sender}.  A field whose default is C{None} is left out while it is
+    C{None}: a release that adds such a field still talks to one that does
+    not know it, as long as it is not set.
+    """
     cls = type(value)
     names = _FIELDS.get(cls)
     if names is None:
         raise TypeError(f"not a message: {value!r}")
+    optional = _OPTIONAL[cls]
     body = {"type": cls.__name__, "from": sender}
     for name in names:
-        body[name] = getattr(value, name)
+        field = getattr(value, name)
+        if field is None and name in optional:
+            continue
+        body[name] = field
     return body
 
 
@@ -423,10 +436,15 @@ class Forward:
 
 @message
 class Done:
-    """Old owner to new: the gateway switched, I forward nothing more of mine."""
+    """
+    Old owner to new: the gateway switched, I forward nothing more of mine.
+    C{unswitched}: the gateway never said it switched (I stopped waiting):
+    what I last showed its player may not have reached it.
+    """
 
     transfer_id: str
     entity_id: str
+    unswitched: bool | None = None
 
 
 @message

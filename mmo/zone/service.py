@@ -132,7 +132,7 @@ class ZoneService(GameService):
             on_real_added=self._real_added,
             on_handed_over=self._handed_over,
             on_settled=self._settled,
-            on_hold_expired=self.simulation.start_over,
+            on_view_lost=self.simulation.start_over,
         )
         self.checkpointer = Checkpointer(
             region_name, store, self.handoff.checkpoint_records, reactor, self.checkpoint_interval

@@ -91,6 +91,9 @@ class Arrivals:
     def _on_done(self, sender: str, done: Done) -> None:
         hold = self._holding.get(done.entity_id)
         if hold is not None and hold.transfer_id == done.transfer_id:
+            if done.unswitched and self.on_view_lost is not None:
+                # What the old owner last showed the player may be lost.
+                self.on_view_lost(done.entity_id)
             self._release(done.entity_id, hold)
         elif self.status(done.entity_id) is None:
             # The handoff completed but the entity is unknown here: this
@@ -102,8 +105,8 @@ class Arrivals:
         """No L{Done} within C{hold_timeout}: release, the player's view starting over."""
         if self._holding.get(entity_id) is not hold:
             return
-        if self.on_hold_expired is not None:
-            self.on_hold_expired(entity_id)
+        if self.on_view_lost is not None:
+            self.on_view_lost(entity_id)
         self._release(entity_id, hold)
 
     def _release(self, entity_id: str, hold: _Holding) -> None:

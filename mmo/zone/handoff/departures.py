@@ -149,7 +149,7 @@ class Departures:
             out.buffer = []
         if out.record.get("session") and out.record.get("gateway"):
             self._switching[out.transfer_id] = out
-            out.deadline = self._later(self.switch_timeout, self._finish, out)
+            out.deadline = self._later(self.switch_timeout, self._finish, out, False)
             self._send_switch(out)
         else:
             self._finish(out)
@@ -170,12 +170,15 @@ class Departures:
         if out is not None:
             self._finish(out)
 
-    def _finish(self, out: _Outgoing) -> None:
-        """The gateway switched (or we stop waiting for it): tell the new owner."""
+    def _finish(self, out: _Outgoing, switched: bool = True) -> None:
+        """
+        The gateway switched (or we stop waiting for it, C{switched} false):
+        tell the new owner.
+        """
         self._switching.pop(out.transfer_id, None)
         self._cancel(out.retry)
         self._cancel(out.deadline)
-        self.link.send(out.target, Done(out.transfer_id, out.entity_id))
+        self.link.send(out.target, Done(out.transfer_id, out.entity_id, None if switched else True))
         forwarding = self._forwarding.get(out.entity_id)
         if forwarding is not None and forwarding.transfer_id == out.transfer_id:
             forwarding.timer = self._later(

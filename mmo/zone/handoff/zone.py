@@ -76,11 +76,11 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         handoff was undone): what the zone put off while it was not
         active (a session that ended meanwhile) it may do now, and the
         entity may leave from this call.
-    @param on_hold_expired: Called with an entity id released at
-        C{hold_timeout}, without the old owner's L{Done}: what the old
-        owner last showed its player may not have reached it (the old
-        owner crashed, or its stream to the gateway is down), so the
-        player's view starts over.
+    @param on_view_lost: Called with the id of a player released at
+        C{hold_timeout} (without the old owner's L{Done}), or by a L{Done}
+        sent without the gateway's L{Switched}: what the old owner last
+        showed it may not have reached it (the old owner crashed, or its
+        stream to the gateway was down), so the player's view starts over.
     """
 
     def __init__(
@@ -102,7 +102,7 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         on_real_added: Callable[[str], None] | None = None,
         on_handed_over: Callable[[Entity, str, int, int | None], None] | None = None,
         on_settled: Callable[[str], None] | None = None,
-        on_hold_expired: Callable[[str], None] | None = None,
+        on_view_lost: Callable[[str], None] | None = None,
     ):
         self.name = name
         self.store = store
@@ -120,7 +120,7 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         self.on_real_added = on_real_added
         self.on_handed_over = on_handed_over
         self.on_settled = on_settled
-        self.on_hold_expired = on_hold_expired
+        self.on_view_lost = on_view_lost
         #: The state of each real: ACTIVE, HOLDING, OFFERING or LEAVING.
         self._status: dict[str, str] = {}
         #: The transfer that brought each real here, if one did.
