@@ -222,6 +222,29 @@ class HeldArrivalTests(ViewTestCase):
         self.assertNotIn(alice_id, [view["id"] for view in update["enter"]])
         self.assertNotIn(bob_id, update["leave"])
 
+    async def held_east(self):
+        """Alice, walked east until the east zone holds her: C{(alice, holding)}."""
+        alice, _ = await self.near_the_border()
+
+        def holding():
+            return self.east.handoff.status(alice.character_id) == "holding"
+
+        await self.walk_east(alice, alice.character_id, holding)
+        return alice, holding
+
+    async def assertReleasedAfresh(self, alice, holding) -> None:
+        """Alice is released, and her first update starts her view over (C{reset})."""
+        for _ in range(100):
+            if not holding():
+                break
+            self.batches()
+            await self.settle()
+        self.assertEqual(self.east.handoff.status(alice.character_id), "active")
+        self.tick()
+        update = self.first_update(alice.session)
+        self.assertTrue(update.get("reset"))
+        self.assertIn(alice.character_id, [view["id"] for view in update["enter"]])
+
     async def test_unanswered_switch_starts_over(self):
         """
         Nobody answers the old owner's route switch (the gateway's link to
@@ -229,23 +252,8 @@ class HeldArrivalTests(ViewTestCase):
         for what it last showed Alice may not have reached her.  The new
         owner releases her with her view starting over (C{reset}).
         """
-        alice, _ = await self.near_the_border()
-        alice_id = alice.character_id
-
-        def holding():
-            return self.east.handoff.status(alice_id) == "holding"
-
-        await self.walk_east(alice, alice_id, holding)
-        for _ in range(100):
-            if not holding():
-                break
-            self.batches()
-            await self.settle()
-        self.assertEqual(self.east.handoff.status(alice_id), "active")
-        self.tick()
-        update = self.first_update(alice.session)
-        self.assertTrue(update.get("reset"))
-        self.assertIn(alice_id, [view["id"] for view in update["enter"]])
+        alice, holding = await self.held_east()
+        await self.assertReleasedAfresh(alice, holding)
 
     async def test_released_without_done_starts_over(self):
         """
@@ -254,27 +262,12 @@ class HeldArrivalTests(ViewTestCase):
         The new owner releases her at C{hold_timeout}, and her first update
         then starts her view over (C{reset}).
         """
-        alice, _ = await self.near_the_border()
-        alice_id = alice.character_id
-
-        def holding():
-            return self.east.handoff.status(alice_id) == "holding"
-
-        await self.walk_east(alice, alice_id, holding)
+        alice, holding = await self.held_east()
         self.west.pause()
         self.west.handoff.stop()
         await self.west._subscription.cancel()
         self.west._subscription = None
-        for _ in range(100):
-            if not holding():
-                break
-            self.batches()
-            await self.settle()
-        self.assertEqual(self.east.handoff.status(alice_id), "active")
-        self.tick()
-        update = self.first_update(alice.session)
-        self.assertTrue(update.get("reset"))
-        self.assertIn(alice_id, [view["id"] for view in update["enter"]])
+        await self.assertReleasedAfresh(alice, holding)
 
 
 class RestartTests(ViewTestCase):
