@@ -201,6 +201,24 @@ class HandshakeTests(GatewayTestCase):
         self.assertEqual(protocol.version, 1)
         self.assertFalse(protocol.transport.disconnecting)
 
+    def test_coming_and_going_logged_at_debug(self):
+        """
+        A connection's hello and goodbye are logged at debug level: on a
+        busy server, two info lines per connection cost more than the
+        login they frame.  The client's name still reaches the event.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        protocol = self.connect()
+        self.request(protocol, {"t": "hello", "id": 1, "versions": [1], "client": "test/1.0"})
+        self.send(protocol, {"t": "bye"})
+        levels = {formatEvent(e): e["log_level"] for e in events}
+        [hello] = [text for text in levels if "connected" in text]
+        [bye] = [text for text in levels if "said goodbye" in text]
+        self.assertIn("test/1.0", hello)
+        self.assertEqual((levels[hello], levels[bye]), (LogLevel.debug, LogLevel.debug))
+
     def test_limits_from_config(self):
         """The reply's limits are the configured ones, and are enforced."""
         self.config = make_config(max_frame_size=2048, idle_timeout=15)
