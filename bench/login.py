@@ -46,15 +46,11 @@ from _common import (  # noqa: E402
     settle,
 )
 from twisted.internet import defer, protocol, task  # noqa: E402
-from twisted.internet.endpoints import (  # noqa: E402
-    TCP4ClientEndpoint,
-    connectProtocol,
-    wrapClientTLS,
-)
+from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS  # noqa: E402
 from twisted.internet.interfaces import IHandshakeListener  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
-from mmo.client import Client, client_tls_options  # noqa: E402
+from mmo.client import Client, client_tls_options, connect_protocol  # noqa: E402
 from mmo.login.passwords import hash_threads, usable_cores  # noqa: E402
 
 PASSWORD = "benchmark password 1"
@@ -107,13 +103,13 @@ class Loopback:
 
     async def handshake(self) -> None:
         proto = Handshake()
-        await connectProtocol(self.endpoint(), proto)
+        await connect_protocol(self.endpoint(), proto)
         await proto.done
 
     async def connect(self) -> Client:
         """A client past the protocol's hello."""
         client = Client()
-        await connectProtocol(self.endpoint(), client)
+        await connect_protocol(self.endpoint(), client)
         return await client.whenReady()
 
 

@@ -1296,6 +1296,38 @@ class ClientTests(unittest.TestCase):
         self.assertTrue(self.client.closing)
 
 
+class RecordingEndpoint:
+    """An endpoint that connects at once to a StringTransport and keeps the factories."""
+
+    def __init__(self):
+        self.factories = []
+
+    def connect(self, factory):
+        self.factories.append(factory)
+        protocol = factory.buildProtocol(PEER)
+        protocol.makeConnection(StringTransport())
+        return defer.succeed(protocol)
+
+
+class ConnectProtocolTests(unittest.TestCase):
+    def test_connects_the_given_protocol(self):
+        """The result fires with the very protocol given, connected."""
+        endpoint, client = RecordingEndpoint(), sdk.Client()
+        connected = self.successResultOf(sdk.connect_protocol(endpoint, client))
+        self.assertIs(connected, client)
+        self.assertIsNotNone(client.transport)
+
+    def test_one_factory_class(self):
+        """
+        Every connection's factory is of one class, which zope.interface
+        describes once (Twisted's C{connectProtocol} makes a class per call).
+        """
+        endpoint = RecordingEndpoint()
+        for _ in range(3):
+            sdk.connect_protocol(endpoint, sdk.Client())
+        self.assertEqual(len({type(factory) for factory in endpoint.factories}), 1)
+
+
 class EndToEndTests(unittest.TestCase):
     """The SDK client and the gateway protocol over a pair of linked fake transports."""
 
