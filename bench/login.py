@@ -319,6 +319,14 @@ async def main(reactor, args) -> None:
             "kept_login_free_ceiling_ratio": median(runs["kept_free_ceiling_ratio"]),
             "kept_login_cpu_ceiling_ratio": ratio(hash_ms, cpu["kept"]),
             "token_cpu_handshake_ratio": ratio(cpu["handshake"], cpu["token"]),
+            # The most the rates could reach on cores shared by the server
+            # and this client alone: every core busy, with the CPU per
+            # operation of both measured here.
+            "login_shared_bound_ratio": ratio(hash_ms, cpu["login"] + client_cpu["login"]),
+            "kept_login_shared_bound_ratio": ratio(hash_ms, cpu["kept"] + client_cpu["kept"]),
+            "token_shared_bound_ratio": ratio(
+                cpu["handshake"] + client_cpu["handshake"], cpu["token"] + client_cpu["token"]
+            ),
             "handshake_per_s": rates["handshake"],
             "handshake_p50_ms": percentile(base, 0.50) * 1000,
             "handshake_p99_ms": percentile(base, 0.99) * 1000,

@@ -446,6 +446,10 @@ class LoginBenchTests(unittest.TestCase):
             self.assertGreater(figures[f"{kind}_client_cpu_ms"], 0)
         # A password login costs the server at least the hash it checks.
         self.assertGreater(figures["kept_login_server_cpu_ms"], figures["hash_ms"] * 0.5)
+        # What the server and the client spend bounds what the rates can reach.
+        for bound in ("login", "kept_login", "token"):
+            self.assertGreater(figures[f"{bound}_shared_bound_ratio"], 0)
+        self.assertLess(figures["login_shared_bound_ratio"], 1)
         self.assertGreaterEqual(figures["other_cpu_per_s"], 0)
         self.assertEqual(figures["hash_threads"], figures["cores"])
 
