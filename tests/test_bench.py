@@ -427,6 +427,29 @@ class TLSBenchSmokeTests(unittest.TestCase):
         self.assertTrue(any("tls.py" in row["function"] for row in run.profile_rows(profile, 50)))
 
 
+class TLSSessionsBenchTests(unittest.TestCase):
+    """bench/tls_sessions.py at the tiny size of its quick run."""
+
+    def test_quick_run(self):
+        [benchmark] = [b for b in run.BENCHMARKS if b.name == "tls_sessions"]
+        [quick] = benchmark.quick_runs
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", benchmark.script),
+            quick.args,
+            timeout=benchmark.timeout,
+            profile=None,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        for mode in ("no_tickets", "tickets", "resumed"):
+            self.assertGreater(figures[f"{mode}_server_cpu_us"], 0, mode)
+        # Only the client that offers its session resumes; a resumed
+        # handshake sends no certificate.
+        self.assertEqual((figures["no_tickets_resumed"], figures["tickets_resumed"]), (0, 0))
+        self.assertEqual(figures["resumed_resumed"], 1)
+        self.assertLess(figures["resumed_server_bytes"], figures["no_tickets_server_bytes"])
+
+
 class LoginBenchTests(unittest.TestCase):
     """bench/login.py at tiny sizes against a real standalone server."""
 
