@@ -42,29 +42,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _common import parser, report  # noqa: E402
 from OpenSSL import SSL  # noqa: E402
+from tls import bench_config  # noqa: E402
 from twisted.internet import ssl  # noqa: E402
 
-from mmo import certs  # noqa: E402
-from mmo import config as mmo_config  # noqa: E402
 from mmo.tls import MINIMUM_TLS, ClientFacingTLS, client_facing_options  # noqa: E402
 
 MODES = ("no_tickets", "tickets", "resumed")
 
 #: Flights back and forth that complete any handshake and its tickets.
 FLIGHTS = 4
-
-
-def bench_config(directory: str) -> mmo_config.Config:
-    path = os.path.join(directory, "mmo.toml")
-    with open(path, "w") as f:
-        f.write(
-            '[deployment]\nname = "bench"\ntls_dir = "certs"\n'
-            '[processes.mmo]\nkind = "mmo"\nclient = "tcp:0:interface=127.0.0.1"\n'
-            'hosts = ["localhost"]\n'
-        )
-    config = mmo_config.load(path)
-    certs.generate(config)
-    return config
 
 
 def servers(config) -> dict[str, ClientFacingTLS]:

@@ -393,22 +393,27 @@ class RouteSmokeTests(unittest.TestCase):
                 self.assertGreater(figures[name], 0, (mode, name))
 
 
+def quick_run(name: str, profile: str | None = None):
+    """The outcome of benchmark C{name}'s quick run (as C{bench/run.py --quick} runs it)."""
+    [benchmark] = [b for b in run.BENCHMARKS if b.name == name]
+    [quick] = benchmark.quick_runs
+    return run.run_script(
+        os.path.join(ROOT, "bench", benchmark.script),
+        quick.args,
+        timeout=benchmark.timeout,
+        profile=profile,
+    )
+
+
 class TLSBenchSmokeTests(unittest.TestCase):
     """bench/tls.py at the tiny sizes of its quick run: every mode gives its figures."""
 
     timeout = 240
 
     def test_quick_run(self):
-        [benchmark] = [b for b in run.BENCHMARKS if b.name == "tls"]
-        [quick] = benchmark.quick_runs
         profile = os.path.join(os.path.abspath(self.mktemp()), "tls.prof")
         os.makedirs(os.path.dirname(profile))
-        outcome = run.run_script(
-            os.path.join(ROOT, "bench", benchmark.script),
-            quick.args,
-            timeout=benchmark.timeout,
-            profile=profile,
-        )
+        outcome = quick_run("tls", profile)
         self.assertTrue(outcome.ok, outcome.error)
         figures = outcome.figures
         modes = ["twisted", "ssl_socket", "plain"]
@@ -431,14 +436,7 @@ class TLSSessionsBenchTests(unittest.TestCase):
     """bench/tls_sessions.py at the tiny size of its quick run."""
 
     def test_quick_run(self):
-        [benchmark] = [b for b in run.BENCHMARKS if b.name == "tls_sessions"]
-        [quick] = benchmark.quick_runs
-        outcome = run.run_script(
-            os.path.join(ROOT, "bench", benchmark.script),
-            quick.args,
-            timeout=benchmark.timeout,
-            profile=None,
-        )
+        outcome = quick_run("tls_sessions")
         self.assertTrue(outcome.ok, outcome.error)
         figures = outcome.figures
         for mode in ("no_tickets", "tickets", "resumed"):
