@@ -257,6 +257,21 @@ BENCHMARKS = [
         profiled="the server of the twisted mode (mmo's TLS listener stack), in its first run",
     ),
     Benchmark(
+        "tls_sessions",
+        "tls_sessions.py",
+        "TLS session tickets and resumption: a client listener's handshake",
+        [Run("", ["--handshakes", "400"]), profiled(Run("", ["--handshakes", "400"]))],
+        [Run("", ["--handshakes", "10", "--repeats", "1"], True)],
+        timeout=120,
+        pairs=[
+            ("tickets_server_cpu_us", "no_tickets_server_cpu_us"),
+            ("resumed_server_cpu_us", "no_tickets_server_cpu_us"),
+            ("resumed_client_cpu_us", "no_tickets_client_cpu_us"),
+            ("tickets_server_bytes", "no_tickets_server_bytes"),
+        ],
+        profiled="the handshakes of the listener as it runs (no tickets), in process",
+    ),
+    Benchmark(
         "abuse",
         "abuse.py",
         "Abusive clients: the server's memory and an honest player's latency",

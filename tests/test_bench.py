@@ -393,22 +393,27 @@ class RouteSmokeTests(unittest.TestCase):
                 self.assertGreater(figures[name], 0, (mode, name))
 
 
+def quick_run(name: str, profile: str | None = None):
+    """The outcome of benchmark C{name}'s quick run (as C{bench/run.py --quick} runs it)."""
+    [benchmark] = [b for b in run.BENCHMARKS if b.name == name]
+    [quick] = benchmark.quick_runs
+    return run.run_script(
+        os.path.join(ROOT, "bench", benchmark.script),
+        quick.args,
+        timeout=benchmark.timeout,
+        profile=profile,
+    )
+
+
 class TLSBenchSmokeTests(unittest.TestCase):
     """bench/tls.py at the tiny sizes of its quick run: every mode gives its figures."""
 
     timeout = 240
 
     def test_quick_run(self):
-        [benchmark] = [b for b in run.BENCHMARKS if b.name == "tls"]
-        [quick] = benchmark.quick_runs
         profile = os.path.join(os.path.abspath(self.mktemp()), "tls.prof")
         os.makedirs(os.path.dirname(profile))
-        outcome = run.run_script(
-            os.path.join(ROOT, "bench", benchmark.script),
-            quick.args,
-            timeout=benchmark.timeout,
-            profile=profile,
-        )
+        outcome = quick_run("tls", profile)
         self.assertTrue(outcome.ok, outcome.error)
         figures = outcome.figures
         modes = ["twisted", "ssl_socket", "plain"]
@@ -425,6 +430,22 @@ class TLSBenchSmokeTests(unittest.TestCase):
         # The profile is of mmo's TLS server, which read through Twisted's TLS.
         self.assertTrue(os.path.exists(profile))
         self.assertTrue(any("tls.py" in row["function"] for row in run.profile_rows(profile, 50)))
+
+
+class TLSSessionsBenchTests(unittest.TestCase):
+    """bench/tls_sessions.py at the tiny size of its quick run."""
+
+    def test_quick_run(self):
+        outcome = quick_run("tls_sessions")
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        for mode in ("no_tickets", "tickets", "resumed"):
+            self.assertGreater(figures[f"{mode}_server_cpu_us"], 0, mode)
+        # Only the client that offers its session resumes; a resumed
+        # handshake sends no certificate.
+        self.assertEqual((figures["no_tickets_resumed"], figures["tickets_resumed"]), (0, 0))
+        self.assertEqual(figures["resumed_resumed"], 1)
+        self.assertLess(figures["resumed_server_bytes"], figures["no_tickets_server_bytes"])
 
 
 class LoginBenchTests(unittest.TestCase):
@@ -446,6 +467,10 @@ class LoginBenchTests(unittest.TestCase):
             self.assertGreater(figures[f"{kind}_client_cpu_ms"], 0)
         # A password login costs the server at least the hash it checks.
         self.assertGreater(figures["kept_login_server_cpu_ms"], figures["hash_ms"] * 0.5)
+        # What the server and the client spend bounds what the rates can reach.
+        for bound in ("login", "kept_login", "token"):
+            self.assertGreater(figures[f"{bound}_shared_bound_ratio"], 0)
+        self.assertLess(figures["login_shared_bound_ratio"], 1)
         self.assertGreaterEqual(figures["other_cpu_per_s"], 0)
         self.assertEqual(figures["hash_threads"], figures["cores"])
 

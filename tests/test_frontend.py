@@ -201,6 +201,24 @@ class HandshakeTests(GatewayTestCase):
         self.assertEqual(protocol.version, 1)
         self.assertFalse(protocol.transport.disconnecting)
 
+    def test_coming_and_going_logged_at_debug(self):
+        """
+        A connection's hello and goodbye are logged at debug level: on a
+        busy server, two info lines per connection cost more than the
+        login they frame.  The client's name still reaches the event.
+        """
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        protocol = self.connect()
+        self.request(protocol, {"t": "hello", "id": 1, "versions": [1], "client": "test/1.0"})
+        self.send(protocol, {"t": "bye"})
+        levels = {formatEvent(e): e["log_level"] for e in events}
+        [hello] = [text for text in levels if "connected" in text]
+        [bye] = [text for text in levels if "said goodbye" in text]
+        self.assertIn("test/1.0", hello)
+        self.assertEqual((levels[hello], levels[bye]), (LogLevel.debug, LogLevel.debug))
+
     def test_limits_from_config(self):
         """The reply's limits are the configured ones, and are enforced."""
         self.config = make_config(max_frame_size=2048, idle_timeout=15)
@@ -1276,6 +1294,38 @@ class ClientTests(unittest.TestCase):
         self.client.dataReceived(struct.pack(">I", 1) + b"\xc1")
         self.assertTrue(self.transport.disconnecting)
         self.assertTrue(self.client.closing)
+
+
+class RecordingEndpoint:
+    """An endpoint that connects at once to a StringTransport and keeps the factories."""
+
+    def __init__(self):
+        self.factories = []
+
+    def connect(self, factory):
+        self.factories.append(factory)
+        protocol = factory.buildProtocol(PEER)
+        protocol.makeConnection(StringTransport())
+        return defer.succeed(protocol)
+
+
+class ConnectProtocolTests(unittest.TestCase):
+    def test_connects_the_given_protocol(self):
+        """The result fires with the very protocol given, connected."""
+        endpoint, client = RecordingEndpoint(), sdk.Client()
+        connected = self.successResultOf(sdk.connect_protocol(endpoint, client))
+        self.assertIs(connected, client)
+        self.assertIsNotNone(client.transport)
+
+    def test_one_factory_class(self):
+        """
+        Every connection's factory is of one class, which zope.interface
+        describes once (Twisted's C{connectProtocol} makes a class per call).
+        """
+        endpoint = RecordingEndpoint()
+        for _ in range(3):
+            sdk.connect_protocol(endpoint, sdk.Client())
+        self.assertEqual(len({type(factory) for factory in endpoint.factories}), 1)
 
 
 class EndToEndTests(unittest.TestCase):

@@ -416,7 +416,9 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
             self._handshakeTimer.cancel()
         self._handshakeTimer = None
         client = message.get("client")
-        self.log.info(
+        # Debug, as the close is: a connection's coming and going is not
+        # news on a busy server (what a login or an admission does is).
+        self.log.debug(
             "{peer} connected: protocol {version}, client {client}",
             peer=self.peer,
             version=self.version,
@@ -447,7 +449,7 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
 
     def message_bye(self, message: dict) -> None:
         """The client is leaving: close without an answer."""
-        self.log.info("{peer} said goodbye", peer=self.peer)
+        self.log.debug("{peer} said goodbye", peer=self.peer)
         self.closing = True
         self._close()
 
