@@ -66,7 +66,9 @@ cdef inline PyObject *_cell(dict cells, bint far, long long key, object base, ob
     return PyDict_GetItem(cells, PyLong_FromLongLong(key + PyLong_AsLongLong(offset)))
 
 
-cdef list _visible(tuple grid, double x, double y):
+cdef list _seen(tuple grid, double x, double y):
+    # The entries (not their ids) within the radius of (x, y), in the
+    # grid's order: the diff reads the tick's update entry cached on them.
     cdef dict cells = <dict>grid[0]
     cdef list classes = <list>grid[1]
     cdef long long stride = grid[2]
@@ -109,7 +111,7 @@ cdef list _visible(tuple grid, double x, double y):
             continue
         entries = <list>cell
         for j in range(len(entries)):
-            found.append((<list>entries[j])[4])
+            found.append(entries[j])
     for i in range(len(edge)):
         cell = _cell(cells, far, key, base, edge[i])
         if cell is NULL:
@@ -120,35 +122,39 @@ cdef list _visible(tuple grid, double x, double y):
             dx = <double>entry[0] - x
             dy = <double>entry[1] - y
             if dx * dx + dy * dy <= r2:
-                found.append(entry[4])
+                found.append(entry)
     return found
 
 
 def visible(tuple grid, double x, double y):
     """The ids of the C{grid}'s entries within its radius of C{(x, y)}: as L{mmo.zone.kernel.visible}."""
-    return _visible(grid, x, y)
+    return [(<list>entry)[4] for entry in _seen(grid, x, y)]
 
 
 def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, view):
     """What changed in a view: as L{mmo.zone.kernel.diff}."""
-    cdef list seen = _visible(grid, x, y)
-    cdef dict now
+    cdef list seen = _seen(grid, x, y)
+    cdef list ids = []
     cdef list enter = []
     cdef list update = []
     cdef list leave = []
     cdef Py_ssize_t i, n = 0
-    cdef object eid
-    cdef dict before
+    cdef object eid, serial = None
+    cdef list record
+    cdef dict before, now
     cdef PyObject *entry
     cdef UpdateEntries compiled = None
     cdef bint built = False
     if not known:
         for i in range(len(seen)):
-            enter.append(view(seen[i]))
-        return dict.fromkeys(seen), enter, update, leave
+            eid = (<list>seen[i])[4]
+            ids.append(eid)
+            enter.append(view(eid))
+        return dict.fromkeys(ids), enter, update, leave
     before = <dict>known
     if type(updates) is UpdateEntries:
         compiled = <UpdateEntries>updates
+        serial = compiled.serial
     else:
         # A dict of the changed ones' entries only, or a subclass that
         # builds them on first use (in __missing__): one read if built.
@@ -156,7 +162,9 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
     # One pass, in the grid's order: what enters, and what stays (and is
     # refreshed, or updated if it changed).
     for i in range(len(seen)):
-        eid = seen[i]
+        record = <list>seen[i]
+        eid = record[4]
+        ids.append(eid)
         if eid not in before:
             enter.append(view(eid))
             continue
@@ -164,6 +172,11 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
         if refresh:
             update.append(view(eid))
         elif compiled is not None:
+            # The entry this tick's entries built for this record, if any:
+            # a look at the record, not at a dict of every changed id.
+            if record[7] is serial:
+                update.append(record[6])
+                continue
             entry = PyDict_GetItem(compiled, eid)
             if entry is not NULL:
                 update.append(<object>entry)
@@ -178,8 +191,8 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
     if n == len(before):
         # Everything it had is still in view: if nothing came either, its
         # view is the one it had (the same ids), kept as it is.
-        return before if not enter else dict.fromkeys(seen), enter, update, leave
-    now = dict.fromkeys(seen)
+        return before if not enter else dict.fromkeys(ids), enter, update, leave
+    now = dict.fromkeys(ids)
     for eid in before:
         if eid not in now:
             leave.append(eid)
@@ -218,7 +231,7 @@ def entry(dict cells, entity_id, double x, double y, name, attrs, double size,
 cdef list _entry(dict cells, entity_id, object xo, object yo, name, attrs, double size,
                  long long stride):
     cdef object key = _key(xo, yo, size, stride)
-    cdef list new = [xo, yo, name, attrs, entity_id, key]
+    cdef list new = [xo, yo, name, attrs, entity_id, key, None, None]
     _put(cells, key, new)
     return new
 
@@ -307,10 +320,14 @@ cdef class UpdateEntries(dict):
 
     cdef readonly dict changed
     cdef dict published
+    # Marks the records whose cached entry (record[6]) these entries built
+    # (record[7]): held by them, so no later set of entries is marked alike.
+    cdef readonly object serial
 
     def __init__(self, dict changed, dict published):
         self.changed = changed
         self.published = published
+        self.serial = object()
 
     def __missing__(self, entity_id):
         return self.build(entity_id)
@@ -327,4 +344,6 @@ cdef class UpdateEntries(dict):
         if mask & ATTRS:
             update["attrs"] = record[3]
         self[entity_id] = update
+        record[6] = update
+        record[7] = self.serial
         return update

@@ -56,7 +56,7 @@ def fill(
     and what was C{published} of each up to date, and note what changed.
 
     The grid is kept from tick to tick: its entries are the C{published}
-    records themselves, C{[x, y, name, attrs, id, key]} by id (L{entry}),
+    records themselves, C{[x, y, name, attrs, id, key, ...]} by id (L{entry}),
     and only an entity that moved to another cell changes cells (appended
     to its new one); those that are neither real nor ghost any more leave
     both.  A position is noted here, a name or attributes through
@@ -158,10 +158,14 @@ def entry(
 ) -> list:
     """
     A new entry of the grid C{cells} (cells C{size} wide, keys as
-    L{visible}'s), put in its cell: C{[x, y, name, attrs, id, key]}.
+    L{visible}'s), put in its cell: C{[x, y, name, attrs, id, key, update,
+    serial]}, the last two for the compiled kernel's L{UpdateEntries}, which
+    caches the tick's update entry of the entity there (and its own serial,
+    to tell its entries from an earlier tick's): a look at the entry, where
+    the pure diff looks the id up in the entries.
     """
     key = int(x // size) * stride + int(y // size)
-    new = [x, y, name, attrs, entity_id, key]
+    new = [x, y, name, attrs, entity_id, key, None, None]
     cell = cells.get(key)
     if cell is None:
         cells[key] = [new]
@@ -194,7 +198,7 @@ def visible(grid: tuple, x: float, y: float) -> list[str]:
     those of the edge, checked one by one.
 
     @param grid: C{(cells, classes, stride, subcells, size, r2)}: the
-        cells, lists of entries (L{entry}: C{[x, y, name, attrs, id, key]})
+        cells, lists of entries (L{entry}: C{[x, y, name, attrs, id, key, ...]})
         by key (C{cx * stride + cy}), C{size} wide; the classes of
         L{mmo.zone.aoi.cell_classes} for C{subcells} parts a side; the
         radius squared.
