@@ -417,3 +417,35 @@ class KernelsAgreeTests(unittest.TestCase):
 
     def test_same_ticks(self):
         self.assertEqual(self.run_zone(pure_kernel), self.run_zone(compiled_kernel()))
+
+    def test_same_walks(self):
+        """The NPCs walk the same on both kernels: turns, edges, frozen ones."""
+
+        def run(kernel) -> list:
+            rng = random.Random(3)
+            walks = {
+                f"n{i}": [rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0, 2)]
+                for i in range(200)
+            }
+            reals = {
+                eid: Entity(id=eid, kind="npc", x=rng.uniform(0, 10), y=rng.uniform(0, 10))
+                for eid in walks
+            }
+            turns = random.Random(4)
+            out = []
+            for tick in range(30):
+                now = tick * 0.1
+                kernel.wander(
+                    walks,
+                    reals,
+                    {"n0"},
+                    now,
+                    0.7,
+                    (0.0, 9.9, 0.0, 9.9),
+                    lambda now=now: [turns.uniform(-1, 1), turns.uniform(-1, 1), now + 1],
+                )
+                out.append([(type(e.x), e.x, e.y) for e in reals.values()])
+            out.append(walks)
+            return out
+
+        self.assertEqual(run(pure_kernel), run(compiled_kernel()))

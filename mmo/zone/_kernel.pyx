@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """
-The area of interest's per-tick loops, compiled: L{fill}, L{visible},
-L{diff} and L{UpdateEntries}, the same, with the same arguments, results
+The zone's per-tick loops, compiled: L{wander}, and the area of interest's
+L{fill}, L{visible}, L{diff} and L{UpdateEntries}, the same, with the same arguments, results
 and order, as those of L{mmo.zone.kernel}, the pure-Python fallback when
 this module is not built (or C{MMO_PURE_PYTHON=1}).  The grid, the cell
 classes and every constant are arguments: this module imports nothing of
@@ -11,7 +11,7 @@ mmo.
 from cpython.dict cimport PyDict_GetItem
 from cpython.long cimport PyLong_AsLongLong, PyLong_FromLongLong
 from cpython.ref cimport PyObject
-from libc.math cimport copysign, floor, fmod
+from libc.math cimport copysign, fabs, floor, fmod
 
 # mmo.zone.kernel's masks of what changed.
 cdef enum:
@@ -197,6 +197,40 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
         if eid not in now:
             leave.append(eid)
     return now, enter, update, leave
+
+
+def wander(dict walks, dict reals, frozen, double now, double distance, tuple bounds,
+           new_walk):
+    """Move the NPCs along their walks: as L{mmo.zone.kernel.wander}."""
+    cdef double left = bounds[0], right = bounds[1], bottom = bounds[2], top = bounds[3]
+    cdef double x, y, dx, dy
+    cdef bint any_frozen = bool(frozen)
+    cdef list walk
+    cdef object entity_id, entity
+    for entity_id, walk in walks.items():
+        if any_frozen and entity_id in frozen:
+            continue
+        if now >= <double>walk[2]:
+            walk[:] = new_walk()
+        dx = walk[0]
+        dy = walk[1]
+        entity = reals[entity_id]
+        x = <double>entity.x + dx * distance
+        y = <double>entity.y + dy * distance
+        if x < left:
+            x = left
+            walk[0] = fabs(dx)
+        elif x > right:
+            x = right
+            walk[0] = -fabs(dx)
+        if y < bottom:
+            y = bottom
+            walk[1] = fabs(dy)
+        elif y > top:
+            y = top
+            walk[1] = -fabs(dy)
+        entity.x = x
+        entity.y = y
 
 
 cdef inline void _put(dict cells, object key, list moving):

@@ -1,8 +1,9 @@
 """
-The per-tick loops of the area of interest, the zone's hot path: bringing
-the grid up to date (and noting what changed) from every visible entity
-(L{fill}), what an observer sees (L{visible}), what changed in its view
-(L{diff}) and the update entries it is sent (L{UpdateEntries}).
+The per-tick loops of the zone, its hot path: the NPCs' walk (L{wander}),
+and the area of interest's: bringing the grid up to date (and noting what
+changed) from every visible entity (L{fill}), what an observer sees
+(L{visible}), what changed in its view (L{diff}) and the update entries it
+is sent (L{UpdateEntries}).
 
 These are the pure-Python functions.  The same functions, with the same
 arguments, results and order, are compiled by Cython from C{_kernel.pyx}
@@ -38,6 +39,43 @@ def load() -> ModuleType:
     except ImportError:
         return sys.modules[__name__]
     return _kernel
+
+
+def wander(
+    walks: dict[str, list[float]],
+    reals: dict,
+    frozen: set[str],
+    now: float,
+    distance: float,
+    bounds: tuple[float, float, float, float],
+    new_walk: Callable[[], list[float]],
+) -> None:
+    """
+    Move the entities of C{reals} that have a walk (C{[dx, dy, when to
+    turn]} by id, a unit heading), but the C{frozen}, C{distance} along
+    their heading: a new walk (C{new_walk()}) once its time to turn has
+    come, and back from the edges of C{bounds}, C{(left, right, bottom,
+    top)}, inclusive (L{mmo.zone.wander.Wanderers.step}).
+    """
+    left, right, bottom, top = bounds
+    for entity_id, walk in walks.items():
+        if frozen and entity_id in frozen:
+            continue
+        if now >= walk[2]:
+            walk[:] = new_walk()
+        entity = reals[entity_id]
+        x = entity.x + walk[0] * distance
+        y = entity.y + walk[1] * distance
+        if x < left:
+            x, walk[0] = left, abs(walk[0])
+        elif x > right:
+            x, walk[0] = right, -abs(walk[0])
+        if y < bottom:
+            y, walk[1] = bottom, abs(walk[1])
+        elif y > top:
+            y, walk[1] = top, -abs(walk[1])
+        entity.x = x
+        entity.y = y
 
 
 def fill(
