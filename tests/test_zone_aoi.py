@@ -134,6 +134,26 @@ class VisibleTests:
             self.assertEqual(set(aoi.visible(x, y)), _brute_visible(entries, x, y, 100.0))
             self.assertEqual(len(aoi.visible(x, y)), len(set(aoi.visible(x, y))))
 
+    def test_far_from_the_origin(self):
+        """
+        Far out (cell keys past what C integers hold, observers the compiled
+        kernel looks around with Python's integers), as near the origin.
+        """
+        aoi = self.area(10)
+        bases = (1e7, 2.1e7, -3e9, 1e15, -1e20)
+        entries = [
+            (f"f{base},{i},{j}", base + i * 3.3, base / 2 + j * 3.3)
+            for base in bases
+            for i in range(-6, 7)
+            for j in range(-6, 7)
+        ]
+        aoi.build(entries)
+        for base in bases:
+            for x, y in [(base, base / 2), (base + 4.1, base / 2 - 7.7)]:
+                seen = aoi.visible(x, y)
+                self.assertEqual(set(seen), _brute_visible(entries, x, y, 100.0))
+                self.assertEqual(len(seen), len(set(seen)))
+
     def test_not_a_number(self):
         """
         A position that is not a finite number is refused (ValueError), as

@@ -94,7 +94,7 @@ def fill(
     and what was C{published} of each up to date, and note what changed.
 
     The grid is kept from tick to tick: its entries are the C{published}
-    records themselves, C{[x, y, name, attrs, id, key, ...]} by id (L{entry}),
+    records themselves, C{[x, y, name, attrs, id, key]} by id (L{entry}),
     and only an entity that moved to another cell changes cells (appended
     to its new one); those that are neither real nor ghost any more leave
     both.  A position is noted here, a name or attributes through
@@ -109,7 +109,7 @@ def fill(
         C{(id, x, y, entity)} of the observers and of the reals outside
         C{inner}, in C{reals}' order.
     """
-    cells, _, stride, _, size, _ = grid
+    cells, _, stride, _, size, _, _ = grid
     changed: dict[str, int] = {}
     observers: list = []
     outer: list = []
@@ -196,14 +196,10 @@ def entry(
 ) -> list:
     """
     A new entry of the grid C{cells} (cells C{size} wide, keys as
-    L{visible}'s), put in its cell: C{[x, y, name, attrs, id, key, update,
-    serial]}, the last two for the compiled kernel's L{UpdateEntries}, which
-    caches the tick's update entry of the entity there (and its own serial,
-    to tell its entries from an earlier tick's): a look at the entry, where
-    the pure diff looks the id up in the entries.
+    L{visible}'s), put in its cell: C{[x, y, name, attrs, id, key]}.
     """
     key = int(x // size) * stride + int(y // size)
-    new = [x, y, name, attrs, entity_id, key, None, None]
+    new = [x, y, name, attrs, entity_id, key]
     cell = cells.get(key)
     if cell is None:
         cells[key] = [new]
@@ -229,19 +225,32 @@ def _move(cells: dict, moving: list, key: int | None) -> None:
             cell.append(moving)
 
 
+class Snapshot:
+    """
+    The grid's last element: what the compiled kernel's diffs read of it
+    in a tick (its entries' positions in C arrays, cell after cell, and
+    each one's update entry once read), built again after L{clear}.  The
+    pure kernel reads the cells themselves: nothing to keep.  L{fill}, and
+    whoever else changes the cells, clears it.
+    """
+
+    def clear(self) -> None:
+        """The cells changed."""
+
+
 def visible(grid: tuple, x: float, y: float) -> list[str]:
     """
     The ids of the entries of the C{grid} within its radius of C{(x, y)},
     in the grid's order: the cells its classes say are inside whole, then
     those of the edge, checked one by one.
 
-    @param grid: C{(cells, classes, stride, subcells, size, r2)}: the
-        cells, lists of entries (L{entry}: C{[x, y, name, attrs, id, key, ...]})
+    @param grid: C{(cells, classes, stride, subcells, size, r2, snapshot)}: the
+        cells, lists of entries (L{entry}: C{[x, y, name, attrs, id, key]})
         by key (C{cx * stride + cy}), C{size} wide; the classes of
         L{mmo.zone.aoi.cell_classes} for C{subcells} parts a side; the
-        radius squared.
+        radius squared; the kernel's L{Snapshot}.
     """
-    cells, classes, stride, subcells, size, r2 = grid
+    cells, classes, stride, subcells, size, r2, _ = grid
     cx = x // size
     cy = y // size
     # Which part of its cell the point is in; a point a rounding error

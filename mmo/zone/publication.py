@@ -56,7 +56,7 @@ class Publication:
         self.aoi = aoi
         self.entity_view = entity_view
         # What observers were last shown of every visible entity (reals and
-        # ghosts): [x, y, name, attrs, id, cell key, ...], the entries of the AOI's
+        # ghosts): [x, y, name, attrs, id, cell key], the entries of the AOI's
         # grid (mmo.zone.kernel.entry).  Survives a ghost becoming a real.
         self._published: dict[str, list] = {}
         # The tick's: full views and update entries (built once each), what
