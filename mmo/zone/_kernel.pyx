@@ -392,11 +392,24 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
     return now, enter, update, leave
 
 
+cdef inline double _bounce(double v, double low, double high, list walk, Py_ssize_t axis):
+    # v kept within [low, high]; the walk's heading on that axis turned
+    # back from the edge it went past.
+    cdef double heading = walk[axis]
+    if v < low:
+        walk[axis] = fabs(heading)
+        return low
+    if v > high:
+        walk[axis] = -fabs(heading)
+        return high
+    return v
+
+
 def wander(dict walks, dict reals, frozen, double now, double distance, tuple bounds,
            new_walk):
     """Move the NPCs along their walks: as L{mmo.zone.kernel.wander}."""
     cdef double left = bounds[0], right = bounds[1], bottom = bounds[2], top = bounds[3]
-    cdef double x, y, dx, dy
+    cdef double x, y
     cdef bint any_frozen = bool(frozen)
     cdef list walk
     cdef object entity_id, entity
@@ -405,23 +418,9 @@ def wander(dict walks, dict reals, frozen, double now, double distance, tuple bo
             continue
         if now >= <double>walk[2]:
             walk[:] = new_walk()
-        dx = walk[0]
-        dy = walk[1]
         entity = reals[entity_id]
-        x = <double>entity.x + dx * distance
-        y = <double>entity.y + dy * distance
-        if x < left:
-            x = left
-            walk[0] = fabs(dx)
-        elif x > right:
-            x = right
-            walk[0] = -fabs(dx)
-        if y < bottom:
-            y = bottom
-            walk[1] = fabs(dy)
-        elif y > top:
-            y = top
-            walk[1] = -fabs(dy)
+        x = _bounce(<double>entity.x + <double>walk[0] * distance, left, right, walk, 0)
+        y = _bounce(<double>entity.y + <double>walk[1] * distance, bottom, top, walk, 1)
         entity.x = x
         entity.y = y
 
