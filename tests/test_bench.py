@@ -488,7 +488,7 @@ class ZoneTickSmokeTests(unittest.TestCase):
 
     def test_tiny_run(self):
         zone_tick = load_bench("zone_tick")
-        figures = zone_tick.run_size(100, ticks=5, max_seconds=5.0, seed=1, freeze=False)
+        figures = zone_tick.run_size(100, ticks=5, max_seconds=5.0, seed=1, settle=False)
         self.assertEqual(figures["ticks_100"], 5)
         self.assertEqual(figures["pushes_per_tick_100"], 10)
         self.assertGreater(figures["visible_per_player_100"], 0)

@@ -10,7 +10,7 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from mmo.process.service import ProcessService
+from mmo.process.service import COLLECTOR_THRESHOLDS, ProcessService
 from tests.support import config_of
 
 
@@ -58,3 +58,28 @@ class FailedStartTests(unittest.TestCase):
         # its Deferred is collected.
         gc.collect()
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class CollectorTests(unittest.TestCase):
+    def setUp(self):
+        thresholds = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *thresholds)
+        self.addCleanup(gc.unfreeze)
+
+    def test_started_process_settles_the_collector(self):
+        """
+        Once its services have started, a process freezes what it has
+        loaded and collects young objects every COLLECTOR_THRESHOLDS[0]
+        allocations, not CPython's 700.
+        """
+        gc.set_threshold(700, 10, 10)
+        clock = Clock()
+        config = config_of()
+        top = ProcessService(config, config.process("mmo"), clock)
+        top.exitOnFailure = False
+        Counting().setServiceParent(top)
+        top.startService()
+        self.successResultOf(top.started)
+        self.assertEqual(gc.get_threshold(), COLLECTOR_THRESHOLDS)
+        self.assertGreater(gc.get_freeze_count(), 0)
+        self.successResultOf(top.stopService())

@@ -134,6 +134,26 @@ class VisibleTests:
             self.assertEqual(set(aoi.visible(x, y)), _brute_visible(entries, x, y, 100.0))
             self.assertEqual(len(aoi.visible(x, y)), len(set(aoi.visible(x, y))))
 
+    def test_far_from_the_origin(self):
+        """
+        Far out (cell keys past what C integers hold, observers the compiled
+        kernel looks around with Python's integers), as near the origin.
+        """
+        aoi = self.area(10)
+        bases = (1e7, 2.1e7, -3e9, 1e15, -1e20)
+        entries = [
+            (f"f{base},{i},{j}", base + i * 3.3, base / 2 + j * 3.3)
+            for base in bases
+            for i in range(-6, 7)
+            for j in range(-6, 7)
+        ]
+        aoi.build(entries)
+        for base in bases:
+            for x, y in [(base, base / 2), (base + 4.1, base / 2 - 7.7)]:
+                seen = aoi.visible(x, y)
+                self.assertEqual(set(seen), _brute_visible(entries, x, y, 100.0))
+                self.assertEqual(len(seen), len(set(seen)))
+
     def test_not_a_number(self):
         """
         A position that is not a finite number is refused (ValueError), as
@@ -417,3 +437,35 @@ class KernelsAgreeTests(unittest.TestCase):
 
     def test_same_ticks(self):
         self.assertEqual(self.run_zone(pure_kernel), self.run_zone(compiled_kernel()))
+
+    def test_same_walks(self):
+        """The NPCs walk the same on both kernels: turns, edges, frozen ones."""
+
+        def run(kernel) -> list:
+            rng = random.Random(3)
+            walks = {
+                f"n{i}": [rng.uniform(-1, 1), rng.uniform(-1, 1), rng.uniform(0, 2)]
+                for i in range(200)
+            }
+            reals = {
+                eid: Entity(id=eid, kind="npc", x=rng.uniform(0, 10), y=rng.uniform(0, 10))
+                for eid in walks
+            }
+            turns = random.Random(4)
+            out = []
+            for tick in range(30):
+                now = tick * 0.1
+                kernel.wander(
+                    walks,
+                    reals,
+                    {"n0"},
+                    now,
+                    0.7,
+                    (0.0, 9.9, 0.0, 9.9),
+                    lambda now=now: [turns.uniform(-1, 1), turns.uniform(-1, 1), now + 1],
+                )
+                out.append([(type(e.x), e.x, e.y) for e in reals.values()])
+            out.append(walks)
+            return out
+
+        self.assertEqual(run(pure_kernel), run(compiled_kernel()))

@@ -23,6 +23,26 @@ from mmo import logs
 from mmo.config import ConfigError
 from mmo.process.control import ControlService
 
+#: The cyclic collector's thresholds once a process has started (CPython's
+#: default is 700, 10, 10).  A zone's tick allocates tens of thousands of
+#: containers (update entries, events), most of them alive until the tick's
+#: pushes are sent: at 700 a young collection ran dozens of times per tick,
+#: each scanning what the tick had built so far (about a tenth of its time
+#: at 10,000 entities; bench/zone_tick.py --default-gc shows it).
+COLLECTOR_THRESHOLDS = (100_000, 10, 10)
+
+
+def settle_collector() -> None:
+    """
+    Set the cyclic collector up for a process that has started: what is
+    loaded by now lives as long as the process, so it is kept out of the
+    full collections (C{gc.freeze}), which would otherwise scan it in the
+    middle of ticks; young objects are collected every
+    L{COLLECTOR_THRESHOLDS}C{[0]} allocations rather than 700.
+    """
+    gc.freeze()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+
 
 def fail(error: ConfigError) -> None:
     """End the start: the reason on standard error, exit status 1, no traceback."""
@@ -167,10 +187,7 @@ class ProcessService(service.MultiService):
         except Exception as e:
             self._cannotStart(e)
             return
-        # What is loaded by now lives as long as the process: keep it out of
-        # the cyclic collector's full passes, which would otherwise scan it
-        # in the middle of ticks (bench/zone_tick.py shows the difference).
-        gc.freeze()
+        settle_collector()
         self.log.info(
             "{process}: ready ({kind}, mmo {version})",
             process=self.process.name,

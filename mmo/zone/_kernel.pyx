@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """
-The area of interest's per-tick loops, compiled: L{fill}, L{visible},
-L{diff} and L{UpdateEntries}, the same, with the same arguments, results
+The zone's per-tick loops, compiled: L{wander}, and the area of interest's
+L{fill}, L{visible}, L{diff} and L{UpdateEntries}, the same, with the same arguments, results
 and order, as those of L{mmo.zone.kernel}, the pure-Python fallback when
 this module is not built (or C{MMO_PURE_PYTHON=1}).  The grid, the cell
 classes and every constant are arguments: this module imports nothing of
@@ -9,9 +9,16 @@ mmo.
 """
 
 from cpython.dict cimport PyDict_GetItem
-from cpython.long cimport PyLong_AsLongLong, PyLong_FromLongLong
+from cpython.list cimport PyList_GET_ITEM
+from cpython.long cimport (
+    PyLong_AsLongLong,
+    PyLong_AsLongLongAndOverflow,
+    PyLong_AsSsize_t,
+    PyLong_FromLongLong,
+)
 from cpython.ref cimport PyObject
-from libc.math cimport copysign, floor, fmod
+from libc.stdlib cimport calloc, free, malloc
+from libc.math cimport copysign, fabs, floor, fmod
 
 # mmo.zone.kernel's masks of what changed.
 cdef enum:
@@ -58,16 +65,166 @@ cdef object _key(double x, double y, double size, long long stride):
     return PyLong_FromLongLong(<long long>cx * stride + <long long>cy)
 
 
-cdef inline PyObject *_cell(dict cells, bint far, long long key, object base, object offset):
-    # The cell at offset from the observer's (key in C, or base in Python's
-    # integers when far), or NULL.
-    if far:
-        return PyDict_GetItem(cells, base + offset)
-    return PyDict_GetItem(cells, PyLong_FromLongLong(key + PyLong_AsLongLong(offset)))
+cdef inline size_t _slot(long long key, size_t mask):
+    # Fibonacci hashing: neighbouring keys land far apart.
+    return <size_t>((<unsigned long long>key * 0x9E3779B97F4A7C15ULL) >> 20) & mask
 
 
-cdef list _visible(tuple grid, double x, double y):
-    cdef dict cells = <dict>grid[0]
+cdef class Snapshot:
+    """
+    The grid as the diffs of a tick read it, built from its cells on first
+    use after L{clear} (which the kernel's L{fill} calls: the cells do not
+    change between a tick's fill and its diffs): every entry's position in
+    C arrays, cell after cell, and its id, and the cells by key in a C hash
+    table.  An observer's look at what it sees then reads contiguous
+    memory instead of every entry's list and floats, and no Python integer
+    is made for a cell's key.  Keys beyond a C long long are found through
+    a dict, for the observers that far away.
+
+    It also keeps, for the tick's update entries (L{UpdateEntries}) and
+    what changed, each entry's update once a diff has read it: the next
+    observer that sees the entity reads it there.
+    """
+
+    cdef size_t mask
+    cdef long long *keys
+    # In the hash table: the cell's number + 1, or 0 where there is none.
+    cdef Py_ssize_t *numbers
+    # By cell number: where its entries start (and the next one's).
+    cdef Py_ssize_t *starts
+    cdef double *xs
+    cdef double *ys
+    cdef readonly Py_ssize_t size
+    cdef bint ready
+    cdef dict cells
+    # By position: the entries (held while the arrays describe them), their ids.
+    cdef list records
+    cdef list ids
+    # Cell key (Python's integer) -> cell number, made for a far observer.
+    cdef dict far
+    # By position: the update entry from owner (or False: none) once read.
+    cdef list updates
+    cdef object owner
+    cdef object owner_changed
+
+    def __dealloc__(self):
+        self._free()
+
+    cdef void _free(self):
+        free(self.keys)
+        free(self.numbers)
+        free(self.starts)
+        free(self.xs)
+        free(self.ys)
+        self.keys = NULL
+        self.numbers = NULL
+        self.starts = NULL
+        self.xs = NULL
+        self.ys = NULL
+
+    def clear(self):
+        """The cells changed: build the snapshot again on next use."""
+        self.ready = False
+        self.cells = None
+        self.records = None
+        self.ids = None
+        self.far = None
+        self.updates = None
+        self.owner = None
+        self.owner_changed = None
+
+    cdef int build(self, dict cells) except -1:
+        cdef size_t table = 16
+        cdef Py_ssize_t total = 0, number = 0, p = 0
+        cdef long long key
+        cdef int overflow
+        cdef size_t i
+        cdef object k
+        cdef list cell, entry
+        for cell in cells.values():
+            total += len(cell)
+        while table < 2 * <size_t>len(cells):
+            table *= 2
+        self._free()
+        self.keys = <long long *>calloc(table, sizeof(long long))
+        self.numbers = <Py_ssize_t *>calloc(table, sizeof(Py_ssize_t))
+        self.starts = <Py_ssize_t *>malloc((len(cells) + 1) * sizeof(Py_ssize_t))
+        self.xs = <double *>malloc((total + 1) * sizeof(double))
+        self.ys = <double *>malloc((total + 1) * sizeof(double))
+        if (self.keys is NULL or self.numbers is NULL or self.starts is NULL
+                or self.xs is NULL or self.ys is NULL):
+            self._free()
+            raise MemoryError()
+        self.mask = table - 1
+        self.cells = cells
+        self.records = []
+        self.ids = []
+        for k, cell in cells.items():
+            self.starts[number] = p
+            key = PyLong_AsLongLongAndOverflow(k, &overflow)
+            if not overflow:
+                i = _slot(key, self.mask)
+                while self.numbers[i]:
+                    i = (i + 1) & self.mask
+                self.keys[i] = key
+                self.numbers[i] = number + 1
+            for entry in cell:
+                self.xs[p] = entry[0]
+                self.ys[p] = entry[1]
+                self.records.append(entry)
+                self.ids.append(entry[4])
+                p += 1
+            number += 1
+        self.starts[number] = p
+        self.size = p
+        self.far = None
+        self.updates = None
+        self.owner = None
+        self.owner_changed = None
+        self.ready = True
+        return 0
+
+    cdef Py_ssize_t number(self, long long key):
+        cdef size_t i = _slot(key, self.mask)
+        while self.numbers[i]:
+            if self.keys[i] == key:
+                return self.numbers[i] - 1
+            i = (i + 1) & self.mask
+        return -1
+
+    cdef Py_ssize_t far_number(self, object key) except -2:
+        cdef PyObject *found
+        cdef Py_ssize_t number = 0
+        if self.far is None:
+            self.far = {}
+            for k in self.cells:
+                self.far[k] = number
+                number += 1
+        found = PyDict_GetItem(self.far, key)
+        if found is NULL:
+            return -1
+        return PyLong_AsSsize_t(<object>found)
+
+    cdef list updates_of(self, object owner, object changed):
+        # The update entries read so far from owner, for what changed.
+        if self.updates is None or self.owner is not owner or self.owner_changed is not changed:
+            self.updates = [None] * self.size
+            self.owner = owner
+            self.owner_changed = changed
+        return self.updates
+
+
+cdef inline Snapshot _snapshot(tuple grid):
+    cdef Snapshot snapshot = <Snapshot>grid[6]
+    if not snapshot.ready:
+        snapshot.build(<dict>grid[0])
+    return snapshot
+
+
+cdef Py_ssize_t _seen(tuple grid, Snapshot snapshot, double x, double y,
+                      Py_ssize_t *found) except -1:
+    # The positions (in the snapshot) of the entries within the radius of
+    # (x, y), in the grid's order, written to found; how many.
     cdef list classes = <list>grid[1]
     cdef long long stride = grid[2]
     cdef long subcells = grid[3]
@@ -97,66 +254,104 @@ cdef list _visible(tuple grid, double x, double y):
     cdef tuple both = <tuple>classes[part_x * subcells + part_y]
     cdef tuple inside = <tuple>both[0]
     cdef tuple edge = <tuple>both[1]
-    cdef list found = []
-    cdef PyObject *cell
-    cdef list entries
-    cdef list entry
-    cdef Py_ssize_t i, j
+    cdef Py_ssize_t count = 0, i, p, cell
     cdef double dx, dy
+    cdef Py_ssize_t *starts = snapshot.starts
+    cdef double *xs = snapshot.xs
+    cdef double *ys = snapshot.ys
     for i in range(len(inside)):
-        cell = _cell(cells, far, key, base, inside[i])
-        if cell is NULL:
+        if far:
+            cell = snapshot.far_number(base + inside[i])
+        else:
+            cell = snapshot.number(key + PyLong_AsLongLong(inside[i]))
+        if cell < 0:
             continue
-        entries = <list>cell
-        for j in range(len(entries)):
-            found.append((<list>entries[j])[4])
+        for p in range(starts[cell], starts[cell + 1]):
+            found[count] = p
+            count += 1
     for i in range(len(edge)):
-        cell = _cell(cells, far, key, base, edge[i])
-        if cell is NULL:
+        if far:
+            cell = snapshot.far_number(base + edge[i])
+        else:
+            cell = snapshot.number(key + PyLong_AsLongLong(edge[i]))
+        if cell < 0:
             continue
-        entries = <list>cell
-        for j in range(len(entries)):
-            entry = <list>entries[j]
-            dx = <double>entry[0] - x
-            dy = <double>entry[1] - y
+        for p in range(starts[cell], starts[cell + 1]):
+            dx = xs[p] - x
+            dy = ys[p] - y
             if dx * dx + dy * dy <= r2:
-                found.append(entry[4])
-    return found
+                found[count] = p
+                count += 1
+    return count
 
 
 def visible(tuple grid, double x, double y):
     """The ids of the C{grid}'s entries within its radius of C{(x, y)}: as L{mmo.zone.kernel.visible}."""
-    return _visible(grid, x, y)
+    cdef Snapshot snapshot = _snapshot(grid)
+    cdef Py_ssize_t *found = <Py_ssize_t *>malloc((snapshot.size + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t i, count
+    cdef list ids = snapshot.ids
+    if found is NULL:
+        raise MemoryError()
+    try:
+        count = _seen(grid, snapshot, x, y, found)
+        return [<object>PyList_GET_ITEM(ids, found[i]) for i in range(count)]
+    finally:
+        free(found)
 
 
 def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, view):
     """What changed in a view: as L{mmo.zone.kernel.diff}."""
-    cdef list seen = _visible(grid, x, y)
-    cdef dict now
+    cdef Snapshot snapshot = _snapshot(grid)
+    cdef Py_ssize_t *found = <Py_ssize_t *>malloc((snapshot.size + 1) * sizeof(Py_ssize_t))
+    if found is NULL:
+        raise MemoryError()
+    try:
+        return _diff(grid, snapshot, found, x, y, known, refresh, changed, updates, view)
+    finally:
+        free(found)
+
+
+cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, double y, known,
+                 bint refresh, changed, updates, view):
+    cdef Py_ssize_t count = _seen(grid, snapshot, x, y, found)
+    # Held here: a view() called back may not drop them.
+    cdef list all_ids = snapshot.ids
+    cdef list read = None
+    cdef bint own = False
+    cdef list ids = []
     cdef list enter = []
     cdef list update = []
     cdef list leave = []
-    cdef Py_ssize_t i, n = 0
-    cdef object eid
-    cdef dict before
+    cdef Py_ssize_t i, p, n = 0
+    cdef object eid, got
+    cdef dict before, now
     cdef PyObject *entry
     cdef UpdateEntries compiled = None
     cdef bint built = False
     if not known:
-        for i in range(len(seen)):
-            enter.append(view(seen[i]))
-        return dict.fromkeys(seen), enter, update, leave
+        for i in range(count):
+            eid = <object>PyList_GET_ITEM(all_ids, found[i])
+            ids.append(eid)
+            enter.append(view(eid))
+        return dict.fromkeys(ids), enter, update, leave
     before = <dict>known
     if type(updates) is UpdateEntries:
         compiled = <UpdateEntries>updates
+        read = snapshot.updates_of(compiled, changed)
+        # What changed is the entries' own (a zone's publication): one
+        # look-up says whether and what.
+        own = changed is compiled.changed
     else:
         # A dict of the changed ones' entries only, or a subclass that
         # builds them on first use (in __missing__): one read if built.
         built = isinstance(updates, dict) and type(updates).__getitem__ is dict.__getitem__
     # One pass, in the grid's order: what enters, and what stays (and is
     # refreshed, or updated if it changed).
-    for i in range(len(seen)):
-        eid = seen[i]
+    for i in range(count):
+        p = found[i]
+        eid = <object>PyList_GET_ITEM(all_ids, p)
+        ids.append(eid)
         if eid not in before:
             enter.append(view(eid))
             continue
@@ -164,11 +359,22 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
         if refresh:
             update.append(view(eid))
         elif compiled is not None:
-            entry = PyDict_GetItem(compiled, eid)
-            if entry is not NULL:
-                update.append(<object>entry)
-            elif eid in changed:
-                update.append(compiled.build(eid))
+            # What an earlier diff of the tick read for this entry, if any.
+            got = <object>PyList_GET_ITEM(read, p)
+            if got is None:
+                entry = PyDict_GetItem(compiled, eid)
+                if entry is not NULL:
+                    got = <object>entry
+                elif own:
+                    entry = PyDict_GetItem(compiled.changed, eid)
+                    got = False if entry is NULL else compiled.build_from(eid, <object>entry)
+                elif eid in changed:
+                    got = compiled.build(eid)
+                else:
+                    got = False
+                read[p] = got
+            if got is not False:
+                update.append(got)
         else:
             entry = PyDict_GetItem(updates, eid) if built else NULL
             if entry is not NULL:
@@ -178,12 +384,45 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
     if n == len(before):
         # Everything it had is still in view: if nothing came either, its
         # view is the one it had (the same ids), kept as it is.
-        return before if not enter else dict.fromkeys(seen), enter, update, leave
-    now = dict.fromkeys(seen)
+        return before if not enter else dict.fromkeys(ids), enter, update, leave
+    now = dict.fromkeys(ids)
     for eid in before:
         if eid not in now:
             leave.append(eid)
     return now, enter, update, leave
+
+
+cdef inline double _bounce(double v, double low, double high, list walk, Py_ssize_t axis):
+    # v kept within [low, high]; the walk's heading on that axis turned
+    # back from the edge it went past.
+    cdef double heading = walk[axis]
+    if v < low:
+        walk[axis] = fabs(heading)
+        return low
+    if v > high:
+        walk[axis] = -fabs(heading)
+        return high
+    return v
+
+
+def wander(dict walks, dict reals, frozen, double now, double distance, tuple bounds,
+           new_walk):
+    """Move the NPCs along their walks: as L{mmo.zone.kernel.wander}."""
+    cdef double left = bounds[0], right = bounds[1], bottom = bounds[2], top = bounds[3]
+    cdef double x, y
+    cdef bint any_frozen = bool(frozen)
+    cdef list walk
+    cdef object entity_id, entity
+    for entity_id, walk in walks.items():
+        if any_frozen and entity_id in frozen:
+            continue
+        if now >= <double>walk[2]:
+            walk[:] = new_walk()
+        entity = reals[entity_id]
+        x = _bounce(<double>entity.x + <double>walk[0] * distance, left, right, walk, 0)
+        y = _bounce(<double>entity.y + <double>walk[1] * distance, bottom, top, walk, 1)
+        entity.x = x
+        entity.y = y
 
 
 cdef inline void _put(dict cells, object key, list moving):
@@ -270,6 +509,8 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef double x0 = inner[0], y0 = inner[1], x1 = inner[2], y1 = inner[3]
     cdef double x, y
     cdef object xo, yo, name, attrs, entity_id, entity, view
+    # The cells change from here on.
+    (<Snapshot>grid[6]).clear()
     for entity_id, entity in reals.items():
         xo = entity.x
         yo = entity.y
@@ -316,7 +557,9 @@ cdef class UpdateEntries(dict):
         return self.build(entity_id)
 
     cdef dict build(self, entity_id):
-        cdef int mask = self.changed[entity_id]
+        return self.build_from(entity_id, self.changed[entity_id])
+
+    cdef dict build_from(self, entity_id, int mask):
         cdef list record = <list>self.published[entity_id]
         cdef dict update = {"id": entity_id}
         if mask & POSITION:

@@ -129,7 +129,15 @@ class AreaOfInterest:
         # Entries (L{mmo.zone.kernel.entry}) in lists, by cell key.
         self._cells: dict[int, list[list]] = {}
         # What the kernel's functions take of the grid.
-        self._grid = (self._cells, _CLASSES, STRIDE, SUBCELLS, self.cell_size, self._r2)
+        self._grid = (
+            self._cells,
+            _CLASSES,
+            STRIDE,
+            SUBCELLS,
+            self.cell_size,
+            self._r2,
+            self.kernel.Snapshot(),
+        )
         self.known: dict[str, dict[str, None]] = {}
         # Observers whose client was handed a view by another zone: their
         # first diff refreshes everything they keep seeing.
@@ -143,6 +151,7 @@ class AreaOfInterest:
         Replace the grid's contents by C{entries}: C{(id, x, y)} each, one
         per id (a grid of given points; a zone's is kept by L{fill}).
         """
+        self._grid[6].clear()
         cells = self._cells
         cells.clear()
         for entity_id, x, y in entries:

@@ -1,8 +1,9 @@
 """
-The per-tick loops of the area of interest, the zone's hot path: bringing
-the grid up to date (and noting what changed) from every visible entity
-(L{fill}), what an observer sees (L{visible}), what changed in its view
-(L{diff}) and the update entries it is sent (L{UpdateEntries}).
+The per-tick loops of the zone, its hot path: the NPCs' walk (L{wander}),
+and the area of interest's: bringing the grid up to date (and noting what
+changed) from every visible entity (L{fill}), what an observer sees
+(L{visible}), what changed in its view (L{diff}) and the update entries it
+is sent (L{UpdateEntries}).
 
 These are the pure-Python functions.  The same functions, with the same
 arguments, results and order, are compiled by Cython from C{_kernel.pyx}
@@ -40,6 +41,43 @@ def load() -> ModuleType:
     return _kernel
 
 
+def wander(
+    walks: dict[str, list[float]],
+    reals: dict,
+    frozen: set[str],
+    now: float,
+    distance: float,
+    bounds: tuple[float, float, float, float],
+    new_walk: Callable[[], list[float]],
+) -> None:
+    """
+    Move the entities of C{reals} that have a walk (C{[dx, dy, when to
+    turn]} by id, a unit heading), but the C{frozen}, C{distance} along
+    their heading: a new walk (C{new_walk()}) once its time to turn has
+    come, and back from the edges of C{bounds}, C{(left, right, bottom,
+    top)}, inclusive (L{mmo.zone.wander.Wanderers.step}).
+    """
+    left, right, bottom, top = bounds
+    for entity_id, walk in walks.items():
+        if frozen and entity_id in frozen:
+            continue
+        if now >= walk[2]:
+            walk[:] = new_walk()
+        entity = reals[entity_id]
+        x = entity.x + walk[0] * distance
+        y = entity.y + walk[1] * distance
+        if x < left:
+            x, walk[0] = left, abs(walk[0])
+        elif x > right:
+            x, walk[0] = right, -abs(walk[0])
+        if y < bottom:
+            y, walk[1] = bottom, abs(walk[1])
+        elif y > top:
+            y, walk[1] = top, -abs(walk[1])
+        entity.x = x
+        entity.y = y
+
+
 def fill(
     grid: tuple,
     reals: dict,
@@ -71,7 +109,7 @@ def fill(
         C{(id, x, y, entity)} of the observers and of the reals outside
         C{inner}, in C{reals}' order.
     """
-    cells, _, stride, _, size, _ = grid
+    cells, _, stride, _, size, _, _ = grid
     changed: dict[str, int] = {}
     observers: list = []
     outer: list = []
@@ -187,19 +225,32 @@ def _move(cells: dict, moving: list, key: int | None) -> None:
             cell.append(moving)
 
 
+class Snapshot:
+    """
+    The grid's last element: what the compiled kernel's diffs read of it
+    in a tick (its entries' positions in C arrays, cell after cell, and
+    each one's update entry once read), built again after L{clear}.  The
+    pure kernel reads the cells themselves: nothing to keep.  L{fill}, and
+    whoever else changes the cells, clears it.
+    """
+
+    def clear(self) -> None:
+        """The cells changed."""
+
+
 def visible(grid: tuple, x: float, y: float) -> list[str]:
     """
     The ids of the entries of the C{grid} within its radius of C{(x, y)},
     in the grid's order: the cells its classes say are inside whole, then
     those of the edge, checked one by one.
 
-    @param grid: C{(cells, classes, stride, subcells, size, r2)}: the
+    @param grid: C{(cells, classes, stride, subcells, size, r2, snapshot)}: the
         cells, lists of entries (L{entry}: C{[x, y, name, attrs, id, key]})
         by key (C{cx * stride + cy}), C{size} wide; the classes of
         L{mmo.zone.aoi.cell_classes} for C{subcells} parts a side; the
-        radius squared.
+        radius squared; the kernel's L{Snapshot}.
     """
-    cells, classes, stride, subcells, size, r2 = grid
+    cells, classes, stride, subcells, size, r2, _ = grid
     cx = x // size
     cy = y // size
     # Which part of its cell the point is in; a point a rounding error

@@ -150,7 +150,12 @@ class ZoneSimulation:
         self._ghosts: dict[str, dict] | None = {}
         self._allowance = Allowance(world_map, world_config, clock)
         self._wanderers = Wanderers(
-            self.region, world_config.npc_speed, clock, self.rng, self.wander_turn
+            self.region,
+            world_config.npc_speed,
+            clock,
+            self.rng,
+            self.wander_turn,
+            self.aoi.kernel,
         )
         self._publication = Publication(
             world_map, self.region, self.neighbours, world_config, self.aoi, self.entity_view

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import random
+from types import ModuleType
 
+from mmo.zone import kernel as pure_kernel
 from mmo.zone.entity import Entity
 from mmo.zone.world import Region
 
@@ -25,16 +27,33 @@ class Wanderers:
     @param rng: The random generator of headings and turns.
     @param turn: Seconds an NPC walks one way before it picks a new
         heading: C{(min, max)}.
+    @param kernel: The module of the per-tick loops whose C{wander} walks
+        them (the area of interest's: L{mmo.zone.kernel.load}); default:
+        the pure-Python L{mmo.zone.kernel}.
     """
 
     def __init__(
-        self, region: Region, speed: float, clock, rng: random.Random, turn: tuple[float, float]
+        self,
+        region: Region,
+        speed: float,
+        clock,
+        rng: random.Random,
+        turn: tuple[float, float],
+        kernel: ModuleType = pure_kernel,
     ):
         self.region = region
         self.speed = speed
         self.clock = clock
         self.rng = rng
         self.turn = turn
+        self.kernel = kernel
+        # Inclusive: an NPC stays inside the half-open region.
+        self._bounds = (
+            float(region.x0),
+            math.nextafter(region.x1, region.x0),
+            float(region.y0),
+            math.nextafter(region.y1, region.y0),
+        )
         #: Entity id -> [dx, dy (a unit heading), when to turn].
         self._walks: dict[str, list[float]] = {}
 
@@ -59,25 +78,6 @@ class Wanderers:
         Move every NPC of C{reals} but the C{frozen} along its heading, for
         C{step} seconds, turning at random and at the region's edges.
         """
-        distance = self.speed * step
-        r = self.region
-        left, right = r.x0, math.nextafter(r.x1, r.x0)
-        bottom, top = r.y0, math.nextafter(r.y1, r.y0)
-        for entity_id, walk in self._walks.items():
-            if frozen and entity_id in frozen:
-                continue
-            if now >= walk[2]:
-                walk[:] = self._new_walk()
-            entity = reals[entity_id]
-            x = entity.x + walk[0] * distance
-            y = entity.y + walk[1] * distance
-            if x < left:
-                x, walk[0] = left, abs(walk[0])
-            elif x > right:
-                x, walk[0] = right, -abs(walk[0])
-            if y < bottom:
-                y, walk[1] = bottom, abs(walk[1])
-            elif y > top:
-                y, walk[1] = top, -abs(walk[1])
-            entity.x = x
-            entity.y = y
+        self.kernel.wander(
+            self._walks, reals, frozen, now, self.speed * step, self._bounds, self._new_walk
+        )
