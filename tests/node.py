@@ -10,11 +10,13 @@ except under C{MMO_REQUIRE_BROWSER=1} (set by C{.ci/run}), where it fails.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
+import tempfile
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.trial import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -85,14 +87,38 @@ async def install(testcase, npm: str, package: str) -> None:
     """
     C{npm ci} in C{package} unless its C{node_modules} was installed from
     the lock file as it is now (a digest of the lock kept beside it).
+    Trial's workers (C{-j}) install one at a time: two C{npm ci} in one
+    folder remove each other's files.
     """
     with open(os.path.join(package, "package-lock.json"), "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()
     stamp = os.path.join(package, "node_modules", ".mmo-lock.sha256")
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            if f.read().strip() == digest:
-                return
-    await succeed(testcase, [npm, "ci", "--no-audit", "--no-fund"], package, INSTALL_TIMEOUT)
-    with open(stamp, "w") as f:
-        f.write(digest)
+    lock = await _locked(testcase, package)
+    try:
+        if os.path.exists(stamp):
+            with open(stamp) as f:
+                if f.read().strip() == digest:
+                    return
+        await succeed(testcase, [npm, "ci", "--no-audit", "--no-fund"], package, INSTALL_TIMEOUT)
+        with open(stamp, "w") as f:
+            f.write(digest)
+    finally:
+        os.close(lock)
+
+
+async def _locked(testcase, package: str) -> int:
+    """An open lock file of C{package}'s installs, held (the reactor runs meanwhile)."""
+    name = hashlib.sha256(os.path.abspath(package).encode()).hexdigest()[:16]
+    lock = os.open(
+        os.path.join(tempfile.gettempdir(), f"mmo-npm-{name}.lock"), os.O_RDWR | os.O_CREAT, 0o600
+    )
+    deadline = reactor.seconds() + INSTALL_TIMEOUT
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if reactor.seconds() > deadline:
+                os.close(lock)
+                testcase.fail(f"another npm install in {package} held its lock too long")
+            await task.deferLater(reactor, 0.2, lambda: None)
