@@ -17,6 +17,7 @@ from twisted.trial import unittest
 from mmo import config
 from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
+from mmo.chat import keyed
 from mmo.chat.channels import Channel, Channels
 from mmo.chat.flood import FloodLimit
 from mmo.chat.logs import LogWriter, StoreLogs
@@ -1308,3 +1309,21 @@ class RedisBusChatTests(unittest.TestCase):
         self.assertEqual(
             deliveries.to(bob, "chat.joined")[-1], {"channel": "room:3", "history": []}
         )
+
+
+class KeyedTests(unittest.TestCase):
+    """Small sets per key, as tuples (the channels of a session, the sessions of an account)."""
+
+    def test_add_once_and_discard(self):
+        table: dict[str, tuple[str, ...]] = {}
+        keyed.add(table, "s1", "world:main")
+        keyed.add(table, "s1", "zone:a")
+        keyed.add(table, "s1", "world:main")
+        self.assertEqual(table, {"s1": ("world:main", "zone:a")})
+        self.assertFalse(keyed.discard(table, "s1", "world:main"))
+        self.assertEqual(table, {"s1": ("zone:a",)})
+        self.assertTrue(keyed.discard(table, "s1", "zone:a"))
+        self.assertEqual(table, {})
+        # An absent key is empty: discarding from it says so and adds nothing.
+        self.assertTrue(keyed.discard(table, "s2", "x"))
+        self.assertEqual(table, {})
