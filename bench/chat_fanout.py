@@ -12,6 +12,11 @@ C{members / rate} seconds (so that the server delivers C{rate} a second);
 each is delivered to every member (the sender too).  Latency: from the send
 to each delivery.  Server CPU: the server process's, from the first send to
 the last delivery, per delivery.
+
+The bare server relays frames as large as the standalone server's chat
+frames (C{frame_bytes}, header included; the sender pads its number with
+spaces): the same messages through bare Twisted TLS, so that the TLS work
+per delivery is the same on both sides.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from twisted.internet.endpoints import (  # noqa: E402
 from twisted.protocols.basic import Int32StringReceiver  # noqa: E402
 
 from mmo.client import client_tls_options, connect  # noqa: E402
+from mmo.wire import codec  # noqa: E402
 
 PASSWORD = "benchmark password 1"
 SETTINGS = """
@@ -109,7 +115,15 @@ class Tally:
         self.first = None
         self.last = None
         self.cpu = 0.0
+        #: The size of a delivered frame, its length header included.
+        self.frame_bytes = 0
         self.done = defer.Deferred()
+
+    def chat_received(self, message: dict) -> None:
+        if not self.frame_bytes:
+            # Encoded again as the server did: a stem and a 4-byte number.
+            self.frame_bytes = len(codec.push_stem(message["t"], message)) + 4
+        self.received(int(message["text"]))
 
     def received(self, index: int) -> None:
         now = time.perf_counter()
@@ -136,7 +150,7 @@ async def measure_mmo(reactor, args):
             await client.request("register", name=name, password=PASSWORD)
             ticket = await client.request("login", name=name, password=PASSWORD)
             await client.request("auth", ticket=ticket["ticket"])
-            client.on("chat.message", lambda m: tally.received(int(m["text"])))
+            client.on("chat.message", lambda m: tally.chat_received(m))
             clients.append(client)
 
         half = args.members // 2
@@ -180,7 +194,12 @@ class Member(Int32StringReceiver):
         self.tally.received(int(data))
 
 
-async def measure_baseline(reactor, args, ca, cert, key):
+def padded(index: int, frame_bytes: int) -> bytes:
+    """Message C{index} as the body of a frame of C{frame_bytes}, header included."""
+    return str(index).encode().ljust(frame_bytes - 4)
+
+
+async def measure_baseline(reactor, args, ca, cert, key, frame_bytes: int):
     child, port = await start_bare(reactor, "_broadcast.py", cert, key)
     try:
         await settle(reactor)
@@ -204,7 +223,11 @@ async def measure_baseline(reactor, args, ca, cert, key):
         idle_after = rss_bytes(child.pid)
         sender = members[0]
         await measure(
-            reactor, args, child.pid, tally, lambda index: sender.sendString(str(index).encode())
+            reactor,
+            args,
+            child.pid,
+            tally,
+            lambda index: sender.sendString(padded(index, frame_bytes)),
         )
         for member in members:
             member.transport.abortConnection()
@@ -224,6 +247,7 @@ async def main(reactor, args):
             keep.ca,
             os.path.join(keep.config.deployment.tls_dir, "mmo.crt"),
             os.path.join(keep.config.deployment.tls_dir, "mmo.key"),
+            mmo_tally.frame_bytes,
         )
     finally:
         keep.stop()
@@ -238,6 +262,7 @@ async def main(reactor, args):
         "members": args.members,
         "messages": args.messages,
         "target_deliveries_per_s": args.rate,
+        "frame_bytes": mmo_tally.frame_bytes,
         "deliveries_per_s": rate(mmo_tally),
         "delivery_p50_ms": percentile(mmo_tally.latencies, 0.5) * 1000,
         "delivery_p99_ms": percentile(mmo_tally.latencies, 0.99) * 1000,

@@ -448,6 +448,28 @@ class TLSSessionsBenchTests(unittest.TestCase):
         self.assertLess(figures["resumed_server_bytes"], figures["no_tickets_server_bytes"])
 
 
+class ChatFanoutBenchTests(unittest.TestCase):
+    """bench/chat_fanout.py at tiny sizes against a real standalone server."""
+
+    timeout = 240
+
+    def test_tiny_run(self):
+        """Every delivery arrives on both sides; the bare server relays frames as large."""
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", "chat_fanout.py"),
+            ["--members", "4", "--messages", "3", "--max-seconds", "60"],
+            timeout=180,
+            profile=None,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        # {"channel": "world:main", "from": ..., "text": ..., "time": ..., "t": ..., "seq": ...}
+        self.assertGreater(figures["frame_bytes"], 60)
+        for side in ("", "baseline_"):
+            self.assertGreater(figures[f"{side}deliveries_per_s"], 0)
+            self.assertGreater(figures[f"{side}server_cpu_us_per_delivery"], 0)
+
+
 class LoginBenchTests(unittest.TestCase):
     """bench/login.py at tiny sizes against a real standalone server."""
 

@@ -17,6 +17,7 @@ from twisted.trial import unittest
 from mmo import config
 from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
+from mmo.chat import keyed
 from mmo.chat.channels import Channel, Channels
 from mmo.chat.flood import FloodLimit
 from mmo.chat.logs import LogWriter, StoreLogs
@@ -906,7 +907,7 @@ class ChatTests(unittest.TestCase):
             return defer.fail(error)
 
         await self.request(self.bob, "chat.ignore", name="Carol")
-        self.patch(self.store, "append_log", broken)
+        self.patch(self.store, "append_logs", broken)
         self.patch(self.store, "read_log", broken)
         await self.request(self.alice, "chat.send", channel="world:main", text="still here")
         self.assertEqual(self.texts(self.bob), ["still here"])
@@ -980,30 +981,33 @@ class LogWriterTests(unittest.TestCase):
         def __init__(self):
             self.calls: list[tuple[str, dict, int, defer.Deferred]] = []
 
-        def append_log(self, key, record, keep):
+        def append_logs(self, key, records, keep):
             d = defer.Deferred()
-            self.calls.append((key, record, keep, d))
+            self.calls.append((key, records, keep, d))
             return d
 
     def test_one_at_a_time_in_order(self):
+        """
+        One append at a time, in order; what was added meanwhile goes in
+        the next append, together.
+        """
         store = self.Store()
         idle = []
         writer = LogWriter(store, "log", 10, idle.append)
         for i in range(3):
             writer.add({"i": i})
         flushed = writer.flushed()
-        self.assertEqual([c[1] for c in store.calls], [{"i": 0}])
+        self.assertEqual([c[1] for c in store.calls], [[{"i": 0}]])
         store.calls[0][3].callback(None)
-        self.assertEqual([c[1] for c in store.calls], [{"i": 0}, {"i": 1}])
+        self.assertEqual([c[1] for c in store.calls], [[{"i": 0}], [{"i": 1}, {"i": 2}]])
         self.assertFalse(flushed.called)
         writer.add({"i": 3})
         store.calls[1][3].errback(RuntimeError("store down"))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
-        store.calls[2][3].callback(None)
         self.assertTrue(flushed.called)
         self.assertEqual(idle, [])
-        store.calls[3][3].callback(None)
-        self.assertEqual([c[1]["i"] for c in store.calls], [0, 1, 2, 3])
+        store.calls[2][3].callback(None)
+        self.assertEqual([[r["i"] for r in c[1]] for c in store.calls], [[0], [1, 2], [3]])
         self.assertEqual({c[2] for c in store.calls}, {10})
         self.assertEqual(idle, [writer])
         self.assertTrue(writer.flushed().called)
@@ -1015,9 +1019,9 @@ class LogWriterTests(unittest.TestCase):
         for i in range(6):
             writer.add({"i": i})
         flushed = writer.flushed()
-        for n in range(3):
+        for n in range(2):
             store.calls[n][3].callback(None)
-        self.assertEqual([c[1]["i"] for c in store.calls], [0, 4, 5])
+        self.assertEqual([[r["i"] for r in c[1]] for c in store.calls], [[0], [4, 5]])
         self.assertTrue(flushed.called)
 
 
@@ -1031,7 +1035,9 @@ class StoreLogsTests(unittest.TestCase):
 
         def read_log(self, key, limit):
             self.reads.append((key, limit))
-            return defer.succeed([record for k, record, _, d in self.calls if k == key])
+            return defer.succeed(
+                [r for k, records, _, d in self.calls if k == key for r in records]
+            )
 
     def test_read_after_the_writes(self):
         """A read of a log is sent once the records appended to it before are written."""
@@ -1062,7 +1068,7 @@ class StoreLogsTests(unittest.TestCase):
         self.assertNoResult(flushed)
         store.calls[1][3].callback(None)
         self.successResultOf(flushed)
-        self.assertEqual([c[1]["i"] for c in store.calls], [0, 1])
+        self.assertEqual([[r["i"] for r in c[1]] for c in store.calls], [[0], [1]])
 
 
 def caller(name: str, session: str | None = None, account: str | None = None, realm="main"):
@@ -1308,3 +1314,21 @@ class RedisBusChatTests(unittest.TestCase):
         self.assertEqual(
             deliveries.to(bob, "chat.joined")[-1], {"channel": "room:3", "history": []}
         )
+
+
+class KeyedTests(unittest.TestCase):
+    """Small sets per key, as tuples (the channels of a session, the sessions of an account)."""
+
+    def test_add_once_and_discard(self):
+        table: dict[str, tuple[str, ...]] = {}
+        keyed.add(table, "s1", "world:main")
+        keyed.add(table, "s1", "zone:a")
+        keyed.add(table, "s1", "world:main")
+        self.assertEqual(table, {"s1": ("world:main", "zone:a")})
+        self.assertFalse(keyed.discard(table, "s1", "world:main"))
+        self.assertEqual(table, {"s1": ("zone:a",)})
+        self.assertTrue(keyed.discard(table, "s1", "zone:a"))
+        self.assertEqual(table, {})
+        # An absent key is empty: discarding from it says so and adds nothing.
+        self.assertTrue(keyed.discard(table, "s2", "x"))
+        self.assertEqual(table, {})

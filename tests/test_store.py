@@ -391,6 +391,19 @@ class StoreTestsMixin:
         self.assertEqual((yield self.store.read_log("log", 100)), [{"i": 7}])
 
     @defer.inlineCallbacks
+    def test_log_append_many(self):
+        """Several records in one append, in order, then the trim; none is nothing."""
+        yield self.store.append_log("log", {"i": 0}, 10)
+        yield self.store.append_logs("log", [{"i": 1}, {"i": 2}, {"i": 3}], 10)
+        self.assertEqual([r["i"] for r in (yield self.store.read_log("log", 100))], [0, 1, 2, 3])
+        yield self.store.append_logs("log", [{"i": 4}, {"i": 5}, {"i": 6}], 2)
+        self.assertEqual((yield self.store.read_log("log", 100)), [{"i": 5}, {"i": 6}])
+        yield self.store.append_logs("log", [], 1)
+        self.assertEqual(len((yield self.store.read_log("log", 100))), 2)
+        yield self.assertFailure(self.store.append_logs("log", [{"i": object()}], 1), StoreError)
+        self.assertEqual(len((yield self.store.read_log("log", 100))), 2)
+
+    @defer.inlineCallbacks
     def test_logs_separate(self):
         """Logs of different keys (any characters, case kept) do not mix."""
         keys = ["a", "A", "a:b", "ünï ⚔:*", "log:a"]

@@ -24,6 +24,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from mmo.chat import keyed
 from mmo.chat.logs import StoreLogs, follow
 from mmo.game.service import Caller
 from mmo.unavailable import log_failure
@@ -173,8 +174,8 @@ class Channels:
         self.keep = keep
         #: channel id -> Channel, for channels with members.
         self._channels: dict[str, Channel] = {}
-        #: session -> ids of the channels it is in.
-        self._joined: dict[str, set[str]] = {}
+        #: session -> ids of the channels it is in (L{keyed}).
+        self._joined: dict[str, tuple[str, ...]] = {}
         #: Channel histories being read from the store.
         self._loading: set[defer.Deferred] = set()
 
@@ -216,7 +217,7 @@ class Channels:
         channel = self._open(channel_id)
         new = channel.add(caller)
         if new:
-            self._joined.setdefault(caller.session, set()).add(channel_id)
+            keyed.add(self._joined, caller.session, channel_id)
         return channel, new
 
     def update(self, caller: Caller) -> None:
@@ -230,10 +231,7 @@ class Channels:
         member = None if channel is None else channel.remove(session)
         if member is None:
             return None
-        joined = self._joined.get(session, set())
-        joined.discard(channel_id)
-        if not joined:
-            self._joined.pop(session, None)
+        keyed.discard(self._joined, session, channel_id)
         if not channel.members:
             del self._channels[channel_id]
         return member
@@ -246,7 +244,7 @@ class Channels:
 
     def leave_all(self, session: str) -> None:
         """Take the session out of every channel (it ended)."""
-        for channel_id in list(self._joined.get(session, ())):
+        for channel_id in self._joined.get(session, ()):
             self.remove(channel_id, session)
 
     # -- history -----------------------------------------------------------

@@ -37,8 +37,8 @@ def follow(d: defer.Deferred) -> defer.Deferred:
 
 class LogWriter:
     """
-    Appends records to one store log, one append at a time, in the order
-    they were added.
+    Appends records to one store log, one append at a time (of every
+    record added while the last one ran), in the order they were added.
 
     A store may run operations issued together in any order (a Redis pool
     spreads them over connections), so appends wait for each other here:
@@ -71,7 +71,7 @@ class LogWriter:
         self._queue.append(record)
         while len(self._queue) > self.keep:
             self._queue.popleft()
-            self._finished()
+            self._finished(1)
         if not self._running:
             self._running = True
             defer.ensureDeferred(self._run())
@@ -91,9 +91,13 @@ class LogWriter:
 
     async def _run(self) -> None:
         while self._queue:
-            record = self._queue.popleft()
+            # What was added while the last append ran goes in one append:
+            # a store write (a SQLite commit) per message would cost more
+            # than the message's delivery to hundreds of players.
+            records = list(self._queue)
+            self._queue.clear()
             try:
-                await self.store.append_log(self.key, record, self.keep)
+                await self.store.append_logs(self.key, records, self.keep)
             except Exception:
                 log_failure(
                     Failure(),
@@ -101,13 +105,13 @@ class LogWriter:
                     "chat: cannot append to the store log {key!r}",
                     key=self.key,
                 )
-            self._finished()
+            self._finished(len(records))
         self._running = False
         if self._idle is not None:
             self._idle(self)
 
-    def _finished(self) -> None:
-        self.done += 1
+    def _finished(self, count: int) -> None:
+        self.done += count
         ready = [d for target, d in self._waiters if target <= self.done]
         self._waiters = [(t, d) for t, d in self._waiters if t > self.done]
         for d in ready:

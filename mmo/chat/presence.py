@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 
+from mmo.chat import keyed
 from mmo.game.service import Caller
 
 #: Ended sessions remembered, so that a request of one that was on its way
@@ -44,8 +45,8 @@ class Presence:
         self._online: dict[str, Caller] = {}
         #: casefolded display name -> sessions of that name, the latest last.
         self._names: dict[str, list[str]] = {}
-        #: account id -> its live sessions.
-        self._accounts: dict[str, set[str]] = {}
+        #: account id -> its live sessions (L{keyed}).
+        self._accounts: dict[str, tuple[str, ...]] = {}
         #: Sessions that ended, oldest first (a bounded set).
         self._ended: OrderedDict[str, None] = OrderedDict()
 
@@ -87,7 +88,7 @@ class Presence:
                 self._unaccount(old)
         self._online[session] = caller
         self._names.setdefault(name_key(caller.display_name), []).append(session)
-        self._accounts.setdefault(caller.account_id, set()).add(session)
+        keyed.add(self._accounts, caller.account_id, session)
         return old
 
     def end(self, session: str) -> None:
@@ -113,9 +114,6 @@ class Presence:
             self._names.pop(key, None)
 
     def _unaccount(self, caller: Caller) -> None:
-        sessions = self._accounts.get(caller.account_id, set())
-        sessions.discard(caller.session)
-        if not sessions:
-            self._accounts.pop(caller.account_id, None)
+        if keyed.discard(self._accounts, caller.account_id, caller.session):
             if self.offline is not None:
                 self.offline(caller.account_id)

@@ -286,20 +286,13 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
     def sendString(self, string: bytes) -> None:
         self.sendFrame(codec.HEADER.pack(len(string)) + string)
 
-    def sendFrame(self, frame: bytes, more: bytes = b"") -> None:
-        """
-        Send one frame, its length header included: whole, or in two pieces
-        written one after the other (a push: its shared stem and its
-        number, L{codec.numbered}).
-        """
-        write = self.transport.write
-        write(frame)
-        if more:
-            write(more)
+    def sendFrame(self, frame: bytes) -> None:
+        """Send one frame, its length header included, in one write."""
+        self.transport.write(frame)
         backlog = self.backlog
         # The backlog counts only while the transport is full.
         if backlog is not None and backlog.paused:
-            backlog.wrote(len(frame) + len(more))
+            backlog.wrote(len(frame))
 
     def unreadOverflow(self, unsent: int) -> None:
         """

@@ -239,7 +239,7 @@ class Session:
         self._keep(stem)
         connection = self.connection
         if connection is not None and connection.canSend():
-            connection.sendFrame(*codec.numbered(stem, seq))
+            connection.sendFrame(codec.numbered(stem, seq))
         return seq
 
     def _keep(self, stem: bytes) -> None:

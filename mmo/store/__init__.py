@@ -262,6 +262,13 @@ class IStore(Interface):
         Deferred[None]; L{StoreError} for a bad key, record or C{keep}.
         """
 
+    def append_logs(key, records, keep):
+        """
+        L{append_log} for a list of C{records}, in order: all of them, then
+        the trim, one atomic step (one write where a store pays per write:
+        a writer that fell behind catches up at once).  Deferred[None].
+        """
+
     def read_log(key, limit):
         """
         The last C{limit} (an int, at least 0) records of the log C{key},

@@ -571,10 +571,15 @@ class RedisStore:
 
     # -- logs -------------------------------------------------------------------
 
-    @defer.inlineCallbacks
     def append_log(self, key, record, keep):
+        return self.append_logs(key, [record], keep)
+
+    @defer.inlineCallbacks
+    def append_logs(self, key, records, keep):
         check_log_args(key, keep, "keep", 1)
-        yield self._append_log(key, [pack_record(record)], keep)
+        blobs = [pack_record(record) for record in records]
+        if blobs:
+            yield self._append_log(key, blobs, keep)
 
     def _append_log(self, key, blobs, keep):
         return self._eval(

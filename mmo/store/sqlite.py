@@ -225,6 +225,20 @@ def _is_name_conflict(error: sqlite3.IntegrityError) -> bool:
     return "UNIQUE" in str(error) and ".name_key" in str(error)
 
 
+def _append_logs(conn, key, blobs, keep):
+    """L{SQLiteStore.append_logs} in its transaction: the rows numbered on, then the trim."""
+    conn.execute("BEGIN IMMEDIATE")
+    (first,) = conn.execute(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM logs WHERE key = ?", (key,)
+    ).fetchone()
+    conn.executemany(
+        "INSERT INTO logs (key, seq, data) VALUES (?, ?, ?)",
+        [(key, first + i, blob) for i, blob in enumerate(blobs)],
+    )
+    last = first + len(blobs) - 1
+    conn.execute("DELETE FROM logs WHERE key = ? AND seq <= ?", (key, last - keep))
+
+
 @implementer(IStore)
 class SQLiteStore:
     """
@@ -528,20 +542,17 @@ class SQLiteStore:
     # -- logs -------------------------------------------------------------------
 
     def append_log(self, key, record, keep):
+        return self.append_logs(key, [record], keep)
+
+    def append_logs(self, key, records, keep):
         try:
             check_log_args(key, keep, "keep", 1)
-            blob = pack_record(record)
+            blobs = [pack_record(record) for record in records]
         except StoreError as e:
             return defer.fail(e)
-        return self._run(self._append_log, key, blob, keep)
-
-    def _append_log(self, conn, key, blob, keep):
-        conn.execute("BEGIN IMMEDIATE")
-        (seq,) = conn.execute(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM logs WHERE key = ?", (key,)
-        ).fetchone()
-        conn.execute("INSERT INTO logs (key, seq, data) VALUES (?, ?, ?)", (key, seq, blob))
-        conn.execute("DELETE FROM logs WHERE key = ? AND seq <= ?", (key, seq - keep))
+        if not blobs:
+            return defer.succeed(None)
+        return self._run(_append_logs, key, blobs, keep)
 
     def read_log(self, key, limit):
         try:
