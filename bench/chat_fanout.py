@@ -4,7 +4,8 @@ for one channel of C{--members} players, against the standalone server over
 TLS, next to a bare Twisted broadcast server measured in the same run with
 the same clients; and the server's idle memory per connected client for both.
 
-    python bench/chat_fanout.py [--members 500] [--messages 40] [--rate 100000] [--json]
+    python bench/chat_fanout.py [--members 500] [--messages 40] [--rate 100000]
+        [--idle-steps 5] [--json]
 
 Every member is admitted and in the realm's world channel; one member sends
 C{--messages} chat messages, back to back or, with C{--rate}, one every
@@ -22,6 +23,7 @@ per delivery is the same on both sides.
 from __future__ import annotations
 
 import os
+import statistics
 import sys
 import time
 
@@ -96,13 +98,28 @@ async def measure(reactor, args, pid: int, tally, send) -> None:
     tally.cpu = precise_cpu_seconds(pid) - cpu
 
 
-def idle_per_client(members: int, before: int, half: int, after: int) -> tuple[float, float]:
+def parts(members: int, steps: int) -> list[tuple[int, int]]:
+    """The clients C{0..members} in C{steps} consecutive ranges, as even as can be."""
+    steps = max(2, min(steps, members))
+    bounds = [members * i // steps for i in range(steps + 1)]
+    return [(bounds[i], bounds[i + 1]) for i in range(steps)]
+
+
+def idle_per_client(
+    members: int, steps: list[tuple[int, int]], rss: list[int]
+) -> tuple[float, float]:
     """
-    Resident memory per idle client: over all the clients, and over the
-    second half of them only (what one more client costs, without what the
-    first ones made once for all: threads, caches, allocator arenas).
+    Resident memory per idle client: over all the clients, from C{rss[0]}
+    (before the first) to C{rss[-1]} (all idle); and what one more client
+    costs: the median, over every step of clients but the first (which
+    also pays what is made once for all: threads, caches, allocator
+    arenas), of the step's growth per client.  C{rss[i + 1]} was read once
+    the clients of C{steps[i]} were idle.  One step's growth alone is
+    noisy: a step may fill the free memory an earlier one left (the
+    handshakes' buffers) or not.
     """
-    return (after - before) / members, (after - half) / max(1, members - members // 2)
+    added = [(rss[i + 1] - rss[i]) / max(1, end - start) for i, (start, end) in enumerate(steps)]
+    return (rss[-1] - rss[0]) / members, statistics.median(added[1:])
 
 
 class Tally:
@@ -153,18 +170,16 @@ async def measure_mmo(reactor, args):
             client.on("chat.message", lambda m: tally.chat_received(m))
             clients.append(client)
 
-        half = args.members // 2
-        for part in ((0, half), (half, args.members)):
-            for start in range(part[0], part[1], 50):
+        steps = parts(args.members, args.idle_steps)
+        idle = [idle_before]
+        for first, end in steps:
+            for start in range(first, end, 50):
                 await defer.gatherResults(
-                    [defer.ensureDeferred(join(i)) for i in range(start, min(start + 50, part[1]))],
+                    [defer.ensureDeferred(join(i)) for i in range(start, min(start + 50, end))],
                     consumeErrors=True,
                 )
-            if part[0] == 0:
-                await settle(reactor, 2.0)
-                idle_half = rss_bytes(server.process.pid)
-        await settle(reactor, 2.0)
-        idle_after = rss_bytes(server.process.pid)
+            await settle(reactor, 2.0)
+            idle.append(rss_bytes(server.process.pid))
         sender = clients[0]
         await measure(
             reactor,
@@ -175,7 +190,7 @@ async def measure_mmo(reactor, args):
         )
         for client in clients:
             client.transport.abortConnection()
-        return tally, idle_per_client(args.members, idle_before, idle_half, idle_after)
+        return tally, idle_per_client(args.members, steps, idle)
     finally:
         server.stop()
 
@@ -207,20 +222,19 @@ async def measure_baseline(reactor, args, ca, cert, key, frame_bytes: int):
         tally = Tally(args.messages, args.members)
         options = client_tls_options("localhost", ca)
         members = []
-        half = args.members // 2
-        for part in ((0, half), (half, args.members)):
-            for _ in range(*part):
+        steps = parts(args.members, args.idle_steps)
+        idle = [idle_before]
+        for first, end in steps:
+            for _ in range(first, end):
                 member = Member(tally)
                 endpoint = wrapClientTLS(options, HostnameEndpoint(reactor, "127.0.0.1", port))
                 await connectProtocol(endpoint, member)
                 members.append(member)
             # A write and its echo: the TLS handshakes are done.
-            for member in members[part[0] :]:
+            for member in members[first:]:
                 member.transport.write(b"")
             await settle(reactor, 2.0)
-            if part[0] == 0:
-                idle_half = rss_bytes(child.pid)
-        idle_after = rss_bytes(child.pid)
+            idle.append(rss_bytes(child.pid))
         sender = members[0]
         await measure(
             reactor,
@@ -231,7 +245,7 @@ async def measure_baseline(reactor, args, ca, cert, key, frame_bytes: int):
         )
         for member in members:
             member.transport.abortConnection()
-        return tally, idle_per_client(args.members, idle_before, idle_half, idle_after)
+        return tally, idle_per_client(args.members, steps, idle)
     finally:
         stop_bare(child)
 
@@ -278,6 +292,7 @@ async def main(reactor, args):
         "baseline_idle_bytes_per_client": base_memory[0],
         "idle_bytes_per_added_client": mmo_memory[1],
         "baseline_idle_bytes_per_added_client": base_memory[1],
+        "idle_bytes_over_baseline": mmo_memory[1] - base_memory[1],
     }
     report(figures, args.json)
 
@@ -291,6 +306,12 @@ if __name__ == "__main__":
         type=float,
         default=0.0,
         help="deliveries per second to aim at (0: send the messages back to back)",
+    )
+    p.add_argument(
+        "--idle-steps",
+        type=int,
+        default=5,
+        help="steps the clients join in, memory read after each (per added client: the median)",
     )
     p.add_argument("--max-seconds", type=float, default=300.0, help="give up after this")
     arguments = p.parse_args()

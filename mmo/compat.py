@@ -7,6 +7,11 @@ API only.  Check these after upgrading the library.
 
 from __future__ import annotations
 
+from functools import partial
+
+from OpenSSL.SSL import WantReadError
+from twisted.internet import tcp
+
 
 class MessageTooBigHook:
     """
@@ -58,8 +63,43 @@ def write_through(transport) -> None:
     behind: the cost of each push of a game server, which writes about
     once per connection per tick.  Order and the producer's pause (the
     transport's buffer size) are unchanged: only what the kernel took
-    bypasses the buffer, and only when the buffer is empty.  The socket
-    gets C{TCP_NODELAY}.  Any other transport is left alone.
+    bypasses the buffer, and only when the buffer is empty (L{send_through}).
+    The socket gets C{TCP_NODELAY}.  Any other transport is left alone.
+
+    For a protocol whose own writes reach the socket through a wrapper it
+    does not own (HAProxy's); Twisted's TLS protocol sends through without
+    changing the transport at all (L{TLSWriteThrough}).
+
+    Library: Twisted (checked with 26.10).  Private names: see
+    L{send_through}.
+    """
+    if not _no_delay(transport):
+        return
+    # One partial object per connection: what a connection costs idle counts.
+    transport.write = partial(send_through, transport)
+
+
+def _no_delay(transport) -> bool:
+    """
+    Whether C{transport} is a socket connection (then with C{TCP_NODELAY}
+    set), which L{send_through} can write to.
+    """
+    if not isinstance(transport, tcp.Connection):
+        return False
+    # Sending at once needs Nagle's algorithm off: a turn may still send
+    # twice (TLS 1.3 sends its session tickets as the handshake ends, then
+    # the first reply), and Nagle holds the second send until the peer
+    # acknowledges the first, which a peer delays by 40 ms: every
+    # connection's first answer (a login's hello) came that late.
+    transport.setTcpNoDelay(True)
+    return True
+
+
+def send_through(transport, data: bytes) -> None:
+    """
+    Write C{data} to C{transport} (a C{tcp.Connection}) at once when nothing
+    written before is waiting, buffering only what the kernel does not
+    take; otherwise as Twisted's C{write}.
 
     Library: Twisted (checked with 26.10).  Private names of
     C{twisted.internet.abstract.FileDescriptor}: C{dataBuffer}, C{offset}
@@ -67,34 +107,121 @@ def write_through(transport) -> None:
     C{writeSomeData} (C{tcp.Connection}'s one send, public but not in an
     interface).  Twisted has no public way to write without buffering.
     """
-    from twisted.internet import tcp
+    if (
+        data
+        and transport.connected
+        and not transport._writeDisconnected
+        and not transport._tempDataLen
+        and transport.offset >= len(transport.dataBuffer)
+        and type(data) is bytes
+    ):
+        sent = transport.writeSomeData(data)
+        # A lost connection (an exception returned) is found by the
+        # buffered path, as Twisted finds it.
+        if type(sent) is int and sent > 0:
+            if sent >= len(data):
+                return
+            data = data[sent:]
+    type(transport).write(transport, data)
 
-    if not isinstance(transport, tcp.Connection):
+
+class TLSWriteThrough:
+    """
+    Mixin for Twisted's TLS protocol (C{TLSMemoryBIOProtocol} and its
+    subclasses; put it first among the bases): what TLS has to send goes
+    to the socket below through L{send_through}, and the socket gets
+    C{TCP_NODELAY}.  Nothing is kept per connection, and the socket's
+    transport is not changed.
+
+    As the handshake ends, the connection gets new memory BIOs
+    (L{fresh_bios}): the handshake's left theirs at their largest.
+
+    Library: Twisted (checked with 26.10).  Private names of
+    C{twisted.protocols.tls.TLSMemoryBIOProtocol}: C{_flushSendBIO} (where
+    every byte TLS makes is written to the transport, the handshake's
+    included), C{_checkHandshakeStatus} (where the handshake ends),
+    C{_handshakeDone}, C{_lostTLSConnection} and C{_tlsConnection}.
+    Twisted has no public way to choose how the TLS protocol writes to its
+    transport, nor a hook after its handshake that comes before the
+    connection reads application data.
+    """
+
+    def makeConnection(self, transport) -> None:
+        _no_delay(transport)
+        super().makeConnection(transport)
+
+    def _checkHandshakeStatus(self) -> None:
+        super()._checkHandshakeStatus()
+        if self._handshakeDone and not self._lostTLSConnection:
+            # What the handshake left to send (TLS 1.3's session tickets)
+            # goes first, all of it: the send BIO is then empty, and replaced.
+            while self._sendSome():
+                pass
+            fresh_bios(self._tlsConnection)
+
+    def _flushSendBIO(self) -> None:
+        self._sendSome()
+
+    def _sendSome(self) -> bool:
+        """Send what TLS has to send, 32 KB at most; whether there was any."""
+        try:
+            data = self._tlsConnection.bio_read(2**15)
+        except WantReadError:
+            return False
+        transport = self.transport
+        if isinstance(transport, tcp.Connection):
+            send_through(transport, data)
+        else:
+            transport.write(data)
+        return True
+
+
+def fresh_bios(connection) -> None:
+    """
+    Give C{connection} (a pyOpenSSL C{Connection} on memory BIOs, its
+    handshake done and its send BIO read to the end) new memory BIOs, the
+    bytes its receive BIO still holds (what the client sent right after
+    its Finished) moved to the new one.
+
+    Why: a memory BIO keeps the largest buffer it ever held.  The
+    handshake's are the largest an idle connection's ever hold: the
+    server's flight (its certificate chain: 2.5 KB) and the client's
+    hello (a post-quantum key share: 2 KB), kept by every connection for
+    its lifetime.  New BIOs grow to what the session sends and receives.
+
+    Library: pyOpenSSL (checked with 26.4) and OpenSSL (3.0 to 4.0).
+    Private names of C{OpenSSL.SSL.Connection}: C{_ssl}, C{_into_ssl} and
+    C{_from_ssl} (the SSL object and its two BIOs, which pyOpenSSL makes
+    and never frees itself: the SSL object owns them); and
+    C{OpenSSL._util.lib}, the bindings pyOpenSSL calls them with.
+    C{SSL_set_bio} with two new BIOs takes them over and frees the old
+    ones (OpenSSL's documented rule).  pyOpenSSL has no public way to
+    replace a connection's BIOs.
+    """
+    from OpenSSL._util import ffi, lib
+
+    old_in = connection._into_ssl
+    if old_in is None or connection._from_ssl is None:
         return
-    # Sending at once needs Nagle's algorithm off: a turn may still send
-    # twice (TLS 1.3 sends its session tickets as the handshake ends, then
-    # the first reply), and Nagle holds the second send until the peer
-    # acknowledges the first, which a peer delays by 40 ms: every
-    # connection's first answer (a login's hello) came that late.
-    transport.setTcpNoDelay(True)
-    buffered = type(transport).write
-
-    def write(data: bytes) -> None:
-        if (
-            data
-            and transport.connected
-            and not transport._writeDisconnected
-            and not transport._tempDataLen
-            and transport.offset >= len(transport.dataBuffer)
-            and type(data) is bytes
-        ):
-            sent = transport.writeSomeData(data)
-            # A lost connection (an exception returned) is found by the
-            # buffered path, as Twisted finds it.
-            if type(sent) is int and sent > 0:
-                if sent >= len(data):
-                    return
-                data = data[sent:]
-        buffered(transport, data)
-
-    transport.write = write
+    buffer = ffi.new("char[]", 4096)
+    unread = []
+    while (read := lib.BIO_read(old_in, buffer, 4096)) > 0:
+        unread.append(ffi.buffer(buffer, read)[:])
+    pending = b"".join(unread)
+    new_in = lib.BIO_new(lib.BIO_s_mem())
+    new_out = lib.BIO_new(lib.BIO_s_mem())
+    if (
+        new_in == ffi.NULL
+        or new_out == ffi.NULL
+        or (pending and lib.BIO_write(new_in, pending, len(pending)) != len(pending))
+    ):
+        # Out of memory: keep the old BIOs, the unread bytes put back.
+        for bio in (new_in, new_out):
+            if bio != ffi.NULL:
+                lib.BIO_free(bio)
+        if pending:
+            lib.BIO_write(old_in, pending, len(pending))
+        return
+    lib.SSL_set_bio(connection._ssl, new_in, new_out)
+    connection._into_ssl = new_in
+    connection._from_ssl = new_out

@@ -468,6 +468,29 @@ class ChatFanoutBenchTests(unittest.TestCase):
         for side in ("", "baseline_"):
             self.assertGreater(figures[f"{side}deliveries_per_s"], 0)
             self.assertGreater(figures[f"{side}server_cpu_us_per_delivery"], 0)
+        self.assertAlmostEqual(
+            figures["idle_bytes_over_baseline"],
+            figures["idle_bytes_per_added_client"]
+            - figures["baseline_idle_bytes_per_added_client"],
+        )
+
+    def test_idle_steps(self):
+        """
+        The clients join in steps; one more client costs the median growth
+        per client of the steps after the first, which pays for what is
+        made once.
+        """
+        chat_fanout = load_bench("chat_fanout")
+        steps = chat_fanout.parts(10, 3)
+        self.assertEqual(steps, [(0, 3), (3, 6), (6, 10)])
+        self.assertEqual(chat_fanout.parts(3, 5), [(0, 1), (1, 2), (2, 3)])
+        # Before, then after each step: the first step made 900 once; the
+        # others cost 100, 50 (a step that reused free memory) and 100.
+        steps = chat_fanout.parts(8, 4)
+        rss = [0, 1100, 1300, 1400, 1600]
+        total, added = chat_fanout.idle_per_client(8, steps, rss)
+        self.assertEqual(total, 200)
+        self.assertEqual(added, 100)
 
 
 class LoginBenchTests(unittest.TestCase):

@@ -8,14 +8,20 @@ from __future__ import annotations
 import hashlib
 import socket
 
-from twisted.internet import defer, interfaces, protocol, reactor
+from OpenSSL import SSL
+from twisted.internet import defer, interfaces, protocol, reactor, tcp
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from mmo.compat import write_through
+from mmo import tls
+from mmo.client import connect
+from mmo.compat import TLSWriteThrough, fresh_bios, write_through
 from mmo.frontend.addresses import LimitedTLSFactory, WriteThroughTLS
+from mmo.frontend.factory import ClientFactory
+from mmo.frontend.listener import ClientListener
 from tests import support
+from tests.support import deployment
 
 
 class Held(protocol.Protocol):
@@ -143,3 +149,102 @@ class WriteThroughTests(unittest.TestCase):
     def test_client_listeners_write_through(self):
         """The client listeners' TLS protocol writes through on its socket."""
         self.assertTrue(issubclass(LimitedTLSFactory.protocol, WriteThroughTLS))
+        self.assertTrue(issubclass(WriteThroughTLS, TLSWriteThrough))
+
+
+def _pump(source, sink) -> None:
+    """Move what C{source} (a pyOpenSSL connection) has to send into C{sink}."""
+    while True:
+        try:
+            sink.bio_write(source.bio_read(65536))
+        except SSL.WantReadError:
+            return
+
+
+def _handshake_step(connection) -> bool:
+    try:
+        connection.do_handshake()
+    except SSL.WantReadError:
+        return False
+    return True
+
+
+class FreshBIOsTests(unittest.TestCase):
+    """L{fresh_bios} on a TLS 1.3 handshake in memory."""
+
+    def test_unread_bytes_kept(self):
+        """
+        What the client sent right after its Finished (in the same read)
+        is read after the BIOs are replaced, and the connection goes on
+        both ways.
+        """
+        conf = deployment(self)
+        server = SSL.Connection(
+            tls.client_facing_options(conf, conf.processes["mmo"]).getContext(), None
+        )
+        server.set_accept_state()
+        client = SSL.Connection(SSL.Context(SSL.TLS_METHOD), None)
+        client.set_connect_state()
+        _handshake_step(client)
+        _pump(client, server)
+        self.assertFalse(_handshake_step(server))
+        _pump(server, client)
+        self.assertTrue(_handshake_step(client))
+        client.send(b"right after the handshake")
+        # The client's Finished and its first record, in one read.
+        _pump(client, server)
+        self.assertTrue(_handshake_step(server))
+        old = (server._into_ssl, server._from_ssl)
+        _pump(server, client)
+        fresh_bios(server)
+        self.assertNotIn(server._into_ssl, old)
+        self.assertNotIn(server._from_ssl, old)
+        self.assertEqual(server.recv(1024), b"right after the handshake")
+        server.send(b"and back")
+        _pump(server, client)
+        received = b""
+        while True:
+            try:
+                received += client.recv(1024)
+            except SSL.WantReadError:
+                break
+        self.assertEqual(received, b"and back")
+        client.send(b"again")
+        _pump(client, server)
+        self.assertEqual(server.recv(1024), b"again")
+
+
+class TLSWriteThroughTests(unittest.TestCase):
+    """L{TLSWriteThrough}: a real client listener over TLS on loopback."""
+
+    def setUp(self):
+        self.config = deployment(self)
+        process = self.config.processes["mmo"]
+        self.factory = ClientFactory(self.config, process, reactor)
+        self.listener = ClientListener(self.config, process, reactor, self.factory)
+        self.listener.startService()
+        self.addCleanup(self.listener.stopService)
+
+    async def test_sends_at_once_and_keeps_nothing(self):
+        """
+        Replies arrive, the socket sends them at once (it is not watched
+        for writability once idle, Nagle is off) and the socket's
+        transport is Twisted's own, unchanged: nothing per connection.
+        """
+        client = await connect(
+            reactor,
+            "127.0.0.1",
+            self.listener.port.getHost().port,
+            ca=tls.ca_path(self.config.deployment.tls_dir),
+            hostname="localhost",
+        )
+        self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
+        self.assertIn("time", await client.request("ping"))
+        (server,) = self.factory.connections
+        socket_transport = server.transport.transport
+        self.assertIs(type(socket_transport), tcp.Server)
+        self.assertNotIn("write", vars(socket_transport))
+        handle = socket_transport.getHandle()
+        self.assertTrue(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        self.assertIn("time", await client.request("ping"))
+        self.assertNotIn(socket_transport, reactor.getWriters())

@@ -25,7 +25,7 @@ from collections import OrderedDict
 from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 
-from mmo.compat import write_through
+from mmo.compat import TLSWriteThrough
 from mmo.ratelimit import TokenBucket
 
 #: Idle entries looked at (and dropped when their bucket is full) per new
@@ -206,18 +206,14 @@ class AddressLimits:
         return False
 
 
-class WriteThroughTLS(BufferingTLSTransport):
+class WriteThroughTLS(TLSWriteThrough, BufferingTLSTransport):
     """
     Twisted's TLS protocol (which gathers a connection's writes of one
     reactor turn into one TLS write) on a socket that sends that write at
     once, buffering only what the kernel does not take
-    (L{mmo.compat.write_through}): one C{send()} per connection per turn,
+    (L{mmo.compat.TLSWriteThrough}): one C{send()} per connection per turn,
     and no C{epoll_ctl} unless the client is behind.
     """
-
-    def makeConnection(self, transport) -> None:
-        write_through(transport)
-        super().makeConnection(transport)
 
 
 class LimitedTLSFactory(TLSMemoryBIOFactory):

@@ -84,7 +84,6 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
         self.connected = 0
         self.transport = None
         self.MAX_LENGTH = self.MAX_LENGTH
-        self.peer = None
         self.lastReceived = 0.0
         self._handshakeTimer = None
         self._abortTimer = None
@@ -97,12 +96,19 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
         self.closing = False
         self.seq = 0
 
+    @property
+    def peer(self) -> str:
+        """
+        The client's address as C{host:port}, for logs: read from the
+        transport when asked, not kept by every idle connection.
+        """
+        return peer_address(self.transport)
+
     # -- connection life ---------------------------------------------------
 
     def connectionMade(self) -> None:
         factory = self.factory
         self.MAX_LENGTH = factory.wire.max_frame_size
-        self.peer = peer_address(self.transport)
         self.lastReceived = factory.reactor.seconds()
         factory.deadlines.due(self, self.lastReceived + factory.wire.idle_timeout)
         self._handshakeTimer = factory.reactor.callLater(

@@ -111,7 +111,8 @@ class FloodMeter:
     def __init__(self, limits: FloodLimits):
         self.limits = limits
         self.bucket = TokenBucket(limits.rate, limits.burst, limits.clock)
-        self.buckets: dict[str, TokenBucket] = {}
+        #: The class buckets, made with the first message of a class.
+        self.buckets: dict[str, TokenBucket] | None = None
         self.strikes = 0
 
     def allow(self, kind: str) -> str | None:
@@ -129,10 +130,13 @@ class FloodMeter:
         name = self.limits.class_of(kind)
         if name is None:
             return None
-        bucket = self.buckets.get(name)
+        buckets = self.buckets
+        if buckets is None:
+            buckets = self.buckets = {}
+        bucket = buckets.get(name)
         if bucket is None:
             rate, burst = self.limits.classes[name]
-            bucket = self.buckets[name] = TokenBucket(rate, burst, self.limits.clock)
+            bucket = buckets[name] = TokenBucket(rate, burst, self.limits.clock)
         if not bucket.take():
             self.strikes += 1
             return f"too many {name!r} messages: slow down"
