@@ -470,6 +470,27 @@ class ChatFanoutBenchTests(unittest.TestCase):
             self.assertGreater(figures[f"{side}server_cpu_us_per_delivery"], 0)
 
 
+class StreamPushBenchTests(unittest.TestCase):
+    """bench/stream_push.py at the tiny size of its quick run, profiled as make bench runs it."""
+
+    timeout = 120
+
+    def test_quick_run(self):
+        """Both ways give every figure (every push delivered, or the script fails)."""
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        profile = os.path.join(directory, "stream_push.prof")
+        outcome = quick_run("stream_push", profile=profile)
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        self.assertEqual(figures["pushes"], 5 * 22)
+        for way in ("stems", "batch"):
+            self.assertGreater(figures[f"{way}_gateway_us_per_push"], 0)
+            self.assertGreater(figures[f"{way}_zone_us_per_push"], 0)
+            self.assertGreater(figures[f"{way}_box_bytes_per_push"], 100)
+        self.assertTrue(os.path.exists(profile))
+
+
 class LoginBenchTests(unittest.TestCase):
     """bench/login.py at tiny sizes against a real standalone server."""
 
