@@ -370,6 +370,18 @@ class CapacityFitTests(unittest.TestCase):
     def test_one_count_gives_no_fit(self):
         self.assertEqual(self.capacity.fit_figures([self.point(100, 1000)]), {})
 
+    def test_links_as_the_cluster_config_says(self):
+        """Unix-socket links when the cluster's config sets rpc_unix_dir, else TLS."""
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "cluster.toml")
+        processes = '[processes.gateway-1]\nkind = "gateway"\n'
+        for deployment, unix in (("", False), ('rpc_unix_dir = "run"\n', True)):
+            with open(path, "w") as f:
+                f.write('[deployment]\nname = "x"\n' + deployment + processes)
+            shape = self.capacity.cluster_shape(path)
+            self.assertEqual(shape, ([("gateway-1", "gateway")], {}, {}, unix))
+
     def test_cpu_seconds_of_a_process(self):
         spent = self.capacity.cpu_seconds(os.getpid())
         self.assertGreater(spent, 0.0)
