@@ -71,10 +71,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def cluster_shape(path: str = CLUSTER_CONFIG) -> tuple[list[tuple[str, str]], dict, dict]:
+def cluster_shape(
+    path: str = CLUSTER_CONFIG,
+) -> tuple[list[tuple[str, str]], dict, dict, bool]:
     """
     The C{(name, kind)} processes of the cluster config C{path} (the
-    manager aside: it only supervises), its C{[world]} and its C{[login]}.
+    manager aside: it only supervises), its C{[world]}, its C{[login]}, and
+    whether its processes link on Unix sockets (C{[deployment]
+    rpc_unix_dir}).
     """
     with open(path, "rb") as f:
         data = tomllib.load(f)
@@ -83,7 +87,8 @@ def cluster_shape(path: str = CLUSTER_CONFIG) -> tuple[list[tuple[str, str]], di
         for name, table in data["processes"].items()
         if table["kind"] != "manager"
     ]
-    return processes, data.get("world", {}), data.get("login", {})
+    unix = bool(data.get("deployment", {}).get("rpc_unix_dir"))
+    return processes, data.get("world", {}), data.get("login", {}), unix
 
 
 def toml_table(name: str, values: dict) -> str:
@@ -121,10 +126,12 @@ def fit(rows: list[tuple[float, ...]], values: list[float]) -> list[float] | Non
 class Cluster:
     """The processes of a C{conf/cluster.toml}-shaped deployment, in C{directory}."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, links: str = "config"):
         self.directory = directory
         self.redis = RedisServer(os.path.join(directory, "redis"))
-        self.processes, self.world, self.login = cluster_shape()
+        self.processes, self.world, self.login, unix = cluster_shape()
+        #: Links between the processes on Unix sockets (else mutual TLS).
+        self.unix = unix if links == "config" else links == "unix"
         self.ports = {name: free_port() for name, _ in self.processes}
         self.children: dict[str, subprocess.Popen] = {}
         self.kinds = dict(self.processes)
@@ -142,7 +149,8 @@ class Cluster:
         with open(self.config_path, "w") as f:
             f.write(
                 '[deployment]\nname = "capacity"\ntls_dir = "certs"\n'
-                '[logging]\nlevel = "info"\n'
+                + ('rpc_unix_dir = "run"\n' if self.unix else "")
+                + '[logging]\nlevel = "info"\n'
                 '[store]\nbackend = "redis"\n[bus]\nbackend = "redis"\n'
                 f'[redis]\nhost = "127.0.0.1"\nport = {self.redis.port}\nprefix = "capacity"\n'
                 # conf/cluster.toml's world and its lifted per-address throttles.
@@ -411,6 +419,13 @@ def main(argv=None) -> int:
         "just before, for their own CPU (baseline_bot_*)",
     )
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs)")
+    p.add_argument(
+        "--links",
+        default="config",
+        choices=("config", "tls", "unix"),
+        help="links between the processes: as conf/cluster.toml says (rpc_unix_dir), "
+        "mutual TLS, or Unix sockets (default %(default)s)",
+    )
     args = p.parse_args(argv)
     counts = sorted(int(n) for n in args.bots.split(",") if n.strip())
     if not counts or min(counts) < 1:
@@ -424,9 +439,10 @@ def main(argv=None) -> int:
     # Stopped by SIGTERM (bench/run.py's time limit): stop the cluster first.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     directory = tempfile.mkdtemp(prefix="mmo-capacity-")
-    cluster = Cluster(directory)
+    cluster = Cluster(directory, args.links)
     figures: dict = {
         "scenario": args.scenario,
+        "links": "unix" if cluster.unix else "tls",
         "window_s": args.window,
         "goal_players_per_core": 2000,
         "goal_move_p99_ms": 50.0,

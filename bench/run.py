@@ -226,6 +226,20 @@ BENCHMARKS = [
         profiled="the gateway (the benchmark's own process) during the measured routed requests",
     ),
     Benchmark(
+        "stream_push",
+        "stream_push.py",
+        "A zone's pushes to a gateway's players: stems, or a batch encoded again",
+        [Run("", ["--players", "400", "--ticks", "200"], True)],
+        [Run("", ["--players", "20", "--ticks", "5", "--repeat", "1"], True)],
+        timeout=120,
+        pairs=[
+            ("stems_gateway_us_per_push", "batch_gateway_us_per_push"),
+            ("stems_zone_us_per_push", "batch_zone_us_per_push"),
+            ("stems_box_bytes_per_push", "batch_box_bytes_per_push"),
+        ],
+        profiled="the gateway's side of the stems, in process (a run of its own)",
+    ),
+    Benchmark(
         "tls",
         "tls.py",
         "The cheapest TLS: Twisted's, TLS in C on the socket, HAProxy in front, plain TCP",

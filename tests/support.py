@@ -406,6 +406,17 @@ def gateway(config, name: str, bus, signer, routes=(), clock=None, factory_class
     return factory
 
 
+def stem_event(stem: bytes) -> list:
+    """
+    C{[kind, fields]} of a push's stem (L{codec.push_stem}): its frame
+    decoded as a client decodes it, without its C{t} and C{seq}.
+    """
+    fields = codec.decode(codec.numbered_body(stem, 0))
+    kind = fields.pop("t")
+    del fields["seq"]
+    return [kind, fields]
+
+
 class GatewayInbox:
     """
     What a gateway hears on its bus channel, decoded (L{mmo.game.messages}):
@@ -427,11 +438,28 @@ class GatewayInbox:
         return [m for m in self.messages if isinstance(m, cls)]
 
     def batches(self) -> list[dict]:
-        """The zones' batched pushes since the last call: C{{session: [[kind, fields]...]}}."""
-        from mmo.game.messages import PushBatch
+        """
+        The zones' batched pushes since the last call: C{{session: [[kind,
+        fields]...]}} (a L{mmo.game.messages.PushStems}'s stems decoded as
+        a client reads them, by L{stem_event}).
+        """
+        from mmo.game.messages import PushBatch, PushStems
 
-        found = [m.pushes for m in self.messages if isinstance(m, PushBatch)]
-        self.messages = [m for m in self.messages if not isinstance(m, PushBatch)]
+        found = []
+        rest = []
+        for m in self.messages:
+            if isinstance(m, PushBatch):
+                found.append(m.pushes)
+            elif isinstance(m, PushStems):
+                found.append(
+                    {
+                        session: [stem_event(stem) for stem in stems]
+                        for session, stems in m.pushes.items()
+                    }
+                )
+            else:
+                rest.append(m)
+        self.messages = rest
         return found
 
     def events(self, session: str, kind: str | None = None) -> list:

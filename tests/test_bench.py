@@ -370,6 +370,18 @@ class CapacityFitTests(unittest.TestCase):
     def test_one_count_gives_no_fit(self):
         self.assertEqual(self.capacity.fit_figures([self.point(100, 1000)]), {})
 
+    def test_links_as_the_cluster_config_says(self):
+        """Unix-socket links when the cluster's config sets rpc_unix_dir, else TLS."""
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "cluster.toml")
+        processes = '[processes.gateway-1]\nkind = "gateway"\n'
+        for deployment, unix in (("", False), ('rpc_unix_dir = "run"\n', True)):
+            with open(path, "w") as f:
+                f.write('[deployment]\nname = "x"\n' + deployment + processes)
+            shape = self.capacity.cluster_shape(path)
+            self.assertEqual(shape, ([("gateway-1", "gateway")], {}, {}, unix))
+
     def test_cpu_seconds_of_a_process(self):
         spent = self.capacity.cpu_seconds(os.getpid())
         self.assertGreater(spent, 0.0)
@@ -491,6 +503,27 @@ class ChatFanoutBenchTests(unittest.TestCase):
         total, added = chat_fanout.idle_per_client(8, steps, rss)
         self.assertEqual(total, 200)
         self.assertEqual(added, 100)
+
+
+class StreamPushBenchTests(unittest.TestCase):
+    """bench/stream_push.py at the tiny size of its quick run, profiled as make bench runs it."""
+
+    timeout = 120
+
+    def test_quick_run(self):
+        """Both ways give every figure (every push delivered, or the script fails)."""
+        directory = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, directory)
+        profile = os.path.join(directory, "stream_push.prof")
+        outcome = quick_run("stream_push", profile=profile)
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        self.assertEqual(figures["pushes"], 5 * 22)
+        for way in ("stems", "batch"):
+            self.assertGreater(figures[f"{way}_gateway_us_per_push"], 0)
+            self.assertGreater(figures[f"{way}_zone_us_per_push"], 0)
+            self.assertGreater(figures[f"{way}_box_bytes_per_push"], 100)
+        self.assertTrue(os.path.exists(profile))
 
 
 class LoginBenchTests(unittest.TestCase):

@@ -43,6 +43,7 @@ from mmo.game.messages import (
     GhostUpdate,
     Moved,
     PushBatch,
+    PushStems,
     Switched,
     SwitchRoute,
     gateway_channel,
@@ -51,7 +52,7 @@ from mmo.game.messages import (
 from mmo.game.service import Caller
 from mmo.zone.handoff import ACTIVE
 from mmo.zone.service import ZoneService
-from tests.support import fake_clock_bus_store, write_config
+from tests.support import fake_clock_bus_store, stem_event, write_config
 from tests.test_zone_service import WORLD
 
 #: Seconds between two ticks of a zone.
@@ -141,6 +142,10 @@ class Stream:
         self.up = True
         self._last = 0.0
         self.service = None
+
+    def takes_stems(self, gateway: str) -> bool:
+        # A gateway of this release.
+        return True
 
     def send(self, gateway: str, value, sender: str) -> None:
         if not self.up:
@@ -356,8 +361,11 @@ class Border:
 
     def heard(self, data) -> None:
         sender, message = messages.decode(data)
-        if isinstance(message, PushBatch):
+        if isinstance(message, (PushBatch, PushStems)):
             for session, events in message.pushes.items():
+                if isinstance(message, PushStems):
+                    # As the client reads them.
+                    events = [stem_event(stem) for stem in events]
                 for kind, fields in events:
                     self.clients[session].push(self.clock.seconds(), kind, fields)
                     if session == self.walker.session and kind == "world.correct":

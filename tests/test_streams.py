@@ -13,12 +13,13 @@ from twisted.trial import unittest
 
 from mmo.bus.memory import MemoryBus
 from mmo.game import messages
-from mmo.game.messages import Done, Moved, PushBatch, gateway_channel
+from mmo.game.messages import Done, Moved, PushBatch, PushStems, gateway_channel
 from mmo.game.routes import pack
 from mmo.game.server import ServiceRPCFactory
 from mmo.rpc import RPCClientService, listen_port
-from mmo.rpc.commands import Stream
-from mmo.zone.streams import GatewayStreams, StreamedLinkFactory
+from mmo.rpc.commands import Stream, StreamStems
+from mmo.wire import codec
+from mmo.zone.streams import BusGateways, GatewayStreams, StreamedLinkFactory
 from tests.support import LogCapture, bounded, deployment, until
 
 #: A gateway and a zone process, and a process of another kind.
@@ -37,9 +38,13 @@ rpc = "tcp:0:interface=127.0.0.1"
 """
 
 
-def stream_box(data) -> bytes:
+def stream_box(data, command: bytes = b"Stream") -> bytes:
     """The bytes of a L{Stream} box carrying C{data} (no answer asked)."""
-    return amp.AmpBox(_command=b"Stream", message=pack(data)).serialize()
+    return amp.AmpBox(_command=command, message=pack(data)).serialize()
+
+
+#: A tick's pushes as stems.
+STEMS = PushStems({"s": [codec.push_stem("world.update", {"tick": 3})]})
 
 
 class ResponderTests(unittest.TestCase):
@@ -71,11 +76,32 @@ class ResponderTests(unittest.TestCase):
         self.assertEqual(self.transport.value(), b"")
 
     def test_ping_says_it_takes_stream(self):
-        """The gateway's link tells the zone (answering its Ping) that it takes Stream."""
+        """
+        The gateway's link tells the zone (answering its Ping) that it
+        takes Stream, and StreamStems (it knows PushStems).
+        """
         link = self.link("zone-1")
         link.dataReceived(amp.AmpBox(_command=b"Ping", _ask=b"1", nonce=b"7").serialize())
         [answer] = amp.parseString(self.transport.value())
         self.assertIn(b"Stream", answer[b"takes"])
+        self.assertIn(b"StreamStems", answer[b"takes"])
+
+    def test_stems_in_order_with_the_stream(self):
+        """A StreamStems is heard in its place among the Streams around it."""
+        link = self.link("zone-1")
+        first = messages.encode(Moved("s", "e", "r0c1", 2), "r0c0")
+        stems = messages.encode(STEMS, "r0c0")
+        last = messages.encode(Moved("s", "e", "r0c1", 3), "r0c0")
+        link.dataReceived(stream_box(first) + stream_box(stems, b"StreamStems") + stream_box(last))
+        self.assertEqual(self.heard, [first, stems, last])
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_stems_refused_from_other_kinds(self):
+        link = self.link("lobby-1")
+        link.dataReceived(stream_box(messages.encode(STEMS, "x"), b"StreamStems"))
+        self.assertEqual(self.heard, [])
+        self.assertEqual(len(self.flushLoggedErrors(amp.RemoteAmpError)), 1)
+        self.assertTrue(self.transport.disconnecting)
 
     def test_malformed_dropped(self):
         """A frame that is not msgpack is logged and dropped; the link goes on."""
@@ -227,6 +253,39 @@ class GatewayStreamsTests(unittest.TestCase):
         self.streams.send("gateway-1", Moved("s", "e", "r0c1", 1), "r0c0")
         self.assertEqual((len(old.sent), len(new.sent)), (0, 1))
 
+    def test_stems_to_a_gateway_that_takes_them(self):
+        """Stems go in a StreamStems, on the same link as the rest, to a gateway that takes it."""
+        link = FakeLink("gateway-1", takes=("Stream", "StreamStems"))
+        self.streams.linked(link)
+        self.assertTrue(self.streams.takes_stems("gateway-1"))
+        self.streams.send("gateway-1", STEMS, "r0c0")
+        self.streams.send("gateway-1", Moved("s", "e", "r0c1", 1), "r0c0")
+        self.assertEqual(
+            link.sent,
+            [
+                (StreamStems, {"message": pack(messages.encode(STEMS, "r0c0"))}),
+                (Stream, {"message": pack(messages.encode(Moved("s", "e", "r0c1", 1), "r0c0"))}),
+            ],
+        )
+
+    def test_who_takes_stems(self):
+        """
+        Only a stream whose gateway takes StreamStems: not one of the
+        release before (Stream only), not an older one on the bus, not a
+        stream that is down.  A zone without a process of its own sends
+        stems on the bus (the standalone server's gateway).
+        """
+        self.streams.linked(FakeLink("gateway-1", takes=("Stream",)))
+        self.streams.linked(FakeLink("gateway-2", takes=()))
+        self.assertFalse(self.streams.takes_stems("gateway-1"))
+        self.assertFalse(self.streams.takes_stems("gateway-2"))
+        self.assertFalse(self.streams.takes_stems("gateway-3"))
+        link = FakeLink("gateway-4", takes=("Stream", "StreamStems"))
+        self.streams.linked(link)
+        self.streams.unlinked(link)
+        self.assertFalse(self.streams.takes_stems("gateway-4"))
+        self.assertTrue(BusGateways(self.bus).takes_stems("gateway-1"))
+
     def test_never_linked_gateway(self):
         """A gateway never linked: dropped; its first link starts its views over."""
         self.streams.send("gateway-2", Moved("s", "e", "r0c1", 1), "r0c0")
@@ -265,7 +324,10 @@ class LinkTests(unittest.TestCase):
         client.startService()
         self.addCleanup(lambda: bounded(client.stopService()))
         await until(lambda: streams.streaming("gateway-1"))
+        # The gateway's link takes stems.
+        self.assertTrue(streams.takes_stems("gateway-1"))
         sent = [Moved("s", "e", "r0c1", v) for v in range(1, 51)]
+        sent[10:10] = [STEMS]
         for message in sent:
             streams.send("gateway-1", message, "r0c0")
         await until(lambda: len(heard) == len(sent))

@@ -12,7 +12,8 @@ hands what it hears to a L{Dispatcher}, which calls the handler registered
 for the message's type.
 
     channel                 who listens      what travels on it
-    gateway:NAME            gateway NAME     L{Push}, L{PushBatch}, L{HandoverRequest},
+    gateway:NAME            gateway NAME     L{Push}, L{PushBatch}, L{PushStems},
+                                             L{HandoverRequest},
                                              L{HandoverAnswer}, L{Relink}, L{SwitchRoute},
                                              L{Moved}
     zone:REGION             the zone         L{Offer}, L{Accept}, L{Refuse}, L{Forward},
@@ -311,6 +312,21 @@ class Push:
 @message
 class PushBatch:
     """A zone's pushes of one tick: C{{session: [[kind, fields], ...]}}, in order."""
+
+    pushes: dict
+
+
+@message
+class PushStems:
+    """
+    A zone's pushes of one tick, each encoded once, by the zone, as its
+    client frame up to the sequence number (L{mmo.wire.codec.push_stem}):
+    C{{session: [stem, ...]}}, in order.  A gateway numbers each stem and
+    sends it as it is (nothing decoded, nothing encoded again).  Only for a
+    gateway that knows it: one whose link takes
+    L{mmo.rpc.commands.StreamStems}, or the same process's (the standalone
+    server); an older gateway is sent the L{PushBatch}.
+    """
 
     pushes: dict
 

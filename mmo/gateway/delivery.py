@@ -1,6 +1,7 @@
 """
 What game services send a gateway's players: L{Push} (a service's push to
-some sessions) and L{PushBatch} (a zone's tick), pushed to each session
+some sessions), L{PushStems} (a zone's tick, encoded by the zone) and
+L{PushBatch} (a zone's tick, from an older zone), pushed to each session
 held here (sent when attached, kept when detached), forwarded to the gateway
 a session moved to; and the messages routes hear about one session
 (L{Delivery.addressed}).
@@ -14,11 +15,12 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mmo.game import messages
-from mmo.game.messages import Push, PushBatch, gateway_channel
+from mmo.game.messages import Push, PushBatch, PushStems, gateway_channel
 from mmo.game.service import SessionChange
 from mmo.gateway.handover import Forwards
 from mmo.gateway.sessions import Sessions, log_failure
 from mmo.wire import codec
+from mmo.wire.codes import WireError
 
 
 class SessionPort:
@@ -118,6 +120,48 @@ class Delivery:
                     continue
                 self._push(session, event[0], event[1])
         return self._send_on({gateway: PushBatch(pushes) for gateway, pushes in onward.items()})
+
+    def push_stems(self, sender: str, batch: PushStems) -> defer.Deferred | None:
+        """
+        Push each session's stems of a zone's tick, in order, as they are
+        (numbered, not decoded): sent when attached, kept when detached,
+        forwarded (as stems, one batch per gateway) for sessions that
+        moved to another gateway.  A stem that is not one
+        (L{codec.check_stem}), or is over the session's frame limit, is
+        dropped with a log line; the rest go on.
+        """
+        if not isinstance(batch.pushes, dict):
+            self.log.warn("malformed push stems from {sender}", sender=sender or "?")
+            return None
+        onward: dict[str, dict] = {}
+        for session_id, stems in batch.pushes.items():
+            if not isinstance(stems, list):
+                self.log.warn("malformed push stems from {sender}", sender=sender or "?")
+                continue
+            session = self.sessions.get(session_id)
+            if session is None:
+                gateway = self.forwards.gateway(session_id)
+                if gateway is not None:
+                    onward.setdefault(gateway, {})[session_id] = stems
+                continue
+            for stem in stems:
+                try:
+                    codec.check_stem(stem)
+                    session.push_stem(stem)
+                except (ValueError, WireError) as e:
+                    self.log.warn(
+                        "a push from {sender} to {name} dropped: {why}",
+                        sender=sender or "?",
+                        name=session.caller.name,
+                        why=getattr(e, "message", None) or str(e),
+                    )
+                except Exception:
+                    self.log.failure(
+                        "a push from {sender} to {name} dropped",
+                        sender=sender or "?",
+                        name=session.caller.name,
+                    )
+        return self._send_on({gateway: PushStems(pushes) for gateway, pushes in onward.items()})
 
     def _push(self, session, kind: str, fields: dict) -> None:
         try:

@@ -29,6 +29,7 @@ from mmo.game.messages import (
     HandoverRequest,
     Push,
     PushBatch,
+    PushStems,
     gateway_channel,
 )
 from mmo.game.service import Reply
@@ -196,6 +197,7 @@ def subscriptions(factory: GatewayFactory) -> dict[str, messages.Dispatcher]:
     own = messages.Dispatcher(f"gateway {factory.name}")
     own.on(Push, factory.delivery.push)
     own.on(PushBatch, factory.delivery.push_batch)
+    own.on(PushStems, factory.delivery.push_stems)
     own.on(HandoverRequest, factory.handover.requested)
     own.on(HandoverAnswer, factory.handover.answered)
     for cls, handler in factory.services.handlers().items():

@@ -311,6 +311,22 @@ class Stream(Command):
     requiresAnswer = False
 
 
+class StreamStems(Command):
+    """
+    A L{Stream} of a L{mmo.game.messages.PushStems} (a zone's tick of
+    pushes encoded as their clients' frames): the same argument, on the
+    same link, in the same order as the L{Stream}s around it.  A command
+    of its own so that a gateway that knows L{mmo.game.messages.PushStems}
+    says so, listing it in its L{Ping} answer's C{takes}: a zone sends
+    stems only to such a gateway, and an older one gets the tick's
+    L{mmo.game.messages.PushBatch} in a L{Stream}.
+    """
+
+    arguments = [(b"message", LongBytes())]
+    response = []
+    requiresAnswer = False
+
+
 class Send(Command):
     """
     A message of the bus vocabulary (L{mmo.game.messages}) for instance
@@ -376,6 +392,7 @@ SENDERS: dict[type[amp.Command], frozenset[str]] = {
     Send: frozenset({"gateway"}),
     # What a zone process tells a gateway of its players, on the gateway's link.
     Stream: frozenset({"zone"}),
+    StreamStems: frozenset({"zone"}),
     Admin: frozenset({ADMIN}),
 }
 
@@ -399,6 +416,7 @@ __all__ = [
     "RouteInputs",
     "Send",
     "Stream",
+    "StreamStems",
     "SessionEvent",
     "Admin",
     "ADMIN",

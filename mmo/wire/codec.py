@@ -93,6 +93,22 @@ def push_stem(kind: str, fields: dict) -> bytes:
     return HEADER.pack(len(body)) + body[:-4]
 
 
+def check_stem(stem) -> None:
+    """
+    Check that C{stem}, made by another process, is one L{push_stem}
+    makes: bytes, at least a header and the uint 32 marker long, whose
+    length header is its own length and whose last byte is the marker of
+    the number spliced after it.  (Its body is not parsed: a stem comes
+    from a trusted peer, and parsing is what stems save.)
+
+    @raise ValueError: It is not.
+    """
+    if type(stem) is not bytes:
+        raise ValueError(f"a stem is bytes, not {type(stem).__name__}")
+    if len(stem) < 6 or HEADER.unpack_from(stem)[0] != len(stem) or stem[-1] != 0xCE:
+        raise ValueError(f"not a push stem: its header does not match its {len(stem)} bytes")
+
+
 def numbered(stem: bytes, seq: int) -> bytes:
     """
     The complete frame of C{stem} numbered C{seq}: the stem and the number,

@@ -1,6 +1,7 @@
 """
 What a zone sends other processes: each tick's pushes to its players'
-gateways (one L{PushBatch} per gateway) and ghost views to its neighbours
+gateways (one L{PushStems} per gateway, each push encoded here once as its
+client's frame; one L{PushBatch} to an older gateway) and ghost views to its neighbours
 (L{GhostUpdate}), and the handoff's messages (L{ZoneLink}).  To a gateway,
 everything goes one way, in the order the zone produced it: the gateway's
 stream from the zone's process (L{mmo.zone.streams.GatewayStreams}), or
@@ -21,10 +22,12 @@ from mmo.game.messages import (
     GhostUpdate,
     Offer,
     PushBatch,
+    PushStems,
     encode,
     zone_channel,
 )
 from mmo.unavailable import log_failure
+from mmo.wire.codec import push_stem
 from mmo.zone.streams import BusGateways
 
 
@@ -87,9 +90,17 @@ class Outbox:
         self.gateways.send(gateway, value, self.name)
 
     def pushes(self, result) -> None:
-        """A tick's pushes (of a L{mmo.zone.simulation.TickResult}): one batch per gateway."""
+        """
+        A tick's pushes (of a L{mmo.zone.simulation.TickResult}): one batch
+        per gateway, of stems where the gateway takes them.
+        """
         for gateway, by_session in result.pushes.items():
             if gateway is None:
+                continue
+            if self.gateways.takes_stems(gateway):
+                batch = self._stems(by_session)
+                if batch:
+                    self.gateways.send(gateway, PushStems(batch), self.name)
                 continue
             batch = {
                 session: [[kind, fields] for kind, fields in events]
@@ -98,6 +109,27 @@ class Outbox:
             }
             if batch:
                 self.gateways.send(gateway, PushBatch(batch), self.name)
+
+    def _stems(self, by_session: dict) -> dict[str, list[bytes]]:
+        """Each session's events as the stems of their frames; one that cannot be is logged."""
+        batch = {}
+        for session, events in by_session.items():
+            if session is None:
+                continue
+            stems = []
+            for kind, fields in events:
+                try:
+                    stems.append(push_stem(kind, fields))
+                except Exception:
+                    self.log.failure(
+                        "zone {zone}: push {kind!r} to {session} dropped",
+                        zone=self.name,
+                        kind=kind,
+                        session=session,
+                    )
+            if stems:
+                batch[session] = stems
+        return batch
 
     def ghosts(self, result) -> None:
         """A tick's ghost views, each with its real's version, to each neighbour."""

@@ -1,11 +1,13 @@
 """
 The direct zone -> gateway stream (C{docs/handoff.md}, "A direct zone ->
 gateway stream"): what a zone process tells a gateway about the gateway's
-players (each tick's L{PushBatch}, the L{Push}es of
+players (each tick's pushes, the L{Push}es of
 L{mmo.game.service.GameService.deliver}, the handoff's L{SwitchRoute} and
 L{Moved}) goes in one ordered stream per (zone process, gateway): the
 L{Stream} command, without an answer, over the link the gateway opened to
-the zone's process.
+the zone's process.  A tick's pushes are L{PushStems}, each push encoded
+once by the zone as its client's frame (in L{StreamStems}, the same
+stream), for a gateway that takes them; a L{PushBatch} for an older one.
 
 Both ends are here.  The zone's: L{GatewayStreams} sends each message over
 the gateway's link if the gateway takes L{Stream}, on the bus to an older
@@ -26,9 +28,9 @@ from collections.abc import Callable
 from twisted.logger import Logger
 
 from mmo import rpc
-from mmo.game.messages import encode, gateway_channel, publish
+from mmo.game.messages import PushStems, encode, gateway_channel, publish
 from mmo.game.routes import pack, unpack
-from mmo.rpc.commands import Stream
+from mmo.rpc.commands import Stream, StreamStems
 from mmo.unavailable import log_failure
 
 
@@ -39,6 +41,14 @@ class BusGateways:
 
     def __init__(self, bus):
         self.bus = bus
+
+    def takes_stems(self, gateway: str) -> bool:
+        """
+        Whether C{gateway} is sent a tick's pushes as L{PushStems}: here,
+        yes: the bus of a zone without a process of its own is the
+        standalone server's, whose gateway is of the same release.
+        """
+        return True
 
     def send(self, gateway: str, value, sender: str) -> None:
         """Send C{value} (a message) from C{sender} to C{gateway}, without waiting."""
@@ -114,6 +124,16 @@ class GatewayStreams(BusGateways):
         """Whether C{gateway}'s stream is up."""
         return gateway in self._links
 
+    def takes_stems(self, gateway: str) -> bool:
+        """
+        Whether C{gateway} is sent a tick's pushes as L{PushStems}: only on
+        a stream whose link takes L{StreamStems}.  An older gateway gets a
+        L{mmo.game.messages.PushBatch}, in a L{Stream} or on the bus; to a
+        stream that is down, nothing is encoded (it is dropped anyway).
+        """
+        link = self._links.get(gateway)
+        return link is not None and link.takes(StreamStems)
+
     def send(self, gateway: str, value, sender: str) -> None:
         """
         Send C{value} (a message) from C{sender} to C{gateway}: on its
@@ -122,7 +142,9 @@ class GatewayStreams(BusGateways):
         """
         link = self._links.get(gateway)
         if link is not None:
-            link.callRemote(Stream, message=pack(encode(value, sender)))
+            # Stems only where takes_stems said so: in the same turn.
+            command = StreamStems if type(value) is PushStems else Stream
+            link.callRemote(command, message=pack(encode(value, sender)))
         elif gateway in self._older:
             super().send(gateway, value, sender)
         else:
@@ -130,12 +152,20 @@ class GatewayStreams(BusGateways):
 
 
 class StreamedLink(rpc.RPCProtocol):
-    """A gateway's link to a zone process: it takes the zone's L{Stream}."""
+    """
+    A gateway's link to a zone process: it takes the zone's L{Stream}, and
+    L{StreamStems} (a L{PushStems} in a L{Stream}), which go the same way.
+    """
 
     @Stream.responder
     def stream(self, message: bytes) -> dict:
         # Nothing is answered, and a failure here would drop the link:
         # whatever comes, this never raises.
+        self.factory.heard(self.peer, message)
+        return {}
+
+    @StreamStems.responder
+    def stream_stems(self, message: bytes) -> dict:
         self.factory.heard(self.peer, message)
         return {}
 
