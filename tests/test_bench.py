@@ -537,3 +537,19 @@ class ZoneTickSmokeTests(unittest.TestCase):
         self.assertGreater(figures["visible_per_player_100"], 0)
         for name in ("tick_p50_ms", "tick_p99_ms", "tick_cpu_p50_ms", "tick_cpu_p99_ms"):
             self.assertGreater(figures[f"{name}_100"], 0, name)
+
+
+class BotReadsBenchTests(unittest.TestCase):
+    def test_tiny_run(self):
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", "bot_reads.py"),
+            ["--pushes", "200", "--repeats", "1"],
+            timeout=120,
+            profile=None,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        self.assertEqual(figures["pushes"], 200)
+        self.assertGreater(figures["sdk_us_per_push"], 0)
+        # The bot skips most of a push in msgpack's C code: cheaper than a full decode.
+        self.assertLess(figures["bot_us_per_push"], figures["sdk_us_per_push"])
