@@ -45,12 +45,13 @@ from _common import (  # noqa: E402
     report,
     settle,
 )
+from OpenSSL import SSL  # noqa: E402
 from twisted.internet import defer, protocol, task  # noqa: E402
 from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS  # noqa: E402
 from twisted.internet.interfaces import IHandshakeListener  # noqa: E402
 from zope.interface import implementer  # noqa: E402
 
-from mmo.client import Client, client_tls_options, connect_protocol  # noqa: E402
+from mmo.client import Client, ResumingTLS, client_tls_options, connect_protocol  # noqa: E402
 from mmo.login.passwords import hash_threads, usable_cores  # noqa: E402
 
 PASSWORD = "benchmark password 1"
@@ -90,27 +91,41 @@ class Loopback:
     """
     The client side: connections to the server over loopback, all with one
     TLS context (which verifies the server's name and chain), as a client
-    program makes its context once.
+    program makes its context once.  Logins offer the session of the last
+    connection (L{ResumingTLS}), as a returning client does, unless
+    C{resume} is false; the handshake baseline never does (a full
+    handshake).
+
+    @ivar resumed: Connections of logins that resumed a session, and all
+        of them: C{[resumed, connections]}.
     """
 
-    def __init__(self, reactor, server: Server):
+    def __init__(self, reactor, server: Server, resume: bool = True):
         self.reactor = reactor
         self.port = server.port
         self.options = client_tls_options("localhost", server.ca)
+        self.tls = ResumingTLS(self.options) if resume else None
+        self.resumed = [0, 0]
 
-    def endpoint(self):
-        return wrapClientTLS(self.options, TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.port))
+    def endpoint(self, tls):
+        return wrapClientTLS(tls, TCP4ClientEndpoint(self.reactor, "127.0.0.1", self.port))
 
     async def handshake(self) -> None:
         proto = Handshake()
-        await connect_protocol(self.endpoint(), proto)
+        await connect_protocol(self.endpoint(self.options), proto)
         await proto.done
 
     async def connect(self) -> Client:
         """A client past the protocol's hello."""
         client = Client()
-        await connect_protocol(self.endpoint(), client)
-        return await client.whenReady()
+        await connect_protocol(self.endpoint(self.tls or self.options), client)
+        await client.whenReady()
+        connection = client.transport.getHandle()
+        self.resumed[0] += bool(SSL._lib.SSL_session_reused(connection._ssl))
+        self.resumed[1] += 1
+        if self.tls is not None:
+            self.tls.keep(client.transport)
+        return client
 
 
 async def one_login(loopback: Loopback, name: str) -> None:
@@ -181,26 +196,39 @@ async def measure(operation, count, concurrency, deadline):
     return latencies, len(latencies) / elapsed if elapsed else 0.0
 
 
+def thread_cpu_seconds(pid: int, tid: int) -> float:
+    """The CPU time of thread C{tid} of process C{pid}, to the nanosecond."""
+    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+        return int(f.read().split()[0]) / 1e9
+
+
 class Meters:
-    """CPU of the server, of this process (the client) and of the rest of the machine."""
+    """
+    CPU of the server (all of it, and its reactor thread apart), of this
+    process (the client) and of the rest of the machine.
+    """
 
     def __init__(self, server_pid: int):
         self.server_pid = server_pid
 
-    def read(self) -> tuple[float, float, float, float]:
+    def read(self) -> tuple[float, float, float, float, float]:
         return (
             time.perf_counter(),
             cpu_seconds(self.server_pid),
+            thread_cpu_seconds(self.server_pid, self.server_pid),
             time.process_time(),
             machine_cpu_seconds(),
         )
 
-    def since(self, before) -> tuple[float, float, float, float]:
-        """Wall seconds, server CPU, client CPU, and the CPU of everything else, since C{before}."""
-        wall, server, client, machine = (
+    def since(self, before) -> tuple[float, float, float, float, float]:
+        """
+        Wall seconds, server CPU, the server's reactor thread's CPU, client
+        CPU, and the CPU of everything else, since C{before}.
+        """
+        wall, server, reactor, client, machine = (
             now - then for now, then in zip(self.read(), before, strict=True)
         )
-        return wall, server, client, max(0.0, machine - server - client)
+        return wall, server, reactor, client, max(0.0, machine - server - client)
 
 
 def median(values: list[float]) -> float:
@@ -219,13 +247,22 @@ async def main(reactor, args) -> None:
         "other_cpu_per_s": [],
         "login_free_ceiling_ratio": [],
         "kept_free_ceiling_ratio": [],
+        "login_resumed": [],
+        "token_resumed": [],
     }
     for kind in KINDS:
-        runs.update({f"{kind}_per_s": [], f"{kind}_server_cpu_ms": [], f"{kind}_client_cpu_ms": []})
+        runs.update(
+            {
+                f"{kind}_per_s": [],
+                f"{kind}_server_cpu_ms": [],
+                f"{kind}_reactor_cpu_ms": [],
+                f"{kind}_client_cpu_ms": [],
+            }
+        )
     latencies: dict[str, list[float]] = {kind: [] for kind in KINDS}
     kept: list = []
     try:
-        loopback = Loopback(reactor, server)
+        loopback = Loopback(reactor, server, resume=not args.no_resume)
         names = [f"bench{i}" for i in range(args.concurrency)]
         tokens = {}
         for name in names:
@@ -250,24 +287,34 @@ async def main(reactor, args) -> None:
             await measure(operations[kind], WARM_UP, 2, deadline)
         # What the idle server spends (its zone's ticks, heartbeats): left
         # out of the CPU per operation, or slow operations would carry more.
-        idle = cpu_seconds(server.process.pid)
+        pid = server.process.pid
+        idle, idle_reactor = cpu_seconds(pid), thread_cpu_seconds(pid, pid)
         await settle(reactor, IDLE_SECONDS)
-        idle_per_s = (cpu_seconds(server.process.pid) - idle) / IDLE_SECONDS
+        idle_per_s = (cpu_seconds(pid) - idle) / IDLE_SECONDS
+        idle_reactor_per_s = (thread_cpu_seconds(pid, pid) - idle_reactor) / IDLE_SECONDS
         meters = Meters(server.process.pid)
         for _ in range(args.repeats):
             runs["hash_ms"].append(hash_seconds(server.config.login) * 1000)
             for kind in kinds:
                 before = meters.read()
+                connections = list(loopback.resumed)
                 found, rate = await measure(
                     operations[kind], args.logins, args.concurrency, deadline
                 )
-                wall, server_cpu, client_cpu, other_cpu = meters.since(before)
+                wall, server_cpu, reactor_cpu, client_cpu, other_cpu = meters.since(before)
                 if not found:
                     continue
                 server_cpu -= idle_per_s * wall
+                reactor_cpu -= idle_reactor_per_s * wall
                 latencies[kind] += found
+                if kind in ("login", "token"):
+                    resumed, made = (
+                        now - then for now, then in zip(loopback.resumed, connections, strict=True)
+                    )
+                    runs[f"{kind}_resumed"].append(ratio(resumed, made))
                 runs[f"{kind}_per_s"].append(rate)
                 runs[f"{kind}_server_cpu_ms"].append(server_cpu / len(found) * 1000)
+                runs[f"{kind}_reactor_cpu_ms"].append(reactor_cpu / len(found) * 1000)
                 runs[f"{kind}_client_cpu_ms"].append(client_cpu / len(found) * 1000)
                 if kind in ("login", "kept"):
                     # The ceiling of the cores the rest of the machine left free.
@@ -283,6 +330,7 @@ async def main(reactor, args) -> None:
         server.stop()
     rates = {kind: median(runs[f"{kind}_per_s"]) for kind in KINDS}
     cpu = {kind: median(runs[f"{kind}_server_cpu_ms"]) for kind in KINDS}
+    reactor_cpu = {kind: median(runs[f"{kind}_reactor_cpu_ms"]) for kind in KINDS}
     client_cpu = {kind: median(runs[f"{kind}_client_cpu_ms"]) for kind in KINDS}
     hash_ms = median(runs["hash_ms"])
     ceiling = ratio(usable_cores(), hash_ms / 1000)
@@ -294,6 +342,9 @@ async def main(reactor, args) -> None:
         "repeats": args.repeats,
         "cores": usable_cores(),
         "hash_threads": hash_threads(server.config.login),
+        "resume": int(not args.no_resume),
+        "login_resumed": median(runs["login_resumed"]),
+        "token_resumed": median(runs["token_resumed"]),
         "idle_server_cpu_per_s": idle_per_s,
         "other_cpu_per_s": median(runs["other_cpu_per_s"]),
         "hash_ms": hash_ms,
@@ -306,6 +357,7 @@ async def main(reactor, args) -> None:
                 f"{label}_p50_ms": percentile(latencies[kind], 0.50) * 1000,
                 f"{label}_p99_ms": percentile(latencies[kind], 0.99) * 1000,
                 f"{label}_server_cpu_ms": cpu[kind],
+                f"{label}_reactor_cpu_ms": reactor_cpu[kind],
                 f"{label}_client_cpu_ms": client_cpu[kind],
             }
         )
@@ -331,6 +383,7 @@ async def main(reactor, args) -> None:
             "handshake_p50_ms": percentile(base, 0.50) * 1000,
             "handshake_p99_ms": percentile(base, 0.99) * 1000,
             "handshake_server_cpu_ms": cpu["handshake"],
+            "handshake_reactor_cpu_ms": reactor_cpu["handshake"],
             "handshake_client_cpu_ms": client_cpu["handshake"],
             "token_handshake_ratio": ratio(rates["token"], rates["handshake"]),
             "rate_ratio": ratio(rates["handshake"], rates["login"]),
@@ -352,6 +405,11 @@ if __name__ == "__main__":
         type=lambda text: text.split(","),
         default=list(KINDS),
         help="what to measure, of " + ",".join(KINDS) + " (to profile one path)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="logins do not offer the last TLS session (a full handshake each)",
     )
     p.add_argument("--max-seconds", type=float, default=120.0, help="stop measuring after this")
     arguments = p.parse_args()

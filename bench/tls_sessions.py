@@ -9,12 +9,14 @@ clients that do, measured side by side in the same run.
 The modes, each a server context built as L{mmo.tls.client_facing_tls}
 builds it, with a certificate from C{mmo-certs}:
 
-  - C{no_tickets}: what the listeners run (Twisted's defaults: no session
-    cache, C{OP_NO_TICKET}); under TLS 1.3 OpenSSL still sends two
-    session tickets no client can use, and pyOpenSSL has no
+  - C{no_tickets}: the listeners with their tickets off
+    (C{session_tickets=False}: Twisted's defaults, no session cache,
+    C{OP_NO_TICKET}); under TLS 1.3 OpenSSL still sends two session
+    tickets no client can use, and pyOpenSSL has no
     C{SSL_CTX_set_num_tickets} to stop them;
-  - C{tickets}: stateless session tickets on (C{enableSessionTickets}), a
-    client that keeps no session: a full handshake;
+  - C{tickets}: what the listeners run, stateless session tickets on
+    (C{enableSessionTickets}), a client that keeps no session: a full
+    handshake;
   - C{resumed}: the same listener, the client offering the session of its
     previous handshake.
 
@@ -43,9 +45,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import parser, report  # noqa: E402
 from OpenSSL import SSL  # noqa: E402
 from tls import bench_config  # noqa: E402
-from twisted.internet import ssl  # noqa: E402
 
-from mmo.tls import MINIMUM_TLS, ClientFacingTLS, client_facing_options  # noqa: E402
+from mmo.tls import ClientFacingTLS, client_facing_options  # noqa: E402
 
 MODES = ("no_tickets", "tickets", "resumed")
 
@@ -56,14 +57,8 @@ FLIGHTS = 4
 def servers(config) -> dict[str, ClientFacingTLS]:
     """The server side of each mode: mmo's listener TLS, and the same with tickets."""
     process = config.processes["mmo"]
-    options = client_facing_options(config, process)
-    tickets = ssl.CertificateOptions(
-        privateKey=options.privateKey,
-        certificate=options.certificate,
-        raiseMinimumTo=MINIMUM_TLS,
-        enableSessionTickets=True,
-    )
-    with_tickets = ClientFacingTLS(tickets, [b"mmo"])
+    options = client_facing_options(config, process, session_tickets=False)
+    with_tickets = ClientFacingTLS(client_facing_options(config, process), [b"mmo"])
     return {
         "no_tickets": ClientFacingTLS(options, [b"mmo"]),
         "tickets": with_tickets,

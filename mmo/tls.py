@@ -103,11 +103,19 @@ def load_ca(config: Config) -> ssl.Certificate:
     return ssl.Certificate(_load_chain(path, config, key)[0])
 
 
-def client_facing_options(config: Config, process: ProcessSection) -> ssl.CertificateOptions:
+def client_facing_options(
+    config: Config, process: ProcessSection, session_tickets: bool = True
+) -> ssl.CertificateOptions:
     """
     Server-side options for the client-facing listener of C{process}: the
     operator's chain from C{[tls]} when set, otherwise the process's server
     certificate from the TLS directory.
+
+    @param session_tickets: Issue stateless session tickets (encrypted
+        with a key of this process's own, made at start, which no other
+        process knows), so that a returning client resumes: the server
+        then makes no certificate signature, and the client checks no
+        chain.  The tickets cost the server no memory.
     """
     if config.tls.certificate:
         cert_file, key_file = config.tls.certificate, config.tls.private_key
@@ -122,6 +130,7 @@ def client_facing_options(config: Config, process: ProcessSection) -> ssl.Certif
         privateKey=_load_key(key_file, config, key_key),
         certificate=chain[0],
         extraCertChain=chain[1:],
+        enableSessionTickets=session_tickets,
     )
 
 

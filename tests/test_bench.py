@@ -551,6 +551,27 @@ class LoginBenchTests(unittest.TestCase):
         self.assertLess(figures["login_shared_bound_ratio"], 1)
         self.assertGreaterEqual(figures["other_cpu_per_s"], 0)
         self.assertEqual(figures["hash_threads"], figures["cores"])
+        # The client keeps the login listener's session: every login resumes.
+        self.assertEqual((figures["resume"], figures["login_resumed"]), (1, 1.0))
+        self.assertEqual(figures["token_resumed"], 1.0)
+        # The hash runs off the reactor thread: most of a kept login's CPU is elsewhere.
+        self.assertGreater(figures["kept_login_reactor_cpu_ms"], 0)
+        self.assertLess(
+            figures["kept_login_reactor_cpu_ms"], figures["kept_login_server_cpu_ms"] * 0.5
+        )
+
+    def test_no_resume(self):
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", "login.py"),
+            ["--logins", "4", "--concurrency", "2", "--repeats", "1", "--kinds", "token",
+             "--no-resume"],
+            timeout=180,
+            profile=None,
+        )  # fmt: skip
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        self.assertEqual((figures["resume"], figures["token_resumed"]), (0, 0.0))
+        self.assertEqual(figures["token_logins"], 4)
 
     def test_machine_cpu_counts_this_process(self):
         machine_cpu_seconds = load_bench("_common").machine_cpu_seconds
@@ -572,3 +593,19 @@ class ZoneTickSmokeTests(unittest.TestCase):
         self.assertGreater(figures["visible_per_player_100"], 0)
         for name in ("tick_p50_ms", "tick_p99_ms", "tick_cpu_p50_ms", "tick_cpu_p99_ms"):
             self.assertGreater(figures[f"{name}_100"], 0, name)
+
+
+class BotReadsBenchTests(unittest.TestCase):
+    def test_tiny_run(self):
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", "bot_reads.py"),
+            ["--pushes", "200", "--repeats", "1"],
+            timeout=120,
+            profile=None,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        self.assertEqual(figures["pushes"], 200)
+        self.assertGreater(figures["sdk_us_per_push"], 0)
+        # The bot skips most of a push in msgpack's C code: cheaper than a full decode.
+        self.assertLess(figures["bot_us_per_push"], figures["sdk_us_per_push"])

@@ -11,11 +11,13 @@ import json
 import math
 import os
 import random
+import struct
 import sys
 from contextlib import redirect_stderr
 
 import msgpack
 from twisted.internet import defer, reactor, task, utils
+from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from mmo.bot import cli, geometry, scenario
@@ -632,3 +634,61 @@ class LazyUpdateFramingTests(unittest.TestCase):
         client.stringReceived(good)
         client.stringReceived(msgpack.packb({**update(), "seq": 9}, use_bin_type=True))
         self.assertEqual((tracker.pushes, tracker.position, client.last_seq), (2, (1.0, 2.0), 9))
+
+
+class ClientFramingTests(unittest.TestCase):
+    """The SDK's reads: a whole frame goes straight on; any other split as Twisted's framing."""
+
+    def client(self):
+        tracker = ViewTracker("c-1")
+        client = BotClient(tracker.feed)
+        client.makeConnection(StringTransport())
+        return client, tracker
+
+    def framed(self, seq):
+        body = msgpack.packb({**update(enter=[view(f"n-{seq}")]), "seq": seq}, use_bin_type=True)
+        return struct.pack("!I", len(body)) + body
+
+    def test_whole_split_and_joined_frames(self):
+        client, tracker = self.client()
+        one, two, three, four = (self.framed(seq) for seq in (1, 2, 3, 4))
+        client.dataReceived(one)
+        # A frame in pieces, then the end of one with the next whole, then two at once.
+        client.dataReceived(two[:3])
+        client.dataReceived(two[3:10])
+        client.dataReceived(two[10:] + three)
+        client.dataReceived(four + self.framed(5))
+        self.assertEqual(tracker.pushes, 5)
+        self.assertEqual(tracker.view, {f"n-{seq}" for seq in range(1, 6)})
+        self.assertEqual(client.last_seq, 5)
+
+    def test_a_whole_frame_after_a_partial_one_waits_its_turn(self):
+        client, tracker = self.client()
+        first, second = self.framed(1), self.framed(2)
+        client.dataReceived(first[:6])
+        # Exactly one frame long, but the rest of the first and the start of the second.
+        rest = first[6:] + second[: len(first) - len(first[6:])]
+        self.assertEqual(len(rest), len(first))
+        client.dataReceived(rest)
+        client.dataReceived(second[len(first) - len(first[6:]) :])
+        self.assertEqual((tracker.pushes, client.last_seq), (2, 2))
+
+    def test_too_large_frame_is_refused(self):
+        client, tracker = self.client()
+        errors = []
+        client.wireError = lambda error, request_id: errors.append(error.code)
+        client.MAX_LENGTH = 10
+        client.dataReceived(self.framed(1))
+        self.assertEqual((errors, tracker.pushes), (["frame_too_large"], 0))
+
+
+class SwarmTLSTests(unittest.TestCase):
+    def test_one_resuming_context_per_server(self):
+        """The bots share one TLS context per server address, which keeps its session."""
+        ca = os.path.join(deployment(self, STANDALONE).deployment.tls_dir, "ca.crt")
+        swarm = Swarm(task.Clock(), Options("127.0.0.1", 7000, ca=ca, progress=None),
+                      scenario.make("idle"))  # fmt: skip
+        login = swarm.tls("127.0.0.1", 7000)
+        self.assertIs(swarm.tls("127.0.0.1", 7000), login)
+        self.assertIsNot(swarm.tls("127.0.0.1", 7001), login)
+        self.assertIsNone(login.session)

@@ -10,17 +10,25 @@ import socket
 import ssl
 import subprocess
 
+from OpenSSL import SSL
 from twisted.internet import defer, protocol, reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
 from mmo import certs, tls
-from mmo.client import connect
+from mmo.client import ResumingTLS, connect
+from mmo.client.tls import client_tls_options
 from mmo.config import ConfigError
 from mmo.frontend.factory import ClientFactory
 from mmo.frontend.listener import ClientListener
 from mmo.frontend.websocket import WebSocketListener
 from tests.support import STANDALONE, WEBSOCKET, LogCapture, deployment, until
+
+
+def reused(client) -> bool:
+    """Whether the TLS connection of C{client} resumed a session (OpenSSL's own word)."""
+    connection = client.transport.getHandle()
+    return bool(SSL._lib.SSL_session_reused(connection._ssl))
 
 
 class ClientFacingTLSTests(unittest.TestCase):
@@ -45,6 +53,51 @@ class ClientFacingTLSTests(unittest.TestCase):
             reply = yield client.request("ping")
             self.assertIsInstance(reply["time"], float)
             yield client.close()
+
+    @defer.inlineCallbacks
+    def test_returning_client_resumes(self):
+        """
+        A client that keeps its server's session resumes it on its next
+        connection: the listener issues session tickets, and
+        L{ResumingTLS} offers the last one kept.  A client with a session
+        of another server (here: none the listener knows) gets a full
+        handshake, and keeps the new session.
+        """
+        ca = tls.ca_path(self.config.deployment.tls_dir)
+        resuming = ResumingTLS(client_tls_options("localhost", ca))
+        resumed = []
+        for _ in range(3):
+            client = yield connect(reactor, "127.0.0.1", self.port, tls=resuming)
+            resumed.append(reused(client))
+            yield client.request("ping")
+            yield client.close()
+        self.assertEqual(resumed, [False, True, True])
+        # Another listener (a restarted process) has other ticket keys.
+        yield self.service.stopService()
+        yield self.start(self.config)
+        client = yield connect(reactor, "127.0.0.1", self.port, tls=resuming)
+        self.assertFalse(reused(client))
+        yield client.close()
+        client = yield connect(reactor, "127.0.0.1", self.port, tls=resuming)
+        self.assertTrue(reused(client))
+        yield client.close()
+
+    @defer.inlineCallbacks
+    def test_new_connection_full_handshake(self):
+        """By default L{connect} keeps no session from one call to the next."""
+        ca = tls.ca_path(self.config.deployment.tls_dir)
+        for _ in range(2):
+            client = yield connect(reactor, "127.0.0.1", self.port, ca=ca, hostname="localhost")
+            self.assertFalse(reused(client))
+            yield client.close()
+
+    def test_tickets_optional(self):
+        """C{session_tickets=False} turns the tickets off (Twisted's C{OP_NO_TICKET})."""
+        process = self.config.processes["mmo"]
+        on = tls.client_facing_options(self.config, process)
+        off = tls.client_facing_options(self.config, process, session_tickets=False)
+        self.assertTrue(on.enableSessionTickets)
+        self.assertFalse(off.enableSessionTickets)
 
     @defer.inlineCallbacks
     def test_wrong_ca_refused(self):

@@ -22,7 +22,8 @@ from mmo.bot.client import BotClient
 from mmo.bot.scenario import Scenario
 from mmo.bot.stats import Stats, format_report, problems
 from mmo.bot.timers import Deadlines, Metronome
-from mmo.client import Client, ConnectionClosed, ServerError, connect
+from mmo.client import Client, ConnectionClosed, ResumingTLS, ServerError, connect
+from mmo.client.tls import client_tls_options
 
 #: Error codes after which a bot tries to get in again (at most RETRIES times).
 #: Not C{throttled}: the login server's windows last minutes, and retrying
@@ -375,6 +376,7 @@ class Swarm:
         self.stopping = False
         self.stopped_by = "completed"
         self._metronomes: dict[float, Metronome] = {}
+        self._tls: dict[tuple[str, int], ResumingTLS] = {}
         self.deadlines = Deadlines(reactor, scenario.request_timeout)
         self.started = reactor.seconds()
         self.ramp_seconds = 0.0
@@ -385,6 +387,18 @@ class Swarm:
         self._progress_tty = bool(getattr(options.progress, "isatty", lambda: False)())
 
     # -- requests ------------------------------------------------------------
+
+    def tls(self, host: str, port: int) -> ResumingTLS:
+        """
+        The TLS of every bot's connections to C{host:port}: one context
+        (the CA read once, not for every connection) that resumes the
+        server's last session, as a player's client does when it comes back.
+        """
+        tls = self._tls.get((host, port))
+        if tls is None:
+            options = client_tls_options(self.options.hostname, self.options.ca)
+            tls = self._tls[(host, port)] = ResumingTLS(options)
+        return tls
 
     def connect(self, host: str, port: int, client: Client | None = None, resume=None):
         """Connect (and handshake) with the run's CA and name; timed as C{connect}."""
@@ -399,6 +413,7 @@ class Swarm:
             timeout=self.scenario.request_timeout,
             client=client,
             resume=resume,
+            tls=self.tls(host, port),
         )
         return self.timed(d, "resume" if resume is not None else "connect", started)
 

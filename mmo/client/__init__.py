@@ -41,14 +41,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable
 
-from twisted.internet import defer, endpoints, ssl
+from twisted.internet import defer, endpoints
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import mmo
+from mmo.client.tls import ResumingTLS, client_tls_options
 from mmo.client.view import WorldView
 from mmo.compat import reset_int_n_string_receiver
+from mmo.wire.codec import HEADER as _HEADER
 from mmo.wire.codec import SUPPORTED_VERSIONS
 from mmo.wire.codes import WireError
 from mmo.wire.protocol import FramedProtocol
@@ -56,6 +58,7 @@ from mmo.wire.protocol import FramedProtocol
 __all__ = [
     "Client",
     "ConnectionClosed",
+    "ResumingTLS",
     "ServerError",
     "WorldView",
     "client_tls_options",
@@ -339,6 +342,20 @@ class Client(FramedProtocol):
 
     # -- protocol ------------------------------------------------------------
 
+    def dataReceived(self, data: bytes) -> None:
+        # Most reads are one whole frame (the server writes a frame per TLS
+        # record, and each record is read apart): it goes straight to
+        # stringReceived, without Twisted's buffering, which costs as much
+        # again as reading a small push.
+        if self.closing:
+            return
+        if len(data) > 4 and not self.paused and not self.recvd:
+            (length,) = _HEADER.unpack_from(data)
+            if length + 4 == len(data) and length <= self.MAX_LENGTH:
+                self.stringReceived(data[4:])
+                return
+        FramedProtocol.dataReceived(self, data)
+
     def connectionMade(self) -> None:
         d = self.request("hello", versions=self.versions, client=self.name)
         d.addCallbacks(self._welcomed, self._refused)
@@ -512,20 +529,6 @@ def _move_target(message: dict) -> dict | None:
     return target
 
 
-def client_tls_options(hostname: str, ca: str | None = None):
-    """
-    TLS options that verify the server is C{hostname}: against the CA
-    certificate in the PEM file C{ca} (a deployment's own), or the
-    platform's trust store when C{ca} is C{None}.
-    """
-    if ca is None:
-        trust = ssl.platformTrust()
-    else:
-        with open(ca, "rb") as f:
-            trust = ssl.Certificate.loadPEM(f.read())
-    return ssl.optionsForClientTLS(hostname, trustRoot=trust)
-
-
 class _GivenProtocol(Factory):
     """Builds the one protocol it was given: the factory of L{connect_protocol}."""
 
@@ -558,6 +561,7 @@ def connect(
     timeout: float = 10.0,
     client: Client | None = None,
     resume: tuple[str, int] | None = None,
+    tls: ResumingTLS | None = None,
 ) -> defer.Deferred:
     """
     Connect to an mmo server over TLS and handshake; with C{resume}, also
@@ -577,14 +581,20 @@ def connect(
         timeout then covers the resume as well; a refused resume closes the
         connection and fails the result with L{ServerError}
         C{resume_refused}.
+    @param tls: The L{ResumingTLS} of this server, kept by the caller from
+        one connection to the next: the connection is offered its session,
+        and its own session is kept in it once the server's C{hello} reply
+        has come (C{ca} and C{hostname} are then its own business).  By
+        default, a new one: a full handshake.
     @return: A Deferred firing with the ready (and, with C{resume},
         resumed) L{Client}.
     """
     if client is None:
         client = Client()
-    options = client_tls_options(hostname or host, ca)
+    if tls is None:
+        tls = ResumingTLS(client_tls_options(hostname or host, ca))
     endpoint = endpoints.wrapClientTLS(
-        options, endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
+        tls, endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
     )
 
     def abort(result, timeout):
@@ -605,6 +615,13 @@ def connect(
     client.move_timeout = timeout
     d = connect_protocol(endpoint, client)
     d.addCallback(lambda _: client.whenReady())
+
+    def ready(_):
+        # The server's tickets came before its hello reply: resumable now.
+        tls.keep(client.transport)
+        return client
+
+    d.addCallback(ready)
     if resume is not None:
         token, last_seq = resume
 
