@@ -415,6 +415,44 @@ class TerminalTests(unittest.TestCase):
                 self.assertEqual(mode & 0o077, 0, f"{name}: {mode:o}")
         self.assertTrue(any(name.endswith(".aof") for name in found), found)
 
+    async def test_processes_of_a_dead_manager_stop_without_redis(self):
+        """
+        A manager killed while its Redis does not answer: its processes get
+        SIGTERM (they die with it) and each stops within [manager]
+        stop_timeout, giving up on the Redis it cannot reach, instead of
+        waiting on it for ever with nobody left to SIGKILL them.
+        """
+        if not sys.platform.startswith("linux"):
+            raise unittest.SkipTest("processes die with their manager on Linux only")
+        await self.start()
+        [status] = await admin(self, self.config, "status")
+        pids = {name: entry["pid"] for name, entry in status["processes"].items()}
+        redis = pids.pop("redis")
+        os.kill(redis, signal.SIGSTOP)
+        self.addCleanup(os.kill, redis, signal.SIGCONT)
+        self.transport.signalProcess("KILL")
+        await self.manager.whenExited()
+
+        def alive():
+            # A zombie has ended: whoever adopted it reaps it when it will.
+            running = []
+            for name, pid in pids.items():
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        state = f.read().rpartition(")")[2].split()[0]
+                except OSError:
+                    continue
+                if state != "Z":
+                    running.append(name)
+            return running
+
+        await until(
+            lambda: not alive(),
+            timeout=self.config.manager.stop_timeout + 5.0,
+            interval=0.2,
+            what=lambda: f"the processes of the dead manager to stop; left: {alive()}",
+        )
+
     async def test_ctrl_c_stops_in_order(self):
         """
         Ctrl-C in the manager's terminal (SIGINT to its whole process group)
