@@ -38,7 +38,7 @@ from tests.support import (
 )
 from tests.test_cluster import SETTINGS
 from tests.test_login_e2e import started
-from tests.test_twistd import TwistdProcess, spawn, subprocess_env, twistd_command
+from tests.test_twistd import TwistdProcess, kill_twistd, spawn, subprocess_env, twistd_command
 from tests.world_walk import CLUSTER_WORLD, SPAWN, STEP_TIME, TWO_REGIONS, tcp_player
 
 #: The processes a manager runs in these tests.
@@ -335,12 +335,7 @@ class TerminalTests(unittest.TestCase):
             usePTY=terminal,
         )  # fmt: skip
 
-        def stop():
-            if not self.manager.done:
-                self.transport.signalProcess("KILL")
-                return self.manager.whenExited()
-
-        self.addCleanup(stop)
+        self.addCleanup(kill_twistd, self.manager, self.transport)
         self.login = await started(self.manager, "login")
         for name in ("gateway-1", "lobby", "zone-1"):
             await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
