@@ -38,7 +38,7 @@ from tests.support import (
 )
 from tests.test_cluster import SETTINGS
 from tests.test_login_e2e import started
-from tests.test_twistd import TwistdProcess, spawn, subprocess_env, twistd_command
+from tests.test_twistd import TwistdProcess, kill_twistd, spawn, subprocess_env, twistd_command
 from tests.world_walk import CLUSTER_WORLD, SPAWN, STEP_TIME, TWO_REGIONS, tcp_player
 
 #: The processes a manager runs in these tests.
@@ -335,12 +335,7 @@ class TerminalTests(unittest.TestCase):
             usePTY=terminal,
         )  # fmt: skip
 
-        def stop():
-            if not self.manager.done:
-                self.transport.signalProcess("KILL")
-                return self.manager.whenExited()
-
-        self.addCleanup(stop)
+        self.addCleanup(kill_twistd, self.manager, self.transport)
         self.login = await started(self.manager, "login")
         for name in ("gateway-1", "lobby", "zone-1"):
             await self.manager.whenLogged(rf"\[{name}\] .*{name}: ready")
@@ -414,6 +409,44 @@ class TerminalTests(unittest.TestCase):
                 found.append(name)
                 self.assertEqual(mode & 0o077, 0, f"{name}: {mode:o}")
         self.assertTrue(any(name.endswith(".aof") for name in found), found)
+
+    async def test_processes_of_a_dead_manager_stop_without_redis(self):
+        """
+        A manager killed while its Redis does not answer: its processes get
+        SIGTERM (they die with it) and each stops within [manager]
+        stop_timeout, giving up on the Redis it cannot reach, instead of
+        waiting on it for ever with nobody left to SIGKILL them.
+        """
+        if not sys.platform.startswith("linux"):
+            raise unittest.SkipTest("processes die with their manager on Linux only")
+        await self.start()
+        [status] = await admin(self, self.config, "status")
+        pids = {name: entry["pid"] for name, entry in status["processes"].items()}
+        redis = pids.pop("redis")
+        os.kill(redis, signal.SIGSTOP)
+        self.addCleanup(os.kill, redis, signal.SIGCONT)
+        self.transport.signalProcess("KILL")
+        await self.manager.whenExited()
+
+        def alive():
+            # A zombie has ended: whoever adopted it reaps it when it will.
+            running = []
+            for name, pid in pids.items():
+                try:
+                    with open(f"/proc/{pid}/stat") as f:
+                        state = f.read().rpartition(")")[2].split()[0]
+                except OSError:
+                    continue
+                if state != "Z":
+                    running.append(name)
+            return running
+
+        await until(
+            lambda: not alive(),
+            timeout=self.config.manager.stop_timeout + 5.0,
+            interval=0.2,
+            what=lambda: f"the processes of the dead manager to stop; left: {alive()}",
+        )
 
     async def test_ctrl_c_stops_in_order(self):
         """

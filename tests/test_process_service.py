@@ -1,4 +1,4 @@
-"""The top service of a process: what a failed start leaves to stop."""
+"""The top service of a process: what a failed start leaves to stop, and a bounded stop."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import gc
 
 from twisted.application import service
 from twisted.application.internet import TimerService
+from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from mmo.process.service import COLLECTOR_THRESHOLDS, ProcessService
-from tests.support import config_of
+from mmo.process.service import COLLECTOR_THRESHOLDS, STOP_SHARE, ProcessService
+from tests.support import LogCapture, config_of
 
 
 class Refusing(service.Service):
@@ -27,6 +28,103 @@ class Counting(service.Service):
     def stopService(self):
         self.stops += 1
         return super().stopService()
+
+
+class Unanswered(service.Service):
+    """A service whose stop waits on a peer that never answers (Redis gone)."""
+
+    def __init__(self):
+        self.waiting = defer.Deferred()
+
+    def stopService(self):
+        super().stopService()
+        return self.waiting
+
+
+class Resource:
+    """A process resource (a bus, a store): its stop answers or not."""
+
+    def __init__(self, stopping=None):
+        self.stopping = stopping
+        self.stopped = False
+
+    def start(self):
+        return defer.succeed(None)
+
+    def stop(self):
+        self.stopped = True
+        return self.stopping if self.stopping is not None else defer.succeed(None)
+
+
+class BoundedStopTests(unittest.TestCase):
+    """
+    A process asked to stop stops within 4/5 of [manager] stop_timeout
+    whatever its peers do: a stop that never ends is given up on, and logged.
+    """
+
+    def setUp(self):
+        self.clock = Clock()
+        config = config_of(manager={"stop_timeout": 10.0})
+        self.bound = STOP_SHARE * 10.0
+        self.top = ProcessService(config, config.process("mmo"), self.clock)
+        self.top.exitOnFailure = False
+        self.log = LogCapture(self)
+
+    def start(self):
+        self.top.startService()
+        self.successResultOf(self.top.started)
+
+    def test_child_that_never_stops(self):
+        """
+        A child whose stop waits for ever (a zone's last checkpoint with its
+        Redis stopped) holds the stop until the bound, no longer; then the
+        resources are stopped and the process's stop completes.
+        """
+        stuck = Unanswered()
+        stuck.setServiceParent(self.top)
+        other = Counting()
+        other.setServiceParent(self.top)
+        bus = self.top.resource(Resource())
+        self.start()
+        stopped = self.top.stopService()
+        self.clock.advance(self.bound - 0.1)
+        self.assertNoResult(stopped)
+        self.assertEqual(other.stops, 1)
+        self.assertFalse(bus.stopped)
+        self.clock.advance(0.1)
+        self.successResultOf(stopped)
+        self.assertTrue(bus.stopped)
+        self.assertEqual(len(self.log.matching("gave up waiting for", "Unanswered")), 1)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        # Its answer coming late changes nothing, and a late failure is logged.
+        stuck.waiting.errback(RuntimeError("connection lost"))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_resource_that_never_stops(self):
+        """
+        A resource whose stop never ends (a Redis disconnect) is given up on
+        at the same deadline; the resources before it are still stopped.
+        """
+        first = self.top.resource(Resource())
+        stuck = self.top.resource(Resource(defer.Deferred()))
+        Counting().setServiceParent(self.top)
+        self.start()
+        stopped = self.top.stopService()
+        self.assertTrue(stuck.stopped)
+        self.assertFalse(first.stopped)
+        self.clock.advance(self.bound)
+        self.successResultOf(stopped)
+        self.assertTrue(first.stopped)
+        self.assertEqual(len(self.log.matching("gave up waiting for", "Resource")), 1)
+
+    def test_prompt_stop(self):
+        """A stop that answers completes at once, and leaves no timer behind."""
+        Counting().setServiceParent(self.top)
+        self.top.resource(Resource())
+        self.start()
+        self.successResultOf(self.top.stopService())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.log.matching("gave up"), [])
 
 
 class FailedStartTests(unittest.TestCase):

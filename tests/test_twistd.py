@@ -82,6 +82,11 @@ class TwistdProcess(protocol.ProcessProtocol):
     def output(self):
         return (self.out + self.err).decode("utf-8", "replace")
 
+    def supervised(self) -> set[int]:
+        """The pids of the processes this twistd, a manager, said it started."""
+        text = self.out.decode("utf-8", "replace")
+        return {int(pid) for pid in re.findall(r": started, pid (\d+)", text)}
+
     def whenLogged(self, pattern):
         """
         Fire with the first match of C{pattern} in what the process logged
@@ -109,6 +114,30 @@ class TwistdProcess(protocol.ProcessProtocol):
                 entry[1].callback(match)
 
 
+def kill_twistd(child: TwistdProcess, transport) -> defer.Deferred | None:
+    """
+    SIGKILL twistd C{child} unless it ended; once it has, SIGKILL what it
+    supervised and left running (a manager's processes get SIGTERM when it
+    dies, but a test must leave nothing behind whatever they do with it).
+    """
+
+    def orphans(_):
+        for pid in child.supervised():
+            try:
+                # A process the manager started leads a session of its own
+                # (mmo.manager.detach): a reused pid would not.
+                if os.getsid(pid) == pid:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    if child.done:
+        orphans(None)
+        return None
+    transport.signalProcess("KILL")
+    return child.whenExited().addCallback(orphans)
+
+
 def spawn(testcase, config_path, plugin="mmo", *args):
     """Start C{twistd -n PLUGIN --config config_path ARGS}; stop it at cleanup."""
     child = TwistdProcess()
@@ -120,13 +149,8 @@ def spawn(testcase, config_path, plugin="mmo", *args):
         env=subprocess_env(),
     )
 
-    def stop():
-        # Not "ended.called": a timeout fires that Deferred while the child lives.
-        if not child.done:
-            transport.signalProcess("KILL")
-            return child.whenExited()
-
-    testcase.addCleanup(stop)
+    # Not "ended.called": a timeout fires that Deferred while the child lives.
+    testcase.addCleanup(kill_twistd, child, transport)
     return child, transport
 
 

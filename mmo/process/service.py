@@ -16,6 +16,7 @@ from twisted.internet import defer
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 import mmo
 from mmo import config as configmodule
@@ -30,6 +31,11 @@ from mmo.process.control import ControlService
 #: each scanning what the tick had built so far (about a tenth of its time
 #: at 10,000 entities; bench/zone_tick.py --default-gc shows it).
 COLLECTOR_THRESHOLDS = (100_000, 10, 10)
+
+#: The share of C{[manager] stop_timeout} a process gives its own stop: it
+#: gives up on what has not stopped by then (a Redis that does not answer, a
+#: peer gone) and exits by itself, before the manager's SIGKILL.
+STOP_SHARE = 0.8
 
 
 def settle_collector() -> None:
@@ -221,16 +227,54 @@ class ProcessService(service.MultiService):
 
     async def _stop(self):
         service.Service.stopService(self)
+        # Bounded: a stop waiting on a peer (a checkpoint, an unsubscribe
+        # with Redis gone) would keep the process alive for ever, since a
+        # stopping reactor ignores further SIGTERMs.
+        deadline = self.reactor.seconds() + STOP_SHARE * self.config.manager.stop_timeout
         # Only what started is stopped: after a failed start (a port in
         # use) the later children never ran, and some (a TimerService)
         # cannot stop what never started.
         running = [child for child in reversed(list(self)) if child.running]
-        await defer.DeferredList([defer.maybeDeferred(child.stopService) for child in running])
+        await defer.DeferredList(
+            [
+                self._until(defer.maybeDeferred(child.stopService), deadline, child)
+                for child in running
+            ]
+        )
         for thing in reversed(self.resources):
             try:
-                await defer.maybeDeferred(thing.stop)
+                await self._until(defer.maybeDeferred(thing.stop), deadline, thing)
             except Exception:
                 self.log.failure("stopping {thing!r} failed", thing=thing)
+
+    def _until(self, stopping: defer.Deferred, deadline: float, what) -> defer.Deferred:
+        """
+        C{stopping}'s result, or C{None} once C{deadline} (the reactor's
+        clock) has passed, logging what the process gave up on.  C{stopping}
+        is not cancelled, only no longer waited for (the reactor's end cuts
+        it off); a failure after the deadline is logged.
+        """
+        result = defer.Deferred()
+
+        def finished(outcome):
+            if timer.active():
+                timer.cancel()
+                result.callback(outcome)
+            elif isinstance(outcome, Failure):
+                self.log.failure("stopping {thing!r} failed", outcome, thing=what)
+
+        def give_up():
+            self.log.warn(
+                "{process}: gave up waiting for {thing!r} to stop after {timeout:g} s",
+                process=self.process.name,
+                thing=what,
+                timeout=STOP_SHARE * self.config.manager.stop_timeout,
+            )
+            result.callback(None)
+
+        timer = self.reactor.callLater(max(deadline - self.reactor.seconds(), 0), give_up)
+        stopping.addBoth(finished)
+        return result
 
     def stopService(self):
         return defer.Deferred.fromCoroutine(self._stop())
