@@ -522,7 +522,9 @@ class KernelsAgreeTests(unittest.TestCase):
                 [
                     {"id": f"ghost-{i}", "kind": "npc", "x": 501.0 + i, "y": 200.0 + tick}
                     for i in range(tick % 7)
-                ],
+                ]
+                # One that stays put: in view, unchanged.
+                + [{"id": "still", "kind": "npc", "x": 501.0, "y": 250.0}],
             )
             if tick == 10:
                 sim.reals["p1"].name = "renamed"

@@ -26,6 +26,11 @@ cdef enum:
     NAME = 2
     ATTRS = 4
 
+# What an update entry not read yet, and one of an entity that did not
+# change, are in a Snapshot's updates (compared by address).
+cdef object _NONE = None
+cdef object _FALSE = False
+
 # Cell coordinates beyond this (in cells) make keys a C long long may not
 # hold: those keys are Python's integers.
 cdef double _FAR = <double>(1 << 22)
@@ -500,6 +505,7 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
     # of a mapping): found by id.
     cdef dict lost = None
     cdef PyObject *entry
+    cdef PyObject *held
     cdef UpdateEntries compiled = None
     cdef bint built = False
     cdef bint kept
@@ -535,28 +541,30 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
         # builds them on first use (in __missing__): one read if built.
         built = isinstance(updates, dict) and type(updates).__getitem__ is dict.__getitem__
     # One pass, in the grid's order: what enters, and what stays (and is
-    # refreshed, or updated if it changed).
+    # refreshed, or updated if it changed).  An id is read (and its string
+    # object touched) only where a mark does not say.
     for i in range(count):
         p = found[i]
         slot = snapshot.slot_at[p]
         kept = snapshot.marks[slot] == mark
         if kept:
             snapshot.marks[slot] = mark + 1
-        eid = <object>PyList_GET_ITEM(all_ids, p)
-        if not kept and lost:
+        elif lost:
+            eid = <object>PyList_GET_ITEM(all_ids, p)
             kept = PyDict_GetItem(lost, eid) is not NULL
             if kept:
                 del lost[eid]
         if not kept:
-            enter.append(view(eid))
+            enter.append(view(<object>PyList_GET_ITEM(all_ids, p)))
             continue
         n += 1
         if refresh:
-            update.append(view(eid))
+            update.append(view(<object>PyList_GET_ITEM(all_ids, p)))
         elif compiled is not None:
             # What an earlier diff of the tick read for this entry, if any.
-            got = <object>PyList_GET_ITEM(read, p)
-            if got is None:
+            held = PyList_GET_ITEM(read, p)
+            if held == <PyObject *>_NONE:
+                eid = <object>PyList_GET_ITEM(all_ids, p)
                 entry = PyDict_GetItem(compiled, eid)
                 if entry is not NULL:
                     got = <object>entry
@@ -568,9 +576,11 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
                 else:
                     got = False
                 read[p] = got
-            if got is not False:
-                update.append(got)
+                held = <PyObject *>got
+            if held != <PyObject *>_FALSE:
+                update.append(<object>held)
         else:
+            eid = <object>PyList_GET_ITEM(all_ids, p)
             entry = PyDict_GetItem(updates, eid) if built else NULL
             if entry is not NULL:
                 update.append(<object>entry)
