@@ -252,6 +252,69 @@ class LazyUpdates(dict):
         return entry
 
 
+def churn(test, aoi, seed, reference=None) -> list:
+    """
+    A grid kept from tick to tick whose entities go and come back (the
+    same ids, as new strings and new entries: meanwhile, the compiled
+    kernel gives their slots to others), and observers that look only now
+    and then (as frozen players do) or are handed a view: every diff's
+    results and the view after it, each checked against the brute-force
+    C{reference}'s if given.
+    """
+    rng = random.Random(seed)
+    span = aoi.radius * 3
+    positions = {f"e{i}": [rng.uniform(0, span), rng.uniform(0, span)] for i in range(80)}
+    away: dict[int, list] = {}
+    observers = ["e0", "e1", "e2", "e3"]
+    published: dict = {}
+    serial = 0
+    out = []
+    for tick in range(20):
+        changed = {}
+        for eid in list(positions):
+            roll = rng.random()
+            if roll < 0.15 and eid not in observers:
+                away[int(eid[1:])] = positions.pop(eid)
+            elif roll < 0.6:
+                positions[eid][0] += rng.uniform(-3, 3)
+                positions[eid][1] += rng.uniform(-3, 3)
+                changed[eid] = 1
+        for number in list(away):
+            if rng.random() < 0.3:
+                positions[f"e{number}"] = away.pop(number)
+        for _ in range(rng.randrange(4)):
+            serial += 1
+            positions[f"n{serial}"] = [rng.uniform(0, span), rng.uniform(0, span)]
+        ghosts = {eid: {"x": x, "y": y} for eid, (x, y) in positions.items()}
+        aoi.fill({}, ghosts, published, set(), (0, 0, 0, 0), PLAYER, pure_kernel.record)
+        entries = [(eid, x, y) for eid, (x, y) in positions.items()]
+        updates = {eid: {"id": eid} for eid in changed}
+        for observer in observers:
+            roll = rng.random()
+            if roll < 0.4:
+                continue
+            if roll < 0.5:
+                ids = rng.sample(sorted(positions), 5) + [f"e{rng.randrange(80)}", "elsewhere"]
+                aoi.seed(observer, ids)
+                if reference is not None:
+                    reference.seed(observer, ids)
+            x, y = positions[observer]
+            enter, update, leave = aoi.diff(
+                observer, x, y, changed, updates, lambda e: {"id": e, "full": True}
+            )
+            out.append((tick, observer, enter, update, leave, list(aoi.known[observer])))
+            if reference is not None:
+                want_enter, want_update, want_leave = reference.diff(
+                    observer, x, y, entries, changed
+                )
+                test.assertEqual({e["id"] for e in enter}, want_enter)
+                test.assertEqual({e["id"] for e in update}, want_update)
+                test.assertEqual(set(leave), want_leave)
+                test.assertEqual(len(leave), len(set(leave)))
+                test.assertEqual(set(aoi.known[observer]), reference.known[observer])
+    return out
+
+
 class RandomWalkTests:
     """
     Random walks (small steps, jumps, arrivals and departures, in a grid
@@ -338,6 +401,42 @@ class RandomWalkTests:
             # Each entry built once, and only those of what someone saw change.
             self.assertEqual(updates.built, reported)
 
+    @settings(max_examples=30, deadline=None, suppress_health_check=ONE_TEST_PER_KERNEL)
+    @given(seed=st.integers(0, 2**32 - 1), radius=st.sampled_from([4.0, 10.0, 40.0]))
+    def test_coming_back_while_not_looking(self, seed, radius):
+        """
+        An entity that left the grid and came back (a new entry) is still
+        in the view of an observer that did not look meanwhile, and one
+        that came in its place is not; views handed over are diffed by id.
+        """
+        churn(self, self.area(radius), seed, Reference(radius))
+
+    def test_diffs_are_each_diff(self):
+        """
+        L{AreaOfInterest.diffs} does each observer's L{AreaOfInterest.diff},
+        in the grid's order, and gives them in the observers' own.
+        """
+        rng = random.Random(9)
+        positions = {f"e{i}": (rng.uniform(0, 80), rng.uniform(0, 80)) for i in range(300)}
+        ghosts = {eid: {"x": x, "y": y} for eid, (x, y) in positions.items()}
+        observers = [(eid, *positions[eid]) for eid in list(positions)[:40]]
+        one, many = self.area(10), self.area(10)
+        for aoi in (one, many):
+            aoi.fill({}, ghosts, {}, set(), (0, 0, 0, 0), PLAYER, pure_kernel.record)
+            aoi.seed("e3", ["e4", "elsewhere"])
+
+        def view(eid):
+            return {"id": eid}
+
+        want = [None] * len(observers)
+        for index in one.grid_order(observers):
+            eid, x, y = observers[index]
+            want[index] = one.diff(eid, x, y, {}, {}, view)
+        self.assertEqual(many.diffs(observers, {}, {}, view), want)
+        self.assertEqual(
+            {k: list(v) for k, v in many.known.items()}, {k: list(v) for k, v in one.known.items()}
+        )
+
     def test_same_walk_same_order(self):
         """A seeded walk replays in the same order (the grid's, not a set's)."""
 
@@ -423,7 +522,9 @@ class KernelsAgreeTests(unittest.TestCase):
                 [
                     {"id": f"ghost-{i}", "kind": "npc", "x": 501.0 + i, "y": 200.0 + tick}
                     for i in range(tick % 7)
-                ],
+                ]
+                # One that stays put: in view, unchanged.
+                + [{"id": "still", "kind": "npc", "x": 501.0, "y": 250.0}],
             )
             if tick == 10:
                 sim.reals["p1"].name = "renamed"
@@ -437,6 +538,17 @@ class KernelsAgreeTests(unittest.TestCase):
 
     def test_same_ticks(self):
         self.assertEqual(self.run_zone(pure_kernel), self.run_zone(compiled_kernel()))
+
+    def test_same_churn(self):
+        """
+        Entities going and coming back under observers that look now and
+        then: the same diffs and views, to the order, on both kernels.
+        """
+        for seed in range(5):
+            self.assertEqual(
+                churn(self, AreaOfInterest(8.0, pure_kernel), seed),
+                churn(self, AreaOfInterest(8.0, compiled_kernel()), seed),
+            )
 
     def test_same_walks(self):
         """The NPCs walk the same on both kernels: turns, edges, frozen ones."""

@@ -17,7 +17,7 @@ from cpython.long cimport (
     PyLong_FromLongLong,
 )
 from cpython.ref cimport PyObject
-from libc.stdlib cimport calloc, free, malloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.math cimport copysign, fabs, floor, fmod
 
 # mmo.zone.kernel's masks of what changed.
@@ -25,6 +25,11 @@ cdef enum:
     POSITION = 1
     NAME = 2
     ATTRS = 4
+
+# What an update entry not read yet, and one of an entity that did not
+# change, are in a Snapshot's updates (compared by address).
+cdef object _NONE = None
+cdef object _FALSE = False
 
 # Cell coordinates beyond this (in cells) make keys a C long long may not
 # hold: those keys are Python's integers.
@@ -65,9 +70,11 @@ cdef object _key(double x, double y, double size, long long stride):
     return PyLong_FromLongLong(<long long>cx * stride + <long long>cy)
 
 
-cdef inline size_t _slot(long long key, size_t mask):
-    # Fibonacci hashing: neighbouring keys land far apart.
-    return <size_t>((<unsigned long long>key * 0x9E3779B97F4A7C15ULL) >> 20) & mask
+cdef inline size_t _bucket(long long key, int shift):
+    # Fibonacci hashing: the top bits of the product, which every bit of
+    # the key changes (its low bits would not depend on a cell's x, in the
+    # key's high bits: a column's cells would all collide).
+    return <size_t>((<unsigned long long>key * 0x9E3779B97F4A7C15ULL) >> shift)
 
 
 cdef class Snapshot:
@@ -84,9 +91,15 @@ cdef class Snapshot:
     It also keeps, for the tick's update entries (L{UpdateEntries}) and
     what changed, each entry's update once a diff has read it: the next
     observer that sees the entity reads it there.
+
+    And it numbers the grid's entries, from one tick to the next: each
+    takes a slot (its last element) when it is made and gives it back when
+    it leaves the grid, so that an observer's view (L{View}) is an array
+    of slots, diffed with a mark per slot instead of a dict of ids.
     """
 
     cdef size_t mask
+    cdef int shift
     cdef long long *keys
     # In the hash table: the cell's number + 1, or 0 where there is none.
     cdef Py_ssize_t *numbers
@@ -106,9 +119,57 @@ cdef class Snapshot:
     cdef list updates
     cdef object owner
     cdef object owner_changed
+    # By position: the entry's slot.
+    cdef int *slot_at
+    # By slot: its entry's id (None: free), a diff's mark.
+    cdef list slot_ids
+    cdef list free_slots
+    cdef long long *marks
+    cdef Py_ssize_t capacity
+    cdef long long stamp
+    # The cell classes' key offsets, in C (classes): for class c, those
+    # taken whole from bounds[2c] and those of the edge from bounds[2c + 1]
+    # to bounds[2c + 2].
+    cdef object classes
+    cdef long long *offsets
+    cdef Py_ssize_t *bounds
+
+    def __cinit__(self):
+        self.slot_ids = []
+        self.free_slots = []
 
     def __dealloc__(self):
         self._free()
+        free(self.marks)
+        free(self.offsets)
+        free(self.bounds)
+
+    cdef int read_classes(self, list classes) except -1:
+        # The offsets of classes in C arrays.
+        cdef Py_ssize_t total = 0, n = 0, c
+        cdef tuple both
+        for both in classes:
+            total += len(<tuple>both[0]) + len(<tuple>both[1])
+        free(self.offsets)
+        free(self.bounds)
+        self.classes = None
+        self.offsets = <long long *>malloc((total + 1) * sizeof(long long))
+        self.bounds = <Py_ssize_t *>malloc((2 * len(classes) + 1) * sizeof(Py_ssize_t))
+        if self.offsets is NULL or self.bounds is NULL:
+            raise MemoryError()
+        for c in range(len(classes)):
+            both = <tuple>classes[c]
+            self.bounds[2 * c] = n
+            for offset in <tuple>both[0]:
+                self.offsets[n] = offset
+                n += 1
+            self.bounds[2 * c + 1] = n
+            for offset in <tuple>both[1]:
+                self.offsets[n] = offset
+                n += 1
+        self.bounds[2 * len(classes)] = n
+        self.classes = classes
+        return 0
 
     cdef void _free(self):
         free(self.keys)
@@ -116,11 +177,13 @@ cdef class Snapshot:
         free(self.starts)
         free(self.xs)
         free(self.ys)
+        free(self.slot_at)
         self.keys = NULL
         self.numbers = NULL
         self.starts = NULL
         self.xs = NULL
         self.ys = NULL
+        self.slot_at = NULL
 
     def clear(self):
         """The cells changed: build the snapshot again on next use."""
@@ -133,8 +196,44 @@ cdef class Snapshot:
         self.owner = None
         self.owner_changed = None
 
+    def empty(self):
+        """The cells were emptied: every slot is free."""
+        self.clear()
+        self.slot_ids = []
+        self.free_slots = []
+
+    cdef int take(self, object entity_id) except -1:
+        # A free slot for a new entry of entity_id.
+        cdef Py_ssize_t slot, grown, i
+        cdef long long *marks
+        if self.free_slots:
+            slot = self.free_slots.pop()
+            self.slot_ids[slot] = entity_id
+            return slot
+        slot = len(self.slot_ids)
+        if slot >= 0x7FFFFFFF:
+            raise OverflowError("too many entries in the grid")
+        if slot >= self.capacity:
+            grown = self.capacity * 2 if self.capacity else 1024
+            marks = <long long *>realloc(self.marks, grown * sizeof(long long))
+            if marks is NULL:
+                raise MemoryError()
+            for i in range(self.capacity, grown):
+                marks[i] = 0
+            self.marks = marks
+            self.capacity = grown
+        self.slot_ids.append(entity_id)
+        return slot
+
+    cdef void give_back(self, list entry):
+        # The entry left the grid: its slot is free.
+        cdef Py_ssize_t slot = entry[6]
+        self.slot_ids[slot] = None
+        self.free_slots.append(slot)
+
     cdef int build(self, dict cells) except -1:
         cdef size_t table = 16
+        cdef int shift = 60
         cdef Py_ssize_t total = 0, number = 0, p = 0
         cdef long long key
         cdef int overflow
@@ -145,17 +244,20 @@ cdef class Snapshot:
             total += len(cell)
         while table < 2 * <size_t>len(cells):
             table *= 2
+            shift -= 1
         self._free()
         self.keys = <long long *>calloc(table, sizeof(long long))
         self.numbers = <Py_ssize_t *>calloc(table, sizeof(Py_ssize_t))
         self.starts = <Py_ssize_t *>malloc((len(cells) + 1) * sizeof(Py_ssize_t))
         self.xs = <double *>malloc((total + 1) * sizeof(double))
         self.ys = <double *>malloc((total + 1) * sizeof(double))
+        self.slot_at = <int *>malloc((total + 1) * sizeof(int))
         if (self.keys is NULL or self.numbers is NULL or self.starts is NULL
-                or self.xs is NULL or self.ys is NULL):
+                or self.xs is NULL or self.ys is NULL or self.slot_at is NULL):
             self._free()
             raise MemoryError()
         self.mask = table - 1
+        self.shift = shift
         self.cells = cells
         self.records = []
         self.ids = []
@@ -163,7 +265,7 @@ cdef class Snapshot:
             self.starts[number] = p
             key = PyLong_AsLongLongAndOverflow(k, &overflow)
             if not overflow:
-                i = _slot(key, self.mask)
+                i = _bucket(key, self.shift)
                 while self.numbers[i]:
                     i = (i + 1) & self.mask
                 self.keys[i] = key
@@ -171,6 +273,7 @@ cdef class Snapshot:
             for entry in cell:
                 self.xs[p] = entry[0]
                 self.ys[p] = entry[1]
+                self.slot_at[p] = entry[6]
                 self.records.append(entry)
                 self.ids.append(entry[4])
                 p += 1
@@ -185,7 +288,7 @@ cdef class Snapshot:
         return 0
 
     cdef Py_ssize_t number(self, long long key):
-        cdef size_t i = _slot(key, self.mask)
+        cdef size_t i = _bucket(key, self.shift)
         while self.numbers[i]:
             if self.keys[i] == key:
                 return self.numbers[i] - 1
@@ -251,7 +354,8 @@ cdef Py_ssize_t _seen(tuple grid, Snapshot snapshot, double x, double y,
         part_y = subcells - 1
     elif part_y < 0:
         part_y = 0
-    cdef tuple both = <tuple>classes[part_x * subcells + part_y]
+    cdef Py_ssize_t c = part_x * subcells + part_y
+    cdef tuple both = <tuple>classes[c]
     cdef tuple inside = <tuple>both[0]
     cdef tuple edge = <tuple>both[1]
     cdef Py_ssize_t count = 0, i, p, cell
@@ -259,29 +363,42 @@ cdef Py_ssize_t _seen(tuple grid, Snapshot snapshot, double x, double y,
     cdef Py_ssize_t *starts = snapshot.starts
     cdef double *xs = snapshot.xs
     cdef double *ys = snapshot.ys
-    for i in range(len(inside)):
-        if far:
+    cdef long long *offsets
+    if far:
+        for i in range(len(inside)):
             cell = snapshot.far_number(base + inside[i])
-        else:
-            cell = snapshot.number(key + PyLong_AsLongLong(inside[i]))
-        if cell < 0:
-            continue
-        for p in range(starts[cell], starts[cell + 1]):
-            found[count] = p
-            count += 1
-    for i in range(len(edge)):
-        if far:
+            if cell >= 0:
+                for p in range(starts[cell], starts[cell + 1]):
+                    found[count] = p
+                    count += 1
+        for i in range(len(edge)):
             cell = snapshot.far_number(base + edge[i])
-        else:
-            cell = snapshot.number(key + PyLong_AsLongLong(edge[i]))
-        if cell < 0:
-            continue
-        for p in range(starts[cell], starts[cell + 1]):
-            dx = xs[p] - x
-            dy = ys[p] - y
-            if dx * dx + dy * dy <= r2:
+            if cell >= 0:
+                for p in range(starts[cell], starts[cell + 1]):
+                    dx = xs[p] - x
+                    dy = ys[p] - y
+                    if dx * dx + dy * dy <= r2:
+                        found[count] = p
+                        count += 1
+        return count
+    if snapshot.classes is not classes:
+        snapshot.read_classes(classes)
+    offsets = snapshot.offsets
+    for i in range(snapshot.bounds[2 * c], snapshot.bounds[2 * c + 1]):
+        cell = snapshot.number(key + offsets[i])
+        if cell >= 0:
+            for p in range(starts[cell], starts[cell + 1]):
                 found[count] = p
                 count += 1
+    for i in range(snapshot.bounds[2 * c + 1], snapshot.bounds[2 * c + 2]):
+        cell = snapshot.number(key + offsets[i])
+        if cell >= 0:
+            for p in range(starts[cell], starts[cell + 1]):
+                dx = xs[p] - x
+                dy = ys[p] - y
+                if dx * dx + dy * dy <= r2:
+                    found[count] = p
+                    count += 1
     return count
 
 
@@ -300,8 +417,63 @@ def visible(tuple grid, double x, double y):
         free(found)
 
 
+cdef class View:
+    """
+    What an observer's client has, as the compiled L{diff} keeps it: the
+    slots of the grid's entries it saw (L{Snapshot}), and their ids, in the
+    grid's order.  Iterated, it gives the ids, as the pure kernel's dict of
+    ids does.
+    """
+
+    cdef int *slots
+    cdef list ids
+
+    def __dealloc__(self):
+        free(self.slots)
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __iter__(self):
+        return iter(self.ids)
+
+    def __contains__(self, entity_id):
+        return entity_id in self.ids
+
+    def __repr__(self):
+        return f"View({self.ids!r})"
+
+
+cdef View _view_of(Snapshot snapshot, Py_ssize_t *found, Py_ssize_t count):
+    # The view of the entries at the count positions found.
+    cdef View now = View.__new__(View)
+    cdef list all_ids = snapshot.ids
+    cdef list ids = []
+    cdef Py_ssize_t i, p
+    now.slots = <int *>malloc((count + 1) * sizeof(int))
+    if now.slots is NULL:
+        raise MemoryError()
+    for i in range(count):
+        p = found[i]
+        now.slots[i] = snapshot.slot_at[p]
+        ids.append(<object>PyList_GET_ITEM(all_ids, p))
+    now.ids = ids
+    return now
+
+
+cdef inline bint _holds(Snapshot snapshot, View known, Py_ssize_t i):
+    # Whether the slot of the i-th id of a view is still that id's entry's.
+    cdef int slot = known.slots[i]
+    return (slot < len(snapshot.slot_ids)
+            and PyList_GET_ITEM(snapshot.slot_ids, slot) == PyList_GET_ITEM(known.ids, i))
+
+
 def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, view):
-    """What changed in a view: as L{mmo.zone.kernel.diff}."""
+    """
+    What changed in a view: as L{mmo.zone.kernel.diff}, but for the views,
+    C{known} and C{now}: a L{View} (or C{known} any mapping of ids, as a
+    view handed over is).
+    """
     cdef Snapshot snapshot = _snapshot(grid)
     cdef Py_ssize_t *found = <Py_ssize_t *>malloc((snapshot.size + 1) * sizeof(Py_ssize_t))
     if found is NULL:
@@ -317,25 +489,47 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
     cdef Py_ssize_t count = _seen(grid, snapshot, x, y, found)
     # Held here: a view() called back may not drop them.
     cdef list all_ids = snapshot.ids
+    cdef list slot_ids = snapshot.slot_ids
     cdef list read = None
     cdef bint own = False
-    cdef list ids = []
     cdef list enter = []
     cdef list update = []
     cdef list leave = []
-    cdef Py_ssize_t i, p, n = 0
+    cdef Py_ssize_t i, p, k, n = 0
+    cdef int slot
+    cdef long long mark
     cdef object eid, got
-    cdef dict before, now
+    cdef View before = None
+    cdef View now
+    # The ids it had whose slots are not theirs any more (or all of those
+    # of a mapping): found by id.
+    cdef dict lost = None
     cdef PyObject *entry
+    cdef PyObject *held
     cdef UpdateEntries compiled = None
     cdef bint built = False
+    cdef bint kept
     if not known:
-        for i in range(count):
-            eid = <object>PyList_GET_ITEM(all_ids, found[i])
-            ids.append(eid)
+        now = _view_of(snapshot, found, count)
+        for eid in now.ids:
             enter.append(view(eid))
-        return dict.fromkeys(ids), enter, update, leave
-    before = <dict>known
+        return now, enter, update, leave
+    # Marks of this diff: what it had (mark), and saw again (mark + 1).
+    snapshot.stamp += 2
+    mark = snapshot.stamp
+    if type(known) is View:
+        before = <View>known
+        k = len(before.ids)
+        for i in range(k):
+            if _holds(snapshot, before, i):
+                snapshot.marks[before.slots[i]] = mark
+            else:
+                if lost is None:
+                    lost = {}
+                lost[<object>PyList_GET_ITEM(before.ids, i)] = None
+    else:
+        lost = dict.fromkeys(known)
+        k = len(lost)
     if type(updates) is UpdateEntries:
         compiled = <UpdateEntries>updates
         read = snapshot.updates_of(compiled, changed)
@@ -347,21 +541,30 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
         # builds them on first use (in __missing__): one read if built.
         built = isinstance(updates, dict) and type(updates).__getitem__ is dict.__getitem__
     # One pass, in the grid's order: what enters, and what stays (and is
-    # refreshed, or updated if it changed).
+    # refreshed, or updated if it changed).  An id is read (and its string
+    # object touched) only where a mark does not say.
     for i in range(count):
         p = found[i]
-        eid = <object>PyList_GET_ITEM(all_ids, p)
-        ids.append(eid)
-        if eid not in before:
-            enter.append(view(eid))
+        slot = snapshot.slot_at[p]
+        kept = snapshot.marks[slot] == mark
+        if kept:
+            snapshot.marks[slot] = mark + 1
+        elif lost:
+            eid = <object>PyList_GET_ITEM(all_ids, p)
+            kept = PyDict_GetItem(lost, eid) is not NULL
+            if kept:
+                del lost[eid]
+        if not kept:
+            enter.append(view(<object>PyList_GET_ITEM(all_ids, p)))
             continue
         n += 1
         if refresh:
-            update.append(view(eid))
+            update.append(view(<object>PyList_GET_ITEM(all_ids, p)))
         elif compiled is not None:
             # What an earlier diff of the tick read for this entry, if any.
-            got = <object>PyList_GET_ITEM(read, p)
-            if got is None:
+            held = PyList_GET_ITEM(read, p)
+            if held == <PyObject *>_NONE:
+                eid = <object>PyList_GET_ITEM(all_ids, p)
                 entry = PyDict_GetItem(compiled, eid)
                 if entry is not NULL:
                     got = <object>entry
@@ -373,23 +576,70 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
                 else:
                     got = False
                 read[p] = got
-            if got is not False:
-                update.append(got)
+                held = <PyObject *>got
+            if held != <PyObject *>_FALSE:
+                update.append(<object>held)
         else:
+            eid = <object>PyList_GET_ITEM(all_ids, p)
             entry = PyDict_GetItem(updates, eid) if built else NULL
             if entry is not NULL:
                 update.append(<object>entry)
             elif eid in changed:
                 update.append(updates[eid])
-    if n == len(before):
+    if n == k:
         # Everything it had is still in view: if nothing came either, its
         # view is the one it had (the same ids), kept as it is.
-        return before if not enter else dict.fromkeys(ids), enter, update, leave
-    now = dict.fromkeys(ids)
-    for eid in before:
-        if eid not in now:
-            leave.append(eid)
+        if before is not None and not enter:
+            return before, enter, update, leave
+        return _view_of(snapshot, found, count), enter, update, leave
+    now = _view_of(snapshot, found, count)
+    if before is None:
+        for eid in known:
+            if eid in lost:
+                leave.append(eid)
+        return now, enter, update, leave
+    for i in range(k):
+        if _holds(snapshot, before, i):
+            if snapshot.marks[before.slots[i]] == mark:
+                leave.append(<object>PyList_GET_ITEM(before.ids, i))
+        elif <object>PyList_GET_ITEM(before.ids, i) in lost:
+            leave.append(<object>PyList_GET_ITEM(before.ids, i))
     return now, enter, update, leave
+
+
+def diffs(tuple grid, list observers, list order, dict views, set fresh, changed, updates,
+          view):
+    """The diffs of observers, one after the other: as L{mmo.zone.kernel.diffs}."""
+    cdef list results = [None] * len(observers)
+    cdef Snapshot snapshot
+    cdef Py_ssize_t *found = NULL
+    cdef Py_ssize_t room = 0
+    cdef Py_ssize_t index
+    cdef tuple observer
+    cdef object entity_id, known, now, enter, update, leave
+    cdef bint refresh
+    try:
+        for index in order:
+            observer = <tuple>observers[index]
+            entity_id = observer[0]
+            snapshot = _snapshot(grid)
+            if snapshot.size + 1 > room:
+                free(found)
+                room = snapshot.size + 1
+                found = <Py_ssize_t *>malloc(room * sizeof(Py_ssize_t))
+                if found is NULL:
+                    raise MemoryError()
+            known = views.get(entity_id)
+            refresh = entity_id in fresh
+            if refresh or not known:
+                fresh.discard(entity_id)
+            now, enter, update, leave = _diff(grid, snapshot, found, observer[1], observer[2],
+                                              known, refresh, changed, updates, view)
+            views[entity_id] = now
+            results[index] = (enter, update, leave)
+    finally:
+        free(found)
+    return results
 
 
 cdef inline double _bounce(double v, double low, double high, list walk, Py_ssize_t axis):
@@ -448,16 +698,17 @@ cdef void _move(dict cells, list moving, object key):
         _put(cells, key, moving)
 
 
-def entry(dict cells, entity_id, double x, double y, name, attrs, double size,
-          long long stride):
-    """A new entry of the grid, put in its cell: as L{mmo.zone.kernel.entry}."""
-    return _entry(cells, entity_id, x, y, name, attrs, size, stride)
+def entry(tuple grid, entity_id, double x, double y, name, attrs):
+    """A new entry of the C{grid}, put in its cell: as L{mmo.zone.kernel.entry}."""
+    return _entry(<dict>grid[0], <Snapshot>grid[6], entity_id, x, y, name, attrs, grid[4],
+                  grid[2])
 
 
-cdef list _entry(dict cells, entity_id, object xo, object yo, name, attrs, double size,
-                 long long stride):
+cdef list _entry(dict cells, Snapshot snapshot, entity_id, object xo, object yo, name, attrs,
+                 double size, long long stride):
+    # [x, y, name, attrs, id, key, slot]: the pure kernel's entry, and its slot.
     cdef object key = _key(xo, yo, size, stride)
-    cdef list new = [xo, yo, name, attrs, entity_id, key]
+    cdef list new = [xo, yo, name, attrs, entity_id, key, snapshot.take(entity_id)]
     _put(cells, key, new)
     return new
 
@@ -467,33 +718,44 @@ cdef inline int _moved(dict cells, list known, object xo, object yo, double size
     # Note a new position in a grid entry; POSITION if it moved.
     cdef double x = xo
     cdef double y = yo
+    cdef double cx, cy
+    cdef int overflow
     cdef object key
     if <double>known[0] == x and <double>known[1] == y:
         return 0
     known[0] = xo
     known[1] = yo
+    cx = _floordiv(x, size)
+    cy = _floordiv(y, size)
+    if not _far(cx, cy):
+        # Still in its cell, as most are: no key made.
+        if (PyLong_AsLongLongAndOverflow(known[5], &overflow)
+                == <long long>cx * stride + <long long>cy and not overflow):
+            return POSITION
     key = _key(x, y, size, stride)
     if key != known[5]:
         _move(cells, known, key)
     return POSITION
 
 
-cdef inline void _note(dict cells, dict published, dict changed, entity_id, xo, yo, name,
-                       attrs, double size, long long stride, record):
+cdef inline int _note(dict cells, Snapshot snapshot, dict published, dict changed, entity_id,
+                      xo, yo, name, attrs, double size, long long stride, record) except -1:
     # An entity's entry in the grid and what was published of it brought
     # up to date, what changed noted (a new one is in the grid, unchanged).
     cdef PyObject *found = PyDict_GetItem(published, entity_id)
     cdef list known
     cdef int mask
     if found is NULL:
-        published[entity_id] = _entry(cells, entity_id, xo, yo, name, dict(attrs), size, stride)
-        return
+        published[entity_id] = _entry(cells, snapshot, entity_id, xo, yo, name, dict(attrs),
+                                      size, stride)
+        return 0
     known = <list>found
     mask = _moved(cells, known, xo, yo, size, stride)
     if known[2] != name or known[3] != attrs:
         mask |= <int>record(known, name, attrs)
     if mask:
         changed[entity_id] = mask
+    return 0
 
 
 def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inner, player,
@@ -509,15 +771,18 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef double x0 = inner[0], y0 = inner[1], x1 = inner[2], y1 = inner[3]
     cdef double x, y
     cdef object xo, yo, name, attrs, entity_id, entity, view
+    cdef Snapshot snapshot = <Snapshot>grid[6]
+    cdef list gone
     # The cells change from here on.
-    (<Snapshot>grid[6]).clear()
+    snapshot.clear()
     for entity_id, entity in reals.items():
         xo = entity.x
         yo = entity.y
         count += 1
         name = entity.name
         attrs = entity.attrs
-        _note(cells, published, changed, entity_id, xo, yo, name, attrs, size, stride, record)
+        _note(cells, snapshot, published, changed, entity_id, xo, yo, name, attrs, size, stride,
+              record)
         if entity.kind == player and entity.session and entity.gateway:
             if entity_id not in frozen:
                 observers.append((entity_id, xo, yo, entity))
@@ -534,12 +799,15 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
         count += 1
         name = view.get("name", "")
         attrs = view.get("attrs", {})
-        _note(cells, published, changed, entity_id, xo, yo, name, attrs, size, stride, record)
+        _note(cells, snapshot, published, changed, entity_id, xo, yo, name, attrs, size, stride,
+              record)
 
     if len(published) != count:
         # Something left (removed, or no longer ghosted): forget it.
         for entity_id in [i for i in published if i not in reals and i not in ghosts]:
-            _move(cells, <list>published.pop(entity_id), None)
+            gone = <list>published.pop(entity_id)
+            _move(cells, gone, None)
+            snapshot.give_back(gone)
     return changed, observers, outer
 
 
@@ -561,7 +829,13 @@ cdef class UpdateEntries(dict):
 
     cdef dict build_from(self, entity_id, int mask):
         cdef list record = <list>self.published[entity_id]
-        cdef dict update = {"id": entity_id}
+        cdef dict update
+        if mask == POSITION:
+            # What changes of most, each tick: made at its size at once.
+            update = {"id": entity_id, "x": record[0], "y": record[1]}
+            self[entity_id] = update
+            return update
+        update = {"id": entity_id}
         if mask & POSITION:
             update["x"] = record[0]
             update["y"] = record[1]

@@ -23,11 +23,14 @@ done per pair of entities beyond that, and nothing is sent per entity; the
 caller batches each observer's events into one push.
 
 Each observer's view is diffed against what its client already has
-(L{AreaOfInterest.known}) with dictionary look-ups in bulk: C{enter} (full
-views of what came into view), C{update} (the changes of what stayed in
-view and changed this tick) and C{leave} (ids).  Results are in a
-deterministic order (the grid's, then the previous view's for C{leave}),
-so a seeded simulation replays exactly.
+(L{AreaOfInterest.known}): C{enter} (full views of what came into view),
+C{update} (the changes of what stayed in view and changed this tick) and
+C{leave} (ids).  The pure kernel keeps a view as a dict of ids and diffs
+with dictionary look-ups in bulk; the compiled one numbers the grid's
+entries (each keeps its slot for as long as it is in the grid), keeps a
+view as an array of slots and diffs with a mark per slot, touching no id.
+Results are the same on both, in a deterministic order (the grid's, then
+the previous view's for C{leave}), so a seeded simulation replays exactly.
 
 What a client has is known from the observer's start: nothing (a new
 client), the view it took along from another zone (L{AreaOfInterest.seed}),
@@ -38,7 +41,7 @@ which case its next update starts the view over (C{reset}).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from types import ModuleType
 
 from mmo.zone import kernel
@@ -113,8 +116,9 @@ class AreaOfInterest:
         or the compiled C{mmo.zone._kernel}); default: L{KERNEL}.
     @ivar radius: The AOI radius, world units.
     @ivar cell_size: The grid's cell side, world units (C{radius / FINENESS}).
-    @ivar known: For each observer, the ids its client has (the keys of a
-        dict, in the grid's order of the last diff that changed them).
+    @ivar known: For each observer, the ids its client has: its view, which
+        iterates over them in the grid's order of the last diff that
+        changed them (a dict of ids, or the compiled kernel's C{View}).
     @ivar restarting: The observers whose next update starts their client's
         view over (L{start_over}); read it, change it through the methods.
     """
@@ -138,7 +142,7 @@ class AreaOfInterest:
             self._r2,
             self.kernel.Snapshot(),
         )
-        self.known: dict[str, dict[str, None]] = {}
+        self.known: dict[str, Collection[str]] = {}
         # Observers whose client was handed a view by another zone: their
         # first diff refreshes everything they keep seeing.
         self._refresh: set[str] = set()
@@ -151,11 +155,11 @@ class AreaOfInterest:
         Replace the grid's contents by C{entries}: C{(id, x, y)} each, one
         per id (a grid of given points; a zone's is kept by L{fill}).
         """
-        self._grid[6].clear()
-        cells = self._cells
-        cells.clear()
+        self._grid[6].empty()
+        self._cells.clear()
+        entry = self.kernel.entry
         for entity_id, x, y in entries:
-            kernel.entry(cells, entity_id, x, y, None, None, self.cell_size, STRIDE)
+            entry(self._grid, entity_id, x, y, None, None)
 
     def fill(
         self,
@@ -219,15 +223,33 @@ class AreaOfInterest:
             caller caches both: each is built once per tick at most.)
         @return: C{(enter, update, leave)}: full views, changes, ids.
         """
-        known = self.known.get(observer)
-        refresh = observer in self._refresh
-        if refresh or not known:
-            self._refresh.discard(observer)
-        now, enter, update, leave = self.kernel.diff(
-            self._grid, x, y, known, refresh, changed, updates, view
+        [result] = self.kernel.diffs(
+            self._grid, [(observer, x, y)], [0], self.known, self._refresh, changed, updates, view
         )
-        self.known[observer] = now
-        return enter, update, leave
+        return result
+
+    def diffs(
+        self,
+        observers: list[tuple],
+        changed: dict,
+        updates: Mapping[str, dict],
+        view: Callable[[str], dict],
+    ) -> list[tuple[list[dict], list[dict], list[str]]]:
+        """
+        L{diff} for each of C{observers}, C{(id, x, y, ...)} each, in one
+        call, done in the grid's order (L{grid_order}); their C{(enter,
+        update, leave)} in the observers' own order.
+        """
+        return self.kernel.diffs(
+            self._grid,
+            observers,
+            self.grid_order(observers),
+            self.known,
+            self._refresh,
+            changed,
+            updates,
+            view,
+        )
 
     def seed(self, observer: str, ids: Iterable[str]) -> None:
         """

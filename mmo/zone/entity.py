@@ -13,7 +13,7 @@ PLAYER = "player"
 NPC = "npc"
 
 
-@dataclass
+@dataclass(slots=True)
 class Entity:
     """
     @ivar id: Unique in the world, never reused (players: their character id).

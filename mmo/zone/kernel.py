@@ -175,7 +175,7 @@ def _note(
     """
     known = published.get(entity_id)
     if known is None:
-        published[entity_id] = entry(cells, entity_id, x, y, name, dict(attrs), size, stride)
+        published[entity_id] = _entry(cells, entity_id, x, y, name, dict(attrs), size, stride)
         return
     mask = 0
     if known[0] != x or known[1] != y:
@@ -191,13 +191,19 @@ def _note(
         changed[entity_id] = mask
 
 
-def entry(
+def entry(grid: tuple, entity_id: str, x: float, y: float, name, attrs) -> list:
+    """
+    A new entry of the C{grid} (as L{visible}'s), put in its cell: C{[x, y,
+    name, attrs, id, key]}.  (The compiled kernel's have one more element,
+    their slot.)
+    """
+    cells, _, stride, _, size, _, _ = grid
+    return _entry(cells, entity_id, x, y, name, attrs, size, stride)
+
+
+def _entry(
     cells: dict, entity_id: str, x: float, y: float, name, attrs, size: float, stride: int
 ) -> list:
-    """
-    A new entry of the grid C{cells} (cells C{size} wide, keys as
-    L{visible}'s), put in its cell: C{[x, y, name, attrs, id, key]}.
-    """
     key = int(x // size) * stride + int(y // size)
     new = [x, y, name, attrs, entity_id, key]
     cell = cells.get(key)
@@ -236,6 +242,9 @@ class Snapshot:
 
     def clear(self) -> None:
         """The cells changed."""
+
+    def empty(self) -> None:
+        """The cells were emptied."""
 
 
 def visible(grid: tuple, x: float, y: float) -> list[str]:
@@ -301,7 +310,9 @@ def diff(
     has nothing) and now is what is L{visible} in C{grid} from C{(x, y)}:
     C{(now, enter, update, leave)}, C{now} the new view (those ids as a
     dict's keys: in the grid's order, or C{known} itself when nothing
-    entered or left).  With C{refresh}, what stays in view is updated in
+    entered or left; the compiled kernel's are its C{View}s, of the same
+    ids in the same order, and its C{known} a C{View} or any mapping of
+    ids).  With C{refresh}, what stays in view is updated in
     full (C{view}) rather than by its C{updates} entry if C{changed}.
     C{updates} holds the entries of changed ids only: an entry found there
     is not looked for in C{changed}.
@@ -326,6 +337,39 @@ def diff(
         return known if not enter else dict.fromkeys(seen), enter, update, []
     now = dict.fromkeys(seen)
     return now, enter, update, [eid for eid in known if eid not in now]
+
+
+def diffs(
+    grid: tuple,
+    observers: list[tuple],
+    order: list[int],
+    views: dict,
+    fresh: set,
+    changed: dict,
+    updates: Mapping[str, dict],
+    view: Callable[[str], dict],
+) -> list[tuple[list[dict], list[dict], list[str]]]:
+    """
+    The L{diff}s of C{observers} (C{(id, x, y, ...)} each), one after the
+    other in C{order} (their indices): each against its view in C{views}
+    (by id; none: its client has nothing), which its new view replaces,
+    refreshed if its id is in C{fresh} (and then no more).  Their C{(enter,
+    update, leave)} by index.
+    """
+    results: list = [None] * len(observers)
+    for index in order:
+        observer = observers[index]
+        entity_id = observer[0]
+        known = views.get(entity_id)
+        refresh = entity_id in fresh
+        if refresh or not known:
+            fresh.discard(entity_id)
+        now, enter, update, leave = diff(
+            grid, observer[1], observer[2], known, refresh, changed, updates, view
+        )
+        views[entity_id] = now
+        results[index] = (enter, update, leave)
+    return results
 
 
 class UpdateEntries(dict):

@@ -113,15 +113,24 @@ class Publication:
 
         neighbours = self.neighbours
         ghost_views = result.ghost_views = {n.name: [] for n in neighbours}
+        # Each neighbour's box widened by the margin: what lies outside it
+        # is farther than the margin, no distance needed (most of the reals
+        # near one border are near no other).
+        reach = [
+            (n, ghost_views[n.name], n.x0 - margin, n.y0 - margin, n.x1 + margin, n.y1 + margin)
+            for n in neighbours
+        ]
+        x0, y0, x1, y1 = region.x0, region.y0, region.x1, region.y1
         for entity_id, x, y, entity in outer:
             view = None
-            for neighbour in neighbours:
-                if neighbour.distance(x, y) <= margin:
+            for neighbour, views, left, bottom, right, top in reach:
+                if left <= x <= right and bottom <= y <= top and neighbour.distance(x, y) <= margin:
                     if view is None:
                         view = self._view(entity_id)
-                    ghost_views[neighbour.name].append(view)
+                    views.append(view)
+            # Outside the region (Region.contains).
             if (
-                not region.contains(x, y)
+                not (x0 <= x <= x1 and y0 <= y <= y1)
                 and region.distance(x, y) > hysteresis
                 and entity_id not in frozen
             ):
@@ -142,36 +151,27 @@ class Publication:
 
     def _publish(self, result, observers, blind, corrected) -> None:
         """Each observer's events of the tick, batched by gateway and session."""
-        diff = self.aoi.diff
         pushes = result.pushes
         tick = result.tick
-        changed = self._changed
-        updates = self._updates
-        view = self._view
         restarting = self.aoi.restarting
         started_over = self.aoi.started_over
-        # Diffs in the grid's order (neighbours one after the other look at
-        # the same cells, while they are in the processor's caches), pushes
-        # in the observers' own.
-        shown: list = [None] * len(observers)
-        for index in self.aoi.grid_order(observers):
-            entity_id, x, y, entity = observers[index]
+        # Diffs in the grid's order, in one call; pushes in the observers' own.
+        shown = self.aoi.diffs(observers, self._changed, self._updates, self._view)
+        for (entity_id, _x, _y, entity), (enter, update, leave) in zip(
+            observers, shown, strict=True
+        ):
+            events: list[Event] = []
+            if corrected and entity_id in corrected:
+                correction = {"x": entity.x, "y": entity.y, "input": entity.last_input}
+                events.append(("world.correct", correction))
             reset = started_over(entity_id) if restarting else False
-            enter, update, leave = diff(entity_id, x, y, changed, updates, view)
             if enter or update or leave or reset:
                 fields = {"tick": tick, "enter": enter, "update": update, "leave": leave}
                 if reset:
                     # Its client keeps a view this zone does not know: it
                     # drops it, and this update enters everything in sight.
                     fields["reset"] = True
-                shown[index] = fields
-        for (entity_id, _x, _y, entity), fields in zip(observers, shown, strict=True):
-            events: list[Event] = []
-            if fields is not None:
                 events.append(("world.update", fields))
-            if corrected and entity_id in corrected:
-                correction = {"x": entity.x, "y": entity.y, "input": entity.last_input}
-                events.insert(0, ("world.correct", correction))
             if events:
                 by_session = pushes.get(entity.gateway)
                 if by_session is None:
