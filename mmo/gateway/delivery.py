@@ -99,16 +99,8 @@ class Delivery:
         if not isinstance(batch.pushes, dict):
             self.log.warn("malformed push batch from {sender}", sender=sender or "?")
             return None
-        onward: dict[str, dict] = {}
-        for session_id, events in batch.pushes.items():
-            if not isinstance(events, list):
-                continue
-            session = self.sessions.get(session_id)
-            if session is None:
-                gateway = self.forwards.gateway(session_id)
-                if gateway is not None:
-                    onward.setdefault(gateway, {})[session_id] = events
-                continue
+        held, onward = self._split(sender, batch.pushes)
+        for session, events in held:
             for event in events:
                 if not (
                     isinstance(event, (list, tuple))
@@ -133,17 +125,8 @@ class Delivery:
         if not isinstance(batch.pushes, dict):
             self.log.warn("malformed push stems from {sender}", sender=sender or "?")
             return None
-        onward: dict[str, dict] = {}
-        for session_id, stems in batch.pushes.items():
-            if not isinstance(stems, list):
-                self.log.warn("malformed push stems from {sender}", sender=sender or "?")
-                continue
-            session = self.sessions.get(session_id)
-            if session is None:
-                gateway = self.forwards.gateway(session_id)
-                if gateway is not None:
-                    onward.setdefault(gateway, {})[session_id] = stems
-                continue
+        held, onward = self._split(sender, batch.pushes)
+        for session, stems in held:
             for stem in stems:
                 try:
                     codec.check_stem(stem)
@@ -162,6 +145,28 @@ class Delivery:
                         name=session.caller.name,
                     )
         return self._send_on({gateway: PushStems(pushes) for gateway, pushes in onward.items()})
+
+    def _split(self, sender: str, pushes: dict) -> tuple[list, dict[str, dict]]:
+        """
+        A zone's tick of pushes by session id, split: C{(session, items)}
+        for each session held here, and C{{gateway: {session id: items}}}
+        for sessions that moved to another gateway.  A session's entry that
+        is not a list is dropped with a log line.
+        """
+        held: list = []
+        onward: dict[str, dict] = {}
+        for session_id, items in pushes.items():
+            if not isinstance(items, list):
+                self.log.warn("malformed pushes from {sender}", sender=sender or "?")
+                continue
+            session = self.sessions.get(session_id)
+            if session is not None:
+                held.append((session, items))
+                continue
+            gateway = self.forwards.gateway(session_id)
+            if gateway is not None:
+                onward.setdefault(gateway, {})[session_id] = items
+        return held, onward
 
     def _push(self, session, kind: str, fields: dict) -> None:
         try:
