@@ -198,10 +198,13 @@ def fresh_bios(connection) -> None:
     ones (OpenSSL's documented rule).  pyOpenSSL has no public way to
     replace a connection's BIOs.
     """
-    from OpenSSL._util import ffi, lib
-
-    old_in = connection._into_ssl
-    if old_in is None or connection._from_ssl is None:
+    try:
+        from OpenSSL._util import ffi, lib
+    except ImportError:
+        # A pyOpenSSL without these names: the connection keeps its BIOs.
+        return
+    old_in = getattr(connection, "_into_ssl", None)
+    if old_in is None or getattr(connection, "_from_ssl", None) is None:
         return
     buffer = ffi.new("char[]", 4096)
     unread = []
