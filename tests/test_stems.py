@@ -86,6 +86,30 @@ class OutboxTests(unittest.TestCase):
         stems["s-2"] = [codec.push_stem(*UPDATE)]
         self.assertEqual(gateways.sent, [("gw-1", PushStems(stems), "r0c0")])
 
+    def test_shared_entries(self):
+        """
+        An entry in many sessions' pushes, on any gateway, is in each stem
+        as in the stem of that push alone; one tick's packing of it is not
+        the next's, where the same object says something else.
+        """
+        gateways = Gateways(stems=True)
+        outbox = self.outbox(gateways)
+        entry = {"id": "npc-1", "x": 1.5, "y": 2.0}
+        for x in (1.5, 8.25):
+            entry["x"] = x
+            pushes = {
+                "gw-1": {"s-1": [("world.update", {"tick": 3, "update": [entry]})]},
+                "gw-2": {"s-2": [("world.update", {"tick": 3, "update": [{"id": "b"}, entry]})]},
+            }
+            del gateways.sent[:]
+            outbox.pushes(tick(pushes))
+            for gateway, by_session in pushes.items():
+                stems = {s: [codec.push_stem(*push) for push in p] for s, p in by_session.items()}
+                self.assertIn((gateway, PushStems(stems), "r0c0"), gateways.sent)
+            [stem] = gateways.sent[-1][1].pushes["s-2"]
+            update = codec.decode(codec.numbered(stem, 1)[4:])["update"]
+            self.assertEqual(update, [{"id": "b"}, {"id": "npc-1", "x": x, "y": 2.0}])
+
     def test_older_gateway_gets_a_batch(self):
         gateways = Gateways(stems=False)
         self.outbox(gateways).pushes(tick({"gw-1": {"s-1": [CORRECT, UPDATE]}}))

@@ -148,6 +148,59 @@ class CodecTests(unittest.TestCase):
         self.assertEqual(codec.decode(frame[4:]), {**fields, "t": kind, "seq": seq})
         self.assertEqual(codec.numbered_body(codec.push_stem(kind, fields), seq), frame[4:])
 
+    @BOUNDED
+    @given(
+        st.text(min_size=1, max_size=16),
+        st.dictionaries(
+            st.text(max_size=8),
+            VALUES | st.lists(st.dictionaries(st.text(max_size=4), VALUES, max_size=3)),
+            max_size=5,
+        ),
+    )
+    def test_stem_from_fragments(self, kind, fields):
+        """
+        A stem joined from packed fragments is the same bytes as the stem
+        of the whole push.
+        """
+        fragments: dict[int, bytes] = {}
+        self.assertEqual(codec.push_stem(kind, fields, fragments), codec.push_stem(kind, fields))
+
+    def test_fragments_shared(self):
+        """
+        Items shared by the pushes of a batch are packed once, and every
+        stem is the one of its own push, at every size of map and array.
+        """
+        entries = [{"id": f"npc-{i}", "x": i + 0.5, "y": -i * 1.25} for i in range(70000)]
+        pushes = [
+            {
+                "tick": 7,
+                "enter": [{"id": "a", "attrs": {"hp": 3}}],
+                "update": entries[:5],
+                "leave": ["b", "c"],
+            },
+            {"tick": 7, "enter": [], "update": entries[3:20], "leave": []},
+            {"tick": 7, "enter": [], "update": entries, "leave": [], "reset": True},
+            {**{f"k{i}": i for i in range(20)}, "update": entries[:2]},
+            {"update": [entries[0], "not a map", 3], "seq": 5},
+        ]
+        fragments: dict[int, bytes] = {}
+        for fields in pushes:
+            stem = codec.push_stem("world.update", fields, fragments)
+            self.assertEqual(stem, codec.push_stem("world.update", fields))
+            decoded = codec.decode(codec.numbered(stem, 9)[4:])
+            self.assertEqual(
+                decoded,
+                {**{k: v for k, v in fields.items() if k != "seq"}, "t": "world.update", "seq": 9},
+            )
+        self.assertEqual(fragments[id(entries[0])], codec.encode(entries[0]))
+
+    def test_fragments_unencodable(self):
+        """A field msgpack cannot encode is a TypeError, with fragments too."""
+        self.assertRaises(
+            TypeError, codec.push_stem, "world.update", {"update": [{"x": object()}]}, {}
+        )
+        self.assertRaises(TypeError, codec.push_stem, "world.update", {"x": object()}, {})
+
     def test_stem_and_four_bytes(self):
         """Every frame of a stem is the stem and four bytes of number (uint 32)."""
         stem = codec.push_stem("chat.message", {"text": "hi", "seq": 9, "t": "x"})

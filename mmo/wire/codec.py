@@ -79,18 +79,80 @@ _pack_uint32 = struct.Struct("!I").pack
 _UINT64_SEQ = struct.Struct("!BQ")
 
 
-def push_stem(kind: str, fields: dict) -> bytes:
+def push_stem(kind: str, fields: dict, fragments: dict[int, bytes] | None = None) -> bytes:
     """
     The frame of push C{kind} with C{fields} up to its sequence number,
     encoded once for any number of sessions (L{numbered}).
 
+    @param fragments: The msgpack of the items of list fields of maps, by
+        C{id}, shared by the stems of one batch of pushes (a tick's): an
+        entity's update entry is in many observers' pushes, the same object
+        and the same bytes in each, so it is packed once and the others
+        join those bytes.  Only for items that stay alive and unchanged as
+        long as C{fragments} is used.  The stem is the same bytes either way.
     @raise TypeError: A field msgpack cannot encode.
     """
     if "seq" in fields:
         # The number goes last, where a stem is cut.
         fields = {k: v for k, v in fields.items() if k != "seq"}
-    body = encode({**fields, "t": kind, "seq": _SEQ_PLACEHOLDER})
-    return HEADER.pack(len(body)) + body[:-4]
+    if fragments is None or "t" in fields:
+        body = encode({**fields, "t": kind, "seq": _SEQ_PLACEHOLDER})
+        return HEADER.pack(len(body)) + body[:-4]
+    # The same bytes as above: the map's entries in its order, "t" and the
+    # number last.
+    # One packer for it all: making one costs more than packing a small map.
+    pack = msgpack.Packer(use_bin_type=True).pack
+    parts = [_map_header(len(fields) + 2)]
+    append = parts.append
+    for key, value in fields.items():
+        append(pack(key))
+        if type(value) is list and value and type(value[0]) is dict:
+            append(_array_header(len(value)))
+            append(_joined(value, fragments, pack))
+        else:
+            append(pack(value))
+    append(_T)
+    append(pack(kind))
+    append(_SEQ_MARKER)
+    body = b"".join(parts)
+    return HEADER.pack(len(body) + 4) + body
+
+
+#: The key "t"; the key "seq" and the uint 32 marker of its number.
+_T = encode("t")
+_SEQ_MARKER = encode("seq") + b"\xce"
+
+
+def _map_header(size: int) -> bytes:
+    # msgpack's shortest: fixmap, map 16 or map 32.
+    if size < 16:
+        return bytes((0x80 | size,))
+    if size < 0x10000:
+        return b"\xde" + size.to_bytes(2, "big")
+    return b"\xdf" + size.to_bytes(4, "big")
+
+
+def _array_header(size: int) -> bytes:
+    # msgpack's shortest: fixarray, array 16 or array 32.
+    if size < 16:
+        return bytes((0x90 | size,))
+    if size < 0x10000:
+        return b"\xdc" + size.to_bytes(2, "big")
+    return b"\xdd" + size.to_bytes(4, "big")
+
+
+def _joined(items: list, fragments: dict[int, bytes], pack) -> bytes:
+    # The items' msgpack, each packed once per batch (push_stem).
+    packed = []
+    append = packed.append
+    get = fragments.get
+    for item in items:
+        key = id(item)
+        fragment = get(key)
+        if fragment is None:
+            fragment = fragments[key] = pack(item)
+        append(fragment)
+    return b"".join(packed)
 
 
 def check_stem(stem) -> None:

@@ -94,11 +94,13 @@ class Outbox:
         A tick's pushes (of a L{mmo.zone.simulation.TickResult}): one batch
         per gateway, of stems where the gateway takes them.
         """
+        # An entity's entry, in many of the tick's pushes, packed once.
+        fragments: dict[int, bytes] = {}
         for gateway, by_session in result.pushes.items():
             if gateway is None:
                 continue
             if self.gateways.takes_stems(gateway):
-                batch = self._stems(by_session)
+                batch = self._stems(by_session, fragments)
                 if batch:
                     self.gateways.send(gateway, PushStems(batch), self.name)
                 continue
@@ -110,8 +112,11 @@ class Outbox:
             if batch:
                 self.gateways.send(gateway, PushBatch(batch), self.name)
 
-    def _stems(self, by_session: dict) -> dict[str, list[bytes]]:
-        """Each session's events as the stems of their frames; one that cannot be is logged."""
+    def _stems(self, by_session: dict, fragments: dict[int, bytes]) -> dict[str, list[bytes]]:
+        """
+        Each session's events as the stems of their frames, with the tick's
+        C{fragments} (L{push_stem}); one that cannot be is logged.
+        """
         batch = {}
         for session, events in by_session.items():
             if session is None:
@@ -119,7 +124,7 @@ class Outbox:
             stems = []
             for kind, fields in events:
                 try:
-                    stems.append(push_stem(kind, fields))
+                    stems.append(push_stem(kind, fields, fragments))
                 except Exception:
                     self.log.failure(
                         "zone {zone}: push {kind!r} to {session} dropped",
