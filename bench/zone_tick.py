@@ -18,7 +18,11 @@ clock's, advanced one interval per tick; tick durations are measured with
 time.perf_counter, and the CPU time they took with time.thread_time (on a
 shared machine, a tick the scheduler paused is long, not costly).  The
 baseline: a bare loop moving the same number of entities, measured in the
-same run, as a yardstick of the machine's speed.
+same run, as a yardstick of the machine's speed.  Every fifth measured
+tick's pushes are then encoded (untimed by the tick) as the zone's outbox
+encodes them, each entity's entry packed once and joined into every stem
+(codec.push_stem with fragments), and, as their baseline, each push packed
+whole: the same bytes (in turn first and second).
 
 Once a size's world is set up, the benchmark sets the cyclic collector up
 as every mmo process does once it has started
@@ -51,12 +55,15 @@ from twisted.internet import task  # noqa: E402
 
 from mmo.config import WorldSection  # noqa: E402
 from mmo.process.service import settle_collector  # noqa: E402
+from mmo.wire.codec import push_stem  # noqa: E402
 from mmo.zone.entity import NPC, PLAYER, Entity  # noqa: E402
 from mmo.zone.simulation import ZoneSimulation  # noqa: E402
 from mmo.zone.world import WorldMap  # noqa: E402
 
 BUDGET = 0.050
 WARMUP = 20
+#: Every how many measured ticks the pushes are encoded (encode_pushes).
+ENCODE_EVERY = 5
 GATEWAYS = 4
 
 
@@ -96,6 +103,39 @@ class Walker:
             y = e.y
         self.seq += 1
         return self.seq, x, y
+
+
+def encode_pushes(result, whole_first: bool) -> tuple[float, float]:
+    """
+    The CPU time (s) of encoding a tick's pushes as the zone's outbox does
+    (L{push_stem} with one tick's fragments), and as each push packed whole
+    (the same stems); the one that goes first reads the pushes from memory
+    for both, so the order alternates.
+    """
+    events = [
+        push
+        for by_session in result.pushes.values()
+        for pushes in by_session.values()
+        for push in pushes
+    ]
+
+    def joined() -> float:
+        started = time.thread_time()
+        fragments: dict[int, bytes] = {}
+        for kind, fields in events:
+            push_stem(kind, fields, fragments)
+        return time.thread_time() - started
+
+    def whole() -> float:
+        started = time.thread_time()
+        for kind, fields in events:
+            push_stem(kind, fields)
+        return time.thread_time() - started
+
+    if whole_first:
+        whole_time = whole()
+        return joined(), whole_time
+    return joined(), whole()
 
 
 def run_size(
@@ -145,6 +185,8 @@ def run_size(
         settle_collector()
     durations = []
     cpu_durations = []
+    encoded = []
+    encoded_whole = []
     pushes = 0
     deadline = time.perf_counter() + max_seconds
     for n in range(WARMUP + ticks):
@@ -177,6 +219,10 @@ def run_size(
             durations.append(elapsed)
             cpu_durations.append(cpu)
             pushes += sum(len(sessions) for sessions in result.pushes.values())
+            if (n - WARMUP) % ENCODE_EVERY == 0:
+                joined, whole = encode_pushes(result, len(encoded) % 2 == 1)
+                encoded.append(joined)
+                encoded_whole.append(whole)
         if time.perf_counter() > deadline and len(durations) >= 10:
             break
     visible = sum(len(v) for v in sim.aoi.known.values()) / max(1, len(sim.aoi.known))
@@ -203,6 +249,8 @@ def run_size(
         f"tick_cpu_p99_ms_{size}": percentile(cpu_durations, 0.99) * 1000,
         f"over_budget_{size}": sum(d > BUDGET for d in durations) / measured,
         f"pushes_per_tick_{size}": pushes / measured,
+        f"encode_p50_ms_{size}": percentile(encoded, 0.50) * 1000,
+        f"encode_whole_p50_ms_{size}": percentile(encoded_whole, 0.50) * 1000,
         f"visible_per_player_{size}": visible,
         f"move_p50_ms_{size}": move_p50,
         f"move_ratio_{size}": p50 / move_p50 if move_p50 else float("nan"),

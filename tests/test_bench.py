@@ -593,6 +593,8 @@ class ZoneTickSmokeTests(unittest.TestCase):
         self.assertGreater(figures["visible_per_player_100"], 0)
         for name in ("tick_p50_ms", "tick_p99_ms", "tick_cpu_p50_ms", "tick_cpu_p99_ms"):
             self.assertGreater(figures[f"{name}_100"], 0, name)
+        for name in ("encode_p50_ms", "encode_whole_p50_ms"):
+            self.assertGreater(figures[f"{name}_100"], 0, name)
 
 
 class BotReadsBenchTests(unittest.TestCase):

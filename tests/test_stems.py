@@ -95,11 +95,13 @@ class OutboxTests(unittest.TestCase):
         gateways = Gateways(stems=True)
         outbox = self.outbox(gateways)
         entry = {"id": "npc-1", "x": 1.5, "y": 2.0}
+        # Enough entries for the stems to be joined from their fragments.
+        others = [{"id": f"npc-{i}"} for i in range(2, 20)]
         for x in (1.5, 8.25):
             entry["x"] = x
             pushes = {
-                "gw-1": {"s-1": [("world.update", {"tick": 3, "update": [entry]})]},
-                "gw-2": {"s-2": [("world.update", {"tick": 3, "update": [{"id": "b"}, entry]})]},
+                "gw-1": {"s-1": [("world.update", {"tick": 3, "update": [entry, *others]})]},
+                "gw-2": {"s-2": [("world.update", {"tick": 3, "update": [*others, entry]})]},
             }
             del gateways.sent[:]
             outbox.pushes(tick(pushes))
@@ -108,7 +110,7 @@ class OutboxTests(unittest.TestCase):
                 self.assertIn((gateway, PushStems(stems), "r0c0"), gateways.sent)
             [stem] = gateways.sent[-1][1].pushes["s-2"]
             update = codec.decode(codec.numbered(stem, 1)[4:])["update"]
-            self.assertEqual(update, [{"id": "b"}, {"id": "npc-1", "x": x, "y": 2.0}])
+            self.assertEqual(update, [*others, {"id": "npc-1", "x": x, "y": 2.0}])
 
     def test_older_gateway_gets_a_batch(self):
         gateways = Gateways(stems=False)

@@ -153,7 +153,8 @@ class CodecTests(unittest.TestCase):
         st.text(min_size=1, max_size=16),
         st.dictionaries(
             st.text(max_size=8),
-            VALUES | st.lists(st.dictionaries(st.text(max_size=4), VALUES, max_size=3)),
+            VALUES
+            | st.lists(st.dictionaries(st.text(max_size=4), VALUES, max_size=3), max_size=40),
             max_size=5,
         ),
     )
@@ -180,8 +181,9 @@ class CodecTests(unittest.TestCase):
             },
             {"tick": 7, "enter": [], "update": entries[3:20], "leave": []},
             {"tick": 7, "enter": [], "update": entries, "leave": [], "reset": True},
-            {**{f"k{i}": i for i in range(20)}, "update": entries[:2]},
-            {"update": [entries[0], "not a map", 3], "seq": 5},
+            {**{f"k{i}": i for i in range(20)}, "update": entries[:16]},
+            {"update": [entries[0], "not a map", 3, *entries[:16]], "seq": 5},
+            {"update": entries[:15], "leave": [f"e-{i}" for i in range(16)]},
         ]
         fragments: dict[int, bytes] = {}
         for fields in pushes:
@@ -197,7 +199,7 @@ class CodecTests(unittest.TestCase):
     def test_fragments_unencodable(self):
         """A field msgpack cannot encode is a TypeError, with fragments too."""
         self.assertRaises(
-            TypeError, codec.push_stem, "world.update", {"update": [{"x": object()}]}, {}
+            TypeError, codec.push_stem, "world.update", {"update": [{"x": object()}] * 16}, {}
         )
         self.assertRaises(TypeError, codec.push_stem, "world.update", {"x": object()}, {})
 

@@ -84,7 +84,7 @@ def push_stem(kind: str, fields: dict, fragments: dict[int, bytes] | None = None
     The frame of push C{kind} with C{fields} up to its sequence number,
     encoded once for any number of sessions (L{numbered}).
 
-    @param fragments: The msgpack of the items of list fields of maps, by
+    @param fragments: The msgpack of the items of long list fields, by
         C{id}, shared by the stems of one batch of pushes (a tick's): an
         entity's update entry is in many observers' pushes, the same object
         and the same bytes in each, so it is packed once and the others
@@ -95,18 +95,30 @@ def push_stem(kind: str, fields: dict, fragments: dict[int, bytes] | None = None
     if "seq" in fields:
         # The number goes last, where a stem is cut.
         fields = {k: v for k, v in fields.items() if k != "seq"}
-    if fragments is None or "t" in fields:
-        body = encode({**fields, "t": kind, "seq": _SEQ_PLACEHOLDER})
-        return HEADER.pack(len(body)) + body[:-4]
-    # The same bytes as above: the map's entries in its order, "t" and the
-    # number last.
-    # One packer for it all: making one costs more than packing a small map.
+    if fragments is not None and "t" not in fields:
+        for value in fields.values():
+            if type(value) is list and len(value) >= _JOINED_FROM:
+                return _joined_stem(kind, fields, fragments)
+    body = encode({**fields, "t": kind, "seq": _SEQ_PLACEHOLDER})
+    return HEADER.pack(len(body)) + body[:-4]
+
+
+#: The shortest list whose items a stem joins from fragments: below it,
+#: packing the push whole costs less than joining (python
+#: bench/zone_tick.py shows the encoding of a tick's pushes).
+_JOINED_FROM = 16
+
+
+def _joined_stem(kind: str, fields: dict, fragments: dict[int, bytes]) -> bytes:
+    # push_stem's bytes, joined: the map's entries in its order, "t" and
+    # the number last.  One packer for it all: making one costs more than
+    # packing a small map.
     pack = msgpack.Packer(use_bin_type=True).pack
     parts = [_map_header(len(fields) + 2)]
     append = parts.append
     for key, value in fields.items():
         append(pack(key))
-        if type(value) is list and value and type(value[0]) is dict:
+        if type(value) is list and len(value) >= _JOINED_FROM:
             append(_array_header(len(value)))
             append(_joined(value, fragments, pack))
         else:
