@@ -136,21 +136,20 @@ _SEQ_MARKER = encode("seq") + b"\xce"
 
 
 def _map_header(size: int) -> bytes:
-    # msgpack's shortest: fixmap, map 16 or map 32.
-    if size < 16:
-        return bytes((0x80 | size,))
-    if size < 0x10000:
-        return b"\xde" + size.to_bytes(2, "big")
-    return b"\xdf" + size.to_bytes(4, "big")
+    return _container_header(size, 0x80, b"\xde", b"\xdf")
 
 
 def _array_header(size: int) -> bytes:
-    # msgpack's shortest: fixarray, array 16 or array 32.
+    return _container_header(size, 0x90, b"\xdc", b"\xdd")
+
+
+def _container_header(size: int, fixed: int, sixteen: bytes, thirty_two: bytes) -> bytes:
+    # msgpack's shortest header of a map or array: its fix form, 16 or 32.
     if size < 16:
-        return bytes((0x90 | size,))
+        return bytes((fixed | size,))
     if size < 0x10000:
-        return b"\xdc" + size.to_bytes(2, "big")
-    return b"\xdd" + size.to_bytes(4, "big")
+        return sixteen + size.to_bytes(2, "big")
+    return thirty_two + size.to_bytes(4, "big")
 
 
 def _joined(items: list, fragments: dict[int, bytes], pack) -> bytes:
