@@ -324,6 +324,28 @@ cdef inline Snapshot _snapshot(tuple grid):
     return snapshot
 
 
+cdef inline Py_ssize_t _gather(
+    Snapshot snapshot, Py_ssize_t cell, bint edge, double x, double y, double r2,
+    Py_ssize_t *found, Py_ssize_t count
+) noexcept:
+    # The entries of grid cell number C{cell} (none if negative) appended to
+    # C{found} from C{count}: all of them, or on an C{edge} cell those within
+    # the radius; the new count.
+    cdef Py_ssize_t p
+    cdef double dx, dy
+    if cell < 0:
+        return count
+    for p in range(snapshot.starts[cell], snapshot.starts[cell + 1]):
+        if edge:
+            dx = snapshot.xs[p] - x
+            dy = snapshot.ys[p] - y
+            if dx * dx + dy * dy > r2:
+                continue
+        found[count] = p
+        count += 1
+    return count
+
+
 cdef Py_ssize_t _seen(tuple grid, Snapshot snapshot, double x, double y,
                       Py_ssize_t *found) except -1:
     # The positions (in the snapshot) of the entries within the radius of
@@ -358,47 +380,21 @@ cdef Py_ssize_t _seen(tuple grid, Snapshot snapshot, double x, double y,
     cdef tuple both = <tuple>classes[c]
     cdef tuple inside = <tuple>both[0]
     cdef tuple edge = <tuple>both[1]
-    cdef Py_ssize_t count = 0, i, p, cell
-    cdef double dx, dy
-    cdef Py_ssize_t *starts = snapshot.starts
-    cdef double *xs = snapshot.xs
-    cdef double *ys = snapshot.ys
+    cdef Py_ssize_t count = 0, i
     cdef long long *offsets
     if far:
         for i in range(len(inside)):
-            cell = snapshot.far_number(base + inside[i])
-            if cell >= 0:
-                for p in range(starts[cell], starts[cell + 1]):
-                    found[count] = p
-                    count += 1
+            count = _gather(snapshot, snapshot.far_number(base + inside[i]), False, x, y, r2, found, count)
         for i in range(len(edge)):
-            cell = snapshot.far_number(base + edge[i])
-            if cell >= 0:
-                for p in range(starts[cell], starts[cell + 1]):
-                    dx = xs[p] - x
-                    dy = ys[p] - y
-                    if dx * dx + dy * dy <= r2:
-                        found[count] = p
-                        count += 1
+            count = _gather(snapshot, snapshot.far_number(base + edge[i]), True, x, y, r2, found, count)
         return count
     if snapshot.classes is not classes:
         snapshot.read_classes(classes)
     offsets = snapshot.offsets
     for i in range(snapshot.bounds[2 * c], snapshot.bounds[2 * c + 1]):
-        cell = snapshot.number(key + offsets[i])
-        if cell >= 0:
-            for p in range(starts[cell], starts[cell + 1]):
-                found[count] = p
-                count += 1
+        count = _gather(snapshot, snapshot.number(key + offsets[i]), False, x, y, r2, found, count)
     for i in range(snapshot.bounds[2 * c + 1], snapshot.bounds[2 * c + 2]):
-        cell = snapshot.number(key + offsets[i])
-        if cell >= 0:
-            for p in range(starts[cell], starts[cell + 1]):
-                dx = xs[p] - x
-                dy = ys[p] - y
-                if dx * dx + dy * dy <= r2:
-                    found[count] = p
-                    count += 1
+        count = _gather(snapshot, snapshot.number(key + offsets[i]), True, x, y, r2, found, count)
     return count
 
 
