@@ -125,6 +125,32 @@ end
 return #KEYS
 """
 
+#: KEYS: the lease (a string "TOKEN HOLDER", expiring), its token counter
+#: (never expiring); ARGV: holder, ttl ms.  The token if ARGV[1] holds the
+#: lease now (renewed, or taken with the next token), else nil.
+LEASE = """
+local held = redis.call('GET', KEYS[1])
+if held then
+  local space = string.find(held, ' ', 1, true)
+  if string.sub(held, space + 1) ~= ARGV[1] then return false end
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return tonumber(string.sub(held, 1, space - 1))
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
+return token
+"""
+
+#: KEYS: the lease; ARGV: holder.  1 if it held the lease (now ended), else 0.
+RELEASE_LEASE = """
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, string.find(held, ' ', 1, true) + 1) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
 
 # -- the subscriber connection -----------------------------------------------------------
 
@@ -698,3 +724,31 @@ class RedisBus:
     def get(self, key: str) -> defer.Deferred:
         d = self._call(f"get {key!r}", "get", self._key("v", key))
         return d.addCallback(lambda raw: None if raw is None else unpack(raw))
+
+    # -- leases --------------------------------------------------------------------------------
+
+    def _lease_keys(self, key: str) -> list[str]:
+        return [self._key("lease", key), self._key("lease-token", key)]
+
+    def lease(self, key: str, holder: str, ttl: float) -> defer.Deferred:
+        d = self._call(
+            f"lease {key!r}", "eval", LEASE, self._lease_keys(key), [holder, _ms(ttl)]
+        )
+        return d.addCallback(lambda token: None if token is None else int(token))
+
+    def release_lease(self, key: str, holder: str) -> defer.Deferred:
+        d = self._call(
+            f"release lease {key!r}", "eval", RELEASE_LEASE, self._lease_keys(key)[:1], [holder]
+        )
+        return d.addCallback(lambda released: bool(int(released)))
+
+    def lease_holder(self, key: str) -> defer.Deferred:
+        d = self._call(f"read lease {key!r}", "get", self._key("lease", key))
+
+        def parse(raw):
+            if raw is None:
+                return None
+            token, _, holder = raw.decode("utf-8", "replace").partition(" ")
+            return holder, int(token)
+
+        return d.addCallback(parse)
