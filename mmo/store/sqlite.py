@@ -56,6 +56,7 @@ from mmo.store import (
     stored_entity,
     unpack_data,
 )
+from mmo.store import sqlite_jobs
 from mmo.store import sqlite_refresh as refresh
 from mmo.store.sqlite_rows import (
     ACCOUNT_COLUMNS,
@@ -168,6 +169,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_2,
     _migration_3,
     _migration_4,
+    sqlite_jobs.migration,
 ]
 
 
@@ -240,7 +242,7 @@ def _append_logs(conn, key, blobs, keep):
 
 
 @implementer(IStore)
-class SQLiteStore:
+class SQLiteStore(sqlite_jobs.SQLiteJobs):
     """
     L{IStore} on a SQLite file.
 
