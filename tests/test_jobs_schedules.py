@@ -22,7 +22,7 @@ from mmo.jobs.schedules import (
     parse_time,
 )
 
-UTC = datetime.timezone.utc
+UTC = datetime.UTC
 
 #: Minutes the brute force walks: 40 days.
 WINDOW_MINUTES = 40 * 24 * 60
@@ -38,9 +38,7 @@ def brute_matches(minute: datetime.datetime, fields: list[set[int]], stars: tupl
         day_ok = day and weekday
     else:
         day_ok = day or weekday
-    return (
-        minute.minute in minutes and minute.hour in hours and minute.month in months and day_ok
-    )
+    return minute.minute in minutes and minute.hour in hours and minute.month in months and day_ok
 
 
 def brute_next(start: float, fields, stars) -> float | None:

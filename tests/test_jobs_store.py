@@ -71,7 +71,9 @@ class JobStoreTestsMixin:
         yield self.store.claim_job("j", 1, NOW)
         first = run("j@a", 1, NOW + 10)
         self.assertTrue((yield self.store.record_job_run("j", 1, first, 100)))
-        self.assertFalse((yield self.store.record_job_run("j", 1, run("j@a", 1, NOW + 10, "x"), 100)))
+        self.assertFalse(
+            (yield self.store.record_job_run("j", 1, run("j@a", 1, NOW + 10, "x"), 100))
+        )
         # An earlier time recorded late does not move the mark back.
         self.assertTrue((yield self.store.record_job_run("j", 1, run("j@b", 1, NOW + 5), 100)))
         state = yield self.store.job_state("j")

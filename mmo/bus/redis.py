@@ -731,9 +731,7 @@ class RedisBus:
         return [self._key("lease", key), self._key("lease-token", key)]
 
     def lease(self, key: str, holder: str, ttl: float) -> defer.Deferred:
-        d = self._call(
-            f"lease {key!r}", "eval", LEASE, self._lease_keys(key), [holder, _ms(ttl)]
-        )
+        d = self._call(f"lease {key!r}", "eval", LEASE, self._lease_keys(key), [holder, _ms(ttl)])
         return d.addCallback(lambda token: None if token is None else int(token))
 
     def release_lease(self, key: str, holder: str) -> defer.Deferred:

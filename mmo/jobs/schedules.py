@@ -162,9 +162,7 @@ class Cron(Schedule):
         return day or weekday
 
     def next_after(self, when: float) -> float | None:
-        start = datetime.datetime.fromtimestamp(
-            (math.floor(when / 60) + 1) * 60, datetime.timezone.utc
-        )
+        start = datetime.datetime.fromtimestamp((math.floor(when / 60) + 1) * 60, datetime.UTC)
         date = start.date()
         for _ in range(CRON_HORIZON_DAYS):
             if date.month not in self.months:
@@ -178,7 +176,7 @@ class Cron(Schedule):
                 if found is not None:
                     hour, minute = found
                     moment = datetime.datetime(
-                        date.year, date.month, date.day, hour, minute, tzinfo=datetime.timezone.utc
+                        date.year, date.month, date.day, hour, minute, tzinfo=datetime.UTC
                     )
                     return moment.timestamp()
             date += datetime.timedelta(days=1)
@@ -239,7 +237,7 @@ def _field(text: str, low: int, high: int, what: str, names=()) -> frozenset[int
 
 def iso_time(when: float) -> str:
     """C{when} as an ISO 8601 UTC time, to the millisecond: C{2026-12-07T00:05:00.000Z}."""
-    moment = datetime.datetime.fromtimestamp(when, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(when, datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
@@ -254,7 +252,7 @@ def parse_time(text: str) -> float:
     except ValueError:
         raise ScheduleError(f"{text!r} is not an ISO 8601 time") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
+        moment = moment.replace(tzinfo=datetime.UTC)
     return moment.timestamp()
 
 

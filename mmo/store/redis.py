@@ -76,6 +76,7 @@ from mmo.store import (
     stored_entity,
     unpack_data,
 )
+from mmo.store.redis_jobs import RedisJobs
 from mmo.store.redis_records import (
     account_record,
     batched,
@@ -84,7 +85,6 @@ from mmo.store.redis_records import (
     number,
     text,
 )
-from mmo.store.redis_jobs import RedisJobs
 from mmo.store.redis_refresh import RefreshTokens
 
 log = Logger()

@@ -53,10 +53,10 @@ from mmo.store import (
     pack_record,
     read_dump,
     read_dump_logs,
+    sqlite_jobs,
     stored_entity,
     unpack_data,
 )
-from mmo.store import sqlite_jobs
 from mmo.store import sqlite_refresh as refresh
 from mmo.store.sqlite_rows import (
     ACCOUNT_COLUMNS,

@@ -190,46 +190,49 @@ def _runs(conn, name, limit):
 class SQLiteJobs:
     """The jobs methods of L{mmo.store.IStore}, for L{mmo.store.sqlite.SQLiteStore}."""
 
-    def _jobs_call(self, function, *args, check=()):
+    def _jobs_call(self, check, function, *args):
+        """C{function(conn, *args)} in the database thread, once C{check()} passed."""
         try:
-            for checker, value in check:
-                checker(value)
+            check()
         except StoreError as e:
             return defer.fail(e)
         return self._run(function, *args)
 
     def claim_job(self, name, token, now):
-        return self._jobs_call(
-            _claim, name, token, now,
-            check=[(check_job, name), (check_token, token), (lambda t: check_time(t, "now"), now)],
-        )  # fmt: skip
+        def check():
+            check_job(name), check_token(token), check_time(now, "now")
+
+        return self._jobs_call(check, _claim, name, token, now)
 
     def skip_job_times(self, name, token, upto):
-        return self._jobs_call(
-            _skip, name, token, upto,
-            check=[(check_job, name), (check_token, token), (lambda t: check_time(t, "upto"), upto)],
-        )  # fmt: skip
+        def check():
+            check_job(name), check_token(token), check_time(upto, "upto")
+
+        return self._jobs_call(check, _skip, name, token, upto)
 
     def record_job_run(self, name, token, run, keep):
-        return self._jobs_call(
-            _record, name, token, run, keep,
-            check=[(check_job, name), (check_token, token), (check_run, run), (check_keep, keep)],
-        )  # fmt: skip
+        def check():
+            check_job(name), check_token(token), check_run(run), check_keep(keep)
+
+        return self._jobs_call(check, _record, name, token, run, keep)
 
     def pause_job(self, name, paused):
-        return self._jobs_call(_pause, name, bool(paused), check=[(check_job, name)])
+        return self._jobs_call(lambda: check_job(name), _pause, name, bool(paused))
 
     def trigger_job(self, name, run_id):
-        return self._jobs_call(
-            _trigger, name, run_id, self._clock.seconds(),
-            check=[(check_job, name), (check_run_id, run_id)],
-        )  # fmt: skip
+        def check():
+            check_job(name), check_run_id(run_id)
+
+        return self._jobs_call(check, _trigger, name, run_id, self._clock.seconds())
 
     def job_state(self, name):
-        return self._jobs_call(_state, name, check=[(check_job, name)])
+        return self._jobs_call(lambda: check_job(name), _state, name)
 
     def job_states(self):
         return self._run(_states)
 
     def job_runs(self, name, limit):
-        return self._jobs_call(_runs, name, limit, check=[(check_job, name), (check_keep, limit)])
+        def check():
+            check_job(name), check_keep(limit)
+
+        return self._jobs_call(check, _runs, name, limit)
