@@ -68,6 +68,6 @@ def add_scheduler(top, config, store, bus, services: Iterable, reactor, kind: st
         scheduler = Scheduler(jobs, store, bus, top.process.name, reactor)
     except ValueError as e:
         raise ConfigError(str(e), ("jobs",), config.file) from None
-    top.resource(scheduler)
     scheduler.register(top.control_service(bus))
+    top.resource(scheduler)
     return scheduler
