@@ -378,3 +378,64 @@ class ServiceJobsTests(unittest.TestCase):
                 top, conf, store, bus, [Clashing(conf, store, bus, clock)], clock, "lobby"
             )
         self.assertIn("two jobs are called 'daily'", str(caught.exception))
+
+
+class AdminTests(unittest.TestCase):
+    """C{mmo-admin jobs}: the manager asks the processes, through their control channels."""
+
+    async def test_list_pause_trigger(self):
+        from twisted.internet import reactor
+
+        from mmo.manager.admin import _parser, format_jobs
+        from mmo.manager.service import Manager, ManagerError
+        from mmo.process.control import ControlService
+        from tests.test_manager import CLUSTER, supervisor
+
+        _, bus, store = await fake_clock_bus_store(self)
+        bus = MemoryBus(reactor)
+        conf = config.load(write_config(self, CLUSTER))
+        controls = []
+        for name, kind in [("lobby", "lobby"), ("zone-1", "zone"), ("gateway-1", "gateway")]:
+            await bus.announce(name, {"kind": kind}, 60)
+            if kind == "gateway":
+                continue
+            control = ControlService(bus, name)
+            jobs = [Job("daily", Interval(86400), noted)]
+            if kind == "zone":
+                jobs.append(Job("hourly", Interval(3600), noted))
+            scheduler = Scheduler(jobs, store, bus, name, reactor)
+            scheduler.register(control)
+            await control.start()
+            controls.append(control)
+            self.addCleanup(control.stop)
+        sup, _ = supervisor(("lobby", "lobby"))
+        manager = Manager(conf, conf.processes["manager"], bus, sup, reactor)
+
+        listed = await manager.run("jobs", {})
+        self.assertEqual([job["name"] for job in listed["jobs"]], ["daily", "hourly"])
+        self.assertEqual(listed["jobs"][0]["processes"], ["lobby", "zone-1"])
+        self.assertEqual(listed["jobs"][1]["processes"], ["zone-1"])
+        self.assertEqual(listed["errors"], {})
+        table = format_jobs(listed)
+        self.assertIn("every 86400s", table.splitlines()[1])
+
+        paused = await manager.run("jobs", {"action": "pause", "name": "hourly"})
+        self.assertTrue(paused["paused"])
+        self.assertTrue((await store.job_state("hourly")).paused)
+        await manager.run("jobs", {"action": "resume", "name": "hourly"})
+        self.assertFalse((await store.job_state("hourly")).paused)
+        triggered = await manager.run("jobs", {"action": "trigger", "name": "daily"})
+        self.assertEqual((await store.job_state("daily")).triggers, [triggered["run"]])
+
+        for args, why in [
+            ({"action": "pause", "name": "weekly"}, "no process runs a job 'weekly'"),
+            ({"action": "pause"}, "name the job"),
+            ({"action": "explode", "name": "daily"}, "no action 'explode'"),
+        ]:
+            with self.assertRaises(ManagerError) as caught:
+                await manager.run("jobs", args)
+            self.assertIn(why, str(caught.exception))
+
+        parsed = _parser().parse_args(["--config", "x", "jobs", "trigger", "daily"])
+        self.assertEqual((parsed.command, parsed.action, parsed.name), ("jobs", "trigger", "daily"))
+        self.assertEqual(_parser().parse_args(["-c", "x", "jobs"]).action, "list")
