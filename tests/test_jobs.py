@@ -76,16 +76,19 @@ class SchedulerTests(unittest.TestCase):
 
     def idle(self) -> bool:
         return not len(self.store._in_flight) and all(
-            runner._working is None or runner.job.handler.gate is not None
+            runner._working is None or getattr(runner.job.handler, "gate", None) is not None
             for s in self.schedulers
             for runner in s.runners.values()
         )
 
     async def settle(self):
         """Let the store's thread and what waits on it finish (a few idle turns in a row)."""
+        from twisted.internet import reactor
+
         quiet = 0
-        for _ in range(2000):
-            await sleep(0)
+        deadline = reactor.seconds() + 20
+        while reactor.seconds() < deadline:
+            await sleep(0.001 if quiet else 0)
             self.clock.advance(0)
             quiet = quiet + 1 if self.idle() else 0
             if quiet >= 3:
