@@ -22,6 +22,7 @@ from mmo.jobs.schedules import Interval
 from mmo.store.redis import RedisStore
 from tests.redis import redis_config_text, start_redis
 from tests.support import deployment, process_tables, sleep, until
+from tests.test_cluster import SETTINGS
 from tests.test_twistd import spawn
 
 #: The job's interval, seconds.
@@ -31,14 +32,6 @@ EVERY = 0.5
 KILLING = 20.0
 
 JOB = f"""
-[store]
-backend = "redis"
-
-[bus]
-backend = "redis"
-heartbeat_interval = 0.5
-heartbeat_timeout = 2.0
-
 [jobs.crash]
 schedule = "every {EVERY}s"
 handler = "mmo.jobs.handlers:record_run"
@@ -63,7 +56,7 @@ class LeaderKillTests(unittest.TestCase):
         conf = deployment(
             self,
             process_tables(*[(name, "lobby") for name in LOBBIES]),
-            extra=JOB + redis_config_text(server),
+            extra=SETTINGS + JOB + redis_config_text(server),
         )
         bus = RedisBus(conf, reactor=reactor)
         await bus.start()
@@ -138,5 +131,8 @@ class LeaderKillTests(unittest.TestCase):
             self.assertEqual(run.token, tokens[-1], why)
         again = [run_id for run_id, tokens in executed.items() if len(tokens) > 1]
         self.assertLessEqual(len(again), kills, why)
+        print(
+            f"{kills} leaders killed; {len(runs)} times run and recorded once; {len(again)} run again"
+        )
         for child in outputs:
             self.assertNotIn("was recorded already", child.output(), why)
