@@ -132,7 +132,8 @@ class LeaderKillTests(unittest.TestCase):
         again = [run_id for run_id, tokens in executed.items() if len(tokens) > 1]
         self.assertLessEqual(len(again), kills, why)
         print(
-            f"{kills} leaders killed; {len(runs)} times run and recorded once; {len(again)} run again"
+            f"{kills} leaders killed; {len(runs)} times run and recorded once; "
+            f"{len(again)} run again"
         )
         for child in outputs:
             self.assertNotIn("was recorded already", child.output(), why)
