@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from twisted.internet import task
+
 #: The records kept in a job's run log by default.
 KEEP = 10_000
 
@@ -18,7 +20,9 @@ async def record_run(run) -> None:
     """
     Append C{{run, scheduled, token, pid, time}} to the store's log
     C{run.args["log"]} (default C{"job:NAME"}), keeping the last
-    C{run.args["keep"]} records (default L{KEEP}).
+    C{run.args["keep"]} records (default L{KEEP}); then, if
+    C{run.args["seconds"]} is given, go on for that long, as a run that
+    takes time would (a drill of what a leader dying mid-run does).
     """
     name = run.args.get("log", f"job:{run.job.name}")
     keep = run.args.get("keep", KEEP)
@@ -30,3 +34,6 @@ async def record_run(run) -> None:
         "time": run.reactor.seconds(),
     }
     await run.store.append_log(name, record, keep)
+    seconds = run.args.get("seconds")
+    if seconds:
+        await task.deferLater(run.reactor, seconds)
