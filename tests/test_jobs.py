@@ -418,9 +418,11 @@ class AdminTests(unittest.TestCase):
         self.assertEqual([job["name"] for job in listed["jobs"]], ["daily", "hourly"])
         self.assertEqual(listed["jobs"][0]["processes"], ["lobby", "zone-1"])
         self.assertEqual(listed["jobs"][1]["processes"], ["zone-1"])
+        self.assertEqual(listed["jobs"][0]["kinds"], ["lobby", "zone"])
         self.assertEqual(listed["errors"], {})
         table = format_jobs(listed)
         self.assertIn("every 86400s", table.splitlines()[1])
+        self.assertIn("lobby,zone", table.splitlines()[1])
 
         paused = await manager.run("jobs", {"action": "pause", "name": "hourly"})
         self.assertTrue(paused["paused"])

@@ -143,14 +143,15 @@ def _megabytes(rss) -> str:
 def format_jobs(result: dict) -> str:
     """The C{jobs} list as a text table."""
     lines = [
-        f"{'job':<20} {'schedule':<16} {'misfire':<8} {'paused':<6} {'leader':<12} "
+        f"{'job':<20} {'kind':<8} {'schedule':<16} {'misfire':<8} {'paused':<6} {'leader':<12} "
         f"{'next run':<24} last run"
     ]
     for job in result.get("jobs", []):
         last = job.get("last_run")
         last_text = f"{last['time']} {last['outcome']} ({last['id']})" if last else "-"
         lines.append(
-            f"{job['name']:<20} {job['schedule']:<16} {job['misfire']:<8} "
+            f"{job['name']:<20} {','.join(map(str, job.get('kinds', []))) or '-':<8} "
+            f"{job['schedule']:<16} {job['misfire']:<8} "
             f"{'yes' if job['paused'] else 'no':<6} {job.get('leader') or '-':<12} "
             f"{job.get('next_run') or '-':<24} {last_text}"
         )

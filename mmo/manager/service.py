@@ -388,8 +388,11 @@ class Manager:
                 errors[process] = value.getErrorMessage()
                 continue
             for row in value:
-                entry = jobs.setdefault(row["name"], dict(row, processes=[]))
+                entry = jobs.setdefault(row["name"], dict(row, processes=[], kinds=[]))
                 entry["processes"].append(process)
+                kind = services[process].get("kind")
+                if kind not in entry["kinds"]:
+                    entry["kinds"].append(kind)
         if action == "list":
             return {"jobs": [jobs[n] for n in sorted(jobs)], "errors": errors}
         if name not in jobs:
