@@ -596,6 +596,22 @@ class RedisBusTests(BusTests, unittest.TestCase):
         await other.publish("later", {"n": 4})
         await self.until(lambda: later)
 
+    async def test_lease_tokens_rise_after_data_loss(self):
+        """
+        A Redis that lost its data (restarted, keeping nothing) still gives
+        a lease a token above every one it gave before.
+        """
+        bus = await self.make_bus()
+        before = await bus.lease("job:j", "a", 30)
+        await bus.release_lease("job:j", "a")
+        self.assertGreater(await bus.lease("job:j", "b", 30), before)
+        self.server.kill()
+        await self.until(lambda: not bus.subscriber_connected)
+        self.server.start()
+        await bounded(bus.subscriber_ready())
+        after = await bounded(bus.lease("job:j", "c", 30))
+        self.assertGreater(after, before + 1)
+
     async def test_subscribe_while_disconnected(self):
         """A subscription made while Redis is down is active once it is back."""
         bus = await self.make_bus()

@@ -125,9 +125,12 @@ end
 return #KEYS
 """
 
-#: KEYS: the lease (a string "TOKEN HOLDER", expiring), its token counter
+#: KEYS: the lease (a string "TOKEN HOLDER", expiring), its last token
 #: (never expiring); ARGV: holder, ttl ms.  The token if ARGV[1] holds the
-#: lease now (renewed, or taken with the next token), else nil.
+#: lease now (renewed, or taken with the next token), else nil.  A new token
+#: is the last one plus one, or Redis's clock in milliseconds when that is
+#: higher: a Redis that lost its data (it keeps none on disk) still numbers
+#: new holdings above every token the store has seen.
 LEASE = """
 local held = redis.call('GET', KEYS[1])
 if held then
@@ -136,7 +139,11 @@ if held then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return tonumber(string.sub(held, 1, space - 1))
 end
-local token = redis.call('INCR', KEYS[2])
+if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local token = math.max((tonumber(redis.call('GET', KEYS[2])) or 0) + 1, now)
+redis.call('SET', KEYS[2], token)
 redis.call('SET', KEYS[1], token .. ' ' .. ARGV[1], 'PX', ARGV[2])
 return token
 """
