@@ -34,12 +34,27 @@ cdef object _FALSE = False
 # Cell coordinates beyond this (in cells) make keys a C long long may not
 # hold: those keys are Python's integers.
 cdef double _FAR = <double>(1 << 22)
+# How near an integer (in cells) a quotient must be for _floordiv to work
+# it out as Python does, step by step: far above its rounding error.
+cdef double _NEAR = 1e-6
 
 
 cdef inline double _floordiv(double vx, double wx):
-    # Python's float floor division, step by step as CPython does it
-    # (Objects/floatobject.c), so that every cell key is the one the grid
-    # was filled with: floor(vx / wx) differs at some cell borders.
+    # Python's float floor division, so that every cell key is the one the
+    # grid was filled with.  Away from a cell border, floor(vx / wx) is it:
+    # the quotient's rounding error (under 2**-30 of a cell for quotients
+    # below _FAR) cannot cross an integer more than _NEAR away.  Near one,
+    # floor(vx / wx) differs at some borders: CPython's steps
+    # (Objects/floatobject.c) then, fmod and all.
+    cdef double quotient = vx / wx
+    cdef double whole = floor(quotient)
+    if -_FAR <= quotient <= _FAR and _NEAR < quotient - whole < 1.0 - _NEAR:
+        return whole
+    return _python_floordiv(vx, wx)
+
+
+cdef double _python_floordiv(double vx, double wx):
+    # Python's float floor division, step by step as CPython does it.
     cdef double mod = fmod(vx, wx)
     cdef double div = (vx - mod) / wx
     cdef double result
@@ -113,6 +128,10 @@ cdef class Snapshot:
     # By position: the entries (held while the arrays describe them), their ids.
     cdef list records
     cdef list ids
+    # What the entries were published as, by id, when fill made them the
+    # records of a zone's publication (None otherwise): an update entry
+    # is then read from its record by position, not found by id.
+    cdef dict published
     # Cell key (Python's integer) -> cell number, made for a far observer.
     cdef dict far
     # By position: the update entry from owner (or False: none) once read.
@@ -191,6 +210,7 @@ cdef class Snapshot:
         self.cells = None
         self.records = None
         self.ids = None
+        self.published = None
         self.far = None
         self.updates = None
         self.owner = None
@@ -487,7 +507,10 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
     cdef list all_ids = snapshot.ids
     cdef list slot_ids = snapshot.slot_ids
     cdef list read = None
+    cdef list records = snapshot.records
     cdef bint own = False
+    cdef bint direct = False
+    cdef bint shared = False
     cdef list enter = []
     cdef list update = []
     cdef list leave = []
@@ -532,6 +555,12 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
         # What changed is the entries' own (a zone's publication): one
         # look-up says whether and what.
         own = changed is compiled.changed
+        # And the grid's entries are their records (fill's): an entry is
+        # built from its record at hand, and kept in read only (no other
+        # diff of the tick looks for it by id).
+        direct = own and snapshot.published is not None and compiled.published is snapshot.published
+        # Entries built before (read by subscript) are the ones to send.
+        shared = len(compiled) > 0
     else:
         # A dict of the changed ones' entries only, or a subclass that
         # builds them on first use (in __missing__): one read if built.
@@ -561,12 +590,17 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
             held = PyList_GET_ITEM(read, p)
             if held == <PyObject *>_NONE:
                 eid = <object>PyList_GET_ITEM(all_ids, p)
-                entry = PyDict_GetItem(compiled, eid)
+                entry = PyDict_GetItem(compiled, eid) if shared else NULL
                 if entry is not NULL:
                     got = <object>entry
                 elif own:
                     entry = PyDict_GetItem(compiled.changed, eid)
-                    got = False if entry is NULL else compiled.build_from(eid, <object>entry)
+                    if entry is NULL:
+                        got = False
+                    elif direct:
+                        got = _update_entry(eid, <list>PyList_GET_ITEM(records, p), <object>entry)
+                    else:
+                        got = compiled.build_from(eid, <object>entry)
                 elif eid in changed:
                     got = compiled.build(eid)
                 else:
@@ -771,6 +805,7 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef list gone
     # The cells change from here on.
     snapshot.clear()
+    snapshot.published = published
     for entity_id, entity in reals.items():
         xo = entity.x
         yo = entity.y
@@ -824,20 +859,23 @@ cdef class UpdateEntries(dict):
         return self.build_from(entity_id, self.changed[entity_id])
 
     cdef dict build_from(self, entity_id, int mask):
-        cdef list record = <list>self.published[entity_id]
-        cdef dict update
-        if mask == POSITION:
-            # What changes of most, each tick: made at its size at once.
-            update = {"id": entity_id, "x": record[0], "y": record[1]}
-            self[entity_id] = update
-            return update
-        update = {"id": entity_id}
-        if mask & POSITION:
-            update["x"] = record[0]
-            update["y"] = record[1]
-        if mask & NAME:
-            update["name"] = record[2]
-        if mask & ATTRS:
-            update["attrs"] = record[3]
+        cdef dict update = _update_entry(entity_id, <list>self.published[entity_id], mask)
         self[entity_id] = update
         return update
+
+
+cdef dict _update_entry(entity_id, list record, int mask):
+    # The update entry of what the mask says changed, from a published record.
+    cdef dict update
+    if mask == POSITION:
+        # What changes of most, each tick: made at its size at once.
+        return {"id": entity_id, "x": record[0], "y": record[1]}
+    update = {"id": entity_id}
+    if mask & POSITION:
+        update["x"] = record[0]
+        update["y"] = record[1]
+    if mask & NAME:
+        update["name"] = record[2]
+    if mask & ATTRS:
+        update["attrs"] = record[3]
+    return update
