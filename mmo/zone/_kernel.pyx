@@ -1,8 +1,9 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """
 The zone's per-tick loops, compiled: L{wander}, and the area of interest's
-L{fill}, L{visible}, L{diff} and L{UpdateEntries}, the same, with the same arguments, results
-and order, as those of L{mmo.zone.kernel}, the pure-Python fallback when
+L{fill}, L{grid_order}, L{visible}, L{diff} and L{UpdateEntries}, the same,
+with the same arguments, results and order, as those of
+L{mmo.zone.kernel}, the pure-Python fallback when
 this module is not built (or C{MMO_PURE_PYTHON=1}).  The grid, the cell
 classes and every constant are arguments: this module imports nothing of
 mmo.
@@ -17,7 +18,7 @@ from cpython.long cimport (
     PyLong_FromLongLong,
 )
 from cpython.ref cimport PyObject
-from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.math cimport copysign, fabs, floor, fmod
 
 # mmo.zone.kernel's masks of what changed.
@@ -416,6 +417,47 @@ cdef Py_ssize_t _seen(tuple grid, Snapshot snapshot, double x, double y,
     for i in range(snapshot.bounds[2 * c + 1], snapshot.bounds[2 * c + 2]):
         count = _gather(snapshot, snapshot.number(key + offsets[i]), True, x, y, r2, found, count)
     return count
+
+
+ctypedef struct _Placed:
+    # An observer's cell key and its index, sorted by both (grid_order).
+    long long key
+    Py_ssize_t index
+
+
+cdef int _by_key(const void *a, const void *b) noexcept nogil:
+    cdef const _Placed *one = <const _Placed *>a
+    cdef const _Placed *other = <const _Placed *>b
+    if one.key != other.key:
+        return -1 if one.key < other.key else 1
+    return -1 if one.index < other.index else (1 if one.index > other.index else 0)
+
+
+def grid_order(tuple grid, list observers):
+    """The indices of observers in the grid's order: as L{mmo.zone.kernel.grid_order}."""
+    cdef long long stride = grid[2]
+    cdef double size = grid[4]
+    cdef Py_ssize_t n = len(observers), i
+    cdef double cx, cy
+    cdef tuple observer
+    cdef _Placed *placed = <_Placed *>malloc((n + 1) * sizeof(_Placed))
+    if placed is NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            observer = <tuple>observers[i]
+            cx = _floordiv(observer[1], size)
+            cy = _floordiv(observer[2], size)
+            if _far(cx, cy):
+                # Keys beyond a C long long: Python's integers, and its sort.
+                keys = [_key(o[1], o[2], size, stride) for o in observers]
+                return sorted(range(n), key=keys.__getitem__)
+            placed[i].key = <long long>cx * stride + <long long>cy
+            placed[i].index = i
+        qsort(placed, n, sizeof(_Placed), _by_key)
+        return [placed[i].index for i in range(n)]
+    finally:
+        free(placed)
 
 
 def visible(tuple grid, double x, double y):
