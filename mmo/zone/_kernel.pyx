@@ -9,7 +9,7 @@ classes and every constant are arguments: this module imports nothing of
 mmo.
 """
 
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM
 from cpython.long cimport (
     PyLong_AsLongLong,
@@ -18,6 +18,7 @@ from cpython.long cimport (
     PyLong_FromLongLong,
 )
 from cpython.ref cimport PyObject
+from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.math cimport copysign, fabs, floor, fmod
 
@@ -810,6 +811,17 @@ cdef inline int _moved(dict cells, list known, object xo, object yo, double size
     return POSITION
 
 
+cdef inline bint _same(object before, object now):
+    # The same string object: equal, without a comparison.
+    return before is now and PyUnicode_CheckExact(now)
+
+
+cdef inline bint _both_empty(object before, object now):
+    # Two empty dicts (what most entities' attributes are): equal.
+    return (PyDict_CheckExact(before) and PyDict_CheckExact(now)
+            and len(<dict>before) == 0 and len(<dict>now) == 0)
+
+
 cdef inline int _note(dict cells, Snapshot snapshot, dict published, dict changed, entity_id,
                       xo, yo, name, attrs, double size, long long stride, record) except -1:
     # An entity's entry in the grid and what was published of it brought
@@ -823,7 +835,8 @@ cdef inline int _note(dict cells, Snapshot snapshot, dict published, dict change
         return 0
     known = <list>found
     mask = _moved(cells, known, xo, yo, size, stride)
-    if known[2] != name or known[3] != attrs:
+    if not (_same(known[2], name) and _both_empty(known[3], attrs)) and (
+            known[2] != name or known[3] != attrs):
         mask |= <int>record(known, name, attrs)
     if mask:
         changed[entity_id] = mask
