@@ -213,6 +213,72 @@ class VisibleTests:
                     seen = set(aoi.visible(x, y))
                     self.assertEqual(seen, _brute_visible(entries, x, y, radius * radius))
 
+    def test_fill_reads_attributes_as_python_does(self):
+        """
+        Reals of the entity class, of a subclass whose kind is a property,
+        and of a class of its own (attributes in its dict), one after the
+        other in one fill: each is read as its attribute look-up says, and
+        walked by the NPCs' step; an attribute missing raises
+        AttributeError.
+        """
+
+        class Told(Entity):
+            __slots__ = ()
+
+            @property
+            def kind(self):
+                return PLAYER
+
+            @kind.setter
+            def kind(self, value):
+                pass
+
+        class Plain:
+            def __init__(self, **fields):
+                self.__dict__.update(fields)
+
+        reals = {
+            "a": Entity("a", PLAYER, 1.0, 2.0, session="s1", gateway="g"),
+            "b": Told("b", "npc", 3.0, 4.0, name="bee", session="s2", gateway="g"),
+            "c": Plain(kind="npc", x=5.0, y=6.0, name="c", attrs={"hp": 3}),
+            "d": Entity("d", PLAYER, 7.0, 8.0, session="s4", gateway="g"),
+        }
+        reals["c"].session = reals["c"].gateway = None
+        aoi = self.area(10)
+        published: dict = {}
+        changed, observers, _ = aoi.fill(
+            reals, {}, published, set(), (0, 0, 0, 0), PLAYER, pure_kernel.record
+        )
+        self.assertEqual([o[0] for o in observers], ["a", "b", "d"])
+        self.assertEqual(
+            {k: v[:4] for k, v in published.items()},
+            {
+                "a": [1.0, 2.0, "", {}],
+                "b": [3.0, 4.0, "bee", {}],
+                "c": [5.0, 6.0, "c", {"hp": 3}],
+                "d": [7.0, 8.0, "", {}],
+            },
+        )
+        walks = {eid: [0.6, 0.8, 99.0] for eid in reals}
+        aoi.kernel.wander(walks, reals, {"d"}, 0.0, 0.5, (0.0, 100.0, 0.0, 100.0), None)
+        self.assertEqual(
+            [(e.x, e.y) for e in reals.values()],
+            [(1.3, 2.4), (3.3, 4.4), (5.3, 6.4), (7.0, 8.0)],
+        )
+        missing = Entity("e", "npc", 1.0, 1.0)
+        del missing.name
+        self.assertRaises(
+            AttributeError,
+            aoi.fill,
+            {"e": missing},
+            {},
+            published,
+            set(),
+            (0, 0, 0, 0),
+            PLAYER,
+            pure_kernel.record,
+        )
+
     def test_not_a_number(self):
         """
         A position that is not a finite number is refused (ValueError), as

@@ -17,10 +17,13 @@ from cpython.long cimport (
     PyLong_AsSsize_t,
     PyLong_FromLongLong,
 )
+from cpython.object cimport Py_TYPE
 from cpython.ref cimport PyObject
 from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.math cimport copysign, fabs, floor, fmod
+
+from types import MemberDescriptorType
 
 # mmo.zone.kernel's masks of what changed.
 cdef enum:
@@ -715,6 +718,81 @@ def diffs(tuple grid, list observers, list order, dict views, set fresh, changed
     return results
 
 
+cdef class _Fields:
+    """
+    Named attributes of objects read and written as Python would, and for
+    the objects of a class whose instances keep them in slots (an entity's
+    dataclass), straight through the slots' member descriptors: what the
+    attribute look-up would find, without looking up (the class's
+    dictionaries, along its method resolution order) for each object.  An
+    object of any other class, whose attribute access is its own, or that
+    keeps one of the attributes elsewhere, is read with getattr and written
+    with setattr.  The class last seen is kept: the objects of one tick are
+    most often all of one.
+    """
+
+    cdef tuple names
+    cdef object kind
+    cdef list descriptors
+    cdef bint gets
+    cdef bint sets
+
+    def __cinit__(self, tuple names):
+        self.names = names
+
+    cdef int see(self, object obj) except -1:
+        # Ready to read (and write) obj's attributes.
+        cdef object kind = type(obj)
+        cdef list descriptors
+        if kind is self.kind:
+            return 0
+        descriptors = []
+        for name in self.names:
+            found = None
+            for base in kind.__mro__:
+                if name in base.__dict__:
+                    found = base.__dict__[name]
+                    break
+            descriptors.append(found if type(found) is MemberDescriptorType else None)
+        self.descriptors = descriptors
+        self.gets = (kind.__getattribute__ is object.__getattribute__
+                     and None not in descriptors)
+        self.sets = self.gets and kind.__setattr__ is object.__setattr__
+        self.kind = kind
+        return 0
+
+    cdef inline object get(self, object obj, Py_ssize_t field):
+        # The field-th attribute of obj, once seen.
+        cdef object descriptor
+        if self.gets:
+            descriptor = <object>PyList_GET_ITEM(self.descriptors, field)
+            return Py_TYPE(descriptor).tp_descr_get(descriptor, obj, self.kind)
+        return getattr(obj, <str>self.names[field])
+
+    cdef inline int set(self, object obj, Py_ssize_t field, object value) except -1:
+        # Set the field-th attribute of obj, once seen.
+        cdef object descriptor
+        if self.sets:
+            descriptor = <object>PyList_GET_ITEM(self.descriptors, field)
+            return Py_TYPE(descriptor).tp_descr_set(descriptor, obj, value)
+        setattr(obj, <str>self.names[field], value)
+        return 0
+
+
+# An entity's attributes the tick reads, by their index in _ENTITY.
+cdef enum:
+    _X = 0
+    _Y = 1
+    _NAME = 2
+    _ATTRS = 3
+    _KIND = 4
+    _SESSION = 5
+    _GATEWAY = 6
+
+cdef _Fields _ENTITY = _Fields(("x", "y", "name", "attrs", "kind", "session", "gateway"))
+cdef _Fields _POSITION = _Fields(("x", "y"))
+
+
 cdef inline double _bounce(double v, double low, double high, list walk, Py_ssize_t axis):
     # v kept within [low, high]; the walk's heading on that axis turned
     # back from the edge it went past.
@@ -736,16 +814,20 @@ def wander(dict walks, dict reals, frozen, double now, double distance, tuple bo
     cdef bint any_frozen = bool(frozen)
     cdef list walk
     cdef object entity_id, entity
+    cdef _Fields fields = _POSITION
     for entity_id, walk in walks.items():
         if any_frozen and entity_id in frozen:
             continue
         if now >= <double>walk[2]:
             walk[:] = new_walk()
         entity = reals[entity_id]
-        x = _bounce(<double>entity.x + <double>walk[0] * distance, left, right, walk, 0)
-        y = _bounce(<double>entity.y + <double>walk[1] * distance, bottom, top, walk, 1)
-        entity.x = x
-        entity.y = y
+        fields.see(entity)
+        x = _bounce(<double>fields.get(entity, _X) + <double>walk[0] * distance, left, right,
+                    walk, 0)
+        y = _bounce(<double>fields.get(entity, _Y) + <double>walk[1] * distance, bottom, top,
+                    walk, 1)
+        fields.set(entity, _X, x)
+        fields.set(entity, _Y, y)
 
 
 cdef inline void _put(dict cells, object key, list moving):
@@ -858,18 +940,21 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef object xo, yo, name, attrs, entity_id, entity, view
     cdef Snapshot snapshot = <Snapshot>grid[6]
     cdef list gone
+    cdef _Fields fields = _ENTITY
     # The cells change from here on.
     snapshot.clear()
     snapshot.published = published
     for entity_id, entity in reals.items():
-        xo = entity.x
-        yo = entity.y
+        fields.see(entity)
+        xo = fields.get(entity, _X)
+        yo = fields.get(entity, _Y)
         count += 1
-        name = entity.name
-        attrs = entity.attrs
+        name = fields.get(entity, _NAME)
+        attrs = fields.get(entity, _ATTRS)
         _note(cells, snapshot, published, changed, entity_id, xo, yo, name, attrs, size, stride,
               record)
-        if entity.kind == player and entity.session and entity.gateway:
+        if (fields.get(entity, _KIND) == player and fields.get(entity, _SESSION)
+                and fields.get(entity, _GATEWAY)):
             if entity_id not in frozen:
                 observers.append((entity_id, xo, yo, entity))
         x = xo
