@@ -14,6 +14,7 @@ from mmo.config.backends import BusSection, RedisSection, StoreSection
 from mmo.config.chat import ChatSection
 from mmo.config.deployment import DeploymentSection, LoggingSection, TLSSection, WireSection
 from mmo.config.gateway import GatewaySection
+from mmo.config.ladder import LADDER_NAME, LadderSection
 from mmo.config.listeners import ListenersSection, ListeningAddress, listening_address
 from mmo.config.lobby import LobbySection
 from mmo.config.login import LoginSection
@@ -54,6 +55,11 @@ class Config(Section):
             RealmSection,
             name_pattern=r"^[a-z][a-z0-9-]{0,31}$",
             name_rule="a lower-case name: a-z, 0-9 and '-'",
+        ),
+        "ladders": Tables(
+            LadderSection,
+            name_pattern=LADDER_NAME.pattern,
+            name_rule="a lower-case name: a-z, 0-9 and '-', at most 32",
         ),
         "processes": Tables(
             ProcessSection,

@@ -52,6 +52,7 @@ from mmo.store import (
     Account,
     AlreadyExists,
     Character,
+    ILadderStore,
     InFlight,
     IStore,
     NotEmpty,
@@ -75,6 +76,7 @@ from mmo.store import (
     stored_entity,
     unpack_data,
 )
+from mmo.store.redis_ladder import RedisLadder
 from mmo.store.redis_records import (
     account_record,
     batched,
@@ -265,8 +267,8 @@ def _unavailable(failure) -> bool:
     return False
 
 
-@implementer(IStore)
-class RedisStore:
+@implementer(IStore, ILadderStore)
+class RedisStore(RedisLadder):
     """
     L{IStore} on Redis (the C{[redis]} section of C{config}).
 

@@ -30,6 +30,7 @@ from mmo.store import (
     Account,
     AlreadyExists,
     Character,
+    ILadderStore,
     InFlight,
     IStore,
     NotEmpty,
@@ -57,6 +58,8 @@ from mmo.store import (
     unpack_data,
 )
 from mmo.store import sqlite_refresh as refresh
+from mmo.store.sqlite_ladder import SQLiteLadder
+from mmo.store.sqlite_ladder import migration as _migration_ladder
 from mmo.store.sqlite_rows import (
     ACCOUNT_COLUMNS,
     CHARACTER_COLUMNS,
@@ -168,6 +171,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_ladder,
 ]
 
 
@@ -239,8 +243,8 @@ def _append_logs(conn, key, blobs, keep):
     conn.execute("DELETE FROM logs WHERE key = ? AND seq <= ?", (key, last - keep))
 
 
-@implementer(IStore)
-class SQLiteStore:
+@implementer(IStore, ILadderStore)
+class SQLiteStore(SQLiteLadder):
     """
     L{IStore} on a SQLite file.
 
