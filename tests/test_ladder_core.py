@@ -259,8 +259,9 @@ class LadderTestsMixin:
             ((yield reset.rating("a")).mu, (yield keep.rating("a")).mu),
             (reset.rater.initial()[0],) * 2,
         )
-        at_2 = yield keep._start(LadderRow("a", "", 1, 30.0, 5.0, 1, 1, 0.0), 2)
-        self.assertEqual(at_2, ((30.0, 5.0), 0, 0))
+        row = LadderRow("a", "", 1, 30.0, 5.0, 1, 1, 0.0)
+        at_2 = yield keep._starts({"a": row}, ["a"], 2)
+        self.assertEqual(at_2, {"a": ((30.0, 5.0), 0, 0)})
         self.assertNotEqual(outcome.changes[0].mu, reset.rater.initial()[0])
 
     @defer.inlineCallbacks

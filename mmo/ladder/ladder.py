@@ -118,20 +118,27 @@ class Ladder:
     # -- ratings ---------------------------------------------------------------
 
     @defer.inlineCallbacks
+    def _starts(self, rows: dict[str, LadderRow], players, season: int):
+        """
+        Deferred[dict[player id, (rating, games, version)]]: what each
+        player has in C{season} given their latest row at or before it
+        (C{rows}): that row if it is of C{season}, else its rating carried
+        through each rollover since (a new player's rating if none), with
+        no game and no version.
+        """
+        if any(row.season < season for row in rows.values()):
+            # Loads every rollover's record up to this season at once.
+            yield self._season_record(season)
+        return {player: self._start(rows.get(player), season) for player in players}
+
     def _start(self, row: LadderRow | None, season: int):
-        """
-        Deferred[(rating, games, version)]: what a player has in C{season}
-        given the latest row at or before it: that row if it is of
-        C{season}, else its rating carried through each rollover since (a
-        new player's rating if none), with no game and no version.
-        """
         if row is None:
             return self.rater.initial(), 0, 0
         if row.season == season:
             return (row.mu, row.sigma), row.games, row.version
         rating: Rating = (row.mu, row.sigma)
         for later in range(row.season + 1, season + 1):
-            rating = self.rater.carry(rating, (yield self._season_record(later)))
+            rating = self.rater.carry(rating, self._seasons[later])
         return rating, 0, 0
 
     @defer.inlineCallbacks
@@ -140,7 +147,7 @@ class Ladder:
         season = yield self.season()
         rows = yield self._store.ladder_ratings(self.name, season, [player_id])
         row = rows.get(player_id)
-        (mu, sigma), games, _ = yield self._start(row, season)
+        (mu, sigma), games, _ = (yield self._starts(rows, [player_id], season))[player_id]
         rank = None
         if row is not None and row.season == season:
             place = yield self._store.ladder_rank(self.name, season, player_id)
@@ -197,9 +204,7 @@ class Ladder:
             rows = yield self._store.ladder_ratings(
                 self.name, season, [player.id for player in players]
             )
-            starts = {}
-            for player in players:
-                starts[player.id] = yield self._start(rows.get(player.id), season)
+            starts = yield self._starts(rows, [player.id for player in players], season)
             rated = self.rater.rate(
                 [[starts[player.id][0] for player in team] for team in teams], ranks, scores
             )
@@ -256,9 +261,8 @@ class Ladder:
         before = {}
         if season > 1 and players:
             before = yield self._store.ladder_ratings(self.name, season - 1, players)
-        ratings: dict[str, Rating] = {}
-        for player in players:
-            ratings[player] = (yield self._start(before.get(player), season))[0]
+        starts = yield self._starts(before, players, season)
+        ratings: dict[str, Rating] = {player: start[0] for player, start in starts.items()}
         for record in records:
             teams = record["teams"]
             rated = self.rater.rate(
