@@ -37,7 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import msgpack  # noqa: E402
-from _common import parser, percentile, report  # noqa: E402
+from _common import parser, percentile, react, report  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from mmo import config as mmo_config  # noqa: E402
@@ -393,15 +393,4 @@ if __name__ == "__main__":
     if arguments.quick:
         arguments.entries, arguments.queries, arguments.results = 2000, 100, 200
         arguments.sqlite_queries, arguments.sqlite_results = 100, 200
-    if arguments.profile:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-        try:
-            task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))
-        finally:
-            profiler.disable()
-            profiler.dump_stats(arguments.profile)
-    else:
-        task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))
+    react(main, arguments, arguments.profile)
