@@ -372,7 +372,7 @@ if __name__ == "__main__":
     p.add_argument(
         "--sqlite-queries",
         type=int,
-        default=200,
+        default=50,
         help="reads of each kind on SQLite (a rank there counts the entries ahead: slower)",
     )
     p.add_argument("--results", type=int, default=4000, help="results to apply, on Redis")

@@ -9,12 +9,13 @@ from dataclasses import astuple, dataclass, replace
 
 import msgpack
 
-#: Longest player id and match id, and longest player name, characters.
-MAX_ID = 128
+from mmo.config.ladder import MAX_TEAMS
+from mmo.store.common_ladder import MAX_ID
+
+#: Longest player name, characters (ids: L{MAX_ID}, as the store takes them).
 MAX_NAME = 64
 
-#: Most teams of one match, and most players in all its teams.
-MAX_TEAMS = 64
+#: Most players in all the teams of one match (teams: L{MAX_TEAMS}, as a mode may have).
 MAX_PLAYERS = 256
 
 

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import enum
 import functools
-import re
 from dataclasses import dataclass
 
 import msgpack
 from twisted.internet import defer
 
+from mmo.config.ladder import LADDER_NAME
 from mmo.store import StoreError
-
-#: A ladder's name as the config allows it (C{[ladders.NAME]}).
-LADDER = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
 #: Longest player id and match id, characters.
 MAX_ID = 128
@@ -125,7 +122,7 @@ class ApplyResult:
 
 
 def check_ladder(ladder: object) -> str:
-    if not isinstance(ladder, str) or not LADDER.match(ladder):
+    if not isinstance(ladder, str) or not LADDER_NAME.match(ladder):
         raise StoreError(f"bad ladder name {ladder!r}")
     return ladder
 
