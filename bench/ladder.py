@@ -162,7 +162,7 @@ def sqlite_raw_reads(path: str, entries: int, queries: int, rng) -> dict:
 
     def top(s):
         conn.execute(
-            f"SELECT * FROM ladder_ratings WHERE {where} ORDER BY score DESC, player DESC "
+            f"SELECT player FROM ladder_ratings WHERE {where} ORDER BY score DESC, player DESC "
             "LIMIT 10 OFFSET ?",
             (LADDER, s),
         ).fetchall()

@@ -387,7 +387,7 @@ class SQLiteLadderTests(SQLiteBackend, LadderTestsMixin, unittest.TestCase):
         self.assertEqual((yield ladder.rank("a")).rank, 1)
 
     def test_rank_uses_the_index(self):
-        """The rank's count and the board's pages read the board index, not the table."""
+        """The rank's count and a page's offset read the board index only, never the table."""
         conn = sqlite3.connect(self.path)
         self.addCleanup(conn.close)
         plans = [
@@ -397,14 +397,14 @@ class SQLiteLadderTests(SQLiteBackend, LadderTestsMixin, unittest.TestCase):
                 ("r", 1, 1.0, "p"),
             ).fetchall(),
             conn.execute(
-                "EXPLAIN QUERY PLAN SELECT * FROM ladder_ratings WHERE ladder = ? "
-                "AND season = ? ORDER BY score DESC, player DESC LIMIT 10",
+                "EXPLAIN QUERY PLAN SELECT player FROM ladder_ratings WHERE ladder = ? "
+                "AND season = ? ORDER BY score DESC, player DESC LIMIT 10 OFFSET 5",
                 ("r", 1),
             ).fetchall(),
         ]
         for plan in plans:
             text = " ".join(str(step) for step in plan)
-            self.assertIn("ladder_board", text)
+            self.assertIn("COVERING INDEX ladder_board", text)
             self.assertNotIn("TEMP B-TREE", text)
 
 

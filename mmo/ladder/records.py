@@ -5,7 +5,7 @@ entries, match outcomes, its errors, and the check of a reported result.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import msgpack
 
@@ -108,7 +108,7 @@ class MatchOutcome:
 
     def pack(self) -> bytes:
         return msgpack.packb(
-            [self.match_id, self.season, [list(astuple(c)) for c in self.changes]],
+            [self.match_id, self.season, [_values(change) for change in self.changes]],
             use_bin_type=True,
         )
 
@@ -120,6 +120,14 @@ class MatchOutcome:
     def again(self) -> MatchOutcome:
         """This outcome, as the answer to a repeat of its report."""
         return replace(self, already_applied=True)
+
+
+#: The fields of a L{RatingChange}, in the order its record lists them.
+_CHANGE_FIELDS = [f.name for f in fields(RatingChange)]
+
+
+def _values(change: RatingChange) -> list:
+    return [getattr(change, name) for name in _CHANGE_FIELDS]
 
 
 def _check_id(value: object, what: str) -> None:

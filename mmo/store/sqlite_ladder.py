@@ -207,12 +207,20 @@ def _matches(conn, ladder, season):
 
 
 def _top(conn, ladder, season, start, count):
-    rows = conn.execute(
-        f"SELECT {ROW_COLUMNS} FROM ladder_ratings WHERE ladder = ? AND season = ? "
-        "ORDER BY score DESC, player DESC LIMIT ? OFFSET ?",
-        (ladder, season, count, start),
-    ).fetchall()
-    return [(start + i + 1, _row(values)) for i, values in enumerate(rows)]
+    # The page's players are found on the board index alone (it holds the
+    # player), so that the rows skipped by the offset are never read from
+    # the table; then the page's rows are read.
+    conn.execute("BEGIN")
+    players = [
+        player
+        for (player,) in conn.execute(
+            "SELECT player FROM ladder_ratings WHERE ladder = ? AND season = ? "
+            "ORDER BY score DESC, player DESC LIMIT ? OFFSET ?",
+            (ladder, season, count, start),
+        )
+    ]
+    rows = [_own_row(conn, ladder, season, player) for player in players]
+    return [(start + i + 1, row) for i, row in enumerate(rows)]
 
 
 def _own_row(conn, ladder, season, player) -> LadderRow | None:
