@@ -21,7 +21,7 @@ from twisted.trial import unittest
 from mmo import config
 from mmo.config.ladder import LadderSection
 from mmo.ladder import BadResult, Ladder, LadderError, Player
-from mmo.store import StoreError
+from mmo.store import StoreError, sqlite_ladder
 from mmo.store import sqlite as store_sqlite
 from mmo.store.common_ladder import LadderRow
 from mmo.store.redis import RedisStore
@@ -375,10 +375,11 @@ class SQLiteLadderTests(SQLiteBackend, LadderTestsMixin, unittest.TestCase):
         """A file of the release before the ladder gains its tables at start."""
         path = os.path.abspath(os.path.join(self.mktemp(), "old.sqlite3"))
         os.makedirs(os.path.dirname(path))
+        before = store_sqlite.MIGRATIONS.index(sqlite_ladder.migration)
         with sqlite3.connect(path) as conn:
-            for migration in store_sqlite.MIGRATIONS[:4]:
+            for migration in store_sqlite.MIGRATIONS[:before]:
                 migration(conn)
-            conn.execute("PRAGMA user_version = 4")
+            conn.execute(f"PRAGMA user_version = {before}")
         store = SQLiteStore(path, reactor=self.clock)
         yield store.start()
         self.addCleanup(store.stop)
