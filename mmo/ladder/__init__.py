@@ -1,0 +1,38 @@
+"""
+The ladder: ranked ratings per player (openskill), results applied once by
+match id, the board of each season, and seasons rolled over atomically.
+
+  - L{mmo.ladder.ladder}: L{Ladder}, one configured ladder on the store;
+  - L{mmo.ladder.ratings}: L{Rater}, the model, the displayed rating and
+    the carry of a rating into a new season;
+  - L{mmo.ladder.records}: L{Player}, L{PlayerRating}, L{BoardEntry},
+    L{MatchOutcome} and the errors.
+
+See C{docs/ladder.md}.
+"""
+
+from mmo.ladder.ladder import Ladder
+from mmo.ladder.ratings import Rater
+from mmo.ladder.records import (
+    BadResult,
+    BoardEntry,
+    LadderBusy,
+    LadderError,
+    MatchOutcome,
+    Player,
+    PlayerRating,
+    RatingChange,
+)
+
+__all__ = [
+    "BadResult",
+    "BoardEntry",
+    "Ladder",
+    "LadderBusy",
+    "LadderError",
+    "MatchOutcome",
+    "Player",
+    "PlayerRating",
+    "Rater",
+    "RatingChange",
+]
