@@ -293,6 +293,31 @@ class LifecycleTests(SessionTestCase):
             held[one["session"]].outbox.newest(1)[0], held[two["session"]].outbox.newest(1)[0]
         )
 
+    def test_push_to_many_one_failing(self):
+        """
+        A service's push that one session's connection fails to send is
+        logged for that session; the sessions after it are pushed still,
+        and the failing one keeps it for a resume.
+        """
+        alice, one = self.admit(self.a)
+        bob, two = self.admit(self.a, "Bob")
+        carol, three = self.admit(self.a, "Carol")
+
+        def broken(frame):
+            raise RuntimeError("socket gone")
+
+        self.patch(bob.protocol, "sendFrame", broken)
+        targets = [("gw-a", reply["session"]) for reply in (one, two, three)]
+        self.successResultOf(
+            defer.ensureDeferred(deliver(self.bus, targets, "news", {"text": "all"}))
+        )
+        self.clock.advance(0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        for player in (alice, carol):
+            self.assertEqual(player.frames(), [{"t": "news", "text": "all", "seq": 1}])
+        session = self.a.sessions.get(two["session"])
+        self.assertEqual([codec.decode(body)["text"] for body in session.missed(0)], ["all"])
+
     def test_resume_replays_missed_once_in_order(self):
         """
         What the client says it saw decides the replay: pushes sent before
@@ -561,6 +586,25 @@ class PresenceTests(SessionTestCase):
         self.assertIsNone(self.successResultOf(self.a.sessions.refresh()))
 
 
+class Frames:
+    """
+    What a session's connection is sent, as frames; or, given an
+    exception, a connection whose every send raises it.
+    """
+
+    def __init__(self, failure: Exception | None = None):
+        self.sent: list[bytes] = []
+        self.failure = failure
+
+    def canSend(self) -> bool:
+        return True
+
+    def sendFrame(self, frame: bytes) -> None:
+        if self.failure is not None:
+            raise self.failure
+        self.sent.append(frame)
+
+
 class SessionUnitTests(unittest.TestCase):
     def session(self, buffer=3):
         caller = Caller("s1", "gw", "a1", "Alice")
@@ -670,6 +714,54 @@ class SessionUnitTests(unittest.TestCase):
             self.assertEqual(moved.missed(2), session.missed(2))
             self.assertTrue(self.assertRaises(ResumeRefused, moved.missed, 1).final)
             self.assertEqual(moved.push("n", {"i": 5}), 6)
+
+    def test_push_stem_to(self):
+        """
+        One stem pushed to many sessions: each numbers it in its own
+        sequence, keeps the one shared stem and, if attached, is sent its
+        frame; a detached one keeps it for a resume.
+        """
+        stem = codec.push_stem("chat.message", {"text": "hi"})
+        first, second, away = (
+            Session(Caller(f"s{i}", "gw", f"a{i}", f"P{i}"), None, "token", 10, 1000)
+            for i in range(3)
+        )
+        first.attach(Frames())
+        second.attach(Frames())
+        second.push("n", {"i": 0})
+        failed = Session.push_stem_to([first, second, away], stem)
+        self.assertEqual(failed, [])
+        self.assertEqual([s.seq for s in (first, second, away)], [1, 2, 1])
+        for session in (first, second):
+            self.assertEqual(session.connection.sent[-1], codec.numbered(stem, session.seq))
+            self.assertIs(session.outbox.newest(1)[0], stem)
+        self.assertEqual(
+            codec.decode(away.missed(0)[0]), {"t": "chat.message", "text": "hi", "seq": 1}
+        )
+
+    def test_push_stem_to_failures(self):
+        """
+        A session whose frame limit the stem is over is not numbered; one
+        whose connection fails to send has it numbered and kept (a resume
+        replays it); both are returned with why, and the others are pushed.
+        """
+        stem = codec.push_stem("chat.message", {"text": "x" * 200})
+        small = Session(Caller("s1", "gw", "a1", "Small"), None, "token", 10, 100)
+        broken = Session(Caller("s2", "gw", "a2", "Broken"), None, "token", 10, 1000)
+        fine = Session(Caller("s3", "gw", "a3", "Fine"), None, "token", 10, 1000)
+        small.attach(Frames())
+        broken.attach(Frames(RuntimeError("socket gone")))
+        fine.attach(Frames())
+        failed = Session.push_stem_to([small, broken, fine], stem)
+        self.assertEqual([session for session, _ in failed], [small, broken])
+        self.assertEqual(failed[0][1].code, codes.FRAME_TOO_LARGE)
+        self.assertIsInstance(failed[1][1], RuntimeError)
+        self.assertEqual((small.seq, len(small.outbox), small.connection.sent), (0, 0, []))
+        self.assertEqual((broken.seq, broken.missed(0)), (1, [codec.numbered_body(stem, 1)]))
+        self.assertEqual(fine.connection.sent, [codec.numbered(stem, 1)])
+        self.assertEqual(
+            self.assertRaises(WireError, small.push_stem, stem).code, codes.FRAME_TOO_LARGE
+        )
 
     def test_token_hash(self):
         self.assertEqual(len(token_hash("abc")), 64)

@@ -13,11 +13,13 @@ from collections.abc import Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mmo.game import messages
 from mmo.game.messages import Push, PushBatch, PushStems, gateway_channel
 from mmo.game.service import SessionChange
 from mmo.gateway.handover import Forwards
+from mmo.gateway.session import Session
 from mmo.gateway.sessions import Sessions, log_failure
 from mmo.wire import codec
 from mmo.wire.codes import WireError
@@ -76,18 +78,20 @@ class Delivery:
             self.log.failure("push {kind!r} from {sender} dropped", kind=kind, sender=sender or "?")
             return None
         onward: dict[str, list[str]] = {}
-        held = self.sessions.registry.by_id.get
+        held: list = []
+        keep = held.append
+        find = self.sessions.registry.by_id.get
         for session_id in targets:
-            session = held(session_id)
+            session = find(session_id)
             if session is not None:
-                try:
-                    session.push_stem(stem)
-                except Exception:
-                    self._dropped(session, kind)
+                keep(session)
                 continue
             gateway = self.forwards.gateway(session_id)
             if gateway is not None:
                 onward.setdefault(gateway, []).append(session_id)
+        # Numbered, kept and sent in one loop for all (Session.push_stem_to).
+        for session, failure in Session.push_stem_to(held, stem):
+            self._dropped(session, kind, Failure(failure))
         return self._send_on({gateway: Push(ids, kind, fields) for gateway, ids in onward.items()})
 
     def push_batch(self, sender: str, batch: PushBatch) -> defer.Deferred | None:
@@ -174,8 +178,10 @@ class Delivery:
         except Exception:
             self._dropped(session, kind)
 
-    def _dropped(self, session, kind: str) -> None:
-        self.log.failure("push {kind!r} to {name} dropped", kind=kind, name=session.caller.name)
+    def _dropped(self, session, kind: str, failure: Failure | None = None) -> None:
+        self.log.failure(
+            "push {kind!r} to {name} dropped", failure, kind=kind, name=session.caller.name
+        )
 
     def _send_on(self, by_gateway: dict) -> defer.Deferred | None:
         if not by_gateway:
