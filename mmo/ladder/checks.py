@@ -91,24 +91,50 @@ def outcome_of(match, account: str, ranks, scores) -> dict:
 
 
 def rating_dict(rating) -> dict:
-    """A player's rating as clients see it."""
+    """A player's L{mmo.ladder.PlayerRating} as clients see it."""
     return {
-        "rating": rating.display,
+        "season": rating.season,
+        "rating": rating.rating,
         "mu": rating.mu,
         "sigma": rating.sigma,
         "provisional": rating.provisional,
         "games": rating.games,
+        "rank": rating.rank,
     }
 
 
-def board(rows) -> list[dict]:
-    """Board rows as clients see them: rank, player, name, rating."""
-    return [
-        {"rank": row.rank, "player": row.player, "name": row.name, "rating": row.rating}
-        for row in rows
-    ]
+def entry_dict(entry) -> dict:
+    """A board's L{mmo.ladder.BoardEntry} as clients see it."""
+    return {
+        "rank": entry.rank,
+        "player": entry.player_id,
+        "name": entry.name,
+        "rating": entry.rating,
+        "provisional": entry.provisional,
+    }
+
+
+def change_dict(change) -> dict:
+    """A player's L{mmo.ladder.RatingChange}: displayed ratings before and after."""
+    return {
+        "player": change.player_id,
+        "before": change.rating_before,
+        "after": change.rating,
+        "mu": change.mu,
+        "sigma": change.sigma,
+    }
 
 
 def outcome_dict(match, outcome) -> dict:
-    """What a reporter is answered: the match, its teams, and the ladder's outcome."""
-    return {"match": match.id, "teams": [list(team) for team in match.teams], "outcome": outcome}
+    """
+    What a reporter is answered: the match, its teams (account ids), the
+    season the result went to, each player's change, and whether this
+    report repeated one applied before.
+    """
+    return {
+        "match": match.id,
+        "teams": [list(team) for team in match.teams],
+        "season": outcome.season,
+        "changes": [change_dict(c) for c in outcome.changes],
+        "already_applied": outcome.already_applied,
+    }

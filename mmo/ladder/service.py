@@ -39,8 +39,10 @@ from mmo.game.messages import (
 )
 from mmo.game.service import Caller, GameService
 from mmo.ladder import checks
+from mmo.ladder.ladder import Ladder
 from mmo.ladder.parties import Parties
 from mmo.ladder.queue import Match, Matchmaker, QueueError, QueueRules
+from mmo.ladder.records import BadResult, LadderError, Player
 from mmo.unavailable import log_failure
 from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, NOT_FOUND, WireError
 
@@ -60,17 +62,15 @@ QUEUE_CODES = {"no_mode": NOT_FOUND, "queued": NOT_ALLOWED, "in_match": NOT_ALLO
 
 
 def make_ladders(config, store, reactor) -> dict:
-    """A L{mmo.ladder.ladder.Ladder} for each C{[ladders.NAME]} of C{config}."""
-    from mmo.ladder.ladder import Ladder
-
-    return {name: Ladder(name, section, store, reactor) for name, section in config.ladders.items()}
+    """A L{Ladder} for each C{[ladders.NAME]} of C{config}."""
+    return {name: Ladder(section, store, reactor) for name, section in config.ladders.items()}
 
 
 class LadderService(GameService):
     """
     Ranked queues, matches and the board.
 
-    @ivar ladders: Ladder name -> its L{mmo.ladder.ladder.Ladder}.
+    @ivar ladders: Ladder name -> its L{Ladder}.
     @ivar queue: The L{Matchmaker} of every ladder's queues.
     @ivar callers: Account id -> the session of a queued or matched player.
     @ivar parties: The lobby's rooms, for parties.
@@ -247,7 +247,10 @@ class LadderService(GameService):
     async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
         if kind.rsplit(".", 1)[-1] in RESULT_WORDS:
             raise WireError(NOT_ALLOWED, "results come from the game server, never from a client")
-        return await super().handle(caller, kind, message)
+        try:
+            return await super().handle(caller, kind, message)
+        except LadderError as e:
+            raise WireError(BAD_REQUEST, str(e)) from None
 
     def _ladder(self, message: dict):
         name = checks.string(message, "ladder")
@@ -273,7 +276,7 @@ class LadderService(GameService):
                 name,
                 mode,
                 [c.account_id for c in members],
-                [r.display for r in ratings],
+                [r.rating for r in ratings],
                 self.reactor.seconds(),
             )
         except QueueError as e:
@@ -324,25 +327,31 @@ class LadderService(GameService):
         start = checks.integer(message, "start", 0, 0, checks.MAX_START)
         count = checks.integer(message, "count", 10, 1, checks.MAX_COUNT)
         season = checks.season(message)
-        rows = await ladder.top(start, count, season=season)
-        return {"ladder": name, "start": start, "entries": checks.board(rows)}
+        entries = await ladder.top(start, count, season=season)
+        return {"ladder": name, "start": start, "entries": [checks.entry_dict(e) for e in entries]}
 
     async def on_ladder_rank(self, caller: Caller, message: dict) -> dict:
         name, ladder = self._ladder(message)
         player = checks.player(message, caller)
-        rank = await ladder.rank(player, season=checks.season(message))
-        return {"ladder": name, "player": player, "rank": rank}
+        entry = await ladder.rank(player, season=checks.season(message))
+        found = checks.entry_dict(entry) if entry is not None else {"rank": None, "player": player}
+        return {"ladder": name, **found}
 
     async def on_ladder_around(self, caller: Caller, message: dict) -> dict:
         name, ladder = self._ladder(message)
         player = checks.player(message, caller)
         count = checks.integer(message, "count", 10, 1, checks.MAX_COUNT)
-        rows = await ladder.around(player, count, season=checks.season(message))
-        return {"ladder": name, "player": player, "entries": checks.board(rows)}
+        entries = await ladder.around(player, count, season=checks.season(message))
+        return {
+            "ladder": name,
+            "player": player,
+            "entries": [checks.entry_dict(e) for e in entries],
+        }
 
     async def on_ladder_seasons(self, caller: Caller, message: dict) -> dict:
         name, ladder = self._ladder(message)
-        return {"ladder": name, "season": await ladder.season()}
+        season = await ladder.season()
+        return {"ladder": name, "season": season, "seasons": list(range(1, season + 1))}
 
     # -- results, from the bus ----------------------------------------------------------
 
@@ -354,7 +363,7 @@ class LadderService(GameService):
         try:
             result = await self.result(report.ladder, report.match, report.ranks, report.scores)
             answer = MatchResultAnswer(report.request, True, result=result)
-        except ValueError as e:
+        except (ValueError, BadResult) as e:
             answer = MatchResultAnswer(report.request, False, error=str(e))
         except Exception:
             log_failure(
@@ -376,29 +385,28 @@ class LadderService(GameService):
         if ladder is None or match is None or match.ladder != name:
             raise ValueError(f"no match {match_id!r} of ladder {name!r}")
         checks.check_outcome(ranks, scores, len(match.teams))
-        before = {p: await ladder.rating(p) for p in match.players}
         teams = [[self._player(p) for p in team] for team in match.teams]
         outcome = await ladder.report(match.id, teams, ranks=ranks, scores=scores)
         finished = self.queue.finish(match.id, self.reactor.seconds())
         if finished is not None:
             self._changed = True
+            changes = {change.player_id: change for change in outcome.changes}
             for player in match.players:
-                after = await ladder.rating(player)
+                entry = await ladder.rank(player)
                 await self._push(
                     [player],
                     "ladder.result",
                     match,
                     outcome=checks.outcome_of(match, player, ranks, scores),
-                    before=checks.rating_dict(before[player]),
-                    after=checks.rating_dict(after),
-                    rank=await ladder.rank(player),
+                    before=changes[player].rating_before,
+                    after=changes[player].rating,
+                    rank=entry.rank if entry is not None else None,
+                    season=outcome.season,
                 )
             self._forget(match.players)
             await self.save()
         return checks.outcome_dict(match, outcome)
 
-    def _player(self, account: str):
-        from mmo.ladder.ladder import Player
-
+    def _player(self, account: str) -> Player:
         caller = self.callers.get(account)
         return Player(account, caller.name if caller is not None else account)
