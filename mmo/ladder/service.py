@@ -108,7 +108,8 @@ class LadderService(GameService):
             await self.bus.subscribe(ROOMS_CHANNEL, rooms),
             await self.bus.subscribe(RESULTS_CHANNEL, results),
         ]
-        self._loop.start(PASS_INTERVAL, now=False)
+        if self.ladders:
+            self._loop.start(PASS_INTERVAL, now=False)
 
     async def stop(self) -> None:
         if self._loop.running:
@@ -116,7 +117,8 @@ class LadderService(GameService):
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.cancel()
-        await self.save()
+        if self.ladders:
+            await self.save()
 
     def restore(self, state: dict) -> None:
         """Take the queues, matches and sessions of a L{snapshot}."""
