@@ -219,11 +219,16 @@ class QueueTests(LadderTestCase):
 
 
 class PartyTests(LadderTestCase):
-    async def test_a_room_queues_as_a_party(self):
+    async def friends(self) -> tuple[Caller, Caller, str]:
+        """Alice and Bob in a lobby room (which the ladder heard of): them and the room."""
         alice, bob = player("alice"), player("bob")
         created = await self.send(alice, "room.create", name="friends")
         await self.send(bob, "room.join", room=created["room"]["id"])
         self.turn()
+        return alice, bob, created["room"]["id"]
+
+    async def test_a_room_queues_as_a_party(self):
+        alice, bob, room = await self.friends()
         joined = await self.send(bob, "ladder.queue.join", ladder="duel", mode="2v2", party=True)
         self.assertEqual(joined["players"], 2)
         self.turn()
@@ -241,12 +246,9 @@ class PartyTests(LadderTestCase):
         )
 
     async def test_a_party_whose_room_changes_leaves(self):
-        alice, bob = player("alice"), player("bob")
-        created = await self.send(alice, "room.create", name="friends")
-        await self.send(bob, "room.join", room=created["room"]["id"])
-        self.turn()
+        alice, bob, room = await self.friends()
         await self.send(alice, "ladder.queue.join", ladder="duel", mode="2v2", party=True)
-        await self.send(player("carol"), "room.join", room=created["room"]["id"])
+        await self.send(player("carol"), "room.join", room=room)
         self.turn()
         for caller in (alice, bob):
             [left] = self.pushes("ladder.queue.left", caller.session)
@@ -264,10 +266,7 @@ class PartyTests(LadderTestCase):
         )
 
     async def test_party_matched_together(self):
-        alice, bob = player("alice"), player("bob")
-        created = await self.send(alice, "room.create", name="friends")
-        await self.send(bob, "room.join", room=created["room"]["id"])
-        self.turn()
+        alice, bob, room = await self.friends()
         await self.send(alice, "ladder.queue.join", ladder="duel", mode="2v2", party=True)
         for name in ("carol", "dave"):
             await self.send(player(name), "ladder.queue.join", ladder="duel", mode="2v2")
