@@ -141,9 +141,13 @@ class LadderService(GameService):
         }
 
     async def save(self) -> None:
-        """Write the state to the bus."""
+        """Write the state to the bus (again at the next pass if that fails)."""
         self._changed = False
-        await self.bus.put(LADDER_STATE_KEY, self.snapshot(), ttl=STATE_TTL)
+        try:
+            await self.bus.put(LADDER_STATE_KEY, self.snapshot(), ttl=STATE_TTL)
+        except BaseException:
+            self._changed = True
+            raise
 
     def held_sessions(self):
         return list(self.callers.values())
@@ -406,7 +410,12 @@ class LadderService(GameService):
                     season=outcome.season,
                 )
             self._forget(match.players)
-            await self.save()
+            # Saved now, not at the next pass: a ladder that dies right
+            # after answering must not hold the players again.
+            try:
+                await self.save()
+            except Exception:
+                log_failure(Failure(), self.log, "ladder: the queue state was not saved")
         return checks.outcome_dict(match, outcome)
 
     def _player(self, account: str) -> Player:
