@@ -223,6 +223,47 @@ def play(queue: Matchmaker, plan, step: float = 2.0) -> tuple[list, dict]:
     return formed, joined
 
 
+def scanned_pass(queue: Matchmaker, now: float) -> list[tuple]:
+    """
+    A pass done the plain way, over a copy of C{queue}'s entries: every
+    anchor scans every later entry and sorts those within its gap.  The
+    matches as C{(mode, teams, gap)}.
+    """
+    formed = []
+    for (_, mode), entries in sorted(queue.queues.items()):
+        r = queue.rules["duel"]
+        teams = r.modes[mode]
+        needed = sum(teams)
+        waiting = sorted(entries.values(), key=lambda e: (e.joined, e.id))
+        taken = set()
+        for position, anchor in enumerate(waiting):
+            if anchor.id in taken:
+                continue
+            gap = r.accepted_gap(now - anchor.joined)
+            near = sorted(
+                (
+                    e
+                    for e in waiting[position + 1 :]
+                    if e.id not in taken and abs(e.rating - anchor.rating) <= gap
+                ),
+                key=lambda e: (abs(e.rating - anchor.rating), e.joined, e.id),
+            )
+            chosen, count = [anchor], len(anchor.players)
+            for entry in near:
+                if count == needed:
+                    break
+                size = len(entry.players)
+                if count + size <= needed and packs(
+                    [len(e.players) for e in chosen] + [size], teams
+                ):
+                    chosen.append(entry)
+                    count += size
+            if count == needed and packs([len(e.players) for e in chosen], teams, exact=True):
+                taken.update(e.id for e in chosen)
+                formed.append((mode, balance(chosen, teams), gap))
+    return formed
+
+
 class PropertyTests(unittest.TestCase):
     @BOUNDED
     @given(joins)
@@ -279,6 +320,38 @@ class PropertyTests(unittest.TestCase):
                 gap = r.accepted_gap(now - entry.joined)
                 close = [e for e in waiting[i + 1 :] if abs(e.rating - entry.rating) <= gap]
                 self.assertLess(len(close), needed - 1, f"{entry} starves")
+
+    @BOUNDED
+    @given(
+        st.lists(
+            st.tuples(
+                st.sampled_from(sorted(MODES)),
+                st.integers(1, 3),
+                st.sampled_from([1000, 1040, 1050, 1100, 1200, 1500, 1960, 2000]),
+                st.floats(0, 5, allow_nan=False),
+            ),
+            max_size=60,
+        ),
+        st.floats(0, 60, allow_nan=False),
+    )
+    def test_a_pass_is_the_plain_scan(self, plan, later):
+        """
+        A pass forms the matches a scan of every entry would (ratings
+        often equal, and at equal distances either side).
+        """
+        queue = Matchmaker(rules(), counter())
+        now, names = 0.0, itertools.count()
+        for mode, size, rating, after in plan:
+            now += after
+            try:
+                queue.join(
+                    "duel", mode, [f"p{next(names)}" for _ in range(size)], [rating] * size, now
+                )
+            except QueueError:
+                pass
+        expected = scanned_pass(queue, now + later)
+        formed = queue.match(now + later)
+        self.assertEqual([(m.mode, m.teams, m.gap) for m in formed], expected)
 
     @BOUNDED
     @given(joins)

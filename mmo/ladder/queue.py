@@ -33,7 +33,9 @@ plain values, for the bus.
 
 from __future__ import annotations
 
+import heapq
 import itertools
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -245,6 +247,73 @@ def balance(entries: list[Entry], teams: tuple) -> tuple:
     )
 
 
+class _ByRating:
+    """
+    A queue's entries by rating, for one pass: each rating's entries in the
+    order they joined, the ratings linked to their neighbours so that an
+    entry taken out costs nothing to step over.  L{nearest} is what a
+    scan of every entry sorted by C{(distance, joined, id)} would give,
+    in the time of the entries it gives.
+    """
+
+    def __init__(self, entries: list[Entry]):
+        self.ratings = sorted({e.rating for e in entries})
+        self._index = {rating: i for i, rating in enumerate(self.ratings)}
+        self._groups: list[list[Entry]] = [[] for _ in self.ratings]
+        for entry in entries:
+            self._groups[self._index[entry.rating]].append(entry)
+        self._ids = {e.id for e in entries}
+        count = len(self.ratings)
+        self._prev = list(range(-1, count - 1))
+        self._next = list(range(1, count + 1))
+
+    def __contains__(self, entry_id: str) -> bool:
+        return entry_id in self._ids
+
+    def drop(self, entry: Entry) -> None:
+        """Take C{entry} out (when C{entry} is in)."""
+        if entry.id not in self._ids:
+            return
+        self._ids.discard(entry.id)
+        i = self._index[entry.rating]
+        group = self._groups[i]
+        group.remove(entry)
+        if not group:
+            before, after = self._prev[i], self._next[i]
+            if before >= 0:
+                self._next[before] = after
+            if after < len(self.ratings):
+                self._prev[after] = before
+            # i keeps its links: a search from its rating starts there.
+
+    def nearest(self, rating: float, gap: float):
+        """
+        The entries within C{gap} of C{rating} (which must be one of the
+        ratings), nearest first, then by join time and id.  Nothing may be
+        dropped while this runs.
+        """
+        i = self._index[rating]
+        yield from self._groups[i]
+        low, high = self._prev[i], self._next[i]
+        count = len(self.ratings)
+        while True:
+            below = rating - self.ratings[low] if low >= 0 else math.inf
+            above = self.ratings[high] - rating if high < count else math.inf
+            if min(below, above) > gap:
+                return
+            if below == above:
+                yield from heapq.merge(
+                    self._groups[low], self._groups[high], key=lambda e: (e.joined, e.id)
+                )
+                low, high = self._prev[low], self._next[high]
+            elif below < above:
+                yield from self._groups[low]
+                low = self._prev[low]
+            else:
+                yield from self._groups[high]
+                high = self._next[high]
+
+
 class Matchmaker:
     """
     The queues of every ladder and mode, and the open matches.
@@ -357,25 +426,19 @@ class Matchmaker:
     def _match_queue(self, ladder: str, mode: str, rules: QueueRules, now: float) -> list[Match]:
         teams = rules.modes[mode]
         needed = sum(teams)
-        queue = self.queues[ladder, mode]
-        waiting = sorted(queue.values(), key=lambda e: (e.joined, e.id))
-        taken: set[str] = set()
+        waiting = sorted(self.queues[ladder, mode].values(), key=lambda e: (e.joined, e.id))
+        # Only who joined after the anchor may join its match: each anchor
+        # leaves the ratings as it is done with, matched or not.
+        ratings = _ByRating(waiting)
         formed = []
-        for position, anchor in enumerate(waiting):
-            if anchor.id in taken:
-                continue
+        for anchor in waiting:
+            if anchor.id not in ratings:
+                continue  # taken by an earlier anchor
+            ratings.drop(anchor)
             gap = rules.accepted_gap(now - anchor.joined)
-            near = sorted(
-                (
-                    e
-                    for e in waiting[position + 1 :]
-                    if e.id not in taken and abs(e.rating - anchor.rating) <= gap
-                ),
-                key=lambda e: (abs(e.rating - anchor.rating), e.joined, e.id),
-            )
             chosen = [anchor]
             count = len(anchor.players)
-            for entry in near:
+            for entry in ratings.nearest(anchor.rating, gap):
                 if count == needed:
                     break
                 size = len(entry.players)
@@ -386,8 +449,8 @@ class Matchmaker:
                     count += size
             if count != needed or not packs([len(e.players) for e in chosen], teams, exact=True):
                 continue
-            taken.update(e.id for e in chosen)
             for entry in chosen:
+                ratings.drop(entry)
                 self._remove(ladder, mode, entry)
             formed.append(
                 Match(self.new_match_id(), ladder, mode, balance(chosen, teams), now, gap)
