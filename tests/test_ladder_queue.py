@@ -185,6 +185,19 @@ class SnapshotTests(unittest.TestCase):
         self.assertEqual(third.known(match.id), match)
         self.assertIsNone(third.match_of("a"))
 
+    def test_queues_no_longer_configured_are_dropped(self):
+        queue = Matchmaker(rules(), counter())
+        queue.join("duel", "duel", ["a"], [1500], 0.0)
+        queue.join("duel", "2v2", ["b"], [1500], 0.0)
+        fewer = {"duel": QueueRules({"duel": (1, 1)}, 100.0, 10.0, 500.0, 60.0)}
+        other = Matchmaker(fewer, counter())
+        other.restore(queue.snapshot())
+        self.assertIsNotNone(other.entry_of("a"))
+        self.assertIsNone(other.entry_of("b"))
+        gone = Matchmaker({}, counter())
+        gone.restore(queue.snapshot())
+        self.assertEqual(gone.queued(), 0)
+
 
 # -- properties ---------------------------------------------------------------------------
 

@@ -518,7 +518,8 @@ class Matchmaker:
     def restore(self, state: dict) -> None:
         """
         Take the state of a L{snapshot} (this one's must be empty).  What
-        would break an invariant (a player twice) is dropped.
+        would break an invariant (a player twice) is dropped, and so are the
+        queues of ladders and modes the rules no longer have.
         """
         for match in (Match.from_dict(m) for m in state.get("matches", ())):
             if any(p in self._playing for p in match.players):
@@ -530,6 +531,9 @@ class Matchmaker:
             match = Match.from_dict(item["match"])
             self.finished[match.id] = (match, float(item["until"]))
         for queue in state.get("queues", ()):
+            rules = self.rules.get(queue["ladder"])
+            if rules is None or queue["mode"] not in rules.modes:
+                continue  # a ladder or mode no longer configured
             for entry in (Entry.from_dict(e) for e in queue["entries"]):
                 if any(p in self._queued or p in self._playing for p in entry.players):
                     continue
