@@ -327,7 +327,9 @@ class PropertyTests(unittest.TestCase):
             now += after
             queue.join("duel", mode, [f"p{next(names)}"], [rating], now)
             queue.match(now)
-            waiting = sorted(queue.queues.get(("duel", mode), {}).values(), key=lambda e: e.joined)
+            waiting = sorted(
+                queue.queues.get(("duel", mode), {}).values(), key=lambda e: (e.joined, e.id)
+            )
             r = queue.rules["duel"]
             for i, entry in enumerate(waiting):
                 gap = r.accepted_gap(now - entry.joined)
