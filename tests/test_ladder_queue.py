@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from twisted.trial import unittest
 
 from mmo.ladder.queue import Entry, Matchmaker, QueueError, QueueRules, balance, packs
+from tests.support import load_bench
 
 BOUNDED = settings(max_examples=150, deadline=None)
 
@@ -236,45 +237,9 @@ def play(queue: Matchmaker, plan, step: float = 2.0) -> tuple[list, dict]:
     return formed, joined
 
 
-def scanned_pass(queue: Matchmaker, now: float) -> list[tuple]:
-    """
-    A pass done the plain way, over a copy of C{queue}'s entries: every
-    anchor scans every later entry and sorts those within its gap.  The
-    matches as C{(mode, teams, gap)}.
-    """
-    formed = []
-    for (_, mode), entries in sorted(queue.queues.items()):
-        r = queue.rules["duel"]
-        teams = r.modes[mode]
-        needed = sum(teams)
-        waiting = sorted(entries.values(), key=lambda e: (e.joined, e.id))
-        taken = set()
-        for position, anchor in enumerate(waiting):
-            if anchor.id in taken:
-                continue
-            gap = r.accepted_gap(now - anchor.joined)
-            near = sorted(
-                (
-                    e
-                    for e in waiting[position + 1 :]
-                    if e.id not in taken and abs(e.rating - anchor.rating) <= gap
-                ),
-                key=lambda e: (abs(e.rating - anchor.rating), e.joined, e.id),
-            )
-            chosen, count = [anchor], len(anchor.players)
-            for entry in near:
-                if count == needed:
-                    break
-                size = len(entry.players)
-                if count + size <= needed and packs(
-                    [len(e.players) for e in chosen] + [size], teams
-                ):
-                    chosen.append(entry)
-                    count += size
-            if count == needed and packs([len(e.players) for e in chosen], teams, exact=True):
-                taken.update(e.id for e in chosen)
-                formed.append((mode, balance(chosen, teams), gap))
-    return formed
+#: A pass done the plain way (every anchor scans every later entry), from
+#: the benchmark that compares the two.
+scanned_pass = load_bench("ladder_queue").scanned_pass
 
 
 class PropertyTests(unittest.TestCase):
