@@ -365,6 +365,53 @@ class BusTests:
         self.assertTrue(await bus.claim("k", 30))
         await bus.clear("never-set")
 
+    # -- leases ----------------------------------------------------------------------------
+
+    async def test_lease_one_holder(self):
+        """Among holders in two processes one gets the lease; a renewal keeps its token."""
+        bus = await self.make_bus()
+        other = await self.peer(bus)
+        tokens = await defer.gatherResults(
+            [b.lease("job:daily", f"p{n}-{i}", 0.4) for n, b in enumerate((bus, other))
+             for i in range(5)]
+        )  # fmt: skip
+        won = [t for t in tokens if t is not None]
+        self.assertEqual(len(won), 1)
+        holder = await other.lease_holder("job:daily")
+        self.assertEqual(holder[1], won[0])
+        self.assertEqual(await bus.lease("job:daily", holder[0], 0.4), won[0])
+        self.assertIsNone(await other.lease("job:daily", "someone else", 0.4))
+        self.assertIsNone(await bus.lease_holder("job:other"))
+
+    async def test_lease_token_grows(self):
+        """Every new holding (after expiry or release) has a higher token."""
+        bus = await self.make_bus()
+        other = await self.peer(bus)
+        first = await bus.lease("job:j", "a", 0.6)
+        await self.pass_time(0.3)
+        self.assertEqual(await bus.lease("job:j", "a", 0.6), first)
+        await self.pass_time(0.3)
+        # Renewed 0.3 s ago for 0.6 s: still a's.
+        self.assertIsNone(await other.lease("job:j", "b", 0.6))
+        await self.pass_time(0.8)
+        second = await other.lease("job:j", "b", 0.3)
+        self.assertGreater(second, first)
+        self.assertFalse(await bus.release_lease("job:j", "a"))
+        self.assertTrue(await other.release_lease("job:j", "b"))
+        self.assertIsNone(await bus.lease_holder("job:j"))
+        third = await bus.lease("job:j", "a", 0.3)
+        self.assertGreater(third, second)
+        # The same holder taking it again after losing it gets a new token too.
+        await self.pass_time(0.4)
+        self.assertGreater(await bus.lease("job:j", "a", 0.3), third)
+
+    async def test_lease_not_cleared(self):
+        """clear() of the same key touches neither the lease nor its tokens."""
+        bus = await self.make_bus()
+        token = await bus.lease("k", "a", 30)
+        await bus.clear("k")
+        self.assertEqual(await bus.lease_holder("k"), ("a", token))
+
 
 class MemoryBusTests(BusTests, unittest.TestCase):
     """The suite on L{MemoryBus}, with time on a L{task.Clock}."""
@@ -472,6 +519,16 @@ class RedisBusTests(BusTests, unittest.TestCase):
     def until(self, predicate):
         return until(predicate)
 
+    async def test_lease_tokens_across_restarts(self):
+        """A new connection (a restarted holder) numbers its holdings on, above the last."""
+        bus = await self.make_bus()
+        first = await bus.lease("job:j", "a", 30)
+        await bus.stop()
+        again = await self.make_bus()
+        self.assertEqual(await again.lease_holder("job:j"), ("a", first))
+        self.assertTrue(await again.release_lease("job:j", "a"))
+        self.assertGreater(await again.lease("job:j", "a", 30), first)
+
     async def test_make_bus(self):
         """make_bus gives a RedisBus for backend = "redis", even for several processes."""
         from mmo.bus.redis import RedisBus
@@ -538,6 +595,22 @@ class RedisBusTests(BusTests, unittest.TestCase):
         await bus.subscribe("later", later.append)
         await other.publish("later", {"n": 4})
         await self.until(lambda: later)
+
+    async def test_lease_tokens_rise_after_data_loss(self):
+        """
+        A Redis that lost its data (restarted, keeping nothing) still gives
+        a lease a token above every one it gave before.
+        """
+        bus = await self.make_bus()
+        before = await bus.lease("job:j", "a", 30)
+        await bus.release_lease("job:j", "a")
+        self.assertGreater(await bus.lease("job:j", "b", 30), before)
+        self.server.kill()
+        await self.until(lambda: not bus.subscriber_connected)
+        self.server.start()
+        await bounded(bus.subscriber_ready())
+        after = await bounded(bus.lease("job:j", "c", 30))
+        self.assertGreater(after, before + 1)
 
     async def test_subscribe_while_disconnected(self):
         """A subscription made while Redis is down is active once it is back."""

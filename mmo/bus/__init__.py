@@ -6,7 +6,10 @@ The bus: ephemeral state shared by the processes of a deployment.
     addresses, load) with an expiry, renewed by a heartbeat, so a process
     that stops reporting drops out;
   - small expiring keys: counters for throttles, one-time claims (a session
-    ticket used once), values (revocations, resumable sessions).
+    ticket used once), values (revocations, resumable sessions);
+  - leases with a fencing token: one holder at a time of a named lease
+    (the leader of a scheduled job), each new holding numbered higher than
+    every one before it.
 
 Two backends behind L{IBus}: L{mmo.bus.memory} inside one process (the
 standalone server) and L{mmo.bus.redis} across processes and machines.
@@ -100,6 +103,28 @@ class IBus(Interface):
 
     def get(key):
         """Deferred: the value under C{key}, or C{None}."""
+
+    # -- leases ----------------------------------------------------------------------
+
+    def lease(key, holder, ttl):
+        """
+        Take or renew the lease C{key} for C{holder} (a process name) for
+        C{ttl} seconds.  Deferred: the lease's fencing token when C{holder}
+        now holds it, C{None} when another holder does.  The token is new
+        at every acquisition, higher than every token of C{key} before it
+        (across processes and restarts of the holders); a renewal keeps it.
+        Whatever a holder writes is stamped with its token, so that a
+        write of a holder that lost the lease (a stale token) is refused.
+        """
+
+    def release_lease(key, holder):
+        """
+        End C{holder}'s lease C{key} now (another may take it at once).
+        Deferred[bool]: whether C{holder} held it.
+        """
+
+    def lease_holder(key):
+        """Deferred: C{(holder, token)} of the lease C{key} while held, else C{None}."""
 
 
 def make_bus(config, reactor=None) -> IBus:

@@ -98,6 +98,10 @@ class MemoryBus:
         self._claims: dict[str, float] = {}
         #: key -> (packed value, expiry time or None).
         self._values: dict[str, tuple[bytes, float | None]] = {}
+        #: lease key -> (holder, token, expiry time).
+        self._leases: dict[str, tuple[str, int, float]] = {}
+        #: lease key -> its last token (never forgotten).
+        self._lease_tokens: dict[str, int] = {}
         self._next_sweep = self.reactor.seconds() + SWEEP_INTERVAL
 
     def __repr__(self) -> str:
@@ -134,6 +138,8 @@ class MemoryBus:
             del self._claims[key]
         for key in [k for k, (_, t) in self._values.items() if t is not None and t <= now]:
             del self._values[key]
+        for key in [k for k, (_, _, t) in self._leases.items() if t <= now]:
+            del self._leases[key]
 
     # -- publish / subscribe ---------------------------------------------------------
 
@@ -256,6 +262,45 @@ class MemoryBus:
             del self._values[key]
             return defer.succeed(None)
         return defer.succeed(unpack(data))
+
+    # -- leases --------------------------------------------------------------------------
+
+    def _live_lease(self, key: str, now: float) -> tuple[str, int, float] | None:
+        held = self._leases.get(key)
+        if held is not None and held[2] <= now:
+            del self._leases[key]
+            return None
+        return held
+
+    def lease(self, key: str, holder: str, ttl: float) -> defer.Deferred:
+        """
+        L{IBus.lease}.  A new token is the previous one plus one, or the
+        reactor's time in milliseconds when that is higher: this bus lives
+        as long as its process, and a process started again (later) then
+        still numbers its holdings above those its store has seen.
+        """
+        now = self._now()
+        held = self._live_lease(key, now)
+        if held is not None and held[0] != holder:
+            return defer.succeed(None)
+        if held is not None:
+            token = held[1]
+        else:
+            token = max(self._lease_tokens.get(key, 0) + 1, int(now * 1000))
+            self._lease_tokens[key] = token
+        self._leases[key] = (holder, token, now + ttl)
+        return defer.succeed(token)
+
+    def release_lease(self, key: str, holder: str) -> defer.Deferred:
+        held = self._live_lease(key, self._now())
+        if held is None or held[0] != holder:
+            return defer.succeed(False)
+        del self._leases[key]
+        return defer.succeed(True)
+
+    def lease_holder(self, key: str) -> defer.Deferred:
+        held = self._live_lease(key, self._now())
+        return defer.succeed(None if held is None else (held[0], held[1]))
 
 
 def deliver(log: Logger, subscription, data: bytes) -> None:

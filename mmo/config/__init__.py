@@ -25,6 +25,7 @@ One module per area; every name below is importable from C{mmo.config}:
     L{mmo.config.chat}, L{mmo.config.manager}: the section of each service.
   - L{mmo.config.web}: C{[web]}, the browser demo on the WebSocket port.
   - L{mmo.config.processes}: C{[processes.NAME]} and C{[realms.NAME]}.
+  - L{mmo.config.jobs}: C{[jobs.NAME]}, the scheduled jobs of the config.
   - L{mmo.config.world}: C{[world]}, checked on the region grid of
     L{mmo.config.world_geometry}, which the zones' map is built on too.
   - L{mmo.config.root}: L{Config}, the whole file and its deployment-wide

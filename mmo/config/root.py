@@ -14,6 +14,7 @@ from mmo.config.backends import BusSection, RedisSection, StoreSection
 from mmo.config.chat import ChatSection
 from mmo.config.deployment import DeploymentSection, LoggingSection, TLSSection, WireSection
 from mmo.config.gateway import GatewaySection
+from mmo.config.jobs import JOB_NAME, JobSection
 from mmo.config.listeners import ListenersSection, ListeningAddress, listening_address
 from mmo.config.lobby import LobbySection
 from mmo.config.login import LoginSection
@@ -55,6 +56,7 @@ class Config(Section):
             name_pattern=r"^[a-z][a-z0-9-]{0,31}$",
             name_rule="a lower-case name: a-z, 0-9 and '-'",
         ),
+        "jobs": Tables(JobSection, name_pattern=JOB_NAME, name_rule="a-z, 0-9, '_', '.', '-'"),
         "processes": Tables(
             ProcessSection,
             name_pattern=PROCESS_NAME.pattern,

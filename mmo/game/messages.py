@@ -123,6 +123,11 @@ def ticket_key(nonce: str) -> str:
     return f"ticket:{nonce}"
 
 
+def job_lease_key(job: str) -> str:
+    """The bus lease held by the process that runs the scheduled job C{job} (L{mmo.jobs})."""
+    return f"job:{job}"
+
+
 # -- the registry ----------------------------------------------------------------------
 
 #: Every message type, by its name on the wire.

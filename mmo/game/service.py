@@ -249,6 +249,15 @@ class GameService:
         """
         raise ValueError(f"{self.kind or type(self).__name__} takes no {type(message).__name__}")
 
+    def jobs(self) -> Iterable:
+        """
+        The service's scheduled jobs (L{mmo.jobs.job.Job}s, such as a
+        season's rollover), run by the scheduler of every process that runs
+        the service, each run once across them (C{docs/jobs.md}).  Called
+        once, when the process is built.  The default: none.
+        """
+        return ()
+
     def directory_info(self) -> dict:
         """
         What the process's directory entry says of the service's load, renewed

@@ -9,6 +9,8 @@ has).
     mmo-admin --config conf/cluster.toml drain gateway-2
     mmo-admin --config conf/cluster.toml kick hero --reason "cheating"
     mmo-admin --config conf/cluster.toml broadcast "Restart in 5 minutes"
+    mmo-admin --config conf/cluster.toml jobs
+    mmo-admin --config conf/cluster.toml jobs trigger daily-reset
 
 See C{docs/manager.md}.
 """
@@ -138,6 +140,26 @@ def _megabytes(rss) -> str:
     return "-"
 
 
+def format_jobs(result: dict) -> str:
+    """The C{jobs} list as a text table."""
+    lines = [
+        f"{'job':<20} {'kind':<8} {'schedule':<16} {'misfire':<8} {'paused':<6} {'leader':<12} "
+        f"{'next run':<24} last run"
+    ]
+    for job in result.get("jobs", []):
+        last = job.get("last_run")
+        last_text = f"{last['time']} {last['outcome']} ({last['id']})" if last else "-"
+        lines.append(
+            f"{job['name']:<20} {','.join(map(str, job.get('kinds', []))) or '-':<8} "
+            f"{job['schedule']:<16} {job['misfire']:<8} "
+            f"{'yes' if job['paused'] else 'no':<6} {job.get('leader') or '-':<12} "
+            f"{job.get('next_run') or '-':<24} {last_text}"
+        )
+    for process, error in sorted(result.get("errors", {}).items()):
+        lines.append(f"({process}: {error})")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmo-admin", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", "-c", required=True, help="the deployment's config file")
@@ -159,6 +181,10 @@ def _parser() -> argparse.ArgumentParser:
     kick.add_argument("--reason", default="", help="shown to the player")
     broadcast = sub.add_parser("broadcast", help="a notice to every player")
     broadcast.add_argument("text")
+    jobs = sub.add_parser("jobs", help="scheduled jobs: list, pause, resume or trigger one")
+    jobs.add_argument("action", nargs="?", default="list",
+                      choices=("list", "pause", "resume", "trigger"))  # fmt: skip
+    jobs.add_argument("name", nargs="?", help="the job (for pause, resume, trigger)")
     return parser
 
 
@@ -188,6 +214,19 @@ async def run(reactor, arguments) -> tuple[object, str]:
         result = await call(reactor, config, chosen[0], command, timeout,
                             process=arguments.process)  # fmt: skip
         return result, f"{command} {arguments.process}: done\n{json.dumps(result, indent=2)}"
+    if command == "jobs":
+        if arguments.action != "list" and not arguments.name:
+            raise AdminError(f"jobs {arguments.action}: name the job")
+        args = {"action": arguments.action}
+        if arguments.name:
+            args["name"] = arguments.name
+        # Any manager reaches every process through the bus.
+        result = await call(reactor, config, chosen[0], "jobs", timeout, **args)
+        if arguments.action == "list":
+            return result, format_jobs(result)
+        return result, f"jobs {arguments.action} {arguments.name}: done\n" + json.dumps(
+            result, indent=2
+        )
     if command == "kick":
         args = {"account": arguments.account, "reason": arguments.reason}
     else:

@@ -2,7 +2,7 @@
 The manager of one machine: its processes under a L{Supervisor}, an
 optional local Redis, and the operations C{mmo-admin} asks for through the
 manager's admin endpoint (AMP over mutual TLS, the C{admin} certificate
-only): C{status}, C{drain}, C{upgrade}, C{kick} and C{broadcast}.
+only): C{status}, C{drain}, C{upgrade}, C{kick}, C{broadcast} and C{jobs}.
 
 See C{docs/manager.md}.
 """
@@ -31,6 +31,15 @@ POLL = 0.2
 
 #: Identity of the operators' certificate (mmo-certs writes it).
 ADMIN = "admin"
+
+#: What C{mmo-admin jobs} does: list them, or pause, resume or trigger one.
+JOB_ACTIONS = ("list", "pause", "resume", "trigger")
+
+#: The kinds of process that run no scheduled jobs.
+NO_JOBS = ("gateway", "login", "manager", "redis")
+
+#: Seconds a process has to describe its jobs.
+JOBS_TIMEOUT = 5.0
 
 
 class ManagerError(Exception):
@@ -344,6 +353,55 @@ class Manager:
     async def admin_broadcast(self, text: str) -> dict:
         """Show C{text} to every player (a C{server.notice} push)."""
         return await self._every_gateway("broadcast", text=text)
+
+    async def admin_jobs(self, action: str = "list", name: str | None = None) -> dict:
+        """
+        The deployment's scheduled jobs (C{list}): each with its state, as
+        the processes that run it describe it; or C{pause}, C{resume} or
+        C{trigger} job C{name}, through one of those processes.
+        """
+        self._need_bus()
+        if action not in JOB_ACTIONS:
+            raise ManagerError(f"jobs: no action {action!r} (actions: {', '.join(JOB_ACTIONS)})")
+        if action != "list" and not isinstance(name, str):
+            raise ManagerError(f"jobs {action}: name the job")
+        services = await self.bus.services()
+        runners = sorted(
+            process for process, info in services.items()
+            if isinstance(info, dict) and info.get("kind") not in NO_JOBS
+        )  # fmt: skip
+        results = await defer.DeferredList(
+            [
+                defer.ensureDeferred(
+                    control.call(
+                        self.bus, process, "jobs", timeout=JOBS_TIMEOUT, reactor=self.reactor
+                    )
+                )  # fmt: skip
+                for process in runners
+            ],
+            consumeErrors=True,
+        )
+        jobs: dict[str, dict] = {}
+        errors = {}
+        for process, (ok, value) in zip(runners, results, strict=True):
+            if not ok:
+                errors[process] = value.getErrorMessage()
+                continue
+            for row in value:
+                entry = jobs.setdefault(row["name"], dict(row, processes=[], kinds=[]))
+                entry["processes"].append(process)
+                kind = services[process].get("kind")
+                if kind not in entry["kinds"]:
+                    entry["kinds"].append(kind)
+        if action == "list":
+            return {"jobs": [jobs[n] for n in sorted(jobs)], "errors": errors}
+        if name not in jobs:
+            known = ", ".join(sorted(jobs)) or "none"
+            raise ManagerError(f"jobs {action}: no process runs a job {name!r} (jobs: {known})")
+        process = jobs[name]["processes"][0]
+        return await control.call(
+            self.bus, process, f"jobs.{action}", {"name": name}, reactor=self.reactor
+        )
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 What the plugins of game services (C{mmo-lobby}, C{mmo-chat}, C{mmo-zone})
 share: a process with the store, the bus and one
 L{mmo.game.service.GameService}, answering gateways over AMP with mutual TLS
-(L{mmo.game.server}), announcing itself in the directory and ending the
-sessions of gateways that died (L{mmo.game.gateways.GatewayWatch}).
+(L{mmo.game.server}), announcing itself in the directory, ending the
+sessions of gateways that died (L{mmo.game.gateways.GatewayWatch}) and
+running the scheduled jobs of its kind and of its service
+(L{mmo.jobs.scheduler.Scheduler}).
 
 A service that can replace a running process of the same name (the zone
 host, C{mmo-zone --takeover}) has an C{attach(hooks)} method: it gets the
@@ -24,6 +26,7 @@ from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
 from mmo.game.gateways import GatewayWatch
 from mmo.game.server import ServiceRPCFactory, serve
+from mmo.jobs.build import add_scheduler
 from mmo.process.service import ConfigOptions, ProcessService, build
 from mmo.store import make_store
 
@@ -166,12 +169,14 @@ def make_game_service(options: ConfigOptions, service_class, reactor=None) -> Pr
         attach = getattr(service, "attach", None)
         if attach is None:
             top.control_service(bus)
+            add_scheduler(top, config, store, bus, [service], reactor, process.kind)
             serve(config, process, service, reactor, factory=factory).setServiceParent(top)
             directory.setServiceParent(top)
             return top
         standby = bool(getattr(service, "takeover", False))
         # A standby process does not subscribe yet: the old one answers there.
         control = top.control_service(bus, standby=standby)
+        add_scheduler(top, config, store, bus, [service], reactor, process.kind)
         if standby:
             listener = None
         else:

@@ -8,7 +8,9 @@ from __future__ import annotations
 from mmo import rpc
 from mmo.frontend.listener import factory_class
 from mmo.game.routes import LocalRoute
+from mmo.game.service import GameService
 from mmo.gateway.tap import add_gateway
+from mmo.jobs.build import add_scheduler
 from mmo.login.tap import login_service
 from mmo.process.service import ConfigOptions, ProcessService, build
 from mmo.standalone.protocol import StandaloneFactory
@@ -62,6 +64,10 @@ def makeService(options: Options, reactor=None) -> ProcessService:
         add_gateway(top, login.bus, routes, reactor, factory, login=login)
         if process.rpc:
             rpc.listen(config, process, reactor=reactor).setServiceParent(top)
+        # Last, after every service: the jobs of every kind (this process
+        # runs every service) and of every service.
+        served = [r for r in top.resources if isinstance(r, GameService)]
+        add_scheduler(top, config, login.store, login.bus, served, reactor, kind=None)
         return top
 
     return build(make)

@@ -323,6 +323,51 @@ class IStore(Interface):
         Deferred[bool]: whether it was deleted.
         """
 
+    # -- jobs (mmo.store.jobs: the records, StaleToken) ---------------------------
+
+    def claim_job(name, token, now):
+        """
+        A new leader of job C{name} with fencing C{token}: the token becomes
+        the job's highest (every write with a lower one is refused from now
+        on), and a job never claimed before is done up to C{now}.  Fails
+        with L{mmo.store.jobs.StaleToken} if a higher token was seen.
+        Deferred[JobState].
+        """
+
+    def skip_job_times(name, token, upto):
+        """
+        Mark the scheduled times up to C{upto} done without running them
+        (a misfire policy); fenced as L{claim_job}.  Deferred[None].
+        """
+
+    def record_job_run(name, token, run, keep):
+        """
+        Record C{run} (a L{mmo.store.jobs.JobRun}) of job C{name} and, in the
+        same atomic step, its scheduled time as done (or its manual
+        trigger as served), keeping the last C{keep} runs; fenced as
+        L{claim_job}.  Deferred[bool]: False if a run of that id was
+        recorded already (nothing changed).
+        """
+
+    def pause_job(name, paused):
+        """Hold back (or let go) the runs of job C{name}.  Deferred[JobState]."""
+
+    def trigger_job(name, run_id):
+        """
+        Ask for a manual run C{run_id} of job C{name}, done by its leader;
+        at most L{mmo.store.jobs.MAX_TRIGGERS} wait at once (L{StoreError}).
+        Deferred[None].
+        """
+
+    def job_state(name):
+        """Deferred: the L{mmo.store.jobs.JobState} of job C{name}, or C{None}."""
+
+    def job_states():
+        """Deferred[dict]: name -> L{mmo.store.jobs.JobState} of every job known."""
+
+    def job_runs(name, limit):
+        """Deferred[list]: the last C{limit} L{mmo.store.jobs.JobRun}s of C{name}, oldest first."""
+
     def dump():
         """
         Everything but refresh tokens (a restored store's players log in

@@ -25,7 +25,8 @@ name):
     secret only as its SHA-256), with a Redis expiry at C{expires};
   - C{P:account-refresh:{id}}: sorted set of the account's families,
     scored by C{used} (members whose hash expired are dropped when seen);
-  - C{P:store-schema}: the version of this layout, L{SCHEMA_VERSION}.
+  - C{P:store-schema}: the version of this layout, L{SCHEMA_VERSION};
+  - the keys of scheduled jobs: see L{mmo.store.redis_jobs}.
 
 Every write that touches more than one key is one Lua script (C{EVAL}), so
 it is atomic: of concurrent creations of one name exactly one finds the name
@@ -75,6 +76,7 @@ from mmo.store import (
     stored_entity,
     unpack_data,
 )
+from mmo.store.redis_jobs import RedisJobs
 from mmo.store.redis_records import (
     account_record,
     batched,
@@ -266,7 +268,7 @@ def _unavailable(failure) -> bool:
 
 
 @implementer(IStore)
-class RedisStore:
+class RedisStore(RedisJobs):
     """
     L{IStore} on Redis (the C{[redis]} section of C{config}).
 

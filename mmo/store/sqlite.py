@@ -53,6 +53,7 @@ from mmo.store import (
     pack_record,
     read_dump,
     read_dump_logs,
+    sqlite_jobs,
     stored_entity,
     unpack_data,
 )
@@ -168,6 +169,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_2,
     _migration_3,
     _migration_4,
+    sqlite_jobs.migration,
 ]
 
 
@@ -240,7 +242,7 @@ def _append_logs(conn, key, blobs, keep):
 
 
 @implementer(IStore)
-class SQLiteStore:
+class SQLiteStore(sqlite_jobs.SQLiteJobs):
     """
     L{IStore} on a SQLite file.
 
