@@ -154,6 +154,131 @@ class VisibleTests:
                 self.assertEqual(set(seen), _brute_visible(entries, x, y, 100.0))
                 self.assertEqual(len(seen), len(set(seen)))
 
+    def test_grid_order_at_cell_borders(self):
+        """
+        Observers on cell borders, an ulp either side of them, at negative
+        and far coordinates are put in the order of their cells' keys as
+        Python's floor division gives them (those of one cell in their own
+        order), as the grid keys entries: with cells whose side is exact in
+        binary, and with cells of 0.3, where C{floor(x / size)} is not
+        Python's C{x // size} at many borders.
+        """
+        for radius in (10.0, 0.6):
+            aoi = self.area(radius)
+            size = aoi.cell_size
+            places = [0.0, -0.0, 5e-324, -5e-324, -1e-300, 7.3, -7.3]
+            for k in (-1995, -40, -3, -1, 1, 2, 3, 17, 400, 1998, 2**21):
+                border = k * size
+                places += [border, math.nextafter(border, -math.inf)]
+                places.append(math.nextafter(border, math.inf))
+            rng = random.Random(3)
+            observers = [(f"o{i}", rng.choice(places), rng.choice(places)) for i in range(600)]
+            keys = [int(x // size) * STRIDE + int(y // size) for _, x, y in observers]
+            want = sorted(range(len(observers)), key=keys.__getitem__)
+            self.assertEqual(aoi.grid_order(observers), want)
+            # One far away: keys beyond a C long long, for all of them.
+            observers.append(("far", 1e20, 5.0))
+            keys.append(int(1e20 // size) * STRIDE + int(5.0 // size))
+            want = sorted(range(len(observers)), key=keys.__getitem__)
+            self.assertEqual(aoi.grid_order(observers), want)
+
+    def test_moves_across_cell_borders(self):
+        """
+        Entities moved an ulp across cell borders, back and forth, are seen
+        from all around as a brute force sees them: each is in the cell its
+        position is in.
+        """
+        for radius, origin in ((10.0, 0.0), (0.6, -600.0), (0.6, 597.0)):
+            aoi = self.area(radius)
+            size = aoi.cell_size
+            borders = [origin + k * size for k in range(-3, 4)]
+            ghosts = {}
+            for i, bx in enumerate(borders):
+                for j, by in enumerate(borders):
+                    ghosts[f"g{i},{j}"] = {"x": bx, "y": by}
+            published: dict = {}
+            spacing = size / 2
+            observers = [
+                (origin + (x - 8) * spacing, origin + (y - 8) * spacing)
+                for x in range(17)
+                for y in range(17)
+            ]
+            for step in (-math.inf, math.inf, -math.inf, 0):
+                for view in ghosts.values():
+                    view["x"] = math.nextafter(round(view["x"] / size) * size, step)
+                    view["y"] = math.nextafter(round(view["y"] / size) * size, -step)
+                aoi.fill({}, ghosts, published, set(), (0, 0, 0, 0), PLAYER, pure_kernel.record)
+                entries = [(gid, v["x"], v["y"]) for gid, v in ghosts.items()]
+                for x, y in observers:
+                    seen = set(aoi.visible(x, y))
+                    self.assertEqual(seen, _brute_visible(entries, x, y, radius * radius))
+
+    def test_fill_reads_attributes_as_python_does(self):
+        """
+        Reals of the entity class, of a subclass whose kind is a property,
+        and of a class of its own (attributes in its dict), one after the
+        other in one fill: each is read as its attribute look-up says, and
+        walked by the NPCs' step; an attribute missing raises
+        AttributeError.
+        """
+
+        class Told(Entity):
+            __slots__ = ()
+
+            @property
+            def kind(self):
+                return PLAYER
+
+            @kind.setter
+            def kind(self, value):
+                pass
+
+        class Plain:
+            def __init__(self, **fields):
+                self.__dict__.update(fields)
+
+        reals = {
+            "a": Entity("a", PLAYER, 1.0, 2.0, session="s1", gateway="g"),
+            "b": Told("b", "npc", 3.0, 4.0, name="bee", session="s2", gateway="g"),
+            "c": Plain(kind="npc", x=5.0, y=6.0, name="c", attrs={"hp": 3}),
+            "d": Entity("d", PLAYER, 7.0, 8.0, session="s4", gateway="g"),
+        }
+        reals["c"].session = reals["c"].gateway = None
+        aoi = self.area(10)
+        published: dict = {}
+        changed, observers, _ = aoi.fill(
+            reals, {}, published, set(), (0, 0, 0, 0), PLAYER, pure_kernel.record
+        )
+        self.assertEqual([o[0] for o in observers], ["a", "b", "d"])
+        self.assertEqual(
+            {k: v[:4] for k, v in published.items()},
+            {
+                "a": [1.0, 2.0, "", {}],
+                "b": [3.0, 4.0, "bee", {}],
+                "c": [5.0, 6.0, "c", {"hp": 3}],
+                "d": [7.0, 8.0, "", {}],
+            },
+        )
+        walks = {eid: [0.6, 0.8, 99.0] for eid in reals}
+        aoi.kernel.wander(walks, reals, {"d"}, 0.0, 0.5, (0.0, 100.0, 0.0, 100.0), None)
+        self.assertEqual(
+            [(e.x, e.y) for e in reals.values()],
+            [(1.3, 2.4), (3.3, 4.4), (5.3, 6.4), (7.0, 8.0)],
+        )
+        missing = Entity("e", "npc", 1.0, 1.0)
+        del missing.name
+        self.assertRaises(
+            AttributeError,
+            aoi.fill,
+            {"e": missing},
+            {},
+            published,
+            set(),
+            (0, 0, 0, 0),
+            PLAYER,
+            pure_kernel.record,
+        )
+
     def test_not_a_number(self):
         """
         A position that is not a finite number is refused (ValueError), as

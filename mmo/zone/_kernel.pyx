@@ -1,14 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """
 The zone's per-tick loops, compiled: L{wander}, and the area of interest's
-L{fill}, L{visible}, L{diff} and L{UpdateEntries}, the same, with the same arguments, results
-and order, as those of L{mmo.zone.kernel}, the pure-Python fallback when
+L{fill}, L{grid_order}, L{visible}, L{diff} and L{UpdateEntries}, the same,
+with the same arguments, results and order, as those of
+L{mmo.zone.kernel}, the pure-Python fallback when
 this module is not built (or C{MMO_PURE_PYTHON=1}).  The grid, the cell
 classes and every constant are arguments: this module imports nothing of
 mmo.
 """
 
-from cpython.dict cimport PyDict_GetItem
+from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM
 from cpython.long cimport (
     PyLong_AsLongLong,
@@ -16,9 +17,13 @@ from cpython.long cimport (
     PyLong_AsSsize_t,
     PyLong_FromLongLong,
 )
+from cpython.object cimport Py_TYPE
 from cpython.ref cimport PyObject
-from libc.stdlib cimport calloc, free, malloc, realloc
+from cpython.unicode cimport PyUnicode_CheckExact
+from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.math cimport copysign, fabs, floor, fmod
+
+from types import MemberDescriptorType
 
 # mmo.zone.kernel's masks of what changed.
 cdef enum:
@@ -34,12 +39,27 @@ cdef object _FALSE = False
 # Cell coordinates beyond this (in cells) make keys a C long long may not
 # hold: those keys are Python's integers.
 cdef double _FAR = <double>(1 << 22)
+# How near an integer (in cells) a quotient must be for _floordiv to work
+# it out as Python does, step by step: far above its rounding error.
+cdef double _NEAR = 1e-6
 
 
 cdef inline double _floordiv(double vx, double wx):
-    # Python's float floor division, step by step as CPython does it
-    # (Objects/floatobject.c), so that every cell key is the one the grid
-    # was filled with: floor(vx / wx) differs at some cell borders.
+    # Python's float floor division, so that every cell key is the one the
+    # grid was filled with.  Away from a cell border, floor(vx / wx) is it:
+    # the quotient's rounding error (under 2**-30 of a cell for quotients
+    # below _FAR) cannot cross an integer more than _NEAR away.  Near one,
+    # floor(vx / wx) differs at some borders: CPython's steps
+    # (Objects/floatobject.c) then, fmod and all.
+    cdef double quotient = vx / wx
+    cdef double whole = floor(quotient)
+    if -_FAR <= quotient <= _FAR and _NEAR < quotient - whole < 1.0 - _NEAR:
+        return whole
+    return _python_floordiv(vx, wx)
+
+
+cdef double _python_floordiv(double vx, double wx):
+    # Python's float floor division, step by step as CPython does it.
     cdef double mod = fmod(vx, wx)
     cdef double div = (vx - mod) / wx
     cdef double result
@@ -113,6 +133,10 @@ cdef class Snapshot:
     # By position: the entries (held while the arrays describe them), their ids.
     cdef list records
     cdef list ids
+    # What the entries were published as, by id, when fill made them the
+    # records of a zone's publication (None otherwise): an update entry
+    # is then read from its record by position, not found by id.
+    cdef dict published
     # Cell key (Python's integer) -> cell number, made for a far observer.
     cdef dict far
     # By position: the update entry from owner (or False: none) once read.
@@ -191,6 +215,7 @@ cdef class Snapshot:
         self.cells = None
         self.records = None
         self.ids = None
+        self.published = None
         self.far = None
         self.updates = None
         self.owner = None
@@ -398,6 +423,47 @@ cdef Py_ssize_t _seen(tuple grid, Snapshot snapshot, double x, double y,
     return count
 
 
+ctypedef struct _Placed:
+    # An observer's cell key and its index, sorted by both (grid_order).
+    long long key
+    Py_ssize_t index
+
+
+cdef int _by_key(const void *a, const void *b) noexcept nogil:
+    cdef const _Placed *one = <const _Placed *>a
+    cdef const _Placed *other = <const _Placed *>b
+    if one.key != other.key:
+        return -1 if one.key < other.key else 1
+    return -1 if one.index < other.index else (1 if one.index > other.index else 0)
+
+
+def grid_order(tuple grid, list observers):
+    """The indices of observers in the grid's order: as L{mmo.zone.kernel.grid_order}."""
+    cdef long long stride = grid[2]
+    cdef double size = grid[4]
+    cdef Py_ssize_t n = len(observers), i
+    cdef double cx, cy
+    cdef tuple observer
+    cdef _Placed *placed = <_Placed *>malloc((n + 1) * sizeof(_Placed))
+    if placed is NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            observer = <tuple>observers[i]
+            cx = _floordiv(observer[1], size)
+            cy = _floordiv(observer[2], size)
+            if _far(cx, cy):
+                # Keys beyond a C long long: Python's integers, and its sort.
+                keys = [_key(o[1], o[2], size, stride) for o in observers]
+                return sorted(range(n), key=keys.__getitem__)
+            placed[i].key = <long long>cx * stride + <long long>cy
+            placed[i].index = i
+        qsort(placed, n, sizeof(_Placed), _by_key)
+        return [placed[i].index for i in range(n)]
+    finally:
+        free(placed)
+
+
 def visible(tuple grid, double x, double y):
     """The ids of the C{grid}'s entries within its radius of C{(x, y)}: as L{mmo.zone.kernel.visible}."""
     cdef Snapshot snapshot = _snapshot(grid)
@@ -487,7 +553,10 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
     cdef list all_ids = snapshot.ids
     cdef list slot_ids = snapshot.slot_ids
     cdef list read = None
+    cdef list records = snapshot.records
     cdef bint own = False
+    cdef bint direct = False
+    cdef bint shared = False
     cdef list enter = []
     cdef list update = []
     cdef list leave = []
@@ -532,6 +601,12 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
         # What changed is the entries' own (a zone's publication): one
         # look-up says whether and what.
         own = changed is compiled.changed
+        # And the grid's entries are their records (fill's): an entry is
+        # built from its record at hand, and kept in read only (no other
+        # diff of the tick looks for it by id).
+        direct = own and snapshot.published is not None and compiled.published is snapshot.published
+        # Entries built before (read by subscript) are the ones to send.
+        shared = len(compiled) > 0
     else:
         # A dict of the changed ones' entries only, or a subclass that
         # builds them on first use (in __missing__): one read if built.
@@ -561,12 +636,17 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
             held = PyList_GET_ITEM(read, p)
             if held == <PyObject *>_NONE:
                 eid = <object>PyList_GET_ITEM(all_ids, p)
-                entry = PyDict_GetItem(compiled, eid)
+                entry = PyDict_GetItem(compiled, eid) if shared else NULL
                 if entry is not NULL:
                     got = <object>entry
                 elif own:
                     entry = PyDict_GetItem(compiled.changed, eid)
-                    got = False if entry is NULL else compiled.build_from(eid, <object>entry)
+                    if entry is NULL:
+                        got = False
+                    elif direct:
+                        got = _update_entry(eid, <list>PyList_GET_ITEM(records, p), <object>entry)
+                    else:
+                        got = compiled.build_from(eid, <object>entry)
                 elif eid in changed:
                     got = compiled.build(eid)
                 else:
@@ -638,6 +718,81 @@ def diffs(tuple grid, list observers, list order, dict views, set fresh, changed
     return results
 
 
+cdef class _Fields:
+    """
+    Named attributes of objects read and written as Python would, and for
+    the objects of a class whose instances keep them in slots (an entity's
+    dataclass), straight through the slots' member descriptors: what the
+    attribute look-up would find, without looking up (the class's
+    dictionaries, along its method resolution order) for each object.  An
+    object of any other class, whose attribute access is its own, or that
+    keeps one of the attributes elsewhere, is read with getattr and written
+    with setattr.  The class last seen is kept: the objects of one tick are
+    most often all of one.
+    """
+
+    cdef tuple names
+    cdef object kind
+    cdef list descriptors
+    cdef bint gets
+    cdef bint sets
+
+    def __cinit__(self, tuple names):
+        self.names = names
+
+    cdef int see(self, object obj) except -1:
+        # Ready to read (and write) obj's attributes.
+        cdef object kind = type(obj)
+        cdef list descriptors
+        if kind is self.kind:
+            return 0
+        descriptors = []
+        for name in self.names:
+            found = None
+            for base in kind.__mro__:
+                if name in base.__dict__:
+                    found = base.__dict__[name]
+                    break
+            descriptors.append(found if type(found) is MemberDescriptorType else None)
+        self.descriptors = descriptors
+        self.gets = (kind.__getattribute__ is object.__getattribute__
+                     and None not in descriptors)
+        self.sets = self.gets and kind.__setattr__ is object.__setattr__
+        self.kind = kind
+        return 0
+
+    cdef inline object get(self, object obj, Py_ssize_t field):
+        # The field-th attribute of obj, once seen.
+        cdef object descriptor
+        if self.gets:
+            descriptor = <object>PyList_GET_ITEM(self.descriptors, field)
+            return Py_TYPE(descriptor).tp_descr_get(descriptor, obj, self.kind)
+        return getattr(obj, <str>self.names[field])
+
+    cdef inline int set(self, object obj, Py_ssize_t field, object value) except -1:
+        # Set the field-th attribute of obj, once seen.
+        cdef object descriptor
+        if self.sets:
+            descriptor = <object>PyList_GET_ITEM(self.descriptors, field)
+            return Py_TYPE(descriptor).tp_descr_set(descriptor, obj, value)
+        setattr(obj, <str>self.names[field], value)
+        return 0
+
+
+# An entity's attributes the tick reads, by their index in _ENTITY.
+cdef enum:
+    _X = 0
+    _Y = 1
+    _NAME = 2
+    _ATTRS = 3
+    _KIND = 4
+    _SESSION = 5
+    _GATEWAY = 6
+
+cdef _Fields _ENTITY = _Fields(("x", "y", "name", "attrs", "kind", "session", "gateway"))
+cdef _Fields _POSITION = _Fields(("x", "y"))
+
+
 cdef inline double _bounce(double v, double low, double high, list walk, Py_ssize_t axis):
     # v kept within [low, high]; the walk's heading on that axis turned
     # back from the edge it went past.
@@ -659,16 +814,20 @@ def wander(dict walks, dict reals, frozen, double now, double distance, tuple bo
     cdef bint any_frozen = bool(frozen)
     cdef list walk
     cdef object entity_id, entity
+    cdef _Fields fields = _POSITION
     for entity_id, walk in walks.items():
         if any_frozen and entity_id in frozen:
             continue
         if now >= <double>walk[2]:
             walk[:] = new_walk()
         entity = reals[entity_id]
-        x = _bounce(<double>entity.x + <double>walk[0] * distance, left, right, walk, 0)
-        y = _bounce(<double>entity.y + <double>walk[1] * distance, bottom, top, walk, 1)
-        entity.x = x
-        entity.y = y
+        fields.see(entity)
+        x = _bounce(<double>fields.get(entity, _X) + <double>walk[0] * distance, left, right,
+                    walk, 0)
+        y = _bounce(<double>fields.get(entity, _Y) + <double>walk[1] * distance, bottom, top,
+                    walk, 1)
+        fields.set(entity, _X, x)
+        fields.set(entity, _Y, y)
 
 
 cdef inline void _put(dict cells, object key, list moving):
@@ -734,6 +893,17 @@ cdef inline int _moved(dict cells, list known, object xo, object yo, double size
     return POSITION
 
 
+cdef inline bint _same(object before, object now):
+    # The same string object: equal, without a comparison.
+    return before is now and PyUnicode_CheckExact(now)
+
+
+cdef inline bint _both_empty(object before, object now):
+    # Two empty dicts (what most entities' attributes are): equal.
+    return (PyDict_CheckExact(before) and PyDict_CheckExact(now)
+            and len(<dict>before) == 0 and len(<dict>now) == 0)
+
+
 cdef inline int _note(dict cells, Snapshot snapshot, dict published, dict changed, entity_id,
                       xo, yo, name, attrs, double size, long long stride, record) except -1:
     # An entity's entry in the grid and what was published of it brought
@@ -747,7 +917,8 @@ cdef inline int _note(dict cells, Snapshot snapshot, dict published, dict change
         return 0
     known = <list>found
     mask = _moved(cells, known, xo, yo, size, stride)
-    if known[2] != name or known[3] != attrs:
+    if not (_same(known[2], name) and _both_empty(known[3], attrs)) and (
+            known[2] != name or known[3] != attrs):
         mask |= <int>record(known, name, attrs)
     if mask:
         changed[entity_id] = mask
@@ -769,17 +940,21 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef object xo, yo, name, attrs, entity_id, entity, view
     cdef Snapshot snapshot = <Snapshot>grid[6]
     cdef list gone
+    cdef _Fields fields = _ENTITY
     # The cells change from here on.
     snapshot.clear()
+    snapshot.published = published
     for entity_id, entity in reals.items():
-        xo = entity.x
-        yo = entity.y
+        fields.see(entity)
+        xo = fields.get(entity, _X)
+        yo = fields.get(entity, _Y)
         count += 1
-        name = entity.name
-        attrs = entity.attrs
+        name = fields.get(entity, _NAME)
+        attrs = fields.get(entity, _ATTRS)
         _note(cells, snapshot, published, changed, entity_id, xo, yo, name, attrs, size, stride,
               record)
-        if entity.kind == player and entity.session and entity.gateway:
+        if (fields.get(entity, _KIND) == player and fields.get(entity, _SESSION)
+                and fields.get(entity, _GATEWAY)):
             if entity_id not in frozen:
                 observers.append((entity_id, xo, yo, entity))
         x = xo
@@ -824,20 +999,23 @@ cdef class UpdateEntries(dict):
         return self.build_from(entity_id, self.changed[entity_id])
 
     cdef dict build_from(self, entity_id, int mask):
-        cdef list record = <list>self.published[entity_id]
-        cdef dict update
-        if mask == POSITION:
-            # What changes of most, each tick: made at its size at once.
-            update = {"id": entity_id, "x": record[0], "y": record[1]}
-            self[entity_id] = update
-            return update
-        update = {"id": entity_id}
-        if mask & POSITION:
-            update["x"] = record[0]
-            update["y"] = record[1]
-        if mask & NAME:
-            update["name"] = record[2]
-        if mask & ATTRS:
-            update["attrs"] = record[3]
+        cdef dict update = _update_entry(entity_id, <list>self.published[entity_id], mask)
         self[entity_id] = update
         return update
+
+
+cdef dict _update_entry(entity_id, list record, int mask):
+    # The update entry of what the mask says changed, from a published record.
+    cdef dict update
+    if mask == POSITION:
+        # What changes of most, each tick: made at its size at once.
+        return {"id": entity_id, "x": record[0], "y": record[1]}
+    update = {"id": entity_id}
+    if mask & POSITION:
+        update["x"] = record[0]
+        update["y"] = record[1]
+    if mask & NAME:
+        update["name"] = record[2]
+    if mask & ATTRS:
+        update["attrs"] = record[3]
+    return update

@@ -181,19 +181,14 @@ class AreaOfInterest:
         """
         return self.kernel.fill(self._grid, reals, ghosts, published, frozen, inner, player, record)
 
-    def cell_key(self, x: float, y: float) -> int:
-        """The key of the cell of C{(x, y)} in the grid."""
-        return int(x // self.cell_size) * STRIDE + int(y // self.cell_size)
-
     def grid_order(self, observers: list[tuple]) -> list[int]:
         """
         The indices of C{observers} (C{(id, x, y, ...)} each) in the grid's
         order, cell by cell: one after the other, neighbours look at the
-        same cells while these are in the processor's caches.
+        same cells while these are in the processor's caches.  Those of
+        one cell keep their order (L{mmo.zone.kernel.grid_order}).
         """
-        cell_key = self.cell_key
-        keys = [cell_key(o[1], o[2]) for o in observers]
-        return sorted(range(len(keys)), key=keys.__getitem__)
+        return self.kernel.grid_order(self._grid, observers)
 
     def visible(self, x: float, y: float) -> list[str]:
         """The ids of the grid's entries within the radius of C{(x, y)}, in the grid's order."""

@@ -1,9 +1,9 @@
 """
 The per-tick loops of the zone, its hot path: the NPCs' walk (L{wander}),
 and the area of interest's: bringing the grid up to date (and noting what
-changed) from every visible entity (L{fill}), what an observer sees
-(L{visible}), what changed in its view (L{diff}) and the update entries it
-is sent (L{UpdateEntries}).
+changed) from every visible entity (L{fill}), the observers in the grid's
+order (L{grid_order}), what an observer sees (L{visible}), what changed in
+its view (L{diff}) and the update entries it is sent (L{UpdateEntries}).
 
 These are the pure-Python functions.  The same functions, with the same
 arguments, results and order, are compiled by Cython from C{_kernel.pyx}
@@ -245,6 +245,17 @@ class Snapshot:
 
     def empty(self) -> None:
         """The cells were emptied."""
+
+
+def grid_order(grid: tuple, observers: list[tuple]) -> list[int]:
+    """
+    The indices of C{observers} (C{(id, x, y, ...)} each) in the order of
+    the cells of the C{grid} (as L{visible}'s) they are in, by key; those
+    of one cell in their own order.
+    """
+    _, _, stride, _, size, _, _ = grid
+    keys = [int(o[1] // size) * stride + int(o[2] // size) for o in observers]
+    return sorted(range(len(keys)), key=keys.__getitem__)
 
 
 def visible(grid: tuple, x: float, y: float) -> list[str]:
