@@ -52,6 +52,7 @@ setup(
         "msgpack>=1.0.8",
         "argon2-cffi>=23.1.0",
         "autobahn>=23.1.0",
+        "openskill>=6.0",
     ],
     extras_require={
         "test": ["hypothesis>=6.100.0", "websockets>=15.0"],

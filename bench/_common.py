@@ -43,6 +43,31 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
+def react(main, arguments, profile: str | None = None) -> None:
+    """
+    Run C{main(reactor, arguments)} (a coroutine) under C{task.react}; with
+    C{profile}, under cProfile, its stats written to that path on the way
+    out (C{task.react} exits with C{SystemExit}).
+    """
+    from twisted.internet import defer
+
+    def run():
+        task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))
+
+    if not profile:
+        run()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        run()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile)
+
+
 def rss_bytes(pid: int) -> int:
     """Resident memory of process C{pid}, from /proc."""
     with open(f"/proc/{pid}/status") as f:

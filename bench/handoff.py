@@ -20,7 +20,6 @@ applied), duplicated (applied more than once), out of order.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import os
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import parser, percentile, report  # noqa: E402
+from _common import parser, percentile, react, report  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 
 from mmo import config as mmo_config  # noqa: E402
@@ -477,14 +476,4 @@ if __name__ == "__main__":
     p.add_argument("--tick", type=float, default=0.05, help=argparse.SUPPRESS)
     arguments = p.parse_args()
     main = zone_main if arguments.child else parent_main
-    if arguments.child and arguments.profile:
-        profiler = cProfile.Profile()
-        profiler.enable()
-        try:
-            task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))
-        finally:
-            # task.react exits with SystemExit: write the stats on the way out.
-            profiler.disable()
-            profiler.dump_stats(arguments.profile)
-    else:
-        task.react(lambda reactor: defer.ensureDeferred(main(reactor, arguments)))
+    react(main, arguments, arguments.profile if arguments.child else None)

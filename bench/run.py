@@ -312,6 +312,40 @@ BENCHMARKS = [
         profiled="one more pass over the large queue, five-on-five, in process",
     ),
     Benchmark(
+        "ladder",
+        "ladder.py",
+        "The ladder: the board with 1,000,000 entries, rated results, the rollover",
+        [
+            Run("", ["--entries", "1000000"]),
+            Run(
+                "100,000 entries, profiled",
+                ["--entries", "100000", "--queries", "200", "--results", "2000"],
+                profile=True,
+                measure=False,
+            ),
+        ],
+        [Run("", ["--quick"], True)],
+        timeout=900,
+        pairs=[
+            (f"{backend}_{read}_{q}_ms", f"{backend}_raw_{read}_{q}_ms")
+            for backend in ("redis", "sqlite")
+            for read in ("rank", "around", "top")
+            for q in ("p50", "p99")
+        ]
+        + [
+            ("redis_rank_p99_ms", "target_p99_ms"),
+            ("redis_around_p99_ms", "target_p99_ms"),
+            ("redis_results_per_s", "rate_only_per_s"),
+            ("sqlite_results_per_s", "rate_only_per_s"),
+            ("redis_results_per_s", "target_results_per_s"),
+            ("redis_rollover_ms", "redis_raw_roundtrip_p50_ms"),
+            ("sqlite_rollover_ms", "sqlite_raw_roundtrip_p50_ms"),
+            ("redis_rollover_ms", "target_rollover_ms"),
+            ("sqlite_rollover_ms", "target_rollover_ms"),
+        ],
+        profiled="the whole run, in process (store clients and the ladder)",
+    ),
+    Benchmark(
         "capacity",
         "capacity.py",
         "Capacity: walking players per core of server CPU",

@@ -630,3 +630,30 @@ class LadderQueueBenchTests(unittest.TestCase):
             for name in (f"pass_{mode}_ms", f"baseline_pass_{mode}_ms", f"pass_{mode}_ms_large"):
                 self.assertGreater(figures[name], 0, name)
         self.assertIn(("pass_1v1_ms", "baseline_pass_1v1_ms"), run.expand_pairs([], figures))
+
+
+class LadderBenchTests(unittest.TestCase):
+    """bench/ladder.py at the tiny size of its quick run, on both stores."""
+
+    timeout = 120
+
+    def test_quick_run(self):
+        """Every figure is there; the rollover under results lost and doubled none."""
+        outcome = quick_run("ladder")
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        for backend in ("redis", "sqlite"):
+            for read in ("rank", "around", "top"):
+                self.assertGreater(figures[f"{backend}_{read}_p99_ms"], 0, (backend, read))
+                self.assertGreater(figures[f"{backend}_raw_{read}_p99_ms"], 0, (backend, read))
+            self.assertGreater(figures[f"{backend}_results_per_s"], 0, backend)
+            self.assertGreater(figures[f"{backend}_rollover_ms"], 0, backend)
+            self.assertEqual(figures[f"{backend}_rollover_lost"], 0, backend)
+            self.assertEqual(figures[f"{backend}_rollover_doubled"], 0, backend)
+            # The rollover happened with results still coming: some landed after it.
+            self.assertGreater(figures[f"{backend}_rollover_results_after"], 0, backend)
+            self.assertLess(
+                figures[f"{backend}_rollover_results_after"],
+                figures[f"{backend}_rollover_results"],
+                backend,
+            )

@@ -23,6 +23,7 @@ One module per area; every name below is importable from C{mmo.config}:
   - L{mmo.config.backends}: C{[store]}, C{[redis]}, C{[bus]}.
   - L{mmo.config.login}, L{mmo.config.gateway}, L{mmo.config.lobby},
     L{mmo.config.chat}, L{mmo.config.manager}: the section of each service.
+  - L{mmo.config.ladder}: C{[ladders.NAME]}, one ranked ladder each.
   - L{mmo.config.web}: C{[web]}, the browser demo on the WebSocket port.
   - L{mmo.config.processes}: C{[processes.NAME]} and C{[realms.NAME]}.
   - L{mmo.config.jobs}: C{[jobs.NAME]}, the scheduled jobs of the config.
@@ -36,6 +37,7 @@ from mmo.config.backends import BusSection, RedisSection, StoreSection
 from mmo.config.chat import ChatSection
 from mmo.config.deployment import DeploymentSection, LoggingSection, TLSSection, WireSection
 from mmo.config.gateway import FloodClassSection, GatewaySection
+from mmo.config.ladder import LadderSection
 from mmo.config.listeners import (
     ListenersSection,
     ListeningAddress,
@@ -90,6 +92,7 @@ __all__ = [
     "FilePath",
     "FloodClassSection",
     "GatewaySection",
+    "LadderSection",
     "ListeningAddress",
     "ListenersSection",
     "LobbySection",

@@ -15,6 +15,7 @@ from mmo.config.chat import ChatSection
 from mmo.config.deployment import DeploymentSection, LoggingSection, TLSSection, WireSection
 from mmo.config.gateway import GatewaySection
 from mmo.config.jobs import JOB_NAME, JobSection
+from mmo.config.ladder import LADDER_NAME, LadderSection
 from mmo.config.listeners import ListenersSection, ListeningAddress, listening_address
 from mmo.config.lobby import LobbySection
 from mmo.config.login import LoginSection
@@ -57,6 +58,11 @@ class Config(Section):
             name_rule="a lower-case name: a-z, 0-9 and '-'",
         ),
         "jobs": Tables(JobSection, name_pattern=JOB_NAME, name_rule="a-z, 0-9, '_', '.', '-'"),
+        "ladders": Tables(
+            LadderSection,
+            name_pattern=LADDER_NAME.pattern,
+            name_rule="a lower-case name: a-z, 0-9 and '-', at most 32",
+        ),
         "processes": Tables(
             ProcessSection,
             name_pattern=PROCESS_NAME.pattern,

@@ -1,6 +1,43 @@
 """
-The ladder: ranked play.  Ratings, the board and seasons (L{mmo.ladder.ladder});
-the ranked queue (L{mmo.ladder.queue}), the service and its process
-(L{mmo.ladder.service}, L{mmo.ladder.tap}) and the reporting of results by
-game code (L{mmo.ladder.report}).
+The ladder: ranked ratings per player (openskill), results applied once by
+match id, the board of each season, and seasons rolled over atomically.
+
+  - L{mmo.ladder.ladder}: L{Ladder}, one configured ladder on the store;
+  - L{mmo.ladder.ratings}: L{Rater}, the model, the displayed rating and
+    the carry of a rating into a new season;
+  - L{mmo.ladder.records}: L{Player}, L{PlayerRating}, L{BoardEntry},
+    L{MatchOutcome} and the errors;
+  - L{mmo.ladder.queue}: the ranked queue (L{mmo.ladder.queue.Matchmaker});
+  - L{mmo.ladder.service}: the ladder service (C{ladder.*}) and its process
+    (L{mmo.ladder.tap}), with the lobby's rooms as parties
+    (L{mmo.ladder.parties}) and its requests' checks (L{mmo.ladder.checks});
+  - L{mmo.ladder.report}: how game code reports a match's result.
+
+See C{docs/ladder.md}.
 """
+
+from mmo.ladder.ladder import Ladder
+from mmo.ladder.ratings import Rater
+from mmo.ladder.records import (
+    BadResult,
+    BoardEntry,
+    LadderBusy,
+    LadderError,
+    MatchOutcome,
+    Player,
+    PlayerRating,
+    RatingChange,
+)
+
+__all__ = [
+    "BadResult",
+    "BoardEntry",
+    "Ladder",
+    "LadderBusy",
+    "LadderError",
+    "MatchOutcome",
+    "Player",
+    "PlayerRating",
+    "Rater",
+    "RatingChange",
+]

@@ -387,6 +387,76 @@ class IStore(Interface):
         """
 
 
+class ILadderStore(Interface):
+    """
+    The ladder's storage (L{mmo.ladder.Ladder}), which both stores provide
+    besides L{IStore}: per ladder, its current season and the seasons'
+    records, each player's row per season (L{mmo.store.common_ladder.LadderRow}),
+    the board of each season in its order (score descending, then player id
+    descending), the log of the results applied in each season, in the
+    order they were applied, and the ids of the matches applied.  Every
+    method returns a Deferred; see C{docs/store.md}.
+    """
+
+    def ladder_season(ladder):
+        """The ladder's current season (1 before any rollover).  Deferred[int]."""
+
+    def ladder_seasons(ladder):
+        """The records of its rollovers, by season.  Deferred[list[SeasonRecord]]."""
+
+    def ladder_rollover(ladder, from_season, record):
+        """
+        Begin season C{record.season} (C{from_season + 1}) if C{from_season}
+        is current, in one atomic step with the check; nothing if the season
+        moved on or a rollover with C{record.run_id} (when not empty) was
+        done already.  Deferred[int]: the season that rollover began, or
+        the current season.
+        """
+
+    def ladder_ratings(ladder, season, players):
+        """
+        Each player's latest row at or before C{season} (those with none are
+        left out).  Deferred[dict[str, LadderRow]].
+        """
+
+    def ladder_apply(ladder, season, match_id, rows, record, outcome):
+        """
+        Apply a result in one atomic step: unless C{match_id} was applied
+        (C{DUPLICATE}), the season is no longer C{season} (C{SEASON}) or a
+        row's stored version is not C{row.version - 1} (C{CONFLICT}; no row
+        is version 0), write C{rows}, append C{record} (bytes) to the
+        season's log and keep C{outcome} (bytes) under the match id.
+        Deferred[ApplyResult].
+        """
+
+    def ladder_matches(ladder, season):
+        """The season's log, in the order applied.  Deferred[list[bytes]]."""
+
+    def ladder_top(ladder, season, start, count):
+        """
+        C{count} rows of the board from the 0-based position C{start}.
+        Deferred[list[tuple[int, LadderRow]]]: (1-based rank, row).
+        """
+
+    def ladder_rank(ladder, season, player):
+        """The player's rank (1-based) and row, or C{None}.  Deferred."""
+
+    def ladder_around(ladder, season, player, count):
+        """
+        The player's row with up to C{count} rows on each side of it, as
+        L{ladder_top} gives them; empty if the player has no row.
+        """
+
+    def ladder_size(ladder, season):
+        """How many rows the season's board has.  Deferred[int]."""
+
+    def ladder_fill(ladder, season, rows):
+        """
+        Write C{rows} as they are (an import, a benchmark's board), with no
+        version check and no log.  Deferred[None].
+        """
+
+
 def make_store(config, reactor=None) -> IStore:
     """The store the config's C{[store]} section asks for (not started)."""
     if config.store.backend == "redis":

@@ -53,6 +53,7 @@ from mmo.store import (
     Account,
     AlreadyExists,
     Character,
+    ILadderStore,
     InFlight,
     IStore,
     NotEmpty,
@@ -77,6 +78,7 @@ from mmo.store import (
     unpack_data,
 )
 from mmo.store.redis_jobs import RedisJobs
+from mmo.store.redis_ladder import RedisLadder
 from mmo.store.redis_records import (
     account_record,
     batched,
@@ -267,8 +269,8 @@ def _unavailable(failure) -> bool:
     return False
 
 
-@implementer(IStore)
-class RedisStore(RedisJobs):
+@implementer(IStore, ILadderStore)
+class RedisStore(RedisJobs, RedisLadder):
     """
     L{IStore} on Redis (the C{[redis]} section of C{config}).
 

@@ -30,6 +30,7 @@ from mmo.store import (
     Account,
     AlreadyExists,
     Character,
+    ILadderStore,
     InFlight,
     IStore,
     NotEmpty,
@@ -58,6 +59,8 @@ from mmo.store import (
     unpack_data,
 )
 from mmo.store import sqlite_refresh as refresh
+from mmo.store.sqlite_ladder import SQLiteLadder
+from mmo.store.sqlite_ladder import migration as _migration_ladder
 from mmo.store.sqlite_rows import (
     ACCOUNT_COLUMNS,
     CHARACTER_COLUMNS,
@@ -170,6 +173,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_3,
     _migration_4,
     sqlite_jobs.migration,
+    _migration_ladder,
 ]
 
 
@@ -241,8 +245,8 @@ def _append_logs(conn, key, blobs, keep):
     conn.execute("DELETE FROM logs WHERE key = ? AND seq <= ?", (key, last - keep))
 
 
-@implementer(IStore)
-class SQLiteStore(sqlite_jobs.SQLiteJobs):
+@implementer(IStore, ILadderStore)
+class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder):
     """
     L{IStore} on a SQLite file.
 
