@@ -8,11 +8,15 @@ over by a new ladder process.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from twisted.internet import defer
 from twisted.trial import unittest
 
+from mmo.config import ConfigError
 from mmo.game.messages import Push, gateway_channel
 from mmo.game.service import Caller
+from mmo.jobs.job import Run
 from mmo.ladder.report import ReportNotAnswered, ReportRefused, report_result
 from mmo.ladder.service import PASS_INTERVAL, LadderService
 from mmo.lobby.service import LobbyService
@@ -428,3 +432,31 @@ class NoLadderTests(LadderTestCase):
         await self.refused(codes.NOT_FOUND, player("alice"), "ladder.top", ladder="duel")
         # Nothing to match: no timer runs.
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class RolloverJobTests(LadderTestCase):
+    ladders = {"duel": {**LADDERS["duel"], "season_schedule": "0 0 1 * *"}}
+
+    async def test_a_season_rollover_job(self):
+        [job] = self.ladder.jobs()
+        self.assertEqual(job.name, "ladder.duel.rollover")
+        self.assertEqual((job.misfire, job.max_catch_up), ("catch_up", 1))
+        runner = SimpleNamespace(store=self.store, bus=self.bus, reactor=self.clock)
+        run = Run(job, job.run_id(0.0), 0.0, 1, runner)
+        await job.handler(run)
+        seasons = await self.send(player("alice"), "ladder.seasons", ladder="duel")
+        self.assertEqual(seasons["season"], 2)
+        # The same run again (a retry after a lost lease): nothing more.
+        await job.handler(run)
+        self.assertEqual((await self.ladder.ladders["duel"].season()), 2)
+
+    async def test_a_schedule_the_scheduler_cannot_read(self):
+        bad = {"duel": {**LADDERS["duel"], "season_schedule": "99 0 1 * *"}}
+        service = LadderService(config_of(ladders=bad), self.store, self.bus, self.clock)
+        e = self.assertRaises(ConfigError, service.jobs)
+        self.assertIn("ladders.duel.season_schedule", str(e))
+
+    async def test_no_schedule_no_job(self):
+        self.assertEqual(
+            LadderService(config_of(ladders=LADDERS), self.store, self.bus, self.clock).jobs(), []
+        )

@@ -23,9 +23,12 @@ The contract with clients is C{docs/protocol.md} and C{docs/ladder.md}.
 
 from __future__ import annotations
 
+from functools import partial
+
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
+from mmo.config import ConfigError
 from mmo.game import messages
 from mmo.game.messages import (
     LADDER_STATE_KEY,
@@ -38,6 +41,8 @@ from mmo.game.messages import (
     RoomEvent,
 )
 from mmo.game.service import Caller, GameService
+from mmo.jobs.job import Job
+from mmo.jobs.schedules import ScheduleError, parse_schedule
 from mmo.ladder import checks
 from mmo.ladder.ladder import Ladder
 from mmo.ladder.parties import Parties
@@ -148,6 +153,39 @@ class LadderService(GameService):
         except BaseException:
             self._changed = True
             raise
+
+    def jobs(self) -> list[Job]:
+        """
+        Each ladder's season rollover, on its C{season_schedule} (none for a
+        ladder that rolls over by hand only).  A rollover missed while no
+        process ran the job is caught up once, late; its run id makes a
+        repeat of the same run change nothing.
+
+        @raise ConfigError: A C{season_schedule} the scheduler cannot read.
+        """
+        found = []
+        for name, ladder in self.ladders.items():
+            text = self.config.ladders[name].season_schedule
+            if not text:
+                continue
+            try:
+                schedule = parse_schedule(text)
+            except ScheduleError as e:
+                raise ConfigError(str(e), ("ladders", name, "season_schedule"), self.config.file)
+            found.append(
+                Job(
+                    f"ladder.{name}.rollover",
+                    schedule,
+                    partial(self._rollover, ladder),
+                    misfire="catch_up",
+                    max_catch_up=1,
+                )
+            )
+        return found
+
+    async def _rollover(self, ladder, run) -> None:
+        season = await ladder.rollover(run_id=run.id)
+        self.log.info("ladder: {name} is in season {season}", name=ladder.name, season=season)
 
     def held_sessions(self):
         return list(self.callers.values())
