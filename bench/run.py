@@ -303,6 +303,15 @@ BENCHMARKS = [
         profiled="the standalone server (twistd under cProfile)",
     ),
     Benchmark(
+        "ladder_queue",
+        "ladder_queue.py",
+        "The ranked queue's pass: each waiting player's neighbours by rating, or a scan",
+        [Run("", ["--queued", "3000", "--large", "20000"], True)],
+        [Run("", ["--queued", "200", "--large", "400", "--repeats", "1"], True)],
+        timeout=300,
+        profiled="one more pass over the large queue, five-on-five, in process",
+    ),
+    Benchmark(
         "ladder",
         "ladder.py",
         "The ladder: the board with 1,000,000 entries, rated results, the rollover",

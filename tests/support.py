@@ -286,12 +286,15 @@ class Cluster:
     ports: dict
 
 
-async def spawn_cluster(testcase, processes, settings: str = "") -> Cluster:
+async def spawn_cluster(
+    testcase, processes, settings: str = "", pythonpath: str | None = None
+) -> Cluster:
     """
     The C{(name, kind[, listeners])} C{processes} (as L{process_tables} takes
     them) as C{twistd mmo-KIND} processes on a private redis-server, with
-    C{settings}; fires once every one is ready.  The services start first,
-    so that the login server and gateways find them.
+    C{settings} (and a game's modules on C{pythonpath}); fires once every
+    one is ready.  The services start first, so that the login server and
+    gateways find them.
     """
     from mmo import tls
     from tests.redis import redis_config_text, start_redis
@@ -308,7 +311,7 @@ async def spawn_cluster(testcase, processes, settings: str = "") -> Cluster:
     children, transports, ports = {}, {}, {}
     for name in order:
         children[name], transports[name] = spawn(
-            testcase, conf.file, f"mmo-{kinds[name]}", "--process", name
+            testcase, conf.file, f"mmo-{kinds[name]}", "--process", name, pythonpath=pythonpath
         )
     for name in order:
         if kinds[name] in CLIENT_KINDS:

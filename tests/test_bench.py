@@ -613,6 +613,25 @@ class BotReadsBenchTests(unittest.TestCase):
         self.assertLess(figures["bot_us_per_push"], figures["sdk_us_per_push"])
 
 
+class LadderQueueBenchTests(unittest.TestCase):
+    def test_tiny_run(self):
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", "ladder_queue.py"),
+            ["--queued", "200", "--large", "400", "--repeats", "1"],
+            timeout=120,
+            profile=None,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        self.assertEqual((figures["queued"], figures["large"]), (200, 400))
+        for mode, teams in (("1v1", 2), ("5v5", 10)):
+            # Most of a queue this dense is matched; both passes formed the same.
+            self.assertGreater(figures[f"matches_{mode}"] * teams, 200 * 0.8, mode)
+            for name in (f"pass_{mode}_ms", f"baseline_pass_{mode}_ms", f"pass_{mode}_ms_large"):
+                self.assertGreater(figures[name], 0, name)
+        self.assertIn(("pass_1v1_ms", "baseline_pass_1v1_ms"), run.expand_pairs([], figures))
+
+
 class LadderBenchTests(unittest.TestCase):
     """bench/ladder.py at the tiny size of its quick run, on both stores."""
 

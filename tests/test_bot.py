@@ -117,7 +117,7 @@ class StatsTests(unittest.TestCase):
             {
                 "scenario", "stopped", "ok", "problems", "bots", "elapsed", "ramp_seconds",
                 "duration", "requests", "errors", "disconnects", "moves_followed", "handoffs",
-                "world", "chat", "window", "login_storm",
+                "world", "chat", "window", "login_storm", "ranked",
             },
         )  # fmt: skip
 

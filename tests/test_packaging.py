@@ -20,6 +20,7 @@ EXPECTED = {
     "mmo",
     "mmo-chat",
     "mmo-gateway",
+    "mmo-ladder",
     "mmo-lobby",
     "mmo-login",
     "mmo-manager",

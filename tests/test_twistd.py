@@ -138,15 +138,22 @@ def kill_twistd(child: TwistdProcess, transport) -> defer.Deferred | None:
     return child.whenExited().addCallback(orphans)
 
 
-def spawn(testcase, config_path, plugin="mmo", *args):
-    """Start C{twistd -n PLUGIN --config config_path ARGS}; stop it at cleanup."""
+def spawn(testcase, config_path, plugin="mmo", *args, pythonpath: str | None = None):
+    """
+    Start C{twistd -n PLUGIN --config config_path ARGS}; stop it at cleanup.
+    C{pythonpath}: where the child finds a game's own modules (the installed
+    package comes first either way).
+    """
     child = TwistdProcess()
     pidfile = os.path.abspath(testcase.mktemp())
+    env = subprocess_env()
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
     transport = reactor.spawnProcess(
         child,
         sys.executable,
         twistd_command("-n", "--pidfile", pidfile, plugin, "--config", config_path, *args),
-        env=subprocess_env(),
+        env=env,
     )
 
     # Not "ended.called": a timeout fires that Deferred while the child lives.

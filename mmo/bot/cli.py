@@ -37,6 +37,8 @@ scenarios:
   border-walk   walk back and forth across a border between two regions, one
                 lane per bot spread along the borders (move_interval, span)
   login-storm   login, gateway auth, close, over and over (concurrency)
+  ranked        queue on a ladder, play the ranked duel of the match's room,
+                queue again (ladder, mode, think, requeue_delay)
 
 examples:
   mmo-bot --config conf/cluster.toml --bots 100 --scenario border-walk --duration 30

@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 
 #: The scenarios, in the order the help lists them.
-SCENARIOS = ("idle", "chat", "wander", "border-walk", "login-storm")
+SCENARIOS = ("idle", "chat", "wander", "border-walk", "login-storm", "ranked")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,14 @@ KEYS: dict[str, Key] = {
     "chat_interval": Key(10.0, 0.1, 3600.0, float, ("chat",), "Seconds between a bot's messages."),
     "channel": Key("world", None, None, str, ("chat",), "The channel the bots talk on."),
     "concurrency": Key(16, 1, 10000, int, ("login-storm",), "Login cycles in flight at once."),
+    "ladder": Key("duel", None, None, str, ("ranked",), "The ladder the bots queue on."),
+    "mode": Key("1v1", None, None, str, ("ranked",), "The ladder's mode they queue for."),
+    "think": Key(
+        0.5, 0.0, 60.0, float, ("ranked",), "Seconds a matched bot takes to throw, at most."
+    ),
+    "requeue_delay": Key(
+        1.0, 0.0, 600.0, float, ("ranked",), "Seconds between a result and the next queue join."
+    ),
 }
 
 

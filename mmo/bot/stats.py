@@ -83,6 +83,10 @@ class Stats:
         self.view_checks = 0
         self.chat_sent = 0
         self.chat_delivered = 0
+        #: The ranked scenario's counts (L{mmo.bot.ranked}).
+        self.ranked = dict.fromkeys(
+            ("queued", "matched", "results", "wins", "losses", "ties", "timeouts"), 0
+        )
         self.cycles = 0
         self.examples: list[dict] = []
         #: The window (the scenario once every bot is in): its latencies
@@ -189,6 +193,7 @@ class Stats:
                 "examples": list(self.examples),
             },
             "chat": {"sent": self.chat_sent, "delivered": self.chat_delivered},
+            "ranked": dict(self.ranked),
             "window": self.window_report(),
             "login_storm": {
                 "cycles": self.cycles,
@@ -275,6 +280,13 @@ def format_report(report: dict) -> str:
     if report["chat"]["sent"]:
         lines.append(
             f"chat: {report['chat']['sent']} sent, {report['chat']['delivered']} delivered"
+        )
+    ranked = report.get("ranked", {})
+    if ranked.get("queued"):
+        lines.append(
+            f"ranked: {ranked['queued']} queued, {ranked['matched']} matched, "
+            f"{ranked['results']} results ({ranked['wins']} won, {ranked['losses']} lost, "
+            f"{ranked['ties']} tied), {ranked['timeouts']} timed out"
         )
     if report["login_storm"]["cycles"]:
         ls = report["login_storm"]

@@ -19,6 +19,7 @@ from twisted.internet import defer, error, task
 
 from mmo.bot import geometry, views
 from mmo.bot.client import BotClient
+from mmo.bot.ranked import RankedPlay
 from mmo.bot.scenario import Scenario
 from mmo.bot.stats import Stats, format_report, problems
 from mmo.bot.timers import Deadlines, Metronome
@@ -109,6 +110,7 @@ class Bot:
         self.chat_count = 0
         self.chat_pending: dict[int, float] = {}
         self.rng = random.Random(f"{swarm.seed}:{index}")
+        self.ranked = RankedPlay(self) if swarm.scenario.name == "ranked" else None
 
     # -- getting in ------------------------------------------------------------
 
@@ -202,6 +204,10 @@ class Bot:
             character = created["character"]
         self.display = character.get("name", "")
         await swarm.request(client, "character.choose", character=character["id"])
+        if self.ranked is not None:
+            # Ranked play is in the lobby: no world.
+            client.whenClosed().addCallback(self.closed, client)
+            return
         await swarm.request(client, "world.enter")
         if swarm.stopping:
             raise Stopped()
@@ -218,6 +224,8 @@ class Bot:
         client.on("moved", self.moved)
         if self.swarm.scenario.name == "chat":
             client.on("chat.message", self.chat_message)
+        if self.ranked is not None:
+            self.ranked.attach(client)
 
     # -- pushes ------------------------------------------------------------------
 
@@ -302,6 +310,8 @@ class Bot:
                         swarm.lanes[self.index], step, here, scenario.weave or None
                     )
             self.every(scenario.move_interval, self.move)
+        elif self.ranked is not None:
+            self.ranked.start()
 
     def every(self, interval: float, work) -> None:
         """Call C{work} every C{interval} seconds, from a random moment of the first."""
@@ -309,6 +319,8 @@ class Bot:
         self.loops.append((metronome, metronome.add(work, self.rng.uniform(0, interval))))
 
     def stop_scenario(self) -> None:
+        if self.ranked is not None:
+            self.ranked.stop()
         loops, self.loops = self.loops, []
         for metronome, key in loops:
             metronome.remove(key)
@@ -486,7 +498,7 @@ class Swarm:
         progress.clock = self.reactor
         progress.start(1.0, now=False)
         checks = None
-        if opts.world is not None and self.scenario.name != "login-storm":
+        if opts.world is not None and self.scenario.name not in ("login-storm", "ranked"):
             checks = task.LoopingCall(self.check_views)
             checks.clock = self.reactor
             checks.start(VIEW_CHECK_INTERVAL, now=False)

@@ -4,7 +4,7 @@ The C{[lobby]} section: characters and rooms.
 
 from __future__ import annotations
 
-from mmo.config.schema import Number, Section
+from mmo.config.schema import Number, Section, Str
 
 
 class LobbySection(Section):
@@ -23,6 +23,12 @@ class LobbySection(Section):
             64, minimum=2, maximum=100000, doc="Most members a room may be created for."
         ),
         "rooms_max": Number(1000, minimum=1, maximum=1000000, doc="Rooms open at once."),
+        "lobby_class": Str(
+            "",
+            pattern=r"^$|^[A-Za-z_][\w.]*\.[A-Za-z_]\w*$",
+            doc="Fully qualified name of a LobbyService subclass with the game's rules "
+            "(its rooms' games, a ranked match's rule).",
+        ),
     }
 
     def check(self):

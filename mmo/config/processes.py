@@ -19,7 +19,7 @@ PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RESERVED_NAMES = ("admin",)
 
 #: Process kinds and the plugins that run them.
-PROCESS_KINDS = ("mmo", "login", "gateway", "lobby", "chat", "zone", "manager")
+PROCESS_KINDS = ("mmo", "login", "gateway", "lobby", "chat", "zone", "manager", "ladder")
 
 #: Keys every process table may hold.
 COMMON_KEYS = frozenset({"kind", "hosts"})
@@ -34,6 +34,7 @@ KIND_KEYS = {
     "lobby": frozenset({"rpc", "realm"}),
     "chat": frozenset({"rpc", "realm"}),
     "zone": frozenset({"rpc", "realm"}),
+    "ladder": frozenset({"rpc", "realm"}),
     "manager": frozenset({"rpc", "runs", "redis_server"}),
 }
 

@@ -26,7 +26,10 @@ for the message's type.
     sessions                every gateway    L{AccountSession}
     gateways                every game       L{GatewayStarted}
                             service
-    lobby.rooms             chat             L{RoomEvent}
+    lobby.rooms             chat, ladder     L{RoomEvent}
+    lobby.matches           the lobby        L{MatchRoom}
+    ladder.results          the ladder       L{MatchResult}
+    ladder-reply:ID         who sent ID      L{MatchResultAnswer}
 
 Requests and their answers (control commands, the gateways' handover of a
 session) are matched by id with one L{Requests} table.
@@ -58,6 +61,21 @@ ROOMS_CHANNEL = "lobby.rooms"
 #: Where a gateway says it started, so that game services end the sessions
 #: an earlier process of its name held (L{mmo.game.gateways}).
 GATEWAYS_CHANNEL = "gateways"
+
+
+#: Where the ladder asks the lobby to open a match's room (L{MatchRoom}).
+MATCHES_CHANNEL = "lobby.matches"
+
+#: Where game code reports match results to the ladder (L{MatchResult}).
+RESULTS_CHANNEL = "ladder.results"
+
+#: The bus key of the ladder's queues and open matches (L{mmo.ladder.service}).
+LADDER_STATE_KEY = "ladder:queue"
+
+
+def ladder_reply_channel(request: str) -> str:
+    """Where the ladder answers the result report C{request} (L{MatchResultAnswer})."""
+    return f"ladder-reply:{request}"
 
 
 def gateway_channel(gateway: str) -> str:
@@ -394,6 +412,55 @@ class RoomEvent:
     room: str
     event: str
     caller: dict
+
+
+# -- ranked matches (lobby.matches, ladder.results, ladder-reply:ID; see mmo.ladder) ------
+
+
+@message
+class MatchRoom:
+    """
+    The ladder formed match C{match} of ladder C{ladder}, mode C{mode}: the
+    lobby opens a room for it, moves the players' sessions into it and
+    pushes each of them C{ladder.matched}.  C{teams}: by team, the players'
+    callers (L{mmo.game.service.Caller.to_dict}).
+    """
+
+    ladder: str
+    mode: str
+    match: str
+    teams: list
+
+
+@message
+class MatchResult:
+    """
+    Game code reports the result of match C{match} of ladder C{ladder}:
+    C{ranks} (one per team, in the match's team order, lower is better,
+    equal for a tie) or C{scores} (one per team, higher is better).
+    Answered on C{reply} with a L{MatchResultAnswer} for C{request}.
+    """
+
+    request: str
+    reply: str
+    ladder: str
+    match: str
+    ranks: list | None = None
+    scores: list | None = None
+
+
+@message
+class MatchResultAnswer:
+    """
+    The ladder's answer to result report C{request}: applied (C{ok}, with
+    the C{result}; a report repeated gives the first one's) or refused
+    (C{error}: no such match, ranks that do not fit it).
+    """
+
+    request: str
+    ok: bool
+    result: Any = None
+    error: str | None = None
 
 
 # -- the handoff (zone:REGION, gateway:NAME; see mmo.zone.handoff) ------------------------

@@ -27,10 +27,31 @@ from operator import attrgetter
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.reflect import namedAny
 
+from mmo.config import ConfigError
 from mmo.game.messages import Push, gateway_channel, publish
 from mmo.wire import codes
 from mmo.wire.codes import WireError
+
+
+def named_subclass(name: str, base: type, key: tuple, file: str | None) -> type:
+    """
+    The class a config names by C{name} at C{key} (a game's subclass of
+    C{base}, with its own messages and rules), or C{base} if C{name} is empty.
+
+    @raise ConfigError: It cannot be imported or is no subclass of C{base}.
+    """
+    if not name:
+        return base
+    try:
+        found = namedAny(name)
+    except Exception as e:
+        raise ConfigError(f"cannot import {name!r}: {e}", key, file)
+    if not (isinstance(found, type) and issubclass(found, base)):
+        qualified = f"{base.__module__}.{base.__qualname__}"
+        raise ConfigError(f"{name!r} is not a subclass of {qualified}", key, file)
+    return found
 
 
 def owns(prefixes, kind: str) -> bool:

@@ -27,6 +27,7 @@ from mmo.zone.route import zone_routes
 ROUTE_PREFIXES: dict[str, tuple[str, ...]] = {
     "lobby": ("character.", "room.", "world."),
     "chat": ("chat.",),
+    "ladder": ("ladder.",),
 }
 
 

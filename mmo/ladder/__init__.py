@@ -6,7 +6,12 @@ match id, the board of each season, and seasons rolled over atomically.
   - L{mmo.ladder.ratings}: L{Rater}, the model, the displayed rating and
     the carry of a rating into a new season;
   - L{mmo.ladder.records}: L{Player}, L{PlayerRating}, L{BoardEntry},
-    L{MatchOutcome} and the errors.
+    L{MatchOutcome} and the errors;
+  - L{mmo.ladder.queue}: the ranked queue (L{mmo.ladder.queue.Matchmaker});
+  - L{mmo.ladder.service}: the ladder service (C{ladder.*}) and its process
+    (L{mmo.ladder.tap}), with the lobby's rooms as parties
+    (L{mmo.ladder.parties}) and its requests' checks (L{mmo.ladder.checks});
+  - L{mmo.ladder.report}: how game code reports a match's result.
 
 See C{docs/ladder.md}.
 """

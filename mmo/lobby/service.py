@@ -30,7 +30,8 @@ from twisted.internet import defer
 
 from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
-from mmo.game.service import Caller, GameService, Reply, SessionChange
+from mmo.game.service import Caller, GameService, Reply, SessionChange, named_subclass
+from mmo.lobby.matches import MatchRooms
 from mmo.store import AlreadyExists, Character, NotFound, new_id
 from mmo.unavailable import log_failure
 from mmo.wire.codes import (
@@ -78,6 +79,9 @@ class Room:
     @ivar password: The password, or C{None} for an open room.
     @ivar realm: The realm of its creator; players of other realms neither
         see nor join it.
+    @ivar match: For a ranked match's room (L{mmo.lobby.matches}): its
+        C{ladder}, C{mode}, C{match} id and C{teams} (account ids, by team);
+        nobody else joins it.
     """
 
     id: str
@@ -87,6 +91,7 @@ class Room:
     realm: str
     owner: str
     members: list[str] = field(default_factory=list)
+    match: dict | None = None
 
     @property
     def full(self) -> bool:
@@ -162,11 +167,16 @@ class LobbyService(GameService):
         self.rooms: dict[str, Room] = {}
         self._sessions: dict[str, _Session] = {}
         self._account_locks: dict[str, defer.DeferredLock] = {}
+        self.matches = MatchRooms(self)
 
     # -- life cycle -----------------------------------------------------------
 
+    async def start(self) -> None:
+        await self.matches.start()
+
     async def stop(self) -> None:
         """Close every room, telling its members (C{room.closed}) and the bus."""
+        await self.matches.stop()
         outbox = _Outbox(self)
         for room in list(self.rooms.values()):
             members = self._callers(room.members)
@@ -364,6 +374,7 @@ class LobbyService(GameService):
             "capacity": room.capacity,
             "has_password": room.password is not None,
             "owner": self._sessions[room.owner].caller.display_name,
+            **({"match": room.match} if room.match is not None else {}),
         }
 
     def _members_reply(self, room: Room) -> dict:
@@ -438,6 +449,46 @@ class LobbyService(GameService):
         outbox.event(room, "closed", caller)
         self.log.info("lobby: room {id} ({name}) closed", id=room.id, name=room.name)
 
+    def room_of(self, caller: Caller) -> Room | None:
+        """The room the caller is in, if any (for a game's rules)."""
+        state = self._sessions.get(caller.session)
+        return None if state is None or state.room is None else self.rooms[state.room]
+
+    def members(self, room: Room) -> list[Caller]:
+        """The room's members, longest present first."""
+        return self._callers(room.members)
+
+    async def open_match_room(self, match: dict, teams: list[list[Caller]]) -> Room:
+        """
+        Open the room of a ranked match (C{match}: its C{ladder}, C{mode}
+        and C{match} id), move the teams' sessions into it out of their
+        rooms, and push each of them C{ladder.matched} with the room.
+        """
+        callers = [caller for team in teams for caller in team]
+        states = [await self._update(caller) for caller in callers]
+        match = {**match, "teams": [[c.account_id for c in team] for team in teams]}
+        name = f"{match['ladder']} {match['mode']}"[:ROOM_NAME_MAX_LENGTH]
+        room = Room(
+            new_id(), name, len(callers), None, callers[0].realm, callers[0].session, match=match
+        )
+        self.rooms[room.id] = room
+        outbox = _Outbox(self)
+        for state in states:
+            self._join(state, room, outbox)
+        shown = [[{"player": c.account_id, "name": c.display_name} for c in team] for team in teams]
+        outbox.push(
+            callers,
+            "ladder.matched",
+            ladder=match["ladder"],
+            mode=match["mode"],
+            match=match["match"],
+            teams=shown,
+            room=self.room_dict(room),
+        )
+        await outbox.flush()
+        self.log.info("lobby: room {id} for match {match}", id=room.id, match=match["match"])
+        return room
+
     async def on_room_create(self, caller: Caller, message: dict) -> dict:
         name = self._string(message, "name")
         name = name.strip()
@@ -502,6 +553,8 @@ class LobbyService(GameService):
             (password or "").encode(), room.password.encode()
         ):
             raise WireError(WRONG_PASSWORD, "wrong password for this room")
+        if room.match is not None:
+            raise WireError(NOT_ALLOWED, "a match's room takes only its players")
         if room.full:
             raise WireError(ROOM_FULL, f"the room is full ({room.capacity} members)")
         outbox = _Outbox(self)
@@ -574,3 +627,15 @@ class LobbyService(GameService):
         if caller.zone is not None:
             raise WireError(NOT_ALLOWED, "leave your zone first (zone.leave)")
         return Reply({}, SessionChange(in_world=False))
+
+
+def lobby_service_class(config) -> type[LobbyService]:
+    """
+    The lobby service class named by C{[lobby] lobby_class} (a game's
+    subclass with its own messages and rules), or L{LobbyService}.
+
+    @raise ConfigError: It cannot be imported or is no L{LobbyService}.
+    """
+    return named_subclass(
+        config.lobby.lobby_class, LobbyService, ("lobby", "lobby_class"), config.file
+    )

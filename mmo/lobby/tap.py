@@ -13,6 +13,6 @@ class Options(ServiceOptions):
 
 
 def makeService(options: Options, reactor=None):
-    from mmo.lobby.service import LobbyService
+    from mmo.lobby.service import lobby_service_class
 
-    return make_game_service(options, LobbyService, reactor)
+    return make_game_service(options, lobby_service_class(options.config), reactor)

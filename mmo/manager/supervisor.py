@@ -29,12 +29,18 @@ PLUGINS = {
     "lobby": "mmo-lobby",
     "chat": "mmo-chat",
     "zone": "mmo-zone",
+    "ladder": "mmo-ladder",
 }
 
 #: The order processes start in; they stop in the reverse order, one group
 #: at a time: clients are told goodbye first, zones write their last
 #: checkpoint while the services they talk to are still up, Redis goes last.
-START_ORDER = (("redis",), ("lobby", "chat", "mmo"), ("zone",), ("login", "gateway"))
+START_ORDER = (
+    ("redis",),
+    ("lobby", "chat", "ladder", "mmo"),
+    ("zone",),
+    ("login", "gateway"),
+)
 
 #: twistd, run by this interpreter (so by the same installation of mmo).
 TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"

@@ -44,7 +44,8 @@ class Options(ConfigOptions):
 
 def makeService(options: Options, reactor=None) -> ProcessService:
     from mmo.chat.service import ChatService
-    from mmo.lobby.service import LobbyService
+    from mmo.ladder.service import LadderService
+    from mmo.lobby.service import lobby_service_class
 
     config, process = options.config, options.process
     if reactor is None:
@@ -55,7 +56,7 @@ def makeService(options: Options, reactor=None) -> ProcessService:
         login = login_service(top, reactor)
         services = [
             top.resource(cls(config, login.store, login.bus, reactor))
-            for cls in (LobbyService, ChatService)
+            for cls in (lobby_service_class(config), ChatService, LadderService)
         ]
         routes = [LocalRoute(service) for service in services]
         routes.append(zone_route(config, process, login.store, login.bus, reactor, top))

@@ -11,12 +11,11 @@ from __future__ import annotations
 import uuid
 
 from twisted.internet import defer
-from twisted.python.reflect import namedAny
 
 from mmo.config import ConfigError
 from mmo.game import messages
 from mmo.game.messages import Released, Relink, gateway_channel, takeover_channel
-from mmo.game.service import Caller, GameService
+from mmo.game.service import Caller, GameService, named_subclass
 from mmo.process import control
 from mmo.wire import codes
 from mmo.wire.codes import WireError
@@ -312,16 +311,6 @@ def zone_service_class(config) -> type[ZoneService]:
 
     @raise ConfigError: It cannot be imported or is no L{ZoneService}.
     """
-    name = config.world.zone_class
-    if not name:
-        return ZoneService
-    key = ("world", "zone_class")
-    try:
-        found = namedAny(name)
-    except Exception as e:
-        raise ConfigError(f"cannot import {name!r}: {e}", key, config.file)
-    if not (isinstance(found, type) and issubclass(found, ZoneService)):
-        raise ConfigError(
-            f"{name!r} is not a subclass of mmo.zone.service.ZoneService", key, config.file
-        )
-    return found
+    return named_subclass(
+        config.world.zone_class, ZoneService, ("world", "zone_class"), config.file
+    )

@@ -1,0 +1,461 @@
+"""
+The ladder service: the ranked queue, the matches it forms, the results game
+code reports and the board, for clients (C{ladder.*}).
+
+One ladder process serves every C{[ladders.NAME]} of the deployment (kind
+C{"ladder"}, or the standalone server).  A player queues (alone, or with his
+lobby room as a party, L{mmo.ladder.parties}); every L{PASS_INTERVAL}
+seconds a pass of the L{Matchmaker} forms matches, and for each the lobby
+is asked to open a room and move the players into it
+(L{mmo.game.messages.MatchRoom}), which pushes them C{ladder.matched}.
+The match's result comes from game code only (L{mmo.ladder.report}), on the
+bus; the ladder applies it once by match id (L{mmo.ladder.ladder}), pushes
+each player C{ladder.result} and frees them.  A client that sends a result
+is refused.
+
+The queues and open matches, with each player's session, are kept on the
+bus (L{mmo.game.messages.LADDER_STATE_KEY}), written after each pass that
+changed them and when the process stops, read when it starts: a restarted
+ladder process, or one started elsewhere, goes on where the last one was.
+
+The contract with clients is C{docs/protocol.md} and C{docs/ladder.md}.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from twisted.internet import defer, task
+from twisted.python.failure import Failure
+
+from mmo.config import ConfigError
+from mmo.game import messages
+from mmo.game.messages import (
+    LADDER_STATE_KEY,
+    MATCHES_CHANNEL,
+    RESULTS_CHANNEL,
+    ROOMS_CHANNEL,
+    MatchResult,
+    MatchResultAnswer,
+    MatchRoom,
+    RoomEvent,
+)
+from mmo.game.service import Caller, GameService
+from mmo.jobs.job import Job
+from mmo.jobs.schedules import ScheduleError, parse_schedule
+from mmo.ladder import checks
+from mmo.ladder.ladder import Ladder
+from mmo.ladder.parties import Parties
+from mmo.ladder.queue import Match, Matchmaker, QueueError, QueueRules
+from mmo.ladder.records import BadResult, LadderError, Player
+from mmo.unavailable import log_failure
+from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, NOT_FOUND, WireError
+
+#: Seconds between two passes of the matchmaker.
+PASS_INTERVAL = 0.5
+
+#: Seconds the queue's state stays on the bus unwritten (a ladder down that
+#: long starts with empty queues).
+STATE_TTL = 24 * 3600
+
+#: What the last part of a message type that would carry a result is: a
+#: client sending one is told results come from the server.
+RESULT_WORDS = frozenset({"report", "result", "results", "score", "win", "lose", "outcome"})
+
+#: Why a queue refused a join, as the client's error code.
+QUEUE_CODES = {"no_mode": NOT_FOUND, "queued": NOT_ALLOWED, "in_match": NOT_ALLOWED}
+
+
+def make_ladders(config, store, reactor) -> dict:
+    """A L{Ladder} for each C{[ladders.NAME]} of C{config}."""
+    return {name: Ladder(section, store, reactor) for name, section in config.ladders.items()}
+
+
+class LadderService(GameService):
+    """
+    Ranked queues, matches and the board.
+
+    @ivar ladders: Ladder name -> its L{Ladder}.
+    @ivar queue: The L{Matchmaker} of every ladder's queues.
+    @ivar callers: Account id -> the session of a queued or matched player.
+    @ivar parties: The lobby's rooms, for parties.
+    """
+
+    kind = "ladder"
+    prefixes = ("ladder.",)
+
+    def __init__(self, config, store, bus, reactor, ladders: dict | None = None):
+        super().__init__(config, store, bus, reactor)
+        self.ladders = make_ladders(config, store, reactor) if ladders is None else ladders
+        self.queue = Matchmaker(
+            {name: QueueRules.from_config(section) for name, section in config.ladders.items()}
+        )
+        self.callers: dict[str, Caller] = {}
+        self.parties = Parties()
+        self._queued_rooms: dict[str, str] = {}
+        self._changed = False
+        self._subscriptions: list = []
+        self._loop = task.LoopingCall(self.run_pass)
+        self._loop.clock = reactor
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the state the last ladder process left, listen, start passing."""
+        state = await self.bus.get(LADDER_STATE_KEY)
+        if isinstance(state, dict):
+            self.restore(state)
+        rooms = messages.Dispatcher("ladder rooms")
+        rooms.on(RoomEvent, self._room_event)
+        results = messages.Dispatcher("ladder results")
+        results.on(MatchResult, self._result)
+        self._subscriptions = [
+            await self.bus.subscribe(ROOMS_CHANNEL, rooms),
+            await self.bus.subscribe(RESULTS_CHANNEL, results),
+        ]
+        if self.ladders:
+            self._loop.start(PASS_INTERVAL, now=False)
+
+    async def stop(self) -> None:
+        if self._loop.running:
+            self._loop.stop()
+        subscriptions, self._subscriptions = self._subscriptions, []
+        for subscription in subscriptions:
+            await subscription.cancel()
+        if self.ladders:
+            await self.save()
+
+    def restore(self, state: dict) -> None:
+        """Take the queues, matches and sessions of a L{snapshot}."""
+        try:
+            self.queue.restore(state.get("queue", {}))
+            for account, caller in state.get("callers", {}).items():
+                self.callers[account] = Caller.from_dict(caller)
+        except (KeyError, TypeError, ValueError) as e:
+            self.log.warn("ladder: the saved queue state is unreadable ({why}): ignored", why=e)
+        self.log.info(
+            "ladder: {queued} queued and {matches} matches taken over",
+            queued=self.queue.queued(),
+            matches=len(self.queue.matches),
+        )
+
+    def snapshot(self) -> dict:
+        return {
+            "queue": self.queue.snapshot(),
+            "callers": {account: c.to_dict() for account, c in self.callers.items()},
+        }
+
+    async def save(self) -> None:
+        """Write the state to the bus (again at the next pass if that fails)."""
+        self._changed = False
+        try:
+            await self.bus.put(LADDER_STATE_KEY, self.snapshot(), ttl=STATE_TTL)
+        except BaseException:
+            self._changed = True
+            raise
+
+    def jobs(self) -> list[Job]:
+        """
+        Each ladder's season rollover, on its C{season_schedule} (none for a
+        ladder that rolls over by hand only).  A rollover missed while no
+        process ran the job is caught up once, late; its run id makes a
+        repeat of the same run change nothing.
+
+        @raise ConfigError: A C{season_schedule} the scheduler cannot read.
+        """
+        found = []
+        for name, ladder in self.ladders.items():
+            text = self.config.ladders[name].season_schedule
+            if not text:
+                continue
+            try:
+                schedule = parse_schedule(text)
+            except ScheduleError as e:
+                raise ConfigError(str(e), ("ladders", name, "season_schedule"), self.config.file)
+            found.append(
+                Job(
+                    f"ladder.{name}.rollover",
+                    schedule,
+                    partial(self._rollover, ladder),
+                    misfire="catch_up",
+                    max_catch_up=1,
+                )
+            )
+        return found
+
+    async def _rollover(self, ladder, run) -> None:
+        season = await ladder.rollover(run_id=run.id)
+        self.log.info("ladder: {name} is in season {season}", name=ladder.name, season=season)
+
+    def held_sessions(self):
+        return list(self.callers.values())
+
+    def directory_info(self) -> dict:
+        return {"load": self.queue.queued(), "matches": len(self.queue.matches)}
+
+    # -- the pass ---------------------------------------------------------------------
+
+    async def run_pass(self) -> None:
+        """
+        Free the matches past their timeout, form new ones, ask the lobby
+        for their rooms, and save the state if it changed.  A failure is
+        logged: the next pass goes on.
+        """
+        now = self.reactor.seconds()
+        try:
+            for match in self.queue.expire(now):
+                self._changed = True
+                self.log.info("ladder: match {id} timed out", id=match.id)
+                await self._push(match.players, "ladder.match.ended", match, why="timeout")
+                self._forget(match.players)
+            for match in self.queue.match(now):
+                self._changed = True
+                await self._open_room(match)
+            if self._changed:
+                await self.save()
+        except Exception:
+            log_failure(Failure(), self.log, "ladder: a matchmaking pass failed")
+
+    async def _open_room(self, match: Match) -> None:
+        self.log.info(
+            "ladder: match {id} of {ladder} {mode}: {teams}",
+            id=match.id,
+            ladder=match.ladder,
+            mode=match.mode,
+            teams=match.teams,
+        )
+        teams = [[self.callers[p].to_dict() for p in team] for team in match.teams]
+        await messages.publish(
+            self.bus,
+            MATCHES_CHANNEL,
+            MatchRoom(match.ladder, match.mode, match.id, teams),
+            "ladder",
+        )
+
+    def _forget(self, players) -> None:
+        for player in players:
+            if self.queue.entry_of(player) is None and self.queue.match_of(player) is None:
+                self.callers.pop(player, None)
+
+    async def _push(self, players, kind: str, match: Match | None = None, **fields) -> None:
+        if match is not None:
+            fields = {"ladder": match.ladder, "mode": match.mode, "match": match.id, **fields}
+        targets = [self.callers[p] for p in players if p in self.callers]
+        try:
+            await self.deliver(targets, kind, **fields)
+        except Exception:
+            log_failure(Failure(), self.log, "ladder: a push was not sent")
+
+    # -- sessions and rooms -------------------------------------------------------------
+
+    async def session_event(self, caller: Caller, event: str) -> None:
+        """A queued player whose session ended leaves the queue (with his party)."""
+        mine = self.callers.get(caller.account_id)
+        if event == "ended":
+            self.parties.leave(caller.session)
+            if mine is not None and mine.session == caller.session:
+                await self._leave(caller.account_id, "session_ended")
+        elif mine is not None and mine.session == caller.session:
+            self.callers[caller.account_id] = caller
+            self._changed = True
+
+    def _room_event(self, sender: str, event: RoomEvent) -> defer.Deferred | None:
+        room = self.parties.heard(event)
+        account = self._queued_rooms.pop(room, None) if room is not None else None
+        found = self.queue.entry_of(account) if account is not None else None
+        if found is None or found[2].id != account:
+            return None
+        # The room's members changed: it is not the party that queued.
+        return defer.ensureDeferred(self._leave(account, "party_changed"))
+
+    async def _leave(self, account: str, why: str, told: str | None = None) -> dict | None:
+        """Take the account's entry out of the queue and tell its players (but C{told})."""
+        found = self.queue.entry_of(account)
+        if found is None:
+            return None
+        ladder, mode, entry = found
+        self.queue.leave(account)
+        self._changed = True
+        await self._push(
+            [p for p in entry.players if p != told],
+            "ladder.queue.left",
+            why=why,
+            ladder=ladder,
+            mode=mode,
+        )
+        self._forget(entry.players)
+        return {"ladder": ladder, "mode": mode}
+
+    # -- client messages ------------------------------------------------------------------
+
+    async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
+        if kind.rsplit(".", 1)[-1] in RESULT_WORDS:
+            raise WireError(NOT_ALLOWED, "results come from the game server, never from a client")
+        try:
+            return await super().handle(caller, kind, message)
+        except LadderError as e:
+            raise WireError(BAD_REQUEST, str(e)) from None
+
+    def _ladder(self, message: dict):
+        name = checks.string(message, "ladder")
+        ladder = self.ladders.get(name)
+        if ladder is None:
+            raise WireError(NOT_FOUND, f"no such ladder {name!r}")
+        return name, ladder
+
+    async def on_ladder_queue_join(self, caller: Caller, message: dict) -> dict:
+        name, ladder = self._ladder(message)
+        mode = checks.string(message, "mode")
+        party = checks.boolean(message, "party")
+        if party:
+            room = self.parties.room_of(caller.session)
+            if room is None:
+                raise WireError(NOT_ALLOWED, "you are in no room to queue as a party")
+            members = list({c.account_id: c for c in self.parties.members(room)}.values())
+        else:
+            members = [caller]
+        ratings = [await ladder.rating(c.account_id) for c in members]
+        try:
+            entry = self.queue.join(
+                name,
+                mode,
+                [c.account_id for c in members],
+                [r.rating for r in ratings],
+                self.reactor.seconds(),
+            )
+        except QueueError as e:
+            raise WireError(QUEUE_CODES.get(e.code, BAD_REQUEST), str(e)) from None
+        for member in members:
+            self.callers[member.account_id] = member
+        if party:
+            self._queued_rooms[room] = entry.id
+        self._changed = True
+        others = [c.account_id for c in members if c.session != caller.session]
+        await self._push(others, "ladder.queue.joined", ladder=name, mode=mode, by=caller.name)
+        return self._status(caller.account_id, (name, mode, entry))
+
+    async def on_ladder_queue_leave(self, caller: Caller, message: dict) -> dict:
+        left = await self._leave(caller.account_id, "party_left", told=caller.account_id)
+        if left is None:
+            raise WireError(NOT_ALLOWED, "you are not queued")
+        return {"left": left}
+
+    async def on_ladder_queue_status(self, caller: Caller, message: dict) -> dict:
+        return self._status(caller.account_id, self.queue.entry_of(caller.account_id))
+
+    def _status(self, account: str, found) -> dict:
+        match = self.queue.match_of(account)
+        if match is not None:
+            return {"queued": False, "match": match.id, "ladder": match.ladder, "mode": match.mode}
+        if found is None:
+            return {"queued": False}
+        ladder, mode, entry = found
+        waited = max(self.reactor.seconds() - entry.joined, 0.0)
+        return {
+            "queued": True,
+            "ladder": ladder,
+            "mode": mode,
+            "players": len(entry.players),
+            "rating": entry.rating,
+            "waited": waited,
+            "gap": self.queue.rules[ladder].accepted_gap(waited),
+        }
+
+    async def on_ladder_rating(self, caller: Caller, message: dict) -> dict:
+        name, ladder = self._ladder(message)
+        player = checks.player(message, caller)
+        return {"ladder": name, "player": player, **checks.rating_dict(await ladder.rating(player))}
+
+    async def on_ladder_top(self, caller: Caller, message: dict) -> dict:
+        name, ladder = self._ladder(message)
+        start = checks.integer(message, "start", 0, 0, checks.MAX_START)
+        count = checks.integer(message, "count", 10, 1, checks.MAX_COUNT)
+        season = checks.season(message)
+        entries = await ladder.top(start, count, season=season)
+        return {"ladder": name, "start": start, "entries": [checks.entry_dict(e) for e in entries]}
+
+    async def on_ladder_rank(self, caller: Caller, message: dict) -> dict:
+        name, ladder = self._ladder(message)
+        player = checks.player(message, caller)
+        entry = await ladder.rank(player, season=checks.season(message))
+        found = checks.entry_dict(entry) if entry is not None else {"rank": None, "player": player}
+        return {"ladder": name, **found}
+
+    async def on_ladder_around(self, caller: Caller, message: dict) -> dict:
+        name, ladder = self._ladder(message)
+        player = checks.player(message, caller)
+        count = checks.integer(message, "count", 10, 1, checks.MAX_COUNT)
+        entries = await ladder.around(player, count, season=checks.season(message))
+        return {
+            "ladder": name,
+            "player": player,
+            "entries": [checks.entry_dict(e) for e in entries],
+        }
+
+    async def on_ladder_seasons(self, caller: Caller, message: dict) -> dict:
+        name, ladder = self._ladder(message)
+        season = await ladder.season()
+        return {"ladder": name, "season": season, "seasons": list(range(1, season + 1))}
+
+    # -- results, from the bus ----------------------------------------------------------
+
+    def _result(self, sender: str, report: MatchResult) -> defer.Deferred:
+        return defer.ensureDeferred(self.apply(sender, report))
+
+    async def apply(self, sender: str, report: MatchResult) -> None:
+        """Apply a reported result (once per match) and answer the reporter."""
+        try:
+            result = await self.result(report.ladder, report.match, report.ranks, report.scores)
+            answer = MatchResultAnswer(report.request, True, result=result)
+        except (ValueError, BadResult) as e:
+            answer = MatchResultAnswer(report.request, False, error=str(e))
+        except Exception:
+            log_failure(
+                Failure(), self.log, "ladder: the result of {match} failed", match=report.match
+            )
+            return  # Not answered: the reporter tries again.
+        if isinstance(report.reply, str) and report.reply.startswith("ladder-reply:"):
+            await messages.publish(self.bus, report.reply, answer, "ladder")
+
+    async def result(self, name, match_id, ranks=None, scores=None) -> dict:
+        """
+        Apply the result of match C{match_id} of ladder C{name}; push each
+        of its players C{ladder.result} and free them (the first time).
+
+        @raise ValueError: No such match, or ranks or scores that do not fit it.
+        """
+        ladder = self.ladders.get(name) if isinstance(name, str) else None
+        match = self.queue.known(match_id) if isinstance(match_id, str) else None
+        if ladder is None or match is None or match.ladder != name:
+            raise ValueError(f"no match {match_id!r} of ladder {name!r}")
+        checks.check_outcome(ranks, scores, len(match.teams))
+        teams = [[self._player(p) for p in team] for team in match.teams]
+        outcome = await ladder.report(match.id, teams, ranks=ranks, scores=scores)
+        finished = self.queue.finish(match.id, self.reactor.seconds())
+        if finished is not None:
+            self._changed = True
+            changes = {change.player_id: change for change in outcome.changes}
+            for player in match.players:
+                entry = await ladder.rank(player)
+                await self._push(
+                    [player],
+                    "ladder.result",
+                    match,
+                    outcome=checks.outcome_of(match, player, ranks, scores),
+                    before=changes[player].rating_before,
+                    after=changes[player].rating,
+                    rank=entry.rank if entry is not None else None,
+                    season=outcome.season,
+                )
+            self._forget(match.players)
+            # Saved now, not at the next pass: a ladder that dies right
+            # after answering must not hold the players again.
+            try:
+                await self.save()
+            except Exception:
+                log_failure(Failure(), self.log, "ladder: the queue state was not saved")
+        return checks.outcome_dict(match, outcome)
+
+    def _player(self, account: str) -> Player:
+        caller = self.callers.get(account)
+        return Player(account, caller.name if caller is not None else account)

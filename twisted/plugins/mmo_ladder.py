@@ -1,0 +1,3 @@
+from twisted.application.service import ServiceMaker
+
+mmo_ladder = ServiceMaker("mmo-ladder", "mmo.ladder.tap", "Ranked play.", "mmo-ladder")
