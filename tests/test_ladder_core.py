@@ -203,6 +203,34 @@ class LadderTestsMixin:
         self.assertEqual(len((yield self.store.ladder_matches("ranked", 1))), len(reports))
         yield self.assertReplayExact(self.ladder, 1)
 
+    @defer.inlineCallbacks
+    def test_rows_it_wrote(self):
+        """
+        A ladder rates players it rated last from the rows it wrote, without
+        reading them; once another ladder (another process) rated one of them
+        since, the store refuses the stale row and the ladder rates from the
+        stored one: nothing is lost.
+        """
+        reads = []
+        read = self.store.ladder_ratings
+
+        def counted(*args):
+            reads.append(args)
+            return read(*args)
+
+        self.patch(self.store, "ladder_ratings", counted)
+        other = Ladder(section(), (yield self.open_store()), self.clock)
+        yield self.ladder.report("m1", [players("a"), players("b")])
+        self.assertEqual(len(reads), 1)
+        yield self.ladder.report("m2", [players("b"), players("a")])
+        self.assertEqual(len(reads), 1)
+        yield other.report("m3", [players("a"), players("b")])
+        yield self.ladder.report("m4", [players("b"), players("a")])
+        self.assertEqual(len(reads), 2)
+        for player in ("a", "b"):
+            self.assertEqual((yield self.ladder.rating(player)).games, 4)
+        yield self.assertReplayExact(self.ladder, 1)
+
     # -- seasons --------------------------------------------------------------------
 
     @defer.inlineCallbacks

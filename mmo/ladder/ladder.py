@@ -28,16 +28,23 @@ MAX_ATTEMPTS = 32
 #: Most entries of one board page, and on each side of a player.
 MAX_PAGE = 100
 
+#: Most rows a ladder keeps of those it wrote (the oldest go first).
+ROW_CACHE = 65_536
+
 
 class Ladder:
     """
     One ladder (C{[ladders.NAME]}): results applied once by match id,
     ratings, the board of each season, and the rollover of seasons.
 
-    Nothing is cached but the current season's number (checked by the store
-    in the same atomic step as every result) and the records of past
-    rollovers, which never change: two processes may each have a
-    L{Ladder} on one store.
+    Nothing read from it is cached but the current season's number
+    (checked by the store in the same atomic step as every result) and the
+    records of past rollovers, which never change; and the rows the ladder
+    itself last wrote, from which a result of players it rated before is
+    rated without reading them again.  The store checks every row's version
+    in the apply, so a row that another process changed since costs one
+    retry, never an update: two processes may each have a L{Ladder} on one
+    store.  The board is always read from the store.
 
     @param section: The ladder's L{mmo.config.ladder.LadderSection}.
     @param store: An L{mmo.store.ILadderStore}, started.
@@ -57,6 +64,8 @@ class Ladder:
         self._clock = clock
         self._season: int | None = None
         self._seasons: dict[int, SeasonRecord] = {}
+        #: Player id -> the row this ladder last wrote of the player.
+        self._written: dict[str, LadderRow] = {}
 
     def __repr__(self) -> str:
         return f"<Ladder {self.name!r} on {self._store!r}>"
@@ -94,6 +103,7 @@ class Ladder:
             run_id or "",
         )
         season = yield self._store.ladder_rollover(self.name, from_season, record)
+        self._written.clear()
         yield self.season()
         return season
 
@@ -196,15 +206,15 @@ class Ladder:
             },
             use_bin_type=True,
         )
-        players = [player for team in teams for player in team]
+        ids = [player.id for team in teams for player in team]
         for _ in range(MAX_ATTEMPTS):
             season = self._season
             if season is None:
                 season = yield self.season()
-            rows = yield self._store.ladder_ratings(
-                self.name, season, [player.id for player in players]
-            )
-            starts = yield self._starts(rows, [player.id for player in players], season)
+            rows = self._written_rows(ids, season)
+            if rows is None:
+                rows = yield self._store.ladder_ratings(self.name, season, ids)
+            starts = yield self._starts(rows, ids, season)
             rated = self.rater.rate(
                 [[starts[player.id][0] for player in team] for team in teams], ranks, scores
             )
@@ -214,12 +224,36 @@ class Ladder:
                 self.name, season, match_id, new_rows, record, outcome.pack()
             )
             if result.status is Applied.APPLIED:
+                self._wrote(new_rows)
                 return outcome
             if result.status is Applied.DUPLICATE:
                 return MatchOutcome.unpack(result.outcome).again()
             if result.status is Applied.SEASON:
                 self._season = result.season
+                self._written.clear()
+            else:
+                # Someone else rated one of them since: read them all again.
+                for player in ids:
+                    self._written.pop(player, None)
         raise LadderBusy(f"match {match_id!r}: ratings kept changing; not applied")
+
+    def _written_rows(self, players, season: int) -> dict[str, LadderRow] | None:
+        """The rows this ladder last wrote of C{players} in C{season}, if it has all."""
+        rows = {}
+        for player in players:
+            row = self._written.get(player)
+            if row is None or row.season != season:
+                return None
+            rows[player] = row
+        return rows
+
+    def _wrote(self, rows) -> None:
+        written = self._written
+        for row in rows:
+            written.pop(row.player, None)
+            written[row.player] = row
+        while len(written) > ROW_CACHE:
+            del written[next(iter(written))]
 
     def _changes(self, season, teams, starts, rated):
         rows, changes = [], []
