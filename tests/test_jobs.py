@@ -18,7 +18,7 @@ from mmo.config import ConfigError
 from mmo.jobs.build import add_scheduler, config_jobs
 from mmo.jobs.job import Job
 from mmo.jobs.scheduler import Scheduler
-from mmo.jobs.schedules import Interval, iso_time
+from mmo.schedules import Interval, iso_time
 from tests.support import fake_clock_bus_store, sleep, write_config
 
 #: Where the clock starts: a multiple of every interval below.

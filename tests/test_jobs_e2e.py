@@ -20,7 +20,7 @@ from twisted.trial import unittest
 
 from mmo.bus.redis import RedisBus
 from mmo.game.messages import job_lease_key
-from mmo.jobs.schedules import Interval
+from mmo.schedules import Interval
 from mmo.store.redis import RedisStore
 from tests.redis import redis_config_text, start_redis
 from tests.support import deployment, process_tables, sleep, until

@@ -1,5 +1,5 @@
 """
-Tests for L{mmo.jobs.schedules}: cron expressions checked against a
+Tests for L{mmo.schedules}: cron expressions checked against a
 minute-by-minute enumeration of what they mean, intervals, one-shot times
 and the schedule text the config takes.
 """
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from mmo.jobs.schedules import (
+from mmo.schedules import (
     Cron,
     Interval,
     OneShot,

@@ -23,7 +23,7 @@ class ScheduleField(Field):
     """A schedule: seconds, C{"every 30s"}, a cron expression or an ISO time."""
 
     def convert(self, value, path, ctx):
-        from mmo.jobs.schedules import ScheduleError, parse_schedule
+        from mmo.schedules import ScheduleError, parse_schedule
 
         try:
             return parse_schedule(value)

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmo.jobs.schedules import Schedule, iso_time
+from mmo.schedules import Schedule, iso_time
 
 #: The misfire policies: what becomes of the times a job missed.
 MISFIRE_POLICIES = ("skip", "catch_up")
@@ -26,7 +26,7 @@ class Job:
 
     @ivar name: Unique in the deployment: it names the job's lease, its
         state in the store and its runs.
-    @ivar schedule: A L{Schedule} (L{mmo.jobs.schedules.parse_schedule}
+    @ivar schedule: A L{Schedule} (L{mmo.schedules.parse_schedule}
         makes one from text).
     @ivar handler: C{async def handler(run)}, given the L{Run}.  What it
         raises is the run's outcome (logged, recorded); the run is not

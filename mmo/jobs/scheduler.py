@@ -15,7 +15,7 @@ from twisted.logger import Logger
 from mmo.game.messages import job_lease_key
 from mmo.jobs.job import Job
 from mmo.jobs.runner import JobRunner
-from mmo.jobs.schedules import iso_time
+from mmo.schedules import iso_time
 from mmo.store.jobs import JobState
 
 

@@ -42,12 +42,12 @@ from mmo.game.messages import (
 )
 from mmo.game.service import Caller, GameService
 from mmo.jobs.job import Job
-from mmo.jobs.schedules import ScheduleError, parse_schedule
 from mmo.ladder import checks
 from mmo.ladder.ladder import Ladder
 from mmo.ladder.parties import Parties
 from mmo.ladder.queue import Match, Matchmaker, QueueError, QueueRules
 from mmo.ladder.records import BadResult, LadderError, Player
+from mmo.schedules import ScheduleError, parse_schedule
 from mmo.unavailable import log_failure
 from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, NOT_FOUND, WireError
 
