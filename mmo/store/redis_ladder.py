@@ -27,6 +27,7 @@ so they are for a single Redis (as the rest of the store's).
 
 from __future__ import annotations
 
+import msgpack
 from twisted.internet import defer
 
 from mmo.store.common_ladder import (
@@ -67,7 +68,8 @@ return tonumber(ARGV[2])
 # KEYS: last
 # ARGV: season, prefix of ratings keys, player...
 # Per player: the season of its latest row at or before the season (0: none)
-# and the row ('' for none).
+# and the row ('' for none), packed in one msgpack string: txredisapi reads
+# each string of a reply in a reactor turn of its own.
 RATINGS = """
 local season = tonumber(ARGV[1])
 local out = {}
@@ -88,7 +90,7 @@ for i = 3, #ARGV do
   out[#out + 1] = found
   out[#out + 1] = row or ''
 end
-return out
+return cmsgpack.pack(out)
 """
 
 # KEYS: applied, season, ratings, board, log, last
@@ -192,6 +194,7 @@ class RedisLadder:
             [self._ladder_key(ladder, "last")],
             [season, self._ladder_key(ladder, "ratings", "")] + players,
         )
+        reply = msgpack.unpackb(reply, raw=True)
         found = {}
         for player, found_in, row in zip(players, reply[::2], reply[1::2], strict=True):
             if row:
