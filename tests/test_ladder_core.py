@@ -65,8 +65,8 @@ class RedisBackend:
         return RedisStore(config.load(write_config(self, text)), reactor=self.clock)
 
 
-class LadderTestsMixin:
-    """What a L{Ladder} does, whatever its store."""
+class LadderFixture:
+    """A L{Ladder} on a store of the backend's, a task clock, and the check of a replay."""
 
     @defer.inlineCallbacks
     def setUp(self):
@@ -92,6 +92,10 @@ class LadderTestsMixin:
             for _, row in (yield self.store.ladder_top(ladder.name, season, start, 1000)):
                 stored[row.player] = (row.mu, row.sigma)
         self.assertEqual(replayed, stored)
+
+
+class LadderTestsMixin(LadderFixture):
+    """What a L{Ladder} does, whatever its store."""
 
     # -- results ------------------------------------------------------------------
 

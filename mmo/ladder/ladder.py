@@ -9,27 +9,23 @@ from __future__ import annotations
 import msgpack
 from twisted.internet import defer
 
+from mmo.ladder.batch import MAX_ATTEMPTS, Batches, Pending, WrittenRows, rate_batch
 from mmo.ladder.ratings import Rater, Rating
 from mmo.ladder.records import (
+    BadResult,
     BoardEntry,
-    LadderBusy,
     LadderError,
     MatchOutcome,
     Player,
     PlayerRating,
-    RatingChange,
     check_result,
 )
 from mmo.store.common_ladder import Applied, LadderRow, SeasonRecord
 
-#: Tries of a result whose players' ratings changed between read and write.
-MAX_ATTEMPTS = 32
+__all__ = ["MAX_ATTEMPTS", "MAX_PAGE", "Ladder"]
 
 #: Most entries of one board page, and on each side of a player.
 MAX_PAGE = 100
-
-#: Most rows a ladder keeps of those it wrote (the oldest go first).
-ROW_CACHE = 65_536
 
 
 class Ladder:
@@ -64,8 +60,8 @@ class Ladder:
         self._clock = clock
         self._season: int | None = None
         self._seasons: dict[int, SeasonRecord] = {}
-        #: Player id -> the row this ladder last wrote of the player.
-        self._written: dict[str, LadderRow] = {}
+        self._written = WrittenRows()
+        self._batches = Batches(self._apply)
 
     def __repr__(self) -> str:
         return f"<Ladder {self.name!r} on {self._store!r}>"
@@ -175,7 +171,6 @@ class Ladder:
 
     # -- results -----------------------------------------------------------------
 
-    @defer.inlineCallbacks
     def report(
         self,
         match_id: str,
@@ -191,12 +186,19 @@ class Ladder:
         order given.  Concurrent results on the same players (from any
         process) are each applied to the ratings the others left.
 
+        Results reported while a batch is being applied wait for it, then go
+        together as the next batch (see L{mmo.ladder.batch}); a result
+        reported when none is being applied starts its batch at once.
+
         @return: Deferred[L{MatchOutcome}].
         @raise BadResult: The result is malformed.
         @raise LadderBusy: The players' ratings kept changing under it
             (after L{MAX_ATTEMPTS} tries); it was not applied.
         """
-        check_result(match_id, teams, ranks, scores)
+        try:
+            check_result(match_id, teams, ranks, scores)
+        except BadResult:
+            return defer.fail()
         record = msgpack.packb(
             {
                 "match": match_id,
@@ -206,78 +208,47 @@ class Ladder:
             },
             use_bin_type=True,
         )
-        ids = [player.id for team in teams for player in team]
-        for _ in range(MAX_ATTEMPTS):
-            season = self._season
-            if season is None:
-                season = yield self.season()
-            rows = self._written_rows(ids, season)
-            if rows is None:
-                rows = yield self._store.ladder_ratings(self.name, season, ids)
-            starts = yield self._starts(rows, ids, season)
-            rated = self.rater.rate(
-                [[starts[player.id][0] for player in team] for team in teams], ranks, scores
-            )
-            new_rows, changes = self._changes(season, teams, starts, rated)
-            outcome = MatchOutcome(match_id, season, tuple(changes))
-            result = yield self._store.ladder_apply(
-                self.name, season, match_id, new_rows, record, outcome.pack()
-            )
+        d = defer.Deferred()
+        self._batches.add(Pending(match_id, teams, ranks, scores, record, [d]))
+        return d
+
+    @defer.inlineCallbacks
+    def _apply(self, batch: list[Pending]):
+        """
+        One try of a batch.  Deferred[list[L{Pending}]]: its results
+        refused for a changed row or season, to try again.
+        """
+        season = self._season
+        if season is None:
+            season = yield self.season()
+        ids = list(dict.fromkeys(player for pending in batch for player in pending.players()))
+        rows = self._written.found(ids, season)
+        if len(rows) < len(ids):
+            missing = [player for player in ids if player not in rows]
+            rows.update((yield self._store.ladder_ratings(self.name, season, missing)))
+        starts = yield self._starts(rows, ids, season)
+        rated = rate_batch(self.rater, season, batch, starts)
+        if not rated:
+            return []
+        results = yield self._store.ladder_apply_many(
+            self.name, season, [item for _, item, _ in rated]
+        )
+        again = []
+        for (pending, item, outcome), result in zip(rated, results, strict=True):
             if result.status is Applied.APPLIED:
-                self._wrote(new_rows)
-                return outcome
-            if result.status is Applied.DUPLICATE:
-                return MatchOutcome.unpack(result.outcome).again()
-            if result.status is Applied.SEASON:
-                self._season = result.season
-                self._written.clear()
+                self._written.wrote(item.rows)
+                pending.done(outcome)
+            elif result.status is Applied.DUPLICATE:
+                pending.done(MatchOutcome.unpack(result.outcome).again())
             else:
-                # Someone else rated one of them since: read them all again.
-                for player in ids:
-                    self._written.pop(player, None)
-        raise LadderBusy(f"match {match_id!r}: ratings kept changing; not applied")
-
-    def _written_rows(self, players, season: int) -> dict[str, LadderRow] | None:
-        """The rows this ladder last wrote of C{players} in C{season}, if it has all."""
-        rows = {}
-        for player in players:
-            row = self._written.get(player)
-            if row is None or row.season != season:
-                return None
-            rows[player] = row
-        return rows
-
-    def _wrote(self, rows) -> None:
-        written = self._written
-        for row in rows:
-            written.pop(row.player, None)
-            written[row.player] = row
-        while len(written) > ROW_CACHE:
-            del written[next(iter(written))]
-
-    def _changes(self, season, teams, starts, rated):
-        rows, changes = [], []
-        for team, ratings in zip(teams, rated, strict=True):
-            for player, (mu, sigma) in zip(team, ratings, strict=True):
-                (mu_before, sigma_before), games, version = starts[player.id]
-                score = self.rater.display(mu, sigma)
-                rows.append(
-                    LadderRow(
-                        player.id, player.name, season, mu, sigma, games + 1, version + 1, score
-                    )
-                )
-                changes.append(
-                    RatingChange(
-                        player.id,
-                        mu_before,
-                        sigma_before,
-                        mu,
-                        sigma,
-                        self.rater.display(mu_before, sigma_before),
-                        score,
-                    )
-                )
-        return rows, changes
+                if result.status is Applied.SEASON:
+                    self._season = result.season
+                    self._written.clear()
+                else:
+                    # Someone else rated one of them since: read them again.
+                    self._written.forget(pending.players())
+                again.append(pending)
+        return again
 
     @defer.inlineCallbacks
     def replay(self, season: int):

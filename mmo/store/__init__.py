@@ -419,14 +419,21 @@ class ILadderStore(Interface):
         left out).  Deferred[dict[str, LadderRow]].
         """
 
-    def ladder_apply(ladder, season, match_id, rows, record, outcome):
+    def ladder_apply_many(ladder, season, items):
         """
-        Apply a result in one atomic step: unless C{match_id} was applied
-        (C{DUPLICATE}), the season is no longer C{season} (C{SEASON}) or a
-        row's stored version is not C{row.version - 1} (C{CONFLICT}; no row
-        is version 0), write C{rows}, append C{record} (bytes) to the
-        season's log and keep C{outcome} (bytes) under the match id.
-        Deferred[ApplyResult].
+        Apply a batch of results (L{mmo.store.common_ladder.ApplyItem}s, 1 to
+        C{MAX_APPLY_BATCH}) in one atomic step, each in order as if applied
+        alone after those before it: unless its match id was applied, in
+        this batch or before (C{DUPLICATE}, with the first outcome), the
+        season is no longer C{season} (C{SEASON}) or one of its rows' stored
+        version is not C{row.version - 1} (C{CONFLICT}; no row is version
+        0), write its rows, append its record to the season's log and keep
+        its outcome under its match id.  A result refused writes nothing
+        and does not stop the others, but a result after it in the batch on
+        one of its players is refused too (C{CONFLICT}): it expects the
+        rows the refused one would have written, whose versions another
+        result may have reached.  A batch of one is a single apply.
+        Deferred[list[ApplyResult]]: one per result, in order.
         """
 
     def ladder_matches(ladder, season):

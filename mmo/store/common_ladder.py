@@ -27,6 +27,9 @@ MAX_ID = 128
 #: Most rows one board read returns.
 MAX_BOARD_READ = 1000
 
+#: Most results one L{mmo.store.ILadderStore.ladder_apply_many} applies.
+MAX_APPLY_BATCH = 1024
+
 
 @dataclass(frozen=True)
 class LadderRow:
@@ -94,8 +97,25 @@ class SeasonRecord:
         return cls(season, float(started), reset, float(soften), run_id)
 
 
+@dataclass(frozen=True)
+class ApplyItem:
+    """
+    One result of a L{mmo.store.ILadderStore.ladder_apply_many}.
+
+    @ivar rows: Its players' new rows; each expects the stored row to be
+        of version C{row.version - 1} (0: none).
+    @ivar record: What the season's log keeps of it (bytes).
+    @ivar outcome: What a repeat of its match id answers (bytes).
+    """
+
+    match_id: str
+    rows: tuple[LadderRow, ...]
+    record: bytes
+    outcome: bytes
+
+
 class Applied(enum.Enum):
-    """What L{mmo.store.ILadderStore.ladder_apply} did."""
+    """What L{mmo.store.ILadderStore.ladder_apply_many} did with one result."""
 
     #: The result was applied: its rows, its log entry and its outcome written.
     APPLIED = "applied"
@@ -110,7 +130,7 @@ class Applied(enum.Enum):
 @dataclass(frozen=True)
 class ApplyResult:
     """
-    The answer of L{mmo.store.ILadderStore.ladder_apply}.
+    What L{mmo.store.ILadderStore.ladder_apply_many} did with one result.
 
     @ivar outcome: With C{DUPLICATE}, the outcome stored by the first apply.
     @ivar season: With C{SEASON}, the ladder's season now.
@@ -147,12 +167,28 @@ def check_window(start: object, count: object) -> None:
         raise StoreError(f"a board read's count is 1 to {MAX_BOARD_READ}, got {count!r}")
 
 
-def check_apply(ladder, season, match_id, rows) -> None:
+def check_apply(ladder, season, items) -> list[ApplyItem]:
+    """The results of a batch, checked: each a new row per player of C{season}."""
     check_ladder(ladder)
     check_season(season)
+    items = list(items)
+    if not 0 < len(items) <= MAX_APPLY_BATCH:
+        raise StoreError(f"a batch applies 1 to {MAX_APPLY_BATCH} results, got {len(items)}")
+    for item in items:
+        if not isinstance(item, ApplyItem):
+            raise StoreError(f"a batch's results are ApplyItems, got {item!r}")
+        if not isinstance(item.record, bytes) or not isinstance(item.outcome, bytes):
+            raise StoreError("a result's record and outcome are bytes")
+        _check_item(season, item.match_id, item.rows)
+    return items
+
+
+def _check_item(season, match_id, rows) -> None:
     check_id(match_id, "match")
     if not rows:
         raise StoreError("a result changes at least one row")
+    if not all(isinstance(row, LadderRow) for row in rows):
+        raise StoreError("a result's rows are LadderRows")
     players = [row.player for row in rows]
     if len(set(players)) != len(players):
         raise StoreError("a result changes each player's row once")

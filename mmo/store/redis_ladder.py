@@ -18,8 +18,9 @@ Keys (C{P} the store's prefix, C{L} the ladder, C{S} a season):
     applied;
   - C{P:ladder:L:applied}: hash, match id -> the outcome of its apply.
 
-Each step is one Lua script, atomic: an apply checks the match id, the
-season and the rows' versions and writes rows, board, log and outcome; a
+Each step is one Lua script, atomic: an apply of a batch of results checks
+each one's match id, the season and its rows' versions and writes its rows,
+board places, log entry and outcome, in order (as if applied one by one); a
 rollover compares and sets the season; a board read takes its rank and its
 rows from one state.  The scripts build some keys from a prefix argument,
 so they are for a single Redis (as the rest of the store's).
@@ -94,29 +95,54 @@ return cmsgpack.pack(out)
 """
 
 # KEYS: applied, season, ratings, board, log, last
-# ARGV: match id, season, record, outcome, then per row: player, version
-#       expected, row, score
-# {0}: applied; {1, outcome}: a duplicate; {2, season}: another season;
-# {3}: a row's version is not the one expected.
-APPLY = """
-local stored = redis.call('HGET', KEYS[1], ARGV[1])
-if stored then return {1, stored} end
+# ARGV: season, the batch (msgpack: per result [match id, record, outcome,
+#       [player, version expected, row, score, ...]])
+# {season now, then per result: 0 applied, 1 a row's version is not the one
+# expected or a player's result before it in the batch was not applied, 2
+# another season, or the outcome of a duplicate}.  Each result is checked
+# after the writes of those before it.
+APPLY_MANY = """
 local season = tonumber(redis.call('GET', KEYS[2]) or '1')
-if season ~= tonumber(ARGV[2]) then return {2, season} end
-for i = 5, #ARGV, 4 do
-  local row = redis.call('HGET', KEYS[3], ARGV[i])
-  local version = 0
-  if row then version = cmsgpack.unpack(row)[1] end
-  if version ~= tonumber(ARGV[i + 1]) then return {3} end
+local other = season ~= tonumber(ARGV[1])
+local out = {season}
+local refused = {}
+for _, item in ipairs(cmsgpack.unpack(ARGV[2])) do
+  local stored = redis.call('HGET', KEYS[1], item[1])
+  local rows = item[4]
+  local status = 0
+  if stored then
+    status = stored
+  elseif other then
+    status = 2
+  else
+    for i = 1, #rows, 4 do
+      if refused[rows[i]] then
+        status = 1
+        break
+      end
+      local row = redis.call('HGET', KEYS[3], rows[i])
+      local version = 0
+      if row then version = cmsgpack.unpack(row)[1] end
+      if version ~= rows[i + 1] then
+        status = 1
+        break
+      end
+    end
+  end
+  if status ~= 0 then
+    for i = 1, #rows, 4 do refused[rows[i]] = true end
+  else
+    for i = 1, #rows, 4 do
+      redis.call('HSET', KEYS[3], rows[i], rows[i + 2])
+      redis.call('ZADD', KEYS[4], rows[i + 3], rows[i])
+      redis.call('HSET', KEYS[6], rows[i], ARGV[1])
+    end
+    redis.call('RPUSH', KEYS[5], item[2])
+    redis.call('HSET', KEYS[1], item[1], item[3])
+  end
+  out[#out + 1] = status
 end
-for i = 5, #ARGV, 4 do
-  redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 2])
-  redis.call('ZADD', KEYS[4], ARGV[i + 3], ARGV[i])
-  redis.call('HSET', KEYS[6], ARGV[i], ARGV[2])
-end
-redis.call('RPUSH', KEYS[5], ARGV[3])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
-return {0}
+return out
 """
 
 # KEYS: board, ratings; ARGV: start, stop (0-based, inclusive)
@@ -202,9 +228,8 @@ class RedisLadder:
         return found
 
     @checked
-    @defer.inlineCallbacks
-    def ladder_apply(self, ladder, season, match_id, rows, record, outcome):
-        check_apply(ladder, season, match_id, rows)
+    def ladder_apply_many(self, ladder, season, items):
+        items = check_apply(ladder, season, items)
         keys = [
             self._ladder_key(ladder, "applied"),
             self._ladder_key(ladder, "season"),
@@ -213,18 +238,12 @@ class RedisLadder:
             self._ladder_key(ladder, "log", season),
             self._ladder_key(ladder, "last"),
         ]
-        args = [match_id, season, record, outcome]
-        for row in rows:
-            args += [row.player, row.version - 1, row.pack(), number(row.score)]
-        reply = yield self._eval(APPLY, keys, args)
-        status = int(reply[0])
-        if status == 0:
-            return ApplyResult(Applied.APPLIED)
-        if status == 1:
-            return ApplyResult(Applied.DUPLICATE, outcome=reply[1])
-        if status == 2:
-            return ApplyResult(Applied.SEASON, season=int(reply[1]))
-        return ApplyResult(Applied.CONFLICT)
+        batch = msgpack.packb(
+            [[item.match_id, item.record, item.outcome, _apply_rows(item.rows)] for item in items],
+            # Redis's cmsgpack takes no bin type: bytes go as raw strings.
+            use_bin_type=False,
+        )
+        return self._eval(APPLY_MANY, keys, [season, batch]).addCallback(_applied)
 
     @checked
     def ladder_matches(self, ladder, season):
@@ -280,6 +299,30 @@ class RedisLadder:
                 ],
                 consumeErrors=True,
             )
+
+
+def _apply_rows(rows) -> list:
+    """A result's rows as L{APPLY_MANY} takes them."""
+    flat = []
+    for row in rows:
+        flat += [row.player, row.version - 1, row.pack(), number(row.score)]
+    return flat
+
+
+def _applied(reply) -> list[ApplyResult]:
+    """An L{APPLY_MANY} reply as each result's L{ApplyResult}."""
+    season = int(reply[0])
+    results = []
+    for status in reply[1:]:
+        if isinstance(status, bytes):
+            results.append(ApplyResult(Applied.DUPLICATE, outcome=status))
+        elif status == 0:
+            results.append(ApplyResult(Applied.APPLIED))
+        elif status == 1:
+            results.append(ApplyResult(Applied.CONFLICT))
+        else:
+            results.append(ApplyResult(Applied.SEASON, season=season))
+    return results
 
 
 def _score_pairs(scores: dict[str, float]) -> list:

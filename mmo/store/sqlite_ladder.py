@@ -162,34 +162,56 @@ def _write_rows(conn, ladder, rows) -> None:
     )
 
 
-def _apply(conn, ladder, season, match_id, rows, record, outcome) -> ApplyResult:
+def _apply_many(conn, ladder, season, items) -> list[ApplyResult]:
+    """
+    Each result in order, as if applied alone one after the other, in one
+    transaction: a result's checks see what those before it wrote, and a
+    result on a player of one refused before it is refused (it was rated on
+    what that one would have written).
+    """
     conn.execute("BEGIN IMMEDIATE")
-    stored = conn.execute(
-        "SELECT outcome FROM ladder_matches WHERE ladder = ? AND match_id = ?", (ladder, match_id)
-    ).fetchone()
-    if stored is not None:
-        return ApplyResult(Applied.DUPLICATE, outcome=bytes(stored[0]))
     current = _season(conn, ladder)
-    if current != season:
-        return ApplyResult(Applied.SEASON, season=current)
+    (seq,) = conn.execute(
+        "SELECT COALESCE(MAX(seq), 0) FROM ladder_matches WHERE ladder = ? AND season = ?",
+        (ladder, season),
+    ).fetchone()
+    results = []
+    refused: set[str] = set()
+    for item in items:
+        players = {row.player for row in item.rows}
+        stored = conn.execute(
+            "SELECT outcome FROM ladder_matches WHERE ladder = ? AND match_id = ?",
+            (ladder, item.match_id),
+        ).fetchone()
+        if stored is not None:
+            results.append(ApplyResult(Applied.DUPLICATE, outcome=bytes(stored[0])))
+        elif current != season:
+            results.append(ApplyResult(Applied.SEASON, season=current))
+        elif refused & players or not _versions_expected(conn, ladder, season, item.rows):
+            results.append(ApplyResult(Applied.CONFLICT))
+        else:
+            _write_rows(conn, ladder, item.rows)
+            seq += 1
+            conn.execute(
+                "INSERT INTO ladder_matches (ladder, match_id, season, seq, record, outcome) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (ladder, item.match_id, season, seq, item.record, item.outcome),
+            )
+            results.append(ApplyResult(Applied.APPLIED))
+        if results[-1].status is not Applied.APPLIED:
+            refused |= players
+    return results
+
+
+def _versions_expected(conn, ladder, season, rows) -> bool:
     for row in rows:
         version = conn.execute(
             "SELECT version FROM ladder_ratings WHERE ladder = ? AND season = ? AND player = ?",
             (ladder, season, row.player),
         ).fetchone()
         if (version[0] if version else 0) != row.version - 1:
-            return ApplyResult(Applied.CONFLICT)
-    _write_rows(conn, ladder, rows)
-    (seq,) = conn.execute(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM ladder_matches WHERE ladder = ? AND season = ?",
-        (ladder, season),
-    ).fetchone()
-    conn.execute(
-        "INSERT INTO ladder_matches (ladder, match_id, season, seq, record, outcome) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (ladder, match_id, season, seq, record, outcome),
-    )
-    return ApplyResult(Applied.APPLIED)
+            return False
+    return True
 
 
 def _matches(conn, ladder, season):
@@ -306,9 +328,8 @@ class SQLiteLadder:
         return self._run(_ratings, check_ladder(ladder), check_season(season), players)
 
     @checked
-    def ladder_apply(self, ladder, season, match_id, rows, record, outcome):
-        check_apply(ladder, season, match_id, rows)
-        return self._run(_apply, ladder, season, match_id, list(rows), record, outcome)
+    def ladder_apply_many(self, ladder, season, items):
+        return self._run(_apply_many, ladder, season, check_apply(ladder, season, items))
 
     @checked
     def ladder_matches(self, ladder, season):
