@@ -17,7 +17,9 @@ commands; C{executemany}), then:
     C{ZREVRANGE}, C{ZREVRANGE} on the same Redis; the same indexed queries
     on the same SQLite file, run directly (no store, no thread);
   - C{--results} rated 1v1 results between random players, 64 in flight,
-    per second, next to the rating alone (openskill, in process) per second;
+    per second (the ladder applies those reported while a batch is applied
+    as the next batch), next to the rating alone (openskill, in process)
+    per second;
   - the rollover of that season while 16 reporters keep reporting: its
     time, next to a raw round trip (C{GET}; a one-row query), and every
     result reported checked in the seasons' logs: lost and doubled ones.

@@ -150,6 +150,17 @@ class StoreBatchTestsMixin(LadderFixture):
 class LadderBatchTestsMixin(LadderFixture):
     """L{Ladder}'s batches, whatever the store."""
 
+    def report_all(self, ladder, matches: str):
+        """
+        Report 1v1 results at once, C{matches} as C{"match winner loser,
+        ..."}.  Deferred[their outcomes].
+        """
+        reports = []
+        for match in matches.split(","):
+            match_id, winner, loser = match.split()
+            reports.append(ladder.report(match_id, [players(winner), players(loser)]))
+        return bounded(defer.gatherResults(reports))
+
     def count_batches(self, store):
         """The results of each C{ladder_apply_many} of C{store}, as their match ids."""
         batches = []
@@ -170,13 +181,7 @@ class LadderBatchTestsMixin(LadderFixture):
         replay equals the stored ratings.
         """
         batches = self.count_batches(self.store)
-        reports = [
-            self.ladder.report("m1", [players("a"), players("b")]),
-            self.ladder.report("m2", [players("a"), players("c")]),
-            self.ladder.report("m3", [players("c"), players("a")]),
-            self.ladder.report("m4", [players("d"), players("e")]),
-        ]
-        m1, m2, m3, m4 = yield bounded(defer.gatherResults(reports))
+        m1, m2, m3, m4 = yield self.report_all(self.ladder, "m1 a b, m2 a c, m3 c a, m4 d e")
         self.assertEqual(batches, [["m1"], ["m2", "m3", "m4"]])
         self.assertEqual(m2.changes[0].mu_before, m1.changes[0].mu)
         self.assertEqual(m3.changes[1].mu_before, m2.changes[0].mu)
@@ -188,13 +193,7 @@ class LadderBatchTestsMixin(LadderFixture):
     def test_duplicate_in_batch(self):
         """A match id reported twice in one batch is applied once; the repeat gets its outcome."""
         batches = self.count_batches(self.store)
-        reports = [
-            self.ladder.report("m0", [players("x"), players("y")]),
-            self.ladder.report("m1", [players("a"), players("b")]),
-            self.ladder.report("m1", [players("b"), players("c")]),
-            self.ladder.report("m2", [players("b"), players("a")]),
-        ]
-        _, first, again, m2 = yield bounded(defer.gatherResults(reports))
+        _, first, again, m2 = yield self.report_all(self.ladder, "m0 x y, m1 a b, m1 b c, m2 b a")
         self.assertEqual(batches, [["m0"], ["m1", "m2"]])
         self.assertFalse(first.already_applied)
         self.assertTrue(again.already_applied)
@@ -213,15 +212,9 @@ class LadderBatchTestsMixin(LadderFixture):
         yield self.ladder.report("m1", [players("a"), players("b")])
         yield other.report("m2", [players("a"), players("c")])
         batches = self.count_batches(self.store)
-        reports = [
-            self.ladder.report("m3", [players("x"), players("y")]),
-            self.ladder.report("m4", [players("b"), players("a")]),
-            self.ladder.report("m5", [players("d"), players("e")]),
-            # Rated on m4's rows: refused with it, though the version of
-            # "a" it expects is the one the other ladder wrote.
-            self.ladder.report("m6", [players("a"), players("c")]),
-        ]
-        yield bounded(defer.gatherResults(reports))
+        # m6 is rated on m4's rows: refused with it, though the version of
+        # "a" it expects is the one the other ladder wrote.
+        yield self.report_all(self.ladder, "m3 x y, m4 b a, m5 d e, m6 a c")
         self.assertEqual(batches, [["m3"], ["m4", "m5", "m6"], ["m4", "m6"]])
         log = [msgpack.unpackb(b)["match"] for b in (yield self.store.ladder_matches("ranked", 1))]
         self.assertEqual(log, ["m1", "m2", "m3", "m5", "m4", "m6"])
@@ -238,13 +231,7 @@ class LadderBatchTestsMixin(LadderFixture):
         other = Ladder(section(), (yield self.open_store()), self.clock)
         old = yield self.ladder.report("m1", [players("a"), players("b")])
         self.assertEqual((yield other.rollover(from_season=1)), 2)
-        reports = [
-            self.ladder.report("m2", [players("a"), players("c")]),
-            self.ladder.report("m3", [players("b"), players("a")]),
-            self.ladder.report("m1", [players("a"), players("b")]),
-            self.ladder.report("m4", [players("c"), players("d")]),
-        ]
-        m2, m3, again, m4 = yield bounded(defer.gatherResults(reports))
+        m2, m3, again, m4 = yield self.report_all(self.ladder, "m2 a c, m3 b a, m1 a b, m4 c d")
         self.assertEqual((m2.season, m3.season, m4.season), (2, 2, 2))
         self.assertEqual(
             (again.season, again.changes, again.already_applied), (1, old.changes, True)
