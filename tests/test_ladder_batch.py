@@ -13,7 +13,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from mmo.ladder import Ladder, LadderBusy
-from mmo.ladder.ladder import MAX_ATTEMPTS
+from mmo.ladder.batch import MAX_ATTEMPTS
 from mmo.store import StoreError
 from mmo.store.common_ladder import (
     MAX_APPLY_BATCH,

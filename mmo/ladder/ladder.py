@@ -9,7 +9,7 @@ from __future__ import annotations
 import msgpack
 from twisted.internet import defer
 
-from mmo.ladder.batch import MAX_ATTEMPTS, Batches, Pending, WrittenRows, rate_batch
+from mmo.ladder.batch import Batches, Pending, WrittenRows, rate_batch
 from mmo.ladder.ratings import Rater, Rating
 from mmo.ladder.records import (
     BadResult,
@@ -21,8 +21,6 @@ from mmo.ladder.records import (
     check_result,
 )
 from mmo.store.common_ladder import Applied, LadderRow, SeasonRecord
-
-__all__ = ["MAX_ATTEMPTS", "MAX_PAGE", "Ladder"]
 
 #: Most entries of one board page, and on each side of a player.
 MAX_PAGE = 100
@@ -193,7 +191,7 @@ class Ladder:
         @return: Deferred[L{MatchOutcome}].
         @raise BadResult: The result is malformed.
         @raise LadderBusy: The players' ratings kept changing under it
-            (after L{MAX_ATTEMPTS} tries); it was not applied.
+            (after L{mmo.ladder.batch.MAX_ATTEMPTS} tries); it was not applied.
         """
         try:
             check_result(match_id, teams, ranks, scores)
