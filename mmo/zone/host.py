@@ -17,13 +17,13 @@ from mmo.game import messages
 from mmo.game.messages import Released, Relink, gateway_channel, takeover_channel
 from mmo.game.service import Caller, GameService, named_subclass
 from mmo.process import control
+from mmo.stats import nearest_rank
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.entity import PLAYER
 from mmo.zone.service import ZoneService
 from mmo.zone.streams import GatewayStreams
 from mmo.zone.takeover import STANDBY, TakeoverFailed
-from mmo.zone.ticker import nearest_rank
 
 
 class ZoneHost(GameService):
