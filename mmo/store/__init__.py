@@ -376,14 +376,18 @@ class IStore(Interface):
         fields, and, if any log has records, C{"logs": [{"key": KEY,
         "records": [...]}, ...]} sorted by key, records oldest first (left
         out when there are none, so that such a dump is what earlier
-        versions wrote).  Deferred[dict].
+        versions wrote); likewise C{"ladders"}
+        (L{mmo.store.common_ladder.LadderDump.as_dict}, by name) and
+        C{"jobs"} (L{mmo.store.jobs.JobDump.as_dict}, by name).
+        Deferred[dict].
         """
 
     def restore(data):
         """
         Load a L{dump} into this store, which must be empty (L{NotEmpty}
         otherwise); ids, names, hashes and times are kept, and the records
-        of each log (a dump without C{"logs"} has none).  Deferred[None].
+        of each log, the ladders and the jobs' state (a dump without one of
+        these parts has none of it).  Deferred[None].
         """
 
 
@@ -665,6 +669,18 @@ def read_dump_logs(data: dict) -> list[tuple[str, list[dict]]]:
                 raise StoreError(f"the dump's {where}.records[{j}]: {e}")
         result.append((key, records))
     return result
+
+
+def read_fields(entry: object, names: tuple[str, ...], what: str) -> dict:
+    """
+    C{entry} if it is an object of exactly the fields C{names}, as a dump
+    part's records are.
+
+    @raise StoreError: Not an object, or other fields (C{what} says where).
+    """
+    if not isinstance(entry, dict) or set(entry) != set(names):
+        raise StoreError(f"{what} must be an object with exactly {', '.join(names)}")
+    return entry
 
 
 def dump_record(record: Account | Character) -> dict:
