@@ -16,15 +16,14 @@ import textwrap
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
-from mmo import config
 from mmo.config.ladder import LadderSection
 from mmo.ladder import Ladder, Player
-from mmo.store import StoreError, make_store
+from mmo.store import StoreError
 from mmo.store.backup import main
 from mmo.store.common_ladder import LadderRow
 from mmo.store.jobs import JobRun
 from tests.redis import redis_config_text, start_redis
-from tests.support import write_config
+from tests.support import started_store, write_config
 
 PROCESSES = '[processes.zone-1]\nkind = "zone"\n'
 
@@ -55,12 +54,8 @@ class LadderBackupTests(unittest.TestCase):
             )
         return write_config(self, textwrap.dedent(store) + PROCESSES)
 
-    @defer.inlineCallbacks
     def open_store(self, path):
-        store = make_store(config.load(path))
-        yield store.start()
-        self.addCleanup(store.stop)
-        return store
+        return defer.ensureDeferred(started_store(self, path))
 
     def ladder(self, store, name="ranked") -> Ladder:
         return Ladder(LadderSection({}, ("ladders", name), name=name), store, self.clock)

@@ -671,6 +671,31 @@ def read_dump_logs(data: dict) -> list[tuple[str, list[dict]]]:
     return result
 
 
+def read_dump_part(data: dict, key: str, kind: str, read) -> list:
+    """
+    The records of the part C{key} of a dump (a list; none without it),
+    each made by C{read(entry)}, which raises L{StoreError}, C{TypeError}
+    or C{ValueError} on a bad entry; their C{name}s are unique.
+
+    @raise StoreError: What is wrong, and where.
+    """
+    entries = data.get(key, [])
+    if not isinstance(entries, list):
+        raise StoreError(f"the dump's {key!r} is not a list")
+    records = []
+    names: set[str] = set()
+    for i, entry in enumerate(entries):
+        try:
+            record = read(entry)
+        except (StoreError, TypeError, ValueError) as e:
+            raise StoreError(f"the dump's {key}[{i}]: {e}")
+        if record.name in names:
+            raise StoreError(f"the dump has two {kind}s named {record.name!r}")
+        names.add(record.name)
+        records.append(record)
+    return records
+
+
 def read_fields(entry: object, names: tuple[str, ...], what: str) -> dict:
     """
     C{entry} if it is an object of exactly the fields C{names}, as a dump

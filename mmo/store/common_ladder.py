@@ -19,7 +19,7 @@ import msgpack
 from twisted.internet import defer
 
 from mmo.config.ladder import LADDER_NAME
-from mmo.store import StoreError, read_fields
+from mmo.store import StoreError, read_dump_part, read_fields
 
 #: Longest player id and match id, characters.
 MAX_ID = 128
@@ -246,22 +246,7 @@ def read_dump_ladders(data: dict) -> list[LadderDump]:
 
     @raise StoreError: What is wrong, and where.
     """
-    ladders = data.get("ladders", [])
-    if not isinstance(ladders, list):
-        raise StoreError("the dump's 'ladders' is not a list")
-    result = []
-    names: set[str] = set()
-    for i, entry in enumerate(ladders):
-        where = f"the dump's ladders[{i}]"
-        try:
-            ladder = _read_ladder(entry)
-        except (StoreError, TypeError, ValueError) as e:
-            raise StoreError(f"{where}: {e}")
-        if ladder.name in names:
-            raise StoreError(f"the dump has two ladders named {ladder.name!r}")
-        names.add(ladder.name)
-        result.append(ladder)
-    return result
+    return read_dump_part(data, "ladders", "ladder", _read_ladder)
 
 
 def _as_dict(record, names: tuple[str, ...]) -> dict:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import msgpack
 
-from mmo.store import StoreError, read_fields
+from mmo.store import StoreError, read_dump_part, read_fields
 
 #: The most manual runs of one job that may wait for its leader at once.
 MAX_TRIGGERS = 16
@@ -197,21 +197,7 @@ def read_dump_jobs(data: dict) -> list[JobDump]:
 
     @raise StoreError: What is wrong, and where.
     """
-    jobs = data.get("jobs", [])
-    if not isinstance(jobs, list):
-        raise StoreError("the dump's 'jobs' is not a list")
-    result = []
-    names: set[str] = set()
-    for i, entry in enumerate(jobs):
-        try:
-            job = _read_job(entry)
-        except (StoreError, TypeError, ValueError) as e:
-            raise StoreError(f"the dump's jobs[{i}]: {e}")
-        if job.name in names:
-            raise StoreError(f"the dump has two jobs named {job.name!r}")
-        names.add(job.name)
-        result.append(job)
-    return result
+    return read_dump_part(data, "jobs", "job", _read_job)
 
 
 def _read_job(entry: object) -> JobDump:
