@@ -68,6 +68,8 @@ class QueueRules:
     @ivar growth: How much the gap widens per second waited.
     @ivar gap_max: The widest gap.
     @ivar match_timeout: Seconds a match holds its players without a result.
+    @ivar room_timeout: Seconds the ladder waits for the lobby to say it
+        opened a match's room before it asks again.
     """
 
     modes: dict
@@ -75,6 +77,7 @@ class QueueRules:
     growth: float
     gap_max: float
     match_timeout: float
+    room_timeout: float = 5.0
 
     @classmethod
     def from_config(cls, section) -> QueueRules:
@@ -85,6 +88,7 @@ class QueueRules:
             float(section.queue_gap_growth),
             float(section.queue_gap_max),
             float(section.match_timeout),
+            float(section.room_timeout),
         )
 
     def accepted_gap(self, waited: float) -> float:
@@ -130,6 +134,8 @@ class Match:
     @ivar teams: The players' ids, by team, in the mode's team order.
     @ivar formed: When.
     @ivar gap: The gap its longest waiter accepted.
+    @ivar entries: The queue's entries it was formed of, as they were
+        queued: what L{Matchmaker.cancel} puts back.
     """
 
     id: str
@@ -138,6 +144,7 @@ class Match:
     teams: tuple
     formed: float
     gap: float
+    entries: tuple = ()
 
     @property
     def players(self) -> tuple:
@@ -151,6 +158,7 @@ class Match:
             "teams": [list(team) for team in self.teams],
             "formed": self.formed,
             "gap": self.gap,
+            "entries": [e.to_dict() for e in self.entries],
         }
 
     @classmethod
@@ -162,6 +170,7 @@ class Match:
             tuple(tuple(team) for team in data["teams"]),
             float(data["formed"]),
             float(data["gap"]),
+            tuple(Entry.from_dict(e) for e in data.get("entries", ())),
         )
 
 
@@ -453,7 +462,15 @@ class Matchmaker:
                 ratings.drop(entry)
                 self._remove(ladder, mode, entry)
             formed.append(
-                Match(self.new_match_id(), ladder, mode, balance(chosen, teams), now, gap)
+                Match(
+                    self.new_match_id(),
+                    ladder,
+                    mode,
+                    balance(chosen, teams),
+                    now,
+                    gap,
+                    tuple(chosen),
+                )
             )
         return formed
 
@@ -472,6 +489,38 @@ class Matchmaker:
                 del self._playing[player]
         self.finished[match_id] = (match, now + self.rules_of(match).match_timeout)
         return match
+
+    def cancel(self, match_id: str, gone: Iterable[str] = ()) -> tuple[Match, list[Entry]] | None:
+        """
+        Undo open match C{match_id} (its room never opened): its entries go
+        back to their queue as they were queued (a party whole, its waiting
+        time kept), but those with a player of C{gone} (whose session
+        ended), whose players are freed.  The match is forgotten: a result
+        reported for it is refused.  C{None} if it is not open.
+
+        @return: The match and the entries put back.
+        """
+        match = self.matches.pop(match_id, None)
+        if match is None:
+            return None
+        for player in match.players:
+            if self._playing.get(player) == match_id:
+                del self._playing[player]
+        gone = frozenset(gone)
+        back = []
+        rules = self.rules.get(match.ladder)
+        if rules is None or match.mode not in rules.modes:
+            return match, back  # a ladder or mode no longer configured
+        for entry in match.entries:
+            if gone.intersection(entry.players) or any(
+                p in self._queued or p in self._playing for p in entry.players
+            ):
+                continue
+            self.queues.setdefault((match.ladder, match.mode), {})[entry.id] = entry
+            for player in entry.players:
+                self._queued[player] = (match.ladder, match.mode, entry.id)
+            back.append(entry)
+        return match, back
 
     def known(self, match_id: str) -> Match | None:
         """The open or recently finished match C{match_id}, or C{None}."""
