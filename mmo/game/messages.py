@@ -28,6 +28,7 @@ for the message's type.
                             service
     lobby.rooms             chat, ladder     L{RoomEvent}
     lobby.matches           the lobby        L{MatchRoom}
+    ladder.rooms            the ladder       L{MatchRoomOpened}, L{MatchRoomFailed}
     ladder.results          the ladder       L{MatchResult}
     ladder-reply:ID         who sent ID      L{MatchResultAnswer}
 
@@ -65,6 +66,9 @@ GATEWAYS_CHANNEL = "gateways"
 
 #: Where the ladder asks the lobby to open a match's room (L{MatchRoom}).
 MATCHES_CHANNEL = "lobby.matches"
+
+#: Where the lobby answers each L{MatchRoom} (L{MatchRoomOpened}, L{MatchRoomFailed}).
+MATCH_ROOMS_CHANNEL = "ladder.rooms"
 
 #: Where game code reports match results to the ladder (L{MatchResult}).
 RESULTS_CHANNEL = "ladder.results"
@@ -430,6 +434,28 @@ class MatchRoom:
     mode: str
     match: str
     teams: list
+
+
+@message
+class MatchRoomOpened:
+    """
+    The lobby's answer to a L{MatchRoom}: the room of match C{match} is
+    C{room}.  A L{MatchRoom} sent again gets the same room.
+    """
+
+    match: str
+    room: str
+
+
+@message
+class MatchRoomFailed:
+    """
+    The lobby's answer to a L{MatchRoom} whose room it could not open
+    (C{reason}): the ladder cancels the match.
+    """
+
+    match: str
+    reason: str
 
 
 @message
