@@ -156,7 +156,7 @@ class QueueLease:
         self.token = got
         try:
             await self._taken(got)
-        except BaseException:
+        except BaseException as e:
             # Serving with a state not loaded would lose the last holder's:
             # give the lease up, another (or the next renewal) takes it.
             self._drop()
@@ -164,7 +164,9 @@ class QueueLease:
                 await self.bus.release_lease(QUEUE_LEASE_KEY, self.holder)
             except BackendUnavailable:
                 pass
-            raise
+            if not isinstance(e, BackendUnavailable):
+                raise
+            self.log.warn("ladder: the queue state could not be read, lease given up: {e}", e=e)
 
     def _drop(self) -> None:
         self.token = None

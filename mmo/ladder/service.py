@@ -145,8 +145,11 @@ class LadderService(GameService):
 
     @property
     def serving(self) -> bool:
-        """Whether this process serves the queue (holds its lease, its state loaded)."""
-        return self._serving
+        """
+        Whether this process serves the queue: it holds the lease, with time
+        left to write under it (L{QueueLease.writable}), and loaded the state.
+        """
+        return self._serving and self.lease.writable()
 
     # -- life cycle -----------------------------------------------------------------
 
@@ -232,7 +235,7 @@ class LadderService(GameService):
         (L{QueueLease.writable}): a newer holder's state is never
         overwritten by what this process knew.
         """
-        if not self._serving or not self.lease.writable():
+        if not self.serving:
             return False
         self._changed = False
         try:
@@ -280,7 +283,7 @@ class LadderService(GameService):
 
     def directory_info(self) -> dict:
         info = {"load": self.queue.queued(), "matches": len(self.queue.matches)}
-        if self.ladders and not self._serving:
+        if self.ladders and not self.serving:
             info["standby"] = True
         return info
 
@@ -292,7 +295,7 @@ class LadderService(GameService):
         for their rooms, and save the state if it changed.  A failure is
         logged: the next pass goes on.
         """
-        if not self._serving or not self.lease.writable():
+        if not self.serving:
             return  # the lease is being lost: the renewal stands this process by
         now = self.reactor.seconds()
         try:
@@ -302,8 +305,6 @@ class LadderService(GameService):
                 await self._push(match.players, "ladder.match.ended", match, why="timeout")
                 self._forget(match.players)
             again, given_up = self.rooms.due(now, self.queue.matches, self.queue.rules_of)
-            for match in given_up:
-                await self._cancel(match.id, "the lobby did not answer")
             for match in again:
                 self.log.info("ladder: asking again for the room of match {id}", id=match.id)
                 await self._ask_room(match)
@@ -317,6 +318,9 @@ class LadderService(GameService):
                     teams=match.teams,
                 )
                 await self._ask_room(match)
+            # After matching: who is queued again waits for the next pass.
+            for match in given_up:
+                await self._cancel(match.id, "the lobby did not answer")
             if self._changed:
                 await self.save()
         except Exception:
@@ -357,7 +361,7 @@ class LadderService(GameService):
         self._forget(match.players)
 
     def _room_opened(self, sender: str, answer: MatchRoomOpened) -> None:
-        if not self._serving or not isinstance(answer.match, str):
+        if not self.serving or not isinstance(answer.match, str):
             return
         if self.rooms.answered(answer.match):
             self._changed = True
@@ -371,7 +375,7 @@ class LadderService(GameService):
             )
 
     def _room_failed(self, sender: str, answer: MatchRoomFailed) -> defer.Deferred | None:
-        if not self._serving or not isinstance(answer.match, str):
+        if not self.serving or not isinstance(answer.match, str):
             return None
         if not self.rooms.answered(answer.match):
             return None  # a room confirmed already, or a match not open
@@ -400,7 +404,7 @@ class LadderService(GameService):
         A queued player whose session ended leaves the queue (with his
         party); a matched one is not queued again if his match is cancelled.
         """
-        mine = self.callers.get(caller.account_id) if self._serving else None
+        mine = self.callers.get(caller.account_id) if self.serving else None
         if event == "ended":
             self.parties.leave(caller.session)
             if mine is not None and mine.session == caller.session:
@@ -444,7 +448,7 @@ class LadderService(GameService):
     async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
         if kind.rsplit(".", 1)[-1] in RESULT_WORDS:
             raise WireError(NOT_ALLOWED, "results come from the game server, never from a client")
-        if kind.startswith(QUEUE_PREFIX) and self.ladders and not self._serving:
+        if kind.startswith(QUEUE_PREFIX) and self.ladders and not self.serving:
             raise WireError(
                 UNAVAILABLE, "the ranked queue is being taken over by another process; retry"
             )
@@ -557,7 +561,7 @@ class LadderService(GameService):
     # -- results, from the bus ----------------------------------------------------------
 
     def _result(self, sender: str, report: MatchResult) -> defer.Deferred | None:
-        if not self._serving:
+        if not self.serving:
             return None  # the holder answers
         return defer.ensureDeferred(self.apply(sender, report))
 
