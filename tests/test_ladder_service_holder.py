@@ -4,19 +4,26 @@ serves the queue, the holder of its lease; the other stands by and takes
 over, with the queue as the holder left it, when the holder stops (it
 releases the lease) or dies (the lease expires).  A holder that cannot
 renew stops passing and writing at once, and never overwrites the state
-of the holder after it.
+of the holder after it.  A process standing by relays the queue's client
+messages to the holder.
 """
 
 from __future__ import annotations
 
+from twisted.internet import defer
+
 from mmo.bus import BusError
 from mmo.game.messages import LADDER_STATE_KEY, MATCHES_CHANNEL, MatchRoom
 from mmo.ladder.holder import QUEUE_LEASE_KEY
+from mmo.ladder.relay import RELAY_TIMEOUT
 from mmo.ladder.service import PASS_INTERVAL, lease_ttl
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from tests.support import GatewayInbox
 from tests.test_ladder_service import LadderTestCase, player
+
+#: A queue join's fields.
+DUEL = {"ladder": "duel", "mode": "1v1"}
 
 
 def crash(ladder) -> None:
@@ -35,8 +42,25 @@ class HolderTestCase(LadderTestCase):
         self.asked = GatewayInbox()
         await self.bus.subscribe(MATCHES_CHANNEL, self.asked)
 
-    async def join(self, ladder, name: str) -> None:
-        await ladder.handle(player(name), "ladder.queue.join", {"ladder": "duel", "mode": "1v1"})
+    async def ask(self, service, caller, kind: str, wait: float = 0.0, **message):
+        """
+        What C{service} answers C{caller}'s message (relayed on the bus if
+        it stands by), C{wait} seconds of the clock later at most.
+        """
+        d = defer.ensureDeferred(service.handle(caller, kind, message))
+        self.turn(wait)
+        await self.settle(lambda: d.called)
+        return await d
+
+    async def join(self, service, name: str, wait: float = 0.0):
+        return await self.ask(service, player(name), "ladder.queue.join", wait, **DUEL)
+
+    async def refused_by(self, service, kind: str, wait: float = 0.0, **message) -> WireError:
+        try:
+            await self.ask(service, player("carol"), kind, wait, **message)
+        except WireError as e:
+            return e
+        self.fail(f"{kind} was not refused")
 
     def match_rooms(self) -> list:
         return [r for r in self.lobby.rooms.values() if r.match is not None]
@@ -51,9 +75,21 @@ class HolderTests(HolderTestCase):
         self.assertFalse(self.second.serving)
         self.assertNotIn("standby", self.first.directory_info())
         self.assertTrue(self.second.directory_info()["standby"])
-        for kind in ("ladder.queue.join", "ladder.queue.status", "ladder.queue.leave"):
-            e = await self.refused_by(self.second, kind)
-            self.assertEqual(e.code, codes.UNAVAILABLE)
+        # The queue's messages reach the holder through the bus, its
+        # answers and errors come back.
+        carol = player("carol")
+        joined = await self.join(self.second, "carol")
+        self.assertTrue(joined["queued"])
+        self.assertIsNotNone(self.first.queue.entry_of(carol.account_id))
+        self.assertEqual(self.second.queue.queued(), 0)
+        e = await self.refused_by(self.second, "ladder.queue.join", **DUEL)
+        self.assertEqual(e.code, codes.NOT_ALLOWED)
+        status = await self.ask(self.second, carol, "ladder.queue.status")
+        self.assertEqual(status["gap"], joined["gap"])
+        left = await self.ask(self.second, carol, "ladder.queue.leave")
+        self.assertEqual(left, {"left": {"ladder": "duel", "mode": "1v1"}})
+        e = await self.refused_by(self.second, "ladder.queue.report")
+        self.assertEqual(e.code, codes.NOT_ALLOWED)
         # The board is the store's: any ladder process answers it.
         board = await self.second.handle(player("alice"), "ladder.top", {"ladder": "duel"})
         self.assertEqual(board["entries"], [])
@@ -67,13 +103,6 @@ class HolderTests(HolderTestCase):
         self.assertEqual(len(self.asked.of_type(MatchRoom)), 1)
         self.assertEqual(len(self.match_rooms()), 1)
         self.assertEqual((await self.bus.lease_holder(QUEUE_LEASE_KEY))[0], self.first.lease.holder)
-
-    async def refused_by(self, ladder, kind: str):
-        try:
-            await ladder.handle(player("carol"), kind, {"ladder": "duel", "mode": "1v1"})
-        except WireError as e:
-            return e
-        self.fail(f"{kind} was not refused")
 
     async def test_takes_over_at_once_when_the_holder_stops(self):
         await self.join(self.first, "alice")
@@ -133,17 +162,13 @@ class LostLeaseTests(HolderTestCase):
         self.assertFalse(self.first.serving)
         self.assertFalse(self.second.serving)
         self.assertTrue(self.first.directory_info()["standby"])
-        e = await self.refused_by_first()
+        # Relayed, and nobody serves: the client is told to retry.
+        e = await self.refused_by(
+            self.first, "ladder.queue.join", RELAY_TIMEOUT, ladder="duel", mode="1v1"
+        )
         self.assertEqual(e.code, codes.UNAVAILABLE)
         self.assertFalse(await self.first.save())
         self.assertEqual(await self.bus.get(LADDER_STATE_KEY), saved)
-
-    async def refused_by_first(self):
-        try:
-            await self.join(self.first, "bob")
-        except WireError as e:
-            return e
-        self.fail("a join was taken without the lease")
 
     async def test_a_stalled_holder_never_overwrites_the_next(self):
         # The holder stops renewing (a process stalled, a partition) but

@@ -30,7 +30,8 @@ for the message's type.
     lobby.matches           the lobby        L{MatchRoom}
     ladder.rooms            the ladder       L{MatchRoomOpened}, L{MatchRoomFailed}
     ladder.results          the ladder       L{MatchResult}
-    ladder-reply:ID         who sent ID      L{MatchResultAnswer}
+    ladder.calls            the ladder       L{LadderCall}
+    ladder-reply:ID         who sent ID      L{MatchResultAnswer}, L{LadderCallAnswer}
 
 Requests and their answers (control commands, the gateways' handover of a
 session) are matched by id with one L{Requests} table.
@@ -72,6 +73,10 @@ MATCH_ROOMS_CHANNEL = "ladder.rooms"
 
 #: Where game code reports match results to the ladder (L{MatchResult}).
 RESULTS_CHANNEL = "ladder.results"
+
+#: Where a ladder process standing by relays the queue's client messages to
+#: the one that serves the queue (L{LadderCall}).
+LADDER_CALLS_CHANNEL = "ladder.calls"
 
 #: The bus key of the ladder's queues and open matches (L{mmo.ladder.service}).
 LADDER_STATE_KEY = "ladder:queue"
@@ -486,6 +491,35 @@ class MatchResultAnswer:
     request: str
     ok: bool
     result: Any = None
+    error: str | None = None
+
+
+@message
+class LadderCall:
+    """
+    A client's queue message (C{ladder.queue.*}) that reached a ladder
+    process standing by, relayed to the one serving the queue: C{caller}
+    (L{mmo.game.service.Caller.to_dict}) sent C{kind} with C{message}.
+    Answered on C{reply} with a L{LadderCallAnswer} for C{request}.
+    """
+
+    request: str
+    reply: str
+    caller: dict
+    kind: str
+    message: dict
+
+
+@message
+class LadderCallAnswer:
+    """
+    The serving ladder's answer to L{LadderCall} C{request}: its reply's
+    fields, or the error (C{code}, C{error}) the client is told.
+    """
+
+    request: str
+    reply: dict | None = None
+    code: str | None = None
     error: str | None = None
 
 

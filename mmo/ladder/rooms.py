@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from twisted.internet import defer
+
 from mmo.config.ladder import ROOM_TRIES
 from mmo.game import messages
-from mmo.game.messages import MATCHES_CHANNEL, MatchRoom
-from mmo.ladder.queue import Match, QueueRules
+from mmo.game.messages import MATCHES_CHANNEL, MatchRoom, MatchRoomFailed, MatchRoomOpened
+from mmo.game.service import Caller
+from mmo.ladder.queue import Match, Matchmaker, QueueRules
 
-__all__ = ["ROOM_TRIES", "RoomHandshake"]
+__all__ = ["ROOM_TRIES", "MatchRoomRequests", "RoomHandshake"]
 
 
 class RoomHandshake:
@@ -82,3 +85,74 @@ class RoomHandshake:
         for match_id, tries in state.items():
             if isinstance(match_id, str) and isinstance(tries, int):
                 self.waiting[match_id] = (now, min(max(tries, 1), ROOM_TRIES))
+
+
+class MatchRoomRequests:
+    """
+    The ladder service's side of its matches' rooms: asking for one,
+    hearing the lobby's answers, cancelling a match whose room never
+    opened.  Mixed into L{mmo.ladder.service.LadderService}, whose queue,
+    sessions and pushes it works with.
+
+    @ivar rooms: The matches whose room the lobby has not confirmed.
+    """
+
+    rooms: RoomHandshake
+    queue: Matchmaker
+    callers: dict[str, Caller]
+
+    async def _ask_room(self, match: Match) -> None:
+        self._changed = True
+        teams = [[self.callers[p].to_dict() for p in team] for team in match.teams]
+        await self.rooms.ask(match, teams, self.reactor.seconds())
+
+    async def _cancel(self, match_id: str, why: str) -> None:
+        """
+        Cancel open match C{match_id}, whose room never opened: its players
+        are told, and queued again as they were (those whose session ended
+        are freed, and so is the rest of their party).
+        """
+        cancelled = self.queue.cancel(match_id, self._gone)
+        if cancelled is None:
+            return
+        match, back = cancelled
+        self._changed = True
+        self.log.warn("ladder: match {id} cancelled: {why}", id=match.id, why=why)
+        again = {p for entry in back for p in entry.players}
+        await self._push(
+            [p for p in match.players if p in again],
+            "ladder.match.ended",
+            match,
+            why="room_failed",
+            queued=True,
+        )
+        await self._push(
+            [p for p in match.players if p not in again],
+            "ladder.match.ended",
+            match,
+            why="room_failed",
+            queued=False,
+        )
+        self._forget(match.players)
+
+    def _room_opened(self, sender: str, answer: MatchRoomOpened) -> None:
+        if not self.serving or not isinstance(answer.match, str):
+            return
+        if self.rooms.answered(answer.match):
+            self._changed = True
+            self.log.info("ladder: match {id} is in room {room}", id=answer.match, room=answer.room)
+        elif answer.match not in self.queue.matches:
+            self.log.warn(
+                "ladder: {sender} opened room {room} for match {id}, which is not open",
+                sender=sender,
+                room=answer.room,
+                id=answer.match,
+            )
+
+    def _room_failed(self, sender: str, answer: MatchRoomFailed) -> defer.Deferred | None:
+        if not self.serving or not isinstance(answer.match, str):
+            return None
+        if not self.rooms.answered(answer.match):
+            return None  # a room confirmed already, or a match not open
+        why = f"{sender} could not open its room: {answer.reason}"
+        return defer.ensureDeferred(self._cancel(answer.match, why))

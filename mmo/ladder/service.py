@@ -15,9 +15,9 @@ is refused.
 
 One ladder process of a deployment serves the queue: the holder of its
 bus lease (L{mmo.ladder.holder}).  The others stand by (their directory
-entry says C{standby}): they answer the board's requests, refuse the
-queue's as C{unavailable}, and take over when the lease expires or is
-released.  The queues and open matches, with each player's session, are
+entry says C{standby}): they answer the board's requests, relay the
+queue's to the holder (L{mmo.ladder.relay}), and take over when the lease
+expires or is released.  The queues and open matches, with each player's session, are
 kept on the bus (L{mmo.game.messages.LADDER_STATE_KEY}), stamped with the
 holder's fencing token, written after each pass that changed them and
 when the holder stops, read when a process takes the lease: it goes on
@@ -32,13 +32,11 @@ The contract with clients is C{docs/protocol.md} and C{docs/ladder.md}.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
-from mmo.config import ConfigError
 from mmo.game import messages
 from mmo.game.messages import (
     LADDER_STATE_KEY,
@@ -52,15 +50,14 @@ from mmo.game.messages import (
     RoomEvent,
 )
 from mmo.game.service import Caller, GameService
-from mmo.jobs.job import Job
 from mmo.ladder import checks
+from mmo.ladder.board import BoardRequests, make_ladders
 from mmo.ladder.holder import QueueLease
-from mmo.ladder.ladder import Ladder
 from mmo.ladder.parties import Parties
 from mmo.ladder.queue import Match, Matchmaker, QueueError, QueueRules
 from mmo.ladder.records import BadResult, LadderError, Player
-from mmo.ladder.rooms import RoomHandshake
-from mmo.schedules import ScheduleError, parse_schedule
+from mmo.ladder.relay import Relay
+from mmo.ladder.rooms import MatchRoomRequests, RoomHandshake
 from mmo.unavailable import log_failure
 from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, NOT_FOUND, UNAVAILABLE, WireError
 
@@ -90,12 +87,7 @@ def lease_ttl(config) -> float:
     return min((s.queue_lease for s in config.ladders.values()), default=LEASE_TTL)
 
 
-def make_ladders(config, store, reactor) -> dict:
-    """A L{Ladder} for each C{[ladders.NAME]} of C{config}."""
-    return {name: Ladder(section, store, reactor) for name, section in config.ladders.items()}
-
-
-class LadderService(GameService):
+class LadderService(BoardRequests, MatchRoomRequests, GameService):
     """
     Ranked queues, matches and the board.
 
@@ -125,6 +117,7 @@ class LadderService(GameService):
         self.lease = QueueLease(
             bus, lease_ttl(config), reactor, self._take, self._stand_by, holder=holder
         )
+        self.relay = Relay(bus, reactor, self.lease.holder)
         self._reset()
         self._subscriptions: list = []
         self._loop = task.LoopingCall(self.run_pass)
@@ -168,6 +161,7 @@ class LadderService(GameService):
             await self.bus.subscribe(MATCH_ROOMS_CHANNEL, answers),
         ]
         if self.ladders:
+            await self.relay.start(lambda: self.serving, self._handle_here)
             await self.lease.start()
 
     async def stop(self) -> None:
@@ -175,6 +169,7 @@ class LadderService(GameService):
         if self._loop.running:
             self._loop.stop()
         await self.lease.stop(self._last_save)
+        await self.relay.stop()
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.cancel()
@@ -245,39 +240,6 @@ class LadderService(GameService):
             raise
         return True
 
-    def jobs(self) -> list[Job]:
-        """
-        Each ladder's season rollover, on its C{season_schedule} (none for a
-        ladder that rolls over by hand only).  A rollover missed while no
-        process ran the job is caught up once, late; its run id makes a
-        repeat of the same run change nothing.
-
-        @raise ConfigError: A C{season_schedule} the scheduler cannot read.
-        """
-        found = []
-        for name, ladder in self.ladders.items():
-            text = self.config.ladders[name].season_schedule
-            if not text:
-                continue
-            try:
-                schedule = parse_schedule(text)
-            except ScheduleError as e:
-                raise ConfigError(str(e), ("ladders", name, "season_schedule"), self.config.file)
-            found.append(
-                Job(
-                    f"ladder.{name}.rollover",
-                    schedule,
-                    partial(self._rollover, ladder),
-                    misfire="catch_up",
-                    max_catch_up=1,
-                )
-            )
-        return found
-
-    async def _rollover(self, ladder, run) -> None:
-        season = await ladder.rollover(run_id=run.id)
-        self.log.info("ladder: {name} is in season {season}", name=ladder.name, season=season)
-
     def held_sessions(self):
         return list(self.callers.values())
 
@@ -325,62 +287,6 @@ class LadderService(GameService):
                 await self.save()
         except Exception:
             log_failure(Failure(), self.log, "ladder: a matchmaking pass failed")
-
-    async def _ask_room(self, match: Match) -> None:
-        self._changed = True
-        teams = [[self.callers[p].to_dict() for p in team] for team in match.teams]
-        await self.rooms.ask(match, teams, self.reactor.seconds())
-
-    async def _cancel(self, match_id: str, why: str) -> None:
-        """
-        Cancel open match C{match_id}, whose room never opened: its players
-        are told, and queued again as they were (those whose session ended
-        are freed, and so is the rest of their party).
-        """
-        cancelled = self.queue.cancel(match_id, self._gone)
-        if cancelled is None:
-            return
-        match, back = cancelled
-        self._changed = True
-        self.log.warn("ladder: match {id} cancelled: {why}", id=match.id, why=why)
-        again = {p for entry in back for p in entry.players}
-        await self._push(
-            [p for p in match.players if p in again],
-            "ladder.match.ended",
-            match,
-            why="room_failed",
-            queued=True,
-        )
-        await self._push(
-            [p for p in match.players if p not in again],
-            "ladder.match.ended",
-            match,
-            why="room_failed",
-            queued=False,
-        )
-        self._forget(match.players)
-
-    def _room_opened(self, sender: str, answer: MatchRoomOpened) -> None:
-        if not self.serving or not isinstance(answer.match, str):
-            return
-        if self.rooms.answered(answer.match):
-            self._changed = True
-            self.log.info("ladder: match {id} is in room {room}", id=answer.match, room=answer.room)
-        elif answer.match not in self.queue.matches:
-            self.log.warn(
-                "ladder: {sender} opened room {room} for match {id}, which is not open",
-                sender=sender,
-                room=answer.room,
-                id=answer.match,
-            )
-
-    def _room_failed(self, sender: str, answer: MatchRoomFailed) -> defer.Deferred | None:
-        if not self.serving or not isinstance(answer.match, str):
-            return None
-        if not self.rooms.answered(answer.match):
-            return None  # a room confirmed already, or a match not open
-        why = f"{sender} could not open its room: {answer.reason}"
-        return defer.ensureDeferred(self._cancel(answer.match, why))
 
     def _forget(self, players) -> None:
         for player in players:
@@ -446,23 +352,23 @@ class LadderService(GameService):
     # -- client messages ------------------------------------------------------------------
 
     async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
+        """
+        Answer a client's message; the queue's, on a process standing by,
+        are relayed to the one serving it (L{mmo.ladder.relay}).
+        """
+        if kind.startswith(QUEUE_PREFIX) and self.ladders and not self.serving:
+            return await self.relay.call(caller, kind, message)
+        return await self._handle_here(caller, kind, message)
+
+    async def _handle_here(self, caller: Caller, kind: str, message: dict) -> dict | None:
         if kind.rsplit(".", 1)[-1] in RESULT_WORDS:
             raise WireError(NOT_ALLOWED, "results come from the game server, never from a client")
         if kind.startswith(QUEUE_PREFIX) and self.ladders and not self.serving:
-            raise WireError(
-                UNAVAILABLE, "the ranked queue is being taken over by another process; retry"
-            )
+            raise WireError(UNAVAILABLE, "the ranked queue is being taken over; retry")
         try:
             return await super().handle(caller, kind, message)
         except LadderError as e:
             raise WireError(BAD_REQUEST, str(e)) from None
-
-    def _ladder(self, message: dict):
-        name = checks.string(message, "ladder")
-        ladder = self.ladders.get(name)
-        if ladder is None:
-            raise WireError(NOT_FOUND, f"no such ladder {name!r}")
-        return name, ladder
 
     async def on_ladder_queue_join(self, caller: Caller, message: dict) -> dict:
         name, ladder = self._ladder(message)
@@ -521,42 +427,6 @@ class LadderService(GameService):
             "waited": waited,
             "gap": self.queue.rules[ladder].accepted_gap(waited),
         }
-
-    async def on_ladder_rating(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        player = checks.player(message, caller)
-        return {"ladder": name, "player": player, **checks.rating_dict(await ladder.rating(player))}
-
-    async def on_ladder_top(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        start = checks.integer(message, "start", 0, 0, checks.MAX_START)
-        count = checks.integer(message, "count", 10, 1, checks.MAX_COUNT)
-        season = checks.season(message)
-        entries = await ladder.top(start, count, season=season)
-        return {"ladder": name, "start": start, "entries": [checks.entry_dict(e) for e in entries]}
-
-    async def on_ladder_rank(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        player = checks.player(message, caller)
-        entry = await ladder.rank(player, season=checks.season(message))
-        found = checks.entry_dict(entry) if entry is not None else {"rank": None, "player": player}
-        return {"ladder": name, **found}
-
-    async def on_ladder_around(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        player = checks.player(message, caller)
-        count = checks.integer(message, "count", 10, 1, checks.MAX_COUNT)
-        entries = await ladder.around(player, count, season=checks.season(message))
-        return {
-            "ladder": name,
-            "player": player,
-            "entries": [checks.entry_dict(e) for e in entries],
-        }
-
-    async def on_ladder_seasons(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        season = await ladder.season()
-        return {"ladder": name, "season": season, "seasons": list(range(1, season + 1))}
 
     # -- results, from the bus ----------------------------------------------------------
 
