@@ -4,8 +4,9 @@ private Redis: a login server, a gateway, the lobby running the ranked duel
 example (C{examples/ranked_duel.py}) and the ladder.  Players queue, are
 matched into a lobby room, the room's rule reports the result, ratings and
 ranks move; the result reported again counts once; a client's result is
-refused; the queue survives the ladder process's death; and the ranked bots
-play.
+refused; the queue survives the ladder process's death; with two ladder
+processes, the one standing by takes the queue over when the holder is
+killed; and the ranked bots play.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from twisted.trial import unittest
 
 from mmo.bus import make_bus
 from mmo.client import ServerError, connect
+from mmo.ladder.holder import QUEUE_LEASE_KEY
 from mmo.ladder.report import report_result
 from tests.support import FAST_HASH, PASSWORD, sleep, spawn_cluster, until
 from tests.test_bot import MMO_BOT
@@ -32,6 +34,9 @@ CLUSTER = (
     ("lobby", "lobby"),
     ("ladder", "ladder"),
 )
+
+#: Two ladder processes: one serves the queue, the other stands by.
+PAIR = (*CLUSTER, ("ladder-2", "ladder"))
 
 SETTINGS = (
     FAST_HASH
@@ -53,6 +58,7 @@ queue_gap = 100.0
 queue_gap_growth = 50.0
 queue_gap_max = 1000.0
 match_timeout = 60.0
+queue_lease = 2.0
 """
 )
 
@@ -102,11 +108,14 @@ class Player:
         return replies[0]
 
 
-class RankedEndToEndTests(unittest.TestCase):
+class ClusterTestCase(unittest.TestCase):
+    """A cluster of C{processes} and its players."""
+
     timeout = 120
+    processes = CLUSTER
 
     async def setUp(self):
-        self.cluster = await spawn_cluster(self, CLUSTER, SETTINGS, pythonpath=EXAMPLES)
+        self.cluster = await spawn_cluster(self, self.processes, SETTINGS, pythonpath=EXAMPLES)
         self.players = []
 
     async def player(self, name: str) -> Player:
@@ -115,6 +124,8 @@ class RankedEndToEndTests(unittest.TestCase):
         self.addCleanup(player.client.close)
         return player
 
+
+class RankedEndToEndTests(ClusterTestCase):
     async def test_ranked_play(self):
         alice, bob = await self.player("alice"), await self.player("bobby")
 
@@ -215,3 +226,45 @@ class RankedEndToEndTests(unittest.TestCase):
         self.assertLessEqual(abs(ranked["wins"] - ranked["losses"]), 4)
         self.assertGreater(report["requests"]["ladder.queue.join"]["count"], 4)
         self.assertEqual(report["errors"].get("room.duel.throw", {}), {})
+
+
+class StandbyEndToEndTests(ClusterTestCase):
+    """Two ladder processes: the holder of the queue killed, the other serves it."""
+
+    processes = PAIR
+
+    async def test_the_standby_takes_over(self):
+        cluster = self.cluster
+        bus = make_bus(cluster.config)
+        await bus.start()
+        self.addCleanup(bus.stop)
+        carol = await self.player("carol")
+        # The gateway routes to the first ladder process, which serves the
+        # queue or relays to the one that does.
+        await carol.request("ladder.queue.join", ladder="duel", mode="1v1")
+
+        async def saved() -> bool:
+            state = await bus.get("ladder:queue")
+            return bool(state and state["queue"]["queues"])
+
+        await until(saved, what="the queue saved by its holder")
+        ladders = await bus.services("ladder")
+        [holder] = [name for name, info in ladders.items() if not info.get("standby")]
+        held = await bus.lease_holder(QUEUE_LEASE_KEY)
+        self.assertEqual(held[0].split("/")[0], f"ladder-{ladders[holder]['pid']}")
+        cluster.transports[holder].signalProcess("KILL")
+        await cluster.children[holder].whenExited()
+        if holder == "ladder":
+            # The process the gateway routes to: started again (as the
+            # manager would), it stands by and relays.
+            cluster.children[holder], cluster.transports[holder] = spawn(
+                self, cluster.config.file, "mmo-ladder", "--process", holder, pythonpath=EXAMPLES
+            )
+            await cluster.children[holder].whenLogged(r"ladder: ready")
+        dave = await self.player("david")
+        await dave.answered("ladder.queue.join", ladder="duel", mode="1v1")
+        await until(lambda: carol.pushes["ladder.matched"] and dave.pushes["ladder.matched"])
+        self.assertEqual(
+            carol.pushes["ladder.matched"][0]["match"], dave.pushes["ladder.matched"][0]["match"]
+        )
+        self.assertGreater((await bus.lease_holder(QUEUE_LEASE_KEY))[1], held[1])
