@@ -13,7 +13,16 @@ from __future__ import annotations
 from twisted.internet import defer
 
 from mmo.bus import BusError
-from mmo.game.messages import LADDER_STATE_KEY, MATCHES_CHANNEL, MatchRoom
+from mmo.game import messages
+from mmo.game.messages import (
+    LADDER_CALLS_CHANNEL,
+    LADDER_STATE_KEY,
+    MATCHES_CHANNEL,
+    LadderCall,
+    LadderCallAnswer,
+    MatchRoom,
+    ladder_reply_channel,
+)
 from mmo.ladder.holder import QUEUE_LEASE_KEY
 from mmo.ladder.relay import RELAY_TIMEOUT
 from mmo.ladder.service import PASS_INTERVAL, lease_ttl
@@ -208,3 +217,24 @@ class LostLeaseTests(HolderTestCase):
         self.patch(self.bus, "get", type(self.bus).get.__get__(self.bus))
         self.turn(self.ttl / 3)
         self.assertTrue(self.second.serving)
+
+
+class RelayTests(HolderTestCase):
+    async def test_a_malformed_call_is_answered(self):
+        answers = GatewayInbox()
+        await self.bus.subscribe(ladder_reply_channel("tester"), answers)
+        for caller, message in (({"session": 7}, {}), (player("carol").to_dict(), [])):
+            call = LadderCall(
+                "r-1", ladder_reply_channel("tester"), caller, "ladder.queue.status", message
+            )
+            await messages.publish(self.bus, LADDER_CALLS_CHANNEL, call, "tester")
+        self.turn()
+        self.assertEqual([a.code for a in answers.of_type(LadderCallAnswer)], [codes.INTERNAL] * 2)
+        self.assertTrue(self.first.serving)
+
+    async def test_a_call_to_nobody_is_unavailable_and_forgotten(self):
+        crash(self.first)
+        self.turn(self.ttl * 2 / 3)
+        e = await self.refused_by(self.second, "ladder.queue.status", RELAY_TIMEOUT)
+        self.assertEqual(e.code, codes.UNAVAILABLE)
+        self.assertEqual(self.second.relay._requests._waiting, {})
