@@ -148,28 +148,30 @@ return out
 """
 
 # KEYS: board, ratings; ARGV: start, stop (0-based, inclusive)
-# {start, players, rows}
+# {start, players, rows}, packed in one msgpack string (as RATINGS's reply).
 TOP = """
 local players = redis.call('ZREVRANGE', KEYS[1], ARGV[1], ARGV[2])
-if #players == 0 then return {tonumber(ARGV[1]), {}, {}} end
-return {tonumber(ARGV[1]), players, redis.call('HMGET', KEYS[2], unpack(players))}
+if #players == 0 then return cmsgpack.pack({}) end
+return cmsgpack.pack({tonumber(ARGV[1]), players, redis.call('HMGET', KEYS[2], unpack(players))})
 """
 
 # KEYS: board, ratings; ARGV: player, count on each side
-# {start, players, rows}: the player's window; {} if the player has no row.
+# {start, players, rows}: the player's window, packed in one msgpack string;
+# {} if the player has no row.
 AROUND = """
 local rank = redis.call('ZREVRANK', KEYS[1], ARGV[1])
-if not rank then return {} end
+if not rank then return cmsgpack.pack({}) end
 local count = tonumber(ARGV[2])
 local start = rank - count
 if start < 0 then start = 0 end
 local players = redis.call('ZREVRANGE', KEYS[1], start, rank + count)
-return {start, players, redis.call('HMGET', KEYS[2], unpack(players))}
+return cmsgpack.pack({start, players, redis.call('HMGET', KEYS[2], unpack(players))})
 """
 
 
 def _board(reply, season) -> list[tuple[int, LadderRow]]:
     """A L{TOP} or L{AROUND} reply as (rank, row) pairs."""
+    reply = msgpack.unpackb(reply, raw=True)
     if not reply:
         return []
     start, players, rows = reply
