@@ -30,6 +30,7 @@ from mmo.store import (
     Account,
     AlreadyExists,
     Character,
+    IEconomyStore,
     ILadderStore,
     InFlight,
     IStore,
@@ -59,6 +60,8 @@ from mmo.store import (
     unpack_data,
 )
 from mmo.store import sqlite_refresh as refresh
+from mmo.store.sqlite_economy import SQLiteEconomy
+from mmo.store.sqlite_economy import migration as _migration_economy
 from mmo.store.sqlite_ladder import SQLiteLadder
 from mmo.store.sqlite_ladder import migration as _migration_ladder
 from mmo.store.sqlite_rows import (
@@ -174,6 +177,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_4,
     sqlite_jobs.migration,
     _migration_ladder,
+    _migration_economy,
 ]
 
 
@@ -245,8 +249,8 @@ def _append_logs(conn, key, blobs, keep):
     conn.execute("DELETE FROM logs WHERE key = ? AND seq <= ?", (key, last - keep))
 
 
-@implementer(IStore, ILadderStore)
-class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder):
+@implementer(IStore, ILadderStore, IEconomyStore)
+class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder, SQLiteEconomy):
     """
     L{IStore} on a SQLite file.
 
