@@ -61,14 +61,15 @@ async def _pages(read, limit=1000):
         after = page[-1]
 
 
-async def audit(store, floors=None) -> list[str]:
+async def audit(store, floors=None, acknowledged=()) -> list[str]:
     """
     The ledger's invariants, checked against a replay of every posting:
     sequence numbers 1 to n and each key once; each account's balances,
     its history's sum and each asset's holders equal to the replay; every
     asset summing to zero; no balance below its floor (C{floors}:
     C{{(account, asset): floor}}, 0 otherwise, none for faucets); each
-    unique item with one holder of 1 besides its faucet's -1.
+    unique item with one holder of 1 besides its faucet's -1; each
+    C{(key, seq)} of C{acknowledged} applied under that number.
 
     @return: The problems found (none: an empty list).
     """
@@ -85,6 +86,10 @@ async def audit(store, floors=None) -> list[str]:
     keys = [e.key for e in entries]
     if len(set(keys)) != len(keys):
         problems.append("a key applied twice")
+    applied = {e.key: e.seq for e in entries}
+    for key, seq in acknowledged:
+        if applied.get(key) != seq:
+            problems.append(f"{key} was acknowledged as {seq}, is {applied.get(key)}")
     replay: dict[str, dict[str, int]] = {}
     for entry in entries:
         for leg in entry.legs:

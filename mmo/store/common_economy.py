@@ -140,6 +140,29 @@ class Leg:
         return change
 
 
+def merged(legs) -> tuple[Leg, ...]:
+    """
+    C{legs} with those of one account and asset added into one (as a
+    posting needs them), in the order each first appears; those that sum
+    to 0 dropped.
+
+    @raise StoreError: Two legs of one account and asset differ in weight
+        or stack.
+    """
+    sums: dict[tuple[str, str], Leg] = {}
+    for leg in legs:
+        first = sums.get((leg.account, leg.asset))
+        if first is None:
+            sums[leg.account, leg.asset] = leg
+        elif (first.weight, first.stack) != (leg.weight, leg.stack):
+            raise StoreError(f"legs of {leg.account} in {leg.asset} differ in weight or stack")
+        else:
+            sums[leg.account, leg.asset] = Leg(
+                leg.account, leg.asset, first.amount + leg.amount, leg.weight, leg.stack
+            )
+    return tuple(leg for leg in sums.values() if leg.amount)
+
+
 def slots(balance: int, stack: int) -> int:
     """Slots a balance takes in stacks of C{stack} (none for a balance of 0 or less)."""
     return max(0, -(-balance // stack))
