@@ -33,6 +33,7 @@ from mmo.store.redis import RedisStore
 from mmo.store.sqlite import SQLiteStore
 from tests.redis import redis_config_text
 from tests.support import write_config
+from tests.test_bench import quick_run
 from tests.test_ladder_core import BOARD_RUNS, PROCESSES, RedisBackend, SQLiteBackend
 
 GOLD = "c:gold"
@@ -421,3 +422,23 @@ class RedisEconomyTests(RedisBackend, EconomyTestsMixin, unittest.TestCase):
             f'[store]\nbackend = "redis"\n{redis_config_text(self.server, f"run{run}")}{PROCESSES}'
         )
         return RedisStore(config.load(write_config(self, text)), reactor=self.clock)
+
+
+class EconomyBenchTests(unittest.TestCase):
+    """bench/economy.py at the tiny size of its quick run, on both stores."""
+
+    timeout = 120
+
+    def test_quick_run(self):
+        """Every figure is there, every posting applied (the script fails otherwise)."""
+        outcome = quick_run("economy")
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        for name in (
+            "redis_postings_per_s",
+            "redis_raw_evalsha_per_s",
+            "sqlite_postings_per_s",
+            "sqlite_raw_insert_per_s",
+        ):
+            self.assertGreater(figures[name], 0, name)
+        self.assertEqual(figures["target_postings_per_s"], 5000.0)

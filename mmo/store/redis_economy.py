@@ -49,11 +49,10 @@ from mmo.store.common_ladder import checked
 from mmo.store.redis_records import text
 
 # KEYS: keys, seq, postings, loads, items
-# ARGV: prefix, key, digest, entry, unbalanced asset ('' if none),
-#       step count, then per step: account, asset, amount, weight * amount,
-#       stack, floor ('' none), ceiling ('' none);
-#       then limit count, (account, max load) pairs;
-#       then issue count, (faucet, asset, properties) triples.
+# ARGV: prefix, key, digest, entry, unbalanced asset ('' if none), plan:
+#       msgpack [steps, limits, issues], a step [account, asset, amount,
+#       weight * amount, stack, floor, ceiling] (false: no bound), a limit
+#       [account, max load], an issue [faucet, asset, properties].
 # {0, seq}: applied; {1, "seq digest"}: the key was applied;
 # {2, why, account, asset}: refused (why: unbalanced, bounds, limit, issued).
 POST = """
@@ -65,56 +64,48 @@ local function slots(balance, stack)
   if balance <= 0 then return 0 end
   return math.floor((balance + stack - 1) / stack)
 end
-local steps = tonumber(ARGV[6])
+local plan = cmsgpack.unpack(ARGV[6])
+local steps, limits, issues = plan[1], plan[2], plan[3]
 local afters, loads, accounts = {}, {}, {}
-for i = 0, steps - 1 do
-  local at = 7 + i * 7
-  local account, asset = ARGV[at], ARGV[at + 1]
+for i, step in ipairs(steps) do
+  local account, asset = step[1], step[2]
   local before = tonumber(redis.call('HGET', prefix .. 'balance:' .. account, asset) or '0')
-  local after = before + tonumber(ARGV[at + 2])
-  local floor, ceiling = ARGV[at + 5], ARGV[at + 6]
-  if (floor ~= '' and after < tonumber(floor)) or (ceiling ~= '' and after > tonumber(ceiling)) then
+  local after = before + step[3]
+  if (step[6] and after < step[6]) or (step[7] and after > step[7]) then
     return {2, 'bounds', account, asset}
   end
-  afters[i + 1] = after
-  local change = tonumber(ARGV[at + 3])
-  local stack = tonumber(ARGV[at + 4])
-  if stack > 0 then change = change + slots(after, stack) - slots(before, stack) end
+  afters[i] = after
+  local change = step[4]
+  if step[5] > 0 then change = change + slots(after, step[5]) - slots(before, step[5]) end
   if loads[account] == nil then
     accounts[#accounts + 1] = account
     loads[account] = 0
   end
   loads[account] = loads[account] + change
 end
-local at = 7 + steps * 7
-local limits = tonumber(ARGV[at])
-for j = 1, limits do
-  local account = ARGV[at + 2 * j - 1]
-  local change = loads[account] or 0
-  local load = tonumber(redis.call('HGET', KEYS[4], account) or '0')
-  if change > 0 and load + change > tonumber(ARGV[at + 2 * j]) then
-    return {2, 'limit', account, ''}
+for _, limit in ipairs(limits) do
+  local change = loads[limit[1]] or 0
+  if change > 0 then
+    local load = tonumber(redis.call('HGET', KEYS[4], limit[1]) or '0')
+    if load + change > limit[2] then return {2, 'limit', limit[1], ''} end
   end
 end
-at = at + 2 * limits + 1
-local issues = tonumber(ARGV[at])
-for j = 1, issues do
-  if redis.call('HEXISTS', KEYS[5], ARGV[at + 3 * j - 1]) == 1 then
-    return {2, 'issued', ARGV[at + 3 * j - 2], ARGV[at + 3 * j - 1]}
+for _, issue in ipairs(issues) do
+  if redis.call('HEXISTS', KEYS[5], issue[2]) == 1 then
+    return {2, 'issued', issue[1], issue[2]}
   end
 end
 local seq = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[3], seq, ARGV[4])
 redis.call('HSET', KEYS[1], ARGV[2], seq .. ' ' .. ARGV[3])
-for i = 0, steps - 1 do
-  local account, asset = ARGV[7 + i * 7], ARGV[8 + i * 7]
-  local after = afters[i + 1]
+for i, step in ipairs(steps) do
+  local account, asset, after = step[1], step[2], afters[i]
   if after == 0 then
     redis.call('HDEL', prefix .. 'balance:' .. account, asset)
     redis.call('ZREM', prefix .. 'holders:' .. asset, account)
   else
     redis.call('HSET', prefix .. 'balance:' .. account, asset, string.format('%d', after))
-    redis.call('ZADD', prefix .. 'holders:' .. asset, 0, account)
+    if after == step[3] then redis.call('ZADD', prefix .. 'holders:' .. asset, 0, account) end
   end
 end
 for _, account in ipairs(accounts) do
@@ -123,8 +114,8 @@ for _, account in ipairs(accounts) do
     redis.call('HINCRBY', KEYS[4], account, string.format('%d', loads[account]))
   end
 end
-for j = 1, issues do
-  redis.call('HSET', KEYS[5], ARGV[at + 3 * j - 1], ARGV[at + 3 * j])
+for _, issue in ipairs(issues) do
+  redis.call('HSET', KEYS[5], issue[2], issue[3])
 end
 return {0, seq}
 """
@@ -163,7 +154,7 @@ REFUSALS = {
 
 
 def _bound(value: int | None):
-    return "" if value is None else value
+    return False if value is None else value
 
 
 def _refusal(why: bytes, account: bytes, asset: bytes) -> Refusal:
@@ -176,6 +167,19 @@ def _refusal(why: bytes, account: bytes, asset: bytes) -> Refusal:
     return Refusal(reason, account_name, asset_name)
 
 
+def _post_result(reply, planned) -> PostResult:
+    """A L{POST} reply as the answer of L{RedisEconomy.economy_post}."""
+    status = int(reply[0])
+    if status == 0:
+        return PostResult(Posted.APPLIED, seq=int(reply[1]))
+    if status == 1:
+        seq, digest = text(reply[1]).split(" ")
+        if digest != planned.digest:
+            raise reused(planned.posting.key)
+        return PostResult(Posted.DUPLICATE, seq=int(seq))
+    return PostResult(Posted.REFUSED, refusal=_refusal(*reply[1:4]))
+
+
 class RedisEconomy:
     """
     L{mmo.store.IEconomyStore} for L{mmo.store.redis.RedisStore}, on its
@@ -186,46 +190,33 @@ class RedisEconomy:
         return self._key("economy", *parts)
 
     @checked
-    @defer.inlineCallbacks
     def economy_post(self, posting):
         planned = plan(posting)
         posting = planned.posting
+        steps = [
+            [
+                step.leg.account,
+                step.leg.asset,
+                step.leg.amount,
+                step.leg.weight * step.leg.amount,
+                step.leg.stack,
+                _bound(step.floor),
+                _bound(step.ceiling),
+            ]
+            for step in planned.steps
+        ]
+        limits = [[account, max_load] for account, max_load in planned.limits.items()]
+        issues = [[issuer, asset, props] for asset, (issuer, props) in planned.issue.items()]
         args = [
             self._economy_key(""),
             posting.key,
             planned.digest,
             pack_entry(posting, planned.legs),
             planned.unbalanced or "",
-            len(planned.steps),
+            msgpack.packb([steps, limits, issues], use_bin_type=False),
         ]
-        for step in planned.steps:
-            leg = step.leg
-            args += [
-                leg.account,
-                leg.asset,
-                leg.amount,
-                leg.weight * leg.amount,
-                leg.stack,
-                _bound(step.floor),
-                _bound(step.ceiling),
-            ]
-        args.append(len(planned.limits))
-        for account, max_load in planned.limits.items():
-            args += [account, max_load]
-        args.append(len(planned.issue))
-        for asset, (issuer, props) in planned.issue.items():
-            args += [issuer, asset, props]
         keys = [self._economy_key(k) for k in ("keys", "seq", "postings", "loads", "items")]
-        reply = yield self._eval(POST, keys, args)
-        status = int(reply[0])
-        if status == 0:
-            return PostResult(Posted.APPLIED, seq=int(reply[1]))
-        if status == 1:
-            seq, digest = text(reply[1]).split(" ")
-            if digest != planned.digest:
-                raise reused(posting.key)
-            return PostResult(Posted.DUPLICATE, seq=int(seq))
-        return PostResult(Posted.REFUSED, refusal=_refusal(*reply[1:4]))
+        return self._eval(POST, keys, args).addCallback(_post_result, planned)
 
     @checked
     @defer.inlineCallbacks
