@@ -37,7 +37,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(1, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _common import parser, react, report  # noqa: E402
+from _common import parser, percentile, react, report  # noqa: E402
 from twisted.internet import defer  # noqa: E402
 
 from mmo import config as mmo_config  # noqa: E402
@@ -170,8 +170,8 @@ async def bench_redis(reactor, directory, args, figures) -> None:
                 runs.append(await postings_per_s(store, postings, IN_FLIGHT))
                 raws.append(await redis_raw_per_s(raw, count))
             figures["redis_postings"] = count
-            figures["redis_postings_per_s"] = sorted(runs)[len(runs) // 2]
-            figures["redis_raw_evalsha_per_s"] = sorted(raws)[len(raws) // 2]
+            figures["redis_postings_per_s"] = percentile(runs, 0.5)
+            figures["redis_raw_evalsha_per_s"] = percentile(raws, 0.5)
             progress(f"redis: {figures['redis_postings_per_s']:.0f} postings/s")
         finally:
             await raw.disconnect()
@@ -191,8 +191,8 @@ async def bench_sqlite(reactor, directory, args, figures) -> None:
             runs.append(await postings_per_s(store, trades(args.players, count, repeat), 1))
             raws.append(sqlite_raw_per_s(os.path.join(directory, f"raw-{repeat}.sqlite3"), count))
         figures["sqlite_postings"] = count
-        figures["sqlite_postings_per_s"] = sorted(runs)[len(runs) // 2]
-        figures["sqlite_raw_insert_per_s"] = sorted(raws)[len(raws) // 2]
+        figures["sqlite_postings_per_s"] = percentile(runs, 0.5)
+        figures["sqlite_raw_insert_per_s"] = percentile(raws, 0.5)
         progress(f"sqlite: {figures['sqlite_postings_per_s']:.0f} postings/s")
     finally:
         await store.stop()

@@ -309,6 +309,8 @@ class EconomyTestsMixin:
             ),
             reward("k", "player:a", 1, "u:x", floors=(("player:a", "u:x", -1),)),
             reward("k", "player:a", 1, limits=(("player:a", -1),)),
+            reward("k", "player:a", 1, limits=(("player:a",),)),
+            reward("k", "player:a", 1, floors=(("player:a", GOLD),)),
         ]
         for posting in bad:
             with self.assertRaises(StoreError, msg=repr(posting)):

@@ -18,6 +18,7 @@ the load limits in the order given, then the unique items issued.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import math
 from dataclasses import dataclass, field
@@ -84,12 +85,23 @@ def unique(instance_id: str) -> str:
 
 
 def _check_name(value: object, what: str, kinds: tuple[str, ...]) -> str:
+    if type(value) is not str or not _well_formed(value, kinds):
+        _bad_name(value, what, kinds)
+    return value
+
+
+# A posting names each of its accounts and assets: the names seen last are
+# known good without being split again (a bounded cache).
+@functools.lru_cache(maxsize=4096)
+def _well_formed(value: str, kinds: tuple[str, ...]) -> bool:
+    kind, colon, ident = value.partition(":")
+    return bool(colon and kind in kinds and ident and len(value) <= MAX_NAME)
+
+
+def _bad_name(value: object, what: str, kinds: tuple[str, ...]):
     if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME:
         raise StoreError(f"a {what} is a string of 1 to {MAX_NAME} characters, got {value!r}")
-    kind, colon, ident = value.partition(":")
-    if not colon or kind not in kinds or not ident:
-        raise StoreError(f"a {what} is KIND:ID with KIND one of {', '.join(kinds)}, got {value!r}")
-    return value
+    raise StoreError(f"a {what} is KIND:ID with KIND one of {', '.join(kinds)}, got {value!r}")
 
 
 def check_account(value: object) -> str:
@@ -368,13 +380,18 @@ def plan(posting: object) -> Plan:
         sums[leg.asset] = sums.get(leg.asset, 0) + leg.amount
     floors = {}
     for entry in posting.floors:
+        if not isinstance(entry, tuple | list) or len(entry) != 3:
+            raise StoreError(f"posting {key!r}: a floor is (account, asset, floor), got {entry!r}")
         account_name, asset, floor = entry
         check_account(account_name)
         if is_unique(check_asset(asset)):
             raise StoreError(f"posting {key!r}: a unique item's floor is fixed ({asset})")
         floors[account_name, asset] = _check_int(floor, "a floor", -MAX_AMOUNT)
     limits = {}
-    for account_name, max_load in posting.limits:
+    for entry in posting.limits:
+        if not isinstance(entry, tuple | list) or len(entry) != 2:
+            raise StoreError(f"posting {key!r}: a limit is (account, max load), got {entry!r}")
+        account_name, max_load = entry
         limits[check_account(account_name)] = _check_int(max_load, "a load limit", 0)
     if not isinstance(posting.issue, dict):
         raise StoreError(f"posting {key!r}: issue is a dict of unique assets' properties")
