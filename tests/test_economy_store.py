@@ -417,6 +417,26 @@ class SQLiteEconomyTests(SQLiteBackend, EconomyTestsMixin, unittest.TestCase):
         self.addCleanup(store.stop)
         self.assertEqual((await store.economy_post(reward("r", "player:a", 1))).seq, 1)
 
+    async def test_audit_finds_damage(self):
+        """The audit the other tests rely on sees a balance changed outside postings."""
+        await self.post(reward("r1", "player:a", 10))
+        await self.post(reward("r2", "player:b", 1, "u:ring", issue={"u:ring": {}}))
+        self.assertEqual(await audit(self.store, acknowledged=[("r1", 1)]), [])
+        self.assertEqual(
+            await audit(self.store, acknowledged=[("r1", 2), ("lost", 3)]),
+            ["r1 was acknowledged as 2, is 1", "lost was acknowledged as 3, is None"],
+        )
+        with sqlite3.connect(self.path) as conn:
+            conn.execute("UPDATE economy_balances SET balance = 11 WHERE account = 'player:a'")
+            conn.execute("INSERT INTO economy_balances VALUES ('player:c', 'u:ring', 1)")
+        problems = await audit(self.store)
+        for expected in (
+            "player:a's balances are not its postings'",
+            "c:gold's holders are not its postings'",
+            "u:ring's holders are not its postings'",
+        ):
+            self.assertIn(expected, problems)
+
 
 class RedisEconomyTests(RedisBackend, EconomyTestsMixin, unittest.TestCase):
     def make_fresh_store(self, run):
