@@ -39,9 +39,9 @@ from mmo.store.common_economy import (
     check_key,
     check_limit,
     check_seq,
-    is_unique,
     pack_entry,
     plan,
+    refusal_for,
     reused,
     unpack_entry,
 )
@@ -157,14 +157,15 @@ def _bound(value: int | None):
     return False if value is None else value
 
 
-def _refusal(why: bytes, account: bytes, asset: bytes) -> Refusal:
-    account_name = text(account) or None
-    asset_name = text(asset) or None
+def _refusal(planned, why: bytes, account: bytes, asset: bytes) -> Refusal:
+    account_name, asset_name = text(account) or None, text(asset) or None
     if why == b"bounds":
-        reason = Refused.UNIQUE if is_unique(asset_name) else Refused.FLOOR
-    else:
-        reason = REFUSALS[why]
-    return Refusal(reason, account_name, asset_name)
+        # Each account and asset is in one step of a plan.
+        [step] = [
+            s for s in planned.steps if (s.leg.account, s.leg.asset) == (account_name, asset_name)
+        ]
+        return refusal_for(step)
+    return Refusal(REFUSALS[why], account_name, asset_name)
 
 
 def _post_result(reply, planned) -> PostResult:
@@ -177,7 +178,7 @@ def _post_result(reply, planned) -> PostResult:
         if digest != planned.digest:
             raise reused(planned.posting.key)
         return PostResult(Posted.DUPLICATE, seq=int(seq))
-    return PostResult(Posted.REFUSED, refusal=_refusal(*reply[1:4]))
+    return PostResult(Posted.REFUSED, refusal=_refusal(planned, *reply[1:4]))
 
 
 class RedisEconomy:
