@@ -152,6 +152,23 @@ def write_config(directory: str, port: int) -> str:
     return path
 
 
+async def alternated(backend, baseline, args, figures, measure, raw) -> None:
+    """
+    C{measure(repeat)} and C{raw(repeat)} (coroutines giving a rate),
+    alternated C{args.repeats} times, the medians of each kept: the
+    machine is shared.
+    """
+    runs, raws = [], []
+    for repeat in range(args.repeats):
+        runs.append(await measure(repeat))
+        raws.append(await raw(repeat))
+    count = args.postings if backend == "redis" else args.sqlite_postings
+    figures[f"{backend}_postings"] = count
+    figures[f"{backend}_postings_per_s"] = percentile(runs, 0.5)
+    figures[baseline] = percentile(raws, 0.5)
+    progress(f"{backend}: {figures[f'{backend}_postings_per_s']:.0f} postings/s")
+
+
 async def bench_redis(reactor, directory, args, figures) -> None:
     redis = RedisServer(os.path.join(directory, "redis"), appendonly=True)
     redis.start()
@@ -162,17 +179,16 @@ async def bench_redis(reactor, directory, args, figures) -> None:
         raw = await connect_redis(conf, reactor, pool=True, charset=None, convert_numbers=False)
         try:
             await fill(store, args.players, IN_FLIGHT)
-            count = args.postings
-            # Alternated, the medians of each kept: the machine is shared.
-            runs, raws = [], []
-            for repeat in range(args.repeats):
-                postings = trades(args.players, count, seed=repeat)
-                runs.append(await postings_per_s(store, postings, IN_FLIGHT))
-                raws.append(await redis_raw_per_s(raw, count))
-            figures["redis_postings"] = count
-            figures["redis_postings_per_s"] = percentile(runs, 0.5)
-            figures["redis_raw_evalsha_per_s"] = percentile(raws, 0.5)
-            progress(f"redis: {figures['redis_postings_per_s']:.0f} postings/s")
+            await alternated(
+                "redis",
+                "redis_raw_evalsha_per_s",
+                args,
+                figures,
+                lambda repeat: postings_per_s(
+                    store, trades(args.players, args.postings, repeat), IN_FLIGHT
+                ),
+                lambda repeat: redis_raw_per_s(raw, args.postings),
+            )
         finally:
             await raw.disconnect()
             await store.stop()
@@ -186,14 +202,18 @@ async def bench_sqlite(reactor, directory, args, figures) -> None:
     try:
         await fill(store, args.players, 1)
         count = args.sqlite_postings
-        runs, raws = [], []
-        for repeat in range(args.repeats):
-            runs.append(await postings_per_s(store, trades(args.players, count, repeat), 1))
-            raws.append(sqlite_raw_per_s(os.path.join(directory, f"raw-{repeat}.sqlite3"), count))
-        figures["sqlite_postings"] = count
-        figures["sqlite_postings_per_s"] = percentile(runs, 0.5)
-        figures["sqlite_raw_insert_per_s"] = percentile(raws, 0.5)
-        progress(f"sqlite: {figures['sqlite_postings_per_s']:.0f} postings/s")
+
+        async def raw_run(repeat):
+            return sqlite_raw_per_s(os.path.join(directory, f"raw-{repeat}.sqlite3"), count)
+
+        await alternated(
+            "sqlite",
+            "sqlite_raw_insert_per_s",
+            args,
+            figures,
+            lambda repeat: postings_per_s(store, trades(args.players, count, repeat), 1),
+            raw_run,
+        )
     finally:
         await store.stop()
 
