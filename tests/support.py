@@ -56,6 +56,16 @@ rpc = "tcp:0:interface=127.0.0.1"
 """
 
 
+async def started_store(testcase, path: str):
+    """The store of the config file C{path}, started, stopped when C{testcase} ends."""
+    from mmo.store import make_store
+
+    store = make_store(config.load(path))
+    await store.start()
+    testcase.addCleanup(store.stop)
+    return store
+
+
 async def fake_clock_bus_store(testcase):
     """
     A C{task.Clock}, a L{MemoryBus} on it and a started SQLite store in a

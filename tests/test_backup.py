@@ -14,11 +14,9 @@ import textwrap
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from mmo import config
-from mmo.store import make_store
 from mmo.store.backup import decode_dump, encode_dump, main
 from tests.redis import redis_config_text, start_redis
-from tests.support import write_config
+from tests.support import started_store, write_config
 
 HASH = "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA"
 
@@ -38,12 +36,8 @@ class BackupTestsMixin:
         """A config file for a new, empty store; its path."""
         return write_config(self, textwrap.dedent(self.store_text()) + PROCESSES)
 
-    @defer.inlineCallbacks
     def open_store(self, path):
-        store = make_store(config.load(path))
-        yield store.start()
-        self.addCleanup(store.stop)
-        return store
+        return defer.ensureDeferred(started_store(self, path))
 
     @defer.inlineCallbacks
     def run_main(self, *argv):

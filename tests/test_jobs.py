@@ -19,6 +19,7 @@ from mmo.jobs.build import add_scheduler, config_jobs
 from mmo.jobs.job import Job
 from mmo.jobs.scheduler import Scheduler
 from mmo.schedules import Interval, iso_time
+from mmo.zone.service import ZoneService
 from tests.support import fake_clock_bus_store, sleep, write_config
 
 #: Where the clock starts: a multiple of every interval below.
@@ -56,7 +57,9 @@ class Recorder:
             self.held.append(await run.held())
 
 
-class SchedulerTests(unittest.TestCase):
+class SchedulerHarness:
+    """Schedulers of processes sharing one bus and one store, on a L{task.Clock}."""
+
     async def setUp(self):
         self.clock, self.bus, self.store = await fake_clock_bus_store(self)
         self.clock.advance(START)
@@ -107,6 +110,8 @@ class SchedulerTests(unittest.TestCase):
     async def recorded(self, name="tick"):
         return [(r.id, r.scheduled, r.token) for r in await self.store.job_runs(name, 1000)]
 
+
+class SchedulerTests(SchedulerHarness, unittest.TestCase):
     async def test_once_across_processes(self):
         """Three processes run one job: each time runs once, in order, by the lease's holder."""
         jobs = [self.job(), self.job(), self.job()]
@@ -444,3 +449,77 @@ class AdminTests(unittest.TestCase):
         parsed = _parser().parse_args(["--config", "x", "jobs", "trigger", "daily"])
         self.assertEqual((parsed.command, parsed.action, parsed.name), ("jobs", "trigger", "daily"))
         self.assertEqual(_parser().parse_args(["-c", "x", "jobs"]).action, "list")
+
+
+class JobZone(ZoneService):
+    """A game's zone with a job per deployment and a job per zone; C{ran} notes their runs."""
+
+    ran: list = []
+
+    def jobs(self):
+        return [
+            Job("zone.daily", Interval(10), self.noted, lease_ttl=6.0),
+            Job(f"zone.spawn.{self.name}", Interval(10), self.noted, lease_ttl=6.0),
+        ]
+
+    async def noted(self, run):
+        self.ran.append((run.job.name, self.name, run.scheduled))
+
+
+ZONE_CLUSTER = """
+[processes.zone-1]
+kind = "zone"
+rpc = "tcp:0"
+
+[processes.zone-2]
+kind = "zone"
+rpc = "tcp:0"
+
+[world]
+width = 300.0
+height = 100.0
+columns = 3
+rows = 1
+zones = ["zone-1", "zone-1", "zone-2"]
+zone_class = "tests.test_jobs.JobZone"
+"""
+
+
+class ZoneJobsTests(SchedulerHarness, unittest.TestCase):
+    async def test_zone_jobs_in_a_cluster(self):
+        """
+        Each zone process runs its zones' jobs (as an mmo-zone process
+        builds its scheduler): a job every zone names runs once per time in
+        the deployment, a job named after its region in that region's process.
+        """
+        from mmo.process.service import ProcessService
+        from mmo.zone.host import ZoneHost
+
+        conf = config.load(write_config(self, ZONE_CLUSTER))
+        JobZone.ran = ran = []
+        runners = {}
+        for name in ("zone-1", "zone-2"):
+            top = ProcessService(conf, conf.processes[name], self.clock)
+            host = ZoneHost(conf, self.store, self.bus, self.clock, name)
+            scheduler = add_scheduler(top, conf, self.store, self.bus, [host], self.clock, "zone")
+            scheduler.start()
+            self.schedulers.append(scheduler)
+            self.addCleanup(self.stop, scheduler)
+            runners[name] = sorted(scheduler.runners)
+        self.assertEqual(
+            runners,
+            {
+                "zone-1": ["zone.daily", "zone.spawn.r0c0", "zone.spawn.r0c1"],
+                "zone-2": ["zone.daily", "zone.spawn.r0c2"],
+            },
+        )
+        await self.advance(30)
+        times = [START + 10, START + 20, START + 30]
+        daily = [(when, zone) for job, zone, when in ran if job == "zone.daily"]
+        self.assertEqual([when for when, _ in sorted(daily)], times)
+        self.assertEqual(len({zone for _, zone in daily}), 1)
+        for zone in ("r0c0", "r0c1", "r0c2"):
+            self.assertEqual(
+                sorted((z, when) for job, z, when in ran if job == f"zone.spawn.{zone}"),
+                [(zone, when) for when in times],
+            )

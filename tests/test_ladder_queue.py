@@ -339,3 +339,155 @@ class PropertyTests(unittest.TestCase):
         first, _ = play(Matchmaker(rules(), counter()), plan)
         second, _ = play(Matchmaker(rules(), counter()), plan)
         self.assertEqual(first, second)
+
+
+class CancelTests(unittest.TestCase):
+    """A match whose room never opened, cancelled: its entries queued again as they were."""
+
+    def setUp(self):
+        self.queue = Matchmaker(rules(), counter())
+
+    def formed(self, mode: str, parties: list, now: float = 0.0):
+        for players in parties:
+            self.queue.join("duel", mode, players, [1500] * len(players), now)
+        [match] = self.queue.match(now + 1.0)
+        return match
+
+    def test_entries_go_back_as_they_were_queued(self):
+        match = self.formed("2v2", [["a", "b"], ["c"], ["d"]], now=5.0)
+        self.assertEqual(sorted(e.id for e in match.entries), ["a", "c", "d"])
+        cancelled, back = self.queue.cancel(match.id)
+        self.assertEqual(cancelled, match)
+        self.assertEqual(
+            sorted(back, key=lambda e: e.id), sorted(match.entries, key=lambda e: e.id)
+        )
+        # The party is one entry again, and everybody keeps his waiting time.
+        self.assertEqual(self.queue.entry_of("b")[2], Entry("a", ("a", "b"), 1500.0, 5.0))
+        self.assertEqual(self.queue.entry_of("c")[2].joined, 5.0)
+        self.assertEqual((self.queue.matches, self.queue.queued()), ({}, 4))
+        # Forgotten: a result for it is refused, and it cannot be cancelled twice.
+        self.assertIsNone(self.queue.known(match.id))
+        self.assertIsNone(self.queue.cancel(match.id))
+        self.assertIsNone(self.queue.finish(match.id, 10.0))
+        # They match again, into one new match.
+        [again] = self.queue.match(20.0)
+        self.assertNotEqual(again.id, match.id)
+        self.assertEqual(sorted(again.players), ["a", "b", "c", "d"])
+        self.assertEqual(self.queue.match_of("a"), again)
+
+    def test_who_left_is_not_queued_again_nor_his_party(self):
+        match = self.formed("2v2", [["a", "b"], ["c"], ["d"]])
+        _, back = self.queue.cancel(match.id, gone={"b", "d"})
+        self.assertEqual([e.id for e in back], ["c"])
+        for freed in ("a", "b", "d"):
+            self.assertIsNone(self.queue.entry_of(freed))
+            self.assertIsNone(self.queue.match_of(freed))
+        self.assertEqual(self.queue.queued(), 1)
+
+    def test_a_mode_no_longer_configured_queues_nobody(self):
+        match = self.formed("duel", [["a"], ["b"]])
+        queue = Matchmaker({"duel": QueueRules({"2v2": (2, 2)}, 1, 1, 1, 60)}, counter())
+        queue.restore(self.queue.snapshot())
+        self.assertEqual(queue.cancel(match.id), (match, []))
+        self.assertEqual((queue.queues, queue.queued()), ({}, 0))
+
+    def test_not_open(self):
+        match = self.formed("duel", [["a"], ["b"]])
+        self.queue.finish(match.id, 2.0)
+        self.assertIsNone(self.queue.cancel(match.id))
+        self.assertIsNone(self.queue.cancel("nothing"))
+
+    def test_entries_survive_a_snapshot(self):
+        match = self.formed("2v2", [["a", "b"], ["c"], ["d"]])
+        other = Matchmaker(rules(), counter())
+        other.restore(self.queue.snapshot())
+        self.assertEqual(other.matches[match.id], match)
+        _, back = other.cancel(match.id)
+        self.assertEqual(len(back), 3)
+
+    def test_a_match_saved_without_its_entries_frees_its_players(self):
+        # The state of an earlier version: nothing to queue again.
+        match = self.formed("duel", [["a"], ["b"]])
+        state = self.queue.snapshot()
+        for saved in state["matches"]:
+            del saved["entries"]
+        other = Matchmaker(rules(), counter())
+        other.restore(state)
+        self.assertEqual(other.cancel(match.id)[1], [])
+        self.assertIsNone(other.match_of("a"))
+
+
+#: What happens to the queue, step by step: a join (mode, party size,
+#: rating), a pass, a match cancelled or finished (the n-th open one, and
+#: for a cancel whether its first player's session ended).
+steps = st.lists(
+    st.one_of(
+        st.tuples(st.just("join"), st.sampled_from(sorted(MODES)), st.integers(1, 3)),
+        st.tuples(st.just("pass"), st.floats(0, 30, allow_nan=False)),
+        st.tuples(st.just("cancel"), st.integers(0, 5), st.booleans()),
+        st.tuples(st.just("finish"), st.integers(0, 5)),
+        st.tuples(st.just("leave"), st.integers(0, 60)),
+    ),
+    max_size=80,
+)
+
+
+class CancelPropertyTests(unittest.TestCase):
+    def assert_one_place_each(self, queue: Matchmaker, players) -> None:
+        """
+        Every player is in one entry or one open match at most, and the
+        queue says so of each of C{players}.
+        """
+        places: dict[str, str] = {}
+        for (ladder, mode), entries in queue.queues.items():
+            for entry in entries.values():
+                for player in entry.players:
+                    self.assertNotIn(player, places, f"{player} twice")
+                    places[player] = entry.id
+                    self.assertEqual(queue.entry_of(player), (ladder, mode, entry))
+        for match in queue.matches.values():
+            for player in match.players:
+                self.assertNotIn(player, places, f"{player} queued and in {match.id}")
+                places[player] = match.id
+        for player in players:
+            match, entry = queue.match_of(player), queue.entry_of(player)
+            self.assertFalse(match and entry, f"{player} queued and in a match")
+            where = match.id if match else entry[2].id if entry else None
+            self.assertEqual(where, places.get(player))
+        self.assertEqual(
+            queue.queued() + sum(len(m.players) for m in queue.matches.values()), len(places)
+        )
+
+    @BOUNDED
+    @given(steps)
+    def test_a_player_is_never_in_two_matches(self, plan):
+        queue = Matchmaker(rules(), counter())
+        now, names, created = 0.0, itertools.count(), []
+        for step in plan:
+            if step[0] == "join":
+                _, mode, size = step
+                players = [f"p{next(names)}" for _ in range(size)]
+                created.extend(players)
+                try:
+                    queue.join("duel", mode, players, [1500] * size, now)
+                except QueueError:
+                    pass
+            elif step[0] == "pass":
+                now += step[1]
+                queue.match(now)
+            elif step[0] == "leave":
+                queue.leave(f"p{step[1]}")
+            elif queue.matches:
+                match = sorted(queue.matches.values(), key=lambda m: m.id)[
+                    step[1] % len(queue.matches)
+                ]
+                if step[0] == "finish":
+                    queue.finish(match.id, now)
+                else:
+                    gone = match.players[:1] if step[2] else ()
+                    _, back = queue.cancel(match.id, gone)
+                    self.assertEqual(
+                        sorted(e.id for e in back),
+                        sorted(e.id for e in match.entries if not set(gone) & set(e.players)),
+                    )
+            self.assert_one_place_each(queue, created)

@@ -63,7 +63,8 @@ class DuelTests(LadderTestCase):
         callers = {"alice": alice, "bob": bob}
         for name, throw in throws.items():
             await self.send(callers[name], "room.duel.throw", throw=throw)
-        await self.settle(lambda: self.pushes("ladder.result"))
+        # Each player's result is pushed after his rank is read: both.
+        await self.settle(lambda: len(self.pushes("ladder.result")) == len(callers))
         return callers, match
 
     async def test_a_duel_reported_by_the_rule(self):

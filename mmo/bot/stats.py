@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
-from mmo.zone.ticker import nearest_rank
+from mmo.stats import nearest_rank
 
 #: Latency samples kept per request type; past it, a uniform reservoir sample.
 SAMPLES = 100_000

@@ -24,6 +24,8 @@ One module per area; every name below is importable from C{mmo.config}:
   - L{mmo.config.login}, L{mmo.config.gateway}, L{mmo.config.lobby},
     L{mmo.config.chat}, L{mmo.config.manager}: the section of each service.
   - L{mmo.config.ladder}: C{[ladders.NAME]}, one ranked ladder each.
+  - L{mmo.config.economy}: C{[economy]}, its currencies and the item and
+    shop data files it names.
   - L{mmo.config.web}: C{[web]}, the browser demo on the WebSocket port.
   - L{mmo.config.processes}: C{[processes.NAME]} and C{[realms.NAME]}.
   - L{mmo.config.jobs}: C{[jobs.NAME]}, the scheduled jobs of the config.
@@ -36,6 +38,7 @@ One module per area; every name below is importable from C{mmo.config}:
 from mmo.config.backends import BusSection, RedisSection, StoreSection
 from mmo.config.chat import ChatSection
 from mmo.config.deployment import DeploymentSection, LoggingSection, TLSSection, WireSection
+from mmo.config.economy import Currency, EconomySection, ItemDef, StockLine, Vendor
 from mmo.config.gateway import FloodClassSection, GatewaySection
 from mmo.config.ladder import LadderSection
 from mmo.config.listeners import (
@@ -86,12 +89,15 @@ __all__ = [
     "ChatSection",
     "Config",
     "ConfigError",
+    "Currency",
     "Context",
     "DeploymentSection",
+    "EconomySection",
     "Field",
     "FilePath",
     "FloodClassSection",
     "GatewaySection",
+    "ItemDef",
     "LadderSection",
     "ListeningAddress",
     "ListenersSection",
@@ -107,10 +113,12 @@ __all__ = [
     "RegionSection",
     "Section",
     "ServerEndpoint",
+    "StockLine",
     "StoreSection",
     "Str",
     "StrList",
     "TLSSection",
+    "Vendor",
     "Table",
     "Tables",
     "WebSection",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from mmo.config.processes import PROCESS_KINDS
-from mmo.config.schema import REQUIRED, ConfigError, Field, Number, Section, Str, _type_name
+from mmo.config.schema import REQUIRED, ArgsField, ConfigError, Field, Number, Section, Str
 
 #: The names of jobs.
 JOB_NAME = r"^[a-z][a-z0-9_.-]{0,63}$"
@@ -29,18 +29,6 @@ class ScheduleField(Field):
             return parse_schedule(value)
         except ScheduleError as e:
             raise ConfigError(str(e), path) from None
-
-
-class ArgsField(Field):
-    """A table of free-form settings for the handler (whatever TOML holds)."""
-
-    def convert(self, value, path, ctx):
-        if not isinstance(value, dict):
-            raise ConfigError(f"must be a table, got {_type_name(value)}", path)
-        return value
-
-    def missing(self, path, ctx):
-        return {}
 
 
 class JobSection(Section):

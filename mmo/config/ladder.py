@@ -21,6 +21,10 @@ MODELS = (
 #: What happens to ratings at a season's rollover.
 SEASON_RESETS = ("keep", "soften", "reset")
 
+#: How many times the ladder asks the lobby to open a match's room, each
+#: C{room_timeout} apart, before it cancels the match.
+ROOM_TRIES = 3
+
 #: A ladder's name (C{[ladders.NAME]}); it is part of store keys.
 LADDER_NAME = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 
@@ -167,6 +171,21 @@ class LadderSection(Section):
             kind=float,
             doc="Seconds before a match with no result frees its players.",
         ),
+        "room_timeout": Number(
+            5.0,
+            minimum=0.1,
+            maximum=600,
+            kind=float,
+            doc="Seconds to wait for the lobby to open a match's room before asking again.",
+        ),
+        "queue_lease": Number(
+            10.0,
+            minimum=1,
+            maximum=600,
+            kind=float,
+            doc="Seconds the ladder process serving the queue holds it unrenewed "
+            "(the shortest of the ladders' is used).",
+        ),
     }
 
     def check(self):
@@ -176,3 +195,9 @@ class LadderSection(Section):
                 raise self.error("season_schedule", problem)
         if self.queue_gap_max < self.queue_gap:
             raise self.error("queue_gap_max", "must not be below queue_gap")
+        if self.room_timeout * ROOM_TRIES >= self.match_timeout:
+            raise self.error(
+                "room_timeout",
+                f"must be below match_timeout / {ROOM_TRIES} (the lobby is asked "
+                f"{ROOM_TRIES} times before the match is cancelled)",
+            )

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from mmo.config.backends import BusSection, RedisSection, StoreSection
 from mmo.config.chat import ChatSection
 from mmo.config.deployment import DeploymentSection, LoggingSection, TLSSection, WireSection
+from mmo.config.economy import EconomySection
 from mmo.config.gateway import GatewaySection
 from mmo.config.jobs import JOB_NAME, JobSection
 from mmo.config.ladder import LADDER_NAME, LadderSection
@@ -63,6 +64,7 @@ class Config(Section):
             name_pattern=LADDER_NAME.pattern,
             name_rule="a lower-case name: a-z, 0-9 and '-', at most 32",
         ),
+        "economy": Table(EconomySection),
         "processes": Tables(
             ProcessSection,
             name_pattern=PROCESS_NAME.pattern,
@@ -265,7 +267,9 @@ def load(path: str, config_class: type[Config] = Config) -> Config:
     try:
         config = config_class(data, (), Context(os.path.dirname(os.path.abspath(path))))
     except ConfigError as e:
-        e.file = path
+        # An error in a data file the config names carries that file's name.
+        if e.file is None:
+            e.file = path
         raise
     config.file = path
     return config

@@ -211,6 +211,18 @@ def check_host_port(value: str) -> str | None:
     return check_host(host.strip("[]"))
 
 
+class ArgsField(Field):
+    """A table of free-form settings (whatever TOML holds), read by game code."""
+
+    def convert(self, value, path, ctx):
+        if not isinstance(value, dict):
+            raise ConfigError(f"must be a table, got {_type_name(value)}", path)
+        return value
+
+    def missing(self, path, ctx):
+        return {}
+
+
 class Table(Field):
     """A nested table read by a L{Section} subclass; absent means all defaults."""
 

@@ -28,8 +28,10 @@ for the message's type.
                             service
     lobby.rooms             chat, ladder     L{RoomEvent}
     lobby.matches           the lobby        L{MatchRoom}
+    ladder.rooms            the ladder       L{MatchRoomOpened}, L{MatchRoomFailed}
     ladder.results          the ladder       L{MatchResult}
-    ladder-reply:ID         who sent ID      L{MatchResultAnswer}
+    ladder.calls            the ladder       L{LadderCall}
+    ladder-reply:ID         who sent ID      L{MatchResultAnswer}, L{LadderCallAnswer}
 
 Requests and their answers (control commands, the gateways' handover of a
 session) are matched by id with one L{Requests} table.
@@ -66,8 +68,15 @@ GATEWAYS_CHANNEL = "gateways"
 #: Where the ladder asks the lobby to open a match's room (L{MatchRoom}).
 MATCHES_CHANNEL = "lobby.matches"
 
+#: Where the lobby answers each L{MatchRoom} (L{MatchRoomOpened}, L{MatchRoomFailed}).
+MATCH_ROOMS_CHANNEL = "ladder.rooms"
+
 #: Where game code reports match results to the ladder (L{MatchResult}).
 RESULTS_CHANNEL = "ladder.results"
+
+#: Where a ladder process standing by relays the queue's client messages to
+#: the one that serves the queue (L{LadderCall}).
+LADDER_CALLS_CHANNEL = "ladder.calls"
 
 #: The bus key of the ladder's queues and open matches (L{mmo.ladder.service}).
 LADDER_STATE_KEY = "ladder:queue"
@@ -433,6 +442,28 @@ class MatchRoom:
 
 
 @message
+class MatchRoomOpened:
+    """
+    The lobby's answer to a L{MatchRoom}: the room of match C{match} is
+    C{room}.  A L{MatchRoom} sent again gets the same room.
+    """
+
+    match: str
+    room: str
+
+
+@message
+class MatchRoomFailed:
+    """
+    The lobby's answer to a L{MatchRoom} whose room it could not open
+    (C{reason}): the ladder cancels the match.
+    """
+
+    match: str
+    reason: str
+
+
+@message
 class MatchResult:
     """
     Game code reports the result of match C{match} of ladder C{ladder}:
@@ -460,6 +491,35 @@ class MatchResultAnswer:
     request: str
     ok: bool
     result: Any = None
+    error: str | None = None
+
+
+@message
+class LadderCall:
+    """
+    A client's queue message (C{ladder.queue.*}) that reached a ladder
+    process standing by, relayed to the one serving the queue: C{caller}
+    (L{mmo.game.service.Caller.to_dict}) sent C{kind} with C{message}.
+    Answered on C{reply} with a L{LadderCallAnswer} for C{request}.
+    """
+
+    request: str
+    reply: str
+    caller: dict
+    kind: str
+    message: dict
+
+
+@message
+class LadderCallAnswer:
+    """
+    The serving ladder's answer to L{LadderCall} C{request}: its reply's
+    fields, or the error (C{code}, C{error}) the client is told.
+    """
+
+    request: str
+    reply: dict | None = None
+    code: str | None = None
     error: str | None = None
 
 

@@ -46,6 +46,25 @@ def config_jobs(config, kind: str | None) -> list[Job]:
     return found
 
 
+def service_jobs(services: Iterable) -> list[Job]:
+    """
+    The jobs of C{services} (L{mmo.game.service.GameService.jobs}), the
+    jobs of one name from services of one class once: instances of one
+    class (the zones of a world, one per region) all name its per-deployment
+    jobs, and the first instance's job stands for them.  Jobs of one name
+    from services of different classes are all kept (the scheduler refuses
+    them).
+    """
+    found = []
+    sources: dict[str, type] = {}
+    for service in services:
+        for job in service.jobs():
+            if sources.get(job.name) is not type(service):
+                found.append(job)
+                sources[job.name] = type(service)
+    return found
+
+
 def add_scheduler(top, config, store, bus, services: Iterable, reactor, kind: str | None):
     """
     The L{Scheduler} of process C{top} (a L{mmo.process.service.ProcessService}),
@@ -55,15 +74,7 @@ def add_scheduler(top, config, store, bus, services: Iterable, reactor, kind: st
 
     @raise ConfigError: As L{config_jobs}, or two jobs have one name.
     """
-    jobs = config_jobs(config, kind)
-    # Services of one class (the zones of the standalone server, one per
-    # region) name the same jobs: each runs once.
-    sources: dict[str, type] = {}
-    for service in services:
-        for job in service.jobs():
-            if sources.get(job.name) is not type(service):
-                jobs.append(job)
-                sources[job.name] = type(service)
+    jobs = config_jobs(config, kind) + service_jobs(services)
     try:
         scheduler = Scheduler(jobs, store, bus, top.process.name, reactor)
     except ValueError as e:

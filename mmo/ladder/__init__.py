@@ -7,10 +7,15 @@ match id, the board of each season, and seasons rolled over atomically.
     the carry of a rating into a new season;
   - L{mmo.ladder.records}: L{Player}, L{PlayerRating}, L{BoardEntry},
     L{MatchOutcome} and the errors;
-  - L{mmo.ladder.queue}: the ranked queue (L{mmo.ladder.queue.Matchmaker});
+  - L{mmo.ladder.queue}: the ranked queue (L{mmo.ladder.queue.Matchmaker}),
+    with its teams' balance (L{mmo.ladder.teams});
   - L{mmo.ladder.service}: the ladder service (C{ladder.*}) and its process
     (L{mmo.ladder.tap}), with the lobby's rooms as parties
-    (L{mmo.ladder.parties}) and its requests' checks (L{mmo.ladder.checks});
+    (L{mmo.ladder.parties}), its requests' checks (L{mmo.ladder.checks}),
+    the board's requests (L{mmo.ladder.board}), the lease of the process
+    serving the queue (L{mmo.ladder.holder}), the relay of the queue's
+    requests to it (L{mmo.ladder.relay}) and the matches' rooms asked of
+    the lobby (L{mmo.ladder.rooms});
   - L{mmo.ladder.report}: how game code reports a match's result.
 
 See C{docs/ladder.md}.

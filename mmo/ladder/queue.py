@@ -14,7 +14,7 @@ waiting first.  An entry accepts others whose rating is within its gap:
 C{queue_gap + queue_gap_growth * waited}, at most C{queue_gap_max}.  The
 longest waiter takes the entries that joined after it and are within its
 gap, nearest rating first, as long as the parties can still fill the
-mode's teams exactly; the teams are then balanced (L{balance}).  So every
+mode's teams exactly; the teams are then balanced (L{mmo.ladder.teams}).  So every
 match is within the gap of its longest waiter, a pass leaves no two solo
 players that either one accepts, and with a finite C{queue_gap_max}
 nobody waits past the time the gap takes to reach it while someone close
@@ -39,10 +39,8 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from mmo.ladder.teams import balance, packs
 from mmo.store import new_id
-
-#: The most team assignments L{balance} tries before it keeps the best so far.
-BALANCE_BUDGET = 20000
 
 
 class QueueError(Exception):
@@ -68,6 +66,8 @@ class QueueRules:
     @ivar growth: How much the gap widens per second waited.
     @ivar gap_max: The widest gap.
     @ivar match_timeout: Seconds a match holds its players without a result.
+    @ivar room_timeout: Seconds the ladder waits for the lobby to say it
+        opened a match's room before it asks again.
     """
 
     modes: dict
@@ -75,6 +75,7 @@ class QueueRules:
     growth: float
     gap_max: float
     match_timeout: float
+    room_timeout: float = 5.0
 
     @classmethod
     def from_config(cls, section) -> QueueRules:
@@ -85,6 +86,7 @@ class QueueRules:
             float(section.queue_gap_growth),
             float(section.queue_gap_max),
             float(section.match_timeout),
+            float(section.room_timeout),
         )
 
     def accepted_gap(self, waited: float) -> float:
@@ -130,6 +132,8 @@ class Match:
     @ivar teams: The players' ids, by team, in the mode's team order.
     @ivar formed: When.
     @ivar gap: The gap its longest waiter accepted.
+    @ivar entries: The queue's entries it was formed of, as they were
+        queued: what L{Matchmaker.cancel} puts back.
     """
 
     id: str
@@ -138,6 +142,7 @@ class Match:
     teams: tuple
     formed: float
     gap: float
+    entries: tuple = ()
 
     @property
     def players(self) -> tuple:
@@ -151,6 +156,7 @@ class Match:
             "teams": [list(team) for team in self.teams],
             "formed": self.formed,
             "gap": self.gap,
+            "entries": [e.to_dict() for e in self.entries],
         }
 
     @classmethod
@@ -162,89 +168,8 @@ class Match:
             tuple(tuple(team) for team in data["teams"]),
             float(data["formed"]),
             float(data["gap"]),
+            tuple(Entry.from_dict(e) for e in data.get("entries", ())),
         )
-
-
-def packs(sizes: Iterable[int], teams: tuple, exact: bool = False) -> bool:
-    """
-    Whether parties of C{sizes} fit into teams of sizes C{teams}, each party
-    whole in one team (C{exact}: filling every team).
-    """
-    sizes = sorted(sizes, reverse=True)
-    if exact and sum(sizes) != sum(teams):
-        return False
-    room = list(teams)
-
-    def place(i: int) -> bool:
-        if i == len(sizes):
-            return True
-        tried = set()
-        for t, left in enumerate(room):
-            if left >= sizes[i] and left not in tried:
-                tried.add(left)
-                room[t] -= sizes[i]
-                if place(i + 1):
-                    return True
-                room[t] += sizes[i]
-        return False
-
-    return place(0)
-
-
-def balance(entries: list[Entry], teams: tuple) -> tuple:
-    """
-    The entries' players split into teams of sizes C{teams}, each entry
-    whole in one team, with the closest mean ratings found: every split if
-    there are few, else the best of the first L{BALANCE_BUDGET} tried
-    (largest parties and best ratings placed first, each into the weakest
-    team with room, which is also the first split tried).  Deterministic.
-    """
-    order = sorted(entries, key=lambda e: (-len(e.players), -e.rating, e.id))
-    count = len(teams)
-    members: list[list[Entry]] = [[] for _ in teams]
-    room = list(teams)
-    sums = [0.0] * count
-    best: list = [None, None]
-    budget = [BALANCE_BUDGET]
-
-    def spread() -> float:
-        means = [sums[t] / teams[t] for t in range(count)]
-        return max(means) - min(means)
-
-    def place(i: int) -> None:
-        if budget[0] <= 0:
-            return
-        if i == len(order):
-            budget[0] -= 1
-            score = spread()
-            if best[0] is None or score < best[0]:
-                best[0], best[1] = score, [list(m) for m in members]
-            return
-        entry = order[i]
-        size = len(entry.players)
-        weakest = sorted(range(count), key=lambda t: (sums[t] / teams[t], t))
-        seen = set()
-        for t in weakest:
-            # Two empty teams of one size are alike: try one of them.
-            shape = (teams[t], room[t]) if not members[t] else None
-            if room[t] < size or (shape is not None and shape in seen):
-                continue
-            if shape is not None:
-                seen.add(shape)
-            members[t].append(entry)
-            room[t] -= size
-            sums[t] += entry.rating * size
-            place(i + 1)
-            sums[t] -= entry.rating * size
-            room[t] += size
-            members[t].pop()
-
-    place(0)
-    if best[1] is None:
-        raise ValueError("the parties do not fill the teams")
-    return tuple(
-        tuple(p for e in sorted(team, key=lambda e: e.id) for p in e.players) for team in best[1]
-    )
 
 
 class _ByRating:
@@ -453,7 +378,15 @@ class Matchmaker:
                 ratings.drop(entry)
                 self._remove(ladder, mode, entry)
             formed.append(
-                Match(self.new_match_id(), ladder, mode, balance(chosen, teams), now, gap)
+                Match(
+                    self.new_match_id(),
+                    ladder,
+                    mode,
+                    balance(chosen, teams),
+                    now,
+                    gap,
+                    tuple(chosen),
+                )
             )
         return formed
 
@@ -464,14 +397,48 @@ class Matchmaker:
         Free the players of open match C{match_id} (its result is in) and
         remember it for C{match_timeout}; C{None} if it is not open.
         """
+        match = self._close(match_id)
+        if match is not None:
+            self.finished[match_id] = (match, now + self.rules_of(match).match_timeout)
+        return match
+
+    def _close(self, match_id: str) -> Match | None:
+        """Take open match C{match_id} out, its players with it; C{None} if not open."""
         match = self.matches.pop(match_id, None)
+        if match is not None:
+            for player in match.players:
+                if self._playing.get(player) == match_id:
+                    del self._playing[player]
+        return match
+
+    def cancel(self, match_id: str, gone: Iterable[str] = ()) -> tuple[Match, list[Entry]] | None:
+        """
+        Undo open match C{match_id} (its room never opened): its entries go
+        back to their queue as they were queued (a party whole, its waiting
+        time kept), but those with a player of C{gone} (whose session
+        ended), whose players are freed.  The match is forgotten: a result
+        reported for it is refused.  C{None} if it is not open.
+
+        @return: The match and the entries put back.
+        """
+        match = self._close(match_id)
         if match is None:
             return None
-        for player in match.players:
-            if self._playing.get(player) == match_id:
-                del self._playing[player]
-        self.finished[match_id] = (match, now + self.rules_of(match).match_timeout)
-        return match
+        gone = frozenset(gone)
+        back = []
+        rules = self.rules.get(match.ladder)
+        if rules is None or match.mode not in rules.modes:
+            return match, back  # a ladder or mode no longer configured
+        for entry in match.entries:
+            if gone.intersection(entry.players) or any(
+                p in self._queued or p in self._playing for p in entry.players
+            ):
+                continue
+            self.queues.setdefault((match.ladder, match.mode), {})[entry.id] = entry
+            for player in entry.players:
+                self._queued[player] = (match.ladder, match.mode, entry.id)
+            back.append(entry)
+        return match, back
 
     def known(self, match_id: str) -> Match | None:
         """The open or recently finished match C{match_id}, or C{None}."""

@@ -13,43 +13,53 @@ bus; the ladder applies it once by match id (L{mmo.ladder.ladder}), pushes
 each player C{ladder.result} and frees them.  A client that sends a result
 is refused.
 
-The queues and open matches, with each player's session, are kept on the
-bus (L{mmo.game.messages.LADDER_STATE_KEY}), written after each pass that
-changed them and when the process stops, read when it starts: a restarted
-ladder process, or one started elsewhere, goes on where the last one was.
+One ladder process of a deployment serves the queue: the holder of its
+bus lease (L{mmo.ladder.holder}).  The others stand by (their directory
+entry says C{standby}): they answer the board's requests, relay the
+queue's to the holder (L{mmo.ladder.relay}), and take over when the lease
+expires or is released.  The queues and open matches, with each player's session, are
+kept on the bus (L{mmo.game.messages.LADDER_STATE_KEY}), stamped with the
+holder's fencing token, written after each pass that changed them and
+when the holder stops, read when a process takes the lease: it goes on
+where the last holder was.
+
+A match's room is asked of the lobby until it answers
+(L{mmo.ladder.rooms}); a match whose room never opens is cancelled and its
+players queued again, keeping their waiting time.
 
 The contract with clients is C{docs/protocol.md} and C{docs/ladder.md}.
 """
 
 from __future__ import annotations
 
-from functools import partial
+from typing import Any
 
 from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
-from mmo.config import ConfigError
 from mmo.game import messages
 from mmo.game.messages import (
     LADDER_STATE_KEY,
-    MATCHES_CHANNEL,
+    MATCH_ROOMS_CHANNEL,
     RESULTS_CHANNEL,
     ROOMS_CHANNEL,
     MatchResult,
     MatchResultAnswer,
-    MatchRoom,
+    MatchRoomFailed,
+    MatchRoomOpened,
     RoomEvent,
 )
 from mmo.game.service import Caller, GameService
-from mmo.jobs.job import Job
 from mmo.ladder import checks
-from mmo.ladder.ladder import Ladder
+from mmo.ladder.board import BoardRequests, make_ladders
+from mmo.ladder.holder import QueueLease
 from mmo.ladder.parties import Parties
 from mmo.ladder.queue import Match, Matchmaker, QueueError, QueueRules
 from mmo.ladder.records import BadResult, LadderError, Player
-from mmo.schedules import ScheduleError, parse_schedule
+from mmo.ladder.relay import Relay
+from mmo.ladder.rooms import MatchRoomRequests, RoomHandshake
 from mmo.unavailable import log_failure
-from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, NOT_FOUND, WireError
+from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, NOT_FOUND, UNAVAILABLE, WireError
 
 #: Seconds between two passes of the matchmaker.
 PASS_INTERVAL = 0.5
@@ -65,13 +75,19 @@ RESULT_WORDS = frozenset({"report", "result", "results", "score", "win", "lose",
 #: Why a queue refused a join, as the client's error code.
 QUEUE_CODES = {"no_mode": NOT_FOUND, "queued": NOT_ALLOWED, "in_match": NOT_ALLOWED}
 
+#: The queue's lease ttl of a config without ladders.
+LEASE_TTL = 10.0
 
-def make_ladders(config, store, reactor) -> dict:
-    """A L{Ladder} for each C{[ladders.NAME]} of C{config}."""
-    return {name: Ladder(section, store, reactor) for name, section in config.ladders.items()}
+#: The message types only the holder of the queue answers.
+QUEUE_PREFIX = "ladder.queue."
 
 
-class LadderService(GameService):
+def lease_ttl(config) -> float:
+    """The queue's lease ttl: the shortest C{queue_lease} of the ladders."""
+    return min((s.queue_lease for s in config.ladders.values()), default=LEASE_TTL)
+
+
+class LadderService(BoardRequests, MatchRoomRequests, GameService):
     """
     Ranked queues, matches and the board.
 
@@ -79,51 +95,106 @@ class LadderService(GameService):
     @ivar queue: The L{Matchmaker} of every ladder's queues.
     @ivar callers: Account id -> the session of a queued or matched player.
     @ivar parties: The lobby's rooms, for parties.
+    @ivar lease: The queue's lease (L{QueueLease}).
+    @ivar rooms: The matches whose room the lobby has not confirmed.
     """
 
     kind = "ladder"
     prefixes = ("ladder.",)
 
-    def __init__(self, config, store, bus, reactor, ladders: dict | None = None):
+    def __init__(
+        self,
+        config,
+        store,
+        bus,
+        reactor,
+        ladders: dict | None = None,
+        holder: str | None = None,
+    ):
         super().__init__(config, store, bus, reactor)
         self.ladders = make_ladders(config, store, reactor) if ladders is None else ladders
-        self.queue = Matchmaker(
-            {name: QueueRules.from_config(section) for name, section in config.ladders.items()}
-        )
-        self.callers: dict[str, Caller] = {}
         self.parties = Parties()
-        self._queued_rooms: dict[str, str] = {}
-        self._changed = False
+        self.lease = QueueLease(
+            bus, lease_ttl(config), reactor, self._take, self._stand_by, holder=holder
+        )
+        self.relay = Relay(bus, reactor, self.lease.holder)
+        self._reset()
         self._subscriptions: list = []
         self._loop = task.LoopingCall(self.run_pass)
         self._loop.clock = reactor
 
+    def _reset(self) -> None:
+        """Empty queues (a process standing by holds none)."""
+        self.queue = Matchmaker(
+            {name: QueueRules.from_config(s) for name, s in self.config.ladders.items()}
+        )
+        self.callers: dict[str, Caller] = {}
+        self.rooms = RoomHandshake(self.bus)
+        self._queued_rooms: dict[str, str] = {}
+        #: Players of open matches whose session ended (not queued again).
+        self._gone: set[str] = set()
+        self._changed = False
+        self._serving = False
+
+    @property
+    def serving(self) -> bool:
+        """
+        Whether this process serves the queue: it holds the lease, with time
+        left to write under it (L{QueueLease.writable}), and loaded the state.
+        """
+        return self._serving and self.lease.writable()
+
     # -- life cycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the state the last ladder process left, listen, start passing."""
-        state = await self.bus.get(LADDER_STATE_KEY)
-        if isinstance(state, dict):
-            self.restore(state)
+        """Listen, and contend for the queue (serving it if the lease is free)."""
         rooms = messages.Dispatcher("ladder rooms")
         rooms.on(RoomEvent, self._room_event)
         results = messages.Dispatcher("ladder results")
         results.on(MatchResult, self._result)
+        answers = messages.Dispatcher("ladder match rooms")
+        answers.on(MatchRoomOpened, self._room_opened)
+        answers.on(MatchRoomFailed, self._room_failed)
         self._subscriptions = [
             await self.bus.subscribe(ROOMS_CHANNEL, rooms),
             await self.bus.subscribe(RESULTS_CHANNEL, results),
+            await self.bus.subscribe(MATCH_ROOMS_CHANNEL, answers),
         ]
         if self.ladders:
-            self._loop.start(PASS_INTERVAL, now=False)
+            await self.relay.start(lambda: self.serving, self._handle_here)
+            await self.lease.start()
 
     async def stop(self) -> None:
+        """Stop passing; the holder saves the state, then releases the lease."""
         if self._loop.running:
             self._loop.stop()
+        await self.lease.stop(self._last_save)
+        await self.relay.stop()
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.cancel()
-        if self.ladders:
-            await self.save()
+
+    async def _last_save(self) -> None:
+        if self._serving and not await self.save():
+            self.log.warn("ladder: the queue state was not saved at stop")
+
+    async def _take(self, token: int) -> None:
+        """The lease is ours: load the state the last holder saved, and pass."""
+        state = await self.bus.get(LADDER_STATE_KEY)
+        self._reset()
+        if isinstance(state, dict):
+            self.restore(state)
+        self._serving = True
+        if not self._loop.running:
+            self._loop.start(PASS_INTERVAL, now=False)
+
+    def _stand_by(self) -> None:
+        """The lease is not ours (any more): no pass, no write, no queue."""
+        if self._loop.running:
+            self._loop.stop()
+        if self._serving:
+            self.log.info("ladder: standing by; another process serves the queue")
+        self._reset()
 
     def restore(self, state: dict) -> None:
         """Take the queues, matches and sessions of a L{snapshot}."""
@@ -131,67 +202,52 @@ class LadderService(GameService):
             self.queue.restore(state.get("queue", {}))
             for account, caller in state.get("callers", {}).items():
                 self.callers[account] = Caller.from_dict(caller)
-        except (KeyError, TypeError, ValueError) as e:
+            self.rooms.restore(state.get("rooms", {}), self.reactor.seconds())
+            self._gone.update(p for p in state.get("gone", ()) if isinstance(p, str))
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             self.log.warn("ladder: the saved queue state is unreadable ({why}): ignored", why=e)
         self.log.info(
-            "ladder: {queued} queued and {matches} matches taken over",
+            "ladder: {queued} queued and {matches} matches taken over (saved under token {saved})",
             queued=self.queue.queued(),
             matches=len(self.queue.matches),
+            saved=state.get("token"),
         )
 
-    def snapshot(self) -> dict:
+    def snapshot(self) -> dict[str, Any]:
         return {
+            "token": self.lease.token,
             "queue": self.queue.snapshot(),
             "callers": {account: c.to_dict() for account, c in self.callers.items()},
+            "rooms": self.rooms.snapshot(),
+            "gone": sorted(self._gone),
         }
 
-    async def save(self) -> None:
-        """Write the state to the bus (again at the next pass if that fails)."""
+    async def save(self) -> bool:
+        """
+        Write the state to the bus, stamped with the lease's token (again
+        at the next pass if that fails).  Nothing is written, and C{False}
+        returned, unless the lease is surely still ours
+        (L{QueueLease.writable}): a newer holder's state is never
+        overwritten by what this process knew.
+        """
+        if not self.serving:
+            return False
         self._changed = False
         try:
             await self.bus.put(LADDER_STATE_KEY, self.snapshot(), ttl=STATE_TTL)
         except BaseException:
             self._changed = True
             raise
-
-    def jobs(self) -> list[Job]:
-        """
-        Each ladder's season rollover, on its C{season_schedule} (none for a
-        ladder that rolls over by hand only).  A rollover missed while no
-        process ran the job is caught up once, late; its run id makes a
-        repeat of the same run change nothing.
-
-        @raise ConfigError: A C{season_schedule} the scheduler cannot read.
-        """
-        found = []
-        for name, ladder in self.ladders.items():
-            text = self.config.ladders[name].season_schedule
-            if not text:
-                continue
-            try:
-                schedule = parse_schedule(text)
-            except ScheduleError as e:
-                raise ConfigError(str(e), ("ladders", name, "season_schedule"), self.config.file)
-            found.append(
-                Job(
-                    f"ladder.{name}.rollover",
-                    schedule,
-                    partial(self._rollover, ladder),
-                    misfire="catch_up",
-                    max_catch_up=1,
-                )
-            )
-        return found
-
-    async def _rollover(self, ladder, run) -> None:
-        season = await ladder.rollover(run_id=run.id)
-        self.log.info("ladder: {name} is in season {season}", name=ladder.name, season=season)
+        return True
 
     def held_sessions(self):
         return list(self.callers.values())
 
     def directory_info(self) -> dict:
-        return {"load": self.queue.queued(), "matches": len(self.queue.matches)}
+        info = {"load": self.queue.queued(), "matches": len(self.queue.matches)}
+        if self.ladders and not self.serving:
+            info["standby"] = True
+        return info
 
     # -- the pass ---------------------------------------------------------------------
 
@@ -201,6 +257,8 @@ class LadderService(GameService):
         for their rooms, and save the state if it changed.  A failure is
         logged: the next pass goes on.
         """
+        if not self.serving:
+            return  # the lease is being lost: the renewal stands this process by
         now = self.reactor.seconds()
         try:
             for match in self.queue.expire(now):
@@ -208,34 +266,33 @@ class LadderService(GameService):
                 self.log.info("ladder: match {id} timed out", id=match.id)
                 await self._push(match.players, "ladder.match.ended", match, why="timeout")
                 self._forget(match.players)
+            again, given_up = self.rooms.due(now, self.queue.matches, self.queue.rules_of)
+            for match in again:
+                self.log.info("ladder: asking again for the room of match {id}", id=match.id)
+                await self._ask_room(match)
             for match in self.queue.match(now):
                 self._changed = True
-                await self._open_room(match)
+                self.log.info(
+                    "ladder: match {id} of {ladder} {mode}: {teams}",
+                    id=match.id,
+                    ladder=match.ladder,
+                    mode=match.mode,
+                    teams=match.teams,
+                )
+                await self._ask_room(match)
+            # After matching: who is queued again waits for the next pass.
+            for match in given_up:
+                await self._cancel(match.id, "the lobby did not answer")
             if self._changed:
                 await self.save()
         except Exception:
             log_failure(Failure(), self.log, "ladder: a matchmaking pass failed")
 
-    async def _open_room(self, match: Match) -> None:
-        self.log.info(
-            "ladder: match {id} of {ladder} {mode}: {teams}",
-            id=match.id,
-            ladder=match.ladder,
-            mode=match.mode,
-            teams=match.teams,
-        )
-        teams = [[self.callers[p].to_dict() for p in team] for team in match.teams]
-        await messages.publish(
-            self.bus,
-            MATCHES_CHANNEL,
-            MatchRoom(match.ladder, match.mode, match.id, teams),
-            "ladder",
-        )
-
     def _forget(self, players) -> None:
         for player in players:
             if self.queue.entry_of(player) is None and self.queue.match_of(player) is None:
                 self.callers.pop(player, None)
+                self._gone.discard(player)
 
     async def _push(self, players, kind: str, match: Match | None = None, **fields) -> None:
         if match is not None:
@@ -249,11 +306,17 @@ class LadderService(GameService):
     # -- sessions and rooms -------------------------------------------------------------
 
     async def session_event(self, caller: Caller, event: str) -> None:
-        """A queued player whose session ended leaves the queue (with his party)."""
-        mine = self.callers.get(caller.account_id)
+        """
+        A queued player whose session ended leaves the queue (with his
+        party); a matched one is not queued again if his match is cancelled.
+        """
+        mine = self.callers.get(caller.account_id) if self.serving else None
         if event == "ended":
             self.parties.leave(caller.session)
             if mine is not None and mine.session == caller.session:
+                if self.queue.match_of(caller.account_id) is not None:
+                    self._gone.add(caller.account_id)
+                    self._changed = True
                 await self._leave(caller.account_id, "session_ended")
         elif mine is not None and mine.session == caller.session:
             self.callers[caller.account_id] = caller
@@ -289,19 +352,23 @@ class LadderService(GameService):
     # -- client messages ------------------------------------------------------------------
 
     async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
+        """
+        Answer a client's message; the queue's, on a process standing by,
+        are relayed to the one serving it (L{mmo.ladder.relay}).
+        """
+        if kind.startswith(QUEUE_PREFIX) and self.ladders and not self.serving:
+            return await self.relay.call(caller, kind, message)
+        return await self._handle_here(caller, kind, message)
+
+    async def _handle_here(self, caller: Caller, kind: str, message: dict) -> dict | None:
         if kind.rsplit(".", 1)[-1] in RESULT_WORDS:
             raise WireError(NOT_ALLOWED, "results come from the game server, never from a client")
+        if kind.startswith(QUEUE_PREFIX) and self.ladders and not self.serving:
+            raise WireError(UNAVAILABLE, "the ranked queue is being taken over; retry")
         try:
             return await super().handle(caller, kind, message)
         except LadderError as e:
             raise WireError(BAD_REQUEST, str(e)) from None
-
-    def _ladder(self, message: dict):
-        name = checks.string(message, "ladder")
-        ladder = self.ladders.get(name)
-        if ladder is None:
-            raise WireError(NOT_FOUND, f"no such ladder {name!r}")
-        return name, ladder
 
     async def on_ladder_queue_join(self, caller: Caller, message: dict) -> dict:
         name, ladder = self._ladder(message)
@@ -361,45 +428,11 @@ class LadderService(GameService):
             "gap": self.queue.rules[ladder].accepted_gap(waited),
         }
 
-    async def on_ladder_rating(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        player = checks.player(message, caller)
-        return {"ladder": name, "player": player, **checks.rating_dict(await ladder.rating(player))}
-
-    async def on_ladder_top(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        start = checks.integer(message, "start", 0, 0, checks.MAX_START)
-        count = checks.integer(message, "count", 10, 1, checks.MAX_COUNT)
-        season = checks.season(message)
-        entries = await ladder.top(start, count, season=season)
-        return {"ladder": name, "start": start, "entries": [checks.entry_dict(e) for e in entries]}
-
-    async def on_ladder_rank(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        player = checks.player(message, caller)
-        entry = await ladder.rank(player, season=checks.season(message))
-        found = checks.entry_dict(entry) if entry is not None else {"rank": None, "player": player}
-        return {"ladder": name, **found}
-
-    async def on_ladder_around(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        player = checks.player(message, caller)
-        count = checks.integer(message, "count", 10, 1, checks.MAX_COUNT)
-        entries = await ladder.around(player, count, season=checks.season(message))
-        return {
-            "ladder": name,
-            "player": player,
-            "entries": [checks.entry_dict(e) for e in entries],
-        }
-
-    async def on_ladder_seasons(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        season = await ladder.season()
-        return {"ladder": name, "season": season, "seasons": list(range(1, season + 1))}
-
     # -- results, from the bus ----------------------------------------------------------
 
-    def _result(self, sender: str, report: MatchResult) -> defer.Deferred:
+    def _result(self, sender: str, report: MatchResult) -> defer.Deferred | None:
+        if not self.serving:
+            return None  # the holder answers
         return defer.ensureDeferred(self.apply(sender, report))
 
     async def apply(self, sender: str, report: MatchResult) -> None:
@@ -451,7 +484,8 @@ class LadderService(GameService):
             # Saved now, not at the next pass: a ladder that dies right
             # after answering must not hold the players again.
             try:
-                await self.save()
+                if not await self.save():
+                    self.log.warn("ladder: the result of {id} was not saved", id=match.id)
             except Exception:
                 log_failure(Failure(), self.log, "ladder: the queue state was not saved")
         return checks.outcome_dict(match, outcome)

@@ -376,14 +376,18 @@ class IStore(Interface):
         fields, and, if any log has records, C{"logs": [{"key": KEY,
         "records": [...]}, ...]} sorted by key, records oldest first (left
         out when there are none, so that such a dump is what earlier
-        versions wrote).  Deferred[dict].
+        versions wrote); likewise C{"ladders"}
+        (L{mmo.store.common_ladder.LadderDump.as_dict}, by name) and
+        C{"jobs"} (L{mmo.store.jobs.JobDump.as_dict}, by name).
+        Deferred[dict].
         """
 
     def restore(data):
         """
         Load a L{dump} into this store, which must be empty (L{NotEmpty}
         otherwise); ids, names, hashes and times are kept, and the records
-        of each log (a dump without C{"logs"} has none).  Deferred[None].
+        of each log, the ladders and the jobs' state (a dump without one of
+        these parts has none of it).  Deferred[None].
         """
 
 
@@ -717,6 +721,43 @@ def read_dump_logs(data: dict) -> list[tuple[str, list[dict]]]:
                 raise StoreError(f"the dump's {where}.records[{j}]: {e}")
         result.append((key, records))
     return result
+
+
+def read_dump_part(data: dict, key: str, kind: str, read) -> list:
+    """
+    The records of the part C{key} of a dump (a list; none without it),
+    each made by C{read(entry)}, which raises L{StoreError}, C{TypeError}
+    or C{ValueError} on a bad entry; their C{name}s are unique.
+
+    @raise StoreError: What is wrong, and where.
+    """
+    entries = data.get(key, [])
+    if not isinstance(entries, list):
+        raise StoreError(f"the dump's {key!r} is not a list")
+    records = []
+    names: set[str] = set()
+    for i, entry in enumerate(entries):
+        try:
+            record = read(entry)
+        except (StoreError, TypeError, ValueError) as e:
+            raise StoreError(f"the dump's {key}[{i}]: {e}")
+        if record.name in names:
+            raise StoreError(f"the dump has two {kind}s named {record.name!r}")
+        names.add(record.name)
+        records.append(record)
+    return records
+
+
+def read_fields(entry: object, names: tuple[str, ...], what: str) -> dict:
+    """
+    C{entry} if it is an object of exactly the fields C{names}, as a dump
+    part's records are.
+
+    @raise StoreError: Not an object, or other fields (C{what} says where).
+    """
+    if not isinstance(entry, dict) or set(entry) != set(names):
+        raise StoreError(f"{what} must be an object with exactly {', '.join(names)}")
+    return entry
 
 
 def dump_record(record: Account | Character) -> dict:

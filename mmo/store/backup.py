@@ -12,7 +12,9 @@ one JSON document::
      "characters": [{"id", "account_id", "name", "created", "data"}, ...]}
 
 where a character's C{data} is its msgpack encoding in base64 (lossless:
-msgpack keeps what JSON cannot, such as bytes and integer keys).  The file
+msgpack keeps what JSON cannot, such as bytes and integer keys).  When there
+are any, C{"logs"} (records in base64 msgpack), C{"ladders"} (a log record
+and an outcome in base64 each) and C{"jobs"} follow: see C{docs/store.md}.  The file
 holds password hashes: it is written with mode 0600, atomically (a
 temporary file renamed over C{OUT}, so an interrupted dump never leaves a
 half-written file behind).  A restore goes only into an empty store.
@@ -53,7 +55,7 @@ class _Parser(argparse.ArgumentParser):
 def parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="mmo-store",
-        description="Back up and restore the accounts and characters of an mmo deployment.",
+        description="Back up and restore the store of an mmo deployment.",
     )
     commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     dump = commands.add_parser(
@@ -85,6 +87,18 @@ def encode_dump(dump: dict) -> bytes:
         document["logs"] = [
             dict(log, records=[_b64(pack_data(r)) for r in log["records"]]) for log in dump["logs"]
         ]
+    if dump.get("ladders"):
+        # A ladder's log records and outcomes are the ladder's bytes: base64.
+        document["ladders"] = [
+            dict(
+                ladder,
+                matches=[dict(m, record=_b64(m["record"])) for m in ladder["matches"]],
+                applied=[dict(a, outcome=_b64(a["outcome"])) for a in ladder["applied"]],
+            )
+            for ladder in dump["ladders"]
+        ]
+    if dump.get("jobs"):
+        document["jobs"] = dump["jobs"]
     return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -99,6 +113,40 @@ def _unb64(text, where: str):
         return unpack_data(base64.b64decode(text, validate=True))
     except (binascii.Error, ValueError, TypeError) as e:
         raise StoreError(f"{where}: not base64 msgpack: {e}")
+
+
+def _unb64_bytes(text, where: str) -> bytes:
+    if not isinstance(text, str):
+        raise StoreError(f"{where}: no base64 data")
+    try:
+        return base64.b64decode(text, validate=True)
+    except binascii.Error as e:
+        raise StoreError(f"{where}: not base64: {e}")
+
+
+def _decode_ladders(ladders) -> list:
+    """The dump's ladders with their log records and outcomes as bytes."""
+    if not isinstance(ladders, list):
+        raise StoreError("ladders: not a list")
+    decoded = []
+    for index, ladder in enumerate(ladders):
+        where = f"ladders[{index}]"
+        if not isinstance(ladder, dict):
+            raise StoreError(f"{where}: not a record")
+        for key in ("matches", "applied"):
+            entries = ladder.get(key)
+            if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+                raise StoreError(f"{where}.{key}: not a list of records")
+        matches = [
+            dict(m, record=_unb64_bytes(m.get("record"), f"{where}.matches[{n}].record"))
+            for n, m in enumerate(ladder["matches"])
+        ]
+        applied = [
+            dict(a, outcome=_unb64_bytes(a.get("outcome"), f"{where}.applied[{n}].outcome"))
+            for n, a in enumerate(ladder["applied"])
+        ]
+        decoded.append(dict(ladder, matches=matches, applied=applied))
+    return decoded
 
 
 def decode_dump(text: bytes) -> dict:
@@ -132,6 +180,8 @@ def decode_dump(text: bytes) -> dict:
             ]
             logs.append(dict(log, records=records))
         decoded["logs"] = logs
+    if "ladders" in document:
+        decoded["ladders"] = _decode_ladders(document["ladders"])
     return decoded
 
 
@@ -177,10 +227,14 @@ def _count(dump: dict) -> str:
     def plural(n, word):
         return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
-    return (
+    counted = (
         f"{plural(len(dump['accounts']), 'account')} and "
         f"{plural(len(dump['characters']), 'character')}"
     )
+    ladders, jobs = len(dump.get("ladders", [])), len(dump.get("jobs", []))
+    if ladders or jobs:
+        counted += f" (with {plural(ladders, 'ladder')} and {plural(jobs, 'job')})"
+    return counted
 
 
 @defer.inlineCallbacks

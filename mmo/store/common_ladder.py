@@ -19,7 +19,7 @@ import msgpack
 from twisted.internet import defer
 
 from mmo.config.ladder import LADDER_NAME
-from mmo.store import StoreError
+from mmo.store import StoreError, read_dump_part, read_fields
 
 #: Longest player id and match id, characters.
 MAX_ID = 128
@@ -192,3 +192,161 @@ def check_rollover(from_season, record: SeasonRecord) -> None:
         raise StoreError(f"season {record.season} does not follow {from_season}")
     if record.reset not in ("keep", "soften", "reset") or not 0 <= record.soften <= 1:
         raise StoreError(f"bad season record {record!r}")
+
+
+# -- dump and restore (the "ladders" of mmo.store.IStore.dump) --------------------
+
+
+@dataclass(frozen=True)
+class LadderDump:
+    """
+    Everything a store holds of one ladder, as a dump carries it: the
+    board of each season is derived from its rows, and so are the Redis
+    store's index of each player's last season and of the rollovers' run ids.
+
+    @ivar season: Its current season (the last season record's, or 1).
+    @ivar matches: Each season's log, C{(season, record)} in the order applied.
+    @ivar applied: C{(match id, outcome)} of every result applied, one per
+        log entry: in the order applied where the backend keeps it (SQLite),
+        by match id otherwise (Redis keeps the two apart).
+    """
+
+    name: str
+    season: int
+    seasons: list[SeasonRecord]
+    rows: list[LadderRow]
+    matches: list[tuple[int, bytes]]
+    applied: list[tuple[str, bytes]]
+
+    def as_dict(self) -> dict:
+        """The ladder as an entry of a dump's C{"ladders"}."""
+        return {
+            "name": self.name,
+            "season": self.season,
+            "seasons": [_as_dict(record, _SEASON_FIELDS) for record in self.seasons],
+            "rows": [
+                _as_dict(row, _ROW_FIELDS)
+                for row in sorted(self.rows, key=lambda r: (r.season, r.player))
+            ],
+            "matches": [{"season": season, "record": record} for season, record in self.matches],
+            "applied": [{"match": match, "outcome": outcome} for match, outcome in self.applied],
+        }
+
+
+def dump_ladders(ladders: list[LadderDump]) -> dict:
+    """The C{"ladders"} part of a dump, by name; C{{}} when there is none."""
+    found = [ladder.as_dict() for ladder in sorted(ladders, key=lambda ladder: ladder.name)]
+    return {"ladders": found} if found else {}
+
+
+def read_dump_ladders(data: dict) -> list[LadderDump]:
+    """
+    The ladders of a dump, checked completely before anything is written;
+    a dump without C{"ladders"} has none.
+
+    @raise StoreError: What is wrong, and where.
+    """
+    return read_dump_part(data, "ladders", "ladder", _read_ladder)
+
+
+def _as_dict(record, names: tuple[str, ...]) -> dict:
+    return {name: getattr(record, name) for name in names}
+
+
+def _real(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+        raise StoreError(f"{what} must be a number, got {value!r}")
+    return float(value)
+
+
+def _count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise StoreError(f"{what} must be an integer from 0, got {value!r}")
+    return value
+
+
+def _list(entry: dict, key: str) -> list:
+    if not isinstance(entry[key], list):
+        raise StoreError(f"{key} is not a list")
+    return entry[key]
+
+
+def _bytes(value: object, what: str) -> bytes:
+    if not isinstance(value, bytes):
+        raise StoreError(f"{what} must be bytes")
+    return value
+
+
+_LADDER_FIELDS = ("name", "season", "seasons", "rows", "matches", "applied")
+_SEASON_FIELDS = ("season", "started", "reset", "soften", "run_id")
+_ROW_FIELDS = ("player", "name", "season", "mu", "sigma", "games", "version", "score")
+
+
+def _read_ladder(entry: object) -> LadderDump:
+    entry = read_fields(entry, _LADDER_FIELDS, "a ladder")
+    name = check_ladder(entry["name"])
+    season = check_season(entry["season"])
+    seasons = [
+        _read_season(record, f"seasons[{i}]") for i, record in enumerate(_list(entry, "seasons"))
+    ]
+    if [record.season for record in seasons] != list(range(2, season + 1)):
+        raise StoreError(f"seasons must be the records of seasons 2 to {season}, in order")
+    run_ids = [record.run_id for record in seasons if record.run_id]
+    if len(set(run_ids)) != len(run_ids):
+        raise StoreError("two seasons have the same run id")
+    rows = [_read_row(row, f"rows[{i}]") for i, row in enumerate(_list(entry, "rows"))]
+    if len({(row.season, row.player) for row in rows}) != len(rows):
+        raise StoreError("two rows of a season have the same player")
+    matches = []
+    for i, match in enumerate(_list(entry, "matches")):
+        match = read_fields(match, ("season", "record"), f"matches[{i}]")
+        matches.append(
+            (check_season(match["season"]), _bytes(match["record"], f"matches[{i}].record"))
+        )
+    applied = []
+    for i, match in enumerate(_list(entry, "applied")):
+        match = read_fields(match, ("match", "outcome"), f"applied[{i}]")
+        applied.append(
+            (check_id(match["match"], "match"), _bytes(match["outcome"], f"applied[{i}].outcome"))
+        )
+    if len({match for match, _ in applied}) != len(applied):
+        raise StoreError("a match id is applied twice")
+    if len(applied) != len(matches):
+        raise StoreError(
+            f"{len(matches)} results in the logs but {len(applied)} matches applied "
+            "(each applied match has one)"
+        )
+    return LadderDump(name, season, seasons, rows, matches, applied)
+
+
+def _read_season(record: object, where: str) -> SeasonRecord:
+    record = read_fields(record, _SEASON_FIELDS, where)
+    if not isinstance(record["run_id"], str) or not isinstance(record["reset"], str):
+        raise StoreError(f"{where}: reset and run_id are strings")
+    result = SeasonRecord(
+        check_season(record["season"]),
+        _real(record["started"], f"{where}.started"),
+        record["reset"],
+        _real(record["soften"], f"{where}.soften"),
+        record["run_id"],
+    )
+    if result.season < 2:
+        raise StoreError(f"{where}: no rollover begins season 1")
+    check_rollover(result.season - 1, result)
+    return result
+
+
+def _read_row(row: object, where: str) -> LadderRow:
+    row = read_fields(row, _ROW_FIELDS, where)
+    if not isinstance(row["name"], str):
+        raise StoreError(f"{where}.name is not a string")
+    return LadderRow(
+        check_id(row["player"], "player"),
+        row["name"],
+        check_season(row["season"]),
+        _real(row["mu"], f"{where}.mu"),
+        _real(row["sigma"], f"{where}.sigma"),
+        _count(row["games"], f"{where}.games"),
+        _count(row["version"], f"{where}.version"),
+        _real(row["score"], f"{where}.score"),
+    )

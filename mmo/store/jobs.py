@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import msgpack
 
-from mmo.store import StoreError
+from mmo.store import StoreError, read_dump_part, read_fields
 
 #: The most manual runs of one job that may wait for its leader at once.
 MAX_TRIGGERS = 16
@@ -141,3 +141,94 @@ def check_keep(keep: object) -> int:
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise StoreError(f"keep must be a positive integer, got {keep!r}")
     return keep
+
+
+# -- dump and restore (the "jobs" of mmo.store.IStore.dump) -----------------------
+
+
+@dataclass(frozen=True)
+class JobDump:
+    """
+    Everything a store holds of one job, as a dump carries it.
+
+    @ivar seq: The number of its last run recorded (its recent runs are
+        the last numbers, up to this one).
+    @ivar triggers: C{(run id, time asked)} of its manual runs to do, oldest first.
+    @ivar runs: Its recent runs, oldest first (the last is its C{last_run}).
+    """
+
+    name: str
+    token: int
+    last_scheduled: float | None
+    paused: bool
+    seq: int
+    triggers: list[tuple[str, float]]
+    runs: list[JobRun]
+
+    def as_dict(self) -> dict:
+        """The job as an entry of a dump's C{"jobs"}."""
+        return {
+            "name": self.name,
+            "token": self.token,
+            "last_scheduled": self.last_scheduled,
+            "paused": self.paused,
+            "seq": self.seq,
+            "triggers": [
+                {"run_id": run_id, "requested": requested} for run_id, requested in self.triggers
+            ],
+            "runs": [asdict(run) for run in self.runs],
+        }
+
+
+def dump_jobs(jobs: list[JobDump]) -> dict:
+    """The C{"jobs"} part of a dump, by name; C{{}} when there is none."""
+    found = [job.as_dict() for job in sorted(jobs, key=lambda job: job.name)]
+    return {"jobs": found} if found else {}
+
+
+_JOB_FIELDS = ("name", "token", "last_scheduled", "paused", "seq", "triggers", "runs")
+_RUN_FIELDS = ("id", "scheduled", "token", "started", "finished", "outcome")
+
+
+def read_dump_jobs(data: dict) -> list[JobDump]:
+    """
+    The jobs of a dump, checked completely before anything is written; a
+    dump without C{"jobs"} has none.
+
+    @raise StoreError: What is wrong, and where.
+    """
+    return read_dump_part(data, "jobs", "job", _read_job)
+
+
+def _read_job(entry: object) -> JobDump:
+    entry = read_fields(entry, _JOB_FIELDS, "a job")
+    name = check_job(entry["name"])
+    token, seq = entry["token"], entry["seq"]
+    if isinstance(token, bool) or not isinstance(token, int) or token < 0:
+        raise StoreError(f"token must be an integer from 0, got {token!r}")
+    last_scheduled = entry["last_scheduled"]
+    if last_scheduled is not None:
+        last_scheduled = check_time(last_scheduled, "last_scheduled")
+    if not isinstance(entry["paused"], bool):
+        raise StoreError("paused must be true or false")
+    if not isinstance(entry["triggers"], list) or len(entry["triggers"]) > MAX_TRIGGERS:
+        raise StoreError(f"triggers must be a list of at most {MAX_TRIGGERS}")
+    triggers = []
+    for j, trigger in enumerate(entry["triggers"]):
+        trigger = read_fields(trigger, ("run_id", "requested"), f"triggers[{j}]")
+        triggers.append(
+            (check_run_id(trigger["run_id"]), check_time(trigger["requested"], "requested"))
+        )
+    if len({run_id for run_id, _ in triggers}) != len(triggers):
+        raise StoreError("a manual run is asked for twice")
+    if not isinstance(entry["runs"], list):
+        raise StoreError("runs is not a list")
+    runs = [
+        check_run(JobRun(**read_fields(run, _RUN_FIELDS, f"runs[{j}]")))
+        for j, run in enumerate(entry["runs"])
+    ]
+    if len({run.id for run in runs}) != len(runs):
+        raise StoreError("two runs have the same id")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < len(runs):
+        raise StoreError(f"seq must be an integer from the number of runs, got {seq!r}")
+    return JobDump(name, token, last_scheduled, entry["paused"], seq, triggers, runs)

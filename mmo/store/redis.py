@@ -79,9 +79,11 @@ from mmo.store import (
     stored_entity,
     unpack_data,
 )
+from mmo.store.common_ladder import dump_ladders, read_dump_ladders
+from mmo.store.jobs import dump_jobs, read_dump_jobs
 from mmo.store.redis_economy import RedisEconomy
 from mmo.store.redis_jobs import RedisJobs
-from mmo.store.redis_ladder import RedisLadder
+from mmo.store.redis_ladder import RedisLadder, RedisLadderBackup
 from mmo.store.redis_records import (
     account_record,
     batched,
@@ -273,7 +275,7 @@ def _unavailable(failure) -> bool:
 
 
 @implementer(IStore, ILadderStore, IEconomyStore)
-class RedisStore(RedisJobs, RedisLadder, RedisEconomy):
+class RedisStore(RedisJobs, RedisLadder, RedisLadderBackup, RedisEconomy):
     """
     L{IStore} on Redis (the C{[redis]} section of C{config}).
 
@@ -711,11 +713,15 @@ class RedisStore(RedisJobs, RedisLadder, RedisEconomy):
         characters = yield self._characters_by_id(character_ids)
         characters.sort(key=lambda c: (c.created, c.id))
         logs = yield self._dump_logs()
+        ladders = yield self._dump_ladders()
+        jobs = yield self._dump_jobs()
         return {
             "version": DUMP_VERSION,
             "accounts": [dump_record(a) for a in accounts],
             "characters": [dump_record(c) for c in characters],
             **dump_logs(logs),
+            **dump_ladders(ladders),
+            **dump_jobs(jobs),
         }
 
     @defer.inlineCallbacks
@@ -727,8 +733,12 @@ class RedisStore(RedisJobs, RedisLadder, RedisEconomy):
         """
         accounts, characters = read_dump(data)
         logs = read_dump_logs(data)
+        ladders = read_dump_ladders(data)
+        jobs = read_dump_jobs(data)
         count = yield self._call("zcard", self._accounts_key())
         count += yield self._call("scard", self._logs_key())
+        count += yield self._call("scard", self._key("jobs"))
+        count += len((yield self._ladder_store_keys()))
         if count:
             raise NotEmpty(
                 f"the Redis store at {redis_address(self._config)} (prefix {self.prefix!r}) "
@@ -739,13 +749,18 @@ class RedisStore(RedisJobs, RedisLadder, RedisEconomy):
             yield batched(lambda c: self._insert_character(c, pack_data(c.data)), characters)
             # Each log's chunks in order, the logs side by side.
             yield batched(lambda log: self._restore_log(*log), logs)
+            yield batched(self._restore_ladder, ladders)
+            yield batched(self._restore_job, jobs)
         except defer.FirstError as e:
             raise e.subFailure.value
         log.info(
-            "Redis store: restored {accounts} accounts, {characters} characters and {logs} logs",
+            "Redis store: restored {accounts} accounts, {characters} characters, {logs} logs, "
+            "{ladders} ladders and {jobs} jobs",
             accounts=len(accounts),
             characters=len(characters),
             logs=len(logs),
+            ladders=len(ladders),
+            jobs=len(jobs),
         )
 
     @defer.inlineCallbacks

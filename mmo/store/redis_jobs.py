@@ -23,6 +23,7 @@ from twisted.internet import defer
 from mmo.store import StoreError
 from mmo.store.jobs import (
     MAX_TRIGGERS,
+    JobDump,
     JobRun,
     JobState,
     StaleToken,
@@ -210,3 +211,54 @@ class RedisJobs:
             return []
         blobs = yield self._call("hmget", records, ids)
         return [JobRun.unpack(blob) for blob in blobs if blob is not None]
+
+    # -- dump and restore: used by mmo.store.redis.RedisStore's -------------------
+
+    @defer.inlineCallbacks
+    def _dump_jobs(self):
+        """Every job, each read part by part (stop the servers for an exact snapshot)."""
+        names = sorted(text(n) for n in (yield self._call("smembers", self._key("jobs"))))
+        jobs = []
+        for name in names:
+            job, _, runs, records, triggers = self._job_keys(name)
+            fields = hash_fields((yield self._call("hgetall", job)))
+            if not fields:
+                continue
+            waiting = yield self._call("zrange", triggers, 0, -1, True)
+            ids = yield self._call("zrange", runs, 0, -1)
+            blobs = (yield self._call("hmget", records, ids)) if ids else []
+            last_scheduled = fields.get(b"last_scheduled")
+            jobs.append(
+                JobDump(
+                    name,
+                    int(fields.get(b"token", b"0")),
+                    None if last_scheduled is None else float(last_scheduled),
+                    fields.get(b"paused") == b"1",
+                    int(fields.get(b"seq", b"0")),
+                    [(text(run_id), float(requested)) for run_id, requested in waiting],
+                    [JobRun.unpack(blob) for blob in blobs if blob is not None],
+                )
+            )
+        return jobs
+
+    @defer.inlineCallbacks
+    def _restore_job(self, job: JobDump):
+        """Write a checked job into a store that has none of its keys."""
+        key, names, runs, records, triggers = self._job_keys(job.name)
+        fields = {"token": job.token, "paused": "1" if job.paused else "0", "seq": job.seq}
+        if job.last_scheduled is not None:
+            fields["last_scheduled"] = number(job.last_scheduled)
+        if job.runs:
+            fields["last_run"] = job.runs[-1].pack()
+            pairs = []
+            for n, run in enumerate(job.runs, job.seq - len(job.runs) + 1):
+                pairs += [n, run.id]
+            yield self._call("zadd", runs, *pairs)
+            yield self._call("hmset", records, {run.id: run.pack() for run in job.runs})
+        if job.triggers:
+            pairs = []
+            for run_id, requested in job.triggers:
+                pairs += [number(requested), run_id]
+            yield self._call("zadd", triggers, *pairs)
+        yield self._call("hmset", key, fields)
+        yield self._call("sadd", names, job.name)

@@ -29,9 +29,11 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
+from mmo.config.ladder import LADDER_NAME
 from mmo.store.common_ladder import (
     Applied,
     ApplyResult,
+    LadderDump,
     LadderRow,
     SeasonRecord,
     check_apply,
@@ -284,3 +286,117 @@ def _score_pairs(scores: dict[str, float]) -> list:
     for player, score in scores.items():
         pairs += [number(score), player]
     return pairs
+
+
+# -- dump and restore: used by mmo.store.redis.RedisStore's -----------------------
+
+#: The kinds of a ladder's keys (C{P:ladder:L:KIND}, or C{P:ladder:L:KIND:S}).
+LADDER_KEYS = frozenset({"season", "seasons", "runs", "ratings", "board", "last", "log", "applied"})
+
+#: Keys one SCAN step asks for.
+SCAN_COUNT = 1000
+
+#: Results a restore appends to a season's log, or outcomes it writes, in one command.
+RESTORE_CHUNK = 1000
+
+
+def _glob_escaped(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+class RedisLadderBackup:
+    """
+    The ladders' part of L{mmo.store.redis.RedisStore}'s dump and restore,
+    on the methods of L{RedisLadder}.  No key lists the ladders: a dump
+    finds them by their keys (C{SCAN}).
+    """
+
+    @defer.inlineCallbacks
+    def _ladder_store_keys(self) -> list[tuple[str, str, str]]:
+        """
+        Every ladder key of the store as C{(ladder, kind, season)} (C{""}
+        for a key of no season).
+        """
+        head = self._key("ladder", "")
+        pattern = _glob_escaped(head) + "*"
+        found, cursor = set(), 0
+        while True:
+            cursor, keys = yield self._call("scan", cursor, pattern, SCAN_COUNT)
+            for key in keys:
+                ladder, _, rest = text(key)[len(head) :].partition(":")
+                kind, _, season = rest.partition(":")
+                if kind in LADDER_KEYS and LADDER_NAME.match(ladder):
+                    found.add((ladder, kind, season))
+            cursor = int(cursor)
+            if cursor == 0:
+                return sorted(found)
+
+    @defer.inlineCallbacks
+    def _dump_ladders(self) -> list[LadderDump]:
+        """Every ladder, each part read atomically (not all of it at once)."""
+        seasons: dict[str, dict[str, set[int]]] = {}
+        for ladder, kind, season in (yield self._ladder_store_keys()):
+            kinds = seasons.setdefault(ladder, {"ratings": set(), "log": set()})
+            if kind in kinds and season.isdigit():
+                kinds[kind].add(int(season))
+        ladders = []
+        for ladder, kinds in sorted(seasons.items()):
+            ladders.append((yield self._dump_ladder(ladder, kinds["ratings"], kinds["log"])))
+        return ladders
+
+    @defer.inlineCallbacks
+    def _dump_ladder(self, ladder, rated, logged) -> LadderDump:
+        rows = []
+        for season in sorted(rated):
+            found = yield self._call("hgetall", self._ladder_key(ladder, "ratings", season))
+            rows += [LadderRow.unpack(text(p), season, blob) for p, blob in found.items()]
+        matches = []
+        for season in sorted(logged):
+            log = yield self._call("lrange", self._ladder_key(ladder, "log", season), 0, -1)
+            matches += [(season, record) for record in log]
+        applied = yield self._call("hgetall", self._ladder_key(ladder, "applied"))
+        return LadderDump(
+            ladder,
+            (yield self.ladder_season(ladder)),
+            (yield self.ladder_seasons(ladder)),
+            rows,
+            matches,
+            sorted((text(match), outcome) for match, outcome in applied.items()),
+        )
+
+    @defer.inlineCallbacks
+    def _restore_ladder(self, ladder: LadderDump):
+        """Write a checked ladder into a store that has none of its keys."""
+        name = ladder.name
+        if ladder.seasons:
+            yield self._call("set", self._ladder_key(name, "season"), ladder.season)
+            yield self._call(
+                "hmset",
+                self._ladder_key(name, "seasons"),
+                {record.season: record.pack() for record in ladder.seasons},
+            )
+        runs = {record.run_id: record.season for record in ladder.seasons if record.run_id}
+        if runs:
+            yield self._call("hmset", self._ladder_key(name, "runs"), runs)
+        by_season: dict[int, list[LadderRow]] = {}
+        for row in ladder.rows:
+            by_season.setdefault(row.season, []).append(row)
+        # Ascending, so that each player's last season is the last filled.
+        for season in sorted(by_season):
+            yield self.ladder_fill(name, season, by_season[season])
+        for start in range(0, len(ladder.matches), RESTORE_CHUNK):
+            for season, records in _by_season(ladder.matches[start : start + RESTORE_CHUNK]):
+                yield self._call("rpush", self._ladder_key(name, "log", season), records)
+        for start in range(0, len(ladder.applied), RESTORE_CHUNK):
+            chunk = dict(ladder.applied[start : start + RESTORE_CHUNK])
+            yield self._call("hmset", self._ladder_key(name, "applied"), chunk)
+
+
+def _by_season(matches):
+    """C{(season, [record, ...])} of consecutive entries of one season."""
+    groups: list[tuple[int, list[bytes]]] = []
+    for season, record in matches:
+        if not groups or groups[-1][0] != season:
+            groups.append((season, []))
+        groups[-1][1].append(record)
+    return groups

@@ -60,9 +60,16 @@ from mmo.store import (
     unpack_data,
 )
 from mmo.store import sqlite_refresh as refresh
+from mmo.store.common_ladder import dump_ladders, read_dump_ladders
+from mmo.store.jobs import dump_jobs, read_dump_jobs
 from mmo.store.sqlite_economy import SQLiteEconomy
 from mmo.store.sqlite_economy import migration as _migration_economy
-from mmo.store.sqlite_ladder import SQLiteLadder
+from mmo.store.sqlite_ladder import (
+    LADDER_TABLES,
+    SQLiteLadder,
+    dump_ladder_tables,
+    restore_ladder_tables,
+)
 from mmo.store.sqlite_ladder import migration as _migration_ladder
 from mmo.store.sqlite_rows import (
     ACCOUNT_COLUMNS,
@@ -697,22 +704,26 @@ class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder, SQLiteEconomy):
             "accounts": [dump_record(account_row(row)) for row in accounts],
             "characters": [dump_record(character_row(row)) for row in characters],
             **dump_logs(list(logs.items())),
+            **dump_ladders(dump_ladder_tables(conn)),
+            **dump_jobs(sqlite_jobs.dump_job_tables(conn)),
         }
 
     def restore(self, data):
         try:
             accounts, characters = read_dump(data)
             logs = read_dump_logs(data)
+            ladders = read_dump_ladders(data)
+            jobs = read_dump_jobs(data)
         except StoreError as e:
             return defer.fail(e)
-        return self._run(self._restore, accounts, characters, logs)
+        return self._run(self._restore, accounts, characters, logs, ladders, jobs)
 
-    def _restore(self, conn, accounts, characters, logs):
+    def _restore(self, conn, accounts, characters, logs, ladders, jobs):
         # All or nothing: one transaction.
         conn.execute("BEGIN IMMEDIATE")
+        tables = ("accounts", "characters", "logs", "jobs", *LADDER_TABLES)
         count = conn.execute(
-            "SELECT (SELECT count(*) FROM accounts) + (SELECT count(*) FROM characters)"
-            " + (SELECT count(*) FROM logs)"
+            "SELECT " + " + ".join(f"(SELECT count(*) FROM {table})" for table in tables)
         ).fetchone()[0]
         if count:
             raise NotEmpty(
@@ -742,3 +753,5 @@ class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder, SQLiteEconomy):
                 for seq, record in enumerate(records, 1)
             ],
         )
+        restore_ladder_tables(conn, ladders)
+        sqlite_jobs.restore_job_tables(conn, jobs)

@@ -15,6 +15,7 @@ from twisted.internet import defer
 from mmo.store import StoreError
 from mmo.store.jobs import (
     MAX_TRIGGERS,
+    JobDump,
     JobRun,
     JobState,
     StaleToken,
@@ -236,3 +237,63 @@ class SQLiteJobs:
             check_job(name), check_keep(limit)
 
         return self._jobs_call(check, _runs, name, limit)
+
+
+# -- dump and restore: run by mmo.store.sqlite.SQLiteStore's in its transaction --
+
+
+def dump_job_tables(conn) -> list[JobDump]:
+    """Every job of the store, read in the caller's transaction."""
+    jobs = []
+    for name, token, last_scheduled, paused, seq in conn.execute(
+        "SELECT name, token, last_scheduled, paused, seq FROM jobs ORDER BY name"
+    ).fetchall():
+        triggers = conn.execute(
+            "SELECT run_id, requested FROM job_triggers WHERE name = ? ORDER BY requested, run_id",
+            (name,),
+        ).fetchall()
+        runs = conn.execute(
+            f"SELECT {RUN_COLUMNS} FROM job_runs WHERE name = ? ORDER BY seq", (name,)
+        ).fetchall()
+        jobs.append(
+            JobDump(
+                name,
+                token,
+                last_scheduled,
+                bool(paused),
+                seq,
+                [tuple(trigger) for trigger in triggers],
+                [JobRun(*run) for run in runs],
+            )
+        )
+    return jobs
+
+
+def restore_job_tables(conn, jobs: list[JobDump]) -> None:
+    """Write checked jobs into the caller's transaction (the tables empty)."""
+    conn.executemany(
+        "INSERT INTO jobs (name, token, last_scheduled, paused, seq) VALUES (?, ?, ?, ?, ?)",
+        [(j.name, j.token, j.last_scheduled, int(j.paused), j.seq) for j in jobs],
+    )
+    conn.executemany(
+        "INSERT INTO job_triggers (name, run_id, requested) VALUES (?, ?, ?)",
+        [(j.name, run_id, requested) for j in jobs for run_id, requested in j.triggers],
+    )
+    # A job's recent runs are the last numbers, up to its seq.
+    conn.executemany(
+        f"INSERT INTO job_runs (name, seq, {RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                j.name,
+                j.seq - len(j.runs) + n,
+                r.id,
+                r.scheduled,
+                r.token,
+                r.started,
+                r.finished,
+                r.outcome,
+            )
+            for j in jobs
+            for n, r in enumerate(j.runs, 1)
+        ],
+    )

@@ -26,6 +26,7 @@ import sqlite3
 from mmo.store.common_ladder import (
     Applied,
     ApplyResult,
+    LadderDump,
     LadderRow,
     SeasonRecord,
     check_apply,
@@ -339,3 +340,72 @@ class SQLiteLadder:
     @checked
     def ladder_fill(self, ladder, season, rows):
         return self._run(_fill, check_ladder(ladder), check_rows(season, rows))
+
+
+# -- dump and restore: run by mmo.store.sqlite.SQLiteStore's in its transaction --
+
+#: The ladder's tables, for the check that a restore's store is empty.
+LADDER_TABLES = ("ladder_seasons", "ladder_ratings", "ladder_matches")
+
+
+def dump_ladder_tables(conn) -> list[LadderDump]:
+    """Every ladder of the store, read in the caller's transaction."""
+    names = [
+        name
+        for (name,) in conn.execute(
+            " UNION ".join(f"SELECT ladder FROM {table}" for table in LADDER_TABLES)
+        )
+    ]
+    return [_dump_ladder(conn, name) for name in sorted(names)]
+
+
+def _dump_ladder(conn, ladder) -> LadderDump:
+    rows = [
+        _row(values)
+        for values in conn.execute(
+            f"SELECT {ROW_COLUMNS} FROM ladder_ratings WHERE ladder = ?", (ladder,)
+        )
+    ]
+    matches = conn.execute(
+        "SELECT season, record, match_id, outcome FROM ladder_matches WHERE ladder = ? "
+        "ORDER BY season, seq",
+        (ladder,),
+    ).fetchall()
+    return LadderDump(
+        ladder,
+        _season(conn, ladder),
+        _seasons(conn, ladder),
+        rows,
+        [(season, bytes(record)) for season, record, _, _ in matches],
+        [(match_id, bytes(outcome)) for _, _, match_id, outcome in matches],
+    )
+
+
+def restore_ladder_tables(conn, ladders: list[LadderDump]) -> None:
+    """Write checked ladders into the caller's transaction (the tables empty)."""
+    for ladder in ladders:
+        conn.executemany(
+            "INSERT INTO ladder_seasons (ladder, season, started, reset, soften, run_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (ladder.name, r.season, r.started, r.reset, r.soften, r.run_id)
+                for r in ladder.seasons
+            ],
+        )
+        _write_rows(conn, ladder.name, ladder.rows)
+        # SQLite keeps each log entry beside its match id: a dump of this
+        # backend lists both in the order applied; one of Redis, which
+        # keeps them apart, is paired in its order, and nothing reads a
+        # record by its match id.
+        seqs: dict[int, int] = {}
+        values = []
+        for (season, record), (match_id, outcome) in zip(
+            ladder.matches, ladder.applied, strict=True
+        ):
+            seqs[season] = seqs.get(season, 0) + 1
+            values.append((ladder.name, match_id, season, seqs[season], record, outcome))
+        conn.executemany(
+            "INSERT INTO ladder_matches (ladder, match_id, season, seq, record, outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            values,
+        )

@@ -16,14 +16,15 @@ from mmo.config import ConfigError
 from mmo.game import messages
 from mmo.game.messages import Released, Relink, gateway_channel, takeover_channel
 from mmo.game.service import Caller, GameService, named_subclass
+from mmo.jobs.build import service_jobs
 from mmo.process import control
+from mmo.stats import nearest_rank
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.entity import PLAYER
 from mmo.zone.service import ZoneService
 from mmo.zone.streams import GatewayStreams
 from mmo.zone.takeover import STANDBY, TakeoverFailed
-from mmo.zone.ticker import nearest_rank
 
 
 class ZoneHost(GameService):
@@ -98,6 +99,16 @@ class ZoneHost(GameService):
         if process.factory is not None:
             for zone in self.zones.values():
                 zone.stream_to(self.streams)
+
+    def jobs(self) -> list:
+        """
+        The scheduled jobs of its zones (L{ZoneService.jobs}), as the
+        standalone server takes them from its zones: a job's name makes it
+        one per deployment (the same name from every zone: it runs once per
+        time, on one zone of one process) or one per zone (a name with the
+        region's, declared only by the process that serves the region).
+        """
+        return service_jobs(self.zones.values())
 
     # -- life cycle --------------------------------------------------------------
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 
 from twisted.logger import Logger
 
+from mmo.stats import percentile
+
 
 class Ticker:
     """
@@ -117,12 +119,4 @@ class Ticker:
 
     def percentile(self, fraction: float) -> float:
         """The C{fraction} (0..1) percentile of the recent tick durations, seconds."""
-        return nearest_rank(sorted(self.durations), fraction)
-
-
-def nearest_rank(ordered: list[float], fraction: float) -> float:
-    """The C{fraction} (0..1) percentile of sorted C{ordered} (nearest rank); 0 if empty."""
-    if not ordered:
-        return 0.0
-    rank = min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))
-    return ordered[rank]
+        return percentile(self.durations, fraction)

@@ -1,0 +1,13 @@
+"""
+The economy: currencies, items, shops and trades over the store's ledger
+(see C{docs/economy.md}).
+
+  - L{mmo.economy.metrics}: the money-supply figures of one interval's
+    postings and balances, and L{mmo.economy.metrics.SupplyTracker}, which
+    keeps them over successive intervals and raises the supply alarm.
+  - L{mmo.economy.prices}: the sales found in postings and the chained
+    price index over them.
+
+Both are pure: they read plain data (postings, balances) and touch no
+store, bus or network.
+"""
