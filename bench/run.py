@@ -346,6 +346,28 @@ BENCHMARKS = [
         profiled="the whole run, in process (store clients and the ladder)",
     ),
     Benchmark(
+        "economy",
+        "economy.py",
+        "The economy's ledger: postings per second on Redis and on SQLite",
+        [
+            Run("", []),
+            Run(
+                "5,000 postings, profiled",
+                ["--postings", "5000", "--sqlite-postings", "200", "--repeats", "1"],
+                profile=True,
+                measure=False,
+            ),
+        ],
+        [Run("", ["--quick"], True)],
+        timeout=600,
+        pairs=[
+            ("redis_postings_per_s", "redis_raw_evalsha_per_s"),
+            ("sqlite_postings_per_s", "sqlite_raw_insert_per_s"),
+            ("redis_postings_per_s", "target_postings_per_s"),
+        ],
+        profiled="the whole run, in process (store clients and the ledger's checks)",
+    ),
+    Benchmark(
         "capacity",
         "capacity.py",
         "Capacity: walking players per core of server CPU",

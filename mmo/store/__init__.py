@@ -468,6 +468,58 @@ class ILadderStore(Interface):
         """
 
 
+class IEconomyStore(Interface):
+    """
+    The economy's ledger, which both stores provide besides L{IStore}:
+    balances of assets held by accounts, changed only by postings
+    (L{mmo.store.common_economy.Posting}) applied atomically and once per
+    idempotency key, each numbered in the order applied; the load of each
+    account; the properties of each unique item.  Every method returns a
+    Deferred; see C{docs/economy.md}.
+    """
+
+    def economy_post(posting):
+        """
+        Apply C{posting} in one atomic step, unless its key was applied
+        (C{DUPLICATE}, with the first one's sequence number; a
+        L{StoreError} if that one had other legs) or it is refused
+        (C{REFUSED}, with the L{Refusal}; nothing written).
+        Deferred[PostResult].
+        """
+
+    def economy_balances(account):
+        """The account's balances other than 0.  Deferred[dict[str, int]]: asset -> balance."""
+
+    def economy_history(account, limit, before=None):
+        """
+        Up to C{limit} (1 to 1000) of the account's postings with sequence
+        numbers below C{before} (all if C{None}), newest first, each with
+        that account's legs only.  Deferred[list[Entry]].
+        """
+
+    def economy_posting(key):
+        """The posting applied under C{key}, or C{None}.  Deferred[Entry | None]."""
+
+    def economy_postings(after_seq, limit):
+        """
+        Up to C{limit} (1 to 1000) postings numbered after C{after_seq}, in
+        order (numbers have no gaps).  Deferred[list[Entry]].
+        """
+
+    def economy_holders(asset, limit, after=None):
+        """
+        Up to C{limit} (1 to 1000) accounts holding C{asset} (a balance
+        other than 0), in account order, after the account C{after}.
+        Deferred[list[tuple[str, int]]]: (account, balance).
+        """
+
+    def economy_load(account):
+        """The account's load (0 if none).  Deferred[int]."""
+
+    def economy_item(asset):
+        """The properties a unique item was issued with, or C{None}.  Deferred."""
+
+
 def make_store(config, reactor=None) -> IStore:
     """The store the config's C{[store]} section asks for (not started)."""
     if config.store.backend == "redis":

@@ -26,7 +26,8 @@ name):
   - C{P:account-refresh:{id}}: sorted set of the account's families,
     scored by C{used} (members whose hash expired are dropped when seen);
   - C{P:store-schema}: the version of this layout, L{SCHEMA_VERSION};
-  - the keys of scheduled jobs: see L{mmo.store.redis_jobs}.
+  - the keys of scheduled jobs: see L{mmo.store.redis_jobs};
+  - the keys of the economy's ledger: see L{mmo.store.redis_economy}.
 
 Every write that touches more than one key is one Lua script (C{EVAL}), so
 it is atomic: of concurrent creations of one name exactly one finds the name
@@ -53,6 +54,7 @@ from mmo.store import (
     Account,
     AlreadyExists,
     Character,
+    IEconomyStore,
     ILadderStore,
     InFlight,
     IStore,
@@ -79,6 +81,7 @@ from mmo.store import (
 )
 from mmo.store.common_ladder import dump_ladders, read_dump_ladders
 from mmo.store.jobs import dump_jobs, read_dump_jobs
+from mmo.store.redis_economy import RedisEconomy
 from mmo.store.redis_jobs import RedisJobs
 from mmo.store.redis_ladder import RedisLadder, RedisLadderBackup
 from mmo.store.redis_records import (
@@ -271,8 +274,8 @@ def _unavailable(failure) -> bool:
     return False
 
 
-@implementer(IStore, ILadderStore)
-class RedisStore(RedisJobs, RedisLadder, RedisLadderBackup):
+@implementer(IStore, ILadderStore, IEconomyStore)
+class RedisStore(RedisJobs, RedisLadder, RedisLadderBackup, RedisEconomy):
     """
     L{IStore} on Redis (the C{[redis]} section of C{config}).
 

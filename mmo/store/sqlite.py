@@ -30,6 +30,7 @@ from mmo.store import (
     Account,
     AlreadyExists,
     Character,
+    IEconomyStore,
     ILadderStore,
     InFlight,
     IStore,
@@ -61,6 +62,8 @@ from mmo.store import (
 from mmo.store import sqlite_refresh as refresh
 from mmo.store.common_ladder import dump_ladders, read_dump_ladders
 from mmo.store.jobs import dump_jobs, read_dump_jobs
+from mmo.store.sqlite_economy import SQLiteEconomy
+from mmo.store.sqlite_economy import migration as _migration_economy
 from mmo.store.sqlite_ladder import (
     LADDER_TABLES,
     SQLiteLadder,
@@ -181,6 +184,7 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _migration_4,
     sqlite_jobs.migration,
     _migration_ladder,
+    _migration_economy,
 ]
 
 
@@ -252,8 +256,8 @@ def _append_logs(conn, key, blobs, keep):
     conn.execute("DELETE FROM logs WHERE key = ? AND seq <= ?", (key, last - keep))
 
 
-@implementer(IStore, ILadderStore)
-class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder):
+@implementer(IStore, ILadderStore, IEconomyStore)
+class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder, SQLiteEconomy):
     """
     L{IStore} on a SQLite file.
 
