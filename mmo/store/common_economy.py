@@ -116,6 +116,19 @@ def is_faucet(account_name: str) -> bool:
     return account_name.startswith("faucet:")
 
 
+def is_sink(account_name: str) -> bool:
+    return account_name.startswith("sink:")
+
+
+def is_system(account_name: str) -> bool:
+    """Whether the account is a faucet or a sink: value comes from or leaves there."""
+    return account_name.startswith(("faucet:", "sink:"))
+
+
+def is_player(account_name: str) -> bool:
+    return account_name.startswith("player:")
+
+
 def is_unique(asset: str) -> bool:
     return asset.startswith("u:")
 
