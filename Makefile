@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 CONFIG ?= conf/standalone.toml
 CERTS ?= certs
 TRIAL_ARGS ?= tests
+# Test processes run side by side, one per core (the suite's tests each start
+# their own servers on free ports, so they do not share any).
+TRIAL_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Reinstall into the virtualenv whenever the package or its metadata changes.
 SOURCES := setup.py pyproject.toml README.md $(shell find mmo twisted -name '*.py' -o -name '*.pyx' 2>/dev/null) $(wildcard mmo/web/static/*)
@@ -59,7 +62,7 @@ cluster: $(STAMP) $(CLUSTER_CERTS)/redis.password
 	$(BIN)/twistd -n --pidfile= mmo-manager --config $(CLUSTER_CONFIG) --process manager
 
 test: $(STAMP)
-	PYTHONPATH=$(CURDIR) $(BIN)/trial $(TRIAL_ARGS)
+	PYTHONPATH=$(CURDIR) $(BIN)/trial -j$(TRIAL_JOBS) $(TRIAL_ARGS)
 
 # The TypeScript client SDK (clients/js): its packages from the lock file,
 # the compiled package and the browser bundle (dist/mmo-client.browser.js).
