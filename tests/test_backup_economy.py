@@ -7,47 +7,26 @@ goes on alike; a bad ledger in a dump is refused with nothing written.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from mmo.economy.economy import Economy
 from mmo.economy.holdings import Holding
 from mmo.store import StoreError
-from mmo.store.backup import main
 from mmo.store.common_economy import Leg, Posted, Posting
-from tests.redis import redis_config_text, start_redis
-from tests.support import started_store, write_config
+from tests import test_backup_ladder as ladder_backup
 from tests.test_economy_domain import economy_section
 from tests.test_economy_store import audit
 
-PROCESSES = '[processes.zone-1]\nkind = "zone"\n'
-
 
 class EconomyBackupTests(unittest.TestCase):
-    def setUp(self):
-        self.server = start_redis(self)
-        self.prefixes = 0
-        self.clock = task.Clock()
-        self.clock.advance(1_700_000_000)
-
-    def new_config(self, backend: str) -> str:
-        """A config file for a new, empty store of C{backend}; its path."""
-        if backend == "sqlite":
-            path = os.path.abspath(os.path.join(self.mktemp(), "mmo.sqlite3"))
-            store = f'[store]\nbackend = "sqlite"\npath = "{path}"\n'
-        else:
-            self.prefixes += 1
-            store = '[store]\nbackend = "redis"\n' + redis_config_text(
-                self.server, f"economy{self.prefixes}"
-            )
-        return write_config(self, store + PROCESSES)
-
-    def open_store(self, path):
-        return defer.ensureDeferred(started_store(self, path))
+    setUp = ladder_backup.LadderBackupTests.setUp
+    new_config = ladder_backup.LadderBackupTests.new_config
+    open_store = ladder_backup.LadderBackupTests.open_store
+    run_main = ladder_backup.LadderBackupTests.run_main
 
     async def populate(self, store):
         """Start credits, shopping, loot with unique items, and a settled trade."""
@@ -77,12 +56,6 @@ class EconomyBackupTests(unittest.TestCase):
         items = {asset: await store.economy_item(asset) for asset in uniques}
         histories = {a: await store.economy_history(a, 1000) for a in accounts}
         return postings, balances, loads, items, histories
-
-    async def run_main(self, *argv):
-        stdout, stderr = io.StringIO(), io.StringIO()
-        status = await main(list(argv), reactor=reactor, stdout=stdout, stderr=stderr)
-        self.assertEqual((status, stderr.getvalue()), (0, ""))
-        return stdout.getvalue()
 
     async def round_trip(self, source_backend, target_backend):
         source = self.new_config(source_backend)

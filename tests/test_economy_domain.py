@@ -103,22 +103,24 @@ credit = 20
     return config.load(path).economy
 
 
-class DomainTestsMixin:
-    """What the economy does for game code, whatever its store."""
+class EconomyFixture:
+    """An L{Economy} of C{inventory} mode and limit on a started store of the backend's."""
 
     inventory = "slots"
     limit = 4
 
-    @defer.inlineCallbacks
-    def setUp(self):
+    async def setUp(self):
         self.clock = task.Clock()
         self.store = self.make_store()
-        yield self.store.start()
+        await self.store.start()
         self.addCleanup(self.store.stop)
-        self.economy = Economy(
-            economy_section(self, self.inventory, self.limit), self.store, self.clock
-        )
-        yield defer.ensureDeferred(self.economy.start())
+        section = economy_section(self, self.inventory, self.limit)
+        self.economy = Economy(section, self.store, self.clock)
+        await self.economy.start()
+
+
+class DomainTestsMixin(EconomyFixture):
+    """What the economy does for game code, whatever its store."""
 
     async def balances(self, player):
         return dict((await self.economy.wallets.wallet(player)).balances)
@@ -406,16 +408,11 @@ class RedisDomainTests(RedisBackend, DomainTestsMixin, unittest.TestCase):
         return RedisEconomyTests.make_fresh_store(self, run)
 
 
-class WeightInventoryTests(SQLiteBackend, unittest.TestCase):
+class WeightInventoryTests(EconomyFixture, SQLiteBackend, unittest.TestCase):
     """Inventories limited by weight instead of slots."""
 
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.clock = task.Clock()
-        self.store = self.make_store()
-        yield self.store.start()
-        self.addCleanup(self.store.stop)
-        self.economy = Economy(economy_section(self, "weight", 20), self.store, self.clock)
+    inventory = "weight"
+    limit = 20
 
     async def test_weight_limit(self):
         rewards = self.economy.rewards
@@ -428,16 +425,8 @@ class WeightInventoryTests(SQLiteBackend, unittest.TestCase):
         self.assertEqual((inventory.load, inventory.limit), (20, 20))
 
 
-class SlotInventoryTests(SQLiteBackend, unittest.TestCase):
+class SlotInventoryTests(EconomyFixture, SQLiteBackend, unittest.TestCase):
     """Inventories limited by slots: stacks of max_stack, a slot per unique item."""
-
-    @defer.inlineCallbacks
-    def setUp(self):
-        self.clock = task.Clock()
-        self.store = self.make_store()
-        yield self.store.start()
-        self.addCleanup(self.store.stop)
-        self.economy = Economy(economy_section(self, "slots", 4), self.store, self.clock)
 
     async def test_slot_limit(self):
         rewards = self.economy.rewards

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from mmo.economy.ledger import OnLedger
+
 
 @dataclass(frozen=True)
 class Instance:
@@ -41,16 +43,11 @@ class Inventory:
     limit: int
 
 
-class Inventories:
+class Inventories(OnLedger):
     """
     Players' inventories on the L{mmo.economy.ledger.Ledger}.
 
-    @param ledger: The ledger.
     """
-
-    def __init__(self, ledger):
-        self._ledger = ledger
-        self._rules = ledger.rules
 
     async def inventory(self, player_id: str) -> Inventory:
         """The player's L{Inventory}; unique items' properties read from the ledger."""

@@ -46,10 +46,18 @@ class Rules:
 
     def account(self, player_id: object) -> str:
         """A player's ledger account."""
-        if not isinstance(player_id, str) or not player_id:
-            raise BadRequest(f"a player id is a non-empty string, got {player_id!r}")
+        return self.named(player, player_id, "a player id")
+
+    def named(self, make, ident: object, what: str) -> str:
+        """
+        The ledger account C{make(ident)}.
+
+        @raise BadRequest: C{ident} is not a non-empty string, or too long.
+        """
+        if not isinstance(ident, str) or not ident:
+            raise BadRequest(f"{what} is a non-empty string, got {ident!r}")
         try:
-            return player(player_id)
+            return make(ident)
         except StoreError as e:
             raise BadRequest(str(e))
 
@@ -119,6 +127,18 @@ class Rules:
             if is_player(leg.account) and leg.amount > 0 and not leg.asset.startswith("c:")
         )
         return tuple((account, self.limit) for account in receivers)
+
+
+class OnLedger:
+    """
+    A part of the economy over the L{Ledger}.
+
+    @param ledger: The ledger.
+    """
+
+    def __init__(self, ledger):
+        self._ledger = ledger
+        self._rules = ledger.rules
 
 
 class Ledger:

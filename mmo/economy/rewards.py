@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from mmo.economy.errors import BadRequest
 from mmo.economy.holdings import Holding, check_count, event_key, instance_id
+from mmo.economy.ledger import OnLedger
 from mmo.store import StoreError
 from mmo.store.common_economy import faucet, unique
 
@@ -42,16 +43,10 @@ def issue_legs(rules, source: str, target: str, key: str, item: str, count: int)
     return legs, issue
 
 
-class Rewards:
+class Rewards(OnLedger):
     """
     Payments from the game's faucets (C{faucet:REASON}) to players.
-
-    @param ledger: The L{mmo.economy.ledger.Ledger}.
     """
-
-    def __init__(self, ledger):
-        self._ledger = ledger
-        self._rules = ledger.rules
 
     async def reward(self, player_id, key, reason, currencies=None, items=None) -> int:
         """

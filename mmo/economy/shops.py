@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from mmo.economy.errors import BadRequest, NotTraded, UnknownVendor
 from mmo.economy.holdings import check_count, event_key, item_of
+from mmo.economy.ledger import OnLedger
 from mmo.economy.rewards import issue_legs
 from mmo.store.common_economy import faucet, sink, stackable, vendor
 
@@ -40,16 +41,11 @@ class Offer:
     stock: int | None
 
 
-class Shops:
+class Shops(OnLedger):
     """
     The vendors of the shop file on the L{mmo.economy.ledger.Ledger}.
 
-    @param ledger: The ledger.
     """
-
-    def __init__(self, ledger):
-        self._ledger = ledger
-        self._rules = ledger.rules
 
     def _vendor(self, name: object):
         found = self._rules.vendors.get(name) if isinstance(name, str) else None

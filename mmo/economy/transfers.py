@@ -17,30 +17,20 @@ from collections.abc import Mapping
 
 from mmo.economy.errors import BadRequest
 from mmo.economy.holdings import Holding, event_key
-from mmo.store import StoreError
+from mmo.economy.ledger import OnLedger
 from mmo.store.common_economy import escrow
 
 
-class Transfers:
+class Transfers(OnLedger):
     """
     Moves between players, and trades' escrow, on the
     L{mmo.economy.ledger.Ledger}.
 
-    @param ledger: The ledger.
     """
-
-    def __init__(self, ledger):
-        self._ledger = ledger
-        self._rules = ledger.rules
 
     def escrow_account(self, trade_id: object) -> str:
         """The escrow account of trade C{trade_id}."""
-        if not isinstance(trade_id, str) or not trade_id:
-            raise BadRequest(f"a trade id is a non-empty string, got {trade_id!r}")
-        try:
-            return escrow(trade_id)
-        except StoreError as e:
-            raise BadRequest(str(e))
+        return self._rules.named(escrow, trade_id, "a trade id")
 
     async def move(self, key: str, reason: str, source: str, target: str, holding: Holding):
         """

@@ -10,6 +10,7 @@ from types import MappingProxyType
 
 from mmo.economy.errors import BadRequest
 from mmo.economy.holdings import event_key
+from mmo.economy.ledger import OnLedger
 from mmo.store.common_economy import currency, faucet
 
 #: The faucet of the start credit.
@@ -47,16 +48,11 @@ class Wallet:
         return format_amount(self.balances[name], self.decimals[name])
 
 
-class Wallets:
+class Wallets(OnLedger):
     """
     Players' wallets on the L{mmo.economy.ledger.Ledger}.
 
-    @param ledger: The ledger.
     """
-
-    def __init__(self, ledger):
-        self._ledger = ledger
-        self._rules = ledger.rules
 
     async def wallet(self, player_id: str) -> Wallet:
         """The player's L{Wallet}."""
