@@ -341,9 +341,17 @@ class RedisEconomy:
             ("hmset", key("keys"), {e.key: f"{e.seq} {digest}" for e, digest in page})
             for page in _pages(ledger.postings)
         ]
-        writes += [("zadd", key("history", a), *scores) for a, scores in histories.items()]
+        writes += [
+            ("zadd", key("history", a), *chunk)
+            for a, scores in histories.items()
+            for chunk in _pages(scores, 2 * MAX_READ)
+        ]
         writes += [("hmset", key("balance", a), fields) for a, fields in balances.items()]
-        writes += [("zadd", key("holders", s), *scores) for s, scores in holders.items()]
+        writes += [
+            ("zadd", key("holders", s), *chunk)
+            for s, scores in holders.items()
+            for chunk in _pages(scores, 2 * MAX_READ)
+        ]
         writes += [("hmset", key("loads"), dict(page)) for page in _pages(ledger.loads)]
         writes += [
             ("hmset", key("items"), {asset: props for asset, props, _ in page})
