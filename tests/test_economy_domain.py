@@ -238,6 +238,10 @@ class DomainTestsMixin(EconomyFixture):
             with self.assertRaises(EconomyError):
                 await bad()
         self.assertTrue(len(event_key("quest", "x" * 200)) <= 128)
+        for parts in ((), ("loot", None), ("loot", True), ("loot", 1.5), ("loot", "")):
+            self.assertRaises(BadRequest, event_key, *parts)
+        with self.assertRaises(BadRequest):
+            await rewards.reward("a", None, "loot", {"gold": 1})
         await self.clean()
 
     async def test_move_and_credit(self):

@@ -26,11 +26,15 @@ def event_key(*parts: object) -> str:
     replayed gives the same key and pays once.  A key longer than the
     ledger takes keeps its first part and a hash of the whole.
 
-    @raise BadRequest: No part, or an empty one.
+    @raise BadRequest: No part, or one that is empty or not a string or an
+        integer.
     """
+    if not parts or not all(
+        (isinstance(part, str) and part) or (isinstance(part, int) and not isinstance(part, bool))
+        for part in parts
+    ):
+        raise BadRequest(f"an event key has parts of strings and integers, got {parts!r}")
     texts = [str(part) for part in parts]
-    if not texts or not all(texts):
-        raise BadRequest(f"an event key has non-empty parts, got {parts!r}")
     key = ":".join(texts)
     if len(key) <= MAX_NAME:
         return key
