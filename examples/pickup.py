@@ -13,6 +13,15 @@ player's C{attrs["bag"]} (carried through handoffs and checkpoints like any
 attribute, and shown to the others in an C{update}) and takes the item out of
 the world, so that everyone who saw it gets a C{leave}.
 
+When the deployment runs an economy with a currency C{gold}
+(C{[economy]}, see C{docs/economy.md}), a pickup also pays the player the
+item's L{PickupZone.coins} through the economy's faucet API, under a key
+derived from the event (the zone, the item and the player's account): a
+player is paid once for an item, however often the zone restarts and lays
+it out again, and the reply says the player's gold.
+
+    <- {"t": "reply", "id": 7, "bag": ["apple"], "gold": 5}
+
 Items are not players' entities: they are not checkpointed nor handed off;
 each zone lays out again, when it starts, those of L{PickupZone.items} that
 lie in its region.  A player picks up only items of the zone it is in.
@@ -29,6 +38,8 @@ from __future__ import annotations
 
 import math
 
+from mmo.economy.economy import Economy
+from mmo.economy.holdings import event_key
 from mmo.game.service import Caller
 from mmo.wire import codes
 from mmo.wire.codes import WireError
@@ -54,9 +65,15 @@ class PickupZone(ZoneService):
         ("lantern", 120.0, 40.0),
     )
     reach = 2.0
+    #: Gold paid for picking an item up, by item name (minor units).
+    coins = {"apple": 5, "lantern": 20}
 
     async def start(self) -> None:
         await super().start()
+        economy = self.config.economy
+        self.economy = None
+        if economy.enabled and "gold" in economy.currencies:
+            self.economy = Economy(economy, self.store, self.reactor)
         self.lay_out_items()
 
     def lay_out_items(self) -> list[Entity]:
@@ -95,4 +112,13 @@ class PickupZone(ZoneService):
         # A new dict and list, not changed in place: the simulation sees the change.
         bag = [*player.attrs.get("bag", ()), item.name]
         player.attrs = {**player.attrs, "bag": bag}
-        return {"bag": bag}
+        if self.economy is None or item.name not in self.coins:
+            return {"bag": bag}
+        # The item is taken before the payment, so that two players reaching
+        # for it in the same turn cannot both be paid.  The key is the
+        # event's: a replay pays nothing more.
+        key = event_key("pickup", self.name, item_id, caller.account_id)
+        paid = {"gold": self.coins[item.name]}
+        await self.economy.rewards.reward(caller.account_id, key, "pickup", paid)
+        wallet = await self.economy.wallets.wallet(caller.account_id)
+        return {"bag": bag, "gold": wallet.balances["gold"]}

@@ -127,6 +127,14 @@ class EmoteExampleTests(unittest.TestCase):
         self.assertFalse(alice_wire.disconnecting)
 
 
+PICKUP_ECONOMY = """
+[economy]
+enabled = true
+
+[economy.currencies.gold]
+"""
+
+
 class PickupExampleTests(ZoneTicks, unittest.TestCase):
     """
     The pickup example's zone service, both regions of a two-region world,
@@ -137,7 +145,7 @@ class PickupExampleTests(ZoneTicks, unittest.TestCase):
     async def setUp(self):
         sys.path.insert(0, EXAMPLES)
         self.addCleanup(sys.path.remove, EXAMPLES)
-        pickup = importlib.import_module("pickup")
+        pickup = self.pickup = importlib.import_module("pickup")
         self.conf = config.load(write_config(self, WORLD))
         # Named in the config, the example is the class every zone uses.
         named = config.load(os.path.join(EXAMPLES, "pickup.toml"))
@@ -201,6 +209,25 @@ class PickupExampleTests(ZoneTicks, unittest.TestCase):
         await self.west.checkpointer.checkpoint()
         stored = await self.store.load_entity("c-alice")
         self.assertEqual(stored.data["attrs"], {"bag": ["apple"]})
+
+    async def test_pickup_pays_once(self):
+        """With an economy, a pickup pays the item's gold, once per event."""
+        economy_conf = config.load(write_config(self, WORLD + PICKUP_ECONOMY))
+        zone = self.pickup.PickupZone(economy_conf, self.store, self.bus, self.clock, "r0c0")
+        await zone.start()
+        self.addCleanup(zone.stop)
+        alice = caller("alice")
+        await zone.handle(alice, "zone.enter", {})
+        entity = zone.simulation.get(alice.character_id)
+        entity.x, entity.y = 94.0, 50.0
+        reply = await zone.handle(alice, "zone.pickup", {"item": "item-0"})
+        self.assertEqual(reply, {"bag": ["apple"], "gold": 5})
+        # The same event again (a zone that laid the apple out anew): no more gold.
+        zone.lay_out_items()
+        reply = await zone.handle(alice, "zone.pickup", {"item": "item-0"})
+        self.assertEqual(reply, {"bag": ["apple", "apple"], "gold": 5})
+        balances = await self.store.economy_balances("player:account-alice")
+        self.assertEqual(balances, {"c:gold": 5})
 
     async def test_pickup_refused(self):
         alice = await self.enter("alice", 80.0, 50.0)

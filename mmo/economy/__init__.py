@@ -10,4 +10,12 @@ The economy: currencies, items, shops and trades over the store's ledger
 
 Both are pure: they read plain data (postings, balances) and touch no
 store, bus or network.
+
+  - L{mmo.economy.economy.Economy}: the config's economy over the store's
+    ledger, for game code, split by concern: L{mmo.economy.wallets},
+    L{mmo.economy.inventory}, L{mmo.economy.shops},
+    L{mmo.economy.rewards} and L{mmo.economy.transfers}, on
+    L{mmo.economy.ledger} (the config's rules as legs, floors and
+    limits), with L{mmo.economy.holdings} (what a transfer moves, the
+    keys of events) and L{mmo.economy.errors}.
 """

@@ -378,16 +378,17 @@ class IStore(Interface):
         out when there are none, so that such a dump is what earlier
         versions wrote); likewise C{"ladders"}
         (L{mmo.store.common_ladder.LadderDump.as_dict}, by name) and
-        C{"jobs"} (L{mmo.store.jobs.JobDump.as_dict}, by name).
-        Deferred[dict].
+        C{"jobs"} (L{mmo.store.jobs.JobDump.as_dict}, by name) and
+        C{"economy"}, the ledger
+        (L{mmo.store.common_economy_dump.dump_economy}).  Deferred[dict].
         """
 
     def restore(data):
         """
         Load a L{dump} into this store, which must be empty (L{NotEmpty}
         otherwise); ids, names, hashes and times are kept, and the records
-        of each log, the ladders and the jobs' state (a dump without one of
-        these parts has none of it).  Deferred[None].
+        of each log, the ladders, the jobs' state and the ledger (a dump
+        without one of these parts has none of it).  Deferred[None].
         """
 
 

@@ -14,7 +14,8 @@ one JSON document::
 where a character's C{data} is its msgpack encoding in base64 (lossless:
 msgpack keeps what JSON cannot, such as bytes and integer keys).  When there
 are any, C{"logs"} (records in base64 msgpack), C{"ladders"} (a log record
-and an outcome in base64 each) and C{"jobs"} follow: see C{docs/store.md}.  The file
+and an outcome in base64 each), C{"jobs"} and C{"economy"} (the ledger; a
+unique item's properties in base64 msgpack) follow: see C{docs/store.md}.  The file
 holds password hashes: it is written with mode 0600, atomically (a
 temporary file renamed over C{OUT}, so an interrupted dump never leaves a
 half-written file behind).  A restore goes only into an empty store.
@@ -99,6 +100,11 @@ def encode_dump(dump: dict) -> bytes:
         ]
     if dump.get("jobs"):
         document["jobs"] = dump["jobs"]
+    if dump.get("economy"):
+        # A unique item's properties are the ledger's msgpack bytes: base64.
+        ledger = dump["economy"]
+        items = [dict(item, props=_b64(item["props"])) for item in ledger["items"]]
+        document["economy"] = dict(ledger, items=items)
     return (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
 
 
@@ -149,6 +155,18 @@ def _decode_ladders(ladders) -> list:
     return decoded
 
 
+def _decode_economy(ledger) -> dict:
+    """The dump's ledger with its unique items' properties as bytes."""
+    if not isinstance(ledger, dict) or not isinstance(ledger.get("items"), list):
+        raise StoreError("economy: no list of items")
+    items = []
+    for index, item in enumerate(ledger["items"]):
+        if not isinstance(item, dict):
+            raise StoreError(f"economy.items[{index}]: not a record")
+        items.append(dict(item, props=_unb64_bytes(item.get("props"), f"economy.items[{index}]")))
+    return dict(ledger, items=items)
+
+
 def decode_dump(text: bytes) -> dict:
     """
     The bytes of a dump file as L{IStore.restore} takes them.
@@ -182,6 +200,8 @@ def decode_dump(text: bytes) -> dict:
         decoded["logs"] = logs
     if "ladders" in document:
         decoded["ladders"] = _decode_ladders(document["ladders"])
+    if "economy" in document:
+        decoded["economy"] = _decode_economy(document["economy"])
     return decoded
 
 
@@ -234,6 +254,9 @@ def _count(dump: dict) -> str:
     ladders, jobs = len(dump.get("ladders", [])), len(dump.get("jobs", []))
     if ladders or jobs:
         counted += f" (with {plural(ladders, 'ladder')} and {plural(jobs, 'job')})"
+    postings = len(dump.get("economy", {}).get("postings", []))
+    if postings:
+        counted += f", and a ledger of {plural(postings, 'posting')}"
     return counted
 
 

@@ -79,6 +79,7 @@ from mmo.store import (
     stored_entity,
     unpack_data,
 )
+from mmo.store.common_economy_dump import read_dump_economy
 from mmo.store.common_ladder import dump_ladders, read_dump_ladders
 from mmo.store.jobs import dump_jobs, read_dump_jobs
 from mmo.store.redis_economy import RedisEconomy
@@ -715,6 +716,7 @@ class RedisStore(RedisJobs, RedisLadder, RedisLadderBackup, RedisEconomy):
         logs = yield self._dump_logs()
         ladders = yield self._dump_ladders()
         jobs = yield self._dump_jobs()
+        economy = yield self._dump_economy()
         return {
             "version": DUMP_VERSION,
             "accounts": [dump_record(a) for a in accounts],
@@ -722,6 +724,7 @@ class RedisStore(RedisJobs, RedisLadder, RedisLadderBackup, RedisEconomy):
             **dump_logs(logs),
             **dump_ladders(ladders),
             **dump_jobs(jobs),
+            **economy,
         }
 
     @defer.inlineCallbacks
@@ -735,10 +738,12 @@ class RedisStore(RedisJobs, RedisLadder, RedisLadderBackup, RedisEconomy):
         logs = read_dump_logs(data)
         ladders = read_dump_ladders(data)
         jobs = read_dump_jobs(data)
+        ledger = read_dump_economy(data)
         count = yield self._call("zcard", self._accounts_key())
         count += yield self._call("scard", self._logs_key())
         count += yield self._call("scard", self._key("jobs"))
         count += len((yield self._ladder_store_keys()))
+        count += yield self._economy_empty()
         if count:
             raise NotEmpty(
                 f"the Redis store at {redis_address(self._config)} (prefix {self.prefix!r}) "
@@ -753,9 +758,11 @@ class RedisStore(RedisJobs, RedisLadder, RedisLadderBackup, RedisEconomy):
             yield batched(self._restore_job, jobs)
         except defer.FirstError as e:
             raise e.subFailure.value
+        yield self._restore_economy(ledger)
         log.info(
             "Redis store: restored {accounts} accounts, {characters} characters, {logs} logs, "
-            "{ladders} ladders and {jobs} jobs",
+            "{ladders} ladders, {jobs} jobs and {postings} ledger postings",
+            postings=len(ledger.postings) if ledger else 0,
             accounts=len(accounts),
             characters=len(characters),
             logs=len(logs),

@@ -30,6 +30,7 @@ import msgpack
 from twisted.internet import defer
 
 from mmo.store.common_economy import (
+    MAX_READ,
     Posted,
     PostResult,
     Refusal,
@@ -40,13 +41,15 @@ from mmo.store.common_economy import (
     check_limit,
     check_seq,
     pack_entry,
+    pack_legs,
     plan,
     refusal_for,
     reused,
     unpack_entry,
 )
+from mmo.store.common_economy_dump import dump_economy
 from mmo.store.common_ladder import checked
-from mmo.store.redis_records import text
+from mmo.store.redis_records import batched, text
 
 # KEYS: keys, seq, postings, loads, items
 # ARGV: prefix, key, digest, entry, unbalanced asset ('' if none), plan:
@@ -288,3 +291,79 @@ class RedisEconomy:
     def economy_item(self, asset):
         props = yield self._call("hget", self._economy_key("items"), check_asset(asset))
         return None if props is None else msgpack.unpackb(props, raw=False)
+
+    # -- dump and restore: used by mmo.store.redis.RedisStore's -------------------
+
+    @defer.inlineCallbacks
+    def _dump_economy(self):
+        """
+        The C{"economy"} part of a dump: the postings up to the last
+        number given when it starts, page by page, their digests, and the
+        items they issued (balances and loads are their replay, so the part
+        is consistent while postings go on).
+        """
+        last = int((yield self._call("get", self._economy_key("seq"))) or 0)
+        postings = []
+        while len(postings) < last:
+            page = yield self.economy_postings(len(postings), MAX_READ)
+            page = page[: last - len(postings)]
+            stored = yield self._call("hmget", self._economy_key("keys"), [e.key for e in page])
+            postings += [
+                (entry, text(value).split(" ")[1])
+                for entry, value in zip(page, stored, strict=True)
+            ]
+        items = yield self._call("hgetall", self._economy_key("items"))
+        return dump_economy(postings, {text(asset): props for asset, props in items.items()})
+
+    def _economy_empty(self):
+        return self._call("exists", self._economy_key("seq"))
+
+    @defer.inlineCallbacks
+    def _restore_economy(self, ledger):
+        """Write a checked ledger into a store that has none of its keys."""
+        if ledger is None:
+            return
+        key = self._economy_key
+        histories: dict[str, list] = {}
+        for entry, _ in ledger.postings:
+            for account in dict.fromkeys(leg.account for leg in entry.legs):
+                histories.setdefault(account, []).extend((entry.seq, entry.seq))
+        balances: dict[str, dict] = {}
+        holders: dict[str, list] = {}
+        for account, asset, balance in ledger.balances:
+            balances.setdefault(account, {})[asset] = balance
+            holders.setdefault(asset, []).extend((0, account))
+        writes = [
+            ("hmset", key("postings"), {e.seq: pack_entry(e, pack_legs(e.legs)) for e, _ in page})
+            for page in _pages(ledger.postings)
+        ]
+        writes += [
+            ("hmset", key("keys"), {e.key: f"{e.seq} {digest}" for e, digest in page})
+            for page in _pages(ledger.postings)
+        ]
+        writes += [
+            ("zadd", key("history", a), *chunk)
+            for a, scores in histories.items()
+            for chunk in _pages(scores, 2 * MAX_READ)
+        ]
+        writes += [("hmset", key("balance", a), fields) for a, fields in balances.items()]
+        writes += [
+            ("zadd", key("holders", s), *chunk)
+            for s, scores in holders.items()
+            for chunk in _pages(scores, 2 * MAX_READ)
+        ]
+        writes += [("hmset", key("loads"), dict(page)) for page in _pages(ledger.loads)]
+        writes += [
+            ("hmset", key("items"), {asset: props for asset, props, _ in page})
+            for page in _pages(ledger.items)
+        ]
+        try:
+            yield batched(lambda write: self._call(*write), writes)
+        except defer.FirstError as e:
+            raise e.subFailure.value
+        # Last: a store with the number holds the whole ledger.
+        yield self._call("set", key("seq"), len(ledger.postings))
+
+
+def _pages(rows, size=MAX_READ):
+    return [rows[start : start + size] for start in range(0, len(rows), size)]

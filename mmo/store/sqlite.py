@@ -60,9 +60,15 @@ from mmo.store import (
     unpack_data,
 )
 from mmo.store import sqlite_refresh as refresh
+from mmo.store.common_economy_dump import read_dump_economy
 from mmo.store.common_ladder import dump_ladders, read_dump_ladders
 from mmo.store.jobs import dump_jobs, read_dump_jobs
-from mmo.store.sqlite_economy import SQLiteEconomy
+from mmo.store.sqlite_economy import (
+    ECONOMY_TABLES,
+    SQLiteEconomy,
+    dump_economy_tables,
+    restore_economy_tables,
+)
 from mmo.store.sqlite_economy import migration as _migration_economy
 from mmo.store.sqlite_ladder import (
     LADDER_TABLES,
@@ -706,6 +712,7 @@ class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder, SQLiteEconomy):
             **dump_logs(list(logs.items())),
             **dump_ladders(dump_ladder_tables(conn)),
             **dump_jobs(sqlite_jobs.dump_job_tables(conn)),
+            **dump_economy_tables(conn),
         }
 
     def restore(self, data):
@@ -714,14 +721,22 @@ class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder, SQLiteEconomy):
             logs = read_dump_logs(data)
             ladders = read_dump_ladders(data)
             jobs = read_dump_jobs(data)
+            ledger = read_dump_economy(data)
         except StoreError as e:
             return defer.fail(e)
-        return self._run(self._restore, accounts, characters, logs, ladders, jobs)
+        return self._run(self._restore, accounts, characters, logs, ladders, jobs, ledger)
 
-    def _restore(self, conn, accounts, characters, logs, ladders, jobs):
+    def _restore(self, conn, accounts, characters, logs, ladders, jobs, ledger):
         # All or nothing: one transaction.
         conn.execute("BEGIN IMMEDIATE")
-        tables = ("accounts", "characters", "logs", "jobs", *LADDER_TABLES)
+        tables = (
+            "accounts",
+            "characters",
+            "logs",
+            "jobs",
+            *LADDER_TABLES,
+            *ECONOMY_TABLES,
+        )
         count = conn.execute(
             "SELECT " + " + ".join(f"(SELECT count(*) FROM {table})" for table in tables)
         ).fetchone()[0]
@@ -755,3 +770,4 @@ class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteLadder, SQLiteEconomy):
         )
         restore_ladder_tables(conn, ladders)
         sqlite_jobs.restore_job_tables(conn, jobs)
+        restore_economy_tables(conn, ledger)

@@ -40,11 +40,13 @@ from mmo.store.common_economy import (
     check_key,
     check_limit,
     check_seq,
+    pack_legs,
     plan,
     refusal_for,
     reused,
     unpack_legs,
 )
+from mmo.store.common_economy_dump import LedgerDump, dump_economy
 from mmo.store.common_ladder import checked
 
 ENTRY_COLUMNS = "seq, key, reason, at, legs"
@@ -265,3 +267,52 @@ class SQLiteEconomy:
     @checked
     def economy_item(self, asset):
         return self._run(_item, check_asset(asset))
+
+
+# -- dump and restore: run by mmo.store.sqlite.SQLiteStore's in its transaction --
+
+#: The ledger's tables, for the check that a restore's store is empty.
+ECONOMY_TABLES = ("economy_postings", "economy_items")
+
+
+def dump_economy_tables(conn) -> dict:
+    """The C{"economy"} part of a dump, read in the caller's transaction."""
+    postings = [
+        (_entry(row[:5]), row[5])
+        for row in conn.execute(
+            f"SELECT {ENTRY_COLUMNS}, digest FROM economy_postings ORDER BY seq"
+        )
+    ]
+    items = {
+        asset: bytes(props)
+        for asset, props in conn.execute("SELECT asset, props FROM economy_items")
+    }
+    return dump_economy(postings, items)
+
+
+def restore_economy_tables(conn, ledger: LedgerDump | None) -> None:
+    """Write a checked ledger into the caller's transaction (the tables empty)."""
+    if ledger is None:
+        return
+    conn.executemany(
+        "INSERT INTO economy_postings (seq, key, reason, at, legs, digest) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            (e.seq, e.key, e.reason, e.at, pack_legs(e.legs), digest)
+            for e, digest in ledger.postings
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO economy_account_postings (account, seq) VALUES (?, ?)",
+        [
+            (account, e.seq)
+            for e, _ in ledger.postings
+            for account in dict.fromkeys(leg.account for leg in e.legs)
+        ],
+    )
+    conn.executemany(
+        "INSERT INTO economy_balances (account, asset, balance) VALUES (?, ?, ?)",
+        ledger.balances,
+    )
+    conn.executemany("INSERT INTO economy_loads (account, load) VALUES (?, ?)", ledger.loads)
+    conn.executemany("INSERT INTO economy_items (asset, props, seq) VALUES (?, ?, ?)", ledger.items)
