@@ -30,6 +30,7 @@ from mmo.economy.errors import (
 )
 from mmo.economy.holdings import Holding, event_key, instance_id
 from mmo.economy.wallets import format_amount
+from mmo.store.common_economy import Leg
 from tests.support import write_config
 from tests.test_economy_store import audit
 from tests.test_ladder_core import BOARD_RUNS, PROCESSES, RedisBackend, SQLiteBackend
@@ -245,18 +246,25 @@ class DomainTestsMixin(EconomyFixture):
         await self.clean()
 
     async def test_move_and_credit(self):
-        """A move takes from one player and gives to another; credit lets gems go below 0."""
+        """
+        A move takes from one player and gives to another; credit is for
+        paying the game, never another player (it would mint money).
+        """
         rewards, transfers = self.economy.rewards, self.economy.transfers
-        await rewards.reward("a", "k1", "loot", {"gold": 50}, {"potion": 3, "sword": 1})
+        await rewards.reward("a", "k1", "loot", {"gold": 50, "gems": 5}, {"potion": 3, "sword": 1})
         sword = (await self.items("a"))[1][0]
-        holding = Holding({"gold": 20, "gems": 15}, {"potion": 2}, {sword})
-        await transfers.move("m1", "gift", "a", "b", holding)
-        await transfers.move("m1", "gift", "a", "b", holding)
-        self.assertEqual(await self.balances("a"), {"gold": 30, "gems": -15})
-        self.assertEqual(await self.balances("b"), {"gold": 20, "gems": 15})
-        self.assertEqual((await self.items("b"))[:2], ({"potion": 2}, [sword]))
         with self.assertRaises(InsufficientFunds):
-            await transfers.move("m2", "gift", "a", "b", Holding({"gems": 6}))
+            await transfers.move("m0", "gift", "a", "b", Holding({"gems": 6}))
+        holding = Holding({"gold": 20, "gems": 5}, {"potion": 2}, {sword})
+        await transfers.move("m1", "gift", "a", "b", holding)
+        await transfers.move("m1", "gift", "a", "b", holding)
+        self.assertEqual(await self.balances("a"), {"gold": 30, "gems": 0})
+        self.assertEqual(await self.balances("b"), {"gold": 20, "gems": 5})
+        self.assertEqual((await self.items("b"))[:2], ({"potion": 2}, [sword]))
+        legs = [Leg("player:a", "c:gems", -15), Leg("sink:shop:x", "c:gems", 15)]
+        self.assertEqual(self.economy.rules.floors(legs), (("player:a", "c:gems", -20),))
+        with self.assertRaises(InsufficientFunds):
+            await transfers.move("m2", "gift", "a", "b", Holding({"gems": 1}))
         with self.assertRaises(NotHeld):
             await transfers.move("m3", "gift", "a", "c", Holding(uniques={sword}))
         for bad in (

@@ -16,6 +16,7 @@ from mmo.store.common_economy import (
     Posting,
     currency,
     is_player,
+    is_system,
     merged,
     player,
     stackable,
@@ -110,10 +111,21 @@ class Rules:
         return legs
 
     def floors(self, legs) -> tuple[tuple[str, str, int], ...]:
-        """The credit floors of the players' currency legs whose currency allows credit."""
+        """
+        The credit floors of the players' currency legs whose currency
+        allows credit, in a posting that pays that currency to the game
+        only (a shop, a sink).  Money on credit never reaches another
+        player or an escrow: two players could otherwise mint it, one
+        spending what he will never repay into the other's wallet.
+        """
+        to_holders = {leg.asset for leg in legs if leg.amount > 0 and not is_system(leg.account)}
         floors = []
         for leg in legs:
-            if is_player(leg.account) and leg.asset.startswith("c:"):
+            if (
+                is_player(leg.account)
+                and leg.asset.startswith("c:")
+                and leg.asset not in to_holders
+            ):
                 credit = self.currencies[leg.asset[2:]].credit
                 if credit:
                     floors.append((leg.account, leg.asset, -credit))
