@@ -380,6 +380,39 @@ class ChatTests(unittest.TestCase):
             (await self.request(self.alice, "chat.channels"))["channels"], ["world:main"]
         )
 
+    async def test_room_member_at_once_while_a_history_is_read(self):
+        """
+        A room's new member hears what is said right after he joined, even
+        while the history of an earlier join is still being read; his own
+        history stops where he joined (what came after reached him live).
+        """
+        gate = defer.Deferred()
+        self.addCleanup(lambda: None if gate.called else gate.callback(None))
+        read = self.chat._history
+
+        def room_joined(caller):
+            joined = self.deliveries.to(caller, "chat.joined")
+            return [m for m in joined if m["channel"] == "room:5"]
+
+        async def slow(caller, channel, upto=None):
+            if caller.session == self.alice.session:
+                await gate
+            return await read(caller, channel, upto)
+
+        self.patch(self.chat, "_history", slow)
+        for caller in (self.alice, self.bob):
+            message = RoomEvent(5, "joined", caller.to_dict())
+            await messages.publish(self.bus, ROOMS_CHANNEL, message, "lobby")
+            self.flush()
+        await self.request(self.alice, "chat.send", channel="room:5", text="right after")
+        self.assertEqual(self.texts(self.bob), ["right after"])
+        self.assertEqual(room_joined(self.bob), [])
+        gate.callback(None)
+        await self.chat.settled()
+        self.flush()
+        for caller in (self.alice, self.bob):
+            self.assertEqual(room_joined(caller), [{"channel": "room:5", "history": []}])
+
     async def test_room_history_on_join(self):
         """Who joins a room later is pushed what was said in it."""
         await self.lobby("joined", "abc", self.alice)

@@ -56,6 +56,7 @@ from mmo.chat.presence import Presence
 from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
 from mmo.game.service import Caller, GameService
+from mmo.unavailable import log_failure
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 
@@ -214,9 +215,19 @@ class ChatService(GameService):
         pushed to it as C{chat.joined} if it was not a member already.
         """
         channel, new = self.channels.add(caller, channel_id)
-        history = await self._history(caller, channel, channel.count)
+        return await self._joined(caller, channel, new, channel.count, push)
+
+    async def _joined(
+        self, caller: Caller, channel: Channel, new: bool, upto: int, push: bool
+    ) -> list[dict]:
+        """
+        The history of a channel C{caller} was put in when it had C{upto}
+        messages (what came after reached him live); with C{push}, also
+        pushed to him as C{chat.joined} if he was not a member already.
+        """
+        history = await self._history(caller, channel, upto)
         if push and new:
-            member = self.channels.member(channel_id, caller.session)
+            member = self.channels.member(channel.id, caller.session)
             if member is not None:
                 await self.deliver([member], "chat.joined", channel=channel.shown, history=history)
         return history
@@ -251,38 +262,51 @@ class ChatService(GameService):
 
     # -- the lobby's rooms --------------------------------------------------------------
 
-    def _lobby_message(self, sender: str, event: RoomEvent) -> defer.Deferred:
-        return self._lobby.run(lambda: defer.ensureDeferred(self._room_event(event)))
-
-    async def _room_event(self, message: RoomEvent) -> None:
-        """A room's member C{"joined"} or C{"left"}, or the room was C{"closed"}."""
+    def _lobby_message(self, sender: str, event: RoomEvent) -> defer.Deferred | None:
+        """
+        A room's member C{"joined"} or C{"left"}, or the room was
+        C{"closed"}: the channel's members change at once, in the order the
+        lobby told, so that a message sent in the room right after a join
+        reaches the new member; what is pushed about it waits for the pushes
+        of the events before (a history read may take a while).
+        """
         try:
-            room, event = message.room, message.event
-            if not isinstance(room, (str, int)) or isinstance(room, bool):
-                raise TypeError(f"room id {room!r}")
-            channel_id = room_channel(room)
-            if event == "closed":
-                gone = self.channels.close(channel_id)
-                await self.deliver(gone, "chat.left", channel=channel_id, reason="closed")
-                return
-            caller = Caller.from_dict(message.caller)
-            caller = self.presence.get(caller.session) or caller
-            if event == "joined":
-                if self.presence.ended(caller.session):  # news that crossed the end
-                    return
-                await self._join(caller, channel_id, push=True)
-            elif event == "left":
-                member = self.channels.remove(channel_id, caller.session)
-                if member is not None:
-                    await self.deliver([member], "chat.left", channel=channel_id, reason="left")
-            else:
-                raise ValueError(f"unknown event {event!r}")
+            pushes = self._room_event(event)
         except Exception:
             self.log.failure(
                 "chat: cannot handle {message!r} from {channel}",
-                message=message,
+                message=event,
                 channel=ROOMS_CHANNEL,
             )
+            return None
+        if pushes is None:
+            return None
+        d = self._lobby.run(lambda: defer.ensureDeferred(pushes()))
+        return d.addErrback(log_failure, self.log, "chat: a room's news was not pushed")
+
+    def _room_event(self, message: RoomEvent):
+        """Change the room channel's members; the pushes that tell of it (or C{None})."""
+        room, event = message.room, message.event
+        if not isinstance(room, (str, int)) or isinstance(room, bool):
+            raise TypeError(f"room id {room!r}")
+        channel_id = room_channel(room)
+        if event == "closed":
+            gone = self.channels.close(channel_id)
+            return lambda: self.deliver(gone, "chat.left", channel=channel_id, reason="closed")
+        caller = Caller.from_dict(message.caller)
+        caller = self.presence.get(caller.session) or caller
+        if event == "joined":
+            if self.presence.ended(caller.session):  # news that crossed the end
+                return None
+            channel, new = self.channels.add(caller, channel_id)
+            upto = channel.count
+            return lambda: self._joined(caller, channel, new, upto, push=True)
+        if event == "left":
+            member = self.channels.remove(channel_id, caller.session)
+            if member is None:
+                return None
+            return lambda: self.deliver([member], "chat.left", channel=channel_id, reason="left")
+        raise ValueError(f"unknown event {event!r}")
 
     # -- messages: channels ----------------------------------------------------------------
 
