@@ -411,7 +411,8 @@ class EconomyTestsMixin:
         self.assertEqual(await self.store.economy_accounts("player", 10), ["player:a", "player:b"])
         await self.post(move("back", "escrow:tb", "player:c", GOLD, 1))
         await self.post(move("out", "player:b", "player:a", POTION, 5))
-        self.assertEqual(await self.store.economy_accounts("escrow", 10), ["escrow:ta", "escrow:tc"])
+        escrows = await self.store.economy_accounts("escrow", 10)
+        self.assertEqual(escrows, ["escrow:ta", "escrow:tc"])
         self.assertEqual(await self.store.economy_accounts("player", 10), ["player:a", "player:c"])
         self.assertEqual(await self.store.economy_accounts("vendor", 10), [])
         for bad in (("bank", 10), ("escrow", 0), ("escrow", 10, "t1")):
