@@ -484,6 +484,10 @@ class EconomyBenchTests(unittest.TestCase):
             "redis_raw_evalsha_per_s",
             "sqlite_postings_per_s",
             "sqlite_raw_insert_per_s",
+            "redis_trade_p99_ms",
+            "redis_raw_posting_p99_ms",
+            "sqlite_trade_p99_ms",
+            "sqlite_raw_posting_p99_ms",
         ):
             self.assertGreater(figures[name], 0, name)
         self.assertEqual(figures["target_postings_per_s"], 5000.0)
