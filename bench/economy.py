@@ -133,14 +133,11 @@ def economy_section(directory: str):
     """An economy of gold and potions, for the trades."""
     with open(os.path.join(directory, "items.toml"), "w") as f:
         f.write('[[items]]\nid = "potion"\nname = "Potion"\nstackable = true\nmax_stack = 20\n')
-    path = os.path.join(directory, "economy.toml")
-    with open(path, "w") as f:
-        f.write(
-            '[deployment]\nname = "bench"\n[processes.zone-1]\nkind = "zone"\n'
-            f'[economy]\nenabled = true\nitems = "items.toml"\ninventory_limit = {MAX_LOAD}\n'
-            "[economy.currencies.gold]\n"
-        )
-    return mmo_config.load(path).economy
+    economy = (
+        f'[economy]\nenabled = true\nitems = "items.toml"\ninventory_limit = {MAX_LOAD}\n'
+        "[economy.currencies.gold]\n"
+    )
+    return mmo_config.load(write_config(directory, extra=economy)).economy
 
 
 async def traders(store, reactor, directory: str) -> Trades:
@@ -225,14 +222,17 @@ def progress(message: str) -> None:
     print(f"economy: {message}", file=sys.stderr, flush=True)
 
 
-def write_config(directory: str, port: int) -> str:
-    path = os.path.join(directory, "mmo.toml")
+def write_config(directory: str, port: int | None = None, extra: str = "") -> str:
+    """A config of the Redis store on C{port} (none if C{None}), and C{extra}."""
+    store = (
+        f'[redis]\nhost = "127.0.0.1"\nport = {port}\nprefix = "bench"\n'
+        '[store]\nbackend = "redis"\n'
+        if port
+        else ""
+    )
+    path = os.path.join(directory, "mmo.toml" if port else "economy.toml")
     with open(path, "w") as f:
-        f.write(
-            '[deployment]\nname = "bench"\n'
-            f'[redis]\nhost = "127.0.0.1"\nport = {port}\nprefix = "bench"\n'
-            '[store]\nbackend = "redis"\n[processes.zone-1]\nkind = "zone"\n'
-        )
+        f.write(f'[deployment]\nname = "bench"\n{store}[processes.zone-1]\nkind = "zone"\n{extra}')
     return path
 
 
