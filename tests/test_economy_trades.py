@@ -10,6 +10,7 @@ all.
 
 from __future__ import annotations
 
+from twisted.internet import defer
 from twisted.trial import unittest
 
 from mmo.economy.economy import Economy
@@ -142,7 +143,12 @@ class TradesTestsMixin(EconomyFixture):
     async def test_cancel(self):
         """A cancel gives each deposit back and frees both players."""
         trade, version = await self.trade_sword()
-        await self.trades.cancel(trade.id, "b")
+        # An offer queued behind the cancel finds the trade ended.
+        cancelled = defer.ensureDeferred(self.trades.cancel(trade.id, "b"))
+        late = defer.ensureDeferred(self.trades.offer(trade.id, "a", Holding({"gold": 1})))
+        await cancelled
+        with self.assertRaises(TradeError):
+            await late
         self.assertEqual(trade.state, State.CANCELLED)
         self.assertEqual(await self.holdings("a"), (300, {"potion": 5}, [self.sword]))
         self.assertIsNone(self.trades.of("b"))

@@ -96,11 +96,22 @@ class Trade:
                 return side
         raise TradeError(f"player {player_id!r} is not a party to trade {self.id}")
 
-    def _open_side(self, player_id: object, now: float) -> str:
+    def _open_side(self, player_id: object) -> str:
         side = self.side_of(player_id)
         if self.state is not State.OPEN:
             raise TradeError(f"trade {self.id} is {self.state.value}")
-        self.active = now
+        return side
+
+    def check_offer(self, player_id: object, holding: object) -> str:
+        """
+        The side of C{player_id}, who may offer C{holding}.
+
+        @raise EconomyError: He is not a party, the trade is not open, or
+            C{holding} is not a L{Holding}.
+        """
+        side = self._open_side(player_id)
+        if not isinstance(holding, Holding):
+            raise BadRequest(f"an offer is a Holding, got {holding!r}")
         return side
 
     def offer(self, player_id: str, holding: Holding, now: float) -> int:
@@ -109,9 +120,8 @@ class Trade:
 
         @return: The new version.
         """
-        if not isinstance(holding, Holding):
-            raise BadRequest(f"an offer is a Holding, got {holding!r}")
-        side = self._open_side(player_id, now)
+        side = self.check_offer(player_id, holding)
+        self.active = now
         self.offers[side] = holding
         self.version += 1
         self._confirmed = dict.fromkeys(SIDES, False)
@@ -124,7 +134,8 @@ class Trade:
         @return: C{player_id}'s side.
         @raise StaleVersion: The offers have changed since C{version}.
         """
-        side = self._open_side(player_id, now)
+        side = self._open_side(player_id)
+        self.active = now
         if version != self.version:
             raise StaleVersion(
                 f"trade {self.id}'s offers are at version {self.version}, not {version!r}"
@@ -232,9 +243,10 @@ class Trades:
         """
         trade = self.get(trade_id)
         async with self._locks[trade.id]:
-            side = trade.side_of(player_id)
+            # Checked under the lock: the trade may have ended meanwhile.
+            side = trade.check_offer(player_id, holding)
             deposit = self._deposits[trade.id].get(side)
-            if deposit is not None and trade.state is State.OPEN:
+            if deposit is not None:
                 version, given = deposit
                 await self._escrow(trade, "refund", side, version, given)
                 del self._deposits[trade.id][side]
