@@ -396,6 +396,29 @@ class EconomyTestsMixin:
         finally:
             await store.stop()
 
+    async def test_accounts(self):
+        """The accounts of a kind holding something, paged in order; emptied ones leave."""
+        await self.post(reward("r1", "player:a", 5))
+        await self.post(reward("r2", "player:b", 5, asset=POTION))
+        for n, who in enumerate("abc"):
+            await self.post(reward(f"e{n}", "player:c", 1))
+            await self.post(move(f"m{n}", "player:c", f"escrow:t{who}", GOLD, 1))
+        self.assertEqual(
+            await self.store.economy_accounts("escrow", 10), ["escrow:ta", "escrow:tb", "escrow:tc"]
+        )
+        self.assertEqual(await self.store.economy_accounts("escrow", 2), ["escrow:ta", "escrow:tb"])
+        self.assertEqual(await self.store.economy_accounts("escrow", 2, "escrow:tb"), ["escrow:tc"])
+        self.assertEqual(await self.store.economy_accounts("player", 10), ["player:a", "player:b"])
+        await self.post(move("back", "escrow:tb", "player:c", GOLD, 1))
+        await self.post(move("out", "player:b", "player:a", POTION, 5))
+        escrows = await self.store.economy_accounts("escrow", 10)
+        self.assertEqual(escrows, ["escrow:ta", "escrow:tc"])
+        self.assertEqual(await self.store.economy_accounts("player", 10), ["player:a", "player:c"])
+        self.assertEqual(await self.store.economy_accounts("vendor", 10), [])
+        for bad in (("bank", 10), ("escrow", 0), ("escrow", 10, "t1")):
+            with self.assertRaises(StoreError):
+                await self.store.economy_accounts(*bad)
+
 
 class SQLiteEconomyTests(SQLiteBackend, EconomyTestsMixin, unittest.TestCase):
     def make_fresh_store(self, run):
@@ -461,6 +484,10 @@ class EconomyBenchTests(unittest.TestCase):
             "redis_raw_evalsha_per_s",
             "sqlite_postings_per_s",
             "sqlite_raw_insert_per_s",
+            "redis_trade_p99_ms",
+            "redis_raw_posting_p99_ms",
+            "sqlite_trade_p99_ms",
+            "sqlite_raw_posting_p99_ms",
         ):
             self.assertGreater(figures[name], 0, name)
         self.assertEqual(figures["target_postings_per_s"], 5000.0)

@@ -520,6 +520,15 @@ class IEconomyStore(Interface):
     def economy_item(asset):
         """The properties a unique item was issued with, or C{None}.  Deferred."""
 
+    def economy_accounts(kind, limit, after=None):
+        """
+        Up to C{limit} (1 to 1000) accounts of C{kind} (one of
+        L{mmo.store.common_economy.ACCOUNT_KINDS}) holding something (a
+        balance other than 0 of some asset), in account order, after the
+        account C{after}: the escrows a trade left holding value, found
+        at start.  Deferred[list[str]].
+        """
+
 
 def make_store(config, reactor=None) -> IStore:
     """The store the config's C{[store]} section asks for (not started)."""

@@ -443,6 +443,17 @@ def check_key(key: object) -> str:
     return key
 
 
+def check_kind(kind: object) -> str:
+    if kind not in ACCOUNT_KINDS:
+        raise StoreError(f"an account kind is one of {', '.join(ACCOUNT_KINDS)}, got {kind!r}")
+    return kind
+
+
+def kind_of(account_name: str) -> str:
+    """The kind of an account (C{escrow} of C{escrow:t1})."""
+    return account_name.partition(":")[0]
+
+
 def check_limit(limit: object) -> int:
     return _check_int(limit, "a read's limit", 1, MAX_READ)
 

@@ -12,6 +12,10 @@ Keys (C{P} the store's prefix, C{A} an account, C{S} an asset):
   - C{P:economy:balance:A}: hash, asset -> balance (no field for 0);
   - C{P:economy:holders:S}: sorted set of the accounts with a balance of
     the asset other than 0, all scored 0 (read in order by C{ZRANGEBYLEX});
+  - C{P:economy:accounts:K}: sorted set of the accounts of kind C{K}
+    (C{escrow}, C{player}...) with some balance other than 0, all scored
+    0 (kept by the posting script: the escrows left holding value are
+    found at start without a scan);
   - C{P:economy:history:A}: sorted set of the sequence numbers of the
     account's postings, scored by themselves;
   - C{P:economy:loads}: hash, account -> load;
@@ -38,8 +42,10 @@ from mmo.store.common_economy import (
     check_account,
     check_asset,
     check_key,
+    check_kind,
     check_limit,
     check_seq,
+    kind_of,
     pack_entry,
     pack_legs,
     plan,
@@ -106,9 +112,15 @@ for i, step in ipairs(steps) do
   if after == 0 then
     redis.call('HDEL', prefix .. 'balance:' .. account, asset)
     redis.call('ZREM', prefix .. 'holders:' .. asset, account)
+    if redis.call('EXISTS', prefix .. 'balance:' .. account) == 0 then
+      redis.call('ZREM', prefix .. 'accounts:' .. string.match(account, '^[^:]*'), account)
+    end
   else
     redis.call('HSET', prefix .. 'balance:' .. account, asset, string.format('%d', after))
-    if after == step[3] then redis.call('ZADD', prefix .. 'holders:' .. asset, 0, account) end
+    if after == step[3] then
+      redis.call('ZADD', prefix .. 'holders:' .. asset, 0, account)
+      redis.call('ZADD', prefix .. 'accounts:' .. string.match(account, '^[^:]*'), 0, account)
+    end
   end
 end
 for _, account in ipairs(accounts) do
@@ -292,6 +304,22 @@ class RedisEconomy:
         props = yield self._call("hget", self._economy_key("items"), check_asset(asset))
         return None if props is None else msgpack.unpackb(props, raw=False)
 
+    @checked
+    @defer.inlineCallbacks
+    def economy_accounts(self, kind, limit, after=None):
+        start = "-" if after is None else "(" + check_account(after)
+        accounts = yield self._call(
+            "execute_command",
+            "ZRANGEBYLEX",
+            self._economy_key("accounts", check_kind(kind)),
+            start,
+            "+",
+            "LIMIT",
+            0,
+            check_limit(limit),
+        )
+        return [text(account) for account in accounts]
+
     # -- dump and restore: used by mmo.store.redis.RedisStore's -------------------
 
     @defer.inlineCallbacks
@@ -347,6 +375,14 @@ class RedisEconomy:
             for chunk in _pages(scores, 2 * MAX_READ)
         ]
         writes += [("hmset", key("balance", a), fields) for a, fields in balances.items()]
+        kinds: dict[str, list] = {}
+        for account in balances:
+            kinds.setdefault(kind_of(account), []).extend((0, account))
+        writes += [
+            ("zadd", key("accounts", k), *chunk)
+            for k, scores in kinds.items()
+            for chunk in _pages(scores, 2 * MAX_READ)
+        ]
         writes += [
             ("zadd", key("holders", s), *chunk)
             for s, scores in holders.items()

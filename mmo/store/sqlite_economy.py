@@ -38,6 +38,7 @@ from mmo.store.common_economy import (
     check_account,
     check_asset,
     check_key,
+    check_kind,
     check_limit,
     check_seq,
     pack_legs,
@@ -223,6 +224,17 @@ def _holders(conn, asset, after, limit):
     ).fetchall()
 
 
+def _accounts(conn, kind, after, limit):
+    # The balances' primary key is ordered by account: the accounts of a
+    # kind are the range from "kind:" to "kind;" (";" follows ":").
+    rows = conn.execute(
+        "SELECT DISTINCT account FROM economy_balances WHERE account > ? AND account < ? "
+        "ORDER BY account LIMIT ?",
+        (after or f"{kind}:", f"{kind};", limit),
+    )
+    return [account for (account,) in rows]
+
+
 def _item(conn, asset):
     row = conn.execute("SELECT props FROM economy_items WHERE asset = ?", (asset,)).fetchone()
     return None if row is None else msgpack.unpackb(bytes(row[0]), raw=False)
@@ -267,6 +279,11 @@ class SQLiteEconomy:
     @checked
     def economy_item(self, asset):
         return self._run(_item, check_asset(asset))
+
+    @checked
+    def economy_accounts(self, kind, limit, after=None):
+        after = None if after is None else check_account(after)
+        return self._run(_accounts, check_kind(kind), after, check_limit(limit))
 
 
 # -- dump and restore: run by mmo.store.sqlite.SQLiteStore's in its transaction --
