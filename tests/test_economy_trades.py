@@ -181,6 +181,23 @@ class TradesTestsMixin(EconomyFixture):
         self.assertEqual((await self.holdings("b"))[0], 300)
         await self.clean()
 
+    async def test_refund_into_a_full_inventory(self):
+        """What a player put in escrow comes back even if his inventory filled up since."""
+        trade, _ = await self.trade_sword()
+        rewards = self.economy.rewards
+        for n in range(10):
+            try:
+                await rewards.reward("a", f"fill-{n}", "loot", items={"arrow": 100})
+            except NoRoom:
+                break
+        else:
+            self.fail("a's inventory never filled")
+        await self.trades.cancel(trade.id, "a")
+        self.assertEqual(trade.state, State.CANCELLED)
+        self.assertEqual((await self.holdings("a"))[2], [self.sword])
+        self.assertEqual(await self.escrow(trade), {})
+        await self.clean()
+
     async def test_one_open_trade_per_player(self):
         trade = self.trades.open("a", "b")
         for pair in (("a", "c"), ("c", "b")):

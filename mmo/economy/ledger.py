@@ -167,10 +167,14 @@ class Ledger:
         self.store = store
         self.clock = clock
 
-    async def post(self, key: str, reason: str, legs, issue=None) -> int:
+    async def post(self, key: str, reason: str, legs, issue=None, returning: bool = False) -> int:
         """
         Post C{legs} (merged) under C{key}, once: a retry of an applied key
         answers its first sequence number.
+
+        @param returning: The legs give back what their receivers put in
+            (an escrow's refund): no inventory limit holds them, since the
+            players held it all before; a limit would leave it in escrow.
 
         @return: The posting's sequence number.
         @raise EconomyError: Refused (the subclass says why), or nothing to
@@ -185,7 +189,7 @@ class Ledger:
             legs,
             self.clock.seconds(),
             floors=self.rules.floors(legs),
-            limits=self.rules.limits(legs),
+            limits=() if returning else self.rules.limits(legs),
             issue=issue or {},
         )
         try:

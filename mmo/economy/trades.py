@@ -310,7 +310,7 @@ class Trades:
         source, target = (account, escrow) if step == "deposit" else (escrow, account)
         legs = self._rules.transfer(source, target, holding)
         key = event_key("trade", trade.id, step, side, version)
-        return await self._ledger.post(key, f"trade.{step}", legs)
+        return await self._ledger.post(key, f"trade.{step}", legs, returning=step != "deposit")
 
     def _sides(self, trade: Trade) -> dict[str, tuple[str, Holding]]:
         deposits = self._deposits[trade.id]
@@ -402,4 +402,5 @@ class Trades:
                 ]
         # Keyed by the escrow's last posting: a retry of this recovery is
         # applied once.
-        await self._ledger.post(event_key("trade", trade_id, "recover", last), "trade.refund", legs)
+        key = event_key("trade", trade_id, "recover", last)
+        await self._ledger.post(key, "trade.refund", legs, returning=True)

@@ -96,4 +96,5 @@ class Transfers(OnLedger):
         legs = []
         for owner, given in self._sides(sides):
             legs += self._rules.transfer(held, owner, given)
-        return await self._ledger.post(event_key("trade", trade_id, "refund"), "trade.refund", legs)
+        key = event_key("trade", trade_id, "refund")
+        return await self._ledger.post(key, "trade.refund", legs, returning=True)
