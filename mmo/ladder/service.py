@@ -120,6 +120,7 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
         self.relay = Relay(bus, reactor, self.lease.holder)
         self._reset()
         self._subscriptions: list = []
+        self._stopping = False
         self._loop = task.LoopingCall(self.run_pass)
         self._loop.clock = reactor
 
@@ -166,6 +167,7 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
 
     async def stop(self) -> None:
         """Stop passing; the holder saves the state, then releases the lease."""
+        self._stopping = True
         if self._loop.running:
             self._loop.stop()
         await self.lease.stop(self._last_save)
@@ -192,7 +194,9 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
         """The lease is not ours (any more): no pass, no write, no queue."""
         if self._loop.running:
             self._loop.stop()
-        if self._serving:
+        if self._serving and self._stopping:
+            self.log.info("ladder: the queue is saved and released to the next process")
+        elif self._serving:
             self.log.info("ladder: standing by; another process serves the queue")
         self._reset()
 
