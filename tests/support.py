@@ -66,6 +66,28 @@ async def started_store(testcase, path: str):
     return store
 
 
+async def store_of_release_before(testcase, migration, clock):
+    """
+    A SQLite store, started (stopped when C{testcase} ends), on a file that
+    the release before C{migration} made: its migrations up to that one.
+    """
+    import sqlite3
+
+    from mmo.store import sqlite as store_sqlite
+
+    path = os.path.abspath(os.path.join(testcase.mktemp(), "old.sqlite3"))
+    os.makedirs(os.path.dirname(path))
+    before = store_sqlite.MIGRATIONS.index(migration)
+    with sqlite3.connect(path) as conn:
+        for earlier in store_sqlite.MIGRATIONS[:before]:
+            earlier(conn)
+        conn.execute(f"PRAGMA user_version = {before}")
+    store = store_sqlite.SQLiteStore(path, reactor=clock)
+    await store.start()
+    testcase.addCleanup(store.stop)
+    return store
+
+
 async def fake_clock_bus_store(testcase):
     """
     A C{task.Clock}, a L{MemoryBus} on it and a started SQLite store in a

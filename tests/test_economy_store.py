@@ -19,7 +19,6 @@ from twisted.trial import unittest
 
 from mmo import config
 from mmo.store import IEconomyStore, StoreError, sqlite_economy
-from mmo.store import sqlite as store_sqlite
 from mmo.store.common_economy import (
     Leg,
     Posted,
@@ -32,7 +31,7 @@ from mmo.store.common_economy import (
 from mmo.store.redis import RedisStore
 from mmo.store.sqlite import SQLiteStore
 from tests.redis import redis_config_text
-from tests.support import write_config
+from tests.support import store_of_release_before, write_config
 from tests.test_bench import quick_run
 from tests.test_ladder_core import BOARD_RUNS, PROCESSES, RedisBackend, SQLiteBackend
 
@@ -428,16 +427,7 @@ class SQLiteEconomyTests(SQLiteBackend, EconomyTestsMixin, unittest.TestCase):
 
     async def test_previous_release_file(self):
         """A file of the release before the ledger gains its tables at start."""
-        path = os.path.abspath(os.path.join(self.mktemp(), "old.sqlite3"))
-        os.makedirs(os.path.dirname(path))
-        before = store_sqlite.MIGRATIONS.index(sqlite_economy.migration)
-        with sqlite3.connect(path) as conn:
-            for migration in store_sqlite.MIGRATIONS[:before]:
-                migration(conn)
-            conn.execute(f"PRAGMA user_version = {before}")
-        store = SQLiteStore(path, reactor=self.clock)
-        await store.start()
-        self.addCleanup(store.stop)
+        store = await store_of_release_before(self, sqlite_economy.migration, self.clock)
         self.assertEqual((await store.economy_post(reward("r", "player:a", 1))).seq, 1)
 
     async def test_audit_finds_damage(self):

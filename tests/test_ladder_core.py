@@ -22,12 +22,11 @@ from mmo import config
 from mmo.config.ladder import LadderSection
 from mmo.ladder import BadResult, Ladder, LadderError, Player
 from mmo.store import StoreError, sqlite_ladder
-from mmo.store import sqlite as store_sqlite
 from mmo.store.common_ladder import LadderRow
 from mmo.store.redis import RedisStore
 from mmo.store.sqlite import SQLiteStore
 from tests.redis import redis_config_text, start_redis
-from tests.support import bounded, write_config
+from tests.support import bounded, store_of_release_before, write_config
 
 #: Bounded hypothesis runs: each backend's board checks run in seconds.
 BOARD_RUNS = settings(
@@ -405,16 +404,9 @@ class SQLiteLadderTests(SQLiteBackend, LadderTestsMixin, unittest.TestCase):
     @defer.inlineCallbacks
     def test_previous_release_file(self):
         """A file of the release before the ladder gains its tables at start."""
-        path = os.path.abspath(os.path.join(self.mktemp(), "old.sqlite3"))
-        os.makedirs(os.path.dirname(path))
-        before = store_sqlite.MIGRATIONS.index(sqlite_ladder.migration)
-        with sqlite3.connect(path) as conn:
-            for migration in store_sqlite.MIGRATIONS[:before]:
-                migration(conn)
-            conn.execute(f"PRAGMA user_version = {before}")
-        store = SQLiteStore(path, reactor=self.clock)
-        yield store.start()
-        self.addCleanup(store.stop)
+        store = yield defer.ensureDeferred(
+            store_of_release_before(self, sqlite_ladder.migration, self.clock)
+        )
         ladder = Ladder(section(), store, self.clock)
         yield ladder.report("m1", [players("a"), players("b")])
         self.assertEqual((yield ladder.rank("a")).rank, 1)
