@@ -1,15 +1,17 @@
 """
-L{Relay}: the queue's client messages between ladder processes.
+L{Relay}: client messages between the processes of a kind of which one
+holder serves some (the ladder's queue, the economy's trades).
 
-A gateway sends C{ladder.*} to a ladder process of the config whichever
-serves the queue (L{mmo.gateway.tap.gateway_routes}).  A process standing
-by answers the board itself (it is the store's) and relays the queue's
-messages (C{ladder.queue.*}) on the bus (L{mmo.game.messages.LadderCall}
-on L{mmo.game.messages.LADDER_CALLS_CHANNEL}) to the process serving the
-queue, which handles them as its own and answers
-(L{mmo.game.messages.LadderCallAnswer}) on the relaying process's reply
-channel.  No answer within L{RELAY_TIMEOUT} (nobody serves the queue: a
-takeover under way) is C{unavailable}, which the client retries.
+A gateway sends a service's messages to any process of its kind
+(L{mmo.gateway.tap.gateway_routes}).  A process standing by answers what
+is the store's itself and relays the rest on the bus
+(L{mmo.game.messages.ServiceCall} on the kind's calls channel,
+L{mmo.game.messages.service_calls_channel}) to the process holding the
+kind's lease (L{mmo.game.lease}), which handles them as its own and
+answers (L{mmo.game.messages.ServiceCallAnswer}) on the relaying
+process's reply channel (L{mmo.game.messages.service_reply_channel}).  No
+answer within L{RELAY_TIMEOUT} (nobody serves: a takeover under way) is
+C{unavailable}, which the client retries.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from twisted.python.failure import Failure
 
 from mmo.game import messages
 from mmo.game.messages import (
-    LADDER_CALLS_CHANNEL,
-    LadderCall,
-    LadderCallAnswer,
-    ladder_reply_channel,
+    SERVICE_REPLY_PREFIX,
+    ServiceCall,
+    ServiceCallAnswer,
+    service_calls_channel,
+    service_reply_channel,
 )
 from mmo.game.service import Caller
 from mmo.unavailable import log_failure
@@ -40,19 +43,32 @@ Handler = Callable[[Caller, str, dict], Awaitable[dict | None]]
 
 class Relay:
     """
-    One ladder process's end of the relay: it sends the calls it does not
+    One process's end of its kind's relay: it sends the calls it does not
     serve, and serves those others send while C{serving()}.
 
+    @ivar kind: The service kind (its calls channel, its log lines).
     @ivar name: This process on the relay (its reply channel's name).
+    @ivar busy: What a client is told while nobody answers (C{unavailable}).
     """
 
     log = Logger()
 
-    def __init__(self, bus, reactor, name: str, timeout: float = RELAY_TIMEOUT):
+    def __init__(
+        self,
+        bus,
+        reactor,
+        kind: str,
+        name: str,
+        busy: str = "being taken over",
+        timeout: float = RELAY_TIMEOUT,
+    ):
         self.bus = bus
+        self.kind = kind
         self.name = name
+        self.busy = busy
         self.timeout = timeout
-        self.reply_channel = ladder_reply_channel(name)
+        self.calls_channel = service_calls_channel(kind)
+        self.reply_channel = service_reply_channel(name)
         self._requests = messages.Requests(reactor)
         self._subscriptions: list = []
 
@@ -60,12 +76,12 @@ class Relay:
         """Hear calls (answered with C{handle} while C{serving()}) and answers."""
         self._serving = serving
         self._handle = handle
-        calls = messages.Dispatcher("ladder calls")
-        calls.on(LadderCall, self._heard)
-        answers = messages.Dispatcher("ladder call answers")
-        answers.on(LadderCallAnswer, self._answered)
+        calls = messages.Dispatcher(f"{self.kind} calls")
+        calls.on(ServiceCall, self._heard)
+        answers = messages.Dispatcher(f"{self.kind} call answers")
+        answers.on(ServiceCallAnswer, self._answered)
         self._subscriptions = [
-            await self.bus.subscribe(LADDER_CALLS_CHANNEL, calls),
+            await self.bus.subscribe(self.calls_channel, calls),
             await self.bus.subscribe(self.reply_channel, answers),
         ]
 
@@ -73,23 +89,25 @@ class Relay:
         subscriptions, self._subscriptions = self._subscriptions, []
         for subscription in subscriptions:
             await subscription.cancel()
-        self._requests.fail_all(WireError(UNAVAILABLE, "the ladder process is stopping; retry"))
+        self._requests.fail_all(
+            WireError(UNAVAILABLE, f"the {self.kind} process is stopping; retry")
+        )
 
     # -- sending ------------------------------------------------------------------------
 
     async def call(self, caller: Caller, kind: str, message: dict) -> dict | None:
         """
-        What the process serving the queue answers to C{message}.
+        What the process holding the lease answers to C{message}.
 
         @raise WireError: Its error, or C{unavailable} if none answered.
         """
         request, waiter = self._requests.new(self.timeout)
-        call = LadderCall(request, self.reply_channel, caller.to_dict(), kind, message)
+        call = ServiceCall(request, self.reply_channel, caller.to_dict(), kind, message)
         try:
-            await messages.publish(self.bus, LADDER_CALLS_CHANNEL, call, self.name)
+            await messages.publish(self.bus, self.calls_channel, call, self.name)
             answer = await waiter
         except defer.TimeoutError:
-            raise WireError(UNAVAILABLE, "the ranked queue is being taken over; retry") from None
+            raise WireError(UNAVAILABLE, f"{self.busy}; retry") from None
         finally:
             if not waiter.called:  # the publish failed
                 waiter.cancel()
@@ -98,33 +116,37 @@ class Relay:
             raise WireError(str(answer.code), str(answer.error or ""))
         return answer.reply
 
-    def _answered(self, sender: str, answer: LadderCallAnswer) -> None:
+    def _answered(self, sender: str, answer: ServiceCallAnswer) -> None:
         self._requests.answer(answer.request, answer)
 
     # -- serving --------------------------------------------------------------------------
 
-    def _heard(self, sender: str, call: LadderCall) -> defer.Deferred | None:
+    def _heard(self, sender: str, call: ServiceCall) -> defer.Deferred | None:
         if not self._serving():
             return None  # the one that serves answers
-        if not isinstance(call.reply, str) or not call.reply.startswith("ladder-reply:"):
+        if not isinstance(call.reply, str) or not call.reply.startswith(SERVICE_REPLY_PREFIX):
             return None
         return defer.ensureDeferred(self._serve(sender, call))
 
-    async def _serve(self, sender: str, call: LadderCall) -> None:
+    async def _serve(self, sender: str, call: ServiceCall) -> None:
         try:
             caller = Caller.from_dict(call.caller)
             if not isinstance(call.kind, str) or not isinstance(call.message, dict):
                 raise TypeError("a call's kind is a string, its message a map")
-            answer = LadderCallAnswer(
+            answer = ServiceCallAnswer(
                 call.request, reply=await self._handle(caller, call.kind, call.message)
             )
         except WireError as e:
-            answer = LadderCallAnswer(call.request, code=e.code, error=e.message)
+            answer = ServiceCallAnswer(call.request, code=e.code, error=e.message)
         except TypeError as e:
-            answer = LadderCallAnswer(call.request, code=INTERNAL, error=f"a malformed call: {e}")
+            answer = ServiceCallAnswer(call.request, code=INTERNAL, error=f"a malformed call: {e}")
         except Exception:
             log_failure(
-                Failure(), self.log, "ladder: a call relayed by {sender} failed", sender=sender
+                Failure(),
+                self.log,
+                "{kind}: a call relayed by {sender} failed",
+                kind=self.kind,
+                sender=sender,
             )
-            answer = LadderCallAnswer(call.request, code=INTERNAL, error="the ladder failed")
+            answer = ServiceCallAnswer(call.request, code=INTERNAL, error=f"the {self.kind} failed")
         await messages.publish(self.bus, call.reply, answer, self.name)
