@@ -31,7 +31,7 @@ from mmo.game.messages import (
     service_reply_channel,
 )
 from mmo.game.service import Caller
-from mmo.unavailable import log_failure
+from mmo.unavailable import client_error, log_failure
 from mmo.wire.codes import INTERNAL, UNAVAILABLE, WireError
 
 #: Seconds a relayed message waits for the serving process's answer.
@@ -140,13 +140,13 @@ class Relay:
             answer = ServiceCallAnswer(call.request, code=e.code, error=e.message)
         except TypeError as e:
             answer = ServiceCallAnswer(call.request, code=INTERNAL, error=f"a malformed call: {e}")
-        except Exception:
-            log_failure(
-                Failure(),
-                self.log,
-                "{kind}: a call relayed by {sender} failed",
-                kind=self.kind,
-                sender=sender,
-            )
-            answer = ServiceCallAnswer(call.request, code=INTERNAL, error=f"the {self.kind} failed")
+        except Exception as e:
+            said = {"kind": self.kind, "sender": sender}
+            what = "{kind}: a call relayed by {sender} failed"
+            # The store or the bus not reachable now: unavailable, which the client retries.
+            error = client_error(e, self.log, what, **said)
+            if error is None:
+                log_failure(Failure(), self.log, what, **said)
+                error = WireError(INTERNAL, f"the {self.kind} failed")
+            answer = ServiceCallAnswer(call.request, code=error.code, error=error.message)
         await messages.publish(self.bus, call.reply, answer, self.name)
