@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
 from mmo import certs
+from mmo.client import ServerError, connect
 from mmo.config import ConfigError
 from mmo.economy import tap as economy_tap
 from mmo.economy.service import TRADES_LEASE_KEY, EconomyService
@@ -29,7 +30,14 @@ from mmo.manager.supervisor import PLUGINS
 from mmo.standalone import tap as standalone_tap
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-from tests.support import GatewayInbox, fake_clock_bus_store, turn, until
+from tests.support import (
+    PASSWORD,
+    GatewayInbox,
+    fake_clock_bus_store,
+    spawn_cluster,
+    turn,
+    until,
+)
 from tests.test_economy_domain import economy_config
 
 #: The start credit of gold (the config of L{economy_config}).
@@ -496,3 +504,60 @@ rpc = "tcp:7999:interface=127.0.0.1"
         [service] = self.standalone(True)
         self.assertEqual(service.lease.ttl, 4.0)
         self.assertEqual(self.standalone(False), [])
+
+
+class TwistdTests(unittest.TestCase):
+    """A cluster's economy process, started by twistd, answers through a gateway."""
+
+    timeout = 120
+
+    async def test_wallet_through_a_gateway(self):
+        processes = (("login", "login"), ("gateway-1", "gateway"), ("economy", "economy"))
+        cluster = await spawn_cluster(self, processes, TWISTD_SETTINGS)
+        ports = cluster.ports
+
+        def client_of(name: str):
+            return connect(reactor, "127.0.0.1", ports[name], ca=cluster.ca, hostname="localhost")
+
+        login = await client_of("login")
+        await login.request("register", name="Alice", password=PASSWORD)
+        ticket = await login.request("login", name="Alice", password=PASSWORD)
+        await login.close()
+        client = await client_of("gateway-1")
+        self.addCleanup(client.close)
+        await client.request("auth", ticket=ticket["ticket"])
+
+        async def paid():
+            wallet = await client.request("wallet.get")
+            return wallet["currencies"]["gold"]["balance"] == 1000
+
+        # The start credit is paid on the session's start, beside the request.
+        await until(paid)
+        wallet = await client.request("wallet.get")
+        self.assertEqual(wallet["currencies"]["gold"]["shown"], "10.00")
+        status = await client.request("trade.status")
+        self.assertEqual(status, {"trade": None})
+        with self.assertRaises(ServerError) as caught:
+            await client.request("trade.open", **{"with": "Nobody"})
+        self.assertEqual(caught.exception.code, codes.PLAYER_OFFLINE)
+
+
+#: The twistd cluster's settings: a quick login, Redis for both backends, an economy.
+TWISTD_SETTINGS = """
+[login]
+argon2_memory_kib = 1024
+argon2_time_cost = 1
+
+[store]
+backend = "redis"
+
+[bus]
+backend = "redis"
+
+[economy]
+enabled = true
+
+[economy.currencies.gold]
+decimals = 2
+start = 1000
+"""
