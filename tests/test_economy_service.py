@@ -38,6 +38,7 @@ from tests.support import (
     turn,
     until,
 )
+from tests.test_cluster import SETTINGS as CLUSTER_SETTINGS
 from tests.test_economy_domain import economy_config
 
 #: The start credit of gold (the config of L{economy_config}).
@@ -542,18 +543,10 @@ class TwistdTests(unittest.TestCase):
         self.assertEqual(caught.exception.code, codes.PLAYER_OFFLINE)
 
 
-#: The twistd cluster's settings: a quick login, Redis for both backends, an economy.
-TWISTD_SETTINGS = """
-[login]
-argon2_memory_kib = 1024
-argon2_time_cost = 1
-
-[store]
-backend = "redis"
-
-[bus]
-backend = "redis"
-
+#: The twistd cluster's settings: the cluster tests' (a quick login, Redis), an economy.
+TWISTD_SETTINGS = (
+    CLUSTER_SETTINGS
+    + """
 [economy]
 enabled = true
 
@@ -561,3 +554,4 @@ enabled = true
 decimals = 2
 start = 1000
 """
+)
