@@ -28,6 +28,8 @@ from mmo.game.service import Caller
 from mmo.gateway.tap import gateway_routes
 from mmo.manager.supervisor import PLUGINS
 from mmo.standalone import tap as standalone_tap
+from mmo.store import StoreUnavailable
+from mmo.unavailable import BackendUnavailable
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from tests.support import (
@@ -256,6 +258,20 @@ class LedgerRequestTests(EconomyTestCase):
         await self.refused(codes.INSUFFICIENT_FUNDS, player("dave"), "shop.buy", **buy)
         self.assertEqual(await self.gold(self.alice), START)
 
+    async def test_a_store_out_of_reach_is_unavailable(self):
+        """Not a refusal: the client is told to retry (the RPC's one mapping, C{unavailable})."""
+        await self.online(self.alice)
+        self.patch(self.store, "economy_post", unreachable)
+        with self.assertRaises(BackendUnavailable):
+            await self.buy(self.alice, "potion")
+        self.patch(self.store, "economy_balances", unreachable)
+        with self.assertRaises(BackendUnavailable):
+            await self.ask(self.alice, "wallet.get")
+
+
+def unreachable(*args):
+    return defer.fail(StoreUnavailable("the store is not reachable"))
+
 
 class TradeTestCase(EconomyTestCase):
     async def setUp(self):
@@ -280,6 +296,8 @@ class TradeTests(TradeTestCase):
         self.assertEqual((trade["state"], trade["version"]), ("open", 0))
         self.assertEqual(trade["you"]["player"], "a-alice")
         self.assertEqual((trade["them"]["player"], trade["them"]["name"]), ("a-bob", "Bob"))
+        held = {caller.session for caller in self.economy.held_sessions()}
+        self.assertEqual(held, {self.alice.session, self.bob.session})
         [to_bob] = self.pushes("trade.opened", self.bob.session)
         self.assertEqual(to_bob["trade"]["you"]["name"], "Bob")
         self.assertEqual(len(self.pushes("trade.opened", self.alice.session)), 1)
@@ -431,6 +449,18 @@ class LeaseTests(TradeTestCase):
         # The new holder serves trades, with the old one's escrow closed.
         again = await self.open(self.standby)
         self.assertNotEqual(again["id"], tid)
+
+    async def test_a_relayed_request_on_a_store_out_of_reach(self):
+        tid = (await self.open(self.standby))["id"]
+        await self.ask(self.alice, "trade.offer", self.standby, trade=tid, uniques=[self.sword])
+        self.patch(self.store, "economy_post", unreachable)
+        await self.refused(
+            codes.UNAVAILABLE, self.alice, "trade.confirm", self.standby, trade=tid, version=1
+        )
+        self.assertTrue(self.economy.serving)
+        # Not confirmed: nothing was deposited, so nothing may be paid out.
+        status = await self.ask(self.alice, "trade.status", self.standby)
+        self.assertFalse(status["trade"]["you"]["confirmed"])
 
     async def test_a_stopping_holder_hands_over_at_once(self):
         await self.stop(self.economy)

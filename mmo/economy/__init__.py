@@ -17,5 +17,11 @@ store, bus or network.
     L{mmo.economy.rewards} and L{mmo.economy.transfers}, on
     L{mmo.economy.ledger} (the config's rules as legs, floors and
     limits), with L{mmo.economy.holdings} (what a transfer moves, the
-    keys of events) and L{mmo.economy.errors}.
+    keys of events) and L{mmo.economy.errors}; trades with escrow in
+    L{mmo.economy.trades}.
+  - L{mmo.economy.service}: the economy service, for clients (C{wallet.*},
+    C{inventory.*}, C{shop.*}, C{trade.*}), with the store's requests
+    (L{mmo.economy.ledger_requests}), the trades' (L{mmo.economy.trade_requests}),
+    what clients see (L{mmo.economy.views}) and its process
+    (L{mmo.economy.tap}).
 """

@@ -175,6 +175,10 @@ class EconomyService(LedgerRequests, TradeRequests, GameService):
         except EconomyError as e:
             raise wire_error(e) from None
 
+    def held_sessions(self):
+        """The sessions of the parties to open trades: a dead gateway's end theirs."""
+        return list(self.parties.values())
+
     def directory_info(self) -> dict:
         info = {"load": len(self.trades), "trades": len(self.trades)}
         if not self.serving:

@@ -288,7 +288,11 @@ class Trades:
             if offer and self._deposits[trade.id].get(side, (0, None))[1] != offer:
                 try:
                     await self._escrow(trade, "deposit", side, trade.version, offer)
-                except EconomyError:
+                except Exception:
+                    # Refused, or the store out of reach: not confirmed, so
+                    # that no settlement pays out what was not deposited (a
+                    # deposit that went through unseen is the same key when
+                    # he confirms again, and a recovery's otherwise).
                     trade.unconfirm(side)
                     raise
                 self._deposits[trade.id][side] = (trade.version, offer)
