@@ -406,6 +406,28 @@ class TradeTests(TradeTestCase):
             self.assertEqual(pushed["why"], "refused")
         self.assertEqual((await self.holdings(self.alice))[1], [self.sword])
 
+    async def test_a_settlement_the_store_did_not_answer_is_tried_again(self):
+        tid = (await self.open())["id"]
+        await self.ask(self.alice, "trade.offer", trade=tid, uniques=[self.sword])
+        await self.ask(self.alice, "trade.confirm", trade=tid, version=1)
+        real = self.store.economy_post
+
+        def settlement_lost(posting):
+            if posting.key.endswith(":settle"):
+                return unreachable()
+            return real(posting)
+
+        self.patch(self.store, "economy_post", settlement_lost)
+        with self.assertRaises(BackendUnavailable):
+            await self.ask(self.bob, "trade.confirm", trade=tid, version=1)
+        status = await self.ask(self.bob, "trade.status")
+        self.assertEqual(status["trade"]["state"], "settling")
+        await self.refused(codes.NOT_ALLOWED, self.alice, "trade.cancel", trade=tid)
+        self.patch(self.store, "economy_post", real)
+        settled = await self.ask(self.bob, "trade.confirm", trade=tid, version=1)
+        self.assertEqual(settled["trade"]["state"], "settled")
+        self.assertEqual((await self.holdings(self.bob))[1], [self.sword])
+
 
 class LeaseTests(TradeTestCase):
     async def setUp(self):

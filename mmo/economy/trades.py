@@ -278,10 +278,16 @@ class Trades:
         @raise EconomyError: A stale version (L{StaleVersion}), a deposit
             refused (the player lacks his offer: he is not confirmed), a
             settlement refused (the trade is cancelled and each deposit
-            given back).
+            given back).  A settlement the store did not answer leaves the
+            trade settling: the next confirmation of either party tries it
+            again (under the same key: it is posted once).
         """
         trade = self.get(trade_id)
         async with self._locks[trade.id]:
+            if trade.state is State.SETTLING:
+                trade.side_of(player_id)
+                await self._settle(trade)
+                return trade
             side = trade.confirm(player_id, version, self._clock.seconds())
             self._expiries[trade.id].reset(self._timeout)
             offer = trade.offers[side]
