@@ -17,6 +17,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
 from mmo import certs
+from mmo.bus import BusError
 from mmo.client import ServerError, connect
 from mmo.config import ConfigError
 from mmo.economy import tap as economy_tap
@@ -273,6 +274,15 @@ def unreachable(*args):
     return defer.fail(StoreUnavailable("the store is not reachable"))
 
 
+class UnreachableBus:
+    """A bus whose server cannot be reached, for a lease."""
+
+    def lease(self, *args):
+        return defer.fail(BusError("the bus is not reachable"))
+
+    release_lease = lease
+
+
 class TradeTestCase(EconomyTestCase):
     async def setUp(self):
         await super().setUp()
@@ -483,6 +493,20 @@ class LeaseTests(TradeTestCase):
         # Not confirmed: nothing was deposited, so nothing may be paid out.
         status = await self.ask(self.alice, "trade.status", self.standby)
         self.assertFalse(status["trade"]["you"]["confirmed"])
+
+    async def test_a_holder_that_cannot_renew_drops_its_trades(self):
+        tid = (await self.open())["id"]
+        await self.ask(self.alice, "trade.offer", trade=tid, uniques=[self.sword])
+        await self.ask(self.alice, "trade.confirm", trade=tid, version=1)
+        self.patch(self.economy.lease, "bus", UnreachableBus())
+        self.turn(self.ttl / 3)
+        self.assertFalse(self.economy.serving)
+        self.assertEqual((len(self.economy.trades), self.economy.parties), (0, {}))
+        self.assertTrue(self.economy.directory_info()["standby"])
+        # The sword stays in escrow until the next holder gives it back.
+        self.assertEqual(await self.holdings(self.alice), (START - 100, []))
+        await self.settle(lambda: self.standby.serving, step=0.1)
+        self.assertEqual(await self.holdings(self.alice), (START - 100, [self.sword]))
 
     async def test_a_stopping_holder_hands_over_at_once(self):
         await self.stop(self.economy)
