@@ -77,7 +77,9 @@ class EconomyService(LedgerRequests, TradeRequests, GameService):
             self._stand_by,
             holder=holder,
         )
-        self.relay = Relay(bus, reactor, self.kind, self.lease.holder, busy="trades are taken over")
+        self.relay = Relay(
+            bus, reactor, self.kind, self.lease.holder, busy="trades are being taken over"
+        )
         self._reset()
 
     def _reset(self) -> None:
