@@ -271,8 +271,12 @@ class SupplyMetrics:
                     "figures": figures[::-1][:history],
                 }
             )
-        since = records[0]["end"] if records and records[0].get("start") is None else None
-        return {"interval": self.section.metrics_interval, "since": since, "currencies": shown}
+        last_run = records[-1]["end"] if records else None
+        return {
+            "interval": self.section.metrics_interval,
+            "last_run": last_run,
+            "currencies": shown,
+        }
 
 
 def economy_jobs(config, store, bus=None, clock=None) -> list[Job]:
