@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet import task
 from twisted.trial import unittest
 
 from mmo import config
@@ -21,26 +20,16 @@ from mmo.jobs.build import config_jobs
 from mmo.jobs.job import Run
 from mmo.jobs.scheduler import Scheduler
 from tests.support import write_config
+from tests.test_economy_domain import ITEMS
+from tests.test_economy_supply import ClockAndStore
 from tests.test_ladder_core import RedisBackend, SQLiteBackend
-
-ITEMS = """
-[[items]]
-id = "potion"
-name = "Potion"
-stackable = true
-max_stack = 5
-
-[[items]]
-id = "sword"
-name = "Sword"
-"""
 
 DAY = 86400.0
 
 
-def daily_config(testcase, args: str, enabled: str = "true", store: str = ""):
+def daily_config(testcase, args: str, enabled: str = "true"):
     """A config of gold, potions and swords, inventories of 2 slots, and C{[jobs.daily]}."""
-    text = f"""{store}
+    text = f"""
 [economy]
 enabled = {enabled}
 items = "items.toml"
@@ -65,13 +54,9 @@ kind = "lobby"
     return config.load(path)
 
 
-class DailyTestsMixin:
+class DailyTestsMixin(ClockAndStore):
     async def setUp(self):
-        self.clock = task.Clock()
-        self.clock.advance(1_800_000_000)
-        self.store = self.make_store()
-        await self.store.start()
-        self.addCleanup(self.store.stop)
+        await super().setUp()
         self.conf = daily_config(self, "{ currencies = { gold = 100 }, items = { potion = 1 } }")
         self.economy = Economy(self.conf.economy, self.store, self.clock)
         self.players = [f"p{n}" for n in range(5)]

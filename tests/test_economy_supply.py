@@ -108,22 +108,29 @@ class FlakyStore:
         return self._store.economy_holders(*args)
 
 
-class SupplyJobTestsMixin:
-    """The metrics job on a store of the backend's, on a task clock."""
+class ClockAndStore:
+    """A task clock and a started store of the backend's (L{open_store} opens another)."""
 
     async def setUp(self):
         self.clock = task.Clock()
         self.clock.advance(1_800_000_000)
-        self.config = economy_config(self)
         self.store = await self.open_store()
-        self.applied: list[Posting] = []
-        self.keys = 0
 
     async def open_store(self):
         store = self.make_store()
         await store.start()
         self.addCleanup(store.stop)
         return store
+
+
+class SupplyJobTestsMixin(ClockAndStore):
+    """The metrics job on a store of the backend's, on a task clock."""
+
+    async def setUp(self):
+        await super().setUp()
+        self.config = economy_config(self)
+        self.applied: list[Posting] = []
+        self.keys = 0
 
     async def post_some(self, rng: random.Random, count: int) -> None:
         """Post C{count} random postings over the next interval; keep those applied."""
@@ -269,15 +276,8 @@ class RedisSupplyJobTests(RedisBackend, SupplyJobTestsMixin, unittest.TestCase):
     pass
 
 
-class AlarmTests(SQLiteBackend, unittest.TestCase):
+class AlarmTests(SQLiteBackend, ClockAndStore, unittest.TestCase):
     """The alarm's log line, and C{history} kept."""
-
-    async def setUp(self):
-        self.clock = task.Clock()
-        self.clock.advance(1_800_000_000)
-        self.store = self.make_store()
-        await self.store.start()
-        self.addCleanup(self.store.stop)
 
     async def reward(self, key, amount):
         legs = (Leg("faucet:quest", "c:gold", -amount), Leg("player:p1", "c:gold", amount))

@@ -140,9 +140,9 @@ class SupplyMetrics:
         if not records:
             return await self._start(token)
         last = records[-1]
-        postings = await self._postings(last["seq"])
+        postings = await self.read_postings(last["seq"])
         seq = postings[-1].seq if postings else last["seq"]
-        balances = {name: await self._balances(name) for name in self.section.currencies}
+        balances = {name: await self.read_balances(name) for name in self.section.currencies}
         end = self.clock.seconds()
         if not end > last["end"]:
             raise SupplyError(f"the clock ({end}) is not past the last interval's end")
@@ -190,7 +190,7 @@ class SupplyMetrics:
                 high = middle
         return high if low or await beyond(0) else 0
 
-    async def _postings(self, after: int) -> list:
+    async def read_postings(self, after: int) -> list:
         """The postings numbered after C{after}, at most L{max_postings}."""
         found: list = []
         while len(found) < self.max_postings:
@@ -209,7 +209,7 @@ class SupplyMetrics:
             )
         return found
 
-    async def _balances(self, name: str) -> dict[str, int]:
+    async def read_balances(self, name: str) -> dict[str, int]:
         """Every holder's balance of currency C{name}."""
         asset, found, after = currency_asset(name), {}, None
         while True:

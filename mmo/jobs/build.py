@@ -88,8 +88,8 @@ def add_scheduler(top, config, store, bus, services: Iterable, reactor, kind: st
     jobs = config_jobs(config, kind) + service_jobs(services)
     try:
         scheduler = Scheduler(jobs, store, bus, top.process.name, reactor, config)
+        scheduler.register(top.control_service(bus))
     except ValueError as e:
         raise ConfigError(str(e), ("jobs",), config.file) from None
-    scheduler.register(top.control_service(bus))
     top.resource(scheduler)
     return scheduler

@@ -116,12 +116,16 @@ class Scheduler:
         """
         Answer the jobs commands on C{control} (the process's
         L{ControlService}), and the jobs' own (L{Job.commands}).
+
+        @raise ValueError: A job's command is one the process answers already.
         """
         control.register("jobs", self.describe)
         control.register("jobs.pause", self.pause)
         control.register("jobs.resume", self.resume)
         control.register("jobs.trigger", self.trigger)
         for command, job in self._commands.items():
+            if command in control.handlers:
+                raise ValueError(f"job {job.name}: the control command {command!r} is taken")
             control.register(command, job.commands[command])
 
 

@@ -228,14 +228,14 @@ def _latest(f: dict, money, alarm: float) -> list[str]:
 def _history(figures: list[dict], money) -> list[str]:
     lines = [
         f"  {'interval end':<24} {'supply':>14} {'inflow':>12} {'outflow':>12} "
-        f"{'velocity':>9} {'gini':>6} {'prices':>8} {'growth/h':>9}  alarm"
+        f"{'velocity':>9} {'gini':>6} {'prices':>8} {'growth/h':>10}  alarm"
     ]
     for f in figures:
         lines.append(
             f"  {iso_time(f['end']):<24} {money(f['supply']):>14} "
             f"{money(f['inflow']):>12} {money(f['outflow']):>12} "
             f"{f['velocity']:>9.3f} {f['distribution']['gini']:>6.3f} {f['price_index']:>8.2f} "
-            f"{_rate(f['growth_per_hour']):>9}  {'yes' if f['alarm'] else 'no'}"
+            f"{_rate(f['growth_per_hour']):>10}  {'yes' if f['alarm'] else 'no'}"
         )
     return lines
 
