@@ -20,6 +20,7 @@ from mmo.jobs.build import config_jobs
 from mmo.jobs.job import Run
 from mmo.jobs.scheduler import Scheduler
 from tests.support import write_config
+from tests.test_bench import quick_run
 from tests.test_economy_domain import ITEMS
 from tests.test_economy_supply import ClockAndStore
 from tests.test_ladder_core import RedisBackend, SQLiteBackend
@@ -133,3 +134,18 @@ class DailyArgsTests(unittest.TestCase):
                 config_jobs(conf, "lobby")
             self.assertIn(f"{conf.file}: jobs.daily.args: ", str(caught.exception))
             self.assertIn(why, str(caught.exception))
+
+
+class EconomyJobsBenchTests(unittest.TestCase):
+    """bench/economy_jobs.py at the tiny size of its quick run, on both stores."""
+
+    timeout = 120
+
+    def test_quick_run(self):
+        """Every figure is there (the script fails when a player is not paid)."""
+        outcome = quick_run("economy_jobs")
+        self.assertTrue(outcome.ok, outcome.error)
+        for backend in ("redis", "sqlite"):
+            for name in ("daily_ms_per_player", "raw_reward_posting_ms", "metrics_run_s",
+                         "metrics_raw_reads_s"):  # fmt: skip
+                self.assertGreater(outcome.figures[f"{backend}_{name}"], 0, name)
