@@ -220,22 +220,23 @@ class SupplyJobTestsMixin(ClockAndStore):
 
     async def test_a_late_record_is_left_out(self):
         """
-        A record appended by a leader that lost the job, after its
-        successor's, does not start where the last one ended: it is left
-        out, and the next run goes on from the successor's.
+        A record appended by a leader that lost the job (a lower token),
+        after its successor's, is left out, and the next run goes on from
+        the successor's.
         """
         rng = random.Random(3)
         metrics = SupplyMetrics(self.config.economy, self.store, self.clock)
-        await metrics.compute()
+        await metrics.compute(token=7)
         self.clock.advance(INTERVAL)
-        await metrics.compute()
+        await metrics.compute(token=7)
         (first, second) = await self.store.read_log(LOG, 10)
-        late = dict(second, end=second["end"] - 1, seq=second["seq"] + 99)
+        late = dict(second, end=second["end"] - 1, seq=second["seq"] + 99, token=6)
         await self.store.append_log(LOG, late, 10)
         self.assertEqual(await metrics.saved(10), [first, second])
+        self.assertEqual(await metrics.saved(2), [second], "read from the late record on")
         await self.post_some(rng, 5)
         self.clock.advance(1)
-        computed = await metrics.compute()
+        computed = await metrics.compute(token=8)
         *_, third = await metrics.saved(10)
         self.assertEqual((third["start"], third["seq"]), (second["end"], len(self.applied)))
         self.assertEqual(computed["gold"].start, second["end"])
@@ -366,11 +367,19 @@ class PricedItemTests(unittest.TestCase):
         self.assertIsNone(priced_item("c:gold"))
 
     def test_chain(self):
-        """Records that do not start where the last ended are left out."""
-        a = {"start": None, "end": 1.0}
-        b = {"start": 1.0, "end": 2.0}
-        late = {"start": 1.0, "end": 1.5}
-        c = {"start": 2.0, "end": 3.0}
+        """
+        Back from the last record of the highest token, the records that
+        end where the next starts: a late record of a lower token is left
+        out, however far back the reader reads.
+        """
+        a = {"start": None, "end": 1.0, "token": 1}
+        b = {"start": 1.0, "end": 2.0, "token": 2}
+        late = {"start": 1.0, "end": 1.5, "token": 1}
+        c = {"start": 2.0, "end": 3.0, "token": 2}
+        d = {"start": 3.0, "end": 4.0, "token": None}
         self.assertEqual(chain([a, b, late, c]), [a, b, c])
-        self.assertEqual(chain([late, c]), [late])
+        self.assertEqual(chain([a, b, c, late]), [a, b, c])
+        self.assertEqual(chain([late, c]), [c])
+        self.assertEqual(chain([b, late, c]), [b, c])
+        self.assertEqual(chain([a, b, c, d]), [a, b, c], "no token counts as the lowest")
         self.assertEqual(chain([]), [])

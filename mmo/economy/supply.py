@@ -64,16 +64,27 @@ def priced_item(asset: str) -> str | None:
 
 def chain(records: Iterable[Mapping]) -> list[Mapping]:
     """
-    The records of C{records} (oldest first) that follow each other: each
-    starts where the one before it ended.  A record that does not (a run
-    by a leader that lost the job, appended after its successor's) is left
-    out, so that every process reads the same consistent history.
+    The records of C{records} (oldest first) that follow each other, back
+    from the last one written under the highest lease token: each starts
+    where the one before it ended.  A record of a leader that lost the job
+    (a lower token), appended after its successor's, is left out, and so
+    are the records it overlaps; every reader, however far back it reads,
+    finds the same history, which the next run goes on from.
     """
-    kept: list[Mapping] = []
-    for record in records:
-        if not kept or record.get("start") == kept[-1]["end"]:
+    records = list(records)
+    if not records:
+        return []
+
+    def rank(index: int) -> tuple[int, int]:
+        token = records[index].get("token")
+        return (token if isinstance(token, int) else -1, index)
+
+    anchor = max(range(len(records)), key=rank)
+    kept = [records[anchor]]
+    for record in reversed(records[:anchor]):
+        if kept[-1].get("start") == record["end"]:
             kept.append(record)
-    return kept
+    return kept[::-1]
 
 
 class SupplyMetrics:
