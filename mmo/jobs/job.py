@@ -108,7 +108,8 @@ class Run:
         self.store = runner.store
         self.bus = runner.bus
         self.reactor = runner.reactor
-        self.config = runner.config
+        # A runner made by a game's own tests may not carry a config.
+        self.config = getattr(runner, "config", None)
         self._runner = runner
 
     def __repr__(self) -> str:
