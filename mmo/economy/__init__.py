@@ -11,6 +11,11 @@ The economy: currencies, items, shops and trades over the store's ledger
 Both are pure: they read plain data (postings, balances) and touch no
 store, bus or network.
 
+  - L{mmo.economy.supply}: the scheduled job that computes them every
+    C{metrics_interval} over the store's ledger, saves them in the store
+    and answers C{mmo-admin economy} (L{mmo.economy.supply.economy_jobs}).
+  - L{mmo.economy.daily}: the daily reward, a job handler of the config.
+
   - L{mmo.economy.economy.Economy}: the config's economy over the store's
     ledger, for game code, split by concern: L{mmo.economy.wallets},
     L{mmo.economy.inventory}, L{mmo.economy.shops},

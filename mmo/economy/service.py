@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from mmo.economy.economy import Economy
 from mmo.economy.errors import EconomyError
 from mmo.economy.ledger_requests import LedgerRequests
+from mmo.economy.supply import economy_jobs
 from mmo.economy.trade_requests import TradeRequests
 from mmo.economy.trades import Trades
 from mmo.economy.views import wire_error
@@ -180,6 +181,10 @@ class EconomyService(LedgerRequests, TradeRequests, GameService):
     def held_sessions(self):
         """The sessions of the parties to open trades: a dead gateway's end theirs."""
         return list(self.parties.values())
+
+    def jobs(self):
+        """The money-supply metrics job (L{mmo.economy.supply}), run once across the deployment."""
+        return economy_jobs(self.config, self.store, self.bus, self.reactor)
 
     def directory_info(self) -> dict:
         info = {"load": len(self.trades), "trades": len(self.trades)}
