@@ -53,6 +53,7 @@ setup(
         "argon2-cffi>=23.1.0",
         "autobahn>=23.1.0",
         "openskill>=6.0",
+        "prometheus-client>=0.20.0",
     ],
     extras_require={
         "test": ["hypothesis>=6.100.0", "websockets>=15.0"],

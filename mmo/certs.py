@@ -89,6 +89,10 @@ class CertsError(Exception):
 TICKET_KEY = "ticket.key"
 #: The identity of the operators' certificate (mmo-admin), a name no process may take.
 ADMIN = mmo_config.RESERVED_NAMES[0]
+#: The identity of the certificate Prometheus scrapes the processes' /metrics with.
+PROMETHEUS = mmo_config.RESERVED_NAMES[1]
+#: The client certificates of no process: what each is for.
+OPERATOR_CLIENTS = {ADMIN: "mmo-admin", PROMETHEUS: "Prometheus (/metrics)"}
 
 
 def leaf_paths(directory: str, name: str) -> dict[str, str]:
@@ -526,7 +530,8 @@ def generate(
         targets.append(ticket_key)
         if redis_files is not None:
             targets += [redis_files.certificate, redis_files.key, redis_files.password]
-        targets += [leaf_paths(directory, ADMIN)[k] for k in ("client.crt", "client.key")]
+        for client in OPERATOR_CLIENTS:
+            targets += [leaf_paths(directory, client)[k] for k in ("client.crt", "client.key")]
         existing = [path for path in targets if os.path.lexists(path)]
         if existing:
             raise CertsError(
@@ -553,11 +558,13 @@ def generate(
         key, cert = issue(ca_key, ca_cert, process.identity, (), "client", days)
         batch.add_certificate(paths["client.crt"], cert, f"client certificate of {name}")
         batch.add_key(paths["client.key"], key, f"private key of {name}'s client certificate")
-    # The operators' certificate: mmo-admin presents it to managers.
-    paths = leaf_paths(directory, ADMIN)
-    key, cert = issue(ca_key, ca_cert, ADMIN, (), "client", days)
-    batch.add_certificate(paths["client.crt"], cert, "client certificate of mmo-admin")
-    batch.add_key(paths["client.key"], key, "private key of mmo-admin's certificate")
+    # The operators' certificates: mmo-admin presents its own to managers,
+    # Prometheus its own to the processes' metrics listeners.
+    for client, user in OPERATOR_CLIENTS.items():
+        paths = leaf_paths(directory, client)
+        key, cert = issue(ca_key, ca_cert, client, (), "client", days)
+        batch.add_certificate(paths["client.crt"], cert, f"client certificate of {user}")
+        batch.add_key(paths["client.key"], key, f"private key of {user}'s certificate")
     # The secret that login signs session tickets with and gateways check
     # them with; a renewal keeps it, so tickets in flight stay valid.
     if not (renew and os.path.exists(ticket_key)):

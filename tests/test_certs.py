@@ -76,6 +76,8 @@ FILES = [
     "ticket.key",
     "admin.client.crt",
     "admin.client.key",
+    "prometheus.client.crt",
+    "prometheus.client.key",
 ]
 
 

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from mmo.bus import IBus
+from mmo.metrics.registry import BUS_DELIVERED, BUS_PUBLISHED
 
 #: Seconds between sweeps of expired entries (they are also dropped on read).
 SWEEP_INTERVAL = 60.0
@@ -148,6 +149,7 @@ class MemoryBus:
             data = pack(message)
         except Exception:
             return defer.fail()
+        BUS_PUBLISHED.inc()
         subscribers = list(self._channels.get(channel, ()))
         if subscribers:
             self._queue.append((subscribers, data))
@@ -308,6 +310,7 @@ def deliver(log: Logger, subscription, data: bytes) -> None:
     Give one subscriber its own copy of a message; log (never raise) what
     its callback raises, or returns as a failing Deferred.
     """
+    BUS_DELIVERED.inc()
     try:
         message = unpack(data)
         result = subscription.callback(message)

@@ -17,6 +17,13 @@ from twisted.internet import defer, protocol, task
 
 from mmo.bus import BusError
 from mmo.bus.memory import deliver, pack
+from mmo.metrics.registry import (
+    BUS_DELIVERY_LAG,
+    BUS_PUBLISH_DURATION,
+    BUS_PUBLISHED,
+    BUS_RECONNECTS,
+    BUS_SUBSCRIPTIONS_LOST,
+)
 from mmo.redis import RedisEndpoint
 
 
@@ -211,6 +218,7 @@ class RedisPubSub:
         if not self._link_ready:
             self._link_ready = True
             if self._ever_up:
+                BUS_RECONNECTS.inc()
                 self.log.info(
                     "bus subscriber link to {where} is back; {count} channels resubscribed",
                     where=self.where,
@@ -273,8 +281,10 @@ class RedisPubSub:
     def subscriber_lost(self, proto: _Subscriber, why) -> None:
         if proto is not self._link:
             return
+        lost = len(self._active)
         self._forget_link()
         if not self._stopping:
+            BUS_SUBSCRIPTIONS_LOST.inc(lost)
             self.log.warn(
                 "bus subscriber link to {where} lost ({reason}); reconnecting",
                 where=self.where,
@@ -286,8 +296,11 @@ class RedisPubSub:
         if proto is None:
             return
         reads = proto.reads
+        sent = self.reactor.seconds()
         d = defer.maybeDeferred(proto.ping)
         d.addTimeout(self.timeout, self.reactor)
+        # The PONG comes behind every message queued for this link.
+        d.addCallback(lambda _: BUS_DELIVERY_LAG.observe(self.reactor.seconds() - sent))
 
         def failed(f):
             if proto.reads != reads:
@@ -342,8 +355,13 @@ class RedisPubSub:
             data = pack(message)
         except Exception:
             return defer.fail()
+        BUS_PUBLISHED.inc()
+        sent = self.reactor.seconds()
         d = self._call(f"publish on {channel!r}", "publish", self._redis_channel(channel), data)
-        return d.addCallback(lambda _: None)
+        return d.addCallback(self._published, sent)
+
+    def _published(self, _, sent: float) -> None:
+        BUS_PUBLISH_DURATION.observe(self.reactor.seconds() - sent)
 
     def subscribe(self, channel: str, callback) -> defer.Deferred:
         if self._service is None:

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 
 from mmo.game.presence import name_key
 from mmo.game.service import Caller
+from mmo.metrics.registry import CHAT_MUTES
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 
@@ -64,6 +65,7 @@ class Moderation:
         until = self.clock.seconds() + seconds
         mute = {"reason": reason, "until": until, "by": moderator.display_name}
         await self.bus.put(mute_key(account_id), mute, ttl=seconds)
+        CHAT_MUTES.inc()
         self.log.info(
             "chat: {moderator} muted {name} for {seconds} s: {reason}",
             moderator=moderator.name,

@@ -56,12 +56,17 @@ from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
 from mmo.game.presence import Presence
 from mmo.game.service import Caller, GameService
+from mmo.metrics.registry import CHAT_MESSAGES, children
 from mmo.unavailable import log_failure
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 
 #: Session events that (re)state a live session.
 LIVE_EVENTS = ("started", "changed", "moved")
+
+
+#: Chat messages said, by kind: to a C{channel}, or a C{whisper}.
+SAID = children(CHAT_MESSAGES, "channel", "whisper")
 
 
 class ChatService(GameService):
@@ -323,6 +328,7 @@ class ChatService(GameService):
         self.channels.record(channel, dict(fields, account=caller.account_id))
         targets = self.ignores.unignored(channel.members.values(), caller)
         await self.deliver(targets, "chat.message", **fields)
+        SAID.channel.inc()
         return {"channel": channel.shown, "time": now}
 
     async def on_chat_join(self, caller: Caller, message: dict) -> dict:
@@ -392,6 +398,7 @@ class ChatService(GameService):
         await self.deliver(
             targets, "chat.whisper", **{"from": caller.display_name, "text": text, "time": now}
         )
+        SAID.whisper.inc()
         return {"to": target.display_name, "text": text, "time": now}
 
     async def on_chat_who(self, caller: Caller, message: dict) -> dict:

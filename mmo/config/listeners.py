@@ -53,6 +53,15 @@ class ListeningAddress:
             or self.interface == other.interface
         )
 
+    def local(self) -> bool:
+        """Whether only this machine can reach it: a Unix socket, or a loopback interface."""
+        if self.path is not None:
+            return True
+        try:
+            return ipaddress.ip_address(self.interface).is_loopback
+        except ValueError:
+            return False
+
     def __str__(self) -> str:
         return self.path if self.path is not None else str(self.port)
 

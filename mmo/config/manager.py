@@ -54,6 +54,12 @@ class ManagerSection(Section):
             kind=float,
             doc="Seconds a drain or an upgrade may take before it is reported failed.",
         ),
+        "metrics_targets": FilePath(
+            "",
+            doc="Where the manager writes the Prometheus file-based service discovery "
+            "list (JSON) of its machine's metrics listeners, rewritten when its "
+            "processes change; default: none written.",
+        ),
         "redis_command": Str("redis-server", doc="The redis-server program to run."),
         "redis_dir": FilePath(
             "data/redis",

@@ -15,8 +15,9 @@ from mmo.config.schema import REQUIRED, Bool, Section, Str, StrList, check_host,
 #: the process's certificates.
 PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 
-#: Names no process may take: "admin" is the identity of mmo-admin's certificate.
-RESERVED_NAMES = ("admin",)
+#: Names no process may take: "admin" is the identity of mmo-admin's certificate,
+#: "prometheus" that of the certificate that reads the processes' /metrics.
+RESERVED_NAMES = ("admin", "prometheus")
 
 #: Process kinds and the plugins that run them.
 PROCESS_KINDS = (
@@ -32,7 +33,7 @@ PROCESS_KINDS = (
 )
 
 #: Keys every process table may hold.
-COMMON_KEYS = frozenset({"kind", "hosts"})
+COMMON_KEYS = frozenset({"kind", "hosts", "metrics", "metrics_tls"})
 
 #: The other keys each kind uses: any other key in its table is refused at
 #: start, like an unknown key (a listener the process would never open must
@@ -90,6 +91,17 @@ class ProcessSection(Section):
             "(v1 or v2) that names the player's address; no TLS in the process. "
             "Default: none, the process does TLS itself.",
         ),
+        "metrics": ServerEndpoint(
+            "",
+            doc="Prometheus metrics listener (endpoint string): GET /metrics over TLS "
+            "with the process's certificate, for a client certificate of 'prometheus' or "
+            "'admin' (docs/metrics.md); default: none.",
+        ),
+        "metrics_tls": Bool(
+            True,
+            doc="Serve metrics over TLS; false: plain HTTP, allowed on a loopback "
+            "address (or a Unix socket) only.",
+        ),
         "realm": Str("main", doc="The realm a gateway (or standalone process) serves."),
         "public": Str(
             "",
@@ -132,6 +144,14 @@ class ProcessSection(Section):
             )
         if self.kind in ("mmo", "gateway", "login") and not self.client:
             raise self.error("client", f"a {self.kind!r} process needs a client listener")
+        if self.metrics and not self.metrics_tls:
+            address = listening_address(self.metrics)
+            if address is None or not address.local():
+                raise self.error(
+                    "metrics",
+                    f"{self.metrics!r}: plain HTTP (metrics_tls = false) listens on a "
+                    "loopback address only, e.g. 'tcp:9100:interface=127.0.0.1'",
+                )
         if self.public and check_host_port(self.public):
             raise self.error("public", f"{self.public!r} must be HOST:PORT")
         if self.client and not self.public and self.client_port() is None:

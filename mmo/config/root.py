@@ -80,7 +80,8 @@ class Config(Section):
         for reserved in RESERVED_NAMES:
             if reserved in self.processes:
                 raise ConfigError(
-                    f"the name {reserved!r} is reserved (it names the operators' certificate)",
+                    f"the name {reserved!r} is reserved (it names a certificate mmo-certs makes "
+                    "for operators)",
                     ("processes", reserved),
                 )
         self._machine = self._check_managers()
@@ -160,7 +161,7 @@ class Config(Section):
     def _listeners(self) -> Iterator[tuple[ProcessSection, str, ListeningAddress]]:
         """Every listener of the file whose address is known: (process, key, address)."""
         for process in self.processes.values():
-            for key in ("client", "rpc", "websocket"):
+            for key in ("client", "rpc", "websocket", "metrics"):
                 value = getattr(process, key)
                 if value:
                     address = listening_address(value)

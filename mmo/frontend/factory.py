@@ -13,6 +13,7 @@ from mmo.config import Config, ProcessSection
 from mmo.frontend.addresses import AddressLimits
 from mmo.frontend.deadlines import Deadlines
 from mmo.frontend.protocol import ClientProtocol
+from mmo.metrics.registry import CONNECTIONS_OPENED, STATE, state
 from mmo.wire import codes
 
 
@@ -51,8 +52,20 @@ class ClientFactory(protocol.ServerFactory):
         self.addresses = AddressLimits.from_config(config.listeners, reactor)
         self._drained: list[defer.Deferred] = []
 
+    def startFactory(self) -> None:
+        # Read at each scrape while a listener uses this factory.
+        STATE.register(self, self.metric_families)
+
+    def stopFactory(self) -> None:
+        STATE.unregister(self)
+
+    def metric_families(self):
+        """What Prometheus reads of this factory: its connections."""
+        yield state("mmo_connections", ((), len(self.connections)))
+
     def connectionOpened(self, connection: ClientProtocol) -> None:
         self.connections.add(connection)
+        CONNECTIONS_OPENED.inc()
 
     def connectionClosed(self, connection: ClientProtocol) -> None:
         self.connections.discard(connection)

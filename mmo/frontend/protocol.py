@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 import mmo
 from mmo.frontend.backlog import IWatchedTransport, SendBacklog
 from mmo.frontend.deadlines import EPSILON
+from mmo.metrics.registry import MESSAGES_RECEIVED, MESSAGES_SENT, REQUEST_DURATION, LabelCache
 from mmo.tls import HandshakeLogging, peer_address
 from mmo.unavailable import client_error
 from mmo.wire import codec, codes
@@ -38,6 +39,18 @@ from mmo.wire.protocol import FramedProtocol
 
 #: Seconds a closing connection has to finish closing before it is aborted.
 CLOSE_GRACE = 5.0
+
+#: The counters of this process's client messages, a child per type the
+#: code handles or sends (a type no handler takes counts as C{other}).
+RECEIVED = LabelCache(MESSAGES_RECEIVED)
+SENT = LabelCache(MESSAGES_SENT)
+LATENCY = LabelCache(REQUEST_DURATION)
+
+
+def _timed(result, latency, started: float, clock):
+    """A handler's outcome, its time observed in C{latency} (its type's child)."""
+    latency.observe(clock.seconds() - started)
+    return result
 
 
 def _settle(result):
@@ -176,11 +189,13 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
         if request_id is not None and (
             isinstance(request_id, bool) or not isinstance(request_id, int) or request_id < 0
         ):
+            RECEIVED.get(kind).inc()
             self.wireError(
                 WireError(codes.BAD_REQUEST, "'id' must be a non-negative integer"), None
             )
             return
         if self.state == HANDSHAKE and kind != "hello":
+            RECEIVED.get(kind).inc()
             self.wireError(
                 WireError(
                     codes.HANDSHAKE_REQUIRED,
@@ -192,15 +207,21 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
             return
         refusal = self.checkMessage(kind)
         if refusal is not None:
+            RECEIVED.get(kind).inc()
             self.wireError(refusal, request_id)
             return
         handler = self.handlerFor(kind)
         if handler is None:
+            RECEIVED.other.inc()
             self.wireError(
                 WireError(codes.UNKNOWN_TYPE, f"unknown message type {kind!r}"), request_id
             )
             return
+        RECEIVED.child(kind).inc()
+        clock = self.factory.reactor
+        started = clock.seconds()
         d = defer.maybeDeferred(handler, message)
+        d.addBoth(_timed, LATENCY.child(kind), started, clock)
         d.addCallback(
             lambda result: defer.ensureDeferred(result) if iscoroutine(result) else result
         )
@@ -288,6 +309,10 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
         self.wireError(error, None)
 
     # -- sending -----------------------------------------------------------
+
+    def sendMessage(self, message: dict) -> None:
+        super().sendMessage(message)
+        SENT.child(message["t"]).inc()
 
     def sendString(self, string: bytes) -> None:
         self.sendFrame(codec.HEADER.pack(len(string)) + string)

@@ -39,6 +39,7 @@ from mmo.gateway.handover import Handover
 from mmo.gateway.protocol import GatewayProtocol
 from mmo.gateway.routing import Services
 from mmo.gateway.sessions import Sessions
+from mmo.metrics.registry import state
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 
@@ -87,6 +88,11 @@ class GatewayFactory(ClientFactory):
     def load(self) -> int:
         """What the directory reports: connected clients."""
         return len(self.connections)
+
+    def metric_families(self):
+        """What Prometheus reads of a gateway: its connections and sessions."""
+        yield from super().metric_families()
+        yield state("mmo_sessions", ((), len(self.sessions)))
 
     # -- what the protocols ask --------------------------------------------------------
 

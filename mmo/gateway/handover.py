@@ -15,6 +15,8 @@ from mmo.game import messages
 from mmo.game.messages import HandoverAnswer, HandoverRequest, gateway_channel, session_key
 from mmo.gateway.session import ResumeRefused, Session, token_hash
 from mmo.gateway.sessions import Sessions, background, log_failure
+from mmo.metrics.registry import RESUMES as RESUME_OUTCOMES
+from mmo.metrics.registry import children
 from mmo.wire.codes import RESUME_REFUSED, WireError
 
 #: Seconds a gateway waits for the holder of a session to hand it over.
@@ -23,6 +25,12 @@ HANDOVER_TIMEOUT = 5.0
 #: Seconds a gateway keeps forwarding deliveries for a session that moved
 #: away, while the services learn (from "moved") where it is now.
 FORWARD_TIME = 60.0
+
+
+#: The outcomes of a resume: C{resumed} (the session was here), C{handed_over}
+#: (from the gateway that held it), C{refused}, C{failed} (an error, logged),
+#: C{gone} (the client left while its session was being handed over).
+RESUMES = children(RESUME_OUTCOMES, "resumed", "handed_over", "refused", "failed", "gone")
 
 
 class Forwards:
@@ -87,19 +95,33 @@ class Handover:
         Attach the session of resume C{token} to C{connection}: from this
         gateway, or handed over by the gateway that holds it.  Sends the
         C{resume} reply (with a new token) and then every push after
-        C{last_seq}, in order.
+        C{last_seq}, in order.  Its outcome is counted (C{mmo_resumes_total}).
 
         @raise WireError: C{resume_refused}.
         """
+        try:
+            outcome = await self._resume(connection, token, last_seq, request_id)
+        except WireError:
+            RESUMES.refused.inc()
+            raise
+        except Exception:
+            RESUMES.failed.inc()
+            raise
+        outcome.inc()
+
+    async def _resume(self, connection, token: str, last_seq: int, request_id: int):
+        """L{resume}; returns the counter of its outcome."""
         hashed = token_hash(token)
         session = self.sessions.registry.by_token.get(hashed)
+        outcome = RESUMES.resumed
         if session is None:
             session = await self._take_over(hashed, token, last_seq)
+            outcome = RESUMES.handed_over
         if not session.live or session.token_hash != hashed:
             raise WireError(RESUME_REFUSED, "unknown, expired or used resume token")
         if not connection.canSend():
             # Gone while the session was being handed over: it waits here.
-            return
+            return RESUMES.gone
         try:
             missed = session.missed(last_seq)
         except ResumeRefused as e:
@@ -134,6 +156,7 @@ class Handover:
         background(
             self.sessions.rekey(session, old_hash), self.log, "re-keying a resumed session failed"
         )
+        return outcome
 
     async def _take_over(self, hashed: str, token: str, last_seq: int) -> Session:
         """

@@ -9,7 +9,8 @@ from __future__ import annotations
 from twisted.python.failure import Failure
 
 from mmo.frontend.deadlines import EPSILON
-from mmo.frontend.protocol import ClientProtocol, valid_id
+from mmo.frontend.protocol import RECEIVED, ClientProtocol, valid_id
+from mmo.metrics.registry import FLOOD_STRIKES, HEARTBEAT_TIMEOUTS
 from mmo.wire import codes
 from mmo.wire.codes import AUTH_REQUIRED, LOGGED_OUT, WireError
 
@@ -83,6 +84,8 @@ class GatewayProtocol(ClientProtocol):
         self.last_heard = self.factory.reactor.seconds()
         refusal = self.flood.allow(message["t"])
         if refusal is not None:
+            FLOOD_STRIKES.inc()
+            RECEIVED.get(message["t"]).inc()
             request_id = message.get("id")
             self.wireError(
                 WireError(codes.FLOODING, refusal), request_id if valid_id(request_id) else None
@@ -187,6 +190,7 @@ class GatewayProtocol(ClientProtocol):
         now += EPSILON
         deadline = self.last_heard + settings.heartbeat_timeout
         if now >= deadline:
+            HEARTBEAT_TIMEOUTS.inc()
             self.goodbye(
                 codes.HEARTBEAT_TIMEOUT,
                 f"nothing received for {settings.heartbeat_timeout:g} seconds",

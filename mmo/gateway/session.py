@@ -33,8 +33,14 @@ from dataclasses import asdict
 from mmo.game.service import Caller
 from mmo.gateway.outbox import Outbox
 from mmo.login.tickets import Ticket
+from mmo.metrics.registry import MESSAGES_SENT
 from mmo.wire import codec
 from mmo.wire.codes import FRAME_TOO_LARGE, WireError
+
+#: Pushes sent as stems, encoded once for every session that gets them (a
+#: zone's updates, a channel's chat): counted as one type, C{push}, since
+#: the stem is never decoded to learn its own.
+PUSHES_SENT = MESSAGES_SENT.labels("push")
 
 ATTACHED = "attached"
 DETACHED = "detached"
@@ -250,6 +256,7 @@ class Session:
         """
         failed = []
         size = len(stem)
+        sent = 0
         for session in sessions:
             if size > session.limit:
                 failed.append((session, _too_large(size, session.limit)))
@@ -263,8 +270,10 @@ class Session:
             if connection is not None and connection.canSend():
                 try:
                     connection.sendFrame(codec.numbered(stem, seq))
+                    sent += 1
                 except Exception as e:
                     failed.append((session, e))
+        PUSHES_SENT.inc(sent)
         return failed
 
     def _keep(self, stem: bytes) -> None:

@@ -21,6 +21,7 @@ import argon2
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
+from mmo.metrics.registry import STATE, state
 from mmo.wire.codes import BUSY, WireError
 
 #: The shortest wait a "busy" answer asks for, in seconds.
@@ -144,9 +145,15 @@ class PasswordHasher:
 
     def start(self) -> None:
         self.pool.start()
+        STATE.register(self, self.metric_families)
 
     def stop(self) -> None:
+        STATE.unregister(self)
         self.pool.stop()
+
+    def metric_families(self):
+        """What Prometheus reads of the hasher: its queue."""
+        yield state("mmo_login_hash_queue", ((), self.pending))
 
     def retry_after(self) -> float:
         """Seconds until the hashes queued now have run: when to ask again."""

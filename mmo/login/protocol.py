@@ -10,7 +10,25 @@ from __future__ import annotations
 from mmo.frontend.factory import ClientFactory
 from mmo.frontend.protocol import ClientProtocol
 from mmo.login.refresh import MAX_DEVICE_LENGTH, check_device
+from mmo.metrics.registry import LOGIN_ATTEMPTS, LabelCache
 from mmo.wire.codes import BAD_REQUEST, WireError
+
+#: Logins by outcome: C{ok}, the error code a client was given, or C{error}.
+OUTCOMES = LabelCache(LOGIN_ATTEMPTS, limit=64, fixed=("ok", "error"))
+
+
+async def counted(attempt):
+    """The result of the login C{attempt} (awaitable), its outcome counted."""
+    try:
+        result = await attempt
+    except WireError as e:
+        OUTCOMES.child(e.code).inc()
+        raise
+    except Exception:
+        OUTCOMES.child("error").inc()
+        raise
+    OUTCOMES.child("ok").inc()
+    return result
 
 
 class LoginMessages:
@@ -56,16 +74,20 @@ class LoginMessages:
             if "password" in message:
                 raise WireError(BAD_REQUEST, "a login has a password or a refresh token, not both")
             refresh = self.field(message, "refresh", str)
-            return await login.login_refresh(
-                refresh, self.device(message, True), self.source_address(), realm
+            return await counted(
+                login.login_refresh(
+                    refresh, self.device(message, True), self.source_address(), realm
+                )
             )
         remember = self.field(message, "remember", bool, False, required=False)
-        return await login.login(
-            message.get("name"),
-            message.get("password"),
-            self.source_address(),
-            realm,
-            device=self.device(message, True) if remember else None,
+        return await counted(
+            login.login(
+                message.get("name"),
+                message.get("password"),
+                self.source_address(),
+                realm,
+                device=self.device(message, True) if remember else None,
+            )
         )
 
     async def message_realms(self, message: dict) -> dict:

@@ -22,6 +22,8 @@ from zope.interface import implementer
 import mmo
 from mmo.certs import write_secret
 from mmo.manager.supervisor import REDIS, Supervisor, twistd_args
+from mmo.metrics import discovery
+from mmo.metrics.registry import state
 from mmo.process import control
 from mmo.redis import LocalRedisFiles, RedisConnectError, read_password, trust_root, uses_tls
 from mmo.rpc import commands
@@ -253,6 +255,23 @@ class Manager:
         for peer in config.managed(process):
             supervisor.add(peer.name, peer.kind, twistd_args(config.file, peer.name, peer.kind))
         return cls(config, process, bus, supervisor, reactor)
+
+    def targets(self) -> list[dict]:
+        """
+        The metrics targets of this machine (the manager's, and its
+        processes' but those held by a drain), for service discovery.
+        """
+        running = [p for p in self.managed.values() if p.name not in self.supervisor.held]
+        return discovery.targets([self.process, *running])
+
+    def metric_families(self):
+        """The supervisor's figures, read at each scrape."""
+        names = list(self.managed)
+        yield state("mmo_manager_restarts", *[((n,), self.supervisor.restarts[n]) for n in names])
+        yield state(
+            "mmo_manager_process_up",
+            *[((n,), 1 if n in self.supervisor.runs else 0) for n in names],
+        )
 
     async def run(self, command: str, args: dict):
         """Do one admin C{command}; the result is JSON-able."""

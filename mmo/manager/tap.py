@@ -16,6 +16,8 @@ from mmo import logs, rpc
 from mmo.bus import make_bus
 from mmo.config import ConfigError
 from mmo.manager.service import AdminFactory, LocalRedis, Manager
+from mmo.metrics.discovery import TargetsFile
+from mmo.metrics.registry import StateSource
 from mmo.process.service import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.redis import LOCAL_REDIS, LocalRedisFiles, uses_tls
 from mmo.tls import client_paths, server_paths
@@ -104,6 +106,9 @@ def makeService(options: Options, reactor=None) -> ProcessService:
             top.resource(bus)
             top.control_service(bus)
         top.resource(ServiceResource(manager.supervisor))
+        top.resource(StateSource(manager.metric_families))
+        if config.manager.metrics_targets:
+            top.resource(TargetsFile(config.manager.metrics_targets, manager.targets, reactor))
         if process.rpc:
             factory = AdminFactory(config, process, manager, reactor)
             rpc.listen(config, process, factory=factory, reactor=reactor).setServiceParent(top)

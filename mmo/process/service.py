@@ -22,6 +22,7 @@ import mmo
 from mmo import config as configmodule
 from mmo import logs
 from mmo.config import ConfigError
+from mmo.metrics import listener as metrics_listener
 from mmo.process.control import ControlService
 
 #: The cyclic collector's thresholds once a process has started (CPython's
@@ -117,6 +118,9 @@ class ProcessService(service.MultiService):
     """
     The top service of an mmo process.
 
+    With C{[processes.NAME] metrics}, its first child serves the process's
+    Prometheus metrics (L{mmo.metrics.listener}).
+
     Resources (store, bus, password threads: anything with C{start()} and
     C{stop()} returning Deferreds) are started first, in order; only then do
     the child services start, so listeners accept no client before what
@@ -143,6 +147,9 @@ class ProcessService(service.MultiService):
         #: The process's L{ControlService}, once L{control_service} made it.
         self.control = None
         self.setName(process.name)
+        if getattr(process, "metrics", None):
+            # First of the children: its figures are there while the others start.
+            metrics_listener.listen(config, process, reactor).setServiceParent(self)
 
     def resource(self, thing):
         """Start C{thing} before the child services and stop it after them."""

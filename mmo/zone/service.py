@@ -35,6 +35,7 @@ from mmo.game.messages import (
     zone_channel,
 )
 from mmo.game.service import Caller, GameService, by_gateway
+from mmo.metrics.registry import STATE, ZONE_TICK, state
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.characters import entering, save_where
@@ -137,7 +138,9 @@ class ZoneService(GameService):
         self.checkpointer = Checkpointer(
             region_name, store, self.handoff.checkpoint_records, reactor, self.checkpoint_interval
         )
-        self.ticker = Ticker(reactor, world.tick_rate, self.tick)
+        self.ticker = Ticker(
+            reactor, world.tick_rate, self.tick, observe=ZONE_TICK.labels(region_name).observe
+        )
         self.takeover = Takeover(self)
         self._subscription = None
         #: When the last tick ran (the clock's time), for the takeover's pause.
@@ -190,6 +193,7 @@ class ZoneService(GameService):
         there is none.
         """
         self._subscription = await self.bus.subscribe(zone_channel(self.name), self.heard)
+        STATE.register(self, self.metric_families)
         if standby is not None:
             self.takeover.wait(standby)
             return
@@ -209,6 +213,7 @@ class ZoneService(GameService):
         )
 
     async def stop(self) -> None:
+        STATE.unregister(self)
         self.pause()
         if self._subscription is not None:
             await self._subscription.cancel()
@@ -219,6 +224,17 @@ class ZoneService(GameService):
             except Exception:
                 self.log.failure("zone {zone}: last checkpoint failed", zone=self.name)
         self.handoff.stop()
+
+    def metric_families(self):
+        """What Prometheus reads of the zone, at each scrape."""
+        zone = (self.name,)
+        reals = self.simulation.reals
+        players = sum(1 for entity in reals.values() if entity.kind == PLAYER)
+        yield state("mmo_zone_entities", (zone, len(reals)))
+        yield state("mmo_zone_players", (zone, players))
+        yield state("mmo_zone_ghosts", (zone, len(self.ghosts)))
+        yield state("mmo_zone_ticks", (zone, self.ticker.ticks))
+        yield state("mmo_zone_ticks_skipped", (zone, self.ticker.skipped))
 
     def pause(self) -> None:
         """Stop ticking and checkpointing."""
@@ -402,7 +418,7 @@ class ZoneService(GameService):
         """
         super().refused(caller, kind, message, error)
         if caller.character_id is not None:
-            self.simulation.correct(caller.character_id)
+            self.simulation.correct(caller.character_id, error.code)
 
     def _input(self, gateway: str, message: Input | Switched) -> None:
         """

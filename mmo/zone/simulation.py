@@ -29,12 +29,18 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from mmo.metrics.registry import ZONE_CORRECTIONS, LabelCache
 from mmo.zone.aoi import AreaOfInterest
 from mmo.zone.entity import NPC, PLAYER, Entity
 from mmo.zone.movement import Allowance
 from mmo.zone.publication import Event, Publication
 from mmo.zone.wander import Wanderers
 from mmo.zone.world import Region, WorldMap
+
+#: Reasons of a correction: an input that did not parse, or one the
+#: movement rules (or the game's own) refused.
+MALFORMED = "malformed"
+REFUSED = "refused"
 
 __all__ = ["Event", "Input", "TickResult", "ZoneSimulation", "parse_input"]
 
@@ -162,6 +168,10 @@ class ZoneSimulation:
         )
         # Players whose input was refused since the last tick: corrected then.
         self._corrected: set[str] = set()
+        #: The count of corrections of this zone, by reason.
+        self.corrections = LabelCache(
+            ZONE_CORRECTIONS, limit=64, fixed=(MALFORMED, REFUSED), first=(self.region.name,)
+        )
         self._npc_serial = 0
         self._has_on_tick = type(self).on_tick is not ZoneSimulation.on_tick
         # Reals being handed off: seen, but not simulated.
@@ -365,19 +375,27 @@ class ZoneSimulation:
         @return: Whether it was applied.
         """
         move = parse_input(seq, payload)
-        if move is not None and self.apply_input(entity, move):
+        if move is None:
+            self.correct(entity.id, MALFORMED)
+            return False
+        if self.apply_input(entity, move):
             return True
         self.correct(entity.id)
         return False
 
-    def correct(self, entity_id: str) -> None:
+    def correct(self, entity_id: str, reason: str = REFUSED) -> None:
         """
         Send the player of the real C{entity_id} its authoritative state at
         the next tick (C{world.correct {x, y, input}}), before that tick's
         C{world.update}: a refused input, whatever refused it.
+
+        @param reason: Why, for the count of corrections: L{MALFORMED},
+            L{REFUSED} (by the movement rules or the game's own), or the
+            error code of an input refused before it reached the zone.
         """
         if entity_id in self.reals:
             self._corrected.add(entity_id)
+            self.corrections.child(reason).inc()
 
     def apply_input(self, entity: Entity, move: Input) -> bool:
         """

@@ -41,11 +41,14 @@ class Ticker:
         callback: Callable[[], object],
         window: int = 1000,
         timer: Callable[[], float] | None = None,
+        observe: Callable[[float], object] | None = None,
     ):
         """
         @param clock: Provides C{seconds()} and C{callLater()} (the reactor,
             or a L{twisted.internet.task.Clock}).
         @param timer: Measures tick durations; default C{clock.seconds}.
+        @param observe: Given each tick's duration, seconds (a zone's
+            tick histogram).
         """
         if rate <= 0:
             raise ValueError("the tick rate must be positive")
@@ -54,6 +57,7 @@ class Ticker:
         self.interval = 1.0 / self.rate
         self.callback = callback
         self._timer = timer if timer is not None else clock.seconds
+        self._observe = observe
         self.durations: deque[float] = deque(maxlen=window)
         self.ticks = 0
         self.skipped = 0
@@ -97,6 +101,8 @@ class Ticker:
         duration = self._timer() - started
         self.ticks += 1
         self.durations.append(duration)
+        if self._observe is not None:
+            self._observe(duration)
         if duration > self.interval:
             self.overruns += 1
         if self._origin is None:  # the callback stopped the ticker

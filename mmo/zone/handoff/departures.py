@@ -40,6 +40,7 @@ class Departures:
         out = _Outgoing(self.new_transfer_id(), entity_id, to_zone, entity.to_dict())
         self._offers[entity_id] = out
         out.deadline = self._later(self.offer_timeout, self._resolve, out)
+        self.counts.started.inc()
         self._send_offer(out)
         return out.transfer_id
 
@@ -85,6 +86,7 @@ class Departures:
         if self._stopped or self._offers.get(out.entity_id) is not out:
             return
         del self._offers[out.entity_id]
+        self.counts.aborted.inc()
         entity = self.zone.get(out.entity_id)
         entity.version = stored.version
         self._status[out.entity_id] = ACTIVE
@@ -121,6 +123,7 @@ class Departures:
         )
         del self._offers[out.entity_id]
         del self._status[out.entity_id]
+        self.counts.aborted.inc()
         self.zone.remove(out.entity_id)
 
     def _complete(
@@ -136,6 +139,7 @@ class Departures:
         entity_id = out.entity_id
         del self._offers[entity_id]
         del self._status[entity_id]
+        self.counts.completed.inc()
         self._arrived.pop(entity_id, None)
         self._cancel(out.retry)
         self._cancel(out.deadline)

@@ -10,6 +10,11 @@ from collections.abc import Callable
 from twisted.internet import defer
 
 from mmo.game.messages import Accept, Done, Forward, Input, Offer, Refuse, Switched
+from mmo.metrics.registry import (
+    ZONE_HANDOFFS_ABORTED,
+    ZONE_HANDOFFS_COMPLETED,
+    ZONE_HANDOFFS_STARTED,
+)
 from mmo.store import IStore
 from mmo.zone.checkpoint import restore_zone
 from mmo.zone.entity import Entity
@@ -30,6 +35,15 @@ from mmo.zone.handoff.base import (
 )
 from mmo.zone.handoff.departures import Departures
 from mmo.zone.handoff.inputs import InputGate
+
+
+class HandoffCounts:
+    """The counters of one zone's handoffs (as the old owner), taken once."""
+
+    def __init__(self, zone: str):
+        self.started = ZONE_HANDOFFS_STARTED.labels(zone)
+        self.completed = ZONE_HANDOFFS_COMPLETED.labels(zone)
+        self.aborted = ZONE_HANDOFFS_ABORTED.labels(zone)
 
 
 class ZoneHandoff(Departures, Arrivals, InputGate):
@@ -105,6 +119,8 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         on_view_lost: Callable[[str], None] | None = None,
     ):
         self.name = name
+        #: The counts of this zone's handoffs: C{started}, C{completed}, C{aborted}.
+        self.counts = HandoffCounts(name)
         self.store = store
         self.zone = zone
         self.link = link
