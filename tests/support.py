@@ -287,13 +287,16 @@ def sleep(seconds: float) -> defer.Deferred:
 CLIENT_KINDS = ("login", "gateway", "mmo")
 
 
-def process_tables(*processes: tuple[str, ...], ports: dict[str, int] | None = None) -> str:
+def process_tables(
+    *processes: tuple[str, ...], ports: dict[str, int] | None = None, metrics: bool = False
+) -> str:
     """
     C{[processes.NAME]} tables for C{(name, kind)} pairs on loopback: client
     kinds listen on a port chosen at start (or the one C{ports} gives by
     name), services on a free port (gateways must know it to connect).  A
     third element, C{(name, kind, listeners)}, names further listeners (such
-    as C{"websocket"}) on a port chosen at start.
+    as C{"websocket"}) on a port chosen at start.  With C{metrics}, every
+    process has a metrics listener (TLS) on a free port.
     """
     from tests.redis import free_port
 
@@ -306,6 +309,8 @@ def process_tables(*processes: tuple[str, ...], ports: dict[str, int] | None = N
             listeners = [f'rpc = "tcp:{free_port()}:interface=127.0.0.1"']
         for extra in more[0] if more else ():
             listeners.append(f'{extra} = "tcp:0:interface=127.0.0.1"')
+        if metrics:
+            listeners.append(f'metrics = "tcp:{free_port()}:interface=127.0.0.1"')
         listener = "\n".join(listeners)
         tables.append(
             f'[processes.{name}]\nkind = "{kind}"\n{listener}\nhosts = ["localhost", "127.0.0.1"]\n'
@@ -369,13 +374,19 @@ async def spawn_cluster(
 
 
 def managed_deployment(
-    testcase, processes, settings: str = "", stop_timeout: float = 5.0, ports=None
+    testcase,
+    processes,
+    settings: str = "",
+    stop_timeout: float = 5.0,
+    ports=None,
+    metrics: bool = False,
 ) -> config.Config:
     """
     The deployment of the C{(name, kind)} C{processes} (one of them
     C{("manager", "manager")}) whose manager runs a redis-server of its own
     (append-only, in C{redis} beside the config, on a free port), with
-    C{settings}; client listeners on the C{ports} given by name.
+    C{settings}; client listeners on the C{ports} given by name; with
+    C{metrics}, metrics listeners (L{process_tables}).
     """
     from tests.redis import free_port, redis_server_path
 
@@ -386,14 +397,19 @@ def managed_deployment(
         + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\n'
         + f"stop_timeout = {stop_timeout}\n"
     )
-    tables = process_tables(*processes, ports=ports).replace(
+    tables = process_tables(*processes, ports=ports, metrics=metrics).replace(
         'kind = "manager"', 'kind = "manager"\nredis_server = true'
     )
     return deployment(testcase, tables, extra=extra)
 
 
 async def spawn_managed(
-    testcase, processes, settings: str = "", stop_timeout: float = 5.0, ports=None
+    testcase,
+    processes,
+    settings: str = "",
+    stop_timeout: float = 5.0,
+    ports=None,
+    metrics: bool = False,
 ) -> Cluster:
     """
     L{managed_deployment}'s cluster run by C{twistd mmo-manager}; fires once
@@ -404,7 +420,7 @@ async def spawn_managed(
     from tests.test_login_e2e import started
     from tests.test_twistd import spawn
 
-    conf = managed_deployment(testcase, processes, settings, stop_timeout, ports)
+    conf = managed_deployment(testcase, processes, settings, stop_timeout, ports, metrics)
     manager, transport = spawn(testcase, conf.file, "mmo-manager", "--process", "manager")
     ports = {}
     for name, kind in processes:

@@ -64,7 +64,8 @@ MESSAGES_RECEIVED = _counter(
 )
 MESSAGES_SENT = _counter(
     "mmo_messages_sent",
-    "Frames sent to clients, by message type (a zone's streamed pushes: 'stream').",
+    "Frames sent to clients, by message type (pushes encoded once for many "
+    "sessions, a zone's updates or a channel's chat: 'push').",
     ["type"],
 )
 REQUEST_DURATION = _histogram(
@@ -156,7 +157,7 @@ CHAT_MESSAGES = _counter(
     "Chat messages said, by kind: to a 'channel' or a 'whisper' to one player.",
     ["kind"],
 )
-CHAT_MUTES = _counter("mmo_chat_mutes", "Mutes put on players by moderators or operators.")
+CHAT_MUTES = _counter("mmo_chat_mutes", "Mutes put on players by moderators.")
 
 
 def children(metric, *values: str) -> SimpleNamespace:
@@ -305,6 +306,21 @@ class StateSource:
 
     def stop(self) -> None:
         self.collector.unregister(self)
+
+
+def metric_names() -> list[str]:
+    """
+    The name of every mmo metric as Prometheus shows it (counters with
+    C{_total}), sorted: those counted here and those read at scrape time.
+    """
+    families = [
+        family
+        for metric in globals().values()
+        if isinstance(metric, (Counter, Histogram))
+        for family in metric.describe()
+    ]
+    families += STATE.describe()
+    return sorted(f"{f.name}_total" if f.type == "counter" else f.name for f in families)
 
 
 def state(name: str, *samples: tuple) -> tuple:
