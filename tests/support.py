@@ -386,7 +386,8 @@ def managed_deployment(
     C{("manager", "manager")}) whose manager runs a redis-server of its own
     (append-only, in C{redis} beside the config, on a free port), with
     C{settings}; client listeners on the C{ports} given by name; with
-    C{metrics}, metrics listeners (L{process_tables}).
+    C{metrics}, metrics listeners (L{process_tables}) and the manager's
+    list of them, C{metrics-targets.json} beside the config.
     """
     from tests.redis import free_port, redis_server_path
 
@@ -396,6 +397,7 @@ def managed_deployment(
         + f'[redis]\nport = {free_port()}\nprefix = "test"\n'
         + '[manager]\nredis_dir = "redis"\nrestart_delay = 0.2\n'
         + f"stop_timeout = {stop_timeout}\n"
+        + ('metrics_targets = "metrics-targets.json"\n' if metrics else "")
     )
     tables = process_tables(*processes, ports=ports, metrics=metrics).replace(
         'kind = "manager"', 'kind = "manager"\nredis_server = true'

@@ -11,11 +11,17 @@ import json
 import os
 import re
 
+from OpenSSL import SSL
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, endpoints, reactor, ssl, task
 from twisted.trial import unittest
-from twisted.web.client import Agent, readBody
+from twisted.web.client import (
+    Agent,
+    RequestTransmissionFailed,
+    ResponseNeverReceived,
+    readBody,
+)
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import Interface, implementer
 
@@ -339,7 +345,7 @@ class ListenerTests(unittest.TestCase):
         code, text = await scrape(port, tls_dir, "mmo")
         self.assertEqual(code, 403)
         self.assertIn("prometheus or admin", text)
-        with self.assertRaises(Exception):
+        with self.assertRaises((ResponseNeverReceived, RequestTransmissionFailed, SSL.Error)):
             await scrape(port, tls_dir, None)
 
     async def test_plain(self):
