@@ -159,6 +159,20 @@ BENCHMARKS = [
         profiled="the measured ticks of the largest size, in process (a separate, profiled run)",
     ),
     Benchmark(
+        "metrics_cost",
+        "metrics_cost.py",
+        "The cost of metrics: a zone's tick and a gateway's CPU, metrics on and off",
+        [Run("", ["--entities", "2000", "--ticks", "300", "--messages", "20000"], True)],
+        [Run("", ["--entities", "200", "--ticks", "20", "--messages", "2000"], True)],
+        timeout=180,
+        pairs=[
+            ("zone_tick_on_p50_ms", "zone_tick_off_p50_ms"),
+            ("zone_tick_on_p99_ms", "zone_tick_off_p99_ms"),
+            ("gateway_cpu_on_us", "gateway_cpu_off_us"),
+        ],
+        profiled="a client connection's messages with metrics on, in process (a run of its own)",
+    ),
+    Benchmark(
         "handoff",
         "handoff.py",
         "Handoff between two zone processes",

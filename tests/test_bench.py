@@ -597,6 +597,31 @@ class ZoneTickSmokeTests(unittest.TestCase):
             self.assertGreater(figures[f"{name}_100"], 0, name)
 
 
+class MetricsCostBenchTests(unittest.TestCase):
+    """bench/metrics_cost.py at a tiny size: every figure, each way."""
+
+    def test_tiny_run(self):
+        profile = os.path.abspath(self.mktemp())
+        outcome = run.run_script(
+            os.path.join(ROOT, "bench", "metrics_cost.py"),
+            ["--entities", "100", "--ticks", "10", "--messages", "400", "--scrape-every", "5"],
+            timeout=120,
+            profile=profile,
+        )
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        self.assertEqual(figures["entities"], 100)
+        self.assertEqual(figures["zone_ticks"], 20)
+        self.assertEqual(figures["gateway_messages"], 800)
+        for name in ("zone_tick", "gateway_cpu"):
+            self.assertGreater(figures[f"{name}_ratio"], 0, name)
+        for name in ("zone_tick_on_p50_ms", "zone_tick_off_p50_ms", "zone_scrape_ms"):
+            self.assertGreater(figures[name], 0, name)
+        for name in ("gateway_cpu_on_us", "gateway_cpu_off_us", "gateway_scrape_ms"):
+            self.assertGreater(figures[name], 0, name)
+        self.assertTrue(os.path.getsize(profile))
+
+
 class BotReadsBenchTests(unittest.TestCase):
     def test_tiny_run(self):
         outcome = run.run_script(

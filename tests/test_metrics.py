@@ -31,6 +31,8 @@ from mmo.metrics.registry import (
     OTHER,
     LabelCache,
     StateCollector,
+    TallyCounter,
+    TallyHistogram,
     metric_names,
     state,
     timed_operations,
@@ -81,6 +83,35 @@ class RegistryTests(unittest.TestCase):
         cache.get("slow").inc(3)
         got = scraped(registry)
         self.assertEqual(got[("fixes_total", (("reason", "slow"), ("zone", "r0c0")))], 3)
+
+    def test_tallies(self):
+        """
+        A tally counter and histogram read as prometheus-client's own would:
+        counts by label; cumulative buckets, their count and sum.
+        """
+        registry = CollectorRegistry()
+        counter = TallyCounter("frames", "Frames.", "type", registry=registry)
+        histogram = TallyHistogram(
+            "waits_seconds", "Waits.", "type", buckets=(0.001, 0.025), registry=registry
+        )
+        cache = LabelCache(counter, limit=1)
+        cache.child("ping").inc()
+        cache.child("ping").inc(2)
+        cache.child("auth").inc()
+        timer = histogram.labels("ping")
+        for amount in (0.0007, 0.001, 0.02, 20.0):
+            timer.observe(amount)
+        got = scraped(registry)
+        self.assertEqual(got[("frames_total", (("type", "ping"),))], 3)
+        self.assertEqual(got[("frames_total", (("type", OTHER),))], 1)
+        buckets = {
+            dict(labels)["le"]: count
+            for (name, labels), count in got.items()
+            if name == "waits_seconds_bucket"
+        }
+        self.assertEqual(buckets, {"0.001": 2, "0.025": 3, "+Inf": 4})
+        self.assertEqual(got[("waits_seconds_count", (("type", "ping"),))], 4)
+        self.assertAlmostEqual(got[("waits_seconds_sum", (("type", "ping"),))], 20.0217)
 
     def test_state_read_at_scrape(self):
         """

@@ -47,12 +47,6 @@ SENT = LabelCache(MESSAGES_SENT)
 LATENCY = LabelCache(REQUEST_DURATION)
 
 
-def _timed(result, latency, started: float, clock):
-    """A handler's outcome, its time observed in C{latency} (its type's child)."""
-    latency.observe(clock.seconds() - started)
-    return result
-
-
 def _settle(result):
     """A coroutine returned by a handler, as a Deferred."""
     return defer.ensureDeferred(result) if iscoroutine(result) else result
@@ -218,14 +212,15 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
             )
             return
         RECEIVED.child(kind).inc()
-        clock = self.factory.reactor
-        started = clock.seconds()
+        # Timed until the reply or the error is sent.
+        timing = (LATENCY.child(kind), self.factory.reactor.seconds())
         d = defer.maybeDeferred(handler, message)
-        d.addBoth(_timed, LATENCY.child(kind), started, clock)
         d.addCallback(
             lambda result: defer.ensureDeferred(result) if iscoroutine(result) else result
         )
-        d.addCallbacks(self._replied, self._failed, (request_id,), None, (request_id, kind))
+        d.addCallbacks(
+            self._replied, self._failed, (request_id, timing), None, (request_id, kind, timing)
+        )
 
     def checkMessage(self, kind: str) -> WireError | None:
         """
@@ -244,7 +239,10 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
         """
         return getattr(self, "message_" + kind.replace(".", "_"), None)
 
-    def _replied(self, fields, request_id) -> None:
+    def _replied(self, fields, request_id, timing=None) -> None:
+        if timing is not None:
+            latency, started = timing
+            latency.observe(self.factory.reactor.seconds() - started)
         if fields is None or request_id is None or self.state == CLOSED:
             return
         try:
@@ -253,7 +251,10 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
             self.log.failure("{peer}: cannot send the reply to {id}", peer=self.peer, id=request_id)
             self.wireError(WireError(codes.INTERNAL, "the reply could not be sent"), request_id)
 
-    def _failed(self, failure: Failure, request_id, kind: str) -> None:
+    def _failed(self, failure: Failure, request_id, kind: str, timing=None) -> None:
+        if timing is not None:
+            latency, started = timing
+            latency.observe(self.factory.reactor.seconds() - started)
         if failure.check(WireError):
             self.wireError(failure.value, request_id)
             return
