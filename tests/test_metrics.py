@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 
 from OpenSSL import SSL
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -23,6 +24,7 @@ from twisted.web.client import (
     readBody,
 )
 from twisted.web.iweb import IPolicyForHTTPS
+from twisted.web.test.requesthelper import DummyRequest
 from zope.interface import Interface, implementer
 
 from mmo import config, tls
@@ -347,6 +349,39 @@ async def scrape(port: int, tls_dir: str | None = None, identity: str | None = "
     response = await agent.request(b"GET", url.encode())
     body = await readBody(response)
     return response.code, body.decode()
+
+
+class PageTests(unittest.TestCase):
+    def test_rendered_now(self):
+        """
+        The page is rendered by the call itself, in the reactor's thread,
+        not later in a thread of its pool: the figures read at scrape
+        time are read where the objects live.
+        """
+        registry = CollectorRegistry()
+        collector = StateCollector()
+        registry.register(collector)
+        threads = []
+
+        def source():
+            threads.append(threading.get_ident())
+            yield state("mmo_sessions", ((), 4))
+
+        collector.register("gateway", source)
+        request = DummyRequest([b""])
+        body = listener.MetricsPage(registry, None).render_GET(request)
+        self.assertEqual(threads, [threading.get_ident()])
+        self.assertEqual(samples(body.decode())[("mmo_sessions", ())], 4)
+        self.assertIn(b"text/plain", request.responseHeaders.getRawHeaders(b"content-type")[0])
+
+    def test_openmetrics(self):
+        """A scraper that asks for OpenMetrics gets it."""
+        request = DummyRequest([b""])
+        request.requestHeaders.setRawHeaders(b"accept", [b"application/openmetrics-text"])
+        body = listener.MetricsPage(CollectorRegistry(), None).render_GET(request)
+        self.assertTrue(body.endswith(b"# EOF\n"))
+        content_type = request.responseHeaders.getRawHeaders(b"content-type")[0]
+        self.assertIn(b"application/openmetrics-text", content_type)
 
 
 class ListenerTests(unittest.TestCase):

@@ -1,7 +1,7 @@
 """
 The C{/metrics} listener of a process: C{[processes.NAME] metrics}, a
 C{twisted.web} site serving the registry of L{mmo.metrics.registry}
-through prometheus-client's own resource.
+with prometheus-client's encoders (L{MetricsPage}).
 
 Over TLS (C{metrics_tls = true}, the default) the process presents its
 own server certificate and takes only a client certificate of the
@@ -13,7 +13,7 @@ on loopback only, which the config checks.
 
 from __future__ import annotations
 
-from prometheus_client.twisted import MetricsResource
+from prometheus_client.exposition import choose_encoder
 from twisted.application import strports
 from twisted.application.service import IService
 from twisted.protocols.tls import TLSMemoryBIOFactory
@@ -27,34 +27,42 @@ from mmo.tls import internal_server_options, peer_identity
 SCRAPERS = ("prometheus", "admin")
 
 
-class ScrapersOnly(resource.Resource):
+class MetricsPage(resource.Resource):
     """
-    C{/metrics} for a scraper: a request whose connection did not present
-    the certificate of one of L{SCRAPERS} gets 403.
+    C{GET /metrics}: the registry in the format the scraper accepts (the
+    Prometheus text format, or OpenMetrics).  With C{scrapers}, a request
+    whose connection did not present the certificate of one of them gets
+    403.
 
-    @ivar metrics: The resource that serves the figures.
+    Rendered in the reactor's thread, not in a thread of its pool as
+    prometheus-client's own Twisted resource (a WSGI application) is: the
+    figures read at scrape time are the live objects of the process (a
+    zone's entities, a gateway's sessions), which only the reactor's thread
+    may read.  A scrape takes a millisecond or two (C{bench/metrics_cost.py}).
     """
 
     isLeaf = True
 
-    def __init__(self, metrics: resource.IResource, scrapers=SCRAPERS):
+    def __init__(self, registry=REGISTRY, scrapers: tuple[str, ...] | None = SCRAPERS):
         super().__init__()
-        self.metrics = metrics
-        self.scrapers = tuple(scrapers)
+        self.registry = registry
+        self.scrapers = scrapers
 
-    def render(self, request):
-        if peer_identity(request.transport, self.scrapers) is None:
+    def render_GET(self, request) -> bytes:
+        if self.scrapers is not None and peer_identity(request.transport, self.scrapers) is None:
             request.setResponseCode(403)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-            return b"a client certificate of prometheus or admin is required\n"
-        return self.metrics.render(request)
+            return f"a client certificate of {' or '.join(self.scrapers)} is required\n".encode()
+        accept = request.getHeader(b"accept")
+        encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
+        request.setHeader(b"content-type", content_type.encode())
+        return encoder(self.registry)
 
 
 def site(tls: bool, registry=REGISTRY) -> server.Site:
-    """The site: C{/metrics} only (behind L{ScrapersOnly} with C{tls})."""
-    metrics = MetricsResource(registry=registry)
+    """The site: C{/metrics} only (for L{SCRAPERS} only, with C{tls})."""
     root = resource.Resource()
-    root.putChild(b"metrics", ScrapersOnly(metrics) if tls else metrics)
+    root.putChild(b"metrics", MetricsPage(registry, SCRAPERS if tls else None))
     made = server.Site(root)
     made.noisy = False
     # A scrape is one request: no access log line per scrape.
