@@ -48,7 +48,8 @@ from zone_tick import WARMUP, ZoneLoad  # noqa: E402
 from mmo.config import Config  # noqa: E402
 from mmo.frontend import protocol as frontend  # noqa: E402
 from mmo.frontend.factory import ClientFactory  # noqa: E402
-from mmo.metrics.registry import REGISTRY, STATE, ZONE_TICK, LabelCache  # noqa: E402
+from mmo.metrics.kinds import LabelCache  # noqa: E402
+from mmo.metrics.registry import REGISTRY, STATE, ZONE_TICK  # noqa: E402
 from mmo.process.service import settle_collector  # noqa: E402
 from mmo.wire import codec  # noqa: E402
 from mmo.zone.service import ZoneService  # noqa: E402

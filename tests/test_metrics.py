@@ -29,16 +29,15 @@ from zope.interface import Interface, implementer
 
 from mmo import config, tls
 from mmo.metrics import discovery, listener
-from mmo.metrics.registry import (
+from mmo.metrics.kinds import (
     OTHER,
     LabelCache,
     StateCollector,
     TallyCounter,
     TallyHistogram,
-    metric_names,
-    state,
     timed_operations,
 )
+from mmo.metrics.registry import STATES, metric_names, state
 from tests.support import STANDALONE, config_of, deployment, write_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -92,10 +91,8 @@ class RegistryTests(unittest.TestCase):
         counts by label; cumulative buckets, their count and sum.
         """
         registry = CollectorRegistry()
-        counter = TallyCounter("frames", "Frames.", "type", registry=registry)
-        histogram = TallyHistogram(
-            "waits_seconds", "Waits.", "type", buckets=(0.001, 0.025), registry=registry
-        )
+        counter = TallyCounter("frames", "Frames.", "type", registry)
+        histogram = TallyHistogram("waits_seconds", "Waits.", "type", (0.001, 0.025), registry)
         cache = LabelCache(counter, limit=1)
         cache.child("ping").inc()
         cache.child("ping").inc(2)
@@ -121,7 +118,7 @@ class RegistryTests(unittest.TestCase):
         several sources add up; an unregistered source is no longer read.
         """
         registry = CollectorRegistry()
-        collector = StateCollector()
+        collector = StateCollector(STATES)
         registry.register(collector)
         held = {"a": 2, "b": 5}
         collector.register("a", lambda: [state("mmo_connections", ((), held["a"]))])
@@ -159,7 +156,7 @@ class RegistryTests(unittest.TestCase):
             def other(self):
                 return defer.succeed(None)
 
-        timed_operations(Thing, durations, failures)
+        timed_operations(durations, failures)(Thing)
         thing = Thing()
         d = thing.fetch()
         self.assertEqual(scraped(registry)[("ops_seconds_count", (("operation", "fetch"),))], 0)
@@ -359,7 +356,7 @@ class PageTests(unittest.TestCase):
         time are read where the objects live.
         """
         registry = CollectorRegistry()
-        collector = StateCollector()
+        collector = StateCollector(STATES)
         registry.register(collector)
         threads = []
 

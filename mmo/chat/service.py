@@ -56,7 +56,8 @@ from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
 from mmo.game.presence import Presence
 from mmo.game.service import Caller, GameService
-from mmo.metrics.registry import CHAT_MESSAGES, children
+from mmo.metrics.kinds import children
+from mmo.metrics.registry import CHAT_MESSAGES
 from mmo.unavailable import log_failure
 from mmo.wire import codes
 from mmo.wire.codes import WireError

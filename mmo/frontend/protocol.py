@@ -29,7 +29,8 @@ from twisted.python.failure import Failure
 import mmo
 from mmo.frontend.backlog import IWatchedTransport, SendBacklog
 from mmo.frontend.deadlines import EPSILON
-from mmo.metrics.registry import MESSAGES_RECEIVED, MESSAGES_SENT, REQUEST_DURATION, LabelCache
+from mmo.metrics.kinds import LabelCache
+from mmo.metrics.registry import MESSAGES_RECEIVED, MESSAGES_SENT, REQUEST_DURATION
 from mmo.tls import HandshakeLogging, peer_address
 from mmo.unavailable import client_error
 from mmo.wire import codec, codes

@@ -15,8 +15,8 @@ from mmo.game import messages
 from mmo.game.messages import HandoverAnswer, HandoverRequest, gateway_channel, session_key
 from mmo.gateway.session import ResumeRefused, Session, token_hash
 from mmo.gateway.sessions import Sessions, background, log_failure
+from mmo.metrics.kinds import children
 from mmo.metrics.registry import RESUMES as RESUME_OUTCOMES
-from mmo.metrics.registry import children
 from mmo.wire.codes import RESUME_REFUSED, WireError
 
 #: Seconds a gateway waits for the holder of a session to hand it over.

@@ -10,7 +10,8 @@ from __future__ import annotations
 from mmo.frontend.factory import ClientFactory
 from mmo.frontend.protocol import ClientProtocol
 from mmo.login.refresh import MAX_DEVICE_LENGTH, check_device
-from mmo.metrics.registry import LOGIN_ATTEMPTS, LabelCache
+from mmo.metrics.kinds import LabelCache
+from mmo.metrics.registry import LOGIN_ATTEMPTS
 from mmo.wire.codes import BAD_REQUEST, WireError
 
 #: Logins by outcome: C{ok}, the error code a client was given, or C{error}.

@@ -48,7 +48,7 @@ from twisted.internet.interfaces import IReactorTCP
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mmo.metrics.registry import timed_operations
+from mmo.metrics.registry import timed_store
 from mmo.redis import RedisConnectError, connect_redis, key_prefix, redis_address
 from mmo.store import (
     DUMP_VERSION,
@@ -276,7 +276,7 @@ def _unavailable(failure) -> bool:
     return False
 
 
-@timed_operations
+@timed_store
 @implementer(IStore, ILadderStore, IEconomyStore)
 class RedisStore(RedisJobs, RedisLadder, RedisLadderBackup, RedisEconomy):
     """

@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from mmo.metrics.registry import timed_operations
+from mmo.metrics.registry import timed_store
 from mmo.store import (
     DUMP_VERSION,
     Account,
@@ -257,7 +257,7 @@ def _append_logs(conn, key, blobs, keep):
     conn.execute("DELETE FROM logs WHERE key = ? AND seq <= ?", (key, last - keep))
 
 
-@timed_operations
+@timed_store
 @implementer(IStore, ILadderStore, IEconomyStore)
 class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteEntities, SQLiteLadder, SQLiteEconomy):
     """

@@ -29,7 +29,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from mmo.metrics.registry import ZONE_CORRECTIONS, LabelCache
+from mmo.metrics.kinds import LabelCache
+from mmo.metrics.registry import ZONE_CORRECTIONS
 from mmo.zone.aoi import AreaOfInterest
 from mmo.zone.entity import NPC, PLAYER, Entity
 from mmo.zone.movement import Allowance
