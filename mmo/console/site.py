@@ -61,7 +61,6 @@ HEADERS = {
     b"referrer-policy": b"no-referrer",
     b"cross-origin-opener-policy": b"same-origin",
     b"cross-origin-resource-policy": b"same-origin",
-    b"strict-transport-security": b"max-age=31536000",
     b"cache-control": b"no-store",
     b"server": b"mmo",
 }
