@@ -23,7 +23,7 @@ from zope.interface import implementer
 import mmo
 from mmo.certs import write_secret
 from mmo.console import console_url
-from mmo.manager.players import PlayerCommands
+from mmo.manager.players import PlayerCommands, ask_each
 from mmo.manager.supervisor import REDIS, Supervisor, twistd_args
 from mmo.process import control
 from mmo.redis import LocalRedisFiles, RedisConnectError, read_password, trust_root, uses_tls
@@ -452,23 +452,9 @@ class Manager(PlayerCommands):
             process for process, info in services.items()
             if isinstance(info, dict) and info.get("kind") not in NO_JOBS
         )  # fmt: skip
-        results = await defer.DeferredList(
-            [
-                defer.ensureDeferred(
-                    control.call(
-                        self.bus, process, command, args, timeout=JOBS_TIMEOUT, reactor=self.reactor
-                    )
-                )  # fmt: skip
-                for process in runners
-            ],
-            consumeErrors=True,
+        answers, errors = await ask_each(
+            self.bus, runners, command, args, self.reactor, timeout=JOBS_TIMEOUT
         )
-        answers, errors = {}, {}
-        for process, (ok, value) in zip(runners, results, strict=True):
-            if ok:
-                answers[process] = value
-            else:
-                errors[process] = value.getErrorMessage()
         return services, answers, errors
 
     def _pid(self, process: str) -> int | None:
