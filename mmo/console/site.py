@@ -84,6 +84,11 @@ def console_files() -> dict[bytes, tuple[bytes, bytes]]:
     }
 
 
+def _address(request) -> str:
+    address = request.getClientAddress()
+    return getattr(address, "host", None) or str(address)
+
+
 def set_headers(request) -> None:
     for name, value in HEADERS.items():
         request.setHeader(name, value)
@@ -141,13 +146,16 @@ class Login(resource.Resource):
         token = (request.args.get(b"token") or [b""])[0]
         logged = self.auth.log_in(token)
         if logged is None:
-            self.log.warn("console: a login link was refused (unknown, used or expired)")
+            self.log.warn(
+                "console: a login link from {address} was refused (unknown, used or expired)",
+                address=_address(request),
+            )
             request.setResponseCode(http.FORBIDDEN)
             request.setHeader(b"content-type", b"text/plain; charset=utf-8")
             return b"this login link is unknown, used already or expired: ask for another\n"
         ident, _ = logged
         self.auth.set_cookie(request, ident)
-        self.log.info("console: logged in with a login link")
+        self.log.info("console: {address} logged in with a login link", address=_address(request))
         request.redirect(b"/")
         return b""
 
