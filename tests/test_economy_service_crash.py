@@ -119,19 +119,23 @@ async def audit_service(store, record) -> list[str]:
         if not known:
             problems.append(f"posting {entry.seq} {entry.key!r}: nobody asked for it")
     for trade_id, trade in sorted(record.settled.items()):
-        settlement = await store.economy_posting(event_key("trade", trade_id, "settle"))
-        if settlement is None:
-            problems.append(f"trade {trade_id} was said settled; its settlement is not posted")
-            continue
         expected = {
             f"player:{trade['you']['player']}": assets_of(trade["them"]["offer"]),
             f"player:{trade['them']['player']}": assets_of(trade["you"]["offer"]),
         }
+        expected = {account: held for account, held in expected.items() if held}
+        if not expected:
+            # Nothing offered on either side: nothing to post.
+            continue
+        settlement = await store.economy_posting(event_key("trade", trade_id, "settle"))
+        if settlement is None:
+            problems.append(f"trade {trade_id} was said settled; its settlement is not posted")
+            continue
         paid: dict[str, dict[str, int]] = {}
         for leg in settlement.legs:
             if leg.account.startswith("player:"):
                 paid.setdefault(leg.account, {})[leg.asset] = leg.amount
-        if paid != {account: held for account, held in expected.items() if held}:
+        if paid != expected:
             problems.append(f"trade {trade_id} settled as {paid}, its players saw {expected}")
     return problems
 
