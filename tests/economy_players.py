@@ -26,7 +26,7 @@ from mmo.client import ConnectionClosed, ServerError, connect
 from mmo.economy.errors import EconomyError
 from mmo.economy.holdings import event_key
 from mmo.unavailable import BackendUnavailable
-from tests.support import PASSWORD, sleep, until
+from tests.support import PASSWORD, bounded, sleep, until
 
 #: The economy the players trade in: its config section, items and vendors.
 ECONOMY = """
@@ -118,6 +118,10 @@ REQUEST_TIMEOUT = 15.0
 RETRY_FOR, RETRY_EVERY = 60.0, 0.1
 
 
+class Stopped(Exception):
+    """The players were stopped (the test ends) while a request was asked again."""
+
+
 class Record:
     """
     What the players were told, to check against the ledger.
@@ -156,6 +160,7 @@ class Player:
         self.name = name
         self.record = record
         self.account: str | None = None
+        self.stopped = False
         self._client = None
         # One login at a time: workers sharing the player share his session.
         self._login = defer.DeferredLock()
@@ -236,10 +241,14 @@ class Player:
             if reactor.seconds() > deadline:
                 raise AssertionError(f"{self.name}: {kind} unanswered for {RETRY_FOR} s")
             await sleep(RETRY_EVERY)
+            if self.stopped:
+                raise Stopped(kind)
 
-    async def close(self) -> None:
+    def stop(self) -> None:
+        """Ask nothing again, and end the session."""
+        self.stopped = True
         if self._client is not None:
-            await self._client.close()
+            self._client.transport.abortConnection()
 
 
 class Players:
@@ -262,6 +271,7 @@ class Players:
         self.done = 0
         self._busy: set[Player] = set()
         self._paused = False
+        self._stopped = False
         self._working = 0
         self._runs: list[defer.Deferred] = []
 
@@ -283,11 +293,14 @@ class Players:
         self._paused = False
 
     async def stop(self) -> None:
+        """End the sessions and the operations under way."""
+        self._stopped = True
         for player in self.players:
-            await player.close()
+            player.stop()
+        await bounded(defer.DeferredList(self._runs, consumeErrors=True))
 
     async def _work(self) -> None:
-        while self.started < self.operations:
+        while self.started < self.operations and not self._stopped:
             if self._paused:
                 await sleep(0.02)
                 continue
@@ -336,7 +349,7 @@ class Players:
             except EconomyError as e:
                 return type(e).__name__
             except BackendUnavailable:
-                if reactor.seconds() > deadline:
+                if reactor.seconds() > deadline or self._stopped:
                     raise
                 await sleep(RETRY_EVERY)
                 continue

@@ -250,10 +250,8 @@ class CrashTestsMixin:
         await players.start()
         self.addCleanup(players.stop)
         finished = players.finished()
-        spacing = OPERATIONS // (KILLS + 1)
         kills = 0
-        while kills < KILLS and not finished.called:
-            target = players.done + chance.randrange(spacing // 2, spacing * 3 // 2)
+        for target in sorted(chance.sample(range(OPERATIONS // 20, OPERATIONS * 9 // 10), KILLS)):
             await until(
                 lambda target=target: finished.called or players.done >= target,
                 timeout=economy_players.RETRY_FOR,
@@ -261,6 +259,7 @@ class CrashTestsMixin:
             )
             if finished.called:
                 break
+            # At a random moment of the operations under way.
             await sleep(chance.uniform(0, 0.3))
             victims = await deployed.kill(chance)
             kills += 1
