@@ -467,6 +467,8 @@ class Trading:
         for player in self.parties:
             for _ in range(100):
                 trade = (await player.call("trade.status"))["trade"]
+                if trade is not None:
+                    self.record.trades.add(trade["id"])
                 if trade is None or trade["state"] in ("settled", "cancelled"):
                     break
                 if trade["state"] == "open":
