@@ -36,6 +36,8 @@ items = "{items}"
 shops = "{shops}"
 inventory = "slots"
 inventory_limit = 30
+# A restarted economy process serves trades once its last lease expired.
+trade_lease = 3.0
 
 [economy.currencies.gold]
 decimals = 2

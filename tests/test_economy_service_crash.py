@@ -188,14 +188,13 @@ class Standalone:
 class RedisCluster:
     """
     A cluster on a private Redis (store and bus, C{appendfsync always}):
-    the login server, a gateway, the lobby and the economy process, the one
-    killed, with Redis sometimes.
+    the login server, a gateway and the economy process, the one killed,
+    with Redis sometimes.
     """
 
     PROCESSES = (
         ("login", "login"),
         ("gateway-1", "gateway"),
-        ("lobby", "lobby"),
         ("economy", "economy"),
     )
 
