@@ -47,18 +47,34 @@ from tests.support import (
     spawn_cluster,
     until,
 )
-from tests.test_cluster import SETTINGS
 from tests.test_economy_store import audit
 from tests.test_login_e2e import started
 from tests.test_twistd import spawn
 
 LONG = os.environ.get("MMO_ECONOMY_CRASH_LONG") == "1"
 #: Kills per backend, and operations in all.
-KILLS = 30 if LONG else 4
-OPERATIONS = 3000 if LONG else 300
+KILLS = 30 if LONG else 5
+OPERATIONS = 3000 if LONG else 500
 #: Players, and operations run at once.
 NAMES = tuple(f"trader{n}" for n in range(6))
 WORKERS = 3
+
+#: Players who ask as fast as the deployment answers: no flood limit in the way.
+UNLIMITED = "[gateway]\nflood_rate = 10000.0\nflood_burst = 10000\n"
+
+#: The store and the bus on Redis.
+ON_REDIS = """
+[store]
+backend = "redis"
+
+[bus]
+backend = "redis"
+heartbeat_interval = 0.5
+heartbeat_timeout = 2.0
+"""
+
+#: What the process serving trades logs once it recovered the escrows.
+SERVING = r"economy: serving trades \(token \d+\); (\d+) escrows given back"
 
 #: The posting keys' first parts, and which come from a player's request.
 REQUESTED = ("buy", "sell", "reward")
@@ -167,19 +183,22 @@ class Standalone:
 
     async def start(self) -> None:
         self.config = deployment(
-            self.testcase, STANDALONE, extra=FAST_HASH + economy_settings(self.testcase)
+            self.testcase, STANDALONE, extra=FAST_HASH + UNLIMITED + economy_settings(self.testcase)
         )
         self.ca = tls.ca_path(self.config.deployment.tls_dir)
-        await self.restart()
+        await self.recover()
 
-    async def restart(self) -> None:
+    async def recover(self):
+        """Start it again; the process that serves trades again."""
         self.child, self.transport = spawn(self.testcase, self.config.file, "mmo")
         self.port = await started(self.child, "mmo")
+        return self.child
 
     def login_address(self) -> tuple[str, int]:
         return "127.0.0.1", self.port
 
     async def kill(self, chance: random.Random) -> str:
+        """Kill it; what was killed."""
         self.transport.signalProcess("KILL")
         await self.child.whenExited()
         return "mmo"
@@ -188,8 +207,8 @@ class Standalone:
 class RedisCluster:
     """
     A cluster on a private Redis (store and bus, C{appendfsync always}):
-    the login server, a gateway and the economy process, the one killed,
-    with Redis sometimes.
+    the login server, a gateway and the economy process.  The economy
+    process is killed, or redis-server, or both.
     """
 
     PROCESSES = (
@@ -202,34 +221,41 @@ class RedisCluster:
         self.testcase = testcase
 
     async def start(self) -> None:
-        settings = SETTINGS + economy_settings(self.testcase)
+        settings = FAST_HASH + UNLIMITED + ON_REDIS + economy_settings(self.testcase)
         self.cluster = await spawn_cluster(self.testcase, self.PROCESSES, settings, appendonly=True)
         self.config, self.ca, self.redis = self.cluster.config, self.cluster.ca, self.cluster.redis
-        self.redis_killed = False
+        self.killed: list[str] = []
 
     def login_address(self) -> tuple[str, int]:
         return "127.0.0.1", self.cluster.ports["login"]
 
     async def kill(self, chance: random.Random) -> str:
-        victims = "economy"
-        if chance.random() < 0.4:
-            self.redis.kill()
-            self.redis_killed = True
-            victims += " and redis-server"
-            await sleep(chance.uniform(0, 0.2))
-        self.cluster.transports["economy"].signalProcess("KILL")
-        await self.cluster.children["economy"].whenExited()
-        return victims
+        """Kill the economy process, redis-server or both (a moment apart); what was killed."""
+        self.killed = chance.choice([["economy"], ["economy"], ["redis"], ["redis", "economy"]])
+        for victim in self.killed:
+            if victim == "redis":
+                self.redis.kill()
+                await sleep(chance.uniform(0, 0.2))
+            else:
+                self.cluster.transports["economy"].signalProcess("KILL")
+                await self.cluster.children["economy"].whenExited()
+        return " and ".join(self.killed)
 
-    async def restart(self) -> None:
-        if self.redis_killed:
+    async def recover(self):
+        """
+        Start again what was killed (redis-server from its append-only
+        file); the economy process started again, if it was killed.
+        """
+        if "redis" in self.killed:
             self.redis.start()
-            self.redis_killed = False
+        if "economy" not in self.killed:
+            return None
         child, transport = spawn(
             self.testcase, self.config.file, "mmo-economy", "--process", "economy"
         )
         self.cluster.children["economy"], self.cluster.transports["economy"] = child, transport
         await child.whenLogged(r"economy: ready")
+        return child
 
 
 class CrashTestsMixin:
@@ -249,7 +275,8 @@ class CrashTestsMixin:
         await players.start()
         self.addCleanup(players.stop)
         finished = players.finished()
-        kills = 0
+        kills = given_back = 0
+        killed = []
         for target in sorted(chance.sample(range(OPERATIONS // 20, OPERATIONS * 9 // 10), KILLS)):
             await until(
                 lambda target=target: finished.called or players.done >= target,
@@ -261,10 +288,14 @@ class CrashTestsMixin:
             # At a random moment of the operations under way.
             await sleep(chance.uniform(0, 0.3))
             victims = await deployed.kill(chance)
+            killed.append(victims)
             kills += 1
-            await deployed.restart()
+            restarted = await deployed.recover()
+            if restarted is not None:
+                served = await restarted.whenLogged(SERVING)
+                given_back += int(served.group(1))
             await players.pause()
-            # Served again: the escrows are recovered.
+            # Trades served again (after a recovery, if the lease was lost).
             await players.players[0].call("trade.status")
             why = f"seed {seed}, after kill {kills} ({victims})"
             self.assertEqual(await audit_service(store, players.record), [], why)
@@ -277,7 +308,8 @@ class CrashTestsMixin:
         self.assertEqual(held, given - taken, f"seed {seed}")
         record = players.record
         print(
-            f"{kills} kills; {len(record.acknowledged)} postings acknowledged, "
+            f"{kills} kills ({', '.join(killed)}); {given_back} escrows given back by recoveries; "
+            f"{len(record.acknowledged)} postings acknowledged, "
             f"{len(record.settled)} trades settled; gold: {held} = {given} given - {taken} "
             f"taken\n{record.summary()}"
         )
