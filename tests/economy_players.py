@@ -98,6 +98,9 @@ sell = 2
 stock = 2000
 """
 
+#: An offer of nothing, as the wire shows it.
+EMPTY = {"currencies": {}, "items": {}, "uniques": []}
+
 #: Item -> the vendor that sells it and buys it back.
 VENDORS = {"sword": "smith", "ring": "smith", "potion": "apothecary", "herb": "apothecary"}
 STACKABLE = ("herb", "potion")
@@ -276,6 +279,7 @@ class Players:
         self._stopped = False
         self._working = 0
         self._runs: list[defer.Deferred] = []
+        self._deposits: list[defer.Deferred] = []
 
     async def start(self) -> None:
         for player in self.players:
@@ -293,6 +297,17 @@ class Players:
 
     def resume(self) -> None:
         self._paused = False
+
+    def deposited(self) -> defer.Deferred:
+        """Fires as soon as a trade has a deposit in escrow, its settlement to come."""
+        d = defer.Deferred(lambda d: self._deposits.remove(d))
+        self._deposits.append(d)
+        return d
+
+    def _deposited(self) -> None:
+        waiting, self._deposits = self._deposits, []
+        for d in waiting:
+            d.callback(None)
 
     async def stop(self) -> None:
         """End the sessions and the operations under way."""
@@ -325,7 +340,7 @@ class Players:
             pair = rng.sample(free, 2)
             self._busy.update(pair)
             try:
-                outcome = await Trading(self.record, *pair, rng).run()
+                outcome = await Trading(self.record, *pair, rng, self._deposited).run()
             finally:
                 self._busy.difference_update(pair)
         else:
@@ -341,13 +356,12 @@ class Players:
             items[rng.choice(STACKABLE)] = rng.randrange(1, 15)
         if rng.random() < 0.3:
             items[rng.choice(("sword", "ring"))] = 1
+        gold = {"gold": rng.randrange(1, 300)}
         self.record.asked.add(event_key("reward", key))
         deadline = reactor.seconds() + RETRY_FOR
         while True:
             try:
-                seq = await self.economy.rewards.reward(
-                    player.account, key, "quest", {"gold": rng.randrange(1, 300)}, items
-                )
+                seq = await self.economy.rewards.reward(player.account, key, "quest", gold, items)
             except EconomyError as e:
                 return type(e).__name__
             except BackendUnavailable:
@@ -394,10 +408,15 @@ class Trading:
     a cancel sometimes; whatever refuses it, it ends with no trade open.
     """
 
-    def __init__(self, record: Record, opener: Player, other: Player, rng: random.Random):
+    def __init__(self, record: Record, opener: Player, other: Player, rng, deposited):
+        """
+        @param deposited: Called when the first side's confirmation put
+            his offer in escrow, the other's still to come.
+        """
         self.record = record
         self.parties = (opener, other)
         self.rng = rng
+        self.deposited = deposited
         self.trade: dict | None = None
 
     async def run(self) -> str:
@@ -414,6 +433,8 @@ class Trading:
             first, second = rng.sample(self.parties, 2)
             seen = self.trade["version"]
             await self.confirm(first)
+            if self.trade["you"]["offer"] != EMPTY:
+                self.deposited()
             if rng.random() < 0.2:
                 # The other side changes his offer after the first confirmed:
                 # the first's confirmation is of a stale version now.

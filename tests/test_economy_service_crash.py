@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import random
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from mmo import tls
@@ -276,7 +276,7 @@ class CrashTestsMixin:
         self.addCleanup(players.stop)
         finished = players.finished()
         kills = given_back = 0
-        killed = []
+        killed: dict[str, int] = {}
         for target in sorted(chance.sample(range(OPERATIONS // 20, OPERATIONS * 9 // 10), KILLS)):
             await until(
                 lambda target=target: finished.called or players.done >= target,
@@ -285,10 +285,16 @@ class CrashTestsMixin:
             )
             if finished.called:
                 break
-            # At a random moment of the operations under way.
-            await sleep(chance.uniform(0, 0.3))
+            if chance.random() < 0.5:
+                # As a trade's first deposit is in escrow, or just after.
+                waited = players.deposited().addTimeout(economy_players.RETRY_FOR / 10, reactor)
+                await waited.addErrback(lambda failure: failure.trap(defer.TimeoutError))
+                await sleep(chance.uniform(0, 0.02))
+            else:
+                # At a random moment of the operations under way.
+                await sleep(chance.uniform(0, 0.3))
             victims = await deployed.kill(chance)
-            killed.append(victims)
+            killed[victims] = killed.get(victims, 0) + 1
             kills += 1
             restarted = await deployed.recover()
             if restarted is not None:
@@ -308,7 +314,7 @@ class CrashTestsMixin:
         self.assertEqual(held, given - taken, f"seed {seed}")
         record = players.record
         print(
-            f"{kills} kills ({', '.join(killed)}); {given_back} escrows given back by recoveries; "
+            f"{kills} kills ({killed}); {given_back} escrows given back by recoveries; "
             f"{len(record.acknowledged)} postings acknowledged, "
             f"{len(record.settled)} trades settled; gold: {held} = {given} given - {taken} "
             f"taken\n{record.summary()}"
