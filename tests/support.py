@@ -36,6 +36,18 @@ WEBSOCKET = 'websocket = "tcp:0:interface=127.0.0.1"\n'
 #: Password hashing cheap enough for tests that log many players in.
 FAST_HASH = "[login]\nargon2_memory_kib = 1024\nargon2_time_cost = 1\n"
 
+#: The store and the bus on Redis (a C{[redis]} section to add), with a
+#: directory that forgets a dead process in 2 s.
+ON_REDIS = """
+[store]
+backend = "redis"
+
+[bus]
+backend = "redis"
+heartbeat_interval = 0.5
+heartbeat_timeout = 2.0
+"""
+
 #: The password of the players of the end-to-end tests.
 PASSWORD = "open sesame 42"
 

@@ -40,6 +40,7 @@ from tests import economy_players
 from tests.economy_players import ECONOMY, ITEMS, SHOPS, Players
 from tests.support import (
     FAST_HASH,
+    ON_REDIS,
     STANDALONE,
     bounded,
     deployment,
@@ -61,17 +62,6 @@ WORKERS = 3
 
 #: Players who ask as fast as the deployment answers: no flood limit in the way.
 UNLIMITED = "[gateway]\nflood_rate = 10000.0\nflood_burst = 10000\n"
-
-#: The store and the bus on Redis.
-ON_REDIS = """
-[store]
-backend = "redis"
-
-[bus]
-backend = "redis"
-heartbeat_interval = 0.5
-heartbeat_timeout = 2.0
-"""
 
 #: What the process serving trades logs once it recovered the escrows.
 SERVING = r"economy: serving trades \(token \d+\); (\d+) escrows given back"
