@@ -36,6 +36,7 @@ from mmo.economy.economy import Economy
 from mmo.economy.holdings import event_key
 from mmo.store import make_store
 from mmo.store.common_economy import MAX_READ
+from mmo.unavailable import BackendUnavailable
 from tests import economy_players
 from tests.economy_players import ECONOMY, ITEMS, SHOPS, Players
 from tests.support import (
@@ -157,6 +158,15 @@ async def supply(store, currency: str) -> tuple[int, int, int]:
         amount for account, amount in holders if account.split(":")[0] not in ("faucet", "sink")
     )
     return held, given, taken
+
+
+async def reachable(store) -> bool:
+    """Whether C{store} answers (its connection is up again after a restart of its server)."""
+    try:
+        await store.economy_balances("faucet:quest")
+    except BackendUnavailable:
+        return False
+    return True
 
 
 class Standalone:
@@ -291,8 +301,10 @@ class CrashTestsMixin:
                 served = await restarted.whenLogged(SERVING)
                 given_back += int(served.group(1))
             await players.pause()
-            # Trades served again (after a recovery, if the lease was lost).
+            # Trades served again (after a recovery, if the lease was lost),
+            # and this process's store connected again.
             await players.players[0].call("trade.status")
+            await until(lambda: reachable(store), what="the store reachable again")
             why = f"seed {seed}, after kill {kills} ({victims})"
             self.assertEqual(await audit_service(store, players.record), [], why)
             players.resume()
