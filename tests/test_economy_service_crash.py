@@ -230,8 +230,13 @@ class RedisCluster:
         return "127.0.0.1", self.cluster.ports["login"]
 
     async def kill(self, chance: random.Random) -> str:
-        """Kill the economy process, redis-server or both (a moment apart); what was killed."""
-        self.killed = chance.choice([["economy"], ["economy"], ["redis"], ["redis", "economy"]])
+        """
+        Kill the economy process, redis-server or both (a moment apart, in
+        either order); what was killed.
+        """
+        self.killed = chance.choice(
+            [["economy"], ["economy"], ["redis"], ["redis", "economy"], ["economy", "redis"]]
+        )
         for victim in self.killed:
             if victim == "redis":
                 self.redis.kill()
@@ -239,7 +244,7 @@ class RedisCluster:
             else:
                 self.cluster.transports["economy"].signalProcess("KILL")
                 await self.cluster.children["economy"].whenExited()
-        return " and ".join(self.killed)
+        return " then ".join(self.killed)
 
     async def recover(self):
         """
@@ -285,11 +290,11 @@ class CrashTestsMixin:
             )
             if finished.called:
                 break
-            if chance.random() < 0.5:
+            if chance.random() < 0.7:
                 # As a trade's first deposit is in escrow, or just after.
                 waited = players.deposited().addTimeout(economy_players.RETRY_FOR / 10, reactor)
                 await waited.addErrback(lambda failure: failure.trap(defer.TimeoutError))
-                await sleep(chance.uniform(0, 0.02))
+                await sleep(chance.uniform(0, 0.01))
             else:
                 # At a random moment of the operations under way.
                 await sleep(chance.uniform(0, 0.3))
