@@ -43,6 +43,7 @@ from mmo.zone.ended import SessionEnds, caller_of
 from mmo.zone.entity import PLAYER, Entity
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, HOLDING, OFFERING, ZoneHandoff
+from mmo.zone.mapfeed import MapFeed
 from mmo.zone.movement import client_movement
 from mmo.zone.outbox import Outbox, ZoneLink
 from mmo.zone.route import move_input
@@ -98,6 +99,7 @@ class ZoneService(GameService):
     @ivar takeover: The L{Takeover}: replacing the zone's process.
     @ivar ends: The L{SessionEnds}: an entity whose session ended while it
         was not active here leaves the world when it settles.
+    @ivar map_feed: The L{MapFeed}: the console's live map, while watched.
     """
 
     kind = "zone"
@@ -138,6 +140,15 @@ class ZoneService(GameService):
             region_name, store, self.handoff.checkpoint_records, reactor, self.checkpoint_interval
         )
         self.ticker = Ticker(reactor, world.tick_rate, self.tick)
+        self.map_feed = MapFeed(
+            bus,
+            region_name,
+            self.simulation,
+            self.handoff.outgoing,
+            self.publish,
+            reactor,
+            world.tick_rate,
+        )
         self.takeover = Takeover(self)
         self._subscription = None
         #: When the last tick ran (the clock's time), for the takeover's pause.
@@ -190,6 +201,7 @@ class ZoneService(GameService):
         there is none.
         """
         self._subscription = await self.bus.subscribe(zone_channel(self.name), self.heard)
+        await self.map_feed.start()
         if standby is not None:
             self.takeover.wait(standby)
             return
@@ -213,6 +225,7 @@ class ZoneService(GameService):
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
+        await self.map_feed.stop()
         if self.takeover.serving:
             try:
                 await self.checkpointer.checkpoint()
@@ -284,6 +297,7 @@ class ZoneService(GameService):
 
         self.outbox.pushes(result)
         self.outbox.ghosts(result)
+        self.map_feed.tick(result.time)
 
         if self.takeover.mode == SERVING:
             # Handing the process over: no new crossings (reported again later).

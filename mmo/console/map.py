@@ -1,0 +1,267 @@
+"""
+The console's live world map: L{map_resource}, mounted at C{/map} on the
+console's HTTPS site.
+
+    /map/           a page of the map alone (the console's "Map" view
+                    loads the same script)
+    /map/map.js     the drawing, an ES module: on a canvas in
+                    C{<div id="world-map">}
+    /map/stream     a WebSocket (secure: on the console's listener): the
+                    world first, then updates of the browser's view
+
+Everything under C{/map} is refused to whoever the console's
+C{auth.authorized(request)} refuses, and the stream to a page of another
+origin.  One L{MapHub} per resource: while at least one browser has the
+stream open, it asks the zones for their frames (L{MapWatch} on the bus,
+renewed) and sends each browser, at up to L{SEND_RATE}, the update of its
+view (L{mmo.console.mapview}).  See C{docs/map.md}.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from urllib.parse import urlsplit
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import task
+from twisted.logger import Logger
+from twisted.web import pages, resource, static, util
+
+from mmo.console.mapview import Frames, View, encode_update, world_message
+from mmo.frontend.backlog import SendBacklog
+from mmo.game.messages import (
+    MAP_FEED_CHANNEL,
+    MAP_WATCH_CHANNEL,
+    Dispatcher,
+    MapFrame,
+    MapWatch,
+    publish,
+)
+from mmo.unavailable import log_failure
+
+#: The map's page and script, package data.
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+#: Seconds between two L{MapWatch}es while someone watches.
+WATCH_EVERY = 1.0
+
+#: The watch's time to live, seconds: three renewals, so that one lost
+#: message does not stop the frames.
+WATCH_TTL = 3.0
+
+#: The most updates per second a browser is sent (an update is sent only
+#: when a zone's frame came since the last one).
+SEND_RATE = 20.0
+
+#: The longest message a browser may send (its view), bytes.
+MAX_MESSAGE = 1024
+
+#: Bytes a browser may leave unread before the stream closes.
+MAX_UNSENT = 4 * 1024 * 1024
+
+
+class MapHub:
+    """
+    The zones' frames, and the browsers that watch them (see the module
+    docstring).
+
+    @ivar frames: The zones' latest frames (L{Frames}).
+    @ivar watchers: The open streams (L{MapStream}).
+    """
+
+    log = Logger()
+
+    def __init__(self, world, bus, clock, sender: str = "console"):
+        self.world = world
+        self.bus = bus
+        self.clock = clock
+        self.sender = sender
+        self.frames = Frames(clock)
+        self.watchers: set = set()
+        self._sent = -1
+        self._subscription = None
+        self._subscribing = None
+        self._dispatcher = Dispatcher("map")
+        self._dispatcher.on(MapFrame, self._frame)
+        self._watch = task.LoopingCall(self._renew)
+        self._watch.clock = clock
+        self._send = task.LoopingCall(self._update)
+        self._send.clock = clock
+
+    def join(self, watcher) -> None:
+        """A stream opened: the first one starts the watch and the updates."""
+        self.watchers.add(watcher)
+        if len(self.watchers) > 1:
+            return
+        if self._subscription is None and self._subscribing is None:
+            self._subscribing = self.bus.subscribe(MAP_FEED_CHANNEL, self._dispatcher)
+            self._subscribing.addCallbacks(self._subscribed, self._not_subscribed)
+        self._watch.start(WATCH_EVERY, now=True)
+        self._send.start(1.0 / SEND_RATE, now=False)
+
+    def leave(self, watcher) -> None:
+        """A stream closed: after the last one, nothing more is asked or sent."""
+        if watcher not in self.watchers:
+            return
+        self.watchers.discard(watcher)
+        if self.watchers:
+            return
+        for loop in (self._watch, self._send):
+            if loop.running:
+                loop.stop()
+        self._sent = -1
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            subscription.cancel().addErrback(log_failure, self.log, "map: unsubscribing failed")
+
+    def _subscribed(self, subscription) -> None:
+        self._subscribing = None
+        if self.watchers:
+            self._subscription = subscription
+        else:
+            subscription.cancel().addErrback(log_failure, self.log, "map: unsubscribing failed")
+
+    def _not_subscribed(self, failure) -> None:
+        self._subscribing = None
+        log_failure(failure, self.log, "map: subscribing to the zones' frames failed")
+        for watcher in list(self.watchers):
+            watcher.fail("the bus is unavailable")
+
+    def _renew(self) -> None:
+        d = publish(self.bus, MAP_WATCH_CHANNEL, MapWatch(WATCH_TTL), self.sender)
+        d.addErrback(log_failure, self.log, "map: asking the zones for frames failed")
+
+    def _frame(self, sender: str, frame: MapFrame) -> None:
+        try:
+            self.frames.take(frame)
+        except (TypeError, ValueError) as e:
+            self.log.warn("map: dropped a frame from {sender}: {why}", sender=sender, why=str(e))
+
+    def _update(self) -> None:
+        if self.frames.serial == self._sent:
+            return
+        self._sent = self.frames.serial
+        frames = self.frames.current()
+        for watcher in list(self.watchers):
+            try:
+                watcher.update(frames)
+            except Exception:
+                self.log.failure("map: an update failed")
+
+
+class MapStream(WebSocketServerProtocol):
+    """
+    One browser's stream: the world (L{world_message}) when it opens, then
+    the updates of its view (the whole map until it says one), except
+    while its connection is full (that update is skipped: the next one
+    has everything).
+    """
+
+    log = Logger()
+    view: View | None = None
+    backlog: SendBacklog | None = None
+
+    def onConnect(self, request):
+        origin = request.headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc != request.headers.get("host"):
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "the map is for the console's own pages")
+        return None
+
+    def onOpen(self) -> None:
+        hub = self.factory.hub
+        world = hub.world
+        self.view = View(0.0, 0.0, world.width, world.height)
+        self.backlog = SendBacklog(MAX_UNSENT, self._overflowed)
+        # The HTTP channel that upgraded the connection left itself as the
+        # transport's producer, though it no longer reads or writes it.
+        self.transport.unregisterProducer()
+        self.backlog.watch(self)
+        self.sendMessage(json.dumps(world_message(world)).encode(), isBinary=False)
+        hub.join(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        try:
+            if isBinary:
+                raise ValueError("send the view as JSON text")
+            message = json.loads(payload)
+            if not isinstance(message, dict) or "view" not in message:
+                raise ValueError('expected {"view": [x0, y0, x1, y1]}')
+            self.view = View.parse(message["view"])
+        except ValueError as e:
+            self.sendMessage(json.dumps({"type": "error", "reason": str(e)}).encode())
+
+    def update(self, frames) -> None:
+        """Send the update of this browser's view of C{frames}, unless its connection is full."""
+        if self.backlog is not None and self.backlog.paused:
+            return
+        # autobahn applies the (inbound) message limit to sendMessage as
+        # well; the frame API does not check it.
+        self.beginMessage(isBinary=True)
+        self.sendMessageFrame(encode_update(frames, self.view))
+        self.endMessage()
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        super().sendData(data, sync, chopsize)
+        if self.backlog is not None:
+            self.backlog.wrote(len(data))
+
+    def fail(self, reason: str) -> None:
+        """Close the stream, telling the browser C{reason}."""
+        self.sendClose(code=1011, reason=reason)
+
+    def _overflowed(self, unsent: int) -> None:
+        self.log.warn("map: a browser left {unsent} bytes unread; closed", unsent=unsent)
+        self.dropConnection(abort=True)
+
+    def onClose(self, wasClean: bool, code, reason) -> None:
+        if self.backlog is not None:
+            self.backlog.unwatch()
+        self.factory.hub.leave(self)
+
+
+class MapResource(resource.Resource):
+    """
+    C{/map}: its page, script and stream, to those C{auth} lets in (see
+    the module docstring).
+    """
+
+    def __init__(self, auth, stream: resource.IResource):
+        super().__init__()
+        self.auth = auth
+        page = static.File(os.path.join(STATIC, "map.html"), defaultType="text/html")
+        script = static.File(os.path.join(STATIC, "map.js"))
+        script.type = "text/javascript"
+        self.putChild(b"", page)
+        self.putChild(b"map.js", script)
+        self.putChild(b"stream", stream)
+
+    def getChildWithDefault(self, path: bytes, request):
+        if not self.auth.authorized(request):
+            return pages.forbidden()
+        return super().getChildWithDefault(path, request)
+
+    def render(self, request):
+        if not self.auth.authorized(request):
+            return pages.forbidden().render(request)
+        return util.redirectTo(request.prePathURL() + b"/", request)
+
+
+def map_resource(config, bus, reactor, auth) -> resource.IResource:
+    """
+    The live map of C{config}'s world, fed by C{bus}, for those C{auth}
+    (an object with C{authorized(request) -> bool}) lets in: mount it at
+    C{/map} of the console's site.
+    """
+    factory = WebSocketServerFactory()
+    factory.protocol = MapStream
+    factory.hub = MapHub(config.world, bus, reactor)
+    factory.setProtocolOptions(
+        maxMessagePayloadSize=MAX_MESSAGE,
+        maxFramePayloadSize=MAX_MESSAGE,
+        autoPingInterval=10,
+        autoPingTimeout=20,
+    )
+    return MapResource(auth, WebSocketResource(factory))
