@@ -387,9 +387,12 @@ class MapResourceTests(unittest.TestCase):
     def test_script(self):
         """The map's script, as JavaScript, to those let in."""
         child, request = self.render(b"/map/map.js", admin=True)
-        self.assertEqual(child.type, "text/javascript")
-        with open(child.path, "rb") as script:
-            self.assertIn(b"world-map", script.read())
+        body = child.render(request)
+        self.assertEqual(
+            request.responseHeaders.getRawHeaders(b"content-type"),
+            [b"text/javascript; charset=utf-8"],
+        )
+        self.assertIn(b'getElementById("world-map")', body)
 
     async def connect(self, admin: bool = True, origin: str | None = None):
         url = f"ws://127.0.0.1:{self.port.getHost().port}/map/stream"

@@ -222,6 +222,12 @@ class MapStream(WebSocketServerProtocol):
         self.factory.hub.leave(self)
 
 
+def _static(name: str, content_type: str) -> static.Data:
+    """The package's static file C{name}, read once."""
+    with open(os.path.join(STATIC, name), "rb") as f:
+        return static.Data(f.read(), content_type)
+
+
 class MapResource(resource.Resource):
     """
     C{/map}: its page, script and stream, to those C{auth} lets in (see
@@ -231,11 +237,8 @@ class MapResource(resource.Resource):
     def __init__(self, auth, stream: resource.IResource):
         super().__init__()
         self.auth = auth
-        page = static.File(os.path.join(STATIC, "map.html"), defaultType="text/html")
-        script = static.File(os.path.join(STATIC, "map.js"))
-        script.type = "text/javascript"
-        self.putChild(b"", page)
-        self.putChild(b"map.js", script)
+        self.putChild(b"", _static("map.html", "text/html; charset=utf-8"))
+        self.putChild(b"map.js", _static("map.js", "text/javascript; charset=utf-8"))
         self.putChild(b"stream", stream)
 
     def getChildWithDefault(self, path: bytes, request):

@@ -7,7 +7,8 @@
 //
 // For tests and the curious, the map's state is `window.mmoMap`: `updates`
 // received, `rate` (updates per second over the last second), `count` in
-// view, `players` (id -> {x, y, zone, time}), `handoffs`, `lag` (seconds
+// view, `players` (id -> {x, y, zone, time: the zone's tick, at: the update's
+// arrival}), `handoffs`, `lag` (seconds
 // from the zones' tick to the update's arrival, the largest of its zones).
 
 const PLAYER = "#ffcc33";
@@ -170,7 +171,7 @@ export class WorldMap {
     let lag = null;
     for (const [zone, figures] of Object.entries(header.zones)) {
       for (let i = 0; i < figures.players && header.dots; i++, index++) {
-        players[header.players[index]] = { x: xs[index], y: ys[index], zone, time: figures.time };
+        players[header.players[index]] = { x: xs[index], y: ys[index], zone, time: figures.time, at: now };
       }
       lag = Math.max(lag ?? 0, now - figures.time);
     }
