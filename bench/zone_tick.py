@@ -138,6 +138,72 @@ def encode_pushes(result, whole_first: bool) -> tuple[float, float]:
     return joined(), whole()
 
 
+class BenchZone:
+    """
+    The zone this benchmark times, and those that build on it: C{size}
+    entities in the left region of L{world_config}'s world, a tenth of them
+    players walking (L{Walker}), the rest NPCs, and the neighbour's entities
+    within the ghost margin (at the same density) mirrored in as ghosts.
+
+    @ivar sim: The L{ZoneSimulation}, on the fake C{clock}.
+    """
+
+    def __init__(self, size: int, seed: int, clock: task.Clock | None = None):
+        self.conf = conf = world_config()
+        world = WorldMap.from_config(conf)
+        self.region = region = world.region("r0c0")
+        self.clock = clock if clock is not None else task.Clock()
+        self.rng = rng = random.Random(seed)
+        self.sim = ZoneSimulation(world, region, conf, self.clock, rng=random.Random(seed + 1))
+        self.interval = 1.0 / conf.tick_rate
+        players = max(1, size // 10)
+        self.walkers = []
+        for i in range(players):
+            entity = Entity(
+                id=f"player-{i}",
+                kind=PLAYER,
+                x=rng.uniform(region.x0 + 1, region.x1 - 1),
+                y=rng.uniform(region.y0 + 1, region.y1 - 1),
+                name=f"player {i}",
+                session=f"session-{i}",
+                gateway=f"gateway-{i % GATEWAYS}",
+            )
+            self.sim.add(entity)
+            self.walkers.append(Walker(entity, rng, conf.max_speed, region))
+        self.sim.spawn_npcs(size - players)
+        self.margin = margin = conf.ghost_margin
+        self.ghosts = [
+            [f"ghost-{i}", rng.uniform(region.x1, region.x1 + margin), rng.uniform(0, 1000)]
+            for i in range(round(size * margin / region.width))
+        ]
+
+    def step(self) -> list[tuple]:
+        """
+        Advance the clock one tick and move the ghosts (mirrored in as fresh
+        views, as from another process); the tick's inputs, not applied.
+        """
+        self.clock.advance(self.interval)
+        inputs = [(walker.entity, *walker.next_input(self.interval)) for walker in self.walkers]
+        region, margin, rng = self.region, self.margin, self.rng
+        for ghost in self.ghosts:
+            ghost[1] = min(region.x1 + margin, max(region.x1, ghost[1] + rng.uniform(-0.1, 0.1)))
+            ghost[2] = min(1000.0, max(0.0, ghost[2] + rng.uniform(-0.1, 0.1)))
+        self.sim.set_ghosts(
+            "r0c1",
+            [
+                {"id": g[0], "kind": NPC, "x": g[1], "y": g[2], "name": g[0], "attrs": {}}
+                for g in self.ghosts
+            ],
+        )
+        return inputs
+
+    def apply(self, inputs: list[tuple]) -> None:
+        """Apply the inputs as the zone's handoff applies them."""
+        for entity, seq, x, y in inputs:
+            self.sim.input(entity, seq, {"x": x, "y": y})
+            entity.last_input = seq
+
+
 def run_size(
     size: int,
     ticks: int,
@@ -150,35 +216,8 @@ def run_size(
     Measure C{ticks} ticks of a zone of C{size} entities; with C{profiler},
     it is enabled around each measured tick (and nothing else).
     """
-    conf = world_config()
-    world = WorldMap.from_config(conf)
-    region = world.region("r0c0")
-    clock = task.Clock()
-    rng = random.Random(seed)
-    sim = ZoneSimulation(world, region, conf, clock, rng=random.Random(seed + 1))
-    interval = 1.0 / conf.tick_rate
-    players = max(1, size // 10)
-    walkers = []
-    for i in range(players):
-        entity = Entity(
-            id=f"player-{i}",
-            kind=PLAYER,
-            x=rng.uniform(region.x0 + 1, region.x1 - 1),
-            y=rng.uniform(region.y0 + 1, region.y1 - 1),
-            name=f"player {i}",
-            session=f"session-{i}",
-            gateway=f"gateway-{i % GATEWAYS}",
-        )
-        sim.add(entity)
-        walkers.append(Walker(entity, rng, conf.max_speed, region))
-    sim.spawn_npcs(size - players)
-
-    # The neighbour's entities within the ghost margin, at the same density.
-    margin = conf.ghost_margin
-    ghosts = [
-        [f"ghost-{i}", rng.uniform(region.x1, region.x1 + margin), rng.uniform(0, 1000)]
-        for i in range(round(size * margin / region.width))
-    ]
+    zone = BenchZone(size, seed)
+    sim, rng, interval = zone.sim, zone.rng, zone.interval
 
     gc.collect()
     if settle:
@@ -190,26 +229,13 @@ def run_size(
     pushes = 0
     deadline = time.perf_counter() + max_seconds
     for n in range(WARMUP + ticks):
-        clock.advance(interval)
-        inputs = [(walker.entity, *walker.next_input(interval)) for walker in walkers]
-        for ghost in ghosts:
-            ghost[1] = min(region.x1 + margin, max(region.x1, ghost[1] + rng.uniform(-0.1, 0.1)))
-            ghost[2] = min(1000.0, max(0.0, ghost[2] + rng.uniform(-0.1, 0.1)))
-        sim.set_ghosts(
-            "r0c1",
-            [
-                {"id": g[0], "kind": NPC, "x": g[1], "y": g[2], "name": g[0], "attrs": {}}
-                for g in ghosts
-            ],
-        )
+        inputs = zone.step()
         profiling = profiler is not None and n >= WARMUP
         if profiling:
             profiler.enable()
         started = time.perf_counter()
         cpu_started = time.thread_time()
-        for entity, seq, x, y in inputs:
-            sim.input(entity, seq, {"x": x, "y": y})
-            entity.last_input = seq
+        zone.apply(inputs)
         result = sim.tick()
         elapsed = time.perf_counter() - started
         cpu = time.thread_time() - cpu_started

@@ -98,7 +98,7 @@ class MapFeedTests(unittest.TestCase):
         )
         self.outgoing: list = []
         self.feed = MapFeed(
-            self.bus, "r0c0", self.reals, lambda: self.outgoing, self.published, self.clock, 20.0
+            self.bus, "r0c0", self.reals, lambda: self.outgoing, self.published, self.clock, 10.0
         )
 
     def watch(self, ttl: float = 3.0) -> None:
@@ -133,13 +133,13 @@ class MapFeedTests(unittest.TestCase):
         self.assertEqual(len(self.published.messages), 1)
 
     def test_rate(self):
-        """Above twice L{MAP_RATE}, every other tick is published."""
+        """At six times L{MAP_RATE}, every sixth tick is published."""
         feed = MapFeed(self.bus, "r0c0", self.reals, list, self.published, self.clock, 60.0)
-        self.assertEqual(feed.every, 4)
+        self.assertEqual(feed.every, 6)
         feed._watched("console", MapWatch(5.0))
-        for tick in range(8):
+        for tick in range(12):
             feed.tick(float(tick))
-        self.assertEqual([m.time for _, m in self.published.messages], [3.0, 7.0])
+        self.assertEqual([m.time for _, m in self.published.messages], [5.0, 11.0])
 
     def test_bad_watch(self):
         """A watch without a positive ttl is ignored; a long one is cut to MAX_WATCH."""
@@ -156,6 +156,34 @@ class MapFeedTests(unittest.TestCase):
         self.successResultOf(defer.ensureDeferred(self.feed.stop()))
         self.watch()
         self.assertFalse(self.feed.watching)
+
+
+class PositionsTests(unittest.TestCase):
+    """The kernels' positions of a frame: the same on both."""
+
+    def test_kernels(self):
+        from mmo.zone import kernel
+
+        kernels = [kernel]
+        try:
+            from mmo.zone import _kernel
+        except ImportError:
+            pass
+        else:
+            kernels.append(_kernel)
+        reals = {
+            "npc-1": Entity("npc-1", NPC, 1.0, 2.0),
+            "c-a": Entity("c-a", PLAYER, 3.0, 4.0),
+            "npc-2": Entity("npc-2", NPC, 5.0, 6.0),
+            "c-b": Entity("c-b", PLAYER, 7.0, 8.5),
+            "npc-3": Entity("npc-3", NPC, 9.0, 10.0),
+        }
+        for module in kernels:
+            players, xs, ys = module.positions(reals, PLAYER)
+            self.assertEqual(players, ["c-a", "c-b"], module)
+            self.assertEqual(list(array("f", xs)), [3.0, 7.0, 1.0, 5.0, 9.0], module)
+            self.assertEqual(list(array("f", ys)), [4.0, 8.5, 2.0, 6.0, 10.0], module)
+            self.assertEqual(module.positions({}, PLAYER), ([], b"", b""))
 
 
 class ZoneFeedTests(ZoneTestCase):

@@ -13,13 +13,14 @@ Everything under C{/map} is refused to whoever the console's
 C{auth.authorized(request)} refuses, and the stream to a page of another
 origin.  One L{MapHub} per resource: while at least one browser has the
 stream open, it asks the zones for their frames (L{MapWatch} on the bus,
-renewed) and sends each browser, at up to L{SEND_RATE}, the update of its
-view (L{mmo.console.mapview}).  See C{docs/map.md}.
+renewed) and sends each browser the update of its view as soon as a
+zone's frame comes, at most L{SEND_RATE} a second (L{mmo.console.mapview}).  See C{docs/map.md}.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from urllib.parse import urlsplit
 
@@ -52,9 +53,9 @@ WATCH_EVERY = 1.0
 #: message does not stop the frames.
 WATCH_TTL = 3.0
 
-#: The most updates per second a browser is sent (an update is sent only
-#: when a zone's frame came since the last one).
-SEND_RATE = 20.0
+#: The most updates per second a browser is sent: the frames of several
+#: zones that come closer together than this make one update.
+SEND_RATE = 30.0
 
 #: The longest message a browser may send (its view), bytes.
 MAX_MESSAGE = 1024
@@ -81,15 +82,14 @@ class MapHub:
         self.sender = sender
         self.frames = Frames(clock)
         self.watchers: set = set()
-        self._sent = -1
+        self._sent_at = -math.inf
+        self._sending = None
         self._subscription = None
         self._subscribing = None
         self._dispatcher = Dispatcher("map")
         self._dispatcher.on(MapFrame, self._frame)
         self._watch = task.LoopingCall(self._renew)
         self._watch.clock = clock
-        self._send = task.LoopingCall(self._update)
-        self._send.clock = clock
 
     def join(self, watcher) -> None:
         """A stream opened: the first one starts the watch and the updates."""
@@ -100,7 +100,6 @@ class MapHub:
             self._subscribing = self.bus.subscribe(MAP_FEED_CHANNEL, self._dispatcher)
             self._subscribing.addCallbacks(self._subscribed, self._not_subscribed)
         self._watch.start(WATCH_EVERY, now=True)
-        self._send.start(1.0 / SEND_RATE, now=False)
 
     def leave(self, watcher) -> None:
         """A stream closed: after the last one, nothing more is asked or sent."""
@@ -109,10 +108,11 @@ class MapHub:
         self.watchers.discard(watcher)
         if self.watchers:
             return
-        for loop in (self._watch, self._send):
-            if loop.running:
-                loop.stop()
-        self._sent = -1
+        if self._watch.running:
+            self._watch.stop()
+        if self._sending is not None:
+            self._sending.cancel()
+            self._sending = None
         subscription, self._subscription = self._subscription, None
         if subscription is not None:
             subscription.cancel().addErrback(log_failure, self.log, "map: unsubscribing failed")
@@ -139,11 +139,14 @@ class MapHub:
             self.frames.take(frame)
         except (TypeError, ValueError) as e:
             self.log.warn("map: dropped a frame from {sender}: {why}", sender=sender, why=str(e))
+            return
+        if self._sending is None and self.watchers:
+            wait = self._sent_at + 1.0 / SEND_RATE - self.clock.seconds()
+            self._sending = self.clock.callLater(max(0.0, wait), self._update)
 
     def _update(self) -> None:
-        if self.frames.serial == self._sent:
-            return
-        self._sent = self.frames.serial
+        self._sending = None
+        self._sent_at = self.clock.seconds()
         frames = self.frames.current()
         for watcher in list(self.watchers):
             try:
@@ -232,11 +235,14 @@ class MapResource(resource.Resource):
     """
     C{/map}: its page, script and stream, to those C{auth} lets in (see
     the module docstring).
+
+    @ivar hub: The L{MapHub} of the stream.
     """
 
-    def __init__(self, auth, stream: resource.IResource):
+    def __init__(self, auth, stream: resource.IResource, hub: MapHub):
         super().__init__()
         self.auth = auth
+        self.hub = hub
         self.putChild(b"", _static("map.html", "text/html; charset=utf-8"))
         self.putChild(b"map.js", _static("map.js", "text/javascript; charset=utf-8"))
         self.putChild(b"stream", stream)
@@ -258,13 +264,14 @@ def map_resource(config, bus, reactor, auth) -> resource.IResource:
     (an object with C{authorized(request) -> bool}) lets in: mount it at
     C{/map} of the console's site.
     """
+    hub = MapHub(config.world, bus, reactor)
     factory = WebSocketServerFactory()
     factory.protocol = MapStream
-    factory.hub = MapHub(config.world, bus, reactor)
+    factory.hub = hub
     factory.setProtocolOptions(
         maxMessagePayloadSize=MAX_MESSAGE,
         maxFramePayloadSize=MAX_MESSAGE,
         autoPingInterval=10,
         autoPingTimeout=20,
     )
-    return MapResource(auth, WebSocketResource(factory))
+    return MapResource(auth, WebSocketResource(factory), hub)

@@ -28,11 +28,13 @@ from mmo.game.messages import (
     MapWatch,
     encode,
 )
+from mmo.zone.aoi import KERNEL
 from mmo.zone.entity import PLAYER
 
 #: The least frames per second a zone publishes while watched (its tick
-#: rate permitting): every tick up to 2 x this rate, every other tick above.
-MAP_RATE = 15.0
+#: rate permitting): on every tick below twice this rate, on every other
+#: tick from there to three times, and so on.
+MAP_RATE = 10.0
 
 #: The longest watch a console may ask for, seconds: a console that died
 #: costs the zones no more than this.
@@ -44,6 +46,14 @@ def float32s(values) -> bytes:
     packed = array("f", values)
     if byteorder == "big":
         packed.byteswap()
+    return packed.tobytes()
+
+
+def _little(native: bytes) -> bytes:
+    """Native float32s as little-endian ones."""
+    packed = array("f")
+    packed.frombytes(native)
+    packed.byteswap()
     return packed.tobytes()
 
 
@@ -125,29 +135,12 @@ class MapFeed:
 
     def frame(self, time: float) -> MapFrame:
         """The L{MapFrame} of the zone's reals now: players first, then NPCs."""
-        players: list[str] = []
-        player_xs: list[float] = []
-        player_ys: list[float] = []
-        xs: list[float] = []
-        ys: list[float] = []
-        for entity in self.simulation.reals.values():
-            if entity.kind == PLAYER:
-                players.append(entity.id)
-                player_xs.append(entity.x)
-                player_ys.append(entity.y)
-            else:
-                xs.append(entity.x)
-                ys.append(entity.y)
+        players, xs, ys = KERNEL.positions(self.simulation.reals, PLAYER)
+        if byteorder == "big":
+            xs, ys = _little(xs), _little(ys)
         handoffs = []
         for entity_id, target in self.outgoing():
             entity = self.simulation.get(entity_id)
             if entity is not None:
                 handoffs.append((entity_id, target, entity.x, entity.y))
-        return MapFrame(
-            self.zone,
-            time,
-            players,
-            float32s(player_xs + xs),
-            float32s(player_ys + ys),
-            handoffs,
-        )
+        return MapFrame(self.zone, time, players, xs, ys, handoffs)

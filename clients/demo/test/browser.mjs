@@ -10,11 +10,8 @@
 // state (window.mmoDemo.state), never pixels. Exits 0 when every step
 // passed; otherwise prints the failing step and the pages' events.
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -31,21 +28,11 @@ const STEP = 20_000;
 const PASSWORD = "open sesame 42";
 const suffix = Math.random().toString(36).slice(2, 7);
 
-const profile = mkdtempSync(join(tmpdir(), "mmo-demo-chromium-"));
-const browser = await chromium.launchPersistentContext(profile, {
+const { browser, close } = await launch({
   executablePath: args.chromium,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    // Loopback only, whatever proxy the environment names.
-    "--no-proxy-server",
-    `--ignore-certificate-errors-spki-list=${args.spki}`,
-  ],
+  spki: args.spki,
   viewport: { width: 1100, height: 760 },
+  name: "demo",
 });
 
 const pages = [];
@@ -241,7 +228,6 @@ try {
     for (const line of log) console.log(line);
   }
 } finally {
-  await browser.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
 process.exit(status);

@@ -12,11 +12,9 @@
 // arrival in the page. Assertions read the map's state (window.mmoMap),
 // never pixels. Exits 0 when every step passed.
 
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { chromium } from "playwright-core";
+import { launch } from "./chromium.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -34,20 +32,11 @@ const { values: args } = parseArgs({
 /** Longest wait of one step, ms: generous, so that only something broken reaches it. */
 const STEP = 30_000;
 
-const profile = mkdtempSync(join(tmpdir(), "mmo-map-chromium-"));
-const browser = await chromium.launchPersistentContext(profile, {
+const { browser, close } = await launch({
   executablePath: args.chromium,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",
-    `--ignore-certificate-errors-spki-list=${args.spki}`,
-  ],
+  spki: args.spki,
   viewport: { width: 1000, height: 700 },
+  name: "map",
 });
 
 const log = [];
@@ -100,6 +89,5 @@ try {
   for (const line of log) console.log(line);
   process.exitCode = 1;
 } finally {
-  await browser.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }
