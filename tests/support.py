@@ -36,6 +36,18 @@ WEBSOCKET = 'websocket = "tcp:0:interface=127.0.0.1"\n'
 #: Password hashing cheap enough for tests that log many players in.
 FAST_HASH = "[login]\nargon2_memory_kib = 1024\nargon2_time_cost = 1\n"
 
+#: The store and the bus on Redis (a C{[redis]} section to add), with a
+#: directory that forgets a dead process in 2 s.
+ON_REDIS = """
+[store]
+backend = "redis"
+
+[bus]
+backend = "redis"
+heartbeat_interval = 0.5
+heartbeat_timeout = 2.0
+"""
+
 #: The password of the players of the end-to-end tests.
 PASSWORD = "open sesame 42"
 
@@ -323,6 +335,7 @@ class Cluster:
     @ivar children: Process name -> its L{tests.test_twistd.TwistdProcess}.
     @ivar transports: Process name -> its process transport.
     @ivar ports: Login and gateway name -> the TLS port of its clients.
+    @ivar redis: Its private L{tests.redis.RedisServer}, if it has one.
     """
 
     config: config.Config
@@ -330,14 +343,20 @@ class Cluster:
     children: dict
     transports: dict
     ports: dict
+    redis: object = None
 
 
 async def spawn_cluster(
-    testcase, processes, settings: str = "", pythonpath: str | None = None
+    testcase,
+    processes,
+    settings: str = "",
+    pythonpath: str | None = None,
+    appendonly: bool = False,
 ) -> Cluster:
     """
     The C{(name, kind[, listeners])} C{processes} (as L{process_tables} takes
-    them) as C{twistd mmo-KIND} processes on a private redis-server, with
+    them) as C{twistd mmo-KIND} processes on a private redis-server (with
+    C{appendonly}: C{appendfsync always}, L{tests.redis.RedisServer}), with
     C{settings} (and a game's modules on C{pythonpath}); fires once every
     one is ready.  The services start first, so that the login server and
     gateways find them.
@@ -347,7 +366,7 @@ async def spawn_cluster(
     from tests.test_login_e2e import started
     from tests.test_twistd import spawn
 
-    server = start_redis(testcase)
+    server = start_redis(testcase, appendonly=appendonly)
     conf = deployment(
         testcase, process_tables(*processes), extra=settings + redis_config_text(server)
     )
@@ -365,17 +384,23 @@ async def spawn_cluster(
         else:
             await children[name].whenLogged(rf"{name}: ready")
     ca = tls.ca_path(conf.deployment.tls_dir)
-    return Cluster(conf, ca, children, transports, ports)
+    return Cluster(conf, ca, children, transports, ports, server)
 
 
 def managed_deployment(
-    testcase, processes, settings: str = "", stop_timeout: float = 5.0, ports=None
+    testcase,
+    processes,
+    settings: str = "",
+    stop_timeout: float = 5.0,
+    ports=None,
+    manager_keys: str = "",
 ) -> config.Config:
     """
     The deployment of the C{(name, kind)} C{processes} (one of them
     C{("manager", "manager")}) whose manager runs a redis-server of its own
     (append-only, in C{redis} beside the config, on a free port), with
-    C{settings}; client listeners on the C{ports} given by name.
+    C{settings}; client listeners on the C{ports} given by name; the
+    manager's table has C{manager_keys} too (lines of TOML).
     """
     from tests.redis import free_port, redis_server_path
 
@@ -387,13 +412,18 @@ def managed_deployment(
         + f"stop_timeout = {stop_timeout}\n"
     )
     tables = process_tables(*processes, ports=ports).replace(
-        'kind = "manager"', 'kind = "manager"\nredis_server = true'
+        'kind = "manager"', f'kind = "manager"\nredis_server = true\n{manager_keys}'
     )
     return deployment(testcase, tables, extra=extra)
 
 
 async def spawn_managed(
-    testcase, processes, settings: str = "", stop_timeout: float = 5.0, ports=None
+    testcase,
+    processes,
+    settings: str = "",
+    stop_timeout: float = 5.0,
+    ports=None,
+    manager_keys: str = "",
 ) -> Cluster:
     """
     L{managed_deployment}'s cluster run by C{twistd mmo-manager}; fires once
@@ -404,7 +434,7 @@ async def spawn_managed(
     from tests.test_login_e2e import started
     from tests.test_twistd import spawn
 
-    conf = managed_deployment(testcase, processes, settings, stop_timeout, ports)
+    conf = managed_deployment(testcase, processes, settings, stop_timeout, ports, manager_keys)
     manager, transport = spawn(testcase, conf.file, "mmo-manager", "--process", "manager")
     ports = {}
     for name, kind in processes:

@@ -1,13 +1,13 @@
 """
 The live map (L{mmo.console.map}) in a real, headless Chromium, driven by
-C{playwright-core} from Node (C{clients/demo/test/map.mjs}), against a real
-cluster: login, a gateway, the lobby, chat and two zone processes on a
-private redis-server.  The map's resource is mounted at C{/map} of a plain
-C{twisted.web} site over TLS in the test's process (with the deployment's
-certificate, a stub of the console's C{auth}), on the cluster's bus; a
-player walks from one zone process's region into the other's, and the page
-shows it past the border, then owned by the other zone, each from an update
-that reached it within a second of the zone's tick that made it.
+C{playwright-core} from Node (C{clients/demo/test/map.mjs}), on the admin
+console of a real cluster run by C{twistd mmo-manager} (login, a gateway,
+the lobby, chat and two zone processes on the manager's redis-server):
+C{mmo-admin console} gives a one-time login link, the page opens it and
+then the console's Map view; a player walks from one zone process's region
+into the other's, and the map shows it past the border, then owned by the
+other zone, each from an update that reached the page within a second of
+the zone's tick that made it.
 
 Needs C{node}, C{npm} and Chromium, as L{tests.test_browser} does (whose
 C{clients/demo} packages it uses); without them it is skipped with the
@@ -18,63 +18,55 @@ from __future__ import annotations
 
 import json
 import os
+from urllib.parse import urlsplit
 
-from twisted.internet import defer, reactor
-from twisted.protocols.tls import TLSMemoryBIOFactory
-from twisted.web import server
-from twisted.web.resource import Resource
+from twisted.internet import defer
 
-from mmo import config, tls
-from mmo.bus import make_bus
-from mmo.console.map import map_resource
+from mmo import tls
 from tests.node import run
-from tests.support import until
+from tests.redis import free_port
+from tests.support import spawn_managed, until
 from tests.test_browser import DEMO, SCENARIO_TIMEOUT, DemoTestCase, chromium, spki
-from tests.world_walk import SPAWN, start_cluster, tcp_player
+from tests.test_cluster import SETTINGS
+from tests.test_manager_e2e import CLUSTER, admin
+from tests.world_walk import CLUSTER_WORLD, SPAWN, tcp_player
 
 #: Seconds from a zone's tick to the page that shows it: the issue's bound.
 SHOWN_WITHIN = 1.0
 
-
-class Everyone:
-    """The console's C{auth}, stubbed: the console's own tests check its login."""
-
-    def authorized(self, request) -> bool:
-        return True
+#: The managed cluster of the manager's tests, with one gateway.
+PROCESSES = tuple((name, kind) for name, kind in CLUSTER if name != "gateway-2")
 
 
 class MapBrowserTests(DemoTestCase):
-    async def serve_map(self, config_file: str) -> int:
-        """The map at C{/map} over TLS on the cluster's bus: the port."""
-        conf = config.load(config_file)
-        bus = make_bus(conf, reactor)
-        await bus.start()
-        self.addCleanup(bus.stop)
-        root = Resource()
-        root.putChild(b"map", map_resource(conf, bus, reactor, Everyone()))
-        creator = tls.client_facing_tls(conf, conf.processes["login"], [b"http/1.1"])
-        port = reactor.listenTCP(
-            0, TLSMemoryBIOFactory(creator, False, server.Site(root)), interface="127.0.0.1"
-        )
-        self.addCleanup(port.stopListening)
-        return port.getHost().port
-
     async def test_border_crossing_shown(self):
         """
         A player walking east across the border of zone-1's region (r0c0)
         into zone-2's (r0c1) is shown past it, then in r0c1, on the map.
         """
-        chromium()
+        executable = chromium()
         node = await self.setUpTools()
-        servers = await start_cluster(self)
-        port = await self.serve_map(servers.config_file)
-        walker = await tcp_player(self, servers.ca, servers.login, "walker")
+        cluster = await spawn_managed(
+            self,
+            PROCESSES,
+            SETTINGS + CLUSTER_WORLD,
+            manager_keys=f'console = "tcp:{free_port()}:interface=127.0.0.1"',
+        )
+        walker = await tcp_player(self, cluster.ca, cluster.ports["login"], "walker")
+        link = await admin(self, cluster.config, "console")
+        console = urlsplit(link["url"])
         ready = os.path.join(os.path.abspath(self.mktemp()), "ready")
         os.makedirs(os.path.dirname(ready))
-        argv = [node, "test/map.mjs", "--url", f"https://localhost:{port}/map/"]
-        argv += ["--spki", spki(tls.server_paths(os.path.dirname(servers.ca), "login")[0])]
-        argv += ["--entity", walker.id, "--from", "r0c0", "--to", "r0c1"]
-        argv += ["--border", "100", "--ready", ready, "--chromium", chromium()]
+        certificate = tls.server_paths(cluster.config.deployment.tls_dir, "manager")[0]
+        argv = [
+            node, "test/map.mjs",
+            "--login", link["url"],
+            "--url", f"{console.scheme}://{console.netloc}/#map",
+            "--spki", spki(certificate),
+            "--entity", walker.id, "--from", "r0c0", "--to", "r0c1",
+            "--border", "100", "--ready", ready,
+            "--chromium", executable,
+        ]  # fmt: skip
         browser = defer.ensureDeferred(run(argv, DEMO, SCENARIO_TIMEOUT))
         await until(lambda: os.path.exists(ready) or browser.called, timeout=SCENARIO_TIMEOUT)
         if not browser.called:

@@ -11,7 +11,8 @@
 // passed; otherwise prints the failing step and the pages' events.
 
 import { parseArgs } from "node:util";
-import { launch } from "./chromium.mjs";
+import { chromium } from "playwright-core";
+import { launch } from "../../chromium.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -28,12 +29,13 @@ const STEP = 20_000;
 const PASSWORD = "open sesame 42";
 const suffix = Math.random().toString(36).slice(2, 7);
 
-const { browser, close } = await launch({
+const chromiumRun = await launch(chromium, {
   executablePath: args.chromium,
   spki: args.spki,
   viewport: { width: 1100, height: 760 },
-  name: "demo",
+  prefix: "mmo-demo-chromium-",
 });
+const browser = chromiumRun.context;
 
 const pages = [];
 let step = "start";
@@ -228,6 +230,6 @@ try {
     for (const line of log) console.log(line);
   }
 } finally {
-  await close();
+  await chromiumRun.close();
 }
 process.exit(status);

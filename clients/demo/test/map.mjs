@@ -2,10 +2,12 @@
 // (headless, driven by playwright-core) against a real cluster that
 // tests/test_map_browser.py starts:
 //
-//   node test/map.mjs --url https://HOST:PORT/map/ --spki BASE64[,...]
+//   node test/map.mjs --login https://HOST:PORT/login?token=T
+//        --url https://HOST:PORT/#map --spki BASE64[,...]
 //        --entity ID --from ZONE --to ZONE --border X --ready FILE
 //
-// Waits until the map shows the entity ID in zone FROM, writes FILE (the
+// Opens the console's one-time login link, then its Map view, and waits
+// until the map shows the entity ID in zone FROM, writes FILE (the
 // test then walks it east), and waits until the map shows it past the
 // border at x = X and then owned by zone TO. Prints one JSON line per
 // event, each with `lag`: seconds from the zone's tick to the update's
@@ -14,10 +16,12 @@
 
 import { writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
-import { launch } from "./chromium.mjs";
+import { chromium } from "playwright-core";
+import { launch } from "../../chromium.mjs";
 
 const { values: args } = parseArgs({
   options: {
+    login: { type: "string" },
     url: { type: "string" },
     spki: { type: "string" },
     entity: { type: "string" },
@@ -32,11 +36,11 @@ const { values: args } = parseArgs({
 /** Longest wait of one step, ms: generous, so that only something broken reaches it. */
 const STEP = 30_000;
 
-const { browser, close } = await launch({
+const { context: browser, close } = await launch(chromium, {
   executablePath: args.chromium,
   spki: args.spki,
   viewport: { width: 1000, height: 700 },
-  name: "map",
+  prefix: "mmo-map-chromium-",
 });
 
 const log = [];
@@ -72,6 +76,7 @@ try {
   const page = await browser.newPage();
   page.on("console", (m) => log.push(`console ${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => log.push(`page error: ${e.message}`));
+  if (args.login) await page.goto(args.login, { timeout: STEP });
   await page.goto(args.url, { timeout: STEP });
   const world = await until(page, (s) => s.connected && s.world && s.updates > 0, "the map streams");
   console.log(JSON.stringify({ event: "world", regions: world.world.regions.map((r) => [r.name, r.process]) }));
