@@ -25,7 +25,7 @@ from mmo.console.mapview import HEAT_CELLS, STALE, Frames, View, encode_update, 
 from mmo.game import messages
 from mmo.game.messages import MAP_FEED_CHANNEL, MAP_WATCH_CHANNEL, MapFrame, MapWatch
 from mmo.zone.entity import NPC, PLAYER, Entity
-from mmo.zone.mapfeed import MapFeed, float32s
+from mmo.zone.mapfeed import MapFeed
 from tests.support import bounded, config_of, until
 from tests.test_zone_service import ZoneTestCase, caller
 
@@ -53,6 +53,11 @@ def decode_update(data: bytes) -> tuple[dict, list[tuple[float, float]], list[in
     return header, list(zip(xs, ys, strict=True)), list(heat)
 
 
+def float32s(values) -> bytes:
+    """C{values} as a frame's positions: little-endian float32s."""
+    return struct.pack(f"<{len(values)}f", *values)
+
+
 def frame(zone: str, time: float, players, npcs, handoffs=()) -> MapFrame:
     """A L{MapFrame} of C{players} (id -> (x, y)) and C{npcs} ((x, y) each)."""
     positions = list(players.values()) + list(npcs)
@@ -60,8 +65,8 @@ def frame(zone: str, time: float, players, npcs, handoffs=()) -> MapFrame:
         zone,
         time,
         list(players),
-        float32s(x for x, _ in positions),
-        float32s(y for _, y in positions),
+        float32s([x for x, _ in positions]),
+        float32s([y for _, y in positions]),
         handoffs,
     )
 
@@ -281,6 +286,9 @@ class MapViewTests(unittest.TestCase):
         self.assertRaises(ValueError, self.frames.take, bad)
         uneven = MapFrame("r0c0", 101.0, [], float32s([1.0]), b"\0\0", [])
         self.assertRaises(ValueError, self.frames.take, uneven)
+        for players, handoffs in (([7], []), ([], [["c-a", "r0c1", "x", 1.0]]), ([], [["c-a"]])):
+            odd = MapFrame("r0c0", 101.0, players, float32s([1.0]), float32s([1.0]), handoffs)
+            self.assertRaises(ValueError, self.frames.take, odd)
 
     def test_view_parse(self):
         self.assertEqual(View.parse([0, 1, 2, 3.5]), View(0.0, 1.0, 2.0, 3.5))

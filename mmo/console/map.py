@@ -14,14 +14,15 @@ C{auth.authorized(request)} refuses, and the stream to a page of another
 origin.  One L{MapHub} per resource: while at least one browser has the
 stream open, it asks the zones for their frames (L{MapWatch} on the bus,
 renewed) and sends each browser the update of its view as soon as a
-zone's frame comes, at most L{SEND_RATE} a second (L{mmo.console.mapview}).  See C{docs/map.md}.
+zone's frame comes, at most L{SEND_RATE} a second (L{mmo.console.mapview}).
+See C{docs/map.md}.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
+from importlib import resources
 from urllib.parse import urlsplit
 
 from autobahn.twisted.resource import WebSocketResource
@@ -42,9 +43,6 @@ from mmo.game.messages import (
     publish,
 )
 from mmo.unavailable import log_failure
-
-#: The map's page and script, package data.
-STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 #: Seconds between two L{MapWatch}es while someone watches.
 WATCH_EVERY = 1.0
@@ -225,10 +223,31 @@ class MapStream(WebSocketServerProtocol):
         self.factory.hub.leave(self)
 
 
+class MapStreamFactory(WebSocketServerFactory):
+    """
+    The streams' factory: each browser's L{MapStream}, on one L{MapHub}.
+
+    @ivar hub: The L{MapHub}.
+    """
+
+    protocol = MapStream
+
+    def __init__(self, hub: MapHub):
+        super().__init__()
+        self.hub = hub
+        self.setProtocolOptions(
+            maxMessagePayloadSize=MAX_MESSAGE,
+            maxFramePayloadSize=MAX_MESSAGE,
+            autoPingInterval=10,
+            autoPingTimeout=20,
+        )
+
+
 def _static(name: str, content_type: str) -> static.Data:
     """The package's static file C{name}, read once."""
-    with open(os.path.join(STATIC, name), "rb") as f:
-        return static.Data(f.read(), content_type)
+    return static.Data(
+        (resources.files("mmo.console") / "static" / name).read_bytes(), content_type
+    )
 
 
 class MapResource(resource.Resource):
@@ -265,13 +284,4 @@ def map_resource(config, bus, reactor, auth) -> resource.IResource:
     C{/map} of the console's site.
     """
     hub = MapHub(config.world, bus, reactor)
-    factory = WebSocketServerFactory()
-    factory.protocol = MapStream
-    factory.hub = hub
-    factory.setProtocolOptions(
-        maxMessagePayloadSize=MAX_MESSAGE,
-        maxFramePayloadSize=MAX_MESSAGE,
-        autoPingInterval=10,
-        autoPingTimeout=20,
-    )
-    return MapResource(auth, WebSocketResource(factory), hub)
+    return MapResource(auth, WebSocketResource(MapStreamFactory(hub)), hub)

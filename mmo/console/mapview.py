@@ -100,12 +100,20 @@ class Frames:
         Keep C{frame} as its zone's latest (an older one than that is dropped).
 
         @raise ValueError: Its arrays are not float32s of one length per
-            position, one position per player at least.
+            position, one position per player at least, or another field is
+            not what L{MapFrame} says.
         """
         if len(frame.xs) % 4 or len(frame.xs) != len(frame.ys):
             raise ValueError(f"zone {frame.zone}: positions of different lengths")
         if len(frame.players) > len(frame.xs) // 4:
             raise ValueError(f"zone {frame.zone}: more players than positions")
+        if not isinstance(frame.time, (int, float)) or not all(
+            isinstance(p, str) for p in frame.players
+        ):
+            raise ValueError(f"zone {frame.zone}: a time or player id of the wrong type")
+        for handoff in frame.handoffs:
+            if len(handoff) != 4 or not all(isinstance(v, (int, float)) for v in handoff[2:]):
+                raise ValueError(f"zone {frame.zone}: a handoff is [entity, zone, x, y]")
         last = self._zones.get(frame.zone)
         if last is not None and frame.time < last.time:
             return

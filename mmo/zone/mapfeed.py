@@ -41,14 +41,6 @@ MAP_RATE = 10.0
 MAX_WATCH = 30.0
 
 
-def float32s(values) -> bytes:
-    """C{values} as little-endian float32s (L{MapFrame}'s C{xs} and C{ys})."""
-    packed = array("f", values)
-    if byteorder == "big":
-        packed.byteswap()
-    return packed.tobytes()
-
-
 def _little(native: bytes) -> bytes:
     """Native float32s as little-endian ones."""
     packed = array("f")

@@ -99,6 +99,7 @@ export class WorldMap {
     element.replaceChildren(this.canvas, this.status);
     this.camera = new Camera();
     this.world = null;
+    this.fitted = false;
     this.last = null;
     this.state = {
       connected: false,
@@ -216,15 +217,19 @@ export class WorldMap {
     );
   }
 
+  // The canvas follows its element's size; the whole map is fitted into it
+  // when the world comes, or when the element is first shown (a hidden
+  // view has no size), and the view is kept through later resizes.
   resized(fit = false) {
     const ratio = window.devicePixelRatio || 1;
-    const width = Math.max(1, Math.round(this.canvas.clientWidth * ratio));
-    const height = Math.max(1, Math.round(this.canvas.clientHeight * ratio));
-    const first = this.canvas.width !== width || this.canvas.height !== height;
+    const width = Math.round(this.canvas.clientWidth * ratio);
+    const height = Math.round(this.canvas.clientHeight * ratio);
+    if (!width || !height) return;
     this.canvas.width = width;
     this.canvas.height = height;
-    if (this.world && (fit || first)) {
+    if (this.world && (fit || !this.fitted)) {
       this.camera.fit(this.world.width, this.world.height, width, height);
+      this.fitted = true;
     }
     this.moved();
   }
