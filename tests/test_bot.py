@@ -117,7 +117,7 @@ class StatsTests(unittest.TestCase):
             {
                 "scenario", "stopped", "ok", "problems", "bots", "elapsed", "ramp_seconds",
                 "duration", "requests", "errors", "disconnects", "moves_followed", "handoffs",
-                "world", "chat", "window", "login_storm", "ranked",
+                "world", "chat", "window", "login_storm", "ranked", "trader",
             },
         )  # fmt: skip
 
@@ -188,6 +188,9 @@ class ScenarioTests(unittest.TestCase):
             ('scenario = "chat"\nchat_interval = -1\n', "chat_interval"),
             ('scenario = "chat"\nchat_interval = "often"\n', "chat_interval"),
             ('scenario = "login-storm"\nconcurrency = 2.5\n', "concurrency"),
+            ('scenario = "trader"\nsell_chance = 1.5\n', "sell_chance"),
+            ('scenario = "trader"\nrequeue_delay = 1.0\n', "requeue_delay"),
+            ('scenario = "trader"\nshop = ""\n', "shop"),
             ('scenario = "dance"\n', "scenario"),
             ("span = 3\n", "scenario"),
         ]:
