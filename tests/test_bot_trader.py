@@ -456,6 +456,23 @@ class TraderTests(unittest.TestCase):
         # The opener reads its wallet again before it buys.
         self.assertIsNone(opener.play.wallet)
 
+    def test_resumed_bot_plays_its_trade_on(self):
+        """Pushes replayed before the play starts again, then its trade's status."""
+        swarm = self.start(bots=2, shop_every=100.0)
+        opener, partner = swarm.bots
+        partner.stop_scenario()
+        self.run_for(1.5)
+        [trade] = self.economy.trades.values()
+        # Its pushes came (replayed, say) while it was not playing: nothing scheduled.
+        self.assertEqual(partner.play.trade["id"], trade["id"])
+        self.assertEqual(
+            trade["offers"][partner.name], {"currencies": {}, "items": {}, "uniques": []}
+        )
+        partner.start_scenario()
+        self.run_for(2)
+        self.assertEqual(trade["state"], "settled")
+        self.assertEqual(swarm.stats.trades.settled, 1)
+
     def test_unexplained_errors_fail_the_run(self):
         swarm = self.start(bots=1, sell_chance=0.0, shop_every=5.0)
         self.economy.faults["wallet.get"].append("lost")

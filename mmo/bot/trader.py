@@ -140,6 +140,10 @@ class TraderPlay(Play):
     def play(self) -> None:
         scenario = self.bot.swarm.scenario
         self.wallet = None
+        # What was scheduled before a drop is gone: the trade's status
+        # (catch_up) schedules the steps still to come.
+        self._offering = self.offered
+        self._confirming = False
         self.bot.every(scenario.shop_every, self.visit)
         if self.opener:
             self.later(self.bot.rng.uniform(0, scenario.trade_every), self.open_trade)
@@ -317,7 +321,7 @@ class TraderPlay(Play):
         return trade is not None and trade["id"] == trade_id and self.bot.usable()
 
     def make_offer(self, trade_id: str) -> None:
-        if not self.current(trade_id):
+        if not self.current(trade_id) or self.offered == trade_id:
             return
         if self.visiting:
             self.later(WAIT, self.make_offer, trade_id)
