@@ -3,7 +3,7 @@ The rooms of ranked matches: the ladder (L{mmo.ladder.service}) forms a
 match and asks the lobby, with a L{mmo.game.messages.MatchRoom} on the bus
 channel L{mmo.game.messages.MATCHES_CHANNEL}, to open its room; the lobby
 moves the players' sessions into it (out of their rooms, as C{room.leave}
-does), marks the room with the match (L{mmo.lobby.service.Room.match}) and
+does), marks the room with the match (L{mmo.lobby.rooms.Room.match}) and
 pushes each player C{ladder.matched} with the room.  It answers each
 L{mmo.game.messages.MatchRoom} on L{mmo.game.messages.MATCH_ROOMS_CHANNEL}:
 L{mmo.game.messages.MatchRoomOpened} with the room, or
