@@ -161,7 +161,7 @@ class TraderPlay(Play):
         bot, swarm = self.bot, self.bot.swarm
         counts = self.stats.trades
         for attempt in range(RETRIES + 1):
-            if not bot.usable():
+            if not bot.usable() or swarm.stopping:
                 raise Refused(kind, "closed")
             try:
                 return await swarm.request(bot.client, kind, **fields)
