@@ -272,6 +272,12 @@ class FakeEconomy:
             self.clients[other].push("trade.cancelled", {"trade": view, "why": "left"})
         del self.clients[player]
 
+    def crash(self) -> None:
+        """The process serving trades dies: its open trades are gone, without a push."""
+        for trade in self.trades.values():
+            if trade["state"] == "open":
+                trade["state"] = "gone"
+
     def total_gold(self) -> int:
         return sum(self.gold.values()) + self.till
 
@@ -472,6 +478,21 @@ class TraderTests(unittest.TestCase):
         self.run_for(2)
         self.assertEqual(trade["state"], "settled")
         self.assertEqual(swarm.stats.trades.settled, 1)
+
+    def test_a_trade_gone_without_a_push(self):
+        """The process serving trades died: the bots ask, forget it, and trade again."""
+        swarm = self.start(bots=2, shop_every=0.5, think=5.0)
+        self.run_for(1.2)
+        [trade] = self.economy.trades.values()
+        self.economy.crash()
+        self.run_for(60)
+        counts = swarm.stats.trades
+        self.assertEqual(dict(counts.cancelled), {"gone": 1})
+        self.assertGreaterEqual(counts.settled, 1)
+        self.assertEqual(counts.unexplained_count(), 0)
+        statuses = [player for player, kind, _ in self.economy.requests if kind == "trade.status"]
+        # Once each at the start, once each for the trade that stalled.
+        self.assertEqual(sorted(statuses), ["bot00000"] * 2 + ["bot00001"] * 2)
 
     def test_unexplained_errors_fail_the_run(self):
         swarm = self.start(bots=1, sell_chance=0.0, shop_every=5.0)

@@ -70,6 +70,11 @@ WAIT = 0.2
 #: Ended trades a bot remembers, so that a late reply does not bring one back.
 REMEMBERED = 8
 
+#: Seconds (plus three times C{think}) a trade may go unchanged before the
+#: bot asks for its status: the process serving trades may have died, and
+#: its trades with it, with no push (C{docs/economy.md}, I{The service}).
+STALL = 10.0
+
 log = Logger()
 
 
@@ -102,6 +107,7 @@ class TraderPlay(Play):
     @ivar offered: The id of the trade this bot has made its offer in.
     @ivar confirmed: C{(trade id, version)} of the last confirmation sent.
     @ivar visiting: Whether a visit to the shop is under way.
+    @ivar changed_at: When the bot last saw its trade change.
     """
 
     def __init__(self, bot):
@@ -111,6 +117,7 @@ class TraderPlay(Play):
         self.offered: str | None = None
         self.confirmed: tuple[str, int] | None = None
         self.visiting = False
+        self.changed_at = 0.0
         self.shops: list[str] | None = None
         self._offering: str | None = None
         self._confirming = False
@@ -144,6 +151,7 @@ class TraderPlay(Play):
         # (catch_up) schedules the steps still to come.
         self._offering = self.offered
         self._confirming = False
+        self.changed_at = self.bot.swarm.reactor.seconds()
         self.bot.every(scenario.shop_every, self.visit)
         if self.opener:
             self.later(self.bot.rng.uniform(0, scenario.trade_every), self.open_trade)
@@ -203,7 +211,13 @@ class TraderPlay(Play):
     def visit(self) -> None:
         """Every C{shop_every} seconds: buy or sell something, unless trading."""
         bot = self.bot
-        if self.visiting or self.trade is not None or not bot.usable() or bot.swarm.stopping:
+        if self.visiting or not bot.usable() or bot.swarm.stopping:
+            return
+        if self.trade is not None:
+            stalled = bot.swarm.reactor.seconds() - self.changed_at
+            if stalled > STALL + 3 * bot.swarm.scenario.think:
+                self.changed_at = bot.swarm.reactor.seconds()
+                self.run(self.check_trade(self.trade["id"]))
             return
         self.visiting = True
         self.run(self.shop()).addBoth(self._visited)
@@ -275,6 +289,16 @@ class TraderPlay(Play):
         if status["trade"] is not None:
             self.seen(status)
 
+    async def check_trade(self, trade_id: str) -> None:
+        """A trade that stalled: still there, or gone with the process that served it."""
+        trade = (await self.ask("trade.status"))["trade"]
+        if not self.current(trade_id):
+            return
+        if trade is None or trade["id"] != trade_id:
+            self.forget(trade_id, False, "gone")
+        if trade is not None:
+            self.seen({"trade": trade})
+
     def open_trade(self) -> None:
         bot, swarm = self.bot, self.bot.swarm
         if not bot.usable() or swarm.stopping or self.trade is not None:
@@ -309,6 +333,7 @@ class TraderPlay(Play):
             if trade["version"] < current["version"]:
                 return
         self.trade = trade
+        self.changed_at = self.bot.swarm.reactor.seconds()
         if self._offering != trade["id"]:
             self._offering = trade["id"]
             think = self.bot.swarm.scenario.think
@@ -398,10 +423,15 @@ class TraderPlay(Play):
         self.ended(push, False)
 
     def ended(self, push: dict, settled: bool) -> None:
-        """The trade settled or was cancelled: count it, read the wallet again, trade on."""
+        self.forget(push["trade"]["id"], settled, None if settled else push["why"])
+
+    def forget(self, trade_id: str, settled: bool, why: str | None) -> None:
+        """
+        The trade settled, or ended because of C{why}: count it, read the
+        wallet again, trade on.
+        """
         swarm = self.bot.swarm
-        trade_id = push["trade"]["id"]
-        self.stats.trades.trade_ended(trade_id, settled, None if settled else push.get("why"))
+        self.stats.trades.trade_ended(trade_id, settled, why)
         asked = self._asked.pop(trade_id, None)
         if settled and asked is not None:
             self.stats.latency("trade.settled", swarm.reactor.seconds() - asked)
