@@ -50,9 +50,9 @@ run: $(STAMP) $(CERTS)/ticket.key
 	@$(BIN)/python -m mmo.web --config $(CONFIG)
 	$(BIN)/twistd -n mmo --config $(CONFIG)
 
-# A whole local cluster (Redis, login, two gateways, lobby, chat, two zones)
-# under one manager; its certificates and secrets (the local Redis's
-# password among them) are made once, like run's.
+# A whole local cluster (Redis, login, two gateways, lobby, chat, two zones,
+# ladder, economy) under one manager; its certificates and secrets (the local
+# Redis's password among them) are made once, like run's.
 $(CLUSTER_CERTS)/redis.password: | $(STAMP)
 	if [ -e $(CLUSTER_CERTS)/ca.crt ]; then $(BIN)/mmo-certs --config $(CLUSTER_CONFIG) --renew; \
 	else $(BIN)/mmo-certs --config $(CLUSTER_CONFIG); fi

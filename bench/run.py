@@ -368,6 +368,21 @@ BENCHMARKS = [
         profiled="the whole run, in process (store clients and the ledger's checks)",
     ),
     Benchmark(
+        "economy_jobs",
+        "economy_jobs.py",
+        "The economy's jobs: a daily reward per player, a money-supply metrics run",
+        [Run("", [], profile=True)],
+        [Run("", ["--quick"], True)],
+        timeout=600,
+        pairs=[
+            ("redis_daily_ms_per_player", "redis_raw_reward_posting_ms"),
+            ("sqlite_daily_ms_per_player", "sqlite_raw_reward_posting_ms"),
+            ("redis_metrics_run_s", "redis_metrics_raw_reads_s"),
+            ("sqlite_metrics_run_s", "sqlite_metrics_raw_reads_s"),
+        ],
+        profiled="the whole run, in process (store clients, the handler, the metrics)",
+    ),
+    Benchmark(
         "capacity",
         "capacity.py",
         "Capacity: walking players per core of server CPU",

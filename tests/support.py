@@ -110,6 +110,20 @@ async def fake_clock_bus_store(testcase):
     return clock, bus, store
 
 
+def turn(clock, seconds: float = 0.0) -> None:
+    """
+    Let C{seconds} of the fake C{clock} pass, a second at most at a time
+    (as a reactor would, with leases renewed on the way), then deliver what
+    a memory bus on it holds.
+    """
+    while seconds > 1:
+        turn(clock, 1)
+        seconds -= 1
+    clock.advance(seconds)
+    for _ in range(5):
+        clock.advance(0)
+
+
 def load_bench(name: str):
     """bench/NAME.py as a module (bench/ is not a package), for its pieces."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

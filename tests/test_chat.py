@@ -17,14 +17,13 @@ from twisted.trial import unittest
 from mmo import config
 from mmo.bus import BusError
 from mmo.bus.memory import MemoryBus
-from mmo.chat import keyed
 from mmo.chat.channels import Channel, Channels
 from mmo.chat.flood import FloodLimit
 from mmo.chat.logs import LogWriter, StoreLogs
-from mmo.chat.presence import Presence
 from mmo.chat.service import ChatService
-from mmo.game import messages
+from mmo.game import keyed, messages
 from mmo.game.messages import ROOMS_CHANNEL, Push, RoomEvent, gateway_channel
+from mmo.game.presence import Presence
 from mmo.game.service import Caller
 from mmo.store import StoreUnavailable
 from mmo.store.sqlite import SQLiteStore

@@ -82,13 +82,24 @@ price = 1
 
 def economy_section(testcase, inventory="slots", limit=4):
     """An [economy] section of two currencies and the items and shops above."""
+    return economy_config(testcase, inventory, limit).economy
+
+
+def economy_config(
+    testcase, inventory="slots", limit=4, processes=PROCESSES, enabled=True, extra=""
+):
+    """
+    A config of C{processes} whose [economy] has two currencies and the
+    items and shops above (C{extra}: more keys of [economy]).
+    """
     text = f"""
 [economy]
-enabled = true
+enabled = {str(enabled).lower()}
 items = "items.toml"
 shops = "shops.toml"
 inventory = "{inventory}"
 inventory_limit = {limit}
+{extra}
 
 [economy.currencies.gold]
 decimals = 2
@@ -96,12 +107,12 @@ start = 500
 
 [economy.currencies.gems]
 credit = 20
-{PROCESSES}"""
+{processes}"""
     path = write_config(testcase, text)
     for name, data in (("items.toml", ITEMS), ("shops.toml", SHOPS)):
         with open(os.path.join(os.path.dirname(path), name), "w") as f:
             f.write(data)
-    return config.load(path).economy
+    return config.load(path)
 
 
 class EconomyFixture:

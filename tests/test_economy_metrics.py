@@ -410,3 +410,25 @@ class SupplyTrackerTests(unittest.TestCase):
         tracker.record(60.0, 120.0, [], {})
         self.assertRaises(ValueError, tracker.record, 100.0, 180.0, [], {})
         self.assertEqual(len(tracker.history), 1)
+
+    def test_resumed_tracker_goes_on_as_the_first_would(self):
+        """
+        A tracker resumed (in another process) from the first's figures and
+        price chain, as plain data, records the next interval as the first
+        one does: growth, discrepancy and price index alike.
+        """
+        first = self.tracker()
+        first.record(0.0, 60.0, [buy("player:a", "potion", 2, 20, at=10.0)], {"player:a": 100})
+        first.record(60.0, 120.0, [reward("player:a", 10, at=70.0)], {"player:a": 110})
+        resumed = self.tracker()
+        resumed.resume(
+            [metrics.IntervalFigures.from_dict(f.as_dict()) for f in first.history],
+            first.saved(),
+        )
+        step = ([buy("player:a", "potion", 1, 15, at=130.0)], {"player:a": 95})
+        self.assertEqual(resumed.record(120.0, 180.0, *step), first.record(120.0, 180.0, *step))
+        self.assertEqual(list(resumed.history), list(first.history))
+        with self.assertRaises(ValueError):
+            resumed.resume([], None)
+        with self.assertRaises(ValueError):
+            metrics.SupplyTracker("gems", 0.1).resume(list(first.history), None)

@@ -388,6 +388,45 @@ class ServiceJobsTests(unittest.TestCase):
         self.assertIn("two jobs are called 'daily'", str(caught.exception))
 
 
+class JobCommandsTests(unittest.TestCase):
+    async def test_commands(self):
+        """
+        A job's own control commands are answered where it runs, and a
+        command taken (by another job, the scheduler or the process) fails
+        the start.
+        """
+        from mmo.process.service import ProcessService
+
+        clock, bus, store = await fake_clock_bus_store(self)
+        conf = config.load(write_config(self, '[processes.lobby]\nkind = "lobby"\n'))
+
+        def job(name, *commands):
+            return Job(name, Interval(60), noted, commands={c: lambda: name for c in commands})
+
+        top = ProcessService(conf, conf.processes["lobby"], clock)
+        add_scheduler(top, conf, store, bus, [_Jobs([job("a", "figures")])], clock, "lobby")
+        self.assertEqual(top.control.handlers["figures"](), "a")
+        for jobs, why in [
+            ([job("a", "figures"), job("b", "figures")], "'figures' is taken (by job a)"),
+            ([job("a", "jobs.list")], "'jobs.list' is taken"),
+            ([job("a", "status")], "'status' is taken"),
+        ]:
+            top = ProcessService(conf, conf.processes["lobby"], clock)
+            with self.assertRaises(ConfigError) as caught:
+                add_scheduler(top, conf, store, bus, [_Jobs(jobs)], clock, "lobby")
+            self.assertIn(why, str(caught.exception))
+
+
+class _Jobs:
+    """A service of C{jobs}."""
+
+    def __init__(self, jobs):
+        self._jobs = jobs
+
+    def jobs(self):
+        return self._jobs
+
+
 class AdminTests(unittest.TestCase):
     """C{mmo-admin jobs}: the manager asks the processes, through their control channels."""
 

@@ -18,8 +18,8 @@ from twisted.trial import unittest
 
 from mmo.bus import make_bus
 from mmo.client import ServerError, connect
-from mmo.ladder.holder import QUEUE_LEASE_KEY
 from mmo.ladder.report import report_result
+from mmo.ladder.service import QUEUE_LEASE_KEY
 from tests.support import FAST_HASH, PASSWORD, sleep, spawn_cluster, until
 from tests.test_bot import MMO_BOT
 from tests.test_twistd import spawn, subprocess_env

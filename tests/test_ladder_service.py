@@ -22,7 +22,7 @@ from mmo.ladder.service import PASS_INTERVAL, LadderService
 from mmo.lobby.service import LobbyService
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-from tests.support import GatewayInbox, config_of, fake_clock_bus_store, until
+from tests.support import GatewayInbox, config_of, fake_clock_bus_store, turn, until
 
 LADDERS = {
     "duel": {
@@ -62,17 +62,8 @@ class LadderTestCase(unittest.TestCase):
         return ladder
 
     def turn(self, seconds: float = 0.0) -> None:
-        """
-        Let C{seconds} pass, a second at most at a time (as a reactor
-        would, with the queue's lease renewed on the way), then deliver
-        what the bus holds.
-        """
-        while seconds > 1:
-            self.turn(1)
-            seconds -= 1
-        self.clock.advance(seconds)
-        for _ in range(5):
-            self.clock.advance(0)
+        """Let C{seconds} pass (L{tests.support.turn})."""
+        turn(self.clock, seconds)
 
     def pushes(self, kind: str, session: str | None = None) -> list[dict]:
         """The fields of every push of C{kind} (to C{session}) so far."""

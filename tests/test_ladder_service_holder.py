@@ -15,17 +15,16 @@ from twisted.internet import defer
 from mmo.bus import BusError
 from mmo.game import messages
 from mmo.game.messages import (
-    LADDER_CALLS_CHANNEL,
     LADDER_STATE_KEY,
     MATCHES_CHANNEL,
-    LadderCall,
-    LadderCallAnswer,
     MatchRoom,
-    ladder_reply_channel,
+    ServiceCall,
+    ServiceCallAnswer,
+    service_calls_channel,
+    service_reply_channel,
 )
-from mmo.ladder.holder import QUEUE_LEASE_KEY
-from mmo.ladder.relay import RELAY_TIMEOUT
-from mmo.ladder.service import PASS_INTERVAL, lease_ttl
+from mmo.game.relay import RELAY_TIMEOUT
+from mmo.ladder.service import PASS_INTERVAL, QUEUE_LEASE_KEY, lease_ttl
 from mmo.wire import codes
 from mmo.wire.codes import WireError
 from tests.support import GatewayInbox
@@ -222,14 +221,14 @@ class LostLeaseTests(HolderTestCase):
 class RelayTests(HolderTestCase):
     async def test_a_malformed_call_is_answered(self):
         answers = GatewayInbox()
-        await self.bus.subscribe(ladder_reply_channel("tester"), answers)
+        await self.bus.subscribe(service_reply_channel("tester"), answers)
         for caller, message in (({"session": 7}, {}), (player("carol").to_dict(), [])):
-            call = LadderCall(
-                "r-1", ladder_reply_channel("tester"), caller, "ladder.queue.status", message
+            call = ServiceCall(
+                "r-1", service_reply_channel("tester"), caller, "ladder.queue.status", message
             )
-            await messages.publish(self.bus, LADDER_CALLS_CHANNEL, call, "tester")
+            await messages.publish(self.bus, service_calls_channel("ladder"), call, "tester")
         self.turn()
-        self.assertEqual([a.code for a in answers.of_type(LadderCallAnswer)], [codes.INTERNAL] * 2)
+        self.assertEqual([a.code for a in answers.of_type(ServiceCallAnswer)], [codes.INTERNAL] * 2)
         self.assertTrue(self.first.serving)
 
     async def test_a_call_to_nobody_is_unavailable_and_forgotten(self):

@@ -305,7 +305,8 @@ class ClusterFileTests(unittest.TestCase):
 
         loaded = config.load(os.path.join(os.path.dirname(__file__), "..", "conf", "cluster.toml"))
         [manager] = [p for p in loaded.processes.values() if p.kind == "manager"]
-        self.assertEqual(len(loaded.managed(manager)), 8)
+        self.assertEqual(len(loaded.managed(manager)), 9)
+        self.assertIn("economy", [p.kind for p in loaded.managed(manager)])
         self.assertTrue(manager.redis_server)
 
     def test_unknown_kind(self):

@@ -19,6 +19,7 @@ PLUGINS = os.path.join(ROOT, "twisted", "plugins")
 EXPECTED = {
     "mmo",
     "mmo-chat",
+    "mmo-economy",
     "mmo-gateway",
     "mmo-ladder",
     "mmo-lobby",

@@ -6,7 +6,8 @@ whichever gateway holds each player.
   - L{mmo.chat.service}: L{ChatService<mmo.chat.service.ChatService>}, the
     domain object the gateways route C{chat.*} messages to, and the lobby's
     room events;
-  - its parts, one per concern: L{mmo.chat.presence} (who is online),
+  - its parts, one per concern: L{mmo.game.presence} (who is online,
+    shared with the economy),
     L{mmo.chat.channels} (channels, members, history), L{mmo.chat.ignores}
     (ignore lists), L{mmo.chat.moderation} (moderators and mutes),
     L{mmo.chat.flood} (the flood limit), L{mmo.chat.logs} (the store logs

@@ -24,8 +24,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from mmo.chat import keyed
 from mmo.chat.logs import StoreLogs, follow
+from mmo.game import keyed
 from mmo.game.service import Caller
 from mmo.unavailable import log_failure
 from mmo.wire import codes

@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mmo.chat.logs import StoreLogs, follow
-from mmo.chat.presence import Presence, name_key
+from mmo.game.presence import Presence, name_key
 from mmo.game.service import Caller
 from mmo.unavailable import log_failure
 from mmo.wire import codes

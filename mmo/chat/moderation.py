@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from twisted.logger import Logger
 
-from mmo.chat.presence import name_key
+from mmo.game.presence import name_key
 from mmo.game.service import Caller
 from mmo.wire import codes
 from mmo.wire.codes import WireError

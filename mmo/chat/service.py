@@ -12,7 +12,7 @@ its players a message goes to.
 L{ChatService} handles the messages and holds one part per concern, each
 changing only its own state:
 
-  - L{Presence<mmo.chat.presence.Presence>}: who is online, under which name;
+  - L{Presence<mmo.game.presence.Presence>}: who is online, under which name;
   - L{Channels<mmo.chat.channels.Channels>}: the channels, their members and
     their history;
   - L{IgnoreLists<mmo.chat.ignores.IgnoreLists>}: each account's ignore list;
@@ -52,9 +52,9 @@ from mmo.chat.flood import FloodLimit
 from mmo.chat.ignores import IgnoreLists
 from mmo.chat.logs import StoreLogs
 from mmo.chat.moderation import Moderation
-from mmo.chat.presence import Presence
 from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
+from mmo.game.presence import Presence
 from mmo.game.service import Caller, GameService
 from mmo.unavailable import log_failure
 from mmo.wire import codes
@@ -80,7 +80,7 @@ class ChatService(GameService):
     @cvar party_name_max: Longest party channel name (after C{party:}).
 
     @ivar settings: The C{[chat]} section.
-    @ivar presence: The sessions online (L{Presence<mmo.chat.presence.Presence>}).
+    @ivar presence: The sessions online (L{Presence<mmo.game.presence.Presence>}).
     @ivar channels: The channels (L{Channels<mmo.chat.channels.Channels>}).
     @ivar ignores: The ignore lists (L{IgnoreLists<mmo.chat.ignores.IgnoreLists>}).
     @ivar moderation: Moderators and mutes (L{Moderation<mmo.chat.moderation.Moderation>}).

@@ -315,6 +315,14 @@ class EconomySection(Section):
         "metrics_history": Number(
             60, minimum=1, maximum=100000, doc="Intervals of metrics kept for mmo-admin."
         ),
+        "trade_lease": Number(
+            10.0,
+            minimum=1,
+            maximum=600,
+            kind=float,
+            doc="Seconds the economy process serving trades holds them unrenewed: how "
+            "soon a standby economy process takes over from one that died.",
+        ),
         "currencies": Tables(
             CurrencySection, name_pattern=CURRENCY_NAME.pattern, name_rule=_NAME_RULE
         ),

@@ -19,7 +19,17 @@ PROCESS_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 RESERVED_NAMES = ("admin",)
 
 #: Process kinds and the plugins that run them.
-PROCESS_KINDS = ("mmo", "login", "gateway", "lobby", "chat", "zone", "manager", "ladder")
+PROCESS_KINDS = (
+    "mmo",
+    "login",
+    "gateway",
+    "lobby",
+    "chat",
+    "zone",
+    "manager",
+    "ladder",
+    "economy",
+)
 
 #: Keys every process table may hold.
 COMMON_KEYS = frozenset({"kind", "hosts"})
@@ -35,6 +45,7 @@ KIND_KEYS = {
     "chat": frozenset({"rpc", "realm"}),
     "zone": frozenset({"rpc", "realm"}),
     "ladder": frozenset({"rpc", "realm"}),
+    "economy": frozenset({"rpc", "realm"}),
     "manager": frozenset({"rpc", "runs", "redis_server"}),
 }
 

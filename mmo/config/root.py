@@ -105,6 +105,12 @@ class Config(Section):
             )
 
         for process in self.processes.values():
+            if process.kind == "economy" and not self.economy.enabled:
+                raise ConfigError(
+                    f"process {process.name!r} is an economy process, but the economy is "
+                    "not enabled: set it to true, or remove the process",
+                    ("economy", "enabled"),
+                )
             if process.kind in ("mmo", "gateway") and process.realm not in self.realm_names():
                 raise ConfigError(
                     f"no realm {process.realm!r} (realms: {', '.join(self.realm_names())})",

@@ -22,6 +22,7 @@ from mmo.store.common_economy import (
     stackable,
     unique,
 )
+from mmo.unavailable import BackendUnavailable
 
 
 class Rules:
@@ -194,6 +195,8 @@ class Ledger:
         )
         try:
             result = await self.store.economy_post(posting)
+        except BackendUnavailable:
+            raise  # the store is not reachable now: a retry may succeed
         except StoreError as e:
             raise EconomyError(f"{reason} {key!r}: {e}")
         if result.status is Posted.REFUSED:

@@ -215,6 +215,13 @@ class IntervalFigures:
         """The figures as plain data (for C{mmo-admin economy} and JSON)."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: Mapping) -> IntervalFigures:
+        """The figures L{as_dict} gave C{data}."""
+        fields = dict(data)
+        fields["distribution"] = Distribution(**fields["distribution"])
+        return cls(**fields)
+
 
 class SupplyTracker:
     """
@@ -250,6 +257,30 @@ class SupplyTracker:
     @property
     def latest(self) -> IntervalFigures | None:
         return self.history[-1] if self.history else None
+
+    def saved(self) -> dict:
+        """
+        What the price index needs to go on in another process, as plain
+        data (L{resume}); the figures themselves are L{IntervalFigures.as_dict}.
+        """
+        return self._prices.saved()
+
+    def resume(self, history: Iterable[IntervalFigures], prices: Mapping | None) -> None:
+        """
+        Go on from figures computed before (oldest first), by this process
+        or another: keep them as L{history} and chain the price index from
+        C{prices} (what L{saved} gave after the last of them).
+
+        @raise ValueError: Figures are kept already, or of another currency.
+        """
+        if self.history:
+            raise ValueError(f"{self.currency}: resume a tracker before it records")
+        for figures in history:
+            if figures.currency != self.currency:
+                raise ValueError(f"figures of {figures.currency!r} given to {self.currency!r}")
+            self.history.append(figures)
+        if prices is not None:
+            self._prices = PriceIndex.resumed(prices)
 
     def record(
         self,

@@ -155,6 +155,26 @@ class PriceIndex:
         self.level = level
         self._last: dict[str, tuple[float, int]] | None = None
 
+    def saved(self) -> dict:
+        """
+        What the index needs to go on in another process (L{resumed}):
+        its level and the unit values of the last interval with sales,
+        as plain data.
+        """
+        last = None if self._last is None else {i: list(v) for i, v in self._last.items()}
+        return {"level": self.level, "last": last}
+
+    @classmethod
+    def resumed(cls, saved: Mapping) -> PriceIndex:
+        """The index L{saved} gave C{saved}, to chain the next interval onto."""
+        index = cls(float(saved["level"]))
+        last = saved.get("last")
+        if last is not None:
+            index._last = {
+                item: (float(value), int(units)) for item, (value, units) in last.items()
+            }
+        return index
+
     def step(self, found: Iterable[Sale]) -> float:
         """Chain in one interval's sales; the new L{level}."""
         values = unit_values(found)

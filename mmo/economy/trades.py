@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -176,11 +177,20 @@ class Trades:
     @param economy: The L{mmo.economy.economy.Economy}.
     @param clock: An C{IReactorTime} (expiries).
     @param timeout: L{IDLE_TIMEOUT}, seconds.
+    @param expired: Called with a trade that expired once its deposits
+        were given back (no request closed it: whoever serves trades tells
+        its players), or C{None}.
     """
 
     log = Logger()
 
-    def __init__(self, economy, clock, timeout: float = IDLE_TIMEOUT):
+    def __init__(
+        self,
+        economy,
+        clock,
+        timeout: float = IDLE_TIMEOUT,
+        expired: Callable[[Trade], object] | None = None,
+    ):
         self._ledger = economy.ledger
         self._rules = economy.ledger.rules
         self._transfers = economy.transfers
@@ -192,9 +202,14 @@ class Trades:
         self._deposits: dict[str, dict[str, tuple[int, Holding]]] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
         self._expiries = {}
+        self._expired_callback = expired
 
     def __repr__(self) -> str:
         return f"<Trades: {len(self._trades)} open>"
+
+    def __len__(self) -> int:
+        """How many trades are open (or settling)."""
+        return len(self._trades)
 
     def get(self, trade_id: object) -> Trade:
         """
@@ -263,17 +278,27 @@ class Trades:
         @raise EconomyError: A stale version (L{StaleVersion}), a deposit
             refused (the player lacks his offer: he is not confirmed), a
             settlement refused (the trade is cancelled and each deposit
-            given back).
+            given back).  A settlement the store did not answer leaves the
+            trade settling: the next confirmation of either party tries it
+            again (under the same key: it is posted once).
         """
         trade = self.get(trade_id)
         async with self._locks[trade.id]:
+            if trade.state is State.SETTLING:
+                trade.side_of(player_id)
+                await self._settle(trade)
+                return trade
             side = trade.confirm(player_id, version, self._clock.seconds())
             self._expiries[trade.id].reset(self._timeout)
             offer = trade.offers[side]
             if offer and self._deposits[trade.id].get(side, (0, None))[1] != offer:
                 try:
                     await self._escrow(trade, "deposit", side, trade.version, offer)
-                except EconomyError:
+                except Exception:
+                    # Refused, or the store out of reach: not confirmed, so
+                    # that no settlement pays out what was not deposited (a
+                    # deposit that went through unseen is the same key when
+                    # he confirms again, and a recovery's otherwise).
                     trade.unconfirm(side)
                     raise
                 self._deposits[trade.id][side] = (trade.version, offer)
@@ -300,8 +325,26 @@ class Trades:
 
     async def _expired(self, trade: Trade) -> None:
         async with self._locks[trade.id]:
-            if trade.state is State.OPEN:
-                await self._refund(trade)
+            if trade.state is not State.OPEN:
+                return
+            await self._refund(trade)
+        if self._expired_callback is not None:
+            await defer.maybeDeferred(self._expired_callback, trade)
+
+    def forget(self) -> None:
+        """
+        Drop every trade from memory, as a process that stops serving
+        trades does: what their escrows hold stays there, with one owner,
+        until the next L{recover}.
+        """
+        for expiry in self._expiries.values():
+            if expiry.active():
+                expiry.cancel()
+        self._trades.clear()
+        self._by_player.clear()
+        self._deposits.clear()
+        self._locks.clear()
+        self._expiries.clear()
 
     async def _escrow(self, trade, step: str, side: str, version: int, holding: Holding):
         """Deposit C{holding} of C{side}, or give it back, keyed by the side and version."""

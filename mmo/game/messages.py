@@ -30,8 +30,10 @@ for the message's type.
     lobby.matches           the lobby        L{MatchRoom}
     ladder.rooms            the ladder       L{MatchRoomOpened}, L{MatchRoomFailed}
     ladder.results          the ladder       L{MatchResult}
-    ladder.calls            the ladder       L{LadderCall}
-    ladder-reply:ID         who sent ID      L{MatchResultAnswer}, L{LadderCallAnswer}
+    KIND.calls              the processes    L{ServiceCall}
+                            of kind KIND
+    ladder-reply:ID         who sent ID      L{MatchResultAnswer}
+    service-reply:PROCESS   process PROCESS  L{ServiceCallAnswer}
 
 Requests and their answers (control commands, the gateways' handover of a
 session) are matched by id with one L{Requests} table.
@@ -74,9 +76,8 @@ MATCH_ROOMS_CHANNEL = "ladder.rooms"
 #: Where game code reports match results to the ladder (L{MatchResult}).
 RESULTS_CHANNEL = "ladder.results"
 
-#: Where a ladder process standing by relays the queue's client messages to
-#: the one that serves the queue (L{LadderCall}).
-LADDER_CALLS_CHANNEL = "ladder.calls"
+#: The start of a process's reply channel for relayed calls (L{service_reply_channel}).
+SERVICE_REPLY_PREFIX = "service-reply:"
 
 #: The bus key of the ladder's queues and open matches (L{mmo.ladder.service}).
 LADDER_STATE_KEY = "ladder:queue"
@@ -85,6 +86,20 @@ LADDER_STATE_KEY = "ladder:queue"
 def ladder_reply_channel(request: str) -> str:
     """Where the ladder answers the result report C{request} (L{MatchResultAnswer})."""
     return f"ladder-reply:{request}"
+
+
+def service_calls_channel(kind: str) -> str:
+    """
+    Where a process of kind C{kind} standing by relays the client messages
+    only the holder of the kind's lease serves (L{ServiceCall}; the
+    ladder's queue, the economy's trades).
+    """
+    return f"{kind}.calls"
+
+
+def service_reply_channel(process: str) -> str:
+    """Where the relaying process C{process} hears the answers (L{ServiceCallAnswer})."""
+    return f"{SERVICE_REPLY_PREFIX}{process}"
 
 
 def gateway_channel(gateway: str) -> str:
@@ -495,12 +510,13 @@ class MatchResultAnswer:
 
 
 @message
-class LadderCall:
+class ServiceCall:
     """
-    A client's queue message (C{ladder.queue.*}) that reached a ladder
-    process standing by, relayed to the one serving the queue: C{caller}
+    A client's message that reached a process standing by (the ladder's
+    C{ladder.queue.*}, the economy's C{trade.*}), relayed to the one
+    holding its kind's lease (L{mmo.game.relay}): C{caller}
     (L{mmo.game.service.Caller.to_dict}) sent C{kind} with C{message}.
-    Answered on C{reply} with a L{LadderCallAnswer} for C{request}.
+    Answered on C{reply} with a L{ServiceCallAnswer} for C{request}.
     """
 
     request: str
@@ -511,9 +527,9 @@ class LadderCall:
 
 
 @message
-class LadderCallAnswer:
+class ServiceCallAnswer:
     """
-    The serving ladder's answer to L{LadderCall} C{request}: its reply's
+    The serving process's answer to L{ServiceCall} C{request}: its reply's
     fields, or the error (C{code}, C{error}) the client is told.
     """
 

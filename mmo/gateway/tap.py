@@ -28,6 +28,7 @@ ROUTE_PREFIXES: dict[str, tuple[str, ...]] = {
     "lobby": ("character.", "room.", "world."),
     "chat": ("chat.",),
     "ladder": ("ladder.",),
+    "economy": ("wallet.", "inventory.", "shop.", "trade."),
 }
 
 

@@ -18,8 +18,12 @@ def config_jobs(config, kind: str | None) -> list[Job]:
     The jobs of the config's C{[jobs.NAME]} tables that processes of C{kind}
     run (every one for C{None}), their handlers imported.
 
-    @raise ConfigError: A handler cannot be imported, or no process of the
-        deployment runs a job's kind.
+    A handler with a C{check_args(args, config)} attribute has its job's
+    C{args} checked by it here, so that a wrong one fails the start.
+
+    @raise ConfigError: A handler cannot be imported, its C{check_args}
+        refuses the job's C{args}, or no process of the deployment runs a
+        job's kind.
     """
     kinds = {p.kind for p in config.processes.values()}
     found = []
@@ -31,11 +35,18 @@ def config_jobs(config, kind: str | None) -> list[Job]:
             )  # fmt: skip
         if kind is not None and section.kind != kind:
             continue
+        handler = section.load_handler(config.file)
+        check_args = getattr(handler, "check_args", None)
+        if check_args is not None:
+            try:
+                check_args(section.args, config)
+            except ValueError as e:
+                raise ConfigError(str(e), ("jobs", name, "args"), config.file) from None
         found.append(
             Job(
                 name,
                 section.schedule,
-                section.load_handler(config.file),
+                handler,
                 misfire=section.misfire,
                 grace=section.grace,
                 max_catch_up=section.max_catch_up,
@@ -76,9 +87,9 @@ def add_scheduler(top, config, store, bus, services: Iterable, reactor, kind: st
     """
     jobs = config_jobs(config, kind) + service_jobs(services)
     try:
-        scheduler = Scheduler(jobs, store, bus, top.process.name, reactor)
+        scheduler = Scheduler(jobs, store, bus, top.process.name, reactor, config)
+        scheduler.register(top.control_service(bus))
     except ValueError as e:
         raise ConfigError(str(e), ("jobs",), config.file) from None
-    scheduler.register(top.control_service(bus))
     top.resource(scheduler)
     return scheduler

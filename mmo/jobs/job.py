@@ -42,6 +42,10 @@ class Job:
         the job waits for a new leader when its leader dies.  Renewed
         every third of it.
     @ivar history: How many of its last runs the store keeps.
+    @ivar commands: Control commands of the job's own (name -> handler, as
+        L{mmo.process.control.ControlService.register} takes), answered by
+        every process that runs the job: what its runs computed, read from
+        the store (C{economy} for the money-supply metrics).
     """
 
     name: str
@@ -53,6 +57,7 @@ class Job:
     args: dict = field(default_factory=dict)
     lease_ttl: float = 10.0
     history: int = 1000
+    commands: dict[str, Callable] = field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not 0 < len(self.name) <= MAX_JOB_NAME:
@@ -91,6 +96,8 @@ class Run:
     @ivar store: The process's store.
     @ivar bus: The process's bus.
     @ivar reactor: The process's reactor (its clock).
+    @ivar config: The deployment's config (C{None} where the scheduler was
+        given none, as in tests of the scheduler alone).
     """
 
     def __init__(self, job: Job, run_id: str, scheduled, token: int, runner):
@@ -101,6 +108,8 @@ class Run:
         self.store = runner.store
         self.bus = runner.bus
         self.reactor = runner.reactor
+        # A runner made by a game's own tests may not carry a config.
+        self.config = getattr(runner, "config", None)
         self._runner = runner
 
     def __repr__(self) -> str:

@@ -31,14 +31,16 @@ class JobRunner:
         id of this start: a process started again, or a successor taking
         over, is a new holder).
     @ivar token: The fencing token of the lease while held, else C{None}.
+    @ivar config: The deployment's config, given to each L{Run}.
     """
 
     log = Logger()
 
-    def __init__(self, job: Job, store, bus, holder: str, reactor):
+    def __init__(self, job: Job, store, bus, holder: str, reactor, config=None):
         self.job = job
         self.store = store
         self.bus = bus
+        self.config = config
         self.holder = holder
         self.reactor = reactor
         self.key = job_lease_key(job.name)

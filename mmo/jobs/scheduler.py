@@ -31,7 +31,7 @@ class Scheduler:
 
     log = Logger()
 
-    def __init__(self, jobs: Iterable[Job], store, bus, process: str, reactor=None):
+    def __init__(self, jobs: Iterable[Job], store, bus, process: str, reactor=None, config=None):
         if reactor is None:
             from twisted.internet import reactor
         self.store = store
@@ -39,10 +39,20 @@ class Scheduler:
         self.reactor = reactor
         self.holder = f"{process}/{uuid.uuid4().hex[:8]}"
         self.runners: dict[str, JobRunner] = {}
+        #: Control command -> the job that answers it (L{Job.commands}).
+        self._commands: dict[str, Job] = {}
         for job in jobs:
             if job.name in self.runners:
                 raise ValueError(f"two jobs are called {job.name!r}")
-            self.runners[job.name] = JobRunner(job, store, bus, self.holder, reactor)
+            for command in job.commands:
+                taken = self._commands.get(command)
+                if taken is not None or command.partition(".")[0] == "jobs":
+                    by = f" (by job {taken.name})" if taken is not None else ""
+                    raise ValueError(
+                        f"job {job.name}: the control command {command!r} is taken{by}"
+                    )
+                self._commands[command] = job
+            self.runners[job.name] = JobRunner(job, store, bus, self.holder, reactor, config)
 
     def __repr__(self) -> str:
         return f"<Scheduler {self.holder}: {', '.join(self.runners) or 'no jobs'}>"
@@ -103,11 +113,20 @@ class Scheduler:
         return {"job": name, "run": run_id}
 
     def register(self, control) -> None:
-        """Answer the jobs commands on C{control} (the process's L{ControlService})."""
+        """
+        Answer the jobs commands on C{control} (the process's
+        L{ControlService}), and the jobs' own (L{Job.commands}).
+
+        @raise ValueError: A job's command is one the process answers already.
+        """
         control.register("jobs", self.describe)
         control.register("jobs.pause", self.pause)
         control.register("jobs.resume", self.resume)
         control.register("jobs.trigger", self.trigger)
+        for command, job in self._commands.items():
+            if command in control.handlers:
+                raise ValueError(f"job {job.name}: the control command {command!r} is taken")
+            control.register(command, job.commands[command])
 
 
 def describe(runner: JobRunner, state: JobState | None, held) -> dict:

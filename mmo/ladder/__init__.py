@@ -13,8 +13,8 @@ match id, the board of each season, and seasons rolled over atomically.
     (L{mmo.ladder.tap}), with the lobby's rooms as parties
     (L{mmo.ladder.parties}), its requests' checks (L{mmo.ladder.checks}),
     the board's requests (L{mmo.ladder.board}), the lease of the process
-    serving the queue (L{mmo.ladder.holder}), the relay of the queue's
-    requests to it (L{mmo.ladder.relay}) and the matches' rooms asked of
+    serving the queue (L{mmo.game.lease}), the relay of the queue's
+    requests to it (L{mmo.game.relay}) and the matches' rooms asked of
     the lobby (L{mmo.ladder.rooms});
   - L{mmo.ladder.report}: how game code reports a match's result.
 

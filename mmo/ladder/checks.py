@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 
-from mmo.wire.codes import BAD_REQUEST, WireError
+# The checks every service shares, used by the ladder's service through here.
+from mmo.game.checks import boolean as boolean
+from mmo.game.checks import integer, string
 
 #: Most board rows one request reads.
 MAX_COUNT = 100
@@ -18,30 +20,6 @@ MAX_START = 10_000_000
 
 #: Longest player id a client may name.
 MAX_PLAYER = 128
-
-#: Longest ladder or mode name (the config's names are shorter).
-MAX_NAME = 32
-
-
-def string(message: dict, key: str, limit: int = MAX_NAME) -> str:
-    value = message.get(key)
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise WireError(BAD_REQUEST, f"{key!r} must be a string of 1 to {limit} characters")
-    return value
-
-
-def boolean(message: dict, key: str) -> bool:
-    value = message.get(key, False)
-    if not isinstance(value, bool):
-        raise WireError(BAD_REQUEST, f"{key!r} must be true or false")
-    return value
-
-
-def integer(message: dict, key: str, default: int, low: int, high: int) -> int:
-    value = message.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise WireError(BAD_REQUEST, f"{key!r} must be an integer from {low} to {high}")
-    return value
 
 
 def player(message: dict, caller) -> str:

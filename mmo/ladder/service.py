@@ -14,9 +14,9 @@ each player C{ladder.result} and frees them.  A client that sends a result
 is refused.
 
 One ladder process of a deployment serves the queue: the holder of its
-bus lease (L{mmo.ladder.holder}).  The others stand by (their directory
+bus lease (L{mmo.game.lease}).  The others stand by (their directory
 entry says C{standby}): they answer the board's requests, relay the
-queue's to the holder (L{mmo.ladder.relay}), and take over when the lease
+queue's to the holder (L{mmo.game.relay}), and take over when the lease
 expires or is released.  The queues and open matches, with each player's session, are
 kept on the bus (L{mmo.game.messages.LADDER_STATE_KEY}), stamped with the
 holder's fencing token, written after each pass that changed them and
@@ -38,6 +38,7 @@ from twisted.internet import defer, task
 from twisted.python.failure import Failure
 
 from mmo.game import messages
+from mmo.game.lease import Lease
 from mmo.game.messages import (
     LADDER_STATE_KEY,
     MATCH_ROOMS_CHANNEL,
@@ -49,14 +50,13 @@ from mmo.game.messages import (
     MatchRoomOpened,
     RoomEvent,
 )
+from mmo.game.relay import Relay
 from mmo.game.service import Caller, GameService
 from mmo.ladder import checks
 from mmo.ladder.board import BoardRequests, make_ladders
-from mmo.ladder.holder import QueueLease
 from mmo.ladder.parties import Parties
 from mmo.ladder.queue import Match, Matchmaker, QueueError, QueueRules
 from mmo.ladder.records import BadResult, LadderError, Player
-from mmo.ladder.relay import Relay
 from mmo.ladder.rooms import MatchRoomRequests, RoomHandshake
 from mmo.unavailable import log_failure
 from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, NOT_FOUND, UNAVAILABLE, WireError
@@ -74,6 +74,9 @@ RESULT_WORDS = frozenset({"report", "result", "results", "score", "win", "lose",
 
 #: Why a queue refused a join, as the client's error code.
 QUEUE_CODES = {"no_mode": NOT_FOUND, "queued": NOT_ALLOWED, "in_match": NOT_ALLOWED}
+
+#: The bus lease of the ranked queue.
+QUEUE_LEASE_KEY = "ladder.queue"
 
 #: The queue's lease ttl of a config without ladders.
 LEASE_TTL = 10.0
@@ -95,7 +98,7 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
     @ivar queue: The L{Matchmaker} of every ladder's queues.
     @ivar callers: Account id -> the session of a queued or matched player.
     @ivar parties: The lobby's rooms, for parties.
-    @ivar lease: The queue's lease (L{QueueLease}).
+    @ivar lease: The queue's lease (L{Lease}).
     @ivar rooms: The matches whose room the lobby has not confirmed.
     """
 
@@ -114,10 +117,19 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
         super().__init__(config, store, bus, reactor)
         self.ladders = make_ladders(config, store, reactor) if ladders is None else ladders
         self.parties = Parties()
-        self.lease = QueueLease(
-            bus, lease_ttl(config), reactor, self._take, self._stand_by, holder=holder
+        self.lease = Lease(
+            bus,
+            QUEUE_LEASE_KEY,
+            "ladder",
+            lease_ttl(config),
+            reactor,
+            self._take,
+            self._stand_by,
+            holder=holder,
         )
-        self.relay = Relay(bus, reactor, self.lease.holder)
+        self.relay = Relay(
+            bus, reactor, self.kind, self.lease.holder, busy="the ranked queue is being taken over"
+        )
         self._reset()
         self._subscriptions: list = []
         self._stopping = False
@@ -141,7 +153,7 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
     def serving(self) -> bool:
         """
         Whether this process serves the queue: it holds the lease, with time
-        left to write under it (L{QueueLease.writable}), and loaded the state.
+        left to write under it (L{Lease.writable}), and loaded the state.
         """
         return self._serving and self.lease.writable()
 
@@ -231,7 +243,7 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
         Write the state to the bus, stamped with the lease's token (again
         at the next pass if that fails).  Nothing is written, and C{False}
         returned, unless the lease is surely still ours
-        (L{QueueLease.writable}): a newer holder's state is never
+        (L{Lease.writable}): a newer holder's state is never
         overwritten by what this process knew.
         """
         if not self.serving:
@@ -358,7 +370,7 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
     async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
         """
         Answer a client's message; the queue's, on a process standing by,
-        are relayed to the one serving it (L{mmo.ladder.relay}).
+        are relayed to the one serving it (L{mmo.game.relay}).
         """
         if kind.startswith(QUEUE_PREFIX) and self.ladders and not self.serving:
             return await self.relay.call(caller, kind, message)

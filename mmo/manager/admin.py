@@ -11,6 +11,7 @@ has).
     mmo-admin --config conf/cluster.toml broadcast "Restart in 5 minutes"
     mmo-admin --config conf/cluster.toml jobs
     mmo-admin --config conf/cluster.toml jobs trigger daily-reset
+    mmo-admin --config conf/cluster.toml economy --history 5
 
 See C{docs/manager.md}.
 """
@@ -18,7 +19,9 @@ See C{docs/manager.md}.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import math
 import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -27,8 +30,10 @@ from twisted.internet import defer, endpoints, task
 
 from mmo import config as configmodule
 from mmo.config import ConfigError
+from mmo.economy.wallets import format_amount
 from mmo.rpc import commands
 from mmo.rpc.service import RPCClientFactory, peer_endpoint
+from mmo.schedules import iso_time
 from mmo.tls import internal_client_options
 
 #: Seconds to wait for a manager's link.
@@ -160,6 +165,85 @@ def format_jobs(result: dict) -> str:
     return "\n".join(lines)
 
 
+#: The exit status of C{mmo-admin economy} when a currency's supply alarm is on.
+ALARM_STATUS = 2
+
+
+def economy_alarms(result: dict) -> list[str]:
+    """The currencies whose latest figures of C{result} (C{economy}) raise the alarm."""
+    return [
+        shown["currency"]
+        for shown in result.get("currencies", [])
+        if shown["figures"] and shown["figures"][0]["alarm"]
+    ]
+
+
+def format_economy(result: dict) -> str:
+    """The C{economy} figures as text: each currency's latest, then its history."""
+    interval = result.get("interval")
+    lines = [f"economy metrics every {interval:g} s (from {result.get('process', '?')})"]
+    for shown in result.get("currencies", []):
+        name, figures = shown["currency"], shown["figures"]
+        lines.append("")
+        if not figures:
+            lines.append(f"{name}: no figures yet ({_not_yet(result.get('last_run'))})")
+            continue
+        money = functools.partial(format_amount, decimals=shown["decimals"])
+        lines += _latest(figures[0], money, shown["supply_alarm"])
+        if len(figures) > 1:
+            lines += _history(figures, money)
+    return "\n".join(lines)
+
+
+def _not_yet(last_run) -> str:
+    if last_run is None:
+        return "the metrics job has not run"
+    return f"the job last ran at {iso_time(last_run)}; its next run shows the first interval"
+
+
+def _latest(f: dict, money, alarm: float) -> list[str]:
+    def by_reason(flows: dict) -> str:
+        return ", ".join(f"{r or '-'} {money(v)}" for r, v in sorted(flows.items())) or "-"
+
+    state = (
+        f"ALARM: above its supply_alarm of {alarm:.1%}"
+        if f["alarm"]
+        else f"alarm above {alarm:.1%}"
+    )
+    d = f["distribution"]
+    percentiles = "  ".join(f"{k} {money(v)}" for k, v in d["percentiles"].items())
+    return [
+        f"{f['currency']}  {iso_time(f['start'])} to {iso_time(f['end'])}",
+        f"  supply        {money(f['supply'])} (from {money(f['supply_start'])}; "
+        f"growth {_rate(f['growth_per_hour'])} per hour; {state})",
+        f"  inflow        {money(f['inflow'])}  ({by_reason(f['inflow_by_reason'])})",
+        f"  outflow       {money(f['outflow'])}  ({by_reason(f['outflow_by_reason'])})",
+        f"  velocity      {f['velocity']:.3f} per hour (volume {money(f['volume'])})",
+        f"  players       {d['players']}  gini {d['gini']:.3f}  {percentiles}",
+        f"  price index   {f['price_index']:.2f} ({f['sales']} sales)",
+        f"  discrepancy   {money(f['discrepancy'])}",
+    ]
+
+
+def _history(figures: list[dict], money) -> list[str]:
+    lines = [
+        f"  {'interval end':<24} {'supply':>14} {'inflow':>12} {'outflow':>12} "
+        f"{'velocity':>9} {'gini':>6} {'prices':>8} {'growth/h':>10}  alarm"
+    ]
+    for f in figures:
+        lines.append(
+            f"  {iso_time(f['end']):<24} {money(f['supply']):>14} "
+            f"{money(f['inflow']):>12} {money(f['outflow']):>12} "
+            f"{f['velocity']:>9.3f} {f['distribution']['gini']:>6.3f} {f['price_index']:>8.2f} "
+            f"{_rate(f['growth_per_hour']):>10}  {'yes' if f['alarm'] else 'no'}"
+        )
+    return lines
+
+
+def _rate(fraction: float) -> str:
+    return "+inf" if math.isinf(fraction) else f"{fraction:+.2%}"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmo-admin", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", "-c", required=True, help="the deployment's config file")
@@ -185,6 +269,11 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("action", nargs="?", default="list",
                       choices=("list", "pause", "resume", "trigger"))  # fmt: skip
     jobs.add_argument("name", nargs="?", help="the job (for pause, resume, trigger)")
+    economy = sub.add_parser(
+        "economy", help=f"money-supply figures; exit status {ALARM_STATUS} on a supply alarm"
+    )
+    economy.add_argument("--history", type=int, default=1, help="intervals shown (default 1)")
+    economy.add_argument("--currency", help="this currency only")
     return parser
 
 
@@ -227,6 +316,12 @@ async def run(reactor, arguments) -> tuple[object, str]:
         return result, f"jobs {arguments.action} {arguments.name}: done\n" + json.dumps(
             result, indent=2
         )
+    if command == "economy":
+        args = {"history": arguments.history}
+        if arguments.currency:
+            args["currency"] = arguments.currency
+        result = await call(reactor, config, chosen[0], "economy", timeout, **args)
+        return result, format_economy(result)
     if command == "kick":
         args = {"account": arguments.account, "reason": arguments.reason}
     else:
@@ -247,6 +342,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             outcome["error"] = str(e)
             return
         print(json.dumps(result, indent=2, default=str) if arguments.json else text)
+        if arguments.command == "economy" and economy_alarms(result):
+            outcome["status"] = ALARM_STATUS
 
     try:
         task.react(lambda reactor: defer.ensureDeferred(go(reactor)))
@@ -256,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "error" in outcome:
         print(f"mmo-admin: {outcome['error']}", file=sys.stderr)
         return 1
-    return 0
+    return outcome.get("status", 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,8 @@
 The manager of one machine: its processes under a L{Supervisor}, an
 optional local Redis, and the operations C{mmo-admin} asks for through the
 manager's admin endpoint (AMP over mutual TLS, the C{admin} certificate
-only): C{status}, C{drain}, C{upgrade}, C{kick}, C{broadcast} and C{jobs}.
+only): C{status}, C{drain}, C{upgrade}, C{kick}, C{broadcast}, C{jobs} and
+C{economy}.
 
 See C{docs/manager.md}.
 """
@@ -360,33 +361,13 @@ class Manager:
         the processes that run it describe it; or C{pause}, C{resume} or
         C{trigger} job C{name}, through one of those processes.
         """
-        self._need_bus()
         if action not in JOB_ACTIONS:
             raise ManagerError(f"jobs: no action {action!r} (actions: {', '.join(JOB_ACTIONS)})")
         if action != "list" and not isinstance(name, str):
             raise ManagerError(f"jobs {action}: name the job")
-        services = await self.bus.services()
-        runners = sorted(
-            process for process, info in services.items()
-            if isinstance(info, dict) and info.get("kind") not in NO_JOBS
-        )  # fmt: skip
-        results = await defer.DeferredList(
-            [
-                defer.ensureDeferred(
-                    control.call(
-                        self.bus, process, "jobs", timeout=JOBS_TIMEOUT, reactor=self.reactor
-                    )
-                )  # fmt: skip
-                for process in runners
-            ],
-            consumeErrors=True,
-        )
+        services, answers, errors = await self._ask_job_processes("jobs", {})
         jobs: dict[str, dict] = {}
-        errors = {}
-        for process, (ok, value) in zip(runners, results, strict=True):
-            if not ok:
-                errors[process] = value.getErrorMessage()
-                continue
+        for process, value in answers.items():
             for row in value:
                 entry = jobs.setdefault(row["name"], dict(row, processes=[], kinds=[]))
                 entry["processes"].append(process)
@@ -403,7 +384,68 @@ class Manager:
             self.bus, process, f"jobs.{action}", {"name": name}, reactor=self.reactor
         )
 
+    async def admin_economy(self, history: int = 1, currency: str | None = None) -> dict:
+        """
+        The economy's money-supply figures (C{docs/economy.md}): the last
+        C{history} intervals of each currency (or of C{currency}), as a
+        process running the metrics job reads them from the store.
+        """
+        economy = self.config.economy
+        if not economy.enabled:
+            raise ManagerError(
+                f"the economy is disabled ([economy] enabled = false in {self.config.file})"
+            )
+        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+            raise ManagerError(
+                f"economy: history is a number of intervals, at least 1, got {history!r}"
+            )
+        if currency is not None and currency not in economy.currencies:
+            known = ", ".join(economy.currencies)
+            raise ManagerError(f"economy: no currency {currency!r} (currencies: {known})")
+        args: dict = {"history": history}
+        if currency is not None:
+            args["currency"] = currency
+        _, answers, errors = await self._ask_job_processes("economy", args)
+        if answers:
+            # Every process that runs the job reads the same records.
+            process = min(answers)
+            return dict(answers[process], process=process)
+        why = "; ".join(f"{p}: {e}" for p, e in sorted(errors.items())) or "no process runs jobs"
+        raise ManagerError(f"economy: no process answers (the economy service's do): {why}")
+
     # -- helpers ----------------------------------------------------------------------
+
+    async def _ask_job_processes(self, command: str, args: dict):
+        """
+        Ask every process that runs scheduled jobs C{command}, at once.
+
+        @return: C{(directory, answers, errors)}: the bus's directory, and
+            by process, what it answered or why it did not.
+        """
+        self._need_bus()
+        services = await self.bus.services()
+        runners = sorted(
+            process for process, info in services.items()
+            if isinstance(info, dict) and info.get("kind") not in NO_JOBS
+        )  # fmt: skip
+        results = await defer.DeferredList(
+            [
+                defer.ensureDeferred(
+                    control.call(
+                        self.bus, process, command, args, timeout=JOBS_TIMEOUT, reactor=self.reactor
+                    )
+                )  # fmt: skip
+                for process in runners
+            ],
+            consumeErrors=True,
+        )
+        answers, errors = {}, {}
+        for process, (ok, value) in zip(runners, results, strict=True):
+            if ok:
+                answers[process] = value
+            else:
+                errors[process] = value.getErrorMessage()
+        return services, answers, errors
 
     async def _every_gateway(self, command: str, **args) -> dict:
         self._need_bus()

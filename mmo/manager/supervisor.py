@@ -30,6 +30,7 @@ PLUGINS = {
     "chat": "mmo-chat",
     "zone": "mmo-zone",
     "ladder": "mmo-ladder",
+    "economy": "mmo-economy",
 }
 
 #: The order processes start in; they stop in the reverse order, one group
@@ -37,7 +38,7 @@ PLUGINS = {
 #: checkpoint while the services they talk to are still up, Redis goes last.
 START_ORDER = (
     ("redis",),
-    ("lobby", "chat", "ladder", "mmo"),
+    ("lobby", "chat", "ladder", "economy", "mmo"),
     ("zone",),
     ("login", "gateway"),
 )

@@ -1,6 +1,7 @@
 """
 The standalone server, C{twistd -n mmo --config FILE}: every service in one
-process, for development and small games, on SQLite and the in-process bus.
+process (the economy's when C{[economy] enabled}), for development and
+small games, on SQLite and the in-process bus.
 """
 
 from __future__ import annotations
@@ -54,10 +55,13 @@ def makeService(options: Options, reactor=None) -> ProcessService:
     def make():
         top = ProcessService(config, process, reactor)
         login = login_service(top, reactor)
-        services = [
-            top.resource(cls(config, login.store, login.bus, reactor))
-            for cls in (lobby_service_class(config), ChatService, LadderService)
-        ]
+        classes = [lobby_service_class(config), ChatService, LadderService]
+        if config.economy.enabled:
+            from mmo.economy.service import EconomyService
+
+            # The one economy process: it holds the trades' lease itself.
+            classes.append(EconomyService)
+        services = [top.resource(cls(config, login.store, login.bus, reactor)) for cls in classes]
         routes = [LocalRoute(service) for service in services]
         routes.append(zone_route(config, process, login.store, login.bus, reactor, top))
         factory = factory_class(config, process, StandaloneFactory)

@@ -70,6 +70,16 @@ WRONG_PASSWORD = "wrong_password"
 NOT_ALLOWED = "not_allowed"
 #: The account has as many characters as it may.
 CHARACTER_LIMIT = "character_limit"
+#: The player lacks the currency or the items (the economy).
+INSUFFICIENT_FUNDS = "insufficient_funds"
+#: An inventory would pass its limit (the economy).
+NO_ROOM = "no_room"
+#: The vendor's limited stock is too low (the economy).
+OUT_OF_STOCK = "out_of_stock"
+#: A confirmation of a version that is not the current one (a trade).
+STALE_VERSION = "stale_version"
+#: The player, or the one addressed, has an open trade already.
+IN_TRADE = "in_trade"
 #: The service that handles this message, or a backend it needs (the store,
 #: the bus), is not reachable now; retry after the error's C{retry_after}.
 UNAVAILABLE = "unavailable"
@@ -134,6 +144,11 @@ DESCRIPTIONS = {
     WRONG_PASSWORD: "the room's password is wrong; stays open",
     NOT_ALLOWED: "not allowed (not the owner, a moderator or a member); stays open",
     CHARACTER_LIMIT: "the account has as many characters as it may; stays open",
+    INSUFFICIENT_FUNDS: "the player lacks the currency or the items; stays open",
+    NO_ROOM: "an inventory would pass its limit; stays open",
+    OUT_OF_STOCK: "the vendor's limited stock is too low; stays open",
+    STALE_VERSION: "the trade's offers changed since the version confirmed; stays open",
+    IN_TRADE: "the player, or the one addressed, has an open trade; stays open",
     UNAVAILABLE: "the service for this message is not reachable now; retry after "
     "'retry_after' seconds; stays open",
     MOVED: "goodbye: the gateway is draining; resume on the gateway named in 'session.move'",

@@ -1,7 +1,7 @@
 """
-Small sets kept per key, as tuples: what the chat keeps per session and per
-account (the channels a session is in, the sessions of an account) is one
-or two items, and a set takes 216 bytes even for one, a tuple 48.
+Small sets kept per key, as tuples: what chat and presence keep per session
+and per account (the channels a session is in, the sessions of an account)
+is one or two items, and a set takes 216 bytes even for one, a tuple 48.
 """
 
 from __future__ import annotations

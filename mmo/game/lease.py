@@ -1,12 +1,11 @@
 """
-L{QueueLease}: which ladder process holds the ranked queue.
+L{Lease}: which process of a kind holds what only one may serve (the
+ladder's ranked queue, the economy's trades).
 
-Every ladder process contends for one bus lease (L{QUEUE_LEASE_KEY});
-the holder alone runs matchmaking passes, takes queue joins and leaves,
-applies results and writes the queue's state, stamped with the lease's
-fencing token.  The others stand by and take over when the lease
-expires (the holder died) or is released (it stopped, after its last
-write).
+Every process of the kind contends for one bus lease (its key); the
+holder alone serves, and writes stamped with the lease's fencing token.
+The others stand by and take over when the lease expires (the holder
+died) or is released (it stopped, after its last write).
 
 A holder that fails to renew (the bus is unreachable, or another
 process holds the lease now) stops at once: it writes nothing more.  It
@@ -14,6 +13,9 @@ also writes nothing once less than a third of the lease's ttl is left
 since its last renewal was asked for, so that a write on its way when
 the lease runs out is one that took longer than that to arrive (the
 remaining window, C{docs/ladder.md}).
+
+The lease lives here, below the services that hold one
+(L{mmo.ladder.service}, L{mmo.economy.service}).
 """
 
 from __future__ import annotations
@@ -27,18 +29,15 @@ from twisted.logger import Logger
 
 from mmo.unavailable import BackendUnavailable
 
-#: The bus lease of the ranked queue.
-QUEUE_LEASE_KEY = "ladder.queue"
+
+def new_holder(name: str) -> str:
+    """A name for this process on a lease of C{name}: its pid and a fresh id of this start."""
+    return f"{name}-{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
-def new_holder() -> str:
-    """A name for this process on the lease: its pid and a fresh id of this start."""
-    return f"ladder-{os.getpid()}/{uuid.uuid4().hex[:8]}"
-
-
-class QueueLease:
+class Lease:
     """
-    One process's hold on the queue's lease, renewed every C{ttl / 3}
+    One process's hold on the lease C{key}, renewed every C{ttl / 3}
     seconds of C{reactor}.
 
     C{taken(token)} is awaited when the lease becomes this process's
@@ -46,8 +45,10 @@ class QueueLease:
     a holding that changed token (lost and taken again between two
     renewals) is a loss then a take.
 
+    @ivar key: The bus lease.
+    @ivar name: What the log lines say the lease is of (C{"ladder"}).
     @ivar holder: This process on the lease.
-    @ivar token: The fencing token while this process serves the queue,
+    @ivar token: The fencing token while this process holds the lease,
         else C{None}.
     """
 
@@ -56,6 +57,8 @@ class QueueLease:
     def __init__(
         self,
         bus,
+        key: str,
+        name: str,
         ttl: float,
         reactor,
         taken: Callable[[int], Awaitable[None]],
@@ -65,9 +68,11 @@ class QueueLease:
         if ttl <= 0:
             raise ValueError(f"a lease lasts more than 0 seconds, not {ttl}")
         self.bus = bus
+        self.key = key
+        self.name = name
         self.ttl = ttl
         self.reactor = reactor
-        self.holder = holder or new_holder()
+        self.holder = holder or new_holder(name)
         self.token: int | None = None
         self._taken = taken
         self._lost = lost
@@ -78,7 +83,7 @@ class QueueLease:
         self._renewing: defer.Deferred | None = None
 
     def __repr__(self) -> str:
-        return f"<QueueLease {self.holder} token={self.token}>"
+        return f"<Lease {self.key} {self.holder} token={self.token}>"
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -104,9 +109,14 @@ class QueueLease:
         finally:
             self._drop()
             try:
-                await self.bus.release_lease(QUEUE_LEASE_KEY, self.holder)
+                await self.bus.release_lease(self.key, self.holder)
             except BackendUnavailable as e:
-                self.log.warn("ladder: queue lease not released (it expires): {e}", e=e)
+                self.log.warn(
+                    "{name}: lease {key} not released (it expires): {e}",
+                    name=self.name,
+                    key=self.key,
+                    e=e,
+                )
 
     # -- holding -------------------------------------------------------------------------
 
@@ -116,13 +126,15 @@ class QueueLease:
 
     async def current(self) -> tuple[str, int] | None:
         """C{(holder, token)} of whoever holds the lease now, or C{None}."""
-        return await self.bus.lease_holder(QUEUE_LEASE_KEY)
+        return await self.bus.lease_holder(self.key)
 
     def _tick(self) -> None:
         # Not returned: a renewal slower than the interval must not stop the loop.
         if self._renewing is None:
             d = defer.ensureDeferred(self.renew())
-            d.addErrback(lambda f: self.log.failure("ladder: queue lease renewal failed", f))
+            d.addErrback(
+                lambda f: self.log.failure("{name}: lease {key} renewal failed", f, **self._said)
+            )
 
     async def renew(self) -> None:
         """Take or renew the lease once, and follow what became of it."""
@@ -136,37 +148,52 @@ class QueueLease:
     async def _renew(self) -> None:
         asked = self.reactor.seconds()
         try:
-            got = await self.bus.lease(QUEUE_LEASE_KEY, self.holder, self.ttl)
+            got = await self.bus.lease(self.key, self.holder, self.ttl)
         except BackendUnavailable as e:
             if self.token is not None:
-                self.log.warn("ladder: cannot renew the queue lease, standing by: {e}", e=e)
+                self.log.warn(
+                    "{name}: cannot renew lease {key}, standing by: {e}", e=e, **self._said
+                )
             got = None
         if got is not None and got == self.token:
             self._writable_until = asked + self.ttl * 2 / 3
             return
         if self.token is not None:
-            self.log.warn("ladder: queue lease lost (token {token})", token=self.token)
+            self.log.warn(
+                "{name}: lease {key} lost (token {token})", token=self.token, **self._said
+            )
             self._drop()
         if got is None:
             return
         self.log.info(
-            "ladder: {holder} holds the queue (token {token})", holder=self.holder, token=got
+            "{name}: {holder} holds lease {key} (token {token})",
+            holder=self.holder,
+            token=got,
+            **self._said,
         )
         self._writable_until = asked + self.ttl * 2 / 3
         self.token = got
         try:
             await self._taken(got)
         except BaseException as e:
-            # Serving with a state not loaded would lose the last holder's:
+            # Serving with a state not loaded (or not recovered) would lose the last holder's:
             # give the lease up, another (or the next renewal) takes it.
             self._drop()
             try:
-                await self.bus.release_lease(QUEUE_LEASE_KEY, self.holder)
+                await self.bus.release_lease(self.key, self.holder)
             except BackendUnavailable:
                 pass
             if not isinstance(e, BackendUnavailable):
                 raise
-            self.log.warn("ladder: the queue state could not be read, lease given up: {e}", e=e)
+            self.log.warn(
+                "{name}: the state could not be read, lease {key} given up: {e}",
+                e=e,
+                **self._said,
+            )
+
+    @property
+    def _said(self) -> dict:
+        return {"name": self.name, "key": self.key}
 
     def _drop(self) -> None:
         self.token = None

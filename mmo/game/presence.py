@@ -1,10 +1,11 @@
 """
-Chat's presence: which sessions are online, under which display name, of
-which account, and which sessions ended lately.
+Presence as a service hears it: which sessions are online, under which
+display name, of which account, and which sessions ended lately.
 
-The chat service keeps it from the gateways' session events (and from the
-callers of requests, which are the truth); C{chat.who}, C{chat.whisper} and
-the naming of players in requests look players up here.
+A service keeps it from the gateways' session events (and from the
+callers of requests, which are the truth): chat's C{chat.who},
+C{chat.whisper} and the naming of players in requests, the economy's
+partner of a trade (C{trade.open}) look players up here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 
-from mmo.chat import keyed
+from mmo.game import keyed
 from mmo.game.service import Caller
 
 #: Ended sessions remembered, so that a request of one that was on its way
