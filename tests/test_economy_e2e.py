@@ -16,17 +16,15 @@ C{tests/test_economy_crash.py}) and no escrow holds anything.
 
 from __future__ import annotations
 
-import json
 import os
 
-from twisted.internet import reactor, utils
 from twisted.trial import unittest
 
 from tests.support import FAST_HASH, spawn_cluster, started_store, until, write_config
-from tests.test_bot import MMO_BOT
+from tests.test_bot import run_bots
 from tests.test_cluster import Player
+from tests.test_economy_domain import ITEMS, SHOPS
 from tests.test_economy_store import audit
-from tests.test_twistd import subprocess_env
 
 CLUSTER = (
     ("login", "login"),
@@ -36,43 +34,9 @@ CLUSTER = (
     ("economy", "economy"),
 )
 
-ITEMS = """
-[[items]]
-id = "health-potion"
-name = "Health potion"
-stackable = true
-max_stack = 20
-
-[[items]]
-id = "iron-sword"
-name = "Iron sword"
-props = { damage = 7 }
-"""
-
-SHOPS = """
-[shops.smith]
-name = "Ada the smith"
-currency = "gold"
-
-[[shops.smith.stock]]
-item = "iron-sword"
-price = 600
-sell = 200
-stock = 20
-
-[shops.apothecary]
-name = "The apothecary"
-currency = "gold"
-
-[[shops.apothecary.stock]]
-item = "health-potion"
-price = 40
-sell = 10
-"""
-
 #: Every player's start credit, in minor units of gold.
 START = 1000
-SWORD_PRICE = 600
+SWORD_PRICE = 100
 
 SETTINGS = (
     FAST_HASH
@@ -95,7 +59,10 @@ TRADE_PUSHES = ("trade.opened", "trade.updated", "trade.settled", "trade.cancell
 
 
 def economy_settings(testcase) -> str:
-    """The C{[economy]} section, with its item and shop files in a new directory."""
+    """
+    The C{[economy]} section, with the item and shop files of the domain's
+    tests (L{tests.test_economy_domain}) in a new directory.
+    """
     items = write_config(testcase, ITEMS, "items.toml")
     shops = write_config(testcase, SHOPS, "shops.toml")
     return f'[economy]\nenabled = true\nitems = "{os.path.abspath(items)}"\n' + (
@@ -184,14 +151,14 @@ class EconomyTestsMixin:
         bob = await self.player("Bobby", "gateway-2")
 
         # Alice buys a sword; the same request again buys nothing more.
-        bought = await alice.request("shop.buy", request="alice-1", shop="smith", item="iron-sword")
+        bought = await alice.request("shop.buy", request="alice-1", shop="smith", item="sword")
         self.assertEqual(bought["currencies"]["gold"]["balance"], START - SWORD_PRICE)
-        again = await alice.request("shop.buy", request="alice-1", shop="smith", item="iron-sword")
+        again = await alice.request("shop.buy", request="alice-1", shop="smith", item="sword")
         self.assertEqual(
             (again["seq"], await alice.balance()), (bought["seq"], START - SWORD_PRICE)
         )
         [sword] = (await alice.request("inventory.get"))["uniques"]
-        self.assertEqual(sword["item"], "iron-sword")
+        self.assertEqual(sword["item"], "sword")
 
         # A trade across the two gateways: the sword against 450 gold.
         opened = (await alice.request("trade.open", **{"with": "Bobby"}))["trade"]
@@ -264,28 +231,15 @@ class RedisEconomyTests(EconomyTestsMixin, unittest.TestCase):
     store = '[store]\nbackend = "redis"\n'
 
     async def test_trader_bots(self):
-        scenario = write_config(
+        report = await run_bots(
             self,
+            self.cluster.config.file,
+            self.ports["login"],
             'scenario = "trader"\nshop_every = 0.3\ntrade_every = 0.3\nthink = 0.1\n',
-            "trader.toml",
+            bots=4,
+            duration=6,
+            max_seconds=60,
         )
-        out, err, code = await utils.getProcessOutputAndValue(
-            MMO_BOT,
-            [
-                "--config", self.cluster.config.file,
-                "--login", f"127.0.0.1:{self.ports['login']}",
-                "--bots", "4",
-                "--scenario-file", scenario,
-                "--duration", "6",
-                "--max-seconds", "60",
-                "--json",
-            ],
-            env=subprocess_env(),
-            reactor=reactor,
-        )  # fmt: skip
-        self.assertEqual(code, 0, err.decode(errors="replace")[-3000:])
-        report = json.loads(out)
-        self.assertTrue(report["ok"], report["problems"])
         trader = report["trader"]
         self.assertGreater(trader["purchases"], 0)
         self.assertGreater(trader["trades"]["settled"], 0)
