@@ -30,12 +30,16 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
+from typing import TYPE_CHECKING
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from mmo.bot.play import Play
 from mmo.bot.stats import error_code
+
+if TYPE_CHECKING:
+    from mmo.bot.swarm import Bot
 
 #: Error codes that normal play explains, by request type: another bot
 #: bought the vendor's last one, an inventory is full, the other party is
@@ -110,7 +114,7 @@ class TraderPlay(Play):
     @ivar changed_at: When the bot last saw its trade change.
     """
 
-    def __init__(self, bot):
+    def __init__(self, bot: Bot):
         super().__init__(bot)
         self.wallet: dict[str, int] | None = None
         self.trade: dict | None = None
@@ -127,7 +131,7 @@ class TraderPlay(Play):
         self._requests = 0
 
     @property
-    def partner(self):
+    def partner(self) -> Bot | None:
         """The bot this one trades with (C{None}: the odd one out)."""
         bots = self.bot.swarm.bots
         index = self.bot.index ^ 1
