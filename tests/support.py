@@ -36,6 +36,18 @@ WEBSOCKET = 'websocket = "tcp:0:interface=127.0.0.1"\n'
 #: Password hashing cheap enough for tests that log many players in.
 FAST_HASH = "[login]\nargon2_memory_kib = 1024\nargon2_time_cost = 1\n"
 
+#: The store and the bus on Redis (a C{[redis]} section to add), with a
+#: directory that forgets a dead process in 2 s.
+ON_REDIS = """
+[store]
+backend = "redis"
+
+[bus]
+backend = "redis"
+heartbeat_interval = 0.5
+heartbeat_timeout = 2.0
+"""
+
 #: The password of the players of the end-to-end tests.
 PASSWORD = "open sesame 42"
 
@@ -323,6 +335,7 @@ class Cluster:
     @ivar children: Process name -> its L{tests.test_twistd.TwistdProcess}.
     @ivar transports: Process name -> its process transport.
     @ivar ports: Login and gateway name -> the TLS port of its clients.
+    @ivar redis: Its private L{tests.redis.RedisServer}, if it has one.
     """
 
     config: config.Config
@@ -330,14 +343,20 @@ class Cluster:
     children: dict
     transports: dict
     ports: dict
+    redis: object = None
 
 
 async def spawn_cluster(
-    testcase, processes, settings: str = "", pythonpath: str | None = None
+    testcase,
+    processes,
+    settings: str = "",
+    pythonpath: str | None = None,
+    appendonly: bool = False,
 ) -> Cluster:
     """
     The C{(name, kind[, listeners])} C{processes} (as L{process_tables} takes
-    them) as C{twistd mmo-KIND} processes on a private redis-server, with
+    them) as C{twistd mmo-KIND} processes on a private redis-server (with
+    C{appendonly}: C{appendfsync always}, L{tests.redis.RedisServer}), with
     C{settings} (and a game's modules on C{pythonpath}); fires once every
     one is ready.  The services start first, so that the login server and
     gateways find them.
@@ -347,7 +366,7 @@ async def spawn_cluster(
     from tests.test_login_e2e import started
     from tests.test_twistd import spawn
 
-    server = start_redis(testcase)
+    server = start_redis(testcase, appendonly=appendonly)
     conf = deployment(
         testcase, process_tables(*processes), extra=settings + redis_config_text(server)
     )
@@ -365,7 +384,7 @@ async def spawn_cluster(
         else:
             await children[name].whenLogged(rf"{name}: ready")
     ca = tls.ca_path(conf.deployment.tls_dir)
-    return Cluster(conf, ca, children, transports, ports)
+    return Cluster(conf, ca, children, transports, ports, server)
 
 
 def managed_deployment(

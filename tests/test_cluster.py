@@ -14,7 +14,7 @@ from twisted.internet import reactor
 from twisted.trial import unittest
 
 from mmo.client import ServerError, connect
-from tests.support import PASSWORD, sleep, spawn_cluster, until
+from tests.support import FAST_HASH, ON_REDIS, PASSWORD, sleep, spawn_cluster, until
 
 #: The processes of the cluster (the lobby's and chat's ports are free ones).
 CLUSTER = (
@@ -25,19 +25,10 @@ CLUSTER = (
     ("chat", "chat"),
 )
 
-SETTINGS = """
-[login]
-argon2_memory_kib = 1024
-argon2_time_cost = 1
-
-[store]
-backend = "redis"
-
-[bus]
-backend = "redis"
-heartbeat_interval = 0.5
-heartbeat_timeout = 2.0
-
+SETTINGS = (
+    FAST_HASH
+    + ON_REDIS
+    + """
 [gateway]
 resume_window = 3.0
 flood_rate = 50.0
@@ -49,6 +40,7 @@ moderators = ["Mod"]
 rate = 100.0
 burst = 100
 """
+)
 
 
 class Player:

@@ -19,7 +19,7 @@ from mmo.bus import make_bus
 from mmo.client import ServerError, connect
 from mmo.ladder.report import report_result
 from mmo.ladder.service import QUEUE_LEASE_KEY
-from tests.support import FAST_HASH, PASSWORD, sleep, spawn_cluster, until
+from tests.support import FAST_HASH, ON_REDIS, PASSWORD, sleep, spawn_cluster, until
 from tests.test_bot import run_bots
 from tests.test_twistd import spawn
 
@@ -37,15 +37,8 @@ CLUSTER = (
 
 SETTINGS = (
     FAST_HASH
+    + ON_REDIS
     + """
-[store]
-backend = "redis"
-
-[bus]
-backend = "redis"
-heartbeat_interval = 0.5
-heartbeat_timeout = 2.0
-
 [lobby]
 lobby_class = "ranked_duel.RankedDuelLobby"
 
