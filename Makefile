@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 CLUSTER_CONFIG ?= conf/cluster.toml
 CLUSTER_CERTS ?= var/cluster/certs
 
-.PHONY: run cluster test certs lint clean venv bench js demo
+.PHONY: run cluster test certs lint clean venv bench js demo console-test-deps
 
 venv: $(STAMP)
 
@@ -59,6 +59,7 @@ $(CLUSTER_CERTS)/redis.password: | $(STAMP)
 
 cluster: $(STAMP) $(CLUSTER_CERTS)/redis.password
 	@$(BIN)/python -m mmo.web --config $(CLUSTER_CONFIG)
+	@$(BIN)/python -m mmo.console --config $(CLUSTER_CONFIG)
 	$(BIN)/twistd -n --pidfile= mmo-manager --config $(CLUSTER_CONFIG) --process manager
 
 test: $(STAMP)
@@ -76,6 +77,12 @@ js:
 demo:
 	cd clients/demo && npm ci --no-audit --no-fund && npm run check && npm run build
 	sha256sum clients/demo/package-lock.json | cut -d' ' -f1 > clients/demo/node_modules/.mmo-lock.sha256
+
+# The admin console's browser test (clients/console): playwright-core from
+# its lock file. The console's pages are plain files in mmo/console/static/.
+console-test-deps:
+	cd clients/console && npm ci --no-audit --no-fund
+	sha256sum clients/console/package-lock.json | cut -d' ' -f1 > clients/console/node_modules/.mmo-lock.sha256
 
 # Every benchmark (bench/run.py, a few minutes): writes docs/benchmarks.md,
 # its plots and figures in docs/benchmarks/.

@@ -41,7 +41,11 @@ setup(
     # installed twisted/plugins/ directory (that directory must never get an
     # __init__.py of ours).
     packages=find_packages(include=["mmo", "mmo.*"]) + ["twisted.plugins"],
-    package_data={"twisted.plugins": ["mmo_*.py"], "mmo.web": ["static/*"]},
+    package_data={
+        "twisted.plugins": ["mmo_*.py"],
+        "mmo.web": ["static/*"],
+        "mmo.console": ["static/*"],
+    },
     ext_modules=extensions(),
     install_requires=[
         "twisted[tls]>=24.7.0",

@@ -388,13 +388,19 @@ async def spawn_cluster(
 
 
 def managed_deployment(
-    testcase, processes, settings: str = "", stop_timeout: float = 5.0, ports=None
+    testcase,
+    processes,
+    settings: str = "",
+    stop_timeout: float = 5.0,
+    ports=None,
+    manager_keys: str = "",
 ) -> config.Config:
     """
     The deployment of the C{(name, kind)} C{processes} (one of them
     C{("manager", "manager")}) whose manager runs a redis-server of its own
     (append-only, in C{redis} beside the config, on a free port), with
-    C{settings}; client listeners on the C{ports} given by name.
+    C{settings}; client listeners on the C{ports} given by name; the
+    manager's table has C{manager_keys} too (lines of TOML).
     """
     from tests.redis import free_port, redis_server_path
 
@@ -406,13 +412,18 @@ def managed_deployment(
         + f"stop_timeout = {stop_timeout}\n"
     )
     tables = process_tables(*processes, ports=ports).replace(
-        'kind = "manager"', 'kind = "manager"\nredis_server = true'
+        'kind = "manager"', f'kind = "manager"\nredis_server = true\n{manager_keys}'
     )
     return deployment(testcase, tables, extra=extra)
 
 
 async def spawn_managed(
-    testcase, processes, settings: str = "", stop_timeout: float = 5.0, ports=None
+    testcase,
+    processes,
+    settings: str = "",
+    stop_timeout: float = 5.0,
+    ports=None,
+    manager_keys: str = "",
 ) -> Cluster:
     """
     L{managed_deployment}'s cluster run by C{twistd mmo-manager}; fires once
@@ -423,7 +434,7 @@ async def spawn_managed(
     from tests.test_login_e2e import started
     from tests.test_twistd import spawn
 
-    conf = managed_deployment(testcase, processes, settings, stop_timeout, ports)
+    conf = managed_deployment(testcase, processes, settings, stop_timeout, ports, manager_keys)
     manager, transport = spawn(testcase, conf.file, "mmo-manager", "--process", "manager")
     ports = {}
     for name, kind in processes:

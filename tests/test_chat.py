@@ -20,6 +20,7 @@ from mmo.bus.memory import MemoryBus
 from mmo.chat.channels import Channel, Channels
 from mmo.chat.flood import FloodLimit
 from mmo.chat.logs import LogWriter, StoreLogs
+from mmo.chat.moderation import mute_key
 from mmo.chat.service import ChatService
 from mmo.game import keyed, messages
 from mmo.game.messages import ROOMS_CHANNEL, Push, RoomEvent, gateway_channel
@@ -829,6 +830,25 @@ class ChatTests(unittest.TestCase):
             await self.refused(codes.BAD_REQUEST, mod, "chat.mute", name="Bob", **fields)
         await self.refused(codes.BAD_REQUEST, mod, "chat.mute")
         await self.request(self.bob, "chat.send", channel="world:main", text="not muted")
+
+    async def test_operator_mute(self):
+        """The control command C{mute} (mmo-admin, the console): a mute by an operator."""
+        self.assertIn("mute", self.chat.control_commands())
+        mute = self.chat.control_commands()["mute"]
+        reply = await mute(name="bob", seconds=60, reason="spamming")
+        self.flush()
+        self.assertEqual(reply, {"name": "Bob", "until": NOW + 60, "seconds": 60})
+        [muted] = self.deliveries.to(self.bob, "chat.muted")
+        self.assertEqual(muted["reason"], "spamming")
+        stored = await self.chat.bus.get(mute_key(self.bob.account_id))
+        self.assertEqual(stored["by"], "an operator")
+        await self.refused(codes.MUTED, self.bob, "chat.send", channel="world:main", text="x")
+        # Refusals are the command's errors, told as chat.mute's would be.
+        with self.assertRaises(ValueError) as caught:
+            await mute(name="Nobody")
+        self.assertIn("no player called 'Nobody'", str(caught.exception))
+        with self.assertRaises(ValueError):
+            await mute(name="Bob", seconds=0)
 
     async def test_only_moderators_mute(self):
         await self.refused(codes.NOT_ALLOWED, self.alice, "chat.mute", name="Bob", seconds=60)

@@ -276,6 +276,33 @@ class BroadcastTests(DrainTestCase):
         self.assertRaises(ValueError, self.ops.broadcast, "x" * 10_000_000)
 
 
+class SessionsListTests(DrainTestCase):
+    def test_pages(self):
+        """C{sessions}: the sessions held here, in session id order, a page at a time."""
+        alice, _ = self.admit(self.a, "Alice")
+        bob, _ = self.admit(self.a, "Bob")
+        bob.drop()
+        self.admit(self.a, "Carol")
+        ids = sorted(s.id for s in self.a.sessions)
+        first = self.ops.list_sessions(limit=2)
+        self.assertEqual([r["session"] for r in first["sessions"]], ids[:2])
+        self.assertEqual((first["total"], first["more"]), (3, True))
+        rest = self.ops.list_sessions(after=ids[1], limit=2)
+        self.assertEqual([r["session"] for r in rest["sessions"]], ids[2:])
+        self.assertFalse(rest["more"])
+        rows = {r["name"]: r for r in first["sessions"] + rest["sessions"]}
+        self.assertEqual(set(rows), {"Alice", "Bob", "Carol"})
+        self.assertEqual(rows["Alice"]["account"], "id-Alice")
+        self.assertTrue(rows["Alice"]["attached"])
+        self.assertFalse(rows["Bob"]["attached"])
+
+    def test_bounded(self):
+        self.admit(self.a, "Alice")
+        self.assertEqual(len(self.ops.list_sessions(limit=10**9)["sessions"]), 1)
+        for bad in ({"limit": 0}, {"limit": "5"}, {"limit": True}, {"after": 3}):
+            self.assertRaises(ValueError, self.ops.list_sessions, **bad)
+
+
 class SDKMoveTests(DrainTestCase):
     """The SDK follows a move by itself, over linked fake transports."""
 

@@ -71,12 +71,15 @@ class PackagingTests(unittest.TestCase):
         self.assertNotIn("__init__.py", os.listdir(installed))
         self.assertFalse(os.path.exists(os.path.join(target, "twisted", "__init__.py")))
         self.assertTrue(os.path.exists(os.path.join(target, "mmo", "standalone", "tap.py")))
-        # The browser demo's built files are package data.
-        static = os.path.join("mmo", "web", "static")
-        self.assertEqual(
-            sorted(os.listdir(os.path.join(target, static))),
-            sorted(os.listdir(os.path.join(ROOT, static))),
-        )
+        # The browser demo's built files and the admin console's page are package data.
+        for static in (
+            os.path.join("mmo", "web", "static"),
+            os.path.join("mmo", "console", "static"),
+        ):
+            self.assertEqual(
+                sorted(os.listdir(os.path.join(target, static))),
+                sorted(os.listdir(os.path.join(ROOT, static))),
+            )
 
     def test_twistd_lists_plugins(self):
         """twistd --help lists every mmo plugin, in this environment."""

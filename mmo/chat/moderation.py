@@ -58,15 +58,18 @@ class Moderation:
             )
 
     async def mute(
-        self, moderator: Caller, account_id: str, shown: str, seconds: float, reason: str
+        self, moderator: str, account_id: str, shown: str, seconds: float, reason: str
     ) -> float:
-        """C{moderator} mutes the account of C{shown} for C{seconds}; until when."""
+        """
+        C{moderator} (a moderator's shown name, or C{"an operator"}) mutes
+        the account of C{shown} for C{seconds}; until when.
+        """
         until = self.clock.seconds() + seconds
-        mute = {"reason": reason, "until": until, "by": moderator.display_name}
+        mute = {"reason": reason, "until": until, "by": moderator}
         await self.bus.put(mute_key(account_id), mute, ttl=seconds)
         self.log.info(
             "chat: {moderator} muted {name} for {seconds} s: {reason}",
-            moderator=moderator.name,
+            moderator=moderator,
             name=shown,
             seconds=seconds,
             reason=reason,

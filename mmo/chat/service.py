@@ -63,6 +63,9 @@ from mmo.wire.codes import WireError
 #: Session events that (re)state a live session.
 LIVE_EVENTS = ("started", "changed", "moved")
 
+#: Who a mute given through the control channel is by, as the muted player is told.
+OPERATOR = "an operator"
+
 
 class ChatService(GameService):
     """
@@ -407,11 +410,29 @@ class ChatService(GameService):
     async def on_chat_mute(self, caller: Caller, message: dict) -> dict:
         """C{{name, seconds?, reason?}}: (moderators) stop a player's chat for a time."""
         self.moderation.require_moderator(caller)
+        return await self._mute(caller.display_name, message)
+
+    async def operator_mute(self, **message) -> dict:
+        """
+        The C{mute} control command (C{mmo-admin mute}, the console):
+        C{chat.mute} given by an operator, with the same arguments.
+
+        @raise ValueError: An argument is wrong or the player is unknown.
+        """
+        try:
+            return await self._mute(OPERATOR, message)
+        except WireError as e:
+            raise ValueError(e.message) from None
+
+    def control_commands(self) -> dict:
+        return {"mute": self.operator_mute}
+
+    async def _mute(self, by: str, message: dict) -> dict:
         name = self._name(message)
         seconds = checks.mute_seconds(message, self.mute_default, self.mute_max)
         reason = checks.mute_reason(message, self.reason_max)
         account_id, shown = await self._resolve(name)
-        until = await self.moderation.mute(caller, account_id, shown, seconds, reason)
+        until = await self.moderation.mute(by, account_id, shown, seconds, reason)
         await self.deliver(
             self.presence.sessions_of(account_id),
             "chat.muted",

@@ -54,6 +54,20 @@ class ManagerSection(Section):
             kind=float,
             doc="Seconds a drain or an upgrade may take before it is reported failed.",
         ),
+        "console_link": Number(
+            60.0,
+            minimum=1,
+            maximum=3600,
+            kind=float,
+            doc="Seconds a console login link (mmo-admin console) may wait to be opened.",
+        ),
+        "console_session": Number(
+            3600.0,
+            minimum=60,
+            maximum=86400,
+            kind=float,
+            doc="Seconds a console session lasts after its login; then a new link is needed.",
+        ),
         "redis_command": Str("redis-server", doc="The redis-server program to run."),
         "redis_dir": FilePath(
             "data/redis",

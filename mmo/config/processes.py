@@ -46,7 +46,7 @@ KIND_KEYS = {
     "zone": frozenset({"rpc", "realm"}),
     "ladder": frozenset({"rpc", "realm"}),
     "economy": frozenset({"rpc", "realm"}),
-    "manager": frozenset({"rpc", "runs", "redis_server"}),
+    "manager": frozenset({"rpc", "runs", "redis_server", "console"}),
 }
 
 
@@ -106,6 +106,11 @@ class ProcessSection(Section):
             item=check_process_name,
             doc="Manager only: the processes it starts and supervises on its machine; "
             "default: every process that is not a manager.",
+        ),
+        "console": ServerEndpoint(
+            "",
+            doc="Manager only: the admin console's HTTPS listener (endpoint string); "
+            "mmo adds TLS with the manager's certificate.  Default: no console.",
         ),
         "redis_server": Bool(
             False,

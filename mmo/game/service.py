@@ -258,6 +258,15 @@ class GameService:
         """
         return ()
 
+    def control_commands(self) -> dict:
+        """
+        The service's own control commands (L{mmo.process.control}), which
+        operators reach through the manager: command name -> a callable
+        taking the command's arguments as keyword arguments.  Called once,
+        when the process is built.  The default: none.
+        """
+        return {}
+
     def directory_info(self) -> dict:
         """
         What the process's directory entry says of the service's load, renewed

@@ -1,7 +1,8 @@
 """
 An operator's commands to a gateway, on its control channel
 (L{mmo.process.control}): C{drain} (a rolling upgrade of the gateway),
-C{kick} and C{broadcast}.  See C{docs/manager.md}.
+C{kick}, C{broadcast} and C{sessions} (who is here, a page at a time).
+See C{docs/manager.md}.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from mmo.wire.codes import KICKED, WireError
 #: Seconds a draining gateway waits for the bus (its announcement, the directory).
 BUS_TIMEOUT = 5.0
 
+#: Most sessions one answer of C{sessions} lists.
+SESSIONS_PAGE_MAX = 500
+
 
 def _is_port(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 65536
@@ -25,7 +29,7 @@ def _is_port(value) -> bool:
 
 class Operations:
     """
-    The C{drain}, C{kick} and C{broadcast} commands of one gateway.
+    The C{drain}, C{kick}, C{broadcast} and C{sessions} commands of one gateway.
 
     @param factory: The gateway's client factory (its C{connections}).
     @param listeners: What accepts its connections (objects with
@@ -50,10 +54,11 @@ class Operations:
         sessions.watch(self._check_drained)
 
     def register(self, control) -> None:
-        """Answer C{drain}, C{kick} and C{broadcast} on C{control}."""
+        """Answer C{drain}, C{kick}, C{broadcast} and C{sessions} on C{control}."""
         control.register("drain", self.drain)
         control.register("kick", self.kick)
         control.register("broadcast", self.broadcast)
+        control.register("sessions", self.list_sessions)
 
     # -- drain ---------------------------------------------------------------------
 
@@ -268,3 +273,37 @@ class Operations:
             count += 1
         self.log.info("notice broadcast to {count} sessions", count=count)
         return count
+
+    # -- sessions --------------------------------------------------------------------
+
+    def list_sessions(self, after: str = "", limit: int = 100) -> dict:
+        """
+        The C{sessions} control command: the sessions held here, ordered by
+        session id, those after C{after}, at most C{limit} (and never more
+        than L{SESSIONS_PAGE_MAX}): a gateway with many players answers a
+        page at a time.
+
+        @return: C{{"sessions": [...], "total": N, "more": bool}}, each
+            session as its account, name, character, zone and whether a
+            connection is attached now.
+        @raise ValueError: C{after} is not a string or C{limit} not a
+            positive number.
+        """
+        if not isinstance(after, str):
+            raise ValueError("after must be a session id")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ValueError("limit must be a positive number of sessions")
+        limit = min(limit, SESSIONS_PAGE_MAX)
+        chosen = sorted((s for s in self.sessions if s.id > after), key=lambda s: s.id)
+        rows = [
+            {
+                "session": session.id,
+                "account": session.account,
+                "name": session.caller.name,
+                "character": session.caller.character_name,
+                "zone": session.caller.zone,
+                "attached": session.connection is not None,
+            }
+            for session in chosen[:limit]
+        ]
+        return {"sessions": rows, "total": len(self.sessions), "more": len(chosen) > limit}

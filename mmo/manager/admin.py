@@ -9,6 +9,8 @@ has).
     mmo-admin --config conf/cluster.toml drain gateway-2
     mmo-admin --config conf/cluster.toml kick hero --reason "cheating"
     mmo-admin --config conf/cluster.toml broadcast "Restart in 5 minutes"
+    mmo-admin --config conf/cluster.toml mute hero --seconds 600 --reason "spam"
+    mmo-admin --config conf/cluster.toml console
     mmo-admin --config conf/cluster.toml jobs
     mmo-admin --config conf/cluster.toml jobs trigger daily-reset
     mmo-admin --config conf/cluster.toml economy --history 5
@@ -265,6 +267,11 @@ def _parser() -> argparse.ArgumentParser:
     kick.add_argument("--reason", default="", help="shown to the player")
     broadcast = sub.add_parser("broadcast", help="a notice to every player")
     broadcast.add_argument("text")
+    mute = sub.add_parser("mute", help="stop a player's chat for a time")
+    mute.add_argument("name", help="the player's name or account name")
+    mute.add_argument("--seconds", type=float, help="how long (default: chat's)")
+    mute.add_argument("--reason", default="", help="shown to the player")
+    sub.add_parser("console", help="a one-time login link to the admin console")
     jobs = sub.add_parser("jobs", help="scheduled jobs: list, pause, resume or trigger one")
     jobs.add_argument("action", nargs="?", default="list",
                       choices=("list", "pause", "resume", "trigger"))  # fmt: skip
@@ -291,6 +298,10 @@ async def run(reactor, arguments) -> tuple[object, str]:
             raise AdminError(str(e)) from None
     elif arguments.command in ("drain", "upgrade"):
         chosen = [manager_of(config, arguments.process)]
+    elif arguments.command == "console":
+        chosen = [m for m in managers(config) if m.console][:1]
+        if not chosen:
+            raise AdminError(f"no manager of {config.file} serves a console (its console key)")
     else:
         chosen = managers(config)
     if not chosen:
@@ -322,6 +333,18 @@ async def run(reactor, arguments) -> tuple[object, str]:
             args["currency"] = arguments.currency
         result = await call(reactor, config, chosen[0], "economy", timeout, **args)
         return result, format_economy(result)
+    if command == "console":
+        result = await call(reactor, config, chosen[0], "console", timeout)
+        return result, (
+            f"Open within {result['expires_in']:g} s, once (the link logs one browser in):\n"
+            f"{result['url']}"
+        )
+    if command == "mute":
+        args = {"name": arguments.name, "reason": arguments.reason}
+        if arguments.seconds is not None:
+            args["seconds"] = arguments.seconds
+        result = await call(reactor, config, chosen[0], "mute", timeout, **args)
+        return result, json.dumps(result, indent=2)
     if command == "kick":
         args = {"account": arguments.account, "reason": arguments.reason}
     else:

@@ -2,8 +2,9 @@
 The manager of one machine: its processes under a L{Supervisor}, an
 optional local Redis, and the operations C{mmo-admin} asks for through the
 manager's admin endpoint (AMP over mutual TLS, the C{admin} certificate
-only): C{status}, C{drain}, C{upgrade}, C{kick}, C{broadcast}, C{jobs} and
-C{economy}.
+only): C{status}, C{drain}, C{upgrade}, C{kick}, C{broadcast}, C{mute},
+C{players}, C{errors}, C{jobs}, C{economy} and C{console} (a login link to
+the admin console, which runs the same commands).
 
 See C{docs/manager.md}.
 """
@@ -21,6 +22,8 @@ from zope.interface import implementer
 
 import mmo
 from mmo.certs import write_secret
+from mmo.console import console_url
+from mmo.manager.players import PlayerCommands, ask_each
 from mmo.manager.supervisor import REDIS, Supervisor, twistd_args
 from mmo.process import control
 from mmo.redis import LocalRedisFiles, RedisConnectError, read_password, trust_root, uses_tls
@@ -41,6 +44,9 @@ NO_JOBS = ("gateway", "login", "manager", "redis")
 
 #: Seconds a process has to describe its jobs.
 JOBS_TIMEOUT = 5.0
+
+#: Error lines C{errors} answers by default.
+ERRORS_SHOWN = 100
 
 
 class ManagerError(Exception):
@@ -221,25 +227,28 @@ def redis_quote(text: str) -> str:
     return '"' + "".join(escaped) + '"'
 
 
-class Manager:
+class Manager(PlayerCommands):
     """
     What the manager of C{process} does for operators.
 
     @ivar supervisor: The L{Supervisor} of the machine's processes.
+    @ivar console: Who may use the admin console (a
+        L{mmo.console.auth.ConsoleAuth}), if the manager serves one.
     """
 
     log = Logger()
 
-    def __init__(self, config, process, bus, supervisor: Supervisor, reactor):
+    def __init__(self, config, process, bus, supervisor: Supervisor, reactor, console=None):
         self.config = config
         self.process = process
         self.bus = bus
         self.supervisor = supervisor
         self.reactor = reactor
+        self.console = console
         self.managed = {p.name: p for p in config.managed(process)}
 
     @classmethod
-    def build(cls, config, process, bus, reactor, out=None) -> Manager:
+    def build(cls, config, process, bus, reactor, out=None, console=None) -> Manager:
         """A manager with a supervisor for every process C{process} runs."""
         settings = config.manager
         supervisor = Supervisor(
@@ -252,7 +261,7 @@ class Manager:
         )
         for peer in config.managed(process):
             supervisor.add(peer.name, peer.kind, twistd_args(config.file, peer.name, peer.kind))
-        return cls(config, process, bus, supervisor, reactor)
+        return cls(config, process, bus, supervisor, reactor, console)
 
     async def run(self, command: str, args: dict):
         """Do one admin C{command}; the result is JSON-able."""
@@ -279,6 +288,29 @@ class Manager:
                 for name, x0, y0, x1, y1, process in self.config.world.layout
             },
         }
+
+    async def admin_console(self) -> dict:
+        """
+        A one-time login link to this manager's admin console (what
+        C{mmo-admin console} prints): good once, for C{[manager] console_link}
+        seconds.
+        """
+        if self.console is None:
+            raise ManagerError(
+                f"{self.process.name} serves no console: set processes.{self.process.name}.console"
+            )
+        token = self.console.issue_link()
+        return {
+            "url": console_url(self.config, self.process, f"login?token={token}"),
+            "console": console_url(self.config, self.process),
+            "expires_in": self.console.link_lifetime,
+        }
+
+    async def admin_errors(self, limit: int = ERRORS_SHOWN) -> dict:
+        """The last C{limit} error lines of this machine's processes, newest first."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ManagerError(f"errors: limit is a number of lines, at least 1, got {limit!r}")
+        return {"manager": self.process.name, "errors": self.supervisor.errors.recent(limit)}
 
     def _need_bus(self) -> None:
         if self.bus is None:
@@ -346,14 +378,6 @@ class Manager:
         pid = await self._wait_announced(process, before)
         self.log.info("{process}: upgraded, now pid {pid}", process=process, pid=pid)
         return {"process": process, "old_pid": before, "pid": pid, "drained": drained}
-
-    async def admin_kick(self, account: str, reason: str = "") -> dict:
-        """End C{account}'s session wherever it is (every gateway is asked)."""
-        return await self._every_gateway("kick", account=account, reason=reason)
-
-    async def admin_broadcast(self, text: str) -> dict:
-        """Show C{text} to every player (a C{server.notice} push)."""
-        return await self._every_gateway("broadcast", text=text)
 
     async def admin_jobs(self, action: str = "list", name: str | None = None) -> dict:
         """
@@ -428,45 +452,10 @@ class Manager:
             process for process, info in services.items()
             if isinstance(info, dict) and info.get("kind") not in NO_JOBS
         )  # fmt: skip
-        results = await defer.DeferredList(
-            [
-                defer.ensureDeferred(
-                    control.call(
-                        self.bus, process, command, args, timeout=JOBS_TIMEOUT, reactor=self.reactor
-                    )
-                )  # fmt: skip
-                for process in runners
-            ],
-            consumeErrors=True,
+        answers, errors = await ask_each(
+            self.bus, runners, command, args, self.reactor, timeout=JOBS_TIMEOUT
         )
-        answers, errors = {}, {}
-        for process, (ok, value) in zip(runners, results, strict=True):
-            if ok:
-                answers[process] = value
-            else:
-                errors[process] = value.getErrorMessage()
         return services, answers, errors
-
-    async def _every_gateway(self, command: str, **args) -> dict:
-        self._need_bus()
-        services = await self.bus.services()
-        gateways = sorted(
-            name for name, info in services.items()
-            if isinstance(info, dict) and info.get("kind") in ("gateway", "mmo")
-        )  # fmt: skip
-        results = await defer.DeferredList(
-            [
-                defer.ensureDeferred(
-                    control.call(self.bus, name, command, args, reactor=self.reactor)
-                )
-                for name in gateways
-            ],
-            consumeErrors=True,
-        )
-        answers = {}
-        for name, (ok, value) in zip(gateways, results, strict=True):
-            answers[name] = value if ok else {"error": value.getErrorMessage()}
-        return {"gateways": answers}
 
     def _pid(self, process: str) -> int | None:
         child = self.supervisor.runs.get(process)

@@ -21,6 +21,8 @@ from twisted.application import service
 from twisted.internet import defer, error
 from twisted.logger import Logger
 
+from mmo.manager.errors import RecentErrors
+
 #: The twistd plugin of each process kind.
 PLUGINS = {
     "mmo": "mmo",
@@ -220,7 +222,8 @@ class Supervisor(service.Service):
       - every line a process writes is passed on: the lines of mmo
         processes carry their own process name already and are written
         as they are to C{out} (the manager's log); others (Redis, anything
-        on standard error before logging started) are logged here, tagged.
+        on standard error before logging started) are logged here, tagged;
+        the error lines among them are kept in C{errors}.
 
     @ivar runs: Process name -> its current run (L{ChildProtocol}), for
         the names that run.
@@ -228,6 +231,7 @@ class Supervisor(service.Service):
     @ivar exits: Process name -> how its last run ended.
     @ivar held: Names not to restart when they exit.
     @ivar retired: Runs replaced by a successor, still winding down.
+    @ivar errors: The last error lines of the processes (L{RecentErrors}).
     """
 
     log = Logger()
@@ -241,6 +245,7 @@ class Supervisor(service.Service):
         kill_time: float = 5.0,
         min_restart_delay: float = 1.0,
         max_restart_delay: float = 3600.0,
+        errors_kept: int = 200,
     ):
         """
         @param reactor: Spawns the processes and keeps the time.
@@ -250,6 +255,7 @@ class Supervisor(service.Service):
         @param kill_time: Seconds between SIGTERM and SIGKILL.
         @param min_restart_delay: The first delay after an early death.
         @param max_restart_delay: The longest delay.
+        @param errors_kept: How many error lines L{errors} keeps.
         """
         if reactor is None:
             from twisted.internet import reactor
@@ -264,6 +270,7 @@ class Supervisor(service.Service):
         self.exits: dict[str, str] = {}
         self.held: set[str] = set()
         self.retired: set[ChildProtocol] = set()
+        self.errors = RecentErrors(reactor, errors_kept)
         self._programs: dict[str, Program] = {}
         self._delays: dict[str, float] = {}
         self._restarting: dict[str, object] = {}
@@ -376,6 +383,7 @@ class Supervisor(service.Service):
         text = line.decode("utf-8", "replace").rstrip("\r")
         if not text:
             return
+        self.errors.line(name, fd, text)
         out = self.out() if callable(self.out) else self.out
         if fd == 1 and self.kind(name) != REDIS and out is not None:
             # Already one line of the process's own log, tagged with its name.

@@ -1,7 +1,8 @@
 """
 The C{mmo-manager} plugin: starts every process this manager runs (its
 C{runs}, by default every process of the file), and optionally a local
-redis-server, restarts those that die, and answers C{mmo-admin}.
+redis-server, restarts those that die, answers C{mmo-admin}, and serves
+the admin console where its config gives it one.
 
     twistd -n mmo-manager --config conf/cluster.toml --process manager
 """
@@ -15,7 +16,12 @@ import shutil
 from mmo import logs, rpc
 from mmo.bus import make_bus
 from mmo.config import ConfigError
-from mmo.manager.service import AdminFactory, LocalRedis, Manager
+from mmo.console import console_port
+from mmo.console.auth import ConsoleAuth
+from mmo.console.service import ConsoleListener
+from mmo.console.site import ConsoleSite, console_root
+from mmo.manager.service import AdminFactory, LocalRedis, Manager, ManagerError
+from mmo.process.control import ControlError
 from mmo.process.service import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.redis import LOCAL_REDIS, LocalRedisFiles, uses_tls
 from mmo.tls import client_paths, server_paths
@@ -37,6 +43,8 @@ def check(config, process) -> None:
     managed = config.managed(process)
     if not managed and not process.redis_server:
         raise ConfigError("runs nothing", ("processes", process.name, "runs"), config.file)
+    if process.console:
+        console_port(config, process)
     if any(p.kind == "zone" for p in config.processes.values()):
         config.world.check_processes(config.processes, config.file)
     tls_dir = config.deployment.tls_dir
@@ -97,7 +105,10 @@ def makeService(options: Options, reactor=None) -> ProcessService:
         bus = None
         if config.bus.backend == "redis":
             bus = make_bus(config, reactor)
-        manager = Manager.build(config, process, bus, reactor, out=lambda: logs.output)
+        console = ConsoleAuth.from_config(config, reactor) if process.console else None
+        manager = Manager.build(
+            config, process, bus, reactor, out=lambda: logs.output, console=console
+        )
         if process.redis_server:
             top.resource(LocalRedis(config, manager.supervisor, reactor))
         if bus is not None:
@@ -107,6 +118,12 @@ def makeService(options: Options, reactor=None) -> ProcessService:
         if process.rpc:
             factory = AdminFactory(config, process, manager, reactor)
             rpc.listen(config, process, factory=factory, reactor=reactor).setServiceParent(top)
+        if console is not None:
+            # The live map mounts here: extra={b"map": map_resource(...)}.
+            root = console_root(console, manager, (ManagerError, ControlError), extra={})
+            ConsoleListener(config, process, ConsoleSite(root, reactor), reactor).setServiceParent(
+                top
+            )
         top.manager = manager
         return top
 

@@ -137,6 +137,13 @@ class ProcessHooks:
         self.top.fail()
 
 
+def register_commands(control, service):
+    """C{control} (a process's L{ControlService}) answering C{service}'s own commands."""
+    for command, handler in service.control_commands().items():
+        control.register(command, handler)
+    return control
+
+
 def make_game_service(options: ConfigOptions, service_class, reactor=None) -> ProcessService:
     """The process running C{service_class} for the process chosen by C{options}."""
     config, process = options.config, options.process
@@ -168,14 +175,14 @@ def make_game_service(options: ConfigOptions, service_class, reactor=None) -> Pr
         )
         attach = getattr(service, "attach", None)
         if attach is None:
-            top.control_service(bus)
+            register_commands(top.control_service(bus), service)
             add_scheduler(top, config, store, bus, [service], reactor, process.kind)
             serve(config, process, service, reactor, factory=factory).setServiceParent(top)
             directory.setServiceParent(top)
             return top
         standby = bool(getattr(service, "takeover", False))
         # A standby process does not subscribe yet: the old one answers there.
-        control = top.control_service(bus, standby=standby)
+        control = register_commands(top.control_service(bus, standby=standby), service)
         add_scheduler(top, config, store, bus, [service], reactor, process.kind)
         if standby:
             listener = None

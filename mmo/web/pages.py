@@ -60,16 +60,18 @@ class DemoPages(resource.Resource):
     is the page) answers it, any other path 404, any other method 405.
 
     @ivar files: Path to (content type, body).
+    @ivar headers: Set on every response (default L{SAFE_HEADERS}).
     """
 
     isLeaf = True
 
-    def __init__(self, files: dict[bytes, tuple[bytes, bytes]]):
+    def __init__(self, files: dict[bytes, tuple[bytes, bytes]], headers=None):
         super().__init__()
         self.files = files
+        self.headers = SAFE_HEADERS if headers is None else headers
 
     def render(self, request: server.Request) -> bytes:
-        for name, value in SAFE_HEADERS.items():
+        for name, value in self.headers.items():
             request.setHeader(name, value)
         if request.method not in (b"GET", b"HEAD"):
             request.setResponseCode(http.NOT_ALLOWED)

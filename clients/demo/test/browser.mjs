@@ -10,11 +10,9 @@
 // state (window.mmoDemo.state), never pixels. Exits 0 when every step
 // passed; otherwise prints the failing step and the pages' events.
 
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { chromium } from "playwright-core";
+import { launch } from "../../chromium.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -31,22 +29,13 @@ const STEP = 20_000;
 const PASSWORD = "open sesame 42";
 const suffix = Math.random().toString(36).slice(2, 7);
 
-const profile = mkdtempSync(join(tmpdir(), "mmo-demo-chromium-"));
-const browser = await chromium.launchPersistentContext(profile, {
+const chromiumRun = await launch(chromium, {
   executablePath: args.chromium,
-  headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    // Loopback only, whatever proxy the environment names.
-    "--no-proxy-server",
-    `--ignore-certificate-errors-spki-list=${args.spki}`,
-  ],
+  spki: args.spki,
   viewport: { width: 1100, height: 760 },
+  prefix: "mmo-demo-chromium-",
 });
+const browser = chromiumRun.context;
 
 const pages = [];
 let step = "start";
@@ -241,7 +230,6 @@ try {
     for (const line of log) console.log(line);
   }
 } finally {
-  await browser.close();
-  rmSync(profile, { recursive: true, force: true });
+  await chromiumRun.close();
 }
 process.exit(status);
