@@ -11,7 +11,9 @@ the zone's tick that made it.
 
 Needs C{node}, C{npm} and Chromium, as L{tests.test_browser} does (whose
 C{clients/demo} packages it uses); without them it is skipped with the
-reason, except under C{MMO_REQUIRE_BROWSER=1}.
+reason, except under C{MMO_REQUIRE_BROWSER=1}.  C{MMO_MAP_SCREENSHOT=FILE}
+saves a screenshot of the map once the player crossed (relative to the
+repository; C{docs/map.png} is one).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from urllib.parse import urlsplit
 from twisted.internet import defer
 
 from mmo import tls
-from tests.node import run
+from tests.node import ROOT, run
 from tests.redis import free_port
 from tests.support import spawn_managed, until
 from tests.test_browser import DEMO, SCENARIO_TIMEOUT, DemoTestCase, chromium, spki
@@ -67,6 +69,8 @@ class MapBrowserTests(DemoTestCase):
             "--border", "100", "--ready", ready,
             "--chromium", executable,
         ]  # fmt: skip
+        if os.environ.get("MMO_MAP_SCREENSHOT"):
+            argv += ["--screenshot", os.path.join(ROOT, os.environ["MMO_MAP_SCREENSHOT"])]
         browser = defer.ensureDeferred(run(argv, DEMO, SCENARIO_TIMEOUT))
         await until(lambda: os.path.exists(ready) or browser.called, timeout=SCENARIO_TIMEOUT)
         if not browser.called:

@@ -4,7 +4,7 @@
 //
 //   node test/map.mjs --login https://HOST:PORT/login?token=T
 //        --url https://HOST:PORT/#map --spki BASE64[,...]
-//        --entity ID --from ZONE --to ZONE --border X --ready FILE
+//        --entity ID --from ZONE --to ZONE --border X --ready FILE [--screenshot FILE]
 //
 // Opens the console's one-time login link, then its Map view, and waits
 // until the map shows the entity ID in zone FROM, writes FILE (the
@@ -29,6 +29,7 @@ const { values: args } = parseArgs({
     to: { type: "string" },
     border: { type: "string" },
     ready: { type: "string" },
+    screenshot: { type: "string" },
     chromium: { type: "string", default: process.env.MMO_CHROMIUM ?? "/usr/bin/chromium" },
   },
 });
@@ -88,6 +89,7 @@ try {
   console.log(JSON.stringify(seen(past, "crossed")));
   const moved = await until(page, (s) => s.players[args.entity]?.zone === args.to, `${args.entity} in ${args.to}`);
   console.log(JSON.stringify(seen(moved, "handed")));
+  if (args.screenshot) await page.screenshot({ path: args.screenshot });
   console.log("map: passed");
 } catch (error) {
   console.log(`map: failed at "${step}": ${error.message}`);

@@ -296,7 +296,7 @@ export class WorldMap {
         if (!count) continue;
         const [ax, ay] = this.camera.toScreen(x0 + i * cw, y0 + (j + 1) * ch, h);
         const [bx, by] = this.camera.toScreen(x0 + (i + 1) * cw, y0 + j * ch, h);
-        ctx.fillStyle = `rgba(255, 80, 40, ${(0.08 + 0.5 * (count / most)).toFixed(3)})`;
+        ctx.fillStyle = `rgba(255, 80, 40, ${(0.06 + 0.4 * (count / most)).toFixed(3)})`;
         ctx.fillRect(ax, ay, bx - ax, by - ay);
       }
     }
@@ -304,7 +304,7 @@ export class WorldMap {
 
   drawDots(ctx, { header, xs, ys }, h, ratio) {
     const players = header.players.length;
-    const size = 2 * ratio;
+    const size = 3 * ratio;
     ctx.fillStyle = NPC;
     for (let i = players; i < xs.length; i++) {
       const [sx, sy] = this.camera.toScreen(xs[i], ys[i], h);
@@ -345,7 +345,18 @@ export class WorldMap {
     if (!s.dots) parts.push("too many to draw: zoom in");
     if (s.handoffs.length) parts.push(`${s.handoffs.length} handoffs`);
     if (s.lag !== null) parts.push(`${Math.round(s.lag * 1000)} ms behind`);
-    this.status.textContent = parts.join(" · ");
+    const legend = (color, mark, what) => {
+      const span = document.createElement("span");
+      span.style.color = color;
+      span.textContent = mark;
+      return [span, ` ${what}  `];
+    };
+    this.status.replaceChildren(
+      ...legend(PLAYER, "●", "players"),
+      ...legend(NPC, "■", "NPCs"),
+      ...legend(HANDOFF, "○", "handoffs"),
+      `| ${parts.join(" · ")}`,
+    );
   }
 }
 
