@@ -1,6 +1,6 @@
 """
 The live map (L{mmo.console.map}) in a real, headless Chromium, driven by
-C{playwright-core} from Node (C{clients/demo/test/map.mjs}), on the admin
+C{playwright-core} from Node (C{clients/console/test/map.mjs}), on the admin
 console of a real cluster run by C{twistd mmo-manager} (login, a gateway,
 the lobby, chat and two zone processes on the manager's redis-server):
 C{mmo-admin console} gives a one-time login link, the page opens it and
@@ -9,9 +9,9 @@ into the other's, and the map shows it past the border, then owned by the
 other zone, each from an update that reached the page within a second of
 the zone's tick that made it.
 
-Needs C{node}, C{npm} and Chromium, as L{tests.test_browser} does (whose
-C{clients/demo} packages it uses); without them it is skipped with the
-reason, except under C{MMO_REQUIRE_BROWSER=1}.  C{MMO_MAP_SCREENSHOT=FILE}
+Needs C{node}, C{npm} and Chromium, as L{tests.test_console_browser} does
+(whose C{clients/console} packages it uses); without them it is skipped
+with the reason, except under C{MMO_REQUIRE_BROWSER=1}.  C{MMO_MAP_SCREENSHOT=FILE}
 saves a screenshot of the map once the player crossed (relative to the
 repository; C{docs/map.png} is one).
 """
@@ -23,13 +23,15 @@ import os
 from urllib.parse import urlsplit
 
 from twisted.internet import defer
+from twisted.trial import unittest
 
 from mmo import tls
-from tests.node import ROOT, run
+from tests.node import INSTALL_TIMEOUT, ROOT, install, node_tools, run
 from tests.redis import free_port
 from tests.support import spawn_managed, until
-from tests.test_browser import DEMO, SCENARIO_TIMEOUT, DemoTestCase, chromium, spki
+from tests.test_browser import chromium, spki
 from tests.test_cluster import SETTINGS
+from tests.test_console_browser import CONSOLE, SCENARIO_TIMEOUT
 from tests.test_manager_e2e import CLUSTER, admin
 from tests.world_walk import CLUSTER_WORLD, SPAWN, tcp_player
 
@@ -40,14 +42,17 @@ SHOWN_WITHIN = 1.0
 PROCESSES = tuple((name, kind) for name, kind in CLUSTER if name != "gateway-2")
 
 
-class MapBrowserTests(DemoTestCase):
+class MapBrowserTests(unittest.TestCase):
+    timeout = INSTALL_TIMEOUT + SCENARIO_TIMEOUT + 120
+
     async def test_border_crossing_shown(self):
         """
         A player walking east across the border of zone-1's region (r0c0)
         into zone-2's (r0c1) is shown past it, then in r0c1, on the map.
         """
         executable = chromium()
-        node = await self.setUpTools()
+        node, npm = node_tools()
+        await install(self, npm, CONSOLE)
         cluster = await spawn_managed(
             self,
             PROCESSES,
@@ -71,7 +76,7 @@ class MapBrowserTests(DemoTestCase):
         ]  # fmt: skip
         if os.environ.get("MMO_MAP_SCREENSHOT"):
             argv += ["--screenshot", os.path.join(ROOT, os.environ["MMO_MAP_SCREENSHOT"])]
-        browser = defer.ensureDeferred(run(argv, DEMO, SCENARIO_TIMEOUT))
+        browser = defer.ensureDeferred(run(argv, CONSOLE, SCENARIO_TIMEOUT))
         await until(lambda: os.path.exists(ready) or browser.called, timeout=SCENARIO_TIMEOUT)
         if not browser.called:
             await walker.walk_to(SPAWN[0] + 14.0)
