@@ -55,6 +55,7 @@ from zone_tick import WARMUP, BenchZone  # noqa: E402
 
 from mmo import config  # noqa: E402
 from mmo.bus.memory import MemoryBus, pack  # noqa: E402
+from mmo.config.world_geometry import Region  # noqa: E402
 from mmo.console.map import map_resource  # noqa: E402
 from mmo.console.mapview import View, encode_update  # noqa: E402
 from mmo.game import messages  # noqa: E402
@@ -144,6 +145,7 @@ class Zone:
     def __init__(self, name: str, count: int, x0: float, x1: float, rng: random.Random):
         self.rng = rng
         self.x0, self.x1 = x0, x1
+        self.region = Region(name, x0, 0.0, x1, 1000.0, name)
         self.reals = {}
         for i in range(count):
             kind = PLAYER if i % 10 == 0 else NPC

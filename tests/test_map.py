@@ -19,6 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.test.requesthelper import DummyRequest
 
 from mmo.bus.memory import MemoryBus
+from mmo.config.world_geometry import Region
 from mmo.console import map as console_map
 from mmo.console.map import MapHub, map_resource
 from mmo.console.mapview import HEAT_CELLS, STALE, Frames, View, encode_update, world_message
@@ -82,7 +83,9 @@ class Published:
 
 
 class Reals:
-    """What a L{MapFeed} reads of a simulation: its reals."""
+    """What a L{MapFeed} reads of a simulation: its region, its reals."""
+
+    region = Region("r0c0", 0.0, 0.0, 100.0, 100.0, "zone-1")
 
     def __init__(self, *entities: Entity):
         self.reals = {e.id: e for e in entities}
@@ -153,6 +156,27 @@ class MapFeedTests(unittest.TestCase):
         self.assertFalse(self.feed.watching)
         self.feed._watched("console", MapWatch(1e9))
         self.clock.advance(31)
+        self.assertFalse(self.feed.watching)
+
+    def test_view(self):
+        """
+        A console whose view leaves the zone's region out has no frame of
+        it; another console's watch counts on its own, each until its
+        watch runs out or leaves the region.
+        """
+        self.feed._watched("console-a", MapWatch(3.0, [150.0, 0.0, 200.0, 100.0]))
+        self.assertFalse(self.feed.watching)
+        self.feed._watched("console-a", MapWatch(3.0, [90.0, 0.0, 200.0, 100.0]))
+        self.assertTrue(self.feed.watching)
+        self.feed._watched("console-b", MapWatch(1.0))
+        self.feed._watched("console-a", MapWatch(3.0, [150.0, 0.0, 200.0, 100.0]))
+        self.assertTrue(self.feed.watching)
+        self.clock.advance(1.0)
+        self.assertFalse(self.feed.watching)
+        self.feed.tick(1.0)
+        self.assertEqual(self.published.messages, [])
+        for bad in ([1.0, 2.0], [5.0, 0.0, 1.0, 1.0], "all", [0.0, 0.0, float("nan"), 1.0]):
+            self.feed._watched("console-c", MapWatch(3.0, bad))
         self.assertFalse(self.feed.watching)
 
     def test_stop(self):
@@ -307,7 +331,8 @@ class MapViewTests(unittest.TestCase):
 
 
 class Watcher:
-    def __init__(self):
+    def __init__(self, view: View | None = None):
+        self.view = view
         self.updates: list = []
 
     def update(self, frames):
@@ -358,6 +383,32 @@ class MapHubTests(unittest.TestCase):
         self.assertEqual(len(self.watches), 2)
         self.assertEqual(self.hub.frames.serial, 1)
         self.assertEqual(len(one.updates), 1)
+
+    def test_watch_covers_the_views(self):
+        """
+        The watch names the rectangle the watchers' views cover; one that
+        grows it is sent at once, one that shrinks it with the next renewal.
+        """
+        one = Watcher(View(10.0, 10.0, 20.0, 20.0))
+        self.hub.join(one)
+        self.clock.advance(0)
+        views = [messages.decode(w)[1].view for w in self.watches]
+        self.assertEqual(views, [[10.0, 10.0, 20.0, 20.0]])
+        two = Watcher(View(150.0, 0.0, 160.0, 5.0))
+        self.hub.join(two)
+        self.clock.advance(0)
+        self.assertEqual(messages.decode(self.watches[-1])[1].view, [10.0, 0.0, 160.0, 20.0])
+        two.view = View(12.0, 12.0, 13.0, 13.0)
+        self.hub.view_changed()
+        self.clock.advance(0)
+        self.assertEqual(len(self.watches), 2)
+        self.clock.advance(console_map.WATCH_EVERY)
+        self.assertEqual(messages.decode(self.watches[-1])[1].view, [10.0, 10.0, 20.0, 20.0])
+        senders = {messages.decode(w)[0] for w in self.watches}
+        self.assertEqual(senders, {self.hub.sender})
+        self.assertTrue(self.hub.sender.startswith("console-"))
+        self.hub.leave(one)
+        self.hub.leave(two)
 
     def test_bad_frame(self):
         """A frame that is not one is logged and dropped; the hub goes on."""

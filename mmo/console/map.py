@@ -13,7 +13,8 @@ Everything under C{/map} is refused to whoever the console's
 C{auth.authorized(request)} refuses, and the stream to a page of another
 origin.  One L{MapHub} per resource: while at least one browser has the
 stream open, it asks the zones for their frames (L{MapWatch} on the bus,
-renewed) and sends each browser the update of its view as soon as a
+renewed, with the rectangle its browsers' views cover: the zones outside
+it send nothing) and sends each browser the update of its view as soon as a
 zone's frame comes, at most L{SEND_RATE} a second (L{mmo.console.mapview}).
 See C{docs/map.md}.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from importlib import resources
 from urllib.parse import urlsplit
 
@@ -73,11 +75,17 @@ class MapHub:
 
     log = Logger()
 
-    def __init__(self, world, bus, clock, sender: str = "console"):
+    def __init__(self, world, bus, clock, sender: str | None = None):
+        """
+        @param sender: This console's name on the bus (its watches by this
+            name replace each other in the zones): by default a new one.
+        """
         self.world = world
         self.bus = bus
         self.clock = clock
-        self.sender = sender
+        self.sender = sender if sender is not None else f"console-{uuid.uuid4().hex[:12]}"
+        #: The view of the last watch sent.
+        self._asked: View | None = None
         self.frames = Frames(clock)
         self.watchers: set = set()
         self._sent_at = -math.inf
@@ -93,6 +101,7 @@ class MapHub:
         """A stream opened: the first one starts the watch and the updates."""
         self.watchers.add(watcher)
         if len(self.watchers) > 1:
+            self.view_changed()
             return
         if self._subscription is None and self._subscribing is None:
             self._subscribing = self.bus.subscribe(MAP_FEED_CHANNEL, self._dispatcher)
@@ -108,6 +117,7 @@ class MapHub:
             return
         if self._watch.running:
             self._watch.stop()
+        self._asked = None
         if self._sending is not None:
             self._sending.cancel()
             self._sending = None
@@ -128,8 +138,30 @@ class MapHub:
         for watcher in list(self.watchers):
             watcher.fail("the bus is unavailable")
 
+    def viewed(self) -> View | None:
+        """The rectangle the watchers' views cover between them (C{None}: none is open)."""
+        views = [w.view for w in self.watchers if w.view is not None]
+        if not views:
+            return None
+        return View(
+            min(v.x0 for v in views),
+            min(v.y0 for v in views),
+            max(v.x1 for v in views),
+            max(v.y1 for v in views),
+        )
+
+    def view_changed(self) -> None:
+        """A watcher's view changed: if it shows more than was asked for, ask at once."""
+        view, asked = self.viewed(), self._asked
+        if view is None or asked is None or not self._watch.running:
+            return
+        if view.x0 < asked.x0 or view.y0 < asked.y0 or view.x1 > asked.x1 or view.y1 > asked.y1:
+            self._renew()
+
     def _renew(self) -> None:
-        d = publish(self.bus, MAP_WATCH_CHANNEL, MapWatch(WATCH_TTL), self.sender)
+        self._asked = view = self.viewed()
+        watch = MapWatch(WATCH_TTL, None if view is None else [view.x0, view.y0, view.x1, view.y1])
+        d = publish(self.bus, MAP_WATCH_CHANNEL, watch, self.sender)
         d.addErrback(log_failure, self.log, "map: asking the zones for frames failed")
 
     def _frame(self, sender: str, frame: MapFrame) -> None:
@@ -191,6 +223,7 @@ class MapStream(WebSocketServerProtocol):
             if not isinstance(message, dict) or "view" not in message:
                 raise ValueError('expected {"view": [x0, y0, x1, y1]}')
             self.view = View.parse(message["view"])
+            self.factory.hub.view_changed()
         except ValueError as e:
             self.sendMessage(json.dumps({"type": "error", "reason": str(e)}).encode())
 

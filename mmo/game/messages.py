@@ -750,9 +750,14 @@ class MapWatch:
     """
     A console has the live map open: every zone publishes L{MapFrame}s for
     C{ttl} seconds from now (the console says it again before then).
+
+    @ivar view: C{[x0, y0, x1, y1]}, what the console's browsers show
+        between them: a zone whose region is outside it publishes nothing
+        for this console; C{None}, the whole world.
     """
 
     ttl: float
+    view: list | None = None
 
 
 @message

@@ -5,7 +5,9 @@ bus's C{map.feed} channel, at L{MAP_RATE} or more (as the tick rate allows).
 
 Nothing is computed or sent while nobody watches: a console with the map
 open publishes a L{MapWatch} every second or so on C{map.watch}, and a zone
-publishes frames until the last one's C{ttl} runs out.  A frame is built
+publishes frames until the last one's C{ttl} runs out, unless the watch's
+C{view} (what the console's browsers show between them) leaves its region
+out.  A frame is built
 once per publication from the reals the tick left (one pass over them,
 whoever watches); what each console shows of it (its view rectangle) is
 the console's business (L{mmo.console.mapview}).  See C{docs/map.md}.
@@ -49,6 +51,21 @@ def _little(native: bytes) -> bytes:
     return packed.tobytes()
 
 
+def _number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _rectangle(value) -> bool:
+    """Whether C{value} is C{[x0, y0, x1, y1]}, finite, with C{x0 <= x1}, C{y0 <= y1}."""
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == 4
+        and all(_number(v) for v in value)
+        and value[0] <= value[2]
+        and value[1] <= value[3]
+    )
+
+
 class MapFeed:
     """
     The live map's feed of one zone (see the module docstring).
@@ -63,7 +80,8 @@ class MapFeed:
         without waiting (the zone's L{mmo.zone.outbox.Outbox.publish}).
     @param clock: Provides C{seconds()}.
     @param tick_rate: The zone's ticks per second.
-    @ivar watched_until: The clock's time the last watch runs out.
+    @ivar watched_until: The clock's time the last watch that sees this
+        zone's region runs out.
     @ivar every: Publish on every this many ticks.
     """
 
@@ -87,6 +105,8 @@ class MapFeed:
         self.clock = clock
         self.every = max(1, math.floor(tick_rate / MAP_RATE))
         self.watched_until = -math.inf
+        #: Until when each console watches this zone, by its name.
+        self._watches: dict[str, float] = {}
         self._ticks = 0
         self._subscription = None
         self._dispatcher = Dispatcher(f"zone {zone} map")
@@ -104,17 +124,36 @@ class MapFeed:
     async def stop(self) -> None:
         """Listen no more, and publish nothing more."""
         self.watched_until = -math.inf
+        self._watches.clear()
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             await subscription.cancel()
 
     def _watched(self, sender: str, watch: MapWatch) -> None:
-        ttl = watch.ttl
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0:
-            self.log.warn("zone {zone}: a map watch with ttl {ttl!r}", zone=self.zone, ttl=ttl)
+        ttl, view = watch.ttl, watch.view
+        if not _number(ttl) or not ttl > 0 or not (view is None or _rectangle(view)):
+            self.log.warn(
+                "zone {zone}: a map watch from {sender} with ttl {ttl!r}, view {view!r}",
+                zone=self.zone,
+                sender=sender,
+                ttl=ttl,
+                view=view,
+            )
             return
-        until = self.clock.seconds() + min(float(ttl), MAX_WATCH)
-        self.watched_until = max(self.watched_until, until)
+        now = self.clock.seconds()
+        if view is None or self._sees(view):
+            self._watches[sender] = now + min(float(ttl), MAX_WATCH)
+        else:
+            self._watches.pop(sender, None)
+        for gone in [s for s, until in self._watches.items() if until <= now]:
+            del self._watches[gone]
+        self.watched_until = max(self._watches.values(), default=-math.inf)
+
+    def _sees(self, view) -> bool:
+        """Whether the rectangle C{view} meets this zone's region."""
+        region = self.simulation.region
+        x0, y0, x1, y1 = view
+        return x0 <= region.x1 and region.x0 <= x1 and y0 <= region.y1 and region.y0 <= y1
 
     def tick(self, time: float) -> None:
         """After the zone's tick at C{time}: publish a frame if watched and due."""
