@@ -26,12 +26,11 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from mmo import tls
-from tests.node import INSTALL_TIMEOUT, ROOT, install, node_tools, run
-from tests.redis import free_port
+from tests.node import INSTALL_TIMEOUT, ROOT, run
 from tests.support import spawn_managed, until
-from tests.test_browser import chromium, spki
+from tests.test_browser import spki
 from tests.test_cluster import SETTINGS
-from tests.test_console_browser import CONSOLE, SCENARIO_TIMEOUT
+from tests.test_console_browser import CONSOLE, SCENARIO_TIMEOUT, console_listener, console_tools
 from tests.test_manager_e2e import CLUSTER, admin
 from tests.world_walk import CLUSTER_WORLD, SPAWN, tcp_player
 
@@ -50,14 +49,9 @@ class MapBrowserTests(unittest.TestCase):
         A player walking east across the border of zone-1's region (r0c0)
         into zone-2's (r0c1) is shown past it, then in r0c1, on the map.
         """
-        executable = chromium()
-        node, npm = node_tools()
-        await install(self, npm, CONSOLE)
+        executable, node = await console_tools(self)
         cluster = await spawn_managed(
-            self,
-            PROCESSES,
-            SETTINGS + CLUSTER_WORLD,
-            manager_keys=f'console = "tcp:{free_port()}:interface=127.0.0.1"',
+            self, PROCESSES, SETTINGS + CLUSTER_WORLD, manager_keys=console_listener()
         )
         walker = await tcp_player(self, cluster.ca, cluster.ports["login"], "walker")
         link = await admin(self, cluster.config, "console")
