@@ -439,6 +439,27 @@ class TradeTests(TradeTestCase):
         self.assertEqual((await self.holdings(self.bob))[1], [self.sword])
 
 
+class FoundSessionTests(EconomyTestCase):
+    """A process that started while players were connected learns them from the gateways."""
+
+    async def test_a_partner_found_on_a_gateway(self):
+        await self.refused(codes.PLAYER_OFFLINE, self.alice, "trade.open", **{"with": "Bob"})
+        await self.economy.session_found(self.bob)
+        opened = await self.ask(self.alice, "trade.open", **{"with": "Bob"})
+        self.assertEqual(opened["trade"]["them"]["name"], "Bob")
+        self.assertEqual(len(self.pushes("trade.opened", self.bob.session)), 1)
+
+    async def test_what_was_heard_since_wins(self):
+        renamed = self.bob.moved(character_name="Robert")
+        await self.event(renamed, "changed")
+        await self.economy.session_found(self.bob)
+        self.assertEqual(self.economy.presence.get(self.bob.session), renamed)
+        await self.event(self.alice, "ended")
+        await self.economy.session_found(self.alice)
+        self.assertIsNone(self.economy.presence.find("Alice"))
+        await self.refused(codes.PLAYER_OFFLINE, renamed, "trade.open", **{"with": "Alice"})
+
+
 class LeaseTests(TradeTestCase):
     async def setUp(self):
         await super().setUp()
