@@ -28,6 +28,7 @@ from mmo.game.relay import RELAY_TIMEOUT
 from mmo.game.service import Caller
 from mmo.gateway.tap import gateway_routes
 from mmo.manager.supervisor import PLUGINS
+from mmo.process.seeding import SessionSeeding
 from mmo.standalone import tap as standalone_tap
 from mmo.store import StoreUnavailable
 from mmo.unavailable import BackendUnavailable
@@ -585,6 +586,9 @@ rpc = "tcp:7999:interface=127.0.0.1"
         [service] = [r for r in top.resources if isinstance(r, EconomyService)]
         self.assertEqual(service.lease.ttl, 10.0)
         self.assertEqual(PLUGINS["economy"], "mmo-economy")
+        # It learns who is online from the gateways once started.
+        [seeding] = [r for r in top.resources if isinstance(r, SessionSeeding)]
+        self.assertIs(seeding.service, service)
 
     def standalone(self, enabled: bool):
         config = economy_config(
@@ -596,6 +600,8 @@ rpc = "tcp:7999:interface=127.0.0.1"
         certs.generate(config)
         options = SimpleNamespace(config=config, process=config.process("mmo"))
         top = standalone_tap.makeService(options, reactor=MemoryReactorClock())
+        # One process holds the gateway too: there is nobody to ask.
+        self.assertFalse([r for r in top.resources if isinstance(r, SessionSeeding)])
         return [r for r in top.resources if isinstance(r, EconomyService)]
 
     def test_the_standalone_runs_the_economy_when_enabled(self):

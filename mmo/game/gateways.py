@@ -25,8 +25,9 @@ C{"ended"} would have:
     restarted (its announcement was missed) and that session ends.
 
 The sessions held are those the process heard of in requests and session
-events, or from the gateways' lists at start (L{KnownSessions}), and those the service says it holds
-(L{GameService.held_sessions}: a zone's players handed over to it).  See
+events, or from the gateways' lists at its start (L{KnownSessions}), and
+those the service says it holds (L{GameService.held_sessions}: a zone's
+players handed over to it).  See
 C{docs/sessions.md}, "When a gateway dies".
 """
 
