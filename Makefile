@@ -11,7 +11,7 @@ TRIAL_ARGS ?= tests
 TRIAL_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 # Reinstall into the virtualenv whenever the package or its metadata changes.
-SOURCES := setup.py pyproject.toml README.md $(shell find mmo twisted -name '*.py' -o -name '*.pyx' 2>/dev/null) $(wildcard mmo/web/static/*)
+SOURCES := setup.py pyproject.toml README.md $(shell find mmo twisted -name '*.py' -o -name '*.pyx' 2>/dev/null) $(wildcard mmo/web/static/*) $(wildcard mmo/console/static/*)
 STAMP := $(VENV)/.installed
 
 CLUSTER_CONFIG ?= conf/cluster.toml

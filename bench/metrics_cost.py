@@ -4,7 +4,7 @@ per client message, with mmo's metrics on and off, in one run.
 
     python bench/metrics_cost.py [--entities 2000] [--ticks 300] [--messages 20000] [--json]
 
-Zone: the zone of bench/zone_tick.py (ZoneLoad: a tenth of the entities
+Zone: the zone of bench/zone_tick.py (BenchZone: a tenth of the entities
 players sending a move every tick, the rest NPCs, the neighbour's ghosts),
 its ticks measured one on, one off, in turn, so that both see the same
 world and the same machine.  On, a tick is what the zone's Ticker does
@@ -43,7 +43,7 @@ from _common import parser, percentile, report  # noqa: E402
 from prometheus_client import generate_latest  # noqa: E402
 from twisted.internet import task  # noqa: E402
 from twisted.internet.testing import StringTransport  # noqa: E402
-from zone_tick import WARMUP, ZoneLoad  # noqa: E402
+from zone_tick import WARMUP, BenchZone  # noqa: E402
 
 from mmo.config import Config  # noqa: E402
 from mmo.frontend import protocol as frontend  # noqa: E402
@@ -66,7 +66,7 @@ def scrape_seconds() -> float:
 
 
 def zone(entities: int, ticks: int, scrape_every: int, seed: int) -> dict:
-    load = ZoneLoad(entities, seed)
+    load = BenchZone(entities, seed)
     observe = ZONE_TICK.labels("r0c0").observe
     # What the zone service shows at a scrape, read from this zone.
     service = SimpleNamespace(
@@ -80,10 +80,11 @@ def zone(entities: int, ticks: int, scrape_every: int, seed: int) -> dict:
     settle_collector()
     on, off, scrapes = [], [], []
     for n in range(WARMUP + 2 * ticks):
-        inputs = load.prepare()
+        inputs = load.step()
         metrics = n % 2 == 0
         started = time.perf_counter()
-        load.tick(inputs)
+        load.apply(inputs)
+        load.sim.tick()
         if metrics:
             observe(time.perf_counter() - started)
         elapsed = time.perf_counter() - started

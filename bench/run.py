@@ -173,6 +173,28 @@ BENCHMARKS = [
         profiled="a client connection's messages with metrics on, in process (a run of its own)",
     ),
     Benchmark(
+        "live_map",
+        "live_map.py",
+        "Live map: its cost on the zone tick, and the stream to a browser",
+        [Run("", ["--entities", "2000", "--ticks", "400", "--streamed", "5000"], True)],
+        [
+            Run(
+                "",
+                ["--entities", "200", "--ticks", "20", "--streamed", "500", "--seconds", "1"],
+                True,
+            )
+        ],
+        timeout=300,
+        pairs=[
+            ("tick_p50_ms_watched", "tick_p50_ms_unwatched"),
+            ("tick_cpu_p50_ms_watched", "tick_cpu_p50_ms_unwatched"),
+            ("updates_per_s", "zoomed_updates_per_s"),
+            ("update_bytes", "zoomed_update_bytes"),
+            ("encode_p50_ms", "zoomed_encode_p50_ms"),
+        ],
+        profiled="the whole script: the timed ticks, then the stream (in process)",
+    ),
+    Benchmark(
         "handoff",
         "handoff.py",
         "Handoff between two zone processes",

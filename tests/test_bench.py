@@ -444,6 +444,25 @@ class TLSBenchSmokeTests(unittest.TestCase):
         self.assertTrue(any("tls.py" in row["function"] for row in run.profile_rows(profile, 50)))
 
 
+class LiveMapBenchTests(unittest.TestCase):
+    """bench/live_map.py at the tiny sizes of its quick run."""
+
+    timeout = 120
+
+    def test_quick_run(self):
+        """Both sides of the tick are measured, frames are made, and the browser gets updates."""
+        outcome = quick_run("live_map")
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        self.assertEqual(figures["ticks_watched"], figures["ticks_unwatched"])
+        self.assertGreater(figures["frames"], 0)
+        self.assertGreater(figures["frame_bytes"], 200 * 8)
+        self.assertEqual(figures["streamed_entities"], 500)
+        self.assertGreater(figures["updates_per_s"], 0)
+        # A zoomed view holds fewer dots than the whole world.
+        self.assertLess(figures["zoomed_update_bytes"], figures["update_bytes"])
+
+
 class TLSSessionsBenchTests(unittest.TestCase):
     """bench/tls_sessions.py at the tiny size of its quick run."""
 

@@ -117,7 +117,7 @@ class StatsTests(unittest.TestCase):
             {
                 "scenario", "stopped", "ok", "problems", "bots", "elapsed", "ramp_seconds",
                 "duration", "requests", "errors", "disconnects", "moves_followed", "handoffs",
-                "world", "chat", "window", "login_storm", "ranked",
+                "world", "chat", "window", "login_storm", "ranked", "trader",
             },
         )  # fmt: skip
 
@@ -188,6 +188,9 @@ class ScenarioTests(unittest.TestCase):
             ('scenario = "chat"\nchat_interval = -1\n', "chat_interval"),
             ('scenario = "chat"\nchat_interval = "often"\n', "chat_interval"),
             ('scenario = "login-storm"\nconcurrency = 2.5\n', "concurrency"),
+            ('scenario = "trader"\nsell_chance = 1.5\n', "sell_chance"),
+            ('scenario = "trader"\nrequeue_delay = 1.0\n', "requeue_delay"),
+            ('scenario = "trader"\nshop = ""\n', "shop"),
             ('scenario = "dance"\n', "scenario"),
             ("span = 3\n", "scenario"),
         ]:
@@ -420,6 +423,43 @@ class ViewMissTests(unittest.TestCase):
 MMO_BOT = os.path.join(os.path.dirname(sys.executable), "mmo-bot")
 
 
+async def run_bots(
+    testcase,
+    config_file: str,
+    login_port: int,
+    scenario_text: str,
+    bots: int,
+    duration: float,
+    max_seconds: float,
+) -> dict:
+    """
+    The installed C{mmo-bot}, run with C{bots} bots for C{duration} seconds
+    (C{max_seconds} at most) and the scenario file C{scenario_text} against
+    the deployment of C{config_file}, whose login server listens on
+    C{login_port}: its JSON report, once it exited 0 with a clean report
+    (else C{testcase} fails, with what the command said).
+    """
+    scenario_file = write_config(testcase, scenario_text, "scenario.toml")
+    out, err, code = await utils.getProcessOutputAndValue(
+        MMO_BOT,
+        [
+            "--config", config_file,
+            "--login", f"127.0.0.1:{login_port}",
+            "--bots", str(bots),
+            "--scenario-file", scenario_file,
+            "--duration", str(duration),
+            "--max-seconds", str(max_seconds),
+            "--json",
+        ],
+        env=subprocess_env(),
+        reactor=reactor,
+    )  # fmt: skip
+    testcase.assertEqual(code, 0, err.decode(errors="replace")[-4000:])
+    report = json.loads(out)
+    testcase.assertTrue(report["ok"], report["problems"])
+    return report
+
+
 class EndToEndTests(unittest.TestCase):
     timeout = 60
 
@@ -428,28 +468,9 @@ class EndToEndTests(unittest.TestCase):
         config = deployment(self, STANDALONE, extra=FAST_HASH + TWO_REGIONS)
         child, _ = spawn(self, config.file)
         port = await started(child, "mmo")
-        walk = write_config(
-            self, 'scenario = "border-walk"\nspan = 15.0\nmove_interval = 0.25\n', "walk.toml"
-        )
-        out, err, code = await utils.getProcessOutputAndValue(
-            MMO_BOT,
-            [
-                "--config", config.file,
-                "--login", f"127.0.0.1:{port}",
-                "--bots", "8",
-                "--scenario-file", walk,
-                "--duration", "8",
-                "--max-seconds", "30",
-                "--json",
-            ],
-            env=subprocess_env(),
-            reactor=reactor,
-        )  # fmt: skip
-        why = err.decode(errors="replace")
-        self.assertEqual(code, 0, why)
-        report = json.loads(out)
+        walk = 'scenario = "border-walk"\nspan = 15.0\nmove_interval = 0.25\n'
+        report = await run_bots(self, config.file, port, walk, bots=8, duration=8, max_seconds=30)
         self.assertEqual(report["bots"], {"asked": 8, "in_world": 8, "failed": 0, "failures": {}})
-        self.assertTrue(report["ok"], report["problems"])
         self.assertEqual(report["stopped"], "completed")
         self.assertGreater(report["handoffs"], 0)
         self.assertEqual(report["world"]["duplicated"], 0)

@@ -679,6 +679,36 @@ class ChatTests(unittest.TestCase):
         self.assertEqual(self.deliveries.to(self.alice, "chat.whisper"), [])
         self.assertEqual(self.deliveries.sessions("chat.whisper"), {self.bob.session})
 
+    async def test_whisper_after_a_restart(self):
+        """A chat that restarted learns the players online from their gateways."""
+        chat = await self.start_chat()
+        with self.assertRaises(WireError) as caught:
+            await chat.handle(self.alice, "chat.whisper", {"to": "Bob", "text": "psst"})
+        self.assertEqual(caught.exception.code, codes.PLAYER_OFFLINE)
+        self.flush()
+        self.deliveries.clear()
+        await chat.session_found(self.bob)
+        self.flush()
+        self.assertEqual(
+            [j["channel"] for j in self.deliveries.to(self.bob, "chat.joined")], ["world:main"]
+        )
+        await chat.handle(self.alice, "chat.whisper", {"to": "Bob", "text": "psst"})
+        self.flush()
+        self.assertEqual(
+            [w["text"] for w in self.deliveries.to(self.bob, "chat.whisper")], ["psst"]
+        )
+
+    async def test_found_is_older_news(self):
+        """What chat heard since it started wins over what a gateway lists."""
+        chat = await self.start_chat()
+        renamed = self.bob.moved(character_name="Robert")
+        await chat.session_event(renamed, "started")
+        await chat.session_found(self.bob)
+        self.assertEqual(chat.presence.get(self.bob.session), renamed)
+        await chat.session_event(self.carol, "ended")
+        await chat.session_found(self.carol)
+        self.assertIsNone(chat.presence.find("Carol"))
+
     async def test_whisper_offline(self):
         error = await self.refused(
             codes.PLAYER_OFFLINE, self.alice, "chat.whisper", to="Nobody", text="psst"

@@ -15,6 +15,7 @@ from twisted.trial import unittest
 
 from mmo.client import ServerError, connect
 from tests.support import FAST_HASH, ON_REDIS, PASSWORD, sleep, spawn_cluster, until
+from tests.test_twistd import spawn
 
 #: The processes of the cluster (the lobby's and chat's ports are free ones).
 CLUSTER = (
@@ -143,6 +144,41 @@ class ClusterTests(unittest.TestCase):
         for player in (alice, moderator):
             await player.client.close()
         await late.close()
+
+    async def test_chat_restarted_knows_who_is_online(self):
+        """
+        A chat process killed and started again while two players are
+        connected learns them from the gateways: a whisper between them
+        works though neither sent chat anything since.
+        """
+        cluster = await spawn_cluster(self, CLUSTER, SETTINGS)
+        self.ca, self.ports = cluster.ca, cluster.ports
+        alice = await Player(self, "Alice").join(self.ports["gateway-1"])
+        bob = await Player(self, "Bob").join(self.ports["gateway-2"])
+        whispers = []
+        bob.client.on("chat.whisper", whispers.append)
+        # Both sessions' events reached chat: nothing of them is on its way.
+        await alice.client.request("chat.whisper", to="Bob", text="there?")
+        await until(lambda: whispers, what="Bob to get the first whisper")
+        cluster.transports["chat"].signalProcess("KILL")
+        await cluster.children["chat"].whenExited()
+        chat, _ = spawn(self, cluster.config.file, "mmo-chat", "--process", "chat")
+        await chat.whenLogged(r"chat: 2 sessions learnt from 2 gateways")
+
+        async def whispered() -> bool:
+            try:
+                await alice.client.request("chat.whisper", to="Bob", text="back?")
+            except ServerError as e:
+                if e.code != "unavailable":  # the gateway's link to chat comes back
+                    raise
+                return False
+            return True
+
+        await until(whispered, what="a whisper through the restarted chat")
+        await until(lambda: len(whispers) == 2, what="Bob to get the whisper")
+        self.assertEqual([w["text"] for w in whispers], ["there?", "back?"])
+        for player in (alice, bob):
+            await player.client.close()
 
     async def test_flooding_client_cut_off_others_unaffected(self):
         await self.start_cluster()

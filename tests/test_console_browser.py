@@ -32,19 +32,25 @@ SCENARIO_TIMEOUT = 120.0
 PROCESSES = tuple((name, kind) for name, kind in CLUSTER if kind != "zone")
 
 
+async def console_tools(testcase) -> tuple[str, str]:
+    """Chromium and Node with the console's packages installed (else skip): their binaries."""
+    executable = chromium()
+    node, npm = node_tools()
+    await install(testcase, npm, CONSOLE)
+    return executable, node
+
+
+def console_listener() -> str:
+    """The manager's table key of a console on a free loopback port."""
+    return f'console = "tcp:{free_port()}:interface=127.0.0.1"'
+
+
 class ConsoleBrowserTests(unittest.TestCase):
     timeout = INSTALL_TIMEOUT + SCENARIO_TIMEOUT + 120
 
     async def test_drain_a_gateway_with_a_click(self):
-        executable = chromium()
-        node, npm = node_tools()
-        await install(self, npm, CONSOLE)
-        cluster = await spawn_managed(
-            self,
-            PROCESSES,
-            SETTINGS,
-            manager_keys=f'console = "tcp:{free_port()}:interface=127.0.0.1"',
-        )
+        executable, node = await console_tools(self)
+        cluster = await spawn_managed(self, PROCESSES, SETTINGS, manager_keys=console_listener())
         self.ca, self.ports, config = cluster.ca, cluster.ports, cluster.config
         players = [await Player(self, f"Walker{i}").join(self.ports["gateway-1"]) for i in range(3)]
         for player in players:

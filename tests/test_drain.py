@@ -17,6 +17,7 @@ from mmo import client as sdk
 from mmo.frontend.listener import directory_info
 from mmo.gateway.handover import FORWARD_TIME
 from mmo.gateway.operations import Operations
+from mmo.process.seeding import row_caller
 from mmo.wire import codes
 from tests.test_sessions import PEER, WINDOW, Player, SessionTestCase
 
@@ -295,6 +296,14 @@ class SessionsListTests(DrainTestCase):
         self.assertEqual(rows["Alice"]["account"], "id-Alice")
         self.assertTrue(rows["Alice"]["attached"])
         self.assertFalse(rows["Bob"]["attached"])
+
+    def test_rows_carry_the_caller(self):
+        """A row has all a service needs to know the session as its gateway does."""
+        self.admit(self.a, "Alice")
+        (session,) = self.a.sessions
+        (row,) = self.ops.list_sessions()["sessions"]
+        self.assertEqual(row_caller(session.caller.gateway, row), session.caller)
+        self.assertEqual(row["incarnation"], self.a.sessions.incarnation)
 
     def test_bounded(self):
         self.admit(self.a, "Alice")

@@ -28,6 +28,7 @@ from mmo.game.relay import RELAY_TIMEOUT
 from mmo.game.service import Caller
 from mmo.gateway.tap import gateway_routes
 from mmo.manager.supervisor import PLUGINS
+from mmo.process.seeding import SessionSeeding
 from mmo.standalone import tap as standalone_tap
 from mmo.store import StoreUnavailable
 from mmo.unavailable import BackendUnavailable
@@ -439,6 +440,27 @@ class TradeTests(TradeTestCase):
         self.assertEqual((await self.holdings(self.bob))[1], [self.sword])
 
 
+class FoundSessionTests(EconomyTestCase):
+    """A process that started while players were connected learns them from the gateways."""
+
+    async def test_a_partner_found_on_a_gateway(self):
+        await self.refused(codes.PLAYER_OFFLINE, self.alice, "trade.open", **{"with": "Bob"})
+        await self.economy.session_found(self.bob)
+        opened = await self.ask(self.alice, "trade.open", **{"with": "Bob"})
+        self.assertEqual(opened["trade"]["them"]["name"], "Bob")
+        self.assertEqual(len(self.pushes("trade.opened", self.bob.session)), 1)
+
+    async def test_what_was_heard_since_wins(self):
+        renamed = self.bob.moved(character_name="Robert")
+        await self.event(renamed, "changed")
+        await self.economy.session_found(self.bob)
+        self.assertEqual(self.economy.presence.get(self.bob.session), renamed)
+        await self.event(self.alice, "ended")
+        await self.economy.session_found(self.alice)
+        self.assertIsNone(self.economy.presence.find("Alice"))
+        await self.refused(codes.PLAYER_OFFLINE, renamed, "trade.open", **{"with": "Alice"})
+
+
 class LeaseTests(TradeTestCase):
     async def setUp(self):
         await super().setUp()
@@ -564,6 +586,9 @@ rpc = "tcp:7999:interface=127.0.0.1"
         [service] = [r for r in top.resources if isinstance(r, EconomyService)]
         self.assertEqual(service.lease.ttl, 10.0)
         self.assertEqual(PLUGINS["economy"], "mmo-economy")
+        # It learns who is online from the gateways once started.
+        [seeding] = [r for r in top.resources if isinstance(r, SessionSeeding)]
+        self.assertIs(seeding.service, service)
 
     def standalone(self, enabled: bool):
         config = economy_config(
@@ -575,6 +600,8 @@ rpc = "tcp:7999:interface=127.0.0.1"
         certs.generate(config)
         options = SimpleNamespace(config=config, process=config.process("mmo"))
         top = standalone_tap.makeService(options, reactor=MemoryReactorClock())
+        # One process holds the gateway too: there is nobody to ask.
+        self.assertFalse([r for r in top.resources if isinstance(r, SessionSeeding)])
         return [r for r in top.resources if isinstance(r, EconomyService)]
 
     def test_the_standalone_runs_the_economy_when_enabled(self):

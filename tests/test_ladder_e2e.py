@@ -10,10 +10,9 @@ which the other ladder process takes over; and the ranked bots play.
 
 from __future__ import annotations
 
-import json
 import os
 
-from twisted.internet import reactor, utils
+from twisted.internet import reactor
 from twisted.trial import unittest
 
 from mmo.bus import make_bus
@@ -21,8 +20,8 @@ from mmo.client import ServerError, connect
 from mmo.ladder.report import report_result
 from mmo.ladder.service import QUEUE_LEASE_KEY
 from tests.support import FAST_HASH, ON_REDIS, PASSWORD, sleep, spawn_cluster, until
-from tests.test_bot import MMO_BOT
-from tests.test_twistd import spawn, subprocess_env
+from tests.test_bot import run_bots
+from tests.test_twistd import spawn
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -198,28 +197,15 @@ class RankedEndToEndTests(unittest.TestCase):
         self.assertGreater((await bus.lease_holder(QUEUE_LEASE_KEY))[1], held[1])
 
     async def test_ranked_bots(self):
-        scenario = os.path.join(os.path.abspath(self.mktemp()))
-        os.makedirs(scenario)
-        path = os.path.join(scenario, "ranked.toml")
-        with open(path, "w") as f:
-            f.write('scenario = "ranked"\nthink = 0.2\nrequeue_delay = 0.2\n')
-        out, err, code = await utils.getProcessOutputAndValue(
-            MMO_BOT,
-            [
-                "--config", self.cluster.config.file,
-                "--login", f"127.0.0.1:{self.cluster.ports['login']}",
-                "--bots", "4",
-                "--scenario-file", path,
-                "--duration", "5",
-                "--max-seconds", "40",
-                "--json",
-            ],
-            env=subprocess_env(),
-            reactor=reactor,
-        )  # fmt: skip
-        self.assertEqual(code, 0, err.decode(errors="replace"))
-        report = json.loads(out)
-        self.assertTrue(report["ok"], report["problems"])
+        report = await run_bots(
+            self,
+            self.cluster.config.file,
+            self.cluster.ports["login"],
+            'scenario = "ranked"\nthink = 0.2\nrequeue_delay = 0.2\n',
+            bots=4,
+            duration=5,
+            max_seconds=40,
+        )
         ranked = report["ranked"]
         self.assertGreaterEqual(ranked["matched"], 4)
         self.assertGreaterEqual(ranked["results"], 4)

@@ -24,8 +24,9 @@ Run many bots in one process against an mmo deployment: each logs in
 (registering its account first if needed), enters the world and plays a
 scenario; at the end, a report of latencies, errors, disconnects, handoffs
 and world checks.  Exit status 0 when every bot got in and there was no
-unexplained disconnect and no duplicated or lost entity; 1 otherwise; 2 for
-a usage or configuration error.
+unexplained disconnect, no duplicated or lost entity and no unexplained
+error of the economy's requests; 1 otherwise; 2 for a usage or
+configuration error.
 """
 
 EPILOG = """\
@@ -39,6 +40,9 @@ scenarios:
   login-storm   login, gateway auth, close, over and over (concurrency)
   ranked        queue on a ladder, play the ranked duel of the match's room,
                 queue again (ladder, mode, think, requeue_delay)
+  trader        shop (buy, sometimes sell back) and trade in pairs through
+                the economy's escrow (shop, shop_every, sell_chance,
+                trade_every, think)
 
 examples:
   mmo-bot --config conf/cluster.toml --bots 100 --scenario border-walk --duration 30

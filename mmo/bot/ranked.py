@@ -17,18 +17,13 @@ to the match, C{ladder.result} from the bot's throw to its result.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from mmo.bot.stats import Stats
-
-if TYPE_CHECKING:
-    from mmo.bot.swarm import Bot
+from mmo.bot.play import Play
 
 #: What a bot may throw.
 THROWS = ("rock", "paper", "scissors")
 
 
-class RankedPlay:
+class RankedPlay(Play):
     """
     One bot's ranked play.
 
@@ -36,15 +31,10 @@ class RankedPlay:
     @ivar thrown_at: When it threw in its current match (C{None}: not yet).
     """
 
-    def __init__(self, bot: Bot):
-        self.bot = bot
+    def __init__(self, bot):
+        super().__init__(bot)
         self.queued_at: float | None = None
         self.thrown_at: float | None = None
-        self._timers: list = []
-
-    @property
-    def stats(self) -> Stats:
-        return self.bot.swarm.stats
 
     def attach(self, client) -> None:
         client.on("ladder.matched", self.matched)
@@ -52,18 +42,8 @@ class RankedPlay:
         client.on("ladder.match.ended", self.ended)
         client.on("ladder.queue.left", self.left)
 
-    def start(self) -> None:
+    def play(self) -> None:
         self.queue()
-
-    def stop(self) -> None:
-        timers, self._timers = self._timers, []
-        for timer in timers:
-            if timer.active():
-                timer.cancel()
-
-    def later(self, seconds: float, work) -> None:
-        self._timers = [t for t in self._timers if t.active()]
-        self._timers.append(self.bot.swarm.reactor.callLater(seconds, work))
 
     def queue(self) -> None:
         bot, swarm = self.bot, self.bot.swarm

@@ -17,7 +17,11 @@ import tomllib
 from dataclasses import dataclass, field
 
 #: The scenarios, in the order the help lists them.
-SCENARIOS = ("idle", "chat", "wander", "border-walk", "login-storm", "ranked")
+SCENARIOS = ("idle", "chat", "wander", "border-walk", "login-storm", "ranked", "trader")
+
+#: The scenarios played in the lobby: the bots choose a character and do
+#: not enter the world.
+LOBBY = ("ranked", "trader")
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,37 @@ KEYS: dict[str, Key] = {
     "ladder": Key("duel", None, None, str, ("ranked",), "The ladder the bots queue on."),
     "mode": Key("1v1", None, None, str, ("ranked",), "The ladder's mode they queue for."),
     "think": Key(
-        0.5, 0.0, 60.0, float, ("ranked",), "Seconds a matched bot takes to throw, at most."
+        0.5,
+        0.0,
+        60.0,
+        float,
+        LOBBY,
+        "Seconds a bot takes for a move of its game, at most (a throw, an offer, a confirmation).",
     ),
     "requeue_delay": Key(
         1.0, 0.0, 600.0, float, ("ranked",), "Seconds between a result and the next queue join."
+    ),
+    "shop": Key(
+        "*",
+        None,
+        None,
+        str,
+        ("trader",),
+        "The vendor the bots shop at; '*': each visit, one of shop.list at random.",
+    ),
+    "shop_every": Key(
+        2.0, 0.05, 3600.0, float, ("trader",), "Seconds between a bot's visits to the shop."
+    ),
+    "sell_chance": Key(
+        0.25, 0.0, 1.0, float, ("trader",), "The chance a visit sells something back."
+    ),
+    "trade_every": Key(
+        3.0,
+        0.05,
+        3600.0,
+        float,
+        ("trader",),
+        "Seconds from the end of a pair's trade to the next one it opens.",
     ),
 }
 

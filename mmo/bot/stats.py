@@ -8,10 +8,30 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
+from OpenSSL import SSL
+from twisted.internet import defer, error
+
+from mmo.client import ConnectionClosed, ServerError
 from mmo.stats import nearest_rank
 
 #: Latency samples kept per request type; past it, a uniform reservoir sample.
 SAMPLES = 100_000
+
+
+def error_code(failure) -> str:
+    """The code a failed request or connection is counted under."""
+    e = failure.value if hasattr(failure, "value") else failure
+    if isinstance(e, ServerError):
+        return e.code
+    if isinstance(e, ConnectionClosed):
+        return "closed"
+    if isinstance(e, (defer.TimeoutError, defer.CancelledError, error.TimeoutError)):
+        return "timeout"
+    if isinstance(e, SSL.Error):
+        return "tls"
+    if isinstance(e, (error.ConnectError, error.DNSLookupError)):
+        return "connect_failed"
+    return type(e).__name__
 
 
 class Latencies:
@@ -48,6 +68,90 @@ class Latencies:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 3)
+
+
+class TradeCounts:
+    """
+    The C{trader} scenario's counts (L{mmo.bot.trader}): purchases, sales,
+    trades by outcome, and its requests' errors, those it explains apart
+    from the others.
+
+    @ivar cancelled: Cancelled trades by the push's C{why}.
+    @ivar errors: The economy requests' errors by code.
+    @ivar unexplained: The errors no play of the scenario explains, by
+        request type and code: each one fails the run.
+    """
+
+    def __init__(self):
+        self.purchases = 0
+        self.sales = 0
+        self.opened = 0
+        self.settled = 0
+        self.retries = 0
+        self.cancelled: Counter = Counter()
+        self.errors: Counter = Counter()
+        self.unexplained: dict[str, Counter] = defaultdict(Counter)
+        #: Trades whose end one party counted; the other's push is not counted again.
+        self._ended: set[str] = set()
+
+    def bought(self) -> None:
+        self.purchases += 1
+
+    def sold(self) -> None:
+        self.sales += 1
+
+    def trade_opened(self) -> None:
+        self.opened += 1
+
+    def trade_ended(self, trade_id: str, settled: bool, why: str | None = None) -> bool:
+        """
+        Trade C{trade_id} settled, or was cancelled because of C{why}, as a
+        party's push says; counted once for both parties' pushes.
+
+        @return: Whether this push counted.
+        """
+        if trade_id in self._ended:
+            self._ended.discard(trade_id)
+            return False
+        self._ended.add(trade_id)
+        if settled:
+            self.settled += 1
+        else:
+            self.cancelled[why or "none"] += 1
+        return True
+
+    def failed(self, kind: str, code: str, explained: bool) -> None:
+        """A request of type C{kind} failed with C{code}, as the scenario expects or not."""
+        self.errors[code] += 1
+        if not explained:
+            self.unexplained[kind][code] += 1
+
+    def retried(self) -> None:
+        self.retries += 1
+
+    def unexplained_count(self) -> int:
+        return sum(sum(codes.values()) for codes in self.unexplained.values())
+
+    def report(self, latencies: dict[str, Latencies]) -> dict:
+        return {
+            "purchases": self.purchases,
+            "sales": self.sales,
+            "trades": {
+                "opened": self.opened,
+                "settled": self.settled,
+                "cancelled": dict(sorted(self.cancelled.items())),
+            },
+            "retries": self.retries,
+            "errors": dict(sorted(self.errors.items())),
+            "unexplained": {
+                kind: dict(sorted(codes.items()))
+                for kind, codes in sorted(self.unexplained.items())
+            },
+            "latency": {
+                kind: (latencies[kind] if kind in latencies else Latencies()).summary()
+                for kind in ("shop.buy", "trade.settled")
+            },
+        }
 
 
 class Stats:
@@ -87,6 +191,8 @@ class Stats:
         self.ranked = dict.fromkeys(
             ("queued", "matched", "results", "wins", "losses", "ties", "timeouts"), 0
         )
+        #: The trader scenario's counts.
+        self.trades = TradeCounts()
         self.cycles = 0
         self.examples: list[dict] = []
         #: The window (the scenario once every bot is in): its latencies
@@ -194,6 +300,7 @@ class Stats:
             },
             "chat": {"sent": self.chat_sent, "delivered": self.chat_delivered},
             "ranked": dict(self.ranked),
+            "trader": self.trades.report(self.latencies),
             "window": self.window_report(),
             "login_storm": {
                 "cycles": self.cycles,
@@ -227,6 +334,14 @@ def problems(report_bots_asked: int, in_world: int, stats: Stats) -> list[str]:
         found.append(f"{stats.duplicated} duplicated entities")
     if stats.lost:
         found.append(f"{stats.lost} lost entities")
+    unexplained = stats.trades.unexplained_count()
+    if unexplained:
+        which = ", ".join(
+            f"{kind} {code} {n}"
+            for kind, codes in sorted(stats.trades.unexplained.items())
+            for code, n in sorted(codes.items())
+        )
+        found.append(f"{unexplained} unexplained errors of economy requests ({which})")
     return found
 
 
@@ -287,6 +402,17 @@ def format_report(report: dict) -> str:
             f"ranked: {ranked['queued']} queued, {ranked['matched']} matched, "
             f"{ranked['results']} results ({ranked['wins']} won, {ranked['losses']} lost, "
             f"{ranked['ties']} tied), {ranked['timeouts']} timed out"
+        )
+    trader = report.get("trader", {})
+    trades = trader.get("trades", {})
+    if trader.get("purchases") or trader.get("sales") or trades.get("opened"):
+        cancelled = ", ".join(f"{why} {n}" for why, n in trades["cancelled"].items())
+        lines.append(
+            f"trader: {trader['purchases']} bought, {trader['sales']} sold; trades "
+            f"{trades['opened']} opened, {trades['settled']} settled, "
+            f"{sum(trades['cancelled'].values())} cancelled"
+            + (f" ({cancelled})" if cancelled else "")
+            + f"; {trader['retries']} retries"
         )
     if report["login_storm"]["cycles"]:
         ls = report["login_storm"]

@@ -14,15 +14,15 @@ import random
 import sys
 from dataclasses import dataclass, field
 
-from OpenSSL import SSL
-from twisted.internet import defer, error, task
+from twisted.internet import defer, task
 
 from mmo.bot import geometry, views
 from mmo.bot.client import BotClient
 from mmo.bot.ranked import RankedPlay
-from mmo.bot.scenario import Scenario
-from mmo.bot.stats import Stats, format_report, problems
+from mmo.bot.scenario import LOBBY, Scenario
+from mmo.bot.stats import Stats, error_code, format_report, problems
 from mmo.bot.timers import Deadlines, Metronome
+from mmo.bot.trader import TraderPlay
 from mmo.client import Client, ConnectionClosed, ResumingTLS, ServerError, connect
 from mmo.client.tls import client_tls_options
 
@@ -31,6 +31,9 @@ from mmo.client.tls import client_tls_options
 #: only adds to its counts.
 RETRYABLE = {"busy", "unavailable", "timeout", "connect_failed"}
 RETRIES = 3
+
+#: The play of each lobby scenario (L{mmo.bot.play}).
+PLAYS = {"ranked": RankedPlay, "trader": TraderPlay}
 
 #: Duplicated or lost entities shown in the report, at most.
 EXAMPLES = 20
@@ -60,22 +63,6 @@ class Options:
     world: geometry.World | None = None
     seed: int | None = None
     progress: object = field(default=sys.stderr, repr=False)
-
-
-def error_code(failure) -> str:
-    """The code a failed request or connection is counted under."""
-    e = failure.value if hasattr(failure, "value") else failure
-    if isinstance(e, ServerError):
-        return e.code
-    if isinstance(e, ConnectionClosed):
-        return "closed"
-    if isinstance(e, (defer.TimeoutError, defer.CancelledError, error.TimeoutError)):
-        return "timeout"
-    if isinstance(e, SSL.Error):
-        return "tls"
-    if isinstance(e, (error.ConnectError, error.DNSLookupError)):
-        return "connect_failed"
-    return type(e).__name__
 
 
 class Stopped(Exception):
@@ -110,7 +97,8 @@ class Bot:
         self.chat_count = 0
         self.chat_pending: dict[int, float] = {}
         self.rng = random.Random(f"{swarm.seed}:{index}")
-        self.ranked = RankedPlay(self) if swarm.scenario.name == "ranked" else None
+        play = PLAYS.get(swarm.scenario.name)
+        self.play = play(self) if play is not None else None
 
     # -- getting in ------------------------------------------------------------
 
@@ -204,8 +192,8 @@ class Bot:
             character = created["character"]
         self.display = character.get("name", "")
         await swarm.request(client, "character.choose", character=character["id"])
-        if self.ranked is not None:
-            # Ranked play is in the lobby: no world.
+        if self.play is not None:
+            # Played in the lobby: no world.
             client.whenClosed().addCallback(self.closed, client)
             return
         await swarm.request(client, "world.enter")
@@ -224,8 +212,8 @@ class Bot:
         client.on("moved", self.moved)
         if self.swarm.scenario.name == "chat":
             client.on("chat.message", self.chat_message)
-        if self.ranked is not None:
-            self.ranked.attach(client)
+        if self.play is not None:
+            self.play.attach(client)
 
     # -- pushes ------------------------------------------------------------------
 
@@ -310,8 +298,8 @@ class Bot:
                         swarm.lanes[self.index], step, here, scenario.weave or None
                     )
             self.every(scenario.move_interval, self.move)
-        elif self.ranked is not None:
-            self.ranked.start()
+        elif self.play is not None:
+            self.play.start()
 
     def every(self, interval: float, work) -> None:
         """Call C{work} every C{interval} seconds, from a random moment of the first."""
@@ -319,8 +307,8 @@ class Bot:
         self.loops.append((metronome, metronome.add(work, self.rng.uniform(0, interval))))
 
     def stop_scenario(self) -> None:
-        if self.ranked is not None:
-            self.ranked.stop()
+        if self.play is not None:
+            self.play.stop()
         loops, self.loops = self.loops, []
         for metronome, key in loops:
             metronome.remove(key)
@@ -498,7 +486,7 @@ class Swarm:
         progress.clock = self.reactor
         progress.start(1.0, now=False)
         checks = None
-        if opts.world is not None and self.scenario.name not in ("login-storm", "ranked"):
+        if opts.world is not None and self.scenario.name not in ("login-storm", *LOBBY):
             checks = task.LoopingCall(self.check_views)
             checks.clock = self.reactor
             checks.start(VIEW_CHECK_INTERVAL, now=False)

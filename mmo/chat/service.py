@@ -99,6 +99,7 @@ class ChatService(GameService):
 
     kind = "chat"
     prefixes = ("chat.",)
+    finds_sessions = True
     log = Logger()
 
     ignore_max = 100
@@ -175,6 +176,11 @@ class ChatService(GameService):
             self.channels.leave_all(caller.session)
         else:
             self.log.warn("chat: unknown session event {event!r}", event=event)
+
+    async def session_found(self, caller: Caller) -> None:
+        # What a gateway lists is older than anything heard since the start.
+        if self.presence.unheard(caller.session):
+            await self._arrive(caller)
 
     async def _arrive(self, caller: Caller) -> None:
         """

@@ -16,7 +16,9 @@ drops its trades from memory: their escrows keep every coin and item
 with one owner, and the next holder's recovery gives them back.
 
 Every economy process hears every session event: it keeps who is online
-(L{mmo.game.presence}), so that a trade's partner is found by name; the
+(L{mmo.game.presence}), so that a trade's partner is found by name, and
+asks the gateways for the sessions online when it starts
+(L{mmo.process.seeding}); the
 holder pays each login's start credit (once per player for ever) and
 cancels the trade of a session that ended.
 
@@ -63,6 +65,7 @@ class EconomyService(LedgerRequests, TradeRequests, GameService):
 
     kind = "economy"
     prefixes = ("wallet.", "inventory.", "shop.", TRADE_PREFIX)
+    finds_sessions = True
 
     def __init__(self, config, store, bus, reactor, holder: str | None = None):
         super().__init__(config, store, bus, reactor)
@@ -156,6 +159,11 @@ class EconomyService(LedgerRequests, TradeRequests, GameService):
                     "economy: the start credit of {account} was not paid",
                     account=caller.account_id,
                 )
+
+    async def session_found(self, caller: Caller) -> None:
+        """Keep presence of a session a gateway listed, unless heard of since the start."""
+        if self.presence.unheard(caller.session):
+            self.presence.track(caller)
 
     # -- client messages ------------------------------------------------------------------
 

@@ -25,8 +25,9 @@ C{"ended"} would have:
     restarted (its announcement was missed) and that session ends.
 
 The sessions held are those the process heard of in requests and session
-events (L{KnownSessions}), and those the service says it holds
-(L{GameService.held_sessions}: a zone's players handed over to it).  See
+events, or from the gateways' lists at its start (L{KnownSessions}), and
+those the service says it holds (L{GameService.held_sessions}: a zone's
+players handed over to it).  See
 C{docs/sessions.md}, "When a gateway dies".
 """
 
@@ -75,6 +76,16 @@ class KnownSessions:
         """A request of C{caller}'s session: it is live, as C{caller} says."""
         if caller.session not in self._ended:
             self._callers[caller.session] = caller
+
+    def found(self, caller: Caller) -> bool:
+        """
+        A session a gateway lists as held there: it is live, unless it was
+        heard of (or ended) already, which wins.  Whether it was news.
+        """
+        if caller.session in self._callers or caller.session in self._ended:
+            return False
+        self._callers[caller.session] = caller
+        return True
 
     def event(self, caller: Caller, event: str) -> None:
         """A session event (L{GameService.session_event}) of C{caller}'s session."""

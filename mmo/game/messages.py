@@ -34,6 +34,9 @@ for the message's type.
                             of kind KIND
     ladder-reply:ID         who sent ID      L{MatchResultAnswer}
     service-reply:PROCESS   process PROCESS  L{ServiceCallAnswer}
+    map.watch               every zone       L{MapWatch}
+    map.feed                the consoles     L{MapFrame}
+                            with a map open
 
 Requests and their answers (control commands, the gateways' handover of a
 session) are matched by id with one L{Requests} table.
@@ -78,6 +81,12 @@ RESULTS_CHANNEL = "ladder.results"
 
 #: The start of a process's reply channel for relayed calls (L{service_reply_channel}).
 SERVICE_REPLY_PREFIX = "service-reply:"
+
+#: Where a console with the live map open says so, again and again (L{MapWatch}).
+MAP_WATCH_CHANNEL = "map.watch"
+
+#: Where each zone publishes its map snapshots while someone watches (L{MapFrame}).
+MAP_FEED_CHANNEL = "map.feed"
 
 #: The bus key of the ladder's queues and open matches (L{mmo.ladder.service}).
 LADDER_STATE_KEY = "ladder:queue"
@@ -731,6 +740,51 @@ class Released:
     """The old process released its name (port, directory, control) for the new one."""
 
     token: str
+
+
+# -- the live map (map.watch, map.feed; docs/map.md) -------------------------------------
+
+
+@message
+class MapWatch:
+    """
+    A console has the live map open: every zone publishes L{MapFrame}s for
+    C{ttl} seconds from now (the console says it again before then).
+
+    @ivar view: C{[x0, y0, x1, y1]}, what the console's browsers show
+        between them: a zone whose region is outside it publishes nothing
+        for this console; C{None}, the whole world.
+    """
+
+    ttl: float
+    view: list | None = None
+
+
+@message
+class MapFrame:
+    """
+    One zone's entities and handoffs in flight at one tick, packed for the map.
+
+    @ivar zone: The region's name.
+    @ivar time: The zone's clock at the tick (wall-clock seconds).
+    @ivar players: The ids of the players, in order: the first
+        C{len(players)} positions are theirs, the rest are NPCs'.
+    @ivar xs: The positions across, little-endian float32s.
+    @ivar ys: The positions up, little-endian float32s, in the same order.
+    @ivar handoffs: C{[entity id, to zone, x, y]} of each handoff this zone
+        started that is not settled yet.
+    """
+
+    zone: str
+    time: float
+    players: tuple
+    xs: bytes
+    ys: bytes
+    handoffs: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "players", tuple(self.players))
+        object.__setattr__(self, "handoffs", tuple(tuple(h) for h in self.handoffs))
 
 
 # -- control commands (control:PROCESS, control-reply:ID; see mmo.process.control) --------

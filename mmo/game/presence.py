@@ -3,7 +3,9 @@ Presence as a service hears it: which sessions are online, under which
 display name, of which account, and which sessions ended lately.
 
 A service keeps it from the gateways' session events (and from the
-callers of requests, which are the truth): chat's C{chat.who},
+callers of requests, which are the truth), and, in a process of its own,
+from the sessions the gateways list when it starts
+(L{mmo.process.seeding}): chat's C{chat.who},
 C{chat.whisper} and the naming of players in requests, the economy's
 partner of a trade (C{trade.open}) look players up here.
 """
@@ -76,6 +78,14 @@ class Presence:
     def ended(self, session: str) -> bool:
         """Whether the session ended (lately: the last L{remember} are known)."""
         return session in self._ended
+
+    def unheard(self, session: str) -> bool:
+        """
+        Whether nothing was heard of the session: it is neither online nor
+        ended.  What a gateway lists when asked (L{mmo.process.seeding})
+        is news only of such a session: what was heard since wins.
+        """
+        return session not in self._online and session not in self._ended
 
     # -- events ---------------------------------------------------------------
 

@@ -186,6 +186,10 @@ class GameService:
 
     kind = ""
     prefixes: tuple[str, ...] = ()
+    #: Whether its process, once started, asks every gateway which sessions
+    #: it holds, each told to L{session_found} (L{mmo.process.seeding}): a
+    #: service that keeps who is online knows them after a restart.
+    finds_sessions = False
     log = Logger()
 
     def __init__(self, config, store, bus, reactor):
@@ -211,6 +215,14 @@ class GameService:
 
     async def session_event(self, caller: Caller, event: str) -> None:
         """A session started, changed, moved or ended (see the module docstring)."""
+
+    async def session_found(self, caller: Caller) -> None:
+        """
+        A gateway, asked after the process started, lists C{caller}'s
+        session as held there (when L{finds_sessions}).  It is older news
+        than anything heard since: a service keeps what it heard, and does
+        not bring back a session that ended.  The default ignores it.
+        """
 
     def refused(self, caller: Caller, kind: str, message: dict, error: WireError) -> None:
         """

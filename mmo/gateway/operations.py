@@ -13,14 +13,12 @@ from twisted.logger import Logger
 from mmo.bus.directory import least_loaded
 from mmo.gateway.session import ENDED, MOVED
 from mmo.gateway.sessions import Sessions, background, log_failure
+from mmo.process.control import SESSIONS_PAGE_MAX
 from mmo.wire import codes
 from mmo.wire.codes import KICKED, WireError
 
 #: Seconds a draining gateway waits for the bus (its announcement, the directory).
 BUS_TIMEOUT = 5.0
-
-#: Most sessions one answer of C{sessions} lists.
-SESSIONS_PAGE_MAX = 500
 
 
 def _is_port(value) -> bool:
@@ -285,7 +283,10 @@ class Operations:
 
         @return: C{{"sessions": [...], "total": N, "more": bool}}, each
             session as its account, name, character, zone and whether a
-            connection is attached now.
+            connection is attached now, and the rest of its caller (account
+            id, realm, character id, whether in the world, the gateway's
+            incarnation): a game service that restarted learns who is
+            online from them (L{mmo.process.seeding}).
         @raise ValueError: C{after} is not a string or C{limit} not a
             positive number.
         """
@@ -303,6 +304,11 @@ class Operations:
                 "character": session.caller.character_name,
                 "zone": session.caller.zone,
                 "attached": session.connection is not None,
+                "account_id": session.caller.account_id,
+                "realm": session.caller.realm,
+                "character_id": session.caller.character_id,
+                "in_world": session.caller.in_world,
+                "incarnation": session.caller.incarnation,
             }
             for session in chosen[:limit]
         ]

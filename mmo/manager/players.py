@@ -7,8 +7,6 @@ bus's control channels (L{mmo.process.control}).
 
 from __future__ import annotations
 
-from twisted.internet import defer
-
 from mmo.process import control
 
 #: Process kinds that hold players' sessions.
@@ -70,34 +68,6 @@ class PlayerCommands:
     async def _ask_kinds(self, kinds, command: str, **args) -> dict:
         """C{command} to every process of C{kinds} at once: each one's answer or error."""
         names = await self._processes(kinds)
-        answers, errors = await ask_each(self.bus, names, command, args, self.reactor)
+        answers, errors = await control.ask_each(self.bus, names, command, args, self.reactor)
         answers.update((name, {"error": why}) for name, why in errors.items())
         return {"gateways": dict(sorted(answers.items()))}
-
-
-async def ask_each(
-    bus, names, command: str, args: dict, reactor, timeout: float = control.CALL_TIMEOUT
-) -> tuple[dict, dict]:
-    """
-    Send C{command} with C{args} to every process of C{names} at once, on
-    their control channels.
-
-    @return: C{(answers, errors)}: by process, what it answered, or why it
-        did not.
-    """
-    results = await defer.DeferredList(
-        [
-            defer.ensureDeferred(
-                control.call(bus, name, command, args, timeout=timeout, reactor=reactor)
-            )
-            for name in names
-        ],
-        consumeErrors=True,
-    )
-    answers, errors = {}, {}
-    for name, (ok, value) in zip(names, results, strict=True):
-        if ok:
-            answers[name] = value
-        else:
-            errors[name] = value.getErrorMessage()
-    return answers, errors

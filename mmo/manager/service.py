@@ -23,7 +23,7 @@ from zope.interface import implementer
 import mmo
 from mmo.certs import write_secret
 from mmo.console import console_url
-from mmo.manager.players import PlayerCommands, ask_each
+from mmo.manager.players import PlayerCommands
 from mmo.manager.supervisor import REDIS, Supervisor, twistd_args
 from mmo.metrics import discovery
 from mmo.metrics.registry import state
@@ -471,7 +471,7 @@ class Manager(PlayerCommands):
             process for process, info in services.items()
             if isinstance(info, dict) and info.get("kind") not in NO_JOBS
         )  # fmt: skip
-        answers, errors = await ask_each(
+        answers, errors = await control.ask_each(
             self.bus, runners, command, args, self.reactor, timeout=JOBS_TIMEOUT
         )
         return services, answers, errors

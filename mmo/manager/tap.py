@@ -18,6 +18,7 @@ from mmo.bus import make_bus
 from mmo.config import ConfigError
 from mmo.console import console_port
 from mmo.console.auth import ConsoleAuth
+from mmo.console.map import map_resource
 from mmo.console.service import ConsoleListener
 from mmo.console.site import ConsoleSite, console_root
 from mmo.manager.service import AdminFactory, LocalRedis, Manager, ManagerError
@@ -124,8 +125,9 @@ def makeService(options: Options, reactor=None) -> ProcessService:
             factory = AdminFactory(config, process, manager, reactor)
             rpc.listen(config, process, factory=factory, reactor=reactor).setServiceParent(top)
         if console is not None:
-            # The live map mounts here: extra={b"map": map_resource(...)}.
-            root = console_root(console, manager, (ManagerError, ControlError), extra={})
+            # The live map needs the zones' bus: with the in-process one there are none.
+            extra = {b"map": map_resource(config, bus, reactor, console)} if bus is not None else {}
+            root = console_root(console, manager, (ManagerError, ControlError), extra=extra)
             ConsoleListener(config, process, ConsoleSite(root, reactor), reactor).setServiceParent(
                 top
             )

@@ -8,7 +8,8 @@ L{mmo.game.messages.Command}s.  L{ControlService} (a process resource)
 dispatches each one to the handler the process registered for that command
 and publishes the outcome, a L{mmo.game.messages.CommandReply}, on the
 command's reply channel.  L{call} is the other side: it sends one command
-and waits for its reply.
+and waits for its reply; L{ask_each} sends one to several processes at
+once, and L{session_pages} reads a gateway's C{sessions} a page at a time.
 
 The bus is inside the deployment's trust boundary (it is reached with the
 deployment's Redis credentials, and carries sessions and tickets already);
@@ -18,7 +19,7 @@ the C{admin} client certificate (see C{docs/manager.md}).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -28,6 +29,12 @@ from mmo.game.messages import Command, CommandReply, control_channel, reply_chan
 
 #: Seconds L{call} waits for a reply by default.
 CALL_TIMEOUT = 10.0
+
+#: Most sessions one answer of a gateway's C{sessions} command lists.
+SESSIONS_PAGE_MAX = 500
+
+#: Most pages L{session_pages} reads of one gateway.
+SESSIONS_PAGES_MAX = 1000
 
 
 class ControlError(Exception):
@@ -149,3 +156,70 @@ async def call(
     if not reply.ok:
         raise ControlError(f"{process}: {reply.error}")
     return reply.result
+
+
+async def ask_each(
+    bus, names, command: str, args: dict, reactor, timeout: float = CALL_TIMEOUT
+) -> tuple[dict, dict]:
+    """
+    Send C{command} with C{args} to every process of C{names} at once, on
+    their control channels.
+
+    @return: C{(answers, errors)}: by process, what it answered, or why it
+        did not.
+    """
+    results = await defer.DeferredList(
+        [
+            defer.ensureDeferred(call(bus, name, command, args, timeout=timeout, reactor=reactor))
+            for name in names
+        ],
+        consumeErrors=True,
+    )
+    answers, errors = {}, {}
+    for name, (ok, value) in zip(names, results, strict=True):
+        if ok:
+            answers[name] = value
+        else:
+            errors[name] = value.getErrorMessage()
+    return answers, errors
+
+
+async def session_pages(
+    bus,
+    gateway: str,
+    deadline: float,
+    reactor,
+    limit: int = SESSIONS_PAGE_MAX,
+    pages: int = SESSIONS_PAGES_MAX,
+) -> AsyncIterator[list[dict]]:
+    """
+    The sessions C{gateway} holds, by its C{sessions} control command: an
+    async iterator of pages (lists of rows), each asked after the last
+    session id of the one before, until the gateway says there is no
+    more, or C{pages} were read.
+
+    @param deadline: Seconds the whole listing may take.
+    @raise NoAnswer: The gateway did not answer a page before the deadline.
+    @raise ControlError: It refused, or answered something that is no page.
+    """
+    ends = reactor.seconds() + deadline
+    after = ""
+    for _ in range(pages):
+        left = ends - reactor.seconds()
+        if left <= 0:
+            raise NoAnswer(f"{gateway} did not list its sessions within {deadline:g}s")
+        args = {"after": after, "limit": limit}
+        try:
+            page = await call(bus, gateway, "sessions", args, timeout=left, reactor=reactor)
+        except NoAnswer:
+            raise NoAnswer(f"{gateway} did not list its sessions within {deadline:g}s") from None
+        rows = page.get("sessions") if isinstance(page, dict) else None
+        if not isinstance(rows, list) or not all(
+            isinstance(row, dict) and isinstance(row.get("session"), str) for row in rows
+        ):
+            raise ControlError(f"{gateway}: its sessions are no page: {page!r:.200}")
+        yield rows
+        # A page must move on: a gateway that repeats itself is not followed.
+        if not page.get("more") or not rows or rows[-1]["session"] <= after:
+            return
+        after = rows[-1]["session"]

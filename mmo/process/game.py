@@ -3,7 +3,9 @@ What the plugins of game services (C{mmo-lobby}, C{mmo-chat}, C{mmo-zone})
 share: a process with the store, the bus and one
 L{mmo.game.service.GameService}, answering gateways over AMP with mutual TLS
 (L{mmo.game.server}), announcing itself in the directory, ending the
-sessions of gateways that died (L{mmo.game.gateways.GatewayWatch}) and
+sessions of gateways that died (L{mmo.game.gateways.GatewayWatch}),
+learning the sessions online from the gateways when its service keeps
+who is online (L{mmo.process.seeding.SessionSeeding}) and
 running the scheduled jobs of its kind and of its service
 (L{mmo.jobs.scheduler.Scheduler}).
 
@@ -27,6 +29,7 @@ from mmo.bus.directory import DirectoryService
 from mmo.game.gateways import GatewayWatch
 from mmo.game.server import ServiceRPCFactory, serve
 from mmo.jobs.build import add_scheduler
+from mmo.process.seeding import SessionSeeding
 from mmo.process.service import ConfigOptions, ProcessService, build
 from mmo.store import make_store
 
@@ -156,6 +159,8 @@ def make_game_service(options: ConfigOptions, service_class, reactor=None) -> Pr
         bus = top.resource(make_bus(config, reactor))
         service = top.resource(service_class(config, store, bus, reactor))
         watch = top.resource(GatewayWatch.from_config(config, service, bus, reactor))
+        if service.finds_sessions:
+            top.resource(SessionSeeding(service, watch.known, bus, reactor))
         factory = ServiceRPCFactory(
             config,
             process,

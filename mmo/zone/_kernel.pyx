@@ -1,6 +1,6 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """
-The zone's per-tick loops, compiled: L{wander}, and the area of interest's
+The zone's per-tick loops, compiled: L{wander}, L{positions}, and the area of interest's
 L{fill}, L{grid_order}, L{visible}, L{diff} and L{UpdateEntries}, the same,
 with the same arguments, results and order, as those of
 L{mmo.zone.kernel}, the pure-Python fallback when
@@ -9,6 +9,7 @@ classes and every constant are arguments: this module imports nothing of
 mmo.
 """
 
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM
 from cpython.long cimport (
@@ -828,6 +829,47 @@ def wander(dict walks, dict reals, frozen, double now, double distance, tuple bo
                     walk, 1)
         fields.set(entity, _X, x)
         fields.set(entity, _Y, y)
+
+
+cdef _Fields _PLACE = _Fields(("x", "y", "kind"))
+
+
+def positions(dict reals, player):
+    """The players' ids and every position, as float32s: as L{mmo.zone.kernel.positions}."""
+    cdef Py_ssize_t count = len(reals), first = 0, last = count, i, j
+    cdef bytes xs = PyBytes_FromStringAndSize(NULL, count * sizeof(float))
+    cdef bytes ys = PyBytes_FromStringAndSize(NULL, count * sizeof(float))
+    cdef float *px = <float *>PyBytes_AS_STRING(xs)
+    cdef float *py = <float *>PyBytes_AS_STRING(ys)
+    cdef float swap
+    cdef list players = []
+    cdef _Fields fields = _PLACE
+    cdef object entity_id, entity, kind
+    # The last kind found not to be the player's: most are one (the NPCs').
+    cdef object other = None
+    for entity_id, entity in reals.items():
+        if first == last:
+            raise RuntimeError("the reals changed while their positions were read")
+        fields.see(entity)
+        kind = fields.get(entity, 2)
+        if kind is not other and (kind is player or kind == player):
+            players.append(entity_id)
+            px[first] = <double>fields.get(entity, _X)
+            py[first] = <double>fields.get(entity, _Y)
+            first += 1
+        else:
+            # The others from the end, put back in order below.
+            other = kind
+            last -= 1
+            px[last] = <double>fields.get(entity, _X)
+            py[last] = <double>fields.get(entity, _Y)
+    i, j = first, count - 1
+    while i < j:
+        swap = px[i]; px[i] = px[j]; px[j] = swap
+        swap = py[i]; py[i] = py[j]; py[j] = swap
+        i += 1
+        j -= 1
+    return players, xs, ys
 
 
 cdef inline void _put(dict cells, object key, list moving):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+from array import array
 from collections.abc import Callable, Mapping
 from operator import itemgetter
 from types import ModuleType
@@ -76,6 +77,29 @@ def wander(
             y, walk[1] = top, -abs(walk[1])
         entity.x = x
         entity.y = y
+
+
+def positions(reals: dict, player: str) -> tuple[list, bytes, bytes]:
+    """
+    The ids of the C{reals} (entities by id) of kind C{player}, and the
+    positions of all of them, players first, each group in C{reals}' order:
+    C{(ids, xs, ys)}, the positions as native float32s
+    (L{mmo.zone.mapfeed.MapFeed.frame}).
+    """
+    players: list = []
+    player_xs: list = []
+    player_ys: list = []
+    xs: list = []
+    ys: list = []
+    for entity_id, entity in reals.items():
+        if entity.kind == player:
+            players.append(entity_id)
+            player_xs.append(entity.x)
+            player_ys.append(entity.y)
+        else:
+            xs.append(entity.x)
+            ys.append(entity.y)
+    return players, array("f", player_xs + xs).tobytes(), array("f", player_ys + ys).tobytes()
 
 
 def fill(

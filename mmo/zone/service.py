@@ -44,6 +44,7 @@ from mmo.zone.ended import SessionEnds, caller_of
 from mmo.zone.entity import PLAYER, Entity
 from mmo.zone.ghosts import GhostTable
 from mmo.zone.handoff import HANDOFF_MESSAGES, HOLDING, OFFERING, ZoneHandoff
+from mmo.zone.mapfeed import MapFeed
 from mmo.zone.movement import client_movement
 from mmo.zone.outbox import Outbox, ZoneLink
 from mmo.zone.route import move_input
@@ -99,6 +100,7 @@ class ZoneService(GameService):
     @ivar takeover: The L{Takeover}: replacing the zone's process.
     @ivar ends: The L{SessionEnds}: an entity whose session ended while it
         was not active here leaves the world when it settles.
+    @ivar map_feed: The L{MapFeed}: the console's live map, while watched.
     """
 
     kind = "zone"
@@ -140,6 +142,15 @@ class ZoneService(GameService):
         )
         self.ticker = Ticker(
             reactor, world.tick_rate, self.tick, observe=ZONE_TICK.labels(region_name).observe
+        )
+        self.map_feed = MapFeed(
+            bus,
+            region_name,
+            self.simulation,
+            self.handoff.outgoing,
+            self.publish,
+            reactor,
+            world.tick_rate,
         )
         self.takeover = Takeover(self)
         self._subscription = None
@@ -194,6 +205,7 @@ class ZoneService(GameService):
         """
         self._subscription = await self.bus.subscribe(zone_channel(self.name), self.heard)
         STATE.register(self, self.metric_families)
+        await self.map_feed.start()
         if standby is not None:
             self.takeover.wait(standby)
             return
@@ -218,6 +230,7 @@ class ZoneService(GameService):
         if self._subscription is not None:
             await self._subscription.cancel()
             self._subscription = None
+        await self.map_feed.stop()
         if self.takeover.serving:
             try:
                 await self.checkpointer.checkpoint()
@@ -300,6 +313,7 @@ class ZoneService(GameService):
 
         self.outbox.pushes(result)
         self.outbox.ghosts(result)
+        self.map_feed.tick(result.time)
 
         if self.takeover.mode == SERVING:
             # Handing the process over: no new crossings (reported again later).

@@ -278,6 +278,12 @@ class ZoneHandoff(Departures, Arrivals, InputGate):
         """Handoffs this zone started that are not settled yet (offered or switching)."""
         return len(self._offers) + len(self._switching)
 
+    def outgoing(self) -> list[tuple[str, str]]:
+        """C{(entity id, target zone)} of each handoff counted by L{in_flight}."""
+        return [
+            (o.entity_id, o.target) for o in (*self._offers.values(), *self._switching.values())
+        ]
+
     def final_records(self) -> list[dict]:
         """
         The records of I{every} real here, those being offered included (a
