@@ -18,6 +18,14 @@ medians of both sides and their ratio, the feed's own time per frame it
 published (a frame every other tick at 20 Hz), the median frame's time
 spread over the watched ticks, as a share of the unwatched median tick
 (steadier than the ratio of two medians on a shared machine) and the frame's size.
+The same ticks are then measured with everything on against everything
+off: the watched blocks also do what metrics add to a tick (its duration
+observed in mmo_zone_tick_duration_seconds, and Prometheus's scrape of the
+registry every 300 ticks, timed apart and spread over them), the issue's
+budget being under 5% for the two together: the ratio of the medians
+(tick_ratio_map_and_metrics) and, steadier, the mean time the feed and the
+metrics add to a watched tick as a share of the median tick off
+(share_map_and_metrics).
 
 The stream: --streamed entities in two zones' feeds (half each, moving
 every tick at 20 Hz on the real reactor, one tick apart, as two processes'
@@ -48,6 +56,7 @@ from autobahn.twisted.websocket import (  # noqa: E402
     WebSocketClientFactory,
     WebSocketClientProtocol,
 )
+from metrics_cost import scrape_seconds  # noqa: E402
 from twisted.internet import defer, task  # noqa: E402
 from twisted.web import server  # noqa: E402
 from twisted.web.resource import Resource  # noqa: E402
@@ -60,12 +69,16 @@ from mmo.console.map import map_resource  # noqa: E402
 from mmo.console.mapview import View, encode_update  # noqa: E402
 from mmo.game import messages  # noqa: E402
 from mmo.game.messages import MAP_WATCH_CHANNEL, MapWatch  # noqa: E402
+from mmo.metrics.registry import ZONE_TICK  # noqa: E402
 from mmo.process.service import settle_collector  # noqa: E402
 from mmo.zone.entity import NPC, PLAYER, Entity  # noqa: E402
 from mmo.zone.mapfeed import MapFeed  # noqa: E402
 
 #: Ticks in a block, watched or not.
 BLOCK = 10
+
+#: Ticks between two scrapes with metrics on: one every 15 s at 20 Hz.
+SCRAPE_EVERY = 300
 
 
 class Packed:
@@ -78,8 +91,13 @@ class Packed:
         self.sizes.append(len(pack(data)))
 
 
-def tick_cost(size: int, ticks: int, seed: int) -> dict:
-    """The zone tick with the map watched and not (see the module docstring)."""
+def tick_cost(size: int, ticks: int, seed: int, metrics: bool = False) -> dict:
+    """
+    The zone tick with the map watched and not (see the module docstring);
+    with C{metrics}, the watched ticks also do what metrics add to a tick
+    (its duration observed, and a scrape every L{SCRAPE_EVERY} of them,
+    timed apart and spread over them): everything on against everything off.
+    """
     clock = task.Clock()
     clock.advance(1000.0)
     zone = BenchZone(size, seed, clock)
@@ -94,6 +112,11 @@ def tick_cost(size: int, ticks: int, seed: int) -> dict:
     timings: dict[bool, list[float]] = {True: [], False: []}
     cpu: dict[bool, list[float]] = {True: [], False: []}
     feed_times: list[float] = []
+    scrapes: list[float] = []
+    # What a watched tick did after the simulation's tick: the feed, and
+    # with metrics the duration observed.
+    added: list[float] = []
+    observe = ZONE_TICK.labels("r0c0").observe
     for n in range(WARMUP + 2 * ticks):
         watched = (n // BLOCK) % 2 == 0
         if n % BLOCK == 0 and watched:
@@ -109,15 +132,39 @@ def tick_cost(size: int, ticks: int, seed: int) -> dict:
         fed = time.perf_counter()
         frames = len(published.sizes)
         feed.tick(result.time)
+        if metrics and watched:
+            observe(time.perf_counter() - started)
         ended = time.perf_counter()
         cpu_ended = time.thread_time()
+        if metrics and watched and n >= WARMUP and len(timings[True]) % SCRAPE_EVERY == 0:
+            scrapes.append(scrape_seconds())
         if n >= WARMUP:
             timings[watched].append(ended - started)
             cpu[watched].append(cpu_ended - cpu_started)
+            if watched:
+                added.append(ended - fed)
             if len(published.sizes) > frames:
                 feed_times.append(ended - fed)
     on = percentile(timings[True], 0.5) * 1000
     off = percentile(timings[False], 0.5) * 1000
+    if metrics:
+        scrape = percentile(scrapes or [scrape_seconds()], 0.5) * 1000
+        return {
+            "tick_p50_ms_all_on": on,
+            "tick_p50_ms_all_off": off,
+            "scrape_p50_ms": scrape,
+            # A scrape every SCRAPE_EVERY ticks, spread over them.
+            "tick_ratio_map_and_metrics": (
+                (on + scrape / SCRAPE_EVERY) / off if off else float("nan")
+            ),
+            # Steadier than the ratio of two medians on a shared machine:
+            # the mean time the two add to a tick, as a share of the median.
+            "share_map_and_metrics": (
+                (sum(added) / len(added) * 1000 + scrape / SCRAPE_EVERY) / off
+                if off and added
+                else float("nan")
+            ),
+        }
     return {
         "entities": size,
         "ticks_watched": len(timings[True]),
@@ -275,6 +322,7 @@ async def stream(reactor, count: int, seconds: float, seed: int) -> dict:
 
 async def main(reactor, args) -> None:
     figures = tick_cost(args.entities, args.ticks, args.seed)
+    figures.update(tick_cost(args.entities, args.ticks, args.seed, metrics=True))
     gc.unfreeze()
     figures.update(await stream(reactor, args.streamed, args.seconds, args.seed))
     report(figures, args.json)

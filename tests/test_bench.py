@@ -461,6 +461,9 @@ class LiveMapBenchTests(unittest.TestCase):
         self.assertGreater(figures["updates_per_s"], 0)
         # A zoomed view holds fewer dots than the whole world.
         self.assertLess(figures["zoomed_update_bytes"], figures["update_bytes"])
+        # Everything on costs something over everything off, and a scrape was timed.
+        self.assertGreater(figures["share_map_and_metrics"], 0)
+        self.assertGreater(figures["scrape_p50_ms"], 0)
 
 
 class TLSSessionsBenchTests(unittest.TestCase):
