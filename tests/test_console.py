@@ -389,6 +389,21 @@ class ConfigTests(unittest.TestCase):
             config.load(write_config(self, text))
         self.assertIn("console: a 'gateway' process does not use it", str(caught.exception))
 
+    def test_console_port_clash(self):
+        """The console is a listener like the others: on a port another takes, the start fails."""
+        from mmo import config
+
+        conf = config.load(write_config(self, CONSOLE_CLUSTER))
+        taken = next(
+            (name, p.rpc) for name, p in conf.processes.items() if p.rpc and p.rpc.startswith("tcp")
+        )
+        port = taken[1].split(":")[1]
+        text = CONSOLE_CLUSTER.replace("tcp:7480:", f"tcp:{port}:")
+        with self.assertRaises(ConfigError) as caught:
+            config.load(write_config(self, text))
+        self.assertIn(f"port {port} is taken by processes.{taken[0]}.rpc", str(caught.exception))
+        self.assertIn("processes.manager.console", str(caught.exception))
+
     def test_console_needs_a_port(self):
         """Its login links name its port: a port chosen at start fails the manager's start."""
         from mmo import config

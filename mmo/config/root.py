@@ -161,7 +161,7 @@ class Config(Section):
     def _listeners(self) -> Iterator[tuple[ProcessSection, str, ListeningAddress]]:
         """Every listener of the file whose address is known: (process, key, address)."""
         for process in self.processes.values():
-            for key in ("client", "rpc", "websocket", "metrics"):
+            for key in ("client", "rpc", "websocket", "metrics", "console"):
                 value = getattr(process, key)
                 if value:
                     address = listening_address(value)
