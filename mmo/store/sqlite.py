@@ -30,7 +30,6 @@ from mmo.store import (
     DUMP_VERSION,
     Account,
     AlreadyExists,
-    Character,
     IEconomyStore,
     ILadderStore,
     InFlight,
@@ -58,6 +57,7 @@ from mmo.store import sqlite_refresh as refresh
 from mmo.store.common_economy_dump import read_dump_economy
 from mmo.store.common_ladder import dump_ladders, read_dump_ladders
 from mmo.store.jobs import dump_jobs, read_dump_jobs
+from mmo.store.sqlite_characters import SQLiteCharacters
 from mmo.store.sqlite_economy import (
     ECONOMY_TABLES,
     SQLiteEconomy,
@@ -79,6 +79,7 @@ from mmo.store.sqlite_rows import (
     account_by_id,
     account_row,
     character_row,
+    is_name_conflict,
 )
 
 log = Logger()
@@ -239,10 +240,6 @@ def private_files(path: str) -> None:
             pass
 
 
-def _is_name_conflict(error: sqlite3.IntegrityError) -> bool:
-    return "UNIQUE" in str(error) and ".name_key" in str(error)
-
-
 def _append_logs(conn, key, blobs, keep):
     """L{SQLiteStore.append_logs} in its transaction: the rows numbered on, then the trim."""
     conn.execute("BEGIN IMMEDIATE")
@@ -259,7 +256,9 @@ def _append_logs(conn, key, blobs, keep):
 
 @timed_store
 @implementer(IStore, ILadderStore, IEconomyStore)
-class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteEntities, SQLiteLadder, SQLiteEconomy):
+class SQLiteStore(
+    SQLiteCharacters, sqlite_jobs.SQLiteJobs, SQLiteEntities, SQLiteLadder, SQLiteEconomy
+):
     """
     L{IStore} on a SQLite file.
 
@@ -417,7 +416,7 @@ class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteEntities, SQLiteLadder, SQLiteEc
                 ),
             )
         except sqlite3.IntegrityError as e:
-            if _is_name_conflict(e):
+            if is_name_conflict(e):
                 raise AlreadyExists(f"the account name {account.name!r} is taken")
             raise
         return account
@@ -482,81 +481,6 @@ class SQLiteStore(sqlite_jobs.SQLiteJobs, SQLiteEntities, SQLiteLadder, SQLiteEc
 
     def refresh_families(self, account_id):
         return self._run(refresh.families, account_id, self._clock.seconds())
-
-    # -- characters -----------------------------------------------------------
-
-    def create_character(self, account_id, name, data):
-        try:
-            check_name(name, "character")
-            blob = pack_data(data)
-        except StoreError as e:
-            return defer.fail(e)
-        character = Character(new_id(), account_id, name, self._clock.seconds(), unpack_data(blob))
-        return self._run(self._insert_character, character, blob)
-
-    def _insert_character(self, conn, character: Character, blob: bytes) -> Character:
-        conn.execute("BEGIN IMMEDIATE")
-        if account_by_id(conn, character.account_id) is None:
-            raise NotFound(f"no account {character.account_id!r}")
-        try:
-            conn.execute(
-                "INSERT INTO characters (id, account_id, name, name_key, created, data) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    character.id,
-                    character.account_id,
-                    character.name,
-                    name_key(character.name),
-                    character.created,
-                    blob,
-                ),
-            )
-        except sqlite3.IntegrityError as e:
-            if _is_name_conflict(e):
-                raise AlreadyExists(f"the character name {character.name!r} is taken")
-            raise
-        return character
-
-    def characters(self, account_id):
-        return self._run(self._characters, account_id)
-
-    def _characters(self, conn, account_id):
-        rows = conn.execute(
-            f"SELECT {CHARACTER_COLUMNS} FROM characters WHERE account_id = ? ORDER BY created, id",
-            (account_id,),
-        ).fetchall()
-        return [character_row(row) for row in rows]
-
-    def character_by_id(self, character_id):
-        return self._run(self._character_by_id, character_id)
-
-    def _character_by_id(self, conn, character_id):
-        row = conn.execute(
-            f"SELECT {CHARACTER_COLUMNS} FROM characters WHERE id = ?", (character_id,)
-        ).fetchone()
-        return None if row is None else character_row(row)
-
-    def update_character(self, character_id, data):
-        try:
-            blob = pack_data(data)
-        except StoreError as e:
-            return defer.fail(e)
-        return self._run(self._update_character, character_id, blob)
-
-    def _update_character(self, conn, character_id, blob):
-        conn.execute("BEGIN IMMEDIATE")
-        cursor = conn.execute("UPDATE characters SET data = ? WHERE id = ?", (blob, character_id))
-        if cursor.rowcount == 0:
-            raise NotFound(f"no character {character_id!r}")
-        return self._character_by_id(conn, character_id)
-
-    def delete_character(self, character_id):
-        return self._run(self._delete_character, character_id)
-
-    def _delete_character(self, conn, character_id):
-        conn.execute("BEGIN IMMEDIATE")
-        cursor = conn.execute("DELETE FROM characters WHERE id = ?", (character_id,))
-        return cursor.rowcount > 0
 
     # -- logs -------------------------------------------------------------------
 

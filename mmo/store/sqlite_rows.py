@@ -6,6 +6,8 @@ and the refresh tokens' queries, L{mmo.store.sqlite_refresh}).
 
 from __future__ import annotations
 
+import sqlite3
+
 from mmo.store import Account, Character, unpack_data
 
 ACCOUNT_COLUMNS = "id, name, password_hash, created, banned"
@@ -32,3 +34,8 @@ def account_by_id(conn, account_id):
         f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
     ).fetchone()
     return None if row is None else account_row(row)
+
+
+def is_name_conflict(error: sqlite3.IntegrityError) -> bool:
+    """Whether C{error} is a name (of an account or a character) taken already."""
+    return "UNIQUE" in str(error) and ".name_key" in str(error)
