@@ -76,16 +76,19 @@ def cluster_shape(
 ) -> tuple[list[tuple[str, str]], dict, dict, bool]:
     """
     The C{(name, kind)} processes of the cluster config C{path} (the
-    manager aside: it only supervises), its C{[world]}, its C{[login]}, and
+    manager aside: it only supervises; the economy aside: walking players
+    never reach it), its C{[world]}, its C{[login]}, and
     whether its processes link on Unix sockets (C{[deployment]
     rpc_unix_dir}).
     """
     with open(path, "rb") as f:
         data = tomllib.load(f)
+    # The economy's processes are left out with its section (its data files
+    # are the config's): walking players never reach it.
     processes = [
         (name, table["kind"])
         for name, table in data["processes"].items()
-        if table["kind"] != "manager"
+        if table["kind"] not in ("manager", "economy")
     ]
     unix = bool(data.get("deployment", {}).get("rpc_unix_dir"))
     return processes, data.get("world", {}), data.get("login", {}), unix

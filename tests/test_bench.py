@@ -351,6 +351,17 @@ class CapacityFitTests(unittest.TestCase):
             "cores": {"server": cores, "gateway": cores / 2, "zone": cores / 2, "other": 0.0},
         }
 
+    def test_its_deployment_starts(self):
+        """The config it writes in the shape of conf/cluster.toml is one mmo starts with."""
+        from mmo import config
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        cluster = self.capacity.Cluster(directory)
+        cluster.write_config()
+        kinds = {p.kind for p in config.load(cluster.config_path).processes.values()}
+        self.assertLessEqual({"login", "gateway", "lobby", "zone"}, kinds)
+
     def test_three_counts_give_fixed_player_and_push(self):
         points = [self.point(100, 1500), self.point(200, 3600), self.point(400, 9000)]
         figures = self.capacity.fit_figures(points)
