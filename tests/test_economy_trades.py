@@ -17,8 +17,9 @@ from mmo.economy.economy import Economy
 from mmo.economy.errors import BadRequest, InsufficientFunds, NoRoom
 from mmo.economy.holdings import Holding
 from mmo.economy.trades import IDLE_TIMEOUT, Busy, StaleVersion, State, TradeError, Trades
+from mmo.unavailable import BackendUnavailable
 from tests.support import until
-from tests.test_economy_domain import EconomyFixture
+from tests.test_economy_domain import EconomyFixture, economy_section
 from tests.test_economy_store import audit
 from tests.test_ladder_core import RedisBackend, SQLiteBackend
 
@@ -42,6 +43,24 @@ class CrashingStore:
         self._left -= 1
         if self._left == 0:
             raise Crash(posting.key)
+        return result
+
+
+class LostReplyStore:
+    """A store that applies the next posting whose key has C{part} but loses its reply."""
+
+    def __init__(self, store, part: str):
+        self._store = store
+        self._part = part
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    async def economy_post(self, posting):
+        result = await self._store.economy_post(posting)
+        if self._part is not None and self._part in posting.key:
+            self._part = None
+            raise BackendUnavailable("the store's reply was lost")
         return result
 
 
@@ -139,6 +158,38 @@ class TradesTestsMixin(EconomyFixture):
         self.assertFalse(trade.confirmed("a"))
         await self.trades.confirm(trade.id, "b", version)
         self.assertEqual(trade.state, State.OPEN)
+
+    async def unseen_deposit(self):
+        """A trade of a's sword for b's gold whose deposit of the sword went through unseen."""
+        store = LostReplyStore(self.store, ":deposit:a:")
+        section = economy_section(self, self.inventory, self.limit)
+        self.trades = Trades(Economy(section, store, self.clock), self.clock)
+        trade = self.trades.open("a", "b")
+        await self.trades.offer(trade.id, "a", Holding(uniques={self.sword}))
+        version = await self.trades.offer(trade.id, "b", Holding({"gold": 120}))
+        with self.assertRaises(BackendUnavailable):
+            await self.trades.confirm(trade.id, "a", version)
+        self.assertFalse(trade.confirmed("a"))
+        self.assertEqual(await self.escrow(trade), {f"u:{self.sword}": 1})
+        return trade
+
+    async def test_a_deposit_gone_through_unseen_is_given_back(self):
+        """A cancel gives back a deposit whose reply was lost, as any other."""
+        trade = await self.unseen_deposit()
+        await self.trades.cancel(trade.id, "b")
+        self.assertEqual(await self.holdings("a"), (300, {"potion": 5}, [self.sword]))
+        await self.clean()
+
+    async def test_a_deposit_gone_through_unseen_is_traded(self):
+        """After offers changed, the deposit whose reply was lost counts as made."""
+        trade = await self.unseen_deposit()
+        version = await self.trades.offer(trade.id, "b", Holding({"gold": 150}))
+        await self.trades.confirm(trade.id, "a", version)
+        await self.trades.confirm(trade.id, "b", version)
+        self.assertEqual(trade.state, State.SETTLED)
+        self.assertEqual(await self.holdings("a"), (450, {"potion": 5}, []))
+        self.assertEqual(await self.holdings("b"), (150, {"potion": 5}, [self.sword]))
+        await self.clean()
 
     async def test_cancel(self):
         """A cancel gives each deposit back and frees both players."""

@@ -200,6 +200,9 @@ class Trades:
         self._by_player: dict[str, str] = {}
         # {trade id: {side: (version, holding)}}: what each side has in escrow.
         self._deposits: dict[str, dict[str, tuple[int, Holding]]] = {}
+        # {trade id: {side: (version, holding)}}: a deposit whose posting got
+        # no answer (the store out of reach): it may have been applied.
+        self._unseen: dict[str, dict[str, tuple[int, Holding]]] = {}
         self._locks: dict[str, defer.DeferredLock] = {}
         self._expiries = {}
         self._expired_callback = expired
@@ -243,6 +246,7 @@ class Trades:
                 raise Busy(f"player {player_id!r} has an open trade")
         self._trades[trade.id] = trade
         self._deposits[trade.id] = {}
+        self._unseen[trade.id] = {}
         self._locks[trade.id] = defer.DeferredLock()
         for player_id in trade.players.values():
             self._by_player[player_id] = trade.id
@@ -260,6 +264,7 @@ class Trades:
         async with self._locks[trade.id]:
             # Checked under the lock: the trade may have ended meanwhile.
             side = trade.check_offer(player_id, holding)
+            await self._resolve(trade)
             deposit = self._deposits[trade.id].get(side)
             if deposit is not None:
                 version, given = deposit
@@ -288,18 +293,21 @@ class Trades:
                 trade.side_of(player_id)
                 await self._settle(trade)
                 return trade
+            await self._resolve(trade)
             side = trade.confirm(player_id, version, self._clock.seconds())
             self._expiries[trade.id].reset(self._timeout)
             offer = trade.offers[side]
             if offer and self._deposits[trade.id].get(side, (0, None))[1] != offer:
                 try:
                     await self._escrow(trade, "deposit", side, trade.version, offer)
-                except Exception:
+                except Exception as e:
                     # Refused, or the store out of reach: not confirmed, so
-                    # that no settlement pays out what was not deposited (a
-                    # deposit that went through unseen is the same key when
-                    # he confirms again, and a recovery's otherwise).
+                    # that no settlement pays out what was not deposited.  A
+                    # deposit the store did not answer may have gone through:
+                    # the next step of the trade looks for it (_resolve).
                     trade.unconfirm(side)
+                    if not isinstance(e, EconomyError):
+                        self._unseen[trade.id][side] = (trade.version, offer)
                     raise
                 self._deposits[trade.id][side] = (trade.version, offer)
             if trade.ready():
@@ -313,6 +321,7 @@ class Trades:
             trade.side_of(player_id)
             if trade.state is not State.OPEN:
                 raise TradeError(f"trade {trade.id} is {trade.state.value}")
+            await self._resolve(trade)
             await self._refund(trade)
             return trade
 
@@ -327,6 +336,7 @@ class Trades:
         async with self._locks[trade.id]:
             if trade.state is not State.OPEN:
                 return
+            await self._resolve(trade)
             await self._refund(trade)
         if self._expired_callback is not None:
             await defer.maybeDeferred(self._expired_callback, trade)
@@ -343,8 +353,26 @@ class Trades:
         self._trades.clear()
         self._by_player.clear()
         self._deposits.clear()
+        self._unseen.clear()
         self._locks.clear()
         self._expiries.clear()
+
+    async def _resolve(self, trade: Trade) -> None:
+        """
+        Find out whether each deposit the store did not answer went through:
+        one that did is a deposit like any other (given back if its offer
+        changes or the trade is cancelled, paid out at the settlement), one
+        that did not is forgotten.  Before any other step of the trade, so
+        that none leaves a deposit in escrow unaccounted for.
+
+        @raise BackendUnavailable: The store is still out of reach (the
+            step is not taken).
+        """
+        unseen = self._unseen[trade.id]
+        for side, (version, holding) in list(unseen.items()):
+            if await self._ledger.posted(event_key("trade", trade.id, "deposit", side, version)):
+                self._deposits[trade.id][side] = (version, holding)
+            del unseen[side]
 
     async def _escrow(self, trade, step: str, side: str, version: int, holding: Holding):
         """Deposit C{holding} of C{side}, or give it back, keyed by the side and version."""
@@ -383,6 +411,7 @@ class Trades:
 
     def _close(self, trade: Trade) -> None:
         del self._trades[trade.id], self._deposits[trade.id], self._locks[trade.id]
+        del self._unseen[trade.id]
         for player_id in trade.players.values():
             del self._by_player[player_id]
         expiry = self._expiries.pop(trade.id)
