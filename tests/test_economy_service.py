@@ -504,6 +504,24 @@ class LeaseTests(TradeTestCase):
         again = await self.open(self.standby)
         self.assertNotEqual(again["id"], tid)
 
+    async def test_a_login_while_nobody_serves_is_paid_by_the_next_holder(self):
+        """The start credit of a login that came while no process held the lease."""
+        carol = player("carol")
+        self.economy.lease._loop.stop()
+        self.turn(self.ttl * 2 / 3)
+        self.assertFalse(self.economy.serving or self.standby.serving)
+        await self.online(carol, services=(self.standby,))
+        self.assertEqual(await self.gold(carol), 0)
+        await self.settle(lambda: self.standby.serving, step=0.1)
+
+        async def paid():
+            return await self.gold(carol) == START
+
+        await until(paid, what="carol's start credit, paid by the new holder")
+        # A session a gateway lists to the holder is paid too.
+        await self.standby.session_found(player("erin"))
+        self.assertEqual(await self.gold(player("erin")), START)
+
     async def test_a_relayed_request_on_a_store_out_of_reach(self):
         tid = (await self.open(self.standby))["id"]
         await self.ask(self.alice, "trade.offer", self.standby, trade=tid, uniques=[self.sword])

@@ -27,6 +27,7 @@ The contract with clients is C{docs/protocol.md}; the design C{docs/economy.md}.
 
 from __future__ import annotations
 
+from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from mmo.economy.economy import Economy
@@ -85,6 +86,8 @@ class EconomyService(LedgerRequests, TradeRequests, GameService):
             bus, reactor, self.kind, self.lease.holder, busy="trades are being taken over"
         )
         self._reset()
+        #: The start credits paid in the background since the lease was taken.
+        self._start_credits: defer.Deferred | None = None
 
     def _reset(self) -> None:
         """No trade (a process standing by holds none)."""
@@ -108,6 +111,8 @@ class EconomyService(LedgerRequests, TradeRequests, GameService):
     async def stop(self) -> None:
         """Release the trades' lease (the next holder recovers their escrows)."""
         await self.lease.stop()
+        if self._start_credits is not None:
+            await self._start_credits
         await self.relay.stop()
 
     async def _take(self, token: int) -> None:
@@ -120,6 +125,12 @@ class EconomyService(LedgerRequests, TradeRequests, GameService):
             count=len(refunded),
         )
         self._serving = True
+        # A login while no process held the lease was not paid its start
+        # credit: the players online are, now (once per player for ever, so
+        # a player paid before costs a duplicate posting, nothing more).
+        # In the background: serving trades does not wait for it.
+        online = list(self.presence.accounts())
+        self._start_credits = defer.ensureDeferred(self._pay_starts(online))
 
     def _stand_by(self) -> None:
         """The lease is not ours (any more): its trades are dropped from memory."""
@@ -150,20 +161,33 @@ class EconomyService(LedgerRequests, TradeRequests, GameService):
         if party is not None and party.session == caller.session:
             self.parties[caller.account_id] = caller
         if event == "started" and self.serving:
+            await self._pay_starts([caller.account_id])
+
+    async def session_found(self, caller: Caller) -> None:
+        """
+        Keep presence of a session a gateway listed, unless heard of since
+        the start; the holder pays its start credit (its login may have come
+        while no process held the lease).
+        """
+        if self.presence.unheard(caller.session):
+            self.presence.track(caller)
+            if self.serving:
+                await self._pay_starts([caller.account_id])
+
+    async def _pay_starts(self, accounts) -> None:
+        """Pay each account's start credit (once per player for ever), failures logged."""
+        for account in accounts:
+            if not self.serving:
+                return  # stopped, or the lease lost: the next holder pays
             try:
-                await self.economy.wallets.start(caller.account_id)
+                await self.economy.wallets.start(account)
             except Exception:
                 log_failure(
                     Failure(),
                     self.log,
                     "economy: the start credit of {account} was not paid",
-                    account=caller.account_id,
+                    account=account,
                 )
-
-    async def session_found(self, caller: Caller) -> None:
-        """Keep presence of a session a gateway listed, unless heard of since the start."""
-        if self.presence.unheard(caller.session):
-            self.presence.track(caller)
 
     # -- client messages ------------------------------------------------------------------
 
