@@ -12,8 +12,9 @@ from contextlib import asynccontextmanager
 
 from twisted.internet import defer
 
+from mmo.game import checks
 from mmo.game.service import Caller, Reply, SessionChange
-from mmo.lobby.sessions import string_field
+from mmo.lobby.sessions import FIELD_LIMIT
 from mmo.store import AlreadyExists, Character, NotFound
 from mmo.wire.codes import (
     BAD_NAME,
@@ -87,7 +88,7 @@ class CharacterRequests:
 
     async def _own_character(self, caller: Caller, message: dict) -> Character:
         """The character C{message["character"]} of the caller's account, else C{not_found}."""
-        character_id = string_field(message, "character")
+        character_id = checks.string(message, "character", FIELD_LIMIT)
         character = await self.store.character_by_id(character_id)
         # Another account's character is as unknown as a missing one.
         if character is None or character.account_id != caller.account_id:

@@ -12,8 +12,9 @@ import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from mmo.game import checks
 from mmo.game.service import Caller
-from mmo.lobby.sessions import LobbySession, Outbox, string_field
+from mmo.lobby.sessions import FIELD_LIMIT, LobbySession, Outbox
 from mmo.store import new_id
 from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, NOT_FOUND, ROOM_FULL, WRONG_PASSWORD, WireError
 
@@ -84,7 +85,7 @@ class RoomRequests:
         }
 
     def _find_room(self, caller: Caller, message: dict) -> Room:
-        room_id = string_field(message, "room")
+        room_id = checks.string(message, "room", FIELD_LIMIT)
         room = self.rooms.get(room_id)
         if room is None or room.realm != caller.realm:
             raise WireError(NOT_FOUND, f"no room {room_id!r}")
@@ -187,7 +188,7 @@ class RoomRequests:
         return room
 
     async def on_room_create(self, caller: Caller, message: dict) -> dict:
-        name = string_field(message, "name")
+        name = checks.string(message, "name", FIELD_LIMIT)
         name = name.strip()
         if not name or len(name) > ROOM_NAME_MAX_LENGTH or not name.isprintable():
             raise WireError(
@@ -267,7 +268,7 @@ class RoomRequests:
         return {"left": room.id}
 
     async def on_room_kick(self, caller: Caller, message: dict) -> dict:
-        name = string_field(message, "name")
+        name = checks.string(message, "name", FIELD_LIMIT)
         room = self._my_room(caller)
         if room.owner != caller.session:
             raise WireError(NOT_ALLOWED, "only the room's owner may kick")

@@ -15,19 +15,16 @@ from mmo.game import messages
 from mmo.game.messages import ROOMS_CHANNEL, RoomEvent
 from mmo.game.service import Caller
 from mmo.unavailable import log_failure
-from mmo.wire.codes import BAD_REQUEST, WireError
 
 if TYPE_CHECKING:
     from mmo.lobby.rooms import Room
     from mmo.lobby.service import LobbyService
 
 
-def string_field(message: dict, key: str) -> str:
-    """C{message[key]}, a non-empty string, else C{bad_request}."""
-    value = message.get(key)
-    if not isinstance(value, str) or not value:
-        raise WireError(BAD_REQUEST, f"{key!r} must be a non-empty string")
-    return value
+#: The longest id or name a lobby request names a room, a character or a
+#: member by (ids are 32 hex digits, names shorter; a room's new name is
+#: checked again, stripped, against its own limit).
+FIELD_LIMIT = 128
 
 
 @dataclass
