@@ -13,7 +13,7 @@ from mmo import config
 from mmo.bus.memory import MemoryBus
 from mmo.economy.supply import SupplyMetrics, economy_jobs
 from mmo.jobs.scheduler import Scheduler
-from mmo.manager import admin
+from mmo.manager import admin, formats
 from mmo.manager.service import Manager, ManagerError
 from mmo.process.control import ControlService
 from mmo.store.common_economy import Leg, Posting
@@ -73,9 +73,9 @@ class ManagerEconomyTests(unittest.TestCase):
         shown = await self.manager.run("economy", {})
         self.assertEqual(shown["process"], "lobby")
         self.assertEqual([c["figures"] for c in shown["currencies"]], [[], []])
-        text = admin.format_economy(shown)
+        text = formats.format_economy(shown)
         self.assertIn("gold: no figures yet (the metrics job has not run)", text)
-        self.assertEqual(admin.economy_alarms(shown), [])
+        self.assertEqual(formats.economy_alarms(shown), [])
 
         async def reward(key, amount):
             legs = (Leg("faucet:quest", "c:gold", -amount), Leg("player:p1", "c:gold", amount))
@@ -91,8 +91,8 @@ class ManagerEconomyTests(unittest.TestCase):
         shown = await self.manager.run("economy", {"history": 2, "currency": "gold"})
         (gold,) = shown["currencies"]
         self.assertEqual([f["supply"] for f in gold["figures"]], [11_000, 11_000])
-        self.assertEqual(admin.economy_alarms(shown), ["gold"])
-        lines = admin.format_economy(shown).splitlines()
+        self.assertEqual(formats.economy_alarms(shown), ["gold"])
+        lines = formats.format_economy(shown).splitlines()
         self.assertIn(
             "supply        110.00 (from 110.00; growth +300.00% per hour; ALARM", lines[3]
         )
@@ -146,5 +146,5 @@ class AdminCommandLineTests(unittest.TestCase):
 
     def test_infinite_growth(self):
         """A supply grown from nothing shows an infinite growth, not a number."""
-        self.assertEqual(admin._rate(float("inf")), "+inf")
-        self.assertEqual(admin._rate(0.125), "+12.50%")
+        self.assertEqual(formats._rate(float("inf")), "+inf")
+        self.assertEqual(formats._rate(0.125), "+12.50%")

@@ -433,7 +433,8 @@ class AdminTests(unittest.TestCase):
     async def test_list_pause_trigger(self):
         from twisted.internet import reactor
 
-        from mmo.manager.admin import _parser, format_jobs
+        from mmo.manager.admin import _parser
+        from mmo.manager.formats import format_jobs
         from mmo.manager.service import Manager, ManagerError
         from mmo.process.control import ControlService
         from tests.test_manager import CLUSTER, supervisor

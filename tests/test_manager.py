@@ -18,7 +18,7 @@ from twisted.trial import unittest
 
 from mmo.config import ConfigError
 from mmo.manager import tap as manager_tap
-from mmo.manager.admin import format_status
+from mmo.manager.formats import format_status
 from mmo.manager.service import LocalRedis, Manager, ManagerError, redis_quote
 from mmo.manager.supervisor import DETACH, Supervisor, twistd_args
 from mmo.redis import read_password

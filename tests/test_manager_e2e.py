@@ -210,6 +210,16 @@ class ManagerTests(unittest.TestCase):
             [n["text"] for n in notices["alice"] + notices["bob"]], ["restart soon"] * 2
         )
 
+        # Who is online and where, as the console's players view shows it;
+        # the recent error lines of the manager's machine.
+        online = await admin(self, self.config, "players")
+        rows = [row for page in online["gateways"].values() for row in page["sessions"]]
+        self.assertEqual(sorted(row["name"] for row in rows), ["alice", "bob"], online)
+        self.assertTrue(all(row["attached"] and row["zone"] for row in rows), online)
+        recent = await admin(self, self.config, "errors", "--limit", "5")
+        self.assertEqual([answer["manager"] for answer in recent], ["manager"])
+        self.assertLessEqual(len(recent[0]["errors"]), 5)
+
         # An upgrade of alice's gateway: she moves to the other one and
         # walks on, in the same session; the new gateway-1 comes up.
         self.assertEqual(alice.client.transport.getPeer().port, self.ports["gateway-1"])

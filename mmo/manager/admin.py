@@ -10,6 +10,8 @@ has).
     mmo-admin --config conf/cluster.toml kick hero --reason "cheating"
     mmo-admin --config conf/cluster.toml broadcast "Restart in 5 minutes"
     mmo-admin --config conf/cluster.toml mute hero --seconds 600 --reason "spam"
+    mmo-admin --config conf/cluster.toml players
+    mmo-admin --config conf/cluster.toml errors --limit 20
     mmo-admin --config conf/cluster.toml console
     mmo-admin --config conf/cluster.toml jobs
     mmo-admin --config conf/cluster.toml jobs trigger daily-reset
@@ -21,9 +23,7 @@ See C{docs/manager.md}.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import math
 import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
@@ -32,10 +32,19 @@ from twisted.internet import defer, endpoints, task
 
 from mmo import config as configmodule
 from mmo.config import ConfigError
-from mmo.economy.wallets import format_amount
+from mmo.manager.errors import ERRORS_SHOWN
+from mmo.manager.formats import (
+    ALARM_STATUS,
+    economy_alarms,
+    format_economy,
+    format_errors,
+    format_jobs,
+    format_players,
+    format_status,
+)
+from mmo.manager.players import PLAYERS_PAGE
 from mmo.rpc import commands
 from mmo.rpc.service import RPCClientFactory, peer_endpoint
-from mmo.schedules import iso_time
 from mmo.tls import internal_client_options
 
 #: Seconds to wait for a manager's link.
@@ -90,162 +99,6 @@ async def call(reactor, config, manager, command: str, timeout: float, **args):
     return json.loads(answer["result"])
 
 
-def format_status(statuses: list[dict]) -> str:
-    """The C{status} of every manager as text tables."""
-    lines = []
-    directory: dict = {}
-    regions: dict = {}
-    for status in statuses:
-        directory.update(status.get("directory") or {})
-        regions.update(status.get("regions") or {})
-    lines.append(
-        f"{'process':<16} {'kind':<8} {'manager':<12} {'state':<8} {'pid':>7} "
-        f"{'restarts':>8} {'version':<8} {'load':>6} {'memory':>8}  details"
-    )
-    seen = set()
-    for status in statuses:
-        for name, row in status["processes"].items():
-            seen.add(name)
-            info = directory.get(name) or {}
-            lines.append(_row(name, row["kind"], status["manager"], row["state"], row["pid"],
-                              row["restarts"], info))  # fmt: skip
-    for name, info in sorted(directory.items()):
-        if name not in seen and isinstance(info, dict):
-            lines.append(_row(name, info.get("kind"), "-", "-", info.get("pid"), "", info))
-    if regions:
-        lines.append("")
-        lines.append(f"{'region':<12} {'process':<16} box")
-        for name, region in regions.items():
-            box = ", ".join(f"{v:g}" for v in region["box"])
-            lines.append(f"{name:<12} {region['process']:<16} ({box})")
-    return "\n".join(lines)
-
-
-def _row(name, kind, manager, state, pid, restarts, info) -> str:
-    details = []
-    if info.get("draining"):
-        details.append("draining")
-    for key in ("players", "entities", "overruns"):
-        if key in info:
-            details.append(f"{key} {info[key]}")
-    tick = info.get("tick_ms")
-    if isinstance(tick, dict):
-        details.append(f"tick p50 {tick.get('p50')} p99 {tick.get('p99')} ms")
-    if not info and state == "running" and kind != "redis":
-        details.append("not in the directory")
-    return (
-        f"{name:<16} {kind or '?':<8} {manager:<12} {state:<8} {pid or '-':>7} "
-        f"{restarts!s:>8} {info.get('version', '-'):<8} {info.get('load', '-')!s:>6} "
-        f"{_megabytes(info.get('rss')):>8}  " + ", ".join(details)
-    )
-
-
-def _megabytes(rss) -> str:
-    """Resident memory as shown in the status table."""
-    if isinstance(rss, int) and not isinstance(rss, bool):
-        return f"{rss / 2**20:.1f} MB"
-    return "-"
-
-
-def format_jobs(result: dict) -> str:
-    """The C{jobs} list as a text table."""
-    lines = [
-        f"{'job':<20} {'kind':<8} {'schedule':<16} {'misfire':<8} {'paused':<6} {'leader':<12} "
-        f"{'next run':<24} last run"
-    ]
-    for job in result.get("jobs", []):
-        last = job.get("last_run")
-        last_text = f"{last['time']} {last['outcome']} ({last['id']})" if last else "-"
-        lines.append(
-            f"{job['name']:<20} {','.join(map(str, job.get('kinds', []))) or '-':<8} "
-            f"{job['schedule']:<16} {job['misfire']:<8} "
-            f"{'yes' if job['paused'] else 'no':<6} {job.get('leader') or '-':<12} "
-            f"{job.get('next_run') or '-':<24} {last_text}"
-        )
-    for process, error in sorted(result.get("errors", {}).items()):
-        lines.append(f"({process}: {error})")
-    return "\n".join(lines)
-
-
-#: The exit status of C{mmo-admin economy} when a currency's supply alarm is on.
-ALARM_STATUS = 2
-
-
-def economy_alarms(result: dict) -> list[str]:
-    """The currencies whose latest figures of C{result} (C{economy}) raise the alarm."""
-    return [
-        shown["currency"]
-        for shown in result.get("currencies", [])
-        if shown["figures"] and shown["figures"][0]["alarm"]
-    ]
-
-
-def format_economy(result: dict) -> str:
-    """The C{economy} figures as text: each currency's latest, then its history."""
-    interval = result.get("interval")
-    lines = [f"economy metrics every {interval:g} s (from {result.get('process', '?')})"]
-    for shown in result.get("currencies", []):
-        name, figures = shown["currency"], shown["figures"]
-        lines.append("")
-        if not figures:
-            lines.append(f"{name}: no figures yet ({_not_yet(result.get('last_run'))})")
-            continue
-        money = functools.partial(format_amount, decimals=shown["decimals"])
-        lines += _latest(figures[0], money, shown["supply_alarm"])
-        if len(figures) > 1:
-            lines += _history(figures, money)
-    return "\n".join(lines)
-
-
-def _not_yet(last_run) -> str:
-    if last_run is None:
-        return "the metrics job has not run"
-    return f"the job last ran at {iso_time(last_run)}; its next run shows the first interval"
-
-
-def _latest(f: dict, money, alarm: float) -> list[str]:
-    def by_reason(flows: dict) -> str:
-        return ", ".join(f"{r or '-'} {money(v)}" for r, v in sorted(flows.items())) or "-"
-
-    state = (
-        f"ALARM: above its supply_alarm of {alarm:.1%}"
-        if f["alarm"]
-        else f"alarm above {alarm:.1%}"
-    )
-    d = f["distribution"]
-    percentiles = "  ".join(f"{k} {money(v)}" for k, v in d["percentiles"].items())
-    return [
-        f"{f['currency']}  {iso_time(f['start'])} to {iso_time(f['end'])}",
-        f"  supply        {money(f['supply'])} (from {money(f['supply_start'])}; "
-        f"growth {_rate(f['growth_per_hour'])} per hour; {state})",
-        f"  inflow        {money(f['inflow'])}  ({by_reason(f['inflow_by_reason'])})",
-        f"  outflow       {money(f['outflow'])}  ({by_reason(f['outflow_by_reason'])})",
-        f"  velocity      {f['velocity']:.3f} per hour (volume {money(f['volume'])})",
-        f"  players       {d['players']}  gini {d['gini']:.3f}  {percentiles}",
-        f"  price index   {f['price_index']:.2f} ({f['sales']} sales)",
-        f"  discrepancy   {money(f['discrepancy'])}",
-    ]
-
-
-def _history(figures: list[dict], money) -> list[str]:
-    lines = [
-        f"  {'interval end':<24} {'supply':>14} {'inflow':>12} {'outflow':>12} "
-        f"{'velocity':>9} {'gini':>6} {'prices':>8} {'growth/h':>10}  alarm"
-    ]
-    for f in figures:
-        lines.append(
-            f"  {iso_time(f['end']):<24} {money(f['supply']):>14} "
-            f"{money(f['inflow']):>12} {money(f['outflow']):>12} "
-            f"{f['velocity']:>9.3f} {f['distribution']['gini']:>6.3f} {f['price_index']:>8.2f} "
-            f"{_rate(f['growth_per_hour']):>10}  {'yes' if f['alarm'] else 'no'}"
-        )
-    return lines
-
-
-def _rate(fraction: float) -> str:
-    return "+inf" if math.isinf(fraction) else f"{fraction:+.2%}"
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmo-admin", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", "-c", required=True, help="the deployment's config file")
@@ -271,6 +124,18 @@ def _parser() -> argparse.ArgumentParser:
     mute.add_argument("name", help="the player's name or account name")
     mute.add_argument("--seconds", type=float, help="how long (default: chat's)")
     mute.add_argument("--reason", default="", help="shown to the player")
+    players = sub.add_parser("players", help="the players online: a page per gateway")
+    players.add_argument("--after", default="", help="start after this session id (paging)")
+    players.add_argument(
+        "--limit",
+        type=int,
+        default=PLAYERS_PAGE,
+        help=f"sessions per gateway, 1 to {PLAYERS_PAGE} (default {PLAYERS_PAGE})",
+    )
+    errors = sub.add_parser("errors", help="the processes' recent error lines, newest first")
+    errors.add_argument(
+        "--limit", type=int, default=ERRORS_SHOWN, help=f"lines a manager (default {ERRORS_SHOWN})"
+    )
     sub.add_parser("console", help="a one-time login link to the admin console")
     jobs = sub.add_parser("jobs", help="scheduled jobs: list, pause, resume or trigger one")
     jobs.add_argument("action", nargs="?", default="list",
@@ -284,8 +149,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check(arguments) -> None:
+    """Refuse what no manager would take, before any is asked."""
+    if arguments.command == "players" and not 0 < arguments.limit <= PLAYERS_PAGE:
+        raise AdminError(f"players: --limit is 1 to {PLAYERS_PAGE}, got {arguments.limit}")
+    if arguments.command == "errors" and arguments.limit < 1:
+        raise AdminError(f"errors: --limit is at least 1 line, got {arguments.limit}")
+
+
 async def run(reactor, arguments) -> tuple[object, str]:
     """Carry out the parsed C{arguments}; (result, text to print)."""
+    _check(arguments)
     try:
         config = configmodule.load(arguments.config)
     except ConfigError as e:
@@ -314,6 +188,16 @@ async def run(reactor, arguments) -> tuple[object, str]:
         result = await call(reactor, config, chosen[0], command, timeout,
                             process=arguments.process)  # fmt: skip
         return result, f"{command} {arguments.process}: done\n{json.dumps(result, indent=2)}"
+    if command == "players":
+        # Any manager reaches every gateway through the bus.
+        result = await call(reactor, config, chosen[0], "players", timeout,
+                            after=arguments.after, limit=arguments.limit)  # fmt: skip
+        return result, format_players(result)
+    if command == "errors":
+        # Each manager keeps its own machine's lines.
+        answers = [await call(reactor, config, m, "errors", timeout, limit=arguments.limit)
+                   for m in chosen]  # fmt: skip
+        return answers, format_errors(answers)
     if command == "jobs":
         if arguments.action != "list" and not arguments.name:
             raise AdminError(f"jobs {arguments.action}: name the job")

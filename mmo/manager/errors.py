@@ -16,6 +16,9 @@ LINE_MAX = 2000
 #: The levels of a log line that make it an error.
 ERROR_LEVELS = frozenset({"error", "critical"})
 
+#: Error lines C{errors} answers by default.
+ERRORS_SHOWN = 100
+
 
 def is_error(text: str) -> bool:
     """

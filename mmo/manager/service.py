@@ -23,6 +23,7 @@ from zope.interface import implementer
 import mmo
 from mmo.certs import write_secret
 from mmo.console import console_url
+from mmo.manager.errors import ERRORS_SHOWN
 from mmo.manager.players import PlayerCommands
 from mmo.manager.supervisor import REDIS, Supervisor, twistd_args
 from mmo.metrics import discovery
@@ -46,9 +47,6 @@ NO_JOBS = ("gateway", "login", "manager", "redis")
 
 #: Seconds a process has to describe its jobs.
 JOBS_TIMEOUT = 5.0
-
-#: Error lines C{errors} answers by default.
-ERRORS_SHOWN = 100
 
 
 class ManagerError(Exception):
