@@ -117,8 +117,8 @@ class Deliveries:
         self.messages.clear()
 
 
-class ChatTests(unittest.TestCase):
-    """The chat service with the in-process bus."""
+class ChatTestCase(unittest.TestCase):
+    """The chat service with the in-process bus, and three players online."""
 
     def setUp(self):
         return defer.ensureDeferred(self.set_up())
@@ -194,6 +194,10 @@ class ChatTests(unittest.TestCase):
 
     def texts(self, caller):
         return [m["text"] for m in self.deliveries.to(caller, "chat.message")]
+
+
+class ChatTests(ChatTestCase):
+    """The chat service's messages, pushes and rules."""
 
     # -- world -----------------------------------------------------------------
 

@@ -12,10 +12,11 @@ match id, the board of each season, and seasons rolled over atomically.
   - L{mmo.ladder.service}: the ladder service (C{ladder.*}) and its process
     (L{mmo.ladder.tap}), with the lobby's rooms as parties
     (L{mmo.ladder.parties}), its requests' checks (L{mmo.ladder.checks}),
-    the board's requests (L{mmo.ladder.board}), the lease of the process
-    serving the queue (L{mmo.game.lease}), the relay of the queue's
-    requests to it (L{mmo.game.relay}) and the matches' rooms asked of
-    the lobby (L{mmo.ladder.rooms});
+    the board's requests (L{mmo.ladder.board}), the queue's requests
+    (L{mmo.ladder.queue_requests}), the lease of the process serving the
+    queue (L{mmo.game.lease}), the relay of the queue's requests to it
+    (L{mmo.game.relay}), the matches' rooms asked of the lobby
+    (L{mmo.ladder.rooms}) and their results (L{mmo.ladder.results});
   - L{mmo.ladder.report}: how game code reports a match's result.
 
 See C{docs/ladder.md}.

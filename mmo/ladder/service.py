@@ -8,10 +8,11 @@ lobby room as a party, L{mmo.ladder.parties}); every L{PASS_INTERVAL}
 seconds a pass of the L{Matchmaker} forms matches, and for each the lobby
 is asked to open a room and move the players into it
 (L{mmo.game.messages.MatchRoom}), which pushes them C{ladder.matched}.
-The match's result comes from game code only (L{mmo.ladder.report}), on the
-bus; the ladder applies it once by match id (L{mmo.ladder.ladder}), pushes
-each player C{ladder.result} and frees them.  A client that sends a result
-is refused.
+The queue's messages are L{mmo.ladder.queue_requests}.  The match's result
+comes from game code only (L{mmo.ladder.report}), on the bus; the ladder
+applies it once by match id (L{mmo.ladder.results}, L{mmo.ladder.ladder}),
+pushes each player C{ladder.result} and frees them.  A client that sends a
+result is refused.
 
 One ladder process of a deployment serves the queue: the holder of its
 bus lease (L{mmo.game.lease}).  The others stand by (their directory
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import defer, task
+from twisted.internet import task
 from twisted.python.failure import Failure
 
 from mmo.game import messages
@@ -45,21 +46,21 @@ from mmo.game.messages import (
     RESULTS_CHANNEL,
     ROOMS_CHANNEL,
     MatchResult,
-    MatchResultAnswer,
     MatchRoomFailed,
     MatchRoomOpened,
     RoomEvent,
 )
 from mmo.game.relay import Relay
 from mmo.game.service import Caller, GameService
-from mmo.ladder import checks
 from mmo.ladder.board import BoardRequests, make_ladders
 from mmo.ladder.parties import Parties
-from mmo.ladder.queue import Match, Matchmaker, QueueError, QueueRules
-from mmo.ladder.records import BadResult, LadderError, Player
+from mmo.ladder.queue import Match, Matchmaker, QueueRules
+from mmo.ladder.queue_requests import QueueRequests
+from mmo.ladder.records import LadderError
+from mmo.ladder.results import ResultRequests
 from mmo.ladder.rooms import MatchRoomRequests, RoomHandshake
 from mmo.unavailable import log_failure
-from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, NOT_FOUND, UNAVAILABLE, WireError
+from mmo.wire.codes import BAD_REQUEST, NOT_ALLOWED, UNAVAILABLE, WireError
 
 #: Seconds between two passes of the matchmaker.
 PASS_INTERVAL = 0.5
@@ -71,9 +72,6 @@ STATE_TTL = 24 * 3600
 #: What the last part of a message type that would carry a result is: a
 #: client sending one is told results come from the server.
 RESULT_WORDS = frozenset({"report", "result", "results", "score", "win", "lose", "outcome"})
-
-#: Why a queue refused a join, as the client's error code.
-QUEUE_CODES = {"no_mode": NOT_FOUND, "queued": NOT_ALLOWED, "in_match": NOT_ALLOWED}
 
 #: The bus lease of the ranked queue.
 QUEUE_LEASE_KEY = "ladder.queue"
@@ -90,9 +88,17 @@ def lease_ttl(config) -> float:
     return min((s.queue_lease for s in config.ladders.values()), default=LEASE_TTL)
 
 
-class LadderService(BoardRequests, MatchRoomRequests, GameService):
+class LadderService(BoardRequests, QueueRequests, MatchRoomRequests, ResultRequests, GameService):
     """
     Ranked queues, matches and the board.
+
+    The service is made of one part per concern, each in its own module:
+    the board's messages and the seasons' jobs (L{BoardRequests}), the
+    queue's messages and session events (L{QueueRequests}), the matches'
+    rooms (L{MatchRoomRequests}) and the matches' results
+    (L{ResultRequests}).  This class holds the state they share, serves
+    the queue while it holds the lease, runs the passes and routes each
+    message here or to the holder.
 
     @ivar ladders: Ladder name -> its L{Ladder}.
     @ivar queue: The L{Matchmaker} of every ladder's queues.
@@ -319,53 +325,7 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
         except Exception:
             log_failure(Failure(), self.log, "ladder: a push was not sent")
 
-    # -- sessions and rooms -------------------------------------------------------------
-
-    async def session_event(self, caller: Caller, event: str) -> None:
-        """
-        A queued player whose session ended leaves the queue (with his
-        party); a matched one is not queued again if his match is cancelled.
-        """
-        mine = self.callers.get(caller.account_id) if self.serving else None
-        if event == "ended":
-            self.parties.leave(caller.session)
-            if mine is not None and mine.session == caller.session:
-                if self.queue.match_of(caller.account_id) is not None:
-                    self._gone.add(caller.account_id)
-                    self._changed = True
-                await self._leave(caller.account_id, "session_ended")
-        elif mine is not None and mine.session == caller.session:
-            self.callers[caller.account_id] = caller
-            self._changed = True
-
-    def _room_event(self, sender: str, event: RoomEvent) -> defer.Deferred | None:
-        room = self.parties.heard(event)
-        account = self._queued_rooms.pop(room, None) if room is not None else None
-        found = self.queue.entry_of(account) if account is not None else None
-        if found is None or found[2].id != account:
-            return None
-        # The room's members changed: it is not the party that queued.
-        return defer.ensureDeferred(self._leave(account, "party_changed"))
-
-    async def _leave(self, account: str, why: str, told: str | None = None) -> dict | None:
-        """Take the account's entry out of the queue and tell its players (but C{told})."""
-        found = self.queue.entry_of(account)
-        if found is None:
-            return None
-        ladder, mode, entry = found
-        self.queue.leave(account)
-        self._changed = True
-        await self._push(
-            [p for p in entry.players if p != told],
-            "ladder.queue.left",
-            why=why,
-            ladder=ladder,
-            mode=mode,
-        )
-        self._forget(entry.players)
-        return {"ladder": ladder, "mode": mode}
-
-    # -- client messages ------------------------------------------------------------------
+    # -- client messages: here, or relayed to the holder -----------------------------------
 
     async def handle(self, caller: Caller, kind: str, message: dict) -> dict | None:
         """
@@ -385,127 +345,3 @@ class LadderService(BoardRequests, MatchRoomRequests, GameService):
             return await super().handle(caller, kind, message)
         except LadderError as e:
             raise WireError(BAD_REQUEST, str(e)) from None
-
-    async def on_ladder_queue_join(self, caller: Caller, message: dict) -> dict:
-        name, ladder = self._ladder(message)
-        mode = checks.string(message, "mode")
-        party = checks.boolean(message, "party")
-        if party:
-            room = self.parties.room_of(caller.session)
-            if room is None:
-                raise WireError(NOT_ALLOWED, "you are in no room to queue as a party")
-            members = list({c.account_id: c for c in self.parties.members(room)}.values())
-        else:
-            members = [caller]
-        ratings = [await ladder.rating(c.account_id) for c in members]
-        try:
-            entry = self.queue.join(
-                name,
-                mode,
-                [c.account_id for c in members],
-                [r.rating for r in ratings],
-                self.reactor.seconds(),
-            )
-        except QueueError as e:
-            raise WireError(QUEUE_CODES.get(e.code, BAD_REQUEST), str(e)) from None
-        for member in members:
-            self.callers[member.account_id] = member
-        if party:
-            self._queued_rooms[room] = entry.id
-        self._changed = True
-        others = [c.account_id for c in members if c.session != caller.session]
-        await self._push(others, "ladder.queue.joined", ladder=name, mode=mode, by=caller.name)
-        return self._status(caller.account_id, (name, mode, entry))
-
-    async def on_ladder_queue_leave(self, caller: Caller, message: dict) -> dict:
-        left = await self._leave(caller.account_id, "party_left", told=caller.account_id)
-        if left is None:
-            raise WireError(NOT_ALLOWED, "you are not queued")
-        return {"left": left}
-
-    async def on_ladder_queue_status(self, caller: Caller, message: dict) -> dict:
-        return self._status(caller.account_id, self.queue.entry_of(caller.account_id))
-
-    def _status(self, account: str, found) -> dict:
-        match = self.queue.match_of(account)
-        if match is not None:
-            return {"queued": False, "match": match.id, "ladder": match.ladder, "mode": match.mode}
-        if found is None:
-            return {"queued": False}
-        ladder, mode, entry = found
-        waited = max(self.reactor.seconds() - entry.joined, 0.0)
-        return {
-            "queued": True,
-            "ladder": ladder,
-            "mode": mode,
-            "players": len(entry.players),
-            "rating": entry.rating,
-            "waited": waited,
-            "gap": self.queue.rules[ladder].accepted_gap(waited),
-        }
-
-    # -- results, from the bus ----------------------------------------------------------
-
-    def _result(self, sender: str, report: MatchResult) -> defer.Deferred | None:
-        if not self.serving:
-            return None  # the holder answers
-        return defer.ensureDeferred(self.apply(sender, report))
-
-    async def apply(self, sender: str, report: MatchResult) -> None:
-        """Apply a reported result (once per match) and answer the reporter."""
-        try:
-            result = await self.result(report.ladder, report.match, report.ranks, report.scores)
-            answer = MatchResultAnswer(report.request, True, result=result)
-        except (ValueError, BadResult) as e:
-            answer = MatchResultAnswer(report.request, False, error=str(e))
-        except Exception:
-            log_failure(
-                Failure(), self.log, "ladder: the result of {match} failed", match=report.match
-            )
-            return  # Not answered: the reporter tries again.
-        if isinstance(report.reply, str) and report.reply.startswith("ladder-reply:"):
-            await messages.publish(self.bus, report.reply, answer, "ladder")
-
-    async def result(self, name, match_id, ranks=None, scores=None) -> dict:
-        """
-        Apply the result of match C{match_id} of ladder C{name}; push each
-        of its players C{ladder.result} and free them (the first time).
-
-        @raise ValueError: No such match, or ranks or scores that do not fit it.
-        """
-        ladder = self.ladders.get(name) if isinstance(name, str) else None
-        match = self.queue.known(match_id) if isinstance(match_id, str) else None
-        if ladder is None or match is None or match.ladder != name:
-            raise ValueError(f"no match {match_id!r} of ladder {name!r}")
-        checks.check_outcome(ranks, scores, len(match.teams))
-        teams = [[self._player(p) for p in team] for team in match.teams]
-        outcome = await ladder.report(match.id, teams, ranks=ranks, scores=scores)
-        finished = self.queue.finish(match.id, self.reactor.seconds())
-        if finished is not None:
-            self._changed = True
-            changes = {change.player_id: change for change in outcome.changes}
-            for player in match.players:
-                entry = await ladder.rank(player)
-                await self._push(
-                    [player],
-                    "ladder.result",
-                    match,
-                    outcome=checks.outcome_of(match, player, ranks, scores),
-                    before=changes[player].rating_before,
-                    after=changes[player].rating,
-                    rank=entry.rank if entry is not None else None,
-                    season=outcome.season,
-                )
-            self._forget(match.players)
-            # Saved now, not at the next pass: a ladder that dies right
-            # after answering must not hold the players again.
-            try:
-                if not await self.save():
-                    self.log.warn("ladder: the result of {id} was not saved", id=match.id)
-            except Exception:
-                log_failure(Failure(), self.log, "ladder: the queue state was not saved")
-        return checks.outcome_dict(match, outcome)
-
-    def _player(self, account: str) -> Player:
-        caller = self.callers.get(account)
-        return Player(account, caller.name if caller is not None else account)
