@@ -379,13 +379,17 @@ class Sessions:
             "telling services of a move failed",
         )
 
-    async def change(self, session: Session, change: SessionChange) -> None:
-        """Apply a service's L{SessionChange} to C{session}; tell every service."""
-        if not change.changes:
-            return
-        session.change(change)
-        if session.live:
-            await self.services.tell(session.caller, "changed")
+    def change(self, session: Session, change: SessionChange) -> defer.Deferred:
+        """
+        Apply a service's L{SessionChange} to C{session}; tell every service.
+        Fires once they have been told.
+        """
+        # No coroutine: a handoff of every walking player comes here.
+        if change.changes:
+            session.change(change)
+            if session.live:
+                return self.services.tell(session.caller, "changed")
+        return defer.succeed(None)
 
     async def logout(self, connection) -> None:
         """Revoke the account's tickets, end its other sessions, then this one."""

@@ -56,9 +56,9 @@ def move_input(message: dict) -> tuple[int, dict]:
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise WireError(codes.BAD_REQUEST, "seq must be a non-negative integer")
     payload = {"x": x, "y": y}
-    extra = {k: v for k, v in message.items() if k not in MOVE_FIELDS}
-    if extra:
-        payload["extra"] = extra
+    # Most moves have only the usual fields: no copy to look through.
+    if not message.keys() <= MOVE_FIELDS:
+        payload["extra"] = {k: v for k, v in message.items() if k not in MOVE_FIELDS}
     if parse_input(seq, payload) is None:
         raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
     return seq, payload
