@@ -11,7 +11,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mmo.game.service import Caller
-from mmo.gateway.sessions import log_failure
+from mmo.gateway.failures import log_failure
 
 #: Message types whose route L{Services.route_for} keeps, at most.
 KNOWN_KINDS = 256
