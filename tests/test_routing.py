@@ -32,7 +32,7 @@ from mmo.frontend.listener import ClientListener
 from mmo.game import messages
 from mmo.game import server as server_module
 from mmo.game.messages import SESSIONS_CHANNEL, Switched, gateway_channel
-from mmo.game.routes import LocalRoute, RemoteRoute, pack, unpack
+from mmo.game.routes import CallTimeouts, LocalRoute, RemoteRoute, pack, unpack
 from mmo.game.server import ServiceRPC, ServiceRPCFactory, serve
 from mmo.game.service import Caller
 from mmo.gateway import routing as routing_module
@@ -418,6 +418,60 @@ class RouteUnitTests(unittest.TestCase):
         self.assertEqual(route.services(), [])
         failure = self.failureResultOf(route.handle(self.caller, "room.refuse", {}), WireError)
         self.assertEqual(failure.value.code, codes.ROOM_FULL)
+
+
+class CallTimeoutsTests(unittest.TestCase):
+    """L{CallTimeouts}: every call given up at its own deadline, on one timer."""
+
+    def setUp(self):
+        self.clock = MemoryReactorClock()
+        self.timeouts = CallTimeouts(7.0, self.clock)
+
+    def test_each_at_its_deadline(self):
+        """Calls made 3 s apart time out 3 s apart, each with a TimeoutError."""
+        first = self.timeouts.watch(defer.Deferred())
+        self.clock.advance(3)
+        second = self.timeouts.watch(defer.Deferred())
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(3.9)
+        self.assertNoResult(first)
+        self.clock.advance(0.1)
+        self.failureResultOf(first, defer.TimeoutError)
+        self.assertNoResult(second)
+        self.clock.advance(2.9)
+        self.assertNoResult(second)
+        self.clock.advance(0.1)
+        self.failureResultOf(second, defer.TimeoutError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_answered_in_time(self):
+        """
+        Answered calls are not given up, and once none waits no timer is
+        left; an answered call ahead of one that waits is skipped.
+        """
+        first, second = defer.Deferred(), defer.Deferred()
+        self.timeouts.watch(first)
+        self.clock.advance(1)
+        self.timeouts.watch(second)
+        first.callback("one")
+        self.assertEqual(self.successResultOf(first), "one")
+        self.clock.advance(6.5)
+        self.assertNoResult(second)
+        self.clock.advance(0.5)
+        self.failureResultOf(second, defer.TimeoutError)
+        third = self.timeouts.watch(defer.Deferred())
+        third.callback("three")
+        self.assertEqual(self.successResultOf(third), "three")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.successResultOf(self.timeouts.watch(defer.succeed(4))), 4)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_cancelled_by_its_caller(self):
+        """A call its caller cancels fails as cancelled, not as timed out."""
+        d = self.timeouts.watch(defer.Deferred())
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class BatchLink(FakeLink):
