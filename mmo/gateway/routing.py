@@ -31,9 +31,8 @@ class Services:
     def __init__(self, routes=()):
         self.routes = list(routes)
         #: Message type -> the route that owns it, as found: every client
-        #: message asks, and asking every route in turn costs more than
-        #: the message's own handling.  Bounded (L{KNOWN_KINDS}), since
-        #: clients choose the types they send.
+        #: message asks (every move asks each route before the zones').
+        #: Bounded (L{KNOWN_KINDS}), since clients choose the types they send.
         self._owners: dict[str, object] = {}
 
     def route_for(self, kind: str):

@@ -1,7 +1,8 @@
 """
 The sessions a gateway holds and their life cycle: admitted, attached to a
-connection, detached for a resume, ended; their presence on the bus; the
-session events every game service hears.  See C{docs/sessions.md}.
+connection, detached for a resume, ended; the session events every game
+service hears.  What the bus says of them is L{mmo.gateway.presence}'s.
+See C{docs/sessions.md}.
 """
 
 from __future__ import annotations
