@@ -416,6 +416,22 @@ class RouteSmokeTests(unittest.TestCase):
                 self.assertGreater(figures[name], 0, (mode, name))
 
 
+class GatewayInputSmokeTests(unittest.TestCase):
+    """bench/gateway_input.py at a tiny size, against this very checkout."""
+
+    timeout = 240
+
+    def test_figures(self):
+        script = os.path.join(ROOT, "bench", "gateway_input.py")
+        args = ["--players", "3", "--rounds", "1", "--against", ROOT]
+        outcome = run.run_script(script, args, timeout=200, profile=None)
+        self.assertTrue(outcome.ok, outcome.error)
+        figures = outcome.figures
+        for name in ("move_us", "handoff_us", "zone_input_us", "ping_us", "against_move_us"):
+            self.assertGreater(figures[name], 0, name)
+        self.assertGreater(figures["move_ratio"], 0)
+
+
 def quick_run(name: str, profile: str | None = None):
     """The outcome of benchmark C{name}'s quick run (as C{bench/run.py --quick} runs it)."""
     [benchmark] = [b for b in run.BENCHMARKS if b.name == name]

@@ -30,12 +30,15 @@ from mmo.bus.memory import MemoryBus
 from mmo.config import ConfigError
 from mmo.frontend.listener import ClientListener
 from mmo.game import messages
+from mmo.game import server as server_module
 from mmo.game.messages import SESSIONS_CHANNEL, Switched, gateway_channel
-from mmo.game.routes import LocalRoute, RemoteRoute, pack, unpack
+from mmo.game.routes import CallTimeouts, LocalRoute, RemoteRoute, pack, unpack
 from mmo.game.server import ServiceRPC, ServiceRPCFactory, serve
 from mmo.game.service import Caller
+from mmo.gateway import routing as routing_module
 from mmo.gateway import tap as gateway_tap
 from mmo.gateway.factory import GatewayFactory
+from mmo.gateway.routing import Services
 from mmo.gateway.tap import ROUTE_PREFIXES, gateway_routes
 from mmo.login.tickets import TicketSigner, load_key
 from mmo.process.service import ProcessService
@@ -415,6 +418,60 @@ class RouteUnitTests(unittest.TestCase):
         self.assertEqual(route.services(), [])
         failure = self.failureResultOf(route.handle(self.caller, "room.refuse", {}), WireError)
         self.assertEqual(failure.value.code, codes.ROOM_FULL)
+
+
+class CallTimeoutsTests(unittest.TestCase):
+    """L{CallTimeouts}: every call given up at its own deadline, on one timer."""
+
+    def setUp(self):
+        self.clock = MemoryReactorClock()
+        self.timeouts = CallTimeouts(7.0, self.clock)
+
+    def test_each_at_its_deadline(self):
+        """Calls made 3 s apart time out 3 s apart, each with a TimeoutError."""
+        first = self.timeouts.watch(defer.Deferred())
+        self.clock.advance(3)
+        second = self.timeouts.watch(defer.Deferred())
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(3.9)
+        self.assertNoResult(first)
+        self.clock.advance(0.1)
+        self.failureResultOf(first, defer.TimeoutError)
+        self.assertNoResult(second)
+        self.clock.advance(2.9)
+        self.assertNoResult(second)
+        self.clock.advance(0.1)
+        self.failureResultOf(second, defer.TimeoutError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_answered_in_time(self):
+        """
+        Answered calls are not given up, and once none waits no timer is
+        left; an answered call ahead of one that waits is skipped.
+        """
+        first, second = defer.Deferred(), defer.Deferred()
+        self.timeouts.watch(first)
+        self.clock.advance(1)
+        self.timeouts.watch(second)
+        first.callback("one")
+        self.assertEqual(self.successResultOf(first), "one")
+        self.clock.advance(6.5)
+        self.assertNoResult(second)
+        self.clock.advance(0.5)
+        self.failureResultOf(second, defer.TimeoutError)
+        third = self.timeouts.watch(defer.Deferred())
+        third.callback("three")
+        self.assertEqual(self.successResultOf(third), "three")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.successResultOf(self.timeouts.watch(defer.succeed(4))), 4)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_cancelled_by_its_caller(self):
+        """A call its caller cancels fails as cancelled, not as timed out."""
+        d = self.timeouts.watch(defer.Deferred())
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class BatchLink(FakeLink):
@@ -903,6 +960,134 @@ class RouteInputsTests(unittest.TestCase):
             self.assertEqual(self.tell(junk), {})
         self.assertEqual(self.handled, [])
         self.assertEqual(len([line for line in self.logged if "malformed inputs" in line]), 2)
+
+    def test_caller_read_once_per_change(self):
+        """
+        A session's inputs carry its caller each time: read once while it
+        stays the same (the same L{Caller}), read again as soon as any
+        field changes (its zone after a handoff), and forgotten when the
+        session ends.
+        """
+        seen = []
+
+        async def echo(caller, message):
+            seen.append(caller)
+            return {}
+
+        self.lobby.on_room_echo = echo
+        moved = {**self.caller, "zone": "r0c1"}
+        self.tell(pack([[self.caller, "room.echo", {}], [self.caller, "room.echo", {}]]))
+        self.tell(pack([[moved, "room.echo", {}], [self.caller, "room.echo", {}]]))
+        first, again, after_move, back = seen
+        self.assertIs(again, first)
+        self.assertEqual(after_move.zone, "r0c1")
+        self.assertEqual(back, Caller.from_dict(self.caller))
+        self.assertIsNot(back, first)
+        factory = self.link.factory
+        self.assertIs(factory.caller_of(self.caller), back)
+        self.successResultOf(defer.ensureDeferred(factory.session_event(back, "ended")))
+        self.assertIsNot(factory.caller_of(self.caller), back)
+
+    def test_callers_kept_bounded(self):
+        """The callers kept are bounded: past the bound they are read again from scratch."""
+        self.patch(server_module, "MAX_CALLERS", 2)
+        factory = self.link.factory
+        callers = [{**self.caller, "session": f"s{i}"} for i in range(3)]
+        first = [factory.caller_of(fields) for fields in callers]
+        self.assertEqual(len(factory._callers), 1)
+        self.assertIs(factory.caller_of(callers[2]), first[2])
+        self.assertIsNot(factory.caller_of(callers[0]), first[0])
+
+    def test_malformed_caller(self):
+        """A caller that is not a map, or lacks a field, is refused, kept or not."""
+        factory = self.link.factory
+        factory.caller_of(self.caller)
+        for junk in ("s1", [self.caller], {"session": "s1"}, {**self.caller, "session": 7}):
+            self.assertRaises(rpc.BadRequest, factory.caller_of, junk)
+
+
+class OwnerTests(unittest.TestCase):
+    """L{Services.route_for}: the first route that owns a type, kept once found."""
+
+    def setUp(self):
+        self.asked = []
+        self.lobby, self.chat = Lobby(), Lobby()
+        self.chat.prefixes = ("chat.",)
+        self.services = Services([self.counted(self.lobby), self.counted(self.chat)])
+
+    def counted(self, service):
+        route = LocalRoute(service)
+        owns = route.owns
+
+        def asked(kind):
+            self.asked.append(kind)
+            return owns(kind)
+
+        route.owns = asked
+        return route
+
+    def test_kept(self):
+        """The owner of a type is asked for once; a type nobody owns is asked every time."""
+        for _ in range(3):
+            self.assertIs(self.services.route_for("chat.say").service, self.chat)
+            self.assertIsNone(self.services.route_for("nobody.owns"))
+        self.assertEqual(self.asked.count("chat.say"), 2)
+        self.assertEqual(self.asked.count("nobody.owns"), 6)
+
+    def test_bounded(self):
+        """Past L{KNOWN_KINDS} types, the owner is found by asking every time."""
+        self.patch(routing_module, "KNOWN_KINDS", 1)
+        for kind in ("room.a", "chat.b", "room.a", "chat.b"):
+            self.services.route_for(kind)
+        self.assertEqual(self.asked, ["room.a", "chat.b", "chat.b", "chat.b", "chat.b"])
+
+
+class TellTests(unittest.TestCase):
+    """L{Services.tell}: every route told, failures logged, done when all answered."""
+
+    class Told:
+        name = "told"
+
+        def __init__(self, answer):
+            self.answer = answer
+            self.events = []
+
+        def session_event(self, caller, event):
+            self.events.append(event)
+            return self.answer()
+
+    def test_every_route_told(self):
+        """
+        A route that raises, one that fails at once and one that fails
+        later are logged; the others are told all the same, and the result
+        fires once the last has answered.
+        """
+        later = defer.Deferred()
+        failing = defer.Deferred()
+        routes = [
+            self.Told(lambda: 1 / 0),
+            self.Told(lambda: defer.fail(BusError("down"))),
+            self.Told(lambda: later),
+            self.Told(lambda: failing),
+            self.Told(lambda: defer.succeed(None)),
+        ]
+        logged = LogCapture(self).lines
+        told = Services(routes).tell(Caller("s1", "gateway-1", "a1", "Alice"), "changed")
+        self.assertEqual([r.events for r in routes], [["changed"]] * 5)
+        self.assertNoResult(told)
+        failing.errback(BusError("gone"))
+        self.assertNoResult(told)
+        later.callback(None)
+        self.assertIsNone(self.successResultOf(told))
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        warned = [line for line in logged if "that session s1 changed failed" in line]
+        self.assertEqual(len(warned), 3, logged)
+
+    def test_all_at_once(self):
+        """Routes that all answered at once: told is done at once."""
+        routes = [self.Told(lambda: defer.succeed(None)) for _ in range(2)]
+        told = Services(routes).tell(Caller("s1", "gateway-1", "a1", "Alice"), "moved")
+        self.assertIsNone(self.successResultOf(told))
 
 
 class CallerTests(unittest.TestCase):

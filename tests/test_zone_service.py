@@ -32,8 +32,9 @@ from mmo.gateway.routing import Services
 from mmo.gateway.sessions import Sessions
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-from mmo.zone.route import ZoneRoute
+from mmo.zone.route import ZoneRoute, move_input
 from mmo.zone.service import ZoneService
+from mmo.zone.simulation import parse_input
 from mmo.zone.world import WorldMap
 from tests.support import GatewayInbox, fake_clock_bus_store, sleep, write_config
 
@@ -548,6 +549,25 @@ class GatewaySideTests(unittest.TestCase):
         good = {"seq": 1, "x": 1.5, "y": 2, "emote": "wave"}
         self.assertEqual(self.successResultOf(route.handle(alice, "zone.move", good)), {})
         self.assertEqual(handled, [good])
+
+    def test_move_check_is_the_simulations(self):
+        """
+        What the gateway and the zone take as a move (L{check_move}) is
+        what the simulation takes (L{parse_input}): the same values refused.
+        """
+        values = (0, -3, 2.5, True, False, None, "1", float("nan"), float("inf"), -float("inf"))
+        values += (2**64 - 1, -(2**63), 1e308, [1], {"x": 1})
+        for x in values:
+            for y in (1.5, x):
+                message = {"seq": 3, "x": x, "y": y}
+                taken = parse_input(3, {"x": x, "y": y}) is not None
+                try:
+                    seq, payload = move_input(message)
+                except WireError:
+                    self.assertFalse(taken, message)
+                else:
+                    self.assertTrue(taken, message)
+                    self.assertEqual((seq, payload), (3, {"x": x, "y": y}))
 
     def test_zone_enter_needs_world_enter(self):
         """One truth about the player's place: no zone without world.enter first."""

@@ -22,14 +22,18 @@ cannot be reached gives the client C{unavailable}.
 
 from __future__ import annotations
 
+from collections import deque
+
 import msgpack
 from twisted.application.service import IService
 from twisted.internet import defer, error
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from mmo import rpc
+from mmo.frontend.deadlines import EPSILON
 from mmo.game import messages
 from mmo.game.service import Caller, GameService, Reply, SessionChange, owns
 from mmo.rpc import commands
@@ -83,6 +87,66 @@ class IRoute(Interface):
 
     def services():
         """The Twisted services the route needs running (an RPC link), if any."""
+
+
+class CallTimeouts:
+    """
+    The calls of one route waiting for their answers, each given up
+    (cancelled, failing with L{defer.TimeoutError}) C{timeout} seconds
+    after it was made, on one timer.  Every call has the same timeout, so
+    they fall due in the order they were made; a timer per call (what
+    L{defer.Deferred.addTimeout} sets) would cost every session event and
+    every handoff's answer a timer set and cancelled.
+    """
+
+    def __init__(self, timeout: float, reactor):
+        self.timeout = timeout
+        self.reactor = reactor
+        #: C{[deadline, deferred or None once answered, timed out]} per
+        #: call, oldest first; answered ones leave when they reach the front.
+        self._calls: deque[list] = deque()
+        self._waiting = 0
+        self._timer = None
+
+    def watch(self, d: defer.Deferred) -> defer.Deferred:
+        """Give C{d} up if it has no result in L{timeout} seconds; returns C{d}."""
+        if d.called:
+            return d
+        calls = self._calls
+        while calls and calls[0][1] is None:
+            calls.popleft()
+        entry = [self.reactor.seconds() + self.timeout, d, False]
+        calls.append(entry)
+        self._waiting += 1
+        if self._timer is None:
+            self._timer = self.reactor.callLater(self.timeout, self._due)
+        return d.addBoth(self._answered, entry)
+
+    def _answered(self, result, entry: list):
+        entry[1] = None
+        self._waiting -= 1
+        if not self._waiting:
+            # Nothing left to give up: no timer (nor calls) kept.
+            self._calls.clear()
+            if self._timer is not None:
+                if self._timer.active():
+                    self._timer.cancel()
+                self._timer = None
+        if entry[2] and isinstance(result, Failure) and result.check(defer.CancelledError):
+            return Failure(defer.TimeoutError(self.timeout, "Deferred"))
+        return result
+
+    def _due(self) -> None:
+        self._timer = None
+        calls = self._calls
+        now = self.reactor.seconds()
+        while calls and (calls[0][1] is None or calls[0][0] <= now + EPSILON):
+            entry = calls.popleft()
+            if entry[1] is not None:
+                entry[2] = True
+                entry[1].cancel()
+        if calls and self._timer is None:
+            self._timer = self.reactor.callLater(max(0.0, calls[0][0] - now), self._due)
 
 
 @implementer(IRoute)
@@ -162,6 +226,7 @@ class RemoteRoute:
         self.batched = frozenset(batched)
         self.unanswered = frozenset(unanswered)
         self.max_batch = max_batch
+        self._timeouts = CallTimeouts(timeout, link.reactor)
         #: The gathered messages of this reactor turn, in order:
         #: ([caller, kind, message], the Deferred of its reply, or None if unanswered).
         self._batch: list[tuple[list, defer.Deferred | None]] = []
@@ -180,8 +245,7 @@ class RemoteRoute:
         return [self.link]
 
     def _call(self, command, **arguments) -> defer.Deferred:
-        d = self.link.callRemote(command, **arguments)
-        return d.addTimeout(self.timeout, self.link.reactor)
+        return self._timeouts.watch(self.link.callRemote(command, **arguments))
 
     def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
         if kind in self.unanswered and self.link.takes(commands.RouteInputs):

@@ -44,20 +44,8 @@ def _caller_of(fields) -> Caller:
     return caller
 
 
-def _routed_call(call) -> tuple[Caller, str, dict]:
-    """
-    The caller, type and message of a call of a batch (C{[caller, kind, message]}).
-
-    @raise rpc.BadRequest: Malformed.
-    """
-    try:
-        fields, kind, message = call
-    except (TypeError, ValueError):
-        raise rpc.BadRequest("malformed routed message") from None
-    caller = _caller_of(fields)
-    if not isinstance(kind, str) or not isinstance(message, dict):
-        raise rpc.BadRequest("malformed routed message")
-    return caller, kind, message
+#: Callers a service process keeps read (L{ServiceRPCFactory.caller_of}), at most.
+MAX_CALLERS = 100_000
 
 
 #: The kinds of process that hold players' sessions (gateways, the standalone server).
@@ -136,6 +124,9 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
         self.service = service
         self.known = known if known is not None else KnownSessions()
         self.streams = streams
+        #: Session -> its caller's fields as last sent, and the L{Caller}
+        #: read from them.
+        self._callers: dict[str, tuple[dict, Caller]] = {}
 
     def peer_connected(self, link: rpc.RPCProtocol) -> None:
         super().peer_connected(link)
@@ -177,8 +168,44 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
             return {"body": pack(reply.fields), "change": pack(reply.change.changes)}
         return {"body": pack(reply)}
 
+    def routed_call(self, call) -> tuple[Caller, str, dict]:
+        """
+        The caller, type and message of a call of a batch (C{[caller, kind, message]}).
+
+        @raise rpc.BadRequest: Malformed.
+        """
+        try:
+            fields, kind, message = call
+        except (TypeError, ValueError):
+            raise rpc.BadRequest("malformed routed message") from None
+        caller = self.caller_of(fields)
+        if not isinstance(kind, str) or not isinstance(message, dict):
+            raise rpc.BadRequest("malformed routed message")
+        return caller, kind, message
+
+    def caller_of(self, fields) -> Caller:
+        """
+        The L{Caller} of C{fields} (a batch's call's caller).
+
+        @raise rpc.BadRequest: Malformed.
+        """
+        # Every input of a player carries its caller, the same until its
+        # session changes: it is read once, not at every input.
+        session = fields.get("session") if isinstance(fields, dict) else None
+        if isinstance(session, str):
+            known = self._callers.get(session)
+            if known is not None and known[0] == fields:
+                return known[1]
+        caller = _caller_of(fields)
+        if len(self._callers) >= MAX_CALLERS:
+            self._callers.clear()
+        self._callers[caller.session] = (fields, caller)
+        return caller
+
     async def session_event(self, caller: Caller, event: str) -> None:
         """A gateway's session event, noted (L{known}) and told to the service."""
+        if event == "ended":
+            self._callers.pop(caller.session, None)
         self.known.event(caller, event)
         await self.service.session_event(caller, event)
 
@@ -218,7 +245,7 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
     async def _input(self, call, peer: str | None) -> None:
         """One call of a L{commands.RouteInputs}: handled; a refusal told to the service."""
         try:
-            caller, kind, message = _routed_call(call)
+            caller, kind, message = self.routed_call(call)
         except rpc.BadRequest:
             self.log.warn("a malformed input from {peer} dropped", peer=peer)
             return
@@ -232,7 +259,7 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
 
     async def _routed(self, call) -> list:
         try:
-            caller, kind, message = _routed_call(call)
+            caller, kind, message = self.routed_call(call)
         except rpc.BadRequest:
             return [1, codes.BAD_REQUEST, "malformed routed message", False]
         return await self._answer(caller, kind, message)

@@ -132,18 +132,21 @@ class GatewayFactory(ClientFactory):
         """The first route whose service owns message type C{kind}, or C{None}."""
         return self.services.route_for(kind)
 
-    async def route(self, connection: GatewayProtocol, route, kind: str, message: dict):
+    def route(self, connection: GatewayProtocol, route, kind: str, message: dict):
         """
         Have C{route}'s service handle C{message} from C{connection}'s
-        session; returns the reply's fields.  A L{Reply} that changes the
-        session is applied (every service is told C{"changed"}) before the
-        client gets the reply.
+        session; a Deferred of the reply's fields.  A L{Reply} that changes
+        the session is applied (every service is told C{"changed"}) before
+        the client gets the reply.
         """
+        # Callbacks, not a coroutine: every move of every player comes here.
         session = connection.session
-        reply = await route.handle(session.caller, kind, message)
+        return route.handle(session.caller, kind, message).addCallback(self._replied, session)
+
+    def _replied(self, reply, session):
         if isinstance(reply, Reply):
-            await self.sessions.change(session, reply.change)
-            return reply.fields
+            fields = reply.fields
+            return self.sessions.change(session, reply.change).addCallback(lambda _: fields)
         return reply
 
     def stop(self) -> defer.Deferred:

@@ -13,8 +13,9 @@ from twisted.logger import Logger
 
 from mmo.game import messages
 from mmo.game.messages import HandoverAnswer, HandoverRequest, gateway_channel, session_key
+from mmo.gateway.failures import background, log_failure
 from mmo.gateway.session import ResumeRefused, Session, token_hash
-from mmo.gateway.sessions import Sessions, background, log_failure
+from mmo.gateway.sessions import Sessions
 from mmo.metrics.kinds import children
 from mmo.metrics.registry import RESUMES as RESUME_OUTCOMES
 from mmo.wire.codes import RESUME_REFUSED, WireError
@@ -154,7 +155,9 @@ class Handover:
             count=len(missed),
         )
         background(
-            self.sessions.rekey(session, old_hash), self.log, "re-keying a resumed session failed"
+            self.sessions.presence.rekey(session, old_hash),
+            self.log,
+            "re-keying a resumed session failed",
         )
         return outcome
 

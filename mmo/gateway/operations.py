@@ -11,8 +11,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mmo.bus.directory import least_loaded
+from mmo.gateway.failures import background, log_failure
 from mmo.gateway.session import ENDED, MOVED
-from mmo.gateway.sessions import Sessions, background, log_failure
+from mmo.gateway.sessions import Sessions
 from mmo.process.control import SESSIONS_PAGE_MAX
 from mmo.wire import codes
 from mmo.wire.codes import KICKED, WireError

@@ -11,7 +11,10 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from mmo.game.service import Caller
-from mmo.gateway.sessions import log_failure
+from mmo.gateway.failures import log_failure
+
+#: Message types whose route L{Services.route_for} keeps, at most.
+KNOWN_KINDS = 256
 
 
 class Services:
@@ -19,18 +22,28 @@ class Services:
     The routes to the game services of a gateway, in the order they are
     asked whether they own a message type.
 
-    @ivar routes: The L{mmo.game.routes.IRoute}s.
+    @ivar routes: The L{mmo.game.routes.IRoute}s (set before the first
+        message is routed: which route owns a type is kept once found).
     """
 
     log = Logger()
 
     def __init__(self, routes=()):
         self.routes = list(routes)
+        #: Message type -> the route that owns it, as found: every client
+        #: message asks (every move asks each route before the zones').
+        #: Bounded (L{KNOWN_KINDS}), since clients choose the types they send.
+        self._owners: dict[str, object] = {}
 
     def route_for(self, kind: str):
         """The first route whose service owns message type C{kind}, or C{None}."""
+        route = self._owners.get(kind)
+        if route is not None:
+            return route
         for route in self.routes:
             if route.owns(kind):
+                if len(self._owners) < KNOWN_KINDS:
+                    self._owners[kind] = route
                 return route
         return None
 
@@ -70,16 +83,28 @@ class Services:
         fires when all have answered.  A service that fails is logged, and
         does not stop the others from being told.
         """
-        calls = []
+        # Every handoff of every walking player tells every service: the
+        # routes that answered at once (those with nothing to send) are
+        # not waited for.
+        pending = []
         for route in self.routes:
-            d = defer.maybeDeferred(route.session_event, caller, event)
-            d.addErrback(
-                log_failure,
-                self.log,
-                "telling {route!r} that session {session} {event} failed",
-                route=route,
-                session=caller.session,
-                event=event,
-            )
-            calls.append(d)
-        return defer.gatherResults(calls).addCallback(lambda _: None)
+            try:
+                d = route.session_event(caller, event)
+            except Exception:
+                d = defer.fail()
+            d.addErrback(self._not_told, route, caller, event)
+            if not d.called:
+                pending.append(d)
+        if not pending:
+            return defer.succeed(None)
+        return defer.gatherResults(pending).addCallback(lambda _: None)
+
+    def _not_told(self, failure, route, caller: Caller, event: str) -> None:
+        log_failure(
+            failure,
+            self.log,
+            "telling {route!r} that session {session} {event} failed",
+            route=route,
+            session=caller.session,
+            event=event,
+        )

@@ -1,7 +1,8 @@
 """
 The sessions a gateway holds and their life cycle: admitted, attached to a
-connection, detached for a resume, ended; their presence on the bus; the
-session events every game service hears.  See C{docs/sessions.md}.
+connection, detached for a resume, ended; the session events every game
+service hears.  What the bus says of them is L{mmo.gateway.presence}'s.
+See C{docs/sessions.md}.
 """
 
 from __future__ import annotations
@@ -9,47 +10,24 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 
-from twisted.internet import defer, error
+from twisted.internet import defer
 from twisted.logger import Logger
 
-from mmo.bus import BusError
 from mmo.game import messages
-from mmo.game.messages import AccountSession, GatewayStarted, online_key, session_key
+from mmo.game.messages import AccountSession, online_key
 from mmo.game.service import Caller, SessionChange
+
+# log_failure: where mmo.gateway.delivery has found it.
+from mmo.gateway.failures import background, log_failure  # noqa: F401
+from mmo.gateway.presence import Presence
 from mmo.gateway.session import Session, new_token
 from mmo.login.service import revoke
 from mmo.login.tickets import Ticket
-from mmo.rpc.commands import RPCError
 from mmo.wire import codes
 from mmo.wire.codes import ALREADY_ONLINE, LOGGED_OUT, REPLACED, WireError
 
 #: Seconds a stopping gateway gives its services to hear that its sessions ended.
 STOP_TIMEOUT = 5.0
-
-#: Failures that say a service or the bus is unreachable, not that code is
-#: broken: logged as a warning, without a traceback.
-EXPECTED_FAILURES = (
-    WireError,
-    RPCError,
-    BusError,
-    defer.TimeoutError,
-    error.ConnectionLost,
-    error.ConnectionDone,
-)
-
-
-def log_failure(failure, log, what: str, **kwargs) -> None:
-    """Log C{failure} of C{what}: a warning if expected, else with its traceback."""
-    if failure.check(*EXPECTED_FAILURES):
-        log.warn(what + ": {why}", why=failure.getErrorMessage(), **kwargs)
-    else:
-        log.failure(what, failure, **kwargs)
-
-
-def background(d, log, what: str) -> None:
-    """Run C{d} (a coroutine or Deferred) without waiting; log its failure."""
-    d = defer.ensureDeferred(d) if not isinstance(d, defer.Deferred) else d
-    d.addErrback(log_failure, log, what)
 
 
 class SessionRegistry:
@@ -104,6 +82,7 @@ class Sessions:
     @ivar incarnation: A fresh id of this start of the process (the
         C{incarnation} of its callers): see L{announce}.
     @ivar registry: The L{SessionRegistry}.
+    @ivar presence: The L{Presence}: what the bus says of the sessions.
     @ivar draining: Set by L{drain}: nobody is admitted any more.
     """
 
@@ -117,6 +96,7 @@ class Sessions:
         self.clock = clock
         self.incarnation = uuid.uuid4().hex[:12]
         self.registry = SessionRegistry()
+        self.presence = Presence(config, name, self.incarnation, bus, self.registry)
         self.draining = False
         self._watchers: list[Callable[[], None]] = []
 
@@ -190,7 +170,7 @@ class Sessions:
         self.registry.add(session)
         self.attach(session, connection)
         try:
-            await self.hold(session)
+            await self.presence.hold(session)
             await messages.publish(
                 self.bus,
                 messages.SESSIONS_CHANNEL,
@@ -223,56 +203,12 @@ class Sessions:
     # -- presence ------------------------------------------------------------------
 
     def announce(self) -> defer.Deferred:
-        """
-        Say on the bus that this gateway started, as L{incarnation}: the game
-        services end the sessions an earlier process of its name held (they
-        died with it).  Fires when sent; a failure is logged (the services
-        also find the new incarnation in the directory).
-        """
-        d = messages.publish(
-            self.bus,
-            messages.GATEWAYS_CHANNEL,
-            GatewayStarted(self.name, self.incarnation),
-            self.name,
-        )
-        return d.addErrback(log_failure, self.log, "announcing the gateway's start failed")
-
-    def _presence(self, session: Session) -> list[tuple[str, object]]:
-        """The bus keys that say this gateway holds C{session}: presence and token."""
-        return [
-            (online_key(session.account), {"gateway": self.name, "session": session.id}),
-            (session_key(session.token_hash), self.name),
-        ]
-
-    async def hold(self, session: Session) -> None:
-        """Say on the bus that this gateway holds C{session}: presence and token."""
-        await self.bus.put_many(self._presence(session), ttl=self.config.bus.heartbeat_timeout)
-
-    async def _release(self, session: Session, presence: bool) -> None:
-        await self.bus.clear(session_key(session.token_hash))
-        if presence:
-            held = await self.bus.get(online_key(session.account))
-            if isinstance(held, dict) and held.get("session") == session.id:
-                await self.bus.clear(online_key(session.account))
-
-    async def rekey(self, session: Session, old_hash: str) -> None:
-        """A resume renewed C{session}'s token: the old one names nobody any more."""
-        await self.bus.clear(session_key(old_hash))
-        if session.live:
-            await self.hold(session)
+        """Say on the bus that this gateway started (L{Presence.announce})."""
+        return self.presence.announce()
 
     def refresh(self) -> defer.Deferred:
-        """
-        Renew the presence and token keys of every session held here (each
-        heartbeat), all in one bus call: one command per chunk of keys,
-        not two per session.
-        """
-        items = [item for session in self.registry for item in self._presence(session)]
-        if not items:
-            return defer.succeed(None)
-        d = self.bus.put_many(items, ttl=self.config.bus.heartbeat_timeout)
-        # Logged, not raised: a failed renewal must not stop the next one.
-        return d.addErrback(log_failure, self.log, "renewing the sessions' presence failed")
+        """Renew the bus keys of every session held here (L{Presence.refresh})."""
+        return self.presence.refresh()
 
     # -- attaching, detaching, ending ----------------------------------------------
 
@@ -343,7 +279,7 @@ class Sessions:
         connection = session.end()
         if connection is not None:
             connection.released(code, message)
-        background(self._release(session, presence), self.log, "releasing a session failed")
+        background(self.presence.release(session, presence), self.log, "releasing a session failed")
         told = self.services.tell(session.caller, "ended")
         self.changed()
         return told
@@ -372,20 +308,24 @@ class Sessions:
             self.end(other, REPLACED, "your account logged in from elsewhere", False)
         self.registry.add(session)
         self.detach(session, window)
-        background(self.hold(session), self.log, "announcing an adopted session failed")
+        background(self.presence.hold(session), self.log, "announcing an adopted session failed")
         background(
             self.services.tell(session.caller, "moved"),
             self.log,
             "telling services of a move failed",
         )
 
-    async def change(self, session: Session, change: SessionChange) -> None:
-        """Apply a service's L{SessionChange} to C{session}; tell every service."""
-        if not change.changes:
-            return
-        session.change(change)
-        if session.live:
-            await self.services.tell(session.caller, "changed")
+    def change(self, session: Session, change: SessionChange) -> defer.Deferred:
+        """
+        Apply a service's L{SessionChange} to C{session}; tell every service.
+        Fires once they have been told.
+        """
+        # No coroutine: a handoff of every walking player comes here.
+        if change.changes:
+            session.change(change)
+            if session.live:
+                return self.services.tell(session.caller, "changed")
+        return defer.succeed(None)
 
     async def logout(self, connection) -> None:
         """Revoke the account's tickets, end its other sessions, then this one."""

@@ -10,6 +10,8 @@ drive it.  See C{docs/handoff.md}.
 
 from __future__ import annotations
 
+from math import isfinite
+
 from twisted.application.service import IService
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -25,7 +27,6 @@ from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.ended import EndedResends
 from mmo.zone.entity import saved_position
-from mmo.zone.simulation import parse_input
 from mmo.zone.streams import StreamedLinkFactory
 from mmo.zone.world import WorldMap
 
@@ -43,24 +44,38 @@ MOVE_FIELDS = frozenset({"t", "id", "seq", "x", "y"})
 ENTER, LEAVE = "zone.enter", "zone.leave"
 
 
-def move_input(message: dict) -> tuple[int, dict]:
+def check_move(message: dict) -> int:
     """
-    C{(seq, payload)} of a C{zone.move}: the payload is C{{"x", "y"}} and,
-    if the message has fields of the game's own, C{"extra"}.  The gateway
-    checks this before it sends a move (the zone does not answer moves),
-    and the zone again.
+    The C{seq} of a C{zone.move} that is well formed: C{seq} a non-negative
+    integer, C{x} and C{y} finite numbers (what the simulation takes,
+    L{mmo.zone.simulation.parse_input}).  The gateway checks this before it
+    sends a move (the zone does not answer moves), and the zone again
+    (L{move_input}).
 
     @raise WireError: C{bad_request}: malformed.
     """
-    seq, x, y = message.get("seq"), message.get("x"), message.get("y")
+    seq = message.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise WireError(codes.BAD_REQUEST, "seq must be a non-negative integer")
-    payload = {"x": x, "y": y}
-    extra = {k: v for k, v in message.items() if k not in MOVE_FIELDS}
-    if extra:
-        payload["extra"] = extra
-    if parse_input(seq, payload) is None:
-        raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
+    for value in (message.get("x"), message.get("y")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
+            raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
+    return seq
+
+
+def move_input(message: dict) -> tuple[int, dict]:
+    """
+    C{(seq, payload)} of a C{zone.move} (L{check_move}): the payload is
+    C{{"x", "y"}} and, if the message has fields of the game's own,
+    C{"extra"}.
+
+    @raise WireError: C{bad_request}: malformed.
+    """
+    seq = check_move(message)
+    payload = {"x": message["x"], "y": message["y"]}
+    # Most moves have only the usual fields: no copy to look through.
+    if not message.keys() <= MOVE_FIELDS:
+        payload["extra"] = {k: v for k, v in message.items() if k not in MOVE_FIELDS}
     return seq, payload
 
 
@@ -159,7 +174,7 @@ class ZoneRoute:
             if kind == MOVE:
                 # Checked here: the zone does not answer moves.
                 try:
-                    move_input(message)
+                    check_move(message)
                 except WireError as e:
                     return defer.fail(e)
             return route.handle(caller, kind, message)
