@@ -6,6 +6,7 @@ and the report made of them (a dict with stable keys, see C{docs/bot.md}).
 from __future__ import annotations
 
 import random
+import ssl
 from collections import Counter, defaultdict
 
 from OpenSSL import SSL
@@ -27,7 +28,7 @@ def error_code(failure) -> str:
         return "closed"
     if isinstance(e, (defer.TimeoutError, defer.CancelledError, error.TimeoutError)):
         return "timeout"
-    if isinstance(e, SSL.Error):
+    if isinstance(e, (SSL.Error, ssl.SSLError)):
         return "tls"
     if isinstance(e, (error.ConnectError, error.DNSLookupError)):
         return "connect_failed"
