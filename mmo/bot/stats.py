@@ -178,6 +178,9 @@ class Stats:
         self.resumed = 0
         self.moves_followed = 0
         self.handoffs = 0
+        #: Bots handed off at least once; border-walk bots that reached their lane.
+        self.handed_off = 0
+        self.on_lane = 0
         self.corrections = 0
         self.pushes = 0
         self.duplicated = 0
@@ -297,6 +300,8 @@ class Stats:
                 "view_checks": self.view_checks,
                 "corrections": self.corrections,
                 "pushes": self.pushes,
+                "handed_off": self.handed_off,
+                "on_lane": self.on_lane,
                 "examples": list(self.examples),
             },
             "chat": {"sent": self.chat_sent, "delivered": self.chat_delivered},
@@ -383,7 +388,8 @@ def format_report(report: dict) -> str:
     )
     w = report["world"]
     lines.append(
-        f"moves followed: {report['moves_followed']}, handoffs: {report['handoffs']}, "
+        f"moves followed: {report['moves_followed']}, handoffs: {report['handoffs']} "
+        f"({w['handed_off']} bots), on lane: {w['on_lane']}, "
         f"corrections: {w['corrections']}, pushes: {w['pushes']}"
     )
     lines.append(

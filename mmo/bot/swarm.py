@@ -94,6 +94,7 @@ class Bot:
         self.loops: list = []
         self.walker = None
         self.chat_count = 0
+        self.handoffs = 0
         self.chat_pending: dict[int, float] = {}
         self.rng = random.Random(f"{swarm.seed}:{index}")
         play = PLAYS.get(swarm.scenario.name)
@@ -224,6 +225,7 @@ class Bot:
             self.walker.reset(here)
 
     def zone_changed(self, push: dict) -> None:
+        self.handoffs += 1
         self.swarm.stats.handoffs += 1
 
     def moved(self, push: dict) -> None:
@@ -642,6 +644,8 @@ class Swarm:
         stats.lost = sum(b.tracker.lost for b in self.bots)
         stats.resets = sum(b.tracker.resets for b in self.bots)
         stats.pushes = sum(b.tracker.pushes for b in self.bots)
+        stats.handed_off = sum(1 for b in self.bots if b.handoffs)
+        stats.on_lane = sum(1 for b in self.bots if getattr(b.walker, "on_lane", False))
         stats.examples = [
             {"bot": b.name, **example} for b in self.bots for example in b.tracker.examples
         ][:EXAMPLES]

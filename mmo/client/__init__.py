@@ -176,6 +176,8 @@ class Client(FramedProtocol):
         self.move_timeout = 10.0
         self._moving = False
         self._close_after_move = False
+        #: Whether Twisted's framing buffer holds the start of a frame.
+        self._partial = False
         self._queued: list[tuple[defer.Deferred | None, str, dict]] = []
         self._next_id = 0
         self._pending: dict[int, defer.Deferred] = {}
@@ -350,12 +352,14 @@ class Client(FramedProtocol):
         # again as reading a small push.
         if self.closing:
             return
-        if len(data) > 4 and not self.paused and not self.recvd:
+        if len(data) > 4 and not self.paused and not self._partial:
             (length,) = _HEADER.unpack_from(data)
             if length + 4 == len(data) and length <= self.MAX_LENGTH:
                 self.stringReceived(data[4:])
                 return
         FramedProtocol.dataReceived(self, data)
+        # Kept here: Twisted's own answer (recvd) copies its buffer on every read.
+        self._partial = bool(self.recvd)
 
     def connectionMade(self) -> None:
         d = self.request("hello", versions=self.versions, client=self.name)
@@ -466,6 +470,7 @@ class Client(FramedProtocol):
         self.closing = False
         self.goodbye = None
         reset_int_n_string_receiver(self)
+        self._partial = False
         self._ready = _Outcome()
         self.log.info(
             "following the move to {gateway} ({host}:{port})",
