@@ -184,7 +184,11 @@ class StdlibTLSProtocol(Protocol):
             if self._handshaking and not self._handshake():
                 return
             read, deliver = self._tls.read, self.wrapped.dataReceived
-            while not self.disconnecting:
+            incoming = self._incoming
+            while incoming.pending and not self.disconnecting:
+                # A read takes one whole record (READ_SIZE is more than a
+                # record holds): once nothing is left unread, there is no
+                # more to ask for, and no SSLWantReadError to raise.
                 try:
                     chunk = read(self.READ_SIZE)
                 except stdlib_ssl.SSLWantReadError:
