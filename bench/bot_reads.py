@@ -8,11 +8,14 @@ the same frames in full (the baseline, measured in the same run).
     python bench/bot_reads.py [--pushes 20000] [--neighbours 30] [--repeats 5] [--json]
 
 Each frame comes in a read of its own, as a push per TLS record does.  The
-figures are the medians over C{--repeats}.  The TLS and the reactor's cost
-per push, which the bots pay too, are in C{bench/capacity.py}'s
-C{bot_us_per_push_*}; this isolates the part the bot's own code decides.
+figures are the medians over C{--repeats}.  C{bot_tls_us_per_push} is the
+same reads with each frame in a TLS record of its own, decrypted by the
+bots' TLS (C{Swarm.tls}, handshake done before the clock starts, the
+server's side encrypted beforehand): what the bot's code decides of a
+push's cost.  The reactor's and the kernel's share, which the bots pay
+too, is in C{bench/capacity.py}'s C{bot_us_per_push_*}.
 Run it with C{PYTHONPATH} set to another checkout to compare two versions;
-C{--profile PATH} profiles one more run of the bot's reads.
+C{--profile PATH} profiles one more run of the bot's reads over TLS.
 """
 
 from __future__ import annotations
@@ -20,16 +23,24 @@ from __future__ import annotations
 import cProfile
 import os
 import random
+import shutil
+import ssl
 import statistics
 import sys
 import time
+from functools import partial
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import parser, report  # noqa: E402
+from _common import Server, parser, report  # noqa: E402
+from twisted.internet import defer, endpoints, protocol, task  # noqa: E402
+from twisted.internet.interfaces import IStreamClientEndpoint  # noqa: E402
 from twisted.internet.testing import StringTransport  # noqa: E402
+from zope.interface import implementer  # noqa: E402
 
+from mmo.bot import scenario  # noqa: E402
 from mmo.bot.client import BotClient  # noqa: E402
+from mmo.bot.swarm import Options, Swarm  # noqa: E402
 from mmo.bot.views import ViewTracker  # noqa: E402
 from mmo.client import Client  # noqa: E402
 from mmo.wire import codec  # noqa: E402
@@ -66,6 +77,74 @@ def bot_reads(pushes: list[bytes]) -> float:
     return spent / len(pushes)
 
 
+@implementer(IStreamClientEndpoint)
+class InMemory:
+    """An endpoint whose one connection is to a C{StringTransport}."""
+
+    def connect(self, factory):
+        self.protocol = factory.buildProtocol(None)
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+        return defer.succeed(self.protocol)
+
+
+class TLSServer:
+    """The server's end of one TLS connection, in memory (Python's ssl module)."""
+
+    def __init__(self, cert: str, key: str):
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+
+    def handshake(self, client, transport) -> None:
+        """Until both ends are through: C{client} the client's TLS protocol."""
+        for _ in range(6):
+            self.incoming.write(transport.value())
+            transport.clear()
+            try:
+                self.tls.do_handshake()
+                self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+            answer = self.outgoing.read()
+            if answer:
+                client.dataReceived(answer)
+
+    def records(self, frames: list[bytes]) -> list[bytes]:
+        """Each frame as the TLS record the server would send it in."""
+        made = []
+        for frame in frames:
+            self.tls.write(frame)
+            made.append(self.outgoing.read())
+        return made
+
+
+def bot_tls_reads(pushes: list[bytes], server: Server) -> float:
+    """CPU seconds per push of the bot's client reading C{pushes} over the bots' TLS."""
+    swarm = Swarm(
+        task.Clock(), Options("127.0.0.1", 1, ca=server.ca, progress=None), scenario.make("idle")
+    )
+    tls = swarm.tls("127.0.0.1", 1)
+    # Older bots' TLS (Twisted's over pyOpenSSL) has no wrap of its own.
+    wrap = getattr(tls, "wrap", None) or partial(endpoints.wrapClientTLS, tls)
+    tracker = ViewTracker(OWN, 0.0, 0.0)
+    client = BotClient(tracker.feed)
+    memory = InMemory()
+    wrap(memory).connect(protocol.Factory.forProtocol(lambda: client))
+    directory = server.config.deployment.tls_dir
+    end = TLSServer(os.path.join(directory, "mmo.crt"), os.path.join(directory, "mmo.key"))
+    end.handshake(memory.protocol, memory.transport)
+    records = end.records(pushes)
+    read = memory.protocol.dataReceived
+    started = time.process_time()
+    for record in records:
+        read(record)
+    spent = time.process_time() - started
+    assert tracker.pushes == len(pushes), tracker.pushes
+    return spent / len(pushes)
+
+
 def sdk_reads(pushes: list[bytes]) -> float:
     """CPU seconds per push of the SDK's client decoding C{pushes} in full."""
     seen = []
@@ -82,16 +161,22 @@ def sdk_reads(pushes: list[bytes]) -> float:
 
 def main(args) -> None:
     pushes = frames(args.pushes, args.neighbours)
-    runs: dict[str, list[float]] = {"bot": [], "sdk": []}
-    for _ in range(args.repeats):
-        runs["sdk"].append(sdk_reads(pushes) * 1e6)
-        runs["bot"].append(bot_reads(pushes) * 1e6)
+    # Not started: its deployment's certificates only.
+    server = Server()
+    runs: dict[str, list[float]] = {"bot": [], "sdk": [], "tls": []}
+    try:
+        for _ in range(args.repeats):
+            runs["sdk"].append(sdk_reads(pushes) * 1e6)
+            runs["bot"].append(bot_reads(pushes) * 1e6)
+            runs["tls"].append(bot_tls_reads(pushes, server) * 1e6)
+        if args.profile:
+            # A run of its own after the measured ones: no figure carries the profiler.
+            profiler = cProfile.Profile(time.process_time)
+            profiler.runcall(bot_tls_reads, pushes, server)
+            profiler.dump_stats(args.profile)
+    finally:
+        shutil.rmtree(server.directory, ignore_errors=True)
     bot, sdk = statistics.median(runs["bot"]), statistics.median(runs["sdk"])
-    if args.profile:
-        # A run of its own after the measured ones: no figure carries the profiler.
-        profiler = cProfile.Profile(time.process_time)
-        profiler.runcall(bot_reads, pushes)
-        profiler.dump_stats(args.profile)
     report(
         {
             "pushes": args.pushes,
@@ -99,6 +184,7 @@ def main(args) -> None:
             "repeats": args.repeats,
             "push_bytes": statistics.mean(len(frame) for frame in pushes),
             "bot_us_per_push": bot,
+            "bot_tls_us_per_push": statistics.median(runs["tls"]),
             "sdk_us_per_push": sdk,
             "bot_sdk_ratio": bot / sdk if sdk else float("nan"),
         },

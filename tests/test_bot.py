@@ -156,6 +156,26 @@ class RequestAccountingTests(unittest.TestCase):
         self.assertEqual(report["errors"], {"zone.move": {"closed": 1}})
 
 
+class BorderWalkFiguresTests(unittest.TestCase):
+    def test_bots_handed_off_and_on_their_lanes(self):
+        """The report counts the bots handed off at least once and those on their lanes."""
+        options = Options("127.0.0.1", 7000, bots=3, world=TWO, progress=None)
+        swarm = Swarm(task.Clock(), options, scenario.make("border-walk", {"span": 15.0}))
+        first, second, third = swarm.bots
+        for _ in range(2):
+            first.zone_changed({"t": "zone.changed"})
+        third.zone_changed({"t": "zone.changed"})
+        step = TWO.max_step(0.5, 0.5)
+        for bot in swarm.bots:
+            bot.walker = geometry.BorderWalker(swarm.lanes[bot.index], step, TWO.spawn, None)
+        while not second.walker.on_lane:
+            second.walker.next()
+        report = swarm.report()
+        self.assertEqual(report["handoffs"], 3)
+        self.assertEqual((report["world"]["handed_off"], report["world"]["on_lane"]), (2, 1))
+        self.assertIn("handoffs: 3 (2 bots), on lane: 1", format_report(report))
+
+
 class ScenarioTests(unittest.TestCase):
     def test_defaults(self):
         chosen = scenario.make("border-walk")

@@ -6,6 +6,7 @@ and the report made of them (a dict with stable keys, see C{docs/bot.md}).
 from __future__ import annotations
 
 import random
+import ssl
 from collections import Counter, defaultdict
 
 from OpenSSL import SSL
@@ -27,7 +28,7 @@ def error_code(failure) -> str:
         return "closed"
     if isinstance(e, (defer.TimeoutError, defer.CancelledError, error.TimeoutError)):
         return "timeout"
-    if isinstance(e, SSL.Error):
+    if isinstance(e, (SSL.Error, ssl.SSLError)):
         return "tls"
     if isinstance(e, (error.ConnectError, error.DNSLookupError)):
         return "connect_failed"
@@ -177,6 +178,9 @@ class Stats:
         self.resumed = 0
         self.moves_followed = 0
         self.handoffs = 0
+        #: Bots handed off at least once; border-walk bots that reached their lane.
+        self.handed_off = 0
+        self.on_lane = 0
         self.corrections = 0
         self.pushes = 0
         self.duplicated = 0
@@ -296,6 +300,8 @@ class Stats:
                 "view_checks": self.view_checks,
                 "corrections": self.corrections,
                 "pushes": self.pushes,
+                "handed_off": self.handed_off,
+                "on_lane": self.on_lane,
                 "examples": list(self.examples),
             },
             "chat": {"sent": self.chat_sent, "delivered": self.chat_delivered},
@@ -382,7 +388,8 @@ def format_report(report: dict) -> str:
     )
     w = report["world"]
     lines.append(
-        f"moves followed: {report['moves_followed']}, handoffs: {report['handoffs']}, "
+        f"moves followed: {report['moves_followed']}, handoffs: {report['handoffs']} "
+        f"({w['handed_off']} bots), on lane: {w['on_lane']}, "
         f"corrections: {w['corrections']}, pushes: {w['pushes']}"
     )
     lines.append(

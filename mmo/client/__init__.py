@@ -47,7 +47,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import mmo
-from mmo.client.tls import ResumingTLS, client_tls_options
+from mmo.client.tls import ResumingTLS, StdlibTLS, client_tls_options
 from mmo.client.view import WorldView
 from mmo.compat import reset_int_n_string_receiver
 from mmo.wire.codec import HEADER as _HEADER
@@ -60,6 +60,7 @@ __all__ = [
     "ConnectionClosed",
     "ResumingTLS",
     "ServerError",
+    "StdlibTLS",
     "WorldView",
     "client_tls_options",
     "connect",
@@ -175,6 +176,8 @@ class Client(FramedProtocol):
         self.move_timeout = 10.0
         self._moving = False
         self._close_after_move = False
+        #: Whether Twisted's framing buffer holds the start of a frame.
+        self._partial = False
         self._queued: list[tuple[defer.Deferred | None, str, dict]] = []
         self._next_id = 0
         self._pending: dict[int, defer.Deferred] = {}
@@ -349,12 +352,14 @@ class Client(FramedProtocol):
         # again as reading a small push.
         if self.closing:
             return
-        if len(data) > 4 and not self.paused and not self.recvd:
+        if len(data) > 4 and not self.paused and not self._partial:
             (length,) = _HEADER.unpack_from(data)
             if length + 4 == len(data) and length <= self.MAX_LENGTH:
                 self.stringReceived(data[4:])
                 return
         FramedProtocol.dataReceived(self, data)
+        # Kept here: Twisted's own answer (recvd) copies its buffer on every read.
+        self._partial = bool(self.recvd)
 
     def connectionMade(self) -> None:
         d = self.request("hello", versions=self.versions, client=self.name)
@@ -465,6 +470,7 @@ class Client(FramedProtocol):
         self.closing = False
         self.goodbye = None
         reset_int_n_string_receiver(self)
+        self._partial = False
         self._ready = _Outcome()
         self.log.info(
             "following the move to {gateway} ({host}:{port})",
@@ -561,7 +567,7 @@ def connect(
     timeout: float = 10.0,
     client: Client | None = None,
     resume: tuple[str, int] | None = None,
-    tls: ResumingTLS | None = None,
+    tls: ResumingTLS | StdlibTLS | None = None,
 ) -> defer.Deferred:
     """
     Connect to an mmo server over TLS and handshake; with C{resume}, also
@@ -581,11 +587,11 @@ def connect(
         timeout then covers the resume as well; a refused resume closes the
         connection and fails the result with L{ServerError}
         C{resume_refused}.
-    @param tls: The L{ResumingTLS} of this server, kept by the caller from
-        one connection to the next: the connection is offered its session,
-        and its own session is kept in it once the server's C{hello} reply
-        has come (C{ca} and C{hostname} are then its own business).  By
-        default, a new one: a full handshake.
+    @param tls: The L{ResumingTLS} (or L{StdlibTLS}) of this server, kept
+        by the caller from one connection to the next: the connection is
+        offered its session, and its own session is kept in it once the
+        server's C{hello} reply has come (C{ca} and C{hostname} are then its
+        own business).  By default, a new L{ResumingTLS}: a full handshake.
     @return: A Deferred firing with the ready (and, with C{resume},
         resumed) L{Client}.
     """
@@ -593,9 +599,7 @@ def connect(
         client = Client()
     if tls is None:
         tls = ResumingTLS(client_tls_options(hostname or host, ca))
-    endpoint = endpoints.wrapClientTLS(
-        tls, endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout)
-    )
+    endpoint = tls.wrap(endpoints.HostnameEndpoint(reactor, host, port, timeout=timeout))
 
     def abort(result, timeout):
         if client.transport is not None:
@@ -604,10 +608,12 @@ def connect(
 
     def connector(to_host: str, to_port: int) -> defer.Deferred:
         # A move keeps the name the caller asked to verify, if any.
-        to = endpoints.wrapClientTLS(
-            client_tls_options(hostname or to_host, ca),
-            endpoints.HostnameEndpoint(reactor, to_host, to_port, timeout=timeout),
-        )
+        name = hostname or to_host
+        if isinstance(tls, StdlibTLS):
+            to_tls = tls.elsewhere(name)
+        else:
+            to_tls = ResumingTLS(client_tls_options(name, ca))
+        to = to_tls.wrap(endpoints.HostnameEndpoint(reactor, to_host, to_port, timeout=timeout))
         return connect_protocol(to, client)
 
     client.connector = connector
