@@ -18,6 +18,12 @@ once, in turn, C{--repeats} times; each figure is the median:
   - token: as login, with the device's refresh token instead of the
     password (no hash; the next token is kept for the next one).
 
+Beside the ceiling of one check alone, the checks are timed with every
+core checking at once (C{hash_parallel_ms}), as the server's hashing
+threads run when logins queue, and the server's hashing threads are
+watched: their CPU per login and the share of their time they had no hash
+to run.
+
 The client runs in this process, on the server's cores: it is kept cheap
 (one TLS context for every connection, as a client program has; a loopback
 address, no name lookup), and its CPU per operation is measured and shown
@@ -30,6 +36,7 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import threading
 import time
 
 import argon2
@@ -155,11 +162,11 @@ async def token_login(loopback: Loopback, tokens: dict) -> None:
     await client.close()
 
 
-def hash_seconds(login_config, count: int = 20) -> float:
+def timed_checks(login_config, count: int, threads: int = 1) -> list[float]:
     """
-    The median CPU time of one argon2id check with the server's parameters,
-    here (CPU time, not wall time: on a busy machine the wall time counts
-    the waits for a core too).
+    The CPU times of C{count} argon2id checks with the server's parameters
+    on each of C{threads} threads checking at once (CPU time, not wall
+    time: on a busy machine the wall time counts the waits for a core too).
     """
     hasher = argon2.PasswordHasher(
         time_cost=login_config.argon2_time_cost,
@@ -167,12 +174,39 @@ def hash_seconds(login_config, count: int = 20) -> float:
         parallelism=login_config.argon2_parallelism,
     )
     encoded = hasher.hash(PASSWORD)
-    times = []
-    for _ in range(count):
-        started = time.process_time()
-        hasher.verify(encoded, PASSWORD)
-        times.append(time.process_time() - started)
-    return statistics.median(times)
+    times: list[float] = []
+
+    def check():
+        for _ in range(count):
+            started = time.thread_time()
+            hasher.verify(encoded, PASSWORD)
+            times.append(time.thread_time() - started)
+
+    if threads == 1:
+        check()
+        return times
+    # argon2-cffi lets go of the GIL while it hashes: the threads hash on
+    # different cores at once, as the server's hashing threads do.
+    running = [threading.Thread(target=check) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return times
+
+
+def hash_seconds(login_config, count: int = 20) -> float:
+    """The median CPU time of one argon2id check with the server's parameters, alone."""
+    return statistics.median(timed_checks(login_config, count))
+
+
+def parallel_hash_seconds(login_config, cores: int, count: int = 10) -> float:
+    """
+    The median CPU time of one check while every core checks one at once,
+    as the server's hashing threads do when logins queue: the checks share
+    the caches and the memory bus, so each costs more than one alone.
+    """
+    return statistics.median(timed_checks(login_config, count, cores))
 
 
 async def measure(operation, count, concurrency, deadline):
@@ -200,6 +234,43 @@ def thread_cpu_seconds(pid: int, tid: int) -> float:
     """The CPU time of thread C{tid} of process C{pid}, to the nanosecond."""
     with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
         return int(f.read().split()[0]) / 1e9
+
+
+def thread_times(pid: int) -> dict[int, tuple[float, float]]:
+    """
+    Each thread of process C{pid}: the seconds it ran and the seconds it
+    waited for a core, from C{/proc/PID/task/*/schedstat}.
+    """
+    times = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ran, waited = f.read().split()[:2]
+        except (OSError, ValueError):
+            continue
+        times[int(tid)] = (int(ran) / 1e9, int(waited) / 1e9)
+    return times
+
+
+def hashing_threads(pid: int, threads: int, wall: float, before: dict, after: dict):
+    """
+    The CPU seconds of the server's hashing threads between C{before} and
+    C{after} (L{thread_times}), and the share of their time they spent
+    idle: neither running nor waiting for a core, so with no hash to run.
+    They are the C{threads} threads, the reactor's apart, that ran the
+    most (the store's thread runs little).
+    """
+    spent = sorted(
+        (
+            tuple(now - then for now, then in zip(times, before.get(tid, (0.0, 0.0)), strict=True))
+            for tid, times in after.items()
+            if tid != pid
+        ),
+        reverse=True,
+    )[:threads]
+    ran = sum(times[0] for times in spent)
+    busy = sum(times[0] + times[1] for times in spent)
+    return ran, max(0.0, 1 - ratio(busy, wall * threads))
 
 
 class Meters:
@@ -244,11 +315,16 @@ async def main(reactor, args) -> None:
     server.start()
     runs: dict[str, list] = {
         "hash_ms": [],
+        "hash_parallel_ms": [],
         "other_cpu_per_s": [],
         "login_free_ceiling_ratio": [],
         "kept_free_ceiling_ratio": [],
         "login_resumed": [],
         "token_resumed": [],
+        "login_hash_cpu_ms": [],
+        "login_hash_idle": [],
+        "kept_hash_cpu_ms": [],
+        "kept_hash_idle": [],
     }
     for kind in KINDS:
         runs.update(
@@ -293,14 +369,19 @@ async def main(reactor, args) -> None:
         idle_per_s = (cpu_seconds(pid) - idle) / IDLE_SECONDS
         idle_reactor_per_s = (thread_cpu_seconds(pid, pid) - idle_reactor) / IDLE_SECONDS
         meters = Meters(server.process.pid)
+        hashers = hash_threads(server.config.login)
         for _ in range(args.repeats):
             runs["hash_ms"].append(hash_seconds(server.config.login) * 1000)
+            runs["hash_parallel_ms"].append(
+                parallel_hash_seconds(server.config.login, usable_cores()) * 1000
+            )
             for kind in kinds:
-                before = meters.read()
+                before, threads_before = meters.read(), thread_times(pid)
                 connections = list(loopback.resumed)
                 found, rate = await measure(
                     operations[kind], args.logins, args.concurrency, deadline
                 )
+                threads_after = thread_times(pid)
                 wall, server_cpu, reactor_cpu, client_cpu, other_cpu = meters.since(before)
                 if not found:
                     continue
@@ -317,6 +398,11 @@ async def main(reactor, args) -> None:
                 runs[f"{kind}_reactor_cpu_ms"].append(reactor_cpu / len(found) * 1000)
                 runs[f"{kind}_client_cpu_ms"].append(client_cpu / len(found) * 1000)
                 if kind in ("login", "kept"):
+                    hashing, idle = hashing_threads(
+                        pid, hashers, wall, threads_before, threads_after
+                    )
+                    runs[f"{kind}_hash_cpu_ms"].append(hashing / len(found) * 1000)
+                    runs[f"{kind}_hash_idle"].append(idle)
                     # The ceiling of the cores the rest of the machine left free.
                     others = other_cpu / wall
                     free = max(usable_cores() - others, 0.0)
@@ -334,6 +420,10 @@ async def main(reactor, args) -> None:
     client_cpu = {kind: median(runs[f"{kind}_client_cpu_ms"]) for kind in KINDS}
     hash_ms = median(runs["hash_ms"])
     ceiling = ratio(usable_cores(), hash_ms / 1000)
+    hash_parallel_ms = median(runs["hash_parallel_ms"])
+    # What the cores can check when each checks at once: the ceiling with
+    # nothing but hashing on them, which the memory they share lowers.
+    parallel_ceiling = ratio(usable_cores(), hash_parallel_ms / 1000)
     figures = {
         "logins": len(latencies["login"]),
         "kept_logins": len(latencies["kept"]),
@@ -349,7 +439,17 @@ async def main(reactor, args) -> None:
         "other_cpu_per_s": median(runs["other_cpu_per_s"]),
         "hash_ms": hash_ms,
         "hash_ceiling_per_s": ceiling,
+        "hash_parallel_ms": hash_parallel_ms,
+        "hash_parallel_ratio": ratio(hash_parallel_ms, hash_ms),
+        "parallel_ceiling_per_s": parallel_ceiling,
     }
+    for kind, label in (("login", "login"), ("kept", "kept_login")):
+        figures.update(
+            {
+                f"{label}_hash_cpu_ms": median(runs[f"{kind}_hash_cpu_ms"]),
+                f"{label}_hash_idle": median(runs[f"{kind}_hash_idle"]),
+            }
+        )
     for kind, label in (("login", "login"), ("kept", "kept_login"), ("token", "token")):
         figures.update(
             {
@@ -367,6 +467,8 @@ async def main(reactor, args) -> None:
             "login_ceiling_ratio": ratio(rates["login"], ceiling),
             "login_cpu_ceiling_ratio": ratio(hash_ms, cpu["login"]),
             "kept_login_ceiling_ratio": ratio(rates["kept"], ceiling),
+            "login_parallel_ceiling_ratio": ratio(rates["login"], parallel_ceiling),
+            "kept_login_parallel_ceiling_ratio": ratio(rates["kept"], parallel_ceiling),
             "login_free_ceiling_ratio": median(runs["login_free_ceiling_ratio"]),
             "kept_login_free_ceiling_ratio": median(runs["kept_free_ceiling_ratio"]),
             "kept_login_cpu_ceiling_ratio": ratio(hash_ms, cpu["kept"]),

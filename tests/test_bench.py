@@ -12,6 +12,7 @@ import time
 
 from twisted.trial import unittest
 
+from tests import support
 from tests.support import load_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -608,6 +609,31 @@ class LoginBenchTests(unittest.TestCase):
         self.assertLess(
             figures["kept_login_reactor_cpu_ms"], figures["kept_login_server_cpu_ms"] * 0.5
         )
+        # The ceiling of every core checking at once, beside the one of a check alone.
+        self.assertGreater(figures["hash_parallel_ms"], 0)
+        self.assertAlmostEqual(
+            figures["parallel_ceiling_per_s"], figures["cores"] / figures["hash_parallel_ms"] * 1000
+        )
+        self.assertAlmostEqual(
+            figures["hash_parallel_ratio"], figures["hash_parallel_ms"] / figures["hash_ms"]
+        )
+        self.assertAlmostEqual(
+            figures["login_parallel_ceiling_ratio"],
+            figures["login_per_s"] / figures["parallel_ceiling_per_s"],
+        )
+        # The hashing threads' CPU per login is about a check's; their idle share is a share.
+        for kind in ("login", "kept_login"):
+            self.assertGreater(figures[f"{kind}_hash_cpu_ms"], figures["hash_ms"] * 0.5)
+            self.assertGreaterEqual(figures[f"{kind}_hash_idle"], 0)
+            self.assertLessEqual(figures[f"{kind}_hash_idle"], 1)
+
+    def test_checks_timed_on_every_thread(self):
+        timed_checks = load_bench("login").timed_checks
+        login = support.config_of(login={"argon2_memory_kib": 64, "argon2_time_cost": 1}).login
+        for threads in (1, 3):
+            times = timed_checks(login, 4, threads)
+            self.assertEqual(len(times), 4 * threads)
+            self.assertTrue(all(0 < seconds < 1 for seconds in times))
 
     def test_no_resume(self):
         outcome = run.run_script(
