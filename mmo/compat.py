@@ -11,6 +11,7 @@ from functools import partial
 
 from OpenSSL.SSL import WantReadError
 from twisted.internet import tcp
+from twisted.protocols.tls import TLSMemoryBIOProtocol, _AggregateSmallWrites
 
 
 class MessageTooBigHook:
@@ -136,6 +137,9 @@ class TLSWriteThrough:
     As the handshake ends, the connection gets new memory BIOs
     (L{fresh_bios}): the handshake's left theirs at their largest.
 
+    L{writeNow} writes a connection's frames without waiting for the end
+    of the turn.
+
     Library: Twisted (checked with 26.10).  Private names of
     C{twisted.protocols.tls.TLSMemoryBIOProtocol}: C{_flushSendBIO} (where
     every byte TLS makes is written to the transport, the handshake's
@@ -161,6 +165,35 @@ class TLSWriteThrough:
 
     def _flushSendBIO(self) -> None:
         self._sendSome()
+
+    def writeNow(self, data: bytes) -> None:
+        """
+        Write C{data} now: one TLS write of what this turn gathered before
+        it (first, in the same record) and C{data}, sent at once, instead
+        of at the end of the turn.  A caller that knows it has written all
+        it will this turn (a delivery's frames for the connection) saves
+        the gathering's delayed call (C{callLater(0)}, one per connection
+        per turn) and its turn of the reactor's timed calls.  Order and the
+        producer's pause are as with C{write}: the same bytes reach
+        C{TLSMemoryBIOProtocol.write} in the same order, only sooner.
+
+        Private names (Twisted, checked with 26.10): C{_aggregator} of
+        C{BufferingTLSTransport}, the gatherer its C{write} is bound to
+        (an C{_AggregateSmallWrites}; a C{_NullAggregator} once the
+        connection is lost), and its C{_buffer}; Twisted has no public way
+        to write past it, nor to flush it.
+        """
+        aggregator = getattr(self, "_aggregator", None)
+        if type(aggregator) is not _AggregateSmallWrites:
+            # Closed (or a TLS protocol that gathers nothing): as C{write}.
+            self.write(data)
+        elif aggregator._buffer:
+            # Joined to what is gathered (its flush is already scheduled,
+            # and finds nothing left).
+            aggregator.write(data)
+            aggregator.flush()
+        else:
+            TLSMemoryBIOProtocol.write(self, data)
 
     def _sendSome(self) -> bool:
         """Send what TLS has to send, 32 KB at most; whether there was any."""

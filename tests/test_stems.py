@@ -44,6 +44,8 @@ class Connection:
 
     def __init__(self, transport=None):
         self.frames: list[bytes] = []
+        #: What each write that leaves at once was given (frames joined).
+        self.writes: list[bytes] = []
         self.transport = transport
 
     def canSend(self) -> bool:
@@ -53,6 +55,14 @@ class Connection:
         self.frames.append(frame)
         if self.transport is not None:
             self.transport.write(frame)
+
+    def sendFramesNow(self, frames: bytes) -> None:
+        self.writes.append(frames)
+        offset = 0
+        while offset < len(frames):
+            end = offset + 4 + codec.HEADER.unpack_from(frames, offset)[0]
+            self.sendFrame(frames[offset:end])
+            offset = end
 
 
 class Gateways:
