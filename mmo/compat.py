@@ -9,9 +9,22 @@ from __future__ import annotations
 
 from functools import partial
 
-from OpenSSL.SSL import WantReadError
+from OpenSSL.SSL import Error, WantReadError
 from twisted.internet import tcp
 from twisted.protocols.tls import TLSMemoryBIOProtocol, _AggregateSmallWrites
+from twisted.python.failure import Failure
+
+try:
+    from OpenSSL._util import ffi as _ffi
+    from OpenSSL._util import lib as _lib
+except ImportError:
+    # A pyOpenSSL without them: its public methods, as Twisted calls them.
+    _ffi = _lib = None
+
+#: The most plaintext of one TLS record (what Twisted hands OpenSSL at once).
+_RECORD = 2**14
+#: The most a connection's send BIO is read of at once (as Twisted reads it).
+_SEND_READ = 2**15
 
 
 class MessageTooBigHook:
@@ -192,14 +205,55 @@ class TLSWriteThrough:
             # and finds nothing left).
             aggregator.write(data)
             aggregator.flush()
+        elif (
+            _lib is not None
+            and type(data) is bytes
+            and len(data) <= _RECORD
+            and self._handshakeDone
+            and not self._lostTLSConnection
+            and not self._appSendBuffer
+            and not (self.disconnecting and self._producer is None)
+        ):
+            self._writeRecord(data)
         else:
             TLSMemoryBIOProtocol.write(self, data)
 
+    def _writeRecord(self, data: bytes) -> None:
+        """
+        What C{TLSMemoryBIOProtocol._write} does with C{data} (one record's
+        worth, the handshake done, nothing buffered before it), without
+        pyOpenSSL's C{Connection.send} around C{SSL_write} (half the cost of
+        a small write: the buffer's context, the error check of a write
+        that succeeded) nor Twisted's loop and slice.  A write OpenSSL does
+        not take whole goes on as Twisted's would: the rest written by
+        C{_write}, a C{WantReadError} buffered, another error the end of the
+        connection.
+
+        Private names: pyOpenSSL's C{Connection._ssl} and
+        C{_raise_ssl_error} (its check of an C{SSL_write} result), and
+        C{OpenSSL._util.lib}; Twisted's C{_write}, C{_bufferedWrite} and
+        C{_tlsShutdownFinished}.
+        """
+        connection = self._tlsConnection
+        written = _lib.SSL_write(connection._ssl, data, len(data))
+        if written == len(data):
+            self._sendSome()
+            return
+        if written > 0:
+            self._sendSome()
+            TLSMemoryBIOProtocol._write(self, data[written:])
+            return
+        try:
+            connection._raise_ssl_error(connection._ssl, written)
+        except WantReadError:
+            self._bufferedWrite(data)
+        except Error:
+            self._tlsShutdownFinished(Failure())
+
     def _sendSome(self) -> bool:
         """Send what TLS has to send, 32 KB at most; whether there was any."""
-        try:
-            data = self._tlsConnection.bio_read(2**15)
-        except WantReadError:
+        data = _take_sent(self._tlsConnection)
+        if data is None:
             return False
         transport = self.transport
         if isinstance(transport, tcp.Connection):
@@ -207,6 +261,40 @@ class TLSWriteThrough:
         else:
             transport.write(data)
         return True
+
+
+#: The buffer every connection's send BIO is read into (L{_take_sent}): one
+#: for all, the reactor's thread reading one connection at a time.
+_send_buffer = _ffi.new("char[]", _SEND_READ) if _ffi is not None else None
+
+
+def _take_sent(connection) -> bytes | None:
+    """
+    What pyOpenSSL C{connection}'s send BIO holds, 32 KB at most, or
+    C{None} when it is empty: C{Connection.bio_read}, without its checks of
+    its argument, its new buffer per call (a C{malloc} of 32 KB) and the
+    C{WantReadError} it raises when the BIO is empty.  Any other error of
+    the BIO is raised as C{bio_read} raises it.
+
+    Private names (pyOpenSSL, checked with 26.4): C{Connection._from_ssl}
+    (its send BIO) and C{_handle_bio_errors}, and C{OpenSSL._util}'s
+    C{ffi} and C{lib}, the bindings it calls OpenSSL with.
+    """
+    buffer = _send_buffer
+    if buffer is None:
+        try:
+            return connection.bio_read(_SEND_READ)
+        except WantReadError:
+            return None
+    bio = connection._from_ssl
+    read = _lib.BIO_read(bio, buffer, _SEND_READ)
+    if read > 0:
+        return _ffi.buffer(buffer, read)[:]
+    try:
+        connection._handle_bio_errors(bio, read)
+    except WantReadError:
+        pass
+    return None
 
 
 def fresh_bios(connection) -> None:
