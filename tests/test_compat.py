@@ -307,6 +307,35 @@ class TLSWriteThroughTests(unittest.TestCase):
         self.assertFalse(server.transport.connected)
 
 
+    async def test_write_now_refused_by_tls(self):
+        """
+        A record OpenSSL refuses (here: written after TLS was shut down)
+        ends the connection, as Twisted's own write does, with the error.
+        """
+        client = await connect(
+            reactor,
+            "127.0.0.1",
+            self.listener.port.getHost().port,
+            ca=tls.ca_path(self.config.deployment.tls_dir),
+            hostname="localhost",
+        )
+        self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
+        await client.request("ping")
+        (server,) = self.factory.connections
+        lost = defer.Deferred()
+        closed = server.connectionLost
+
+        def connectionLost(reason):
+            closed(reason)
+            lost.callback([reason])
+
+        server.connectionLost = connectionLost
+        server.transport._tlsConnection.shutdown()
+        server.transport.writeNow(frame("tick", n=1))
+        (reason,) = await lost
+        reason.trap(SSL.Error)
+
+
 def frame(kind: str, **fields) -> bytes:
     """A whole frame (its length header included) of message C{kind}."""
     body = codec.encode({**fields, "t": kind})
