@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from functools import partial
 
-from OpenSSL.SSL import Error, WantReadError
+from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
 from twisted.internet import tcp
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import TLSMemoryBIOProtocol, _AggregateSmallWrites
 from twisted.python.failure import Failure
 
@@ -25,6 +26,8 @@ except ImportError:
 _RECORD = 2**14
 #: The most a connection's send BIO is read of at once (as Twisted reads it).
 _SEND_READ = 2**15
+#: The most plaintext read from a connection at once (as Twisted reads it).
+_RECEIVE_READ = 2**15
 
 
 class MessageTooBigHook:
@@ -250,6 +253,48 @@ class TLSWriteThrough:
         except Error:
             self._tlsShutdownFinished(Failure())
 
+    def _flushReceiveBIO(self) -> None:
+        """
+        What C{TLSMemoryBIOProtocol._flushReceiveBIO} does (the plaintext
+        of what was received, to the protocol, then what TLS has to send),
+        reading with C{SSL_read} into one buffer for all connections: not
+        pyOpenSSL's C{Connection.recv}, which makes a new 32 KB buffer per
+        call and raises C{WantReadError} at the end of every read (one
+        exception per read of every client), where C{SSL_get_error} says
+        so here.  Every other outcome is C{recv}'s, handled as Twisted
+        handles it.  Called only once the handshake is done, when
+        pyOpenSSL's callbacks (ALPN, verification) have had their say.
+
+        Private names: Twisted's C{_flushReceiveBIO},
+        C{_lostTLSConnection}, C{_aborted}, C{_shutdownTLS} and
+        C{_tlsShutdownFinished}; pyOpenSSL's C{Connection._ssl} and
+        C{_raise_ssl_error}, and C{OpenSSL._util}.
+        """
+        buffer = _receive_buffer
+        if buffer is None:
+            super()._flushReceiveBIO()
+            return
+        connection = self._tlsConnection
+        ssl = connection._ssl
+        while not self._lostTLSConnection:
+            read = _lib.SSL_read(ssl, buffer, _RECEIVE_READ)
+            if read > 0:
+                if not self._aborted:
+                    ProtocolWrapper.dataReceived(self, _ffi.buffer(buffer, read)[:])
+                continue
+            if _lib.SSL_get_error(ssl, read) == _lib.SSL_ERROR_WANT_READ:
+                break
+            try:
+                connection._raise_ssl_error(ssl, read)
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            except Error:
+                self._tlsShutdownFinished(Failure())
+        self._flushSendBIO()
+
     def _sendSome(self) -> bool:
         """Send what TLS has to send, 32 KB at most; whether there was any."""
         data = _take_sent(self._tlsConnection)
@@ -266,6 +311,9 @@ class TLSWriteThrough:
 #: The buffer every connection's send BIO is read into (L{_take_sent}): one
 #: for all, the reactor's thread reading one connection at a time.
 _send_buffer = _ffi.new("char[]", _SEND_READ) if _ffi is not None else None
+#: The buffer every connection's plaintext is read into
+#: (L{TLSWriteThrough._flushReceiveBIO}), the same way.
+_receive_buffer = _ffi.new("char[]", _RECEIVE_READ) if _ffi is not None else None
 
 
 def _take_sent(connection) -> bytes | None:

@@ -336,6 +336,46 @@ class TLSWriteThroughTests(unittest.TestCase):
         reason.trap(SSL.Error)
 
 
+    async def test_reads_without_an_exception(self):
+        """
+        What a client sends is read to the end without pyOpenSSL's
+        C{recv}, which raised C{WantReadError} at the end of every read; a
+        client's close (its close_notify) still closes the connection.
+        """
+        client = await connect(
+            reactor,
+            "127.0.0.1",
+            self.listener.port.getHost().port,
+            ca=tls.ca_path(self.config.deployment.tls_dir),
+            hostname="localhost",
+        )
+        self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
+        await client.request("ping")
+        (server,) = self.factory.connections
+        connection = server.transport._tlsConnection
+        received = []
+        recv = connection.recv
+
+        def counted(size, flags=None):
+            received.append(size)
+            return recv(size, flags)
+
+        connection.recv = counted
+        for _ in range(3):
+            self.assertIn("time", await client.request("ping"))
+        self.assertEqual(received, [])
+        closed = defer.Deferred()
+        lose = server.connectionLost
+
+        def connectionLost(reason):
+            lose(reason)
+            closed.callback([reason])
+
+        server.connectionLost = connectionLost
+        client.transport.loseConnection()
+        await closed
+
+
 def frame(kind: str, **fields) -> bytes:
     """A whole frame (its length header included) of message C{kind}."""
     body = codec.encode({**fields, "t": kind})
