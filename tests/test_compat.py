@@ -306,7 +306,6 @@ class TLSWriteThroughTests(unittest.TestCase):
         server.transport.writeNow(frame("tick", n=1))
         self.assertFalse(server.transport.connected)
 
-
     async def test_write_now_refused_by_tls(self):
         """
         A record OpenSSL refuses (here: written after TLS was shut down)
@@ -334,7 +333,6 @@ class TLSWriteThroughTests(unittest.TestCase):
         server.transport.writeNow(frame("tick", n=1))
         (reason,) = await lost
         reason.trap(SSL.Error)
-
 
     async def test_reads_without_an_exception(self):
         """
