@@ -31,7 +31,7 @@ from mmo.frontend.backlog import IWatchedTransport, SendBacklog
 from mmo.frontend.deadlines import EPSILON
 from mmo.frontend.sending import CLOSED, HANDSHAKE, OPEN, FrameSending
 from mmo.metrics.kinds import LabelCache
-from mmo.metrics.registry import MESSAGES_RECEIVED, REQUEST_DURATION
+from mmo.metrics.registry import MESSAGES_RECEIVED, MESSAGES_SENT, REQUEST_DURATION
 from mmo.tls import HandshakeLogging, peer_address
 from mmo.unavailable import client_error
 from mmo.wire import codes
@@ -43,9 +43,9 @@ from mmo.wire.protocol import FramedProtocol
 CLOSE_GRACE = 5.0
 
 #: The counters of this process's client messages, a child per type the
-#: code handles (a type no handler takes counts as C{other}); those sent
-#: are in L{mmo.frontend.sending}.
+#: code handles or sends (a type no handler takes counts as C{other}).
 RECEIVED = LabelCache(MESSAGES_RECEIVED)
+SENT = LabelCache(MESSAGES_SENT)
 LATENCY = LabelCache(REQUEST_DURATION)
 
 
@@ -265,6 +265,10 @@ class ClientProtocol(HandshakeLogging, FrameSending, FramedProtocol):
         self.wireError(
             WireError(codes.INTERNAL, f"the server failed to handle {kind!r}"), request_id
         )
+
+    def sendMessage(self, message: dict) -> None:
+        super().sendMessage(message)
+        SENT.child(message["t"]).inc()
 
     def _close(self) -> None:
         self.factory.deadlines.forget(self)

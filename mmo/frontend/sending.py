@@ -8,13 +8,8 @@ dispatching.
 
 from __future__ import annotations
 
-from mmo.metrics.kinds import LabelCache
-from mmo.metrics.registry import MESSAGES_SENT
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
-
-#: The counters of this process's client messages sent, a child per type.
-SENT = LabelCache(MESSAGES_SENT)
 
 # Connection states.
 HANDSHAKE = "handshake"
@@ -26,6 +21,7 @@ class FrameSending:
     """
     Mixin of L{mmo.frontend.protocol.ClientProtocol}, before its
     L{mmo.wire.protocol.FramedProtocol}: the sending side of a connection.
+    Messages are encoded and counted by the protocol's C{sendMessage}.
     It reads the protocol's C{transport}, C{backlog}, C{state},
     C{closing}, C{seq}, C{MAX_LENGTH}, C{peer}, C{factory} and C{log},
     and closes with its C{_close}.
@@ -70,10 +66,6 @@ class FrameSending:
     def fail(self, error: WireError) -> None:
         """Report C{error} (not tied to a request) to the client."""
         self.wireError(error, None)
-
-    def sendMessage(self, message: dict) -> None:
-        super().sendMessage(message)
-        SENT.child(message["t"]).inc()
 
     def sendString(self, string: bytes) -> None:
         self.sendFrame(codec.HEADER.pack(len(string)) + string)
