@@ -224,7 +224,7 @@ class Gathered:
 
     def __init__(self, protocol):
         self.canSend = protocol.canSend
-        self.sendFramesNow = protocol.sendFrame
+        self.sendFrame = self.sendFramesNow = protocol.sendFrame
 
 
 class TLSClients:
