@@ -262,8 +262,10 @@ class TLSWriteThrough:
         call and raises C{WantReadError} at the end of every read (one
         exception per read of every client), where C{SSL_get_error} says
         so here.  Every other outcome is C{recv}'s, handled as Twisted
-        handles it.  Called only once the handshake is done, when
-        pyOpenSSL's callbacks (ALPN, verification) have had their say.
+        handles it.  (The check C{recv} makes of pyOpenSSL's callbacks,
+        ALPN's and verification's, has nothing to say at the end of a
+        read: a callback that fails fails the handshake, which is an
+        error, checked as C{recv} checks it.)
 
         Private names: Twisted's C{_flushReceiveBIO},
         C{_lostTLSConnection}, C{_aborted}, C{_shutdownTLS} and
