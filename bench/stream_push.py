@@ -7,7 +7,7 @@ run, the batch a zone sends an older gateway (L{mmo.game.messages.PushBatch}
 in a L{mmo.rpc.commands.Stream}, which the gateway decodes and encodes
 again, push by push).
 
-    python bench/stream_push.py [--players 400] [--ticks 200] [--visible 8] [--json]
+    python bench/stream_push.py [--players 400] [--ticks 200] [--visible 8] [--tls] [--json]
 
 Each tick every player gets one C{world.update} of C{--visible} moving
 entities (and every tenth a C{world.correct} before it).  The zone's side
@@ -21,19 +21,34 @@ attached to a connection that drops its frames.  CPU time with
 C{time.process_time}, the best of C{--repeat} (default 5) runs of C{--ticks}
 ticks each, per push.  C{--profile PATH}: the stems' gateway side once
 more, under cProfile (its time in no figure).
+
+With C{--tls}, the stems' gateway side once more with every session
+attached to a real client connection: mmo's client listener's TLS
+(L{mmo.frontend.addresses.LimitedTLSFactory}) on loopback, its clients
+(Twisted, TLS through pyOpenSSL, reading and dropping what they get) in a
+child process; the gateway's figure then includes the TLS writes and
+C{send()}s, and the reactor's turn after each tick's message (where
+writes gathered for the turn go).  Its baseline,
+C{tls_gathered_gateway_us_per_push}: the same, each connection's frames
+written as any other write, gathered for the end of the turn (L{Gathered}),
+the two taking turns.  Beside them, C{tls_write_us_per_push}: the first
+less the stems' gateway figure of the same run.
 """
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import os
 import random
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import parser, report  # noqa: E402
+from _common import parser, raise_nofile, report  # noqa: E402
 
 from mmo.bus.memory import MemoryBus  # noqa: E402
 from mmo.game import messages  # noqa: E402
@@ -73,6 +88,8 @@ class Connection:
 
     def sendFrame(self, frame: bytes) -> None:
         pass
+
+    sendFramesNow = sendFrame
 
 
 class Held:
@@ -123,12 +140,22 @@ class _Result:
 
 
 def measure(
-    results, takes: tuple[str, ...], players: int, repeat: int, profile: str | None = None
+    results,
+    takes: tuple[str, ...],
+    players: int,
+    repeat: int,
+    profile: str | None = None,
+    clients=None,
+    gathered: bool = False,
 ) -> dict:
     """
     The zone's and the gateway's best CPU time over C{results}, seconds;
     the box bytes.  With C{profile}, one run more, of the gateway's side
-    under cProfile, its stats written there (not in the figures).
+    under cProfile, its stats written there (not in the figures).  With
+    C{clients} (a L{TLSClients}), each session's connection is one of its
+    connections, and the gateway's time takes in a reactor turn after each
+    message; with C{gathered} too, each connection's frames are written as
+    any other write (L{Gathered}).
     """
     best_zone = best_gateway = float("inf")
     box_bytes = 0
@@ -151,28 +178,189 @@ def measure(
                 session=f"session-{p}", gateway=GATEWAY, account_id=f"a-{p}", name=f"p{p}"
             )
             session = Session(caller, None, "token", 100, 1 << 20)
-            session.attach(Connection())
+            if clients is None:
+                connection = Connection()
+            elif gathered:
+                connection = Gathered(clients.connections[p])
+            else:
+                connection = clients.connections[p]
+            session.attach(connection)
             sessions.append(session)
         delivery = Delivery(Held(sessions), Forwards(), None)
         dispatcher = messages.Dispatcher(GATEWAY)
         dispatcher.on(PushBatch, delivery.push_batch)
         dispatcher.on(PushStems, delivery.push_stems)
+        turn = clients.turn if clients is not None else None
         if profiler is not None:
             profiler.enable()
         started = time.process_time()
         for message in link.sent:
             # What StreamedLinkFactory.heard does with a Stream's argument.
             dispatcher(unpack(message))
+            if turn is not None:
+                turn()
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile)
         else:
             best_gateway = min(best_gateway, time.process_time() - started)
+        if clients is not None:
+            clients.drain()
         if sum(s.seq for s in sessions) != sum(
             len(e) for r in results for e in r.pushes[GATEWAY].values()
         ):
             raise SystemExit("a push was not delivered")
     return {"zone": best_zone, "gateway": best_gateway, "bytes": box_bytes}
+
+
+class Gathered:
+    """
+    A client connection whose frames of a tick are written as any other
+    write, gathered by the TLS transport for the end of the reactor turn
+    (a delayed call per connection), instead of leaving at once: how a
+    tick's frames were written before C{sendFramesNow}, the baseline of
+    the TLS figures.
+    """
+
+    def __init__(self, protocol):
+        self.canSend = protocol.canSend
+        self.sendFrame = self.sendFramesNow = protocol.sendFrame
+
+
+class TLSClients:
+    """
+    C{count} client connections on mmo's client listener's TLS, on
+    loopback, their clients in a child process (L{clients_main}); the
+    server side's protocols are L{connections}, each a
+    L{mmo.frontend.protocol.ClientProtocol} that only sends.
+    """
+
+    def __init__(self, count: int, max_seconds: float = 60.0):
+        from twisted.internet import endpoints, reactor
+        from twisted.internet.interfaces import IHandshakeListener
+        from twisted.internet.protocol import Factory
+        from zope.interface import implementer
+
+        from mmo import certs, tls
+        from mmo import config as mmo_config
+        from mmo.frontend.addresses import AddressLimits, LimitedTLSFactory
+        from mmo.frontend.protocol import OPEN, ClientProtocol
+
+        self.reactor = reactor
+        self.connections: list = []
+        self._directory = tempfile.TemporaryDirectory(prefix="stream_push-")
+        path = os.path.join(self._directory.name, "mmo.toml")
+        with open(path, "w") as f:
+            f.write(
+                '[deployment]\nname = "bench"\ntls_dir = "certs"\n'
+                "[listeners]\nper_address = 0\nper_address_rate = 0\n"
+                '[processes.mmo]\nkind = "mmo"\nclient = "tcp:0:interface=127.0.0.1"\n'
+                'hosts = ["localhost", "127.0.0.1"]\n'
+            )
+        config = mmo_config.load(path)
+        certs.generate(config)
+        handshakes = self.connections
+
+        @implementer(IHandshakeListener)
+        class Pushed(ClientProtocol):
+            """A client connection that is only written to: open once TLS is."""
+
+            def connectionMade(self) -> None:
+                pass
+
+            def handshakeCompleted(self) -> None:
+                self.state = OPEN
+                handshakes.append(self)
+
+            def connectionLost(self, reason) -> None:
+                self.state = "closed"
+
+        server = tls.client_facing_tls(config, config.processes["mmo"], (b"mmo",))
+        limits = AddressLimits.from_config(config.listeners, reactor)
+        factory = LimitedTLSFactory(server, False, Factory.forProtocol(Pushed), limits)
+        ports = []
+        endpoints.TCP4ServerEndpoint(reactor, 0, backlog=1024, interface="127.0.0.1").listen(
+            factory
+        ).addCallback(ports.append)
+        self._turns_until(lambda: ports, max_seconds)
+        self._port = ports[0]
+        self._child = subprocess.Popen(
+            [
+                sys.executable,
+                os.path.abspath(__file__),
+                "--clients-of",
+                str(self._port.getHost().port),
+                "--clients",
+                str(count),
+                "--ca",
+                tls.ca_path(config.deployment.tls_dir),
+            ],
+            stdin=subprocess.PIPE,
+        )
+        self._turns_until(lambda: len(handshakes) >= count, max_seconds)
+        if len(handshakes) < count:
+            self.close()
+            raise SystemExit(f"only {len(handshakes)} of {count} TLS clients connected")
+        self.drain()
+
+    def _turns_until(self, done, max_seconds: float) -> None:
+        deadline = time.monotonic() + max_seconds
+        while not done() and time.monotonic() < deadline:
+            self.reactor.iterate(0.01)
+
+    def turn(self) -> None:
+        """One reactor turn, without waiting: what was gathered for it is written."""
+        self.reactor.iterate(0)
+
+    def drain(self, seconds: float = 0.3) -> None:
+        """Let the clients read what they were sent (outside any figure)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.reactor.iterate(0.01)
+
+    def close(self) -> None:
+        self._child.stdin.close()
+        try:
+            self._child.wait(30)
+        except subprocess.TimeoutExpired:
+            self._child.kill()
+            self._child.wait()
+        self._port.stopListening()
+        for connection in self.connections:
+            connection.transport.abortConnection()
+        self.drain(0.2)
+        self._directory.cleanup()
+
+
+def clients_main(port: int, count: int, ca_path: str) -> None:
+    """
+    The child process of L{TLSClients}: C{count} TLS clients of
+    C{127.0.0.1:port} that read and drop what they get, until stdin closes.
+    """
+    from twisted.internet import endpoints, reactor, stdio
+    from twisted.internet import ssl as tssl
+    from twisted.internet.protocol import Protocol
+
+    raise_nofile()
+    with open(ca_path) as f:
+        ca = tssl.Certificate.loadPEM(f.read())
+    options = tssl.optionsForClientTLS("localhost", trustRoot=ca)
+
+    class Drop(Protocol):
+        def dataReceived(self, data: bytes) -> None:
+            pass
+
+    class Parent(Protocol):
+        def connectionLost(self, reason) -> None:
+            reactor.stop()
+
+    stdio.StandardIO(Parent())
+    for _ in range(count):
+        endpoint = endpoints.wrapClientTLS(
+            options, endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        )
+        endpoints.connectProtocol(endpoint, Drop())
+    reactor.run()
 
 
 def main() -> None:
@@ -181,7 +369,18 @@ def main() -> None:
     p.add_argument("--ticks", type=int, default=200, help="ticks per run (default 200)")
     p.add_argument("--visible", type=int, default=8, help="entities in each update (default 8)")
     p.add_argument("--repeat", type=int, default=5, help="runs, the best counts (default 5)")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="also the stems' gateway side to real TLS client connections on loopback",
+    )
+    p.add_argument("--clients-of", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--clients", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--ca", help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.clients_of:
+        clients_main(args.clients_of, args.clients, args.ca)
+        return
     results = ticks(args.players, args.ticks, args.visible)
     pushes = sum(len(e) for r in results for e in r.pushes[GATEWAY].values())
     # The baseline first: an older gateway, Stream only.
@@ -201,6 +400,33 @@ def main() -> None:
         "zone_ratio": stems["zone"] / batch["zone"],
         "both_ratio": (stems["zone"] + stems["gateway"]) / (batch["zone"] + batch["gateway"]),
     }
+    if args.tls:
+        raise_nofile()
+        clients = TLSClients(args.players)
+        now = gathered = float("inf")
+        try:
+            # The two ways taking turns, each first in every other round
+            # (the first of a round ran faster), the best of each.
+            for round_ in range(args.repeat):
+                for way in (False, True) if round_ % 2 == 0 else (True, False):
+                    taken = measure(
+                        results,
+                        ("Stream", "StreamStems"),
+                        args.players,
+                        1,
+                        clients=clients,
+                        gathered=way,
+                    )["gateway"]
+                    if way:
+                        gathered = min(gathered, taken)
+                    else:
+                        now = min(now, taken)
+        finally:
+            clients.close()
+        figures["tls_stems_gateway_us_per_push"] = now / pushes * 1e6
+        figures["tls_gathered_gateway_us_per_push"] = gathered / pushes * 1e6
+        figures["tls_ratio"] = now / gathered
+        figures["tls_write_us_per_push"] = (now - stems["gateway"]) / pushes * 1e6
     report(figures, args.json)
 
 

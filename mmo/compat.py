@@ -9,8 +9,25 @@ from __future__ import annotations
 
 from functools import partial
 
-from OpenSSL.SSL import WantReadError
+from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
 from twisted.internet import tcp
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.protocols.tls import TLSMemoryBIOProtocol, _AggregateSmallWrites
+from twisted.python.failure import Failure
+
+try:
+    from OpenSSL._util import ffi as _ffi
+    from OpenSSL._util import lib as _lib
+except ImportError:
+    # A pyOpenSSL without them: its public methods, as Twisted calls them.
+    _ffi = _lib = None
+
+#: The most plaintext of one TLS record (what Twisted hands OpenSSL at once).
+_RECORD = 2**14
+#: The most a connection's send BIO is read of at once (as Twisted reads it).
+_SEND_READ = 2**15
+#: The most plaintext read from a connection at once (as Twisted reads it).
+_RECEIVE_READ = 2**15
 
 
 class MessageTooBigHook:
@@ -136,6 +153,9 @@ class TLSWriteThrough:
     As the handshake ends, the connection gets new memory BIOs
     (L{fresh_bios}): the handshake's left theirs at their largest.
 
+    L{writeNow} writes a connection's frames without waiting for the end
+    of the turn.
+
     Library: Twisted (checked with 26.10).  Private names of
     C{twisted.protocols.tls.TLSMemoryBIOProtocol}: C{_flushSendBIO} (where
     every byte TLS makes is written to the transport, the handshake's
@@ -162,11 +182,125 @@ class TLSWriteThrough:
     def _flushSendBIO(self) -> None:
         self._sendSome()
 
+    def writeNow(self, data: bytes) -> None:
+        """
+        Write C{data} now: one TLS write of what this turn gathered before
+        it (first, in the same record) and C{data}, sent at once, instead
+        of at the end of the turn.  A caller that knows it has written all
+        it will this turn (a delivery's frames for the connection) saves
+        the gathering's delayed call (C{callLater(0)}, one per connection
+        per turn) and its turn of the reactor's timed calls.  Order and the
+        producer's pause are as with C{write}: the same bytes reach
+        C{TLSMemoryBIOProtocol.write} in the same order, only sooner.
+
+        Private names (Twisted, checked with 26.10): C{_aggregator} of
+        C{BufferingTLSTransport}, the gatherer its C{write} is bound to
+        (an C{_AggregateSmallWrites}; a C{_NullAggregator} once the
+        connection is lost), and its C{_buffer}; Twisted has no public way
+        to write past it, nor to flush it.
+        """
+        aggregator = getattr(self, "_aggregator", None)
+        if type(aggregator) is not _AggregateSmallWrites:
+            # Closed (or a TLS protocol that gathers nothing): as C{write}.
+            self.write(data)
+        elif aggregator._buffer:
+            # Joined to what is gathered (its flush is already scheduled,
+            # and finds nothing left).
+            aggregator.write(data)
+            aggregator.flush()
+        elif (
+            _lib is not None
+            and type(data) is bytes
+            and len(data) <= _RECORD
+            and self._handshakeDone
+            and not self._lostTLSConnection
+            and not self._appSendBuffer
+            and not (self.disconnecting and self._producer is None)
+        ):
+            self._writeRecord(data)
+        else:
+            TLSMemoryBIOProtocol.write(self, data)
+
+    def _writeRecord(self, data: bytes) -> None:
+        """
+        What C{TLSMemoryBIOProtocol._write} does with C{data} (one record's
+        worth, the handshake done, nothing buffered before it), without
+        pyOpenSSL's C{Connection.send} around C{SSL_write} (half the cost of
+        a small write: the buffer's context, the error check of a write
+        that succeeded) nor Twisted's loop and slice.  A write OpenSSL does
+        not take whole goes on as Twisted's would: the rest written by
+        C{_write}, a C{WantReadError} buffered, another error the end of the
+        connection.
+
+        Private names: pyOpenSSL's C{Connection._ssl} and
+        C{_raise_ssl_error} (its check of an C{SSL_write} result), and
+        C{OpenSSL._util.lib}; Twisted's C{_write}, C{_bufferedWrite} and
+        C{_tlsShutdownFinished}.
+        """
+        connection = self._tlsConnection
+        written = _lib.SSL_write(connection._ssl, data, len(data))
+        if written == len(data):
+            self._sendSome()
+            return
+        if written > 0:
+            self._sendSome()
+            TLSMemoryBIOProtocol._write(self, data[written:])
+            return
+        try:
+            connection._raise_ssl_error(connection._ssl, written)
+        except WantReadError:
+            self._bufferedWrite(data)
+        except Error:
+            self._tlsShutdownFinished(Failure())
+
+    def _flushReceiveBIO(self) -> None:
+        """
+        What C{TLSMemoryBIOProtocol._flushReceiveBIO} does (the plaintext
+        of what was received, to the protocol, then what TLS has to send),
+        reading with C{SSL_read} into one buffer for all connections: not
+        pyOpenSSL's C{Connection.recv}, which makes a new 32 KB buffer per
+        call and raises C{WantReadError} at the end of every read (one
+        exception per read of every client), where C{SSL_get_error} says
+        so here.  Every other outcome is C{recv}'s, handled as Twisted
+        handles it.  (The check C{recv} makes of pyOpenSSL's callbacks,
+        ALPN's and verification's, has nothing to say at the end of a
+        read: a callback that fails fails the handshake, which is an
+        error, checked as C{recv} checks it.)
+
+        Private names: Twisted's C{_flushReceiveBIO},
+        C{_lostTLSConnection}, C{_aborted}, C{_shutdownTLS} and
+        C{_tlsShutdownFinished}; pyOpenSSL's C{Connection._ssl} and
+        C{_raise_ssl_error}, and C{OpenSSL._util}.
+        """
+        buffer = _receive_buffer
+        if buffer is None:
+            super()._flushReceiveBIO()
+            return
+        connection = self._tlsConnection
+        ssl = connection._ssl
+        while not self._lostTLSConnection:
+            read = _lib.SSL_read(ssl, buffer, _RECEIVE_READ)
+            if read > 0:
+                if not self._aborted:
+                    ProtocolWrapper.dataReceived(self, _ffi.buffer(buffer, read)[:])
+                continue
+            if _lib.SSL_get_error(ssl, read) == _lib.SSL_ERROR_WANT_READ:
+                break
+            try:
+                connection._raise_ssl_error(ssl, read)
+            except WantReadError:
+                break
+            except ZeroReturnError:
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+            except Error:
+                self._tlsShutdownFinished(Failure())
+        self._flushSendBIO()
+
     def _sendSome(self) -> bool:
         """Send what TLS has to send, 32 KB at most; whether there was any."""
-        try:
-            data = self._tlsConnection.bio_read(2**15)
-        except WantReadError:
+        data = _take_sent(self._tlsConnection)
+        if data is None:
             return False
         transport = self.transport
         if isinstance(transport, tcp.Connection):
@@ -174,6 +308,43 @@ class TLSWriteThrough:
         else:
             transport.write(data)
         return True
+
+
+#: The buffer every connection's send BIO is read into (L{_take_sent}): one
+#: for all, the reactor's thread reading one connection at a time.
+_send_buffer = _ffi.new("char[]", _SEND_READ) if _ffi is not None else None
+#: The buffer every connection's plaintext is read into
+#: (L{TLSWriteThrough._flushReceiveBIO}), the same way.
+_receive_buffer = _ffi.new("char[]", _RECEIVE_READ) if _ffi is not None else None
+
+
+def _take_sent(connection) -> bytes | None:
+    """
+    What pyOpenSSL C{connection}'s send BIO holds, 32 KB at most, or
+    C{None} when it is empty: C{Connection.bio_read}, without its checks of
+    its argument, its new buffer per call (a C{malloc} of 32 KB) and the
+    C{WantReadError} it raises when the BIO is empty.  Any other error of
+    the BIO is raised as C{bio_read} raises it.
+
+    Private names (pyOpenSSL, checked with 26.4): C{Connection._from_ssl}
+    (its send BIO) and C{_handle_bio_errors}, and C{OpenSSL._util}'s
+    C{ffi} and C{lib}, the bindings it calls OpenSSL with.
+    """
+    buffer = _send_buffer
+    if buffer is None:
+        try:
+            return connection.bio_read(_SEND_READ)
+        except WantReadError:
+            return None
+    bio = connection._from_ssl
+    read = _lib.BIO_read(bio, buffer, _SEND_READ)
+    if read > 0:
+        return _ffi.buffer(buffer, read)[:]
+    try:
+        connection._handle_bio_errors(bio, read)
+    except WantReadError:
+        pass
+    return None
 
 
 def fresh_bios(connection) -> None:

@@ -131,6 +131,62 @@ class ClientBacklogTests(unittest.TestCase):
         self.assertTrue(self.transport.disconnected)
 
 
+class WritingNow(StringTransport):
+    """A transport that can write at once (as the client listeners' TLS can)."""
+
+    def __init__(self, pause_at: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.now: list[bytes] = []
+        self.pause_at = pause_at
+
+    def writeNow(self, data: bytes) -> None:
+        self.now.append(data)
+        self.write(data)
+        # A write may fill the transport's buffer, which pauses its producer.
+        if self.pause_at is not None and len(self.value()) >= self.pause_at:
+            self.producer.pauseProducing()
+
+
+class SendFramesNowTests(unittest.TestCase):
+    """L{ClientProtocol.sendFramesNow}: frames written at once where the transport can."""
+
+    def connect(self, transport):
+        factory = ClientFactory(config(), None, MemoryReactorClock())
+        protocol = factory.buildProtocol(PEER)
+        protocol.makeConnection(transport)
+        return protocol
+
+    def test_written_now(self):
+        transport = WritingNow(peerAddress=PEER)
+        protocol = self.connect(transport)
+        frames = codec.frame({"t": "a", "seq": 1}) + codec.frame({"t": "b", "seq": 2})
+        protocol.sendFramesNow(frames)
+        self.assertEqual(transport.now, [frames])
+        self.assertEqual([f["t"] for f in support.written_frames(transport)], ["a", "b"])
+
+    def test_other_transports_written(self):
+        """A transport that cannot write at once (WebSocket's, a test's) is written."""
+        transport = StringTransport(peerAddress=PEER)
+        protocol = self.connect(transport)
+        protocol.sendFramesNow(codec.frame({"t": "a", "seq": 1}))
+        self.assertEqual([f["t"] for f in support.written_frames(transport)], ["a"])
+
+    def test_counted_as_gathered_writes_are(self):
+        """
+        The backlog counts what is written while the transport was already
+        full, not the write that fills it: as for a write gathered for the
+        end of the turn, which cannot pause the transport as it is made.
+        """
+        frame = codec.frame({"t": "a", "seq": 1})
+        transport = WritingNow(pause_at=1, peerAddress=PEER)
+        protocol = self.connect(transport)
+        protocol.sendFramesNow(frame)
+        self.assertTrue(protocol.backlog.paused)
+        self.assertEqual(protocol.backlog.unsent, 0)
+        protocol.sendFramesNow(frame)
+        self.assertEqual(protocol.backlog.unsent, len(frame))
+
+
 class GatewayBacklogTests(SessionTestCase):
     """A gateway connection cut off for not reading is a drop: the session waits for a resume."""
 

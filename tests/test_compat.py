@@ -9,7 +9,7 @@ import hashlib
 import socket
 
 from OpenSSL import SSL
-from twisted.internet import defer, interfaces, protocol, reactor, tcp
+from twisted.internet import defer, interfaces, protocol, reactor, task, tcp
 from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 from zope.interface import implementer
@@ -20,6 +20,7 @@ from mmo.compat import TLSWriteThrough, fresh_bios, write_through
 from mmo.frontend.addresses import LimitedTLSFactory, WriteThroughTLS
 from mmo.frontend.factory import ClientFactory
 from mmo.frontend.listener import ClientListener
+from mmo.wire import codec
 from tests import support
 from tests.support import deployment
 
@@ -248,3 +249,132 @@ class TLSWriteThroughTests(unittest.TestCase):
         self.assertTrue(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
         self.assertIn("time", await client.request("ping"))
         self.assertNotIn(socket_transport, reactor.getWriters())
+
+    async def test_write_now(self):
+        """
+        C{writeNow} sends at once, without a delayed call, after what the
+        turn gathered before it (in order); what is written after it is
+        gathered again.
+        """
+        client = await connect(
+            reactor,
+            "127.0.0.1",
+            self.listener.port.getHost().port,
+            ca=tls.ca_path(self.config.deployment.tls_dir),
+            hostname="localhost",
+        )
+        self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
+        await client.request("ping")
+        (server,) = self.factory.connections
+        heard = []
+        arrived = defer.Deferred()
+
+        def received(message):
+            heard.append(message["n"])
+            if len(heard) == 4 and not arrived.called:
+                arrived.callback(None)
+
+        client.on("tick", received)
+        socket_transport = server.transport.transport
+        delayed = len(reactor.getDelayedCalls())
+        server.transport.writeNow(frame("tick", n=1))
+        # Sent already: the socket kept nothing, and nothing was scheduled.
+        self.assertEqual(len(reactor.getDelayedCalls()), delayed)
+        self.assertNotIn(socket_transport, reactor.getWriters())
+        server.sendFrame(frame("tick", n=2))
+        server.transport.writeNow(frame("tick", n=3))
+        server.sendFrame(frame("tick", n=4))
+        await arrived
+        self.assertEqual(heard, [1, 2, 3, 4])
+
+    async def test_write_now_after_the_connection_is_lost(self):
+        """A connection that is gone drops what is written now, as C{write} does."""
+        client = await connect(
+            reactor,
+            "127.0.0.1",
+            self.listener.port.getHost().port,
+            ca=tls.ca_path(self.config.deployment.tls_dir),
+            hostname="localhost",
+        )
+        await client.request("ping")
+        (server,) = self.factory.connections
+        closed = client.whenClosed()
+        server.transport.abortConnection()
+        await closed
+        while self.factory.connections:
+            await task.deferLater(reactor, 0.01, lambda: None)
+        server.transport.writeNow(frame("tick", n=1))
+        self.assertFalse(server.transport.connected)
+
+    async def test_write_now_refused_by_tls(self):
+        """
+        A record OpenSSL refuses (here: written after TLS was shut down)
+        ends the connection, as Twisted's own write does, with the error.
+        """
+        client = await connect(
+            reactor,
+            "127.0.0.1",
+            self.listener.port.getHost().port,
+            ca=tls.ca_path(self.config.deployment.tls_dir),
+            hostname="localhost",
+        )
+        self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
+        await client.request("ping")
+        (server,) = self.factory.connections
+        lost = defer.Deferred()
+        closed = server.connectionLost
+
+        def connectionLost(reason):
+            closed(reason)
+            lost.callback([reason])
+
+        server.connectionLost = connectionLost
+        server.transport._tlsConnection.shutdown()
+        server.transport.writeNow(frame("tick", n=1))
+        (reason,) = await lost
+        reason.trap(SSL.Error)
+
+    async def test_reads_without_an_exception(self):
+        """
+        What a client sends is read to the end without pyOpenSSL's
+        C{recv}, which raised C{WantReadError} at the end of every read; a
+        client's close (its close_notify) still closes the connection.
+        """
+        client = await connect(
+            reactor,
+            "127.0.0.1",
+            self.listener.port.getHost().port,
+            ca=tls.ca_path(self.config.deployment.tls_dir),
+            hostname="localhost",
+        )
+        self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
+        await client.request("ping")
+        (server,) = self.factory.connections
+        connection = server.transport._tlsConnection
+        received = []
+        recv = connection.recv
+
+        def counted(size, flags=None):
+            received.append(size)
+            return recv(size, flags)
+
+        connection.recv = counted
+        for _ in range(3):
+            self.assertIn("time", await client.request("ping"))
+        self.assertEqual(received, [])
+        closed = defer.Deferred()
+        lose = server.connectionLost
+
+        def connectionLost(reason):
+            lose(reason)
+            closed.callback([reason])
+
+        server.connectionLost = connectionLost
+        client.transport.loseConnection()
+        await closed
+
+
+def frame(kind: str, **fields) -> bytes:
+    """A whole frame (its length header included) of message C{kind}."""
+    body = codec.encode({**fields, "t": kind})
+    return codec.HEADER.pack(len(body)) + body

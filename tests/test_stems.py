@@ -44,7 +44,11 @@ class Connection:
 
     def __init__(self, transport=None):
         self.frames: list[bytes] = []
+        #: What each write that leaves at once was given (frames joined).
+        self.writes: list[bytes] = []
         self.transport = transport
+        #: Raised by every write that leaves at once, if set.
+        self.failure: Exception | None = None
 
     def canSend(self) -> bool:
         return True
@@ -53,6 +57,20 @@ class Connection:
         self.frames.append(frame)
         if self.transport is not None:
             self.transport.write(frame)
+
+    def sendFramesNow(self, frames: bytes) -> None:
+        # As ClientProtocol's on a transport that cannot write at once:
+        # the frames, joined, in one write.
+        if self.failure is not None:
+            raise self.failure
+        self.writes.append(frames)
+        offset = 0
+        while offset < len(frames):
+            end = offset + 4 + codec.HEADER.unpack_from(frames, offset)[0]
+            self.frames.append(frames[offset:end])
+            offset = end
+        if self.transport is not None:
+            self.transport.write(frames)
 
 
 class Gateways:
@@ -187,6 +205,8 @@ class PushStemsTests(unittest.TestCase):
         )
         gateway.clock.advance(0)
         self.assertEqual(gateway.connection.frames, numbered(CORRECT, UPDATE))
+        # The session's frames of the tick: one write, which leaves at once.
+        self.assertEqual(gateway.connection.writes, [b"".join(numbered(CORRECT, UPDATE))])
         self.assertEqual(
             gateway.alice.missed(0), [frame[4:] for frame in numbered(CORRECT, UPDATE)]
         )
@@ -244,6 +264,34 @@ class PushStemsTests(unittest.TestCase):
         )
         self.assertEqual(len(self.log.matching("a push from r0c0 to Alice dropped")), len(bad))
         self.assertTrue(self.log.matching("over the limit of 60"))
+
+    def test_send_failure(self):
+        """
+        A connection whose write fails: the session's stems are numbered
+        and kept (for a resume), the failure is logged once, and the other
+        sessions are pushed.
+        """
+        gateway = self.gateway
+        bob = Session(
+            Caller(session="s-2", gateway="gw-1", account_id="a-2", name="Bob"),
+            None,
+            "token",
+            100,
+            1000,
+        )
+        gateway.sessions.registry.add(bob)
+        bob_connection = Connection()
+        bob.attach(bob_connection)
+        gateway.connection.failure = RuntimeError("the socket is gone")
+        stems = [codec.push_stem(*CORRECT), codec.push_stem(*UPDATE)]
+        gateway.delivery.push_stems("r0c0", PushStems({"s-1": stems, "s-2": stems}))
+        self.assertEqual(gateway.alice.seq, 2)
+        self.assertEqual(
+            gateway.alice.missed(0), [frame[4:] for frame in numbered(CORRECT, UPDATE)]
+        )
+        self.assertEqual(bob_connection.frames, numbered(CORRECT, UPDATE))
+        self.assertEqual(len(self.log.matching("a push from r0c0 to Alice dropped")), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_malformed_batch_dropped(self):
         """Not a map of lists: logged and dropped."""

@@ -29,11 +29,12 @@ from twisted.python.failure import Failure
 import mmo
 from mmo.frontend.backlog import IWatchedTransport, SendBacklog
 from mmo.frontend.deadlines import EPSILON
+from mmo.frontend.sending import CLOSED, HANDSHAKE, OPEN, FrameSending
 from mmo.metrics.kinds import LabelCache
 from mmo.metrics.registry import MESSAGES_RECEIVED, MESSAGES_SENT, REQUEST_DURATION
 from mmo.tls import HandshakeLogging, peer_address
 from mmo.unavailable import client_error
-from mmo.wire import codec, codes
+from mmo.wire import codes
 from mmo.wire.codec import SUPPORTED_VERSIONS
 from mmo.wire.codes import WireError
 from mmo.wire.protocol import FramedProtocol
@@ -53,15 +54,10 @@ def _settle(result):
     return defer.ensureDeferred(result) if iscoroutine(result) else result
 
 
-# Connection states.
-HANDSHAKE = "handshake"
-OPEN = "open"
-CLOSED = "closed"
-
-
-class ClientProtocol(HandshakeLogging, FramedProtocol):
+class ClientProtocol(HandshakeLogging, FrameSending, FramedProtocol):
     """
-    One client connection.
+    One client connection: its life, what it receives and dispatches; how
+    it sends is L{FrameSending}'s.
 
     @ivar factory: The L{mmo.frontend.factory.ClientFactory} that built it.
     @ivar state: L{HANDSHAKE}, then L{OPEN}, then L{CLOSED}.
@@ -270,115 +266,9 @@ class ClientProtocol(HandshakeLogging, FramedProtocol):
             WireError(codes.INTERNAL, f"the server failed to handle {kind!r}"), request_id
         )
 
-    def wireError(self, error: WireError, request_id) -> None:
-        """Answer a protocol error with an error frame; close when fatal."""
-        if self.state == CLOSED or self.closing:
-            return
-        if error.fatal:
-            self.log.warn(
-                "closing {peer}: {code}: {message}",
-                peer=self.peer,
-                code=error.code,
-                message=error.message,
-            )
-            self.closing = True
-        else:
-            self.log.info(
-                "{peer}: {code}: {message}", peer=self.peer, code=error.code, message=error.message
-            )
-        frame = {
-            "t": "error",
-            "id": request_id,
-            "code": error.code,
-            "message": error.message,
-            "fatal": error.fatal,
-        }
-        if error.retry_after is not None:
-            frame["retry_after"] = error.retry_after
-        try:
-            self.sendMessage(frame)
-        except WireError:
-            # The message (which may quote the client's input) made the frame
-            # too large: cut it to fit (the frame without it always fits).
-            room = self.MAX_LENGTH - len(codec.encode({**frame, "message": ""})) - 4
-            frame["message"] = error.message.encode()[: max(room, 0)].decode(errors="ignore")
-            self.sendMessage(frame)
-        if error.fatal:
-            self._close()
-
-    def fail(self, error: WireError) -> None:
-        """Report C{error} (not tied to a request) to the client."""
-        self.wireError(error, None)
-
-    # -- sending -----------------------------------------------------------
-
     def sendMessage(self, message: dict) -> None:
         super().sendMessage(message)
         SENT.child(message["t"]).inc()
-
-    def sendString(self, string: bytes) -> None:
-        self.sendFrame(codec.HEADER.pack(len(string)) + string)
-
-    def sendFrame(self, frame: bytes) -> None:
-        """Send one frame, its length header included, in one write."""
-        self.transport.write(frame)
-        backlog = self.backlog
-        # The backlog counts only while the transport is full.
-        if backlog is not None and backlog.paused:
-            backlog.wrote(len(frame))
-
-    def unreadOverflow(self, unsent: int) -> None:
-        """
-        The client has left more than C{[listeners] max_unsent} bytes
-        unread: say goodbye (C{slow_reader}) and close, as after any drop
-        (a gateway keeps the session for a resume).  Nothing more is
-        written (L{canSend} is false from now on), nothing more is read (a
-        client that floods requests costs nothing more), and the connection
-        is aborted if it is not closed within L{CLOSE_GRACE} seconds.
-        """
-        self.log.warn(
-            "closing {peer}: {code}: {unsent} bytes unread",
-            peer=self.peer,
-            code=codes.SLOW_READER,
-            unsent=unsent,
-        )
-        self.transport.pauseProducing()
-        self.goodbye(
-            codes.SLOW_READER,
-            f"more than {self.factory.config.listeners.max_unsent} bytes left unread",
-        )
-
-    def push(self, kind: str, **fields) -> int:
-        """
-        Send a server push of type C{kind}; returns its sequence number.
-        Sequence numbers start at 1 and grow by one per push, so a client
-        that resumes can say which it saw last.  (On a gateway, an admitted
-        connection's pushes are numbered by its session instead, so that
-        the numbering survives a reconnect: see L{GatewayProtocol.push}.)
-
-        @raise WireError: C{frame_too_large}: the push would be over the
-            frame limit; nothing is sent and no number is used.
-        """
-        seq = self.seq + 1
-        self.sendMessage({**fields, "t": kind, "seq": seq})
-        self.seq = seq
-        return seq
-
-    def canSend(self) -> bool:
-        """Whether frames may still be sent: open, and no goodbye or fatal error sent."""
-        return self.state != CLOSED and not self.closing
-
-    def goodbye(self, code: str, message: str, **fields) -> None:
-        """
-        Tell the client why it is being closed, then close.  C{fields} go
-        into the goodbye frame too (C{moved} names the gateway to resume on).
-        """
-        if self.state == CLOSED or self.closing:
-            return
-        self.closing = True
-        self.log.info("goodbye {peer}: {code}", peer=self.peer, code=code)
-        self.sendMessage({**fields, "t": "bye", "code": code, "message": message})
-        self._close()
 
     def _close(self) -> None:
         self.factory.deadlines.forget(self)

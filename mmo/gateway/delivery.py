@@ -130,24 +130,21 @@ class Delivery:
             self.log.warn("malformed push stems from {sender}", sender=sender or "?")
             return None
         held, onward = self._split(sender, batch.pushes)
-        for session, stems in held:
-            for stem in stems:
-                try:
-                    codec.check_stem(stem)
-                    session.push_stem(stem)
-                except (ValueError, WireError) as e:
-                    self.log.warn(
-                        "a push from {sender} to {name} dropped: {why}",
-                        sender=sender or "?",
-                        name=session.caller.name,
-                        why=getattr(e, "message", None) or str(e),
-                    )
-                except Exception:
-                    self.log.failure(
-                        "a push from {sender} to {name} dropped",
-                        sender=sender or "?",
-                        name=session.caller.name,
-                    )
+        for session, failure in Session.push_stems_to(held):
+            if isinstance(failure, (ValueError, WireError)):
+                self.log.warn(
+                    "a push from {sender} to {name} dropped: {why}",
+                    sender=sender or "?",
+                    name=session.caller.name,
+                    why=getattr(failure, "message", None) or str(failure),
+                )
+            else:
+                self.log.failure(
+                    "a push from {sender} to {name} dropped",
+                    Failure(failure),
+                    sender=sender or "?",
+                    name=session.caller.name,
+                )
         return self._send_on({gateway: PushStems(pushes) for gateway, pushes in onward.items()})
 
     def _split(self, sender: str, pushes: dict) -> tuple[list, dict[str, dict]]:

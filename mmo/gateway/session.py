@@ -276,6 +276,61 @@ class Session:
         PUSHES_SENT.inc(sent)
         return failed
 
+    @classmethod
+    def push_stems_to(cls, pushes) -> list[tuple[Session, Exception]]:
+        """
+        Push each session its stems of a zone's tick (made by the zone
+        process), in order, in one loop for all: each stem checked
+        (L{codec.check_stem}), numbered and kept as L{push_stem} does, and
+        a session's frames sent in one write that leaves at once
+        (C{sendFramesNow}): one TLS record and one C{send()} per
+        connection per tick, with no delayed call.
+
+        @param pushes: C{(session, stems)} pairs.
+        @return: The stems that failed, each as C{(session, exception)}: a
+            stem that is not one (C{ValueError}) or is over the session's
+            frame limit (a C{frame_too_large} L{WireError}) is not numbered;
+            what sending raised (the session's stems numbered and kept) is
+            one failure for all its frames.  The other stems are pushed
+            whatever the failures.
+        """
+        failed = []
+        sent = 0
+        check = codec.check_stem
+        numbered = codec.numbered
+        for session, stems in pushes:
+            frames = []
+            seq = session.seq
+            limit = session.limit
+            for stem in stems:
+                try:
+                    check(stem)
+                except ValueError as e:
+                    failed.append((session, e))
+                    continue
+                size = len(stem)
+                if size > limit:
+                    failed.append((session, _too_large(size, limit)))
+                    continue
+                seq += 1
+                outbox = session.outbox
+                if type(outbox) is tuple:
+                    outbox = session.outbox = Outbox()
+                outbox.keep(stem, session.buffer, session.buffer_bytes)
+                frames.append(numbered(stem, seq))
+            if not frames:
+                continue
+            session.seq = seq
+            connection = session.connection
+            if connection is not None and connection.canSend():
+                try:
+                    connection.sendFramesNow(frames[0] if len(frames) == 1 else b"".join(frames))
+                    sent += len(frames)
+                except Exception as e:
+                    failed.append((session, e))
+        PUSHES_SENT.inc(sent)
+        return failed
+
     def _keep(self, stem: bytes) -> None:
         """Keep a push's stem for a resume; drop the oldest past either bound."""
         outbox = self.outbox
