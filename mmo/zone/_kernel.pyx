@@ -10,8 +10,8 @@ mmo.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
-from cpython.list cimport PyList_GET_ITEM
+from cpython.dict cimport PyDict_CheckExact, PyDict_Copy, PyDict_GetItem, PyDict_SetItem
+from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.long cimport (
     PyLong_AsLongLong,
     PyLong_AsLongLongAndOverflow,
@@ -19,7 +19,7 @@ from cpython.long cimport (
     PyLong_FromLongLong,
 )
 from cpython.object cimport Py_TYPE
-from cpython.ref cimport PyObject
+from cpython.ref cimport Py_INCREF, PyObject
 from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.math cimport copysign, fabs, floor, fmod
@@ -511,16 +511,20 @@ cdef View _view_of(Snapshot snapshot, Py_ssize_t *found, Py_ssize_t count):
     # The view of the entries at the count positions found.
     cdef View now = View.__new__(View)
     cdef list all_ids = snapshot.ids
-    cdef list ids = []
+    # Made at its size: filled in place, not grown one append at a time.
+    cdef list ids = PyList_New(count)
     cdef Py_ssize_t i, p
+    cdef PyObject *eid
+    now.ids = ids
     now.slots = <int *>malloc((count + 1) * sizeof(int))
     if now.slots is NULL:
         raise MemoryError()
     for i in range(count):
         p = found[i]
         now.slots[i] = snapshot.slot_at[p]
-        ids.append(<object>PyList_GET_ITEM(all_ids, p))
-    now.ids = ids
+        eid = PyList_GET_ITEM(all_ids, p)
+        Py_INCREF(<object>eid)
+        PyList_SET_ITEM(ids, i, <object>eid)
     return now
 
 
@@ -1046,12 +1050,25 @@ cdef class UpdateEntries(dict):
         return update
 
 
+# The keys of a position's update entry, in their order: a copy of it has
+# its keys' table at once (a copy of a small dict is one block copied),
+# where a new dict grows one as its keys are inserted.
+cdef dict _POSITION_ENTRY = {"id": None, "x": None, "y": None}
+cdef str _ID = "id"
+cdef str _X_KEY = "x"
+cdef str _Y_KEY = "y"
+
+
 cdef dict _update_entry(entity_id, list record, int mask):
     # The update entry of what the mask says changed, from a published record.
     cdef dict update
     if mask == POSITION:
-        # What changes of most, each tick: made at its size at once.
-        return {"id": entity_id, "x": record[0], "y": record[1]}
+        # What changes of most, each tick.
+        update = PyDict_Copy(_POSITION_ENTRY)
+        PyDict_SetItem(update, _ID, entity_id)
+        PyDict_SetItem(update, _X_KEY, <object>PyList_GET_ITEM(record, 0))
+        PyDict_SetItem(update, _Y_KEY, <object>PyList_GET_ITEM(record, 1))
+        return update
     update = {"id": entity_id}
     if mask & POSITION:
         update["x"] = record[0]
