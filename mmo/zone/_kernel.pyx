@@ -10,7 +10,7 @@ mmo.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
-from cpython.dict cimport PyDict_CheckExact, PyDict_Copy, PyDict_GetItem, PyDict_SetItem
+from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.long cimport (
     PyLong_AsLongLong,
@@ -19,7 +19,7 @@ from cpython.long cimport (
     PyLong_FromLongLong,
 )
 from cpython.object cimport Py_TYPE
-from cpython.ref cimport Py_INCREF, PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.math cimport copysign, fabs, floor, fmod
@@ -723,17 +723,35 @@ def diffs(tuple grid, list observers, list order, dict views, set fresh, changed
     return results
 
 
+cdef extern from "Python.h":
+    # A slot's member (Include/descrobject.h): where in its objects it lies.
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+
+# A member's type of an object held in a slot that may be unset (raising
+# AttributeError): what __slots__ makes (Include/structmember.h).
+cdef enum:
+    _T_OBJECT_EX = 16
+    _MAX_FIELDS = 8
+
+
 cdef class _Fields:
     """
     Named attributes of objects read and written as Python would, and for
     the objects of a class whose instances keep them in slots (an entity's
-    dataclass), straight through the slots' member descriptors: what the
-    attribute look-up would find, without looking up (the class's
-    dictionaries, along its method resolution order) for each object.  An
-    object of any other class, whose attribute access is its own, or that
-    keeps one of the attributes elsewhere, is read with getattr and written
-    with setattr.  The class last seen is kept: the objects of one tick are
-    most often all of one.
+    dataclass), straight in the slots, where the slots' member descriptors
+    say they lie: what the attribute look-up would find, without looking
+    up (the class's dictionaries, along its method resolution order), nor
+    calling a descriptor, for each object.  An unset slot is read through
+    its descriptor (which raises what Python does).  An object of any other
+    class, whose attribute access is its own, or that keeps one of the
+    attributes elsewhere, is read with getattr and written with setattr.
+    The class last seen is kept: the objects of one tick are most often all
+    of one.
     """
 
     cdef tuple names
@@ -741,14 +759,21 @@ cdef class _Fields:
     cdef list descriptors
     cdef bint gets
     cdef bint sets
+    # Whether every field is a plain slot (no flags), and where each lies.
+    cdef bint direct
+    cdef Py_ssize_t offsets[_MAX_FIELDS]
 
     def __cinit__(self, tuple names):
+        if len(names) > _MAX_FIELDS:
+            raise ValueError("too many fields")
         self.names = names
 
     cdef int see(self, object obj) except -1:
         # Ready to read (and write) obj's attributes.
         cdef object kind = type(obj)
         cdef list descriptors
+        cdef PyMemberDef *member
+        cdef Py_ssize_t field
         if kind is self.kind:
             return 0
         descriptors = []
@@ -763,12 +788,25 @@ cdef class _Fields:
         self.gets = (kind.__getattribute__ is object.__getattribute__
                      and None not in descriptors)
         self.sets = self.gets and kind.__setattr__ is object.__setattr__
+        self.direct = self.sets
+        if self.direct:
+            for field in range(len(descriptors)):
+                member = (<PyMemberDescrObject *>(<PyObject *>descriptors[field])).d_member
+                if member.type != _T_OBJECT_EX or member.flags != 0:
+                    self.direct = False
+                    break
+                self.offsets[field] = member.offset
         self.kind = kind
         return 0
 
     cdef inline object get(self, object obj, Py_ssize_t field):
         # The field-th attribute of obj, once seen.
         cdef object descriptor
+        cdef PyObject *value
+        if self.direct:
+            value = (<PyObject **>(<char *><PyObject *>obj + self.offsets[field]))[0]
+            if value is not NULL:
+                return <object>value
         if self.gets:
             descriptor = <object>PyList_GET_ITEM(self.descriptors, field)
             return Py_TYPE(descriptor).tp_descr_get(descriptor, obj, self.kind)
@@ -777,6 +815,15 @@ cdef class _Fields:
     cdef inline int set(self, object obj, Py_ssize_t field, object value) except -1:
         # Set the field-th attribute of obj, once seen.
         cdef object descriptor
+        cdef PyObject **slot
+        cdef PyObject *old
+        if self.direct:
+            slot = <PyObject **>(<char *><PyObject *>obj + self.offsets[field])
+            old = slot[0]
+            Py_INCREF(value)
+            slot[0] = <PyObject *>value
+            Py_XDECREF(old)
+            return 0
         if self.sets:
             descriptor = <object>PyList_GET_ITEM(self.descriptors, field)
             return Py_TYPE(descriptor).tp_descr_set(descriptor, obj, value)
@@ -1050,25 +1097,12 @@ cdef class UpdateEntries(dict):
         return update
 
 
-# The keys of a position's update entry, in their order: a copy of it has
-# its keys' table at once (a copy of a small dict is one block copied),
-# where a new dict grows one as its keys are inserted.
-cdef dict _POSITION_ENTRY = {"id": None, "x": None, "y": None}
-cdef str _ID = "id"
-cdef str _X_KEY = "x"
-cdef str _Y_KEY = "y"
-
-
 cdef dict _update_entry(entity_id, list record, int mask):
     # The update entry of what the mask says changed, from a published record.
     cdef dict update
     if mask == POSITION:
-        # What changes of most, each tick.
-        update = PyDict_Copy(_POSITION_ENTRY)
-        PyDict_SetItem(update, _ID, entity_id)
-        PyDict_SetItem(update, _X_KEY, <object>PyList_GET_ITEM(record, 0))
-        PyDict_SetItem(update, _Y_KEY, <object>PyList_GET_ITEM(record, 1))
-        return update
+        # What changes of most, each tick: made at its size at once.
+        return {"id": entity_id, "x": record[0], "y": record[1]}
     update = {"id": entity_id}
     if mask & POSITION:
         update["x"] = record[0]
