@@ -315,11 +315,14 @@ class BorderWalkZone:
         return len(result.crossings) + len(arriving)
 
 
-def run_border_walk(players: int, ticks: int, max_seconds: float, seed: int) -> dict:
+def run_border_walk(
+    players: int, ticks: int, max_seconds: float, seed: int, settle: bool = True
+) -> dict:
     """Measure C{ticks} ticks of a L{BorderWalkZone} of C{players} players."""
     zone = BorderWalkZone(players, seed)
     gc.collect()
-    settle_collector()
+    if settle:
+        settle_collector()
     durations = []
     cpu_durations = []
     pushes = handoffs = 0
@@ -461,7 +464,9 @@ def main() -> None:
         gc.unfreeze()
         gc.set_threshold(*defaults)
     if args.border_walk:
-        figures.update(run_border_walk(args.border_walk, args.ticks, args.max_seconds, args.seed))
+        figures.update(
+            run_border_walk(args.border_walk, args.ticks, args.max_seconds, args.seed, args.settle)
+        )
         gc.unfreeze()
         gc.set_threshold(*defaults)
     if args.profile:
