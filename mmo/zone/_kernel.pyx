@@ -343,6 +343,21 @@ cdef class Snapshot:
         return self.updates
 
 
+cdef inline void _set_new(list items, Py_ssize_t i, object value):
+    # The i-th item of a list made by PyList_New, not set yet.
+    Py_INCREF(value)
+    PyList_SET_ITEM(items, i, value)
+
+
+cdef list _picked(list read, Py_ssize_t *picked, Py_ssize_t count):
+    # The items of read at the count positions picked, in a list of that size.
+    cdef list items = PyList_New(count)
+    cdef Py_ssize_t i
+    for i in range(count):
+        _set_new(items, i, <object>PyList_GET_ITEM(read, picked[i]))
+    return items
+
+
 cdef inline Snapshot _snapshot(tuple grid):
     cdef Snapshot snapshot = <Snapshot>grid[6]
     if not snapshot.ready:
@@ -514,7 +529,6 @@ cdef View _view_of(Snapshot snapshot, Py_ssize_t *found, Py_ssize_t count):
     # Made at its size: filled in place, not grown one append at a time.
     cdef list ids = PyList_New(count)
     cdef Py_ssize_t i, p
-    cdef PyObject *eid
     now.ids = ids
     now.slots = <int *>malloc((count + 1) * sizeof(int))
     if now.slots is NULL:
@@ -522,9 +536,7 @@ cdef View _view_of(Snapshot snapshot, Py_ssize_t *found, Py_ssize_t count):
     for i in range(count):
         p = found[i]
         now.slots[i] = snapshot.slot_at[p]
-        eid = PyList_GET_ITEM(all_ids, p)
-        Py_INCREF(<object>eid)
-        PyList_SET_ITEM(ids, i, <object>eid)
+        _set_new(ids, i, <object>PyList_GET_ITEM(all_ids, p))
     return now
 
 
@@ -542,16 +554,20 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
     view handed over is).
     """
     cdef Snapshot snapshot = _snapshot(grid)
-    cdef Py_ssize_t *found = <Py_ssize_t *>malloc((snapshot.size + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t room = snapshot.size + 1
+    # What it sees, and (from room on) the updates it picks: see _diff.
+    cdef Py_ssize_t *found = <Py_ssize_t *>malloc(2 * room * sizeof(Py_ssize_t))
     if found is NULL:
         raise MemoryError()
     try:
-        return _diff(grid, snapshot, found, x, y, known, refresh, changed, updates, view)
+        return _diff(grid, snapshot, found, found + room, x, y, known, refresh, changed, updates,
+                     view)
     finally:
         free(found)
 
 
-cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, double y, known,
+cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, Py_ssize_t *picked,
+                 double x, double y, known,
                  bint refresh, changed, updates, view):
     cdef Py_ssize_t count = _seen(grid, snapshot, x, y, found)
     # Held here: a view() called back may not drop them.
@@ -565,7 +581,9 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
     cdef list enter = []
     cdef list update = []
     cdef list leave = []
-    cdef Py_ssize_t i, p, k, n = 0
+    # The positions of the update entries read from the snapshot (picked),
+    # and how many: the update list is made at its size once they are known.
+    cdef Py_ssize_t i, p, k, n = 0, u = 0
     cdef int slot
     cdef long long mark
     cdef object eid, got
@@ -659,7 +677,8 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
                 read[p] = got
                 held = <PyObject *>got
             if held != <PyObject *>_FALSE:
-                update.append(<object>held)
+                picked[u] = p
+                u += 1
         else:
             eid = <object>PyList_GET_ITEM(all_ids, p)
             entry = PyDict_GetItem(updates, eid) if built else NULL
@@ -667,6 +686,8 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
                 update.append(<object>entry)
             elif eid in changed:
                 update.append(updates[eid])
+    if u:
+        update = _picked(read, picked, u)
     if n == k:
         # Everything it had is still in view: if nothing came either, its
         # view is the one it had (the same ids), kept as it is.
@@ -707,15 +728,16 @@ def diffs(tuple grid, list observers, list order, dict views, set fresh, changed
             if snapshot.size + 1 > room:
                 free(found)
                 room = snapshot.size + 1
-                found = <Py_ssize_t *>malloc(room * sizeof(Py_ssize_t))
+                # What an observer sees, and (from room on) its updates picked.
+                found = <Py_ssize_t *>malloc(2 * room * sizeof(Py_ssize_t))
                 if found is NULL:
                     raise MemoryError()
             known = views.get(entity_id)
             refresh = entity_id in fresh
             if refresh or not known:
                 fresh.discard(entity_id)
-            now, enter, update, leave = _diff(grid, snapshot, found, observer[1], observer[2],
-                                              known, refresh, changed, updates, view)
+            now, enter, update, leave = _diff(grid, snapshot, found, found + room, observer[1],
+                                              observer[2], known, refresh, changed, updates, view)
             views[entity_id] = now
             results[index] = (enter, update, leave)
     finally:
