@@ -888,13 +888,17 @@ def wander(dict walks, dict reals, frozen, double now, double distance, tuple bo
     cdef bint any_frozen = bool(frozen)
     cdef list walk
     cdef object entity_id, entity
+    cdef PyObject *found
     cdef _Fields fields = _POSITION
     for entity_id, walk in walks.items():
         if any_frozen and entity_id in frozen:
             continue
         if now >= <double>walk[2]:
             walk[:] = new_walk()
-        entity = reals[entity_id]
+        found = PyDict_GetItem(reals, entity_id)
+        if found is NULL:
+            raise KeyError(entity_id)
+        entity = <object>found
         fields.see(entity)
         x = _bounce(<double>fields.get(entity, _X) + <double>walk[0] * distance, left, right,
                     walk, 0)
@@ -1040,6 +1044,10 @@ cdef inline int _note(dict cells, Snapshot snapshot, dict published, dict change
     return 0
 
 
+# No entity's kind (compared by identity).
+cdef object _NO_KIND = object()
+
+
 def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inner, player,
          record):
     """Bring the grid up to date from the reals and the ghosts: as L{mmo.zone.kernel.fill}."""
@@ -1052,7 +1060,9 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef Py_ssize_t count = 0
     cdef double x0 = inner[0], y0 = inner[1], x1 = inner[2], y1 = inner[3]
     cdef double x, y
-    cdef object xo, yo, name, attrs, entity_id, entity, view
+    cdef object xo, yo, name, attrs, entity_id, entity, view, kind
+    # The last kind found not to be the player's: most are one (the NPCs').
+    cdef object other = _NO_KIND
     cdef Snapshot snapshot = <Snapshot>grid[6]
     cdef list gone
     cdef _Fields fields = _ENTITY
@@ -1068,10 +1078,15 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
         attrs = fields.get(entity, _ATTRS)
         _note(cells, snapshot, published, changed, entity_id, xo, yo, name, attrs, size, stride,
               record)
-        if (fields.get(entity, _KIND) == player and fields.get(entity, _SESSION)
-                and fields.get(entity, _GATEWAY)):
+        kind = fields.get(entity, _KIND)
+        if kind is other:
+            pass
+        elif (kind is player or kind == player) and fields.get(entity, _SESSION) and (
+                fields.get(entity, _GATEWAY)):
             if entity_id not in frozen:
                 observers.append((entity_id, xo, yo, entity))
+        elif kind != player:
+            other = kind
         x = xo
         y = yo
         if not (x0 <= x <= x1 and y0 <= y <= y1):
