@@ -35,7 +35,7 @@ CPython's defaults instead.
 With --border-walk PLAYERS, the zone ticks once more in the shape of
 mmo-bot's border-walk on conf/cluster.toml's world (two zones side by side,
 2000 x 2000; L{BorderWalkZone}): PLAYERS players on lanes across the
-border (100 units each side), two moves a second each at the speed limit,
+border (150 units each side), two moves a second each of the bots' step,
 the left zone's ten NPCs; a player is a real of the left zone on its side
 of the border and a ghost mirrored from the right one on the other, handed
 over past the hysteresis.  Its figures are named border_walk_*.
@@ -74,6 +74,9 @@ WARMUP = 20
 #: Every how many measured ticks the pushes are encoded (encode_pushes).
 ENCODE_EVERY = 5
 GATEWAYS = 4
+#: How far each side of the border a border walk's lanes reach: mmo-bot's
+#: default (its border-walk scenario's span).
+SPAN = 150.0
 
 
 def world_config() -> WorldSection:
@@ -248,7 +251,7 @@ class BorderWalkZone:
         self.ticks = 0
         # [entity, lane, heading (+1 or -1), the tick of ten it moves on, seq]
         self.walkers = []
-        for i, lane in enumerate(lanes(geometry, players, 100.0)):
+        for i, lane in enumerate(lanes(geometry, players, SPAN)):
             entity = Entity(
                 id=f"player-{i}",
                 kind=PLAYER,
