@@ -32,6 +32,14 @@ collections scan only what was allocated since, instead of the whole process
 every 100,000 allocations rather than 700.  --default-gc measures with
 CPython's defaults instead.
 
+With --border-walk PLAYERS, the zone ticks once more in the shape of
+mmo-bot's border-walk on conf/cluster.toml's world (two zones side by side,
+2000 x 2000; L{BorderWalkZone}): PLAYERS players on lanes across the
+border (150 units each side), two moves a second each of the bots' step,
+the left zone's ten NPCs; a player is a real of the left zone on its side
+of the border and a ghost mirrored from the right one on the other, handed
+over past the hysteresis.  Its figures are named border_walk_*.
+
 With --profile PATH, the largest size is run once more after the
 measurements, the same world and ticks, with cProfile enabled around each
 measured tick only; its stats go to PATH.  The figures come from the
@@ -53,6 +61,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import parser, percentile, report  # noqa: E402
 from twisted.internet import task  # noqa: E402
 
+from mmo.bot.geometry import World, lanes  # noqa: E402
 from mmo.config import WorldSection  # noqa: E402
 from mmo.process.service import settle_collector  # noqa: E402
 from mmo.wire.codec import push_stem  # noqa: E402
@@ -65,6 +74,9 @@ WARMUP = 20
 #: Every how many measured ticks the pushes are encoded (encode_pushes).
 ENCODE_EVERY = 5
 GATEWAYS = 4
+#: How far each side of the border a border walk's lanes reach: mmo-bot's
+#: default (its border-walk scenario's span).
+SPAN = 150.0
 
 
 def world_config() -> WorldSection:
@@ -204,6 +216,148 @@ class BenchZone:
             entity.last_input = seq
 
 
+class BorderWalkZone:
+    """
+    The left zone of a border walk (see the module docstring): C{players}
+    players on lanes across the border at x = 1000, each moving every
+    tenth tick (two moves a second at 20 Hz) by the bots' step, back and
+    forth between its lane's ends.  Those on the left are reals of this
+    zone, moved by their inputs; those on the right belong to the other
+    zone, and those of them within the ghost margin are mirrored in as
+    ghosts every tick.  A real past the border by more than the
+    hysteresis (a crossing) leaves this zone; a player of the other zone
+    as deep on this side comes in with what it sees (as a handoff brings
+    its view).
+
+    @ivar sim: The left zone's L{ZoneSimulation}, on the fake C{clock}.
+    """
+
+    def __init__(self, players: int, seed: int, clock: task.Clock | None = None):
+        self.conf = conf = WorldSection(
+            {"width": 2000, "height": 2000, "columns": 2, "zones": ["zone-1", "zone-2"]},
+            ("world",),
+        )
+        world = WorldMap.from_config(conf)
+        self.region = region = world.region("r0c0")
+        self.clock = clock if clock is not None else task.Clock()
+        self.rng = rng = random.Random(seed)
+        self.sim = ZoneSimulation(world, region, conf, self.clock, rng=random.Random(seed + 1))
+        self.interval = 1.0 / conf.tick_rate
+        geometry = World.from_config(conf)
+        self.step_size = geometry.max_step(0.5)
+        self.margin = conf.ghost_margin
+        self.hysteresis = conf.hysteresis
+        self.border = region.x1
+        self.ticks = 0
+        # [entity, lane, heading (+1 or -1), the tick of ten it moves on, seq]
+        self.walkers = []
+        for i, lane in enumerate(lanes(geometry, players, SPAN)):
+            entity = Entity(
+                id=f"player-{i}",
+                kind=PLAYER,
+                x=rng.uniform(lane.low, lane.high),
+                y=lane.cross,
+                name=f"player {i}",
+                session=f"session-{i}",
+                gateway=f"gateway-{i % 2}",
+            )
+            self.walkers.append([entity, lane, rng.choice((-1, 1)), rng.randrange(10), 0])
+            if entity.x <= self.border:
+                self.sim.add(entity)
+        self.sim.spawn_npcs()
+
+    def step(self) -> list[tuple]:
+        """
+        Advance the clock one tick, move the other zone's players and
+        mirror those within the margin in; this zone's players' inputs,
+        not applied.
+        """
+        self.clock.advance(self.interval)
+        self.ticks += 1
+        inputs = []
+        ghosts = []
+        reals = self.sim.reals
+        for walker in self.walkers:
+            entity, lane, heading, phase, seq = walker
+            if self.ticks % 10 == phase:
+                x = entity.x + heading * self.step_size
+                if not lane.low <= x <= lane.high:
+                    walker[2] = heading = -heading
+                    x = entity.x + heading * self.step_size
+                walker[4] = seq = seq + 1
+                if entity.id in reals:
+                    inputs.append((entity, seq, x, entity.y))
+                else:
+                    entity.x = x
+                    entity.last_input = seq
+            if entity.id not in reals and entity.x <= self.border + self.margin:
+                ghosts.append(self.sim.entity_view(entity))
+        self.sim.set_ghosts("r0c1", ghosts)
+        return inputs
+
+    def apply(self, inputs: list[tuple]) -> None:
+        """Apply the inputs as the zone's handoff applies them."""
+        for entity, seq, x, y in inputs:
+            self.sim.input(entity, seq, {"x": x, "y": y})
+            entity.last_input = seq
+
+    def hand_over(self, result) -> int:
+        """
+        The handoffs after a tick, both ways (L{BorderWalkZone}); how many.
+        """
+        sim = self.sim
+        for entity, _region in result.crossings:
+            sim.remove(entity.id)
+        arriving = [
+            w[0]
+            for w in self.walkers
+            if w[0].id not in sim.reals and w[0].x < self.border - self.hysteresis
+        ]
+        for entity in arriving:
+            sim.add(entity, seen=sim.aoi.visible(entity.x, entity.y))
+        return len(result.crossings) + len(arriving)
+
+
+def run_border_walk(
+    players: int, ticks: int, max_seconds: float, seed: int, settle: bool = True
+) -> dict:
+    """Measure C{ticks} ticks of a L{BorderWalkZone} of C{players} players."""
+    zone = BorderWalkZone(players, seed)
+    gc.collect()
+    if settle:
+        settle_collector()
+    durations = []
+    cpu_durations = []
+    pushes = handoffs = 0
+    deadline = time.perf_counter() + max_seconds
+    for n in range(WARMUP + ticks):
+        inputs = zone.step()
+        started = time.perf_counter()
+        cpu_started = time.thread_time()
+        zone.apply(inputs)
+        result = zone.sim.tick()
+        elapsed = time.perf_counter() - started
+        cpu = time.thread_time() - cpu_started
+        moved = zone.hand_over(result)
+        if n >= WARMUP:
+            durations.append(elapsed)
+            cpu_durations.append(cpu)
+            pushes += sum(len(sessions) for sessions in result.pushes.values())
+            handoffs += moved
+        if time.perf_counter() > deadline and len(durations) >= 10:
+            break
+    measured = len(durations)
+    return {
+        f"border_walk_ticks_{players}": measured,
+        f"border_walk_tick_p50_ms_{players}": percentile(durations, 0.50) * 1000,
+        f"border_walk_tick_p99_ms_{players}": percentile(durations, 0.99) * 1000,
+        f"border_walk_tick_cpu_p50_ms_{players}": percentile(cpu_durations, 0.50) * 1000,
+        f"border_walk_pushes_per_tick_{players}": pushes / measured,
+        f"border_walk_handoffs_per_tick_{players}": handoffs / measured,
+        f"border_walk_reals_{players}": len(zone.sim.reals),
+    }
+
+
 def run_size(
     size: int,
     ticks: int,
@@ -297,12 +451,25 @@ def main() -> None:
         action="store_false",
         help="CPython's collector as it is by default: nothing frozen, thresholds 700, 10, 10",
     )
+    p.add_argument(
+        "--border-walk",
+        type=int,
+        default=0,
+        metavar="PLAYERS",
+        help="also tick a zone in border-walk shape with PLAYERS players (0: not)",
+    )
     args = p.parse_args()
     figures: dict = {"budget_ms": BUDGET * 1000, "settled_gc": args.settle}
     sizes = [int(s) for s in args.sizes.split(",")]
     defaults = gc.get_threshold()
     for size in sizes:
         figures.update(run_size(size, args.ticks, args.max_seconds, args.seed, args.settle))
+        gc.unfreeze()
+        gc.set_threshold(*defaults)
+    if args.border_walk:
+        figures.update(
+            run_border_walk(args.border_walk, args.ticks, args.max_seconds, args.seed, args.settle)
+        )
         gc.unfreeze()
         gc.set_threshold(*defaults)
     if args.profile:

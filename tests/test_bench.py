@@ -671,6 +671,29 @@ class ZoneTickSmokeTests(unittest.TestCase):
         for name in ("encode_p50_ms", "encode_whole_p50_ms"):
             self.assertGreater(figures[f"{name}_100"], 0, name)
 
+    def test_border_walk(self):
+        """
+        The border-walk shape: players on both sides of the border, handed
+        over both ways, each one a real of the left zone or not, never
+        lost; those in sight of one another are shown their moves.
+        """
+        zone_tick = load_bench("zone_tick")
+        figures = zone_tick.run_border_walk(40, ticks=200, max_seconds=10.0, seed=1, settle=False)
+        self.assertEqual(figures["border_walk_ticks_40"], 200)
+        self.assertGreater(figures["border_walk_handoffs_per_tick_40"], 0)
+        self.assertGreater(figures["border_walk_pushes_per_tick_40"], 0)
+        self.assertGreater(figures["border_walk_tick_p50_ms_40"], 0)
+        self.assertTrue(0 < figures["border_walk_reals_40"] < 40 + 10)
+        zone = zone_tick.BorderWalkZone(40, seed=1)
+        for _ in range(200):
+            zone.apply(zone.step())
+            zone.hand_over(zone.sim.tick())
+            for entity, *_ in zone.walkers:
+                # Within the hysteresis of the border, either zone's.
+                if abs(entity.x - zone.border) > zone.hysteresis:
+                    real = entity.id in zone.sim.reals
+                    self.assertEqual(real, entity.x < zone.border, entity)
+
 
 class MetricsCostBenchTests(unittest.TestCase):
     """bench/metrics_cost.py at a tiny size: every figure, each way."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import sys
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -278,6 +279,58 @@ class VisibleTests:
             PLAYER,
             pure_kernel.record,
         )
+
+    def test_fill_reads_slots_of_subclasses(self):
+        """
+        Entities of the entity class and of subclasses with slots of their
+        own, one after the other: each read and walked in its own slots,
+        whichever class came before it; the old positions let go.
+        """
+
+        class Tagged(Entity):
+            __slots__ = ("tag",)
+
+        class Wide(Tagged):
+            __slots__ = ("more", "others")
+
+        def tagged(cls, eid, x, y):
+            entity = cls(eid, PLAYER, x, y, name=eid.upper(), session="s", gateway="g")
+            entity.tag = "t"
+            return entity
+
+        reals = {
+            "a": Entity("a", "npc", 1.0, 2.0, name="A"),
+            "b": tagged(Tagged, "b", 3.0, 4.0),
+            "c": Entity("c", "npc", 5.0, 6.0, name="C"),
+            "d": tagged(Wide, "d", float("7"), 8.0),
+            "e": tagged(Tagged, "e", 9.0, 10.0),
+        }
+        aoi = self.area(10)
+        published: dict = {}
+        _, observers, _ = aoi.fill(
+            reals, {}, published, set(), (0, 0, 0, 0), PLAYER, pure_kernel.record
+        )
+        self.assertEqual([o[0] for o in observers], ["b", "d", "e"])
+        self.assertEqual(
+            {k: v[:3] for k, v in published.items()},
+            {e.id: [e.x, e.y, e.id.upper()] for e in reals.values()},
+        )
+        walks = {eid: [0.6, 0.8, 99.0] for eid in reals}
+        old = reals["d"].x
+        held = sys.getrefcount(old)
+        aoi.kernel.wander(walks, reals, set(), 0.0, 0.5, (0.0, 100.0, 0.0, 100.0), None)
+        self.assertEqual(
+            [(e.x, e.y, getattr(e, "tag", None)) for e in reals.values()],
+            [
+                (1.3, 2.4, None),
+                (3.3, 4.4, "t"),
+                (5.3, 6.4, None),
+                (7.3, 8.4, "t"),
+                (9.3, 10.4, "t"),
+            ],
+        )
+        # The entity let its old position go.
+        self.assertEqual(sys.getrefcount(old), held - 1)
 
     def test_not_a_number(self):
         """

@@ -55,6 +55,22 @@ def player(entity_id: str, x: float, y: float, gateway: str = "gw-1") -> Entity:
     )
 
 
+#: zone.move payloads that are malformed, floats and not.
+MALFORMED_MOVES = [
+    None,
+    [1, 2],
+    {"x": 1},
+    {"x": "a", "y": 1},
+    {"x": True, "y": 1},
+    {"x": 1, "y": math.nan},
+    {"x": 1, "y": math.inf},
+    {"x": 1.0, "y": math.nan},
+    {"x": math.inf, "y": 2.0},
+    {"x": -math.inf, "y": 2.0},
+    {"x": math.nan, "y": math.nan},
+]
+
+
 class Zone:
     """A simulation on a fake clock, and helpers to drive it."""
 
@@ -631,15 +647,7 @@ class InputTests(unittest.TestCase):
         self.assertEqual(
             parse_input(4, {"x": 1, "y": 2, "extra": {"a": 1}}), Input(4, 1.0, 2.0, {"a": 1})
         )
-        for payload in [
-            None,
-            [1, 2],
-            {"x": 1},
-            {"x": "a", "y": 1},
-            {"x": True, "y": 1},
-            {"x": 1, "y": math.nan},
-            {"x": 1, "y": math.inf},
-        ]:
+        for payload in MALFORMED_MOVES:
             self.assertIsNone(parse_input(1, payload), payload)
 
     def test_malformed_corrected(self):
@@ -649,6 +657,21 @@ class InputTests(unittest.TestCase):
         events = events_of(self.zone.tick(), self.p)
         self.assertEqual(events["world.correct"], {"x": 500, "y": 500, "input": 1})
         self.assertEqual((self.p.x, self.p.y), (500, 500))
+
+    def test_malformed_moves_refused(self):
+        """
+        Without a game's own apply_input, the moves are read without an
+        Input made: every malformed payload is refused and corrected there
+        too, and numbers of any kind are taken as floats.
+        """
+        for seq, payload in enumerate(MALFORMED_MOVES, 1):
+            self.assertFalse(self.sim.input(self.p, seq, payload), payload)
+            self.p.last_input = seq
+            events = events_of(self.zone.tick(), self.p)
+            self.assertEqual(events["world.correct"], {"x": 500, "y": 500, "input": seq})
+        self.assertTrue(self.sim.input(self.p, 50, {"x": 500, "y": 500.5}))
+        self.assertEqual((self.p.x, self.p.y), (500.0, 500.5))
+        self.assertIs(type(self.p.x), float)
 
     def test_teleport_refused(self):
         self.assertFalse(send(self.sim, self.p, 1, 600, 500))

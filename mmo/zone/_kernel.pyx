@@ -11,7 +11,7 @@ mmo.
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
-from cpython.list cimport PyList_GET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
 from cpython.long cimport (
     PyLong_AsLongLong,
     PyLong_AsLongLongAndOverflow,
@@ -19,7 +19,7 @@ from cpython.long cimport (
     PyLong_FromLongLong,
 )
 from cpython.object cimport Py_TYPE
-from cpython.ref cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.unicode cimport PyUnicode_CheckExact
 from libc.stdlib cimport calloc, free, malloc, qsort, realloc
 from libc.math cimport copysign, fabs, floor, fmod
@@ -343,6 +343,21 @@ cdef class Snapshot:
         return self.updates
 
 
+cdef inline void _set_new(list items, Py_ssize_t i, object value):
+    # The i-th item of a list made by PyList_New, not set yet.
+    Py_INCREF(value)
+    PyList_SET_ITEM(items, i, value)
+
+
+cdef list _picked(list read, Py_ssize_t *picked, Py_ssize_t count):
+    # The items of read at the count positions picked, in a list of that size.
+    cdef list items = PyList_New(count)
+    cdef Py_ssize_t i
+    for i in range(count):
+        _set_new(items, i, <object>PyList_GET_ITEM(read, picked[i]))
+    return items
+
+
 cdef inline Snapshot _snapshot(tuple grid):
     cdef Snapshot snapshot = <Snapshot>grid[6]
     if not snapshot.ready:
@@ -511,16 +526,17 @@ cdef View _view_of(Snapshot snapshot, Py_ssize_t *found, Py_ssize_t count):
     # The view of the entries at the count positions found.
     cdef View now = View.__new__(View)
     cdef list all_ids = snapshot.ids
-    cdef list ids = []
+    # Made at its size: filled in place, not grown one append at a time.
+    cdef list ids = PyList_New(count)
     cdef Py_ssize_t i, p
+    now.ids = ids
     now.slots = <int *>malloc((count + 1) * sizeof(int))
     if now.slots is NULL:
         raise MemoryError()
     for i in range(count):
         p = found[i]
         now.slots[i] = snapshot.slot_at[p]
-        ids.append(<object>PyList_GET_ITEM(all_ids, p))
-    now.ids = ids
+        _set_new(ids, i, <object>PyList_GET_ITEM(all_ids, p))
     return now
 
 
@@ -538,16 +554,20 @@ def diff(tuple grid, double x, double y, known, bint refresh, changed, updates, 
     view handed over is).
     """
     cdef Snapshot snapshot = _snapshot(grid)
-    cdef Py_ssize_t *found = <Py_ssize_t *>malloc((snapshot.size + 1) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t room = snapshot.size + 1
+    # What it sees, and (from room on) the updates it picks: see _diff.
+    cdef Py_ssize_t *found = <Py_ssize_t *>malloc(2 * room * sizeof(Py_ssize_t))
     if found is NULL:
         raise MemoryError()
     try:
-        return _diff(grid, snapshot, found, x, y, known, refresh, changed, updates, view)
+        return _diff(grid, snapshot, found, found + room, x, y, known, refresh, changed, updates,
+                     view)
     finally:
         free(found)
 
 
-cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, double y, known,
+cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, Py_ssize_t *picked,
+                 double x, double y, known,
                  bint refresh, changed, updates, view):
     cdef Py_ssize_t count = _seen(grid, snapshot, x, y, found)
     # Held here: a view() called back may not drop them.
@@ -561,7 +581,9 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
     cdef list enter = []
     cdef list update = []
     cdef list leave = []
-    cdef Py_ssize_t i, p, k, n = 0
+    # The positions of the update entries read from the snapshot (picked),
+    # and how many: the update list is made at its size once they are known.
+    cdef Py_ssize_t i, p, k, n = 0, u = 0
     cdef int slot
     cdef long long mark
     cdef object eid, got
@@ -655,7 +677,8 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
                 read[p] = got
                 held = <PyObject *>got
             if held != <PyObject *>_FALSE:
-                update.append(<object>held)
+                picked[u] = p
+                u += 1
         else:
             eid = <object>PyList_GET_ITEM(all_ids, p)
             entry = PyDict_GetItem(updates, eid) if built else NULL
@@ -663,6 +686,8 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, double x, dou
                 update.append(<object>entry)
             elif eid in changed:
                 update.append(updates[eid])
+    if u:
+        update = _picked(read, picked, u)
     if n == k:
         # Everything it had is still in view: if nothing came either, its
         # view is the one it had (the same ids), kept as it is.
@@ -703,15 +728,16 @@ def diffs(tuple grid, list observers, list order, dict views, set fresh, changed
             if snapshot.size + 1 > room:
                 free(found)
                 room = snapshot.size + 1
-                found = <Py_ssize_t *>malloc(room * sizeof(Py_ssize_t))
+                # What an observer sees, and (from room on) its updates picked.
+                found = <Py_ssize_t *>malloc(2 * room * sizeof(Py_ssize_t))
                 if found is NULL:
                     raise MemoryError()
             known = views.get(entity_id)
             refresh = entity_id in fresh
             if refresh or not known:
                 fresh.discard(entity_id)
-            now, enter, update, leave = _diff(grid, snapshot, found, observer[1], observer[2],
-                                              known, refresh, changed, updates, view)
+            now, enter, update, leave = _diff(grid, snapshot, found, found + room, observer[1],
+                                              observer[2], known, refresh, changed, updates, view)
             views[entity_id] = now
             results[index] = (enter, update, leave)
     finally:
@@ -719,17 +745,35 @@ def diffs(tuple grid, list observers, list order, dict views, set fresh, changed
     return results
 
 
+cdef extern from "Python.h":
+    # A slot's member (Include/descrobject.h): where in its objects it lies.
+    ctypedef struct PyMemberDef:
+        int type
+        Py_ssize_t offset
+        int flags
+    ctypedef struct PyMemberDescrObject:
+        PyMemberDef *d_member
+
+# A member's type of an object held in a slot that may be unset (raising
+# AttributeError): what __slots__ makes (Include/structmember.h).
+cdef enum:
+    _T_OBJECT_EX = 16
+    _MAX_FIELDS = 8
+
+
 cdef class _Fields:
     """
     Named attributes of objects read and written as Python would, and for
     the objects of a class whose instances keep them in slots (an entity's
-    dataclass), straight through the slots' member descriptors: what the
-    attribute look-up would find, without looking up (the class's
-    dictionaries, along its method resolution order) for each object.  An
-    object of any other class, whose attribute access is its own, or that
-    keeps one of the attributes elsewhere, is read with getattr and written
-    with setattr.  The class last seen is kept: the objects of one tick are
-    most often all of one.
+    dataclass), straight in the slots, where the slots' member descriptors
+    say they lie: what the attribute look-up would find, without looking
+    up (the class's dictionaries, along its method resolution order), nor
+    calling a descriptor, for each object.  An unset slot is read through
+    its descriptor (which raises what Python does).  An object of any other
+    class, whose attribute access is its own, or that keeps one of the
+    attributes elsewhere, is read with getattr and written with setattr.
+    The class last seen is kept: the objects of one tick are most often all
+    of one.
     """
 
     cdef tuple names
@@ -737,14 +781,21 @@ cdef class _Fields:
     cdef list descriptors
     cdef bint gets
     cdef bint sets
+    # Whether every field is a plain slot (no flags), and where each lies.
+    cdef bint direct
+    cdef Py_ssize_t offsets[_MAX_FIELDS]
 
     def __cinit__(self, tuple names):
+        if len(names) > _MAX_FIELDS:
+            raise ValueError("too many fields")
         self.names = names
 
     cdef int see(self, object obj) except -1:
         # Ready to read (and write) obj's attributes.
         cdef object kind = type(obj)
         cdef list descriptors
+        cdef PyMemberDef *member
+        cdef Py_ssize_t field
         if kind is self.kind:
             return 0
         descriptors = []
@@ -759,12 +810,25 @@ cdef class _Fields:
         self.gets = (kind.__getattribute__ is object.__getattribute__
                      and None not in descriptors)
         self.sets = self.gets and kind.__setattr__ is object.__setattr__
+        self.direct = self.sets
+        if self.direct:
+            for field in range(len(descriptors)):
+                member = (<PyMemberDescrObject *>(<PyObject *>descriptors[field])).d_member
+                if member.type != _T_OBJECT_EX or member.flags != 0:
+                    self.direct = False
+                    break
+                self.offsets[field] = member.offset
         self.kind = kind
         return 0
 
     cdef inline object get(self, object obj, Py_ssize_t field):
         # The field-th attribute of obj, once seen.
         cdef object descriptor
+        cdef PyObject *value
+        if self.direct:
+            value = (<PyObject **>(<char *><PyObject *>obj + self.offsets[field]))[0]
+            if value is not NULL:
+                return <object>value
         if self.gets:
             descriptor = <object>PyList_GET_ITEM(self.descriptors, field)
             return Py_TYPE(descriptor).tp_descr_get(descriptor, obj, self.kind)
@@ -773,6 +837,15 @@ cdef class _Fields:
     cdef inline int set(self, object obj, Py_ssize_t field, object value) except -1:
         # Set the field-th attribute of obj, once seen.
         cdef object descriptor
+        cdef PyObject **slot
+        cdef PyObject *old
+        if self.direct:
+            slot = <PyObject **>(<char *><PyObject *>obj + self.offsets[field])
+            old = slot[0]
+            Py_INCREF(value)
+            slot[0] = <PyObject *>value
+            Py_XDECREF(old)
+            return 0
         if self.sets:
             descriptor = <object>PyList_GET_ITEM(self.descriptors, field)
             return Py_TYPE(descriptor).tp_descr_set(descriptor, obj, value)
@@ -815,13 +888,17 @@ def wander(dict walks, dict reals, frozen, double now, double distance, tuple bo
     cdef bint any_frozen = bool(frozen)
     cdef list walk
     cdef object entity_id, entity
+    cdef PyObject *found
     cdef _Fields fields = _POSITION
     for entity_id, walk in walks.items():
         if any_frozen and entity_id in frozen:
             continue
         if now >= <double>walk[2]:
             walk[:] = new_walk()
-        entity = reals[entity_id]
+        found = PyDict_GetItem(reals, entity_id)
+        if found is NULL:
+            raise KeyError(entity_id)
+        entity = <object>found
         fields.see(entity)
         x = _bounce(<double>fields.get(entity, _X) + <double>walk[0] * distance, left, right,
                     walk, 0)
@@ -967,6 +1044,10 @@ cdef inline int _note(dict cells, Snapshot snapshot, dict published, dict change
     return 0
 
 
+# No entity's kind (compared by identity).
+cdef object _NO_KIND = object()
+
+
 def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inner, player,
          record):
     """Bring the grid up to date from the reals and the ghosts: as L{mmo.zone.kernel.fill}."""
@@ -979,7 +1060,9 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef Py_ssize_t count = 0
     cdef double x0 = inner[0], y0 = inner[1], x1 = inner[2], y1 = inner[3]
     cdef double x, y
-    cdef object xo, yo, name, attrs, entity_id, entity, view
+    cdef object xo, yo, name, attrs, entity_id, entity, view, kind
+    # The last kind found not to be the player's: most are one (the NPCs').
+    cdef object other = _NO_KIND
     cdef Snapshot snapshot = <Snapshot>grid[6]
     cdef list gone
     cdef _Fields fields = _ENTITY
@@ -995,10 +1078,15 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
         attrs = fields.get(entity, _ATTRS)
         _note(cells, snapshot, published, changed, entity_id, xo, yo, name, attrs, size, stride,
               record)
-        if (fields.get(entity, _KIND) == player and fields.get(entity, _SESSION)
-                and fields.get(entity, _GATEWAY)):
+        kind = fields.get(entity, _KIND)
+        if kind is other:
+            pass
+        elif (kind is player or kind == player) and fields.get(entity, _SESSION) and (
+                fields.get(entity, _GATEWAY)):
             if entity_id not in frozen:
                 observers.append((entity_id, xo, yo, entity))
+        elif kind != player:
+            other = kind
         x = xo
         y = yo
         if not (x0 <= x <= x1 and y0 <= y <= y1):

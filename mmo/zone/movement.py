@@ -80,14 +80,18 @@ class Allowance:
         if left is None:
             return False
         now = self.clock.seconds()
-        elapsed = max(0.0, now - left[1])
-        budget = min(self._cap, left[0] + self._refill * elapsed)
+        # Comparisons rather than min() and max(): this runs for every input.
+        elapsed = now - left[1]
+        budget = left[0] + self._refill * elapsed if elapsed > 0.0 else left[0]
+        if budget > self._cap:
+            budget = self._cap
         distance = math.hypot(x - entity.x, y - entity.y)
         left[1] = now
         if distance > budget + _EPSILON:
             left[0] = budget
             return False
-        left[0] = max(0.0, budget - distance)
+        rest = budget - distance
+        left[0] = rest if rest > 0.0 else 0.0
         entity.x = float(x)
         entity.y = float(y)
         return True

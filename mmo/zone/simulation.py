@@ -67,15 +67,33 @@ def parse_input(seq: int, payload) -> Input | None:
     (finite numbers) and optionally the game's C{"extra"}; C{None} if it is
     malformed.
     """
+    coordinates = _coordinates(payload)
+    if coordinates is None:
+        return None
+    x, y = coordinates
+    return Input(seq, x, y, payload.get("extra"))
+
+
+def _coordinates(payload) -> tuple[float, float] | None:
+    """
+    Where a C{zone.move}'s payload goes, C{(x, y)} as floats, or C{None} if
+    it is malformed (L{parse_input}).
+    """
     if not isinstance(payload, dict):
         return None
     x, y = payload.get("x"), payload.get("y")
+    if type(x) is float and type(y) is float:
+        # What a client's move holds: finite unless the difference of a
+        # value with itself is not 0 (infinities and NaN).
+        if x - x == 0.0 and y - y == 0.0:
+            return x, y
+        return None
     for value in (x, y):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None
         if not math.isfinite(value):
             return None
-    return Input(seq, float(x), float(y), payload.get("extra"))
+    return float(x), float(y)
 
 
 @dataclass
@@ -175,6 +193,8 @@ class ZoneSimulation:
         )
         self._npc_serial = 0
         self._has_on_tick = type(self).on_tick is not ZoneSimulation.on_tick
+        # Without a game's own apply_input, an input is a move: no Input made.
+        self._moves_only = type(self).apply_input is ZoneSimulation.apply_input
         # Reals being handed off: seen, but not simulated.
         self.frozen: set[str] = set()
         # Players arriving (their inputs held): simulated and seen, not shown
@@ -375,6 +395,15 @@ class ZoneSimulation:
 
         @return: Whether it was applied.
         """
+        if self._moves_only:
+            coordinates = _coordinates(payload)
+            if coordinates is None:
+                self.correct(entity.id, MALFORMED)
+                return False
+            if self.move(entity, *coordinates):
+                return True
+            self.correct(entity.id)
+            return False
         move = parse_input(seq, payload)
         if move is None:
             self.correct(entity.id, MALFORMED)
