@@ -8,8 +8,8 @@ again on a private redis-server).
 from __future__ import annotations
 
 from twisted.internet import reactor
-from twisted.logger import Logger
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger
 from twisted.trial import unittest
 from txredisapi import ResponseError
 
@@ -102,7 +102,8 @@ class ReaderTests(unittest.TestCase):
             b"+" + b"x" * 30 + b"\r\n",
             b"+\xff\r\n",
         ]:
-            self.assertRaises(RespError, RespReader(max_bulk=10, max_items=4, max_line=20).feed, data)
+            refusing = RespReader(max_bulk=10, max_items=4, max_line=20)
+            self.assertRaises(RespError, refusing.feed, data)
         self.assertEqual(reader.feed(b"$10\r\n0123456789\r\n"), [b"0123456789"])
 
 

@@ -43,7 +43,9 @@ class RespReader:
     @ivar max_line: The longest line (a header, a status or an error).
     """
 
-    def __init__(self, max_bulk: int = 64 * 1024 * 1024, max_items: int = 16, max_line: int = 16384):
+    def __init__(
+        self, max_bulk: int = 64 * 1024 * 1024, max_items: int = 16, max_line: int = 16384
+    ):
         self.max_bulk = max_bulk
         self.max_items = max_items
         self.max_line = max_line
