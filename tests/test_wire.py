@@ -196,6 +196,11 @@ class CodecTests(unittest.TestCase):
             )
         self.assertEqual(fragments[id(entries[0])], codec.encode(entries[0]))
 
+    def test_packer_after_a_failure(self):
+        """A value the packer cannot encode leaves nothing behind in the next one."""
+        self.assertRaises(TypeError, codec.encode, {"a": [1, 2, object()]})
+        self.assertEqual(codec.encode({"b": 1}), msgpack.packb({"b": 1}, use_bin_type=True))
+
     def test_fragments_unencodable(self):
         """A field msgpack cannot encode is a TypeError, with fragments too."""
         self.assertRaises(

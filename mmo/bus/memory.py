@@ -23,6 +23,7 @@ from zope.interface import implementer
 
 from mmo.bus import IBus
 from mmo.metrics.registry import BUS_DELIVERED, BUS_PUBLISHED
+from mmo.wire.codec import encode
 
 #: Seconds between sweeps of expired entries (they are also dropped on read).
 SWEEP_INTERVAL = 60.0
@@ -35,7 +36,8 @@ def pack(value: Any) -> bytes:
 
     @raise TypeError: C{value} holds something msgpack cannot encode.
     """
-    return msgpack.packb(value, use_bin_type=True)
+    # The wire's packer: the same msgpack, without a packer made per call.
+    return encode(value)
 
 
 def unpack(data: bytes) -> Any:

@@ -17,6 +17,7 @@ from twisted.internet import defer, protocol, task
 
 from mmo.bus import BusError
 from mmo.bus.memory import deliver, pack
+from mmo.bus.resp import RespError, RespReader
 from mmo.metrics.registry import (
     BUS_DELIVERY_LAG,
     BUS_PUBLISH_DURATION,
@@ -29,17 +30,43 @@ from mmo.redis import RedisEndpoint
 
 class _Subscriber(txredisapi.SubscriberProtocol):
     """
-    The subscriber side: hands messages and its own loss to the bus.
+    The subscriber side: hands messages and its own loss to the bus.  Its
+    replies are read by a L{RespReader} (txredisapi's commands and
+    connection handling otherwise); one it cannot read drops the link.
 
     @ivar reads: How many times bytes came in (the ping tells a busy link
         from a dead one by it).
     """
 
     reads = 0
+    reader: RespReader | None = None
+    unreadable = False
 
     def dataReceived(self, data, *args):
         self.reads += 1
-        return super().dataReceived(data, *args)
+        if self.unreadable:
+            return
+        reader = self.reader
+        if reader is None:
+            reader = self.reader = RespReader()
+        try:
+            replies = reader.feed(data)
+        except RespError as e:
+            self.unreadable = True
+            self.factory.bus.log.error(
+                "bus subscriber link to {where}: unreadable reply ({why}); reconnecting",
+                where=self.factory.bus.where,
+                why=str(e),
+            )
+            self.transport.abortConnection()
+            return
+        message = self.factory.bus.message_received
+        for reply in replies:
+            # A message's push, without the checks of txredisapi's replyReceived.
+            if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
+                message(reply[1], reply[2])
+            else:
+                self.replyReceived(reply)
 
     def messageReceived(self, pattern, channel, message):
         self.factory.bus.message_received(channel, message)

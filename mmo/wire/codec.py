@@ -52,9 +52,16 @@ def _check_array(value: list) -> list:
     return value
 
 
+#: msgpack of the reactor's thread.  One packer, kept: C{packb} makes one
+#: (and its buffer) per call, which costs as much as packing a small map.
+#: It is never re-entered (no C{default} hook calls back into Python) and
+#: it starts afresh after a value it cannot pack.
+_pack = msgpack.Packer(use_bin_type=True).pack
+
+
 def encode(message: dict) -> bytes:
     """The msgpack body of C{message}."""
-    return msgpack.packb(message, use_bin_type=True)
+    return _pack(message)
 
 
 def frame(message: dict) -> bytes:
@@ -99,7 +106,7 @@ def push_stem(kind: str, fields: dict, fragments: dict[int, bytes] | None = None
         for value in fields.values():
             if type(value) is list and len(value) >= _JOINED_FROM:
                 return _joined_stem(kind, fields, fragments)
-    body = encode({**fields, "t": kind, "seq": _SEQ_PLACEHOLDER})
+    body = _pack({**fields, "t": kind, "seq": _SEQ_PLACEHOLDER})
     return HEADER.pack(len(body)) + body[:-4]
 
 
@@ -111,9 +118,8 @@ _JOINED_FROM = 16
 
 def _joined_stem(kind: str, fields: dict, fragments: dict[int, bytes]) -> bytes:
     # push_stem's bytes, joined: the map's entries in its order, "t" and
-    # the number last.  One packer for it all: making one costs more than
-    # packing a small map.
-    pack = msgpack.Packer(use_bin_type=True).pack
+    # the number last.
+    pack = _pack
     parts = [_map_header(len(fields) + 2)]
     append = parts.append
     for key, value in fields.items():
