@@ -1083,6 +1083,21 @@ class TellTests(unittest.TestCase):
         warned = [line for line in logged if "that session s1 changed failed" in line]
         self.assertEqual(len(warned), 3, logged)
 
+    def test_an_answer_still_on_its_way(self):
+        """
+        A route's Deferred that has fired but waits on another (an RPC
+        link's call once the link is up: the link's readiness, then the
+        service's answer) is waited for: the service has not answered yet.
+        A gateway that did not wait admitted a player before chat had put
+        him in his world channel, and he missed what was said next.
+        """
+        answer = defer.Deferred()
+        routes = [self.Told(lambda: defer.succeed(None).addCallback(lambda _: answer))]
+        told = Services(routes).tell(Caller("s1", "gateway-1", "a1", "Alice"), "started")
+        self.assertNoResult(told)
+        answer.callback({})
+        self.assertIsNone(self.successResultOf(told))
+
     def test_all_at_once(self):
         """Routes that all answered at once: told is done at once."""
         routes = [self.Told(lambda: defer.succeed(None)) for _ in range(2)]

@@ -83,21 +83,17 @@ class Services:
         fires when all have answered.  A service that fails is logged, and
         does not stop the others from being told.
         """
-        # Every handoff of every walking player tells every service: the
-        # routes that answered at once (those with nothing to send) are
-        # not waited for.
-        pending = []
+        # Every one is waited for, even one that has fired: a Deferred that
+        # fired may still wait on another (an RPC call once the link is
+        # up), and only the service's answer says it is told.
+        told = []
         for route in self.routes:
             try:
                 d = route.session_event(caller, event)
             except Exception:
                 d = defer.fail()
-            d.addErrback(self._not_told, route, caller, event)
-            if not d.called:
-                pending.append(d)
-        if not pending:
-            return defer.succeed(None)
-        return defer.gatherResults(pending).addCallback(lambda _: None)
+            told.append(d.addErrback(self._not_told, route, caller, event))
+        return defer.gatherResults(told).addCallback(lambda _: None)
 
     def _not_told(self, failure, route, caller: Caller, event: str) -> None:
         log_failure(
