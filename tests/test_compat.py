@@ -226,19 +226,23 @@ class TLSWriteThroughTests(unittest.TestCase):
         self.listener.startService()
         self.addCleanup(self.listener.stopService)
 
-    async def test_sends_at_once_and_keeps_nothing(self):
-        """
-        Replies arrive, the socket sends them at once (it is not watched
-        for writability once idle, Nagle is off) and the socket's
-        transport is Twisted's own, unchanged: nothing per connection.
-        """
-        client = await connect(
+    def client(self) -> defer.Deferred:
+        """A client of the listener over TLS (a Deferred of it, ready)."""
+        return connect(
             reactor,
             "127.0.0.1",
             self.listener.port.getHost().port,
             ca=tls.ca_path(self.config.deployment.tls_dir),
             hostname="localhost",
         )
+
+    async def test_sends_at_once_and_keeps_nothing(self):
+        """
+        Replies arrive, the socket sends them at once (it is not watched
+        for writability once idle, Nagle is off) and the socket's
+        transport is Twisted's own, unchanged: nothing per connection.
+        """
+        client = await self.client()
         self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
         self.assertIn("time", await client.request("ping"))
         (server,) = self.factory.connections
@@ -256,13 +260,7 @@ class TLSWriteThroughTests(unittest.TestCase):
         turn gathered before it (in order); what is written after it is
         gathered again.
         """
-        client = await connect(
-            reactor,
-            "127.0.0.1",
-            self.listener.port.getHost().port,
-            ca=tls.ca_path(self.config.deployment.tls_dir),
-            hostname="localhost",
-        )
+        client = await self.client()
         self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
         await client.request("ping")
         (server,) = self.factory.connections
@@ -289,13 +287,7 @@ class TLSWriteThroughTests(unittest.TestCase):
 
     async def test_write_now_after_the_connection_is_lost(self):
         """A connection that is gone drops what is written now, as C{write} does."""
-        client = await connect(
-            reactor,
-            "127.0.0.1",
-            self.listener.port.getHost().port,
-            ca=tls.ca_path(self.config.deployment.tls_dir),
-            hostname="localhost",
-        )
+        client = await self.client()
         await client.request("ping")
         (server,) = self.factory.connections
         closed = client.whenClosed()
@@ -311,13 +303,7 @@ class TLSWriteThroughTests(unittest.TestCase):
         A record OpenSSL refuses (here: written after TLS was shut down)
         ends the connection, as Twisted's own write does, with the error.
         """
-        client = await connect(
-            reactor,
-            "127.0.0.1",
-            self.listener.port.getHost().port,
-            ca=tls.ca_path(self.config.deployment.tls_dir),
-            hostname="localhost",
-        )
+        client = await self.client()
         self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
         await client.request("ping")
         (server,) = self.factory.connections
@@ -340,13 +326,7 @@ class TLSWriteThroughTests(unittest.TestCase):
         C{recv}, which raised C{WantReadError} at the end of every read; a
         client's close (its close_notify) still closes the connection.
         """
-        client = await connect(
-            reactor,
-            "127.0.0.1",
-            self.listener.port.getHost().port,
-            ca=tls.ca_path(self.config.deployment.tls_dir),
-            hostname="localhost",
-        )
+        client = await self.client()
         self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
         await client.request("ping")
         (server,) = self.factory.connections
