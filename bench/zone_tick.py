@@ -150,7 +150,20 @@ def encode_pushes(result, whole_first: bool) -> tuple[float, float]:
     return joined(), whole()
 
 
-class BenchZone:
+class _Simulated:
+    """The left zone's simulation of a bench world, on a fake clock, seeded."""
+
+    def _simulate(self, conf, seed: int, clock: task.Clock | None):
+        world = WorldMap.from_config(conf)
+        self.region = region = world.region("r0c0")
+        self.clock = clock if clock is not None else task.Clock()
+        self.rng = rng = random.Random(seed)
+        self.sim = ZoneSimulation(world, region, conf, self.clock, rng=random.Random(seed + 1))
+        self.interval = 1.0 / conf.tick_rate
+        return region, rng
+
+
+class BenchZone(_Simulated):
     """
     The zone this benchmark times, and those that build on it: C{size}
     entities in the left region of L{world_config}'s world, a tenth of them
@@ -162,12 +175,7 @@ class BenchZone:
 
     def __init__(self, size: int, seed: int, clock: task.Clock | None = None):
         self.conf = conf = world_config()
-        world = WorldMap.from_config(conf)
-        self.region = region = world.region("r0c0")
-        self.clock = clock if clock is not None else task.Clock()
-        self.rng = rng = random.Random(seed)
-        self.sim = ZoneSimulation(world, region, conf, self.clock, rng=random.Random(seed + 1))
-        self.interval = 1.0 / conf.tick_rate
+        region, rng = self._simulate(conf, seed, clock)
         players = max(1, size // 10)
         self.walkers = []
         for i in range(players):
@@ -216,7 +224,7 @@ class BenchZone:
             entity.last_input = seq
 
 
-class BorderWalkZone:
+class BorderWalkZone(_Simulated):
     """
     The left zone of a border walk (see the module docstring): C{players}
     players on lanes across the border at x = 1000, each moving every
@@ -237,12 +245,7 @@ class BorderWalkZone:
             {"width": 2000, "height": 2000, "columns": 2, "zones": ["zone-1", "zone-2"]},
             ("world",),
         )
-        world = WorldMap.from_config(conf)
-        self.region = region = world.region("r0c0")
-        self.clock = clock if clock is not None else task.Clock()
-        self.rng = rng = random.Random(seed)
-        self.sim = ZoneSimulation(world, region, conf, self.clock, rng=random.Random(seed + 1))
-        self.interval = 1.0 / conf.tick_rate
+        region, rng = self._simulate(conf, seed, clock)
         geometry = World.from_config(conf)
         self.step_size = geometry.max_step(0.5)
         self.margin = conf.ghost_margin
