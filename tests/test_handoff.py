@@ -1540,6 +1540,11 @@ def view(entity_id, version, x=0.0):
     }
 
 
+def shown(view):
+    """What a ghost of C{view} shows: the view without its version."""
+    return {k: v for k, v in view.items() if k != "version"}
+
+
 class GhostTableTests(unittest.TestCase):
     def setUp(self):
         self.clock = task.Clock()
@@ -1549,14 +1554,14 @@ class GhostTableTests(unittest.TestCase):
     def test_replaced_each_tick(self):
         self.table.apply(GhostUpdate("A", 1, (view("e1", 0, 1.0), view("e2", 0))))
         self.table.apply(GhostUpdate("A", 2, (view("e1", 0, 2.0),)))
-        self.assertEqual(self.table.views(), [view("e1", 0, 2.0)])
+        self.assertEqual(self.table.views(), [shown(view("e1", 0, 2.0))])
         self.assertNotIn("e2", self.table)
 
     def test_older_tick_ignored(self):
         self.table.apply(GhostUpdate("A", 5, (view("e1", 0, 5.0),)))
         self.table.apply(GhostUpdate("A", 4, (view("e1", 0, 4.0), view("e2", 0))))
         self.table.apply(GhostUpdate("A", 5, ()))
-        self.assertEqual(self.table.views(), [view("e1", 0, 5.0)])
+        self.assertEqual(self.table.views(), [shown(view("e1", 0, 5.0))])
 
     def test_sources_separate(self):
         """An update replaces only its own zone's ghosts."""
@@ -1592,6 +1597,73 @@ class GhostTableTests(unittest.TestCase):
         self.assertEqual([v["id"] for v in self.table.views()], ["e2"])
         self.table.real_added("unknown")
 
+    def test_views_from(self):
+        """
+        Each zone's ghosts by id, as the simulation shows them (without
+        their versions); the update's own views are left as they came.
+        """
+        update = GhostUpdate("A", 1, (view("e1", 3, 1.0), view("e2", 0, 2.0)))
+        self.table.apply(update)
+        self.table.apply(GhostUpdate("C", 1, (view("e3", 0),)))
+        self.assertEqual(
+            self.table.views_from("A"),
+            {"e1": shown(view("e1", 3, 1.0)), "e2": shown(view("e2", 0, 2.0))},
+        )
+        self.assertEqual(self.table.views_from("C"), {"e3": shown(view("e3", 0))})
+        self.assertEqual(self.table.views_from("B"), {})
+        self.assertEqual(update.views, (view("e1", 3, 1.0), view("e2", 0, 2.0)))
+        # Another table takes the same update alike.
+        other = GhostTable(self.reals.__contains__, self.clock)
+        other.apply(update)
+        self.assertEqual(other.views_from("A"), self.table.views_from("A"))
+        # A ghost that moved to another zone is that zone's only.
+        self.table.apply(GhostUpdate("C", 2, (view("e3", 0), view("e1", 4, 9.0))))
+        self.assertEqual(list(self.table.views_from("A")), ["e2"])
+        self.assertEqual(self.table.views_from("C")["e1"], shown(view("e1", 4, 9.0)))
+        self.reals.add("e3")
+        self.table.real_added("e3")
+        self.assertEqual(list(self.table.views_from("C")), ["e1"])
+
+    def test_snapshot_applied_again(self):
+        """A snapshot's views carry their versions: applied, they make the same table."""
+        self.table.apply(GhostUpdate("A", 4, (view("e1", 3, 1.0), view("e2", 0))))
+        self.table.handed_over("B", view("e5", 2, 7.0), 3)
+        snapshot = self.table.snapshot()
+        self.assertEqual(
+            snapshot,
+            {
+                "A": {"tick": 4, "views": [view("e1", 3, 1.0), view("e2", 0)]},
+                "B": {"tick": 0, "views": [view("e5", 2, 7.0)]},
+            },
+        )
+        again = GhostTable(self.reals.__contains__, self.clock)
+        for zone, ghosts in snapshot.items():
+            again.apply(GhostUpdate(zone, ghosts["tick"], tuple(ghosts["views"])))
+        for zone in ("A", "B"):
+            self.assertEqual(again.views_from(zone), self.table.views_from(zone))
+        self.assertEqual(again.get("e1"), Ghost("A", 3, shown(view("e1", 3, 1.0))))
+
+    def test_version_remembered_after_the_ghost_is_gone(self):
+        """
+        The version of a ghost held through many updates is remembered
+        C{ttl} after its last one, not after its first: an older version
+        is refused until then.
+        """
+        for tick in range(1, 31):
+            self.table.apply(GhostUpdate("A", tick, (view("e1", 3, float(tick)),)))
+            self.clock.advance(0.05)
+            self.table.expire()
+        self.table.apply(GhostUpdate("A", 31, ()))
+        self.assertNotIn("e1", self.table)
+        self.clock.advance(0.9)
+        self.table.expire()
+        self.table.apply(GhostUpdate("C", 1, (view("e1", 2),)))
+        self.assertNotIn("e1", self.table)
+        self.clock.advance(0.2)
+        self.table.expire()
+        self.table.apply(GhostUpdate("C", 2, (view("e1", 2),)))
+        self.assertEqual(self.table.get("e1").source, "C")
+
     def test_silent_zone_expires(self):
         self.table.apply(GhostUpdate("A", 7, (view("e1", 0),)))
         self.clock.advance(0.5)
@@ -1612,7 +1684,7 @@ class GhostTableTests(unittest.TestCase):
         """
         self.table.apply(GhostUpdate("B", 5, (view("e2", 0),)))
         self.table.handed_over("B", view("e1", 4, 3.0), 7)
-        self.assertEqual(self.table.get("e1"), Ghost("B", 4, view("e1", 4, 3.0)))
+        self.assertEqual(self.table.get("e1"), Ghost("B", 4, shown(view("e1", 4, 3.0))))
         self.table.apply(GhostUpdate("B", 7, (view("e2", 0),)))
         self.table.apply(GhostUpdate("B", 6, ()))
         self.assertEqual([v["id"] for v in self.table.views()], ["e1", "e2"])

@@ -396,13 +396,14 @@ class ZoneServiceTests(ZoneTestCase):
         bob_entity.x = 104.0
         await self.settle(3)
         entered = [
-            view["id"]
+            view
             for batch in self.batches()
             for kind, fields in batch.get("session-alice", [])
             if kind == "world.update"
             for view in fields["enter"]
         ]
-        self.assertIn("c-bob", entered)
+        # Bob's ghost enters as his real shows him: without his version.
+        self.assertIn(bob_entity.view(), entered)
 
         seq = 0
         for step in range(12):

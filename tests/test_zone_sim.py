@@ -486,6 +486,16 @@ class AOIEventTests(unittest.TestCase):
         self.assertEqual(update["leave"], ["other"])
         self.assertEqual(self.sim.ghosts, {})
 
+    def test_ghosts_by_id(self):
+        """Ghosts given as a dict by id are those; the dict is not kept (its owner changes it)."""
+        ghost = {"id": "other", "kind": PLAYER, "x": 520, "y": 500, "name": "o", "attrs": {}}
+        by_id = {"other": ghost}
+        self.sim.set_ghosts("r0c1", by_id)
+        del by_id["other"]
+        self.assertEqual(self.sim.ghosts, {"other": ghost})
+        self.sim.set_ghosts("r0c1", by_id)
+        self.assertEqual(self.sim.ghosts, {})
+
     def test_own_region_is_not_a_ghost_source(self):
         self.assertRaises(ValueError, self.sim.set_ghosts, "r0c0", [])
 

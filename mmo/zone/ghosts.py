@@ -43,7 +43,7 @@ def ghost_view(entity: Entity) -> dict:
 
 @dataclass
 class Ghost:
-    """A ghost: the view, and the zone it came from."""
+    """A ghost: the zone it came from, its version, and its view (without the version)."""
 
     source: str
     version: int
@@ -53,6 +53,9 @@ class Ghost:
 class GhostTable:
     """
     The ghosts one zone holds of its neighbours' entities.
+
+    A ghost's view is the view it came with, without its version (what the
+    simulation shows, L{views_from}): copied once, when it is taken.
 
     @param is_real: Whether an entity id is a real of this zone.
     @param clock: Provides C{seconds()}, for L{expire}.
@@ -66,7 +69,8 @@ class GhostTable:
         self.clock = clock
         self.ttl = ttl
         self._ghosts: dict[str, Ghost] = {}
-        self._by_source: dict[str, set[str]] = {}
+        #: Zone -> its ghosts' views by id: what the simulation shows of it.
+        self._by_source: dict[str, dict[str, dict]] = {}
         self._ticks: dict[str, int] = {}
         self._heard: dict[str, float] = {}
         #: Entity id -> (highest version taken, when).
@@ -85,8 +89,16 @@ class GhostTable:
         return self._ghosts.get(entity_id)
 
     def views(self) -> list[dict]:
-        """Every ghost's view, by id (for the area of interest)."""
+        """Every ghost's view, by id."""
         return [self._ghosts[key].view for key in sorted(self._ghosts)]
+
+    def views_from(self, zone: str) -> dict[str, dict]:
+        """
+        The views of the ghosts from C{zone}, by id (for
+        L{mmo.zone.simulation.ZoneSimulation.set_ghosts}): the table's own,
+        changed by the next update, so to be copied if kept.
+        """
+        return self._by_source.get(zone, _NONE)
 
     def snapshot(self) -> dict:
         """
@@ -95,31 +107,35 @@ class GhostTable:
         L{apply}s each as a L{GhostUpdate} (nothing leaves anyone's view).
         """
         found = {}
-        for zone, ids in self._by_source.items():
-            views = [
-                {**self._ghosts[i].view, "version": self._ghosts[i].version}
-                for i in sorted(ids)
-                if i in self._ghosts
-            ]
-            found[zone] = {"tick": self._ticks.get(zone, 0), "views": views}
+        for zone, views in self._by_source.items():
+            found[zone] = {
+                "tick": self._ticks.get(zone, 0),
+                "views": [{**views[i], "version": self._ghosts[i].version} for i in sorted(views)],
+            }
         return found
 
     def apply(self, update: GhostUpdate) -> None:
         """Take one zone's update: replace its ghosts, by the rules above."""
-        if update.tick <= self._ticks.get(update.zone, -1):
+        zone = update.zone
+        if update.tick <= self._ticks.get(zone, -1):
             return
         now = self.clock.seconds()
-        self._ticks[update.zone] = update.tick
-        self._heard[update.zone] = now
-        seen: set[str] = set()
+        self._ticks[zone] = update.tick
+        self._heard[zone] = now
+        seen: dict[str, dict] = {}
+        take = self._take
         for view in update.views:
-            if self._take(update.zone, view, now):
-                seen.add(view["id"])
+            shown = take(zone, view, now)
+            if shown is not None:
+                seen[view["id"]] = shown
         if self._handed:
             self._keep_handed(update, seen)
-        for entity_id in self._by_source.get(update.zone, set()) - seen:
-            del self._ghosts[entity_id]
-        self._by_source[update.zone] = seen
+        before = self._by_source.get(zone)
+        if before:
+            ghosts = self._ghosts
+            for entity_id in before.keys() - seen.keys():
+                del ghosts[entity_id]
+        self._by_source[zone] = seen
 
     def handed_over(self, zone: str, view: dict, tick: int | None = None) -> None:
         """
@@ -135,43 +151,53 @@ class GhostTable:
         a newer version was taken already.
         """
         now = self.clock.seconds()
-        if not self._take(zone, view, now):
+        shown = self._take(zone, view, now)
+        if shown is None:
             return
         entity_id = view["id"]
-        self._by_source.setdefault(zone, set()).add(entity_id)
+        self._by_source.setdefault(zone, {})[entity_id] = shown
         # Dropped with the zone's other ghosts if it never speaks.
         self._heard.setdefault(zone, now)
         last = self._ticks.get(zone, -1)
         self._handed[entity_id] = (zone, last if tick is None else max(tick, last))
 
-    def _take(self, zone: str, view: dict, now: float) -> bool:
+    def _take(self, zone: str, view: dict, now: float) -> dict | None:
         """
         Make C{view} (with its version) its entity's ghost from C{zone},
-        unless the rules above say no; whether it did.  The caller notes
-        it among C{zone}'s ghosts.
+        unless the rules above say no: the ghost's view (without the
+        version), or C{None}.  The caller notes it among C{zone}'s ghosts.
         """
-        entity_id, version = view["id"], view["version"]
+        entity_id = view["id"]
+        version = view["version"]
         if self.is_real(entity_id):
-            return False
+            return None
+        shown = view.copy()
+        del shown["version"]
+        current = self._ghosts.get(entity_id)
+        if current is not None and current.source == zone and current.version == version:
+            # The same ghost again, as most are tick after tick: while it
+            # is held, its version is the highest taken.
+            current.view = shown
+            self._versions[entity_id] = (version, now)
+            return shown
         newest = self._versions.get(entity_id)
         if newest is not None and version < newest[0]:
-            return False
-        current = self._ghosts.get(entity_id)
+            return None
         if current is not None and current.source != zone:
             if version <= current.version:
-                return False
-            self._by_source[current.source].discard(entity_id)
-        self._ghosts[entity_id] = Ghost(zone, version, view)
+                return None
+            self._by_source[current.source].pop(entity_id, None)
+        self._ghosts[entity_id] = Ghost(zone, version, shown)
         self._versions[entity_id] = (version, now)
-        return True
+        return shown
 
-    def _keep_handed(self, update: GhostUpdate, seen: set[str]) -> None:
+    def _keep_handed(self, update: GhostUpdate, seen: dict[str, dict]) -> None:
         """Keep, through C{update}, the handed-over ghosts it was sent too early to hold."""
         for entity_id, (zone, tick) in list(self._handed.items()):
             if zone != update.zone:
                 continue
             if update.tick <= tick and entity_id in self._by_source.get(zone, ()):
-                seen.add(entity_id)
+                seen[entity_id] = self._ghosts[entity_id].view
             else:
                 del self._handed[entity_id]
 
@@ -180,7 +206,7 @@ class GhostTable:
         self._handed.pop(entity_id, None)
         ghost = self._ghosts.pop(entity_id, None)
         if ghost is not None:
-            self._by_source[ghost.source].discard(entity_id)
+            self._by_source[ghost.source].pop(entity_id, None)
 
     def expire(self) -> list[str]:
         """
@@ -194,15 +220,22 @@ class GhostTable:
                 del self._heard[zone]
                 # A restarted zone may count its ticks from 0 again.
                 self._ticks.pop(zone, None)
-                for entity_id in sorted(self._by_source.pop(zone, set())):
+                for entity_id in sorted(self._by_source.pop(zone, ())):
                     del self._ghosts[entity_id]
                     self._handed.pop(entity_id, None)
                     dropped.append(entity_id)
-        for entity_id, (_, when) in list(self._versions.items()):
-            if entity_id not in self._ghosts and now - when >= self.ttl:
-                del self._versions[entity_id]
+        versions = self._versions
+        if len(versions) != len(self._ghosts):
+            # Only those of ghosts gone may be forgotten.
+            for entity_id in versions.keys() - self._ghosts.keys():
+                if now - versions[entity_id][1] >= self.ttl:
+                    del versions[entity_id]
         return dropped
 
     def sources(self) -> Iterable[str]:
         """The zones whose ghosts are held."""
-        return sorted(zone for zone, ids in self._by_source.items() if ids)
+        return sorted(zone for zone, views in self._by_source.items() if views)
+
+
+#: No ghosts from a zone.
+_NONE: dict[str, dict] = {}

@@ -140,12 +140,16 @@ class Outbox:
         """A tick's ghost views, each with its real's version, to each neighbour."""
         # Tick numbers of ghost updates keep increasing across a restart.
         self.ghost_tick = max(self.ghost_tick + 1, int(result.time * 1000))
+        reals = self.simulation.reals
         for region, views in result.ghost_views.items():
             versioned = []
             for view in views:
-                real = self.simulation.get(view["id"])
-                versioned.append({**view, "version": real.version if real is not None else 0})
-            update = GhostUpdate(self.name, self.ghost_tick, tuple(versioned))
+                real = reals.get(view["id"])
+                # dict.copy and one key set: cheaper than {**view, "version": ...}.
+                copy = view.copy()
+                copy["version"] = real.version if real is not None else 0
+                versioned.append(copy)
+            update = GhostUpdate(self.name, self.ghost_tick, versioned)
             self.publish(zone_channel(region), encode(update, self.name))
 
     def publish(self, channel: str, data: dict) -> None:

@@ -297,13 +297,8 @@ class ZoneService(ZonePlayers, GameService):
     def tick(self) -> None:
         """One tick: ghosts in, simulate, pushes and ghosts out, crossings handed off."""
         self.ghosts.expire()
-        by_source: dict[str, list[dict]] = {r.name: [] for r in self.simulation.neighbours}
-        for view in self.ghosts.views():
-            ghost = self.ghosts.get(view["id"])
-            if ghost.source in by_source:
-                by_source[ghost.source].append({k: v for k, v in view.items() if k != "version"})
-        for source, views in by_source.items():
-            self.simulation.set_ghosts(source, views)
+        for region in self.simulation.neighbours:
+            self.simulation.set_ghosts(region.name, self.ghosts.views_from(region.name))
 
         result = self.simulation.tick()
         self.last_tick_at = result.time

@@ -359,16 +359,19 @@ class ZoneSimulation:
 
     # -- ghosts -------------------------------------------------------------------------
 
-    def set_ghosts(self, source: str, views: list[dict]) -> None:
+    def set_ghosts(self, source: str, views: list[dict] | dict[str, dict]) -> None:
         """
         Replace the ghosts mirrored from the zone of region C{source} by
-        C{views} (its L{TickResult.ghost_views} for this region).  Read-only
-        copies: they are seen, never simulated here.  A real with the same id
-        (during a handoff) hides its ghost.
+        C{views} (its L{TickResult.ghost_views} for this region), a list or
+        a dict by id.  Read-only copies: they are seen, never simulated
+        here.  A real with the same id (during a handoff) hides its ghost.
         """
         if source == self.region.name:
             raise ValueError("a zone does not ghost its own entities")
-        self._ghost_sources[source] = {view["id"]: view for view in views}
+        if isinstance(views, dict):
+            self._ghost_sources[source] = views.copy()
+        else:
+            self._ghost_sources[source] = {view["id"]: view for view in views}
         self._ghosts = None
 
     @property
