@@ -695,6 +695,43 @@ class ZoneTickSmokeTests(unittest.TestCase):
                     self.assertEqual(real, entity.x < zone.border, entity)
 
 
+class GhostsBenchTests(unittest.TestCase):
+    """bench/ghosts.py at a tiny size: every figure, and the two zones it measures."""
+
+    def test_tiny_run(self):
+        ghosts = load_bench("ghosts")
+        figures = ghosts.run(40, ticks=20, seed=1, settle=False)
+        self.assertEqual(figures["ghosts_ticks_40"], 20)
+        for name in ("in_p50_us", "out_p50_us", "bus_codec_p50_us", "bytes_per_update"):
+            self.assertGreater(figures[f"ghosts_{name}_40"], 0, name)
+        self.assertGreater(figures["ghosts_views_per_update_40"], 1)
+
+    def test_border_walk(self):
+        """
+        Every player is a real of exactly one zone, handed over both ways;
+        each zone's ghosts are reals of the other, shown as they are (their
+        views without their versions), at their versions.
+        """
+        ghosts = load_bench("ghosts")
+        walk = ghosts.BorderWalk(40, seed=1)
+        everyone = {w[0].id for w in walk.walkers}
+        west, east = walk.zones
+        for _ in range(200):
+            walk.step()
+            self.assertFalse(west.real_simulation.reals.keys() & east.real_simulation.reals.keys())
+            self.assertEqual(
+                west.real_simulation.reals.keys() | east.real_simulation.reals.keys(), everyone
+            )
+            for zone, other in ((west, east), (east, west)):
+                reals = other.real_simulation.reals
+                for entity_id, view in zone.ghosts.views_from(other.name).items():
+                    self.assertEqual(view, reals[entity_id].view())
+                    self.assertEqual(zone.ghosts.get(entity_id).version, reals[entity_id].version)
+        handed = {w[0].id for w in walk.walkers if w[0].version}
+        self.assertTrue(handed & west.real_simulation.reals.keys())
+        self.assertTrue(handed & east.real_simulation.reals.keys())
+
+
 class MetricsCostBenchTests(unittest.TestCase):
     """bench/metrics_cost.py at a tiny size: every figure, each way."""
 
