@@ -217,6 +217,11 @@ class ClientProtocol(HandshakeLogging, FrameSending, FramedProtocol):
             # As maybeDeferred would: whatever it raised is the client's error.
             self._failed(Failure(), request_id, kind, timing)
             return
+        if type(result) is dict or result is None:
+            # Answered at once (a ping, every routed input): replied now,
+            # without a Deferred to carry the reply.
+            self._replied(result, request_id, timing)
+            return
         if isinstance(result, defer.Deferred):
             result.addCallback(_settle)
         elif iscoroutine(result):
@@ -225,8 +230,6 @@ class ClientProtocol(HandshakeLogging, FrameSending, FramedProtocol):
             self._failed(result, request_id, kind, timing)
             return
         else:
-            # Answered at once (a ping, every routed input): replied now,
-            # without a Deferred to carry the reply.
             self._replied(result, request_id, timing)
             return
         result.addCallbacks(

@@ -143,9 +143,11 @@ class GatewayFactory(ClientFactory):
         # Callbacks, not a coroutine: every move of every player comes here.
         session = connection.session
         reply = route.handle(session.caller, kind, message)
+        if type(reply) is dict:
+            # Answered at once (every input a zone takes unanswered): no Deferred.
+            return reply
         if isinstance(reply, defer.Deferred):
             return reply.addCallback(self._replied, session)
-        # Answered at once (every input a zone takes unanswered): no Deferred.
         return self._replied(reply, session)
 
     def _replied(self, reply, session):
