@@ -204,9 +204,10 @@ class RemoteRoute:
     Messages of the types in C{unanswered} (a zone's C{zone.move}: the
     zone's pushes say what became of it) are gathered the same way and go
     in L{commands.RouteInputs} boxes, which the service does not answer:
-    the route answers each C{{}} itself.  That needs a link that is up to
-    a service that takes them (L{rpc.RPCClientService.takes}); without
-    one (no link now, or an older service) they go as C{batched} ones,
+    the route answers each C{{}} itself, at once (no Deferred).  That
+    needs a link that is up to a service that takes them
+    (L{rpc.RPCClientService.takes}); without one (no link now, or an
+    older service) they go as C{batched} ones,
     answered by the service, so that a client waiting for a link or
     talking to an older zone is told what the service said.  Any other
     message first sends the gathered ones, so that the service gets a
@@ -262,7 +263,7 @@ class RemoteRoute:
     def _call(self, command, **arguments) -> defer.Deferred:
         return self._timeouts.watch(self.link.callRemote(command, **arguments))
 
-    def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
+    def handle(self, caller: Caller, kind: str, message: dict) -> dict | defer.Deferred:
         if kind in self.unanswered and self.link.takes(commands.RouteInputs):
             # Answered here and now: no Deferred (every move of every player).
             self._gather(self._input_call(caller, kind) + codec.encode(message), None)
