@@ -428,7 +428,8 @@ class GatewayInputSmokeTests(unittest.TestCase):
         outcome = run.run_script(script, args, timeout=200, profile=None)
         self.assertTrue(outcome.ok, outcome.error)
         figures = outcome.figures
-        for name in ("move_us", "handoff_us", "zone_input_us", "ping_us", "against_move_us"):
+        names = ("move_us", "handoff_us", "zone_input_us", "zone_box_us", "ping_us")
+        for name in (*names, "against_move_us", "against_zone_box_us"):
             self.assertGreater(figures[name], 0, name)
         self.assertGreater(figures["move_ratio"], 0)
 

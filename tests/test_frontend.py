@@ -92,6 +92,19 @@ class EmoteProtocol(ClientProtocol):
         self.factory.pending.append(d)
         return d
 
+    def message_returns_failure(self, message):
+        return Failure(WireError(codes.BAD_REQUEST, "returned, not raised"))
+
+    def message_slow_coroutine(self, message):
+        """A Deferred that fires with a coroutine: answered with the coroutine's result."""
+
+        async def reply():
+            return {"from": "coroutine"}
+
+        d = defer.Deferred()
+        self.factory.pending.append(d)
+        return d.addCallback(lambda _: reply())
+
     def message_spoof(self, message):
         return {"t": "spoofed", "id": 12345, "ok": 1}
 
@@ -583,6 +596,21 @@ class RequestTests(GatewayTestCase):
         self.assertError(error, codes.INTERNAL, 9)
         self.assertEqual(len(self.flushLoggedErrors(KeyError)), 1)
         self.assertUsable(protocol)
+
+    def test_failure_returned(self):
+        """A handler returning a Failure: its error, as if raised."""
+        protocol = self.connect(hello=True)
+        [error] = self.request(protocol, {"t": "returns_failure", "id": 4})
+        self.assertError(error, codes.BAD_REQUEST, 4)
+        self.assertEqual(error["message"], "returned, not raised")
+        self.assertUsable(protocol)
+
+    def test_deferred_of_a_coroutine(self):
+        """A handler's Deferred that fires with a coroutine: answered with its result."""
+        protocol = self.connect(hello=True)
+        self.assertEqual(self.request(protocol, {"t": "slow_coroutine", "id": 5}), [])
+        self.factory.pending[0].callback(None)
+        self.assertEqual(self.received(protocol), [{"t": "reply", "id": 5, "from": "coroutine"}])
 
     def test_deferred_reply_after_close(self):
         """A reply ready after the connection closed is dropped."""

@@ -67,6 +67,23 @@ class RecordingProtocol(RPCProtocol):
         self.lost.callback(None)
 
 
+class GatewaysOnly(Command):
+    arguments = []
+    response = []
+
+
+class GatewaysOnlyProtocol(RPCProtocol):
+    """Serves a command only gateways may send."""
+
+    senders = {**SENDERS, GatewaysOnly: frozenset({"gateway"})}
+    seen = 0
+
+    @GatewaysOnly.responder
+    def gateways_only(self) -> dict:
+        self.seen += 1
+        return {}
+
+
 class FailingProtocol(RecordingProtocol):
     """Serves L{Fail}: C{not-found} and C{full} fail, C{fine} answers, anything else is a bug."""
 
@@ -236,6 +253,26 @@ class FakeProtocolTests(unittest.TestCase):
         [answer] = self.sent()
         self.assertEqual(answer[b"_error_code"], b"REFUSED")
         self.assertTrue(any("unauthenticated" in t for t in texts))
+
+    def test_senders_checked_at_every_box(self):
+        """
+        A command the peer may send is carried out at every box; one it may
+        not send is refused at every box, and logged the first time only.
+        """
+        texts = LogCapture(self).lines
+        factory = RPCServerFactory(self.conf, self.conf.process("mmo"), self.clock)
+        factory.protocol = GatewaysOnlyProtocol
+        link = factory.buildProtocol(None)
+        link.makeConnection(self.transport)
+        link.peer = "mmo"
+        for ask in (b"1", b"2"):
+            link.dataReceived(amp.AmpBox(_command=b"Ping", _ask=ask, nonce=b"5").serialize())
+            link.dataReceived(amp.AmpBox(_command=b"GatewaysOnly", _ask=ask).serialize())
+        answers = self.sent()
+        self.assertEqual([b"_error_code" in a for a in answers], [False, True, False, True])
+        self.assertEqual({a[b"_error_code"] for a in answers[1::2]}, {b"REFUSED"})
+        self.assertEqual(len([t for t in texts if "may not send it" in t]), 1)
+        self.assertEqual(link.seen, 0)
 
     def test_start_tls_not_served(self):
         """AMP's built-in StartTLS is not served: the link is TLS already."""

@@ -50,7 +50,7 @@ LATENCY = LabelCache(REQUEST_DURATION)
 
 
 def _settle(result):
-    """A coroutine returned by a handler, as a Deferred."""
+    """A coroutine (a handler's result, or what its Deferred fired with), as a Deferred."""
     return defer.ensureDeferred(result) if iscoroutine(result) else result
 
 
@@ -211,11 +211,28 @@ class ClientProtocol(HandshakeLogging, FrameSending, FramedProtocol):
         RECEIVED.child(kind).inc()
         # Timed until the reply or the error is sent.
         timing = (LATENCY.child(kind), self.factory.reactor.seconds())
-        d = defer.maybeDeferred(handler, message)
-        d.addCallback(
-            lambda result: defer.ensureDeferred(result) if iscoroutine(result) else result
-        )
-        d.addCallbacks(
+        try:
+            result = handler(message)
+        except BaseException:
+            # As maybeDeferred would: whatever it raised is the client's error.
+            self._failed(Failure(), request_id, kind, timing)
+            return
+        if type(result) is dict or result is None:
+            # Answered at once (a ping, every routed input): replied now,
+            # without a Deferred to carry the reply.
+            self._replied(result, request_id, timing)
+            return
+        if isinstance(result, defer.Deferred):
+            result.addCallback(_settle)
+        elif iscoroutine(result):
+            result = defer.ensureDeferred(result)
+        elif isinstance(result, Failure):
+            self._failed(result, request_id, kind, timing)
+            return
+        else:
+            self._replied(result, request_id, timing)
+            return
+        result.addCallbacks(
             self._replied, self._failed, (request_id, timing), None, (request_id, kind, timing)
         )
 

@@ -37,7 +37,7 @@ from mmo.frontend.deadlines import EPSILON
 from mmo.game import messages
 from mmo.game.service import Caller, GameService, Reply, SessionChange, owns
 from mmo.rpc import commands
-from mmo.wire import codes
+from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
 
 #: Seconds a remote route waits for a link to its service before the client
@@ -50,6 +50,15 @@ CALL_TIMEOUT = 30.0
 #: Messages at most in one L{commands.RouteBatch} box (a box of 500
 #: C{zone.move}s is about 100 KB).
 MAX_BATCH = 500
+
+#: Sessions whose packed caller a remote route keeps (L{RemoteRoute}), at most.
+MAX_CALLERS = 100_000
+
+#: Packs the headers of the arrays of unanswered boxes (L{RemoteRoute._send_inputs}).
+_headers = msgpack.Packer()
+
+#: The msgpack header of a call of a box: an array of three.
+_CALL = _headers.pack_array_header(3)
 
 
 def pack(value) -> bytes:
@@ -70,9 +79,11 @@ class IRoute(Interface):
 
     def handle(caller, kind, message):
         """
-        Deferred: the reply's fields (a dict) or C{None} for no reply, for
-        the message C{message} (the whole client message) of type C{kind}
-        from C{caller}; fails with a L{WireError} for the client.
+        The reply's fields (a dict), C{None} for no reply, or a L{Reply},
+        for the message C{message} (the whole client message) of type
+        C{kind} from C{caller}: at once when the route answers without
+        waiting (an input it sends unanswered), else a Deferred of it,
+        which fails with a L{WireError} for the client.
         """
 
     def session_event(caller, event):
@@ -193,9 +204,10 @@ class RemoteRoute:
     Messages of the types in C{unanswered} (a zone's C{zone.move}: the
     zone's pushes say what became of it) are gathered the same way and go
     in L{commands.RouteInputs} boxes, which the service does not answer:
-    the route answers each C{{}} itself.  That needs a link that is up to
-    a service that takes them (L{rpc.RPCClientService.takes}); without
-    one (no link now, or an older service) they go as C{batched} ones,
+    the route answers each C{{}} itself, at once (no Deferred).  That
+    needs a link that is up to a service that takes them
+    (L{rpc.RPCClientService.takes}); without one (no link now, or an
+    older service) they go as C{batched} ones,
     answered by the service, so that a client waiting for a link or
     talking to an older zone is told what the service said.  Any other
     message first sends the gathered ones, so that the service gets a
@@ -227,13 +239,17 @@ class RemoteRoute:
         self.unanswered = frozenset(unanswered)
         self.max_batch = max_batch
         self._timeouts = CallTimeouts(timeout, link.reactor)
-        #: The gathered messages of this reactor turn, in order:
-        #: ([caller, kind, message], the Deferred of its reply, or None if unanswered).
-        self._batch: list[tuple[list, defer.Deferred | None]] = []
+        #: The gathered messages of this reactor turn, in order: ([caller,
+        #: kind, message] and the Deferred of its reply), or (the msgpack of
+        #: the call, None) if unanswered.
+        self._batch: list[tuple[list | bytes, defer.Deferred | None]] = []
         self._flush_call = None
         #: The service does not take L{commands.RouteBatch} (an older
         #: version, during a rolling upgrade): one L{commands.Route} each.
         self._unbatched = False
+        #: Session -> (its caller, the type of its inputs, the msgpack of
+        #: an input's call up to its message), as last sent unanswered.
+        self._inputs: dict[str, tuple[Caller, str, bytes]] = {}
 
     def __repr__(self) -> str:
         return f"<RemoteRoute to {self.name} for {', '.join(self.prefixes)}>"
@@ -247,10 +263,11 @@ class RemoteRoute:
     def _call(self, command, **arguments) -> defer.Deferred:
         return self._timeouts.watch(self.link.callRemote(command, **arguments))
 
-    def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
+    def handle(self, caller: Caller, kind: str, message: dict) -> dict | defer.Deferred:
         if kind in self.unanswered and self.link.takes(commands.RouteInputs):
-            self._gather([caller.to_dict(), kind, message], None)
-            return defer.succeed({})
+            # Answered here and now: no Deferred (every move of every player).
+            self._gather(self._input_call(caller, kind) + codec.encode(message), None)
+            return {}
         if (kind in self.batched or kind in self.unanswered) and not self._unbatched:
             d = defer.Deferred()
             self._gather([caller.to_dict(), kind, message], d)
@@ -259,7 +276,22 @@ class RemoteRoute:
             self.flush()
         return defer.ensureDeferred(self._handle(caller, kind, message))
 
-    def _gather(self, call: list, d: defer.Deferred | None) -> None:
+    def _input_call(self, caller: Caller, kind: str) -> bytes:
+        """
+        The msgpack of C{[caller, kind]} opening an unanswered call: packed
+        once per session and caller, not at every input (the caller is the
+        same until the session changes, which makes a new L{Caller}).
+        """
+        known = self._inputs.get(caller.session)
+        if known is not None and known[0] is caller and known[1] == kind:
+            return known[2]
+        opening = _CALL + codec.encode(caller.to_dict()) + codec.encode(kind)
+        if len(self._inputs) >= MAX_CALLERS:
+            self._inputs.clear()
+        self._inputs[caller.session] = (caller, kind, opening)
+        return opening
+
+    def _gather(self, call: list | bytes, d: defer.Deferred | None) -> None:
         """Add a call to this turn's batch; send it when full, else at the turn's end."""
         self._batch.append((call, d))
         if len(self._batch) >= self.max_batch:
@@ -337,8 +369,10 @@ class RemoteRoute:
                 self._send_inputs([call for call, _ in batch[start:end]])
             start = end
 
-    def _send_inputs(self, calls: list) -> None:
-        d = self.link.tell(commands.RouteInputs, calls=pack(calls))
+    def _send_inputs(self, calls: list[bytes]) -> None:
+        """Send a L{commands.RouteInputs} of C{calls}, each already msgpack."""
+        box = _headers.pack_array_header(len(calls)) + b"".join(calls)
+        d = self.link.tell(commands.RouteInputs, calls=box)
         d.addErrback(
             lambda f: self.log.warn(
                 "{count} input(s) to {service} not sent: {why}",
@@ -389,6 +423,8 @@ class RemoteRoute:
             d.errback(self._client_error(failure.value, kind))
 
     def session_event(self, caller: Caller, event: str) -> defer.Deferred:
+        if event == "ended":
+            self._inputs.pop(caller.session, None)
         if self._batch:
             self.flush()
         d = self._call(commands.SessionEvent, caller=pack(caller.to_dict()), event=event)

@@ -249,11 +249,14 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
         except rpc.BadRequest:
             self.log.warn("a malformed input from {peer} dropped", peer=peer)
             return
-        reply = await self._answer(caller, kind, message)
-        if reply[0] != 1:
-            return
+        self.known.heard(caller)
         try:
-            self.service.refused(caller, kind, message, WireError(*reply[1:]))
+            await self.service.handle(caller, kind, message)
+            return
+        except Exception as e:
+            error = self._refusal(e, caller, kind)
+        try:
+            self.service.refused(caller, kind, message, error)
         except Exception:
             self.log.failure("telling {session} of a refusal failed", session=caller.session)
 
@@ -269,17 +272,26 @@ class ServiceRPCFactory(rpc.RPCServerFactory):
         self.known.heard(caller)
         try:
             reply = await self.service.handle(caller, kind, message)
-        except WireError as e:
-            return [1, e.code, e.message[:4096], e.fatal]
         except Exception as e:
-            unavailable = self._unavailable(e, caller, kind)
-            if unavailable is not None:
-                return [1, unavailable.code, unavailable.message, False]
-            self.log.failure("{kind!r} from {session} failed", kind=kind, session=caller.session)
-            return [1, codes.INTERNAL, f"the service failed to handle {kind!r}", False]
+            error = self._refusal(e, caller, kind)
+            return [1, error.code, error.message, error.fatal]
         if isinstance(reply, Reply):
             return [0, reply.fields, reply.change.changes]
         return [0, reply]
+
+    def _refusal(self, e: Exception, caller: Caller, kind: str) -> WireError:
+        """
+        What a call of a batch that failed with C{e} (the exception being
+        handled) is refused with: its L{WireError}, C{unavailable} for a
+        backend failure, else C{internal} (the failure logged).
+        """
+        if isinstance(e, WireError):
+            return WireError(e.code, e.message[:4096], e.fatal)
+        unavailable = self._unavailable(e, caller, kind)
+        if unavailable is not None:
+            return WireError(unavailable.code, unavailable.message, False)
+        self.log.failure("{kind!r} from {session} failed", kind=kind, session=caller.session)
+        return WireError(codes.INTERNAL, f"the service failed to handle {kind!r}", False)
 
     def _unavailable(self, e: Exception, caller: Caller, kind: str) -> WireError | None:
         """The client's C{unavailable} if C{e} is a backend failure (logged as a warning)."""

@@ -56,9 +56,11 @@ def named_subclass(name: str, base: type, key: tuple, file: str | None) -> type:
 
 def owns(prefixes, kind: str) -> bool:
     """Whether C{kind} is one of C{prefixes} or starts with one that ends in "."."""
-    return any(
-        kind == prefix or (prefix.endswith(".") and kind.startswith(prefix)) for prefix in prefixes
-    )
+    # A loop, not any() of a generator: a service asks at every input.
+    for prefix in prefixes:
+        if kind == prefix or (prefix.endswith(".") and kind.startswith(prefix)):
+            return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

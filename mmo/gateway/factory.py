@@ -135,13 +135,20 @@ class GatewayFactory(ClientFactory):
     def route(self, connection: GatewayProtocol, route, kind: str, message: dict):
         """
         Have C{route}'s service handle C{message} from C{connection}'s
-        session; a Deferred of the reply's fields.  A L{Reply} that changes
-        the session is applied (every service is told C{"changed"}) before
-        the client gets the reply.
+        session: the reply's fields, or a Deferred of them when the route's
+        answer is not in yet.  A L{Reply} that changes the session is
+        applied (every service is told C{"changed"}) before the client gets
+        the reply.
         """
         # Callbacks, not a coroutine: every move of every player comes here.
         session = connection.session
-        return route.handle(session.caller, kind, message).addCallback(self._replied, session)
+        reply = route.handle(session.caller, kind, message)
+        if type(reply) is dict:
+            # Answered at once (every input a zone takes unanswered): no Deferred.
+            return reply
+        if isinstance(reply, defer.Deferred):
+            return reply.addCallback(self._replied, session)
+        return self._replied(reply, session)
 
     def _replied(self, reply, session):
         if isinstance(reply, Reply):

@@ -6,6 +6,8 @@ services, pushes numbered by the session, heartbeat and flood limits.
 
 from __future__ import annotations
 
+from functools import partial
+
 from twisted.python.failure import Failure
 
 from mmo.frontend.deadlines import EPSILON
@@ -116,7 +118,7 @@ class GatewayProtocol(ClientProtocol):
         route = self.factory.routeFor(kind)
         if route is None:
             return None
-        return lambda message: self.factory.route(self, route, kind, message)
+        return partial(self.factory.route, self, route, kind)
 
     # -- sending ------------------------------------------------------------------
 

@@ -89,6 +89,11 @@ def _certificate_names(transport) -> str:
     return ", ".join(names) if names else "no DNS names"
 
 
+def _command_name(name: bytes) -> str:
+    """A command's wire name, for logs."""
+    return name.decode("ascii", "replace") if name else "?"
+
+
 @implementer(IHandshakeListener)
 class RPCProtocol(HandshakeLogging, amp.AMP):
     """
@@ -142,6 +147,8 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
     _timer = None
     _lost = False
     _refused: frozenset[bytes] = frozenset()
+    #: The commands the peer was found allowed to send (L{dispatchCommand}).
+    _allowed: frozenset[bytes] = frozenset()
 
     # -- connection life cycle -------------------------------------------
 
@@ -297,23 +304,27 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         return super().locateResponder(name)
 
     def dispatchCommand(self, box):
-        command = box.get(amp.COMMAND, b"?").decode("ascii", "replace")
-        if self.peer is None and box.get(amp.COMMAND) == Identify.commandName:
+        name = box.get(amp.COMMAND, b"")
+        if self.peer is None and name == Identify.commandName:
             return super().dispatchCommand(box)
         if self.peer is None:
             # Unreachable over TLS (nothing is read before the peer is known);
             # guards a protocol connected to something else, as in unit tests.
             self.log.warn(
                 "RPC command {command} from unauthenticated {address} refused",
-                command=command,
+                command=_command_name(name),
                 address=peer_address(self.transport),
             )
             return defer.fail(amp.RemoteAmpError(Refused.code, "not authenticated"))
-        refusal = self._refusal(box.get(amp.COMMAND, b""), command)
-        if refusal is not None:
-            return defer.fail(amp.RemoteAmpError(Refused.code, refusal))
+        # Every box asks (every turn of a gateway's inputs): the peer's
+        # commands found allowed are kept, for the link's life (its peer's
+        # kind does not change).
+        if name not in self._allowed:
+            refusal = self._refusal(name, _command_name(name))
+            if refusal is not None:
+                return defer.fail(amp.RemoteAmpError(Refused.code, refusal))
         result = super().dispatchCommand(box)
-        result.addErrback(self._unexpected, command)
+        result.addErrback(self._unexpected, name)
         return result
 
     def peer_kind(self) -> str | None:
@@ -337,6 +348,8 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         )
         kind = self.peer_kind()
         if kind in kinds:
+            # One of the commands served here: a bounded set to keep.
+            self._allowed = self._allowed | {name}
             return None
         allowed = ", ".join(sorted(kinds)) or "no"
         reason = f"{self.peer} ({kind or 'unknown'}) may not send {command}: {allowed} may"
@@ -354,14 +367,14 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
             )
         return reason
 
-    def _unexpected(self, reason: Failure, command: str) -> Failure:
+    def _unexpected(self, reason: Failure, name: bytes) -> Failure:
         """Log a responder's unexpected exception; answer C{UNKNOWN}, keep the link."""
         if reason.check(amp.RemoteAmpError):
             return reason
         self.log.failure(
             "RPC responder for {command} from {peer} failed",
             reason,
-            command=command,
+            command=_command_name(name),
             peer=self.peer,
         )
         return Failure(amp.RemoteAmpError(amp.UNKNOWN_ERROR_CODE, "Unknown Error"))

@@ -57,7 +57,11 @@ def check_move(message: dict) -> int:
     seq = message.get("seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise WireError(codes.BAD_REQUEST, "seq must be a non-negative integer")
-    for value in (message.get("x"), message.get("y")):
+    x, y = message.get("x"), message.get("y")
+    # What clients send: two floats (no bool is a float).
+    if type(x) is float and type(y) is float and isfinite(x) and isfinite(y):
+        return seq
+    for value in (x, y):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not isfinite(value):
             raise WireError(codes.BAD_REQUEST, "x and y must be finite numbers")
     return seq
@@ -163,7 +167,8 @@ class ZoneRoute:
 
     # -- a player's messages -------------------------------------------------------------
 
-    def handle(self, caller: Caller, kind: str, message: dict) -> defer.Deferred:
+    def handle(self, caller: Caller, kind: str, message: dict):
+        # An input's reply comes at once, others' in a Deferred (IRoute.handle).
         zone = caller.zone
         if zone is not None and kind != ENTER and kind != LEAVE:
             # In a zone, an input: straight to its zone's route (every
@@ -212,7 +217,10 @@ class ZoneRoute:
             if route is None:
                 raise self._unreachable(zone)
             try:
-                return zone, await route.handle(caller.moved(zone=zone), kind, message)
+                reply = route.handle(caller.moved(zone=zone), kind, message)
+                if isinstance(reply, defer.Deferred):
+                    reply = await reply
+                return zone, reply
             except Redirect as e:
                 # In the wrong zone: the store names another owner.
                 zone = e.target
