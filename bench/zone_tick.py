@@ -66,6 +66,7 @@ from mmo.config import WorldSection  # noqa: E402
 from mmo.process.service import settle_collector  # noqa: E402
 from mmo.wire.codec import push_stem  # noqa: E402
 from mmo.zone.entity import NPC, PLAYER, Entity  # noqa: E402
+from mmo.zone.outbox import Outbox  # noqa: E402
 from mmo.zone.simulation import ZoneSimulation  # noqa: E402
 from mmo.zone.world import WorldMap  # noqa: E402
 
@@ -117,37 +118,52 @@ class Walker:
         return self.seq, x, y
 
 
-def encode_pushes(result, whole_first: bool) -> tuple[float, float]:
+def encode_pushes(result, turn: int) -> tuple[float, float, float]:
     """
     The CPU time (s) of encoding a tick's pushes as the zone's outbox does
-    (L{push_stem} with one tick's fragments), and as each push packed whole
-    (the same stems); the one that goes first reads the pushes from memory
-    for both, so the order alternates.
+    (its kernel's stems, per gateway, with one tick's fragments), as the
+    generic encoder does (L{push_stem} with one tick's fragments: the pure
+    kernel's way), and as each push packed whole (the same stems); the one
+    that goes first reads the pushes from memory for the others, so the
+    order turns (C{turn}).
     """
-    events = [
-        push
-        for by_session in result.pushes.values()
-        for pushes in by_session.values()
-        for push in pushes
-    ]
+    kernel = Outbox.kernel
+    batches = list(result.pushes.values())
 
-    def joined() -> float:
+    def outbox() -> float:
+        started = time.thread_time()
+        fragments = kernel.Fragments()
+        for by_session in batches:
+            kernel.stems(by_session, push_stem, fragments, _dropped)
+        return time.thread_time() - started
+
+    def generic() -> float:
         started = time.thread_time()
         fragments: dict[int, bytes] = {}
-        for kind, fields in events:
-            push_stem(kind, fields, fragments)
+        for by_session in batches:
+            for pushes in by_session.values():
+                for kind, fields in pushes:
+                    push_stem(kind, fields, fragments)
         return time.thread_time() - started
 
     def whole() -> float:
         started = time.thread_time()
-        for kind, fields in events:
-            push_stem(kind, fields)
+        for by_session in batches:
+            for pushes in by_session.values():
+                for kind, fields in pushes:
+                    push_stem(kind, fields)
         return time.thread_time() - started
 
-    if whole_first:
-        whole_time = whole()
-        return joined(), whole_time
-    return joined(), whole()
+    ways = [outbox, generic, whole]
+    times = {}
+    for i in range(len(ways)):
+        way = ways[(turn + i) % len(ways)]
+        times[way] = way()
+    return times[outbox], times[generic], times[whole]
+
+
+def _dropped(session: str, kind: str) -> None:
+    raise AssertionError(f"push {kind!r} to {session} could not be encoded")
 
 
 class _Simulated:
@@ -321,6 +337,16 @@ class BorderWalkZone(_Simulated):
         return len(result.crossings) + len(arriving)
 
 
+def encode_figures(encoded: tuple[list, list, list], suffix: str, prefix: str = "") -> dict:
+    """The medians of L{encode_pushes}' times, ms."""
+    outbox, generic, whole = encoded
+    return {
+        f"{prefix}encode_p50_ms{suffix}": percentile(outbox, 0.50) * 1000,
+        f"{prefix}encode_generic_p50_ms{suffix}": percentile(generic, 0.50) * 1000,
+        f"{prefix}encode_whole_p50_ms{suffix}": percentile(whole, 0.50) * 1000,
+    }
+
+
 def run_border_walk(
     players: int, ticks: int, max_seconds: float, seed: int, settle: bool = True
 ) -> dict:
@@ -331,6 +357,7 @@ def run_border_walk(
         settle_collector()
     durations = []
     cpu_durations = []
+    encoded: tuple[list, list, list] = ([], [], [])
     pushes = handoffs = 0
     deadline = time.perf_counter() + max_seconds
     for n in range(WARMUP + ticks):
@@ -341,11 +368,15 @@ def run_border_walk(
         result = zone.sim.tick()
         elapsed = time.perf_counter() - started
         cpu = time.thread_time() - cpu_started
-        moved = zone.hand_over(result)
         if n >= WARMUP:
             durations.append(elapsed)
             cpu_durations.append(cpu)
             pushes += sum(len(sessions) for sessions in result.pushes.values())
+            # Every tick's: a border walk's are few and small.
+            for times, spent in zip(encoded, encode_pushes(result, n), strict=True):
+                times.append(spent)
+        moved = zone.hand_over(result)
+        if n >= WARMUP:
             handoffs += moved
         if time.perf_counter() > deadline and len(durations) >= 10:
             break
@@ -357,6 +388,7 @@ def run_border_walk(
         f"border_walk_tick_cpu_p50_ms_{players}": percentile(cpu_durations, 0.50) * 1000,
         f"border_walk_pushes_per_tick_{players}": pushes / measured,
         f"border_walk_handoffs_per_tick_{players}": handoffs / measured,
+        **encode_figures(encoded, f"_{players}", "border_walk_"),
         f"border_walk_reals_{players}": len(zone.sim.reals),
     }
 
@@ -381,8 +413,7 @@ def run_size(
         settle_collector()
     durations = []
     cpu_durations = []
-    encoded = []
-    encoded_whole = []
+    encoded: tuple[list, list, list] = ([], [], [])
     pushes = 0
     deadline = time.perf_counter() + max_seconds
     for n in range(WARMUP + ticks):
@@ -403,9 +434,8 @@ def run_size(
             cpu_durations.append(cpu)
             pushes += sum(len(sessions) for sessions in result.pushes.values())
             if (n - WARMUP) % ENCODE_EVERY == 0:
-                joined, whole = encode_pushes(result, len(encoded) % 2 == 1)
-                encoded.append(joined)
-                encoded_whole.append(whole)
+                for times, spent in zip(encoded, encode_pushes(result, n), strict=True):
+                    times.append(spent)
         if time.perf_counter() > deadline and len(durations) >= 10:
             break
     visible = sum(len(v) for v in sim.aoi.known.values()) / max(1, len(sim.aoi.known))
@@ -432,8 +462,7 @@ def run_size(
         f"tick_cpu_p99_ms_{size}": percentile(cpu_durations, 0.99) * 1000,
         f"over_budget_{size}": sum(d > BUDGET for d in durations) / measured,
         f"pushes_per_tick_{size}": pushes / measured,
-        f"encode_p50_ms_{size}": percentile(encoded, 0.50) * 1000,
-        f"encode_whole_p50_ms_{size}": percentile(encoded_whole, 0.50) * 1000,
+        **encode_figures(encoded, f"_{size}"),
         f"visible_per_player_{size}": visible,
         f"move_p50_ms_{size}": move_p50,
         f"move_ratio_{size}": p50 / move_p50 if move_p50 else float("nan"),
