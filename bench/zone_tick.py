@@ -20,9 +20,11 @@ shared machine, a tick the scheduler paused is long, not costly).  The
 baseline: a bare loop moving the same number of entities, measured in the
 same run, as a yardstick of the machine's speed.  Every fifth measured
 tick's pushes are then encoded (untimed by the tick) as the zone's outbox
-encodes them, each entity's entry packed once and joined into every stem
-(codec.push_stem with fragments), and, as their baseline, each push packed
-whole: the same bytes (in turn first and second).
+encodes them (its kernel's stems: in the compiled kernel, packed there,
+each entity's entry packed once and copied into every stem), and, as their
+baselines, as the generic encoder does (codec.push_stem with fragments:
+each entry packed once and joined, the pure kernel's way) and each push
+packed whole: the same bytes (each way first in turn).
 
 Once a size's world is set up, the benchmark sets the cyclic collector up
 as every mmo process does once it has started
@@ -38,7 +40,16 @@ mmo-bot's border-walk on conf/cluster.toml's world (two zones side by side,
 border (150 units each side), two moves a second each of the bots' step,
 the left zone's ten NPCs; a player is a real of the left zone on its side
 of the border and a ghost mirrored from the right one on the other, handed
-over past the hysteresis.  Its figures are named border_walk_*.
+over past the hysteresis.  Its figures are named border_walk_*; every
+measured tick's pushes are encoded, the three ways.
+
+With --count TICKS, nothing is measured: each zone (of --sizes, and the
+border walk's with --border-walk) runs TICKS ticks after its warm-up, each
+one's pushes sent through a zone's outbox (L{mmo.zone.outbox.Outbox}) to
+gateways that take stems, for an instruction count of the ticks and their
+encoding that does not vary from run to run: the difference between the
+counts of two runs (PYTHONHASHSEED=0) under valgrind --tool=callgrind, of
+TICKS and of 0, divided by TICKS, is a tick's.
 
 With --profile PATH, the largest size is run once more after the
 measurements, the same world and ticks, with cProfile enabled around each
@@ -469,6 +480,36 @@ def run_size(
     }
 
 
+class _Dropping:
+    """A zone's gateways that take stems and keep none (L{count_ticks})."""
+
+    def takes_stems(self, gateway: str) -> bool:
+        return True
+
+    def send(self, gateway: str, value, sender: str) -> None:
+        pass
+
+
+def count_ticks(zone, ticks: int, settle: bool = True) -> None:
+    """
+    C{ticks} ticks of C{zone} (a L{BenchZone} or L{BorderWalkZone}) after
+    the warm-up, each one's pushes sent through the zone's outbox (every
+    push encoded as the zone encodes it), nothing timed: what --count runs.
+    """
+    outbox = Outbox(None, "r0c0", zone.sim)
+    outbox.stream_to(_Dropping())
+    gc.collect()
+    if settle:
+        settle_collector()
+    for _ in range(WARMUP + ticks):
+        inputs = zone.step()
+        zone.apply(inputs)
+        result = zone.sim.tick()
+        outbox.pushes(result)
+        if isinstance(zone, BorderWalkZone):
+            zone.hand_over(result)
+
+
 def main() -> None:
     p = parser(__doc__.strip().splitlines()[0])
     p.add_argument(
@@ -490,9 +531,22 @@ def main() -> None:
         metavar="PLAYERS",
         help="also tick a zone in border-walk shape with PLAYERS players (0: not)",
     )
+    p.add_argument(
+        "--count",
+        type=int,
+        metavar="TICKS",
+        help="only run TICKS ticks of each zone (after the warm-up), their pushes encoded "
+        "by the outbox, and measure nothing: for valgrind --tool=callgrind",
+    )
     args = p.parse_args()
     figures: dict = {"budget_ms": BUDGET * 1000, "settled_gc": args.settle}
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.count is not None:
+        for size in sizes:
+            count_ticks(BenchZone(size, args.seed), args.count, args.settle)
+        if args.border_walk:
+            count_ticks(BorderWalkZone(args.border_walk, args.seed), args.count, args.settle)
+        return
     defaults = gc.get_threshold()
     for size in sizes:
         figures.update(run_size(size, args.ticks, args.max_seconds, args.seed, args.settle))
@@ -504,7 +558,7 @@ def main() -> None:
         )
         gc.unfreeze()
         gc.set_threshold(*defaults)
-    if args.profile:
+    if args.profile and sizes:
         # A separate run of the largest size: the figures above stay unprofiled.
         profiler = cProfile.Profile()
         run_size(max(sizes), args.ticks, args.max_seconds, args.seed, args.settle, profiler)
