@@ -20,9 +20,11 @@ shared machine, a tick the scheduler paused is long, not costly).  The
 baseline: a bare loop moving the same number of entities, measured in the
 same run, as a yardstick of the machine's speed.  Every fifth measured
 tick's pushes are then encoded (untimed by the tick) as the zone's outbox
-encodes them, each entity's entry packed once and joined into every stem
-(codec.push_stem with fragments), and, as their baseline, each push packed
-whole: the same bytes (in turn first and second).
+encodes them (its kernel's stems: in the compiled kernel, packed there,
+each entity's entry packed once and copied into every stem), and, as their
+baselines, as the generic encoder does (codec.push_stem with fragments:
+each entry packed once and joined, the pure kernel's way) and each push
+packed whole: the same bytes (each way first in turn).
 
 Once a size's world is set up, the benchmark sets the cyclic collector up
 as every mmo process does once it has started
@@ -38,7 +40,16 @@ mmo-bot's border-walk on conf/cluster.toml's world (two zones side by side,
 border (150 units each side), two moves a second each of the bots' step,
 the left zone's ten NPCs; a player is a real of the left zone on its side
 of the border and a ghost mirrored from the right one on the other, handed
-over past the hysteresis.  Its figures are named border_walk_*.
+over past the hysteresis.  Its figures are named border_walk_*; every
+measured tick's pushes are encoded, the three ways.
+
+With --count TICKS, nothing is measured: each zone (of --sizes, and the
+border walk's with --border-walk) runs TICKS ticks after its warm-up, each
+one's pushes sent through a zone's outbox (L{mmo.zone.outbox.Outbox}) to
+gateways that take stems, for an instruction count of the ticks and their
+encoding that does not vary from run to run: the difference between the
+counts of two runs (PYTHONHASHSEED=0) under valgrind --tool=callgrind, of
+TICKS and of 0, divided by TICKS, is a tick's.
 
 With --profile PATH, the largest size is run once more after the
 measurements, the same world and ticks, with cProfile enabled around each
@@ -66,6 +77,7 @@ from mmo.config import WorldSection  # noqa: E402
 from mmo.process.service import settle_collector  # noqa: E402
 from mmo.wire.codec import push_stem  # noqa: E402
 from mmo.zone.entity import NPC, PLAYER, Entity  # noqa: E402
+from mmo.zone.outbox import Outbox  # noqa: E402
 from mmo.zone.simulation import ZoneSimulation  # noqa: E402
 from mmo.zone.world import WorldMap  # noqa: E402
 
@@ -117,37 +129,52 @@ class Walker:
         return self.seq, x, y
 
 
-def encode_pushes(result, whole_first: bool) -> tuple[float, float]:
+def encode_pushes(result, turn: int) -> tuple[float, float, float]:
     """
     The CPU time (s) of encoding a tick's pushes as the zone's outbox does
-    (L{push_stem} with one tick's fragments), and as each push packed whole
-    (the same stems); the one that goes first reads the pushes from memory
-    for both, so the order alternates.
+    (its kernel's stems, per gateway, with one tick's fragments), as the
+    generic encoder does (L{push_stem} with one tick's fragments: the pure
+    kernel's way), and as each push packed whole (the same stems); the one
+    that goes first reads the pushes from memory for the others, so the
+    order turns (C{turn}).
     """
-    events = [
-        push
-        for by_session in result.pushes.values()
-        for pushes in by_session.values()
-        for push in pushes
-    ]
+    kernel = Outbox.kernel
+    batches = list(result.pushes.values())
 
-    def joined() -> float:
+    def outbox() -> float:
+        started = time.thread_time()
+        fragments = kernel.Fragments()
+        for by_session in batches:
+            kernel.stems(by_session, push_stem, fragments, _dropped)
+        return time.thread_time() - started
+
+    def generic() -> float:
         started = time.thread_time()
         fragments: dict[int, bytes] = {}
-        for kind, fields in events:
-            push_stem(kind, fields, fragments)
+        for by_session in batches:
+            for pushes in by_session.values():
+                for kind, fields in pushes:
+                    push_stem(kind, fields, fragments)
         return time.thread_time() - started
 
     def whole() -> float:
         started = time.thread_time()
-        for kind, fields in events:
-            push_stem(kind, fields)
+        for by_session in batches:
+            for pushes in by_session.values():
+                for kind, fields in pushes:
+                    push_stem(kind, fields)
         return time.thread_time() - started
 
-    if whole_first:
-        whole_time = whole()
-        return joined(), whole_time
-    return joined(), whole()
+    ways = [outbox, generic, whole]
+    times = {}
+    for i in range(len(ways)):
+        way = ways[(turn + i) % len(ways)]
+        times[way] = way()
+    return times[outbox], times[generic], times[whole]
+
+
+def _dropped(session: str, kind: str) -> None:
+    raise AssertionError(f"push {kind!r} to {session} could not be encoded")
 
 
 class _Simulated:
@@ -321,6 +348,16 @@ class BorderWalkZone(_Simulated):
         return len(result.crossings) + len(arriving)
 
 
+def encode_figures(encoded: tuple[list, list, list], suffix: str, prefix: str = "") -> dict:
+    """The medians of L{encode_pushes}' times, ms."""
+    outbox, generic, whole = encoded
+    return {
+        f"{prefix}encode_p50_ms{suffix}": percentile(outbox, 0.50) * 1000,
+        f"{prefix}encode_generic_p50_ms{suffix}": percentile(generic, 0.50) * 1000,
+        f"{prefix}encode_whole_p50_ms{suffix}": percentile(whole, 0.50) * 1000,
+    }
+
+
 def run_border_walk(
     players: int, ticks: int, max_seconds: float, seed: int, settle: bool = True
 ) -> dict:
@@ -331,6 +368,7 @@ def run_border_walk(
         settle_collector()
     durations = []
     cpu_durations = []
+    encoded: tuple[list, list, list] = ([], [], [])
     pushes = handoffs = 0
     deadline = time.perf_counter() + max_seconds
     for n in range(WARMUP + ticks):
@@ -341,11 +379,15 @@ def run_border_walk(
         result = zone.sim.tick()
         elapsed = time.perf_counter() - started
         cpu = time.thread_time() - cpu_started
-        moved = zone.hand_over(result)
         if n >= WARMUP:
             durations.append(elapsed)
             cpu_durations.append(cpu)
             pushes += sum(len(sessions) for sessions in result.pushes.values())
+            # Every tick's: a border walk's are few and small.
+            for times, spent in zip(encoded, encode_pushes(result, n), strict=True):
+                times.append(spent)
+        moved = zone.hand_over(result)
+        if n >= WARMUP:
             handoffs += moved
         if time.perf_counter() > deadline and len(durations) >= 10:
             break
@@ -357,6 +399,7 @@ def run_border_walk(
         f"border_walk_tick_cpu_p50_ms_{players}": percentile(cpu_durations, 0.50) * 1000,
         f"border_walk_pushes_per_tick_{players}": pushes / measured,
         f"border_walk_handoffs_per_tick_{players}": handoffs / measured,
+        **encode_figures(encoded, f"_{players}", "border_walk_"),
         f"border_walk_reals_{players}": len(zone.sim.reals),
     }
 
@@ -381,8 +424,7 @@ def run_size(
         settle_collector()
     durations = []
     cpu_durations = []
-    encoded = []
-    encoded_whole = []
+    encoded: tuple[list, list, list] = ([], [], [])
     pushes = 0
     deadline = time.perf_counter() + max_seconds
     for n in range(WARMUP + ticks):
@@ -403,9 +445,8 @@ def run_size(
             cpu_durations.append(cpu)
             pushes += sum(len(sessions) for sessions in result.pushes.values())
             if (n - WARMUP) % ENCODE_EVERY == 0:
-                joined, whole = encode_pushes(result, len(encoded) % 2 == 1)
-                encoded.append(joined)
-                encoded_whole.append(whole)
+                for times, spent in zip(encoded, encode_pushes(result, n), strict=True):
+                    times.append(spent)
         if time.perf_counter() > deadline and len(durations) >= 10:
             break
     visible = sum(len(v) for v in sim.aoi.known.values()) / max(1, len(sim.aoi.known))
@@ -432,12 +473,41 @@ def run_size(
         f"tick_cpu_p99_ms_{size}": percentile(cpu_durations, 0.99) * 1000,
         f"over_budget_{size}": sum(d > BUDGET for d in durations) / measured,
         f"pushes_per_tick_{size}": pushes / measured,
-        f"encode_p50_ms_{size}": percentile(encoded, 0.50) * 1000,
-        f"encode_whole_p50_ms_{size}": percentile(encoded_whole, 0.50) * 1000,
+        **encode_figures(encoded, f"_{size}"),
         f"visible_per_player_{size}": visible,
         f"move_p50_ms_{size}": move_p50,
         f"move_ratio_{size}": p50 / move_p50 if move_p50 else float("nan"),
     }
+
+
+class _Dropping:
+    """A zone's gateways that take stems and keep none (L{count_ticks})."""
+
+    def takes_stems(self, gateway: str) -> bool:
+        return True
+
+    def send(self, gateway: str, value, sender: str) -> None:
+        pass
+
+
+def count_ticks(zone, ticks: int, settle: bool = True) -> None:
+    """
+    C{ticks} ticks of C{zone} (a L{BenchZone} or L{BorderWalkZone}) after
+    the warm-up, each one's pushes sent through the zone's outbox (every
+    push encoded as the zone encodes it), nothing timed: what --count runs.
+    """
+    outbox = Outbox(None, "r0c0", zone.sim)
+    outbox.stream_to(_Dropping())
+    gc.collect()
+    if settle:
+        settle_collector()
+    for _ in range(WARMUP + ticks):
+        inputs = zone.step()
+        zone.apply(inputs)
+        result = zone.sim.tick()
+        outbox.pushes(result)
+        if isinstance(zone, BorderWalkZone):
+            zone.hand_over(result)
 
 
 def main() -> None:
@@ -461,9 +531,22 @@ def main() -> None:
         metavar="PLAYERS",
         help="also tick a zone in border-walk shape with PLAYERS players (0: not)",
     )
+    p.add_argument(
+        "--count",
+        type=int,
+        metavar="TICKS",
+        help="only run TICKS ticks of each zone (after the warm-up), their pushes encoded "
+        "by the outbox, and measure nothing: for valgrind --tool=callgrind",
+    )
     args = p.parse_args()
     figures: dict = {"budget_ms": BUDGET * 1000, "settled_gc": args.settle}
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    if args.count is not None:
+        for size in sizes:
+            count_ticks(BenchZone(size, args.seed), args.count, args.settle)
+        if args.border_walk:
+            count_ticks(BorderWalkZone(args.border_walk, args.seed), args.count, args.settle)
+        return
     defaults = gc.get_threshold()
     for size in sizes:
         figures.update(run_size(size, args.ticks, args.max_seconds, args.seed, args.settle))
@@ -475,7 +558,7 @@ def main() -> None:
         )
         gc.unfreeze()
         gc.set_threshold(*defaults)
-    if args.profile:
+    if args.profile and sizes:
         # A separate run of the largest size: the figures above stay unprofiled.
         profiler = cProfile.Profile()
         run_size(max(sizes), args.ticks, args.max_seconds, args.seed, args.settle, profiler)

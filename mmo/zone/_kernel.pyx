@@ -1,12 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """
 The zone's per-tick loops, compiled: L{wander}, L{positions}, and the area of interest's
-L{fill}, L{grid_order}, L{visible}, L{diff} and L{UpdateEntries}, the same,
-with the same arguments, results and order, as those of
-L{mmo.zone.kernel}, the pure-Python fallback when
+L{fill}, L{grid_order}, L{visible}, L{diff} and L{UpdateEntries}, each
+observer's pushes (L{pushes}) and their stems (L{stems}, with the tick's
+L{Fragments}), the same, with the same arguments, results and order, as
+those of L{mmo.zone.kernel}, the pure-Python fallback when
 this module is not built (or C{MMO_PURE_PYTHON=1}).  The grid, the cell
-classes and every constant are arguments: this module imports nothing of
-mmo.
+classes, the generic encoder and every constant are arguments: this module
+imports nothing of mmo.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
@@ -1149,3 +1150,486 @@ cdef dict _update_entry(entity_id, list record, int mask):
     if mask & ATTRS:
         update["attrs"] = record[3]
     return update
+
+
+# -- the stems of a tick's pushes ----------------------------------------------------------
+#
+# msgpack as mmo.wire.codec's packer writes it (use_bin_type), for the values
+# of exact built-in types a tick's pushes are made of: None, bool, int (64
+# bits signed), float (64 bits), str, bytes, list, tuple and dict.  Any other
+# value (a subclass, an int past 63 bits, a str that is not UTF-8, nesting
+# deeper than _DEEPEST), a key "t" or "seq" among a push's fields, and a push
+# that is not a (str, dict) pair: the push's stem is the generic encoder's.
+
+cdef extern from "Python.h":
+    # On objects held by their containers while a push is packed (nothing
+    # of Python runs meanwhile): no reference taken, no error to check
+    # but where said.
+    int _is_float "PyFloat_CheckExact"(PyObject *)
+    int _is_int "PyLong_CheckExact"(PyObject *)
+    int _is_str "PyUnicode_CheckExact"(PyObject *)
+    int _is_dict "PyDict_CheckExact"(PyObject *)
+    int _is_list "PyList_CheckExact"(PyObject *)
+    int _is_tuple "PyTuple_CheckExact"(PyObject *)
+    int _is_bytes "PyBytes_CheckExact"(PyObject *)
+    double _float_value "PyFloat_AS_DOUBLE"(PyObject *)
+    long long _int_value "PyLong_AsLongLongAndOverflow"(PyObject *, int *)
+    # NULL, with an error set, for a str that is not UTF-8 (a lone surrogate).
+    const char *_utf8 "PyUnicode_AsUTF8AndSize"(PyObject *, Py_ssize_t *)
+    # An ASCII str's characters are its UTF-8, where they lie.
+    int _is_ascii "PyUnicode_IS_COMPACT_ASCII"(PyObject *)
+    Py_ssize_t _str_length "PyUnicode_GET_LENGTH"(PyObject *)
+    const char *_str_data "PyUnicode_DATA"(PyObject *)
+    Py_ssize_t _list_size "PyList_GET_SIZE"(PyObject *)
+    PyObject *_list_item "PyList_GET_ITEM"(PyObject *, Py_ssize_t)
+    Py_ssize_t _tuple_size "PyTuple_GET_SIZE"(PyObject *)
+    PyObject *_tuple_item "PyTuple_GET_ITEM"(PyObject *, Py_ssize_t)
+    Py_ssize_t _bytes_size "PyBytes_GET_SIZE"(PyObject *)
+    char *_bytes_data "PyBytes_AS_STRING"(PyObject *)
+    Py_ssize_t _dict_size "PyDict_Size"(PyObject *)
+    int _dict_next "PyDict_Next"(PyObject *, Py_ssize_t *, PyObject **, PyObject **)
+    void PyErr_Clear()
+
+from libc.string cimport memcmp, memcpy
+
+# What packing a value comes to: done, or not for this packer.
+cdef enum:
+    _PACKED = 0
+    _CANNOT = 1
+
+# Nesting past this is the generic encoder's (which has msgpack's limit).
+cdef enum:
+    _DEEPEST = 32
+
+# msgpack's longest str, bin, array or map (a length in 32 bits).
+cdef Py_ssize_t _LONGEST = 0xFFFFFFFF
+
+
+ctypedef struct _Buffer:
+    unsigned char *data
+    Py_ssize_t length
+    Py_ssize_t capacity
+
+
+cdef int _grow(_Buffer *b, Py_ssize_t more) except -1:
+    # Room for more bytes at the end.
+    cdef Py_ssize_t capacity = b.capacity if b.capacity else 1024
+    cdef unsigned char *data
+    while capacity < b.length + more:
+        capacity *= 2
+    data = <unsigned char *>realloc(b.data, capacity)
+    if data is NULL:
+        raise MemoryError()
+    b.data = data
+    b.capacity = capacity
+    return 0
+
+
+cdef inline int _room(_Buffer *b, Py_ssize_t more) except -1:
+    if b.length + more > b.capacity:
+        return _grow(b, more)
+    return 0
+
+
+cdef inline void _byte(_Buffer *b, unsigned char value) noexcept:
+    b.data[b.length] = value
+    b.length += 1
+
+
+cdef inline void _big_endian(_Buffer *b, unsigned long long value, int size) noexcept:
+    # The low size bytes of value, most significant first.
+    cdef int i
+    for i in range(size):
+        b.data[b.length + i] = <unsigned char>(value >> (8 * (size - 1 - i)))
+    b.length += size
+
+
+cdef inline int _header(_Buffer *b, Py_ssize_t size, unsigned char fixed, Py_ssize_t fix_below,
+                        unsigned char eight, unsigned char sixteen,
+                        unsigned char thirty_two) except -1:
+    # The shortest header of a container or a raw value of size: its fix
+    # form below fix_below (none if 0), its 8-bit form if it has one (not 0),
+    # else its 16 or 32-bit one.
+    _room(b, 5)
+    if size < fix_below:
+        _byte(b, fixed | <unsigned char>size)
+    elif eight and size <= 0xFF:
+        _byte(b, eight)
+        _byte(b, <unsigned char>size)
+    elif size <= 0xFFFF:
+        _byte(b, sixteen)
+        _big_endian(b, size, 2)
+    else:
+        _byte(b, thirty_two)
+        _big_endian(b, size, 4)
+    return 0
+
+
+cdef inline int _raw(_Buffer *b, const char *data, Py_ssize_t size) except -1:
+    _room(b, size)
+    memcpy(b.data + b.length, data, size)
+    b.length += size
+    return 0
+
+
+cdef int _pack_int(_Buffer *b, long long value) except -1:
+    # The shortest of msgpack's forms.
+    _room(b, 9)
+    if value >= 0:
+        if value < 0x80:
+            _byte(b, <unsigned char>value)
+        elif value <= 0xFF:
+            _byte(b, 0xCC)
+            _big_endian(b, value, 1)
+        elif value <= 0xFFFF:
+            _byte(b, 0xCD)
+            _big_endian(b, value, 2)
+        elif value <= 0xFFFFFFFF:
+            _byte(b, 0xCE)
+            _big_endian(b, value, 4)
+        else:
+            _byte(b, 0xCF)
+            _big_endian(b, value, 8)
+    elif value >= -0x20:
+        _byte(b, <unsigned char>value)
+    elif value >= -0x80:
+        _byte(b, 0xD0)
+        _big_endian(b, <unsigned long long>value, 1)
+    elif value >= -0x8000:
+        _byte(b, 0xD1)
+        _big_endian(b, <unsigned long long>value, 2)
+    elif value >= -0x80000000LL:
+        _byte(b, 0xD2)
+        _big_endian(b, <unsigned long long>value, 4)
+    else:
+        _byte(b, 0xD3)
+        _big_endian(b, <unsigned long long>value, 8)
+    return 0
+
+
+cdef inline int _pack_str(_Buffer *b, PyObject *value) except -1:
+    cdef Py_ssize_t size
+    cdef const char *data
+    if _is_ascii(value):
+        size = _str_length(value)
+        data = _str_data(value)
+    else:
+        data = _utf8(value, &size)
+        if data is NULL:
+            PyErr_Clear()
+            return _CANNOT
+    return _put_str(b, data, size)
+
+
+cdef inline int _put_str(_Buffer *b, const char *data, Py_ssize_t size) except -1:
+    # A str's msgpack from its UTF-8.
+    if size > _LONGEST:
+        return _CANNOT
+    if size < 32:
+        # A fixstr, as most are (keys, ids): its header and bytes at once.
+        _room(b, size + 1)
+        _byte(b, 0xA0 | <unsigned char>size)
+        memcpy(b.data + b.length, data, size)
+        b.length += size
+        return _PACKED
+    _header(b, size, 0xA0, 32, 0xD9, 0xDA, 0xDB)
+    _raw(b, data, size)
+    return _PACKED
+
+
+cdef int _pack(_Buffer *b, PyObject *value, int depth) except -1:
+    # value's msgpack at the end of b, or _CANNOT (b then holds part of it).
+    cdef int overflow = 0
+    cdef long long number
+    cdef double real
+    cdef unsigned long long bits
+    cdef Py_ssize_t size, i, position = 0
+    cdef PyObject *key
+    cdef PyObject *item
+    if value == <PyObject *>None:
+        _room(b, 1)
+        _byte(b, 0xC0)
+    elif value == <PyObject *>True:
+        _room(b, 1)
+        _byte(b, 0xC3)
+    elif value == <PyObject *>False:
+        _room(b, 1)
+        _byte(b, 0xC2)
+    elif _is_float(value):
+        real = _float_value(value)
+        memcpy(&bits, &real, 8)
+        _room(b, 9)
+        _byte(b, 0xCB)
+        _big_endian(b, bits, 8)
+    elif _is_str(value):
+        return _pack_str(b, value)
+    elif _is_int(value):
+        number = _int_value(value, &overflow)
+        if overflow:
+            return _CANNOT
+        _pack_int(b, number)
+    elif depth >= _DEEPEST:
+        return _CANNOT
+    elif _is_dict(value):
+        size = _dict_size(value)
+        if size > _LONGEST:
+            return _CANNOT
+        _header(b, size, 0x80, 16, 0, 0xDE, 0xDF)
+        while _dict_next(value, &position, &key, &item):
+            if _pack(b, key, depth + 1) or _pack(b, item, depth + 1):
+                return _CANNOT
+    elif _is_list(value):
+        size = _list_size(value)
+        if size > _LONGEST:
+            return _CANNOT
+        _header(b, size, 0x90, 16, 0, 0xDC, 0xDD)
+        for i in range(size):
+            if _pack(b, _list_item(value, i), depth + 1):
+                return _CANNOT
+    elif _is_tuple(value):
+        size = _tuple_size(value)
+        if size > _LONGEST:
+            return _CANNOT
+        _header(b, size, 0x90, 16, 0, 0xDC, 0xDD)
+        for i in range(size):
+            if _pack(b, _tuple_item(value, i), depth + 1):
+                return _CANNOT
+    elif _is_bytes(value):
+        size = _bytes_size(value)
+        if size > _LONGEST:
+            return _CANNOT
+        _header(b, size, 0, 0, 0xC4, 0xC5, 0xC6)
+        _raw(b, _bytes_data(value), size)
+    else:
+        return _CANNOT
+    return _PACKED
+
+
+ctypedef struct _Slot:
+    # An item's packing in a Fragments' bytes: the item (NULL: a free
+    # slot), where its packing starts, and how long it is.
+    PyObject *item
+    Py_ssize_t start
+    Py_ssize_t length
+
+
+cdef class Fragments(dict):
+    """
+    The tick's fragments: the msgpack of the maps in the list fields of
+    its pushes, each packed once (an entity's view or update entry is in
+    the pushes of everyone who sees it) and copied into every stem that
+    has it, found by the map's address (the map is held here, so that no
+    other takes its address while this lives).  The dictionary itself is
+    what the generic encoder (C{push_stem}) keeps its own fragments in.
+    Only for maps that stay alive and unchanged as long as it is used: a
+    tick's.
+    """
+
+    cdef _Buffer packed
+    cdef _Slot *slots
+    cdef size_t mask
+    cdef int shift
+    cdef Py_ssize_t used
+    cdef list held
+
+    def __cinit__(self):
+        self.held = []
+
+    def __dealloc__(self):
+        free(self.packed.data)
+        free(self.slots)
+
+    cdef _Slot *find(self, PyObject *item) except NULL:
+        # The slot of item: its own, or the free one where it goes.
+        cdef size_t i
+        if self.slots is NULL or 2 * (self.used + 1) > <Py_ssize_t>(self.mask + 1):
+            self.grow()
+        i = _bucket(<long long><size_t>item, self.shift)
+        while self.slots[i].item is not NULL and self.slots[i].item != item:
+            i = (i + 1) & self.mask
+        return &self.slots[i]
+
+    cdef int grow(self) except -1:
+        cdef size_t size = 2 * (self.mask + 1) if self.slots is not NULL else 1024
+        cdef int shift = 64
+        cdef size_t n = size, i, j
+        cdef _Slot *old = self.slots
+        cdef size_t old_size = self.mask + 1 if old is not NULL else 0
+        cdef _Slot *slots = <_Slot *>calloc(size, sizeof(_Slot))
+        if slots is NULL:
+            raise MemoryError()
+        while n > 1:
+            n >>= 1
+            shift -= 1
+        for i in range(old_size):
+            if old[i].item is not NULL:
+                j = _bucket(<long long><size_t>old[i].item, shift)
+                while slots[j].item is not NULL:
+                    j = (j + 1) & (size - 1)
+                slots[j] = old[i]
+        free(old)
+        self.slots = slots
+        self.mask = size - 1
+        self.shift = shift
+        return 0
+
+    cdef int pack(self, _Buffer *b, PyObject *item, int depth) except -1:
+        # An item's msgpack at the end of b: from its fragment if it has
+        # one (the item itself not read: most are, and are all over memory),
+        # else packed, and kept as a fragment if a map.
+        cdef _Slot *slot = self.find(item)
+        cdef Py_ssize_t start
+        if slot.item is not NULL:
+            return _raw(b, <char *>self.packed.data + slot.start, slot.length)
+        start = b.length
+        if _pack(b, item, depth):
+            return _CANNOT
+        if not _is_dict(item):
+            return _PACKED
+        # (Packing a map looks nothing up here: the slot found is still it.)
+        _raw(&self.packed, <char *>b.data + start, b.length - start)
+        slot.item = item
+        slot.start = self.packed.length - (b.length - start)
+        slot.length = b.length - start
+        self.used += 1
+        self.held.append(<object>item)
+        return _PACKED
+
+
+cdef int _pack_field(_Buffer *b, PyObject *value, Fragments fragments) except -1:
+    # A push's field: the maps of a list from their fragments.
+    cdef Py_ssize_t size, i
+    if not _is_list(value):
+        return _pack(b, value, 1)
+    size = _list_size(value)
+    if size > _LONGEST:
+        return _CANNOT
+    _header(b, size, 0x90, 16, 0, 0xDC, 0xDD)
+    for i in range(size):
+        if fragments.pack(b, _list_item(value, i), 2):
+            return _CANNOT
+    return _PACKED
+
+
+cdef object _stem(_Buffer *b, object kind, object fields, Fragments fragments):
+    # push_stem's bytes of a push (the frame's length, the map of its
+    # fields, "t" and its kind, "seq" and the marker of its number), or
+    # None where this packer cannot make them.
+    cdef Py_ssize_t position = 0, size
+    cdef PyObject *key
+    cdef PyObject *item
+    cdef const char *name
+    if not (PyUnicode_CheckExact(kind) and PyDict_CheckExact(fields)):
+        return None
+    size = len(<dict>fields) + 2
+    if size > _LONGEST:
+        return None
+    b.length = 0
+    _room(b, 4)
+    b.length = 4
+    _header(b, size, 0x80, 16, 0, 0xDE, 0xDF)
+    while _dict_next(<PyObject *>fields, &position, &key, &item):
+        if not _is_str(key):
+            return None
+        if _is_ascii(key):
+            size = _str_length(key)
+            name = _str_data(key)
+        else:
+            name = _utf8(key, &size)
+            if name is NULL:
+                PyErr_Clear()
+                return None
+        # The number goes last, and "t" after the fields: the generic
+        # encoder's, where a field says otherwise.
+        if (size == 1 and name[0] == 116) or (size == 3 and memcmp(name, b"seq", 3) == 0):
+            return None
+        if _put_str(b, name, size):
+            return None
+        if _pack_field(b, item, fragments):
+            return None
+    _raw(b, b"\xa1t", 2)
+    if _pack_str(b, <PyObject *>kind):
+        return None
+    _raw(b, b"\xa3seq\xce", 5)
+    if b.length > _LONGEST:
+        return None
+    # The frame's length: the stem's and its number's, less the header's.
+    size = b.length
+    b.length = 0
+    _big_endian(b, size, 4)
+    return PyBytes_FromStringAndSize(<char *>b.data, size)
+
+
+def stems(dict by_session, push_stem, Fragments fragments, dropped):
+    """
+    Each session's pushes as the stems of their frames: as
+    L{mmo.zone.kernel.stems}, packed here where their values allow it,
+    with the tick's L{Fragments}.
+    """
+    cdef dict batch = {}
+    cdef list made
+    cdef object session, events, kind, fields, stem
+    cdef _Buffer b
+    b.data = NULL
+    b.length = 0
+    b.capacity = 0
+    try:
+        for session, events in by_session.items():
+            if session is None:
+                continue
+            made = []
+            for kind, fields in events:
+                stem = _stem(&b, kind, fields, fragments)
+                if stem is None:
+                    try:
+                        stem = push_stem(kind, fields, fragments)
+                    except Exception:
+                        dropped(session, kind)
+                        continue
+                made.append(stem)
+            if made:
+                batch[session] = made
+    finally:
+        free(b.data)
+    return batch
+
+cdef _Fields _DELIVERY = _Fields(("gateway", "session"))
+
+
+def pushes(list observers, list shown, tick, corrected, restarting, started_over, correction,
+           dict batches):
+    """Each observer's pushes of a tick, by gateway and session: as L{mmo.zone.kernel.pushes}."""
+    cdef Py_ssize_t i, count = len(observers)
+    cdef object entity_id, entity, enter, update, leave, gateway, by_session, reset
+    cdef list events
+    cdef dict fields
+    cdef PyObject *found
+    cdef _Fields delivery = _DELIVERY
+    if count != len(shown):
+        raise ValueError("an observer's view is missing, or one too many")
+    for i in range(count):
+        entity_id, _, _, entity = observers[i]
+        enter, update, leave = shown[i]
+        events = None
+        if corrected and entity_id in corrected:
+            events = [("world.correct", correction(entity))]
+        reset = started_over(entity_id) if restarting else False
+        if enter or update or leave or reset:
+            fields = {"tick": tick, "enter": enter, "update": update, "leave": leave}
+            if reset:
+                # Its client keeps a view this zone does not know: it
+                # drops it, and this update enters everything in sight.
+                fields["reset"] = True
+            if events is None:
+                events = [("world.update", fields)]
+            else:
+                events.append(("world.update", fields))
+        if events is not None:
+            delivery.see(entity)
+            gateway = delivery.get(entity, 0)
+            found = PyDict_GetItem(batches, gateway)
+            if found is NULL:
+                by_session = batches[gateway] = {}
+            else:
+                by_session = <object>found
+            by_session[delivery.get(entity, 1)] = events

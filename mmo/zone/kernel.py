@@ -3,7 +3,9 @@ The per-tick loops of the zone, its hot path: the NPCs' walk (L{wander}),
 and the area of interest's: bringing the grid up to date (and noting what
 changed) from every visible entity (L{fill}), the observers in the grid's
 order (L{grid_order}), what an observer sees (L{visible}), what changed in
-its view (L{diff}) and the update entries it is sent (L{UpdateEntries}).
+its view (L{diff}) and the update entries it is sent (L{UpdateEntries});
+each observer's pushes (L{pushes}), and their stems, the frames each
+session is sent (L{stems}).
 
 These are the pure-Python functions.  The same functions, with the same
 arguments, results and order, are compiled by Cython from C{_kernel.pyx}
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 import sys
 from array import array
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from operator import itemgetter
 from types import ModuleType
 
@@ -446,3 +448,84 @@ def record(entry: list, name: str, attrs: dict) -> int:
         entry[3] = dict(attrs)
         mask |= ATTRS
     return mask
+
+
+class Fragments(dict):
+    """
+    The fragments of a tick's stems (L{stems}): what the generic encoder
+    packs once of them, by C{id} (L{mmo.wire.codec.push_stem}).  The
+    compiled kernel's keeps its own packing of the maps in the pushes' list
+    fields too.  Only for a tick's pushes, alive and unchanged while it is
+    used.
+    """
+
+
+def stems(
+    by_session: dict,
+    push_stem: Callable[[str, dict, dict[int, bytes]], bytes],
+    fragments: Fragments,
+    dropped: Callable[[str, str], None],
+) -> dict[str, list[bytes]]:
+    """
+    Each session's pushes, C{(kind, fields)} each in C{by_session} (those
+    of session C{None} skipped), as the stems of their frames, by session
+    (those left with none, left out): C{push_stem(kind, fields,
+    fragments)}, the tick's L{Fragments} shared by every call
+    (L{mmo.wire.codec.push_stem}).  A push it cannot encode is left out,
+    and C{dropped(session, kind)} called while its exception is handled.
+    (The compiled kernel packs most pushes itself, to the same bytes.)
+    """
+    batch = {}
+    for session, events in by_session.items():
+        if session is None:
+            continue
+        made = []
+        for kind, fields in events:
+            try:
+                made.append(push_stem(kind, fields, fragments))
+            except Exception:
+                dropped(session, kind)
+        if made:
+            batch[session] = made
+    return batch
+
+
+def pushes(
+    observers: list[tuple],
+    shown: list[tuple[list, list, list]],
+    tick: int,
+    corrected: Collection[str],
+    restarting: Collection[str],
+    started_over: Callable[[str], bool],
+    correction: Callable[[object], dict],
+    batches: dict[str, dict[str, list[tuple[str, dict]]]],
+) -> None:
+    """
+    Each of the C{observers}' (C{(id, x, y, entity)}) pushes of a tick, in
+    C{batches} by its entity's gateway and session: a C{world.correct} of
+    C{correction(entity)} first if its id is in C{corrected}, then a
+    C{world.update} of C{tick} and what C{shown} says entered, was updated
+    and left (its C{(enter, update, leave)}, one per observer, in the same
+    order), with C{reset} if C{started_over(id)} (asked while
+    C{restarting} is not empty), unless all are empty and there is no
+    reset.  (L{mmo.zone.publication.Publication}.)
+    """
+    if len(observers) != len(shown):
+        raise ValueError("an observer's view is missing, or one too many")
+    for (entity_id, _x, _y, entity), (enter, update, leave) in zip(observers, shown, strict=True):
+        events = []
+        if corrected and entity_id in corrected:
+            events.append(("world.correct", correction(entity)))
+        reset = started_over(entity_id) if restarting else False
+        if enter or update or leave or reset:
+            fields = {"tick": tick, "enter": enter, "update": update, "leave": leave}
+            if reset:
+                # Its client keeps a view this zone does not know: it
+                # drops it, and this update enters everything in sight.
+                fields["reset"] = True
+            events.append(("world.update", fields))
+        if events:
+            by_session = batches.get(entity.gateway)
+            if by_session is None:
+                by_session = batches[entity.gateway] = {}
+            by_session[entity.session] = events

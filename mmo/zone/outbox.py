@@ -28,6 +28,7 @@ from mmo.game.messages import (
 )
 from mmo.unavailable import log_failure
 from mmo.wire.codec import push_stem
+from mmo.zone.aoi import KERNEL
 from mmo.zone.streams import BusGateways
 
 
@@ -69,6 +70,8 @@ class Outbox:
     """
 
     log = Logger()
+    #: The module that encodes each session's stems (L{mmo.zone.kernel.stems}).
+    kernel = KERNEL
 
     def __init__(self, bus, name: str, simulation):
         self.bus = bus
@@ -95,12 +98,12 @@ class Outbox:
         per gateway, of stems where the gateway takes them.
         """
         # An entity's entry, in many of the tick's pushes, packed once.
-        fragments: dict[int, bytes] = {}
+        fragments = self.kernel.Fragments()
         for gateway, by_session in result.pushes.items():
             if gateway is None:
                 continue
             if self.gateways.takes_stems(gateway):
-                batch = self._stems(by_session, fragments)
+                batch = self.kernel.stems(by_session, push_stem, fragments, self._dropped)
                 if batch:
                     self.gateways.send(gateway, PushStems(batch), self.name)
                 continue
@@ -112,29 +115,14 @@ class Outbox:
             if batch:
                 self.gateways.send(gateway, PushBatch(batch), self.name)
 
-    def _stems(self, by_session: dict, fragments: dict[int, bytes]) -> dict[str, list[bytes]]:
-        """
-        Each session's events as the stems of their frames, with the tick's
-        C{fragments} (L{push_stem}); one that cannot be is logged.
-        """
-        batch = {}
-        for session, events in by_session.items():
-            if session is None:
-                continue
-            stems = []
-            for kind, fields in events:
-                try:
-                    stems.append(push_stem(kind, fields, fragments))
-                except Exception:
-                    self.log.failure(
-                        "zone {zone}: push {kind!r} to {session} dropped",
-                        zone=self.name,
-                        kind=kind,
-                        session=session,
-                    )
-            if stems:
-                batch[session] = stems
-        return batch
+    def _dropped(self, session: str, kind: str) -> None:
+        """A push that could not be encoded (its exception being handled): logged."""
+        self.log.failure(
+            "zone {zone}: push {kind!r} to {session} dropped",
+            zone=self.name,
+            kind=kind,
+            session=session,
+        )
 
     def ghosts(self, result) -> None:
         """A tick's ghost views, each with its real's version, to each neighbour."""

@@ -151,37 +151,29 @@ class Publication:
 
     def _publish(self, result, observers, blind, corrected) -> None:
         """Each observer's events of the tick, batched by gateway and session."""
-        pushes = result.pushes
-        tick = result.tick
-        restarting = self.aoi.restarting
-        started_over = self.aoi.started_over
+        aoi = self.aoi
         # Diffs in the grid's order, in one call; pushes in the observers' own.
-        shown = self.aoi.diffs(observers, self._changed, self._updates, self._view)
-        for (entity_id, _x, _y, entity), (enter, update, leave) in zip(
-            observers, shown, strict=True
-        ):
-            events: list[Event] = []
-            if corrected and entity_id in corrected:
-                correction = {"x": entity.x, "y": entity.y, "input": entity.last_input}
-                events.append(("world.correct", correction))
-            reset = started_over(entity_id) if restarting else False
-            if enter or update or leave or reset:
-                fields = {"tick": tick, "enter": enter, "update": update, "leave": leave}
-                if reset:
-                    # Its client keeps a view this zone does not know: it
-                    # drops it, and this update enters everything in sight.
-                    fields["reset"] = True
-                events.append(("world.update", fields))
-            if events:
-                by_session = pushes.get(entity.gateway)
-                if by_session is None:
-                    by_session = pushes[entity.gateway] = {}
-                by_session[entity.session] = events
-        known = self.aoi.known
+        shown = aoi.diffs(observers, self._changed, self._updates, self._view)
+        aoi.kernel.pushes(
+            observers,
+            shown,
+            result.tick,
+            corrected,
+            aoi.restarting,
+            aoi.started_over,
+            _correction,
+            result.pushes,
+        )
+        known = aoi.known
         if len(known) != len(observers):
             # Players that left, or lost their session: drop their views.  A
             # frozen player keeps its own: if its handoff is undone, its
             # client still has that view, and this zone goes on from it.
             watching = {o[0] for o in observers}
             for gone in [i for i in known if i not in watching and i not in blind]:
-                self.aoi.forget(gone)
+                aoi.forget(gone)
+
+
+def _correction(entity: Entity) -> dict:
+    """The fields of a player's C{world.correct}: where it is, and its last input."""
+    return {"x": entity.x, "y": entity.y, "input": entity.last_input}
