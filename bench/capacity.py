@@ -226,12 +226,21 @@ def cpu_all(pids: dict[str, tuple[str, int]]) -> dict[str, float]:
 
 
 def run_bots(
-    cluster: Cluster, bots: int, args, prefix: str, profile: str | None, source: str = ROOT
+    cluster: Cluster,
+    bots: int,
+    args,
+    prefix: str,
+    profile: str | None,
+    source: str = ROOT,
+    sample=cpu_all,
 ) -> tuple[dict, dict]:
     """
     One bot count: the bot's report and the CPU seconds each process
     (and C{"bots"}) spent over the window.  The bots run from the C{mmo}
-    package in the directory C{source}.
+    package in the directory C{source}.  C{sample(pids)} is read at both
+    ends of the window (the CPU seconds of each process, and any other
+    count the caller wants over the window); the result has each of its
+    keys' differences.
     """
     ca = os.path.join(cluster.directory, "certs", "ca.crt")
     report_path = os.path.join(cluster.directory, f"bots-{bots}.json")
@@ -286,9 +295,9 @@ def run_bots(
             break
         lines.append(line)
         if "window start" in line and start is None:
-            start = (time.monotonic(), cpu_all(pids))
+            start = (time.monotonic(), sample(pids))
         elif "window end" in line and start is not None and end is None:
-            end = (time.monotonic(), cpu_all(pids))
+            end = (time.monotonic(), sample(pids))
     try:
         bot.wait(60)
     except subprocess.TimeoutExpired:
@@ -305,7 +314,7 @@ def run_bots(
             f"the bots ({bots}) stopped early ({result['stopped']}): "
             + "; ".join(result["problems"])
         )
-    spent = {name: end[1][name] - start[1][name] for name in pids}
+    spent = {name: end[1][name] - start[1].get(name, 0) for name in end[1]}
     spent["_wall"] = end[0] - start[0]
     return result, spent
 

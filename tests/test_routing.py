@@ -34,12 +34,13 @@ from mmo.game import server as server_module
 from mmo.game.messages import SESSIONS_CHANNEL, Switched, gateway_channel
 from mmo.game.routes import CallTimeouts, LocalRoute, RemoteRoute, pack, unpack
 from mmo.game.server import ServiceRPC, ServiceRPCFactory, serve
-from mmo.game.service import Caller
+from mmo.game.service import Caller, GameService
 from mmo.gateway import routing as routing_module
 from mmo.gateway import tap as gateway_tap
 from mmo.gateway.factory import GatewayFactory
 from mmo.gateway.routing import Services
 from mmo.gateway.tap import ROUTE_PREFIXES, gateway_routes
+from mmo.lobby.service import LobbyService
 from mmo.login.tickets import TicketSigner, load_key
 from mmo.process.service import ProcessService
 from mmo.rpc.commands import (
@@ -808,6 +809,41 @@ class WiringTests(unittest.TestCase):
         [link] = routes[0].services()
         self.assertEqual((link.process.name, link.peer.name), ("gateway-1", "lobby"))
 
+    def test_zone_changes_by_kind(self):
+        """
+        A remote route says whether its service hears zone changes, as the
+        class of its kind says: the config's lobby class (a game's may
+        follow the zone; one that cannot be loaded is told everything), the
+        shipped class of every other kind.
+        """
+        from mmo.chat.service import ChatService
+        from mmo.economy.service import EconomyService
+        from mmo.ladder.service import LadderService
+        from mmo.lobby.service import LobbyService
+
+        classes = {
+            "lobby": LobbyService,
+            "chat": ChatService,
+            "ladder": LadderService,
+            "economy": EconomyService,
+        }
+        self.assertEqual(set(classes), set(ROUTE_PREFIXES))
+        for kind, cls in classes.items():
+            self.assertEqual(
+                gateway_tap.hears_zone_changes(self.config, kind), cls.hears_zone_changes, kind
+            )
+        self.assertFalse(LobbyService.hears_zone_changes)
+        self.assertTrue(ChatService.hears_zone_changes)
+        routes = gateway_routes(self.config, self.config.process("gateway-1"), MemoryReactorClock())
+        self.assertEqual(
+            [(r.name, routing_module.hears_zone_changes(r)) for r in routes],
+            [("lobby", False), ("chat", True)],
+        )
+        self.config.lobby.lobby_class = "tests.test_routing.ZoneLobby"
+        self.assertTrue(gateway_tap.hears_zone_changes(self.config, "lobby"))
+        self.config.lobby.lobby_class = "tests.no_such_module.Lobby"
+        self.assertTrue(gateway_tap.hears_zone_changes(self.config, "lobby"))
+
     def test_serve_needs_rpc(self):
         self.assertRaises(ConfigError, serve, self.config, "gateway-1", Lobby(), reactor)
         self.assertTrue(IService.providedBy(serve(self.config, "lobby", Lobby(), reactor)))
@@ -1138,6 +1174,35 @@ class TellTests(unittest.TestCase):
         answer.callback({})
         self.assertIsNone(self.successResultOf(told))
 
+    def test_zone_only(self):
+        """
+        A change of the zone alone is not told to a route that says its
+        service does not hear zone changes, nor to a route whose service
+        in this process says so; every route hears the other events.
+        """
+        deaf, hearing, plain = (self.Told(lambda: defer.succeed(None)) for _ in range(3))
+        deaf.hears_zone_changes = False
+        hearing.hears_zone_changes = True
+
+        class Blind(GameService):
+            hears_zone_changes = False
+
+            async def session_event(self, caller, event):
+                blind_events.append(event)
+
+        blind_events = []
+        routes = [deaf, hearing, plain, LocalRoute(Blind(None, None, None, None))]
+        caller = Caller("s1", "gateway-1", "a1", "Alice", zone="r0c1")
+        told = Services(routes).tell(caller, "changed", zone_only=True)
+        self.assertIsNone(self.successResultOf(told))
+        self.assertEqual([r.events for r in routes[:3]], [[], ["changed"], ["changed"]])
+        self.assertEqual(blind_events, [])
+        Services(routes).tell(caller, "changed")
+        self.assertEqual(
+            [r.events for r in routes[:3]], [["changed"], ["changed"] * 2, ["changed"] * 2]
+        )
+        self.assertEqual(blind_events, ["changed"])
+
     def test_all_at_once(self):
         """Routes that all answered at once: told is done at once."""
         routes = [self.Told(lambda: defer.succeed(None)) for _ in range(2)]
@@ -1237,3 +1302,9 @@ class SenderKindTests(unittest.TestCase):
     async def test_zone_refused(self):
         """Nor can a zone's."""
         await self.assertRefused("zone-1", "zone")
+
+
+class ZoneLobby(LobbyService):
+    """A game's lobby that follows its players' zones."""
+
+    hears_zone_changes = True

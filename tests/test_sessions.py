@@ -1072,6 +1072,19 @@ class OtherLobby(Lobby):
         return {"other": True}
 
 
+class Walker(Lobby):
+    """A service that moves the caller's zone, and keeps nothing of it itself."""
+
+    prefixes = ("walk.",)
+    hears_zone_changes = False
+
+    async def on_walk_to(self, caller, message):
+        return Reply({}, SessionChange(zone=message["zone"]))
+
+    async def on_walk_rename(self, caller, message):
+        return Reply({}, SessionChange(character_name=message["name"], zone=message["zone"]))
+
+
 class RoutingTests(SessionTestCase):
     def test_local_reply(self):
         player, reply = self.admit(self.a)
@@ -1130,6 +1143,26 @@ class RoutingTests(SessionTestCase):
         [error] = player.request("room.broken")
         self.assertEqual(error["code"], codes.INTERNAL)
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_zone_changes_only_to_those_that_hear_them(self):
+        """
+        A change of the session's zone alone (a handoff) is told only to
+        the services that hear zone changes; any other change is told to
+        every service, and the next request carries the current zone.
+        """
+        walker = Walker()
+        self.a.services.routes.append(LocalRoute(walker))
+        player, reply = self.admit(self.a)
+        player.request("walk.to", zone="r0c1")
+        [changed] = self.lobby.seen("changed")
+        self.assertEqual((changed.session, changed.zone), (reply["session"], "r0c1"))
+        self.assertEqual(walker.seen("changed"), [])
+        player.request("walk.rename", name="Zorro", zone="r0c0")
+        self.assertEqual([c.zone for c in self.lobby.seen("changed")], ["r0c1", "r0c0"])
+        [changed] = walker.seen("changed")
+        self.assertEqual((changed.character_name, changed.zone), ("Zorro", "r0c0"))
+        # Every other event still reaches every service.
+        self.assertEqual(len(walker.seen("started")), 1)
 
     def test_first_route_wins(self):
         other = OtherLobby()

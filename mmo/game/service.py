@@ -192,6 +192,13 @@ class GameService:
     #: it holds, each told to L{session_found} (L{mmo.process.seeding}): a
     #: service that keeps who is online knows them after a restart.
     finds_sessions = False
+    #: Whether it is told C{"changed"} when the session's zone is all that
+    #: changed (a handoff: every border a walking player crosses, tens a
+    #: second across a busy world).  A service that keeps nothing of a
+    #: session's zone says no, and is spared them: the caller it keeps has
+    #: the zone it had until the session's next event or request, which
+    #: always carry the current one.
+    hears_zone_changes = True
     log = Logger()
 
     def __init__(self, config, store, bus, reactor):

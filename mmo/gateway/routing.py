@@ -17,6 +17,20 @@ from mmo.gateway.failures import log_failure
 KNOWN_KINDS = 256
 
 
+def hears_zone_changes(route) -> bool:
+    """
+    Whether C{route}'s service is told C{"changed"} when the session's zone
+    is all that changed (L{GameService.hears_zone_changes
+    <mmo.game.service.GameService.hears_zone_changes>}): as the route says
+    (a remote service's, from its kind), else as its service in this
+    process says; told by default.
+    """
+    says = getattr(route, "hears_zone_changes", None)
+    if says is None:
+        says = getattr(getattr(route, "service", None), "hears_zone_changes", True)
+    return says
+
+
 class Services:
     """
     The routes to the game services of a gateway, in the order they are
@@ -77,17 +91,21 @@ class Services:
             if hear is not None:
                 hear(dispatcher)
 
-    def tell(self, caller: Caller, event: str) -> defer.Deferred:
+    def tell(self, caller: Caller, event: str, zone_only: bool = False) -> defer.Deferred:
         """
         Tell every route's service that C{caller}'s session had C{event};
         fires when all have answered.  A service that fails is logged, and
-        does not stop the others from being told.
+        does not stop the others from being told.  With C{zone_only} (a
+        C{"changed"} of the session's zone alone), the services that do not
+        hear zone changes (L{hears_zone_changes}) are not told.
         """
         # Every one is waited for, even one that has fired: a Deferred that
         # fired may still wait on another (an RPC call once the link is
         # up), and only the service's answer says it is told.
         told = []
         for route in self.routes:
+            if zone_only and not hears_zone_changes(route):
+                continue
             try:
                 d = route.session_event(caller, event)
             except Exception:

@@ -317,14 +317,17 @@ class Sessions:
 
     def change(self, session: Session, change: SessionChange) -> defer.Deferred:
         """
-        Apply a service's L{SessionChange} to C{session}; tell every service.
+        Apply a service's L{SessionChange} to C{session}; tell every service
+        (a change of the zone alone, only those that hear zone changes).
         Fires once they have been told.
         """
         # No coroutine: a handoff of every walking player comes here.
-        if change.changes:
+        changes = change.changes
+        if changes:
             session.change(change)
             if session.live:
-                return self.services.tell(session.caller, "changed")
+                zone_only = len(changes) == 1 and "zone" in changes
+                return self.services.tell(session.caller, "changed", zone_only)
         return defer.succeed(None)
 
     async def logout(self, connection) -> None:

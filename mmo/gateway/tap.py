@@ -13,12 +13,13 @@ from twisted.application.internet import TimerService
 from mmo import rpc
 from mmo.bus import make_bus
 from mmo.bus.directory import DirectoryService
-from mmo.config import Config, ProcessSection
+from mmo.config import Config, ConfigError, ProcessSection
 from mmo.frontend.listener import ClientListener, directory_info, factory_class
 from mmo.frontend.websocket import WebSocketListener
 from mmo.game.routes import LINK_TIMEOUT, RemoteRoute
 from mmo.gateway.factory import GatewayFactory, make_gateway, subscriptions
 from mmo.gateway.operations import Operations
+from mmo.lobby.service import lobby_service_class
 from mmo.login.tickets import TicketSigner, load_key
 from mmo.process.service import ConfigOptions, ProcessService, ServiceResource, build
 from mmo.zone.route import zone_routes
@@ -30,6 +31,40 @@ ROUTE_PREFIXES: dict[str, tuple[str, ...]] = {
     "ladder": ("ladder.",),
     "economy": ("wallet.", "inventory.", "shop.", "trade."),
 }
+
+#: The kinds of remote service whose shipped class keeps nothing of a
+#: session's zone (L{GameService.hears_zone_changes
+#: <mmo.game.service.GameService.hears_zone_changes>} false), known here
+#: without importing it (the ladder's rating model is slow to load).
+ZONE_BLIND_KINDS = frozenset({"ladder"})
+
+
+def hears_zone_changes(config: Config, kind: str) -> bool:
+    """
+    Whether a remote service of C{kind} is told C{"changed"} when a
+    session's zone is all that changed: the lobby's class is the config's
+    (C{[lobby] lobby_class}, a game's may follow the zone), the others' are
+    the shipped ones (L{ZONE_BLIND_KINDS}).  A lobby class that cannot be
+    loaded here is told everything (its own process says what is wrong).
+    """
+    if kind == "lobby":
+        try:
+            return lobby_service_class(config).hears_zone_changes
+        except ConfigError:
+            return True
+    return kind not in ZONE_BLIND_KINDS
+
+
+class ServiceRoute(RemoteRoute):
+    """
+    A L{RemoteRoute} to a service of a kind the gateway knows, saying
+    whether that service hears zone changes
+    (L{mmo.gateway.routing.hears_zone_changes}).
+    """
+
+    def __init__(self, prefixes, link, hears_zone_changes: bool, **options):
+        super().__init__(prefixes, link, **options)
+        self.hears_zone_changes = hears_zone_changes
 
 
 class Options(ConfigOptions):
@@ -93,7 +128,7 @@ def gateway_routes(
     config: Config, process: ProcessSection, reactor=None, timeout: float = LINK_TIMEOUT
 ) -> list:
     """
-    The routes of a gateway of a cluster: a L{RemoteRoute} (with its own RPC
+    The routes of a gateway of a cluster: a L{ServiceRoute} (with its own RPC
     link) to every process of the config whose kind is in
     L{ROUTE_PREFIXES} (C{lobby}, C{chat}), in the config's order, then the
     zones' route (L{mmo.zone.route.zone_routes}) if the world has zone
@@ -101,9 +136,10 @@ def gateway_routes(
     the gateway.
     """
     routes: list = [
-        RemoteRoute(
+        ServiceRoute(
             ROUTE_PREFIXES[peer.kind],
             rpc.RPCClientService(config, process, peer, reactor=reactor, timeout=timeout),
+            hears_zone_changes(config, peer.kind),
         )
         for peer in config.processes.values()
         if peer.kind in ROUTE_PREFIXES

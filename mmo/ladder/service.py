@@ -110,6 +110,8 @@ class LadderService(BoardRequests, QueueRequests, MatchRoomRequests, ResultReque
 
     kind = "ladder"
     prefixes = ("ladder.",)
+    #: The queue and its matches keep a session's gateway, not its zone.
+    hears_zone_changes = False
 
     def __init__(
         self,

@@ -47,6 +47,8 @@ class LobbyService(CharacterRequests, RoomRequests, GameService):
 
     kind = "lobby"
     prefixes = ("character.", "room.", "world.")
+    #: Nothing here follows the zone: a request's caller says where it is.
+    hears_zone_changes = False
 
     def __init__(self, config, store, bus, reactor):
         super().__init__(config, store, bus, reactor)
