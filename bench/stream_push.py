@@ -91,6 +91,9 @@ class Connection:
 
     sendFramesNow = sendFrame
 
+    def sendFramesWith(self, frames: bytes, writes, tag) -> bool:
+        return False
+
 
 class Held:
     """The sessions a gateway holds, as L{Delivery} reads them."""
@@ -225,6 +228,10 @@ class Gathered:
     def __init__(self, protocol):
         self.canSend = protocol.canSend
         self.sendFrame = self.sendFramesNow = protocol.sendFrame
+
+    def sendFramesWith(self, frames: bytes, writes, tag) -> bool:
+        self.sendFrame(frames)
+        return False
 
 
 class TLSClients:

@@ -30,6 +30,7 @@ import hashlib
 import secrets
 from dataclasses import asdict
 
+from mmo.compat import RecordWrites
 from mmo.game.service import Caller
 from mmo.gateway.outbox import Outbox
 from mmo.login.tickets import Ticket
@@ -284,7 +285,10 @@ class Session:
         (L{codec.check_stem}), numbered and kept as L{push_stem} does, and
         a session's frames sent in one write that leaves at once
         (C{sendFramesNow}): one TLS record and one C{send()} per
-        connection per tick, with no delayed call.
+        connection per tick, with no delayed call.  The writes that can
+        are queued (C{sendFramesWith}) and leave together after the loop,
+        in order, in one compiled loop over their connections
+        (L{RecordWrites}).
 
         @param pushes: C{(session, stems)} pairs.
         @return: The stems that failed, each as C{(session, exception)}: a
@@ -298,6 +302,10 @@ class Session:
         sent = 0
         check = codec.check_stem
         numbered = codec.numbered
+        writes = RecordWrites()
+        # Each write queued in writes: its session, its frame count and
+        # where its failure, if any, goes in the list (after its stems').
+        queued = []
         for session, stems in pushes:
             frames = []
             seq = session.seq
@@ -324,10 +332,21 @@ class Session:
             connection = session.connection
             if connection is not None and connection.canSend():
                 try:
-                    connection.sendFramesNow(frames[0] if len(frames) == 1 else b"".join(frames))
+                    if connection.sendFramesWith(
+                        frames[0] if len(frames) == 1 else b"".join(frames), writes, len(queued)
+                    ):
+                        queued.append((session, len(frames), len(failed)))
                     sent += len(frames)
                 except Exception as e:
                     failed.append((session, e))
+        if queued:
+            # A write that failed as it was finished counts as not sent,
+            # its failure in the place it would have had; the latest first,
+            # so that each place is still right.
+            for index, failure in reversed(writes.send()):
+                session, count, place = queued[index]
+                failed.insert(place, (session, failure))
+                sent -= count
         PUSHES_SENT.inc(sent)
         return failed
 
