@@ -148,8 +148,9 @@ class TLSWriteThrough:
     Mixin for Twisted's TLS protocol (C{TLSMemoryBIOProtocol} and its
     subclasses; put it first among the bases): what TLS has to send goes
     to the socket below through L{send_through}, and the socket gets
-    C{TCP_NODELAY}.  Nothing is kept per connection, and the socket's
-    transport is not changed.
+    C{TCP_NODELAY}.  The socket's transport is not changed; a connection
+    keeps only the addresses L{RecordWrites} writes it by (a tuple, once
+    it is written so).
 
     As the handshake ends, the connection gets new memory BIOs
     (L{fresh_bios}): the handshake's left theirs at their largest.

@@ -306,47 +306,50 @@ class Session:
         # Each write queued in writes: its session, its frame count and
         # where its failure, if any, goes in the list (after its stems').
         queued = []
-        for session, stems in pushes:
-            frames = []
-            seq = session.seq
-            limit = session.limit
-            for stem in stems:
-                try:
-                    check(stem)
-                except ValueError as e:
-                    failed.append((session, e))
+        try:
+            for session, stems in pushes:
+                frames = []
+                seq = session.seq
+                limit = session.limit
+                for stem in stems:
+                    try:
+                        check(stem)
+                    except ValueError as e:
+                        failed.append((session, e))
+                        continue
+                    size = len(stem)
+                    if size > limit:
+                        failed.append((session, _too_large(size, limit)))
+                        continue
+                    seq += 1
+                    outbox = session.outbox
+                    if type(outbox) is tuple:
+                        outbox = session.outbox = Outbox()
+                    outbox.keep(stem, session.buffer, session.buffer_bytes)
+                    frames.append(numbered(stem, seq))
+                if not frames:
                     continue
-                size = len(stem)
-                if size > limit:
-                    failed.append((session, _too_large(size, limit)))
-                    continue
-                seq += 1
-                outbox = session.outbox
-                if type(outbox) is tuple:
-                    outbox = session.outbox = Outbox()
-                outbox.keep(stem, session.buffer, session.buffer_bytes)
-                frames.append(numbered(stem, seq))
-            if not frames:
-                continue
-            session.seq = seq
-            connection = session.connection
-            if connection is not None and connection.canSend():
-                try:
-                    if connection.sendFramesWith(
-                        frames[0] if len(frames) == 1 else b"".join(frames), writes, len(queued)
-                    ):
-                        queued.append((session, len(frames), len(failed)))
-                    sent += len(frames)
-                except Exception as e:
-                    failed.append((session, e))
-        if queued:
-            # A write that failed as it was finished counts as not sent,
-            # its failure in the place it would have had; the latest first,
-            # so that each place is still right.
-            for index, failure in reversed(writes.send()):
-                session, count, place = queued[index]
-                failed.insert(place, (session, failure))
-                sent -= count
+                session.seq = seq
+                connection = session.connection
+                if connection is not None and connection.canSend():
+                    try:
+                        if connection.sendFramesWith(
+                            frames[0] if len(frames) == 1 else b"".join(frames), writes, len(queued)
+                        ):
+                            queued.append((session, len(frames), len(failed)))
+                        sent += len(frames)
+                    except Exception as e:
+                        failed.append((session, e))
+        finally:
+            # Sent whatever happens: what is queued is numbered and kept.
+            failures = writes.send() if queued else ()
+        # A write that failed as it was finished counts as not sent, its
+        # failure in the place it would have had; the latest first, so that
+        # each place is still right.
+        for index, failure in reversed(failures):
+            session, count, place = queued[index]
+            failed.insert(place, (session, failure))
+            sent -= count
         PUSHES_SENT.inc(sent)
         return failed
 
