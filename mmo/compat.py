@@ -239,16 +239,18 @@ class TLSWriteThrough:
         C{OpenSSL._util.lib}; Twisted's C{_write}, C{_bufferedWrite} and
         C{_tlsShutdownFinished}.
         """
-        self._wroteRecord(data, _lib.SSL_write(self._tlsConnection._ssl, data, len(data)))
+        written = _lib.SSL_write(self._tlsConnection._ssl, data, len(data))
+        if written == len(data):
+            self._sendSome()
+            return
+        self._wroteRecord(data, written)
 
     def _wroteRecord(self, data: bytes, written: int) -> None:
         """
         The rest of L{_writeRecord} once C{SSL_write} of C{data} returned
-        C{written} (OpenSSL's error queue as that call left it).
+        C{written}, less than all of it (OpenSSL's error queue as that call
+        left it).
         """
-        if written == len(data):
-            self._sendSome()
-            return
         connection = self._tlsConnection
         if written > 0:
             self._sendSome()

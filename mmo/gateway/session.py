@@ -302,7 +302,8 @@ class Session:
         sent = 0
         check = codec.check_stem
         numbered = codec.numbered
-        writes = RecordWrites()
+        # None where the compiled loop is not built: each write as before.
+        writes = RecordWrites() if RecordWrites.compiled else None
         # Each write queued in writes: its session, its frame count and
         # where its failure, if any, goes in the list (after its stems').
         queued = []
@@ -332,10 +333,11 @@ class Session:
                 session.seq = seq
                 connection = session.connection
                 if connection is not None and connection.canSend():
+                    data = frames[0] if len(frames) == 1 else b"".join(frames)
                     try:
-                        if connection.sendFramesWith(
-                            frames[0] if len(frames) == 1 else b"".join(frames), writes, len(queued)
-                        ):
+                        if writes is None:
+                            connection.sendFramesNow(data)
+                        elif connection.sendFramesWith(data, writes, len(queued)):
                             queued.append((session, len(frames), len(failed)))
                         sent += len(frames)
                     except Exception as e:
