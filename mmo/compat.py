@@ -265,10 +265,10 @@ class TLSWriteThrough:
 
     def _recordTarget(self):
         """
-        C{(ssl, bio, fd)} for L{RecordWrites}: the addresses of the
-        connection's C{SSL} object and send BIO, and the socket's number;
-        kept (with the BIO they were taken of) until L{fresh_bios} replaces
-        the BIO, a cast costing as much as the rest of a write.
+        C{(bio, ssl, bio address, fd)} for L{RecordWrites}: the send BIO,
+        the addresses of the connection's C{SSL} object and of that BIO,
+        and the socket's number; kept until L{fresh_bios} replaces the BIO
+        (taking them again would cost 0.7 us a write).
         """
         bio = self._tlsConnection._from_ssl
         target = self._recordAddresses
@@ -392,10 +392,10 @@ class RecordWrites:
     A connection takes the compiled path only while nothing else would
     happen on its way: the handshake done, nothing gathered for the end of
     the turn, nothing buffered in TLS nor in the socket's transport, not
-    closing.  No Python code runs for another connection between L{add}
-    and L{send} but the writes L{send} finishes, each on its own
-    connection: none of them can close a socket (Twisted closes one in a
-    later turn), so no queued socket number can be another's by then.
+    closing.  Between L{add} and L{send} only writes run (other
+    connections', and those L{send} finishes, each on its own connection):
+    none of them closes a socket (Twisted closes one in a later turn), so
+    no queued socket number can be another's by then.
 
     Private names: those of L{TLSWriteThrough.writeNow} and
     L{send_through}; C{Connection._from_ssl} and C{_ssl} of pyOpenSSL (the
