@@ -31,7 +31,7 @@ $(BIN)/python:
 # the commands run from it (PYTHONPATH=.); MMO_PURE_PYTHON=1 builds none (and
 # leaves no stale one).
 $(STAMP): $(BIN)/python $(SOURCES)
-	rm -rf build mmo/zone/_kernel.*.so
+	rm -rf build mmo/zone/_kernel.*.so mmo/_tlswrite.*.so
 	$(BIN)/python -m pip install --quiet '.[dev]'
 	$(BIN)/python setup.py --quiet build_ext --inplace
 	@touch $@
@@ -97,4 +97,4 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) build *.egg-info _trial_temp* .hypothesis .ruff_cache clients/js/dist
 	find . -name __pycache__ -prune -exec rm -rf {} +
-	rm -f twisted/plugins/dropin.cache mmo/zone/_kernel.c mmo/zone/_kernel.*.so
+	rm -f twisted/plugins/dropin.cache mmo/zone/_kernel.c mmo/zone/_kernel.*.so mmo/_tlswrite.c mmo/_tlswrite.*.so

@@ -14,16 +14,21 @@ VERSION = re.search(
 
 def extensions() -> list:
     """
-    The compiled area-of-interest kernel (mmo/zone/_kernel.pyx); none with
+    The compiled area-of-interest kernel (mmo/zone/_kernel.pyx) and the
+    loop of a tick's TLS writes (mmo/_tlswrite.pyx); none with
     MMO_PURE_PYTHON=1, for a machine without a C compiler: mmo.zone.aoi
-    then runs its pure-Python functions, the same ones.
+    then runs its pure-Python functions, the same ones, and mmo.compat
+    writes each connection as it writes any other.
     """
     if os.environ.get("MMO_PURE_PYTHON") == "1":
         return []
     from Cython.Build import cythonize
 
     return cythonize(
-        [Extension("mmo.zone._kernel", ["mmo/zone/_kernel.pyx"])],
+        [
+            Extension("mmo.zone._kernel", ["mmo/zone/_kernel.pyx"]),
+            Extension("mmo._tlswrite", ["mmo/_tlswrite.pyx"]),
+        ],
         compiler_directives={"language_level": 3},
         quiet=True,
     )

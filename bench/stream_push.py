@@ -33,12 +33,20 @@ C{tls_gathered_gateway_us_per_push}: the same, each connection's frames
 written as any other write, gathered for the end of the turn (L{Gathered}),
 the two taking turns.  Beside them, C{tls_write_us_per_push}: the first
 less the stems' gateway figure of the same run.
+
+With C{--callgrind}, only the stems' gateway side to the TLS clients,
+once, inside one call of C{functools.reduce}, for an instruction count
+of it alone:
+
+    valgrind --tool=callgrind --toggle-collect=functools_reduce \
+        python bench/stream_push.py --players 200 --ticks 20 --callgrind
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import os
 import random
 import subprocess
@@ -90,6 +98,9 @@ class Connection:
         pass
 
     sendFramesNow = sendFrame
+
+    def sendFramesWith(self, frames: bytes, writes, tag) -> bool:
+        return False
 
 
 class Held:
@@ -147,6 +158,7 @@ def measure(
     profile: str | None = None,
     clients=None,
     gathered: bool = False,
+    bracketed: bool = False,
 ) -> dict:
     """
     The zone's and the gateway's best CPU time over C{results}, seconds;
@@ -155,7 +167,8 @@ def measure(
     C{clients} (a L{TLSClients}), each session's connection is one of its
     connections, and the gateway's time takes in a reactor turn after each
     message; with C{gathered} too, each connection's frames are written as
-    any other write (L{Gathered}).
+    any other write (L{Gathered}).  With C{bracketed}, the gateway's side
+    runs inside C{functools.reduce}, for callgrind.
     """
     best_zone = best_gateway = float("inf")
     box_bytes = 0
@@ -194,11 +207,12 @@ def measure(
         if profiler is not None:
             profiler.enable()
         started = time.process_time()
-        for message in link.sent:
-            # What StreamedLinkFactory.heard does with a Stream's argument.
-            dispatcher(unpack(message))
-            if turn is not None:
-                turn()
+        if bracketed:
+            # Inside one call of a C function, which callgrind can count
+            # alone (--toggle-collect=functools_reduce).
+            functools.reduce(functools.partial(deliver, link.sent, dispatcher, turn), [None], None)
+        else:
+            deliver(link.sent, dispatcher, turn)
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile)
@@ -213,6 +227,18 @@ def measure(
     return {"zone": best_zone, "gateway": best_gateway, "bytes": box_bytes}
 
 
+def deliver(sent: list, dispatcher, turn, *_) -> None:
+    """
+    The gateway's side of C{sent}, each as its link's responder takes it
+    (what C{StreamedLinkFactory.heard} does with a Stream's argument), a
+    reactor turn after each where C{turn} is given.
+    """
+    for message in sent:
+        dispatcher(unpack(message))
+        if turn is not None:
+            turn()
+
+
 class Gathered:
     """
     A client connection whose frames of a tick are written as any other
@@ -225,6 +251,10 @@ class Gathered:
     def __init__(self, protocol):
         self.canSend = protocol.canSend
         self.sendFrame = self.sendFramesNow = protocol.sendFrame
+
+    def sendFramesWith(self, frames: bytes, writes, tag) -> bool:
+        self.sendFrame(frames)
+        return False
 
 
 class TLSClients:
@@ -374,6 +404,12 @@ def main() -> None:
         action="store_true",
         help="also the stems' gateway side to real TLS client connections on loopback",
     )
+    p.add_argument(
+        "--callgrind",
+        action="store_true",
+        help="only the stems' gateway side to TLS clients, once, inside functools.reduce: "
+        "valgrind --tool=callgrind --toggle-collect=functools_reduce counts it alone",
+    )
     p.add_argument("--clients-of", type=int, help=argparse.SUPPRESS)
     p.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ca", help=argparse.SUPPRESS)
@@ -383,6 +419,17 @@ def main() -> None:
         return
     results = ticks(args.players, args.ticks, args.visible)
     pushes = sum(len(e) for r in results for e in r.pushes[GATEWAY].values())
+    if args.callgrind:
+        raise_nofile()
+        clients = TLSClients(args.players, max_seconds=300)
+        try:
+            measure(
+                results, ("Stream", "StreamStems"), args.players, 1, clients=clients, bracketed=True
+            )
+        finally:
+            clients.close()
+        report({"players": args.players, "ticks": args.ticks, "pushes": pushes}, args.json)
+        return
     # The baseline first: an older gateway, Stream only.
     batch = measure(results, ("Stream",), args.players, args.repeat)
     stems = measure(results, ("Stream", "StreamStems"), args.players, args.repeat, args.profile)

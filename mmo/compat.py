@@ -7,6 +7,7 @@ API only.  Check these after upgrading the library.
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
@@ -147,8 +148,9 @@ class TLSWriteThrough:
     Mixin for Twisted's TLS protocol (C{TLSMemoryBIOProtocol} and its
     subclasses; put it first among the bases): what TLS has to send goes
     to the socket below through L{send_through}, and the socket gets
-    C{TCP_NODELAY}.  Nothing is kept per connection, and the socket's
-    transport is not changed.
+    C{TCP_NODELAY}.  The socket's transport is not changed; a connection
+    keeps only the addresses L{RecordWrites} writes it by (a tuple, once
+    it is written so).
 
     As the handshake ends, the connection gets new memory BIOs
     (L{fresh_bios}): the handshake's left theirs at their largest.
@@ -237,11 +239,19 @@ class TLSWriteThrough:
         C{OpenSSL._util.lib}; Twisted's C{_write}, C{_bufferedWrite} and
         C{_tlsShutdownFinished}.
         """
-        connection = self._tlsConnection
-        written = _lib.SSL_write(connection._ssl, data, len(data))
+        written = _lib.SSL_write(self._tlsConnection._ssl, data, len(data))
         if written == len(data):
             self._sendSome()
             return
+        self._wroteRecord(data, written)
+
+    def _wroteRecord(self, data: bytes, written: int) -> None:
+        """
+        The rest of L{_writeRecord} once C{SSL_write} of C{data} returned
+        C{written}, less than all of it (OpenSSL's error queue as that call
+        left it).
+        """
+        connection = self._tlsConnection
         if written > 0:
             self._sendSome()
             TLSMemoryBIOProtocol._write(self, data[written:])
@@ -252,6 +262,27 @@ class TLSWriteThrough:
             self._bufferedWrite(data)
         except Error:
             self._tlsShutdownFinished(Failure())
+
+    def _recordTarget(self):
+        """
+        C{(bio, ssl, bio address, fd)} for L{RecordWrites}: the send BIO,
+        the addresses of the connection's C{SSL} object and of that BIO,
+        and the socket's number; kept until L{fresh_bios} replaces the BIO
+        (taking them again would cost 0.7 us a write).
+        """
+        bio = self._tlsConnection._from_ssl
+        target = self._recordAddresses
+        if target is None or target[0] is not bio:
+            target = self._recordAddresses = (
+                bio,
+                int(_ffi.cast("uintptr_t", self._tlsConnection._ssl)),
+                int(_ffi.cast("uintptr_t", bio)),
+                self.transport.fileno(),
+            )
+        return target
+
+    #: What L{_recordTarget} keeps: C{(bio, ssl address, bio address, fd)}.
+    _recordAddresses = None
 
     def _flushReceiveBIO(self) -> None:
         """
@@ -309,6 +340,149 @@ class TLSWriteThrough:
             transport.write(data)
         return True
 
+
+def _compiled_records():
+    """
+    C{mmo._tlswrite}, bound to the C{SSL_write} and C{BIO_read} of the
+    OpenSSL pyOpenSSL uses; C{None} where it is not built, where
+    C{MMO_PURE_PYTHON=1} is set, or where that OpenSSL's functions cannot
+    be had (L{RecordWrites} then queues nothing).
+
+    Private names: cryptography's C{hazmat.bindings._rust._openssl} (checked
+    with 50.0), the cffi module pyOpenSSL's C{OpenSSL._util} wraps, whose
+    C{ffi.addressof} gives a function's address; cryptography links its own
+    OpenSSL, which no other module may link again.
+    """
+    if os.environ.get("MMO_PURE_PYTHON") == "1" or _lib is None:
+        return None
+    try:
+        from cryptography.hazmat.bindings._rust import _openssl
+
+        from mmo import _tlswrite
+    except ImportError:
+        return None
+    ffi, lib = _openssl.ffi, _openssl.lib
+    try:
+        # The connections' pointers must be of the OpenSSL called.
+        if ffi is not _ffi or lib.SSL_write is not _lib.SSL_write:
+            return None
+        _tlswrite.bind(
+            int(ffi.cast("uintptr_t", ffi.addressof(lib, "SSL_write"))),
+            int(ffi.cast("uintptr_t", ffi.addressof(lib, "BIO_read"))),
+        )
+    except (AttributeError, TypeError):
+        return None
+    return _tlswrite
+
+
+class RecordWrites:
+    """
+    Writes to many TLS connections, each as L{TLSWriteThrough.writeNow}
+    would write it, sent together (a zone's tick, to the connections of its
+    players): L{add} queues each write that C{writeNow} would make as one
+    record (L{TLSWriteThrough._writeRecord}) to a socket with nothing
+    buffered (L{send_through}); L{send} then writes them all in one
+    compiled loop (C{mmo._tlswrite}: C{SSL_write}, C{BIO_read}, C{send()}
+    per connection, no Python call), and finishes in Python what did not
+    complete there, as C{writeNow} finishes it: the rest of a partial
+    send buffered by the transport (its producer paused past the buffer's
+    size), an C{SSL_write} error handled as C{_writeRecord} handles it.
+    Where the compiled module is missing, L{add} takes nothing.
+
+    A connection takes the compiled path only while nothing else would
+    happen on its way: the handshake done, nothing gathered for the end of
+    the turn, nothing buffered in TLS nor in the socket's transport, not
+    closing.  Between L{add} and L{send} only writes run (other
+    connections', and those L{send} finishes, each on its own connection):
+    none of them closes a socket (Twisted closes one in a later turn), so
+    no queued socket number can be another's by then.
+
+    Private names: those of L{TLSWriteThrough.writeNow} and
+    L{send_through}; C{Connection._from_ssl} and C{_ssl} of pyOpenSSL (the
+    connection's send BIO and C{SSL} object).
+    """
+
+    __slots__ = ("_entries", "_protocols", "_tags")
+
+    #: Whether L{add} can take anything (the compiled module is there).
+    compiled = False
+
+    def __init__(self):
+        self._entries: list[tuple] = []
+        self._protocols: list = []
+        self._tags: list = []
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, protocol, data: bytes, tag) -> bool:
+        """
+        Queue C{data} for C{protocol} (a transport), C{tag} being what
+        L{send} names it by, if C{protocol} is a L{TLSWriteThrough} that
+        C{writeNow} would write it to as one record sent at once; whether
+        it was queued (if not, nothing was done: write it as usual).
+        """
+        if (
+            not self.compiled
+            or type(data) is not bytes
+            or not data
+            or len(data) > _RECORD
+            or not isinstance(protocol, TLSWriteThrough)
+        ):
+            return False
+        aggregator = getattr(protocol, "_aggregator", None)
+        transport = protocol.transport
+        if (
+            type(aggregator) is not _AggregateSmallWrites
+            or aggregator._buffer
+            or not protocol._handshakeDone
+            or protocol._lostTLSConnection
+            or protocol._appSendBuffer
+            or (protocol.disconnecting and protocol._producer is None)
+            or not isinstance(transport, tcp.Connection)
+            or not transport.connected
+            or transport._writeDisconnected
+            or transport._tempDataLen
+            or transport.offset < len(transport.dataBuffer)
+        ):
+            return False
+        _, ssl, bio, fd = protocol._recordTarget()
+        self._entries.append((ssl, bio, fd, data))
+        self._protocols.append(protocol)
+        self._tags.append(tag)
+        return True
+
+    def send(self) -> list[tuple[object, Exception]]:
+        """
+        Write and send every queued write, in the order added, and forget
+        them; returns C{(tag, exception)} for each write whose finishing in
+        Python raised (as C{writeNow} would have raised it); the others
+        are all written.
+        """
+        entries, protocols, tags = self._entries, self._protocols, self._tags
+        self._entries, self._protocols, self._tags = [], [], []
+        failed = []
+        start = 0
+        while start < len(entries):
+            stopped = _records.send_records(entries, start)
+            if stopped is None:
+                break
+            index, written, rest = stopped
+            protocol = protocols[index]
+            try:
+                if rest is None:
+                    protocol._wroteRecord(entries[index][3], written)
+                else:
+                    transport = protocol.transport
+                    type(transport).write(transport, rest)
+            except Exception as e:
+                failed.append((tags[index], e))
+            start = index + 1
+        return failed
+
+
+_records = _compiled_records()
+RecordWrites.compiled = _records is not None
 
 #: The buffer every connection's send BIO is read into (L{_take_sent}): one
 #: for all, the reactor's thread reading one connection at a time.

@@ -72,6 +72,11 @@ class Connection:
         if self.transport is not None:
             self.transport.write(frames)
 
+    def sendFramesWith(self, frames: bytes, writes, tag) -> bool:
+        # A transport no compiled loop writes: at once.
+        self.sendFramesNow(frames)
+        return False
+
 
 class Gateways:
     """A zone's gateways (L{BusGateways}): whether each takes stems, what each was sent."""

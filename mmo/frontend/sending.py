@@ -106,6 +106,21 @@ class FrameSending:
         if counted:
             backlog.wrote(len(frames))
 
+    def sendFramesWith(self, frames: bytes, writes, tag) -> bool:
+        """
+        L{sendFramesNow}, or the frames queued in C{writes} (an
+        L{mmo.compat.RecordWrites}, C{tag} naming them there) to leave with
+        other connections' when it is sent: where the transport would write
+        them as one TLS record sent at once, and the backlog is not
+        counting (a write it counts is made now, counted as it is made).
+        Whether they were queued.
+        """
+        backlog = self.backlog
+        if (backlog is None or not backlog.paused) and writes.add(self.transport, frames, tag):
+            return True
+        self.sendFramesNow(frames)
+        return False
+
     def unreadOverflow(self, unsent: int) -> None:
         """
         The client has left more than C{[listeners] max_unsent} bytes

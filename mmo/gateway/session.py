@@ -30,6 +30,7 @@ import hashlib
 import secrets
 from dataclasses import asdict
 
+from mmo.compat import RecordWrites
 from mmo.game.service import Caller
 from mmo.gateway.outbox import Outbox
 from mmo.login.tickets import Ticket
@@ -284,7 +285,10 @@ class Session:
         (L{codec.check_stem}), numbered and kept as L{push_stem} does, and
         a session's frames sent in one write that leaves at once
         (C{sendFramesNow}): one TLS record and one C{send()} per
-        connection per tick, with no delayed call.
+        connection per tick, with no delayed call.  The writes that can
+        are queued (C{sendFramesWith}) and leave together after the loop,
+        in order, in one compiled loop over their connections
+        (L{RecordWrites}).
 
         @param pushes: C{(session, stems)} pairs.
         @return: The stems that failed, each as C{(session, exception)}: a
@@ -298,36 +302,56 @@ class Session:
         sent = 0
         check = codec.check_stem
         numbered = codec.numbered
-        for session, stems in pushes:
-            frames = []
-            seq = session.seq
-            limit = session.limit
-            for stem in stems:
-                try:
-                    check(stem)
-                except ValueError as e:
-                    failed.append((session, e))
+        # None where the compiled loop is not built: each write as before.
+        writes = RecordWrites() if RecordWrites.compiled else None
+        # Each write queued in writes: its session, its frame count and
+        # where its failure, if any, goes in the list (after its stems').
+        queued = []
+        try:
+            for session, stems in pushes:
+                frames = []
+                seq = session.seq
+                limit = session.limit
+                for stem in stems:
+                    try:
+                        check(stem)
+                    except ValueError as e:
+                        failed.append((session, e))
+                        continue
+                    size = len(stem)
+                    if size > limit:
+                        failed.append((session, _too_large(size, limit)))
+                        continue
+                    seq += 1
+                    outbox = session.outbox
+                    if type(outbox) is tuple:
+                        outbox = session.outbox = Outbox()
+                    outbox.keep(stem, session.buffer, session.buffer_bytes)
+                    frames.append(numbered(stem, seq))
+                if not frames:
                     continue
-                size = len(stem)
-                if size > limit:
-                    failed.append((session, _too_large(size, limit)))
-                    continue
-                seq += 1
-                outbox = session.outbox
-                if type(outbox) is tuple:
-                    outbox = session.outbox = Outbox()
-                outbox.keep(stem, session.buffer, session.buffer_bytes)
-                frames.append(numbered(stem, seq))
-            if not frames:
-                continue
-            session.seq = seq
-            connection = session.connection
-            if connection is not None and connection.canSend():
-                try:
-                    connection.sendFramesNow(frames[0] if len(frames) == 1 else b"".join(frames))
-                    sent += len(frames)
-                except Exception as e:
-                    failed.append((session, e))
+                session.seq = seq
+                connection = session.connection
+                if connection is not None and connection.canSend():
+                    data = frames[0] if len(frames) == 1 else b"".join(frames)
+                    try:
+                        if writes is None:
+                            connection.sendFramesNow(data)
+                        elif connection.sendFramesWith(data, writes, len(queued)):
+                            queued.append((session, len(frames), len(failed)))
+                        sent += len(frames)
+                    except Exception as e:
+                        failed.append((session, e))
+        finally:
+            # Sent whatever happens: what is queued is numbered and kept.
+            failures = writes.send() if queued else ()
+        # A write that failed as it was finished counts as not sent, its
+        # failure in the place it would have had; the latest first, so that
+        # each place is still right.
+        for index, failure in reversed(failures):
+            session, count, place = queued[index]
+            failed.insert(place, (session, failure))
+            sent -= count
         PUSHES_SENT.inc(sent)
         return failed
 
