@@ -53,6 +53,25 @@ class Boom(Exception):
     """What a misbehaving subscriber raises."""
 
 
+class Runs:
+    """
+    A subscriber that takes runs of messages (L{mmo.bus.memory.deliver_run}):
+    notes each message's C{n} in C{seen} with its channel, and each call's.
+    """
+
+    def __init__(self, seen: list, channel: str):
+        self.seen = seen
+        self.channel = channel
+        self.calls = []
+
+    def __call__(self, message):
+        self.run([message])
+
+    def run(self, messages):
+        self.seen.extend((self.channel, m["n"]) for m in messages)
+        self.calls.append([m["n"] for m in messages])
+
+
 class BusTests:
     """
     The contract of L{IBus}, for every backend.  A subclass provides:
@@ -169,6 +188,26 @@ class BusTests:
         await bus.publish("chat", {"n": 1})
         await self.until(lambda: received)
         self.assertEqual(len(self.flushLoggedErrors(Boom)), 1)
+
+    async def test_runs(self):
+        """
+        A subscriber with a C{run} method may be given consecutive messages
+        of its channel in one call: every message once, in publication
+        order, with nothing of another channel delivered inside a run.
+        """
+        bus = await self.make_bus()
+        other = await self.peer(bus)
+        seen = []
+        runs = Runs(seen, "chat")
+        await bus.subscribe("chat", runs)
+        await bus.subscribe("news", lambda m: seen.append(("news", m["n"])))
+        sent = [("chat", n) for n in range(10)] + [("news", 10)]
+        sent += [("chat", n) for n in range(11, 20)]
+        await defer.gatherResults([other.publish(channel, {"n": n}) for channel, n in sent])
+        await self.until(lambda: len(seen) == len(sent))
+        self.assertEqual(seen, sent)
+        self.assertEqual(sum(runs.calls, []), [n for channel, n in sent if channel == "chat"])
+        self.assertTrue(all(10 not in run and len(run) > 0 for run in runs.calls))
 
     async def test_not_msgpack(self):
         """Values msgpack cannot encode fail with TypeError, in every backend."""
@@ -469,6 +508,61 @@ class MemoryBusTests(BusTests, unittest.TestCase):
         self.clock.advance(0)
         self.assertEqual(first, [0, 1, 2])
         self.assertEqual(second, [0, 1, 2])
+
+    def test_runs_cut(self):
+        """
+        A run is what the subscriber of a channel gets with nothing between:
+        a message to anyone else cuts it, a channel of two subscribers
+        gives each its messages one at a time, and a subscriber without
+        C{run} gets every message by itself.
+        """
+        bus = MemoryBus(reactor=self.clock)
+        seen = []
+        chat, shared, plain = Runs(seen, "chat"), Runs(seen, "shared"), []
+        bus.subscribe("chat", chat)
+        bus.subscribe("shared", shared)
+        bus.subscribe("shared", lambda m: seen.append(("also", m["n"])))
+        bus.subscribe("plain", plain.append)
+        for channel, n in [("chat", 0), ("chat", 1), ("shared", 2), ("shared", 3)]:
+            bus.publish(channel, {"n": n})
+        for n in range(4, 7):
+            bus.publish("chat", {"n": n})
+        bus.publish("plain", {"n": 7})
+        bus.publish("plain", {"n": 8})
+        self.clock.advance(0)
+        self.assertEqual(chat.calls, [[0, 1], [4, 5, 6]])
+        self.assertEqual(shared.calls, [[2], [3]])
+        self.assertEqual(
+            seen,
+            [("chat", 0), ("chat", 1), ("shared", 2), ("also", 2), ("shared", 3), ("also", 3)]
+            + [("chat", n) for n in range(4, 7)],
+        )
+        self.assertEqual(plain, [{"n": 7}, {"n": 8}])
+
+    def test_run_failing(self):
+        """A run whose subscriber raises is logged, as a message's; the next is delivered."""
+        bus = MemoryBus(reactor=self.clock)
+
+        class Failing:
+            def __init__(self):
+                self.calls = []
+
+            def __call__(self, message):
+                self.calls.append([message])
+
+            def run(self, messages):
+                self.calls.append(messages)
+                raise Boom()
+
+        failing = Failing()
+        bus.subscribe("chat", failing)
+        bus.publish("chat", {"n": 0})
+        bus.publish("chat", {"n": 1})
+        self.clock.advance(0)
+        bus.publish("chat", {"n": 2})
+        self.clock.advance(0)
+        self.assertEqual(failing.calls, [[{"n": 0}, {"n": 1}], [{"n": 2}]])
+        self.assertEqual(len(self.flushLoggedErrors(Boom)), 1)
 
     def test_sweep(self):
         """Expired entries nobody reads again are swept, so memory stays bounded."""

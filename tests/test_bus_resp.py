@@ -116,9 +116,11 @@ class Bus:
 
     def __init__(self):
         self.messages = []
+        self.runs = []
 
-    def message_received(self, channel, data):
-        self.messages.append((channel, data))
+    def messages_received(self, channel, datas):
+        self.runs.append((channel, list(datas)))
+        self.messages.extend((channel, data) for data in datas)
 
 
 class SubscriberTests(unittest.TestCase):
@@ -139,6 +141,29 @@ class SubscriberTests(unittest.TestCase):
         self.proto.dataReceived(MESSAGE[20:] + MESSAGE)
         self.assertEqual(self.bus.messages, [(b"test:ch:zo", b"\x81\xa1a\x01\r")] * 2)
         self.assertEqual(self.proto.reads, 2)
+
+    def test_runs(self):
+        """
+        The consecutive messages of one channel in a read go to the bus as
+        one run; another channel's message, or a reply that is not a
+        message, ends a run, and the order of everything is kept.
+        """
+        other = b"*3\r\n$7\r\nmessage\r\n$10\r\ntest:ch:gw\r\n$1\r\nx\r\n"
+        replied = []
+        self.proto.replyReceived = lambda reply: replied.append((len(self.bus.messages), reply))
+        self.proto.dataReceived(MESSAGE * 3 + other + MESSAGE + b"+PONG\r\n" + MESSAGE)
+        body = b"\x81\xa1a\x01\r"
+        self.assertEqual(
+            self.bus.runs,
+            [
+                (b"test:ch:zo", [body] * 3),
+                (b"test:ch:gw", [b"x"]),
+                (b"test:ch:zo", [body]),
+                (b"test:ch:zo", [body]),
+            ],
+        )
+        # The PONG was handled after the fifth message and before the sixth.
+        self.assertEqual(replied, [(5, "PONG")])
 
     def test_unreadable(self):
         """Bytes that are no reply drop the link, with an error; nothing after them is read."""

@@ -1323,6 +1323,42 @@ class ClientTests(unittest.TestCase):
         self.assertTrue(self.transport.disconnecting)
         self.assertTrue(self.client.closing)
 
+    def test_frames_however_cut(self):
+        """
+        Several frames in one read, and frames cut anywhere across reads,
+        are all read, in order.
+        """
+        self.welcome()
+        seen = []
+        self.client.on("news", lambda m: seen.append(m["seq"]))
+        data = b"".join(codec.frame({"t": "news", "seq": n}) for n in range(1, 8))
+        for cut in ([len(data)], [5, 7, 30, len(data)], [3, 40, 41, 45, len(data)]):
+            start = 0
+            for end in cut:
+                self.client.dataReceived(data[start:end])
+                start = end
+            self.assertEqual(seen, list(range(1, 8)))
+            del seen[:]
+
+    def test_stops_at_a_bad_frame(self):
+        """
+        In a read of several frames, those before an unreadable one are
+        handled, and none after it; one over the limit closes as well.
+        """
+        self.welcome()
+        seen = []
+        self.client.on("news", lambda m: seen.append(m["seq"]))
+        news = [codec.frame({"t": "news", "seq": n}) for n in (1, 2)]
+        self.client.dataReceived(news[0] + struct.pack(">I", 1) + b"\xc1" + news[1])
+        self.assertEqual((seen, self.client.closing), ([1], True))
+
+        over = sdk.Client()
+        over.makeConnection(StringTransport())
+        over.MAX_LENGTH = 64
+        over.on("news", lambda m: seen.append(m["seq"]))
+        over.dataReceived(news[1] + struct.pack(">I", 65) + b"x" * 65 + news[0])
+        self.assertEqual((seen, over.closing), ([1, 2], True))
+
 
 class RecordingEndpoint:
     """An endpoint that connects at once to a StringTransport and keeps the factories."""

@@ -29,7 +29,8 @@ from twisted.trial import unittest
 from mmo import client as sdk
 from mmo.bus.memory import MemoryBus
 from mmo.config import Config
-from mmo.game.messages import online_key, session_key
+from mmo.game import messages
+from mmo.game.messages import PushStems, gateway_channel, online_key, session_key
 from mmo.game.routes import LocalRoute
 from mmo.game.service import Caller, GameService, Reply, SessionChange, deliver
 from mmo.gateway.admission import FloodLimits
@@ -293,6 +294,78 @@ class LifecycleTests(SessionTestCase):
             held[one["session"]].outbox.newest(1)[0], held[two["session"]].outbox.newest(1)[0]
         )
 
+    def writes(self, player: Player) -> list[list[tuple[int, str]]]:
+        """Each write to C{player}'s connection from now on, as its pushes' (seq, text)."""
+        writes = []
+
+        def write(data: bytes) -> None:
+            writes.append([(f["seq"], f.get("text")) for f in support.decode_frames(data)])
+            StringTransport.write(player.transport, data)
+
+        self.patch(player.transport, "write", write)
+        return writes
+
+    def publish(self, *pushes) -> None:
+        """Services push C{(targets, text)} each, one after another on the bus."""
+        for targets, text in pushes:
+            self.successResultOf(
+                defer.ensureDeferred(deliver(self.bus, targets, "news", {"text": text}))
+            )
+
+    def test_push_run_one_write_per_connection(self):
+        """
+        Pushes that reach the gateway one after another on the bus (a chat
+        channel's burst) are sent as one write per connection, each
+        session's frames numbered in the order the pushes came.
+        """
+        alice, one = self.admit(self.a)
+        bob, two = self.admit(self.a, "Bob")
+        alice.protocol.push("news", text="before")
+        alice.frames()
+        writes = [self.writes(alice), self.writes(bob)]
+        both = [("gw-a", one["session"]), ("gw-a", two["session"])]
+        self.publish((both, "one"), (both[1:], "two"), (both, "three"))
+        self.clock.advance(0)
+        self.assertEqual(writes[0], [[(2, "one"), (3, "three")]])
+        self.assertEqual(writes[1], [[(1, "one"), (2, "two"), (3, "three")]])
+        held = self.a.sessions.registry.by_id
+        self.assertEqual(
+            [codec.decode(body)["text"] for body in held[two["session"]].missed(0)],
+            ["one", "two", "three"],
+        )
+
+    def test_push_run_cut_by_other_messages(self):
+        """
+        A gateway message of another kind between pushes (a zone's tick)
+        is handled in its place: every frame of a connection in the order
+        the messages came, the pushes before it and after it each written
+        together.
+        """
+        alice, one = self.admit(self.a)
+        writes = self.writes(alice)
+        me = [("gw-a", one["session"])]
+        self.publish((me, "one"), (me, "two"))
+        stem = codec.push_stem("news", {"text": "tick"})
+        self.bus.publish(
+            gateway_channel("gw-a"),
+            messages.encode(PushStems({one["session"]: [stem]}), "r0c0"),
+        )
+        self.publish((me, "three"))
+        self.clock.advance(0)
+        self.assertEqual(writes, [[(1, "one"), (2, "two")], [(3, "tick")], [(4, "three")]])
+
+    def test_push_run_backlog(self):
+        """A run's write counts against the bound on unread output like any other."""
+        alice, one = self.admit(self.a)
+        backlog = alice.protocol.backlog
+        backlog.pauseProducing()
+        me = [("gw-a", one["session"])]
+        self.publish((me, "one"), (me, "two"))
+        self.clock.advance(0)
+        frames = alice.transport.value()
+        self.assertEqual(len(support.decode_frames(frames)), 2)
+        self.assertEqual(backlog.unsent, len(frames))
+
     def test_push_to_many_one_failing(self):
         """
         A service's push that one session's connection fails to send is
@@ -306,7 +379,7 @@ class LifecycleTests(SessionTestCase):
         def broken(frame):
             raise RuntimeError("socket gone")
 
-        self.patch(bob.protocol, "sendFrame", broken)
+        self.patch(bob.protocol, "sendFramesNow", broken)
         targets = [("gw-a", reply["session"]) for reply in (one, two, three)]
         self.successResultOf(
             defer.ensureDeferred(deliver(self.bus, targets, "news", {"text": "all"}))

@@ -161,15 +161,27 @@ class MemoryBus:
 
     def _deliver(self) -> None:
         self._delivery = None
+        queue = self._queue
         # Only what is queued now: messages published by subscribers while
         # this runs wait for the next call, after the ones before them.
-        for _ in range(len(self._queue)):
-            if not self._queue:  # stopped by a subscriber
-                break
-            subscribers, data = self._queue.popleft()
-            for subscription in subscribers:
-                if subscription.active:
-                    deliver(self.log, subscription, data)
+        left = len(queue)
+        while left and queue:  # (emptied: stopped by a subscriber)
+            subscribers, data = queue.popleft()
+            left -= 1
+            if len(subscribers) != 1:
+                for subscription in subscribers:
+                    if subscription.active:
+                        deliver(self.log, subscription, data)
+                continue
+            # The next messages of this channel's one subscriber, with
+            # nothing for anyone else between them: one run (deliver_run).
+            only = subscribers[0]
+            run = [data]
+            while left and queue and len(queue[0][0]) == 1 and queue[0][0][0] is only:
+                run.append(queue.popleft()[1])
+                left -= 1
+            if only.active:
+                deliver_run(self.log, only, run)
 
     def subscribe(self, channel: str, callback) -> defer.Deferred:
         subscription = MemorySubscription(self, channel, callback)
@@ -317,20 +329,51 @@ def deliver(log: Logger, subscription, data: bytes) -> None:
         message = unpack(data)
         result = subscription.callback(message)
     except Exception:
-        log.failure(
-            "subscriber {callback!r} of channel {channel!r} failed",
-            callback=subscription.callback,
-            channel=subscription.channel,
-        )
+        _failed(log, subscription)
         return
+    _watch(log, subscription, result)
+
+
+def deliver_run(log: Logger, subscription, datas: list[bytes]) -> None:
+    """
+    Give one subscriber a run of messages of its channel: consecutive in
+    publication order, with nothing delivered to anyone between them.  A
+    callback with a C{run} method (L{mmo.game.messages.Dispatcher}) gets
+    them in one call, C{run(messages)}, and can act on them together (a
+    gateway writes a connection's pushes of the run in one write, instead
+    of each push to every connection in turn); any other, one by one
+    (L{deliver}), as does a run of one message.  Failures are logged as
+    L{deliver} logs them: the callback's C{run} is expected to handle each
+    message apart, so that one bad message costs only itself.  A run is
+    given whole: a subscription that one of its messages cancels still
+    gets the others.
+    """
+    run = getattr(subscription.callback, "run", None)
+    if run is None or len(datas) == 1:
+        for data in datas:
+            deliver(log, subscription, data)
+        return
+    BUS_DELIVERED.inc(len(datas))
+    try:
+        result = run([unpack(data) for data in datas])
+    except Exception:
+        _failed(log, subscription)
+        return
+    _watch(log, subscription, result)
+
+
+def _failed(log: Logger, subscription, failure=None) -> None:
+    log.failure(
+        "subscriber {callback!r} of channel {channel!r} failed",
+        failure,
+        callback=subscription.callback,
+        channel=subscription.channel,
+    )
+
+
+def _watch(log: Logger, subscription, result) -> None:
+    """Log C{result}'s failure, if it is a Deferred (or a coroutine) that fails."""
     if inspect.iscoroutine(result):
         result = defer.ensureDeferred(result)
     if isinstance(result, defer.Deferred):
-        result.addErrback(
-            lambda f: log.failure(
-                "subscriber {callback!r} of channel {channel!r} failed",
-                f,
-                callback=subscription.callback,
-                channel=subscription.channel,
-            )
-        )
+        result.addErrback(lambda f: _failed(log, subscription, f))

@@ -16,7 +16,7 @@ from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer, protocol, task
 
 from mmo.bus import BusError
-from mmo.bus.memory import deliver, pack
+from mmo.bus.memory import deliver, deliver_run, pack
 from mmo.bus.resp import RespError, RespReader
 from mmo.metrics.registry import (
     BUS_DELIVERY_LAG,
@@ -60,13 +60,24 @@ class _Subscriber(txredisapi.SubscriberProtocol):
             )
             self.transport.abortConnection()
             return
-        message = self.factory.bus.message_received
+        received = self.factory.bus.messages_received
+        # Consecutive messages of one channel, handed on as one run.
+        channel, run = None, []
         for reply in replies:
             # A message's push, without the checks of txredisapi's replyReceived.
             if type(reply) is list and len(reply) == 3 and reply[0] == b"message":
-                message(reply[1], reply[2])
-            else:
-                self.replyReceived(reply)
+                if run and reply[1] != channel:
+                    received(channel, run)
+                    run = []
+                channel = reply[1]
+                run.append(reply[2])
+                continue
+            if run:
+                received(channel, run)
+                run = []
+            self.replyReceived(reply)
+        if run:
+            received(channel, run)
 
     def messageReceived(self, pattern, channel, message):
         self.factory.bus.message_received(channel, message)
@@ -350,14 +361,30 @@ class RedisPubSub:
         d.addErrback(failed)
 
     def message_received(self, channel, data) -> None:
+        self.messages_received(channel, [data])
+
+    def messages_received(self, channel, datas: list) -> None:
+        """
+        Deliver C{datas}, consecutive messages of C{channel}: as one run
+        (L{deliver_run}) to a channel's only subscriber, else each to every
+        subscriber in turn.
+        """
         if isinstance(channel, bytes):
             channel = channel.decode("utf-8", "replace")
         head = self._redis_channel("")
         if not channel.startswith(head):
             return
-        for subscription in list(self._channels.get(channel[len(head) :], ())):
-            if subscription.active:
-                deliver(self.log, subscription, data)
+        name = channel[len(head) :]
+        subscriptions = self._channels.get(name, ())
+        if len(subscriptions) == 1:
+            only = subscriptions[0]
+            if only.active:
+                deliver_run(self.log, only, datas)
+            return
+        for data in datas:
+            for subscription in list(self._channels.get(name, ())):
+                if subscription.active:
+                    deliver(self.log, subscription, data)
 
     @property
     def subscriber_connected(self) -> bool:

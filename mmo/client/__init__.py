@@ -346,20 +346,37 @@ class Client(FramedProtocol):
     # -- protocol ------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
-        # Most reads are one whole frame (the server writes a frame per TLS
-        # record, and each record is read apart): it goes straight to
-        # stringReceived, without Twisted's buffering, which costs as much
-        # again as reading a small push.
+        # The whole frames a read starts with (a TLS record's: one push, or
+        # a burst's many, written together) go straight to stringReceived,
+        # without Twisted's buffering, which costs as much again as
+        # reading a small push; what is left (a frame the read cut) goes to
+        # Twisted's, which then holds the start of a frame until the rest.
         if self.closing:
             return
-        if len(data) > 4 and not self.paused and not self._partial:
-            (length,) = _HEADER.unpack_from(data)
-            if length + 4 == len(data) and length <= self.MAX_LENGTH:
-                self.stringReceived(data[4:])
+        if not self._partial:
+            offset = self._whole_frames(data)
+            if offset == len(data):
                 return
+            data = data[offset:]
         FramedProtocol.dataReceived(self, data)
         # Kept here: Twisted's own answer (recvd) copies its buffer on every read.
         self._partial = bool(self.recvd)
+
+    def _whole_frames(self, data: bytes) -> int:
+        """
+        Hand the whole frames at the start of C{data} to C{stringReceived},
+        until one is cut, over the limit, or reading stops (paused, or
+        closing); where what is left starts.
+        """
+        offset, end, header = 0, len(data), _HEADER.unpack_from
+        while offset + 4 <= end and not (self.paused or self.closing):
+            (length,) = header(data, offset)
+            stop = offset + 4 + length
+            if stop > end or length > self.MAX_LENGTH:
+                break
+            self.stringReceived(data[offset + 4 : stop])
+            offset = stop
+        return offset
 
     def connectionMade(self) -> None:
         d = self.request("hello", versions=self.versions, client=self.name)

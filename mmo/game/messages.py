@@ -48,12 +48,14 @@ share them (C{docs/architecture.md}).
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from dataclasses import dataclass, fields
 from typing import Any
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mmo.unavailable import log_failure
 
@@ -238,7 +240,12 @@ class Dispatcher:
     Deferred, or nothing) is returned.  Malformed messages and types nobody
     handles here are logged and dropped: a bus message never breaks a process.
 
+    A run of messages from the bus (L{run}) is handled in order, and the
+    consecutive messages of a type with a run handler (L{on}'s C{runs}) in
+    one call of it.
+
     @ivar handlers: Message class -> handler.
+    @ivar runs: Message class -> run handler.
     """
 
     log = Logger()
@@ -246,12 +253,23 @@ class Dispatcher:
     def __init__(self, name: str):
         self.name = name
         self.handlers: dict[type, Any] = {}
+        self.runs: dict[type, Any] = {}
 
-    def on(self, cls: type, handler) -> None:
-        """Have C{handler(sender, message)} handle messages of type C{cls}."""
+    def on(self, cls: type, handler, runs=None) -> None:
+        """
+        Have C{handler(sender, message)} handle messages of type C{cls}; and,
+        given C{runs}, C{runs([(sender, message), ...])} several of them
+        that come one after another in a run (L{run}), in order: what
+        C{handler} would do with each in turn, the order of each session's
+        frames included.
+        """
         if cls not in _FIELDS:
             raise TypeError(f"not a message type: {cls!r}")
         self.handlers[cls] = handler
+        if runs is None:
+            self.runs.pop(cls, None)
+        else:
+            self.runs[cls] = runs
 
     def __call__(self, data):
         try:
@@ -259,6 +277,51 @@ class Dispatcher:
         except ValueError as e:
             self.log.warn("{name}: dropped a bus message: {why}", name=self.name, why=str(e))
             return None
+        return self._handle(sender, value)
+
+    def run(self, datas: list) -> None:
+        """
+        Handle a run of messages (L{mmo.bus.memory.deliver_run}), in order:
+        each as L{__call__} does, but the consecutive messages of a type
+        with a run handler in one call of it.  What a handler raises, or
+        fails with later, is logged, each failure apart, and does not stop
+        the others.
+        """
+        cls, together = None, []
+        for data in datas:
+            try:
+                sender, value = decode(data)
+            except ValueError as e:
+                self.log.warn("{name}: dropped a bus message: {why}", name=self.name, why=str(e))
+                continue
+            if type(value) is not cls and together:
+                self._call(cls, self.runs[cls], together)
+                together = []
+            cls = type(value)
+            if cls in self.runs:
+                together.append((sender, value))
+            else:
+                self._call(cls, self._handle, sender, value)
+        if together:
+            self._call(cls, self.runs[cls], together)
+
+    def _call(self, cls: type, handler, *args) -> None:
+        try:
+            result = handler(*args)
+        except Exception:
+            self._failed(Failure(), cls)
+            return
+        if inspect.iscoroutine(result):
+            result = defer.ensureDeferred(result)
+        if isinstance(result, defer.Deferred):
+            result.addErrback(self._failed, cls)
+
+    def _failed(self, failure: Failure, cls: type) -> None:
+        self.log.failure(
+            "{name}: handling {type} failed", failure, name=self.name, type=cls.__name__
+        )
+
+    def _handle(self, sender: str, value):
         handler = self.handlers.get(type(value))
         if handler is None:
             self.log.warn(

@@ -65,34 +65,58 @@ class Delivery:
         """
         Push C{push.kind} with C{push.fields} to every session listed:
         sent when attached, kept when detached, forwarded to the gateway a
-        session moved to.
+        session moved to (L{push_run} of one push).
         """
-        targets, kind, fields = push.sessions, push.kind, push.fields
-        if not (isinstance(targets, list) and isinstance(kind, str) and isinstance(fields, dict)):
-            self.log.warn("malformed push from {sender}", sender=sender or "?")
-            return None
-        try:
-            # Encoded once, numbered per session as sent.
-            stem = codec.push_stem(kind, fields)
-        except Exception:
-            self.log.failure("push {kind!r} from {sender} dropped", kind=kind, sender=sender or "?")
-            return None
-        onward: dict[str, list[str]] = {}
-        held: list = []
-        keep = held.append
+        return self.push_run([(sender, push)])
+
+    def push_run(self, pushes: list[tuple[str, Push]]) -> defer.Deferred | None:
+        """
+        L{push} each of C{pushes} (C{(sender, push)} pairs, in the order
+        they came), in one loop over the sessions held here: each session's
+        stems of all the pushes numbered and kept in order, and its
+        connection's frames sent in one write that leaves at once
+        (L{Session.push_stems_to}).  A run of chat messages to a channel
+        costs one write per connection, and the first connections' frames
+        leave while the others' are made, where a push at a time wrote to
+        every connection once per push and sent it all at the end of the
+        reactor's turn.  Sessions that moved to another gateway are
+        forwarded there, one push per push and gateway, in order.
+        """
+        stems_of: dict[Session, list[bytes]] = {}
+        onward: list[tuple[str, Push]] = []
         find = self.sessions.registry.by_id.get
-        for session_id in targets:
-            session = find(session_id)
-            if session is not None:
-                keep(session)
+        for sender, push in pushes:
+            targets, kind, fields = push.sessions, push.kind, push.fields
+            if not (
+                isinstance(targets, list) and isinstance(kind, str) and isinstance(fields, dict)
+            ):
+                self.log.warn("malformed push from {sender}", sender=sender or "?")
                 continue
-            gateway = self.forwards.gateway(session_id)
-            if gateway is not None:
-                onward.setdefault(gateway, []).append(session_id)
-        # Numbered, kept and sent in one loop for all (Session.push_stem_to).
-        for session, failure in Session.push_stem_to(held, stem):
-            self._dropped(session, kind, Failure(failure))
-        return self._send_on({gateway: Push(ids, kind, fields) for gateway, ids in onward.items()})
+            try:
+                # Encoded once, numbered per session as sent.
+                stem = codec.push_stem(kind, fields)
+            except Exception:
+                self.log.failure(
+                    "push {kind!r} from {sender} dropped", kind=kind, sender=sender or "?"
+                )
+                continue
+            elsewhere: dict[str, list[str]] = {}
+            for session_id in targets:
+                session = find(session_id)
+                if session is not None:
+                    stems = stems_of.get(session)
+                    if stems is None:
+                        stems_of[session] = [stem]
+                    else:
+                        stems.append(stem)
+                    continue
+                gateway = self.forwards.gateway(session_id)
+                if gateway is not None:
+                    elsewhere.setdefault(gateway, []).append(session_id)
+            onward.extend((gateway, Push(ids, kind, fields)) for gateway, ids in elsewhere.items())
+        for session, failure in Session.push_stems_to(stems_of.items(), made_here=True):
+            self.log.failure("a push to {name} dropped", Failure(failure), name=session.caller.name)
+        return self._send_on(onward)
 
     def push_batch(self, sender: str, batch: PushBatch) -> defer.Deferred | None:
         """
@@ -180,17 +204,20 @@ class Delivery:
             "push {kind!r} to {name} dropped", failure, kind=kind, name=session.caller.name
         )
 
-    def _send_on(self, by_gateway: dict) -> defer.Deferred | None:
-        if not by_gateway:
-            return None
-        return defer.gatherResults(
-            [
-                messages.publish(
-                    self.bus, gateway_channel(gateway), message, self.sessions.name
-                ).addErrback(log_failure, self.log, "forwarding a delivery failed")
-                for gateway, message in by_gateway.items()
-            ]
-        )
+    def _send_on(self, to_gateways) -> defer.Deferred | None:
+        """
+        Publish each message of C{to_gateways} (a dict, or C{(gateway,
+        message)} pairs) to its gateway, in order.
+        """
+        if isinstance(to_gateways, dict):
+            to_gateways = to_gateways.items()
+        published = [
+            messages.publish(
+                self.bus, gateway_channel(gateway), message, self.sessions.name
+            ).addErrback(log_failure, self.log, "forwarding a delivery failed")
+            for gateway, message in to_gateways
+        ]
+        return defer.gatherResults(published) if published else None
 
     def addressed(self, handler: Callable) -> Callable:
         """

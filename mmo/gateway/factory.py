@@ -211,7 +211,7 @@ def subscriptions(factory: GatewayFactory) -> dict[str, messages.Dispatcher]:
     of accounts elsewhere.
     """
     own = messages.Dispatcher(f"gateway {factory.name}")
-    own.on(Push, factory.delivery.push)
+    own.on(Push, factory.delivery.push, runs=factory.delivery.push_run)
     own.on(PushBatch, factory.delivery.push_batch)
     own.on(PushStems, factory.delivery.push_stems)
     own.on(HandoverRequest, factory.handover.requested)

@@ -278,19 +278,20 @@ class Session:
         return failed
 
     @classmethod
-    def push_stems_to(cls, pushes) -> list[tuple[Session, Exception]]:
+    def push_stems_to(cls, pushes, made_here: bool = False) -> list[tuple[Session, Exception]]:
         """
         Push each session its stems of a zone's tick (made by the zone
-        process), in order, in one loop for all: each stem checked
-        (L{codec.check_stem}), numbered and kept as L{push_stem} does, and
-        a session's frames sent in one write that leaves at once
-        (C{sendFramesNow}): one TLS record and one C{send()} per
-        connection per tick, with no delayed call.  The writes that can
-        are queued (C{sendFramesWith}) and leave together after the loop,
-        in order, in one compiled loop over their connections
-        (L{RecordWrites}).
+        process) or of a run of pushes from the bus, in order, in one loop
+        for all: each stem checked (L{codec.check_stem}), numbered and kept
+        as L{push_stem} does, and a session's frames sent in one write that
+        leaves at once (C{sendFramesNow}): one TLS record and one C{send()}
+        per connection, with no delayed call.  The writes that can are
+        queued (C{sendFramesWith}) and leave together after the loop, in
+        order, in one compiled loop over their connections (L{RecordWrites}).
 
         @param pushes: C{(session, stems)} pairs.
+        @param made_here: The stems were made by this process
+            (L{codec.push_stem}): not checked again.
         @return: The stems that failed, each as C{(session, exception)}: a
             stem that is not one (C{ValueError}) or is over the session's
             frame limit (a C{frame_too_large} L{WireError}) is not numbered;
@@ -300,7 +301,7 @@ class Session:
         """
         failed = []
         sent = 0
-        check = codec.check_stem
+        check = None if made_here else codec.check_stem
         numbered = codec.numbered
         # None where the compiled loop is not built: each write as before.
         writes = RecordWrites() if RecordWrites.compiled else None
@@ -310,24 +311,28 @@ class Session:
         try:
             for session, stems in pushes:
                 frames = []
+                add = frames.append
                 seq = session.seq
                 limit = session.limit
+                outbox = session.outbox
+                if type(outbox) is tuple:
+                    outbox = session.outbox = Outbox()
+                keep = outbox.keep
+                most, most_bytes = session.buffer, session.buffer_bytes
                 for stem in stems:
-                    try:
-                        check(stem)
-                    except ValueError as e:
-                        failed.append((session, e))
-                        continue
+                    if check is not None:
+                        try:
+                            check(stem)
+                        except ValueError as e:
+                            failed.append((session, e))
+                            continue
                     size = len(stem)
                     if size > limit:
                         failed.append((session, _too_large(size, limit)))
                         continue
                     seq += 1
-                    outbox = session.outbox
-                    if type(outbox) is tuple:
-                        outbox = session.outbox = Outbox()
-                    outbox.keep(stem, session.buffer, session.buffer_bytes)
-                    frames.append(numbered(stem, seq))
+                    keep(stem, most, most_bytes)
+                    add(numbered(stem, seq))
                 if not frames:
                     continue
                 session.seq = seq
