@@ -235,6 +235,22 @@ def bounded(d: defer.Deferred, seconds: float = WAIT) -> defer.Deferred:
     return d.addTimeout(seconds, reactor)
 
 
+def when_lost(protocol) -> defer.Deferred:
+    """
+    A Deferred that fires with C{[reason]} once C{protocol}'s
+    C{connectionLost} has run (it is wrapped).
+    """
+    lost = defer.Deferred()
+    closed = protocol.connectionLost
+
+    def connectionLost(reason):
+        closed(reason)
+        lost.callback([reason])
+
+    protocol.connectionLost = connectionLost
+    return lost
+
+
 def until(
     predicate: Callable[[], object],
     timeout: float = WAIT,

@@ -307,14 +307,7 @@ class TLSWriteThroughTests(unittest.TestCase):
         self.addCleanup(lambda: client.transport.connected and client.transport.abortConnection())
         await client.request("ping")
         (server,) = self.factory.connections
-        lost = defer.Deferred()
-        closed = server.connectionLost
-
-        def connectionLost(reason):
-            closed(reason)
-            lost.callback([reason])
-
-        server.connectionLost = connectionLost
+        lost = support.when_lost(server)
         server.transport._tlsConnection.shutdown()
         server.transport.writeNow(frame("tick", n=1))
         (reason,) = await lost

@@ -73,6 +73,29 @@ class Listener:
         client.on(kind, received)
         return heard, support.bounded(arrived)
 
+    def first_finishing_fails(self, transport) -> Exception:
+        """
+        The compiled loop leaves the first queued write unwritten, and
+        finishing it in Python on C{transport} raises: the exception.
+        """
+        real = compat._records
+
+        class Refuses:
+            @staticmethod
+            def send_records(entries, start):
+                if start == 0:
+                    return (0, 0, None)
+                return real.send_records(entries, start)
+
+        failure = RuntimeError("finishing failed")
+
+        def wrote(data, written):
+            raise failure
+
+        self.patch(compat, "_records", Refuses)
+        self.patch(transport, "_wroteRecord", wrote)
+        return failure
+
 
 class RecordWritesTests(Listener, unittest.TestCase):
     """The compiled loop on real connections."""
@@ -170,14 +193,7 @@ class RecordWritesTests(Listener, unittest.TestCase):
         queued after it are sent.
         """
         (_, server), (other_client, other) = await self.clients(2)
-        lost = defer.Deferred()
-        closed = server.connectionLost
-
-        def connectionLost(reason):
-            closed(reason)
-            lost.callback([reason])
-
-        server.connectionLost = connectionLost
+        lost = support.when_lost(server)
         server.transport._tlsConnection.shutdown()
         messages, arrived = self.heard(other_client, "tick", 1)
         writes = RecordWrites()
@@ -240,22 +256,7 @@ class RecordWritesTests(Listener, unittest.TestCase):
         the other writes are sent.
         """
         (_, server), (other_client, other) = await self.clients(2)
-        real = compat._records
-
-        class Refuses:
-            @staticmethod
-            def send_records(entries, start):
-                if start == 0:
-                    return (0, 0, None)
-                return real.send_records(entries, start)
-
-        failure = RuntimeError("finishing failed")
-
-        def wrote(data, written):
-            raise failure
-
-        self.patch(compat, "_records", Refuses)
-        self.patch(server.transport, "_wroteRecord", wrote)
+        failure = self.first_finishing_fails(server.transport)
         messages, arrived = self.heard(other_client, "tick", 1)
         writes = RecordWrites()
         self.assertTrue(writes.add(server.transport, frame("tick", n=1), "first"))
@@ -339,22 +340,7 @@ class SessionsTests(Listener, unittest.TestCase):
             raise unittest.SkipTest(needs_compiled)
         pairs = await self.clients(2)
         first, second = self.sessions(pairs)
-        real = compat._records
-
-        class Refuses:
-            @staticmethod
-            def send_records(entries, start):
-                if start == 0:
-                    return (0, 0, None)
-                return real.send_records(entries, start)
-
-        failure = RuntimeError("finishing failed")
-
-        def wrote(data, written):
-            raise failure
-
-        self.patch(compat, "_records", Refuses)
-        self.patch(pairs[0][1].transport, "_wroteRecord", wrote)
+        failure = self.first_finishing_fails(pairs[0][1].transport)
         counted = PUSHES_SENT.value
         good = codec.push_stem("tick", {"n": 1})
         failed = Session.push_stems_to([(first, [b"bad", good]), (second, [b"bad", good])])
