@@ -47,13 +47,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import mmo
+from mmo.client.reading import WholeFramesProtocol
 from mmo.client.tls import ResumingTLS, StdlibTLS, client_tls_options
 from mmo.client.view import WorldView
-from mmo.compat import reset_int_n_string_receiver
-from mmo.wire.codec import HEADER as _HEADER
 from mmo.wire.codec import SUPPORTED_VERSIONS
 from mmo.wire.codes import WireError
-from mmo.wire.protocol import FramedProtocol
 
 __all__ = [
     "Client",
@@ -121,7 +119,7 @@ class _Outcome:
                 d.callback(result)
 
 
-class Client(FramedProtocol):
+class Client(WholeFramesProtocol):
     """
     One connection to an mmo server (a protocol: subclass it to add
     behaviour, and pass the subclass to L{connect}).
@@ -176,8 +174,6 @@ class Client(FramedProtocol):
         self.move_timeout = 10.0
         self._moving = False
         self._close_after_move = False
-        #: Whether Twisted's framing buffer holds the start of a frame.
-        self._partial = False
         self._queued: list[tuple[defer.Deferred | None, str, dict]] = []
         self._next_id = 0
         self._pending: dict[int, defer.Deferred] = {}
@@ -345,39 +341,6 @@ class Client(FramedProtocol):
 
     # -- protocol ------------------------------------------------------------
 
-    def dataReceived(self, data: bytes) -> None:
-        # The whole frames a read starts with (a TLS record's: one push, or
-        # a burst's many, written together) go straight to stringReceived,
-        # without Twisted's buffering, which costs as much again as
-        # reading a small push; what is left (a frame the read cut) goes to
-        # Twisted's, which then holds the start of a frame until the rest.
-        if self.closing:
-            return
-        if not self._partial:
-            offset = self._whole_frames(data)
-            if offset == len(data):
-                return
-            data = data[offset:]
-        FramedProtocol.dataReceived(self, data)
-        # Kept here: Twisted's own answer (recvd) copies its buffer on every read.
-        self._partial = bool(self.recvd)
-
-    def _whole_frames(self, data: bytes) -> int:
-        """
-        Hand the whole frames at the start of C{data} to C{stringReceived},
-        until one is cut, over the limit, or reading stops (paused, or
-        closing); where what is left starts.
-        """
-        offset, end, header = 0, len(data), _HEADER.unpack_from
-        while offset + 4 <= end and not (self.paused or self.closing):
-            (length,) = header(data, offset)
-            stop = offset + 4 + length
-            if stop > end or length > self.MAX_LENGTH:
-                break
-            self.stringReceived(data[offset + 4 : stop])
-            offset = stop
-        return offset
-
     def connectionMade(self) -> None:
         d = self.request("hello", versions=self.versions, client=self.name)
         d.addCallbacks(self._welcomed, self._refused)
@@ -486,8 +449,7 @@ class Client(FramedProtocol):
         self.connected = 0
         self.closing = False
         self.goodbye = None
-        reset_int_n_string_receiver(self)
-        self._partial = False
+        self.reset_framing()
         self._ready = _Outcome()
         self.log.info(
             "following the move to {gateway} ({host}:{port})",
