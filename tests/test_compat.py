@@ -215,8 +215,8 @@ class FreshBIOsTests(unittest.TestCase):
         self.assertEqual(server.recv(1024), b"again")
 
 
-class TLSWriteThroughTests(unittest.TestCase):
-    """L{TLSWriteThrough}: a real client listener over TLS on loopback."""
+class TLSListener:
+    """A test case's real client listener over TLS on loopback."""
 
     def setUp(self):
         self.config = deployment(self)
@@ -225,6 +225,10 @@ class TLSWriteThroughTests(unittest.TestCase):
         self.listener = ClientListener(self.config, process, reactor, self.factory)
         self.listener.startService()
         self.addCleanup(self.listener.stopService)
+
+
+class TLSWriteThroughTests(TLSListener, unittest.TestCase):
+    """L{TLSWriteThrough}: a real client listener over TLS on loopback."""
 
     def client(self) -> defer.Deferred:
         """A client of the listener over TLS (a Deferred of it, ready)."""

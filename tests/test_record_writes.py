@@ -18,28 +18,17 @@ import mmo
 from mmo import compat, tls
 from mmo.client import connect
 from mmo.compat import RecordWrites
-from mmo.frontend.factory import ClientFactory
-from mmo.frontend.listener import ClientListener
 from mmo.game.service import Caller
 from mmo.gateway.session import PUSHES_SENT, Session
 from mmo.wire import codec
 from tests import support
-from tests.support import deployment
-from tests.test_compat import frame
+from tests.test_compat import TLSListener, frame
 
 needs_compiled = None if RecordWrites.compiled else "mmo._tlswrite is not built"
 
 
-class Listener:
+class Listener(TLSListener):
     """A client listener over TLS on loopback, and its clients."""
-
-    def setUp(self):
-        self.config = deployment(self)
-        process = self.config.processes["mmo"]
-        self.factory = ClientFactory(self.config, process, reactor)
-        self.listener = ClientListener(self.config, process, reactor, self.factory)
-        self.listener.startService()
-        self.addCleanup(self.listener.stopService)
 
     async def clients(self, count: int) -> list:
         """C{count} clients, ready, and their connections' server sides, in the same order."""
