@@ -339,14 +339,7 @@ class TLSWriteThroughTests(TLSListener, unittest.TestCase):
         for _ in range(3):
             self.assertIn("time", await client.request("ping"))
         self.assertEqual(received, [])
-        closed = defer.Deferred()
-        lose = server.connectionLost
-
-        def connectionLost(reason):
-            lose(reason)
-            closed.callback([reason])
-
-        server.connectionLost = connectionLost
+        closed = support.when_lost(server)
         client.transport.loseConnection()
         await closed
 
