@@ -114,9 +114,31 @@ class Delivery:
                 if gateway is not None:
                     elsewhere.setdefault(gateway, []).append(session_id)
             onward.extend((gateway, Push(ids, kind, fields)) for gateway, ids in elsewhere.items())
-        for session, failure in Session.push_stems_to(stems_of.items(), made_here=True):
-            self.log.failure("a push to {name} dropped", Failure(failure), name=session.caller.name)
+        # A run's pushes may come from several senders: none is named.
+        self._log_failed(None, Session.push_stems_to(stems_of.items(), made_here=True))
         return self._send_on(onward)
+
+    def _log_failed(self, sender: str | None, failed: list) -> None:
+        """
+        Log the stems L{Session.push_stems_to} could not push: one over a
+        session's limit or not a stem with a warning, anything else with
+        its traceback.
+        """
+        for session, failure in failed:
+            if isinstance(failure, (ValueError, WireError)):
+                self.log.warn(
+                    "a push from {sender} to {name} dropped: {why}",
+                    sender=sender or "?",
+                    name=session.caller.name,
+                    why=getattr(failure, "message", None) or str(failure),
+                )
+            else:
+                self.log.failure(
+                    "a push from {sender} to {name} dropped",
+                    Failure(failure),
+                    sender=sender or "?",
+                    name=session.caller.name,
+                )
 
     def push_batch(self, sender: str, batch: PushBatch) -> defer.Deferred | None:
         """
@@ -154,21 +176,7 @@ class Delivery:
             self.log.warn("malformed push stems from {sender}", sender=sender or "?")
             return None
         held, onward = self._split(sender, batch.pushes)
-        for session, failure in Session.push_stems_to(held):
-            if isinstance(failure, (ValueError, WireError)):
-                self.log.warn(
-                    "a push from {sender} to {name} dropped: {why}",
-                    sender=sender or "?",
-                    name=session.caller.name,
-                    why=getattr(failure, "message", None) or str(failure),
-                )
-            else:
-                self.log.failure(
-                    "a push from {sender} to {name} dropped",
-                    Failure(failure),
-                    sender=sender or "?",
-                    name=session.caller.name,
-                )
+        self._log_failed(sender, Session.push_stems_to(held))
         return self._send_on({gateway: PushStems(pushes) for gateway, pushes in onward.items()})
 
     def _split(self, sender: str, pushes: dict) -> tuple[list, dict[str, dict]]:
