@@ -213,3 +213,38 @@ class CgroupLimitTests(unittest.TestCase):
         self.assertEqual(usable_cores(), 1)
         self.patch(passwords, "cgroup_cores", lambda: 100000)
         self.assertEqual(usable_cores(), len(os.sched_getaffinity(0)))
+
+
+class RehashTests(unittest.TestCase):
+    """Whether a stored hash needs a new one: its parameters against the current ones."""
+
+    def hasher(self, **parameters) -> PasswordHasher:
+        options = {"time_cost": 1, "memory_kib": 64, **parameters}
+        return PasswordHasher(ThreadlessClock(), pool=FakePool(), **options)
+
+    def test_current_and_older_parameters(self):
+        hasher = self.hasher()
+        current = hasher.argon2.hash(PASSWORD)
+        older = self.hasher(time_cost=2).argon2.hash(PASSWORD)
+        smaller = self.hasher(memory_kib=32).argon2.hash(PASSWORD)
+        # Asked twice each: the kept answer is the one argon2 gives.
+        for _ in range(2):
+            self.assertFalse(hasher.needs_rehash(current))
+            self.assertTrue(hasher.needs_rehash(older))
+            self.assertTrue(hasher.needs_rehash(smaller))
+
+    def test_salt_and_hash_lengths_count(self):
+        """Same parameters, another length of salt or of hash: a new hash is needed."""
+        hasher = self.hasher()
+        current = hasher.argon2.hash(PASSWORD)
+        head, salt, digest = current.rsplit("$", 2)
+        self.assertFalse(hasher.needs_rehash(current))
+        self.assertTrue(hasher.needs_rehash(f"{head}${salt[:-4]}${digest}"))
+        self.assertTrue(hasher.needs_rehash(f"{head}${salt}${digest[:-4]}"))
+
+    def test_answers_kept_are_bounded(self):
+        hasher = self.hasher()
+        for cost in range(1, passwords.REHASH_ANSWERS + 5):
+            encoded = f"$argon2id$v=19$m=64,t={cost},p=1$c2FsdHNhbHRzYWx0c2FsdA$" + "A" * 43
+            self.assertEqual(hasher.needs_rehash(encoded), cost != 1)
+            self.assertLessEqual(len(hasher._rehash), passwords.REHASH_ANSWERS)

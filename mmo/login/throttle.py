@@ -41,47 +41,43 @@ class Throttle:
         self.bus = bus
         self.config = login_config
 
-    @defer.inlineCallbacks
-    def check_login(self, name_key: str, address: str):
+    async def check_login(self, name_key: str, address: str) -> None:
         """
         Fails with a C{throttled} L{WireError} when the address is throttled,
         or L{Locked} when it may not try this account now.
         """
         c = self.config
-        yield self.check_address(address)
-        pair = yield self.bus.count(_key("pair", name_key, address))
+        await self.check_address(address)
+        pair = await self.bus.count(_key("pair", name_key, address))
         if pair >= c.account_ip_failures:
             raise Locked()
-        if pair > 0 and (yield self.bus.count(_key("account", name_key))) >= c.account_failures:
+        if pair > 0 and await self.bus.count(_key("account", name_key)) >= c.account_failures:
             raise Locked()
 
-    @defer.inlineCallbacks
-    def check_address(self, address: str):
+    async def check_address(self, address: str) -> None:
         """
         Fails with a C{throttled} L{WireError} when the address is
         throttled: what a refresh token login, which names no account,
         checks.
         """
-        if (yield self.bus.count(_key("ip", address))) >= self.config.ip_failures:
+        if await self.bus.count(_key("ip", address)) >= self.config.ip_failures:
             raise WireError(THROTTLED, "too many failed logins from your address; wait a while")
 
     def failed_address(self, address: str) -> defer.Deferred:
         """A refused refresh token counts against its address."""
         return self.bus.hit(_key("ip", address), self.config.ip_window)
 
-    @defer.inlineCallbacks
-    def failed(self, name_key: str, address: str):
+    async def failed(self, name_key: str, address: str) -> None:
         c = self.config
-        yield self.failed_address(address)
-        yield self.bus.hit(_key("pair", name_key, address), c.account_window)
-        yield self.bus.hit(_key("account", name_key), c.account_window)
+        await self.failed_address(address)
+        await self.bus.hit(_key("pair", name_key, address), c.account_window)
+        await self.bus.hit(_key("account", name_key), c.account_window)
 
     def succeeded(self, name_key: str, address: str) -> defer.Deferred:
         """A good login clears this address's failures on this account."""
         return self.bus.clear(_key("pair", name_key, address))
 
-    @defer.inlineCallbacks
-    def check_register(self, address: str):
+    async def check_register(self, address: str) -> None:
         c = self.config
-        if (yield self.bus.hit(_key("register", address), c.register_window)) > c.register_per_ip:
+        if await self.bus.hit(_key("register", address), c.register_window) > c.register_per_ip:
             raise WireError(THROTTLED, "too many registrations from your address; wait a while")
