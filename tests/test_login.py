@@ -47,6 +47,44 @@ class SpyHasher(PasswordHasher):
         return super().verify(encoded, password)
 
 
+class HeldBus:
+    """
+    A bus whose C{count} and C{services} answers wait until L{answer}: what
+    a login asked for before any answer came shows.
+    """
+
+    def __init__(self, bus):
+        self.bus = bus
+        self.waiting: list[tuple[str, defer.Deferred, object]] = []
+
+    def __getattr__(self, name):
+        return getattr(self.bus, name)
+
+    def _held(self, name, *args):
+        held = defer.Deferred()
+        getattr(self.bus, name)(*args).addCallback(
+            lambda result: self.waiting.append((name, held, result))
+        )
+        return held
+
+    def count(self, key):
+        return self._held("count", key)
+
+    def services(self):
+        return self._held("services")
+
+    def asked(self) -> list[str]:
+        return [name for name, _, _ in self.waiting]
+
+    def answer(self) -> None:
+        """Answer every call waiting, in the order asked; later ones answer at once."""
+        waiting, self.waiting = self.waiting, []
+        self.count = self.bus.count
+        self.services = self.bus.services
+        for _, d, result in waiting:
+            d.callback(result)
+
+
 class LoginTestCase(unittest.TestCase):
     login_options: dict = {}
     realm = "main"
@@ -191,6 +229,48 @@ class LoginTests(LoginTestCase):
         self.assertEqual(error.code, codes.UNKNOWN_REALM)
         error = await self.failure_of(self.login.login("alice", PASSWORD, "10.0.0.1", "east"))
         self.assertEqual(error.code, codes.NO_GATEWAY)
+
+    async def test_bus_reads_before_the_hash_asked_at_once(self):
+        """
+        The address's and the pair's failure counts and the directory are
+        asked for before any of them answers (on Redis, one round trip);
+        the account is looked up once they have answered, the throttles
+        passed.
+        """
+        held = HeldBus(self.bus)
+        self.login.bus = self.login.throttle.bus = held
+        looked_up = []
+        by_name = self.store.account_by_name
+        self.patch(self.store, "account_by_name", lambda n: looked_up.append(n) or by_name(n))
+        login = self.call(self.login.login("alice", PASSWORD, "10.0.0.1"))
+        self.assertEqual(sorted(held.asked()), ["count", "count", "services"])
+        self.assertEqual(looked_up, [])
+        held.answer()
+        self.assertEqual(looked_up, ["alice"])
+        reply = await login
+        self.assertEqual(reply["gateway"]["name"], "gw-a")
+
+    async def test_no_gateway_told_after_the_password(self):
+        """
+        A wrong password in a realm with no gateway is a failed login: the
+        directory, read with the throttles, is answered after the check.
+        """
+        wrong = self.login.login("alice", "wrong password!", "10.0.0.1", "east")
+        error = await self.failure_of(wrong)
+        self.assertEqual(error.code, codes.LOGIN_FAILED)
+        self.assertEqual(len(self.hasher.verified), 1)
+
+    async def test_throttled_with_the_directory_down(self):
+        """
+        A throttled address is told so when the directory, read at the same
+        time, failed too: the throttles' answer comes first.
+        """
+        for _ in range(self.config.login.ip_failures):
+            await self.login.throttle.failed_address("10.0.0.7")
+        down = BusError("services: Redis did not answer")
+        self.patch(self.bus, "services", lambda: defer.fail(down))
+        error = await self.failure_of(self.login.login("alice", PASSWORD, "10.0.0.7"))
+        self.assertEqual(error.code, THROTTLED)
 
     async def test_directory_unreachable(self):
         """

@@ -36,6 +36,22 @@ def _key(*parts: str) -> str:
     return f"login:{parts[0]}:{digest}"
 
 
+async def alongside(first, second):
+    """
+    The results of the awaitables C{first} and C{second}, both started at
+    once (on Redis, their requests go out together: one round trip), and
+    C{first}'s failure first: C{second}'s is then not waited for, and not
+    reported.
+    """
+    later = defer.ensureDeferred(second)
+    try:
+        result = await first
+    except BaseException:
+        later.addErrback(lambda _: None)
+        raise
+    return result, await later
+
+
 class Throttle:
     def __init__(self, bus, login_config):
         self.bus = bus
@@ -47,8 +63,9 @@ class Throttle:
         or L{Locked} when it may not try this account now.
         """
         c = self.config
-        await self.check_address(address)
-        pair = await self.bus.count(_key("pair", name_key, address))
+        _, pair = await alongside(
+            self.check_address(address), self.bus.count(_key("pair", name_key, address))
+        )
         if pair >= c.account_ip_failures:
             raise Locked()
         if pair > 0 and await self.bus.count(_key("account", name_key)) >= c.account_failures:
