@@ -317,6 +317,26 @@ class LoginTests(LoginTestCase):
         await self.failure_of(self.login.login("nobody", PASSWORD, "10.0.0.1"))
         self.assertEqual(self.hasher.verified, [None])
 
+    async def test_success_clears_the_pairs_failures(self):
+        """
+        A good login clears its address's failures on the account, which
+        then has all its tries again; with no failures there is nothing to
+        clear, and the bus is not asked to.
+        """
+        tries = self.config.login.account_ip_failures - 1
+        for _ in range(tries):
+            await self.failure_of(self.login.login("alice", "wrong password!", "10.0.0.8"))
+        cleared = []
+        clear = self.bus.clear
+        self.patch(self.bus, "clear", lambda key: cleared.append(key) or clear(key))
+        await self.login.login("alice", PASSWORD, "10.0.0.8")
+        self.assertEqual(len(cleared), 1)
+        for _ in range(tries):
+            await self.failure_of(self.login.login("alice", "wrong password!", "10.0.0.8"))
+        await self.login.login("alice", PASSWORD, "10.0.0.8")
+        await self.login.login("alice", PASSWORD, "10.0.0.8")
+        self.assertEqual(len(cleared), 2)
+
     async def test_address_throttled(self):
         for i in range(self.config.login.ip_failures):
             await self.failure_of(self.login.login(f"user{i}", "nope nope", "10.0.0.66"))

@@ -118,8 +118,9 @@ class LoginService:
         if not isinstance(name, str) or not isinstance(password, str):
             raise WireError(LOGIN_FAILED, FAILED_MESSAGE)
         name_key = name.casefold()
+        failures = 0
         try:
-            await self.throttle.check_login(name_key, address)
+            failures = await self.throttle.check_login(name_key, address)
             locked = False
         except Locked:
             locked = True
@@ -133,7 +134,9 @@ class LoginService:
             await self.throttle.failed(name_key, address)
             self.log.info("failed login for {name} from {address}", name=name, address=address)
             raise WireError(LOGIN_FAILED, FAILED_MESSAGE)
-        await self.throttle.succeeded(name_key, address)
+        if failures:
+            # Nothing to clear otherwise: on Redis, a round trip saved.
+            await self.throttle.succeeded(name_key, address)
         if account.banned:
             raise WireError(BANNED, "this account is banned")
         if self.hasher.needs_rehash(account.password_hash):

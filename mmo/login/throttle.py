@@ -57,10 +57,11 @@ class Throttle:
         self.bus = bus
         self.config = login_config
 
-    async def check_login(self, name_key: str, address: str) -> None:
+    async def check_login(self, name_key: str, address: str) -> int:
         """
-        Fails with a C{throttled} L{WireError} when the address is throttled,
-        or L{Locked} when it may not try this account now.
+        The failures of the address on this account (which L{succeeded}
+        clears); fails with a C{throttled} L{WireError} when the address is
+        throttled, or L{Locked} when it may not try this account now.
         """
         c = self.config
         _, pair = await alongside(
@@ -70,6 +71,7 @@ class Throttle:
             raise Locked()
         if pair > 0 and await self.bus.count(_key("account", name_key)) >= c.account_failures:
             raise Locked()
+        return pair
 
     async def check_address(self, address: str) -> None:
         """
