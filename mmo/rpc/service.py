@@ -327,6 +327,14 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         result.addErrback(self._unexpected, name)
         return result
 
+    def cleared(self, name: bytes) -> bool:
+        """
+        Whether the peer was found allowed to send the command named
+        C{name} (by L{dispatchCommand}, for this link's life): a protocol
+        that carries out a command without AMP's dispatch does so only then.
+        """
+        return name in self._allowed
+
     def peer_kind(self) -> str | None:
         """
         The kind of the peer: its process's kind in the config, C{"admin"}
