@@ -42,6 +42,14 @@ box parsing, its dispatch, its responder) on an in-memory transport,
 instead of the argument handed straight to C{heard}: the gateway's
 figures then include what each box costs outside the TLS of the link.
 
+With C{--tls-link}, only the link: the run's ticks as the zone's
+L{StreamStems} boxes, sent over a real mutual-TLS link (a zone process's
+RPC listener, a gateway's L{mmo.zone.streams.StreamedLinkFactory} link
+to it, on loopback, both ends in this process) and heard by the
+gateway's link (its dispatcher drops them): the CPU of both ends per box,
+the TLS of the link included.  With C{--callgrind} too, that alone,
+inside C{functools.reduce}.
+
 With C{--callgrind}, only the stems' gateway side to the TLS clients,
 once, inside one call of C{functools.reduce}, for an instruction count
 of it alone (with C{--link}, from the link's boxes):
@@ -465,6 +473,93 @@ def clients_main(port: int, count: int, ca_path: str) -> None:
     reactor.run()
 
 
+def tls_link(results, repeat: int, bracketed: bool = False) -> dict:
+    """
+    The zone's stems boxes of C{results} over a real mutual-TLS link, both
+    ends in this process (C{--tls-link}): the best CPU time of C{repeat}
+    runs, seconds, and the box count.  With C{bracketed}, one run inside
+    C{functools.reduce}, for callgrind.
+    """
+    from twisted.internet import defer, endpoints, reactor
+
+    from mmo import certs
+    from mmo import config as mmo_config
+    from mmo.rpc import RPCClientService, RPCServerFactory, listen_port
+    from mmo.zone.streams import StreamedLinkFactory
+
+    zone = Link(("Stream", "StreamStems"))
+    streams = GatewayStreams(MemoryBus())
+    streams.linked(zone)
+    outbox = Outbox(None, ZONE, None)
+    outbox.stream_to(streams)
+    for result in results:
+        outbox.pushes(result)
+
+    def turns_until(done, seconds: float = 60.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not done() and time.monotonic() < deadline:
+            reactor.iterate(0.001)
+        if not done():
+            raise SystemExit("the link did not come up, or a box was not heard")
+
+    with tempfile.TemporaryDirectory(prefix="stream_push-") as directory:
+        path = os.path.join(directory, "mmo.toml")
+        with open(path, "w") as f:
+            f.write(
+                '[deployment]\nname = "bench"\ntls_dir = "certs"\n'
+                f'[processes.{GATEWAY}]\nkind = "gateway"\nclient = "tcp:0:interface=127.0.0.1"\n'
+                f'[processes.{ZONE_PROCESS}]\nkind = "zone"\nrpc = "tcp:0:interface=127.0.0.1"\n'
+            )
+        config = mmo_config.load(path)
+        certs.generate(config)
+        server = RPCServerFactory(config, config.process(ZONE_PROCESS), reactor)
+        ports: list = []
+        defer.ensureDeferred(listen_port(config, ZONE_PROCESS, server, reactor)).addCallback(
+            ports.append
+        )
+        turns_until(lambda: ports)
+        factory = StreamedLinkFactory(
+            config, config.process(GATEWAY), config.process(ZONE_PROCESS), reactor
+        )
+        heard = []
+        factory.hear(heard.append)
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", ports[0].getHost().port)
+        client = RPCClientService(
+            config, GATEWAY, ZONE_PROCESS, endpoint=endpoint, factory=factory, reactor=reactor
+        )
+        client.startService()
+        try:
+            turns_until(lambda: server.connections and factory.connection is not None)
+            [link] = server.connections
+            boxes = list(zip(zone.commands, zone.sent, strict=True))
+
+            def send(*_) -> None:
+                expected = len(heard) + len(boxes)
+                for command, message in boxes:
+                    link.callRemote(command, message=message)
+                    # The zone's turn (its writes leave), then the gateway's.
+                    reactor.iterate(0)
+                    reactor.iterate(0)
+                turns_until(lambda: len(heard) >= expected)
+
+            # The first box of each command goes AMP's whole way: not counted.
+            send()
+            best = float("inf")
+            for _ in range(1 if bracketed else repeat):
+                started = time.process_time()
+                if bracketed:
+                    functools.reduce(send, [None], None)
+                else:
+                    send()
+                best = min(best, time.process_time() - started)
+        finally:
+            client.stopService()
+            ports[0].stopListening()
+            for _ in range(20):
+                reactor.iterate(0.01)
+    return {"seconds": best, "boxes": len(boxes)}
+
+
 def main() -> None:
     p = parser(__doc__.strip().splitlines()[0])
     p.add_argument("--players", type=int, default=400, help="players on the gateway (default 400)")
@@ -487,6 +582,11 @@ def main() -> None:
         action="store_true",
         help="the gateway's side reads each message as its link's AMP box (StreamedLink)",
     )
+    p.add_argument(
+        "--tls-link",
+        action="store_true",
+        help="only the zone's stems boxes over a real mutual-TLS link, both ends in this process",
+    )
     p.add_argument("--clients-of", type=int, help=argparse.SUPPRESS)
     p.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ca", help=argparse.SUPPRESS)
@@ -496,6 +596,14 @@ def main() -> None:
         return
     results = ticks(args.players, args.ticks, args.visible)
     pushes = sum(len(e) for r in results for e in r.pushes[GATEWAY].values())
+    if args.tls_link:
+        taken = tls_link(results, args.repeat, bracketed=args.callgrind)
+        figures = {"players": args.players, "ticks": args.ticks, "pushes": pushes}
+        figures["tls_link_boxes"] = taken["boxes"]
+        figures["tls_link_us_per_box"] = taken["seconds"] / taken["boxes"] * 1e6
+        figures["tls_link_us_per_push"] = taken["seconds"] / pushes * 1e6
+        report(figures, args.json)
+        return
     if args.callgrind:
         raise_nofile()
         clients = TLSClients(args.players, max_seconds=300)
@@ -519,7 +627,6 @@ def main() -> None:
         results, ("Stream", "StreamStems"), args.players, args.repeat, args.profile, boxes=args.link
     )
     figures = {
-        "link": args.link,
         "players": args.players,
         "ticks": args.ticks,
         "pushes": pushes,
