@@ -34,12 +34,28 @@ written as any other write, gathered for the end of the turn (L{Gathered}),
 the two taking turns.  Beside them, C{tls_write_us_per_push}: the first
 less the stems' gateway figure of the same run.
 
+With C{--link}, the gateway's side takes in its link's AMP too: each
+message reaches it as the box the zone's link sends (L{StreamStems} or
+L{Stream}, serialized as on the wire, a long one split over several
+values), read by the gateway's L{mmo.zone.streams.StreamedLink} (its
+box parsing, its dispatch, its responder) on an in-memory transport,
+instead of the argument handed straight to C{heard}: the gateway's
+figures then include what each box costs outside the TLS of the link.
+
+With C{--tls-link}, only the link: the run's ticks as the zone's
+L{StreamStems} boxes, sent over a real mutual-TLS link (a zone process's
+RPC listener, a gateway's L{mmo.zone.streams.StreamedLinkFactory} link
+to it, on loopback, both ends in this process) and heard by the
+gateway's link (its dispatcher drops them): the CPU of both ends per box,
+the TLS of the link included.  With C{--callgrind} too, that alone,
+inside C{functools.reduce}.
+
 With C{--callgrind}, only the stems' gateway side to the TLS clients,
 once, inside one call of C{functools.reduce}, for an instruction count
-of it alone:
+of it alone (with C{--link}, from the link's boxes):
 
     valgrind --tool=callgrind --toggle-collect=functools_reduce \
-        python bench/stream_push.py --players 200 --ticks 20 --callgrind
+        python bench/stream_push.py --players 200 --ticks 20 --callgrind [--link]
 """
 
 from __future__ import annotations
@@ -70,6 +86,8 @@ from mmo.zone.streams import GatewayStreams  # noqa: E402
 
 GATEWAY = "gateway-1"
 ZONE = "r0c0"
+#: The zone process whose link streams to the gateway (C{--link}).
+ZONE_PROCESS = "zone-1"
 
 
 class Link:
@@ -80,12 +98,15 @@ class Link:
     def __init__(self, takes: tuple[str, ...]):
         self.peer_takes = frozenset(takes)
         self.sent: list[bytes] = []
+        #: The command each of C{sent} was sent in.
+        self.commands: list = []
 
     def takes(self, command) -> bool:
         return command.commandName.decode() in self.peer_takes
 
     def callRemote(self, command, message: bytes) -> None:
         self.sent.append(message)
+        self.commands.append(command)
 
 
 class Connection:
@@ -159,6 +180,7 @@ def measure(
     clients=None,
     gathered: bool = False,
     bracketed: bool = False,
+    boxes: bool = False,
 ) -> dict:
     """
     The zone's and the gateway's best CPU time over C{results}, seconds;
@@ -168,7 +190,8 @@ def measure(
     connections, and the gateway's time takes in a reactor turn after each
     message; with C{gathered} too, each connection's frames are written as
     any other write (L{Gathered}).  With C{bracketed}, the gateway's side
-    runs inside C{functools.reduce}, for callgrind.
+    runs inside C{functools.reduce}, for callgrind.  With C{boxes}, each
+    message reaches the gateway as its link's box (L{StreamedLinkSide}).
     """
     best_zone = best_gateway = float("inf")
     box_bytes = 0
@@ -203,6 +226,11 @@ def measure(
         dispatcher = messages.Dispatcher(GATEWAY)
         dispatcher.on(PushBatch, delivery.push_batch)
         dispatcher.on(PushStems, delivery.push_stems)
+        if boxes:
+            side = StreamedLinkSide(dispatcher)
+            sent, hear = side.boxes(link), side.link.dataReceived
+        else:
+            sent, hear = link.sent, functools.partial(hear_message, dispatcher)
         turn = clients.turn if clients is not None else None
         if profiler is not None:
             profiler.enable()
@@ -210,9 +238,9 @@ def measure(
         if bracketed:
             # Inside one call of a C function, which callgrind can count
             # alone (--toggle-collect=functools_reduce).
-            functools.reduce(functools.partial(deliver, link.sent, dispatcher, turn), [None], None)
+            functools.reduce(functools.partial(deliver, sent, hear, turn), [None], None)
         else:
-            deliver(link.sent, dispatcher, turn)
+            deliver(sent, hear, turn)
         if profiler is not None:
             profiler.disable()
             profiler.dump_stats(profile)
@@ -227,16 +255,68 @@ def measure(
     return {"zone": best_zone, "gateway": best_gateway, "bytes": box_bytes}
 
 
-def deliver(sent: list, dispatcher, turn, *_) -> None:
+def deliver(sent: list, hear, turn, *_) -> None:
     """
-    The gateway's side of C{sent}, each as its link's responder takes it
-    (what C{StreamedLinkFactory.heard} does with a Stream's argument), a
-    reactor turn after each where C{turn} is given.
+    The gateway's side of C{sent}, each given to C{hear}, a reactor turn
+    after each where C{turn} is given.
     """
     for message in sent:
-        dispatcher(unpack(message))
+        hear(message)
         if turn is not None:
             turn()
+
+
+def hear_message(dispatcher, message: bytes) -> None:
+    """A Stream's argument as its link's responder takes it (C{StreamedLinkFactory.heard})."""
+    dispatcher(unpack(message))
+
+
+class StreamedLinkSide:
+    """
+    The gateway's end of a zone process's link (C{--link}): a
+    L{mmo.zone.streams.StreamedLink} up on an in-memory transport, its
+    peer the zone process, hearing into a dispatcher; and the boxes a
+    zone's link sends.
+    """
+
+    def __init__(self, dispatcher):
+        from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+        from mmo import config as mmo_config
+        from mmo.zone.streams import StreamedLinkFactory
+
+        with tempfile.TemporaryDirectory(prefix="stream_push-") as directory:
+            path = os.path.join(directory, "mmo.toml")
+            with open(path, "w") as f:
+                f.write(
+                    '[deployment]\nname = "bench"\n'
+                    f'[processes.{GATEWAY}]\nkind = "gateway"\nclient = "tcp:0"\n'
+                    f'[processes.{ZONE_PROCESS}]\nkind = "zone"\nrpc = "tcp:0"\n'
+                )
+            config = mmo_config.load(path)
+        factory = StreamedLinkFactory(
+            config,
+            config.process(GATEWAY),
+            config.process(ZONE_PROCESS),
+            MemoryReactorClock(),
+        )
+        factory.hear(dispatcher)
+        self.link = factory.buildProtocol(None)
+        self.link.makeConnection(StringTransport())
+        # As the link is once TLS named the zone process.
+        self.link.peer = ZONE_PROCESS
+
+    @staticmethod
+    def boxes(link: Link) -> list[bytes]:
+        """What C{link} was sent, each as the box of its command, as on the wire."""
+        from twisted.protocols import amp
+
+        wire = []
+        for command, message in zip(link.commands, link.sent, strict=True):
+            box = command.makeArguments({"message": message}, None)
+            box[amp.COMMAND] = command.commandName
+            wire.append(box.serialize())
+        return wire
 
 
 class Gathered:
@@ -393,6 +473,93 @@ def clients_main(port: int, count: int, ca_path: str) -> None:
     reactor.run()
 
 
+def tls_link(results, repeat: int, bracketed: bool = False) -> dict:
+    """
+    The zone's stems boxes of C{results} over a real mutual-TLS link, both
+    ends in this process (C{--tls-link}): the best CPU time of C{repeat}
+    runs, seconds, and the box count.  With C{bracketed}, one run inside
+    C{functools.reduce}, for callgrind.
+    """
+    from twisted.internet import defer, endpoints, reactor
+
+    from mmo import certs
+    from mmo import config as mmo_config
+    from mmo.rpc import RPCClientService, RPCServerFactory, listen_port
+    from mmo.zone.streams import StreamedLinkFactory
+
+    zone = Link(("Stream", "StreamStems"))
+    streams = GatewayStreams(MemoryBus())
+    streams.linked(zone)
+    outbox = Outbox(None, ZONE, None)
+    outbox.stream_to(streams)
+    for result in results:
+        outbox.pushes(result)
+
+    def turns_until(done, seconds: float = 60.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not done() and time.monotonic() < deadline:
+            reactor.iterate(0.001)
+        if not done():
+            raise SystemExit("the link did not come up, or a box was not heard")
+
+    with tempfile.TemporaryDirectory(prefix="stream_push-") as directory:
+        path = os.path.join(directory, "mmo.toml")
+        with open(path, "w") as f:
+            f.write(
+                '[deployment]\nname = "bench"\ntls_dir = "certs"\n'
+                f'[processes.{GATEWAY}]\nkind = "gateway"\nclient = "tcp:0:interface=127.0.0.1"\n'
+                f'[processes.{ZONE_PROCESS}]\nkind = "zone"\nrpc = "tcp:0:interface=127.0.0.1"\n'
+            )
+        config = mmo_config.load(path)
+        certs.generate(config)
+        server = RPCServerFactory(config, config.process(ZONE_PROCESS), reactor)
+        ports: list = []
+        defer.ensureDeferred(listen_port(config, ZONE_PROCESS, server, reactor)).addCallback(
+            ports.append
+        )
+        turns_until(lambda: ports)
+        factory = StreamedLinkFactory(
+            config, config.process(GATEWAY), config.process(ZONE_PROCESS), reactor
+        )
+        heard = []
+        factory.hear(heard.append)
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", ports[0].getHost().port)
+        client = RPCClientService(
+            config, GATEWAY, ZONE_PROCESS, endpoint=endpoint, factory=factory, reactor=reactor
+        )
+        client.startService()
+        try:
+            turns_until(lambda: server.connections and factory.connection is not None)
+            [link] = server.connections
+            boxes = list(zip(zone.commands, zone.sent, strict=True))
+
+            def send(*_) -> None:
+                expected = len(heard) + len(boxes)
+                for command, message in boxes:
+                    link.callRemote(command, message=message)
+                    # The zone's turn (its writes leave), then the gateway's.
+                    reactor.iterate(0)
+                    reactor.iterate(0)
+                turns_until(lambda: len(heard) >= expected)
+
+            # The first box of each command goes AMP's whole way: not counted.
+            send()
+            best = float("inf")
+            for _ in range(1 if bracketed else repeat):
+                started = time.process_time()
+                if bracketed:
+                    functools.reduce(send, [None], None)
+                else:
+                    send()
+                best = min(best, time.process_time() - started)
+        finally:
+            client.stopService()
+            ports[0].stopListening()
+            for _ in range(20):
+                reactor.iterate(0.01)
+    return {"seconds": best, "boxes": len(boxes)}
+
+
 def main() -> None:
     p = parser(__doc__.strip().splitlines()[0])
     p.add_argument("--players", type=int, default=400, help="players on the gateway (default 400)")
@@ -410,6 +577,16 @@ def main() -> None:
         help="only the stems' gateway side to TLS clients, once, inside functools.reduce: "
         "valgrind --tool=callgrind --toggle-collect=functools_reduce counts it alone",
     )
+    p.add_argument(
+        "--link",
+        action="store_true",
+        help="the gateway's side reads each message as its link's AMP box (StreamedLink)",
+    )
+    p.add_argument(
+        "--tls-link",
+        action="store_true",
+        help="only the zone's stems boxes over a real mutual-TLS link, both ends in this process",
+    )
     p.add_argument("--clients-of", type=int, help=argparse.SUPPRESS)
     p.add_argument("--clients", type=int, help=argparse.SUPPRESS)
     p.add_argument("--ca", help=argparse.SUPPRESS)
@@ -419,20 +596,36 @@ def main() -> None:
         return
     results = ticks(args.players, args.ticks, args.visible)
     pushes = sum(len(e) for r in results for e in r.pushes[GATEWAY].values())
+    if args.tls_link:
+        taken = tls_link(results, args.repeat, bracketed=args.callgrind)
+        figures = {"players": args.players, "ticks": args.ticks, "pushes": pushes}
+        figures["tls_link_boxes"] = taken["boxes"]
+        figures["tls_link_us_per_box"] = taken["seconds"] / taken["boxes"] * 1e6
+        figures["tls_link_us_per_push"] = taken["seconds"] / pushes * 1e6
+        report(figures, args.json)
+        return
     if args.callgrind:
         raise_nofile()
         clients = TLSClients(args.players, max_seconds=300)
         try:
             measure(
-                results, ("Stream", "StreamStems"), args.players, 1, clients=clients, bracketed=True
+                results,
+                ("Stream", "StreamStems"),
+                args.players,
+                1,
+                clients=clients,
+                bracketed=True,
+                boxes=args.link,
             )
         finally:
             clients.close()
         report({"players": args.players, "ticks": args.ticks, "pushes": pushes}, args.json)
         return
     # The baseline first: an older gateway, Stream only.
-    batch = measure(results, ("Stream",), args.players, args.repeat)
-    stems = measure(results, ("Stream", "StreamStems"), args.players, args.repeat, args.profile)
+    batch = measure(results, ("Stream",), args.players, args.repeat, boxes=args.link)
+    stems = measure(
+        results, ("Stream", "StreamStems"), args.players, args.repeat, args.profile, boxes=args.link
+    )
     figures = {
         "players": args.players,
         "ticks": args.ticks,
@@ -463,6 +656,7 @@ def main() -> None:
                         1,
                         clients=clients,
                         gathered=way,
+                        boxes=args.link,
                     )["gateway"]
                     if way:
                         gathered = min(gathered, taken)

@@ -13,7 +13,12 @@ from functools import partial
 from OpenSSL.SSL import Error, WantReadError, ZeroReturnError
 from twisted.internet import tcp
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import TLSMemoryBIOProtocol, _AggregateSmallWrites
+from twisted.protocols.tls import (
+    BufferingTLSTransport,
+    TLSMemoryBIOFactory,
+    TLSMemoryBIOProtocol,
+    _AggregateSmallWrites,
+)
 from twisted.python.failure import Failure
 
 try:
@@ -339,6 +344,24 @@ class TLSWriteThrough:
         else:
             transport.write(data)
         return True
+
+
+class WriteThroughTLS(TLSWriteThrough, BufferingTLSTransport):
+    """
+    Twisted's TLS protocol (which gathers a connection's writes of one
+    reactor turn into one TLS write) on a socket that sends that write at
+    once, buffering only what the kernel does not take
+    (L{TLSWriteThrough}): one C{send()} per connection per turn, and no
+    C{epoll_ctl} unless the peer is behind; what it receives is read
+    without an exception per read.  Clients' connections and internal
+    links alike.
+    """
+
+
+class WriteThroughTLSFactory(TLSMemoryBIOFactory):
+    """Twisted's TLS wrapping factory, its connections L{WriteThroughTLS}."""
+
+    protocol = WriteThroughTLS
 
 
 def _compiled_records():

@@ -576,6 +576,23 @@ class StreamPushBenchTests(unittest.TestCase):
             self.assertGreater(figures[f"{way}_box_bytes_per_push"], 100)
         self.assertTrue(os.path.exists(profile))
 
+    def test_link_boxes(self):
+        """
+        With --link, every message reaches the gateway as its link's AMP
+        box (every push delivered, or the script fails); with --tls-link,
+        every box of the run crosses a real mutual-TLS link and is heard.
+        """
+        script = os.path.join(ROOT, "bench", "stream_push.py")
+        tiny = ["--players", "5", "--ticks", "4", "--repeat", "1"]
+        outcome = run.run_script(script, [*tiny, "--link"], timeout=100, profile=None)
+        self.assertTrue(outcome.ok, outcome.error)
+        self.assertEqual(outcome.figures["pushes"], 4 * 6)
+        self.assertGreater(outcome.figures["stems_gateway_us_per_push"], 0)
+        outcome = run.run_script(script, [*tiny, "--tls-link"], timeout=100, profile=None)
+        self.assertTrue(outcome.ok, outcome.error)
+        self.assertEqual(outcome.figures["tls_link_boxes"], 4)
+        self.assertGreater(outcome.figures["tls_link_us_per_box"], 0)
+
 
 class LoginBenchTests(unittest.TestCase):
     """bench/login.py at tiny sizes against a real standalone server."""

@@ -20,6 +20,7 @@ from twisted.trial import unittest
 
 import mmo
 from mmo import tls
+from mmo.compat import WriteThroughTLS
 from mmo.config import ConfigError
 from mmo.rpc import (
     ERRORS,
@@ -124,6 +125,23 @@ class OlderProtocol(RecordingProtocol):
     @Ping.responder
     def ping(self, nonce):
         return {"nonce": nonce, "name": self.factory.process.name, "version": "0.1.0"}
+
+
+class Echo(Command):
+    """A test command answered with its argument, of any length."""
+
+    arguments = [(b"data", LongBytes())]
+    response = [(b"data", LongBytes())]
+
+
+class EchoingProtocol(RecordingProtocol):
+    """Carries out L{Echo}."""
+
+    senders = {**SENDERS, Echo: EVERY_KIND}
+
+    @Echo.responder
+    def echo(self, data):
+        return {"data": data}
 
 
 class Hold(Command):
@@ -540,6 +558,7 @@ class ListenTests(unittest.TestCase):
         [(port, wrapper, _, interface)] = self.clock.tcpServers
         self.assertEqual((port, interface), (0, "127.0.0.1"))
         self.assertIsInstance(wrapper, TLSMemoryBIOFactory)
+        self.assertIs(wrapper.protocol, WriteThroughTLS)
         self.assertIs(wrapper.wrappedFactory, factory)
 
     def test_default_factory(self):
@@ -674,6 +693,28 @@ class LinkTests(unittest.TestCase):
         await until(lambda: not service.takes(Note))
         # No link up: not sent, and it does not wait for one.
         self.failureResultOf(service.tell(Note, text="lost"), Unavailable)
+
+    async def test_write_through_both_ends(self):
+        """
+        Both ends of a link send and read as clients' connections do
+        (L{WriteThroughTLS}, on a socket without Nagle's delay): calls and
+        answers far over a TLS record and a socket's buffer, many at once,
+        each answered whole and in order.
+        """
+        server = ServerFactory(self.conf, self.conf.process("mmo"), reactor)
+        server.protocol = EchoingProtocol
+        await self.listen(server)
+        service = self.client_service()
+        client = await bounded(service.factory.when_connected())
+        [accepted] = server.connections
+        for link in (client, accepted):
+            self.assertIsInstance(link.transport, WriteThroughTLS)
+            self.assertTrue(link.transport.transport.getTcpNoDelay())
+        sent = [bytes([n]) * (100_000 + n * 7919) for n in range(20)]
+        answers = await bounded(
+            defer.gatherResults([service.callRemote(Echo, data=data) for data in sent])
+        )
+        self.assertEqual([a["data"] for a in answers], sent)
 
     async def test_older_peer_takes_nothing(self):
         """A peer whose Ping answer has no C{takes} (an older release) takes none."""

@@ -96,6 +96,60 @@ class ResponderTests(unittest.TestCase):
         self.assertEqual(self.heard, [first, stems, last])
         self.assertEqual(self.transport.value(), b"")
 
+    def test_stream_heard_without_amp_dispatch(self):
+        """
+        Once the zone was found allowed to send a stream's command (its
+        first box, through AMP's dispatch and the senders' check), its
+        later boxes are heard straight from the box: in order, a long
+        message (split over several values) whole, nothing answered.
+        """
+        link = self.link("zone-1")
+        dispatched = []
+        dispatch = link.dispatchCommand
+        link.dispatchCommand = lambda box: dispatched.append(box[b"_command"]) or dispatch(box)
+        stems = [
+            messages.encode(PushStems({"s": [codec.push_stem("world.update", {"n": n})]}), "r")
+            for n in range(3)
+        ]
+        long = messages.encode(
+            PushStems({"s": [codec.push_stem("world.update", {"pad": "x" * 150_000})]}), "r"
+        )
+        moved = messages.encode(Moved("s", "e", "r0c1", 2), "r0c0")
+        boxes = [
+            stream_box(stems[0], b"StreamStems"),
+            stream_box(stems[1], b"StreamStems"),
+            amp.AmpBox(
+                StreamStems.makeArguments({"message": pack(long)}, None), _command=b"StreamStems"
+            ).serialize(),
+            stream_box(moved),
+            stream_box(moved),
+            stream_box(stems[2], b"StreamStems"),
+        ]
+        link.dataReceived(b"".join(boxes))
+        self.assertEqual(self.heard, [stems[0], stems[1], long, moved, moved, stems[2]])
+        self.assertEqual(dispatched, [b"StreamStems", b"Stream"])
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_stream_asking_an_answer_answered(self):
+        """A stream's box that asks for an answer (none does) still gets AMP's."""
+        link = self.link("zone-1")
+        moved = messages.encode(Moved("s", "e", "r0c1", 2), "r0c0")
+        link.dataReceived(
+            stream_box(moved)
+            + amp.AmpBox(_command=b"Stream", _ask=b"9", message=pack(moved)).serialize()
+        )
+        self.assertEqual(self.heard, [moved, moved])
+        [answer] = amp.parseString(self.transport.value())
+        self.assertEqual(answer[b"_answer"], b"9")
+
+    def test_stems_refused_from_other_kinds_every_time(self):
+        """A process that is no zone is refused each stream box, never heard."""
+        link = self.link("lobby-1")
+        box = stream_box(messages.encode(STEMS, "x"), b"StreamStems")
+        link.dataReceived(box + box)
+        self.assertEqual(self.heard, [])
+        self.assertEqual(len(self.flushLoggedErrors(amp.RemoteAmpError)), 2)
+
     def test_stems_refused_from_other_kinds(self):
         link = self.link("lobby-1")
         link.dataReceived(stream_box(messages.encode(STEMS, "x"), b"StreamStems"))

@@ -23,9 +23,9 @@ import ipaddress
 from collections import OrderedDict
 
 from twisted.logger import Logger
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from mmo.compat import TLSWriteThrough
+from mmo.compat import WriteThroughTLS
 from mmo.ratelimit import TokenBucket
 
 #: Idle entries looked at (and dropped when their bucket is full) per new
@@ -204,16 +204,6 @@ class AddressLimits:
                 return True
             table.move_to_end(host)
         return False
-
-
-class WriteThroughTLS(TLSWriteThrough, BufferingTLSTransport):
-    """
-    Twisted's TLS protocol (which gathers a connection's writes of one
-    reactor turn into one TLS write) on a socket that sends that write at
-    once, buffering only what the kernel does not take
-    (L{mmo.compat.TLSWriteThrough}): one C{send()} per connection per turn,
-    and no C{epoll_ctl} unless the client is behind.
-    """
 
 
 class LimitedTLSFactory(TLSMemoryBIOFactory):

@@ -38,6 +38,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 import mmo
+from mmo.compat import WriteThroughTLSFactory
 from mmo.config import Config, ConfigError, ProcessSection
 from mmo.rpc import unix
 from mmo.rpc.commands import ADMIN, SENDERS, Identify, Ping, Refused, Unavailable
@@ -327,6 +328,14 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         result.addErrback(self._unexpected, name)
         return result
 
+    def cleared(self, name: bytes) -> bool:
+        """
+        Whether the peer was found allowed to send the command named
+        C{name} (by L{dispatchCommand}, for this link's life): a protocol
+        that carries out a command without AMP's dispatch does so only then.
+        """
+        return name in self._allowed
+
     def peer_kind(self) -> str | None:
         """
         The kind of the peer: its process's kind in the config, C{"admin"}
@@ -577,7 +586,28 @@ def _require_rpc(config: Config, process: ProcessSection) -> str:
 def _server_tls(config, process, factory, reactor) -> TLSMemoryBIOFactory:
     if factory is None:
         factory = RPCServerFactory(config, process, reactor)
-    return TLSMemoryBIOFactory(internal_server_options(config, process), False, factory)
+    return WriteThroughTLSFactory(internal_server_options(config, process), False, factory)
+
+
+@implementer(IStreamClientEndpoint)
+class _TLSClientEndpoint:
+    """
+    C{endpoints.wrapClientTLS}'s endpoint, whose links send and read as
+    clients' connections do (L{WriteThroughTLSFactory}): a link writes
+    every turn it has boxes to send (a gateway's players' inputs, a zone's
+    tick of pushes to each gateway) and reads every box the other end
+    sends; Twisted's TLS protocol buffered each write for the socket's
+    writability (two C{epoll_ctl} and a turn) and raised an exception at
+    the end of every read.
+    """
+
+    def __init__(self, options, endpoint: IStreamClientEndpoint):
+        self._options = options
+        self._endpoint = endpoint
+
+    def connect(self, factory) -> defer.Deferred:
+        tls = WriteThroughTLSFactory(self._options, True, factory)
+        return self._endpoint.connect(tls).addCallback(lambda protocol: protocol.wrappedProtocol)
 
 
 def listen(
@@ -762,9 +792,7 @@ class RPCClientService(service.Service):
         self.pending = 0
         self._relinking = None
         if not self.unix:
-            endpoint = endpoints.wrapClientTLS(
-                internal_client_options(config, process, peer), endpoint
-            )
+            endpoint = _TLSClientEndpoint(internal_client_options(config, process, peer), endpoint)
         self._connector = ClientService(
             endpoint,
             factory,
