@@ -431,44 +431,45 @@ class GhostSender:
         """
         if self._until is None or now >= self._until:
             self._until = self._sent = None
-            return GhostUpdate(self.zone, tick, [_versioned(view, reals) for view in views])
+            return GhostUpdate(self.zone, tick, _versioned(views, reals, None, None))
         sent = self._sent
         self._tick, base = tick, self._tick
         current: dict[str, tuple[dict, int]] = {}
-        changed = []
         if sent is None:
             # Whole, and remembered: the base of the next ones.
-            for view in views:
-                versioned = _versioned(view, reals)
-                changed.append(versioned)
-                current[view["id"]] = (view, versioned["version"])
             self._sent = current
-            return GhostUpdate(self.zone, tick, changed)
-        for view in views:
-            entity_id = view["id"]
-            real = reals.get(entity_id)
-            version = real.version if real is not None else 0
-            last = sent.pop(entity_id, None)
-            if last is not None and last[1] == version and last[0] == view:
-                current[entity_id] = last
-                continue
-            current[entity_id] = (view, version)
-            # dict.copy and one key set: cheaper than {**view, "version": ...}.
-            copy = view.copy()
-            copy["version"] = version
-            changed.append(copy)
+            return GhostUpdate(self.zone, tick, _versioned(views, reals, None, current))
+        changed = _versioned(views, reals, sent, current)
         # What is left of the last update is gone.
         gone = list(sent) or None
         self._sent = current
         return GhostUpdate(self.zone, tick, changed, base=base, gone=gone)
 
 
-def _versioned(view: dict, reals: dict) -> dict:
-    """A copy of a real's C{view} with its version (that of its real in C{reals})."""
-    real = reals.get(view["id"])
-    copy = view.copy()
-    copy["version"] = real.version if real is not None else 0
-    return copy
+def _versioned(views: list[dict], reals: dict, sent: dict | None, current: dict | None) -> list:
+    """
+    Copies of C{views} with their versions (of their reals in C{reals}):
+    all of them, or those not in C{sent} as they are (C{sent} is left with
+    the ids not in C{views}).  C{current}, if given, gets C{(view, version)}
+    of each by id.
+    """
+    versioned = []
+    for view in views:
+        entity_id = view["id"]
+        real = reals.get(entity_id)
+        version = real.version if real is not None else 0
+        if sent is not None:
+            last = sent.pop(entity_id, None)
+            if last is not None and last[1] == version and last[0] == view:
+                current[entity_id] = last
+                continue
+        if current is not None:
+            current[entity_id] = (view, version)
+        # dict.copy and one key set: cheaper than {**view, "version": ...}.
+        copy = view.copy()
+        copy["version"] = version
+        versioned.append(copy)
+    return versioned
 
 
 #: No ghosts from a zone.
