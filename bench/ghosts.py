@@ -2,7 +2,8 @@
 Ghosts in and out: the CPU two zones spend on each other's ghosts, per tick,
 in process, in the shape of mmo-bot's border walk.
 
-    python bench/ghosts.py [--players 400] [--ticks 400] [--seed 1] [--json] [--profile PATH]
+    python bench/ghosts.py [--players 400] [--ticks 400] [--seed 1] [--whole] [--json]
+                           [--profile PATH]
 
 Two zones side by side on conf/cluster.toml's world (2000 x 2000, two
 columns), PLAYERS players on lanes spread along the border, 150 units each
@@ -23,8 +24,11 @@ C{time.thread_time}:
     to the simulation (the rest of L{ZoneService.tick}: the tick without
     the simulation's own tick and without L{Outbox.ghosts}).
 
-The bus's share of both, packing and unpacking the updates, is also
-reported on its own: what the zone's own code costs is the rest.  Time is
+The zones ask each other for deltas (L{GhostSync}) as zone services do;
+with --whole they do not, and send whole updates, as zones of the release
+before did.  The bus's share of both, packing and unpacking the updates, is
+also reported on its own: what the zone's own code costs is the rest; and
+the bytes of an update, the views it stands for and those it carries.  Time is
 a fake clock advanced 50 ms per tick; the cyclic collector is set up as a
 process's (C{settle_collector}).  The figures are per zone and tick.
 
@@ -51,7 +55,7 @@ from mmo.bot.geometry import World, lanes  # noqa: E402
 from mmo.bus.memory import pack, unpack  # noqa: E402
 from mmo.config import WorldSection  # noqa: E402
 from mmo.game import messages  # noqa: E402
-from mmo.game.messages import GhostUpdate, zone_channel  # noqa: E402
+from mmo.game.messages import GhostSync, GhostUpdate, zone_channel  # noqa: E402
 from mmo.process.service import settle_collector  # noqa: E402
 from mmo.zone.entity import PLAYER, Entity  # noqa: E402
 from mmo.zone.ghosts import GhostTable  # noqa: E402
@@ -133,7 +137,7 @@ class BenchZone:
     out; the service's own methods run on it.
     """
 
-    def __init__(self, world: WorldMap, region: str, conf, clock, seed: int):
+    def __init__(self, world: WorldMap, region: str, conf, clock, seed: int, whole: bool):
         self.name = region
         self.clock = clock
         self.bus = PackingBus()
@@ -141,7 +145,8 @@ class BenchZone:
         self.real_simulation = simulation
         self.simulation = TimedSimulation(simulation)
         self.outbox = TimedOutbox(Outbox(self.bus, region, simulation))
-        self.ghosts = GhostTable(simulation.reals.__contains__, clock)
+        sync = None if whole else self._sync_ghosts
+        self.ghosts = GhostTable(simulation.reals.__contains__, clock, sync=sync)
         self.map_feed = _Nothing()
         self.takeover = self
         # Not serving: the bench hands the crossings over itself.
@@ -149,6 +154,7 @@ class BenchZone:
         self.last_tick_at = None
         self.dispatcher = messages.Dispatcher(f"zone {region}")
         self.dispatcher.on(GhostUpdate, self._ghosts)
+        self.dispatcher.on(GhostSync, self._ghost_sync)
 
     def __getattr__(self, name):
         # The zone service's own methods, on this zone.
@@ -166,19 +172,23 @@ class BenchZone:
         del self.simulation.tick
         return total - self.simulation.spent - self.outbox.spent, self.outbox.spent, results[0]
 
-    def heard(self, data: bytes) -> tuple[float, float]:
-        """A neighbour's update as the bus delivers it: CPU seconds, and of them unpacking's."""
+    def heard(self, data: bytes) -> tuple[float, float, int | None]:
+        """
+        A neighbour's message as the bus delivers it: CPU seconds, and of
+        them unpacking's; and the views it carries if it is an update.
+        """
         started = time.thread_time()
         message = unpack(data)
         unpacked = time.thread_time()
         self.dispatcher(message)
-        return time.thread_time() - started, unpacked - started
+        carried = len(message["views"]) if message["type"] == GhostUpdate.__name__ else None
+        return time.thread_time() - started, unpacked - started, carried
 
 
 class BorderWalk:
     """Two zones and the players walking across their border (see the module docstring)."""
 
-    def __init__(self, players: int, seed: int):
+    def __init__(self, players: int, seed: int, whole: bool = False):
         self.conf = conf = WorldSection(
             {"width": 2000, "height": 2000, "columns": 2, "zones": ["zone-1", "zone-2"]},
             ("world",),
@@ -187,7 +197,7 @@ class BorderWalk:
         self.clock = task.Clock()
         self.interval = 1.0 / conf.tick_rate
         self.zones = [
-            BenchZone(world, region.name, conf, self.clock, seed + i)
+            BenchZone(world, region.name, conf, self.clock, seed + i, whole)
             for i, region in enumerate(world.regions.values())
         ]
         self.by_channel = {zone_channel(z.name): z for z in self.zones}
@@ -224,7 +234,15 @@ class BorderWalk:
                     walker[2] = heading = -heading
                     x = entity.x + heading * self.step_size
                 entity.x = x
-        spent = {"in": 0.0, "out": 0.0, "codec": 0.0, "updates": 0, "views": 0, "bytes": 0}
+        spent = {
+            "in": 0.0,
+            "out": 0.0,
+            "codec": 0.0,
+            "updates": 0,
+            "views": 0,
+            "carried": 0,
+            "bytes": 0,
+        }
         crossings = []
         for zone in self.zones:
             zone.bus.spent = 0.0
@@ -238,11 +256,13 @@ class BorderWalk:
             self.hand_over(old, entity, region)
         for zone in self.zones:
             for channel, data in zone.bus.sent:
-                heard, unpacking = self.by_channel[channel].heard(data)
+                heard, unpacking, carried = self.by_channel[channel].heard(data)
                 spent["in"] += heard
                 spent["codec"] += unpacking
-                spent["updates"] += 1
-                spent["bytes"] += len(data)
+                if carried is not None:
+                    spent["updates"] += 1
+                    spent["carried"] += carried
+                    spent["bytes"] += len(data)
             zone.bus.sent.clear()
         return spent
 
@@ -263,16 +283,18 @@ def run(
     seed: int,
     settle: bool = True,
     profiler: cProfile.Profile | None = None,
+    whole: bool = False,
 ) -> dict:
     """
-    Measure C{ticks} ticks of a L{BorderWalk} of C{players} players; with
-    C{profiler}, it is enabled around each measured tick (and nothing else).
+    Measure C{ticks} ticks of a L{BorderWalk} of C{players} players (with
+    C{whole}, whole updates only); with C{profiler}, it is enabled around
+    each measured tick (and nothing else).
     """
-    walk = BorderWalk(players, seed)
+    walk = BorderWalk(players, seed, whole)
     gc.collect()
     if settle:
         settle_collector()
-    spent_in, spent_out, codec, views, sizes = [], [], [], [], []
+    spent_in, spent_out, codec, views, carried, sizes = [], [], [], [], [], []
     zones = len(walk.zones)
     for n in range(WARMUP + ticks):
         profiling = profiler is not None and n >= WARMUP
@@ -286,6 +308,7 @@ def run(
             spent_out.append(spent["out"] / zones)
             codec.append(spent["codec"] / zones)
             views.append(spent["views"] / max(1, spent["updates"]))
+            carried.append(spent["carried"] / max(1, spent["updates"]))
             sizes.append(spent["bytes"] / max(1, spent["updates"]))
     both = [a + b for a, b in zip(spent_in, spent_out, strict=True)]
     own = [a - b for a, b in zip(both, codec, strict=True)]
@@ -298,6 +321,7 @@ def run(
         f"ghosts_bus_codec_p50_us_{players}": percentile(codec, 0.50) * 1e6,
         f"ghosts_own_p50_us_{players}": percentile(own, 0.50) * 1e6,
         f"ghosts_views_per_update_{players}": sum(views) / len(views),
+        f"ghosts_views_carried_per_update_{players}": sum(carried) / len(carried),
         f"ghosts_bytes_per_update_{players}": sum(sizes) / len(sizes),
     }
 
@@ -307,13 +331,14 @@ def main() -> None:
     p.add_argument("--players", type=int, default=400)
     p.add_argument("--ticks", type=int, default=400, help="ticks measured")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--whole", action="store_true", help="whole updates only, as before deltas")
     args = p.parse_args()
-    figures = run(args.players, args.ticks, args.seed)
+    figures = run(args.players, args.ticks, args.seed, whole=args.whole)
     if args.profile:
         # A separate run: the figures above stay unprofiled.
         gc.unfreeze()
         profiler = cProfile.Profile()
-        run(args.players, args.ticks, args.seed, profiler=profiler)
+        run(args.players, args.ticks, args.seed, profiler=profiler, whole=args.whole)
         profiler.dump_stats(args.profile)
     report(figures, args.json)
 

@@ -34,6 +34,7 @@ L{Moved}), the entity crosses again and every new input is applied.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import os
 import random
@@ -49,6 +50,7 @@ from mmo.game.messages import (
     Accept,
     Done,
     Forward,
+    GhostSync,
     GhostUpdate,
     Input,
     Moved,
@@ -66,7 +68,7 @@ from mmo.wire import codes
 from mmo.wire.codes import WireError
 from mmo.zone.checkpoint import Checkpointer, restore_zone
 from mmo.zone.entity import NPC, PLAYER, Entity
-from mmo.zone.ghosts import Ghost, GhostTable, ghost_view
+from mmo.zone.ghosts import Ghost, GhostSender, GhostTable, ghost_view
 from mmo.zone.handoff import (
     ACTIVE,
     FORWARDING,
@@ -246,7 +248,13 @@ class ZoneNode:
             on_real_added=lambda entity_id: self.ghosts.real_added(entity_id),
             **world.timeouts,
         )
-        self.ghosts = GhostTable(self.handoff.is_real, self.clock, ttl=world.ghost_ttl)
+        self.ghosts = GhostTable(
+            self.handoff.is_real, self.clock, ttl=world.ghost_ttl, sync=self.sync_ghosts
+        )
+        #: Neighbour -> what it is sent of our ghosts (whole, or deltas once it asks).
+        self.ghost_senders = {
+            other: GhostSender(name) for other in world.zone_names if other != name
+        }
         self.checkpointer = Checkpointer(
             name,
             self.handoff.store,
@@ -270,14 +278,21 @@ class ZoneNode:
         """Every real is within every neighbour's margin in this small world."""
         self.ghosts.expire()
         tick = round(self.clock.seconds() / self.world.ghost_tick)
-        views = tuple(ghost_view(self.zone.get(key)) for key in self.handoff.reals())
-        for other in self.world.zone_names:
-            if other != self.name:
-                self.link.send(other, GhostUpdate(self.name, tick, views))
+        entities = {key: self.zone.get(key) for key in self.handoff.reals()}
+        # Copies, as the simulation's views are: inputs change attrs in place here.
+        views = [copy.deepcopy(entity.view()) for entity in entities.values()]
+        now = self.clock.seconds()
+        for other, sender in self.ghost_senders.items():
+            self.link.send(other, sender.update(tick, views, entities, now))
+
+    def sync_ghosts(self, zone: str, full: bool) -> None:
+        self.link.send(zone, GhostSync(self.name, full))
 
     def receive(self, sender: str, message: object) -> None:
         if isinstance(message, GhostUpdate):
             self.ghosts.apply(message)
+        elif isinstance(message, GhostSync):
+            self.ghost_senders[message.zone].synced(message.full, self.clock.seconds())
         else:
             self.handoff.receive(sender, message)
 
@@ -957,7 +972,7 @@ CrashMatrixTests.generate()
 # -- the network misbehaving -------------------------------------------------------------
 
 
-MESSAGES = [Offer, Accept, Forward, SwitchRoute, Switched, Done, Input]
+MESSAGES = [Offer, Accept, Forward, SwitchRoute, Switched, Done, Input, GhostUpdate, GhostSync]
 
 
 #: (misbehaviour, message) that may lose inputs: the message carries some,
@@ -1028,6 +1043,38 @@ class NetworkTests(unittest.TestCase):
                 which = "The first" if kind == "drop" else "Every"
                 test.__doc__ = f"{which} {message_type.__name__} is {kind}ed."
                 setattr(cls, name, test)
+
+    @defer.inlineCallbacks
+    def test_ghost_deltas_lost(self):
+        """
+        The zones send each other deltas once asked; deltas lost (a few in
+        a row, at the crossing) are made up by a whole update asked for,
+        and the ghosts end as the rules say.
+        """
+        world = World(self)
+        yield world.start()
+        lost = []
+
+        def network(world, event):
+            message = event.message
+            if isinstance(message, GhostUpdate) and message.base is not None:
+                if 0.2 <= world.clock.seconds() < 0.35:
+                    lost.append(message)
+                    return []
+            return [LATENCY]
+
+        world.network = network
+        world.send_inputs(0.1, 60)
+        world.cross_at(0.2)
+        yield world.run(until=3.0)
+        self.assertTrue(lost)
+        updates = [e.message for e in world.delivered if isinstance(e.message, GhostUpdate)]
+        asked = [e.message for e in world.delivered if isinstance(e.message, GhostSync)]
+        self.assertIn(True, [sync.full for sync in asked])
+        self.assertGreater(sum(u.base is not None for u in updates), len(updates) // 2)
+        world.network = fifo
+        yield world.check_settled(self, lossless=True)
+        yield world.check_still_works(self)
 
     @defer.inlineCallbacks
     def test_delayed_offer_refused_after_undo(self):
@@ -1134,7 +1181,7 @@ class HandoffTests(unittest.TestCase):
         kinds = [
             type(e.message).__name__
             for e in world.delivered
-            if e.kind == "message" and not isinstance(e.message, (Input, GhostUpdate))
+            if e.kind == "message" and not isinstance(e.message, (Input, GhostUpdate, GhostSync))
         ]
         self.assertEqual(kinds[:4], ["Offer", "Accept", "Forward", "SwitchRoute"])
         control = [kind for kind in kinds if kind != "Forward"]

@@ -17,11 +17,13 @@ from mmo.bus.memory import MemoryBus
 from mmo.game import messages
 from mmo.game.messages import (
     BusLink,
+    GhostUpdate,
     Moved,
     PushBatch,
     Switched,
     SwitchRoute,
     gateway_channel,
+    zone_channel,
 )
 from mmo.game.routes import pack
 from mmo.game.server import ServiceRPCFactory
@@ -32,6 +34,7 @@ from mmo.gateway.routing import Services
 from mmo.gateway.sessions import Sessions
 from mmo.wire import codes
 from mmo.wire.codes import WireError
+from mmo.zone.ghosts import LEASE
 from mmo.zone.route import ZoneRoute, move_input
 from mmo.zone.service import ZoneService
 from mmo.zone.simulation import parse_input
@@ -434,6 +437,72 @@ class ZoneServiceTests(ZoneTestCase):
         await self.tick_until(lambda: arrived.last_input == seq + 2)
         self.assertEqual(arrived.x, x + 1.0)
         self.assertEqual((await self.store.load_entity("c-alice")).owner, "r0c1")
+
+
+class GhostDeltaTests(ZoneTestCase):
+    """Ghost updates between zone services: deltas once asked, else whole ones."""
+
+    async def updates(self, region: str) -> list:
+        """Record the L{GhostUpdate}s published to C{region} from now on."""
+        heard = []
+
+        def hear(data):
+            if data.get("type") == GhostUpdate.__name__:
+                heard.append(messages.decode(data)[1])
+
+        await self.bus.subscribe(zone_channel(region), hear)
+        return heard
+
+    async def test_deltas(self):
+        """
+        The east zone asks the west for deltas: after the first whole
+        update, only what changed travels, and the east's ghost follows.
+        """
+        heard = await self.updates("r0c1")
+        alice = caller("alice", zone="r0c0")
+        await self.west.handle(alice, "zone.enter", {})
+        real = self.west.simulation.get("c-alice")
+        real.x = 96.0
+        self.tick(3)
+        self.assertIsNone(heard[0].base)
+        self.assertEqual(heard[-1].base, heard[-2].tick)
+        self.assertEqual(heard[-1].views, ())
+        del heard[:]
+        real.x = 97.0
+        self.tick(2)
+        self.assertEqual([v["x"] for v in heard[0].views], [97.0])
+        self.assertEqual([u.views for u in heard[1:]], [()] * (len(heard) - 1))
+        self.assertEqual(self.east.ghosts.get("c-alice").view["x"], 97.0)
+        del heard[:]
+        real.x = 50.0
+        self.tick(2)
+        self.assertEqual((heard[0].views, heard[0].gone), ((), ("c-alice",)))
+        self.assertNotIn("c-alice", self.east.ghosts)
+
+    async def test_zone_of_the_release_before(self):
+        """
+        A zone that never asks (a release before deltas) is sent whole
+        updates, in the form it reads; so is one that stops asking (its
+        process replaced by such a one), once its lease is over.
+        """
+        heard = await self.updates("r0c1")
+        self.east.ghosts.sync = None
+        alice = caller("alice", zone="r0c0")
+        await self.west.handle(alice, "zone.enter", {})
+        self.west.simulation.get("c-alice").x = 96.0
+        self.tick(int(LEASE / TICK) + 2)
+        self.assertEqual({u.base for u in heard}, {None})
+        self.assertEqual({len(u.views) for u in heard[1:]}, {1})
+
+        self.east.ghosts.sync = self.east._sync_ghosts
+        self.tick(3)
+        self.assertIsNotNone(heard[-1].base)
+        self.east.ghosts.sync = None
+        del heard[:]
+        self.tick(int(LEASE / TICK) + 2)
+        self.assertIsNotNone(heard[0].base)
+        self.assertIsNone(heard[-1].base)
+        self.assertIn("c-alice", self.east.ghosts)
 
 
 class FakeSession:

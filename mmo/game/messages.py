@@ -18,6 +18,7 @@ for the message's type.
                                              L{Moved}
     zone:REGION             the zone         L{Offer}, L{Accept}, L{Refuse}, L{Forward},
                                              L{Done}, L{Switched}, L{Input}, L{GhostUpdate},
+                                             L{GhostSync},
                                              L{TakeoverMarker}, L{HandedOver},
                                              L{HandoverAborted}, L{RelayedEvent}
     takeover:PROCESS        a new zone host  L{Released}
@@ -736,15 +737,37 @@ class GhostUpdate:
         updates numbered below its last one are ignored until its ghosts
         expire.
     @ivar views: Ghost views (an entity's view and version) of its reals
-        within the neighbour's margin.
+        within the neighbour's margin: all of them (a whole update, which
+        every release reads), or, with C{base}, those that changed since.
+    @ivar base: A delta's: the tick of the update to the same neighbour
+        just before it, which it changes (the views it does not list are
+        as they were there).  Sent only to a zone that asked for deltas
+        (L{GhostSync}).
+    @ivar gone: A delta's: the ids of the views of C{base} no longer listed.
     """
 
     zone: str
     tick: int
     views: tuple
+    base: int | None = None
+    gone: tuple | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "views", tuple(self.views))
+        if self.gone is not None:
+            object.__setattr__(self, "gone", tuple(self.gone))
+
+
+@message
+class GhostSync:
+    """
+    A zone to a neighbour whose L{GhostUpdate}s it hears: it takes them as
+    deltas for a while (L{mmo.zone.ghosts.LEASE}); C{full}: it lacks the
+    base of the last one (it missed one, or it is new), send the next whole.
+    """
+
+    zone: str
+    full: bool = False
 
 
 # -- replacing a zone's process (zone:REGION, takeover:PROCESS; docs/world.md) -------------

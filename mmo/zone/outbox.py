@@ -2,7 +2,8 @@
 What a zone sends other processes: each tick's pushes to its players'
 gateways (one L{PushStems} per gateway, each push encoded here once as its
 client's frame; one L{PushBatch} to an older gateway) and ghost views to its neighbours
-(L{GhostUpdate}), and the handoff's messages (L{ZoneLink}).  To a gateway,
+(L{GhostUpdate}: whole, or deltas to a neighbour that asks for them,
+L{GhostSender}), and the handoff's messages (L{ZoneLink}).  To a gateway,
 everything goes one way, in the order the zone produced it: the gateway's
 stream from the zone's process (L{mmo.zone.streams.GatewayStreams}), or
 the bus where the zone has no process of its own
@@ -19,7 +20,6 @@ from twisted.logger import Logger
 from mmo.game.messages import (
     Accept,
     BusLink,
-    GhostUpdate,
     Offer,
     PushBatch,
     PushStems,
@@ -29,6 +29,7 @@ from mmo.game.messages import (
 from mmo.unavailable import log_failure
 from mmo.wire.codec import push_stem
 from mmo.zone.aoi import KERNEL
+from mmo.zone.ghosts import GhostSender
 from mmo.zone.streams import BusGateways
 
 
@@ -79,6 +80,8 @@ class Outbox:
         self.simulation = simulation
         self.gateways = BusGateways(bus)
         self.ghost_tick = 0
+        #: Neighbour region -> what it is sent of the ghosts.
+        self._ghost_senders: dict[str, GhostSender] = {}
 
     def stream_to(self, gateways) -> None:
         """Send gateways' messages through C{gateways} (L{mmo.zone.streams.GatewayStreams})."""
@@ -125,20 +128,28 @@ class Outbox:
         )
 
     def ghosts(self, result) -> None:
-        """A tick's ghost views, each with its real's version, to each neighbour."""
+        """
+        A tick's ghost views, each with its real's version, to each
+        neighbour: whole, or what changed since its last update where it
+        takes deltas (L{GhostSender}).
+        """
         # Tick numbers of ghost updates keep increasing across a restart.
         self.ghost_tick = max(self.ghost_tick + 1, int(result.time * 1000))
         reals = self.simulation.reals
+        senders = self._ghost_senders
         for region, views in result.ghost_views.items():
-            versioned = []
-            for view in views:
-                real = reals.get(view["id"])
-                # dict.copy and one key set: cheaper than {**view, "version": ...}.
-                copy = view.copy()
-                copy["version"] = real.version if real is not None else 0
-                versioned.append(copy)
-            update = GhostUpdate(self.name, self.ghost_tick, versioned)
+            sender = senders.get(region)
+            if sender is None:
+                sender = senders[region] = GhostSender(self.name)
+            update = sender.update(self.ghost_tick, views, reals, result.time)
             self.publish(zone_channel(region), encode(update, self.name))
+
+    def ghosts_synced(self, region: str, full: bool) -> None:
+        """Neighbour C{region} takes deltas (its L{GhostSync}); C{full}: a whole one next."""
+        sender = self._ghost_senders.get(region)
+        if sender is None:
+            sender = self._ghost_senders[region] = GhostSender(self.name)
+        sender.synced(full, self.simulation.clock.seconds())
 
     def publish(self, channel: str, data: dict) -> None:
         """Publish C{data} (an encoded message) without waiting; a failure is logged."""

@@ -27,6 +27,7 @@ from twisted.internet import defer
 
 from mmo.game import messages
 from mmo.game.messages import (
+    GhostSync,
     GhostUpdate,
     Push,
     RelayedEvent,
@@ -121,7 +122,7 @@ class ZoneService(ZonePlayers, GameService):
         self.link = ZoneLink(
             bus, region_name, list(self.map.regions), self.simulation.seen, self.outbox
         )
-        self.ghosts = GhostTable(self._is_real, reactor)
+        self.ghosts = GhostTable(self._is_real, reactor, sync=self._sync_ghosts)
         self.ends = SessionEnds(region_name, self.simulation.get, self._leave, self.publish)
         self.handoff = ZoneHandoff(
             region_name,
@@ -157,6 +158,7 @@ class ZoneService(ZonePlayers, GameService):
         for cls in HANDOFF_MESSAGES:
             self._dispatcher.on(cls, self.handoff.receive)
         self._dispatcher.on(GhostUpdate, self._ghosts)
+        self._dispatcher.on(GhostSync, self._ghost_sync)
         self._dispatcher.on(RelayedEvent, self._relayed)
 
     def _is_real(self, entity_id: str) -> bool:
@@ -269,6 +271,15 @@ class ZoneService(ZonePlayers, GameService):
     def _ghosts(self, sender: str, update: GhostUpdate) -> None:
         if update.zone != self.name:
             self.ghosts.apply(update)
+
+    def _ghost_sync(self, sender: str, sync: GhostSync) -> None:
+        """A neighbour asks for deltas of our ghosts (L{mmo.zone.ghosts.GhostSender})."""
+        if sync.zone != self.name:
+            self.outbox.ghosts_synced(sync.zone, bool(sync.full))
+
+    def _sync_ghosts(self, zone: str, full: bool) -> None:
+        """Ask C{zone} for deltas of its ghosts, or a whole update (L{GhostTable}'s C{sync})."""
+        self.publish(zone_channel(zone), messages.encode(GhostSync(self.name, full), self.name))
 
     def _relayed(self, sender: str, relayed: RelayedEvent) -> None:
         """A session event the predecessor received after its marker."""

@@ -24,7 +24,6 @@ from twisted.logger import Logger
 
 from mmo.game import messages
 from mmo.game.messages import (
-    GhostUpdate,
     HandedOver,
     HandoverAborted,
     RelayedEvent,
@@ -275,9 +274,7 @@ class Takeover:
         zone.outbox.continue_from(int(handed.ghost_tick or 0))
         for data in handed.npcs or ():
             sim.add(Entity.from_dict(data))
-        for source, ghosts in (handed.ghosts or {}).items():
-            views = tuple(ghosts.get("views") or ())
-            zone.ghosts.apply(GhostUpdate(source, int(ghosts.get("tick") or 0), views))
+        zone.ghosts.restore(handed.ghosts or {})
         for data in buffered:
             # Handoff messages wait in the handoff until it recovered.
             zone.heard(data)
