@@ -183,6 +183,25 @@ class VisibleTests:
             want = sorted(range(len(observers)), key=keys.__getitem__)
             self.assertEqual(aoi.grid_order(observers), want)
 
+    def test_grid_order_of_any_count(self):
+        """
+        However many observers there are (none, one, a few, not a power of
+        two), in cells few or many, they are in the order of their cells'
+        keys, those of one cell in their own order.
+        """
+        aoi = self.area(10.0)
+        size = aoi.cell_size
+        rng = random.Random(8)
+        for count in [0, 1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 257]:
+            for span in (size, 20 * size):
+                observers = [
+                    (f"o{i}", rng.uniform(-span, span), rng.uniform(-span, span))
+                    for i in range(count)
+                ]
+                keys = [int(x // size) * STRIDE + int(y // size) for _, x, y in observers]
+                want = sorted(range(count), key=keys.__getitem__)
+                self.assertEqual(aoi.grid_order(observers), want)
+
     def test_moves_across_cell_borders(self):
         """
         Entities moved an ulp across cell borders, back and forth, are seen
@@ -615,6 +634,34 @@ class RandomWalkTests:
             {k: list(v) for k, v in many.known.items()}, {k: list(v) for k, v in one.known.items()}
         )
 
+    def test_views_asked_once(self):
+        """
+        L{AreaOfInterest.diffs} asks for an entity's full view once, however
+        many observers it enters for or is refreshed for, and gives each of
+        them that view.
+        """
+        rng = random.Random(4)
+        positions = {f"e{i}": (rng.uniform(0, 40), rng.uniform(0, 40)) for i in range(200)}
+        ghosts = {eid: {"x": x, "y": y} for eid, (x, y) in positions.items()}
+        observers = [(eid, *positions[eid]) for eid in list(positions)[:60]]
+        aoi = self.area(10)
+        aoi.fill({}, ghosts, {}, set(), (0, 0, 0, 0), PLAYER, pure_kernel.record)
+        # Handed a view: what it keeps seeing is refreshed in full.
+        aoi.seed("e5", list(positions)[:100])
+        asked = []
+
+        def view(eid):
+            asked.append(eid)
+            return {"id": eid}
+
+        shown = aoi.diffs(observers, {}, {}, view)
+        given = [e for enter, update, _ in shown for e in enter + update]
+        self.assertGreater(len(given), 2 * len(set(asked)))
+        self.assertEqual(sorted(asked), sorted({e["id"] for e in given}))
+        first: dict[str, dict] = {}
+        for e in given:
+            self.assertIs(first.setdefault(e["id"], e), e)
+
     def test_same_walk_same_order(self):
         """A seeded walk replays in the same order (the grid's, not a set's)."""
 
@@ -701,8 +748,19 @@ class KernelsAgreeTests(unittest.TestCase):
                     {"id": f"ghost-{i}", "kind": "npc", "x": 501.0 + i, "y": 200.0 + tick}
                     for i in range(tick % 7)
                 ]
-                # One that stays put: in view, unchanged.
-                + [{"id": "still", "kind": "npc", "x": 501.0, "y": 250.0}],
+                # One that stays put: in view, unchanged; one whose
+                # attributes change now and then.
+                + [
+                    {"id": "still", "kind": "npc", "x": 501.0, "y": 250.0},
+                    {
+                        "id": "armed",
+                        "kind": "npc",
+                        "x": 502.0,
+                        "y": 251.0,
+                        "name": "armed",
+                        "attrs": {"hp": tick // 10},
+                    },
+                ],
             )
             if tick == 10:
                 sim.reals["p1"].name = "renamed"

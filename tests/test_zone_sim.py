@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 from itertools import pairwise
 
 from twisted.internet import task
@@ -916,6 +917,59 @@ class BorderTests(unittest.TestCase):
         result = self.zone.tick()
         self.assertEqual(ids(result.ghost_views["r0c1"]), {"p"})
         self.assertEqual(result.crossings, [])
+
+    def test_ghost_views_of_reals_standing_still(self):
+        """
+        A real by a border that stands still is ghosted with the view it
+        had at the last tick, not a new one; one that moved, was renamed,
+        or whose attributes changed (in place too), with a new one.
+        """
+        still = player("still", 480, 100)
+        moving = player("moving", 470, 150)
+        renamed = player("renamed", 470, 200)
+        changed = player("changed", 470, 250)
+        changed.attrs = {"hp": 1}
+        for e in (still, moving, renamed, changed):
+            self.sim.add(e)
+        self.zone.tick()
+        first = {v["id"]: v for v in self.zone.tick().ghost_views["r0c1"]}
+        moving.x += 1
+        renamed.name = "new"
+        changed.attrs["hp"] = 2
+        second = {v["id"]: v for v in self.zone.tick().ghost_views["r0c1"]}
+        self.assertIs(second["still"], first["still"])
+        for e in (still, moving, renamed, changed):
+            self.assertEqual(second[e.id], e.view())
+        for e in (moving, renamed, changed):
+            self.assertIsNot(second[e.id], first[e.id])
+
+    def test_ghost_views_of_a_game_made_every_tick(self):
+        """
+        A game's own views (its simulation's C{entity_view}, or its
+        entities' C{view}) are made again at every tick: they may show
+        what changes unseen.
+        """
+
+        class Counted(ZoneSimulation):
+            def entity_view(self, entity):
+                return {**super().entity_view(entity), "ticks": self.tick_count}
+
+        @dataclass(slots=True)
+        class Aged(Entity):
+            age: int = 0
+
+            def view(self):
+                return {**Entity.view(self), "age": self.age}
+
+        zone = Zone({"columns": 2, "rows": 2, "zones": ["zone-1"] * 4}, cls=Counted)
+        zone.sim.add(player("p", 480, 100))
+        self.assertEqual([v["ticks"] for v in zone.tick().ghost_views["r0c1"]], [1])
+        self.assertEqual([v["ticks"] for v in zone.tick().ghost_views["r0c1"]], [2])
+        aged = Aged("aged", PLAYER, 480, 100, session="s-aged", gateway="gw-1")
+        self.sim.add(aged)
+        self.zone.tick()
+        aged.age = 7
+        self.assertEqual([v["age"] for v in self.zone.tick().ghost_views["r0c1"]], [7])
 
 
 class TwoZoneTests(unittest.TestCase):

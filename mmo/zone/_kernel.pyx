@@ -22,8 +22,9 @@ from cpython.long cimport (
 from cpython.object cimport Py_TYPE
 from cpython.ref cimport Py_INCREF, Py_XDECREF, PyObject
 from cpython.unicode cimport PyUnicode_CheckExact
-from libc.stdlib cimport calloc, free, malloc, qsort, realloc
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.math cimport copysign, fabs, floor, fmod
+from libc.string cimport memcmp, memcpy
 
 from types import MemberDescriptorType
 
@@ -145,6 +146,9 @@ cdef class Snapshot:
     cdef list updates
     cdef object owner
     cdef object owner_changed
+    # By position: the full view from viewer (None: not asked yet) once asked.
+    cdef list views
+    cdef object viewer
     # By position: the entry's slot.
     cdef int *slot_at
     # By slot: its entry's id (None: free), a diff's mark.
@@ -222,6 +226,8 @@ cdef class Snapshot:
         self.updates = None
         self.owner = None
         self.owner_changed = None
+        self.views = None
+        self.viewer = None
 
     def empty(self):
         """The cells were emptied: every slot is free."""
@@ -311,6 +317,8 @@ cdef class Snapshot:
         self.updates = None
         self.owner = None
         self.owner_changed = None
+        self.views = None
+        self.viewer = None
         self.ready = True
         return 0
 
@@ -342,6 +350,27 @@ cdef class Snapshot:
             self.owner = owner
             self.owner_changed = changed
         return self.updates
+
+    cdef list views_of(self, object viewer):
+        # The full views asked of viewer so far (held: its address is not
+        # another's while they are kept).
+        if self.views is None or self.viewer is not viewer:
+            self.views = [None] * self.size
+            self.viewer = viewer
+        return self.views
+
+
+cdef inline object _full_view(list views, list ids, Py_ssize_t p, object view):
+    # The full view of the entry at position p: asked of view once per
+    # snapshot (a tick), whoever sees it (view is the caller's cache, as
+    # the pure kernel's diff calls it: what it says once, it says again).
+    cdef PyObject *held = PyList_GET_ITEM(views, p)
+    cdef object got
+    if held != <PyObject *>_NONE:
+        return <object>held
+    got = view(<object>PyList_GET_ITEM(ids, p))
+    views[p] = got
+    return got
 
 
 cdef inline void _set_new(list items, Py_ssize_t i, object value):
@@ -446,12 +475,57 @@ ctypedef struct _Placed:
     Py_ssize_t index
 
 
-cdef int _by_key(const void *a, const void *b) noexcept nogil:
-    cdef const _Placed *one = <const _Placed *>a
-    cdef const _Placed *other = <const _Placed *>b
-    if one.key != other.key:
-        return -1 if one.key < other.key else 1
-    return -1 if one.index < other.index else (1 if one.index > other.index else 0)
+cdef inline bint _before(const _Placed *one, const _Placed *other) noexcept nogil:
+    # By key, then by index: a total order (indices are unique).
+    return one.key < other.key or (one.key == other.key and one.index < other.index)
+
+
+cdef void _sort_placed(_Placed *items, _Placed *spare, Py_ssize_t n) noexcept nogil:
+    # items sorted (_before), spare as long: runs of 8 by insertion, then
+    # merged bottom-up, comparisons inline (qsort calls a function for each).
+    cdef Py_ssize_t i, j, lo, mid, hi, a, b, k, width = 8
+    cdef _Placed item
+    cdef _Placed *source = items
+    cdef _Placed *target = spare
+    cdef _Placed *swap
+    for lo in range(0, n, 8):
+        hi = lo + 8 if lo + 8 < n else n
+        for i in range(lo + 1, hi):
+            item = items[i]
+            j = i
+            while j > lo and _before(&item, &items[j - 1]):
+                items[j] = items[j - 1]
+                j -= 1
+            items[j] = item
+    while width < n:
+        lo = 0
+        while lo < n:
+            mid = lo + width if lo + width < n else n
+            hi = lo + 2 * width if lo + 2 * width < n else n
+            a, b, k = lo, mid, lo
+            while a < mid and b < hi:
+                if _before(&source[b], &source[a]):
+                    target[k] = source[b]
+                    b += 1
+                else:
+                    target[k] = source[a]
+                    a += 1
+                k += 1
+            while a < mid:
+                target[k] = source[a]
+                a += 1
+                k += 1
+            while b < hi:
+                target[k] = source[b]
+                b += 1
+                k += 1
+            lo += 2 * width
+        swap = source
+        source = target
+        target = swap
+        width *= 2
+    if source != items:
+        memcpy(items, source, n * sizeof(_Placed))
 
 
 def grid_order(tuple grid, list observers):
@@ -461,7 +535,8 @@ def grid_order(tuple grid, list observers):
     cdef Py_ssize_t n = len(observers), i
     cdef double cx, cy
     cdef tuple observer
-    cdef _Placed *placed = <_Placed *>malloc((n + 1) * sizeof(_Placed))
+    # The observers' places, and (from n + 1 on) room to merge them.
+    cdef _Placed *placed = <_Placed *>malloc(2 * (n + 1) * sizeof(_Placed))
     if placed is NULL:
         raise MemoryError()
     try:
@@ -475,7 +550,7 @@ def grid_order(tuple grid, list observers):
                 return sorted(range(n), key=keys.__getitem__)
             placed[i].key = <long long>cx * stride + <long long>cy
             placed[i].index = i
-        qsort(placed, n, sizeof(_Placed), _by_key)
+        _sort_placed(placed, placed + n + 1, n)
         return [placed[i].index for i in range(n)]
     finally:
         free(placed)
@@ -598,10 +673,11 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, Py_ssize_t *p
     cdef UpdateEntries compiled = None
     cdef bint built = False
     cdef bint kept
+    cdef list views = snapshot.views_of(view)
     if not known:
         now = _view_of(snapshot, found, count)
-        for eid in now.ids:
-            enter.append(view(eid))
+        for i in range(count):
+            enter.append(_full_view(views, all_ids, found[i], view))
         return now, enter, update, leave
     # Marks of this diff: what it had (mark), and saw again (mark + 1).
     snapshot.stamp += 2
@@ -650,11 +726,11 @@ cdef tuple _diff(tuple grid, Snapshot snapshot, Py_ssize_t *found, Py_ssize_t *p
             if kept:
                 del lost[eid]
         if not kept:
-            enter.append(view(<object>PyList_GET_ITEM(all_ids, p)))
+            enter.append(_full_view(views, all_ids, p, view))
             continue
         n += 1
         if refresh:
-            update.append(view(<object>PyList_GET_ITEM(all_ids, p)))
+            update.append(_full_view(views, all_ids, p, view))
         elif compiled is not None:
             # What an earlier diff of the tick read for this entry, if any.
             held = PyList_GET_ITEM(read, p)
@@ -739,7 +815,8 @@ def diffs(tuple grid, list observers, list order, dict views, set fresh, changed
                 fresh.discard(entity_id)
             now, enter, update, leave = _diff(grid, snapshot, found, found + room, observer[1],
                                               observer[2], known, refresh, changed, updates, view)
-            views[entity_id] = now
+            if now is not known:
+                views[entity_id] = now
             results[index] = (enter, update, leave)
     finally:
         free(found)
@@ -1047,6 +1124,9 @@ cdef inline int _note(dict cells, Snapshot snapshot, dict published, dict change
 
 # No entity's kind (compared by identity).
 cdef object _NO_KIND = object()
+# A ghost's attributes when its view has none: read, never changed (what
+# is published of them is a copy).
+cdef dict _NO_ATTRS = {}
 
 
 def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inner, player,
@@ -1066,6 +1146,7 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef object other = _NO_KIND
     cdef Snapshot snapshot = <Snapshot>grid[6]
     cdef list gone
+    cdef PyObject *found
     cdef _Fields fields = _ENTITY
     # The cells change from here on.
     snapshot.clear()
@@ -1096,11 +1177,21 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     for entity_id, view in ghosts.items():
         if entity_id in reals:
             continue
-        xo = view["x"]
-        yo = view["y"]
+        if PyDict_CheckExact(view):
+            # As a neighbour's views are: read in place, and no empty
+            # attributes made for one without.
+            xo = (<dict>view)["x"]
+            yo = (<dict>view)["y"]
+            found = PyDict_GetItem(<dict>view, "name")
+            name = <object>found if found is not NULL else ""
+            found = PyDict_GetItem(<dict>view, "attrs")
+            attrs = <object>found if found is not NULL else _NO_ATTRS
+        else:
+            xo = view["x"]
+            yo = view["y"]
+            name = view.get("name", "")
+            attrs = view.get("attrs", {})
         count += 1
-        name = view.get("name", "")
-        attrs = view.get("attrs", {})
         _note(cells, snapshot, published, changed, entity_id, xo, yo, name, attrs, size, stride,
               record)
 
@@ -1190,7 +1281,6 @@ cdef extern from "Python.h":
     int _dict_next "PyDict_Next"(PyObject *, Py_ssize_t *, PyObject **, PyObject **)
     void PyErr_Clear()
 
-from libc.string cimport memcmp, memcpy
 
 # What packing a value comes to: done, or not for this packer.
 cdef enum:

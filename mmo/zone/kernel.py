@@ -391,8 +391,10 @@ def diffs(
     other in C{order} (their indices): each against its view in C{views}
     (by id; none: its client has nothing), which its new view replaces,
     refreshed if its id is in C{fresh} (and then no more).  Their C{(enter,
-    update, leave)} by index.
+    update, leave)} by index.  An entity's full view is asked of C{view}
+    once, whoever it enters for (L{Asked}).
     """
+    view = Asked(view).__getitem__
     results: list = [None] * len(observers)
     for index in order:
         observer = observers[index]
@@ -404,9 +406,27 @@ def diffs(
         now, enter, update, leave = diff(
             grid, observer[1], observer[2], known, refresh, changed, updates, view
         )
-        views[entity_id] = now
+        if now is not known:
+            views[entity_id] = now
         results[index] = (enter, update, leave)
     return results
+
+
+class Asked(dict):
+    """
+    The full views of one tick's diffs, by id, each asked of the caller's
+    C{view} on first use and given to every observer it enters for (the
+    compiled kernel keeps them by position in its snapshot): most of what
+    enters one observer's view enters its neighbours' too.
+    """
+
+    def __init__(self, view: Callable[[str], dict]):
+        super().__init__()
+        self._view = view
+
+    def __missing__(self, entity_id: str) -> dict:
+        made = self[entity_id] = self._view(entity_id)
+        return made
 
 
 class UpdateEntries(dict):

@@ -37,6 +37,9 @@ class Publication:
     @param world_config: The C{[world]} section (C{ghost_margin}, C{hysteresis}).
     @param aoi: The zone's L{AreaOfInterest}, refilled at every L{run}.
     @param entity_view: What others see of a real (the simulation's hook).
+    @param plain_views: Whether C{entity_view} is the plain one, its
+        L{Entity.view} and no more: a real's, if nothing of it changed
+        since the last tick, is then the one it had (L{_view}).
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class Publication:
         world_config,
         aoi: AreaOfInterest,
         entity_view,
+        plain_views: bool = False,
     ):
         self.map = world_map
         self.region = region
@@ -55,6 +59,7 @@ class Publication:
         self.hysteresis = world_config.hysteresis
         self.aoi = aoi
         self.entity_view = entity_view
+        self.plain_views = plain_views
         # What observers were last shown of every visible entity (reals and
         # ghosts): [x, y, name, attrs, id, cell key], the entries of the AOI's
         # grid (mmo.zone.kernel.entry).  Survives a ghost becoming a real.
@@ -62,6 +67,8 @@ class Publication:
         # The tick's: full views and update entries (built once each), what
         # changed, and the entities they are of.
         self._views: dict[str, dict] = {}
+        # The last tick's full views of reals, by id, when they are plain.
+        self._kept: dict[str, dict] = {}
         self._entries = aoi.kernel.UpdateEntries
         self._updates: dict[str, dict] = self._entries({}, self._published)
         self._changed: dict[str, int] = {}
@@ -84,10 +91,11 @@ class Publication:
         # The players that see nothing this tick, and keep their views.
         blind = frozen | held if held else frozen
         changed, observers = self._scan(result, reals, ghosts, frozen, blind)
-        self._changed = changed
         self._updates = self._entries(changed, self._published)
         self._publish(result, observers, blind, corrected)
-        # Nothing of the tick outlives its result.
+        # Nothing of the tick outlives its result, but the plain views of
+        # reals, for the next tick's to reuse.
+        self._kept = self._views if self.plain_views else {}
         self._views = {}
         self._updates = self._entries({}, self._published)
         self._changed = {}
@@ -110,21 +118,35 @@ class Publication:
         changed, observers, outer = self.aoi.fill(
             reals, ghosts, published, blind, inner, PLAYER, record
         )
+        # What the views of the tick, from here on, are built knowing.
+        self._changed = changed
 
         neighbours = self.neighbours
         ghost_views = result.ghost_views = {n.name: [] for n in neighbours}
         # Each neighbour's box widened by the margin: what lies outside it
         # is farther than the margin, no distance needed (most of the reals
-        # near one border are near no other).
+        # near one border are near no other).  Within it, a real level with
+        # the box on one axis is as far as it is on the other, what
+        # Region.distance then says, with the same comparisons; only one
+        # by a corner needs the distance.
         reach = [
             (n, ghost_views[n.name], n.x0 - margin, n.y0 - margin, n.x1 + margin, n.y1 + margin)
+            + (n.x0, n.y0, n.x1, n.y1)
             for n in neighbours
         ]
         x0, y0, x1, y1 = region.x0, region.y0, region.x1, region.y1
         for entity_id, x, y, entity in outer:
             view = None
-            for neighbour, views, left, bottom, right, top in reach:
-                if left <= x <= right and bottom <= y <= top and neighbour.distance(x, y) <= margin:
+            for neighbour, views, left, bottom, right, top, n_x0, n_y0, n_x1, n_y1 in reach:
+                if not (left <= x <= right and bottom <= y <= top):
+                    continue
+                if n_y0 <= y <= n_y1:
+                    near = n_x0 - x <= margin and x - n_x1 <= margin
+                elif n_x0 <= x <= n_x1:
+                    near = n_y0 - y <= margin and y - n_y1 <= margin
+                else:
+                    near = neighbour.distance(x, y) <= margin
+                if near:
                     if view is None:
                         view = self._view(entity_id)
                     views.append(view)
@@ -141,11 +163,26 @@ class Publication:
         return changed, observers
 
     def _view(self, entity_id: str) -> dict:
-        """The full view of a visible entity, built once per tick."""
+        """
+        The full view of a visible entity, built once per tick; a real's
+        plain view (L{Entity.view}, whose fields are those published) the
+        last tick's if none of them changed since: most of the reals by a
+        border, ghosted every tick, stand still.
+        """
         view = self._views.get(entity_id)
         if view is None:
             entity = self._reals.get(entity_id)
-            view = self.entity_view(entity) if entity is not None else self._ghosts[entity_id]
+            if entity is None:
+                # A ghost's is its neighbour's, kept out of the next tick's.
+                return self._ghosts[entity_id]
+            view = self._kept.get(entity_id)
+            if (
+                view is None
+                or entity_id in self._changed
+                or (type(entity) is not Entity and type(entity).view is not Entity.view)
+                or view["kind"] != entity.kind
+            ):
+                view = self.entity_view(entity)
             self._views[entity_id] = view
         return view
 

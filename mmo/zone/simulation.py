@@ -183,7 +183,13 @@ class ZoneSimulation:
             self.aoi.kernel,
         )
         self._publication = Publication(
-            world_map, self.region, self.neighbours, world_config, self.aoi, self.entity_view
+            world_map,
+            self.region,
+            self.neighbours,
+            world_config,
+            self.aoi,
+            self.entity_view,
+            type(self).entity_view is ZoneSimulation.entity_view,
         )
         # Players whose input was refused since the last tick: corrected then.
         self._corrected: set[str] = set()
