@@ -374,7 +374,9 @@ class Swarm:
         self.bots = [Bot(self, i) for i in range(options.bots)]
         self.lanes: list[geometry.Lane] = []
         if scenario.name == "border-walk":
-            self.lanes = geometry.lanes(options.world, options.bots, scenario.span)
+            self.lanes = geometry.lanes(
+                options.world, options.bots, scenario.span, scenario.spacing
+            )
         self.stopping = False
         self.stopped_by = "completed"
         self._metronomes: dict[float, Metronome] = {}
