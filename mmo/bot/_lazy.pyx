@@ -21,73 +21,82 @@ cdef inline Py_ssize_t _be(const unsigned char* p, int n):
     return value
 
 
+# How each first byte of a msgpack object reads (the same for every push,
+# so a table, not a chain of tests per object): its header's length, and
+# what follows it.
+cdef enum:
+    PLAIN = 0      # the header is all (ints, floats, nil, bool; fixext's data counted in it)
+    FIXMAP = 1     # 2 x (low 4 bits) objects follow
+    FIXARRAY = 2   # (low 4 bits) objects follow
+    FIXSTR = 3     # (low 5 bits) bytes follow
+    SIZED = 4      # str 8/16/32, bin 8/16/32: a big-endian length, then the bytes
+    EXT = 5        # ext 8/16/32: a length, a type byte, then the bytes
+    ARRAY = 6      # array 16/32: a count of objects
+    MAP = 7        # map 16/32: a count of pairs
+    BAD = 8        # 0xc1
+
+cdef unsigned char _KIND[256]
+cdef unsigned char _HEAD[256]
+
+
+cdef void _tables():
+    cdef int b
+    for b in range(256):
+        _KIND[b], _HEAD[b] = PLAIN, 1
+    for b in range(0x80, 0x90):
+        _KIND[b] = FIXMAP
+    for b in range(0x90, 0xA0):
+        _KIND[b] = FIXARRAY
+    for b in range(0xA0, 0xC0):
+        _KIND[b] = FIXSTR
+    _KIND[0xC1] = BAD
+    for b, head in ((0xC4, 2), (0xC5, 3), (0xC6, 5), (0xD9, 2), (0xDA, 3), (0xDB, 5)):
+        _KIND[b], _HEAD[b] = SIZED, head
+    for b, head in ((0xC7, 3), (0xC8, 4), (0xC9, 6)):
+        _KIND[b], _HEAD[b] = EXT, head
+    for b, head in ((0xCA, 5), (0xCB, 9), (0xCC, 2), (0xCD, 3), (0xCE, 5), (0xCF, 9),
+                    (0xD0, 2), (0xD1, 3), (0xD2, 5), (0xD3, 9),
+                    (0xD4, 3), (0xD5, 4), (0xD6, 6), (0xD7, 10), (0xD8, 18)):
+        _HEAD[b] = head
+    _KIND[0xDC], _HEAD[0xDC] = ARRAY, 3
+    _KIND[0xDD], _HEAD[0xDD] = ARRAY, 5
+    _KIND[0xDE], _HEAD[0xDE] = MAP, 3
+    _KIND[0xDF], _HEAD[0xDF] = MAP, 5
+
+
+_tables()
+
+
 cdef Py_ssize_t _skip(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) except -1:
     """Where the msgpack object at C{i} ends (ValueError: cut short, or a bad byte)."""
     cdef Py_ssize_t left = 1, n, head
-    cdef unsigned char b
+    cdef unsigned char b, kind
     while left:
         left -= 1
         if i >= end:
             raise ValueError("cut short")
         b = p[i]
-        n = 0
-        if b <= 0x7F or b >= 0xE0 or b == 0xC0 or b == 0xC2 or b == 0xC3:
-            head = 1
-        elif b <= 0x8F:
-            head = 1
-            left += 2 * (b & 0x0F)
-        elif b <= 0x9F:
-            head = 1
-            left += b & 0x0F
-        elif b <= 0xBF:
-            head = 1
-            n = b & 0x1F
-        elif b == 0xC1:
-            raise ValueError("0xc1 is no msgpack")
-        elif b == 0xC4 or b == 0xD9:
-            head = 2
-        elif b == 0xC5 or b == 0xDA:
-            head = 3
-        elif b == 0xC6 or b == 0xDB:
-            head = 5
-        elif b == 0xC7:
-            head = 3
-        elif b == 0xC8:
-            head = 4
-        elif b == 0xC9:
-            head = 6
-        elif b == 0xCA or b == 0xCE or b == 0xD2:
-            head = 5
-        elif b == 0xCB or b == 0xCF or b == 0xD3:
-            head = 9
-        elif b == 0xCC or b == 0xD0:
-            head = 2
-        elif b == 0xCD or b == 0xD1:
-            head = 3
-        elif b == 0xD4:
-            head = 3
-        elif b == 0xD5:
-            head = 4
-        elif b == 0xD6:
-            head = 6
-        elif b == 0xD7:
-            head = 10
-        elif b == 0xD8:
-            head = 18
-        else:
-            # 0xdc-0xdf: array 16/32, map 16/32.
-            head = 3 if b == 0xDC or b == 0xDE else 5
+        kind = _KIND[b]
+        head = _HEAD[b]
         if i + head > end:
             raise ValueError("cut short")
-        if b == 0xC4 or b == 0xC5 or b == 0xC6 or b == 0xD9 or b == 0xDA or b == 0xDB:
+        n = 0
+        if kind == FIXMAP:
+            left += 2 * (b & 0x0F)
+        elif kind == FIXARRAY:
+            left += b & 0x0F
+        elif kind == FIXSTR:
+            n = b & 0x1F
+        elif kind == SIZED:
             n = _be(p + i + 1, head - 1)
-        elif b == 0xC7 or b == 0xC8 or b == 0xC9:
-            # ext 8/16/32: the length, then the type byte (counted in head).
+        elif kind == EXT:
             n = _be(p + i + 1, head - 2)
-        elif b == 0xDC or b == 0xDD:
+        elif kind == ARRAY:
             left += _be(p + i + 1, head - 1)
-        elif b == 0xDE or b == 0xDF:
+        elif kind == MAP:
             left += 2 * _be(p + i + 1, head - 1)
+        elif kind == BAD:
+            raise ValueError("0xc1 is no msgpack")
         i += head + n
         if i > end:
             raise ValueError("cut short")
