@@ -31,7 +31,7 @@ $(BIN)/python:
 # the commands run from it (PYTHONPATH=.); MMO_PURE_PYTHON=1 builds none (and
 # leaves no stale one).
 $(STAMP): $(BIN)/python $(SOURCES)
-	rm -rf build mmo/zone/_kernel.*.so mmo/_tlswrite.*.so
+	rm -rf build mmo/zone/_kernel.*.so mmo/_tlswrite.*.so mmo/bot/_lazy.*.so
 	$(BIN)/python -m pip install --quiet '.[dev]'
 	$(BIN)/python setup.py --quiet build_ext --inplace
 	@touch $@

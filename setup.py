@@ -14,11 +14,12 @@ VERSION = re.search(
 
 def extensions() -> list:
     """
-    The compiled area-of-interest kernel (mmo/zone/_kernel.pyx) and the
-    loop of a tick's TLS writes (mmo/_tlswrite.pyx); none with
-    MMO_PURE_PYTHON=1, for a machine without a C compiler: mmo.zone.aoi
-    then runs its pure-Python functions, the same ones, and mmo.compat
-    writes each connection as it writes any other.
+    The compiled area-of-interest kernel (mmo/zone/_kernel.pyx), the
+    loop of a tick's TLS writes (mmo/_tlswrite.pyx) and the bots' cut of
+    a push (mmo/bot/_lazy.pyx); none with MMO_PURE_PYTHON=1, for a
+    machine without a C compiler: mmo.zone.aoi then runs its pure-Python
+    functions, the same ones, mmo.compat writes each connection as it
+    writes any other, and mmo.bot.lazy cuts a push with msgpack's Unpacker.
     """
     if os.environ.get("MMO_PURE_PYTHON") == "1":
         return []
@@ -28,6 +29,7 @@ def extensions() -> list:
         [
             Extension("mmo.zone._kernel", ["mmo/zone/_kernel.pyx"]),
             Extension("mmo._tlswrite", ["mmo/_tlswrite.pyx"]),
+            Extension("mmo.bot._lazy", ["mmo/bot/_lazy.pyx"]),
         ],
         compiler_directives={"language_level": 3},
         quiet=True,

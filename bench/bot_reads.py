@@ -14,6 +14,9 @@ bots' TLS (C{Swarm.tls}, handshake done before the clock starts, the
 server's side encrypted beforehand): what the bot's code decides of a
 push's cost.  The reactor's and the kernel's share, which the bots pay
 too, is in C{bench/capacity.py}'s C{bot_us_per_push_*}.
+C{bot_move_us} is a bot's move, the other half of its work: the request
+fired (C{Swarm.fire}), written to an in-memory transport, and its empty
+reply read and counted (two per player-second, next to some 19 pushes).
 Run it with C{PYTHONPATH} set to another checkout to compare two versions;
 C{--profile PATH} profiles one more run of the bot's reads over TLS.
 """
@@ -145,6 +148,27 @@ def bot_tls_reads(pushes: list[bytes], server: Server) -> float:
     return spent / len(pushes)
 
 
+def bot_moves(count: int) -> float:
+    """CPU seconds per move of a bot: fired, written, and its reply read and counted."""
+    swarm = Swarm(task.Clock(), Options("127.0.0.1", 1, progress=None), scenario.make("idle"))
+    client = BotClient(ViewTracker(OWN, 0.0, 0.0).feed)
+    # Older bots answer their moves through Client.request: no on_answer.
+    client.on_answer = getattr(swarm, "answered", None)
+    transport = StringTransport()
+    client.makeConnection(transport)
+    first = client._next_id + 1
+    replies = [codec.frame({"t": "reply", "id": first + i}) for i in range(count)]
+    started = time.process_time()
+    for i, reply in enumerate(replies):
+        swarm.fire(client, "zone.move", seq=i, x=1000.5, y=1000.25)
+        client.dataReceived(reply)
+        transport.clear()
+    spent = time.process_time() - started
+    assert swarm.stats.latencies["zone.move"].count == count
+    swarm.deadlines.stop()
+    return spent / count
+
+
 def sdk_reads(pushes: list[bytes]) -> float:
     """CPU seconds per push of the SDK's client decoding C{pushes} in full."""
     seen = []
@@ -163,12 +187,13 @@ def main(args) -> None:
     pushes = frames(args.pushes, args.neighbours)
     # Not started: its deployment's certificates only.
     server = Server()
-    runs: dict[str, list[float]] = {"bot": [], "sdk": [], "tls": []}
+    runs: dict[str, list[float]] = {"bot": [], "sdk": [], "tls": [], "move": []}
     try:
         for _ in range(args.repeats):
             runs["sdk"].append(sdk_reads(pushes) * 1e6)
             runs["bot"].append(bot_reads(pushes) * 1e6)
             runs["tls"].append(bot_tls_reads(pushes, server) * 1e6)
+            runs["move"].append(bot_moves(args.pushes // 10) * 1e6)
         if args.profile:
             # A run of its own after the measured ones: no figure carries the profiler.
             profiler = cProfile.Profile(time.process_time)
@@ -185,6 +210,7 @@ def main(args) -> None:
             "push_bytes": statistics.mean(len(frame) for frame in pushes),
             "bot_us_per_push": bot,
             "bot_tls_us_per_push": statistics.median(runs["tls"]),
+            "bot_move_us": statistics.median(runs["move"]),
             "sdk_us_per_push": sdk,
             "bot_sdk_ratio": bot / sdk if sdk else float("nan"),
         },

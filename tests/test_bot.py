@@ -269,6 +269,25 @@ class GeometryTests(unittest.TestCase):
         for lane in lanes:
             self.assertEqual((lane.axis, lane.at, lane.low, lane.high), ("x", 100.0, 70.0, 130.0))
 
+    def test_lanes_spaced_nearest_the_spawn(self):
+        # TWO's spawn is at y = 50 on its one border, 100 long.
+        lanes = geometry.lanes(TWO, 4, 30.0, spacing=5.0)
+        self.assertEqual([lane.cross for lane in lanes], [42.5, 47.5, 52.5, 57.5])
+        self.assertEqual({(lane.at, lane.low, lane.high) for lane in lanes}, {(100.0, 70.0, 130.0)})
+        # Moved to fit in the border, and spread evenly where they cannot fit.
+        low = geometry.World(200.0, 100.0, TWO.regions, spawn=(60.0, 1.0))
+        self.assertEqual([lane.cross for lane in geometry.lanes(low, 3, 30.0, spacing=10.0)],
+                         [5.0, 15.0, 25.0])  # fmt: skip
+        self.assertEqual([lane.cross for lane in geometry.lanes(TWO, 4, 30.0, spacing=40.0)],
+                         [12.5, 37.5, 62.5, 87.5])  # fmt: skip
+        # Several borders end to end: the nearest one's stretch, the others' after it.
+        four = geometry.World(200.0, 200.0, (("a", 0, 0, 100, 100), ("b", 100, 0, 200, 100),
+                                             ("c", 0, 100, 100, 200), ("d", 100, 100, 200, 200)),
+                              spawn=(150.0, 101.0))  # fmt: skip
+        lanes = geometry.lanes(four, 2, 20.0, spacing=4.0)
+        self.assertEqual([(lane.axis, lane.at, lane.cross) for lane in lanes],
+                         [("y", 100.0, 148.0), ("y", 100.0, 152.0)])  # fmt: skip
+
     def test_lane_span_limited_by_region(self):
         lane = geometry.lanes(TWO, 1, 500.0)[0]
         self.assertEqual((lane.low, lane.high), (1.0, 199.0))

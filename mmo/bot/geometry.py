@@ -126,12 +126,16 @@ def borders(world: World) -> list[Border]:
     return found
 
 
-def lanes(world: World, count: int, span: float) -> list[Lane]:
+def lanes(world: World, count: int, span: float, spacing: float = 0.0) -> list[Lane]:
     """
-    C{count} lanes spread evenly along the borders of C{world} (all of them
-    end to end), each from C{span} before its border to C{span} past it
-    (less where a region is narrower; never less than C{hysteresis + 1},
-    so that every pass hands the bot off).
+    C{count} lanes along the borders of C{world} (all of them end to end),
+    each from C{span} before its border to C{span} past it (less where a
+    region is narrower; never less than C{hysteresis + 1}, so that every
+    pass hands the bot off).  They are spread evenly along all the
+    borders; with C{spacing}, they are that far apart instead, on the
+    stretch nearest the spawn (centred where the borders pass nearest it,
+    moved to fit): bots that start at the spawn reach them in a run's
+    time, where lanes spread along a long border take several runs.
 
     @raise ValueError: The world has no border, or too narrow regions.
     """
@@ -139,9 +143,14 @@ def lanes(world: World, count: int, span: float) -> list[Lane]:
     if not found:
         raise ValueError("the world has a single region: there is no border to walk across")
     total = sum(b.length for b in found)
+    stretch, first = total, 0.0
+    if spacing > 0 and count * spacing < total:
+        stretch = count * spacing
+        spawn = world.spawn or (world.width / 2, world.height / 2)
+        first = min(max(_nearest_along(found, spawn) - stretch / 2, 0.0), total - stretch)
     result = []
     for i in range(count):
-        along = (i + 0.5) * total / count
+        along = first + (i + 0.5) * stretch / count
         for border in found:
             if along <= border.length or border is found[-1]:
                 break
@@ -163,6 +172,19 @@ def lanes(world: World, count: int, span: float) -> list[Lane]:
             )
         )
     return result
+
+
+def _nearest_along(found: list[Border], point: Point) -> float:
+    """How far along the borders C{found} (end to end) they pass nearest C{point}."""
+    best, where, offset = math.inf, 0.0, 0.0
+    for border in found:
+        across, along = point if border.axis == "x" else (point[1], point[0])
+        at = min(max(along, border.lo), border.hi)
+        distance = math.hypot(across - border.at, along - at)
+        if distance < best:
+            best, where = distance, offset + at - border.lo
+        offset += border.length
+    return where
 
 
 def step_towards(here: Point, goal: Point, step: float) -> Point:

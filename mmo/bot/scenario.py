@@ -63,6 +63,15 @@ KEYS: dict[str, Key] = {
         ("border-walk",),
         "How far each side of the border a bot walks (at least hysteresis + 10).",
     ),
+    "spacing": Key(
+        0.0,
+        0.0,
+        1e9,
+        float,
+        ("border-walk",),
+        "How far apart the bots' lanes are along the border, on the stretch nearest the "
+        "spawn (0: spread evenly along every border).",
+    ),
     "weave": Key(
         15.0,
         0.0,

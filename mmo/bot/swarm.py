@@ -10,6 +10,7 @@ one timeout sweep (L{mmo.bot.timers}); every request has a timeout.
 
 from __future__ import annotations
 
+import gc
 import random
 import sys
 from dataclasses import dataclass, field
@@ -176,7 +177,7 @@ class Bot:
             raise Stopped()
         gateway = ticket["gateway"]
         self.gateway = (gateway["host"], gateway["port"])
-        client = BotClient(self.tracker.feed)
+        client = BotClient(self.tracker.feed, self.swarm.answered)
         self.attach(client)
         self.closing = False
         self.client = client
@@ -260,7 +261,7 @@ class Bot:
 
     async def resume(self, resumption) -> None:
         """Once per bot: resume the session that dropped, on its gateway."""
-        client = BotClient(self.tracker.feed)
+        client = BotClient(self.tracker.feed, self.swarm.answered)
         self.attach(client)
         self.client = client
         try:
@@ -373,7 +374,9 @@ class Swarm:
         self.bots = [Bot(self, i) for i in range(options.bots)]
         self.lanes: list[geometry.Lane] = []
         if scenario.name == "border-walk":
-            self.lanes = geometry.lanes(options.world, options.bots, scenario.span)
+            self.lanes = geometry.lanes(
+                options.world, options.bots, scenario.span, scenario.spacing
+            )
         self.stopping = False
         self.stopped_by = "completed"
         self._metronomes: dict[float, Metronome] = {}
@@ -435,29 +438,44 @@ class Swarm:
 
     def timed(self, d: defer.Deferred, kind: str, started: float) -> defer.Deferred:
         """
-        Count C{d}'s outcome under C{kind}: its latency since C{started}, or
-        its error code.  Requests cut off by the run's own goodbye at the
-        end are not errors.
+        Count C{d}'s outcome under C{kind} (L{answered}): its latency since
+        C{started}, or its error code.
         """
 
         def ok(result):
-            self.stats.latency(kind, self.reactor.seconds() - started)
+            self.answered((kind, started), None)
             return result
 
         def bad(failure):
-            code = error_code(failure)
-            if not (self.stopping and code == "closed"):
-                self.stats.error(kind, code)
+            self.answered((kind, started), error_code(failure))
             return failure
 
         return d.addCallbacks(ok, bad)
 
+    def answered(self, request: tuple[str, float], code: str | None) -> None:
+        """
+        Count the outcome of C{request}, C{(kind, sent at)}: answered
+        (C{code} C{None}) or failed with C{code}.  Requests cut off by the
+        run's own goodbye at the end are not errors.
+        """
+        kind, started = request
+        if code is None:
+            self.stats.latency(kind, self.reactor.seconds() - started)
+        elif not (self.stopping and code == "closed"):
+            self.stats.error(kind, code)
+
     def fire(self, client: Client, kind: str, **fields) -> None:
         """
         A request whose reply only counts; its timeout is one of the swarm's
-        L{Deadlines} (the bots fire one every move: no timer each).
+        L{Deadlines} (the bots fire one every move: no timer each).  A bot's
+        client answers it without a Deferred (L{BotClient.fire}).
         """
         started = self.reactor.seconds()
+        if isinstance(client, BotClient):
+            request_id = client.fire((kind, started), kind, **fields)
+            if request_id is not None:
+                self.deadlines.expect(client.expire, request_id)
+                return
         d = self.deadlines.add(client.request(kind, **fields))
         self.timed(d, kind, started).addErrback(lambda _: None)
 
@@ -498,6 +516,10 @@ class Swarm:
             else:
                 await self.ramp()
                 self.ramp_seconds = self.reactor.seconds() - self.started
+                # What the ramp made (the bots, their connections) lives to
+                # the end of the run: out of the collector's full passes,
+                # which would otherwise walk all of it again and again.
+                gc.freeze()
                 self.scenario_started = self.reactor.seconds()
                 self.stats.open_window(self.counts()["in"])
                 pushes = self.pushes()
@@ -508,6 +530,7 @@ class Swarm:
                 )
                 self.progress(mark="window end")
         finally:
+            gc.unfreeze()
             self.finished = self.reactor.seconds()
             if self.scenario_started is None:
                 self.scenario_started = self.finished

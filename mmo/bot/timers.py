@@ -69,7 +69,8 @@ class Deadlines:
     """
     Timeouts of many requests on one C{LoopingCall}: each request that is
     still waiting C{timeout} seconds after it was sent is cancelled (its
-    Deferred fails with C{CancelledError}), checked every C{resolution}
+    Deferred fails with C{CancelledError}; a request without one is
+    expired by its C{expire}, L{expect}), checked every C{resolution}
     seconds, so a request times out between C{timeout} and C{timeout +
     resolution} after it was sent.  Requests are kept in the order they
     were sent (all have the same timeout): at most those sent in the last
@@ -79,7 +80,7 @@ class Deadlines:
     def __init__(self, clock, timeout: float, resolution: float = 0.5):
         self.clock = clock
         self.timeout = timeout
-        self._waiting: deque[tuple[float, defer.Deferred]] = deque()
+        self._waiting: deque[tuple[float, object, object]] = deque()
         self._loop = task.LoopingCall(self._expire)
         self._loop.clock = clock
         self.resolution = resolution
@@ -89,10 +90,17 @@ class Deadlines:
 
     def add(self, d: defer.Deferred) -> defer.Deferred:
         """Cancel C{d} if it has not fired within the timeout; C{d}."""
-        self._waiting.append((self.clock.seconds() + self.timeout, d))
+        self.expect(_cancel_unfired, d)
+        return d
+
+    def expect(self, expire, key) -> None:
+        """
+        Call C{expire(key)} once the timeout has passed: C{expire} does
+        nothing if the request of C{key} was answered by then.
+        """
+        self._waiting.append((self.clock.seconds() + self.timeout, expire, key))
         if not self._loop.running:
             self._loop.start(self.resolution, now=False)
-        return d
 
     def stop(self) -> None:
         if self._loop.running:
@@ -102,8 +110,12 @@ class Deadlines:
         now = self.clock.seconds()
         waiting = self._waiting
         while waiting and waiting[0][0] <= now:
-            _, d = waiting.popleft()
-            if not d.called:
-                d.cancel()
+            _, expire, key = waiting.popleft()
+            expire(key)
         if not waiting:
             self.stop()
+
+
+def _cancel_unfired(d: defer.Deferred) -> None:
+    if not d.called:
+        d.cancel()
