@@ -266,6 +266,28 @@ def deliver(sent: list, hear, turn, *_) -> None:
             turn()
 
 
+def link_config(directory: str, tls: bool):
+    """
+    The config of a gateway and a zone process linked on loopback, written
+    in C{directory}; with C{tls}, its certificates made there too.
+    """
+    from mmo import certs
+    from mmo import config as mmo_config
+
+    path = os.path.join(directory, "mmo.toml")
+    with open(path, "w") as f:
+        f.write(
+            '[deployment]\nname = "bench"\n'
+            + ('tls_dir = "certs"\n' if tls else "")
+            + f'[processes.{GATEWAY}]\nkind = "gateway"\nclient = "tcp:0:interface=127.0.0.1"\n'
+            f'[processes.{ZONE_PROCESS}]\nkind = "zone"\nrpc = "tcp:0:interface=127.0.0.1"\n'
+        )
+    config = mmo_config.load(path)
+    if tls:
+        certs.generate(config)
+    return config
+
+
 def hear_message(dispatcher, message: bytes) -> None:
     """A Stream's argument as its link's responder takes it (C{StreamedLinkFactory.heard})."""
     dispatcher(unpack(message))
@@ -282,18 +304,10 @@ class StreamedLinkSide:
     def __init__(self, dispatcher):
         from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-        from mmo import config as mmo_config
         from mmo.zone.streams import StreamedLinkFactory
 
         with tempfile.TemporaryDirectory(prefix="stream_push-") as directory:
-            path = os.path.join(directory, "mmo.toml")
-            with open(path, "w") as f:
-                f.write(
-                    '[deployment]\nname = "bench"\n'
-                    f'[processes.{GATEWAY}]\nkind = "gateway"\nclient = "tcp:0"\n'
-                    f'[processes.{ZONE_PROCESS}]\nkind = "zone"\nrpc = "tcp:0"\n'
-                )
-            config = mmo_config.load(path)
+            config = link_config(directory, tls=False)
         factory = StreamedLinkFactory(
             config,
             config.process(GATEWAY),
@@ -482,8 +496,6 @@ def tls_link(results, repeat: int, bracketed: bool = False) -> dict:
     """
     from twisted.internet import defer, endpoints, reactor
 
-    from mmo import certs
-    from mmo import config as mmo_config
     from mmo.rpc import RPCClientService, RPCServerFactory, listen_port
     from mmo.zone.streams import StreamedLinkFactory
 
@@ -503,15 +515,7 @@ def tls_link(results, repeat: int, bracketed: bool = False) -> dict:
             raise SystemExit("the link did not come up, or a box was not heard")
 
     with tempfile.TemporaryDirectory(prefix="stream_push-") as directory:
-        path = os.path.join(directory, "mmo.toml")
-        with open(path, "w") as f:
-            f.write(
-                '[deployment]\nname = "bench"\ntls_dir = "certs"\n'
-                f'[processes.{GATEWAY}]\nkind = "gateway"\nclient = "tcp:0:interface=127.0.0.1"\n'
-                f'[processes.{ZONE_PROCESS}]\nkind = "zone"\nrpc = "tcp:0:interface=127.0.0.1"\n'
-            )
-        config = mmo_config.load(path)
-        certs.generate(config)
+        config = link_config(directory, tls=True)
         server = RPCServerFactory(config, config.process(ZONE_PROCESS), reactor)
         ports: list = []
         defer.ensureDeferred(listen_port(config, ZONE_PROCESS, server, reactor)).addCallback(

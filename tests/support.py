@@ -7,6 +7,7 @@ time for a condition, gateways and what they hear on the bus, log lines.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import importlib.util
 import inspect
 import os
@@ -17,6 +18,7 @@ from collections.abc import Callable
 import msgpack
 from twisted.internet import defer, reactor, task
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
 
 from mmo import certs, config
 from mmo.wire import codec
@@ -134,6 +136,23 @@ def turn(clock, seconds: float = 0.0) -> None:
     clock.advance(seconds)
     for _ in range(5):
         clock.advance(0)
+
+
+def compiled_module(name: str):
+    """
+    The compiled extension C{name} (e.g. C{"mmo.zone._kernel"}): a test
+    that uses it fails when it is not built (C{make venv} builds it),
+    unless C{MMO_PURE_PYTHON=1} says it is not meant to be: then it is
+    skipped.
+    """
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        if os.environ.get("MMO_PURE_PYTHON") == "1":
+            raise unittest.SkipTest(f"MMO_PURE_PYTHON=1: {name} is not used") from None
+        raise AssertionError(
+            f"{name} is not built: make venv builds it (or set MMO_PURE_PYTHON=1)"
+        ) from None
 
 
 def load_bench(name: str):

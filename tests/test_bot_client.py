@@ -20,6 +20,7 @@ from mmo.bot.client import BotClient
 from mmo.bot.swarm import Options, Swarm
 from mmo.bot.views import ViewTracker
 from mmo.wire import codec
+from tests import support
 
 #: A test of the mixins below runs once per split, from a test case of each
 #: (which Hypothesis otherwise takes for a mistake); a loaded machine makes
@@ -47,20 +48,8 @@ messages = st.dictionaries(
 
 
 def compiled_split():
-    """
-    The compiled split; its tests fail when it is not built (C{make venv}
-    builds it), unless C{MMO_PURE_PYTHON=1} says it is not meant to be:
-    then they are skipped.
-    """
-    try:
-        from mmo.bot import _lazy
-    except ImportError:
-        if os.environ.get("MMO_PURE_PYTHON") == "1":
-            raise unittest.SkipTest("MMO_PURE_PYTHON=1: the compiled split is not used")
-        raise AssertionError(
-            "mmo.bot._lazy is not built: make venv builds it (or set MMO_PURE_PYTHON=1)"
-        ) from None
-    return _lazy.split_update
+    """The compiled split (L{support.compiled_module})."""
+    return support.compiled_module("mmo.bot._lazy").split_update
 
 
 class SplitTests:

@@ -11,7 +11,6 @@ and order, on either.
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
 
@@ -23,6 +22,7 @@ from mmo.zone import aoi as aoi_module
 from mmo.zone import kernel as pure_kernel
 from mmo.zone.aoi import FINENESS, STRIDE, SUBCELLS, AreaOfInterest, cell_classes
 from mmo.zone.entity import PLAYER, Entity
+from tests import support
 from tests.test_zone_sim import TICK, Zone, send
 
 #: A test of the mixins below runs once per kernel, from a test case of each
@@ -31,20 +31,8 @@ ONE_TEST_PER_KERNEL = [HealthCheck.differing_executors]
 
 
 def compiled_kernel():
-    """
-    The compiled kernel; the tests that use it fail when it is not built
-    (C{make venv} builds it), unless C{MMO_PURE_PYTHON=1} says it is not
-    meant to be: then they are skipped.
-    """
-    try:
-        from mmo.zone import _kernel
-    except ImportError:
-        if os.environ.get("MMO_PURE_PYTHON") == "1":
-            raise unittest.SkipTest("MMO_PURE_PYTHON=1: the compiled kernel is not used")
-        raise AssertionError(
-            "mmo.zone._kernel is not built: make venv builds it (or set MMO_PURE_PYTHON=1)"
-        ) from None
-    return _kernel
+    """The compiled kernel (L{support.compiled_module})."""
+    return support.compiled_module("mmo.zone._kernel")
 
 
 class PureKernel:
