@@ -460,7 +460,9 @@ def _versioned(views: list[dict], reals: dict, sent: dict | None, current: dict 
         version = real.version if real is not None else 0
         if sent is not None:
             last = sent.pop(entity_id, None)
-            if last is not None and last[1] == version and last[0] == view:
+            # A standing real's view is the same object tick after tick
+            # (Publication keeps it): no compare of its items then.
+            if last is not None and last[1] == version and (last[0] is view or last[0] == view):
                 current[entity_id] = last
                 continue
         if current is not None:
