@@ -48,16 +48,30 @@ class GatewaysOnly(Command):
     response = []
 
 
+class Told(Command):
+    """A command without an answer, as a gateway's inputs to a zone."""
+
+    arguments = []
+    response = []
+    requiresAnswer = False
+
+
 class GuardedProtocol(RPCProtocol):
-    senders = {**SENDERS, GatewaysOnly: frozenset({"gateway"})}
+    senders = {**SENDERS, GatewaysOnly: frozenset({"gateway"}), Told: frozenset({"zone"})}
 
     @GatewaysOnly.responder
     def gateways_only(self):
         return {}
 
+    @Told.responder
+    def told(self):
+        self.factory.told += 1
+        return {}
+
 
 class GuardedFactory(RPCServerFactory):
     protocol = GuardedProtocol
+    told = 0
 
 
 class UnixLinkTests(unittest.TestCase):
@@ -98,7 +112,7 @@ class UnixLinkTests(unittest.TestCase):
         self.assertTrue(service.unix)
         response = await bounded(service.callRemote(Ping, nonce=7))
         self.assertEqual(
-            response, {"nonce": 7, "name": "mmo", "version": mmo.__version__, "takes": []}
+            response, {"nonce": 7, "name": "mmo", "version": mmo.__version__, "takes": ["Told"]}
         )
         [link] = server.connections
         self.assertEqual(link.peer, "zone-1")
@@ -109,6 +123,22 @@ class UnixLinkTests(unittest.TestCase):
         socket_file = os.stat(self.conf.rpc_socket(self.conf.process("mmo")))
         self.assertEqual(stat.S_IMODE(socket_file.st_mode), 0o600)
         self.assertEqual(self.logs.matching("TLS refused"), [])
+
+    async def test_takes_known_from_identify(self):
+        """
+        The client learns from the server's answer to L{Identify} which
+        commands without an answer it takes, as over TLS from the first
+        L{Ping}: a gateway sends a zone its inputs unanswered on this link
+        too.
+        """
+        server = await self.listen()
+        service = self.client()
+        await bounded(service.callRemote(Ping, nonce=1))
+        self.assertTrue(service.takes(Told))
+        self.assertFalse(service.takes(GatewaysOnly))
+        await bounded(service.tell(Told))
+        await bounded(service.callRemote(Ping, nonce=2))
+        self.assertEqual(server.told, 1)
 
     async def test_senders_still_checked(self):
         await self.listen()

@@ -134,12 +134,18 @@ class Identify(Command):
     """
     The first command of a Unix-socket link (L{mmo.rpc.unix}), where no
     certificate names the client: the client gives its process name, the
-    server answers with its own and its mmo version.  Over TLS it is
+    server answers with its own, its mmo version and, as a L{Ping}'s
+    answer does, the commands without an answer it takes (an older
+    server's answer has no C{takes}: it takes none).  Over TLS it is
     refused: the certificates already named both ends.
     """
 
     arguments = [(b"name", amp.Unicode())]
-    response = [(b"name", amp.Unicode()), (b"version", amp.Unicode())]
+    response = [
+        (b"name", amp.Unicode()),
+        (b"version", amp.Unicode()),
+        (b"takes", amp.ListOf(amp.Unicode(), optional=True)),
+    ]
 
 
 class LongBytes(amp.Argument):

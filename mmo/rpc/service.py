@@ -396,8 +396,15 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         Echo C{nonce}, with this process's name and mmo version, and the
         commands without an answer this end carries out.
         """
+        return {"nonce": nonce, **self._about()}
+
+    def _about(self) -> dict:
+        """
+        What this end says of itself answering a link's first command
+        (L{Ping}, L{Identify}): its process name, mmo version and the
+        commands without an answer it carries out.
+        """
         return {
-            "nonce": nonce,
             "name": self.factory.process.name,
             "version": mmo.__version__,
             "takes": [
@@ -410,9 +417,9 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
 
     def takes(self, command: type[amp.Command]) -> bool:
         """
-        Whether the peer said, answering a L{Ping} (the client's first one,
-        or L{ask_takes}), that it carries out C{command} (one without an
-        answer).
+        Whether the peer said, answering the link's first command (a
+        L{Ping}, or L{Identify} on a Unix socket) or L{ask_takes}, that it
+        carries out C{command} (one without an answer).
         """
         return command.commandName.decode("ascii") in self.peer_takes
 
@@ -449,7 +456,7 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
             raise Refused(why)
         self.peer = name
         self._up()
-        return {"name": self.factory.process.name, "version": mmo.__version__}
+        return self._about()
 
     def _identity_refusal(self, name: str) -> str | None:
         """Why a Unix-socket client may not be C{name}, or C{None}."""
