@@ -253,7 +253,9 @@ class ZoneNode:
         )
         #: Neighbour -> what it is sent of our ghosts (whole, or deltas once it asks).
         self.ghost_senders = {
-            other: GhostSender(name) for other in world.zone_names if other != name
+            other: GhostSender(name, heartbeat=world.ghost_ttl / 4)
+            for other in world.zone_names
+            if other != name
         }
         self.checkpointer = Checkpointer(
             name,
@@ -283,7 +285,9 @@ class ZoneNode:
         views = [copy.deepcopy(entity.view()) for entity in entities.values()]
         now = self.clock.seconds()
         for other, sender in self.ghost_senders.items():
-            self.link.send(other, sender.update(tick, views, entities, now))
+            update = sender.update(tick, views, entities, now)
+            if update is not None:
+                self.link.send(other, update)
 
     def sync_ghosts(self, zone: str, full: bool) -> None:
         self.link.send(zone, GhostSync(self.name, full))

@@ -34,7 +34,7 @@ from mmo.gateway.routing import Services
 from mmo.gateway.sessions import Sessions
 from mmo.wire import codes
 from mmo.wire.codes import WireError
-from mmo.zone.ghosts import LEASE
+from mmo.zone.ghosts import HEARTBEAT, LEASE
 from mmo.zone.route import ZoneRoute, move_input
 from mmo.zone.service import ZoneService
 from mmo.zone.simulation import parse_input
@@ -456,7 +456,8 @@ class GhostDeltaTests(ZoneTestCase):
     async def test_deltas(self):
         """
         The east zone asks the west for deltas: after the first whole
-        update, only what changed travels, and the east's ghost follows.
+        update, only what changed travels, and the east's ghost follows;
+        while nothing changes, an empty delta goes every HEARTBEAT only.
         """
         heard = await self.updates("r0c1")
         alice = caller("alice", zone="r0c0")
@@ -465,13 +466,17 @@ class GhostDeltaTests(ZoneTestCase):
         real.x = 96.0
         self.tick(3)
         self.assertIsNone(heard[0].base)
-        self.assertEqual(heard[-1].base, heard[-2].tick)
-        self.assertEqual(heard[-1].views, ())
+        self.assertIsNone(heard[-1].base)
+        del heard[:]
+        self.tick(int(HEARTBEAT / TICK) + 1)
+        [heartbeat] = heard
+        self.assertEqual(heartbeat.views, ())
         del heard[:]
         real.x = 97.0
         self.tick(2)
-        self.assertEqual([v["x"] for v in heard[0].views], [97.0])
-        self.assertEqual([u.views for u in heard[1:]], [()] * (len(heard) - 1))
+        [moved] = heard
+        self.assertEqual(moved.base, heartbeat.tick)
+        self.assertEqual([v["x"] for v in moved.views], [97.0])
         self.assertEqual(self.east.ghosts.get("c-alice").view["x"], 97.0)
         del heard[:]
         real.x = 50.0
@@ -495,7 +500,7 @@ class GhostDeltaTests(ZoneTestCase):
         self.assertEqual({len(u.views) for u in heard[1:]}, {1})
 
         self.east.ghosts.sync = self.east._sync_ghosts
-        self.tick(3)
+        self.tick(3 + int(HEARTBEAT / TICK))
         self.assertIsNotNone(heard[-1].base)
         self.east.ghosts.sync = None
         del heard[:]

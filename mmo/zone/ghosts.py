@@ -38,7 +38,10 @@ whole updates); a neighbour that missed an update (a delta whose base is
 not the last update it took: it restarted, its subscription came up late,
 a publish failed) keeps its ghosts as they are and asks for a whole one
 (C{GhostSync(full=True)}, at most every L{ASK_INTERVAL} seconds), which
-comes at the sender's next tick.
+comes at the sender's next tick.  A delta that would say nothing (no view
+changed, none gone) is not sent, unless the neighbour heard nothing for
+L{HEARTBEAT} seconds: an idle border costs no message a tick, and the
+neighbour's ghosts do not expire (L{TTL}).
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ SYNC_INTERVAL = 2.0
 LEASE = 3 * SYNC_INTERVAL
 #: Seconds between a zone's asks for a whole update of a neighbour it lost.
 ASK_INTERVAL = 0.25
+#: Seconds after a zone's last update at which a neighbour drops its ghosts.
+TTL = 1.0
+#: Seconds at most between two updates to a neighbour that takes deltas,
+#: empty ones left out between: well within L{TTL}, a lost one included.
+HEARTBEAT = TTL / 4
 
 
 def ghost_view(entity: Entity) -> dict:
@@ -93,7 +101,7 @@ class GhostTable:
         self,
         is_real: Callable[[str], bool],
         clock,
-        ttl: float = 1.0,
+        ttl: float = TTL,
         sync: Callable[[str, bool], None] | None = None,
     ):
         self.is_real = is_real
@@ -406,11 +414,16 @@ class GhostSender:
 
     @param zone: The sending zone.
     @param lease: L{LEASE}.
+    @param heartbeat: L{HEARTBEAT}: at most this many seconds between two
+        deltas sent (well within the neighbour's C{ttl}).
     """
 
-    def __init__(self, zone: str, lease: float = LEASE):
+    def __init__(self, zone: str, lease: float = LEASE, heartbeat: float = HEARTBEAT):
         self.zone = zone
         self.lease = lease
+        self.heartbeat = heartbeat
+        #: When the last delta (or the whole update it is based on) was made.
+        self._sent_at = 0.0
         #: Until when the neighbour takes deltas (C{None}: whole updates).
         self._until: float | None = None
         #: What the last update stood for, by id: (view without its
@@ -424,25 +437,30 @@ class GhostSender:
         if full:
             self._sent = None
 
-    def update(self, tick: int, views: list[dict], reals: dict, now: float) -> GhostUpdate:
+    def update(self, tick: int, views: list[dict], reals: dict, now: float) -> GhostUpdate | None:
         """
         The update numbered C{tick} of C{views} (each real's view, without
-        its version: that of its real in C{reals}), whole or a delta.
+        its version: that of its real in C{reals}), whole or a delta; or
+        C{None}, nothing to send: a delta that would say nothing, less than
+        C{heartbeat} seconds after the last update sent (the next one is
+        based on that one).
         """
         if self._until is None or now >= self._until:
             self._until = self._sent = None
             return GhostUpdate(self.zone, tick, _versioned(views, reals, None, None))
         sent = self._sent
-        self._tick, base = tick, self._tick
         current: dict[str, tuple[dict, int]] = {}
         if sent is None:
             # Whole, and remembered: the base of the next ones.
-            self._sent = current
+            self._tick, self._sent, self._sent_at = tick, current, now
             return GhostUpdate(self.zone, tick, _versioned(views, reals, None, current))
         changed = _versioned(views, reals, sent, current)
         # What is left of the last update is gone.
         gone = list(sent) or None
         self._sent = current
+        if not changed and gone is None and now - self._sent_at < self.heartbeat:
+            return None
+        self._tick, base, self._sent_at = tick, self._tick, now
         return GhostUpdate(self.zone, tick, changed, base=base, gone=gone)
 
 

@@ -131,7 +131,7 @@ class Outbox:
         """
         A tick's ghost views, each with its real's version, to each
         neighbour: whole, or what changed since its last update where it
-        takes deltas (L{GhostSender}).
+        takes deltas (L{GhostSender}; an empty delta only now and then).
         """
         # Tick numbers of ghost updates keep increasing across a restart.
         self.ghost_tick = max(self.ghost_tick + 1, int(result.time * 1000))
@@ -142,7 +142,8 @@ class Outbox:
             if sender is None:
                 sender = senders[region] = GhostSender(self.name)
             update = sender.update(self.ghost_tick, views, reals, result.time)
-            self.publish(zone_channel(region), encode(update, self.name))
+            if update is not None:
+                self.publish(zone_channel(region), encode(update, self.name))
 
     def ghosts_synced(self, region: str, full: bool) -> None:
         """Neighbour C{region} takes deltas (its L{GhostSync}); C{full}: a whole one next."""
