@@ -634,8 +634,10 @@ class Offer:
 class Accept:
     """
     New owner to old: the store names me owner by this transfer, at
-    C{version}; C{ghost_tick} is the number of my last L{GhostUpdate} sent
-    before that (the old owner ghosts the entity until a later one).
+    C{version}; C{ghost_tick} is the number of my last ghost tick before
+    that: every L{GhostUpdate} numbered up to it was sent before (an empty
+    delta of a tick is not sent at all), and the old owner ghosts the
+    entity until a later one.
     """
 
     transfer_id: str

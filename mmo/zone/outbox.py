@@ -39,7 +39,7 @@ class ZoneLink(BusLink):
     the bus, to gateways through the zone's L{Outbox}; each L{Offer} of a
     player carrying the view its client has (C{seen}), so that the new
     zone goes on with the same view (nothing enters again), and each
-    L{Accept} the number of the zone's last ghost update (C{ghost_tick}),
+    L{Accept} the number of the zone's last ghost tick (C{ghost_tick}),
     so that the old zone ghosts the entity until the first update of ours
     that holds it (nothing leaves and enters again).
     """
