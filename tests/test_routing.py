@@ -18,7 +18,7 @@ import dataclasses
 from twisted.application.service import IService
 from twisted.internet import defer, error, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.protocols import amp
 from twisted.python.failure import Failure
@@ -1015,6 +1015,31 @@ class RouteInputsTests(unittest.TestCase):
         self.assertEqual(error.code, codes.ROOM_FULL)
         malformed = [line for line in self.logged if "malformed input from gateway-1" in line]
         self.assertEqual(len(malformed), 1, self.logged)
+
+    def test_boxes_heard_directly(self):
+        """
+        Off the wire, a gateway's first RouteInputs box goes AMP's way (the
+        senders' check), and later ones straight from the box (no
+        dispatch): handled in order, nothing answered.
+        """
+        transport = StringTransport()
+        self.link.makeConnection(transport)
+        dispatched = []
+        dispatch = self.link.dispatchCommand
+        self.link.dispatchCommand = lambda box: dispatched.append(box) or dispatch(box)
+        boxes = [
+            amp.AmpBox(
+                RouteInputs.makeArguments(
+                    {"calls": pack([[self.caller, "room.echo", {"text": text}]])}, self.link
+                ),
+                _command=b"RouteInputs",
+            ).serialize()
+            for text in "abc"
+        ]
+        self.link.dataReceived(b"".join(boxes))
+        self.assertEqual(self.handled, ["a", "b", "c"])
+        self.assertEqual(len(dispatched), 1)
+        self.assertEqual(transport.value(), b"")
 
     def test_refusal_logged(self):
         """By default a game service logs what it refused (nobody else would know)."""

@@ -85,6 +85,37 @@ class GatewaysOnlyProtocol(RPCProtocol):
         return {}
 
 
+class Told(Command):
+    """Without an answer: heard straight from its box once cleared."""
+
+    arguments = [(b"text", amp.Unicode())]
+    response = []
+    requiresAnswer = False
+
+
+class ToldProtocol(RPCProtocol):
+    """Hears L{Told} from "mmo" processes (the kind of the default deployment's)."""
+
+    senders = {**SENDERS, Told: frozenset({"mmo"})}
+    heard_directly = {Told: "told"}
+
+    def __init__(self):
+        super().__init__()
+        self.heard = []
+        self.dispatched = []
+
+    def dispatchCommand(self, box):
+        self.dispatched.append(box[b"_command"])
+        return super().dispatchCommand(box)
+
+    @Told.responder
+    def told(self, text: str) -> dict:
+        if text == "bug":
+            raise ZeroDivisionError(text)
+        self.heard.append(text)
+        return {}
+
+
 class FailingProtocol(RecordingProtocol):
     """Serves L{Fail}: C{not-found} and C{full} fail, C{fine} answers, anything else is a bug."""
 
@@ -291,6 +322,68 @@ class FakeProtocolTests(unittest.TestCase):
         self.assertEqual({a[b"_error_code"] for a in answers[1::2]}, {b"REFUSED"})
         self.assertEqual(len([t for t in texts if "may not send it" in t]), 1)
         self.assertEqual(link.seen, 0)
+
+    def told_link(self, peer: str) -> ToldProtocol:
+        factory = RPCServerFactory(self.conf, self.conf.process("mmo"), self.clock)
+        factory.protocol = ToldProtocol
+        link = factory.buildProtocol(None)
+        link.makeConnection(self.transport)
+        link.peer = peer
+        return link
+
+    def test_heard_directly_once_cleared(self):
+        """
+        A command of C{heard_directly} goes AMP's whole way the first time
+        (the senders' check), then straight from its box: in order, its
+        arguments parsed, nothing answered; a box of it that asks for an
+        answer still goes AMP's way, and is answered.
+        """
+        link = self.told_link("mmo")
+        boxes = [amp.AmpBox(_command=b"Told", text=t.encode()).serialize() for t in "abc"]
+        link.dataReceived(b"".join(boxes))
+        self.assertEqual(link.heard, ["a", "b", "c"])
+        self.assertEqual(link.dispatched, [b"Told"])
+        link.dataReceived(amp.AmpBox(_command=b"Told", _ask=b"1", text=b"d").serialize())
+        self.assertEqual(link.heard, ["a", "b", "c", "d"])
+        self.assertEqual(link.dispatched, [b"Told", b"Told"])
+        [answer] = self.sent()
+        self.assertEqual(answer[b"_answer"], b"1")
+
+    def test_heard_directly_refused_every_time(self):
+        """From a peer that may not send it, every box is refused, none heard."""
+        link = self.told_link("zone-1")
+        box = amp.AmpBox(_command=b"Told", text=b"a").serialize()
+        link.dataReceived(box)
+        link.dataReceived(box)
+        self.assertEqual(link.heard, [])
+        self.assertEqual(link.dispatched, [b"Told", b"Told"])
+        self.flushLoggedErrors(amp.RemoteAmpError)
+
+    def test_heard_directly_failure_logged(self):
+        """A responder heard directly that raises is logged; the link goes on."""
+        texts = LogCapture(self).lines
+        link = self.told_link("mmo")
+        for text in (b"a", b"bug", b"b"):
+            link.dataReceived(amp.AmpBox(_command=b"Told", text=text).serialize())
+        self.assertEqual(link.heard, ["a", "b"])
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertTrue(any("RPC responder for Told from mmo failed" in t for t in texts), texts)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_only_unanswered_commands_heard_directly(self):
+        """A protocol that lists an answered command, or no method, is refused as it is made."""
+        with self.assertRaises(TypeError) as caught:
+
+            class Answered(RPCProtocol):
+                heard_directly = {Ping: "ping"}
+
+        self.assertIn("Ping is answered", str(caught.exception))
+        with self.assertRaises(TypeError) as caught:
+
+            class Missing(RPCProtocol):
+                heard_directly = {Told: "nowhere"}
+
+        self.assertIn("no method 'nowhere'", str(caught.exception))
 
     def test_start_tls_not_served(self):
         """AMP's built-in StartTLS is not served: the link is TLS already."""

@@ -56,8 +56,12 @@ class ServiceRPC(rpc.RPCProtocol):
     """
     Answers gateways' L{commands.Route}, L{commands.RouteBatch},
     L{commands.Send} and L{commands.SessionEvent} for the factory's game
-    service.
+    service, and carries out their L{commands.RouteInputs} (heard straight
+    from their boxes once cleared: a gateway's turn with a move often
+    carries that one alone).
     """
+
+    heard_directly = {commands.RouteInputs: "route_inputs"}
 
     @commands.Route.responder
     def route(self, caller: bytes, kind: str, body: bytes) -> defer.Deferred:

@@ -127,6 +127,17 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
     C{UNKNOWN} error code, and the link stays up: one buggy request must not
     cut every other request on the link.
 
+    The commands without an answer a subclass lists in C{heard_directly}
+    (command -> the name of its responder method) are carried out straight
+    from their box once the peer was found allowed to send them (their
+    first box goes AMP's whole way, L{dispatchCommand}'s check included):
+    a zone's tick on a gateway's link, a gateway's inputs on a zone's.
+    AMP's dispatch of a box that is never answered (the responder's look-up
+    and serialization wrapper, two Deferreds and their callbacks) costs
+    more than most of what such a responder does.  The responder is called
+    with the box's arguments (C{Command.parseArguments}); what it returns
+    is dropped, and what it raises is logged.
+
     The protocol's factory provides C{process}, C{reactor}, C{expected_peer}
     (C{None} on the server side), C{allowed}, C{handshake_timeout},
     C{peer_connected} and C{peer_disconnected}: see L{RPCServerFactory} and
@@ -150,6 +161,20 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
     _refused: frozenset[bytes] = frozenset()
     #: The commands the peer was found allowed to send (L{dispatchCommand}).
     _allowed: frozenset[bytes] = frozenset()
+    #: Commands without an answer carried out straight from their box once
+    #: cleared: command -> the name of its responder method (see above).
+    heard_directly: dict[type[amp.Command], str] = {}
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        for command, method in cls.heard_directly.items():
+            if command.requiresAnswer:
+                raise TypeError(
+                    f"{cls.__name__}.heard_directly: {command.__name__} is answered; "
+                    "only a command without an answer can be heard directly"
+                )
+            if not callable(getattr(cls, method, None)):
+                raise TypeError(f"{cls.__name__}.heard_directly: no method {method!r}")
 
     # -- connection life cycle -------------------------------------------
 
@@ -328,6 +353,22 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         result.addErrback(self._unexpected, name)
         return result
 
+    def ampBoxReceived(self, box) -> None:
+        name = box.get(amp.COMMAND)
+        direct = _direct_responders(type(self)).get(name)
+        if direct is None or amp.ASK in box or name not in self._allowed:
+            super().ampBoxReceived(box)
+            return
+        command, method = direct
+        try:
+            method(self, **command.parseArguments(box, self))
+        except Exception:
+            self.log.failure(
+                "RPC responder for {command} from {peer} failed",
+                command=_command_name(name),
+                peer=self.peer,
+            )
+
     def cleared(self, name: bytes) -> bool:
         """
         Whether the peer was found allowed to send the command named
@@ -467,6 +508,21 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         if not config.same_machine(self.factory.process, process):
             return f"{name!r} does not run on this machine"
         return None
+
+
+#: Protocol class -> its L{RPCProtocol.heard_directly}, by wire name.
+_DIRECT: dict[type, dict[bytes, tuple[type[amp.Command], Callable]]] = {}
+
+
+def _direct_responders(cls: type) -> dict[bytes, tuple[type[amp.Command], Callable]]:
+    """C{cls.heard_directly} by wire name: C{(command, responder function)}; made once per class."""
+    found = _DIRECT.get(cls)
+    if found is None:
+        found = _DIRECT[cls] = {
+            command.commandName: (command, getattr(cls, method))
+            for command, method in cls.heard_directly.items()
+        }
+    return found
 
 
 class RPCServerFactory(protocol.ServerFactory):

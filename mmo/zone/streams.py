@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.logger import Logger
-from twisted.protocols import amp
 
 from mmo import rpc
 from mmo.game.messages import PushStems, encode, gateway_channel, publish
@@ -152,38 +151,16 @@ class GatewayStreams(BusGateways):
             self._missed.add(gateway)
 
 
-#: The wire names of the commands of a zone's stream.
-_STREAMED = frozenset({Stream.commandName, StreamStems.commandName})
-#: Their one argument, the same in both.
-_MESSAGE = dict(Stream.arguments)[b"message"]
-
-
 class StreamedLink(rpc.RPCProtocol):
     """
     A gateway's link to a zone process: it takes the zone's L{Stream}, and
-    L{StreamStems} (a L{PushStems} in a L{Stream}), which go the same way.
+    L{StreamStems} (a L{PushStems} in a L{Stream}), which go the same way:
+    heard straight from their boxes once the zone was found allowed to send
+    them (L{rpc.RPCProtocol}'s C{heard_directly}; every tick of every zone
+    comes here).
     """
 
-    def ampBoxReceived(self, box) -> None:
-        """
-        A box of the zone's stream is heard at once, once the zone was
-        found allowed to send its command (its first such box went AMP's
-        whole way: L{rpc.RPCProtocol.dispatchCommand}'s check, the
-        responder): every tick of every zone comes here, and AMP's
-        dispatch (the responder's lookup, the arguments' parsing, two
-        Deferreds and their callbacks, for a box that is never answered)
-        cost about 70,000 instructions a box (C{bench/stream_push.py
-        --link}).  What the responders do is done the same
-        (L{StreamedLinkFactory.heard}, which never raises); any other box,
-        or one that asks for an answer, goes AMP's way.
-        """
-        name = box.get(amp.COMMAND)
-        if name in _STREAMED and amp.ASK not in box and self.cleared(name):
-            arguments: dict = {}
-            _MESSAGE.fromBox(b"message", box, arguments, self)
-            self.factory.heard(self.peer, arguments["message"])
-            return
-        super().ampBoxReceived(box)
+    heard_directly = {Stream: "stream", StreamStems: "stream_stems"}
 
     @Stream.responder
     def stream(self, message: bytes) -> dict:
