@@ -164,17 +164,23 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
     #: Commands without an answer carried out straight from their box once
     #: cleared: command -> the name of its responder method (see above).
     heard_directly: dict[type[amp.Command], str] = {}
+    #: C{heard_directly} by wire name: (command, responder function).
+    _direct: dict[bytes, tuple[type[amp.Command], Callable]] = {}
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
+        direct = {}
         for command, method in cls.heard_directly.items():
             if command.requiresAnswer:
                 raise TypeError(
                     f"{cls.__name__}.heard_directly: {command.__name__} is answered; "
                     "only a command without an answer can be heard directly"
                 )
-            if not callable(getattr(cls, method, None)):
+            responder = getattr(cls, method, None)
+            if not callable(responder):
                 raise TypeError(f"{cls.__name__}.heard_directly: no method {method!r}")
+            direct[command.commandName] = (command, responder)
+        cls._direct = direct
 
     # -- connection life cycle -------------------------------------------
 
@@ -355,7 +361,7 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
 
     def ampBoxReceived(self, box) -> None:
         name = box.get(amp.COMMAND)
-        direct = _direct_responders(type(self)).get(name)
+        direct = self._direct.get(name)
         if direct is None or amp.ASK in box or name not in self._allowed:
             super().ampBoxReceived(box)
             return
@@ -368,14 +374,6 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
                 command=_command_name(name),
                 peer=self.peer,
             )
-
-    def cleared(self, name: bytes) -> bool:
-        """
-        Whether the peer was found allowed to send the command named
-        C{name} (by L{dispatchCommand}, for this link's life): a protocol
-        that carries out a command without AMP's dispatch does so only then.
-        """
-        return name in self._allowed
 
     def peer_kind(self) -> str | None:
         """
@@ -508,21 +506,6 @@ class RPCProtocol(HandshakeLogging, amp.AMP):
         if not config.same_machine(self.factory.process, process):
             return f"{name!r} does not run on this machine"
         return None
-
-
-#: Protocol class -> its L{RPCProtocol.heard_directly}, by wire name.
-_DIRECT: dict[type, dict[bytes, tuple[type[amp.Command], Callable]]] = {}
-
-
-def _direct_responders(cls: type) -> dict[bytes, tuple[type[amp.Command], Callable]]:
-    """C{cls.heard_directly} by wire name: C{(command, responder function)}; made once per class."""
-    found = _DIRECT.get(cls)
-    if found is None:
-        found = _DIRECT[cls] = {
-            command.commandName: (command, getattr(cls, method))
-            for command, method in cls.heard_directly.items()
-        }
-    return found
 
 
 class RPCServerFactory(protocol.ServerFactory):
