@@ -12,7 +12,7 @@ both ends of the window.  The bot's own CPU is reported apart.  A
 least-squares fit over the counts splits each process kind's cores into
 a fixed part, a part per player-second and a part per push.
 
-    python bench/capacity.py [--bots 100,200,400] [--window 60] [--json]
+    python bench/capacity.py [--bots 100,200,400] [--window 60] [--update-rate HZ] [--json]
 
 See bench/README.md for every figure.
 """
@@ -129,10 +129,12 @@ def fit(rows: list[tuple[float, ...]], values: list[float]) -> list[float] | Non
 class Cluster:
     """The processes of a C{conf/cluster.toml}-shaped deployment, in C{directory}."""
 
-    def __init__(self, directory: str, links: str = "config"):
+    def __init__(self, directory: str, links: str = "config", update_rate: float | None = None):
         self.directory = directory
         self.redis = RedisServer(os.path.join(directory, "redis"))
         self.processes, self.world, self.login, unix = cluster_shape()
+        if update_rate is not None:
+            self.world = {**self.world, "update_rate": update_rate}
         #: Links between the processes on Unix sockets (else mutual TLS).
         self.unix = unix if links == "config" else links == "unix"
         self.ports = {name: free_port() for name, _ in self.processes}
@@ -438,6 +440,12 @@ def main(argv=None) -> int:
         help="links between the processes: as conf/cluster.toml says (rpc_unix_dir), "
         "mutual TLS, or Unix sockets (default %(default)s)",
     )
+    p.add_argument(
+        "--update-rate",
+        type=float,
+        metavar="HZ",
+        help="[world] update_rate for the cluster (default: conf/cluster.toml's)",
+    )
     args = p.parse_args(argv)
     counts = sorted(int(n) for n in args.bots.split(",") if n.strip())
     if not counts or min(counts) < 1:
@@ -451,10 +459,11 @@ def main(argv=None) -> int:
     # Stopped by SIGTERM (bench/run.py's time limit): stop the cluster first.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     directory = tempfile.mkdtemp(prefix="mmo-capacity-")
-    cluster = Cluster(directory, args.links)
+    cluster = Cluster(directory, args.links, args.update_rate)
     figures: dict = {
         "scenario": args.scenario,
         "links": "unix" if cluster.unix else "tls",
+        "update_rate": cluster.world.get("update_rate", 0.0),
         "window_s": args.window,
         "goal_players_per_core": 2000,
         "goal_move_p99_ms": 50.0,

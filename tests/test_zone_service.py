@@ -169,6 +169,7 @@ class ZoneServiceTests(ZoneTestCase):
                 "width": 200.0,
                 "height": 100.0,
                 "tick_rate": 10.0,
+                "update_rate": 10.0,
                 "aoi_radius": 20.0,
                 "regions": [
                     {"name": "r0c0", "x0": 0.0, "y0": 0.0, "x1": 100.0, "y1": 100.0, "zone": "mmo"},

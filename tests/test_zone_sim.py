@@ -17,12 +17,13 @@ from twisted.internet import task
 from twisted.trial import unittest
 
 from mmo import config
+from mmo.client import WorldView
 from mmo.config import ConfigError, WorldSection
 from mmo.zone.aoi import AreaOfInterest
 from mmo.zone.entity import NPC, PLAYER, Entity
 from mmo.zone.simulation import Input, ZoneSimulation, parse_input
 from mmo.zone.ticker import Ticker
-from mmo.zone.world import Region, WorldMap
+from mmo.zone.world import Region, WorldMap, client_world
 from tests.support import write_config
 
 PROCESSES = """
@@ -269,6 +270,25 @@ class WorldConfigTests(unittest.TestCase):
         self.assertConfigError(
             "[world]\nmove_burst = 0.05\n", "world.move_burst", "at least two ticks"
         )
+
+    def test_update_rate(self):
+        """A world update every tick unless update_rate says every how many."""
+        self.assertEqual(self.load("").world.update_every, 1)
+        halved = self.load("[world]\nupdate_rate = 10\n").world
+        self.assertEqual(halved.update_every, 2)
+        # What clients are told.
+        self.assertEqual(client_world(halved)["update_rate"], 10.0)
+        self.assertEqual(client_world(self.load("").world)["update_rate"], 20.0)
+        self.assertEqual(
+            self.load("[world]\ntick_rate = 30\nupdate_rate = 7.5\n").world.update_every, 4
+        )
+        self.assertEqual(self.load("[world]\nupdate_rate = 20\n").world.update_every, 1)
+        for rate in ("7", "40", "0.3"):
+            self.assertConfigError(
+                f"[world]\nupdate_rate = {rate}\n",
+                "world.update_rate",
+                "must divide tick_rate (20) into a whole number of ticks",
+            )
 
     def test_unknown_key(self):
         self.assertConfigError("[world]\nwidht = 5\n", "world.widht", "unknown key")
@@ -828,6 +848,151 @@ class ExtensionTests(unittest.TestCase):
         entries = {entry["id"]: entry for entry in update["update"]}
         self.assertEqual(entries["a"], {"id": "a", "attrs": {"ticks": 2, "emote": "wave"}})
         self.assertEqual(entries["b"], {"id": "b", "attrs": {"ticks": 2}})
+
+
+class UpdateRateTests(unittest.TestCase):
+    """
+    With C{[world] update_rate}, players are sent what changed every few
+    ticks: everything that changed since the last update, nothing between.
+    """
+
+    def test_every_other_tick(self):
+        zone = Zone({"update_rate": 10, "npc_speed": 0})
+        sim = zone.sim
+        watcher = player("watcher", 200, 500)
+        npc = Entity("npc", NPC, 210, 500)
+        sim.add(watcher)
+        sim.add(npc)
+        self.assertEqual(zone.tick().pushes, {})
+        update = events_of(zone.tick(), watcher)["world.update"]
+        self.assertEqual(update["tick"], 2)
+        self.assertEqual(ids(update["enter"]), {"watcher", "npc"})
+
+        # Moved between two updates, then still: the next one shows it.
+        npc.x = 211
+        self.assertEqual(zone.tick().pushes, {})
+        update = events_of(zone.tick(), watcher)["world.update"]
+        self.assertEqual(update["update"], [{"id": "npc", "x": 211, "y": 500}])
+
+        # Gone and back between two updates, elsewhere and renamed: what
+        # the client has of it is updated, not entered again.
+        sim.remove("npc")
+        self.assertEqual(zone.tick().pushes, {})
+        sim.add(Entity("npc", NPC, 215, 505, name="back"))
+        update = events_of(zone.tick(), watcher)["world.update"]
+        self.assertEqual(update["update"], [{"id": "npc", "x": 215, "y": 505, "name": "back"}])
+        self.assertEqual((update["enter"], update["leave"]), ([], []))
+
+        sim.remove("npc")
+        self.assertEqual(zone.tick().pushes, {})
+        update = events_of(zone.tick(), watcher)["world.update"]
+        self.assertEqual((update["tick"], update["leave"]), (8, ["npc"]))
+
+    def test_correction_at_the_next_update(self):
+        zone = Zone({"update_rate": 10})
+        walker = player("walker", 200, 500)
+        zone.sim.add(walker)
+        zone.tick()
+        zone.tick()
+        self.assertFalse(send(zone.sim, walker, 1, 900, 500))
+        self.assertEqual(zone.tick().pushes, {})
+        events = events_of(zone.tick(), walker)
+        self.assertEqual(events["world.correct"], {"x": 200, "y": 500, "input": 1})
+        zone.tick()
+        self.assertEqual(events_of(zone.tick(), walker), {})
+
+    def test_ghosts_and_crossings_every_tick(self):
+        """The neighbours and the handoff hear of the border every tick."""
+        zone = Zone({"columns": 2, "zones": ["zone-1", "zone-2"], "update_rate": 5})
+        near = player("near", 480, 500)
+        zone.sim.add(near)
+        for _ in range(4):
+            result = zone.tick()
+            self.assertEqual(ids(result.ghost_views["r0c1"]), {"near"})
+        near.x = 520
+        result = zone.tick()
+        self.assertEqual(result.pushes, {})
+        self.assertEqual([(e.id, r.name) for e, r in result.crossings], [("near", "r0c1")])
+
+    def test_clients_hold_what_is_in_view(self):
+        """
+        Random walks with arrivals, departures, renames and new attributes
+        at every tick, ghosts too: at every update, each player's client,
+        fed all its pushes, holds exactly the views of what is within its
+        radius, and nothing is pushed between two updates.
+        """
+        for every in (2, 3):
+            for seed in range(4):
+                self.random_walk(every, seed)
+
+    def random_walk(self, every: int, seed: int) -> None:
+        rng = random.Random(seed)
+        zone = Zone(
+            {"columns": 2, "zones": ["zone-1", "zone-2"], "update_rate": 20 / every},
+            seed=seed,
+        )
+        sim = zone.sim
+        radius = zone.conf.aoi_radius
+
+        def somewhere() -> tuple[float, float]:
+            # A corner by the border: everyone sees someone, ghosts too.
+            return rng.uniform(380, 500), rng.uniform(380, 500)
+
+        players = [player(f"p{i}", *somewhere()) for i in range(5)]
+        for p in players:
+            sim.add(p)
+        clients = {p.session: WorldView() for p in players}
+        npcs = [f"n{i}" for i in range(15)]
+        ghosts = {}
+        for tick in range(1, 60):
+            for p in players:
+                if rng.random() < 0.5:
+                    p.x, p.y = somewhere()
+            for npc_id in npcs:
+                npc = sim.get(npc_id)
+                roll = rng.random()
+                if npc is None:
+                    if roll < 0.3:
+                        sim.add(Entity(npc_id, NPC, *somewhere(), name=f"{npc_id}-{tick}"))
+                elif roll < 0.1:
+                    sim.remove(npc_id)
+                elif roll < 0.2:
+                    npc.attrs = {"hp": rng.randrange(3)}
+                elif roll < 0.25:
+                    npc.name = rng.choice(("a", "b"))
+                elif roll < 0.6:
+                    npc.x, npc.y = somewhere()
+            for g in range(8):
+                ghost_id = rng.choice((f"g{g}", npcs[g]))
+                if rng.random() < 0.3:
+                    ghosts.pop(ghost_id, None)
+                elif rng.random() < 0.5:
+                    x, y = somewhere()
+                    ghosts[ghost_id] = {
+                        "id": ghost_id,
+                        "kind": NPC,
+                        "x": x + 100,
+                        "y": y,
+                        "name": ghost_id,
+                        "attrs": {"g": tick},
+                    }
+            sim.set_ghosts("r0c1", list(ghosts.values()))
+            result = zone.tick()
+            if tick % every:
+                self.assertEqual(result.pushes, {}, (every, seed, tick))
+                continue
+            for session, events in result.pushes.get("gw-1", {}).items():
+                for kind, fields in events:
+                    self.assertEqual(kind, "world.update")
+                    clients[session].apply(fields)
+            everything = {**sim.ghosts, **{i: e.view() for i, e in sim.reals.items()}}
+            for p in players:
+                expected = {
+                    i: view
+                    for i, view in everything.items()
+                    if (view["x"] - p.x) ** 2 + (view["y"] - p.y) ** 2 <= radius * radius
+                }
+                self.assertEqual(clients[p.session].entities, expected, (every, seed, tick, p.id))
 
 
 # -- borders --------------------------------------------------------------------------

@@ -464,6 +464,7 @@ class BorderWalk:
                 "width": 200.0,
                 "height": 100.0,
                 "tick_rate": 20.0,
+                "update_rate": 20.0,
                 "aoi_radius": 20.0,
                 "regions": [
                     {

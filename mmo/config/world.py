@@ -74,6 +74,8 @@ class WorldSection(Section):
     C{r<row>c<column>}.
 
     @ivar layout: The regions, in grid (row-major) or file order.
+    @ivar update_every: Every how many ticks a player is sent a world
+        update (from C{update_rate}; 1 without it).
     """
 
     #: The process serving a world that names none: the standalone one.
@@ -86,6 +88,14 @@ class WorldSection(Section):
         ),
         "tick_rate": Number(
             20.0, minimum=1, maximum=1000, kind=float, doc="Simulation ticks per second."
+        ),
+        "update_rate": Number(
+            0.0,
+            minimum=0,
+            maximum=1000,
+            kind=float,
+            doc="World updates sent to each player per second; 0: one every tick. "
+            "Must divide tick_rate.",
         ),
         "aoi_radius": Number(
             50.0,
@@ -189,12 +199,26 @@ class WorldSection(Section):
                     f"region's width and height; region {name!r} is "
                     f"{x1 - x0:g} x {y1 - y0:g}",
                 )
+        self.update_every = self._update_every()
         if self.move_burst < 2 / self.tick_rate:
             raise self.error(
                 "move_burst",
                 f"must be at least two ticks ({2 / self.tick_rate:g} s at "
                 f"tick_rate {self.tick_rate:g}), got {self.move_burst:g}",
             )
+
+    def _update_every(self) -> int:
+        """Every how many ticks a player is sent a world update (C{update_rate})."""
+        if not self.update_rate:
+            return 1
+        every = self.tick_rate / self.update_rate
+        if self.update_rate > self.tick_rate or abs(every - round(every)) > 1e-9:
+            raise self.error(
+                "update_rate",
+                f"must divide tick_rate ({self.tick_rate:g}) into a whole number of ticks, "
+                f"got {self.update_rate:g}",
+            )
+        return round(every)
 
     def _grid_layout(self) -> list[Region]:
         zones = self.zones or [self.DEFAULT_ZONE] * (self.columns * self.rows)

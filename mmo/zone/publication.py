@@ -76,7 +76,14 @@ class Publication:
         self._ghosts: dict[str, dict] = {}
 
     def run(
-        self, result, reals: dict[str, Entity], ghosts: dict[str, dict], frozen, corrected, held=()
+        self,
+        result,
+        reals: dict[str, Entity],
+        ghosts: dict[str, dict],
+        frozen,
+        corrected,
+        held=(),
+        update: bool = True,
     ):
         """
         Fill C{result}'s (a L{mmo.zone.simulation.TickResult}) pushes,
@@ -85,42 +92,72 @@ class Publication:
         players in C{corrected} get a C{world.correct} first.  Held reals
         (arriving, their inputs held) are seen, ghosted and cross, but see
         nothing yet: they keep the view they came with, as frozen ones do.
+
+        Without C{update} (a tick between two world updates, C{[world]
+        update_rate}), nothing is pushed: the grid, what was published and
+        every player's view stay as the last update left them, so that the
+        next one shows all that changed since; the ghost views and the
+        crossings are every tick's.
         """
         self._reals = reals
         self._ghosts = ghosts
-        # The players that see nothing this tick, and keep their views.
-        blind = frozen | held if held else frozen
-        changed, observers = self._scan(result, reals, ghosts, frozen, blind)
-        self._updates = self._entries(changed, self._published)
-        self._publish(result, observers, blind, corrected)
+        if update:
+            # The players that see nothing this tick, and keep their views.
+            blind = frozen | held if held else frozen
+            observers, outer = self._fill(reals, ghosts, blind)
+            self._border(result, outer, frozen)
+            self._updates = self._entries(self._changed, self._published)
+            self._publish(result, observers, blind, corrected)
+        else:
+            # What changed since the last tick is not known (nor, at the
+            # next, of what joined in between): no view is reused.
+            self._kept = {}
+            self._border(result, self._outer(reals), frozen)
         # Nothing of the tick outlives its result, but the plain views of
-        # reals, for the next tick's to reuse.
-        self._kept = self._views if self.plain_views else {}
+        # reals, for the next tick's to reuse after an update.
+        self._kept = self._views if self.plain_views and update else {}
         self._views = {}
         self._updates = self._entries({}, self._published)
         self._changed = {}
         self._reals = {}
         self._ghosts = {}
 
-    def _scan(self, result, reals, ghosts, frozen, blind) -> tuple[dict[str, int], list]:
+    def _inner(self) -> tuple[float, float, float, float]:
+        """The box whose reals are too far from every border to matter."""
+        region, margin = self.region, self.margin
+        return (region.x0 + margin, region.y0 + margin, region.x1 - margin, region.y1 - margin)
+
+    def _fill(self, reals, ghosts, blind) -> tuple[list, list]:
         """
         One pass over the reals and the ghosts: fill the AOI grid, note what
         changed since it was last published (a mask of
         L{mmo.zone.kernel.POSITION}, C{NAME}, C{ATTRS} by id), and list the
-        observers, the crossings and the ghost views.
+        observers and the reals outside L{_inner}.
         """
-        published = self._published
-        region = self.region
-        margin = self.margin
-        hysteresis = self.hysteresis
-        # Reals inside this box are too far from every border to matter.
-        inner = (region.x0 + margin, region.y0 + margin, region.x1 - margin, region.y1 - margin)
         changed, observers, outer = self.aoi.fill(
-            reals, ghosts, published, blind, inner, PLAYER, record
+            reals, ghosts, self._published, blind, self._inner(), PLAYER, record
         )
         # What the views of the tick, from here on, are built knowing.
         self._changed = changed
+        return observers, outer
 
+    def _outer(self, reals) -> list[tuple]:
+        """C{(id, x, y, entity)} of the reals outside L{_inner}, as L{_fill} lists them."""
+        x0, y0, x1, y1 = self._inner()
+        return [
+            (entity_id, entity.x, entity.y, entity)
+            for entity_id, entity in reals.items()
+            if not (x0 <= entity.x <= x1 and y0 <= entity.y <= y1)
+        ]
+
+    def _border(self, result, outer, frozen) -> None:
+        """
+        The crossings and the ghost views of the C{outer} reals: those near
+        a neighbour are ghosted there, those past the border cross.
+        """
+        region = self.region
+        margin = self.margin
+        hysteresis = self.hysteresis
         neighbours = self.neighbours
         ghost_views = result.ghost_views = {n.name: [] for n in neighbours}
         # Each neighbour's box widened by the margin: what lies outside it
@@ -159,8 +196,6 @@ class Publication:
                 target = self.map.region_at(x, y)
                 if target is not None and target.name != region.name:
                     result.crossings.append((entity, target))
-
-        return changed, observers
 
     def _view(self, entity_id: str) -> dict:
         """

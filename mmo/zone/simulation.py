@@ -12,7 +12,8 @@ L{ZoneSimulation.tick} (driven by a L{mmo.zone.ticker.Ticker}):
  2. calls L{ZoneSimulation.on_tick} for every real (game rules);
  3. works out, for every player, what entered, changed in and left its area
     of interest (L{mmo.zone.aoi}), as one C{world.update} push per player
-    (after a C{world.correct} for a refused input), batched per gateway;
+    (after a C{world.correct} for a refused input), batched per gateway:
+    every tick, or every few with C{[world] update_rate};
  4. lists the reals that went past the region's border by more than the
     hysteresis (to be handed off) and the views of the reals within the
     ghost margin of each neighbouring region (to be mirrored there).
@@ -168,6 +169,7 @@ class ZoneSimulation:
         self._timer = timer if timer is not None else clock.seconds
         self.neighbours = world_map.neighbours(self.region)
         self.aoi = AreaOfInterest(world_config.aoi_radius)
+        self._update_every = world_config.update_every
         self.reals: dict[str, Entity] = {}
         self.tick_count = 0
         self.last_tick: float | None = None
@@ -500,8 +502,11 @@ class ZoneSimulation:
 
         corrected = self._corrected
         held = self.held
-        self._publication.run(result, self.reals, self.ghosts, self.frozen, corrected, held)
-        if corrected:
+        # Players are sent what changed every update_every ticks (the
+        # zone's first update is its tick update_every).
+        update = self.tick_count % self._update_every == 0
+        self._publication.run(result, self.reals, self.ghosts, self.frozen, corrected, held, update)
+        if corrected and update:
             # A held player's correction waits for its release.
             corrected.intersection_update(held)
         result.duration = self._timer() - started

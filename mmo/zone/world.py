@@ -88,7 +88,9 @@ def client_world(world) -> dict:
     """
     What a client needs of the map of C{world} (a
     L{mmo.config.world.WorldSection}), as the C{world} field of the
-    C{zone.enter} reply: its size, tick rate and area-of-interest radius,
+    C{zone.enter} reply: its size, tick rate, world updates a second
+    (C{update_rate}: the tick rate unless C{[world] update_rate} says
+    fewer) and area-of-interest radius,
     and every region with the zone process serving it, so that it can draw
     the borders without the deployment's config file.
 
@@ -99,6 +101,7 @@ def client_world(world) -> dict:
         "width": float(world.width),
         "height": float(world.height),
         "tick_rate": float(world.tick_rate),
+        "update_rate": float(world.tick_rate) / world.update_every,
         "aoi_radius": float(world.aoi_radius),
         "regions": [
             {

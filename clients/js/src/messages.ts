@@ -134,6 +134,8 @@ export interface WorldInfo {
   width: number;
   height: number;
   tick_rate: number;
+  /** World updates a second: `tick_rate`, or fewer with `[world] update_rate`. */
+  update_rate: number;
   aoi_radius: number;
   regions: WorldRegion[];
 }
