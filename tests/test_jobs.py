@@ -78,7 +78,7 @@ class SchedulerHarness:
             await scheduler.stop()
 
     def idle(self) -> bool:
-        return not len(self.store._in_flight) and all(
+        return not len(self.store.in_flight) and all(
             runner._working is None or getattr(runner.job.handler, "gate", None) is not None
             for s in self.schedulers
             for runner in s.runners.values()

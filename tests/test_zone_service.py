@@ -39,7 +39,7 @@ from mmo.zone.route import ZoneRoute, move_input
 from mmo.zone.service import ZoneService
 from mmo.zone.simulation import parse_input
 from mmo.zone.world import WorldMap
-from tests.support import GatewayInbox, fake_clock_bus_store, sleep, write_config
+from tests.support import GatewayInbox, fake_clock_bus_store, sleep, until, write_config
 
 WORLD = """
 [processes.mmo]
@@ -102,11 +102,19 @@ class ZoneTicks:
             self.clock.advance(0)
 
     async def settle(self, ticks: int = 1):
-        """Tick, letting the store's threads answer in between."""
+        """
+        Tick, letting the store's threads answer in between: after each
+        tick, until the store (C{self.store}, if any) has nothing in flight,
+        so that how many ticks an answer takes does not depend on how busy
+        the machine is.
+        """
+        store = getattr(self, "store", None)
         for _ in range(ticks):
             self.tick()
             for _ in range(3):
                 await sleep(0.01)
+            if store is not None:
+                await until(lambda: not len(store.in_flight), what="the store's answers")
 
     async def tick_until(self, condition, ticks: int = 30):
         """Tick until C{condition()} holds (the store answers from threads)."""

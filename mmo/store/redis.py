@@ -193,6 +193,8 @@ class RedisStore(RedisEntities, RedisLogs, RedisJobs, RedisLadder, RedisLadderBa
     @param reactor: Gives the time (C{seconds()}) of registrations; if it is
         also a network reactor the connections use it, otherwise (a
         L{twisted.internet.task.Clock} in tests) the global reactor.
+    @ivar in_flight: Its operations that have not finished (an
+        L{InFlight}: C{len()} counts them).
     """
 
     def __init__(self, config, reactor=None):
@@ -207,7 +209,7 @@ class RedisStore(RedisEntities, RedisLogs, RedisJobs, RedisLadder, RedisLadderBa
             self._reactor = global_reactor
         self.prefix = key_prefix(config)
         self._redis = None
-        self._in_flight = InFlight()
+        self.in_flight = InFlight()
         self._refresh = RefreshTokens(self._call, self._key, reactor)
 
     def __repr__(self) -> str:
@@ -300,7 +302,7 @@ class RedisStore(RedisEntities, RedisLogs, RedisJobs, RedisLadder, RedisLadderBa
         # Redis is also acknowledged to its caller.  Bounded: with Redis
         # unreachable they would wait for a reconnection forever.
         timeout = self._config.redis.connect_timeout
-        finished = yield self._in_flight.wait(timeout, self._reactor)
+        finished = yield self.in_flight.wait(timeout, self._reactor)
         if not finished:
             log.warn(
                 "Redis store: commands still unanswered after {timeout} s were cancelled",
@@ -316,7 +318,7 @@ class RedisStore(RedisEntities, RedisLogs, RedisJobs, RedisLadder, RedisLadderBa
         """
         if self._redis is None:
             return defer.fail(StoreUnavailable("the Redis store is not started"))
-        d = self._in_flight.track(defer.maybeDeferred(getattr(self._redis, name), *args))
+        d = self.in_flight.track(defer.maybeDeferred(getattr(self._redis, name), *args))
 
         def failed(failure):
             message = f"Redis at {redis_address(self._config)}: {failure.getErrorMessage()}"

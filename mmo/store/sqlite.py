@@ -267,6 +267,8 @@ class SQLiteStore(
         also runs threads (a real reactor) the database calls go through it,
         otherwise (a L{twisted.internet.task.Clock} in tests) through the
         global reactor.
+    @ivar in_flight: Its operations that have not finished (an
+        L{InFlight}: C{len()} counts them).
     """
 
     def __init__(self, path: str, reactor=None):
@@ -280,7 +282,7 @@ class SQLiteStore(
 
             self._reactor = global_reactor
         self._pool: adbapi.ConnectionPool | None = None
-        self._in_flight = InFlight()
+        self.in_flight = InFlight()
 
     def __repr__(self) -> str:
         return f"<SQLiteStore {self.path!r}>"
@@ -361,7 +363,7 @@ class SQLiteStore(
             return
         # Let the operations already asked for finish (the writes are on
         # disk when they do) before the connection is closed.
-        yield self._in_flight.wait()
+        yield self.in_flight.wait()
         pool.close()
 
     # -- running in the database thread -------------------------------------
@@ -374,7 +376,7 @@ class SQLiteStore(
         """
         if self._pool is None:
             return defer.fail(StoreError(f"the SQLite store {self.path} is not started"))
-        return self._in_flight.track(self._pool.runWithConnection(self._guard, function, *args))
+        return self.in_flight.track(self._pool.runWithConnection(self._guard, function, *args))
 
     def _guard(self, conn, function, *args):
         try:
