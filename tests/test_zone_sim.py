@@ -1140,8 +1140,11 @@ class BorderTests(unittest.TestCase):
 class TwoZoneTests(unittest.TestCase):
     """Two zones side by side, exchanging ghost views each tick, as the service will."""
 
+    #: More of their [world] section.
+    values: dict = {}
+
     def setUp(self):
-        self.conf = world(columns=2, zones=["zone-1", "zone-2"])
+        self.conf = world(columns=2, zones=["zone-1", "zone-2"], **self.values)
         self.map = WorldMap.from_config(self.conf)
         self.clock = task.Clock()
         self.west = ZoneSimulation(self.map, "r0c0", self.conf, self.clock, random.Random(1))
@@ -1204,6 +1207,12 @@ class TwoZoneTests(unittest.TestCase):
         self.assertNotIn("walker", self.west.reals)
         self.assertIn("walker", self.west.ghosts)
         self.assertIn("walker", self.west.seen("stayer"))
+
+
+class TwoZoneUpdateRateTests(TwoZoneTests):
+    """The same, with a world update every other tick: no flicker either."""
+
+    values = {"update_rate": 10}
 
 
 # -- NPCs -----------------------------------------------------------------------------
