@@ -1018,6 +1018,34 @@ class DirectoryServiceTests(unittest.TestCase):
         self.assertEqual(withdrawn, ["zone-1"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_announcing(self):
+        """
+        announcing() fires once the announcement in flight is over, sent
+        or failed, and at once when none is; the announcement's own
+        callbacks still see its result.
+        """
+        pending = []
+        self.bus.announce = lambda name, info, ttl: pending.append(defer.Deferred()) or pending[-1]
+        service = DirectoryService(self.bus, "zone-1", lambda: {}, 1, 3, self.clock)
+        self.successResultOf(service.announcing())
+        service.startService()
+        first = service.announcing()
+        self.assertNoResult(first)
+        pending[0].callback(None)
+        self.successResultOf(first)
+        self.assertEqual(service.announced, 1)
+        self.successResultOf(service.announcing())
+        self.clock.advance(1)
+        failed = service.announcing()
+        self.assertNoResult(failed)
+        pending[1].errback(Boom("redis down"))
+        self.successResultOf(failed)
+        self.assertEqual(service.failures, 1)
+        self.flushLoggedErrors(Boom)
+        self.clock.advance(1)
+        pending[2].callback(None)
+        self.successResultOf(service.stopService())
+
     def test_refresh(self):
         """refresh() announces now, with fresh info."""
         load = [1]

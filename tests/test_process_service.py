@@ -11,6 +11,8 @@ from twisted.internet.error import CannotListenError
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
+from mmo.bus.directory import DirectoryService
+from mmo.bus.memory import MemoryBus
 from mmo.process.service import COLLECTOR_THRESHOLDS, STOP_SHARE, ProcessService
 from tests.support import LogCapture, config_of
 
@@ -156,6 +158,33 @@ class FailedStartTests(unittest.TestCase):
         # its Deferred is collected.
         gc.collect()
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class ReadyTests(unittest.TestCase):
+    def test_ready_once_in_the_directory(self):
+        """
+        A process says it is ready once its directory entries' first
+        announcements are over (a child's child's too): whoever reads the
+        directory then finds it.
+        """
+        clock = Clock()
+        config = config_of()
+        log = LogCapture(self)
+        top = ProcessService(config, config.process("mmo"), clock)
+        top.exitOnFailure = False
+        bus = MemoryBus(reactor=clock)
+        held = defer.Deferred()
+        bus.announce = lambda name, info, ttl: held
+        group = service.MultiService()
+        group.setServiceParent(top)
+        DirectoryService(bus, "mmo", lambda: {"kind": "mmo"}, 1, 3, clock).setServiceParent(group)
+        top.startService()
+        self.assertNoResult(top.started)
+        self.assertEqual(log.matching("mmo: ready"), [])
+        held.callback(None)
+        self.successResultOf(top.started)
+        self.assertEqual(len(log.matching("mmo: ready")), 1)
+        self.successResultOf(top.stopService())
 
 
 class CollectorTests(unittest.TestCase):

@@ -165,6 +165,25 @@ class DirectoryService(Service):
         d.addCallbacks(succeeded, failed).addBoth(done)
         return d
 
+    def announcing(self) -> defer.Deferred:
+        """
+        Deferred[None], firing once no announcement is in flight (the one
+        made at the start, say: sent, or failed and logged); never fails.
+        A process says it is ready after it, so that whoever reads the
+        directory then finds the process there.
+        """
+        pending = self._pending
+        if pending is None:
+            return defer.succeed(None)
+        d = defer.Deferred()
+
+        def over(result):
+            d.callback(None)
+            return result
+
+        pending.addBoth(over)
+        return d
+
     def stopService(self) -> defer.Deferred:
         """Stop the heartbeat and withdraw the entry.  Deferred[None]; never fails."""
         super().stopService()

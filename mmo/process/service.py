@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 import mmo
 from mmo import config as configmodule
 from mmo import logs
+from mmo.bus.directory import DirectoryService
 from mmo.config import ConfigError
 from mmo.metrics import listener as metrics_listener
 from mmo.process.control import ControlService
@@ -114,6 +115,17 @@ class ServiceResource:
         return self.service.stopService()
 
 
+def _directory_entries(parent: service.IServiceCollection) -> list[DirectoryService]:
+    """The L{DirectoryService}s among the services under C{parent}, at any depth."""
+    found = []
+    for child in parent:
+        if isinstance(child, DirectoryService):
+            found.append(child)
+        elif service.IServiceCollection.providedBy(child):
+            found.extend(_directory_entries(child))
+    return found
+
+
 class ProcessService(service.MultiService):
     """
     The top service of an mmo process.
@@ -124,8 +136,10 @@ class ProcessService(service.MultiService):
     Resources (store, bus, password threads: anything with C{start()} and
     C{stop()} returning Deferreds) are started first, in order; only then do
     the child services start, so listeners accept no client before what
-    serves it is up.  Stopping goes the other way: children first (clients
-    are told goodbye), then resources.
+    serves it is up.  It logs C{NAME: ready} once they have, and once the
+    first announcement of each of its L{DirectoryService}s is over.
+    Stopping goes the other way: children first (clients are told
+    goodbye), then resources.
 
     A failure to start (a certificate that cannot be read, a port in use, a
     store that cannot be reached) ends the process with status 1 and the
@@ -200,6 +214,9 @@ class ProcessService(service.MultiService):
         except Exception as e:
             self._cannotStart(e)
             return
+        # Ready once the directory names it: a client sent here by whoever
+        # read it then finds the process (a login, its gateway).
+        await defer.gatherResults([entry.announcing() for entry in _directory_entries(self)])
         settle_collector()
         self.log.info(
             "{process}: ready ({kind}, mmo {version})",
