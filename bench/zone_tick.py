@@ -3,7 +3,8 @@ Zone tick cost: the time one zone's simulation tick takes for 500, 1,000,
 2,000, 5,000 and 10,000 moving entities, in process, against the 50 ms budget of a
 20 Hz tick.
 
-    python bench/zone_tick.py [--sizes 500,1000,2000,5000,10000] [--ticks 400] [--json]
+    python bench/zone_tick.py [--sizes 500,1000,2000,5000,10000] [--ticks 400]
+                              [--update-rate HZ] [--json]
 
 The zone is the left half (1000 x 1000 units) of a 2000 x 1000 world of two
 regions, with the shipped [world] defaults otherwise (AOI radius 50, ghost
@@ -25,6 +26,11 @@ each entity's entry packed once and copied into every stem), and, as their
 baselines, as the generic encoder does (codec.push_stem with fragments:
 each entry packed once and joined, the pure kernel's way) and each push
 packed whole: the same bytes (each way first in turn).
+
+With --update-rate HZ, the zones run with that [world] update_rate: their
+players are updated every tick_rate / HZ ticks, and the ticks between only
+simulate (the figures are the same names, their percentiles over both
+kinds of tick, and update_rate says which ran).
 
 Once a size's world is set up, the benchmark sets the cyclic collector up
 as every mmo process does once it has started
@@ -91,9 +97,15 @@ GATEWAYS = 4
 SPAN = 150.0
 
 
-def world_config() -> WorldSection:
+def world_config(update_rate: float = 0.0) -> WorldSection:
     return WorldSection(
-        {"width": 2000, "height": 1000, "columns": 2, "zones": ["zone-1", "zone-2"]},
+        {
+            "width": 2000,
+            "height": 1000,
+            "columns": 2,
+            "zones": ["zone-1", "zone-2"],
+            "update_rate": update_rate,
+        },
         ("world",),
     )
 
@@ -200,8 +212,10 @@ class BenchZone(_Simulated):
     @ivar sim: The L{ZoneSimulation}, on the fake C{clock}.
     """
 
-    def __init__(self, size: int, seed: int, clock: task.Clock | None = None):
-        self.conf = conf = world_config()
+    def __init__(
+        self, size: int, seed: int, clock: task.Clock | None = None, update_rate: float = 0.0
+    ):
+        self.conf = conf = world_config(update_rate)
         region, rng = self._simulate(conf, seed, clock)
         players = max(1, size // 10)
         self.walkers = []
@@ -411,12 +425,14 @@ def run_size(
     seed: int,
     settle: bool = True,
     profiler: cProfile.Profile | None = None,
+    update_rate: float = 0.0,
 ) -> dict:
     """
-    Measure C{ticks} ticks of a zone of C{size} entities; with C{profiler},
-    it is enabled around each measured tick (and nothing else).
+    Measure C{ticks} ticks of a zone of C{size} entities (its C{[world]
+    update_rate} C{update_rate}); with C{profiler}, it is enabled around
+    each measured tick (and nothing else).
     """
-    zone = BenchZone(size, seed)
+    zone = BenchZone(size, seed, update_rate=update_rate)
     sim, rng, interval = zone.sim, zone.rng, zone.interval
 
     gc.collect()
@@ -538,8 +554,19 @@ def main() -> None:
         help="only run TICKS ticks of each zone (after the warm-up), their pushes encoded "
         "by the outbox, and measure nothing: for valgrind --tool=callgrind",
     )
+    p.add_argument(
+        "--update-rate",
+        type=float,
+        default=0.0,
+        metavar="HZ",
+        help="the zones' [world] update_rate (default 0: every player every tick)",
+    )
     args = p.parse_args()
-    figures: dict = {"budget_ms": BUDGET * 1000, "settled_gc": args.settle}
+    figures: dict = {
+        "budget_ms": BUDGET * 1000,
+        "settled_gc": args.settle,
+        "update_rate": args.update_rate,
+    }
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.count is not None:
         for size in sizes:
@@ -549,7 +576,16 @@ def main() -> None:
         return
     defaults = gc.get_threshold()
     for size in sizes:
-        figures.update(run_size(size, args.ticks, args.max_seconds, args.seed, args.settle))
+        figures.update(
+            run_size(
+                size,
+                args.ticks,
+                args.max_seconds,
+                args.seed,
+                args.settle,
+                update_rate=args.update_rate,
+            )
+        )
         gc.unfreeze()
         gc.set_threshold(*defaults)
     if args.border_walk:
@@ -561,7 +597,15 @@ def main() -> None:
     if args.profile and sizes:
         # A separate run of the largest size: the figures above stay unprofiled.
         profiler = cProfile.Profile()
-        run_size(max(sizes), args.ticks, args.max_seconds, args.seed, args.settle, profiler)
+        run_size(
+            max(sizes),
+            args.ticks,
+            args.max_seconds,
+            args.seed,
+            args.settle,
+            profiler,
+            args.update_rate,
+        )
         gc.unfreeze()
         gc.set_threshold(*defaults)
         profiler.dump_stats(args.profile)
