@@ -1,7 +1,9 @@
 """
 What a zone's tick shows: to its players, what entered, changed in and left
 their areas of interest (one C{world.update} each, after a C{world.correct}
-for a player whose input was refused), batched per gateway; to its
+for a player whose input was refused), batched per gateway, at every tick
+or, with C{[world] update_rate}, at one in every few (the ticks between show
+them nothing, and the next update all that changed since the last); to its
 neighbours, the views of the reals within their ghost margin; and, for the
 handoff, the reals that went past the region's border by more than the
 hysteresis.
