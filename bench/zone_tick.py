@@ -441,6 +441,11 @@ def run_size(
         settle_collector()
     durations = []
     cpu_durations = []
+    # With an update_rate: the CPU of the ticks that update the players, and
+    # of those between, which only simulate.
+    every = zone.conf.update_every
+    update_cpu: list[float] = []
+    between_cpu: list[float] = []
     encoded: tuple[list, list, list] = ([], [], [])
     pushes = 0
     deadline = time.perf_counter() + max_seconds
@@ -460,6 +465,7 @@ def run_size(
         if n >= WARMUP:
             durations.append(elapsed)
             cpu_durations.append(cpu)
+            (update_cpu if sim.tick_count % every == 0 else between_cpu).append(cpu)
             pushes += sum(len(sessions) for sessions in result.pushes.values())
             if (n - WARMUP) % ENCODE_EVERY == 0:
                 for times, spent in zip(encoded, encode_pushes(result, n), strict=True):
@@ -481,6 +487,11 @@ def run_size(
     measured = len(durations)
     p50 = percentile(durations, 0.50) * 1000
     move_p50 = percentile(baseline, 0.50) * 1000
+    kinds = {}
+    if every > 1 and update_cpu and between_cpu:
+        for kind, spent in (("update", update_cpu), ("between", between_cpu)):
+            kinds[f"{kind}_tick_cpu_p50_ms_{size}"] = percentile(spent, 0.50) * 1000
+            kinds[f"{kind}_tick_cpu_p99_ms_{size}"] = percentile(spent, 0.99) * 1000
     return {
         f"ticks_{size}": measured,
         f"tick_p50_ms_{size}": p50,
@@ -491,6 +502,7 @@ def run_size(
         # What the zone's ticks cost on average: with an update_rate, its
         # update ticks and the lighter ones between.
         f"tick_cpu_mean_ms_{size}": statistics.fmean(cpu_durations) * 1000,
+        **kinds,
         f"over_budget_{size}": sum(d > BUDGET for d in durations) / measured,
         f"pushes_per_tick_{size}": pushes / measured,
         **encode_figures(encoded, f"_{size}"),
