@@ -21,6 +21,7 @@ from mmo.client import WorldView
 from mmo.config import ConfigError, WorldSection
 from mmo.zone.aoi import AreaOfInterest
 from mmo.zone.entity import NPC, PLAYER, Entity
+from mmo.zone.publication import inner_box
 from mmo.zone.simulation import Input, ZoneSimulation, parse_input
 from mmo.zone.ticker import Ticker
 from mmo.zone.world import Region, WorldMap, client_world
@@ -1052,6 +1053,55 @@ class BorderTests(unittest.TestCase):
         self.assertGreater(max(xs), 502)
         self.assertLess(min(xs), 498)
         self.assertGreater(sum(1 for a, b in pairwise(xs) if (a < 500) != (b < 500)), 10)
+
+    def test_inner_box(self):
+        """
+        The box of reals a tick neither ghosts nor checks for a crossing:
+        the region less the margin where a neighbour lies beyond a side,
+        and to the region's edge where the map ends.
+        """
+        world_map = self.zone.map
+        boxes = {
+            name: inner_box(region, list(world_map.neighbours(region)), 60)
+            for name, region in world_map.regions.items()
+        }
+        self.assertEqual(
+            boxes,
+            {
+                "r0c0": (0, 0, 440, 440),
+                "r0c1": (560, 0, 1000, 440),
+                "r1c0": (0, 560, 440, 1000),
+                "r1c1": (560, 560, 1000, 1000),
+            },
+        )
+        # A middle column has neighbours on both sides, a single region none.
+        middle = Zone({"columns": 3, "zones": ["zone-1"] * 3}).map
+        region = middle.region("r0c1")
+        self.assertEqual(
+            inner_box(region, list(middle.neighbours(region)), 60),
+            (region.x0 + 60, 0, region.x1 - 60, 1000),
+        )
+        whole = Zone({"columns": 1, "zones": ["zone-1"]}).map.region("r0c0")
+        self.assertEqual(inner_box(whole, [], 60), (0, 0, 1000, 1000))
+
+    def test_by_the_map_edge(self):
+        """
+        Reals along the map's edge, far from the neighbours: in the box,
+        neither ghosted nor crossing.
+        """
+        edge = [Entity("west", NPC, 0.5, 250), Entity("south", NPC, 250, 0.0)]
+        for entity in edge:
+            self.sim.add(entity)
+        result = self.zone.tick()
+        self.assertEqual(result.crossings, [])
+        self.assertEqual(
+            {region: ids(views) for region, views in result.ghost_views.items()},
+            {"r0c1": set(), "r1c0": set(), "r1c1": set()},
+        )
+        # One near a neighbour too is ghosted there, wherever it is along the edge.
+        edge[1].x = 470
+        result = self.zone.tick()
+        self.assertEqual(ids(result.ghost_views["r0c1"]), {"south"})
 
     def test_ghost_views_within_margin(self):
         inside = Entity("inside", NPC, 440, 100)  # 60 from r0c1

@@ -58,6 +58,8 @@ class Publication:
         self.region = region
         self.neighbours = neighbours
         self.margin = world_config.ghost_margin
+        # The box whose reals are too far from every neighbour to matter.
+        self._inner = inner_box(region, neighbours, self.margin)
         self.hysteresis = world_config.hysteresis
         self.aoi = aoi
         self.entity_view = entity_view
@@ -124,28 +126,23 @@ class Publication:
         self._reals = {}
         self._ghosts = {}
 
-    def _inner(self) -> tuple[float, float, float, float]:
-        """The box whose reals are too far from every border to matter."""
-        region, margin = self.region, self.margin
-        return (region.x0 + margin, region.y0 + margin, region.x1 - margin, region.y1 - margin)
-
     def _fill(self, reals, ghosts, blind) -> tuple[list, list]:
         """
         One pass over the reals and the ghosts: fill the AOI grid, note what
         changed since it was last published (a mask of
         L{mmo.zone.kernel.POSITION}, C{NAME}, C{ATTRS} by id), and list the
-        observers and the reals outside L{_inner}.
+        observers and the reals outside L{inner_box}.
         """
         changed, observers, outer = self.aoi.fill(
-            reals, ghosts, self._published, blind, self._inner(), PLAYER, record
+            reals, ghosts, self._published, blind, self._inner, PLAYER, record
         )
         # What the views of the tick, from here on, are built knowing.
         self._changed = changed
         return observers, outer
 
     def _outer(self, reals) -> list[tuple]:
-        """C{(id, x, y, entity)} of the reals outside L{_inner}, as L{_fill} lists them."""
-        x0, y0, x1, y1 = self._inner()
+        """C{(id, x, y, entity)} of the reals outside L{inner_box}, as L{_fill} lists them."""
+        x0, y0, x1, y1 = self._inner
         return [
             (entity_id, entity.x, entity.y, entity)
             for entity_id, entity in reals.items()
@@ -246,6 +243,29 @@ class Publication:
             watching = {o[0] for o in observers}
             for gone in [i for i in known if i not in watching and i not in blind]:
                 aoi.forget(gone)
+
+
+def inner_box(
+    region: Region, neighbours: list[Region], margin: float
+) -> tuple[float, float, float, float]:
+    """
+    C{(x0, y0, x1, y1)}: the box of C{region} whose reals are too far from
+    every one of its C{neighbours} to matter, neither ghosted nor crossing:
+    the region less C{margin} along each side a neighbour lies beyond (or
+    touches at a corner).  The regions tile the map, so a side with none
+    is on the map's edge: nothing crosses it, and the reals along it are
+    in the box unless another neighbour is near.
+    """
+    left = any(n.x1 <= region.x0 for n in neighbours)
+    bottom = any(n.y1 <= region.y0 for n in neighbours)
+    right = any(n.x0 >= region.x1 for n in neighbours)
+    top = any(n.y0 >= region.y1 for n in neighbours)
+    return (
+        region.x0 + margin if left else region.x0,
+        region.y0 + margin if bottom else region.y0,
+        region.x1 - margin if right else region.x1,
+        region.y1 - margin if top else region.y1,
+    )
 
 
 def _correction(entity: Entity) -> dict:
