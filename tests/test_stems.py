@@ -7,6 +7,9 @@ and an older zone, as before (L{mmo.game.messages.PushBatch}).
 
 from __future__ import annotations
 
+import copy
+import pickle
+from collections.abc import Mapping
 from types import SimpleNamespace
 
 from twisted.internet import task
@@ -14,8 +17,9 @@ from twisted.trial import unittest
 
 from mmo import config
 from mmo.bus.memory import MemoryBus
+from mmo.client import WorldView
 from mmo.frontend.websocket import FrameTransport
-from mmo.game import messages
+from mmo.game import messages, routes
 from mmo.game.messages import PushBatch, PushStems, gateway_channel
 from mmo.game.service import Caller
 from mmo.gateway.delivery import Delivery
@@ -24,9 +28,11 @@ from mmo.gateway.routing import Services
 from mmo.gateway.session import Session
 from mmo.gateway.sessions import Sessions
 from mmo.wire import codec
+from mmo.zone import kernel as pure_kernel
+from mmo.zone.kernel import ATTRS, NAME, POSITION
 from mmo.zone.outbox import Outbox
 from mmo.zone.streams import BusGateways, GatewayStreams
-from tests.support import LogCapture, write_config
+from tests.support import LogCapture, compiled_module, write_config
 from tests.test_streams import FakeLink
 from tests.test_zone_service import WORLD
 
@@ -342,10 +348,10 @@ class BusTests(unittest.TestCase):
         self.heard: list = []
         self.gateway.bus.subscribe(gateway_channel("gw-1"), self.heard.append)
 
-    def run_tick(self, gateways) -> None:
+    def run_tick(self, gateways, pushes=(CORRECT, UPDATE)) -> None:
         outbox = Outbox(self.gateway.bus, "r0c0", None)
         outbox.stream_to(gateways)
-        outbox.pushes(tick({"gw-1": {"s-1": [CORRECT, UPDATE]}}))
+        outbox.pushes(tick({"gw-1": {"s-1": list(pushes)}}))
         self.gateway.clock.advance(0)
 
     def test_standalone_bus_stems(self):
@@ -362,3 +368,111 @@ class BusTests(unittest.TestCase):
         self.run_tick(streams)
         self.assertEqual([data["type"] for data in self.heard], ["PushBatch"])
         self.assertEqual(self.gateway.connection.frames, numbered(CORRECT, UPDATE))
+
+    def test_older_gateway_batch_of_compiled_entries(self):
+        """The compiled kernel's update entries go in a batch as their dicts."""
+        streams = GatewayStreams(self.gateway.bus)
+        streams.linked(FakeLink("gw-1", takes=()))
+        made = entries(compiled_module("mmo.zone._kernel"))
+        self.run_tick(streams, [("world.update", {"tick": 3, "update": made})])
+        self.assertEqual([data["type"] for data in self.heard], ["PushBatch"])
+        plain = ("world.update", {"tick": 3, "update": entries(pure_kernel)})
+        self.assertEqual(self.gateway.connection.frames, numbered(plain))
+
+
+def entries(kernel) -> list:
+    """
+    Update entries as C{kernel}'s L{UpdateEntries<mmo.zone.kernel.UpdateEntries>}
+    builds them, of entities whose position, name and attributes, or all
+    three, changed: the compiled kernel's L{mmo.zone._kernel.UpdateEntry}
+    objects, or the pure kernel's dicts.
+    """
+    published = {
+        "e-1": [1.5, 2.0, "one", {}, "e-1"],
+        "e-2": [3.0, -4.25, "two", {"hp": 3}, "e-2"],
+        "e-3": [5.0, 6.0, "három", {"hp": 1, "tags": ["a"]}, "e-3"],
+    }
+    changed = {"e-1": POSITION, "e-2": NAME | ATTRS, "e-3": POSITION | NAME | ATTRS}
+    made = kernel.UpdateEntries(changed, published)
+    return [made[entity_id] for entity_id in changed]
+
+
+class UpdateEntryTests(unittest.TestCase):
+    """
+    The compiled kernel's update entries: read-only mappings equal to the
+    pure kernel's dicts, and encoded as those are, wherever a push goes.
+    """
+
+    def setUp(self):
+        self.compiled = entries(compiled_module("mmo.zone._kernel"))
+        self.pure = entries(pure_kernel)
+
+    def test_a_mapping_equal_to_the_dict(self):
+        for entry, plain in zip(self.compiled, self.pure, strict=True):
+            self.assertIsNot(type(entry), dict)
+            self.assertIsInstance(entry, Mapping)
+            self.assertEqual(entry, plain)
+            self.assertEqual(plain, entry)
+            self.assertEqual(list(entry), list(plain))
+            self.assertEqual(list(entry.items()), list(plain.items()))
+            self.assertEqual(list(entry.values()), list(plain.values()))
+            self.assertEqual(len(entry), len(plain))
+            self.assertEqual(repr(entry), repr(plain))
+            self.assertEqual([entry[key] for key in plain], list(plain.values()))
+            for key in ("id", "x", "y", "name", "attrs", "other"):
+                self.assertEqual(key in entry, key in plain)
+                self.assertEqual(entry.get(key, "none"), plain.get(key, "none"))
+            # Copied or pickled, it is that dict.
+            self.assertEqual(type(copy.copy(entry)), dict)
+            self.assertEqual(pickle.loads(pickle.dumps(entry)), plain)
+        position, named, everything = self.compiled
+        self.assertEqual(position["x"], 1.5)
+        with self.assertRaises(KeyError):
+            position["name"]
+        with self.assertRaises(KeyError):
+            named["x"]
+        self.assertNotEqual(position, {"id": "e-1", "x": 1.5, "y": 2.5})
+        self.assertNotEqual(position, everything)
+        self.assertNotEqual(position, ["id", "x", "y"])
+        with self.assertRaises(TypeError):
+            hash(position)
+
+    def test_a_client_view_takes_it(self):
+        """What a client's view does with an update: the same either way."""
+        views = []
+        for made in (self.compiled, self.pure):
+            view = WorldView()
+            view.apply({"enter": [{"id": e, "x": 0.0, "y": 0.0} for e in ("e-1", "e-2", "e-3")]})
+            view.apply({"update": made})
+            views.append(view.entities)
+        self.assertEqual(views[0], views[1])
+        self.assertEqual(views[0]["e-3"]["attrs"], {"hp": 1, "tags": ["a"]})
+
+    def test_encoded_as_the_dict(self):
+        """
+        The same bytes as the dict, however it is encoded: alone, in a push
+        whole, joined from a tick's fragments, by the compiled kernel's
+        stems, on a link between processes.
+        """
+        kernel = compiled_module("mmo.zone._kernel")
+        # Enough of them for a stem to be joined from its fragments.
+        many = 6
+        pushes = {
+            made is self.compiled: {"s-1": [("world.update", {"tick": 3, "update": made * many})]}
+            for made in (self.compiled, self.pure)
+        }
+        for entry, plain in zip(self.compiled, self.pure, strict=True):
+            self.assertEqual(codec.encode(entry), codec.encode(plain))
+            self.assertEqual(routes.pack([entry]), routes.pack([plain]))
+        for fragments in (None, {}):
+            self.assertEqual(
+                codec.push_stem("world.update", {"update": self.compiled * many}, fragments),
+                codec.push_stem("world.update", {"update": self.pure * many}, fragments),
+            )
+        stems = [
+            kernel.stems(pushes[compiled], codec.push_stem, kernel.Fragments(), self.fail)
+            for compiled in (True, False)
+        ]
+        self.assertEqual(stems[0], stems[1])
+        [stem] = stems[0]["s-1"]
+        self.assertEqual(codec.decode(codec.numbered(stem, 1)[4:])["update"], self.pure * many)

@@ -62,7 +62,8 @@ _CALL = _headers.pack_array_header(3)
 
 
 def pack(value) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
+    # The wire's msgpack (mmo.wire.codec.encode): the same bytes, one packer.
+    return codec.encode(value)
 
 
 def unpack(data: bytes):

@@ -8,6 +8,7 @@ many bytes of body (L{frame}); over WebSocket one binary message is one body.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -52,11 +53,21 @@ def _check_array(value: list) -> list:
     return value
 
 
+def _as_map(value):
+    """
+    What msgpack packs a mapping that is not a dict as: the dict it
+    equals (the zone's compiled kernel makes its update entries so).
+    """
+    if isinstance(value, Mapping):
+        return dict(value.items())
+    raise TypeError(f"can not serialize {type(value).__name__!r} object")
+
+
 #: msgpack of the reactor's thread.  One packer, kept: C{packb} makes one
 #: (and its buffer) per call, which costs as much as packing a small map.
-#: It is never re-entered (no C{default} hook calls back into Python) and
-#: it starts afresh after a value it cannot pack.
-_pack = msgpack.Packer(use_bin_type=True).pack
+#: It is never re-entered (its C{default} hook, L{_as_map}, packs nothing
+#: itself) and it starts afresh after a value it cannot pack.
+_pack = msgpack.Packer(use_bin_type=True, default=_as_map).pack
 
 
 def encode(message: dict) -> bytes:

@@ -7,9 +7,11 @@ L{Fragments}), the same, with the same arguments, results and order, as
 those of L{mmo.zone.kernel}, the pure-Python fallback when
 this module is not built (or C{MMO_PURE_PYTHON=1}).  The grid, the cell
 classes, the generic encoder and every constant are arguments: this module
-imports nothing of mmo.
+imports nothing of mmo.  Its update entries are L{UpdateEntry} objects
+where the pure kernel's are dicts: equal to them, and encoded the same.
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
 from cpython.dict cimport PyDict_CheckExact, PyDict_GetItem
 from cpython.list cimport PyList_GET_ITEM, PyList_New, PyList_SET_ITEM
@@ -26,6 +28,7 @@ from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.math cimport copysign, fabs, floor, fmod
 from libc.string cimport memcmp, memcpy
 
+from collections.abc import Mapping
 from types import MemberDescriptorType
 
 # mmo.zone.kernel's masks of what changed.
@@ -1204,8 +1207,98 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     return changed, observers, outer
 
 
+cdef inline Py_ssize_t _fields_of(int mask) noexcept:
+    # How many fields an update entry of what mask says changed has.
+    return (1 + (2 if mask & POSITION else 0) + (1 if mask & NAME else 0)
+            + (1 if mask & ATTRS else 0))
+
+
+@cython.final
+@cython.no_gc
+@cython.freelist(64)
+cdef class UpdateEntry:
+    """
+    An entity's C{update} entry of a tick, as this kernel makes it: what
+    the pure kernel's dict holds (C{id}, then C{x} and C{y}, C{name},
+    C{attrs}, as they changed), a read-only mapping equal to that dict,
+    packed by the stems' encoder as that dict is.  A tick makes one for
+    every entity that changed in someone's view (every moving one); a
+    dict of three keys costs several times as much to make and free.
+
+    Copied or pickled, it is that dict.
+    """
+
+    cdef readonly object id
+    # As published: the values its fields hold (None where it has no such field).
+    cdef object x, y, name, attrs
+    cdef int mask
+
+    def __getitem__(self, key):
+        if key == "id":
+            return self.id
+        if self.mask & POSITION:
+            if key == "x":
+                return self.x
+            if key == "y":
+                return self.y
+        if key == "name" and self.mask & NAME:
+            return self.name
+        if key == "attrs" and self.mask & ATTRS:
+            return self.attrs
+        raise KeyError(key)
+
+    def keys(self):
+        return [key for key, _ in self.items()]
+
+    def values(self):
+        return [value for _, value in self.items()]
+
+    def items(self):
+        cdef list items = [("id", self.id)]
+        if self.mask & POSITION:
+            items.append(("x", self.x))
+            items.append(("y", self.y))
+        if self.mask & NAME:
+            items.append(("name", self.name))
+        if self.mask & ATTRS:
+            items.append(("attrs", self.attrs))
+        return items
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key):
+        return key in self.keys()
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self):
+        return _fields_of(self.mask)
+
+    def __eq__(self, other):
+        if isinstance(other, (UpdateEntry, dict, Mapping)):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    def __repr__(self):
+        return repr(dict(self.items()))
+
+    def __reduce__(self):
+        return dict, (self.items(),)
+
+
+Mapping.register(UpdateEntry)
+
+
 cdef class UpdateEntries(dict):
-    """The C{update} entries of one tick's changed entities: as L{mmo.zone.kernel.UpdateEntries}."""
+    """
+    The C{update} entries of one tick's changed entities: as
+    L{mmo.zone.kernel.UpdateEntries}, each an L{UpdateEntry}.
+    """
 
     cdef readonly dict changed
     cdef dict published
@@ -1217,29 +1310,27 @@ cdef class UpdateEntries(dict):
     def __missing__(self, entity_id):
         return self.build(entity_id)
 
-    cdef dict build(self, entity_id):
+    cdef UpdateEntry build(self, entity_id):
         return self.build_from(entity_id, self.changed[entity_id])
 
-    cdef dict build_from(self, entity_id, int mask):
-        cdef dict update = _update_entry(entity_id, <list>self.published[entity_id], mask)
+    cdef UpdateEntry build_from(self, entity_id, int mask):
+        cdef UpdateEntry update = _update_entry(entity_id, <list>self.published[entity_id], mask)
         self[entity_id] = update
         return update
 
 
-cdef dict _update_entry(entity_id, list record, int mask):
+cdef UpdateEntry _update_entry(entity_id, list record, int mask):
     # The update entry of what the mask says changed, from a published record.
-    cdef dict update
-    if mask == POSITION:
-        # What changes of most, each tick: made at its size at once.
-        return {"id": entity_id, "x": record[0], "y": record[1]}
-    update = {"id": entity_id}
+    cdef UpdateEntry update = UpdateEntry.__new__(UpdateEntry)
+    update.id = entity_id
+    update.mask = mask & (POSITION | NAME | ATTRS)
     if mask & POSITION:
-        update["x"] = record[0]
-        update["y"] = record[1]
+        update.x = record[0]
+        update.y = record[1]
     if mask & NAME:
-        update["name"] = record[2]
+        update.name = record[2]
     if mask & ATTRS:
-        update["attrs"] = record[3]
+        update.attrs = record[3]
     return update
 
 
@@ -1278,6 +1369,7 @@ cdef extern from "Python.h":
     Py_ssize_t _bytes_size "PyBytes_GET_SIZE"(PyObject *)
     char *_bytes_data "PyBytes_AS_STRING"(PyObject *)
     Py_ssize_t _dict_size "PyDict_Size"(PyObject *)
+    void *_type_of "Py_TYPE"(PyObject *)
     int _dict_next "PyDict_Next"(PyObject *, Py_ssize_t *, PyObject **, PyObject **)
     void PyErr_Clear()
 
@@ -1460,6 +1552,8 @@ cdef int _pack(_Buffer *b, PyObject *value, int depth) except -1:
         _pack_int(b, number)
     elif depth >= _DEEPEST:
         return _CANNOT
+    elif _type_of(value) == <void *>UpdateEntry:
+        return _pack_update(b, <UpdateEntry>value, depth)
     elif _is_dict(value):
         size = _dict_size(value)
         if size > _LONGEST:
@@ -1491,6 +1585,27 @@ cdef int _pack(_Buffer *b, PyObject *value, int depth) except -1:
         _header(b, size, 0, 0, 0xC4, 0xC5, 0xC6)
         _raw(b, _bytes_data(value), size)
     else:
+        return _CANNOT
+    return _PACKED
+
+
+cdef inline int _pack_entry(_Buffer *b, const char *key, Py_ssize_t size, object value,
+                            int depth) except -1:
+    # A map's entry: its key, packed already (size bytes), and its value.
+    _raw(b, key, size)
+    return _pack(b, <PyObject *>value, depth)
+
+
+cdef int _pack_update(_Buffer *b, UpdateEntry entry, int depth) except -1:
+    # An update entry's msgpack: its dict's, in that order.
+    cdef int mask = entry.mask
+    depth += 1
+    _header(b, _fields_of(mask), 0x80, 16, 0, 0xDE, 0xDF)
+    if (_pack_entry(b, b"\xa2id", 3, entry.id, depth)
+            or (mask & POSITION and (_pack_entry(b, b"\xa1x", 2, entry.x, depth)
+                                     or _pack_entry(b, b"\xa1y", 2, entry.y, depth)))
+            or (mask & NAME and _pack_entry(b, b"\xa4name", 5, entry.name, depth))
+            or (mask & ATTRS and _pack_entry(b, b"\xa5attrs", 6, entry.attrs, depth))):
         return _CANNOT
     return _PACKED
 
@@ -1574,7 +1689,7 @@ cdef class Fragments(dict):
         start = b.length
         if _pack(b, item, depth):
             return _CANNOT
-        if not _is_dict(item):
+        if not _is_dict(item) and _type_of(item) != <void *>UpdateEntry:
             return _PACKED
         # (Packing a map looks nothing up here: the slot found is still it.)
         _raw(&self.packed, <char *>b.data + start, b.length - start)

@@ -107,6 +107,10 @@ class TickResult:
     @ivar pushes: By gateway, by session: the session's events of the tick,
         in order (a C{world.correct}, then one C{world.update}), each
         C{(kind, fields)}.  One entry per gateway, for one bus message.
+        Read them, do not change them: the entries of a C{world.update}'s
+        C{update} are read-only mappings where the compiled kernel made
+        them (L{mmo.zone._kernel.UpdateEntry}, equal to the dicts the
+        pure-Python one makes).
     @ivar crossings: C{(entity, region)} for each real that went past the
         zone's border by more than the hysteresis, and the region it is in.
         Listed on every tick until it is handed off (or comes back).
