@@ -34,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
-from bench._common import parser, report  # noqa: E402
+from bench._common import cpu_seconds, parser, report  # noqa: E402
 from tests.redis import RedisServer, free_port  # noqa: E402
 
 #: The shipped cluster whose shape is copied.
@@ -59,16 +59,6 @@ finally:
     profile.disable()
     profile.dump_stats(path)
 """
-#: The clock ticks /proc/PID/stat counts CPU time in.
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """C{utime + stime} of process C{pid}, seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # After the command: state is field 3, utime 14 and stime 15 (1-based).
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def cluster_shape(
