@@ -805,3 +805,36 @@ class KernelsAgreeTests(unittest.TestCase):
             return out
 
         self.assertEqual(run(pure_kernel), run(compiled_kernel()))
+
+    def test_same_outer(self):
+        """
+        The reals outside a box, on both kernels: alone (a tick between
+        updates) as the fill lists them (an update tick), in the reals'
+        order, edges inside; alone, a position that is not a number
+        outside.
+        """
+
+        def run(kernel) -> list:
+            rng = random.Random(5)
+            reals = {
+                f"e{i}": Entity(
+                    id=f"e{i}", kind="npc", x=rng.uniform(0, 100), y=rng.uniform(0, 100)
+                )
+                for i in range(300)
+            }
+            reals["edge"] = Entity(id="edge", kind="npc", x=10.0, y=90.0)
+            inner = (10.0, 10.0, 90.0, 90.0)
+            alone = kernel.outer(reals, inner)
+            grid = AreaOfInterest(8.0, kernel)._grid
+            _, _, filled = kernel.fill(
+                grid, reals, {}, {}, set(), inner, PLAYER, pure_kernel.record
+            )
+            self.assertEqual(alone, filled)
+            self.assertNotIn("edge", [o[0] for o in alone])
+            lost = {"nan": Entity(id="nan", kind="npc", x=math.nan, y=50.0)}
+            self.assertEqual([o[0] for o in kernel.outer(lost, inner)], ["nan"])
+            return [(o[0], o[1], o[2], o[3].id) for o in alone]
+
+        outer = run(pure_kernel)
+        self.assertGreater(len(outer), 50)
+        self.assertEqual(outer, run(compiled_kernel()))

@@ -1132,6 +1132,26 @@ cdef object _NO_KIND = object()
 cdef dict _NO_ATTRS = {}
 
 
+cdef inline bint _outside(double x, double y, double x0, double y0, double x1, double y1):
+    # Outside the box (x0, y0, x1, y1), or not a number.
+    return not (x0 <= x <= x1 and y0 <= y <= y1)
+
+
+def outer(dict reals, tuple inner):
+    """The reals outside the box C{inner}: as L{mmo.zone.kernel.outer}."""
+    cdef double x0 = inner[0], y0 = inner[1], x1 = inner[2], y1 = inner[3]
+    cdef list found = []
+    cdef object entity_id, entity, xo, yo
+    cdef _Fields fields = _POSITION
+    for entity_id, entity in reals.items():
+        fields.see(entity)
+        xo = fields.get(entity, _X)
+        yo = fields.get(entity, _Y)
+        if _outside(xo, yo, x0, y0, x1, y1):
+            found.append((entity_id, xo, yo, entity))
+    return found
+
+
 def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inner, player,
          record):
     """Bring the grid up to date from the reals and the ghosts: as L{mmo.zone.kernel.fill}."""
@@ -1143,7 +1163,6 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
     cdef list outer = []
     cdef Py_ssize_t count = 0
     cdef double x0 = inner[0], y0 = inner[1], x1 = inner[2], y1 = inner[3]
-    cdef double x, y
     cdef object xo, yo, name, attrs, entity_id, entity, view, kind
     # The last kind found not to be the player's: most are one (the NPCs').
     cdef object other = _NO_KIND
@@ -1172,9 +1191,7 @@ def fill(tuple grid, dict reals, dict ghosts, dict published, frozen, tuple inne
                 observers.append((entity_id, xo, yo, entity))
         elif kind != player:
             other = kind
-        x = xo
-        y = yo
-        if not (x0 <= x <= x1 and y0 <= y <= y1):
+        if _outside(xo, yo, x0, y0, x1, y1):
             outer.append((entity_id, xo, yo, entity))
 
     for entity_id, view in ghosts.items():

@@ -104,6 +104,25 @@ def positions(reals: dict, player: str) -> tuple[list, bytes, bytes]:
     return players, array("f", player_xs + xs).tobytes(), array("f", player_ys + ys).tobytes()
 
 
+def outer(reals: dict, inner: tuple[float, float, float, float]) -> list[tuple]:
+    """
+    C{(id, x, y, entity)} of the C{reals} outside the box C{inner}, C{(x0,
+    y0, x1, y1)}, in C{reals}' order: the C{outer} of L{fill}, on its own
+    (a tick that does not fill the grid).
+    """
+    return [
+        (entity_id, entity.x, entity.y, entity)
+        for entity_id, entity in reals.items()
+        if _outside(entity.x, entity.y, inner)
+    ]
+
+
+def _outside(x: float, y: float, inner: tuple[float, float, float, float]) -> bool:
+    """Whether C{(x, y)} is outside the box C{inner} (or not a number)."""
+    x0, y0, x1, y1 = inner
+    return not (x0 <= x <= x1 and y0 <= y <= y1)
+
+
 def fill(
     grid: tuple,
     reals: dict,
@@ -140,7 +159,6 @@ def fill(
     observers: list = []
     outer: list = []
     count = 0
-    inner_x0, inner_y0, inner_x1, inner_y1 = inner
     for entity_id, entity in reals.items():
         x = entity.x
         y = entity.y
@@ -161,7 +179,7 @@ def fill(
         if entity.kind == player and entity.session and entity.gateway:
             if entity_id not in frozen:
                 observers.append((entity_id, x, y, entity))
-        if not (inner_x0 <= x <= inner_x1 and inner_y0 <= y <= inner_y1):
+        if _outside(x, y, inner):
             outer.append((entity_id, x, y, entity))
 
     for ghost_id, view in ghosts.items():

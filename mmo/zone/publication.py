@@ -116,7 +116,7 @@ class Publication:
             # What changed since the last tick is not known (nor, at the
             # next, of what joined in between): no view is reused.
             self._kept = {}
-            self._border(result, self._outer(reals), frozen)
+            self._border(result, self.aoi.kernel.outer(reals, self._inner), frozen)
         # Nothing of the tick outlives its result, but the plain views of
         # reals, for the next tick's to reuse after an update.
         self._kept = self._views if self.plain_views and update else {}
@@ -139,15 +139,6 @@ class Publication:
         # What the views of the tick, from here on, are built knowing.
         self._changed = changed
         return observers, outer
-
-    def _outer(self, reals) -> list[tuple]:
-        """C{(id, x, y, entity)} of the reals outside L{inner_box}, as L{_fill} lists them."""
-        x0, y0, x1, y1 = self._inner
-        return [
-            (entity_id, entity.x, entity.y, entity)
-            for entity_id, entity in reals.items()
-            if not (x0 <= entity.x <= x1 and y0 <= entity.y <= y1)
-        ]
 
     def _border(self, result, outer, frozen) -> None:
         """
