@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """
 The zone's per-tick loops, compiled: L{wander}, L{positions}, and the area of interest's
-L{fill}, L{grid_order}, L{visible}, L{diff} and L{UpdateEntries}, each
+L{fill} (and L{outer}), L{grid_order}, L{visible}, L{diff} and L{UpdateEntries}, each
 observer's pushes (L{pushes}) and their stems (L{stems}, with the tick's
 L{Fragments}), the same, with the same arguments, results and order, as
 those of L{mmo.zone.kernel}, the pure-Python fallback when

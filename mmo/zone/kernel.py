@@ -1,7 +1,8 @@
 """
 The per-tick loops of the zone, its hot path: the NPCs' walk (L{wander}),
 and the area of interest's: bringing the grid up to date (and noting what
-changed) from every visible entity (L{fill}), the observers in the grid's
+changed) from every visible entity (L{fill}, which also lists the reals
+the border's checks look at, as L{outer} does alone), the observers in the grid's
 order (L{grid_order}), what an observer sees (L{visible}), what changed in
 its view (L{diff}) and the update entries it is sent (L{UpdateEntries});
 each observer's pushes (L{pushes}), and their stems, the frames each
