@@ -1297,7 +1297,7 @@ cdef class UpdateEntry:
         return _fields_of(self.mask)
 
     def __eq__(self, other):
-        if isinstance(other, (UpdateEntry, dict, Mapping)):
+        if isinstance(other, Mapping):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
