@@ -113,12 +113,11 @@ class Publication:
             self._updates = self._entries(self._changed, self._published)
             self._publish(result, observers, blind, corrected)
         else:
-            # What changed since the last tick is not known (nor, at the
-            # next, of what joined in between): no view is reused.
-            self._kept = {}
             self._border(result, self.aoi.kernel.outer(reals, self._inner), frozen)
         # Nothing of the tick outlives its result, but the plain views of
-        # reals, for the next tick's to reuse after an update.
+        # reals, for the next tick's to reuse after an update (after a tick
+        # between, what changed since is not known, nor at the next what
+        # joined in between: no view is reused).
         self._kept = self._views if self.plain_views and update else {}
         self._views = {}
         self._updates = self._entries({}, self._published)
