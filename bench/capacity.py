@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 import tomllib
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -128,6 +129,8 @@ class Cluster:
         #: Links between the processes on Unix sockets (else mutual TLS).
         self.unix = unix if links == "config" else links == "unix"
         self.ports = {name: free_port() for name, _ in self.processes}
+        #: Each zone's metrics listener (plain HTTP on loopback): its ticks' time.
+        self.metrics_ports = {name: free_port() for name, kind in self.processes if kind == "zone"}
         self.children: dict[str, subprocess.Popen] = {}
         self.kinds = dict(self.processes)
         self.config_path = os.path.join(directory, "mmo.toml")
@@ -140,6 +143,12 @@ class Cluster:
                 f'[processes.{name}]\nkind = "{kind}"\n'
                 f'{listener} = "tcp:{self.ports[name]}:interface=127.0.0.1"\n'
                 'hosts = ["localhost", "127.0.0.1"]\n'
+                + (
+                    f'metrics = "tcp:{self.metrics_ports[name]}:interface=127.0.0.1"\n'
+                    "metrics_tls = false\n"
+                    if name in self.metrics_ports
+                    else ""
+                )
             )
         with open(self.config_path, "w") as f:
             f.write(
@@ -196,6 +205,24 @@ class Cluster:
         found["redis-server"] = ("other", self.redis.process.pid)
         return found
 
+    def zone_ticks(self) -> dict[str, float]:
+        """
+        Each zone's ticks so far and the seconds they took (wall clock,
+        C{mmo_zone_tick_duration_seconds}), read from its metrics:
+        C{{"ticks:NAME": count, "tick_s:NAME": seconds}}.
+        """
+        figures = {}
+        for name, port in self.metrics_ports.items():
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+                text = reply.read().decode()
+            figures[f"ticks:{name}"] = _metric(text, "mmo_zone_tick_duration_seconds_count")
+            figures[f"tick_s:{name}"] = _metric(text, "mmo_zone_tick_duration_seconds_sum")
+        return figures
+
+    def sample(self, pids: dict[str, tuple[str, int]]) -> dict[str, float]:
+        """What L{run_bots} reads at both ends of a window: CPU seconds, and the zones' ticks."""
+        return cpu_all(pids) | self.zone_ticks()
+
     def kind_of(self, name: str) -> str:
         kind = self.kinds[name]
         return kind if kind in KINDS else "other"
@@ -215,6 +242,15 @@ class Cluster:
 
 def cpu_all(pids: dict[str, tuple[str, int]]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, (_, pid) in pids.items()}
+
+
+def _metric(text: str, name: str) -> float:
+    """The sum of metric C{name}'s samples (every label) in a Prometheus text page."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and line[len(name) : len(name) + 1] in ("{", " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def run_bots(
@@ -328,7 +364,7 @@ def measure_baseline_bot(cluster: Cluster, bots: int, args, index: int) -> dict:
 
 
 def measure(cluster: Cluster, bots: int, args, index: int, profile: str | None) -> dict:
-    result, spent = run_bots(cluster, bots, args, f"c{index}b", profile)
+    result, spent = run_bots(cluster, bots, args, f"c{index}b", profile, sample=cluster.sample)
     window = result["window"]
     seconds = window["seconds"]
     players = window["players"]
@@ -362,6 +398,10 @@ def measure(cluster: Cluster, bots: int, args, index: int, profile: str | None) 
         f"duplicated_{n}": result["world"]["duplicated"],
         f"lost_{n}": result["world"]["lost"],
     }
+    # How long the zones' ticks took at this load, against their budget.
+    ticks = sum(v for k, v in spent.items() if k.startswith("ticks:"))
+    tick_seconds = sum(v for k, v in spent.items() if k.startswith("tick_s:"))
+    figures[f"zone_tick_mean_ms_{n}"] = 1e3 * tick_seconds / ticks if ticks else float("nan")
     for kind in KINDS:
         figures[f"{kind}_cores_{n}"] = cpu[kind] / seconds
         figures[f"{kind}_us_per_player_s_{n}"] = (

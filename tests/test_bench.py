@@ -360,8 +360,29 @@ class CapacityFitTests(unittest.TestCase):
         os.makedirs(directory)
         cluster = self.capacity.Cluster(directory)
         cluster.write_config()
-        kinds = {p.kind for p in config.load(cluster.config_path).processes.values()}
+        processes = config.load(cluster.config_path).processes.values()
+        kinds = {p.kind for p in processes}
         self.assertLessEqual({"login", "gateway", "lobby", "zone"}, kinds)
+        # Each zone serves its metrics (its ticks' time) on loopback, plain.
+        for process in processes:
+            if process.kind == "zone":
+                self.assertIn(":interface=127.0.0.1", process.metrics)
+                self.assertFalse(process.metrics_tls)
+
+    def test_metric_summed_over_labels(self):
+        """A metric's samples, every label's, summed; another metric's left out."""
+        page = (
+            "# HELP mmo_zone_tick_duration_seconds Time a zone's tick takes.\n"
+            'mmo_zone_tick_duration_seconds_bucket{zone="r0c0",le="0.001"} 3.0\n'
+            'mmo_zone_tick_duration_seconds_count{zone="r0c0"} 40.0\n'
+            'mmo_zone_tick_duration_seconds_count{zone="r1c0"} 2.0\n'
+            'mmo_zone_tick_duration_seconds_sum{zone="r0c0"} 0.25\n'
+            "mmo_zone_tick_duration_seconds_sum 0.5\n"
+        )
+        metric = self.capacity._metric
+        self.assertEqual(metric(page, "mmo_zone_tick_duration_seconds_count"), 42.0)
+        self.assertEqual(metric(page, "mmo_zone_tick_duration_seconds_sum"), 0.75)
+        self.assertEqual(metric(page, "mmo_zone_tick_duration_seconds"), 0.0)
 
     def test_three_counts_give_fixed_player_and_push(self):
         points = [self.point(100, 1500), self.point(200, 3600), self.point(400, 9000)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 
 from twisted.internet import task
@@ -1266,6 +1266,45 @@ class TwoZoneUpdateRateTests(TwoZoneTests):
 
 
 # -- NPCs -----------------------------------------------------------------------------
+
+
+class EntityRecordTests(unittest.TestCase):
+    """An entity's record (C{to_dict}), what handoffs and checkpoints carry."""
+
+    def hero(self, attrs) -> Entity:
+        return Entity(
+            "hero",
+            PLAYER,
+            12.5,
+            7.25,
+            name="Hero",
+            attrs=attrs,
+            last_input=9,
+            session="s1",
+            gateway="gateway-1",
+            version=3,
+        )
+
+    def test_as_asdict(self):
+        """Every field, in the dataclass's order, equal to what asdict makes of it."""
+        for attrs in ({}, {"hp": 10, "bag": [1, {"gem": 2}], "pos": (1, 2)}):
+            hero = self.hero(attrs)
+            record = hero.to_dict()
+            self.assertEqual(list(record), list(asdict(hero)))
+            self.assertEqual(record, asdict(hero))
+            self.assertEqual(Entity.from_dict(record), hero)
+
+    def test_attrs_copied(self):
+        """Changing the entity's attrs afterwards leaves a record as it was made, and back."""
+        hero = self.hero({"bag": [1]})
+        record = hero.to_dict()
+        hero.attrs["bag"].append(2)
+        hero.attrs["hp"] = 1
+        self.assertEqual(record["attrs"], {"bag": [1]})
+        empty = self.hero({})
+        kept = empty.to_dict()
+        kept["attrs"]["x"] = 1
+        self.assertEqual(empty.attrs, {})
 
 
 class NPCTests(unittest.TestCase):
