@@ -48,19 +48,14 @@ class Entity:
         C{dataclasses.asdict} gives, without its walk of every field
         (each handoff and checkpoint of a player makes one).
         """
+        record = self.view()
         attrs = self.attrs
-        return {
-            "id": self.id,
-            "kind": self.kind,
-            "x": self.x,
-            "y": self.y,
-            "name": self.name,
-            "attrs": copy.deepcopy(attrs) if attrs else type(attrs)(),
-            "last_input": self.last_input,
-            "session": self.session,
-            "gateway": self.gateway,
-            "version": self.version,
-        }
+        record["attrs"] = copy.deepcopy(attrs) if attrs else type(attrs)()
+        record["last_input"] = self.last_input
+        record["session"] = self.session
+        record["gateway"] = self.gateway
+        record["version"] = self.version
+        return record
 
     @classmethod
     def from_dict(cls, data: dict) -> Entity:
