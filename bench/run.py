@@ -148,8 +148,22 @@ BENCHMARKS = [
         "zone_tick",
         "zone_tick.py",
         "Zone tick",
-        [Run("", ["--sizes", "250,500,1000,2000,5000,10000", "--ticks", "300"], True)],
-        [Run("", ["--sizes", "100,200", "--ticks", "20", "--max-seconds", "5"], True)],
+        [
+            Run(
+                "the ticks back to back (their data still in the caches)",
+                ["--sizes", "250,500,1000,2000,5000,10000", "--ticks", "300"]
+                + ["--border-walk", "400"],
+                True,
+            ),
+            Run(
+                "the caches swept before each tick (a machine shared with other processes)",
+                ["--sizes", "500,2000", "--ticks", "300", "--border-walk", "400", "--cold"],
+            ),
+        ],
+        [
+            Run("warm", ["--sizes", "100,200", "--ticks", "20", "--max-seconds", "5"], True),
+            Run("cold", ["--sizes", "100", "--ticks", "5", "--max-seconds", "5", "--cold"]),
+        ],
         timeout=300,
         pairs=[
             ("tick_p50_ms_{n}", "move_p50_ms_{n}"),

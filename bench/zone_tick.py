@@ -4,7 +4,7 @@ Zone tick cost: the time one zone's simulation tick takes for 500, 1,000,
 20 Hz tick.
 
     python bench/zone_tick.py [--sizes 500,1000,2000,5000,10000] [--ticks 400]
-                              [--update-rate HZ] [--json]
+                              [--update-rate HZ] [--cold] [--json]
 
 The zone is the left half (1000 x 1000 units) of a 2000 x 1000 world of two
 regions, with the shipped [world] defaults otherwise (AOI radius 50, ghost
@@ -56,6 +56,14 @@ gateways that take stems, for an instruction count of the ticks and their
 encoding that does not vary from run to run: the difference between the
 counts of two runs (PYTHONHASHSEED=0) under valgrind --tool=callgrind, of
 TICKS and of 0, divided by TICKS, is a tick's.
+
+With --cold, the CPU's caches are swept before each measured tick
+(L{CacheSweep}: a buffer of twice the last-level cache written, a byte a
+cache line, untimed): a zone process on a machine it shares with others
+(the gateways, the other zones, Redis) finds its data gone from the
+caches at each tick, as they ran since the last one.  Without it the
+ticks run back to back, their data still in the caches.  cold_caches_mb
+says which ran (0: warm).
 
 With --profile PATH, the largest size is run once more after the
 measurements, the same world and ticks, with cProfile enabled around each
@@ -184,6 +192,42 @@ def encode_pushes(result, turn: int) -> tuple[float, float, float]:
         way = ways[(turn + i) % len(ways)]
         times[way] = way()
     return times[outbox], times[generic], times[whole]
+
+
+class CacheSweep:
+    """
+    Sweeps the CPU's caches when called: writes a byte of every cache line
+    of a buffer of C{size} bytes, which pushes out whatever else they held.
+    """
+
+    LINE = 64
+
+    def __init__(self, size: int):
+        self.buffer = bytearray(size)
+        self._bytes = b"\x01" * len(range(0, size, self.LINE))
+
+    def __call__(self) -> None:
+        self.buffer[:: self.LINE] = self._bytes
+
+    @staticmethod
+    def size_for_this_machine(default: int = 64 << 20) -> int:
+        """Twice the largest CPU cache this machine reports (sysfs), else C{default}."""
+        largest = 0
+        directory = "/sys/devices/system/cpu/cpu0/cache"
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return default
+        for name in names:
+            try:
+                with open(os.path.join(directory, name, "size")) as f:
+                    text = f.read().strip()
+            except OSError:
+                continue
+            units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+            if text and text[-1] in units and text[:-1].isdigit():
+                largest = max(largest, int(text[:-1]) * units[text[-1]])
+        return 2 * largest if largest else default
 
 
 def _dropped(session: str, kind: str) -> None:
@@ -374,9 +418,17 @@ def encode_figures(encoded: tuple[list, list, list], suffix: str, prefix: str = 
 
 
 def run_border_walk(
-    players: int, ticks: int, max_seconds: float, seed: int, settle: bool = True
+    players: int,
+    ticks: int,
+    max_seconds: float,
+    seed: int,
+    settle: bool = True,
+    sweep: CacheSweep | None = None,
 ) -> dict:
-    """Measure C{ticks} ticks of a L{BorderWalkZone} of C{players} players."""
+    """
+    Measure C{ticks} ticks of a L{BorderWalkZone} of C{players} players
+    (with C{sweep}, called before each).
+    """
     zone = BorderWalkZone(players, seed)
     gc.collect()
     if settle:
@@ -388,6 +440,8 @@ def run_border_walk(
     deadline = time.perf_counter() + max_seconds
     for n in range(WARMUP + ticks):
         inputs = zone.step()
+        if sweep is not None:
+            sweep()
         started = time.perf_counter()
         cpu_started = time.thread_time()
         zone.apply(inputs)
@@ -427,11 +481,13 @@ def run_size(
     settle: bool = True,
     profiler: cProfile.Profile | None = None,
     update_rate: float = 0.0,
+    sweep: CacheSweep | None = None,
 ) -> dict:
     """
     Measure C{ticks} ticks of a zone of C{size} entities (its C{[world]
     update_rate} C{update_rate}); with C{profiler}, it is enabled around
-    each measured tick (and nothing else).
+    each measured tick (and nothing else); with C{sweep}, called before
+    each tick.
     """
     zone = BenchZone(size, seed, update_rate=update_rate)
     sim, rng, interval = zone.sim, zone.rng, zone.interval
@@ -451,6 +507,8 @@ def run_size(
     deadline = time.perf_counter() + max_seconds
     for n in range(WARMUP + ticks):
         inputs = zone.step()
+        if sweep is not None:
+            sweep()
         profiling = profiler is not None and n >= WARMUP
         if profiling:
             profiler.enable()
@@ -577,11 +635,18 @@ def main() -> None:
         metavar="HZ",
         help="the zones' [world] update_rate (default 0: every player every tick)",
     )
+    p.add_argument(
+        "--cold",
+        action="store_true",
+        help="sweep the CPU's caches before each measured tick (a machine shared with others)",
+    )
     args = p.parse_args()
+    sweep = CacheSweep(CacheSweep.size_for_this_machine()) if args.cold else None
     figures: dict = {
         "budget_ms": BUDGET * 1000,
         "settled_gc": args.settle,
         "update_rate": args.update_rate,
+        "cold_caches_mb": len(sweep.buffer) / (1 << 20) if sweep is not None else 0,
     }
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.count is not None:
@@ -600,13 +665,16 @@ def main() -> None:
                 args.seed,
                 args.settle,
                 update_rate=args.update_rate,
+                sweep=sweep,
             )
         )
         gc.unfreeze()
         gc.set_threshold(*defaults)
     if args.border_walk:
         figures.update(
-            run_border_walk(args.border_walk, args.ticks, args.max_seconds, args.seed, args.settle)
+            run_border_walk(
+                args.border_walk, args.ticks, args.max_seconds, args.seed, args.settle, sweep
+            )
         )
         gc.unfreeze()
         gc.set_threshold(*defaults)
@@ -621,6 +689,7 @@ def main() -> None:
             args.settle,
             profiler,
             args.update_rate,
+            sweep,
         )
         gc.unfreeze()
         gc.set_threshold(*defaults)

@@ -715,6 +715,26 @@ class ZoneTickSmokeTests(unittest.TestCase):
         for name in ("encode_p50_ms", "encode_whole_p50_ms"):
             self.assertGreater(figures[f"{name}_100"], 0, name)
 
+    def test_cold_caches(self):
+        """--cold: a sweep of the buffer before each tick, every cache line of it written."""
+        zone_tick = load_bench("zone_tick")
+        self.assertGreaterEqual(zone_tick.CacheSweep.size_for_this_machine(), 1 << 20)
+        sweep = zone_tick.CacheSweep(4096)
+        calls = []
+        buffer = sweep.buffer
+
+        def counted():
+            calls.append(None)
+            sweep()
+
+        figures = zone_tick.run_size(
+            100, ticks=5, max_seconds=5.0, seed=1, settle=False, sweep=counted
+        )
+        self.assertEqual(figures["ticks_100"], 5)
+        self.assertEqual(len(calls), zone_tick.WARMUP + 5)
+        self.assertEqual(bytes(buffer[::64]), b"\x01" * 64)
+        self.assertEqual(buffer.count(1), 64)
+
     def test_border_walk(self):
         """
         The border-walk shape: players on both sides of the border, handed
