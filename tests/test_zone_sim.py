@@ -1294,6 +1294,23 @@ class EntityRecordTests(unittest.TestCase):
             self.assertEqual(record, asdict(hero))
             self.assertEqual(Entity.from_dict(record), hero)
 
+    def test_subclass(self):
+        """A subclass's record has its own fields, and none of what only its view shows."""
+
+        @dataclass(slots=True)
+        class Ranked(Entity):
+            rank: int = 0
+
+            def view(self):
+                return {**Entity.view(self), "title": f"rank {self.rank}"}
+
+        ranked = Ranked("r", PLAYER, 1.0, 2.0, attrs={"bag": [1]}, rank=4)
+        record = ranked.to_dict()
+        self.assertEqual(record, asdict(ranked))
+        self.assertEqual(record["rank"], 4)
+        self.assertNotIn("title", record)
+        self.assertEqual(Ranked.from_dict(record), ranked)
+
     def test_attrs_copied(self):
         """Changing the entity's attrs afterwards leaves a record as it was made, and back."""
         hero = self.hero({"bag": [1]})

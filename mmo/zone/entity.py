@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 PLAYER = "player"
 NPC = "npc"
@@ -46,9 +46,12 @@ class Entity:
         """
         Its fields, in their order, C{attrs} a deep copy: what
         C{dataclasses.asdict} gives, without its walk of every field
-        (each handoff and checkpoint of a player makes one).
+        (each handoff and checkpoint of a player makes one).  A subclass's
+        (fields of its own, a view of its own) is C{asdict}'s.
         """
-        record = self.view()
+        if type(self) is not Entity:
+            return asdict(self)
+        record = Entity.view(self)
         attrs = self.attrs
         record["attrs"] = copy.deepcopy(attrs) if attrs else type(attrs)()
         record["last_input"] = self.last_input
