@@ -81,6 +81,7 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -423,7 +424,7 @@ def run_border_walk(
     max_seconds: float,
     seed: int,
     settle: bool = True,
-    sweep: CacheSweep | None = None,
+    sweep: Callable[[], None] | None = None,
 ) -> dict:
     """
     Measure C{ticks} ticks of a L{BorderWalkZone} of C{players} players
@@ -481,7 +482,7 @@ def run_size(
     settle: bool = True,
     profiler: cProfile.Profile | None = None,
     update_rate: float = 0.0,
-    sweep: CacheSweep | None = None,
+    sweep: Callable[[], None] | None = None,
 ) -> dict:
     """
     Measure C{ticks} ticks of a zone of C{size} entities (its C{[world]
