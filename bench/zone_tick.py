@@ -56,6 +56,10 @@ gateways that take stems, for an instruction count of the ticks and their
 encoding that does not vary from run to run: the difference between the
 counts of two runs (PYTHONHASHSEED=0) under valgrind --tool=callgrind, of
 TICKS and of 0, divided by TICKS, is a tick's.
+Each counted tick runs inside a call of functools.reduce of its own,
+so that --toggle-collect=functools_reduce counts them alone; with --cold,
+the caches are swept before each, outside it: with --cache-sim=yes,
+callgrind then counts the cache misses of ticks that start cold.
 
 With --cold, the CPU's caches are swept before each measured tick
 (L{CacheSweep}: a buffer of twice the last-level cache written, a byte a
@@ -74,6 +78,7 @@ unprofiled runs.
 from __future__ import annotations
 
 import cProfile
+import functools
 import gc
 import math
 import os
@@ -581,22 +586,38 @@ class _Dropping:
         pass
 
 
-def count_ticks(zone, ticks: int, settle: bool = True) -> None:
+def count_ticks(
+    zone, ticks: int, settle: bool = True, sweep: Callable[[], None] | None = None
+) -> None:
     """
     C{ticks} ticks of C{zone} (a L{BenchZone} or L{BorderWalkZone}) after
     the warm-up, each one's pushes sent through the zone's outbox (every
     push encoded as the zone encodes it), nothing timed: what --count runs.
+    Each counted tick (its inputs, the tick, its pushes) runs inside a call
+    of C{functools.reduce} of its own, and nothing else does, for
+    C{valgrind --tool=callgrind --toggle-collect=functools_reduce}; with
+    C{sweep}, called before each, outside that call.
     """
     outbox = Outbox(None, "r0c0", zone.sim)
     outbox.stream_to(_Dropping())
-    gc.collect()
-    if settle:
-        settle_collector()
-    for _ in range(WARMUP + ticks):
-        inputs = zone.step()
+
+    def one(_, inputs):
         zone.apply(inputs)
         result = zone.sim.tick()
         outbox.pushes(result)
+        return result
+
+    gc.collect()
+    if settle:
+        settle_collector()
+    for n in range(WARMUP + ticks):
+        inputs = zone.step()
+        if n < WARMUP:
+            result = one(None, inputs)
+        else:
+            if sweep is not None:
+                sweep()
+            result = functools.reduce(one, [inputs], None)
         if isinstance(zone, BorderWalkZone):
             zone.hand_over(result)
 
@@ -652,9 +673,9 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if args.count is not None:
         for size in sizes:
-            count_ticks(BenchZone(size, args.seed), args.count, args.settle)
+            count_ticks(BenchZone(size, args.seed), args.count, args.settle, sweep)
         if args.border_walk:
-            count_ticks(BorderWalkZone(args.border_walk, args.seed), args.count, args.settle)
+            count_ticks(BorderWalkZone(args.border_walk, args.seed), args.count, args.settle, sweep)
         return
     defaults = gc.get_threshold()
     for size in sizes:

@@ -4,6 +4,7 @@ figures as markdown, the report, and a failing benchmark script.
 """
 
 import cProfile
+import functools
 import json
 import os
 import shutil
@@ -734,6 +735,28 @@ class ZoneTickSmokeTests(unittest.TestCase):
         self.assertEqual(len(calls), zone_tick.WARMUP + 5)
         self.assertEqual(bytes(buffer[::64]), b"\x01" * 64)
         self.assertEqual(buffer.count(1), 64)
+
+    def test_count_ticks(self):
+        """
+        --count: each counted tick in a functools.reduce call of its own,
+        the warm-up's in none; with --cold, a sweep before each, outside it.
+        """
+        zone_tick = load_bench("zone_tick")
+        reduced = []
+
+        class Counting:
+            @staticmethod
+            def reduce(function, items, start):
+                reduced.append(len(items))
+                return functools.reduce(function, items, start)
+
+        self.patch(zone_tick, "functools", Counting)
+        swept = []
+        zone = zone_tick.BorderWalkZone(40, seed=1)
+        zone_tick.count_ticks(zone, 5, settle=False, sweep=lambda: swept.append(len(reduced)))
+        self.assertEqual(reduced, [1] * 5)
+        self.assertEqual(swept, [0, 1, 2, 3, 4])
+        self.assertEqual(zone.sim.tick_count, zone_tick.WARMUP + 5)
 
     def test_border_walk(self):
         """
