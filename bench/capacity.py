@@ -12,7 +12,8 @@ both ends of the window.  The bot's own CPU is reported apart.  A
 least-squares fit over the counts splits each process kind's cores into
 a fixed part, a part per player-second and a part per push.
 
-    python bench/capacity.py [--bots 100,200,400] [--window 60] [--update-rate HZ] [--json]
+    python bench/capacity.py [--bots 100,200,400] [--window 60] [--repeat N]
+                             [--update-rate HZ] [--json]
 
 See bench/README.md for every figure.
 """
@@ -24,6 +25,7 @@ import os
 import select
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -416,6 +418,34 @@ def measure(cluster: Cluster, bots: int, args, index: int, profile: str | None) 
     return figures
 
 
+#: Figures that must be 0: their total over a count's windows, so that one in any shows.
+_TOTALLED = ("errors_", "lost_", "duplicated_")
+
+
+def combined(runs: list[dict], bots: int) -> dict:
+    """
+    The figures of C{bots} bots from one or more windows (C{runs}, each
+    L{measure}'s): each its median, but errors, lost and duplicated
+    their total; with more than one, the least and most players per core
+    too.
+    """
+    figures = {}
+    for key, first in runs[0].items():
+        values = [run[key] for run in runs]
+        if key.startswith(_TOTALLED):
+            figures[key] = sum(values)
+        elif isinstance(first, (int, float)) and not isinstance(first, bool):
+            figures[key] = statistics.median(values)
+        else:
+            figures[key] = first
+    if len(runs) > 1:
+        per_core = [run[f"players_per_core_{bots}"] for run in runs]
+        figures[f"windows_{bots}"] = len(runs)
+        figures[f"players_per_core_min_{bots}"] = min(per_core)
+        figures[f"players_per_core_max_{bots}"] = max(per_core)
+    return figures
+
+
 def fit_figures(points: list[dict]) -> dict:
     """The least-squares split of each kind's cores: fixed, per player-second, per push."""
     figures = {}
@@ -476,7 +506,16 @@ def main(argv=None) -> int:
         metavar="HZ",
         help="[world] update_rate for the cluster (default: conf/cluster.toml's)",
     )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="windows measured per bot count, one after the other; "
+        "each figure their median (default 1)",
+    )
     args = p.parse_args(argv)
+    if args.repeat < 1:
+        p.error("--repeat: at least 1")
     counts = sorted(int(n) for n in args.bots.split(",") if n.strip())
     if not counts or min(counts) < 1:
         p.error("--bots: one or more positive counts")
@@ -508,10 +547,17 @@ def main(argv=None) -> int:
                 print(f"capacity: {bots} bots (baseline bot)", file=sys.stderr, flush=True)
                 figures.update(measure_baseline_bot(cluster, bots, args, index))
                 time.sleep(2.0)
-            print(f"capacity: {bots} bots", file=sys.stderr, flush=True)
-            measured = measure(cluster, bots, args, index, profile)
-            points.append(measured.pop("_fit"))
-            figures.update(measured)
+            runs = []
+            for repeat in range(args.repeat):
+                print(f"capacity: {bots} bots", file=sys.stderr, flush=True)
+                last = repeat == args.repeat - 1
+                run = index * args.repeat + repeat
+                runs.append(measure(cluster, bots, args, run, profile if last else None))
+                points.append(runs[-1].pop("_fit"))
+                if not last:
+                    # The last run's sessions end before the next one starts.
+                    time.sleep(2.0)
+            figures.update(combined(runs, bots))
             # Each count's figures as they come: a run cut short keeps them.
             print(
                 "capacity: "

@@ -370,6 +370,23 @@ class CapacityFitTests(unittest.TestCase):
                 self.assertIn(":interface=127.0.0.1", process.metrics)
                 self.assertFalse(process.metrics_tls)
 
+    def test_windows_combined(self):
+        """Each figure the median of a count's windows, what must be 0 their total, the spread."""
+        runs = [
+            {"players_per_core_400": v, "lost_400": lost, "errors_400": 0, "bots_400": 400}
+            for v, lost in ((700.0, 0), (820.0, 1), (760.0, 0))
+        ]
+        figures = self.capacity.combined(runs, 400)
+        self.assertEqual(figures["players_per_core_400"], 760.0)
+        self.assertEqual(figures["lost_400"], 1)
+        self.assertEqual(figures["errors_400"], 0)
+        self.assertEqual(figures["bots_400"], 400)
+        self.assertEqual(figures["windows_400"], 3)
+        self.assertEqual(figures["players_per_core_min_400"], 700.0)
+        self.assertEqual(figures["players_per_core_max_400"], 820.0)
+        # One window: its figures as they are, no spread.
+        self.assertEqual(self.capacity.combined(runs[:1], 400), runs[0])
+
     def test_metric_summed_over_labels(self):
         """A metric's samples, every label's, summed; another metric's left out."""
         page = (
