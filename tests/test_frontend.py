@@ -30,6 +30,7 @@ from mmo.frontend.deadlines import Deadlines
 from mmo.frontend.factory import ClientFactory
 from mmo.frontend.listener import ClientListener, factory_class
 from mmo.frontend.protocol import CLOSE_GRACE, CLOSED, HANDSHAKE, OPEN, ClientProtocol
+from mmo.frontend.sending import GATHERED_MOST
 from mmo.login.tickets import TicketSigner
 from mmo.store import StoreUnavailable
 from mmo.wire import PROTOCOL_VERSION, SUPPORTED_VERSIONS, codec, codes
@@ -960,6 +961,133 @@ class SendingTests(GatewayTestCase):
             self.assertTrue(protocol.transport.disconnecting)
             # Nothing after it is read.
             self.assertEqual(self.request(protocol, {"t": "ping", "id": 5}), [])
+
+
+class WriteNowTransport(StringTransport):
+    """
+    A transport that can also write at once, as mmo's TLS connections can
+    (C{writeNow}): every write and the close recorded, in order, by how.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.writes: list[tuple[str, bytes]] = []
+
+    def write(self, data):
+        self.writes.append(("write", data))
+        super().write(data)
+
+    def writeNow(self, data):
+        self.writes.append(("now", data))
+        super().write(data)
+
+    def loseConnection(self):
+        self.writes.append(("close", b""))
+        super().loseConnection()
+
+
+class FlashProtocol(EmoteProtocol):
+    """Also writes frames at once while a read is handled, as a resume's replay does."""
+
+    def message_flash(self, message):
+        self.sendFramesNow(codec.frame({"t": "flash", "n": message.get("n", 0)}))
+        return {"flashed": True}
+
+
+class FlashFactory(EmoteFactory):
+    protocol = FlashProtocol
+
+
+class ReadRepliesTests(GatewayTestCase):
+    """
+    The replies made while a read is handled leave in one write at its
+    end, sent at once (not gathered for the end of the reactor's turn).
+    """
+
+    factoryClass = FlashFactory
+
+    def connect_now(self):
+        """A connection whose transport writes at once, its handshake done."""
+        protocol = self.factory.buildProtocol(PEER)
+        protocol.makeConnection(WriteNowTransport(peerAddress=PEER))
+        self.send(protocol, {"t": "hello", "id": 1, "versions": [PROTOCOL_VERSION]})
+        [reply] = self.received(protocol)
+        self.assertEqual(reply["t"], "reply")
+        protocol.transport.writes.clear()
+        return protocol
+
+    def test_one_write_per_read(self):
+        protocol = self.connect_now()
+        protocol.dataReceived(
+            codec.frame({"t": "ping", "id": 2})
+            + codec.frame({"t": "emote", "id": 3, "name": "wave"})
+            + codec.frame({"t": "silent", "id": 4})
+        )
+        [(how, data)] = protocol.transport.writes
+        self.assertEqual(how, "now")
+        self.assertEqual(
+            [(m["t"], m["id"]) for m in support.decode_frames(data)],
+            [("reply", 2), ("reply", 3)],
+        )
+
+    def test_a_large_read_sent_in_parts(self):
+        """What a read gathers is sent whenever it passes GATHERED_MOST bytes."""
+        protocol = self.connect_now()
+        protocol.dataReceived(b"".join(codec.frame({"t": "ping", "id": i}) for i in range(20000)))
+        writes = protocol.transport.writes
+        self.assertGreater(len(writes), 2)
+        for how, data in writes:
+            self.assertEqual(how, "now")
+            self.assertLess(len(data), GATHERED_MOST + 100)
+        self.assertEqual([m["id"] for m in self.received(protocol)], list(range(20000)))
+
+    def test_frames_written_at_once_come_after_earlier_replies(self):
+        """A frame written at once during the read goes after the replies made before it."""
+        protocol = self.connect_now()
+        protocol.dataReceived(
+            codec.frame({"t": "ping", "id": 2})
+            + codec.frame({"t": "flash", "id": 3, "n": 7})
+            + codec.frame({"t": "ping", "id": 4})
+        )
+        self.assertEqual([how for how, _ in protocol.transport.writes], ["now", "now"])
+        messages = self.received(protocol)
+        self.assertEqual(
+            [(m["t"], m.get("id"), m.get("n")) for m in messages],
+            [("reply", 2, None), ("flash", None, 7), ("reply", 3, None), ("reply", 4, None)],
+        )
+
+    def test_fatal_error_written_before_the_close(self):
+        protocol = self.connect_now()
+        protocol.dataReceived(codec.frame({"t": "ping", "id": 2}) + struct.pack(">I", 10**6))
+        writes = protocol.transport.writes
+        self.assertEqual([how for how, _ in writes], ["now", "close"])
+        [reply, error] = support.decode_frames(writes[0][1])
+        self.assertEqual((reply["t"], reply["id"]), ("reply", 2))
+        self.assertError(error, codes.FRAME_TOO_LARGE, fatal=True)
+
+    def test_frames_outside_a_read_as_before(self):
+        """A push or a late reply, outside a read, is written as before."""
+        protocol = self.connect_now()
+        protocol.push("news", text="a")
+        self.send(protocol, {"t": "slow", "id": 5})
+        self.factory.pending.pop().callback({"late": True})
+        self.assertEqual([how for how, _ in protocol.transport.writes], ["write", "write"])
+        self.assertEqual(
+            [(m["t"], m.get("id")) for m in self.received(protocol)],
+            [("news", None), ("reply", 5)],
+        )
+
+    def test_a_handler_that_raises_still_sends(self):
+        """What the read made before a handler's error is sent with the error frame."""
+        protocol = self.connect_now()
+        protocol.dataReceived(
+            codec.frame({"t": "ping", "id": 2}) + codec.frame({"t": "boom", "id": 3})
+        )
+        self.flushLoggedErrors(ZeroDivisionError)
+        [(how, data)] = protocol.transport.writes
+        [reply, error] = support.decode_frames(data)
+        self.assertEqual((reply["t"], reply["id"]), ("reply", 2))
+        self.assertError(error, codes.INTERNAL, 3)
 
 
 class CloseAllTests(GatewayTestCase):

@@ -99,6 +99,7 @@ class ClientProtocol(HandshakeLogging, FrameSending, FramedProtocol):
         self.version = None
         self.closing = False
         self.seq = 0
+        self._gathered = None
 
     @property
     def peer(self) -> str:
@@ -136,7 +137,14 @@ class ClientProtocol(HandshakeLogging, FrameSending, FramedProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.lastReceived = self.factory.reactor.seconds()
-        FramedProtocol.dataReceived(self, data)
+        if not self.gatherFrames():
+            FramedProtocol.dataReceived(self, data)
+            return
+        try:
+            FramedProtocol.dataReceived(self, data)
+        finally:
+            # The replies made as it was read leave now, together.
+            self.sendGathered()
 
     def deadlineReached(self, now: float) -> float | None:
         """
@@ -294,6 +302,8 @@ class ClientProtocol(HandshakeLogging, FrameSending, FramedProtocol):
         self._handshakeTimer = None
         if self.backlog is not None:
             self.backlog.unwatch()
+        # What the read being handled made (a goodbye) goes before the close.
+        self.flushGathered()
         self.transport.loseConnection()
         # Under TLS a clean close waits for the peer's close_notify; a peer
         # that never sends it must not hold the connection open forever.

@@ -11,6 +11,10 @@ from __future__ import annotations
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
 
+#: The most bytes of frames a read's handling gathers before sending them
+#: (as Twisted's TLS transport gathers a turn's writes).
+GATHERED_MOST = 64_000
+
 # Connection states.
 HANDSHAKE = "handshake"
 OPEN = "open"
@@ -70,11 +74,68 @@ class FrameSending:
     def sendString(self, string: bytes) -> None:
         self.sendFrame(codec.HEADER.pack(len(string)) + string)
 
+    #: While a read of the connection is handled (L{gatherFrames} to
+    #: L{sendGathered}): the frames it made so far, to leave in one write
+    #: at its end.  C{None} otherwise.
+    _gathered: bytearray | None = None
+
+    def gatherFrames(self) -> bool:
+        """
+        From now until L{sendGathered}, frames sent by L{sendFrame} wait and
+        leave together, in one write sent at once: the replies to a read's
+        requests (every player's inputs are answered as they are read), in
+        one TLS record and one C{send()}, without the reactor's end-of-turn
+        gathering (a delayed call per connection per turn, and the write's
+        generic path).  Past L{GATHERED_MOST} bytes what is gathered is sent
+        and gathering goes on; while the client is behind (the backlog
+        counting), each frame is written and counted as it is made, as
+        always.  Whether it began: C{False} while already gathering.
+        """
+        if self._gathered is not None:
+            return False
+        self._gathered = bytearray()
+        return True
+
+    def sendGathered(self) -> None:
+        """Send what was gathered since L{gatherFrames}, and stop gathering."""
+        self.flushGathered()
+        self._gathered = None
+
+    def flushGathered(self) -> None:
+        """Send what was gathered so far now (before a close), and go on gathering."""
+        gathered = self._gathered
+        if gathered:
+            frames = bytes(gathered)
+            gathered.clear()
+            self.sendFramesNow(frames)
+
+    def _afterGathered(self, frames: bytes) -> bytes:
+        """C{frames}, after what was gathered (which is then sent with them)."""
+        gathered = self._gathered
+        if not gathered:
+            return frames
+        gathered += frames
+        frames = bytes(gathered)
+        gathered.clear()
+        return frames
+
     def sendFrame(self, frame: bytes) -> None:
         """
         Send one frame, its length header included, in one write, gathered
-        with the connection's other writes of this reactor turn.
+        with the connection's other writes of this reactor turn (or of the
+        read being handled: L{gatherFrames}).
         """
+        gathered = self._gathered
+        if gathered is not None:
+            backlog = self.backlog
+            if backlog is None or not backlog.paused:
+                gathered += frame
+                if len(gathered) >= GATHERED_MOST:
+                    self.flushGathered()
+                return
+            # The client is behind: what was gathered goes first, then this
+            # frame as always, counted.
+            self.flushGathered()
         self.transport.write(frame)
         backlog = self.backlog
         # The backlog counts only while the transport is full.
@@ -92,6 +153,7 @@ class FrameSending:
         transport that cannot write at once (WebSocket's, a test's) is
         written as by L{sendFrame}.
         """
+        frames = self._afterGathered(frames)
         transport = self.transport
         backlog = self.backlog
         # Counted as sendFrame counts: while the transport was already full
@@ -115,6 +177,7 @@ class FrameSending:
         counting (a write it counts is made now, counted as it is made).
         Whether they were queued.
         """
+        frames = self._afterGathered(frames)
         backlog = self.backlog
         if (backlog is None or not backlog.paused) and writes.add(self.transport, frames, tag):
             return True
