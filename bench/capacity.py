@@ -13,7 +13,14 @@ least-squares fit over the counts splits each process kind's cores into
 a fixed part, a part per player-second and a part per push.
 
     python bench/capacity.py [--bots 100,200,400] [--window 60] [--repeat N]
-                             [--update-rate HZ] [--json]
+                             [--update-rate HZ] [--calls] [--json]
+
+With --calls, the server processes also time their entry points
+(bench/calls/sitecustomize.py: each call's thread CPU time), and each
+kind's figures say where its CPU went over the window, per entry point:
+microseconds per player-second, per call, and calls per second.  The
+timing costs about a microsecond a call: the other figures of such a run
+are not those of a run without it.
 
 See bench/README.md for every figure.
 """
@@ -35,6 +42,8 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+#: The directory of the sitecustomize module that times the entry points (--calls).
+CALLS = os.path.join(HERE, "calls")
 sys.path.insert(0, ROOT)
 
 from bench._common import cpu_seconds, parser, report  # noqa: E402
@@ -122,8 +131,16 @@ def fit(rows: list[tuple[float, ...]], values: list[float]) -> list[float] | Non
 class Cluster:
     """The processes of a C{conf/cluster.toml}-shaped deployment, in C{directory}."""
 
-    def __init__(self, directory: str, links: str = "config", update_rate: float | None = None):
+    def __init__(
+        self,
+        directory: str,
+        links: str = "config",
+        update_rate: float | None = None,
+        calls: bool = False,
+    ):
         self.directory = directory
+        #: Where the processes write their entry points' CPU time (--calls), or None.
+        self.calls = os.path.join(directory, "calls") if calls else None
         self.redis = RedisServer(os.path.join(directory, "redis"))
         self.processes, self.world, self.login, unix = cluster_shape()
         if update_rate is not None:
@@ -173,6 +190,9 @@ class Cluster:
         self.write_config()
         certs.generate(config.load(self.config_path))
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        if self.calls is not None:
+            os.makedirs(self.calls, exist_ok=True)
+            env |= {"PYTHONPATH": CALLS, "MMO_BENCH_CALLS": self.calls}
         code = "import sys; from twisted.scripts.twistd import run; sys.argv[0]='twistd'; run()"
         # Services first, so that the login server and the gateways find them.
         order = sorted(self.kinds, key=lambda n: self.kinds[n] in CLIENT_KINDS)
@@ -222,8 +242,14 @@ class Cluster:
         return figures
 
     def sample(self, pids: dict[str, tuple[str, int]]) -> dict[str, float]:
-        """What L{run_bots} reads at both ends of a window: CPU seconds, and the zones' ticks."""
-        return cpu_all(pids) | self.zone_ticks()
+        """
+        What L{run_bots} reads at both ends of a window: CPU seconds, the
+        zones' ticks and, with --calls, the entry points' CPU time.
+        """
+        found = cpu_all(pids) | self.zone_ticks()
+        if self.calls is not None:
+            found |= call_times(self.calls, pids)
+        return found
 
     def kind_of(self, name: str) -> str:
         kind = self.kinds[name]
@@ -244,6 +270,50 @@ class Cluster:
 
 def cpu_all(pids: dict[str, tuple[str, int]]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, (_, pid) in pids.items()}
+
+
+def call_times(directory: str, pids: dict[str, tuple[str, int]]) -> dict[str, float]:
+    """
+    What each process last wrote of its entry points' CPU time
+    (L{CALLS}'s C{PID.json} in C{directory}, at most a fifth of a second
+    old): C{{"call_s:NAME:ENTRY": seconds, "call_n:NAME:ENTRY": calls}}.
+    """
+    found = {}
+    for name, (_, pid) in pids.items():
+        try:
+            with open(os.path.join(directory, f"{pid}.json")) as f:
+                state = json.load(f)
+        except FileNotFoundError:
+            continue
+        for entry, seconds in state["seconds"].items():
+            found[f"call_s:{name}:{entry}"] = seconds
+            found[f"call_n:{name}:{entry}"] = state["calls"][entry]
+    return found
+
+
+def call_figures(spent: dict, kinds: dict, player_seconds: float, seconds: float, n: int) -> dict:
+    """
+    Each kind's entry points over a window (C{spent}, L{call_times}'
+    differences; C{kinds}, process name to C{(kind, pid)}): microseconds
+    of CPU per player-second and per call, and calls per second.
+    """
+    totals: dict[tuple[str, str], list[float]] = {}
+    for key, value in spent.items():
+        if not key.startswith(("call_s:", "call_n:")):
+            continue
+        what, name, entry = key.split(":", 2)
+        total = totals.setdefault((kinds[name][0], entry), [0.0, 0.0])
+        total[what == "call_n"] += value
+    figures = {}
+    for (kind, entry), (cpu, calls) in sorted(totals.items()):
+        if not calls:
+            continue
+        figures[f"calls_{kind}_{entry}_us_per_player_s_{n}"] = (
+            1e6 * cpu / player_seconds if player_seconds else 0.0
+        )
+        figures[f"calls_{kind}_{entry}_us_{n}"] = 1e6 * cpu / calls
+        figures[f"calls_{kind}_{entry}_per_s_{n}"] = calls / seconds
+    return figures
 
 
 def _metric(text: str, name: str) -> float:
@@ -404,6 +474,7 @@ def measure(cluster: Cluster, bots: int, args, index: int, profile: str | None) 
     ticks = sum(v for k, v in spent.items() if k.startswith("ticks:"))
     tick_seconds = sum(v for k, v in spent.items() if k.startswith("tick_s:"))
     figures[f"zone_tick_mean_ms_{n}"] = 1e3 * tick_seconds / ticks if ticks else float("nan")
+    figures |= call_figures(spent, kinds, player_seconds, seconds, n)
     for kind in KINDS:
         figures[f"{kind}_cores_{n}"] = cpu[kind] / seconds
         figures[f"{kind}_us_per_player_s_{n}"] = (
@@ -513,6 +584,12 @@ def main(argv=None) -> int:
         help="windows measured per bot count, one after the other; "
         "each figure their median (default 1)",
     )
+    p.add_argument(
+        "--calls",
+        action="store_true",
+        help="time the server processes' entry points (about a microsecond a call): "
+        "each kind's CPU per entry point",
+    )
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat: at least 1")
@@ -528,7 +605,7 @@ def main(argv=None) -> int:
     # Stopped by SIGTERM (bench/run.py's time limit): stop the cluster first.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     directory = tempfile.mkdtemp(prefix="mmo-capacity-")
-    cluster = Cluster(directory, args.links, args.update_rate)
+    cluster = Cluster(directory, args.links, args.update_rate, args.calls)
     figures: dict = {
         "scenario": args.scenario,
         "links": "unix" if cluster.unix else "tls",

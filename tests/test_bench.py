@@ -387,6 +387,60 @@ class CapacityFitTests(unittest.TestCase):
         # One window: its figures as they are, no spread.
         self.assertEqual(self.capacity.combined(runs[:1], 400), runs[0])
 
+    def test_entry_points_timed(self):
+        """
+        A process started with --calls's module on its path times its entry
+        points and writes their CPU and calls, which the bench reads.
+        """
+        import subprocess
+        import sys
+
+        directory = self.mktemp()
+        os.makedirs(directory)
+        code = (
+            "from twisted.internet import reactor\n"
+            "for i in range(5): reactor.callLater(0.05 * i, sum, range(1000))\n"
+            "reactor.callLater(0.6, reactor.stop)\n"
+            "reactor.run()\n"
+        )
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([self.capacity.CALLS, self.capacity.ROOT])
+        env["MMO_BENCH_CALLS"] = directory
+        child = subprocess.Popen([sys.executable, "-c", code], env=env)
+        self.assertEqual(child.wait(timeout=60), 0)
+        found = self.capacity.call_times(directory, {"gw": ("gateway", child.pid)})
+        self.assertGreaterEqual(found["call_n:gw:timers"], 5)
+        self.assertGreater(found["call_s:gw:timers"], 0.0)
+        # Every entry point that imports is there, called or not.
+        self.assertEqual(found["call_n:gw:client_reads"], 0)
+        # Without the variable, nothing is timed nor written.
+        del env["MMO_BENCH_CALLS"]
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+        self.assertEqual(os.listdir(directory), [f"{child.pid}.json"])
+
+    def test_call_figures(self):
+        """Each kind's entry points over a window: per player-second, per call, per second."""
+        spent = {
+            "gateway-1": 3.0,
+            "call_s:gateway-1:client_reads": 0.2,
+            "call_n:gateway-1:client_reads": 4000,
+            "call_s:gateway-2:client_reads": 0.1,
+            "call_n:gateway-2:client_reads": 2000,
+            "call_s:zone-1:ticks": 0.5,
+            "call_n:zone-1:ticks": 200,
+            "call_s:zone-1:client_reads": 0.0,
+            "call_n:zone-1:client_reads": 0,
+        }
+        kinds = {"gateway-1": ("gateway", 1), "gateway-2": ("gateway", 2), "zone-1": ("zone", 3)}
+        figures = self.capacity.call_figures(spent, kinds, 1000.0, 10.0, 400)
+        self.assertAlmostEqual(figures["calls_gateway_client_reads_us_per_player_s_400"], 300.0)
+        self.assertAlmostEqual(figures["calls_gateway_client_reads_us_400"], 50.0)
+        self.assertAlmostEqual(figures["calls_gateway_client_reads_per_s_400"], 600.0)
+        self.assertAlmostEqual(figures["calls_zone_ticks_us_400"], 2500.0)
+        # An entry point never called in the window says nothing.
+        self.assertNotIn("calls_zone_client_reads_us_400", figures)
+        self.assertEqual(len(figures), 6)
+
     def test_metric_summed_over_labels(self):
         """A metric's samples, every label's, summed; another metric's left out."""
         page = (
