@@ -32,6 +32,25 @@ def percentile(values: list[float], fraction: float) -> float:
     return stats.percentile(values, fraction, empty=float("nan"))
 
 
+def bare_loop(size: int, runs: int, rng, step: float) -> list[float]:
+    """
+    The wall-clock seconds of each of C{runs} passes of a bare Python loop
+    moving C{size} entities (at positions drawn from C{rng}, a
+    C{random.Random}) by C{step} seconds of their velocity: the yardstick of
+    the machine's speed that figures measured in the same run are read
+    against (a shared machine's speed drifts, and machines differ).
+    """
+    positions = [[rng.random() * 1000, rng.random() * 1000, 0.3, 0.4] for _ in range(size)]
+    passes = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        for p in positions:
+            p[0] += p[2] * step
+            p[1] += p[3] * step
+        passes.append(time.perf_counter() - started)
+    return passes
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--json", action="store_true", help="print one JSON object of the figures")

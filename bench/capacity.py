@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import select
 import shutil
 import signal
@@ -44,9 +45,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 #: The directory of the sitecustomize module that times the entry points (--calls).
 CALLS = os.path.join(HERE, "calls")
+#: The machine's yardstick: a bare loop moving this many entities (zone_tick's
+#: move_p50_ms at this size), this many passes, before and after the cluster runs.
+LOOP_ENTITIES = 10_000
+LOOP_PASSES = 200
 sys.path.insert(0, ROOT)
 
-from bench._common import cpu_seconds, parser, report  # noqa: E402
+from bench._common import bare_loop, cpu_seconds, parser, percentile, report  # noqa: E402
 from tests.redis import RedisServer, free_port  # noqa: E402
 
 #: The shipped cluster whose shape is copied.
@@ -270,6 +275,16 @@ class Cluster:
 
 def cpu_all(pids: dict[str, tuple[str, int]]) -> dict[str, float]:
     return {name: cpu_seconds(pid) for name, (_, pid) in pids.items()}
+
+
+def yardstick_ms() -> float:
+    """
+    The machine's speed now, with nothing of the cluster running: the
+    median milliseconds of a bare loop moving L{LOOP_ENTITIES} entities
+    (as zone_tick's C{move_p50_ms} at that size), for reading players per
+    core across machines and runs.
+    """
+    return percentile(bare_loop(LOOP_ENTITIES, LOOP_PASSES, random.Random(1), 0.05), 0.5) * 1000
 
 
 def call_times(directory: str, pids: dict[str, tuple[str, int]]) -> dict[str, float]:
@@ -616,6 +631,7 @@ def main(argv=None) -> int:
         "cores": os.cpu_count(),
     }
     points = []
+    figures["loop_ms_before"] = yardstick_ms()
     try:
         cluster.start()
         for index, bots in enumerate(counts):
@@ -654,6 +670,7 @@ def main(argv=None) -> int:
             print(f"capacity: kept {directory}", file=sys.stderr)
         else:
             shutil.rmtree(directory, ignore_errors=True)
+    figures["loop_ms_after"] = yardstick_ms()
     figures.update(fit_figures(points))
     top = counts[-1]
     figures["players_per_core"] = figures[f"players_per_core_{top}"]

@@ -90,7 +90,7 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _common import parser, percentile, report  # noqa: E402
+from _common import bare_loop, parser, percentile, report  # noqa: E402
 from twisted.internet import task  # noqa: E402
 
 from mmo.bot.geometry import World, lanes  # noqa: E402
@@ -539,14 +539,7 @@ def run_size(
     visible = sum(len(v) for v in sim.aoi.known.values()) / max(1, len(sim.aoi.known))
 
     # The yardstick: the same number of entities moved by a bare loop.
-    positions = [[rng.random() * 1000, rng.random() * 1000, 0.3, 0.4] for _ in range(size)]
-    baseline = []
-    for _ in range(len(durations)):
-        started = time.perf_counter()
-        for p in positions:
-            p[0] += p[2] * interval
-            p[1] += p[3] * interval
-        baseline.append(time.perf_counter() - started)
+    baseline = bare_loop(size, len(durations), rng, interval)
 
     measured = len(durations)
     p50 = percentile(durations, 0.50) * 1000

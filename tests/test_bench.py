@@ -418,6 +418,17 @@ class CapacityFitTests(unittest.TestCase):
         subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
         self.assertEqual(os.listdir(directory), [f"{child.pid}.json"])
 
+    def test_yardstick(self):
+        """The bare loop's passes, each timed; the yardstick their median, in milliseconds."""
+        import random
+
+        common = load_bench("_common")
+        passes = common.bare_loop(500, 7, random.Random(1), 0.05)
+        self.assertEqual(len(passes), 7)
+        self.assertTrue(all(seconds > 0 for seconds in passes))
+        self.patch(self.capacity, "LOOP_PASSES", 3)
+        self.assertGreater(self.capacity.yardstick_ms(), 0.0)
+
     def test_call_figures(self):
         """Each kind's entry points over a window: per player-second, per call, per second."""
         spent = {
