@@ -1031,15 +1031,17 @@ class ReadRepliesTests(GatewayTestCase):
         )
 
     def test_a_large_read_sent_in_parts(self):
-        """What a read gathers is sent whenever it passes GATHERED_MOST bytes."""
+        """What a read gathers is sent every GATHERED_MOST frames, the rest at its end."""
         protocol = self.connect_now()
-        protocol.dataReceived(b"".join(codec.frame({"t": "ping", "id": i}) for i in range(20000)))
+        count = 3 * GATHERED_MOST + 5
+        protocol.dataReceived(b"".join(codec.frame({"t": "ping", "id": i}) for i in range(count)))
         writes = protocol.transport.writes
-        self.assertGreater(len(writes), 2)
-        for how, data in writes:
-            self.assertEqual(how, "now")
-            self.assertLess(len(data), GATHERED_MOST + 100)
-        self.assertEqual([m["id"] for m in self.received(protocol)], list(range(20000)))
+        self.assertEqual([how for how, _ in writes], ["now"] * 4)
+        self.assertEqual(
+            [len(support.decode_frames(data)) for _, data in writes],
+            [GATHERED_MOST] * 3 + [5],
+        )
+        self.assertEqual([m["id"] for m in self.received(protocol)], list(range(count)))
 
     def test_frames_written_at_once_come_after_earlier_replies(self):
         """A frame written at once during the read goes after the replies made before it."""

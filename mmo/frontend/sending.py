@@ -11,9 +11,9 @@ from __future__ import annotations
 from mmo.wire import codec, codes
 from mmo.wire.codes import WireError
 
-#: The most bytes of frames a read's handling gathers before sending them
-#: (as Twisted's TLS transport gathers a turn's writes).
-GATHERED_MOST = 64_000
+#: The most frames a read's handling gathers before sending them: a read
+#: of many requests is answered in parts, each in one write.
+GATHERED_MOST = 64
 
 # Connection states.
 HANDSHAKE = "handshake"
@@ -77,7 +77,7 @@ class FrameSending:
     #: While a read of the connection is handled (L{gatherFrames} to
     #: L{sendGathered}): the frames it made so far, to leave in one write
     #: at its end.  C{None} otherwise.
-    _gathered: bytearray | None = None
+    _gathered: list[bytes] | None = None
 
     def gatherFrames(self) -> bool:
         """
@@ -86,26 +86,28 @@ class FrameSending:
         requests (every player's inputs are answered as they are read), in
         one TLS record and one C{send()}, without the reactor's end-of-turn
         gathering (a delayed call per connection per turn, and the write's
-        generic path).  Past L{GATHERED_MOST} bytes what is gathered is sent
-        and gathering goes on; while the client is behind (the backlog
+        generic path).  Every L{GATHERED_MOST} frames what is gathered is
+        sent and gathering goes on; while the client is behind (the backlog
         counting), each frame is written and counted as it is made, as
         always.  Whether it began: C{False} while already gathering.
         """
         if self._gathered is not None:
             return False
-        self._gathered = bytearray()
+        self._gathered = []
         return True
 
     def sendGathered(self) -> None:
         """Send what was gathered since L{gatherFrames}, and stop gathering."""
-        self.flushGathered()
+        gathered = self._gathered
         self._gathered = None
+        if gathered:
+            self.sendFramesNow(gathered[0] if len(gathered) == 1 else b"".join(gathered))
 
     def flushGathered(self) -> None:
         """Send what was gathered so far now (before a close), and go on gathering."""
         gathered = self._gathered
         if gathered:
-            frames = bytes(gathered)
+            frames = gathered[0] if len(gathered) == 1 else b"".join(gathered)
             gathered.clear()
             self.sendFramesNow(frames)
 
@@ -114,8 +116,8 @@ class FrameSending:
         gathered = self._gathered
         if not gathered:
             return frames
-        gathered += frames
-        frames = bytes(gathered)
+        gathered.append(frames)
+        frames = b"".join(gathered)
         gathered.clear()
         return frames
 
@@ -129,7 +131,7 @@ class FrameSending:
         if gathered is not None:
             backlog = self.backlog
             if backlog is None or not backlog.paused:
-                gathered += frame
+                gathered.append(frame)
                 if len(gathered) >= GATHERED_MOST:
                     self.flushGathered()
                 return
@@ -153,7 +155,8 @@ class FrameSending:
         transport that cannot write at once (WebSocket's, a test's) is
         written as by L{sendFrame}.
         """
-        frames = self._afterGathered(frames)
+        if self._gathered:
+            frames = self._afterGathered(frames)
         transport = self.transport
         backlog = self.backlog
         # Counted as sendFrame counts: while the transport was already full
@@ -177,7 +180,8 @@ class FrameSending:
         counting (a write it counts is made now, counted as it is made).
         Whether they were queued.
         """
-        frames = self._afterGathered(frames)
+        if self._gathered:
+            frames = self._afterGathered(frames)
         backlog = self.backlog
         if (backlog is None or not backlog.paused) and writes.add(self.transport, frames, tag):
             return True
