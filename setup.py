@@ -60,6 +60,8 @@ setup(
         "cryptography>=42.0.0",
         "service-identity>=24.1.0",
         "txredisapi>=1.4.10",
+        # txredisapi's reply parser in C, which it takes when installed.
+        "hiredis>=3.0",
         "msgpack>=1.0.8",
         "argon2-cffi>=23.1.0",
         "autobahn>=23.1.0",

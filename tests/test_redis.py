@@ -51,6 +51,20 @@ kind = "zone"
 """
 
 
+class ReaderTests(unittest.TestCase):
+    def test_replies_parsed_by_hiredis(self):
+        """
+        The connections parse replies with hiredis's reader, not the
+        pure-Python one that goes round a reactor turn per bulk reply.
+        """
+        import txredisapi
+
+        from mmo import redis
+
+        self.assertTrue(issubclass(redis._Protocol, txredisapi.HiredisProtocol))
+        self.assertTrue(issubclass(redis._MasterProtocol, txredisapi.HiredisProtocol))
+
+
 class LocalRedisTests(unittest.TestCase):
     """The defaults of the Redis a manager runs: the deployment's password, TLS and CA."""
 

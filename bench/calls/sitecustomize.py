@@ -36,7 +36,7 @@ ENTRIES = (
     ("rpc_boxes", "mmo.rpc.service", "RPCProtocol.ampBoxReceived"),
     ("zone_streams", "mmo.zone.streams", "StreamedLinkFactory.heard"),
     ("push_writes", "mmo.compat", "RecordWrites.send"),
-    ("redis_reads", "txredisapi", "LineReceiver.dataReceived"),
+    ("redis_reads", "txredisapi", "RedisProtocol.dataReceived"),
     ("presence", "mmo.gateway.presence", "Presence.refresh"),
     ("ticks", "mmo.zone.service", "ZoneService.tick"),
     ("publications", "mmo.zone.publication", "Publication.run"),
