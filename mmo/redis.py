@@ -40,6 +40,8 @@ from twisted.internet.error import ConnectingCancelledError, ConnectionDone
 from twisted.internet.interfaces import IStreamClientEndpoint
 from zope.interface import implementer
 
+from mmo.compat import PackedCommands
+
 
 class RedisConnectError(Exception):
     """No usable connection to Redis could be made; the message says why."""
@@ -319,7 +321,7 @@ class _RecordingProtocolMixin:
         super().connectionLost(why)
 
 
-class _Protocol(_RecordingProtocolMixin, txredisapi.RedisProtocol):
+class _Protocol(PackedCommands, _RecordingProtocolMixin, txredisapi.RedisProtocol):
     def connectionMade(self):
         if not self.factory.endpoint.tls:
             return super().connectionMade()
@@ -334,7 +336,7 @@ class _Protocol(_RecordingProtocolMixin, txredisapi.RedisProtocol):
         return self.execute_command("PING").addBoth(answered)
 
 
-class _MasterProtocol(_RecordingProtocolMixin, txredisapi.SentinelRedisProtocol):
+class _MasterProtocol(PackedCommands, _RecordingProtocolMixin, txredisapi.SentinelRedisProtocol):
     """
     txredisapi's check that the server Sentinel named is the master, also
     with C{charset=None} (where the role comes back as bytes), telling the

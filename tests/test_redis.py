@@ -65,6 +65,58 @@ class ReaderTests(unittest.TestCase):
         self.assertTrue(issubclass(redis._MasterProtocol, txredisapi.HiredisProtocol))
 
 
+class PackedCommandsTests(unittest.TestCase):
+    """Commands packed by hiredis (L{mmo.compat.PackedCommands}), as txredisapi packs them."""
+
+    ARGUMENTS = [
+        ("PING",),
+        ("SET", "key", b"\x00\xffbytes", "EX", 30),
+        ("HSET", "k", "name", "Zoë 🗡", "level", -7, "hp", 12.5, "alive", True),
+        ("ZADD", "k", 1765161234.123456789, "member", 2**70, bytearray(b"ba")),
+        ("EVALSHA", "ab" * 20, 2, "k1", "k2", *[b"d" * 300] * 30, *range(30)),
+    ]
+
+    def protocols(self, charset="utf-8", errors="strict"):
+        import txredisapi
+
+        from mmo import redis
+
+        return (
+            redis._Protocol(charset=charset, errors=errors),
+            txredisapi.BaseRedisProtocol(charset=charset, errors=errors),
+        )
+
+    def test_same_bytes(self):
+        from mmo import compat
+
+        packed = []
+        pack = compat._pack_command
+
+        def counted(arguments):
+            packed.append(arguments)
+            return pack(arguments)
+
+        self.patch(compat, "_pack_command", counted)
+        for charset in ("utf-8", None):
+            ours, theirs = self.protocols(charset)
+            for arguments in self.ARGUMENTS:
+                self.assertEqual(ours._build_command(*arguments), theirs._build_command(*arguments))
+        # Every one of them packed by hiredis.
+        self.assertEqual(len(packed), 2 * len(self.ARGUMENTS))
+
+    def test_other_charsets_as_txredisapi(self):
+        ours, theirs = self.protocols("latin-1")
+        arguments = ("SET", "k", "café")
+        self.assertEqual(ours._build_command(*arguments), theirs._build_command(*arguments))
+        self.assertTrue(ours._build_command(*arguments).endswith(b"\r\ncaf\xe9\r\n"))
+
+    def test_not_utf8_raises_as_txredisapi(self):
+        import txredisapi
+
+        ours, _ = self.protocols()
+        self.assertRaises(txredisapi.InvalidData, ours._build_command, "SET", "k", "\udc80")
+
+
 class LocalRedisTests(unittest.TestCase):
     """The defaults of the Redis a manager runs: the deployment's password, TLS and CA."""
 
