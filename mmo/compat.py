@@ -45,6 +45,8 @@ except ImportError:
 #: are encoded by txredisapi first (a float as it formats one, a bool as
 #: its name).
 _PACKED_AS_IS = frozenset({bytes, str, int})
+#: The charsets txredisapi encodes strings with as UTF-8 (None: C{str.encode()}).
+_UTF8 = frozenset({None, "utf-8", "utf8", "UTF-8"})
 
 
 class PackedCommands:
@@ -75,10 +77,6 @@ class PackedCommands:
             )
         except UnicodeEncodeError:
             return super()._build_command(*args, **kwargs)
-
-
-#: The charsets txredisapi encodes strings with as UTF-8 (None: C{str.encode()}).
-_UTF8 = frozenset({None, "utf-8", "utf8", "UTF-8"})
 
 
 class MessageTooBigHook:

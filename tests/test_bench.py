@@ -426,8 +426,16 @@ class CapacityFitTests(unittest.TestCase):
         passes = common.bare_loop(500, 7, random.Random(1), 0.05)
         self.assertEqual(len(passes), 7)
         self.assertTrue(all(seconds > 0 for seconds in passes))
-        self.patch(self.capacity, "LOOP_PASSES", 3)
-        self.assertGreater(self.capacity.yardstick_ms(), 0.0)
+        # The yardstick: the median pass of LOOP_PASSES over LOOP_ENTITIES, in ms.
+        asked = []
+
+        def timed(size, runs, rng, step):
+            asked.append((size, runs))
+            return [0.004, 0.001, 0.003, 0.002, 0.005]
+
+        self.patch(self.capacity, "bare_loop", timed)
+        self.assertAlmostEqual(self.capacity.yardstick_ms(), 3.0)
+        self.assertEqual(asked, [(self.capacity.LOOP_ENTITIES, self.capacity.LOOP_PASSES)])
 
     def test_call_figures(self):
         """Each kind's entry points over a window: per player-second, per call, per second."""

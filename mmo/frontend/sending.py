@@ -98,28 +98,22 @@ class FrameSending:
 
     def sendGathered(self) -> None:
         """Send what was gathered since L{gatherFrames}, and stop gathering."""
-        gathered = self._gathered
+        self.flushGathered()
         self._gathered = None
-        if gathered:
-            self.sendFramesNow(gathered[0] if len(gathered) == 1 else b"".join(gathered))
 
     def flushGathered(self) -> None:
         """Send what was gathered so far now (before a close), and go on gathering."""
-        gathered = self._gathered
-        if gathered:
-            frames = gathered[0] if len(gathered) == 1 else b"".join(gathered)
-            gathered.clear()
-            self.sendFramesNow(frames)
+        if self._gathered:
+            self.sendFramesNow(self._takeGathered())
 
-    def _afterGathered(self, frames: bytes) -> bytes:
-        """C{frames}, after what was gathered (which is then sent with them)."""
+    def _takeGathered(self, frames: bytes = b"") -> bytes:
+        """What was gathered, then C{frames}, in one string; nothing is left gathered."""
         gathered = self._gathered
-        if not gathered:
-            return frames
-        gathered.append(frames)
-        frames = b"".join(gathered)
+        if frames:
+            gathered.append(frames)
+        taken = gathered[0] if len(gathered) == 1 else b"".join(gathered)
         gathered.clear()
-        return frames
+        return taken
 
     def sendFrame(self, frame: bytes) -> None:
         """
@@ -156,7 +150,7 @@ class FrameSending:
         written as by L{sendFrame}.
         """
         if self._gathered:
-            frames = self._afterGathered(frames)
+            frames = self._takeGathered(frames)
         transport = self.transport
         backlog = self.backlog
         # Counted as sendFrame counts: while the transport was already full
@@ -181,7 +175,7 @@ class FrameSending:
         Whether they were queued.
         """
         if self._gathered:
-            frames = self._afterGathered(frames)
+            frames = self._takeGathered(frames)
         backlog = self.backlog
         if (backlog is None or not backlog.paused) and writes.add(self.transport, frames, tag):
             return True
